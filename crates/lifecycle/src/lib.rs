@@ -1,0 +1,2 @@
+//! hostmux-lifecycle: not implemented yet (see the open issue for this crate).
+#![forbid(unsafe_code)]

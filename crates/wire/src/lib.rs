@@ -1,0 +1,2 @@
+//! hostmux-wire: not implemented yet (see the open issue for this crate).
+#![forbid(unsafe_code)]

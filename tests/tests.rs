@@ -1,0 +1,3 @@
+//! All of hostmux's integration tests, built into one test binary.
+
+mod cli;
