@@ -1,0 +1,404 @@
+//! Control-plane payloads: requests to the host's service proc and its
+//! responses.
+//!
+//! They travel as rkyv-archived payloads of `ControlRequest` and
+//! `ControlResponse` frames. Only the service proc and control clients decode
+//! them; the data path never looks inside. They are rare, so decoding them
+//! deserialises into owned values (and allocates).
+
+use rkyv::api::high::{HighDeserializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::frame::FRAME_ALIGN;
+use crate::{validate_name, Limits, WireError};
+
+/// One environment variable for a spawned proc.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    /// Variable name: non-empty, no `=` or NUL.
+    pub key: String,
+    /// Value: no NUL.
+    pub value: String,
+}
+
+/// Everything needed to spawn a proc.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SpawnRequest {
+    /// The proc's name; must be unique on the host.
+    pub name: String,
+    /// Program to execute (path or name looked up in `PATH`); no NUL.
+    pub program: String,
+    /// Arguments after the program name; no NUL.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<EnvVar>,
+    /// Inbound ring size in bytes; 0 picks the host's default.
+    pub inbound_ring_bytes: u32,
+    /// Outbound ring size in bytes; 0 picks the host's default.
+    pub outbound_ring_bytes: u32,
+    /// How long the proc may take to report ready; 0 waits forever.
+    pub ready_timeout_ms: u64,
+}
+
+/// A request to the host's service proc.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// Spawn a proc.
+    Spawn(SpawnRequest),
+    /// Stop a proc politely, then SIGKILL it after `timeout_ms`.
+    Terminate {
+        /// The proc.
+        name: String,
+        /// Grace period before SIGKILL.
+        timeout_ms: u64,
+    },
+    /// SIGKILL a proc's process group now.
+    Kill {
+        /// The proc.
+        name: String,
+    },
+    /// List every proc.
+    List,
+    /// Counters of one proc, or of all procs when `name` is `None`.
+    Stats {
+        /// The proc, or all.
+        name: Option<String>,
+    },
+    /// Terminate every proc under one deadline.
+    TerminateAll {
+        /// Grace period before SIGKILL.
+        timeout_ms: u64,
+    },
+}
+
+/// Where a proc is in its life.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ProcState {
+    /// Spawned, not ready yet.
+    Starting,
+    /// Ready and receiving frames.
+    Ready,
+    /// Being stopped.
+    Terminating,
+    /// Exited with this code.
+    Exited {
+        /// The exit code.
+        code: i32,
+    },
+    /// Killed by a signal.
+    Signaled {
+        /// The signal number.
+        signal: i32,
+        /// Whether it dumped core.
+        core_dumped: bool,
+    },
+    /// Could not be started or supervised.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Per-proc traffic counters.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcCounters {
+    /// Frames written into the proc's inbound ring.
+    pub frames_in: u64,
+    /// Frames drained from its outbound ring.
+    pub frames_out: u64,
+    /// Bytes written into its inbound ring.
+    pub bytes_in: u64,
+    /// Bytes drained from its outbound ring.
+    pub bytes_out: u64,
+    /// Frames addressed to it that were returned as undeliverable.
+    pub returned: u64,
+    /// Bytes currently used in its inbound ring.
+    pub inbound_used: u64,
+    /// Size of its inbound ring in bytes.
+    pub inbound_capacity: u64,
+}
+
+/// One line of `hostmux ps`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// The proc's name.
+    pub name: String,
+    /// Its OS process id (0 if it has none yet).
+    pub pid: u32,
+    /// Its state.
+    pub state: ProcState,
+    /// Milliseconds since it was spawned.
+    pub uptime_ms: u64,
+    /// Its counters.
+    pub counters: ProcCounters,
+}
+
+/// The outcome of a bulk terminate: `attempted = ok + failed`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TerminateSummary {
+    /// Procs the host tried to stop.
+    pub attempted: u32,
+    /// Procs that reached a terminal status.
+    pub ok: u32,
+    /// Procs that could not be confirmed stopped.
+    pub failed: u32,
+}
+
+/// Categories of control errors.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlErrorKind {
+    /// No proc of that name.
+    NoSuchProc,
+    /// A proc of that name already exists.
+    DuplicateName,
+    /// The request failed validation.
+    InvalidRequest,
+    /// Spawning failed (exec error, exited before ready, ready timeout).
+    SpawnFailed,
+    /// The caller may not use the control plane.
+    Unauthorized,
+    /// Anything else.
+    Internal,
+}
+
+/// The service proc's answer to a [`ControlRequest`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ControlResponse {
+    /// The proc was spawned and is ready.
+    Spawned {
+        /// The proc.
+        name: String,
+        /// Its OS process id.
+        pid: u32,
+    },
+    /// The proc stopped (answer to `Terminate` and `Kill`).
+    Stopped {
+        /// The proc.
+        name: String,
+        /// Its terminal state.
+        state: ProcState,
+    },
+    /// Answer to `List` and `Stats`.
+    Procs(Vec<ProcInfo>),
+    /// Answer to `TerminateAll`.
+    TerminatedAll(TerminateSummary),
+    /// The request failed.
+    Error {
+        /// The category.
+        kind: ControlErrorKind,
+        /// A human-readable explanation.
+        message: String,
+    },
+}
+
+fn invalid(what: &'static str, reason: impl Into<String>) -> WireError {
+    WireError::InvalidPayload {
+        what,
+        reason: reason.into(),
+    }
+}
+
+fn to_bytes<T>(value: &T, what: &'static str) -> Result<AlignedVec<FRAME_ALIGN>, WireError>
+where
+    T: for<'a> Serialize<rkyv::api::high::HighSerializer<AlignedVec<FRAME_ALIGN>, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>>,
+{
+    rkyv::api::high::to_bytes_in(value, AlignedVec::<FRAME_ALIGN>::new())
+        .map_err(|e| invalid(what, e.to_string()))
+}
+
+/// Validates (bytecheck) and deserialises an archived payload. Copies it to
+/// an aligned buffer first if `payload` is not 16-byte aligned.
+fn from_bytes<T>(payload: &[u8], what: &'static str) -> Result<T, WireError>
+where
+    T: Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+        + Deserialize<T, HighDeserializer<rancor::Error>>,
+{
+    let decode = |bytes: &[u8]| {
+        rkyv::from_bytes::<T, rancor::Error>(bytes).map_err(|e| invalid(what, e.to_string()))
+    };
+    if payload.as_ptr() as usize % FRAME_ALIGN == 0 {
+        decode(payload)
+    } else {
+        let mut aligned = AlignedVec::<FRAME_ALIGN>::with_capacity(payload.len());
+        aligned.extend_from_slice(payload);
+        decode(&aligned)
+    }
+}
+
+fn check_name(what: &'static str, name: &str, limits: &Limits) -> Result<(), WireError> {
+    validate_name(name.as_bytes(), limits.max_name_len).map_err(|e| invalid(what, e.to_string()))
+}
+
+fn check_no_nul(what: &'static str, field: &str, text: &str) -> Result<(), WireError> {
+    if text.contains('\0') {
+        return Err(invalid(what, format!("{field} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+impl ControlRequest {
+    /// The archived payload bytes.
+    pub fn to_bytes(&self) -> Result<AlignedVec<FRAME_ALIGN>, WireError> {
+        to_bytes(self, "control request")
+    }
+
+    /// Validates and decodes a request payload: bytecheck, then names against
+    /// `limits`, and no NUL bytes in program, arguments or environment.
+    pub fn decode(payload: &[u8], limits: &Limits) -> Result<Self, WireError> {
+        const WHAT: &str = "control request";
+        let request: ControlRequest = from_bytes(payload, WHAT)?;
+        match &request {
+            ControlRequest::Spawn(spawn) => {
+                check_name(WHAT, &spawn.name, limits)?;
+                if spawn.program.is_empty() {
+                    return Err(invalid(WHAT, "spawn program is empty"));
+                }
+                check_no_nul(WHAT, "program", &spawn.program)?;
+                for arg in &spawn.args {
+                    check_no_nul(WHAT, "argument", arg)?;
+                }
+                for var in &spawn.env {
+                    if var.key.is_empty() || var.key.contains('=') {
+                        return Err(invalid(WHAT, "environment key is empty or contains '='"));
+                    }
+                    check_no_nul(WHAT, "environment key", &var.key)?;
+                    check_no_nul(WHAT, "environment value", &var.value)?;
+                }
+            }
+            ControlRequest::Terminate { name, .. } | ControlRequest::Kill { name } => {
+                check_name(WHAT, name, limits)?;
+            }
+            ControlRequest::Stats { name: Some(name) } => check_name(WHAT, name, limits)?,
+            ControlRequest::List
+            | ControlRequest::Stats { name: None }
+            | ControlRequest::TerminateAll { .. } => {}
+        }
+        Ok(request)
+    }
+}
+
+impl ControlResponse {
+    /// The archived payload bytes.
+    pub fn to_bytes(&self) -> Result<AlignedVec<FRAME_ALIGN>, WireError> {
+        to_bytes(self, "control response")
+    }
+
+    /// Validates (bytecheck) and decodes a response payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        from_bytes(payload, "control response")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn() -> ControlRequest {
+        ControlRequest::Spawn(SpawnRequest {
+            name: "echo".into(),
+            program: "/bin/echo".into(),
+            args: vec!["hi".into(), "there".into()],
+            env: vec![EnvVar {
+                key: "RUST_LOG".into(),
+                value: "debug".into(),
+            }],
+            inbound_ring_bytes: 1 << 20,
+            outbound_ring_bytes: 0,
+            ready_timeout_ms: 5000,
+        })
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        let limits = Limits::default();
+        for request in [
+            spawn(),
+            ControlRequest::Terminate {
+                name: "a".into(),
+                timeout_ms: 10,
+            },
+            ControlRequest::Kill { name: "b".into() },
+            ControlRequest::List,
+            ControlRequest::Stats { name: None },
+            ControlRequest::Stats {
+                name: Some("c".into()),
+            },
+            ControlRequest::TerminateAll { timeout_ms: 1 },
+        ] {
+            let bytes = request.to_bytes().unwrap();
+            assert_eq!(ControlRequest::decode(&bytes, &limits).unwrap(), request);
+        }
+    }
+
+    #[test]
+    fn every_response_round_trips() {
+        let info = ProcInfo {
+            name: "echo".into(),
+            pid: 42,
+            state: ProcState::Signaled {
+                signal: 9,
+                core_dumped: false,
+            },
+            uptime_ms: 1234,
+            counters: ProcCounters {
+                frames_in: 1,
+                returned: 2,
+                ..Default::default()
+            },
+        };
+        for response in [
+            ControlResponse::Spawned {
+                name: "a".into(),
+                pid: 7,
+            },
+            ControlResponse::Stopped {
+                name: "a".into(),
+                state: ProcState::Exited { code: 3 },
+            },
+            ControlResponse::Procs(vec![info.clone(), info]),
+            ControlResponse::TerminatedAll(TerminateSummary {
+                attempted: 3,
+                ok: 2,
+                failed: 1,
+            }),
+            ControlResponse::Error {
+                kind: ControlErrorKind::DuplicateName,
+                message: "proc echo exists".into(),
+            },
+        ] {
+            let bytes = response.to_bytes().unwrap();
+            assert_eq!(ControlResponse::decode(&bytes).unwrap(), response);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_names_nuls_and_garbage() {
+        let limits = Limits::default();
+        let bad = ControlRequest::Kill {
+            name: "no/slash".into(),
+        };
+        let err = ControlRequest::decode(&bad.to_bytes().unwrap(), &limits).unwrap_err();
+        assert!(matches!(err, WireError::InvalidPayload { .. }), "{err}");
+        let ControlRequest::Spawn(mut request) = spawn() else {
+            unreachable!()
+        };
+        request.args.push("a\0b".into());
+        let bytes = ControlRequest::Spawn(request).to_bytes().unwrap();
+        assert!(ControlRequest::decode(&bytes, &limits).is_err());
+        assert!(ControlRequest::decode(&[0xff; 24], &limits).is_err());
+        assert!(ControlResponse::decode(&[0xff; 3]).is_err());
+    }
+
+    #[test]
+    fn decodes_from_an_unaligned_slice() {
+        let bytes = spawn().to_bytes().unwrap();
+        let mut shifted = vec![0u8; bytes.len() + 1];
+        shifted[1..].copy_from_slice(&bytes);
+        let decoded = ControlRequest::decode(&shifted[1..], &Limits::default()).unwrap();
+        assert_eq!(decoded, spawn());
+    }
+}

@@ -1,0 +1,393 @@
+//! The frame: 16-byte prefix, archived routing header, payload, padding.
+//!
+//! ```text
+//! offset 0                16               16+H'             16+H'+P'
+//!        | prefix (16 B)  | header (H B)+pad | payload (P B)+pad |
+//! H' = H rounded up to 16, P' = P rounded up to 16, frame_len = 16 + H' + P'
+//! ```
+//!
+//! Every frame is a multiple of 16 bytes long and its header and payload start
+//! at 16-byte offsets, so in any buffer whose start is 16-byte aligned every
+//! frame, header and payload is 16-byte aligned too.
+
+use std::ops::Range;
+
+use crate::header::{check_header, ArchivedRoutingHeader, FrameHeader, Sender};
+use crate::{Flags, FrameKind, Limits, WireError};
+
+/// Length of the fixed frame prefix.
+pub const PREFIX_LEN: usize = 16;
+/// Alignment of frames, headers and payloads, and granularity of frame lengths.
+pub const FRAME_ALIGN: usize = 16;
+/// The two magic bytes at prefix offset 12 (`"hm"`).
+pub const MAGIC: [u8; 2] = *b"hm";
+/// The protocol version at prefix offset 14.
+pub const VERSION: u8 = 1;
+
+const fn align16(n: usize) -> usize {
+    (n + FRAME_ALIGN - 1) & !(FRAME_ALIGN - 1)
+}
+
+/// The decoded 16-byte frame prefix.
+///
+/// Layout (all integers little-endian): `frame_len: u32` at 0, `header_len:
+/// u32` at 4, `payload_len: u32` at 8, magic `b"hm"` at 12, version `1` at 14,
+/// a reserved zero byte at 15.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePrefix {
+    header_len: u32,
+    payload_len: u32,
+}
+
+impl FramePrefix {
+    /// Parses and checks a prefix against `limits`. Needs at least 16 bytes;
+    /// reads only the first 16. This is the check that happens before the
+    /// decoder buffers the rest of a frame.
+    pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Self, WireError> {
+        let Some(prefix) = bytes.first_chunk::<PREFIX_LEN>() else {
+            return Err(WireError::Truncated {
+                needed: PREFIX_LEN,
+                available: bytes.len(),
+            });
+        };
+        let word = |at: usize| u32::from_le_bytes([prefix[at], prefix[at + 1], prefix[at + 2], prefix[at + 3]]);
+        let (frame_len, header_len, payload_len) = (word(0), word(4), word(8));
+        if prefix[12..14] != MAGIC {
+            return Err(WireError::MalformedPrefix {
+                reason: "magic bytes are not \"hm\"",
+            });
+        }
+        if prefix[14] != VERSION {
+            return Err(WireError::MalformedPrefix {
+                reason: "unsupported protocol version",
+            });
+        }
+        if prefix[15] != 0 {
+            return Err(WireError::MalformedPrefix {
+                reason: "reserved byte is not zero",
+            });
+        }
+        let max_frame = limits.max_frame_len.min(u32::MAX as usize);
+        if frame_len as usize > max_frame {
+            return Err(WireError::FrameTooLong {
+                len: frame_len as usize,
+                max: max_frame,
+            });
+        }
+        if frame_len as usize % FRAME_ALIGN != 0 {
+            return Err(WireError::Misaligned {
+                what: "frame length",
+                value: frame_len as usize,
+                align: FRAME_ALIGN,
+            });
+        }
+        if header_len as usize > limits.max_header_len {
+            return Err(WireError::HeaderTooLong {
+                len: header_len as usize,
+                max: limits.max_header_len,
+            });
+        }
+        if header_len as usize % crate::HEADER_ALIGN != 0 {
+            return Err(WireError::Misaligned {
+                what: "header length",
+                value: header_len as usize,
+                align: crate::HEADER_ALIGN,
+            });
+        }
+        let this = Self {
+            header_len,
+            payload_len,
+        };
+        // u64 arithmetic: both lengths may be near u32::MAX.
+        let implied = PREFIX_LEN as u64
+            + align16(header_len as usize) as u64
+            + (payload_len as u64).next_multiple_of(FRAME_ALIGN as u64);
+        if implied != u64::from(frame_len) {
+            return Err(WireError::MalformedPrefix {
+                reason: "frame length disagrees with header and payload lengths",
+            });
+        }
+        Ok(this)
+    }
+
+    /// The prefix for a frame with these lengths, checked against `limits`.
+    pub fn for_lengths(
+        header_len: usize,
+        payload_len: usize,
+        limits: &Limits,
+    ) -> Result<Self, WireError> {
+        if header_len > limits.max_header_len {
+            return Err(WireError::HeaderTooLong {
+                len: header_len,
+                max: limits.max_header_len,
+            });
+        }
+        let max_frame = limits.max_frame_len.min(u32::MAX as usize);
+        let frame_len = PREFIX_LEN
+            .saturating_add(align16(header_len))
+            .saturating_add(payload_len.saturating_add(FRAME_ALIGN - 1) & !(FRAME_ALIGN - 1));
+        if frame_len > max_frame {
+            return Err(WireError::FrameTooLong {
+                len: frame_len,
+                max: max_frame,
+            });
+        }
+        Ok(Self {
+            header_len: header_len as u32,
+            payload_len: payload_len as u32,
+        })
+    }
+
+    /// Total frame length: prefix, header, payload and padding.
+    pub fn frame_len(&self) -> usize {
+        PREFIX_LEN + align16(self.header_len as usize) + align16(self.payload_len as usize)
+    }
+
+    /// Length of the archived header (without padding).
+    pub fn header_len(&self) -> usize {
+        self.header_len as usize
+    }
+
+    /// Length of the payload (without padding).
+    pub fn payload_len(&self) -> usize {
+        self.payload_len as usize
+    }
+
+    /// Offset of the payload from the start of the frame (a multiple of 16).
+    pub fn payload_offset(&self) -> usize {
+        PREFIX_LEN + align16(self.header_len as usize)
+    }
+
+    /// Byte range of the payload within the frame.
+    pub fn payload_range(&self) -> Range<usize> {
+        self.payload_offset()..self.payload_offset() + self.payload_len()
+    }
+
+    /// The 16 prefix bytes.
+    pub fn to_bytes(&self) -> [u8; PREFIX_LEN] {
+        let mut out = [0; PREFIX_LEN];
+        out[0..4].copy_from_slice(&(self.frame_len() as u32).to_le_bytes());
+        out[4..8].copy_from_slice(&self.header_len.to_le_bytes());
+        out[8..12].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[12..14].copy_from_slice(&MAGIC);
+        out[14] = VERSION;
+        out
+    }
+}
+
+/// The exact encoded length of a frame with this header and payload length.
+pub fn encoded_len(header: &FrameHeader<'_>, payload_len: usize) -> usize {
+    PREFIX_LEN + align16(header.archived_len()) + align16(payload_len)
+}
+
+/// Writes the prefix, archived header and all padding of a frame into the
+/// start of `out`, leaving the payload bytes (`prefix.payload_range()`) for the
+/// caller to fill, e.g. straight from a socket. Allocates nothing.
+pub fn encode_frame_head(
+    out: &mut [u8],
+    header: &FrameHeader<'_>,
+    payload_len: usize,
+    limits: &Limits,
+) -> Result<FramePrefix, WireError> {
+    header.validate(limits)?;
+    let header_len = header.archived_len();
+    let prefix = FramePrefix::for_lengths(header_len, payload_len, limits)?;
+    let frame_len = prefix.frame_len();
+    let Some(out) = out.get_mut(..frame_len) else {
+        return Err(WireError::BufferTooSmall {
+            needed: frame_len,
+            available: out.len(),
+        });
+    };
+    out[..PREFIX_LEN].copy_from_slice(&prefix.to_bytes());
+    header.write_archived(&mut out[PREFIX_LEN..PREFIX_LEN + header_len])?;
+    out[PREFIX_LEN + header_len..prefix.payload_offset()].fill(0);
+    out[prefix.payload_range().end..].fill(0);
+    Ok(prefix)
+}
+
+/// Encodes a whole frame into the start of `out` and returns its length.
+/// Allocates nothing.
+pub fn encode_frame(
+    out: &mut [u8],
+    header: &FrameHeader<'_>,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<usize, WireError> {
+    let prefix = encode_frame_head(out, header, payload.len(), limits)?;
+    out[prefix.payload_range()].copy_from_slice(payload);
+    Ok(prefix.frame_len())
+}
+
+/// Appends a whole frame to `out` and returns its byte range there. Allocates
+/// only when `out` must grow; reuse the vector to encode without allocating.
+/// Frame boundaries stay at multiples of 16 from the vector's start if they
+/// were before.
+pub fn encode_frame_to_vec(
+    out: &mut Vec<u8>,
+    header: &FrameHeader<'_>,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<Range<usize>, WireError> {
+    let start = out.len();
+    let frame_len = encoded_len(header, payload.len());
+    // Check limits first so a hostile length never reaches `resize`.
+    header.validate(limits)?;
+    FramePrefix::for_lengths(header.archived_len(), payload.len(), limits)?;
+    out.resize(start + frame_len, 0);
+    match encode_frame(&mut out[start..], header, payload, limits) {
+        Ok(len) => Ok(start..start + len),
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// A validated frame borrowed from a buffer: the archived header plus the
+/// payload slice. Nothing is copied or allocated to produce it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameView<'a> {
+    bytes: &'a [u8],
+    header: &'a ArchivedRoutingHeader,
+    prefix: FramePrefix,
+}
+
+impl<'a> FrameView<'a> {
+    /// The whole frame, prefix and padding included: what to copy into a ring
+    /// slot or onto another connection unchanged.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The frame's prefix.
+    pub fn prefix(&self) -> FramePrefix {
+        self.prefix
+    }
+
+    /// The validated archived routing header.
+    pub fn header(&self) -> &'a ArchivedRoutingHeader {
+        self.header
+    }
+
+    /// The header's fields, borrowed.
+    pub fn fields(&self) -> FrameHeader<'a> {
+        self.header.fields()
+    }
+
+    /// The opaque payload (16-byte aligned if the frame is).
+    pub fn payload(&self) -> &'a [u8] {
+        &self.bytes[self.prefix.payload_range()]
+    }
+
+    /// What the frame carries.
+    pub fn kind(&self) -> FrameKind {
+        (&self.header.kind).into()
+    }
+
+    /// The flag bits.
+    pub fn flags(&self) -> Flags {
+        self.fields().flags
+    }
+
+    /// The sender's message id.
+    pub fn message_id(&self) -> u64 {
+        self.header.message_id.to_native()
+    }
+
+    /// The destination proc name, for routing-table lookups.
+    pub fn dest_name(&self) -> &'a str {
+        self.header.dest_name.get()
+    }
+
+    /// The destination proc name as bytes.
+    pub fn dest_name_bytes(&self) -> &'a [u8] {
+        self.header.dest_name.get().as_bytes()
+    }
+
+    /// The port inside the destination proc.
+    pub fn dest_port(&self) -> u32 {
+        self.header.dest_port.to_native()
+    }
+
+    /// The destination host address; empty means the receiving host.
+    pub fn dest_addr(&self) -> &'a str {
+        self.header.dest_addr.get()
+    }
+
+    /// Who sent the frame.
+    pub fn sender(&self) -> Sender<'a> {
+        self.header.fields().sender
+    }
+}
+
+/// Checks alignment of a frame's memory address: the header and payload are
+/// accessed in place, so the frame must start on a 16-byte boundary.
+fn check_address(bytes: &[u8]) -> Result<(), WireError> {
+    let addr = bytes.as_ptr() as usize;
+    if addr % FRAME_ALIGN != 0 {
+        return Err(WireError::Misaligned {
+            what: "frame buffer address",
+            value: addr,
+            align: FRAME_ALIGN,
+        });
+    }
+    Ok(())
+}
+
+/// Validates the frame at the start of `bytes` (length already known to be
+/// at least `prefix.frame_len()`).
+pub(crate) fn view_frame<'a>(
+    bytes: &'a [u8],
+    prefix: FramePrefix,
+    limits: &Limits,
+) -> Result<FrameView<'a>, WireError> {
+    let bytes = &bytes[..prefix.frame_len()];
+    let header_end = PREFIX_LEN + prefix.header_len();
+    let header = check_header(&bytes[PREFIX_LEN..header_end], limits)?;
+    let padding_is_zero = bytes[header_end..prefix.payload_offset()]
+        .iter()
+        .chain(&bytes[prefix.payload_range().end..])
+        .all(|&b| b == 0);
+    if !padding_is_zero {
+        return Err(WireError::InvalidHeader {
+            reason: "frame padding after the header or payload is not zero".to_owned(),
+        });
+    }
+    Ok(FrameView {
+        bytes,
+        header,
+        prefix,
+    })
+}
+
+/// Decodes and validates exactly one frame occupying all of `bytes`, e.g. one
+/// record of a shared-memory ring. `bytes` must start on a 16-byte boundary.
+pub fn decode_frame<'a>(bytes: &'a [u8], limits: &Limits) -> Result<FrameView<'a>, WireError> {
+    let (frame, rest) = split_frame(bytes, limits)?;
+    if !rest.is_empty() {
+        return Err(WireError::TrailingBytes {
+            len: bytes.len(),
+            frame_len: frame.as_bytes().len(),
+        });
+    }
+    Ok(frame)
+}
+
+/// Decodes the first frame of a batch buffer and returns it with the bytes
+/// after it. `bytes` must start on a 16-byte boundary; the rest then does too.
+pub fn split_frame<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> Result<(FrameView<'a>, &'a [u8]), WireError> {
+    check_address(bytes)?;
+    let prefix = FramePrefix::parse(bytes, limits)?;
+    if bytes.len() < prefix.frame_len() {
+        return Err(WireError::Truncated {
+            needed: prefix.frame_len(),
+            available: bytes.len(),
+        });
+    }
+    let frame = view_frame(bytes, prefix, limits)?;
+    Ok((frame, &bytes[prefix.frame_len()..]))
+}

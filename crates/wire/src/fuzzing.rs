@@ -1,0 +1,106 @@
+//! Fuzz entry points, called by the one-line targets in `fuzz/fuzz_targets/`.
+//!
+//! Each takes arbitrary bytes, must never panic on them, and checks an
+//! oracle where one exists: anything the decoder accepts re-encodes to the
+//! very same bytes (the encoding is canonical).
+
+use rkyv::util::AlignedVec;
+
+use crate::frame::FRAME_ALIGN;
+use crate::{encode_frame, ControlRequest, FrameDecoder, Limits};
+
+/// Limits small enough that the fuzzer explores the limit checks.
+fn fuzz_limits() -> Limits {
+    Limits {
+        max_frame_len: 64 * 1024,
+        max_header_len: 512,
+        max_name_len: 64,
+    }
+}
+
+/// The first byte picks a chunk size; the rest is a byte stream fed to a
+/// [`FrameDecoder`] in chunks of that size. Every frame it yields must
+/// re-encode to identical bytes.
+pub fn wire_decode(data: &[u8]) {
+    let Some((&chunk, stream)) = data.split_first() else {
+        return;
+    };
+    let limits = fuzz_limits();
+    let chunk = usize::from(chunk).max(1);
+    let mut decoder = FrameDecoder::with_read_chunk(limits, 64);
+    let mut scratch = vec![0u8; limits.max_frame_len];
+    for piece in stream.chunks(chunk) {
+        decoder.feed(piece);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    let len = encode_frame(&mut scratch, &frame.fields(), frame.payload(), &limits)
+                        .expect("a decoded frame re-encodes");
+                    assert_eq!(&scratch[..len], frame.as_bytes(), "encoding is not canonical");
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    assert!(decoder.is_poisoned());
+                    return;
+                }
+            }
+        }
+    }
+    let _ = decoder.finish();
+}
+
+/// Arbitrary bytes as an archived routing header region. An accepted header
+/// must re-archive to identical bytes.
+pub fn wire_header(data: &[u8]) {
+    let mut aligned = AlignedVec::<FRAME_ALIGN>::with_capacity(data.len());
+    aligned.extend_from_slice(data);
+    if let Ok(header) = crate::header::check_header(&aligned, &fuzz_limits()) {
+        let fields = header.fields();
+        let mut again = vec![0u8; fields.archived_len()];
+        fields
+            .write_archived(&mut again)
+            .expect("a valid header re-archives");
+        assert_eq!(&again[..], &aligned[..], "header encoding is not canonical");
+    }
+}
+
+/// Arbitrary bytes as a control request payload.
+pub fn control_request(data: &[u8]) {
+    if let Ok(request) = ControlRequest::decode(data, &fuzz_limits()) {
+        let bytes = request.to_bytes().expect("a decoded request re-encodes");
+        let again = ControlRequest::decode(&bytes, &fuzz_limits()).expect("and decodes again");
+        assert_eq!(again, request);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FrameHeader;
+
+    fn sample_stream() -> Vec<u8> {
+        let mut stream = vec![7u8]; // chunk size
+        for id in 0..3 {
+            encode_frame_to_vec_for_test(&mut stream, id);
+        }
+        stream
+    }
+
+    fn encode_frame_to_vec_for_test(out: &mut Vec<u8>, id: u64) {
+        crate::encode_frame_to_vec(out, &FrameHeader::data("echo", id), b"payload", &fuzz_limits())
+            .unwrap();
+    }
+
+    #[test]
+    fn entry_points_accept_valid_and_garbage_input() {
+        wire_decode(&sample_stream());
+        wire_decode(&[3, 0xff, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+        wire_decode(&[]);
+        let mut header = vec![0u8; FrameHeader::data("echo", 1).archived_len()];
+        FrameHeader::data("echo", 1).write_archived(&mut header).unwrap();
+        wire_header(&header);
+        wire_header(&[0xAB; 48]);
+        control_request(&ControlRequest::List.to_bytes().unwrap());
+        control_request(&[1, 2, 3]);
+    }
+}

@@ -1,0 +1,127 @@
+//! The payload of `Undeliverable` frames.
+
+use rkyv::rancor::Failure;
+use rkyv::ser::allocator::SubAllocator;
+use rkyv::ser::writer::Buffer;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::{encode_frame, Flags, FrameHeader, FrameKind, Limits, Sender, WireError};
+
+/// Length of an archived [`Undeliverable`] payload.
+pub const UNDELIVERABLE_LEN: usize = 16;
+
+/// Why the host could not deliver a frame.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug, Clone, Copy, PartialEq, Eq))]
+#[repr(u8)]
+pub enum UndeliverableReason {
+    /// No proc of that name on the destination host.
+    NoSuchProc = 0,
+    /// The proc exists but has not reported ready yet.
+    NotReady = 1,
+    /// The proc exited before the frame could be written to its ring.
+    ProcExited = 2,
+    /// The proc's inbound ring stayed full for longer than the host waits.
+    Overloaded = 3,
+    /// The frame is larger than the destination ring accepts.
+    Oversized = 4,
+    /// The frame's header failed validation.
+    Malformed = 5,
+}
+
+/// The payload of an [`FrameKind::Undeliverable`] frame: which message came
+/// back and why. Archived it is 16 bytes: `original_message_id: u64` at 0,
+/// `reason: u8` at 8, then 7 zero bytes.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug))]
+pub struct Undeliverable {
+    /// The `message_id` of the frame that was not delivered.
+    pub original_message_id: u64,
+    /// Why it was not delivered.
+    pub reason: UndeliverableReason,
+}
+
+impl Undeliverable {
+    /// The archived payload bytes. Allocates nothing.
+    pub fn to_bytes(&self) -> [u8; UNDELIVERABLE_LEN] {
+        let mut out = [0; UNDELIVERABLE_LEN];
+        let mut no_scratch: [std::mem::MaybeUninit<u8>; 0] = [];
+        let written = rkyv::api::low::to_bytes_in_with_alloc::<_, _, Failure>(
+            self,
+            Buffer::from(&mut out),
+            SubAllocator::new(&mut no_scratch),
+        )
+        .map(|buffer| buffer.len());
+        debug_assert_eq!(written.ok(), Some(UNDELIVERABLE_LEN));
+        out
+    }
+
+    /// Validates and reads an undeliverable payload (16 bytes, 8-byte aligned,
+    /// as [`FrameView::payload`](crate::FrameView::payload) returns it).
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let invalid = |reason: String| WireError::InvalidPayload {
+            what: "undeliverable",
+            reason,
+        };
+        if payload.len() != UNDELIVERABLE_LEN {
+            return Err(invalid(format!(
+                "{} bytes, expected {UNDELIVERABLE_LEN}",
+                payload.len()
+            )));
+        }
+        let archived = rkyv::api::low::access::<ArchivedUndeliverable, rkyv::rancor::Error>(payload)
+            .map_err(|e| invalid(e.to_string()))?;
+        if payload[9..].iter().any(|&b| b != 0) {
+            return Err(invalid("padding is not zero".to_owned()));
+        }
+        Ok(Undeliverable {
+            original_message_id: archived.original_message_id.to_native(),
+            reason: match archived.reason {
+                ArchivedUndeliverableReason::NoSuchProc => UndeliverableReason::NoSuchProc,
+                ArchivedUndeliverableReason::NotReady => UndeliverableReason::NotReady,
+                ArchivedUndeliverableReason::ProcExited => UndeliverableReason::ProcExited,
+                ArchivedUndeliverableReason::Overloaded => UndeliverableReason::Overloaded,
+                ArchivedUndeliverableReason::Oversized => UndeliverableReason::Oversized,
+                ArchivedUndeliverableReason::Malformed => UndeliverableReason::Malformed,
+            },
+        })
+    }
+
+    /// The header of the notice that returns `original` to its sender: kind
+    /// `Undeliverable`, addressed to the original sender's name (empty for an
+    /// anonymous sender, whose connection gets it), same message id, sent by
+    /// `from` (usually the host's service proc).
+    pub fn reply_header<'a>(original: &FrameHeader<'a>, from: Sender<'a>) -> FrameHeader<'a> {
+        let (dest_name, dest_addr) = match original.sender {
+            Sender::Anonymous => ("", ""),
+            Sender::Client { name } => (name, ""),
+            Sender::Proc { addr, name } => (name, addr),
+        };
+        FrameHeader {
+            kind: FrameKind::Undeliverable,
+            flags: Flags::NONE,
+            message_id: original.message_id,
+            dest_name,
+            dest_port: 0,
+            dest_addr,
+            sender: from,
+        }
+    }
+
+    /// Encodes the whole notice frame returning `original` with `reason` into
+    /// `out`; returns its length. Allocates nothing.
+    pub fn encode_reply(
+        out: &mut [u8],
+        original: &FrameHeader<'_>,
+        reason: UndeliverableReason,
+        from: Sender<'_>,
+        limits: &Limits,
+    ) -> Result<usize, WireError> {
+        let payload = Undeliverable {
+            original_message_id: original.message_id,
+            reason,
+        }
+        .to_bytes();
+        encode_frame(out, &Self::reply_header(original, from), &payload, limits)
+    }
+}
