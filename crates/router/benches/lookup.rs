@@ -1,6 +1,8 @@
 //! Route lookup: hostmux's arc-swap table against the usual alternatives, in
 //! one run, at 16, 1,000 and 100,000 routes, alone and beside a writer
-//! thread that binds and unbinds a route as fast as it can.
+//! thread that binds and unbinds a route: paced (about 10,000 updates per
+//! second, already far above any spawn rate) and flat out (an update for
+//! every few lookups, the worst case for read-copy-update).
 //!
 //! Every variant maps the same names to the same `Route` values with the same
 //! seeded foldhash (except `arc-swap_reader_siphash`, which measures the
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion};
 use dashmap::DashMap;
@@ -186,14 +188,43 @@ fn boxed(name: &str) -> Box<[u8]> {
     name.as_bytes().into()
 }
 
-/// A thread that binds and unbinds `churn-*` routes until dropped.
+/// Whether and how fast a writer thread churns routes during the lookups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    None,
+    /// Sleeps 50 µs after each update.
+    Paced,
+    FlatOut,
+}
+
+impl Writer {
+    const ALL: [Writer; 3] = [Writer::None, Writer::Paced, Writer::FlatOut];
+
+    fn label(self) -> &'static str {
+        match self {
+            Writer::None => "alone",
+            Writer::Paced => "paced-writer",
+            Writer::FlatOut => "flat-out-writer",
+        }
+    }
+}
+
+/// A thread that binds and unbinds `churn-*` routes until dropped, then
+/// reports its update rate.
 struct Churn {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<u64>>,
+    started: Instant,
+    label: String,
 }
 
 impl Churn {
-    fn start<C: Contender>(contender: Arc<C>) -> Self {
+    fn start<C: Contender>(contender: Arc<C>, writer: Writer, label: String) -> Option<Self> {
+        let pause = match writer {
+            Writer::None => return None,
+            Writer::Paced => Some(Duration::from_micros(50)),
+            Writer::FlatOut => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let thread = thread::spawn({
             let stop = Arc::clone(&stop);
@@ -202,16 +233,24 @@ impl Churn {
                 while !stop.load(Ordering::Relaxed) {
                     let name = churn_name(updates);
                     contender.insert(&name, Route(u64::MAX));
+                    if let Some(pause) = pause {
+                        thread::sleep(pause);
+                    }
                     contender.remove(&name);
+                    if let Some(pause) = pause {
+                        thread::sleep(pause);
+                    }
                     updates += 2;
                 }
                 updates
             }
         });
-        Self {
+        Some(Self {
             stop,
             thread: Some(thread),
-        }
+            started: Instant::now(),
+            label,
+        })
     }
 }
 
@@ -219,7 +258,9 @@ impl Drop for Churn {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            let _updates = thread.join().expect("churn thread panicked");
+            let updates = thread.join().expect("churn thread panicked");
+            let rate = updates as f64 / self.started.elapsed().as_secs_f64();
+            println!("writer rate during {}: {rate:.0} updates/s", self.label);
         }
     }
 }
@@ -229,7 +270,7 @@ fn bench_variant<C: Contender>(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
     id: &str,
     routes: usize,
-    with_writer: bool,
+    writer: Writer,
     mut lookup: impl FnMut(&C, &[u8]) -> Option<Route>,
     contender: Arc<C>,
 ) {
@@ -242,7 +283,8 @@ fn bench_variant<C: Contender>(
             "{id}: key not found"
         );
     }
-    let _churn = with_writer.then(|| Churn::start(Arc::clone(&contender)));
+    let label = format!("{}/{id}", group_name(routes, writer));
+    let _churn = Churn::start(Arc::clone(&contender), writer, label);
     group.bench_function(id, |b| {
         b.iter(|| {
             let key = keys.next();
@@ -251,9 +293,8 @@ fn bench_variant<C: Contender>(
     });
 }
 
-fn group_name(routes: usize, with_writer: bool) -> String {
-    let mode = if with_writer { "writer" } else { "alone" };
-    format!("lookup_{routes}_{mode}")
+fn group_name(routes: usize, writer: Writer) -> String {
+    format!("lookup_{routes}_{}", writer.label())
 }
 
 const VARIANTS_ALONE: [&str; 6] = [
@@ -267,18 +308,18 @@ const VARIANTS_ALONE: [&str; 6] = [
 
 fn run(c: &mut Criterion) {
     for routes in SIZES {
-        for with_writer in [false, true] {
-            let mut group = c.benchmark_group(group_name(routes, with_writer));
+        for writer in Writer::ALL {
+            let mut group = c.benchmark_group(group_name(routes, writer));
             group.sample_size(30);
-            group.warm_up_time(Duration::from_millis(500));
-            group.measurement_time(Duration::from_millis(1200));
+            group.warm_up_time(Duration::from_millis(400));
+            group.measurement_time(Duration::from_millis(1000));
 
             let table = Arc::new(<RoutingTable<Route>>::build(routes));
             bench_variant(
                 &mut group,
                 "arc-swap_table",
                 routes,
-                with_writer,
+                writer,
                 |t: &RoutingTable<Route>, k| t.lookup(k),
                 Arc::clone(&table),
             );
@@ -287,11 +328,11 @@ fn run(c: &mut Criterion) {
                 &mut group,
                 "arc-swap_reader",
                 routes,
-                with_writer,
+                writer,
                 move |_: &RoutingTable<Route>, k| reader.lookup(k).copied(),
                 table,
             );
-            if !with_writer {
+            if writer == Writer::None {
                 let sip = Arc::new(
                     <RoutingTable<Route, std::hash::RandomState> as Contender>::build(routes),
                 );
@@ -300,7 +341,7 @@ fn run(c: &mut Criterion) {
                     &mut group,
                     "arc-swap_reader_siphash",
                     routes,
-                    with_writer,
+                    writer,
                     move |_: &RoutingTable<Route, std::hash::RandomState>, k| {
                         reader.lookup(k).copied()
                     },
@@ -311,7 +352,7 @@ fn run(c: &mut Criterion) {
                 &mut group,
                 "papaya",
                 routes,
-                with_writer,
+                writer,
                 |m: &LockFree, k| m.pin().get(k).copied(),
                 Arc::new(LockFree::build(routes)),
             );
@@ -319,7 +360,7 @@ fn run(c: &mut Criterion) {
                 &mut group,
                 "rwlock_hashmap",
                 routes,
-                with_writer,
+                writer,
                 |m: &Locked, k| m.read().get(k).copied(),
                 Arc::new(Locked::build(routes)),
             );
@@ -327,7 +368,7 @@ fn run(c: &mut Criterion) {
                 &mut group,
                 "dashmap",
                 routes,
-                with_writer,
+                writer,
                 |m: &Sharded, k| m.get(k).map(|r| *r),
                 Arc::new(Sharded::build(routes)),
             );
@@ -362,8 +403,8 @@ fn print_summary() {
     println!("| routes | writer | variant | median ns | vs rwlock | vs dashmap | vs papaya |");
     println!("|---:|:---|:---|---:|---:|---:|---:|");
     for routes in SIZES {
-        for with_writer in [false, true] {
-            let group = group_name(routes, with_writer);
+        for writer in Writer::ALL {
+            let group = group_name(routes, writer);
             let median = |id: &str| median_ns(&dir, &group, id);
             let (rwlock, dashmap, papaya) = (
                 median("rwlock_hashmap"),
@@ -372,14 +413,12 @@ fn print_summary() {
             );
             for id in VARIANTS_ALONE {
                 let Some(ns) = median(id) else { continue };
-                if with_writer && id == "arc-swap_reader_siphash" {
-                    continue;
-                }
+
                 let ratio =
                     |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}x", ns / b));
                 println!(
                     "| {routes} | {} | {id} | {ns:.1} | {} | {} | {} |",
-                    if with_writer { "churning" } else { "none" },
+                    writer.label(),
                     ratio(rwlock),
                     ratio(dashmap),
                     ratio(papaya),
@@ -388,7 +427,7 @@ fn print_summary() {
         }
     }
     let flat = |id: &str| {
-        let at = |routes| median_ns(&dir, &group_name(routes, false), id);
+        let at = |routes| median_ns(&dir, &group_name(routes, Writer::None), id);
         match (at(16), at(100_000)) {
             (Some(small), Some(large)) => format!("{:.2}x", large / small),
             _ => "-".into(),

@@ -19,9 +19,12 @@ use crate::table::{Published, Snapshot};
 ///
 /// The cached snapshot stays alive until the next lookup (or [`refresh`])
 /// notices a newer one: an idle reader can keep a removed route alive. Call
-/// [`refresh`] when going idle if that matters.
+/// [`refresh`] when going idle if that matters. Moving to a newer snapshot
+/// never frees the old one on this thread; the table's writers do that (see
+/// [`RoutingTable::reclaim`]).
 ///
 /// [`refresh`]: Self::refresh
+/// [`RoutingTable::reclaim`]: crate::RoutingTable::reclaim
 pub struct RouteReader<R, S> {
     cache: Cache<Published<R, S>, Arc<Snapshot<R, S>>>,
 }
@@ -42,8 +45,8 @@ impl<R, S: BuildHasher> RouteReader<R, S> {
         self.cache.load().get(name)
     }
 
-    /// Picks up the latest snapshot now and releases the cached one if it is
-    /// stale.
+    /// Picks up the latest snapshot now, letting go of the cached one if it
+    /// is stale.
     pub fn refresh(&mut self) {
         self.cache.load();
     }

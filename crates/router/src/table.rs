@@ -18,13 +18,26 @@ use crate::RouterError;
 /// per-process and per-table randomness (see the crate docs for why).
 pub type RouteHasher = foldhash::fast::RandomState;
 
-/// A proc name as a hash-map key that hashes and compares as its bytes, so a
-/// lookup can borrow `&[u8]` straight from a frame header.
+/// A validated proc name as a hash-map key that hashes and compares as its
+/// bytes, so a lookup can borrow `&[u8]` straight from a frame header.
 ///
-/// `ProcName` itself hashes as a `str`, which differs from how `[u8]` hashes;
-/// `Borrow<[u8]>` requires the two to agree, hence this wrapper.
+/// `str` and `[u8]` hash differently and `Borrow<[u8]>` requires the key to
+/// hash like its borrowed form, hence this wrapper. The name is shared
+/// (`Arc<str>`), not owned, so copying the map on an update bumps a counter
+/// per route instead of allocating a string per route; it stays one pointer
+/// hop from the bucket, like a `Box<str>`.
 #[derive(Clone)]
-pub(crate) struct NameKey(pub(crate) ProcName);
+pub(crate) struct NameKey(Arc<str>);
+
+impl NameKey {
+    fn new(name: &ProcName) -> Self {
+        Self(Arc::from(name.as_str()))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl Hash for NameKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -79,9 +92,37 @@ pub(crate) type Published<R, S> = Arc<ArcSwap<Snapshot<R, S>>>;
 /// later lookup on any thread sees its effect.
 pub struct RoutingTable<R, S = RouteHasher> {
     current: Published<R, S>,
-    /// Serializes writers so that no update is lost between loading the
-    /// current snapshot and publishing its successor.
-    update_lock: Mutex<()>,
+    /// Serializes writers (so that no update is lost between loading the
+    /// current snapshot and publishing its successor) and holds the
+    /// snapshots they replaced.
+    writer: Mutex<Retired<R, S>>,
+}
+
+/// Replaced snapshots that a reader may still hold, kept so that the last
+/// reference is dropped by a writer and not by a reader: freeing a snapshot
+/// costs O(routes) and must never land on the I/O thread's lookup.
+///
+/// Soundness does not depend on this: whoever drops the last `Arc` frees the
+/// snapshot. It works because once `ArcSwap::swap` has returned the old
+/// snapshot, no reader can take a new reference to it (arc-swap has paid
+/// every reader's debt on it), so its count only falls, and a count of one
+/// means only this list holds it.
+struct Retired<R, S> {
+    snapshots: Vec<Arc<Snapshot<R, S>>>,
+}
+
+impl<R, S> Retired<R, S> {
+    /// Keeps `replaced` until no reader holds it and frees every retired
+    /// snapshot that no reader holds any more.
+    fn retire(&mut self, replaced: Arc<Snapshot<R, S>>) {
+        self.snapshots.push(replaced);
+        self.free_unused();
+    }
+
+    fn free_unused(&mut self) {
+        self.snapshots
+            .retain(|snapshot| Arc::strong_count(snapshot) > 1);
+    }
 }
 
 impl<R> RoutingTable<R> {
@@ -106,7 +147,9 @@ impl<R, S: BuildHasher> RoutingTable<R, S> {
         };
         Self {
             current: Arc::new(ArcSwap::from_pointee(empty)),
-            update_lock: Mutex::new(()),
+            writer: Mutex::new(Retired {
+                snapshots: Vec::new(),
+            }),
         }
     }
 
@@ -172,32 +215,42 @@ impl<R: Clone, S: BuildHasher + Clone> RoutingTable<R, S> {
     where
         I: IntoIterator<Item = (ProcName, R)>,
     {
-        let _writer = self.update_lock.lock();
-        let current = self.current.load();
-        let mut next = current.routes.clone();
+        let mut writer = self.writer.lock();
+        let mut next = self.current.load().routes.clone();
         for (name, route) in routes {
             if next.contains_key(name.as_bytes()) {
                 return Err(RouterError::Exists { name });
             }
-            next.insert(NameKey(name), route);
+            next.insert(NameKey::new(&name), route);
         }
-        self.current.store(Arc::new(Snapshot { routes: next }));
+        writer.retire(self.current.swap(Arc::new(Snapshot { routes: next })));
         Ok(())
+    }
+
+    /// Frees the replaced snapshots that no reader holds any more (every
+    /// update also does this). Call it after a [`remove`](Self::remove) when
+    /// the removed route should be dropped promptly, for example to unmap a
+    /// ring, and readers have moved on since (see [`RouteReader::refresh`]).
+    pub fn reclaim(&self) {
+        self.writer.lock().free_unused();
     }
 
     /// Unbinds `name` and returns the route it had, or `None` (and leaves the
     /// table unchanged) if it was not bound. The name is free again once this
-    /// returns. Readers still holding an older snapshot may use the route
-    /// until they next look something up.
+    /// returns. The table's own copy of the route is dropped once no reader
+    /// holds the snapshot it was in, by the next update or
+    /// [`reclaim`](Self::reclaim); a reader never frees a snapshot.
     pub fn remove(&self, name: &[u8]) -> Option<R> {
-        let _writer = self.update_lock.lock();
-        let current = self.current.load();
-        if !current.routes.contains_key(name) {
-            return None;
-        }
-        let mut next = current.routes.clone();
+        let mut writer = self.writer.lock();
+        let mut next = {
+            let current = self.current.load();
+            if !current.routes.contains_key(name) {
+                return None;
+            }
+            current.routes.clone()
+        };
         let removed = next.remove(name);
-        self.current.store(Arc::new(Snapshot { routes: next }));
+        writer.retire(self.current.swap(Arc::new(Snapshot { routes: next })));
         removed
     }
 }
@@ -232,9 +285,13 @@ impl<R, S: BuildHasher> RouteSnapshot<R, S> {
         self.inner.routes.is_empty()
     }
 
-    /// Every `(name, route)` pair in this version.
-    pub fn iter(&self) -> impl Iterator<Item = (&ProcName, &R)> + '_ {
-        self.inner.routes.iter().map(|(key, route)| (&key.0, route))
+    /// Every `(name, route)` pair in this version; the names are valid proc
+    /// names.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &R)> + '_ {
+        self.inner
+            .routes
+            .iter()
+            .map(|(key, route)| (key.as_str(), route))
     }
 }
 

@@ -1,10 +1,10 @@
-//! Lookups allocate nothing: the host looks a route up for every frame.
+//! Lookups make no heap calls: the host looks a route up for every frame.
 
 use std::sync::Arc;
 
 use hostmux_router::RoutingTable;
 
-use crate::{allocations_during, name};
+use crate::{heap_calls_during, name, HeapCalls, NO_HEAP_CALLS};
 
 fn table_of(count: usize) -> (RoutingTable<Arc<u64>>, Vec<Vec<u8>>) {
     let table = RoutingTable::new();
@@ -25,44 +25,50 @@ fn table_lookup_allocates_nothing() {
     // once; warm that up outside the counted region.
     assert!(table.lookup(&keys[0]).is_some());
     let mut found = 0;
-    let allocations = allocations_during(|| {
+    let calls = heap_calls_during(|| {
         for key in &keys {
             found += usize::from(table.lookup(key).is_some());
         }
     });
     assert_eq!(found, 1_000);
-    assert_eq!(allocations, 0, "table lookups allocated");
+    assert_eq!(calls, NO_HEAP_CALLS, "table lookups touched the heap");
 }
 
 #[test]
-fn reader_lookup_allocates_nothing_even_across_updates() {
+fn reader_lookup_allocates_and_frees_nothing_even_across_updates() {
     let (table, keys) = table_of(1_000);
     let mut reader = table.reader();
     assert!(reader.lookup(&keys[0]).is_some());
     let mut found = 0;
-    let allocations = allocations_during(|| {
+    let calls = heap_calls_during(|| {
         for key in &keys {
             found += usize::from(reader.lookup(key).is_some());
         }
     });
     assert_eq!(found, 1_000);
-    assert_eq!(allocations, 0, "reader lookups allocated");
+    assert_eq!(calls, NO_HEAP_CALLS, "reader lookups touched the heap");
 
-    // After an update the reader reloads the snapshot: still no allocation
-    // on the reading thread (the writer allocated the new snapshot).
+    // After an update the reader moves to the new snapshot: it allocates
+    // nothing, and it does not free the old one either (a writer does).
     table.insert(name("late"), Arc::new(0)).unwrap();
-    let allocations = allocations_during(|| {
+    let calls = heap_calls_during(|| {
         assert!(reader.lookup(b"late").is_some());
         assert!(reader.lookup(&keys[1]).is_some());
     });
-    assert_eq!(allocations, 0, "reader reload allocated");
+    assert_eq!(calls, NO_HEAP_CALLS, "reader reload touched the heap");
 }
 
 #[test]
-fn counting_allocator_sees_allocations() {
-    // Guards the two tests above against a counter that never counts.
-    let allocations = allocations_during(|| {
+fn counting_allocator_sees_heap_calls() {
+    // Guards the tests above against a counter that never counts.
+    let calls = heap_calls_during(|| {
         std::hint::black_box(Box::new(1u8));
     });
-    assert_eq!(allocations, 1);
+    assert_eq!(
+        calls,
+        HeapCalls {
+            allocations: 1,
+            deallocations: 1
+        }
+    );
 }

@@ -110,7 +110,7 @@ fn readers_racing_a_writer_see_whole_snapshots_in_order() {
                 // Stable names are inserted in order: a snapshot holds a prefix.
                 let stable_count = snapshot
                     .iter()
-                    .filter(|(n, _)| n.as_str().starts_with("stable-"))
+                    .filter(|(n, _)| n.starts_with("stable-"))
                     .count();
                 for i in 0..STABLE {
                     assert_eq!(
@@ -119,7 +119,7 @@ fn readers_racing_a_writer_see_whole_snapshots_in_order() {
                     );
                 }
                 for (n, route) in snapshot.iter() {
-                    assert_eq!(n.as_str(), &**route);
+                    assert_eq!(n, &**route);
                 }
                 assert!(
                     snapshot.len() <= stable_count + 1,

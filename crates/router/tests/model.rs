@@ -54,7 +54,7 @@ proptest! {
             prop_assert_eq!(table.len(), model.len());
         }
         let mut listed: Vec<(String, u32)> =
-            table.snapshot().iter().map(|(n, r)| (n.as_str().to_owned(), *r)).collect();
+            table.snapshot().iter().map(|(n, r)| (n.to_owned(), *r)).collect();
         listed.sort();
         let mut expected: Vec<(String, u32)> =
             model.iter().map(|(n, r)| ((*n).to_owned(), *r)).collect();

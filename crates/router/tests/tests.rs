@@ -1,6 +1,6 @@
 //! Integration tests for `hostmux-router`, built into one test binary.
 //!
-//! The binary's global allocator counts allocations made on a thread while
+//! The binary's global allocator counts heap calls made on a thread while
 //! that thread has armed it (see `alloc_free`); everything else passes
 //! straight to the system allocator.
 
@@ -18,13 +18,14 @@ struct CountingAllocator;
 thread_local! {
     static ARMED: Cell<bool> = const { Cell::new(false) };
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static DEALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
-fn note_allocation() {
+fn note(counter: &'static std::thread::LocalKey<Cell<u64>>) {
     // `try_with`: the thread-locals may already be gone while a thread exits.
     let _ = ARMED.try_with(|armed| {
         if armed.get() {
-            let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+            let _ = counter.try_with(|count| count.set(count.get() + 1));
         }
     });
 }
@@ -34,24 +35,25 @@ fn note_allocation() {
 // never allocate.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
+        note(&ALLOCATIONS);
         // SAFETY: forwarded contract of `GlobalAlloc::alloc`.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
+        note(&ALLOCATIONS);
         // SAFETY: forwarded contract of `GlobalAlloc::alloc_zeroed`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
+        note(&ALLOCATIONS);
         // SAFETY: forwarded contract of `GlobalAlloc::realloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(&DEALLOCATIONS);
         // SAFETY: forwarded contract of `GlobalAlloc::dealloc`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -60,15 +62,33 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// Runs `f` with allocation counting armed on this thread and returns how many
-/// allocations it made.
-fn allocations_during(f: impl FnOnce()) -> u64 {
+/// Heap calls made by one thread while counting was armed.
+#[derive(Debug, PartialEq, Eq)]
+struct HeapCalls {
+    /// `alloc`, `alloc_zeroed` and `realloc` calls.
+    allocations: u64,
+    /// `dealloc` calls.
+    deallocations: u64,
+}
+
+/// Runs `f` with counting armed on this thread and returns its heap calls.
+fn heap_calls_during(f: impl FnOnce()) -> HeapCalls {
     ALLOCATIONS.with(|count| count.set(0));
+    DEALLOCATIONS.with(|count| count.set(0));
     ARMED.with(|armed| armed.set(true));
     f();
     ARMED.with(|armed| armed.set(false));
-    ALLOCATIONS.with(|count| count.get())
+    HeapCalls {
+        allocations: ALLOCATIONS.with(Cell::get),
+        deallocations: DEALLOCATIONS.with(Cell::get),
+    }
 }
+
+/// No heap calls at all.
+const NO_HEAP_CALLS: HeapCalls = HeapCalls {
+    allocations: 0,
+    deallocations: 0,
+};
 
 /// A valid proc name; panics on an invalid literal (a bug in the test).
 fn name(text: &str) -> hostmux_wire::ProcName {
