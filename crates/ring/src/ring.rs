@@ -1,0 +1,608 @@
+//! The public ring ends: [`SharedRing`], [`Producer`], [`Reservation`],
+//! [`Consumer`], [`Batch`].
+
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::doorbell::{futex_wait, futex_wake, Doorbell};
+use crate::error::RingError;
+use crate::layout::{Word, RECORD_ALIGN, SLEEP_DOORBELL, SLEEP_FUTEX};
+use crate::protocol::{
+    announce_sleep, cancel_sleep, take_pending, take_sleeper, ConsumerCursor, ProducerCursor,
+    Slot, Storage, WakeWords, READABLE, WRITABLE,
+};
+use crate::shm::{Region, WriteToken};
+use crate::sync::Ordering;
+
+/// How long a waiting end spins before it announces that it sleeps.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum WaitOutcome {
+    /// The condition holds: records to read, or room to write.
+    Ready,
+    /// The timeout passed first.
+    TimedOut,
+    /// The peer closed its end (and, for a consumer, nothing is left to read).
+    PeerClosed,
+}
+
+/// A ring's shared memory before it is split into ends.
+///
+/// The creating side (the host) calls [`SharedRing::create`], hands the memfd
+/// to the peer ([`SharedRing::inheritable_fd`] for a child, or
+/// [`SharedRing::memfd`] sent over a Unix socket with `SCM_RIGHTS`), and keeps
+/// one end; the peer calls [`SharedRing::attach`] and keeps the other.
+#[derive(Debug)]
+pub struct SharedRing {
+    region: Arc<Region>,
+    memfd: OwnedFd,
+}
+
+impl SharedRing {
+    /// A new ring with `capacity` data bytes (a power of two, 64 KiB to 256 MiB)
+    /// in a sealed memfd, mapped shared and pre-faulted.
+    pub fn create(capacity: usize) -> Result<SharedRing, RingError> {
+        let (region, memfd) = Region::create(capacity)?;
+        Ok(SharedRing {
+            region: Arc::new(region),
+            memfd,
+        })
+    }
+
+    /// Map a ring from a memfd another process created. Checks the seals, the
+    /// size, the magic, version and capacity in the header.
+    pub fn attach(memfd: OwnedFd) -> Result<SharedRing, RingError> {
+        let region = Region::attach(memfd.as_fd())?;
+        Ok(SharedRing {
+            region: Arc::new(region),
+            memfd,
+        })
+    }
+
+    /// Data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.region.capacity() as usize
+    }
+
+    /// The largest record payload this ring accepts (capacity minus the 16-byte record header).
+    pub fn max_payload(&self) -> usize {
+        self.capacity() - RECORD_ALIGN as usize
+    }
+
+    /// The memfd (close-on-exec), e.g. to send over a Unix socket.
+    pub fn memfd(&self) -> BorrowedFd<'_> {
+        self.memfd.as_fd()
+    }
+
+    /// A duplicate of the memfd *without* close-on-exec, for a child process
+    /// to inherit (pass its number to the child, or `dup2` it to a fixed fd).
+    pub fn inheritable_fd(&self) -> Result<OwnedFd, RingError> {
+        rustix::io::dup(&self.memfd).map_err(|e| RingError::os("dup", e))
+    }
+
+    /// Keep the producing end.
+    pub fn into_producer(self) -> Result<Producer, RingError> {
+        Producer::new(self.region)
+    }
+
+    /// Keep the consuming end.
+    pub fn into_consumer(self) -> Result<Consumer, RingError> {
+        Consumer::new(self.region)
+    }
+
+    /// Both ends in this process (threads, tests).
+    pub fn split(self) -> Result<(Producer, Consumer), RingError> {
+        let consumer = Consumer::new(self.region.clone())?;
+        Ok((Producer::new(self.region)?, consumer))
+    }
+
+    /// The shared region (tests reach in to play a hostile peer).
+    #[cfg(test)]
+    pub(crate) fn region(&self) -> Arc<Region> {
+        self.region.clone()
+    }
+
+    /// Both ends over a heap region with the shared layout (tests, fuzzing).
+    /// Capacity may be as small as 32 bytes.
+    pub(crate) fn heap_pair(capacity: usize) -> Result<(Producer, Consumer, Arc<Region>), RingError> {
+        let region = Arc::new(Region::heap(capacity)?);
+        Ok((
+            Producer::new(region.clone())?,
+            Consumer::new(region.clone())?,
+            region,
+        ))
+    }
+}
+
+/// Indices found in the header when an end starts: trusted only as far as
+/// they are consistent (a peer that attaches trusts the ring's creator).
+fn starting_indices(region: &Region) -> Result<(u64, u64), RingError> {
+    let head = region.head().load(Ordering::Acquire);
+    let tail = region.tail().load(Ordering::Acquire);
+    if tail.wrapping_sub(head) > region.capacity() || head % RECORD_ALIGN != 0 || tail % RECORD_ALIGN != 0 {
+        return Err(RingError::corrupted("ring indices inconsistent when the end was opened"));
+    }
+    Ok((head, tail))
+}
+
+fn remaining(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                None
+            } else {
+                Some(Some(left))
+            }
+        }
+    }
+}
+
+/// Wake the peer if it announced that it sleeps (see `protocol::take_sleeper`).
+fn wake_peer(region: &Region, words: WakeWords, doorbell: Option<&Doorbell>) -> Result<(), RingError> {
+    let Some(mode) = take_sleeper(region, words) else {
+        return Ok(());
+    };
+    // Unknown modes (only a hostile peer writes them) get both kinds of wake.
+    if mode != SLEEP_DOORBELL || doorbell.is_none() {
+        futex_wake(region.word(words.seq));
+    }
+    if mode != SLEEP_FUTEX {
+        if let Some(doorbell) = doorbell {
+            doorbell.ring()?;
+        }
+    }
+    Ok(())
+}
+
+/// The writing end of a ring.
+///
+/// Call order: [`try_reserve`](Producer::try_reserve), write into the
+/// [`Reservation`], [`commit`](Reservation::commit); repeat; then
+/// [`publish`](Producer::publish) once to make every commit visible with one
+/// index store. Dropping the producer publishes and marks the ring closed.
+#[derive(Debug)]
+pub struct Producer {
+    region: Arc<Region>,
+    token: WriteToken,
+    cursor: ProducerCursor,
+    consumer_doorbell: Option<Doorbell>,
+    spin: Duration,
+}
+
+impl Producer {
+    fn new(region: Arc<Region>) -> Result<Producer, RingError> {
+        let token = region
+            .take_write_token()
+            .ok_or_else(|| RingError::corrupted("ring already has a producer in this process"))?;
+        let (head, tail) = starting_indices(&region)?;
+        Ok(Producer {
+            cursor: ProducerCursor::new(region.capacity(), tail, head),
+            region,
+            token,
+            consumer_doorbell: None,
+            spin: DEFAULT_SPIN,
+        })
+    }
+
+    /// Data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.region.capacity() as usize
+    }
+
+    /// The largest payload [`try_reserve`](Producer::try_reserve) accepts.
+    pub fn max_payload(&self) -> usize {
+        self.cursor.max_payload() as usize
+    }
+
+    /// Reserve `len` payload bytes, 16-byte aligned, contiguous (a record never
+    /// wraps). `Err(Full)` is transient: unpublished commits are published so
+    /// the consumer can make room, then wait with
+    /// [`wait_writable`](Producer::wait_writable). `Err(TooLarge)` is permanent.
+    /// `Err(Corrupted)` means the consumer broke the protocol.
+    pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_>, RingError> {
+        let slot = match self.cursor.reserve(&*self.region, len) {
+            Ok(slot) => slot,
+            Err(RingError::Full) => {
+                if self.cursor.has_unpublished() {
+                    self.publish()?;
+                }
+                return Err(RingError::Full);
+            }
+            Err(e) => return Err(e),
+        };
+        let Producer {
+            region,
+            token,
+            cursor,
+            ..
+        } = self;
+        let bytes = region
+            .bytes_mut(token, slot.payload, slot.len)
+            .ok_or_else(|| RingError::corrupted("reserved record outside the data region"))?;
+        Ok(Reservation {
+            bytes,
+            cursor,
+            region,
+            slot,
+        })
+    }
+
+    /// Make every committed record visible to the consumer with one index
+    /// store, and wake the consumer only if it announced that it sleeps.
+    pub fn publish(&mut self) -> Result<(), RingError> {
+        if self.cursor.publish(&*self.region) {
+            wake_peer(&self.region, READABLE, self.consumer_doorbell.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Whether a record of `len` bytes fits now.
+    pub fn is_writable(&mut self, len: usize) -> Result<bool, RingError> {
+        self.cursor.fits(&*self.region, len)
+    }
+
+    /// Wait until a record of `len` bytes fits: spin briefly, then sleep on the
+    /// ring's futex word (the consumer wakes it when it publishes released
+    /// space). Publishes pending commits first.
+    pub fn wait_writable(&mut self, len: usize, timeout: Option<Duration>) -> Result<WaitOutcome, RingError> {
+        self.publish()?;
+        if self.cursor.fits(&*self.region, len)? {
+            return Ok(WaitOutcome::Ready);
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let spin_until = Instant::now() + self.spin.min(timeout.unwrap_or(Duration::MAX));
+        while Instant::now() < spin_until {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            if self.cursor.fits(&*self.region, len)? {
+                return Ok(WaitOutcome::Ready);
+            }
+        }
+        loop {
+            let seen = announce_sleep(&*self.region, WRITABLE, SLEEP_FUTEX);
+            let fits = self.cursor.fits(&*self.region, len);
+            if !matches!(fits, Ok(false)) || self.is_consumer_closed() {
+                cancel_sleep(&*self.region, WRITABLE);
+                return match fits? {
+                    true => Ok(WaitOutcome::Ready),
+                    false => Ok(WaitOutcome::PeerClosed),
+                };
+            }
+            let Some(left) = remaining(deadline) else {
+                cancel_sleep(&*self.region, WRITABLE);
+                return Ok(WaitOutcome::TimedOut);
+            };
+            let waited = futex_wait(self.region.word(Word::WritableSeq), seen, left);
+            cancel_sleep(&*self.region, WRITABLE);
+            waited?;
+        }
+    }
+
+    /// Announce that this producer will sleep on its doorbell until `len`
+    /// bytes fit. Returns `true` if armed (now wait on the doorbell), `false`
+    /// if the record already fits or the consumer closed (not armed).
+    pub fn arm_doorbell(&mut self, len: usize) -> Result<bool, RingError> {
+        self.publish()?;
+        announce_sleep(&*self.region, WRITABLE, SLEEP_DOORBELL);
+        match self.cursor.fits(&*self.region, len) {
+            Ok(false) if !self.is_consumer_closed() => Ok(true),
+            other => {
+                cancel_sleep(&*self.region, WRITABLE);
+                other.map(|_| false)
+            }
+        }
+    }
+
+    /// Withdraw a sleep announcement made by [`arm_doorbell`](Producer::arm_doorbell).
+    pub fn disarm(&mut self) {
+        cancel_sleep(&*self.region, WRITABLE);
+    }
+
+    /// Clear and return the flag the consumer sets when it rang this
+    /// producer's doorbell because space became available.
+    pub fn take_pending(&mut self) -> bool {
+        take_pending(&*self.region, WRITABLE)
+    }
+
+    /// The doorbell to ring when the consumer sleeps in doorbell mode
+    /// (otherwise the futex word is used).
+    pub fn set_consumer_doorbell(&mut self, doorbell: Option<Doorbell>) {
+        self.consumer_doorbell = doorbell;
+    }
+
+    /// How long [`wait_writable`](Producer::wait_writable) spins before sleeping.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Whether the consumer closed its end (a flag in shared memory: a peer
+    /// that died without closing is seen through its pidfd, not here).
+    pub fn is_consumer_closed(&self) -> bool {
+        self.region.word(Word::ConsumerClosed).load(Ordering::Acquire) != 0
+    }
+
+    /// The protocol violation that poisoned this end, if any.
+    pub fn corruption(&self) -> Option<&'static str> {
+        self.cursor.poison()
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // Errors cannot be reported from drop; the consumer also sees the
+        // closed flag and, for a dead process, its pidfd.
+        let _ = self.publish();
+        self.region
+            .word(Word::ProducerClosed)
+            .store(1, Ordering::Release);
+        let _ = wake_peer(&self.region, READABLE, self.consumer_doorbell.as_ref());
+    }
+}
+
+/// Room for one record, written in place. Dereferences to the reserved bytes
+/// (16-byte aligned). Dropping it without [`commit`](Reservation::commit)
+/// abandons it.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    bytes: &'a mut [u8],
+    cursor: &'a mut ProducerCursor,
+    region: &'a Region,
+    slot: Slot,
+}
+
+impl Reservation<'_> {
+    /// Commit the whole reservation (visible after [`Producer::publish`]).
+    pub fn commit(self) {
+        let len = self.slot.len;
+        self.cursor.commit(self.region, &self.slot, len);
+    }
+
+    /// Commit only the first `len` bytes (clamped to the reserved length),
+    /// e.g. after reading a frame of unknown size straight into the ring.
+    pub fn commit_len(self, len: usize) {
+        let len = (len as u64).min(self.slot.len);
+        self.cursor.commit(self.region, &self.slot, len);
+    }
+}
+
+impl Deref for Reservation<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl DerefMut for Reservation<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.bytes
+    }
+}
+
+/// The reading end of a ring.
+///
+/// Call order: [`peek`](Consumer::peek) a record, use it in place,
+/// [`release`](Consumer::release) it; or take several at once with
+/// [`batch`](Consumer::batch). Released space is published to the producer in
+/// batches (a quarter of the capacity), whenever the ring is found empty,
+/// before sleeping, and on [`publish_released`](Consumer::publish_released).
+#[derive(Debug)]
+pub struct Consumer {
+    region: Arc<Region>,
+    cursor: ConsumerCursor,
+    producer_doorbell: Option<Doorbell>,
+    spin: Duration,
+    release_batch: u64,
+}
+
+impl Consumer {
+    fn new(region: Arc<Region>) -> Result<Consumer, RingError> {
+        let (head, _) = starting_indices(&region)?;
+        Ok(Consumer {
+            cursor: ConsumerCursor::new(region.capacity(), head, head),
+            release_batch: region.capacity() / 4,
+            region,
+            producer_doorbell: None,
+            spin: DEFAULT_SPIN,
+        })
+    }
+
+    /// Data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.region.capacity() as usize
+    }
+
+    /// The next record's payload, borrowed in place (16-byte aligned), or
+    /// `None` if nothing is published. Peeking again without
+    /// [`release`](Consumer::release) returns the same record.
+    ///
+    /// The bytes live in memory the producer can write: treat them as
+    /// untrusted input and copy out anything you validate before relying on it.
+    pub fn peek(&mut self) -> Result<Option<&[u8]>, RingError> {
+        match self.cursor.peek(&*self.region)? {
+            Some(span) => self
+                .region
+                .bytes(span.payload, span.len)
+                .map(Some)
+                .ok_or_else(|| RingError::corrupted("record outside the data region")),
+            None => {
+                self.publish_released()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Consume the record returned by the last [`peek`](Consumer::peek)
+    /// (no-op if there is none). Publishes the consumed index once a quarter
+    /// of the capacity has been released since the last publication.
+    pub fn release(&mut self) -> Result<(), RingError> {
+        if self.cursor.release() && self.cursor.unpublished() >= self.release_batch {
+            self.publish_released()?;
+        }
+        Ok(())
+    }
+
+    /// Publish the consumed index now and wake the producer if it waits for space.
+    pub fn publish_released(&mut self) -> Result<(), RingError> {
+        if self.cursor.publish(&*self.region) {
+            wake_peer(&self.region, WRITABLE, self.producer_doorbell.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// An iterator over the published records. Each record it yields counts as
+    /// consumed; all yielded slices stay valid until the consumer is used again,
+    /// which is when their space can be published back to the producer.
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch {
+            region: &self.region,
+            cursor: &mut self.cursor,
+            done: false,
+        }
+    }
+
+    /// Whether a record is published and not yet consumed.
+    pub fn is_readable(&mut self) -> Result<bool, RingError> {
+        self.cursor.has_records(&*self.region)
+    }
+
+    /// Wait until a record is readable: spin briefly, then sleep on the ring's
+    /// futex word (the producer wakes it on publish). Publishes released space first.
+    pub fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<WaitOutcome, RingError> {
+        self.publish_released()?;
+        if self.cursor.has_records(&*self.region)? {
+            return Ok(WaitOutcome::Ready);
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let spin_until = Instant::now() + self.spin.min(timeout.unwrap_or(Duration::MAX));
+        while Instant::now() < spin_until {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            if self.cursor.has_records(&*self.region)? {
+                return Ok(WaitOutcome::Ready);
+            }
+        }
+        loop {
+            let seen = announce_sleep(&*self.region, READABLE, SLEEP_FUTEX);
+            let readable = self.cursor.has_records(&*self.region);
+            if !matches!(readable, Ok(false)) || self.is_producer_closed() {
+                cancel_sleep(&*self.region, READABLE);
+                return match readable? {
+                    true => Ok(WaitOutcome::Ready),
+                    false => Ok(WaitOutcome::PeerClosed),
+                };
+            }
+            let Some(left) = remaining(deadline) else {
+                cancel_sleep(&*self.region, READABLE);
+                return Ok(WaitOutcome::TimedOut);
+            };
+            let waited = futex_wait(self.region.word(Word::ReadableSeq), seen, left);
+            cancel_sleep(&*self.region, READABLE);
+            waited?;
+        }
+    }
+
+    /// Announce that this consumer will sleep on its doorbell. Returns `true`
+    /// if armed (now wait on the doorbell), `false` if records are already
+    /// readable or the producer closed (not armed). Publishes released space first.
+    pub fn arm_doorbell(&mut self) -> Result<bool, RingError> {
+        self.publish_released()?;
+        announce_sleep(&*self.region, READABLE, SLEEP_DOORBELL);
+        match self.cursor.has_records(&*self.region) {
+            Ok(false) if !self.is_producer_closed() => Ok(true),
+            other => {
+                cancel_sleep(&*self.region, READABLE);
+                other.map(|_| false)
+            }
+        }
+    }
+
+    /// Withdraw a sleep announcement made by [`arm_doorbell`](Consumer::arm_doorbell).
+    pub fn disarm(&mut self) {
+        cancel_sleep(&*self.region, READABLE);
+    }
+
+    /// Clear and return the flag the producer sets when it rang this
+    /// consumer's doorbell (this ring has records to drain).
+    pub fn take_pending(&mut self) -> bool {
+        take_pending(&*self.region, READABLE)
+    }
+
+    /// The doorbell to ring when the producer waits for space in doorbell mode.
+    pub fn set_producer_doorbell(&mut self, doorbell: Option<Doorbell>) {
+        self.producer_doorbell = doorbell;
+    }
+
+    /// How long [`wait_readable`](Consumer::wait_readable) spins before sleeping.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Whether the producer closed its end (flag in shared memory; a dead
+    /// producer process is seen through its pidfd instead).
+    pub fn is_producer_closed(&self) -> bool {
+        self.region.word(Word::ProducerClosed).load(Ordering::Acquire) != 0
+    }
+
+    /// The protocol violation that poisoned this end, if any.
+    pub fn corruption(&self) -> Option<&'static str> {
+        self.cursor.poison()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // As for `Producer`: nothing to report to from drop.
+        let _ = self.publish_released();
+        self.region
+            .word(Word::ConsumerClosed)
+            .store(1, Ordering::Release);
+        let _ = wake_peer(&self.region, WRITABLE, self.producer_doorbell.as_ref());
+    }
+}
+
+/// Records taken in one go from a [`Consumer`]; see [`Consumer::batch`].
+/// Yields `Err` once (and then ends) if the ring is corrupted.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    region: &'a Region,
+    cursor: &'a mut ConsumerCursor,
+    done: bool,
+}
+
+impl<'a> Iterator for Batch<'a> {
+    type Item = Result<&'a [u8], RingError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.cursor.peek(self.region) {
+            Ok(Some(span)) => {
+                self.cursor.release();
+                let region: &'a Region = self.region;
+                Some(
+                    region
+                        .bytes(span.payload, span.len)
+                        .ok_or_else(|| RingError::corrupted("record outside the data region")),
+                )
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
