@@ -174,7 +174,9 @@ fn parse_port(text: &str) -> Result<u16, WireError> {
         && text.bytes().all(|b| b.is_ascii_digit())
         && (text == "0" || !text.starts_with('0'));
     if !canonical {
-        return Err(invalid("port is not a decimal number without leading zeros"));
+        return Err(invalid(
+            "port is not a decimal number without leading zeros",
+        ));
     }
     text.parse()
         .map_err(|_| invalid("port is larger than 65535"))
@@ -280,7 +282,13 @@ mod tests {
     fn kind_exposes_the_parts() {
         let addr = Addr::tcp("::1", 0).unwrap();
         assert_eq!(addr.as_str(), "tcp:[::1]:0");
-        assert_eq!(addr.kind(), AddrKind::Tcp { host: "::1", port: 0 });
+        assert_eq!(
+            addr.kind(),
+            AddrKind::Tcp {
+                host: "::1",
+                port: 0
+            }
+        );
         assert_eq!(addr.port(), Some(0));
         assert_eq!(
             Addr::unix_abstract("x").unwrap().kind(),

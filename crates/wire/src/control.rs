@@ -203,7 +203,13 @@ fn invalid(what: &'static str, reason: impl Into<String>) -> WireError {
 
 fn to_bytes<T>(value: &T, what: &'static str) -> Result<AlignedVec<FRAME_ALIGN>, WireError>
 where
-    T: for<'a> Serialize<rkyv::api::high::HighSerializer<AlignedVec<FRAME_ALIGN>, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>>,
+    T: for<'a> Serialize<
+        rkyv::api::high::HighSerializer<
+            AlignedVec<FRAME_ALIGN>,
+            rkyv::ser::allocator::ArenaHandle<'a>,
+            rancor::Error,
+        >,
+    >,
 {
     rkyv::api::high::to_bytes_in(value, AlignedVec::<FRAME_ALIGN>::new())
         .map_err(|e| invalid(what, e.to_string()))

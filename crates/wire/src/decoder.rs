@@ -104,8 +104,7 @@ impl FrameDecoder {
             .unwrap_or(PREFIX_LEN)
             .max(pending + 1);
         let min_read = (self.read_chunk / 4).max(FRAME_ALIGN);
-        let cramped =
-            self.start + need > self.buf.len() || self.buf.len() - self.end < min_read;
+        let cramped = self.start + need > self.buf.len() || self.buf.len() - self.end < min_read;
         if cramped && self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.start = 0;

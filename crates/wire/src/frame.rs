@@ -50,7 +50,9 @@ impl FramePrefix {
                 available: bytes.len(),
             });
         };
-        let word = |at: usize| u32::from_le_bytes([prefix[at], prefix[at + 1], prefix[at + 2], prefix[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([prefix[at], prefix[at + 1], prefix[at + 2], prefix[at + 3]])
+        };
         let (frame_len, header_len, payload_len) = (word(0), word(4), word(8));
         if prefix[12..14] != MAGIC {
             return Err(WireError::MalformedPrefix {

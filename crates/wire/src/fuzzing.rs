@@ -36,7 +36,11 @@ pub fn wire_decode(data: &[u8]) {
                 Ok(Some(frame)) => {
                     let len = encode_frame(&mut scratch, &frame.fields(), frame.payload(), &limits)
                         .expect("a decoded frame re-encodes");
-                    assert_eq!(&scratch[..len], frame.as_bytes(), "encoding is not canonical");
+                    assert_eq!(
+                        &scratch[..len],
+                        frame.as_bytes(),
+                        "encoding is not canonical"
+                    );
                 }
                 Ok(None) => break,
                 Err(_) => {
@@ -87,17 +91,26 @@ mod tests {
     }
 
     fn encode_frame_to_vec_for_test(out: &mut Vec<u8>, id: u64) {
-        crate::encode_frame_to_vec(out, &FrameHeader::data("echo", id), b"payload", &fuzz_limits())
-            .unwrap();
+        crate::encode_frame_to_vec(
+            out,
+            &FrameHeader::data("echo", id),
+            b"payload",
+            &fuzz_limits(),
+        )
+        .unwrap();
     }
 
     #[test]
     fn entry_points_accept_valid_and_garbage_input() {
         wire_decode(&sample_stream());
-        wire_decode(&[3, 0xff, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+        wire_decode(&[
+            3, 0xff, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        ]);
         wire_decode(&[]);
         let mut header = vec![0u8; FrameHeader::data("echo", 1).archived_len()];
-        FrameHeader::data("echo", 1).write_archived(&mut header).unwrap();
+        FrameHeader::data("echo", 1)
+            .write_archived(&mut header)
+            .unwrap();
         wire_header(&header);
         wire_header(&[0xAB; 48]);
         control_request(&ControlRequest::List.to_bytes().unwrap());

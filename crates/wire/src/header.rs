@@ -12,7 +12,7 @@ use std::ops::BitOr;
 
 use rkyv::boxed::{ArchivedBox, BoxResolver};
 use rkyv::munge::munge;
-use rkyv::rancor::{Fallible, Failure};
+use rkyv::rancor::{Failure, Fallible};
 use rkyv::ser::allocator::SubAllocator;
 use rkyv::ser::writer::Buffer;
 use rkyv::ser::Writer;
@@ -228,7 +228,10 @@ impl<'a> FrameHeader<'a> {
     }
 
     fn string_bytes(&self) -> usize {
-        self.dest_name.len() + self.dest_addr.len() + self.sender.name().len() + self.sender.addr().len()
+        self.dest_name.len()
+            + self.dest_addr.len()
+            + self.sender.name().len()
+            + self.sender.addr().len()
     }
 
     /// Checks the semantic rules the decoder enforces (names, addresses,
@@ -344,7 +347,9 @@ impl Archive for FrameHeader<'_> {
         self.dest_port.resolve((), dest_port);
         self.flags.bits().resolve((), flags);
         self.kind.resolve(resolver.kind, kind);
-        self.sender.kind().resolve(resolver.sender_kind, sender_kind);
+        self.sender
+            .kind()
+            .resolve(resolver.sender_kind, sender_kind);
         ArchivedBox::resolve_from_ref(self.dest_name, resolver.dest_name, dest_name);
         ArchivedBox::resolve_from_ref(self.dest_addr, resolver.dest_addr, dest_addr);
         ArchivedBox::resolve_from_ref(self.sender.name(), resolver.sender_name, sender_name);
@@ -404,9 +409,10 @@ pub(crate) fn check_header<'a>(
         Err(_) => {
             // Validate again with an error type that says why; this path is
             // cold and the stream is poisoned anyway.
-            let reason = rkyv::api::low::access::<ArchivedRoutingHeader, rkyv::rancor::Error>(bytes)
-                .err()
-                .map_or_else(|| "bytecheck failed".to_owned(), |e| e.to_string());
+            let reason =
+                rkyv::api::low::access::<ArchivedRoutingHeader, rkyv::rancor::Error>(bytes)
+                    .err()
+                    .map_or_else(|| "bytecheck failed".to_owned(), |e| e.to_string());
             return Err(invalid_header(reason));
         }
     };
@@ -432,7 +438,10 @@ pub(crate) fn check_header<'a>(
             expected,
         });
     }
-    if bytes[next..expected - HEADER_ROOT_LEN].iter().any(|&b| b != 0) {
+    if bytes[next..expected - HEADER_ROOT_LEN]
+        .iter()
+        .any(|&b| b != 0)
+    {
         return Err(invalid_header("padding before the root is not zero"));
     }
     // The root's own padding byte-free layout: 8+4+2+1+1+4*8 = 48, no gaps.

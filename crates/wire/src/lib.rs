@@ -109,8 +109,8 @@ pub use control::{
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK};
 pub use error::WireError;
 pub use frame::{
-    decode_frame, encode_frame, encode_frame_head, encode_frame_to_vec, encoded_len,
-    split_frame, FramePrefix, FrameView, FRAME_ALIGN, MAGIC, PREFIX_LEN, VERSION,
+    decode_frame, encode_frame, encode_frame_head, encode_frame_to_vec, encoded_len, split_frame,
+    FramePrefix, FrameView, FRAME_ALIGN, MAGIC, PREFIX_LEN, VERSION,
 };
 pub use header::{
     ArchivedFrameKind, ArchivedRoutingHeader, ArchivedSenderKind, Flags, FrameHeader, FrameKind,

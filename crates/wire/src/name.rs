@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn rejects_empty_long_dotted_and_foreign_names() {
-        assert!(matches!(ProcName::new(""), Err(WireError::InvalidName { .. })));
+        assert!(matches!(
+            ProcName::new(""),
+            Err(WireError::InvalidName { .. })
+        ));
         let long = "x".repeat(DEFAULT_MAX_NAME_LEN + 1);
         assert!(matches!(
             ProcName::new(&long),

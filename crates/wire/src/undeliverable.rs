@@ -69,8 +69,9 @@ impl Undeliverable {
                 payload.len()
             )));
         }
-        let archived = rkyv::api::low::access::<ArchivedUndeliverable, rkyv::rancor::Error>(payload)
-            .map_err(|e| invalid(e.to_string()))?;
+        let archived =
+            rkyv::api::low::access::<ArchivedUndeliverable, rkyv::rancor::Error>(payload)
+                .map_err(|e| invalid(e.to_string()))?;
         if payload[9..].iter().any(|&b| b != 0) {
             return Err(invalid("padding is not zero".to_owned()));
         }
