@@ -110,6 +110,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod key;
 mod reader;
 mod table;
 

@@ -1,63 +1,22 @@
 //! The shared table: one immutable snapshot published through an `ArcSwap`,
 //! replaced whole by serialized writers.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hostmux_wire::ProcName;
 use parking_lot::Mutex;
 
+use crate::key::NameKey;
 use crate::reader::RouteReader;
 use crate::RouterError;
 
 /// The hasher the table uses unless told otherwise: foldhash seeded with
 /// per-process and per-table randomness (see the crate docs for why).
 pub type RouteHasher = foldhash::fast::RandomState;
-
-/// A validated proc name as a hash-map key that hashes and compares as its
-/// bytes, so a lookup can borrow `&[u8]` straight from a frame header.
-///
-/// `str` and `[u8]` hash differently and `Borrow<[u8]>` requires the key to
-/// hash like its borrowed form, hence this wrapper. The name is shared
-/// (`Arc<str>`), not owned, so copying the map on an update bumps a counter
-/// per route instead of allocating a string per route; it stays one pointer
-/// hop from the bucket, like a `Box<str>`.
-#[derive(Clone)]
-pub(crate) struct NameKey(Arc<str>);
-
-impl NameKey {
-    fn new(name: &ProcName) -> Self {
-        Self(Arc::from(name.as_str()))
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Hash for NameKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.as_bytes().hash(state);
-    }
-}
-
-impl PartialEq for NameKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_bytes() == other.0.as_bytes()
-    }
-}
-
-impl Eq for NameKey {}
-
-impl Borrow<[u8]> for NameKey {
-    fn borrow(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
 
 /// One immutable version of the table. Readers hold it through an `Arc`;
 /// writers never change a published one.

@@ -15,7 +15,15 @@ enum Op {
 }
 
 /// A small pool so that duplicates and removals of bound names are common.
-const POOL: [&str; 6] = ["a", "b", "echo", "echo-1", "svc.v2", "Z_9"];
+const POOL: [&str; 7] = [
+    "a",
+    "b",
+    "echo",
+    "echo-1",
+    "svc.v2",
+    "Z_9",
+    "a-proc-name-longer-than-thirty-bytes-so-not-inline",
+];
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
