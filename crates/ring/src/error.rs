@@ -38,6 +38,14 @@ pub enum RingError {
         /// Largest supported capacity.
         max: usize,
     },
+    /// Too many descriptors for one `send_fds` call.
+    #[error("cannot pass {count} file descriptors in one message (limit {max})")]
+    TooManyFds {
+        /// Descriptors requested.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Os {

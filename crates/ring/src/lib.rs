@@ -17,6 +17,8 @@
 //! * [`Consumer`] / [`Batch`]: `peek` → use → `release`, or a batch iterator.
 //! * [`Doorbell`]: an eventfd many rings can share, so one thread (or one
 //!   io_uring/epoll registration) waits for all procs' rings.
+//! * [`send_fds`] / [`recv_fds`]: pass memfds and doorbells over a Unix socket
+//!   (a child can also inherit them: [`SharedRing::inheritable_fd`]).
 //!
 //! # Invariants
 //!
@@ -73,6 +75,8 @@ mod sync;
 #[cfg(not(loom))]
 mod doorbell;
 #[cfg(not(loom))]
+mod passing;
+#[cfg(not(loom))]
 mod ring;
 #[cfg(not(loom))]
 mod shm;
@@ -89,5 +93,7 @@ pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 
 #[cfg(not(loom))]
 pub use doorbell::Doorbell;
+#[cfg(not(loom))]
+pub use passing::{recv_fds, send_fds, MAX_PASSED_FDS};
 #[cfg(not(loom))]
 pub use ring::{Batch, Consumer, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN};

@@ -1,0 +1,95 @@
+//! The hot path allocates nothing per message: a global allocator that counts
+//! allocations per thread (other tests run on other threads meanwhile).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use hostmux_ring::{Doorbell, SharedRing, WaitOutcome};
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Forwards to the system allocator and counts allocations on this thread.
+pub(crate) struct CountingAllocator;
+
+// SAFETY: every method forwards to `System` with the caller's arguments; the
+// counter is a const-initialised thread-local `Cell` that itself never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+#[test]
+fn reserve_commit_publish_peek_release_and_waits_allocate_nothing() {
+    let ring = SharedRing::create(64 * 1024).unwrap();
+    let (mut producer, mut consumer) = ring.split().unwrap();
+    let doorbell = Doorbell::new().unwrap();
+    producer.set_consumer_doorbell(Some(doorbell.try_clone().unwrap()));
+    consumer.set_producer_doorbell(Some(doorbell.try_clone().unwrap()));
+
+    let before = allocations();
+    let mut checksum = 0u64;
+    for round in 0..20_000u64 {
+        let len = (round % 3000) as usize;
+        let mut slot = match producer.try_reserve(len) {
+            Ok(slot) => slot,
+            Err(hostmux_ring::RingError::Full) => {
+                while consumer.peek().unwrap().is_some() {
+                    consumer.release().unwrap();
+                }
+                producer.try_reserve(len).unwrap()
+            }
+            Err(e) => panic!("{e}"),
+        };
+        slot.fill(round as u8);
+        slot.commit();
+        if round % 4 == 0 {
+            producer.publish().unwrap();
+        }
+        if round % 7 == 0 {
+            for record in consumer.batch() {
+                checksum += record.unwrap().len() as u64;
+            }
+            assert!(consumer.arm_doorbell().is_ok());
+            consumer.disarm();
+            let _ = consumer.take_pending();
+            let _ = doorbell.drain().unwrap();
+            let _ = consumer.wait_readable(Some(Duration::ZERO)).unwrap();
+            let _ = producer.wait_writable(16, Some(Duration::ZERO)).unwrap();
+        } else if let Some(record) = consumer.peek().unwrap() {
+            checksum += record.len() as u64;
+            consumer.release().unwrap();
+        }
+    }
+    producer.publish().unwrap();
+    assert_eq!(consumer.wait_readable(Some(Duration::ZERO)).unwrap(), WaitOutcome::Ready);
+    let allocated = allocations() - before;
+    assert!(checksum > 0);
+    assert_eq!(allocated, 0, "the per-message path allocated {allocated} times");
+}
