@@ -76,10 +76,10 @@ impl Doorbell {
 
     /// Another handle to the same eventfd (close-on-exec).
     pub fn try_clone(&self) -> Result<Doorbell, RingError> {
-        let fd = self
-            .fd
-            .try_clone()
-            .map_err(|e| RingError::Os { op: "dup", source: e })?;
+        let fd = self.fd.try_clone().map_err(|e| RingError::Os {
+            op: "dup",
+            source: e,
+        })?;
         Ok(Doorbell { fd })
     }
 

@@ -32,8 +32,13 @@ pub fn send_fds(socket: impl AsFd, fds: &[BorrowedFd<'_>]) -> Result<(), RingErr
             max: MAX_PASSED_FDS,
         });
     }
-    rustix::net::sendmsg(socket, &[IoSlice::new(b"F")], &mut control, SendFlags::empty())
-        .map_err(|e| RingError::os("sendmsg(SCM_RIGHTS)", e))?;
+    rustix::net::sendmsg(
+        socket,
+        &[IoSlice::new(b"F")],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .map_err(|e| RingError::os("sendmsg(SCM_RIGHTS)", e))?;
     Ok(())
 }
 

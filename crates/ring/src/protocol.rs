@@ -167,7 +167,11 @@ impl ProducerCursor {
     /// padding is committed so the record can start at offset 0 once the
     /// consumer catches up (otherwise a record larger than the room left before
     /// the end could wait forever on an empty ring).
-    pub(crate) fn reserve<S: Storage>(&mut self, storage: &S, len: usize) -> Result<Slot, RingError> {
+    pub(crate) fn reserve<S: Storage>(
+        &mut self,
+        storage: &S,
+        len: usize,
+    ) -> Result<Slot, RingError> {
         poisoned(self.poison)?;
         let len = self.check_len(len)?;
         let (pad, need) = self.placement(len);

@@ -10,8 +10,8 @@ use crate::doorbell::{futex_wait, futex_wake, Doorbell};
 use crate::error::RingError;
 use crate::layout::{Word, RECORD_ALIGN, SLEEP_DOORBELL, SLEEP_FUTEX};
 use crate::protocol::{
-    announce_sleep, cancel_sleep, take_pending, take_sleeper, ConsumerCursor, ProducerCursor,
-    Slot, Storage, WakeWords, READABLE, WRITABLE,
+    announce_sleep, cancel_sleep, take_pending, take_sleeper, ConsumerCursor, ProducerCursor, Slot,
+    Storage, WakeWords, READABLE, WRITABLE,
 };
 use crate::shm::{Region, WriteToken};
 use crate::sync::Ordering;
@@ -109,7 +109,9 @@ impl SharedRing {
 
     /// Both ends over a heap region with the shared layout (tests, fuzzing).
     /// Capacity may be as small as 32 bytes.
-    pub(crate) fn heap_pair(capacity: usize) -> Result<(Producer, Consumer, Arc<Region>), RingError> {
+    pub(crate) fn heap_pair(
+        capacity: usize,
+    ) -> Result<(Producer, Consumer, Arc<Region>), RingError> {
         let region = Arc::new(Region::heap(capacity)?);
         Ok((
             Producer::new(region.clone())?,
@@ -124,8 +126,13 @@ impl SharedRing {
 fn starting_indices(region: &Region) -> Result<(u64, u64), RingError> {
     let head = region.head().load(Ordering::Acquire);
     let tail = region.tail().load(Ordering::Acquire);
-    if tail.wrapping_sub(head) > region.capacity() || head % RECORD_ALIGN != 0 || tail % RECORD_ALIGN != 0 {
-        return Err(RingError::corrupted("ring indices inconsistent when the end was opened"));
+    if tail.wrapping_sub(head) > region.capacity()
+        || head % RECORD_ALIGN != 0
+        || tail % RECORD_ALIGN != 0
+    {
+        return Err(RingError::corrupted(
+            "ring indices inconsistent when the end was opened",
+        ));
     }
     Ok((head, tail))
 }
@@ -145,7 +152,11 @@ fn remaining(deadline: Option<Instant>) -> Option<Option<Duration>> {
 }
 
 /// Wake the peer if it announced that it sleeps (see `protocol::take_sleeper`).
-fn wake_peer(region: &Region, words: WakeWords, doorbell: Option<&Doorbell>) -> Result<(), RingError> {
+fn wake_peer(
+    region: &Region,
+    words: WakeWords,
+    doorbell: Option<&Doorbell>,
+) -> Result<(), RingError> {
     let Some(mode) = take_sleeper(region, words) else {
         return Ok(());
     };
@@ -251,7 +262,11 @@ impl Producer {
     /// Wait until a record of `len` bytes fits: spin briefly, then sleep on the
     /// ring's futex word (the consumer wakes it when it publishes released
     /// space). Publishes pending commits first.
-    pub fn wait_writable(&mut self, len: usize, timeout: Option<Duration>) -> Result<WaitOutcome, RingError> {
+    pub fn wait_writable(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<WaitOutcome, RingError> {
         self.publish()?;
         if self.cursor.fits(&*self.region, len)? {
             return Ok(WaitOutcome::Ready);
@@ -326,7 +341,10 @@ impl Producer {
     /// Whether the consumer closed its end (a flag in shared memory: a peer
     /// that died without closing is seen through its pidfd, not here).
     pub fn is_consumer_closed(&self) -> bool {
-        self.region.word(Word::ConsumerClosed).load(Ordering::Acquire) != 0
+        self.region
+            .word(Word::ConsumerClosed)
+            .load(Ordering::Acquire)
+            != 0
     }
 
     /// The protocol violation that poisoned this end, if any.
@@ -549,7 +567,10 @@ impl Consumer {
     /// Whether the producer closed its end (flag in shared memory; a dead
     /// producer process is seen through its pidfd instead).
     pub fn is_producer_closed(&self) -> bool {
-        self.region.word(Word::ProducerClosed).load(Ordering::Acquire) != 0
+        self.region
+            .word(Word::ProducerClosed)
+            .load(Ordering::Acquire)
+            != 0
     }
 
     /// The protocol violation that poisoned this end, if any.

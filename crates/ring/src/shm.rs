@@ -17,7 +17,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::error::RingError;
 use crate::layout::{
-    Word, HEADER_LEN, MAGIC, MAX_CAPACITY, MIN_CAPACITY, OFF_CAPACITY, OFF_HEADER_LEN, OFF_HEAD,
+    Word, HEADER_LEN, MAGIC, MAX_CAPACITY, MIN_CAPACITY, OFF_CAPACITY, OFF_HEAD, OFF_HEADER_LEN,
     OFF_MAGIC, OFF_TAIL, OFF_VERSION, RECORD_ALIGN, VERSION,
 };
 
@@ -96,15 +96,19 @@ impl Region {
 
     /// Map a ring another process created, checking seals, size and header.
     pub(crate) fn attach(memfd: BorrowedFd<'_>) -> Result<Region, RingError> {
-        let seals =
-            rustix::fs::fcntl_get_seals(memfd).map_err(|e| RingError::os("fcntl(F_GET_SEALS)", e))?;
+        let seals = rustix::fs::fcntl_get_seals(memfd)
+            .map_err(|e| RingError::os("fcntl(F_GET_SEALS)", e))?;
         if !seals.contains(SealFlags::SHRINK) {
-            return Err(RingError::corrupted("ring memfd not sealed against shrinking"));
+            return Err(RingError::corrupted(
+                "ring memfd not sealed against shrinking",
+            ));
         }
         let stat = rustix::fs::fstat(memfd).map_err(|e| RingError::os("fstat", e))?;
         let size = usize::try_from(stat.st_size).unwrap_or(0);
         let Some(capacity) = size.checked_sub(HEADER_LEN) else {
-            return Err(RingError::corrupted("ring memfd smaller than the ring header"));
+            return Err(RingError::corrupted(
+                "ring memfd smaller than the ring header",
+            ));
         };
         check_capacity(capacity, MIN_CAPACITY)?;
         let region = Region::map(&memfd, size, capacity as u64)?;
@@ -143,8 +147,8 @@ impl Region {
     pub(crate) fn heap(capacity: usize) -> Result<Region, RingError> {
         check_capacity(capacity, 2 * RECORD_ALIGN as usize)?;
         let len = HEADER_LEN + capacity;
-        let layout = Layout::from_size_align(len, 4096)
-            .map_err(|_| RingError::InvalidCapacity {
+        let layout =
+            Layout::from_size_align(len, 4096).map_err(|_| RingError::InvalidCapacity {
                 capacity,
                 min: 32,
                 max: MAX_CAPACITY,
@@ -185,7 +189,9 @@ impl Region {
             return Err(RingError::corrupted("ring header length mismatch"));
         }
         if self.u64_at(OFF_CAPACITY).load(Ordering::Relaxed) != self.capacity {
-            return Err(RingError::corrupted("ring header capacity does not match the memfd size"));
+            return Err(RingError::corrupted(
+                "ring header capacity does not match the memfd size",
+            ));
         }
         Ok(())
     }
@@ -203,7 +209,10 @@ impl Region {
     }
 
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.len, "u64 word outside the ring");
+        assert!(
+            offset % 8 == 0 && offset + 8 <= self.len,
+            "u64 word outside the ring"
+        );
         // SAFETY: in bounds and 8-aligned (the base is page-aligned); the
         // memory lives as long as `self`; `AtomicU64` has the layout of `u64`
         // and every access to this word, ours or the peer's, is atomic or
@@ -212,7 +221,10 @@ impl Region {
     }
 
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= self.len, "u32 word outside the ring");
+        assert!(
+            offset % 4 == 0 && offset + 4 <= self.len,
+            "u32 word outside the ring"
+        );
         // SAFETY: as in `u64_at`, for a 4-aligned in-bounds word.
         unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU32>() }
     }

@@ -88,8 +88,14 @@ fn reserve_commit_publish_peek_release_and_waits_allocate_nothing() {
         }
     }
     producer.publish().unwrap();
-    assert_eq!(consumer.wait_readable(Some(Duration::ZERO)).unwrap(), WaitOutcome::Ready);
+    assert_eq!(
+        consumer.wait_readable(Some(Duration::ZERO)).unwrap(),
+        WaitOutcome::Ready
+    );
     let allocated = allocations() - before;
     assert!(checksum > 0);
-    assert_eq!(allocated, 0, "the per-message path allocated {allocated} times");
+    assert_eq!(
+        allocated, 0,
+        "the per-message path allocated {allocated} times"
+    );
 }

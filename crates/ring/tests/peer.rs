@@ -81,7 +81,12 @@ impl Peer {
             UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
                 .unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "peer::peer_process_entry", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "peer::peer_process_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ROLE, plan.role.name())
             .env(SOCKET, &name)
             .env(COUNT, plan.count.to_string())
@@ -92,11 +97,17 @@ impl Peer {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let pidfd = rustix::process::pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
-            .unwrap();
+        let pidfd =
+            rustix::process::pidfd_open(Pid::from_child(&child), PidfdFlags::empty()).unwrap();
         // Accept with a bound: a peer that dies before connecting fails the test.
         let mut pfd = [PollFd::new(&listener, PollFlags::IN)];
-        let ready = rustix::event::poll(&mut pfd, Some(&rustix::time::Timespec { tv_sec: 20, tv_nsec: 0 }));
+        let ready = rustix::event::poll(
+            &mut pfd,
+            Some(&rustix::time::Timespec {
+                tv_sec: 20,
+                tv_nsec: 0,
+            }),
+        );
         if ready != Ok(1) {
             let _ = child.kill();
             panic!("peer did not connect: {ready:?}, status {:?}", child.wait());
@@ -117,7 +128,13 @@ impl Peer {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             let mut pfd = [PollFd::new(&self.pidfd, PollFlags::IN)];
-            let _ = rustix::event::poll(&mut pfd, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 }));
+            let _ = rustix::event::poll(
+                &mut pfd,
+                Some(&rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 100_000_000,
+                }),
+            );
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
@@ -149,7 +166,8 @@ fn peer_process_entry() {
     };
     let name = std::env::var(SOCKET).unwrap();
     let stream =
-        UnixStream::connect_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+        UnixStream::connect_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+            .unwrap();
     let mut fds = recv_fds(&stream).unwrap().into_iter();
     let ring = SharedRing::attach(fds.next().expect("memfd")).unwrap();
     let plan = Plan {
@@ -189,7 +207,10 @@ fn produce(ring: SharedRing, plan: Plan, doorbell: Option<Doorbell>, vanish: boo
                 }
                 Err(RingError::Full) => {
                     waited += 1;
-                    match producer.wait_writable(len, Some(Duration::from_secs(20))).unwrap() {
+                    match producer
+                        .wait_writable(len, Some(Duration::from_secs(20)))
+                        .unwrap()
+                    {
                         WaitOutcome::Ready => {}
                         other => {
                             eprintln!("peer producer: record {seq}: {other:?}");
@@ -238,7 +259,10 @@ fn consume(ring: SharedRing, plan: Plan) -> i32 {
             }
             Ok(None) => {
                 waits += 1;
-                match consumer.wait_readable(Some(Duration::from_secs(20))).unwrap() {
+                match consumer
+                    .wait_readable(Some(Duration::from_secs(20)))
+                    .unwrap()
+                {
                     WaitOutcome::Ready => {}
                     other => {
                         eprintln!("peer consumer: after {seq} records: {other:?}");
@@ -260,7 +284,10 @@ fn consume(ring: SharedRing, plan: Plan) -> i32 {
 }
 
 /// The fds a ring peer needs: the memfd, then optionally a doorbell.
-pub(crate) fn fds_for<'a>(ring: &'a SharedRing, doorbell: Option<&'a Doorbell>) -> Vec<BorrowedFd<'a>> {
+pub(crate) fn fds_for<'a>(
+    ring: &'a SharedRing,
+    doorbell: Option<&'a Doorbell>,
+) -> Vec<BorrowedFd<'a>> {
     let mut fds = vec![ring.memfd()];
     fds.extend(doorbell.map(AsFd::as_fd));
     fds

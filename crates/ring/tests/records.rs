@@ -54,11 +54,17 @@ pub(crate) fn write(seq: u64, bytes: &mut [u8]) {
 pub(crate) fn verify(seed: u64, seq: u64, max_len: usize, bytes: &[u8]) -> Result<(), String> {
     let expected_len = size(seed, seq, max_len);
     if bytes.len() != expected_len {
-        return Err(format!("record {seq}: length {} != {expected_len}", bytes.len()));
+        return Err(format!(
+            "record {seq}: length {} != {expected_len}",
+            bytes.len()
+        ));
     }
     let head = bytes.len().min(8);
     if bytes[..head] != seq.to_le_bytes()[..head] {
-        return Err(format!("record {seq}: sequence number bytes {:?}", &bytes[..head]));
+        return Err(format!(
+            "record {seq}: sequence number bytes {:?}",
+            &bytes[..head]
+        ));
     }
     if bytes.len() >= 16 {
         let stored = u64::from_le_bytes(bytes[8..16].try_into().unwrap());

@@ -69,7 +69,11 @@ fn consume_from(
             continue;
         }
         got.waits += 1;
-        let timeout = if peer.is_some() { Duration::from_millis(50) } else { PATIENCE };
+        let timeout = if peer.is_some() {
+            Duration::from_millis(50)
+        } else {
+            PATIENCE
+        };
         match consumer.wait_readable(Some(timeout)).unwrap() {
             WaitOutcome::Ready => {}
             WaitOutcome::TimedOut if peer.is_some_and(Peer::has_exited) => {
@@ -96,7 +100,10 @@ fn child_to_host(count: u64) -> (Received, Duration) {
     let start = Instant::now();
     let got = consume(&mut consumer, &plan, Duration::ZERO, None);
     let elapsed = start.elapsed();
-    assert_eq!(consumer.wait_readable(Some(PATIENCE)).unwrap(), WaitOutcome::PeerClosed);
+    assert_eq!(
+        consumer.wait_readable(Some(PATIENCE)).unwrap(),
+        WaitOutcome::PeerClosed
+    );
     assert_eq!(peer.exit_code(PATIENCE), Some(0));
     assert_eq!(got.records, count);
     (got, elapsed)
@@ -230,10 +237,16 @@ fn one_doorbell_wakes_the_host_for_two_children_and_flags_the_pending_rings() {
         let done = rings.iter().all(|(_, plan, got)| *got == plan.count);
         if all_armed && !done {
             sleeps += 1;
-            assert!(doorbell.wait(Some(PATIENCE)).unwrap(), "doorbell never rang");
+            assert!(
+                doorbell.wait(Some(PATIENCE)).unwrap(),
+                "doorbell never rang"
+            );
         }
     }
-    assert!(sleeps > 0 && pending_seen > 0, "sleeps {sleeps}, pending {pending_seen}");
+    assert!(
+        sleeps > 0 && pending_seen > 0,
+        "sleeps {sleeps}, pending {pending_seen}"
+    );
     for peer in peers {
         assert_eq!(peer.exit_code(PATIENCE), Some(0));
     }
@@ -246,7 +259,10 @@ fn child_exiting_mid_stream_without_closing_is_noticed_through_its_pidfd() {
     let peer = Peer::spawn(plan, &fds_for(&ring, None));
     let mut consumer = ring.into_consumer().unwrap();
     // Ask for more than the child sends: only the pidfd can end this loop.
-    let wanting_more = Plan { count: u64::MAX, ..plan };
+    let wanting_more = Plan {
+        count: u64::MAX,
+        ..plan
+    };
     let got = consume(&mut consumer, &wanting_more, Duration::ZERO, Some(&peer));
     assert_eq!(got.records, 500);
     assert!(!consumer.is_producer_closed());
@@ -262,12 +278,26 @@ fn child_killed_mid_stream_leaves_a_consistent_prefix_and_no_hang() {
     };
     let mut peer = Peer::spawn(plan, &fds_for(&ring, None));
     let mut consumer = ring.into_consumer().unwrap();
-    let first = consume(&mut consumer, &Plan { count: 200, ..plan }, Duration::ZERO, None);
+    let first = consume(
+        &mut consumer,
+        &Plan { count: 200, ..plan },
+        Duration::ZERO,
+        None,
+    );
     assert_eq!(first.records, 200);
     peer.child.kill().unwrap();
     // Continue the same sequence: every further record must still verify, and
     // only the pidfd ends the loop (the killed child never closed the ring).
-    let total = consume_from(200, &mut consumer, &Plan { count: u64::MAX, ..plan }, Duration::ZERO, Some(&peer));
+    let total = consume_from(
+        200,
+        &mut consumer,
+        &Plan {
+            count: u64::MAX,
+            ..plan
+        },
+        Duration::ZERO,
+        Some(&peer),
+    );
     assert!(total.records >= 200 && total.records < plan.count);
     assert!(!consumer.is_producer_closed());
     assert_eq!(peer.exit_code(PATIENCE), None, "killed by a signal");

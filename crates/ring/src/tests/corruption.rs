@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::layout::{HEADER_LEN, OFF_CAPACITY, OFF_HEAD, OFF_MAGIC, OFF_TAIL, OFF_VERSION, PAD_FLAG};
+use crate::layout::{
+    HEADER_LEN, OFF_CAPACITY, OFF_HEAD, OFF_MAGIC, OFF_TAIL, OFF_VERSION, PAD_FLAG,
+};
 use crate::ring::{Consumer, Producer, SharedRing};
 use crate::shm::Region;
 use crate::RingError;
@@ -160,7 +162,10 @@ mod hostile_consumer {
         let (mut producer, _c, region) = ring();
         fill_ring(&mut producer);
         poke_u64(&region, OFF_HEAD, CAPACITY as u64 * 4);
-        assert_corrupted(producer.try_reserve(4000), "outside the range the producer published");
+        assert_corrupted(
+            producer.try_reserve(4000),
+            "outside the range the producer published",
+        );
         assert_corrupted(producer.try_reserve(1), "outside the range");
     }
 
@@ -193,7 +198,10 @@ mod attach {
 
     fn attach_after(offset: usize, value: u64) -> Result<SharedRing, RingError> {
         let ring = SharedRing::create(CAPACITY).unwrap();
-        ring.region().scribble(offset, &value.to_le_bytes()[..if offset == OFF_VERSION { 4 } else { 8 }]);
+        ring.region().scribble(
+            offset,
+            &value.to_le_bytes()[..if offset == OFF_VERSION { 4 } else { 8 }],
+        );
         SharedRing::attach(ring.inheritable_fd().unwrap())
     }
 
@@ -233,7 +241,8 @@ mod attach {
     #[test]
     fn inconsistent_indices() {
         let ring = SharedRing::create(CAPACITY).unwrap();
-        ring.region().scribble(OFF_TAIL, &(3 * CAPACITY as u64).to_le_bytes());
+        ring.region()
+            .scribble(OFF_TAIL, &(3 * CAPACITY as u64).to_le_bytes());
         let attached = SharedRing::attach(ring.inheritable_fd().unwrap()).unwrap();
         assert_corrupted(attached.into_consumer(), "indices inconsistent");
     }

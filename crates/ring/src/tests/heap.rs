@@ -55,8 +55,16 @@ fn records_are_aligned_and_survive_many_wraps_in_a_tiny_ring() {
         }
         producer.publish().unwrap();
         while let Some(record) = consumer.peek().unwrap() {
-            assert_eq!(record.as_ptr() as usize % 16, 0, "record {received} misaligned");
-            assert_eq!(record.len() as u64, expect_sizes.0 % 200, "record {received} length");
+            assert_eq!(
+                record.as_ptr() as usize % 16,
+                0,
+                "record {received} misaligned"
+            );
+            assert_eq!(
+                record.len() as u64,
+                expect_sizes.0 % 200,
+                "record {received} length"
+            );
             assert!(check(received, record), "record {received} content");
             expect_sizes.next();
             received += 1;
@@ -90,7 +98,7 @@ fn unpublished_commits_and_abandoned_reservations_are_invisible() {
     let (mut producer, mut consumer, _region) = SharedRing::heap_pair(128).unwrap();
     producer.try_reserve(8).unwrap().commit();
     assert!(consumer.peek().unwrap().is_none());
-    drop(producer.try_reserve(8).unwrap());
+    let _abandoned = producer.try_reserve(8).unwrap();
     producer.publish().unwrap();
     assert_eq!(consumer.peek().unwrap().map(<[u8]>::len), Some(8));
     consumer.release().unwrap();
@@ -118,7 +126,7 @@ fn record_that_does_not_fit_before_the_end_waits_for_an_empty_ring_then_starts_a
     consumer.peek().unwrap();
     consumer.release().unwrap();
     assert!(consumer.peek().unwrap().is_none()); // publishes the release
-    // 112-byte record at offset 48: needs padding (80) + 112 > 128, but the ring is empty.
+                                                 // 112-byte record at offset 48: needs padding (80) + 112 > 128, but the ring is empty.
     assert!(matches!(producer.try_reserve(96), Err(RingError::Full)));
     assert!(consumer.peek().unwrap().is_none()); // consumes the padding
     let mut slot = producer.try_reserve(96).unwrap();
@@ -176,7 +184,10 @@ fn doorbell_rings_only_for_an_armed_consumer_and_marks_it_pending() {
     producer.try_reserve(1).unwrap().commit();
     producer.publish().unwrap();
     assert_eq!(doorbell.drain().unwrap(), 0, "nobody slept, nothing rang");
-    assert!(!consumer.arm_doorbell().unwrap(), "records present: not armed");
+    assert!(
+        !consumer.arm_doorbell().unwrap(),
+        "records present: not armed"
+    );
     consumer.peek().unwrap().unwrap();
     consumer.release().unwrap();
 
@@ -201,7 +212,9 @@ fn closing_an_end_is_seen_by_the_other() {
     drop(producer);
     assert!(consumer.is_producer_closed());
     assert_eq!(
-        consumer.wait_readable(Some(Duration::from_secs(5))).unwrap(),
+        consumer
+            .wait_readable(Some(Duration::from_secs(5)))
+            .unwrap(),
         WaitOutcome::PeerClosed
     );
 }
