@@ -147,6 +147,7 @@ impl FrameDecoder {
 
     /// The next complete frame, `Ok(None)` if more bytes are needed, or the
     /// error that poisons the decoder.
+    #[inline]
     pub fn next_frame(&mut self) -> Result<Option<FrameView<'_>>, WireError> {
         if let Some(error) = &self.poisoned {
             return Err(error.clone());

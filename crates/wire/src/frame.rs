@@ -43,6 +43,7 @@ impl FramePrefix {
     /// Parses and checks a prefix against `limits`. Needs at least 16 bytes;
     /// reads only the first 16. This is the check that happens before the
     /// decoder buffers the rest of a frame.
+    #[inline]
     pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Self, WireError> {
         let Some(prefix) = bytes.first_chunk::<PREFIX_LEN>() else {
             return Err(WireError::Truncated {
@@ -113,6 +114,7 @@ impl FramePrefix {
     }
 
     /// The prefix for a frame with these lengths, checked against `limits`.
+    #[inline]
     pub fn for_lengths(
         header_len: usize,
         payload_len: usize,
@@ -141,31 +143,37 @@ impl FramePrefix {
     }
 
     /// Total frame length: prefix, header, payload and padding.
+    #[inline]
     pub fn frame_len(&self) -> usize {
         PREFIX_LEN + align16(self.header_len as usize) + align16(self.payload_len as usize)
     }
 
     /// Length of the archived header (without padding).
+    #[inline]
     pub fn header_len(&self) -> usize {
         self.header_len as usize
     }
 
     /// Length of the payload (without padding).
+    #[inline]
     pub fn payload_len(&self) -> usize {
         self.payload_len as usize
     }
 
     /// Offset of the payload from the start of the frame (a multiple of 16).
+    #[inline]
     pub fn payload_offset(&self) -> usize {
         PREFIX_LEN + align16(self.header_len as usize)
     }
 
     /// Byte range of the payload within the frame.
+    #[inline]
     pub fn payload_range(&self) -> Range<usize> {
         self.payload_offset()..self.payload_offset() + self.payload_len()
     }
 
     /// The 16 prefix bytes.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; PREFIX_LEN] {
         let mut out = [0; PREFIX_LEN];
         out[0..4].copy_from_slice(&(self.frame_len() as u32).to_le_bytes());
@@ -178,6 +186,7 @@ impl FramePrefix {
 }
 
 /// The exact encoded length of a frame with this header and payload length.
+#[inline]
 pub fn encoded_len(header: &FrameHeader<'_>, payload_len: usize) -> usize {
     PREFIX_LEN + align16(header.archived_len()) + align16(payload_len)
 }
@@ -185,6 +194,7 @@ pub fn encoded_len(header: &FrameHeader<'_>, payload_len: usize) -> usize {
 /// Writes the prefix, archived header and all padding of a frame into the
 /// start of `out`, leaving the payload bytes (`prefix.payload_range()`) for the
 /// caller to fill, e.g. straight from a socket. Allocates nothing.
+#[inline]
 pub fn encode_frame_head(
     out: &mut [u8],
     header: &FrameHeader<'_>,
@@ -210,6 +220,7 @@ pub fn encode_frame_head(
 
 /// Encodes a whole frame into the start of `out` and returns its length.
 /// Allocates nothing.
+#[inline]
 pub fn encode_frame(
     out: &mut [u8],
     header: &FrameHeader<'_>,
@@ -258,6 +269,7 @@ pub struct FrameView<'a> {
 impl<'a> FrameView<'a> {
     /// The whole frame, prefix and padding included: what to copy into a ring
     /// slot or onto another connection unchanged.
+    #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
     }
@@ -268,6 +280,7 @@ impl<'a> FrameView<'a> {
     }
 
     /// The validated archived routing header.
+    #[inline]
     pub fn header(&self) -> &'a ArchivedRoutingHeader {
         self.header
     }
@@ -278,53 +291,61 @@ impl<'a> FrameView<'a> {
     }
 
     /// The opaque payload (16-byte aligned if the frame is).
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.bytes[self.prefix.payload_range()]
     }
 
     /// What the frame carries.
+    #[inline]
     pub fn kind(&self) -> FrameKind {
-        (&self.header.kind).into()
+        self.header.kind()
     }
 
     /// The flag bits.
     pub fn flags(&self) -> Flags {
-        self.fields().flags
+        self.header.flags()
     }
 
     /// The sender's message id.
+    #[inline]
     pub fn message_id(&self) -> u64 {
-        self.header.message_id.to_native()
+        self.header.message_id()
     }
 
     /// The destination proc name, for routing-table lookups.
+    #[inline]
     pub fn dest_name(&self) -> &'a str {
-        self.header.dest_name.get()
+        self.header.dest_name()
     }
 
     /// The destination proc name as bytes.
+    #[inline]
     pub fn dest_name_bytes(&self) -> &'a [u8] {
-        self.header.dest_name.get().as_bytes()
+        self.header.dest_name().as_bytes()
     }
 
     /// The port inside the destination proc.
+    #[inline]
     pub fn dest_port(&self) -> u32 {
-        self.header.dest_port.to_native()
+        self.header.dest_port()
     }
 
     /// The destination host address; empty means the receiving host.
+    #[inline]
     pub fn dest_addr(&self) -> &'a str {
-        self.header.dest_addr.get()
+        self.header.dest_addr()
     }
 
     /// Who sent the frame.
     pub fn sender(&self) -> Sender<'a> {
-        self.header.fields().sender
+        self.header.sender()
     }
 }
 
 /// Checks alignment of a frame's memory address: the header and payload are
 /// accessed in place, so the frame must start on a 16-byte boundary.
+#[inline]
 fn check_address(bytes: &[u8]) -> Result<(), WireError> {
     let addr = bytes.as_ptr() as usize;
     if addr % FRAME_ALIGN != 0 {
@@ -337,8 +358,25 @@ fn check_address(bytes: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// True if `region[used..]` is all zero, where `region` is a multiple of 16
+/// long and the padding (`region.len() - used`) is shorter than 16 bytes:
+/// one 16-byte load instead of a byte loop.
+#[inline]
+fn tail_is_zero(region: &[u8], used: usize) -> bool {
+    let padding = region.len() - used;
+    if padding == 0 {
+        return true;
+    }
+    let Some(last) = region.last_chunk::<FRAME_ALIGN>() else {
+        return false;
+    };
+    let used_in_last = FRAME_ALIGN - padding;
+    u128::from_le_bytes(*last) >> (8 * used_in_last) == 0
+}
+
 /// Validates the frame at the start of `bytes` (length already known to be
 /// at least `prefix.frame_len()`).
+#[inline]
 pub(crate) fn view_frame<'a>(
     bytes: &'a [u8],
     prefix: FramePrefix,
@@ -347,10 +385,9 @@ pub(crate) fn view_frame<'a>(
     let bytes = &bytes[..prefix.frame_len()];
     let header_end = PREFIX_LEN + prefix.header_len();
     let header = check_header(&bytes[PREFIX_LEN..header_end], limits)?;
-    let padding_is_zero = bytes[header_end..prefix.payload_offset()]
-        .iter()
-        .chain(&bytes[prefix.payload_range().end..])
-        .all(|&b| b == 0);
+    let payload_end = prefix.payload_range().end;
+    let padding_is_zero = tail_is_zero(&bytes[..prefix.payload_offset()], header_end)
+        && tail_is_zero(bytes, payload_end);
     if !padding_is_zero {
         return Err(WireError::InvalidHeader {
             reason: "frame padding after the header or payload is not zero".to_owned(),
@@ -365,6 +402,7 @@ pub(crate) fn view_frame<'a>(
 
 /// Decodes and validates exactly one frame occupying all of `bytes`, e.g. one
 /// record of a shared-memory ring. `bytes` must start on a 16-byte boundary.
+#[inline]
 pub fn decode_frame<'a>(bytes: &'a [u8], limits: &Limits) -> Result<FrameView<'a>, WireError> {
     let (frame, rest) = split_frame(bytes, limits)?;
     if !rest.is_empty() {
@@ -378,6 +416,7 @@ pub fn decode_frame<'a>(bytes: &'a [u8], limits: &Limits) -> Result<FrameView<'a
 
 /// Decodes the first frame of a batch buffer and returns it with the bytes
 /// after it. `bytes` must start on a 16-byte boundary; the rest then does too.
+#[inline]
 pub fn split_frame<'a>(
     bytes: &'a [u8],
     limits: &Limits,

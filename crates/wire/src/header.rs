@@ -1,27 +1,34 @@
-//! The routing header: its owned, borrowed and archived forms, and its
+//! The routing header: its archived, borrowed and owned forms, and its
 //! validation.
 //!
-//! The archived form, [`ArchivedRoutingHeader`], is what travels: a 48-byte
-//! root at the end of the header region, preceded by the bytes of its four
-//! strings laid out contiguously in field order. The owned [`RoutingHeader`]
-//! exists so rkyv's derive defines that archived type; the hot paths use the
-//! borrowed [`FrameHeader`], which archives to the very same bytes without
-//! allocating (its `Archive`/`Serialize` impls are written by hand below).
+//! The archived form, [`ArchivedRoutingHeader`], is what travels: a 32-byte
+//! root at the end of the header region, preceded by one UTF-8 text holding
+//! the four strings (destination name and address, sender name and address)
+//! back to back; the root stores each string's length. One out-of-line object
+//! instead of four keeps bytecheck's work (one subtree claim, one UTF-8 check)
+//! and the canonical-layout check small: this is the per-frame hot path.
+//!
+//! The archived type is declared by hand (`Portable` + `CheckBytes` derives)
+//! and the borrowed [`FrameHeader`] implements rkyv's `Archive`/`Serialize`
+//! for it directly, so encoding needs neither an owned header nor a scratch
+//! allocator.
 
 use std::ops::BitOr;
 
 use rkyv::boxed::{ArchivedBox, BoxResolver};
+use rkyv::bytecheck::CheckBytes;
 use rkyv::munge::munge;
+use rkyv::primitive::{ArchivedU16, ArchivedU32, ArchivedU64, ArchivedUsize, FixedUsize};
 use rkyv::rancor::{Failure, Fallible};
 use rkyv::ser::allocator::SubAllocator;
 use rkyv::ser::writer::Buffer;
-use rkyv::ser::Writer;
-use rkyv::{Archive, Deserialize, Place, Serialize, SerializeUnsized};
+use rkyv::ser::{Positional, Writer};
+use rkyv::{Archive, Deserialize, Place, Portable, Serialize};
 
 use crate::{validate_addr, validate_name, Limits, WireError};
 
 /// Size of the archived header's root object in bytes.
-pub const HEADER_ROOT_LEN: usize = 48;
+pub const HEADER_ROOT_LEN: usize = 32;
 
 /// Alignment of the archived header's root object (that of its `u64`).
 pub const HEADER_ALIGN: usize = 8;
@@ -45,6 +52,7 @@ pub enum FrameKind {
 }
 
 impl From<&ArchivedFrameKind> for FrameKind {
+    #[inline]
     fn from(kind: &ArchivedFrameKind) -> Self {
         match kind {
             ArchivedFrameKind::Data => FrameKind::Data,
@@ -69,6 +77,7 @@ pub enum SenderKind {
 }
 
 impl From<&ArchivedSenderKind> for SenderKind {
+    #[inline]
     fn from(kind: &ArchivedSenderKind) -> Self {
         match kind {
             ArchivedSenderKind::Anonymous => SenderKind::Anonymous,
@@ -119,29 +128,56 @@ impl BitOr for Flags {
     }
 }
 
-/// The owned routing header. Its archived form is the wire format; build
-/// frames from the borrowed [`FrameHeader`] instead to avoid allocating.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[rkyv(derive(Debug))]
+/// An owned routing header, for code off the hot path (tests, tools, control
+/// clients). [`as_frame_header`](Self::as_frame_header) borrows it for encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoutingHeader {
     /// Sender-chosen id, echoed in replies and undeliverable notices.
     pub message_id: u64,
     /// Port (sub-address) inside the destination proc.
     pub dest_port: u32,
-    /// Raw [`Flags`] bits.
-    pub flags: u16,
+    /// Flag bits.
+    pub flags: Flags,
     /// What the frame carries.
     pub kind: FrameKind,
     /// How to read `sender_name` and `sender_addr`.
     pub sender_kind: SenderKind,
     /// Destination proc name.
-    pub dest_name: Box<str>,
+    pub dest_name: String,
     /// Destination host address; empty means the host that receives it.
-    pub dest_addr: Box<str>,
+    pub dest_addr: String,
     /// Sender proc or client name; empty for anonymous senders.
-    pub sender_name: Box<str>,
+    pub sender_name: String,
     /// Sender proc's host address; empty for "this host" and non-procs.
-    pub sender_addr: Box<str>,
+    pub sender_addr: String,
+}
+
+/// The archived routing header, read in place from a frame.
+///
+/// Layout (`repr(C)`, 32 bytes, 8-byte aligned, little-endian, no padding):
+/// `message_id: u64` at 0, `dest_port: u32` at 8, `flags: u16` at 12,
+/// `kind: u8` at 14, `sender_kind: u8` at 15, then the `u16` lengths of
+/// `dest_name` (16), `dest_addr` (18), `sender_name` (20) and `sender_addr`
+/// (22), then `text` at 24: an rkyv `ArchivedBox<str>` (`i32` offset from
+/// byte 24 to the text, `u32` text length). The text is the four strings
+/// concatenated in that order.
+///
+/// Obtain one from a validated [`FrameView`](crate::FrameView); the accessors
+/// never panic, even on a header that only passed bytecheck.
+#[derive(Portable, CheckBytes, Debug)]
+#[bytecheck(crate = rkyv::bytecheck)]
+#[repr(C)]
+pub struct ArchivedRoutingHeader {
+    message_id: ArchivedU64,
+    dest_port: ArchivedU32,
+    flags: ArchivedU16,
+    kind: ArchivedFrameKind,
+    sender_kind: ArchivedSenderKind,
+    dest_name_len: ArchivedU16,
+    dest_addr_len: ArchivedU16,
+    sender_name_len: ArchivedU16,
+    sender_addr_len: ArchivedU16,
+    text: ArchivedBox<str>,
 }
 
 /// Who sent a frame, borrowed.
@@ -164,6 +200,7 @@ pub enum Sender<'a> {
 }
 
 impl<'a> Sender<'a> {
+    #[inline]
     fn kind(&self) -> SenderKind {
         match self {
             Sender::Anonymous => SenderKind::Anonymous,
@@ -172,12 +209,16 @@ impl<'a> Sender<'a> {
         }
     }
 
+    #[inline]
+
     fn name(&self) -> &'a str {
         match *self {
             Sender::Anonymous => "",
             Sender::Client { name } | Sender::Proc { name, .. } => name,
         }
     }
+
+    #[inline]
 
     fn addr(&self) -> &'a str {
         match *self {
@@ -223,9 +264,12 @@ impl<'a> FrameHeader<'a> {
     }
 
     /// Length of this header in archived form.
+    #[inline]
     pub fn archived_len(&self) -> usize {
         archived_len_for(self.string_bytes())
     }
+
+    #[inline]
 
     fn string_bytes(&self) -> usize {
         self.dest_name.len()
@@ -236,6 +280,7 @@ impl<'a> FrameHeader<'a> {
 
     /// Checks the semantic rules the decoder enforces (names, addresses,
     /// sender shape), without allocating.
+    #[inline]
     pub fn validate(&self, limits: &Limits) -> Result<(), WireError> {
         check_fields(
             self.kind,
@@ -251,6 +296,7 @@ impl<'a> FrameHeader<'a> {
 
     /// Writes the archived header into `out`, which must be exactly
     /// [`archived_len`](Self::archived_len) bytes; returns that length.
+    #[inline]
     pub(crate) fn write_archived(&self, out: &mut [u8]) -> Result<usize, WireError> {
         let needed = self.archived_len();
         if out.len() != needed {
@@ -276,12 +322,11 @@ impl<'a> FrameHeader<'a> {
 }
 
 impl RoutingHeader {
-    /// Borrows this header as a [`FrameHeader`]. Unknown flag bits are
-    /// dropped.
+    /// Borrows this header as a [`FrameHeader`].
     pub fn as_frame_header(&self) -> FrameHeader<'_> {
         FrameHeader {
             kind: self.kind,
-            flags: Flags(self.flags & Flags::KNOWN.bits()),
+            flags: self.flags,
             message_id: self.message_id,
             dest_name: &self.dest_name,
             dest_port: self.dest_port,
@@ -300,25 +345,126 @@ impl RoutingHeader {
     }
 }
 
+impl From<FrameHeader<'_>> for RoutingHeader {
+    fn from(header: FrameHeader<'_>) -> Self {
+        Self {
+            message_id: header.message_id,
+            dest_port: header.dest_port,
+            flags: header.flags,
+            kind: header.kind,
+            sender_kind: header.sender.kind(),
+            dest_name: header.dest_name.to_owned(),
+            dest_addr: header.dest_addr.to_owned(),
+            sender_name: header.sender.name().to_owned(),
+            sender_addr: header.sender.addr().to_owned(),
+        }
+    }
+}
+
 impl ArchivedRoutingHeader {
-    /// Borrows this archived header as a [`FrameHeader`].
-    pub fn fields(&self) -> FrameHeader<'_> {
-        let name = self.sender_name.get();
-        FrameHeader {
-            kind: (&self.kind).into(),
-            flags: Flags(self.flags.to_native() & Flags::KNOWN.bits()),
-            message_id: self.message_id.to_native(),
-            dest_name: self.dest_name.get(),
-            dest_port: self.dest_port.to_native(),
-            dest_addr: self.dest_addr.get(),
-            sender: match SenderKind::from(&self.sender_kind) {
-                SenderKind::Anonymous => Sender::Anonymous,
-                SenderKind::Client => Sender::Client { name },
-                SenderKind::Proc => Sender::Proc {
-                    addr: self.sender_addr.get(),
-                    name,
-                },
+    /// The sender-chosen message id.
+    #[inline]
+    pub fn message_id(&self) -> u64 {
+        self.message_id.to_native()
+    }
+
+    /// The port inside the destination proc.
+    #[inline]
+    pub fn dest_port(&self) -> u32 {
+        self.dest_port.to_native()
+    }
+
+    /// The flag bits (unknown bits dropped; the decoder rejects them).
+    #[inline]
+    pub fn flags(&self) -> Flags {
+        Flags(self.flags.to_native() & Flags::KNOWN.0)
+    }
+
+    /// What the frame carries.
+    #[inline]
+    pub fn kind(&self) -> FrameKind {
+        (&self.kind).into()
+    }
+
+    /// How to read the sender fields.
+    #[inline]
+    pub fn sender_kind(&self) -> SenderKind {
+        (&self.sender_kind).into()
+    }
+
+    /// The four string lengths, in text order.
+    #[inline]
+    fn lengths(&self) -> [usize; 4] {
+        [
+            self.dest_name_len.to_native().into(),
+            self.dest_addr_len.to_native().into(),
+            self.sender_name_len.to_native().into(),
+            self.sender_addr_len.to_native().into(),
+        ]
+    }
+
+    /// The `index`th string of the text, or "" if the lengths do not fit it
+    /// (impossible once the header is validated).
+    #[inline]
+    fn string(&self, index: usize) -> &str {
+        let lengths = self.lengths();
+        let start: usize = lengths[..index].iter().sum();
+        self.text
+            .get()
+            .get(start..start + lengths[index])
+            .unwrap_or("")
+    }
+
+    /// The destination proc name, borrowed from the frame.
+    #[inline]
+    pub fn dest_name(&self) -> &str {
+        self.string(0)
+    }
+
+    /// The destination host address; empty means the receiving host.
+    #[inline]
+    pub fn dest_addr(&self) -> &str {
+        self.string(1)
+    }
+
+    /// The sender's name; empty for anonymous senders.
+    #[inline]
+    pub fn sender_name(&self) -> &str {
+        self.string(2)
+    }
+
+    /// The sender's host address; empty unless the sender is a remote proc.
+    #[inline]
+    pub fn sender_addr(&self) -> &str {
+        self.string(3)
+    }
+
+    /// Who sent the frame.
+    #[inline]
+    pub fn sender(&self) -> Sender<'_> {
+        match self.sender_kind() {
+            SenderKind::Anonymous => Sender::Anonymous,
+            SenderKind::Client => Sender::Client {
+                name: self.sender_name(),
             },
+            SenderKind::Proc => Sender::Proc {
+                addr: self.sender_addr(),
+                name: self.sender_name(),
+            },
+        }
+    }
+
+    /// All fields, borrowed.
+    #[inline]
+    pub fn fields(&self) -> FrameHeader<'_> {
+        FrameHeader {
+            kind: self.kind(),
+            flags: self.flags(),
+            message_id: self.message_id(),
+            dest_name: self.dest_name(),
+            dest_port: self.dest_port(),
+            dest_addr: self.dest_addr(),
+            sender: self.sender(),
         }
     }
 }
@@ -328,10 +474,7 @@ impl ArchivedRoutingHeader {
 pub struct FrameHeaderResolver {
     kind: FrameKindResolver,
     sender_kind: SenderKindResolver,
-    dest_name: BoxResolver,
-    dest_addr: BoxResolver,
-    sender_name: BoxResolver,
-    sender_addr: BoxResolver,
+    text: BoxResolver,
 }
 
 impl Archive for FrameHeader<'_> {
@@ -341,8 +484,9 @@ impl Archive for FrameHeader<'_> {
     fn resolve(&self, resolver: Self::Resolver, out: Place<Self::Archived>) {
         munge!(let ArchivedRoutingHeader {
             message_id, dest_port, flags, kind, sender_kind,
-            dest_name, dest_addr, sender_name, sender_addr,
+            dest_name_len, dest_addr_len, sender_name_len, sender_addr_len, text,
         } = out);
+        let len = |s: &str| s.len() as u16; // validate() bounds every length
         self.message_id.resolve((), message_id);
         self.dest_port.resolve((), dest_port);
         self.flags.bits().resolve((), flags);
@@ -350,36 +494,44 @@ impl Archive for FrameHeader<'_> {
         self.sender
             .kind()
             .resolve(resolver.sender_kind, sender_kind);
-        ArchivedBox::resolve_from_ref(self.dest_name, resolver.dest_name, dest_name);
-        ArchivedBox::resolve_from_ref(self.dest_addr, resolver.dest_addr, dest_addr);
-        ArchivedBox::resolve_from_ref(self.sender.name(), resolver.sender_name, sender_name);
-        ArchivedBox::resolve_from_ref(self.sender.addr(), resolver.sender_addr, sender_addr);
+        len(self.dest_name).resolve((), dest_name_len);
+        len(self.dest_addr).resolve((), dest_addr_len);
+        len(self.sender.name()).resolve((), sender_name_len);
+        len(self.sender.addr()).resolve((), sender_addr_len);
+        let text_len = ArchivedUsize::from_native(self.string_bytes() as FixedUsize);
+        ArchivedBox::resolve_from_raw_parts(resolver.text, text_len, text);
     }
 }
 
 impl<S> Serialize<S> for FrameHeader<'_>
 where
-    S: Fallible + Writer + ?Sized,
-    str: SerializeUnsized<S>,
+    S: Fallible + Writer + Positional + ?Sized,
 {
     fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
-        // Out-of-line bytes are written in field order; the decoder's
-        // canonical-layout check depends on it.
+        let kind = self.kind.serialize(serializer)?;
+        let sender_kind = self.sender.kind().serialize(serializer)?;
+        let text_pos = serializer.pos();
+        for part in [
+            self.dest_name,
+            self.dest_addr,
+            self.sender.name(),
+            self.sender.addr(),
+        ] {
+            serializer.write(part.as_bytes())?;
+        }
         Ok(FrameHeaderResolver {
-            kind: self.kind.serialize(serializer)?,
-            sender_kind: self.sender.kind().serialize(serializer)?,
-            dest_name: ArchivedBox::serialize_from_ref(self.dest_name, serializer)?,
-            dest_addr: ArchivedBox::serialize_from_ref(self.dest_addr, serializer)?,
-            sender_name: ArchivedBox::serialize_from_ref(self.sender.name(), serializer)?,
-            sender_addr: ArchivedBox::serialize_from_ref(self.sender.addr(), serializer)?,
+            kind,
+            sender_kind,
+            text: BoxResolver::from_pos(text_pos),
         })
     }
 }
 
-/// Archived header length for the given total of string bytes: the strings,
-/// zero padding to 8, then the 48-byte root.
-pub(crate) fn archived_len_for(string_bytes: usize) -> usize {
-    string_bytes.next_multiple_of(HEADER_ALIGN) + HEADER_ROOT_LEN
+/// Archived header length for the given text length: the text, zero padding
+/// to 8, then the 32-byte root.
+#[inline]
+pub(crate) fn archived_len_for(text_len: usize) -> usize {
+    text_len.next_multiple_of(HEADER_ALIGN) + HEADER_ROOT_LEN
 }
 
 fn invalid_header(reason: impl Into<String>) -> WireError {
@@ -392,8 +544,9 @@ fn invalid_header(reason: impl Into<String>) -> WireError {
 /// aligned in memory) and returns the archived root.
 ///
 /// Order: bytecheck (bounds, UTF-8, enum tags), then the canonical layout
-/// (strings contiguous from offset 0 in field order, zero padding, exact
-/// length), then the semantic rules of [`FrameHeader::validate`].
+/// (text at offset 0, lengths that add up to it, zero padding, exact length),
+/// then the semantic rules of [`FrameHeader::validate`].
+#[inline]
 pub(crate) fn check_header<'a>(
     bytes: &'a [u8],
     limits: &Limits,
@@ -404,61 +557,66 @@ pub(crate) fn check_header<'a>(
             bytes.len()
         )));
     }
-    let header = match rkyv::api::low::access::<ArchivedRoutingHeader, Failure>(bytes) {
-        Ok(header) => header,
-        Err(_) => {
-            // Validate again with an error type that says why; this path is
-            // cold and the stream is poisoned anyway.
-            let reason =
-                rkyv::api::low::access::<ArchivedRoutingHeader, rkyv::rancor::Error>(bytes)
-                    .err()
-                    .map_or_else(|| "bytecheck failed".to_owned(), |e| e.to_string());
-            return Err(invalid_header(reason));
-        }
+    let Ok(header) = rkyv::api::low::access::<ArchivedRoutingHeader, Failure>(bytes) else {
+        return Err(bytecheck_failure(bytes));
     };
-    let base = bytes.as_ptr() as usize;
-    let mut next = 0;
-    for (field, text) in [
-        ("dest_name", header.dest_name.get()),
-        ("dest_addr", header.dest_addr.get()),
-        ("sender_name", header.sender_name.get()),
-        ("sender_addr", header.sender_addr.get()),
-    ] {
-        if text.as_ptr() as usize - base != next {
-            return Err(invalid_header(format!(
-                "{field} is not at offset {next}: strings must be contiguous in field order"
-            )));
-        }
-        next += text.len();
+    let text = header.text.get();
+    if text.as_ptr() != bytes.as_ptr() {
+        return Err(invalid_header("header text does not start at offset 0"));
     }
-    let expected = archived_len_for(next);
+    if header.lengths().iter().sum::<usize>() != text.len() {
+        return Err(invalid_header(
+            "string lengths do not add up to the text length",
+        ));
+    }
+    let expected = archived_len_for(text.len());
     if bytes.len() != expected {
         return Err(WireError::HeaderTrailingBytes {
             len: bytes.len(),
             expected,
         });
     }
-    if bytes[next..expected - HEADER_ROOT_LEN]
+    if bytes[text.len()..expected - HEADER_ROOT_LEN]
         .iter()
         .any(|&b| b != 0)
     {
         return Err(invalid_header("padding before the root is not zero"));
     }
-    // The root's own padding byte-free layout: 8+4+2+1+1+4*8 = 48, no gaps.
+    // Split the text once; a length that splits a UTF-8 character fails here.
+    let mut strings = [""; 4];
+    let mut start = 0;
+    for (string, len) in strings.iter_mut().zip(header.lengths()) {
+        *string = text
+            .get(start..start + len)
+            .ok_or_else(|| invalid_header("a string length splits a UTF-8 character"))?;
+        start += len;
+    }
+    let [dest_name, dest_addr, sender_name, sender_addr] = strings;
     check_fields(
-        (&header.kind).into(),
+        header.kind(),
         header.flags.to_native(),
-        header.dest_name.get(),
-        header.dest_addr.get(),
-        (&header.sender_kind).into(),
-        header.sender_name.get(),
-        header.sender_addr.get(),
+        dest_name,
+        dest_addr,
+        header.sender_kind(),
+        sender_name,
+        sender_addr,
         limits,
     )?;
     Ok(header)
 }
 
+/// Validates again with an error type that says why. Cold: the stream is
+/// poisoned anyway.
+#[cold]
+fn bytecheck_failure(bytes: &[u8]) -> WireError {
+    let reason = rkyv::api::low::access::<ArchivedRoutingHeader, rkyv::rancor::Error>(bytes)
+        .err()
+        .map_or_else(|| "bytecheck failed".to_owned(), |e| e.to_string());
+    invalid_header(reason)
+}
+
 #[allow(clippy::too_many_arguments)] // one argument per header field
+#[inline]
 fn check_fields(
     kind: FrameKind,
     flags: u16,
@@ -471,6 +629,9 @@ fn check_fields(
 ) -> Result<(), WireError> {
     if Flags::from_bits(flags).is_none() {
         return Err(invalid_header(format!("unknown flag bits {flags:#06x}")));
+    }
+    if dest_name.len().max(sender_name.len()) > usize::from(u16::MAX) {
+        return Err(invalid_header("a name is longer than 65535 bytes"));
     }
     let reply = matches!(kind, FrameKind::Undeliverable | FrameKind::ControlResponse);
     if !(reply && dest_name.is_empty()) {

@@ -44,10 +44,11 @@
 //! checks over a few dozen bytes, and the name comes out as a `&str` into the
 //! frame for the routing-table lookup, with no deserialisation and no
 //! `String`. The price is that alignment has to be designed in, hence the
-//! 16-byte padding rules. Encoding goes through a hand-written rkyv
-//! `Serialize` impl for the borrowed [`FrameHeader`] so that it needs neither
-//! an owned header nor a scratch allocator; its output is byte-for-byte what
-//! the derived impl of the owned [`RoutingHeader`] produces.
+//! 16-byte padding rules. The header keeps its four strings in one
+//! out-of-line text so that bytecheck claims one object and checks UTF-8
+//! once. Encoding goes through a hand-written rkyv `Serialize` impl for the
+//! borrowed [`FrameHeader`], so it needs neither an owned header nor a
+//! scratch allocator.
 //!
 //! # Relation to the other crates
 //!

@@ -42,8 +42,22 @@ impl ProcName {
     }
 }
 
+/// Which bytes may appear in a proc name: a table lookup per byte keeps
+/// name validation cheap on the per-frame path.
+const NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.';
+        b += 1;
+    }
+    table
+};
+
 /// Checks that `bytes` form a valid proc name no longer than `max_len`,
 /// without allocating. Used on names read straight from frame headers.
+#[inline]
 pub fn validate_name(bytes: &[u8], max_len: usize) -> Result<(), WireError> {
     if bytes.is_empty() {
         return Err(WireError::InvalidName {
@@ -61,10 +75,7 @@ pub fn validate_name(bytes: &[u8], max_len: usize) -> Result<(), WireError> {
             reason: "proc name starts with '.'",
         });
     }
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !bytes.iter().all(|&b| NAME_BYTES[usize::from(b)]) {
         return Err(WireError::InvalidName {
             reason: "proc name has a character outside [A-Za-z0-9._-]",
         });

@@ -20,11 +20,10 @@ fn example_header() -> FrameHeader<'static> {
 }
 
 const EXAMPLE_HEX: &str = "
-    60 00 00 00 38 00 00 00 05 00 00 00 68 6d 01 00
+    50 00 00 00 28 00 00 00 05 00 00 00 68 6d 01 00
     65 63 68 6f 63 6c 69 00 2a 00 00 00 00 00 00 00
-    07 00 00 00 01 00 00 01 e8 ff ff ff 04 00 00 00
-    e4 ff ff ff 00 00 00 00 dc ff ff ff 03 00 00 00
-    d7 ff ff ff 00 00 00 00 00 00 00 00 00 00 00 00
+    07 00 00 00 01 00 00 01 04 00 00 00 03 00 00 00
+    e0 ff ff ff 07 00 00 00 00 00 00 00 00 00 00 00
     68 65 6c 6c 6f 00 00 00 00 00 00 00 00 00 00 00";
 
 fn example_frame() -> AlignedVec<16> {
@@ -245,7 +244,7 @@ fn error_truncated_at_end_of_stream() {
     assert_eq!(
         decoder.finish(),
         Err(WireError::Truncated {
-            needed: 96,
+            needed: 80,
             available: 40
         })
     );
@@ -259,10 +258,10 @@ fn error_truncated_at_end_of_stream() {
         })
     ));
     assert!(matches!(
-        decode_frame(&bytes[..80], &Limits::default()),
+        decode_frame(&bytes[..64], &Limits::default()),
         Err(WireError::Truncated {
-            needed: 96,
-            available: 80
+            needed: 80,
+            available: 64
         })
     ));
 }
@@ -275,7 +274,7 @@ fn error_frame_over_the_limit_is_reported_from_the_prefix_alone() {
     };
     // Only the 16-byte prefix is fed: the check happens before buffering.
     let err = decode_err(&example_frame()[..PREFIX_LEN], limits);
-    assert_eq!(err, WireError::FrameTooLong { len: 96, max: 64 });
+    assert_eq!(err, WireError::FrameTooLong { len: 80, max: 64 });
     let mut out = [0u8; 256];
     assert!(matches!(
         encode_frame(&mut out, &example_header(), &[0; 100], &limits),
@@ -286,18 +285,18 @@ fn error_frame_over_the_limit_is_reported_from_the_prefix_alone() {
 #[test]
 fn error_header_over_the_limit() {
     let limits = Limits {
-        max_header_len: 48,
+        max_header_len: 32,
         ..Limits::default()
     };
     let err = decode_err(&example_frame(), limits);
-    assert_eq!(err, WireError::HeaderTooLong { len: 56, max: 48 });
+    assert_eq!(err, WireError::HeaderTooLong { len: 40, max: 32 });
 }
 
 #[test]
 fn error_header_fails_bytecheck() {
-    // Point dest_name's relative offset past the end of the header.
+    // Point the text's relative offset past the end of the header.
     let mut bytes = example_frame();
-    bytes[40..44].copy_from_slice(&100i32.to_le_bytes());
+    bytes[48..52].copy_from_slice(&100i32.to_le_bytes());
     let err = decode_err(&bytes, Limits::default());
     assert!(matches!(err, WireError::InvalidHeader { .. }), "{err}");
     // An out-of-range enum tag for the frame kind.
@@ -332,7 +331,7 @@ fn error_header_fails_semantic_checks() {
     ));
     // Non-zero padding after the payload.
     let mut bytes = example_frame();
-    bytes[95] = 1;
+    bytes[79] = 1;
     assert!(matches!(
         decode_err(&bytes, Limits::default()),
         WireError::InvalidHeader { .. }
@@ -340,19 +339,35 @@ fn error_header_fails_semantic_checks() {
 }
 
 #[test]
+fn error_header_layout_not_canonical() {
+    // String lengths that do not add up to the text length.
+    let mut bytes = example_frame();
+    bytes[40] = 5; // dest_name_len
+    let err = decode_err(&bytes, Limits::default());
+    assert!(err.to_string().contains("add up"), "{err}");
+    // Text that does not start at the header's first byte.
+    let mut bytes = example_frame();
+    bytes[48..52].copy_from_slice(&(-31i32).to_le_bytes());
+    bytes[52] = 6; // text length
+    bytes[44] = 2; // sender_name_len
+    let err = decode_err(&bytes, Limits::default());
+    assert!(err.to_string().contains("offset 0"), "{err}");
+}
+
+#[test]
 fn error_misaligned_lengths_and_addresses() {
     let mut bytes = example_frame();
-    bytes[0] = 0x61; // frame_len 97
+    bytes[0] = 0x51; // frame_len 81
     assert_eq!(
         decode_err(&bytes, Limits::default()),
         WireError::Misaligned {
             what: "frame length",
-            value: 97,
+            value: 81,
             align: 16
         }
     );
     let mut bytes = example_frame();
-    bytes[4] = 0x39; // header_len 57
+    bytes[4] = 0x29; // header_len 41
     assert!(matches!(
         decode_err(&bytes, Limits::default()),
         WireError::Misaligned {
@@ -375,22 +390,19 @@ fn error_misaligned_lengths_and_addresses() {
 #[test]
 fn error_trailing_bytes_in_header() {
     // Move the root 8 bytes later into the header padding and announce a
-    // 64-byte header: the strings stay valid but 8 bytes are unused.
+    // 48-byte header: the text stays valid but 8 bytes are unused.
     let original = example_frame();
     let mut bytes = original.clone();
-    bytes[4] = 64; // header_len
+    bytes[4] = 48; // header_len
     bytes[24..32].fill(0);
-    bytes[32..80].copy_from_slice(&original[24..72]);
-    for field in [16, 24, 32, 40] {
-        let at = 32 + field;
-        let offset = i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) - 8;
-        bytes[at..at + 4].copy_from_slice(&offset.to_le_bytes());
-    }
+    bytes[32..64].copy_from_slice(&original[24..56]);
+    let offset = i32::from_le_bytes(bytes[56..60].try_into().unwrap()) - 8;
+    bytes[56..60].copy_from_slice(&offset.to_le_bytes());
     assert_eq!(
         decode_err(&bytes, Limits::default()),
         WireError::HeaderTrailingBytes {
-            len: 64,
-            expected: 56
+            len: 48,
+            expected: 40
         }
     );
 }
@@ -402,8 +414,8 @@ fn error_trailing_bytes_after_a_ring_record() {
     assert_eq!(
         decode_frame(&bytes, &Limits::default()).unwrap_err(),
         WireError::TrailingBytes {
-            len: 112,
-            frame_len: 96
+            len: 96,
+            frame_len: 80
         }
     );
 }
@@ -428,12 +440,12 @@ fn error_malformed_prefix() {
 
 #[test]
 fn error_buffer_too_small_for_encoding() {
-    let mut out = [0u8; 95];
+    let mut out = [0u8; 79];
     assert_eq!(
         encode_frame(&mut out, &example_header(), b"hello", &Limits::default()),
         Err(WireError::BufferTooSmall {
-            needed: 96,
-            available: 95
+            needed: 80,
+            available: 79
         })
     );
 }
@@ -484,7 +496,7 @@ fn prefix_parse_reports_lengths() {
             prefix.payload_len(),
             prefix.payload_offset()
         ),
-        (96, 56, 5, 80)
+        (80, 40, 5, 64)
     );
     assert_eq!(prefix.to_bytes()[..], example_frame()[..16]);
 }
