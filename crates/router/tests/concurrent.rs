@@ -1,14 +1,12 @@
 //! Readers racing a writer never see a torn table, and see updates in order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 use hostmux_router::RoutingTable;
 
 use crate::name;
-
-const STABLE: usize = 300;
 
 /// A route that records the name it was bound to.
 type Route = Arc<str>;
@@ -16,6 +14,10 @@ type Route = Arc<str>;
 fn stable(i: usize) -> String {
     format!("stable-{i}")
 }
+
+/// Rounds each reader must complete while the writer runs, so the race
+/// really happens however the threads are scheduled.
+const MIN_ROUNDS_PER_READER: usize = 200;
 
 /// Sets the flag when dropped, so readers stop even if the writer panics.
 struct SetOnDrop<'a>(&'a AtomicBool);
@@ -26,17 +28,45 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
-/// The writer binds `stable-0..STABLE` in order and never removes them; in
+/// Counts a reader's rounds; saturates when the reader ends (or panics) so
+/// the writer never waits for a reader that is gone.
+struct Progress<'a>(&'a AtomicUsize);
+
+impl Progress<'_> {
+    fn round_done(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl Drop for Progress<'_> {
+    fn drop(&mut self) {
+        self.0.store(usize::MAX, Ordering::Release);
+    }
+}
+
+/// Waits (yielding) until every reader has done at least `rounds` rounds.
+fn wait_for_readers(progress: &[AtomicUsize], rounds: usize) {
+    while progress.iter().any(|p| p.load(Ordering::Acquire) < rounds) {
+        thread::yield_now();
+    }
+}
+
+/// The writer binds `stable-0..stable_count` in order and never removes them; in
 /// between it binds and unbinds `churn-i`. A reader that has seen
 /// `stable-k` must from then on find every `stable-j` with `j <= k`
 /// (linearizability), and any route it finds must be the one bound to the
 /// name it asked for (no torn state).
-fn check_reader(mut lookup: impl FnMut(&[u8]) -> Option<Route>, writer_done: &AtomicBool) -> usize {
+fn check_reader(
+    mut lookup: impl FnMut(&[u8]) -> Option<Route>,
+    writer_done: &AtomicBool,
+    stable_count: usize,
+    progress: Progress<'_>,
+) -> usize {
     let mut highest_seen: Option<usize> = None;
     let mut rounds = 0;
     let mut check = |lookup: &mut dyn FnMut(&[u8]) -> Option<Route>| {
-        let probe = highest_seen.map_or(0, |h| (h + 1).min(STABLE - 1));
-        for i in [probe, highest_seen.unwrap_or(0) / 2, rounds % STABLE] {
+        let probe = highest_seen.map_or(0, |h| (h + 1).min(stable_count - 1));
+        for i in [probe, highest_seen.unwrap_or(0) / 2, rounds % stable_count] {
             let key = stable(i);
             match lookup(key.as_bytes()) {
                 Some(route) => {
@@ -49,22 +79,23 @@ fn check_reader(mut lookup: impl FnMut(&[u8]) -> Option<Route>, writer_done: &At
                 ),
             }
         }
-        let churn = format!("churn-{}", rounds % STABLE);
+        let churn = format!("churn-{}", rounds % stable_count);
         if let Some(route) = lookup(churn.as_bytes()) {
             assert_eq!(&*route, churn, "route bound to another name");
         }
         assert_eq!(lookup(b"never-bound"), None);
         rounds += 1;
+        progress.round_done();
     };
     while !writer_done.load(Ordering::Acquire) {
         check(&mut lookup);
     }
     // The writer has returned from every update: all must be visible now.
-    for i in 0..STABLE {
+    for i in 0..stable_count {
         let key = stable(i);
         assert_eq!(lookup(key.as_bytes()).as_deref(), Some(key.as_str()));
     }
-    for i in 0..STABLE {
+    for i in 0..stable_count {
         assert_eq!(lookup(format!("churn-{i}").as_bytes()), None);
     }
     rounds
@@ -72,15 +103,26 @@ fn check_reader(mut lookup: impl FnMut(&[u8]) -> Option<Route>, writer_done: &At
 
 #[test]
 fn readers_racing_a_writer_see_whole_snapshots_in_order() {
+    race_readers_against_a_writer(300);
+}
+
+/// The same race, long: run with `cargo test -p hostmux-router -- --ignored`.
+#[test]
+#[ignore]
+fn stress_readers_racing_a_writer_see_whole_snapshots_in_order() {
+    race_readers_against_a_writer(20_000);
+}
+
+fn race_readers_against_a_writer(stable_count: usize) {
     let table: Arc<RoutingTable<Route>> = Arc::new(RoutingTable::new());
     let writer_done = AtomicBool::new(false);
-    let start = Barrier::new(4);
+    let progress: [AtomicUsize; 3] = Default::default();
 
     thread::scope(|scope| {
         scope.spawn(|| {
             let _done = SetOnDrop(&writer_done);
-            start.wait();
-            for i in 0..STABLE {
+            wait_for_readers(&progress, 1);
+            for i in 0..stable_count {
                 let churn = format!("churn-{i}");
                 table
                     .insert(name(&churn), Route::from(churn.as_str()))
@@ -92,40 +134,60 @@ fn readers_racing_a_writer_see_whole_snapshots_in_order() {
                     Some(churn.as_str())
                 );
             }
+            let mut extra = 0usize;
+            while progress
+                .iter()
+                .any(|p| p.load(Ordering::Acquire) < MIN_ROUNDS_PER_READER)
+            {
+                let churn = format!("churn-{}", extra % stable_count);
+                table
+                    .insert(name(&churn), Route::from(churn.as_str()))
+                    .unwrap();
+                table.remove(churn.as_bytes()).unwrap();
+                extra += 1;
+            }
         });
         let table_reader = scope.spawn(|| {
-            start.wait();
-            check_reader(|key| table.lookup(key), &writer_done)
+            let progress = Progress(&progress[0]);
+            check_reader(
+                |key| table.lookup(key),
+                &writer_done,
+                stable_count,
+                progress,
+            )
         });
         let handle_reader = scope.spawn(|| {
             let mut reader = table.reader();
-            start.wait();
-            check_reader(|key| reader.lookup(key).cloned(), &writer_done)
+            let progress = Progress(&progress[1]);
+            check_reader(
+                |key| reader.lookup(key).cloned(),
+                &writer_done,
+                stable_count,
+                progress,
+            )
         });
         let snapshot_reader = scope.spawn(|| {
-            start.wait();
+            let progress = Progress(&progress[2]);
             let mut snapshots = 0;
             while !writer_done.load(Ordering::Acquire) {
                 let snapshot = table.snapshot();
                 // Stable names are inserted in order: a snapshot holds a prefix.
-                let stable_count = snapshot
+                let present = snapshot
                     .iter()
                     .filter(|(n, _)| n.starts_with("stable-"))
                     .count();
-                for i in 0..STABLE {
-                    assert_eq!(
-                        snapshot.get(stable(i).as_bytes()).is_some(),
-                        i < stable_count
-                    );
+                for i in 0..stable_count {
+                    assert_eq!(snapshot.get(stable(i).as_bytes()).is_some(), i < present);
                 }
                 for (n, route) in snapshot.iter() {
                     assert_eq!(n, &**route);
                 }
                 assert!(
-                    snapshot.len() <= stable_count + 1,
+                    snapshot.len() <= present + 1,
                     "at most one churn route at a time"
                 );
                 snapshots += 1;
+                progress.round_done();
             }
             snapshots
         });
@@ -133,5 +195,5 @@ fn readers_racing_a_writer_see_whole_snapshots_in_order() {
             .map(|reader| reader.join().expect("reader panicked"));
         eprintln!("reader rounds while the writer ran: {rounds:?}");
     });
-    assert_eq!(table.len(), STABLE);
+    assert_eq!(table.len(), stable_count);
 }
