@@ -157,3 +157,12 @@ fn replaced_snapshots_are_freed_by_the_writer_not_the_reader() {
     table.insert(name("other"), Arc::new(0)).unwrap();
     assert_eq!(Arc::strong_count(&route), 1);
 }
+
+#[test]
+fn reader_moves_into_the_thread_that_uses_it() {
+    let table = std::sync::Arc::new(RoutingTable::new());
+    table.insert(name("echo"), 1u32).unwrap();
+    let mut reader = table.reader();
+    let io_thread = std::thread::spawn(move || reader.lookup(b"echo").copied());
+    assert_eq!(io_thread.join().unwrap(), Some(1));
+}
