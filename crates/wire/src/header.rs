@@ -210,7 +210,6 @@ impl<'a> Sender<'a> {
     }
 
     #[inline]
-
     fn name(&self) -> &'a str {
         match *self {
             Sender::Anonymous => "",
@@ -219,7 +218,6 @@ impl<'a> Sender<'a> {
     }
 
     #[inline]
-
     fn addr(&self) -> &'a str {
         match *self {
             Sender::Proc { addr, .. } => addr,
@@ -270,7 +268,6 @@ impl<'a> FrameHeader<'a> {
     }
 
     #[inline]
-
     fn string_bytes(&self) -> usize {
         self.dest_name.len()
             + self.dest_addr.len()
