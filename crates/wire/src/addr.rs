@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
 
-use crate::{validate_name, ProcName, WireError, DEFAULT_MAX_NAME_LEN};
+use crate::{ProcName, WireError};
 
 /// The longest address text accepted, in bytes (`tcp:` + a 253-byte DNS name
 /// would not fit; hosts are expected to use short names or IP literals).
@@ -238,7 +238,6 @@ impl FromStr for ProcId {
         let (addr, name) = s.rsplit_once('/').ok_or(WireError::InvalidProcId {
             reason: "proc id has no '/' between address and name",
         })?;
-        validate_name(name.as_bytes(), DEFAULT_MAX_NAME_LEN)?;
         Ok(Self {
             addr: addr.parse()?,
             name: ProcName::new(name)?,

@@ -71,6 +71,12 @@ impl FrameDecoder {
         self.poisoned.is_some()
     }
 
+    /// Current size of the buffer in bytes: the read chunk, or the largest
+    /// single frame seen if that was larger. It does not grow with traffic.
+    pub fn buffer_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes received but not yet returned as frames.
     pub fn buffered_len(&self) -> usize {
         self.end - self.start

@@ -190,6 +190,36 @@ fn decoder_reads_into_spare_capacity_and_grows_for_a_large_frame() {
 }
 
 #[test]
+fn decoder_buffer_does_not_grow_with_traffic() {
+    let limits = Limits::default();
+    let mut stream = Vec::new();
+    for id in 0..1000 {
+        encode_frame_to_vec(
+            &mut stream,
+            &FrameHeader::data("a", id),
+            &[1; 4000],
+            &limits,
+        )
+        .unwrap();
+    }
+    let mut decoder = FrameDecoder::with_read_chunk(limits, 16 * 1024);
+    let mut socket: &[u8] = &stream;
+    let mut frames = 0;
+    while !socket.is_empty() {
+        let spare = decoder.spare_capacity_mut();
+        let n = spare.len().min(socket.len());
+        spare[..n].copy_from_slice(&socket[..n]);
+        decoder.commit(n);
+        socket = &socket[n..];
+        while decoder.next_frame().unwrap().is_some() {
+            frames += 1;
+        }
+        assert_eq!(decoder.buffer_len(), 16 * 1024);
+    }
+    assert_eq!(frames, 1000);
+}
+
+#[test]
 fn undeliverable_reply_round_trips() {
     let limits = Limits::default();
     let original = FrameHeader {
