@@ -11,7 +11,10 @@ fn version_flag_prints_the_package_version() {
     let output = hostmux().arg("--version").output().expect("run hostmux");
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    assert_eq!(stdout.trim(), format!("hostmux {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout.trim(),
+        format!("hostmux {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -24,7 +27,10 @@ fn help_flag_explains_what_hostmux_is() {
 
 #[test]
 fn unknown_flag_is_an_error_with_usage() {
-    let output = hostmux().arg("--no-such-flag").output().expect("run hostmux");
+    let output = hostmux()
+        .arg("--no-such-flag")
+        .output()
+        .expect("run hostmux");
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).expect("utf-8");
     assert!(stderr.contains("Usage"), "stderr: {stderr}");
