@@ -175,6 +175,7 @@ fn consumed_space_is_published_in_batches() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "memfd and eventfd are not available under Miri")]
 fn doorbell_rings_only_for_an_armed_consumer_and_marks_it_pending() {
     let ring = SharedRing::create(64 * 1024).unwrap();
     let (mut producer, mut consumer) = ring.split().unwrap();
