@@ -1,0 +1,81 @@
+//! The epoll frontend: tokio's reactor on a current-thread runtime.
+
+use std::io;
+
+use hostmux_wire::FrameDecoder;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{tcp, unix, TcpListener, UnixListener};
+
+use crate::frontend::{ConnReader, ConnWriter, Frontend, StdListener};
+
+/// The epoll (tokio) frontend.
+pub(crate) struct Epoll;
+
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+pub(crate) enum Reader {
+    Tcp(tcp::OwnedReadHalf),
+    Unix(unix::OwnedReadHalf),
+}
+
+pub(crate) enum Writer {
+    Tcp(tcp::OwnedWriteHalf),
+    Unix(unix::OwnedWriteHalf),
+}
+
+impl ConnReader for Reader {
+    async fn read_into(&mut self, mut decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
+        let spare = decoder.spare_capacity_mut();
+        let result = match self {
+            Reader::Tcp(r) => r.read(spare).await,
+            Reader::Unix(r) => r.read(spare).await,
+        };
+        if let Ok(n) = result {
+            decoder.commit(n);
+        }
+        (result, decoder)
+    }
+}
+
+impl ConnWriter for Writer {
+    async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let result = match self {
+            Writer::Tcp(w) => w.write_all(&buf).await,
+            Writer::Unix(w) => w.write_all(&buf).await,
+        };
+        (result, buf)
+    }
+}
+
+impl Frontend for Epoll {
+    type Listener = Listener;
+    type Reader = Reader;
+    type Writer = Writer;
+    const NAME: &'static str = "epoll";
+
+    fn listener(listener: StdListener) -> io::Result<Listener> {
+        Ok(match listener {
+            StdListener::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            StdListener::Unix(l) => Listener::Unix(UnixListener::from_std(l)?),
+        })
+    }
+
+    async fn accept(listener: &Listener) -> io::Result<(Reader, Writer, String)> {
+        match listener {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                stream.set_nodelay(true)?;
+                let (r, w) = stream.into_split();
+                Ok((Reader::Tcp(r), Writer::Tcp(w), peer.to_string()))
+            }
+            Listener::Unix(l) => {
+                let (stream, _) = l.accept().await?;
+                let (r, w) = stream.into_split();
+                Ok((Reader::Unix(r), Writer::Unix(w), "unix".to_owned()))
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The host crate's one error type.
+
+use std::time::Duration;
+
+use hostmux_lifecycle::{LifecycleError, ReadyError, TerminateError};
+use hostmux_ring::RingError;
+use hostmux_wire::{ProcName, WireError};
+
+/// Everything a host operation can fail with. Messages name the proc, the
+/// address or the limit involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// A proc (or a connected client) already holds this name.
+    #[error("proc '{0}' already exists")]
+    ProcExists(ProcName),
+    /// No live proc has this name.
+    #[error("no proc named '{0}'")]
+    NoSuchProc(ProcName),
+    /// The frontend address is not one the host can bind.
+    #[error("cannot use frontend address '{addr}': {reason}")]
+    InvalidAddr {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A non-loopback bind was requested without a token (see the security
+    /// contract in `docs/architecture.md`).
+    #[error("refusing to bind non-loopback frontend address '{addr}' without a token; set HostConfig::token")]
+    InsecureBind {
+        /// The address as given.
+        addr: String,
+    },
+    /// Binding or accepting on the frontend failed.
+    #[error("frontend address '{addr}': {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The proc manager could not start the proc.
+    #[error("proc '{name}' failed to spawn: {source}")]
+    Spawn {
+        /// The proc.
+        name: ProcName,
+        /// What the manager reported.
+        #[source]
+        source: LifecycleError,
+    },
+    /// The proc ended before it reported ready, or its supervisor vanished.
+    #[error("proc '{name}' did not become ready: {source}")]
+    NotReady {
+        /// The proc.
+        name: ProcName,
+        /// What the manager reported.
+        #[source]
+        source: ReadyError,
+    },
+    /// The proc did not report ready within the spawn-ready timeout; it was killed.
+    #[error("proc '{name}' was not ready within the spawn-ready timeout of {timeout:?}; killed")]
+    ReadyTimeout {
+        /// The proc.
+        name: ProcName,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// Terminating a proc failed.
+    #[error("proc '{name}' could not be terminated: {source}")]
+    Terminate {
+        /// The proc.
+        name: ProcName,
+        /// What the manager reported.
+        #[source]
+        source: TerminateError,
+    },
+    /// Creating or attaching a proc's shared-memory ring failed.
+    #[error("proc '{name}': ring setup failed: {source}")]
+    Ring {
+        /// The proc.
+        name: ProcName,
+        /// The ring error.
+        #[source]
+        source: RingError,
+    },
+    /// A frame or name could not be encoded or decoded.
+    #[error("wire error: {0}")]
+    Wire(#[from] WireError),
+    /// The host's I/O thread is gone (it was shut down or panicked).
+    #[error("the host I/O thread is not running")]
+    IoThreadGone,
+    /// Starting the host's I/O thread or its runtime failed.
+    #[error("cannot start the host I/O thread: {0}")]
+    Runtime(#[source] std::io::Error),
+}

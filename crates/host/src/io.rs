@@ -1,0 +1,417 @@
+//! The host's I/O thread: one thread owns every ring end, every connection
+//! and the routing-table reader, and drives the [`Dataplane`] from whichever
+//! [`Frontend`] runs.
+//!
+//! Control operations ([`crate::Host::spawn`] and friends) run on the
+//! caller's runtime and reach this thread through a command queue plus a ring
+//! of the host doorbell, the same eventfd every proc rings; ring ends never
+//! leave this thread, so each ring keeps exactly one producer and one
+//! consumer. More I/O threads (one per core, each with its own rings to each
+//! proc) would each run this loop over their own `Dataplane`; the control
+//! side would pick a thread per connection and per proc ring pair.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender as ChannelSender};
+use hostmux_ring::{Consumer, Doorbell, Producer};
+use hostmux_wire::{decode_frame, rkyv::util::AlignedVec, FrameDecoder, ProcName, FRAME_ALIGN};
+use tokio::sync::{oneshot, Notify};
+
+use crate::config::HostConfig;
+use crate::dataplane::{ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
+use crate::frontend::{ConnReader, ConnWriter, Frontend};
+use crate::hello::{check_hello, encode_ack};
+use crate::stats::HostStats;
+use crate::HostError;
+
+/// A request from the control side to the I/O thread.
+pub(crate) enum Command {
+    AddProc {
+        name: ProcName,
+        inbound: Producer,
+        inbound_memfd: OwnedFd,
+        outbound: Consumer,
+        reply: oneshot::Sender<ProcKey>,
+    },
+    MarkReady(ProcKey),
+    Detach(ProcKey),
+    Remove(ProcKey, oneshot::Sender<()>),
+    Stats(oneshot::Sender<HostStats>),
+    Shutdown,
+}
+
+/// The control side's way in: a queue plus a doorbell ring.
+#[derive(Debug)]
+pub(crate) struct Control {
+    commands: ChannelSender<Command>,
+    doorbell: Doorbell,
+}
+
+impl Control {
+    pub(crate) fn new(commands: ChannelSender<Command>, doorbell: Doorbell) -> Self {
+        Self { commands, doorbell }
+    }
+
+    pub(crate) fn send(&self, command: Command) -> Result<(), HostError> {
+        self.commands
+            .send(command)
+            .map_err(|_| HostError::IoThreadGone)?;
+        self.doorbell.ring().map_err(|_| HostError::IoThreadGone)
+    }
+}
+
+/// Everything the I/O thread starts with.
+pub(crate) struct IoParts {
+    pub(crate) cfg: Arc<HostConfig>,
+    pub(crate) service_name: ProcName,
+    pub(crate) table: Arc<Table>,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) doorbell: Doorbell,
+}
+
+type Shared = Rc<RefCell<Dataplane>>;
+
+/// Runs the host until a `Shutdown` command (or the control side is gone).
+pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
+    let dataplane = Rc::new(RefCell::new(Dataplane::new(
+        parts.cfg.clone(),
+        parts.service_name.clone(),
+        parts.table.clone(),
+    )));
+    let accept = tokio::task::spawn_local(accept_loop::<F>(
+        listener,
+        dataplane.clone(),
+        parts.cfg.clone(),
+        parts.service_name.clone(),
+    ));
+    if let Err(e) = backend_loop(&dataplane, &parts).await {
+        tracing::error!(error = %e, "host doorbell failed; I/O thread stopping");
+    }
+    accept.abort();
+}
+
+async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
+    let doorbell =
+        crate::sys::doorbell_async(parts.doorbell.try_clone().map_err(io::Error::other)?)?;
+    let mut to_drain: Vec<ProcKey> = Vec::new();
+    loop {
+        // Commands first: a new proc must exist before its ring is polled.
+        loop {
+            let command = match parts.commands.try_recv() {
+                Ok(command) => command,
+                Err(crossbeam::channel::TryRecvError::Empty) => break,
+                Err(crossbeam::channel::TryRecvError::Disconnected) => return Ok(()),
+            };
+            let mut dp = dataplane.borrow_mut();
+            match command {
+                Command::AddProc {
+                    name,
+                    inbound,
+                    inbound_memfd,
+                    outbound,
+                    reply,
+                } => {
+                    let key = dp.add_proc(name, inbound, inbound_memfd, outbound);
+                    let _ = reply.send(key);
+                }
+                Command::MarkReady(key) => dp.mark_ready(key),
+                Command::Detach(key) => dp.detach_proc(key),
+                Command::Remove(key, done) => {
+                    dp.remove_proc(key, Instant::now());
+                    let _ = done.send(());
+                }
+                Command::Stats(reply) => {
+                    let _ = reply.send(dp.stats());
+                }
+                Command::Shutdown => return Ok(()),
+            }
+        }
+        // Rings: every proc whose outbound ring was rung, or whose drain was
+        // cut short, or which waits for room that appeared.
+        let now = Instant::now();
+        let mut more = false;
+        {
+            let mut dp = dataplane.borrow_mut();
+            to_drain.clear();
+            to_drain.reserve(dp.proc_capacity());
+            dp.poll_doorbell(&mut to_drain);
+            if dp.earliest_drain_deadline().is_some_and(|at| at <= now) {
+                dp.blocked_drains(&mut to_drain);
+            }
+            for &key in &to_drain {
+                if dp.drain_outbound(key, now) == Drain::More {
+                    more = true;
+                }
+            }
+        }
+        if more {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let deadline = dataplane.borrow().earliest_drain_deadline();
+        tokio::select! {
+            guard = doorbell.readable() => {
+                let mut guard = guard?;
+                // Read until the eventfd is empty, then clear readiness: a
+                // ring that lands after the read re-arms it.
+                loop {
+                    match guard.get_inner().drain() {
+                        Ok(0) => {
+                            guard.clear_ready();
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(e) => return Err(io::Error::other(e)),
+                    }
+                }
+            }
+            () = sleep_until(deadline) => {}
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop<F: Frontend>(
+    listener: F::Listener,
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+) {
+    loop {
+        match F::accept(&listener).await {
+            Ok((reader, writer, peer)) => {
+                let span = tracing::info_span!("connection", peer = %peer, frontend = F::NAME);
+                tracing::debug!(parent: &span, "accepted");
+                tokio::task::spawn_local(connection::<F>(
+                    reader,
+                    writer,
+                    dataplane.clone(),
+                    cfg.clone(),
+                    service_name.clone(),
+                    span,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                // Out of fds and the like: do not spin on the error.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn connection<F: Frontend>(
+    mut reader: F::Reader,
+    writer: F::Writer,
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+    span: tracing::Span,
+) {
+    let limits = cfg.limits;
+    let mut decoder = FrameDecoder::new(limits);
+    // The hello: the first frame, within a bounded time.
+    let hello = tokio::time::timeout(Duration::from_secs(10), async {
+        let outcome = loop {
+            let (result, back) = reader.read_into(decoder).await;
+            decoder = back;
+            match result {
+                Ok(0) | Err(_) => break Err("connection closed before its hello".to_owned()),
+                Ok(_) => {}
+            }
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    break check_hello(
+                        &frame,
+                        service_name.as_str(),
+                        cfg.token.as_deref().map(str::as_bytes),
+                    )
+                    .map(str::to_owned)
+                    .map_err(|refusal| format!("hello refused: {refusal:?}"));
+                }
+                Ok(None) => continue,
+                Err(e) => break Err(format!("malformed hello: {e}")),
+            }
+        };
+        (outcome, decoder)
+    })
+    .await;
+    let (hello, decoder) = match hello {
+        Ok((outcome, decoder)) => (Ok(outcome), decoder),
+        Err(elapsed) => (Err(elapsed), FrameDecoder::new(limits)),
+    };
+    let client = match hello {
+        Ok(Ok(name)) => name,
+        Ok(Err(reason)) => {
+            tracing::warn!(parent: &span, %reason, "closing connection");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(parent: &span, "closing connection: no hello within 10s");
+            return;
+        }
+    };
+    let Ok(name) = ProcName::with_max_len(&client, limits.max_name_len) else {
+        tracing::warn!(parent: &span, client, "closing connection: invalid client name");
+        return;
+    };
+    let wake_writer = Rc::new(Notify::new());
+    let wake_reader = Rc::new(Notify::new());
+    let key = {
+        let mut dp = dataplane.borrow_mut();
+        let Some(key) = dp.add_conn(name.clone(), wake_writer.clone(), wake_reader.clone()) else {
+            tracing::warn!(parent: &span, client, "closing connection: name already bound");
+            return;
+        };
+        let mut ack = vec![0; 256];
+        match encode_ack(&mut ack, service_name.as_str(), name.as_str(), &limits) {
+            Ok(len) => dp.queue_raw(key, &ack[..len]),
+            Err(e) => tracing::warn!(parent: &span, error = %e, "cannot encode hello ack"),
+        }
+        key
+    };
+    tracing::info!(parent: &span, client, "client connected");
+    let writer_task = tokio::task::spawn_local(write_loop::<F>(
+        writer,
+        dataplane.clone(),
+        key,
+        wake_writer.clone(),
+    ));
+    let outcome = read_loop::<F>(&mut reader, decoder, &dataplane, key, &wake_reader, &cfg).await;
+    match &outcome {
+        Ok(()) => tracing::info!(parent: &span, client, "client disconnected"),
+        Err(reason) => {
+            tracing::warn!(parent: &span, client, %reason, "closing connection");
+            dataplane.borrow_mut().fail_conn(key);
+        }
+    }
+    dataplane.borrow_mut().close_conn(key);
+    // Let the writer send what is queued (the error notice included), but
+    // not wait forever on a client that does not read.
+    let abort = writer_task.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(1), writer_task)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    dataplane.borrow_mut().remove_conn(key);
+}
+
+async fn write_loop<F: Frontend>(
+    mut writer: F::Writer,
+    dataplane: Shared,
+    key: ConnKey,
+    wake: Rc<Notify>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        let state = dataplane.borrow_mut().take_outbox(key, &mut buf);
+        match state {
+            Outbox::Closed => return,
+            Outbox::Empty => wake.notified().await,
+            Outbox::Bytes => {
+                let (result, back) = writer.write_all(buf).await;
+                buf = back;
+                buf.clear();
+                if result.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn read_loop<F: Frontend>(
+    reader: &mut F::Reader,
+    mut decoder: FrameDecoder,
+    dataplane: &Shared,
+    key: ConnKey,
+    wake: &Notify,
+    cfg: &HostConfig,
+) -> Result<(), String> {
+    let mut stash: AlignedVec<FRAME_ALIGN> = AlignedVec::new();
+    loop {
+        // Frames left over from the read that carried the hello, or from the
+        // last read, first; then more bytes.
+        loop {
+            let blocked = {
+                let mut dp = dataplane.borrow_mut();
+                match decoder.next_frame() {
+                    Ok(Some(frame)) => match dp.handle_conn_frame(key, &frame, true, None) {
+                        Delivery::Done => None,
+                        Delivery::Blocked(on) => {
+                            stash.clear();
+                            stash.extend_from_slice(frame.as_bytes());
+                            Some(on)
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("malformed frame: {e}")),
+                }
+            };
+            if let Some(on) = blocked {
+                wait_for_room(dataplane, key, wake, cfg, &stash, on).await;
+            }
+        }
+        dataplane.borrow_mut().flush();
+        // Backpressure from a client that does not read its replies.
+        while dataplane.borrow_mut().outbox_full(key) {
+            wake.notified().await;
+        }
+        let (result, back) = reader.read_into(decoder).await;
+        decoder = back;
+        match result {
+            Ok(0) => {
+                return decoder
+                    .finish()
+                    .map_err(|e| format!("stream ended mid-frame: {e}"))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("read failed: {e}")),
+        }
+    }
+}
+
+/// Holds a frame for a full ring: retries on each wake-up, gives up with
+/// `Overloaded` after the configured wait.
+async fn wait_for_room(
+    dataplane: &Shared,
+    key: ConnKey,
+    wake: &Notify,
+    cfg: &HostConfig,
+    stash: &[u8],
+    mut on: ProcKey,
+) {
+    let limits = cfg.limits;
+    let deadline = Instant::now() + cfg.overload_wait;
+    loop {
+        dataplane.borrow_mut().flush();
+        let timed_out = tokio::time::timeout_at(deadline.into(), wake.notified())
+            .await
+            .is_err();
+        let Ok(frame) = decode_frame(stash, &limits) else {
+            return;
+        };
+        let mut dp = dataplane.borrow_mut();
+        match dp.handle_conn_frame(key, &frame, false, Some(on)) {
+            Delivery::Done => return,
+            Delivery::Blocked(_) if timed_out => {
+                dp.give_up_conn_frame(key, &frame, on);
+                return;
+            }
+            Delivery::Blocked(next) => on = next,
+        }
+    }
+}

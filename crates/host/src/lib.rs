@@ -1,0 +1,155 @@
+//! hostmux-host: the [`Host`] — one frontend address for every proc on a
+//! machine, shared-memory rings to each proc, and the service proc.
+//!
+//! # Its one job
+//!
+//! Move frames between clients and procs, and between procs, without losing
+//! any silently: a frame read from a client connection is looked up by its
+//! destination name and written (one copy) into that proc's inbound ring; a
+//! frame a proc writes into its outbound ring is routed to another proc's
+//! ring (ring to ring, one copy), back to a connected client, or to the
+//! service proc. Every accepted frame is delivered or answered to its sender
+//! with an `Undeliverable` notice and its reason. Around that, the host
+//! spawns procs through a `hostmux-lifecycle` manager, waits for readiness,
+//! and terminates them.
+//!
+//! # Main types
+//!
+//! * [`Host`]: [`Host::serve`], [`Host::spawn`], [`Host::terminate_proc`],
+//!   [`Host::terminate_children`], [`Host::stats`]; [`ServeHandle`] keeps it
+//!   serving (drop or [`ServeHandle::shutdown`] stops it).
+//! * [`HostConfig`] / [`FrontendKind`]: limits, token, timeouts, ring sizes.
+//! * [`ProcSpec`]: how a proc receives its rings ([`ChildRings`]); [`LocalProc`]
+//!   for in-process procs; [`ProcEndpoint`] is a proc's attached view.
+//! * [`HostStats`], [`ProcStats`], [`ConnStats`]: counters with
+//!   `accepted = delivered + returned` per connection and per proc.
+//! * [`encode_hello`] / [`is_hello_ack`]: the connection hello.
+//! * [`HostError`]: the crate's one error enum.
+//!
+//! # How it is built
+//!
+//! One **I/O thread** owns every ring end, every connection and the routing
+//! table's reader handle, so every ring keeps exactly one producer and one
+//! consumer without locks. The routing logic is a sans-IO core (the
+//! `dataplane` module: handle a frame, drain a proc's ring, flush, counters)
+//! driven by a small `Frontend` trait with two implementations: io_uring
+//! through tokio-uring (reads land straight in the frame decoder's aligned
+//! buffer) and epoll through tokio. [`FrontendKind::Auto`] tries to build an
+//! io_uring and falls back to epoll, and logs which one runs. Control
+//! operations run on the caller's tokio runtime and reach the I/O thread
+//! through a command queue plus a ring of the host doorbell.
+//!
+//! The host waits for all procs with **one doorbell** (an eventfd every proc
+//! holds) plus a pending flag in each ring: a proc rings it only when the host
+//! announced that it sleeps on that ring, so while traffic flows nobody
+//! makes a system call to wake anybody, and an idle host sleeps in one
+//! `epoll_wait` whatever the number of procs. The same doorbell carries
+//! "space available" for a full inbound ring.
+//!
+//! # Key design decision: block the reader, not the host
+//!
+//! A full inbound ring stops reading only the connection whose frame did not
+//! fit: the frame is kept (copied once into that connection's stash, which
+//! only happens on this slow path), the ring is armed to ring the doorbell
+//! when space appears, and the connection retries on that wake-up or returns
+//! the frame `Overloaded` after [`HostConfig::overload_wait`]. Other
+//! connections and other procs carry on. A proc whose outbound frame meets a
+//! full ring keeps it in its own ring (so the proc itself is slowed, not the
+//! host) under the same deadline. A client that stops reading its replies
+//! stops being read once its reply queue reaches
+//! [`HostConfig::client_outbox_bytes`], and frames for it beyond that are
+//! returned `Overloaded`: host memory is bounded whatever peers do.
+//!
+//! # The hello
+//!
+//! A connection's first frame is its hello (client name, and the token when
+//! the host has one); see [`encode_hello`]. hostmux-wire has no hello kind
+//! yet, so it is a `Data` frame to the service proc on a reserved port; it
+//! should move to the wire crate.
+//!
+//! # Not yet
+//!
+//! Routing to other hosts (frames with a non-empty destination address are
+//! returned `NoSuchProc`); OS-process specs (the [`ProcSpec`] seam is there);
+//! inbound ring occupancy (the ring crate exposes no occupancy yet, so
+//! [`ProcStats::inbound_high_water`] stays 0).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use hostmux_host::{Host, HostConfig, LocalProc, Received};
+//! use hostmux_lifecycle::LocalProcManager;
+//! use hostmux_wire::Addr;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let (host, serving) = Host::serve(
+//!     LocalProcManager::new(),
+//!     Addr::tcp("127.0.0.1", 0).unwrap(),
+//!     HostConfig::default(),
+//! )
+//! .await
+//! .unwrap();
+//!
+//! // An in-process proc: maps its rings, reports ready, and runs until the
+//! // host closes its inbound ring.
+//! let spec = LocalProc::new(|mut cx, rings| async move {
+//!     let mut endpoint = rings.attach().map_err(|e| e.to_string())?;
+//!     cx.report_ready();
+//!     tokio::task::spawn_blocking(move || loop {
+//!         match endpoint.recv(Duration::from_secs(60), |_frame| ()) {
+//!             Ok(Received::Closed) | Err(_) => return,
+//!             _ => {}
+//!         }
+//!     })
+//!     .await
+//!     .map_err(|e| e.to_string())
+//! });
+//! let id = host.spawn("echo", spec).await.unwrap();
+//! assert_eq!(id.name().as_str(), "echo");
+//! assert_eq!(id.addr(), host.addr());
+//!
+//! let stats = host.stats().await.unwrap();
+//! assert!(stats.proc("echo").unwrap().ready);
+//!
+//! let status = host.terminate_proc("echo", Duration::from_secs(5)).await.unwrap();
+//! assert!(status.success());
+//! assert!(host.procs().is_empty());
+//! serving.shutdown();
+//! # });
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod config;
+mod dataplane;
+mod epoll;
+mod error;
+mod frontend;
+mod hello;
+mod host;
+mod io;
+mod service;
+mod spec;
+mod stats;
+#[allow(unsafe_code)]
+mod sys;
+mod uring;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{FrontendKind, HostConfig};
+pub use error::HostError;
+pub use hello::{encode_hello, is_hello_ack, HELLO_PORT};
+pub use host::{Host, ServeHandle};
+pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
+pub use stats::{ConnStats, HostStats, ProcStats, Returned, REASONS};
+
+/// Re-exported: how procs end and what bulk terminate reports.
+pub use hostmux_lifecycle::{TerminalStatus, TerminateSummary};
+
+/// Whether io_uring can be used on this machine (a ring can be built).
+pub fn io_uring_available() -> bool {
+    uring::available()
+}

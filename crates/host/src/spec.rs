@@ -1,0 +1,200 @@
+//! How a proc is given its rings: [`ProcSpec`], [`ChildRings`] and the
+//! child-side [`ProcEndpoint`].
+//!
+//! The host creates both rings of a proc and the proc's share of the host
+//! doorbell before the manager starts it, and hands them to the spec, which
+//! turns them into the manager's config. For an in-process proc
+//! ([`LocalProc`]) the body receives [`ChildRings`] directly; an OS process
+//! spec (a later issue) will map the three fds into the child with the
+//! lifecycle crate's inherited-fd slots and pass their numbers in the
+//! environment. Either way the child maps the rings from the memfds
+//! ([`ChildRings::attach`]), exactly as a separate process would.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use hostmux_lifecycle::{LocalProcConfig, LocalProcContext, LocalProcManager, ProcManager};
+use hostmux_ring::{Consumer, Doorbell, Producer, SharedRing, WaitOutcome};
+use hostmux_wire::{
+    encode_frame, encoded_len, split_frame, FrameHeader, FrameView, Limits, ProcName,
+};
+
+use crate::HostError;
+
+/// A proc's ends of its two rings, as memfds, plus the host's doorbell.
+#[derive(Debug)]
+pub struct ChildRings {
+    /// The proc's name.
+    pub name: ProcName,
+    /// The inbound ring (host produces, proc consumes).
+    pub inbound: OwnedFd,
+    /// The outbound ring (proc produces, host consumes).
+    pub outbound: OwnedFd,
+    /// The host's doorbell: the proc rings it when it publishes records the
+    /// host sleeps on, or releases space the host waits for.
+    pub doorbell: Doorbell,
+    /// The frame limits the host enforces.
+    pub limits: Limits,
+}
+
+impl ChildRings {
+    /// Maps both rings and wires the doorbell: the proc's view of its rings.
+    pub fn attach(self) -> Result<ProcEndpoint, HostError> {
+        let ring_error = |source| HostError::Ring {
+            name: self.name.clone(),
+            source,
+        };
+        let mut inbound = SharedRing::attach(self.inbound)
+            .and_then(SharedRing::into_consumer)
+            .map_err(ring_error)?;
+        let mut outbound = SharedRing::attach(self.outbound)
+            .and_then(SharedRing::into_producer)
+            .map_err(ring_error)?;
+        inbound.set_producer_doorbell(Some(self.doorbell.try_clone().map_err(ring_error)?));
+        outbound.set_consumer_doorbell(Some(self.doorbell));
+        Ok(ProcEndpoint {
+            name: self.name,
+            inbound,
+            outbound,
+            limits: self.limits,
+        })
+    }
+}
+
+/// A proc's side of its rings, attached. A minimal blocking API for
+/// in-process procs and tests; the full child library is `hostmux-proc`.
+#[derive(Debug)]
+pub struct ProcEndpoint {
+    /// The proc's name.
+    pub name: ProcName,
+    /// Frames from the host.
+    pub inbound: Consumer,
+    /// Frames to the host.
+    pub outbound: Producer,
+    /// The limits frames are encoded under.
+    pub limits: Limits,
+}
+
+/// What [`ProcEndpoint::recv`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received<T> {
+    /// A frame, handed to the closure, which returned this.
+    Frame(T),
+    /// Nothing arrived in time.
+    TimedOut,
+    /// The host closed the inbound ring and nothing is left to read.
+    Closed,
+}
+
+impl ProcEndpoint {
+    /// Encodes a frame straight into the outbound ring (waiting up to
+    /// `timeout` for room) and publishes it.
+    pub fn send(
+        &mut self,
+        header: &FrameHeader<'_>,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(), HostError> {
+        let len = encoded_len(header, payload.len());
+        let ring_error = |source| HostError::Ring {
+            name: self.name.clone(),
+            source,
+        };
+        loop {
+            match self.outbound.try_reserve(len) {
+                Ok(mut slot) => {
+                    encode_frame(&mut slot, header, payload, &self.limits)?;
+                    slot.commit();
+                    return self.outbound.publish().map_err(ring_error);
+                }
+                Err(hostmux_ring::RingError::Full) => {
+                    match self
+                        .outbound
+                        .wait_writable(len, Some(timeout))
+                        .map_err(ring_error)?
+                    {
+                        WaitOutcome::Ready => continue,
+                        _ => return Err(ring_error(hostmux_ring::RingError::Full)),
+                    }
+                }
+                Err(e) => return Err(ring_error(e)),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the next inbound frame and hands it, read
+    /// in place, to `f`; releases it afterwards.
+    pub fn recv<T>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(FrameView<'_>) -> T,
+    ) -> Result<Received<T>, HostError> {
+        let name = self.name.clone();
+        let ring_error = |source| HostError::Ring { name, source };
+        loop {
+            if let Some(record) = self.inbound.peek().map_err(ring_error.clone())? {
+                let (frame, _) = split_frame(record, &self.limits)?;
+                let out = f(frame);
+                self.inbound.release().map_err(ring_error)?;
+                return Ok(Received::Frame(out));
+            }
+            match self
+                .inbound
+                .wait_readable(Some(timeout))
+                .map_err(ring_error.clone())?
+            {
+                WaitOutcome::Ready => continue,
+                WaitOutcome::TimedOut => return Ok(Received::TimedOut),
+                WaitOutcome::PeerClosed => return Ok(Received::Closed),
+            }
+        }
+    }
+}
+
+/// Turns a proc's rings into the config its manager spawns it with.
+///
+/// The seam between the host and the lifecycle crate: the host never knows
+/// whether a proc is a task or a process, only that its spec takes the rings.
+pub trait ProcSpec<M: ProcManager>: Send + 'static {
+    /// Builds the manager's config, giving the proc `rings`. The host's
+    /// spawn-ready timeout governs readiness, so specs should disable any
+    /// manager-level ready timeout of their own.
+    fn into_config(self, rings: ChildRings) -> Result<M::Config, HostError>;
+}
+
+type LocalBody =
+    Box<dyn FnOnce(LocalProcContext, ChildRings) -> hostmux_lifecycle::LocalProcFuture + Send>;
+
+/// An in-process proc for the [`LocalProcManager`]: a body that receives its
+/// lifecycle context and its rings.
+pub struct LocalProc {
+    body: LocalBody,
+}
+
+impl std::fmt::Debug for LocalProc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalProc").finish_non_exhaustive()
+    }
+}
+
+impl LocalProc {
+    /// A proc running `body`. It should attach its rings, call
+    /// [`LocalProcContext::report_ready`], and return when its inbound ring
+    /// closes or [`LocalProcContext::stopped`] resolves.
+    pub fn new<F, Fut>(body: F) -> Self
+    where
+        F: FnOnce(LocalProcContext, ChildRings) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            body: Box::new(move |cx, rings| Box::pin(body(cx, rings))),
+        }
+    }
+}
+
+impl ProcSpec<LocalProcManager> for LocalProc {
+    fn into_config(self, rings: ChildRings) -> Result<LocalProcConfig, HostError> {
+        let body = self.body;
+        Ok(LocalProcConfig::new(move |cx| body(cx, rings)).ready_timeout(Duration::ZERO))
+    }
+}

@@ -1,0 +1,122 @@
+//! Per-proc and per-connection counters.
+
+use hostmux_wire::UndeliverableReason;
+
+/// Number of [`UndeliverableReason`] variants (indexes [`Returned`]).
+pub const REASONS: usize = 6;
+
+/// Frames returned to their senders, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Returned {
+    counts: [u64; REASONS],
+}
+
+impl Returned {
+    /// Count one more frame returned for `reason`.
+    pub(crate) fn add(&mut self, reason: UndeliverableReason) {
+        self.counts[reason as usize] += 1;
+    }
+
+    /// Frames returned for `reason`.
+    pub fn get(&self, reason: UndeliverableReason) -> u64 {
+        self.counts[reason as usize]
+    }
+
+    /// Frames returned for any reason.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Counters of one proc as the host sees it.
+///
+/// Invariant (checked by tests): `outbound_accepted == outbound_delivered +
+/// outbound_returned.total()` for the frames the proc sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcStats {
+    /// The proc's name.
+    pub name: String,
+    /// Frames written into its inbound ring.
+    pub frames_in: u64,
+    /// Bytes written into its inbound ring.
+    pub bytes_in: u64,
+    /// Frames drained from its outbound ring (accepted from the proc).
+    pub frames_out: u64,
+    /// Bytes drained from its outbound ring.
+    pub bytes_out: u64,
+    /// Frames it sent that reached a ring, a client or the service proc.
+    pub outbound_delivered: u64,
+    /// Frames it sent that were returned to it, by reason.
+    pub outbound_returned: Returned,
+    /// Frames addressed to it that were returned to their senders, by reason
+    /// (including frames left in its inbound ring when it exited).
+    pub returned_for: Returned,
+    /// Frames left unread in its inbound ring when it exited (each returned
+    /// as `ProcExited` where its sender could be found).
+    pub left_in_ring: u64,
+    /// Undeliverable notices that could not be written back to it (its own
+    /// inbound ring was full or closed).
+    pub notices_dropped: u64,
+    /// Highest inbound ring occupancy seen, in bytes.
+    pub inbound_high_water: u64,
+    /// Inbound ring occupancy now, in bytes (as the host last saw it).
+    pub inbound_used: u64,
+    /// Inbound ring capacity in bytes.
+    pub inbound_capacity: u64,
+    /// Whether the proc reported ready.
+    pub ready: bool,
+}
+
+/// Counters of one client connection.
+///
+/// Invariant (checked by tests): `accepted == delivered + returned.total()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// The client's name from its hello.
+    pub name: String,
+    /// Frames accepted from the client (after its hello).
+    pub accepted: u64,
+    /// Bytes accepted from the client.
+    pub bytes_in: u64,
+    /// Accepted frames written into a ring, another client's queue or the service proc.
+    pub delivered: u64,
+    /// Accepted frames returned to the client, by reason.
+    pub returned: Returned,
+    /// Frames queued towards the client (replies, notices, responses).
+    pub frames_out: u64,
+    /// Bytes queued towards the client.
+    pub bytes_out: u64,
+    /// Highest number of bytes queued towards the client.
+    pub outbox_high_water: u64,
+}
+
+/// A snapshot of every counter of a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Live procs.
+    pub procs: Vec<ProcStats>,
+    /// Open client connections.
+    pub conns: Vec<ConnStats>,
+    /// Connections closed so far, with their final counters.
+    pub closed_conns: Vec<ConnStats>,
+    /// Procs gone so far, with their final counters.
+    pub gone_procs: Vec<ProcStats>,
+}
+
+impl HostStats {
+    /// The live or gone proc called `name` (live first).
+    pub fn proc(&self, name: &str) -> Option<&ProcStats> {
+        self.procs
+            .iter()
+            .chain(self.gone_procs.iter().rev())
+            .find(|p| p.name == name)
+    }
+
+    /// The open or closed connection of client `name` (open first).
+    pub fn conn(&self, name: &str) -> Option<&ConnStats> {
+        self.conns
+            .iter()
+            .chain(self.closed_conns.iter().rev())
+            .find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,76 @@
+//! The crate's only `unsafe`: lending the frame decoder's buffer to an
+//! io_uring read, and registering the host doorbell with tokio's reactor.
+
+use std::io;
+
+use hostmux_ring::Doorbell;
+use hostmux_wire::FrameDecoder;
+use tokio::io::unix::AsyncFd;
+use tokio_uring::buf::{IoBuf, IoBufMut};
+
+/// Registers the doorbell's eventfd with the current runtime's reactor.
+pub(crate) fn doorbell_async(doorbell: Doorbell) -> io::Result<AsyncFd<Doorbell>> {
+    // SAFETY: `Doorbell` owns its eventfd (an `OwnedFd`) and `as_raw_fd`
+    // always returns that same descriptor; it stays open until the
+    // `AsyncFd` (which owns the doorbell) is dropped.
+    unsafe { AsyncFd::register(doorbell) }.map_err(io::Error::from)
+}
+
+/// A frame decoder lent to a read: the read fills the decoder's spare room.
+pub(crate) struct DecoderBuf {
+    decoder: FrameDecoder,
+    ptr: *mut u8,
+    len: usize,
+    filled: usize,
+}
+
+impl DecoderBuf {
+    pub(crate) fn new(mut decoder: FrameDecoder) -> Self {
+        let spare = decoder.spare_capacity_mut();
+        let (ptr, len) = (spare.as_mut_ptr(), spare.len());
+        Self {
+            decoder,
+            ptr,
+            len,
+            filled: 0,
+        }
+    }
+
+    pub(crate) fn into_decoder(mut self) -> FrameDecoder {
+        self.decoder.commit(self.filled);
+        self.decoder
+    }
+}
+
+// SAFETY: `ptr..ptr + len` is the decoder's spare region, taken from
+// `spare_capacity_mut` in `new`. The decoder's buffer is a heap allocation
+// owned by `self.decoder`; nothing touches the decoder (so nothing can move,
+// grow or free that allocation) until `into_decoder`, which runs only after
+// the kernel is done with the buffer. Moving `DecoderBuf` itself does not
+// move the heap bytes, so the pointer stays stable.
+unsafe impl IoBuf for DecoderBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.ptr
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.filled
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.len
+    }
+}
+
+// SAFETY: as for `IoBuf` above; `set_init` only records how many bytes the
+// kernel wrote, never more than `len` (clamped), and the region was already
+// initialised memory (the decoder's buffer is always fully initialised).
+unsafe impl IoBufMut for DecoderBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr
+    }
+
+    unsafe fn set_init(&mut self, pos: usize) {
+        self.filled = pos.min(self.len);
+    }
+}

@@ -1,0 +1,251 @@
+//! Frames reach the right place, in order, intact.
+
+use std::collections::HashMap;
+
+use hostmux_host::{FrontendKind, HostConfig};
+use hostmux_wire::{
+    ControlRequest, ControlResponse, FrameHeader, FrameKind, Sender, UndeliverableReason,
+};
+
+use crate::support::{
+    assert_conn_adds_up, both_frontends, echo_proc, reply, ring_proc, serve, Client, Frame, WAIT,
+};
+
+fn payload(client: usize, proc: usize, seq: u64) -> Vec<u8> {
+    // Varying lengths, recognisable bytes.
+    let len = 1 + (seq as usize * 7 + client * 13 + proc) % 300;
+    (0..len)
+        .map(|i| (i as u64 ^ seq ^ (client as u64) << 3) as u8)
+        .collect()
+}
+
+async fn two_clients_three_procs_in_order(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    let procs = ["p0", "p1", "p2"];
+    for name in procs {
+        host.spawn(name, echo_proc(usize::MAX)).await.unwrap();
+    }
+    const PER_PROC: u64 = 200;
+    let mut tasks = Vec::new();
+    for c in 0..2usize {
+        let client = Client::connect(&host, &format!("client-{c}")).await;
+        tasks.push(tokio::spawn(async move {
+            // Interleave destinations in one stream; message ids count per proc.
+            let mut out = Vec::new();
+            for seq in 0..PER_PROC {
+                for (p, name) in procs.iter().enumerate() {
+                    client.encode(name, seq, &payload(c, p, seq), &mut out);
+                }
+            }
+            use tokio::io::AsyncWriteExt;
+            let (mut read_half, mut write_half) = client.stream.into_split();
+            // Keep the write half open until the replies are in: the host treats
+            // end of stream as the client leaving.
+            let writer = tokio::spawn(async move {
+                write_half.write_all(&out).await.unwrap();
+                write_half
+            });
+            let mut next: HashMap<String, u64> = HashMap::new();
+            let mut decoder = hostmux_wire::FrameDecoder::new(Default::default());
+            let mut buf = vec![0; 64 * 1024];
+            let mut received = 0;
+            while received < PER_PROC * 3 {
+                use tokio::io::AsyncReadExt;
+                while let Some(view) = decoder.next_frame().unwrap() {
+                    let frame = Frame::from_view(view);
+                    assert_eq!(frame.kind, FrameKind::Data, "{frame:?}");
+                    let p = procs.iter().position(|n| *n == frame.sender).unwrap();
+                    let expected = next.entry(frame.sender.clone()).or_insert(0);
+                    assert_eq!(
+                        frame.message_id, *expected,
+                        "per-sender order from {}",
+                        frame.sender
+                    );
+                    assert_eq!(
+                        frame.payload,
+                        payload(c, p, frame.message_id),
+                        "payload intact"
+                    );
+                    *expected += 1;
+                    received += 1;
+                }
+                if received == PER_PROC * 3 {
+                    break;
+                }
+                let n = tokio::time::timeout(WAIT, read_half.read(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "host closed the connection early");
+                decoder.feed(&buf[..n]);
+            }
+            drop(writer.await.unwrap());
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = host.stats().await.unwrap();
+    for c in 0..2 {
+        let conn = stats.conn(&format!("client-{c}")).unwrap();
+        assert_conn_adds_up(conn);
+        assert_eq!(conn.accepted, PER_PROC * 3);
+        assert_eq!(conn.delivered, PER_PROC * 3);
+    }
+    for name in procs {
+        let p = stats.proc(name).unwrap();
+        assert_eq!(p.frames_in, PER_PROC * 2);
+        assert_eq!(p.frames_out, PER_PROC * 2);
+        assert_eq!(p.outbound_delivered, PER_PROC * 2);
+    }
+}
+both_frontends!(two_clients_three_procs_in_order);
+
+async fn proc_to_proc_via_host(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    // "caller" sends 100 frames to "echo" when poked by a client, collects
+    // the echoes, then tells the client how many came back in order.
+    let caller = ring_proc(|endpoint, poke| {
+        let me = endpoint.name.clone();
+        for id in 0..100u64 {
+            let header = FrameHeader {
+                sender: Sender::Proc {
+                    addr: "",
+                    name: me.as_str(),
+                },
+                ..FrameHeader::data("echo", id)
+            };
+            endpoint.send(&header, &id.to_le_bytes(), WAIT).unwrap();
+        }
+        let mut in_order = 0u64;
+        while in_order < 100 {
+            let got = endpoint.recv(WAIT, Frame::from_view).unwrap();
+            let hostmux_host::Received::Frame(Frame {
+                sender,
+                message_id: id,
+                payload: body,
+                ..
+            }) = got
+            else {
+                panic!("no echo within the wait");
+            };
+            assert_eq!(sender, "echo");
+            assert_eq!(id, in_order);
+            assert_eq!(body, id.to_le_bytes());
+            in_order += 1;
+        }
+        reply(endpoint, &poke, &in_order.to_le_bytes());
+        true
+    });
+    host.spawn("caller", caller).await.unwrap();
+    let mut client = Client::connect(&host, "tester").await;
+    client.send("caller", 7, b"go").await;
+    let answer = client.recv().await;
+    assert_eq!(answer.message_id, 7);
+    assert_eq!(answer.sender, "caller");
+    assert_eq!(answer.payload, 100u64.to_le_bytes());
+    let stats = host.stats().await.unwrap();
+    assert_eq!(stats.proc("echo").unwrap().frames_in, 100);
+    assert_eq!(stats.proc("caller").unwrap().outbound_delivered, 101);
+}
+both_frontends!(proc_to_proc_via_host);
+
+async fn unknown_proc_is_returned(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    let mut client = Client::connect(&host, "lost").await;
+    client.send("nobody", 42, b"hello?").await;
+    let notice = client.recv().await;
+    assert_eq!(notice.message_id, 42);
+    let undeliverable = notice.undeliverable();
+    assert_eq!(undeliverable.original_message_id, 42);
+    assert_eq!(undeliverable.reason, UndeliverableReason::NoSuchProc);
+    // Frames for another host are returned too (remote routing is not built yet).
+    let stats = host.stats().await.unwrap();
+    let conn = stats.conn("lost").unwrap();
+    assert_conn_adds_up(conn);
+    assert_eq!(conn.returned.get(UndeliverableReason::NoSuchProc), 1);
+}
+both_frontends!(unknown_proc_is_returned);
+
+fn stats_request() -> Vec<u8> {
+    ControlRequest::Stats { name: None }
+        .to_bytes()
+        .unwrap()
+        .to_vec()
+}
+
+async fn service_proc_from_client_and_proc(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    // From a client.
+    let mut client = Client::connect(&host, "ops").await;
+    let mut out = Vec::new();
+    client.encode_kind(
+        FrameKind::ControlRequest,
+        "service",
+        5,
+        &stats_request(),
+        &mut out,
+    );
+    use tokio::io::AsyncWriteExt;
+    client.stream.write_all(&out).await.unwrap();
+    let response = client.recv().await;
+    assert_eq!(response.kind, FrameKind::ControlResponse);
+    assert_eq!(response.message_id, 5);
+    let ControlResponse::Procs(procs) =
+        ControlResponse::decode(&aligned(&response.payload)).unwrap()
+    else {
+        panic!("expected a proc list");
+    };
+    assert!(procs.iter().any(|p| p.name == "echo"));
+
+    // From a proc: it asks the service when poked and relays the answer.
+    let asker = ring_proc(|endpoint, poke| {
+        if poke.sender != "ops" {
+            return true;
+        }
+        let me = endpoint.name.clone();
+        let header = FrameHeader {
+            kind: FrameKind::ControlRequest,
+            sender: Sender::Proc {
+                addr: "",
+                name: me.as_str(),
+            },
+            ..FrameHeader::data("service", 9)
+        };
+        endpoint.send(&header, &stats_request(), WAIT).unwrap();
+        let got = endpoint
+            .recv(WAIT, |view| {
+                (view.kind(), view.message_id(), view.payload().to_vec())
+            })
+            .unwrap();
+        let hostmux_host::Received::Frame((kind, id, body)) = got else {
+            panic!("no response from the service proc");
+        };
+        assert_eq!((kind, id), (FrameKind::ControlResponse, 9));
+        reply(endpoint, &poke, &body);
+        true
+    });
+    host.spawn("asker", asker).await.unwrap();
+    client.send("asker", 1, b"ask").await;
+    let relayed = client.recv().await;
+    assert_eq!(relayed.sender, "asker");
+    let ControlResponse::Procs(procs) =
+        ControlResponse::decode(&aligned(&relayed.payload)).unwrap()
+    else {
+        panic!("expected a proc list");
+    };
+    let names: Vec<_> = procs.iter().map(|p| p.name.as_str()).collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"asker"),
+        "{names:?}"
+    );
+}
+both_frontends!(service_proc_from_client_and_proc);
+
+fn aligned(bytes: &[u8]) -> hostmux_wire::rkyv::util::AlignedVec<16> {
+    let mut v = hostmux_wire::rkyv::util::AlignedVec::<16>::new();
+    v.extend_from_slice(bytes);
+    v
+}

@@ -1,0 +1,288 @@
+//! Test support: a host on loopback, in-process procs on real rings, and a
+//! minimal async client.
+
+use std::time::Duration;
+
+use hostmux_host::{
+    encode_hello, ConnStats, FrontendKind, Host, HostConfig, LocalProc, ProcEndpoint, Received,
+    ServeHandle,
+};
+use hostmux_lifecycle::LocalProcManager;
+use hostmux_wire::{
+    encode_frame_to_vec, Addr, FrameDecoder, FrameHeader, FrameKind, Limits, Sender, Undeliverable,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Bounded wait for anything a test waits on.
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs `scenario` once per frontend this machine has, each on its own
+/// multi-threaded runtime (in-process procs block in ring waits).
+macro_rules! both_frontends {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn epoll() {
+                crate::support::run(hostmux_host::FrontendKind::Epoll, super::$name);
+            }
+            #[test]
+            fn io_uring() {
+                if !hostmux_host::io_uring_available() {
+                    eprintln!("io_uring unavailable here; skipped");
+                    return;
+                }
+                crate::support::run(hostmux_host::FrontendKind::IoUring, super::$name);
+            }
+        }
+    };
+}
+pub(crate) use both_frontends;
+
+pub(crate) fn run<F, Fut>(kind: FrontendKind, scenario: F)
+where
+    F: FnOnce(FrontendKind) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), scenario(kind))
+            .await
+            .expect("scenario finished within 60 s");
+    });
+}
+
+pub(crate) type TestHost = Host<LocalProcManager>;
+
+pub(crate) async fn serve(kind: FrontendKind, config: HostConfig) -> (TestHost, ServeHandle) {
+    let config = HostConfig {
+        frontend: kind,
+        ..config
+    };
+    let (host, handle) = Host::serve(
+        LocalProcManager::new(),
+        Addr::tcp("127.0.0.1", 0).unwrap(),
+        config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(handle.frontend(), kind);
+    (host, handle)
+}
+
+/// An in-process proc whose loop runs on a blocking thread over its real
+/// rings; `step` gets each frame and the endpoint (to send) and returns
+/// whether to keep going. The proc exits when `step` says stop or its
+/// inbound ring closes.
+pub(crate) fn ring_proc<S>(mut step: S) -> LocalProc
+where
+    S: FnMut(&mut ProcEndpoint, Frame) -> bool + Send + 'static,
+{
+    LocalProc::new(move |mut cx, rings| async move {
+        let mut endpoint = rings.attach().map_err(|e| e.to_string())?;
+        cx.report_ready();
+        tokio::task::spawn_blocking(move || loop {
+            match endpoint.recv(Duration::from_secs(60), Frame::from_view) {
+                Ok(Received::Frame(frame)) => {
+                    if !step(&mut endpoint, frame) {
+                        return;
+                    }
+                }
+                Ok(Received::TimedOut) => {}
+                Ok(Received::Closed) | Err(_) => return,
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
+}
+
+/// A proc that answers every data frame to its sender with the same id and
+/// payload, for up to `limit` frames, then exits.
+pub(crate) fn echo_proc(limit: usize) -> LocalProc {
+    let mut seen = 0;
+    ring_proc(move |endpoint, frame| {
+        if frame.kind == FrameKind::Data {
+            reply(endpoint, &frame, &frame.payload);
+        }
+        seen += 1;
+        seen < limit
+    })
+}
+
+/// Sends `payload` back to `frame`'s sender.
+pub(crate) fn reply(endpoint: &mut ProcEndpoint, frame: &Frame, payload: &[u8]) {
+    let me = endpoint.name.clone();
+    let header = FrameHeader {
+        dest_port: frame.dest_port,
+        sender: Sender::Proc {
+            addr: "",
+            name: me.as_str(),
+        },
+        ..FrameHeader::data(&frame.sender, frame.message_id)
+    };
+    endpoint.send(&header, payload, WAIT).unwrap();
+}
+
+/// A frame copied out of a ring or a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Frame {
+    pub(crate) kind: FrameKind,
+    pub(crate) message_id: u64,
+    pub(crate) dest_name: String,
+    pub(crate) dest_port: u32,
+    pub(crate) sender: String,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl Frame {
+    pub(crate) fn from_view(view: hostmux_wire::FrameView<'_>) -> Frame {
+        let sender = match view.sender() {
+            Sender::Anonymous => String::new(),
+            Sender::Client { name } | Sender::Proc { name, .. } => name.to_owned(),
+        };
+        Frame {
+            kind: view.kind(),
+            message_id: view.message_id(),
+            dest_name: view.dest_name().to_owned(),
+            dest_port: view.dest_port(),
+            sender,
+            payload: view.payload().to_vec(),
+        }
+    }
+
+    pub(crate) fn undeliverable(&self) -> Undeliverable {
+        assert_eq!(self.kind, FrameKind::Undeliverable, "{self:?}");
+        Undeliverable::decode(&aligned(&self.payload)).unwrap()
+    }
+}
+
+fn aligned(bytes: &[u8]) -> hostmux_wire::rkyv::util::AlignedVec<16> {
+    let mut v = hostmux_wire::rkyv::util::AlignedVec::<16>::new();
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// A client connection that said hello.
+pub(crate) struct Client {
+    pub(crate) name: String,
+    pub(crate) stream: TcpStream,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub(crate) async fn connect(host: &TestHost, name: &str) -> Client {
+        Self::connect_with_token(host, name, b"")
+            .await
+            .expect("hello accepted")
+    }
+
+    /// Connects and says hello; `None` if the host closed the connection
+    /// instead of acknowledging.
+    pub(crate) async fn connect_with_token(
+        host: &TestHost,
+        name: &str,
+        token: &[u8],
+    ) -> Option<Client> {
+        let port = host.addr().port().unwrap();
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut client = Client {
+            name: name.to_owned(),
+            stream,
+            decoder: FrameDecoder::new(Limits::default()),
+            buf: vec![0; 1024],
+        };
+        let len = encode_hello(
+            &mut client.buf,
+            host.service_name().as_str(),
+            name,
+            token,
+            &Limits::default(),
+        )
+        .unwrap();
+        let hello = client.buf[..len].to_vec();
+        client.stream.write_all(&hello).await.unwrap();
+        let ack = client.recv_raw().await?;
+        assert_eq!(ack.dest_port, hostmux_host::HELLO_PORT, "{ack:?}");
+        Some(client)
+    }
+
+    pub(crate) fn encode(&self, dest: &str, message_id: u64, payload: &[u8], out: &mut Vec<u8>) {
+        self.encode_kind(FrameKind::Data, dest, message_id, payload, out);
+    }
+
+    pub(crate) fn encode_kind(
+        &self,
+        kind: FrameKind,
+        dest: &str,
+        message_id: u64,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let header = FrameHeader {
+            kind,
+            sender: Sender::Client { name: &self.name },
+            ..FrameHeader::data(dest, message_id)
+        };
+        encode_frame_to_vec(out, &header, payload, &Limits::default()).unwrap();
+    }
+
+    pub(crate) async fn send(&mut self, dest: &str, message_id: u64, payload: &[u8]) {
+        let mut out = Vec::new();
+        self.encode(dest, message_id, payload, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next frame, or `None` at end of stream; panics after [`WAIT`].
+    pub(crate) async fn recv_raw(&mut self) -> Option<Frame> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.decoder.next_frame() {
+                    Ok(Some(view)) => {
+                        let frame = Frame::from_view(view);
+                        return Some(frame);
+                    }
+                    Ok(None) => {}
+                    Err(e) => panic!("host sent a malformed stream: {e}"),
+                }
+                let n = self.stream.read(&mut self.buf).await.unwrap_or(0);
+                if n == 0 {
+                    return None;
+                }
+                self.decoder.feed(&self.buf[..n]);
+            }
+        })
+        .await
+        .expect("a frame or end of stream within the wait")
+    }
+
+    pub(crate) async fn recv(&mut self) -> Frame {
+        let frame = self.recv_raw().await.expect("a frame, not end of stream");
+        assert!(!is_hello_ack_frame(&frame));
+        frame
+    }
+}
+
+fn is_hello_ack_frame(frame: &Frame) -> bool {
+    frame.kind == FrameKind::Data && frame.dest_port == hostmux_host::HELLO_PORT
+}
+
+/// `accepted == delivered + returned` for a connection.
+pub(crate) fn assert_conn_adds_up(stats: &ConnStats) {
+    assert_eq!(
+        stats.accepted,
+        stats.delivered + stats.returned.total(),
+        "connection counters must add up: {stats:?}"
+    );
+}

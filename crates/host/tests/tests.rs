@@ -1,0 +1,8 @@
+//! Integration tests: in-process procs on real shared-memory rings, real
+//! sockets on loopback; every scenario runs on both frontends.
+
+mod support;
+
+mod lifecycle;
+mod robustness;
+mod routing;
