@@ -1,2 +1,95 @@
-//! hostmux-lifecycle: not implemented yet (see the open issue for this crate).
-#![forbid(unsafe_code)]
+//! hostmux-lifecycle: spawn the host's procs, learn when they are ready,
+//! stop them with a bounded escalation, and report how they ended — with no
+//! orphans left behind.
+//!
+//! # Main types
+//!
+//! - [`ProcManager`] / [`ProcHandle`]: the traits the host is written
+//!   against; [`BulkTerminate`] and [`SingleTerminate`] on managers.
+//! - [`ProcessProcManager`] (production): each proc an OS child process,
+//!   configured by [`ProcessConfig`]. [`LocalProcManager`]: procs as tokio
+//!   tasks in this process, for host tests and embedding.
+//! - [`TerminalStatus`] (`Exited` / `Signaled` / `Failed`), [`ProcStatus`],
+//!   [`TerminateSummary`]; errors [`LifecycleError`], [`ReadyError`],
+//!   [`WaitError`], [`TerminateError`].
+//! - [`Escalation`]: the sans-IO Running → Stopping → Killing → Terminal
+//!   state machine both managers drive.
+//! - [`child::report_ready`] and [`readiness`]: the child side of the
+//!   readiness protocol (inherited pipe + per-spawn nonce).
+//!
+//! # Invariants
+//!
+//! - One supervisor task per proc owns its pidfd, reaps it (exactly once,
+//!   with `waitid(P_PIDFD)`) and owns its escalation; handles only send
+//!   requests and watch a published state. Every waiter sees the one
+//!   terminal status; cancelling a caller never cancels an escalation.
+//! - Signals go through the pidfd; the process group is signalled only while
+//!   its leader is unreaped (so the pgid cannot have been reused).
+//! - `terminate(grace)` resolves within `grace` plus a small constant:
+//!   SIGKILL goes out at the deadline whatever the proc does.
+//! - A proc's whole tree dies with it: its process group is SIGKILLed when
+//!   its leader exits, and its cgroup (where delegated) is `cgroup.kill`ed.
+//!
+//! # Key design decision: one long-lived spawner thread
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits.
+//! Spawning from tokio's pools would kill children whenever a pool thread
+//! retires, so all forks happen on one dedicated thread that never exits;
+//! the death signal then means exactly "the host died". See
+//! `docs/lifecycle.md` for the full state machine, crash behaviour and the
+//! cgroup and PID-namespace choices.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use hostmux_lifecycle::{LocalProcConfig, LocalProcManager, ProcHandle, ProcManager, TerminalStatus};
+//! use hostmux_wire::ProcName;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let manager = LocalProcManager::new();
+//! let config = LocalProcConfig::new(|mut cx| async move {
+//!     cx.report_ready();
+//!     cx.stopped().await; // a cooperative proc returns when asked to stop
+//!     Ok(())
+//! });
+//! let proc = manager.spawn(ProcName::new("worker").unwrap(), config).await.unwrap();
+//! proc.ready().await.unwrap();
+//! let status = proc.terminate(Duration::from_secs(1)).await.unwrap();
+//! assert_eq!(status, TerminalStatus::Exited { code: 0 });
+//! assert_eq!(proc.wait().await.unwrap(), status);
+//! # });
+//! ```
+#![deny(missing_docs)]
+
+mod cgroup;
+pub mod child;
+mod error;
+pub mod escalation;
+mod link;
+mod local;
+mod manager;
+mod output;
+mod process;
+pub mod readiness;
+mod spawner;
+mod status;
+mod sys;
+
+pub use error::{LifecycleError, ReadyError, TerminateError, WaitError};
+pub use escalation::{Action, Escalation};
+pub use local::{
+    LocalHandle, LocalProcConfig, LocalProcContext, LocalProcFuture, LocalProcManager,
+};
+pub use manager::{
+    BoxFuture, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, SingleTerminate,
+};
+pub use output::{OutputMode, OutputTail};
+pub use process::{
+    CgroupMode, ChildFdSlot, ProcessConfig, ProcessHandle, ProcessProcManager,
+    ProcessProcManagerBuilder, Readiness,
+};
+pub use status::{ProcStatus, TerminalStatus, TerminateSummary};
+
+/// Re-exported so callers can name procs without a direct wire dependency.
+pub use hostmux_wire::ProcName;

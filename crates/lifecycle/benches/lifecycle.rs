@@ -1,0 +1,225 @@
+//! Lifecycle benchmarks, ours and the baseline side by side in one run.
+//!
+//! 1. Spawn-to-ready latency of the fixture's `bench` mode: through
+//!    `ProcessProcManager` (readiness protocol, pidfd, supervisor, with and
+//!    without a cgroup per proc) against bare `std::process::Command` spawn
+//!    of the same binary writing one byte to a pipe. One at a time (median
+//!    latency) and 100 concurrent (median wall time per batch).
+//! 2. `terminate_all` of 200 procs, 20 of which ignore SIGTERM, grace 500 ms.
+//!
+//! Run: `cargo bench -p hostmux-lifecycle --bench lifecycle`.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hostmux_lifecycle::{
+    BulkTerminate, CgroupMode, ProcHandle, ProcManager, ProcName, ProcessConfig, ProcessProcManager,
+};
+
+const SEQUENTIAL_ROUNDS: usize = 200;
+const BATCH: usize = 100;
+const BATCH_ROUNDS: usize = 10;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hostmux-lifecycle-fixture"))
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn bare_one() -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new(fixture())
+        .arg("bench")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut byte = [0u8; 1];
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut byte)
+        .expect("byte");
+    let took = started.elapsed();
+    child.wait().expect("reap");
+    took
+}
+
+fn bare_batch() -> Duration {
+    let started = Instant::now();
+    let mut children: Vec<_> = (0..BATCH)
+        .map(|_| {
+            Command::new(fixture())
+                .arg("bench")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in &mut children {
+        let mut byte = [0u8; 1];
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_exact(&mut byte)
+            .expect("byte");
+    }
+    let took = started.elapsed();
+    for mut child in children {
+        child.wait().expect("reap");
+    }
+    took
+}
+
+async fn ours_one(manager: &ProcessProcManager, i: usize) -> Duration {
+    let started = Instant::now();
+    let proc = manager
+        .spawn(
+            ProcName::new(&format!("b{i}")).unwrap(),
+            ProcessConfig::new(fixture()).arg("bench"),
+        )
+        .await
+        .expect("spawn");
+    proc.ready().await.expect("ready");
+    let took = started.elapsed();
+    proc.wait().await.expect("wait");
+    took
+}
+
+async fn ours_batch(manager: &ProcessProcManager, round: usize) -> Duration {
+    let started = Instant::now();
+    let mut ready = tokio::task::JoinSet::new();
+    for i in 0..BATCH {
+        let manager = manager.clone();
+        ready.spawn(async move {
+            let proc = manager
+                .spawn(
+                    ProcName::new(&format!("c{round}-{i}")).unwrap(),
+                    ProcessConfig::new(fixture()).arg("bench"),
+                )
+                .await
+                .expect("spawn");
+            proc.ready().await.expect("ready");
+            proc
+        });
+    }
+    let mut procs = Vec::with_capacity(BATCH);
+    while let Some(p) = ready.join_next().await {
+        procs.push(p.expect("join"));
+    }
+    let took = started.elapsed();
+    for p in procs {
+        p.wait().await.expect("wait");
+    }
+    took
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let with_cgroup = ProcessProcManager::builder().max_starting(128).build();
+    let without_cgroup = ProcessProcManager::builder()
+        .max_starting(128)
+        .cgroups(CgroupMode::Disabled)
+        .build();
+    println!(
+        "cgroups: {}",
+        with_cgroup
+            .cgroup_dir()
+            .map_or("unavailable".into(), |d| d.display().to_string())
+    );
+
+    // Warm up caches and the spawner thread.
+    for i in 0..20 {
+        bare_one();
+        rt.block_on(ours_one(&with_cgroup, 100_000 + i));
+    }
+
+    // Interleave the three variants so drift on a shared machine hits all.
+    let (mut bare, mut cg, mut nocg) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..SEQUENTIAL_ROUNDS {
+        bare.push(bare_one());
+        cg.push(rt.block_on(ours_one(&with_cgroup, i)));
+        nocg.push(rt.block_on(ours_one(&without_cgroup, i)));
+    }
+    let (bare, cg, nocg) = (median(bare), median(cg), median(nocg));
+    println!("spawn-to-ready, 1 at a time ({SEQUENTIAL_ROUNDS} rounds, median):");
+    println!("  bare Command + 1-byte pipe : {bare:>10.2?}");
+    println!(
+        "  ProcessProcManager (cgroup): {cg:>10.2?}  rate ratio ours/bare = {:.2}",
+        bare.as_secs_f64() / cg.as_secs_f64()
+    );
+    println!(
+        "  ProcessProcManager (no cg) : {nocg:>10.2?}  rate ratio ours/bare = {:.2}",
+        bare.as_secs_f64() / nocg.as_secs_f64()
+    );
+
+    let (mut bare, mut cg, mut nocg) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..BATCH_ROUNDS {
+        bare.push(bare_batch());
+        cg.push(rt.block_on(ours_batch(&with_cgroup, round)));
+        nocg.push(rt.block_on(ours_batch(&without_cgroup, round)));
+    }
+    let (bare, cg, nocg) = (median(bare), median(cg), median(nocg));
+    println!("spawn-to-ready, {BATCH} concurrent ({BATCH_ROUNDS} rounds, median batch wall time):");
+    println!("  bare Command + 1-byte pipe : {bare:>10.2?}");
+    println!(
+        "  ProcessProcManager (cgroup): {cg:>10.2?}  rate ratio ours/bare = {:.2}",
+        bare.as_secs_f64() / cg.as_secs_f64()
+    );
+    println!(
+        "  ProcessProcManager (no cg) : {nocg:>10.2?}  rate ratio ours/bare = {:.2}",
+        bare.as_secs_f64() / nocg.as_secs_f64()
+    );
+
+    // terminate_all: 200 procs, 20 ignore SIGTERM, grace 500 ms.
+    let grace = Duration::from_millis(500);
+    let elapsed = rt.block_on(async {
+        let mut spawned = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let manager = with_cgroup.clone();
+            spawned.spawn(async move {
+                let mode = if i % 10 == 0 { "ignore-term" } else { "ready" };
+                let proc = manager
+                    .spawn(
+                        ProcName::new(&format!("t{i}")).unwrap(),
+                        ProcessConfig::new(fixture()).arg(mode),
+                    )
+                    .await
+                    .expect("spawn");
+                proc.ready().await.expect("ready");
+            });
+        }
+        while let Some(r) = spawned.join_next().await {
+            r.expect("join");
+        }
+        let started = Instant::now();
+        let summary = with_cgroup.terminate_all(grace, 16).await;
+        let took = started.elapsed();
+        assert_eq!(summary.attempted, 200);
+        assert_eq!(summary.ok, 200, "{summary}");
+        println!("terminate_all: {summary}");
+        took
+    });
+    println!(
+        "terminate_all of 200 (20 ignore SIGTERM), grace {grace:?}: wall {elapsed:.2?} \
+         (floor = grace; overhead {:.2?}; bound 700ms: {})",
+        elapsed.saturating_sub(grace),
+        if elapsed <= Duration::from_millis(700) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}

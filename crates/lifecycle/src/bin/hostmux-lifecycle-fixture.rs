@@ -1,0 +1,224 @@
+//! Test fixture for hostmux-lifecycle: a tiny proc with scripted behaviour.
+//!
+//! Usage: `hostmux-lifecycle-fixture <mode> [args...]`. Modes:
+//! - `ready`: report ready, exit 0 on SIGTERM (cooperative).
+//! - `ready-exit <code>`: report ready, then exit with `code`.
+//! - `ready-exit-deaf <code>`: like `ready-exit`, but SIGTERM cannot kill it.
+//! - `ignore-term`: catch and disregard SIGTERM, report ready, sleep forever.
+//! - `never-ready`: sleep forever without reporting.
+//! - `bench`: report ready if spawned by a manager, else write one byte to
+//!   stdout; then exit 0 (the benchmark's tiny binary).
+//! - `exit-before-ready <code>`: exit with `code` without reporting.
+//! - `segfault-after-ready`: report ready, then die of SIGSEGV.
+//! - `setsid-grandchild <pidfile>`: start a grandchild that calls setsid()
+//!   (leaving the process group), write its pid to `pidfile`, report ready.
+//! - `double-fork <pidfile>`: daemonise a grandchild the classic way (the
+//!   intermediate child calls setsid, starts it and exits; this process reaps
+//!   the intermediate), write the grandchild's pid, report ready.
+//! - `report-status <outfile>`: write `PDeathSig:\t<signal>` (from
+//!   `PR_GET_PDEATHSIG`) to `outfile`, report
+//!   ready, exit 0 on SIGTERM.
+//! - `host <n>`: be a host: spawn `n` fixture procs (every third ignores
+//!   SIGTERM, one has a setsid grandchild) through `ProcessProcManager`,
+//!   print `pid <pid>` for each proc and grandchild, print `ready`, block.
+//! - `sleeper`: internal: sleep forever (optionally after `setsid`).
+//! - `intermediate`: internal for `double-fork`.
+
+use std::io::{BufRead as _, Write as _};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use hostmux_lifecycle::{
+    child, ProcHandle, ProcManager, ProcessConfig, ProcessProcManager, Readiness,
+};
+use rustix::process::{getpid, kill_process, Signal};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().map(String::as_str).unwrap_or("");
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    match mode {
+        "ready" => {
+            let term = term_flag();
+            ready();
+            while !term.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            ExitCode::SUCCESS
+        }
+        "ready-exit" => {
+            ready();
+            ExitCode::from(arg(1).parse::<u8>().unwrap_or(0))
+        }
+        "ready-exit-deaf" => {
+            let _term = term_flag();
+            ready();
+            ExitCode::from(arg(1).parse::<u8>().unwrap_or(0))
+        }
+        "ignore-term" => {
+            let _term = term_flag();
+            ready();
+            sleep_forever()
+        }
+        "never-ready" => sleep_forever(),
+        "bench" => {
+            if child::proc_name().is_some() {
+                ready();
+            } else {
+                let _ = std::io::stdout().write_all(b"!");
+            }
+            ExitCode::SUCCESS
+        }
+        "exit-before-ready" => ExitCode::from(arg(1).parse::<u8>().unwrap_or(1)),
+        "segfault-after-ready" => {
+            ready();
+            // Rust's runtime catches the first SIGSEGV (stack-overflow
+            // detection), finds no guard-page fault, restores the default
+            // action and returns; the next one is fatal, as a real fault is.
+            loop {
+                let _ = kill_process(getpid(), Signal::SEGV);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        "setsid-grandchild" => {
+            let pid = start_sleeper(true);
+            std::fs::write(arg(1), pid.to_string()).expect("write pidfile");
+            ready();
+            sleep_forever()
+        }
+        "double-fork" => {
+            let exe = std::env::current_exe().expect("current_exe");
+            let mut intermediate = Command::new(exe)
+                .arg("intermediate")
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn intermediate");
+            let mut line = String::new();
+            std::io::BufReader::new(intermediate.stdout.take().expect("piped"))
+                .read_line(&mut line)
+                .expect("read grandchild pid");
+            intermediate.wait().expect("reap intermediate");
+            std::fs::write(arg(1), line.trim()).expect("write pidfile");
+            ready();
+            sleep_forever()
+        }
+        "intermediate" => {
+            let _ = rustix::process::setsid();
+            let pid = start_sleeper(false);
+            println!("{pid}");
+            ExitCode::SUCCESS
+        }
+        "report-status" => {
+            let pdeathsig = rustix::process::parent_process_death_signal()
+                .expect("PR_GET_PDEATHSIG")
+                .map_or(0, |s| s.as_raw());
+            std::fs::write(arg(1), format!("PDeathSig:\t{pdeathsig}\n")).expect("write status");
+            let term = term_flag();
+            ready();
+            while !term.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            ExitCode::SUCCESS
+        }
+        "sleeper" => {
+            if arg(1) == "setsid" {
+                let _ = rustix::process::setsid();
+            }
+            sleep_forever()
+        }
+        "host" => host(arg(1).parse().unwrap_or(3)),
+        _ => {
+            eprintln!("unknown fixture mode {mode:?}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn ready() {
+    child::report_ready().expect("report_ready");
+}
+
+fn sleep_forever() -> ExitCode {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// A flag set by SIGTERM, so the default "die on TERM" does not apply.
+fn term_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut term = rt
+        .block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        })
+        .expect("SIGTERM handler");
+    let set = std::sync::Arc::clone(&flag);
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            while term.recv().await.is_some() {
+                set.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    });
+    flag
+}
+
+/// Starts `fixture sleeper` and returns its pid (it outlives us).
+fn start_sleeper(setsid: bool) -> u32 {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.arg("sleeper");
+    if setsid {
+        cmd.arg("setsid");
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let child = cmd.spawn().expect("spawn sleeper");
+    let pid = child.id();
+    std::mem::forget(child);
+    pid
+}
+
+fn host(n: usize) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let manager = ProcessProcManager::default();
+        let exe = std::env::current_exe().expect("current_exe");
+        let dir = std::env::temp_dir();
+        let mut handles = Vec::new();
+        for i in 0..n {
+            let name = hostmux_lifecycle::ProcName::new(&format!("p{i}")).expect("name");
+            let pidfile = dir.join(format!("hostmux-fixture-host-{}-{i}", std::process::id()));
+            let config = match i % 3 {
+                0 => ProcessConfig::new(&exe).arg("ignore-term"),
+                1 if i == 1 => ProcessConfig::new(&exe)
+                    .arg("setsid-grandchild")
+                    .arg(&pidfile),
+                _ => ProcessConfig::new(&exe).arg("ready"),
+            };
+            let handle = manager
+                .spawn(name, config.readiness(Readiness::Protocol))
+                .await
+                .expect("spawn");
+            handle.ready().await.expect("ready");
+            println!("pid {}", handle.pid().expect("pid"));
+            if i == 1 {
+                let gc = std::fs::read_to_string(&pidfile).expect("pidfile");
+                let _ = std::fs::remove_file(&pidfile);
+                println!("pid {}", gc.trim());
+            }
+            handles.push(handle);
+        }
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        std::future::pending::<()>().await;
+    });
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,118 @@
+//! The handle side of a per-proc supervisor: a `watch` of its state and a
+//! command queue. Shared by both managers' handles.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hostmux_wire::ProcName;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::error::{ReadyError, TerminateError, WaitError};
+use crate::status::{ProcStatus, TerminalStatus};
+
+/// What a supervisor publishes.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) status: ProcStatus,
+    /// Whether the proc ever reported ready.
+    pub(crate) was_ready: bool,
+    /// Set with the terminal status if the proc never became ready.
+    pub(crate) ready_failure: Option<ReadyError>,
+    /// Set if SIGKILL could not be delivered (errno); terminate callers then
+    /// get an I/O error instead of waiting forever.
+    pub(crate) kill_errno: Option<i32>,
+}
+
+impl Snapshot {
+    pub(crate) fn starting() -> Self {
+        Self {
+            status: ProcStatus::Starting,
+            was_ready: false,
+            ready_failure: None,
+            kill_errno: None,
+        }
+    }
+
+    fn terminal(&self) -> Option<&TerminalStatus> {
+        match &self.status {
+            ProcStatus::Terminal(status) => Some(status),
+            _ => None,
+        }
+    }
+}
+
+/// A request to a supervisor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Stop politely with SIGKILL at `deadline`; polite-stop hooks take a
+    /// permit from `permits` first when given (bulk terminate).
+    Terminate {
+        deadline: Instant,
+        permits: Option<Arc<Semaphore>>,
+    },
+    /// Kill now.
+    Kill,
+}
+
+/// The handle's connection to its supervisor.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub(crate) name: ProcName,
+    pub(crate) state: watch::Receiver<Snapshot>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Link {
+    pub(crate) fn status(&self) -> ProcStatus {
+        self.state.borrow().status.clone()
+    }
+
+    pub(crate) async fn ready(&self) -> Result<(), ReadyError> {
+        let mut state = self.state.clone();
+        let snapshot = state
+            .wait_for(|s| s.was_ready || s.terminal().is_some())
+            .await
+            .map_err(|_| ReadyError::ChannelClosed)?;
+        if snapshot.was_ready {
+            return Ok(());
+        }
+        match (&snapshot.status, &snapshot.ready_failure) {
+            (_, Some(failure)) => Err(failure.clone()),
+            (ProcStatus::Terminal(status), None) => Err(ReadyError::Terminal(status.clone())),
+            _ => Err(ReadyError::ChannelClosed),
+        }
+    }
+
+    pub(crate) async fn wait(&self) -> Result<TerminalStatus, WaitError> {
+        let mut state = self.state.clone();
+        let snapshot = state
+            .wait_for(|s| s.terminal().is_some())
+            .await
+            .map_err(|_| WaitError::ChannelClosed)?;
+        Ok(snapshot.terminal().cloned().expect("checked by wait_for"))
+    }
+
+    pub(crate) async fn request(&self, command: Command) -> Result<TerminalStatus, TerminateError> {
+        if let Some(status) = self.state.borrow().terminal() {
+            return Err(TerminateError::AlreadyTerminated(status.clone()));
+        }
+        if self.commands.send(command).is_err() {
+            // The supervisor finished between the check and the send.
+            return match self.state.borrow().terminal() {
+                Some(status) => Err(TerminateError::AlreadyTerminated(status.clone())),
+                None => Err(TerminateError::ChannelClosed),
+            };
+        }
+        let mut state = self.state.clone();
+        let snapshot = state
+            .wait_for(|s| s.terminal().is_some() || s.kill_errno.is_some())
+            .await
+            .map_err(|_| TerminateError::ChannelClosed)?;
+        match (snapshot.terminal(), snapshot.kill_errno) {
+            (Some(status), _) => Ok(status.clone()),
+            (None, Some(errno)) => Err(TerminateError::Io(io::Error::from_raw_os_error(errno))),
+            (None, None) => Err(TerminateError::ChannelClosed),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! What one OS proc is spawned with.
+
+use std::ffi::OsString;
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::output::OutputMode;
+
+/// Where an extra fd lands in the child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildFdSlot {
+    /// At exactly this fd number (must be > 2).
+    Fixed(RawFd),
+    /// At a number the manager picks, announced to the child in this
+    /// environment variable as a decimal string.
+    Env(String),
+}
+
+/// How the manager learns that a proc is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The child speaks the readiness protocol (see [`crate::readiness`]),
+    /// e.g. through [`crate::child::report_ready`].
+    Protocol,
+    /// Ready as soon as it runs; for programs that do not speak the
+    /// protocol. No ready fd or nonce is passed.
+    OnSpawn,
+}
+
+/// Spawn configuration of one OS proc. Build with [`ProcessConfig::new`] and
+/// the chained setters.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ProcessConfig {
+    /// The program to execute (looked up in `PATH` if it has no slash).
+    pub program: PathBuf,
+    /// Arguments after the program name.
+    pub args: Vec<OsString>,
+    /// Extra environment variables (added to the host's environment unless
+    /// `env_clear`).
+    pub env: Vec<(OsString, OsString)>,
+    /// Start from an empty environment.
+    pub env_clear: bool,
+    /// Working directory; the host's if `None`.
+    pub current_dir: Option<PathBuf>,
+    /// Destination of stdout.
+    pub stdout: OutputMode,
+    /// Destination of stderr.
+    pub stderr: OutputMode,
+    /// Extra fds to pass (ring memfds, a doorbell eventfd, ...). The
+    /// manager closes its copies after the spawn.
+    pub fds: Vec<(OwnedFd, ChildFdSlot)>,
+    /// How readiness is learned.
+    pub readiness: Readiness,
+    /// Time from spawn to the ready record before the proc is killed and
+    /// `ready()` fails; `Duration::ZERO` disables the limit.
+    pub ready_timeout: Duration,
+    /// Put the proc in its own cgroup if the manager has cgroups enabled.
+    pub use_cgroup: bool,
+}
+
+impl ProcessConfig {
+    /// Defaults: no args, inherited env, stdout and stderr inherited, no
+    /// extra fds, readiness protocol, 10 s ready timeout, cgroup on.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_clear: false,
+            current_dir: None,
+            stdout: OutputMode::Inherit,
+            stderr: OutputMode::Inherit,
+            fds: Vec::new(),
+            readiness: Readiness::Protocol,
+            ready_timeout: Duration::from_secs(10),
+            use_cgroup: true,
+        }
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets one environment variable.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets the stdout destination.
+    pub fn stdout(mut self, mode: OutputMode) -> Self {
+        self.stdout = mode;
+        self
+    }
+
+    /// Sets the stderr destination.
+    pub fn stderr(mut self, mode: OutputMode) -> Self {
+        self.stderr = mode;
+        self
+    }
+
+    /// Passes `fd` to the child at `slot`.
+    pub fn fd(mut self, fd: OwnedFd, slot: ChildFdSlot) -> Self {
+        self.fds.push((fd, slot));
+        self
+    }
+
+    /// Sets how readiness is learned.
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Sets the spawn-ready timeout (`Duration::ZERO` disables it).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Opts this proc in or out of its own cgroup.
+    pub fn use_cgroup(mut self, on: bool) -> Self {
+        self.use_cgroup = on;
+        self
+    }
+}

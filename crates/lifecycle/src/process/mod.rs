@@ -1,0 +1,645 @@
+//! The OS-process manager: every proc is a child process of the host.
+
+mod config;
+mod supervisor;
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hostmux_wire::ProcName;
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
+use crate::cgroup::{self, CgroupRoot};
+use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
+use crate::link::{Command as SupervisorCommand, Link, Snapshot};
+use crate::manager::{
+    summarize, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, SingleTerminate,
+};
+use crate::output::{OutputMode, OutputTail, Stream, Tails};
+use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
+use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
+use crate::sys::{install_pre_exec, ChildSetup, MAX_EXTRA_FDS};
+
+/// Whether and where the manager uses cgroup v2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// Use `<unified mount><own cgroup>/hostmux` if it is writable and the
+    /// kernel has `cgroup.kill`; otherwise run without cgroups.
+    Auto,
+    /// Never use cgroups (process groups and PDEATHSIG only).
+    Disabled,
+    /// Use this base directory (must be inside a cgroup v2 hierarchy).
+    Base(PathBuf),
+}
+
+/// Builder for [`ProcessProcManager`].
+#[derive(Clone)]
+pub struct ProcessProcManagerBuilder {
+    polite_stop: Option<PoliteStopHook>,
+    cgroups: CgroupMode,
+    max_starting: usize,
+}
+
+impl std::fmt::Debug for ProcessProcManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessProcManagerBuilder")
+            .field("polite_stop", &self.polite_stop.is_some())
+            .field("cgroups", &self.cgroups)
+            .field("max_starting", &self.max_starting)
+            .finish()
+    }
+}
+
+impl ProcessProcManagerBuilder {
+    /// Installs the polite-stop hook run at the start of every terminate.
+    pub fn polite_stop(mut self, hook: PoliteStopHook) -> Self {
+        self.polite_stop = Some(hook);
+        self
+    }
+
+    /// Chooses the cgroup policy (default [`CgroupMode::Auto`]).
+    pub fn cgroups(mut self, mode: CgroupMode) -> Self {
+        self.cgroups = mode;
+        self
+    }
+
+    /// Caps procs that are spawned but not yet ready (default 64); further
+    /// spawns wait for a slot.
+    pub fn max_starting(mut self, max: usize) -> Self {
+        self.max_starting = max.max(1);
+        self
+    }
+
+    /// Builds the manager. With cgroups enabled this sweeps cgroups left by
+    /// managers whose process is gone (killing what is inside).
+    pub fn build(self) -> ProcessProcManager {
+        let base = match &self.cgroups {
+            CgroupMode::Auto => cgroup::default_base(),
+            CgroupMode::Disabled => None,
+            CgroupMode::Base(path) => Some(path.clone()),
+        };
+        let (cgroups, swept) = match base.as_deref().and_then(CgroupRoot::setup) {
+            Some((root, swept)) => (Some(root), swept),
+            None => {
+                if self.cgroups != CgroupMode::Disabled {
+                    tracing::info!("cgroup v2 delegation unavailable; using process groups only");
+                }
+                (None, 0)
+            }
+        };
+        ProcessProcManager {
+            inner: Arc::new(ManagerInner {
+                polite_stop: self.polite_stop,
+                cgroups,
+                swept_at_start: swept,
+                starting: Arc::new(Semaphore::new(self.max_starting)),
+                max_starting: self.max_starting,
+                starting_now: Arc::new(AtomicUsize::new(0)),
+                starting_peak: Arc::new(AtomicUsize::new(0)),
+                registry: Mutex::new(HashMap::new()),
+                next_seq: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// The production manager: each proc is an OS child process in its own
+/// process group (and cgroup where delegated), forked from a dedicated
+/// thread with `PR_SET_PDEATHSIG(SIGKILL)`, signalled only through its pidfd
+/// and reaped by exactly one supervisor task.
+///
+/// Must be used inside a tokio runtime with I/O and time enabled.
+/// Dropping the manager does not stop procs; dropping the runtime does
+/// (each supervisor kills and reaps its proc when dropped).
+#[derive(Clone, Debug)]
+pub struct ProcessProcManager {
+    inner: Arc<ManagerInner>,
+}
+
+pub(crate) struct ManagerInner {
+    polite_stop: Option<PoliteStopHook>,
+    cgroups: Option<CgroupRoot>,
+    swept_at_start: usize,
+    starting: Arc<Semaphore>,
+    max_starting: usize,
+    starting_now: Arc<AtomicUsize>,
+    starting_peak: Arc<AtomicUsize>,
+    /// Live procs by name; `None` while a spawn of that name is under way.
+    registry: Mutex<HashMap<ProcName, (u64, Option<ProcessHandle>)>>,
+    next_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for ManagerInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerInner")
+            .field("cgroups", &self.cgroups)
+            .field("max_starting", &self.max_starting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagerInner {
+    /// Forgets `name` if it still refers to spawn `seq`.
+    pub(crate) fn forget(&self, name: &ProcName, seq: u64) {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if registry.get(name).is_some_and(|(s, _)| *s == seq) {
+            registry.remove(name);
+        }
+    }
+}
+
+impl Default for ProcessProcManager {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl ProcessProcManager {
+    /// A builder with defaults: no polite-stop hook, [`CgroupMode::Auto`],
+    /// at most 64 procs starting at once.
+    pub fn builder() -> ProcessProcManagerBuilder {
+        ProcessProcManagerBuilder {
+            polite_stop: None,
+            cgroups: CgroupMode::Auto,
+            max_starting: 64,
+        }
+    }
+
+    /// This manager's cgroup directory, if cgroups are in use.
+    pub fn cgroup_dir(&self) -> Option<&Path> {
+        self.inner.cgroups.as_ref().map(CgroupRoot::path)
+    }
+
+    /// How many leftover proc cgroups the start-up sweep removed.
+    pub fn swept_at_start(&self) -> usize {
+        self.inner.swept_at_start
+    }
+
+    /// Names of the live procs.
+    pub fn live_procs(&self) -> Vec<ProcName> {
+        let registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        registry
+            .iter()
+            .filter(|(_, (_, h))| h.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The most procs that were ever starting (spawned, not yet ready or
+    /// terminal) at once; never above the builder's `max_starting`.
+    pub fn starting_peak(&self) -> usize {
+        self.inner.starting_peak.load(Ordering::Relaxed)
+    }
+
+    /// The configured cap on procs starting at once.
+    pub fn max_starting(&self) -> usize {
+        self.inner.max_starting
+    }
+
+    fn handles(&self) -> Vec<ProcessHandle> {
+        let registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        registry.values().filter_map(|(_, h)| h.clone()).collect()
+    }
+
+    async fn spawn_proc(
+        &self,
+        name: ProcName,
+        config: ProcessConfig,
+    ) -> Result<ProcessHandle, LifecycleError> {
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut registry = self
+                .inner
+                .registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if registry.contains_key(&name) {
+                return Err(LifecycleError::ProcExists(name));
+            }
+            registry.insert(name.clone(), (seq, None));
+        }
+        let result = self.spawn_reserved(name.clone(), seq, config).await;
+        let mut registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(handle) if handle.status().is_terminal() => {
+                registry.remove(&name);
+            }
+            Ok(handle) => {
+                registry.insert(name, (seq, Some(handle.clone())));
+            }
+            Err(_) => {
+                registry.remove(&name);
+            }
+        }
+        result
+    }
+
+    async fn spawn_reserved(
+        &self,
+        name: ProcName,
+        seq: u64,
+        config: ProcessConfig,
+    ) -> Result<ProcessHandle, LifecycleError> {
+        let io = |what: &'static str| move |source| LifecycleError::Io { what, source };
+        let permit = Arc::clone(&self.inner.starting)
+            .acquire_owned()
+            .await
+            .map_err(|_| LifecycleError::SpawnerGone)?;
+        let starting =
+            StartingGuard::enter(&self.inner.starting_now, &self.inner.starting_peak, permit);
+
+        let ProcessConfig {
+            program,
+            args,
+            env,
+            env_clear,
+            current_dir,
+            stdout,
+            stderr,
+            fds,
+            readiness,
+            ready_timeout,
+            use_cgroup,
+        } = config;
+
+        let mut cmd = Command::new(&program);
+        cmd.args(&args);
+        if env_clear {
+            cmd.env_clear();
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        cmd.env(PROC_NAME_ENV, name.as_str());
+        if let Some(dir) = &current_dir {
+            cmd.current_dir(dir);
+        }
+        cmd.stdin(Stdio::null());
+        cmd.stdout(stdio_for(&stdout).map_err(io("opening the stdout file"))?);
+        cmd.stderr(stdio_for(&stderr).map_err(io("opening the stderr file"))?);
+        cmd.process_group(0);
+
+        // Place fds: fixed slots first, then the ready pipe and env slots at
+        // the lowest free numbers from 3.
+        let invalid = |reason: String| LifecycleError::InvalidConfig {
+            name: name.clone(),
+            reason,
+        };
+        let mut keep_open: Vec<OwnedFd> = Vec::with_capacity(fds.len() + 1);
+        let mut moves: Vec<(RawFd, RawFd)> = Vec::with_capacity(fds.len() + 1);
+        let mut taken: Vec<RawFd> = Vec::new();
+        for (_, slot) in &fds {
+            if let ChildFdSlot::Fixed(n) = slot {
+                if *n <= 2 || taken.contains(n) {
+                    return Err(invalid(format!("fd slot {n} is stdio or used twice")));
+                }
+                taken.push(*n);
+            }
+        }
+        let mut next_free = 3;
+        let mut pick_free = |taken: &mut Vec<RawFd>| {
+            while taken.contains(&next_free) {
+                next_free += 1;
+            }
+            taken.push(next_free);
+            next_free
+        };
+        let mut ready_pipe = None;
+        let mut nonce = None;
+        if readiness == Readiness::Protocol {
+            let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| LifecycleError::Io {
+                what: "creating the ready pipe",
+                source: e.into(),
+            })?;
+            let target = pick_free(&mut taken);
+            moves.push((write_end.as_raw_fd(), target));
+            keep_open.push(write_end);
+            let fresh = new_nonce();
+            cmd.env(READY_FD_ENV, target.to_string());
+            cmd.env(READY_NONCE_ENV, &fresh);
+            ready_pipe = Some(read_end);
+            nonce = Some(fresh);
+        }
+        for (fd, slot) in fds {
+            let target = match slot {
+                ChildFdSlot::Fixed(n) => n,
+                ChildFdSlot::Env(var) => {
+                    let n = pick_free(&mut taken);
+                    cmd.env(var, n.to_string());
+                    n
+                }
+            };
+            moves.push((fd.as_raw_fd(), target));
+            keep_open.push(fd);
+        }
+        if moves.len() > MAX_EXTRA_FDS {
+            return Err(invalid(format!(
+                "{} fds to pass exceed the limit of {MAX_EXTRA_FDS}",
+                moves.len()
+            )));
+        }
+
+        let proc_cgroup = match (&self.inner.cgroups, use_cgroup) {
+            (Some(root), true) => Some(
+                root.create_proc(name.as_str(), seq)
+                    .map_err(io("creating the proc cgroup"))?,
+            ),
+            _ => None,
+        };
+        install_pre_exec(
+            &mut cmd,
+            ChildSetup {
+                parent_pid: std::process::id() as libc::pid_t,
+                cgroup_procs_fd: proc_cgroup.as_ref().map(|c| c.procs_fd.as_raw_fd()),
+                fd_moves: moves,
+            },
+        );
+
+        let spawned = crate::spawner::on_spawner_thread(move || {
+            let spawned = cmd.spawn().and_then(|child| {
+                let pid = Pid::from_raw(child.id() as i32).expect("child pids are positive");
+                // The child is ours and unreaped, so its pid cannot have been
+                // reused: this pidfd refers to it.
+                match pidfd_open(pid, PidfdFlags::empty()) {
+                    Ok(pidfd) => Ok((child, pidfd)),
+                    Err(e) => {
+                        let mut child = child;
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        Err(e.into())
+                    }
+                }
+            });
+            // The child has its copies; close ours (incl. the ready pipe's
+            // write end, so its EOF means "the child closed it").
+            drop(keep_open);
+            drop(cmd);
+            spawned
+        })
+        .await?;
+        let (mut child, pidfd) = match spawned {
+            Ok(ok) => ok,
+            Err(source) => {
+                if let Some(cg) = &proc_cgroup {
+                    cg.kill_and_remove().await;
+                }
+                return Err(LifecycleError::Spawn {
+                    name,
+                    program,
+                    source,
+                });
+            }
+        };
+        let pid = child.id();
+
+        let tails = Arc::new(Tails::default());
+        let mut readers = Vec::new();
+        let mut captured = false;
+        for (stream, mode, pipe) in [
+            (
+                Stream::Stdout,
+                &stdout,
+                child.stdout.take().map(OwnedFd::from),
+            ),
+            (
+                Stream::Stderr,
+                &stderr,
+                child.stderr.take().map(OwnedFd::from),
+            ),
+        ] {
+            if let (OutputMode::Capture { max_bytes }, Some(pipe)) = (mode, pipe) {
+                captured = true;
+                let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe)
+                    .map_err(io("registering an output pipe"))?;
+                readers.push(tokio::spawn(
+                    Arc::clone(&tails).drain(stream, *max_bytes, receiver),
+                ));
+            }
+        }
+        let ready_pipe = match ready_pipe {
+            Some(fd) => Some(
+                tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+                    .map_err(io("registering the ready pipe"))?,
+            ),
+            None => None,
+        };
+
+        let (state_tx, state_rx) = watch::channel(Snapshot::starting());
+        let (command_tx, command_rx) = mpsc::unbounded_channel();
+        let handle = ProcessHandle {
+            inner: Arc::new(HandleInner {
+                link: Link {
+                    name: name.clone(),
+                    state: state_rx,
+                    commands: command_tx,
+                },
+                pid,
+                tails: captured.then(|| Arc::clone(&tails)),
+            }),
+        };
+        let supervisor = supervisor::Supervisor::new(supervisor::Parts {
+            name,
+            seq,
+            pid,
+            pidfd,
+            ready_pipe,
+            nonce,
+            ready_timeout,
+            cgroup: proc_cgroup,
+            polite_stop: self.inner.polite_stop.clone(),
+            state: state_tx,
+            commands: command_rx,
+            readers,
+            starting: Some(starting),
+            manager: Arc::downgrade(&self.inner),
+        })
+        .map_err(io("registering the pidfd"))?;
+        tokio::spawn(supervisor.run());
+        Ok(handle)
+    }
+}
+
+/// Counts a proc as "starting" and holds its start permit until dropped.
+#[derive(Debug)]
+pub(crate) struct StartingGuard {
+    now: Arc<AtomicUsize>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl StartingGuard {
+    fn enter(
+        now: &Arc<AtomicUsize>,
+        peak: &AtomicUsize,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(current, Ordering::SeqCst);
+        Self {
+            now: Arc::clone(now),
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for StartingGuard {
+    fn drop(&mut self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn stdio_for(mode: &OutputMode) -> std::io::Result<Stdio> {
+    Ok(match mode {
+        OutputMode::Inherit => Stdio::inherit(),
+        OutputMode::Null => Stdio::null(),
+        OutputMode::File(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .into(),
+        OutputMode::Capture { .. } => Stdio::piped(),
+    })
+}
+
+impl ProcStatus {
+    fn is_terminal(&self) -> bool {
+        matches!(self, ProcStatus::Terminal(_))
+    }
+}
+
+/// Handle to one OS proc. Cheap to clone; all clones see the same state.
+#[derive(Clone, Debug)]
+pub struct ProcessHandle {
+    inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    link: Link,
+    pid: u32,
+    tails: Option<Arc<Tails>>,
+}
+
+impl ProcessHandle {
+    /// The captured output tails, if stdout or stderr was
+    /// [`OutputMode::Capture`]. Complete once the proc is terminal.
+    pub fn output_tail(&self) -> Option<OutputTail> {
+        self.inner.tails.as_ref().map(|t| t.snapshot())
+    }
+}
+
+impl ProcHandle for ProcessHandle {
+    fn name(&self) -> &ProcName {
+        &self.inner.link.name
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.inner.pid)
+    }
+
+    fn status(&self) -> ProcStatus {
+        self.inner.link.status()
+    }
+
+    async fn ready(&self) -> Result<(), ReadyError> {
+        self.inner.link.ready().await
+    }
+
+    async fn wait(&self) -> Result<TerminalStatus, WaitError> {
+        self.inner.link.wait().await
+    }
+
+    async fn terminate(&self, grace: Duration) -> Result<TerminalStatus, TerminateError> {
+        self.inner
+            .link
+            .request(SupervisorCommand::Terminate {
+                deadline: Instant::now() + grace,
+                permits: None,
+            })
+            .await
+    }
+
+    async fn kill(&self) -> Result<TerminalStatus, TerminateError> {
+        self.inner.link.request(SupervisorCommand::Kill).await
+    }
+}
+
+impl ProcManager for ProcessProcManager {
+    type Handle = ProcessHandle;
+    type Config = ProcessConfig;
+
+    async fn spawn(
+        &self,
+        name: ProcName,
+        config: ProcessConfig,
+    ) -> Result<ProcessHandle, LifecycleError> {
+        self.spawn_proc(name, config).await
+    }
+
+    fn get(&self, name: &ProcName) -> Option<ProcessHandle> {
+        let registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        registry.get(name).and_then(|(_, h)| h.clone())
+    }
+}
+
+impl SingleTerminate for ProcessProcManager {
+    async fn terminate_proc(
+        &self,
+        name: &ProcName,
+        grace: Duration,
+    ) -> Result<TerminalStatus, TerminateError> {
+        match self.get(name) {
+            Some(handle) => handle.terminate(grace).await,
+            None => Err(TerminateError::NoSuchProc(name.clone())),
+        }
+    }
+}
+
+impl BulkTerminate for ProcessProcManager {
+    async fn terminate_all(&self, grace: Duration, max_in_flight: usize) -> TerminateSummary {
+        let handles = self.handles();
+        let deadline = Instant::now() + grace;
+        let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
+        let mut waits = tokio::task::JoinSet::new();
+        for handle in handles {
+            let permits = Arc::clone(&permits);
+            waits.spawn(async move {
+                handle
+                    .inner
+                    .link
+                    .request(SupervisorCommand::Terminate {
+                        deadline,
+                        permits: Some(permits),
+                    })
+                    .await
+            });
+        }
+        let mut results = Vec::with_capacity(waits.len());
+        while let Some(joined) = waits.join_next().await {
+            results.push(joined.unwrap_or(Err(TerminateError::ChannelClosed)));
+        }
+        summarize(results)
+    }
+}

@@ -1,0 +1,440 @@
+//! The per-proc supervisor task: the one owner of the child's pidfd, its
+//! reaping, its ready pipe and its escalation. Handles talk to it through a
+//! [`Link`](crate::link::Link); because the escalation lives here, a caller
+//! that stops waiting never stops the escalation.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use hostmux_wire::ProcName;
+use rustix::io::Errno;
+use rustix::process::{
+    kill_process_group, pidfd_send_signal, waitid, Pid, Signal, WaitId, WaitIdOptions,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncReadExt as _;
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::{ManagerInner, StartingGuard};
+use crate::cgroup::ProcCgroup;
+use crate::error::ReadyError;
+use crate::escalation::{Action, Escalation};
+use crate::link::{Command, Snapshot};
+use crate::manager::PoliteStopHook;
+use crate::readiness::{check_record, RecordCheck, READY_RECORD_LEN};
+use crate::status::{ProcStatus, TerminalStatus};
+
+/// How long after the ready pipe's EOF the supervisor waits for the exit to
+/// become reapable (a dying process closes its fds just before it becomes a
+/// zombie) before it kills a proc that merely closed the pipe.
+const EOF_EXIT_GRACE: Duration = Duration::from_millis(100);
+
+/// How long output readers may take to reach EOF after the proc's tree is
+/// dead, before the terminal status is published without them.
+const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_millis(200);
+
+pub(super) struct Parts {
+    pub(super) name: ProcName,
+    pub(super) seq: u64,
+    pub(super) pid: u32,
+    pub(super) pidfd: OwnedFd,
+    pub(super) ready_pipe: Option<pipe::Receiver>,
+    pub(super) nonce: Option<String>,
+    pub(super) ready_timeout: Duration,
+    pub(super) cgroup: Option<ProcCgroup>,
+    pub(super) polite_stop: Option<PoliteStopHook>,
+    pub(super) state: watch::Sender<Snapshot>,
+    pub(super) commands: mpsc::UnboundedReceiver<Command>,
+    pub(super) readers: Vec<JoinHandle<()>>,
+    pub(super) starting: Option<StartingGuard>,
+    pub(super) manager: Weak<ManagerInner>,
+}
+
+/// Kills and reaps the child if the supervisor is dropped before it reaped
+/// (runtime shutdown, panic): no orphans and no zombies on any path.
+struct ChildGuard {
+    pid: Pid,
+    pidfd: AsyncFd<OwnedFd>,
+    cgroup: Option<ProcCgroup>,
+    reaped: bool,
+}
+
+impl ChildGuard {
+    /// SIGKILL to the group (safe: the leader is unreaped, so its pid and
+    /// pgid cannot be reused), to the leader via its pidfd, and to the cgroup.
+    fn kill_tree(&self) -> Result<(), Errno> {
+        let _ = kill_process_group(self.pid, Signal::KILL);
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill();
+        }
+        match pidfd_send_signal(self.pidfd.get_ref().as_fd(), Signal::KILL) {
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.kill_tree();
+            let fd = self.pidfd.get_ref().as_fd();
+            let _ = waitid(WaitId::PidFd(fd), WaitIdOptions::EXITED);
+            if let Some(cg) = &self.cgroup {
+                cg.kill_and_remove_blocking();
+            }
+        }
+    }
+}
+
+enum ReadyState {
+    /// Reading the pipe; `eof_at` set once EOF arrived without a record.
+    Pending {
+        pipe: pipe::Receiver,
+        nonce: String,
+        received: Vec<u8>,
+        eof_at: Option<Instant>,
+    },
+    Done,
+}
+
+pub(super) struct Supervisor {
+    name: ProcName,
+    seq: u64,
+    child: ChildGuard,
+    escalation: Escalation,
+    ready: ReadyState,
+    ready_deadline: Option<Instant>,
+    ready_timeout: Duration,
+    ready_failure: Option<ReadyError>,
+    polite_stop: Option<PoliteStopHook>,
+    hook_permits: Option<Arc<Semaphore>>,
+    hooks: Vec<JoinHandle<()>>,
+    state: watch::Sender<Snapshot>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    commands_open: bool,
+    readers: Vec<JoinHandle<()>>,
+    starting: Option<StartingGuard>,
+    manager: Weak<ManagerInner>,
+}
+
+impl Supervisor {
+    pub(super) fn new(parts: Parts) -> std::io::Result<Self> {
+        let pidfd = crate::sys::register_pidfd(parts.pidfd)?;
+        let now = Instant::now();
+        let (ready, ready_deadline) = match (parts.ready_pipe, parts.nonce) {
+            (Some(pipe), Some(nonce)) => (
+                ReadyState::Pending {
+                    pipe,
+                    nonce,
+                    received: Vec::with_capacity(READY_RECORD_LEN),
+                    eof_at: None,
+                },
+                (!parts.ready_timeout.is_zero()).then(|| now + parts.ready_timeout),
+            ),
+            _ => (ReadyState::Done, None),
+        };
+        let mut supervisor = Self {
+            name: parts.name,
+            seq: parts.seq,
+            child: ChildGuard {
+                pid: Pid::from_raw(parts.pid as i32).expect("child pids are positive"),
+                pidfd,
+                cgroup: parts.cgroup,
+                reaped: false,
+            },
+            escalation: Escalation::new(),
+            ready,
+            ready_deadline,
+            ready_timeout: parts.ready_timeout,
+            ready_failure: None,
+            polite_stop: parts.polite_stop,
+            hook_permits: None,
+            hooks: Vec::new(),
+            state: parts.state,
+            commands: parts.commands,
+            commands_open: true,
+            readers: parts.readers,
+            starting: parts.starting,
+            manager: parts.manager,
+        };
+        if matches!(supervisor.ready, ReadyState::Done) {
+            supervisor.mark_ready();
+        }
+        Ok(supervisor)
+    }
+
+    pub(super) async fn run(mut self) {
+        while self.escalation.terminal().is_none() {
+            self.step().await;
+            self.execute_actions();
+        }
+        self.finish().await;
+    }
+
+    /// Waits for the next event and feeds it to the escalation.
+    async fn step(&mut self) {
+        let wake_at = [
+            self.escalation.poll_timeout(),
+            self.ready_deadline,
+            match &self.ready {
+                ReadyState::Pending {
+                    eof_at: Some(at), ..
+                } => Some(*at + EOF_EXIT_GRACE),
+                _ => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let reading_ready = matches!(self.ready, ReadyState::Pending { eof_at: None, .. });
+        let mut buf = [0u8; READY_RECORD_LEN + 1];
+
+        tokio::select! {
+            biased;
+            exited = self.child.pidfd.readable() => {
+                if let Ok(mut guard) = exited {
+                    guard.retain_ready();
+                }
+                self.reap();
+            }
+            command = self.commands.recv(), if self.commands_open => match command {
+                Some(Command::Terminate { deadline, permits }) => {
+                    if self.hook_permits.is_none() {
+                        self.hook_permits = permits;
+                    }
+                    let now = Instant::now();
+                    self.escalation
+                        .handle_terminate(deadline.saturating_duration_since(now), now);
+                }
+                Some(Command::Kill) => self.escalation.handle_kill(Instant::now()),
+                None => self.commands_open = false,
+            },
+            read = read_ready_pipe(&mut self.ready, &mut buf), if reading_ready => {
+                self.on_ready_bytes(read.map(|n| &buf[..n]));
+            }
+            () = sleep_until(wake_at), if wake_at.is_some() => self.on_timer(),
+        }
+    }
+
+    fn on_ready_bytes(&mut self, read: std::io::Result<&[u8]>) {
+        let now = Instant::now();
+        let ReadyState::Pending {
+            nonce,
+            received,
+            eof_at,
+            ..
+        } = &mut self.ready
+        else {
+            return;
+        };
+        match read {
+            Ok([]) | Err(_) => *eof_at = Some(now),
+            Ok(bytes) => {
+                received.extend_from_slice(bytes);
+                match check_record(received, nonce) {
+                    RecordCheck::Partial => {}
+                    RecordCheck::Complete => self.mark_ready(),
+                    RecordCheck::Mismatch => {
+                        self.ready = ReadyState::Done;
+                        self.ready_deadline = None;
+                        self.escalation
+                            .handle_fail("wrote a malformed ready record".into(), now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        self.escalation.handle_timeout(now);
+        if let ReadyState::Pending { eof_at, .. } = &self.ready {
+            if eof_at.is_some_and(|at| now >= at + EOF_EXIT_GRACE) {
+                self.ready = ReadyState::Done;
+                self.ready_deadline = None;
+                self.escalation
+                    .handle_fail("closed its ready pipe without reporting ready".into(), now);
+                return;
+            }
+            if self.ready_deadline.is_some_and(|at| now >= at) {
+                self.ready = ReadyState::Done;
+                self.ready_deadline = None;
+                self.ready_failure = Some(ReadyError::TimedOut {
+                    name: self.name.clone(),
+                    timeout: self.ready_timeout,
+                });
+                self.escalation.handle_fail(
+                    format!(
+                        "not ready within the spawn-ready timeout of {:?}",
+                        self.ready_timeout
+                    ),
+                    now,
+                );
+            }
+        }
+    }
+
+    fn mark_ready(&mut self) {
+        self.ready = ReadyState::Done;
+        self.ready_deadline = None;
+        self.starting = None;
+        let stopping = self.escalation.is_stopping();
+        self.state.send_modify(|s| {
+            s.was_ready = true;
+            s.status = if stopping {
+                ProcStatus::Stopping
+            } else {
+                ProcStatus::Ready
+            };
+        });
+    }
+
+    /// The pidfd is readable: the leader exited and is a zombie. Kill what
+    /// is left of its process group while the pgid is still pinned, then reap.
+    fn reap(&mut self) {
+        // A record written just before the exit is still in the pipe: read
+        // it first so a proc that was ready and then exited counts as ready.
+        let mut buf = [0u8; READY_RECORD_LEN + 1];
+        while let ReadyState::Pending {
+            pipe, eof_at: None, ..
+        } = &self.ready
+        {
+            match pipe.try_read(&mut buf) {
+                Ok(n) => self.on_ready_bytes(Ok(&buf[..n])),
+                Err(_) => break,
+            }
+        }
+        let _ = kill_process_group(self.child.pid, Signal::KILL);
+        let fd = self.child.pidfd.get_ref().as_fd();
+        let status = match waitid(
+            WaitId::PidFd(fd),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        ) {
+            Ok(Some(status)) => {
+                if let Some(code) = status.exit_status() {
+                    TerminalStatus::Exited { code }
+                } else if let Some(signal) = status.terminating_signal() {
+                    TerminalStatus::Signaled {
+                        signal,
+                        core_dumped: status.dumped(),
+                    }
+                } else {
+                    return; // a stop/continue report; keep waiting
+                }
+            }
+            Ok(None) => return, // spurious wake-up
+            Err(Errno::CHILD) => TerminalStatus::Failed {
+                reason: "reaped by another waiter in the host process".into(),
+            },
+            Err(Errno::INTR) => return,
+            Err(e) => TerminalStatus::Failed {
+                reason: format!("waitid on the pidfd failed: {e}"),
+            },
+        };
+        self.child.reaped = true;
+        self.escalation.handle_exit(status, Instant::now());
+    }
+
+    fn execute_actions(&mut self) {
+        while let Some(action) = self.escalation.poll_action() {
+            match action {
+                Action::PoliteStop => {
+                    self.state.send_modify(|s| {
+                        if !matches!(s.status, ProcStatus::Terminal(_)) {
+                            s.status = ProcStatus::Stopping;
+                        }
+                    });
+                    if let Some(hook) = &self.polite_stop {
+                        let stop = hook(&self.name);
+                        let permits = self.hook_permits.clone();
+                        self.hooks.push(tokio::spawn(async move {
+                            let _permit = match permits {
+                                Some(p) => p.acquire_owned().await.ok(),
+                                None => None,
+                            };
+                            stop.await;
+                        }));
+                    }
+                }
+                Action::Terminate => {
+                    // SIGCONT after SIGTERM so a stopped proc wakes to act on it.
+                    let _ = kill_process_group(self.child.pid, Signal::TERM);
+                    let _ = kill_process_group(self.child.pid, Signal::CONT);
+                    let fd = self.child.pidfd.get_ref().as_fd();
+                    let _ = pidfd_send_signal(fd, Signal::TERM);
+                    let _ = pidfd_send_signal(fd, Signal::CONT);
+                }
+                Action::Kill => {
+                    if let Err(errno) = self.child.kill_tree() {
+                        tracing::error!(proc = %self.name, error = %errno, "SIGKILL delivery failed");
+                        self.state
+                            .send_modify(|s| s.kill_errno = Some(errno.raw_os_error()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the reap: kill leftovers in the cgroup, collect output, then
+    /// publish the one terminal status.
+    async fn finish(mut self) {
+        for hook in self.hooks.drain(..) {
+            hook.abort();
+        }
+        if let Some(cg) = &self.child.cgroup {
+            cg.kill_and_remove().await;
+        }
+        let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN_LIMIT;
+        for reader in self.readers.drain(..) {
+            let abort = reader.abort_handle();
+            if tokio::time::timeout_at(drain_until, reader).await.is_err() {
+                abort.abort();
+            }
+        }
+        let status = self
+            .escalation
+            .terminal()
+            .cloned()
+            .expect("finish runs after the exit");
+        if let Some(manager) = self.manager.upgrade() {
+            manager.forget(&self.name, self.seq);
+        }
+        let ready_failure = match self.ready {
+            ReadyState::Pending { .. } => Some(
+                self.ready_failure
+                    .take()
+                    .unwrap_or_else(|| ReadyError::Terminal(status.clone())),
+            ),
+            ReadyState::Done => self.ready_failure.take(),
+        };
+        tracing::debug!(proc = %self.name, pid = self.child.pid.as_raw_nonzero().get(), %status, "proc terminal");
+        // Close every fd of this proc (pidfd, pipes, cgroup) before anyone
+        // can observe the terminal status.
+        let state = self.state;
+        drop(self.child);
+        drop(self.ready);
+        drop(self.starting);
+        state.send_modify(|s| {
+            s.ready_failure = ready_failure;
+            s.status = ProcStatus::Terminal(status);
+        });
+    }
+}
+
+async fn read_ready_pipe(ready: &mut ReadyState, buf: &mut [u8]) -> std::io::Result<usize> {
+    match ready {
+        ReadyState::Pending { pipe, .. } => pipe.read(buf).await,
+        ReadyState::Done => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

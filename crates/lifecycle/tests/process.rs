@@ -1,0 +1,650 @@
+//! OS-process manager tests: each injects a fault into a real child process
+//! and checks the outcome.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hostmux_lifecycle::{
+    BulkTerminate, LifecycleError, OutputMode, PoliteStopHook, ProcHandle, ProcManager, ProcStatus,
+    ProcessConfig, ProcessProcManager, Readiness, ReadyError, TerminalStatus, TerminateError,
+};
+
+use crate::support::*;
+
+const SIGKILLED: TerminalStatus = TerminalStatus::Signaled {
+    signal: libc::SIGKILL,
+    core_dumped: false,
+};
+
+fn term_ignorer() -> ProcessConfig {
+    ProcessConfig::new("sh")
+        .args(["-c", "trap '' TERM; exec sleep 1000"])
+        .readiness(Readiness::OnSpawn)
+}
+
+fn fixture_mode(mode: &str) -> ProcessConfig {
+    ProcessConfig::new(fixture()).arg(mode)
+}
+
+fn counting_hook() -> (PoliteStopHook, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let hook: PoliteStopHook = Arc::new(move |_name| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {})
+    });
+    (hook, calls)
+}
+
+/// `sh` has exec'd `sleep` once its /proc comm says so; until then a TERM
+/// might reach the shell before the trap is set.
+async fn wait_for_comm(pid: u32, comm: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_owned())
+        .ok()
+        .as_deref()
+        != Some(comm)
+    {
+        assert!(Instant::now() < deadline, "proc {pid} never became {comm}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_ignoring_proc_is_sigkilled_within_grace_plus_epsilon() {
+    let manager = ProcessProcManager::default();
+    let proc = manager
+        .spawn(name("ignorer"), term_ignorer())
+        .await
+        .unwrap();
+    wait_for_comm(proc.pid().unwrap(), "sleep").await;
+    let grace = Duration::from_millis(400);
+    let started = Instant::now();
+    let status = proc.terminate(grace).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, SIGKILLED);
+    assert!(took >= grace && took <= grace + EPSILON, "took {took:?}");
+    assert_eq!(proc.wait().await.unwrap(), SIGKILLED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_proc_exits_cleanly_without_sigkill_and_gets_polite_stop() {
+    let (hook, calls) = counting_hook();
+    let manager = ProcessProcManager::builder().polite_stop(hook).build();
+    let proc = manager
+        .spawn(name("coop"), fixture_mode("ready"))
+        .await
+        .unwrap();
+    proc.ready().await.unwrap();
+    assert_eq!(proc.status(), ProcStatus::Ready);
+    let status = proc.terminate(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setsid_grandchild_dies_with_its_proc_where_cgroups_exist() {
+    let manager = ProcessProcManager::default();
+    if manager.cgroup_dir().is_none() {
+        eprintln!("no writable cgroup v2 here; setsid escape cannot be contained");
+        return;
+    }
+    let pidfile = temp_path("setsid");
+    let proc = manager
+        .spawn(
+            name("setsid"),
+            fixture_mode("setsid-grandchild").arg(&pidfile),
+        )
+        .await
+        .unwrap();
+    proc.ready().await.unwrap();
+    let grandchild: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = std::fs::remove_file(&pidfile);
+    let gc_fd = pidfd(grandchild).expect("grandchild alive before terminate");
+    proc.terminate(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        exited_within(&gc_fd, EPSILON),
+        "setsid grandchild {grandchild} survived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_forking_daemon_leaves_no_process_and_no_zombie() {
+    let manager = ProcessProcManager::default();
+    if manager.cgroup_dir().is_none() {
+        eprintln!("no writable cgroup v2 here; a daemonised grandchild cannot be found");
+        return;
+    }
+    let pidfile = temp_path("daemon");
+    let proc = manager
+        .spawn(name("daemon"), fixture_mode("double-fork").arg(&pidfile))
+        .await
+        .unwrap();
+    proc.ready().await.unwrap();
+    let daemon: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = std::fs::remove_file(&pidfile);
+    let daemon_fd = pidfd(daemon).expect("daemon alive before terminate");
+    assert_ne!(proc_state(daemon), Some('Z'));
+    proc.terminate(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        exited_within(&daemon_fd, EPSILON),
+        "daemon {daemon} survived"
+    );
+    // Reaping the orphan is its new parent's job (init); wait for it.
+    let deadline = Instant::now() + EPSILON * 2;
+    while proc_state(daemon) == Some('Z') && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_ne!(proc_state(daemon), Some('Z'), "daemon left a zombie");
+    assert!(zombie_children().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_and_repeated_terminates_coalesce_onto_one_escalation() {
+    let (hook, calls) = counting_hook();
+    let manager = ProcessProcManager::builder().polite_stop(hook).build();
+    let proc = manager
+        .spawn(name("coalesce"), term_ignorer())
+        .await
+        .unwrap();
+    wait_for_comm(proc.pid().unwrap(), "sleep").await;
+    let grace = Duration::from_millis(300);
+    let started = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let p = proc.clone();
+        callers.spawn(async move { p.terminate(grace).await });
+    }
+    let kill = proc.clone();
+    callers.spawn(async move { kill.terminate(Duration::from_secs(60)).await });
+    while let Some(result) = callers.join_next().await {
+        assert_eq!(result.unwrap().unwrap(), SIGKILLED);
+    }
+    assert!(started.elapsed() <= grace + EPSILON);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one escalation, one polite stop"
+    );
+    match proc.terminate(grace).await {
+        Err(TerminateError::AlreadyTerminated(status)) => assert_eq!(status, SIGKILLED),
+        other => panic!("repeat terminate: {other:?}"),
+    }
+    assert!(matches!(
+        proc.kill().await,
+        Err(TerminateError::AlreadyTerminated(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_racing_terminate_reports_the_exit_code() {
+    let manager = ProcessProcManager::default();
+    for i in 0..10 {
+        let proc = manager
+            .spawn(
+                name(&format!("racer{i}")),
+                fixture_mode("ready-exit-deaf").arg("7"),
+            )
+            .await
+            .unwrap();
+        let _ = proc.ready().await;
+        let status = match proc.terminate(Duration::from_secs(30)).await {
+            Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
+            Err(e) => panic!("terminate racing exit: {e}"),
+        };
+        // SIGTERM cannot kill this proc, so whichever way the race went the
+        // status is its own exit; signals to the exiting proc (ESRCH) are
+        // absorbed rather than reported.
+        assert_eq!(status, TerminalStatus::Exited { code: 7 }, "racer {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_proc_still_terminates() {
+    let manager = ProcessProcManager::default();
+    let proc = manager
+        .spawn(name("stopped"), fixture_mode("ready"))
+        .await
+        .unwrap();
+    proc.ready().await.unwrap();
+    let pid = proc.pid().unwrap();
+    // Our unreaped child: its pid cannot have been reused.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + EPSILON;
+    while proc_state(pid) != Some('T') {
+        assert!(Instant::now() < deadline, "never stopped");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // SIGCONT follows SIGTERM, so the stopped proc wakes and exits cleanly.
+    let status = proc.terminate(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+
+    let ignorer = manager
+        .spawn(name("stopped-ignorer"), term_ignorer())
+        .await
+        .unwrap();
+    let pid = ignorer.pid().unwrap();
+    wait_for_comm(pid, "sleep").await;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
+    assert_eq!(
+        ignorer.terminate(Duration::from_millis(200)).await.unwrap(),
+        SIGKILLED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_caller_does_not_cancel_the_escalation() {
+    let manager = ProcessProcManager::default();
+    let proc = manager
+        .spawn(name("cancelled"), term_ignorer())
+        .await
+        .unwrap();
+    wait_for_comm(proc.pid().unwrap(), "sleep").await;
+    let grace = Duration::from_millis(400);
+    let started = Instant::now();
+    let cut_short = tokio::time::timeout(Duration::from_millis(100), proc.terminate(grace)).await;
+    assert!(cut_short.is_err(), "the caller gave up mid-grace");
+    assert_eq!(proc.wait().await.unwrap(), SIGKILLED);
+    let took = started.elapsed();
+    assert!(took >= grace && took <= grace + EPSILON, "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_ready_proc_is_killed_and_reaped_after_the_ready_timeout() {
+    let manager = ProcessProcManager::default();
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let proc = manager
+        .spawn(
+            name("sloth"),
+            fixture_mode("never-ready").ready_timeout(timeout),
+        )
+        .await
+        .unwrap();
+    let fd = pidfd(proc.pid().unwrap()).expect("alive right after spawn");
+    match proc.ready().await {
+        Err(ReadyError::TimedOut {
+            name: n,
+            timeout: t,
+        }) => {
+            assert_eq!(n.as_str(), "sloth");
+            assert_eq!(t, timeout);
+        }
+        other => panic!("expected a ready timeout, got {other:?}"),
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= timeout && took <= timeout + EPSILON,
+        "took {took:?}"
+    );
+    assert!(matches!(
+        proc.wait().await.unwrap(),
+        TerminalStatus::Failed { .. }
+    ));
+    assert!(
+        exited_within(&fd, Duration::ZERO),
+        "killed before ready() failed"
+    );
+    assert!(manager.live_procs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_before_ready_fails_at_once_not_at_the_timeout() {
+    let manager = ProcessProcManager::default();
+    let timeout = Duration::from_secs(60);
+    let started = Instant::now();
+    let proc = manager
+        .spawn(
+            name("quitter"),
+            fixture_mode("exit-before-ready")
+                .arg("3")
+                .ready_timeout(timeout),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        proc.ready().await,
+        Err(ReadyError::Terminal(TerminalStatus::Exited { code: 3 }))
+    );
+    assert!(
+        started.elapsed() < EPSILON * 2,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segfault_after_ready_is_signaled_sigsegv_not_exit_139() {
+    let manager = ProcessProcManager::default();
+    let proc = manager
+        .spawn(
+            name("crasher"),
+            fixture_mode("segfault-after-ready").stderr(OutputMode::Null),
+        )
+        .await
+        .unwrap();
+    proc.ready().await.unwrap();
+    match proc.wait().await.unwrap() {
+        TerminalStatus::Signaled { signal, .. } => assert_eq!(signal, libc::SIGSEGV),
+        other => panic!("expected SIGSEGV, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_output_tail_is_bounded_and_complete_at_exit() {
+    let manager = ProcessProcManager::default();
+    let proc = manager
+        .spawn(
+            name("talker"),
+            ProcessConfig::new("sh")
+                .args(["-c", "printf 0123456789; printf oops >&2; exit 4"])
+                .readiness(Readiness::OnSpawn)
+                .stdout(OutputMode::Capture { max_bytes: 4 })
+                .stderr(OutputMode::Capture { max_bytes: 64 }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        proc.wait().await.unwrap(),
+        TerminalStatus::Exited { code: 4 }
+    );
+    let tail = proc.output_tail().unwrap();
+    assert_eq!(tail.stdout, b"6789");
+    assert_eq!(tail.stderr, b"oops");
+    assert_eq!(tail.dropped_bytes, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_live_name_is_rejected() {
+    let manager = ProcessProcManager::default();
+    let first = manager.spawn(name("twin"), term_ignorer()).await.unwrap();
+    let second = manager.spawn(name("twin"), term_ignorer()).await;
+    assert!(matches!(second, Err(LifecycleError::ProcExists(n)) if n.as_str() == "twin"));
+    first.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_failures_are_typed_and_leak_no_fds() {
+    if run_isolated("process::spawn_failures_are_typed_and_leak_no_fds", None) {
+        return;
+    }
+    let manager = ProcessProcManager::default();
+    // Warm up lazily created state (spawner thread, reactor) before counting.
+    let warm = manager
+        .spawn(name("warm"), fixture_mode("ready-exit").arg("0"))
+        .await
+        .unwrap();
+    warm.wait().await.unwrap();
+    let baseline = fd_count();
+
+    let missing = manager
+        .spawn(
+            name("missing"),
+            ProcessConfig::new("/nonexistent/hostmux-no-such-binary"),
+        )
+        .await;
+    match missing {
+        Err(LifecycleError::Spawn {
+            name: n, source, ..
+        }) => {
+            assert_eq!(n.as_str(), "missing");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    let not_exec = temp_path("not-executable");
+    std::fs::write(&not_exec, b"#!/bin/sh\nexit 0\n").unwrap();
+    let denied = manager
+        .spawn(name("denied"), ProcessConfig::new(&not_exec))
+        .await;
+    let _ = std::fs::remove_file(&not_exec);
+    match denied {
+        Err(LifecycleError::Spawn { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied)
+        }
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    assert_eq!(fd_count(), baseline);
+    assert!(manager.live_procs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_starts_with_clean_signals_and_pdeathsig() {
+    // The isolated copy starts with SIGUSR1 ignored, which children would
+    // inherit across exec unless the manager resets dispositions.
+    if run_isolated(
+        "process::child_starts_with_clean_signals_and_pdeathsig",
+        Some("trap '' USR1;"),
+    ) {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let usr1_bit = 1u64 << (libc::SIGUSR1 - 1);
+    assert_ne!(
+        status_mask(&own, "SigIgn") & usr1_bit,
+        0,
+        "precondition: host ignores SIGUSR1"
+    );
+
+    let manager = ProcessProcManager::default();
+    // `cat` changes no signal state itself (a Rust child would: the Rust
+    // runtime ignores SIGPIPE at start-up), so its status shows what it got.
+    let cat = manager
+        .spawn(
+            name("inspect-signals"),
+            ProcessConfig::new("cat")
+                .arg("/proc/self/status")
+                .readiness(Readiness::OnSpawn)
+                .stdout(OutputMode::Capture {
+                    max_bytes: 64 * 1024,
+                }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cat.wait().await.unwrap(),
+        TerminalStatus::Exited { code: 0 }
+    );
+    let status = String::from_utf8(cat.output_tail().unwrap().stdout).unwrap();
+    assert_eq!(
+        status_mask(&status, "SigBlk"),
+        0,
+        "blocked mask not cleared"
+    );
+    assert_eq!(
+        status_mask(&status, "SigIgn"),
+        0,
+        "ignored dispositions leaked"
+    );
+
+    // The death signal is not in /proc/<pid>/status; the child reads it
+    // with PR_GET_PDEATHSIG and reports it.
+    let out = temp_path("pdeathsig");
+    let proc = manager
+        .spawn(
+            name("inspect-pdeathsig"),
+            fixture_mode("report-status").arg(&out),
+        )
+        .await
+        .unwrap();
+    proc.ready().await.unwrap();
+    let report = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert_eq!(report.trim(), format!("PDeathSig:\t{}", libc::SIGKILL));
+    proc.terminate(Duration::from_secs(5)).await.unwrap();
+}
+
+fn status_mask(status: &str, field: &str) -> u64 {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in status"));
+    u64::from_str_radix(line.trim(), 16).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_host_takes_all_its_procs_with_it() {
+    let n = 6;
+    let mut host = std::process::Command::new(fixture())
+        .args(["host", &n.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(host.stdout.take().unwrap()));
+    let mut pids = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line == "ready" {
+            break;
+        }
+        pids.push(line.strip_prefix("pid ").unwrap().parse::<u32>().unwrap());
+    }
+    assert_eq!(pids.len(), n + 1, "n procs plus one setsid grandchild");
+    let grandchild = pids[2]; // printed right after proc p1
+    let fds: Vec<_> = pids
+        .iter()
+        .map(|&p| (p, pidfd(p).expect("alive")))
+        .collect();
+
+    host.kill().unwrap(); // SIGKILL: no cleanup code runs in the host
+    host.wait().unwrap();
+
+    for (pid, fd) in &fds {
+        if *pid != grandchild {
+            assert!(exited_within(fd, EPSILON), "proc {pid} outlived its host");
+        }
+    }
+    // PDEATHSIG cannot reach the setsid grandchild; the next manager's
+    // start-up sweep of dead managers' cgroups does.
+    let next = ProcessProcManager::default();
+    let gc_fd = &fds.iter().find(|(p, _)| *p == grandchild).unwrap().1;
+    if next.cgroup_dir().is_some() {
+        assert!(next.swept_at_start() >= 1);
+        assert!(
+            exited_within(gc_fd, EPSILON),
+            "grandchild survived the sweep"
+        );
+    } else {
+        let _ = rustix::process::pidfd_send_signal(gc_fd, rustix::process::Signal::KILL);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_terminate_counts_every_proc_and_caps_polite_stops() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (flight, top) = (Arc::clone(&in_flight), Arc::clone(&peak));
+    let hook: PoliteStopHook = Arc::new(move |_name| {
+        let (flight, top) = (Arc::clone(&flight), Arc::clone(&top));
+        Box::pin(async move {
+            let _in_flight = InFlight::enter(&flight, &top);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+    });
+    let manager = ProcessProcManager::builder().polite_stop(hook).build();
+    let mut handles = Vec::new();
+    for i in 0..10 {
+        let config = if i % 3 == 0 {
+            term_ignorer()
+        } else {
+            fixture_mode("ready")
+        };
+        let h = manager
+            .spawn(name(&format!("bulk{i}")), config)
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            wait_for_comm(h.pid().unwrap(), "sleep").await;
+        } else {
+            h.ready().await.unwrap();
+        }
+        handles.push(h);
+    }
+    let grace = Duration::from_millis(500);
+    let started = Instant::now();
+    let summary = manager.terminate_all(grace, 3).await;
+    assert!(started.elapsed() <= grace + EPSILON);
+    assert_eq!(summary.attempted, 10);
+    assert_eq!(summary.ok + summary.failed, summary.attempted);
+    assert_eq!(summary.ok, 10);
+    assert!(
+        peak.load(Ordering::SeqCst) <= 3,
+        "polite stops in flight: {}",
+        peak.load(Ordering::SeqCst)
+    );
+    for (i, h) in handles.iter().enumerate() {
+        let expected = if i % 3 == 0 {
+            SIGKILLED
+        } else {
+            TerminalStatus::Exited { code: 0 }
+        };
+        assert_eq!(h.wait().await.unwrap(), expected, "proc {i}");
+    }
+    assert!(manager.live_procs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_storm_of_500_is_bounded_reaped_and_leaks_no_fds() {
+    if run_isolated(
+        "process::spawn_storm_of_500_is_bounded_reaped_and_leaks_no_fds",
+        None,
+    ) {
+        return;
+    }
+    let manager = ProcessProcManager::builder().max_starting(32).build();
+    let warm = manager
+        .spawn(name("warm"), fixture_mode("ready-exit").arg("0"))
+        .await
+        .unwrap();
+    warm.wait().await.unwrap();
+    let baseline = fd_count();
+    let mut storm = tokio::task::JoinSet::new();
+    for i in 0..500 {
+        let manager = manager.clone();
+        storm.spawn(async move {
+            let proc = manager
+                .spawn(
+                    name(&format!("storm{i}")),
+                    fixture_mode("ready-exit").arg("0"),
+                )
+                .await
+                .expect("spawn");
+            proc.ready().await.expect("ready");
+            proc.wait().await.expect("wait")
+        });
+    }
+    while let Some(status) = storm.join_next().await {
+        assert_eq!(status.unwrap(), TerminalStatus::Exited { code: 0 });
+    }
+    assert!(
+        manager.starting_peak() <= 32,
+        "peak {}",
+        manager.starting_peak()
+    );
+    assert!(manager.starting_peak() >= 2, "the storm never overlapped");
+    assert!(
+        zombie_children().is_empty(),
+        "zombies: {:?}",
+        zombie_children()
+    );
+    assert_eq!(fd_count(), baseline);
+    assert!(manager.live_procs().is_empty());
+}

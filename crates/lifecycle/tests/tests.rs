@@ -1,0 +1,6 @@
+//! Integration tests for hostmux-lifecycle, all in one binary. Process tests
+//! use real child processes of the fixture binary.
+
+mod local;
+mod process;
+mod support;
