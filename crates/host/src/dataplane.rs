@@ -95,6 +95,10 @@ struct ProcSlot {
     proc_waiters: Vec<ProcKey>,
     /// This proc's outbound drain is stuck on a full ring since then.
     drain_blocked: Option<(ProcKey, Instant)>,
+    /// The inbound ring has refused client frames for lack of room since
+    /// then; once that is longer than the overload wait, frames for it are
+    /// returned `Overloaded` at once until a write succeeds again.
+    full_since: Option<Instant>,
 }
 
 struct ConnSlot {
@@ -124,9 +128,10 @@ pub(crate) enum Outbox {
 pub(crate) enum Delivery {
     /// Delivered or returned: the caller is done with it.
     Done,
-    /// The destination ring is full: keep the frame, stop reading, wait for
-    /// the connection's reader wake-up or the overload deadline, retry.
-    Blocked(ProcKey),
+    /// The destination ring is full: keep the frame, stop reading this
+    /// client, wait for its reader wake-up or the deadline (then
+    /// [`Dataplane::give_up_conn_frame`]), and retry.
+    Blocked(ProcKey, Instant),
 }
 
 /// What a drain of one proc's outbound ring ended with.
@@ -143,7 +148,7 @@ pub(crate) enum Drain {
 enum Outcome {
     Delivered,
     Returned(UndeliverableReason),
-    Full(ProcKey),
+    Full(ProcKey, Instant),
 }
 
 enum RingWrite {
@@ -221,6 +226,7 @@ impl Dataplane {
             conn_waiters: Vec::with_capacity(4),
             proc_waiters: Vec::with_capacity(4),
             drain_blocked: None,
+            full_since: None,
         };
         let index = match self.procs.iter().position(Option::is_none) {
             Some(i) => {
@@ -431,11 +437,14 @@ impl Dataplane {
         self.closed_conns.push_back(slot.stats);
     }
 
-    /// Whether the client's reply queue is over its bound: stop reading
-    /// from it until its writer catches up.
+    /// Whether the client's reply queue is over half its bound: stop
+    /// reading from it until its writer catches up. (Replies for it are
+    /// queued up to the full bound, then returned `Overloaded`; pausing at
+    /// half leaves room for replies to requests already in flight.)
     pub(crate) fn outbox_full(&mut self, key: ConnKey) -> bool {
-        let cap = self.cfg.client_outbox_bytes;
-        self.conn_mut(key).is_some_and(|c| c.outbox.len() >= cap)
+        let pause_at = self.cfg.client_outbox_bytes / 2;
+        self.conn_mut(key)
+            .is_some_and(|c| c.outbox.len() >= pause_at)
     }
 
     /// Swaps the client's queued bytes into `buf` (which must be empty);
@@ -453,7 +462,7 @@ impl Dataplane {
                 Outbox::Empty
             };
         }
-        let was_full = conn.outbox.len() >= cap;
+        let was_full = conn.outbox.len() >= cap / 2;
         std::mem::swap(&mut conn.outbox, buf);
         if was_full {
             conn.wake_reader.notify_one();
@@ -510,6 +519,7 @@ impl Dataplane {
         frame: &FrameView<'_>,
         fresh: bool,
         blocked_on: Option<ProcKey>,
+        now: Instant,
     ) -> Delivery {
         let Some(conn) = self.conn_mut(key) else {
             return Delivery::Done;
@@ -524,7 +534,7 @@ impl Dataplane {
             Sender::Proc { .. } => false,
         };
         let outcome = if sender_ok {
-            self.route(frame, Source::Conn(key), blocked_on)
+            self.route(frame, Source::Conn(key), blocked_on, now)
         } else {
             Outcome::Returned(UndeliverableReason::Malformed)
         };
@@ -537,7 +547,7 @@ impl Dataplane {
                 conn.stats.returned.add(reason);
                 push_notice(conn, &frame.fields(), reason, service.as_str(), &limits);
             }
-            Outcome::Full(p) => {
+            Outcome::Full(p, deadline) => {
                 if let Some(slot) = self.proc_mut(p) {
                     if !slot.conn_waiters.contains(&key) {
                         slot.conn_waiters.push(key);
@@ -554,7 +564,7 @@ impl Dataplane {
                         }
                     }
                 }
-                return Delivery::Blocked(p);
+                return Delivery::Blocked(p, deadline);
             }
         }
         Delivery::Done
@@ -914,7 +924,7 @@ impl Dataplane {
                     src_stats.notices_dropped += 1;
                 }
             }
-            Outcome::Full(_) => unreachable!("proc-to-proc blocking handled above"),
+            Outcome::Full(..) => unreachable!("proc-to-proc blocking handled above"),
         }
         let _ = outbound.release();
         None
@@ -926,7 +936,9 @@ impl Dataplane {
         frame: &FrameView<'_>,
         source: Source,
         blocked_on: Option<ProcKey>,
+        now: Instant,
     ) -> Outcome {
+        let overload_wait = self.cfg.overload_wait;
         if !frame.dest_addr().is_empty() {
             // Remote routing is not implemented yet.
             return Outcome::Returned(UndeliverableReason::NoSuchProc);
@@ -987,12 +999,19 @@ impl Dataplane {
                     (ProcState::Detached, _) | (_, None) => UndeliverableReason::ProcExited,
                     (ProcState::Ready, Some(ring)) => match write_record(ring, frame.as_bytes()) {
                         RingWrite::Written => {
+                            slot.full_since = None;
                             slot.stats.frames_in += 1;
                             slot.stats.bytes_in += frame.as_bytes().len() as u64;
                             mark_dirty(dirty, p.index, slot);
                             return Outcome::Delivered;
                         }
-                        RingWrite::Full => return Outcome::Full(p),
+                        RingWrite::Full => {
+                            let since = *slot.full_since.get_or_insert(now);
+                            if now.duration_since(since) < overload_wait {
+                                return Outcome::Full(p, since + overload_wait);
+                            }
+                            UndeliverableReason::Overloaded
+                        }
                         RingWrite::Oversized => UndeliverableReason::Oversized,
                         RingWrite::Closed => UndeliverableReason::ProcExited,
                     },

@@ -349,20 +349,22 @@ async fn read_loop<F: Frontend>(
             let blocked = {
                 let mut dp = dataplane.borrow_mut();
                 match decoder.next_frame() {
-                    Ok(Some(frame)) => match dp.handle_conn_frame(key, &frame, true, None) {
-                        Delivery::Done => None,
-                        Delivery::Blocked(on) => {
-                            stash.clear();
-                            stash.extend_from_slice(frame.as_bytes());
-                            Some(on)
+                    Ok(Some(frame)) => {
+                        match dp.handle_conn_frame(key, &frame, true, None, Instant::now()) {
+                            Delivery::Done => None,
+                            Delivery::Blocked(on, deadline) => {
+                                stash.clear();
+                                stash.extend_from_slice(frame.as_bytes());
+                                Some((on, deadline))
+                            }
                         }
-                    },
+                    }
                     Ok(None) => break,
                     Err(e) => return Err(format!("malformed frame: {e}")),
                 }
             };
-            if let Some(on) = blocked {
-                wait_for_room(dataplane, key, wake, cfg, &stash, on).await;
+            if let Some((on, deadline)) = blocked {
+                wait_for_room(dataplane, key, wake, cfg, &stash, on, deadline).await;
             }
         }
         dataplane.borrow_mut().flush();
@@ -393,9 +395,9 @@ async fn wait_for_room(
     cfg: &HostConfig,
     stash: &[u8],
     mut on: ProcKey,
+    deadline: Instant,
 ) {
     let limits = cfg.limits;
-    let deadline = Instant::now() + cfg.overload_wait;
     loop {
         dataplane.borrow_mut().flush();
         let timed_out = tokio::time::timeout_at(deadline.into(), wake.notified())
@@ -405,13 +407,13 @@ async fn wait_for_room(
             return;
         };
         let mut dp = dataplane.borrow_mut();
-        match dp.handle_conn_frame(key, &frame, false, Some(on)) {
+        match dp.handle_conn_frame(key, &frame, false, Some(on), Instant::now()) {
             Delivery::Done => return,
-            Delivery::Blocked(_) if timed_out => {
+            Delivery::Blocked(..) if timed_out => {
                 dp.give_up_conn_frame(key, &frame, on);
                 return;
             }
-            Delivery::Blocked(next) => on = next,
+            Delivery::Blocked(next, _) => on = next,
         }
     }
 }

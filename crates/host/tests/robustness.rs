@@ -1,1 +1,256 @@
-//! x
+//! Nothing is lost, memory stays bounded, and one bad peer hurts nobody else.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use hostmux_host::{FrontendKind, HostConfig, LocalProc};
+use hostmux_wire::{FrameKind, UndeliverableReason};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{assert_conn_adds_up, both_frontends, echo_proc, serve, Client, Frame};
+
+/// A proc that attaches its rings, reports ready and never reads them.
+fn stuck_proc() -> LocalProc {
+    LocalProc::new(|mut cx, rings| async move {
+        let _endpoint = rings.attach().map_err(|e| e.to_string())?;
+        cx.report_ready();
+        cx.stopped().await;
+        Ok(())
+    })
+}
+
+async fn proc_exit_mid_stream_returns_every_frame(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    const ANSWERED: usize = 10;
+    const SENT: u64 = 300;
+    host.spawn("quitter", echo_proc(ANSWERED)).await.unwrap();
+    let mut client = Client::connect(&host, "stream").await;
+    let mut out = Vec::new();
+    for id in 0..SENT {
+        client.encode("quitter", id, &id.to_le_bytes(), &mut out);
+    }
+    client.stream.write_all(&out).await.unwrap();
+    // Every message comes back exactly once: an echo, or a notice.
+    let mut seen = HashSet::new();
+    let (mut echoes, mut exited, mut unknown) = (0, 0, 0);
+    while seen.len() < SENT as usize {
+        let frame = client.recv().await;
+        assert!(
+            seen.insert(frame.message_id),
+            "message {} came back twice",
+            frame.message_id
+        );
+        match frame.kind {
+            FrameKind::Data => {
+                assert_eq!(frame.payload, frame.message_id.to_le_bytes());
+                echoes += 1;
+            }
+            FrameKind::Undeliverable => match frame.undeliverable().reason {
+                UndeliverableReason::ProcExited => exited += 1,
+                UndeliverableReason::NoSuchProc => unknown += 1,
+                other => panic!("unexpected reason {other:?}"),
+            },
+            other => panic!("unexpected frame kind {other:?}"),
+        }
+    }
+    assert_eq!(echoes, ANSWERED);
+    assert_eq!(echoes + exited + unknown, SENT as usize);
+    let stats = host.stats().await.unwrap();
+    let conn = stats.conn("stream").unwrap();
+    assert_conn_adds_up(conn);
+    assert_eq!(conn.accepted, SENT);
+    let quitter = stats.proc("quitter").unwrap();
+    // What the host wrote into its ring was either read (and answered) or
+    // returned from the ring after it exited.
+    assert_eq!(quitter.frames_in, ANSWERED as u64 + quitter.left_in_ring);
+    assert_eq!(
+        conn.delivered - quitter.frames_in
+            + quitter.returned_for.get(UndeliverableReason::ProcExited),
+        quitter.left_in_ring + (conn.delivered - quitter.frames_in),
+    );
+    assert!(host.procs().is_empty());
+}
+both_frontends!(proc_exit_mid_stream_returns_every_frame);
+
+async fn stuck_proc_overloads_without_stalling_others(kind: FrontendKind) {
+    let config = HostConfig {
+        inbound_ring_bytes: 64 * 1024,
+        overload_wait: Duration::from_millis(100),
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    host.spawn("stuck", stuck_proc()).await.unwrap();
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let mut flooder = Client::connect(&host, "flooder").await;
+    let mut other = Client::connect(&host, "other").await;
+    // 200 KiB at a 64 KiB ring that nobody reads.
+    const SENT: u64 = 200;
+    let body = vec![7u8; 1000];
+    let mut out = Vec::new();
+    for id in 0..SENT {
+        flooder.encode("stuck", id, &body, &mut out);
+    }
+    flooder.stream.write_all(&out).await.unwrap();
+    // Meanwhile another client talks to another proc, unaffected.
+    for id in 0..50 {
+        other.send("echo", id, b"ping").await;
+        let echo = other.recv().await;
+        assert_eq!((echo.kind, echo.message_id), (FrameKind::Data, id));
+    }
+    // Whatever did not fit comes back Overloaded once the wait is over.
+    let mut overloaded = 0;
+    let stats = loop {
+        let stats = host.stats().await.unwrap();
+        let conn = stats.conn("flooder").unwrap().clone();
+        if conn.accepted == SENT && conn.delivered + conn.returned.total() == SENT {
+            break conn;
+        }
+        let frame = flooder.recv().await;
+        assert_eq!(
+            frame.undeliverable().reason,
+            UndeliverableReason::Overloaded
+        );
+        overloaded += 1;
+    };
+    assert_conn_adds_up(&stats);
+    assert!(stats.delivered > 0 && stats.delivered < SENT, "{stats:?}");
+    assert_eq!(
+        stats.returned.get(UndeliverableReason::Overloaded),
+        SENT - stats.delivered
+    );
+    while overloaded < SENT - stats.delivered {
+        assert_eq!(
+            flooder.recv().await.undeliverable().reason,
+            UndeliverableReason::Overloaded
+        );
+        overloaded += 1;
+    }
+}
+both_frontends!(stuck_proc_overloads_without_stalling_others);
+
+async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
+    const OUTBOX: usize = 64 * 1024;
+    let config = HostConfig {
+        client_outbox_bytes: OUTBOX,
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let deaf = Client::connect(&host, "deaf").await;
+    let mut other = Client::connect(&host, "other").await;
+    // The deaf client sends ~32 MiB of requests and never reads a reply.
+    let (_read_half, mut write_half) = deaf.stream.into_split();
+    let body = vec![1u8; 4000];
+    let mut chunk = Vec::new();
+    for id in 0..256 {
+        deaf_encode(&mut chunk, id, &body);
+    }
+    let flood = tokio::spawn(async move {
+        for _ in 0..32 {
+            if let Err(e) = write_half.write_all(&chunk).await {
+                panic!("flood write failed: {e}");
+            }
+        }
+        write_half
+    });
+    // Others are served while it floods.
+    for id in 0..50 {
+        other.send("echo", id, b"ping").await;
+        assert_eq!(other.recv().await.message_id, id);
+    }
+    // Let the flood finish or stall; either way the host's memory for this
+    // client is bounded: replies beyond its queue bound go back to the proc
+    // as Overloaded, and reading pauses while the queue is over half full.
+    let flood_outcome = tokio::time::timeout(Duration::from_secs(2), flood).await;
+    let stats = host.stats().await.unwrap();
+    let deaf_stats = stats.conn("deaf").unwrap();
+    assert!(
+        deaf_stats.outbox_high_water <= OUTBOX as u64,
+        "{deaf_stats:?}"
+    );
+    assert_conn_adds_up(deaf_stats);
+    let echo = stats.proc("echo").unwrap();
+    assert_eq!(
+        echo.frames_out,
+        echo.outbound_delivered + echo.outbound_returned.total(),
+        "{echo:?}"
+    );
+    if flood_outcome.is_ok() {
+        // Everything was read: the replies that did not fit were returned.
+        assert!(
+            echo.outbound_returned.get(UndeliverableReason::Overloaded) > 0,
+            "{echo:?}"
+        );
+    }
+    // Others are still served.
+    other.send("echo", 99, b"still there?").await;
+    assert_eq!(other.recv().await.message_id, 99);
+}
+both_frontends!(client_that_stops_reading_is_bounded);
+
+fn deaf_encode(out: &mut Vec<u8>, id: u64, body: &[u8]) {
+    let header = hostmux_wire::FrameHeader {
+        sender: hostmux_wire::Sender::Client { name: "deaf" },
+        ..hostmux_wire::FrameHeader::data("echo", id)
+    };
+    hostmux_wire::encode_frame_to_vec(out, &header, body, &Default::default()).unwrap();
+}
+
+async fn malformed_frames_close_only_their_connection(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let bad = Client::connect(&host, "bad").await;
+    let mut good = Client::connect(&host, "good").await;
+    // 10,000 frames whose headers fail validation.
+    let mut one = Vec::new();
+    bad.encode("echo", 1, b"payload", &mut one);
+    for byte in &mut one[16..48] {
+        *byte = 0xff;
+    }
+    let flood: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * 10_000)
+        .collect();
+    let (mut read_half, mut write_half) = bad.stream.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write_half.write_all(&flood).await;
+        write_half
+    });
+    // The bad client gets one Malformed notice, then end of stream.
+    let mut decoder = hostmux_wire::FrameDecoder::new(Default::default());
+    let mut buf = vec![0; 4096];
+    let mut notices = Vec::new();
+    loop {
+        let n = tokio::time::timeout(crate::support::WAIT, read_half.read(&mut buf))
+            .await
+            .expect("the host closes the connection")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        decoder.feed(&buf[..n]);
+        while let Some(view) = decoder.next_frame().unwrap() {
+            notices.push(Frame::from_view(view));
+        }
+    }
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(
+        notices[0].undeliverable().reason,
+        UndeliverableReason::Malformed
+    );
+    drop(writer.await);
+    // The good client is unaffected.
+    for id in 0..20 {
+        good.send("echo", id, b"fine").await;
+        assert_eq!(good.recv().await.message_id, id);
+    }
+    let stats = host.stats().await.unwrap();
+    assert!(stats.conn("good").is_some());
+    assert!(
+        stats.conns.iter().all(|c| c.name != "bad"),
+        "bad connection closed"
+    );
+}
+both_frontends!(malformed_frames_close_only_their_connection);
