@@ -327,11 +327,9 @@ impl Dataplane {
             .and_then(SharedRing::into_consumer);
         drop(slot.outbound);
         if let Ok(mut consumer) = leftovers {
-            loop {
-                let record = match consumer.peek() {
-                    Ok(Some(record)) => record,
-                    _ => break,
-                };
+            // Bounded: the host's producer is gone, so the tail is fixed and
+            // the consumer validates every record against it.
+            while let Ok(Some(record)) = consumer.peek() {
                 stats.left_in_ring += 1;
                 if let Ok((frame, _)) = split_frame(record, &self.limits) {
                     let fields = frame.fields();
@@ -538,14 +536,18 @@ impl Dataplane {
         } else {
             Outcome::Returned(UndeliverableReason::Malformed)
         };
-        let limits = self.limits;
-        let service = self.service_name.clone();
-        let conn = self.conn_mut(key).expect("looked up above");
+        let Dataplane {
+            conns,
+            service_name,
+            limits,
+            ..
+        } = self;
+        let conn = slot_of_conn(conns, key).expect("looked up above");
         match outcome {
             Outcome::Delivered => conn.stats.delivered += 1,
             Outcome::Returned(reason) => {
                 conn.stats.returned.add(reason);
-                push_notice(conn, &frame.fields(), reason, service.as_str(), &limits);
+                push_notice(conn, &frame.fields(), reason, service_name.as_str(), limits);
             }
             Outcome::Full(p, deadline) => {
                 if let Some(slot) = self.proc_mut(p) {
@@ -1067,6 +1069,13 @@ fn procs_stats_left_right<'a>(
 
 fn slot_of(procs: &mut [Option<ProcSlot>], key: ProcKey) -> Option<&mut ProcSlot> {
     procs
+        .get_mut(key.index as usize)?
+        .as_mut()
+        .filter(|s| s.generation == key.generation)
+}
+
+fn slot_of_conn(conns: &mut [Option<ConnSlot>], key: ConnKey) -> Option<&mut ConnSlot> {
+    conns
         .get_mut(key.index as usize)?
         .as_mut()
         .filter(|s| s.generation == key.generation)

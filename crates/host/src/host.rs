@@ -138,17 +138,14 @@ fn bind(addr: &Addr) -> Result<(StdListener, Addr), HostError> {
     }
 }
 
+/// Tells `serve` which frontend the I/O thread runs, or why it could not start.
+type Started = oneshot::Receiver<Result<FrontendKind, HostError>>;
+
 fn start_io_thread(
     kind: FrontendKind,
     listener: StdListener,
     parts: IoParts,
-) -> Result<
-    (
-        JoinHandle<()>,
-        oneshot::Receiver<Result<FrontendKind, HostError>>,
-    ),
-    HostError,
-> {
+) -> Result<(JoinHandle<()>, Started), HostError> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("hostmux-io".to_owned())

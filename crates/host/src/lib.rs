@@ -136,7 +136,9 @@ mod stats;
 mod sys;
 mod uring;
 
+// Test-only unsafe: the counting global allocator.
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests;
 
 pub use config::{FrontendKind, HostConfig};

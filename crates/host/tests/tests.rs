@@ -6,3 +6,4 @@ mod support;
 mod lifecycle;
 mod robustness;
 mod routing;
+mod stress;

@@ -1,1 +1,3 @@
-//! Unit tests.
+//! Unit tests of the sans-IO core.
+
+mod alloc_free;

@@ -1,0 +1,173 @@
+//! The data plane's hot path allocates nothing per frame once warm: client
+//! frame → ring, ring → client queue, and undeliverable notices.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hostmux_ring::SharedRing;
+use hostmux_wire::{
+    decode_frame, encode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, ProcName,
+    Sender,
+};
+use tokio::sync::Notify;
+
+use crate::config::HostConfig;
+use crate::dataplane::{Dataplane, Delivery, Outbox, Route, Table};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn frame(dest: &str, id: u64, payload: &[u8]) -> AlignedVec<16> {
+    let header = FrameHeader {
+        sender: Sender::Client { name: "client" },
+        ..FrameHeader::data(dest, id)
+    };
+    let mut bytes = Vec::new();
+    encode_frame_to_vec(&mut bytes, &header, payload, &Default::default()).unwrap();
+    let mut aligned = AlignedVec::new();
+    aligned.extend_from_slice(&bytes);
+    aligned
+}
+
+#[test]
+fn dataplane_hot_path_allocates_nothing_per_frame() {
+    let cfg = Arc::new(HostConfig::default());
+    let service = ProcName::new("service").unwrap();
+    let table = Arc::new(Table::new());
+    table.insert(service.clone(), Route::Service).unwrap();
+    let mut dp = Dataplane::new(cfg, service, table.clone());
+
+    let inbound = SharedRing::create(1 << 16).unwrap();
+    let memfd = inbound.memfd().try_clone_to_owned().unwrap();
+    let (host_in, mut proc_in) = inbound.split().unwrap();
+    let (mut proc_out, host_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
+    let echo = ProcName::new("echo").unwrap();
+    let proc_key = dp.add_proc(echo.clone(), host_in, memfd, host_out);
+    dp.mark_ready(proc_key);
+    table.insert(echo, Route::Proc(proc_key)).unwrap();
+    let conn = dp
+        .add_conn(
+            ProcName::new("client").unwrap(),
+            Rc::new(Notify::new()),
+            Rc::new(Notify::new()),
+        )
+        .unwrap();
+
+    let request = frame("echo", 1, &[7; 200]);
+    let lost = frame("nobody", 2, b"?");
+    let reply_header = FrameHeader {
+        sender: Sender::Proc {
+            addr: "",
+            name: "echo",
+        },
+        ..FrameHeader::data("client", 1)
+    };
+    let mut to_drain = Vec::with_capacity(8);
+    let mut written = Vec::with_capacity(1 << 16);
+
+    let mut round = |dp: &mut Dataplane| {
+        let now = Instant::now();
+        let view = decode_frame(&request, &Default::default()).unwrap();
+        assert_eq!(
+            dp.handle_conn_frame(conn, &view, true, None, now),
+            Delivery::Done
+        );
+        let view = decode_frame(&lost, &Default::default()).unwrap();
+        assert_eq!(
+            dp.handle_conn_frame(conn, &view, true, None, now),
+            Delivery::Done
+        );
+        dp.flush();
+        // The proc reads its request in place and answers.
+        let record = proc_in.peek().unwrap().expect("request in the ring");
+        let payload_len = decode_frame(record, &Default::default())
+            .unwrap()
+            .payload()
+            .len();
+        let len = hostmux_wire::encoded_len(&reply_header, payload_len);
+        let mut slot = proc_out.try_reserve(len).unwrap();
+        encode_frame(
+            &mut slot,
+            &reply_header,
+            &[7; 200][..payload_len],
+            &Default::default(),
+        )
+        .unwrap();
+        slot.commit();
+        proc_out.publish().unwrap();
+        proc_in.release().unwrap();
+        // The host drains the reply to the client's queue.
+        to_drain.clear();
+        dp.poll_doorbell(&mut to_drain);
+        assert_eq!(to_drain.len(), 1);
+        for &key in &to_drain {
+            dp.drain_outbound(key, now);
+        }
+        assert_eq!(dp.take_outbox(conn, &mut written), Outbox::Bytes);
+        assert!(!written.is_empty());
+        written.clear();
+    };
+
+    for _ in 0..64 {
+        round(&mut dp);
+    }
+    // The counter sees allocations on this thread.
+    COUNTING.with(|c| c.set(true));
+    drop(std::hint::black_box(Box::new(1u64)));
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(ALLOCATIONS.swap(0, Ordering::Relaxed), 1);
+
+    COUNTING.with(|c| c.set(true));
+    for _ in 0..1000 {
+        round(&mut dp);
+    }
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "allocations on the hot path"
+    );
+    let stats = dp.stats();
+    let conn_stats = &stats.conns[0];
+    assert_eq!(conn_stats.accepted, 2 * 1064);
+    assert_eq!(
+        conn_stats.delivered + conn_stats.returned.total(),
+        conn_stats.accepted
+    );
+}
