@@ -1,33 +1,157 @@
-//! The crate's only `unsafe`: the code that runs in the forked child before
-//! `exec`, and adopting an inherited fd number on the child side.
+//! The crate's only `unsafe`: starting a child with
+//! `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` and the code it runs before
+//! `execve`, registering a pidfd with tokio, and adopting an inherited fd
+//! number on the child side.
 //!
-//! Everything in the `pre_exec` closure is restricted to async-signal-safe
-//! system calls on data prepared before the fork: no allocation, no locks.
+//! The child code is restricted to async-signal-safe system calls on data
+//! prepared before the clone: no allocation, no locks, no writes to shared
+//! memory except its own error slot.
 
+use std::ffi::CString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-/// What the forked child does to itself between `fork` and `exec`, beyond
-/// what `std` already does (stdio, cwd, env, process group).
-#[derive(Debug, Clone)]
-pub(crate) struct ChildSetup {
-    /// The pid of this (the parent) process; the child exits if its parent
-    /// is already someone else.
-    pub(crate) parent_pid: libc::pid_t,
-    /// `cgroup.procs` of the proc's cgroup, opened for writing in the parent.
-    pub(crate) cgroup_procs_fd: Option<RawFd>,
+/// Everything the child needs between `clone` and `execve`, prepared in
+/// the parent so the child only reads memory and makes system calls.
+#[derive(Debug)]
+pub(crate) struct SpawnPlan {
+    /// Paths to try with `execve`, in order (one, or the `PATH` candidates).
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: Option<CString>,
+    /// fds to place at 0, 1, 2 (`None` = leave the inherited one).
+    stdio: [Option<RawFd>; 3],
     /// `(fd in the parent, fd number in the child)` pairs.
-    pub(crate) fd_moves: Vec<(RawFd, RawFd)>,
+    fd_moves: Vec<(RawFd, RawFd)>,
+    /// `cgroup.procs` of the proc's cgroup, opened for writing.
+    cgroup_procs_fd: Option<RawFd>,
+    parent_pid: libc::pid_t,
 }
 
-/// Installs the pre-exec steps: clean signal mask and dispositions,
-/// `PR_SET_PDEATHSIG(SIGKILL)`, parent check, cgroup entry, fd placement.
+/// Most fds one proc can be handed (extra fds plus the ready pipe). Fixed so
+/// the child needs no allocation.
+pub(crate) const MAX_EXTRA_FDS: usize = 64;
+
+/// One past the highest signal number on Linux.
+const NSIG: libc::c_int = 65;
+
+/// Bytes of stack for the child between clone and exec.
+const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+impl SpawnPlan {
+    /// Prepares a plan. `program` without a slash is looked up in `PATH`
+    /// (from `envp`'s `PATH` if set there, else the host's).
+    pub(crate) fn new(
+        program: &std::path::Path,
+        args: &[std::ffi::OsString],
+        env: &[(std::ffi::OsString, std::ffi::OsString)],
+        cwd: Option<&std::path::Path>,
+    ) -> io::Result<Self> {
+        let cstring = |bytes: &[u8]| {
+            CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+        };
+        let program_bytes = program.as_os_str().as_bytes();
+        let candidates = if program_bytes.contains(&b'/') {
+            vec![cstring(program_bytes)?]
+        } else {
+            let path = env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var_os("PATH"))
+                .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+            let mut found = Vec::new();
+            for dir in path.as_bytes().split(|&b| b == b':') {
+                let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+                let mut full = dir.to_vec();
+                full.push(b'/');
+                full.extend_from_slice(program_bytes);
+                found.push(cstring(&full)?);
+            }
+            found
+        };
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        argv.push(cstring(program_bytes)?);
+        for arg in args {
+            argv.push(cstring(arg.as_bytes())?);
+        }
+        let mut envp = Vec::with_capacity(env.len());
+        for (key, value) in env {
+            let mut kv = key.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(value.as_bytes());
+            envp.push(cstring(&kv)?);
+        }
+        let cwd = match cwd {
+            Some(dir) => Some(cstring(dir.as_os_str().as_bytes())?),
+            None => None,
+        };
+        Ok(Self {
+            candidates,
+            argv,
+            envp,
+            cwd,
+            stdio: [None; 3],
+            fd_moves: Vec::new(),
+            cgroup_procs_fd: None,
+            parent_pid: std::process::id() as libc::pid_t,
+        })
+    }
+
+    /// Places `fd` at stdin (0), stdout (1) or stderr (2) of the child.
+    pub(crate) fn set_stdio(&mut self, target: usize, fd: RawFd) {
+        self.stdio[target] = Some(fd);
+    }
+
+    /// Places `fd` at number `target` in the child.
+    pub(crate) fn move_fd(&mut self, fd: RawFd, target: RawFd) {
+        self.fd_moves.push((fd, target));
+    }
+
+    /// Makes the child enter the cgroup whose `cgroup.procs` is `fd`.
+    pub(crate) fn enter_cgroup(&mut self, fd: RawFd) {
+        self.cgroup_procs_fd = Some(fd);
+    }
+}
+
+/// What the child reads (the plan) and writes (its failure) in the
+/// memory it shares with the suspended parent.
+struct ChildArgs<'a> {
+    plan: &'a SpawnPlan,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    high_base: RawFd,
+    errno: AtomicI32,
+}
+
+/// Starts the child described by `plan` with
+/// `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`: like `posix_spawn`, the
+/// parent's memory is shared rather than copied (no page-table copy, no
+/// copy-on-write faults in a busy multi-threaded host), and the calling
+/// thread resumes once the child has exec'd or failed. The child: default
+/// dispositions for every signal, its own process group,
+/// `PR_SET_PDEATHSIG(SIGKILL)` (bound to this thread, which must outlive
+/// it), an exit if its parent already changed, its cgroup, its stdio and
+/// fds, an empty signal mask, then `execve`.
 ///
-/// The fds named in `setup` must stay open until `cmd.spawn()` returns.
-pub(crate) fn install_pre_exec(cmd: &mut Command, setup: ChildSetup) {
-    let high_base = setup
+/// Returns the pid and a pidfd obtained atomically with the clone.
+pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
+    if plan.fd_moves.len() > MAX_EXTRA_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EMFILE));
+    }
+    let null_terminated = |strings: &[CString]| {
+        strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect::<Vec<_>>()
+    };
+    let argv = null_terminated(&plan.argv);
+    let envp = null_terminated(&plan.envp);
+    let high_base = plan
         .fd_moves
         .iter()
         .map(|&(_, target)| target)
@@ -35,81 +159,188 @@ pub(crate) fn install_pre_exec(cmd: &mut Command, setup: ChildSetup) {
         .unwrap_or(2)
         .max(2)
         + 1;
-    // SAFETY: the closure runs in the child after fork. It only calls
-    // async-signal-safe functions (sigprocmask, rt_sigaction, prctl, getppid,
-    // write, fcntl, dup2) on values captured before the fork, and it does
-    // not allocate: the io::Error values are built from raw OS error codes.
+    let args = ChildArgs {
+        plan,
+        argv: &argv,
+        envp: &envp,
+        high_base,
+        errno: AtomicI32::new(0),
+    };
+    let mut stack = vec![0u8; CHILD_STACK_BYTES];
+    // The stack grows down on every Linux target Rust supports; align the
+    // top to 16 bytes as the ABIs require.
+    let stack_top = {
+        let end = stack.as_mut_ptr() as usize + stack.len();
+        (end & !15) as *mut libc::c_void
+    };
+    let mut pidfd: libc::c_int = -1;
+
+    // SAFETY: sigset_t is plain data; sigfillset initialises it. Blocking
+    // every signal on this thread keeps the host's signal handlers from
+    // running in the child while it shares our memory; the child resets
+    // dispositions before it unblocks. The old mask is restored below.
+    let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; pointers are to live locals.
     unsafe {
-        cmd.pre_exec(move || {
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The raw syscall, not libc's wrapper: glibc refuses to touch the
-            // signals it reserves (32, 33), yet an ignored disposition on
-            // them is inherited across exec like any other. An all-zero
-            // kernel sigaction is SIG_DFL with no flags and an empty mask.
-            let default_action = [0u64; 4];
-            for signal in 1..NSIG {
-                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                    libc::syscall(
-                        libc::SYS_rt_sigaction,
-                        signal as libc::c_long,
-                        default_action.as_ptr(),
-                        std::ptr::null_mut::<u64>(),
-                        8 as libc::c_long,
-                    );
-                }
-            }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl; then no death
-            // signal will ever come, so refuse to run.
-            if libc::getppid() != setup.parent_pid {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            if let Some(fd) = setup.cgroup_procs_fd {
-                // "0" means the writing process.
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            // Two passes so a target number never clobbers a source that is
-            // still to be moved: first lift every source above all targets,
-            // then place each (dup2 clears close-on-exec on the target).
-            let mut lifted = [0 as RawFd; MAX_EXTRA_FDS];
-            for (slot, &(source, _)) in setup.fd_moves.iter().enumerate() {
-                let fd = libc::fcntl(source, libc::F_DUPFD_CLOEXEC, high_base);
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                lifted[slot] = fd;
-            }
-            for (slot, &(_, target)) in setup.fd_moves.iter().enumerate() {
-                if libc::dup2(lifted[slot], target) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old_mask);
     }
+    // SAFETY: `child_main` runs on `stack`, which outlives the call because
+    // CLONE_VFORK suspends this thread until the child execs or exits. The
+    // child only reads `args` (valid for the same reason) and writes its
+    // atomic `errno`; it makes raw system calls and never returns into Rust
+    // code of the parent. `pidfd` receives the CLONE_PIDFD result.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack_top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            &args as *const ChildArgs<'_> as *mut libc::c_void,
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    let clone_error = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
+    }
+    drop(stack);
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    // SAFETY: with CLONE_PIDFD the kernel stored a new pidfd for the child
+    // in `pidfd`; nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let errno = args.errno.load(Ordering::Acquire);
+    if errno != 0 {
+        // The child failed before exec and is exiting: reap it now.
+        let _ = rustix::process::waitid(
+            rustix::process::WaitId::PidFd(pidfd.as_fd()),
+            rustix::process::WaitIdOptions::EXITED,
+        );
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    Ok((pid, pidfd))
 }
 
-/// One past the highest signal number on Linux.
-const NSIG: libc::c_int = 65;
-
-/// Most fds one proc can be handed (extra fds plus the ready pipe). Fixed so
-/// the pre-exec code needs no allocation.
-pub(crate) const MAX_EXTRA_FDS: usize = 64;
+/// The child between clone and exec. Async-signal-safe system calls only,
+/// no allocation, no locks, reads of prepared data only.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` the suspended parent passed to clone;
+    // it stays valid until this child execs or exits.
+    let args = unsafe { &*(arg as *const ChildArgs<'_>) };
+    let fail = |errno: libc::c_int| -> libc::c_int {
+        args.errno.store(errno.max(1), Ordering::Release);
+        // SAFETY: _exit ends the child without running any parent state
+        // (no atexit handlers, no stdio flush).
+        unsafe { libc::_exit(127) }
+    };
+    let last_errno = || {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL)
+    };
+    let plan = args.plan;
+    // SAFETY: raw system calls on prepared values; see each comment.
+    unsafe {
+        // Default disposition for every signal. The raw syscall, not libc's
+        // wrapper: glibc refuses to touch its reserved signals (32, 33), yet
+        // an ignored disposition on them survives exec like any other. An
+        // all-zero kernel sigaction is SIG_DFL, no flags, empty mask.
+        let default_action = [0u64; 4];
+        for signal in 1..NSIG {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal as libc::c_long,
+                    default_action.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8 as libc::c_long,
+                );
+            }
+        }
+        if libc::setpgid(0, 0) != 0 {
+            return fail(last_errno());
+        }
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return fail(last_errno());
+        }
+        // The parent may have died before prctl; then no death signal will
+        // ever come, so refuse to run.
+        if libc::getppid() != plan.parent_pid {
+            return fail(libc::ESRCH);
+        }
+        if let Some(fd) = plan.cgroup_procs_fd {
+            // "0" means the writing process.
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return fail(last_errno());
+            }
+        }
+        for (target, fd) in plan.stdio.iter().enumerate() {
+            if let Some(fd) = *fd {
+                let target = target as RawFd;
+                let placed = if fd == target {
+                    libc::fcntl(fd, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, target)
+                };
+                if placed < 0 {
+                    return fail(last_errno());
+                }
+            }
+        }
+        // Two passes so a target number never clobbers a source still to be
+        // moved: lift every source above all targets, then place each
+        // (dup2 clears close-on-exec on the target).
+        let mut lifted = [0 as RawFd; MAX_EXTRA_FDS];
+        for (slot, &(source, _)) in plan.fd_moves.iter().enumerate() {
+            let fd = libc::fcntl(source, libc::F_DUPFD_CLOEXEC, args.high_base);
+            if fd < 0 {
+                return fail(last_errno());
+            }
+            lifted[slot] = fd;
+        }
+        for (slot, &(_, target)) in plan.fd_moves.iter().enumerate() {
+            if libc::dup2(lifted[slot], target) < 0 {
+                return fail(last_errno());
+            }
+        }
+        if let Some(dir) = &plan.cwd {
+            if libc::chdir(dir.as_ptr()) != 0 {
+                return fail(last_errno());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Like execvp: keep searching past ENOENT/ENOTDIR/EACCES, report
+        // EACCES if any candidate had it.
+        let mut saw_eacces = false;
+        let mut errno = libc::ENOENT;
+        for candidate in &plan.candidates {
+            libc::execve(candidate.as_ptr(), args.argv.as_ptr(), args.envp.as_ptr());
+            errno = last_errno();
+            match errno {
+                libc::EACCES => saw_eacces = true,
+                libc::ENOENT | libc::ENOTDIR => {}
+                _ => break,
+            }
+        }
+        fail(if saw_eacces && errno != libc::ENOEXEC {
+            libc::EACCES
+        } else {
+            errno
+        })
+    }
+}
 
 /// Adopts an fd number this process inherited (e.g. `HOSTMUX_READY_FD`).
 ///

@@ -4,16 +4,14 @@ mod config;
 mod supervisor;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hostmux_wire::ProcName;
-use rustix::process::{pidfd_open, Pid, PidfdFlags};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
@@ -26,7 +24,7 @@ use crate::manager::{
 use crate::output::{OutputMode, OutputTail, Stream, Tails};
 use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
-use crate::sys::{install_pre_exec, ChildSetup, MAX_EXTRA_FDS};
+use crate::sys::{SpawnPlan, MAX_EXTRA_FDS};
 
 /// Whether and where the manager uses cgroup v2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,28 +280,29 @@ impl ProcessProcManager {
             use_cgroup,
         } = config;
 
-        let mut cmd = Command::new(&program);
-        cmd.args(&args);
-        if env_clear {
-            cmd.env_clear();
+        // The child's environment: the host's (unless cleared), then the
+        // config's, then the protocol variables; later entries win.
+        let mut child_env: Vec<(OsString, OsString)> = if env_clear {
+            Vec::new()
+        } else {
+            std::env::vars_os().collect()
+        };
+        let mut set_env = |key: OsString, value: OsString| {
+            child_env.retain(|(k, _)| *k != key);
+            child_env.push((key, value));
+        };
+        for (key, value) in env {
+            set_env(key, value);
         }
-        cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        cmd.env(PROC_NAME_ENV, name.as_str());
-        if let Some(dir) = &current_dir {
-            cmd.current_dir(dir);
-        }
-        cmd.stdin(Stdio::null());
-        cmd.stdout(stdio_for(&stdout).map_err(io("opening the stdout file"))?);
-        cmd.stderr(stdio_for(&stderr).map_err(io("opening the stderr file"))?);
-        cmd.process_group(0);
+        set_env(PROC_NAME_ENV.into(), name.as_str().into());
 
-        // Place fds: fixed slots first, then the ready pipe and env slots at
-        // the lowest free numbers from 3.
+        // fds the child gets; all ours are close-on-exec, and these are kept
+        // open until the spawn returned.
         let invalid = |reason: String| LifecycleError::InvalidConfig {
             name: name.clone(),
             reason,
         };
-        let mut keep_open: Vec<OwnedFd> = Vec::with_capacity(fds.len() + 1);
+        let mut keep_open: Vec<OwnedFd> = Vec::with_capacity(fds.len() + 4);
         let mut moves: Vec<(RawFd, RawFd)> = Vec::with_capacity(fds.len() + 1);
         let mut taken: Vec<RawFd> = Vec::new();
         for (_, slot) in &fds {
@@ -325,17 +324,13 @@ impl ProcessProcManager {
         let mut ready_pipe = None;
         let mut nonce = None;
         if readiness == Readiness::Protocol {
-            let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                .map_err(|e| LifecycleError::Io {
-                what: "creating the ready pipe",
-                source: e.into(),
-            })?;
+            let (read_end, write_end) = new_pipe("creating the ready pipe")?;
             let target = pick_free(&mut taken);
             moves.push((write_end.as_raw_fd(), target));
             keep_open.push(write_end);
             let fresh = new_nonce();
-            cmd.env(READY_FD_ENV, target.to_string());
-            cmd.env(READY_NONCE_ENV, &fresh);
+            set_env(READY_FD_ENV.into(), target.to_string().into());
+            set_env(READY_NONCE_ENV.into(), fresh.clone().into());
             ready_pipe = Some(read_end);
             nonce = Some(fresh);
         }
@@ -344,7 +339,7 @@ impl ProcessProcManager {
                 ChildFdSlot::Fixed(n) => n,
                 ChildFdSlot::Env(var) => {
                     let n = pick_free(&mut taken);
-                    cmd.env(var, n.to_string());
+                    set_env(var.into(), n.to_string().into());
                     n
                 }
             };
@@ -358,6 +353,44 @@ impl ProcessProcManager {
             )));
         }
 
+        let mut plan = SpawnPlan::new(&program, &args, &child_env, current_dir.as_deref())
+            .map_err(|_| invalid("program, an argument, env or cwd contains a NUL byte".into()))?;
+        let dev_null = || {
+            std::fs::File::open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(io("opening /dev/null"))
+        };
+        let stdin = dev_null()?;
+        plan.set_stdio(0, stdin.as_raw_fd());
+        keep_open.push(stdin);
+        let mut capture_ends: [Option<OwnedFd>; 2] = [None, None];
+        for (index, mode) in [&stdout, &stderr].into_iter().enumerate() {
+            let child_end = match mode {
+                OutputMode::Inherit => None,
+                OutputMode::Null => Some(dev_null()?),
+                OutputMode::File(path) => Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map(OwnedFd::from)
+                        .map_err(io("opening an output file"))?,
+                ),
+                OutputMode::Capture { .. } => {
+                    let (read_end, write_end) = new_pipe("creating an output pipe")?;
+                    capture_ends[index] = Some(read_end);
+                    Some(write_end)
+                }
+            };
+            if let Some(fd) = child_end {
+                plan.set_stdio(index + 1, fd.as_raw_fd());
+                keep_open.push(fd);
+            }
+        }
+        for (source, target) in moves {
+            plan.move_fd(source, target);
+        }
+
         let proc_cgroup = match (&self.inner.cgroups, use_cgroup) {
             (Some(root), true) => Some(
                 root.create_proc(name.as_str(), seq)
@@ -365,38 +398,19 @@ impl ProcessProcManager {
             ),
             _ => None,
         };
-        install_pre_exec(
-            &mut cmd,
-            ChildSetup {
-                parent_pid: std::process::id() as libc::pid_t,
-                cgroup_procs_fd: proc_cgroup.as_ref().map(|c| c.procs_fd.as_raw_fd()),
-                fd_moves: moves,
-            },
-        );
+        if let Some(cg) = &proc_cgroup {
+            plan.enter_cgroup(cg.procs_fd.as_raw_fd());
+        }
 
         let spawned = crate::spawner::on_spawner_thread(move || {
-            let spawned = cmd.spawn().and_then(|child| {
-                let pid = Pid::from_raw(child.id() as i32).expect("child pids are positive");
-                // The child is ours and unreaped, so its pid cannot have been
-                // reused: this pidfd refers to it.
-                match pidfd_open(pid, PidfdFlags::empty()) {
-                    Ok(pidfd) => Ok((child, pidfd)),
-                    Err(e) => {
-                        let mut child = child;
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        Err(e.into())
-                    }
-                }
-            });
+            let spawned = crate::sys::spawn(&plan);
             // The child has its copies; close ours (incl. the ready pipe's
             // write end, so its EOF means "the child closed it").
             drop(keep_open);
-            drop(cmd);
             spawned
         })
         .await?;
-        let (mut child, pidfd) = match spawned {
+        let (pid, pidfd) = match spawned {
             Ok(ok) => ok,
             Err(source) => {
                 if let Some(cg) = &proc_cgroup {
@@ -409,22 +423,15 @@ impl ProcessProcManager {
                 });
             }
         };
-        let pid = child.id();
+        let pid = pid as u32;
 
         let tails = Arc::new(Tails::default());
         let mut readers = Vec::new();
         let mut captured = false;
+        let [stdout_pipe, stderr_pipe] = capture_ends;
         for (stream, mode, pipe) in [
-            (
-                Stream::Stdout,
-                &stdout,
-                child.stdout.take().map(OwnedFd::from),
-            ),
-            (
-                Stream::Stderr,
-                &stderr,
-                child.stderr.take().map(OwnedFd::from),
-            ),
+            (Stream::Stdout, &stdout, stdout_pipe),
+            (Stream::Stderr, &stderr, stderr_pipe),
         ] {
             if let (OutputMode::Capture { max_bytes }, Some(pipe)) = (mode, pipe) {
                 captured = true;
@@ -506,16 +513,10 @@ impl Drop for StartingGuard {
     }
 }
 
-fn stdio_for(mode: &OutputMode) -> std::io::Result<Stdio> {
-    Ok(match mode {
-        OutputMode::Inherit => Stdio::inherit(),
-        OutputMode::Null => Stdio::null(),
-        OutputMode::File(path) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?
-            .into(),
-        OutputMode::Capture { .. } => Stdio::piped(),
+fn new_pipe(what: &'static str) -> Result<(OwnedFd, OwnedFd), LifecycleError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| LifecycleError::Io {
+        what,
+        source: e.into(),
     })
 }
 
