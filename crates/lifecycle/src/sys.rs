@@ -29,6 +29,23 @@ pub(crate) struct SpawnPlan {
     /// `cgroup.procs` of the proc's cgroup, opened for writing.
     cgroup_procs_fd: Option<RawFd>,
     parent_pid: libc::pid_t,
+    /// Start the child as PID 1 of a new PID namespace.
+    new_pid_namespace: bool,
+    /// A pidfd of this process, for the child's "parent still alive" check
+    /// when it cannot use getppid (inside a new PID namespace it reads 0).
+    parent_pidfd: RawFd,
+}
+
+/// A pidfd of this very process, opened once.
+fn own_pidfd() -> io::Result<RawFd> {
+    static OWN: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| {
+        let me = rustix::process::getpid();
+        rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()).ok()
+    })
+    .as_ref()
+    .map(std::os::fd::AsRawFd::as_raw_fd)
+    .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 /// Most fds one proc can be handed (extra fds plus the ready pipe). Fixed so
@@ -98,6 +115,8 @@ impl SpawnPlan {
             fd_moves: Vec::new(),
             cgroup_procs_fd: None,
             parent_pid: std::process::id() as libc::pid_t,
+            new_pid_namespace: false,
+            parent_pidfd: own_pidfd()?,
         })
     }
 
@@ -109,6 +128,17 @@ impl SpawnPlan {
     /// Places `fd` at number `target` in the child.
     pub(crate) fn move_fd(&mut self, fd: RawFd, target: RawFd) {
         self.fd_moves.push((fd, target));
+    }
+
+    /// Starts the child as PID 1 of its own PID namespace: when it dies the
+    /// kernel kills everything left in the namespace.
+    pub(crate) fn set_new_pid_namespace(&mut self, on: bool) {
+        self.new_pid_namespace = on;
+    }
+
+    /// Whether the child gets its own PID namespace.
+    pub(crate) fn new_pid_namespace(&self) -> bool {
+        self.new_pid_namespace
     }
 
     /// Makes the child enter the cgroup whose `cgroup.procs` is `fd`.
@@ -195,7 +225,15 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
         libc::clone(
             child_main,
             stack_top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            libc::CLONE_VM
+                | libc::CLONE_VFORK
+                | libc::CLONE_PIDFD
+                | libc::SIGCHLD
+                | if plan.new_pid_namespace {
+                    libc::CLONE_NEWPID
+                } else {
+                    0
+                },
             &args as *const ChildArgs<'_> as *mut libc::c_void,
             &mut pidfd as *mut libc::c_int,
         )
@@ -274,8 +312,18 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             return fail(last_errno());
         }
         // The parent may have died before prctl; then no death signal will
-        // ever come, so refuse to run.
-        if libc::getppid() != plan.parent_pid {
+        // ever come, so refuse to run. Inside a new PID namespace getppid()
+        // is 0, so ask the parent's pidfd (readable once it exited).
+        if plan.new_pid_namespace {
+            let mut parent = libc::pollfd {
+                fd: plan.parent_pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut parent, 1, 0) != 0 {
+                return fail(libc::ESRCH);
+            }
+        } else if libc::getppid() != plan.parent_pid {
             return fail(libc::ESRCH);
         }
         if let Some(fd) = plan.cgroup_procs_fd {

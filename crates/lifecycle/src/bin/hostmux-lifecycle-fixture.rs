@@ -18,8 +18,10 @@
 //! - `report-status <outfile>`: write `PDeathSig:\t<signal>` (from
 //!   `PR_GET_PDEATHSIG`) to `outfile`, report
 //!   ready, exit 0 on SIGTERM.
-//! - `host <n>`: be a host: spawn `n` fixture procs (every third ignores
-//!   SIGTERM, one has a setsid grandchild) through `ProcessProcManager`,
+//! - `host <n> [pidns]`: be a host: spawn `n` fixture procs (every third
+//!   ignores SIGTERM, one has a setsid grandchild) through
+//!   `ProcessProcManager` (with `pidns`: each in its own PID namespace and
+//!   no cgroups),
 //!   print `pid <pid>` for each proc and grandchild, print `ready`, block.
 //! - `sleeper`: internal: sleep forever (optionally after `setsid`).
 //! - `intermediate`: internal for `double-fork`.
@@ -29,7 +31,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use hostmux_lifecycle::{
-    child, ProcHandle, ProcManager, ProcessConfig, ProcessProcManager, Readiness,
+    child, CgroupMode, ProcHandle, ProcManager, ProcessConfig, ProcessProcManager, Readiness,
 };
 use rustix::process::{getpid, kill_process, Signal};
 
@@ -81,8 +83,25 @@ fn main() -> ExitCode {
             }
         }
         "setsid-grandchild" => {
-            let pid = start_sleeper(true);
-            std::fs::write(arg(1), pid.to_string()).expect("write pidfile");
+            // The grandchild writes its own pid as the host sees it, which
+            // differs from what we would see inside a PID namespace.
+            let pidfile = std::path::PathBuf::from(arg(1));
+            let exe = std::env::current_exe().expect("current_exe");
+            let child = Command::new(exe)
+                .args(["sleeper", "setsid"])
+                .arg(&pidfile)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn sleeper");
+            std::mem::forget(child);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !pidfile.exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "sleeper never wrote its pid"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
             ready();
             sleep_forever()
         }
@@ -104,7 +123,7 @@ fn main() -> ExitCode {
         }
         "intermediate" => {
             let _ = rustix::process::setsid();
-            let pid = start_sleeper(false);
+            let pid = start_sleeper();
             println!("{pid}");
             ExitCode::SUCCESS
         }
@@ -123,10 +142,17 @@ fn main() -> ExitCode {
         "sleeper" => {
             if arg(1) == "setsid" {
                 let _ = rustix::process::setsid();
+                // /proc is the host's mount, so /proc/self names our pid in
+                // the host's PID namespace.
+                let pid = std::fs::read_link("/proc/self").expect("readlink /proc/self");
+                let pidfile = std::path::PathBuf::from(arg(2));
+                let tmp = pidfile.with_extension("tmp");
+                std::fs::write(&tmp, pid.as_os_str().as_encoded_bytes()).expect("write pid");
+                std::fs::rename(&tmp, &pidfile).expect("publish pid");
             }
             sleep_forever()
         }
-        "host" => host(arg(1).parse().unwrap_or(3)),
+        "host" => host(arg(1).parse().unwrap_or(3), arg(2) == "pidns"),
         _ => {
             eprintln!("unknown fixture mode {mode:?}");
             ExitCode::from(2)
@@ -167,29 +193,34 @@ fn term_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag
 }
 
-/// Starts `fixture sleeper` and returns its pid (it outlives us).
-fn start_sleeper(setsid: bool) -> u32 {
+/// Starts `fixture sleeper` (no setsid) and returns its pid (it outlives us).
+fn start_sleeper() -> u32 {
     let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
-    cmd.arg("sleeper");
-    if setsid {
-        cmd.arg("setsid");
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    let child = cmd.spawn().expect("spawn sleeper");
+    let child = Command::new(exe)
+        .arg("sleeper")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn sleeper");
     let pid = child.id();
     std::mem::forget(child);
     pid
 }
 
-fn host(n: usize) -> ExitCode {
+fn host(n: usize, pid_namespaces: bool) -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let manager = ProcessProcManager::default();
+        let manager = if pid_namespaces {
+            ProcessProcManager::builder()
+                .cgroups(CgroupMode::Disabled)
+                .build()
+        } else {
+            ProcessProcManager::default()
+        };
         let exe = std::env::current_exe().expect("current_exe");
         let dir = std::env::temp_dir();
         let mut handles = Vec::new();
@@ -203,10 +234,15 @@ fn host(n: usize) -> ExitCode {
                     .arg(&pidfile),
                 _ => ProcessConfig::new(&exe).arg("ready"),
             };
-            let handle = manager
-                .spawn(name, config.readiness(Readiness::Protocol))
-                .await
-                .expect("spawn");
+            let config = config
+                .readiness(Readiness::Protocol)
+                .pid_namespace(pid_namespaces);
+            let handle = manager.spawn(name, config).await.expect("spawn");
+            assert_eq!(
+                handle.in_pid_namespace(),
+                pid_namespaces,
+                "PID namespace not permitted"
+            );
             handle.ready().await.expect("ready");
             println!("pid {}", handle.pid().expect("pid"));
             if i == 1 {

@@ -58,11 +58,20 @@ pub struct ProcessConfig {
     pub ready_timeout: Duration,
     /// Put the proc in its own cgroup if the manager has cgroups enabled.
     pub use_cgroup: bool,
+    /// Start the proc as PID 1 of its own PID namespace, where permitted
+    /// (needs CAP_SYS_ADMIN; falls back to no namespace otherwise). Then the
+    /// kernel kills the proc's whole tree when it dies, even if the host was
+    /// SIGKILLed. Costs: as a namespace init the proc ignores signals it has
+    /// no handler for (SIGTERM with the default action does nothing, so a
+    /// terminate escalates to SIGKILL after the grace), and it inherits the
+    /// duty to reap orphans inside its namespace.
+    pub pid_namespace: bool,
 }
 
 impl ProcessConfig {
     /// Defaults: no args, inherited env, stdout and stderr inherited, no
-    /// extra fds, readiness protocol, 10 s ready timeout, cgroup on.
+    /// extra fds, readiness protocol, 10 s ready timeout, cgroup on, no PID
+    /// namespace.
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
@@ -76,6 +85,7 @@ impl ProcessConfig {
             readiness: Readiness::Protocol,
             ready_timeout: Duration::from_secs(10),
             use_cgroup: true,
+            pid_namespace: false,
         }
     }
 
@@ -130,6 +140,12 @@ impl ProcessConfig {
     /// Sets the spawn-ready timeout (`Duration::ZERO` disables it).
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
+        self
+    }
+
+    /// Opts this proc in or out of its own PID namespace.
+    pub fn pid_namespace(mut self, on: bool) -> Self {
+        self.pid_namespace = on;
         self
     }
 

@@ -239,16 +239,20 @@ impl ProcessProcManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         match &result {
-            Ok(handle) if handle.status().is_terminal() => {
-                registry.remove(&name);
-            }
+            // Publish the handle only if the reservation is still there: a
+            // proc that already finished has had its supervisor forget it.
             Ok(handle) => {
-                registry.insert(name, (seq, Some(handle.clone())));
+                if let Some(entry) = registry.get_mut(&name).filter(|(s, _)| *s == seq) {
+                    entry.1 = Some(handle.clone());
+                }
             }
             Err(_) => {
-                registry.remove(&name);
+                if registry.get(&name).is_some_and(|(s, _)| *s == seq) {
+                    registry.remove(&name);
+                }
             }
         }
+        drop(registry);
         result
     }
 
@@ -278,6 +282,7 @@ impl ProcessProcManager {
             readiness,
             ready_timeout,
             use_cgroup,
+            pid_namespace,
         } = config;
 
         // The child's environment: the host's (unless cleared), then the
@@ -402,15 +407,29 @@ impl ProcessProcManager {
             plan.enter_cgroup(cg.procs_fd.as_raw_fd());
         }
 
+        plan.set_new_pid_namespace(pid_namespace);
         let spawned = crate::spawner::on_spawner_thread(move || {
-            let spawned = crate::sys::spawn(&plan);
+            let mut spawned = crate::sys::spawn(&plan);
+            if plan.new_pid_namespace()
+                && spawned.as_ref().is_err_and(|e| {
+                    matches!(
+                        e.raw_os_error(),
+                        Some(libc::EPERM | libc::EINVAL | libc::ENOSPC)
+                    )
+                })
+            {
+                tracing::warn!("no permission for a new PID namespace; spawning without one");
+                plan.set_new_pid_namespace(false);
+                spawned = crate::sys::spawn(&plan);
+            }
+            let spawned = spawned.map(|(pid, fd)| (pid, fd, plan.new_pid_namespace()));
             // The child has its copies; close ours (incl. the ready pipe's
             // write end, so its EOF means "the child closed it").
             drop(keep_open);
             spawned
         })
         .await?;
-        let (pid, pidfd) = match spawned {
+        let (pid, pidfd, in_pid_namespace) = match spawned {
             Ok(ok) => ok,
             Err(source) => {
                 if let Some(cg) = &proc_cgroup {
@@ -460,6 +479,7 @@ impl ProcessProcManager {
                     commands: command_tx,
                 },
                 pid,
+                in_pid_namespace,
                 tails: captured.then(|| Arc::clone(&tails)),
             }),
         };
@@ -520,12 +540,6 @@ fn new_pipe(what: &'static str) -> Result<(OwnedFd, OwnedFd), LifecycleError> {
     })
 }
 
-impl ProcStatus {
-    fn is_terminal(&self) -> bool {
-        matches!(self, ProcStatus::Terminal(_))
-    }
-}
-
 /// Handle to one OS proc. Cheap to clone; all clones see the same state.
 #[derive(Clone, Debug)]
 pub struct ProcessHandle {
@@ -536,6 +550,7 @@ pub struct ProcessHandle {
 struct HandleInner {
     link: Link,
     pid: u32,
+    in_pid_namespace: bool,
     tails: Option<Arc<Tails>>,
 }
 
@@ -544,6 +559,12 @@ impl ProcessHandle {
     /// [`OutputMode::Capture`]. Complete once the proc is terminal.
     pub fn output_tail(&self) -> Option<OutputTail> {
         self.inner.tails.as_ref().map(|t| t.snapshot())
+    }
+
+    /// Whether the proc runs as PID 1 of its own PID namespace (asked for
+    /// with [`ProcessConfig::pid_namespace`] and permitted).
+    pub fn in_pid_namespace(&self) -> bool {
+        self.inner.in_pid_namespace
     }
 }
 
