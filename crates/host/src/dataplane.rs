@@ -762,6 +762,7 @@ impl Dataplane {
             stats: src_stats,
             drain_blocked,
             dirty: src_dirty,
+            full_since: src_full_since,
             ..
         } = src;
         let record = match outbound.peek() {
@@ -826,12 +827,13 @@ impl Dataplane {
                 }
                 Some(Route::Proc(q)) => {
                     let qi = q.index as usize;
-                    let (ring, stats, state, q_dirty) = if qi == pi {
+                    let (ring, stats, state, q_dirty, full_since) = if qi == pi {
                         (
                             src_inbound.as_mut(),
                             &mut *src_stats,
                             ProcState::Ready,
                             &mut *src_dirty,
+                            &mut *src_full_since,
                         )
                     } else {
                         match other_slot(left, right, pi, qi)
@@ -842,8 +844,15 @@ impl Dataplane {
                                 &mut dst.stats,
                                 dst.state,
                                 &mut dst.dirty,
+                                &mut dst.full_since,
                             ),
-                            None => (None, &mut *src_stats, ProcState::Detached, &mut *src_dirty),
+                            None => (
+                                None,
+                                &mut *src_stats,
+                                ProcState::Detached,
+                                &mut *src_dirty,
+                                &mut *src_full_since,
+                            ),
                         }
                     };
                     match (state, ring) {
@@ -857,6 +866,7 @@ impl Dataplane {
                         (ProcState::Ready, Some(ring)) => {
                             match write_record(ring, frame.as_bytes()) {
                                 RingWrite::Written => {
+                                    *full_since = None;
                                     stats.frames_in += 1;
                                     stats.bytes_in += frame_len as u64;
                                     if !*q_dirty {
@@ -869,7 +879,10 @@ impl Dataplane {
                                     Outcome::Returned(UndeliverableReason::Overloaded)
                                 }
                                 RingWrite::Full => {
-                                    let since = drain_blocked.map_or(now, |(_, since)| since);
+                                    // The ring's own "full since" mark: once it has
+                                    // refused frames longer than the wait, frames
+                                    // for it come back at once until it has room.
+                                    let since = *full_since.get_or_insert(now);
                                     if now.duration_since(since) >= overload_wait {
                                         stats.returned_for.add(UndeliverableReason::Overloaded);
                                         Outcome::Returned(UndeliverableReason::Overloaded)

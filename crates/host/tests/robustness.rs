@@ -254,3 +254,80 @@ async fn malformed_frames_close_only_their_connection(kind: FrontendKind) {
     );
 }
 both_frontends!(malformed_frames_close_only_their_connection);
+
+async fn proc_flooding_a_stuck_proc_gets_overloaded(kind: FrontendKind) {
+    let config = HostConfig {
+        inbound_ring_bytes: 64 * 1024,
+        overload_wait: Duration::from_millis(100),
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    host.spawn("stuck", stuck_proc()).await.unwrap();
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    // "flooder" sends 200 × 1 KiB to the stuck proc when poked, then counts
+    // the notices that come back and reports delivered/overloaded counts.
+    let flooder = crate::support::ring_proc(|endpoint, poke| {
+        let me = endpoint.name.clone();
+        const SENT: u64 = 200;
+        for id in 0..SENT {
+            let header = hostmux_wire::FrameHeader {
+                sender: hostmux_wire::Sender::Proc {
+                    addr: "",
+                    name: me.as_str(),
+                },
+                ..hostmux_wire::FrameHeader::data("stuck", id)
+            };
+            endpoint
+                .send(&header, &[3u8; 1000], crate::support::WAIT)
+                .unwrap();
+        }
+        let mut overloaded = 0u64;
+        // Every frame that did not fit comes back; the rest sit in the ring.
+        loop {
+            let got = endpoint
+                .recv(Duration::from_secs(1), |view| {
+                    hostmux_wire::Undeliverable::decode(view.payload()).map(|u| u.reason)
+                })
+                .unwrap();
+            match got {
+                hostmux_host::Received::Frame(Ok(UndeliverableReason::Overloaded)) => {
+                    overloaded += 1
+                }
+                hostmux_host::Received::Frame(other) => panic!("unexpected {other:?}"),
+                _ => break,
+            }
+        }
+        crate::support::reply(endpoint, &poke, &overloaded.to_le_bytes());
+        true
+    });
+    host.spawn("flooder", flooder).await.unwrap();
+    let mut client = Client::connect(&host, "poker").await;
+    client.send("flooder", 1, b"go").await;
+    // Meanwhile the echo proc serves others.
+    let mut other = Client::connect(&host, "other").await;
+    for id in 0..20 {
+        other.send("echo", id, b"ping").await;
+        assert_eq!(other.recv().await.message_id, id);
+    }
+    let report = tokio::time::timeout(Duration::from_secs(20), client.recv())
+        .await
+        .unwrap();
+    let overloaded = u64::from_le_bytes(report.payload.try_into().unwrap());
+    let stats = host.stats().await.unwrap();
+    let flooder = stats.proc("flooder").unwrap();
+    let stuck = stats.proc("stuck").unwrap();
+    assert_eq!(flooder.frames_out, 201, "{flooder:?}");
+    assert_eq!(
+        flooder.frames_out,
+        flooder.outbound_delivered + flooder.outbound_returned.total()
+    );
+    assert_eq!(
+        flooder
+            .outbound_returned
+            .get(UndeliverableReason::Overloaded),
+        overloaded
+    );
+    assert_eq!(stuck.frames_in + overloaded, 200, "{stuck:?}");
+    assert!(overloaded > 0 && stuck.frames_in > 0);
+}
+both_frontends!(proc_flooding_a_stuck_proc_gets_overloaded);
