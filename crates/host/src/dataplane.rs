@@ -173,6 +173,8 @@ pub(crate) struct Dataplane {
     closed_conns: VecDeque<ConnStats>,
     /// Whether a proc's outbound drain is blocked (timers needed).
     blocked_drains: usize,
+    /// Procs that broke the ring protocol, for the control side to kill.
+    failed: Vec<ProcKey>,
 }
 
 impl Dataplane {
@@ -190,6 +192,7 @@ impl Dataplane {
             gone_procs: VecDeque::new(),
             closed_conns: VecDeque::new(),
             blocked_drains: 0,
+            failed: Vec::new(),
         }
     }
 
@@ -287,6 +290,28 @@ impl Dataplane {
                 }
             }
         }
+    }
+
+    /// The proc broke the ring protocol: unbind it, close its inbound ring,
+    /// stop draining it, and report it (see [`Dataplane::take_failed`]) so
+    /// the control side kills it; its removal then returns what it left.
+    pub(crate) fn fail_proc(&mut self, key: ProcKey) {
+        let Some(slot) = self.proc_mut(key) else {
+            return;
+        };
+        let name = slot.name.clone();
+        if self.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
+            self.table.remove(name.as_bytes());
+        }
+        self.detach_proc(key);
+        if !self.failed.contains(&key) {
+            self.failed.push(key);
+        }
+    }
+
+    /// Procs failed since the last call.
+    pub(crate) fn take_failed(&mut self, out: &mut Vec<ProcKey>) {
+        out.append(&mut self.failed);
     }
 
     /// The proc is gone: deliver what it sent, return what it left unread
@@ -728,14 +753,16 @@ impl Dataplane {
                     }
                     Ok(false) => return None,
                     Err(e) => {
-                        tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted");
+                        tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
                         slot.outbound_armed = true;
+                        self.fail_proc(key);
                         return Some(Drain::Idle);
                     }
                 },
                 Err(e) => {
-                    tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted");
+                    tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
                     slot.outbound_armed = true;
+                    self.fail_proc(key);
                     return Some(Drain::Idle);
                 }
             }
@@ -1055,6 +1082,11 @@ impl Dataplane {
             closed_conns: self.closed_conns.iter().cloned().collect(),
             gone_procs: self.gone_procs.iter().cloned().collect(),
         }
+    }
+
+    /// The proc's name, if it is still here.
+    pub(crate) fn proc_name(&mut self, key: ProcKey) -> Option<ProcName> {
+        self.proc_mut(key).map(|s| s.name.clone())
     }
 
     /// Number of proc slots (for sizing the drain list).

@@ -241,6 +241,7 @@ impl<M: ProcManager + 'static> Host<M> {
             source,
         };
         let (tx, rx) = crossbeam::channel::unbounded();
+        let (failures, failed) = tokio::sync::mpsc::unbounded_channel();
         let cfg = Arc::new(config);
         let parts = IoParts {
             cfg: cfg.clone(),
@@ -248,6 +249,7 @@ impl<M: ProcManager + 'static> Host<M> {
             table: table.clone(),
             commands: rx,
             doorbell: doorbell.try_clone().map_err(ring_error)?,
+            failures,
         };
         let (thread, ready) = start_io_thread(cfg.frontend, listener, parts)?;
         let frontend = match ready.await {
@@ -271,12 +273,9 @@ impl<M: ProcManager + 'static> Host<M> {
             doorbell,
             procs: Mutex::new(HashMap::new()),
         };
-        Ok((
-            Host {
-                inner: Arc::new(inner),
-            },
-            handle,
-        ))
+        let inner = Arc::new(inner);
+        tokio::spawn(kill_failed(Arc::downgrade(&inner), failed));
+        Ok((Host { inner }, handle))
     }
 
     /// The frontend address every proc of this host is reached through.
@@ -595,6 +594,31 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Kills procs the I/O thread failed for breaking the ring protocol; their
+/// watchers then unbind them and return what they left.
+async fn kill_failed<M: ProcManager + 'static>(
+    host: Weak<Inner<M>>,
+    mut failed: tokio::sync::mpsc::UnboundedReceiver<(ProcKey, ProcName)>,
+) {
+    while let Some((key, name)) = failed.recv().await {
+        let Some(inner) = host.upgrade() else { return };
+        let handle = {
+            let procs = inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+            procs
+                .get(&name)
+                .filter(|entry| entry.key == Some(key))
+                .and_then(|entry| entry.handle.clone())
+        };
+        drop(inner);
+        if let Some(handle) = handle {
+            tracing::warn!(proc = %name, "killing proc: it corrupted its ring");
+            tokio::spawn(async move {
+                let _ = handle.kill().await;
+            });
+        }
     }
 }
 

@@ -72,6 +72,8 @@ pub(crate) struct IoParts {
     pub(crate) table: Arc<Table>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) doorbell: Doorbell,
+    /// Procs that broke the ring protocol, for the control side to kill.
+    pub(crate) failures: tokio::sync::mpsc::UnboundedSender<(ProcKey, ProcName)>,
 }
 
 type Shared = Rc<RefCell<Dataplane>>;
@@ -146,6 +148,13 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
             for &key in &to_drain {
                 if dp.drain_outbound(key, now) == Drain::More {
                     more = true;
+                }
+            }
+            to_drain.clear();
+            dp.take_failed(&mut to_drain);
+            for &key in &to_drain {
+                if let Some(name) = dp.proc_name(key) {
+                    let _ = parts.failures.send((key, name));
                 }
             }
         }

@@ -331,3 +331,62 @@ async fn proc_flooding_a_stuck_proc_gets_overloaded(kind: FrontendKind) {
     assert!(overloaded > 0 && stuck.frames_in > 0);
 }
 both_frontends!(proc_flooding_a_stuck_proc_gets_overloaded);
+
+/// A proc that corrupts its outbound ring: it commits a record, then
+/// overwrites the record's header in shared memory with reserved bits
+/// before publishing it.
+fn corrupting_proc() -> LocalProc {
+    LocalProc::new(|mut cx, rings| async move {
+        use std::os::unix::fs::FileExt;
+        let memfd = std::fs::File::from(rings.outbound.try_clone().map_err(|e| e.to_string())?);
+        let mut endpoint = rings.attach().map_err(|e| e.to_string())?;
+        cx.report_ready();
+        tokio::task::spawn_blocking(move || {
+            // Wait for the go-ahead, then misbehave.
+            let _ = endpoint.recv(crate::support::WAIT, |_| ());
+            let mut slot = endpoint.outbound.try_reserve(64).unwrap();
+            slot.fill(0);
+            slot.commit();
+            // The first record's header sits at the start of the data
+            // region, after the ring's 512-byte header.
+            memfd
+                .write_at(&(1u64 << 40 | 64).to_le_bytes(), 512)
+                .unwrap();
+            endpoint.outbound.publish().unwrap();
+            // Keep running: the host must kill it.
+            let _ = endpoint.recv(Duration::from_secs(30), |_| ());
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
+}
+
+async fn corrupted_ring_fails_only_that_proc(kind: FrontendKind) {
+    use hostmux_lifecycle::{ProcHandle, ProcManager};
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("vandal", corrupting_proc()).await.unwrap();
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let vandal = host
+        .manager()
+        .get(&hostmux_wire::ProcName::new("vandal").unwrap())
+        .unwrap();
+    let mut client = Client::connect(&host, "witness").await;
+    client.send("vandal", 1, b"go").await;
+    // The host unbinds and kills the vandal (its inbound ring is closed
+    // too, so it may also see end of stream and exit first); the host
+    // itself carries on.
+    tokio::time::timeout(crate::support::WAIT, vandal.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    client.send("vandal", 2, b"still there?").await;
+    let frame = client.recv().await;
+    assert_eq!(frame.message_id, 2);
+    assert_eq!(
+        frame.undeliverable().reason,
+        UndeliverableReason::NoSuchProc
+    );
+    client.send("echo", 3, b"ping").await;
+    assert_eq!(client.recv().await.message_id, 3);
+}
+both_frontends!(corrupted_ring_fails_only_that_proc);
