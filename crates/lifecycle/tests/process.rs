@@ -685,3 +685,36 @@ async fn spawn_storm_of_500_is_bounded_reaped_and_leaks_no_fds() {
     assert_eq!(fd_count(), baseline);
     assert!(manager.live_procs().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stress: run explicitly with --ignored"]
+async fn stress_spawn_storm_5000_with_terminates() {
+    let manager = ProcessProcManager::builder().max_starting(64).build();
+    let started = Instant::now();
+    let mut storm = tokio::task::JoinSet::new();
+    for i in 0..5000 {
+        let manager = manager.clone();
+        storm.spawn(async move {
+            let mode = if i % 2 == 0 { "ready" } else { "ready-exit-deaf" };
+            let proc = manager
+                .spawn(name(&format!("s{i}")), fixture_mode(mode).arg("0"))
+                .await
+                .expect("spawn");
+            proc.ready().await.expect("ready");
+            match proc.terminate(Duration::from_secs(5)).await {
+                Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
+                Err(e) => panic!("terminate: {e}"),
+            }
+        });
+    }
+    while let Some(status) = storm.join_next().await {
+        assert_eq!(status.unwrap(), TerminalStatus::Exited { code: 0 });
+    }
+    eprintln!(
+        "5000 spawn+ready+terminate in {:?}, starting peak {}",
+        started.elapsed(),
+        manager.starting_peak()
+    );
+    assert!(manager.live_procs().is_empty());
+    assert!(zombie_children().is_empty());
+}
