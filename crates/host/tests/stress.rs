@@ -64,3 +64,80 @@ fn stress_idle_cpu_io_uring() {
         idle_cpu(FrontendKind::IoUring);
     }
 }
+
+/// Round trips client → host → proc ring → host → client, pipelined, on
+/// one frontend; returns frames per second.
+async fn echo_throughput(kind: FrontendKind, frames: u64, payload: usize) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (host, serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let client = Client::connect(&host, "bench").await;
+    let body = vec![0x5au8; payload];
+    let mut batch = Vec::new();
+    const BATCH: u64 = 64;
+    for id in 0..BATCH {
+        client.encode("echo", id, &body, &mut batch);
+    }
+    let (mut read_half, mut write_half) = client.stream.into_split();
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        for _ in 0..frames / BATCH {
+            write_half.write_all(&batch).await.unwrap();
+        }
+        write_half
+    });
+    let mut decoder = hostmux_wire::FrameDecoder::new(Default::default());
+    let mut buf = vec![0; 256 * 1024];
+    let mut received = 0;
+    while received < frames / BATCH * BATCH {
+        let n = read_half.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        decoder.feed(&buf[..n]);
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            assert_eq!(frame.kind(), hostmux_wire::FrameKind::Data);
+            received += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(writer.await.unwrap());
+    let stats = host.stats().await.unwrap();
+    let conn = stats.conn("bench").unwrap();
+    assert_eq!(conn.accepted, conn.delivered);
+    host.terminate_children(Duration::from_secs(5), 4).await;
+    serving.shutdown();
+    received as f64 / elapsed.as_secs_f64()
+}
+
+#[test]
+#[ignore = "throughput benchmark; run explicitly in release mode"]
+fn stress_echo_throughput() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    const FRAMES: u64 = 200_000;
+    for payload in [64usize, 1024, 16 * 1024] {
+        let mut results = Vec::new();
+        for kind in [FrontendKind::Epoll, FrontendKind::IoUring] {
+            if kind == FrontendKind::IoUring && !hostmux_host::io_uring_available() {
+                continue;
+            }
+            // Median of three runs.
+            let mut runs: Vec<f64> = (0..3)
+                .map(|_| runtime.block_on(echo_throughput(kind, FRAMES, payload)))
+                .collect();
+            runs.sort_by(f64::total_cmp);
+            results.push((kind, runs[1]));
+        }
+        let epoll = results[0].1;
+        for (kind, rate) in &results {
+            println!(
+                "echo round trips, {payload} B payload, {kind:?}: {:.0} frames/s ({:.1} MB/s each way), {:.2}x epoll",
+                rate,
+                rate * payload as f64 / 1e6,
+                rate / epoll
+            );
+        }
+    }
+}
