@@ -695,7 +695,11 @@ async fn stress_spawn_storm_5000_with_terminates() {
     for i in 0..5000 {
         let manager = manager.clone();
         storm.spawn(async move {
-            let mode = if i % 2 == 0 { "ready" } else { "ready-exit-deaf" };
+            let mode = if i % 2 == 0 {
+                "ready"
+            } else {
+                "ready-exit-deaf"
+            };
             let proc = manager
                 .spawn(name(&format!("s{i}")), fixture_mode(mode).arg("0"))
                 .await
@@ -717,4 +721,62 @@ async fn stress_spawn_storm_5000_with_terminates() {
     );
     assert!(manager.live_procs().is_empty());
     assert!(zombie_children().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_fds_land_at_fixed_and_announced_numbers() {
+    use hostmux_lifecycle::ChildFdSlot;
+    use std::io::Read as _;
+    let pipe = || {
+        let (rx, tx) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        (std::fs::File::from(rx), tx)
+    };
+    let (mut fixed_rx, fixed_tx) = pipe();
+    let (mut env_rx, env_tx) = pipe();
+    let manager = ProcessProcManager::default();
+    let proc = manager
+        .spawn(
+            name("fds"),
+            fixture_mode("write-fds")
+                .args(["10", "HOSTMUX_TEST_FD"])
+                .fd(fixed_tx, ChildFdSlot::Fixed(10))
+                .fd(env_tx, ChildFdSlot::Env("HOSTMUX_TEST_FD".into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        proc.wait().await.unwrap(),
+        TerminalStatus::Exited { code: 0 }
+    );
+    // The manager closed its copies, so these reads end at the child's exit.
+    let (mut fixed, mut env) = (String::new(), String::new());
+    fixed_rx.read_to_string(&mut fixed).unwrap();
+    env_rx.read_to_string(&mut env).unwrap();
+    assert_eq!((fixed.as_str(), env.as_str()), ("fixed", "env"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_cwd_and_name_reach_the_child() {
+    let manager = ProcessProcManager::default();
+    let proc = manager
+        .spawn(
+            name("env-check"),
+            ProcessConfig::new("sh")
+                .args([
+                    "-c",
+                    "printf '%s|%s|%s' \"$GREETING\" \"$HOSTMUX_PROC_NAME\" \"$(pwd)\"",
+                ])
+                .env("GREETING", "hello")
+                .current_dir("/tmp")
+                .readiness(Readiness::OnSpawn)
+                .stdout(OutputMode::Capture { max_bytes: 256 }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        proc.wait().await.unwrap(),
+        TerminalStatus::Exited { code: 0 }
+    );
+    let out = String::from_utf8(proc.output_tail().unwrap().stdout).unwrap();
+    assert_eq!(out, "hello|env-check|/tmp");
 }

@@ -6,6 +6,8 @@
 //! - `ready-exit-deaf <code>`: like `ready-exit`, but SIGTERM cannot kill it.
 //! - `ignore-term`: catch and disregard SIGTERM, report ready, sleep forever.
 //! - `never-ready`: sleep forever without reporting.
+//! - `write-fds <fd> <VAR>`: write `fixed` to fd `<fd>` and `env` to the fd
+//!   named in env var `<VAR>`, report ready, exit 0.
 //! - `bench`: report ready if spawned by a manager, else write one byte to
 //!   stdout; then exit 0 (the benchmark's tiny binary).
 //! - `exit-before-ready <code>`: exit with `code` without reporting.
@@ -63,6 +65,20 @@ fn main() -> ExitCode {
             sleep_forever()
         }
         "never-ready" => sleep_forever(),
+        "write-fds" => {
+            // Reopen the inherited pipe ends through /proc (safe code) and
+            // write a marker into each.
+            let env_fd = std::env::var(arg(2)).expect("fd env var");
+            for (fd, marker) in [(arg(1), "fixed"), (env_fd, "env")] {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(format!("/proc/self/fd/{fd}"))
+                    .and_then(|mut f| f.write_all(marker.as_bytes()))
+                    .expect("write to inherited fd");
+            }
+            ready();
+            ExitCode::SUCCESS
+        }
         "bench" => {
             if child::proc_name().is_some() {
                 ready();
