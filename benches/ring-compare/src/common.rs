@@ -31,7 +31,11 @@ pub struct Peer {
 impl Peer {
     /// Start `self_exe peer <args>` and send it `fds` over the control socket.
     pub fn spawn(args: &[String], fds: &[BorrowedFd<'_>]) -> Peer {
-        let name = format!("hostmux-ring-compare-{}-{}", std::process::id(), args.join("-"));
+        let name = format!(
+            "hostmux-ring-compare-{}-{}",
+            std::process::id(),
+            args.join("-")
+        );
         let listener =
             UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
                 .unwrap();
@@ -133,6 +137,11 @@ impl Counter {
             self.started = Some(Instant::now());
         }
         assert_eq!(seq, self.next, "message lost or reordered");
+        // Every consumer reads the whole payload once, as a real one would.
+        let folded = message
+            .chunks_exact(8)
+            .fold(0u64, |acc, word| acc ^ u64::from_le_bytes(word.try_into().unwrap()));
+        std::hint::black_box(folded);
         self.next += 1;
         self.bytes += message.len() as u64;
         true
@@ -185,5 +194,5 @@ pub fn measure_rtt(duration: Duration, mut one: impl FnMut(u64)) -> Latency {
 /// Whether the producer's time is up (checked every 256 messages).
 #[inline]
 pub fn time_up(n: u64, end: Instant) -> bool {
-    n % 256 == 0 && Instant::now() >= end
+    n.is_multiple_of(256) && Instant::now() >= end
 }

@@ -10,8 +10,8 @@ use iceoryx2::prelude::*;
 use iceoryx2::port::update_connections::UpdateConnections;
 
 use crate::common::{
-    measure_rtt, message_seq, payload_source, time_up, Control, Counter, Latency,
-    Peer, Throughput, SENTINEL,
+    measure_rtt, message_seq, payload_source, time_up, Control, Counter, Latency, Peer, Throughput,
+    SENTINEL,
 };
 
 const BUFFER: usize = 256;
@@ -26,7 +26,10 @@ struct Ports {
 }
 
 fn service_name(tag: &str, kind: &str) -> ServiceName {
-    format!("hostmux-ring-compare/{tag}/{kind}").as_str().try_into().unwrap()
+    format!("hostmux-ring-compare/{tag}/{kind}")
+        .as_str()
+        .try_into()
+        .unwrap()
 }
 
 fn open(tag: &str, size: usize, publish_on: Option<&str>, subscribe_on: Option<&str>) -> Ports {
@@ -77,7 +80,13 @@ pub fn throughput(size: usize, secs: f64) -> Throughput {
     let ports = open(&tag, size, None, Some("data"));
     let subscriber = ports.subscriber.as_ref().unwrap();
     let mut peer = Peer::spawn(
-        &["iox".into(), "throughput".into(), size.to_string(), secs.to_string(), tag],
+        &[
+            "iox".into(),
+            "throughput".into(),
+            size.to_string(),
+            secs.to_string(),
+            tag,
+        ],
         &[],
     );
     peer.wait_ready();
@@ -102,9 +111,18 @@ pub fn throughput(size: usize, secs: f64) -> Throughput {
 pub fn rtt(size: usize, duration: Duration) -> Latency {
     let tag = format!("{}-rtt-{size}", std::process::id());
     let ports = open(&tag, size, Some("ping"), Some("pong"));
-    let (publisher, subscriber) = (ports.publisher.as_ref().unwrap(), ports.subscriber.as_ref().unwrap());
+    let (publisher, subscriber) = (
+        ports.publisher.as_ref().unwrap(),
+        ports.subscriber.as_ref().unwrap(),
+    );
     let mut peer = Peer::spawn(
-        &["iox".into(), "rtt".into(), size.to_string(), "0".into(), tag],
+        &[
+            "iox".into(),
+            "rtt".into(),
+            size.to_string(),
+            "0".into(),
+            tag,
+        ],
         &[],
     );
     peer.wait_ready();
@@ -146,8 +164,10 @@ pub fn peer(mode: &str, size: usize, secs: f64, tag: &str, mut control: Control)
         }
         "rtt" => {
             let ports = open(tag, size, Some("pong"), Some("ping"));
-            let (publisher, subscriber) =
-                (ports.publisher.as_ref().unwrap(), ports.subscriber.as_ref().unwrap());
+            let (publisher, subscriber) = (
+                ports.publisher.as_ref().unwrap(),
+                ports.subscriber.as_ref().unwrap(),
+            );
             // Both services exist; the parent's ports connect on their next operation.
             control.ready();
             loop {

@@ -6,8 +6,9 @@
 //! The parent (consumer / measurer) is pinned to CPU 0, every peer (this
 //! binary started again as `peer ...`) to CPU 1. Throughput: the peer sends
 //! for `--secs`, the parent counts in-order messages from the first to the
-//! sentinel. Round trip: the parent sends one message, the peer echoes it,
-//! both busy-poll (plus our ring with futex sleeps on both sides).
+//! sentinel, reading every payload byte once. Round trip: the parent sends one
+//! message, the peer answers with a message of the same size, both busy-poll
+//! (plus our ring with futex sleeps on both sides).
 
 mod common;
 mod iox;
@@ -30,7 +31,12 @@ fn arg(args: &[String], name: &str, default: f64) -> f64 {
 fn peer_main(args: &[String]) {
     pin_to(1);
     let name = &args[0];
-    let (transport, mode, size, secs) = (&args[1], &args[2], args[3].parse().unwrap(), args[4].parse().unwrap());
+    let (transport, mode, size, secs) = (
+        &args[1],
+        &args[2],
+        args[3].parse().unwrap(),
+        args[4].parse().unwrap(),
+    );
     let control = Control::connect(name);
     match transport.as_str() {
         "ring" => ring::peer(mode, size, secs, control),
@@ -42,8 +48,8 @@ fn peer_main(args: &[String]) {
 
 #[derive(Default, Clone)]
 struct Run {
-    throughput: Vec<[Throughput; 3]>,         // per size: ring, iox, uds
-    latency: Vec<[Latency; 4]>,               // per size: ring busy, iox, uds, ring futex
+    throughput: Vec<[Throughput; 3]>, // per size: ring, iox, uds
+    latency: Vec<[Latency; 4]>,       // per size: ring busy, iox, uds, ring futex
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -75,16 +81,50 @@ fn main() {
     for run in 0..runs {
         let mut r = Run::default();
         for &size in &SIZES {
+            // `--only NAME` (e.g. ring-tp, uds-rtt) runs one measurement, for profiling.
+            let only = args
+                .iter()
+                .position(|a| a == "--only")
+                .and_then(|i| args.get(i + 1));
+            let on = |name: &str| only.is_none_or(|o| o == name);
             let t = [
-                ring::throughput(size, secs),
-                iox::throughput(size, secs),
-                uds::throughput(size, secs),
+                if on("ring-tp") {
+                    ring::throughput(size, secs)
+                } else {
+                    Throughput::default()
+                },
+                if on("iox-tp") {
+                    iox::throughput(size, secs)
+                } else {
+                    Throughput::default()
+                },
+                if on("uds-tp") {
+                    uds::throughput(size, secs)
+                } else {
+                    Throughput::default()
+                },
             ];
             let l = [
-                ring::rtt(size, rtt, false),
-                iox::rtt(size, rtt),
-                uds::rtt(size, rtt),
-                ring::rtt(size, rtt, true),
+                if on("ring-rtt") {
+                    ring::rtt(size, rtt, false)
+                } else {
+                    Latency::default()
+                },
+                if on("iox-rtt") {
+                    iox::rtt(size, rtt)
+                } else {
+                    Latency::default()
+                },
+                if on("uds-rtt") {
+                    uds::rtt(size, rtt)
+                } else {
+                    Latency::default()
+                },
+                if on("ring-futex-rtt") {
+                    ring::rtt(size, rtt, true)
+                } else {
+                    Latency::default()
+                },
             ];
             println!(
                 "run {run} {size:>5} B: ring {:>7.2} M/s  iox {:>6.2} M/s  uds {:>6.2} M/s | rtt p50 ring {:>6.0} ns  iox {:>6.0} ns  uds {:>6.0} ns  ring-futex {:>6.0} ns",
@@ -102,25 +142,52 @@ fn main() {
     println!("| size | metric | hostmux ring | iceoryx2 | UDS batched | ring / iox | ring / UDS | ring steadiness |");
     println!("|---|---|---|---|---|---|---|---|");
     for (i, &size) in SIZES.iter().enumerate() {
-        let tp = |k: usize| all.iter().map(|r| r.throughput[i][k].msgs_per_sec).collect::<Vec<_>>();
-        let gb = |k: usize| all.iter().map(|r| r.throughput[i][k].bytes_per_sec).collect::<Vec<_>>();
+        let tp = |k: usize| {
+            all.iter()
+                .map(|r| r.throughput[i][k].msgs_per_sec)
+                .collect::<Vec<_>>()
+        };
+        let gb = |k: usize| {
+            all.iter()
+                .map(|r| r.throughput[i][k].bytes_per_sec)
+                .collect::<Vec<_>>()
+        };
         let (ring_tp, iox_tp, uds_tp) = (median(tp(0)), median(tp(1)), median(tp(2)));
         println!(
             "| {size} B | msg/s | {:.2} M | {:.2} M | {:.2} M | {:.1}x | {:.2}x | {:.2} |",
-            ring_tp / 1e6, iox_tp / 1e6, uds_tp / 1e6, ring_tp / iox_tp, ring_tp / uds_tp,
+            ring_tp / 1e6,
+            iox_tp / 1e6,
+            uds_tp / 1e6,
+            ring_tp / iox_tp,
+            ring_tp / uds_tp,
             min(&tp(0)) / ring_tp
         );
         println!(
             "| {size} B | GB/s | {:.2} | {:.2} | {:.2} | | | |",
-            median(gb(0)) / 1e9, median(gb(1)) / 1e9, median(gb(2)) / 1e9
+            median(gb(0)) / 1e9,
+            median(gb(1)) / 1e9,
+            median(gb(2)) / 1e9
         );
         let lat = |k: usize, p99: bool| {
             all.iter()
-                .map(|r| if p99 { r.latency[i][k].p99_ns } else { r.latency[i][k].p50_ns })
+                .map(|r| {
+                    if p99 {
+                        r.latency[i][k].p99_ns
+                    } else {
+                        r.latency[i][k].p50_ns
+                    }
+                })
                 .collect::<Vec<_>>()
         };
-        for (label, p99) in [("RTT p50 (busy poll)", false), ("RTT p99 (busy poll)", true)] {
-            let (ring_l, iox_l, uds_l) = (median(lat(0, p99)), median(lat(1, p99)), median(lat(2, p99)));
+        for (label, p99) in [
+            ("RTT p50 (busy poll)", false),
+            ("RTT p99 (busy poll)", true),
+        ] {
+            let (ring_l, iox_l, uds_l) = (
+                median(lat(0, p99)),
+                median(lat(1, p99)),
+                median(lat(2, p99)),
+            );
             println!(
                 "| {size} B | {label} | {ring_l:.0} ns | {iox_l:.0} ns | {uds_l:.0} ns | {:.2}x | {:.2}x | {:.2} |",
                 ring_l / iox_l, ring_l / uds_l, median(lat(0, p99)) / max(&lat(0, p99))
@@ -128,15 +195,24 @@ fn main() {
         }
         println!(
             "| {size} B | ring RTT with futex wake-ups p50 / p99 | {:.0} / {:.0} ns | | | | | |",
-            median(lat(3, false)), median(lat(3, true))
+            median(lat(3, false)),
+            median(lat(3, true))
         );
     }
     println!();
     println!("Throughput steadiness, all transports (min / median over runs):");
     for (i, &size) in SIZES.iter().enumerate() {
         for (k, name) in ["ring", "iceoryx2", "uds"].iter().enumerate() {
-            let v: Vec<f64> = all.iter().map(|r| r.throughput[i][k].msgs_per_sec).collect();
-            println!("  {size:>5} B {name:<9} min {:.2} M/s median {:.2} M/s -> {:.2}", min(&v) / 1e6, median(v.clone()) / 1e6, min(&v) / median(v));
+            let v: Vec<f64> = all
+                .iter()
+                .map(|r| r.throughput[i][k].msgs_per_sec)
+                .collect();
+            println!(
+                "  {size:>5} B {name:<9} min {:.2} M/s median {:.2} M/s -> {:.2}",
+                min(&v) / 1e6,
+                median(v.clone()) / 1e6,
+                min(&v) / median(v)
+            );
         }
     }
 }

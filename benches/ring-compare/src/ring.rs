@@ -18,7 +18,12 @@ const PUBLISH_EVERY: u64 = 32;
 pub fn throughput(size: usize, secs: f64) -> Throughput {
     let ring = SharedRing::create(CAPACITY).unwrap();
     let mut peer = Peer::spawn(
-        &["ring".into(), "throughput".into(), size.to_string(), secs.to_string()],
+        &[
+            "ring".into(),
+            "throughput".into(),
+            size.to_string(),
+            secs.to_string(),
+        ],
         &[ring.memfd()],
     );
     let mut consumer = ring.into_consumer().unwrap();
@@ -33,7 +38,13 @@ pub fn throughput(size: usize, secs: f64) -> Throughput {
                 }
                 consumer.release().unwrap();
             }
-            None => std::hint::spin_loop(),
+            // Spin (20 µs), then sleep on the futex: robust when the machine
+            // is shared, and free while traffic flows (nobody sleeps).
+            None => {
+                let _ = consumer
+                    .wait_readable(Some(Duration::from_secs(5)))
+                    .unwrap();
+            }
         }
     }
     let result = counter.result();
@@ -67,7 +78,9 @@ pub fn rtt(size: usize, duration: Duration, futex: bool) -> Latency {
                 break;
             }
             if futex {
-                let _ = consumer.wait_readable(Some(Duration::from_secs(5))).unwrap();
+                let _ = consumer
+                    .wait_readable(Some(Duration::from_secs(5)))
+                    .unwrap();
             } else {
                 std::hint::spin_loop();
             }
@@ -99,11 +112,15 @@ pub fn peer(mode: &str, size: usize, secs: f64, mut control: Control) {
                         write_message(&mut slot, seq, &src);
                         slot.commit();
                         seq += 1;
-                        if seq % PUBLISH_EVERY == 0 {
+                        if seq.is_multiple_of(PUBLISH_EVERY) {
                             producer.publish().unwrap();
                         }
                     }
-                    Err(RingError::Full) => std::hint::spin_loop(),
+                    Err(RingError::Full) => {
+                        let _ = producer
+                            .wait_writable(size, Some(Duration::from_secs(5)))
+                            .unwrap();
+                    }
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -135,7 +152,10 @@ pub fn peer(mode: &str, size: usize, secs: f64, mut control: Control) {
             loop {
                 let Some(message) = consumer.peek().unwrap() else {
                     if futex {
-                        match consumer.wait_readable(Some(Duration::from_secs(10))).unwrap() {
+                        match consumer
+                            .wait_readable(Some(Duration::from_secs(10)))
+                            .unwrap()
+                        {
                             WaitOutcome::Ready => {}
                             other => panic!("ping wait: {other:?}"),
                         }

@@ -16,7 +16,12 @@ pub const BATCH: usize = 64 * 1024;
 pub fn throughput(size: usize, secs: f64) -> Throughput {
     let (mine, theirs) = UnixStream::pair().unwrap();
     let mut peer = Peer::spawn(
-        &["uds".into(), "throughput".into(), size.to_string(), secs.to_string()],
+        &[
+            "uds".into(),
+            "throughput".into(),
+            size.to_string(),
+            secs.to_string(),
+        ],
         &[theirs.as_fd()],
     );
     drop(theirs);
