@@ -523,7 +523,8 @@ async fn killed_host_takes_all_its_procs_with_it() {
     let next = ProcessProcManager::default();
     let gc_fd = &fds.iter().find(|(p, _)| *p == grandchild).unwrap().1;
     if next.cgroup_dir().is_some() {
-        assert!(next.swept_at_start() >= 1);
+        // (The sweep may also have been done by a manager another test
+        // created meanwhile, so only the outcome is asserted.)
         assert!(
             exited_within(gc_fd, EPSILON),
             "grandchild survived the sweep"
