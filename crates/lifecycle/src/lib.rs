@@ -29,13 +29,20 @@
 //!   SIGKILL goes out at the deadline whatever the proc does.
 //! - A proc's whole tree dies with it: its process group is SIGKILLed when
 //!   its leader exits, and its cgroup (where delegated) is `cgroup.kill`ed.
+//!   If the host itself is SIGKILLed, `PR_SET_PDEATHSIG` kills each proc;
+//!   descendants die with the proc's PID namespace (opt-in,
+//!   [`ProcessConfig::pid_namespace`]) or at the next manager's start-up
+//!   sweep of dead managers' cgroups.
 //!
 //! # Key design decision: one long-lived spawner thread
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits.
 //! Spawning from tokio's pools would kill children whenever a pool thread
 //! retires, so all forks happen on one dedicated thread that never exits;
-//! the death signal then means exactly "the host died". See
+//! the death signal then means exactly "the host died". That thread starts
+//! children with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` like
+//! `posix_spawn` (no copy-on-write storm in a big multi-threaded host, pidfd
+//! obtained atomically); the crate's only `unsafe` is that code, in `sys`. See
 //! `docs/lifecycle.md` for the full state machine, crash behaviour and the
 //! cgroup and PID-namespace choices.
 //!
