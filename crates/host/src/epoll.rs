@@ -63,6 +63,13 @@ impl Frontend for Epoll {
         })
     }
 
+    async fn connect(addr: std::net::SocketAddr) -> io::Result<(Reader, Writer)> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        Ok((Reader::Tcp(r), Writer::Tcp(w)))
+    }
+
     async fn accept(listener: &Listener) -> io::Result<(Reader, Writer, String)> {
         match listener {
             Listener::Tcp(l) => {

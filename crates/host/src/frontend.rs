@@ -44,4 +44,6 @@ pub(crate) trait Frontend: 'static {
     fn listener(listener: StdListener) -> io::Result<Self::Listener>;
     /// Accepts one connection; the string names the peer for logs.
     async fn accept(listener: &Self::Listener) -> io::Result<(Self::Reader, Self::Writer, String)>;
+    /// Dials another host.
+    async fn connect(addr: std::net::SocketAddr) -> io::Result<(Self::Reader, Self::Writer)>;
 }

@@ -250,6 +250,7 @@ impl<M: ProcManager + 'static> Host<M> {
             commands: rx,
             doorbell: doorbell.try_clone().map_err(ring_error)?,
             failures,
+            own_addr: bound.to_string(),
         };
         let (thread, ready) = start_io_thread(cfg.frontend, listener, parts)?;
         let frontend = match ready.await {

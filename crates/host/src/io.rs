@@ -72,6 +72,8 @@ pub(crate) struct IoParts {
     pub(crate) table: Arc<Table>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) doorbell: Doorbell,
+    /// This host's frontend address text.
+    pub(crate) own_addr: String,
     /// Procs that broke the ring protocol, for the control side to kill.
     pub(crate) failures: tokio::sync::mpsc::UnboundedSender<(ProcKey, ProcName)>,
 }
@@ -84,7 +86,14 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
         parts.cfg.clone(),
         parts.service_name.clone(),
         parts.table.clone(),
+        &parts.own_addr,
     )));
+    let dials = tokio::task::spawn_local(dial_loop::<F>(
+        dataplane.clone(),
+        parts.cfg.clone(),
+        parts.service_name.clone(),
+        parts.own_addr.clone(),
+    ));
     let accept = tokio::task::spawn_local(accept_loop::<F>(
         listener,
         dataplane.clone(),
@@ -95,6 +104,7 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
         tracing::error!(error = %e, "host doorbell failed; I/O thread stopping");
     }
     accept.abort();
+    dials.abort();
 }
 
 async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
@@ -291,23 +301,49 @@ async fn connection<F: Frontend>(
         key
     };
     tracing::info!(parent: &span, client, "client connected");
+    serve_conn::<F>(
+        reader,
+        writer,
+        decoder,
+        &dataplane,
+        key,
+        (wake_writer, wake_reader),
+        &cfg,
+        &span,
+    )
+    .await;
+}
+
+/// Runs an established connection (accepted, or dialled to another host)
+/// until it closes, then forgets it.
+#[allow(clippy::too_many_arguments)]
+async fn serve_conn<F: Frontend>(
+    mut reader: F::Reader,
+    writer: F::Writer,
+    decoder: FrameDecoder,
+    dataplane: &Shared,
+    key: ConnKey,
+    (wake_writer, wake_reader): (Rc<Notify>, Rc<Notify>),
+    cfg: &HostConfig,
+    span: &tracing::Span,
+) {
     let writer_task = tokio::task::spawn_local(write_loop::<F>(
         writer,
         dataplane.clone(),
         key,
         wake_writer.clone(),
     ));
-    let outcome = read_loop::<F>(&mut reader, decoder, &dataplane, key, &wake_reader, &cfg).await;
+    let outcome = read_loop::<F>(&mut reader, decoder, dataplane, key, &wake_reader, cfg).await;
     match &outcome {
-        Ok(()) => tracing::info!(parent: &span, client, "client disconnected"),
+        Ok(()) => tracing::info!(parent: span, "connection closed by peer"),
         Err(reason) => {
-            tracing::warn!(parent: &span, client, %reason, "closing connection");
+            tracing::warn!(parent: span, %reason, "closing connection");
             dataplane.borrow_mut().fail_conn(key);
         }
     }
     dataplane.borrow_mut().close_conn(key);
     // Let the writer send what is queued (the error notice included), but
-    // not wait forever on a client that does not read.
+    // not wait forever on a peer that does not read.
     let abort = writer_task.abort_handle();
     if tokio::time::timeout(Duration::from_secs(1), writer_task)
         .await
@@ -316,6 +352,111 @@ async fn connection<F: Frontend>(
         abort.abort();
     }
     dataplane.borrow_mut().remove_conn(key);
+}
+
+/// Dials links to other hosts as the data plane asks for them.
+async fn dial_loop<F: Frontend>(
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+    own_addr: String,
+) {
+    let wake = dataplane.borrow().dial_wake();
+    let mut dials = Vec::new();
+    // The name this host gives itself in its hellos to other hosts.
+    let peer_name = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        own_addr.hash(&mut hasher);
+        format!("peer-{:016x}", hasher.finish())
+    };
+    loop {
+        wake.notified().await;
+        dataplane.borrow_mut().take_dials(&mut dials);
+        for (key, addr) in dials.drain(..) {
+            tokio::task::spawn_local(dial::<F>(
+                dataplane.clone(),
+                cfg.clone(),
+                service_name.clone(),
+                peer_name.clone(),
+                key,
+                addr,
+            ));
+        }
+    }
+}
+
+async fn dial<F: Frontend>(
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+    peer_name: String,
+    key: ConnKey,
+    addr: Box<str>,
+) {
+    let span = tracing::info_span!("link", remote = %addr, frontend = F::NAME);
+    let limits = cfg.limits;
+    let linked = tokio::time::timeout(Duration::from_secs(10), async {
+        let target = match tcp_target(&addr) {
+            Some((host, port)) => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| format!("cannot resolve: {e}"))?
+                .next()
+                .ok_or_else(|| "resolves to no address".to_owned())?,
+            None => return Err("not a TCP address".to_owned()),
+        };
+        let (mut reader, mut writer) = F::connect(target)
+            .await
+            .map_err(|e| format!("connect failed: {e}"))?;
+        let mut hello = vec![0; 512];
+        let len = crate::hello::encode_hello(
+            &mut hello,
+            service_name.as_str(),
+            &peer_name,
+            cfg.token.as_deref().unwrap_or("").as_bytes(),
+            &limits,
+        )
+        .map_err(|e| format!("cannot encode hello: {e}"))?;
+        hello.truncate(len);
+        let (written, _) = writer.write_all(hello).await;
+        written.map_err(|e| format!("hello not sent: {e}"))?;
+        let mut decoder = FrameDecoder::new(limits);
+        loop {
+            let (read, back) = reader.read_into(decoder).await;
+            decoder = back;
+            match read {
+                Ok(0) | Err(_) => return Err("closed before acknowledging the hello".to_owned()),
+                Ok(_) => {}
+            }
+            match decoder.next_frame() {
+                Ok(Some(frame)) if crate::hello::is_hello_ack(&frame) => break,
+                Ok(Some(_)) | Err(_) => {
+                    return Err("answered the hello with something else".to_owned())
+                }
+                Ok(None) => {}
+            }
+        }
+        Ok((reader, writer, decoder))
+    })
+    .await
+    .unwrap_or_else(|_| Err("no hello acknowledgement within 10s".to_owned()));
+    let (reader, writer, decoder) = match linked {
+        Ok(link) => link,
+        Err(reason) => {
+            tracing::warn!(parent: &span, %reason, "link to another host failed; returning its frames");
+            let mut dp = dataplane.borrow_mut();
+            dp.remove_conn(key);
+            dp.flush();
+            return;
+        }
+    };
+    let Some(wakes) = dataplane.borrow_mut().link_wakes(key) else {
+        return;
+    };
+    dataplane.borrow_mut().remote_connected(key);
+    tracing::info!(parent: &span, "linked to another host");
+    serve_conn::<F>(reader, writer, decoder, &dataplane, key, wakes, &cfg, &span).await;
+    dataplane.borrow_mut().flush();
 }
 
 async fn write_loop<F: Frontend>(
@@ -424,5 +565,19 @@ async fn wait_for_room(
             }
             Delivery::Blocked(next, _) => on = next,
         }
+    }
+}
+
+/// Host and port of a TCP address text.
+fn tcp_target(addr: &str) -> Option<(String, u16)> {
+    let addr = addr.parse::<hostmux_wire::Addr>().ok()?;
+    match addr.kind() {
+        hostmux_wire::AddrKind::Tcp { host, port } => Some((
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        )),
+        _ => None,
     }
 }

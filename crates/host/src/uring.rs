@@ -75,6 +75,13 @@ impl Frontend for Uring {
         })
     }
 
+    async fn connect(addr: std::net::SocketAddr) -> io::Result<(Stream, Stream)> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let stream = Stream::Tcp(Rc::new(stream));
+        Ok((stream.clone(), stream))
+    }
+
     async fn accept(listener: &Listener) -> io::Result<(Stream, Stream, String)> {
         match listener {
             Listener::Tcp(l) => {

@@ -124,6 +124,7 @@ pub(crate) fn reply(endpoint: &mut ProcEndpoint, frame: &Frame, payload: &[u8]) 
     let me = endpoint.name.clone();
     let header = FrameHeader {
         dest_port: frame.dest_port,
+        dest_addr: &frame.sender_addr,
         sender: Sender::Proc {
             addr: "",
             name: me.as_str(),
@@ -141,14 +142,16 @@ pub(crate) struct Frame {
     pub(crate) dest_name: String,
     pub(crate) dest_port: u32,
     pub(crate) sender: String,
+    pub(crate) sender_addr: String,
     pub(crate) payload: Vec<u8>,
 }
 
 impl Frame {
     pub(crate) fn from_view(view: hostmux_wire::FrameView<'_>) -> Frame {
-        let sender = match view.sender() {
-            Sender::Anonymous => String::new(),
-            Sender::Client { name } | Sender::Proc { name, .. } => name.to_owned(),
+        let (sender, sender_addr) = match view.sender() {
+            Sender::Anonymous => (String::new(), String::new()),
+            Sender::Client { name } => (name.to_owned(), String::new()),
+            Sender::Proc { name, addr } => (name.to_owned(), addr.to_owned()),
         };
         Frame {
             kind: view.kind(),
@@ -156,6 +159,7 @@ impl Frame {
             dest_name: view.dest_name().to_owned(),
             dest_port: view.dest_port(),
             sender,
+            sender_addr,
             payload: view.payload().to_vec(),
         }
     }
@@ -236,6 +240,23 @@ impl Client {
             ..FrameHeader::data(dest, message_id)
         };
         encode_frame_to_vec(out, &header, payload, &Limits::default()).unwrap();
+    }
+
+    pub(crate) async fn send_to(
+        &mut self,
+        dest: &str,
+        dest_addr: &str,
+        message_id: u64,
+        payload: &[u8],
+    ) {
+        let header = FrameHeader {
+            dest_addr,
+            sender: Sender::Client { name: &self.name },
+            ..FrameHeader::data(dest, message_id)
+        };
+        let mut out = Vec::new();
+        encode_frame_to_vec(&mut out, &header, payload, &Limits::default()).unwrap();
+        self.stream.write_all(&out).await.unwrap();
     }
 
     pub(crate) async fn send(&mut self, dest: &str, message_id: u64, payload: &[u8]) {

@@ -4,6 +4,7 @@
 mod support;
 
 mod lifecycle;
+mod remote;
 mod robustness;
 mod routing;
 mod stress;

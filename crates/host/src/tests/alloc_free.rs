@@ -71,7 +71,7 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
     let service = ProcName::new("service").unwrap();
     let table = Arc::new(Table::new());
     table.insert(service.clone(), Route::Service).unwrap();
-    let mut dp = Dataplane::new(cfg, service, table.clone());
+    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:1");
 
     let inbound = SharedRing::create(1 << 16).unwrap();
     let memfd = inbound.memfd().try_clone_to_owned().unwrap();

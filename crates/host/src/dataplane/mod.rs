@@ -38,6 +38,8 @@ use crate::config::HostConfig;
 use crate::service;
 use crate::stats::{ConnStats, HostStats, ProcStats};
 
+mod remote;
+
 /// How many closed connections and gone procs keep their final counters.
 const HISTORY: usize = 64;
 
@@ -110,6 +112,11 @@ struct ConnSlot {
     wake_reader: Rc<Notify>,
     /// The reader is done: the writer sends what is queued, then stops.
     closing: bool,
+    /// A link this host dialled to another host: the frames queued are
+    /// forwards, and it is not in the routing table.
+    dialled: Option<Box<str>>,
+    /// Dialled and not yet connected: the writer does not run yet.
+    connecting: bool,
 }
 
 /// What a connection's writer found in its queue.
@@ -175,10 +182,19 @@ pub(crate) struct Dataplane {
     blocked_drains: usize,
     /// Procs that broke the ring protocol, for the control side to kill.
     failed: Vec<ProcKey>,
+    /// This host's frontend address text (frames for it are local).
+    own_addr: Box<str>,
+    /// Links to other hosts.
+    remotes: remote::Remotes,
 }
 
 impl Dataplane {
-    pub(crate) fn new(cfg: Arc<HostConfig>, service_name: ProcName, table: Arc<Table>) -> Self {
+    pub(crate) fn new(
+        cfg: Arc<HostConfig>,
+        service_name: ProcName,
+        table: Arc<Table>,
+        own_addr: &str,
+    ) -> Self {
         Self {
             limits: cfg.limits,
             cfg,
@@ -193,6 +209,8 @@ impl Dataplane {
             closed_conns: VecDeque::new(),
             blocked_drains: 0,
             failed: Vec::new(),
+            own_addr: own_addr.into(),
+            remotes: remote::Remotes::default(),
         }
     }
 
@@ -430,6 +448,8 @@ impl Dataplane {
             wake_writer,
             wake_reader,
             closing: false,
+            dialled: None,
+            connecting: false,
         };
         if index == self.conns.len() {
             self.conns.push(Some(slot));
@@ -445,12 +465,19 @@ impl Dataplane {
             return;
         };
         let name = slot.name.clone();
+        let dialled = slot.dialled.is_some();
         if self.table.lookup(name.as_bytes()) == Some(Route::Client(key)) {
             self.table.remove(name.as_bytes());
+        }
+        if dialled {
+            self.return_queued_forwards(key);
         }
         let slot = self.conns[key.index as usize]
             .take()
             .expect("checked above");
+        if let Some(addr) = &slot.dialled {
+            self.remotes.forget(addr, key);
+        }
         for proc in self.procs.iter_mut().flatten() {
             proc.conn_waiters.retain(|c| *c != key);
         }
@@ -478,6 +505,9 @@ impl Dataplane {
             return Outbox::Closed;
         };
         debug_assert!(buf.is_empty());
+        if conn.connecting {
+            return Outbox::Empty;
+        }
         if conn.outbox.is_empty() {
             return if conn.closing {
                 Outbox::Closed
@@ -551,11 +581,13 @@ impl Dataplane {
             conn.stats.accepted += 1;
             conn.stats.bytes_in += frame.as_bytes().len() as u64;
         }
-        let sender_ok = match frame.sender() {
-            Sender::Anonymous => true,
-            Sender::Client { name } => name == conn.name.as_str(),
-            Sender::Proc { .. } => false,
-        };
+        let sender_ok = conn.dialled.is_some()
+            || match frame.sender() {
+                Sender::Anonymous => true,
+                Sender::Client { name } => name == conn.name.as_str(),
+                // Another host relaying its proc's frame.
+                Sender::Proc { addr, .. } => !addr.is_empty() && addr != &*self.own_addr,
+            };
         let outcome = if sender_ok {
             self.route(frame, Source::Conn(key), blocked_on, now)
         } else {
@@ -777,6 +809,9 @@ impl Dataplane {
             dirty,
             blocked_drains,
             cfg,
+            remotes,
+            generation,
+            own_addr,
             ..
         } = self;
         let (left, rest) = procs.split_at_mut(pi);
@@ -810,10 +845,8 @@ impl Dataplane {
         };
         let outcome = if !sender_ok {
             Outcome::Returned(UndeliverableReason::Malformed)
-        } else if !frame.dest_addr().is_empty() {
-            // Remote routing is not implemented yet: a frame for another
-            // host is returned rather than dropped.
-            Outcome::Returned(UndeliverableReason::NoSuchProc)
+        } else if !(frame.dest_addr().is_empty() || frame.dest_addr() == &**own_addr) {
+            remote::forward(conns, remotes, generation, own_addr, &limits, cfg, &frame)
         } else {
             match reader.lookup(frame.dest_name_bytes()).copied() {
                 None => Outcome::Returned(UndeliverableReason::NoSuchProc),
@@ -981,9 +1014,17 @@ impl Dataplane {
         now: Instant,
     ) -> Outcome {
         let overload_wait = self.cfg.overload_wait;
-        if !frame.dest_addr().is_empty() {
-            // Remote routing is not implemented yet.
-            return Outcome::Returned(UndeliverableReason::NoSuchProc);
+        if !self.is_local_addr(frame.dest_addr()) {
+            let Dataplane {
+                conns,
+                remotes,
+                generation,
+                own_addr,
+                limits,
+                cfg,
+                ..
+            } = self;
+            return remote::forward(conns, remotes, generation, own_addr, limits, cfg, frame);
         }
         let Source::Conn(from) = source;
         let route = self.reader.lookup(frame.dest_name_bytes()).copied();

@@ -1,0 +1,182 @@
+//! Links to other hosts: frames whose destination address is another host
+//! are forwarded over a connection this host dials on first use and caches.
+//!
+//! The link is an ordinary connection slot (bounded queue, counters) that is
+//! not in the routing table. While it connects, frames queue (up to the
+//! client queue bound, then `Overloaded`); if the dial or the hello fails,
+//! or the link later closes, every frame still queued is returned to its
+//! sender as `NoSuchProc`. Forwarded frames carry this host's address in
+//! their sender, so the far side can route replies back (by dialling us).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use hostmux_wire::{
+    encode_frame_to_vec, encoded_len, Addr, AddrKind, FrameDecoder, FrameHeader, FrameView, Limits,
+    ProcName, Sender, UndeliverableReason,
+};
+use tokio::sync::Notify;
+
+use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Outcome};
+use crate::config::HostConfig;
+use crate::stats::ConnStats;
+
+/// Most other hosts one host keeps links to (bounds memory whatever
+/// addresses frames name).
+const MAX_REMOTES: usize = 1024;
+
+/// The links to other hosts, by address text.
+#[derive(Default)]
+pub(crate) struct Remotes {
+    by_addr: HashMap<Box<str>, ConnKey>,
+    dials: Vec<(ConnKey, Box<str>)>,
+    wake: Rc<Notify>,
+}
+
+impl Remotes {
+    pub(super) fn forget(&mut self, addr: &str, key: ConnKey) {
+        if self.by_addr.get(addr) == Some(&key) {
+            self.by_addr.remove(addr);
+        }
+    }
+}
+
+/// Queues `frame` on the link to its destination host, opening the link on
+/// first use.
+pub(super) fn forward(
+    conns: &mut Vec<Option<ConnSlot>>,
+    remotes: &mut Remotes,
+    generation: &mut u32,
+    own_addr: &str,
+    limits: &Limits,
+    cfg: &HostConfig,
+    frame: &FrameView<'_>,
+) -> Outcome {
+    let addr = frame.dest_addr();
+    let key = match remotes.by_addr.get(addr) {
+        Some(&key) => key,
+        None => {
+            // Only TCP addresses name other hosts.
+            let is_tcp = addr
+                .parse::<Addr>()
+                .is_ok_and(|a| matches!(a.kind(), AddrKind::Tcp { .. }));
+            if !is_tcp {
+                return Outcome::Returned(UndeliverableReason::NoSuchProc);
+            }
+            if remotes.by_addr.len() >= MAX_REMOTES {
+                return Outcome::Returned(UndeliverableReason::Overloaded);
+            }
+            *generation = generation.wrapping_add(1);
+            let index = conns
+                .iter()
+                .position(Option::is_none)
+                .unwrap_or(conns.len());
+            let key = ConnKey {
+                index: index as u32,
+                generation: *generation,
+            };
+            let slot = ConnSlot {
+                generation: *generation,
+                name: ProcName::new("peer").expect("a valid name"),
+                outbox: Vec::with_capacity(64 * 1024),
+                stats: ConnStats {
+                    name: addr.to_owned(),
+                    ..ConnStats::default()
+                },
+                wake_writer: Rc::new(Notify::new()),
+                wake_reader: Rc::new(Notify::new()),
+                closing: false,
+                dialled: Some(addr.into()),
+                connecting: true,
+            };
+            if index == conns.len() {
+                conns.push(Some(slot));
+            } else {
+                conns[index] = Some(slot);
+            }
+            remotes.by_addr.insert(addr.into(), key);
+            remotes.dials.push((key, addr.into()));
+            remotes.wake.notify_one();
+            key
+        }
+    };
+    let Some(conn) = slot_of_conn(conns, key) else {
+        return Outcome::Returned(UndeliverableReason::NoSuchProc);
+    };
+    let mut header = frame.fields();
+    header.sender = match header.sender {
+        Sender::Proc { addr: "", name } | Sender::Client { name } => Sender::Proc {
+            addr: own_addr,
+            name,
+        },
+        other => other,
+    };
+    let len = encoded_len(&header, frame.payload().len());
+    if conn.outbox.len() + len > cfg.client_outbox_bytes {
+        return Outcome::Returned(UndeliverableReason::Overloaded);
+    }
+    if encode_frame_to_vec(&mut conn.outbox, &header, frame.payload(), limits).is_err() {
+        return Outcome::Returned(UndeliverableReason::Malformed);
+    }
+    conn.stats.frames_out += 1;
+    conn.stats.bytes_out += len as u64;
+    conn.stats.outbox_high_water = conn.stats.outbox_high_water.max(conn.outbox.len() as u64);
+    Outcome::Delivered
+}
+
+impl Dataplane {
+    /// Whether `addr` (a frame's destination address) means this host.
+    pub(crate) fn is_local_addr(&self, addr: &str) -> bool {
+        addr.is_empty() || addr == &*self.own_addr
+    }
+
+    /// Rung when a link to another host needs dialling.
+    pub(crate) fn dial_wake(&self) -> Rc<Notify> {
+        self.remotes.wake.clone()
+    }
+
+    /// Links to dial, with their addresses.
+    pub(crate) fn take_dials(&mut self, out: &mut Vec<(ConnKey, Box<str>)>) {
+        out.append(&mut self.remotes.dials);
+    }
+
+    /// The wake-ups of a dialled link (writer, reader).
+    pub(crate) fn link_wakes(&mut self, key: ConnKey) -> Option<(Rc<Notify>, Rc<Notify>)> {
+        self.conn_mut(key)
+            .map(|c| (c.wake_writer.clone(), c.wake_reader.clone()))
+    }
+
+    /// The link's hello was acknowledged: its queued frames may go.
+    pub(crate) fn remote_connected(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conn_mut(key) {
+            conn.connecting = false;
+            conn.wake_writer.notify_one();
+        }
+    }
+
+    /// Returns every frame still queued on a link as `NoSuchProc`.
+    pub(super) fn return_queued_forwards(&mut self, key: ConnKey) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        let queued = std::mem::take(&mut conn.outbox);
+        if queued.is_empty() {
+            return;
+        }
+        // Slow path: re-read the queued frames from an aligned buffer.
+        let mut decoder = FrameDecoder::new(self.limits);
+        decoder.feed(&queued);
+        let mut originals: Vec<Vec<u8>> = Vec::new();
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            originals.push(frame.as_bytes().to_vec());
+        }
+        let mut aligned = FrameDecoder::new(self.limits);
+        for bytes in originals {
+            aligned.feed(&bytes);
+            if let Ok(Some(frame)) = aligned.next_frame() {
+                let fields: FrameHeader<'_> = frame.fields();
+                self.notify_sender(&fields, UndeliverableReason::NoSuchProc);
+            }
+        }
+    }
+}
