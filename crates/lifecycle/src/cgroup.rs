@@ -29,9 +29,11 @@ pub(crate) struct CgroupRoot {
 #[derive(Debug)]
 pub(crate) struct ProcCgroup {
     dir: PathBuf,
-    /// `cgroup.procs`, opened before fork so the child can enter with one
-    /// `write("0")`.
+    /// `cgroup.procs`, opened before the clone so the child can enter with
+    /// one `write("0")` where `CLONE_INTO_CGROUP` is not available.
     pub(crate) procs_fd: OwnedFd,
+    /// The cgroup directory, for `clone3(CLONE_INTO_CGROUP)`.
+    pub(crate) dir_fd: OwnedFd,
 }
 
 /// The unified (v2) hierarchy mount point, from `/proc/self/mountinfo`.
@@ -110,10 +112,12 @@ impl CgroupRoot {
         let procs = fs::OpenOptions::new()
             .write(true)
             .open(dir.join("cgroup.procs"));
-        match procs {
-            Ok(file) => Ok(ProcCgroup {
+        let dir_file = procs.and_then(|p| fs::File::open(&dir).map(|d| (p, d)));
+        match dir_file {
+            Ok((procs, dir_fd)) => Ok(ProcCgroup {
                 dir,
-                procs_fd: file.into(),
+                procs_fd: procs.into(),
+                dir_fd: dir_fd.into(),
             }),
             Err(e) => {
                 let _ = fs::remove_dir(&dir);

@@ -28,6 +28,8 @@ pub(crate) struct SpawnPlan {
     fd_moves: Vec<(RawFd, RawFd)>,
     /// `cgroup.procs` of the proc's cgroup, opened for writing.
     cgroup_procs_fd: Option<RawFd>,
+    /// The proc's cgroup directory, for `clone3(CLONE_INTO_CGROUP)`.
+    cgroup_dir_fd: Option<RawFd>,
     parent_pid: libc::pid_t,
     /// Start the child as PID 1 of a new PID namespace.
     new_pid_namespace: bool,
@@ -114,6 +116,7 @@ impl SpawnPlan {
             stdio: [None; 3],
             fd_moves: Vec::new(),
             cgroup_procs_fd: None,
+            cgroup_dir_fd: None,
             parent_pid: std::process::id() as libc::pid_t,
             new_pid_namespace: false,
             parent_pidfd: own_pidfd()?,
@@ -141,9 +144,11 @@ impl SpawnPlan {
         self.new_pid_namespace
     }
 
-    /// Makes the child enter the cgroup whose `cgroup.procs` is `fd`.
-    pub(crate) fn enter_cgroup(&mut self, fd: RawFd) {
-        self.cgroup_procs_fd = Some(fd);
+    /// Makes the child enter the cgroup with directory fd `dir_fd` and
+    /// `cgroup.procs` fd `procs_fd`.
+    pub(crate) fn enter_cgroup(&mut self, dir_fd: RawFd, procs_fd: RawFd) {
+        self.cgroup_dir_fd = Some(dir_fd);
+        self.cgroup_procs_fd = Some(procs_fd);
     }
 }
 
@@ -154,6 +159,9 @@ struct ChildArgs<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     high_base: RawFd,
+    /// False when the kernel already placed the child in its cgroup
+    /// (`CLONE_INTO_CGROUP`), true when the child must write `cgroup.procs`.
+    write_cgroup_procs: bool,
     errno: AtomicI32,
 }
 
@@ -189,11 +197,13 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
         .unwrap_or(2)
         .max(2)
         + 1;
-    let args = ChildArgs {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut args = ChildArgs {
         plan,
         argv: &argv,
         envp: &envp,
         high_base,
+        write_cgroup_procs: true,
         errno: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
@@ -216,29 +226,70 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old_mask);
     }
-    // SAFETY: `child_main` runs on `stack`, which outlives the call because
-    // CLONE_VFORK suspends this thread until the child execs or exits. The
-    // child only reads `args` (valid for the same reason) and writes its
-    // atomic `errno`; it makes raw system calls and never returns into Rust
-    // code of the parent. `pidfd` receives the CLONE_PIDFD result.
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            stack_top,
-            libc::CLONE_VM
-                | libc::CLONE_VFORK
-                | libc::CLONE_PIDFD
-                | libc::SIGCHLD
-                | if plan.new_pid_namespace {
-                    libc::CLONE_NEWPID
-                } else {
-                    0
-                },
-            &args as *const ChildArgs<'_> as *mut libc::c_void,
-            &mut pidfd as *mut libc::c_int,
-        )
+    let namespace_flag = if plan.new_pid_namespace {
+        libc::CLONE_NEWPID
+    } else {
+        0
     };
-    let clone_error = io::Error::last_os_error();
+    // First choice: clone3 with CLONE_INTO_CGROUP, so the kernel places the
+    // child in its cgroup at birth instead of the child writing
+    // `cgroup.procs` (which takes the cgroup threadgroup lock for writing
+    // and serialises against every fork, exec and exit on the machine).
+    let mut pid = -1;
+    let mut clone_error = io::Error::from_raw_os_error(libc::ENOSYS);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(dir_fd) = plan.cgroup_dir_fd {
+        args.write_cgroup_procs = false;
+        let clone_args = CloneArgs {
+            flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | namespace_flag) as u64
+                | CLONE_INTO_CGROUP,
+            pidfd: &mut pidfd as *mut libc::c_int as u64,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack.as_mut_ptr() as u64,
+            stack_size: (stack_top as usize - stack.as_mut_ptr() as usize) as u64,
+            tls: 0,
+            set_tid: 0,
+            set_tid_size: 0,
+            cgroup: dir_fd as u64,
+        };
+        // SAFETY: see `clone3_vfork`; `clone_args` describes `stack`, which
+        // outlives the call (CLONE_VFORK suspends us until exec or exit),
+        // and `args` is valid for the same reason.
+        let ret = unsafe { clone3_vfork(&clone_args, &args as *const ChildArgs<'_> as usize) };
+        if ret >= 0 {
+            pid = ret as libc::pid_t;
+        } else {
+            clone_error = io::Error::from_raw_os_error((-ret) as i32);
+            args.write_cgroup_procs = true;
+        }
+    }
+    // Fallback (other arches, old kernels, no cgroup): glibc's clone.
+    if pid < 0 {
+        // SAFETY: `child_main` runs on `stack`, which outlives the call
+        // because CLONE_VFORK suspends this thread until the child execs or
+        // exits. The child only reads `args` (valid for the same reason) and
+        // writes its atomic `errno`; it makes raw system calls and never
+        // returns into Rust code of the parent. `pidfd` receives the
+        // CLONE_PIDFD result.
+        pid = unsafe {
+            libc::clone(
+                child_main,
+                stack_top,
+                libc::CLONE_VM
+                    | libc::CLONE_VFORK
+                    | libc::CLONE_PIDFD
+                    | libc::SIGCHLD
+                    | namespace_flag,
+                &args as *const ChildArgs<'_> as *mut libc::c_void,
+                &mut pidfd as *mut libc::c_int,
+            )
+        };
+        if pid < 0 {
+            clone_error = io::Error::last_os_error();
+        }
+    }
     // SAFETY: restores the mask saved above.
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
@@ -326,7 +377,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         } else if libc::getppid() != plan.parent_pid {
             return fail(libc::ESRCH);
         }
-        if let Some(fd) = plan.cgroup_procs_fd {
+        if let (Some(fd), true) = (plan.cgroup_procs_fd, args.write_cgroup_procs) {
             // "0" means the writing process.
             if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                 return fail(last_errno());
@@ -388,6 +439,72 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             errno
         })
     }
+}
+
+/// `struct clone_args` of `clone3(2)`, version 2 (with `cgroup`).
+#[cfg(target_arch = "x86_64")]
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3` for a `CLONE_VM | CLONE_VFORK` child on its own stack. Returns
+/// the child's pid or `-errno` in the parent; the child continues on the new
+/// stack in [`clone3_child_entry`] with `child_args` and never returns here.
+///
+/// # Safety
+///
+/// `clone_args` must describe a stack that stays valid until the child has
+/// exec'd or exited (guaranteed by CLONE_VFORK if it lives across this
+/// call), and `child_args` must point to a `ChildArgs` valid as long.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_vfork(clone_args: &CloneArgs, child_args: usize) -> i64 {
+    let ret: i64;
+    // SAFETY: per the function contract. The parent path touches no stack;
+    // in the child the kernel has switched rsp to the top of the new stack
+    // (16-byte aligned, so `call` leaves the callee the ABI alignment) and
+    // `clone3_child_entry` never returns.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call {entry}",
+            "ud2",
+            "2:",
+            entry = sym clone3_child_entry,
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") clone_args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") child_args,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Where a `clone3_vfork` child starts: run the pre-exec steps, never return.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn clone3_child_entry(arg: *mut libc::c_void) -> ! {
+    let code = child_main(arg);
+    // SAFETY: ends the child without touching parent state.
+    unsafe { libc::_exit(code) }
 }
 
 /// Adopts an fd number this process inherited (e.g. `HOSTMUX_READY_FD`).

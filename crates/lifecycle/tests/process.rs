@@ -781,3 +781,34 @@ async fn env_cwd_and_name_reach_the_child() {
     let out = String::from_utf8(proc.output_tail().unwrap().stdout).unwrap();
     assert_eq!(out, "hello|env-check|/tmp");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proc_runs_in_its_own_cgroup_which_is_removed_after_exit() {
+    let manager = ProcessProcManager::default();
+    let Some(manager_dir) = manager.cgroup_dir().map(|d| d.to_path_buf()) else {
+        eprintln!("no writable cgroup v2 here");
+        return;
+    };
+    let proc = manager
+        .spawn(name("caged"), fixture_mode("ready"))
+        .await
+        .unwrap();
+    proc.ready().await.unwrap();
+    let membership =
+        std::fs::read_to_string(format!("/proc/{}/cgroup", proc.pid().unwrap())).unwrap();
+    let own = membership
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_owned();
+    let leaf = std::path::Path::new(&own)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(leaf.starts_with("caged-"), "proc is in cgroup {own}");
+    let cgroup_dir = manager_dir.join(&leaf);
+    assert!(cgroup_dir.is_dir());
+    proc.terminate(Duration::from_secs(5)).await.unwrap();
+    assert!(!cgroup_dir.exists(), "cgroup {own} left behind");
+}

@@ -404,7 +404,7 @@ impl ProcessProcManager {
             _ => None,
         };
         if let Some(cg) = &proc_cgroup {
-            plan.enter_cgroup(cg.procs_fd.as_raw_fd());
+            plan.enter_cgroup(cg.dir_fd.as_raw_fd(), cg.procs_fd.as_raw_fd());
         }
 
         plan.set_new_pid_namespace(pid_namespace);
