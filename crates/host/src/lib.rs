@@ -67,12 +67,26 @@
 //! yet, so it is a `Data` frame to the service proc on a reserved port; it
 //! should move to the wire crate.
 //!
+//! # Other hosts
+//!
+//! A frame whose destination address is another host's frontend (TCP) is
+//! forwarded over a link this host dials on first use and caches (the
+//! `dataplane::remote` module): the link says hello as a client named
+//! `peer-<hash of this host's address>` with this host's token, and the
+//! frame's sender is rewritten to carry this host's address so replies can
+//! be routed back (the far host dials us for them). If the dial or the hello
+//! fails, or the link closes, frames still queued on it are returned
+//! `NoSuchProc`. Frames already written to a link's socket when it breaks
+//! are not tracked further (no end-to-end acknowledgement yet).
+//!
 //! # Not yet
 //!
-//! Routing to other hosts (frames with a non-empty destination address are
-//! returned `NoSuchProc`); OS-process specs (the [`ProcSpec`] seam is there);
-//! inbound ring occupancy (the ring crate exposes no occupancy yet, so
-//! [`ProcStats::inbound_high_water`] stays 0).
+//! OS-process specs (the [`ProcSpec`] seam is there); inbound ring occupancy
+//! (the ring crate exposes no occupancy yet, so
+//! [`ProcStats::inbound_high_water`] stays 0); registered buffers and
+//! multishot operations on io_uring. Spawn, terminate and kill through the
+//! service proc are refused (they belong to the authenticated control
+//! socket); `Stats` and `List` are answered.
 //!
 //! # Example
 //!

@@ -1,0 +1,198 @@
+//! Frames from client connections (and links from other hosts).
+
+use std::time::Instant;
+
+use hostmux_wire::{FrameView, Sender, UndeliverableReason};
+
+use super::write::{mark_dirty, push_notice, slot_of_conn, write_record};
+use super::{
+    remote, service, ConnKey, Dataplane, Delivery, Outcome, ProcKey, ProcState, RingWrite, Route,
+    Source,
+};
+
+impl Dataplane {
+    /// Routes one frame from client `conn`. `fresh` is false on a retry of
+    /// a frame that was `Blocked` (it is counted once).
+    pub(crate) fn handle_conn_frame(
+        &mut self,
+        key: ConnKey,
+        frame: &FrameView<'_>,
+        fresh: bool,
+        blocked_on: Option<ProcKey>,
+        now: Instant,
+    ) -> Delivery {
+        let Some(conn) = self.conn_mut(key) else {
+            return Delivery::Done;
+        };
+        if fresh {
+            conn.stats.accepted += 1;
+            conn.stats.bytes_in += frame.as_bytes().len() as u64;
+        }
+        let sender_ok = conn.dialled.is_some()
+            || match frame.sender() {
+                Sender::Anonymous => true,
+                Sender::Client { name } => name == conn.name.as_str(),
+                // Another host relaying its proc's frame.
+                Sender::Proc { addr, .. } => !addr.is_empty() && addr != &*self.own_addr,
+            };
+        let outcome = if sender_ok {
+            self.route(frame, Source::Conn(key), blocked_on, now)
+        } else {
+            Outcome::Returned(UndeliverableReason::Malformed)
+        };
+        let Dataplane {
+            conns,
+            service_name,
+            limits,
+            ..
+        } = self;
+        let conn = slot_of_conn(conns, key).expect("looked up above");
+        match outcome {
+            Outcome::Delivered => conn.stats.delivered += 1,
+            Outcome::Returned(reason) => {
+                conn.stats.returned.add(reason);
+                push_notice(conn, &frame.fields(), reason, service_name.as_str(), limits);
+            }
+            Outcome::Full(p, deadline) => {
+                if let Some(slot) = self.proc_mut(p) {
+                    if !slot.conn_waiters.contains(&key) {
+                        slot.conn_waiters.push(key);
+                    }
+                    let len = frame.as_bytes().len();
+                    let armed = slot
+                        .inbound
+                        .as_mut()
+                        .is_some_and(|r| r.arm_doorbell(len).unwrap_or(false));
+                    if !armed {
+                        // Room appeared (or the ring closed) meanwhile: retry now.
+                        if let Some(c) = self.conn_mut(key) {
+                            c.wake_reader.notify_one();
+                        }
+                    }
+                }
+                return Delivery::Blocked(p, deadline);
+            }
+        }
+        Delivery::Done
+    }
+
+    /// The blocked frame waited its limit: return it as `Overloaded`.
+    pub(crate) fn give_up_conn_frame(&mut self, key: ConnKey, frame: &FrameView<'_>, on: ProcKey) {
+        let limits = self.limits;
+        let service = self.service_name.clone();
+        if let Some(slot) = self.proc_mut(on) {
+            slot.conn_waiters.retain(|c| *c != key);
+            slot.stats.returned_for.add(UndeliverableReason::Overloaded);
+        }
+        if let Some(conn) = self.conn_mut(key) {
+            conn.stats.returned.add(UndeliverableReason::Overloaded);
+            push_notice(
+                conn,
+                &frame.fields(),
+                UndeliverableReason::Overloaded,
+                service.as_str(),
+                &limits,
+            );
+        }
+    }
+
+    /// Routes a frame from a connection (see [`Dataplane::handle_conn_frame`]).
+    fn route(
+        &mut self,
+        frame: &FrameView<'_>,
+        source: Source,
+        blocked_on: Option<ProcKey>,
+        now: Instant,
+    ) -> Outcome {
+        let overload_wait = self.cfg.overload_wait;
+        if !self.is_local_addr(frame.dest_addr()) {
+            let Dataplane {
+                conns,
+                remotes,
+                generation,
+                own_addr,
+                limits,
+                cfg,
+                ..
+            } = self;
+            return remote::forward(conns, remotes, generation, own_addr, limits, cfg, frame);
+        }
+        let Source::Conn(from) = source;
+        let route = self.reader.lookup(frame.dest_name_bytes()).copied();
+        let exited = |dp: &mut Dataplane| match blocked_on {
+            Some(p) => dp
+                .proc_mut(p)
+                .is_none_or(|s| s.state == ProcState::Detached),
+            None => false,
+        };
+        match route {
+            None if exited(self) => Outcome::Returned(UndeliverableReason::ProcExited),
+            None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+            Some(Route::Service) => {
+                let limits = self.limits;
+                let response = {
+                    let stats = self.procs.iter().flatten().map(|s| &s.stats);
+                    service::respond(frame, &limits, &self.service_name, stats)
+                };
+                match self.conn_mut(from) {
+                    Some(conn) => {
+                        conn.outbox.extend_from_slice(&response);
+                        conn.stats.frames_out += 1;
+                        conn.stats.bytes_out += response.len() as u64;
+                        Outcome::Delivered
+                    }
+                    None => Outcome::Delivered,
+                }
+            }
+            Some(Route::Client(c)) => {
+                let cap = self.cfg.client_outbox_bytes;
+                match self.conn_mut(c) {
+                    Some(conn) if conn.outbox.len() + frame.as_bytes().len() <= cap => {
+                        conn.outbox.extend_from_slice(frame.as_bytes());
+                        conn.stats.frames_out += 1;
+                        conn.stats.bytes_out += frame.as_bytes().len() as u64;
+                        conn.stats.outbox_high_water =
+                            conn.stats.outbox_high_water.max(conn.outbox.len() as u64);
+                        Outcome::Delivered
+                    }
+                    Some(_) => Outcome::Returned(UndeliverableReason::Overloaded),
+                    None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+                }
+            }
+            Some(Route::Proc(p)) => {
+                let Dataplane { procs, dirty, .. } = self;
+                let Some(slot) = procs
+                    .get_mut(p.index as usize)
+                    .and_then(Option::as_mut)
+                    .filter(|s| s.generation == p.generation)
+                else {
+                    return Outcome::Returned(UndeliverableReason::ProcExited);
+                };
+                let reason = match (slot.state, slot.inbound.as_mut()) {
+                    (ProcState::Starting, _) => UndeliverableReason::NotReady,
+                    (ProcState::Detached, _) | (_, None) => UndeliverableReason::ProcExited,
+                    (ProcState::Ready, Some(ring)) => match write_record(ring, frame.as_bytes()) {
+                        RingWrite::Written => {
+                            slot.full_since = None;
+                            slot.stats.frames_in += 1;
+                            slot.stats.bytes_in += frame.as_bytes().len() as u64;
+                            mark_dirty(dirty, p.index, slot);
+                            return Outcome::Delivered;
+                        }
+                        RingWrite::Full => {
+                            let since = *slot.full_since.get_or_insert(now);
+                            if now.duration_since(since) < overload_wait {
+                                return Outcome::Full(p, since + overload_wait);
+                            }
+                            UndeliverableReason::Overloaded
+                        }
+                        RingWrite::Oversized => UndeliverableReason::Oversized,
+                        RingWrite::Closed => UndeliverableReason::ProcExited,
+                    },
+                };
+                slot.stats.returned_for.add(reason);
+                Outcome::Returned(reason)
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Draining procs' outbound rings: every frame a proc sends is routed here.
+
+use std::time::Instant;
+
+use hostmux_wire::{split_frame, Sender, UndeliverableReason};
+
+use super::write::{
+    mark_src_dirty, other_slot, procs_stats_left_right, write_notice, write_record,
+};
+use super::{
+    remote, service, Dataplane, Drain, Outcome, ProcKey, ProcSlot, ProcState, RingWrite, Route,
+};
+
+impl Dataplane {
+    /// Drains up to the budget from one proc's outbound ring and routes
+    /// every frame. Re-arms the ring on the doorbell when it is empty.
+    pub(crate) fn drain_outbound(&mut self, key: ProcKey, now: Instant) -> Drain {
+        let drain = self.drain_outbound_inner(key, now, false);
+        self.flush();
+        drain
+    }
+
+    pub(super) fn drain_outbound_inner(
+        &mut self,
+        key: ProcKey,
+        now: Instant,
+        exiting: bool,
+    ) -> Drain {
+        for _ in 0..self.cfg.drain_budget {
+            if let Some(drain) = self.route_from_proc(key, now, exiting) {
+                return drain;
+            }
+        }
+        Drain::More
+    }
+
+    /// Routes the record at the front of `key`'s outbound ring, releases it
+    /// unless it is blocked. `None`: go on draining.
+    fn route_from_proc(&mut self, key: ProcKey, now: Instant, exiting: bool) -> Option<Drain> {
+        let limits = self.limits;
+        let overload_wait = self.cfg.overload_wait;
+        let pi = key.index as usize;
+        // Empty ring, corruption and unreadable records first.
+        {
+            let slot = self.proc_mut(key)?;
+            slot.outbound_armed = false;
+            match slot.outbound.peek() {
+                Ok(Some(record)) => {
+                    if let Err(e) = split_frame(record, &limits) {
+                        let len = record.len() as u64;
+                        tracing::warn!(proc = %slot.name, error = %e, "malformed record in outbound ring");
+                        slot.stats.frames_out += 1;
+                        slot.stats.bytes_out += len;
+                        slot.stats
+                            .outbound_returned
+                            .add(UndeliverableReason::Malformed);
+                        let _ = slot.outbound.release();
+                        return None;
+                    }
+                }
+                Ok(None) if exiting => return Some(Drain::Idle),
+                Ok(None) => match slot.outbound.arm_doorbell() {
+                    Ok(true) => {
+                        slot.outbound_armed = true;
+                        return Some(Drain::Idle);
+                    }
+                    Ok(false) => return None,
+                    Err(e) => {
+                        tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
+                        slot.outbound_armed = true;
+                        self.fail_proc(key);
+                        return Some(Drain::Idle);
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
+                    slot.outbound_armed = true;
+                    self.fail_proc(key);
+                    return Some(Drain::Idle);
+                }
+            }
+        }
+        // Split the slot vector so the source slot's outbound record can be
+        // borrowed while writing into another slot's inbound ring.
+        let Dataplane {
+            procs,
+            conns,
+            reader,
+            service_name,
+            dirty,
+            blocked_drains,
+            cfg,
+            remotes,
+            generation,
+            own_addr,
+            ..
+        } = self;
+        let (left, rest) = procs.split_at_mut(pi);
+        let (src, right) = rest.split_first_mut().expect("slot exists");
+        let src = src.as_mut().expect("slot exists");
+        let ProcSlot {
+            name: src_name,
+            outbound,
+            inbound: src_inbound,
+            stats: src_stats,
+            drain_blocked,
+            dirty: src_dirty,
+            full_since: src_full_since,
+            ..
+        } = src;
+        let record = match outbound.peek() {
+            Ok(Some(record)) => record,
+            _ => return Some(Drain::Idle),
+        };
+        let (frame, _) = split_frame(record, &limits).ok()?;
+        let frame_len = frame.as_bytes().len();
+        let retry = drain_blocked.is_some();
+        if !retry {
+            src_stats.frames_out += 1;
+            src_stats.bytes_out += frame_len as u64;
+        }
+        let sender_ok = match frame.sender() {
+            Sender::Anonymous => true,
+            Sender::Proc { name, addr } => name == src_name.as_str() && addr.is_empty(),
+            Sender::Client { .. } => false,
+        };
+        let outcome = if !sender_ok {
+            Outcome::Returned(UndeliverableReason::Malformed)
+        } else if !(frame.dest_addr().is_empty() || frame.dest_addr() == &**own_addr) {
+            remote::forward(conns, remotes, generation, own_addr, &limits, cfg, &frame)
+        } else {
+            match reader.lookup(frame.dest_name_bytes()).copied() {
+                None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+                Some(Route::Service) => {
+                    let response = service::respond(
+                        &frame,
+                        &limits,
+                        service_name,
+                        procs_stats_left_right(left, right, src_stats),
+                    );
+                    let wrote = match src_inbound.as_mut() {
+                        Some(ring) => write_record(ring, response.as_slice()),
+                        None => RingWrite::Closed,
+                    };
+                    if matches!(wrote, RingWrite::Written) {
+                        mark_src_dirty(dirty, pi, src_dirty);
+                    } else {
+                        src_stats.notices_dropped += 1;
+                    }
+                    Outcome::Delivered
+                }
+                Some(Route::Client(c)) => {
+                    match conns.get_mut(c.index as usize).and_then(Option::as_mut) {
+                        Some(conn) if conn.generation == c.generation => {
+                            if conn.outbox.len() + frame_len > cfg.client_outbox_bytes {
+                                Outcome::Returned(UndeliverableReason::Overloaded)
+                            } else {
+                                conn.outbox.extend_from_slice(frame.as_bytes());
+                                conn.stats.frames_out += 1;
+                                conn.stats.bytes_out += frame_len as u64;
+                                conn.stats.outbox_high_water =
+                                    conn.stats.outbox_high_water.max(conn.outbox.len() as u64);
+                                Outcome::Delivered
+                            }
+                        }
+                        _ => Outcome::Returned(UndeliverableReason::NoSuchProc),
+                    }
+                }
+                Some(Route::Proc(q)) => {
+                    let qi = q.index as usize;
+                    let (ring, stats, state, q_dirty, full_since) = if qi == pi {
+                        (
+                            src_inbound.as_mut(),
+                            &mut *src_stats,
+                            ProcState::Ready,
+                            &mut *src_dirty,
+                            &mut *src_full_since,
+                        )
+                    } else {
+                        match other_slot(left, right, pi, qi)
+                            .filter(|s| s.generation == q.generation)
+                        {
+                            Some(dst) => (
+                                dst.inbound.as_mut(),
+                                &mut dst.stats,
+                                dst.state,
+                                &mut dst.dirty,
+                                &mut dst.full_since,
+                            ),
+                            None => (
+                                None,
+                                &mut *src_stats,
+                                ProcState::Detached,
+                                &mut *src_dirty,
+                                &mut *src_full_since,
+                            ),
+                        }
+                    };
+                    match (state, ring) {
+                        (ProcState::Starting, _) => {
+                            stats.returned_for.add(UndeliverableReason::NotReady);
+                            Outcome::Returned(UndeliverableReason::NotReady)
+                        }
+                        (_, None) | (ProcState::Detached, _) => {
+                            Outcome::Returned(UndeliverableReason::ProcExited)
+                        }
+                        (ProcState::Ready, Some(ring)) => {
+                            match write_record(ring, frame.as_bytes()) {
+                                RingWrite::Written => {
+                                    *full_since = None;
+                                    stats.frames_in += 1;
+                                    stats.bytes_in += frame_len as u64;
+                                    if !*q_dirty {
+                                        *q_dirty = true;
+                                        dirty.push(q.index);
+                                    }
+                                    Outcome::Delivered
+                                }
+                                RingWrite::Full if exiting => {
+                                    Outcome::Returned(UndeliverableReason::Overloaded)
+                                }
+                                RingWrite::Full => {
+                                    // The ring's own "full since" mark: once it has
+                                    // refused frames longer than the wait, frames
+                                    // for it come back at once until it has room.
+                                    let since = *full_since.get_or_insert(now);
+                                    if now.duration_since(since) >= overload_wait {
+                                        stats.returned_for.add(UndeliverableReason::Overloaded);
+                                        Outcome::Returned(UndeliverableReason::Overloaded)
+                                    } else {
+                                        if ring.arm_doorbell(frame_len).unwrap_or(false) {
+                                            if drain_blocked.is_none() {
+                                                *blocked_drains += 1;
+                                            }
+                                            *drain_blocked = Some((q, since));
+                                            if qi != pi {
+                                                if let Some(dst) = other_slot(left, right, pi, qi) {
+                                                    if !dst.proc_waiters.contains(&key) {
+                                                        dst.proc_waiters.push(key);
+                                                    }
+                                                }
+                                            }
+                                            return Some(Drain::Blocked(since + overload_wait));
+                                        }
+                                        // Room appeared meanwhile: try again next round.
+                                        return None;
+                                    }
+                                }
+                                RingWrite::Oversized => {
+                                    stats.returned_for.add(UndeliverableReason::Oversized);
+                                    Outcome::Returned(UndeliverableReason::Oversized)
+                                }
+                                RingWrite::Closed => {
+                                    stats.returned_for.add(UndeliverableReason::ProcExited);
+                                    Outcome::Returned(UndeliverableReason::ProcExited)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if drain_blocked.take().is_some() {
+            *blocked_drains -= 1;
+        }
+        match outcome {
+            Outcome::Delivered => src_stats.outbound_delivered += 1,
+            Outcome::Returned(reason) => {
+                src_stats.outbound_returned.add(reason);
+                let fields = frame.fields();
+                let wrote = match src_inbound.as_mut() {
+                    Some(ring) => {
+                        write_notice(ring, &fields, reason, service_name.as_str(), &limits)
+                    }
+                    None => false,
+                };
+                if wrote {
+                    mark_src_dirty(dirty, pi, src_dirty);
+                } else {
+                    src_stats.notices_dropped += 1;
+                }
+            }
+            Outcome::Full(..) => unreachable!("proc-to-proc blocking handled above"),
+        }
+        let _ = outbound.release();
+        None
+    }
+}
