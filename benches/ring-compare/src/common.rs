@@ -138,9 +138,9 @@ impl Counter {
         }
         assert_eq!(seq, self.next, "message lost or reordered");
         // Every consumer reads the whole payload once, as a real one would.
-        let folded = message
-            .chunks_exact(8)
-            .fold(0u64, |acc, word| acc ^ u64::from_le_bytes(word.try_into().unwrap()));
+        let folded = message.chunks_exact(8).fold(0u64, |acc, word| {
+            acc ^ u64::from_le_bytes(word.try_into().unwrap())
+        });
         std::hint::black_box(folded);
         self.next += 1;
         self.bytes += message.len() as u64;

@@ -104,6 +104,10 @@ pub fn peer(mode: &str, size: usize, secs: f64, mut control: Control) {
                 .unwrap();
             control.ready();
             control.wait_go();
+            let publish_every: u64 = std::env::var("RC_PUBLISH_EVERY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(PUBLISH_EVERY);
             let end = Instant::now() + Duration::from_secs_f64(secs);
             let mut seq = 0u64;
             while !time_up(seq, end) {
@@ -112,7 +116,7 @@ pub fn peer(mode: &str, size: usize, secs: f64, mut control: Control) {
                         write_message(&mut slot, seq, &src);
                         slot.commit();
                         seq += 1;
-                        if seq.is_multiple_of(PUBLISH_EVERY) {
+                        if seq.is_multiple_of(publish_every) {
                             producer.publish().unwrap();
                         }
                     }

@@ -50,6 +50,7 @@ pub(crate) enum Word {
 
 impl Word {
     /// Offset of the word from the start of the shared memory.
+    #[inline]
     pub(crate) const fn offset(self) -> usize {
         match self {
             Word::ProducerSleep => LINE + 8,
@@ -90,6 +91,7 @@ pub const MAX_CAPACITY: usize = 256 << 20;
 
 /// Size of a record holding `len` payload bytes: header plus payload, rounded
 /// up to [`RECORD_ALIGN`]. `None` if it overflows.
+#[inline]
 pub(crate) fn record_size(len: u64) -> Option<u64> {
     len.checked_add(RECORD_ALIGN + RECORD_ALIGN - 1)
         .map(|n| n & !(RECORD_ALIGN - 1))

@@ -62,6 +62,7 @@ pub(crate) struct Span {
     pub(crate) len: u64,
 }
 
+#[inline]
 fn poisoned(poison: Option<&'static str>) -> Result<(), RingError> {
     match poison {
         Some(what) => Err(RingError::corrupted(what)),
@@ -101,10 +102,12 @@ impl ProducerCursor {
         self.poison
     }
 
+    #[inline]
     pub(crate) fn has_unpublished(&self) -> bool {
         self.tail != self.published
     }
 
+    #[inline]
     fn free(&self) -> u64 {
         self.capacity - self.tail.wrapping_sub(self.head_seen)
     }
@@ -116,6 +119,7 @@ impl ProducerCursor {
 
     /// Load the consumer index once and check it lies between the last value
     /// seen and the last published producer index.
+    #[inline]
     pub(crate) fn refresh_head<S: Storage>(&mut self, storage: &S) -> Result<(), RingError> {
         let head = storage.head().load(Ordering::Acquire);
         let moved = head.wrapping_sub(self.head_seen);
@@ -131,6 +135,7 @@ impl ProducerCursor {
     }
 
     /// Padding and total bytes a record of `len` payload bytes needs at the current tail.
+    #[inline]
     fn placement(&self, len: u64) -> (u64, u64) {
         let record = record_size(len).unwrap_or(u64::MAX);
         let pos = self.tail & (self.capacity - 1);
@@ -139,6 +144,7 @@ impl ProducerCursor {
         (pad, pad + record)
     }
 
+    #[inline]
     fn check_len(&self, len: usize) -> Result<u64, RingError> {
         let len64 = len as u64;
         if len64 > self.max_payload() {
@@ -152,6 +158,7 @@ impl ProducerCursor {
     }
 
     /// Whether a record of `len` bytes fits now (refreshing the consumer index).
+    #[inline]
     pub(crate) fn fits<S: Storage>(&mut self, storage: &S, len: usize) -> Result<bool, RingError> {
         poisoned(self.poison)?;
         let len = self.check_len(len)?;
@@ -167,6 +174,7 @@ impl ProducerCursor {
     /// padding is committed so the record can start at offset 0 once the
     /// consumer catches up (otherwise a record larger than the room left before
     /// the end could wait forever on an empty ring).
+    #[inline]
     pub(crate) fn reserve<S: Storage>(
         &mut self,
         storage: &S,
@@ -196,6 +204,7 @@ impl ProducerCursor {
     }
 
     /// Commit `len <= slot.len` bytes of a reservation (local until `publish`).
+    #[inline]
     pub(crate) fn commit<S: Storage>(&mut self, storage: &S, slot: &Slot, len: u64) {
         debug_assert!(len <= slot.len);
         let len = len.min(slot.len);
@@ -212,6 +221,7 @@ impl ProducerCursor {
     }
 
     /// Store the producer index if it moved. Returns whether it did.
+    #[inline]
     pub(crate) fn publish<S: Storage>(&mut self, storage: &S) -> bool {
         if self.tail == self.published {
             return false;
@@ -260,6 +270,7 @@ impl ConsumerCursor {
 
     /// Load the producer index once and check it did not move backwards, is at
     /// most one capacity ahead of the consumer, and is 16-byte aligned.
+    #[inline]
     pub(crate) fn refresh_tail<S: Storage>(&mut self, storage: &S) -> Result<(), RingError> {
         let tail = storage.tail().load(Ordering::Acquire);
         // Indices only grow; a "negative" step is a move backwards.
@@ -277,6 +288,7 @@ impl ConsumerCursor {
     }
 
     /// Whether unconsumed bytes are published (refreshing the producer index).
+    #[inline]
     pub(crate) fn has_records<S: Storage>(&mut self, storage: &S) -> Result<bool, RingError> {
         poisoned(self.poison)?;
         if self.head != self.tail_seen {
@@ -287,6 +299,7 @@ impl ConsumerCursor {
     }
 
     /// The next record, without consuming it. Padding is skipped (consumed).
+    #[inline]
     pub(crate) fn peek<S: Storage>(&mut self, storage: &S) -> Result<Option<Span>, RingError> {
         poisoned(self.poison)?;
         let mask = self.capacity - 1;
@@ -337,6 +350,7 @@ impl ConsumerCursor {
 
     /// Consume the record returned by the last `peek` (local until `publish`).
     /// Returns false if there was none.
+    #[inline]
     pub(crate) fn release(&mut self) -> bool {
         if self.peeked == 0 {
             return false;
@@ -347,11 +361,13 @@ impl ConsumerCursor {
     }
 
     /// Bytes consumed but not yet published.
+    #[inline]
     pub(crate) fn unpublished(&self) -> u64 {
         self.head.wrapping_sub(self.published)
     }
 
     /// Store the consumer index if it moved. Returns whether it did.
+    #[inline]
     pub(crate) fn publish<S: Storage>(&mut self, storage: &S) -> bool {
         if self.head == self.published {
             return false;
@@ -406,6 +422,7 @@ pub(crate) fn cancel_sleep<S: Storage>(storage: &S, words: WakeWords) {
 /// bump the sequence word, mark the ring pending for doorbell sleepers, and
 /// return the sleep mode (the caller then issues the futex wake or rings the
 /// doorbell). `None` means nobody sleeps: no system call needed.
+#[inline]
 pub(crate) fn take_sleeper<S: Storage>(storage: &S, words: WakeWords) -> Option<u32> {
     fence(Ordering::SeqCst);
     let sleep = storage.word(words.sleep);

@@ -152,6 +152,7 @@ fn remaining(deadline: Option<Instant>) -> Option<Option<Duration>> {
 }
 
 /// Wake the peer if it announced that it sleeps (see `protocol::take_sleeper`).
+#[inline]
 fn wake_peer(
     region: &Region,
     words: WakeWords,
@@ -217,6 +218,7 @@ impl Producer {
     /// the consumer can make room, then wait with
     /// [`wait_writable`](Producer::wait_writable). `Err(TooLarge)` is permanent.
     /// `Err(Corrupted)` means the consumer broke the protocol.
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_>, RingError> {
         let slot = match self.cursor.reserve(&*self.region, len) {
             Ok(slot) => slot,
@@ -247,6 +249,7 @@ impl Producer {
 
     /// Make every committed record visible to the consumer with one index
     /// store, and wake the consumer only if it announced that it sleeps.
+    #[inline]
     pub fn publish(&mut self) -> Result<(), RingError> {
         if self.cursor.publish(&*self.region) {
             wake_peer(&self.region, READABLE, self.consumer_doorbell.as_ref())?;
@@ -255,6 +258,7 @@ impl Producer {
     }
 
     /// Whether a record of `len` bytes fits now.
+    #[inline]
     pub fn is_writable(&mut self, len: usize) -> Result<bool, RingError> {
         self.cursor.fits(&*self.region, len)
     }
@@ -274,7 +278,7 @@ impl Producer {
         let deadline = timeout.map(|t| Instant::now() + t);
         let spin_until = Instant::now() + self.spin.min(timeout.unwrap_or(Duration::MAX));
         while Instant::now() < spin_until {
-            for _ in 0..32 {
+            for _ in 0..4 {
                 std::hint::spin_loop();
             }
             if self.cursor.fits(&*self.region, len)? {
@@ -378,6 +382,7 @@ pub struct Reservation<'a> {
 
 impl Reservation<'_> {
     /// Commit the whole reservation (visible after [`Producer::publish`]).
+    #[inline]
     pub fn commit(self) {
         let len = self.slot.len;
         self.cursor.commit(self.region, &self.slot, len);
@@ -385,6 +390,7 @@ impl Reservation<'_> {
 
     /// Commit only the first `len` bytes (clamped to the reserved length),
     /// e.g. after reading a frame of unknown size straight into the ring.
+    #[inline]
     pub fn commit_len(self, len: usize) {
         let len = (len as u64).min(self.slot.len);
         self.cursor.commit(self.region, &self.slot, len);
@@ -393,12 +399,14 @@ impl Reservation<'_> {
 
 impl Deref for Reservation<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.bytes
     }
 }
 
 impl DerefMut for Reservation<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         self.bytes
     }
@@ -443,6 +451,7 @@ impl Consumer {
     ///
     /// The bytes live in memory the producer can write: treat them as
     /// untrusted input and copy out anything you validate before relying on it.
+    #[inline]
     pub fn peek(&mut self) -> Result<Option<&[u8]>, RingError> {
         match self.cursor.peek(&*self.region)? {
             Some(span) => self
@@ -460,6 +469,7 @@ impl Consumer {
     /// Consume the record returned by the last [`peek`](Consumer::peek)
     /// (no-op if there is none). Publishes the consumed index once a quarter
     /// of the capacity has been released since the last publication.
+    #[inline]
     pub fn release(&mut self) -> Result<(), RingError> {
         if self.cursor.release() && self.cursor.unpublished() >= self.release_batch {
             self.publish_released()?;
@@ -468,6 +478,7 @@ impl Consumer {
     }
 
     /// Publish the consumed index now and wake the producer if it waits for space.
+    #[inline]
     pub fn publish_released(&mut self) -> Result<(), RingError> {
         if self.cursor.publish(&*self.region) {
             wake_peer(&self.region, WRITABLE, self.producer_doorbell.as_ref())?;
@@ -487,6 +498,7 @@ impl Consumer {
     }
 
     /// Whether a record is published and not yet consumed.
+    #[inline]
     pub fn is_readable(&mut self) -> Result<bool, RingError> {
         self.cursor.has_records(&*self.region)
     }
@@ -501,7 +513,7 @@ impl Consumer {
         let deadline = timeout.map(|t| Instant::now() + t);
         let spin_until = Instant::now() + self.spin.min(timeout.unwrap_or(Duration::MAX));
         while Instant::now() < spin_until {
-            for _ in 0..32 {
+            for _ in 0..4 {
                 std::hint::spin_loop();
             }
             if self.cursor.has_records(&*self.region)? {
@@ -602,6 +614,7 @@ pub struct Batch<'a> {
 impl<'a> Iterator for Batch<'a> {
     type Item = Result<&'a [u8], RingError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;

@@ -208,6 +208,7 @@ impl Region {
         Some(WriteToken { region: self.base })
     }
 
+    #[inline]
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         assert!(
             offset % 8 == 0 && offset + 8 <= self.len,
@@ -220,6 +221,7 @@ impl Region {
         unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU64>() }
     }
 
+    #[inline]
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
         assert!(
             offset % 4 == 0 && offset + 4 <= self.len,
@@ -229,6 +231,7 @@ impl Region {
         unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU32>() }
     }
 
+    #[inline]
     fn data_range(&self, offset: u64, len: u64) -> Option<usize> {
         let end = offset.checked_add(len)?;
         if end > self.capacity {
@@ -238,6 +241,7 @@ impl Region {
     }
 
     /// `len` payload bytes at data offset `offset`, or `None` if outside the data region.
+    #[inline]
     pub(crate) fn bytes(&self, offset: u64, len: u64) -> Option<&[u8]> {
         let start = self.data_range(offset, len)?;
         // SAFETY: in bounds (checked above); the consumer reads only ranges the
@@ -248,6 +252,7 @@ impl Region {
 
     /// Writable payload bytes; needs this region's [`WriteToken`] borrowed
     /// mutably for as long as the slice lives.
+    #[inline]
     pub(crate) fn bytes_mut<'a>(
         &'a self,
         token: &'a mut WriteToken,
@@ -298,18 +303,22 @@ impl Drop for Region {
 
 #[cfg(not(loom))]
 impl crate::protocol::Storage for Region {
+    #[inline]
     fn tail(&self) -> &AtomicU64 {
         self.u64_at(OFF_TAIL)
     }
 
+    #[inline]
     fn head(&self) -> &AtomicU64 {
         self.u64_at(OFF_HEAD)
     }
 
+    #[inline]
     fn word(&self, word: Word) -> &AtomicU32 {
         self.u32_at(word.offset())
     }
 
+    #[inline]
     fn record_word(&self, pos: u64) -> &AtomicU64 {
         let pos = pos & (self.capacity - 1) & !(RECORD_ALIGN - 1);
         self.u64_at(HEADER_LEN + pos as usize)
