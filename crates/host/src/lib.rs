@@ -150,6 +150,9 @@ mod stats;
 mod sys;
 mod uring;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 // Test-only unsafe: the counting global allocator.
 #[cfg(test)]
 #[allow(unsafe_code)]

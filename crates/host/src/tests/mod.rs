@@ -1,3 +1,4 @@
 //! Unit tests of the sans-IO core.
 
 mod alloc_free;
+mod fuzzing;
