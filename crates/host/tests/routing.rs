@@ -249,3 +249,59 @@ fn aligned(bytes: &[u8]) -> hostmux_wire::rkyv::util::AlignedVec<16> {
     v.extend_from_slice(bytes);
     v
 }
+
+async fn unix_socket_frontend(kind: FrontendKind) {
+    use hostmux_host::Host;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = format!("hostmux-test-{}-{kind:?}", std::process::id());
+    let config = HostConfig {
+        frontend: kind,
+        ..HostConfig::default()
+    };
+    let (host, _serving) = Host::serve(
+        hostmux_lifecycle::LocalProcManager::new(),
+        hostmux_wire::Addr::unix_abstract(&name).unwrap(),
+        config,
+    )
+    .await
+    .unwrap();
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let socket = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+        let std = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+        std.set_nonblocking(true).unwrap();
+        tokio::net::UnixStream::from_std(std).unwrap()
+    };
+    let (mut read_half, mut write_half) = socket.into_split();
+    let limits = hostmux_wire::Limits::default();
+    let mut out = vec![0; 512];
+    let len = hostmux_host::encode_hello(&mut out, "service", "local", b"", &limits).unwrap();
+    out.truncate(len);
+    let header = FrameHeader {
+        sender: Sender::Client { name: "local" },
+        ..FrameHeader::data("echo", 5)
+    };
+    hostmux_wire::encode_frame_to_vec(&mut out, &header, b"over unix", &limits).unwrap();
+    write_half.write_all(&out).await.unwrap();
+    let mut decoder = hostmux_wire::FrameDecoder::new(limits);
+    let mut buf = vec![0; 4096];
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let n = tokio::time::timeout(WAIT, read_half.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "host closed the unix connection");
+        decoder.feed(&buf[..n]);
+        while let Some(view) = decoder.next_frame().unwrap() {
+            frames.push(Frame::from_view(view));
+        }
+    }
+    assert_eq!(frames[0].dest_port, hostmux_host::HELLO_PORT);
+    assert_eq!(
+        (frames[1].message_id, frames[1].payload.as_slice()),
+        (5, &b"over unix"[..])
+    );
+}
+both_frontends!(unix_socket_frontend);
