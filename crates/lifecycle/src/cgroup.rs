@@ -29,11 +29,10 @@ pub(crate) struct CgroupRoot {
 #[derive(Debug)]
 pub(crate) struct ProcCgroup {
     dir: PathBuf,
-    /// `cgroup.procs`, opened before the clone so the child can enter with
-    /// one `write("0")` where `CLONE_INTO_CGROUP` is not available.
-    pub(crate) procs_fd: OwnedFd,
-    /// The cgroup directory, for `clone3(CLONE_INTO_CGROUP)`.
-    pub(crate) dir_fd: OwnedFd,
+    /// `(directory, cgroup.procs)` fds for the spawn: the directory for
+    /// `clone3(CLONE_INTO_CGROUP)`, `cgroup.procs` for the child's
+    /// `write("0")` where that is not available. Taken by the spawn.
+    spawn_fds: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// The unified (v2) hierarchy mount point, from `/proc/self/mountinfo`.
@@ -116,8 +115,7 @@ impl CgroupRoot {
         match dir_file {
             Ok((procs, dir_fd)) => Ok(ProcCgroup {
                 dir,
-                procs_fd: procs.into(),
-                dir_fd: dir_fd.into(),
+                spawn_fds: Some((dir_fd.into(), procs.into())),
             }),
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
@@ -141,6 +139,12 @@ impl Drop for CgroupRoot {
 }
 
 impl ProcCgroup {
+    /// Hands the spawn its `(directory, cgroup.procs)` fds; the spawn job
+    /// must own them until the child is running.
+    pub(crate) fn take_spawn_fds(&mut self) -> Option<(OwnedFd, OwnedFd)> {
+        self.spawn_fds.take()
+    }
+
     /// Kills every process in the cgroup (including escaped grandchildren).
     pub(crate) fn kill(&self) -> io::Result<()> {
         kill_dir(&self.dir)
@@ -174,6 +178,15 @@ impl ProcCgroup {
         while fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+impl Drop for ProcCgroup {
+    fn drop(&mut self) {
+        // Normally already removed by `kill_and_remove`; this catches a spawn
+        // that was cancelled before its supervisor existed (an empty cgroup
+        // goes at once, a populated one is left to the next sweep).
+        let _ = fs::remove_dir(&self.dir);
     }
 }
 

@@ -1,6 +1,7 @@
 //! OS-process manager tests: each injects a fault into a real child process
 //! and checks the outcome.
 
+use std::future::Future as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -811,4 +812,53 @@ async fn proc_runs_in_its_own_cgroup_which_is_removed_after_exit() {
     assert!(cgroup_dir.is_dir());
     proc.terminate(Duration::from_secs(5)).await.unwrap();
     assert!(!cgroup_dir.exists(), "cgroup {own} left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_spawns_leak_no_process_name_or_fd() {
+    if run_isolated("process::cancelled_spawns_leak_no_process_name_or_fd", None) {
+        return;
+    }
+    let manager = ProcessProcManager::default();
+    let warm = manager
+        .spawn(name("warm"), fixture_mode("ready-exit").arg("0"))
+        .await
+        .unwrap();
+    warm.wait().await.unwrap();
+    let baseline = fd_count();
+    for _ in 0..20 {
+        // Poll once (the job goes to the spawner thread), then drop: the
+        // spawn is cancelled while the spawner thread has the job.
+        let spawn = manager.spawn(name("phantom"), fixture_mode("never-ready"));
+        tokio::pin!(spawn);
+        let first =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(spawn.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "the spawn was meant to be cancelled");
+    }
+    // The spawner runs jobs in order: once this one is done, so are those.
+    let after = manager
+        .spawn(name("phantom"), fixture_mode("ready-exit").arg("0"))
+        .await
+        .expect("the name is free again");
+    assert_eq!(
+        after.wait().await.unwrap(),
+        TerminalStatus::Exited { code: 0 }
+    );
+    let me = std::process::id().to_string();
+    let children: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat[stat.rfind(')').unwrap() + 1..]
+                    .split_whitespace()
+                    .nth(1)
+                    == Some(me.as_str())
+            })
+        })
+        .collect();
+    assert!(children.is_empty(), "leaked children: {children:?}");
+    assert_eq!(fd_count(), baseline);
+    assert!(manager.live_procs().is_empty());
 }

@@ -232,27 +232,16 @@ impl ProcessProcManager {
             }
             registry.insert(name.clone(), (seq, None));
         }
-        let result = self.spawn_reserved(name.clone(), seq, config).await;
-        let mut registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match &result {
-            // Publish the handle only if the reservation is still there: a
-            // proc that already finished has had its supervisor forget it.
-            Ok(handle) => {
-                if let Some(entry) = registry.get_mut(&name).filter(|(s, _)| *s == seq) {
-                    entry.1 = Some(handle.clone());
-                }
-            }
-            Err(_) => {
-                if registry.get(&name).is_some_and(|(s, _)| *s == seq) {
-                    registry.remove(&name);
-                }
-            }
+        // Released on every path, including a cancelled spawn future.
+        let reservation = Reservation {
+            inner: &self.inner,
+            name: name.clone(),
+            seq,
+        };
+        let result = self.spawn_reserved(name, seq, config).await;
+        if let Ok(handle) = &result {
+            reservation.publish(handle);
         }
-        drop(registry);
         result
     }
 
@@ -396,15 +385,20 @@ impl ProcessProcManager {
             plan.move_fd(source, target);
         }
 
-        let proc_cgroup = match (&self.inner.cgroups, use_cgroup) {
+        let mut proc_cgroup = match (&self.inner.cgroups, use_cgroup) {
             (Some(root), true) => Some(
                 root.create_proc(name.as_str(), seq)
                     .map_err(io("creating the proc cgroup"))?,
             ),
             _ => None,
         };
-        if let Some(cg) = &proc_cgroup {
-            plan.enter_cgroup(cg.dir_fd.as_raw_fd(), cg.procs_fd.as_raw_fd());
+        // Every fd number in the plan must stay open until the child runs:
+        // the spawn job owns them (a cancelled spawn future must not close
+        // them while the spawner thread still uses the numbers).
+        if let Some((dir_fd, procs_fd)) = proc_cgroup.as_mut().and_then(|cg| cg.take_spawn_fds()) {
+            plan.enter_cgroup(dir_fd.as_raw_fd(), procs_fd.as_raw_fd());
+            keep_open.push(dir_fd);
+            keep_open.push(procs_fd);
         }
 
         plan.set_new_pid_namespace(pid_namespace);
@@ -422,7 +416,9 @@ impl ProcessProcManager {
                 plan.set_new_pid_namespace(false);
                 spawned = crate::sys::spawn(&plan);
             }
-            let spawned = spawned.map(|(pid, fd)| (pid, fd, plan.new_pid_namespace()));
+            let in_namespace = plan.new_pid_namespace();
+            let spawned =
+                spawned.map(|(pid, pidfd)| UnclaimedChild(Some((pid, pidfd, in_namespace))));
             // The child has its copies; close ours (incl. the ready pipe's
             // write end, so its EOF means "the child closed it").
             drop(keep_open);
@@ -430,7 +426,7 @@ impl ProcessProcManager {
         })
         .await?;
         let (pid, pidfd, in_pid_namespace) = match spawned {
-            Ok(ok) => ok,
+            Ok(mut child) => child.claim(),
             Err(source) => {
                 if let Some(cg) = &proc_cgroup {
                     cg.kill_and_remove().await;
@@ -502,6 +498,71 @@ impl ProcessProcManager {
         .map_err(io("registering the pidfd"))?;
         tokio::spawn(supervisor.run());
         Ok(handle)
+    }
+}
+
+/// A just-spawned child nobody supervises yet. If the spawning future was
+/// cancelled and this is dropped unclaimed (on the spawner thread), the
+/// child is killed and reaped rather than leaked.
+struct UnclaimedChild(Option<(libc::pid_t, OwnedFd, bool)>);
+
+impl UnclaimedChild {
+    fn claim(&mut self) -> (libc::pid_t, OwnedFd, bool) {
+        self.0.take().expect("claimed once")
+    }
+}
+
+impl Drop for UnclaimedChild {
+    fn drop(&mut self) {
+        if let Some((pid, pidfd, _)) = self.0.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                // Unreaped, so the pgid is still this child's.
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitid(
+                rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&pidfd)),
+                rustix::process::WaitIdOptions::EXITED,
+            );
+        }
+    }
+}
+
+/// A name reserved for a spawn under way.
+struct Reservation<'a> {
+    inner: &'a ManagerInner,
+    name: ProcName,
+    seq: u64,
+}
+
+impl Reservation<'_> {
+    /// Publishes the handle, but only if the reservation is still there: a
+    /// proc that already finished has had its supervisor forget it.
+    fn publish(&self, handle: &ProcessHandle) {
+        let mut registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = registry.get_mut(&self.name).filter(|(s, _)| *s == self.seq) {
+            entry.1 = Some(handle.clone());
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if registry
+            .get(&self.name)
+            .is_some_and(|(s, h)| *s == self.seq && h.is_none())
+        {
+            registry.remove(&self.name);
+        }
     }
 }
 
