@@ -68,6 +68,8 @@
 //! # });
 //! ```
 #![deny(missing_docs)]
+// All unsafe code lives in `sys`; everything else is checked safe.
+#![deny(unsafe_code)]
 
 mod cgroup;
 pub mod child;
@@ -81,6 +83,7 @@ mod process;
 pub mod readiness;
 mod spawner;
 mod status;
+#[allow(unsafe_code)]
 mod sys;
 
 pub use error::{LifecycleError, ReadyError, TerminateError, WaitError};
