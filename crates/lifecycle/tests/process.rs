@@ -699,34 +699,58 @@ async fn env_cwd_and_name_reach_the_child() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proc_runs_in_its_own_cgroup_which_is_removed_after_exit() {
+async fn proc_runs_in_its_own_cgroup_which_is_emptied_and_reused_after_exit() {
     let manager = ProcessProcManager::default();
     let Some(manager_dir) = manager.cgroup_dir().map(|d| d.to_path_buf()) else {
         eprintln!("no writable cgroup v2 here");
         return;
+    };
+    let cgroup_of = |pid: u32| {
+        let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let own = membership
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap()
+            .to_owned();
+        std::path::PathBuf::from(own)
     };
     let proc = manager
         .spawn(name("caged"), fixture_mode("ready"))
         .await
         .unwrap();
     proc.ready().await.unwrap();
-    let membership =
-        std::fs::read_to_string(format!("/proc/{}/cgroup", proc.pid().unwrap())).unwrap();
-    let own = membership
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .unwrap()
-        .to_owned();
-    let leaf = std::path::Path::new(&own)
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    assert!(leaf.starts_with("caged-"), "proc is in cgroup {own}");
-    let cgroup_dir = manager_dir.join(&leaf);
-    assert!(cgroup_dir.is_dir());
+    let first = cgroup_of(proc.pid().unwrap());
+    let leaf = manager_dir.join(first.file_name().unwrap());
+    assert!(
+        manager_dir.ends_with(first.parent().unwrap().strip_prefix("/").unwrap()),
+        "proc is in {first:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(leaf.join("cgroup.procs"))
+            .unwrap()
+            .trim(),
+        proc.pid().unwrap().to_string()
+    );
     proc.terminate(Duration::from_secs(5)).await.unwrap();
-    assert!(!cgroup_dir.exists(), "cgroup {own} left behind");
+    assert_eq!(
+        std::fs::read_to_string(leaf.join("cgroup.procs")).unwrap(),
+        "",
+        "cgroup not emptied"
+    );
+
+    // The emptied cgroup is reused by the next proc.
+    let next = manager
+        .spawn(name("caged-again"), fixture_mode("ready"))
+        .await
+        .unwrap();
+    next.ready().await.unwrap();
+    assert_eq!(cgroup_of(next.pid().unwrap()), first);
+    next.terminate(Duration::from_secs(5)).await.unwrap();
+    drop(manager);
+    assert!(
+        !manager_dir.exists(),
+        "manager cgroup directory left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -776,4 +800,29 @@ async fn cancelled_spawns_leak_no_process_name_or_fd() {
     assert!(children.is_empty(), "leaked children: {children:?}");
     assert_eq!(fd_count(), baseline);
     assert!(manager.live_procs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proc_after_a_cgroup_kill_starts_normally() {
+    // Regression: a cgroup that received `cgroup.kill` must not be handed to
+    // the next proc (on 6.18 a child cloned into it is SIGKILLed at birth).
+    let manager = ProcessProcManager::default();
+    for round in 0..3 {
+        let ignorer = manager
+            .spawn(name(&format!("doomed{round}")), fixture_mode("ignore-term"))
+            .await
+            .unwrap();
+        ignorer.ready().await.unwrap();
+        let status = ignorer.terminate(Duration::from_millis(50)).await.unwrap();
+        assert_eq!(status, SIGKILLED);
+        let next = manager
+            .spawn(name(&format!("survivor{round}")), fixture_mode("ready"))
+            .await
+            .unwrap();
+        next.ready().await.unwrap();
+        assert_eq!(
+            next.terminate(Duration::from_secs(5)).await.unwrap(),
+            TerminalStatus::Exited { code: 0 }
+        );
+    }
 }

@@ -386,10 +386,7 @@ impl ProcessProcManager {
         }
 
         let mut proc_cgroup = match (&self.inner.cgroups, use_cgroup) {
-            (Some(root), true) => Some(
-                root.create_proc(name.as_str(), seq)
-                    .map_err(io("creating the proc cgroup"))?,
-            ),
+            (Some(root), true) => Some(root.create_proc().map_err(io("creating the proc cgroup"))?),
             _ => None,
         };
         // Every fd number in the plan must stay open until the child runs:
@@ -428,8 +425,8 @@ impl ProcessProcManager {
         let (pid, pidfd, in_pid_namespace) = match spawned {
             Ok(mut child) => child.claim(),
             Err(source) => {
-                if let Some(cg) = &proc_cgroup {
-                    cg.kill_and_remove().await;
+                if let Some(cg) = &mut proc_cgroup {
+                    cg.kill_and_release().await;
                 }
                 return Err(LifecycleError::Spawn {
                     name,

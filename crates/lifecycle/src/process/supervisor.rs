@@ -83,7 +83,7 @@ impl Drop for ChildGuard {
             let _ = self.kill_tree();
             let fd = self.pidfd.get_ref().as_fd();
             let _ = waitid(WaitId::PidFd(fd), WaitIdOptions::EXITED);
-            if let Some(cg) = &self.cgroup {
+            if let Some(cg) = &mut self.cgroup {
                 cg.kill_and_remove_blocking();
             }
         }
@@ -385,8 +385,8 @@ impl Supervisor {
         for hook in self.hooks.drain(..) {
             hook.abort();
         }
-        if let Some(cg) = &self.child.cgroup {
-            cg.kill_and_remove().await;
+        if let Some(cg) = &mut self.child.cgroup {
+            cg.kill_and_release().await;
         }
         let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN_LIMIT;
         for reader in self.readers.drain(..) {
