@@ -22,7 +22,7 @@ const EMPTY_WAIT: Duration = Duration::from_secs(2);
 static MANAGER_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Most empty proc cgroups a manager keeps for reuse.
-const POOL_MAX: usize = 64;
+const POOL_MAX: usize = 256;
 
 /// Empty proc cgroups ready for the next spawn. Creating and destroying a
 /// cgroup per proc cost ~0.1 ms of spawn-to-ready (measured: the kernel's
