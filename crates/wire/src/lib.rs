@@ -88,6 +88,7 @@
 #![deny(missing_docs)]
 
 mod addr;
+mod agent;
 mod control;
 mod decoder;
 mod error;
@@ -101,6 +102,11 @@ mod undeliverable;
 pub mod fuzzing;
 
 pub use addr::{validate_addr, Addr, AddrKind, ProcId, MAX_ADDR_LEN, MAX_UNIX_PATH_LEN};
+pub use agent::{
+    AgentRefusal, AgentRequest, AgentResponse, AgentStats, ArchivedAgentRefusal,
+    ArchivedAgentRequest, ArchivedAgentResponse, ArchivedAgentStats, AGENT_MESSAGE_MAX_LEN,
+    AGENT_PORT,
+};
 pub use control::{
     ArchivedControlErrorKind, ArchivedControlRequest, ArchivedControlResponse, ArchivedEnvVar,
     ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState, ArchivedSpawnRequest,

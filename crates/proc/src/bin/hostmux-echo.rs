@@ -1,0 +1,26 @@
+//! `hostmux-echo`: a proc that replies to every message with its payload.
+//!
+//! Run by a host (boot protocol, see `docs/proc.md`). Exits 0 when stopped
+//! (agent `Stop` or SIGTERM) or when the host closes its ring.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let result = hostmux_proc::boot().and_then(|mut proc| {
+        proc.serve(|mut message| {
+            let payload = message.payload();
+            match message.reply(payload) {
+                // An anonymous sender has no address to reply to.
+                Err(hostmux_proc::ProcError::NoReplyAddress { .. }) => Ok(()),
+                other => other,
+            }
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hostmux-echo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `hostmux-proc-fixture MODE [N]`: misbehaving procs for the test suites.
+//!
+//! * `boot`: boots, then serves like echo; a boot error is printed to stderr
+//!   as `boot failed: <error>` and the exit code is 3 (for the boot
+//!   parameter tests).
+//! * `ignore-term`: ready, then ignores SIGTERM and the agent (never
+//!   receives): only SIGKILL ends it.
+//! * `crash-after N`: echoes N messages, then aborts (SIGABRT).
+//! * `never-ready`: maps its rings but never reports ready.
+//! * `corrupt-outbound`: echoes; a message with payload `corrupt` makes it
+//!   write garbage over its outbound ring's producer index and ring the host
+//!   doorbell, then wait to be killed.
+
+use std::os::unix::fs::FileExt as _;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use hostmux_proc::protocol::BootParams;
+use hostmux_proc::{boot, boot_from, BootOptions, ProcError};
+
+/// Byte offset of the producer index (`tail`) in a ring's memfd (`docs/ring.md`).
+const TAIL_OFFSET: u64 = 128;
+
+fn echo(message: &mut hostmux_proc::Message<'_>) -> Result<(), ProcError> {
+    let payload = message.payload();
+    match message.reply(payload) {
+        Err(ProcError::NoReplyAddress { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
+    match mode {
+        "boot" => {
+            let mut proc = boot().inspect_err(|e| eprintln!("boot failed: {e}"))?;
+            proc.serve(|mut m| echo(&mut m))
+        }
+        "ignore-term" => {
+            let options = BootOptions {
+                handle_signals: false,
+                ..BootOptions::default()
+            };
+            let _proc = hostmux_proc::boot_with(options)?;
+            // A handler that does nothing: SIGTERM no longer terminates us.
+            signal_hook::flag::register(
+                signal_hook::consts::SIGTERM,
+                Arc::new(AtomicBool::new(false)),
+            )
+            .map_err(|source| ProcError::Io {
+                what: "ignoring SIGTERM",
+                source,
+            })?;
+            park_forever()
+        }
+        "crash-after" => {
+            let limit = count.unwrap_or(1);
+            let mut proc = boot()?;
+            let mut seen = 0;
+            proc.serve(|mut m| {
+                echo(&mut m)?;
+                seen += 1;
+                if seen >= limit {
+                    m.outbox().flush()?;
+                    std::process::abort();
+                }
+                Ok(())
+            })
+        }
+        "never-ready" => {
+            let _proc = boot_from(BootParams::from_env()?)?;
+            park_forever()
+        }
+        "corrupt-outbound" => {
+            let params = BootParams::from_env()?;
+            let outbound = std::fs::File::from(params.outbound.try_clone().map_err(|source| {
+                ProcError::Io {
+                    what: "duplicating the outbound memfd",
+                    source,
+                }
+            })?);
+            let host_doorbell =
+                params
+                    .host_doorbell
+                    .try_clone()
+                    .map_err(|source| ProcError::Ring {
+                        ring: "host doorbell",
+                        source,
+                    })?;
+            let mut proc = boot_from(params)?;
+            hostmux_lifecycle::child::report_ready().map_err(ProcError::Ready)?;
+            proc.serve(|mut m| {
+                if m.payload() == b"corrupt" {
+                    // An index that is not a multiple of 16 and far ahead.
+                    let garbage = 0x00de_adbe_efu64 * 16 + 8;
+                    outbound
+                        .write_all_at(&garbage.to_le_bytes(), TAIL_OFFSET)
+                        .map_err(|source| ProcError::Io {
+                            what: "corrupting the outbound ring",
+                            source,
+                        })?;
+                    host_doorbell.ring().map_err(|source| ProcError::Ring {
+                        ring: "host doorbell",
+                        source,
+                    })?;
+                    park_forever()
+                }
+                echo(&mut m)
+            })
+        }
+        other => {
+            eprintln!("unknown mode {other:?}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_default();
+    let count = args.next().and_then(|n| n.parse().ok());
+    match run(&mode, count) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hostmux-proc-fixture {mode}: {e}");
+            ExitCode::from(3)
+        }
+    }
+}

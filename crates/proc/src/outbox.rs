@@ -1,0 +1,556 @@
+//! Sending: [`Outbox`], [`Slot`], [`Dest`], and [`Message`] with its reply.
+
+use std::ops::{Deref, DerefMut, Range};
+use std::time::Duration;
+
+use hostmux_ring::{Doorbell, Producer, Reservation, RingError, WaitOutcome};
+use hostmux_wire::{
+    encode_frame_head, encoded_len, Flags, FrameHeader, FrameKind, FramePrefix, FrameView, Limits,
+    ProcId, ProcName, Sender, FRAME_ALIGN, PREFIX_LEN,
+};
+
+use crate::ProcError;
+
+/// How long a send waits for room in a full outbound ring by default.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a frame goes: a proc or client name, and the host address (empty:
+/// the host this proc runs on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dest<'a> {
+    /// The proc or client name.
+    pub name: &'a str,
+    /// The destination host's address; empty for this host.
+    pub addr: &'a str,
+}
+
+impl<'a> From<&'a str> for Dest<'a> {
+    fn from(name: &'a str) -> Self {
+        Dest { name, addr: "" }
+    }
+}
+
+impl<'a> From<&'a String> for Dest<'a> {
+    fn from(name: &'a String) -> Self {
+        Dest { name, addr: "" }
+    }
+}
+
+impl<'a> From<&'a ProcName> for Dest<'a> {
+    fn from(name: &'a ProcName) -> Self {
+        Dest {
+            name: name.as_str(),
+            addr: "",
+        }
+    }
+}
+
+impl<'a> From<&'a ProcId> for Dest<'a> {
+    fn from(id: &'a ProcId) -> Self {
+        Dest {
+            name: id.name().as_str(),
+            addr: id.addr().as_str(),
+        }
+    }
+}
+
+/// Counters of application frames sent (agent replies are not counted).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SentCounters {
+    pub(crate) frames: u64,
+    pub(crate) bytes: u64,
+}
+
+/// The ring-writing half of an [`Outbox`], kept apart from the proc's name
+/// so a header can borrow the name while a frame is written.
+#[derive(Debug)]
+pub(crate) struct RingWriter {
+    producer: Producer,
+    limits: Limits,
+    send_timeout: Duration,
+    defer_publish: bool,
+    pub(crate) doorbell: Option<Doorbell>,
+}
+
+impl RingWriter {
+    /// Waits until a record of `frame_len` bytes fits (bounded by the send timeout).
+    fn wait_for_room(&mut self, frame_len: usize) -> Result<(), ProcError> {
+        if self
+            .producer
+            .is_writable(frame_len)
+            .map_err(ProcError::ring("outbound"))?
+        {
+            return Ok(());
+        }
+        if frame_len > self.producer.max_payload() {
+            return Err(ProcError::Ring {
+                ring: "outbound",
+                source: RingError::TooLarge {
+                    len: frame_len,
+                    max: self.producer.max_payload(),
+                    capacity: self.producer.capacity(),
+                },
+            });
+        }
+        if self.producer.is_consumer_closed() {
+            return Err(ProcError::HostClosed);
+        }
+        match self
+            .producer
+            .wait_writable(frame_len, Some(self.send_timeout))
+            .map_err(ProcError::ring("outbound"))?
+        {
+            WaitOutcome::Ready => Ok(()),
+            WaitOutcome::PeerClosed => Err(ProcError::HostClosed),
+            WaitOutcome::TimedOut => Err(ProcError::Backpressure {
+                len: frame_len,
+                timeout: self.send_timeout,
+            }),
+        }
+    }
+
+    /// Async flavour of the wait for room: sleeps on the proc doorbell.
+    async fn wait_for_room_async(&mut self, frame_len: usize) -> Result<(), ProcError> {
+        let deadline = tokio::time::Instant::now() + self.send_timeout;
+        let mut waiter = None;
+        loop {
+            if self
+                .producer
+                .is_writable(frame_len)
+                .map_err(ProcError::ring("outbound"))?
+            {
+                return Ok(());
+            }
+            if self.producer.is_consumer_closed() {
+                return Err(ProcError::HostClosed);
+            }
+            if waiter.is_none() {
+                let doorbell = self.doorbell.as_ref().ok_or(ProcError::NoProcDoorbell)?;
+                waiter = Some(crate::wait::AsyncDoorbell::new(doorbell)?);
+            }
+            let Some(doorbell) = waiter.as_ref() else {
+                continue;
+            };
+            if !self
+                .producer
+                .arm_doorbell(frame_len)
+                .map_err(ProcError::ring("outbound"))?
+            {
+                continue;
+            }
+            let woke = tokio::time::timeout_at(deadline, doorbell.wait()).await;
+            self.producer.disarm();
+            self.producer.take_pending();
+            match woke {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(ProcError::Backpressure {
+                        len: frame_len,
+                        timeout: self.send_timeout,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Encodes `header` and a `payload_len` payload filled by `fill` into
+    /// the ring and commits it; publishes unless deferred.
+    fn write(
+        &mut self,
+        header: &FrameHeader<'_>,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), ProcError> {
+        let frame_len = encoded_len(header, payload_len);
+        self.wait_for_room(frame_len)?;
+        let mut reservation = self
+            .producer
+            .try_reserve(frame_len)
+            .map_err(ProcError::ring("outbound"))?;
+        let prefix = encode_frame_head(&mut reservation, header, payload_len, &self.limits)?;
+        fill(&mut reservation[prefix.payload_range()]);
+        reservation.commit();
+        if !self.defer_publish {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn reserve<'a>(
+        &'a mut self,
+        header: &FrameHeader<'_>,
+        len: usize,
+        sent: &'a mut SentCounters,
+    ) -> Result<Slot<'a>, ProcError> {
+        let frame_len = encoded_len(header, len);
+        self.wait_for_room(frame_len)?;
+        let limits = self.limits;
+        // `wait_for_room` saw room and only this end writes, so this fails
+        // only if the ring broke meanwhile.
+        let mut reservation = self
+            .producer
+            .try_reserve(frame_len)
+            .map_err(ProcError::ring("outbound"))?;
+        let prefix = encode_frame_head(&mut reservation, header, len, &limits)?;
+        Ok(Slot {
+            reservation: Some(reservation),
+            payload: prefix.payload_range(),
+            header_len: prefix.header_len(),
+            limits,
+            sent,
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), ProcError> {
+        self.producer.publish().map_err(ProcError::ring("outbound"))
+    }
+}
+
+/// The proc's sending side: frames go into the outbound ring, encoded in
+/// place (one copy of the payload, or none with [`Outbox::reserve`]).
+///
+/// A send publishes at once unless it happens inside
+/// [`Proc::recv_batch`](crate::Proc::recv_batch), which publishes once per
+/// batch; [`Outbox::flush`] publishes explicitly, and a slot is published by
+/// the next send, flush or receive. When the ring is full a send waits
+/// (spin, then futex sleep per the ring protocol) up to the send timeout
+/// for the host to drain it, then fails with [`ProcError::Backpressure`]:
+/// nothing is dropped silently.
+#[derive(Debug)]
+pub struct Outbox {
+    pub(crate) writer: RingWriter,
+    name: ProcName,
+    next_message_id: u64,
+    pub(crate) sent: SentCounters,
+}
+
+impl Outbox {
+    pub(crate) fn new(producer: Producer, name: ProcName, limits: Limits) -> Self {
+        Self {
+            writer: RingWriter {
+                producer,
+                limits,
+                send_timeout: DEFAULT_SEND_TIMEOUT,
+                defer_publish: false,
+                doorbell: None,
+            },
+            name,
+            next_message_id: 1,
+            sent: SentCounters::default(),
+        }
+    }
+
+    /// How long sends wait for room in a full ring ([`DEFAULT_SEND_TIMEOUT`]).
+    pub fn set_send_timeout(&mut self, timeout: Duration) {
+        self.writer.send_timeout = timeout;
+    }
+
+    /// This proc's name (the sender of its frames).
+    pub fn name(&self) -> &ProcName {
+        &self.name
+    }
+
+    fn take_message_id(&mut self) -> u64 {
+        let id = self.next_message_id;
+        self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn count(&mut self, payload_len: usize) {
+        self.sent.frames += 1;
+        self.sent.bytes += payload_len as u64;
+    }
+
+    pub(crate) fn set_defer_publish(&mut self, defer: bool) {
+        self.writer.defer_publish = defer;
+    }
+
+    /// Sends `payload` to `dest`'s `port` as a data frame (one copy, into
+    /// the ring). Returns the frame's message id.
+    pub fn send<'d>(
+        &mut self,
+        dest: impl Into<Dest<'d>>,
+        port: u32,
+        payload: &[u8],
+    ) -> Result<u64, ProcError> {
+        let id = self.take_message_id();
+        let header = data_header(dest.into(), port, id, &self.name);
+        self.writer
+            .write(&header, payload.len(), |out| out.copy_from_slice(payload))?;
+        self.count(payload.len());
+        Ok(id)
+    }
+
+    /// Async [`send`](Outbox::send): waits for room on the proc doorbell
+    /// instead of blocking the thread.
+    pub async fn send_async<'d>(
+        &mut self,
+        dest: impl Into<Dest<'d>>,
+        port: u32,
+        payload: &[u8],
+    ) -> Result<u64, ProcError> {
+        let id = self.take_message_id();
+        let header = data_header(dest.into(), port, id, &self.name);
+        self.writer
+            .wait_for_room_async(encoded_len(&header, payload.len()))
+            .await?;
+        self.writer
+            .write(&header, payload.len(), |out| out.copy_from_slice(payload))?;
+        self.count(payload.len());
+        Ok(id)
+    }
+
+    /// Sends a frame with a header of the caller's choosing (kind, flags,
+    /// message id, destination address). The sender should be this proc
+    /// (`Sender::Proc { addr: "", name }`) or anonymous: the host refuses
+    /// anything else.
+    pub fn send_frame(
+        &mut self,
+        header: &FrameHeader<'_>,
+        payload: &[u8],
+    ) -> Result<(), ProcError> {
+        self.writer
+            .write(header, payload.len(), |out| out.copy_from_slice(payload))?;
+        self.count(payload.len());
+        Ok(())
+    }
+
+    /// Writes an agent reply to `request` (not counted as application traffic).
+    pub(crate) fn send_agent_reply(
+        &mut self,
+        request: &FrameView<'_>,
+        payload: &[u8],
+    ) -> Result<(), ProcError> {
+        let header = reply_header(request, &self.name)?;
+        self.writer
+            .write(&header, payload.len(), |out| out.copy_from_slice(payload))
+    }
+
+    /// Reserves a frame to `dest`'s `port` with room for `len` payload
+    /// bytes, 16-byte aligned, in the ring itself: serialise into it (e.g.
+    /// an rkyv archive) and [`Slot::commit`] it, or [`Slot::commit_len`]
+    /// with the length actually written. Waits for room like
+    /// [`send`](Outbox::send). Dropping the slot abandons the frame.
+    pub fn reserve<'d>(
+        &mut self,
+        dest: impl Into<Dest<'d>>,
+        port: u32,
+        len: usize,
+    ) -> Result<Slot<'_>, ProcError> {
+        let id = self.take_message_id();
+        let Outbox {
+            writer, name, sent, ..
+        } = self;
+        let header = data_header(dest.into(), port, id, name);
+        writer.reserve(&header, len, sent)
+    }
+
+    /// Like [`reserve`](Outbox::reserve) with a header of the caller's choosing.
+    pub fn reserve_frame(
+        &mut self,
+        header: &FrameHeader<'_>,
+        len: usize,
+    ) -> Result<Slot<'_>, ProcError> {
+        self.writer.reserve(header, len, &mut self.sent)
+    }
+
+    /// Publishes every committed frame now (waking the host only if it
+    /// sleeps on this ring).
+    pub fn flush(&mut self) -> Result<(), ProcError> {
+        self.writer.flush()
+    }
+}
+
+/// A frame reserved in the outbound ring; dereferences to its payload bytes
+/// (16-byte aligned). Fill every byte, then commit; the frame is published
+/// by the next send, flush or receive call. Dropping the slot without
+/// committing abandons the frame.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    reservation: Option<Reservation<'a>>,
+    payload: Range<usize>,
+    header_len: usize,
+    limits: Limits,
+    sent: &'a mut SentCounters,
+}
+
+impl Slot<'_> {
+    /// Commits the frame with its whole reserved payload.
+    pub fn commit(self) {
+        let len = self.payload.len();
+        self.commit_len(len);
+    }
+
+    /// Commits the frame with only the first `len` payload bytes (clamped to
+    /// the reserved length), e.g. after serialising a value of unknown size.
+    pub fn commit_len(mut self, len: usize) {
+        let Some(mut reservation) = self.reservation.take() else {
+            return;
+        };
+        let len = len.min(self.payload.len());
+        // The reserved lengths passed the limits; a shorter payload does too.
+        let Ok(prefix) = FramePrefix::for_lengths(self.header_len, len, &self.limits) else {
+            return;
+        };
+        reservation[..PREFIX_LEN].copy_from_slice(&prefix.to_bytes());
+        let start = self.payload.start + len;
+        let end = self.payload.start + len.next_multiple_of(FRAME_ALIGN);
+        reservation[start..end].fill(0);
+        reservation.commit_len(prefix.frame_len());
+        self.sent.frames += 1;
+        self.sent.bytes += len as u64;
+    }
+}
+
+impl Deref for Slot<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.reservation {
+            Some(r) => &r[self.payload.clone()],
+            None => &[],
+        }
+    }
+}
+
+impl DerefMut for Slot<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let payload = self.payload.clone();
+        match &mut self.reservation {
+            Some(r) => &mut r[payload],
+            None => &mut [],
+        }
+    }
+}
+
+fn data_header<'a>(
+    dest: Dest<'a>,
+    port: u32,
+    message_id: u64,
+    name: &'a ProcName,
+) -> FrameHeader<'a> {
+    FrameHeader {
+        kind: FrameKind::Data,
+        flags: Flags::NONE,
+        message_id,
+        dest_name: dest.name,
+        dest_port: port,
+        dest_addr: dest.addr,
+        sender: Sender::Proc {
+            addr: "",
+            name: name.as_str(),
+        },
+    }
+}
+
+/// A received frame, read in place from the inbound ring: the validated
+/// routing header and the payload (16-byte aligned, so an rkyv archive in it
+/// can be read with `rkyv::access` without a copy).
+///
+/// The record's space goes back to the host when the message is gone: the
+/// next receive call releases it (the ring publishes releases in batches
+/// anyway, so the host could not reuse it earlier). Replying needs no other
+/// borrow: the message carries the proc's [`Outbox`].
+#[derive(Debug)]
+pub struct Message<'a> {
+    pub(crate) frame: FrameView<'a>,
+    pub(crate) outbox: &'a mut Outbox,
+}
+
+impl<'a> Message<'a> {
+    /// The validated frame (header fields, prefix, raw bytes).
+    pub fn frame(&self) -> FrameView<'a> {
+        self.frame
+    }
+
+    /// The payload, borrowed from the ring.
+    pub fn payload(&self) -> &'a [u8] {
+        self.frame.payload()
+    }
+
+    /// Who sent it.
+    pub fn sender(&self) -> Sender<'a> {
+        self.frame.sender()
+    }
+
+    /// The port it was sent to.
+    pub fn port(&self) -> u32 {
+        self.frame.dest_port()
+    }
+
+    /// Its message id.
+    pub fn message_id(&self) -> u64 {
+        self.frame.message_id()
+    }
+
+    /// What it carries (data, undeliverable notice, ...).
+    pub fn kind(&self) -> FrameKind {
+        self.frame.kind()
+    }
+
+    /// The proc's outbox, to send other frames while handling this one.
+    pub fn outbox(&mut self) -> &mut Outbox {
+        self.outbox
+    }
+
+    /// Replies with `payload` (one copy, into the outbound ring): a data
+    /// frame to the sender (proc or client, on this host or another), on the
+    /// port this message was sent to, with its message id.
+    pub fn reply(&mut self, payload: &[u8]) -> Result<(), ProcError> {
+        let header = reply_header(&self.frame, &self.outbox.name)?;
+        self.outbox
+            .writer
+            .write(&header, payload.len(), |out| out.copy_from_slice(payload))?;
+        self.outbox.count(payload.len());
+        Ok(())
+    }
+
+    /// Reserves the reply in the ring with room for `len` payload bytes, to
+    /// serialise into in place; see [`Outbox::reserve`].
+    pub fn reply_slot(&mut self, len: usize) -> Result<Slot<'_>, ProcError> {
+        let Outbox {
+            writer, name, sent, ..
+        } = &mut *self.outbox;
+        let header = reply_header(&self.frame, name)?;
+        writer.reserve(&header, len, sent)
+    }
+
+    /// Async [`reply`](Message::reply): waits for room on the proc doorbell
+    /// instead of blocking the thread.
+    pub async fn reply_async(&mut self, payload: &[u8]) -> Result<(), ProcError> {
+        let frame_len = {
+            let header = reply_header(&self.frame, &self.outbox.name)?;
+            encoded_len(&header, payload.len())
+        };
+        self.outbox.writer.wait_for_room_async(frame_len).await?;
+        self.reply(payload)
+    }
+}
+
+/// The header of a reply to `frame` from proc `name`: a data frame to the
+/// frame's sender, on the port it was sent to, with its message id.
+pub(crate) fn reply_header<'a>(
+    frame: &FrameView<'a>,
+    name: &'a ProcName,
+) -> Result<FrameHeader<'a>, ProcError> {
+    let (dest_name, dest_addr) = match frame.sender() {
+        Sender::Anonymous => {
+            return Err(ProcError::NoReplyAddress {
+                message_id: frame.message_id(),
+            })
+        }
+        Sender::Client { name } => (name, ""),
+        Sender::Proc { addr, name } => (name, addr),
+    };
+    Ok(FrameHeader {
+        kind: FrameKind::Data,
+        flags: Flags::NONE,
+        message_id: frame.message_id(),
+        dest_name,
+        dest_port: frame.dest_port(),
+        dest_addr,
+        sender: Sender::Proc {
+            addr: "",
+            name: name.as_str(),
+        },
+    })
+}

@@ -1,0 +1,639 @@
+//! [`Proc`]: boot, receive (blocking, batched, async) and the agent.
+
+use std::time::{Duration, Instant};
+
+use hostmux_ring::{Consumer, Doorbell, SharedRing, WaitOutcome};
+use hostmux_wire::{
+    decode_frame, AgentRefusal, AgentRequest, AgentResponse, AgentStats, FrameKind, Limits, ProcId,
+    ProcName, Sender, AGENT_MESSAGE_MAX_LEN, AGENT_PORT, PREFIX_LEN,
+};
+
+use crate::outbox::{Message, Outbox};
+use crate::protocol::{BootParams, INBOUND_FD_ENV, OUTBOUND_FD_ENV};
+use crate::signals::StopSignals;
+use crate::wait::{AsyncDoorbell, AsyncSignal};
+use crate::ProcError;
+
+/// How long a blocking wait spins before it sleeps (see `docs/ring.md`).
+pub const DEFAULT_SPIN: Duration = hostmux_ring::DEFAULT_SPIN;
+
+/// Without a proc doorbell a blocking receive sleeps on the ring's futex,
+/// which a signal cannot interrupt for good; it then wakes at least this
+/// often to notice a stop signal.
+pub const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How [`boot_with`] starts a proc.
+#[derive(Debug, Clone, Copy)]
+pub struct BootOptions {
+    /// Report readiness to the lifecycle manager after mapping the rings
+    /// (only if the manager passed a ready fd). Default on.
+    pub report_ready: bool,
+    /// Treat SIGTERM and SIGINT as a stop request (like the agent's `Stop`).
+    /// Default on.
+    pub handle_signals: bool,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        Self {
+            report_ready: true,
+            handle_signals: true,
+        }
+    }
+}
+
+/// Boots an OS proc from the boot protocol: reads the environment, adopts
+/// the inherited fds, maps both rings, installs the SIGTERM/SIGINT stop
+/// handlers and reports ready (when spawned by the lifecycle manager).
+pub fn boot() -> Result<Proc, ProcError> {
+    boot_with(BootOptions::default())
+}
+
+/// [`boot`] with options.
+pub fn boot_with(options: BootOptions) -> Result<Proc, ProcError> {
+    let params = BootParams::from_env()?;
+    let mut proc = boot_from(params)?;
+    if options.handle_signals {
+        proc.agent.signals = Some(StopSignals::install()?);
+    }
+    let spawned_by_manager = std::env::var_os(hostmux_lifecycle::readiness::READY_FD_ENV).is_some();
+    if options.report_ready && spawned_by_manager {
+        hostmux_lifecycle::child::report_ready().map_err(ProcError::Ready)?;
+    }
+    Ok(proc)
+}
+
+/// Starts a proc from parameters given directly (an in-process proc, a test,
+/// or after [`BootParams::from_env`]): maps both rings and wires the
+/// doorbells. Reports no readiness and installs no signal handlers.
+pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
+    let mapping = |name: &'static str| {
+        move |e: hostmux_ring::RingError| ProcError::InvalidParameter {
+            name,
+            reason: format!("not a usable ring memfd: {e}"),
+        }
+    };
+    let mut inbound = SharedRing::attach(params.inbound)
+        .map_err(mapping(INBOUND_FD_ENV))?
+        .into_consumer()
+        .map_err(mapping(INBOUND_FD_ENV))?;
+    let mut outbound = SharedRing::attach(params.outbound)
+        .map_err(mapping(OUTBOUND_FD_ENV))?
+        .into_producer()
+        .map_err(mapping(OUTBOUND_FD_ENV))?;
+    let host_copy = params
+        .host_doorbell
+        .try_clone()
+        .map_err(ProcError::ring("host doorbell"))?;
+    inbound.set_producer_doorbell(Some(host_copy));
+    outbound.set_consumer_doorbell(Some(params.host_doorbell));
+    let name = params.id.name().clone();
+    let mut outbox = Outbox::new(outbound, name, params.limits);
+    outbox.writer.doorbell = params
+        .proc_doorbell
+        .as_ref()
+        .map(Doorbell::try_clone)
+        .transpose()
+        .map_err(ProcError::ring("proc doorbell"))?;
+    Ok(Proc {
+        inbox: Inbox {
+            consumer: inbound,
+            limits: params.limits,
+            unreleased: false,
+            doorbell: params.proc_doorbell,
+            async_doorbell: None,
+            spin: DEFAULT_SPIN,
+        },
+        outbox,
+        agent: Agent {
+            service_name: params.service_name,
+            stop_hook: None,
+            stop_requested: false,
+            signals: None,
+            async_signal: None,
+            frames_in: 0,
+            bytes_in: 0,
+            requests: 0,
+        },
+        id: params.id,
+    })
+}
+
+/// What a receive with a timeout found.
+#[derive(Debug)]
+#[must_use]
+pub enum Recv<'a> {
+    /// An application message.
+    Message(Message<'a>),
+    /// Nothing arrived in time.
+    TimedOut,
+    /// A stop was requested (agent `Stop` or SIGTERM), the stop hook ran and
+    /// every frame received before it was handed out: finish and exit.
+    Stopped,
+    /// The host closed the inbound ring and nothing is left in it.
+    Closed,
+}
+
+/// What a batch receive did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum BatchRecv {
+    /// This many messages were handed to the closure (at least one).
+    Delivered(usize),
+    /// Nothing arrived in time.
+    TimedOut,
+    /// See [`Recv::Stopped`].
+    Stopped,
+    /// See [`Recv::Closed`].
+    Closed,
+}
+
+#[derive(Debug)]
+struct Inbox {
+    consumer: Consumer,
+    limits: Limits,
+    /// The last message handed out still occupies its record.
+    unreleased: bool,
+    doorbell: Option<Doorbell>,
+    async_doorbell: Option<AsyncDoorbell>,
+    spin: Duration,
+}
+
+struct Agent {
+    service_name: ProcName,
+    stop_hook: Option<Box<dyn FnMut() + Send>>,
+    stop_requested: bool,
+    signals: Option<StopSignals>,
+    async_signal: Option<AsyncSignal>,
+    frames_in: u64,
+    bytes_in: u64,
+    requests: u64,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("service_name", &self.service_name)
+            .field("stop_requested", &self.stop_requested)
+            .field("handles_signals", &self.signals.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Runs the stop hook once and marks the proc stopping.
+    fn request_stop(&mut self) {
+        if !self.stop_requested {
+            self.stop_requested = true;
+            if let Some(mut hook) = self.stop_hook.take() {
+                hook();
+            }
+        }
+    }
+
+    /// Whether a stop was requested, by the agent or by a signal.
+    fn stopping(&mut self) -> bool {
+        if !self.stop_requested && self.signals.as_ref().is_some_and(StopSignals::raised) {
+            self.request_stop();
+        }
+        self.stop_requested
+    }
+}
+
+/// What the head of the inbound ring holds once agent requests are answered.
+enum Head {
+    Empty,
+    Application,
+}
+
+/// The raw port and kind of a frame, read from fixed offsets without
+/// validation (the host is trusted; the full decode follows).
+fn peek_port_kind(record: &[u8]) -> Option<(u32, u8)> {
+    let header_len = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?) as usize;
+    let root = (PREFIX_LEN + header_len).checked_sub(hostmux_wire::HEADER_ROOT_LEN)?;
+    let port = u32::from_le_bytes(record.get(root + 8..root + 12)?.try_into().ok()?);
+    Some((port, *record.get(root + 14)?))
+}
+
+/// A proc: its rings, its agent, and the API to receive and send frames.
+///
+/// Single-threaded by design: one thread (or task) owns the proc, as one
+/// consumer owns the inbound ring. The agent is not a thread either: agent
+/// requests are answered inside the receive calls, so a proc answers its
+/// host while (and only while) it receives.
+#[derive(Debug)]
+pub struct Proc {
+    inbox: Inbox,
+    outbox: Outbox,
+    agent: Agent,
+    id: ProcId,
+}
+
+impl Proc {
+    /// The proc's id (its host's frontend address and its name).
+    pub fn id(&self) -> &ProcId {
+        &self.id
+    }
+
+    /// The proc's name.
+    pub fn name(&self) -> &ProcName {
+        self.id.name()
+    }
+
+    /// The sending side, to send frames outside message handling.
+    pub fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// Installs the hook run once when a stop is requested (agent `Stop` or
+    /// SIGTERM), before the receive calls report [`Recv::Stopped`].
+    pub fn on_stop(&mut self, hook: impl FnMut() + Send + 'static) {
+        self.agent.stop_hook = Some(Box::new(hook));
+    }
+
+    /// Requests a stop from within the proc (same path as the agent's `Stop`).
+    pub fn request_stop(&mut self) {
+        self.agent.request_stop();
+    }
+
+    /// How long blocking waits spin before sleeping ([`DEFAULT_SPIN`]).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.inbox.spin = spin;
+        self.inbox.consumer.set_spin(spin);
+    }
+
+    /// The counters the agent reports.
+    pub fn stats(&self) -> AgentStats {
+        AgentStats {
+            frames_in: self.agent.frames_in,
+            bytes_in: self.agent.bytes_in,
+            frames_out: self.outbox.sent.frames,
+            bytes_out: self.outbox.sent.bytes,
+            agent_requests: self.agent.requests,
+        }
+    }
+
+    /// Receives the next message, waiting as long as it takes. `None` once
+    /// the proc is stopped or the host closed the ring.
+    pub fn recv(&mut self) -> Result<Option<Message<'_>>, ProcError> {
+        match self.recv_deadline(None)? {
+            Recv::Message(message) => Ok(Some(message)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Recv<'_>, ProcError> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// Receives without waiting: a message if one is there.
+    pub fn try_recv(&mut self) -> Result<Recv<'_>, ProcError> {
+        self.recv_deadline(Some(Instant::now()))
+    }
+
+    /// Frees the last message's record and answers agent requests at the
+    /// head of the ring; tells what is left at the head.
+    fn settle_head(&mut self) -> Result<Head, ProcError> {
+        if std::mem::take(&mut self.inbox.unreleased) {
+            self.inbox
+                .consumer
+                .release()
+                .map_err(ProcError::ring("inbound"))?;
+        }
+        loop {
+            let Some(record) = self
+                .inbox
+                .consumer
+                .peek()
+                .map_err(ProcError::ring("inbound"))?
+            else {
+                return Ok(Head::Empty);
+            };
+            match peek_port_kind(record) {
+                Some((AGENT_PORT, kind)) if kind == FrameKind::Data as u8 => {}
+                _ => return Ok(Head::Application),
+            }
+            let answered = answer_agent(
+                &mut self.agent,
+                &mut self.outbox,
+                record,
+                &self.inbox.limits,
+            );
+            self.inbox
+                .consumer
+                .release()
+                .map_err(ProcError::ring("inbound"))?;
+            answered?;
+        }
+    }
+
+    /// Hands out the application message at the head (after `settle_head`
+    /// returned `Application`).
+    fn take_head(&mut self) -> Result<Message<'_>, ProcError> {
+        let Proc {
+            inbox,
+            outbox,
+            agent,
+            ..
+        } = self;
+        let record = inbox
+            .consumer
+            .peek()
+            .map_err(ProcError::ring("inbound"))?
+            .ok_or(ProcError::Ring {
+                ring: "inbound",
+                source: hostmux_ring::RingError::Corrupted {
+                    what: "record vanished between two peeks",
+                },
+            })?;
+        let frame = match decode_frame(record, &inbox.limits) {
+            Ok(frame) => frame,
+            Err(e) => {
+                // A frame the host should never have written: the next
+                // receive skips it.
+                inbox.unreleased = true;
+                return Err(e.into());
+            }
+        };
+        inbox.unreleased = true;
+        agent.frames_in += 1;
+        agent.bytes_in += frame.payload().len() as u64;
+        Ok(Message { frame, outbox })
+    }
+
+    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Recv<'_>, ProcError> {
+        loop {
+            match self.settle_head()? {
+                Head::Application => return self.take_head().map(Recv::Message),
+                Head::Empty => {}
+            }
+            if let Some(end) = self.idle_end()? {
+                return Ok(end);
+            }
+            if !self.wait_inbound(deadline)? {
+                // One last look: something may have arrived as time ran out.
+                if matches!(self.settle_head()?, Head::Application) {
+                    return self.take_head().map(Recv::Message);
+                }
+                return Ok(Recv::TimedOut);
+            }
+        }
+    }
+
+    /// With the ring empty: `Stopped` or `Closed` if the proc should end.
+    /// Publishes pending sends first (nothing may wait behind a sleep).
+    fn idle_end<'a>(&mut self) -> Result<Option<Recv<'a>>, ProcError> {
+        self.outbox.flush()?;
+        if self.agent.stopping() {
+            return Ok(Some(Recv::Stopped));
+        }
+        if self.inbox.consumer.is_producer_closed()
+            && !self
+                .inbox
+                .consumer
+                .is_readable()
+                .map_err(ProcError::ring("inbound"))?
+        {
+            return Ok(Some(Recv::Closed));
+        }
+        Ok(None)
+    }
+
+    /// Waits until the inbound ring is readable, the host closed it, or a
+    /// stop signal arrived (`true`), or until `deadline` (`false`).
+    fn wait_inbound(&mut self, deadline: Option<Instant>) -> Result<bool, ProcError> {
+        let ring = ProcError::ring;
+        let left = |deadline: Option<Instant>| {
+            deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        if left(deadline).is_some_and(|l| l.is_zero()) {
+            return Ok(false);
+        }
+        let Some(doorbell) = self.inbox.doorbell.as_ref() else {
+            // Futex mode: sliced if a signal must be noticed.
+            let mut timeout = left(deadline);
+            if self.agent.signals.is_some() {
+                timeout =
+                    Some(timeout.map_or(SIGNAL_CHECK_INTERVAL, |t| t.min(SIGNAL_CHECK_INTERVAL)));
+            }
+            let outcome = self
+                .inbox
+                .consumer
+                .wait_readable(timeout)
+                .map_err(ring("inbound"))?;
+            return Ok(
+                outcome != WaitOutcome::TimedOut || !left(deadline).is_some_and(|l| l.is_zero())
+            );
+        };
+        // Doorbell mode: spin, announce, sleep on the doorbell and the
+        // stop-signal pipe together.
+        let spin_until = Instant::now() + self.inbox.spin;
+        while Instant::now() < spin_until {
+            std::hint::spin_loop();
+            if self.inbox.consumer.is_readable().map_err(ring("inbound"))? {
+                return Ok(true);
+            }
+        }
+        if !self
+            .inbox
+            .consumer
+            .arm_doorbell()
+            .map_err(ring("inbound"))?
+        {
+            return Ok(true);
+        }
+        let timeout = left(deadline).map(|t| {
+            rustix::time::Timespec::try_from(t).unwrap_or(rustix::time::Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
+        });
+        let signal_fd = self.agent.signals.as_ref().map(StopSignals::fd);
+        let polled = {
+            use rustix::event::{poll, PollFd, PollFlags};
+            let mut set = [
+                PollFd::new(doorbell, PollFlags::IN),
+                PollFd::new(doorbell, PollFlags::IN),
+            ];
+            if let Some(fd) = signal_fd {
+                set[1] = PollFd::new(&fd, PollFlags::IN);
+                poll(&mut set, timeout.as_ref())
+            } else {
+                poll(&mut set[..1], timeout.as_ref())
+            }
+        };
+        self.inbox.consumer.disarm();
+        self.inbox.consumer.take_pending();
+        doorbell.drain().map_err(ring("proc doorbell"))?;
+        match polled {
+            Ok(0) => Ok(!left(deadline).is_some_and(|l| l.is_zero())),
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(true),
+            Err(e) => Err(ProcError::Io {
+                what: "waiting on the proc doorbell",
+                source: e.into(),
+            }),
+        }
+    }
+
+    /// Receives up to `max` messages at once, handing each to `handle`,
+    /// waiting at most `timeout` for the first. Sends made while handling
+    /// (replies) are published once, after the batch.
+    pub fn recv_batch(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        mut handle: impl FnMut(Message<'_>),
+    ) -> Result<BatchRecv, ProcError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.settle_head()? {
+                Head::Application => break,
+                Head::Empty => {}
+            }
+            if let Some(end) = self.idle_end()? {
+                return Ok(match end {
+                    Recv::Stopped => BatchRecv::Stopped,
+                    _ => BatchRecv::Closed,
+                });
+            }
+            if !self.wait_inbound(Some(deadline))? {
+                if matches!(self.settle_head()?, Head::Application) {
+                    break;
+                }
+                return Ok(BatchRecv::TimedOut);
+            }
+        }
+        self.outbox.set_defer_publish(true);
+        let mut delivered = 0;
+        let result = (|| {
+            while delivered < max {
+                match self.settle_head()? {
+                    Head::Application => {
+                        let message = self.take_head()?;
+                        handle(message);
+                        delivered += 1;
+                    }
+                    Head::Empty => break,
+                }
+            }
+            Ok::<(), ProcError>(())
+        })();
+        self.outbox.set_defer_publish(false);
+        let flushed = self.outbox.flush();
+        result?;
+        flushed?;
+        Ok(BatchRecv::Delivered(delivered))
+    }
+
+    /// Serves messages until the proc is stopped or the host closes the
+    /// ring: the usual main loop of a proc. Returns `Ok(())` then.
+    pub fn serve(
+        &mut self,
+        mut handle: impl FnMut(Message<'_>) -> Result<(), ProcError>,
+    ) -> Result<(), ProcError> {
+        while let Some(message) = self.recv()? {
+            handle(message)?;
+        }
+        Ok(())
+    }
+
+    /// Async [`recv`](Proc::recv): sleeps on the proc doorbell through
+    /// tokio's reactor (no blocked thread, no `spawn_blocking`). Needs the
+    /// proc doorbell ([`ProcError::NoProcDoorbell`] otherwise) and a tokio
+    /// runtime with I/O enabled.
+    pub async fn recv_async(&mut self) -> Result<Option<Message<'_>>, ProcError> {
+        loop {
+            match self.settle_head()? {
+                Head::Application => return self.take_head().map(Some),
+                Head::Empty => {}
+            }
+            if self.idle_end()?.is_some() {
+                return Ok(None);
+            }
+            self.wait_inbound_async().await?;
+        }
+    }
+
+    async fn wait_inbound_async(&mut self) -> Result<(), ProcError> {
+        if self.inbox.async_doorbell.is_none() {
+            let doorbell = self
+                .inbox
+                .doorbell
+                .as_ref()
+                .ok_or(ProcError::NoProcDoorbell)?;
+            self.inbox.async_doorbell = Some(AsyncDoorbell::new(doorbell)?);
+        }
+        if self.agent.async_signal.is_none() {
+            if let Some(signals) = &self.agent.signals {
+                self.agent.async_signal = Some(AsyncSignal::new(signals.try_clone_fd()?)?);
+            }
+        }
+        if !self
+            .inbox
+            .consumer
+            .arm_doorbell()
+            .map_err(ProcError::ring("inbound"))?
+        {
+            return Ok(());
+        }
+        let (Some(doorbell), signal) = (&self.inbox.async_doorbell, &self.agent.async_signal)
+        else {
+            return Ok(());
+        };
+        let woke = match signal {
+            Some(signal) => tokio::select! {
+                r = doorbell.wait() => r,
+                r = signal.wait() => r,
+            },
+            None => doorbell.wait().await,
+        };
+        self.inbox.consumer.disarm();
+        self.inbox.consumer.take_pending();
+        woke
+    }
+}
+
+/// Answers one agent request (the record at the head of the inbound ring).
+/// Never answers anything but a data frame, so two agents cannot loop.
+fn answer_agent(
+    agent: &mut Agent,
+    outbox: &mut Outbox,
+    record: &[u8],
+    limits: &Limits,
+) -> Result<(), ProcError> {
+    let frame = decode_frame(record, limits)?;
+    if frame.kind() != FrameKind::Data {
+        return Ok(());
+    }
+    agent.requests += 1;
+    let from_host = matches!(frame.sender(), Sender::Proc { addr: "", name } if name == agent.service_name.as_str());
+    let response = if !from_host {
+        AgentResponse::Refused(AgentRefusal::NotFromHost)
+    } else {
+        match AgentRequest::decode(frame.payload()) {
+            Err(_) => AgentResponse::Refused(AgentRefusal::Malformed),
+            Ok(AgentRequest::Ping { nonce }) => AgentResponse::Pong { nonce },
+            Ok(AgentRequest::Stats) => AgentResponse::Stats(AgentStats {
+                frames_in: agent.frames_in,
+                bytes_in: agent.bytes_in,
+                frames_out: outbox.sent.frames,
+                bytes_out: outbox.sent.bytes,
+                agent_requests: agent.requests,
+            }),
+            Ok(AgentRequest::Stop) => {
+                agent.request_stop();
+                AgentResponse::Stopping
+            }
+        }
+    };
+    if frame.sender() == Sender::Anonymous {
+        return Ok(());
+    }
+    #[repr(C, align(16))]
+    struct Scratch([u8; AGENT_MESSAGE_MAX_LEN]);
+    let mut scratch = Scratch([0; AGENT_MESSAGE_MAX_LEN]);
+    let len = response.encode(&mut scratch.0)?;
+    outbox.send_agent_reply(&frame, &scratch.0[..len])?;
+    outbox.flush()
+}

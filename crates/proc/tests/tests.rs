@@ -1,0 +1,1 @@
+//! Integration tests of hostmux-proc against real child processes.

@@ -1,0 +1,277 @@
+//! Agent messages: what the host says to a proc's agent and what the agent
+//! answers.
+//!
+//! Every proc built on `hostmux-proc` runs an agent that listens on the
+//! reserved port [`AGENT_PORT`]. Requests and responses are `Data` frames on
+//! that port whose payload is an rkyv archive of [`AgentRequest`] or
+//! [`AgentResponse`]; a response carries the request's message id. The types
+//! are fixed-size (no strings, no vectors), so encoding writes straight into
+//! a caller's buffer and decoding neither allocates nor copies.
+//!
+//! Decoding is validating: the payload must be exactly one archived value,
+//! 16-byte aligned (ring records and frame payloads are), and pass bytecheck.
+
+use rkyv::rancor::Failure;
+use rkyv::ser::allocator::SubAllocator;
+use rkyv::ser::writer::Buffer;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::frame::FRAME_ALIGN;
+use crate::WireError;
+
+/// The port of every proc's agent. Ports `0xFFFF_FFFE` (the agent) and
+/// `0xFFFF_FFFF` (the host's hello) are reserved for hostmux; applications
+/// use the others. (Port 0 is not used because it is the default port of a
+/// data frame and the port of undeliverable notices.)
+pub const AGENT_PORT: u32 = 0xFFFF_FFFE;
+
+/// The longest archived agent message in bytes; a buffer of this size holds
+/// any [`AgentRequest`] or [`AgentResponse`].
+pub const AGENT_MESSAGE_MAX_LEN: usize = 64;
+
+/// A request to a proc's agent.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum AgentRequest {
+    /// Answer [`AgentResponse::Pong`] with the same nonce.
+    Ping {
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+    /// Stop gracefully: run the proc's stop hook, finish the frames already
+    /// received, then exit (status 0 for an OS process).
+    Stop,
+    /// Answer [`AgentResponse::Stats`] with the proc's counters.
+    Stats,
+}
+
+/// The proc's traffic counters as its agent reports them. Only application
+/// frames count: agent requests and responses are left out.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct AgentStats {
+    /// Frames handed to the application.
+    pub frames_in: u64,
+    /// Payload bytes of those frames.
+    pub bytes_in: u64,
+    /// Frames the application sent.
+    pub frames_out: u64,
+    /// Payload bytes of those frames.
+    pub bytes_out: u64,
+    /// Agent requests answered (including refused ones).
+    pub agent_requests: u64,
+}
+
+/// Why an agent refused a request.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum AgentRefusal {
+    /// The request did not come from the host's service proc.
+    NotFromHost,
+    /// The payload is not a valid archived [`AgentRequest`].
+    Malformed,
+}
+
+/// An agent's answer.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum AgentResponse {
+    /// Answer to [`AgentRequest::Ping`].
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// Answer to [`AgentRequest::Stop`]: the stop hook has run and the proc
+    /// is draining the frames it already received.
+    Stopping,
+    /// Answer to [`AgentRequest::Stats`].
+    Stats(AgentStats),
+    /// The request was not carried out.
+    Refused(AgentRefusal),
+}
+
+fn invalid(what: &'static str, reason: impl Into<String>) -> WireError {
+    WireError::InvalidPayload {
+        what,
+        reason: reason.into(),
+    }
+}
+
+/// Writes the archive of `value` at the start of `out`; returns its length.
+fn encode<T>(value: &T, out: &mut [u8], what: &'static str) -> Result<usize, WireError>
+where
+    T: for<'a, 'b> Serialize<
+        rkyv::rancor::Strategy<rkyv::ser::Serializer<Buffer<'b>, SubAllocator<'a>, ()>, Failure>,
+    >,
+{
+    let needed = std::mem::size_of::<T::Archived>();
+    if out.len() < needed {
+        return Err(WireError::BufferTooSmall {
+            needed,
+            available: out.len(),
+        });
+    }
+    let mut no_scratch: [std::mem::MaybeUninit<u8>; 0] = [];
+    let written = rkyv::api::low::to_bytes_in_with_alloc::<_, _, Failure>(
+        value,
+        Buffer::from(&mut out[..needed]),
+        SubAllocator::new(&mut no_scratch),
+    )
+    .map_err(|_| invalid(what, "archive does not fit its fixed size"))?
+    .len();
+    Ok(written)
+}
+
+/// Checks that `payload` is exactly one aligned archive of `T` and returns it.
+fn access<'a, T>(payload: &'a [u8], what: &'static str) -> Result<&'a T::Archived, WireError>
+where
+    T: Archive,
+    T::Archived: for<'v> rkyv::bytecheck::CheckBytes<
+        rkyv::rancor::Strategy<
+            rkyv::validation::Validator<rkyv::validation::archive::ArchiveValidator<'v>, ()>,
+            Failure,
+        >,
+    >,
+{
+    let needed = std::mem::size_of::<T::Archived>();
+    if payload.len() != needed {
+        return Err(invalid(
+            what,
+            format!(
+                "payload is {} bytes, the archive is {needed}",
+                payload.len()
+            ),
+        ));
+    }
+    if payload.as_ptr() as usize % FRAME_ALIGN != 0 {
+        return Err(WireError::Misaligned {
+            what: "agent payload address",
+            value: payload.as_ptr() as usize,
+            align: FRAME_ALIGN,
+        });
+    }
+    rkyv::api::low::access::<T::Archived, Failure>(payload)
+        .map_err(|_| invalid(what, "bytecheck failed"))
+}
+
+impl AgentRequest {
+    /// Archives the request into `out` (at least
+    /// [`AGENT_MESSAGE_MAX_LEN`] bytes is always enough); returns its length.
+    /// Allocates nothing.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, WireError> {
+        encode(self, out, "agent request")
+    }
+
+    /// Validates and decodes a request payload (16-byte aligned, exactly one
+    /// archive). Allocates nothing unless it fails.
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        Ok(match access::<AgentRequest>(payload, "agent request")? {
+            ArchivedAgentRequest::Ping { nonce } => AgentRequest::Ping {
+                nonce: nonce.to_native(),
+            },
+            ArchivedAgentRequest::Stop => AgentRequest::Stop,
+            ArchivedAgentRequest::Stats => AgentRequest::Stats,
+        })
+    }
+}
+
+impl AgentResponse {
+    /// Archives the response into `out` (at least
+    /// [`AGENT_MESSAGE_MAX_LEN`] bytes is always enough); returns its length.
+    /// Allocates nothing.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, WireError> {
+        encode(self, out, "agent response")
+    }
+
+    /// Validates and decodes a response payload (16-byte aligned, exactly one
+    /// archive). Allocates nothing unless it fails.
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        Ok(match access::<AgentResponse>(payload, "agent response")? {
+            ArchivedAgentResponse::Pong { nonce } => AgentResponse::Pong {
+                nonce: nonce.to_native(),
+            },
+            ArchivedAgentResponse::Stopping => AgentResponse::Stopping,
+            ArchivedAgentResponse::Stats(stats) => AgentResponse::Stats(AgentStats {
+                frames_in: stats.frames_in.to_native(),
+                bytes_in: stats.bytes_in.to_native(),
+                frames_out: stats.frames_out.to_native(),
+                bytes_out: stats.bytes_out.to_native(),
+                agent_requests: stats.agent_requests.to_native(),
+            }),
+            ArchivedAgentResponse::Refused(ArchivedAgentRefusal::NotFromHost) => {
+                AgentResponse::Refused(AgentRefusal::NotFromHost)
+            }
+            ArchivedAgentResponse::Refused(ArchivedAgentRefusal::Malformed) => {
+                AgentResponse::Refused(AgentRefusal::Malformed)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 16-byte aligned scratch buffer, as a ring slot would be.
+    #[repr(C, align(16))]
+    struct Aligned([u8; AGENT_MESSAGE_MAX_LEN + 16]);
+
+    #[test]
+    fn every_request_round_trips_within_the_max_len() {
+        for request in [
+            AgentRequest::Ping { nonce: 0xfeed },
+            AgentRequest::Stop,
+            AgentRequest::Stats,
+        ] {
+            let mut buf = Aligned([0; AGENT_MESSAGE_MAX_LEN + 16]);
+            let len = request.encode(&mut buf.0).unwrap();
+            assert!(len <= AGENT_MESSAGE_MAX_LEN);
+            assert_eq!(AgentRequest::decode(&buf.0[..len]).unwrap(), request);
+        }
+    }
+
+    #[test]
+    fn every_response_round_trips_within_the_max_len() {
+        let stats = AgentStats {
+            frames_in: 1,
+            bytes_in: 2,
+            frames_out: 3,
+            bytes_out: 4,
+            agent_requests: 5,
+        };
+        for response in [
+            AgentResponse::Pong { nonce: 7 },
+            AgentResponse::Stopping,
+            AgentResponse::Stats(stats),
+            AgentResponse::Refused(AgentRefusal::NotFromHost),
+            AgentResponse::Refused(AgentRefusal::Malformed),
+        ] {
+            let mut buf = Aligned([0; AGENT_MESSAGE_MAX_LEN + 16]);
+            let len = response.encode(&mut buf.0).unwrap();
+            assert!(len <= AGENT_MESSAGE_MAX_LEN);
+            assert_eq!(AgentResponse::decode(&buf.0[..len]).unwrap(), response);
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_length_misalignment_bad_tags_and_small_buffers() {
+        let mut buf = Aligned([0; AGENT_MESSAGE_MAX_LEN + 16]);
+        let len = AgentRequest::Stop.encode(&mut buf.0).unwrap();
+        assert!(AgentRequest::decode(&buf.0[..len + 1]).is_err());
+        assert!(AgentRequest::decode(&buf.0[..len - 1]).is_err());
+        assert!(matches!(
+            AgentRequest::decode(&buf.0[8..8 + len]),
+            Err(WireError::Misaligned { .. }) | Err(WireError::InvalidPayload { .. })
+        ));
+        buf.0[..len].fill(0xff);
+        assert!(matches!(
+            AgentRequest::decode(&buf.0[..len]),
+            Err(WireError::InvalidPayload { .. })
+        ));
+        let mut tiny = [0u8; 2];
+        assert!(matches!(
+            AgentResponse::Pong { nonce: 1 }.encode(&mut tiny),
+            Err(WireError::BufferTooSmall { .. })
+        ));
+    }
+}
