@@ -1,1 +1,7 @@
-//! Integration tests of hostmux-proc against real child processes.
+//! Integration tests of hostmux-proc: in-process procs and real child
+//! processes, with the test playing the host.
+
+mod alloc_free;
+mod local;
+mod process;
+mod support;

@@ -1,0 +1,270 @@
+//! Real child processes spawned by `hostmux_lifecycle::ProcessProcManager`
+//! with the boot protocol from `protocol::host_ends`; the test is the host.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hostmux_lifecycle::{
+    CgroupMode, ProcHandle, ProcManager, ProcessHandle, ProcessProcManager, ReadyError,
+    TerminalStatus,
+};
+use hostmux_proc::protocol::{
+    HOST_DOORBELL_FD_ENV, INBOUND_FD_ENV, OUTBOUND_FD_ENV, PROC_ID_ENV, SERVICE_NAME_ENV,
+};
+use hostmux_ring::RingError;
+use hostmux_wire::{AgentRequest, AgentResponse, ProcName, Sender};
+use tokio::runtime::Runtime;
+
+use crate::support::{expect_echo, TestHost, PATIENCE};
+
+const RING: usize = 64 * 1024;
+const ECHO: &str = env!("CARGO_BIN_EXE_hostmux-echo");
+const SINK: &str = env!("CARGO_BIN_EXE_hostmux-sink");
+const FIXTURE: &str = env!("CARGO_BIN_EXE_hostmux-proc-fixture");
+
+struct Harness {
+    rt: Runtime,
+    manager: ProcessProcManager,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let manager = rt.block_on(async {
+            ProcessProcManager::builder()
+                .cgroups(CgroupMode::Disabled)
+                .build()
+        });
+        Self { rt, manager }
+    }
+
+    /// Spawns `program args` as proc `name` and waits until it is ready.
+    fn start(&self, name: &str, program: &str, args: &[&str]) -> (TestHost, ProcessHandle) {
+        let (host, config) = TestHost::process(name, program, args, RING);
+        let handle = self
+            .rt
+            .block_on(self.manager.spawn(ProcName::new(name).unwrap(), config))
+            .expect("spawned");
+        self.rt.block_on(handle.ready()).expect("ready");
+        (host, handle)
+    }
+
+    fn wait(&self, handle: &ProcessHandle) -> TerminalStatus {
+        self.rt
+            .block_on(async { tokio::time::timeout(PATIENCE, handle.wait()).await })
+            .expect("proc ended in time")
+            .expect("terminal status")
+    }
+}
+
+fn client(name: &str) -> Sender<'_> {
+    Sender::Client { name }
+}
+
+#[test]
+fn echo_round_trip_through_a_real_process() {
+    let harness = Harness::new();
+    let (mut host, handle) = harness.start("echo", ECHO, &[]);
+    let big = vec![0xabu8; 4000];
+    host.deliver_data(client("cli"), 7, 1, b"hello");
+    host.deliver_data(client("cli"), 7, 2, b"");
+    host.deliver_data(
+        Sender::Proc {
+            addr: "",
+            name: "peer",
+        },
+        8,
+        3,
+        &big,
+    );
+    expect_echo(&host.expect_frame(), "cli", 7, 1, b"hello", "echo");
+    expect_echo(&host.expect_frame(), "cli", 7, 2, b"", "echo");
+    expect_echo(&host.expect_frame(), "peer", 8, 3, &big, "echo");
+    // The proc sleeps between frames: each one must wake it.
+    for id in 10..20 {
+        host.deliver_data(client("cli"), 1, id, b"ping");
+        expect_echo(&host.expect_frame(), "cli", 1, id, b"ping", "echo");
+    }
+    assert_eq!(
+        host.ask_agent(99, AgentRequest::Ping { nonce: 5 }),
+        AgentResponse::Pong { nonce: 5 }
+    );
+    assert_eq!(
+        host.ask_agent(100, AgentRequest::Stop),
+        AgentResponse::Stopping
+    );
+    assert_eq!(harness.wait(&handle), TerminalStatus::Exited { code: 0 });
+}
+
+#[test]
+fn sink_counts_reach_the_host_through_agent_stats() {
+    let harness = Harness::new();
+    let (mut host, handle) = harness.start("sink", SINK, &[]);
+    for id in 0..300 {
+        host.deliver_data(client("cli"), 3, id, &[1u8; 100]);
+    }
+    let AgentResponse::Stats(stats) = host.ask_agent(1, AgentRequest::Stats) else {
+        panic!("expected stats");
+    };
+    assert_eq!((stats.frames_in, stats.bytes_in), (300, 30_000));
+    assert_eq!((stats.frames_out, stats.bytes_out), (0, 0));
+    assert!(
+        host.next_frame(Duration::from_millis(50))
+            .unwrap()
+            .is_none(),
+        "a sink sends nothing but agent answers"
+    );
+    assert_eq!(
+        host.ask_agent(2, AgentRequest::Stop),
+        AgentResponse::Stopping
+    );
+    assert_eq!(harness.wait(&handle), TerminalStatus::Exited { code: 0 });
+}
+
+#[test]
+fn sigterm_is_a_graceful_stop_and_the_proc_exits_zero() {
+    let harness = Harness::new();
+    let (mut host, handle) = harness.start("termed", ECHO, &[]);
+    host.deliver_data(client("cli"), 1, 1, b"x");
+    host.expect_frame();
+    // terminate() sends SIGTERM (no polite-stop hook installed); the proc
+    // sleeps on its doorbell and must wake on the signal.
+    let status = harness
+        .rt
+        .block_on(handle.terminate(PATIENCE))
+        .expect("terminated");
+    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+}
+
+#[test]
+fn a_proc_ignoring_sigterm_is_killed_after_the_grace() {
+    let harness = Harness::new();
+    let (_host, handle) = harness.start("stubborn", FIXTURE, &["ignore-term"]);
+    let status = harness
+        .rt
+        .block_on(handle.terminate(Duration::from_millis(300)))
+        .expect("terminated");
+    assert_eq!(
+        status,
+        TerminalStatus::Signaled {
+            signal: libc::SIGKILL,
+            core_dumped: false
+        }
+    );
+}
+
+#[test]
+fn crash_after_n_messages_is_a_sigabrt() {
+    let harness = Harness::new();
+    let (mut host, handle) = harness.start("crasher", FIXTURE, &["crash-after", "3"]);
+    for id in 0..5 {
+        host.deliver_data(client("cli"), 1, id, b"msg");
+    }
+    for id in 0..3 {
+        expect_echo(&host.expect_frame(), "cli", 1, id, b"msg", "crasher");
+    }
+    match harness.wait(&handle) {
+        TerminalStatus::Signaled { signal, .. } => assert_eq!(signal, libc::SIGABRT),
+        other => panic!("expected SIGABRT, got {other:?}"),
+    }
+    assert!(
+        host.from_proc.peek().unwrap().is_none(),
+        "nothing after the crash"
+    );
+}
+
+#[test]
+fn a_proc_that_never_becomes_ready_fails_its_spawn_after_the_timeout() {
+    let harness = Harness::new();
+    let (_host, config) = TestHost::process("sleepy", FIXTURE, &["never-ready"], RING);
+    let config = config.ready_timeout(Duration::from_millis(300));
+    let handle = harness
+        .rt
+        .block_on(
+            harness
+                .manager
+                .spawn(ProcName::new("sleepy").unwrap(), config),
+        )
+        .unwrap();
+    let ready = harness.rt.block_on(handle.ready());
+    assert!(
+        matches!(ready, Err(ReadyError::TimedOut { .. })),
+        "{ready:?}"
+    );
+    assert!(matches!(
+        harness.wait(&handle),
+        TerminalStatus::Failed { .. }
+    ));
+}
+
+#[test]
+fn a_proc_corrupting_its_outbound_ring_is_seen_as_corrupted_by_the_host() {
+    let harness = Harness::new();
+    let (mut host, handle) = harness.start("vandal", FIXTURE, &["corrupt-outbound"]);
+    host.deliver_data(client("cli"), 1, 1, b"fine");
+    expect_echo(&host.expect_frame(), "cli", 1, 1, b"fine", "vandal");
+    host.deliver_data(client("cli"), 1, 2, b"corrupt");
+    let err = host.next_frame(PATIENCE).unwrap_err();
+    assert!(matches!(err, RingError::Corrupted { .. }), "{err}");
+    // The end stays poisoned; the host fails the proc.
+    assert!(host.from_proc.peek().is_err());
+    let status = harness.rt.block_on(handle.kill()).unwrap();
+    assert!(matches!(status, TerminalStatus::Signaled { signal, .. } if signal == libc::SIGKILL));
+}
+
+/// Runs the fixture's `boot` mode with exactly `env` and returns (exit code, stderr).
+fn boot_with_env(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(FIXTURE)
+        .arg("boot")
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("fixture runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn boot_parameter_errors_name_the_parameter() {
+    let complete = [
+        (PROC_ID_ENV, "unix:@t/echo"),
+        (SERVICE_NAME_ENV, "service"),
+        (INBOUND_FD_ENV, "200"),
+        (OUTBOUND_FD_ENV, "201"),
+        (HOST_DOORBELL_FD_ENV, "202"),
+    ];
+    let missing: Vec<_> = complete
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != PROC_ID_ENV)
+        .collect();
+    let (code, stderr) = boot_with_env(&missing);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("boot failed: boot parameter HOSTMUX_PROC_ID is not set"),
+        "{stderr}"
+    );
+
+    let mut invalid = complete.to_vec();
+    invalid[3] = (OUTBOUND_FD_ENV, "stdout");
+    let (code, stderr) = boot_with_env(&invalid);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("boot parameter HOSTMUX_OUTBOUND_FD is invalid"),
+        "{stderr}"
+    );
+
+    // Well-formed, but fd 200 is not open in the child.
+    let (code, stderr) = boot_with_env(&complete);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("boot parameter HOSTMUX_INBOUND_FD is invalid: fd 200 is not open"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,279 @@
+//! The test plays the host: it creates the rings and doorbells, hands the
+//! proc its ends (in process or through the boot protocol), writes frames
+//! into the inbound ring and reads the proc's frames from the outbound ring.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use hostmux_lifecycle::ProcessConfig;
+use hostmux_proc::protocol::{host_ends, BootParams, ProcIdentity};
+use hostmux_ring::{Consumer, Doorbell, Producer, RingError, SharedRing};
+use hostmux_wire::{
+    decode_frame, encode_frame, encoded_len, AgentRequest, AgentResponse, Flags, FrameHeader,
+    FrameKind, Limits, ProcId, ProcName, RoutingHeader, Sender, AGENT_MESSAGE_MAX_LEN, AGENT_PORT,
+};
+
+/// Generous bound for waits on a loaded, shared 2-core machine.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
+
+pub(crate) const SERVICE: &str = "service";
+
+pub(crate) fn proc_id(name: &str) -> ProcId {
+    format!("unix:@hostmux-proc-test/{name}")
+        .parse()
+        .expect("valid proc id")
+}
+
+/// A frame the proc sent, copied out of the ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub(crate) header: RoutingHeader,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl Received {
+    pub(crate) fn agent_response(&self) -> AgentResponse {
+        assert_eq!(self.header.dest_port, AGENT_PORT, "not an agent response");
+        // Copy into an aligned buffer: `payload` is a Vec.
+        #[repr(C, align(16))]
+        struct Aligned([u8; AGENT_MESSAGE_MAX_LEN]);
+        let mut buf = Aligned([0; AGENT_MESSAGE_MAX_LEN]);
+        buf.0[..self.payload.len()].copy_from_slice(&self.payload);
+        AgentResponse::decode(&buf.0[..self.payload.len()]).expect("valid agent response")
+    }
+}
+
+/// The host's side of one proc.
+pub(crate) struct TestHost {
+    pub(crate) to_proc: Producer,
+    pub(crate) from_proc: Consumer,
+    pub(crate) doorbell: Doorbell,
+    pub(crate) limits: Limits,
+    pub(crate) name: ProcName,
+}
+
+impl TestHost {
+    /// Rings for an in-process proc; `proc_doorbell` wires one both ways.
+    pub(crate) fn local(
+        name: &str,
+        ring_bytes: usize,
+        proc_doorbell: bool,
+    ) -> (TestHost, BootParams) {
+        let inbound = SharedRing::create(ring_bytes).unwrap();
+        let outbound = SharedRing::create(ring_bytes).unwrap();
+        let doorbell = Doorbell::new().unwrap();
+        let id = proc_id(name);
+        let limits = Limits::default();
+        let service: ProcName = SERVICE.parse().unwrap();
+        let inbound_fd = inbound.memfd().try_clone_to_owned().unwrap();
+        let outbound_fd = outbound.memfd().try_clone_to_owned().unwrap();
+        let (to_proc, from_proc, proc_doorbell) = if proc_doorbell {
+            let (_, ends) = host_ends(
+                ProcessConfig::new("unused"),
+                ProcIdentity {
+                    id: &id,
+                    service_name: &service,
+                    limits,
+                },
+                inbound,
+                outbound,
+                &doorbell,
+            )
+            .unwrap();
+            (
+                ends.inbound,
+                ends.outbound,
+                Some(ends.proc_doorbell.try_clone().unwrap()),
+            )
+        } else {
+            (
+                inbound.into_producer().unwrap(),
+                outbound.into_consumer().unwrap(),
+                None,
+            )
+        };
+        let params = BootParams {
+            id: id.clone(),
+            service_name: service,
+            limits,
+            inbound: inbound_fd,
+            outbound: outbound_fd,
+            host_doorbell: doorbell.try_clone().unwrap(),
+            proc_doorbell,
+        };
+        let host = TestHost {
+            to_proc,
+            from_proc,
+            doorbell,
+            limits,
+            name: id.name().clone(),
+        };
+        (host, params)
+    }
+
+    /// Rings for an OS proc running `program args`, through the boot protocol.
+    pub(crate) fn process(
+        name: &str,
+        program: &str,
+        args: &[&str],
+        ring_bytes: usize,
+    ) -> (TestHost, ProcessConfig) {
+        let inbound = SharedRing::create(ring_bytes).unwrap();
+        let outbound = SharedRing::create(ring_bytes).unwrap();
+        let doorbell = Doorbell::new().unwrap();
+        let id = proc_id(name);
+        let limits = Limits::default();
+        let service: ProcName = SERVICE.parse().unwrap();
+        let config = ProcessConfig::new(program)
+            .args(args.iter().copied())
+            .ready_timeout(PATIENCE);
+        let (config, ends) = host_ends(
+            config,
+            ProcIdentity {
+                id: &id,
+                service_name: &service,
+                limits,
+            },
+            inbound,
+            outbound,
+            &doorbell,
+        )
+        .unwrap();
+        let host = TestHost {
+            to_proc: ends.inbound,
+            from_proc: ends.outbound,
+            doorbell,
+            limits,
+            name: id.name().clone(),
+        };
+        (host, config)
+    }
+
+    /// Writes one frame into the proc's inbound ring and publishes it.
+    pub(crate) fn deliver(&mut self, header: &FrameHeader<'_>, payload: &[u8]) {
+        let len = encoded_len(header, payload.len());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.to_proc.try_reserve(len) {
+                Ok(mut slot) => {
+                    encode_frame(&mut slot, header, payload, &self.limits).unwrap();
+                    slot.commit();
+                    self.to_proc.publish().unwrap();
+                    return;
+                }
+                Err(RingError::Full) => {
+                    assert!(Instant::now() < deadline, "inbound ring stayed full");
+                    let _ = self
+                        .to_proc
+                        .wait_writable(len, Some(Duration::from_millis(50)))
+                        .unwrap();
+                }
+                Err(e) => panic!("deliver: {e}"),
+            }
+        }
+    }
+
+    /// A data frame from `sender` to the proc's `port`.
+    pub(crate) fn deliver_data(
+        &mut self,
+        sender: Sender<'_>,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) {
+        let name = self.name.clone();
+        let header = FrameHeader {
+            dest_port: port,
+            sender,
+            flags: Flags::RETURN_UNDELIVERABLE,
+            ..FrameHeader::data(name.as_str(), message_id)
+        };
+        self.deliver(&header, payload);
+    }
+
+    /// An agent request from `sender` (the service proc unless testing refusals).
+    pub(crate) fn deliver_agent(
+        &mut self,
+        sender: Sender<'_>,
+        message_id: u64,
+        request: AgentRequest,
+    ) {
+        #[repr(C, align(16))]
+        struct Aligned([u8; AGENT_MESSAGE_MAX_LEN]);
+        let mut buf = Aligned([0; AGENT_MESSAGE_MAX_LEN]);
+        let len = request.encode(&mut buf.0).unwrap();
+        self.deliver_data(sender, AGENT_PORT, message_id, &buf.0[..len]);
+    }
+
+    pub(crate) fn service() -> Sender<'static> {
+        Sender::Proc {
+            addr: "",
+            name: SERVICE,
+        }
+    }
+
+    /// Asks the agent and returns its answer (waits for it).
+    pub(crate) fn ask_agent(&mut self, message_id: u64, request: AgentRequest) -> AgentResponse {
+        self.deliver_agent(Self::service(), message_id, request);
+        let reply = self.expect_frame();
+        assert_eq!(reply.header.message_id, message_id);
+        assert_eq!(reply.header.dest_name, SERVICE);
+        reply.agent_response()
+    }
+
+    /// The proc's next frame, waiting up to `timeout` the way the real host
+    /// does: drain, arm the ring on the host doorbell, sleep on the doorbell.
+    pub(crate) fn next_frame(&mut self, timeout: Duration) -> Result<Option<Received>, RingError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(record) = self.from_proc.peek()? {
+                let frame = decode_frame(record, &self.limits).expect("proc wrote a valid frame");
+                let received = Received {
+                    header: frame.fields().into(),
+                    payload: frame.payload().to_vec(),
+                };
+                self.from_proc.release()?;
+                return Ok(Some(received));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            if self.from_proc.arm_doorbell()? {
+                self.doorbell.wait(Some(left))?;
+                self.doorbell.drain()?;
+                self.from_proc.take_pending();
+                self.from_proc.disarm();
+            }
+        }
+    }
+
+    pub(crate) fn expect_frame(&mut self) -> Received {
+        self.next_frame(PATIENCE)
+            .expect("outbound ring intact")
+            .expect("the proc answered in time")
+    }
+}
+
+/// Checks the fd is an eventfd we own (sanity for helpers).
+#[allow(dead_code)]
+pub(crate) fn is_open(fd: impl AsFd) -> bool {
+    rustix::io::fcntl_getfd(fd).is_ok()
+}
+
+/// The reply a data frame from `sender` should get from an echo proc.
+pub(crate) fn expect_echo(
+    reply: &Received,
+    to: &str,
+    port: u32,
+    id: u64,
+    payload: &[u8],
+    from: &str,
+) {
+    assert_eq!(reply.header.kind, FrameKind::Data);
+    assert_eq!(reply.header.dest_name, to);
+    assert_eq!(reply.header.dest_port, port);
+    assert_eq!(reply.header.message_id, id);
+    assert_eq!(reply.header.sender_name, from);
+    assert_eq!(reply.payload, payload);
+}
