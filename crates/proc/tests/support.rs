@@ -2,7 +2,6 @@
 //! proc its ends (in process or through the boot protocol), writes frames
 //! into the inbound ring and reads the proc's frames from the outbound ring.
 
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::ProcessConfig;
@@ -149,30 +148,6 @@ impl TestHost {
         (host, config)
     }
 
-    /// Writes one frame into the proc's inbound ring and publishes it.
-    pub(crate) fn deliver(&mut self, header: &FrameHeader<'_>, payload: &[u8]) {
-        let len = encoded_len(header, payload.len());
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match self.to_proc.try_reserve(len) {
-                Ok(mut slot) => {
-                    encode_frame(&mut slot, header, payload, &self.limits).unwrap();
-                    slot.commit();
-                    self.to_proc.publish().unwrap();
-                    return;
-                }
-                Err(RingError::Full) => {
-                    assert!(Instant::now() < deadline, "inbound ring stayed full");
-                    let _ = self
-                        .to_proc
-                        .wait_writable(len, Some(Duration::from_millis(50)))
-                        .unwrap();
-                }
-                Err(e) => panic!("deliver: {e}"),
-            }
-        }
-    }
-
     /// A data frame from `sender` to the proc's `port`.
     pub(crate) fn deliver_data(
         &mut self,
@@ -181,14 +156,13 @@ impl TestHost {
         message_id: u64,
         payload: &[u8],
     ) {
-        let name = self.name.clone();
         let header = FrameHeader {
             dest_port: port,
             sender,
             flags: Flags::RETURN_UNDELIVERABLE,
-            ..FrameHeader::data(name.as_str(), message_id)
+            ..FrameHeader::data(self.name.as_str(), message_id)
         };
-        self.deliver(&header, payload);
+        deliver_into(&mut self.to_proc, &self.limits, &header, payload);
     }
 
     /// An agent request from `sender` (the service proc unless testing refusals).
@@ -255,10 +229,27 @@ impl TestHost {
     }
 }
 
-/// Checks the fd is an eventfd we own (sanity for helpers).
-#[allow(dead_code)]
-pub(crate) fn is_open(fd: impl AsFd) -> bool {
-    rustix::io::fcntl_getfd(fd).is_ok()
+/// Writes one frame into `ring` and publishes it (no allocation).
+fn deliver_into(ring: &mut Producer, limits: &Limits, header: &FrameHeader<'_>, payload: &[u8]) {
+    let len = encoded_len(header, payload.len());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match ring.try_reserve(len) {
+            Ok(mut slot) => {
+                encode_frame(&mut slot, header, payload, limits).unwrap();
+                slot.commit();
+                ring.publish().unwrap();
+                return;
+            }
+            Err(RingError::Full) => {
+                assert!(Instant::now() < deadline, "inbound ring stayed full");
+                let _ = ring
+                    .wait_writable(len, Some(Duration::from_millis(50)))
+                    .unwrap();
+            }
+            Err(e) => panic!("deliver: {e}"),
+        }
+    }
 }
 
 /// The reply a data frame from `sender` should get from an echo proc.

@@ -5,3 +5,6 @@ mod alloc_free;
 mod local;
 mod process;
 mod support;
+
+#[global_allocator]
+static ALLOCATOR: alloc_free::CountingAllocator = alloc_free::CountingAllocator;

@@ -43,12 +43,8 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
             proc.serve(|mut m| echo(&mut m))
         }
         "ignore-term" => {
-            let options = BootOptions {
-                handle_signals: false,
-                ..BootOptions::default()
-            };
-            let _proc = hostmux_proc::boot_with(options)?;
-            // A handler that does nothing: SIGTERM no longer terminates us.
+            // A handler that does nothing, installed before readiness is
+            // reported: from then on SIGTERM never terminates us.
             signal_hook::flag::register(
                 signal_hook::consts::SIGTERM,
                 Arc::new(AtomicBool::new(false)),
@@ -57,6 +53,11 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
                 what: "ignoring SIGTERM",
                 source,
             })?;
+            let options = BootOptions {
+                handle_signals: false,
+                ..BootOptions::default()
+            };
+            let _proc = hostmux_proc::boot_with(options)?;
             park_forever()
         }
         "crash-after" => {
@@ -98,7 +99,7 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
             proc.serve(|mut m| {
                 if m.payload() == b"corrupt" {
                     // An index that is not a multiple of 16 and far ahead.
-                    let garbage = 0x00de_adbe_efu64 * 16 + 8;
+                    let garbage = 0xdead_beef_u64 * 16 + 8;
                     outbound
                         .write_all_at(&garbage.to_le_bytes(), TAIL_OFFSET)
                         .map_err(|source| ProcError::Io {
