@@ -154,6 +154,22 @@ where
         .map_err(|_| invalid(what, "bytecheck failed"))
 }
 
+/// A payload is canonical if it re-encodes to the same bytes, i.e. its
+/// padding and unused variant bytes are zero (bytecheck does not look at them).
+fn check_canonical<T>(value: &T, payload: &[u8], what: &'static str) -> Result<(), WireError>
+where
+    T: for<'a, 'b> Serialize<
+        rkyv::rancor::Strategy<rkyv::ser::Serializer<Buffer<'b>, SubAllocator<'a>, ()>, Failure>,
+    >,
+{
+    let mut again = [0u8; AGENT_MESSAGE_MAX_LEN];
+    let len = encode(value, &mut again, what)?;
+    if again[..len] != *payload {
+        return Err(invalid(what, "padding or unused bytes are not zero"));
+    }
+    Ok(())
+}
+
 impl AgentRequest {
     /// Archives the request into `out` (at least
     /// [`AGENT_MESSAGE_MAX_LEN`] bytes is always enough); returns its length.
@@ -165,13 +181,15 @@ impl AgentRequest {
     /// Validates and decodes a request payload (16-byte aligned, exactly one
     /// archive). Allocates nothing unless it fails.
     pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
-        Ok(match access::<AgentRequest>(payload, "agent request")? {
+        let request = match access::<AgentRequest>(payload, "agent request")? {
             ArchivedAgentRequest::Ping { nonce } => AgentRequest::Ping {
                 nonce: nonce.to_native(),
             },
             ArchivedAgentRequest::Stop => AgentRequest::Stop,
             ArchivedAgentRequest::Stats => AgentRequest::Stats,
-        })
+        };
+        check_canonical(&request, payload, "agent request")?;
+        Ok(request)
     }
 }
 
@@ -186,7 +204,7 @@ impl AgentResponse {
     /// Validates and decodes a response payload (16-byte aligned, exactly one
     /// archive). Allocates nothing unless it fails.
     pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
-        Ok(match access::<AgentResponse>(payload, "agent response")? {
+        let response = match access::<AgentResponse>(payload, "agent response")? {
             ArchivedAgentResponse::Pong { nonce } => AgentResponse::Pong {
                 nonce: nonce.to_native(),
             },
@@ -204,7 +222,9 @@ impl AgentResponse {
             ArchivedAgentResponse::Refused(ArchivedAgentRefusal::Malformed) => {
                 AgentResponse::Refused(AgentRefusal::Malformed)
             }
-        })
+        };
+        check_canonical(&response, payload, "agent response")?;
+        Ok(response)
     }
 }
 
@@ -268,10 +288,62 @@ mod tests {
             AgentRequest::decode(&buf.0[..len]),
             Err(WireError::InvalidPayload { .. })
         ));
+        // A valid tag with a non-zero padding byte is not canonical.
+        let len = AgentRequest::Stop.encode(&mut buf.0).unwrap();
+        buf.0[3] = 1;
+        assert!(matches!(
+            AgentRequest::decode(&buf.0[..len]),
+            Err(WireError::InvalidPayload { .. })
+        ));
         let mut tiny = [0u8; 2];
         assert!(matches!(
             AgentResponse::Pong { nonce: 1 }.encode(&mut tiny),
             Err(WireError::BufferTooSmall { .. })
         ));
+    }
+
+    /// The byte layout `docs/wire.md` documents.
+    #[test]
+    fn layout_matches_the_documentation() {
+        let mut buf = Aligned([0; AGENT_MESSAGE_MAX_LEN + 16]);
+        let len = AgentRequest::Ping {
+            nonce: 0x0102_0304_0506_0708,
+        }
+        .encode(&mut buf.0)
+        .unwrap();
+        assert_eq!(
+            &buf.0[..len],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]
+        );
+        for (request, tag) in [(AgentRequest::Stop, 1u8), (AgentRequest::Stats, 2)] {
+            let len = request.encode(&mut buf.0).unwrap();
+            let mut expected = [0u8; 16];
+            expected[0] = tag;
+            assert_eq!(&buf.0[..len], &expected);
+        }
+        let stats = AgentStats {
+            frames_in: 1,
+            bytes_in: 2,
+            frames_out: 3,
+            bytes_out: 4,
+            agent_requests: 5,
+        };
+        let len = AgentResponse::Stats(stats).encode(&mut buf.0).unwrap();
+        let mut expected = [0u8; 48];
+        expected[0] = 2;
+        for (i, value) in (1u8..=5).enumerate() {
+            expected[8 + 8 * i] = value;
+        }
+        assert_eq!(&buf.0[..len], &expected);
+        let len = AgentResponse::Refused(AgentRefusal::Malformed)
+            .encode(&mut buf.0)
+            .unwrap();
+        let mut expected = [0u8; 48];
+        expected[..2].copy_from_slice(&[3, 1]);
+        assert_eq!(&buf.0[..len], &expected);
+        let len = AgentResponse::Pong { nonce: 9 }.encode(&mut buf.0).unwrap();
+        let mut expected = [0u8; 48];
+        expected[8] = 9;
+        assert_eq!(&buf.0[..len], &expected);
     }
 }
