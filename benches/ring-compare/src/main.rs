@@ -75,7 +75,7 @@ fn main() {
     let secs = arg(&args, "--secs", 2.0);
     let rtt = Duration::from_secs_f64(arg(&args, "--rtt-secs", 0.5));
     pin_to(0);
-    println!("hostmux ring vs iceoryx2 vs Unix socket (64 KiB batches): {runs} runs, {secs} s throughput, {rtt:?} round trips; ring capacity {} KiB", ring::CAPACITY / 1024);
+    println!("hostmux ring vs iceoryx2 vs Unix socket (64 KiB batches): {runs} runs, {secs} s throughput, {rtt:?} round trips; ring capacity {} KiB", ring::throughput_capacity() / 1024);
 
     let mut all = Vec::new();
     for run in 0..runs {

@@ -15,8 +15,16 @@ pub const CAPACITY: usize = 256 * 1024;
 /// Commits per publish on the throughput path.
 const PUBLISH_EVERY: u64 = 32;
 
+/// Capacity for the throughput rings (`RC_CAPACITY` overrides, for experiments).
+pub fn throughput_capacity() -> usize {
+    std::env::var("RC_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CAPACITY)
+}
+
 pub fn throughput(size: usize, secs: f64) -> Throughput {
-    let ring = SharedRing::create(CAPACITY).unwrap();
+    let ring = SharedRing::create(throughput_capacity()).unwrap();
     let mut peer = Peer::spawn(
         &[
             "ring".into(),
