@@ -181,11 +181,12 @@ fn fast_child_producer_waits_for_space_behind_a_slow_host_consumer() {
     let ring = SharedRing::create(64 * 1024).unwrap();
     let plan = Plan {
         expect_full: true, // the child exits non-zero unless it waited for space
-        ..plan(Role::Produce, 2000, 4096)
+        ..plan(Role::Produce, 1000, 4096)
     };
     let peer = Peer::spawn(plan, &fds_for(&ring, None));
     let mut consumer = ring.into_consumer().unwrap();
-    let got = consume(&mut consumer, &plan, Duration::from_micros(20), None);
+    // 100 µs per record: far slower than the producer even in a debug build.
+    let got = consume(&mut consumer, &plan, Duration::from_micros(100), None);
     assert_eq!(got.records, plan.count);
     assert_eq!(peer.exit_code(PATIENCE), Some(0));
 }
