@@ -186,9 +186,27 @@ impl TestHost {
         }
     }
 
-    /// Asks the agent and returns its answer (waits for it).
+    /// Asks the agent and returns its answer (waits for it). The request
+    /// frame is built the way a host builds it, `AgentRequest::encode_frame`
+    /// straight into the ring.
     pub(crate) fn ask_agent(&mut self, message_id: u64, request: AgentRequest) -> AgentResponse {
-        self.deliver_agent(Self::service(), message_id, request);
+        let len = AgentRequest::frame_len(self.name.as_str(), SERVICE);
+        let mut slot = self
+            .to_proc
+            .try_reserve(len)
+            .expect("room for an agent request");
+        let written = request
+            .encode_frame(
+                &mut slot,
+                self.name.as_str(),
+                SERVICE,
+                message_id,
+                &self.limits,
+            )
+            .unwrap();
+        assert_eq!(written, len);
+        slot.commit();
+        self.to_proc.publish().unwrap();
         let reply = self.expect_frame();
         assert_eq!(reply.header.message_id, message_id);
         assert_eq!(reply.header.dest_name, SERVICE);

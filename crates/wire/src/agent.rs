@@ -17,7 +17,7 @@ use rkyv::ser::writer::Buffer;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::frame::FRAME_ALIGN;
-use crate::WireError;
+use crate::{Flags, FrameHeader, FrameKind, Limits, Sender, WireError};
 
 /// The port of every proc's agent. Ports `0xFFFF_FFFE` (the agent) and
 /// `0xFFFF_FFFF` (the host's hello) are reserved for hostmux; applications
@@ -171,6 +171,55 @@ where
 }
 
 impl AgentRequest {
+    /// The header of this request as the host sends it: a data frame from
+    /// the service proc `service_name` (this host) to proc `proc_name` on
+    /// [`AGENT_PORT`].
+    pub fn frame_header<'a>(
+        proc_name: &'a str,
+        service_name: &'a str,
+        message_id: u64,
+    ) -> FrameHeader<'a> {
+        FrameHeader {
+            kind: FrameKind::Data,
+            flags: Flags::NONE,
+            message_id,
+            dest_name: proc_name,
+            dest_port: AGENT_PORT,
+            dest_addr: "",
+            sender: Sender::Proc {
+                addr: "",
+                name: service_name,
+            },
+        }
+    }
+
+    /// The length of the whole frame [`encode_frame`](Self::encode_frame)
+    /// writes (e.g. to reserve a ring record for it).
+    pub fn frame_len(proc_name: &str, service_name: &str) -> usize {
+        let header = Self::frame_header(proc_name, service_name, 0);
+        crate::encoded_len(&header, std::mem::size_of::<ArchivedAgentRequest>())
+    }
+
+    /// Encodes the whole frame carrying this request from the host's
+    /// service proc to proc `proc_name` into `out` (e.g. a ring slot of
+    /// [`frame_len`](Self::frame_len) bytes); returns its length. Allocates
+    /// nothing.
+    pub fn encode_frame(
+        &self,
+        out: &mut [u8],
+        proc_name: &str,
+        service_name: &str,
+        message_id: u64,
+        limits: &Limits,
+    ) -> Result<usize, WireError> {
+        #[repr(C, align(16))]
+        struct Scratch([u8; AGENT_MESSAGE_MAX_LEN]);
+        let mut scratch = Scratch([0; AGENT_MESSAGE_MAX_LEN]);
+        let len = self.encode(&mut scratch.0)?;
+        let header = Self::frame_header(proc_name, service_name, message_id);
+        crate::encode_frame(out, &header, &scratch.0[..len], limits)
+    }
+
     /// Archives the request into `out` (at least
     /// [`AGENT_MESSAGE_MAX_LEN`] bytes is always enough); returns its length.
     /// Allocates nothing.
@@ -345,5 +394,33 @@ mod tests {
         let mut expected = [0u8; 48];
         expected[8] = 9;
         assert_eq!(&buf.0[..len], &expected);
+    }
+
+    #[test]
+    fn a_request_frame_decodes_as_the_host_sends_it() {
+        #[repr(C, align(16))]
+        struct FrameBuf([u8; 256]);
+        let limits = Limits::default();
+        let len = AgentRequest::frame_len("echo", "service");
+        let mut buf = FrameBuf([0; 256]);
+        let written = AgentRequest::Ping { nonce: 3 }
+            .encode_frame(&mut buf.0, "echo", "service", 77, &limits)
+            .unwrap();
+        assert_eq!(written, len);
+        let frame = crate::decode_frame(&buf.0[..written], &limits).unwrap();
+        assert_eq!(frame.dest_name(), "echo");
+        assert_eq!(frame.dest_port(), AGENT_PORT);
+        assert_eq!(frame.message_id(), 77);
+        assert_eq!(
+            frame.sender(),
+            Sender::Proc {
+                addr: "",
+                name: "service"
+            }
+        );
+        assert_eq!(
+            AgentRequest::decode(frame.payload()).unwrap(),
+            AgentRequest::Ping { nonce: 3 }
+        );
     }
 }
