@@ -141,6 +141,32 @@ fn sigterm_is_a_graceful_stop_and_the_proc_exits_zero() {
 }
 
 #[test]
+fn without_a_proc_doorbell_the_proc_uses_futexes_and_still_stops_on_sigterm() {
+    let harness = Harness::new();
+    let (mut host, config) = TestHost::process_without_proc_doorbell("futexed", ECHO, RING);
+    let handle = harness
+        .rt
+        .block_on(
+            harness
+                .manager
+                .spawn(ProcName::new("futexed").unwrap(), config),
+        )
+        .unwrap();
+    harness.rt.block_on(handle.ready()).unwrap();
+    for id in 0..5 {
+        host.deliver_data(client("cli"), 1, id, b"futex");
+        expect_echo(&host.expect_frame(), "cli", 1, id, b"futex", "futexed");
+    }
+    // The proc sleeps on the inbound futex; SIGTERM is noticed within
+    // SIGNAL_CHECK_INTERVAL.
+    let status = harness
+        .rt
+        .block_on(handle.terminate(PATIENCE))
+        .expect("terminated");
+    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+}
+
+#[test]
 fn a_proc_ignoring_sigterm_is_killed_after_the_grace() {
     let harness = Harness::new();
     let (_host, handle) = harness.start("stubborn", FIXTURE, &["ignore-term"]);

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::ProcessConfig;
-use hostmux_proc::protocol::{host_ends, BootParams, ProcIdentity};
+use std::os::fd::AsFd;
+
+use hostmux_proc::protocol::{child_config, host_ends, BootParams, ChildFds, ProcIdentity};
 use hostmux_ring::{Consumer, Doorbell, Producer, RingError, SharedRing};
 use hostmux_wire::{
     decode_frame, encode_frame, encoded_len, AgentRequest, AgentResponse, Flags, FrameHeader,
@@ -141,6 +143,44 @@ impl TestHost {
         let host = TestHost {
             to_proc: ends.inbound,
             from_proc: ends.outbound,
+            doorbell,
+            limits,
+            name: id.name().clone(),
+        };
+        (host, config)
+    }
+
+    /// Rings for an OS proc through the lower half of the protocol
+    /// (`child_config`) without a proc doorbell: the proc waits on futexes.
+    pub(crate) fn process_without_proc_doorbell(
+        name: &str,
+        program: &str,
+        ring_bytes: usize,
+    ) -> (TestHost, ProcessConfig) {
+        let inbound = SharedRing::create(ring_bytes).unwrap();
+        let outbound = SharedRing::create(ring_bytes).unwrap();
+        let doorbell = Doorbell::new().unwrap();
+        let id = proc_id(name);
+        let limits = Limits::default();
+        let service: ProcName = SERVICE.parse().unwrap();
+        let fds = ChildFds {
+            inbound: inbound.memfd().try_clone_to_owned().unwrap(),
+            outbound: outbound.memfd().try_clone_to_owned().unwrap(),
+            host_doorbell: doorbell.as_fd().try_clone_to_owned().unwrap(),
+            proc_doorbell: None,
+        };
+        let config = child_config(
+            ProcessConfig::new(program).ready_timeout(PATIENCE),
+            ProcIdentity {
+                id: &id,
+                service_name: &service,
+                limits,
+            },
+            fds,
+        );
+        let host = TestHost {
+            to_proc: inbound.into_producer().unwrap(),
+            from_proc: outbound.into_consumer().unwrap(),
             doorbell,
             limits,
             name: id.name().clone(),
