@@ -507,9 +507,20 @@ impl<M: ProcManager + 'static> Host<M> {
     }
 
     fn unbind_and_detach(&self, name: &ProcName, key: ProcKey) {
+        self.unbind(name, key);
+        self.detach(key);
+    }
+
+    /// Removes the proc's route if it still points at this incarnation.
+    fn unbind(&self, name: &ProcName, key: ProcKey) {
         if self.inner.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
             self.inner.table.remove(name.as_bytes());
         }
+    }
+
+    /// Tells the I/O thread to close the proc's inbound ring and return
+    /// what is left in it.
+    fn detach(&self, key: ProcKey) {
         let _ = self.inner.control.send(Command::Detach(key));
     }
 
@@ -583,10 +594,19 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
                     })
                     .collect()
             };
+            // Unbind every route first so no new frame is routed to a proc
+            // that is going away, but keep the rings attached until the
+            // manager has taken the procs down: detaching closes a proc's
+            // inbound ring, which a proc may take as its cue to exit, and a
+            // proc that left on its own before `terminate_all` looked would
+            // be missing from the summary.
             for (name, key, _) in &targets {
-                self.unbind_and_detach(name, *key);
+                self.unbind(name, *key);
             }
             let summary = self.inner.manager.terminate_all(grace, max_in_flight).await;
+            for (_, key, _) in &targets {
+                self.detach(*key);
+            }
             for (_, _, gone) in targets {
                 wait_gone(gone).await;
             }

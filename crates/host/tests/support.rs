@@ -90,7 +90,9 @@ where
     LocalProc::new(move |mut cx, rings| async move {
         let mut endpoint = rings.attach().map_err(|e| e.to_string())?;
         cx.report_ready();
-        tokio::task::spawn_blocking(move || loop {
+        // A cooperative proc: a polite stop ends it at once (its blocked
+        // reader thread returns when the host closes the inbound ring).
+        let worker = tokio::task::spawn_blocking(move || loop {
             match endpoint.recv(Duration::from_secs(60), Frame::from_view) {
                 Ok(Received::Frame(frame)) => {
                     if !step(&mut endpoint, frame) {
@@ -100,9 +102,11 @@ where
                 Ok(Received::TimedOut) => {}
                 Ok(Received::Closed) | Err(_) => return,
             }
-        })
-        .await
-        .map_err(|e| e.to_string())
+        });
+        tokio::select! {
+            joined = worker => joined.map_err(|e| e.to_string()),
+            () = cx.stopped() => Ok(()),
+        }
     })
 }
 
