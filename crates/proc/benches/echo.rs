@@ -187,19 +187,26 @@ impl RingPeer {
         slot.commit();
     }
 
-    /// Waits for one reply and checks its length.
+    /// Waits for one reply and checks its length: spins like the proc
+    /// (`hostmux_proc::spin_for`), then sleeps on the host doorbell.
     fn recv(&mut self, len: usize) {
-        let spin_until = Instant::now() + SPIN;
         loop {
-            if let Some(record) = self.ends.outbound.peek().unwrap() {
+            let outbound = &mut self.ends.outbound;
+            let arrived = hostmux_proc::spin_for(SPIN, || {
+                outbound
+                    .is_readable()
+                    .map_err(|source| hostmux_proc::ProcError::Ring {
+                        ring: "outbound",
+                        source,
+                    })
+            })
+            .unwrap();
+            if arrived {
+                let record = self.ends.outbound.peek().unwrap().expect("readable");
                 let frame = decode_frame(record, &self.limits).unwrap();
                 assert_eq!(frame.payload().len(), len);
                 self.ends.outbound.release().unwrap();
                 return;
-            }
-            if Instant::now() < spin_until {
-                std::hint::spin_loop();
-                continue;
             }
             if self.ends.outbound.arm_doorbell().unwrap() {
                 self.doorbell.wait(Some(Duration::from_secs(10))).unwrap();

@@ -113,3 +113,4 @@ pub use proc::{
     boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, DEFAULT_SPIN,
     SIGNAL_CHECK_INTERVAL,
 };
+pub use wait::{spin_for, PURE_SPIN};

@@ -69,6 +69,7 @@ pub(crate) struct RingWriter {
     limits: Limits,
     send_timeout: Duration,
     defer_publish: bool,
+    spin: Duration,
     pub(crate) doorbell: Option<Doorbell>,
 }
 
@@ -94,6 +95,18 @@ impl RingWriter {
         }
         if self.producer.is_consumer_closed() {
             return Err(ProcError::HostClosed);
+        }
+        // Spin (yielding) before the ring sleeps on its futex.
+        self.producer
+            .publish()
+            .map_err(ProcError::ring("outbound"))?;
+        let producer = &mut self.producer;
+        if crate::wait::spin_for(self.spin, || {
+            producer
+                .is_writable(frame_len)
+                .map_err(ProcError::ring("outbound"))
+        })? {
+            return Ok(());
         }
         match self
             .producer
@@ -232,6 +245,7 @@ impl Outbox {
                 limits,
                 send_timeout: DEFAULT_SEND_TIMEOUT,
                 defer_publish: false,
+                spin: crate::DEFAULT_SPIN,
                 doorbell: None,
             },
             name,
@@ -243,6 +257,10 @@ impl Outbox {
     /// How long sends wait for room in a full ring ([`DEFAULT_SEND_TIMEOUT`]).
     pub fn set_send_timeout(&mut self, timeout: Duration) {
         self.writer.send_timeout = timeout;
+    }
+
+    pub(crate) fn set_spin(&mut self, spin: Duration) {
+        self.writer.spin = spin;
     }
 
     /// This proc's name (the sender of its frames).

@@ -11,7 +11,7 @@ use hostmux_wire::{
 use crate::outbox::{Message, Outbox};
 use crate::protocol::{BootParams, INBOUND_FD_ENV, OUTBOUND_FD_ENV};
 use crate::signals::StopSignals;
-use crate::wait::{AsyncDoorbell, AsyncSignal};
+use crate::wait::{spin_for, AsyncDoorbell, AsyncSignal};
 use crate::ProcError;
 
 /// How long a blocking wait spins before it sleeps (see `docs/ring.md`).
@@ -73,6 +73,8 @@ pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
             reason: format!("not a usable ring memfd: {e}"),
         }
     };
+    // The ring's own waits spin without yielding; this crate spins first
+    // (`spin_for`) and then lets the ring sleep at once.
     let mut inbound = SharedRing::attach(params.inbound)
         .map_err(mapping(INBOUND_FD_ENV))?
         .into_consumer()
@@ -86,6 +88,8 @@ pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
         .try_clone()
         .map_err(ProcError::ring("host doorbell"))?;
     inbound.set_producer_doorbell(Some(host_copy));
+    inbound.set_spin(Duration::ZERO);
+    outbound.set_spin(Duration::ZERO);
     outbound.set_consumer_doorbell(Some(params.host_doorbell));
     let name = params.id.name().clone();
     let mut outbox = Outbox::new(outbound, name, params.limits);
@@ -256,10 +260,11 @@ impl Proc {
         self.agent.request_stop();
     }
 
-    /// How long blocking waits spin before sleeping ([`DEFAULT_SPIN`]).
+    /// How long blocking waits (receive, and sends into a full ring) spin
+    /// before sleeping ([`DEFAULT_SPIN`]); see [`spin_for`](crate::spin_for).
     pub fn set_spin(&mut self, spin: Duration) {
         self.inbox.spin = spin;
-        self.inbox.consumer.set_spin(spin);
+        self.outbox.set_spin(spin);
     }
 
     /// The counters the agent reports.
@@ -410,6 +415,13 @@ impl Proc {
         if left(deadline).is_some_and(|l| l.is_zero()) {
             return Ok(false);
         }
+        // Spin first (the ring's own waits are set not to spin: see `spin_for`).
+        let consumer = &mut self.inbox.consumer;
+        if spin_for(self.inbox.spin, || {
+            consumer.is_readable().map_err(ring("inbound"))
+        })? {
+            return Ok(true);
+        }
         let Some(doorbell) = self.inbox.doorbell.as_ref() else {
             // Futex mode: sliced if a signal must be noticed.
             let mut timeout = left(deadline);
@@ -426,15 +438,8 @@ impl Proc {
                 outcome != WaitOutcome::TimedOut || !left(deadline).is_some_and(|l| l.is_zero())
             );
         };
-        // Doorbell mode: spin, announce, sleep on the doorbell and the
-        // stop-signal pipe together.
-        let spin_until = Instant::now() + self.inbox.spin;
-        while Instant::now() < spin_until {
-            std::hint::spin_loop();
-            if self.inbox.consumer.is_readable().map_err(ring("inbound"))? {
-                return Ok(true);
-            }
-        }
+        // Doorbell mode: announce, sleep on the doorbell and the stop-signal
+        // pipe together.
         if !self
             .inbox
             .consumer
