@@ -22,7 +22,7 @@
 //! which [`SharedRing::attach`] validates.
 
 use std::ffi::OsString;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, OwnedFd, RawFd};
 
 use hostmux_lifecycle::{ChildFdSlot, ProcessConfig};
 use hostmux_ring::{Consumer, Doorbell, Producer, SharedRing};
@@ -161,8 +161,6 @@ pub fn host_ends(
         },
     ))
 }
-
-use std::os::fd::AsFd as _;
 
 /// Everything a proc needs to start: identity, limits, ring memfds and
 /// doorbells. [`BootParams::from_env`] reads it from the boot protocol; an
