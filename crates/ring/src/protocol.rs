@@ -109,7 +109,24 @@ impl ProducerCursor {
 
     #[inline]
     fn free(&self) -> u64 {
-        self.capacity - self.tail.wrapping_sub(self.head_seen)
+        self.capacity - self.used()
+    }
+
+    /// Ring bytes committed (published or not) and not yet known to be
+    /// released: local tail minus the last validated consumer index. Never
+    /// more than the capacity (every commit was checked against it).
+    #[inline]
+    pub(crate) fn used(&self) -> u64 {
+        self.tail.wrapping_sub(self.head_seen)
+    }
+
+    /// [`used`](Self::used) after loading the consumer index once (validated
+    /// like every other load; a violation poisons the cursor).
+    #[inline]
+    pub(crate) fn refresh_used<S: Storage>(&mut self, storage: &S) -> Result<u64, RingError> {
+        poisoned(self.poison)?;
+        self.refresh_head(storage)?;
+        Ok(self.used())
     }
 
     fn fail(&mut self, what: &'static str) -> RingError {
@@ -358,6 +375,24 @@ impl ConsumerCursor {
         self.head = self.head.wrapping_add(self.peeked);
         self.peeked = 0;
         true
+    }
+
+    /// Ring bytes the producer published (as last validated) that this
+    /// consumer has not consumed: last validated producer index minus the
+    /// local consumer index. A record peeked but not released still counts.
+    /// Never more than the capacity (`refresh_tail` checks it).
+    #[inline]
+    pub(crate) fn used(&self) -> u64 {
+        self.tail_seen.wrapping_sub(self.head)
+    }
+
+    /// [`used`](Self::used) after loading the producer index once (validated;
+    /// a violation poisons the cursor).
+    #[inline]
+    pub(crate) fn refresh_used<S: Storage>(&mut self, storage: &S) -> Result<u64, RingError> {
+        poisoned(self.poison)?;
+        self.refresh_tail(storage)?;
+        Ok(self.used())
     }
 
     /// Bytes consumed but not yet published.

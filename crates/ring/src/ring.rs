@@ -213,6 +213,49 @@ impl Producer {
         self.cursor.max_payload() as usize
     }
 
+    /// Ring bytes in flight as this producer last saw them: its own index
+    /// (every committed record, published or not) minus the last consumer
+    /// index it loaded and validated. Reads no shared memory, makes no system
+    /// call, allocates nothing.
+    ///
+    /// The unit is ring bytes, comparable with [`capacity`](Producer::capacity):
+    /// each record counts its 16-byte header and its payload rounded up to 16,
+    /// plus any padding record written to skip the end of the data region.
+    /// Always `0..=capacity`.
+    ///
+    /// It is an **upper bound** of what the consumer still holds, stale in
+    /// two ways because both indices are published in batches:
+    ///
+    /// * this producer loads the consumer index only when its cached view
+    ///   says a record does not fit (and in [`refresh_used`](Producer::refresh_used),
+    ///   [`is_writable`](Producer::is_writable) when full, the waits); between
+    ///   loads `used()` only grows with commits and can approach the capacity
+    ///   even though the consumer emptied the ring long ago;
+    /// * the consumer publishes its index once a quarter of the capacity is
+    ///   released, when it finds the ring empty, before it sleeps and on
+    ///   [`Consumer::publish_released`]; so even a fresh load can lag behind
+    ///   the consumer's real progress by up to a quarter of the capacity.
+    ///
+    /// For a gauge or a high-water mark use [`refresh_used`](Producer::refresh_used).
+    #[inline]
+    pub fn used(&self) -> usize {
+        self.cursor.used() as usize
+    }
+
+    /// [`used`](Producer::used) after loading the consumer index once (one
+    /// atomic load of the consumer's cache line, validated like every other
+    /// load; no system call, no allocation). Still an upper bound by at most
+    /// the consumer's unpublished releases (under a quarter of the capacity
+    /// while the consumer is busy, 0 once it found the ring empty or sleeps).
+    /// `Err(Corrupted)` if the consumer wrote an impossible index (this end is
+    /// then poisoned, as for any other violation).
+    #[inline]
+    pub fn refresh_used(&mut self) -> Result<usize, RingError> {
+        self.cursor
+            .refresh_used(&*self.region)
+            .map(|used| used as usize)
+    }
+
     /// Reserve `len` payload bytes, 16-byte aligned, contiguous (a record never
     /// wraps). `Err(Full)` is transient: unpublished commits are published so
     /// the consumer can make room, then wait with
@@ -495,6 +538,33 @@ impl Consumer {
             cursor: &mut self.cursor,
             done: false,
         }
+    }
+
+    /// Ring bytes published by the producer, as of the last producer index
+    /// this consumer loaded, and not yet consumed here: that index minus the
+    /// local consumer index. A record peeked but not released still counts;
+    /// records a [`Batch`] yielded do not. Reads no shared memory, makes no
+    /// system call, allocates nothing. Same unit as
+    /// [`Producer::used`] (headers and padding included), always `0..=capacity`.
+    ///
+    /// It is a **lower bound** of what the producer has put in: the producer
+    /// may have published more since the last load (`peek` loads the producer
+    /// index only once it has consumed everything it saw) and its unpublished
+    /// commits are invisible. [`refresh_used`](Consumer::refresh_used) loads now.
+    #[inline]
+    pub fn used(&self) -> usize {
+        self.cursor.used() as usize
+    }
+
+    /// [`used`](Consumer::used) after loading the producer index once (one
+    /// atomic load, validated; no system call, no allocation).
+    /// `Err(Corrupted)` if the producer wrote an impossible index (this end
+    /// is then poisoned).
+    #[inline]
+    pub fn refresh_used(&mut self) -> Result<usize, RingError> {
+        self.cursor
+            .refresh_used(&*self.region)
+            .map(|used| used as usize)
     }
 
     /// Whether a record is published and not yet consumed.

@@ -46,7 +46,7 @@ fn allocations() -> u64 {
 }
 
 #[test]
-fn reserve_commit_publish_peek_release_and_waits_allocate_nothing() {
+fn reserve_commit_publish_peek_release_waits_and_occupancy_allocate_nothing() {
     let ring = SharedRing::create(64 * 1024).unwrap();
     let (mut producer, mut consumer) = ring.split().unwrap();
     let doorbell = Doorbell::new().unwrap();
@@ -82,6 +82,8 @@ fn reserve_commit_publish_peek_release_and_waits_allocate_nothing() {
             let _ = doorbell.drain().unwrap();
             let _ = consumer.wait_readable(Some(Duration::ZERO)).unwrap();
             let _ = producer.wait_writable(16, Some(Duration::ZERO)).unwrap();
+            checksum += (producer.used() + producer.refresh_used().unwrap()) as u64;
+            checksum += (consumer.used() + consumer.refresh_used().unwrap()) as u64;
         } else if let Some(record) = consumer.peek().unwrap() {
             checksum += record.len() as u64;
             consumer.release().unwrap();

@@ -51,6 +51,15 @@ mod hostile_producer {
     }
 
     #[test]
+    fn occupancy_refresh_validates_the_tail() {
+        let (_p, mut consumer, region) = ring();
+        poke_u64(&region, OFF_TAIL, CAPACITY as u64 + 16);
+        assert_corrupted(consumer.refresh_used(), "more than one capacity ahead");
+        assert_eq!(consumer.used(), 0, "the bad index was not taken");
+        assert!(consumer.corruption().is_some());
+    }
+
+    #[test]
     fn tail_moved_backwards() {
         let (mut producer, mut consumer, region) = ring();
         producer.try_reserve(16).unwrap().commit();
@@ -181,6 +190,17 @@ mod hostile_consumer {
         fill_ring(&mut producer); // producer sees the released head
         poke_u64(&region, OFF_HEAD, 0);
         assert_corrupted(producer.is_writable(4000), "outside the range");
+    }
+
+    #[test]
+    fn occupancy_refresh_validates_the_head_and_keeps_the_last_good_value() {
+        let (mut producer, _c, region) = ring();
+        fill_ring(&mut producer);
+        let used = producer.used();
+        poke_u64(&region, OFF_HEAD, CAPACITY as u64 * 4);
+        assert_corrupted(producer.refresh_used(), "outside the range");
+        assert_eq!(producer.used(), used, "the bad index was not taken");
+        assert_corrupted(producer.refresh_used(), "outside the range");
     }
 
     #[test]

@@ -241,3 +241,54 @@ fn fuzz_entry_point_survives_sample_inputs() {
         crate::fuzzing::ring_hostile(&input);
     }
 }
+
+#[test]
+fn occupancy_counts_ring_bytes_and_each_side_sees_what_it_last_validated() {
+    let (mut producer, mut consumer, _region) = SharedRing::heap_pair(1024).unwrap();
+    assert_eq!((producer.used(), consumer.used()), (0, 0));
+    // 8 payload bytes take a 16-byte header plus 16 bytes (rounded up).
+    producer.try_reserve(8).unwrap().commit();
+    producer.try_reserve(17).unwrap().commit(); // 16 + 32
+    assert_eq!(producer.used(), 32 + 48, "unpublished commits count");
+    assert_eq!(consumer.refresh_used().unwrap(), 0, "but are invisible");
+    producer.publish().unwrap();
+    assert_eq!(consumer.used(), 0, "cached until the consumer loads again");
+    assert_eq!(consumer.refresh_used().unwrap(), 80);
+
+    consumer.peek().unwrap().unwrap();
+    assert_eq!(consumer.used(), 80, "a peeked record still counts");
+    consumer.release().unwrap();
+    assert_eq!(consumer.used(), 48);
+    assert_eq!(
+        producer.refresh_used().unwrap(),
+        80,
+        "release not published yet"
+    );
+    assert_eq!(consumer.batch().count(), 1);
+    assert_eq!(consumer.used(), 0, "batch-yielded records are consumed");
+    assert!(consumer.peek().unwrap().is_none()); // empty: publishes the head
+    assert_eq!(producer.used(), 80, "the producer's view is cached");
+    assert_eq!(producer.refresh_used().unwrap(), 0);
+}
+
+#[test]
+fn producer_occupancy_grows_until_it_reloads_and_includes_wrap_padding() {
+    let (mut producer, mut consumer, _region) = SharedRing::heap_pair(128).unwrap();
+    producer.try_reserve(32).unwrap().commit(); // 48 bytes at 0
+    producer.publish().unwrap();
+    consumer.peek().unwrap().unwrap();
+    consumer.release().unwrap();
+    assert!(consumer.peek().unwrap().is_none()); // head 48 published
+    assert_eq!(producer.used(), 48);
+    // 112 bytes do not fit before the end: the 80-byte padding is committed
+    // (the reservation itself reports Full) and counts as used.
+    assert!(matches!(producer.try_reserve(96), Err(RingError::Full)));
+    assert_eq!(producer.used(), 80);
+    assert_eq!(producer.refresh_used().unwrap(), 80);
+    assert!(consumer.peek().unwrap().is_none()); // skips the padding
+    assert_eq!(producer.used(), 80, "stale until reloaded");
+    assert_eq!(producer.refresh_used().unwrap(), 0);
+    producer.try_reserve(96).unwrap().commit();
+    assert_eq!(producer.used(), 112);
+    assert!(producer.used() <= producer.capacity());
+}
