@@ -35,7 +35,9 @@
 //! # Key design decision: wake only announced sleepers
 //!
 //! A futex or eventfd wake costs about 9 µs on the target machines, a 4 KiB
-//! copy about 28 ns. So a waiting end spins briefly, then *announces* in the
+//! copy about 28 ns. So a waiting end polls briefly ([`spin_for`]: a pure
+//! spin of [`PURE_SPIN`], then yielding the CPU between checks so a peer
+//! scheduled on the same CPU can run), then *announces* in the
 //! shared header that it sleeps (and how: futex or doorbell); the other end
 //! checks that word after each index publication (a `SeqCst` fence on both
 //! sides makes this a Dekker pair, so no wake-up is lost) and makes a system
@@ -82,6 +84,8 @@ mod passing;
 mod ring;
 #[cfg(not(loom))]
 mod shm;
+#[cfg(not(loom))]
+mod spin;
 
 #[cfg(not(loom))]
 #[doc(hidden)]
@@ -99,3 +103,5 @@ pub use doorbell::Doorbell;
 pub use passing::{recv_fds, send_fds, MAX_PASSED_FDS};
 #[cfg(not(loom))]
 pub use ring::{Batch, Consumer, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN};
+#[cfg(not(loom))]
+pub use spin::{spin_for, spin_for_with, PURE_SPIN};

@@ -14,9 +14,15 @@ use crate::protocol::{
     Storage, WakeWords, READABLE, WRITABLE,
 };
 use crate::shm::{Region, WriteToken};
+use crate::spin::{spin_for_with, PURE_SPIN};
 use crate::sync::Ordering;
 
-/// How long a waiting end spins before it announces that it sleeps.
+#[cfg(doc)]
+use crate::spin::spin_for;
+
+/// How long a waiting end polls before it announces that it sleeps: the
+/// first [`PURE_SPIN`] with CPU pause hints, the rest yielding the CPU
+/// between checks (see [`spin_for`]). Set per end with `set_spin`.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
 /// How a wait ended.
@@ -186,6 +192,7 @@ pub struct Producer {
     cursor: ProducerCursor,
     consumer_doorbell: Option<Doorbell>,
     spin: Duration,
+    pure_spin: Duration,
 }
 
 impl Producer {
@@ -200,6 +207,7 @@ impl Producer {
             token,
             consumer_doorbell: None,
             spin: DEFAULT_SPIN,
+            pure_spin: PURE_SPIN,
         })
     }
 
@@ -306,27 +314,22 @@ impl Producer {
         self.cursor.fits(&*self.region, len)
     }
 
-    /// Wait until a record of `len` bytes fits: spin briefly, then sleep on the
-    /// ring's futex word (the consumer wakes it when it publishes released
-    /// space). Publishes pending commits first.
+    /// Wait until a record of `len` bytes fits: poll for the spin time (pure
+    /// spin, then yielding the CPU between checks; see
+    /// [`set_spin`](Producer::set_spin)), then sleep on the ring's futex word
+    /// (the consumer wakes it when it publishes released space). Publishes
+    /// pending commits first.
     pub fn wait_writable(
         &mut self,
         len: usize,
         timeout: Option<Duration>,
     ) -> Result<WaitOutcome, RingError> {
         self.publish()?;
-        if self.cursor.fits(&*self.region, len)? {
-            return Ok(WaitOutcome::Ready);
-        }
         let deadline = timeout.map(|t| Instant::now() + t);
-        let spin_until = Instant::now() + self.spin.min(timeout.unwrap_or(Duration::MAX));
-        while Instant::now() < spin_until {
-            for _ in 0..4 {
-                std::hint::spin_loop();
-            }
-            if self.cursor.fits(&*self.region, len)? {
-                return Ok(WaitOutcome::Ready);
-            }
+        let spin = self.spin.min(timeout.unwrap_or(Duration::MAX));
+        let (cursor, region) = (&mut self.cursor, &*self.region);
+        if spin_for_with(self.pure_spin, spin, || cursor.fits(region, len))? {
+            return Ok(WaitOutcome::Ready);
         }
         loop {
             let seen = announce_sleep(&*self.region, WRITABLE, SLEEP_FUTEX);
@@ -380,9 +383,20 @@ impl Producer {
         self.consumer_doorbell = doorbell;
     }
 
-    /// How long [`wait_writable`](Producer::wait_writable) spins before sleeping.
+    /// How long [`wait_writable`](Producer::wait_writable) polls before it
+    /// sleeps ([`DEFAULT_SPIN`] unless set): the first part (see
+    /// [`set_pure_spin`](Producer::set_pure_spin)) spins, the rest yields the
+    /// CPU between checks. `Duration::ZERO` checks once, then sleeps.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+    }
+
+    /// How much of the spin time [`wait_writable`](Producer::wait_writable)
+    /// spins without yielding the CPU ([`PURE_SPIN`] unless set). Set it to
+    /// at least the spin time only when this end has a core to itself: a
+    /// pure spin starves a peer scheduled on the same CPU.
+    pub fn set_pure_spin(&mut self, pure_spin: Duration) {
+        self.pure_spin = pure_spin;
     }
 
     /// Whether the consumer closed its end (a flag in shared memory: a peer
@@ -468,6 +482,7 @@ pub struct Consumer {
     cursor: ConsumerCursor,
     producer_doorbell: Option<Doorbell>,
     spin: Duration,
+    pure_spin: Duration,
     release_batch: u64,
 }
 
@@ -480,6 +495,7 @@ impl Consumer {
             region,
             producer_doorbell: None,
             spin: DEFAULT_SPIN,
+            pure_spin: PURE_SPIN,
         })
     }
 
@@ -573,22 +589,17 @@ impl Consumer {
         self.cursor.has_records(&*self.region)
     }
 
-    /// Wait until a record is readable: spin briefly, then sleep on the ring's
-    /// futex word (the producer wakes it on publish). Publishes released space first.
+    /// Wait until a record is readable: poll for the spin time (pure spin,
+    /// then yielding the CPU between checks; see
+    /// [`set_spin`](Consumer::set_spin)), then sleep on the ring's futex word
+    /// (the producer wakes it on publish). Publishes released space first.
     pub fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<WaitOutcome, RingError> {
         self.publish_released()?;
-        if self.cursor.has_records(&*self.region)? {
-            return Ok(WaitOutcome::Ready);
-        }
         let deadline = timeout.map(|t| Instant::now() + t);
-        let spin_until = Instant::now() + self.spin.min(timeout.unwrap_or(Duration::MAX));
-        while Instant::now() < spin_until {
-            for _ in 0..4 {
-                std::hint::spin_loop();
-            }
-            if self.cursor.has_records(&*self.region)? {
-                return Ok(WaitOutcome::Ready);
-            }
+        let spin = self.spin.min(timeout.unwrap_or(Duration::MAX));
+        let (cursor, region) = (&mut self.cursor, &*self.region);
+        if spin_for_with(self.pure_spin, spin, || cursor.has_records(region))? {
+            return Ok(WaitOutcome::Ready);
         }
         loop {
             let seen = announce_sleep(&*self.region, READABLE, SLEEP_FUTEX);
@@ -641,9 +652,20 @@ impl Consumer {
         self.producer_doorbell = doorbell;
     }
 
-    /// How long [`wait_readable`](Consumer::wait_readable) spins before sleeping.
+    /// How long [`wait_readable`](Consumer::wait_readable) polls before it
+    /// sleeps ([`DEFAULT_SPIN`] unless set): the first part (see
+    /// [`set_pure_spin`](Consumer::set_pure_spin)) spins, the rest yields the
+    /// CPU between checks. `Duration::ZERO` checks once, then sleeps.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+    }
+
+    /// How much of the spin time [`wait_readable`](Consumer::wait_readable)
+    /// spins without yielding the CPU ([`PURE_SPIN`] unless set). Set it to
+    /// at least the spin time only when this end has a core to itself: a
+    /// pure spin starves a peer scheduled on the same CPU.
+    pub fn set_pure_spin(&mut self, pure_spin: Duration) {
+        self.pure_spin = pure_spin;
     }
 
     /// Whether the producer closed its end (flag in shared memory; a dead

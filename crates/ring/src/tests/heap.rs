@@ -292,3 +292,31 @@ fn producer_occupancy_grows_until_it_reloads_and_includes_wrap_padding() {
     assert_eq!(producer.used(), 112);
     assert!(producer.used() <= producer.capacity());
 }
+
+#[test]
+fn spin_for_checks_once_with_no_budget_and_stops_at_the_first_error() {
+    let mut polls = 0;
+    let ready = crate::spin_for(Duration::ZERO, || {
+        polls += 1;
+        Ok::<_, RingError>(false)
+    });
+    assert_eq!((ready.unwrap(), polls), (false, 1));
+
+    let mut polls = 0;
+    let failed = crate::spin_for_with(Duration::ZERO, Duration::from_secs(60), || {
+        polls += 1;
+        if polls == 3 {
+            Err(RingError::Full)
+        } else {
+            Ok(false)
+        }
+    });
+    assert!(matches!(failed, Err(RingError::Full)));
+    assert_eq!(polls, 3, "no poll after the error");
+}
+
+#[test]
+fn spin_for_gives_up_after_its_budget_when_never_ready() {
+    let ready = crate::spin_for(Duration::from_micros(200), || Ok::<_, RingError>(false));
+    assert!(!ready.unwrap());
+}
