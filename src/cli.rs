@@ -1,24 +1,391 @@
-//! Flag parsing for the `hostmux` binary.
+//! Flag parsing for the `hostmux` binary, the exit codes, and dispatch to
+//! the subcommands' modules.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::procs::ProcMode;
+
+/// Exit codes, as documented in `--help` and `docs/operations.md`.
+pub(crate) mod exit {
+    /// A runtime failure (I/O, a proc that failed, a benchmark that broke).
+    pub(crate) const FAILURE: u8 = 1;
+    /// Bad usage: unknown flag, invalid value (clap also uses 2).
+    pub(crate) const USAGE: u8 = 2;
+    /// The host could not be reached (no control socket, connection refused).
+    pub(crate) const UNREACHABLE: u8 = 3;
+    /// The host refused the request (no such proc, name taken, bad token,
+    /// spawn failed).
+    pub(crate) const REFUSED: u8 = 4;
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  runtime failure (I/O error, a proc or benchmark failed)
+  2  usage error (unknown flag, invalid value)
+  3  host unreachable (no control socket or frontend at that address)
+  4  refused by the host (no such proc, name taken, bad token, spawn failed)";
+
+/// An error that carries its exit code. Everything else exits 1.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    code: u8,
+    message: String,
+}
+
+impl CliError {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::UNREACHABLE,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::REFUSED,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// The exit code for an error returned by [`run`].
+pub(crate) fn exit_code(error: &anyhow::Error) -> ExitCode {
+    let code = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<CliError>())
+        .map_or(exit::FAILURE, |e| e.code);
+    ExitCode::from(code)
+}
 
 /// hostmux: one host process per machine that makes every child proc
 /// reachable through a single frontend address, by name.
 ///
-/// The host, the control plane and the demo are not implemented yet; today
-/// this binary only reports its version and the wire limits it would enforce.
+/// `hostmux serve` runs the host; `spawn`, `ps`, `stop`, `kill` and `stats`
+/// talk to it over its control socket; `send` talks to a proc through the
+/// frontend address. `demo` shows it all in one command, `bench` measures it
+/// against plain TCP and a conventional serde+bincode design.
 #[derive(Debug, Parser)]
-#[command(name = "hostmux", version, about, long_about)]
-struct Cli {}
+#[command(name = "hostmux", version, about, long_about, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a host: bind the frontend address and the control socket, spawn
+    /// procs on request, stop them all on SIGTERM/SIGINT.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Serve(ServeArgs),
+    /// Spawn a proc: `hostmux spawn NAME -- PROGRAM ARGS…`.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Spawn(SpawnArgs),
+    /// List the host's procs (a table, or JSON with --json).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Ps(PsArgs),
+    /// Stop a proc: polite stop and SIGTERM, SIGKILL after --timeout.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Stop(StopArgs),
+    /// SIGKILL a proc's process group now.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Kill(KillArgs),
+    /// Send one payload to a proc through the frontend and print the reply.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Send(SendArgs),
+    /// Per-proc counters and rates (--watch refreshes in place).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Stats(StatsArgs),
+    /// Start a host on loopback, drive a million frames through five procs,
+    /// show counters, percentiles and the terminate escalation.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Demo(DemoArgs),
+    /// End-to-end benchmark: loopback TCP, hostmux (io_uring, epoll) and a
+    /// conventional serde+bincode host side by side; writes JSON and SVG.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Bench(crate::bench::BenchArgs),
+    /// Internal: run this binary as a proc (used by demo and bench).
+    #[command(name = "__proc", hide = true)]
+    Proc {
+        #[arg(value_enum)]
+        mode: ProcMode,
+    },
+    /// Internal: benchmark worker processes.
+    #[command(name = "__bench", hide = true)]
+    BenchWorker(crate::bench::WorkerArgs),
+}
+
+/// The frontend kinds a host can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Frontend {
+    /// io_uring if available, else epoll.
+    Auto,
+    /// io_uring (fails if the kernel refuses it).
+    IoUring,
+    /// epoll.
+    Epoll,
+}
+
+impl From<Frontend> for hostmux_host::FrontendKind {
+    fn from(f: Frontend) -> Self {
+        match f {
+            Frontend::Auto => hostmux_host::FrontendKind::Auto,
+            Frontend::IoUring => hostmux_host::FrontendKind::IoUring,
+            Frontend::Epoll => hostmux_host::FrontendKind::Epoll,
+        }
+    }
+}
+
+/// The default control socket path.
+pub(crate) const DEFAULT_CONTROL_SOCKET: &str = "/run/hostmux/control.sock";
+/// The default frontend address.
+pub(crate) const DEFAULT_FRONTEND: &str = "tcp:127.0.0.1:7000";
+
+/// Where the control socket is.
+#[derive(Debug, Args)]
+pub(crate) struct ControlArgs {
+    /// The host's control socket (Unix, mode 0600).
+    #[arg(long, env = "HOSTMUX_CONTROL_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub(crate) control_socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Frontend address: tcp:HOST:PORT or unix:/PATH. A non-loopback
+    /// address needs --token-file.
+    #[arg(long, default_value = DEFAULT_FRONTEND)]
+    pub(crate) frontend: String,
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
+    /// File holding the token clients (and TCP control clients) must present.
+    #[arg(long)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Each proc's inbound ring, in bytes (power of two, 64 KiB..256 MiB).
+    #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_bytes)]
+    pub(crate) inbound_ring_bytes: usize,
+    /// Each proc's outbound ring, in bytes (power of two, 64 KiB..256 MiB).
+    #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_bytes)]
+    pub(crate) outbound_ring_bytes: usize,
+    /// How long a spawned proc may take to report ready; 0 waits forever.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) spawn_ready_timeout: Duration,
+    /// Grace between the polite stop and SIGKILL when the host shuts down.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) shutdown_grace: Duration,
+    /// Which frontend runs.
+    #[arg(long, value_enum, default_value_t = Frontend::Auto)]
+    pub(crate) frontend_kind: Frontend,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SpawnArgs {
+    /// The proc's name (unique on the host).
+    pub(crate) name: String,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub(crate) command: Vec<String>,
+    /// Extra environment variables, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub(crate) env: Vec<String>,
+    /// How long the proc may take to report ready (0: the host's default).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub(crate) ready_timeout: Duration,
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    /// The proc.
+    pub(crate) name: String,
+    /// Grace before SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KillArgs {
+    /// The proc.
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// The destination proc.
+    pub(crate) name: String,
+    /// The payload (UTF-8 text, sent as its bytes).
+    pub(crate) payload: String,
+    /// The host's frontend address.
+    #[arg(long, env = "HOSTMUX_FRONTEND", default_value = DEFAULT_FRONTEND)]
+    pub(crate) frontend: String,
+    /// File holding the host's token, if it has one.
+    #[arg(long)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Port on the proc.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) port: u32,
+    /// How long to wait for the reply (0: do not wait for one).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// The name this client says hello with.
+    #[arg(long, default_value = "hostmux-send")]
+    pub(crate) client_name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Only this proc.
+    pub(crate) name: Option<String>,
+    /// Refresh in place every --interval until interrupted.
+    #[arg(long)]
+    pub(crate) watch: bool,
+    /// Refresh interval for --watch.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) interval: Duration,
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Frames to drive through the procs.
+    #[arg(long, default_value_t = 1_000_000, hide = true)]
+    pub(crate) frames: u64,
+    /// Grace before the stubborn proc is SIGKILLed.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) grace: Duration,
+    /// Which frontend runs.
+    #[arg(long, value_enum, default_value_t = Frontend::Auto)]
+    pub(crate) frontend_kind: Frontend,
+}
+
+/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Parses a ring size: a power of two from 64 KiB to 256 MiB, with an
+/// optional `K`/`M` suffix.
+fn parse_ring_bytes(text: &str) -> Result<usize, String> {
+    let (number, scale) = match text.trim().strip_suffix(['K', 'k']) {
+        Some(n) => (n, 1 << 10),
+        None => match text.trim().strip_suffix(['M', 'm']) {
+            Some(n) => (n, 1 << 20),
+            None => (text.trim(), 1),
+        },
+    };
+    let bytes = number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?} is not a size; write e.g. 1048576, 1024K or 1M"))?;
+    if !bytes.is_power_of_two() || !(64 << 10..=256 << 20).contains(&bytes) {
+        return Err(format!(
+            "ring size {bytes} must be a power of two from 64K to 256M"
+        ));
+    }
+    Ok(bytes)
+}
 
 /// Parses the command line and runs the chosen subcommand.
 pub(crate) fn run() -> anyhow::Result<ExitCode> {
-    let _cli = Cli::parse();
-    println!(
-        "hostmux {}: no subcommands yet; see README.md for what works today",
-        env!("CARGO_PKG_VERSION")
-    );
-    Ok(ExitCode::SUCCESS)
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(args),
+        Command::Spawn(args) => crate::control::spawn(args),
+        Command::Ps(args) => crate::control::ps(args),
+        Command::Stop(args) => crate::control::stop(args),
+        Command::Kill(args) => crate::control::kill(args),
+        Command::Stats(args) => crate::control::stats(args),
+        Command::Send(args) => crate::send::run(args),
+        Command::Demo(args) => crate::demo::run(args),
+        Command::Bench(args) => crate::bench::run(args),
+        Command::Proc { mode } => crate::procs::run_proc(mode),
+        Command::BenchWorker(args) => crate::bench::run_worker(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_reject_garbage() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn ring_sizes_must_be_powers_of_two_in_range() {
+        assert_eq!(parse_ring_bytes("1M"), Ok(1 << 20));
+        assert_eq!(parse_ring_bytes("65536"), Ok(65536));
+        assert!(parse_ring_bytes("1000").is_err());
+        assert!(parse_ring_bytes("32K").is_err());
+        assert!(parse_ring_bytes("512M").is_err());
+    }
+
+    #[test]
+    fn exit_code_comes_from_the_cli_error_in_the_chain() {
+        let error =
+            anyhow::Error::new(CliError::refused("no such proc")).context("stopping proc x");
+        assert_eq!(exit_code(&error), ExitCode::from(exit::REFUSED));
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("plain")),
+            ExitCode::from(exit::FAILURE)
+        );
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
 }

@@ -1,9 +1,19 @@
 //! The `hostmux` command-line interface.
 //!
-//! `main` is deliberately thin: argument parsing lives in [`cli`], and every
-//! error is mapped to an exit code here.
+//! `main` is deliberately thin: flag parsing lives in [`cli`], each
+//! subcommand in its own module, and every error is mapped to a documented
+//! exit code here.
+#![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
+mod client;
+mod control;
+mod demo;
+mod format;
+mod procs;
+mod send;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -12,7 +22,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("hostmux: error: {error:#}");
-            ExitCode::from(1)
+            cli::exit_code(&error)
         }
     }
 }

@@ -1,0 +1,168 @@
+//! Procs the `hostmux` binary can run itself, and the spec that spawns an
+//! OS-process proc through the lifecycle manager.
+//!
+//! The demo and the benchmark need echo, sink and "ignores SIGTERM" procs on
+//! a fresh clone, where `hostmux-proc`'s own binaries may not be built. So
+//! the `hostmux` binary re-executes itself in a hidden mode,
+//! `hostmux __proc echo|sink|ignore-term`, whose loops are written here on
+//! `hostmux-proc`'s public API (the same few lines as its `hostmux-echo`,
+//! `hostmux-sink` and `hostmux-proc-fixture ignore-term` binaries).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hostmux_host::{ChildRings, HostError, ProcSpec};
+use hostmux_lifecycle::{ProcessConfig, ProcessProcManager};
+use hostmux_proc::protocol::{child_config, ChildFds, ProcIdentity};
+use hostmux_proc::{BatchRecv, BootOptions, ProcError};
+use hostmux_wire::{Addr, ProcId, ProcName};
+
+/// The port a benchmark client uses to ask a sink proc how many frames it has
+/// counted; the sink answers with the count as 8 little-endian bytes. Every
+/// frame sent before it has been received by then (a ring is FIFO).
+pub(crate) const SINK_COUNT_PORT: u32 = 1;
+
+/// The hidden proc modes of the `hostmux` binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProcMode {
+    /// Replies to every message with its payload.
+    Echo,
+    /// Counts and discards; answers a frame on [`SINK_COUNT_PORT`] with the count.
+    Sink,
+    /// Reports ready, then ignores SIGTERM and never receives.
+    IgnoreTerm,
+}
+
+impl ProcMode {
+    pub(crate) fn as_arg(self) -> &'static str {
+        match self {
+            ProcMode::Echo => "echo",
+            ProcMode::Sink => "sink",
+            ProcMode::IgnoreTerm => "ignore-term",
+        }
+    }
+}
+
+/// Runs this process as a proc in `mode` (it was spawned by a host).
+pub(crate) fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
+    match mode {
+        ProcMode::Echo => {
+            let mut proc = hostmux_proc::boot().context("booting the echo proc")?;
+            proc.serve(|mut message| {
+                let payload = message.payload();
+                match message.reply(payload) {
+                    Err(ProcError::NoReplyAddress { .. }) => Ok(()),
+                    other => other,
+                }
+            })?;
+        }
+        ProcMode::Sink => {
+            let mut proc = hostmux_proc::boot().context("booting the sink proc")?;
+            let mut count: u64 = 0;
+            loop {
+                let step = proc.recv_batch(256, Duration::from_secs(3600), |mut message| {
+                    if message.port() == SINK_COUNT_PORT {
+                        let _ = message.reply(&count.to_le_bytes());
+                    } else {
+                        count += 1;
+                    }
+                })?;
+                match step {
+                    BatchRecv::Delivered(_) | BatchRecv::TimedOut => {}
+                    BatchRecv::Stopped | BatchRecv::Closed => break,
+                }
+            }
+        }
+        ProcMode::IgnoreTerm => {
+            // A do-nothing handler, installed before readiness is reported:
+            // from then on SIGTERM cannot end us, only SIGKILL.
+            signal_hook::flag::register(
+                signal_hook::consts::SIGTERM,
+                Arc::new(AtomicBool::new(false)),
+            )
+            .context("installing a SIGTERM handler")?;
+            let _proc = hostmux_proc::boot_with(BootOptions {
+                handle_signals: false,
+                ..BootOptions::default()
+            })
+            .context("booting the ignore-term proc")?;
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An OS-process proc: a program, its arguments and environment, started
+/// with the boot protocol's fds and variables (see `docs/proc.md`).
+#[derive(Debug)]
+pub(crate) struct OsProc {
+    config: ProcessConfig,
+    host_addr: Addr,
+    service_name: ProcName,
+}
+
+impl OsProc {
+    /// `program args…` for the host at `host_addr` with service proc `service_name`.
+    pub(crate) fn new(
+        program: impl Into<PathBuf>,
+        args: impl IntoIterator<Item = String>,
+        host_addr: &Addr,
+        service_name: &ProcName,
+    ) -> Self {
+        Self {
+            config: ProcessConfig::new(program)
+                .args(args)
+                .ready_timeout(Duration::ZERO),
+            host_addr: host_addr.clone(),
+            service_name: service_name.clone(),
+        }
+    }
+
+    /// This very binary in the hidden proc mode `mode`.
+    pub(crate) fn this_binary(
+        mode: ProcMode,
+        host_addr: &Addr,
+        service_name: &ProcName,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding the hostmux binary to re-execute")?;
+        Ok(Self::new(
+            exe,
+            ["__proc".to_owned(), mode.as_arg().to_owned()],
+            host_addr,
+            service_name,
+        ))
+    }
+}
+
+impl ProcSpec<ProcessProcManager> for OsProc {
+    fn into_config(self, rings: ChildRings) -> Result<ProcessConfig, HostError> {
+        let id = ProcId::new(self.host_addr, rings.name.clone());
+        let host_doorbell = rings
+            .doorbell
+            .inheritable_fd()
+            .map_err(|source| HostError::Ring {
+                name: rings.name.clone(),
+                source,
+            })?;
+        Ok(child_config(
+            self.config,
+            ProcIdentity {
+                id: &id,
+                service_name: &self.service_name,
+                limits: rings.limits,
+            },
+            ChildFds {
+                inbound: rings.inbound,
+                outbound: rings.outbound,
+                host_doorbell,
+                proc_doorbell: None,
+            },
+        ))
+    }
+}
