@@ -1,5 +1,6 @@
 //! Host configuration.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hostmux_wire::Limits;
@@ -45,6 +46,11 @@ pub struct HostConfig {
     /// Records drained from one proc's outbound ring before the host turns to
     /// other work (fairness between procs and connections).
     pub drain_budget: usize,
+    /// Where to create the control socket (a Unix socket, mode 0600; peers
+    /// must run as the host's uid or root). `None`: no control socket; the
+    /// control plane is then reachable only over a frontend connection that
+    /// presented [`HostConfig::token`].
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -60,6 +66,7 @@ impl Default for HostConfig {
             frontend: FrontendKind::Auto,
             service_name: "service".to_owned(),
             drain_budget: 256,
+            control_socket: None,
         }
     }
 }

@@ -63,6 +63,12 @@ impl Frontend for Epoll {
         })
     }
 
+    fn adopt_unix(stream: std::os::unix::net::UnixStream) -> io::Result<(Reader, Writer)> {
+        stream.set_nonblocking(true)?;
+        let (r, w) = tokio::net::UnixStream::from_std(stream)?.into_split();
+        Ok((Reader::Unix(r), Writer::Unix(w)))
+    }
+
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Reader, Writer)> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

@@ -67,6 +67,44 @@ pub enum HostError {
         /// The configured timeout.
         timeout: Duration,
     },
+    /// The proc reported ready but its agent did not answer the host's ping.
+    #[error("proc '{name}' reported ready but its agent did not answer the host's ping: {reason}")]
+    AgentUnanswered {
+        /// The proc.
+        name: ProcName,
+        /// What happened instead.
+        reason: String,
+    },
+    /// The control socket could not be created.
+    #[error("control socket '{}': {reason}", path.display())]
+    ControlSocket {
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A client could not connect to a host or say hello.
+    #[error("cannot connect to host at '{addr}': {reason}")]
+    Connect {
+        /// The address or path.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A client's connection failed or the host closed it.
+    #[error("connection to the host: {0}")]
+    Io(#[source] std::io::Error),
+    /// The host answered a control request with an error.
+    #[error("control request refused ({kind:?}): {message}")]
+    Control {
+        /// The error kind the host gave.
+        kind: hostmux_wire::ControlErrorKind,
+        /// The host's message.
+        message: String,
+    },
+    /// The host answered with something the client did not expect.
+    #[error("unexpected answer from the host: {0}")]
+    Unexpected(String),
     /// Terminating a proc failed.
     #[error("proc '{name}' could not be terminated: {source}")]
     Terminate {

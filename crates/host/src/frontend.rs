@@ -44,6 +44,10 @@ pub(crate) trait Frontend: 'static {
     fn listener(listener: StdListener) -> io::Result<Self::Listener>;
     /// Accepts one connection; the string names the peer for logs.
     async fn accept(listener: &Self::Listener) -> io::Result<(Self::Reader, Self::Writer, String)>;
+    /// Adopts an accepted Unix stream (the control socket's connections).
+    fn adopt_unix(
+        stream: std::os::unix::net::UnixStream,
+    ) -> io::Result<(Self::Reader, Self::Writer)>;
     /// Dials another host.
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Self::Reader, Self::Writer)>;
 }

@@ -41,7 +41,7 @@ fn rig() -> Rig {
         .expect("split");
     let name = ProcName::new("echo").expect("valid");
     let proc_key = dp.add_proc(name.clone(), host_in, memfd, host_out);
-    dp.mark_ready(proc_key);
+    dp.mark_ready(proc_key, false);
     table
         .insert(name, Route::Proc(proc_key))
         .expect("free name");

@@ -1,17 +1,19 @@
 //! [`Host`] and [`ServeHandle`]: the control side, on the caller's runtime.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::ToSocketAddrs;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, Weak};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::{
-    BulkTerminate, ProcHandle, ProcManager, TerminalStatus, TerminateError, TerminateSummary,
+    BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, ProcessProcManager,
+    ProcessProcManagerBuilder, TerminalStatus, TerminateError, TerminateSummary,
 };
 use hostmux_ring::{Doorbell, RingError, SharedRing};
-use hostmux_wire::{Addr, AddrKind, ProcId, ProcName};
+use hostmux_wire::{Addr, AddrKind, AgentResponse, ProcCounters, ProcId, ProcInfo, ProcName};
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
@@ -20,6 +22,7 @@ use crate::dataplane::{ProcKey, Route, Table};
 use crate::epoll::Epoll;
 use crate::frontend::{Frontend, StdListener};
 use crate::io::{Command, Control, IoParts};
+use crate::process::SpawnByRequest;
 use crate::spec::{ChildRings, ProcSpec};
 use crate::stats::HostStats;
 use crate::uring::{self, Uring};
@@ -47,7 +50,7 @@ impl<M: ProcManager> std::fmt::Debug for Host<M> {
     }
 }
 
-struct Inner<M: ProcManager> {
+pub(crate) struct Inner<M: ProcManager> {
     manager: M,
     cfg: Arc<HostConfig>,
     addr: Addr,
@@ -56,13 +59,43 @@ struct Inner<M: ProcManager> {
     control: Control,
     doorbell: Doorbell,
     procs: Mutex<HashMap<ProcName, Entry<M::Handle>>>,
+    gone: Mutex<VecDeque<GoneProc>>,
 }
 
 struct Entry<H> {
     key: Option<ProcKey>,
     handle: Option<H>,
     gone: Option<watch::Receiver<bool>>,
+    /// When the manager started it.
+    started: Option<Instant>,
+    /// The I/O thread failed it (ring corruption) before its handle was
+    /// stored: kill it as soon as the handle exists.
+    failed: bool,
 }
+
+impl<H> Entry<H> {
+    fn reserved() -> Self {
+        Self {
+            key: None,
+            handle: None,
+            gone: None,
+            started: None,
+            failed: false,
+        }
+    }
+}
+
+/// A proc that is gone, kept for `list`/`ps`.
+#[derive(Debug, Clone)]
+pub(crate) struct GoneProc {
+    pub(crate) name: ProcName,
+    pub(crate) pid: Option<u32>,
+    pub(crate) status: TerminalStatus,
+    pub(crate) uptime: Duration,
+}
+
+/// How many gone procs keep their terminal status.
+const GONE_HISTORY: usize = 64;
 
 /// Keeps the host's I/O thread running; dropping it (or
 /// [`ServeHandle::shutdown`]) stops serving: connections close and every
@@ -72,6 +105,8 @@ pub struct ServeHandle {
     control: Control,
     thread: Option<JoinHandle<()>>,
     frontend: FrontendKind,
+    /// Removed when serving stops.
+    control_socket: Option<PathBuf>,
 }
 
 impl ServeHandle {
@@ -89,6 +124,9 @@ impl ServeHandle {
         if let Some(thread) = self.thread.take() {
             let _ = self.control.send(Command::Shutdown);
             let _ = thread.join();
+        }
+        if let Some(path) = self.control_socket.take() {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -207,7 +245,7 @@ async fn serve_on<F: Frontend>(
     }
 }
 
-impl<M: ProcManager + 'static> Host<M> {
+impl<M: SpawnByRequest> Host<M> {
     /// Binds the frontend at `addr` (TCP, or a Unix path or abstract name),
     /// starts the I/O thread and the service proc, and returns the host and
     /// the handle that keeps it serving.
@@ -227,6 +265,10 @@ impl<M: ProcManager + 'static> Host<M> {
         let service_name =
             ProcName::with_max_len(&config.service_name, config.limits.max_name_len)?;
         let (listener, bound) = bind(&addr)?;
+        let control_socket = match &config.control_socket {
+            Some(path) => Some(crate::control::bind_control_socket(path)?),
+            None => None,
+        };
         let table = Arc::new(Table::new());
         table
             .insert(service_name.clone(), Route::Service)
@@ -242,6 +284,7 @@ impl<M: ProcManager + 'static> Host<M> {
         };
         let (tx, rx) = crossbeam::channel::unbounded();
         let (failures, failed) = tokio::sync::mpsc::unbounded_channel();
+        let (control_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
         let cfg = Arc::new(config);
         let parts = IoParts {
             cfg: cfg.clone(),
@@ -251,6 +294,8 @@ impl<M: ProcManager + 'static> Host<M> {
             doorbell: doorbell.try_clone().map_err(ring_error)?,
             failures,
             own_addr: bound.to_string(),
+            control_jobs,
+            control_socket,
         };
         let (thread, ready) = start_io_thread(cfg.frontend, listener, parts)?;
         let frontend = match ready.await {
@@ -263,6 +308,7 @@ impl<M: ProcManager + 'static> Host<M> {
             control: Control::new(tx.clone(), doorbell.try_clone().map_err(ring_error)?),
             thread: Some(thread),
             frontend,
+            control_socket: cfg.control_socket.clone(),
         };
         let inner = Inner {
             manager,
@@ -273,12 +319,56 @@ impl<M: ProcManager + 'static> Host<M> {
             control: Control::new(tx, doorbell.try_clone().map_err(ring_error)?),
             doorbell,
             procs: Mutex::new(HashMap::new()),
+            gone: Mutex::new(VecDeque::new()),
         };
         let inner = Arc::new(inner);
         tokio::spawn(kill_failed(Arc::downgrade(&inner), failed));
+        tokio::spawn(crate::control::control_loop(
+            WeakHost(Arc::downgrade(&inner)),
+            jobs,
+        ));
         Ok((Host { inner }, handle))
     }
+}
 
+impl Host<ProcessProcManager> {
+    /// Serves OS-process procs: builds the manager from `builder` with a
+    /// polite-stop hook that asks a proc's agent to stop (an
+    /// `AgentRequest::Stop` written into its inbound ring, behind the frames
+    /// already there) whenever the lifecycle escalation starts, then
+    /// [`Host::serve`]s. [`Host::terminate_proc`] and
+    /// [`Host::terminate_children`] send that stop themselves, so the hook
+    /// matters for terminates that go to the manager directly.
+    pub async fn serve_processes(
+        builder: ProcessProcManagerBuilder,
+        addr: Addr,
+        config: HostConfig,
+    ) -> Result<(Self, ServeHandle), HostError> {
+        let slot: Arc<OnceLock<Control>> = Arc::new(OnceLock::new());
+        let hook_slot = slot.clone();
+        let hook: PoliteStopHook = Arc::new(move |name: &ProcName| {
+            if let Some(control) = hook_slot.get() {
+                let _ = control.send(Command::AgentStopName(name.clone()));
+            }
+            Box::pin(async {})
+        });
+        let manager = builder.polite_stop(hook).build();
+        let (host, serving) = Self::serve(manager, addr, config).await?;
+        let _ = slot.set(host.inner.control.try_clone()?);
+        Ok((host, serving))
+    }
+}
+
+/// A host that does not keep it alive (for its own background tasks).
+pub(crate) struct WeakHost<M: ProcManager>(Weak<Inner<M>>);
+
+impl<M: ProcManager> WeakHost<M> {
+    pub(crate) fn upgrade(&self) -> Option<Host<M>> {
+        self.0.upgrade().map(|inner| Host { inner })
+    }
+}
+
+impl<M: ProcManager + 'static> Host<M> {
     /// The frontend address every proc of this host is reached through.
     pub fn addr(&self) -> &Addr {
         &self.inner.addr
@@ -317,15 +407,32 @@ impl<M: ProcManager + 'static> Host<M> {
     where
         M::Config: 'static,
     {
+        self.spawn_with_timeout(name, spec, self.inner.cfg.spawn_ready_timeout)
+            .await
+    }
+
+    /// [`Host::spawn`] with its own spawn-ready timeout (zero: none).
+    pub(crate) async fn spawn_with_timeout(
+        &self,
+        name: &str,
+        spec: impl ProcSpec<M>,
+        ready_timeout: Duration,
+    ) -> Result<ProcId, HostError>
+    where
+        M::Config: 'static,
+    {
         let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
         let span = tracing::info_span!("spawn", proc = %name);
-        self.spawn_inner(name, spec).instrument(span).await
+        self.spawn_inner(name, spec, ready_timeout)
+            .instrument(span)
+            .await
     }
 
     async fn spawn_inner(
         &self,
         name: ProcName,
         spec: impl ProcSpec<M>,
+        ready_timeout: Duration,
     ) -> Result<ProcId, HostError> {
         let inner = &self.inner;
         {
@@ -333,16 +440,9 @@ impl<M: ProcManager + 'static> Host<M> {
             if procs.contains_key(&name) || inner.table.contains(name.as_bytes()) {
                 return Err(HostError::ProcExists(name));
             }
-            procs.insert(
-                name.clone(),
-                Entry {
-                    key: None,
-                    handle: None,
-                    gone: None,
-                },
-            );
+            procs.insert(name.clone(), Entry::reserved());
         }
-        match self.start(&name, spec).await {
+        match self.start(&name, spec, ready_timeout).await {
             Ok(id) => Ok(id),
             Err((key, e)) => {
                 if let Some(key) = key {
@@ -360,6 +460,7 @@ impl<M: ProcManager + 'static> Host<M> {
         &self,
         name: &ProcName,
         spec: impl ProcSpec<M>,
+        ready_timeout: Duration,
     ) -> Result<ProcId, (Option<ProcKey>, HostError)> {
         let inner = &self.inner;
         let ring_error = |source: RingError| {
@@ -371,8 +472,12 @@ impl<M: ProcManager + 'static> Host<M> {
                 },
             )
         };
-        let inbound = SharedRing::create(inner.cfg.inbound_ring_bytes).map_err(ring_error)?;
-        let outbound = SharedRing::create(inner.cfg.outbound_ring_bytes).map_err(ring_error)?;
+        let pings_agent = spec.pings_agent();
+        let (inbound_bytes, outbound_bytes) = spec.ring_sizes();
+        let inbound = SharedRing::create(inbound_bytes.unwrap_or(inner.cfg.inbound_ring_bytes))
+            .map_err(ring_error)?;
+        let outbound = SharedRing::create(outbound_bytes.unwrap_or(inner.cfg.outbound_ring_bytes))
+            .map_err(ring_error)?;
         let dup = |ring: &SharedRing| -> Result<OwnedFd, RingError> {
             ring.memfd()
                 .try_clone_to_owned()
@@ -385,8 +490,13 @@ impl<M: ProcManager + 'static> Host<M> {
         let child_outbound = dup(&outbound).map_err(ring_error)?;
         let inbound_memfd = dup(&inbound).map_err(ring_error)?;
         let child_doorbell = inner.doorbell.try_clone().map_err(ring_error)?;
-        let producer = inbound.into_producer().map_err(ring_error)?;
-        let consumer = outbound.into_consumer().map_err(ring_error)?;
+        // The proc's own doorbell, wired into the host's ends before they go
+        // to the I/O thread: rung only when the proc sleeps in doorbell mode.
+        let proc_doorbell = Doorbell::new().map_err(ring_error)?;
+        let mut producer = inbound.into_producer().map_err(ring_error)?;
+        let mut consumer = outbound.into_consumer().map_err(ring_error)?;
+        producer.set_consumer_doorbell(Some(proc_doorbell.try_clone().map_err(ring_error)?));
+        consumer.set_producer_doorbell(Some(proc_doorbell.try_clone().map_err(ring_error)?));
 
         let (reply, key) = oneshot::channel();
         inner
@@ -403,12 +513,16 @@ impl<M: ProcManager + 'static> Host<M> {
         if inner.table.insert(name.clone(), Route::Proc(key)).is_err() {
             return Err((Some(key), HostError::ProcExists(name.clone())));
         }
+        self.with_entry(name, |entry| entry.key = Some(key));
         let rings = ChildRings {
             name: name.clone(),
             inbound: child_inbound,
             outbound: child_outbound,
             doorbell: child_doorbell,
+            proc_doorbell,
             limits: inner.cfg.limits,
+            id: ProcId::new(inner.addr.clone(), name.clone()),
+            service_name: inner.service_name.clone(),
         };
         let config = spec.into_config(rings).map_err(|e| (Some(key), e))?;
         let handle = inner
@@ -424,51 +538,37 @@ impl<M: ProcManager + 'static> Host<M> {
                     },
                 )
             })?;
-        let timeout = inner.cfg.spawn_ready_timeout;
-        let ready = if timeout.is_zero() {
-            Ok(handle.ready().await)
-        } else {
-            tokio::time::timeout(timeout, handle.ready()).await
-        };
-        match ready {
-            Ok(Ok(())) => {}
-            Ok(Err(source)) => {
-                let _ = handle.kill().await;
-                return Err((
-                    Some(key),
-                    HostError::NotReady {
-                        name: name.clone(),
-                        source,
-                    },
-                ));
+        let started = Instant::now();
+        // A proc that broke its ring before this point was only unbound:
+        // kill it now that there is a handle to kill.
+        let failed_early = self.with_entry(name, |entry| {
+            entry.handle = Some(handle.clone());
+            entry.started = Some(started);
+            entry.failed
+        });
+        if failed_early == Some(true) {
+            tracing::warn!("killing proc: it corrupted its ring before it was ready");
+            let _ = handle.kill().await;
+        }
+        if let Err(e) = self
+            .await_ready(name, key, &handle, pings_agent, ready_timeout)
+            .await
+        {
+            let status = handle.kill().await;
+            if let Ok(status) | Err(TerminateError::AlreadyTerminated(status)) = status {
+                self.remember_gone(name, handle.pid(), status, started.elapsed());
             }
-            Err(_) => {
-                let _ = handle.kill().await;
-                return Err((
-                    Some(key),
-                    HostError::ReadyTimeout {
-                        name: name.clone(),
-                        timeout,
-                    },
-                ));
-            }
+            return Err((Some(key), e));
         }
         inner
             .control
-            .send(Command::MarkReady(key))
+            .send(Command::MarkReady {
+                key,
+                agent: pings_agent,
+            })
             .map_err(|e| (Some(key), e))?;
         let (gone_tx, gone_rx) = watch::channel(false);
-        {
-            let mut procs = inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-            procs.insert(
-                name.clone(),
-                Entry {
-                    key: Some(key),
-                    handle: Some(handle.clone()),
-                    gone: Some(gone_rx),
-                },
-            );
-        }
+        self.with_entry(name, |entry| entry.gone = Some(gone_rx));
         let weak: Weak<Inner<M>> = Arc::downgrade(&self.inner);
         let watched = name.clone();
         tokio::spawn(
@@ -478,6 +578,9 @@ impl<M: ProcManager + 'static> Host<M> {
                 if let Some(inner) = weak.upgrade() {
                     let host = Host { inner };
                     host.forget(&watched, key).await;
+                    if let Ok(status) = status {
+                        host.remember_gone(&watched, handle.pid(), status, started.elapsed());
+                    }
                     let mut procs = host.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
                     procs.remove(&watched);
                 }
@@ -487,6 +590,91 @@ impl<M: ProcManager + 'static> Host<M> {
         );
         tracing::info!("proc ready");
         Ok(ProcId::new(inner.addr.clone(), name.clone()))
+    }
+
+    /// Waits for the ready record and, if the spec asks, an answered agent
+    /// ping, all under the spawn-ready timeout.
+    async fn await_ready(
+        &self,
+        name: &ProcName,
+        key: ProcKey,
+        handle: &M::Handle,
+        pings_agent: bool,
+        timeout: Duration,
+    ) -> Result<(), HostError> {
+        let ready = async {
+            handle.ready().await.map_err(|source| HostError::NotReady {
+                name: name.clone(),
+                source,
+            })?;
+            if pings_agent {
+                let (reply, answer) = oneshot::channel();
+                self.inner.control.send(Command::AgentPing { key, reply })?;
+                tokio::select! {
+                    answer = answer => match answer {
+                        Ok(AgentResponse::Pong { .. }) => {}
+                        Ok(other) => return Err(HostError::AgentUnanswered {
+                            name: name.clone(),
+                            reason: format!("it answered the ping with {other:?}"),
+                        }),
+                        Err(_) => return Err(HostError::AgentUnanswered {
+                            name: name.clone(),
+                            reason: "its ring was failed or closed before it answered".to_owned(),
+                        }),
+                    },
+                    status = handle.wait() => return Err(HostError::AgentUnanswered {
+                        name: name.clone(),
+                        reason: match status {
+                            Ok(status) => format!("it ended first ({status})"),
+                            Err(e) => format!("its supervisor is gone ({e})"),
+                        },
+                    }),
+                }
+            }
+            Ok(())
+        };
+        if timeout.is_zero() {
+            ready.await
+        } else {
+            tokio::time::timeout(timeout, ready)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(HostError::ReadyTimeout {
+                        name: name.clone(),
+                        timeout,
+                    })
+                })
+        }
+    }
+
+    /// Runs `f` on the proc's entry if there is one.
+    fn with_entry<T>(
+        &self,
+        name: &ProcName,
+        f: impl FnOnce(&mut Entry<M::Handle>) -> T,
+    ) -> Option<T> {
+        let mut procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        procs.get_mut(name).map(f)
+    }
+
+    /// Keeps a gone proc's terminal status for `list`.
+    pub(crate) fn remember_gone(
+        &self,
+        name: &ProcName,
+        pid: Option<u32>,
+        status: TerminalStatus,
+        uptime: Duration,
+    ) {
+        let mut gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
+        if gone.len() == GONE_HISTORY {
+            gone.pop_front();
+        }
+        gone.push_back(GoneProc {
+            name: name.clone(),
+            pid,
+            status,
+            uptime,
+        });
     }
 
     /// Unbinds the proc's route and has the I/O thread return what it holds
@@ -506,8 +694,11 @@ impl<M: ProcManager + 'static> Host<M> {
         }
     }
 
+    /// Unbinds the proc, asks its agent to stop (behind the frames already
+    /// in its inbound ring) and closes that ring.
     fn unbind_and_detach(&self, name: &ProcName, key: ProcKey) {
         self.unbind(name, key);
+        let _ = self.inner.control.send(Command::AgentStop(key));
         self.detach(key);
     }
 
@@ -542,6 +733,7 @@ impl<M: ProcManager + 'static> Host<M> {
                         key: Some(key),
                         handle: Some(handle),
                         gone: Some(gone),
+                        ..
                     }) => (*key, handle.clone(), gone.clone()),
                     _ => return Err(HostError::NoSuchProc(name.clone())),
                 }
@@ -562,6 +754,98 @@ impl<M: ProcManager + 'static> Host<M> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Kills one proc now (SIGKILL to its group): unbinds its route and
+    /// closes its inbound ring first. Returns once it is gone.
+    pub async fn kill_proc(&self, name: &str) -> Result<TerminalStatus, HostError> {
+        let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
+        let (key, handle, gone) = self.live(&name)?;
+        self.unbind(&name, key);
+        self.detach(key);
+        let status = match handle.kill().await {
+            Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
+            Err(source) => return Err(HostError::Terminate { name, source }),
+        };
+        wait_gone(gone).await;
+        tracing::info!(proc = %name, %status, "proc killed");
+        Ok(status)
+    }
+
+    /// Every live proc and the most recent gone ones (up to 64), with pid,
+    /// state, uptime and counters: what `ps` shows and the control plane's
+    /// `List` answers.
+    pub async fn list(&self) -> Result<Vec<ProcInfo>, HostError> {
+        let stats = self.stats().await?;
+        let counters = |name: &str| {
+            stats
+                .proc(name)
+                .map(|p| ProcCounters {
+                    frames_in: p.frames_in,
+                    frames_out: p.frames_out,
+                    bytes_in: p.bytes_in,
+                    bytes_out: p.bytes_out,
+                    returned: p.returned_for.total(),
+                    inbound_used: p.inbound_used,
+                    inbound_capacity: p.inbound_capacity,
+                })
+                .unwrap_or_default()
+        };
+        let mut list = Vec::new();
+        {
+            let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, entry) in procs.iter() {
+                let (pid, state) = match &entry.handle {
+                    Some(handle) => (handle.pid(), crate::control::live_state(&handle.status())),
+                    None => (None, hostmux_wire::ProcState::Starting),
+                };
+                list.push(ProcInfo {
+                    name: name.as_str().to_owned(),
+                    pid: pid.unwrap_or(0),
+                    state,
+                    uptime_ms: entry.started.map_or(0, |t| t.elapsed().as_millis() as u64),
+                    counters: counters(name.as_str()),
+                });
+            }
+        }
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
+        for proc in gone.iter().rev() {
+            list.push(ProcInfo {
+                name: proc.name.as_str().to_owned(),
+                pid: proc.pid.unwrap_or(0),
+                state: crate::control::terminal_state(&proc.status),
+                uptime_ms: proc.uptime.as_millis() as u64,
+                counters: counters(proc.name.as_str()),
+            });
+        }
+        Ok(list)
+    }
+
+    /// The pid of a live proc.
+    pub(crate) fn pid_of(&self, name: &ProcName) -> Option<u32> {
+        let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        procs.get(name)?.handle.as_ref()?.pid()
+    }
+
+    pub(crate) fn send_command(&self, command: Command) -> Result<(), HostError> {
+        self.inner.control.send(command)
+    }
+
+    fn live(
+        &self,
+        name: &ProcName,
+    ) -> Result<(ProcKey, M::Handle, watch::Receiver<bool>), HostError> {
+        let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        match procs.get(name) {
+            Some(Entry {
+                key: Some(key),
+                handle: Some(handle),
+                gone: Some(gone),
+                ..
+            }) => Ok((*key, handle.clone(), gone.clone())),
+            _ => Err(HostError::NoSuchProc(name.clone())),
+        }
     }
 
     /// Frames and counters of every live connection and proc (the service
@@ -602,6 +886,7 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
             // be missing from the summary.
             for (name, key, _) in &targets {
                 self.unbind(name, *key);
+                let _ = self.inner.control.send(Command::AgentStop(*key));
             }
             let summary = self.inner.manager.terminate_all(grace, max_in_flight).await;
             for (_, key, _) in &targets {
@@ -627,11 +912,15 @@ async fn kill_failed<M: ProcManager + 'static>(
     while let Some((key, name)) = failed.recv().await {
         let Some(inner) = host.upgrade() else { return };
         let handle = {
-            let procs = inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-            procs
-                .get(&name)
-                .filter(|entry| entry.key == Some(key))
-                .and_then(|entry| entry.handle.clone())
+            let mut procs = inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+            match procs.get_mut(&name).filter(|entry| entry.key == Some(key)) {
+                Some(entry) => {
+                    // Not spawned yet: `start` kills it once it has a handle.
+                    entry.failed = entry.handle.is_none();
+                    entry.handle.clone()
+                }
+                None => None,
+            }
         };
         drop(inner);
         if let Some(handle) = handle {

@@ -19,17 +19,23 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender as ChannelSender};
 use hostmux_ring::{Consumer, Doorbell, Producer};
-use hostmux_wire::{decode_frame, rkyv::util::AlignedVec, FrameDecoder, ProcName, FRAME_ALIGN};
+use hostmux_wire::{
+    decode_frame, rkyv::util::AlignedVec, AgentRequest, AgentResponse, FrameDecoder, ProcName,
+    FRAME_ALIGN,
+};
 use tokio::sync::{oneshot, Notify};
 
 use crate::config::HostConfig;
 use crate::dataplane::{ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
 use crate::frontend::{ConnReader, ConnWriter, Frontend};
 use crate::hello::{check_hello, encode_ack};
+use crate::service::ControlJob;
 use crate::stats::HostStats;
 use crate::HostError;
 
 /// A request from the control side to the I/O thread.
+// Commands are rare (spawns, terminates, stats); their size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     AddProc {
         name: ProcName,
@@ -38,7 +44,24 @@ pub(crate) enum Command {
         outbound: Consumer,
         reply: oneshot::Sender<ProcKey>,
     },
-    MarkReady(ProcKey),
+    MarkReady {
+        key: ProcKey,
+        agent: bool,
+    },
+    /// Ping the proc's agent; the answer goes to `reply`.
+    AgentPing {
+        key: ProcKey,
+        reply: oneshot::Sender<AgentResponse>,
+    },
+    /// Ask the proc's agent to stop (once; no-op without an agent).
+    AgentStop(ProcKey),
+    /// The same, by name (the lifecycle's polite-stop hook knows only that).
+    AgentStopName(ProcName),
+    /// A control-plane response for a connection's queue.
+    ControlReply {
+        conn: ConnKey,
+        frame: Vec<u8>,
+    },
     Detach(ProcKey),
     Remove(ProcKey, oneshot::Sender<()>),
     Stats(oneshot::Sender<HostStats>),
@@ -55,6 +78,16 @@ pub(crate) struct Control {
 impl Control {
     pub(crate) fn new(commands: ChannelSender<Command>, doorbell: Doorbell) -> Self {
         Self { commands, doorbell }
+    }
+
+    pub(crate) fn try_clone(&self) -> Result<Self, HostError> {
+        Ok(Self {
+            commands: self.commands.clone(),
+            doorbell: self
+                .doorbell
+                .try_clone()
+                .map_err(|_| HostError::IoThreadGone)?,
+        })
     }
 
     pub(crate) fn send(&self, command: Command) -> Result<(), HostError> {
@@ -76,6 +109,10 @@ pub(crate) struct IoParts {
     pub(crate) own_addr: String,
     /// Procs that broke the ring protocol, for the control side to kill.
     pub(crate) failures: tokio::sync::mpsc::UnboundedSender<(ProcKey, ProcName)>,
+    /// Privileged control requests, for the control side.
+    pub(crate) control_jobs: tokio::sync::mpsc::UnboundedSender<ControlJob>,
+    /// The control socket (mode 0600, bound), if configured.
+    pub(crate) control_socket: Option<std::os::unix::net::UnixListener>,
 }
 
 type Shared = Rc<RefCell<Dataplane>>;
@@ -88,6 +125,22 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
         parts.table.clone(),
         &parts.own_addr,
     )));
+    dataplane
+        .borrow_mut()
+        .set_control_sink(parts.control_jobs.clone());
+    let control_accept = match parts.control_socket.as_ref().map(|l| l.try_clone()) {
+        Some(Ok(listener)) => Some(tokio::task::spawn_local(control_accept_loop::<F>(
+            listener,
+            dataplane.clone(),
+            parts.cfg.clone(),
+            parts.service_name.clone(),
+        ))),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "control socket unusable; control plane over TCP with token only");
+            None
+        }
+        None => None,
+    };
     let dials = tokio::task::spawn_local(dial_loop::<F>(
         dataplane.clone(),
         parts.cfg.clone(),
@@ -105,6 +158,9 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
     }
     accept.abort();
     dials.abort();
+    if let Some(task) = control_accept {
+        task.abort();
+    }
 }
 
 async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
@@ -131,7 +187,17 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
                     let key = dp.add_proc(name, inbound, inbound_memfd, outbound);
                     let _ = reply.send(key);
                 }
-                Command::MarkReady(key) => dp.mark_ready(key),
+                Command::MarkReady { key, agent } => dp.mark_ready(key, agent),
+                Command::AgentPing { key, reply } => {
+                    // The reply is matched by message id; the nonce is echoed only.
+                    let nonce = 0x686d_7069_6e67;
+                    dp.agent_request(key, AgentRequest::Ping { nonce }, Some(reply));
+                }
+                Command::AgentStop(key) => {
+                    dp.agent_request(key, AgentRequest::Stop, None);
+                }
+                Command::AgentStopName(name) => dp.agent_stop_by_name(&name),
+                Command::ControlReply { conn, frame } => dp.queue_raw(conn, &frame),
                 Command::Detach(key) => dp.detach_proc(key),
                 Command::Remove(key, done) => {
                     dp.remove_proc(key, Instant::now());
@@ -218,6 +284,7 @@ async fn accept_loop<F: Frontend>(
                     dataplane.clone(),
                     cfg.clone(),
                     service_name.clone(),
+                    Door::Frontend,
                     span,
                 ));
             }
@@ -230,14 +297,101 @@ async fn accept_loop<F: Frontend>(
     }
 }
 
+/// Which listener a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Door {
+    /// The frontend: privileged only if the host has a token (which its
+    /// hello then presented).
+    Frontend,
+    /// The control socket, whose peer credentials were checked: privileged;
+    /// its hello carries no token.
+    ControlSocket,
+}
+
+/// Accepts on the control socket: only peers running as the host's uid or
+/// root get through; their connections may use the control plane.
+async fn control_accept_loop<F: Frontend>(
+    listener: std::os::unix::net::UnixListener,
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(listener))
+    {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen on the control socket");
+            return;
+        }
+    };
+    let own_uid = crate::control::own_uid();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let peer = match stream.peer_cred() {
+            Ok(cred) => cred,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: no peer credentials; closing");
+                continue;
+            }
+        };
+        if peer.uid() != own_uid && peer.uid() != 0 {
+            tracing::warn!(
+                peer_uid = peer.uid(),
+                peer_pid = ?peer.pid(),
+                host_uid = own_uid,
+                "control socket: refusing a peer running as another user"
+            );
+            continue;
+        }
+        let adopted = stream.into_std().and_then(F::adopt_unix);
+        let (reader, writer) = match adopted {
+            Ok(halves) => halves,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: cannot adopt the connection");
+                continue;
+            }
+        };
+        let span = tracing::info_span!(
+            "control",
+            peer_uid = peer.uid(),
+            peer_pid = ?peer.pid(),
+            frontend = F::NAME
+        );
+        tracing::debug!(parent: &span, "accepted");
+        tokio::task::spawn_local(connection::<F>(
+            reader,
+            writer,
+            dataplane.clone(),
+            cfg.clone(),
+            service_name.clone(),
+            Door::ControlSocket,
+            span,
+        ));
+    }
+}
+
 async fn connection<F: Frontend>(
     mut reader: F::Reader,
     writer: F::Writer,
     dataplane: Shared,
     cfg: Arc<HostConfig>,
     service_name: ProcName,
+    door: Door,
     span: tracing::Span,
 ) {
+    let token = match door {
+        Door::Frontend => cfg.token.as_deref().map(str::as_bytes),
+        Door::ControlSocket => None,
+    };
     let limits = cfg.limits;
     let mut decoder = FrameDecoder::new(limits);
     // The hello: the first frame, within a bounded time.
@@ -251,13 +405,9 @@ async fn connection<F: Frontend>(
             }
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
-                    break check_hello(
-                        &frame,
-                        service_name.as_str(),
-                        cfg.token.as_deref().map(str::as_bytes),
-                    )
-                    .map(str::to_owned)
-                    .map_err(|refusal| format!("hello refused: {refusal:?}"));
+                    break check_hello(&frame, service_name.as_str(), token)
+                        .map(str::to_owned)
+                        .map_err(|refusal| format!("hello refused: {refusal:?}"));
                 }
                 Ok(None) => continue,
                 Err(e) => break Err(format!("malformed hello: {e}")),
@@ -293,6 +443,11 @@ async fn connection<F: Frontend>(
             tracing::warn!(parent: &span, client, "closing connection: name already bound");
             return;
         };
+        // The token was checked by the hello; the control socket's peer by
+        // its credentials.
+        if door == Door::ControlSocket || cfg.token.is_some() {
+            dp.set_privileged(key);
+        }
         let mut ack = vec![0; 256];
         match encode_ack(&mut ack, service_name.as_str(), name.as_str(), &limits) {
             Ok(len) => dp.queue_raw(key, &ack[..len]),

@@ -135,7 +135,9 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod client;
 mod config;
+mod control;
 mod dataplane;
 mod epoll;
 mod error;
@@ -143,6 +145,7 @@ mod frontend;
 mod hello;
 mod host;
 mod io;
+mod process;
 mod service;
 mod spec;
 mod stats;
@@ -158,10 +161,12 @@ pub mod fuzzing;
 #[allow(unsafe_code)]
 mod tests;
 
+pub use client::{Client, ClientReader, ClientWriter, ControlClient, ReceivedFrame};
 pub use config::{FrontendKind, HostConfig};
 pub use error::HostError;
 pub use hello::{encode_hello, is_hello_ack, HELLO_PORT};
 pub use host::{Host, ServeHandle};
+pub use process::{ProcessProc, SpawnByRequest};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{ConnStats, HostStats, ProcStats, Returned, REASONS};
 

@@ -1,59 +1,117 @@
 //! The host's service proc: the data-plane face of the control plane.
 //!
-//! It lives on the I/O thread and answers `ControlRequest` frames from
-//! clients and procs synchronously. `Stats` and `List` are answered from the
-//! data plane's counters. Spawn, terminate and kill need the proc manager and
-//! the control plane's authentication (a Unix socket with peer credentials or
-//! a token), so over the data plane they get a `ControlResponse::Error`
-//! naming the right way in.
+//! It lives on the I/O thread. A `ControlRequest` frame from a privileged
+//! connection (one accepted on the control socket after its peer
+//! credentials were checked, or one whose hello presented the host's token)
+//! is handed, as a [`ControlJob`], to the control side on the caller's
+//! runtime, which owns the proc manager; its answer comes back as a
+//! finished frame for the connection's queue. Everyone else (clients
+//! without privilege, procs) gets a `ControlResponse::Error` with kind
+//! `Unauthorized` and a log line; nothing changes.
 
 use hostmux_wire::{
-    encode_frame_to_vec, ControlErrorKind, ControlRequest, ControlResponse, Flags, FrameHeader,
-    FrameKind, FrameView, Limits, ProcCounters, ProcInfo, ProcName, ProcState, Sender,
+    encode_frame_to_vec, ControlErrorKind, ControlResponse, Flags, FrameHeader, FrameKind,
+    FrameView, Limits, ProcName, Sender,
 };
 
-use crate::stats::ProcStats;
+use crate::dataplane::ConnKey;
 
-/// The encoded response frame to `request` (control path: allocates).
-pub(crate) fn respond<'a>(
+/// A privileged control request on its way to the control side.
+#[derive(Debug)]
+pub(crate) struct ControlJob {
+    /// The connection to answer.
+    pub(crate) conn: ConnKey,
+    /// The request's message id (echoed in the response).
+    pub(crate) message_id: u64,
+    /// The port the request was sent to (echoed).
+    pub(crate) port: u32,
+    /// The requester's name ("" for anonymous).
+    pub(crate) reply_to: String,
+    /// The request payload (a `ControlRequest` archive).
+    pub(crate) payload: Vec<u8>,
+}
+
+impl ControlJob {
+    pub(crate) fn new(conn: ConnKey, request: &FrameView<'_>) -> Self {
+        let reply_to = match request.sender() {
+            Sender::Anonymous => String::new(),
+            Sender::Client { name } | Sender::Proc { name, .. } => name.to_owned(),
+        };
+        Self {
+            conn,
+            message_id: request.message_id(),
+            port: request.dest_port(),
+            reply_to,
+            payload: request.payload().to_vec(),
+        }
+    }
+}
+
+/// The response frame to an unprivileged or invalid request (control path:
+/// allocates).
+pub(crate) fn refuse(
     request: &FrameView<'_>,
     limits: &Limits,
     service_name: &ProcName,
-    procs: impl Iterator<Item = &'a ProcStats>,
+    privileged: bool,
 ) -> Vec<u8> {
     let response = if request.kind() != FrameKind::ControlRequest {
         error(
             ControlErrorKind::InvalidRequest,
             "the service proc takes ControlRequest frames only".to_owned(),
         )
+    } else if privileged {
+        error(
+            ControlErrorKind::Internal,
+            "the host's control plane is not running".to_owned(),
+        )
     } else {
-        match ControlRequest::decode(request.payload(), limits) {
-            Err(e) => error(ControlErrorKind::InvalidRequest, e.to_string()),
-            Ok(ControlRequest::List) => ControlResponse::Procs(procs.map(info).collect()),
-            Ok(ControlRequest::Stats { name }) => ControlResponse::Procs(
-                procs
-                    .filter(|p| name.as_deref().is_none_or(|n| n == p.name))
-                    .map(info)
-                    .collect(),
-            ),
-            Ok(_) => error(
-                ControlErrorKind::Unauthorized,
-                "spawn, terminate and kill go through the host's control socket, not the data plane"
-                    .to_owned(),
-            ),
-        }
+        let requester = match request.sender() {
+            Sender::Anonymous => "(anonymous)",
+            Sender::Client { name } | Sender::Proc { name, .. } => name,
+        };
+        tracing::warn!(
+            requester,
+            "refused a control request: not from the control socket and no token presented"
+        );
+        error(
+            ControlErrorKind::Unauthorized,
+            "control requests need the host's control socket (same uid or root) or a connection that presented the host's token"
+                .to_owned(),
+        )
     };
     let (dest_name, dest_addr) = match request.sender() {
         Sender::Anonymous => ("", ""),
         Sender::Client { name } => (name, ""),
         Sender::Proc { addr, name } => (name, addr),
     };
+    response_frame(
+        dest_name,
+        dest_addr,
+        request.message_id(),
+        request.dest_port(),
+        service_name,
+        &response,
+        limits,
+    )
+}
+
+/// Encodes `response` as a frame from the service proc to `dest_name`.
+pub(crate) fn response_frame(
+    dest_name: &str,
+    dest_addr: &str,
+    message_id: u64,
+    port: u32,
+    service_name: &ProcName,
+    response: &ControlResponse,
+    limits: &Limits,
+) -> Vec<u8> {
     let header = FrameHeader {
         kind: FrameKind::ControlResponse,
         flags: Flags::NONE,
-        message_id: request.message_id(),
+        message_id,
         dest_name,
-        dest_port: request.dest_port(),
+        dest_port: port,
         dest_addr,
         sender: Sender::Proc {
             addr: "",
@@ -64,32 +122,17 @@ pub(crate) fn respond<'a>(
     let payload = response.to_bytes().unwrap_or_default();
     if encode_frame_to_vec(&mut out, &header, &payload, limits).is_err() {
         out.clear();
+        // Too large for the limits (a huge list): say so instead.
+        let fallback = error(
+            ControlErrorKind::Internal,
+            "the response exceeds the host's frame limits".to_owned(),
+        );
+        let payload = fallback.to_bytes().unwrap_or_default();
+        let _ = encode_frame_to_vec(&mut out, &header, &payload, limits);
     }
     out
 }
 
-fn error(kind: ControlErrorKind, message: String) -> ControlResponse {
+pub(crate) fn error(kind: ControlErrorKind, message: String) -> ControlResponse {
     ControlResponse::Error { kind, message }
-}
-
-fn info(stats: &ProcStats) -> ProcInfo {
-    ProcInfo {
-        name: stats.name.clone(),
-        pid: 0,
-        state: if stats.ready {
-            ProcState::Ready
-        } else {
-            ProcState::Starting
-        },
-        uptime_ms: 0,
-        counters: ProcCounters {
-            frames_in: stats.frames_in,
-            frames_out: stats.frames_out,
-            bytes_in: stats.bytes_in,
-            bytes_out: stats.bytes_out,
-            returned: stats.returned_for.total(),
-            inbound_used: stats.inbound_used,
-            inbound_capacity: stats.inbound_capacity,
-        },
-    }
 }

@@ -1,14 +1,14 @@
 //! How a proc is given its rings: [`ProcSpec`], [`ChildRings`] and the
 //! child-side [`ProcEndpoint`].
 //!
-//! The host creates both rings of a proc and the proc's share of the host
-//! doorbell before the manager starts it, and hands them to the spec, which
-//! turns them into the manager's config. For an in-process proc
-//! ([`LocalProc`]) the body receives [`ChildRings`] directly; an OS process
-//! spec (a later issue) will map the three fds into the child with the
-//! lifecycle crate's inherited-fd slots and pass their numbers in the
-//! environment. Either way the child maps the rings from the memfds
-//! ([`ChildRings::attach`]), exactly as a separate process would.
+//! The host creates both rings of a proc, the proc's share of the host
+//! doorbell and the proc's own doorbell before the manager starts it, and
+//! hands them to the spec, which turns them into the manager's config. For
+//! an in-process proc ([`LocalProc`]) the body receives [`ChildRings`]
+//! directly; an OS process ([`crate::ProcessProc`]) gets the fds through
+//! `hostmux_proc::protocol::child_config` (inherited fds announced in
+//! environment variables). Either way the child maps the rings from the
+//! memfds, exactly as a separate process would.
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use hostmux_lifecycle::{LocalProcConfig, LocalProcContext, LocalProcManager, ProcManager};
 use hostmux_ring::{Consumer, Doorbell, Producer, SharedRing, WaitOutcome};
 use hostmux_wire::{
-    encode_frame, encoded_len, split_frame, FrameHeader, FrameView, Limits, ProcName,
+    encode_frame, encoded_len, split_frame, FrameHeader, FrameView, Limits, ProcId, ProcName,
 };
 
 use crate::HostError;
@@ -33,8 +33,17 @@ pub struct ChildRings {
     /// The host's doorbell: the proc rings it when it publishes records the
     /// host sleeps on, or releases space the host waits for.
     pub doorbell: Doorbell,
+    /// The proc's own doorbell: the host's inbound producer rings it when the
+    /// proc sleeps on the inbound ring in doorbell mode, and its outbound
+    /// consumer when the proc waits for room in doorbell mode (futex sleepers
+    /// are woken through the ring's futex word instead).
+    pub proc_doorbell: Doorbell,
     /// The frame limits the host enforces.
     pub limits: Limits,
+    /// The proc's id: the host's frontend address and the proc's name.
+    pub id: ProcId,
+    /// The host's service proc (the only sender the proc's agent obeys).
+    pub service_name: ProcName,
 }
 
 impl ChildRings {
@@ -160,6 +169,20 @@ pub trait ProcSpec<M: ProcManager>: Send + 'static {
     /// spawn-ready timeout governs readiness, so specs should disable any
     /// manager-level ready timeout of their own.
     fn into_config(self, rings: ChildRings) -> Result<M::Config, HostError>;
+
+    /// Whether the host pings the proc's agent (`AgentRequest::Ping` on
+    /// `AGENT_PORT`) after the ready record and counts the proc ready only
+    /// once it answers. Procs built on `hostmux-proc` have an agent; the
+    /// default is `false`.
+    fn pings_agent(&self) -> bool {
+        false
+    }
+
+    /// This proc's inbound and outbound ring sizes in bytes; `None` takes
+    /// the host's [`HostConfig`](crate::HostConfig) default.
+    fn ring_sizes(&self) -> (Option<usize>, Option<usize>) {
+        (None, None)
+    }
 }
 
 type LocalBody =

@@ -75,6 +75,11 @@ impl Frontend for Uring {
         })
     }
 
+    fn adopt_unix(stream: std::os::unix::net::UnixStream) -> io::Result<(Stream, Stream)> {
+        let stream = Stream::Unix(Rc::new(UnixStream::from_std(stream)));
+        Ok((stream.clone(), stream))
+    }
+
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Stream, Stream)> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

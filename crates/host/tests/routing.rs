@@ -175,16 +175,13 @@ fn stats_request() -> Vec<u8> {
         .to_vec()
 }
 
-async fn service_proc_from_client_and_proc(kind: FrontendKind) {
-    let (host, _serving) = serve(kind, HostConfig::default()).await;
-    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
-    // From a client.
-    let mut client = Client::connect(&host, "ops").await;
+/// Sends a `Stats` request from `client` and decodes the response.
+async fn ask_stats(client: &mut Client, id: u64) -> ControlResponse {
     let mut out = Vec::new();
     client.encode_kind(
         FrameKind::ControlRequest,
         "service",
-        5,
+        id,
         &stats_request(),
         &mut out,
     );
@@ -192,13 +189,28 @@ async fn service_proc_from_client_and_proc(kind: FrontendKind) {
     client.stream.write_all(&out).await.unwrap();
     let response = client.recv().await;
     assert_eq!(response.kind, FrameKind::ControlResponse);
-    assert_eq!(response.message_id, 5);
-    let ControlResponse::Procs(procs) =
-        ControlResponse::decode(&aligned(&response.payload)).unwrap()
-    else {
-        panic!("expected a proc list");
-    };
-    assert!(procs.iter().any(|p| p.name == "echo"));
+    assert_eq!(response.message_id, id);
+    ControlResponse::decode(&aligned(&response.payload)).unwrap()
+}
+
+fn is_unauthorized(response: &ControlResponse) -> bool {
+    matches!(
+        response,
+        ControlResponse::Error {
+            kind: hostmux_wire::ControlErrorKind::Unauthorized,
+            ..
+        }
+    )
+}
+
+async fn control_requests_over_the_data_plane_need_the_token(kind: FrontendKind) {
+    // Without a token nobody on the frontend is privileged: clients and
+    // procs get `Unauthorized`.
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let mut client = Client::connect(&host, "ops").await;
+    let response = ask_stats(&mut client, 5).await;
+    assert!(is_unauthorized(&response), "{response:?}");
 
     // From a proc: it asks the service when poked and relays the answer.
     let asker = ring_proc(|endpoint, poke| {
@@ -231,18 +243,29 @@ async fn service_proc_from_client_and_proc(kind: FrontendKind) {
     client.send("asker", 1, b"ask").await;
     let relayed = client.recv().await;
     assert_eq!(relayed.sender, "asker");
-    let ControlResponse::Procs(procs) =
-        ControlResponse::decode(&aligned(&relayed.payload)).unwrap()
-    else {
+    let response = ControlResponse::decode(&aligned(&relayed.payload)).unwrap();
+    assert!(is_unauthorized(&response), "{response:?}");
+    // Nothing changed, and the refusals were counted as delivered answers.
+    assert_eq!(host.procs().len(), 2);
+    let stats = host.stats().await.unwrap();
+    assert_conn_adds_up(stats.conn("ops").unwrap());
+
+    // With a token, a client that presented it may ask.
+    let config = HostConfig {
+        token: Some("s3cret".to_owned()),
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let mut client = Client::connect_with_token(&host, "ops", b"s3cret")
+        .await
+        .unwrap();
+    let ControlResponse::Procs(procs) = ask_stats(&mut client, 6).await else {
         panic!("expected a proc list");
     };
-    let names: Vec<_> = procs.iter().map(|p| p.name.as_str()).collect();
-    assert!(
-        names.contains(&"echo") && names.contains(&"asker"),
-        "{names:?}"
-    );
+    assert!(procs.iter().any(|p| p.name == "echo"), "{procs:?}");
 }
-both_frontends!(service_proc_from_client_and_proc);
+both_frontends!(control_requests_over_the_data_plane_need_the_token);
 
 fn aligned(bytes: &[u8]) -> hostmux_wire::rkyv::util::AlignedVec<16> {
     let mut v = hostmux_wire::rkyv::util::AlignedVec::<16>::new();

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use hostmux_wire::{FrameView, Sender, UndeliverableReason};
+use hostmux_wire::{FrameKind, FrameView, Sender, UndeliverableReason};
 
 use super::write::{mark_dirty, push_notice, slot_of_conn, write_record};
 use super::{
@@ -115,7 +115,16 @@ impl Dataplane {
                 cfg,
                 ..
             } = self;
-            return remote::forward(conns, remotes, generation, own_addr, limits, cfg, frame);
+            return remote::forward(
+                conns,
+                remotes,
+                generation,
+                own_addr,
+                limits,
+                cfg,
+                frame,
+                frame.payload(),
+            );
         }
         let Source::Conn(from) = source;
         let route = self.reader.lookup(frame.dest_name_bytes()).copied();
@@ -130,10 +139,16 @@ impl Dataplane {
             None => Outcome::Returned(UndeliverableReason::NoSuchProc),
             Some(Route::Service) => {
                 let limits = self.limits;
-                let response = {
-                    let stats = self.procs.iter().flatten().map(|s| &s.stats);
-                    service::respond(frame, &limits, &self.service_name, stats)
-                };
+                let privileged = self.conn_mut(from).is_some_and(|c| c.privileged);
+                if privileged && frame.kind() == FrameKind::ControlRequest {
+                    if let Some(sink) = &self.control_sink {
+                        let job = service::ControlJob::new(from, frame);
+                        if sink.send(job).is_ok() {
+                            return Outcome::Delivered;
+                        }
+                    }
+                }
+                let response = service::refuse(frame, &limits, &self.service_name, privileged);
                 match self.conn_mut(from) {
                     Some(conn) => {
                         conn.outbox.extend_from_slice(&response);

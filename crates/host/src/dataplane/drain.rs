@@ -2,10 +2,11 @@
 
 use std::time::Instant;
 
-use hostmux_wire::{split_frame, Sender, UndeliverableReason};
+use hostmux_wire::{FrameKind, Sender, UndeliverableReason, AGENT_PORT};
 
+use super::agent::agent_answer;
 use super::write::{
-    mark_src_dirty, other_slot, procs_stats_left_right, write_notice, write_record,
+    copy_head, extend_parts, mark_src_dirty, other_slot, write_notice, write_parts, write_record,
 };
 use super::{
     remote, service, Dataplane, Drain, Outcome, ProcKey, ProcSlot, ProcState, RingWrite, Route,
@@ -36,28 +37,21 @@ impl Dataplane {
 
     /// Routes the record at the front of `key`'s outbound ring, releases it
     /// unless it is blocked. `None`: go on draining.
+    ///
+    /// The record's prefix and header are copied into the host's scratch
+    /// buffer and validated and routed from there ([`copy_head`]); only the
+    /// payload is copied ring to ring. The proc can rewrite its ring at any
+    /// time, so nothing read from it is trusted after it was checked.
     fn route_from_proc(&mut self, key: ProcKey, now: Instant, exiting: bool) -> Option<Drain> {
         let limits = self.limits;
         let overload_wait = self.cfg.overload_wait;
         let pi = key.index as usize;
-        // Empty ring, corruption and unreadable records first.
+        // Empty ring and corruption first.
         {
             let slot = self.proc_mut(key)?;
             slot.outbound_armed = false;
             match slot.outbound.peek() {
-                Ok(Some(record)) => {
-                    if let Err(e) = split_frame(record, &limits) {
-                        let len = record.len() as u64;
-                        tracing::warn!(proc = %slot.name, error = %e, "malformed record in outbound ring");
-                        slot.stats.frames_out += 1;
-                        slot.stats.bytes_out += len;
-                        slot.stats
-                            .outbound_returned
-                            .add(UndeliverableReason::Malformed);
-                        let _ = slot.outbound.release();
-                        return None;
-                    }
-                }
+                Ok(Some(_)) => {}
                 Ok(None) if exiting => return Some(Drain::Idle),
                 Ok(None) => match slot.outbound.arm_doorbell() {
                     Ok(true) => {
@@ -93,6 +87,8 @@ impl Dataplane {
             remotes,
             generation,
             own_addr,
+            scratch,
+            agent_pending,
             ..
         } = self;
         let (left, rest) = procs.split_at_mut(pi);
@@ -112,8 +108,21 @@ impl Dataplane {
             Ok(Some(record)) => record,
             _ => return Some(Drain::Idle),
         };
-        let (frame, _) = split_frame(record, &limits).ok()?;
-        let frame_len = frame.as_bytes().len();
+        let (frame, prefix) = match copy_head(record, scratch, &limits) {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::warn!(proc = %src_name, error = %e, "malformed record in outbound ring");
+                src_stats.frames_out += 1;
+                src_stats.bytes_out += record.len() as u64;
+                src_stats
+                    .outbound_returned
+                    .add(UndeliverableReason::Malformed);
+                let _ = outbound.release();
+                return None;
+            }
+        };
+        let payload = &record[prefix.payload_range()];
+        let frame_len = prefix.frame_len();
         let retry = drain_blocked.is_some();
         if !retry {
             src_stats.frames_out += 1;
@@ -127,17 +136,21 @@ impl Dataplane {
         let outcome = if !sender_ok {
             Outcome::Returned(UndeliverableReason::Malformed)
         } else if !(frame.dest_addr().is_empty() || frame.dest_addr() == &**own_addr) {
-            remote::forward(conns, remotes, generation, own_addr, &limits, cfg, &frame)
+            remote::forward(
+                conns, remotes, generation, own_addr, &limits, cfg, &frame, payload,
+            )
         } else {
             match reader.lookup(frame.dest_name_bytes()).copied() {
                 None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+                Some(Route::Service)
+                    if frame.kind() == FrameKind::Data && frame.dest_port() == AGENT_PORT =>
+                {
+                    agent_answer(agent_pending, key, frame.message_id(), payload);
+                    Outcome::Delivered
+                }
                 Some(Route::Service) => {
-                    let response = service::respond(
-                        &frame,
-                        &limits,
-                        service_name,
-                        procs_stats_left_right(left, right, src_stats),
-                    );
+                    // Procs have no control-plane privilege.
+                    let response = service::refuse(&frame, &limits, service_name, false);
                     let wrote = match src_inbound.as_mut() {
                         Some(ring) => write_record(ring, response.as_slice()),
                         None => RingWrite::Closed,
@@ -155,7 +168,7 @@ impl Dataplane {
                             if conn.outbox.len() + frame_len > cfg.client_outbox_bytes {
                                 Outcome::Returned(UndeliverableReason::Overloaded)
                             } else {
-                                conn.outbox.extend_from_slice(frame.as_bytes());
+                                extend_parts(&mut conn.outbox, &prefix, &frame, payload);
                                 conn.stats.frames_out += 1;
                                 conn.stats.bytes_out += frame_len as u64;
                                 conn.stats.outbox_high_water =
@@ -205,7 +218,7 @@ impl Dataplane {
                             Outcome::Returned(UndeliverableReason::ProcExited)
                         }
                         (ProcState::Ready, Some(ring)) => {
-                            match write_record(ring, frame.as_bytes()) {
+                            match write_parts(ring, &prefix, &frame, payload) {
                                 RingWrite::Written => {
                                     *full_since = None;
                                     stats.frames_in += 1;

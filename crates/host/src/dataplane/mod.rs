@@ -28,17 +28,23 @@ use std::time::Instant;
 
 use hostmux_ring::{Consumer, Producer, RingError, SharedRing};
 use hostmux_router::{RouteHasher, RouteReader, RoutingTable};
-use hostmux_wire::{split_frame, FrameHeader, Limits, ProcName, Sender, UndeliverableReason};
+use hostmux_wire::rkyv::util::AlignedVec;
+use hostmux_wire::{
+    FrameHeader, Limits, ProcName, Sender, UndeliverableReason, FRAME_ALIGN, PREFIX_LEN,
+};
 use tokio::sync::Notify;
 
 use crate::config::HostConfig;
 use crate::service;
 use crate::stats::{ConnStats, HostStats, ProcStats};
 
+mod agent;
 mod conn;
 mod drain;
 mod remote;
 mod write;
+
+pub(crate) use write::copy_head;
 
 use write::{mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn};
 
@@ -103,6 +109,10 @@ struct ProcSlot {
     /// then; once that is longer than the overload wait, frames for it are
     /// returned `Overloaded` at once until a write succeeds again.
     full_since: Option<Instant>,
+    /// It runs an agent (answers `AGENT_PORT` requests).
+    agent: bool,
+    /// Its agent was asked to stop.
+    stop_sent: bool,
 }
 
 struct ConnSlot {
@@ -119,6 +129,9 @@ struct ConnSlot {
     dialled: Option<Box<str>>,
     /// Dialled and not yet connected: the writer does not run yet.
     connecting: bool,
+    /// May use the control plane: it came through the control socket (peer
+    /// credentials checked) or presented the host's token.
+    privileged: bool,
 }
 
 /// What a connection's writer found in its queue.
@@ -188,6 +201,16 @@ pub(crate) struct Dataplane {
     own_addr: Box<str>,
     /// Links to other hosts.
     remotes: remote::Remotes,
+    /// Agent requests waiting for their answers.
+    agent_pending: Vec<agent::PendingAgent>,
+    /// Message id of the last agent request.
+    next_agent_id: u64,
+    /// Where privileged control requests go (the control side's task).
+    control_sink: Option<tokio::sync::mpsc::UnboundedSender<service::ControlJob>>,
+    /// A host-local, 16-aligned copy of the prefix and header of the proc
+    /// record being routed: the host validates and routes from this copy,
+    /// never from ring memory the proc can rewrite after validation.
+    scratch: AlignedVec<FRAME_ALIGN>,
 }
 
 impl Dataplane {
@@ -197,6 +220,7 @@ impl Dataplane {
         table: Arc<Table>,
         own_addr: &str,
     ) -> Self {
+        let head_room = PREFIX_LEN + cfg.limits.max_header_len.next_multiple_of(FRAME_ALIGN);
         Self {
             limits: cfg.limits,
             cfg,
@@ -213,6 +237,10 @@ impl Dataplane {
             failed: Vec::new(),
             own_addr: own_addr.into(),
             remotes: remote::Remotes::default(),
+            agent_pending: Vec::new(),
+            next_agent_id: 0,
+            control_sink: None,
+            scratch: AlignedVec::with_capacity(head_room),
         }
     }
 
@@ -250,6 +278,8 @@ impl Dataplane {
             proc_waiters: Vec::with_capacity(4),
             drain_blocked: None,
             full_since: None,
+            agent: false,
+            stop_sent: false,
         };
         let index = match self.procs.iter().position(Option::is_none) {
             Some(i) => {
@@ -284,12 +314,29 @@ impl Dataplane {
     }
 
     /// The proc reported ready: frames to it are delivered from now on.
-    pub(crate) fn mark_ready(&mut self, key: ProcKey) {
+    /// `agent`: it runs an agent (it is asked to stop through it).
+    pub(crate) fn mark_ready(&mut self, key: ProcKey, agent: bool) {
         if let Some(slot) = self.proc_mut(key) {
             if slot.state == ProcState::Starting {
                 slot.state = ProcState::Ready;
                 slot.stats.ready = true;
+                slot.agent = agent;
             }
+        }
+    }
+
+    /// Where privileged control requests are sent from now on.
+    pub(crate) fn set_control_sink(
+        &mut self,
+        sink: tokio::sync::mpsc::UnboundedSender<service::ControlJob>,
+    ) {
+        self.control_sink = Some(sink);
+    }
+
+    /// Lets a connection use the control plane.
+    pub(crate) fn set_privileged(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conn_mut(key) {
+            conn.privileged = true;
         }
     }
 
@@ -324,6 +371,7 @@ impl Dataplane {
             self.table.remove(name.as_bytes());
         }
         self.detach_proc(key);
+        self.drop_agent_waiters(key);
         if !self.failed.contains(&key) {
             self.failed.push(key);
         }
@@ -373,10 +421,12 @@ impl Dataplane {
         drop(slot.outbound);
         if let Ok(mut consumer) = leftovers {
             // Bounded: the host's producer is gone, so the tail is fixed and
-            // the consumer validates every record against it.
+            // the consumer validates every record against it. The proc may
+            // still write this memory: headers are validated from a copy.
+            let mut scratch = AlignedVec::<FRAME_ALIGN>::new();
             while let Ok(Some(record)) = consumer.peek() {
                 stats.left_in_ring += 1;
-                if let Ok((frame, _)) = split_frame(record, &self.limits) {
+                if let Ok((frame, _)) = copy_head(record, &mut scratch, &self.limits) {
                     let fields = frame.fields();
                     stats.returned_for.add(UndeliverableReason::ProcExited);
                     self.notify_sender(&fields, UndeliverableReason::ProcExited);
@@ -386,6 +436,7 @@ impl Dataplane {
                 }
             }
         }
+        self.drop_agent_waiters(key);
         if self.gone_procs.len() == HISTORY {
             self.gone_procs.pop_front();
         }
@@ -452,6 +503,7 @@ impl Dataplane {
             closing: false,
             dialled: None,
             connecting: false,
+            privileged: false,
         };
         if index == self.conns.len() {
             self.conns.push(Some(slot));

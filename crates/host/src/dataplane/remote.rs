@@ -43,6 +43,7 @@ impl Remotes {
 
 /// Queues `frame` on the link to its destination host, opening the link on
 /// first use.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
     conns: &mut Vec<Option<ConnSlot>>,
     remotes: &mut Remotes,
@@ -51,6 +52,7 @@ pub(super) fn forward(
     limits: &Limits,
     cfg: &HostConfig,
     frame: &FrameView<'_>,
+    payload: &[u8],
 ) -> Outcome {
     let addr = frame.dest_addr();
     let key = match remotes.by_addr.get(addr) {
@@ -88,6 +90,7 @@ pub(super) fn forward(
                 closing: false,
                 dialled: Some(addr.into()),
                 connecting: true,
+                privileged: false,
             };
             if index == conns.len() {
                 conns.push(Some(slot));
@@ -111,11 +114,11 @@ pub(super) fn forward(
         },
         other => other,
     };
-    let len = encoded_len(&header, frame.payload().len());
+    let len = encoded_len(&header, payload.len());
     if conn.outbox.len() + len > cfg.client_outbox_bytes {
         return Outcome::Returned(UndeliverableReason::Overloaded);
     }
-    if encode_frame_to_vec(&mut conn.outbox, &header, frame.payload(), limits).is_err() {
+    if encode_frame_to_vec(&mut conn.outbox, &header, payload, limits).is_err() {
         return Outcome::Returned(UndeliverableReason::Malformed);
     }
     conn.stats.frames_out += 1;

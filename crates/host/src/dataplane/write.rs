@@ -2,25 +2,14 @@
 //! connection and drain paths. None of them allocates once queues are warm.
 
 use hostmux_ring::{Producer, RingError};
+use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
-    encode_frame, encode_frame_to_vec, encoded_len, FrameHeader, Limits, Sender, Undeliverable,
-    UndeliverableReason, UNDELIVERABLE_LEN,
+    decode_frame, encode_frame, encode_frame_to_vec, encoded_len, FrameHeader, FramePrefix,
+    FrameView, Limits, Sender, Undeliverable, UndeliverableReason, WireError, FRAME_ALIGN,
+    PREFIX_LEN, UNDELIVERABLE_LEN,
 };
 
 use super::{ConnKey, ConnSlot, ProcKey, ProcSlot, RingWrite};
-use crate::stats::ProcStats;
-
-pub(super) fn procs_stats_left_right<'a>(
-    left: &'a [Option<ProcSlot>],
-    right: &'a [Option<ProcSlot>],
-    src: &'a ProcStats,
-) -> impl Iterator<Item = &'a ProcStats> + 'a {
-    left.iter()
-        .flatten()
-        .map(|s| &s.stats)
-        .chain(std::iter::once(src))
-        .chain(right.iter().flatten().map(|s| &s.stats))
-}
 
 pub(super) fn slot_of(procs: &mut [Option<ProcSlot>], key: ProcKey) -> Option<&mut ProcSlot> {
     procs
@@ -158,4 +147,84 @@ pub(super) fn push_notice(
         conn.stats.bytes_out += range.len() as u64;
         conn.stats.outbox_high_water = conn.stats.outbox_high_water.max(conn.outbox.len() as u64);
     }
+}
+
+/// Copies the prefix and routing header of `record` (a proc's ring record,
+/// memory the proc may rewrite at any time) into the host-local `scratch`
+/// and validates them there. Returns a view of the copy (its payload is
+/// empty: the copy's prefix is rewritten to a payload-less frame for the
+/// check) and the original prefix, whose payload range locates the payload
+/// in `record`. Routing decisions read only the copy, so a proc cannot turn
+/// a validated header into an invalid one behind the host's back.
+/// Allocation-free once `scratch` has room for `16 + max_header_len` bytes.
+pub(crate) fn copy_head<'s>(
+    record: &[u8],
+    scratch: &'s mut AlignedVec<FRAME_ALIGN>,
+    limits: &Limits,
+) -> Result<(FrameView<'s>, FramePrefix), WireError> {
+    let room = PREFIX_LEN + limits.max_header_len.next_multiple_of(FRAME_ALIGN);
+    scratch.clear();
+    scratch.extend_from_slice(&record[..record.len().min(room)]);
+    let prefix = FramePrefix::parse(scratch, limits)?;
+    if record.len() < prefix.frame_len() {
+        return Err(WireError::Truncated {
+            needed: prefix.frame_len(),
+            available: record.len(),
+        });
+    }
+    let head_len = prefix.payload_offset();
+    let head_only = FramePrefix::for_lengths(prefix.header_len(), 0, limits)?;
+    scratch[..PREFIX_LEN].copy_from_slice(&head_only.to_bytes());
+    let scratch: &'s AlignedVec<FRAME_ALIGN> = scratch;
+    let view = decode_frame(&scratch[..head_len], limits)?;
+    Ok((view, prefix))
+}
+
+/// Writes a frame from its parts into a ring record: the original prefix,
+/// the validated header copy (`head` is a [`copy_head`] view), the payload
+/// (straight from the source ring: the one copy) and zero padding.
+pub(super) fn write_parts(
+    ring: &mut Producer,
+    prefix: &FramePrefix,
+    head: &FrameView<'_>,
+    payload: &[u8],
+) -> RingWrite {
+    if ring.is_consumer_closed() {
+        return RingWrite::Closed;
+    }
+    let len = prefix.frame_len();
+    if len > ring.max_payload() {
+        return RingWrite::Oversized;
+    }
+    match ring.try_reserve(len) {
+        Ok(mut slot) => {
+            fill_parts(&mut slot, prefix, head, payload);
+            slot.commit();
+            RingWrite::Written
+        }
+        Err(RingError::Full) => RingWrite::Full,
+        Err(RingError::TooLarge { .. }) => RingWrite::Oversized,
+        Err(_) => RingWrite::Closed,
+    }
+}
+
+/// Appends a frame from its parts to a client's queue (see [`write_parts`]).
+pub(super) fn extend_parts(
+    out: &mut Vec<u8>,
+    prefix: &FramePrefix,
+    head: &FrameView<'_>,
+    payload: &[u8],
+) {
+    let start = out.len();
+    out.resize(start + prefix.frame_len(), 0);
+    fill_parts(&mut out[start..], prefix, head, payload);
+}
+
+fn fill_parts(out: &mut [u8], prefix: &FramePrefix, head: &FrameView<'_>, payload: &[u8]) {
+    let head_len = prefix.payload_offset();
+    out[..PREFIX_LEN].copy_from_slice(&prefix.to_bytes());
+    out[PREFIX_LEN..head_len].copy_from_slice(&head.as_bytes()[PREFIX_LEN..head_len]);
+    let range = prefix.payload_range();
+    out[range.clone()].copy_from_slice(payload);
+    out[range.end..].fill(0);
 }

@@ -79,7 +79,7 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
     let (mut proc_out, host_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
     let echo = ProcName::new("echo").unwrap();
     let proc_key = dp.add_proc(echo.clone(), host_in, memfd, host_out);
-    dp.mark_ready(proc_key);
+    dp.mark_ready(proc_key, false);
     table.insert(echo, Route::Proc(proc_key)).unwrap();
     let conn = dp
         .add_conn(

@@ -1,0 +1,233 @@
+//! The control plane's host side: the Unix control socket (created with
+//! mode 0600, peers checked with `SO_PEERCRED` by the I/O thread), and the
+//! handling of privileged `ControlRequest`s on the caller's runtime, where
+//! the proc manager lives.
+
+use std::io;
+use std::os::fd::AsFd as _;
+use std::os::unix::fs::FileTypeExt as _;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+use hostmux_lifecycle::{ProcStatus, TerminalStatus};
+use hostmux_wire::{
+    ControlErrorKind, ControlRequest, ControlResponse, ProcState, TerminateSummary,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::host::WeakHost;
+use crate::io::Command;
+use crate::process::SpawnByRequest;
+use crate::service::{self, ControlJob};
+use crate::{Host, HostError};
+
+/// Bulk terminate from the control plane runs at most this many polite
+/// stops at once.
+const MAX_STOPS_IN_FLIGHT: usize = 32;
+
+/// The effective uid of the host process.
+pub(crate) fn own_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Binds the control socket at `path` with mode 0600 and listens.
+///
+/// The mode is set on the socket before `bind` (`fchmod` on an unbound
+/// Unix socket: Linux creates the file with that mode, less the umask), so
+/// the path never exists with looser permissions; it is set again on the
+/// path afterwards. An existing path is replaced only if it is a stale
+/// socket (nobody accepts on it); anything else is refused.
+pub(crate) fn bind_control_socket(path: &Path) -> Result<UnixListener, HostError> {
+    let fail = |reason: String| HostError::ControlSocket {
+        path: path.to_owned(),
+        reason,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => return Err(fail("another process is listening on it".to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::info!(path = %path.display(), "removing a stale control socket");
+                std::fs::remove_file(path)
+                    .map_err(|e| fail(format!("cannot remove the stale socket: {e}")))?;
+            }
+            Err(e) => return Err(fail(format!("cannot tell whether it is stale: {e}"))),
+        },
+        Ok(_) => {
+            return Err(fail(
+                "the path exists and is not a socket; refusing to replace it".to_owned(),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(format!("cannot inspect the path: {e}"))),
+    }
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let os = |what: &str, e: rustix::io::Errno| fail(format!("{what}: {}", io::Error::from(e)));
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| os("socket", e))?;
+    rustix::fs::fchmod(socket.as_fd(), rustix::fs::Mode::from_raw_mode(0o600))
+        .map_err(|e| os("fchmod 0600 before bind", e))?;
+    let addr = SocketAddrUnix::new(path).map_err(|e| os("socket address", e))?;
+    rustix::net::bind(&socket, &addr).map_err(|e| os("bind", e))?;
+    rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(0o600))
+        .map_err(|e| os("chmod 0600", e))?;
+    rustix::net::listen(&socket, 128).map_err(|e| os("listen", e))?;
+    Ok(UnixListener::from(socket))
+}
+
+/// Answers privileged control requests, each in its own task (a spawn that
+/// waits for readiness does not hold up a `List`).
+pub(crate) async fn control_loop<M: SpawnByRequest>(
+    host: WeakHost<M>,
+    mut jobs: UnboundedReceiver<ControlJob>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let Some(host) = host.upgrade() else { return };
+        tokio::spawn(async move {
+            let limits = host.config().limits;
+            let response = match ControlRequest::decode(&job.payload, &limits) {
+                Ok(request) => {
+                    tracing::info!(requester = %job.reply_to, ?request, "control request");
+                    host.handle_control(request).await
+                }
+                Err(e) => service::error(ControlErrorKind::InvalidRequest, e.to_string()),
+            };
+            let frame = service::response_frame(
+                &job.reply_to,
+                "",
+                job.message_id,
+                job.port,
+                host.service_name(),
+                &response,
+                &limits,
+            );
+            let _ = host.send_command(Command::ControlReply {
+                conn: job.conn,
+                frame,
+            });
+        });
+    }
+}
+
+fn error_response(e: &HostError) -> ControlResponse {
+    let kind = match e {
+        HostError::ProcExists(_) => ControlErrorKind::DuplicateName,
+        HostError::NoSuchProc(_) => ControlErrorKind::NoSuchProc,
+        HostError::Spawn { .. }
+        | HostError::NotReady { .. }
+        | HostError::ReadyTimeout { .. }
+        | HostError::AgentUnanswered { .. }
+        | HostError::Ring { .. } => ControlErrorKind::SpawnFailed,
+        HostError::Wire(_) => ControlErrorKind::InvalidRequest,
+        _ => ControlErrorKind::Internal,
+    };
+    service::error(kind, e.to_string())
+}
+
+/// The wire's proc state for a terminal status.
+pub(crate) fn terminal_state(status: &TerminalStatus) -> ProcState {
+    match status {
+        TerminalStatus::Exited { code } => ProcState::Exited { code: *code },
+        TerminalStatus::Signaled {
+            signal,
+            core_dumped,
+        } => ProcState::Signaled {
+            signal: *signal,
+            core_dumped: *core_dumped,
+        },
+        TerminalStatus::Failed { reason } => ProcState::Failed {
+            reason: reason.clone(),
+        },
+    }
+}
+
+/// The wire's proc state for a live status.
+pub(crate) fn live_state(status: &ProcStatus) -> ProcState {
+    match status {
+        ProcStatus::Starting => ProcState::Starting,
+        ProcStatus::Ready => ProcState::Ready,
+        ProcStatus::Stopping => ProcState::Terminating,
+        ProcStatus::Terminal(status) => terminal_state(status),
+    }
+}
+
+impl<M: SpawnByRequest> Host<M> {
+    /// Carries out one control request (what the service proc does for a
+    /// privileged connection) and returns its response.
+    pub async fn handle_control(&self, request: ControlRequest) -> ControlResponse
+    where
+        M::Config: 'static,
+    {
+        match request {
+            ControlRequest::Spawn(spawn) => {
+                let spec = match M::spec_for(&spawn) {
+                    Ok(spec) => spec,
+                    Err(reason) => return service::error(ControlErrorKind::SpawnFailed, reason),
+                };
+                let timeout = Duration::from_millis(spawn.ready_timeout_ms);
+                match self.spawn_with_timeout(&spawn.name, spec, timeout).await {
+                    Ok(id) => ControlResponse::Spawned {
+                        name: id.name().as_str().to_owned(),
+                        pid: self.pid_of(id.name()).unwrap_or(0),
+                    },
+                    Err(e) => error_response(&e),
+                }
+            }
+            ControlRequest::Terminate { name, timeout_ms } => {
+                match self
+                    .terminate_proc(&name, Duration::from_millis(timeout_ms))
+                    .await
+                {
+                    Ok(status) => ControlResponse::Stopped {
+                        name,
+                        state: terminal_state(&status),
+                    },
+                    Err(e) => error_response(&e),
+                }
+            }
+            ControlRequest::Kill { name } => match self.kill_proc(&name).await {
+                Ok(status) => ControlResponse::Stopped {
+                    name,
+                    state: terminal_state(&status),
+                },
+                Err(e) => error_response(&e),
+            },
+            ControlRequest::List => match self.list().await {
+                Ok(procs) => ControlResponse::Procs(procs),
+                Err(e) => error_response(&e),
+            },
+            ControlRequest::Stats { name } => match self.list().await {
+                Ok(mut procs) => match name {
+                    None => ControlResponse::Procs(procs),
+                    Some(name) => {
+                        procs.retain(|p| p.name == name);
+                        if procs.is_empty() {
+                            service::error(
+                                ControlErrorKind::NoSuchProc,
+                                format!("no proc named '{name}', live or recently gone"),
+                            )
+                        } else {
+                            ControlResponse::Procs(procs)
+                        }
+                    }
+                },
+                Err(e) => error_response(&e),
+            },
+            ControlRequest::TerminateAll { timeout_ms } => {
+                let summary = self
+                    .terminate_children(Duration::from_millis(timeout_ms), MAX_STOPS_IN_FLIGHT)
+                    .await;
+                ControlResponse::TerminatedAll(TerminateSummary {
+                    attempted: summary.attempted as u32,
+                    ok: summary.ok as u32,
+                    failed: summary.failed as u32,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! OS-process procs: [`ProcessProc`], the [`ProcSpec`] for the lifecycle
+//! crate's [`ProcessProcManager`], and [`SpawnByRequest`], how a manager
+//! turns a control-plane `Spawn` request into a spec.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hostmux_lifecycle::{
+    BulkTerminate, LocalProcManager, OutputMode, ProcManager, ProcessConfig, ProcessProcManager,
+    Readiness,
+};
+use hostmux_proc::protocol::{child_config, ChildFds, ProcIdentity};
+use hostmux_wire::SpawnRequest;
+
+use crate::spec::{ChildRings, LocalProc, ProcSpec};
+use crate::HostError;
+
+/// An OS process run as a proc: a program, its arguments and environment,
+/// started with the boot protocol of `hostmux-proc` (`docs/proc.md`): its
+/// ring memfds, the host doorbell and its own doorbell are inherited fds
+/// announced in `HOSTMUX_*` variables.
+///
+/// Readiness is the lifecycle ready record (`hostmux_proc::boot` writes it
+/// once the rings are mapped) followed by an answered agent ping; the host's
+/// [`HostConfig::spawn_ready_timeout`](crate::HostConfig::spawn_ready_timeout)
+/// bounds both. For a program that does not speak the protocol, use
+/// [`ProcessProc::readiness`]`(Readiness::OnSpawn)` (which also skips the ping).
+///
+/// Ring sizes default to the host's [`HostConfig`](crate::HostConfig); they
+/// can be set per proc with [`ProcessProc::ring_sizes`].
+#[derive(Debug)]
+pub struct ProcessProc {
+    config: ProcessConfig,
+    ping_agent: bool,
+    ring_sizes: (Option<usize>, Option<usize>),
+}
+
+impl ProcessProc {
+    /// Runs `program` (looked up in `PATH` if it has no slash). Defaults:
+    /// inherited environment and stdio, the readiness protocol plus an agent
+    /// ping, its own cgroup where delegated, no PID namespace.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            config: ProcessConfig::new(program).ready_timeout(Duration::ZERO),
+            ping_agent: true,
+            ring_sizes: (None, None),
+        }
+    }
+
+    /// The spec of a control-plane `Spawn` request: program, arguments,
+    /// environment and ring sizes (0 = the host's default). The request's
+    /// `ready_timeout_ms` is applied by the control plane, not here.
+    pub fn from_spawn_request(request: &SpawnRequest) -> Self {
+        let nonzero = |bytes: u32| (bytes != 0).then_some(bytes as usize);
+        let mut spec = Self::new(&request.program).args(&request.args);
+        for var in &request.env {
+            spec = spec.env(&var.key, &var.value);
+        }
+        spec.ring_sizes = (
+            nonzero(request.inbound_ring_bytes),
+            nonzero(request.outbound_ring_bytes),
+        );
+        spec
+    }
+
+    /// Appends arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.config = self.config.args(args);
+        self
+    }
+
+    /// Sets one environment variable (added to the host's environment).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.config = self.config.env(key, value);
+        self
+    }
+
+    /// Sizes of this proc's inbound and outbound rings in bytes (powers of
+    /// two, 64 KiB..256 MiB), instead of the host's defaults.
+    pub fn ring_sizes(mut self, inbound: usize, outbound: usize) -> Self {
+        self.ring_sizes = (Some(inbound), Some(outbound));
+        self
+    }
+
+    /// Where the proc's stdout goes (default: inherited).
+    pub fn stdout(mut self, mode: OutputMode) -> Self {
+        self.config = self.config.stdout(mode);
+        self
+    }
+
+    /// Where the proc's stderr goes (default: inherited).
+    pub fn stderr(mut self, mode: OutputMode) -> Self {
+        self.config = self.config.stderr(mode);
+        self
+    }
+
+    /// The working directory (default: the host's).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config = self.config.current_dir(dir);
+        self
+    }
+
+    /// How readiness is learned. [`Readiness::OnSpawn`] (for programs that do
+    /// not speak the protocol) also turns the agent ping off.
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.config = self.config.readiness(readiness);
+        if readiness == Readiness::OnSpawn {
+            self.ping_agent = false;
+        }
+        self
+    }
+
+    /// Whether readiness also waits for an answered agent ping (default on).
+    pub fn ping_agent(mut self, on: bool) -> Self {
+        self.ping_agent = on;
+        self
+    }
+
+    /// Starts the proc as PID 1 of its own PID namespace where permitted, so
+    /// the kernel kills its whole tree when it dies, even if the host was
+    /// SIGKILLed (see `docs/lifecycle.md` for the costs).
+    pub fn pid_namespace(mut self, on: bool) -> Self {
+        self.config = self.config.pid_namespace(on);
+        self
+    }
+
+    /// The lifecycle config as it stands (program, args, env, ...).
+    pub fn config(&self) -> &ProcessConfig {
+        &self.config
+    }
+}
+
+impl ProcSpec<ProcessProcManager> for ProcessProc {
+    fn into_config(self, rings: ChildRings) -> Result<ProcessConfig, HostError> {
+        let ring_error = |source| HostError::Ring {
+            name: rings.name.clone(),
+            source,
+        };
+        let host_doorbell = rings.doorbell.inheritable_fd().map_err(ring_error)?;
+        let proc_doorbell = rings.proc_doorbell.inheritable_fd().map_err(ring_error)?;
+        Ok(child_config(
+            self.config,
+            ProcIdentity {
+                id: &rings.id,
+                service_name: &rings.service_name,
+                limits: rings.limits,
+            },
+            ChildFds {
+                inbound: rings.inbound,
+                outbound: rings.outbound,
+                host_doorbell,
+                proc_doorbell: Some(proc_doorbell),
+            },
+        ))
+    }
+
+    fn pings_agent(&self) -> bool {
+        self.ping_agent
+    }
+
+    fn ring_sizes(&self) -> (Option<usize>, Option<usize>) {
+        self.ring_sizes
+    }
+}
+
+/// A manager whose procs the control plane can spawn from a `Spawn`
+/// request (the service proc's `ControlRequest::Spawn`).
+pub trait SpawnByRequest: ProcManager + BulkTerminate + Sized + 'static {
+    /// The spec a request becomes.
+    type Spec: ProcSpec<Self>;
+
+    /// The spec for `request`, or why this manager cannot run it.
+    fn spec_for(request: &SpawnRequest) -> Result<Self::Spec, String>;
+}
+
+impl SpawnByRequest for ProcessProcManager {
+    type Spec = ProcessProc;
+
+    fn spec_for(request: &SpawnRequest) -> Result<ProcessProc, String> {
+        Ok(ProcessProc::from_spawn_request(request))
+    }
+}
+
+impl SpawnByRequest for LocalProcManager {
+    type Spec = LocalProc;
+
+    fn spec_for(request: &SpawnRequest) -> Result<LocalProc, String> {
+        Err(format!(
+            "this host runs in-process procs only and cannot start program '{}'",
+            request.program
+        ))
+    }
+}
