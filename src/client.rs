@@ -144,6 +144,15 @@ impl DataClient {
         Ok(())
     }
 
+    /// Writes already-encoded frames (a load generator's prepared batch).
+    pub(crate) fn write_raw(&mut self, frames: &[u8]) -> anyhow::Result<()> {
+        self.flush()?;
+        self.stream
+            .as_write()
+            .write_all(frames)
+            .context("writing to the frontend (the host closed the connection?)")
+    }
+
     /// Bytes queued and not yet flushed.
     pub(crate) fn queued_len(&self) -> usize {
         self.out.len()

@@ -1,18 +1,309 @@
-//! `hostmux bench`.
+//! `hostmux bench`: the end-to-end benchmark.
+//!
+//! For every payload size and every system it starts a **worker process**
+//! (`hostmux __bench serve …`) that sets up the receiving side, and the
+//! worker starts a **load-generator process** (`hostmux __bench load …`), so
+//! the client, the host and the proc are three processes, as in production.
+//! Systems, side by side in one run:
+//!
+//! 1. `tcp`: the physical limit, the same frame bytes over loopback TCP to a
+//!    process that only reads and discards (or echoes, for round trips);
+//! 2. `uring`: hostmux with the io_uring frontend, a sink or echo proc;
+//! 3. `epoll`: hostmux with the epoll frontend;
+//! 4. `conventional`: a tokio host that deserialises each serde + bincode
+//!    envelope, forwards it to the child over a Unix socket, where the child
+//!    deserialises it again (see [`conventional`]).
+//!
+//! One-way throughput counts frames the receiver confirmed (the sink
+//! answers a count request after the stream; a ring and a TCP stream are
+//! FIFO, so every earlier frame was received). CPU per frame sums the
+//! user+system time of the host, the proc and the load generator over the
+//! measured window, from `/proc/PID/stat` (the counters `getrusage` reports,
+//! 10 ms resolution). Round trips are one frame at a time, every one timed
+//! into an HDR histogram.
 
-use std::process::ExitCode;
+mod conventional;
+mod load;
+mod report;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::parse_duration;
+
+/// The systems compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum System {
+    /// Loopback TCP to a process that reads and discards: the physical limit.
+    Tcp,
+    /// hostmux, io_uring frontend.
+    Uring,
+    /// hostmux, epoll frontend.
+    Epoll,
+    /// tokio host, serde + bincode envelopes, Unix socket to the child.
+    Conventional,
+}
+
+impl System {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            System::Tcp => "(1) loopback TCP, discard",
+            System::Uring => "(2) hostmux io_uring",
+            System::Epoll => "(3) hostmux epoll",
+            System::Conventional => "(4) tokio + bincode + UDS",
+        }
+    }
+}
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Mode {
+    /// Frames one way, as fast as the receiver takes them.
+    Oneway,
+    /// One request, one reply, repeated.
+    Rr,
+}
 
 /// Flags of `hostmux bench`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {}
+pub(crate) struct BenchArgs {
+    /// How long each one-way throughput measurement runs.
+    #[arg(long, default_value = "1500ms", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// How long each round-trip measurement runs.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) rr_duration: Duration,
+    /// Payload sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,4096,1048576")]
+    pub(crate) sizes: Vec<usize>,
+    /// Systems to compare, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcp,uring,epoll,conventional"
+    )]
+    pub(crate) systems: Vec<System>,
+    /// Folder for the JSON results and the SVG chart.
+    #[arg(long, default_value = "results")]
+    pub(crate) results: PathBuf,
+}
 
 /// Flags of the hidden worker processes.
 #[derive(Debug, clap::Args)]
-pub(crate) struct WorkerArgs {}
-
-pub(crate) fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("TODO bench")
+pub(crate) struct WorkerArgs {
+    #[command(subcommand)]
+    role: WorkerRole,
 }
-pub(crate) fn run_worker(_args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("TODO bench")
+
+#[derive(Debug, clap::Subcommand)]
+enum WorkerRole {
+    /// Set up the receiving side of one measurement and run the load generator.
+    Serve(RunSpec),
+    /// Generate load against `--target`; prints `START`, then the result as JSON.
+    Load {
+        #[command(flatten)]
+        spec: RunSpec,
+        /// Where to send.
+        #[arg(long)]
+        target: String,
+    },
+    /// The child of the conventional host.
+    ConvChild {
+        /// The host's Unix socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// Count (`oneway`) or echo (`rr`).
+        #[arg(long, value_enum)]
+        mode: Mode,
+        /// The child's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// One measurement.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RunSpec {
+    #[arg(long, value_enum)]
+    pub(crate) system: System,
+    #[arg(long, value_enum)]
+    pub(crate) mode: Mode,
+    #[arg(long)]
+    pub(crate) size: usize,
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+}
+
+impl RunSpec {
+    fn to_args(&self) -> Vec<String> {
+        vec![
+            "--system".into(),
+            format!("{:?}", self.system).to_lowercase(),
+            "--mode".into(),
+            format!("{:?}", self.mode).to_lowercase(),
+            "--size".into(),
+            self.size.to_string(),
+            "--duration".into(),
+            format!("{}ms", self.duration.as_millis()),
+        ]
+    }
+}
+
+/// The outcome of one measurement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Measurement {
+    pub(crate) system: System,
+    pub(crate) mode: Mode,
+    pub(crate) size: usize,
+    /// Frames the receiver confirmed (one-way) or round trips completed.
+    pub(crate) frames: u64,
+    /// Frames the host returned as undeliverable (hostmux only).
+    pub(crate) returned: u64,
+    pub(crate) secs: f64,
+    pub(crate) frames_per_sec: f64,
+    /// Payload bytes per second, in 10^9.
+    pub(crate) gb_per_sec: f64,
+    /// User+system CPU of every process involved, per frame.
+    pub(crate) cpu_ns_per_frame: f64,
+    pub(crate) p50_ns: u64,
+    pub(crate) p99_ns: u64,
+    pub(crate) p999_ns: u64,
+}
+
+/// What the load generator reports (CPU of its own process only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LoadResult {
+    pub(crate) frames: u64,
+    pub(crate) returned: u64,
+    pub(crate) secs: f64,
+    pub(crate) cpu_ticks: u64,
+    pub(crate) p50_ns: u64,
+    pub(crate) p99_ns: u64,
+    pub(crate) p999_ns: u64,
+}
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.sizes.iter().any(|&s| s == 0 || s > 8 << 20) {
+        return Err(crate::cli::CliError::usage("--sizes must be from 1 to 8388608 bytes").into());
+    }
+    let exe = std::env::current_exe().context("finding the hostmux binary")?;
+    let mut results = Vec::new();
+    let total = args.sizes.len() * args.systems.len() * 2;
+    let mut done = 0;
+    for &size in &args.sizes {
+        for &system in &args.systems {
+            for (mode, duration) in [(Mode::Oneway, args.duration), (Mode::Rr, args.rr_duration)] {
+                done += 1;
+                let step = format!("[{done}/{total}] {} {size} B {mode:?}", system.label());
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    eprint!("\r{step:<60}");
+                } else {
+                    eprintln!("{step}");
+                }
+                let spec = RunSpec {
+                    system,
+                    mode,
+                    size,
+                    duration,
+                };
+                let output = Command::new(&exe)
+                    .arg("__bench")
+                    .arg("serve")
+                    .args(spec.to_args())
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .context("running a benchmark worker")?;
+                if !output.status.success() {
+                    bail!(
+                        "benchmark worker {} {size} B {mode:?} failed ({}); rerun with HOSTMUX_LOG=debug to see why",
+                        system.label(),
+                        output.status
+                    );
+                }
+                let line = String::from_utf8_lossy(&output.stdout);
+                let measurement: Measurement = serde_json::from_str(line.trim())
+                    .with_context(|| format!("worker printed no result: {line:?}"))?;
+                results.push(measurement);
+            }
+        }
+    }
+    eprintln!();
+    print!("{}", report::table(&results));
+    let written = report::write(&args.results, &results)?;
+    println!("results written to {}", written.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    match args.role {
+        WorkerRole::Serve(spec) => worker::serve(spec),
+        WorkerRole::Load { spec, target } => load::run(&spec, &target),
+        WorkerRole::ConvChild { socket, mode, name } => conventional::child(&socket, mode, &name),
+    }
+}
+
+/// User+system CPU ticks (1/100 s, Linux's fixed USER_HZ) of process `pid`
+/// ("self" for this one), from `/proc/PID/stat`.
+pub(crate) fn cpu_ticks(pid: &str) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc/PID/stat format")?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5) (utime, stime) are 11 and 12 after the comm.
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// Nanoseconds per CPU tick.
+pub(crate) const NS_PER_TICK: f64 = 1e7;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_of_this_process_grow_with_work() {
+        let before = cpu_ticks("self").unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_ticks("self").unwrap() > before);
+    }
+
+    #[test]
+    fn run_spec_arguments_parse_back() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            spec: RunSpec,
+        }
+        let spec = RunSpec {
+            system: System::Conventional,
+            mode: Mode::Rr,
+            size: 4096,
+            duration: Duration::from_millis(1500),
+        };
+        let args = std::iter::once("x".to_owned()).chain(spec.to_args());
+        let parsed = Wrapper::try_parse_from(args).unwrap().spec;
+        assert_eq!(parsed.system, spec.system);
+        assert_eq!(parsed.mode, spec.mode);
+        assert_eq!(parsed.size, 4096);
+        assert_eq!(parsed.duration, spec.duration);
+    }
 }

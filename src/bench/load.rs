@@ -1,0 +1,230 @@
+//! The load generator: its own process, one connection, one system.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use hdrhistogram::Histogram;
+use hostmux_wire::{encode_frame_to_vec, FrameHeader, FrameKind, Limits, Sender};
+
+use super::conventional::{read_envelope, write_envelope, Envelope};
+use super::{cpu_ticks, LoadResult, Mode, RunSpec, System};
+use crate::client::DataClient;
+use crate::procs::SINK_COUNT_PORT;
+
+/// The proc (or child) the load is sent to.
+pub(crate) fn dest_for(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Oneway => "sink",
+        Mode::Rr => "echo",
+    }
+}
+
+const CLIENT_NAME: &str = "load";
+/// A one-way batch is at least this many bytes of frames (one write).
+const BATCH_BYTES: usize = 256 << 10;
+
+/// One hostmux frame of `size` payload bytes, as the client sends it.
+pub(crate) fn hostmux_frame(dest: &str, size: usize) -> anyhow::Result<Vec<u8>> {
+    let header = FrameHeader {
+        sender: Sender::Client { name: CLIENT_NAME },
+        ..FrameHeader::data(dest, 0)
+    };
+    let mut out = Vec::new();
+    encode_frame_to_vec(&mut out, &header, &vec![0xA5; size], &Limits::default())?;
+    Ok(out)
+}
+
+fn batch_of(frame: &[u8]) -> (Vec<u8>, u64) {
+    let count = (BATCH_BYTES / frame.len()).max(1);
+    (frame.repeat(count), count as u64)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs the load for `spec` against `target`; prints `START` when the
+/// measured window opens and the [`LoadResult`] as JSON at the end.
+pub(crate) fn run(spec: &RunSpec, target: &str) -> anyhow::Result<ExitCode> {
+    let dest = dest_for(spec.mode);
+    let mut conn = Conn::connect(spec.system, target, dest)?;
+    let frame = match spec.system {
+        System::Conventional => {
+            let envelope = Envelope {
+                dest: dest.to_owned(),
+                port: 0,
+                sender: CLIENT_NAME.to_owned(),
+                message_id: 0,
+                payload: vec![0xA5; spec.size],
+            };
+            let mut out = Vec::new();
+            write_envelope(&mut out, &envelope)?;
+            out
+        }
+        _ => hostmux_frame(dest, spec.size)?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "START")?;
+    stdout.flush()?;
+    let cpu_before = cpu_ticks("self")?;
+    let started = Instant::now();
+    let mut latencies = histogram();
+    let (frames, returned) = match spec.mode {
+        Mode::Oneway => {
+            let (batch, per_batch) = batch_of(&frame);
+            let mut sent = 0u64;
+            while started.elapsed() < spec.duration {
+                conn.write_all(&batch)?;
+                sent += per_batch;
+            }
+            let (received, returned) = conn.confirm(frame.len())?;
+            if received + returned != sent {
+                bail!("sent {sent} frames but the receiver confirmed {received} (+{returned} returned)");
+            }
+            (received, returned)
+        }
+        Mode::Rr => {
+            let mut count = 0u64;
+            let mut scratch = vec![0u8; frame.len()];
+            while started.elapsed() < spec.duration {
+                let at = Instant::now();
+                conn.write_all(&frame)?;
+                conn.read_reply(&mut scratch)?;
+                latencies.saturating_record(at.elapsed().as_nanos() as u64);
+                count += 1;
+            }
+            (count, 0)
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let result = LoadResult {
+        frames,
+        returned,
+        secs,
+        cpu_ticks: cpu_ticks("self")? - cpu_before,
+        p50_ns: latencies.value_at_quantile(0.5),
+        p99_ns: latencies.value_at_quantile(0.99),
+        p999_ns: latencies.value_at_quantile(0.999),
+    };
+    writeln!(stdout, "{}", serde_json::to_string(&result)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The client side of one system.
+enum Conn {
+    Tcp(TcpStream),
+    Hostmux(Box<DataClient>),
+    Conventional(TcpStream),
+}
+
+impl Conn {
+    fn connect(system: System, target: &str, dest: &str) -> anyhow::Result<Self> {
+        let _ = dest;
+        Ok(match system {
+            System::Tcp | System::Conventional => {
+                let stream = TcpStream::connect(target)
+                    .with_context(|| format!("connecting to {target}"))?;
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+                if system == System::Tcp {
+                    Conn::Tcp(stream)
+                } else {
+                    Conn::Conventional(stream)
+                }
+            }
+            System::Uring | System::Epoll => {
+                let mut client = DataClient::connect(
+                    target,
+                    CLIENT_NAME,
+                    b"",
+                    "service",
+                    Duration::from_secs(5),
+                )?;
+                client.set_timeout(Some(Duration::from_secs(30)))?;
+                Conn::Hostmux(Box::new(client))
+            }
+        })
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Conn::Tcp(s) | Conn::Conventional(s) => s.write_all(bytes)?,
+            Conn::Hostmux(c) => c.write_raw(bytes)?,
+        }
+        Ok(())
+    }
+
+    /// Reads one reply (its payload lands in `scratch` for TCP).
+    fn read_reply(&mut self, scratch: &mut [u8]) -> anyhow::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.read_exact(scratch).context("reading the echo")?,
+            Conn::Conventional(s) => {
+                read_envelope(s)?.context("the conventional host closed the connection")?;
+            }
+            Conn::Hostmux(c) => {
+                let kind = c
+                    .next_frame_with(|frame| frame.kind())?
+                    .context("the host closed the connection")?;
+                if kind != FrameKind::Data {
+                    bail!("expected an echo, got a {kind:?} frame");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a one-way stream and learns how many frames were received (and
+    /// returned as undeliverable).
+    fn confirm(&mut self, frame_len: usize) -> anyhow::Result<(u64, u64)> {
+        match self {
+            Conn::Tcp(s) => {
+                s.shutdown(Shutdown::Write)?;
+                let mut count = [0u8; 8];
+                s.read_exact(&mut count)
+                    .context("reading the discard count")?;
+                Ok((u64::from_le_bytes(count) / frame_len as u64, 0))
+            }
+            Conn::Conventional(s) => {
+                let request = Envelope {
+                    dest: dest_for(Mode::Oneway).to_owned(),
+                    port: SINK_COUNT_PORT,
+                    sender: CLIENT_NAME.to_owned(),
+                    message_id: 1,
+                    payload: Vec::new(),
+                };
+                let mut out = Vec::new();
+                write_envelope(&mut out, &request)?;
+                s.write_all(&out)?;
+                let reply = read_envelope(s)?.context("no count from the conventional child")?;
+                Ok((count_of(&reply.payload)?, 0))
+            }
+            Conn::Hostmux(c) => {
+                c.queue(dest_for(Mode::Oneway), SINK_COUNT_PORT, 1, &[])?;
+                c.flush()?;
+                let mut returned = 0;
+                loop {
+                    let answer = c
+                        .next_frame_with(|frame| match frame.kind() {
+                            FrameKind::Undeliverable => None,
+                            _ => Some(count_of(frame.payload())),
+                        })?
+                        .context("the host closed the connection")?;
+                    match answer {
+                        Some(count) => return Ok((count?, returned)),
+                        None => returned += 1,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn count_of(payload: &[u8]) -> anyhow::Result<u64> {
+    let bytes: [u8; 8] = payload
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a count is 8 bytes, got {}", payload.len()))?;
+    Ok(u64::from_le_bytes(bytes))
+}
