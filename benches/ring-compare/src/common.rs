@@ -13,8 +13,12 @@ use rustix::thread::{sched_setaffinity, CpuSet};
 /// First 8 bytes of the message that ends a throughput run.
 pub const SENTINEL: u64 = u64::MAX;
 
-/// Pin the calling thread (and so a single-threaded process) to `cpu`.
+/// Pin the calling thread (and so a single-threaded process) to `cpu`,
+/// unless `RC_UNPINNED` is set (the scheduler then places both ends).
 pub fn pin_to(cpu: usize) {
+    if std::env::var_os("RC_UNPINNED").is_some() {
+        return;
+    }
     let mut set = CpuSet::new();
     set.set(cpu);
     if let Err(e) = sched_setaffinity(None, &set) {
@@ -173,6 +177,8 @@ impl Counter {
         Throughput {
             msgs_per_sec: self.received as f64 / secs,
             bytes_per_sec: self.bytes as f64 / secs,
+            long_waits: 0,
+            others_cpu: 0.0,
         }
     }
 }
@@ -181,6 +187,10 @@ impl Counter {
 pub struct Throughput {
     pub msgs_per_sec: f64,
     pub bytes_per_sec: f64,
+    /// Consumer waits that outlasted the spin (slept, or descheduled); ring only.
+    pub long_waits: u64,
+    /// CPUs' worth of time other processes used during the measurement; ring only.
+    pub others_cpu: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -216,4 +226,104 @@ pub fn measure_rtt(duration: Duration, mut one: impl FnMut(u64)) -> Latency {
 #[inline]
 pub fn time_up(n: u64, end: Instant) -> bool {
     n.is_multiple_of(256) && Instant::now() >= end
+}
+
+/// Cross-core cache-line round trip, ns (median of `duration` of ping-pong
+/// between this thread, pinned to CPU 0, and a helper thread pinned to CPU 1),
+/// no ring involved. On the 2-vCPU VMs this flips between about 120 ns and
+/// about 500 ns as the hypervisor places the vCPUs: it tells which mode a
+/// measurement ran in.
+pub fn cross_core_probe_ns(duration: Duration) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+    static PING: Line = Line(AtomicU64::new(0));
+    static PONG: Line = Line(AtomicU64::new(0));
+    const STOP: u64 = u64::MAX;
+    let start = PING.0.load(Ordering::Relaxed);
+    let echo = std::thread::spawn(move || {
+        pin_to(1);
+        let mut last = start;
+        loop {
+            let v = PING.0.load(Ordering::Acquire);
+            if v != last {
+                last = v;
+                PONG.0.store(v, Ordering::Release);
+                if v == STOP {
+                    break;
+                }
+            }
+            std::hint::spin_loop();
+        }
+    });
+    pin_to(0);
+    let mut samples = Vec::with_capacity(100_000);
+    let end = Instant::now() + duration;
+    let mut seq = start.wrapping_add(1) % STOP;
+    while Instant::now() < end && samples.len() < samples.capacity() {
+        seq = seq.wrapping_add(1) % STOP;
+        let t = Instant::now();
+        PING.0.store(seq, Ordering::Release);
+        while PONG.0.load(Ordering::Acquire) != seq {
+            std::hint::spin_loop();
+        }
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    PING.0.store(STOP, Ordering::Release);
+    echo.join().unwrap();
+    PING.0.store(0, Ordering::Release);
+    PONG.0.store(0, Ordering::Release);
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied().unwrap_or(0) as f64
+}
+
+/// CPU time (all CPUs, as a fraction of one CPU) used by processes other
+/// than this one and its reaped children between two [`CpuSnapshot`]s.
+#[derive(Clone, Copy)]
+pub struct CpuSnapshot {
+    at: Instant,
+    busy_ticks: u64,
+    ours_ticks: u64,
+}
+
+impl CpuSnapshot {
+    pub fn now() -> CpuSnapshot {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let busy_ticks = stat
+            .lines()
+            .next()
+            .map(|cpu| {
+                let f: Vec<u64> = cpu
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal: busy = all but idle, iowait.
+                f.iter().take(8).sum::<u64>() - f.get(3).unwrap_or(&0) - f.get(4).unwrap_or(&0)
+            })
+            .unwrap_or(0);
+        // utime, stime, cutime, cstime (fields 14-17, ticks): this process
+        // and its reaped children.
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after_comm = own.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ours_ticks: u64 = after_comm
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum();
+        CpuSnapshot {
+            at: Instant::now(),
+            busy_ticks,
+            ours_ticks,
+        }
+    }
+
+    /// Other processes' CPU use since `earlier`, in CPUs (0.0 = none, 1.0 = one full CPU).
+    pub fn others_since(&self, earlier: &CpuSnapshot) -> f64 {
+        let tick = 0.01; // USER_HZ = 100
+        let busy = (self.busy_ticks - earlier.busy_ticks) as f64 * tick;
+        let ours = (self.ours_ticks - earlier.ours_ticks) as f64 * tick;
+        ((busy - ours) / (self.at - earlier.at).as_secs_f64()).max(0.0)
+    }
 }

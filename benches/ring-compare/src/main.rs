@@ -2,6 +2,8 @@
 //! Unix domain socket, for 64 B and 4 KiB messages, in one run.
 //!
 //! `cargo run --release -- [--runs 5] [--secs 2] [--rtt-secs 0.5]`
+//! `cargo run --release -- policy [--runs 3] [--secs 1] [--rtt-secs 0.3] [--burn 1]`
+//! (see `policy.rs`).
 //!
 //! The parent (consumer / measurer) is pinned to CPU 0, every peer (this
 //! binary started again as `peer ...`) to CPU 1. Throughput: the peer sends
@@ -12,6 +14,7 @@
 
 mod common;
 mod iox;
+mod policy;
 mod ring;
 mod uds;
 
@@ -39,7 +42,7 @@ fn peer_main(args: &[String]) {
     );
     let control = Control::connect(name);
     match transport.as_str() {
-        "ring" => ring::peer(mode, size, secs, control),
+        "ring" => ring::peer(mode, size, secs, args.get(5), control),
         "uds" => uds::peer(mode, size, secs, control),
         "iox" => iox::peer(mode, size, secs, &args[5], control),
         other => panic!("unknown transport {other}"),
@@ -71,9 +74,17 @@ fn main() {
         peer_main(&args[1..]);
         return;
     }
+    if args.first().map(String::as_str) == Some("burn") {
+        policy::burn(args[1].parse().unwrap());
+        return;
+    }
     let runs = arg(&args, "--runs", 5.0) as usize;
     let secs = arg(&args, "--secs", 2.0);
     let rtt = Duration::from_secs_f64(arg(&args, "--rtt-secs", 0.5));
+    if args.first().map(String::as_str) == Some("policy") {
+        policy::run(runs, secs, rtt, arg(&args, "--burn", 0.0) as usize);
+        return;
+    }
     pin_to(0);
     println!("hostmux ring vs iceoryx2 vs Unix socket (64 KiB batches): {runs} runs, {secs} s throughput, {rtt:?} round trips; ring capacity {} KiB", ring::throughput_capacity() / 1024);
 
@@ -87,6 +98,7 @@ fn main() {
                 .position(|a| a == "--only")
                 .and_then(|i| args.get(i + 1));
             let on = |name: &str| only.is_none_or(|o| o == name);
+            let probe = common::cross_core_probe_ns(Duration::from_millis(50));
             let t = [
                 if on("ring-tp") {
                     ring::throughput(size, secs)
@@ -127,9 +139,10 @@ fn main() {
                 },
             ];
             println!(
-                "run {run} {size:>5} B: ring {:>7.2} M/s  iox {:>6.2} M/s  uds {:>6.2} M/s | rtt p50 ring {:>6.0} ns  iox {:>6.0} ns  uds {:>6.0} ns  ring-futex {:>6.0} ns",
+                "run {run} {size:>5} B: ring {:>7.2} M/s  iox {:>6.2} M/s  uds {:>6.2} M/s | rtt p50 ring {:>6.0} ns  iox {:>6.0} ns  uds {:>6.0} ns  ring-futex {:>6.0} ns | ring tp: cross-core probe {probe:.0} ns, {} long consumer waits, other processes {:.2} CPU",
                 t[0].msgs_per_sec / 1e6, t[1].msgs_per_sec / 1e6, t[2].msgs_per_sec / 1e6,
-                l[0].p50_ns, l[1].p50_ns, l[2].p50_ns, l[3].p50_ns
+                l[0].p50_ns, l[1].p50_ns, l[2].p50_ns, l[3].p50_ns,
+                t[0].long_waits, t[0].others_cpu
             );
             r.throughput.push(t);
             r.latency.push(l);

@@ -3,11 +3,11 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use hostmux_ring::{RingError, SharedRing, WaitOutcome};
+use hostmux_ring::{RingError, SharedRing, WaitOutcome, DEFAULT_SPIN, PURE_SPIN};
 
 use crate::common::{
-    measure_rtt, message_seq, payload_source, time_up, write_message, Control, Counter, Latency,
-    Peer, Throughput, SENTINEL,
+    measure_rtt, message_seq, payload_source, time_up, write_message, Control, Counter,
+    CpuSnapshot, Latency, Peer, Throughput, SENTINEL,
 };
 
 /// Data capacity of each bench ring.
@@ -23,7 +23,46 @@ pub fn throughput_capacity() -> usize {
         .unwrap_or(CAPACITY)
 }
 
+/// How both ends of a measurement poll before they sleep: the crate's
+/// default (pure spin for `PURE_SPIN`, then yields, for `DEFAULT_SPIN` in
+/// all) or a pure spin for the whole `DEFAULT_SPIN` (the policy before the
+/// yields were added; right only for ends that own their cores).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Polling {
+    SpinThenYield,
+    PureSpin,
+}
+
+impl Polling {
+    fn arg(self) -> String {
+        match self {
+            Polling::SpinThenYield => "yield".into(),
+            Polling::PureSpin => "pure".into(),
+        }
+    }
+
+    fn parse(arg: Option<&String>) -> Polling {
+        match arg.map(String::as_str) {
+            None | Some("yield") => Polling::SpinThenYield,
+            Some("pure") => Polling::PureSpin,
+            Some(other) => panic!("unknown polling {other}"),
+        }
+    }
+
+    fn pure_spin(self) -> Duration {
+        match self {
+            Polling::SpinThenYield => PURE_SPIN,
+            Polling::PureSpin => DEFAULT_SPIN,
+        }
+    }
+}
+
 pub fn throughput(size: usize, secs: f64) -> Throughput {
+    throughput_polling(size, secs, Polling::SpinThenYield)
+}
+
+pub fn throughput_polling(size: usize, secs: f64, polling: Polling) -> Throughput {
+    let cpu_before = CpuSnapshot::now();
     let ring = SharedRing::create(throughput_capacity()).unwrap();
     let mut peer = Peer::spawn(
         &[
@@ -31,13 +70,16 @@ pub fn throughput(size: usize, secs: f64) -> Throughput {
             "throughput".into(),
             size.to_string(),
             secs.to_string(),
+            polling.arg(),
         ],
         &[ring.memfd()],
     );
     let mut consumer = ring.into_consumer().unwrap();
+    consumer.set_pure_spin(polling.pure_spin());
     peer.wait_ready();
     peer.go();
     let mut counter = Counter::new();
+    let mut long_waits = 0;
     'outer: loop {
         match consumer.peek().unwrap() {
             Some(message) => {
@@ -46,32 +88,54 @@ pub fn throughput(size: usize, secs: f64) -> Throughput {
                 }
                 consumer.release().unwrap();
             }
-            // Spin (20 µs), then sleep on the futex: robust when the machine
-            // is shared, and free while traffic flows (nobody sleeps).
+            // Poll (20 µs: spin, then yield), then sleep on the futex: robust
+            // when the machine is shared, and free while traffic flows
+            // (nobody sleeps). Waits longer than the spin (a sleep, or this
+            // process descheduled) are counted: they should be rare.
             None => {
+                let started = Instant::now();
                 let _ = consumer
                     .wait_readable(Some(Duration::from_secs(5)))
                     .unwrap();
+                if counter.started.is_some() && started.elapsed() > DEFAULT_SPIN {
+                    long_waits += 1;
+                }
             }
         }
     }
-    let result = counter.result();
+    let mut result = counter.result();
+    result.long_waits = long_waits;
     peer.finish();
+    result.others_cpu = CpuSnapshot::now().others_since(&cpu_before);
     result
 }
 
-/// Round trip; `futex` makes both sides sleep on the futex at once instead of polling.
+/// Round trip where both ends wait through the ring (`wait_readable` with the
+/// default spin, then the futex), as a host and a proc do.
+pub fn rtt_waiting(size: usize, duration: Duration, polling: Polling) -> Latency {
+    rtt_mode(size, duration, "rtt-wait", Some(polling))
+}
+
+/// Round trip; `futex` makes both sides sleep on the futex at once (spin 0)
+/// instead of busy-polling.
 pub fn rtt(size: usize, duration: Duration, futex: bool) -> Latency {
+    let mode = if futex { "rtt-futex" } else { "rtt" };
+    rtt_mode(size, duration, mode, None)
+}
+
+fn rtt_mode(size: usize, duration: Duration, mode: &str, polling: Option<Polling>) -> Latency {
     let ping = SharedRing::create(CAPACITY).unwrap();
     let pong = SharedRing::create(CAPACITY).unwrap();
-    let mode = if futex { "rtt-futex" } else { "rtt" };
-    let mut peer = Peer::spawn(
-        &["ring".into(), mode.into(), size.to_string(), "0".into()],
-        &[ping.memfd().as_fd(), pong.memfd().as_fd()],
-    );
+    let mut args = vec!["ring".into(), mode.into(), size.to_string(), "0".into()];
+    args.extend(polling.map(Polling::arg));
+    let mut peer = Peer::spawn(&args, &[ping.memfd().as_fd(), pong.memfd().as_fd()]);
+    let futex = mode != "rtt";
     let mut producer = ping.into_producer().unwrap();
     let mut consumer = pong.into_consumer().unwrap();
-    consumer.set_spin(Duration::ZERO);
+    match polling {
+        Some(polling) => consumer.set_pure_spin(polling.pure_spin()),
+        None => consumer.set_spin(Duration::ZERO),
+    }
     peer.wait_ready();
     let src = payload_source(size);
     let latency = measure_rtt(duration, |seq| {
@@ -102,14 +166,16 @@ pub fn rtt(size: usize, duration: Duration, futex: bool) -> Latency {
     latency
 }
 
-pub fn peer(mode: &str, size: usize, secs: f64, mut control: Control) {
+pub fn peer(mode: &str, size: usize, secs: f64, polling: Option<&String>, mut control: Control) {
     let src = payload_source(size);
+    let polling = Polling::parse(polling);
     match mode {
         "throughput" => {
             let mut producer = SharedRing::attach(control.fds.remove(0))
                 .unwrap()
                 .into_producer()
                 .unwrap();
+            producer.set_pure_spin(polling.pure_spin());
             control.ready();
             control.wait_go();
             let publish_every: u64 = std::env::var("RC_PUBLISH_EVERY")
@@ -149,8 +215,8 @@ pub fn peer(mode: &str, size: usize, secs: f64, mut control: Control) {
             }
             producer.publish().unwrap();
         }
-        "rtt" | "rtt-futex" => {
-            let futex = mode == "rtt-futex";
+        "rtt" | "rtt-futex" | "rtt-wait" => {
+            let futex = mode != "rtt";
             let mut consumer = SharedRing::attach(control.fds.remove(0))
                 .unwrap()
                 .into_consumer()
@@ -159,7 +225,11 @@ pub fn peer(mode: &str, size: usize, secs: f64, mut control: Control) {
                 .unwrap()
                 .into_producer()
                 .unwrap();
-            consumer.set_spin(Duration::ZERO);
+            if mode == "rtt-wait" {
+                consumer.set_pure_spin(polling.pure_spin());
+            } else {
+                consumer.set_spin(Duration::ZERO);
+            }
             control.ready();
             loop {
                 let Some(message) = consumer.peek().unwrap() else {
