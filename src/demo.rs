@@ -21,7 +21,7 @@ use hostmux_wire::{Addr, ProcName};
 use crate::cli::DemoArgs;
 use crate::client::{DataClient, Reply};
 use crate::format::{self, Progress, Table};
-use crate::procs::{OsProc, ProcMode};
+use crate::procs::ProcMode;
 
 const ECHO_PROCS: [&str; 4] = ["echo-1", "echo-2", "echo-3", "echo-4"];
 const STUBBORN: &str = "stubborn";
@@ -47,8 +47,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         frontend: args.frontend_kind.into(),
         ..HostConfig::default()
     };
-    let (host, serving) = Host::serve(
-        ProcessProcManager::builder().build(),
+    let (host, serving) = Host::serve_processes(
+        ProcessProcManager::builder(),
         Addr::tcp("127.0.0.1", 0)?,
         config,
     )
@@ -65,7 +65,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .map(|n| (*n, ProcMode::Echo))
         .chain([(STUBBORN, ProcMode::IgnoreTerm)])
     {
-        let spec = OsProc::this_binary(mode, host.addr(), host.service_name())?;
+        let spec = crate::procs::this_binary(mode)?;
         let id = host
             .spawn(name, spec)
             .await

@@ -1,5 +1,4 @@
-//! Procs the `hostmux` binary can run itself, and the spec that spawns an
-//! OS-process proc through the lifecycle manager.
+//! Procs the `hostmux` binary can run itself.
 //!
 //! The demo and the benchmark need echo, sink and "ignores SIGTERM" procs on
 //! a fresh clone, where `hostmux-proc`'s own binaries may not be built. So
@@ -8,18 +7,14 @@
 //! `hostmux-proc`'s public API (the same few lines as its `hostmux-echo`,
 //! `hostmux-sink` and `hostmux-proc-fixture ignore-term` binaries).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hostmux_host::{ChildRings, HostError, ProcSpec};
-use hostmux_lifecycle::{ProcessConfig, ProcessProcManager};
-use hostmux_proc::protocol::{child_config, ChildFds, ProcIdentity};
+use hostmux_host::ProcessProc;
 use hostmux_proc::{BatchRecv, BootOptions, ProcError};
-use hostmux_wire::{Addr, ProcId, ProcName};
 
 /// The port a benchmark client uses to ask a sink proc how many frames it has
 /// counted; the sink answers with the count as 8 little-endian bytes. Every
@@ -98,71 +93,8 @@ pub(crate) fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An OS-process proc: a program, its arguments and environment, started
-/// with the boot protocol's fds and variables (see `docs/proc.md`).
-#[derive(Debug)]
-pub(crate) struct OsProc {
-    config: ProcessConfig,
-    host_addr: Addr,
-    service_name: ProcName,
-}
-
-impl OsProc {
-    /// `program args…` for the host at `host_addr` with service proc `service_name`.
-    pub(crate) fn new(
-        program: impl Into<PathBuf>,
-        args: impl IntoIterator<Item = String>,
-        host_addr: &Addr,
-        service_name: &ProcName,
-    ) -> Self {
-        Self {
-            config: ProcessConfig::new(program)
-                .args(args)
-                .ready_timeout(Duration::ZERO),
-            host_addr: host_addr.clone(),
-            service_name: service_name.clone(),
-        }
-    }
-
-    /// This very binary in the hidden proc mode `mode`.
-    pub(crate) fn this_binary(
-        mode: ProcMode,
-        host_addr: &Addr,
-        service_name: &ProcName,
-    ) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("finding the hostmux binary to re-execute")?;
-        Ok(Self::new(
-            exe,
-            ["__proc".to_owned(), mode.as_arg().to_owned()],
-            host_addr,
-            service_name,
-        ))
-    }
-}
-
-impl ProcSpec<ProcessProcManager> for OsProc {
-    fn into_config(self, rings: ChildRings) -> Result<ProcessConfig, HostError> {
-        let id = ProcId::new(self.host_addr, rings.name.clone());
-        let host_doorbell = rings
-            .doorbell
-            .inheritable_fd()
-            .map_err(|source| HostError::Ring {
-                name: rings.name.clone(),
-                source,
-            })?;
-        Ok(child_config(
-            self.config,
-            ProcIdentity {
-                id: &id,
-                service_name: &self.service_name,
-                limits: rings.limits,
-            },
-            ChildFds {
-                inbound: rings.inbound,
-                outbound: rings.outbound,
-                host_doorbell,
-                proc_doorbell: None,
-            },
-        ))
-    }
+/// This very binary in the hidden proc mode `mode`, as an OS-process proc.
+pub(crate) fn this_binary(mode: ProcMode) -> anyhow::Result<ProcessProc> {
+    let exe = std::env::current_exe().context("finding the hostmux binary to re-execute")?;
+    Ok(ProcessProc::new(exe).args(["__proc", mode.as_arg()]))
 }

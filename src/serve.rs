@@ -36,6 +36,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -51,6 +52,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         inbound_ring_bytes: args.inbound_ring_bytes,
         outbound_ring_bytes: args.outbound_ring_bytes,
         frontend: args.frontend_kind.into(),
+        control_socket: Some(args.control.control_socket.clone()),
         ..HostConfig::default()
     })
 }
@@ -63,26 +65,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ))
     })?;
     let config = host_config(&args)?;
+    if let Some(dir) = args.control.control_socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::usage(format!(
+                "cannot create {} for the control socket ({e}); pass --control-socket PATH in a writable directory",
+                dir.display()
+            ))
+        })?;
+    }
     // Listen for signals before anything is spawned, so an early SIGTERM
     // still stops the procs.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let manager = ProcessProcManager::builder().build();
-    let (host, serving) = Host::serve(manager, addr.clone(), config)
+    let (host, serving) = Host::serve_processes(ProcessProcManager::builder(), addr.clone(), config)
         .await
         .map_err(|e| match e {
             HostError::InsecureBind { .. } => anyhow::Error::new(CliError::usage(format!(
                 "refusing to bind the non-loopback frontend {addr} without a token; pass --token-file FILE or bind 127.0.0.1"
             ))),
+            e @ HostError::ControlSocket { .. } => anyhow::Error::new(CliError::usage(format!(
+                "{e}; stop the other host or pass another --control-socket"
+            ))),
             other => anyhow::Error::new(other).context(format!(
-                "cannot serve on {addr}; is another host already bound there?"
+                "cannot serve on {addr}; is another host already bound there? pass another --frontend"
             )),
         })?;
     println!(
-        "hostmux serving on {} ({:?} frontend); stop with SIGTERM or Ctrl-C",
+        "hostmux serving on {} ({:?} frontend), control socket {}; stop with SIGTERM or Ctrl-C",
         host.addr(),
-        serving.frontend()
+        serving.frontend(),
+        args.control.control_socket.display()
     );
     notify_systemd("READY=1");
 

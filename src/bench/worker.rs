@@ -15,7 +15,7 @@ use hostmux_wire::{Addr, ProcName};
 
 use super::load::{dest_for, hostmux_frame};
 use super::{conventional, cpu_ticks, LoadResult, Measurement, Mode, RunSpec, System, NS_PER_TICK};
-use crate::procs::{OsProc, ProcMode};
+use crate::procs::ProcMode;
 
 /// Ring size for benchmark procs: a 1 MiB frame and then some fit.
 const BENCH_RING_BYTES: usize = 16 << 20;
@@ -60,8 +60,8 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
                 client_outbox_bytes: 64 << 20,
                 ..HostConfig::default()
             };
-            let (host, serving) = Host::serve(
-                ProcessProcManager::builder().build(),
+            let (host, serving) = Host::serve_processes(
+                ProcessProcManager::builder(),
                 Addr::tcp("127.0.0.1", 0)?,
                 config,
             )
@@ -71,12 +71,9 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
                 Mode::Oneway => ProcMode::Sink,
                 Mode::Rr => ProcMode::Echo,
             };
-            host.spawn(
-                dest,
-                OsProc::this_binary(mode, host.addr(), host.service_name())?,
-            )
-            .await
-            .context("spawning the benchmark proc")?;
+            host.spawn(dest, crate::procs::this_binary(mode)?)
+                .await
+                .context("spawning the benchmark proc")?;
             let pid = host
                 .manager()
                 .get(&ProcName::new(dest)?)
