@@ -765,18 +765,30 @@ async fn cancelled_spawns_leak_no_process_name_or_fd() {
         .unwrap();
     warm.wait().await.unwrap();
     let baseline = fd_count();
-    for _ in 0..20 {
+    let mut cancelled = Vec::new();
+    for i in 0..20 {
         // Poll once (the job goes to the spawner thread), then drop: the
-        // spawn is cancelled while the spawner thread has the job.
-        let spawn = manager.spawn(name("phantom"), fixture_mode("never-ready"));
+        // spawn is cancelled while the spawner thread has the job. The
+        // spawner thread may also win the race and finish the job before
+        // that one poll returns; such a proc is killed and not counted.
+        let phantom = format!("phantom-{i}");
+        let spawn = manager.spawn(name(&phantom), fixture_mode("never-ready"));
         tokio::pin!(spawn);
         let first =
             std::future::poll_fn(|cx| std::task::Poll::Ready(spawn.as_mut().poll(cx))).await;
-        assert!(first.is_pending(), "the spawn was meant to be cancelled");
+        match first {
+            std::task::Poll::Pending => cancelled.push(phantom),
+            std::task::Poll::Ready(result) => {
+                let handle = result.expect("a finished spawn succeeded");
+                handle.kill().await.expect("kill the uncancelled proc");
+            }
+        }
     }
+    assert!(!cancelled.is_empty(), "no spawn was cancelled mid-flight");
     // The spawner runs jobs in order: once this one is done, so are those.
+    let reused = cancelled.last().expect("checked above");
     let after = manager
-        .spawn(name("phantom"), fixture_mode("ready-exit").arg("0"))
+        .spawn(name(reused), fixture_mode("ready-exit").arg("0"))
         .await
         .expect("the name is free again");
     assert_eq!(
