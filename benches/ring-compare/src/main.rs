@@ -32,7 +32,12 @@ fn arg(args: &[String], name: &str, default: f64) -> f64 {
 }
 
 fn peer_main(args: &[String]) {
-    pin_to(1);
+    // `RC_SAME_CPU=1` puts the peer on the parent's CPU (policy experiments).
+    pin_to(if std::env::var_os("RC_SAME_CPU").is_some() {
+        0
+    } else {
+        1
+    });
     let name = &args[0];
     let (transport, mode, size, secs) = (
         &args[1],

@@ -3,7 +3,7 @@
 //! `DEFAULT_SPIN`. Both ends wait through the ring (`wait_readable` /
 //! `wait_writable`), 64 B messages. `--burn N` adds N CPU-burning processes
 //! (unpinned) so there are more busy processes than cores; `RC_UNPINNED=1`
-//! leaves the ring's ends unpinned too.
+//! leaves the ring's ends unpinned too, `RC_SAME_CPU=1` pins both to CPU 0.
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -56,20 +56,21 @@ pub fn run(runs: usize, secs: f64, rtt: Duration, burn: usize) {
             .collect(),
     );
     let pinned = std::env::var_os("RC_UNPINNED").is_none();
+    let same_cpu = std::env::var_os("RC_SAME_CPU").is_some();
     println!(
         "ring polling policy, {SIZE} B, {runs} runs, {secs} s throughput, {rtt:?} round trips; \
          ends {}; {burn} CPU-burning process(es)",
-        if pinned {
-            "pinned to CPUs 0 and 1"
-        } else {
-            "unpinned"
+        match (pinned, same_cpu) {
+            (true, false) => "pinned to CPUs 0 and 1",
+            (true, true) => "both pinned to CPU 0",
+            (false, _) => "unpinned",
         }
     );
     let policies = [Polling::PureSpin, Polling::SpinThenYield];
     let mut results: Vec<Vec<(Throughput, Latency)>> = vec![Vec::new(); policies.len()];
     for run in 0..runs {
         for (k, &polling) in policies.iter().enumerate() {
-            let probe = if pinned {
+            let probe = if pinned && !same_cpu {
                 cross_core_probe_ns(Duration::from_millis(50))
             } else {
                 0.0
