@@ -167,6 +167,9 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
     let doorbell =
         crate::sys::doorbell_async(parts.doorbell.try_clone().map_err(io::Error::other)?)?;
     let mut to_drain: Vec<ProcKey> = Vec::new();
+    // Whether this round follows a doorbell wake-up (not a drain budget
+    // running out or a timer).
+    let mut woken = false;
     loop {
         // Commands first: a new proc must exist before its ring is polled.
         loop {
@@ -218,6 +221,9 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
             to_drain.clear();
             to_drain.reserve(dp.proc_capacity());
             dp.poll_doorbell(&mut to_drain);
+            if to_drain.is_empty() && woken {
+                dp.sweep_corruption();
+            }
             if dp.earliest_drain_deadline().is_some_and(|at| at <= now) {
                 dp.blocked_drains(&mut to_drain);
             }
@@ -234,6 +240,7 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
                 }
             }
         }
+        woken = false;
         if more {
             tokio::task::yield_now().await;
             continue;
@@ -248,6 +255,7 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
                     match guard.get_inner().drain() {
                         Ok(0) => {
                             guard.clear_ready();
+                            woken = true;
                             break;
                         }
                         Ok(_) => continue,

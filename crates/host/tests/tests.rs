@@ -1,10 +1,16 @@
 //! Integration tests: in-process procs on real shared-memory rings, real
-//! sockets on loopback; every scenario runs on both frontends.
+//! sockets on loopback (every such scenario runs on both frontends), and
+//! real OS procs (hostmux-proc's binaries, see `bins`).
 
 mod support;
 
+mod bins;
+mod control;
+mod crash;
 mod lifecycle;
+mod process;
 mod remote;
 mod robustness;
+mod roles;
 mod routing;
 mod stress;

@@ -677,6 +677,30 @@ impl Dataplane {
         }
     }
 
+    /// A doorbell wake-up that found no work: a proc rang without marking a
+    /// ring pending, which a well-behaved proc never does. Checks every
+    /// live proc's outbound indices (one validated load each) and fails
+    /// the procs that corrupted them, so a proc that breaks its ring and
+    /// then stays silent is still found.
+    pub(crate) fn sweep_corruption(&mut self) {
+        for index in 0..self.procs.len() {
+            let Some(slot) = self.procs[index].as_mut() else {
+                continue;
+            };
+            if slot.state == ProcState::Detached {
+                continue;
+            }
+            if let Err(e) = slot.outbound.refresh_used() {
+                tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
+                let key = ProcKey {
+                    index: index as u32,
+                    generation: slot.generation,
+                };
+                self.fail_proc(key);
+            }
+        }
+    }
+
     /// Whether any proc's drain waits on a full ring (so the driver needs a
     /// timer for the overload deadline).
     pub(crate) fn earliest_drain_deadline(&self) -> Option<Instant> {

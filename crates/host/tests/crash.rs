@@ -1,0 +1,130 @@
+//! A host SIGKILLed with OS procs running leaves no process behind: not a
+//! proc (PDEATHSIG), not one that ignores SIGTERM, not a proc's own child
+//! (the proc runs as init of its own PID namespace). The host runs in a
+//! subprocess (this test executable in its `host` role); processes are
+//! checked through /proc.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use hostmux_host::{Host, HostConfig, ProcessProc};
+use hostmux_lifecycle::ProcessProcManager;
+use hostmux_wire::Addr;
+
+use crate::bins::proc_bin;
+use crate::process::is_dead;
+use crate::roles::role_process;
+
+/// The `host` role: serve, spawn three procs, print their pids (and the
+/// grandchild's), then wait to be killed.
+pub(crate) fn run_host_role() -> i32 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (host, _serving) = Host::serve_processes(
+            ProcessProcManager::builder(),
+            Addr::tcp("127.0.0.1", 0).unwrap(),
+            HostConfig::default(),
+        )
+        .await
+        .unwrap();
+        let fixture = proc_bin("hostmux-proc-fixture");
+        host.spawn("echo", ProcessProc::new(proc_bin("hostmux-echo")))
+            .await
+            .unwrap();
+        host.spawn(
+            "stubborn",
+            // It never receives, so its agent never answers: no ping.
+            ProcessProc::new(&fixture)
+                .args(["ignore-term"])
+                .ping_agent(false),
+        )
+        .await
+        .unwrap();
+        // A proc with a child of its own, in its own PID namespace.
+        host.spawn(
+            "nest",
+            ProcessProc::new("/bin/sh")
+                .args(["-c", "sleep 600 & exec \"$0\" boot"])
+                .args([&fixture])
+                .pid_namespace(true),
+        )
+        .await
+        .unwrap();
+        let listed = host.list().await.unwrap();
+        let pid = |name: &str| listed.iter().find(|p| p.name == name).unwrap().pid;
+        let nest = pid("nest");
+        let children =
+            std::fs::read_to_string(format!("/proc/{nest}/task/{nest}/children")).unwrap();
+        let grandchild: u32 = children
+            .split_whitespace()
+            .next()
+            .expect("the nest proc has a child")
+            .parse()
+            .unwrap();
+        println!(
+            "PIDS {} {} {} {}",
+            pid("echo"),
+            pid("stubborn"),
+            nest,
+            grandchild
+        );
+        std::future::pending::<()>().await;
+    });
+    0
+}
+
+#[test]
+fn host_sigkilled_with_procs_running_leaves_no_process() {
+    // Build the binaries here, not in the host subprocess (bounded waits).
+    let _ = proc_bin("hostmux-echo");
+    let mut host = role_process("host")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the host subprocess");
+    let stdout = host.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            // libtest prints "test roles::role_entry ... " before it.
+            if let Some((_, pids)) = line.split_once("PIDS ") {
+                let _ = tx.send(
+                    pids.split_whitespace()
+                        .map(|p| p.parse::<u32>().unwrap())
+                        .collect::<Vec<_>>(),
+                );
+                return;
+            }
+        }
+    });
+    let pids = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(pids) => pids,
+        Err(e) => {
+            let _ = host.kill();
+            panic!("the host subprocess did not report its procs: {e}");
+        }
+    };
+    assert_eq!(pids.len(), 4, "{pids:?}");
+    for &pid in &pids {
+        assert!(!is_dead(pid), "process {pid} should be running");
+    }
+    host.kill().unwrap(); // SIGKILL: no host code runs.
+    host.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: Vec<u32> = pids.iter().copied().filter(|&p| !is_dead(p)).collect();
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after the host was SIGKILLed: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
