@@ -17,6 +17,11 @@
 //! * [`Consumer`] / [`Batch`]: `peek` → use → `release`, or a batch iterator.
 //! * [`Doorbell`]: an eventfd many rings can share, so one thread (or one
 //!   io_uring/epoll registration) waits for all procs' rings.
+//! * [`spin_for`]: the polling policy every wait uses before it sleeps (pure
+//!   spin for [`PURE_SPIN`], then `sched_yield` between checks), exported for
+//!   callers that poll several rings.
+//! * `used()` / `refresh_used()` on both ends: ring occupancy in bytes, for
+//!   per-proc gauges (see [`Producer::used`] for what the number means).
 //! * [`send_fds`] / [`recv_fds`]: pass memfds and doorbells over a Unix socket
 //!   (a child can also inherit them: [`SharedRing::inheritable_fd`]).
 //!
