@@ -2,3 +2,4 @@
 
 mod alloc_free;
 mod fuzzing;
+mod toctou;

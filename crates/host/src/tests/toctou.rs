@@ -1,0 +1,86 @@
+//! A proc's ring memory is writable by the proc at any time: the host must
+//! route from its own copy of what it validated (the ring helper's finding:
+//! a validated `&str` in ring memory can be made invalid UTF-8 afterwards).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hostmux_ring::SharedRing;
+use hostmux_wire::{
+    decode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, Limits, ProcName,
+    Sender, PREFIX_LEN,
+};
+
+use crate::config::HostConfig;
+use crate::dataplane::{copy_head, Dataplane, Route, Table};
+
+fn proc_frame(from: &str, dest: &str, payload: &[u8]) -> AlignedVec<16> {
+    let header = FrameHeader {
+        sender: Sender::Proc {
+            addr: "",
+            name: from,
+        },
+        ..FrameHeader::data(dest, 77)
+    };
+    let mut bytes = Vec::new();
+    encode_frame_to_vec(&mut bytes, &header, payload, &Limits::default()).unwrap();
+    let mut aligned = AlignedVec::new();
+    aligned.extend_from_slice(&bytes);
+    aligned
+}
+
+#[test]
+fn routing_reads_a_host_copy_of_the_header_that_a_proc_rewrite_cannot_change() {
+    let limits = Limits::default();
+    let mut record = proc_frame("a", "bravo", b"payload");
+    let mut scratch = AlignedVec::new();
+    let (view, prefix) = copy_head(&record, &mut scratch, &limits).unwrap();
+    // The proc rewrites the text of the header (destination name first)
+    // with bytes that are not UTF-8, after the host validated it. The view
+    // does not borrow the record (this compiles), and reads the copy.
+    record[PREFIX_LEN..PREFIX_LEN + 5].fill(0xFF);
+    assert_eq!(view.dest_name(), "bravo");
+    assert_eq!(view.message_id(), 77);
+    assert!(matches!(view.sender(), Sender::Proc { name: "a", .. }));
+    assert_eq!(&record[prefix.payload_range()], b"payload");
+}
+
+#[test]
+fn proc_to_proc_frames_carry_the_validated_header_and_zero_padding() {
+    let cfg = Arc::new(HostConfig::default());
+    let service = ProcName::new("service").unwrap();
+    let table = Arc::new(Table::new());
+    table.insert(service.clone(), Route::Service).unwrap();
+    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:1");
+    let mut add = |name: &str| {
+        let inbound = SharedRing::create(1 << 16).unwrap();
+        let memfd = inbound.memfd().try_clone_to_owned().unwrap();
+        let (host_in, proc_in) = inbound.split().unwrap();
+        let (proc_out, host_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
+        let name = ProcName::new(name).unwrap();
+        let key = dp.add_proc(name.clone(), host_in, memfd, host_out);
+        dp.mark_ready(key, false);
+        table.insert(name, Route::Proc(key)).unwrap();
+        (key, proc_in, proc_out)
+    };
+    let (a, _a_in, mut a_out) = add("a");
+    let (_b, mut b_in, _b_out) = add("b");
+
+    // Proc a sends 5 payload bytes and leaves garbage in the 11 padding
+    // bytes after them (its own ring: it may write anything there).
+    let frame = proc_frame("a", "b", b"hello");
+    let mut slot = a_out.try_reserve(frame.len()).unwrap();
+    slot.copy_from_slice(&frame);
+    let end = slot.len();
+    slot[end - 11..].fill(0xAA);
+    slot.commit();
+    a_out.publish().unwrap();
+    dp.drain_outbound(a, Instant::now());
+
+    let record = b_in.peek().unwrap().expect("the frame reached b");
+    let delivered = decode_frame(record, &Limits::default()).expect("canonical frame");
+    assert_eq!(delivered.payload(), b"hello");
+    assert_eq!(delivered.dest_name(), "b");
+    assert!(record[record.len() - 11..].iter().all(|&b| b == 0));
+    assert_eq!(record, &frame[..]);
+}
