@@ -57,9 +57,13 @@ pub struct ProcStats {
     /// Undeliverable notices that could not be written back to it (its own
     /// inbound ring was full or closed).
     pub notices_dropped: u64,
-    /// Highest inbound ring occupancy seen, in bytes.
+    /// Highest inbound ring occupancy seen, in bytes (sampled after each
+    /// batch the host publishes into the ring and at each stats snapshot).
     pub inbound_high_water: u64,
-    /// Inbound ring occupancy now, in bytes (as the host last saw it).
+    /// Inbound ring occupancy at the last sample, in bytes (records and
+    /// padding). An upper bound: the proc publishes its releases in
+    /// batches, so up to a quarter of the ring it already read may still
+    /// count while it is busy.
     pub inbound_used: u64,
     /// Inbound ring capacity in bytes.
     pub inbound_capacity: u64,

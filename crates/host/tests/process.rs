@@ -310,3 +310,34 @@ fn a_proc_corrupting_its_ring_before_it_is_ready_is_killed_not_leaked() {
         assert!(host.procs().is_empty());
     });
 }
+
+#[test]
+fn inbound_occupancy_is_reported_for_a_proc_that_does_not_read() {
+    run_os(|| async {
+        let (host, _serving) = serve_os(HostConfig::default()).await;
+        // It never receives (so its agent never answers: no ping).
+        let spec = fixture(&["ignore-term"]).ping_agent(false);
+        host.spawn("deaf", spec).await.unwrap();
+        let mut client = client(&host, "cli").await;
+        for id in 0..10u64 {
+            client.send("deaf", 1, id, &[1; 1000]).await.unwrap();
+        }
+        // Bounded wait until all ten were written into its ring.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let deaf = loop {
+            let stats = host.stats().await.unwrap();
+            let deaf = stats.proc("deaf").unwrap().clone();
+            if deaf.frames_in == 10 {
+                break deaf;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{deaf:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert!(deaf.inbound_used >= deaf.bytes_in, "{deaf:?}");
+        assert!(deaf.inbound_high_water >= deaf.inbound_used, "{deaf:?}");
+        let listed = host.list().await.unwrap();
+        let info = listed.iter().find(|p| p.name == "deaf").unwrap();
+        assert_eq!(info.counters.inbound_used, deaf.inbound_used);
+        host.kill_proc("deaf").await.unwrap();
+    });
+}

@@ -627,6 +627,14 @@ impl Dataplane {
                 slot.dirty = false;
                 if let Some(inbound) = slot.inbound.as_mut() {
                     let _ = inbound.publish();
+                    // Occupancy after each batch: one validated load of the
+                    // proc's index (per batch, not per frame). An upper bound
+                    // by the proc's unpublished releases.
+                    if let Ok(used) = inbound.refresh_used() {
+                        slot.stats.inbound_used = used as u64;
+                        slot.stats.inbound_high_water =
+                            slot.stats.inbound_high_water.max(used as u64);
+                    }
                 }
             }
         }
@@ -729,8 +737,14 @@ impl Dataplane {
         }
     }
 
-    /// A snapshot of every counter.
-    pub(crate) fn stats(&self) -> HostStats {
+    /// A snapshot of every counter (inbound occupancy refreshed now).
+    pub(crate) fn stats(&mut self) -> HostStats {
+        for slot in self.procs.iter_mut().flatten() {
+            if let Some(used) = slot.inbound.as_mut().and_then(|r| r.refresh_used().ok()) {
+                slot.stats.inbound_used = used as u64;
+                slot.stats.inbound_high_water = slot.stats.inbound_high_water.max(used as u64);
+            }
+        }
         HostStats {
             procs: self
                 .procs
