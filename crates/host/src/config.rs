@@ -46,6 +46,11 @@ pub struct HostConfig {
     /// Records drained from one proc's outbound ring before the host turns to
     /// other work (fairness between procs and connections).
     pub drain_budget: usize,
+    /// After a doorbell wake-up the I/O thread keeps polling the procs'
+    /// rings this long (yielding the CPU between looks) before it sleeps
+    /// again. Zero: sleep at once. An idle host is never woken, so it never
+    /// spins.
+    pub poll_spin: Duration,
     /// Where to create the control socket (a Unix socket, mode 0600; peers
     /// must run as the host's uid or root). `None`: no control socket; the
     /// control plane is then reachable only over a frontend connection that
@@ -67,6 +72,7 @@ impl Default for HostConfig {
             service_name: "service".to_owned(),
             drain_budget: 256,
             control_socket: None,
+            poll_spin: Duration::from_micros(20),
         }
     }
 }

@@ -240,11 +240,34 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
                 }
             }
         }
-        woken = false;
         if more {
+            woken = false;
             tokio::task::yield_now().await;
             continue;
         }
+        // Spin-then-sleep: after a wake-up, keep looking at the rings for
+        // `poll_spin` before sleeping, so a proc answering within that time
+        // needs no doorbell wake-up (about 9 us each on small VMs). Between
+        // looks the thread yields: a peer the scheduler put on this CPU runs,
+        // and so do this thread's connection tasks. An idle host is never
+        // woken, so it never spins.
+        if woken && !parts.cfg.poll_spin.is_zero() {
+            woken = false;
+            let until = Instant::now() + parts.cfg.poll_spin;
+            let mut ready = false;
+            while Instant::now() < until {
+                if !parts.commands.is_empty() || dataplane.borrow_mut().outbound_ready() {
+                    ready = true;
+                    break;
+                }
+                std::thread::yield_now();
+                tokio::task::yield_now().await;
+            }
+            if ready {
+                continue;
+            }
+        }
+        woken = false;
         let deadline = dataplane.borrow().earliest_drain_deadline();
         tokio::select! {
             guard = doorbell.readable() => {

@@ -685,6 +685,14 @@ impl Dataplane {
         }
     }
 
+    /// Whether a live proc has published frames the host has not drained
+    /// (one validated index load per proc; for the I/O thread's spin).
+    pub(crate) fn outbound_ready(&mut self) -> bool {
+        self.procs.iter_mut().flatten().any(|slot| {
+            slot.state != ProcState::Detached && slot.outbound.is_readable().unwrap_or(false)
+        })
+    }
+
     /// A doorbell wake-up that found no work: a proc rang without marking a
     /// ring pending, which a well-behaved proc never does. Checks every
     /// live proc's outbound indices (one validated load each) and fails

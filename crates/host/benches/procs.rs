@@ -1,0 +1,438 @@
+//! Real procs through the host vs a Unix socket pair between two processes,
+//! side by side in one run.
+//!
+//! * Round trip: a pinger proc sends to an echo proc through the host and
+//!   waits for the answer (proc -> host -> proc -> host -> proc), 100,000
+//!   times, HDR histogram; vs a blocking write + read on a Unix socket pair
+//!   between two processes.
+//! * One-way throughput at 64 B and 4 KiB: the pinger sends as fast as the
+//!   rings allow to a counter proc, then asks the counter for its count
+//!   (FIFO: every earlier frame has been received by then); vs the same
+//!   payloads over a Unix socket, 8-byte length prefix, written in 64 KiB
+//!   batches (and, for context, one write per frame).
+//!
+//! Three busy processes (pinger, host, counter/echo) share this machine's
+//! cores; CPU time of each is sampled from /proc so the spin-then-sleep
+//! policy's cost is visible. This executable re-runs itself in the proc
+//! roles (`HOSTMUX_BENCH_ROLE`). Run: `cargo bench -p hostmux-host --bench procs`
+//! (`HOSTMUX_BENCH_QUICK=1` for a smoke run).
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use hostmux_host::{Client, Host, HostConfig, ProcessProc};
+use hostmux_lifecycle::ProcessProcManager;
+use hostmux_proc::{BatchRecv, ProcError};
+use hostmux_wire::{Addr, Sender};
+
+const ROLE: &str = "HOSTMUX_BENCH_ROLE";
+const SOCKET: &str = "HOSTMUX_BENCH_SOCKET";
+const MODE_RTT: u64 = 1;
+const MODE_BLAST: u64 = 2;
+const COUNT_PORT: u32 = 2;
+const BATCH: usize = 64 * 1024;
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        let result = match role.as_str() {
+            "echo" => proc_echo(),
+            "counter" => proc_counter(),
+            "pinger" => proc_pinger(),
+            "sock-echo" => {
+                sock_echo();
+                Ok(())
+            }
+            "sock-sink" => {
+                sock_sink();
+                Ok(())
+            }
+            other => panic!("unknown role {other}"),
+        };
+        if let Err(e) = result {
+            eprintln!("bench role {role}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let quick = std::env::var_os("HOSTMUX_BENCH_QUICK").is_some();
+    let round_trips: u64 = if quick { 10_000 } else { 100_000 };
+    let frames = |size: usize| -> u64 {
+        let full = if size <= 64 { 2_000_000 } else { 200_000 };
+        if quick {
+            full / 10
+        } else {
+            full
+        }
+    };
+    println!("hostmux-host procs bench: {round_trips} round trips; throughput frames 64 B: {}, 4 KiB: {}", frames(64), frames(4096));
+    let ring = run_host_side(round_trips, &[(64, frames(64)), (4096, frames(4096))]);
+    let sock_rtt = socket_rtt(round_trips, 64);
+    let sock_64 = socket_throughput(64, frames(64), true);
+    let sock_4k = socket_throughput(4096, frames(4096), true);
+    let sock_64_unbatched = socket_throughput(64, frames(64) / 4, false);
+
+    println!();
+    println!("round trip, 64 B payload (ns)      p50      p99    p99.9      max");
+    println!(
+        "  procs via host          {:>12} {:>8} {:>8} {:>8}",
+        ring.rtt[0], ring.rtt[1], ring.rtt[2], ring.rtt[3]
+    );
+    println!(
+        "  Unix socket pair        {:>12} {:>8} {:>8} {:>8}",
+        sock_rtt[0], sock_rtt[1], sock_rtt[2], sock_rtt[3]
+    );
+    println!(
+        "  ratio p50 socket/host: {:.2} (> 1: the host path is faster)",
+        sock_rtt[0] as f64 / ring.rtt[0] as f64
+    );
+    println!();
+    println!("one-way throughput            frames/s      MB/s");
+    for ((size, host), sock) in ring.throughput.iter().zip([sock_64, sock_4k]) {
+        println!(
+            "  {size:>5} B procs via host  {:>12.0} {:>9.1}",
+            host,
+            host * *size as f64 / 1e6
+        );
+        println!(
+            "  {size:>5} B Unix socket     {:>12.0} {:>9.1}",
+            sock,
+            sock * *size as f64 / 1e6
+        );
+        println!("  {size:>5} B ratio host/socket: {:.2}", host / sock);
+    }
+    println!(
+        "     64 B Unix socket, one write per frame: {:.0} frames/s",
+        sock_64_unbatched
+    );
+    println!();
+    println!("CPU seconds used during each host-path phase (wall seconds in brackets):");
+    for line in &ring.cpu {
+        println!("  {line}");
+    }
+    println!("idle: {}", ring.idle);
+}
+
+struct HostFigures {
+    rtt: [u64; 4],
+    throughput: Vec<(usize, f64)>,
+    cpu: Vec<String>,
+    idle: String,
+}
+
+fn self_proc(role: &str) -> ProcessProc {
+    let exe = std::env::current_exe().expect("this bench executable");
+    ProcessProc::new(exe).env(ROLE, role)
+}
+
+/// CPU time (user + system) of a process, in seconds, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 0; utime 11, stime 12 (clock ticks).
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn run_host_side(round_trips: u64, sizes: &[(usize, u64)]) -> HostFigures {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (host, _serving) = Host::serve_processes(
+            ProcessProcManager::builder(),
+            Addr::tcp("127.0.0.1", 0).unwrap(),
+            HostConfig::default(),
+        )
+        .await
+        .expect("serving");
+        for role in ["echo", "counter", "pinger"] {
+            host.spawn(role, self_proc(role)).await.expect("spawn");
+        }
+        let listed = host.list().await.unwrap();
+        let pid = |name: &str| listed.iter().find(|p| p.name == name).unwrap().pid;
+        let (pinger, echo, counter) = (pid("pinger"), pid("echo"), pid("counter"));
+        let me = std::process::id();
+        let addr = format!("127.0.0.1:{}", host.addr().port().unwrap());
+        let mut client = Client::connect_tcp(&addr, "bench", None, "service")
+            .await
+            .unwrap();
+        let mut cpu = Vec::new();
+        let mut ask = async |mode: u64, count: u64, size: u64, other: u32, label: String| {
+            let before = [cpu_seconds(pinger), cpu_seconds(me), cpu_seconds(other)];
+            let started = Instant::now();
+            let mut request = Vec::new();
+            for v in [mode, count, size] {
+                request.extend_from_slice(&v.to_le_bytes());
+            }
+            client.send("pinger", 1, mode, &request).await.unwrap();
+            let answer = client.recv().await.unwrap().expect("the pinger answers");
+            let wall = started.elapsed().as_secs_f64();
+            let after = [cpu_seconds(pinger), cpu_seconds(me), cpu_seconds(other)];
+            cpu.push(format!(
+                "{label}: pinger {:.2}, host {:.2}, {} {:.2} [{wall:.2}]",
+                after[0] - before[0],
+                after[1] - before[1],
+                if mode == MODE_RTT { "echo" } else { "counter" },
+                after[2] - before[2],
+            ));
+            answer
+                .payload
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect::<Vec<u64>>()
+        };
+        let r = ask(MODE_RTT, round_trips, 64, echo, "round trips".to_owned()).await;
+        let rtt = [r[0], r[1], r[2], r[3]];
+        let mut throughput = Vec::new();
+        for &(size, frames) in sizes {
+            let r = ask(
+                MODE_BLAST,
+                frames,
+                size as u64,
+                counter,
+                format!("{size} B one-way"),
+            )
+            .await;
+            let (elapsed_ns, received) = (r[0], r[1]);
+            assert_eq!(received, frames, "the counter saw every frame");
+            throughput.push((size, frames as f64 / (elapsed_ns as f64 / 1e9)));
+        }
+        // Idle: everything sleeps.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pids = [me, pinger, echo, counter];
+        let before: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let used: f64 = pids
+            .iter()
+            .zip(&before)
+            .map(|(&p, b)| cpu_seconds(p) - b)
+            .sum();
+        let idle =
+            format!("host + 3 procs used {used:.2} CPU seconds in 2 s of idle (10 ms resolution)");
+        let _ = host.terminate_children(Duration::from_secs(2), 8).await;
+        HostFigures {
+            rtt,
+            throughput,
+            cpu,
+            idle,
+        }
+    })
+}
+
+fn proc_echo() -> Result<(), ProcError> {
+    let mut proc = hostmux_proc::boot()?;
+    proc.serve(|mut message| {
+        let payload = message.payload();
+        message.reply(payload)
+    })
+}
+
+fn proc_counter() -> Result<(), ProcError> {
+    let mut proc = hostmux_proc::boot()?;
+    let mut count: u64 = 0;
+    loop {
+        let step = proc.recv_batch(256, Duration::from_secs(3600), |mut message| {
+            if message.port() == COUNT_PORT {
+                let _ = message.reply(&count.to_le_bytes());
+                count = 0;
+            } else {
+                count += 1;
+            }
+        })?;
+        if matches!(step, BatchRecv::Stopped | BatchRecv::Closed) {
+            return Ok(());
+        }
+    }
+}
+
+fn proc_pinger() -> Result<(), ProcError> {
+    let mut proc = hostmux_proc::boot()?;
+    loop {
+        // A request from the bench client: mode, count, size.
+        let (mode, count, size) = match proc.recv()? {
+            None => return Ok(()),
+            Some(message) => {
+                if !matches!(message.sender(), Sender::Client { .. }) {
+                    continue;
+                }
+                let p = message.payload();
+                let word = |i: usize| u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().unwrap());
+                (word(0), word(1), word(2) as usize)
+            }
+        };
+        let payload = vec![0x5a_u8; size];
+        let answer: Vec<u64> = if mode == MODE_RTT {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+            for _ in 0..count {
+                let started = Instant::now();
+                proc.outbox().send("echo", 1, &payload)?;
+                loop {
+                    let Some(reply) = proc.recv()? else {
+                        return Ok(());
+                    };
+                    if matches!(reply.sender(), Sender::Proc { name: "echo", .. }) {
+                        break;
+                    }
+                }
+                hist.record(started.elapsed().as_nanos() as u64).unwrap();
+            }
+            vec![
+                hist.value_at_quantile(0.5),
+                hist.value_at_quantile(0.99),
+                hist.value_at_quantile(0.999),
+                hist.max(),
+            ]
+        } else {
+            let started = Instant::now();
+            for _ in 0..count {
+                proc.outbox().send("counter", 1, &payload)?;
+            }
+            proc.outbox().send("counter", COUNT_PORT, &[])?;
+            let received = loop {
+                let Some(reply) = proc.recv()? else {
+                    return Ok(());
+                };
+                if matches!(
+                    reply.sender(),
+                    Sender::Proc {
+                        name: "counter",
+                        ..
+                    }
+                ) {
+                    let p = reply.payload();
+                    break u64::from_le_bytes(p[..8].try_into().unwrap());
+                }
+            };
+            vec![started.elapsed().as_nanos() as u64, received]
+        };
+        let bytes: Vec<u8> = answer.iter().flat_map(|v| v.to_le_bytes()).collect();
+        proc.outbox().send("bench", 1, &bytes)?;
+    }
+}
+
+/// A child process in `role` connected to a fresh Unix socket; returns it
+/// and the main process's end.
+fn socket_child(role: &str) -> (Child, UnixStream) {
+    let dir = std::env::temp_dir().join(format!("hostmux-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{role}.sock"));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, role)
+        .env(SOCKET, &path)
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let _ = std::fs::remove_file(&path);
+    (child, stream)
+}
+
+fn connect_back() -> UnixStream {
+    UnixStream::connect(std::env::var_os(SOCKET).expect("socket path")).unwrap()
+}
+
+fn socket_rtt(round_trips: u64, size: usize) -> [u64; 4] {
+    let (mut child, mut stream) = socket_child("sock-echo");
+    let mut frame = vec![0x5a_u8; 8 + size];
+    frame[..8].copy_from_slice(&(size as u64).to_le_bytes());
+    let mut back = vec![0u8; 8 + size];
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+    for _ in 0..round_trips {
+        let started = Instant::now();
+        stream.write_all(&frame).unwrap();
+        stream.read_exact(&mut back).unwrap();
+        hist.record(started.elapsed().as_nanos() as u64).unwrap();
+    }
+    drop(stream);
+    child.wait().unwrap();
+    [
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+        hist.max(),
+    ]
+}
+
+fn sock_echo() {
+    let mut stream = connect_back();
+    let mut len = [0u8; 8];
+    let mut body = Vec::new();
+    while stream.read_exact(&mut len).is_ok() {
+        body.resize(u64::from_le_bytes(len) as usize, 0);
+        stream.read_exact(&mut body).unwrap();
+        stream.write_all(&len).unwrap();
+        stream.write_all(&body).unwrap();
+    }
+}
+
+/// Frames per second, sender in this process, receiver a child.
+fn socket_throughput(size: usize, frames: u64, batched: bool) -> f64 {
+    let (mut child, mut stream) = socket_child("sock-sink");
+    let mut one = vec![0x5a_u8; 8 + size];
+    one[..8].copy_from_slice(&(size as u64).to_le_bytes());
+    let per_batch = if batched {
+        (BATCH / one.len()).max(1)
+    } else {
+        1
+    };
+    let batch: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * per_batch)
+        .collect();
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < frames {
+        let n = per_batch.min((frames - sent) as usize);
+        stream.write_all(&batch[..n * one.len()]).unwrap();
+        sent += n as u64;
+    }
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut count = [0u8; 8];
+    stream.read_exact(&mut count).unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    child.wait().unwrap();
+    assert_eq!(u64::from_le_bytes(count), frames);
+    frames as f64 / elapsed
+}
+
+fn sock_sink() {
+    let mut stream = connect_back();
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut filled, mut count) = (0usize, 0u64);
+    loop {
+        let n = stream.read(&mut buf[filled..]).unwrap();
+        if n == 0 {
+            break;
+        }
+        filled += n;
+        // Walk whole frames; keep a partial one at the front.
+        let mut at = 0;
+        while filled - at >= 8 {
+            let len = u64::from_le_bytes(buf[at..at + 8].try_into().unwrap()) as usize;
+            if filled - at < 8 + len {
+                break;
+            }
+            at += 8 + len;
+            count += 1;
+        }
+        buf.copy_within(at..filled, 0);
+        filled -= at;
+    }
+    stream.write_all(&count.to_le_bytes()).unwrap();
+}
