@@ -68,7 +68,9 @@ fn main() {
         }
     };
     println!("hostmux-host procs bench: {round_trips} round trips; throughput frames 64 B: {}, 4 KiB: {}", frames(64), frames(4096));
-    let ring = run_host_side(round_trips, &[(64, frames(64)), (4096, frames(4096))]);
+    let sizes = [(64, frames(64)), (4096, frames(4096))];
+    let ring = run_host_side(round_trips, &sizes, Duration::from_micros(20));
+    let no_spin = run_host_side(round_trips, &sizes, Duration::ZERO);
     let sock_rtt = socket_rtt(round_trips, 64);
     let sock_64 = socket_throughput(64, frames(64), true);
     let sock_4k = socket_throughput(4096, frames(4096), true);
@@ -81,6 +83,10 @@ fn main() {
         ring.rtt[0], ring.rtt[1], ring.rtt[2], ring.rtt[3]
     );
     println!(
+        "  host, poll_spin = 0     {:>12} {:>8} {:>8} {:>8}",
+        no_spin.rtt[0], no_spin.rtt[1], no_spin.rtt[2], no_spin.rtt[3]
+    );
+    println!(
         "  Unix socket pair        {:>12} {:>8} {:>8} {:>8}",
         sock_rtt[0], sock_rtt[1], sock_rtt[2], sock_rtt[3]
     );
@@ -90,11 +96,22 @@ fn main() {
     );
     println!();
     println!("one-way throughput            frames/s      MB/s");
-    for ((size, host), sock) in ring.throughput.iter().zip([sock_64, sock_4k]) {
+    let no_spin_rates = no_spin.throughput.iter().map(|(_, rate)| *rate);
+    for (((size, host), host0), sock) in ring
+        .throughput
+        .iter()
+        .zip(no_spin_rates)
+        .zip([sock_64, sock_4k])
+    {
         println!(
             "  {size:>5} B procs via host  {:>12.0} {:>9.1}",
             host,
             host * *size as f64 / 1e6
+        );
+        println!(
+            "  {size:>5} B host, no spin   {:>12.0} {:>9.1}",
+            host0,
+            host0 * *size as f64 / 1e6
         );
         println!(
             "  {size:>5} B Unix socket     {:>12.0} {:>9.1}",
@@ -110,7 +127,10 @@ fn main() {
     println!();
     println!("CPU seconds used during each host-path phase (wall seconds in brackets):");
     for line in &ring.cpu {
-        println!("  {line}");
+        println!("  poll_spin 20 us, {line}");
+    }
+    for line in &no_spin.cpu {
+        println!("  poll_spin 0,     {line}");
     }
     println!("idle: {}", ring.idle);
 }
@@ -144,7 +164,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn run_host_side(round_trips: u64, sizes: &[(usize, u64)]) -> HostFigures {
+fn run_host_side(round_trips: u64, sizes: &[(usize, u64)], poll_spin: Duration) -> HostFigures {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -154,7 +174,10 @@ fn run_host_side(round_trips: u64, sizes: &[(usize, u64)]) -> HostFigures {
         let (host, _serving) = Host::serve_processes(
             ProcessProcManager::builder(),
             Addr::tcp("127.0.0.1", 0).unwrap(),
-            HostConfig::default(),
+            HostConfig {
+                poll_spin,
+                ..HostConfig::default()
+            },
         )
         .await
         .expect("serving");

@@ -10,9 +10,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
-use hostmux_lifecycle::{ProcStatus, TerminalStatus};
+use hostmux_lifecycle::{ProcHandle as _, ProcStatus, TerminalStatus};
 use hostmux_wire::{
-    ControlErrorKind, ControlRequest, ControlResponse, ProcState, TerminateSummary,
+    ControlErrorKind, ControlRequest, ControlResponse, ProcCounters, ProcInfo, ProcState,
+    TerminateSummary,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -229,5 +230,57 @@ impl<M: SpawnByRequest> Host<M> {
                 })
             }
         }
+    }
+}
+
+impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
+    /// Every live proc and the most recent gone ones (up to 64), with pid,
+    /// state, uptime and counters: what `ps` shows and the control plane's
+    /// `List` answers.
+    pub async fn list(&self) -> Result<Vec<ProcInfo>, HostError> {
+        let stats = self.stats().await?;
+        let counters = |name: &str| {
+            stats
+                .proc(name)
+                .map(|p| ProcCounters {
+                    frames_in: p.frames_in,
+                    frames_out: p.frames_out,
+                    bytes_in: p.bytes_in,
+                    bytes_out: p.bytes_out,
+                    returned: p.returned_for.total(),
+                    inbound_used: p.inbound_used,
+                    inbound_capacity: p.inbound_capacity,
+                })
+                .unwrap_or_default()
+        };
+        let mut list = Vec::new();
+        {
+            let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, entry) in procs.iter() {
+                let (pid, state) = match &entry.handle {
+                    Some(handle) => (handle.pid(), live_state(&handle.status())),
+                    None => (None, hostmux_wire::ProcState::Starting),
+                };
+                list.push(ProcInfo {
+                    name: name.as_str().to_owned(),
+                    pid: pid.unwrap_or(0),
+                    state,
+                    uptime_ms: entry.started.map_or(0, |t| t.elapsed().as_millis() as u64),
+                    counters: counters(name.as_str()),
+                });
+            }
+        }
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
+        for proc in gone.iter().rev() {
+            list.push(ProcInfo {
+                name: proc.name.as_str().to_owned(),
+                pid: proc.pid.unwrap_or(0),
+                state: terminal_state(&proc.status),
+                uptime_ms: proc.uptime.as_millis() as u64,
+                counters: counters(proc.name.as_str()),
+            });
+        }
+        Ok(list)
     }
 }

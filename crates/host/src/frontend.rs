@@ -8,7 +8,11 @@
 use std::io;
 use std::os::unix::net::UnixListener;
 
-use hostmux_wire::FrameDecoder;
+use std::net::ToSocketAddrs;
+
+use hostmux_wire::{Addr, AddrKind, FrameDecoder};
+
+use crate::HostError;
 
 /// A bound, non-blocking listening socket from `std`.
 #[derive(Debug)]
@@ -50,4 +54,45 @@ pub(crate) trait Frontend: 'static {
     ) -> io::Result<(Self::Reader, Self::Writer)>;
     /// Dials another host.
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Self::Reader, Self::Writer)>;
+}
+
+/// Binds the frontend address (TCP, or a Unix path or abstract name),
+/// non-blocking; returns the listener and the address actually bound.
+pub(crate) fn bind(addr: &Addr) -> Result<(StdListener, Addr), HostError> {
+    let bind_error = |source| HostError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    match addr.kind() {
+        AddrKind::Tcp { host, port } => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let socket = (host, port)
+                .to_socket_addrs()
+                .map_err(bind_error)?
+                .next()
+                .ok_or_else(|| HostError::InvalidAddr {
+                    addr: addr.to_string(),
+                    reason: "host name resolves to no address".to_owned(),
+                })?;
+            let listener = std::net::TcpListener::bind(socket).map_err(bind_error)?;
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            let local = listener.local_addr().map_err(bind_error)?;
+            let bound = Addr::tcp(&local.ip().to_string(), local.port())?;
+            Ok((StdListener::Tcp(listener), bound))
+        }
+        AddrKind::UnixPath(path) => {
+            let listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            Ok((StdListener::Unix(listener), addr.clone()))
+        }
+        AddrKind::UnixAbstract(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let socket =
+                std::os::unix::net::SocketAddr::from_abstract_name(name).map_err(bind_error)?;
+            let listener =
+                std::os::unix::net::UnixListener::bind_addr(&socket).map_err(bind_error)?;
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            Ok((StdListener::Unix(listener), addr.clone()))
+        }
+    }
 }

@@ -1,26 +1,24 @@
 //! [`Host`] and [`ServeHandle`]: the control side, on the caller's runtime.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::ToSocketAddrs;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::{
-    BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, ProcessProcManager,
-    ProcessProcManagerBuilder, TerminalStatus, TerminateError, TerminateSummary,
+    BulkTerminate, ProcHandle, ProcManager, TerminalStatus, TerminateError, TerminateSummary,
 };
 use hostmux_ring::{Doorbell, RingError, SharedRing};
-use hostmux_wire::{Addr, AddrKind, AgentResponse, ProcCounters, ProcId, ProcInfo, ProcName};
+use hostmux_wire::{Addr, AgentResponse, ProcId, ProcName};
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use crate::config::{FrontendKind, HostConfig};
 use crate::dataplane::{ProcKey, Route, Table};
 use crate::epoll::Epoll;
-use crate::frontend::{Frontend, StdListener};
+use crate::frontend::{bind, Frontend, StdListener};
 use crate::io::{Command, Control, IoParts};
 use crate::process::SpawnByRequest;
 use crate::spec::{ChildRings, ProcSpec};
@@ -31,7 +29,7 @@ use crate::HostError;
 /// A host serving its procs behind one frontend address. Cheap to clone;
 /// all clones drive the same host.
 pub struct Host<M: ProcManager> {
-    inner: Arc<Inner<M>>,
+    pub(crate) inner: Arc<Inner<M>>,
 }
 
 impl<M: ProcManager> Clone for Host<M> {
@@ -56,18 +54,18 @@ pub(crate) struct Inner<M: ProcManager> {
     addr: Addr,
     service_name: ProcName,
     table: Arc<Table>,
-    control: Control,
+    pub(crate) control: Control,
     doorbell: Doorbell,
-    procs: Mutex<HashMap<ProcName, Entry<M::Handle>>>,
-    gone: Mutex<VecDeque<GoneProc>>,
+    pub(crate) procs: Mutex<HashMap<ProcName, Entry<M::Handle>>>,
+    pub(crate) gone: Mutex<VecDeque<GoneProc>>,
 }
 
-struct Entry<H> {
+pub(crate) struct Entry<H> {
     key: Option<ProcKey>,
-    handle: Option<H>,
+    pub(crate) handle: Option<H>,
     gone: Option<watch::Receiver<bool>>,
     /// When the manager started it.
-    started: Option<Instant>,
+    pub(crate) started: Option<Instant>,
     /// The I/O thread failed it (ring corruption) before its handle was
     /// stored: kill it as soon as the handle exists.
     failed: bool,
@@ -134,45 +132,6 @@ impl ServeHandle {
 impl Drop for ServeHandle {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn bind(addr: &Addr) -> Result<(StdListener, Addr), HostError> {
-    let bind_error = |source| HostError::Bind {
-        addr: addr.to_string(),
-        source,
-    };
-    match addr.kind() {
-        AddrKind::Tcp { host, port } => {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let socket = (host, port)
-                .to_socket_addrs()
-                .map_err(bind_error)?
-                .next()
-                .ok_or_else(|| HostError::InvalidAddr {
-                    addr: addr.to_string(),
-                    reason: "host name resolves to no address".to_owned(),
-                })?;
-            let listener = std::net::TcpListener::bind(socket).map_err(bind_error)?;
-            listener.set_nonblocking(true).map_err(bind_error)?;
-            let local = listener.local_addr().map_err(bind_error)?;
-            let bound = Addr::tcp(&local.ip().to_string(), local.port())?;
-            Ok((StdListener::Tcp(listener), bound))
-        }
-        AddrKind::UnixPath(path) => {
-            let listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
-            listener.set_nonblocking(true).map_err(bind_error)?;
-            Ok((StdListener::Unix(listener), addr.clone()))
-        }
-        AddrKind::UnixAbstract(name) => {
-            use std::os::linux::net::SocketAddrExt;
-            let socket =
-                std::os::unix::net::SocketAddr::from_abstract_name(name).map_err(bind_error)?;
-            let listener =
-                std::os::unix::net::UnixListener::bind_addr(&socket).map_err(bind_error)?;
-            listener.set_nonblocking(true).map_err(bind_error)?;
-            Ok((StdListener::Unix(listener), addr.clone()))
-        }
     }
 }
 
@@ -328,34 +287,6 @@ impl<M: SpawnByRequest> Host<M> {
             jobs,
         ));
         Ok((Host { inner }, handle))
-    }
-}
-
-impl Host<ProcessProcManager> {
-    /// Serves OS-process procs: builds the manager from `builder` with a
-    /// polite-stop hook that asks a proc's agent to stop (an
-    /// `AgentRequest::Stop` written into its inbound ring, behind the frames
-    /// already there) whenever the lifecycle escalation starts, then
-    /// [`Host::serve`]s. [`Host::terminate_proc`] and
-    /// [`Host::terminate_children`] send that stop themselves, so the hook
-    /// matters for terminates that go to the manager directly.
-    pub async fn serve_processes(
-        builder: ProcessProcManagerBuilder,
-        addr: Addr,
-        config: HostConfig,
-    ) -> Result<(Self, ServeHandle), HostError> {
-        let slot: Arc<OnceLock<Control>> = Arc::new(OnceLock::new());
-        let hook_slot = slot.clone();
-        let hook: PoliteStopHook = Arc::new(move |name: &ProcName| {
-            if let Some(control) = hook_slot.get() {
-                let _ = control.send(Command::AgentStopName(name.clone()));
-            }
-            Box::pin(async {})
-        });
-        let manager = builder.polite_stop(hook).build();
-        let (host, serving) = Self::serve(manager, addr, config).await?;
-        let _ = slot.set(host.inner.control.try_clone()?);
-        Ok((host, serving))
     }
 }
 
@@ -770,56 +701,6 @@ impl<M: ProcManager + 'static> Host<M> {
         wait_gone(gone).await;
         tracing::info!(proc = %name, %status, "proc killed");
         Ok(status)
-    }
-
-    /// Every live proc and the most recent gone ones (up to 64), with pid,
-    /// state, uptime and counters: what `ps` shows and the control plane's
-    /// `List` answers.
-    pub async fn list(&self) -> Result<Vec<ProcInfo>, HostError> {
-        let stats = self.stats().await?;
-        let counters = |name: &str| {
-            stats
-                .proc(name)
-                .map(|p| ProcCounters {
-                    frames_in: p.frames_in,
-                    frames_out: p.frames_out,
-                    bytes_in: p.bytes_in,
-                    bytes_out: p.bytes_out,
-                    returned: p.returned_for.total(),
-                    inbound_used: p.inbound_used,
-                    inbound_capacity: p.inbound_capacity,
-                })
-                .unwrap_or_default()
-        };
-        let mut list = Vec::new();
-        {
-            let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-            for (name, entry) in procs.iter() {
-                let (pid, state) = match &entry.handle {
-                    Some(handle) => (handle.pid(), crate::control::live_state(&handle.status())),
-                    None => (None, hostmux_wire::ProcState::Starting),
-                };
-                list.push(ProcInfo {
-                    name: name.as_str().to_owned(),
-                    pid: pid.unwrap_or(0),
-                    state,
-                    uptime_ms: entry.started.map_or(0, |t| t.elapsed().as_millis() as u64),
-                    counters: counters(name.as_str()),
-                });
-            }
-        }
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        let gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
-        for proc in gone.iter().rev() {
-            list.push(ProcInfo {
-                name: proc.name.as_str().to_owned(),
-                pid: proc.pid.unwrap_or(0),
-                state: crate::control::terminal_state(&proc.status),
-                uptime_ms: proc.uptime.as_millis() as u64,
-                counters: counters(proc.name.as_str()),
-            });
-        }
-        Ok(list)
     }
 
     /// The pid of a live proc.
