@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hostmux_host::ProcessProc;
-use hostmux_proc::{BatchRecv, BootOptions, ProcError};
+use hostmux_proc::{BatchRecv, BootOptions, ProcError, Recv};
 
 /// The port a benchmark client uses to ask a sink proc how many frames it has
 /// counted; the sink answers with the count as 8 little-endian bytes. Every
@@ -28,7 +28,7 @@ pub(crate) enum ProcMode {
     Echo,
     /// Counts and discards; answers a frame on [`SINK_COUNT_PORT`] with the count.
     Sink,
-    /// Reports ready, then ignores SIGTERM and never receives.
+    /// Ignores SIGTERM and the agent's stop: only SIGKILL ends it.
     IgnoreTerm,
 }
 
@@ -80,13 +80,21 @@ pub(crate) fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
                 Arc::new(AtomicBool::new(false)),
             )
             .context("installing a SIGTERM handler")?;
-            let _proc = hostmux_proc::boot_with(BootOptions {
+            let mut proc = hostmux_proc::boot_with(BootOptions {
                 handle_signals: false,
                 ..BootOptions::default()
             })
             .context("booting the ignore-term proc")?;
+            // Receive (so the agent answers the host's readiness ping) and
+            // drop messages; when asked to stop, stop receiving and wait
+            // for SIGKILL.
             loop {
-                std::thread::park();
+                match proc.recv_timeout(Duration::from_secs(3600))? {
+                    Recv::Stopped | Recv::Closed => loop {
+                        std::thread::park();
+                    },
+                    _ => {}
+                }
             }
         }
     }

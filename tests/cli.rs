@@ -1,4 +1,4 @@
-//! The `hostmux` binary answers `--help` and `--version`.
+//! The `hostmux` binary: help, version, usage errors and exit codes.
 
 use std::process::Command;
 
@@ -18,20 +18,71 @@ fn version_flag_prints_the_package_version() {
 }
 
 #[test]
-fn help_flag_explains_what_hostmux_is() {
+fn help_lists_every_subcommand_and_the_exit_codes() {
     let output = hostmux().arg("--help").output().expect("run hostmux");
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
     assert!(stdout.contains("frontend address"), "help text: {stdout}");
+    for command in [
+        "serve", "spawn", "ps", "stop", "kill", "send", "stats", "demo", "bench",
+    ] {
+        assert!(
+            stdout.contains(&format!("  {command} ")),
+            "{command} missing from help: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("3  host unreachable"),
+        "exit codes: {stdout}"
+    );
+    assert!(!stdout.contains("__proc"), "hidden modes must stay hidden");
 }
 
 #[test]
-fn unknown_flag_is_an_error_with_usage() {
+fn unknown_flag_is_a_usage_error_with_exit_code_2() {
     let output = hostmux()
         .arg("--no-such-flag")
         .output()
         .expect("run hostmux");
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).expect("utf-8");
     assert!(stderr.contains("Usage"), "stderr: {stderr}");
+}
+
+#[test]
+fn ps_without_a_host_exits_3_and_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = hostmux()
+        .arg("ps")
+        .arg("--control-socket")
+        .arg(dir.path().join("none.sock"))
+        .output()
+        .expect("run hostmux");
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert!(stderr.contains("none.sock"), "stderr: {stderr}");
+    assert!(stderr.contains("hostmux serve"), "stderr: {stderr}");
+}
+
+#[test]
+fn send_without_a_frontend_exits_3() {
+    // Port 1 on loopback: nothing listens there.
+    let output = hostmux()
+        .args(["send", "echo", "hi", "--frontend", "tcp:127.0.0.1:1"])
+        .output()
+        .expect("run hostmux");
+    assert_eq!(output.status.code(), Some(3));
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = hostmux()
+        .args(["serve", "--frontend", "tcp:0.0.0.0:0", "--control-socket"])
+        .arg(dir.path().join("c.sock"))
+        .output()
+        .expect("run hostmux");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert!(stderr.contains("--token-file"), "stderr: {stderr}");
 }

@@ -1,0 +1,170 @@
+//! `hostmux serve` in a subprocess, driven by the other subcommands: spawn
+//! an echo proc, list it, send to it, stop it, and shut the host down with
+//! SIGTERM. Every wait is on a real event with a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn hostmux() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hostmux"))
+}
+
+/// A `hostmux serve` child; SIGKILLed if the test fails half-way.
+struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    frontend: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn start(socket: &Path) -> Served {
+        // Let the kernel pick a free port: bind, read it, release it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let frontend = format!("tcp:127.0.0.1:{port}");
+        let mut child = hostmux()
+            .args(["serve", "--frontend", &frontend, "--shutdown-grace", "2s"])
+            .arg("--control-socket")
+            .arg(socket)
+            .env("HOSTMUX_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hostmux serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let served = Served {
+            child,
+            lines,
+            frontend,
+        };
+        served.wait_for_line("hostmux serving on");
+        served
+    }
+
+    fn wait_for_line(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(DEADLINE)
+                .unwrap_or_else(|e| panic!("no line containing {needle:?} from serve: {e}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+fn run(socket: &Path, args: &[&str]) -> Output {
+    hostmux()
+        .args(args)
+        .env("HOSTMUX_CONTROL_SOCKET", socket)
+        .output()
+        .expect("run hostmux")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "status {:?}, stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8")
+}
+
+#[test]
+fn serve_spawn_ps_send_stop_and_sigterm_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("control.sock");
+    let mut served = Served::start(&socket);
+    let exe = env!("CARGO_BIN_EXE_hostmux");
+
+    let spawned = stdout(&run(
+        &socket,
+        &["spawn", "echo", "--", exe, "__proc", "echo"],
+    ));
+    assert!(spawned.contains("spawned echo"), "{spawned}");
+
+    // A duplicate name is refused with exit code 4.
+    let duplicate = run(&socket, &["spawn", "echo", "--", exe, "__proc", "echo"]);
+    assert_eq!(duplicate.status.code(), Some(4));
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&socket, &["ps", "--json"]))).expect("json");
+    let procs = listed.as_array().expect("array");
+    assert_eq!(procs.len(), 1, "{listed}");
+    assert_eq!(procs[0]["name"], "echo");
+    assert_eq!(procs[0]["state"], "ready");
+    assert!(procs[0]["pid"].as_u64().unwrap() > 0);
+
+    let reply = stdout(&run(
+        &socket,
+        &[
+            "send",
+            "echo",
+            "hello hostmux",
+            "--frontend",
+            &served.frontend,
+        ],
+    ));
+    assert_eq!(reply.trim(), "hello hostmux");
+
+    let missing = run(
+        &socket,
+        &["send", "nope", "x", "--frontend", &served.frontend],
+    );
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NoSuchProc"));
+
+    let table = stdout(&run(&socket, &["stats", "echo"]));
+    assert!(table.contains("echo"), "{table}");
+
+    let stopped = stdout(&run(&socket, &["stop", "echo", "--timeout", "2s"]));
+    assert_eq!(stopped.trim(), "echo: exited(0)");
+    let again = run(&socket, &["stop", "echo"]);
+    assert_eq!(again.status.code(), Some(4), "a gone proc is refused");
+
+    // A stubborn proc is still there at shutdown: SIGTERM stops the host,
+    // which terminates it (SIGKILL after the grace) and reports it.
+    stdout(&run(
+        &socket,
+        &["spawn", "stubborn", "--", exe, "__proc", "ignore-term"],
+    ));
+    let pid = i32::try_from(served.child.id()).unwrap();
+    assert_eq!(send_sigterm(pid), 0, "signal the host");
+    served.wait_for_line("terminate summary: attempted=1 ok=1 failed=0");
+    let status = served.child.wait().expect("wait for serve");
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the control socket is removed at exit");
+}
+
+/// SIGTERM through the `kill` command (no unsafe `libc::kill` needed).
+fn send_sigterm(pid: i32) -> i32 {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .map(|s| s.code().unwrap_or(-1))
+        .unwrap_or(-1)
+}
