@@ -155,11 +155,9 @@ fn uptime(ms: u64) -> String {
 
 fn ring_use(info: &ProcInfo) -> String {
     let c = &info.counters;
-    if c.inbound_capacity == 0 {
-        "-".into()
-    } else {
-        format!("{}%", c.inbound_used * 100 / c.inbound_capacity)
-    }
+    (c.inbound_used * 100)
+        .checked_div(c.inbound_capacity)
+        .map_or_else(|| "-".into(), |percent| format!("{percent}%"))
 }
 
 /// `ps` as JSON: one object per proc.
