@@ -15,16 +15,46 @@
 //!
 //! # Main types
 //!
-//! * [`Host`]: [`Host::serve`], [`Host::spawn`], [`Host::terminate_proc`],
-//!   [`Host::terminate_children`], [`Host::stats`]; [`ServeHandle`] keeps it
-//!   serving (drop or [`ServeHandle::shutdown`] stops it).
-//! * [`HostConfig`] / [`FrontendKind`]: limits, token, timeouts, ring sizes.
-//! * [`ProcSpec`]: how a proc receives its rings ([`ChildRings`]); [`LocalProc`]
-//!   for in-process procs; [`ProcEndpoint`] is a proc's attached view.
+//! * [`Host`]: [`Host::serve`] (any manager), [`Host::serve_processes`] (OS
+//!   procs, with the agent stop hook), [`Host::spawn`],
+//!   [`Host::terminate_proc`], [`Host::kill_proc`],
+//!   [`Host::terminate_children`], [`Host::list`], [`Host::stats`],
+//!   [`Host::handle_control`]; [`ServeHandle`] keeps it serving (drop or
+//!   [`ServeHandle::shutdown`] stops it).
+//! * [`HostConfig`] / [`FrontendKind`]: limits, token, control socket,
+//!   timeouts, ring sizes, the I/O thread's spin.
+//! * [`ProcSpec`]: how a proc receives its rings ([`ChildRings`]);
+//!   [`ProcessProc`] for OS processes (the `hostmux-proc` boot protocol),
+//!   [`LocalProc`] for in-process procs; [`ProcEndpoint`] is an in-process
+//!   proc's attached view. [`SpawnByRequest`]: how a control-plane `Spawn`
+//!   becomes a spec.
+//! * [`Client`] (data plane) and [`ControlClient`] (control plane): tokio
+//!   clients of a host.
 //! * [`HostStats`], [`ProcStats`], [`ConnStats`]: counters with
 //!   `accepted = delivered + returned` per connection and per proc.
 //! * [`encode_hello`] / [`is_hello_ack`]: the connection hello.
 //! * [`HostError`]: the crate's one error enum.
+//!
+//! # OS procs and the control plane
+//!
+//! A [`ProcessProc`] is spawned by the lifecycle crate's
+//! `ProcessProcManager` with its ring memfds and both doorbells as
+//! inherited fds (`hostmux_proc::protocol::child_config`). It is ready once
+//! it wrote its ready record *and* its agent answered a ping the host wrote
+//! into its inbound ring (answers come back on `AGENT_PORT` and are taken by
+//! the host, not the service proc). Terminating it writes the agent's `Stop`
+//! behind the frames already in its ring, closes the ring, and lets the
+//! lifecycle escalate (SIGTERM, then SIGKILL after the grace). A proc that
+//! exits for any cause is unbound, its unread frames are returned
+//! `ProcExited`, its rings are unmapped, and its terminal status stays in
+//! [`Host::list`] (the last 64).
+//!
+//! Control requests (spawn, terminate, kill, list, stats, terminate-all) are
+//! carried out only for privileged connections: the control socket
+//! ([`HostConfig::control_socket`], mode 0600, peer uid checked with
+//! `SO_PEERCRED`) or a frontend connection that presented the host's token.
+//! Others get `ControlResponse::Error { kind: Unauthorized, .. }`. See
+//! `docs/operations.md`.
 //!
 //! # How it is built
 //!
@@ -45,6 +75,16 @@
 //! makes a system call to wake anybody, and an idle host sleeps in one
 //! `epoll_wait` whatever the number of procs. The same doorbell carries
 //! "space available" for a full inbound ring.
+//!
+//! After a wake-up the I/O thread keeps polling the rings for
+//! [`HostConfig::poll_spin`] (20 µs, yielding the CPU between looks) before
+//! it sleeps again, so a proc that answers within that time costs no
+//! wake-up; an idle host is never woken and never spins.
+//!
+//! A proc's ring is memory the proc can rewrite at any time, so the host
+//! copies each record's prefix and routing header into a host-local,
+//! 16-aligned buffer, validates and routes from that copy, and copies only
+//! the payload ring to ring (still one copy of the payload, no allocation).
 //!
 //! # Key design decision: block the reader, not the host
 //!
@@ -81,12 +121,8 @@
 //!
 //! # Not yet
 //!
-//! OS-process specs (the [`ProcSpec`] seam is there); inbound ring occupancy
-//! (the ring crate exposes no occupancy yet, so
-//! [`ProcStats::inbound_high_water`] stays 0); registered buffers and
-//! multishot operations on io_uring. Spawn, terminate and kill through the
-//! service proc are refused (they belong to the authenticated control
-//! socket); `Stats` and `List` are answered.
+//! Registered buffers and multishot operations on io_uring; end-to-end
+//! acknowledgement of frames already written to a link to another host.
 //!
 //! # Example
 //!
