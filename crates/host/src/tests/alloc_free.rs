@@ -81,6 +81,22 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
     let proc_key = dp.add_proc(echo.clone(), host_in, memfd, host_out);
     dp.mark_ready(proc_key, false);
     table.insert(echo, Route::Proc(proc_key)).unwrap();
+    // A second proc that the echo also forwards to (the proc-to-proc path).
+    let peer_in = SharedRing::create(1 << 16).unwrap();
+    let peer_memfd = peer_in.memfd().try_clone_to_owned().unwrap();
+    let (host_peer_in, mut peer_consumer) = peer_in.split().unwrap();
+    let (_peer_out, host_peer_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
+    let peer = ProcName::new("peer").unwrap();
+    let peer_key = dp.add_proc(peer.clone(), host_peer_in, peer_memfd, host_peer_out);
+    dp.mark_ready(peer_key, false);
+    table.insert(peer, Route::Proc(peer_key)).unwrap();
+    let forward_header = FrameHeader {
+        sender: Sender::Proc {
+            addr: "",
+            name: "echo",
+        },
+        ..FrameHeader::data("peer", 3)
+    };
     let conn = dp
         .add_conn(
             ProcName::new("client").unwrap(),
@@ -130,18 +146,32 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
         )
         .unwrap();
         slot.commit();
+        let len = hostmux_wire::encoded_len(&forward_header, 100);
+        let mut slot = proc_out.try_reserve(len).unwrap();
+        encode_frame(&mut slot, &forward_header, &[9; 100], &Default::default()).unwrap();
+        slot.commit();
         proc_out.publish().unwrap();
         proc_in.release().unwrap();
         // The host drains the reply to the client's queue.
         to_drain.clear();
         dp.poll_doorbell(&mut to_drain);
-        assert_eq!(to_drain.len(), 1);
+        assert!(to_drain.contains(&proc_key));
         for &key in &to_drain {
             dp.drain_outbound(key, now);
         }
         assert_eq!(dp.take_outbox(conn, &mut written), Outbox::Bytes);
         assert!(!written.is_empty());
         written.clear();
+        // The forward reached the peer's ring, validated and re-framed.
+        let record = peer_consumer
+            .peek()
+            .unwrap()
+            .expect("forward in the peer's ring");
+        assert_eq!(
+            decode_frame(record, &Default::default()).unwrap().payload(),
+            &[9; 100]
+        );
+        peer_consumer.release().unwrap();
     };
 
     for _ in 0..64 {
