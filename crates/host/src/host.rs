@@ -491,13 +491,20 @@ impl<M: ProcManager + 'static> Host<M> {
             }
             return Err((Some(key), e));
         }
+        // Wait until the I/O thread delivers to it: a frame sent once
+        // `spawn` returned must not come back `NotReady`.
+        let (done, marked) = oneshot::channel();
         inner
             .control
             .send(Command::MarkReady {
                 key,
                 agent: pings_agent,
+                done,
             })
             .map_err(|e| (Some(key), e))?;
+        marked
+            .await
+            .map_err(|_| (Some(key), HostError::IoThreadGone))?;
         let (gone_tx, gone_rx) = watch::channel(false);
         self.with_entry(name, |entry| entry.gone = Some(gone_rx));
         let weak: Weak<Inner<M>> = Arc::downgrade(&self.inner);

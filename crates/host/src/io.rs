@@ -44,9 +44,11 @@ pub(crate) enum Command {
         outbound: Consumer,
         reply: oneshot::Sender<ProcKey>,
     },
+    /// The proc is ready; `done` once frames to it are delivered.
     MarkReady {
         key: ProcKey,
         agent: bool,
+        done: oneshot::Sender<()>,
     },
     /// Ping the proc's agent; the answer goes to `reply`.
     AgentPing {
@@ -190,7 +192,10 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
                     let key = dp.add_proc(name, inbound, inbound_memfd, outbound);
                     let _ = reply.send(key);
                 }
-                Command::MarkReady { key, agent } => dp.mark_ready(key, agent),
+                Command::MarkReady { key, agent, done } => {
+                    dp.mark_ready(key, agent);
+                    let _ = done.send(());
+                }
                 Command::AgentPing { key, reply } => {
                     // The reply is matched by message id; the nonce is echoed only.
                     let nonce = 0x686d_7069_6e67;

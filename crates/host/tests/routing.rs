@@ -242,7 +242,7 @@ async fn control_requests_over_the_data_plane_need_the_token(kind: FrontendKind)
     host.spawn("asker", asker).await.unwrap();
     client.send("asker", 1, b"ask").await;
     let relayed = client.recv().await;
-    assert_eq!(relayed.sender, "asker");
+    assert_eq!(relayed.sender, "asker", "{relayed:?}");
     let response = ControlResponse::decode(&aligned(&relayed.payload)).unwrap();
     assert!(is_unauthorized(&response), "{response:?}");
     // Nothing changed, and the refusals were counted as delivered answers.
