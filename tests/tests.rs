@@ -1,5 +1,6 @@
 //! All of hostmux's integration tests, built into one test binary.
 
+mod bench;
 mod cli;
 mod demo;
 mod serve;

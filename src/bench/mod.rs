@@ -75,11 +75,15 @@ pub(crate) enum Mode {
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
     /// How long each one-way throughput measurement runs.
-    #[arg(long, default_value = "1500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub(crate) duration: Duration,
     /// How long each round-trip measurement runs.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "700ms", value_parser = parse_duration)]
     pub(crate) rr_duration: Duration,
+    /// Rounds over every measurement (interleaved, so a noisy moment hits
+    /// every system alike); each figure reported is the median of its rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub(crate) repeat: u32,
     /// Payload sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64,4096,1048576")]
     pub(crate) sizes: Vec<usize>,
@@ -176,6 +180,13 @@ pub(crate) struct Measurement {
     pub(crate) p50_ns: u64,
     pub(crate) p99_ns: u64,
     pub(crate) p999_ns: u64,
+    /// Rounds this figure is the median of.
+    #[serde(default = "one")]
+    pub(crate) rounds: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// What the load generator reports (CPU of its own process only).
@@ -196,51 +207,99 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let exe = std::env::current_exe().context("finding the hostmux binary")?;
     let mut results = Vec::new();
-    let total = args.sizes.len() * args.systems.len() * 2;
+    let total = args.sizes.len() * args.systems.len() * 2 * args.repeat as usize;
     let mut done = 0;
-    for &size in &args.sizes {
-        for &system in &args.systems {
-            for (mode, duration) in [(Mode::Oneway, args.duration), (Mode::Rr, args.rr_duration)] {
-                done += 1;
-                let step = format!("[{done}/{total}] {} {size} B {mode:?}", system.label());
-                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                    eprint!("\r{step:<60}");
-                } else {
-                    eprintln!("{step}");
-                }
-                let spec = RunSpec {
-                    system,
-                    mode,
-                    size,
-                    duration,
-                };
-                let output = Command::new(&exe)
-                    .arg("__bench")
-                    .arg("serve")
-                    .args(spec.to_args())
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .context("running a benchmark worker")?;
-                if !output.status.success() {
-                    bail!(
+    for _round in 0..args.repeat {
+        for &size in &args.sizes {
+            for &system in &args.systems {
+                for (mode, duration) in
+                    [(Mode::Oneway, args.duration), (Mode::Rr, args.rr_duration)]
+                {
+                    done += 1;
+                    let step = format!("[{done}/{total}] {} {size} B {mode:?}", system.label());
+                    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                        eprint!("\r{step:<60}");
+                    } else {
+                        eprintln!("{step}");
+                    }
+                    let spec = RunSpec {
+                        system,
+                        mode,
+                        size,
+                        duration,
+                    };
+                    let output = Command::new(&exe)
+                        .arg("__bench")
+                        .arg("serve")
+                        .args(spec.to_args())
+                        .stdin(Stdio::null())
+                        .stderr(Stdio::inherit())
+                        .output()
+                        .context("running a benchmark worker")?;
+                    if !output.status.success() {
+                        bail!(
                         "benchmark worker {} {size} B {mode:?} failed ({}); rerun with HOSTMUX_LOG=debug to see why",
                         system.label(),
                         output.status
                     );
+                    }
+                    let line = String::from_utf8_lossy(&output.stdout);
+                    let measurement: Measurement = serde_json::from_str(line.trim())
+                        .with_context(|| format!("worker printed no result: {line:?}"))?;
+                    results.push(measurement);
                 }
-                let line = String::from_utf8_lossy(&output.stdout);
-                let measurement: Measurement = serde_json::from_str(line.trim())
-                    .with_context(|| format!("worker printed no result: {line:?}"))?;
-                results.push(measurement);
             }
         }
     }
     eprintln!();
+    let results = medians(&results);
     print!("{}", report::table(&results));
     let written = report::write(&args.results, &results)?;
     println!("results written to {}", written.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// One measurement per (system, mode, size): each field the median of the
+/// rounds (fields separately, so a figure is always a measured value or the
+/// midpoint of two).
+fn medians(rounds: &[Measurement]) -> Vec<Measurement> {
+    let mut out: Vec<Measurement> = Vec::new();
+    for m in rounds {
+        if out
+            .iter()
+            .any(|o| o.system == m.system && o.mode == m.mode && o.size == m.size)
+        {
+            continue;
+        }
+        let same: Vec<&Measurement> = rounds
+            .iter()
+            .filter(|o| o.system == m.system && o.mode == m.mode && o.size == m.size)
+            .collect();
+        let median = |f: fn(&Measurement) -> f64| {
+            let mut v: Vec<f64> = same.iter().map(|m| f(m)).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        out.push(Measurement {
+            frames: median(|m| m.frames as f64) as u64,
+            returned: same.iter().map(|m| m.returned).sum(),
+            secs: median(|m| m.secs),
+            frames_per_sec: median(|m| m.frames_per_sec),
+            gb_per_sec: median(|m| m.gb_per_sec),
+            cpu_ns_per_frame: median(|m| m.cpu_ns_per_frame),
+            p50_ns: median(|m| m.p50_ns as f64) as u64,
+            p99_ns: median(|m| m.p99_ns as f64) as u64,
+            p999_ns: median(|m| m.p999_ns as f64) as u64,
+            rounds: same.len() as u32,
+            ..m.clone()
+        });
+    }
+    out
 }
 
 pub(crate) fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
@@ -283,6 +342,30 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         assert!(cpu_ticks("self").unwrap() > before);
+    }
+
+    #[test]
+    fn medians_are_taken_per_field_over_the_rounds() {
+        let round = |fps: f64, p50: u64| Measurement {
+            system: System::Uring,
+            mode: Mode::Oneway,
+            size: 64,
+            frames: 10,
+            returned: 0,
+            secs: 1.0,
+            frames_per_sec: fps,
+            gb_per_sec: 0.0,
+            cpu_ns_per_frame: 1.0,
+            p50_ns: p50,
+            p99_ns: 0,
+            p999_ns: 0,
+            rounds: 1,
+        };
+        let merged = medians(&[round(1.0, 30), round(9.0, 10), round(5.0, 20)]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].frames_per_sec, 5.0);
+        assert_eq!(merged[0].p50_ns, 20);
+        assert_eq!(merged[0].rounds, 3);
     }
 
     #[test]

@@ -28,6 +28,11 @@ fn size_label(size: usize) -> String {
 /// The side-by-side table, with ratios to loopback TCP and the targets.
 pub(crate) fn table(results: &[Measurement]) -> String {
     let mut out = String::new();
+    let rounds = results.iter().map(|m| m.rounds).max().unwrap_or(1);
+    let _ = writeln!(
+        out,
+        "one-way: frames/s and GB/s of payload, CPU = user+sys of client, host and proc per frame; round trip one frame at a time; medians of {rounds} round(s)"
+    );
     for size in sizes(results) {
         let tcp = find(results, System::Tcp, Mode::Oneway, size);
         let _ = writeln!(out, "\npayload {}:", size_label(size));
@@ -261,6 +266,7 @@ mod tests {
             p50_ns: p50,
             p99_ns: p50,
             p999_ns: p50,
+            rounds: 1,
         }
     }
 

@@ -169,6 +169,7 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
         p50_ns: result.p50_ns,
         p99_ns: result.p99_ns,
         p999_ns: result.p999_ns,
+        rounds: 1,
     })
 }
 
