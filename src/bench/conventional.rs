@@ -1,6 +1,6 @@
 //! Baseline (4): the conventional design the benchmark compares against.
 //!
-//! A tokio host (epoll, one I/O thread, like hostmux's one I/O thread) reads
+//! A tokio host (epoll; tokio's multi-thread runtime, 2 workers) reads
 //! length-prefixed envelopes from its client, **deserialises** each one with
 //! serde + bincode 1.x into an owned [`Envelope`], looks its destination up,
 //! **serialises** it again and forwards it through a channel to the task
