@@ -115,8 +115,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let (name, status, after) = watcher.await.context("a watcher panicked")?;
         let status = status.with_context(|| format!("waiting for proc {name}"))?;
         let how = match &status {
-            TerminalStatus::Exited { code: 0 } => "stopped politely (agent stop + SIGTERM)".to_owned(),
-            TerminalStatus::Signaled { signal: 9, .. } => {
+            TerminalStatus::Exited { code: 0 } => {
+                "stopped politely (agent stop + SIGTERM)".to_owned()
+            }
+            TerminalStatus::Signaled {
+                signal: libc::SIGKILL,
+                ..
+            } => {
                 escalated += 1;
                 "ignored SIGTERM → SIGKILL after the grace".to_owned()
             }
