@@ -164,6 +164,13 @@ pub(crate) struct ControlArgs {
     /// The host's control socket (Unix, mode 0600).
     #[arg(long, env = "HOSTMUX_CONTROL_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
     pub(crate) control_socket: PathBuf,
+    /// Reach the control plane through this TCP frontend (tcp:HOST:PORT)
+    /// instead of the control socket; needs --control-token-file.
+    #[arg(long, value_name = "ADDR", requires = "control_token_file")]
+    pub(crate) control_tcp: Option<String>,
+    /// File holding the host's token, for --control-tcp.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) control_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -172,8 +179,9 @@ pub(crate) struct ServeArgs {
     /// address needs --token-file.
     #[arg(long, default_value = DEFAULT_FRONTEND)]
     pub(crate) frontend: String,
-    #[command(flatten)]
-    pub(crate) control: ControlArgs,
+    /// Where to create the control socket (Unix, mode 0600, removed at exit).
+    #[arg(long, env = "HOSTMUX_CONTROL_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub(crate) control_socket: PathBuf,
     /// File holding the token clients (and TCP control clients) must present.
     #[arg(long)]
     pub(crate) token_file: Option<PathBuf>,

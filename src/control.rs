@@ -13,21 +13,40 @@ use hostmux_host::{ControlClient, HostError};
 use hostmux_wire::{ControlErrorKind, EnvVar, ProcInfo, ProcState, SpawnRequest};
 use serde_json::json;
 
-use crate::cli::{CliError, KillArgs, PsArgs, SpawnArgs, StatsArgs, StopArgs};
+use crate::cli::{CliError, ControlArgs, KillArgs, PsArgs, SpawnArgs, StatsArgs, StopArgs};
 use crate::format::{self, Table};
 
-/// Runs `f` with a control client on a small single-threaded runtime.
+/// Runs `f` with a control client on a small single-threaded runtime:
+/// through the control socket, or through a TCP frontend with the token.
 fn with_client<T>(
-    socket: &Path,
+    target: &ControlArgs,
     f: impl AsyncFnOnce(&mut ControlClient) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    let token = match &target.control_tcp {
+        Some(_) => {
+            let token = crate::send::read_token(target.control_token_file.as_deref())?;
+            Some(
+                String::from_utf8(token)
+                    .map_err(|_| CliError::usage("the token file must hold UTF-8 text"))?,
+            )
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut client = ControlClient::connect_unix(socket)
-            .await
-            .map_err(|e| unreachable(socket, e))?;
+        let mut client = match (&target.control_tcp, token) {
+            (Some(addr), Some(token)) => {
+                let host_port = addr.strip_prefix("tcp:").unwrap_or(addr);
+                ControlClient::connect_tcp(host_port, &token)
+                    .await
+                    .map_err(|e| unreachable(Path::new(addr), e))?
+            }
+            _ => ControlClient::connect_unix(&target.control_socket)
+                .await
+                .map_err(|e| unreachable(&target.control_socket, e))?,
+        };
         f(&mut client).await
     })
 }
@@ -42,7 +61,7 @@ fn unreachable(socket: &Path, error: HostError) -> anyhow::Error {
         }
     };
     CliError::unreachable(format!(
-        "cannot reach the host's control socket {} ({error}); {hint}",
+        "cannot reach the host's control plane at {} ({error}); {hint}",
         socket.display()
     ))
     .into()
@@ -105,7 +124,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
         outbound_ring_bytes: 0,
         ready_timeout_ms: args.ready_timeout.as_millis() as u64,
     };
-    let pid = with_client(&args.control.control_socket, async |client| {
+    let pid = with_client(&args.control, async |client| {
         client
             .spawn(request)
             .await
@@ -186,7 +205,7 @@ pub(crate) fn ps_json(procs: &[ProcInfo]) -> serde_json::Value {
 }
 
 pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
-    let procs = with_client(&args.control.control_socket, async |client| {
+    let procs = with_client(&args.control, async |client| {
         client.list().await.map_err(|e| refused("listing procs", e))
     })?;
     if args.json {
@@ -231,7 +250,7 @@ fn print_stopped(name: &str, state: &ProcState) -> ExitCode {
 }
 
 pub(crate) fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
-    let state = with_client(&args.control.control_socket, async |client| {
+    let state = with_client(&args.control, async |client| {
         client
             .terminate(&args.name, args.timeout.as_millis() as u64)
             .await
@@ -241,7 +260,7 @@ pub(crate) fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
-    let state = with_client(&args.control.control_socket, async |client| {
+    let state = with_client(&args.control, async |client| {
         client
             .kill(&args.name)
             .await
@@ -287,7 +306,7 @@ fn stats_table(now: &[ProcInfo], before: Option<(&[ProcInfo], Duration)>) -> Str
 
 pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.clone();
-    with_client(&args.control.control_socket, async |client| {
+    with_client(&args.control, async |client| {
         let what = "reading stats";
         let mut before: Option<(Vec<ProcInfo>, Instant)> = None;
         loop {

@@ -52,7 +52,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         inbound_ring_bytes: args.inbound_ring_bytes,
         outbound_ring_bytes: args.outbound_ring_bytes,
         frontend: args.frontend_kind.into(),
-        control_socket: Some(args.control.control_socket.clone()),
+        control_socket: Some(args.control_socket.clone()),
         ..HostConfig::default()
     })
 }
@@ -65,7 +65,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ))
     })?;
     let config = host_config(&args)?;
-    if let Some(dir) = args.control.control_socket.parent() {
+    if let Some(dir) = args.control_socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
             CliError::usage(format!(
                 "cannot create {} for the control socket ({e}); pass --control-socket PATH in a writable directory",
@@ -95,7 +95,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "hostmux serving on {} ({:?} frontend), control socket {}; stop with SIGTERM or Ctrl-C",
         host.addr(),
         serving.frontend(),
-        args.control.control_socket.display()
+        args.control_socket.display()
     );
     notify_systemd("READY=1");
 

@@ -3,6 +3,7 @@
 //! SIGTERM. Every wait is on a real event with a deadline.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -19,6 +20,8 @@ struct Served {
     child: Child,
     lines: mpsc::Receiver<String>,
     frontend: String,
+    /// Where `serve` sends its sd_notify datagrams.
+    notify: UnixDatagram,
 }
 
 impl Drop for Served {
@@ -29,7 +32,12 @@ impl Drop for Served {
 }
 
 impl Served {
-    fn start(socket: &Path) -> Served {
+    fn start(socket: &Path, token_file: &Path) -> Served {
+        let notify_path = socket.with_file_name("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+        notify
+            .set_read_timeout(Some(DEADLINE))
+            .expect("notify timeout");
         // Let the kernel pick a free port: bind, read it, release it.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -40,6 +48,9 @@ impl Served {
             .args(["serve", "--frontend", &frontend, "--shutdown-grace", "2s"])
             .arg("--control-socket")
             .arg(socket)
+            .arg("--token-file")
+            .arg(token_file)
+            .env("NOTIFY_SOCKET", &notify_path)
             .env("HOSTMUX_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -58,9 +69,16 @@ impl Served {
             child,
             lines,
             frontend,
+            notify,
         };
         served.wait_for_line("hostmux serving on");
         served
+    }
+
+    fn notified(&self) -> String {
+        let mut buf = [0u8; 256];
+        let n = self.notify.recv(&mut buf).expect("an sd_notify datagram");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     fn wait_for_line(&self, needle: &str) -> String {
@@ -98,8 +116,12 @@ fn stdout(output: &Output) -> String {
 fn serve_spawn_ps_send_stop_and_sigterm_shutdown() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("control.sock");
-    let mut served = Served::start(&socket);
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").expect("write the token");
+    let mut served = Served::start(&socket, &token_file);
+    assert_eq!(served.notified(), "READY=1");
     let exe = env!("CARGO_BIN_EXE_hostmux");
+    let token = token_file.to_str().unwrap();
 
     let spawned = stdout(&run(
         &socket,
@@ -119,22 +141,42 @@ fn serve_spawn_ps_send_stop_and_sigterm_shutdown() {
     assert_eq!(procs[0]["state"], "ready");
     assert!(procs[0]["pid"].as_u64().unwrap() > 0);
 
-    let reply = stdout(&run(
+    // The control plane over TCP with the token, instead of the socket.
+    let over_tcp = stdout(&run(
         &socket,
         &[
-            "send",
-            "echo",
-            "hello hostmux",
-            "--frontend",
+            "ps",
+            "--control-tcp",
             &served.frontend,
+            "--control-token-file",
+            token,
         ],
     ));
+    assert!(over_tcp.contains("echo"), "{over_tcp}");
+
+    let frontend = served.frontend.clone();
+    let send = |dest: &str, payload: &str| {
+        run(
+            &socket,
+            &[
+                "send",
+                dest,
+                payload,
+                "--frontend",
+                &frontend,
+                "--token-file",
+                token,
+            ],
+        )
+    };
+    let reply = stdout(&send("echo", "hello hostmux"));
     assert_eq!(reply.trim(), "hello hostmux");
 
-    let missing = run(
-        &socket,
-        &["send", "nope", "x", "--frontend", &served.frontend],
-    );
+    // Without the token the host refuses the hello: exit code 4.
+    let no_token = run(&socket, &["send", "echo", "x", "--frontend", &frontend]);
+    assert_eq!(no_token.status.code(), Some(4));
+
+    let missing = send("nope", "x");
     assert_eq!(missing.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("NoSuchProc"));
 
@@ -154,6 +196,7 @@ fn serve_spawn_ps_send_stop_and_sigterm_shutdown() {
     ));
     let pid = i32::try_from(served.child.id()).unwrap();
     assert_eq!(send_sigterm(pid), 0, "signal the host");
+    assert_eq!(served.notified(), "STOPPING=1");
     served.wait_for_line("terminate summary: attempted=1 ok=1 failed=0");
     let status = served.child.wait().expect("wait for serve");
     assert!(status.success(), "{status:?}");
