@@ -153,6 +153,19 @@ fn serve_spawn_ps_send_stop_and_sigterm_shutdown() {
         ],
     ));
     assert!(over_tcp.contains("echo"), "{over_tcp}");
+    let wrong_token = dir.path().join("wrong");
+    std::fs::write(&wrong_token, "guess").expect("write a wrong token");
+    let refused = run(
+        &socket,
+        &[
+            "ps",
+            "--control-tcp",
+            &served.frontend,
+            "--control-token-file",
+            wrong_token.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(4), "a wrong token is refused");
 
     let frontend = served.frontend.clone();
     let send = |dest: &str, payload: &str| {
