@@ -58,10 +58,10 @@ impl Stream {
 /// What a received frame was, copied out of the decoder.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    /// A data frame: its message id and payload.
-    Data { message_id: u64, payload: Vec<u8> },
-    /// The host could not deliver the frame with this message id.
-    Undeliverable { message_id: u64, reason: String },
+    /// A data frame's payload.
+    Data { payload: Vec<u8> },
+    /// The host could not deliver a frame, for this reason.
+    Undeliverable { reason: String },
 }
 
 impl DataClient {
@@ -179,13 +179,11 @@ impl DataClient {
     pub(crate) fn recv(&mut self) -> anyhow::Result<Option<Reply>> {
         self.next_frame_with(|frame| match frame.kind() {
             FrameKind::Undeliverable => Reply::Undeliverable {
-                message_id: frame.message_id(),
                 reason: Undeliverable::decode(frame.payload())
                     .map(|u| format!("{:?}", u.reason))
                     .unwrap_or_else(|e| format!("undecodable notice: {e}")),
             },
             _ => Reply::Data {
-                message_id: frame.message_id(),
                 payload: frame.payload().to_vec(),
             },
         })

@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use hostmux_host::{Host, HostConfig, HostStats, TerminalStatus};
 use hostmux_lifecycle::{ProcHandle as _, ProcManager as _, ProcessProcManager};
-use hostmux_wire::{Addr, ProcName};
+use hostmux_wire::{Addr, FrameKind, ProcName, Undeliverable};
 
 use crate::cli::DemoArgs;
 use crate::client::{DataClient, Reply};
@@ -191,18 +191,21 @@ fn drive(addr: &str, service: &str, frames: u64) -> anyhow::Result<Driven> {
             .max(replies + 1)
             .min(frames);
         while replies < target {
-            match client.recv()? {
-                Some(Reply::Data {
-                    message_id,
-                    payload: _,
-                }) => {
+            // Read in place: the hot loop copies and allocates nothing per reply.
+            let answer = client.next_frame_with(|frame| match frame.kind() {
+                FrameKind::Data => Ok(frame.message_id()),
+                // Only the failure path allocates (the reason text).
+                _ => Err(Undeliverable::decode(frame.payload())
+                    .map(|u| format!("{:?}", u.reason))
+                    .unwrap_or_else(|e| format!("unexpected frame: {e}"))),
+            })?;
+            match answer {
+                Some(Ok(message_id)) => {
                     let rtt = sent_at[(message_id % WINDOW) as usize].elapsed();
                     loaded.saturating_record(rtt.as_nanos() as u64);
                     replies += 1;
                 }
-                Some(Reply::Undeliverable { message_id, reason }) => {
-                    bail!("frame {message_id} came back undeliverable: {reason}")
-                }
+                Some(Err(reason)) => bail!("a demo frame came back undeliverable: {reason}"),
                 None => bail!("the host closed the demo connection after {replies} replies"),
             }
         }
