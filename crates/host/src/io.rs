@@ -169,6 +169,7 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
     let doorbell =
         crate::sys::doorbell_async(parts.doorbell.try_clone().map_err(io::Error::other)?)?;
     let mut to_drain: Vec<ProcKey> = Vec::new();
+    let conn_room = dataplane.borrow().backend_wake();
     // Whether this round follows a doorbell wake-up (not a drain budget
     // running out or a timer).
     let mut woken = false;
@@ -226,6 +227,7 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
             to_drain.clear();
             to_drain.reserve(dp.proc_capacity());
             dp.poll_doorbell(&mut to_drain);
+            dp.take_conn_room(&mut to_drain);
             if to_drain.is_empty() && woken {
                 dp.sweep_corruption();
             }
@@ -292,6 +294,7 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
                 }
             }
             () = sleep_until(deadline) => {}
+            () = conn_room.notified() => {}
         }
     }
 }

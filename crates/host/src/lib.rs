@@ -96,9 +96,12 @@
 //! connections and other procs carry on. A proc whose outbound frame meets a
 //! full ring keeps it in its own ring (so the proc itself is slowed, not the
 //! host) under the same deadline. A client that stops reading its replies
-//! stops being read once its reply queue reaches
-//! [`HostConfig::client_outbox_bytes`], and frames for it beyond that are
-//! returned `Overloaded`: host memory is bounded whatever peers do.
+//! stops being read once its reply queue is half of
+//! [`HostConfig::client_outbox_bytes`]; a proc's frame that does not fit in
+//! the queue stays in the proc's ring until the client's writer makes room,
+//! under the same deadline, then frames for it are returned `Overloaded`:
+//! host memory is bounded whatever peers do, and a client that reads slower
+//! than a proc answers slows the proc instead of losing replies.
 //!
 //! # The hello
 //!

@@ -341,3 +341,117 @@ fn inbound_occupancy_is_reported_for_a_proc_that_does_not_read() {
         host.kill_proc("deaf").await.unwrap();
     });
 }
+
+#[test]
+fn a_full_os_proc_ring_slows_only_its_sender_and_returns_overloaded() {
+    run_os(|| async {
+        let config = HostConfig {
+            overload_wait: Duration::from_millis(100),
+            ..HostConfig::default()
+        };
+        let (host, _serving) = serve_os(config).await;
+        // Never reads; 64 KiB inbound ring.
+        let deaf = fixture(&["ignore-term"])
+            .ping_agent(false)
+            .ring_sizes(1 << 16, 1 << 16);
+        host.spawn("deaf", deaf).await.unwrap();
+        host.spawn("echo", echo()).await.unwrap();
+        const SENT: u64 = 200;
+        let flooder = client(&host, "flooder").await;
+        let (mut writer, mut reader) = flooder.into_split();
+        for id in 0..SENT {
+            writer.queue("deaf", 1, id, &[3; 1000]).unwrap();
+        }
+        writer.flush().await.unwrap();
+        // Another client is served meanwhile.
+        let mut other = client(&host, "other").await;
+        other.send("echo", 1, 1, b"ping").await.unwrap();
+        let answer = recv(&mut other).await;
+        assert_eq!(
+            (answer.kind, answer.payload.as_slice()),
+            (FrameKind::Data, &b"ping"[..])
+        );
+        // What did not fit comes back Overloaded once the wait is over.
+        let mut overloaded = 0;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stats = host.stats().await.unwrap();
+            let conn = stats.conn("flooder").unwrap();
+            if conn.accepted == SENT && conn.delivered + conn.returned.total() == SENT {
+                let deaf = stats.proc("deaf").unwrap();
+                assert_eq!(conn.delivered, deaf.frames_in);
+                assert!(deaf.frames_in > 0 && deaf.frames_in < SENT, "{deaf:?}");
+                assert!(deaf.inbound_high_water <= deaf.inbound_capacity);
+                while overloaded < conn.returned.total() {
+                    let frame = tokio::time::timeout(WAIT, reader.recv())
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(
+                        frame.undeliverable().map(|u| u.reason),
+                        Some(UndeliverableReason::Overloaded)
+                    );
+                    overloaded += 1;
+                }
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{conn:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(overloaded > 0);
+        host.kill_proc("deaf").await.unwrap();
+    });
+}
+
+/// About a million (2^20) 200-byte frames pipelined client -> host -> hostmux-echo ->
+/// host -> client, every answer checked in order. Run with
+/// `cargo test -p hostmux-host --release --test tests stress_os -- --ignored --nocapture`.
+#[test]
+#[ignore = "a million frames through a real proc; run explicitly"]
+fn stress_os_echo_a_million_frames() {
+    run_os(|| async {
+        let (host, _serving) = serve_os(HostConfig::default()).await;
+        host.spawn("echo", echo()).await.unwrap();
+        const BATCH: u64 = 256;
+        const FRAMES: u64 = 4096 * BATCH;
+        let (mut writer, mut reader) = client(&host, "stress").await.into_split();
+        let started = std::time::Instant::now();
+        let sending = tokio::spawn(async move {
+            let payload = [0x42u8; 200];
+            for batch in 0..FRAMES / BATCH {
+                for i in 0..BATCH {
+                    writer
+                        .queue("echo", 1, batch * BATCH + i, &payload)
+                        .unwrap();
+                }
+                writer.flush().await.unwrap();
+            }
+            writer
+        });
+        for id in 0..FRAMES {
+            let got = tokio::time::timeout(
+                WAIT,
+                reader.recv_with(|f| (f.kind(), f.message_id(), f.payload().len())),
+            )
+            .await;
+            let got = match got {
+                Ok(got) => got.unwrap().unwrap(),
+                Err(_) => {
+                    let stats = host.stats().await.unwrap();
+                    panic!("no answer {id} within {WAIT:?}: {stats:#?}");
+                }
+            };
+            assert_eq!(got, (FrameKind::Data, id, 200));
+        }
+        let elapsed = started.elapsed();
+        let _writer = sending.await.unwrap();
+        println!(
+            "{FRAMES} x 200 B round trips pipelined through hostmux-echo: {elapsed:?}, {:.2} M frames/s",
+            FRAMES as f64 / elapsed.as_secs_f64() / 1e6
+        );
+        let stats = host.stats().await.unwrap();
+        let conn = stats.conn("stress").unwrap();
+        assert_eq!((conn.accepted, conn.delivered), (FRAMES, FRAMES));
+    });
+}

@@ -166,8 +166,23 @@ impl Dataplane {
                     match conns.get_mut(c.index as usize).and_then(Option::as_mut) {
                         Some(conn) if conn.generation == c.generation => {
                             if conn.outbox.len() + frame_len > cfg.client_outbox_bytes {
-                                Outcome::Returned(UndeliverableReason::Overloaded)
+                                // A full reply queue slows the proc like a full
+                                // ring: the frame stays in its outbound ring
+                                // until the client's writer makes room, for at
+                                // most the overload wait.
+                                let since = *conn.full_since.get_or_insert(now);
+                                if exiting || now.duration_since(since) >= overload_wait {
+                                    Outcome::Returned(UndeliverableReason::Overloaded)
+                                } else {
+                                    conn.drains_waiting = true;
+                                    if drain_blocked.is_none() {
+                                        *blocked_drains += 1;
+                                    }
+                                    *drain_blocked = Some((key, since));
+                                    return Some(Drain::Blocked(since + overload_wait));
+                                }
                             } else {
+                                conn.full_since = None;
                                 extend_parts(&mut conn.outbox, &prefix, &frame, payload);
                                 conn.stats.frames_out += 1;
                                 conn.stats.bytes_out += frame_len as u64;

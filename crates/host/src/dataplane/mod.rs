@@ -132,6 +132,11 @@ struct ConnSlot {
     /// May use the control plane: it came through the control socket (peer
     /// credentials checked) or presented the host's token.
     privileged: bool,
+    /// The reply queue has refused proc frames for lack of room since then;
+    /// after the overload wait they are returned `Overloaded` at once.
+    full_since: Option<Instant>,
+    /// A proc's drain waits for room in this reply queue.
+    drains_waiting: bool,
 }
 
 /// What a connection's writer found in its queue.
@@ -207,6 +212,10 @@ pub(crate) struct Dataplane {
     next_agent_id: u64,
     /// Where privileged control requests go (the control side's task).
     control_sink: Option<tokio::sync::mpsc::UnboundedSender<service::ControlJob>>,
+    /// A reply queue a proc's drain waited on has room again (or is gone).
+    conn_room: bool,
+    /// Wakes the I/O thread's backend loop for `conn_room`.
+    backend_wake: Rc<Notify>,
     /// A host-local, 16-aligned copy of the prefix and header of the proc
     /// record being routed: the host validates and routes from this copy,
     /// never from ring memory the proc can rewrite after validation.
@@ -240,6 +249,8 @@ impl Dataplane {
             agent_pending: Vec::new(),
             next_agent_id: 0,
             control_sink: None,
+            conn_room: false,
+            backend_wake: Rc::new(Notify::new()),
             scratch: AlignedVec::with_capacity(head_room),
         }
     }
@@ -504,6 +515,8 @@ impl Dataplane {
             dialled: None,
             connecting: false,
             privileged: false,
+            full_since: None,
+            drains_waiting: false,
         };
         if index == self.conns.len() {
             self.conns.push(Some(slot));
@@ -515,6 +528,14 @@ impl Dataplane {
 
     /// Forgets a closed connection; its name is free again.
     pub(crate) fn remove_conn(&mut self, key: ConnKey) {
+        let Some(slot) = self.conn_mut(key) else {
+            return;
+        };
+        if slot.drains_waiting {
+            // Blocked drains retry and find it gone.
+            self.conn_room = true;
+            self.backend_wake.notify_one();
+        }
         let Some(slot) = self.conn_mut(key) else {
             return;
         };
@@ -574,7 +595,24 @@ impl Dataplane {
         if was_full {
             conn.wake_reader.notify_one();
         }
+        if std::mem::take(&mut conn.drains_waiting) {
+            self.conn_room = true;
+            self.backend_wake.notify_one();
+        }
         Outbox::Bytes
+    }
+
+    /// Rung when a reply queue that procs wait on has room again.
+    pub(crate) fn backend_wake(&self) -> Rc<Notify> {
+        self.backend_wake.clone()
+    }
+
+    /// If a reply queue got room since the last call, the procs whose drain
+    /// is blocked (to retry them).
+    pub(crate) fn take_conn_room(&mut self, out: &mut Vec<ProcKey>) {
+        if std::mem::take(&mut self.conn_room) {
+            self.blocked_drains(out);
+        }
     }
 
     /// Queues raw frame bytes for a client (the hello ack).

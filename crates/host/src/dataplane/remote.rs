@@ -91,6 +91,8 @@ pub(super) fn forward(
                 dialled: Some(addr.into()),
                 connecting: true,
                 privileged: false,
+                full_since: None,
+                drains_waiting: false,
             };
             if index == conns.len() {
                 conns.push(Some(slot));
