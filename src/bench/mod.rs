@@ -177,6 +177,11 @@ pub(crate) struct Measurement {
     pub(crate) gb_per_sec: f64,
     /// User+system CPU of every process involved, per frame.
     pub(crate) cpu_ns_per_frame: f64,
+    /// The same split: load generator, host (or TCP server), separate
+    /// receiver (proc or conventional child; 0 for TCP, whose receiver is
+    /// the server thread).
+    #[serde(default)]
+    pub(crate) cpu_split_ns: [f64; 3],
     pub(crate) p50_ns: u64,
     pub(crate) p99_ns: u64,
     pub(crate) p999_ns: u64,
@@ -292,6 +297,11 @@ fn medians(rounds: &[Measurement]) -> Vec<Measurement> {
             frames_per_sec: median(|m| m.frames_per_sec),
             gb_per_sec: median(|m| m.gb_per_sec),
             cpu_ns_per_frame: median(|m| m.cpu_ns_per_frame),
+            cpu_split_ns: [
+                median(|m| m.cpu_split_ns[0]),
+                median(|m| m.cpu_split_ns[1]),
+                median(|m| m.cpu_split_ns[2]),
+            ],
             p50_ns: median(|m| m.p50_ns as f64) as u64,
             p99_ns: median(|m| m.p99_ns as f64) as u64,
             p999_ns: median(|m| m.p999_ns as f64) as u64,
@@ -356,6 +366,7 @@ mod tests {
             frames_per_sec: fps,
             gb_per_sec: 0.0,
             cpu_ns_per_frame: 1.0,
+            cpu_split_ns: [0.0; 3],
             p50_ns: p50,
             p99_ns: 0,
             p999_ns: 0,

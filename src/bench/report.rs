@@ -42,6 +42,7 @@ pub(crate) fn table(results: &[Measurement]) -> String {
             "GB/s",
             "vs TCP",
             "CPU ns/frame",
+            "client/host/proc",
             "rtt p50",
             "rtt p99",
             "rtt p99.9",
@@ -69,6 +70,10 @@ pub(crate) fn table(results: &[Measurement]) -> String {
                 format!("{:.3}", oneway.gb_per_sec),
                 ratio,
                 format!("{:.0}", oneway.cpu_ns_per_frame),
+                format!(
+                    "{:.0}/{:.0}/{:.0}",
+                    oneway.cpu_split_ns[0], oneway.cpu_split_ns[1], oneway.cpu_split_ns[2]
+                ),
                 lat(|m| m.p50_ns),
                 lat(|m| m.p99_ns),
                 lat(|m| m.p999_ns),
@@ -263,6 +268,7 @@ mod tests {
             frames_per_sec: fps,
             gb_per_sec: fps * 64.0 / 1e9,
             cpu_ns_per_frame: 1.0,
+            cpu_split_ns: [0.0; 3],
             p50_ns: p50,
             p99_ns: p50,
             p999_ns: p50,

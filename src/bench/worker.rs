@@ -116,28 +116,33 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
         .context("starting the load generator")?;
     let stdout = load.stdout.take().context("load generator stdout")?;
     let receiver = receiver_pid.map(|p| p.to_string());
-    let outcome = tokio::task::spawn_blocking(move || -> anyhow::Result<(LoadResult, u64)> {
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines
-            .next()
-            .context("the load generator printed nothing")??;
-        if first != "START" {
-            bail!("unexpected line from the load generator: {first:?}");
-        }
-        let ticks = |pid: &Option<String>| -> anyhow::Result<u64> {
-            Ok(cpu_ticks("self")? + pid.as_deref().map(cpu_ticks).transpose()?.unwrap_or(0))
-        };
-        let before = ticks(&receiver)?;
-        let line = lines
-            .next()
-            .context("the load generator printed no result")??;
-        let after = ticks(&receiver)?;
-        let result: LoadResult = serde_json::from_str(&line)?;
-        Ok((result, after - before))
-    })
-    .await?;
+    let outcome =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(LoadResult, (u64, u64))> {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines
+                .next()
+                .context("the load generator printed nothing")??;
+            if first != "START" {
+                bail!("unexpected line from the load generator: {first:?}");
+            }
+            // (this process: the host or server; the separate receiver, if any)
+            let ticks = |pid: &Option<String>| -> anyhow::Result<(u64, u64)> {
+                Ok((
+                    cpu_ticks("self")?,
+                    pid.as_deref().map(cpu_ticks).transpose()?.unwrap_or(0),
+                ))
+            };
+            let before = ticks(&receiver)?;
+            let line = lines
+                .next()
+                .context("the load generator printed no result")??;
+            let after = ticks(&receiver)?;
+            let result: LoadResult = serde_json::from_str(&line)?;
+            Ok((result, (after.0 - before.0, after.1 - before.1)))
+        })
+        .await?;
     let status = load.wait()?;
-    let (result, side_ticks) = outcome?;
+    let (result, (host_ticks, receiver_ticks)) = outcome?;
     if !status.success() {
         bail!("the load generator failed: {status}");
     }
@@ -155,7 +160,7 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
     }
 
     let frames = result.frames.max(1);
-    let cpu_ns = (side_ticks + result.cpu_ticks) as f64 * NS_PER_TICK;
+    let per_frame = |ticks: u64| ticks as f64 * NS_PER_TICK / frames as f64;
     Ok(Measurement {
         system: spec.system,
         mode: spec.mode,
@@ -165,7 +170,12 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
         secs: result.secs,
         frames_per_sec: result.frames as f64 / result.secs,
         gb_per_sec: result.frames as f64 * spec.size as f64 / result.secs / 1e9,
-        cpu_ns_per_frame: cpu_ns / frames as f64,
+        cpu_ns_per_frame: per_frame(host_ticks + receiver_ticks + result.cpu_ticks),
+        cpu_split_ns: [
+            per_frame(result.cpu_ticks),
+            per_frame(host_ticks),
+            per_frame(receiver_ticks),
+        ],
         p50_ns: result.p50_ns,
         p99_ns: result.p99_ns,
         p999_ns: result.p999_ns,
