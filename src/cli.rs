@@ -212,8 +212,9 @@ pub(crate) struct SpawnArgs {
     /// Extra environment variables, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub(crate) env: Vec<String>,
-    /// How long the proc may take to report ready (0: the host's default).
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    /// How long the proc may take to report ready; 0 waits without limit.
+    /// A proc that is not ready in time is killed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) ready_timeout: Duration,
     #[command(flatten)]
     pub(crate) control: ControlArgs,
