@@ -664,18 +664,7 @@ impl<M: ProcManager + 'static> Host<M> {
         let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
         let span = tracing::info_span!("terminate", proc = %name);
         async {
-            let (key, handle, gone) = {
-                let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-                match procs.get(&name) {
-                    Some(Entry {
-                        key: Some(key),
-                        handle: Some(handle),
-                        gone: Some(gone),
-                        ..
-                    }) => (*key, handle.clone(), gone.clone()),
-                    _ => return Err(HostError::NoSuchProc(name.clone())),
-                }
-            };
+            let (key, handle, gone) = self.live(&name)?;
             self.unbind_and_detach(&name, key);
             let status = match handle.terminate(grace).await {
                 Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
@@ -694,14 +683,19 @@ impl<M: ProcManager + 'static> Host<M> {
         .await
     }
 
-    /// Kills one proc now (SIGKILL to its group): unbinds its route and
-    /// closes its inbound ring first. Returns once it is gone.
+    /// Kills one proc now (SIGKILL to its group): unbinds its route first,
+    /// closes its inbound ring once the kill is done (returning what is left
+    /// in it). Returns once it is gone.
     pub async fn kill_proc(&self, name: &str) -> Result<TerminalStatus, HostError> {
         let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
         let (key, handle, gone) = self.live(&name)?;
         self.unbind(&name, key);
+        // SIGKILL before the inbound ring is closed: a proc that sees its
+        // ring close exits on its own, and a kill must not race that into
+        // an `Exited` status.
+        let killed = handle.kill().await;
         self.detach(key);
-        let status = match handle.kill().await {
+        let status = match killed {
             Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
             Err(source) => return Err(HostError::Terminate { name, source }),
         };
