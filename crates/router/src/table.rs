@@ -1,12 +1,15 @@
-//! The shared table: one immutable snapshot published through an `ArcSwap`,
-//! replaced whole by serialized writers.
+//! The shared table: `SHARD_COUNT` shards, each an immutable snapshot
+//! published through its own `ArcSwap` and replaced whole by serialized
+//! writers that copy only the shard they change.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use hashbrown::HashTable;
 use hostmux_wire::ProcName;
 use parking_lot::Mutex;
 
@@ -18,62 +21,131 @@ use crate::RouterError;
 /// per-process and per-table randomness (see the crate docs for why).
 pub type RouteHasher = foldhash::fast::RandomState;
 
-/// One immutable version of the table. Readers hold it through an `Arc`;
-/// writers never change a published one.
-pub(crate) struct Snapshot<R, S> {
-    pub(crate) routes: HashMap<NameKey, R, S>,
+/// How many shards a table has: a power of two. An update copies one shard,
+/// about `1 / SHARD_COUNT` of the routes.
+pub(crate) const SHARD_COUNT: usize = 64;
+
+/// Where the shard index sits in a name's 64-bit hash. hashbrown takes the
+/// bucket index from the low bits and the 7-bit control tag from the top
+/// bits; the shard index comes from bits 32 and up, which neither uses, so
+/// names in one shard still spread over its buckets and tags.
+const SHARD_SHIFT: u32 = 32;
+
+/// The shard that holds the name with this hash.
+#[inline]
+pub(crate) fn shard_of(hash: u64) -> usize {
+    (hash >> SHARD_SHIFT) as usize & (SHARD_COUNT - 1)
 }
 
-impl<R, S: BuildHasher> Snapshot<R, S> {
+/// One immutable version of one shard. Readers hold it through an `Arc`;
+/// writers never change a published one. The map is keyed by the name's
+/// hash, computed once per lookup and used for both the shard and the probe.
+pub(crate) struct Snapshot<R> {
+    pub(crate) routes: HashTable<(NameKey, R)>,
+}
+
+impl<R> Snapshot<R> {
     #[inline]
-    pub(crate) fn get(&self, name: &[u8]) -> Option<&R> {
-        self.routes.get(name)
+    pub(crate) fn get(&self, hash: u64, name: &[u8]) -> Option<&R> {
+        self.routes
+            .find(hash, |(key, _)| key.as_bytes() == name)
+            .map(|(_, route)| route)
     }
 }
 
-/// The current snapshot, shared by the table and every [`RouteReader`].
-pub(crate) type Published<R, S> = Arc<ArcSwap<Snapshot<R, S>>>;
+/// One shard's current snapshot, on a cache line of its own so that a
+/// writer publishing one shard does not invalidate the line a reader loads
+/// another shard's pointer from.
+#[repr(align(64))]
+struct Shard<R> {
+    current: ArcSwap<Snapshot<R>>,
+}
+
+/// A shared handle on one shard's `ArcSwap`: what a reader's per-shard
+/// cache watches.
+pub(crate) struct ShardRef<R>(Arc<Shard<R>>);
+
+impl<R> Deref for ShardRef<R> {
+    type Target = ArcSwap<Snapshot<R>>;
+
+    #[inline]
+    fn deref(&self) -> &Self::Target {
+        &self.0.current
+    }
+}
+
+impl<R> Clone for ShardRef<R> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+/// What the table shares with every [`RouteReader`] and [`RouteSnapshot`].
+pub(crate) struct Shared<R, S> {
+    pub(crate) hasher: S,
+    pub(crate) shards: [ShardRef<R>; SHARD_COUNT],
+    /// The number of bound routes, written by writers under their mutex.
+    pub(crate) len: AtomicUsize,
+}
+
+impl<R, S: BuildHasher> Shared<R, S> {
+    #[inline]
+    pub(crate) fn hash(&self, name: &[u8]) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &ArcSwap<Snapshot<R>> {
+        &self.shards[shard_of(hash)]
+    }
+}
 
 /// Maps proc names to routes. Lookups are lock-free and allocation-free;
-/// updates copy the map, publish the copy atomically and are serialized by a
-/// mutex.
+/// updates copy the one shard they change, publish the copy atomically and
+/// are serialized by a mutex.
 ///
 /// `R` is the route value (for the host, an enum over ring handles, the
 /// service proc, client connections and remote hosts). It should be cheap to
-/// clone: [`lookup`](Self::lookup) returns a clone and every update clones all
-/// routes into the new snapshot. Share the table between threads with an
-/// `Arc<RoutingTable<R>>`; give each hot-path thread its own
-/// [`RouteReader`].
+/// clone: [`lookup`](Self::lookup) returns a clone and every update clones
+/// the routes of the shard it changes into that shard's new snapshot. Share
+/// the table between threads with an `Arc<RoutingTable<R>>`; give each
+/// hot-path thread its own [`RouteReader`].
 ///
-/// Every lookup sees one whole snapshot: the table as it was after some
-/// completed update, never half of one. Updates are linearizable: once
-/// [`insert`](Self::insert) or [`remove`](Self::remove) has returned, every
-/// later lookup on any thread sees its effect.
+/// Every lookup sees one whole version of the name's shard: that shard as it
+/// was after some completed update, never half of one. Updates are
+/// linearizable per name: once [`insert`](Self::insert) or
+/// [`remove`](Self::remove) has returned, every later lookup on any thread
+/// sees its effect. [`snapshot`](Self::snapshot) is a consistent cut of all
+/// shards.
 pub struct RoutingTable<R, S = RouteHasher> {
-    current: Published<R, S>,
-    /// Serializes writers (so that no update is lost between loading the
-    /// current snapshot and publishing its successor) and holds the
+    shared: Arc<Shared<R, S>>,
+    /// Serializes writers (so that no update is lost between loading a
+    /// shard's snapshot and publishing its successor, and so that
+    /// [`snapshot`](Self::snapshot) sees no update half done) and holds the
     /// snapshots they replaced.
-    writer: Mutex<Retired<R, S>>,
+    writer: Mutex<Retired<R>>,
 }
 
-/// Replaced snapshots that a reader may still hold, kept so that the last
-/// reference is dropped by a writer and not by a reader: freeing a snapshot
-/// costs O(routes) and must never land on the I/O thread's lookup.
+/// Replaced shard snapshots that a reader may still hold, kept so that the
+/// last reference is dropped by a writer and not by a reader: freeing a
+/// snapshot costs O(routes in the shard) and must never land on the I/O
+/// thread's lookup. One list serves every shard, so that any update frees
+/// whatever readers have let go of, whichever shard it was in.
 ///
 /// Soundness does not depend on this: whoever drops the last `Arc` frees the
 /// snapshot. It works because once `ArcSwap::swap` has returned the old
 /// snapshot, no reader can take a new reference to it (arc-swap has paid
 /// every reader's debt on it), so its count only falls, and a count of one
-/// means only this list holds it.
-struct Retired<R, S> {
-    snapshots: Vec<Arc<Snapshot<R, S>>>,
+/// means only this list holds it. ([`RoutingTable::snapshot`] loads under the
+/// writer mutex, so it never races a swap.)
+struct Retired<R> {
+    snapshots: Vec<Arc<Snapshot<R>>>,
 }
 
-impl<R, S> Retired<R, S> {
+impl<R> Retired<R> {
     /// Keeps `replaced` until no reader holds it and frees every retired
     /// snapshot that no reader holds any more.
-    fn retire(&mut self, replaced: Arc<Snapshot<R, S>>) {
+    fn retire(&mut self, replaced: Arc<Snapshot<R>>) {
         self.snapshots.push(replaced);
         self.free_unused();
     }
@@ -101,18 +173,26 @@ impl<R, S: BuildHasher> RoutingTable<R, S> {
     /// An empty table hashing names with `hasher` (for example
     /// `std::hash::RandomState` to trade lookup speed for SipHash).
     pub fn with_hasher(hasher: S) -> Self {
-        let empty = Snapshot {
-            routes: HashMap::with_hasher(hasher),
-        };
+        let shards = std::array::from_fn(|_| {
+            ShardRef(Arc::new(Shard {
+                current: ArcSwap::from_pointee(Snapshot {
+                    routes: HashTable::new(),
+                }),
+            }))
+        });
         Self {
-            current: Arc::new(ArcSwap::from_pointee(empty)),
+            shared: Arc::new(Shared {
+                hasher,
+                shards,
+                len: AtomicUsize::new(0),
+            }),
             writer: Mutex::new(Retired {
                 snapshots: Vec::new(),
             }),
         }
     }
 
-    /// The route bound to `name`, cloned out of the current snapshot.
+    /// The route bound to `name`, cloned out of its shard's current snapshot.
     ///
     /// `name` is borrowed as-is (typically straight from a frame header);
     /// no string is built and nothing is allocated. Bytes that are not a
@@ -123,17 +203,21 @@ impl<R, S: BuildHasher> RoutingTable<R, S> {
     where
         R: Clone,
     {
-        self.current.load().get(name).cloned()
+        let hash = self.shared.hash(name);
+        self.shared.shard(hash).load().get(hash, name).cloned()
     }
 
     /// Whether a route is bound to `name`.
     pub fn contains(&self, name: &[u8]) -> bool {
-        self.current.load().get(name).is_some()
+        let hash = self.shared.hash(name);
+        self.shared.shard(hash).load().get(hash, name).is_some()
     }
 
-    /// The number of bound routes.
+    /// The number of bound routes. While an [`insert_all`](Self::insert_all)
+    /// is being published its routes may already be found but not yet
+    /// counted here.
     pub fn len(&self) -> usize {
-        self.current.load().routes.len()
+        self.shared.len.load(Ordering::Acquire)
     }
 
     /// Whether no route is bound.
@@ -141,55 +225,94 @@ impl<R, S: BuildHasher> RoutingTable<R, S> {
         self.len() == 0
     }
 
-    /// A consistent point-in-time view of the whole table, for listing.
-    /// Holding it keeps that version's routes alive; it never changes.
+    /// A consistent point-in-time view of the whole table, for listing: it
+    /// loads every shard under the writer mutex, so it holds every completed
+    /// update and no part of any other. Holding it keeps that version's
+    /// routes alive; it never changes. It costs one short wait for the
+    /// writer mutex and an allocation for the shard list.
     pub fn snapshot(&self) -> RouteSnapshot<R, S> {
+        let _writer = self.writer.lock();
+        let shards = self
+            .shared
+            .shards
+            .iter()
+            .map(|shard| shard.load_full())
+            .collect();
         RouteSnapshot {
-            inner: self.current.load_full(),
+            shared: Arc::clone(&self.shared),
+            shards,
         }
     }
 
     /// A per-thread reader handle whose lookups skip even the atomic
-    /// bookkeeping of [`lookup`](Self::lookup) while the table is unchanged.
+    /// bookkeeping of [`lookup`](Self::lookup) while the name's shard is
+    /// unchanged.
     pub fn reader(&self) -> RouteReader<R, S> {
-        RouteReader::new(Arc::clone(&self.current))
+        RouteReader::new(Arc::clone(&self.shared))
     }
 }
 
-impl<R: Clone, S: BuildHasher + Clone> RoutingTable<R, S> {
+impl<R: Clone, S: BuildHasher> RoutingTable<R, S> {
     /// Binds `route` to `name`.
     ///
     /// Fails with [`RouterError::Exists`] if `name` is already bound; the
-    /// table is then unchanged. Costs a copy of the whole map (O(routes)):
-    /// updates happen on spawn and exit, lookups on every frame.
+    /// table is then unchanged. Costs a copy of the name's shard
+    /// (O(routes / 64)): updates happen on spawn and exit, lookups on every
+    /// frame.
     pub fn insert(&self, name: ProcName, route: R) -> Result<(), RouterError> {
         self.insert_all([(name, route)])
     }
 
     /// Binds every `(name, route)` pair in one update: either all are bound
     /// or, if any name is already bound or repeats within `routes`, none is
-    /// and the error names the first offender. Use it to fill a table with
-    /// many routes at the price of one copy.
+    /// and the error names the first offender. Every name is checked before
+    /// anything is published, and each changed shard is copied once, so this
+    /// fills a table at the price of one copy of it.
+    ///
+    /// The routes are published shard by shard: while this runs, a lookup on
+    /// another thread may find some of them and not yet others (each one, once
+    /// found, stays found). [`snapshot`](Self::snapshot) and later updates
+    /// see all of them or none.
     pub fn insert_all<I>(&self, routes: I) -> Result<(), RouterError>
     where
         I: IntoIterator<Item = (ProcName, R)>,
     {
         let mut writer = self.writer.lock();
-        let mut next = self.current.load().routes.clone();
+        let shared = &*self.shared;
+        let mut changed: Vec<Option<HashTable<(NameKey, R)>>> =
+            (0..SHARD_COUNT).map(|_| None).collect();
+        let mut added = 0;
         for (name, route) in routes {
-            if next.contains_key(name.as_bytes()) {
+            let hash = shared.hash(name.as_bytes());
+            let index = shard_of(hash);
+            let next =
+                changed[index].get_or_insert_with(|| shared.shards[index].load().routes.clone());
+            if next
+                .find(hash, |(key, _)| key.as_bytes() == name.as_bytes())
+                .is_some()
+            {
                 return Err(RouterError::Exists { name });
             }
-            next.insert(NameKey::new(&name), route);
+            next.insert_unique(hash, (NameKey::new(&name), route), |(key, _)| {
+                shared.hash(key.as_bytes())
+            });
+            added += 1;
         }
-        writer.retire(self.current.swap(Arc::new(Snapshot { routes: next })));
+        for (index, next) in changed.into_iter().enumerate() {
+            if let Some(routes) = next {
+                let replaced = shared.shards[index].swap(Arc::new(Snapshot { routes }));
+                writer.retire(replaced);
+            }
+        }
+        shared.len.fetch_add(added, Ordering::Release);
         Ok(())
     }
 
     /// Frees the replaced snapshots that no reader holds any more (every
-    /// update also does this). Call it after a [`remove`](Self::remove) when
-    /// the removed route should be dropped promptly, for example to unmap a
-    /// ring, and readers have moved on since (see [`RouteReader::refresh`]).
+    /// update also does this). Call it after a
+    /// [`remove`](Self::remove) when the removed route should be dropped
+    /// promptly, for example to unmap a ring, and readers have moved on since
+    /// (see [`RouteReader::refresh`]).
     pub fn reclaim(&self) {
         self.writer.lock().free_unused();
     }
@@ -197,20 +320,26 @@ impl<R: Clone, S: BuildHasher + Clone> RoutingTable<R, S> {
     /// Unbinds `name` and returns the route it had, or `None` (and leaves the
     /// table unchanged) if it was not bound. The name is free again once this
     /// returns. The table's own copy of the route is dropped once no reader
-    /// holds the snapshot it was in, by the next update or
+    /// holds the shard snapshot it was in, by a later update or
     /// [`reclaim`](Self::reclaim); a reader never frees a snapshot.
     pub fn remove(&self, name: &[u8]) -> Option<R> {
         let mut writer = self.writer.lock();
+        let shared = &*self.shared;
+        let hash = shared.hash(name);
+        let index = shard_of(hash);
         let mut next = {
-            let current = self.current.load();
-            if !current.routes.contains_key(name) {
-                return None;
-            }
+            let current = shared.shards[index].load();
+            current.get(hash, name)?;
             current.routes.clone()
         };
-        let removed = next.remove(name);
-        writer.retire(self.current.swap(Arc::new(Snapshot { routes: next })));
-        removed
+        let ((_, removed), _) = next
+            .find_entry(hash, |(key, _)| key.as_bytes() == name)
+            .ok()?
+            .remove();
+        let replaced = shared.shards[index].swap(Arc::new(Snapshot { routes: next }));
+        writer.retire(replaced);
+        shared.len.fetch_sub(1, Ordering::Release);
+        Some(removed)
     }
 }
 
@@ -223,33 +352,37 @@ impl<R, S: BuildHasher> fmt::Debug for RoutingTable<R, S> {
 }
 
 /// One immutable version of a [`RoutingTable`], from
-/// [`RoutingTable::snapshot`]. Iteration order is unspecified.
+/// [`RoutingTable::snapshot`]: a consistent cut across its shards. Iteration
+/// order is unspecified.
 pub struct RouteSnapshot<R, S = RouteHasher> {
-    inner: Arc<Snapshot<R, S>>,
+    /// For the hasher.
+    shared: Arc<Shared<R, S>>,
+    shards: Box<[Arc<Snapshot<R>>]>,
 }
 
 impl<R, S: BuildHasher> RouteSnapshot<R, S> {
     /// The route bound to `name` in this version.
     pub fn get(&self, name: &[u8]) -> Option<&R> {
-        self.inner.get(name)
+        let hash = self.shared.hash(name);
+        self.shards[shard_of(hash)].get(hash, name)
     }
 
     /// The number of routes in this version.
     pub fn len(&self) -> usize {
-        self.inner.routes.len()
+        self.shards.iter().map(|shard| shard.routes.len()).sum()
     }
 
     /// Whether this version has no routes.
     pub fn is_empty(&self) -> bool {
-        self.inner.routes.is_empty()
+        self.shards.iter().all(|shard| shard.routes.is_empty())
     }
 
     /// Every `(name, route)` pair in this version; the names are valid proc
     /// names.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &R)> + '_ {
-        self.inner
-            .routes
+        self.shards
             .iter()
+            .flat_map(|shard| shard.routes.iter())
             .map(|(key, route)| (key.as_str(), route))
     }
 }
@@ -257,7 +390,8 @@ impl<R, S: BuildHasher> RouteSnapshot<R, S> {
 impl<R, S> Clone for RouteSnapshot<R, S> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
+            shards: self.shards.clone(),
         }
     }
 }

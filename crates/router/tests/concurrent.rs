@@ -197,3 +197,56 @@ fn race_readers_against_a_writer(stable_count: usize) {
     });
     assert_eq!(table.len(), stable_count);
 }
+
+/// Routes bound together by one `insert_all`, spread over many shards.
+const BATCH: usize = 64;
+
+/// `snapshot()` is a consistent cut across shards: a writer binds whole
+/// batches with `insert_all` (published shard by shard), and every listing
+/// taken meanwhile holds whole batches only.
+#[test]
+fn listings_hold_whole_batches_while_a_writer_inserts_them() {
+    const BATCHES: usize = 100;
+    let table: RoutingTable<Route> = RoutingTable::new();
+    let writer_done = AtomicBool::new(false);
+    let progress = [AtomicUsize::new(0)];
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            let _done = SetOnDrop(&writer_done);
+            wait_for_readers(&progress, 1);
+            for batch in 0..BATCHES {
+                table
+                    .insert_all((0..BATCH).map(|i| {
+                        let key = format!("batch-{batch}-{i}");
+                        (name(&key), Route::from(key.as_str()))
+                    }))
+                    .unwrap();
+            }
+        });
+        let lister = scope.spawn(|| {
+            let progress = Progress(&progress[0]);
+            let mut listings = 0;
+            while !writer_done.load(Ordering::Acquire) {
+                let snapshot = table.snapshot();
+                assert_eq!(snapshot.len() % BATCH, 0, "a listing split a batch");
+                let batches = snapshot.len() / BATCH;
+                for batch in 0..BATCHES {
+                    for i in 0..BATCH {
+                        let key = format!("batch-{batch}-{i}");
+                        assert_eq!(
+                            snapshot.get(key.as_bytes()).is_some(),
+                            batch < batches,
+                            "{key} in a listing of {batches} batches"
+                        );
+                    }
+                }
+                listings += 1;
+                progress.round_done();
+            }
+            listings
+        });
+        let listings = lister.join().expect("lister panicked");
+        eprintln!("listings while the writer ran: {listings}");
+    });
+    assert_eq!(table.snapshot().len(), BATCHES * BATCH);
+}
