@@ -85,7 +85,7 @@
 //! handle against the table's own `lookup`, `papaya`,
 //! `parking_lot::RwLock<HashMap>` and `DashMap`, at 16, 1,000 and 100,000
 //! routes, alone and beside a paced and a flat-out writer. Sharded, the
-//! reader handle stays at 9–13 ns in all nine cases, including 100,000
+//! reader handle stays at 9–15 ns in all nine cases, including 100,000
 //! routes beside a flat-out writer.
 //!
 //! # Hashing and HashDoS
