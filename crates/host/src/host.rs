@@ -331,6 +331,13 @@ impl<M: ProcManager + 'static> Host<M> {
     /// [`HostConfig::spawn_ready_timeout`]; zero waits without limit) and
     /// returns its id `(frontend address, name)`.
     ///
+    /// The id is also the reference to the proc's agent: the agent answers
+    /// frames sent to this id on the reserved port
+    /// [`hostmux_wire::AGENT_PORT`] (ping, stop, stats), and for procs that
+    /// ping their agent (see [`ProcSpec::pings_agent`]) it has already
+    /// answered once before `spawn` returns. There is no separate agent
+    /// handle to keep.
+    ///
     /// The name is bound in the routing table as soon as the rings exist, so
     /// frames sent before the proc is ready come back `NotReady` rather than
     /// `NoSuchProc`; a duplicate name fails with [`HostError::ProcExists`].
