@@ -115,7 +115,8 @@ pub(super) fn agent_answer(
     };
     copy.copy_from_slice(payload);
     let Ok(response) = AgentResponse::decode(copy) else {
-        tracing::warn!(?key, "undecodable agent answer ignored");
+        // Per frame: trace only, so a proc cannot flood the log with junk.
+        tracing::trace!(?key, "undecodable agent answer ignored");
         return;
     };
     if let Some(at) = pending

@@ -111,12 +111,23 @@ impl Dataplane {
         let (frame, prefix) = match copy_head(record, scratch, &limits) {
             Ok(head) => head,
             Err(e) => {
-                tracing::warn!(proc = %src_name, error = %e, "malformed record in outbound ring");
                 src_stats.frames_out += 1;
                 src_stats.bytes_out += record.len() as u64;
                 src_stats
                     .outbound_returned
                     .add(UndeliverableReason::Malformed);
+                // Per-frame logging stays at trace: a proc writing garbage
+                // must not flood the log. Its first one is worth a warning;
+                // the counter tells how many followed.
+                if src_stats
+                    .outbound_returned
+                    .get(UndeliverableReason::Malformed)
+                    == 1
+                {
+                    tracing::warn!(proc = %src_name, error = %e, "malformed record in outbound ring (further ones are counted, logged at trace)");
+                } else {
+                    tracing::trace!(proc = %src_name, error = %e, "malformed record in outbound ring");
+                }
                 let _ = outbound.release();
                 return None;
             }
