@@ -25,9 +25,7 @@ use tokio::task::JoinHandle;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::escalation::{Action, Escalation};
 use crate::link::{Command, Link, Snapshot};
-use crate::manager::{
-    summarize, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, SingleTerminate,
-};
+use crate::manager::{summarize, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
 
 /// The future an in-process proc runs.
@@ -268,19 +266,6 @@ impl ProcManager for LocalProcManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         registry.get(name).cloned()
-    }
-}
-
-impl SingleTerminate for LocalProcManager {
-    async fn terminate_proc(
-        &self,
-        name: &ProcName,
-        grace: Duration,
-    ) -> Result<TerminalStatus, TerminateError> {
-        match self.get(name) {
-            Some(handle) => handle.terminate(grace).await,
-            None => Err(TerminateError::NoSuchProc(name.clone())),
-        }
     }
 }
 

@@ -93,6 +93,20 @@ pub trait SingleTerminate: Send + Sync {
     ) -> impl Future<Output = Result<TerminalStatus, TerminateError>> + Send;
 }
 
+/// Every manager terminates one proc the same way: through its handle.
+impl<M: ProcManager> SingleTerminate for M {
+    async fn terminate_proc(
+        &self,
+        name: &ProcName,
+        grace: Duration,
+    ) -> Result<TerminalStatus, TerminateError> {
+        match self.get(name) {
+            Some(handle) => handle.terminate(grace).await,
+            None => Err(TerminateError::NoSuchProc(name.clone())),
+        }
+    }
+}
+
 /// Shared by both managers' `terminate_all`: counts outcomes so that
 /// `attempted == ok + failed`.
 pub(crate) fn summarize(

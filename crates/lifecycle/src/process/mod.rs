@@ -18,9 +18,7 @@ pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
 use crate::cgroup::{self, CgroupRoot};
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::{Command as SupervisorCommand, Link, Snapshot};
-use crate::manager::{
-    summarize, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, SingleTerminate,
-};
+use crate::manager::{summarize, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager};
 use crate::output::{OutputMode, OutputTail, Stream, Tails};
 use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
@@ -681,19 +679,6 @@ impl ProcManager for ProcessProcManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         registry.get(name).and_then(|(_, h)| h.clone())
-    }
-}
-
-impl SingleTerminate for ProcessProcManager {
-    async fn terminate_proc(
-        &self,
-        name: &ProcName,
-        grace: Duration,
-    ) -> Result<TerminalStatus, TerminateError> {
-        match self.get(name) {
-            Some(handle) => handle.terminate(grace).await,
-            None => Err(TerminateError::NoSuchProc(name.clone())),
-        }
     }
 }
 
