@@ -12,7 +12,7 @@
 //! most of the table, so cache misses are part of the figure, as they would be
 //! on a host.
 //!
-//! Run: `CARGO_TARGET_DIR=/work/target-router cargo bench -p hostmux-router --bench lookup`
+//! Run: `cargo bench -p hostmux-router --bench lookup`
 //! After the criterion output it prints a table of medians and ratios read
 //! back from criterion's `estimates.json` files.
 
