@@ -688,27 +688,29 @@ async fn read_loop<F: Frontend>(
     let mut stash: AlignedVec<FRAME_ALIGN> = AlignedVec::new();
     loop {
         // Frames left over from the read that carried the hello, or from the
-        // last read, first; then more bytes.
+        // last read, first; then more bytes. One clock read per socket read,
+        // not per frame: `now` only starts a full ring's overload wait, and a
+        // batch is routed in microseconds (it is re-read after a wait).
+        let mut now = Instant::now();
         loop {
             let blocked = {
                 let mut dp = dataplane.borrow_mut();
                 match decoder.next_frame() {
-                    Ok(Some(frame)) => {
-                        match dp.handle_conn_frame(key, &frame, true, None, Instant::now()) {
-                            Delivery::Done => None,
-                            Delivery::Blocked(on, deadline) => {
-                                stash.clear();
-                                stash.extend_from_slice(frame.as_bytes());
-                                Some((on, deadline))
-                            }
+                    Ok(Some(frame)) => match dp.handle_conn_frame(key, &frame, true, None, now) {
+                        Delivery::Done => None,
+                        Delivery::Blocked(on, deadline) => {
+                            stash.clear();
+                            stash.extend_from_slice(frame.as_bytes());
+                            Some((on, deadline))
                         }
-                    }
+                    },
                     Ok(None) => break,
                     Err(e) => return Err(format!("malformed frame: {e}")),
                 }
             };
             if let Some((on, deadline)) = blocked {
                 wait_for_room(dataplane, key, wake, cfg, &stash, on, deadline).await;
+                now = Instant::now();
             }
         }
         dataplane.borrow_mut().flush();

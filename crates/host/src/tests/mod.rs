@@ -2,4 +2,5 @@
 
 mod alloc_free;
 mod fuzzing;
+mod per_frame;
 mod toctou;

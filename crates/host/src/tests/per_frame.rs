@@ -1,0 +1,81 @@
+//! A repeatable per-frame workload of the host's client → ring path for
+//! instruction counting (`valgrind --tool=callgrind`): batches of 64 B
+//! frames from one client, decoded and routed into a proc's inbound ring,
+//! one flush per batch (as per socket read), the proc releasing each batch.
+//! Ignored by default: it measures, the assertions only check that every
+//! frame arrived.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hostmux_ring::SharedRing;
+use hostmux_wire::{encode_frame_to_vec, FrameDecoder, FrameHeader, ProcName, Sender};
+use tokio::sync::Notify;
+
+use crate::config::HostConfig;
+use crate::dataplane::{Dataplane, Delivery, Route, Table};
+
+/// Frames per simulated socket read.
+const BATCH: usize = 256;
+/// Simulated reads (`HOSTMUX_PER_FRAME_READS` overrides).
+const READS: usize = 4_000;
+
+#[test]
+#[ignore = "instruction-count workload; run under callgrind"]
+fn stress_per_frame_client_to_ring() {
+    let reads = std::env::var("HOSTMUX_PER_FRAME_READS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(READS);
+    let cfg = Arc::new(HostConfig::default());
+    let limits = cfg.limits;
+    let service = ProcName::new("service").unwrap();
+    let table = Arc::new(Table::new());
+    table.insert(service.clone(), Route::Service).unwrap();
+    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:1");
+    let inbound = SharedRing::create(1 << 20).unwrap();
+    let memfd = inbound.memfd().try_clone_to_owned().unwrap();
+    let (host_in, mut proc_in) = inbound.split().unwrap();
+    let (_proc_out, host_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
+    let echo = ProcName::new("echo").unwrap();
+    let proc_key = dp.add_proc(echo.clone(), host_in, memfd, host_out);
+    dp.mark_ready(proc_key, false);
+    table.insert(echo, Route::Proc(proc_key)).unwrap();
+    let conn = dp
+        .add_conn(
+            ProcName::new("client").unwrap(),
+            Rc::new(Notify::new()),
+            Rc::new(Notify::new()),
+        )
+        .unwrap();
+
+    let mut batch = Vec::new();
+    for id in 0..BATCH as u64 {
+        let header = FrameHeader {
+            sender: Sender::Client { name: "client" },
+            ..FrameHeader::data("echo", id)
+        };
+        encode_frame_to_vec(&mut batch, &header, &[7; 64], &limits).unwrap();
+    }
+    let mut decoder = FrameDecoder::with_read_chunk(limits, batch.len());
+    let mut received = 0u64;
+    for _ in 0..reads {
+        decoder.feed(&batch);
+        // As the I/O thread: one clock read per socket read.
+        let now = Instant::now();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            let delivery = dp.handle_conn_frame(conn, &frame, true, None, now);
+            assert_eq!(delivery, Delivery::Done);
+        }
+        dp.flush();
+        while proc_in.peek().unwrap().is_some() {
+            proc_in.release().unwrap();
+            received += 1;
+        }
+    }
+    assert_eq!(received, (reads * BATCH) as u64);
+    let stats = dp.stats();
+    assert_eq!(stats.conns[0].delivered, received);
+    assert_eq!(stats.procs[0].frames_in, received);
+}
