@@ -127,7 +127,9 @@ impl Dataplane {
             );
         }
         let Source::Conn(from) = source;
-        let route = self.reader.lookup(frame.dest_name_bytes()).copied();
+        let route = self
+            .route_cache
+            .lookup(&self.table, &mut self.reader, frame.dest_name_bytes());
         let exited = |dp: &mut Dataplane| match blocked_on {
             Some(p) => dp
                 .proc_mut(p)

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hostmux_ring::{Consumer, Producer, RingError, SharedRing};
-use hostmux_router::{RouteHasher, RouteReader, RoutingTable};
+use hostmux_router::{RouteHasher, RouteReader};
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
     FrameHeader, Limits, ProcName, Sender, UndeliverableReason, FRAME_ALIGN, PREFIX_LEN,
@@ -42,6 +42,7 @@ mod agent;
 mod conn;
 mod drain;
 mod remote;
+mod routes;
 mod write;
 
 pub(crate) use write::copy_head;
@@ -77,7 +78,7 @@ pub(crate) enum Route {
     Service,
 }
 
-pub(crate) type Table = RoutingTable<Route>;
+pub(crate) use routes::Table;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProcState {
@@ -192,6 +193,8 @@ pub(crate) struct Dataplane {
     service_name: ProcName,
     table: Arc<Table>,
     reader: RouteReader<Route, RouteHasher>,
+    /// The last destination a client frame was routed to.
+    route_cache: routes::RouteCache,
     procs: Vec<Option<ProcSlot>>,
     conns: Vec<Option<ConnSlot>>,
     generation: u32,
@@ -230,11 +233,13 @@ impl Dataplane {
         own_addr: &str,
     ) -> Self {
         let head_room = PREFIX_LEN + cfg.limits.max_header_len.next_multiple_of(FRAME_ALIGN);
+        let max_name_len = cfg.limits.max_name_len;
         Self {
             limits: cfg.limits,
             cfg,
             service_name,
             reader: table.reader(),
+            route_cache: routes::RouteCache::new(max_name_len),
             table,
             procs: Vec::new(),
             conns: Vec::new(),
