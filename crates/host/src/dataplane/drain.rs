@@ -80,6 +80,8 @@ impl Dataplane {
             procs,
             conns,
             reader,
+            table,
+            drain_route_cache,
             service_name,
             dirty,
             blocked_drains,
@@ -151,7 +153,7 @@ impl Dataplane {
                 conns, remotes, generation, own_addr, &limits, cfg, &frame, payload,
             )
         } else {
-            match reader.lookup(frame.dest_name_bytes()).copied() {
+            match drain_route_cache.lookup(table, reader, frame.dest_name_bytes()) {
                 None => Outcome::Returned(UndeliverableReason::NoSuchProc),
                 Some(Route::Service)
                     if frame.kind() == FrameKind::Data && frame.dest_port() == AGENT_PORT =>

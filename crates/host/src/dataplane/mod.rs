@@ -195,6 +195,9 @@ pub(crate) struct Dataplane {
     reader: RouteReader<Route, RouteHasher>,
     /// The last destination a client frame was routed to.
     route_cache: routes::RouteCache,
+    /// The last destination a proc's frame was routed to (replies mostly
+    /// go to one client, so the two directions keep separate entries).
+    drain_route_cache: routes::RouteCache,
     procs: Vec<Option<ProcSlot>>,
     conns: Vec<Option<ConnSlot>>,
     generation: u32,
@@ -240,6 +243,7 @@ impl Dataplane {
             service_name,
             reader: table.reader(),
             route_cache: routes::RouteCache::new(max_name_len),
+            drain_route_cache: routes::RouteCache::new(max_name_len),
             table,
             procs: Vec::new(),
             conns: Vec::new(),

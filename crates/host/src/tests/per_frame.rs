@@ -79,3 +79,70 @@ fn stress_per_frame_client_to_ring() {
     assert_eq!(stats.conns[0].delivered, received);
     assert_eq!(stats.procs[0].frames_in, received);
 }
+
+/// The reply direction: a proc's batch of 64 B replies drained from its
+/// outbound ring (header copied and validated from host memory, routed)
+/// into the client's reply queue, which its writer then takes.
+#[test]
+#[ignore = "instruction-count workload; run under callgrind"]
+fn stress_per_frame_ring_to_client() {
+    let reads = std::env::var("HOSTMUX_PER_FRAME_READS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(READS);
+    let cfg = Arc::new(HostConfig::default());
+    let limits = cfg.limits;
+    let service = ProcName::new("service").unwrap();
+    let table = Arc::new(Table::new());
+    table.insert(service.clone(), Route::Service).unwrap();
+    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:1");
+    let inbound = SharedRing::create(1 << 16).unwrap();
+    let memfd = inbound.memfd().try_clone_to_owned().unwrap();
+    let (host_in, _proc_in) = inbound.split().unwrap();
+    let (mut proc_out, host_out) = SharedRing::create(1 << 20).unwrap().split().unwrap();
+    let echo = ProcName::new("echo").unwrap();
+    let proc_key = dp.add_proc(echo.clone(), host_in, memfd, host_out);
+    dp.mark_ready(proc_key, false);
+    table.insert(echo, Route::Proc(proc_key)).unwrap();
+    let conn = dp
+        .add_conn(
+            ProcName::new("client").unwrap(),
+            Rc::new(Notify::new()),
+            Rc::new(Notify::new()),
+        )
+        .unwrap();
+    let reply = FrameHeader {
+        sender: Sender::Proc {
+            addr: "",
+            name: "echo",
+        },
+        ..FrameHeader::data("client", 1)
+    };
+    let len = hostmux_wire::encoded_len(&reply, 64);
+    let mut to_drain = Vec::with_capacity(8);
+    let mut written = Vec::with_capacity(1 << 20);
+    let mut sent = 0u64;
+    for _ in 0..reads {
+        for _ in 0..BATCH {
+            let mut slot = proc_out.try_reserve(len).unwrap();
+            hostmux_wire::encode_frame(&mut slot, &reply, &[7; 64], &limits).unwrap();
+            slot.commit();
+        }
+        proc_out.publish().unwrap();
+        let now = Instant::now();
+        to_drain.clear();
+        dp.poll_doorbell(&mut to_drain);
+        for &key in &to_drain {
+            while dp.drain_outbound(key, now) == crate::dataplane::Drain::More {}
+        }
+        assert_eq!(
+            dp.take_outbox(conn, &mut written),
+            crate::dataplane::Outbox::Bytes
+        );
+        sent += (written.len() / len) as u64;
+        written.clear();
+    }
+    assert_eq!(sent, (reads * BATCH) as u64);
+    let stats = dp.stats();
+    assert_eq!(stats.conns[0].frames_out, sent);
+}
