@@ -215,9 +215,15 @@ pub(super) fn extend_parts(
     head: &FrameView<'_>,
     payload: &[u8],
 ) {
-    let start = out.len();
-    out.resize(start + prefix.frame_len(), 0);
-    fill_parts(&mut out[start..], prefix, head, payload);
+    // Appended piece by piece: zero-filling the frame first and then
+    // overwriting it wrote every byte twice.
+    let head_len = prefix.payload_offset();
+    let end = out.len() + prefix.frame_len();
+    out.reserve(prefix.frame_len());
+    out.extend_from_slice(&prefix.to_bytes());
+    out.extend_from_slice(&head.as_bytes()[PREFIX_LEN..head_len]);
+    out.extend_from_slice(payload);
+    out.resize(end, 0);
 }
 
 fn fill_parts(out: &mut [u8], prefix: &FramePrefix, head: &FrameView<'_>, payload: &[u8]) {

@@ -140,6 +140,14 @@ fn stress_per_frame_ring_to_client() {
             crate::dataplane::Outbox::Bytes
         );
         sent += (written.len() / len) as u64;
+        // Byte-exact: every frame in the queue decodes to the reply sent.
+        for frame in written.chunks_exact(len) {
+            let mut aligned = hostmux_wire::rkyv::util::AlignedVec::<16>::new();
+            aligned.extend_from_slice(frame);
+            let view = hostmux_wire::decode_frame(&aligned, &limits).unwrap();
+            assert_eq!(view.payload(), &[7; 64]);
+            assert_eq!(view.dest_name(), "client");
+        }
         written.clear();
     }
     assert_eq!(sent, (reads * BATCH) as u64);
