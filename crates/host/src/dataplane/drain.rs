@@ -35,6 +35,37 @@ impl Dataplane {
         Drain::More
     }
 
+    /// The front of `key`'s outbound ring held no record: arm the ring on
+    /// the doorbell (`Idle`), or go on draining if a record arrived
+    /// meanwhile (`None`), or fail a proc that corrupted its ring.
+    fn drain_found_nothing(&mut self, key: ProcKey, exiting: bool) -> Option<Drain> {
+        let slot = self.proc_mut(key)?;
+        slot.outbound_armed = false;
+        match slot.outbound.peek() {
+            Ok(Some(_)) => None,
+            Ok(None) if exiting => Some(Drain::Idle),
+            Ok(None) => match slot.outbound.arm_doorbell() {
+                Ok(true) => {
+                    slot.outbound_armed = true;
+                    Some(Drain::Idle)
+                }
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
+                    slot.outbound_armed = true;
+                    self.fail_proc(key);
+                    Some(Drain::Idle)
+                }
+            },
+            Err(e) => {
+                tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
+                slot.outbound_armed = true;
+                self.fail_proc(key);
+                Some(Drain::Idle)
+            }
+        }
+    }
+
     /// Routes the record at the front of `key`'s outbound ring, releases it
     /// unless it is blocked. `None`: go on draining.
     ///
@@ -46,34 +77,8 @@ impl Dataplane {
         let limits = self.limits;
         let overload_wait = self.cfg.overload_wait;
         let pi = key.index as usize;
-        // Empty ring and corruption first.
-        {
-            let slot = self.proc_mut(key)?;
-            slot.outbound_armed = false;
-            match slot.outbound.peek() {
-                Ok(Some(_)) => {}
-                Ok(None) if exiting => return Some(Drain::Idle),
-                Ok(None) => match slot.outbound.arm_doorbell() {
-                    Ok(true) => {
-                        slot.outbound_armed = true;
-                        return Some(Drain::Idle);
-                    }
-                    Ok(false) => return None,
-                    Err(e) => {
-                        tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
-                        slot.outbound_armed = true;
-                        self.fail_proc(key);
-                        return Some(Drain::Idle);
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
-                    slot.outbound_armed = true;
-                    self.fail_proc(key);
-                    return Some(Drain::Idle);
-                }
-            }
-        }
+        // A stale key (slot gone or reused) routes nothing.
+        self.proc_mut(key)?;
         // Split the slot vector so the source slot's outbound record can be
         // borrowed while writing into another slot's inbound ring.
         let Dataplane {
@@ -104,11 +109,15 @@ impl Dataplane {
             drain_blocked,
             dirty: src_dirty,
             full_since: src_full_since,
+            outbound_armed,
             ..
         } = src;
+        *outbound_armed = false;
+        // One validated peek per record; an empty or corrupted ring is
+        // handled off the hot path.
         let record = match outbound.peek() {
             Ok(Some(record)) => record,
-            _ => return Some(Drain::Idle),
+            _ => return self.drain_found_nothing(key, exiting),
         };
         let (frame, prefix) = match copy_head(record, scratch, &limits) {
             Ok(head) => head,
