@@ -1,4 +1,4 @@
-//! Spinning, and async waits: an eventfd (the proc doorbell) or the stop-signal pipe
+//! Spinning (the ring crate's policy), and async waits: an eventfd (the proc doorbell) or the stop-signal pipe
 //! registered with tokio's reactor.
 //!
 //! Async receives and sends sleep in the ring protocol's doorbell mode: the
@@ -13,39 +13,12 @@ use tokio::io::unix::AsyncFd;
 
 use crate::ProcError;
 
-/// Pure spinning for this long, then spinning with `sched_yield`.
-pub const PURE_SPIN: std::time::Duration = std::time::Duration::from_micros(2);
-
-/// Spins up to `spin` until `ready()` holds; returns whether it did.
-///
-/// For the first [`PURE_SPIN`] it checks between CPU pause hints, then it
-/// yields the CPU between checks. The yield matters when the peer was woken
-/// onto this CPU (the scheduler tends to place a woken task on its waker's
-/// CPU): a pure spin keeps the peer from running for the whole spin time,
-/// so an idle-to-busy round trip would pay both sides' spins (measured here:
-/// 49 µs with pure spinning, 10 µs with yields; `docs/benchmarks.md`).
-pub fn spin_for(
-    spin: std::time::Duration,
-    mut ready: impl FnMut() -> Result<bool, ProcError>,
-) -> Result<bool, ProcError> {
-    let started = std::time::Instant::now();
-    loop {
-        if ready()? {
-            return Ok(true);
-        }
-        let elapsed = started.elapsed();
-        if elapsed >= spin {
-            return Ok(false);
-        }
-        if elapsed < PURE_SPIN {
-            for _ in 0..8 {
-                std::hint::spin_loop();
-            }
-        } else {
-            std::thread::yield_now();
-        }
-    }
-}
+/// The proc polls the way the ring's own waits do: spin with pause hints
+/// for [`PURE_SPIN`], then yield the CPU between checks. The yield matters
+/// when the peer was woken onto this CPU: a pure spin keeps it from running
+/// (an idle-to-busy round trip measured 49 µs with pure spinning, 10 µs with
+/// yields; `docs/benchmarks.md`).
+pub use hostmux_ring::{spin_for, PURE_SPIN};
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> ProcError {
     move |source| ProcError::Io { what, source }
