@@ -2,16 +2,14 @@
 //! procs). A unit test runs each on generated inputs so `cargo test`
 //! exercises them.
 
-use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
-use hostmux_ring::{Consumer, Producer, SharedRing};
-use hostmux_wire::{FrameDecoder, ProcName};
-use tokio::sync::Notify;
+use hostmux_ring::{Consumer, Producer};
+use hostmux_wire::FrameDecoder;
 
 use crate::config::HostConfig;
-use crate::dataplane::{ConnKey, Dataplane, Delivery, Outbox, ProcKey, Route, Table};
+use crate::dataplane::rig::Rig as Plane;
+use crate::dataplane::{ConnKey, Dataplane, Delivery, Outbox, ProcKey};
 
 struct Rig {
     dp: Dataplane,
@@ -22,42 +20,18 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    let cfg = Arc::new(HostConfig {
+    let mut plane = Plane::new(HostConfig {
         client_outbox_bytes: 64 * 1024,
         ..HostConfig::default()
     });
-    let service = ProcName::new("service").expect("valid");
-    let table = Arc::new(Table::new());
-    table
-        .insert(service.clone(), Route::Service)
-        .expect("empty table");
-    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:9");
-    let inbound = SharedRing::create(1 << 16).expect("memfd");
-    let memfd = inbound.memfd().try_clone_to_owned().expect("dup");
-    let (host_in, proc_in) = inbound.split().expect("split");
-    let (proc_out, host_out) = SharedRing::create(1 << 16)
-        .expect("memfd")
-        .split()
-        .expect("split");
-    let name = ProcName::new("echo").expect("valid");
-    let proc_key = dp.add_proc(name.clone(), host_in, memfd, host_out);
-    dp.mark_ready(proc_key, false);
-    table
-        .insert(name, Route::Proc(proc_key))
-        .expect("free name");
-    let conn = dp
-        .add_conn(
-            ProcName::new("fuzz").expect("valid"),
-            Rc::new(Notify::new()),
-            Rc::new(Notify::new()),
-        )
-        .expect("free name");
+    let echo = plane.add_proc("echo", 1 << 16, 1 << 16);
+    let conn = plane.add_conn("fuzz");
     Rig {
-        dp,
+        dp: plane.dp,
         conn,
-        proc_key,
-        proc_in,
-        proc_out,
+        proc_key: echo.key,
+        proc_in: echo.inbound,
+        proc_out: echo.outbound,
     }
 }
 

@@ -42,6 +42,7 @@ mod agent;
 mod conn;
 mod drain;
 mod remote;
+pub(crate) mod rig;
 mod routes;
 mod write;
 

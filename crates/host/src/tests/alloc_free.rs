@@ -3,20 +3,16 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
-use hostmux_ring::SharedRing;
 use hostmux_wire::{
-    decode_frame, encode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, ProcName,
-    Sender,
+    decode_frame, encode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, Sender,
 };
-use tokio::sync::Notify;
 
 use crate::config::HostConfig;
-use crate::dataplane::{Dataplane, Delivery, Outbox, Route, Table};
+use crate::dataplane::rig::Rig;
+use crate::dataplane::{Dataplane, Delivery, Outbox};
 
 struct Counting;
 
@@ -67,29 +63,10 @@ fn frame(dest: &str, id: u64, payload: &[u8]) -> AlignedVec<16> {
 
 #[test]
 fn dataplane_hot_path_allocates_nothing_per_frame() {
-    let cfg = Arc::new(HostConfig::default());
-    let service = ProcName::new("service").unwrap();
-    let table = Arc::new(Table::new());
-    table.insert(service.clone(), Route::Service).unwrap();
-    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:1");
-
-    let inbound = SharedRing::create(1 << 16).unwrap();
-    let memfd = inbound.memfd().try_clone_to_owned().unwrap();
-    let (host_in, mut proc_in) = inbound.split().unwrap();
-    let (mut proc_out, host_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
-    let echo = ProcName::new("echo").unwrap();
-    let proc_key = dp.add_proc(echo.clone(), host_in, memfd, host_out);
-    dp.mark_ready(proc_key, false);
-    table.insert(echo, Route::Proc(proc_key)).unwrap();
+    let mut rig = Rig::new(HostConfig::default());
+    let echo = rig.add_proc("echo", 1 << 16, 1 << 16);
     // A second proc that the echo also forwards to (the proc-to-proc path).
-    let peer_in = SharedRing::create(1 << 16).unwrap();
-    let peer_memfd = peer_in.memfd().try_clone_to_owned().unwrap();
-    let (host_peer_in, mut peer_consumer) = peer_in.split().unwrap();
-    let (_peer_out, host_peer_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
-    let peer = ProcName::new("peer").unwrap();
-    let peer_key = dp.add_proc(peer.clone(), host_peer_in, peer_memfd, host_peer_out);
-    dp.mark_ready(peer_key, false);
-    table.insert(peer, Route::Proc(peer_key)).unwrap();
+    let peer = rig.add_proc("peer", 1 << 16, 1 << 16);
     let forward_header = FrameHeader {
         sender: Sender::Proc {
             addr: "",
@@ -97,13 +74,10 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
         },
         ..FrameHeader::data("peer", 3)
     };
-    let conn = dp
-        .add_conn(
-            ProcName::new("client").unwrap(),
-            Rc::new(Notify::new()),
-            Rc::new(Notify::new()),
-        )
-        .unwrap();
+    let conn = rig.add_conn("client");
+    let (mut dp, proc_key, mut proc_in, mut proc_out) =
+        (rig.dp, echo.key, echo.inbound, echo.outbound);
+    let mut peer_consumer = peer.inbound;
 
     let request = frame("echo", 1, &[7; 200]);
     let lost = frame("nobody", 2, b"?");

@@ -5,16 +5,13 @@
 //! Ignored by default: it measures, the assertions only check that every
 //! frame arrived.
 
-use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
-use hostmux_ring::SharedRing;
-use hostmux_wire::{encode_frame_to_vec, FrameDecoder, FrameHeader, ProcName, Sender};
-use tokio::sync::Notify;
+use hostmux_wire::{encode_frame_to_vec, FrameDecoder, FrameHeader, Sender};
 
 use crate::config::HostConfig;
-use crate::dataplane::{Dataplane, Delivery, Route, Table};
+use crate::dataplane::rig::Rig;
+use crate::dataplane::Delivery;
 
 /// Frames per simulated socket read.
 const BATCH: usize = 256;
@@ -28,27 +25,11 @@ fn stress_per_frame_client_to_ring() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(READS);
-    let cfg = Arc::new(HostConfig::default());
-    let limits = cfg.limits;
-    let service = ProcName::new("service").unwrap();
-    let table = Arc::new(Table::new());
-    table.insert(service.clone(), Route::Service).unwrap();
-    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:1");
-    let inbound = SharedRing::create(1 << 20).unwrap();
-    let memfd = inbound.memfd().try_clone_to_owned().unwrap();
-    let (host_in, mut proc_in) = inbound.split().unwrap();
-    let (_proc_out, host_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
-    let echo = ProcName::new("echo").unwrap();
-    let proc_key = dp.add_proc(echo.clone(), host_in, memfd, host_out);
-    dp.mark_ready(proc_key, false);
-    table.insert(echo, Route::Proc(proc_key)).unwrap();
-    let conn = dp
-        .add_conn(
-            ProcName::new("client").unwrap(),
-            Rc::new(Notify::new()),
-            Rc::new(Notify::new()),
-        )
-        .unwrap();
+    let mut rig = Rig::new(HostConfig::default());
+    let limits = HostConfig::default().limits;
+    let echo = rig.add_proc("echo", 1 << 20, 1 << 16);
+    let conn = rig.add_conn("client");
+    let (mut dp, mut proc_in) = (rig.dp, echo.inbound);
 
     let mut batch = Vec::new();
     for id in 0..BATCH as u64 {
@@ -90,27 +71,12 @@ fn stress_per_frame_ring_to_client() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(READS);
-    let cfg = Arc::new(HostConfig::default());
-    let limits = cfg.limits;
-    let service = ProcName::new("service").unwrap();
-    let table = Arc::new(Table::new());
-    table.insert(service.clone(), Route::Service).unwrap();
-    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:1");
-    let inbound = SharedRing::create(1 << 16).unwrap();
-    let memfd = inbound.memfd().try_clone_to_owned().unwrap();
-    let (host_in, _proc_in) = inbound.split().unwrap();
-    let (mut proc_out, host_out) = SharedRing::create(1 << 20).unwrap().split().unwrap();
-    let echo = ProcName::new("echo").unwrap();
-    let proc_key = dp.add_proc(echo.clone(), host_in, memfd, host_out);
-    dp.mark_ready(proc_key, false);
-    table.insert(echo, Route::Proc(proc_key)).unwrap();
-    let conn = dp
-        .add_conn(
-            ProcName::new("client").unwrap(),
-            Rc::new(Notify::new()),
-            Rc::new(Notify::new()),
-        )
-        .unwrap();
+    let mut rig = Rig::new(HostConfig::default());
+    let limits = HostConfig::default().limits;
+    let echo = rig.add_proc("echo", 1 << 16, 1 << 20);
+    let conn = rig.add_conn("client");
+    let (mut dp, mut proc_out) = (rig.dp, echo.outbound);
+
     let reply = FrameHeader {
         sender: Sender::Proc {
             addr: "",

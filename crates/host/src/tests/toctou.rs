@@ -2,17 +2,16 @@
 //! route from its own copy of what it validated (the ring helper's finding:
 //! a validated `&str` in ring memory can be made invalid UTF-8 afterwards).
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use hostmux_ring::SharedRing;
 use hostmux_wire::{
-    decode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, Limits, ProcName,
-    Sender, PREFIX_LEN,
+    decode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, Limits, Sender,
+    PREFIX_LEN,
 };
 
 use crate::config::HostConfig;
-use crate::dataplane::{copy_head, Dataplane, Route, Table};
+use crate::dataplane::copy_head;
+use crate::dataplane::rig::Rig;
 
 fn proc_frame(from: &str, dest: &str, payload: &[u8]) -> AlignedVec<16> {
     let header = FrameHeader {
@@ -47,24 +46,10 @@ fn routing_reads_a_host_copy_of_the_header_that_a_proc_rewrite_cannot_change() {
 
 #[test]
 fn proc_to_proc_frames_carry_the_validated_header_and_zero_padding() {
-    let cfg = Arc::new(HostConfig::default());
-    let service = ProcName::new("service").unwrap();
-    let table = Arc::new(Table::new());
-    table.insert(service.clone(), Route::Service).unwrap();
-    let mut dp = Dataplane::new(cfg, service, table.clone(), "tcp:127.0.0.1:1");
-    let mut add = |name: &str| {
-        let inbound = SharedRing::create(1 << 16).unwrap();
-        let memfd = inbound.memfd().try_clone_to_owned().unwrap();
-        let (host_in, proc_in) = inbound.split().unwrap();
-        let (proc_out, host_out) = SharedRing::create(1 << 16).unwrap().split().unwrap();
-        let name = ProcName::new(name).unwrap();
-        let key = dp.add_proc(name.clone(), host_in, memfd, host_out);
-        dp.mark_ready(key, false);
-        table.insert(name, Route::Proc(key)).unwrap();
-        (key, proc_in, proc_out)
-    };
-    let (a, _a_in, mut a_out) = add("a");
-    let (_b, mut b_in, _b_out) = add("b");
+    let mut rig = Rig::new(HostConfig::default());
+    let a = rig.add_proc("a", 1 << 16, 1 << 16);
+    let mut b_in = rig.add_proc("b", 1 << 16, 1 << 16).inbound;
+    let (mut dp, mut a_out) = (rig.dp, a.outbound);
 
     // Proc a sends 5 payload bytes and leaves garbage in the 11 padding
     // bytes after them (its own ring: it may write anything there).
@@ -75,7 +60,7 @@ fn proc_to_proc_frames_carry_the_validated_header_and_zero_padding() {
     slot[end - 11..].fill(0xAA);
     slot.commit();
     a_out.publish().unwrap();
-    dp.drain_outbound(a, Instant::now());
+    dp.drain_outbound(a.key, Instant::now());
 
     let record = b_in.peek().unwrap().expect("the frame reached b");
     let delivered = decode_frame(record, &Limits::default()).expect("canonical frame");
