@@ -747,10 +747,10 @@ impl<M: ProcManager + 'static> Host<M> {
 }
 
 impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
-    /// Terminates every proc: unbinds all routes and closes all inbound
-    /// rings first, then has the manager stop them all under one deadline
-    /// (`grace`), with at most `max_in_flight` polite stops at a time.
-    /// Returns once every proc is gone.
+    /// Terminates every proc: unbinds all routes first, then has the
+    /// manager stop them all under one deadline (`grace`), with at most
+    /// `max_in_flight` polite stops at a time, then closes their inbound
+    /// rings. Returns once every proc is gone.
     pub async fn terminate_children(
         &self,
         grace: Duration,
@@ -768,14 +768,15 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
                     .collect()
             };
             // Unbind every route first so no new frame is routed to a proc
-            // that is going away, but keep the rings attached until the
-            // manager has taken the procs down: detaching closes a proc's
-            // inbound ring, which a proc may take as its cue to exit, and a
-            // proc that left on its own before `terminate_all` looked would
-            // be missing from the summary.
+            // that is going away, but leave the procs alone until the
+            // manager has taken its snapshot of them: neither detach (a
+            // closed inbound ring is a proc's cue to exit) nor ask agents to
+            // stop here. A proc that left on its own before `terminate_all`
+            // looked would be missing from the summary. The polite stop
+            // through the agent comes from the manager's polite-stop hook
+            // (`serve_processes` installs it) once escalation starts.
             for (name, key, _) in &targets {
                 self.unbind(name, *key);
-                let _ = self.inner.control.send(Command::AgentStop(*key));
             }
             let summary = self.inner.manager.terminate_all(grace, max_in_flight).await;
             for (_, key, _) in &targets {

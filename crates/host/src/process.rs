@@ -204,9 +204,9 @@ impl Host<ProcessProcManager> {
     /// polite-stop hook that asks a proc's agent to stop (an
     /// `AgentRequest::Stop` written into its inbound ring, behind the frames
     /// already there) whenever the lifecycle escalation starts, then
-    /// [`Host::serve`]s. [`Host::terminate_proc`] and
-    /// [`Host::terminate_children`] send that stop themselves, so the hook
-    /// matters for terminates that go to the manager directly.
+    /// [`Host::serve`]s. [`Host::terminate_proc`] also sends that stop
+    /// itself; [`Host::terminate_children`] relies on the hook, so that no
+    /// proc leaves before the manager has counted it.
     pub async fn serve_processes(
         builder: ProcessProcManagerBuilder,
         addr: Addr,
