@@ -115,7 +115,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let (name, status, after) = watcher.await.context("a watcher panicked")?;
         let status = status.with_context(|| format!("waiting for proc {name}"))?;
         let how = match &status {
-            TerminalStatus::Exited { code: 0 } => {
+            TerminalStatus::Exited { code: 0, .. } => {
                 "stopped politely (agent stop + SIGTERM)".to_owned()
             }
             TerminalStatus::Signaled {

@@ -133,15 +133,16 @@ fn error_response(e: &HostError) -> ControlResponse {
 /// The wire's proc state for a terminal status.
 pub(crate) fn terminal_state(status: &TerminalStatus) -> ProcState {
     match status {
-        TerminalStatus::Exited { code } => ProcState::Exited { code: *code },
+        TerminalStatus::Exited { code, .. } => ProcState::Exited { code: *code },
         TerminalStatus::Signaled {
             signal,
             core_dumped,
+            ..
         } => ProcState::Signaled {
             signal: *signal,
             core_dumped: *core_dumped,
         },
-        TerminalStatus::Failed { reason } => ProcState::Failed {
+        TerminalStatus::Failed { reason, .. } => ProcState::Failed {
             reason: reason.clone(),
         },
     }

@@ -124,7 +124,10 @@ impl Escalation {
             return;
         }
         let status = match self.failure.take() {
-            Some(reason) => TerminalStatus::Failed { reason },
+            Some(reason) => TerminalStatus::Failed {
+                reason,
+                output: status.into_output(),
+            },
             None => status,
         };
         self.phase = Phase::Terminal(status);
@@ -213,9 +216,14 @@ mod tests {
         std::iter::from_fn(|| esc.poll_action()).collect()
     }
 
+    const fn exited(code: i32) -> TerminalStatus {
+        TerminalStatus::Exited { code, output: None }
+    }
+
     const SIGKILL_STATUS: TerminalStatus = TerminalStatus::Signaled {
         signal: libc::SIGKILL,
         core_dumped: false,
+        output: None,
     };
 
     #[test]
@@ -249,12 +257,12 @@ mod tests {
         esc.handle_terminate(Duration::from_secs(5), clock.now());
         let _ = drain(&mut esc);
         clock.advance(Duration::from_millis(10));
-        esc.handle_exit(TerminalStatus::Exited { code: 0 }, clock.now());
+        esc.handle_exit(exited(0), clock.now());
         clock.advance(Duration::from_secs(10));
         esc.handle_timeout(clock.now());
         assert_eq!(drain(&mut esc), []);
         assert!(!esc.kill_sent());
-        assert_eq!(esc.terminal(), Some(&TerminalStatus::Exited { code: 0 }));
+        assert_eq!(esc.terminal(), Some(&exited(0)));
     }
 
     #[test]
@@ -306,7 +314,8 @@ mod tests {
         assert_eq!(
             esc.terminal(),
             Some(&TerminalStatus::Failed {
-                reason: "not ready within 1s".into()
+                reason: "not ready within 1s".into(),
+                output: None,
             })
         );
     }
@@ -315,12 +324,12 @@ mod tests {
     fn exit_racing_terminate_wins_and_later_inputs_are_ignored() {
         let clock = FakeClock::new();
         let mut esc = Escalation::new();
-        esc.handle_exit(TerminalStatus::Exited { code: 3 }, clock.now());
+        esc.handle_exit(exited(3), clock.now());
         esc.handle_terminate(Duration::ZERO, clock.now());
         esc.handle_kill(clock.now());
         esc.handle_fail("late".into(), clock.now());
         esc.handle_exit(SIGKILL_STATUS, clock.now());
         assert_eq!(drain(&mut esc), []);
-        assert_eq!(esc.terminal(), Some(&TerminalStatus::Exited { code: 3 }));
+        assert_eq!(esc.terminal(), Some(&exited(3)));
     }
 }

@@ -9,8 +9,9 @@
 //! - [`ProcessProcManager`] (production): each proc an OS child process,
 //!   configured by [`ProcessConfig`]. [`LocalProcManager`]: procs as tokio
 //!   tasks in this process, for host tests and embedding.
-//! - [`TerminalStatus`] (`Exited` / `Signaled` / `Failed`), [`ProcStatus`],
-//!   [`TerminateSummary`]; errors [`LifecycleError`], [`ReadyError`],
+//! - [`TerminalStatus`] (`Exited` / `Signaled` / `Failed`, each carrying
+//!   the bounded [`OutputTail`] when stdout or stderr was
+//!   [`OutputMode::Capture`]d), [`ProcStatus`], [`TerminateSummary`]; errors [`LifecycleError`], [`ReadyError`],
 //!   [`WaitError`], [`TerminateError`].
 //! - [`Escalation`]: the sans-IO Running → Stopping → Killing → Terminal
 //!   state machine both managers drive.
@@ -63,7 +64,7 @@
 //! let proc = manager.spawn(ProcName::new("worker").unwrap(), config).await.unwrap();
 //! proc.ready().await.unwrap();
 //! let status = proc.terminate(Duration::from_secs(1)).await.unwrap();
-//! assert_eq!(status, TerminalStatus::Exited { code: 0 });
+//! assert_eq!(status, TerminalStatus::Exited { code: 0, output: None });
 //! assert_eq!(proc.wait().await.unwrap(), status);
 //! # });
 //! ```

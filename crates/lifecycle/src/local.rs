@@ -326,14 +326,19 @@ impl LocalSupervisor {
                 biased;
                 joined = &mut self.task => {
                     let status = match joined {
-                        Ok(Ok(())) => TerminalStatus::Exited { code: 0 },
-                        Ok(Err(reason)) => TerminalStatus::Failed { reason },
+                        Ok(Ok(())) => TerminalStatus::Exited { code: 0, output: None },
+                        Ok(Err(reason)) => TerminalStatus::Failed {
+                            reason,
+                            output: None,
+                        },
                         Err(e) if e.is_cancelled() => TerminalStatus::Signaled {
                             signal: libc::SIGKILL,
                             core_dumped: false,
+                            output: None,
                         },
                         Err(e) => TerminalStatus::Failed {
                             reason: format!("panicked: {}", panic_message(e)),
+                            output: None,
                         },
                     };
                     self.escalation.handle_exit(status, Instant::now());

@@ -15,9 +15,12 @@ pub enum OutputMode {
     Null,
     /// Append to this file (created if missing).
     File(PathBuf),
-    /// Keep the last `max_bytes` bytes in memory; available from
+    /// Keep the last `max_bytes` bytes in memory; the terminal status
+    /// carries the final tail ([`TerminalStatus::output`]), and
     /// [`ProcessHandle::output_tail`](crate::ProcessHandle::output_tail)
-    /// once the proc is terminal.
+    /// shows it as it grows.
+    ///
+    /// [`TerminalStatus::output`]: crate::TerminalStatus::output
     Capture {
         /// The tail's bound, in bytes.
         max_bytes: usize,
@@ -25,7 +28,7 @@ pub enum OutputMode {
 }
 
 /// The captured ends of a proc's output streams.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct OutputTail {
     /// Last bytes of stdout (empty if stdout was not captured).
     pub stdout: Vec<u8>,
@@ -33,6 +36,11 @@ pub struct OutputTail {
     pub stderr: Vec<u8>,
     /// Bytes that were written but fell out of the bounded tails.
     pub dropped_bytes: u64,
+    /// True if every captured stream was read to EOF. False in a live
+    /// snapshot, and in a terminal status when a descendant that escaped
+    /// the proc's process group and cgroup still held a stream open when
+    /// the drain limit after the proc's death ran out.
+    pub complete: bool,
 }
 
 #[derive(Debug, Default)]
@@ -66,13 +74,16 @@ pub(crate) enum Stream {
 }
 
 impl Tails {
-    pub(crate) fn snapshot(&self) -> OutputTail {
+    /// The tails as they are now; `complete` says whether every reader
+    /// reached EOF.
+    pub(crate) fn snapshot(&self, complete: bool) -> OutputTail {
         let out = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
         let err = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
         OutputTail {
             stdout: out.bytes.iter().copied().collect(),
             stderr: err.bytes.iter().copied().collect(),
             dropped_bytes: out.dropped + err.dropped,
+            complete,
         }
     }
 

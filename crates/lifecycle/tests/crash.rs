@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use hostmux_lifecycle::{
-    ProcHandle, ProcManager, ProcessConfig, ProcessProcManager, TerminalStatus,
-};
+use hostmux_lifecycle::{ProcHandle, ProcManager, ProcessConfig, ProcessProcManager};
 
 use crate::support::*;
 
@@ -62,7 +60,7 @@ async fn pid_namespace_init_with_a_term_handler_still_stops_cooperatively() {
     proc.ready().await.unwrap();
     assert!(proc.in_pid_namespace());
     let status = proc.terminate(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+    assert_eq!(status, exited(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,7 @@ fn deaf() -> LocalProcConfig {
 const ABORTED: TerminalStatus = TerminalStatus::Signaled {
     signal: libc::SIGKILL,
     core_dumped: false,
+    output: None,
 };
 
 #[tokio::test]
@@ -47,7 +48,7 @@ async fn cooperative_task_exits_zero_after_polite_stop() {
         .terminate_proc(&name("coop"), Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+    assert_eq!(status, exited(0));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(matches!(
         manager.terminate_proc(&name("coop"), Duration::ZERO).await,
@@ -98,6 +99,7 @@ async fn errors_and_panics_map_to_failed_and_fail_readiness() {
         .unwrap();
     let failed = TerminalStatus::Failed {
         reason: "no config".into(),
+        output: None,
     };
     assert_eq!(
         erring.ready().await,
@@ -116,7 +118,7 @@ async fn errors_and_panics_map_to_failed_and_fail_readiness() {
         .await
         .unwrap();
     match panicking.wait().await.unwrap() {
-        TerminalStatus::Failed { reason } => assert!(reason.contains("boom"), "{reason}"),
+        TerminalStatus::Failed { reason, .. } => assert!(reason.contains("boom"), "{reason}"),
         other => panic!("expected Failed, got {other:?}"),
     }
 }

@@ -16,6 +16,7 @@ use crate::support::*;
 const SIGKILLED: TerminalStatus = TerminalStatus::Signaled {
     signal: libc::SIGKILL,
     core_dumped: false,
+    output: None,
 };
 
 fn term_ignorer() -> ProcessConfig {
@@ -81,7 +82,7 @@ async fn cooperative_proc_exits_cleanly_without_sigkill_and_gets_polite_stop() {
     proc.ready().await.unwrap();
     assert_eq!(proc.status(), ProcStatus::Ready);
     let status = proc.terminate(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+    assert_eq!(status, exited(0));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -206,7 +207,7 @@ async fn exit_racing_terminate_reports_the_exit_code() {
         // SIGTERM cannot kill this proc, so whichever way the race went the
         // status is its own exit; signals to the exiting proc (ESRCH) are
         // absorbed rather than reported.
-        assert_eq!(status, TerminalStatus::Exited { code: 7 }, "racer {i}");
+        assert_eq!(status, exited(7), "racer {i}");
     }
 }
 
@@ -232,7 +233,7 @@ async fn stopped_proc_still_terminates() {
     }
     // SIGCONT follows SIGTERM, so the stopped proc wakes and exits cleanly.
     let status = proc.terminate(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+    assert_eq!(status, exited(0));
 
     let ignorer = manager
         .spawn(name("stopped-ignorer"), term_ignorer())
@@ -321,10 +322,7 @@ async fn exit_before_ready_fails_at_once_not_at_the_timeout() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        proc.ready().await,
-        Err(ReadyError::Terminal(TerminalStatus::Exited { code: 3 }))
-    );
+    assert_eq!(proc.ready().await, Err(ReadyError::Terminal(exited(3))));
     assert!(
         started.elapsed() < EPSILON * 2,
         "took {:?}",
@@ -350,7 +348,7 @@ async fn segfault_after_ready_is_signaled_sigsegv_not_exit_139() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn captured_output_tail_is_bounded_and_complete_at_exit() {
+async fn exit_status_carries_the_bounded_output_tail_complete_at_exit() {
     let manager = ProcessProcManager::default();
     let proc = manager
         .spawn(
@@ -363,14 +361,102 @@ async fn captured_output_tail_is_bounded_and_complete_at_exit() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        proc.wait().await.unwrap(),
-        TerminalStatus::Exited { code: 4 }
-    );
-    let tail = proc.output_tail().unwrap();
-    assert_eq!(tail.stdout, b"6789");
+    let status = proc.wait().await.unwrap();
+    let TerminalStatus::Exited {
+        code: 4,
+        output: Some(tail),
+    } = &status
+    else {
+        panic!("expected exit 4 with a tail, got {status:?}");
+    };
+    assert_eq!(tail.stdout, b"6789", "only the last max_bytes of stdout");
     assert_eq!(tail.stderr, b"oops");
     assert_eq!(tail.dropped_bytes, 6);
+    assert!(tail.complete, "both pipes read to EOF before publishing");
+    assert_eq!(
+        status.to_string(),
+        "exited with code 4 (8 output bytes captured, 6 dropped)"
+    );
+    assert_eq!(proc.output_tail().as_ref(), Some(&**tail));
+    assert_eq!(proc.wait().await.unwrap(), status, "every waiter sees it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_and_failed_statuses_carry_the_output_tail() {
+    let manager = ProcessProcManager::default();
+    let ignorer = manager
+        .spawn(
+            name("loud-ignorer"),
+            ProcessConfig::new("sh")
+                .args(["-c", "trap '' TERM; echo started; exec sleep 1000"])
+                .readiness(Readiness::OnSpawn)
+                .stdout(OutputMode::Capture { max_bytes: 64 }),
+        )
+        .await
+        .unwrap();
+    wait_for_comm(ignorer.pid().unwrap(), "sleep").await;
+    let status = ignorer.terminate(Duration::from_millis(50)).await.unwrap();
+    match &status {
+        TerminalStatus::Signaled {
+            signal,
+            output: Some(tail),
+            ..
+        } => {
+            assert_eq!(*signal, libc::SIGKILL);
+            assert_eq!(tail.stdout, b"started\n");
+            assert!(tail.stderr.is_empty(), "stderr was not captured");
+            assert!(tail.complete);
+        }
+        other => panic!("expected SIGKILL with a tail, got {other:?}"),
+    }
+
+    // The tail of a proc that never became ready says why. It closes its
+    // ready pipe after writing, so the failure comes after the write.
+    let silent = manager
+        .spawn(
+            name("never-ready"),
+            ProcessConfig::new("sh")
+                .args([
+                    "-c",
+                    "echo 'config missing' >&2; eval \"exec $HOSTMUX_READY_FD>&-\"; exec sleep 1000",
+                ])
+                .stderr(OutputMode::Capture { max_bytes: 64 }),
+        )
+        .await
+        .unwrap();
+    match silent.wait().await.unwrap() {
+        TerminalStatus::Failed {
+            output: Some(tail), ..
+        } => assert_eq!(tail.stderr, b"config missing\n"),
+        other => panic!("expected Failed with a tail, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncaptured_proc_status_carries_no_output() {
+    let manager = ProcessProcManager::default();
+    let proc = manager
+        .spawn(
+            name("quiet"),
+            ProcessConfig::new("sh")
+                // `|| exit 3`: a write error to the null stream would show.
+                .args(["-c", "echo to-null || exit 3; exit 2"])
+                .readiness(Readiness::OnSpawn)
+                .stdout(OutputMode::Null),
+        )
+        .await
+        .unwrap();
+    let status = proc.wait().await.unwrap();
+    assert_eq!(
+        status,
+        TerminalStatus::Exited {
+            code: 2,
+            output: None
+        }
+    );
+    assert_eq!(status.output(), None);
+    assert_eq!(proc.output_tail(), None);
+    assert_eq!(status.to_string(), "exited with code 2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,11 +546,9 @@ async fn child_starts_with_clean_signals_and_pdeathsig() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        cat.wait().await.unwrap(),
-        TerminalStatus::Exited { code: 0 }
-    );
-    let status = String::from_utf8(cat.output_tail().unwrap().stdout).unwrap();
+    let exit = cat.wait().await.unwrap();
+    assert!(exit.success(), "{exit}");
+    let status = String::from_utf8(exit.output().unwrap().stdout.clone()).unwrap();
     assert_eq!(
         status_mask(&status, "SigBlk"),
         0,
@@ -545,11 +629,7 @@ async fn bulk_terminate_counts_every_proc_and_caps_polite_stops() {
         peak.load(Ordering::SeqCst)
     );
     for (i, h) in handles.iter().enumerate() {
-        let expected = if i % 3 == 0 {
-            SIGKILLED
-        } else {
-            TerminalStatus::Exited { code: 0 }
-        };
+        let expected = if i % 3 == 0 { SIGKILLED } else { exited(0) };
         assert_eq!(h.wait().await.unwrap(), expected, "proc {i}");
     }
     assert!(manager.live_procs().is_empty());
@@ -586,7 +666,7 @@ async fn spawn_storm_of_500_is_bounded_reaped_and_leaks_no_fds() {
         });
     }
     while let Some(status) = storm.join_next().await {
-        assert_eq!(status.unwrap(), TerminalStatus::Exited { code: 0 });
+        assert_eq!(status.unwrap(), exited(0));
     }
     assert!(
         manager.starting_peak() <= 32,
@@ -629,7 +709,7 @@ async fn stress_spawn_storm_5000_with_terminates() {
         });
     }
     while let Some(status) = storm.join_next().await {
-        assert_eq!(status.unwrap(), TerminalStatus::Exited { code: 0 });
+        assert_eq!(status.unwrap(), exited(0));
     }
     eprintln!(
         "5000 spawn+ready+terminate in {:?}, starting peak {}",
@@ -661,10 +741,7 @@ async fn extra_fds_land_at_fixed_and_announced_numbers() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        proc.wait().await.unwrap(),
-        TerminalStatus::Exited { code: 0 }
-    );
+    assert_eq!(proc.wait().await.unwrap(), exited(0));
     // The manager closed its copies, so these reads end at the child's exit.
     let (mut fixed, mut env) = (String::new(), String::new());
     fixed_rx.read_to_string(&mut fixed).unwrap();
@@ -690,11 +767,9 @@ async fn env_cwd_and_name_reach_the_child() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        proc.wait().await.unwrap(),
-        TerminalStatus::Exited { code: 0 }
-    );
-    let out = String::from_utf8(proc.output_tail().unwrap().stdout).unwrap();
+    let exit = proc.wait().await.unwrap();
+    assert!(exit.success(), "{exit}");
+    let out = String::from_utf8(exit.output().unwrap().stdout.clone()).unwrap();
     assert_eq!(out, "hello|env-check|/tmp");
 }
 
@@ -791,10 +866,7 @@ async fn cancelled_spawns_leak_no_process_name_or_fd() {
         .spawn(name(reused), fixture_mode("ready-exit").arg("0"))
         .await
         .expect("the name is free again");
-    assert_eq!(
-        after.wait().await.unwrap(),
-        TerminalStatus::Exited { code: 0 }
-    );
+    assert_eq!(after.wait().await.unwrap(), exited(0));
     let me = std::process::id().to_string();
     let children: Vec<_> = std::fs::read_dir("/proc")
         .unwrap()
@@ -834,7 +906,7 @@ async fn proc_after_a_cgroup_kill_starts_normally() {
         next.ready().await.unwrap();
         assert_eq!(
             next.terminate(Duration::from_secs(5)).await.unwrap(),
-            TerminalStatus::Exited { code: 0 }
+            exited(0)
         );
     }
 }

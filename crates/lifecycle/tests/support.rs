@@ -4,7 +4,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hostmux_lifecycle::ProcName;
+use hostmux_lifecycle::{ProcName, TerminalStatus};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
@@ -13,6 +13,11 @@ pub(crate) const EPSILON: Duration = Duration::from_millis(1500);
 
 pub(crate) fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hostmux-lifecycle-fixture"))
+}
+
+/// `Exited { code }` with no captured output.
+pub(crate) const fn exited(code: i32) -> TerminalStatus {
+    TerminalStatus::Exited { code, output: None }
 }
 
 pub(crate) fn name(s: &str) -> ProcName {

@@ -18,6 +18,10 @@ use tokio::runtime::Runtime;
 use crate::support::{expect_echo, TestHost, PATIENCE};
 
 const RING: usize = 64 * 1024;
+const CLEAN_EXIT: TerminalStatus = TerminalStatus::Exited {
+    code: 0,
+    output: None,
+};
 const ECHO: &str = env!("CARGO_BIN_EXE_hostmux-echo");
 const SINK: &str = env!("CARGO_BIN_EXE_hostmux-sink");
 const FIXTURE: &str = env!("CARGO_BIN_EXE_hostmux-proc-fixture");
@@ -97,7 +101,7 @@ fn echo_round_trip_through_a_real_process() {
         host.ask_agent(100, AgentRequest::Stop),
         AgentResponse::Stopping
     );
-    assert_eq!(harness.wait(&handle), TerminalStatus::Exited { code: 0 });
+    assert_eq!(harness.wait(&handle), CLEAN_EXIT);
 }
 
 #[test]
@@ -122,7 +126,7 @@ fn sink_counts_reach_the_host_through_agent_stats() {
         host.ask_agent(2, AgentRequest::Stop),
         AgentResponse::Stopping
     );
-    assert_eq!(harness.wait(&handle), TerminalStatus::Exited { code: 0 });
+    assert_eq!(harness.wait(&handle), CLEAN_EXIT);
 }
 
 #[test]
@@ -137,7 +141,7 @@ fn sigterm_is_a_graceful_stop_and_the_proc_exits_zero() {
         .rt
         .block_on(handle.terminate(PATIENCE))
         .expect("terminated");
-    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+    assert_eq!(status, CLEAN_EXIT);
 }
 
 #[test]
@@ -163,7 +167,7 @@ fn without_a_proc_doorbell_the_proc_uses_futexes_and_still_stops_on_sigterm() {
         .rt
         .block_on(handle.terminate(PATIENCE))
         .expect("terminated");
-    assert_eq!(status, TerminalStatus::Exited { code: 0 });
+    assert_eq!(status, CLEAN_EXIT);
 }
 
 #[test]
@@ -178,7 +182,8 @@ fn a_proc_ignoring_sigterm_is_killed_after_the_grace() {
         status,
         TerminalStatus::Signaled {
             signal: libc::SIGKILL,
-            core_dumped: false
+            core_dumped: false,
+            output: None,
         }
     );
 }
@@ -357,7 +362,7 @@ fn pipelined_echo_loses_nothing(frames: u64, size: usize) {
         host.ask_agent(1, AgentRequest::Stop),
         AgentResponse::Stopping
     );
-    assert_eq!(harness.wait(&handle), TerminalStatus::Exited { code: 0 });
+    assert_eq!(harness.wait(&handle), CLEAN_EXIT);
     eprintln!(
         "{frames} frames of {size} B echoed in {:?} ({:.0} frames/s)",
         started.elapsed(),

@@ -347,8 +347,13 @@ impl ProcessProcManager {
 
         let mut plan = SpawnPlan::new(&program, &args, &child_env, current_dir.as_deref())
             .map_err(|_| invalid("program, an argument, env or cwd contains a NUL byte".into()))?;
+        // Read-write: the same opener serves stdin and the `Null` outputs
+        // (a read-only one made every write of the child fail with EBADF).
         let dev_null = || {
-            std::fs::File::open("/dev/null")
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
                 .map(OwnedFd::from)
                 .map_err(io("opening /dev/null"))
         };
@@ -435,21 +440,18 @@ impl ProcessProcManager {
         };
         let pid = pid as u32;
 
-        let tails = Arc::new(Tails::default());
+        let mut tails: Option<Arc<Tails>> = None;
         let mut readers = Vec::new();
-        let mut captured = false;
         let [stdout_pipe, stderr_pipe] = capture_ends;
         for (stream, mode, pipe) in [
             (Stream::Stdout, &stdout, stdout_pipe),
             (Stream::Stderr, &stderr, stderr_pipe),
         ] {
             if let (OutputMode::Capture { max_bytes }, Some(pipe)) = (mode, pipe) {
-                captured = true;
                 let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe)
                     .map_err(io("registering an output pipe"))?;
-                readers.push(tokio::spawn(
-                    Arc::clone(&tails).drain(stream, *max_bytes, receiver),
-                ));
+                let tails = Arc::clone(tails.get_or_insert_with(Arc::default));
+                readers.push(tokio::spawn(tails.drain(stream, *max_bytes, receiver)));
             }
         }
         let ready_pipe = match ready_pipe {
@@ -471,7 +473,7 @@ impl ProcessProcManager {
                 },
                 pid,
                 in_pid_namespace,
-                tails: captured.then(|| Arc::clone(&tails)),
+                tails: tails.clone(),
             }),
         };
         let supervisor = supervisor::Supervisor::new(supervisor::Parts {
@@ -487,6 +489,7 @@ impl ProcessProcManager {
             state: state_tx,
             commands: command_rx,
             readers,
+            tails,
             starting: Some(starting),
             manager: Arc::downgrade(&self.inner),
         })
@@ -612,9 +615,15 @@ struct HandleInner {
 
 impl ProcessHandle {
     /// The captured output tails, if stdout or stderr was
-    /// [`OutputMode::Capture`]. Complete once the proc is terminal.
+    /// [`OutputMode::Capture`]: a snapshot of what was read so far while
+    /// the proc runs (`complete == false`), and once it is terminal the same
+    /// final tail its [`TerminalStatus`] carries.
     pub fn output_tail(&self) -> Option<OutputTail> {
-        self.inner.tails.as_ref().map(|t| t.snapshot())
+        let tails = self.inner.tails.as_ref()?;
+        match self.inner.link.status() {
+            ProcStatus::Terminal(status) => status.output().cloned(),
+            _ => Some(tails.snapshot(false)),
+        }
     }
 
     /// Whether the proc runs as PID 1 of its own PID namespace (asked for

@@ -24,6 +24,7 @@ use crate::error::ReadyError;
 use crate::escalation::{Action, Escalation};
 use crate::link::{Command, Snapshot};
 use crate::manager::PoliteStopHook;
+use crate::output::Tails;
 use crate::readiness::{check_record, RecordCheck, READY_RECORD_LEN};
 use crate::status::{ProcStatus, TerminalStatus};
 
@@ -49,6 +50,7 @@ pub(super) struct Parts {
     pub(super) state: watch::Sender<Snapshot>,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
     pub(super) readers: Vec<JoinHandle<()>>,
+    pub(super) tails: Option<Arc<Tails>>,
     pub(super) starting: Option<StartingGuard>,
     pub(super) manager: Weak<ManagerInner>,
 }
@@ -117,6 +119,7 @@ pub(super) struct Supervisor {
     commands: mpsc::UnboundedReceiver<Command>,
     commands_open: bool,
     readers: Vec<JoinHandle<()>>,
+    tails: Option<Arc<Tails>>,
     starting: Option<StartingGuard>,
     manager: Weak<ManagerInner>,
 }
@@ -158,6 +161,7 @@ impl Supervisor {
             commands: parts.commands,
             commands_open: true,
             readers: parts.readers,
+            tails: parts.tails,
             starting: parts.starting,
             manager: parts.manager,
         };
@@ -316,11 +320,12 @@ impl Supervisor {
         ) {
             Ok(Some(status)) => {
                 if let Some(code) = status.exit_status() {
-                    TerminalStatus::Exited { code }
+                    TerminalStatus::Exited { code, output: None }
                 } else if let Some(signal) = status.terminating_signal() {
                     TerminalStatus::Signaled {
                         signal,
                         core_dumped: status.dumped(),
+                        output: None,
                     }
                 } else {
                     return; // a stop/continue report; keep waiting
@@ -329,10 +334,12 @@ impl Supervisor {
             Ok(None) => return, // spurious wake-up
             Err(Errno::CHILD) => TerminalStatus::Failed {
                 reason: "reaped by another waiter in the host process".into(),
+                output: None,
             },
             Err(Errno::INTR) => return,
             Err(e) => TerminalStatus::Failed {
                 reason: format!("waitid on the pidfd failed: {e}"),
+                output: None,
             },
         };
         self.child.reaped = true;
@@ -379,8 +386,9 @@ impl Supervisor {
         }
     }
 
-    /// After the reap: kill leftovers in the cgroup, collect output, then
-    /// publish the one terminal status.
+    /// After the reap: kill leftovers in the cgroup, read the output pipes
+    /// to EOF (bounded by [`OUTPUT_DRAIN_LIMIT`]), then publish the one
+    /// terminal status carrying the final output tail.
     async fn finish(mut self) {
         for hook in self.hooks.drain(..) {
             hook.abort();
@@ -388,18 +396,27 @@ impl Supervisor {
         if let Some(cg) = &mut self.child.cgroup {
             cg.kill_and_release().await;
         }
+        // The proc's tree is dead, so every writer end is closed unless a
+        // descendant escaped both the group and the cgroup.
         let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN_LIMIT;
+        let mut all_at_eof = true;
         for reader in self.readers.drain(..) {
             let abort = reader.abort_handle();
             if tokio::time::timeout_at(drain_until, reader).await.is_err() {
                 abort.abort();
+                all_at_eof = false;
             }
         }
+        let output = self
+            .tails
+            .take()
+            .map(|tails| Arc::new(tails.snapshot(all_at_eof)));
         let status = self
             .escalation
             .terminal()
             .cloned()
-            .expect("finish runs after the exit");
+            .expect("finish runs after the exit")
+            .with_output(output);
         if let Some(manager) = self.manager.upgrade() {
             manager.forget(&self.name, self.seq);
         }
