@@ -12,7 +12,8 @@
 
 use std::ops::Range;
 
-use crate::header::{check_header, ArchivedRoutingHeader, FrameHeader, Sender};
+use crate::header::{FrameHeader, Sender};
+use crate::layout::check_header;
 use crate::{Flags, FrameKind, Limits, WireError};
 
 /// Length of the fixed frame prefix.
@@ -257,12 +258,13 @@ pub fn encode_frame_to_vec(
     }
 }
 
-/// A validated frame borrowed from a buffer: the archived header plus the
-/// payload slice. Nothing is copied or allocated to produce it.
+/// A validated frame borrowed from a buffer: the header's fields (strings
+/// borrowed from the archived header in place) plus the payload slice.
+/// Nothing is copied or allocated to produce it.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameView<'a> {
     bytes: &'a [u8],
-    header: &'a ArchivedRoutingHeader,
+    header: FrameHeader<'a>,
     prefix: FramePrefix,
 }
 
@@ -279,15 +281,10 @@ impl<'a> FrameView<'a> {
         self.prefix
     }
 
-    /// The validated archived routing header.
+    /// The header's fields, borrowed from the frame.
     #[inline]
-    pub fn header(&self) -> &'a ArchivedRoutingHeader {
-        self.header
-    }
-
-    /// The header's fields, borrowed.
     pub fn fields(&self) -> FrameHeader<'a> {
-        self.header.fields()
+        self.header
     }
 
     /// The opaque payload (16-byte aligned if the frame is).
@@ -299,47 +296,48 @@ impl<'a> FrameView<'a> {
     /// What the frame carries.
     #[inline]
     pub fn kind(&self) -> FrameKind {
-        self.header.kind()
+        self.header.kind
     }
 
     /// The flag bits.
     pub fn flags(&self) -> Flags {
-        self.header.flags()
+        self.header.flags
     }
 
     /// The sender's message id.
     #[inline]
     pub fn message_id(&self) -> u64 {
-        self.header.message_id()
+        self.header.message_id
     }
 
     /// The destination proc name, for routing-table lookups.
     #[inline]
     pub fn dest_name(&self) -> &'a str {
-        self.header.dest_name()
+        self.header.dest_name
     }
 
     /// The destination proc name as bytes.
     #[inline]
     pub fn dest_name_bytes(&self) -> &'a [u8] {
-        self.header.dest_name().as_bytes()
+        self.header.dest_name.as_bytes()
     }
 
     /// The port inside the destination proc.
     #[inline]
     pub fn dest_port(&self) -> u32 {
-        self.header.dest_port()
+        self.header.dest_port
     }
 
     /// The destination host address; empty means the receiving host.
     #[inline]
     pub fn dest_addr(&self) -> &'a str {
-        self.header.dest_addr()
+        self.header.dest_addr
     }
 
     /// Who sent the frame.
+    #[inline]
     pub fn sender(&self) -> Sender<'a> {
-        self.header.sender()
+        self.header.sender
     }
 }
 

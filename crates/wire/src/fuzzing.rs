@@ -53,18 +53,38 @@ pub fn wire_decode(data: &[u8]) {
     let _ = decoder.finish();
 }
 
-/// Arbitrary bytes as an archived routing header region. An accepted header
-/// must re-archive to identical bytes.
+/// Arbitrary bytes as an archived routing header region. The hand-written
+/// validator must agree with the rkyv/bytecheck reference (same decision,
+/// same fields), and an accepted header must re-archive to identical bytes
+/// through both the hand-written and the rkyv encoder.
 pub fn wire_header(data: &[u8]) {
     let mut aligned = AlignedVec::<FRAME_ALIGN>::with_capacity(data.len());
     aligned.extend_from_slice(data);
-    if let Ok(header) = crate::header::check_header(&aligned, &fuzz_limits()) {
-        let fields = header.fields();
+    let limits = fuzz_limits();
+    let fast = crate::layout::check_header(&aligned, &limits);
+    let reference = crate::header::check_header_bytecheck(&aligned, &limits);
+    match (&fast, &reference) {
+        (Ok(fast), Ok(reference)) => {
+            assert_eq!(fast, reference, "validators read different fields")
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("validators disagree: hand-written {fast:?}, bytecheck {reference:?}"),
+    }
+    if let Ok(fields) = fast {
         let mut again = vec![0u8; fields.archived_len()];
         fields
             .write_archived(&mut again)
             .expect("a valid header re-archives");
         assert_eq!(&again[..], &aligned[..], "header encoding is not canonical");
+        again.fill(0xEE);
+        fields
+            .write_archived_rkyv(&mut again)
+            .expect("a valid header re-archives through rkyv");
+        assert_eq!(
+            &again[..],
+            &aligned[..],
+            "hand-written and rkyv encoders differ"
+        );
     }
 }
 

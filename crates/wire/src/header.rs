@@ -201,7 +201,7 @@ pub enum Sender<'a> {
 
 impl<'a> Sender<'a> {
     #[inline]
-    fn kind(&self) -> SenderKind {
+    pub(crate) fn kind(&self) -> SenderKind {
         match self {
             Sender::Anonymous => SenderKind::Anonymous,
             Sender::Client { .. } => SenderKind::Client,
@@ -210,7 +210,7 @@ impl<'a> Sender<'a> {
     }
 
     #[inline]
-    fn name(&self) -> &'a str {
+    pub(crate) fn name(&self) -> &'a str {
         match *self {
             Sender::Anonymous => "",
             Sender::Client { name } | Sender::Proc { name, .. } => name,
@@ -218,7 +218,7 @@ impl<'a> Sender<'a> {
     }
 
     #[inline]
-    fn addr(&self) -> &'a str {
+    pub(crate) fn addr(&self) -> &'a str {
         match *self {
             Sender::Proc { addr, .. } => addr,
             _ => "",
@@ -292,9 +292,27 @@ impl<'a> FrameHeader<'a> {
     }
 
     /// Writes the archived header into `out`, which must be exactly
-    /// [`archived_len`](Self::archived_len) bytes; returns that length.
+    /// [`archived_len`](Self::archived_len) bytes; returns that length. The
+    /// fields must have passed [`validate`](Self::validate). Hand-laid
+    /// (`layout::write_header`); the bytes are those of
+    /// [`write_archived_rkyv`](Self::write_archived_rkyv).
     #[inline]
     pub(crate) fn write_archived(&self, out: &mut [u8]) -> Result<usize, WireError> {
+        let needed = self.archived_len();
+        if out.len() != needed {
+            return Err(WireError::BufferTooSmall {
+                needed,
+                available: out.len(),
+            });
+        }
+        crate::layout::write_header(self, out);
+        Ok(needed)
+    }
+
+    /// The reference encoder: rkyv's serializer through the hand-written
+    /// `Serialize` impl below. Tests and the fuzz targets compare it with
+    /// [`write_archived`](Self::write_archived).
+    pub(crate) fn write_archived_rkyv(&self, out: &mut [u8]) -> Result<usize, WireError> {
         let needed = self.archived_len();
         if out.len() != needed {
             return Err(WireError::BufferTooSmall {
@@ -531,23 +549,25 @@ pub(crate) fn archived_len_for(text_len: usize) -> usize {
     text_len.next_multiple_of(HEADER_ALIGN) + HEADER_ROOT_LEN
 }
 
-fn invalid_header(reason: impl Into<String>) -> WireError {
+pub(crate) fn invalid_header(reason: impl Into<String>) -> WireError {
     WireError::InvalidHeader {
         reason: reason.into(),
     }
 }
 
-/// Validates an archived header region (exactly `header_len` bytes, 8-byte
-/// aligned in memory) and returns the archived root.
+/// The reference validator: rkyv's `access` with bytecheck, then the
+/// canonical layout and field checks. The hot path uses the hand-written
+/// `layout::check_header`, which must accept exactly what this accepts
+/// (for regions at an 8-byte aligned address) and read the same fields;
+/// tests and the `wire_header` fuzz target compare the two.
 ///
 /// Order: bytecheck (bounds, UTF-8, enum tags), then the canonical layout
 /// (text at offset 0, lengths that add up to it, zero padding, exact length),
 /// then the semantic rules of [`FrameHeader::validate`].
-#[inline]
-pub(crate) fn check_header<'a>(
+pub(crate) fn check_header_bytecheck<'a>(
     bytes: &'a [u8],
     limits: &Limits,
-) -> Result<&'a ArchivedRoutingHeader, WireError> {
+) -> Result<FrameHeader<'a>, WireError> {
     if bytes.len() < HEADER_ROOT_LEN {
         return Err(invalid_header(format!(
             "header is {} bytes, shorter than its {HEADER_ROOT_LEN}-byte root",
@@ -599,7 +619,7 @@ pub(crate) fn check_header<'a>(
         sender_addr,
         limits,
     )?;
-    Ok(header)
+    Ok(header.fields())
 }
 
 /// Validates again with an error type that says why. Cold: the stream is
@@ -614,7 +634,7 @@ fn bytecheck_failure(bytes: &[u8]) -> WireError {
 
 #[allow(clippy::too_many_arguments)] // one argument per header field
 #[inline]
-fn check_fields(
+pub(crate) fn check_fields(
     kind: FrameKind,
     flags: u16,
     dest_name: &str,

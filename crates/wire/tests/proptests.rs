@@ -146,6 +146,8 @@ fn sender_variants_map_to_the_flat_fields() {
     let mut bytes = AlignedVec::<16>::new();
     bytes.extend_from_slice(&out);
     let frame = decode_frame(&bytes, &Limits::default()).unwrap();
-    assert_eq!(frame.header().sender_name(), "p");
-    assert_eq!(frame.header().sender_addr(), "unix:@h");
+    let flat = RoutingHeader::from(frame.fields());
+    assert_eq!(flat.sender_kind, SenderKind::Proc);
+    assert_eq!(flat.sender_name, "p");
+    assert_eq!(flat.sender_addr, "unix:@h");
 }
