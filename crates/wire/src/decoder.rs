@@ -3,7 +3,7 @@
 use rkyv::util::AlignedVec;
 
 use crate::frame::{view_frame, FramePrefix, FRAME_ALIGN, PREFIX_LEN};
-use crate::{FrameView, Limits, WireError};
+use crate::{FrameView, HeaderMemo, Limits, WireError};
 
 /// Default buffer size, and the smallest spare region offered for a read.
 pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
@@ -24,6 +24,10 @@ pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
 /// buffer grows only to hold a single frame larger than it, and a frame's
 /// announced length is checked against [`Limits`] before that happens.
 ///
+/// Headers go through a [`HeaderMemo`]: in a run of frames that differ only
+/// in message id and port, each header after the first is recognised
+/// rather than validated again.
+///
 /// After the first error the decoder is poisoned: it ignores further input and
 /// returns that error again from every call. It never panics on any input.
 #[derive(Debug)]
@@ -36,6 +40,7 @@ pub struct FrameDecoder {
     end: usize,
     read_chunk: usize,
     limits: Limits,
+    memo: HeaderMemo,
     poisoned: Option<WireError>,
 }
 
@@ -57,6 +62,7 @@ impl FrameDecoder {
             end: 0,
             read_chunk,
             limits,
+            memo: HeaderMemo::new(),
             poisoned: None,
         }
     }
@@ -174,7 +180,12 @@ impl FrameDecoder {
         }
         let frame_start = self.start;
         self.start += prefix.frame_len();
-        match view_frame(&self.buf[frame_start..], prefix, &self.limits) {
+        match view_frame(
+            &self.buf[frame_start..],
+            prefix,
+            &self.limits,
+            Some(&mut self.memo),
+        ) {
             Ok(frame) => Ok(Some(frame)),
             Err(error) => {
                 self.poisoned = Some(error.clone());

@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use crate::header::{FrameHeader, Sender};
 use crate::layout::check_header;
+use crate::memo::HeaderMemo;
 use crate::{Flags, FrameKind, Limits, WireError};
 
 /// Length of the fixed frame prefix.
@@ -373,16 +374,21 @@ fn tail_is_zero(region: &[u8], used: usize) -> bool {
 }
 
 /// Validates the frame at the start of `bytes` (length already known to be
-/// at least `prefix.frame_len()`).
+/// at least `prefix.frame_len()`), through `memo` if given.
 #[inline]
 pub(crate) fn view_frame<'a>(
     bytes: &'a [u8],
     prefix: FramePrefix,
     limits: &Limits,
+    memo: Option<&'a mut HeaderMemo>,
 ) -> Result<FrameView<'a>, WireError> {
     let bytes = &bytes[..prefix.frame_len()];
     let header_end = PREFIX_LEN + prefix.header_len();
-    let header = check_header(&bytes[PREFIX_LEN..header_end], limits)?;
+    let region = &bytes[PREFIX_LEN..header_end];
+    let header = match memo {
+        Some(memo) => memo.check(region, limits)?,
+        None => check_header(region, limits)?,
+    };
     let payload_end = prefix.payload_range().end;
     let padding_is_zero = tail_is_zero(&bytes[..prefix.payload_offset()], header_end)
         && tail_is_zero(bytes, payload_end);
@@ -402,7 +408,29 @@ pub(crate) fn view_frame<'a>(
 /// record of a shared-memory ring. `bytes` must start on a 16-byte boundary.
 #[inline]
 pub fn decode_frame<'a>(bytes: &'a [u8], limits: &Limits) -> Result<FrameView<'a>, WireError> {
-    let (frame, rest) = split_frame(bytes, limits)?;
+    decode_frame_inner(bytes, limits, None)
+}
+
+/// [`decode_frame`] that validates the header through `memo`: a header
+/// that repeats the previous one except for its message id and port is
+/// recognised without validating it again (see [`HeaderMemo`]). The
+/// frame's strings then borrow from the memo.
+#[inline]
+pub fn decode_frame_memo<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    memo: &'a mut HeaderMemo,
+) -> Result<FrameView<'a>, WireError> {
+    decode_frame_inner(bytes, limits, Some(memo))
+}
+
+#[inline]
+fn decode_frame_inner<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    memo: Option<&'a mut HeaderMemo>,
+) -> Result<FrameView<'a>, WireError> {
+    let (frame, rest) = split_frame_inner(bytes, limits, memo)?;
     if !rest.is_empty() {
         return Err(WireError::TrailingBytes {
             len: bytes.len(),
@@ -419,6 +447,15 @@ pub fn split_frame<'a>(
     bytes: &'a [u8],
     limits: &Limits,
 ) -> Result<(FrameView<'a>, &'a [u8]), WireError> {
+    split_frame_inner(bytes, limits, None)
+}
+
+#[inline]
+fn split_frame_inner<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    memo: Option<&'a mut HeaderMemo>,
+) -> Result<(FrameView<'a>, &'a [u8]), WireError> {
     check_address(bytes)?;
     let prefix = FramePrefix::parse(bytes, limits)?;
     if bytes.len() < prefix.frame_len() {
@@ -427,6 +464,6 @@ pub fn split_frame<'a>(
             available: bytes.len(),
         });
     }
-    let frame = view_frame(bytes, prefix, limits)?;
+    let frame = view_frame(bytes, prefix, limits, memo)?;
     Ok((frame, &bytes[prefix.frame_len()..]))
 }

@@ -70,6 +70,17 @@ pub fn wire_header(data: &[u8]) {
         (Err(_), Err(_)) => {}
         _ => panic!("validators disagree: hand-written {fast:?}, bytecheck {reference:?}"),
     }
+    // Through a memo: the first check validates, the second is answered
+    // from the memo; both must match the direct check.
+    let mut memo = crate::HeaderMemo::new();
+    for _ in 0..2 {
+        let memoised = memo.check(&aligned, &limits);
+        match (&fast, &memoised) {
+            (Ok(fast), Ok(memoised)) => assert_eq!(fast, memoised, "the memo reads other fields"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("the memo disagrees: direct {fast:?}, memo {memoised:?}"),
+        }
+    }
     if let Ok(fields) = fast {
         let mut again = vec![0u8; fields.archived_len()];
         fields

@@ -30,6 +30,18 @@ const LENGTHS: usize = 16;
 /// the `u32` text length.
 const TEXT_OFFSET: usize = 24;
 const TEXT_LEN: usize = 28;
+/// Root bytes from here on (flags, kinds, lengths, text pointer) decide
+/// validity and routing; the two fields before it (`message_id`,
+/// `dest_port`) may take any value.
+pub(crate) const ROOT_ROUTING_FIELDS: usize = FLAGS;
+
+/// The two free fields of a root: `message_id` and `dest_port`.
+#[inline]
+pub(crate) fn message_id_and_port(root: &[u8; HEADER_ROOT_LEN]) -> (u64, u32) {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&root[MESSAGE_ID..MESSAGE_ID + 8]);
+    (u64::from_le_bytes(id), u32_at(root, DEST_PORT))
+}
 
 #[inline]
 fn u16_at(root: &[u8; HEADER_ROOT_LEN], at: usize) -> u16 {
@@ -139,6 +151,7 @@ pub(crate) fn check_header<'a>(
     }
     let [dest_name, dest_addr, sender_name, sender_addr] = strings;
     let flags = u16_at(root, FLAGS);
+    let (message_id, dest_port) = message_id_and_port(root);
     check_fields(
         kind,
         flags,
@@ -153,13 +166,9 @@ pub(crate) fn check_header<'a>(
         kind,
         // check_fields refused unknown bits.
         flags: crate::Flags::from_bits(flags).unwrap_or_default(),
-        message_id: u64::from_le_bytes(
-            root[MESSAGE_ID..MESSAGE_ID + 8]
-                .try_into()
-                .unwrap_or_default(),
-        ),
+        message_id,
         dest_name,
-        dest_port: u32_at(root, DEST_PORT),
+        dest_port,
         dest_addr,
         sender: match sender {
             SenderKind::Anonymous => Sender::Anonymous,
@@ -288,6 +297,7 @@ mod tests {
             edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
             resize in prop_oneof![Just(0isize), -9isize..9],
         ) {
+            let original = bytes.clone();
             let mut bytes = bytes;
             for (at, value) in edits {
                 let at = at.index(bytes.len());
@@ -296,6 +306,17 @@ mod tests {
             let new_len = (bytes.len() as isize + resize).max(0) as usize;
             bytes.resize(new_len, 0);
             wire_header(&bytes);
+            // A memo that remembers the undamaged header must answer for the
+            // damaged one exactly as a full check does.
+            let limits = crate::Limits { max_name_len: 64, max_header_len: 512, ..crate::Limits::default() };
+            let mut memo = crate::HeaderMemo::new();
+            prop_assert!(memo.check(&original, &limits).is_ok());
+            let direct = super::check_header(&bytes, &limits);
+            let memoised = memo.check(&bytes, &limits);
+            prop_assert_eq!(direct.is_ok(), memoised.is_ok());
+            if let (Ok(direct), Ok(memoised)) = (direct, memoised) {
+                prop_assert_eq!(direct, memoised);
+            }
         }
 
         /// Arbitrary bytes, mostly rejected by both.

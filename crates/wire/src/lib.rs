@@ -101,6 +101,7 @@ mod frame;
 mod header;
 mod layout;
 mod limits;
+mod memo;
 mod name;
 mod undeliverable;
 
@@ -122,14 +123,15 @@ pub use control::{
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK};
 pub use error::WireError;
 pub use frame::{
-    decode_frame, encode_frame, encode_frame_head, encode_frame_to_vec, encoded_len, split_frame,
-    FramePrefix, FrameView, FRAME_ALIGN, MAGIC, PREFIX_LEN, VERSION,
+    decode_frame, decode_frame_memo, encode_frame, encode_frame_head, encode_frame_to_vec,
+    encoded_len, split_frame, FramePrefix, FrameView, FRAME_ALIGN, MAGIC, PREFIX_LEN, VERSION,
 };
 pub use header::{
     ArchivedFrameKind, ArchivedRoutingHeader, ArchivedSenderKind, Flags, FrameHeader, FrameKind,
     RoutingHeader, Sender, SenderKind, HEADER_ALIGN, HEADER_ROOT_LEN,
 };
 pub use limits::Limits;
+pub use memo::{HeaderMemo, HEADER_MEMO_CAPACITY};
 pub use name::{validate_name, ProcName, DEFAULT_MAX_NAME_LEN};
 pub use undeliverable::{
     ArchivedUndeliverable, ArchivedUndeliverableReason, Undeliverable, UndeliverableReason,

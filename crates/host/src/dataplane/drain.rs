@@ -110,6 +110,7 @@ impl Dataplane {
             dirty: src_dirty,
             full_since: src_full_since,
             outbound_armed,
+            header_memo,
             ..
         } = src;
         *outbound_armed = false;
@@ -119,7 +120,7 @@ impl Dataplane {
             Ok(Some(record)) => record,
             _ => return self.drain_found_nothing(key, exiting),
         };
-        let (frame, prefix) = match copy_head(record, scratch, &limits) {
+        let (frame, prefix) = match copy_head(record, scratch, header_memo, &limits) {
             Ok(head) => head,
             Err(e) => {
                 src_stats.frames_out += 1;

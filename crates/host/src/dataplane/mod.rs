@@ -30,7 +30,7 @@ use hostmux_ring::{Consumer, Producer, RingError, SharedRing};
 use hostmux_router::{RouteHasher, RouteReader};
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
-    FrameHeader, Limits, ProcName, Sender, UndeliverableReason, FRAME_ALIGN, PREFIX_LEN,
+    FrameHeader, HeaderMemo, Limits, ProcName, Sender, UndeliverableReason, FRAME_ALIGN, PREFIX_LEN,
 };
 use tokio::sync::Notify;
 
@@ -115,6 +115,8 @@ struct ProcSlot {
     agent: bool,
     /// Its agent was asked to stop.
     stop_sent: bool,
+    /// The last header validated from its outbound ring (see `copy_head`).
+    header_memo: HeaderMemo,
 }
 
 struct ConnSlot {
@@ -301,6 +303,7 @@ impl Dataplane {
             full_since: None,
             agent: false,
             stop_sent: false,
+            header_memo: HeaderMemo::new(),
         };
         let index = match self.procs.iter().position(Option::is_none) {
             Some(i) => {
@@ -445,9 +448,10 @@ impl Dataplane {
             // the consumer validates every record against it. The proc may
             // still write this memory: headers are validated from a copy.
             let mut scratch = AlignedVec::<FRAME_ALIGN>::new();
+            let mut memo = HeaderMemo::new();
             while let Ok(Some(record)) = consumer.peek() {
                 stats.left_in_ring += 1;
-                if let Ok((frame, _)) = copy_head(record, &mut scratch, &self.limits) {
+                if let Ok((frame, _)) = copy_head(record, &mut scratch, &mut memo, &self.limits) {
                     let fields = frame.fields();
                     stats.returned_for.add(UndeliverableReason::ProcExited);
                     self.notify_sender(&fields, UndeliverableReason::ProcExited);

@@ -4,9 +4,9 @@
 use hostmux_ring::{Producer, RingError};
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
-    decode_frame, encode_frame, encode_frame_to_vec, encoded_len, FrameHeader, FramePrefix,
-    FrameView, Limits, Sender, Undeliverable, UndeliverableReason, WireError, FRAME_ALIGN,
-    PREFIX_LEN, UNDELIVERABLE_LEN,
+    decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, FrameHeader, FramePrefix,
+    FrameView, HeaderMemo, Limits, Sender, Undeliverable, UndeliverableReason, WireError,
+    FRAME_ALIGN, PREFIX_LEN, UNDELIVERABLE_LEN,
 };
 
 use super::{ConnKey, ConnSlot, ProcKey, ProcSlot, RingWrite};
@@ -155,11 +155,15 @@ pub(super) fn push_notice(
 /// empty: the copy's prefix is rewritten to a payload-less frame for the
 /// check) and the original prefix, whose payload range locates the payload
 /// in `record`. Routing decisions read only the copy, so a proc cannot turn
-/// a validated header into an invalid one behind the host's back.
+/// a validated header into an invalid one behind the host's back. The
+/// header is checked through the proc's `memo`: a run of records that
+/// differ only in message id and port is validated once (the comparison
+/// is against the memo's own copy, so it is as safe as a full check).
 /// Allocation-free once `scratch` has room for `16 + max_header_len` bytes.
 pub(crate) fn copy_head<'s>(
     record: &[u8],
     scratch: &'s mut AlignedVec<FRAME_ALIGN>,
+    memo: &'s mut HeaderMemo,
     limits: &Limits,
 ) -> Result<(FrameView<'s>, FramePrefix), WireError> {
     let room = PREFIX_LEN + limits.max_header_len.next_multiple_of(FRAME_ALIGN);
@@ -176,7 +180,7 @@ pub(crate) fn copy_head<'s>(
     let head_only = FramePrefix::for_lengths(prefix.header_len(), 0, limits)?;
     scratch[..PREFIX_LEN].copy_from_slice(&head_only.to_bytes());
     let scratch: &'s AlignedVec<FRAME_ALIGN> = scratch;
-    let view = decode_frame(&scratch[..head_len], limits)?;
+    let view = decode_frame_memo(&scratch[..head_len], limits, memo)?;
     Ok((view, prefix))
 }
 

@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use hostmux_wire::{
-    decode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, Limits, Sender,
-    PREFIX_LEN,
+    decode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, HeaderMemo, Limits,
+    Sender, PREFIX_LEN,
 };
 
 use crate::config::HostConfig;
@@ -33,7 +33,8 @@ fn routing_reads_a_host_copy_of_the_header_that_a_proc_rewrite_cannot_change() {
     let limits = Limits::default();
     let mut record = proc_frame("a", "bravo", b"payload");
     let mut scratch = AlignedVec::new();
-    let (view, prefix) = copy_head(&record, &mut scratch, &limits).unwrap();
+    let mut memo = HeaderMemo::new();
+    let (view, prefix) = copy_head(&record, &mut scratch, &mut memo, &limits).unwrap();
     // The proc rewrites the text of the header (destination name first)
     // with bytes that are not UTF-8, after the host validated it. The view
     // does not borrow the record (this compiles), and reads the copy.
@@ -42,6 +43,33 @@ fn routing_reads_a_host_copy_of_the_header_that_a_proc_rewrite_cannot_change() {
     assert_eq!(view.message_id(), 77);
     assert!(matches!(view.sender(), Sender::Proc { name: "a", .. }));
     assert_eq!(&record[prefix.payload_range()], b"payload");
+}
+
+#[test]
+fn the_header_memo_recognises_repeats_but_not_rewrites() {
+    let limits = Limits::default();
+    let mut scratch = AlignedVec::new();
+    let mut memo = HeaderMemo::new();
+    let record = proc_frame("a", "bravo", b"payload");
+    copy_head(&record, &mut scratch, &mut memo, &limits).unwrap();
+    // The same routing fields with another message id: answered by the memo.
+    let mut repeat = record.clone();
+    let id_at = PREFIX_LEN + scratch_header_len(&record) - 32;
+    repeat[id_at..id_at + 8].copy_from_slice(&78u64.to_le_bytes());
+    let (view, _) = copy_head(&repeat, &mut scratch, &mut memo, &limits).unwrap();
+    assert_eq!((view.dest_name(), view.message_id()), ("bravo", 78));
+    assert_eq!(memo.hits(), 1);
+    // A rewritten destination is not a repeat: it is validated in full and
+    // refused (not UTF-8, not a proc name).
+    let mut rewritten = record.clone();
+    rewritten[PREFIX_LEN..PREFIX_LEN + 5].fill(0xFF);
+    assert!(copy_head(&rewritten, &mut scratch, &mut memo, &limits).is_err());
+    assert_eq!(memo.hits(), 1);
+}
+
+/// The archived header length from a frame's prefix.
+fn scratch_header_len(frame: &[u8]) -> usize {
+    u32::from_le_bytes(frame[4..8].try_into().unwrap()) as usize
 }
 
 #[test]
