@@ -108,7 +108,7 @@ mod sys;
 mod wait;
 
 pub use error::ProcError;
-pub use outbox::{Dest, Message, Outbox, Slot, DEFAULT_SEND_TIMEOUT};
+pub use outbox::{Dest, Message, Outbox, SendBatch, Slot, DEFAULT_SEND_TIMEOUT};
 pub use proc::{
     boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, DEFAULT_SPIN,
     SIGNAL_CHECK_INTERVAL,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hostmux_ring::{Doorbell, Producer, Reservation, RingError, WaitOutcome};
 use hostmux_wire::{
     encode_frame_head, encoded_len, Flags, FrameHeader, FrameKind, FramePrefix, FrameView, Limits,
-    ProcId, ProcName, Sender, FRAME_ALIGN, PREFIX_LEN,
+    ProcId, ProcName, Sender, FRAME_ALIGN, HEADER_ROOT_LEN, PREFIX_LEN,
 };
 
 use crate::ProcError;
@@ -214,8 +214,177 @@ impl RingWriter {
         })
     }
 
+    /// Reserves a frame that starts with `head` (prefix, archived header,
+    /// padding; validated bytes from the [`HeaderCache`]), copies it in and
+    /// patches `message_id` at `id_at`; the payload bytes (from
+    /// `head.len()`, `payload_len` of them) are left to the caller, the
+    /// padding after them is zeroed. Waits like the encoding path.
+    fn reserve_templated(
+        &mut self,
+        head: &[u8],
+        id_at: usize,
+        message_id: u64,
+        payload_len: usize,
+    ) -> Result<Reservation<'_>, ProcError> {
+        // `head` came with a prefix that passed the limits for this
+        // payload length, so neither addition overflows.
+        let frame_len = head.len() + payload_len.next_multiple_of(FRAME_ALIGN);
+        // One room check on the common path; the wait only when it fails.
+        if !self
+            .producer
+            .is_writable(frame_len)
+            .map_err(ProcError::ring("outbound"))?
+        {
+            self.wait_for_room(frame_len)?;
+        }
+        let mut reservation = self
+            .producer
+            .try_reserve(frame_len)
+            .map_err(ProcError::ring("outbound"))?;
+        reservation[..head.len()].copy_from_slice(head);
+        reservation[id_at..id_at + 8].copy_from_slice(&message_id.to_le_bytes());
+        let payload_end = head.len() + payload_len;
+        if payload_end < frame_len {
+            reservation[payload_end..].fill(0);
+        }
+        Ok(reservation)
+    }
+
+    /// [`write`](Self::write) from a cached frame head.
+    fn write_templated(
+        &mut self,
+        head: &[u8],
+        id_at: usize,
+        message_id: u64,
+        payload: &[u8],
+    ) -> Result<(), ProcError> {
+        let start = head.len();
+        let mut reservation = self.reserve_templated(head, id_at, message_id, payload.len())?;
+        reservation[start..start + payload.len()].copy_from_slice(payload);
+        reservation.commit();
+        if !self.defer_publish {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), ProcError> {
         self.producer.publish().map_err(ProcError::ring("outbound"))
+    }
+}
+
+/// The head (prefix, archived routing header, padding) of the last data
+/// frame this outbox wrote: destination name and address, port; kind
+/// `Data`, no flags, this proc as sender. The next data frame with the same
+/// destination and port copies it instead of validating both names and
+/// laying the header out again: only the message id differs, and it is
+/// patched in (and the prefix, if the payload length differs).
+///
+/// Safe to reuse because a header's bytes are a function of exactly those
+/// fields plus the message id, and the bytes were produced (and the names
+/// validated) by `hostmux_wire::encode_frame_head`. The cache checks the
+/// two layout facts it relies on when it fills (the text starts with the
+/// destination name and address; the message id is the root's first
+/// eight bytes, little-endian) and stays unused if a future wire layout
+/// broke them. A send with another destination refills it (the cost of the
+/// old path plus one copy); a failed validation empties it and reports the
+/// same typed error as before.
+#[derive(Debug)]
+struct HeaderCache {
+    /// `encode_frame_head` output: the prefix (for `payload_len`), the
+    /// archived header at `PREFIX_LEN..PREFIX_LEN + header_len`, zero
+    /// padding to the payload offset. Sized once for the largest header
+    /// the limits allow.
+    head: Box<[u8]>,
+    /// Length of the cached header; 0 when nothing is cached.
+    header_len: usize,
+    /// The payload length the cached prefix describes.
+    payload_len: usize,
+    dest_name_len: usize,
+    dest_addr_len: usize,
+    port: u32,
+}
+
+/// A frame head from the [`HeaderCache`]: copy `bytes`, patch the message
+/// id at `id_at`, append the payload.
+struct CachedHead<'a> {
+    bytes: &'a [u8],
+    id_at: usize,
+}
+
+impl HeaderCache {
+    fn new(limits: &Limits) -> Self {
+        let room = PREFIX_LEN + limits.max_header_len.next_multiple_of(FRAME_ALIGN);
+        Self {
+            head: vec![0; room].into_boxed_slice(),
+            header_len: 0,
+            payload_len: 0,
+            dest_name_len: 0,
+            dest_addr_len: 0,
+            port: 0,
+        }
+    }
+
+    fn holds(&self, dest: Dest<'_>, port: u32) -> bool {
+        if self.header_len == 0
+            || self.port != port
+            || self.dest_name_len != dest.name.len()
+            || self.dest_addr_len != dest.addr.len()
+        {
+            return false;
+        }
+        let text = &self.head[PREFIX_LEN..PREFIX_LEN + self.header_len];
+        let (name, rest) = text.split_at(dest.name.len());
+        name == dest.name.as_bytes() && &rest[..dest.addr.len()] == dest.addr.as_bytes()
+    }
+
+    /// The head of a data frame from `sender` to `dest`'s `port` with a
+    /// `payload_len` payload, encoded (and the names validated) on a miss.
+    /// `None` if the payload length breaks the limits or the wire layout is
+    /// not the one this cache relies on: then encode the frame (which
+    /// reports the error the encoder always reported).
+    fn head(
+        &mut self,
+        dest: Dest<'_>,
+        port: u32,
+        sender: &ProcName,
+        payload_len: usize,
+        limits: &Limits,
+    ) -> Result<Option<CachedHead<'_>>, ProcError> {
+        if !self.holds(dest, port) {
+            self.header_len = 0;
+            const PROBE_ID: u64 = 0x0123_4567_89ab_cdef;
+            let header = data_header(dest, port, PROBE_ID, sender);
+            let prefix = encode_frame_head(&mut self.head, &header, 0, limits)?;
+            let len = prefix.header_len();
+            let text = &self.head[PREFIX_LEN..PREFIX_LEN + len];
+            let layout_holds = len
+                .checked_sub(HEADER_ROOT_LEN)
+                .and_then(|at| text.get(at..at + 8))
+                .is_some_and(|id| id == PROBE_ID.to_le_bytes())
+                && text.starts_with(dest.name.as_bytes())
+                && text[dest.name.len()..].starts_with(dest.addr.as_bytes());
+            if !layout_holds {
+                return Ok(None);
+            }
+            self.header_len = len;
+            self.payload_len = 0;
+            self.dest_name_len = dest.name.len();
+            self.dest_addr_len = dest.addr.len();
+            self.port = port;
+        }
+        if self.payload_len != payload_len {
+            let Ok(prefix) = FramePrefix::for_lengths(self.header_len, payload_len, limits) else {
+                return Ok(None);
+            };
+            self.head[..PREFIX_LEN].copy_from_slice(&prefix.to_bytes());
+            self.payload_len = payload_len;
+        }
+        let payload_offset = PREFIX_LEN + self.header_len.next_multiple_of(FRAME_ALIGN);
+        Ok(Some(CachedHead {
+            bytes: &self.head[..payload_offset],
+            id_at: PREFIX_LEN + self.header_len - HEADER_ROOT_LEN,
+        }))
     }
 }
 
@@ -232,6 +401,7 @@ impl RingWriter {
 #[derive(Debug)]
 pub struct Outbox {
     pub(crate) writer: RingWriter,
+    headers: HeaderCache,
     name: ProcName,
     next_message_id: u64,
     pub(crate) sent: SentCounters,
@@ -248,6 +418,7 @@ impl Outbox {
                 spin: crate::DEFAULT_SPIN,
                 doorbell: None,
             },
+            headers: HeaderCache::new(&limits),
             name,
             next_message_id: 1,
             sent: SentCounters::default(),
@@ -292,11 +463,69 @@ impl Outbox {
         payload: &[u8],
     ) -> Result<u64, ProcError> {
         let id = self.take_message_id();
-        let header = data_header(dest.into(), port, id, &self.name);
-        self.writer
-            .write(&header, payload.len(), |out| out.copy_from_slice(payload))?;
-        self.count(payload.len());
+        self.write_data(dest.into(), port, id, payload)?;
         Ok(id)
+    }
+
+    /// Writes a data frame from this proc (through the header cache) and
+    /// counts it.
+    fn write_data(
+        &mut self,
+        dest: Dest<'_>,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) -> Result<(), ProcError> {
+        let Outbox {
+            writer,
+            headers,
+            name,
+            ..
+        } = self;
+        match headers.head(dest, port, name, payload.len(), &writer.limits)? {
+            Some(head) => writer.write_templated(head.bytes, head.id_at, message_id, payload)?,
+            None => writer.write(
+                &data_header(dest, port, message_id, name),
+                payload.len(),
+                |out| out.copy_from_slice(payload),
+            )?,
+        }
+        self.count(payload.len());
+        Ok(())
+    }
+
+    /// Reserves a data frame from this proc (through the header cache).
+    fn reserve_data(
+        &mut self,
+        dest: Dest<'_>,
+        port: u32,
+        message_id: u64,
+        len: usize,
+    ) -> Result<Slot<'_>, ProcError> {
+        let Outbox {
+            writer,
+            headers,
+            name,
+            sent,
+            ..
+        } = self;
+        let limits = writer.limits;
+        match headers.head(dest, port, name, len, &limits)? {
+            Some(head) => {
+                let header_len = head.id_at + HEADER_ROOT_LEN - PREFIX_LEN;
+                let start = head.bytes.len();
+                let reservation =
+                    writer.reserve_templated(head.bytes, head.id_at, message_id, len)?;
+                Ok(Slot {
+                    reservation: Some(reservation),
+                    payload: start..start + len,
+                    header_len,
+                    limits,
+                    sent,
+                })
+            }
+            None => writer.reserve(&data_header(dest, port, message_id, name), len, sent),
+        }
     }
 
     /// Async [`send`](Outbox::send): waits for room on the proc doorbell
@@ -308,13 +537,12 @@ impl Outbox {
         payload: &[u8],
     ) -> Result<u64, ProcError> {
         let id = self.take_message_id();
-        let header = data_header(dest.into(), port, id, &self.name);
+        let dest = dest.into();
+        let header = data_header(dest, port, id, &self.name);
         self.writer
             .wait_for_room_async(encoded_len(&header, payload.len()))
             .await?;
-        self.writer
-            .write(&header, payload.len(), |out| out.copy_from_slice(payload))?;
-        self.count(payload.len());
+        self.write_data(dest, port, id, payload)?;
         Ok(id)
     }
 
@@ -356,11 +584,7 @@ impl Outbox {
         len: usize,
     ) -> Result<Slot<'_>, ProcError> {
         let id = self.take_message_id();
-        let Outbox {
-            writer, name, sent, ..
-        } = self;
-        let header = data_header(dest.into(), port, id, name);
-        writer.reserve(&header, len, sent)
+        self.reserve_data(dest.into(), port, id, len)
     }
 
     /// Like [`reserve`](Outbox::reserve) with a header of the caller's choosing.
@@ -376,6 +600,79 @@ impl Outbox {
     /// sleeps on this ring).
     pub fn flush(&mut self) -> Result<(), ProcError> {
         self.writer.flush()
+    }
+
+    /// Starts a batch of sends that are published together: every send,
+    /// reserve or reply made through the returned [`SendBatch`] (it
+    /// dereferences to this outbox) is committed to the ring but becomes
+    /// visible to the host only at [`SendBatch::publish`] (or when the
+    /// batch is dropped), with one index store and at most one wake-up.
+    /// A send that finds the ring full still publishes what is committed
+    /// before it waits, so a batch larger than the ring cannot deadlock.
+    ///
+    /// Inside [`Proc::recv_batch`](crate::Proc::recv_batch) sends are
+    /// already deferred; a batch there publishes with the receive batch.
+    pub fn batch(&mut self) -> SendBatch<'_> {
+        let was_deferred = std::mem::replace(&mut self.writer.defer_publish, true);
+        SendBatch {
+            outbox: self,
+            was_deferred,
+            ended: false,
+        }
+    }
+}
+
+/// Sends published together; see [`Outbox::batch`]. Dereferences to the
+/// [`Outbox`], so `batch.send(..)`, `batch.reserve(..)` and
+/// `batch.send_frame(..)` work as usual, each returning its own result:
+/// after an error the frames sent before it are still committed and are
+/// published with the batch.
+#[derive(Debug)]
+#[must_use = "a batch publishes when it is dropped; call `publish` to see errors"]
+pub struct SendBatch<'a> {
+    outbox: &'a mut Outbox,
+    was_deferred: bool,
+    ended: bool,
+}
+
+impl SendBatch<'_> {
+    /// Publishes every frame of the batch now (waking the host only if it
+    /// sleeps on this ring) and ends the batch.
+    pub fn publish(mut self) -> Result<(), ProcError> {
+        self.end()
+    }
+
+    fn end(&mut self) -> Result<(), ProcError> {
+        if std::mem::replace(&mut self.ended, true) {
+            return Ok(());
+        }
+        self.outbox.writer.defer_publish = self.was_deferred;
+        if self.was_deferred {
+            // An enclosing receive batch publishes.
+            return Ok(());
+        }
+        self.outbox.flush()
+    }
+}
+
+impl Drop for SendBatch<'_> {
+    fn drop(&mut self) {
+        // A failed publication leaves the frames committed; the next send,
+        // flush or receive publishes them (or reports the broken ring).
+        let _ = self.end();
+    }
+}
+
+impl Deref for SendBatch<'_> {
+    type Target = Outbox;
+    fn deref(&self) -> &Outbox {
+        self.outbox
+    }
+}
+
+impl DerefMut for SendBatch<'_> {
+    fn deref_mut(&mut self) -> &mut Outbox {
+        self.outbox
     }
 }
 
@@ -514,22 +811,21 @@ impl<'a> Message<'a> {
     /// frame to the sender (proc or client, on this host or another), on the
     /// port this message was sent to, with its message id.
     pub fn reply(&mut self, payload: &[u8]) -> Result<(), ProcError> {
-        let header = reply_header(&self.frame, &self.outbox.name)?;
-        self.outbox
-            .writer
-            .write(&header, payload.len(), |out| out.copy_from_slice(payload))?;
-        self.outbox.count(payload.len());
-        Ok(())
+        let dest = reply_dest(&self.frame)?;
+        self.outbox.write_data(
+            dest,
+            self.frame.dest_port(),
+            self.frame.message_id(),
+            payload,
+        )
     }
 
     /// Reserves the reply in the ring with room for `len` payload bytes, to
     /// serialise into in place; see [`Outbox::reserve`].
     pub fn reply_slot(&mut self, len: usize) -> Result<Slot<'_>, ProcError> {
-        let Outbox {
-            writer, name, sent, ..
-        } = &mut *self.outbox;
-        let header = reply_header(&self.frame, name)?;
-        writer.reserve(&header, len, sent)
+        let dest = reply_dest(&self.frame)?;
+        self.outbox
+            .reserve_data(dest, self.frame.dest_port(), self.frame.message_id(), len)
     }
 
     /// Async [`reply`](Message::reply): waits for room on the proc doorbell
@@ -550,25 +846,21 @@ pub(crate) fn reply_header<'a>(
     frame: &FrameView<'a>,
     name: &'a ProcName,
 ) -> Result<FrameHeader<'a>, ProcError> {
-    let (dest_name, dest_addr) = match frame.sender() {
-        Sender::Anonymous => {
-            return Err(ProcError::NoReplyAddress {
-                message_id: frame.message_id(),
-            })
-        }
-        Sender::Client { name } => (name, ""),
-        Sender::Proc { addr, name } => (name, addr),
-    };
-    Ok(FrameHeader {
-        kind: FrameKind::Data,
-        flags: Flags::NONE,
-        message_id: frame.message_id(),
-        dest_name,
-        dest_port: frame.dest_port(),
-        dest_addr,
-        sender: Sender::Proc {
-            addr: "",
-            name: name.as_str(),
-        },
-    })
+    Ok(data_header(
+        reply_dest(frame)?,
+        frame.dest_port(),
+        frame.message_id(),
+        name,
+    ))
+}
+
+/// Where a reply to `frame` goes: its sender (a client or a proc).
+fn reply_dest<'a>(frame: &FrameView<'a>) -> Result<Dest<'a>, ProcError> {
+    match frame.sender() {
+        Sender::Anonymous => Err(ProcError::NoReplyAddress {
+            message_id: frame.message_id(),
+        }),
+        Sender::Client { name } => Ok(Dest { name, addr: "" }),
+        Sender::Proc { addr, name } => Ok(Dest { name, addr }),
+    }
 }

@@ -4,6 +4,8 @@
 mod alloc_free;
 mod local;
 mod process;
+mod profile;
+mod sending;
 mod support;
 
 #[global_allocator]
