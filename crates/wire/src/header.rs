@@ -200,6 +200,17 @@ pub enum Sender<'a> {
 }
 
 impl<'a> Sender<'a> {
+    /// The sender of this kind with these flat fields (those a kind does
+    /// not use are ignored).
+    #[inline]
+    pub(crate) fn from_parts(kind: SenderKind, name: &'a str, addr: &'a str) -> Self {
+        match kind {
+            SenderKind::Anonymous => Sender::Anonymous,
+            SenderKind::Client => Sender::Client { name },
+            SenderKind::Proc => Sender::Proc { addr, name },
+        }
+    }
+
     #[inline]
     pub(crate) fn kind(&self) -> SenderKind {
         match self {
@@ -346,16 +357,7 @@ impl RoutingHeader {
             dest_name: &self.dest_name,
             dest_port: self.dest_port,
             dest_addr: &self.dest_addr,
-            sender: match self.sender_kind {
-                SenderKind::Anonymous => Sender::Anonymous,
-                SenderKind::Client => Sender::Client {
-                    name: &self.sender_name,
-                },
-                SenderKind::Proc => Sender::Proc {
-                    addr: &self.sender_addr,
-                    name: &self.sender_name,
-                },
-            },
+            sender: Sender::from_parts(self.sender_kind, &self.sender_name, &self.sender_addr),
         }
     }
 }

@@ -170,14 +170,7 @@ pub(crate) fn check_header<'a>(
         dest_name,
         dest_port,
         dest_addr,
-        sender: match sender {
-            SenderKind::Anonymous => Sender::Anonymous,
-            SenderKind::Client => Sender::Client { name: sender_name },
-            SenderKind::Proc => Sender::Proc {
-                addr: sender_addr,
-                name: sender_name,
-            },
-        },
+        sender: Sender::from_parts(sender, sender_name, sender_addr),
     })
 }
 

@@ -146,7 +146,6 @@ impl HeaderMemo {
     #[inline]
     fn fields(&self, root: &[u8; HEADER_ROOT_LEN]) -> FrameHeader<'_> {
         let [dest_name, dest_addr, sender_name, sender_addr] = &self.strings;
-        let (sender_name, sender_addr) = (sender_name.as_str(), sender_addr.as_str());
         let (message_id, dest_port) = crate::layout::message_id_and_port(root);
         FrameHeader {
             kind: self.kind,
@@ -155,14 +154,7 @@ impl HeaderMemo {
             dest_name,
             dest_port,
             dest_addr,
-            sender: match self.sender_kind {
-                SenderKind::Anonymous => Sender::Anonymous,
-                SenderKind::Client => Sender::Client { name: sender_name },
-                SenderKind::Proc => Sender::Proc {
-                    addr: sender_addr,
-                    name: sender_name,
-                },
-            },
+            sender: Sender::from_parts(self.sender_kind, sender_name, sender_addr),
         }
     }
 }
