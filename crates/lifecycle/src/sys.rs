@@ -26,9 +26,8 @@ pub(crate) struct SpawnPlan {
     stdio: [Option<RawFd>; 3],
     /// `(fd in the parent, fd number in the child)` pairs.
     fd_moves: Vec<(RawFd, RawFd)>,
-    /// `cgroup.procs` of the proc's cgroup, opened for writing.
-    cgroup_procs_fd: Option<RawFd>,
-    /// The proc's cgroup directory, for `clone3(CLONE_INTO_CGROUP)`.
+    /// The proc's cgroup directory, for `clone3(CLONE_INTO_CGROUP)` (or to
+    /// open its `cgroup.procs` where that clone is unavailable).
     cgroup_dir_fd: Option<RawFd>,
     parent_pid: libc::pid_t,
     /// Start the child as PID 1 of a new PID namespace.
@@ -115,7 +114,6 @@ impl SpawnPlan {
             cwd,
             stdio: [None; 3],
             fd_moves: Vec::new(),
-            cgroup_procs_fd: None,
             cgroup_dir_fd: None,
             parent_pid: std::process::id() as libc::pid_t,
             new_pid_namespace: false,
@@ -144,11 +142,9 @@ impl SpawnPlan {
         self.new_pid_namespace
     }
 
-    /// Makes the child enter the cgroup with directory fd `dir_fd` and
-    /// `cgroup.procs` fd `procs_fd`.
-    pub(crate) fn enter_cgroup(&mut self, dir_fd: RawFd, procs_fd: RawFd) {
+    /// Makes the child enter the cgroup whose directory fd is `dir_fd`.
+    pub(crate) fn enter_cgroup(&mut self, dir_fd: RawFd) {
         self.cgroup_dir_fd = Some(dir_fd);
-        self.cgroup_procs_fd = Some(procs_fd);
     }
 }
 
@@ -159,9 +155,9 @@ struct ChildArgs<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     high_base: RawFd,
-    /// False when the kernel already placed the child in its cgroup
-    /// (`CLONE_INTO_CGROUP`), true when the child must write `cgroup.procs`.
-    write_cgroup_procs: bool,
+    /// `cgroup.procs` of the proc's cgroup, opened for writing, when the
+    /// child must enter it itself (`CLONE_INTO_CGROUP` unavailable).
+    cgroup_procs_fd: Option<RawFd>,
     errno: AtomicI32,
 }
 
@@ -197,13 +193,12 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
         .unwrap_or(2)
         .max(2)
         + 1;
-    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut args = ChildArgs {
         plan,
         argv: &argv,
         envp: &envp,
         high_base,
-        write_cgroup_procs: true,
+        cgroup_procs_fd: None,
         errno: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
@@ -239,7 +234,6 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
     let mut clone_error = io::Error::from_raw_os_error(libc::ENOSYS);
     #[cfg(target_arch = "x86_64")]
     if let Some(dir_fd) = plan.cgroup_dir_fd {
-        args.write_cgroup_procs = false;
         let clone_args = CloneArgs {
             flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | namespace_flag) as u64
                 | CLONE_INTO_CGROUP,
@@ -262,11 +256,37 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
             pid = ret as libc::pid_t;
         } else {
             clone_error = io::Error::from_raw_os_error((-ret) as i32);
-            args.write_cgroup_procs = true;
         }
     }
-    // Fallback (other arches, old kernels, no cgroup): glibc's clone.
+    // Fallback (other arches, old kernels, no cgroup): glibc's clone; the
+    // child enters its cgroup by writing `cgroup.procs`, opened here.
+    let mut cgroup_procs = None;
+    let mut can_enter_cgroup = true;
     if pid < 0 {
+        if let Some(dir_fd) = plan.cgroup_dir_fd {
+            // SAFETY: `dir_fd` is the plan's cgroup directory fd, which the
+            // spawn job keeps open for the whole spawn; the borrow ends
+            // before this function returns.
+            let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir_fd) };
+            let opened = rustix::fs::openat(
+                dir,
+                "cgroup.procs",
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            );
+            match opened {
+                Ok(fd) => {
+                    args.cgroup_procs_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&fd));
+                    cgroup_procs = Some(fd);
+                }
+                Err(e) => {
+                    clone_error = e.into();
+                    can_enter_cgroup = false;
+                }
+            }
+        }
+    }
+    if pid < 0 && can_enter_cgroup {
         // SAFETY: `child_main` runs on `stack`, which outlives the call
         // because CLONE_VFORK suspends this thread until the child execs or
         // exits. The child only reads `args` (valid for the same reason) and
@@ -295,6 +315,7 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
     }
     drop(stack);
+    drop(cgroup_procs);
     if pid < 0 {
         return Err(clone_error);
     }
@@ -377,7 +398,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         } else if libc::getppid() != plan.parent_pid {
             return fail(libc::ESRCH);
         }
-        if let (Some(fd), true) = (plan.cgroup_procs_fd, args.write_cgroup_procs) {
+        if let Some(fd) = args.cgroup_procs_fd {
             // "0" means the writing process.
             if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                 return fail(last_errno());

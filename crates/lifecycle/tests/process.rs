@@ -887,6 +887,57 @@ async fn cancelled_spawns_leak_no_process_name_or_fd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_cgroup_is_removed_and_the_pool_refilled_after_the_status() {
+    let manager = ProcessProcManager::default();
+    let Some(manager_dir) = manager.cgroup_dir().map(|d| d.to_path_buf()) else {
+        eprintln!("no writable cgroup v2 here");
+        return;
+    };
+    let proc_cgroups = || {
+        std::fs::read_dir(&manager_dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_dir())
+            .count()
+    };
+    // Pre-created at build, so a spawn finds an empty cgroup waiting.
+    let pooled = proc_cgroups();
+    assert!(pooled > 0, "no cgroups pre-created");
+    let ignorer = manager
+        .spawn(name("killed-cgroup"), fixture_mode("ignore-term"))
+        .await
+        .unwrap();
+    ignorer.ready().await.unwrap();
+    let membership =
+        std::fs::read_to_string(format!("/proc/{}/cgroup", ignorer.pid().unwrap())).unwrap();
+    let leaf = manager_dir.join(
+        std::path::Path::new(
+            membership
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap(),
+        )
+        .file_name()
+        .unwrap(),
+    );
+    assert!(leaf.is_dir());
+    assert_eq!(
+        ignorer.terminate(Duration::from_millis(50)).await.unwrap(),
+        SIGKILLED
+    );
+    assert!(!leaf.exists(), "a cgroup.kill'ed cgroup must not be kept");
+    // The replacement is made after the status went out; wait for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proc_cgroups() != pooled {
+        assert!(
+            Instant::now() < deadline,
+            "pool not refilled: {}",
+            proc_cgroups()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proc_after_a_cgroup_kill_starts_normally() {
     // Regression: a cgroup that received `cgroup.kill` must not be handed to
     // the next proc (on 6.18 a child cloned into it is SIGKILLed at birth).

@@ -395,10 +395,9 @@ impl ProcessProcManager {
         // Every fd number in the plan must stay open until the child runs:
         // the spawn job owns them (a cancelled spawn future must not close
         // them while the spawner thread still uses the numbers).
-        if let Some((dir_fd, procs_fd)) = proc_cgroup.as_mut().and_then(|cg| cg.take_spawn_fds()) {
-            plan.enter_cgroup(dir_fd.as_raw_fd(), procs_fd.as_raw_fd());
+        if let Some(dir_fd) = proc_cgroup.as_mut().and_then(|cg| cg.take_spawn_fd()) {
+            plan.enter_cgroup(dir_fd.as_raw_fd());
             keep_open.push(dir_fd);
-            keep_open.push(procs_fd);
         }
 
         plan.set_new_pid_namespace(pid_namespace);

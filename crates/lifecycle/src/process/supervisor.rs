@@ -432,6 +432,7 @@ impl Supervisor {
         // Close every fd of this proc (pidfd, pipes, cgroup) before anyone
         // can observe the terminal status.
         let state = self.state;
+        let refill = self.child.cgroup.as_ref().and_then(|cg| cg.refill_needed());
         drop(self.child);
         drop(self.ready);
         drop(self.starting);
@@ -439,6 +440,11 @@ impl Supervisor {
             s.ready_failure = ready_failure;
             s.status = ProcStatus::Terminal(status);
         });
+        // A cgroup that could not be reused was removed: replace it now,
+        // after the status is out, so the next spawn finds one ready.
+        if let Some(refill) = refill {
+            refill.run();
+        }
     }
 }
 
