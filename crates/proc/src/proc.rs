@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use hostmux_ring::{Consumer, Doorbell, SharedRing, WaitOutcome};
 use hostmux_wire::{
-    decode_frame, AgentRefusal, AgentRequest, AgentResponse, AgentStats, FrameKind, Limits, ProcId,
-    ProcName, Sender, AGENT_MESSAGE_MAX_LEN, AGENT_PORT, PREFIX_LEN,
+    decode_frame, decode_frame_memo, AgentRefusal, AgentRequest, AgentResponse, AgentStats,
+    FrameKind, HeaderMemo, Limits, ProcId, ProcName, Sender, AGENT_MESSAGE_MAX_LEN, AGENT_PORT,
+    PREFIX_LEN,
 };
 
 use crate::outbox::{Message, Outbox};
@@ -104,6 +105,7 @@ pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
             consumer: inbound,
             limits: params.limits,
             unreleased: false,
+            memo: HeaderMemo::new(),
             doorbell: params.proc_doorbell,
             async_doorbell: None,
             spin: DEFAULT_SPIN,
@@ -158,6 +160,10 @@ struct Inbox {
     limits: Limits,
     /// The last message handed out still occupies its record.
     unreleased: bool,
+    /// Application frames from one sender to one port repeat their header
+    /// but for the message id: validated once per run (agent requests do
+    /// not go through it, so they do not break a run).
+    memo: HeaderMemo,
     doorbell: Option<Doorbell>,
     async_doorbell: Option<AsyncDoorbell>,
     spin: Duration,
@@ -352,7 +358,7 @@ impl Proc {
                     what: "record vanished between two peeks",
                 },
             })?;
-        let frame = match decode_frame(record, &inbox.limits) {
+        let frame = match decode_frame_memo(record, &inbox.limits, &mut inbox.memo) {
             Ok(frame) => frame,
             Err(e) => {
                 // A frame the host should never have written: the next
