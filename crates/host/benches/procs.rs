@@ -5,11 +5,14 @@
 //!   waits for the answer (proc -> host -> proc -> host -> proc), 100,000
 //!   times, HDR histogram; vs a blocking write + read on a Unix socket pair
 //!   between two processes.
-//! * One-way throughput at 64 B and 4 KiB: the pinger sends as fast as the
-//!   rings allow to a counter proc, then asks the counter for its count
-//!   (FIFO: every earlier frame has been received by then); vs the same
-//!   payloads over a Unix socket, 8-byte length prefix, written in 64 KiB
-//!   batches (and, for context, one write per frame).
+//! * One-way throughput at 64 B and 4 KiB, at equal batching: the pinger
+//!   sends B frames as fast as the rings allow to a counter proc and then
+//!   publishes them once (`Outbox::batch`), again and again, then asks the
+//!   counter for its count (FIFO: every earlier frame has been received by
+//!   then); vs the same payloads over a Unix socket, 8-byte length prefix,
+//!   B frames per `write`, every frame parsed by the reader. B sweeps 1,
+//!   16, 128 and the number of frames in 64 KiB of socket bytes (910 at
+//!   64 B, 15 at 4 KiB).
 //!
 //! Three busy processes (pinger, host, counter/echo) share this machine's
 //! cores; CPU time of each is sampled from /proc so the spin-then-sleep
@@ -33,7 +36,8 @@ const SOCKET: &str = "HOSTMUX_BENCH_SOCKET";
 const MODE_RTT: u64 = 1;
 const MODE_BLAST: u64 = 2;
 const COUNT_PORT: u32 = 2;
-const BATCH: usize = 64 * 1024;
+/// Socket bytes per `write` that the largest batch size matches.
+const BATCH_BYTES: usize = 64 * 1024;
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
@@ -59,22 +63,46 @@ fn main() {
     }
     let quick = std::env::var_os("HOSTMUX_BENCH_QUICK").is_some();
     let round_trips: u64 = if quick { 10_000 } else { 100_000 };
-    let frames = |size: usize| -> u64 {
-        let full = if size <= 64 { 2_000_000 } else { 200_000 };
-        if quick {
-            full / 10
-        } else {
-            full
+    let scale = |full: u64| if quick { full / 10 } else { full };
+    // Frames per throughput run: enough for ~0.1 s at the expected rate.
+    let frames = |size: usize, batch: usize| -> u64 {
+        match (size <= 64, batch) {
+            (true, 1) => scale(500_000),
+            (true, _) => scale(2_000_000),
+            (false, 1) => scale(100_000),
+            (false, _) => scale(200_000),
         }
     };
-    println!("hostmux-host procs bench: {round_trips} round trips; throughput frames 64 B: {}, 4 KiB: {}", frames(64), frames(4096));
-    let sizes = [(64, frames(64)), (4096, frames(4096))];
-    let ring = run_host_side(round_trips, &sizes, Duration::from_micros(20));
-    let no_spin = run_host_side(round_trips, &sizes, Duration::ZERO);
+    let batches = |size: usize| -> Vec<usize> {
+        let full = BATCH_BYTES / (8 + size);
+        let mut b: Vec<usize> = [1, 16, 128].into_iter().filter(|&b| b < full).collect();
+        b.push(full);
+        b
+    };
+    let mut runs = Vec::new();
+    for size in [64, 4096] {
+        for batch in batches(size) {
+            runs.push(Run {
+                size,
+                batch,
+                frames: frames(size, batch),
+            });
+        }
+    }
+    println!("hostmux-host procs bench: {round_trips} round trips; one-way runs (payload, frames per publication/write, frames):");
+    for r in &runs {
+        println!(
+            "  {:>5} B  B = {:>4}  {:>9} frames",
+            r.size, r.batch, r.frames
+        );
+    }
+    let ring = run_host_side(round_trips, &runs, Duration::from_micros(20));
+    let no_spin = run_host_side(round_trips, &runs, Duration::ZERO);
     let sock_rtt = socket_rtt(round_trips, 64);
-    let sock_64 = socket_throughput(64, frames(64), true);
-    let sock_4k = socket_throughput(4096, frames(4096), true);
-    let sock_64_unbatched = socket_throughput(64, frames(64) / 4, false);
+    let sock: Vec<f64> = runs
+        .iter()
+        .map(|r| socket_throughput(r.size, r.frames, r.batch))
+        .collect();
 
     println!();
     println!("round trip, 64 B payload (ns)      p50      p99    p99.9      max");
@@ -95,35 +123,23 @@ fn main() {
         sock_rtt[0] as f64 / ring.rtt[0] as f64
     );
     println!();
-    println!("one-way throughput            frames/s      MB/s");
-    let no_spin_rates = no_spin.throughput.iter().map(|(_, rate)| *rate);
-    for (((size, host), host0), sock) in ring
-        .throughput
-        .iter()
-        .zip(no_spin_rates)
-        .zip([sock_64, sock_4k])
-    {
+    println!("one-way throughput at equal batching: B frames per publication (host) / per write (socket)");
+    println!("  payload     B   host frames/s     MB/s   no-spin frames/s   socket frames/s     MB/s   host/socket");
+    for (i, r) in runs.iter().enumerate() {
+        let (host, host0, sock) = (ring.throughput[i], no_spin.throughput[i], sock[i]);
+        let mb = |rate: f64| rate * r.size as f64 / 1e6;
         println!(
-            "  {size:>5} B procs via host  {:>12.0} {:>9.1}",
+            "  {:>5} B {:>5} {:>15.0} {:>8.1} {:>18.0} {:>17.0} {:>8.1} {:>13.2}",
+            r.size,
+            r.batch,
             host,
-            host * *size as f64 / 1e6
-        );
-        println!(
-            "  {size:>5} B host, no spin   {:>12.0} {:>9.1}",
+            mb(host),
             host0,
-            host0 * *size as f64 / 1e6
-        );
-        println!(
-            "  {size:>5} B Unix socket     {:>12.0} {:>9.1}",
             sock,
-            sock * *size as f64 / 1e6
+            mb(sock),
+            host / sock
         );
-        println!("  {size:>5} B ratio host/socket: {:.2}", host / sock);
     }
-    println!(
-        "     64 B Unix socket, one write per frame: {:.0} frames/s",
-        sock_64_unbatched
-    );
     println!();
     println!("CPU seconds used during each host-path phase (wall seconds in brackets):");
     for line in &ring.cpu {
@@ -135,9 +151,18 @@ fn main() {
     println!("idle: {}", ring.idle);
 }
 
+/// One one-way throughput run: payload size, frames per publication or
+/// write, frames in all.
+struct Run {
+    size: usize,
+    batch: usize,
+    frames: u64,
+}
+
 struct HostFigures {
     rtt: [u64; 4],
-    throughput: Vec<(usize, f64)>,
+    /// Frames per second, one per [`Run`].
+    throughput: Vec<f64>,
     cpu: Vec<String>,
     idle: String,
 }
@@ -164,7 +189,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn run_host_side(round_trips: u64, sizes: &[(usize, u64)], poll_spin: Duration) -> HostFigures {
+fn run_host_side(round_trips: u64, runs: &[Run], poll_spin: Duration) -> HostFigures {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -193,45 +218,47 @@ fn run_host_side(round_trips: u64, sizes: &[(usize, u64)], poll_spin: Duration) 
             .await
             .unwrap();
         let mut cpu = Vec::new();
-        let mut ask = async |mode: u64, count: u64, size: u64, other: u32, label: String| {
-            let before = [cpu_seconds(pinger), cpu_seconds(me), cpu_seconds(other)];
-            let started = Instant::now();
-            let mut request = Vec::new();
-            for v in [mode, count, size] {
-                request.extend_from_slice(&v.to_le_bytes());
-            }
-            client.send("pinger", 1, mode, &request).await.unwrap();
-            let answer = client.recv().await.unwrap().expect("the pinger answers");
-            let wall = started.elapsed().as_secs_f64();
-            let after = [cpu_seconds(pinger), cpu_seconds(me), cpu_seconds(other)];
-            cpu.push(format!(
-                "{label}: pinger {:.2}, host {:.2}, {} {:.2} [{wall:.2}]",
-                after[0] - before[0],
-                after[1] - before[1],
-                if mode == MODE_RTT { "echo" } else { "counter" },
-                after[2] - before[2],
-            ));
-            answer
-                .payload
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                .collect::<Vec<u64>>()
-        };
-        let r = ask(MODE_RTT, round_trips, 64, echo, "round trips".to_owned()).await;
+        let mut ask =
+            async |mode: u64, count: u64, size: u64, batch: u64, other: u32, label: String| {
+                let before = [cpu_seconds(pinger), cpu_seconds(me), cpu_seconds(other)];
+                let started = Instant::now();
+                let mut request = Vec::new();
+                for v in [mode, count, size, batch] {
+                    request.extend_from_slice(&v.to_le_bytes());
+                }
+                client.send("pinger", 1, mode, &request).await.unwrap();
+                let answer = client.recv().await.unwrap().expect("the pinger answers");
+                let wall = started.elapsed().as_secs_f64();
+                let after = [cpu_seconds(pinger), cpu_seconds(me), cpu_seconds(other)];
+                cpu.push(format!(
+                    "{label}: pinger {:.2}, host {:.2}, {} {:.2} [{wall:.2}]",
+                    after[0] - before[0],
+                    after[1] - before[1],
+                    if mode == MODE_RTT { "echo" } else { "counter" },
+                    after[2] - before[2],
+                ));
+                answer
+                    .payload
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<u64>>()
+            };
+        let r = ask(MODE_RTT, round_trips, 64, 1, echo, "round trips".to_owned()).await;
         let rtt = [r[0], r[1], r[2], r[3]];
         let mut throughput = Vec::new();
-        for &(size, frames) in sizes {
+        for run in runs {
             let r = ask(
                 MODE_BLAST,
-                frames,
-                size as u64,
+                run.frames,
+                run.size as u64,
+                run.batch as u64,
                 counter,
-                format!("{size} B one-way"),
+                format!("{} B one-way, B = {}", run.size, run.batch),
             )
             .await;
             let (elapsed_ns, received) = (r[0], r[1]);
-            assert_eq!(received, frames, "the counter saw every frame");
-            throughput.push((size, frames as f64 / (elapsed_ns as f64 / 1e9)));
+            assert_eq!(received, run.frames, "the counter saw every frame");
+            throughput.push(run.frames as f64 / (elapsed_ns as f64 / 1e9));
         }
         // Idle: everything sleeps.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -284,8 +311,8 @@ fn proc_counter() -> Result<(), ProcError> {
 fn proc_pinger() -> Result<(), ProcError> {
     let mut proc = hostmux_proc::boot()?;
     loop {
-        // A request from the bench client: mode, count, size.
-        let (mode, count, size) = match proc.recv()? {
+        // A request from the bench client: mode, count, size, batch.
+        let (mode, count, size, batch) = match proc.recv()? {
             None => return Ok(()),
             Some(message) => {
                 if !matches!(message.sender(), Sender::Client { .. }) {
@@ -293,7 +320,7 @@ fn proc_pinger() -> Result<(), ProcError> {
                 }
                 let p = message.payload();
                 let word = |i: usize| u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().unwrap());
-                (word(0), word(1), word(2) as usize)
+                (word(0), word(1), word(2) as usize, word(3).max(1))
             }
         };
         let payload = vec![0x5a_u8; size];
@@ -320,8 +347,16 @@ fn proc_pinger() -> Result<(), ProcError> {
             ]
         } else {
             let started = Instant::now();
-            for _ in 0..count {
-                proc.outbox().send("counter", 1, &payload)?;
+            let mut left = count;
+            while left > 0 {
+                // B frames, one publication.
+                let n = batch.min(left);
+                let mut frames = proc.outbox().batch();
+                for _ in 0..n {
+                    frames.send("counter", 1, &payload)?;
+                }
+                frames.publish()?;
+                left -= n;
             }
             proc.outbox().send("counter", COUNT_PORT, &[])?;
             let received = loop {
@@ -402,16 +437,12 @@ fn sock_echo() {
     }
 }
 
-/// Frames per second, sender in this process, receiver a child.
-fn socket_throughput(size: usize, frames: u64, batched: bool) -> f64 {
+/// Frames per second, sender in this process writing `per_batch` frames
+/// per `write`, receiver a child that parses every frame.
+fn socket_throughput(size: usize, frames: u64, per_batch: usize) -> f64 {
     let (mut child, mut stream) = socket_child("sock-sink");
     let mut one = vec![0x5a_u8; 8 + size];
     one[..8].copy_from_slice(&(size as u64).to_le_bytes());
-    let per_batch = if batched {
-        (BATCH / one.len()).max(1)
-    } else {
-        1
-    };
     let batch: Vec<u8> = one
         .iter()
         .copied()

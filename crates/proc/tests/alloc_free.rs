@@ -1,6 +1,7 @@
-//! Receive, reply, send, reserve, batch receive and agent answers allocate
-//! nothing per message: a global allocator counts allocations per thread
-//! (other tests run on other threads meanwhile).
+//! Receive, reply, send (cached header or not), reserve, send batches,
+//! batch receive and agent answers allocate nothing per message: a global
+//! allocator counts allocations per thread (other tests run on other
+//! threads meanwhile).
 
 #![allow(unsafe_code)]
 
@@ -89,6 +90,12 @@ fn recv_reply_send_reserve_batch_and_agent_allocate_nothing_per_message() {
         let mut slot = proc.outbox().reserve("other", 3, 32).unwrap();
         slot.fill(1);
         slot.commit();
+        // A batch, with destinations that change (header cache misses).
+        let mut batch = proc.outbox().batch();
+        batch.send("other", 2, &payload[..64]).unwrap();
+        batch.send("third", 2, &payload[..64]).unwrap();
+        batch.send("other", 4, &payload[..8]).unwrap();
+        batch.publish().unwrap();
         // Batch flavour every few rounds.
         if round % 10 == 0 {
             host.deliver_data(Sender::Client { name: "cli" }, 1, round, &payload);
@@ -107,7 +114,7 @@ fn recv_reply_send_reserve_batch_and_agent_allocate_nothing_per_message() {
     }
     let after = allocations();
     assert!(
-        replies >= 3 * 2_000,
+        replies >= 6 * 2_000,
         "replies and sends arrived ({replies})"
     );
     assert_eq!(after - before, 0, "allocations on the per-message path");
