@@ -335,8 +335,9 @@ impl HeaderCache {
         }
         let text = &self.head[PREFIX_LEN..PREFIX_LEN + self.header_len];
         let (name, rest) = text.split_at(dest.name.len());
-        same_bytes(name, dest.name.as_bytes())
-            && same_bytes(&rest[..dest.addr.len()], dest.addr.as_bytes())
+        // One `memcmp` in the common case (no address).
+        name == dest.name.as_bytes()
+            && (dest.addr.is_empty() || &rest[..dest.addr.len()] == dest.addr.as_bytes())
     }
 
     /// The head of a data frame from `sender` to `dest`'s `port` with a
@@ -387,28 +388,6 @@ impl HeaderCache {
             id_at: PREFIX_LEN + self.header_len - HEADER_ROOT_LEN,
         }))
     }
-}
-
-/// Slice equality for the short names of a header, without a `memcmp`
-/// call: eight bytes at a time, then byte by byte.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tails_equal = a_words
-        .remainder()
-        .iter()
-        .zip(b_words.remainder())
-        .all(|(x, y)| x == y);
-    let mut differ = 0u64;
-    for (x, y) in a_words.zip(b_words) {
-        let x = u64::from_ne_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
-        let y = u64::from_ne_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
-        differ |= x ^ y;
-    }
-    differ == 0 && tails_equal
 }
 
 /// The proc's sending side: frames go into the outbound ring, encoded in
@@ -885,24 +864,5 @@ fn reply_dest<'a>(frame: &FrameView<'a>) -> Result<Dest<'a>, ProcError> {
         }),
         Sender::Client { name } => Ok(Dest { name, addr: "" }),
         Sender::Proc { addr, name } => Ok(Dest { name, addr }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_bytes;
-
-    #[test]
-    fn same_bytes_is_slice_equality() {
-        let base: Vec<u8> = (0..40).collect();
-        for len in 0..40 {
-            assert!(same_bytes(&base[..len], &base[..len]));
-            for at in 0..len {
-                let mut other = base[..len].to_vec();
-                other[at] ^= 0x40;
-                assert!(!same_bytes(&base[..len], &other), "len {len}, byte {at}");
-            }
-        }
-        assert!(!same_bytes(&base[..3], &base[..4]));
     }
 }
