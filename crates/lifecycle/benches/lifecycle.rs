@@ -7,6 +7,14 @@
 //!    latency) and 100 concurrent (median wall time per batch).
 //! 2. `terminate_all` of 200 procs, 20 of which ignore SIGTERM, grace 500 ms.
 //!
+//! The three spawn variants alternate, each round in the next of the six
+//! orders: what ran just before a spawn changes its latency (on the 2-core
+//! test machine a bare spawn right after a bare spawn's reap took ~20%
+//! longer than one after a manager spawn, whose `wait()` returns later), so
+//! a fixed order, or a rotation of one, hands one variant the slow
+//! predecessor more often. Over six rounds every variant runs in every
+//! position twice and follows each of the others two or three times.
+//!
 //! Run: `cargo bench -p hostmux-lifecycle --bench lifecycle`.
 
 use std::io::Read as _;
@@ -18,12 +26,29 @@ use hostmux_lifecycle::{
     BulkTerminate, CgroupMode, ProcHandle, ProcManager, ProcName, ProcessConfig, ProcessProcManager,
 };
 
-const SEQUENTIAL_ROUNDS: usize = 200;
+const SEQUENTIAL_ROUNDS: usize = 240;
 const BATCH: usize = 100;
-const BATCH_ROUNDS: usize = 10;
+const BATCH_ROUNDS: usize = 12;
+
+/// The six orders of (bare, cgroup, no cgroup), one per round in turn.
+const ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [0, 2, 1],
+    [1, 0, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [2, 1, 0],
+];
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hostmux-lifecycle-fixture"))
+}
+
+/// `/proc/loadavg`'s three averages, for the record of a shared machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -146,12 +171,18 @@ fn main() {
         rt.block_on(ours_one(&with_cgroup, 100_000 + i));
     }
 
-    // Interleave the three variants so drift on a shared machine hits all.
+    println!("load average at start: {}", load_average());
+    // Interleave the three variants so drift on a shared machine hits all,
+    // in balanced orders (see the module docs).
     let (mut bare, mut cg, mut nocg) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..SEQUENTIAL_ROUNDS {
-        bare.push(bare_one());
-        cg.push(rt.block_on(ours_one(&with_cgroup, i)));
-        nocg.push(rt.block_on(ours_one(&without_cgroup, i)));
+        for variant in ORDERS[i % ORDERS.len()] {
+            match variant {
+                0 => bare.push(bare_one()),
+                1 => cg.push(rt.block_on(ours_one(&with_cgroup, i))),
+                _ => nocg.push(rt.block_on(ours_one(&without_cgroup, i))),
+            }
+        }
     }
     let (bare, cg, nocg) = (median(bare), median(cg), median(nocg));
     println!("spawn-to-ready, 1 at a time ({SEQUENTIAL_ROUNDS} rounds, median):");
@@ -167,9 +198,13 @@ fn main() {
 
     let (mut bare, mut cg, mut nocg) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..BATCH_ROUNDS {
-        bare.push(bare_batch());
-        cg.push(rt.block_on(ours_batch(&with_cgroup, round)));
-        nocg.push(rt.block_on(ours_batch(&without_cgroup, round)));
+        for variant in ORDERS[round % ORDERS.len()] {
+            match variant {
+                0 => bare.push(bare_batch()),
+                1 => cg.push(rt.block_on(ours_batch(&with_cgroup, round))),
+                _ => nocg.push(rt.block_on(ours_batch(&without_cgroup, round))),
+            }
+        }
     }
     let (bare, cg, nocg) = (median(bare), median(cg), median(nocg));
     println!("spawn-to-ready, {BATCH} concurrent ({BATCH_ROUNDS} rounds, median batch wall time):");
@@ -222,4 +257,5 @@ fn main() {
             "MISSED"
         }
     );
+    println!("load average at end: {}", load_average());
 }
