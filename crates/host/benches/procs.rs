@@ -141,7 +141,7 @@ fn main() {
         );
     }
     println!();
-    println!("CPU seconds used during each host-path phase (wall seconds in brackets):");
+    println!("CPU seconds used during each host-path phase, and per frame or round trip:");
     for line in &ring.cpu {
         println!("  poll_spin 20 us, {line}");
     }
@@ -172,21 +172,19 @@ fn self_proc(role: &str) -> ProcessProc {
     ProcessProc::new(exe).env(ROLE, role)
 }
 
-/// CPU time (user + system) of a process, in seconds, from /proc.
+/// CPU time of a process (all its threads), in seconds, from
+/// `/proc/<pid>/task/*/schedstat` (nanoseconds on the CPU; the tick-based
+/// `stat` fields are only good to 10 ms).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the command: state is field 0; utime 11, stime 12 (clock ticks).
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
     };
-    (ticks(11) + ticks(12)) / 100.0
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn run_host_side(round_trips: u64, runs: &[Run], poll_spin: Duration) -> HostFigures {
@@ -230,12 +228,20 @@ fn run_host_side(round_trips: u64, runs: &[Run], poll_spin: Duration) -> HostFig
                 let answer = client.recv().await.unwrap().expect("the pinger answers");
                 let wall = started.elapsed().as_secs_f64();
                 let after = [cpu_seconds(pinger), cpu_seconds(me), cpu_seconds(other)];
+                let used: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+                let per = |s: f64| s * 1e9 / count as f64;
                 cpu.push(format!(
-                    "{label}: pinger {:.2}, host {:.2}, {} {:.2} [{wall:.2}]",
-                    after[0] - before[0],
-                    after[1] - before[1],
+                    "{label}: pinger {:.3} ({:.0} ns/{unit}), host {:.3} ({:.0}), {} {:.3} ({:.0}) \
+                     [wall {wall:.3}; {:.2} cores busy]",
+                    used[0],
+                    per(used[0]),
+                    used[1],
+                    per(used[1]),
                     if mode == MODE_RTT { "echo" } else { "counter" },
-                    after[2] - before[2],
+                    used[2],
+                    per(used[2]),
+                    used.iter().sum::<f64>() / wall,
+                    unit = if mode == MODE_RTT { "round trip" } else { "frame" },
                 ));
                 answer
                     .payload
@@ -270,8 +276,7 @@ fn run_host_side(round_trips: u64, runs: &[Run], poll_spin: Duration) -> HostFig
             .zip(&before)
             .map(|(&p, b)| cpu_seconds(p) - b)
             .sum();
-        let idle =
-            format!("host + 3 procs used {used:.2} CPU seconds in 2 s of idle (10 ms resolution)");
+        let idle = format!("host + 3 procs used {used:.4} CPU seconds in 2 s of idle");
         let _ = host.terminate_children(Duration::from_secs(2), 8).await;
         HostFigures {
             rtt,
