@@ -28,7 +28,7 @@ use hostmux_lifecycle::{
 
 const SEQUENTIAL_ROUNDS: usize = 240;
 const BATCH: usize = 100;
-const BATCH_ROUNDS: usize = 12;
+const BATCH_ROUNDS: usize = 24;
 
 /// The six orders of (bare, cgroup, no cgroup), one per round in turn.
 const ORDERS: [[usize; 3]; 6] = [
