@@ -20,7 +20,8 @@
 //!   [`Proc::recv_async`] yield [`Message`]s; [`Message::reply`] answers the
 //!   sender in one call.
 //! * [`Outbox`]: [`Outbox::send`], [`Outbox::reserve`] → [`Slot`],
-//!   [`Outbox::send_async`]; [`Dest`] names a destination.
+//!   [`Outbox::send_async`], [`Outbox::batch`] → [`SendBatch`] (many
+//!   sends, one publication); [`Dest`] names a destination.
 //! * The agent answers [`hostmux_wire::AgentRequest`]s on
 //!   [`hostmux_wire::AGENT_PORT`]: ping, stop, stats.
 //! * [`ProcError`]: the crate's one error type; boot errors name the
@@ -30,6 +31,11 @@
 //!
 //! * One owner: a [`Proc`] is the only consumer of its inbound ring and the
 //!   only producer of its outbound ring (`&mut self` everywhere).
+//! * Per-frame work is paid once per run of frames: a send to the
+//!   destination and port of the previous data frame copies its cached,
+//!   already validated frame head and patches the message id; a received
+//!   header that repeats the previous one but for message id and port is
+//!   recognised by `hostmux_wire::HeaderMemo` without validating it again.
 //! * Backpressure never drops: a send into a full ring waits (spin, then
 //!   sleep per the ring protocol) up to the send timeout, then fails with
 //!   [`ProcError::Backpressure`] and the caller decides.
