@@ -554,12 +554,15 @@ pub(crate) fn adopt_inherited_fd(
 }
 
 /// Registers a pidfd with the tokio reactor for readability (process exit).
-pub(crate) fn register_pidfd(pidfd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+/// On failure the pidfd is handed back, so the caller can still reap.
+pub(crate) fn register_pidfd(
+    pidfd: OwnedFd,
+) -> Result<tokio::io::unix::AsyncFd<OwnedFd>, (OwnedFd, io::Error)> {
     // SAFETY: an OwnedFd is a valid open descriptor, and the AsyncFd owns it
     // for its whole life: nothing else can close or replace it, and
     // `as_raw_fd` on an OwnedFd always returns the same number.
     unsafe {
         tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
     }
-    .map_err(|e| e.into_parts().1)
+    .map_err(|e| e.into_parts())
 }

@@ -1,5 +1,6 @@
 //! The OS-process manager: every proc is a child process of the host.
 
+mod arm;
 mod config;
 mod supervisor;
 
@@ -12,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hostmux_wire::ProcName;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::Semaphore;
 
 pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
 use crate::cgroup::{self, CgroupRoot};
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
-use crate::link::{Command as SupervisorCommand, Link, Snapshot};
+use crate::link::{Command as SupervisorCommand, Link};
 use crate::manager::{summarize, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager};
 use crate::output::{OutputMode, OutputTail, Stream, Tails};
 use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
@@ -360,7 +361,7 @@ impl ProcessProcManager {
         let stdin = dev_null()?;
         plan.set_stdio(0, stdin.as_raw_fd());
         keep_open.push(stdin);
-        let mut capture_ends: [Option<OwnedFd>; 2] = [None, None];
+        let mut captures: Vec<(Stream, usize, OwnedFd)> = Vec::new();
         for (index, mode) in [&stdout, &stderr].into_iter().enumerate() {
             let child_end = match mode {
                 OutputMode::Inherit => None,
@@ -373,9 +374,10 @@ impl ProcessProcManager {
                         .map(OwnedFd::from)
                         .map_err(io("opening an output file"))?,
                 ),
-                OutputMode::Capture { .. } => {
+                OutputMode::Capture { max_bytes } => {
                     let (read_end, write_end) = new_pipe("creating an output pipe")?;
-                    capture_ends[index] = Some(read_end);
+                    let stream = [Stream::Stdout, Stream::Stderr][index];
+                    captures.push((stream, *max_bytes, read_end));
                     Some(write_end)
                 }
             };
@@ -401,7 +403,24 @@ impl ProcessProcManager {
         }
 
         plan.set_new_pid_namespace(pid_namespace);
-        let spawned = crate::spawner::on_spawner_thread(move || {
+        // The supervisor is armed on the spawner thread right after the
+        // clone, so the ready pipe is watched while the child starts up;
+        // arming it here instead waited for this task to be woken first,
+        // which on a loaded machine often came after the ready record.
+        let arming = arm::Arming {
+            name: name.clone(),
+            seq,
+            nonce,
+            ready_timeout,
+            ready_pipe,
+            captures,
+            cgroup: proc_cgroup,
+            polite_stop: self.inner.polite_stop.clone(),
+            starting,
+            manager: Arc::downgrade(&self.inner),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let armed = crate::spawner::on_spawner_thread(move || {
             let mut spawned = crate::sys::spawn(&plan);
             if plan.new_pid_namespace()
                 && spawned.as_ref().is_err_and(|e| {
@@ -416,111 +435,27 @@ impl ProcessProcManager {
                 spawned = crate::sys::spawn(&plan);
             }
             let in_namespace = plan.new_pid_namespace();
-            let spawned =
-                spawned.map(|(pid, pidfd)| UnclaimedChild(Some((pid, pidfd, in_namespace))));
             // The child has its copies; close ours (incl. the ready pipe's
             // write end, so its EOF means "the child closed it").
             drop(keep_open);
-            spawned
+            arming.arm(spawned, in_namespace)
         })
         .await?;
-        let (pid, pidfd, in_pid_namespace) = match spawned {
-            Ok(mut child) => child.claim(),
-            Err(source) => {
-                if let Some(cg) = &mut proc_cgroup {
+        match armed {
+            Ok(mut unclaimed) => Ok(unclaimed.claim()),
+            Err(arm::ArmFailure { error, cgroup }) => {
+                if let Some(mut cg) = cgroup {
                     cg.kill_and_release().await;
                 }
-                return Err(LifecycleError::Spawn {
-                    name,
-                    program,
-                    source,
-                });
+                Err(match error {
+                    arm::ArmError::Spawn(source) => LifecycleError::Spawn {
+                        name,
+                        program,
+                        source,
+                    },
+                    arm::ArmError::Register { what, source } => LifecycleError::Io { what, source },
+                })
             }
-        };
-        let pid = pid as u32;
-
-        let mut tails: Option<Arc<Tails>> = None;
-        let mut readers = Vec::new();
-        let [stdout_pipe, stderr_pipe] = capture_ends;
-        for (stream, mode, pipe) in [
-            (Stream::Stdout, &stdout, stdout_pipe),
-            (Stream::Stderr, &stderr, stderr_pipe),
-        ] {
-            if let (OutputMode::Capture { max_bytes }, Some(pipe)) = (mode, pipe) {
-                let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe)
-                    .map_err(io("registering an output pipe"))?;
-                let tails = Arc::clone(tails.get_or_insert_with(Arc::default));
-                readers.push(tokio::spawn(tails.drain(stream, *max_bytes, receiver)));
-            }
-        }
-        let ready_pipe = match ready_pipe {
-            Some(fd) => Some(
-                tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
-                    .map_err(io("registering the ready pipe"))?,
-            ),
-            None => None,
-        };
-
-        let (state_tx, state_rx) = watch::channel(Snapshot::starting());
-        let (command_tx, command_rx) = mpsc::unbounded_channel();
-        let handle = ProcessHandle {
-            inner: Arc::new(HandleInner {
-                link: Link {
-                    name: name.clone(),
-                    state: state_rx,
-                    commands: command_tx,
-                },
-                pid,
-                in_pid_namespace,
-                tails: tails.clone(),
-            }),
-        };
-        let supervisor = supervisor::Supervisor::new(supervisor::Parts {
-            name,
-            seq,
-            pid,
-            pidfd,
-            ready_pipe,
-            nonce,
-            ready_timeout,
-            cgroup: proc_cgroup,
-            polite_stop: self.inner.polite_stop.clone(),
-            state: state_tx,
-            commands: command_rx,
-            readers,
-            tails,
-            starting: Some(starting),
-            manager: Arc::downgrade(&self.inner),
-        })
-        .map_err(io("registering the pidfd"))?;
-        tokio::spawn(supervisor.run());
-        Ok(handle)
-    }
-}
-
-/// A just-spawned child nobody supervises yet. If the spawning future was
-/// cancelled and this is dropped unclaimed (on the spawner thread), the
-/// child is killed and reaped rather than leaked.
-struct UnclaimedChild(Option<(libc::pid_t, OwnedFd, bool)>);
-
-impl UnclaimedChild {
-    fn claim(&mut self) -> (libc::pid_t, OwnedFd, bool) {
-        self.0.take().expect("claimed once")
-    }
-}
-
-impl Drop for UnclaimedChild {
-    fn drop(&mut self) {
-        if let Some((pid, pidfd, _)) = self.0.take() {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                // Unreaped, so the pgid is still this child's.
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
-            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-            let _ = rustix::process::waitid(
-                rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&pidfd)),
-                rustix::process::WaitIdOptions::EXITED,
-            );
         }
     }
 }

@@ -41,7 +41,8 @@ pub(super) struct Parts {
     pub(super) name: ProcName,
     pub(super) seq: u64,
     pub(super) pid: u32,
-    pub(super) pidfd: OwnedFd,
+    /// The child's pidfd, registered with the runtime.
+    pub(super) pidfd: AsyncFd<OwnedFd>,
     pub(super) ready_pipe: Option<pipe::Receiver>,
     pub(super) nonce: Option<String>,
     pub(super) ready_timeout: Duration,
@@ -125,8 +126,8 @@ pub(super) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(super) fn new(parts: Parts) -> std::io::Result<Self> {
-        let pidfd = crate::sys::register_pidfd(parts.pidfd)?;
+    pub(super) fn new(parts: Parts) -> Self {
+        let pidfd = parts.pidfd;
         let now = Instant::now();
         let (ready, ready_deadline) = match (parts.ready_pipe, parts.nonce) {
             (Some(pipe), Some(nonce)) => (
@@ -168,7 +169,7 @@ impl Supervisor {
         if matches!(supervisor.ready, ReadyState::Done) {
             supervisor.mark_ready();
         }
-        Ok(supervisor)
+        supervisor
     }
 
     pub(super) async fn run(mut self) {
