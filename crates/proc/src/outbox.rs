@@ -259,9 +259,34 @@ impl RingWriter {
         payload: &[u8],
     ) -> Result<(), ProcError> {
         let start = head.len();
-        let mut reservation = self.reserve_templated(head, id_at, message_id, payload.len())?;
-        reservation[start..start + payload.len()].copy_from_slice(payload);
-        reservation.commit();
+        let payload_end = start + payload.len();
+        let frame_len = start + payload.len().next_multiple_of(FRAME_ALIGN);
+        // Reserve first: its own room check is the only one on the common
+        // path (the reservation does not leave the loop, so the retry
+        // after a wait borrows the producer afresh).
+        loop {
+            match self.producer.try_reserve(frame_len) {
+                Ok(mut reservation) => {
+                    reservation[..start].copy_from_slice(head);
+                    reservation[id_at..id_at + 8].copy_from_slice(&message_id.to_le_bytes());
+                    reservation[start..payload_end].copy_from_slice(payload);
+                    if payload_end < frame_len {
+                        reservation[payload_end..].fill(0);
+                    }
+                    reservation.commit();
+                    break;
+                }
+                // Waits as the encoding path does; fails there if the
+                // frame can never fit or the host left.
+                Err(RingError::Full) => self.wait_for_room(frame_len)?,
+                Err(e) => {
+                    return Err(ProcError::Ring {
+                        ring: "outbound",
+                        source: e,
+                    })
+                }
+            }
+        }
         if !self.defer_publish {
             self.flush()?;
         }
@@ -325,6 +350,42 @@ impl HeaderCache {
         }
     }
 
+    /// Encodes the head of a data frame from `sender` to `dest`'s `port`
+    /// (validating both names) and remembers it; `false` if the wire
+    /// layout is not the one this cache relies on.
+    #[cold]
+    #[inline(never)]
+    fn fill(
+        &mut self,
+        dest: Dest<'_>,
+        port: u32,
+        sender: &ProcName,
+        limits: &Limits,
+    ) -> Result<bool, ProcError> {
+        self.header_len = 0;
+        const PROBE_ID: u64 = 0x0123_4567_89ab_cdef;
+        let header = data_header(dest, port, PROBE_ID, sender);
+        let prefix = encode_frame_head(&mut self.head, &header, 0, limits)?;
+        let len = prefix.header_len();
+        let text = &self.head[PREFIX_LEN..PREFIX_LEN + len];
+        let layout_holds = len
+            .checked_sub(HEADER_ROOT_LEN)
+            .and_then(|at| text.get(at..at + 8))
+            .is_some_and(|id| id == PROBE_ID.to_le_bytes())
+            && text.starts_with(dest.name.as_bytes())
+            && text[dest.name.len()..].starts_with(dest.addr.as_bytes());
+        if !layout_holds {
+            return Ok(false);
+        }
+        self.header_len = len;
+        self.payload_len = 0;
+        self.dest_name_len = dest.name.len();
+        self.dest_addr_len = dest.addr.len();
+        self.port = port;
+        Ok(true)
+    }
+
+    #[inline]
     fn holds(&self, dest: Dest<'_>, port: u32) -> bool {
         if self.header_len == 0
             || self.port != port
@@ -345,6 +406,7 @@ impl HeaderCache {
     /// `None` if the payload length breaks the limits or the wire layout is
     /// not the one this cache relies on: then encode the frame (which
     /// reports the error the encoder always reported).
+    #[inline]
     fn head(
         &mut self,
         dest: Dest<'_>,
@@ -353,27 +415,8 @@ impl HeaderCache {
         payload_len: usize,
         limits: &Limits,
     ) -> Result<Option<CachedHead<'_>>, ProcError> {
-        if !self.holds(dest, port) {
-            self.header_len = 0;
-            const PROBE_ID: u64 = 0x0123_4567_89ab_cdef;
-            let header = data_header(dest, port, PROBE_ID, sender);
-            let prefix = encode_frame_head(&mut self.head, &header, 0, limits)?;
-            let len = prefix.header_len();
-            let text = &self.head[PREFIX_LEN..PREFIX_LEN + len];
-            let layout_holds = len
-                .checked_sub(HEADER_ROOT_LEN)
-                .and_then(|at| text.get(at..at + 8))
-                .is_some_and(|id| id == PROBE_ID.to_le_bytes())
-                && text.starts_with(dest.name.as_bytes())
-                && text[dest.name.len()..].starts_with(dest.addr.as_bytes());
-            if !layout_holds {
-                return Ok(None);
-            }
-            self.header_len = len;
-            self.payload_len = 0;
-            self.dest_name_len = dest.name.len();
-            self.dest_addr_len = dest.addr.len();
-            self.port = port;
+        if !self.holds(dest, port) && !self.fill(dest, port, sender, limits)? {
+            return Ok(None);
         }
         if self.payload_len != payload_len {
             let Ok(prefix) = FramePrefix::for_lengths(self.header_len, payload_len, limits) else {

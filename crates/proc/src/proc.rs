@@ -517,24 +517,57 @@ impl Proc {
         }
         self.outbox.set_defer_publish(true);
         let mut delivered = 0;
-        let result = (|| {
-            while delivered < max {
-                match self.settle_head()? {
-                    Head::Application => {
-                        let message = self.take_head()?;
-                        handle(message);
-                        delivered += 1;
-                    }
-                    Head::Empty => break,
-                }
-            }
-            Ok::<(), ProcError>(())
-        })();
+        let result = self.deliver(max, &mut delivered, &mut handle);
         self.outbox.set_defer_publish(false);
         let flushed = self.outbox.flush();
         result?;
         flushed?;
         Ok(BatchRecv::Delivered(delivered))
+    }
+
+    /// Hands the application messages in the ring to `handle` until
+    /// `delivered` reaches `max` or the ring is empty, answering agent
+    /// requests in passing. One `peek` per record: the message does not
+    /// outlive the loop body, so the record's borrow need not either
+    /// (`settle_head` + `take_head` peek twice).
+    fn deliver(
+        &mut self,
+        max: usize,
+        delivered: &mut usize,
+        handle: &mut impl FnMut(Message<'_>),
+    ) -> Result<(), ProcError> {
+        let ring = ProcError::ring;
+        while *delivered < max {
+            let Proc {
+                inbox,
+                outbox,
+                agent,
+                ..
+            } = &mut *self;
+            if std::mem::take(&mut inbox.unreleased) {
+                inbox.consumer.release().map_err(ring("inbound"))?;
+            }
+            let Some(record) = inbox.consumer.peek().map_err(ring("inbound"))? else {
+                return Ok(());
+            };
+            if matches!(peek_port_kind(record), Some((AGENT_PORT, kind)) if kind == FrameKind::Data as u8)
+            {
+                let answered = answer_agent(agent, outbox, record, &inbox.limits);
+                inbox.consumer.release().map_err(ring("inbound"))?;
+                answered?;
+                continue;
+            }
+            let frame = decode_frame_memo(record, &inbox.limits, &mut inbox.memo);
+            // A frame that fails to decode is skipped by the next receive,
+            // as in `take_head`.
+            inbox.unreleased = true;
+            let frame = frame?;
+            agent.frames_in += 1;
+            agent.bytes_in += frame.payload().len() as u64;
+            handle(Message { frame, outbox });
+            *delivered += 1;
+        }
+        Ok(())
     }
 
     /// Serves messages until the proc is stopped or the host closes the
