@@ -248,3 +248,27 @@ fn a_send_batch_larger_than_the_ring_flows_while_the_host_drains() {
     batch.publish().unwrap();
     assert_eq!(drainer.join().unwrap(), FRAMES);
 }
+
+#[test]
+fn a_frame_larger_than_the_ring_is_refused_the_same_way_cached_or_not() {
+    let (mut host, params) = TestHost::local("cacher", RING, false);
+    let mut proc = boot_from(params).unwrap();
+    let huge = vec![7u8; RING * 2];
+    let too_large = |result: Result<(), ProcError>| match result {
+        Err(ProcError::Ring {
+            ring: "outbound",
+            source: hostmux_ring::RingError::TooLarge { len, .. },
+        }) => len,
+        other => panic!("expected TooLarge, got {other:?}"),
+    };
+    // Nothing cached yet, then with the destination cached.
+    let first = too_large(proc.outbox().send("counter", 1, &huge).map(drop));
+    proc.outbox().send("counter", 1, b"small").unwrap();
+    let second = too_large(proc.outbox().send("counter", 1, &huge).map(drop));
+    let third = too_large(proc.outbox().reserve("counter", 1, huge.len()).map(drop));
+    assert_eq!([second, third], [first, first]);
+    assert!(first > RING);
+    // The small frame went out; the refused ones left no trace.
+    assert!(next_record(&mut host).ends_with(b"small\0\0\0\0\0\0\0\0\0\0\0"));
+    assert!(host.from_proc.peek().unwrap().is_none());
+}
