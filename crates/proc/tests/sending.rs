@@ -272,3 +272,31 @@ fn a_frame_larger_than_the_ring_is_refused_the_same_way_cached_or_not() {
     assert!(next_record(&mut host).ends_with(b"small\0\0\0\0\0\0\0\0\0\0\0"));
     assert!(host.from_proc.peek().unwrap().is_none());
 }
+
+#[test]
+fn a_send_batch_inside_a_receive_batch_publishes_with_the_receive_batch() {
+    let (mut host, params) = TestHost::local("batcher", RING, false);
+    let mut proc = boot_from(params).unwrap();
+    host.deliver_data(Sender::Client { name: "cli" }, 1, 5, b"go");
+    let mut seen_inside = None;
+    let got = proc
+        .recv_batch(8, PATIENCE, |mut message| {
+            let mut batch = message.outbox().batch();
+            batch.send("counter", 1, b"one").unwrap();
+            batch.send("counter", 1, b"two").unwrap();
+            batch.publish().unwrap();
+            seen_inside = Some(host.from_proc.peek().unwrap().is_some());
+        })
+        .unwrap();
+    assert_eq!(got, hostmux_proc::BatchRecv::Delivered(1));
+    assert_eq!(
+        seen_inside,
+        Some(false),
+        "published only after the receive batch"
+    );
+    assert!(next_record(&mut host).ends_with(b"one\0\0\0\0\0\0\0\0\0\0\0\0\0"));
+    assert!(next_record(&mut host).ends_with(b"two\0\0\0\0\0\0\0\0\0\0\0\0\0"));
+    // Outside any batch, a send publishes at once again.
+    proc.outbox().send("counter", 1, b"three").unwrap();
+    assert!(host.from_proc.peek().unwrap().is_some());
+}
