@@ -43,7 +43,10 @@
 //! the death signal then means exactly "the host died". That thread starts
 //! children with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` like
 //! `posix_spawn` (no copy-on-write storm in a big multi-threaded host, pidfd
-//! obtained atomically); the crate's only `unsafe` is that code, in `sys`. See
+//! obtained atomically); the crate's only `unsafe` is that code, in `sys`.
+//! The same thread then arms the proc (registers its pipes and pidfd, starts
+//! its supervisor) before the caller is woken, so the ready record is
+//! watched for while the child is still starting up. See
 //! `docs/lifecycle.md` for the full state machine, crash behaviour and the
 //! cgroup and PID-namespace choices.
 //!
