@@ -15,8 +15,9 @@
 //!   64 B, 15 at 4 KiB).
 //!
 //! Three busy processes (pinger, host, counter/echo) share this machine's
-//! cores; CPU time of each is sampled from /proc so the spin-then-sleep
-//! policy's cost is visible. This executable re-runs itself in the proc
+//! cores; CPU time of each (all threads, nanoseconds, from
+//! `/proc/<pid>/task/*/schedstat`) is printed per phase, per frame or round
+//! trip, and as cores busy, so the spin-then-sleep policy's cost is visible. This executable re-runs itself in the proc
 //! roles (`HOSTMUX_BENCH_ROLE`). Run: `cargo bench -p hostmux-host --bench procs`
 //! (`HOSTMUX_BENCH_QUICK=1` for a smoke run).
 
