@@ -402,6 +402,8 @@ fn socket_child(role: &str) -> (Child, UnixStream) {
         .unwrap();
     let (stream, _) = listener.accept().unwrap();
     let _ = std::fs::remove_file(&path);
+    // Connected: neither the socket file nor its directory is needed now.
+    let _ = std::fs::remove_dir(&dir);
     (child, stream)
 }
 
