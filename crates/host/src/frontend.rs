@@ -54,6 +54,16 @@ pub(crate) trait Frontend: 'static {
     ) -> io::Result<(Self::Reader, Self::Writer)>;
     /// Dials another host.
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Self::Reader, Self::Writer)>;
+    /// How many writes (and dials) this thread has queued that reach the
+    /// kernel only when the runtime parks: tokio-uring submits its queue
+    /// in tokio's park hook, not when an operation is created. A count
+    /// that moves tells the I/O loop's spin (which never parks) to let the
+    /// runtime park now, or the reply it just queued would wait for the
+    /// end of the spin. Runtimes that make their system calls on the spot
+    /// (epoll) keep the default, which never moves.
+    fn queued_writes() -> u64 {
+        0
+    }
 }
 
 /// Binds the frontend address (TCP, or a Unix path or abstract name),

@@ -154,7 +154,7 @@ fn start_io_thread(
             };
             match kind {
                 FrontendKind::IoUring => {
-                    let runtime = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+                    let runtime = match uring::runtime() {
                         Ok(runtime) => runtime,
                         Err(e) => {
                             let _ = ready_tx.send(Err(HostError::Runtime(e)));

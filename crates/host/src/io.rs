@@ -155,7 +155,7 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
         parts.cfg.clone(),
         parts.service_name.clone(),
     ));
-    if let Err(e) = backend_loop(&dataplane, &parts).await {
+    if let Err(e) = backend_loop::<F>(&dataplane, &parts).await {
         tracing::error!(error = %e, "host doorbell failed; I/O thread stopping");
     }
     accept.abort();
@@ -165,7 +165,7 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
     }
 }
 
-async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
+async fn backend_loop<F: Frontend>(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
     let doorbell =
         crate::sys::doorbell_async(parts.doorbell.try_clone().map_err(io::Error::other)?)?;
     let mut to_drain: Vec<ProcKey> = Vec::new();
@@ -173,6 +173,9 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
     // Whether this round follows a doorbell wake-up (not a drain budget
     // running out or a timer).
     let mut woken = false;
+    // The loop rang its own doorbell to let the runtime park mid-spin: the
+    // wake-up that follows is not a proc's.
+    let mut spin_resumed = false;
     loop {
         // Commands first: a new proc must exist before its ring is polled.
         loop {
@@ -228,7 +231,7 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
             to_drain.reserve(dp.proc_capacity());
             dp.poll_doorbell(&mut to_drain);
             dp.take_conn_room(&mut to_drain);
-            if to_drain.is_empty() && woken {
+            if to_drain.is_empty() && woken && !spin_resumed {
                 dp.sweep_corruption();
             }
             if dp.earliest_drain_deadline().is_some_and(|at| at <= now) {
@@ -255,20 +258,38 @@ async fn backend_loop(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
         // Spin-then-sleep: after a wake-up, keep looking at the rings for
         // `poll_spin` before sleeping, so a proc answering within that time
         // needs no doorbell wake-up (about 9 us each on small VMs). Between
-        // looks the thread yields: a peer the scheduler put on this CPU runs,
-        // and so do this thread's connection tasks. An idle host is never
-        // woken, so it never spins.
+        // looks this thread's connection tasks run first (the reply the
+        // drain just queued is written before anything else), then the
+        // thread yields the CPU to a peer the scheduler put on it. An idle
+        // host is never woken, so it never spins.
+        //
+        // A spin never parks the runtime, and tokio-uring submits what its
+        // tasks queued only when the runtime parks: spinning on would hold
+        // the reply just queued back for the rest of the spin. So once the
+        // frontend has queued a write, the loop rings its own doorbell and
+        // waits: the runtime parks, submits, finds the doorbell readable and
+        // returns at once, and the spin starts again (traffic keeps it
+        // going, as it does for epoll, whose writes happen on the spot).
         if woken && !parts.cfg.poll_spin.is_zero() {
             woken = false;
+            spin_resumed = false;
             let until = Instant::now() + parts.cfg.poll_spin;
+            let writes = F::queued_writes();
             let mut ready = false;
-            while Instant::now() < until {
+            loop {
+                tokio::task::yield_now().await;
                 if !parts.commands.is_empty() || dataplane.borrow_mut().outbound_ready() {
                     ready = true;
                     break;
                 }
+                if Instant::now() >= until {
+                    break;
+                }
+                if F::queued_writes() != writes {
+                    spin_resumed = doorbell.get_ref().ring().is_ok();
+                    break;
+                }
                 std::thread::yield_now();
-                tokio::task::yield_now().await;
             }
             if ready {
                 continue;

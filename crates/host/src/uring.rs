@@ -7,14 +7,28 @@
 //! so the only copy between the socket and a proc's ring is the one into the
 //! ring. Writes hand over the connection's owned reply buffer.
 //!
+//! tokio-uring submits the operations its tasks queue only when the
+//! runtime parks (its `on_thread_park` hook), never when one is created,
+//! and the I/O loop's spin-then-sleep poll never parks. So writes (and
+//! dials) are counted ([`Frontend::queued_writes`]) and the loop lets the
+//! runtime park as soon as one is queued; without that, every reply
+//! waited for the end of the spin and the one-at-a-time round trip
+//! doubled (docs/benchmarks.md, issue 7). Reads are not counted: a read
+//! waits for a peer anyway, and the next park (at most one spin away)
+//! submits it. The ring is built with `IORING_SETUP_COOP_TASKRUN`, so a
+//! completion for this thread while it spins is reaped at its next system
+//! call instead of interrupting it (a sleeping thread is still woken).
+//!
 //! tokio-uring is effectively unmaintained (its issues #281 and #336); the
 //! seam is [`crate::frontend::Frontend`], so this module is what moves to the
 //! `io-uring` crate or to monoio (same owned-buffer shape) later.
 
+use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
 
 use hostmux_wire::FrameDecoder;
+use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::{TcpListener, TcpStream, UnixStream};
 
 use crate::frontend::{ConnReader, ConnWriter, Frontend, StdListener};
@@ -23,9 +37,33 @@ use crate::sys::DecoderBuf;
 /// The io_uring frontend.
 pub(crate) struct Uring;
 
+thread_local! {
+    /// Writes and dials this thread has queued on tokio-uring's submission
+    /// queue so far (wrapping); the kernel sees each at the next park.
+    static QUEUED_WRITES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts one write (or dial) about to be queued on this thread's ring.
+fn note_write() {
+    QUEUED_WRITES.with(|queued| queued.set(queued.get().wrapping_add(1)));
+}
+
 /// Whether this kernel (and its seccomp policy) lets us build an io_uring.
 pub(crate) fn available() -> bool {
     tokio_uring::Runtime::new(&tokio_uring::builder()).is_ok()
+}
+
+/// Builds the I/O thread's tokio-uring runtime: a ring with cooperative
+/// task running (Linux 5.19+), or a plain one where the kernel refuses it.
+pub(crate) fn runtime() -> io::Result<tokio_uring::Runtime> {
+    let mut ring = tokio_uring::uring_builder();
+    ring.setup_coop_taskrun();
+    let mut builder = tokio_uring::builder();
+    builder.uring_builder(&ring);
+    tokio_uring::Runtime::new(&builder).or_else(|e| {
+        tracing::debug!(error = %e, "io_uring without cooperative task running");
+        tokio_uring::Runtime::new(&tokio_uring::builder())
+    })
 }
 
 pub(crate) enum Listener {
@@ -54,11 +92,26 @@ impl ConnReader for Stream {
 }
 
 impl ConnWriter for Stream {
-    async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        match self {
-            Stream::Tcp(s) => s.write_all(buf).await,
-            Stream::Unix(s) => s.write_all(buf).await,
+    /// tokio-uring's own `write_all` loop, with each write counted.
+    async fn write_all(&mut self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let mut written = 0;
+        while written < buf.len() {
+            note_write();
+            let (result, slice) = match self {
+                Stream::Tcp(s) => s.write(buf.slice(written..)).submit().await,
+                Stream::Unix(s) => s.write(buf.slice(written..)).submit().await,
+            };
+            buf = slice.into_inner();
+            match result {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "the peer took no more bytes");
+                    return (Err(e), buf);
+                }
+                Ok(n) => written += n,
+                Err(e) => return (Err(e), buf),
+            }
         }
+        (Ok(()), buf)
     }
 }
 
@@ -81,6 +134,7 @@ impl Frontend for Uring {
     }
 
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Stream, Stream)> {
+        note_write();
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let stream = Stream::Tcp(Rc::new(stream));
@@ -101,5 +155,9 @@ impl Frontend for Uring {
                 Ok((stream.clone(), stream, "unix".to_owned()))
             }
         }
+    }
+
+    fn queued_writes() -> u64 {
+        QUEUED_WRITES.with(Cell::get)
     }
 }
