@@ -8,6 +8,8 @@
 //! it is `/sys/fs/cgroup` on pure v2 hosts and e.g. `/sys/fs/cgroup/unified`
 //! in hybrid mode). A manager directory names its owner by pid *and* start
 //! time, so a sweep never mistakes a recycled pid for a live owner.
+//! Each manager directory has a [`Guardian`] that `cgroup.kill`s it when the
+//! host dies; the sweep covers hosts that ran without one.
 
 use std::fs;
 use std::io;
@@ -18,6 +20,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
+
+use crate::guardian::Guardian;
 
 /// How long a sweep or a proc cleanup waits for a killed cgroup to empty.
 const EMPTY_WAIT: Duration = Duration::from_secs(2);
@@ -96,6 +100,11 @@ impl Pool {
 #[derive(Debug)]
 pub(crate) struct CgroupRoot {
     pool: Arc<Pool>,
+    /// Kills the subtree once this process is gone; shared with every
+    /// [`ProcCgroup`], so it stays armed while any proc of this manager is
+    /// alive, even after the manager was dropped. `None` if `/bin/sh` could
+    /// not be started.
+    guardian: Option<Arc<Guardian>>,
 }
 
 /// One proc's cgroup.
@@ -117,6 +126,8 @@ pub(crate) struct ProcCgroup {
     released: bool,
     /// Set when it was removed rather than pooled: the pool wants a refill.
     removed: bool,
+    /// Keeps the manager's guardian armed while this proc lives.
+    _guardian: Option<Arc<Guardian>>,
 }
 
 /// A handle that tops a manager's cgroup pool up later, off the spawn path.
@@ -209,6 +220,17 @@ impl CgroupRoot {
                 return None;
             }
         };
+        let guardian = match Guardian::start(&manager_dir) {
+            Ok(guardian) => Some(Arc::new(guardian)),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot start the cgroup guardian (/bin/sh); descendants of procs \
+                     outlive a SIGKILLed host unless spawned with pid_namespace(true)"
+                );
+                None
+            }
+        };
         let pool = Arc::new(Pool {
             manager_dir,
             manager_fd,
@@ -216,7 +238,7 @@ impl CgroupRoot {
             next_dir: AtomicU64::new(0),
         });
         pool.refill();
-        Some((Self { pool }, swept))
+        Some((Self { pool, guardian }, swept))
     }
 
     /// A cgroup for one proc: an empty one from the pool (one `openat`), or
@@ -250,6 +272,7 @@ impl CgroupRoot {
                 kill_sent: AtomicBool::new(false),
                 released: false,
                 removed: false,
+                _guardian: self.guardian.clone(),
             }),
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
@@ -261,6 +284,11 @@ impl CgroupRoot {
     /// This manager's directory.
     pub(crate) fn path(&self) -> &Path {
         &self.pool.manager_dir
+    }
+
+    /// The pid of this manager's guardian, if it has one.
+    pub(crate) fn guardian_pid(&self) -> Option<u32> {
+        self.guardian.as_deref().map(Guardian::pid)
     }
 }
 

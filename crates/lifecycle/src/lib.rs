@@ -79,6 +79,7 @@ mod cgroup;
 pub mod child;
 mod error;
 pub mod escalation;
+mod guardian;
 mod link;
 mod local;
 mod manager;

@@ -1,47 +1,250 @@
 //! Host-crash tests: a host process is SIGKILLed (no cleanup code runs)
 //! and its procs, and their descendants, must still die.
+//!
+//! The host is the fixture binary in `host` mode. Its p1 has a setsid
+//! grandchild and its p2 a double-forked daemon; p0 and p3 ignore SIGTERM.
+//! Tests that check who killed the descendants give the host a cgroup base
+//! of their own, so no manager of a test running in parallel can sweep it.
 
-use std::time::Duration;
+use std::ffi::OsStr;
+use std::io::{BufRead as _, BufReader};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
-use hostmux_lifecycle::{ProcHandle, ProcManager, ProcessConfig, ProcessProcManager};
+use hostmux_lifecycle::{CgroupMode, ProcHandle, ProcManager, ProcessConfig, ProcessProcManager};
+use rustix::process::{pidfd_send_signal, Signal};
 
 use crate::support::*;
 
-/// Starts the fixture in host mode and returns it with the pids it printed
-/// (n procs, plus the setsid grandchild of proc p1 right after p1's pid).
-fn start_fixture_host(n: usize, extra: &[&str]) -> (std::process::Child, Vec<u32>) {
-    let mut host = std::process::Command::new(fixture())
-        .args(["host", &n.to_string()])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = std::io::BufRead::lines(std::io::BufReader::new(host.stdout.take().unwrap()));
-    let mut pids = Vec::new();
-    for line in lines {
-        let line = line.unwrap();
-        if line == "ready" {
-            break;
-        }
-        pids.push(line.strip_prefix("pid ").unwrap().parse::<u32>().unwrap());
-    }
-    assert_eq!(pids.len(), n + 1, "n procs plus one setsid grandchild");
-    (host, pids)
+/// Processes to watch: `(pid, pidfd)`.
+type Watched = Vec<(u32, OwnedFd)>;
+
+/// A fixture host and the pids it printed.
+struct FixtureHost {
+    child: Child,
+    procs: Vec<u32>,
+    descendants: Vec<u32>,
+    guardian: Option<u32>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_host_takes_whole_pid_namespaces_with_it_without_cgroups() {
-    let (mut host, pids) = start_fixture_host(4, &["pidns"]);
-    let fds: Vec<_> = pids
-        .iter()
-        .map(|&p| (p, pidfd(p).expect("alive")))
-        .collect();
-    host.kill().unwrap();
-    host.wait().unwrap();
+impl FixtureHost {
+    /// Starts `fixture host <n> <extra...>` and reads its report (bounded).
+    fn start(n: usize, extra: &[&OsStr]) -> Self {
+        let mut child = std::process::Command::new(fixture())
+            .args(["host", &n.to_string()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let done = line == "ready";
+                if tx.send(line).is_err() || done {
+                    return;
+                }
+            }
+        });
+        let mut host = Self {
+            child,
+            procs: Vec::new(),
+            descendants: Vec::new(),
+            guardian: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = host.child.kill();
+                panic!("the fixture host did not report its procs within 30 s");
+            };
+            if line == "ready" {
+                break;
+            }
+            let (kind, pid) = line.split_once(' ').expect("`<kind> <pid>`");
+            let pid: u32 = pid.parse().unwrap();
+            match kind {
+                "pid" => host.procs.push(pid),
+                "descendant" => host.descendants.push(pid),
+                "guardian" => host.guardian = Some(pid),
+                other => panic!("unexpected fixture host line {other:?}"),
+            }
+        }
+        assert_eq!(host.procs.len(), n);
+        assert_eq!(
+            host.descendants.len(),
+            2,
+            "a setsid and a double-forked one"
+        );
+        host
+    }
+
+    /// pidfds for every proc and descendant (all must be alive).
+    fn pidfds(&self) -> (Watched, Watched) {
+        let open = |pids: &[u32]| -> Watched {
+            pids.iter()
+                .map(|&p| (p, pidfd(p).expect("alive before the host dies")))
+                .collect()
+        };
+        (open(&self.procs), open(&self.descendants))
+    }
+
+    /// SIGKILL: no code of the host runs.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// A cgroup base directory for one test's host, next to the `m…` manager
+/// directories (their sweeps ignore other names), so only this test
+/// sweeps it. Swept and removed when dropped, so a failing test does not
+/// leave its host's descendants running.
+struct PrivateBase(PathBuf);
+
+impl PrivateBase {
+    /// `None` where this process has no usable cgroup v2 subtree or no
+    /// guardian could be started.
+    fn new(tag: &str) -> Option<Self> {
+        let probe = ProcessProcManager::default();
+        probe.guardian_pid()?;
+        let hostmux_dir = probe.cgroup_dir()?.parent()?;
+        let path = hostmux_dir.join(format!("test-{tag}-{}", std::process::id()));
+        Some(Self(path))
+    }
+
+    fn host_args(&self) -> [&OsStr; 2] {
+        ["cgroup-base".as_ref(), self.0.as_os_str()]
+    }
+
+    /// Sweeps what dead hosts left here (a manager's start-up sweep,
+    /// killing what is inside). Returns the number of proc cgroups swept.
+    fn sweep(&self) -> usize {
+        ProcessProcManager::builder()
+            .cgroups(CgroupMode::Base(self.0.clone()))
+            .build()
+            .swept_at_start()
+    }
+}
+
+impl Drop for PrivateBase {
+    fn drop(&mut self) {
+        self.sweep();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+const SKIP_NO_CGROUP: &str = "skipped: no writable cgroup v2 subtree with cgroup.kill (or no \
+     /bin/sh for its guardian); descendants of a SIGKILLed host then need pid_namespace(true)";
+
+fn assert_all_exit(fds: &[(u32, OwnedFd)], what: &str) {
+    for (pid, fd) in fds {
+        assert!(exited_within(fd, EPSILON), "{what} {pid} outlived its host");
+    }
+}
+
+/// Waits (bounded) until `pid` ignores every signal in `signals`.
+fn wait_until_ignored(pid: u32, signals: &[Signal]) {
+    let wanted = signals.iter().fold(0u64, |m, s| m | 1 << (s.as_raw() - 1));
+    let deadline = Instant::now() + EPSILON;
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let ignored = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+            .unwrap();
+        if ignored & wanted == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid} ignores only {ignored:#x}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn killed_host_guardian_kills_setsid_and_double_forked_descendants_without_pid_namespaces() {
+    let Some(base) = PrivateBase::new("guardian") else {
+        eprintln!("{SKIP_NO_CGROUP}");
+        return;
+    };
+    let host = FixtureHost::start(4, &base.host_args());
+    let guardian = host
+        .guardian
+        .expect("a manager with cgroups has a guardian");
+    let guardian_fd = pidfd(guardian).expect("guardian alive");
+    let (procs, descendants) = host.pidfds();
+    // Polite and terminal signals do not take the guardian down (were it
+    // gone, nothing would kill the descendants below: nobody sweeps `base`).
+    let polite = [Signal::TERM, Signal::INT, Signal::HUP];
+    wait_until_ignored(guardian, &polite);
+    for signal in polite {
+        pidfd_send_signal(&guardian_fd, signal).unwrap();
+    }
+
+    host.kill();
+
+    assert_all_exit(&procs, "proc"); // PDEATHSIG
+    assert_all_exit(&descendants, "descendant"); // the guardian's cgroup.kill
+    assert!(
+        exited_within(&guardian_fd, EPSILON),
+        "the guardian {guardian} did not exit after its kill"
+    );
+}
+
+#[test]
+fn killed_host_without_a_guardian_leaves_descendants_to_the_next_sweep() {
+    let Some(base) = PrivateBase::new("sweep") else {
+        eprintln!("{SKIP_NO_CGROUP}");
+        return;
+    };
+    let host = FixtureHost::start(4, &base.host_args());
+    let guardian_fd = pidfd(host.guardian.expect("a guardian")).expect("guardian alive");
+    let (procs, descendants) = host.pidfds();
+    pidfd_send_signal(&guardian_fd, Signal::KILL).unwrap();
+    assert!(exited_within(&guardian_fd, EPSILON));
+
+    host.kill();
+
+    assert_all_exit(&procs, "proc");
+    for (pid, fd) in &descendants {
+        // Nothing but the guardian could have killed it yet.
+        assert!(!exited_within(fd, Duration::ZERO), "{pid} died unswept");
+    }
+    assert!(base.sweep() > 0, "the sweep found no cgroup");
+    assert_all_exit(&descendants, "descendant");
+}
+
+#[test]
+fn killed_host_takes_whole_pid_namespaces_with_it_without_cgroups() {
+    let host = FixtureHost::start(4, &["pidns".as_ref()]);
+    assert_eq!(host.guardian, None, "no cgroups, no guardian");
+    let (procs, descendants) = host.pidfds();
+    host.kill();
     // PDEATHSIG kills each namespace init; the kernel then kills the rest
-    // of its namespace, including the setsid grandchild. No sweep needed.
-    for (pid, fd) in &fds {
-        assert!(exited_within(fd, EPSILON), "{pid} outlived its host");
+    // of its namespace, including the setsid and daemonised grandchildren.
+    assert_all_exit(&procs, "proc");
+    assert_all_exit(&descendants, "descendant");
+}
+
+#[test]
+fn killed_host_takes_all_its_procs_with_it() {
+    let host = FixtureHost::start(6, &[]);
+    let guarded = host.guardian.is_some();
+    let (procs, descendants) = host.pidfds();
+    host.kill();
+    assert_all_exit(&procs, "proc");
+    if guarded {
+        assert_all_exit(&descendants, "descendant");
+    } else {
+        eprintln!("no cgroup guardian here: killing the descendants by hand");
+        for (_, fd) in &descendants {
+            let _ = pidfd_send_signal(fd, Signal::KILL);
+        }
     }
 }
 
@@ -63,36 +266,72 @@ async fn pid_namespace_init_with_a_term_handler_still_stops_cooperatively() {
     assert_eq!(status, exited(0));
 }
 
+/// `(process group, parent pid)` from `/proc/<pid>/stat`.
+fn group_and_parent(pid: u32) -> (u32, u32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let mut fields = stat[stat.rfind(')').unwrap() + 1..].split_whitespace();
+    let ppid = fields.nth(1).unwrap().parse().unwrap();
+    let pgrp = fields.next().unwrap().parse().unwrap();
+    (pgrp, ppid)
+}
+
+fn unified_cgroup(pid: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_host_takes_all_its_procs_with_it() {
-    let n = 6;
-    let (mut host, pids) = start_fixture_host(n, &[]);
-    let grandchild = pids[2]; // printed right after proc p1
-    let fds: Vec<_> = pids
-        .iter()
-        .map(|&p| (p, pidfd(p).expect("alive")))
-        .collect();
+async fn dropped_manager_reaps_its_guardian_and_spares_another_managers_procs() {
+    let plain = ProcessProcManager::builder()
+        .cgroups(CgroupMode::Disabled)
+        .build();
+    assert_eq!(plain.guardian_pid(), None, "no cgroups, no guardian");
+    let first = ProcessProcManager::default();
+    let Some(guardian) = first.guardian_pid() else {
+        eprintln!("{SKIP_NO_CGROUP}");
+        return;
+    };
+    // Not a proc: its own process group, our child, in our own cgroup
+    // (outside the subtree it kills).
+    assert_eq!(group_and_parent(guardian), (guardian, std::process::id()));
+    assert_eq!(
+        unified_cgroup(&guardian.to_string()),
+        unified_cgroup("self")
+    );
+    let second = ProcessProcManager::default();
+    assert_ne!(first.cgroup_dir(), second.cgroup_dir());
+    let survivor = second
+        .spawn(name("survivor"), ProcessConfig::new(fixture()).arg("ready"))
+        .await
+        .unwrap();
+    survivor.ready().await.unwrap();
+    let gone = first
+        .spawn(name("gone"), ProcessConfig::new(fixture()).arg("ready"))
+        .await
+        .unwrap();
+    gone.ready().await.unwrap();
+    assert_eq!(
+        gone.terminate(Duration::from_secs(30)).await.unwrap(),
+        exited(0)
+    );
+    let guardian_fd = pidfd(guardian).expect("guardian alive while its manager is");
+    drop((gone, first));
 
-    host.kill().unwrap(); // SIGKILL: no cleanup code runs in the host
-    host.wait().unwrap();
-
-    for (pid, fd) in &fds {
-        if *pid != grandchild {
-            assert!(exited_within(fd, EPSILON), "proc {pid} outlived its host");
-        }
+    // Its procs' supervisors let go of it right after they finish; then the
+    // guardian sees EOF, kills its (empty) subtree, exits and is reaped.
+    assert!(exited_within(&guardian_fd, EPSILON), "guardian still runs");
+    let deadline = Instant::now() + EPSILON;
+    while proc_state(guardian).is_some() {
+        assert!(Instant::now() < deadline, "guardian {guardian} not reaped");
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    // PDEATHSIG cannot reach the setsid grandchild; the next manager's
-    // start-up sweep of dead managers' cgroups does.
-    let next = ProcessProcManager::default();
-    let gc_fd = &fds.iter().find(|(p, _)| *p == grandchild).unwrap().1;
-    if next.cgroup_dir().is_some() {
-        // (The sweep may also have been done by a manager another test
-        // created meanwhile, so only the outcome is asserted.)
-        assert!(
-            exited_within(gc_fd, EPSILON),
-            "grandchild survived the sweep"
-        );
-    } else {
-        let _ = rustix::process::pidfd_send_signal(gc_fd, rustix::process::Signal::KILL);
-    }
+    // Its kill went to its own subtree only: the other manager's proc still
+    // stops cooperatively instead of having been SIGKILLed.
+    assert_eq!(
+        survivor.terminate(Duration::from_secs(30)).await.unwrap(),
+        exited(0)
+    );
 }

@@ -59,8 +59,20 @@ pub(crate) fn proc_state(pid: u32) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
-/// Children of this process that are zombies.
+/// Children of this process that are zombies and stay zombies: one that
+/// is reaped within [`EPSILON`] (a child of a test running in parallel, in
+/// the moment between its exit and its reaper's `waitid`) is not counted.
 pub(crate) fn zombie_children() -> Vec<u32> {
+    let deadline = Instant::now() + EPSILON;
+    let mut zombies = zombie_children_now();
+    while !zombies.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        zombies.retain(|&pid| proc_state(pid) == Some('Z'));
+    }
+    zombies
+}
+
+fn zombie_children_now() -> Vec<u32> {
     let me = std::process::id().to_string();
     let mut zombies = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {

@@ -16,19 +16,24 @@
 //!   (leaving the process group), write its pid to `pidfile`, report ready.
 //! - `double-fork <pidfile>`: daemonise a grandchild the classic way (the
 //!   intermediate child calls setsid, starts it and exits; this process reaps
-//!   the intermediate), write the grandchild's pid, report ready.
+//!   the intermediate); the grandchild writes its pid (as the host sees it)
+//!   to `pidfile`; report ready once it is there.
 //! - `report-status <outfile>`: write `PDeathSig:\t<signal>` (from
 //!   `PR_GET_PDEATHSIG`) to `outfile`, report
 //!   ready, exit 0 on SIGTERM.
-//! - `host <n> [pidns]`: be a host: spawn `n` fixture procs (every third
-//!   ignores SIGTERM, one has a setsid grandchild) through
-//!   `ProcessProcManager` (with `pidns`: each in its own PID namespace and
-//!   no cgroups),
-//!   print `pid <pid>` for each proc and grandchild, print `ready`, block.
-//! - `sleeper`: internal: sleep forever (optionally after `setsid`).
-//! - `intermediate`: internal for `double-fork`.
+//! - `host <n> [pidns | cgroup-base <dir>]`: be a host: spawn `n` fixture
+//!   procs through `ProcessProcManager` (p1 has a setsid grandchild, p2 a
+//!   double-forked daemon, the others ignore SIGTERM or are cooperative);
+//!   with `pidns` each runs in its own PID namespace and no cgroups are
+//!   used, with `cgroup-base` the manager's cgroups go under `<dir>`.
+//!   Prints `pid <pid>` for each proc, `descendant <pid>` for each
+//!   grandchild, `guardian <pid>` if the manager has a cgroup guardian,
+//!   then `ready`, and blocks.
+//! - `sleeper [setsid|report] [pidfile]`: internal: (with `setsid`, leave
+//!   the session; with either, write the pid to `pidfile`) sleep forever.
+//! - `intermediate <pidfile>`: internal for `double-fork`.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
@@ -110,37 +115,35 @@ fn main() -> ExitCode {
                 .spawn()
                 .expect("spawn sleeper");
             std::mem::forget(child);
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while !pidfile.exists() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "sleeper never wrote its pid"
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_for_pidfile(&pidfile);
             ready();
             sleep_forever()
         }
         "double-fork" => {
+            let pidfile = std::path::PathBuf::from(arg(1));
             let exe = std::env::current_exe().expect("current_exe");
-            let mut intermediate = Command::new(exe)
+            let status = Command::new(exe)
                 .arg("intermediate")
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn intermediate");
-            let mut line = String::new();
-            std::io::BufReader::new(intermediate.stdout.take().expect("piped"))
-                .read_line(&mut line)
-                .expect("read grandchild pid");
-            intermediate.wait().expect("reap intermediate");
-            std::fs::write(arg(1), line.trim()).expect("write pidfile");
+                .arg(&pidfile)
+                .stdin(Stdio::null())
+                .status()
+                .expect("run intermediate");
+            assert!(status.success(), "intermediate failed: {status}");
+            wait_for_pidfile(&pidfile);
             ready();
             sleep_forever()
         }
         "intermediate" => {
             let _ = rustix::process::setsid();
-            let pid = start_sleeper();
-            println!("{pid}");
+            let exe = std::env::current_exe().expect("current_exe");
+            let child = Command::new(exe)
+                .args(["sleeper", "report"])
+                .arg(arg(1))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn sleeper");
+            std::mem::forget(child);
             ExitCode::SUCCESS
         }
         "report-status" => {
@@ -158,6 +161,8 @@ fn main() -> ExitCode {
         "sleeper" => {
             if arg(1) == "setsid" {
                 let _ = rustix::process::setsid();
+            }
+            if arg(1) == "setsid" || arg(1) == "report" {
                 // /proc is the host's mount, so /proc/self names our pid in
                 // the host's PID namespace.
                 let pid = std::fs::read_link("/proc/self").expect("readlink /proc/self");
@@ -168,7 +173,11 @@ fn main() -> ExitCode {
             }
             sleep_forever()
         }
-        "host" => host(arg(1).parse().unwrap_or(3), arg(2) == "pidns"),
+        "host" => host(
+            arg(1).parse().unwrap_or(3),
+            arg(2) == "pidns",
+            (arg(2) == "cgroup-base").then(|| arg(3).into()),
+        ),
         _ => {
             eprintln!("unknown fixture mode {mode:?}");
             ExitCode::from(2)
@@ -209,45 +218,42 @@ fn term_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag
 }
 
-/// Starts `fixture sleeper` (no setsid) and returns its pid (it outlives us).
-fn start_sleeper() -> u32 {
-    let exe = std::env::current_exe().expect("current_exe");
-    let child = Command::new(exe)
-        .arg("sleeper")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn sleeper");
-    let pid = child.id();
-    std::mem::forget(child);
-    pid
+/// Waits (bounded) until a sleeper has published its pid in `pidfile`.
+fn wait_for_pidfile(pidfile: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pidfile.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleeper never wrote its pid"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
-fn host(n: usize, pid_namespaces: bool) -> ExitCode {
+fn host(n: usize, pid_namespaces: bool, cgroup_base: Option<std::path::PathBuf>) -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let manager = if pid_namespaces {
-            ProcessProcManager::builder()
-                .cgroups(CgroupMode::Disabled)
-                .build()
-        } else {
-            ProcessProcManager::default()
+        let cgroups = match (pid_namespaces, cgroup_base) {
+            (true, _) => CgroupMode::Disabled,
+            (false, Some(base)) => CgroupMode::Base(base),
+            (false, None) => CgroupMode::Auto,
         };
+        let manager = ProcessProcManager::builder().cgroups(cgroups).build();
         let exe = std::env::current_exe().expect("current_exe");
         let dir = std::env::temp_dir();
         let mut handles = Vec::new();
         for i in 0..n {
             let name = hostmux_lifecycle::ProcName::new(&format!("p{i}")).expect("name");
             let pidfile = dir.join(format!("hostmux-fixture-host-{}-{i}", std::process::id()));
-            let config = match i % 3 {
-                0 => ProcessConfig::new(&exe).arg("ignore-term"),
-                1 if i == 1 => ProcessConfig::new(&exe)
-                    .arg("setsid-grandchild")
-                    .arg(&pidfile),
+            let with_descendant = |mode: &str| ProcessConfig::new(&exe).arg(mode).arg(&pidfile);
+            let config = match i {
+                1 => with_descendant("setsid-grandchild"),
+                2 => with_descendant("double-fork"),
+                _ if i % 3 == 0 => ProcessConfig::new(&exe).arg("ignore-term"),
                 _ => ProcessConfig::new(&exe).arg("ready"),
             };
             let config = config
@@ -261,12 +267,15 @@ fn host(n: usize, pid_namespaces: bool) -> ExitCode {
             );
             handle.ready().await.expect("ready");
             println!("pid {}", handle.pid().expect("pid"));
-            if i == 1 {
+            if i == 1 || i == 2 {
                 let gc = std::fs::read_to_string(&pidfile).expect("pidfile");
                 let _ = std::fs::remove_file(&pidfile);
-                println!("pid {}", gc.trim());
+                println!("descendant {}", gc.trim());
             }
             handles.push(handle);
+        }
+        if let Some(guardian) = manager.guardian_pid() {
+            println!("guardian {guardian}");
         }
         println!("ready");
         let _ = std::io::stdout().flush();

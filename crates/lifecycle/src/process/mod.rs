@@ -175,6 +175,19 @@ impl ProcessProcManager {
         self.inner.cgroups.as_ref().map(CgroupRoot::path)
     }
 
+    /// The pid of this manager's cgroup guardian: a small process (outside
+    /// the manager's cgroup subtree, not a proc) that `cgroup.kill`s the
+    /// subtree when this host process is gone, however it died, so procs'
+    /// descendants do not outlive a SIGKILLed host. `None` without cgroups
+    /// (see [`cgroup_dir`](Self::cgroup_dir)) or if `/bin/sh` could not be
+    /// started; descendants then need [`ProcessConfig::pid_namespace`].
+    pub fn guardian_pid(&self) -> Option<u32> {
+        self.inner
+            .cgroups
+            .as_ref()
+            .and_then(CgroupRoot::guardian_pid)
+    }
+
     /// How many leftover proc cgroups the start-up sweep removed.
     pub fn swept_at_start(&self) -> usize {
         self.inner.swept_at_start
