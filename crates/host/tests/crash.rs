@@ -1,8 +1,9 @@
 //! A host SIGKILLed with OS procs running leaves no process behind: not a
 //! proc (PDEATHSIG), not one that ignores SIGTERM, not a proc's own child
-//! (the proc runs as init of its own PID namespace). The host runs in a
-//! subprocess (this test executable in its `host` role); processes are
-//! checked through /proc.
+//! (the proc runs as init of its own PID namespace), nor, where cgroups are
+//! delegated, a proc's child without a namespace (the manager's cgroup
+//! guardian kills it). The host runs in a subprocess (this test executable
+//! in its `host` role); processes are checked through /proc.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
@@ -55,24 +56,37 @@ pub(crate) fn run_host_role() -> i32 {
         )
         .await
         .unwrap();
+        // The same without a namespace, where a manager has a guardian.
+        let guarded = ProcessProcManager::default().guardian_pid().is_some();
+        if guarded {
+            host.spawn(
+                "loose-nest",
+                ProcessProc::new("/bin/sh")
+                    .args(["-c", "sleep 600 & exec \"$0\" boot"])
+                    .args([&fixture]),
+            )
+            .await
+            .unwrap();
+        }
         let listed = host.list().await.unwrap();
         let pid = |name: &str| listed.iter().find(|p| p.name == name).unwrap().pid;
+        let child_of = |parent: u32| -> u32 {
+            std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .expect("the nest proc has a child")
+                .parse()
+                .unwrap()
+        };
         let nest = pid("nest");
-        let children =
-            std::fs::read_to_string(format!("/proc/{nest}/task/{nest}/children")).unwrap();
-        let grandchild: u32 = children
-            .split_whitespace()
-            .next()
-            .expect("the nest proc has a child")
-            .parse()
-            .unwrap();
-        println!(
-            "PIDS {} {} {} {}",
-            pid("echo"),
-            pid("stubborn"),
-            nest,
-            grandchild
-        );
+        let mut pids = vec![pid("echo"), pid("stubborn"), nest, child_of(nest)];
+        if guarded {
+            let loose = pid("loose-nest");
+            pids.extend([loose, child_of(loose)]);
+        }
+        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+        println!("PIDS {}", pids.join(" "));
         std::future::pending::<()>().await;
     });
     0
@@ -109,7 +123,7 @@ fn host_sigkilled_with_procs_running_leaves_no_process() {
             panic!("the host subprocess did not report its procs: {e}");
         }
     };
-    assert_eq!(pids.len(), 4, "{pids:?}");
+    assert!(pids.len() == 4 || pids.len() == 6, "{pids:?}");
     for &pid in &pids {
         assert!(!is_dead(pid), "process {pid} should be running");
     }
