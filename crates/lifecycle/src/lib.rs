@@ -30,10 +30,14 @@
 //!   SIGKILL goes out at the deadline whatever the proc does.
 //! - A proc's whole tree dies with it: its process group is SIGKILLed when
 //!   its leader exits, and its cgroup (where delegated) is `cgroup.kill`ed.
-//!   If the host itself is SIGKILLed, `PR_SET_PDEATHSIG` kills each proc;
-//!   descendants die with the proc's PID namespace (opt-in,
-//!   [`ProcessConfig::pid_namespace`]) or at the next manager's start-up
-//!   sweep of dead managers' cgroups.
+//!   If the host itself is SIGKILLed, `PR_SET_PDEATHSIG` kills each proc,
+//!   and the manager's **guardian** kills their descendants: a small process
+//!   outside the manager's cgroup subtree ([`ProcessProcManager::guardian_pid`])
+//!   that waits for EOF on a pipe only the host holds open and then writes
+//!   `cgroup.kill` for the whole subtree. Without cgroups there is no
+//!   guardian, and descendants die only with the proc's PID namespace
+//!   (opt-in, [`ProcessConfig::pid_namespace`]); a start-up sweep of dead
+//!   managers' cgroups catches what a killed guardian could not.
 //!
 //! # Key design decision: one long-lived spawner thread
 //!

@@ -313,6 +313,22 @@ async fn dropped_manager_reaps_its_guardian_and_spares_another_managers_procs() 
         .await
         .unwrap();
     gone.ready().await.unwrap();
+    // The guardian's pipe: its read end is the guardian's stdin, its only
+    // write end is ours (close-on-exec, so the proc has no copy).
+    let trigger = std::fs::read_link(format!("/proc/{guardian}/fd/0")).unwrap();
+    assert!(
+        trigger.to_string_lossy().starts_with("pipe:"),
+        "{trigger:?}"
+    );
+    let holders = |pid: &str| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == trigger))
+            .count()
+    };
+    assert_eq!(holders("self"), 1, "the host holds the write end once");
+    assert_eq!(holders(&gone.pid().unwrap().to_string()), 0);
     assert_eq!(
         gone.terminate(Duration::from_secs(30)).await.unwrap(),
         exited(0)

@@ -76,7 +76,8 @@ impl ProcessProcManagerBuilder {
     }
 
     /// Builds the manager. With cgroups enabled this sweeps cgroups left by
-    /// managers whose process is gone (killing what is inside).
+    /// managers whose process is gone (killing what is inside) and starts
+    /// the manager's cgroup guardian (one `/bin/sh` process).
     pub fn build(self) -> ProcessProcManager {
         let base = match &self.cgroups {
             CgroupMode::Auto => cgroup::default_base(),
@@ -116,6 +117,11 @@ impl ProcessProcManagerBuilder {
 /// Must be used inside a tokio runtime with I/O and time enabled.
 /// Dropping the manager does not stop procs; dropping the runtime does
 /// (each supervisor kills and reaps its proc when dropped).
+///
+/// With cgroups, the manager also runs a guardian process
+/// ([`guardian_pid`](Self::guardian_pid)) that `cgroup.kill`s its subtree
+/// once this process is gone, so even a SIGKILLed host leaves no proc
+/// descendant behind.
 #[derive(Clone, Debug)]
 pub struct ProcessProcManager {
     inner: Arc<ManagerInner>,
