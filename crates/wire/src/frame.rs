@@ -267,6 +267,7 @@ pub struct FrameView<'a> {
     bytes: &'a [u8],
     header: FrameHeader<'a>,
     prefix: FramePrefix,
+    repeats_previous_header: bool,
 }
 
 impl<'a> FrameView<'a> {
@@ -286,6 +287,18 @@ impl<'a> FrameView<'a> {
     #[inline]
     pub fn fields(&self) -> FrameHeader<'a> {
         self.header
+    }
+
+    /// True if the header was recognised by a [`HeaderMemo`] as repeating
+    /// the one it validated last (every byte the same but `message_id` and
+    /// `dest_port`). From a [`FrameDecoder`](crate::FrameDecoder) that means:
+    /// the same destination, sender, kind and flags as the frame before it
+    /// on this stream, so a caller may reuse a routing decision it made for
+    /// that frame (while its own state is unchanged). Always false for
+    /// frames decoded without a memo.
+    #[inline]
+    pub fn repeats_previous_header(&self) -> bool {
+        self.repeats_previous_header
     }
 
     /// The opaque payload (16-byte aligned if the frame is).
@@ -385,9 +398,9 @@ pub(crate) fn view_frame<'a>(
     let bytes = &bytes[..prefix.frame_len()];
     let header_end = PREFIX_LEN + prefix.header_len();
     let region = &bytes[PREFIX_LEN..header_end];
-    let header = match memo {
-        Some(memo) => memo.check(region, limits)?,
-        None => check_header(region, limits)?,
+    let (header, repeats_previous_header) = match memo {
+        Some(memo) => memo.check_repeat(region, limits)?,
+        None => (check_header(region, limits)?, false),
     };
     let payload_end = prefix.payload_range().end;
     let padding_is_zero = tail_is_zero(&bytes[..prefix.payload_offset()], header_end)
@@ -401,6 +414,7 @@ pub(crate) fn view_frame<'a>(
         bytes,
         header,
         prefix,
+        repeats_previous_header,
     })
 }
 

@@ -86,23 +86,34 @@ impl HeaderMemo {
         region: &'a [u8],
         limits: &Limits,
     ) -> Result<FrameHeader<'a>, WireError> {
+        self.check_repeat(region, limits).map(|(header, _)| header)
+    }
+
+    /// [`check`](Self::check), also saying whether the region repeated the
+    /// remembered header (answered from the memo).
+    #[inline]
+    pub(crate) fn check_repeat<'a>(
+        &'a mut self,
+        region: &'a [u8],
+        limits: &Limits,
+    ) -> Result<(FrameHeader<'a>, bool), WireError> {
         if self.repeats(region, limits) {
             self.hits += 1;
             let root = region
                 .last_chunk::<HEADER_ROOT_LEN>()
                 .expect("a repeat is as long as the remembered region");
-            return Ok(self.fields(root));
+            return Ok((self.fields(root), true));
         }
         let header = check_header(region, limits)?;
         if region.len() > HEADER_MEMO_CAPACITY {
             self.region.clear();
-            return Ok(header);
+            return Ok((header, false));
         }
         self.remember(region, &header, limits);
         let root = region
             .last_chunk::<HEADER_ROOT_LEN>()
             .expect("a valid header has a root");
-        Ok(self.fields(root))
+        Ok((self.fields(root), false))
     }
 
     /// True if `region` equals the remembered region in every byte but the

@@ -530,3 +530,47 @@ fn prefix_parse_reports_lengths() {
     );
     assert_eq!(prefix.to_bytes()[..], example_frame()[..16]);
 }
+
+#[test]
+fn the_decoder_flags_frames_whose_header_repeats_the_previous_one() {
+    let limits = Limits::default();
+    let mut stream = Vec::new();
+    let headers = [
+        FrameHeader::data("echo", 1),
+        FrameHeader::data("echo", 2), // only the id differs: a repeat
+        FrameHeader {
+            dest_port: 5,
+            ..FrameHeader::data("echo", 3)
+        }, // the port may differ too
+        FrameHeader::data("sink", 4), // another destination
+        FrameHeader {
+            flags: Flags::RETURN_UNDELIVERABLE,
+            ..FrameHeader::data("sink", 5)
+        }, // other flags
+        FrameHeader {
+            flags: Flags::RETURN_UNDELIVERABLE,
+            ..FrameHeader::data("sink", 6)
+        },
+    ];
+    for header in &headers {
+        encode_frame_to_vec(&mut stream, header, b"x", &limits).unwrap();
+    }
+    let mut decoder = FrameDecoder::new(limits);
+    decoder.feed(&stream);
+    let mut seen = Vec::new();
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        seen.push((frame.message_id(), frame.repeats_previous_header()));
+        assert_eq!(frame.fields(), headers[seen.len() - 1]);
+    }
+    assert_eq!(
+        seen,
+        [
+            (1, false),
+            (2, true),
+            (3, true),
+            (4, false),
+            (5, false),
+            (6, true)
+        ]
+    );
+}

@@ -141,6 +141,11 @@ struct ConnSlot {
     full_since: Option<Instant>,
     /// A proc's drain waits for room in this reply queue.
     drains_waiting: bool,
+    /// The proc this connection's last frame was delivered to, and the
+    /// table's change counter read before its route was looked up. A next
+    /// frame whose header repeats that frame's goes to the same proc while
+    /// the counter is unchanged (see `Dataplane::deliver_repeat`).
+    repeat_route: Option<(ProcKey, u64)>,
 }
 
 /// What a connection's writer found in its queue.
@@ -531,6 +536,7 @@ impl Dataplane {
             privileged: false,
             full_since: None,
             drains_waiting: false,
+            repeat_route: None,
         };
         if index == self.conns.len() {
             self.conns.push(Some(slot));

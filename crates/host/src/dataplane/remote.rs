@@ -93,6 +93,7 @@ pub(super) fn forward(
                 privileged: false,
                 full_since: None,
                 drains_waiting: false,
+                repeat_route: None,
             };
             if index == conns.len() {
                 conns.push(Some(slot));

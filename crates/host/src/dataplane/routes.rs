@@ -63,7 +63,8 @@ impl Table {
         self.routes.reader()
     }
 
-    fn changes(&self) -> u64 {
+    /// The change counter: odd while a change is in progress.
+    pub(super) fn changes(&self) -> u64 {
         self.changes.load(Ordering::SeqCst)
     }
 }

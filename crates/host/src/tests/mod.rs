@@ -3,4 +3,5 @@
 mod alloc_free;
 mod fuzzing;
 mod per_frame;
+mod repeats;
 mod toctou;
