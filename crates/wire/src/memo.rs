@@ -25,7 +25,13 @@ use crate::{Flags, FrameHeader, FrameKind, Limits, Sender, SenderKind, WireError
 pub const HEADER_MEMO_CAPACITY: usize = 256;
 
 /// The last header region that passed validation, to recognise repeats of
-/// it cheaply. See the [module docs](self).
+/// it cheaply.
+///
+/// A region equal to the remembered one in every byte but `message_id` and
+/// `dest_port` is valid for the same reasons, so [`check`](Self::check)
+/// answers it with one comparison and borrows its strings from the memo's
+/// own copy. Compare a private copy of untrusted shared memory, not the
+/// shared memory itself (as `hostmux-host` does for ring records).
 ///
 /// Allocates its two buffers once, in [`HeaderMemo::new`]; checking never
 /// allocates.
