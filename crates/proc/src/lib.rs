@@ -105,6 +105,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod head_cache;
 mod outbox;
 mod proc;
 pub mod protocol;
