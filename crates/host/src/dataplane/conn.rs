@@ -1,13 +1,18 @@
-//! Frames from client connections (and links from other hosts).
+//! Client connections (and links from other hosts): their frames, their
+//! arrival and departure, and their reply queues.
 
+use std::rc::Rc;
 use std::time::Instant;
 
-use hostmux_wire::{FrameKind, FrameView, Sender, UndeliverableReason};
+use hostmux_wire::{FrameHeader, FrameKind, FrameView, ProcName, Sender, UndeliverableReason};
+use tokio::sync::Notify;
+
+use crate::stats::ConnStats;
 
 use super::write::{mark_dirty, push_notice, slot_of_conn, write_record};
 use super::{
-    remote, service, ConnKey, Dataplane, Delivery, Outcome, ProcKey, ProcState, RingWrite, Route,
-    Source,
+    remote, service, ConnKey, ConnSlot, Dataplane, Delivery, Outbox, Outcome, ProcKey, ProcState,
+    RingWrite, Route, Source, HISTORY,
 };
 
 impl Dataplane {
@@ -278,6 +283,184 @@ impl Dataplane {
                 slot.stats.returned_for.add(reason);
                 Outcome::Returned(reason)
             }
+        }
+    }
+}
+
+/// Connections coming and going, and their reply queues.
+impl Dataplane {
+    /// Registers a client that completed its hello. Fails if the name is
+    /// bound (to a proc or another client).
+    pub(crate) fn add_conn(
+        &mut self,
+        name: ProcName,
+        wake_writer: Rc<Notify>,
+        wake_reader: Rc<Notify>,
+    ) -> Option<ConnKey> {
+        let generation = self.next_generation();
+        let index = self
+            .conns
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.conns.len());
+        let key = ConnKey {
+            index: index as u32,
+            generation,
+        };
+        self.table.insert(name.clone(), Route::Client(key)).ok()?;
+        let slot = ConnSlot {
+            generation,
+            stats: ConnStats {
+                name: name.as_str().to_owned(),
+                ..ConnStats::default()
+            },
+            name,
+            outbox: Vec::with_capacity(64 * 1024),
+            wake_writer,
+            wake_reader,
+            closing: false,
+            dialled: None,
+            connecting: false,
+            privileged: false,
+            full_since: None,
+            drains_waiting: false,
+            repeat_route: None,
+        };
+        if index == self.conns.len() {
+            self.conns.push(Some(slot));
+        } else {
+            self.conns[index] = Some(slot);
+        }
+        Some(key)
+    }
+
+    /// Forgets a closed connection; its name is free again.
+    pub(crate) fn remove_conn(&mut self, key: ConnKey) {
+        let Some(slot) = self.conn_mut(key) else {
+            return;
+        };
+        if slot.drains_waiting {
+            // Blocked drains retry and find it gone.
+            self.conn_room = true;
+            self.backend_wake.notify_one();
+        }
+        let Some(slot) = self.conn_mut(key) else {
+            return;
+        };
+        let name = slot.name.clone();
+        let dialled = slot.dialled.is_some();
+        if self.table.lookup(name.as_bytes()) == Some(Route::Client(key)) {
+            self.table.remove(name.as_bytes());
+        }
+        if dialled {
+            self.return_queued_forwards(key);
+        }
+        let slot = self.conns[key.index as usize]
+            .take()
+            .expect("checked above");
+        if let Some(addr) = &slot.dialled {
+            self.remotes.forget(addr, key);
+        }
+        for proc in self.procs.iter_mut().flatten() {
+            proc.conn_waiters.retain(|c| *c != key);
+        }
+        if self.closed_conns.len() == HISTORY {
+            self.closed_conns.pop_front();
+        }
+        self.closed_conns.push_back(slot.stats);
+    }
+
+    /// Whether the client's reply queue is over half its bound: stop
+    /// reading from it until its writer catches up. (Replies for it are
+    /// queued up to the full bound, then returned `Overloaded`; pausing at
+    /// half leaves room for replies to requests already in flight.)
+    pub(crate) fn outbox_full(&mut self, key: ConnKey) -> bool {
+        let pause_at = self.cfg.client_outbox_bytes / 2;
+        self.conn_mut(key)
+            .is_some_and(|c| c.outbox.len() >= pause_at)
+    }
+
+    /// Swaps the client's queued bytes into `buf` (which must be empty);
+    /// wakes its reader if the queue was over its bound.
+    pub(crate) fn take_outbox(&mut self, key: ConnKey, buf: &mut Vec<u8>) -> Outbox {
+        let cap = self.cfg.client_outbox_bytes;
+        let Some(conn) = self.conn_mut(key) else {
+            return Outbox::Closed;
+        };
+        debug_assert!(buf.is_empty());
+        if conn.connecting {
+            return Outbox::Empty;
+        }
+        if conn.outbox.is_empty() {
+            return if conn.closing {
+                Outbox::Closed
+            } else {
+                Outbox::Empty
+            };
+        }
+        let was_full = conn.outbox.len() >= cap / 2;
+        std::mem::swap(&mut conn.outbox, buf);
+        if was_full {
+            conn.wake_reader.notify_one();
+        }
+        if std::mem::take(&mut conn.drains_waiting) {
+            self.conn_room = true;
+            self.backend_wake.notify_one();
+        }
+        Outbox::Bytes
+    }
+
+    /// Rung when a reply queue that procs wait on has room again.
+    pub(crate) fn backend_wake(&self) -> Rc<Notify> {
+        self.backend_wake.clone()
+    }
+
+    /// If a reply queue got room since the last call, the procs whose drain
+    /// is blocked (to retry them).
+    pub(crate) fn take_conn_room(&mut self, out: &mut Vec<ProcKey>) {
+        if std::mem::take(&mut self.conn_room) {
+            self.blocked_drains(out);
+        }
+    }
+
+    /// Queues raw frame bytes for a client (the hello ack).
+    pub(crate) fn queue_raw(&mut self, key: ConnKey, bytes: &[u8]) {
+        if let Some(conn) = self.conn_mut(key) {
+            conn.outbox.extend_from_slice(bytes);
+            conn.wake_writer.notify_one();
+        }
+    }
+
+    /// The client's stream broke the framing: queue a `Malformed` notice
+    /// (message id 0) and mark the connection closing.
+    pub(crate) fn fail_conn(&mut self, key: ConnKey) {
+        let limits = self.limits;
+        let service = self.service_name.clone();
+        if let Some(conn) = self.conn_mut(key) {
+            let name = conn.name.clone();
+            let original = FrameHeader {
+                sender: Sender::Client {
+                    name: name.as_str(),
+                },
+                ..FrameHeader::data(service.as_str(), 0)
+            };
+            push_notice(
+                conn,
+                &original,
+                UndeliverableReason::Malformed,
+                service.as_str(),
+                &limits,
+            );
+            conn.closing = true;
+            conn.wake_writer.notify_one();
+        }
+    }
+
+    /// The client's reader is done: the writer flushes and stops.
+    pub(crate) fn close_conn(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conn_mut(key) {
+            conn.closing = true;
+            conn.wake_writer.notify_one();
         }
     }
 }
