@@ -45,6 +45,8 @@ pub fn client_stream(data: &[u8]) {
         decoder.feed(chunk);
         loop {
             let now = Instant::now();
+            // As the I/O thread reads: repeats first, then the full path.
+            rig.dp.deliver_repeats(rig.conn, &mut decoder);
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
                     if let Delivery::Blocked(on, _) =

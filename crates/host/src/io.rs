@@ -716,6 +716,10 @@ async fn read_loop<F: Frontend>(
         loop {
             let blocked = {
                 let mut dp = dataplane.borrow_mut();
+                // Runs of frames that repeat the previous header go straight
+                // to the same proc, without a frame view; anything else (and
+                // a repeat the fast path declines) goes through `next_frame`.
+                dp.deliver_repeats(key, &mut decoder);
                 match decoder.next_frame() {
                     Ok(Some(frame)) => match dp.handle_conn_frame(key, &frame, true, None, now) {
                         Delivery::Done => None,

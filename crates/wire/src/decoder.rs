@@ -2,7 +2,7 @@
 
 use rkyv::util::AlignedVec;
 
-use crate::frame::{view_frame, FramePrefix, FRAME_ALIGN, PREFIX_LEN};
+use crate::frame::{padding_is_zero, view_frame, FramePrefix, FRAME_ALIGN, PREFIX_LEN};
 use crate::{FrameView, HeaderMemo, Limits, WireError};
 
 /// Default buffer size, and the smallest spare region offered for a read.
@@ -192,6 +192,38 @@ impl FrameDecoder {
                 Err(error)
             }
         }
+    }
+
+    /// The fast lane for runs of frames to one destination: if the next
+    /// frame is complete and its header repeats the last validated one
+    /// (every byte but `message_id` and `dest_port`, see [`HeaderMemo`]),
+    /// with zero padding, hands its bytes to `take`; if `take` returns
+    /// `Some`, the frame is consumed. Returns `None` without consuming
+    /// anything in every other case (not a repeat, incomplete, malformed,
+    /// poisoned, or `take` declined): then [`next_frame`](Self::next_frame)
+    /// deals with the frame, and reports any error. A frame taken here is
+    /// exactly one `next_frame` would have yielded with
+    /// [`FrameView::repeats_previous_header`] set, without building the
+    /// view.
+    #[inline]
+    pub fn take_repeat<R>(&mut self, take: impl FnOnce(&[u8]) -> Option<R>) -> Option<R> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        let available = &self.buf[self.start..self.end];
+        if available.len() < PREFIX_LEN {
+            return None;
+        }
+        let prefix = FramePrefix::parse(available, &self.limits).ok()?;
+        let frame = available.get(..prefix.frame_len())?;
+        let region = &frame[PREFIX_LEN..PREFIX_LEN + prefix.header_len()];
+        if !self.memo.repeats(region, &self.limits) || !padding_is_zero(frame, prefix) {
+            return None;
+        }
+        let taken = take(frame)?;
+        self.memo.count_hit();
+        self.start += prefix.frame_len();
+        Some(taken)
     }
 
     /// Call at end of stream: fails with [`WireError::Truncated`] if a partial

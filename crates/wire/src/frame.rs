@@ -386,6 +386,15 @@ fn tail_is_zero(region: &[u8], used: usize) -> bool {
     u128::from_le_bytes(*last) >> (8 * used_in_last) == 0
 }
 
+/// True if the padding after the header and after the payload of the
+/// frame `bytes` (exactly `prefix.frame_len()` long) is all zero.
+#[inline]
+pub(crate) fn padding_is_zero(bytes: &[u8], prefix: FramePrefix) -> bool {
+    let header_end = PREFIX_LEN + prefix.header_len();
+    tail_is_zero(&bytes[..prefix.payload_offset()], header_end)
+        && tail_is_zero(bytes, prefix.payload_range().end)
+}
+
 /// Validates the frame at the start of `bytes` (length already known to be
 /// at least `prefix.frame_len()`), through `memo` if given.
 #[inline]
@@ -402,10 +411,7 @@ pub(crate) fn view_frame<'a>(
         Some(memo) => memo.check_repeat(region, limits)?,
         None => (check_header(region, limits)?, false),
     };
-    let payload_end = prefix.payload_range().end;
-    let padding_is_zero = tail_is_zero(&bytes[..prefix.payload_offset()], header_end)
-        && tail_is_zero(bytes, payload_end);
-    if !padding_is_zero {
+    if !padding_is_zero(bytes, prefix) {
         return Err(WireError::InvalidHeader {
             reason: "frame padding after the header or payload is not zero".to_owned(),
         });

@@ -81,6 +81,10 @@ impl HeaderMemo {
         self.hits
     }
 
+    pub(crate) fn count_hit(&mut self) {
+        self.hits += 1;
+    }
+
     /// Validates the archived header `region` exactly as the decoder does
     /// and returns its fields; if `region` repeats the remembered header
     /// except for `message_id` and `dest_port`, the answer comes from the
@@ -125,7 +129,7 @@ impl HeaderMemo {
     /// True if `region` equals the remembered region in every byte but the
     /// root's `message_id` and `dest_port`, under the same limits.
     #[inline]
-    fn repeats(&self, region: &[u8], limits: &Limits) -> bool {
+    pub(crate) fn repeats(&self, region: &[u8], limits: &Limits) -> bool {
         let len = self.region.len();
         if len == 0 || region.len() != len || *limits != self.limits {
             return false;

@@ -151,3 +151,76 @@ fn sender_variants_map_to_the_flat_fields() {
     assert_eq!(flat.sender_name, "p");
     assert_eq!(flat.sender_addr, "unix:@h");
 }
+
+/// Every frame of `stream` as the plain decoder yields it, then whether
+/// the stream ended in an error.
+fn decode_plain(stream: &[u8], chunk: usize) -> (Vec<Vec<u8>>, bool) {
+    let mut decoder = FrameDecoder::new(Limits::default());
+    let mut frames = Vec::new();
+    for piece in stream.chunks(chunk) {
+        decoder.feed(piece);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => frames.push(frame.as_bytes().to_vec()),
+                Ok(None) => break,
+                Err(_) => return (frames, true),
+            }
+        }
+    }
+    (frames, false)
+}
+
+/// The same through `take_repeat` first, as the host reads (repeats are
+/// taken without a view; a declined repeat goes through `next_frame`).
+fn decode_with_repeats(stream: &[u8], chunk: usize, decline_every: usize) -> (Vec<Vec<u8>>, bool) {
+    let mut decoder = FrameDecoder::new(Limits::default());
+    let mut frames = Vec::new();
+    let mut offered = 0usize;
+    for piece in stream.chunks(chunk) {
+        decoder.feed(piece);
+        loop {
+            while decoder
+                .take_repeat(|bytes| {
+                    offered += 1;
+                    (offered % decline_every != 0).then(|| frames.push(bytes.to_vec()))
+                })
+                .is_some()
+            {}
+            match decoder.next_frame() {
+                Ok(Some(frame)) => frames.push(frame.as_bytes().to_vec()),
+                Ok(None) => break,
+                Err(_) => return (frames, true),
+            }
+        }
+    }
+    (frames, false)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Taking repeats first yields the same frames, in the same order, and
+    /// the same final error, as the plain decoder, whatever the chunking,
+    /// declined offers and damage to the stream.
+    #[test]
+    fn taking_repeats_yields_what_the_plain_decoder_yields(
+        picks in proptest::collection::vec((0usize..3, any::<u64>(), 0usize..40), 1..40),
+        chunk in 1usize..300,
+        decline_every in 2usize..6,
+        damage in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+    ) {
+        let dests = ["echo", "sink", "echo"];
+        let mut stream = Vec::new();
+        for (dest, id, len) in picks {
+            let header = FrameHeader { dest_port: (id % 3) as u32, ..FrameHeader::data(dests[dest], id) };
+            encode_frame_to_vec(&mut stream, &header, &payload(len, id as u8), &Limits::default()).unwrap();
+        }
+        if let Some((at, value)) = damage {
+            let at = at.index(stream.len());
+            stream[at] = value;
+        }
+        let plain = decode_plain(&stream, chunk);
+        prop_assert_eq!(decode_with_repeats(&stream, chunk, decline_every), plain.clone());
+        prop_assert_eq!(decode_with_repeats(&stream, chunk, usize::MAX), plain);
+    }
+}

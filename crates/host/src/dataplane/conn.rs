@@ -4,7 +4,9 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use hostmux_wire::{FrameHeader, FrameKind, FrameView, ProcName, Sender, UndeliverableReason};
+use hostmux_wire::{
+    FrameDecoder, FrameHeader, FrameKind, FrameView, ProcName, Sender, UndeliverableReason,
+};
 use tokio::sync::Notify;
 
 use crate::stats::ConnStats;
@@ -26,7 +28,7 @@ impl Dataplane {
         blocked_on: Option<ProcKey>,
         now: Instant,
     ) -> Delivery {
-        if fresh && frame.repeats_previous_header() && self.deliver_repeat(key, frame) {
+        if fresh && frame.repeats_previous_header() && self.deliver_repeat(key, frame.as_bytes()) {
             return Delivery::Done;
         }
         let Some(conn) = self.conn_mut(key) else {
@@ -86,15 +88,34 @@ impl Dataplane {
         Delivery::Done
     }
 
-    /// The fast path for a frame whose header repeats the previous frame's
-    /// on this connection (the decoder's memo says so): same destination,
+    /// Delivers the run of frames at the front of `decoder` whose headers
+    /// repeat the previous one, straight to the proc the previous frame
+    /// went to, without building frame views; stops at the first frame it
+    /// cannot deliver that way (left for `next_frame` and the full path).
+    /// The I/O thread calls it before every `next_frame`.
+    #[inline]
+    pub(crate) fn deliver_repeats(&mut self, key: ConnKey, decoder: &mut FrameDecoder) -> usize {
+        let mut delivered = 0;
+        while decoder
+            .take_repeat(|bytes| self.deliver_repeat(key, bytes).then_some(()))
+            .is_some()
+        {
+            delivered += 1;
+        }
+        delivered
+    }
+
+    /// The fast path for a frame (`bytes`, validated) whose header repeats
+    /// the previous frame's on this connection (the decoder's memo says so:
+    /// [`FrameDecoder::take_repeat`](hostmux_wire::FrameDecoder::take_repeat)
+    /// or [`FrameView::repeats_previous_header`]): same destination,
     /// sender, kind and flags, so the same sender check, locality and route,
     /// as long as no table change has started since that route was looked
     /// up. Writes it into the same proc's ring and counts it; false (nothing
     /// done, nothing counted) whenever anything differs or the write does
     /// not succeed, and the full path decides.
     #[inline]
-    fn deliver_repeat(&mut self, key: ConnKey, frame: &FrameView<'_>) -> bool {
+    fn deliver_repeat(&mut self, key: ConnKey, bytes: &[u8]) -> bool {
         let changes = self.table.changes();
         let Dataplane {
             conns,
@@ -121,8 +142,8 @@ impl Dataplane {
         let Some(ring) = slot.inbound.as_mut() else {
             return false;
         };
-        let len = frame.as_bytes().len() as u64;
-        if !matches!(write_record(ring, frame.as_bytes()), RingWrite::Written) {
+        let len = bytes.len() as u64;
+        if !matches!(write_record(ring, bytes), RingWrite::Written) {
             return false;
         }
         slot.full_since = None;

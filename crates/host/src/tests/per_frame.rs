@@ -45,7 +45,11 @@ fn stress_per_frame_client_to_ring() {
         decoder.feed(&batch);
         // As the I/O thread: one clock read per socket read.
         let now = Instant::now();
-        while let Some(frame) = decoder.next_frame().unwrap() {
+        loop {
+            dp.deliver_repeats(conn, &mut decoder);
+            let Some(frame) = decoder.next_frame().unwrap() else {
+                break;
+            };
             let delivery = dp.handle_conn_frame(conn, &frame, true, None, now);
             assert_eq!(delivery, Delivery::Done);
         }
