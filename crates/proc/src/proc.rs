@@ -15,18 +15,8 @@ use crate::signals::StopSignals;
 use crate::wait::{spin_for, AsyncDoorbell, AsyncSignal};
 use crate::ProcError;
 
-/// How long a blocking wait spins before it sleeps (100 µs; the ring
-/// crate's own default is 20 µs, see `docs/ring.md`).
-///
-/// Longer than the ring's because a proc usually waits for the next request
-/// of a round trip that passes through two other processes (client, host):
-/// with 20 µs, a round trip slower than the window sent the proc to sleep,
-/// and waking it on an idle vCPU made the next round trip slower still, so
-/// the end-to-end round trip settled at ~70 µs or ~15 µs depending on
-/// scheduling. With 100 µs it stays at ~18-25 µs (`docs/benchmarks.md`,
-/// issue 7). The spin yields the CPU between checks, and after 100 µs
-/// without traffic the proc sleeps, so idle procs still cost nothing.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
+/// How long a blocking wait spins before it sleeps (see `docs/ring.md`).
+pub const DEFAULT_SPIN: Duration = hostmux_ring::DEFAULT_SPIN;
 
 /// Without a proc doorbell a blocking receive sleeps on the ring's futex,
 /// which a signal cannot interrupt for good; it then wakes at least this
