@@ -117,7 +117,7 @@ mod wait;
 pub use error::ProcError;
 pub use outbox::{Dest, Message, Outbox, SendBatch, Slot, DEFAULT_SEND_TIMEOUT};
 pub use proc::{
-    boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, DEFAULT_SPIN,
+    boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, ANSWERING_SPIN, DEFAULT_SPIN,
     SIGNAL_CHECK_INTERVAL,
 };
 pub use wait::{spin_for, PURE_SPIN};

@@ -18,6 +18,20 @@ use crate::ProcError;
 /// How long a blocking wait spins before it sleeps (see `docs/ring.md`).
 pub const DEFAULT_SPIN: Duration = hostmux_ring::DEFAULT_SPIN;
 
+/// How long a receive spins when the proc has sent something since its
+/// previous receive wait: it is answering requests (or waiting for the
+/// answer to its own), and the next message comes back after a round trip
+/// through the host and another process, which often takes longer than
+/// [`DEFAULT_SPIN`]. Sleeping then makes the round trip pay a wake-up on an
+/// idle CPU, which slows it further: on the 2-vCPU VM the end-to-end 64 B
+/// round trip flipped between ~15 and ~70 µs with 20 µs; with this window
+/// it stays near ~20 µs (`docs/benchmarks.md`, issue 7). A proc that only
+/// receives (a sink) or only sends keeps [`DEFAULT_SPIN`], so spinning does
+/// not take CPU from the host when there are more busy processes than
+/// cores (a 100 µs spin for every wait cut one-way throughput through the
+/// host by half there).
+pub const ANSWERING_SPIN: Duration = Duration::from_micros(100);
+
 /// Without a proc doorbell a blocking receive sleeps on the ring's futex,
 /// which a signal cannot interrupt for good; it then wakes at least this
 /// often to notice a stop signal.
@@ -109,6 +123,8 @@ pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
             doorbell: params.proc_doorbell,
             async_doorbell: None,
             spin: DEFAULT_SPIN,
+            answering_spin: ANSWERING_SPIN,
+            sent_at_last_wait: 0,
         },
         outbox,
         agent: Agent {
@@ -167,6 +183,10 @@ struct Inbox {
     doorbell: Option<Doorbell>,
     async_doorbell: Option<AsyncDoorbell>,
     spin: Duration,
+    /// The spin of a receive that follows a send ([`ANSWERING_SPIN`]).
+    answering_spin: Duration,
+    /// The outbox's sent-frame count at the previous receive wait.
+    sent_at_last_wait: u64,
 }
 
 struct Agent {
@@ -268,8 +288,15 @@ impl Proc {
 
     /// How long blocking waits (receive, and sends into a full ring) spin
     /// before sleeping ([`DEFAULT_SPIN`]); see [`spin_for`](crate::spin_for).
+    /// A receive that follows a send spins [`ANSWERING_SPIN`] instead, or
+    /// `spin` if that is longer, and not at all if `spin` is zero.
     pub fn set_spin(&mut self, spin: Duration) {
         self.inbox.spin = spin;
+        self.inbox.answering_spin = if spin.is_zero() {
+            Duration::ZERO
+        } else {
+            spin.max(ANSWERING_SPIN)
+        };
         self.outbox.set_spin(spin);
     }
 
@@ -421,11 +448,17 @@ impl Proc {
         if left(deadline).is_some_and(|l| l.is_zero()) {
             return Ok(false);
         }
-        // Spin first (the ring's own waits are set not to spin: see `spin_for`).
+        // Spin first (the ring's own waits are set not to spin: see `spin_for`),
+        // longer if this proc sent something since its last wait.
+        let sent = self.outbox.sent.frames;
+        let spin = if sent == self.inbox.sent_at_last_wait {
+            self.inbox.spin
+        } else {
+            self.inbox.answering_spin
+        };
+        self.inbox.sent_at_last_wait = sent;
         let consumer = &mut self.inbox.consumer;
-        if spin_for(self.inbox.spin, || {
-            consumer.is_readable().map_err(ring("inbound"))
-        })? {
+        if spin_for(spin, || consumer.is_readable().map_err(ring("inbound")))? {
             return Ok(true);
         }
         let Some(doorbell) = self.inbox.doorbell.as_ref() else {
