@@ -48,6 +48,15 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// How many allocations `f` made on this thread.
+fn allocations_in(f: impl FnOnce()) -> usize {
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get)
+}
+
 fn frame(dest: &str, id: u64, payload: &[u8]) -> AlignedVec<16> {
     let header = FrameHeader {
         sender: Sender::Client { name: "client" },
@@ -151,18 +160,13 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
         round(&mut dp);
     }
     // The counter sees allocations on this thread.
-    COUNTING.with(|c| c.set(true));
-    drop(std::hint::black_box(Box::new(1u64)));
-    COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCATIONS.with(|n| n.replace(0)), 1);
-
-    COUNTING.with(|c| c.set(true));
-    for _ in 0..1000 {
-        round(&mut dp);
-    }
-    COUNTING.with(|c| c.set(false));
     assert_eq!(
-        ALLOCATIONS.with(Cell::get),
+        allocations_in(|| drop(std::hint::black_box(Box::new(1u64)))),
+        1
+    );
+
+    assert_eq!(
+        allocations_in(|| (0..1000).for_each(|_| round(&mut dp))),
         0,
         "allocations on the hot path"
     );
@@ -207,13 +211,8 @@ fn the_fast_lane_for_repeated_headers_allocates_nothing() {
     for _ in 0..16 {
         round(&mut dp);
     }
-    COUNTING.with(|c| c.set(true));
-    for _ in 0..1000 {
-        round(&mut dp);
-    }
-    COUNTING.with(|c| c.set(false));
     assert_eq!(
-        ALLOCATIONS.with(Cell::get),
+        allocations_in(|| (0..1000).for_each(|_| round(&mut dp))),
         0,
         "allocations in the fast lane"
     );
