@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::stats::ConnStats;
 
-use super::write::{mark_dirty, push_notice, slot_of_conn, write_record};
+use super::write::{count_written, push_notice, slot_of_conn, write_record};
 use super::{
     remote, service, ConnKey, ConnSlot, Dataplane, Delivery, Outbox, Outcome, ProcKey, ProcState,
     RingWrite, Route, Source, HISTORY,
@@ -146,10 +146,7 @@ impl Dataplane {
         if !matches!(write_record(ring, bytes), RingWrite::Written) {
             return false;
         }
-        slot.full_since = None;
-        slot.stats.frames_in += 1;
-        slot.stats.bytes_in += len;
-        mark_dirty(dirty, p.index, slot);
+        count_written(dirty, p.index, slot, len);
         conn.stats.accepted += 1;
         conn.stats.bytes_in += len;
         conn.stats.delivered += 1;
@@ -276,10 +273,7 @@ impl Dataplane {
                     (ProcState::Detached, _) | (_, None) => UndeliverableReason::ProcExited,
                     (ProcState::Ready, Some(ring)) => match write_record(ring, frame.as_bytes()) {
                         RingWrite::Written => {
-                            slot.full_since = None;
-                            slot.stats.frames_in += 1;
-                            slot.stats.bytes_in += frame.as_bytes().len() as u64;
-                            mark_dirty(dirty, p.index, slot);
+                            count_written(dirty, p.index, slot, frame.as_bytes().len() as u64);
                             // A repeat of this frame's header may take the
                             // same way while no table change has started
                             // (an odd counter: one was in progress).

@@ -45,6 +45,15 @@ pub(super) fn mark_dirty(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlot) 
     }
 }
 
+/// Counts a client frame of `len` bytes written into `slot`'s inbound ring
+/// (it has room again) and marks the ring for publication.
+pub(super) fn count_written(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlot, len: u64) {
+    slot.full_since = None;
+    slot.stats.frames_in += 1;
+    slot.stats.bytes_in += len;
+    mark_dirty(dirty, index, slot);
+}
+
 pub(super) fn mark_src_dirty(dirty: &mut Vec<u32>, index: usize, flag: &mut bool) {
     if !*flag {
         *flag = true;
