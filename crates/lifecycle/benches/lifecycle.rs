@@ -147,6 +147,39 @@ async fn ours_batch(manager: &ProcessProcManager, round: usize) -> Duration {
     took
 }
 
+/// Runs bare `Command` and our two managers (cgroup, none) `rounds` times,
+/// interleaved in balanced orders so that drift on a shared machine hits
+/// all three, and prints the medians with the rate ratios ours/bare.
+fn compare(
+    title: &str,
+    rounds: usize,
+    mut bare_run: impl FnMut() -> Duration,
+    mut ours_run: impl FnMut(&ProcessProcManager, usize) -> Duration,
+    [with_cgroup, without_cgroup]: [&ProcessProcManager; 2],
+) {
+    let (mut bare, mut cg, mut nocg) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for variant in ORDERS[round % ORDERS.len()] {
+            match variant {
+                0 => bare.push(bare_run()),
+                1 => cg.push(ours_run(with_cgroup, round)),
+                _ => nocg.push(ours_run(without_cgroup, round)),
+            }
+        }
+    }
+    let (bare, cg, nocg) = (median(bare), median(cg), median(nocg));
+    println!("{title}");
+    println!("  bare Command + 1-byte pipe : {bare:>10.2?}");
+    println!(
+        "  ProcessProcManager (cgroup): {cg:>10.2?}  rate ratio ours/bare = {:.2}",
+        bare.as_secs_f64() / cg.as_secs_f64()
+    );
+    println!(
+        "  ProcessProcManager (no cg) : {nocg:>10.2?}  rate ratio ours/bare = {:.2}",
+        bare.as_secs_f64() / nocg.as_secs_f64()
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -172,50 +205,21 @@ fn main() {
     }
 
     println!("load average at start: {}", load_average());
-    // Interleave the three variants so drift on a shared machine hits all,
-    // in balanced orders (see the module docs).
-    let (mut bare, mut cg, mut nocg) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..SEQUENTIAL_ROUNDS {
-        for variant in ORDERS[i % ORDERS.len()] {
-            match variant {
-                0 => bare.push(bare_one()),
-                1 => cg.push(rt.block_on(ours_one(&with_cgroup, i))),
-                _ => nocg.push(rt.block_on(ours_one(&without_cgroup, i))),
-            }
-        }
-    }
-    let (bare, cg, nocg) = (median(bare), median(cg), median(nocg));
-    println!("spawn-to-ready, 1 at a time ({SEQUENTIAL_ROUNDS} rounds, median):");
-    println!("  bare Command + 1-byte pipe : {bare:>10.2?}");
-    println!(
-        "  ProcessProcManager (cgroup): {cg:>10.2?}  rate ratio ours/bare = {:.2}",
-        bare.as_secs_f64() / cg.as_secs_f64()
+    compare(
+        &format!("spawn-to-ready, 1 at a time ({SEQUENTIAL_ROUNDS} rounds, median):"),
+        SEQUENTIAL_ROUNDS,
+        bare_one,
+        |manager, round| rt.block_on(ours_one(manager, round)),
+        [&with_cgroup, &without_cgroup],
     );
-    println!(
-        "  ProcessProcManager (no cg) : {nocg:>10.2?}  rate ratio ours/bare = {:.2}",
-        bare.as_secs_f64() / nocg.as_secs_f64()
-    );
-
-    let (mut bare, mut cg, mut nocg) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..BATCH_ROUNDS {
-        for variant in ORDERS[round % ORDERS.len()] {
-            match variant {
-                0 => bare.push(bare_batch()),
-                1 => cg.push(rt.block_on(ours_batch(&with_cgroup, round))),
-                _ => nocg.push(rt.block_on(ours_batch(&without_cgroup, round))),
-            }
-        }
-    }
-    let (bare, cg, nocg) = (median(bare), median(cg), median(nocg));
-    println!("spawn-to-ready, {BATCH} concurrent ({BATCH_ROUNDS} rounds, median batch wall time):");
-    println!("  bare Command + 1-byte pipe : {bare:>10.2?}");
-    println!(
-        "  ProcessProcManager (cgroup): {cg:>10.2?}  rate ratio ours/bare = {:.2}",
-        bare.as_secs_f64() / cg.as_secs_f64()
-    );
-    println!(
-        "  ProcessProcManager (no cg) : {nocg:>10.2?}  rate ratio ours/bare = {:.2}",
-        bare.as_secs_f64() / nocg.as_secs_f64()
+    compare(
+        &format!(
+            "spawn-to-ready, {BATCH} concurrent ({BATCH_ROUNDS} rounds, median batch wall time):"
+        ),
+        BATCH_ROUNDS,
+        bare_batch,
+        |manager, round| rt.block_on(ours_batch(manager, round)),
+        [&with_cgroup, &without_cgroup],
     );
 
     // terminate_all: 200 procs, 20 ignore SIGTERM, grace 500 ms.
