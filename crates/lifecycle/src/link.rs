@@ -25,6 +25,17 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// The proc reported ready; it shows as `Stopping` if an escalation
+    /// already started.
+    pub(crate) fn mark_ready(&mut self, stopping: bool) {
+        self.was_ready = true;
+        self.status = if stopping {
+            ProcStatus::Stopping
+        } else {
+            ProcStatus::Ready
+        };
+    }
+
     pub(crate) fn starting() -> Self {
         Self {
             status: ProcStatus::Starting,

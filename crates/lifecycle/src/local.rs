@@ -404,14 +404,7 @@ impl LocalSupervisor {
     fn mark_ready(&mut self) {
         self.ready_deadline = None;
         let stopping = self.escalation.is_stopping();
-        self.state.send_modify(|s| {
-            s.was_ready = true;
-            s.status = if stopping {
-                ProcStatus::Stopping
-            } else {
-                ProcStatus::Ready
-            };
-        });
+        self.state.send_modify(|s| s.mark_ready(stopping));
     }
 
     fn execute_actions(&mut self) {

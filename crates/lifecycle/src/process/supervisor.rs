@@ -288,14 +288,7 @@ impl Supervisor {
         self.ready_deadline = None;
         self.starting = None;
         let stopping = self.escalation.is_stopping();
-        self.state.send_modify(|s| {
-            s.was_ready = true;
-            s.status = if stopping {
-                ProcStatus::Stopping
-            } else {
-                ProcStatus::Ready
-            };
-        });
+        self.state.send_modify(|s| s.mark_ready(stopping));
     }
 
     /// The pidfd is readable: the leader exited and is a zombie. Kill what
