@@ -19,7 +19,8 @@
 //! `/proc/<pid>/task/*/schedstat`) is printed per phase, per frame or round
 //! trip, and as cores busy, so the spin-then-sleep policy's cost is visible. This executable re-runs itself in the proc
 //! roles (`HOSTMUX_BENCH_ROLE`). Run: `cargo bench -p hostmux-host --bench procs`
-//! (`HOSTMUX_BENCH_QUICK=1` for a smoke run).
+//! (`HOSTMUX_BENCH_QUICK=1` for a smoke run, `HOSTMUX_BENCH_ONLY=64x128` for
+//! one payload size and batch only, with 1,000 round trips).
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -63,7 +64,12 @@ fn main() {
         return;
     }
     let quick = std::env::var_os("HOSTMUX_BENCH_QUICK").is_some();
-    let round_trips: u64 = if quick { 10_000 } else { 100_000 };
+    let profiling = std::env::var_os("HOSTMUX_BENCH_ONLY").is_some();
+    let round_trips: u64 = match (quick, profiling) {
+        (_, true) => 1_000,
+        (true, false) => 10_000,
+        (false, false) => 100_000,
+    };
     let scale = |full: u64| if quick { full / 10 } else { full };
     // Frames per throughput run: enough for ~0.1 s at the expected rate.
     let frames = |size: usize, batch: usize| -> u64 {
@@ -80,9 +86,20 @@ fn main() {
         b.push(full);
         b
     };
+    // `HOSTMUX_BENCH_ONLY=64x128,4096x15` keeps only those one-way runs
+    // (payload x frames per publication), e.g. to profile one of them.
+    let only: Option<Vec<String>> = std::env::var("HOSTMUX_BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
     let mut runs = Vec::new();
     for size in [64, 4096] {
         for batch in batches(size) {
+            if only
+                .as_ref()
+                .is_some_and(|o| !o.contains(&format!("{size}x{batch}")))
+            {
+                continue;
+            }
             runs.push(Run {
                 size,
                 batch,

@@ -2,7 +2,7 @@
 
 use rkyv::util::AlignedVec;
 
-use crate::frame::{padding_is_zero, view_frame, FramePrefix, FRAME_ALIGN, PREFIX_LEN};
+use crate::frame::{view_frame, FramePrefix, FRAME_ALIGN, PREFIX_LEN};
 use crate::{FrameView, HeaderMemo, Limits, WireError};
 
 /// Default buffer size, and the smallest spare region offered for a read.
@@ -214,15 +214,10 @@ impl FrameDecoder {
         if available.len() < PREFIX_LEN {
             return None;
         }
-        let prefix = FramePrefix::parse(available, &self.limits).ok()?;
-        let frame = available.get(..prefix.frame_len())?;
-        let region = &frame[PREFIX_LEN..PREFIX_LEN + prefix.header_len()];
-        if !self.memo.repeats(region, &self.limits) || !padding_is_zero(frame, prefix) {
-            return None;
-        }
-        let taken = take(frame)?;
+        let frame_len = self.memo.repeated_frame_len(available, &self.limits)?;
+        let taken = take(&available[..frame_len])?;
         self.memo.count_hit();
-        self.start += prefix.frame_len();
+        self.start += frame_len;
         Some(taken)
     }
 

@@ -15,6 +15,7 @@
 //! validates (or compares) a private copy, as `hostmux-host` does for ring
 //! records, and writes onwards what it validated.
 
+use crate::frame::{padding_is_zero, FramePrefix, PREFIX_LEN};
 use crate::layout::{check_header, ROOT_ROUTING_FIELDS};
 use crate::HEADER_ROOT_LEN;
 use crate::{Flags, FrameHeader, FrameKind, Limits, Sender, SenderKind, WireError};
@@ -140,6 +141,44 @@ impl HeaderMemo {
                 &region[..len - HEADER_ROOT_LEN],
                 &self.region[..len - HEADER_ROOT_LEN],
             )
+    }
+
+    /// The length of the frame at the start of `bytes` if it is a whole
+    /// frame whose header repeats the remembered one (every byte but
+    /// `message_id` and `dest_port`, under the same limits) and whose
+    /// padding is zero: such a frame is valid for the same reasons as the
+    /// one remembered, with the same destination, sender, kind and flags.
+    /// `None` in every other case (the caller then validates in full).
+    ///
+    /// Like every memo answer it is about the bytes it was given: call it on
+    /// a private copy, never on memory a peer can rewrite (a ring reader
+    /// copies the record first, then asks).
+    ///
+    /// ```
+    /// use hostmux_wire::rkyv::util::AlignedVec;
+    /// use hostmux_wire::{decode_frame_memo, encode_frame_to_vec, FrameHeader, HeaderMemo, Limits};
+    ///
+    /// let limits = Limits::default();
+    /// let encode = |id, payload: &[u8]| {
+    ///     let mut bytes = Vec::new();
+    ///     encode_frame_to_vec(&mut bytes, &FrameHeader::data("echo", id), payload, &limits)?;
+    ///     let mut aligned = AlignedVec::<16>::new();
+    ///     aligned.extend_from_slice(&bytes);
+    ///     Ok::<_, hostmux_wire::WireError>(aligned)
+    /// };
+    /// let (first, second) = (encode(1, b"ping")?, encode(2, b"pong!")?);
+    /// let mut memo = HeaderMemo::new();
+    /// assert_eq!(memo.repeated_frame_len(&second, &limits), None); // nothing remembered yet
+    /// decode_frame_memo(&first, &limits, &mut memo)?;
+    /// assert_eq!(memo.repeated_frame_len(&second, &limits), Some(second.len()));
+    /// # Ok::<(), hostmux_wire::WireError>(())
+    /// ```
+    #[inline]
+    pub fn repeated_frame_len(&self, bytes: &[u8], limits: &Limits) -> Option<usize> {
+        let prefix = FramePrefix::parse(bytes, limits).ok()?;
+        let frame = bytes.get(..prefix.frame_len())?;
+        let region = &frame[PREFIX_LEN..PREFIX_LEN + prefix.header_len()];
+        (self.repeats(region, limits) && padding_is_zero(frame, prefix)).then_some(frame.len())
     }
 
     fn remember(&mut self, region: &[u8], header: &FrameHeader<'_>, limits: &Limits) {

@@ -117,6 +117,11 @@ struct ProcSlot {
     stop_sent: bool,
     /// The last header validated from its outbound ring (see `copy_head`).
     header_memo: HeaderMemo,
+    /// The proc the last record from its outbound ring was written to, and
+    /// the routing table's change counter read before that route was looked
+    /// up: records whose header repeats that one take the same way while
+    /// the counter is unchanged (see `Dataplane::drain_repeats`).
+    repeat_route: Option<(ProcKey, u64)>,
 }
 
 struct ConnSlot {
@@ -234,6 +239,9 @@ pub(crate) struct Dataplane {
     /// record being routed: the host validates and routes from this copy,
     /// never from ring memory the proc can rewrite after validation.
     scratch: AlignedVec<FRAME_ALIGN>,
+    /// Records the drain's fast lane delivered (tests check that it ran).
+    #[cfg(test)]
+    pub(crate) drain_fast_lane: u64,
 }
 
 impl Dataplane {
@@ -269,6 +277,8 @@ impl Dataplane {
             conn_room: false,
             backend_wake: Rc::new(Notify::new()),
             scratch: AlignedVec::with_capacity(head_room),
+            #[cfg(test)]
+            drain_fast_lane: 0,
         }
     }
 
@@ -309,6 +319,7 @@ impl Dataplane {
             agent: false,
             stop_sent: false,
             header_memo: HeaderMemo::new(),
+            repeat_route: None,
         };
         let index = match self.procs.iter().position(Option::is_none) {
             Some(i) => {

@@ -221,3 +221,46 @@ fn the_fast_lane_for_repeated_headers_allocates_nothing() {
     let stats = dp.stats();
     assert_eq!(stats.conns[0].delivered, 1016 * 64);
 }
+
+#[test]
+fn the_drain_fast_lane_allocates_nothing() {
+    let mut rig = Rig::new(HostConfig::default());
+    let sender = rig.add_proc("pinger", 1 << 16, 1 << 20);
+    let counter = rig.add_proc("counter", 1 << 20, 1 << 16);
+    let (mut dp, mut out, mut counter_in) = (rig.dp, sender.outbound, counter.inbound);
+    let header = FrameHeader {
+        sender: Sender::Proc {
+            addr: "",
+            name: "pinger",
+        },
+        ..FrameHeader::data("counter", 0)
+    };
+    let mut bytes = Vec::new();
+    encode_frame_to_vec(&mut bytes, &header, &[7; 64], &Default::default()).unwrap();
+    let mut round = |dp: &mut Dataplane| {
+        for _ in 0..64 {
+            let mut slot = out.try_reserve(bytes.len()).unwrap();
+            slot.copy_from_slice(&bytes);
+            slot.commit();
+        }
+        out.publish().unwrap();
+        dp.drain_outbound(sender.key, Instant::now());
+        let mut got = 0;
+        while counter_in.peek().unwrap().is_some() {
+            counter_in.release().unwrap();
+            got += 1;
+        }
+        assert_eq!(got, 64);
+    };
+    for _ in 0..16 {
+        round(&mut dp);
+    }
+    let before = dp.drain_fast_lane;
+    assert_eq!(
+        allocations_in(|| (0..1000).for_each(|_| round(&mut dp))),
+        0,
+        "allocations in the drain's fast lane"
+    );
+    // Every record of those rounds took the fast lane.
+    assert_eq!(dp.drain_fast_lane - before, 1000 * 64);
+}

@@ -1,6 +1,7 @@
 //! Unit tests of the sans-IO core.
 
 mod alloc_free;
+mod drain_repeats;
 mod fuzzing;
 mod per_frame;
 mod repeats;
