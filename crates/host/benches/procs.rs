@@ -20,7 +20,11 @@
 //! trip, and as cores busy, so the spin-then-sleep policy's cost is visible. This executable re-runs itself in the proc
 //! roles (`HOSTMUX_BENCH_ROLE`). Run: `cargo bench -p hostmux-host --bench procs`
 //! (`HOSTMUX_BENCH_QUICK=1` for a smoke run, `HOSTMUX_BENCH_ONLY=64x128` for
-//! one payload size and batch only, with 1,000 round trips).
+//! one payload size and batch only, with 1,000 round trips;
+//! `HOSTMUX_BENCH_ROUNDS=N` for N rounds instead of 3). Every round launches
+//! the host side and the socket pair afresh; medians and each round's ratio
+//! are printed (where the scheduler puts the three processes moves the host
+//! path's throughput by up to 2x between launches).
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -114,40 +118,78 @@ fn main() {
             r.size, r.batch, r.frames
         );
     }
-    let ring = run_host_side(round_trips, &runs, Duration::from_micros(20));
-    let no_spin = run_host_side(round_trips, &runs, Duration::ZERO);
-    let sock_rtt = socket_rtt(round_trips, 64);
-    let sock: Vec<f64> = runs
-        .iter()
-        .map(|r| socket_throughput(r.size, r.frames, r.batch))
-        .collect();
+    // Rounds, each running every side once, in this order: which CPU each
+    // of the three processes lands on is decided at spawn and moves the
+    // host path's throughput by up to 2x from one launch to the next, so
+    // one launch is not a measurement. Medians are reported, with every
+    // round's ratio.
+    let rounds: usize = std::env::var("HOSTMUX_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 })
+        .max(1);
+    let mut spin_rounds = Vec::new();
+    let mut no_spin_rounds = Vec::new();
+    let mut sock_rtt_rounds = Vec::new();
+    let mut sock_rounds: Vec<Vec<f64>> = Vec::new();
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}");
+        spin_rounds.push(run_host_side(round_trips, &runs, Duration::from_micros(20)));
+        no_spin_rounds.push(run_host_side(round_trips, &runs, Duration::ZERO));
+        sock_rtt_rounds.push(socket_rtt(round_trips, 64));
+        sock_rounds.push(
+            runs.iter()
+                .map(|r| socket_throughput(r.size, r.frames, r.batch))
+                .collect(),
+        );
+    }
+    let rtt_median = |figures: &[[u64; 4]]| -> [u64; 4] {
+        std::array::from_fn(|q| median(figures.iter().map(|f| f[q] as f64)) as u64)
+    };
+    let ring_rtt = rtt_median(&spin_rounds.iter().map(|f| f.rtt).collect::<Vec<_>>());
+    let no_spin_rtt = rtt_median(&no_spin_rounds.iter().map(|f| f.rtt).collect::<Vec<_>>());
+    let sock_rtt = rtt_median(&sock_rtt_rounds);
 
     println!();
+    println!("medians of {rounds} round(s); each round launches the host side and the socket pair afresh");
     println!("round trip, 64 B payload (ns)      p50      p99    p99.9      max");
     println!(
         "  procs via host          {:>12} {:>8} {:>8} {:>8}",
-        ring.rtt[0], ring.rtt[1], ring.rtt[2], ring.rtt[3]
+        ring_rtt[0], ring_rtt[1], ring_rtt[2], ring_rtt[3]
     );
     println!(
         "  host, poll_spin = 0     {:>12} {:>8} {:>8} {:>8}",
-        no_spin.rtt[0], no_spin.rtt[1], no_spin.rtt[2], no_spin.rtt[3]
+        no_spin_rtt[0], no_spin_rtt[1], no_spin_rtt[2], no_spin_rtt[3]
     );
     println!(
         "  Unix socket pair        {:>12} {:>8} {:>8} {:>8}",
         sock_rtt[0], sock_rtt[1], sock_rtt[2], sock_rtt[3]
     );
+    let rtt_ratios: Vec<f64> = spin_rounds
+        .iter()
+        .zip(&sock_rtt_rounds)
+        .map(|(host, sock)| sock[0] as f64 / host.rtt[0] as f64)
+        .collect();
     println!(
-        "  ratio p50 socket/host: {:.2} (> 1: the host path is faster)",
-        sock_rtt[0] as f64 / ring.rtt[0] as f64
+        "  ratio p50 socket/host: {:.2} (> 1: the host path is faster); per round: {}",
+        sock_rtt[0] as f64 / ring_rtt[0] as f64,
+        list(&rtt_ratios)
     );
     println!();
     println!("one-way throughput at equal batching: B frames per publication (host) / per write (socket)");
-    println!("  payload     B   host frames/s     MB/s   no-spin frames/s   socket frames/s     MB/s   host/socket");
+    println!("  payload     B   host frames/s     MB/s   no-spin frames/s   socket frames/s     MB/s   host/socket   per round");
     for (i, r) in runs.iter().enumerate() {
-        let (host, host0, sock) = (ring.throughput[i], no_spin.throughput[i], sock[i]);
+        let host = median(spin_rounds.iter().map(|f| f.throughput[i]));
+        let host0 = median(no_spin_rounds.iter().map(|f| f.throughput[i]));
+        let sock = median(sock_rounds.iter().map(|f| f[i]));
+        let ratios: Vec<f64> = spin_rounds
+            .iter()
+            .zip(&sock_rounds)
+            .map(|(host, sock)| host.throughput[i] / sock[i])
+            .collect();
         let mb = |rate: f64| rate * r.size as f64 / 1e6;
         println!(
-            "  {:>5} B {:>5} {:>15.0} {:>8.1} {:>18.0} {:>17.0} {:>8.1} {:>13.2}",
+            "  {:>5} B {:>5} {:>15.0} {:>8.1} {:>18.0} {:>17.0} {:>8.1} {:>13.2}   {}",
             r.size,
             r.batch,
             host,
@@ -155,18 +197,41 @@ fn main() {
             host0,
             sock,
             mb(sock),
-            host / sock
+            host / sock,
+            list(&ratios)
         );
     }
     println!();
     println!("CPU seconds used during each host-path phase, and per frame or round trip:");
-    for line in &ring.cpu {
-        println!("  poll_spin 20 us, {line}");
+    for (round, (ring, no_spin)) in spin_rounds.iter().zip(&no_spin_rounds).enumerate() {
+        println!(" round {}", round + 1);
+        for line in &ring.cpu {
+            println!("  poll_spin 20 us, {line}");
+        }
+        for line in &no_spin.cpu {
+            println!("  poll_spin 0,     {line}");
+        }
     }
-    for line in &no_spin.cpu {
-        println!("  poll_spin 0,     {line}");
+    println!("idle: {}", spin_rounds[0].idle);
+}
+
+/// The median of some figures (the mean of the middle two for an even count).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
-    println!("idle: {}", ring.idle);
+}
+
+fn list(ratios: &[f64]) -> String {
+    ratios
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One one-way throughput run: payload size, frames per publication or
