@@ -69,11 +69,14 @@ fn main() {
     }
     let quick = std::env::var_os("HOSTMUX_BENCH_QUICK").is_some();
     let profiling = std::env::var_os("HOSTMUX_BENCH_ONLY").is_some();
-    let round_trips: u64 = match (quick, profiling) {
-        (_, true) => 1_000,
-        (true, false) => 10_000,
-        (false, false) => 100_000,
-    };
+    let round_trips: u64 = std::env::var("HOSTMUX_BENCH_ROUND_TRIPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(match (quick, profiling) {
+            (_, true) => 1_000,
+            (true, false) => 10_000,
+            (false, false) => 100_000,
+        });
     let scale = |full: u64| if quick { full / 10 } else { full };
     // Frames per throughput run: enough for ~0.1 s at the expected rate.
     let frames = |size: usize, batch: usize| -> u64 {
