@@ -12,8 +12,8 @@ use hostmux_wire::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::hello::{encode_hello, is_hello_ack};
 use crate::HostError;
+use hostmux_wire::{encode_hello, is_hello_ack};
 
 type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
 type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;

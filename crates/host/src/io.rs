@@ -28,7 +28,6 @@ use tokio::sync::{oneshot, Notify};
 use crate::config::HostConfig;
 use crate::dataplane::{ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
 use crate::frontend::{ConnReader, ConnWriter, Frontend};
-use crate::hello::{check_hello, encode_ack};
 use crate::service::ControlJob;
 use crate::stats::HostStats;
 use crate::HostError;
@@ -465,7 +464,7 @@ async fn connection<F: Frontend>(
             }
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
-                    break check_hello(&frame, service_name.as_str(), token)
+                    break hostmux_wire::check_hello(&frame, service_name.as_str(), token)
                         .map(str::to_owned)
                         .map_err(|refusal| format!("hello refused: {refusal:?}"));
                 }
@@ -509,7 +508,12 @@ async fn connection<F: Frontend>(
             dp.set_privileged(key);
         }
         let mut ack = vec![0; 256];
-        match encode_ack(&mut ack, service_name.as_str(), name.as_str(), &limits) {
+        match hostmux_wire::encode_hello_ack(
+            &mut ack,
+            service_name.as_str(),
+            name.as_str(),
+            &limits,
+        ) {
             Ok(len) => dp.queue_raw(key, &ack[..len]),
             Err(e) => tracing::warn!(parent: &span, error = %e, "cannot encode hello ack"),
         }
@@ -624,7 +628,7 @@ async fn dial<F: Frontend>(
             .await
             .map_err(|e| format!("connect failed: {e}"))?;
         let mut hello = vec![0; 512];
-        let len = crate::hello::encode_hello(
+        let len = hostmux_wire::encode_hello(
             &mut hello,
             service_name.as_str(),
             &peer_name,
@@ -644,7 +648,7 @@ async fn dial<F: Frontend>(
                 Ok(_) => {}
             }
             match decoder.next_frame() {
-                Ok(Some(frame)) if crate::hello::is_hello_ack(&frame) => break,
+                Ok(Some(frame)) if hostmux_wire::is_hello_ack(&frame) => break,
                 Ok(Some(_)) | Err(_) => {
                     return Err("answered the hello with something else".to_owned())
                 }

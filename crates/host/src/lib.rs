@@ -106,9 +106,9 @@
 //! # The hello
 //!
 //! A connection's first frame is its hello (client name, and the token when
-//! the host has one); see [`encode_hello`]. hostmux-wire has no hello kind
-//! yet, so it is a `Data` frame to the service proc on a reserved port; it
-//! should move to the wire crate.
+//! the host has one); see [`encode_hello`]: a `Data` frame to the service
+//! proc on a reserved port, defined in `hostmux_wire::hello` (re-exported
+//! here).
 //!
 //! # Other hosts
 //!
@@ -181,7 +181,6 @@ mod dataplane;
 mod epoll;
 mod error;
 mod frontend;
-mod hello;
 mod host;
 mod io;
 mod process;
@@ -203,8 +202,8 @@ mod tests;
 pub use client::{Client, ClientReader, ClientWriter, ControlClient, ReceivedFrame};
 pub use config::{FrontendKind, HostConfig};
 pub use error::HostError;
-pub use hello::{encode_hello, is_hello_ack, HELLO_PORT};
 pub use host::{Host, ServeHandle};
+pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
 pub use process::{ProcessProc, SpawnByRequest};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{ConnStats, HostStats, ProcStats, Returned, REASONS};

@@ -99,6 +99,7 @@ mod decoder;
 mod error;
 mod frame;
 mod header;
+mod hello;
 mod layout;
 mod limits;
 mod memo;
@@ -129,6 +130,9 @@ pub use frame::{
 pub use header::{
     ArchivedFrameKind, ArchivedRoutingHeader, ArchivedSenderKind, Flags, FrameHeader, FrameKind,
     RoutingHeader, Sender, SenderKind, HEADER_ALIGN, HEADER_ROOT_LEN,
+};
+pub use hello::{
+    check_hello, encode_hello, encode_hello_ack, is_hello_ack, HelloRefusal, HELLO_PORT,
 };
 pub use limits::Limits;
 pub use memo::{HeaderMemo, HEADER_MEMO_CAPACITY};

@@ -1,0 +1,166 @@
+//! The connection hello: the first frame a client sends on a new
+//! connection, and the host's acknowledgement.
+//!
+//! The hello is built on ordinary data frames, on the reserved port
+//! [`HELLO_PORT`], so it needs no frame kind of its own:
+//!
+//! * Hello: a `Data` frame to the host's service proc on [`HELLO_PORT`],
+//!   sender `Client { name }` (the name the client wants to be reachable
+//!   under), payload = the host's token bytes (empty when the host has no
+//!   token).
+//! * Ack: a `Data` frame to the client's name on [`HELLO_PORT`], sender the
+//!   service proc, empty payload. A refused hello gets no ack: the host
+//!   closes the connection and logs why.
+//!
+//! ```
+//! use hostmux_wire::rkyv::util::AlignedVec;
+//! use hostmux_wire::{check_hello, decode_frame, encode_hello, HelloRefusal, Limits};
+//!
+//! let limits = Limits::default();
+//! let mut out = AlignedVec::<16>::new();
+//! out.resize(256, 0);
+//! let len = encode_hello(&mut out, "service", "cli", b"secret", &limits)?;
+//! let hello = decode_frame(&out[..len], &limits)?;
+//! assert_eq!(check_hello(&hello, "service", Some(b"secret")), Ok("cli"));
+//! assert_eq!(check_hello(&hello, "service", Some(b"other!")), Err(HelloRefusal::BadToken));
+//! # Ok::<(), hostmux_wire::WireError>(())
+//! ```
+
+use crate::{encode_frame, Flags, FrameHeader, FrameKind, FrameView, Limits, Sender, WireError};
+
+/// The reserved port that marks hello and hello-ack frames.
+pub const HELLO_PORT: u32 = u32::MAX;
+
+/// Why a hello was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HelloRefusal {
+    /// Not a hello: another kind, port or destination, or not from a client.
+    NotAHello,
+    /// The token presented is not the host's (or one was presented to a
+    /// host that has none).
+    BadToken,
+}
+
+fn hello_header<'a>(dest_name: &'a str, sender: Sender<'a>) -> FrameHeader<'a> {
+    FrameHeader {
+        kind: FrameKind::Data,
+        flags: Flags::NONE,
+        message_id: 0,
+        dest_name,
+        dest_port: HELLO_PORT,
+        dest_addr: "",
+        sender,
+    }
+}
+
+/// Encodes a client's hello into `out`; returns its length.
+pub fn encode_hello(
+    out: &mut [u8],
+    service_name: &str,
+    client_name: &str,
+    token: &[u8],
+    limits: &Limits,
+) -> Result<usize, WireError> {
+    let header = hello_header(service_name, Sender::Client { name: client_name });
+    encode_frame(out, &header, token, limits)
+}
+
+/// Encodes the host's ack of `client_name`'s hello into `out`; returns its
+/// length.
+pub fn encode_hello_ack(
+    out: &mut [u8],
+    service_name: &str,
+    client_name: &str,
+    limits: &Limits,
+) -> Result<usize, WireError> {
+    let sender = Sender::Proc {
+        addr: "",
+        name: service_name,
+    };
+    encode_frame(out, &hello_header(client_name, sender), &[], limits)
+}
+
+/// Whether `frame` is the host's ack of a hello.
+pub fn is_hello_ack(frame: &FrameView<'_>) -> bool {
+    frame.kind() == FrameKind::Data && frame.dest_port() == HELLO_PORT
+}
+
+/// Checks a hello against the host's service name and token (`None`: the
+/// host has none, and the hello must present none); returns the client's
+/// name. The token is compared in constant time.
+pub fn check_hello<'a>(
+    frame: &FrameView<'a>,
+    service_name: &str,
+    token: Option<&[u8]>,
+) -> Result<&'a str, HelloRefusal> {
+    let Sender::Client { name } = frame.sender() else {
+        return Err(HelloRefusal::NotAHello);
+    };
+    if frame.kind() != FrameKind::Data
+        || frame.dest_port() != HELLO_PORT
+        || frame.dest_name() != service_name
+    {
+        return Err(HelloRefusal::NotAHello);
+    }
+    let presented = frame.payload();
+    match token {
+        Some(token) if !constant_time_eq(token, presented) => Err(HelloRefusal::BadToken),
+        None if !presented.is_empty() => Err(HelloRefusal::BadToken),
+        _ => Ok(name),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode_frame;
+    use rkyv::util::AlignedVec;
+
+    fn frame(encode: impl FnOnce(&mut [u8]) -> Result<usize, WireError>) -> AlignedVec<16> {
+        let mut out = AlignedVec::<16>::new();
+        out.resize(512, 0);
+        let len = encode(&mut out).unwrap();
+        out.resize(len, 0);
+        out
+    }
+
+    #[test]
+    fn hellos_are_checked_for_shape_destination_and_token() {
+        let limits = Limits::default();
+        let with_token = frame(|out| encode_hello(out, "service", "cli", b"tok", &limits));
+        let hello = decode_frame(&with_token, &limits).unwrap();
+        assert_eq!(check_hello(&hello, "service", Some(b"tok")), Ok("cli"));
+        assert_eq!(
+            check_hello(&hello, "service", Some(b"toK")),
+            Err(HelloRefusal::BadToken)
+        );
+        assert_eq!(
+            check_hello(&hello, "service", None),
+            Err(HelloRefusal::BadToken)
+        );
+        assert_eq!(
+            check_hello(&hello, "other", Some(b"tok")),
+            Err(HelloRefusal::NotAHello)
+        );
+        let without = frame(|out| encode_hello(out, "service", "cli", b"", &limits));
+        let hello = decode_frame(&without, &limits).unwrap();
+        assert_eq!(check_hello(&hello, "service", None), Ok("cli"));
+        // An ack is not a hello (its sender is a proc), but is an ack.
+        let ack = frame(|out| encode_hello_ack(out, "service", "cli", &limits));
+        let ack = decode_frame(&ack, &limits).unwrap();
+        assert!(is_hello_ack(&ack));
+        assert_eq!(ack.dest_name(), "cli");
+        assert_eq!(
+            check_hello(&ack, "service", None),
+            Err(HelloRefusal::NotAHello)
+        );
+    }
+}
