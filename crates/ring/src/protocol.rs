@@ -422,26 +422,71 @@ pub(crate) struct WakeWords {
     pub(crate) seq: Word,
     /// Set when the waker rang a doorbell for this ring.
     pub(crate) pending: Word,
+    /// Set when the waker's end closes (it will never wake the sleeper again).
+    pub(crate) waker_closed: Word,
 }
 
-/// The consumer waits for records.
+/// The consumer waits for records (the producer wakes it).
 pub(crate) const READABLE: WakeWords = WakeWords {
     sleep: Word::ConsumerSleep,
     seq: Word::ReadableSeq,
     pending: Word::ReadablePending,
+    waker_closed: Word::ProducerClosed,
 };
 
-/// The producer waits for space.
+/// The producer waits for space (the consumer wakes it).
 pub(crate) const WRITABLE: WakeWords = WakeWords {
     sleep: Word::ProducerSleep,
     seq: Word::WritableSeq,
     pending: Word::WritablePending,
+    waker_closed: Word::ConsumerClosed,
 };
+
+/// Whether the end that wakes this direction's sleeper has closed.
+pub(crate) fn is_waker_closed<S: Storage>(storage: &S, words: WakeWords) -> bool {
+    storage.word(words.waker_closed).load(Ordering::Acquire) != 0
+}
+
+/// What [`announce_sleep_then_recheck`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recheck {
+    /// Still not ready and the waker is open: the announcement stands; sleep
+    /// while the sequence word holds this value, then [`cancel_sleep`].
+    Sleep(u32),
+    /// The condition holds (announcement withdrawn).
+    Ready,
+    /// The condition does not hold and the waker closed (announcement withdrawn).
+    WakerClosed,
+}
+
+/// The sleeper's half of the Dekker pair, shared by every way of sleeping
+/// (futex or doorbell, producer or consumer): [`announce_sleep`] in `mode`
+/// (its `SeqCst` fence orders the announcement before what follows), then
+/// re-check `ready` against the peer's index, then the waker's closed flag.
+/// Unless the result is [`Recheck::Sleep`] (including when `ready` fails),
+/// the announcement is withdrawn before returning.
+#[inline]
+pub(crate) fn announce_sleep_then_recheck<S: Storage>(
+    storage: &S,
+    words: WakeWords,
+    mode: u32,
+    ready: impl FnOnce() -> Result<bool, RingError>,
+) -> Result<Recheck, RingError> {
+    let seen = announce_sleep(storage, words, mode);
+    let recheck = match ready() {
+        Ok(false) if !is_waker_closed(storage, words) => return Ok(Recheck::Sleep(seen)),
+        Ok(false) => Ok(Recheck::WakerClosed),
+        Ok(true) => Ok(Recheck::Ready),
+        Err(e) => Err(e),
+    };
+    cancel_sleep(storage, words);
+    recheck
+}
 
 /// Announce that this side is about to sleep in `mode`. Returns the sequence
 /// value to wait on. The caller must re-check its condition afterwards and
 /// call [`cancel_sleep`] if it is already met.
-pub(crate) fn announce_sleep<S: Storage>(storage: &S, words: WakeWords, mode: u32) -> u32 {
+fn announce_sleep<S: Storage>(storage: &S, words: WakeWords, mode: u32) -> u32 {
     let seen = storage.word(words.seq).load(Ordering::Acquire);
     storage.word(words.sleep).store(mode, Ordering::Relaxed);
     fence(Ordering::SeqCst);

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::doorbell::{futex_wait, futex_wake, Doorbell};
 use crate::error::RingError;
-use crate::layout::{Word, RECORD_ALIGN, SLEEP_DOORBELL, SLEEP_FUTEX};
+use crate::layout::{RECORD_ALIGN, SLEEP_DOORBELL, SLEEP_FUTEX};
 use crate::protocol::{
-    announce_sleep, cancel_sleep, take_pending, take_sleeper, ConsumerCursor, ProducerCursor, Slot,
-    Storage, WakeWords, READABLE, WRITABLE,
+    announce_sleep_then_recheck, cancel_sleep, is_waker_closed, take_pending, take_sleeper,
+    ConsumerCursor, ProducerCursor, Recheck, Slot, Storage, WakeWords, READABLE, WRITABLE,
 };
 use crate::shm::{Region, WriteToken};
 use crate::spin::{spin_for_with, PURE_SPIN};
@@ -157,6 +157,75 @@ fn remaining(deadline: Option<Instant>) -> Option<Option<Duration>> {
     }
 }
 
+/// How long a wait polls before it sleeps, and how much of that without yielding.
+#[derive(Clone, Copy, Debug)]
+struct SpinPolicy {
+    spin: Duration,
+    pure_spin: Duration,
+}
+
+impl SpinPolicy {
+    const DEFAULT: SpinPolicy = SpinPolicy {
+        spin: DEFAULT_SPIN,
+        pure_spin: PURE_SPIN,
+    };
+}
+
+/// The one blocking wait both ends use: poll `ready` per `policy`, then
+/// sleep on the futex word of `words` until `ready` holds, the waker closes
+/// or `timeout` passes. Each round announces the sleep, re-checks after the
+/// `SeqCst` fence (see [`announce_sleep_then_recheck`]), waits on the futex
+/// only while the sequence word still holds the value read before the
+/// announcement, and withdraws the announcement after waking.
+fn wait_until(
+    region: &Region,
+    words: WakeWords,
+    policy: SpinPolicy,
+    timeout: Option<Duration>,
+    mut ready: impl FnMut() -> Result<bool, RingError>,
+) -> Result<WaitOutcome, RingError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let spin = policy.spin.min(timeout.unwrap_or(Duration::MAX));
+    if spin_for_with(policy.pure_spin, spin, &mut ready)? {
+        return Ok(WaitOutcome::Ready);
+    }
+    loop {
+        let seen = match announce_sleep_then_recheck(region, words, SLEEP_FUTEX, &mut ready)? {
+            Recheck::Sleep(seen) => seen,
+            Recheck::Ready => return Ok(WaitOutcome::Ready),
+            Recheck::WakerClosed => return Ok(WaitOutcome::PeerClosed),
+        };
+        let Some(left) = remaining(deadline) else {
+            cancel_sleep(region, words);
+            return Ok(WaitOutcome::TimedOut);
+        };
+        let waited = futex_wait(region.word(words.seq), seen, left);
+        cancel_sleep(region, words);
+        waited?;
+    }
+}
+
+/// Announce a doorbell sleep unless `ready` already holds or the waker
+/// closed. Returns whether the announcement stands (the caller now waits on
+/// its doorbell).
+fn arm_doorbell_until(
+    region: &Region,
+    words: WakeWords,
+    ready: impl FnOnce() -> Result<bool, RingError>,
+) -> Result<bool, RingError> {
+    let recheck = announce_sleep_then_recheck(region, words, SLEEP_DOORBELL, ready)?;
+    Ok(matches!(recheck, Recheck::Sleep(_)))
+}
+
+/// What an end does when dropped, after publishing its index: raise its
+/// closed flag and wake the peer if it sleeps, so the peer sees the close.
+fn close_and_wake(region: &Region, words: WakeWords, doorbell: Option<&Doorbell>) {
+    region.word(words.waker_closed).store(1, Ordering::Release);
+    // Errors cannot be reported from drop; the peer also sees the closed
+    // flag on its next check and, for a dead process, its pidfd.
+    let _ = wake_peer(region, words, doorbell);
+}
+
 /// Wake the peer if it announced that it sleeps (see `protocol::take_sleeper`).
 #[inline]
 fn wake_peer(
@@ -191,8 +260,7 @@ pub struct Producer {
     token: WriteToken,
     cursor: ProducerCursor,
     consumer_doorbell: Option<Doorbell>,
-    spin: Duration,
-    pure_spin: Duration,
+    policy: SpinPolicy,
 }
 
 impl Producer {
@@ -206,8 +274,7 @@ impl Producer {
             region,
             token,
             consumer_doorbell: None,
-            spin: DEFAULT_SPIN,
-            pure_spin: PURE_SPIN,
+            policy: SpinPolicy::DEFAULT,
         })
     }
 
@@ -325,30 +392,10 @@ impl Producer {
         timeout: Option<Duration>,
     ) -> Result<WaitOutcome, RingError> {
         self.publish()?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let spin = self.spin.min(timeout.unwrap_or(Duration::MAX));
         let (cursor, region) = (&mut self.cursor, &*self.region);
-        if spin_for_with(self.pure_spin, spin, || cursor.fits(region, len))? {
-            return Ok(WaitOutcome::Ready);
-        }
-        loop {
-            let seen = announce_sleep(&*self.region, WRITABLE, SLEEP_FUTEX);
-            let fits = self.cursor.fits(&*self.region, len);
-            if !matches!(fits, Ok(false)) || self.is_consumer_closed() {
-                cancel_sleep(&*self.region, WRITABLE);
-                return match fits? {
-                    true => Ok(WaitOutcome::Ready),
-                    false => Ok(WaitOutcome::PeerClosed),
-                };
-            }
-            let Some(left) = remaining(deadline) else {
-                cancel_sleep(&*self.region, WRITABLE);
-                return Ok(WaitOutcome::TimedOut);
-            };
-            let waited = futex_wait(self.region.word(Word::WritableSeq), seen, left);
-            cancel_sleep(&*self.region, WRITABLE);
-            waited?;
-        }
+        wait_until(region, WRITABLE, self.policy, timeout, || {
+            cursor.fits(region, len)
+        })
     }
 
     /// Announce that this producer will sleep on its doorbell until `len`
@@ -356,14 +403,8 @@ impl Producer {
     /// if the record already fits or the consumer closed (not armed).
     pub fn arm_doorbell(&mut self, len: usize) -> Result<bool, RingError> {
         self.publish()?;
-        announce_sleep(&*self.region, WRITABLE, SLEEP_DOORBELL);
-        match self.cursor.fits(&*self.region, len) {
-            Ok(false) if !self.is_consumer_closed() => Ok(true),
-            other => {
-                cancel_sleep(&*self.region, WRITABLE);
-                other.map(|_| false)
-            }
-        }
+        let (cursor, region) = (&mut self.cursor, &*self.region);
+        arm_doorbell_until(region, WRITABLE, || cursor.fits(region, len))
     }
 
     /// Withdraw a sleep announcement made by [`arm_doorbell`](Producer::arm_doorbell).
@@ -388,7 +429,7 @@ impl Producer {
     /// [`set_pure_spin`](Producer::set_pure_spin)) spins, the rest yields the
     /// CPU between checks. `Duration::ZERO` checks once, then sleeps.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.policy.spin = spin;
     }
 
     /// How much of the spin time [`wait_writable`](Producer::wait_writable)
@@ -396,16 +437,13 @@ impl Producer {
     /// at least the spin time only when this end has a core to itself: a
     /// pure spin starves a peer scheduled on the same CPU.
     pub fn set_pure_spin(&mut self, pure_spin: Duration) {
-        self.pure_spin = pure_spin;
+        self.policy.pure_spin = pure_spin;
     }
 
     /// Whether the consumer closed its end (a flag in shared memory: a peer
     /// that died without closing is seen through its pidfd, not here).
     pub fn is_consumer_closed(&self) -> bool {
-        self.region
-            .word(Word::ConsumerClosed)
-            .load(Ordering::Acquire)
-            != 0
+        is_waker_closed(&*self.region, WRITABLE)
     }
 
     /// The protocol violation that poisoned this end, if any.
@@ -416,13 +454,9 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        // Errors cannot be reported from drop; the consumer also sees the
-        // closed flag and, for a dead process, its pidfd.
+        // Errors cannot be reported from drop (see `close_and_wake`).
         let _ = self.publish();
-        self.region
-            .word(Word::ProducerClosed)
-            .store(1, Ordering::Release);
-        let _ = wake_peer(&self.region, READABLE, self.consumer_doorbell.as_ref());
+        close_and_wake(&self.region, READABLE, self.consumer_doorbell.as_ref());
     }
 }
 
@@ -481,8 +515,7 @@ pub struct Consumer {
     region: Arc<Region>,
     cursor: ConsumerCursor,
     producer_doorbell: Option<Doorbell>,
-    spin: Duration,
-    pure_spin: Duration,
+    policy: SpinPolicy,
     release_batch: u64,
 }
 
@@ -494,8 +527,7 @@ impl Consumer {
             release_batch: region.capacity() / 4,
             region,
             producer_doorbell: None,
-            spin: DEFAULT_SPIN,
-            pure_spin: PURE_SPIN,
+            policy: SpinPolicy::DEFAULT,
         })
     }
 
@@ -595,30 +627,10 @@ impl Consumer {
     /// (the producer wakes it on publish). Publishes released space first.
     pub fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<WaitOutcome, RingError> {
         self.publish_released()?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let spin = self.spin.min(timeout.unwrap_or(Duration::MAX));
         let (cursor, region) = (&mut self.cursor, &*self.region);
-        if spin_for_with(self.pure_spin, spin, || cursor.has_records(region))? {
-            return Ok(WaitOutcome::Ready);
-        }
-        loop {
-            let seen = announce_sleep(&*self.region, READABLE, SLEEP_FUTEX);
-            let readable = self.cursor.has_records(&*self.region);
-            if !matches!(readable, Ok(false)) || self.is_producer_closed() {
-                cancel_sleep(&*self.region, READABLE);
-                return match readable? {
-                    true => Ok(WaitOutcome::Ready),
-                    false => Ok(WaitOutcome::PeerClosed),
-                };
-            }
-            let Some(left) = remaining(deadline) else {
-                cancel_sleep(&*self.region, READABLE);
-                return Ok(WaitOutcome::TimedOut);
-            };
-            let waited = futex_wait(self.region.word(Word::ReadableSeq), seen, left);
-            cancel_sleep(&*self.region, READABLE);
-            waited?;
-        }
+        wait_until(region, READABLE, self.policy, timeout, || {
+            cursor.has_records(region)
+        })
     }
 
     /// Announce that this consumer will sleep on its doorbell. Returns `true`
@@ -626,14 +638,8 @@ impl Consumer {
     /// readable or the producer closed (not armed). Publishes released space first.
     pub fn arm_doorbell(&mut self) -> Result<bool, RingError> {
         self.publish_released()?;
-        announce_sleep(&*self.region, READABLE, SLEEP_DOORBELL);
-        match self.cursor.has_records(&*self.region) {
-            Ok(false) if !self.is_producer_closed() => Ok(true),
-            other => {
-                cancel_sleep(&*self.region, READABLE);
-                other.map(|_| false)
-            }
-        }
+        let (cursor, region) = (&mut self.cursor, &*self.region);
+        arm_doorbell_until(region, READABLE, || cursor.has_records(region))
     }
 
     /// Withdraw a sleep announcement made by [`arm_doorbell`](Consumer::arm_doorbell).
@@ -657,7 +663,7 @@ impl Consumer {
     /// [`set_pure_spin`](Consumer::set_pure_spin)) spins, the rest yields the
     /// CPU between checks. `Duration::ZERO` checks once, then sleeps.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.policy.spin = spin;
     }
 
     /// How much of the spin time [`wait_readable`](Consumer::wait_readable)
@@ -665,16 +671,13 @@ impl Consumer {
     /// at least the spin time only when this end has a core to itself: a
     /// pure spin starves a peer scheduled on the same CPU.
     pub fn set_pure_spin(&mut self, pure_spin: Duration) {
-        self.pure_spin = pure_spin;
+        self.policy.pure_spin = pure_spin;
     }
 
     /// Whether the producer closed its end (flag in shared memory; a dead
     /// producer process is seen through its pidfd instead).
     pub fn is_producer_closed(&self) -> bool {
-        self.region
-            .word(Word::ProducerClosed)
-            .load(Ordering::Acquire)
-            != 0
+        is_waker_closed(&*self.region, READABLE)
     }
 
     /// The protocol violation that poisoned this end, if any.
@@ -687,10 +690,7 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         // As for `Producer`: nothing to report to from drop.
         let _ = self.publish_released();
-        self.region
-            .word(Word::ConsumerClosed)
-            .store(1, Ordering::Release);
-        let _ = wake_peer(&self.region, WRITABLE, self.producer_doorbell.as_ref());
+        close_and_wake(&self.region, WRITABLE, self.producer_doorbell.as_ref());
     }
 }
 

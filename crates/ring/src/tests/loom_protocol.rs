@@ -11,8 +11,8 @@ use loom::thread;
 
 use crate::layout::{Word, SLEEP_FUTEX};
 use crate::protocol::{
-    announce_sleep, cancel_sleep, take_sleeper, ConsumerCursor, ProducerCursor, Storage, READABLE,
-    WRITABLE,
+    announce_sleep_then_recheck, take_sleeper, ConsumerCursor, ProducerCursor, Recheck, Storage,
+    WakeWords, READABLE, WRITABLE,
 };
 use crate::RingError;
 
@@ -63,6 +63,34 @@ impl Storage for LoomStorage {
 
 fn len_of(seq: u64) -> usize {
     [5, 16, 0][seq as usize % 3]
+}
+
+/// What a waiting end does once its spin is over (the ring's `wait_until`
+/// minus the futex call loom cannot model): check, announce, re-check.
+/// Returns the sequence value it would sleep on, `None` if it need not sleep.
+fn sleep_announced(
+    s: &LoomStorage,
+    words: WakeWords,
+    mut ready: impl FnMut() -> Result<bool, RingError>,
+) -> Option<u32> {
+    if ready().unwrap() {
+        return None;
+    }
+    match announce_sleep_then_recheck(s, words, SLEEP_FUTEX, ready).unwrap() {
+        Recheck::Sleep(seen) => Some(seen),
+        Recheck::Ready => None,
+        Recheck::WakerClosed => panic!("no end closes in these models"),
+    }
+}
+
+/// A sleeper that announced and saw nothing must have been claimed by the
+/// waker (`take_sleeper` returned its mode) and find the sequence word moved
+/// on, so `futex_wait(seq, seen)` returns.
+fn assert_woken(s: &LoomStorage, words: WakeWords, slept_on: Option<u32>, woke: Option<u32>) {
+    if let Some(seen) = slept_on {
+        assert_eq!(woke, Some(SLEEP_FUTEX));
+        assert_ne!(s.word(words.seq).load(Ordering::Acquire), seen);
+    }
 }
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -131,23 +159,9 @@ fn loom_consumer_about_to_sleep_is_never_missed_by_a_publish() {
         });
         let s = &*storage;
         let mut cursor = ConsumerCursor::new(CAPACITY, 0, 0);
-        let slept_on = if cursor.has_records(s).unwrap() {
-            None
-        } else {
-            let seen = announce_sleep(s, READABLE, SLEEP_FUTEX);
-            if cursor.has_records(s).unwrap() {
-                cancel_sleep(s, READABLE);
-                None
-            } else {
-                Some(seen)
-            }
-        };
+        let slept_on = sleep_announced(s, READABLE, || cursor.has_records(s));
         let woke = producer.join().unwrap();
-        if let Some(seen) = slept_on {
-            // futex_wait(seq, seen) returns only if the word moved on: it must have.
-            assert_eq!(woke, Some(SLEEP_FUTEX));
-            assert_ne!(s.word(Word::ReadableSeq).load(Ordering::Acquire), seen);
-        }
+        assert_woken(s, READABLE, slept_on, woke);
     });
 }
 
@@ -171,21 +185,8 @@ fn loom_producer_waiting_for_space_is_never_missed_by_a_release() {
             take_sleeper(s, WRITABLE)
         });
         let s = &*storage;
-        let slept_on = if producer.fits(s, 32).unwrap() {
-            None
-        } else {
-            let seen = announce_sleep(s, WRITABLE, SLEEP_FUTEX);
-            if producer.fits(s, 32).unwrap() {
-                cancel_sleep(s, WRITABLE);
-                None
-            } else {
-                Some(seen)
-            }
-        };
+        let slept_on = sleep_announced(s, WRITABLE, || producer.fits(s, 32));
         let woke = consumer.join().unwrap();
-        if let Some(seen) = slept_on {
-            assert_eq!(woke, Some(SLEEP_FUTEX));
-            assert_ne!(s.word(Word::WritableSeq).load(Ordering::Acquire), seen);
-        }
+        assert_woken(s, WRITABLE, slept_on, woke);
     });
 }
