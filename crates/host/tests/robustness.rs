@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use hostmux_host::{FrontendKind, HostConfig, LocalProc};
+use hostmux_host::{FrontendKind, HostConfig, HostError, LocalProc};
 use hostmux_wire::{FrameKind, UndeliverableReason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -68,6 +68,12 @@ async fn proc_exit_mid_stream_returns_every_frame(kind: FrontendKind) {
             + quitter.returned_for.get(UndeliverableReason::ProcExited),
         quitter.left_in_ring + (conn.delivered - quitter.frames_in),
     );
+    // Its frames come back while its watcher is still finishing: wait for
+    // it to be gone (terminating a proc that already exited only waits).
+    match host.terminate_proc("quitter", Duration::from_secs(1)).await {
+        Ok(_) | Err(HostError::NoSuchProc(_)) => {}
+        Err(e) => panic!("waiting for the quitter to be gone: {e}"),
+    }
     assert!(host.procs().is_empty());
 }
 both_frontends!(proc_exit_mid_stream_returns_every_frame);

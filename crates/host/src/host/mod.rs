@@ -1,0 +1,440 @@
+//! [`Host`] and [`ServeHandle`]: the control side, on the caller's runtime.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hostmux_lifecycle::{
+    BulkTerminate, ProcHandle, ProcManager, TerminalStatus, TerminateError, TerminateSummary,
+};
+use hostmux_ring::{Doorbell, RingError, SharedRing};
+use hostmux_wire::{Addr, AgentResponse, ProcId, ProcName};
+use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
+
+use crate::config::{FrontendKind, HostConfig};
+use crate::dataplane::{ProcKey, Route, Table};
+use crate::epoll::Epoll;
+use crate::frontend::{bind, Frontend, StdListener};
+use crate::io::{Command, Control, IoParts};
+use crate::process::SpawnByRequest;
+use crate::spec::{ChildRings, ProcSpec};
+use crate::stats::HostStats;
+use crate::uring::{self, Uring};
+use crate::HostError;
+
+mod spawn;
+mod stop;
+
+/// A host serving its procs behind one frontend address. Cheap to clone;
+/// all clones drive the same host.
+pub struct Host<M: ProcManager> {
+    pub(crate) inner: Arc<Inner<M>>,
+}
+
+impl<M: ProcManager> Clone for Host<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<M: ProcManager> std::fmt::Debug for Host<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("addr", &self.inner.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner<M: ProcManager> {
+    manager: M,
+    cfg: Arc<HostConfig>,
+    addr: Addr,
+    service_name: ProcName,
+    table: Arc<Table>,
+    pub(crate) control: Control,
+    doorbell: Doorbell,
+    pub(crate) procs: Mutex<HashMap<ProcName, Entry<M::Handle>>>,
+    pub(crate) gone: Mutex<VecDeque<GoneProc>>,
+}
+
+pub(crate) struct Entry<H> {
+    key: Option<ProcKey>,
+    pub(crate) handle: Option<H>,
+    gone: Option<watch::Receiver<bool>>,
+    /// When the manager started it.
+    pub(crate) started: Option<Instant>,
+    /// The I/O thread failed it (ring corruption) before its handle was
+    /// stored: kill it as soon as the handle exists.
+    failed: bool,
+}
+
+impl<H> Entry<H> {
+    fn reserved() -> Self {
+        Self {
+            key: None,
+            handle: None,
+            gone: None,
+            started: None,
+            failed: false,
+        }
+    }
+}
+
+/// A proc that is gone, kept for `list`/`ps`.
+#[derive(Debug, Clone)]
+pub(crate) struct GoneProc {
+    pub(crate) name: ProcName,
+    pub(crate) pid: Option<u32>,
+    pub(crate) status: TerminalStatus,
+    pub(crate) uptime: Duration,
+}
+
+/// How many gone procs keep their terminal status.
+const GONE_HISTORY: usize = 64;
+
+/// Keeps the host's I/O thread running; dropping it (or
+/// [`ServeHandle::shutdown`]) stops serving: connections close and every
+/// proc's inbound ring closes.
+#[derive(Debug)]
+pub struct ServeHandle {
+    control: Control,
+    thread: Option<JoinHandle<()>>,
+    frontend: FrontendKind,
+    /// Removed when serving stops.
+    control_socket: Option<PathBuf>,
+}
+
+impl ServeHandle {
+    /// The frontend that runs: [`FrontendKind::IoUring`] or [`FrontendKind::Epoll`].
+    pub fn frontend(&self) -> FrontendKind {
+        self.frontend
+    }
+
+    /// Stops serving and waits for the I/O thread to finish.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.control.send(Command::Shutdown);
+            let _ = thread.join();
+        }
+        if let Some(path) = self.control_socket.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for ServeHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Tells `serve` which frontend the I/O thread runs, or why it could not start.
+type Started = oneshot::Receiver<Result<FrontendKind, HostError>>;
+
+fn start_io_thread(
+    kind: FrontendKind,
+    listener: StdListener,
+    parts: IoParts,
+) -> Result<(JoinHandle<()>, Started), HostError> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("hostmux-io".to_owned())
+        .spawn(move || {
+            let kind = match kind {
+                FrontendKind::Auto if uring::available() => FrontendKind::IoUring,
+                FrontendKind::Auto => FrontendKind::Epoll,
+                other => other,
+            };
+            match kind {
+                FrontendKind::IoUring => {
+                    let runtime = match uring::runtime() {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(HostError::Runtime(e)));
+                            return;
+                        }
+                    };
+                    runtime.block_on(serve_on::<Uring>(listener, parts, kind, ready_tx));
+                }
+                _ => {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(HostError::Runtime(e)));
+                            return;
+                        }
+                    };
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(
+                        &runtime,
+                        serve_on::<Epoll>(listener, parts, FrontendKind::Epoll, ready_tx),
+                    );
+                }
+            }
+        })
+        .map_err(HostError::Runtime)?;
+    Ok((thread, ready_rx))
+}
+
+async fn serve_on<F: Frontend>(
+    listener: StdListener,
+    parts: IoParts,
+    kind: FrontendKind,
+    ready: oneshot::Sender<Result<FrontendKind, HostError>>,
+) {
+    match F::listener(listener) {
+        Ok(listener) => {
+            tracing::info!(frontend = F::NAME, "host I/O thread running");
+            let _ = ready.send(Ok(kind));
+            crate::io::run::<F>(listener, parts).await;
+        }
+        Err(e) => {
+            let _ = ready.send(Err(HostError::Runtime(e)));
+        }
+    }
+}
+
+impl<M: SpawnByRequest> Host<M> {
+    /// Binds the frontend at `addr` (TCP, or a Unix path or abstract name),
+    /// starts the I/O thread and the service proc, and returns the host and
+    /// the handle that keeps it serving.
+    ///
+    /// A non-loopback TCP address without [`HostConfig::token`] is refused
+    /// ([`HostError::InsecureBind`]).
+    pub async fn serve(
+        manager: M,
+        addr: Addr,
+        config: HostConfig,
+    ) -> Result<(Self, ServeHandle), HostError> {
+        if !addr.is_loopback() && config.token.is_none() {
+            return Err(HostError::InsecureBind {
+                addr: addr.to_string(),
+            });
+        }
+        let service_name =
+            ProcName::with_max_len(&config.service_name, config.limits.max_name_len)?;
+        let (listener, bound) = bind(&addr)?;
+        let control_socket = match &config.control_socket {
+            Some(path) => Some(crate::control::bind_control_socket(path)?),
+            None => None,
+        };
+        let table = Arc::new(Table::new());
+        table
+            .insert(service_name.clone(), Route::Service)
+            .map_err(|_| HostError::ProcExists(service_name.clone()))?;
+        let doorbell = Doorbell::new().map_err(|source| HostError::Ring {
+            name: service_name.clone(),
+            source,
+        })?;
+        let service_for_errors = service_name.clone();
+        let ring_error = |source| HostError::Ring {
+            name: service_for_errors.clone(),
+            source,
+        };
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let (failures, failed) = tokio::sync::mpsc::unbounded_channel();
+        let (control_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
+        let cfg = Arc::new(config);
+        let parts = IoParts {
+            cfg: cfg.clone(),
+            service_name: service_name.clone(),
+            table: table.clone(),
+            commands: rx,
+            doorbell: doorbell.try_clone().map_err(ring_error)?,
+            failures,
+            own_addr: bound.to_string(),
+            control_jobs,
+            control_socket,
+        };
+        let (thread, ready) = start_io_thread(cfg.frontend, listener, parts)?;
+        let frontend = match ready.await {
+            Ok(Ok(kind)) => kind,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(HostError::IoThreadGone),
+        };
+        tracing::info!(addr = %bound, ?frontend, service = %service_name, "serving host");
+        let handle = ServeHandle {
+            control: Control::new(tx.clone(), doorbell.try_clone().map_err(ring_error)?),
+            thread: Some(thread),
+            frontend,
+            control_socket: cfg.control_socket.clone(),
+        };
+        let inner = Inner {
+            manager,
+            cfg,
+            addr: bound,
+            service_name,
+            table,
+            control: Control::new(tx, doorbell.try_clone().map_err(ring_error)?),
+            doorbell,
+            procs: Mutex::new(HashMap::new()),
+            gone: Mutex::new(VecDeque::new()),
+        };
+        let inner = Arc::new(inner);
+        tokio::spawn(kill_failed(Arc::downgrade(&inner), failed));
+        tokio::spawn(crate::control::control_loop(
+            WeakHost(Arc::downgrade(&inner)),
+            jobs,
+        ));
+        Ok((Host { inner }, handle))
+    }
+}
+
+/// A host that does not keep it alive (for its own background tasks).
+pub(crate) struct WeakHost<M: ProcManager>(Weak<Inner<M>>);
+
+impl<M: ProcManager> WeakHost<M> {
+    pub(crate) fn upgrade(&self) -> Option<Host<M>> {
+        self.0.upgrade().map(|inner| Host { inner })
+    }
+}
+
+impl<M: ProcManager + 'static> Host<M> {
+    /// The frontend address every proc of this host is reached through.
+    pub fn addr(&self) -> &Addr {
+        &self.inner.addr
+    }
+
+    /// The service proc's name.
+    pub fn service_name(&self) -> &ProcName {
+        &self.inner.service_name
+    }
+
+    /// The proc manager.
+    pub fn manager(&self) -> &M {
+        &self.inner.manager
+    }
+
+    /// The configuration the host serves with.
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.cfg
+    }
+
+    /// Names of the live procs.
+    pub fn procs(&self) -> Vec<ProcName> {
+        let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        procs.keys().cloned().collect()
+    }
+
+    /// Runs `f` on the proc's entry if there is one.
+    fn with_entry<T>(
+        &self,
+        name: &ProcName,
+        f: impl FnOnce(&mut Entry<M::Handle>) -> T,
+    ) -> Option<T> {
+        let mut procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        procs.get_mut(name).map(f)
+    }
+
+    /// Keeps a gone proc's terminal status for `list`.
+    pub(crate) fn remember_gone(
+        &self,
+        name: &ProcName,
+        pid: Option<u32>,
+        status: TerminalStatus,
+        uptime: Duration,
+    ) {
+        let mut gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
+        if gone.len() == GONE_HISTORY {
+            gone.pop_front();
+        }
+        gone.push_back(GoneProc {
+            name: name.clone(),
+            pid,
+            status,
+            uptime,
+        });
+    }
+
+    /// Unbinds the proc's route and has the I/O thread return what it holds
+    /// for it and release its rings.
+    async fn forget(&self, name: &ProcName, key: ProcKey) {
+        if self.inner.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
+            self.inner.table.remove(name.as_bytes());
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        if self
+            .inner
+            .control
+            .send(Command::Remove(key, done_tx))
+            .is_ok()
+        {
+            let _ = done_rx.await;
+        }
+    }
+
+    /// Unbinds the proc, asks its agent to stop (behind the frames already
+    /// in its inbound ring) and closes that ring.
+    fn unbind_and_detach(&self, name: &ProcName, key: ProcKey) {
+        self.unbind(name, key);
+        let _ = self.inner.control.send(Command::AgentStop(key));
+        self.detach(key);
+    }
+
+    /// Removes the proc's route if it still points at this incarnation.
+    fn unbind(&self, name: &ProcName, key: ProcKey) {
+        if self.inner.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
+            self.inner.table.remove(name.as_bytes());
+        }
+    }
+
+    /// Tells the I/O thread to close the proc's inbound ring and return
+    /// what is left in it.
+    fn detach(&self, key: ProcKey) {
+        let _ = self.inner.control.send(Command::Detach(key));
+    }
+
+    /// Frames and counters of every live connection and proc (the service
+    /// proc's `Stats` request reads the same counters).
+    pub async fn stats(&self) -> Result<HostStats, HostError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.control.send(Command::Stats(tx))?;
+        rx.await.map_err(|_| HostError::IoThreadGone)
+    }
+}
+
+/// Kills procs the I/O thread failed for breaking the ring protocol; their
+/// watchers then unbind them and return what they left.
+async fn kill_failed<M: ProcManager + 'static>(
+    host: Weak<Inner<M>>,
+    mut failed: tokio::sync::mpsc::UnboundedReceiver<(ProcKey, ProcName)>,
+) {
+    while let Some((key, name)) = failed.recv().await {
+        let Some(inner) = host.upgrade() else { return };
+        let handle = {
+            let mut procs = inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+            match procs.get_mut(&name).filter(|entry| entry.key == Some(key)) {
+                Some(entry) => {
+                    // Not spawned yet: `start` kills it once it has a handle.
+                    entry.failed = entry.handle.is_none();
+                    entry.handle.clone()
+                }
+                None => None,
+            }
+        };
+        drop(inner);
+        if let Some(handle) = handle {
+            tracing::warn!(proc = %name, "killing proc: it corrupted its ring");
+            tokio::spawn(async move {
+                let _ = handle.kill().await;
+            });
+        }
+    }
+}
+
+async fn wait_gone(mut gone: watch::Receiver<bool>) {
+    let _ = gone.wait_for(|gone| *gone).await;
+}

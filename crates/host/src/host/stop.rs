@@ -1,0 +1,130 @@
+//! Stopping procs: one (polite stop with escalation, or a kill) or all of
+//! them under one deadline.
+
+use super::*;
+
+impl<M: ProcManager + 'static> Host<M> {
+    /// Terminates one proc: unbinds its route and closes its inbound ring
+    /// first, then asks the manager to stop it (polite stop, then a forced
+    /// kill after `grace`). Returns once the proc is gone and its name free.
+    pub async fn terminate_proc(
+        &self,
+        name: &str,
+        grace: Duration,
+    ) -> Result<TerminalStatus, HostError> {
+        let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
+        let span = tracing::info_span!("terminate", proc = %name);
+        async {
+            let (key, handle, gone) = self.live(&name)?;
+            self.unbind_and_detach(&name, key);
+            let status = match handle.terminate(grace).await {
+                Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
+                Err(source) => {
+                    return Err(HostError::Terminate {
+                        name: name.clone(),
+                        source,
+                    })
+                }
+            };
+            wait_gone(gone).await;
+            tracing::info!(%status, "proc terminated");
+            Ok(status)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Kills one proc now (SIGKILL to its group): unbinds its route first,
+    /// closes its inbound ring once the kill is done (returning what is left
+    /// in it). Returns once it is gone.
+    pub async fn kill_proc(&self, name: &str) -> Result<TerminalStatus, HostError> {
+        let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
+        let (key, handle, gone) = self.live(&name)?;
+        self.unbind(&name, key);
+        // SIGKILL before the inbound ring is closed: a proc that sees its
+        // ring close exits on its own, and a kill must not race that into
+        // an `Exited` status.
+        let killed = handle.kill().await;
+        self.detach(key);
+        let status = match killed {
+            Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
+            Err(source) => return Err(HostError::Terminate { name, source }),
+        };
+        wait_gone(gone).await;
+        tracing::info!(proc = %name, %status, "proc killed");
+        Ok(status)
+    }
+
+    /// The pid of a live proc.
+    pub(crate) fn pid_of(&self, name: &ProcName) -> Option<u32> {
+        let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        procs.get(name)?.handle.as_ref()?.pid()
+    }
+
+    pub(crate) fn send_command(&self, command: Command) -> Result<(), HostError> {
+        self.inner.control.send(command)
+    }
+
+    fn live(
+        &self,
+        name: &ProcName,
+    ) -> Result<(ProcKey, M::Handle, watch::Receiver<bool>), HostError> {
+        let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        match procs.get(name) {
+            Some(Entry {
+                key: Some(key),
+                handle: Some(handle),
+                gone: Some(gone),
+                ..
+            }) => Ok((*key, handle.clone(), gone.clone())),
+            _ => Err(HostError::NoSuchProc(name.clone())),
+        }
+    }
+}
+
+impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
+    /// Terminates every proc: unbinds all routes first, then has the
+    /// manager stop them all under one deadline (`grace`), with at most
+    /// `max_in_flight` polite stops at a time, then closes their inbound
+    /// rings. Returns once every proc is gone.
+    pub async fn terminate_children(
+        &self,
+        grace: Duration,
+        max_in_flight: usize,
+    ) -> TerminateSummary {
+        let span = tracing::info_span!("terminate_children", ?grace, max_in_flight);
+        async {
+            let targets: Vec<(ProcName, ProcKey, watch::Receiver<bool>)> = {
+                let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+                procs
+                    .iter()
+                    .filter_map(|(name, entry)| {
+                        Some((name.clone(), entry.key?, entry.gone.clone()?))
+                    })
+                    .collect()
+            };
+            // Unbind every route first so no new frame is routed to a proc
+            // that is going away, but leave the procs alone until the
+            // manager has taken its snapshot of them: neither detach (a
+            // closed inbound ring is a proc's cue to exit) nor ask agents to
+            // stop here. A proc that left on its own before `terminate_all`
+            // looked would be missing from the summary. The polite stop
+            // through the agent comes from the manager's polite-stop hook
+            // (`serve_processes` installs it) once escalation starts.
+            for (name, key, _) in &targets {
+                self.unbind(name, *key);
+            }
+            let summary = self.inner.manager.terminate_all(grace, max_in_flight).await;
+            for (_, key, _) in &targets {
+                self.detach(*key);
+            }
+            for (_, _, gone) in targets {
+                wait_gone(gone).await;
+            }
+            tracing::info!(%summary, "children terminated");
+            summary
+        }
+        .instrument(span)
+        .await
+    }
+}
