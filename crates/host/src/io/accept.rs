@@ -1,0 +1,135 @@
+//! Accepting connections: the frontend listener and the private control socket.
+
+use super::*;
+
+pub(super) async fn accept_loop<F: Frontend>(
+    listener: F::Listener,
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+) {
+    loop {
+        match F::accept(&listener).await {
+            Ok((reader, writer, peer)) => {
+                let span = tracing::info_span!("connection", peer = %peer, frontend = F::NAME);
+                tracing::debug!(parent: &span, "accepted");
+                let door = Door::Frontend;
+                spawn_connection::<F>(
+                    (reader, writer),
+                    &dataplane,
+                    &cfg,
+                    &service_name,
+                    door,
+                    span,
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                // Out of fds and the like: do not spin on the error.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Which listener a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Door {
+    /// The frontend: privileged only if the host has a token (which its
+    /// hello then presented).
+    Frontend,
+    /// The control socket, whose peer credentials were checked: privileged;
+    /// its hello carries no token.
+    ControlSocket,
+}
+
+/// Accepts on the control socket: only peers running as the host's uid or
+/// root get through; their connections may use the control plane.
+pub(super) async fn control_accept_loop<F: Frontend>(
+    listener: std::os::unix::net::UnixListener,
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(listener))
+    {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen on the control socket");
+            return;
+        }
+    };
+    let own_uid = crate::control::own_uid();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let peer = match stream.peer_cred() {
+            Ok(cred) => cred,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: no peer credentials; closing");
+                continue;
+            }
+        };
+        if peer.uid() != own_uid && peer.uid() != 0 {
+            tracing::warn!(
+                peer_uid = peer.uid(),
+                peer_pid = ?peer.pid(),
+                host_uid = own_uid,
+                "control socket: refusing a peer running as another user"
+            );
+            continue;
+        }
+        let adopted = stream.into_std().and_then(F::adopt_unix);
+        let (reader, writer) = match adopted {
+            Ok(halves) => halves,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: cannot adopt the connection");
+                continue;
+            }
+        };
+        let span = tracing::info_span!(
+            "control",
+            peer_uid = peer.uid(),
+            peer_pid = ?peer.pid(),
+            frontend = F::NAME
+        );
+        tracing::debug!(parent: &span, "accepted");
+        let door = Door::ControlSocket;
+        spawn_connection::<F>(
+            (reader, writer),
+            &dataplane,
+            &cfg,
+            &service_name,
+            door,
+            span,
+        );
+    }
+}
+
+/// Serves an accepted connection on its own task (on this thread).
+fn spawn_connection<F: Frontend>(
+    (reader, writer): (F::Reader, F::Writer),
+    dataplane: &Shared,
+    cfg: &Arc<HostConfig>,
+    service_name: &ProcName,
+    door: Door,
+    span: tracing::Span,
+) {
+    tokio::task::spawn_local(connection::<F>(
+        reader,
+        writer,
+        dataplane.clone(),
+        cfg.clone(),
+        service_name.clone(),
+        door,
+        span,
+    ));
+}

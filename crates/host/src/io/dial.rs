@@ -1,0 +1,122 @@
+//! Links to other hosts, dialled as the data plane asks for them.
+
+use super::*;
+
+/// Dials links to other hosts as the data plane asks for them.
+pub(super) async fn dial_loop<F: Frontend>(
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+    own_addr: String,
+) {
+    let wake = dataplane.borrow().dial_wake();
+    let mut dials = Vec::new();
+    // The name this host gives itself in its hellos to other hosts.
+    let peer_name = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        own_addr.hash(&mut hasher);
+        format!("peer-{:016x}", hasher.finish())
+    };
+    loop {
+        wake.notified().await;
+        dataplane.borrow_mut().take_dials(&mut dials);
+        for (key, addr) in dials.drain(..) {
+            tokio::task::spawn_local(dial::<F>(
+                dataplane.clone(),
+                cfg.clone(),
+                service_name.clone(),
+                peer_name.clone(),
+                key,
+                addr,
+            ));
+        }
+    }
+}
+
+pub(super) async fn dial<F: Frontend>(
+    dataplane: Shared,
+    cfg: Arc<HostConfig>,
+    service_name: ProcName,
+    peer_name: String,
+    key: ConnKey,
+    addr: Box<str>,
+) {
+    let span = tracing::info_span!("link", remote = %addr, frontend = F::NAME);
+    let limits = cfg.limits;
+    let linked = tokio::time::timeout(Duration::from_secs(10), async {
+        let target = match tcp_target(&addr) {
+            Some((host, port)) => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| format!("cannot resolve: {e}"))?
+                .next()
+                .ok_or_else(|| "resolves to no address".to_owned())?,
+            None => return Err("not a TCP address".to_owned()),
+        };
+        let (mut reader, mut writer) = F::connect(target)
+            .await
+            .map_err(|e| format!("connect failed: {e}"))?;
+        let mut hello = vec![0; 512];
+        let len = hostmux_wire::encode_hello(
+            &mut hello,
+            service_name.as_str(),
+            &peer_name,
+            cfg.token.as_deref().unwrap_or("").as_bytes(),
+            &limits,
+        )
+        .map_err(|e| format!("cannot encode hello: {e}"))?;
+        hello.truncate(len);
+        let (written, _) = writer.write_all(hello).await;
+        written.map_err(|e| format!("hello not sent: {e}"))?;
+        let mut decoder = FrameDecoder::new(limits);
+        loop {
+            let (read, back) = reader.read_into(decoder).await;
+            decoder = back;
+            match read {
+                Ok(0) | Err(_) => return Err("closed before acknowledging the hello".to_owned()),
+                Ok(_) => {}
+            }
+            match decoder.next_frame() {
+                Ok(Some(frame)) if hostmux_wire::is_hello_ack(&frame) => break,
+                Ok(Some(_)) | Err(_) => {
+                    return Err("answered the hello with something else".to_owned())
+                }
+                Ok(None) => {}
+            }
+        }
+        Ok((reader, writer, decoder))
+    })
+    .await
+    .unwrap_or_else(|_| Err("no hello acknowledgement within 10s".to_owned()));
+    let (reader, writer, decoder) = match linked {
+        Ok(link) => link,
+        Err(reason) => {
+            tracing::warn!(parent: &span, %reason, "link to another host failed; returning its frames");
+            let mut dp = dataplane.borrow_mut();
+            dp.remove_conn(key);
+            dp.flush();
+            return;
+        }
+    };
+    let Some(wakes) = dataplane.borrow_mut().link_wakes(key) else {
+        return;
+    };
+    dataplane.borrow_mut().remote_connected(key);
+    tracing::info!(parent: &span, "linked to another host");
+    serve_conn::<F>(reader, writer, decoder, &dataplane, key, wakes, &cfg, &span).await;
+    dataplane.borrow_mut().flush();
+}
+
+/// Host and port of a TCP address text.
+pub(super) fn tcp_target(addr: &str) -> Option<(String, u16)> {
+    let addr = addr.parse::<hostmux_wire::Addr>().ok()?;
+    match addr.kind() {
+        hostmux_wire::AddrKind::Tcp { host, port } => Some((
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        )),
+        _ => None,
+    }
+}
