@@ -403,18 +403,28 @@ impl Dataplane {
     /// stop draining it, and report it (see [`Dataplane::take_failed`]) so
     /// the control side kills it; its removal then returns what it left.
     pub(crate) fn fail_proc(&mut self, key: ProcKey) {
-        let Some(slot) = self.proc_mut(key) else {
+        if !self.unbind_and_detach(key) {
             return;
+        }
+        self.drop_agent_waiters(key);
+        if !self.failed.contains(&key) {
+            self.failed.push(key);
+        }
+    }
+
+    /// Removes `key`'s route if it still points at this incarnation, and
+    /// detaches it (see [`Dataplane::detach_proc`]). False if there is no
+    /// such proc.
+    fn unbind_and_detach(&mut self, key: ProcKey) -> bool {
+        let Some(slot) = self.proc_mut(key) else {
+            return false;
         };
         let name = slot.name.clone();
         if self.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
             self.table.remove(name.as_bytes());
         }
         self.detach_proc(key);
-        self.drop_agent_waiters(key);
-        if !self.failed.contains(&key) {
-            self.failed.push(key);
-        }
+        true
     }
 
     /// Procs failed since the last call.
@@ -425,14 +435,9 @@ impl Dataplane {
     /// The proc is gone: deliver what it sent, return what it left unread
     /// (`ProcExited`), release its slot. Unbinds its route if still bound.
     pub(crate) fn remove_proc(&mut self, key: ProcKey, now: Instant) {
-        let Some(slot) = self.proc_mut(key) else {
+        if !self.unbind_and_detach(key) {
             return;
-        };
-        let name = slot.name.clone();
-        if self.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
-            self.table.remove(name.as_bytes());
         }
-        self.detach_proc(key);
         // Deliver everything it managed to send; nothing can block on it now.
         while let Drain::More | Drain::Blocked(_) = self.drain_outbound_inner(key, now, true) {}
         let slot = self.procs[key.index as usize]
