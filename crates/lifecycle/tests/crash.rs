@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use hostmux_lifecycle::{CgroupMode, ProcHandle, ProcManager, ProcessConfig, ProcessProcManager};
+use hostmux_lifecycle::{CgroupMode, ProcHandle, ProcessProcManager};
 use rustix::process::{pidfd_send_signal, Signal};
 
 use crate::support::*;
@@ -251,16 +251,12 @@ fn killed_host_takes_all_its_procs_with_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pid_namespace_init_with_a_term_handler_still_stops_cooperatively() {
     let manager = ProcessProcManager::default();
-    let proc = manager
-        .spawn(
-            name("ns-coop"),
-            ProcessConfig::new(fixture())
-                .arg("ready")
-                .pid_namespace(true),
-        )
-        .await
-        .unwrap();
-    proc.ready().await.unwrap();
+    let proc = spawn_ready(
+        &manager,
+        "ns-coop",
+        fixture_mode("ready").pid_namespace(true),
+    )
+    .await;
     assert!(proc.in_pid_namespace());
     let status = proc.terminate(Duration::from_secs(30)).await.unwrap();
     assert_eq!(status, exited(0));
@@ -273,14 +269,6 @@ fn group_and_parent(pid: u32) -> (u32, u32) {
     let ppid = fields.nth(1).unwrap().parse().unwrap();
     let pgrp = fields.next().unwrap().parse().unwrap();
     (pgrp, ppid)
-}
-
-fn unified_cgroup(pid: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,22 +285,11 @@ async fn dropped_manager_reaps_its_guardian_and_spares_another_managers_procs() 
     // Not a proc: its own process group, our child, in our own cgroup
     // (outside the subtree it kills).
     assert_eq!(group_and_parent(guardian), (guardian, std::process::id()));
-    assert_eq!(
-        unified_cgroup(&guardian.to_string()),
-        unified_cgroup("self")
-    );
+    assert_eq!(cgroup_of(guardian), cgroup_of("self"));
     let second = ProcessProcManager::default();
     assert_ne!(first.cgroup_dir(), second.cgroup_dir());
-    let survivor = second
-        .spawn(name("survivor"), ProcessConfig::new(fixture()).arg("ready"))
-        .await
-        .unwrap();
-    survivor.ready().await.unwrap();
-    let gone = first
-        .spawn(name("gone"), ProcessConfig::new(fixture()).arg("ready"))
-        .await
-        .unwrap();
-    gone.ready().await.unwrap();
+    let survivor = spawn_ready(&second, "survivor", fixture_mode("ready")).await;
+    let gone = spawn_ready(&first, "gone", fixture_mode("ready")).await;
     // The guardian's pipe: its read end is the guardian's stdin, its only
     // write end is ours (close-on-exec, so the proc has no copy).
     let trigger = std::fs::read_link(format!("/proc/{guardian}/fd/0")).unwrap();
@@ -339,11 +316,12 @@ async fn dropped_manager_reaps_its_guardian_and_spares_another_managers_procs() 
     // Its procs' supervisors let go of it right after they finish; then the
     // guardian sees EOF, kills its (empty) subtree, exits and is reaped.
     assert!(exited_within(&guardian_fd, EPSILON), "guardian still runs");
-    let deadline = Instant::now() + EPSILON;
-    while proc_state(guardian).is_some() {
-        assert!(Instant::now() < deadline, "guardian {guardian} not reaped");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until(
+        EPSILON,
+        || proc_state(guardian).is_none(),
+        || format!("guardian {guardian} not reaped"),
+    )
+    .await;
     // Its kill went to its own subtree only: the other manager's proc still
     // stops cooperatively instead of having been SIGKILLed.
     assert_eq!(

@@ -1,12 +1,11 @@
 //! In-process manager tests.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::{
-    BulkTerminate, LocalProcConfig, LocalProcManager, PoliteStopHook, ProcHandle, ProcManager,
-    ReadyError, SingleTerminate, TerminalStatus, TerminateError,
+    BulkTerminate, LocalProcConfig, LocalProcManager, ProcHandle, ProcManager, ReadyError,
+    SingleTerminate, TerminalStatus, TerminateError,
 };
 
 use crate::support::*;
@@ -35,12 +34,7 @@ const ABORTED: TerminalStatus = TerminalStatus::Signaled {
 
 #[tokio::test]
 async fn cooperative_task_exits_zero_after_polite_stop() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&calls);
-    let hook: PoliteStopHook = Arc::new(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async {})
-    });
+    let (hook, calls) = counting_hook();
     let manager = LocalProcManager::with_polite_stop(Some(hook));
     let proc = manager.spawn(name("coop"), cooperative()).await.unwrap();
     proc.ready().await.unwrap();
@@ -125,16 +119,7 @@ async fn errors_and_panics_map_to_failed_and_fail_readiness() {
 
 #[tokio::test]
 async fn bulk_terminate_summary_adds_up_and_caps_polite_stops() {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let (flight, top) = (Arc::clone(&in_flight), Arc::clone(&peak));
-    let hook: PoliteStopHook = Arc::new(move |_| {
-        let (flight, top) = (Arc::clone(&flight), Arc::clone(&top));
-        Box::pin(async move {
-            let _in_flight = InFlight::enter(&flight, &top);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        })
-    });
+    let (hook, peak) = peak_counting_hook(Duration::from_millis(20));
     let manager = LocalProcManager::with_polite_stop(Some(hook));
     for i in 0..12 {
         let config = if i % 4 == 0 { deaf() } else { cooperative() };

@@ -1,10 +1,15 @@
 //! Helpers shared by the integration tests.
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hostmux_lifecycle::{ProcName, TerminalStatus};
+use hostmux_lifecycle::{
+    PoliteStopHook, ProcHandle, ProcManager, ProcName, ProcessConfig, ProcessHandle,
+    ProcessProcManager, Readiness, TerminalStatus, TerminateError,
+};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
@@ -73,8 +78,17 @@ pub(crate) fn zombie_children() -> Vec<u32> {
 }
 
 fn zombie_children_now() -> Vec<u32> {
+    children()
+        .into_iter()
+        .filter(|&(_, state)| state == 'Z')
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// This process's children with their state letters, from `/proc`.
+pub(crate) fn children() -> Vec<(u32, char)> {
     let me = std::process::id().to_string();
-    let mut zombies = Vec::new();
+    let mut children = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -86,13 +100,13 @@ fn zombie_children_now() -> Vec<u32> {
             continue;
         };
         let mut fields = stat[close + 1..].split_whitespace();
-        let state = fields.next();
+        let state = fields.next().and_then(|s| s.chars().next());
         let ppid = fields.next();
-        if state == Some("Z") && ppid == Some(me.as_str()) {
-            zombies.push(pid);
+        if let (Some(state), true) = (state, ppid == Some(me.as_str())) {
+            children.push((pid, state));
         }
     }
-    zombies
+    children
 }
 
 /// Number of open fds in this process.
@@ -109,10 +123,19 @@ const ISOLATED_ENV: &str = "HOSTMUX_LIFECYCLE_ISOLATED";
 /// Returns `true` in the parent, which should then return; `false` inside
 /// the isolated copy, which runs the body. `shell_prefix` optionally wraps
 /// the copy in `sh -c '<prefix> exec "$0" "$@"'` (e.g. to pre-ignore a signal).
-pub(crate) fn run_isolated(test_path: &str, shell_prefix: Option<&str>) -> bool {
+///
+/// The test is found by the name of the calling thread: libtest runs every
+/// test on a thread named after its path (`process::spawn::…`), so call
+/// this first thing in the test, before any `.await`.
+pub(crate) fn run_isolated(shell_prefix: Option<&str>) -> bool {
     if std::env::var_os(ISOLATED_ENV).is_some() {
         return false;
     }
+    let thread = std::thread::current();
+    let test_path = thread
+        .name()
+        .filter(|name| name.contains("::"))
+        .unwrap_or_else(|| panic!("run_isolated called off a test thread ({thread:?})"));
     let exe = std::env::current_exe().expect("current_exe");
     let test_args = [test_path, "--exact", "--test-threads=1", "--nocapture"];
     let mut cmd = match shell_prefix {
@@ -139,28 +162,222 @@ pub(crate) fn run_isolated(test_path: &str, shell_prefix: Option<&str>) -> bool 
     true
 }
 
+/// Polls `done` every 2 ms until it holds; panics with `what()` once
+/// `limit` has passed without it.
+pub(crate) async fn wait_until(
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    what: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The cgroup v2 path of `pid` (a number or `self`), from the `0::` line of
+/// `/proc/<pid>/cgroup`.
+pub(crate) fn cgroup_of(pid: impl std::fmt::Display) -> PathBuf {
+    let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let own = membership
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("{pid} is in no cgroup v2: {membership:?}"));
+    PathBuf::from(own)
+}
+
+/// Reads the pid a fixture wrote to `path` and removes the file.
+pub(crate) fn take_pid_file(path: &Path) -> u32 {
+    let pid = std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = std::fs::remove_file(path);
+    pid
+}
+
+/// A polite-stop hook that holds each call open for `hold`, and the peak
+/// number of calls that were open at once.
+pub(crate) fn peak_counting_hook(hold: Duration) -> (PoliteStopHook, Arc<AtomicUsize>) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let top = Arc::clone(&peak);
+    let hook: PoliteStopHook = Arc::new(move |_name| {
+        let (flight, top) = (Arc::clone(&in_flight), Arc::clone(&top));
+        Box::pin(async move {
+            let _in_flight = InFlight::enter(&flight, &top);
+            tokio::time::sleep(hold).await;
+        })
+    });
+    (hook, peak)
+}
+
 /// Counts concurrent holders and records the peak; decrements on drop (so an
 /// aborted holder is counted out too).
-pub(crate) struct InFlight {
-    now: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+struct InFlight {
+    now: Arc<AtomicUsize>,
 }
 
 impl InFlight {
-    pub(crate) fn enter(
-        now: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        peak: &std::sync::atomic::AtomicUsize,
-    ) -> Self {
-        use std::sync::atomic::Ordering::SeqCst;
-        let current = now.fetch_add(1, SeqCst) + 1;
-        peak.fetch_max(current, SeqCst);
+    fn enter(now: &Arc<AtomicUsize>, peak: &AtomicUsize) -> Self {
+        let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(current, Ordering::SeqCst);
         Self {
-            now: std::sync::Arc::clone(now),
+            now: Arc::clone(now),
         }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+// --- OS-process manager -------------------------------------------------
+
+/// Killed with SIGKILL, no core, no captured output.
+pub(crate) const SIGKILLED: TerminalStatus = TerminalStatus::Signaled {
+    signal: libc::SIGKILL,
+    core_dumped: false,
+    output: None,
+};
+
+/// The fixture binary in `mode` (further arguments may follow).
+pub(crate) fn fixture_mode(mode: &str) -> ProcessConfig {
+    ProcessConfig::new(fixture()).arg(mode)
+}
+
+/// `sh -c script`, ready as soon as it is spawned.
+pub(crate) fn shell(script: &str) -> ProcessConfig {
+    ProcessConfig::new("sh")
+        .args(["-c", script])
+        .readiness(Readiness::OnSpawn)
+}
+
+/// A shell that ignores SIGTERM and then execs `sleep`: only SIGKILL ends it.
+/// Spawn it with [`spawn_until_sleeping`].
+pub(crate) fn term_ignorer() -> ProcessConfig {
+    shell("trap '' TERM; exec sleep 1000")
+}
+
+/// A polite-stop hook that counts its calls.
+pub(crate) fn counting_hook() -> (PoliteStopHook, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let hook: PoliteStopHook = Arc::new(move |_name| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {})
+    });
+    (hook, calls)
+}
+
+/// Spawns `config` as `proc_name`; a spawn error fails the test.
+pub(crate) async fn spawn(
+    manager: &ProcessProcManager,
+    proc_name: &str,
+    config: ProcessConfig,
+) -> ProcessHandle {
+    manager
+        .spawn(name(proc_name), config)
+        .await
+        .unwrap_or_else(|e| panic!("spawn {proc_name}: {e}"))
+}
+
+/// Spawns `config` as `proc_name` and waits until it reported ready.
+pub(crate) async fn spawn_ready(
+    manager: &ProcessProcManager,
+    proc_name: &str,
+    config: ProcessConfig,
+) -> ProcessHandle {
+    let proc = spawn(manager, proc_name, config).await;
+    proc.ready()
+        .await
+        .unwrap_or_else(|e| panic!("{proc_name} never became ready: {e}"));
+    proc
+}
+
+/// Spawns `config` as `proc_name` and waits for its terminal status.
+pub(crate) async fn run_to_exit(
+    manager: &ProcessProcManager,
+    proc_name: &str,
+    config: ProcessConfig,
+) -> (ProcessHandle, TerminalStatus) {
+    let proc = spawn(manager, proc_name, config).await;
+    let status = proc
+        .wait()
+        .await
+        .unwrap_or_else(|e| panic!("wait for {proc_name}: {e}"));
+    (proc, status)
+}
+
+/// Spawns a shell that ends in `exec sleep` (like [`term_ignorer`]) and
+/// waits until it has exec'd `sleep`: until then a SIGTERM might reach the
+/// shell before its trap is set.
+pub(crate) async fn spawn_until_sleeping(
+    manager: &ProcessProcManager,
+    proc_name: &str,
+    config: ProcessConfig,
+) -> ProcessHandle {
+    let proc = spawn(manager, proc_name, config).await;
+    wait_for_comm(proc.pid().unwrap(), "sleep").await;
+    proc
+}
+
+/// Waits (bounded) until `/proc/<pid>/comm` reads `comm`.
+pub(crate) async fn wait_for_comm(pid: u32, comm: &str) {
+    let comm_is =
+        || std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm);
+    wait_until(Duration::from_secs(5), comm_is, || {
+        format!("proc {pid} never became {comm}")
+    })
+    .await;
+}
+
+/// Spawns the fixture in `mode` (`setsid-grandchild`, `double-fork`),
+/// which starts a descendant, writes its pid to a file and reports ready;
+/// returns the proc, the descendant's pid and a pidfd to watch it by.
+pub(crate) async fn spawn_with_descendant(
+    manager: &ProcessProcManager,
+    proc_name: &str,
+    mode: &str,
+) -> (ProcessHandle, u32, OwnedFd) {
+    let pidfile = temp_path(proc_name);
+    let proc = spawn_ready(manager, proc_name, fixture_mode(mode).arg(&pidfile)).await;
+    let descendant = take_pid_file(&pidfile);
+    let watch = pidfd(descendant)
+        .unwrap_or_else(|| panic!("descendant {descendant} of {proc_name} already gone"));
+    (proc, descendant, watch)
+}
+
+/// The manager's cgroup directory, or `None` (with a note that the
+/// calling test is skipped) where this machine delegates no cgroup v2.
+pub(crate) fn cgroup_dir_or_skip(manager: &ProcessProcManager) -> Option<PathBuf> {
+    let dir = manager.cgroup_dir().map(Path::to_path_buf);
+    if dir.is_none() {
+        eprintln!("skipped: no writable cgroup v2 subtree with cgroup.kill here");
+    }
+    dir
+}
+
+/// Runs one short proc to its exit, so state the manager creates lazily
+/// (spawner thread, reactor registrations) exists, and returns this
+/// process's fd count afterwards: the baseline for leak checks.
+pub(crate) async fn warm_up(manager: &ProcessProcManager) -> usize {
+    let warm = spawn(manager, "warm", fixture_mode("ready-exit").arg("0")).await;
+    warm.wait().await.unwrap();
+    fd_count()
+}
+
+/// The terminal status a terminate ended with, whether this call or an
+/// earlier exit made the proc terminal.
+pub(crate) fn terminal_either_way(
+    terminated: Result<TerminalStatus, TerminateError>,
+) -> TerminalStatus {
+    match terminated {
+        Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
+        Err(e) => panic!("terminate: {e}"),
     }
 }

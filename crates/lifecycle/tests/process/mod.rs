@@ -1,0 +1,8 @@
+//! OS-process manager tests: each injects a fault into a real child process
+//! and checks the outcome. Spawn-and-wait helpers are in `support`.
+
+mod cgroups;
+mod readiness;
+mod spawn;
+mod status;
+mod termination;
