@@ -17,6 +17,9 @@ struct Rig {
     proc_key: ProcKey,
     proc_in: Consumer,
     proc_out: Producer,
+    /// A second proc, "peer": the echo's frames to it take the drain's
+    /// fast lane when their headers repeat.
+    peer_in: Consumer,
 }
 
 fn rig() -> Rig {
@@ -25,6 +28,7 @@ fn rig() -> Rig {
         ..HostConfig::default()
     });
     let echo = plane.add_proc("echo", 1 << 16, 1 << 16);
+    let peer = plane.add_proc("peer", 1 << 16, 1 << 16);
     let conn = plane.add_conn("fuzz");
     Rig {
         dp: plane.dp,
@@ -32,6 +36,7 @@ fn rig() -> Rig {
         proc_key: echo.key,
         proc_in: echo.inbound,
         proc_out: echo.outbound,
+        peer_in: peer.inbound,
     }
 }
 
@@ -76,7 +81,9 @@ pub fn client_stream(data: &[u8]) {
 }
 
 /// Arbitrary records from a proc's outbound ring: the host never panics,
-/// and every record it drained is delivered or returned.
+/// every record it drained is delivered or returned, and every frame it
+/// wrote into another proc's ring is a valid frame from that proc (the
+/// sender cannot be forged, on the full path or the fast lane).
 pub fn proc_records(data: &[u8]) {
     let mut rig = rig();
     let mut rest = data;
@@ -95,6 +102,22 @@ pub fn proc_records(data: &[u8]) {
         rig.dp.drain_outbound(rig.proc_key, Instant::now());
         while let Ok(Some(_)) = rig.proc_in.peek() {
             let _ = rig.proc_in.release();
+        }
+        while let Ok(Some(record)) = rig.peer_in.peek() {
+            let frame = hostmux_wire::decode_frame(record, &Default::default())
+                .expect("the host wrote a valid frame into the peer's ring");
+            assert!(
+                matches!(
+                    frame.sender(),
+                    hostmux_wire::Sender::Proc {
+                        name: "echo",
+                        addr: ""
+                    }
+                ),
+                "forged sender {:?}",
+                frame.sender()
+            );
+            let _ = rig.peer_in.release();
         }
         let mut sent = Vec::new();
         let _ = rig.dp.take_outbox(rig.conn, &mut sent);

@@ -18,7 +18,7 @@ impl Noise {
 }
 
 fn frames(noise: &mut Noise, count: usize, sender: Sender<'_>) -> Vec<u8> {
-    let dests = ["echo", "service", "fuzz", "nobody"];
+    let dests = ["echo", "service", "fuzz", "nobody", "peer"];
     let mut out = Vec::new();
     for id in 0..count {
         let payload = vec![id as u8; (noise.next() % 3000) as usize];
@@ -26,7 +26,7 @@ fn frames(noise: &mut Noise, count: usize, sender: Sender<'_>) -> Vec<u8> {
             kind: [FrameKind::Data, FrameKind::ControlRequest][(noise.next() % 2) as usize],
             sender,
             dest_addr: ["", "", "tcp:127.0.0.1:9", "unix:/x"][(noise.next() % 4) as usize],
-            ..FrameHeader::data(dests[(noise.next() % 4) as usize], id as u64)
+            ..FrameHeader::data(dests[(noise.next() % 5) as usize], id as u64)
         };
         encode_frame_to_vec(&mut out, &header, &payload, &Limits::default()).unwrap();
     }
@@ -61,6 +61,27 @@ fn fuzz_entry_points_survive_generated_inputs() {
             records.extend_from_slice(&frame);
         }
         proc_records(&records);
+        // Runs of frames from the echo to its peer (the drain's fast lane),
+        // one claiming another sender, then the same with flipped bytes.
+        let mut run = Vec::new();
+        for id in 0..12u64 {
+            let name = if id == 7 { "peer" } else { "echo" };
+            let header = FrameHeader {
+                sender: Sender::Proc { addr: "", name },
+                ..FrameHeader::data("peer", id)
+            };
+            let mut frame = Vec::new();
+            let payload = vec![id as u8; (noise.next() % 200) as usize];
+            encode_frame_to_vec(&mut frame, &header, &payload, &Limits::default()).unwrap();
+            run.extend_from_slice(&(frame.len() as u16).to_le_bytes());
+            run.extend_from_slice(&frame);
+        }
+        proc_records(&run);
+        for _ in 0..=round {
+            let at = (noise.next() as usize) % run.len();
+            run[at] ^= 1 << (noise.next() % 8);
+        }
+        proc_records(&run);
         let noise_bytes: Vec<u8> = (0..4096).map(|_| noise.next() as u8).collect();
         client_stream(&noise_bytes);
         proc_records(&noise_bytes);
