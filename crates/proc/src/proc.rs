@@ -367,7 +367,12 @@ impl Proc {
     }
 
     /// Hands out the application message at the head (after `settle_head`
-    /// returned `Application`).
+    /// returned `Application`). The record is the one `settle_head` peeked,
+    /// taken again with `Consumer::peeked`, which reads nothing from the
+    /// ring: `settle_head` cannot hand the record over itself, because it
+    /// goes on using the consumer when the head is an agent request, and
+    /// the borrow checker (without Polonius) then refuses to let a borrow
+    /// taken in the loop escape to the caller.
     fn take_head(&mut self) -> Result<Message<'_>, ProcError> {
         let Proc {
             inbox,
@@ -375,16 +380,14 @@ impl Proc {
             agent,
             ..
         } = self;
-        let record = inbox
-            .consumer
-            .peek()
-            .map_err(ProcError::ring("inbound"))?
-            .ok_or(ProcError::Ring {
+        let Some(record) = inbox.consumer.peeked() else {
+            return Err(ProcError::Ring {
                 ring: "inbound",
                 source: hostmux_ring::RingError::Corrupted {
-                    what: "record vanished between two peeks",
+                    what: "no peeked record at the head of the ring",
                 },
-            })?;
+            });
+        };
         let frame = match decode_frame_memo(record, &inbox.limits, &mut inbox.memo) {
             Ok(frame) => frame,
             Err(e) => {
@@ -560,9 +563,9 @@ impl Proc {
 
     /// Hands the application messages in the ring to `handle` until
     /// `delivered` reaches `max` or the ring is empty, answering agent
-    /// requests in passing. One `peek` per record: the message does not
-    /// outlive the loop body, so the record's borrow need not either
-    /// (`settle_head` + `take_head` peek twice).
+    /// requests in passing. The message does not outlive the loop body, so
+    /// one `peek` per record serves both the agent check and the decode
+    /// (unlike `settle_head` + `take_head`, see there).
     fn deliver(
         &mut self,
         max: usize,

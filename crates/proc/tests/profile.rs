@@ -12,7 +12,7 @@
 //! Run with two frame counts; the difference in instructions divided by
 //! the difference in frames is the per-frame cost without the setup.
 
-use hostmux_proc::{boot_from, BatchRecv};
+use hostmux_proc::{boot_from, BatchRecv, Proc};
 use hostmux_wire::{encode_frame, encoded_len, Flags, FrameHeader, Sender};
 
 use crate::support::{TestHost, PATIENCE};
@@ -28,61 +28,35 @@ fn frames() -> u64 {
         .unwrap_or(100_000)
 }
 
-/// Drains whatever the proc published; returns the record count.
-fn drain(host: &mut TestHost) -> u64 {
-    let mut n = 0;
-    for _ in host.from_proc.batch() {
-        n += 1;
-    }
-    host.from_proc.publish_released().unwrap();
-    n
+/// An in-process proc named `name` on 1 MiB rings, and its host.
+fn host_and_proc(name: &str) -> (TestHost, Proc) {
+    let (host, params) = TestHost::local(name, 1 << 20, false);
+    (host, boot_from(params).unwrap())
 }
 
-#[test]
-#[ignore = "profiling loop for callgrind"]
-fn profile_send_64_byte_frames() {
-    let (mut host, params) = TestHost::local("pinger", 1 << 20, false);
-    let mut proc = boot_from(params).unwrap();
+/// Sends [`frames`] frames, `chunk` per host turn (`send(proc, n)` sends
+/// `n`), the host draining the outbound ring after each turn.
+fn send_all(chunk: u64, mut send: impl FnMut(&mut Proc, u64)) {
+    let (mut host, mut proc) = host_and_proc("pinger");
     let total = frames();
-    let mut seen = 0;
-    let mut sent = 0;
+    let (mut sent, mut seen) = (0, 0);
     while sent < total {
-        let n = CHUNK.min(total - sent);
-        for _ in 0..n {
-            proc.outbox().send("counter", 1, &PAYLOAD).unwrap();
-        }
+        let n = chunk.min(total - sent);
+        send(&mut proc, n);
         sent += n;
-        seen += drain(&mut host);
+        for _ in host.from_proc.batch() {
+            seen += 1;
+        }
+        host.from_proc.publish_released().unwrap();
     }
     assert_eq!(seen, total);
 }
 
-#[test]
-#[ignore = "profiling loop for callgrind"]
-fn profile_send_batch_64_byte_frames() {
-    let (mut host, params) = TestHost::local("pinger", 1 << 20, false);
-    let mut proc = boot_from(params).unwrap();
-    let total = frames();
-    let mut seen = 0;
-    let mut sent = 0;
-    while sent < total {
-        let n = 128.min(total - sent);
-        let mut batch = proc.outbox().batch();
-        for _ in 0..n {
-            batch.send("counter", 1, &PAYLOAD).unwrap();
-        }
-        batch.publish().unwrap();
-        sent += n;
-        seen += drain(&mut host);
-    }
-    assert_eq!(seen, total);
-}
-
-#[test]
-#[ignore = "profiling loop for callgrind"]
-fn profile_recv_batch_64_byte_frames() {
-    let (mut host, params) = TestHost::local("counter", 1 << 20, false);
-    let mut proc = boot_from(params).unwrap();
+/// Receives [`frames`] frames the host delivers [`CHUNK`] at a time;
+/// `receive(proc)` takes what it can (the ring holds at least one frame)
+/// and returns how many it took.
+fn receive_all(mut receive: impl FnMut(&mut Proc) -> u64) {
+    let (mut host, mut proc) = host_and_proc("counter");
     // The frame a host delivers from proc "pinger", encoded once.
     let header = FrameHeader {
         dest_port: 1,
@@ -111,13 +85,53 @@ fn profile_recv_batch_64_byte_frames() {
         host.to_proc.publish().unwrap();
         put += n;
         while got < put {
-            match proc.recv_batch(256, PATIENCE, |m| {
-                assert_eq!(m.payload().len(), PAYLOAD.len());
-            }) {
-                Ok(BatchRecv::Delivered(k)) => got += k as u64,
-                other => panic!("unexpected {other:?}"),
-            }
+            got += receive(&mut proc);
         }
     }
     assert_eq!(got, total);
+}
+
+#[test]
+#[ignore = "profiling loop for callgrind"]
+fn profile_send_64_byte_frames() {
+    send_all(CHUNK, |proc, n| {
+        for _ in 0..n {
+            proc.outbox().send("counter", 1, &PAYLOAD).unwrap();
+        }
+    });
+}
+
+#[test]
+#[ignore = "profiling loop for callgrind"]
+fn profile_send_batch_64_byte_frames() {
+    send_all(128, |proc, n| {
+        let mut batch = proc.outbox().batch();
+        for _ in 0..n {
+            batch.send("counter", 1, &PAYLOAD).unwrap();
+        }
+        batch.publish().unwrap();
+    });
+}
+
+#[test]
+#[ignore = "profiling loop for callgrind"]
+fn profile_recv_64_byte_frames() {
+    receive_all(|proc| {
+        let message = proc.recv().unwrap().expect("a frame is waiting");
+        assert_eq!(message.payload().len(), PAYLOAD.len());
+        1
+    });
+}
+
+#[test]
+#[ignore = "profiling loop for callgrind"]
+fn profile_recv_batch_64_byte_frames() {
+    receive_all(|proc| {
+        match proc.recv_batch(256, PATIENCE, |m| {
+            assert_eq!(m.payload().len(), PAYLOAD.len());
+        }) {
+            Ok(BatchRecv::Delivered(k)) => k as u64,
+            other => panic!("unexpected {other:?}"),
+        }
+    });
 }

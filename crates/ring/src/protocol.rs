@@ -261,6 +261,8 @@ pub(crate) struct ConsumerCursor {
     tail_seen: u64,
     /// Size of the record returned by the last `peek`, 0 if none.
     peeked: u64,
+    /// Payload length of that record (meaningful while `peeked != 0`).
+    peeked_len: u64,
     poison: Option<&'static str>,
 }
 
@@ -272,6 +274,7 @@ impl ConsumerCursor {
             published: head,
             tail_seen: tail,
             peeked: 0,
+            peeked_len: 0,
             poison: None,
         }
     }
@@ -357,12 +360,27 @@ impl ConsumerCursor {
                 return Err(self.fail("record length runs past the producer index"));
             }
             self.peeked = record;
+            self.peeked_len = len;
             return Ok(Some(Span {
                 payload: pos + RECORD_ALIGN,
                 len,
             }));
         }
         Err(self.fail("padding records repeat without a record between them"))
+    }
+
+    /// The record the last `peek` returned, while it is not released, from
+    /// what that peek validated (nothing is loaded again). `None` if there
+    /// is none or the cursor is poisoned.
+    #[inline]
+    pub(crate) fn peeked(&self) -> Option<Span> {
+        if self.peeked == 0 || self.poison.is_some() {
+            return None;
+        }
+        Some(Span {
+            payload: (self.head & (self.capacity - 1)) + RECORD_ALIGN,
+            len: self.peeked_len,
+        })
     }
 
     /// Consume the record returned by the last `peek` (local until `publish`).

@@ -538,7 +538,9 @@ impl Consumer {
 
     /// The next record's payload, borrowed in place (16-byte aligned), or
     /// `None` if nothing is published. Peeking again without
-    /// [`release`](Consumer::release) returns the same record.
+    /// [`release`](Consumer::release) returns the same record, reading and
+    /// validating its header again; [`peeked`](Consumer::peeked) returns it
+    /// without doing either.
     ///
     /// The bytes live in memory the producer can write: treat them as
     /// untrusted input and copy out anything you validate before relying on it.
@@ -555,6 +557,19 @@ impl Consumer {
                 Ok(None)
             }
         }
+    }
+
+    /// The record the last [`peek`](Consumer::peek) returned, as long as it
+    /// is not released, without loading or validating anything again (its
+    /// header was read once, by that peek). `None` if no record is peeked or
+    /// this end is poisoned. Makes no system call, allocates nothing.
+    ///
+    /// For a caller that looks at a record, decides, and only then takes it
+    /// for longer than the first borrow could last.
+    #[inline]
+    pub fn peeked(&self) -> Option<&[u8]> {
+        let span = self.cursor.peeked()?;
+        self.region.bytes(span.payload, span.len)
     }
 
     /// Consume the record returned by the last [`peek`](Consumer::peek)

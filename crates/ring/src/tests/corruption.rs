@@ -155,6 +155,32 @@ mod hostile_producer {
         poke_u64(&region, OFF_TAIL, 96);
         assert_corrupted(consumer.peek(), "past the producer index");
     }
+
+    #[test]
+    fn peeked_returns_what_peek_read_even_after_a_rewrite() {
+        let (mut producer, mut consumer, region) = ring();
+        assert_eq!(consumer.peeked(), None, "nothing peeked yet");
+        let mut first = producer.try_reserve(4).unwrap();
+        first.copy_from_slice(b"abcd");
+        first.commit(); // record at 0, 32 bytes
+        producer.publish().unwrap();
+        assert_eq!(consumer.peek().unwrap(), Some(&b"abcd"[..]));
+        // The child rewrites the length after the host read it: `peeked`
+        // keeps to what `peek` validated.
+        record_header(&region, 0, 12);
+        assert_eq!(consumer.peeked(), Some(&b"abcd"[..]));
+        consumer.release().unwrap();
+        assert_eq!(consumer.peeked(), None, "released");
+        // A poisoned end hands out nothing, not even the last peeked record.
+        let mut second = producer.try_reserve(4).unwrap();
+        second.copy_from_slice(b"next");
+        second.commit();
+        producer.publish().unwrap();
+        assert_eq!(consumer.peek().unwrap(), Some(&b"next"[..]));
+        record_header(&region, 32, 4000);
+        assert_corrupted(consumer.peek(), "past");
+        assert_eq!(consumer.peeked(), None);
+    }
 }
 
 /// Host as producer: the child (consumer) writes the consumer index.
