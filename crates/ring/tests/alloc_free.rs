@@ -86,6 +86,7 @@ fn reserve_commit_publish_peek_release_waits_and_occupancy_allocate_nothing() {
             checksum += (consumer.used() + consumer.refresh_used().unwrap()) as u64;
         } else if let Some(record) = consumer.peek().unwrap() {
             checksum += record.len() as u64;
+            checksum += consumer.peeked().map_or(0, <[u8]>::len) as u64;
             consumer.release().unwrap();
         }
     }

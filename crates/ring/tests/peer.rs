@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use hostmux_ring::{recv_fds, send_fds, Doorbell, RingError, SharedRing, WaitOutcome};
+use hostmux_ring::{recv_fds, send_fds, Doorbell, SharedRing, WaitOutcome};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags};
 
@@ -148,10 +148,8 @@ fn env_u64(key: &str) -> u64 {
     std::env::var(key).unwrap().parse().unwrap()
 }
 
-fn spin_for(pace: Duration) {
-    if pace.is_zero() {
-        return;
-    }
+/// Busy-wait for `pace` (to be the slow side without sleeping).
+pub(crate) fn busy_wait(pace: Duration) {
     let until = Instant::now() + pace;
     while Instant::now() < until {
         std::hint::spin_loop();
@@ -197,37 +195,18 @@ fn produce(ring: SharedRing, plan: Plan, doorbell: Option<Doorbell>, vanish: boo
     producer.set_consumer_doorbell(doorbell);
     let mut waited = 0u64;
     for seq in 0..plan.count {
-        let len = records::size(plan.seed, seq, plan.max_len);
-        loop {
-            match producer.try_reserve(len) {
-                Ok(mut slot) => {
-                    records::write(seq, &mut slot);
-                    slot.commit();
-                    break;
-                }
-                Err(RingError::Full) => {
-                    waited += 1;
-                    match producer
-                        .wait_writable(len, Some(Duration::from_secs(20)))
-                        .unwrap()
-                    {
-                        WaitOutcome::Ready => {}
-                        other => {
-                            eprintln!("peer producer: record {seq}: {other:?}");
-                            return 3;
-                        }
-                    }
-                }
-                Err(e) => {
-                    eprintln!("peer producer: record {seq}: {e}");
-                    return 4;
-                }
+        let patience = Duration::from_secs(20);
+        match records::produce(&mut producer, plan.seed, seq, plan.max_len, patience) {
+            Ok(waits) => waited += waits,
+            Err(problem) => {
+                eprintln!("peer producer: {problem}");
+                return 3;
             }
         }
         if !plan.pace.is_zero() || seq % 16 == 15 {
             producer.publish().unwrap();
         }
-        spin_for(plan.pace);
+        busy_wait(plan.pace);
     }
     producer.publish().unwrap();
     if plan.expect_full && waited == 0 {
@@ -255,7 +234,7 @@ fn consume(ring: SharedRing, plan: Plan) -> i32 {
                 }
                 seq += 1;
                 consumer.release().unwrap();
-                spin_for(plan.pace);
+                busy_wait(plan.pace);
             }
             Ok(None) => {
                 waits += 1;

@@ -4,6 +4,10 @@
 //! Layout: bytes 0..8 the sequence number (truncated for short records),
 //! bytes 8..16 a Fletcher-style checksum of bytes 16.., then filler.
 
+use std::time::Duration;
+
+use hostmux_ring::{Producer, RingError, WaitOutcome};
+
 /// splitmix64
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -46,6 +50,37 @@ pub(crate) fn write(seq: u64, bytes: &mut [u8]) {
     } else {
         for b in &mut bytes[head..] {
             *b = 0xa5;
+        }
+    }
+}
+
+/// Commit record `seq` of `seed` into `producer` (not published), waiting
+/// up to `patience` for space whenever the ring is full. Returns how many
+/// times it had to wait; `Err` describes why the record was not written.
+pub(crate) fn produce(
+    producer: &mut Producer,
+    seed: u64,
+    seq: u64,
+    max_len: usize,
+    patience: Duration,
+) -> Result<u64, String> {
+    let len = size(seed, seq, max_len);
+    let mut waited = 0;
+    loop {
+        match producer.try_reserve(len) {
+            Ok(mut slot) => {
+                write(seq, &mut slot);
+                slot.commit();
+                return Ok(waited);
+            }
+            Err(RingError::Full) => {
+                waited += 1;
+                match producer.wait_writable(len, Some(patience)) {
+                    Ok(WaitOutcome::Ready) => {}
+                    other => return Err(format!("record {seq}: waiting for space: {other:?}")),
+                }
+            }
+            Err(e) => return Err(format!("record {seq}: {e}")),
         }
     }
 }

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use hostmux_ring::{Consumer, Doorbell, RingError, SharedRing, WaitOutcome};
+use hostmux_ring::{Consumer, Doorbell, SharedRing, WaitOutcome};
 
-use crate::peer::{fds_for, Peer, Plan, Role};
+use crate::peer::{busy_wait, fds_for, Peer, Plan, Role};
 use crate::records;
 
 /// Big enough for 64 KiB records, small enough to wrap thousands of times.
@@ -22,13 +22,6 @@ fn plan(role: Role, count: u64, max_len: usize) -> Plan {
         max_len,
         pace: Duration::ZERO,
         expect_full: false,
-    }
-}
-
-fn spin_for(pace: Duration) {
-    let until = Instant::now() + pace;
-    while Instant::now() < until {
-        std::hint::spin_loop();
     }
 }
 
@@ -66,7 +59,7 @@ fn consume_from(
             got.records += 1;
             got.bytes += record.len() as u64;
             consumer.release().unwrap();
-            spin_for(pace);
+            busy_wait(pace);
             continue;
         }
         got.waits += 1;
@@ -147,21 +140,7 @@ fn records_from_the_host_are_verified_by_a_child_consumer() {
     let peer = Peer::spawn(plan, &fds_for(&ring, None));
     let mut producer = ring.into_producer().unwrap();
     for seq in 0..plan.count {
-        let len = records::size(plan.seed, seq, plan.max_len);
-        loop {
-            match producer.try_reserve(len) {
-                Ok(mut slot) => {
-                    records::write(seq, &mut slot);
-                    slot.commit();
-                    break;
-                }
-                Err(RingError::Full) => {
-                    let outcome = producer.wait_writable(len, Some(PATIENCE)).unwrap();
-                    assert_eq!(outcome, WaitOutcome::Ready, "record {seq}");
-                }
-                Err(e) => panic!("record {seq}: {e}"),
-            }
-        }
+        records::produce(&mut producer, plan.seed, seq, plan.max_len, PATIENCE).unwrap();
         if seq % 8 == 7 {
             producer.publish().unwrap();
         }
