@@ -92,6 +92,7 @@ mod process;
 pub mod readiness;
 mod spawner;
 mod status;
+mod supervision;
 #[allow(unsafe_code)]
 mod sys;
 

@@ -3,13 +3,13 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hostmux_wire::ProcName;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::error::{ReadyError, TerminateError, WaitError};
-use crate::status::{ProcStatus, TerminalStatus};
+use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
 
 /// What a supervisor publishes.
 #[derive(Debug, Clone)]
@@ -34,6 +34,13 @@ impl Snapshot {
         } else {
             ProcStatus::Ready
         };
+    }
+
+    /// A terminate began: the proc shows as `Stopping` until it is terminal.
+    pub(crate) fn mark_stopping(&mut self) {
+        if !matches!(self.status, ProcStatus::Terminal(_)) {
+            self.status = ProcStatus::Stopping;
+        }
     }
 
     pub(crate) fn starting() -> Self {
@@ -104,7 +111,26 @@ impl Link {
         Ok(snapshot.terminal().cloned().expect("checked by wait_for"))
     }
 
-    pub(crate) async fn request(&self, command: Command) -> Result<TerminalStatus, TerminateError> {
+    /// [`ProcHandle::terminate`](crate::ProcHandle::terminate) for both
+    /// managers' handles.
+    pub(crate) async fn terminate(
+        &self,
+        grace: Duration,
+    ) -> Result<TerminalStatus, TerminateError> {
+        self.request(Command::Terminate {
+            deadline: Instant::now() + grace,
+            permits: None,
+        })
+        .await
+    }
+
+    /// [`ProcHandle::kill`](crate::ProcHandle::kill) for both managers'
+    /// handles.
+    pub(crate) async fn kill(&self) -> Result<TerminalStatus, TerminateError> {
+        self.request(Command::Kill).await
+    }
+
+    async fn request(&self, command: Command) -> Result<TerminalStatus, TerminateError> {
         if let Some(status) = self.state.borrow().terminal() {
             return Err(TerminateError::AlreadyTerminated(status.clone()));
         }
@@ -126,4 +152,37 @@ impl Link {
             (None, None) => Err(TerminateError::ChannelClosed),
         }
     }
+}
+
+/// [`BulkTerminate::terminate_all`](crate::BulkTerminate::terminate_all)
+/// for both managers, over their live procs' links: one deadline
+/// `now + grace` for all, at most `max_in_flight` polite-stop hooks at once.
+pub(crate) async fn terminate_all(
+    links: impl IntoIterator<Item = Link>,
+    grace: Duration,
+    max_in_flight: usize,
+) -> TerminateSummary {
+    let deadline = Instant::now() + grace;
+    let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let mut waits = tokio::task::JoinSet::new();
+    for link in links {
+        let permits = Arc::clone(&permits);
+        waits.spawn(async move {
+            link.request(Command::Terminate {
+                deadline,
+                permits: Some(permits),
+            })
+            .await
+        });
+    }
+    let mut summary = TerminateSummary::default();
+    while let Some(joined) = waits.join_next().await {
+        // Counted so that `attempted == ok + failed`.
+        summary.attempted += 1;
+        match joined.unwrap_or(Err(TerminateError::ChannelClosed)) {
+            Ok(_) | Err(TerminateError::AlreadyTerminated(_)) => summary.ok += 1,
+            Err(_) => summary.failed += 1,
+        }
+    }
+    summary
 }

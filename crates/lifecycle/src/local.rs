@@ -12,21 +12,21 @@
 //! | `Failed { reason }`       | it returned `Err(reason)`, or panicked            |
 //! | `Signaled { SIGKILL }`    | it was aborted (kill, or still running at the deadline) |
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use hostmux_wire::ProcName;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::escalation::{Action, Escalation};
 use crate::link::{Command, Link, Snapshot};
-use crate::manager::{summarize, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager};
+use crate::manager::{BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, Registry};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
+use crate::supervision::{apply_command, sleep_until, PoliteStops, ReadyTimeout};
 
 /// The future an in-process proc runs.
 pub type LocalProcFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
@@ -119,7 +119,7 @@ pub struct LocalProcManager {
 
 struct LocalInner {
     polite_stop: Option<PoliteStopHook>,
-    registry: Mutex<HashMap<ProcName, LocalHandle>>,
+    registry: Registry<LocalHandle>,
 }
 
 impl std::fmt::Debug for LocalProcManager {
@@ -145,18 +145,15 @@ impl LocalProcManager {
         Self {
             inner: Arc::new(LocalInner {
                 polite_stop: hook,
-                registry: Mutex::new(HashMap::new()),
+                registry: Registry::new(),
             }),
         }
     }
 
-    fn handles(&self) -> Vec<LocalHandle> {
-        let registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        registry.values().cloned().collect()
+    /// The links of the live procs.
+    fn links(&self) -> Vec<Link> {
+        let registry = self.inner.registry.lock();
+        registry.values().map(|h| Link::clone(&h.link)).collect()
     }
 }
 
@@ -188,16 +185,11 @@ impl ProcHandle for LocalHandle {
     }
 
     async fn terminate(&self, grace: Duration) -> Result<TerminalStatus, TerminateError> {
-        self.link
-            .request(Command::Terminate {
-                deadline: Instant::now() + grace,
-                permits: None,
-            })
-            .await
+        self.link.terminate(grace).await
     }
 
     async fn kill(&self) -> Result<TerminalStatus, TerminateError> {
-        self.link.request(Command::Kill).await
+        self.link.kill().await
     }
 }
 
@@ -210,11 +202,7 @@ impl ProcManager for LocalProcManager {
         name: ProcName,
         config: LocalProcConfig,
     ) -> Result<LocalHandle, LifecycleError> {
-        let mut registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut registry = self.inner.registry.lock();
         if registry.contains_key(&name) {
             return Err(LifecycleError::ProcExists(name));
         }
@@ -239,15 +227,14 @@ impl ProcManager for LocalProcManager {
             name: name.clone(),
             task,
             ready: (!config.ready_on_spawn).then_some(ready_rx),
-            ready_deadline: (!config.ready_on_spawn && !config.ready_timeout.is_zero())
-                .then(|| Instant::now() + config.ready_timeout),
-            ready_timeout: config.ready_timeout,
-            ready_failure: None,
+            ready_timeout: ReadyTimeout::start(
+                config.ready_timeout,
+                !config.ready_on_spawn,
+                Instant::now(),
+            ),
             stop: stop_tx,
             escalation: Escalation::new(),
-            polite_stop: self.inner.polite_stop.clone(),
-            hook_permits: None,
-            hooks: Vec::new(),
+            polite_stops: PoliteStops::new(self.inner.polite_stop.clone()),
             state: state_tx,
             commands: command_rx,
             commands_open: true,
@@ -260,37 +247,14 @@ impl ProcManager for LocalProcManager {
     }
 
     fn get(&self, name: &ProcName) -> Option<LocalHandle> {
-        let registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let registry = self.inner.registry.lock();
         registry.get(name).cloned()
     }
 }
 
 impl BulkTerminate for LocalProcManager {
     async fn terminate_all(&self, grace: Duration, max_in_flight: usize) -> TerminateSummary {
-        let deadline = Instant::now() + grace;
-        let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
-        let mut waits = tokio::task::JoinSet::new();
-        for handle in self.handles() {
-            let permits = Arc::clone(&permits);
-            waits.spawn(async move {
-                handle
-                    .link
-                    .request(Command::Terminate {
-                        deadline,
-                        permits: Some(permits),
-                    })
-                    .await
-            });
-        }
-        let mut results = Vec::with_capacity(waits.len());
-        while let Some(joined) = waits.join_next().await {
-            results.push(joined.unwrap_or(Err(TerminateError::ChannelClosed)));
-        }
-        summarize(results)
+        crate::link::terminate_all(self.links(), grace, max_in_flight).await
     }
 }
 
@@ -298,14 +262,10 @@ struct LocalSupervisor {
     name: ProcName,
     task: JoinHandle<Result<(), String>>,
     ready: Option<tokio::sync::oneshot::Receiver<()>>,
-    ready_deadline: Option<Instant>,
-    ready_timeout: Duration,
-    ready_failure: Option<ReadyError>,
+    ready_timeout: ReadyTimeout,
     stop: watch::Sender<bool>,
     escalation: Escalation,
-    polite_stop: Option<PoliteStopHook>,
-    hook_permits: Option<Arc<Semaphore>>,
-    hooks: Vec<JoinHandle<()>>,
+    polite_stops: PoliteStops,
     state: watch::Sender<Snapshot>,
     commands: mpsc::UnboundedReceiver<Command>,
     commands_open: bool,
@@ -318,10 +278,13 @@ impl LocalSupervisor {
             self.mark_ready();
         }
         while self.escalation.terminal().is_none() {
-            let wake_at = [self.escalation.poll_timeout(), self.ready_deadline]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake_at = [
+                self.escalation.poll_timeout(),
+                self.ready_timeout.deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 biased;
                 joined = &mut self.task => {
@@ -344,14 +307,7 @@ impl LocalSupervisor {
                     self.escalation.handle_exit(status, Instant::now());
                 }
                 command = self.commands.recv(), if self.commands_open => match command {
-                    Some(Command::Terminate { deadline, permits }) => {
-                        if self.hook_permits.is_none() {
-                            self.hook_permits = permits;
-                        }
-                        let now = Instant::now();
-                        self.escalation.handle_terminate(deadline.saturating_duration_since(now), now);
-                    }
-                    Some(Command::Kill) => self.escalation.handle_kill(Instant::now()),
+                    Some(command) => apply_command(command, &mut self.escalation, &mut self.polite_stops),
                     None => self.commands_open = false,
                 },
                 reported = wait_ready(&mut self.ready), if self.ready.is_some() => {
@@ -363,38 +319,23 @@ impl LocalSupervisor {
                 () = sleep_until(wake_at), if wake_at.is_some() => {
                     let now = Instant::now();
                     self.escalation.handle_timeout(now);
-                    if self.ready_deadline.is_some_and(|at| now >= at) {
+                    if self.ready_timeout.check(now, &self.name, &mut self.escalation) {
                         self.ready = None;
-                        self.ready_deadline = None;
-                        self.ready_failure = Some(ReadyError::TimedOut {
-                            name: self.name.clone(),
-                            timeout: self.ready_timeout,
-                        });
-                        self.escalation.handle_fail(
-                            format!("not ready within the spawn-ready timeout of {:?}", self.ready_timeout),
-                            now,
-                        );
                     }
                 }
             }
             self.execute_actions();
         }
-        for hook in self.hooks.drain(..) {
-            hook.abort();
-        }
+        self.polite_stops.abort_all();
         let status = self
             .escalation
             .terminal()
             .cloned()
             .expect("loop ends at the exit");
         if let Some(manager) = self.manager.upgrade() {
-            manager
-                .registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&self.name);
+            manager.registry.lock().remove(&self.name);
         }
-        let ready_failure = self.ready_failure.take();
+        let ready_failure = self.ready_timeout.take_failure();
         self.state.send_modify(|s| {
             s.ready_failure = ready_failure;
             s.status = ProcStatus::Terminal(status);
@@ -402,7 +343,7 @@ impl LocalSupervisor {
     }
 
     fn mark_ready(&mut self) {
-        self.ready_deadline = None;
+        self.ready_timeout.stop();
         let stopping = self.escalation.is_stopping();
         self.state.send_modify(|s| s.mark_ready(stopping));
     }
@@ -410,20 +351,7 @@ impl LocalSupervisor {
     fn execute_actions(&mut self) {
         while let Some(action) = self.escalation.poll_action() {
             match action {
-                Action::PoliteStop => {
-                    self.state.send_modify(|s| s.status = ProcStatus::Stopping);
-                    if let Some(hook) = &self.polite_stop {
-                        let stop = hook(&self.name);
-                        let permits = self.hook_permits.clone();
-                        self.hooks.push(tokio::spawn(async move {
-                            let _permit = match permits {
-                                Some(p) => p.acquire_owned().await.ok(),
-                                None => None,
-                            };
-                            stop.await;
-                        }));
-                    }
-                }
+                Action::PoliteStop => self.polite_stops.begin(&self.name, &self.state),
                 Action::Terminate => {
                     let _ = self.stop.send(true);
                 }
@@ -437,13 +365,6 @@ impl LocalSupervisor {
 async fn wait_ready(ready: &mut Option<tokio::sync::oneshot::Receiver<()>>) -> bool {
     match ready {
         Some(rx) => rx.await.is_ok(),
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }

@@ -1,8 +1,10 @@
-//! The traits both managers implement, and the polite-stop hook type.
+//! The traits both managers implement, the polite-stop hook type, and the
+//! registry of live procs both keep.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hostmux_wire::ProcName;
@@ -107,18 +109,18 @@ impl<M: ProcManager> SingleTerminate for M {
     }
 }
 
-/// Shared by both managers' `terminate_all`: counts outcomes so that
-/// `attempted == ok + failed`.
-pub(crate) fn summarize(
-    results: impl IntoIterator<Item = Result<TerminalStatus, TerminateError>>,
-) -> TerminateSummary {
-    let mut summary = TerminateSummary::default();
-    for result in results {
-        summary.attempted += 1;
-        match result {
-            Ok(_) | Err(TerminateError::AlreadyTerminated(_)) => summary.ok += 1,
-            Err(_) => summary.failed += 1,
-        }
+/// A manager's live procs by name. A poisoned lock is taken over rather
+/// than propagated: every critical section is a few map operations that a
+/// panic cannot leave half done.
+#[derive(Debug)]
+pub(crate) struct Registry<V>(Mutex<HashMap<ProcName, V>>);
+
+impl<V> Registry<V> {
+    pub(crate) fn new() -> Self {
+        Self(Mutex::new(HashMap::new()))
     }
-    summary
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<ProcName, V>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }

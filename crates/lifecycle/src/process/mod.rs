@@ -4,13 +4,12 @@ mod arm;
 mod config;
 mod supervisor;
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hostmux_wire::ProcName;
 use tokio::sync::Semaphore;
@@ -18,8 +17,8 @@ use tokio::sync::Semaphore;
 pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
 use crate::cgroup::{self, CgroupRoot};
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
-use crate::link::{Command as SupervisorCommand, Link};
-use crate::manager::{summarize, BulkTerminate, PoliteStopHook, ProcHandle, ProcManager};
+use crate::link::Link;
+use crate::manager::{BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, Registry};
 use crate::output::{OutputMode, OutputTail, Stream, Tails};
 use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
@@ -102,7 +101,7 @@ impl ProcessProcManagerBuilder {
                 max_starting: self.max_starting,
                 starting_now: Arc::new(AtomicUsize::new(0)),
                 starting_peak: Arc::new(AtomicUsize::new(0)),
-                registry: Mutex::new(HashMap::new()),
+                registry: Registry::new(),
                 next_seq: AtomicU64::new(0),
             }),
         }
@@ -136,7 +135,7 @@ pub(crate) struct ManagerInner {
     starting_now: Arc<AtomicUsize>,
     starting_peak: Arc<AtomicUsize>,
     /// Live procs by name; `None` while a spawn of that name is under way.
-    registry: Mutex<HashMap<ProcName, (u64, Option<ProcessHandle>)>>,
+    registry: Registry<(u64, Option<ProcessHandle>)>,
     next_seq: AtomicU64,
 }
 
@@ -152,7 +151,7 @@ impl std::fmt::Debug for ManagerInner {
 impl ManagerInner {
     /// Forgets `name` if it still refers to spawn `seq`.
     pub(crate) fn forget(&self, name: &ProcName, seq: u64) {
-        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut registry = self.registry.lock();
         if registry.get(name).is_some_and(|(s, _)| *s == seq) {
             registry.remove(name);
         }
@@ -201,11 +200,7 @@ impl ProcessProcManager {
 
     /// Names of the live procs.
     pub fn live_procs(&self) -> Vec<ProcName> {
-        let registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let registry = self.inner.registry.lock();
         registry
             .iter()
             .filter(|(_, (_, h))| h.is_some())
@@ -224,13 +219,13 @@ impl ProcessProcManager {
         self.inner.max_starting
     }
 
-    fn handles(&self) -> Vec<ProcessHandle> {
-        let registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        registry.values().filter_map(|(_, h)| h.clone()).collect()
+    /// The links of the live procs.
+    fn links(&self) -> Vec<Link> {
+        let registry = self.inner.registry.lock();
+        registry
+            .values()
+            .filter_map(|(_, h)| h.as_ref().map(|h| h.inner.link.clone()))
+            .collect()
     }
 
     async fn spawn_proc(
@@ -240,11 +235,7 @@ impl ProcessProcManager {
     ) -> Result<ProcessHandle, LifecycleError> {
         let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
         {
-            let mut registry = self
-                .inner
-                .registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut registry = self.inner.registry.lock();
             if registry.contains_key(&name) {
                 return Err(LifecycleError::ProcExists(name));
             }
@@ -490,11 +481,7 @@ impl Reservation<'_> {
     /// Publishes the handle, but only if the reservation is still there: a
     /// proc that already finished has had its supervisor forget it.
     fn publish(&self, handle: &ProcessHandle) {
-        let mut registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut registry = self.inner.registry.lock();
         if let Some(entry) = registry.get_mut(&self.name).filter(|(s, _)| *s == self.seq) {
             entry.1 = Some(handle.clone());
         }
@@ -503,11 +490,7 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        let mut registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut registry = self.inner.registry.lock();
         if registry
             .get(&self.name)
             .is_some_and(|(s, h)| *s == self.seq && h.is_none())
@@ -608,17 +591,11 @@ impl ProcHandle for ProcessHandle {
     }
 
     async fn terminate(&self, grace: Duration) -> Result<TerminalStatus, TerminateError> {
-        self.inner
-            .link
-            .request(SupervisorCommand::Terminate {
-                deadline: Instant::now() + grace,
-                permits: None,
-            })
-            .await
+        self.inner.link.terminate(grace).await
     }
 
     async fn kill(&self) -> Result<TerminalStatus, TerminateError> {
-        self.inner.link.request(SupervisorCommand::Kill).await
+        self.inner.link.kill().await
     }
 }
 
@@ -635,38 +612,13 @@ impl ProcManager for ProcessProcManager {
     }
 
     fn get(&self, name: &ProcName) -> Option<ProcessHandle> {
-        let registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let registry = self.inner.registry.lock();
         registry.get(name).and_then(|(_, h)| h.clone())
     }
 }
 
 impl BulkTerminate for ProcessProcManager {
     async fn terminate_all(&self, grace: Duration, max_in_flight: usize) -> TerminateSummary {
-        let handles = self.handles();
-        let deadline = Instant::now() + grace;
-        let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
-        let mut waits = tokio::task::JoinSet::new();
-        for handle in handles {
-            let permits = Arc::clone(&permits);
-            waits.spawn(async move {
-                handle
-                    .inner
-                    .link
-                    .request(SupervisorCommand::Terminate {
-                        deadline,
-                        permits: Some(permits),
-                    })
-                    .await
-            });
-        }
-        let mut results = Vec::with_capacity(waits.len());
-        while let Some(joined) = waits.join_next().await {
-            results.push(joined.unwrap_or(Err(TerminateError::ChannelClosed)));
-        }
-        summarize(results)
+        crate::link::terminate_all(self.links(), grace, max_in_flight).await
     }
 }

@@ -15,7 +15,7 @@ use rustix::process::{
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{ManagerInner, StartingGuard};
@@ -27,6 +27,7 @@ use crate::manager::PoliteStopHook;
 use crate::output::Tails;
 use crate::readiness::{check_record, RecordCheck, READY_RECORD_LEN};
 use crate::status::{ProcStatus, TerminalStatus};
+use crate::supervision::{apply_command, sleep_until, PoliteStops, ReadyTimeout};
 
 /// How long after the ready pipe's EOF the supervisor waits for the exit to
 /// become reapable (a dying process closes its fds just before it becomes a
@@ -110,12 +111,8 @@ pub(super) struct Supervisor {
     child: ChildGuard,
     escalation: Escalation,
     ready: ReadyState,
-    ready_deadline: Option<Instant>,
-    ready_timeout: Duration,
-    ready_failure: Option<ReadyError>,
-    polite_stop: Option<PoliteStopHook>,
-    hook_permits: Option<Arc<Semaphore>>,
-    hooks: Vec<JoinHandle<()>>,
+    ready_timeout: ReadyTimeout,
+    polite_stops: PoliteStops,
     state: watch::Sender<Snapshot>,
     commands: mpsc::UnboundedReceiver<Command>,
     commands_open: bool,
@@ -129,18 +126,16 @@ impl Supervisor {
     pub(super) fn new(parts: Parts) -> Self {
         let pidfd = parts.pidfd;
         let now = Instant::now();
-        let (ready, ready_deadline) = match (parts.ready_pipe, parts.nonce) {
-            (Some(pipe), Some(nonce)) => (
-                ReadyState::Pending {
-                    pipe,
-                    nonce,
-                    received: Vec::with_capacity(READY_RECORD_LEN),
-                    eof_at: None,
-                },
-                (!parts.ready_timeout.is_zero()).then(|| now + parts.ready_timeout),
-            ),
-            _ => (ReadyState::Done, None),
+        let ready = match (parts.ready_pipe, parts.nonce) {
+            (Some(pipe), Some(nonce)) => ReadyState::Pending {
+                pipe,
+                nonce,
+                received: Vec::with_capacity(READY_RECORD_LEN),
+                eof_at: None,
+            },
+            _ => ReadyState::Done,
         };
+        let waiting = matches!(ready, ReadyState::Pending { .. });
         let mut supervisor = Self {
             name: parts.name,
             seq: parts.seq,
@@ -152,12 +147,8 @@ impl Supervisor {
             },
             escalation: Escalation::new(),
             ready,
-            ready_deadline,
-            ready_timeout: parts.ready_timeout,
-            ready_failure: None,
-            polite_stop: parts.polite_stop,
-            hook_permits: None,
-            hooks: Vec::new(),
+            ready_timeout: ReadyTimeout::start(parts.ready_timeout, waiting, now),
+            polite_stops: PoliteStops::new(parts.polite_stop),
             state: parts.state,
             commands: parts.commands,
             commands_open: true,
@@ -184,7 +175,7 @@ impl Supervisor {
     async fn step(&mut self) {
         let wake_at = [
             self.escalation.poll_timeout(),
-            self.ready_deadline,
+            self.ready_timeout.deadline(),
             match &self.ready {
                 ReadyState::Pending {
                     eof_at: Some(at), ..
@@ -207,15 +198,7 @@ impl Supervisor {
                 self.reap();
             }
             command = self.commands.recv(), if self.commands_open => match command {
-                Some(Command::Terminate { deadline, permits }) => {
-                    if self.hook_permits.is_none() {
-                        self.hook_permits = permits;
-                    }
-                    let now = Instant::now();
-                    self.escalation
-                        .handle_terminate(deadline.saturating_duration_since(now), now);
-                }
-                Some(Command::Kill) => self.escalation.handle_kill(Instant::now()),
+                Some(command) => apply_command(command, &mut self.escalation, &mut self.polite_stops),
                 None => self.commands_open = false,
             },
             read = read_ready_pipe(&mut self.ready, &mut buf), if reading_ready => {
@@ -245,7 +228,7 @@ impl Supervisor {
                     RecordCheck::Complete => self.mark_ready(),
                     RecordCheck::Mismatch => {
                         self.ready = ReadyState::Done;
-                        self.ready_deadline = None;
+                        self.ready_timeout.stop();
                         self.escalation
                             .handle_fail("wrote a malformed ready record".into(), now);
                     }
@@ -260,32 +243,23 @@ impl Supervisor {
         if let ReadyState::Pending { eof_at, .. } = &self.ready {
             if eof_at.is_some_and(|at| now >= at + EOF_EXIT_GRACE) {
                 self.ready = ReadyState::Done;
-                self.ready_deadline = None;
+                self.ready_timeout.stop();
                 self.escalation
                     .handle_fail("closed its ready pipe without reporting ready".into(), now);
                 return;
             }
-            if self.ready_deadline.is_some_and(|at| now >= at) {
+            if self
+                .ready_timeout
+                .check(now, &self.name, &mut self.escalation)
+            {
                 self.ready = ReadyState::Done;
-                self.ready_deadline = None;
-                self.ready_failure = Some(ReadyError::TimedOut {
-                    name: self.name.clone(),
-                    timeout: self.ready_timeout,
-                });
-                self.escalation.handle_fail(
-                    format!(
-                        "not ready within the spawn-ready timeout of {:?}",
-                        self.ready_timeout
-                    ),
-                    now,
-                );
             }
         }
     }
 
     fn mark_ready(&mut self) {
         self.ready = ReadyState::Done;
-        self.ready_deadline = None;
+        self.ready_timeout.stop();
         self.starting = None;
         let stopping = self.escalation.is_stopping();
         self.state.send_modify(|s| s.mark_ready(stopping));
@@ -343,24 +317,7 @@ impl Supervisor {
     fn execute_actions(&mut self) {
         while let Some(action) = self.escalation.poll_action() {
             match action {
-                Action::PoliteStop => {
-                    self.state.send_modify(|s| {
-                        if !matches!(s.status, ProcStatus::Terminal(_)) {
-                            s.status = ProcStatus::Stopping;
-                        }
-                    });
-                    if let Some(hook) = &self.polite_stop {
-                        let stop = hook(&self.name);
-                        let permits = self.hook_permits.clone();
-                        self.hooks.push(tokio::spawn(async move {
-                            let _permit = match permits {
-                                Some(p) => p.acquire_owned().await.ok(),
-                                None => None,
-                            };
-                            stop.await;
-                        }));
-                    }
-                }
+                Action::PoliteStop => self.polite_stops.begin(&self.name, &self.state),
                 Action::Terminate => {
                     // SIGCONT after SIGTERM so a stopped proc wakes to act on it.
                     let _ = kill_process_group(self.child.pid, Signal::TERM);
@@ -384,9 +341,7 @@ impl Supervisor {
     /// to EOF (bounded by [`OUTPUT_DRAIN_LIMIT`]), then publish the one
     /// terminal status carrying the final output tail.
     async fn finish(mut self) {
-        for hook in self.hooks.drain(..) {
-            hook.abort();
-        }
+        self.polite_stops.abort_all();
         if let Some(cg) = &mut self.child.cgroup {
             cg.kill_and_release().await;
         }
@@ -416,11 +371,11 @@ impl Supervisor {
         }
         let ready_failure = match self.ready {
             ReadyState::Pending { .. } => Some(
-                self.ready_failure
-                    .take()
+                self.ready_timeout
+                    .take_failure()
                     .unwrap_or_else(|| ReadyError::Terminal(status.clone())),
             ),
-            ReadyState::Done => self.ready_failure.take(),
+            ReadyState::Done => self.ready_timeout.take_failure(),
         };
         tracing::debug!(proc = %self.name, pid = self.child.pid.as_raw_nonzero().get(), %status, "proc terminal");
         // Close every fd of this proc (pidfd, pipes, cgroup) before anyone
@@ -446,12 +401,5 @@ async fn read_ready_pipe(ready: &mut ReadyState, buf: &mut [u8]) -> std::io::Res
     match ready {
         ReadyState::Pending { pipe, .. } => pipe.read(buf).await,
         ReadyState::Done => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }

@@ -1,0 +1,220 @@
+//! What the two managers' per-proc supervisors do alike: feed a handle's
+//! [`Command`] to the [`Escalation`], run the polite-stop hooks it asks for
+//! (under bulk terminate's permits), keep the spawn-ready timeout, and sleep
+//! until the next deadline.
+//!
+//! Only the execution of [`Action::Terminate`](crate::Action) and
+//! [`Action::Kill`](crate::Action) differs between them (signals to a
+//! process versus a stop flag and an aborted task), and that stays in each
+//! supervisor.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hostmux_wire::ProcName;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::error::ReadyError;
+use crate::escalation::Escalation;
+use crate::link::{Command, Snapshot};
+use crate::manager::PoliteStopHook;
+
+/// One proc's polite stops: the host's hook, the permits a bulk terminate
+/// hands along to cap how many hooks run at once, and the hook futures
+/// still running.
+pub(crate) struct PoliteStops {
+    hook: Option<PoliteStopHook>,
+    permits: Option<Arc<Semaphore>>,
+    running: Vec<JoinHandle<()>>,
+}
+
+impl PoliteStops {
+    pub(crate) fn new(hook: Option<PoliteStopHook>) -> Self {
+        Self {
+            hook,
+            permits: None,
+            running: Vec::new(),
+        }
+    }
+
+    /// [`Action::PoliteStop`](crate::Action::PoliteStop): the proc shows
+    /// as `Stopping`, and the hook for `name` runs on its own task (it never
+    /// delays the escalation), holding a permit first when a bulk terminate
+    /// gave some.
+    pub(crate) fn begin(&mut self, name: &ProcName, state: &watch::Sender<Snapshot>) {
+        state.send_modify(Snapshot::mark_stopping);
+        let Some(hook) = &self.hook else {
+            return;
+        };
+        let stop = hook(name);
+        let permits = self.permits.clone();
+        self.running.push(tokio::spawn(async move {
+            let _permit = match permits {
+                Some(p) => p.acquire_owned().await.ok(),
+                None => None,
+            };
+            stop.await;
+        }));
+    }
+
+    /// Drops the hook futures still running: the proc is terminal.
+    pub(crate) fn abort_all(&mut self) {
+        for hook in self.running.drain(..) {
+            hook.abort();
+        }
+    }
+}
+
+/// Feeds a handle's command to the escalation. The permits of the first
+/// terminate that carries any (a bulk terminate) govern the polite stop.
+pub(crate) fn apply_command(
+    command: Command,
+    escalation: &mut Escalation,
+    polite_stops: &mut PoliteStops,
+) {
+    match command {
+        Command::Terminate { deadline, permits } => {
+            if polite_stops.permits.is_none() {
+                polite_stops.permits = permits;
+            }
+            let now = Instant::now();
+            escalation.handle_terminate(deadline.saturating_duration_since(now), now);
+        }
+        Command::Kill => escalation.handle_kill(Instant::now()),
+    }
+}
+
+/// A proc's spawn-ready timeout: the deadline while the proc has not
+/// reported ready, and the error its `ready()` callers get once it passed.
+pub(crate) struct ReadyTimeout {
+    timeout: Duration,
+    deadline: Option<Instant>,
+    failure: Option<ReadyError>,
+}
+
+impl ReadyTimeout {
+    /// Runs until `now + timeout` if `waiting` (the proc has yet to report
+    /// ready) and `timeout` is not zero (zero disables it).
+    pub(crate) fn start(timeout: Duration, waiting: bool, now: Instant) -> Self {
+        Self {
+            timeout,
+            deadline: (waiting && !timeout.is_zero()).then(|| now + timeout),
+            failure: None,
+        }
+    }
+
+    /// When the supervisor must wake up for it.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Readiness is settled (reported, or failed otherwise): no deadline.
+    pub(crate) fn stop(&mut self) {
+        self.deadline = None;
+    }
+
+    /// Called on every timer wake-up. Once the deadline has passed, fails
+    /// the proc in the escalation (which kills it), records the error for
+    /// `ready()` and returns true.
+    pub(crate) fn check(
+        &mut self,
+        now: Instant,
+        name: &ProcName,
+        escalation: &mut Escalation,
+    ) -> bool {
+        if self.deadline.is_none_or(|at| now < at) {
+            return false;
+        }
+        self.deadline = None;
+        escalation.handle_fail(
+            format!(
+                "not ready within the spawn-ready timeout of {:?}",
+                self.timeout
+            ),
+            now,
+        );
+        self.failure = Some(ReadyError::TimedOut {
+            name: name.clone(),
+            timeout: self.timeout,
+        });
+        true
+    }
+
+    /// The ready timeout error, if the deadline passed.
+    pub(crate) fn take_failure(&mut self) -> Option<ReadyError> {
+        self.failure.take()
+    }
+}
+
+/// Sleeps until `at`; never resolves for `None`.
+pub(crate) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escalation::Action;
+    use crate::status::TerminalStatus;
+
+    #[test]
+    fn ready_timeout_fails_the_proc_once_at_its_deadline_with_the_reason() {
+        let start = Instant::now();
+        let timeout = Duration::from_millis(300);
+        let name = ProcName::new("sloth").unwrap();
+        let mut escalation = Escalation::new();
+        let mut ready = ReadyTimeout::start(timeout, true, start);
+        assert_eq!(ready.deadline(), Some(start + timeout));
+
+        let just_before = start + timeout - Duration::from_millis(1);
+        assert!(!ready.check(just_before, &name, &mut escalation));
+        assert_eq!(escalation.poll_action(), None);
+
+        assert!(ready.check(start + timeout, &name, &mut escalation));
+        assert_eq!(escalation.poll_action(), Some(Action::Kill));
+        assert_eq!(ready.deadline(), None);
+        assert!(!ready.check(start + timeout * 2, &name, &mut escalation));
+        assert_eq!(
+            ready.take_failure(),
+            Some(ReadyError::TimedOut {
+                name: name.clone(),
+                timeout
+            })
+        );
+        escalation.handle_exit(
+            TerminalStatus::Signaled {
+                signal: libc::SIGKILL,
+                core_dumped: false,
+                output: None,
+            },
+            start + timeout,
+        );
+        assert!(matches!(
+            escalation.terminal(),
+            Some(TerminalStatus::Failed { reason, .. })
+                if reason == "not ready within the spawn-ready timeout of 300ms"
+        ));
+    }
+
+    #[test]
+    fn ready_timeout_is_off_when_zero_when_not_waiting_and_once_stopped() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            ReadyTimeout::start(Duration::ZERO, true, start).deadline(),
+            None
+        );
+        assert_eq!(ReadyTimeout::start(second, false, start).deadline(), None);
+        let mut reported = ReadyTimeout::start(second, true, start);
+        reported.stop();
+        let mut escalation = Escalation::new();
+        let name = ProcName::new("prompt").unwrap();
+        assert!(!reported.check(start + second * 2, &name, &mut escalation));
+        assert_eq!(escalation.poll_action(), None);
+        assert_eq!(reported.take_failure(), None);
+    }
+}
