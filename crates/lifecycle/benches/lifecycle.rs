@@ -19,11 +19,12 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::{
-    BulkTerminate, CgroupMode, ProcHandle, ProcManager, ProcName, ProcessConfig, ProcessProcManager,
+    BulkTerminate, CgroupMode, ProcHandle, ProcManager, ProcName, ProcessConfig, ProcessHandle,
+    ProcessProcManager,
 };
 
 const SEQUENTIAL_ROUNDS: usize = 240;
@@ -56,14 +57,18 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn bare_one() -> Duration {
-    let started = Instant::now();
-    let mut child = Command::new(fixture())
+/// The baseline: the fixture in `bench` mode as a plain `Command` child.
+fn bare_spawn() -> Child {
+    Command::new(fixture())
         .arg("bench")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+/// Waits for the one byte a `bench` fixture writes once it runs.
+fn bare_ready(child: &mut Child) {
     let mut byte = [0u8; 1];
     child
         .stdout
@@ -71,6 +76,12 @@ fn bare_one() -> Duration {
         .unwrap()
         .read_exact(&mut byte)
         .expect("byte");
+}
+
+fn bare_one() -> Duration {
+    let started = Instant::now();
+    let mut child = bare_spawn();
+    bare_ready(&mut child);
     let took = started.elapsed();
     child.wait().expect("reap");
     took
@@ -78,24 +89,9 @@ fn bare_one() -> Duration {
 
 fn bare_batch() -> Duration {
     let started = Instant::now();
-    let mut children: Vec<_> = (0..BATCH)
-        .map(|_| {
-            Command::new(fixture())
-                .arg("bench")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
+    let mut children: Vec<_> = (0..BATCH).map(|_| bare_spawn()).collect();
     for child in &mut children {
-        let mut byte = [0u8; 1];
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_exact(&mut byte)
-            .expect("byte");
+        bare_ready(child);
     }
     let took = started.elapsed();
     for mut child in children {
@@ -104,16 +100,22 @@ fn bare_batch() -> Duration {
     took
 }
 
-async fn ours_one(manager: &ProcessProcManager, i: usize) -> Duration {
-    let started = Instant::now();
+/// Ours: the same fixture spawned by `manager`, once it reported ready.
+async fn ours_spawn_ready(manager: &ProcessProcManager, name: &str) -> ProcessHandle {
     let proc = manager
         .spawn(
-            ProcName::new(&format!("b{i}")).unwrap(),
+            ProcName::new(name).unwrap(),
             ProcessConfig::new(fixture()).arg("bench"),
         )
         .await
         .expect("spawn");
     proc.ready().await.expect("ready");
+    proc
+}
+
+async fn ours_one(manager: &ProcessProcManager, i: usize) -> Duration {
+    let started = Instant::now();
+    let proc = ours_spawn_ready(manager, &format!("b{i}")).await;
     let took = started.elapsed();
     proc.wait().await.expect("wait");
     took
@@ -124,17 +126,7 @@ async fn ours_batch(manager: &ProcessProcManager, round: usize) -> Duration {
     let mut ready = tokio::task::JoinSet::new();
     for i in 0..BATCH {
         let manager = manager.clone();
-        ready.spawn(async move {
-            let proc = manager
-                .spawn(
-                    ProcName::new(&format!("c{round}-{i}")).unwrap(),
-                    ProcessConfig::new(fixture()).arg("bench"),
-                )
-                .await
-                .expect("spawn");
-            proc.ready().await.expect("ready");
-            proc
-        });
+        ready.spawn(async move { ours_spawn_ready(&manager, &format!("c{round}-{i}")).await });
     }
     let mut procs = Vec::with_capacity(BATCH);
     while let Some(p) = ready.join_next().await {
