@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use hostmux_lifecycle::{
-    CgroupMode, ProcHandle, ProcManager, ProcessHandle, ProcessProcManager, ReadyError,
-    TerminalStatus,
+    CgroupMode, ProcHandle, ProcManager, ProcessConfig, ProcessHandle, ProcessProcManager,
+    ReadyError, TerminalStatus,
 };
 use hostmux_proc::protocol::{
     HOST_DOORBELL_FD_ENV, INBOUND_FD_ENV, OUTBOUND_FD_ENV, PROC_ID_ENV, SERVICE_NAME_ENV,
@@ -46,15 +46,35 @@ impl Harness {
         Self { rt, manager }
     }
 
+    /// Spawns proc `name` from `config`, without waiting for it to be ready.
+    fn spawn(&self, name: &str, config: ProcessConfig) -> ProcessHandle {
+        self.rt
+            .block_on(self.manager.spawn(ProcName::new(name).unwrap(), config))
+            .expect("spawned")
+    }
+
     /// Spawns `program args` as proc `name` and waits until it is ready.
     fn start(&self, name: &str, program: &str, args: &[&str]) -> (TestHost, ProcessHandle) {
         let (host, config) = TestHost::process(name, program, args, RING);
-        let handle = self
-            .rt
-            .block_on(self.manager.spawn(ProcName::new(name).unwrap(), config))
-            .expect("spawned");
+        let handle = self.spawn(name, config);
         self.rt.block_on(handle.ready()).expect("ready");
         (host, handle)
+    }
+
+    /// Stops the proc the lifecycle manager's way (SIGTERM, SIGKILL after `grace`).
+    fn terminate(&self, handle: &ProcessHandle, grace: Duration) -> TerminalStatus {
+        self.rt
+            .block_on(handle.terminate(grace))
+            .expect("terminated")
+    }
+
+    /// Asks the proc's agent to stop; the proc must confirm and exit 0.
+    fn stop_through_the_agent(&self, host: &mut TestHost, handle: &ProcessHandle) {
+        assert_eq!(
+            host.ask_agent(1_000, AgentRequest::Stop),
+            AgentResponse::Stopping
+        );
+        assert_eq!(self.wait(handle), CLEAN_EXIT);
     }
 
     fn wait(&self, handle: &ProcessHandle) -> TerminalStatus {
@@ -97,11 +117,7 @@ fn echo_round_trip_through_a_real_process() {
         host.ask_agent(99, AgentRequest::Ping { nonce: 5 }),
         AgentResponse::Pong { nonce: 5 }
     );
-    assert_eq!(
-        host.ask_agent(100, AgentRequest::Stop),
-        AgentResponse::Stopping
-    );
-    assert_eq!(harness.wait(&handle), CLEAN_EXIT);
+    harness.stop_through_the_agent(&mut host, &handle);
 }
 
 #[test]
@@ -111,9 +127,7 @@ fn sink_counts_reach_the_host_through_agent_stats() {
     for id in 0..300 {
         host.deliver_data(client("cli"), 3, id, &[1u8; 100]);
     }
-    let AgentResponse::Stats(stats) = host.ask_agent(1, AgentRequest::Stats) else {
-        panic!("expected stats");
-    };
+    let stats = host.ask_stats(1);
     assert_eq!((stats.frames_in, stats.bytes_in), (300, 30_000));
     assert_eq!((stats.frames_out, stats.bytes_out), (0, 0));
     assert!(
@@ -122,11 +136,7 @@ fn sink_counts_reach_the_host_through_agent_stats() {
             .is_none(),
         "a sink sends nothing but agent answers"
     );
-    assert_eq!(
-        host.ask_agent(2, AgentRequest::Stop),
-        AgentResponse::Stopping
-    );
-    assert_eq!(harness.wait(&handle), CLEAN_EXIT);
+    harness.stop_through_the_agent(&mut host, &handle);
 }
 
 #[test]
@@ -135,27 +145,16 @@ fn sigterm_is_a_graceful_stop_and_the_proc_exits_zero() {
     let (mut host, handle) = harness.start("termed", ECHO, &[]);
     host.deliver_data(client("cli"), 1, 1, b"x");
     host.expect_frame();
-    // terminate() sends SIGTERM (no polite-stop hook installed); the proc
+    // `terminate` sends SIGTERM (no polite-stop hook installed); the proc
     // sleeps on its doorbell and must wake on the signal.
-    let status = harness
-        .rt
-        .block_on(handle.terminate(PATIENCE))
-        .expect("terminated");
-    assert_eq!(status, CLEAN_EXIT);
+    assert_eq!(harness.terminate(&handle, PATIENCE), CLEAN_EXIT);
 }
 
 #[test]
 fn without_a_proc_doorbell_the_proc_uses_futexes_and_still_stops_on_sigterm() {
     let harness = Harness::new();
     let (mut host, config) = TestHost::process_without_proc_doorbell("futexed", ECHO, RING);
-    let handle = harness
-        .rt
-        .block_on(
-            harness
-                .manager
-                .spawn(ProcName::new("futexed").unwrap(), config),
-        )
-        .unwrap();
+    let handle = harness.spawn("futexed", config);
     harness.rt.block_on(handle.ready()).unwrap();
     for id in 0..5 {
         host.deliver_data(client("cli"), 1, id, b"futex");
@@ -163,23 +162,15 @@ fn without_a_proc_doorbell_the_proc_uses_futexes_and_still_stops_on_sigterm() {
     }
     // The proc sleeps on the inbound futex; SIGTERM is noticed within
     // SIGNAL_CHECK_INTERVAL.
-    let status = harness
-        .rt
-        .block_on(handle.terminate(PATIENCE))
-        .expect("terminated");
-    assert_eq!(status, CLEAN_EXIT);
+    assert_eq!(harness.terminate(&handle, PATIENCE), CLEAN_EXIT);
 }
 
 #[test]
 fn a_proc_ignoring_sigterm_is_killed_after_the_grace() {
     let harness = Harness::new();
     let (_host, handle) = harness.start("stubborn", FIXTURE, &["ignore-term"]);
-    let status = harness
-        .rt
-        .block_on(handle.terminate(Duration::from_millis(300)))
-        .expect("terminated");
     assert_eq!(
-        status,
+        harness.terminate(&handle, Duration::from_millis(300)),
         TerminalStatus::Signaled {
             signal: libc::SIGKILL,
             core_dumped: false,
@@ -213,14 +204,7 @@ fn a_proc_that_never_becomes_ready_fails_its_spawn_after_the_timeout() {
     let harness = Harness::new();
     let (_host, config) = TestHost::process("sleepy", FIXTURE, &["never-ready"], RING);
     let config = config.ready_timeout(Duration::from_millis(300));
-    let handle = harness
-        .rt
-        .block_on(
-            harness
-                .manager
-                .spawn(ProcName::new("sleepy").unwrap(), config),
-        )
-        .unwrap();
+    let handle = harness.spawn("sleepy", config);
     let ready = harness.rt.block_on(handle.ready());
     assert!(
         matches!(ready, Err(ReadyError::TimedOut { .. })),
@@ -354,15 +338,9 @@ fn pipelined_echo_loses_nothing(frames: u64, size: usize) {
             "stalled at {received}/{frames}"
         );
     }
-    let AgentResponse::Stats(stats) = host.ask_agent(u64::MAX, AgentRequest::Stats) else {
-        panic!("expected stats");
-    };
+    let stats = host.ask_stats(u64::MAX);
     assert_eq!((stats.frames_in, stats.frames_out), (frames, frames));
-    assert_eq!(
-        host.ask_agent(1, AgentRequest::Stop),
-        AgentResponse::Stopping
-    );
-    assert_eq!(harness.wait(&handle), CLEAN_EXIT);
+    harness.stop_through_the_agent(&mut host, &handle);
     eprintln!(
         "{frames} frames of {size} B echoed in {:?} ({:.0} frames/s)",
         started.elapsed(),

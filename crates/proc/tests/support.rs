@@ -10,8 +10,9 @@ use std::os::fd::AsFd;
 use hostmux_proc::protocol::{child_config, host_ends, BootParams, ChildFds, ProcIdentity};
 use hostmux_ring::{Consumer, Doorbell, Producer, RingError, SharedRing};
 use hostmux_wire::{
-    decode_frame, encode_frame, encoded_len, AgentRequest, AgentResponse, Flags, FrameHeader,
-    FrameKind, Limits, ProcId, ProcName, RoutingHeader, Sender, AGENT_MESSAGE_MAX_LEN, AGENT_PORT,
+    decode_frame, encode_frame, encoded_len, AgentRequest, AgentResponse, AgentStats, Flags,
+    FrameHeader, FrameKind, Limits, ProcId, ProcName, RoutingHeader, Sender, AGENT_MESSAGE_MAX_LEN,
+    AGENT_PORT,
 };
 
 /// Generous bound for waits on a loaded, shared 2-core machine.
@@ -53,6 +54,52 @@ pub(crate) struct TestHost {
     pub(crate) name: ProcName,
 }
 
+/// The identity the test host gives a proc.
+struct Named {
+    id: ProcId,
+    service: ProcName,
+    limits: Limits,
+}
+
+impl Named {
+    fn new(name: &str) -> Named {
+        Named {
+            id: proc_id(name),
+            service: SERVICE.parse().unwrap(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// As `host_ends` and `child_config` pass it to the proc.
+    fn identity(&self) -> ProcIdentity<'_> {
+        ProcIdentity {
+            id: &self.id,
+            service_name: &self.service,
+            limits: self.limits,
+        }
+    }
+
+    /// The host's side of this proc, over the host's ends of its rings.
+    fn host(&self, to_proc: Producer, from_proc: Consumer, doorbell: Doorbell) -> TestHost {
+        TestHost {
+            to_proc,
+            from_proc,
+            doorbell,
+            limits: self.limits,
+            name: self.id.name().clone(),
+        }
+    }
+}
+
+/// Inbound and outbound rings of `ring_bytes` each, and the host doorbell.
+fn fresh_rings(ring_bytes: usize) -> (SharedRing, SharedRing, Doorbell) {
+    (
+        SharedRing::create(ring_bytes).unwrap(),
+        SharedRing::create(ring_bytes).unwrap(),
+        Doorbell::new().unwrap(),
+    )
+}
+
 impl TestHost {
     /// Rings for an in-process proc; `proc_doorbell` wires one both ways.
     pub(crate) fn local(
@@ -60,27 +107,14 @@ impl TestHost {
         ring_bytes: usize,
         proc_doorbell: bool,
     ) -> (TestHost, BootParams) {
-        let inbound = SharedRing::create(ring_bytes).unwrap();
-        let outbound = SharedRing::create(ring_bytes).unwrap();
-        let doorbell = Doorbell::new().unwrap();
-        let id = proc_id(name);
-        let limits = Limits::default();
-        let service: ProcName = SERVICE.parse().unwrap();
+        let named = Named::new(name);
+        let (inbound, outbound, doorbell) = fresh_rings(ring_bytes);
         let inbound_fd = inbound.memfd().try_clone_to_owned().unwrap();
         let outbound_fd = outbound.memfd().try_clone_to_owned().unwrap();
         let (to_proc, from_proc, proc_doorbell) = if proc_doorbell {
-            let (_, ends) = host_ends(
-                ProcessConfig::new("unused"),
-                ProcIdentity {
-                    id: &id,
-                    service_name: &service,
-                    limits,
-                },
-                inbound,
-                outbound,
-                &doorbell,
-            )
-            .unwrap();
+            let config = ProcessConfig::new("unused");
+            let (_, ends) =
+                host_ends(config, named.identity(), inbound, outbound, &doorbell).unwrap();
             (
                 ends.inbound,
                 ends.outbound,
@@ -94,22 +128,15 @@ impl TestHost {
             )
         };
         let params = BootParams {
-            id: id.clone(),
-            service_name: service,
-            limits,
+            id: named.id.clone(),
+            service_name: named.service.clone(),
+            limits: named.limits,
             inbound: inbound_fd,
             outbound: outbound_fd,
             host_doorbell: doorbell.try_clone().unwrap(),
             proc_doorbell,
         };
-        let host = TestHost {
-            to_proc,
-            from_proc,
-            doorbell,
-            limits,
-            name: id.name().clone(),
-        };
-        (host, params)
+        (named.host(to_proc, from_proc, doorbell), params)
     }
 
     /// Rings for an OS proc running `program args`, through the boot protocol.
@@ -119,35 +146,14 @@ impl TestHost {
         args: &[&str],
         ring_bytes: usize,
     ) -> (TestHost, ProcessConfig) {
-        let inbound = SharedRing::create(ring_bytes).unwrap();
-        let outbound = SharedRing::create(ring_bytes).unwrap();
-        let doorbell = Doorbell::new().unwrap();
-        let id = proc_id(name);
-        let limits = Limits::default();
-        let service: ProcName = SERVICE.parse().unwrap();
+        let named = Named::new(name);
+        let (inbound, outbound, doorbell) = fresh_rings(ring_bytes);
         let config = ProcessConfig::new(program)
             .args(args.iter().copied())
             .ready_timeout(PATIENCE);
-        let (config, ends) = host_ends(
-            config,
-            ProcIdentity {
-                id: &id,
-                service_name: &service,
-                limits,
-            },
-            inbound,
-            outbound,
-            &doorbell,
-        )
-        .unwrap();
-        let host = TestHost {
-            to_proc: ends.inbound,
-            from_proc: ends.outbound,
-            doorbell,
-            limits,
-            name: id.name().clone(),
-        };
-        (host, config)
+        let (config, ends) =
+            host_ends(config, named.identity(), inbound, outbound, &doorbell).unwrap();
+        (named.host(ends.inbound, ends.outbound, doorbell), config)
     }
 
     /// Rings for an OS proc through the lower half of the protocol
@@ -157,35 +163,19 @@ impl TestHost {
         program: &str,
         ring_bytes: usize,
     ) -> (TestHost, ProcessConfig) {
-        let inbound = SharedRing::create(ring_bytes).unwrap();
-        let outbound = SharedRing::create(ring_bytes).unwrap();
-        let doorbell = Doorbell::new().unwrap();
-        let id = proc_id(name);
-        let limits = Limits::default();
-        let service: ProcName = SERVICE.parse().unwrap();
+        let named = Named::new(name);
+        let (inbound, outbound, doorbell) = fresh_rings(ring_bytes);
         let fds = ChildFds {
             inbound: inbound.memfd().try_clone_to_owned().unwrap(),
             outbound: outbound.memfd().try_clone_to_owned().unwrap(),
             host_doorbell: doorbell.as_fd().try_clone_to_owned().unwrap(),
             proc_doorbell: None,
         };
-        let config = child_config(
-            ProcessConfig::new(program).ready_timeout(PATIENCE),
-            ProcIdentity {
-                id: &id,
-                service_name: &service,
-                limits,
-            },
-            fds,
-        );
-        let host = TestHost {
-            to_proc: inbound.into_producer().unwrap(),
-            from_proc: outbound.into_consumer().unwrap(),
-            doorbell,
-            limits,
-            name: id.name().clone(),
-        };
-        (host, config)
+        let config = ProcessConfig::new(program).ready_timeout(PATIENCE);
+        let config = child_config(config, named.identity(), fds);
+        let to_proc = inbound.into_producer().unwrap();
+        let from_proc = outbound.into_consumer().unwrap();
+        (named.host(to_proc, from_proc, doorbell), config)
     }
 
     /// A data frame from `sender` to the proc's `port`.
@@ -251,6 +241,14 @@ impl TestHost {
         assert_eq!(reply.header.message_id, message_id);
         assert_eq!(reply.header.dest_name, SERVICE);
         reply.agent_response()
+    }
+
+    /// Asks the agent for the proc's counters (waits for them).
+    pub(crate) fn ask_stats(&mut self, message_id: u64) -> AgentStats {
+        match self.ask_agent(message_id, AgentRequest::Stats) {
+            AgentResponse::Stats(stats) => stats,
+            other => panic!("expected stats, got {other:?}"),
+        }
     }
 
     /// The proc's next frame, waiting up to `timeout` the way the real host

@@ -93,6 +93,15 @@ fn assert_woken(s: &LoomStorage, words: WakeWords, slept_on: Option<u32>, woke: 
     }
 }
 
+/// Runs `peer` on a second thread over the same storage.
+fn spawn_peer<T: Send + 'static>(
+    storage: &Arc<LoomStorage>,
+    peer: impl FnOnce(&LoomStorage) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let storage = storage.clone();
+    thread::spawn(move || peer(&storage))
+}
+
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(3);
@@ -103,9 +112,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 fn loom_records_arrive_in_order_across_the_wrap() {
     model(|| {
         let storage = Arc::new(LoomStorage::new());
-        let producer_storage = storage.clone();
-        let producer = thread::spawn(move || {
-            let s = &*producer_storage;
+        let producer = spawn_peer(&storage, |s| {
             let mut cursor = ProducerCursor::new(CAPACITY, 0, 0);
             for seq in 0..3 {
                 loop {
@@ -148,9 +155,7 @@ fn loom_records_arrive_in_order_across_the_wrap() {
 fn loom_consumer_about_to_sleep_is_never_missed_by_a_publish() {
     model(|| {
         let storage = Arc::new(LoomStorage::new());
-        let producer_storage = storage.clone();
-        let producer = thread::spawn(move || {
-            let s = &*producer_storage;
+        let producer = spawn_peer(&storage, |s| {
             let mut cursor = ProducerCursor::new(CAPACITY, 0, 0);
             let slot = cursor.reserve(s, 8).unwrap();
             cursor.commit(s, &slot, 8);
@@ -175,9 +180,7 @@ fn loom_producer_waiting_for_space_is_never_missed_by_a_release() {
         producer.commit(&*storage, &slot, 32);
         producer.publish(&*storage);
 
-        let consumer_storage = storage.clone();
-        let consumer = thread::spawn(move || {
-            let s = &*consumer_storage;
+        let consumer = spawn_peer(&storage, |s| {
             let mut cursor = ConsumerCursor::new(CAPACITY, 0, 0);
             assert!(cursor.peek(s).unwrap().is_some());
             cursor.release();
