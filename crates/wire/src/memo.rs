@@ -224,18 +224,22 @@ impl HeaderMemo {
 /// comparison).
 #[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let len = a.len();
+    if len != b.len() {
         return false;
     }
-    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tails_equal = a_words.remainder() == b_words.remainder();
-    let mut differ = 0u64;
-    for (x, y) in a_words.zip(b_words) {
-        let x = u64::from_ne_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
-        let y = u64::from_ne_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
-        differ |= x ^ y;
+    if len < 8 {
+        return a == b;
     }
-    differ == 0 && tails_equal
+    // Whole words, then the last 8 bytes as one more word (overlapping the
+    // previous one when the length is not a multiple of 8): no byte loop
+    // and no `memcmp` call for the tail.
+    let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().expect("8 bytes"));
+    let mut differ = word(&a[len - 8..]) ^ word(&b[len - 8..]);
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        differ |= word(x) ^ word(y);
+    }
+    differ == 0
 }
 
 #[cfg(test)]

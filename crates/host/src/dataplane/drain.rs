@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use hostmux_wire::{FrameKind, FramePrefix, Sender, UndeliverableReason, AGENT_PORT};
+use hostmux_wire::{FrameKind, Sender, UndeliverableReason, AGENT_PORT};
 
 use super::agent::agent_answer;
 use super::write::{
@@ -99,18 +99,14 @@ impl Dataplane {
             let Ok(Some(record)) = outbound.peek() else {
                 break;
             };
-            // Sized from the shared record; the copy is what gets checked.
-            let Ok(prefix) = FramePrefix::parse(record, &limits) else {
-                break;
-            };
-            let len = prefix.frame_len();
-            if len > record.len() || len > ring.max_payload() {
-                break;
-            }
+            // The whole record is copied; the copy must be exactly one
+            // frame that repeats the memo (a record with bytes after its
+            // frame takes the full path, which writes only the frame).
+            let len = record.len();
             let Ok(mut copy) = ring.try_reserve(len) else {
                 break;
             };
-            copy.copy_from_slice(&record[..len]);
+            copy.copy_from_slice(record);
             if header_memo.repeated_frame_len(&copy, &limits) != Some(len) {
                 break;
             }

@@ -124,3 +124,55 @@ fn stress_per_frame_ring_to_client() {
     let stats = dp.stats();
     assert_eq!(stats.conns[0].frames_out, sent);
 }
+
+/// Proc to proc: batches of 64 B frames from one proc's outbound ring
+/// drained into another proc's inbound ring (runs of repeated headers: the
+/// drain's fast lane), one flush per batch, the receiver releasing each
+/// batch. The sender's records are copied in from one encoded frame, so
+/// the harness adds little.
+#[test]
+#[ignore = "instruction-count workload; run under callgrind"]
+fn stress_per_frame_proc_to_proc() {
+    let reads = std::env::var("HOSTMUX_PER_FRAME_READS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(READS);
+    let mut rig = Rig::new(HostConfig::default());
+    let limits = HostConfig::default().limits;
+    let pinger = rig.add_proc("pinger", 1 << 16, 1 << 20);
+    let counter = rig.add_proc("counter", 1 << 20, 1 << 16);
+    let (mut dp, mut out, mut counter_in) = (rig.dp, pinger.outbound, counter.inbound);
+    let header = FrameHeader {
+        sender: Sender::Proc {
+            addr: "",
+            name: "pinger",
+        },
+        ..FrameHeader::data("counter", 1)
+    };
+    let mut frame = Vec::new();
+    encode_frame_to_vec(&mut frame, &header, &[7; 64], &limits).unwrap();
+    let mut to_drain = Vec::with_capacity(8);
+    let mut received = 0u64;
+    for _ in 0..reads {
+        for _ in 0..BATCH {
+            let mut slot = out.try_reserve(frame.len()).unwrap();
+            slot.copy_from_slice(&frame);
+            slot.commit();
+        }
+        out.publish().unwrap();
+        let now = Instant::now();
+        to_drain.clear();
+        dp.poll_doorbell(&mut to_drain);
+        for &key in &to_drain {
+            while dp.drain_outbound(key, now) == crate::dataplane::Drain::More {}
+        }
+        while counter_in.peek().unwrap().is_some() {
+            counter_in.release().unwrap();
+            received += 1;
+        }
+    }
+    assert_eq!(received, (reads * BATCH) as u64);
+    let stats = dp.stats();
+    let counted = stats.proc("counter").unwrap();
+    assert_eq!(counted.frames_in, received);
+}
