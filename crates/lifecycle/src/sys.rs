@@ -29,6 +29,9 @@ pub(crate) struct SpawnPlan {
     /// The proc's cgroup directory, for `clone3(CLONE_INTO_CGROUP)` (or to
     /// open its `cgroup.procs` where that clone is unavailable).
     cgroup_dir_fd: Option<RawFd>,
+    /// Try `clone3(CLONE_INTO_CGROUP)` first (x86_64); when false, go
+    /// straight to the `cgroup.procs` fallback.
+    clone_into_cgroup: bool,
     parent_pid: libc::pid_t,
     /// Start the child as PID 1 of a new PID namespace.
     new_pid_namespace: bool,
@@ -115,6 +118,7 @@ impl SpawnPlan {
             stdio: [None; 3],
             fd_moves: Vec::new(),
             cgroup_dir_fd: None,
+            clone_into_cgroup: true,
             parent_pid: std::process::id() as libc::pid_t,
             new_pid_namespace: false,
             parent_pidfd: own_pidfd()?,
@@ -142,9 +146,13 @@ impl SpawnPlan {
         self.new_pid_namespace
     }
 
-    /// Makes the child enter the cgroup whose directory fd is `dir_fd`.
-    pub(crate) fn enter_cgroup(&mut self, dir_fd: RawFd) {
+    /// Makes the child enter the cgroup whose directory fd is `dir_fd`: at
+    /// birth with `clone3(CLONE_INTO_CGROUP)` where available and
+    /// `clone_into` is set, else by writing the cgroup's `cgroup.procs`
+    /// itself before exec.
+    pub(crate) fn enter_cgroup(&mut self, dir_fd: RawFd, clone_into: bool) {
         self.cgroup_dir_fd = Some(dir_fd);
+        self.clone_into_cgroup = clone_into;
     }
 }
 
@@ -233,7 +241,7 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
     let mut pid = -1;
     let mut clone_error = io::Error::from_raw_os_error(libc::ENOSYS);
     #[cfg(target_arch = "x86_64")]
-    if let Some(dir_fd) = plan.cgroup_dir_fd {
+    if let Some(dir_fd) = plan.cgroup_dir_fd.filter(|_| plan.clone_into_cgroup) {
         let clone_args = CloneArgs {
             flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | namespace_flag) as u64
                 | CLONE_INTO_CGROUP,
@@ -258,8 +266,9 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
             clone_error = io::Error::from_raw_os_error((-ret) as i32);
         }
     }
-    // Fallback (other arches, old kernels, no cgroup): glibc's clone; the
-    // child enters its cgroup by writing `cgroup.procs`, opened here.
+    // Fallback (other arches, old kernels, no cgroup, or forced): glibc's
+    // clone; the child enters its cgroup by writing `cgroup.procs`, opened
+    // here.
     let mut cgroup_procs = None;
     let mut can_enter_cgroup = true;
     if pid < 0 {

@@ -336,20 +336,42 @@ pub(crate) async fn wait_for_comm(pid: u32, comm: &str) {
     .await;
 }
 
+/// A descendant of a proc (not our child), watched through a pidfd.
+/// Dropped, it is sent SIGKILL through that pidfd, so a test that fails
+/// while it lives leaves no stray process holding the harness's output.
+pub(crate) struct Descendant {
+    pub(crate) pid: u32,
+    pub(crate) pidfd: OwnedFd,
+}
+
+impl Drop for Descendant {
+    fn drop(&mut self) {
+        let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+    }
+}
+
 /// Spawns the fixture in `mode` (`setsid-grandchild`, `double-fork`),
 /// which starts a descendant, writes its pid to a file and reports ready;
-/// returns the proc, the descendant's pid and a pidfd to watch it by.
+/// returns the proc and the descendant.
 pub(crate) async fn spawn_with_descendant(
     manager: &ProcessProcManager,
     proc_name: &str,
-    mode: &str,
-) -> (ProcessHandle, u32, OwnedFd) {
+    config: ProcessConfig,
+) -> (ProcessHandle, Descendant) {
     let pidfile = temp_path(proc_name);
-    let proc = spawn_ready(manager, proc_name, fixture_mode(mode).arg(&pidfile)).await;
-    let descendant = take_pid_file(&pidfile);
-    let watch = pidfd(descendant)
-        .unwrap_or_else(|| panic!("descendant {descendant} of {proc_name} already gone"));
-    (proc, descendant, watch)
+    let proc = spawn_ready(manager, proc_name, config.arg(&pidfile)).await;
+    let pid = take_pid_file(&pidfile);
+    let pidfd =
+        pidfd(pid).unwrap_or_else(|| panic!("descendant {pid} of {proc_name} already gone"));
+    // Checked before the guard exists, which would SIGKILL it: the pid is
+    // the fixture's sleeper, not some other process.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        cmdline.split(|&b| b == 0).any(|arg| arg == b"sleeper"),
+        "pid {pid} from {proc_name} is not a fixture sleeper: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    (proc, Descendant { pid, pidfd })
 }
 
 /// The manager's cgroup directory, or `None` (with a note that the

@@ -42,6 +42,7 @@ pub struct ProcessProcManagerBuilder {
     polite_stop: Option<PoliteStopHook>,
     cgroups: CgroupMode,
     max_starting: usize,
+    cgroup_procs_fallback: bool,
 }
 
 impl std::fmt::Debug for ProcessProcManagerBuilder {
@@ -50,6 +51,7 @@ impl std::fmt::Debug for ProcessProcManagerBuilder {
             .field("polite_stop", &self.polite_stop.is_some())
             .field("cgroups", &self.cgroups)
             .field("max_starting", &self.max_starting)
+            .field("cgroup_procs_fallback", &self.cgroup_procs_fallback)
             .finish()
     }
 }
@@ -71,6 +73,16 @@ impl ProcessProcManagerBuilder {
     /// spawns wait for a slot.
     pub fn max_starting(mut self, max: usize) -> Self {
         self.max_starting = max.max(1);
+        self
+    }
+
+    /// Testing only, not part of the API: children enter their cgroup by
+    /// writing its `cgroup.procs` themselves, the fallback for kernels or
+    /// architectures without `clone3(CLONE_INTO_CGROUP)`, even where that
+    /// clone is available, so tests can cover the fallback on any machine.
+    #[doc(hidden)]
+    pub fn force_cgroup_procs_fallback(mut self) -> Self {
+        self.cgroup_procs_fallback = true;
         self
     }
 
@@ -99,6 +111,7 @@ impl ProcessProcManagerBuilder {
                 swept_at_start: swept,
                 starting: Arc::new(Semaphore::new(self.max_starting)),
                 max_starting: self.max_starting,
+                cgroup_procs_fallback: self.cgroup_procs_fallback,
                 starting_now: Arc::new(AtomicUsize::new(0)),
                 starting_peak: Arc::new(AtomicUsize::new(0)),
                 registry: Registry::new(),
@@ -132,6 +145,8 @@ pub(crate) struct ManagerInner {
     swept_at_start: usize,
     starting: Arc<Semaphore>,
     max_starting: usize,
+    /// See [`ProcessProcManagerBuilder::force_cgroup_procs_fallback`].
+    cgroup_procs_fallback: bool,
     starting_now: Arc<AtomicUsize>,
     starting_peak: Arc<AtomicUsize>,
     /// Live procs by name; `None` while a spawn of that name is under way.
@@ -172,6 +187,7 @@ impl ProcessProcManager {
             polite_stop: None,
             cgroups: CgroupMode::Auto,
             max_starting: 64,
+            cgroup_procs_fallback: false,
         }
     }
 
@@ -408,7 +424,7 @@ impl ProcessProcManager {
         // the spawn job owns them (a cancelled spawn future must not close
         // them while the spawner thread still uses the numbers).
         if let Some(dir_fd) = proc_cgroup.as_mut().and_then(|cg| cg.take_spawn_fd()) {
-            plan.enter_cgroup(dir_fd.as_raw_fd());
+            plan.enter_cgroup(dir_fd.as_raw_fd(), !self.inner.cgroup_procs_fallback);
             keep_open.push(dir_fd);
         }
 

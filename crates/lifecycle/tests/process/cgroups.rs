@@ -1,10 +1,11 @@
 //! cgroups and descendants: each proc in a cgroup of its own, which is
 //! emptied and reused (or removed once killed) after the proc; setsid and
-//! double-forked descendants die with their proc.
+//! double-forked descendants die with their proc, also where the child
+//! enters its cgroup through `cgroup.procs` instead of `clone3`.
 
 use std::time::Duration;
 
-use hostmux_lifecycle::{ProcHandle, ProcessProcManager};
+use hostmux_lifecycle::{ProcHandle, ProcessProcManager, TerminalStatus};
 
 use crate::support::*;
 
@@ -15,12 +16,13 @@ async fn setsid_grandchild_dies_with_its_proc_where_cgroups_exist() {
     if cgroup_dir_or_skip(&manager).is_none() {
         return;
     }
-    let (proc, grandchild, gc_fd) =
-        spawn_with_descendant(&manager, "setsid", "setsid-grandchild").await;
+    let (proc, grandchild) =
+        spawn_with_descendant(&manager, "setsid", fixture_mode("setsid-grandchild")).await;
     proc.terminate(Duration::from_secs(5)).await.unwrap();
     assert!(
-        exited_within(&gc_fd, EPSILON),
-        "setsid grandchild {grandchild} survived"
+        exited_within(&grandchild.pidfd, EPSILON),
+        "setsid grandchild {} survived",
+        grandchild.pid
     );
 }
 
@@ -31,17 +33,19 @@ async fn double_forking_daemon_leaves_no_process_and_no_zombie() {
     if cgroup_dir_or_skip(&manager).is_none() {
         return;
     }
-    let (proc, daemon, daemon_fd) = spawn_with_descendant(&manager, "daemon", "double-fork").await;
-    assert_ne!(proc_state(daemon), Some('Z'));
+    let (proc, daemon) =
+        spawn_with_descendant(&manager, "daemon", fixture_mode("double-fork")).await;
+    assert_ne!(proc_state(daemon.pid), Some('Z'));
     proc.terminate(Duration::from_secs(5)).await.unwrap();
     assert!(
-        exited_within(&daemon_fd, EPSILON),
-        "daemon {daemon} survived"
+        exited_within(&daemon.pidfd, EPSILON),
+        "daemon {} survived",
+        daemon.pid
     );
     // Reaping the orphan is its new parent's job (init); wait for it.
     wait_until(
         EPSILON * 2,
-        || proc_state(daemon) != Some('Z'),
+        || proc_state(daemon.pid) != Some('Z'),
         || "daemon left a zombie".into(),
     )
     .await;
@@ -137,4 +141,97 @@ async fn proc_after_a_cgroup_kill_starts_normally() {
             exited(0)
         );
     }
+}
+
+/// The pids in a proc cgroup's `cgroup.procs`, sorted.
+fn cgroup_members(leaf: &std::path::Path) -> Vec<u32> {
+    let mut members: Vec<u32> = std::fs::read_to_string(leaf.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    members.sort_unstable();
+    members
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cgroup_procs_fallback_cages_the_proc_and_its_descendants_die_with_it() {
+    // Where clone3(CLONE_INTO_CGROUP) is missing (other architectures, old
+    // kernels) the child writes its own pid to `cgroup.procs` before exec.
+    // This kernel always has clone3, so the manager is told to skip it.
+    let manager = ProcessProcManager::builder()
+        .force_cgroup_procs_fallback()
+        .build();
+    let Some(manager_dir) = cgroup_dir_or_skip(&manager) else {
+        return;
+    };
+    let host_cgroup = cgroup_of("self");
+
+    // Terminated: a proc with a setsid grandchild, both in its cgroup.
+    let (proc, grandchild) = spawn_with_descendant(
+        &manager,
+        "fallback-setsid",
+        fixture_mode("setsid-grandchild"),
+    )
+    .await;
+    let pid = proc.pid().unwrap();
+    let proc_fd = pidfd(pid).expect("proc alive while ready");
+    let own = cgroup_of(pid);
+    assert_ne!(own, host_cgroup, "the proc stayed in the host's cgroup");
+    assert!(
+        manager_dir.ends_with(own.parent().unwrap().strip_prefix("/").unwrap()),
+        "proc is in {own:?}, not under {manager_dir:?}"
+    );
+    assert_eq!(
+        cgroup_of(grandchild.pid),
+        own,
+        "the grandchild is elsewhere"
+    );
+    let leaf = manager_dir.join(own.file_name().unwrap());
+    let mut both = vec![pid, grandchild.pid];
+    both.sort_unstable();
+    assert_eq!(cgroup_members(&leaf), both);
+    let status = proc.terminate(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        matches!(status, TerminalStatus::Signaled { signal, .. } if signal == libc::SIGTERM),
+        "{status:?}"
+    );
+    assert!(
+        exited_within(&proc_fd, Duration::ZERO),
+        "proc {pid} survived"
+    );
+    assert!(
+        exited_within(&grandchild.pidfd, EPSILON),
+        "setsid grandchild {} survived",
+        grandchild.pid
+    );
+    // The grandchild outlived the SIGTERM, so the cgroup was cgroup.kill'ed:
+    // such a cgroup is removed rather than reused.
+    assert!(!leaf.exists(), "a cgroup.kill'ed cgroup must not be kept");
+
+    // Killed: a proc with a double-forked daemon, as PID 1 of its own PID
+    // namespace (the child writes `0`, "myself", from inside it).
+    let (proc, daemon) = spawn_with_descendant(
+        &manager,
+        "fallback-daemon",
+        fixture_mode("double-fork").pid_namespace(true),
+    )
+    .await;
+    assert!(proc.in_pid_namespace());
+    let pid = proc.pid().unwrap();
+    let proc_fd = pidfd(pid).expect("proc alive while ready");
+    let own = cgroup_of(pid);
+    assert_ne!(own, host_cgroup, "the proc stayed in the host's cgroup");
+    assert_eq!(cgroup_of(daemon.pid), own, "the daemon is elsewhere");
+    assert_eq!(proc.kill().await.unwrap(), SIGKILLED);
+    assert!(
+        exited_within(&proc_fd, Duration::ZERO),
+        "proc {pid} survived"
+    );
+    assert!(
+        exited_within(&daemon.pidfd, EPSILON),
+        "daemon {} survived",
+        daemon.pid
+    );
+    assert!(manager.live_procs().is_empty());
 }
