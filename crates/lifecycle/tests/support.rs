@@ -344,6 +344,18 @@ pub(crate) struct Descendant {
     pub(crate) pidfd: OwnedFd,
 }
 
+impl Descendant {
+    /// Asserts that it exits within `limit` (it is to die with its proc);
+    /// `what` names it in the failure.
+    pub(crate) fn assert_dies_within(&self, limit: Duration, what: &str) {
+        assert!(
+            exited_within(&self.pidfd, limit),
+            "{what} {} survived",
+            self.pid
+        );
+    }
+}
+
 impl Drop for Descendant {
     fn drop(&mut self) {
         let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);

@@ -9,39 +9,32 @@ use hostmux_lifecycle::{ProcHandle, ProcessProcManager, TerminalStatus};
 
 use crate::support::*;
 
+/// Spawns the fixture in `mode` (a proc whose descendant left its process
+/// group) under a default manager, terminates the proc and asserts that
+/// the descendant, `what`, dies with it. `None`: no cgroup v2 here, so the
+/// calling test is skipped.
+async fn terminate_with_descendant(mode: &str, what: &str) -> Option<Descendant> {
+    let manager = ProcessProcManager::default();
+    cgroup_dir_or_skip(&manager)?;
+    let (proc, descendant) = spawn_with_descendant(&manager, mode, fixture_mode(mode)).await;
+    assert_ne!(proc_state(descendant.pid), Some('Z'), "{what} already dead");
+    proc.terminate(Duration::from_secs(5)).await.unwrap();
+    descendant.assert_dies_within(EPSILON, what);
+    Some(descendant)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setsid_grandchild_dies_with_its_proc_where_cgroups_exist() {
     // Without cgroups a setsid escape cannot be contained.
-    let manager = ProcessProcManager::default();
-    if cgroup_dir_or_skip(&manager).is_none() {
-        return;
-    }
-    let (proc, grandchild) =
-        spawn_with_descendant(&manager, "setsid", fixture_mode("setsid-grandchild")).await;
-    proc.terminate(Duration::from_secs(5)).await.unwrap();
-    assert!(
-        exited_within(&grandchild.pidfd, EPSILON),
-        "setsid grandchild {} survived",
-        grandchild.pid
-    );
+    terminate_with_descendant("setsid-grandchild", "setsid grandchild").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_forking_daemon_leaves_no_process_and_no_zombie() {
     // Without cgroups a daemonised grandchild cannot be found.
-    let manager = ProcessProcManager::default();
-    if cgroup_dir_or_skip(&manager).is_none() {
+    let Some(daemon) = terminate_with_descendant("double-fork", "daemon").await else {
         return;
-    }
-    let (proc, daemon) =
-        spawn_with_descendant(&manager, "daemon", fixture_mode("double-fork")).await;
-    assert_ne!(proc_state(daemon.pid), Some('Z'));
-    proc.terminate(Duration::from_secs(5)).await.unwrap();
-    assert!(
-        exited_within(&daemon.pidfd, EPSILON),
-        "daemon {} survived",
-        daemon.pid
-    );
+    };
     // Reaping the orphan is its new parent's job (init); wait for it.
     wait_until(
         EPSILON * 2,
@@ -200,11 +193,7 @@ async fn cgroup_procs_fallback_cages_the_proc_and_its_descendants_die_with_it() 
         exited_within(&proc_fd, Duration::ZERO),
         "proc {pid} survived"
     );
-    assert!(
-        exited_within(&grandchild.pidfd, EPSILON),
-        "setsid grandchild {} survived",
-        grandchild.pid
-    );
+    grandchild.assert_dies_within(EPSILON, "setsid grandchild");
     // The grandchild outlived the SIGTERM, so the cgroup was cgroup.kill'ed:
     // such a cgroup is removed rather than reused.
     assert!(!leaf.exists(), "a cgroup.kill'ed cgroup must not be kept");
@@ -228,10 +217,6 @@ async fn cgroup_procs_fallback_cages_the_proc_and_its_descendants_die_with_it() 
         exited_within(&proc_fd, Duration::ZERO),
         "proc {pid} survived"
     );
-    assert!(
-        exited_within(&daemon.pidfd, EPSILON),
-        "daemon {} survived",
-        daemon.pid
-    );
+    daemon.assert_dies_within(EPSILON, "daemon");
     assert!(manager.live_procs().is_empty());
 }
