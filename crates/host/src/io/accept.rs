@@ -2,26 +2,12 @@
 
 use super::*;
 
-pub(super) async fn accept_loop<F: Frontend>(
-    listener: F::Listener,
-    dataplane: Shared,
-    cfg: Arc<HostConfig>,
-    service_name: ProcName,
-) {
+pub(super) async fn accept_loop<F: Frontend>(listener: F::Listener, serving: Serving) {
     loop {
         match F::accept(&listener).await {
             Ok((reader, writer, peer)) => {
                 let span = tracing::info_span!("connection", peer = %peer, frontend = F::NAME);
-                tracing::debug!(parent: &span, "accepted");
-                let door = Door::Frontend;
-                spawn_connection::<F>(
-                    (reader, writer),
-                    &dataplane,
-                    &cfg,
-                    &service_name,
-                    door,
-                    span,
-                );
+                serving.spawn::<F>((reader, writer), Door::Frontend, span);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -47,9 +33,7 @@ pub(super) enum Door {
 /// root get through; their connections may use the control plane.
 pub(super) async fn control_accept_loop<F: Frontend>(
     listener: std::os::unix::net::UnixListener,
-    dataplane: Shared,
-    cfg: Arc<HostConfig>,
-    service_name: ProcName,
+    serving: Serving,
 ) {
     let listener = match listener
         .set_nonblocking(true)
@@ -101,35 +85,35 @@ pub(super) async fn control_accept_loop<F: Frontend>(
             peer_pid = ?peer.pid(),
             frontend = F::NAME
         );
-        tracing::debug!(parent: &span, "accepted");
-        let door = Door::ControlSocket;
-        spawn_connection::<F>(
-            (reader, writer),
-            &dataplane,
-            &cfg,
-            &service_name,
-            door,
-            span,
-        );
+        serving.spawn::<F>((reader, writer), Door::ControlSocket, span);
     }
 }
 
-/// Serves an accepted connection on its own task (on this thread).
-fn spawn_connection<F: Frontend>(
-    (reader, writer): (F::Reader, F::Writer),
-    dataplane: &Shared,
-    cfg: &Arc<HostConfig>,
-    service_name: &ProcName,
-    door: Door,
-    span: tracing::Span,
-) {
-    tokio::task::spawn_local(connection::<F>(
-        reader,
-        writer,
-        dataplane.clone(),
-        cfg.clone(),
-        service_name.clone(),
-        door,
-        span,
-    ));
+/// What every accepted connection is served with.
+#[derive(Clone)]
+pub(super) struct Serving {
+    pub(super) dataplane: Shared,
+    pub(super) cfg: Arc<HostConfig>,
+    pub(super) service_name: ProcName,
+}
+
+impl Serving {
+    /// Serves an accepted connection on its own task (on this thread).
+    fn spawn<F: Frontend>(
+        &self,
+        (reader, writer): (F::Reader, F::Writer),
+        door: Door,
+        span: tracing::Span,
+    ) {
+        tracing::debug!(parent: &span, "accepted");
+        tokio::task::spawn_local(connection::<F>(
+            reader,
+            writer,
+            self.dataplane.clone(),
+            self.cfg.clone(),
+            self.service_name.clone(),
+            door,
+            span,
+        ));
+    }
 }

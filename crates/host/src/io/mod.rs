@@ -36,7 +36,7 @@ mod accept;
 mod conn;
 mod dial;
 
-use accept::{accept_loop, control_accept_loop, Door};
+use accept::{accept_loop, control_accept_loop, Door, Serving};
 use conn::{connection, serve_conn};
 use dial::dial_loop;
 
@@ -137,12 +137,15 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
     dataplane
         .borrow_mut()
         .set_control_sink(parts.control_jobs.clone());
+    let serving = Serving {
+        dataplane: dataplane.clone(),
+        cfg: parts.cfg.clone(),
+        service_name: parts.service_name.clone(),
+    };
     let control_accept = match parts.control_socket.as_ref().map(|l| l.try_clone()) {
         Some(Ok(listener)) => Some(tokio::task::spawn_local(control_accept_loop::<F>(
             listener,
-            dataplane.clone(),
-            parts.cfg.clone(),
-            parts.service_name.clone(),
+            serving.clone(),
         ))),
         Some(Err(e)) => {
             tracing::error!(error = %e, "control socket unusable; control plane over TCP with token only");
@@ -156,12 +159,7 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
         parts.service_name.clone(),
         parts.own_addr.clone(),
     ));
-    let accept = tokio::task::spawn_local(accept_loop::<F>(
-        listener,
-        dataplane.clone(),
-        parts.cfg.clone(),
-        parts.service_name.clone(),
-    ));
+    let accept = tokio::task::spawn_local(accept_loop::<F>(listener, serving));
     if let Err(e) = backend_loop::<F>(&dataplane, &parts).await {
         tracing::error!(error = %e, "host doorbell failed; I/O thread stopping");
     }

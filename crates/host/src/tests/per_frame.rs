@@ -18,13 +18,17 @@ const BATCH: usize = 256;
 /// Simulated reads (`HOSTMUX_PER_FRAME_READS` overrides).
 const READS: usize = 4_000;
 
+fn reads() -> usize {
+    std::env::var("HOSTMUX_PER_FRAME_READS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(READS)
+}
+
 #[test]
 #[ignore = "instruction-count workload; run under callgrind"]
 fn stress_per_frame_client_to_ring() {
-    let reads = std::env::var("HOSTMUX_PER_FRAME_READS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(READS);
+    let reads = reads();
     let mut rig = Rig::new(HostConfig::default());
     let limits = HostConfig::default().limits;
     let echo = rig.add_proc("echo", 1 << 20, 1 << 16);
@@ -71,10 +75,7 @@ fn stress_per_frame_client_to_ring() {
 #[test]
 #[ignore = "instruction-count workload; run under callgrind"]
 fn stress_per_frame_ring_to_client() {
-    let reads = std::env::var("HOSTMUX_PER_FRAME_READS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(READS);
+    let reads = reads();
     let mut rig = Rig::new(HostConfig::default());
     let limits = HostConfig::default().limits;
     let echo = rig.add_proc("echo", 1 << 16, 1 << 20);
@@ -133,10 +134,7 @@ fn stress_per_frame_ring_to_client() {
 #[test]
 #[ignore = "instruction-count workload; run under callgrind"]
 fn stress_per_frame_proc_to_proc() {
-    let reads = std::env::var("HOSTMUX_PER_FRAME_READS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(READS);
+    let reads = reads();
     let mut rig = Rig::new(HostConfig::default());
     let limits = HostConfig::default().limits;
     let pinger = rig.add_proc("pinger", 1 << 16, 1 << 20);
