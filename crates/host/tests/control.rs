@@ -3,12 +3,11 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use hostmux_host::{ControlClient, Host, HostConfig, HostError};
-use hostmux_lifecycle::ProcessProcManager;
-use hostmux_wire::{Addr, ControlErrorKind, ProcState, SpawnRequest};
+use hostmux_host::{ControlClient, HostConfig, HostError};
+use hostmux_wire::{ControlErrorKind, ProcState, SpawnRequest};
 
 use crate::bins::proc_bin;
-use crate::process::{is_dead, run_os, serve_os};
+use crate::process::{is_dead, run_os, serve_os, try_serve_os};
 
 fn spawn_request(name: &str, program: &str, args: &[&str]) -> SpawnRequest {
     SpawnRequest {
@@ -145,13 +144,7 @@ fn tcp_control_requests_need_the_hosts_token() {
             token: Some("t0ken".to_owned()),
             ..HostConfig::default()
         };
-        let (host, _serving) = Host::serve_processes(
-            ProcessProcManager::builder(),
-            Addr::tcp("127.0.0.1", 0).unwrap(),
-            config,
-        )
-        .await
-        .unwrap();
+        let (host, _serving) = serve_os(config).await;
         let addr = format!("127.0.0.1:{}", host.addr().port().unwrap());
         let wrong = ControlClient::connect_tcp(&addr, "guess").await;
         assert!(matches!(wrong, Err(HostError::Connect { .. })), "{wrong:?}");
@@ -174,13 +167,7 @@ fn control_socket_replaces_only_a_stale_socket() {
             control_socket: Some(file.clone()),
             ..HostConfig::default()
         };
-        let err = Host::serve_processes(
-            ProcessProcManager::builder(),
-            Addr::tcp("127.0.0.1", 0).unwrap(),
-            config,
-        )
-        .await
-        .unwrap_err();
+        let err = try_serve_os(config).await.unwrap_err();
         assert!(matches!(err, HostError::ControlSocket { .. }), "{err:?}");
         assert_eq!(std::fs::read(&file).unwrap(), b"precious");
 
@@ -191,24 +178,13 @@ fn control_socket_replaces_only_a_stale_socket() {
             control_socket: Some(path.clone()),
             ..HostConfig::default()
         };
-        let err = serve_os_result(config.clone()).await.unwrap_err();
+        let err = try_serve_os(config.clone()).await.unwrap_err();
         assert!(err.to_string().contains("listening"), "{err}");
         drop(live);
-        let (_host, _serving) = serve_os_result(config).await.unwrap();
+        let (_host, _serving) = try_serve_os(config).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let mut control = ControlClient::connect_unix(&path).await.unwrap();
         assert!(control.list().await.unwrap().is_empty());
     });
-}
-
-async fn serve_os_result(
-    config: HostConfig,
-) -> Result<(Host<ProcessProcManager>, hostmux_host::ServeHandle), HostError> {
-    Host::serve_processes(
-        ProcessProcManager::builder(),
-        Addr::tcp("127.0.0.1", 0).unwrap(),
-        config,
-    )
-    .await
 }

@@ -9,30 +9,18 @@ use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use hostmux_host::{Host, HostConfig, ProcessProc};
+use hostmux_host::{HostConfig, ProcessProc};
 use hostmux_lifecycle::ProcessProcManager;
-use hostmux_wire::Addr;
 
 use crate::bins::proc_bin;
-use crate::process::is_dead;
+use crate::process::{is_dead, serve_os};
 use crate::roles::role_process;
 
 /// The `host` role: serve, spawn three procs, print their pids (and the
 /// grandchild's), then wait to be killed.
 pub(crate) fn run_host_role() -> i32 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (host, _serving) = Host::serve_processes(
-            ProcessProcManager::builder(),
-            Addr::tcp("127.0.0.1", 0).unwrap(),
-            HostConfig::default(),
-        )
-        .await
-        .unwrap();
+    crate::support::quiet_runtime().block_on(async {
+        let (host, _serving) = serve_os(HostConfig::default()).await;
         let fixture = proc_bin("hostmux-proc-fixture");
         host.spawn("echo", ProcessProc::new(proc_bin("hostmux-echo")))
             .await

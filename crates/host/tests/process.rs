@@ -16,16 +16,7 @@ pub(crate) type OsHost = Host<ProcessProcManager>;
 
 /// Runs `scenario` on a fresh multi-threaded runtime, bounded.
 pub(crate) fn run_os<Fut: std::future::Future<Output = ()>>(scenario: impl FnOnce() -> Fut) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    crate::support::runtime().block_on(async {
         tokio::time::timeout(Duration::from_secs(60), scenario())
             .await
             .expect("scenario finished within 60 s");
@@ -33,13 +24,17 @@ pub(crate) fn run_os<Fut: std::future::Future<Output = ()>>(scenario: impl FnOnc
 }
 
 pub(crate) async fn serve_os(config: HostConfig) -> (OsHost, ServeHandle) {
+    try_serve_os(config).await.unwrap()
+}
+
+/// A host on a loopback port whose procs are OS processes.
+pub(crate) async fn try_serve_os(config: HostConfig) -> Result<(OsHost, ServeHandle), HostError> {
     Host::serve_processes(
         ProcessProcManager::builder(),
         Addr::tcp("127.0.0.1", 0).unwrap(),
         config,
     )
     .await
-    .unwrap()
 }
 
 pub(crate) async fn client(host: &OsHost, name: &str) -> Client {

@@ -39,22 +39,33 @@ macro_rules! both_frontends {
 }
 pub(crate) use both_frontends;
 
+/// The tests' runtime (two workers, as on the target machine), with
+/// tracing to the test output (`RUST_LOG` filters it).
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    quiet_runtime()
+}
+
+/// [`runtime`] without tracing, for a subprocess role whose standard
+/// output is read by the test.
+pub(crate) fn quiet_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub(crate) fn run<F, Fut>(kind: FrontendKind, scenario: F)
 where
     F: FnOnce(FrontendKind) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         tokio::time::timeout(Duration::from_secs(60), scenario(kind))
             .await
             .expect("scenario finished within 60 s");
