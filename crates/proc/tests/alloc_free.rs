@@ -3,53 +3,10 @@
 //! allocator counts allocations per thread (other tests run on other
 //! threads meanwhile).
 
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use hostmux_proc::{boot_from, BatchRecv, Recv};
 use hostmux_wire::{AgentRequest, Sender};
 
 use crate::support::{TestHost, PATIENCE};
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Forwards to the system allocator and counts allocations on this thread.
-pub(crate) struct CountingAllocator;
-
-// SAFETY: every method forwards to `System` with the caller's arguments; the
-// counter is a const-initialised thread-local `Cell` that never allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// The host's side runs on this thread too, so it must not allocate either
 /// inside the measured loop: it writes frames and releases records only.
@@ -70,7 +27,7 @@ fn recv_reply_send_reserve_batch_and_agent_allocate_nothing_per_message() {
         host.from_proc.release().unwrap();
     }
 
-    let before = allocations();
+    let counting = hostmux_testkit::start_counting();
     let mut replies = 0u64;
     for round in 0..2_000u64 {
         host.deliver_data(Sender::Client { name: "cli" }, 1, round, &payload);
@@ -112,10 +69,10 @@ fn recv_reply_send_reserve_batch_and_agent_allocate_nothing_per_message() {
             replies += 1;
         }
     }
-    let after = allocations();
+    let allocated = counting.stop().allocations;
     assert!(
         replies >= 6 * 2_000,
         "replies and sends arrived ({replies})"
     );
-    assert_eq!(after - before, 0, "allocations on the per-message path");
+    assert_eq!(allocated, 0, "allocations on the per-message path");
 }

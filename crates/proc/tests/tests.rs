@@ -9,4 +9,4 @@ mod sending;
 mod support;
 
 #[global_allocator]
-static ALLOCATOR: alloc_free::CountingAllocator = alloc_free::CountingAllocator;
+static ALLOCATOR: hostmux_testkit::CountingAllocator = hostmux_testkit::CountingAllocator;

@@ -1,49 +1,9 @@
 //! The hot path allocates nothing per message: a global allocator that counts
 //! allocations per thread (other tests run on other threads meanwhile).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Duration;
 
 use hostmux_ring::{Doorbell, SharedRing, WaitOutcome};
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Forwards to the system allocator and counts allocations on this thread.
-pub(crate) struct CountingAllocator;
-
-// SAFETY: every method forwards to `System` with the caller's arguments; the
-// counter is a const-initialised thread-local `Cell` that itself never allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 #[test]
 fn reserve_commit_publish_peek_release_waits_and_occupancy_allocate_nothing() {
@@ -53,7 +13,7 @@ fn reserve_commit_publish_peek_release_waits_and_occupancy_allocate_nothing() {
     producer.set_consumer_doorbell(Some(doorbell.try_clone().unwrap()));
     consumer.set_producer_doorbell(Some(doorbell.try_clone().unwrap()));
 
-    let before = allocations();
+    let counting = hostmux_testkit::start_counting();
     let mut checksum = 0u64;
     for round in 0..20_000u64 {
         let len = (round % 3000) as usize;
@@ -95,7 +55,7 @@ fn reserve_commit_publish_peek_release_waits_and_occupancy_allocate_nothing() {
         consumer.wait_readable(Some(Duration::ZERO)).unwrap(),
         WaitOutcome::Ready
     );
-    let allocated = allocations() - before;
+    let allocated = counting.stop().allocations;
     assert!(checksum > 0);
     assert_eq!(
         allocated, 0,

@@ -8,4 +8,4 @@ mod records;
 mod two_process;
 
 #[global_allocator]
-static ALLOCATOR: alloc_free::CountingAllocator = alloc_free::CountingAllocator;
+static ALLOCATOR: hostmux_testkit::CountingAllocator = hostmux_testkit::CountingAllocator;

@@ -1,8 +1,6 @@
 //! The data plane's hot path allocates nothing per frame once warm: client
 //! frame → ring, ring → client queue, and undeliverable notices.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::Instant;
 
 use hostmux_wire::{
@@ -13,49 +11,10 @@ use crate::config::HostConfig;
 use crate::dataplane::rig::Rig;
 use crate::dataplane::{Dataplane, Delivery, Outbox};
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// Per thread, so that tests running in parallel do not add up.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOCATOR: hostmux_testkit::CountingAllocator = hostmux_testkit::CountingAllocator;
 
-/// How many allocations `f` made on this thread.
-fn allocations_in(f: impl FnOnce()) -> usize {
-    ALLOCATIONS.with(|n| n.set(0));
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(Cell::get)
-}
+use hostmux_testkit::allocations_during;
 
 fn frame(dest: &str, id: u64, payload: &[u8]) -> AlignedVec<16> {
     let header = FrameHeader {
@@ -161,12 +120,12 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
     }
     // The counter sees allocations on this thread.
     assert_eq!(
-        allocations_in(|| drop(std::hint::black_box(Box::new(1u64)))),
+        allocations_during(|| drop(std::hint::black_box(Box::new(1u64)))),
         1
     );
 
     assert_eq!(
-        allocations_in(|| (0..1000).for_each(|_| round(&mut dp))),
+        allocations_during(|| (0..1000).for_each(|_| round(&mut dp))),
         0,
         "allocations on the hot path"
     );
@@ -212,7 +171,7 @@ fn the_fast_lane_for_repeated_headers_allocates_nothing() {
         round(&mut dp);
     }
     assert_eq!(
-        allocations_in(|| (0..1000).for_each(|_| round(&mut dp))),
+        allocations_during(|| (0..1000).for_each(|_| round(&mut dp))),
         0,
         "allocations in the fast lane"
     );
@@ -257,7 +216,7 @@ fn the_drain_fast_lane_allocates_nothing() {
     }
     let before = dp.drain_fast_lane;
     assert_eq!(
-        allocations_in(|| (0..1000).for_each(|_| round(&mut dp))),
+        allocations_during(|| (0..1000).for_each(|_| round(&mut dp))),
         0,
         "allocations in the drain's fast lane"
     );
