@@ -11,12 +11,23 @@ use hostmux_wire::{encode_frame_to_vec, FrameDecoder, FrameHeader, Sender};
 
 use crate::config::HostConfig;
 use crate::dataplane::rig::Rig;
-use crate::dataplane::Delivery;
+use crate::dataplane::{Dataplane, Delivery, Drain, ProcKey};
 
 /// Frames per simulated socket read.
 const BATCH: usize = 256;
 /// Simulated reads (`HOSTMUX_PER_FRAME_READS` overrides).
 const READS: usize = 4_000;
+
+/// As the I/O thread after its doorbell fired: drains every proc whose
+/// outbound ring has records, each until it is idle.
+fn drain_signalled(dp: &mut Dataplane, to_drain: &mut Vec<ProcKey>) {
+    let now = Instant::now();
+    to_drain.clear();
+    dp.poll_doorbell(to_drain);
+    for &key in to_drain.iter() {
+        while dp.drain_outbound(key, now) == Drain::More {}
+    }
+}
 
 fn reads() -> usize {
     std::env::var("HOSTMUX_PER_FRAME_READS")
@@ -100,12 +111,7 @@ fn stress_per_frame_ring_to_client() {
             slot.commit();
         }
         proc_out.publish().unwrap();
-        let now = Instant::now();
-        to_drain.clear();
-        dp.poll_doorbell(&mut to_drain);
-        for &key in &to_drain {
-            while dp.drain_outbound(key, now) == crate::dataplane::Drain::More {}
-        }
+        drain_signalled(&mut dp, &mut to_drain);
         assert_eq!(
             dp.take_outbox(conn, &mut written),
             crate::dataplane::Outbox::Bytes
@@ -158,12 +164,7 @@ fn stress_per_frame_proc_to_proc() {
             slot.commit();
         }
         out.publish().unwrap();
-        let now = Instant::now();
-        to_drain.clear();
-        dp.poll_doorbell(&mut to_drain);
-        for &key in &to_drain {
-            while dp.drain_outbound(key, now) == crate::dataplane::Drain::More {}
-        }
+        drain_signalled(&mut dp, &mut to_drain);
         while counter_in.peek().unwrap().is_some() {
             counter_in.release().unwrap();
             received += 1;
