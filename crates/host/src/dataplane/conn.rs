@@ -34,9 +34,7 @@ impl Dataplane {
             return Delivery::Done;
         }
         let max_hops = self.cfg.max_hops;
-        let Dataplane {
-            conns, own_addr, ..
-        } = self;
+        let Dataplane { conns, .. } = self;
         let Some(conn) = slot_of_conn(conns, key) else {
             return Delivery::Done;
         };
@@ -49,7 +47,7 @@ impl Dataplane {
         let envelope = envelope_of(frame);
         let origin = conn_origin(conn.dialled.is_some(), &envelope, conn.name.as_str());
         let party = origin.party();
-        let outcome = match rules::admit(origin, &envelope, own_addr, max_hops) {
+        let outcome = match rules::admit(origin, &envelope, max_hops) {
             Ok(()) => self.route(frame, key, party, blocked_on, now),
             Err(reason) => Outcome::Returned(reason),
         };
@@ -57,6 +55,7 @@ impl Dataplane {
             conns,
             service_name,
             limits,
+            own_addr,
             ..
         } = self;
         let conn = slot_of_conn(conns, key).expect("looked up above");
@@ -71,7 +70,13 @@ impl Dataplane {
             // Consumed by the service proc: nobody answers it.
             Outcome::Consumed => conn.stats.dropped.add(UndeliverableReason::NoSuchProc),
             Outcome::Returned(reason) => {
-                conn.refuse(&frame.fields(), reason, service_name.as_str(), limits);
+                conn.refuse(
+                    &frame.fields(),
+                    reason,
+                    service_name.as_str(),
+                    own_addr,
+                    limits,
+                );
             }
             Outcome::Full(p, deadline) => {
                 if let Some(slot) = self.proc_mut(p) {
@@ -165,18 +170,24 @@ impl Dataplane {
 
     /// The blocked frame waited its limit: return it as `Overloaded`.
     pub(crate) fn give_up_conn_frame(&mut self, key: ConnKey, frame: &FrameView<'_>, on: ProcKey) {
-        let limits = self.limits;
-        let service = self.service_name.clone();
         if let Some(slot) = self.proc_mut(on) {
             slot.conn_waiters.retain(|c| *c != key);
             slot.stats.returned_for.add(UndeliverableReason::Overloaded);
         }
-        if let Some(conn) = self.conn_mut(key) {
+        let Dataplane {
+            conns,
+            service_name,
+            limits,
+            own_addr,
+            ..
+        } = self;
+        if let Some(conn) = slot_of_conn(conns, key) {
             conn.refuse(
                 &frame.fields(),
                 UndeliverableReason::Overloaded,
-                service.as_str(),
-                &limits,
+                service_name.as_str(),
+                own_addr,
+                limits,
             );
         }
     }
@@ -537,6 +548,7 @@ impl Dataplane {
                 &original,
                 UndeliverableReason::Malformed,
                 service.as_str(),
+                "",
                 &limits,
             );
             conn.closing = true;

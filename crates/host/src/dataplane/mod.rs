@@ -515,6 +515,11 @@ impl Dataplane {
             return;
         }
         let name = match original.sender {
+            Sender::Proc { addr, .. } if !addr.is_empty() => {
+                // Another host's proc: the notice goes back over a link.
+                self.notify_remote_sender(original, reason);
+                return;
+            }
             Sender::Client { name } | Sender::Proc { name, .. } => name,
             Sender::Anonymous => return,
         };
@@ -523,7 +528,7 @@ impl Dataplane {
                 let limits = self.limits;
                 let from = self.service_name.clone();
                 if let Some(conn) = self.conn_mut(c) {
-                    push_notice(conn, original, reason, from.as_str(), &limits);
+                    push_notice(conn, original, reason, from.as_str(), "", &limits);
                     // It answers a frame that was delivered.
                     conn.awaiting_answers = conn.awaiting_answers.saturating_sub(1);
                 }

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use hostmux_wire::{
     encode_frame_to_vec, encoded_len, Addr, AddrKind, FrameDecoder, FrameHeader, FrameView, Limits,
-    ProcName, Sender, UndeliverableReason,
+    ProcName, Sender, Undeliverable, UndeliverableReason,
 };
 use tokio::sync::Notify;
 
@@ -54,7 +54,31 @@ pub(super) fn forward(
     frame: &FrameView<'_>,
     payload: &[u8],
 ) -> Outcome {
-    let addr = frame.dest_addr();
+    forward_header(
+        conns,
+        remotes,
+        generation,
+        own_addr,
+        limits,
+        cfg,
+        frame.fields(),
+        payload,
+    )
+}
+
+/// [`forward`] for a frame given by its header and payload.
+#[allow(clippy::too_many_arguments)]
+fn forward_header<'a>(
+    conns: &mut Vec<Option<ConnSlot>>,
+    remotes: &mut Remotes,
+    generation: &mut u32,
+    own_addr: &'a str,
+    limits: &Limits,
+    cfg: &HostConfig,
+    mut header: FrameHeader<'a>,
+    payload: &[u8],
+) -> Outcome {
+    let addr = header.dest_addr;
     let key = match remotes.by_addr.get(addr) {
         Some(&key) => key,
         None => {
@@ -111,7 +135,6 @@ pub(super) fn forward(
     let Some(conn) = slot_of_conn(conns, key) else {
         return Outcome::Returned(UndeliverableReason::NoSuchProc);
     };
-    let mut header = frame.fields();
     header.sender = match header.sender {
         Sender::Proc { addr: "", name } | Sender::Client { name } => Sender::Proc {
             addr: own_addr,
@@ -164,6 +187,40 @@ impl Dataplane {
             conn.connecting = false;
             conn.wake_writer.notify_one();
         }
+    }
+
+    /// Sends a notice about `original`, from another host's proc, back to
+    /// it over a link (the notice is itself never answered: if it cannot go,
+    /// it is dropped).
+    pub(super) fn notify_remote_sender(
+        &mut self,
+        original: &FrameHeader<'_>,
+        reason: UndeliverableReason,
+    ) {
+        let header = Undeliverable::reply_header(
+            original,
+            Sender::Proc {
+                addr: "",
+                name: self.service_name.as_str(),
+            },
+        );
+        let payload = Undeliverable {
+            original_message_id: original.message_id,
+            reason,
+        }
+        .to_bytes();
+        let Dataplane {
+            conns,
+            remotes,
+            generation,
+            own_addr,
+            limits,
+            cfg,
+            ..
+        } = self;
+        let _ = forward_header(
+            conns, remotes, generation, own_addr, limits, cfg, header, &payload,
+        );
     }
 
     /// Returns every frame still queued on a link as `NoSuchProc`.
