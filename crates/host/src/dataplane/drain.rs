@@ -187,6 +187,7 @@ impl Dataplane {
             blocked_drains,
             cfg,
             remotes,
+            events,
             generation,
             own_addr,
             scratch,
@@ -257,7 +258,7 @@ impl Dataplane {
             Outcome::Returned(reason)
         } else if !(frame.dest_addr().is_empty() || frame.dest_addr() == &**own_addr) {
             remote::forward(
-                conns, remotes, generation, own_addr, &limits, cfg, &frame, payload,
+                conns, remotes, events, generation, own_addr, &limits, cfg, &frame, payload,
             )
         } else {
             let changes = table.changes();

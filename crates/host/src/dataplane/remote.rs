@@ -8,16 +8,14 @@
 //! sender as `NoSuchProc`. Forwarded frames carry this host's address in
 //! their sender, so the far side can route replies back (by dialling us).
 
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::collections::{HashMap, VecDeque};
 
 use hostmux_wire::{
     encode_frame_to_vec, encoded_len, Addr, AddrKind, FrameDecoder, FrameHeader, FrameView, Limits,
     ProcName, Sender, Undeliverable, UndeliverableReason,
 };
-use tokio::sync::Notify;
 
-use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Outcome};
+use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Event, Outcome};
 use crate::config::HostConfig;
 use crate::stats::ConnStats;
 
@@ -29,8 +27,6 @@ const MAX_REMOTES: usize = 1024;
 #[derive(Default)]
 pub(crate) struct Remotes {
     by_addr: HashMap<Box<str>, ConnKey>,
-    dials: Vec<(ConnKey, Box<str>)>,
-    wake: Rc<Notify>,
 }
 
 impl Remotes {
@@ -47,6 +43,7 @@ impl Remotes {
 pub(super) fn forward(
     conns: &mut Vec<Option<ConnSlot>>,
     remotes: &mut Remotes,
+    events: &mut VecDeque<Event>,
     generation: &mut u32,
     own_addr: &str,
     limits: &Limits,
@@ -57,6 +54,7 @@ pub(super) fn forward(
     forward_header(
         conns,
         remotes,
+        events,
         generation,
         own_addr,
         limits,
@@ -71,6 +69,7 @@ pub(super) fn forward(
 fn forward_header<'a>(
     conns: &mut Vec<Option<ConnSlot>>,
     remotes: &mut Remotes,
+    events: &mut VecDeque<Event>,
     generation: &mut u32,
     own_addr: &'a str,
     limits: &Limits,
@@ -109,8 +108,6 @@ fn forward_header<'a>(
                     name: addr.to_owned(),
                     ..ConnStats::default()
                 },
-                wake_writer: Rc::new(Notify::new()),
-                wake_reader: Rc::new(Notify::new()),
                 closing: false,
                 dialled: Some(addr.into()),
                 connecting: true,
@@ -127,8 +124,10 @@ fn forward_header<'a>(
                 conns[index] = Some(slot);
             }
             remotes.by_addr.insert(addr.into(), key);
-            remotes.dials.push((key, addr.into()));
-            remotes.wake.notify_one();
+            events.push_back(Event::Dial {
+                link: key,
+                addr: addr.into(),
+            });
             key
         }
     };
@@ -165,27 +164,11 @@ impl Dataplane {
         addr.is_empty() || addr == &*self.own_addr
     }
 
-    /// Rung when a link to another host needs dialling.
-    pub(crate) fn dial_wake(&self) -> Rc<Notify> {
-        self.remotes.wake.clone()
-    }
-
-    /// Links to dial, with their addresses.
-    pub(crate) fn take_dials(&mut self, out: &mut Vec<(ConnKey, Box<str>)>) {
-        out.append(&mut self.remotes.dials);
-    }
-
-    /// The wake-ups of a dialled link (writer, reader).
-    pub(crate) fn link_wakes(&mut self, key: ConnKey) -> Option<(Rc<Notify>, Rc<Notify>)> {
-        self.conn_mut(key)
-            .map(|c| (c.wake_writer.clone(), c.wake_reader.clone()))
-    }
-
     /// The link's hello was acknowledged: its queued frames may go.
     pub(crate) fn remote_connected(&mut self, key: ConnKey) {
         if let Some(conn) = self.conn_mut(key) {
             conn.connecting = false;
-            conn.wake_writer.notify_one();
+            self.events.push_back(Event::WakeWriter(key));
         }
     }
 
@@ -212,6 +195,7 @@ impl Dataplane {
         let Dataplane {
             conns,
             remotes,
+            events,
             generation,
             own_addr,
             limits,
@@ -219,7 +203,7 @@ impl Dataplane {
             ..
         } = self;
         let _ = forward_header(
-            conns, remotes, generation, own_addr, limits, cfg, header, &payload,
+            conns, remotes, events, generation, own_addr, limits, cfg, header, &payload,
         );
     }
 
