@@ -106,6 +106,7 @@
 
 mod error;
 mod head_cache;
+mod message;
 mod outbox;
 mod proc;
 pub mod protocol;
@@ -115,7 +116,8 @@ mod sys;
 mod wait;
 
 pub use error::ProcError;
-pub use outbox::{Dest, Message, Outbox, SendBatch, Slot, DEFAULT_SEND_TIMEOUT};
+pub use message::Message;
+pub use outbox::{Dest, Outbox, SendBatch, Slot, DEFAULT_SEND_TIMEOUT};
 pub use proc::{
     boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, ANSWERING_SPIN, DEFAULT_SPIN,
     SIGNAL_CHECK_INTERVAL,
