@@ -43,6 +43,10 @@
 //!   receive calls keep handing out what is already in the ring and report
 //!   [`Recv::Stopped`] once it is empty, so a proc's main loop ends and the
 //!   process exits 0.
+//! * Only a data message is answered ([`ProcError::NotAnswerable`]
+//!   otherwise), and a message's record is published as consumed no later
+//!   than its reply (see [`Message`]): a proc that dies never has an id
+//!   both answered and returned by its host.
 //! * Agent requests are honoured only from the host's service proc (the host
 //!   guarantees sender names); others are answered `Refused(NotFromHost)`.
 //!
