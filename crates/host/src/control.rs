@@ -23,8 +23,8 @@ use crate::process::SpawnByRequest;
 use crate::service::{self, ControlJob};
 use crate::{Host, HostError};
 
-/// Bulk terminate from the control plane runs at most this many polite
-/// stops at once.
+/// Bulk terminate from the control plane has at most this many procs
+/// terminating at once (hyperactor's meaning: each with its own grace).
 const MAX_STOPS_IN_FLIGHT: usize = 32;
 
 /// The effective uid of the host process.

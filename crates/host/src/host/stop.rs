@@ -1,5 +1,7 @@
 //! Stopping procs: one (polite stop with escalation, or a kill) or all of
-//! them under one deadline.
+//! them (a bounded number at a time, or under one overall deadline).
+
+use hostmux_lifecycle::BulkTerminateMode;
 
 use super::*;
 
@@ -83,16 +85,35 @@ impl<M: ProcManager + 'static> Host<M> {
 }
 
 impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
-    /// Terminates every proc: unbinds all routes first, then has the
-    /// manager stop them all under one deadline (`grace`), with at most
-    /// `max_in_flight` polite stops at a time, then closes their inbound
-    /// rings. Returns once every proc is gone.
+    /// Terminates every proc the way hyperactor's host does: unbinds all
+    /// routes first, then stops at most `max_in_flight` procs at a time,
+    /// each with its full escalation (the agent's stop message and SIGTERM,
+    /// then SIGKILL `grace` after its own turn began), the next as soon as
+    /// one is gone; then closes their inbound rings. Returns once every proc
+    /// is gone. The whole can take `ceil(procs / max_in_flight) × grace`;
+    /// for one overall bound use [`Host::terminate_children_with`] and
+    /// [`BulkTerminateMode::OverallDeadline`].
     pub async fn terminate_children(
         &self,
         grace: Duration,
         max_in_flight: usize,
     ) -> TerminateSummary {
-        let span = tracing::info_span!("terminate_children", ?grace, max_in_flight);
+        self.terminate_children_with(grace, BulkTerminateMode::PerProcGrace { max_in_flight })
+            .await
+    }
+
+    /// Terminates every proc as `mode` says (see [`BulkTerminateMode`]):
+    /// unbinds all routes first, has the manager stop the procs, then closes
+    /// their inbound rings. Returns once every proc is gone. The host's own
+    /// shutdown (`hostmux serve` on SIGTERM) uses
+    /// [`BulkTerminateMode::OverallDeadline`], so it ends within its grace
+    /// plus a small constant however many procs there are.
+    pub async fn terminate_children_with(
+        &self,
+        grace: Duration,
+        mode: BulkTerminateMode,
+    ) -> TerminateSummary {
+        let span = tracing::info_span!("terminate_children", ?grace, ?mode);
         async {
             let targets: Vec<(ProcName, ProcKey, watch::Receiver<bool>)> = {
                 let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,7 +135,7 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
             for (name, key, _) in &targets {
                 self.unbind(name, *key);
             }
-            let summary = self.inner.manager.terminate_all(grace, max_in_flight).await;
+            let summary = self.inner.manager.terminate_all_with(grace, mode).await;
             for (_, key, _) in &targets {
                 self.detach(*key);
             }
