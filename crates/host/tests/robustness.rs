@@ -71,7 +71,7 @@ async fn proc_exit_mid_stream_returns_every_frame(kind: FrontendKind) {
     // Its frames come back while its watcher is still finishing: wait for
     // it to be gone (terminating a proc that already exited only waits).
     match host.terminate_proc("quitter", Duration::from_secs(1)).await {
-        Ok(_) | Err(HostError::NoSuchProc(_)) => {}
+        Ok(_) | Err(HostError::AlreadyEnded { .. }) => {}
         Err(e) => panic!("waiting for the quitter to be gone: {e}"),
     }
     assert!(host.procs().is_empty());

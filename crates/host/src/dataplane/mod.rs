@@ -113,8 +113,8 @@ struct ProcSlot {
     full_since: Option<Instant>,
     /// It runs an agent (answers `AGENT_PORT` requests).
     agent: bool,
-    /// Its agent was asked to stop.
-    stop_sent: bool,
+    /// Where its agent's `Stop` stands (queued while its ring is full).
+    agent_stop: agent::AgentStop,
     /// The last header validated from its outbound ring (see `copy_head`).
     header_memo: HeaderMemo,
     /// The proc the last record from its outbound ring was written to, and
@@ -229,6 +229,8 @@ pub(crate) struct Dataplane {
     agent_pending: Vec<agent::PendingAgent>,
     /// Message id of the last agent request.
     next_agent_id: u64,
+    /// Procs whose agent `Stop` waits for room in their inbound ring.
+    queued_stops: Vec<ProcKey>,
     /// Where privileged control requests go (the control side's task).
     control_sink: Option<tokio::sync::mpsc::UnboundedSender<service::ControlJob>>,
     /// A reply queue a proc's drain waited on has room again (or is gone).
@@ -273,6 +275,7 @@ impl Dataplane {
             remotes: remote::Remotes::default(),
             agent_pending: Vec::new(),
             next_agent_id: 0,
+            queued_stops: Vec::new(),
             control_sink: None,
             conn_room: false,
             backend_wake: Rc::new(Notify::new()),
@@ -317,7 +320,7 @@ impl Dataplane {
             drain_blocked: None,
             full_since: None,
             agent: false,
-            stop_sent: false,
+            agent_stop: agent::AgentStop::NotAsked,
             header_memo: HeaderMemo::new(),
             repeat_route: None,
         };
@@ -386,7 +389,9 @@ impl Dataplane {
         let Dataplane { procs, conns, .. } = self;
         if let Some(slot) = slot_of(procs, key) {
             slot.state = ProcState::Detached;
-            if let Some(mut inbound) = slot.inbound.take() {
+            // A queued agent `Stop` closes the ring once it is written.
+            let keep_open = slot.agent_stop == agent::AgentStop::Queued;
+            if let Some(mut inbound) = slot.inbound.take_if(|_| !keep_open) {
                 let _ = inbound.publish();
             }
             slot.dirty = false;
@@ -403,6 +408,7 @@ impl Dataplane {
     /// stop draining it, and report it (see [`Dataplane::take_failed`]) so
     /// the control side kills it; its removal then returns what it left.
     pub(crate) fn fail_proc(&mut self, key: ProcKey) {
+        self.abandon_agent_stop(key);
         if !self.unbind_and_detach(key) {
             return;
         }
@@ -435,6 +441,7 @@ impl Dataplane {
     /// The proc is gone: deliver what it sent, return what it left unread
     /// (`ProcExited`), release its slot. Unbinds its route if still bound.
     pub(crate) fn remove_proc(&mut self, key: ProcKey, now: Instant) {
+        self.abandon_agent_stop(key);
         if !self.unbind_and_detach(key) {
             return;
         }
