@@ -9,14 +9,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
-fn hostmux() -> Command {
+pub(crate) fn hostmux() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hostmux"))
 }
 
 /// A `hostmux serve` child; SIGKILLed if the test fails half-way.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     lines: mpsc::Receiver<String>,
     frontend: String,
@@ -32,7 +32,7 @@ impl Drop for Served {
 }
 
 impl Served {
-    fn start(socket: &Path, token_file: &Path) -> Served {
+    pub(crate) fn start(socket: &Path, token_file: &Path) -> Served {
         let notify_path = socket.with_file_name("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
         notify
@@ -94,7 +94,7 @@ impl Served {
     }
 }
 
-fn run(socket: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(socket: &Path, args: &[&str]) -> Output {
     hostmux()
         .args(args)
         .env("HOSTMUX_CONTROL_SOCKET", socket)
@@ -102,7 +102,7 @@ fn run(socket: &Path, args: &[&str]) -> Output {
         .expect("run hostmux")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
         "status {:?}, stderr: {}",

@@ -9,6 +9,7 @@ mod control;
 mod crash;
 mod lifecycle;
 mod process;
+mod registry;
 mod remote;
 mod robustness;
 mod roles;
