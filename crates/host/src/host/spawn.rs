@@ -19,6 +19,17 @@ impl<M: ProcManager + 'static> Host<M> {
     /// The name is bound in the routing table as soon as the rings exist, so
     /// frames sent before the proc is ready come back `NotReady` rather than
     /// `NoSuchProc`; a duplicate name fails with [`HostError::ProcExists`].
+    ///
+    /// While it starts, the proc is in the host's registry (`list` shows it
+    /// `Starting`); [`Host::terminate_proc`] or [`Host::kill_proc`] on it
+    /// stops or kills it and this spawn fails with
+    /// [`HostError::StoppedWhileStarting`].
+    ///
+    /// Cancellation-safe: if the returned future is dropped before it
+    /// completes (at any await point), the name's route is unbound at once,
+    /// and a task kills the process (if it was started), returns its
+    /// data-plane slot and frees the name; a new spawn of the same name
+    /// waits for that release instead of failing.
     pub async fn spawn(&self, name: &str, spec: impl ProcSpec<M>) -> Result<ProcId, HostError>
     where
         M::Config: 'static,
