@@ -17,7 +17,7 @@ use hostmux_wire::{
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::host::WeakHost;
+use crate::host::{Phase, WeakHost};
 use crate::io::Command;
 use crate::process::SpawnByRequest;
 use crate::service::{self, ControlJob};
@@ -118,8 +118,9 @@ pub(crate) async fn control_loop<M: SpawnByRequest>(
 fn error_response(e: &HostError) -> ControlResponse {
     let kind = match e {
         HostError::ProcExists(_) => ControlErrorKind::DuplicateName,
-        HostError::NoSuchProc(_) => ControlErrorKind::NoSuchProc,
+        HostError::NoSuchProc(_) | HostError::AlreadyEnded { .. } => ControlErrorKind::NoSuchProc,
         HostError::Spawn { .. }
+        | HostError::StoppedWhileStarting { .. }
         | HostError::NotReady { .. }
         | HostError::ReadyTimeout { .. }
         | HostError::AgentUnanswered { .. }
@@ -235,9 +236,10 @@ impl<M: SpawnByRequest> Host<M> {
 }
 
 impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
-    /// Every live proc and the most recent gone ones (up to 64), with pid,
-    /// state, uptime and counters: what `ps` shows and the control plane's
-    /// `List` answers.
+    /// Every proc in the registry (starting ones included) and the most
+    /// recent gone ones (up to 64), with pid, state, uptime and counters:
+    /// what `ps` shows and the control plane's `List` answers. A proc that
+    /// a failed or dropped spawn is still releasing shows as `Terminating`.
     pub async fn list(&self) -> Result<Vec<ProcInfo>, HostError> {
         let stats = self.stats().await?;
         let counters = |name: &str| {
@@ -258,9 +260,12 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
         {
             let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
             for (name, entry) in procs.iter() {
-                let (pid, state) = match &entry.handle {
-                    Some(handle) => (handle.pid(), live_state(&handle.status())),
-                    None => (None, hostmux_wire::ProcState::Starting),
+                let pid = entry.handle.as_ref().and_then(|handle| handle.pid());
+                let state = match (entry.phase, &entry.handle) {
+                    (Phase::Releasing, _) => ProcState::Terminating,
+                    (Phase::Starting, None) => ProcState::Starting,
+                    (_, Some(handle)) => live_state(&handle.status()),
+                    (Phase::Ready, None) => ProcState::Ready,
                 };
                 list.push(ProcInfo {
                     name: name.as_str().to_owned(),

@@ -53,6 +53,7 @@ mod routes;
 pub(crate) mod rules;
 mod write;
 
+pub(crate) use agent::AgentWaiter;
 pub(crate) use event::Event;
 pub(crate) use write::copy_head;
 
@@ -128,8 +129,8 @@ struct ProcSlot {
     full_since: Option<Instant>,
     /// It runs an agent (answers `AGENT_PORT` requests).
     agent: bool,
-    /// Its agent was asked to stop.
-    stop_sent: bool,
+    /// Where its agent's `Stop` stands (queued while its ring is full).
+    agent_stop: agent::AgentStop,
     /// The last header validated from its outbound ring (see `copy_head`).
     header_memo: HeaderMemo,
     /// The proc the last record from its outbound ring was written to, and
@@ -258,6 +259,8 @@ pub(crate) struct Dataplane {
     agent_pending: Vec<agent::PendingAgent>,
     /// Message id of the last agent request.
     next_agent_id: u64,
+    /// Procs whose agent `Stop` waits for room in their inbound ring.
+    queued_stops: Vec<ProcKey>,
     /// A reply queue a proc's drain waited on has room again (or is gone).
     conn_room: bool,
     /// What the I/O shell must do, in order (see [`Dataplane::poll_event`]).
@@ -300,6 +303,7 @@ impl Dataplane {
             remotes: remote::Remotes::default(),
             agent_pending: Vec::new(),
             next_agent_id: 0,
+            queued_stops: Vec::new(),
             conn_room: false,
             events: VecDeque::with_capacity(64),
             scratch: AlignedVec::with_capacity(head_room),
@@ -343,7 +347,7 @@ impl Dataplane {
             drain_blocked: None,
             full_since: None,
             agent: false,
-            stop_sent: false,
+            agent_stop: agent::AgentStop::NotAsked,
             header_memo: HeaderMemo::new(),
             repeat_route: None,
         };
@@ -413,7 +417,9 @@ impl Dataplane {
         let Dataplane { procs, events, .. } = self;
         if let Some(slot) = slot_of(procs, key) {
             slot.state = ProcState::Detached;
-            if let Some(mut inbound) = slot.inbound.take() {
+            // A queued agent `Stop` closes the ring once it is written.
+            let keep_open = slot.agent_stop == agent::AgentStop::Queued;
+            if let Some(mut inbound) = slot.inbound.take_if(|_| !keep_open) {
                 let _ = inbound.publish();
             }
             slot.dirty = false;
@@ -426,6 +432,7 @@ impl Dataplane {
     /// stop draining it, and report it (see [`Dataplane::take_failed`]) so
     /// the control side kills it; its removal then returns what it left.
     pub(crate) fn fail_proc(&mut self, key: ProcKey) {
+        self.abandon_agent_stop(key);
         if !self.unbind_and_detach(key) {
             return;
         }
@@ -458,6 +465,7 @@ impl Dataplane {
     /// The proc is gone: deliver what it sent, return what it left unread
     /// (`ProcExited`), release its slot. Unbinds its route if still bound.
     pub(crate) fn remove_proc(&mut self, key: ProcKey, now: Instant) {
+        self.abandon_agent_stop(key);
         if !self.unbind_and_detach(key) {
             return;
         }

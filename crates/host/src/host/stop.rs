@@ -9,6 +9,10 @@ impl<M: ProcManager + 'static> Host<M> {
     /// Terminates one proc: unbinds its route and closes its inbound ring
     /// first, then asks the manager to stop it (polite stop, then a forced
     /// kill after `grace`). Returns once the proc is gone and its name free.
+    ///
+    /// A proc still starting is stopped the same way, by its spawn, which
+    /// then fails with [`HostError::StoppedWhileStarting`]. A proc that has
+    /// already ended gives [`HostError::AlreadyEnded`] with how it ended.
     pub async fn terminate_proc(
         &self,
         name: &str,
@@ -17,7 +21,12 @@ impl<M: ProcManager + 'static> Host<M> {
         let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
         let span = tracing::info_span!("terminate", proc = %name);
         async {
-            let (key, handle, gone) = self.live(&name)?;
+            let (key, handle, gone) = match self.target(&name, StopRequest::Terminate(grace))? {
+                Target::Ready { key, handle, gone } => (key, handle, gone),
+                Target::Starting { released, .. } => {
+                    return self.wait_stopped_while_starting(&name, released).await;
+                }
+            };
             self.unbind_and_detach(&name, key);
             let status = match handle.terminate(grace).await {
                 Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
@@ -38,10 +47,21 @@ impl<M: ProcManager + 'static> Host<M> {
 
     /// Kills one proc now (SIGKILL to its group): unbinds its route first,
     /// closes its inbound ring once the kill is done (returning what is left
-    /// in it). Returns once it is gone.
+    /// in it). Returns once it is gone. A starting proc is killed and its
+    /// spawn fails with [`HostError::StoppedWhileStarting`]; an ended one
+    /// gives [`HostError::AlreadyEnded`].
     pub async fn kill_proc(&self, name: &str) -> Result<TerminalStatus, HostError> {
         let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
-        let (key, handle, gone) = self.live(&name)?;
+        let (key, handle, gone) = match self.target(&name, StopRequest::Kill)? {
+            Target::Ready { key, handle, gone } => (key, handle, gone),
+            Target::Starting { handle, released } => {
+                // Now, even if the spawn is in a polite stop's grace.
+                if let Some(handle) = handle {
+                    let _ = handle.kill().await;
+                }
+                return self.wait_stopped_while_starting(&name, released).await;
+            }
+        };
         self.unbind(&name, key);
         // SIGKILL before the inbound ring is closed: a proc that sees its
         // ring close exits on its own, and a kill must not race that into
@@ -67,21 +87,76 @@ impl<M: ProcManager + 'static> Host<M> {
         self.inner.control.send(command)
     }
 
-    fn live(
+    /// What a stop or kill of `name` acts on, from the one registry. A
+    /// starting proc is handed `request` (its spawn carries it out).
+    fn target(
         &self,
         name: &ProcName,
-    ) -> Result<(ProcKey, M::Handle, watch::Receiver<bool>), HostError> {
-        let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-        match procs.get(name) {
-            Some(Entry {
-                key: Some(key),
-                handle: Some(handle),
-                gone: Some(gone),
-                ..
-            }) => Ok((*key, handle.clone(), gone.clone())),
-            _ => Err(HostError::NoSuchProc(name.clone())),
+        request: StopRequest,
+    ) -> Result<Target<M::Handle>, HostError> {
+        {
+            let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = procs.get(name) {
+                return Ok(match (entry.phase, entry.key, &entry.handle, &entry.gone) {
+                    (Phase::Ready, Some(key), Some(handle), Some(gone)) => Target::Ready {
+                        key,
+                        handle: handle.clone(),
+                        gone: gone.clone(),
+                    },
+                    (phase, ..) => {
+                        if phase == Phase::Starting {
+                            entry
+                                .stop
+                                .send_modify(|r| *r = Some(StopRequest::merge(*r, request)));
+                        }
+                        Target::Starting {
+                            handle: entry.handle.clone(),
+                            released: entry.released.clone(),
+                        }
+                    }
+                });
+            }
+        }
+        match self.last_gone(name) {
+            Some(status) => Err(HostError::AlreadyEnded {
+                name: name.clone(),
+                status,
+            }),
+            None => Err(HostError::NoSuchProc(name.clone())),
         }
     }
+
+    /// After a stop or kill reached a starting (or releasing) proc: how it
+    /// ended, once its spawn has released it.
+    async fn wait_stopped_while_starting(
+        &self,
+        name: &ProcName,
+        released: watch::Receiver<Option<Released>>,
+    ) -> Result<TerminalStatus, HostError> {
+        match wait_released(released).await {
+            Some(status) => {
+                tracing::info!(proc = %name, %status, "proc stopped while starting");
+                Ok(status)
+            }
+            None => Err(HostError::NoSuchProc(name.clone())),
+        }
+    }
+}
+
+/// What a stop or kill acts on.
+enum Target<H> {
+    /// A ready proc: the caller stops it.
+    Ready {
+        key: ProcKey,
+        handle: H,
+        gone: watch::Receiver<bool>,
+    },
+    /// A proc its spawn still holds (starting, or being released after a
+    /// failed spawn): the spawn stops it; the caller waits.
+    Starting {
+        handle: Option<H>,
+        released: watch::Receiver<Option<Released>>,
+    },
 }
 
 impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
