@@ -11,7 +11,7 @@ use hostmux_wire::AgentResponse;
 
 use super::agent::AgentWaiter;
 use super::ConnKey;
-use crate::service::ControlJob;
+use crate::dataplane::service::ControlJob;
 
 /// One thing the I/O shell must do.
 #[derive(Debug)]

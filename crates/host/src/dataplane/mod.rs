@@ -40,7 +40,6 @@ use hostmux_wire::{
 };
 
 use crate::config::HostConfig;
-use crate::service;
 use crate::stats::{ConnStats, HostStats, ProcStats};
 
 mod agent;
@@ -51,6 +50,7 @@ mod remote;
 pub(crate) mod rig;
 mod routes;
 pub(crate) mod rules;
+pub(crate) mod service;
 mod write;
 
 pub(crate) use agent::AgentWaiter;

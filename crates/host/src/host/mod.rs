@@ -26,6 +26,8 @@ use crate::stats::HostStats;
 use crate::uring::{self, Uring};
 use crate::HostError;
 
+mod control;
+mod processes;
 mod spawn;
 mod stop;
 
@@ -345,7 +347,7 @@ impl<M: SpawnByRequest> Host<M> {
         };
         let inner = Arc::new(inner);
         tokio::spawn(kill_failed(Arc::downgrade(&inner), failed));
-        tokio::spawn(crate::control::control_loop(
+        tokio::spawn(control::control_loop(
             WeakHost(Arc::downgrade(&inner)),
             jobs,
         ));

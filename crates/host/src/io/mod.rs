@@ -24,9 +24,9 @@ use hostmux_wire::{
 use tokio::sync::oneshot;
 
 use crate::config::HostConfig;
+use crate::dataplane::service::ControlJob;
 use crate::dataplane::{ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
 use crate::frontend::{ConnReader, ConnWriter, Frontend};
-use crate::service::ControlJob;
 use crate::stats::HostStats;
 use crate::HostError;
 

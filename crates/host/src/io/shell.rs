@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use hostmux_wire::AgentResponse;
 use tokio::sync::{oneshot, Notify};
 
+use crate::dataplane::service::ControlJob;
 use crate::dataplane::{AgentWaiter, ConnKey, Dataplane, Event};
-use crate::service::ControlJob;
 
 /// The wake-ups of one connection's tasks.
 #[derive(Clone, Default)]
