@@ -450,9 +450,7 @@ impl Dataplane {
             return false;
         };
         let name = slot.name.clone();
-        if self.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
-            self.table.remove(name.as_bytes());
-        }
+        self.table.remove_if(name.as_bytes(), Route::Proc(key));
         self.detach_proc(key);
         true
     }

@@ -425,9 +425,9 @@ impl<M: ProcManager + 'static> Host<M> {
     /// Unbinds the proc's route and has the I/O thread return what it holds
     /// for it and release its rings.
     async fn forget(&self, name: &ProcName, key: ProcKey) {
-        if self.inner.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
-            self.inner.table.remove(name.as_bytes());
-        }
+        self.inner
+            .table
+            .remove_if(name.as_bytes(), Route::Proc(key));
         let (done_tx, done_rx) = oneshot::channel();
         if self
             .inner
@@ -449,9 +449,9 @@ impl<M: ProcManager + 'static> Host<M> {
 
     /// Removes the proc's route if it still points at this incarnation.
     fn unbind(&self, name: &ProcName, key: ProcKey) {
-        if self.inner.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
-            self.inner.table.remove(name.as_bytes());
-        }
+        self.inner
+            .table
+            .remove_if(name.as_bytes(), Route::Proc(key));
     }
 
     /// Tells the I/O thread to close the proc's inbound ring and return
