@@ -2,7 +2,7 @@
 //! spawns a proc and the proc itself, in one small crate both sides use.
 //!
 //! Its one job is the hand-over at start-up: which environment variables a
-//! child is given ([`env`]), the ready record it writes back and how the
+//! child is given ([`env`](mod@env)), the ready record it writes back and how the
 //! manager checks it ([`readiness`]), the child's side of reporting ready
 //! ([`ReadyChannel`], [`report_ready`]), the manager's side of handing
 //! variables and fds over ([`ChildSpawn`]), and the two fd operations every
