@@ -18,8 +18,12 @@
 //!   default), or gives all procs one overall deadline (a host's shutdown).
 //! - [`Escalation`]: the sans-IO Running → Stopping → Killing → Terminal
 //!   state machine both managers drive.
-//! - [`child::report_ready`] and [`readiness`]: the child side of the
-//!   readiness protocol (inherited pipe + per-spawn nonce).
+//! - [`child::report_ready`] and [`readiness`]: the readiness protocol
+//!   (inherited pipe + per-spawn nonce), defined in `hostmux-boot` (which
+//!   the child library uses without depending on this crate) and
+//!   re-exported here. [`ProcessConfig`] implements
+//!   `hostmux_boot::ChildSpawn`, the boot protocol's hand-over of variables
+//!   and fds.
 //!
 //! # Invariants
 //!
