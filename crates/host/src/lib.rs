@@ -198,7 +198,10 @@ pub mod fuzzing;
 #[allow(unsafe_code)]
 mod tests;
 
-pub use client::{Client, ClientReader, ClientWriter, ControlClient, ReceivedFrame};
+pub use client::{
+    BlockingClient, Client, ClientDecoder, ClientEncoder, ClientReader, ClientWriter,
+    ControlClient, ReceivedFrame,
+};
 pub use config::{FrontendKind, HostConfig};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};
