@@ -150,3 +150,32 @@ async fn blocking_client_over_a_unix_path(kind: FrontendKind) {
     .await;
 }
 both_frontends!(blocking_client_over_a_unix_path);
+
+async fn a_half_closed_client_gets_every_reply_then_the_end(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let addr = format!("127.0.0.1:{}", host.addr().port().unwrap());
+    let client = hostmux_host::Client::connect_tcp(&addr, "halfway", None, "service")
+        .await
+        .unwrap();
+    let (mut writer, mut reader) = client.into_split();
+    for id in 0..100u64 {
+        writer.queue("echo", 0, id, &id.to_le_bytes()).unwrap();
+    }
+    // Flushes the batch, then shuts the write side down.
+    writer.shutdown().await.unwrap();
+    for id in 0..100u64 {
+        let echo = tokio::time::timeout(WAIT, reader.recv())
+            .await
+            .expect("a reply within the wait")
+            .unwrap()
+            .expect("every reply before the end");
+        assert_eq!((echo.kind, echo.message_id), (FrameKind::Data, id));
+    }
+    let end = tokio::time::timeout(WAIT, reader.recv())
+        .await
+        .expect("the host closes once everything is answered")
+        .unwrap();
+    assert_eq!(end, None);
+}
+both_frontends!(a_half_closed_client_gets_every_reply_then_the_end);
