@@ -531,7 +531,9 @@ impl Dataplane {
             return;
         }
         let name = match original.sender {
-            Sender::Proc { addr, .. } if !addr.is_empty() => {
+            // A sender that names this host is local: a frame queued on a
+            // link carries this host's address (see `remote::forward`).
+            Sender::Proc { addr, .. } if !addr.is_empty() && addr != &*self.own_addr => {
                 // Another host's proc: the notice goes back over a link.
                 self.notify_remote_sender(original, reason);
                 return;
