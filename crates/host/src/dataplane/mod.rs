@@ -519,12 +519,13 @@ impl Dataplane {
         self.flush();
     }
 
-    /// Returns `original`, a frame that was counted delivered (it reached a
-    /// ring or a link) but then came back (its proc exited before reading
-    /// it, its link failed), to its sender, found by name: the frame moves
-    /// from the sender's `delivered` to its `returned` count, so `accepted =
-    /// delivered + returned + dropped` stays exact and `delivered` counts
-    /// what really arrived.
+    /// Answers `original`, a frame that was delivered (it reached a ring or
+    /// a link) but then came back (its proc exited before reading it, its
+    /// link failed), with a notice to its sender, found by name. The frame
+    /// stays counted delivered by its sender (the notice is its one answer,
+    /// as a reply would have been): a name may have a new holder by now,
+    /// whose counters must not move for a frame it never sent. The
+    /// destination proc counts it in `left_in_ring` / `returned_for`.
     fn notify_sender(&mut self, original: &FrameHeader<'_>, reason: UndeliverableReason) {
         if !rules::may_be_answered(original.kind) {
             // A notice or response that did not arrive: never answered.
@@ -547,20 +548,17 @@ impl Dataplane {
                 let from = self.service_name.clone();
                 if let Some(conn) = self.conn_mut(c) {
                     push_notice(conn, original, reason, from.as_str(), "", &limits);
-                    // It answers a frame that was counted delivered: the
-                    // frame moves from delivered to returned.
+                    // It answers a frame that was delivered (the frame
+                    // stays counted delivered: the notice is its answer, as
+                    // a reply would be, and the name's holder now may not
+                    // be the connection that sent it).
                     conn.awaiting_answers = conn.awaiting_answers.saturating_sub(1);
-                    conn.stats.delivered = conn.stats.delivered.saturating_sub(1);
-                    conn.stats.returned.add(reason);
                 }
             }
             Some(Route::Proc(p)) => {
                 let limits = self.limits;
                 let from = self.service_name.clone();
                 if let Some(slot) = slot_of(&mut self.procs, p) {
-                    let stats = &mut slot.stats;
-                    stats.outbound_delivered = stats.outbound_delivered.saturating_sub(1);
-                    stats.outbound_returned.add(reason);
                     notice_into_ring(slot, original, reason, from.as_str(), &limits);
                     mark_dirty(&mut self.dirty, p.index, slot);
                 }
