@@ -30,6 +30,8 @@ pub(super) struct Coverage {
     pub(super) half_closed: u64,
     /// Frames returned, by reason (connections and procs).
     pub(super) returned: [u64; 6],
+    /// The longest reply queue seen, in bytes.
+    pub(super) outbox_high_water: u64,
     /// Frames the host wrote, and frames put in.
     pub(super) host_writes: u64,
     pub(super) put_in: u64,
@@ -55,6 +57,9 @@ impl Coverage {
         for conn in stats.conns.iter().chain(&stats.closed_conns) {
             add(&conn.returned);
         }
+        let high = stats.conns.iter().chain(&stats.closed_conns);
+        let high = high.map(|c| c.outbox_high_water).max().unwrap_or(0);
+        self.outbox_high_water = self.outbox_high_water.max(high);
         for proc in stats.procs.iter().chain(&stats.gone_procs) {
             add(&proc.outbound_returned);
         }
@@ -74,6 +79,7 @@ impl Coverage {
         for (a, b) in self.returned.iter_mut().zip(other.returned) {
             *a += b;
         }
+        self.outbox_high_water = self.outbox_high_water.max(other.outbox_high_water);
         self.host_writes += other.host_writes;
         self.put_in += other.put_in;
     }
@@ -121,7 +127,7 @@ impl fmt::Display for Coverage {
             f,
             "{} runs: {} frames put in, {} written by the host; {} held, {} drains blocked, \
              crashes (idle/read/mid-reply/reply/release) {:?}, {} exits, {} forwarded, \
-             {} link failures, {} half-closes; returned (no such proc/not ready/exited/\
+             {} link failures, {} half-closes, longest reply queue {} bytes; returned (no such proc/not ready/exited/\
              overloaded/oversized/malformed) {:?}",
             self.runs,
             self.put_in,
@@ -133,6 +139,7 @@ impl fmt::Display for Coverage {
             self.forwarded,
             self.link_failures,
             self.half_closed,
+            self.outbox_high_water,
             self.returned
         )
     }
