@@ -30,6 +30,8 @@ pub(super) struct Coverage {
     pub(super) half_closed: u64,
     /// Frames returned, by reason (connections and procs).
     pub(super) returned: [u64; 6],
+    /// Records the drain's fast lane delivered (repeated headers).
+    pub(super) drain_fast_lane: u64,
     /// The longest reply queue seen, in bytes.
     pub(super) outbox_high_water: u64,
     /// Frames the host wrote, and frames put in.
@@ -80,6 +82,7 @@ impl Coverage {
             *a += b;
         }
         self.outbox_high_water = self.outbox_high_water.max(other.outbox_high_water);
+        self.drain_fast_lane += other.drain_fast_lane;
         self.host_writes += other.host_writes;
         self.put_in += other.put_in;
     }
@@ -105,6 +108,10 @@ impl Coverage {
         need(self.forwarded > 0, "a frame forwarded over the link");
         need(self.link_failures > 0, "a link failure");
         need(self.half_closed > 0, "a half-close");
+        need(
+            self.drain_fast_lane > 0,
+            "a record through the drain's fast lane",
+        );
         // Oversized needs a frame larger than a ring: not generated.
         for (i, reason) in REASONS.iter().enumerate() {
             if *reason != UndeliverableReason::Oversized && self.returned[i] == 0 {
@@ -127,7 +134,8 @@ impl fmt::Display for Coverage {
             f,
             "{} runs: {} frames put in, {} written by the host; {} held, {} drains blocked, \
              crashes (idle/read/mid-reply/reply/release) {:?}, {} exits, {} forwarded, \
-             {} link failures, {} half-closes, longest reply queue {} bytes; returned (no such proc/not ready/exited/\
+             {} link failures, {} half-closes, {} records through the drain's fast lane, \
+             longest reply queue {} bytes; returned (no such proc/not ready/exited/\
              overloaded/oversized/malformed) {:?}",
             self.runs,
             self.put_in,
@@ -139,6 +147,7 @@ impl fmt::Display for Coverage {
             self.forwarded,
             self.link_failures,
             self.half_closed,
+            self.drain_fast_lane,
             self.outbox_high_water,
             self.returned
         )

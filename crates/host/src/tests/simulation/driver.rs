@@ -261,6 +261,7 @@ impl World {
         {
             self.coverage.held += conn.holds;
         }
+        self.coverage.drain_fast_lane = self.dp.drain_fast_lane;
         self.coverage.host_writes = self.ledger.host_writes;
         self.coverage.put_in = self.ledger.put_in;
         for &(who, id) in &self.retired {
