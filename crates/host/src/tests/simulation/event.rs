@@ -34,8 +34,13 @@ pub(super) enum Event {
     Ready { proc: u8 },
     /// A proc reads (and answers, as its behaviour says) up to `records`.
     ProcStep { proc: u8, records: u8 },
-    /// A proc sends a frame of its own.
-    ProcSend { proc: u8, dest: u8, shape: Shape },
+    /// A proc sends `count` frames of its own (same shape and destination).
+    ProcSend {
+        proc: u8,
+        dest: u8,
+        count: u8,
+        shape: Shape,
+    },
     /// A proc writes a record that is not a frame into its outbound ring.
     ProcGarbage { proc: u8 },
     /// A proc dies at `point` of handling its next record.
@@ -138,6 +143,7 @@ fn one(rng: &mut Rng) -> Event {
         64..=68 => Event::ProcSend {
             proc,
             dest: rng.index(),
+            count: 1 + rng.below(6) as u8,
             shape: shape(rng),
         },
         69..=72 => Event::Advance {

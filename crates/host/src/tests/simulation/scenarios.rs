@@ -60,6 +60,7 @@ fn simulation_case1_a_notice_answered_by_a_proc_does_not_loop() {
         ProcSend {
             proc: 0,
             dest: 8,
+            count: 1,
             shape: ForgedSender,
         },
         Doorbell,

@@ -236,9 +236,17 @@ impl World {
                     )?;
                 }
             }
-            Event::ProcSend { proc, dest, shape } => {
+            Event::ProcSend {
+                proc,
+                dest,
+                count,
+                shape,
+            } => {
                 let p = proc as usize % PROC_NAMES.len();
-                if let Some(sim) = self.procs[p].as_mut().filter(|s| s.is_caught_up()) {
+                for _ in 0..count {
+                    let Some(sim) = self.procs[p].as_mut().filter(|s| s.is_caught_up()) else {
+                        break;
+                    };
                     let id = self.ledger.new_id();
                     let dest = DESTS[dest as usize % DESTS.len()];
                     let sender = match shape {
