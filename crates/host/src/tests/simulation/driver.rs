@@ -284,15 +284,14 @@ impl World {
             self.link_step()?;
             for p in 0..PROC_NAMES.len() {
                 if let Some(sim) = self.procs[p].as_mut() {
-                    if sim.ready || sim.stopping {
-                        sim.step(
-                            usize::MAX,
-                            None,
-                            self.release_first,
-                            &mut self.ledger,
-                            &self.limits,
-                        )?;
-                    }
+                    // Starting procs run too (they may have sent frames).
+                    sim.step(
+                        usize::MAX,
+                        None,
+                        self.release_first,
+                        &mut self.ledger,
+                        &self.limits,
+                    )?;
                     if sim.stopping && sim.is_done() {
                         self.remove_proc(p, true)?;
                     }
