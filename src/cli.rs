@@ -200,6 +200,15 @@ pub(crate) struct ServeArgs {
     /// Which frontend runs.
     #[arg(long, value_enum, default_value_t = Frontend::Auto)]
     pub(crate) frontend_kind: Frontend,
+    /// After a client shuts down its write side, how long the host keeps the
+    /// connection open for the answers to what it sent before (it closes as
+    /// soon as all are answered); 0 closes at once.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) half_close_linger: Duration,
+    /// Links between hosts a frame may cross before it is dropped (a data
+    /// frame's sender is told `HopLimit`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..))]
+    pub(crate) max_hops: u8,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,8 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         outbound_ring_bytes: args.outbound_ring_bytes,
         frontend: args.frontend_kind.into(),
         control_socket: Some(args.control_socket.clone()),
+        half_close_linger: args.half_close_linger,
+        max_hops: args.max_hops,
         ..HostConfig::default()
     })
 }

@@ -9,17 +9,17 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
-fn hostmux() -> Command {
+pub(crate) fn hostmux() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hostmux"))
 }
 
 /// A `hostmux serve` child; SIGKILLed if the test fails half-way.
-struct Served {
-    child: Child,
+pub(crate) struct Served {
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
-    frontend: String,
+    pub(crate) frontend: String,
     /// Where `serve` sends its sd_notify datagrams.
     notify: UnixDatagram,
 }
@@ -32,7 +32,12 @@ impl Drop for Served {
 }
 
 impl Served {
-    fn start(socket: &Path, token_file: &Path) -> Served {
+    pub(crate) fn start(socket: &Path, token_file: &Path) -> Served {
+        Self::start_with(socket, token_file, &[])
+    }
+
+    /// Starts `hostmux serve` with `extra` flags.
+    pub(crate) fn start_with(socket: &Path, token_file: &Path, extra: &[&str]) -> Served {
         let notify_path = socket.with_file_name("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
         notify
@@ -46,6 +51,7 @@ impl Served {
         let frontend = format!("tcp:127.0.0.1:{port}");
         let mut child = hostmux()
             .args(["serve", "--frontend", &frontend, "--shutdown-grace", "2s"])
+            .args(extra)
             .arg("--control-socket")
             .arg(socket)
             .arg("--token-file")
@@ -94,7 +100,7 @@ impl Served {
     }
 }
 
-fn run(socket: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(socket: &Path, args: &[&str]) -> Output {
     hostmux()
         .args(args)
         .env("HOSTMUX_CONTROL_SOCKET", socket)
@@ -102,7 +108,7 @@ fn run(socket: &Path, args: &[&str]) -> Output {
         .expect("run hostmux")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
         "status {:?}, stderr: {}",

@@ -2,5 +2,6 @@
 
 mod bench;
 mod cli;
+mod delivery;
 mod demo;
 mod serve;

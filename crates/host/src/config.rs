@@ -56,6 +56,15 @@ pub struct HostConfig {
     /// control plane is then reachable only over a frontend connection that
     /// presented [`HostConfig::token`].
     pub control_socket: Option<PathBuf>,
+    /// After a client half-closes (shuts down its write side), how long the
+    /// host keeps the connection open for the answers to the frames it sent
+    /// before. The connection closes as soon as every delivered frame that
+    /// may be answered has been, or when this runs out.
+    pub half_close_linger: Duration,
+    /// Links between hosts a frame may cross; a frame that arrives over a
+    /// link having crossed this many is dropped (a data frame's sender is
+    /// told `HopLimit`). See `docs/wire.md`.
+    pub max_hops: u8,
 }
 
 impl Default for HostConfig {
@@ -73,6 +82,8 @@ impl Default for HostConfig {
             drain_budget: 256,
             control_socket: None,
             poll_spin: Duration::from_micros(20),
+            half_close_linger: Duration::from_secs(5),
+            max_hops: 8,
         }
     }
 }

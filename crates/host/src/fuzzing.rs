@@ -77,7 +77,10 @@ pub fn client_stream(data: &[u8]) {
     }
     let stats = rig.dp.stats();
     let conn = &stats.conns[0];
-    assert_eq!(conn.accepted, conn.delivered + conn.returned.total());
+    assert_eq!(
+        conn.accepted,
+        conn.delivered + conn.returned.total() + conn.dropped.total()
+    );
 }
 
 /// Arbitrary records from a proc's outbound ring: the host never panics,
@@ -126,7 +129,9 @@ pub fn proc_records(data: &[u8]) {
     if let Some(proc) = stats.proc("echo") {
         assert_eq!(
             proc.frames_out,
-            proc.outbound_delivered + proc.outbound_returned.total()
+            proc.outbound_delivered
+                + proc.outbound_returned.total()
+                + proc.outbound_dropped.total()
         );
     }
 }

@@ -3,7 +3,7 @@
 use hostmux_wire::UndeliverableReason;
 
 /// Number of [`UndeliverableReason`] variants (indexes [`Returned`]).
-pub const REASONS: usize = 6;
+pub const REASONS: usize = 7;
 
 /// Frames returned to their senders, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,8 +30,9 @@ impl Returned {
 
 /// Counters of one proc as the host sees it.
 ///
-/// Invariant (checked by tests): `outbound_accepted == outbound_delivered +
-/// outbound_returned.total()` for the frames the proc sent.
+/// Invariant (checked by tests and the simulation): `frames_out ==
+/// outbound_delivered + outbound_returned.total() + outbound_dropped.total()`
+/// for the frames the proc sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcStats {
     /// The proc's name.
@@ -48,6 +49,9 @@ pub struct ProcStats {
     pub outbound_delivered: u64,
     /// Frames it sent that were returned to it, by reason.
     pub outbound_returned: Returned,
+    /// Frames it sent that were neither delivered nor returned, by reason
+    /// (see [`ConnStats::dropped`]).
+    pub outbound_dropped: Returned,
     /// Frames addressed to it that were returned to their senders, by reason
     /// (including frames left in its inbound ring when it exited).
     pub returned_for: Returned,
@@ -73,7 +77,8 @@ pub struct ProcStats {
 
 /// Counters of one client connection.
 ///
-/// Invariant (checked by tests): `accepted == delivered + returned.total()`.
+/// Invariant (checked by tests and the simulation): `accepted == delivered +
+/// returned.total() + dropped.total()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnStats {
     /// The client's name from its hello.
@@ -84,8 +89,14 @@ pub struct ConnStats {
     pub bytes_in: u64,
     /// Accepted frames written into a ring, another client's queue or the service proc.
     pub delivered: u64,
-    /// Accepted frames returned to the client, by reason.
+    /// Accepted frames returned to the client (one `Undeliverable` notice
+    /// each), by reason.
     pub returned: Returned,
+    /// Accepted frames neither delivered nor returned, by reason: notices
+    /// and responses (which are never answered) that could not be
+    /// delivered or were forged, and frames the service proc consumed
+    /// (counted as `NoSuchProc`: anything but a control request).
+    pub dropped: Returned,
     /// Frames queued towards the client (replies, notices, responses).
     pub frames_out: u64,
     /// Bytes queued towards the client.

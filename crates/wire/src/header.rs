@@ -105,13 +105,24 @@ impl Flags {
         self.0
     }
 
-    /// Flags from raw bits, if every set bit is known.
+    /// Flags from raw bits, if every set flag bit is known (the high byte is
+    /// the hop count: any value).
     pub const fn from_bits(bits: u16) -> Option<Flags> {
-        if bits & !Self::KNOWN.0 == 0 {
+        if bits & 0xff & !Self::KNOWN.0 == 0 {
             Some(Flags(bits))
         } else {
             None
         }
+    }
+
+    /// Links between hosts this frame has crossed (the high byte).
+    pub const fn hops(self) -> u8 {
+        (self.0 >> 8) as u8
+    }
+
+    /// The same flags with the hop count set to `hops`.
+    pub const fn with_hops(self, hops: u8) -> Flags {
+        Flags((self.0 & 0xff) | ((hops as u16) << 8))
     }
 
     /// True if every bit of `other` is set in `self`.

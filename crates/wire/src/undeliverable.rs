@@ -27,6 +27,9 @@ pub enum UndeliverableReason {
     Oversized = 4,
     /// The frame's header failed validation.
     Malformed = 5,
+    /// The frame crossed the hop limit of links between hosts (it was
+    /// circulating, or the path is longer than the limit).
+    HopLimit = 6,
 }
 
 /// The payload of an [`FrameKind::Undeliverable`] frame: which message came
@@ -84,6 +87,7 @@ impl Undeliverable {
                 ArchivedUndeliverableReason::Overloaded => UndeliverableReason::Overloaded,
                 ArchivedUndeliverableReason::Oversized => UndeliverableReason::Oversized,
                 ArchivedUndeliverableReason::Malformed => UndeliverableReason::Malformed,
+                ArchivedUndeliverableReason::HopLimit => UndeliverableReason::HopLimit,
             },
         })
     }

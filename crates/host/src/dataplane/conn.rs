@@ -7,6 +7,8 @@ use std::time::Instant;
 use hostmux_wire::{
     FrameDecoder, FrameHeader, FrameKind, FrameView, ProcName, Sender, UndeliverableReason,
 };
+
+use super::rules::{self, Envelope, Origin, Party, ServiceUse};
 use tokio::sync::Notify;
 
 use crate::stats::ConnStats;
@@ -14,7 +16,7 @@ use crate::stats::ConnStats;
 use super::write::{count_written, push_notice, slot_of_conn, write_record};
 use super::{
     remote, service, ConnKey, ConnSlot, Dataplane, Delivery, Outbox, Outcome, ProcKey, ProcState,
-    RingWrite, Route, Source, HISTORY,
+    RingWrite, Route, HISTORY,
 };
 
 impl Dataplane {
@@ -31,7 +33,11 @@ impl Dataplane {
         if fresh && frame.repeats_previous_header() && self.deliver_repeat(key, frame.as_bytes()) {
             return Delivery::Done;
         }
-        let Some(conn) = self.conn_mut(key) else {
+        let max_hops = self.cfg.max_hops;
+        let Dataplane {
+            conns, own_addr, ..
+        } = self;
+        let Some(conn) = slot_of_conn(conns, key) else {
             return Delivery::Done;
         };
         // Set again below if this frame goes to a proc.
@@ -40,17 +46,12 @@ impl Dataplane {
             conn.stats.accepted += 1;
             conn.stats.bytes_in += frame.as_bytes().len() as u64;
         }
-        let sender_ok = conn.dialled.is_some()
-            || match frame.sender() {
-                Sender::Anonymous => true,
-                Sender::Client { name } => name == conn.name.as_str(),
-                // Another host relaying its proc's frame.
-                Sender::Proc { addr, .. } => !addr.is_empty() && addr != &*self.own_addr,
-            };
-        let outcome = if sender_ok {
-            self.route(frame, Source::Conn(key), blocked_on, now)
-        } else {
-            Outcome::Returned(UndeliverableReason::Malformed)
+        let envelope = envelope_of(frame);
+        let origin = conn_origin(conn.dialled.is_some(), &envelope, conn.name.as_str());
+        let party = origin.party();
+        let outcome = match rules::admit(origin, &envelope, own_addr, max_hops) {
+            Ok(()) => self.route(frame, key, party, blocked_on, now),
+            Err(reason) => Outcome::Returned(reason),
         };
         let Dataplane {
             conns,
@@ -60,10 +61,17 @@ impl Dataplane {
         } = self;
         let conn = slot_of_conn(conns, key).expect("looked up above");
         match outcome {
-            Outcome::Delivered => conn.stats.delivered += 1,
+            Outcome::Delivered => {
+                conn.stats.delivered += 1;
+                if rules::may_be_answered(envelope.kind) {
+                    conn.awaiting_answers += 1;
+                }
+            }
+            Outcome::Answered => conn.stats.delivered += 1,
+            // Consumed by the service proc: nobody answers it.
+            Outcome::Consumed => conn.stats.dropped.add(UndeliverableReason::NoSuchProc),
             Outcome::Returned(reason) => {
-                conn.stats.returned.add(reason);
-                push_notice(conn, &frame.fields(), reason, service_name.as_str(), limits);
+                conn.refuse(&frame.fields(), reason, service_name.as_str(), limits);
             }
             Outcome::Full(p, deadline) => {
                 if let Some(slot) = self.proc_mut(p) {
@@ -150,6 +158,8 @@ impl Dataplane {
         conn.stats.accepted += 1;
         conn.stats.bytes_in += len;
         conn.stats.delivered += 1;
+        // Only data frames take this lane (see `route`).
+        conn.awaiting_answers += 1;
         true
     }
 
@@ -162,9 +172,7 @@ impl Dataplane {
             slot.stats.returned_for.add(UndeliverableReason::Overloaded);
         }
         if let Some(conn) = self.conn_mut(key) {
-            conn.stats.returned.add(UndeliverableReason::Overloaded);
-            push_notice(
-                conn,
+            conn.refuse(
                 &frame.fields(),
                 UndeliverableReason::Overloaded,
                 service.as_str(),
@@ -173,11 +181,13 @@ impl Dataplane {
         }
     }
 
-    /// Routes a frame from a connection (see [`Dataplane::handle_conn_frame`]).
+    /// Routes a frame from a connection that the rules admitted (see
+    /// [`Dataplane::handle_conn_frame`]).
     fn route(
         &mut self,
         frame: &FrameView<'_>,
-        source: Source,
+        from: ConnKey,
+        party: Party,
         blocked_on: Option<ProcKey>,
         now: Instant,
     ) -> Outcome {
@@ -203,11 +213,15 @@ impl Dataplane {
                 frame.payload(),
             );
         }
-        let Source::Conn(from) = source;
         let changes = self.table.changes();
         let route = self
             .route_cache
             .lookup(&self.table, &mut self.reader, frame.dest_name_bytes());
+        let kind = frame.kind();
+        if kind == FrameKind::ControlRequest && !matches!(route, Some(Route::Service)) {
+            // Control requests are for the service proc only.
+            return Outcome::Returned(UndeliverableReason::Malformed);
+        }
         let exited = |dp: &mut Dataplane| match blocked_on {
             Some(p) => dp
                 .proc_mut(p)
@@ -218,25 +232,19 @@ impl Dataplane {
             None if exited(self) => Outcome::Returned(UndeliverableReason::ProcExited),
             None => Outcome::Returned(UndeliverableReason::NoSuchProc),
             Some(Route::Service) => {
-                let limits = self.limits;
                 let privileged = self.conn_mut(from).is_some_and(|c| c.privileged);
-                if privileged && frame.kind() == FrameKind::ControlRequest {
-                    if let Some(sink) = &self.control_sink {
-                        let job = service::ControlJob::new(from, frame);
-                        if sink.send(job).is_ok() {
-                            return Outcome::Delivered;
+                match rules::service_use(party, &envelope_of(frame), privileged) {
+                    ServiceUse::ControlPlane => {
+                        if let Some(sink) = &self.control_sink {
+                            let job = service::ControlJob::new(from, frame);
+                            if sink.send(job).is_ok() {
+                                return Outcome::Delivered;
+                            }
                         }
+                        self.answer_from_service(from, frame, true)
                     }
-                }
-                let response = service::refuse(frame, &limits, &self.service_name, privileged);
-                match self.conn_mut(from) {
-                    Some(conn) => {
-                        conn.outbox.extend_from_slice(&response);
-                        conn.stats.frames_out += 1;
-                        conn.stats.bytes_out += response.len() as u64;
-                        Outcome::Delivered
-                    }
-                    None => Outcome::Delivered,
+                    ServiceUse::Unauthorized => self.answer_from_service(from, frame, false),
+                    ServiceUse::AgentAnswer | ServiceUse::Consume => Outcome::Consumed,
                 }
             }
             Some(Route::Client(c)) => {
@@ -244,10 +252,7 @@ impl Dataplane {
                 match self.conn_mut(c) {
                     Some(conn) if conn.outbox.len() + frame.as_bytes().len() <= cap => {
                         conn.outbox.extend_from_slice(frame.as_bytes());
-                        conn.stats.frames_out += 1;
-                        conn.stats.bytes_out += frame.as_bytes().len() as u64;
-                        conn.stats.outbox_high_water =
-                            conn.stats.outbox_high_water.max(conn.outbox.len() as u64);
+                        conn.count_queued(frame.as_bytes().len(), true);
                         Outcome::Delivered
                     }
                     Some(_) => Outcome::Returned(UndeliverableReason::Overloaded),
@@ -274,10 +279,10 @@ impl Dataplane {
                     (ProcState::Ready, Some(ring)) => match write_record(ring, frame.as_bytes()) {
                         RingWrite::Written => {
                             count_written(dirty, p.index, slot, frame.as_bytes().len() as u64);
-                            // A repeat of this frame's header may take the
-                            // same way while no table change has started
+                            // A repeat of this data frame's header may take
+                            // the same way while no table change has started
                             // (an odd counter: one was in progress).
-                            if changes % 2 == 0 {
+                            if changes % 2 == 0 && kind == FrameKind::Data {
                                 if let Some(conn) = slot_of_conn(conns, from) {
                                     conn.repeat_route = Some((p, changes));
                                 }
@@ -299,6 +304,44 @@ impl Dataplane {
                 Outcome::Returned(reason)
             }
         }
+    }
+
+    /// The service proc answers a control request it will not carry out
+    /// (unprivileged, or no control plane running) on the connection it
+    /// came from.
+    fn answer_from_service(
+        &mut self,
+        from: ConnKey,
+        frame: &FrameView<'_>,
+        privileged: bool,
+    ) -> Outcome {
+        let response = service::refuse(frame, &self.limits, &self.service_name, privileged);
+        if let Some(conn) = self.conn_mut(from) {
+            conn.outbox.extend_from_slice(&response);
+            conn.count_queued(response.len(), false);
+        }
+        Outcome::Answered
+    }
+}
+
+/// The parts of a frame's header the delivery rules read.
+pub(super) fn envelope_of<'a>(frame: &FrameView<'a>) -> Envelope<'a> {
+    Envelope {
+        kind: frame.kind(),
+        sender: frame.sender(),
+        dest_port: frame.dest_port(),
+        hops: frame.flags().hops(),
+    }
+}
+
+/// Whether a connection's frame comes from a client or relays another
+/// host: links this host dialled, and frames that name a proc of another
+/// host as their sender.
+fn conn_origin<'a>(dialled: bool, envelope: &Envelope<'_>, name: &'a str) -> Origin<'a> {
+    if dialled || matches!(envelope.sender, Sender::Proc { .. }) {
+        Origin::Link
+    } else {
+        Origin::Client { name }
     }
 }
 
@@ -339,6 +382,8 @@ impl Dataplane {
             privileged: false,
             full_since: None,
             drains_waiting: false,
+            awaiting_answers: 0,
+            lingering: false,
             repeat_route: None,
         };
         if index == self.conns.len() {
@@ -444,6 +489,34 @@ impl Dataplane {
             conn.outbox.extend_from_slice(bytes);
             conn.wake_writer.notify_one();
         }
+    }
+
+    /// Queues the control plane's response to a control request the client
+    /// sent (one answer fewer awaited).
+    pub(crate) fn queue_answer(&mut self, key: ConnKey, frame: &[u8]) {
+        if let Some(conn) = self.conn_mut(key) {
+            conn.outbox.extend_from_slice(frame);
+            conn.count_queued(frame.len(), true);
+            conn.wake_writer.notify_one();
+        }
+    }
+
+    /// The client half-closed (end of stream on its side, cleanly between
+    /// frames): keep it, and its name, only for the answers it awaits.
+    /// Returns whether any are awaited.
+    pub(crate) fn half_close(&mut self, key: ConnKey) -> bool {
+        match self.conn_mut(key) {
+            Some(conn) => {
+                conn.lingering = true;
+                conn.awaiting_answers > 0
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a half-closed client still awaits answers.
+    pub(crate) fn awaits_answers(&mut self, key: ConnKey) -> bool {
+        self.conn_mut(key).is_some_and(|c| c.awaiting_answers > 0)
     }
 
     /// The client's stream broke the framing: queue a `Malformed` notice

@@ -2,9 +2,11 @@
 
 use std::time::Instant;
 
-use hostmux_wire::{FrameKind, Sender, UndeliverableReason, AGENT_PORT};
+use hostmux_wire::{FrameKind, UndeliverableReason};
 
 use super::agent::agent_answer;
+use super::conn::envelope_of;
+use super::rules::{self, Origin, Refusal, ServiceUse};
 use super::write::{
     copy_head, count_written, extend_parts, mark_src_dirty, other_slot, write_notice, write_parts,
     write_record,
@@ -247,13 +249,12 @@ impl Dataplane {
             src_stats.frames_out += 1;
             src_stats.bytes_out += frame_len as u64;
         }
-        let sender_ok = match frame.sender() {
-            Sender::Anonymous => true,
-            Sender::Proc { name, addr } => name == src_name.as_str() && addr.is_empty(),
-            Sender::Client { .. } => false,
+        let envelope = envelope_of(&frame);
+        let origin = Origin::Proc {
+            name: src_name.as_str(),
         };
-        let outcome = if !sender_ok {
-            Outcome::Returned(UndeliverableReason::Malformed)
+        let outcome = if let Err(reason) = rules::admit(origin, &envelope, own_addr, cfg.max_hops) {
+            Outcome::Returned(reason)
         } else if !(frame.dest_addr().is_empty() || frame.dest_addr() == &**own_addr) {
             remote::forward(
                 conns, remotes, generation, own_addr, &limits, cfg, &frame, payload,
@@ -262,25 +263,34 @@ impl Dataplane {
             let changes = table.changes();
             match drain_route_cache.lookup(table, reader, frame.dest_name_bytes()) {
                 None => Outcome::Returned(UndeliverableReason::NoSuchProc),
-                Some(Route::Service)
-                    if frame.kind() == FrameKind::Data && frame.dest_port() == AGENT_PORT =>
+                // Control requests are for the service proc only.
+                Some(Route::Client(_) | Route::Proc(_))
+                    if envelope.kind == FrameKind::ControlRequest =>
                 {
-                    agent_answer(agent_pending, key, frame.message_id(), payload);
-                    Outcome::Delivered
+                    Outcome::Returned(UndeliverableReason::Malformed)
                 }
                 Some(Route::Service) => {
-                    // Procs have no control-plane privilege.
-                    let response = service::refuse(&frame, &limits, service_name, false);
-                    let wrote = match src_inbound.as_mut() {
-                        Some(ring) => write_record(ring, response.as_slice()),
-                        None => RingWrite::Closed,
-                    };
-                    if matches!(wrote, RingWrite::Written) {
-                        mark_src_dirty(dirty, pi, src_dirty);
-                    } else {
-                        src_stats.notices_dropped += 1;
+                    match rules::service_use(origin.party(), &envelope, false) {
+                        ServiceUse::AgentAnswer => {
+                            agent_answer(agent_pending, key, frame.message_id(), payload);
+                            Outcome::Delivered
+                        }
+                        ServiceUse::Consume => Outcome::Consumed,
+                        // Procs have no control-plane privilege.
+                        ServiceUse::Unauthorized | ServiceUse::ControlPlane => {
+                            let response = service::refuse(&frame, &limits, service_name, false);
+                            let wrote = match src_inbound.as_mut() {
+                                Some(ring) => write_record(ring, response.as_slice()),
+                                None => RingWrite::Closed,
+                            };
+                            if matches!(wrote, RingWrite::Written) {
+                                mark_src_dirty(dirty, pi, src_dirty);
+                            } else {
+                                src_stats.notices_dropped += 1;
+                            }
+                            Outcome::Answered
+                        }
                     }
-                    Outcome::Delivered
                 }
                 Some(Route::Client(c)) => {
                     match conns.get_mut(c.index as usize).and_then(Option::as_mut) {
@@ -304,10 +314,7 @@ impl Dataplane {
                             } else {
                                 conn.full_since = None;
                                 extend_parts(&mut conn.outbox, &prefix, &frame, payload);
-                                conn.stats.frames_out += 1;
-                                conn.stats.bytes_out += frame_len as u64;
-                                conn.stats.outbox_high_water =
-                                    conn.stats.outbox_high_water.max(conn.outbox.len() as u64);
+                                conn.count_queued(frame_len, true);
                                 Outcome::Delivered
                             }
                         }
@@ -418,22 +425,29 @@ impl Dataplane {
             *blocked_drains -= 1;
         }
         match outcome {
-            Outcome::Delivered => src_stats.outbound_delivered += 1,
-            Outcome::Returned(reason) => {
-                src_stats.outbound_returned.add(reason);
-                let fields = frame.fields();
-                let wrote = match src_inbound.as_mut() {
-                    Some(ring) => {
-                        write_notice(ring, &fields, reason, service_name.as_str(), &limits)
+            Outcome::Delivered | Outcome::Answered => src_stats.outbound_delivered += 1,
+            // Consumed by the service proc: nobody answers it.
+            Outcome::Consumed => src_stats
+                .outbound_dropped
+                .add(UndeliverableReason::NoSuchProc),
+            Outcome::Returned(reason) => match rules::refusal(envelope.kind, reason) {
+                Refusal::Notice(reason) => {
+                    src_stats.outbound_returned.add(reason);
+                    let fields = frame.fields();
+                    let wrote = match src_inbound.as_mut() {
+                        Some(ring) => {
+                            write_notice(ring, &fields, reason, service_name.as_str(), &limits)
+                        }
+                        None => false,
+                    };
+                    if wrote {
+                        mark_src_dirty(dirty, pi, src_dirty);
+                    } else {
+                        src_stats.notices_dropped += 1;
                     }
-                    None => false,
-                };
-                if wrote {
-                    mark_src_dirty(dirty, pi, src_dirty);
-                } else {
-                    src_stats.notices_dropped += 1;
                 }
-            }
+                Refusal::Drop(reason) => src_stats.outbound_dropped.add(reason),
+            },
             Outcome::Full(..) => unreachable!("proc-to-proc blocking handled above"),
         }
         let _ = outbound.release();

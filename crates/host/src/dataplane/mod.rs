@@ -44,6 +44,7 @@ mod drain;
 mod remote;
 pub(crate) mod rig;
 mod routes;
+pub(crate) mod rules;
 mod write;
 
 pub(crate) use write::copy_head;
@@ -146,6 +147,13 @@ struct ConnSlot {
     full_since: Option<Instant>,
     /// A proc's drain waits for room in this reply queue.
     drains_waiting: bool,
+    /// Frames it sent that were delivered and may be answered, less the
+    /// answers queued for it since (replies, responses, notices about
+    /// delivered frames; never below zero). After a half-close the host
+    /// keeps the connection until this reaches zero or the linger ends.
+    awaiting_answers: u64,
+    /// Its peer half-closed: it is kept only for the answers it awaits.
+    lingering: bool,
     /// The proc this connection's last frame was delivered to, and the
     /// table's change counter read before its route was looked up. A next
     /// frame whose header repeats that frame's goes to the same proc while
@@ -187,8 +195,17 @@ pub(crate) enum Drain {
 }
 
 enum Outcome {
+    /// Written where it was going.
     Delivered,
+    /// Answered on the spot by the host (the service proc's refusal of a
+    /// control request): delivered, and no further answer is awaited.
+    Answered,
+    /// Consumed by the service proc without an answer (see
+    /// [`rules::ServiceUse::Consume`]).
+    Consumed,
+    /// Refused or undeliverable: disposed of as [`rules::refusal`] says.
     Returned(UndeliverableReason),
+    /// The destination ring is full: wait.
     Full(ProcKey, Instant),
 }
 
@@ -493,6 +510,10 @@ impl Dataplane {
     /// Returns `original` to its sender, found by name (used where the
     /// frame's source connection or proc is not at hand).
     fn notify_sender(&mut self, original: &FrameHeader<'_>, reason: UndeliverableReason) {
+        if !rules::may_be_answered(original.kind) {
+            // A notice or response that did not arrive: never answered.
+            return;
+        }
         let name = match original.sender {
             Sender::Client { name } | Sender::Proc { name, .. } => name,
             Sender::Anonymous => return,
@@ -503,6 +524,8 @@ impl Dataplane {
                 let from = self.service_name.clone();
                 if let Some(conn) = self.conn_mut(c) {
                     push_notice(conn, original, reason, from.as_str(), &limits);
+                    // It answers a frame that was delivered.
+                    conn.awaiting_answers = conn.awaiting_answers.saturating_sub(1);
                 }
             }
             Some(Route::Proc(p)) => {
@@ -540,6 +563,11 @@ impl Dataplane {
         for conn in self.conns.iter().flatten() {
             if !conn.outbox.is_empty() {
                 conn.wake_writer.notify_one();
+            }
+            if conn.lingering && conn.awaiting_answers == 0 {
+                // A half-closed client got its last answer: its reader
+                // task closes it.
+                conn.wake_reader.notify_one();
             }
         }
     }
@@ -679,9 +707,4 @@ impl Dataplane {
     pub(crate) fn proc_capacity(&self) -> usize {
         self.procs.len()
     }
-}
-
-#[derive(Clone, Copy)]
-enum Source {
-    Conn(ConnKey),
 }

@@ -93,6 +93,8 @@ pub(super) fn forward(
                 privileged: false,
                 full_since: None,
                 drains_waiting: false,
+                awaiting_answers: 0,
+                lingering: false,
                 repeat_route: None,
             };
             if index == conns.len() {
@@ -117,6 +119,10 @@ pub(super) fn forward(
         },
         other => other,
     };
+    // One more link crossed (the far host refuses it past its limit).
+    header.flags = header
+        .flags
+        .with_hops(header.flags.hops().saturating_add(1));
     let len = encoded_len(&header, payload.len());
     if conn.outbox.len() + len > cfg.client_outbox_bytes {
         return Outcome::Returned(UndeliverableReason::Overloaded);

@@ -9,6 +9,7 @@ use hostmux_wire::{
     FRAME_ALIGN, PREFIX_LEN, UNDELIVERABLE_LEN,
 };
 
+use super::rules::{self, Refusal};
 use super::{ConnKey, ConnSlot, ProcKey, ProcSlot, RingWrite};
 
 pub(super) fn slot_of(procs: &mut [Option<ProcSlot>], key: ProcKey) -> Option<&mut ProcSlot> {
@@ -136,6 +137,40 @@ pub(super) fn notice_into_ring(
     }
 }
 
+impl ConnSlot {
+    /// Counts a frame of `len` bytes queued towards this connection.
+    /// `answer`: it answers a frame this connection sent and the host
+    /// delivered (a reply, a response, a notice about a delivered frame),
+    /// so one fewer answer is awaited.
+    pub(super) fn count_queued(&mut self, len: usize, answer: bool) {
+        self.stats.frames_out += 1;
+        self.stats.bytes_out += len as u64;
+        self.stats.outbox_high_water = self.stats.outbox_high_water.max(self.outbox.len() as u64);
+        if answer {
+            self.awaiting_answers = self.awaiting_answers.saturating_sub(1);
+        }
+    }
+
+    /// Disposes of a frame from this connection that was refused or could
+    /// not be delivered, as the rules say for its kind: one notice back, or
+    /// dropped and counted.
+    pub(super) fn refuse(
+        &mut self,
+        original: &FrameHeader<'_>,
+        reason: UndeliverableReason,
+        from: &str,
+        limits: &Limits,
+    ) {
+        match rules::refusal(original.kind, reason) {
+            Refusal::Notice(reason) => {
+                self.stats.returned.add(reason);
+                push_notice(self, original, reason, from, limits);
+            }
+            Refusal::Drop(reason) => self.stats.dropped.add(reason),
+        }
+    }
+}
+
 /// Queues an `Undeliverable` notice for a client (allocation-free once the
 /// queue has grown to its working size).
 pub(super) fn push_notice(
@@ -152,9 +187,7 @@ pub(super) fn push_notice(
     }
     .to_bytes();
     if let Ok(range) = encode_frame_to_vec(&mut conn.outbox, &header, &payload, limits) {
-        conn.stats.frames_out += 1;
-        conn.stats.bytes_out += range.len() as u64;
-        conn.stats.outbox_high_water = conn.stats.outbox_high_water.max(conn.outbox.len() as u64);
+        conn.count_queued(range.len(), false);
     }
 }
 

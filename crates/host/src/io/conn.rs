@@ -118,7 +118,12 @@ pub(super) async fn serve_conn<F: Frontend>(
     ));
     let outcome = read_loop::<F>(&mut reader, decoder, dataplane, key, &wake_reader, cfg).await;
     match &outcome {
-        Ok(()) => tracing::info!(parent: span, "connection closed by peer"),
+        Ok(()) => {
+            // A half-close: answer what was accepted before it (for at most
+            // the linger), then close.
+            linger(dataplane, key, &wake_reader, cfg, span).await;
+            tracing::info!(parent: span, "connection closed by peer");
+        }
         Err(reason) => {
             tracing::warn!(parent: span, %reason, "closing connection");
             dataplane.borrow_mut().fail_conn(key);
@@ -135,6 +140,34 @@ pub(super) async fn serve_conn<F: Frontend>(
         abort.abort();
     }
     dataplane.borrow_mut().remove_conn(key);
+}
+
+/// After a client's end of stream: keeps its connection (and its name
+/// bound) until every frame it sent that was delivered and may be answered
+/// has been answered, or `half_close_linger` ran out.
+async fn linger(
+    dataplane: &Shared,
+    key: ConnKey,
+    wake: &Notify,
+    cfg: &HostConfig,
+    span: &tracing::Span,
+) {
+    if !dataplane.borrow_mut().half_close(key) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + cfg.half_close_linger;
+    loop {
+        if tokio::time::timeout_at(deadline, wake.notified())
+            .await
+            .is_err()
+        {
+            tracing::info!(parent: span, linger = ?cfg.half_close_linger, "half-closed connection: answers still awaited when the linger ran out");
+            return;
+        }
+        if !dataplane.borrow_mut().awaits_answers(key) {
+            return;
+        }
+    }
 }
 
 async fn write_loop<F: Frontend>(

@@ -214,7 +214,7 @@ async fn backend_loop<F: Frontend>(dataplane: &Shared, parts: &IoParts) -> io::R
                     dp.agent_request(key, AgentRequest::Stop, None);
                 }
                 Command::AgentStopName(name) => dp.agent_stop_by_name(&name),
-                Command::ControlReply { conn, frame } => dp.queue_raw(conn, &frame),
+                Command::ControlReply { conn, frame } => dp.queue_answer(conn, &frame),
                 Command::Detach(key) => dp.detach_proc(key),
                 Command::Remove(key, done) => {
                     dp.remove_proc(key, Instant::now());
