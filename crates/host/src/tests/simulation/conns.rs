@@ -3,7 +3,7 @@
 //! hold a frame a full ring refused, stop reading while the reply queue is
 //! over half full) and read as the peer reads it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{decode_frame, FrameDecoder, FrameKind, FrameView, Limits, FRAME_ALIGN};
@@ -20,7 +20,10 @@ pub(super) enum Eof {
     Open,
     /// The peer shut its write side; the host has not read to the end yet.
     Pending,
-    /// The host read to the end and told the data plane.
+    /// The host read to the end; the connection waits for the answers the
+    /// client is owed until they came or the deadline (the linger).
+    Lingering(Instant),
+    /// The host closed its side (the writer sends what is queued).
     Sent,
 }
 
@@ -52,6 +55,8 @@ pub(super) struct SimConn {
     pub(super) expect: Vec<u64>,
     /// Frames it had to hold so far (coverage).
     pub(super) holds: u64,
+    /// Half-closes whose linger ran out (coverage).
+    pub(super) lingers_expired: u64,
     buf: Vec<u8>,
 }
 
@@ -78,6 +83,7 @@ impl SimConn {
             handed: 0,
             expect: Vec::new(),
             holds: 0,
+            lingers_expired: 0,
             buf: Vec::new(),
         }
     }
@@ -103,9 +109,16 @@ impl SimConn {
 
     /// The host's reader runs: retries a held frame (gives it up at its
     /// deadline), then reads and routes chunks until the socket is empty,
-    /// a frame is held, or the reply queue is over half full. Returns the
-    /// frames the host read.
-    pub(super) fn pump(&mut self, dp: &mut Dataplane, limits: &Limits, now: Instant) -> u64 {
+    /// a frame is held, or the reply queue is over half full; after a
+    /// half-close, lingers for the answers the client awaits (at most
+    /// `linger`), then closes. Returns the frames the host read.
+    pub(super) fn pump(
+        &mut self,
+        dp: &mut Dataplane,
+        limits: &Limits,
+        now: Instant,
+        linger: Duration,
+    ) -> u64 {
         let before = self.handed;
         if let Some(held) = self.held.take() {
             let frame = decode_frame(&held.frame, limits).expect("a held frame decodes");
@@ -130,8 +143,24 @@ impl SimConn {
         }
         dp.flush();
         if self.held.is_none() && !self.failed && self.eof == Eof::Pending && !self.has_unread() {
-            dp.close_conn(self.key);
-            self.eof = Eof::Sent;
+            self.eof = if dp.half_close(self.key) {
+                Eof::Lingering(now + linger)
+            } else {
+                dp.close_conn(self.key);
+                Eof::Sent
+            };
+        }
+        if let Eof::Lingering(deadline) = self.eof {
+            if !dp.awaits_answers(self.key) {
+                dp.close_conn(self.key);
+                self.eof = Eof::Sent;
+            } else if now >= deadline {
+                // The linger ran out: what is still owed may never come.
+                dp.close_conn(self.key);
+                self.eof = Eof::Sent;
+                self.expect.clear();
+                self.lingers_expired += 1;
+            }
         }
         self.handed - before
     }

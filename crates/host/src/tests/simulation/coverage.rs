@@ -6,6 +6,7 @@ use std::fmt;
 
 use hostmux_wire::UndeliverableReason;
 
+use super::conns::SimConn;
 use crate::stats::{HostStats, Returned};
 
 /// Counts of interesting states, summed over runs.
@@ -28,8 +29,13 @@ pub(super) struct Coverage {
     pub(super) link_failures: u64,
     /// Client connections half-closed.
     pub(super) half_closed: u64,
+    /// Half-closed connections whose linger ran out.
+    pub(super) lingers_expired: u64,
+    /// Frames neither delivered nor returned (notices and responses that
+    /// may not be answered, frames the service proc consumed).
+    pub(super) dropped: u64,
     /// Frames returned, by reason (connections and procs).
-    pub(super) returned: [u64; 6],
+    pub(super) returned: [u64; REASONS.len()],
     /// Records the drain's fast lane delivered (repeated headers).
     pub(super) drain_fast_lane: u64,
     /// The longest reply queue seen, in bytes.
@@ -39,18 +45,30 @@ pub(super) struct Coverage {
     pub(super) put_in: u64,
 }
 
-const REASONS: [UndeliverableReason; 6] = [
+const REASONS: [UndeliverableReason; 7] = [
     UndeliverableReason::NoSuchProc,
     UndeliverableReason::NotReady,
     UndeliverableReason::ProcExited,
     UndeliverableReason::Overloaded,
     UndeliverableReason::Oversized,
     UndeliverableReason::Malformed,
+    UndeliverableReason::HopLimit,
 ];
 
 impl Coverage {
-    /// Adds the returned counters of every connection and proc in `stats`.
+    /// Adds what a connection reached.
+    pub(super) fn add_conn(&mut self, conn: &SimConn) {
+        self.held += conn.holds;
+        self.lingers_expired += conn.lingers_expired;
+    }
+
+    /// Adds the returned and dropped counters of every connection and proc
+    /// in `stats`.
     pub(super) fn add_returned(&mut self, stats: &HostStats) {
+        let conns = stats.conns.iter().chain(&stats.closed_conns);
+        let procs = stats.procs.iter().chain(&stats.gone_procs);
+        self.dropped += conns.map(|c| c.dropped.total()).sum::<u64>()
+            + procs.map(|p| p.outbound_dropped.total()).sum::<u64>();
         let mut add = |returned: &Returned| {
             for (i, reason) in REASONS.iter().enumerate() {
                 self.returned[i] += returned.get(*reason);
@@ -78,6 +96,8 @@ impl Coverage {
         self.forwarded += other.forwarded;
         self.link_failures += other.link_failures;
         self.half_closed += other.half_closed;
+        self.lingers_expired += other.lingers_expired;
+        self.dropped += other.dropped;
         for (a, b) in self.returned.iter_mut().zip(other.returned) {
             *a += b;
         }
@@ -112,9 +132,18 @@ impl Coverage {
             self.drain_fast_lane > 0,
             "a record through the drain's fast lane",
         );
-        // Oversized needs a frame larger than a ring: not generated.
+        need(
+            self.dropped > 0,
+            "a frame dropped (a notice or response not delivered)",
+        );
+        // Oversized needs a frame larger than a ring, and a hop limit a
+        // chain of hosts: neither is generated.
         for (i, reason) in REASONS.iter().enumerate() {
-            if *reason != UndeliverableReason::Oversized && self.returned[i] == 0 {
+            let generated = !matches!(
+                reason,
+                UndeliverableReason::Oversized | UndeliverableReason::HopLimit
+            );
+            if generated && self.returned[i] == 0 {
                 missing.push(match reason {
                     UndeliverableReason::NoSuchProc => "a frame returned NoSuchProc",
                     UndeliverableReason::NotReady => "a frame returned NotReady",
@@ -134,9 +163,9 @@ impl fmt::Display for Coverage {
             f,
             "{} runs: {} frames put in, {} written by the host; {} held, {} drains blocked, \
              crashes (idle/read/mid-reply/reply/release) {:?}, {} exits, {} forwarded, \
-             {} link failures, {} half-closes, {} records through the drain's fast lane, \
+             {} link failures, {} half-closes ({} lingers ran out), {} dropped, {} records through the drain's fast lane, \
              longest reply queue {} bytes; returned (no such proc/not ready/exited/\
-             overloaded/oversized/malformed) {:?}",
+             overloaded/oversized/malformed/hop limit) {:?}",
             self.runs,
             self.put_in,
             self.host_writes,
@@ -147,6 +176,8 @@ impl fmt::Display for Coverage {
             self.forwarded,
             self.link_failures,
             self.half_closed,
+            self.lingers_expired,
+            self.dropped,
             self.drain_fast_lane,
             self.outbox_high_water,
             self.returned

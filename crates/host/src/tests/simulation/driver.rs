@@ -7,7 +7,7 @@ use hostmux_wire::FrameKind;
 use super::conns::{Eof, Read, SimConn};
 use super::ledger::Who;
 use super::world::{
-    far_answer, World, CLIENT_NAMES, DRAIN_ROUNDS, FAR_ADDR, MAX_FRAME, OUTBOX_BYTES,
+    far_answer, World, CLIENT_NAMES, DRAIN_ROUNDS, FAR_ADDR, LINGER, MAX_FRAME, OUTBOX_BYTES,
     OVERLOAD_WAIT, PROC_NAMES, QUIESCE_ROUNDS,
 };
 use crate::dataplane::{Drain, ProcKey, Route};
@@ -25,7 +25,7 @@ impl World {
         };
         if conn.read(&mut self.dp, &mut self.ledger, |_, _| {})? == Read::Closed {
             let conn = self.clients[c].take().expect("checked above");
-            self.coverage.held += conn.holds;
+            self.coverage.add_conn(&conn);
             self.dp.remove_conn(conn.key);
             if conn.eof == Eof::Sent && !conn.failed && !conn.leaving {
                 // Half-closed: what it sent before must still be answered.
@@ -58,7 +58,7 @@ impl World {
         for (_, bytes) in self.far_pending.drain(..) {
             link.write(&bytes);
         }
-        self.ledger.put_in += link.pump(&mut self.dp, &self.limits, now);
+        self.ledger.put_in += link.pump(&mut self.dp, &self.limits, now, LINGER);
         let limits = self.limits;
         let mut answers = Vec::new();
         let forwarded = &mut self.coverage.forwarded;
@@ -72,7 +72,7 @@ impl World {
         self.far_pending.extend(answers);
         if read == Read::Closed {
             let link = self.link.take().expect("checked above");
-            self.coverage.held += link.holds;
+            self.coverage.add_conn(&link);
             self.dp.remove_conn(link.key);
         }
         Ok(())
@@ -170,8 +170,10 @@ impl World {
         Ok(())
     }
 
-    /// Removes the connections whose peer left once they hold no frame
-    /// (the reader resolves a held frame before it notices the peer left).
+    /// Closes half-closed connections that got their answers (or whose
+    /// linger ran out), and removes the connections whose peer left once
+    /// they hold no frame (the reader resolves a held frame before it
+    /// notices the peer left).
     pub(super) fn settle(&mut self) -> Result<(), String> {
         let now = self.now();
         let conns = self
@@ -179,13 +181,16 @@ impl World {
             .iter_mut()
             .chain(std::iter::once(&mut self.link));
         for slot in conns {
+            if let Some(conn) = slot.as_mut().filter(|c| matches!(c.eof, Eof::Lingering(_))) {
+                self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now, LINGER);
+            }
             if let Some(conn) = slot.as_mut().filter(|c| c.leaving) {
                 if conn.is_holding() {
-                    self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now);
+                    self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now, LINGER);
                 }
                 if !conn.is_holding() {
                     let conn = slot.take().expect("checked above");
-                    self.coverage.held += conn.holds;
+                    self.coverage.add_conn(&conn);
                     self.dp.remove_conn(conn.key);
                 }
             }
@@ -259,7 +264,7 @@ impl World {
             .chain(std::iter::once(&self.link))
             .flatten()
         {
-            self.coverage.held += conn.holds;
+            self.coverage.add_conn(conn);
         }
         self.coverage.drain_fast_lane = self.dp.drain_fast_lane;
         self.coverage.host_writes = self.ledger.host_writes;
@@ -277,7 +282,7 @@ impl World {
             let now = self.now();
             for c in 0..CLIENT_NAMES.len() {
                 if let Some(conn) = self.clients[c].as_mut() {
-                    self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now);
+                    self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now, LINGER);
                 }
                 self.read_client(c)?;
             }
@@ -335,13 +340,15 @@ impl World {
 }
 
 fn check_conn(conn: &ConnStats, held: u64) -> Result<(), String> {
-    if conn.accepted != conn.delivered + conn.returned.total() + held {
+    let settled = conn.delivered + conn.returned.total() + conn.dropped.total();
+    if conn.accepted != settled + held {
         return Err(format!(
-            "accounting: connection {} accepted {} != delivered {} + returned {} + held {held}",
+            "accounting: connection {} accepted {} != delivered {} + returned {} + dropped {} + held {held}",
             conn.name,
             conn.accepted,
             conn.delivered,
-            conn.returned.total()
+            conn.returned.total(),
+            conn.dropped.total()
         ));
     }
     if conn.outbox_high_water > (OUTBOX_BYTES + MAX_FRAME) as u64 {
@@ -354,14 +361,16 @@ fn check_conn(conn: &ConnStats, held: u64) -> Result<(), String> {
 }
 
 fn check_proc(proc: &ProcStats, blocked: u64) -> Result<(), String> {
-    let settled = proc.outbound_delivered + proc.outbound_returned.total();
+    let settled =
+        proc.outbound_delivered + proc.outbound_returned.total() + proc.outbound_dropped.total();
     if proc.frames_out != settled + blocked {
         return Err(format!(
-            "accounting: proc {} sent {} != delivered {} + returned {} + blocked {blocked}",
+            "accounting: proc {} sent {} != delivered {} + returned {} + dropped {} + blocked {blocked}",
             proc.name,
             proc.frames_out,
             proc.outbound_delivered,
-            proc.outbound_returned.total()
+            proc.outbound_returned.total(),
+            proc.outbound_dropped.total()
         ));
     }
     Ok(())

@@ -128,6 +128,39 @@ fn simulation_case2_half_close_answers_what_was_accepted() {
     scenario(&events);
 }
 
+/// Case 2 while other parties send to the half-closed client: their
+/// frames are not answers to its requests, so they must not end the wait
+/// for its replies (seeds 256 and 1293 after the half-close fix).
+#[test]
+fn simulation_case2_half_close_waits_for_its_answers_while_others_send_to_it() {
+    let mut events = client_and(Echo);
+    events.extend([
+        Connect { client: 1 },
+        Send {
+            client: 0,
+            dest: 0,
+            count: 3,
+            shape: Request,
+        },
+        HalfClose { client: 0 },
+        Send {
+            client: 1,
+            dest: 4,
+            count: 3,
+            shape: Request,
+        },
+        ClientRead { client: 0 },
+        ClientRead { client: 0 },
+        ProcStep {
+            proc: 0,
+            records: 8,
+        },
+        Doorbell,
+        ClientRead { client: 0 },
+    ]);
+    scenario(&events);
+}
+
 /// Case 3: a proc answers some requests and dies; the answered ids are not
 /// also returned `ProcExited` (at every crash point).
 #[test]

@@ -25,7 +25,9 @@ use crate::dataplane::{Dataplane, ProcKey, Route, Table};
 pub(super) const PROC_NAMES: [&str; 4] = ["p0", "p1", "p2", "p3"];
 pub(super) const CLIENT_NAMES: [&str; 3] = ["c0", "c1", "c2"];
 /// Where frames may be sent: procs, clients, the service proc, nobody.
-const DESTS: [&str; 9] = ["p0", "p1", "p2", "p3", "c0", "c1", "c2", "service", "ghost"];
+const DESTS: [&str; 9] = ["p0", "p1", "p2", "p3", "c0", "c1", "c2", SERVICE, "ghost"];
+/// The service proc's name (as the rig routes it).
+const SERVICE: &str = "service";
 /// The other host's address (the link's name in the host's counters).
 pub(super) const FAR_ADDR: &str = "tcp:10.0.0.2:7000";
 /// The smallest ring there is: a few big frames fill it.
@@ -36,6 +38,8 @@ const BIG_PAYLOAD: usize = 20 * 1024;
 pub(super) const MAX_FRAME: usize = BIG_PAYLOAD + 256;
 pub(super) const OUTBOX_BYTES: usize = 32 * 1024;
 pub(super) const OVERLOAD_WAIT: Duration = Duration::from_millis(50);
+/// How long a half-closed client is kept for the answers it awaits.
+pub(super) const LINGER: Duration = Duration::from_secs(1);
 /// Drains of one proc in a row before the driver turns to other work.
 pub(super) const DRAIN_ROUNDS: usize = 64;
 /// Rounds after the last event within which all traffic must stop.
@@ -73,6 +77,7 @@ impl World {
             inbound_ring_bytes: RING_BYTES,
             outbound_ring_bytes: RING_BYTES,
             drain_budget: 16,
+            half_close_linger: LINGER,
             ..HostConfig::default()
         };
         let limits = cfg.limits;
@@ -148,15 +153,18 @@ impl World {
                     };
                     let (kind, bytes) = frame(shape, dest, id, sender, &self.limits);
                     self.ledger.sent(conn.who, kind, id);
-                    // Clients answer nothing, so requests to them need not be answered.
+                    // Clients answer nothing, and the service proc answers
+                    // only control requests (it consumes data), so requests
+                    // to them need not be answered.
                     if matches!(shape, Shape::Request | Shape::Big | Shape::Remote)
                         && !CLIENT_NAMES.contains(&dest)
+                        && dest != SERVICE
                     {
                         conn.expect.push(id);
                     }
                     conn.write(&bytes);
                 }
-                self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now);
+                self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now, LINGER);
             }
             Event::ClientGarbage { client } => {
                 let c = client as usize % CLIENT_NAMES.len();
@@ -165,7 +173,7 @@ impl World {
                     // may answer it with one notice).
                     conn.write(&[0xFF; 16]);
                     self.ledger.put_in += 1;
-                    self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now);
+                    self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now, LINGER);
                 }
             }
             Event::ClientRead { client } => {
@@ -176,7 +184,7 @@ impl World {
                 if let Some(conn) = self.clients[c].as_mut().filter(|c| c.writable()) {
                     conn.eof = Eof::Pending;
                     self.coverage.half_closed += 1;
-                    self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now);
+                    self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now, LINGER);
                 }
             }
             Event::Disconnect { client } => {
