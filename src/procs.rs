@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hostmux_host::ProcessProc;
 use hostmux_proc::{BatchRecv, BootOptions, ProcError, Recv};
+use hostmux_wire::FrameKind;
 
 /// The port a benchmark client uses to ask a sink proc how many frames it has
 /// counted; the sink answers with the count as 8 little-endian bytes. Every
@@ -24,9 +25,10 @@ pub(crate) const SINK_COUNT_PORT: u32 = 1;
 /// The hidden proc modes of the `hostmux` binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ProcMode {
-    /// Replies to every message with its payload.
+    /// Replies to every data message with its payload; ignores other kinds.
     Echo,
-    /// Counts and discards; answers a frame on [`SINK_COUNT_PORT`] with the count.
+    /// Counts and discards data; answers a data frame on [`SINK_COUNT_PORT`]
+    /// with the count; ignores other kinds.
     Sink,
     /// Ignores SIGTERM and the agent's stop: only SIGKILL ends it.
     IgnoreTerm,
@@ -48,6 +50,11 @@ pub(crate) fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
         ProcMode::Echo => {
             let mut proc = hostmux_proc::boot().context("booting the echo proc")?;
             proc.serve(|mut message| {
+                // Only data is answered (a notice or a control response
+                // answered could loop).
+                if message.kind() != FrameKind::Data {
+                    return Ok(());
+                }
                 let payload = message.payload();
                 match message.reply(payload) {
                     Err(ProcError::NoReplyAddress { .. }) => Ok(()),
@@ -60,7 +67,9 @@ pub(crate) fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
             let mut count: u64 = 0;
             loop {
                 let step = proc.recv_batch(256, Duration::from_secs(3600), |mut message| {
-                    if message.port() == SINK_COUNT_PORT {
+                    if message.kind() != FrameKind::Data {
+                        // Never answered, never counted as traffic.
+                    } else if message.port() == SINK_COUNT_PORT {
                         let _ = message.reply(&count.to_le_bytes());
                     } else {
                         count += 1;

@@ -1,9 +1,12 @@
 //! Routing between hosts: dialled, cached links; failures come back.
 
 use hostmux_host::{FrontendKind, HostConfig};
+use hostmux_wire::Addr;
 use hostmux_wire::{FrameHeader, FrameKind, Sender, UndeliverableReason};
 
-use crate::support::{both_frontends, echo_proc, reply, ring_proc, serve, Client, Frame, WAIT};
+use crate::support::{
+    both_frontends, echo_proc, reply, ring_proc, serve, serve_at, Client, Frame, WAIT,
+};
 
 async fn procs_and_clients_reach_another_host(kind: FrontendKind) {
     let (host_a, _serving_a) = serve(kind, HostConfig::default()).await;
@@ -92,3 +95,34 @@ async fn unreachable_host_returns_frames(kind: FrontendKind) {
     );
 }
 both_frontends!(unreachable_host_returns_frames);
+
+/// A host that does not recognise an alias of its own address (bound to
+/// 0.0.0.0, addressed as 127.0.0.1) forwards the frame to itself over a
+/// link, again and again: the hop count ends it after `max_hops` links, and
+/// the client gets exactly one answer, `HopLimit`.
+async fn a_frame_circulating_between_hosts_ends_at_the_hop_limit(kind: FrontendKind) {
+    let config = HostConfig {
+        token: Some("loop-test".to_owned()),
+        max_hops: 4,
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve_at(kind, Addr::tcp("0.0.0.0", 0).unwrap(), config).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let port = host.addr().port().unwrap();
+    let alias = format!("tcp:127.0.0.1:{port}");
+    let mut client = Client::connect_with_token(&host, "looper", b"loop-test")
+        .await
+        .expect("hello accepted");
+    client.send_to("echo", &alias, 5, b"round and round").await;
+    let answer = client.recv().await;
+    assert_eq!(answer.kind, FrameKind::Undeliverable, "{answer:?}");
+    assert_eq!(answer.message_id, 5);
+    assert_eq!(answer.undeliverable().reason, UndeliverableReason::HopLimit);
+    // The frame crossed the link max_hops times, plus the notice once.
+    let stats = host.stats().await.unwrap();
+    let link = stats.conn(&alias).expect("the link to the alias");
+    assert_eq!(link.frames_out, 4, "{link:?}");
+    let echo = stats.proc("echo").unwrap();
+    assert_eq!(echo.frames_in, 0, "the frame never reached echo");
+}
+both_frontends!(a_frame_circulating_between_hosts_ends_at_the_hop_limit);

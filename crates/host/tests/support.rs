@@ -75,17 +75,22 @@ where
 pub(crate) type TestHost = Host<LocalProcManager>;
 
 pub(crate) async fn serve(kind: FrontendKind, config: HostConfig) -> (TestHost, ServeHandle) {
+    serve_at(kind, Addr::tcp("127.0.0.1", 0).unwrap(), config).await
+}
+
+/// [`serve`] on a chosen frontend address.
+pub(crate) async fn serve_at(
+    kind: FrontendKind,
+    addr: Addr,
+    config: HostConfig,
+) -> (TestHost, ServeHandle) {
     let config = HostConfig {
         frontend: kind,
         ..config
     };
-    let (host, handle) = Host::serve(
-        LocalProcManager::new(),
-        Addr::tcp("127.0.0.1", 0).unwrap(),
-        config,
-    )
-    .await
-    .unwrap();
+    let (host, handle) = Host::serve(LocalProcManager::new(), addr, config)
+        .await
+        .unwrap();
     assert_eq!(handle.frontend(), kind);
     (host, handle)
 }
@@ -314,11 +319,11 @@ fn is_hello_ack_frame(frame: &Frame) -> bool {
     frame.kind == FrameKind::Data && frame.dest_port == hostmux_host::HELLO_PORT
 }
 
-/// `accepted == delivered + returned` for a connection.
+/// `accepted == delivered + returned + dropped` for a connection.
 pub(crate) fn assert_conn_adds_up(stats: &ConnStats) {
     assert_eq!(
         stats.accepted,
-        stats.delivered + stats.returned.total(),
+        stats.delivered + stats.returned.total() + stats.dropped.total(),
         "connection counters must add up: {stats:?}"
     );
 }

@@ -7,6 +7,7 @@ mod support;
 mod bins;
 mod control;
 mod crash;
+mod exactly_once;
 mod lifecycle;
 mod process;
 mod remote;

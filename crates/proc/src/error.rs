@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hostmux_lifecycle::LifecycleError;
 use hostmux_ring::RingError;
-use hostmux_wire::WireError;
+use hostmux_wire::{FrameKind, WireError};
 
 /// Everything that can go wrong in a proc's boot, receive or send path.
 ///
@@ -64,6 +64,16 @@ pub enum ProcError {
     /// The message's sender is anonymous, so there is no one to reply to.
     #[error("cannot reply to message {message_id}: its sender is anonymous")]
     NoReplyAddress {
+        /// The message id of the message replied to.
+        message_id: u64,
+    },
+    /// Only a data message can be answered. A notice (`Undeliverable`) or a
+    /// control response is never answered, so no two parties can bounce
+    /// frames at each other forever.
+    #[error("cannot reply to message {message_id}: its kind is {kind:?}, and only Data frames are answered")]
+    NotAnswerable {
+        /// The kind of the message replied to.
+        kind: FrameKind,
         /// The message id of the message replied to.
         message_id: u64,
     },

@@ -43,6 +43,10 @@
 //!   receive calls keep handing out what is already in the ring and report
 //!   [`Recv::Stopped`] once it is empty, so a proc's main loop ends and the
 //!   process exits 0.
+//! * Only a data message is answered ([`ProcError::NotAnswerable`]
+//!   otherwise), and a message's record is published as consumed no later
+//!   than its reply (see [`Message`]): a proc that dies never has an id
+//!   both answered and returned by its host.
 //! * Agent requests are honoured only from the host's service proc (the host
 //!   guarantees sender names); others are answered `Refused(NotFromHost)`.
 //!
@@ -106,6 +110,7 @@
 
 mod error;
 mod head_cache;
+mod message;
 mod outbox;
 mod proc;
 pub mod protocol;
@@ -115,7 +120,8 @@ mod sys;
 mod wait;
 
 pub use error::ProcError;
-pub use outbox::{Dest, Message, Outbox, SendBatch, Slot, DEFAULT_SEND_TIMEOUT};
+pub use message::Message;
+pub use outbox::{Dest, Outbox, SendBatch, Slot, DEFAULT_SEND_TIMEOUT};
 pub use proc::{
     boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, ANSWERING_SPIN, DEFAULT_SPIN,
     SIGNAL_CHECK_INTERVAL,

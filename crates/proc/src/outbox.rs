@@ -1,15 +1,16 @@
-//! Sending: [`Outbox`], [`Slot`], [`Dest`], and [`Message`] with its reply.
+//! Sending: [`Outbox`], [`Slot`], [`Dest`].
 
 use std::ops::{Deref, DerefMut, Range};
 use std::time::Duration;
 
-use hostmux_ring::{Doorbell, Producer, Reservation, RingError, WaitOutcome};
+use hostmux_ring::{Doorbell, Producer, ReadPosition, Reservation, RingError, WaitOutcome};
 use hostmux_wire::{
     encode_frame_head, encoded_len, Flags, FrameHeader, FrameKind, FramePrefix, FrameView, Limits,
     ProcId, ProcName, Sender, FRAME_ALIGN, HEADER_ROOT_LEN, PREFIX_LEN,
 };
 
 use crate::head_cache::HeaderCache;
+use crate::message::reply_header;
 use crate::ProcError;
 
 /// How long a send waits for room in a full outbound ring by default.
@@ -60,6 +61,21 @@ impl<'a> From<&'a ProcId> for Dest<'a> {
 pub(crate) struct SentCounters {
     pub(crate) frames: u64,
     pub(crate) bytes: u64,
+}
+
+/// The inbound record a frame answers: marked consumed (see
+/// [`ReadPosition`]) once the answer is committed, before it is published.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answer<'a> {
+    position: &'a ReadPosition,
+    read_end: u64,
+}
+
+/// Marks the answered record, if any (after the answer is committed).
+fn mark_answered(answer: Option<Answer<'_>>) {
+    if let Some(Answer { position, read_end }) = answer {
+        position.mark(read_end);
+    }
 }
 
 /// The ring-writing half of an [`Outbox`], kept apart from the proc's name
@@ -124,7 +140,7 @@ impl RingWriter {
     }
 
     /// Async flavour of the wait for room: sleeps on the proc doorbell.
-    async fn wait_for_room_async(&mut self, frame_len: usize) -> Result<(), ProcError> {
+    pub(crate) async fn wait_for_room_async(&mut self, frame_len: usize) -> Result<(), ProcError> {
         let deadline = tokio::time::Instant::now() + self.send_timeout;
         let mut waiter = None;
         loop {
@@ -174,6 +190,7 @@ impl RingWriter {
         header: &FrameHeader<'_>,
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
+        answer: Option<Answer<'_>>,
     ) -> Result<(), ProcError> {
         let frame_len = encoded_len(header, payload_len);
         self.wait_for_room(frame_len)?;
@@ -184,6 +201,7 @@ impl RingWriter {
         let prefix = encode_frame_head(&mut reservation, header, payload_len, &self.limits)?;
         fill(&mut reservation[prefix.payload_range()]);
         reservation.commit();
+        mark_answered(answer);
         if !self.defer_publish {
             self.flush()?;
         }
@@ -195,6 +213,7 @@ impl RingWriter {
         header: &FrameHeader<'_>,
         len: usize,
         sent: &'a mut SentCounters,
+        answer: Option<Answer<'a>>,
     ) -> Result<Slot<'a>, ProcError> {
         let frame_len = encoded_len(header, len);
         self.wait_for_room(frame_len)?;
@@ -212,6 +231,7 @@ impl RingWriter {
             header_len: prefix.header_len(),
             limits,
             sent,
+            answer,
         })
     }
 
@@ -258,6 +278,7 @@ impl RingWriter {
         id_at: usize,
         message_id: u64,
         payload: &[u8],
+        answer: Option<Answer<'_>>,
     ) -> Result<(), ProcError> {
         let start = head.len();
         let payload_end = start + payload.len();
@@ -275,6 +296,7 @@ impl RingWriter {
                         reservation[payload_end..].fill(0);
                     }
                     reservation.commit();
+                    mark_answered(answer);
                     break;
                 }
                 // Waits as the encoding path does; fails there if the
@@ -313,13 +335,24 @@ impl RingWriter {
 pub struct Outbox {
     pub(crate) writer: RingWriter,
     headers: HeaderCache,
-    name: ProcName,
+    pub(crate) name: ProcName,
     next_message_id: u64,
     pub(crate) sent: SentCounters,
+    /// The inbound ring's read position, published before each
+    /// publication of this outbox (the producer is linked to it).
+    pub(crate) read_position: ReadPosition,
 }
 
 impl Outbox {
-    pub(crate) fn new(producer: Producer, name: ProcName, limits: Limits) -> Self {
+    /// `read_position` is the inbound ring's; the producer publishes it
+    /// before its own index from now on.
+    pub(crate) fn new(
+        mut producer: Producer,
+        read_position: ReadPosition,
+        name: ProcName,
+        limits: Limits,
+    ) -> Self {
+        producer.publish_read_position_first(Some(read_position.clone()));
         Self {
             writer: RingWriter {
                 producer,
@@ -333,6 +366,7 @@ impl Outbox {
             name,
             next_message_id: 1,
             sent: SentCounters::default(),
+            read_position,
         }
     }
 
@@ -374,52 +408,68 @@ impl Outbox {
         payload: &[u8],
     ) -> Result<u64, ProcError> {
         let id = self.take_message_id();
-        self.write_data(dest.into(), port, id, payload)?;
+        self.write_data(dest.into(), port, id, payload, None)?;
         Ok(id)
     }
 
     /// Writes a data frame from this proc (through the header cache) and
-    /// counts it.
-    fn write_data(
+    /// counts it; `answers`: the end of the inbound record it answers.
+    pub(crate) fn write_data(
         &mut self,
         dest: Dest<'_>,
         port: u32,
         message_id: u64,
         payload: &[u8],
+        answers: Option<u64>,
     ) -> Result<(), ProcError> {
         let Outbox {
             writer,
             headers,
             name,
+            read_position,
             ..
         } = self;
+        let answer = answers.map(|read_end| Answer {
+            position: read_position,
+            read_end,
+        });
         match headers.head(dest, port, name, payload.len(), &writer.limits)? {
-            Some(head) => writer.write_templated(head.bytes, head.id_at, message_id, payload)?,
+            Some(head) => {
+                writer.write_templated(head.bytes, head.id_at, message_id, payload, answer)?
+            }
             None => writer.write(
                 &data_header(dest, port, message_id, name),
                 payload.len(),
                 |out| out.copy_from_slice(payload),
+                answer,
             )?,
         }
         self.count(payload.len());
         Ok(())
     }
 
-    /// Reserves a data frame from this proc (through the header cache).
-    fn reserve_data(
+    /// Reserves a data frame from this proc (through the header cache);
+    /// `answers`: the end of the inbound record it answers.
+    pub(crate) fn reserve_data(
         &mut self,
         dest: Dest<'_>,
         port: u32,
         message_id: u64,
         len: usize,
+        answers: Option<u64>,
     ) -> Result<Slot<'_>, ProcError> {
         let Outbox {
             writer,
             headers,
             name,
             sent,
+            read_position,
             ..
         } = self;
+        let answer = answers.map(|read_end| Answer {
+            position: read_position,
+            read_end,
+        });
         let limits = writer.limits;
         match headers.head(dest, port, name, len, &limits)? {
             Some(head) => {
@@ -433,9 +483,15 @@ impl Outbox {
                     header_len,
                     limits,
                     sent,
+                    answer,
                 })
             }
-            None => writer.reserve(&data_header(dest, port, message_id, name), len, sent),
+            None => writer.reserve(
+                &data_header(dest, port, message_id, name),
+                len,
+                sent,
+                answer,
+            ),
         }
     }
 
@@ -453,7 +509,7 @@ impl Outbox {
         self.writer
             .wait_for_room_async(encoded_len(&header, payload.len()))
             .await?;
-        self.write_data(dest, port, id, payload)?;
+        self.write_data(dest, port, id, payload, None)?;
         Ok(id)
     }
 
@@ -466,8 +522,12 @@ impl Outbox {
         header: &FrameHeader<'_>,
         payload: &[u8],
     ) -> Result<(), ProcError> {
-        self.writer
-            .write(header, payload.len(), |out| out.copy_from_slice(payload))?;
+        self.writer.write(
+            header,
+            payload.len(),
+            |out| out.copy_from_slice(payload),
+            None,
+        )?;
         self.count(payload.len());
         Ok(())
     }
@@ -479,8 +539,12 @@ impl Outbox {
         payload: &[u8],
     ) -> Result<(), ProcError> {
         let header = reply_header(request, &self.name)?;
-        self.writer
-            .write(&header, payload.len(), |out| out.copy_from_slice(payload))
+        self.writer.write(
+            &header,
+            payload.len(),
+            |out| out.copy_from_slice(payload),
+            None,
+        )
     }
 
     /// Reserves a frame to `dest`'s `port` with room for `len` payload
@@ -495,7 +559,7 @@ impl Outbox {
         len: usize,
     ) -> Result<Slot<'_>, ProcError> {
         let id = self.take_message_id();
-        self.reserve_data(dest.into(), port, id, len)
+        self.reserve_data(dest.into(), port, id, len, None)
     }
 
     /// Like [`reserve`](Outbox::reserve) with a header of the caller's choosing.
@@ -504,7 +568,7 @@ impl Outbox {
         header: &FrameHeader<'_>,
         len: usize,
     ) -> Result<Slot<'_>, ProcError> {
-        self.writer.reserve(header, len, &mut self.sent)
+        self.writer.reserve(header, len, &mut self.sent, None)
     }
 
     /// Publishes every committed frame now (waking the host only if it
@@ -598,6 +662,7 @@ pub struct Slot<'a> {
     header_len: usize,
     limits: Limits,
     sent: &'a mut SentCounters,
+    answer: Option<Answer<'a>>,
 }
 
 impl Slot<'_> {
@@ -623,6 +688,7 @@ impl Slot<'_> {
         let end = self.payload.start + len.next_multiple_of(FRAME_ALIGN);
         reservation[start..end].fill(0);
         reservation.commit_len(prefix.frame_len());
+        mark_answered(self.answer);
         self.sent.frames += 1;
         self.sent.bytes += len as u64;
     }
@@ -665,113 +731,5 @@ pub(crate) fn data_header<'a>(
             addr: "",
             name: name.as_str(),
         },
-    }
-}
-
-/// A received frame, read in place from the inbound ring: the validated
-/// routing header and the payload (16-byte aligned, so an rkyv archive in it
-/// can be read with `rkyv::access` without a copy).
-///
-/// The record's space goes back to the host when the message is gone: the
-/// next receive call releases it (the ring publishes releases in batches
-/// anyway, so the host could not reuse it earlier). Replying needs no other
-/// borrow: the message carries the proc's [`Outbox`].
-#[derive(Debug)]
-pub struct Message<'a> {
-    pub(crate) frame: FrameView<'a>,
-    pub(crate) outbox: &'a mut Outbox,
-}
-
-impl<'a> Message<'a> {
-    /// The validated frame (header fields, prefix, raw bytes).
-    pub fn frame(&self) -> FrameView<'a> {
-        self.frame
-    }
-
-    /// The payload, borrowed from the ring.
-    pub fn payload(&self) -> &'a [u8] {
-        self.frame.payload()
-    }
-
-    /// Who sent it.
-    pub fn sender(&self) -> Sender<'a> {
-        self.frame.sender()
-    }
-
-    /// The port it was sent to.
-    pub fn port(&self) -> u32 {
-        self.frame.dest_port()
-    }
-
-    /// Its message id.
-    pub fn message_id(&self) -> u64 {
-        self.frame.message_id()
-    }
-
-    /// What it carries (data, undeliverable notice, ...).
-    pub fn kind(&self) -> FrameKind {
-        self.frame.kind()
-    }
-
-    /// The proc's outbox, to send other frames while handling this one.
-    pub fn outbox(&mut self) -> &mut Outbox {
-        self.outbox
-    }
-
-    /// Replies with `payload` (one copy, into the outbound ring): a data
-    /// frame to the sender (proc or client, on this host or another), on the
-    /// port this message was sent to, with its message id.
-    pub fn reply(&mut self, payload: &[u8]) -> Result<(), ProcError> {
-        let dest = reply_dest(&self.frame)?;
-        self.outbox.write_data(
-            dest,
-            self.frame.dest_port(),
-            self.frame.message_id(),
-            payload,
-        )
-    }
-
-    /// Reserves the reply in the ring with room for `len` payload bytes, to
-    /// serialise into in place; see [`Outbox::reserve`].
-    pub fn reply_slot(&mut self, len: usize) -> Result<Slot<'_>, ProcError> {
-        let dest = reply_dest(&self.frame)?;
-        self.outbox
-            .reserve_data(dest, self.frame.dest_port(), self.frame.message_id(), len)
-    }
-
-    /// Async [`reply`](Message::reply): waits for room on the proc doorbell
-    /// instead of blocking the thread.
-    pub async fn reply_async(&mut self, payload: &[u8]) -> Result<(), ProcError> {
-        let frame_len = {
-            let header = reply_header(&self.frame, &self.outbox.name)?;
-            encoded_len(&header, payload.len())
-        };
-        self.outbox.writer.wait_for_room_async(frame_len).await?;
-        self.reply(payload)
-    }
-}
-
-/// The header of a reply to `frame` from proc `name`: a data frame to the
-/// frame's sender, on the port it was sent to, with its message id.
-pub(crate) fn reply_header<'a>(
-    frame: &FrameView<'a>,
-    name: &'a ProcName,
-) -> Result<FrameHeader<'a>, ProcError> {
-    Ok(data_header(
-        reply_dest(frame)?,
-        frame.dest_port(),
-        frame.message_id(),
-        name,
-    ))
-}
-
-/// Where a reply to `frame` goes: its sender (a client or a proc).
-fn reply_dest<'a>(frame: &FrameView<'a>) -> Result<Dest<'a>, ProcError> {
-    match frame.sender() {
-        Sender::Anonymous => Err(ProcError::NoReplyAddress {
-            message_id: frame.message_id(),
-        }),
-        Sender::Client { name } => Ok(Dest { name, addr: "" }),
-        Sender::Proc { addr, name } => Ok(Dest { name, addr }),
     }
 }

@@ -9,7 +9,8 @@ use hostmux_wire::{
     PREFIX_LEN,
 };
 
-use crate::outbox::{Message, Outbox};
+use crate::message::Message;
+use crate::outbox::Outbox;
 use crate::protocol::{BootParams, INBOUND_FD_ENV, OUTBOUND_FD_ENV};
 use crate::signals::StopSignals;
 use crate::wait::{spin_for, AsyncDoorbell, AsyncSignal};
@@ -107,7 +108,8 @@ pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
     outbound.set_spin(Duration::ZERO);
     outbound.set_consumer_doorbell(Some(params.host_doorbell));
     let name = params.id.name().clone();
-    let mut outbox = Outbox::new(outbound, name, params.limits);
+    let read_position = inbound.read_position();
+    let mut outbox = Outbox::new(outbound, read_position, name, params.limits);
     outbox.writer.doorbell = params
         .proc_doorbell
         .as_ref()
@@ -352,6 +354,12 @@ impl Proc {
                 Some((AGENT_PORT, kind)) if kind == FrameKind::Data as u8 => {}
                 _ => return Ok(Head::Application),
             }
+            // The agent's answer is published at once: the request counts
+            // as consumed before it (see `Message`).
+            mark_peeked_answered(&self.inbox.consumer, &self.outbox);
+            let Some(record) = self.inbox.consumer.peeked() else {
+                return Ok(Head::Empty);
+            };
             let answered = answer_agent(
                 &mut self.agent,
                 &mut self.outbox,
@@ -400,7 +408,12 @@ impl Proc {
         inbox.unreleased = true;
         agent.frames_in += 1;
         agent.bytes_in += frame.payload().len() as u64;
-        Ok(Message { frame, outbox })
+        let read_end = inbox.consumer.peeked_end().unwrap_or_default();
+        Ok(Message {
+            frame,
+            outbox,
+            read_end,
+        })
     }
 
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Recv<'_>, ProcError> {
@@ -564,8 +577,8 @@ impl Proc {
     /// Hands the application messages in the ring to `handle` until
     /// `delivered` reaches `max` or the ring is empty, answering agent
     /// requests in passing. The message does not outlive the loop body, so
-    /// one `peek` per record serves both the agent check and the decode
-    /// (unlike `settle_head` + `take_head`, see there).
+    /// one `peek` per record (taken again with `Consumer::peeked`, which
+    /// reads nothing) serves both the agent check and the decode.
     fn deliver(
         &mut self,
         max: usize,
@@ -583,11 +596,20 @@ impl Proc {
             if std::mem::take(&mut inbox.unreleased) {
                 inbox.consumer.release().map_err(ring("inbound"))?;
             }
-            let Some(record) = inbox.consumer.peek().map_err(ring("inbound"))? else {
+            if inbox.consumer.peek().map_err(ring("inbound"))?.is_none() {
+                return Ok(());
+            }
+            // Taken again without a second read (see `Consumer::peeked`), so
+            // the consumer can be asked where the record ends meanwhile.
+            let read_end = inbox.consumer.peeked_end().unwrap_or_default();
+            let Some(record) = inbox.consumer.peeked() else {
                 return Ok(());
             };
             if matches!(peek_port_kind(record), Some((AGENT_PORT, kind)) if kind == FrameKind::Data as u8)
             {
+                // The agent's answer is published at once: the request
+                // counts as consumed before it (see `Message`).
+                outbox.read_position.mark(read_end);
                 let answered = answer_agent(agent, outbox, record, &inbox.limits);
                 inbox.consumer.release().map_err(ring("inbound"))?;
                 answered?;
@@ -600,7 +622,11 @@ impl Proc {
             let frame = frame?;
             agent.frames_in += 1;
             agent.bytes_in += frame.payload().len() as u64;
-            handle(Message { frame, outbox });
+            handle(Message {
+                frame,
+                outbox,
+                read_end,
+            });
             *delivered += 1;
         }
         Ok(())
@@ -671,6 +697,14 @@ impl Proc {
         self.inbox.consumer.disarm();
         self.inbox.consumer.take_pending();
         woke
+    }
+}
+
+/// Counts the peeked record as consumed at the next publication of the
+/// outbound ring (it is about to be answered).
+fn mark_peeked_answered(consumer: &Consumer, outbox: &Outbox) {
+    if let Some(end) = consumer.peeked_end() {
+        outbox.read_position.mark(end);
     }
 }
 

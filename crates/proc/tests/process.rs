@@ -12,7 +12,7 @@ use hostmux_proc::protocol::{
     HOST_DOORBELL_FD_ENV, INBOUND_FD_ENV, OUTBOUND_FD_ENV, PROC_ID_ENV, SERVICE_NAME_ENV,
 };
 use hostmux_ring::RingError;
-use hostmux_wire::{AgentRequest, AgentResponse, ProcName, Sender};
+use hostmux_wire::{AgentRequest, AgentResponse, FrameKind, ProcName, Sender};
 use tokio::runtime::Runtime;
 
 use crate::support::{expect_echo, TestHost, PATIENCE};
@@ -357,4 +357,30 @@ fn pipelined_echo_with_full_rings_loses_nothing() {
 #[ignore = "stress: a million frames; run with --ignored --nocapture"]
 fn stress_pipelined_echo_a_million_frames() {
     pipelined_echo_loses_nothing(1_000_000, 200);
+}
+
+/// A notice or a control response reaching an echo proc is never answered
+/// (answering it made echo and the host bounce frames forever, issue 11):
+/// the next frame out of the proc is the echo of the data sent after them.
+#[test]
+fn echo_procs_answer_data_only_and_ignore_notices_and_control_responses() {
+    let harness = Harness::new();
+    for (program, args) in [(ECHO, &[][..]), (FIXTURE, &["boot"][..])] {
+        let (mut host, handle) = harness.start("echo", program, args);
+        for (id, kind) in [
+            (1, FrameKind::Undeliverable),
+            (2, FrameKind::ControlResponse),
+        ] {
+            host.deliver_kind(kind, TestHost::service(), 7, id, b"not a request");
+        }
+        host.deliver_data(client("cli"), 7, 3, b"data");
+        expect_echo(&host.expect_frame(), "cli", 7, 3, b"data", "echo");
+        let stats = host.ask_stats(4);
+        assert_eq!(
+            (stats.frames_in, stats.frames_out),
+            (3, 1),
+            "{program}: three received, one answered"
+        );
+        harness.stop_through_the_agent(&mut host, &handle);
+    }
 }

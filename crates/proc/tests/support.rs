@@ -195,6 +195,25 @@ impl TestHost {
         deliver_into(&mut self.to_proc, &self.limits, &header, payload);
     }
 
+    /// A frame of any `kind` (a notice, a control response, ...) from
+    /// `sender` to the proc's `port`, as the host would deliver it.
+    pub(crate) fn deliver_kind(
+        &mut self,
+        kind: FrameKind,
+        sender: Sender<'_>,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) {
+        let header = FrameHeader {
+            kind,
+            dest_port: port,
+            sender,
+            ..FrameHeader::data(self.name.as_str(), message_id)
+        };
+        deliver_into(&mut self.to_proc, &self.limits, &header, payload);
+    }
+
     /// An agent request from `sender` (the service proc unless testing refusals).
     pub(crate) fn deliver_agent(
         &mut self,

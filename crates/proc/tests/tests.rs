@@ -2,6 +2,7 @@
 //! processes, with the test playing the host.
 
 mod alloc_free;
+mod answers;
 mod local;
 mod process;
 mod profile;

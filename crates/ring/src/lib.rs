@@ -15,6 +15,9 @@
 //! * [`Producer`] / [`Reservation`]: `try_reserve` → write → `commit`, then one
 //!   `publish` for any number of commits.
 //! * [`Consumer`] / [`Batch`]: `peek` → use → `release`, or a batch iterator.
+//! * [`ReadPosition`]: a consumer's read position that the producer of
+//!   another ring publishes right before its own index, so an answer is
+//!   never visible before the record it answers is consumed.
 //! * [`Doorbell`]: an eventfd many rings can share, so one thread (or one
 //!   io_uring/epoll registration) waits for all procs' rings.
 //! * [`spin_for`]: the polling policy every wait uses before it sleeps (pure
@@ -73,6 +76,8 @@
 //! # Ok::<(), hostmux_ring::RingError>(())
 //! ```
 #![deny(missing_docs)]
+// `unsafe` lives in `shm` alone (the mapping and its raw accesses).
+#![deny(unsafe_code)]
 // Under loom only the protocol core is built; the shared-memory half is not.
 #![cfg_attr(loom, allow(dead_code))]
 
@@ -86,8 +91,11 @@ mod doorbell;
 #[cfg(not(loom))]
 mod passing;
 #[cfg(not(loom))]
+mod read_position;
+#[cfg(not(loom))]
 mod ring;
 #[cfg(not(loom))]
+#[allow(unsafe_code)]
 mod shm;
 #[cfg(not(loom))]
 mod spin;
@@ -106,6 +114,8 @@ pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use doorbell::Doorbell;
 #[cfg(not(loom))]
 pub use passing::{recv_fds, send_fds, MAX_PASSED_FDS};
+#[cfg(not(loom))]
+pub use read_position::ReadPosition;
 #[cfg(not(loom))]
 pub use ring::{Batch, Consumer, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN};
 #[cfg(not(loom))]

@@ -429,6 +429,40 @@ impl ConsumerCursor {
         self.published = self.head;
         true
     }
+
+    /// The local consumer index (after the last released record).
+    #[inline]
+    pub(crate) fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The index after the record returned by the last `peek`, if it is
+    /// not released yet.
+    #[inline]
+    pub(crate) fn peeked_end(&self) -> Option<u64> {
+        (self.peeked != 0).then(|| self.head.wrapping_add(self.peeked))
+    }
+
+    /// [`publish`](Self::publish) when someone else (a linked read
+    /// position) may already have stored `floor`, an index at or ahead of
+    /// this one: the shared index never moves backwards. Returns `None` if
+    /// the local index did not move since the last publication, else
+    /// whether it was stored (`Some(true)`) or already covered by `floor`
+    /// (`Some(false)`); in both `Some` cases the producer may be waiting
+    /// for the space.
+    #[inline]
+    pub(crate) fn publish_over<S: Storage>(&mut self, storage: &S, floor: u64) -> Option<bool> {
+        if self.head == self.published {
+            return None;
+        }
+        self.published = self.head;
+        // `floor` behind `head` (a "negative" step): store.
+        let store = floor.wrapping_sub(self.head) > self.capacity;
+        if store {
+            storage.head().store(self.head, Ordering::Release);
+        }
+        Some(store)
+    }
 }
 
 /// The words one direction of waiting uses.

@@ -13,6 +13,7 @@ use crate::protocol::{
     announce_sleep_then_recheck, cancel_sleep, is_waker_closed, take_pending, take_sleeper,
     ConsumerCursor, ProducerCursor, Recheck, Slot, Storage, WakeWords, READABLE, WRITABLE,
 };
+use crate::read_position::ReadPosition;
 use crate::shm::{Region, WriteToken};
 use crate::spin::{spin_for_with, PURE_SPIN};
 use crate::sync::Ordering;
@@ -261,6 +262,8 @@ pub struct Producer {
     cursor: ProducerCursor,
     consumer_doorbell: Option<Doorbell>,
     policy: SpinPolicy,
+    /// Published right before this producer's own index.
+    read_position_first: Option<ReadPosition>,
 }
 
 impl Producer {
@@ -275,12 +278,21 @@ impl Producer {
             token,
             consumer_doorbell: None,
             policy: SpinPolicy::DEFAULT,
+            read_position_first: None,
         })
     }
 
     /// Data capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.region.capacity() as usize
+    }
+
+    /// Publish `position` (another ring's consumer index) right before each
+    /// publication of this producer's index, every path included (an
+    /// explicit [`publish`](Producer::publish), a full ring, a wait, drop);
+    /// see [`ReadPosition`]. `None` unlinks.
+    pub fn publish_read_position_first(&mut self, position: Option<ReadPosition>) {
+        self.read_position_first = position;
     }
 
     /// The largest payload [`try_reserve`](Producer::try_reserve) accepts.
@@ -369,6 +381,11 @@ impl Producer {
     /// store, and wake the consumer only if it announced that it sleeps.
     #[inline]
     pub fn publish(&mut self) -> Result<(), RingError> {
+        if let Some(first) = &self.read_position_first {
+            if self.cursor.has_unpublished() {
+                first.0.publish();
+            }
+        }
         if self.cursor.publish(&*self.region) {
             wake_peer(&self.region, READABLE, self.consumer_doorbell.as_ref())?;
         }
@@ -517,6 +534,8 @@ pub struct Consumer {
     producer_doorbell: Option<Doorbell>,
     policy: SpinPolicy,
     release_batch: u64,
+    /// Shared with another ring's producer, if linked.
+    read_position: Option<ReadPosition>,
 }
 
 impl Consumer {
@@ -528,6 +547,7 @@ impl Consumer {
             region,
             producer_doorbell: None,
             policy: SpinPolicy::DEFAULT,
+            read_position: None,
         })
     }
 
@@ -577,8 +597,13 @@ impl Consumer {
     /// of the capacity has been released since the last publication.
     #[inline]
     pub fn release(&mut self) -> Result<(), RingError> {
-        if self.cursor.release() && self.cursor.unpublished() >= self.release_batch {
-            self.publish_released()?;
+        if self.cursor.release() {
+            if let Some(position) = &self.read_position {
+                position.0.advance(self.cursor.head());
+            }
+            if self.cursor.unpublished() >= self.release_batch {
+                self.publish_released()?;
+            }
         }
         Ok(())
     }
@@ -586,10 +611,54 @@ impl Consumer {
     /// Publish the consumed index now and wake the producer if it waits for space.
     #[inline]
     pub fn publish_released(&mut self) -> Result<(), RingError> {
-        if self.cursor.publish(&*self.region) {
+        let moved = match &self.read_position {
+            None => self.cursor.publish(&*self.region),
+            Some(position) => {
+                // The linked producer may have published further already.
+                match self
+                    .cursor
+                    .publish_over(&*self.region, position.0.published())
+                {
+                    None => false,
+                    Some(stored) => {
+                        if stored {
+                            position.0.set_published(self.cursor.head());
+                        }
+                        true
+                    }
+                }
+            }
+        };
+        if moved {
             wake_peer(&self.region, WRITABLE, self.producer_doorbell.as_ref())?;
         }
         Ok(())
+    }
+
+    /// This consumer's read position, to link to the producer of another
+    /// ring with [`Producer::publish_read_position_first`] (see
+    /// [`ReadPosition`]). From the first call on, releases also advance it
+    /// and this consumer's own publications never move the shared index
+    /// behind what the link published. Every call returns the same
+    /// position.
+    pub fn read_position(&mut self) -> ReadPosition {
+        let region = &self.region;
+        let head = self.cursor.head();
+        // Publish first, so the link starts from the shared index.
+        self.read_position
+            .get_or_insert_with(|| {
+                region.head().store(head, Ordering::Release);
+                ReadPosition::new(Arc::clone(region), head)
+            })
+            .clone()
+    }
+
+    /// The index after the record the last [`peek`](Consumer::peek)
+    /// returned, while it is not released: what
+    /// [`ReadPosition::mark`] takes once that record is answered.
+    #[inline]
+    pub fn peeked_end(&self) -> Option<u64> {
+        self.cursor.peeked_end()
     }
 
     /// An iterator over the published records. Each record it yields counts as

@@ -1,7 +1,6 @@
 //! Client connections (and links from other hosts): their frames, their
 //! arrival and departure, and their reply queues.
 
-use std::rc::Rc;
 use std::time::Instant;
 
 use hostmux_wire::{
@@ -9,14 +8,13 @@ use hostmux_wire::{
 };
 
 use super::rules::{self, Envelope, Origin, Party, ServiceUse};
-use tokio::sync::Notify;
 
 use crate::stats::ConnStats;
 
 use super::write::{count_written, push_notice, slot_of_conn, write_record};
 use super::{
-    remote, service, ConnKey, ConnSlot, Dataplane, Delivery, Outbox, Outcome, ProcKey, ProcState,
-    RingWrite, Route, HISTORY,
+    remote, service, ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, ProcKey,
+    ProcState, RingWrite, Route, HISTORY,
 };
 
 impl Dataplane {
@@ -34,9 +32,7 @@ impl Dataplane {
             return Delivery::Done;
         }
         let max_hops = self.cfg.max_hops;
-        let Dataplane {
-            conns, own_addr, ..
-        } = self;
+        let Dataplane { conns, .. } = self;
         let Some(conn) = slot_of_conn(conns, key) else {
             return Delivery::Done;
         };
@@ -49,7 +45,7 @@ impl Dataplane {
         let envelope = envelope_of(frame);
         let origin = conn_origin(conn.dialled.is_some(), &envelope, conn.name.as_str());
         let party = origin.party();
-        let outcome = match rules::admit(origin, &envelope, own_addr, max_hops) {
+        let outcome = match rules::admit(origin, &envelope, max_hops) {
             Ok(()) => self.route(frame, key, party, blocked_on, now),
             Err(reason) => Outcome::Returned(reason),
         };
@@ -57,6 +53,7 @@ impl Dataplane {
             conns,
             service_name,
             limits,
+            own_addr,
             ..
         } = self;
         let conn = slot_of_conn(conns, key).expect("looked up above");
@@ -71,7 +68,13 @@ impl Dataplane {
             // Consumed by the service proc: nobody answers it.
             Outcome::Consumed => conn.stats.dropped.add(UndeliverableReason::NoSuchProc),
             Outcome::Returned(reason) => {
-                conn.refuse(&frame.fields(), reason, service_name.as_str(), limits);
+                conn.refuse(
+                    &frame.fields(),
+                    reason,
+                    service_name.as_str(),
+                    own_addr,
+                    limits,
+                );
             }
             Outcome::Full(p, deadline) => {
                 if let Some(slot) = self.proc_mut(p) {
@@ -85,9 +88,7 @@ impl Dataplane {
                         .is_some_and(|r| r.arm_doorbell(len).unwrap_or(false));
                     if !armed {
                         // Room appeared (or the ring closed) meanwhile: retry now.
-                        if let Some(c) = self.conn_mut(key) {
-                            c.wake_reader.notify_one();
-                        }
+                        self.events.push_back(Event::WakeReader(key));
                     }
                 }
                 return Delivery::Blocked(p, deadline);
@@ -165,18 +166,24 @@ impl Dataplane {
 
     /// The blocked frame waited its limit: return it as `Overloaded`.
     pub(crate) fn give_up_conn_frame(&mut self, key: ConnKey, frame: &FrameView<'_>, on: ProcKey) {
-        let limits = self.limits;
-        let service = self.service_name.clone();
         if let Some(slot) = self.proc_mut(on) {
             slot.conn_waiters.retain(|c| *c != key);
             slot.stats.returned_for.add(UndeliverableReason::Overloaded);
         }
-        if let Some(conn) = self.conn_mut(key) {
+        let Dataplane {
+            conns,
+            service_name,
+            limits,
+            own_addr,
+            ..
+        } = self;
+        if let Some(conn) = slot_of_conn(conns, key) {
             conn.refuse(
                 &frame.fields(),
                 UndeliverableReason::Overloaded,
-                service.as_str(),
-                &limits,
+                service_name.as_str(),
+                own_addr,
+                limits,
             );
         }
     }
@@ -196,6 +203,7 @@ impl Dataplane {
             let Dataplane {
                 conns,
                 remotes,
+                events,
                 generation,
                 own_addr,
                 limits,
@@ -205,6 +213,7 @@ impl Dataplane {
             return remote::forward(
                 conns,
                 remotes,
+                events,
                 generation,
                 own_addr,
                 limits,
@@ -235,13 +244,9 @@ impl Dataplane {
                 let privileged = self.conn_mut(from).is_some_and(|c| c.privileged);
                 match rules::service_use(party, &envelope_of(frame), privileged) {
                     ServiceUse::ControlPlane => {
-                        if let Some(sink) = &self.control_sink {
-                            let job = service::ControlJob::new(from, frame);
-                            if sink.send(job).is_ok() {
-                                return Outcome::Delivered;
-                            }
-                        }
-                        self.answer_from_service(from, frame, true)
+                        let job = service::ControlJob::new(from, frame);
+                        self.events.push_back(Event::Control(job));
+                        Outcome::Delivered
                     }
                     ServiceUse::Unauthorized => self.answer_from_service(from, frame, false),
                     ServiceUse::AgentAnswer | ServiceUse::Consume => Outcome::Consumed,
@@ -349,12 +354,7 @@ fn conn_origin<'a>(dialled: bool, envelope: &Envelope<'_>, name: &'a str) -> Ori
 impl Dataplane {
     /// Registers a client that completed its hello. Fails if the name is
     /// bound (to a proc or another client).
-    pub(crate) fn add_conn(
-        &mut self,
-        name: ProcName,
-        wake_writer: Rc<Notify>,
-        wake_reader: Rc<Notify>,
-    ) -> Option<ConnKey> {
+    pub(crate) fn add_conn(&mut self, name: ProcName) -> Option<ConnKey> {
         let generation = self.next_generation();
         let index = self
             .conns
@@ -374,8 +374,6 @@ impl Dataplane {
             },
             name,
             outbox: Vec::with_capacity(64 * 1024),
-            wake_writer,
-            wake_reader,
             closing: false,
             dialled: None,
             connecting: false,
@@ -402,7 +400,7 @@ impl Dataplane {
         if slot.drains_waiting {
             // Blocked drains retry and find it gone.
             self.conn_room = true;
-            self.backend_wake.notify_one();
+            self.events.push_back(Event::ReplyQueueRoom);
         }
         let Some(slot) = self.conn_mut(key) else {
             return;
@@ -424,6 +422,7 @@ impl Dataplane {
         for proc in self.procs.iter_mut().flatten() {
             proc.conn_waiters.retain(|c| *c != key);
         }
+        self.events.push_back(Event::ConnRemoved(key));
         if self.closed_conns.len() == HISTORY {
             self.closed_conns.pop_front();
         }
@@ -460,19 +459,15 @@ impl Dataplane {
         }
         let was_full = conn.outbox.len() >= cap / 2;
         std::mem::swap(&mut conn.outbox, buf);
+        let drains_waited = std::mem::take(&mut conn.drains_waiting);
         if was_full {
-            conn.wake_reader.notify_one();
+            self.events.push_back(Event::WakeReader(key));
         }
-        if std::mem::take(&mut conn.drains_waiting) {
+        if drains_waited {
             self.conn_room = true;
-            self.backend_wake.notify_one();
+            self.events.push_back(Event::ReplyQueueRoom);
         }
         Outbox::Bytes
-    }
-
-    /// Rung when a reply queue that procs wait on has room again.
-    pub(crate) fn backend_wake(&self) -> Rc<Notify> {
-        self.backend_wake.clone()
     }
 
     /// If a reply queue got room since the last call, the procs whose drain
@@ -487,7 +482,7 @@ impl Dataplane {
     pub(crate) fn queue_raw(&mut self, key: ConnKey, bytes: &[u8]) {
         if let Some(conn) = self.conn_mut(key) {
             conn.outbox.extend_from_slice(bytes);
-            conn.wake_writer.notify_one();
+            self.events.push_back(Event::WakeWriter(key));
         }
     }
 
@@ -497,7 +492,7 @@ impl Dataplane {
         if let Some(conn) = self.conn_mut(key) {
             conn.outbox.extend_from_slice(frame);
             conn.count_queued(frame.len(), true);
-            conn.wake_writer.notify_one();
+            self.events.push_back(Event::WakeWriter(key));
         }
     }
 
@@ -537,10 +532,11 @@ impl Dataplane {
                 &original,
                 UndeliverableReason::Malformed,
                 service.as_str(),
+                "",
                 &limits,
             );
             conn.closing = true;
-            conn.wake_writer.notify_one();
+            self.events.push_back(Event::WakeWriter(key));
         }
     }
 
@@ -548,7 +544,7 @@ impl Dataplane {
     pub(crate) fn close_conn(&mut self, key: ConnKey) {
         if let Some(conn) = self.conn_mut(key) {
             conn.closing = true;
-            conn.wake_writer.notify_one();
+            self.events.push_back(Event::WakeWriter(key));
         }
     }
 }

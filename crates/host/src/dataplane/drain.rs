@@ -187,6 +187,7 @@ impl Dataplane {
             blocked_drains,
             cfg,
             remotes,
+            events,
             generation,
             own_addr,
             scratch,
@@ -253,11 +254,11 @@ impl Dataplane {
         let origin = Origin::Proc {
             name: src_name.as_str(),
         };
-        let outcome = if let Err(reason) = rules::admit(origin, &envelope, own_addr, cfg.max_hops) {
+        let outcome = if let Err(reason) = rules::admit(origin, &envelope, cfg.max_hops) {
             Outcome::Returned(reason)
         } else if !(frame.dest_addr().is_empty() || frame.dest_addr() == &**own_addr) {
             remote::forward(
-                conns, remotes, generation, own_addr, &limits, cfg, &frame, payload,
+                conns, remotes, events, generation, own_addr, &limits, cfg, &frame, payload,
             )
         } else {
             let changes = table.changes();

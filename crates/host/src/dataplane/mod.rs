@@ -1,8 +1,14 @@
 //! The sans-IO routing core both frontends drive.
 //!
 //! [`Dataplane`] owns every ring end of every proc, the per-connection
-//! reply queues and all counters. It has no sockets, no runtime and no clock
-//! of its own: entry points take `now`. The I/O thread calls, in any order:
+//! reply queues and all counters. It has no sockets, no runtime objects (no
+//! task, channel or wake-up primitive) and no clock of its own: entry points
+//! take `now`, and whatever must happen outside it (wake a connection's
+//! writer or reader, dial a link, hand a control request to the control
+//! side) comes out as an [`Event`] from [`Dataplane::poll_event`], which the
+//! I/O shell (`crate::io::Shared`) polls whenever a call returns. What may
+//! be delivered where, and what is answered, is decided once, in
+//! [`rules`]. The I/O thread calls, in any order:
 //!
 //! * [`Dataplane::handle_conn_frame`] for each frame decoded from a client;
 //!   it writes the frame into a ring (one copy), a client queue or the
@@ -14,7 +20,8 @@
 //!   since the last flush with one index store each (and wake sleepers);
 //! * [`Dataplane::poll_doorbell`] after the host doorbell fired, then
 //!   [`Dataplane::drain_outbound`] for each proc it lists;
-//! * [`Dataplane::take_outbox`] from a connection's writer.
+//! * [`Dataplane::take_outbox`] from a connection's writer;
+//! * [`Dataplane::poll_event`] after any of these, until it returns `None`.
 //!
 //! Nothing here allocates per frame once queues have reached their working
 //! size (checked by a counting-allocator test); control-plane requests to
@@ -22,7 +29,6 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +38,6 @@ use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
     FrameHeader, HeaderMemo, Limits, ProcName, Sender, UndeliverableReason, FRAME_ALIGN, PREFIX_LEN,
 };
-use tokio::sync::Notify;
 
 use crate::config::HostConfig;
 use crate::service;
@@ -41,12 +46,14 @@ use crate::stats::{ConnStats, HostStats, ProcStats};
 mod agent;
 mod conn;
 mod drain;
+mod event;
 mod remote;
 pub(crate) mod rig;
 mod routes;
 pub(crate) mod rules;
 mod write;
 
+pub(crate) use event::Event;
 pub(crate) use write::copy_head;
 
 use write::{mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn};
@@ -67,6 +74,13 @@ pub(crate) struct ProcKey {
 pub(crate) struct ConnKey {
     index: u32,
     generation: u32,
+}
+
+impl ConnKey {
+    /// The slot's index (keys of live connections have distinct indices).
+    pub(crate) fn index(self) -> u32 {
+        self.index
+    }
 }
 
 /// Where a name routes. The routing table's value type.
@@ -130,8 +144,6 @@ struct ConnSlot {
     name: ProcName,
     outbox: Vec<u8>,
     stats: ConnStats,
-    wake_writer: Rc<Notify>,
-    wake_reader: Rc<Notify>,
     /// The reader is done: the writer sends what is queued, then stops.
     closing: bool,
     /// A link this host dialled to another host: the frames queued are
@@ -246,12 +258,10 @@ pub(crate) struct Dataplane {
     agent_pending: Vec<agent::PendingAgent>,
     /// Message id of the last agent request.
     next_agent_id: u64,
-    /// Where privileged control requests go (the control side's task).
-    control_sink: Option<tokio::sync::mpsc::UnboundedSender<service::ControlJob>>,
     /// A reply queue a proc's drain waited on has room again (or is gone).
     conn_room: bool,
-    /// Wakes the I/O thread's backend loop for `conn_room`.
-    backend_wake: Rc<Notify>,
+    /// What the I/O shell must do, in order (see [`Dataplane::poll_event`]).
+    events: VecDeque<Event>,
     /// A host-local, 16-aligned copy of the prefix and header of the proc
     /// record being routed: the host validates and routes from this copy,
     /// never from ring memory the proc can rewrite after validation.
@@ -290,9 +300,8 @@ impl Dataplane {
             remotes: remote::Remotes::default(),
             agent_pending: Vec::new(),
             next_agent_id: 0,
-            control_sink: None,
             conn_room: false,
-            backend_wake: Rc::new(Notify::new()),
+            events: VecDeque::with_capacity(64),
             scratch: AlignedVec::with_capacity(head_room),
             #[cfg(test)]
             drain_fast_lane: 0,
@@ -382,12 +391,13 @@ impl Dataplane {
         }
     }
 
-    /// Where privileged control requests are sent from now on.
-    pub(crate) fn set_control_sink(
-        &mut self,
-        sink: tokio::sync::mpsc::UnboundedSender<service::ControlJob>,
-    ) {
-        self.control_sink = Some(sink);
+    /// The next thing the I/O shell must do, in the order they arose. The
+    /// shell polls after every call into the data plane (its `Shared`
+    /// handle does it whenever a borrow ends); events are not lost if it
+    /// polls late, only delayed.
+    #[must_use]
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// Lets a connection use the control plane.
@@ -400,19 +410,15 @@ impl Dataplane {
     /// Closes the proc's inbound ring (it sees end of stream once it has
     /// read what is there). Its route must already be unbound.
     pub(crate) fn detach_proc(&mut self, key: ProcKey) {
-        let Dataplane { procs, conns, .. } = self;
+        let Dataplane { procs, events, .. } = self;
         if let Some(slot) = slot_of(procs, key) {
             slot.state = ProcState::Detached;
             if let Some(mut inbound) = slot.inbound.take() {
                 let _ = inbound.publish();
             }
             slot.dirty = false;
-            for conn in slot.conn_waiters.drain(..) {
-                // Woken readers retry and find the proc detached.
-                if let Some(Some(c)) = conns.get(conn.index as usize) {
-                    c.wake_reader.notify_one();
-                }
-            }
+            // Woken readers retry and find the proc detached.
+            events.extend(slot.conn_waiters.drain(..).map(Event::WakeReader));
         }
     }
 
@@ -515,6 +521,11 @@ impl Dataplane {
             return;
         }
         let name = match original.sender {
+            Sender::Proc { addr, .. } if !addr.is_empty() => {
+                // Another host's proc: the notice goes back over a link.
+                self.notify_remote_sender(original, reason);
+                return;
+            }
             Sender::Client { name } | Sender::Proc { name, .. } => name,
             Sender::Anonymous => return,
         };
@@ -523,7 +534,7 @@ impl Dataplane {
                 let limits = self.limits;
                 let from = self.service_name.clone();
                 if let Some(conn) = self.conn_mut(c) {
-                    push_notice(conn, original, reason, from.as_str(), &limits);
+                    push_notice(conn, original, reason, from.as_str(), "", &limits);
                     // It answers a frame that was delivered.
                     conn.awaiting_answers = conn.awaiting_answers.saturating_sub(1);
                 }
@@ -560,14 +571,19 @@ impl Dataplane {
                 }
             }
         }
-        for conn in self.conns.iter().flatten() {
+        for (index, conn) in self.conns.iter().enumerate() {
+            let Some(conn) = conn else { continue };
+            let key = ConnKey {
+                index: index as u32,
+                generation: conn.generation,
+            };
             if !conn.outbox.is_empty() {
-                conn.wake_writer.notify_one();
+                self.events.push_back(Event::WakeWriter(key));
             }
             if conn.lingering && conn.awaiting_answers == 0 {
                 // A half-closed client got its last answer: its reader
                 // task closes it.
-                conn.wake_reader.notify_one();
+                self.events.push_back(Event::WakeReader(key));
             }
         }
     }
@@ -577,17 +593,13 @@ impl Dataplane {
     /// proc whose outbound ring needs draining. Allocation-free once
     /// `to_drain` has room for every proc.
     pub(crate) fn poll_doorbell(&mut self, to_drain: &mut Vec<ProcKey>) {
-        let Dataplane { procs, conns, .. } = self;
+        let Dataplane { procs, events, .. } = self;
         let mut wake_procs = false;
         for (index, slot) in procs.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
             if let Some(inbound) = slot.inbound.as_mut() {
                 if inbound.take_pending() {
-                    for conn in slot.conn_waiters.drain(..) {
-                        if let Some(Some(c)) = conns.get(conn.index as usize) {
-                            c.wake_reader.notify_one();
-                        }
-                    }
+                    events.extend(slot.conn_waiters.drain(..).map(Event::WakeReader));
                     wake_procs |= !slot.proc_waiters.is_empty();
                 }
             }

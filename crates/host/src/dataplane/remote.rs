@@ -8,16 +8,14 @@
 //! sender as `NoSuchProc`. Forwarded frames carry this host's address in
 //! their sender, so the far side can route replies back (by dialling us).
 
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::collections::{HashMap, VecDeque};
 
 use hostmux_wire::{
     encode_frame_to_vec, encoded_len, Addr, AddrKind, FrameDecoder, FrameHeader, FrameView, Limits,
-    ProcName, Sender, UndeliverableReason,
+    ProcName, Sender, Undeliverable, UndeliverableReason,
 };
-use tokio::sync::Notify;
 
-use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Outcome};
+use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Event, Outcome};
 use crate::config::HostConfig;
 use crate::stats::ConnStats;
 
@@ -29,8 +27,6 @@ const MAX_REMOTES: usize = 1024;
 #[derive(Default)]
 pub(crate) struct Remotes {
     by_addr: HashMap<Box<str>, ConnKey>,
-    dials: Vec<(ConnKey, Box<str>)>,
-    wake: Rc<Notify>,
 }
 
 impl Remotes {
@@ -47,6 +43,7 @@ impl Remotes {
 pub(super) fn forward(
     conns: &mut Vec<Option<ConnSlot>>,
     remotes: &mut Remotes,
+    events: &mut VecDeque<Event>,
     generation: &mut u32,
     own_addr: &str,
     limits: &Limits,
@@ -54,7 +51,33 @@ pub(super) fn forward(
     frame: &FrameView<'_>,
     payload: &[u8],
 ) -> Outcome {
-    let addr = frame.dest_addr();
+    forward_header(
+        conns,
+        remotes,
+        events,
+        generation,
+        own_addr,
+        limits,
+        cfg,
+        frame.fields(),
+        payload,
+    )
+}
+
+/// [`forward`] for a frame given by its header and payload.
+#[allow(clippy::too_many_arguments)]
+fn forward_header<'a>(
+    conns: &mut Vec<Option<ConnSlot>>,
+    remotes: &mut Remotes,
+    events: &mut VecDeque<Event>,
+    generation: &mut u32,
+    own_addr: &'a str,
+    limits: &Limits,
+    cfg: &HostConfig,
+    mut header: FrameHeader<'a>,
+    payload: &[u8],
+) -> Outcome {
+    let addr = header.dest_addr;
     let key = match remotes.by_addr.get(addr) {
         Some(&key) => key,
         None => {
@@ -85,8 +108,6 @@ pub(super) fn forward(
                     name: addr.to_owned(),
                     ..ConnStats::default()
                 },
-                wake_writer: Rc::new(Notify::new()),
-                wake_reader: Rc::new(Notify::new()),
                 closing: false,
                 dialled: Some(addr.into()),
                 connecting: true,
@@ -103,15 +124,16 @@ pub(super) fn forward(
                 conns[index] = Some(slot);
             }
             remotes.by_addr.insert(addr.into(), key);
-            remotes.dials.push((key, addr.into()));
-            remotes.wake.notify_one();
+            events.push_back(Event::Dial {
+                link: key,
+                addr: addr.into(),
+            });
             key
         }
     };
     let Some(conn) = slot_of_conn(conns, key) else {
         return Outcome::Returned(UndeliverableReason::NoSuchProc);
     };
-    let mut header = frame.fields();
     header.sender = match header.sender {
         Sender::Proc { addr: "", name } | Sender::Client { name } => Sender::Proc {
             addr: own_addr,
@@ -142,28 +164,47 @@ impl Dataplane {
         addr.is_empty() || addr == &*self.own_addr
     }
 
-    /// Rung when a link to another host needs dialling.
-    pub(crate) fn dial_wake(&self) -> Rc<Notify> {
-        self.remotes.wake.clone()
-    }
-
-    /// Links to dial, with their addresses.
-    pub(crate) fn take_dials(&mut self, out: &mut Vec<(ConnKey, Box<str>)>) {
-        out.append(&mut self.remotes.dials);
-    }
-
-    /// The wake-ups of a dialled link (writer, reader).
-    pub(crate) fn link_wakes(&mut self, key: ConnKey) -> Option<(Rc<Notify>, Rc<Notify>)> {
-        self.conn_mut(key)
-            .map(|c| (c.wake_writer.clone(), c.wake_reader.clone()))
-    }
-
     /// The link's hello was acknowledged: its queued frames may go.
     pub(crate) fn remote_connected(&mut self, key: ConnKey) {
         if let Some(conn) = self.conn_mut(key) {
             conn.connecting = false;
-            conn.wake_writer.notify_one();
+            self.events.push_back(Event::WakeWriter(key));
         }
+    }
+
+    /// Sends a notice about `original`, from another host's proc, back to
+    /// it over a link (the notice is itself never answered: if it cannot go,
+    /// it is dropped).
+    pub(super) fn notify_remote_sender(
+        &mut self,
+        original: &FrameHeader<'_>,
+        reason: UndeliverableReason,
+    ) {
+        let header = Undeliverable::reply_header(
+            original,
+            Sender::Proc {
+                addr: "",
+                name: self.service_name.as_str(),
+            },
+        );
+        let payload = Undeliverable {
+            original_message_id: original.message_id,
+            reason,
+        }
+        .to_bytes();
+        let Dataplane {
+            conns,
+            remotes,
+            events,
+            generation,
+            own_addr,
+            limits,
+            cfg,
+            ..
+        } = self;
+        let _ = forward_header(
+            conns, remotes, events, generation, own_addr, limits, cfg, header, &payload,
+        );
     }
 
     /// Returns every frame still queued on a link as `NoSuchProc`.

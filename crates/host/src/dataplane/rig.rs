@@ -2,12 +2,10 @@
 //! crate's own tests: the service route, then procs on real shared-memory
 //! rings and client connections added one call each.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use hostmux_ring::{Consumer, Producer, SharedRing};
 use hostmux_wire::ProcName;
-use tokio::sync::Notify;
 
 use super::{ConnKey, Dataplane, ProcKey, Route, Table};
 use crate::config::HostConfig;
@@ -70,11 +68,7 @@ impl Rig {
     /// Adds a client connection that said hello as `name`.
     pub(crate) fn add_conn(&mut self, name: &str) -> ConnKey {
         self.dp
-            .add_conn(
-                ProcName::new(name).expect("valid name"),
-                Rc::new(Notify::new()),
-                Rc::new(Notify::new()),
-            )
+            .add_conn(ProcName::new(name).expect("valid name"))
             .expect("free name")
     }
 }

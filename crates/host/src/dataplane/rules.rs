@@ -89,11 +89,10 @@ pub(crate) fn host_only(kind: FrameKind) -> bool {
 
 /// Whether a frame with this envelope may enter from `origin` at all.
 /// `Err(reason)`: refuse it (see [`refusal`] for what that means for its
-/// kind). `own_addr` is this host's address text; `max_hops` the hop limit.
+/// kind). `max_hops` is the hop limit.
 pub(crate) fn admit(
     origin: Origin<'_>,
     frame: &Envelope<'_>,
-    own_addr: &str,
     max_hops: u8,
 ) -> Result<(), UndeliverableReason> {
     match origin {
@@ -108,12 +107,11 @@ pub(crate) fn admit(
             }
         }
         Origin::Link => {
-            // A link relays the far host's procs (and its service proc's
-            // notices): the sender names that host, never this one.
-            let sender_ok = matches!(
-                frame.sender,
-                Sender::Proc { addr, .. } if !addr.is_empty() && addr != own_addr
-            );
+            // A link relays other hosts' procs (and their service procs'
+            // notices): the sender names a host. It may name this one: a
+            // frame this host forwarded can come back (a host that does not
+            // recognise an alias of its own address); the hop limit ends it.
+            let sender_ok = matches!(frame.sender, Sender::Proc { addr, .. } if !addr.is_empty());
             if !sender_ok {
                 return Err(UndeliverableReason::Malformed);
             }
@@ -228,27 +226,21 @@ mod tests {
         let proc = Origin::Proc { name: "p" };
         for kind in [FrameKind::Undeliverable, FrameKind::ControlResponse] {
             assert_eq!(
-                admit(client, &envelope(kind, Sender::Anonymous), "tcp:h:1", 8),
+                admit(client, &envelope(kind, Sender::Anonymous), 8),
                 Err(UndeliverableReason::Malformed)
             );
             assert_eq!(
-                admit(proc, &envelope(kind, Sender::Anonymous), "tcp:h:1", 8),
+                admit(proc, &envelope(kind, Sender::Anonymous), 8),
                 Err(UndeliverableReason::Malformed)
             );
             let relayed = Sender::Proc {
                 addr: "tcp:other:1",
                 name: "service",
             };
-            assert_eq!(
-                admit(Origin::Link, &envelope(kind, relayed), "tcp:h:1", 8),
-                Ok(())
-            );
+            assert_eq!(admit(Origin::Link, &envelope(kind, relayed), 8), Ok(()));
         }
         for kind in [FrameKind::Data, FrameKind::ControlRequest] {
-            assert_eq!(
-                admit(client, &envelope(kind, Sender::Anonymous), "tcp:h:1", 8),
-                Ok(())
-            );
+            assert_eq!(admit(client, &envelope(kind, Sender::Anonymous), 8), Ok(()));
         }
     }
 
@@ -256,15 +248,14 @@ mod tests {
     fn senders_must_be_who_they_are() {
         let client = Origin::Client { name: "c" };
         let data = |sender| envelope(FrameKind::Data, sender);
-        assert!(admit(client, &data(Sender::Client { name: "c" }), "", 8).is_ok());
-        assert!(admit(client, &data(Sender::Client { name: "d" }), "", 8).is_err());
+        assert!(admit(client, &data(Sender::Client { name: "c" }), 8).is_ok());
+        assert!(admit(client, &data(Sender::Client { name: "d" }), 8).is_err());
         assert!(admit(
             client,
             &data(Sender::Proc {
                 addr: "",
                 name: "c"
             }),
-            "",
             8
         )
         .is_err());
@@ -275,7 +266,6 @@ mod tests {
                 addr: "",
                 name: "p"
             }),
-            "",
             8
         )
         .is_ok());
@@ -285,7 +275,6 @@ mod tests {
                 addr: "",
                 name: "q"
             }),
-            "",
             8
         )
         .is_err());
@@ -295,24 +284,25 @@ mod tests {
                 addr: "tcp:x:1",
                 name: "p"
             }),
-            "",
             8
         )
         .is_err());
-        assert!(admit(proc, &data(Sender::Client { name: "p" }), "", 8).is_err());
-        // A link never speaks for this host, nor anonymously.
-        let own = "tcp:h:1";
-        assert!(admit(
-            Origin::Link,
-            &data(Sender::Proc {
-                addr: own,
-                name: "p"
-            }),
-            own,
-            8
-        )
+        assert!(admit(proc, &data(Sender::Client { name: "p" }), 8).is_err());
+        // A link never speaks anonymously or for a local party; it may name
+        // this host (a forwarded frame that came back).
+        let link = |sender| admit(Origin::Link, &data(sender), 8);
+        assert!(link(Sender::Proc {
+            addr: "",
+            name: "p"
+        })
         .is_err());
-        assert!(admit(Origin::Link, &data(Sender::Anonymous), own, 8).is_err());
+        assert!(link(Sender::Anonymous).is_err());
+        assert!(link(Sender::Client { name: "c" }).is_err());
+        assert!(link(Sender::Proc {
+            addr: "tcp:h:1",
+            name: "p"
+        })
+        .is_ok());
     }
 
     #[test]
@@ -327,9 +317,9 @@ mod tests {
                 },
             )
         };
-        assert_eq!(admit(Origin::Link, &relayed(7), "tcp:h:1", 8), Ok(()));
+        assert_eq!(admit(Origin::Link, &relayed(7), 8), Ok(()));
         assert_eq!(
-            admit(Origin::Link, &relayed(8), "tcp:h:1", 8),
+            admit(Origin::Link, &relayed(8), 8),
             Err(UndeliverableReason::HopLimit)
         );
     }

@@ -81,14 +81,20 @@ pub(super) fn write_record(ring: &mut Producer, bytes: &[u8]) -> RingWrite {
     }
 }
 
-pub(super) fn notice_header<'a>(original: &FrameHeader<'a>, from: &'a str) -> FrameHeader<'a> {
-    Undeliverable::reply_header(
-        original,
-        Sender::Proc {
-            addr: "",
-            name: from,
-        },
-    )
+/// The header of a notice about `original`, from the service proc `from`.
+/// A notice about a frame another host relayed goes back over a link, so it
+/// names this host (`own_addr`) as where it comes from; a local one leaves
+/// the address empty ("the host that relays it").
+pub(super) fn notice_header<'a>(
+    original: &FrameHeader<'a>,
+    from: &'a str,
+    own_addr: &'a str,
+) -> FrameHeader<'a> {
+    let addr = match original.sender {
+        Sender::Proc { addr, .. } if !addr.is_empty() => own_addr,
+        _ => "",
+    };
+    Undeliverable::reply_header(original, Sender::Proc { addr, name: from })
 }
 
 /// Encodes an `Undeliverable` notice straight into a proc's inbound ring.
@@ -99,7 +105,8 @@ pub(super) fn write_notice(
     from: &str,
     limits: &Limits,
 ) -> bool {
-    let header = notice_header(original, from);
+    // Procs are local: their notices name no address.
+    let header = notice_header(original, from, "");
     let payload = Undeliverable {
         original_message_id: original.message_id,
         reason,
@@ -159,12 +166,13 @@ impl ConnSlot {
         original: &FrameHeader<'_>,
         reason: UndeliverableReason,
         from: &str,
+        own_addr: &str,
         limits: &Limits,
     ) {
         match rules::refusal(original.kind, reason) {
             Refusal::Notice(reason) => {
                 self.stats.returned.add(reason);
-                push_notice(self, original, reason, from, limits);
+                push_notice(self, original, reason, from, own_addr, limits);
             }
             Refusal::Drop(reason) => self.stats.dropped.add(reason),
         }
@@ -178,9 +186,10 @@ pub(super) fn push_notice(
     original: &FrameHeader<'_>,
     reason: UndeliverableReason,
     from: &str,
+    own_addr: &str,
     limits: &Limits,
 ) {
-    let header = notice_header(original, from);
+    let header = notice_header(original, from, own_addr);
     let payload = Undeliverable {
         original_message_id: original.message_id,
         reason,

@@ -1,5 +1,10 @@
 //! One connection: its hello, then its reader and writer tasks.
 
+use std::rc::Rc;
+
+use tokio::sync::Notify;
+
+use super::shell::ConnWakes;
 use super::*;
 
 pub(super) async fn connection<F: Frontend>(
@@ -58,11 +63,9 @@ pub(super) async fn connection<F: Frontend>(
         tracing::warn!(parent: &span, client, "closing connection: invalid client name");
         return;
     };
-    let wake_writer = Rc::new(Notify::new());
-    let wake_reader = Rc::new(Notify::new());
     let key = {
         let mut dp = dataplane.borrow_mut();
-        let Some(key) = dp.add_conn(name.clone(), wake_writer.clone(), wake_reader.clone()) else {
+        let Some(key) = dp.add_conn(name.clone()) else {
             tracing::warn!(parent: &span, client, "closing connection: name already bound");
             return;
         };
@@ -90,7 +93,7 @@ pub(super) async fn connection<F: Frontend>(
         decoder,
         &dataplane,
         key,
-        (wake_writer, wake_reader),
+        dataplane.conn_wakes(key),
         &cfg,
         &span,
     )
@@ -106,7 +109,7 @@ pub(super) async fn serve_conn<F: Frontend>(
     decoder: FrameDecoder,
     dataplane: &Shared,
     key: ConnKey,
-    (wake_writer, wake_reader): (Rc<Notify>, Rc<Notify>),
+    wakes: ConnWakes,
     cfg: &HostConfig,
     span: &tracing::Span,
 ) {
@@ -114,8 +117,9 @@ pub(super) async fn serve_conn<F: Frontend>(
         writer,
         dataplane.clone(),
         key,
-        wake_writer.clone(),
+        wakes.writer.clone(),
     ));
+    let wake_reader = wakes.reader;
     let outcome = read_loop::<F>(&mut reader, decoder, dataplane, key, &wake_reader, cfg).await;
     match &outcome {
         Ok(()) => {

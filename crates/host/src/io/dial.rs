@@ -9,7 +9,7 @@ pub(super) async fn dial_loop<F: Frontend>(
     service_name: ProcName,
     own_addr: String,
 ) {
-    let wake = dataplane.borrow().dial_wake();
+    let wake = dataplane.dial_wake();
     let mut dials = Vec::new();
     // The name this host gives itself in its hellos to other hosts.
     let peer_name = {
@@ -20,7 +20,7 @@ pub(super) async fn dial_loop<F: Frontend>(
     };
     loop {
         wake.notified().await;
-        dataplane.borrow_mut().take_dials(&mut dials);
+        dataplane.take_dials(&mut dials);
         for (key, addr) in dials.drain(..) {
             tokio::task::spawn_local(dial::<F>(
                 dataplane.clone(),
@@ -98,9 +98,7 @@ pub(super) async fn dial<F: Frontend>(
             return;
         }
     };
-    let Some(wakes) = dataplane.borrow_mut().link_wakes(key) else {
-        return;
-    };
+    let wakes = dataplane.conn_wakes(key);
     dataplane.borrow_mut().remote_connected(key);
     tracing::info!(parent: &span, "linked to another host");
     serve_conn::<F>(reader, writer, decoder, &dataplane, key, wakes, &cfg, &span).await;

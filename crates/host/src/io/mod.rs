@@ -10,10 +10,8 @@
 //! proc) would each run this loop over their own `Dataplane`; the control
 //! side would pick a thread per connection and per proc ring pair.
 
-use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +21,7 @@ use hostmux_wire::{
     decode_frame, rkyv::util::AlignedVec, AgentRequest, AgentResponse, FrameDecoder, ProcName,
     FRAME_ALIGN,
 };
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::config::HostConfig;
 use crate::dataplane::{ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
@@ -35,10 +33,12 @@ use crate::HostError;
 mod accept;
 mod conn;
 mod dial;
+mod shell;
 
 use accept::{accept_loop, control_accept_loop, Door, Serving};
 use conn::{connection, serve_conn};
 use dial::dial_loop;
+pub(crate) use shell::Shared;
 
 /// A request from the control side to the I/O thread.
 // Commands are rare (spawns, terminates, stats); their size does not matter.
@@ -124,19 +124,17 @@ pub(crate) struct IoParts {
     pub(crate) control_socket: Option<std::os::unix::net::UnixListener>,
 }
 
-type Shared = Rc<RefCell<Dataplane>>;
-
 /// Runs the host until a `Shutdown` command (or the control side is gone).
 pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
-    let dataplane = Rc::new(RefCell::new(Dataplane::new(
-        parts.cfg.clone(),
-        parts.service_name.clone(),
-        parts.table.clone(),
-        &parts.own_addr,
-    )));
-    dataplane
-        .borrow_mut()
-        .set_control_sink(parts.control_jobs.clone());
+    let dataplane = Shared::new(
+        Dataplane::new(
+            parts.cfg.clone(),
+            parts.service_name.clone(),
+            parts.table.clone(),
+            &parts.own_addr,
+        ),
+        parts.control_jobs.clone(),
+    );
     let serving = Serving {
         dataplane: dataplane.clone(),
         cfg: parts.cfg.clone(),
@@ -174,7 +172,7 @@ async fn backend_loop<F: Frontend>(dataplane: &Shared, parts: &IoParts) -> io::R
     let doorbell =
         crate::sys::doorbell_async(parts.doorbell.try_clone().map_err(io::Error::other)?)?;
     let mut to_drain: Vec<ProcKey> = Vec::new();
-    let conn_room = dataplane.borrow().backend_wake();
+    let conn_room = dataplane.reply_queue_room();
     // Whether this round follows a doorbell wake-up (not a drain budget
     // running out or a timer).
     let mut woken = false;

@@ -1,11 +1,14 @@
 //! `hostmux-proc-fixture MODE [N]`: misbehaving procs for the test suites.
 //!
-//! * `boot`: boots, then serves like echo; a boot error is printed to stderr
+//! * `boot`: boots, then serves like echo (data only); a boot error is printed to stderr
 //!   as `boot failed: <error>` and the exit code is 3 (for the boot
 //!   parameter tests).
 //! * `ignore-term`: ready, then ignores SIGTERM and the agent (never
 //!   receives): only SIGKILL ends it.
 //! * `crash-after N`: echoes N messages, then aborts (SIGABRT).
+//! * `crash-after-batches N`: echoes in receive batches (replies published
+//!   once per batch); aborts after the batch in which it echoed its N-th
+//!   message.
 //! * `never-ready`: maps its rings but never reports ready.
 //! * `corrupt-outbound`: echoes; a message with payload `corrupt` makes it
 //!   write garbage over its outbound ring's producer index and ring the host
@@ -18,11 +21,17 @@ use std::sync::Arc;
 
 use hostmux_proc::protocol::BootParams;
 use hostmux_proc::{boot, boot_from, BootOptions, ProcError};
+use hostmux_wire::FrameKind;
 
 /// Byte offset of the producer index (`tail`) in a ring's memfd (`docs/ring.md`).
 const TAIL_OFFSET: u64 = 128;
 
+/// Echoes a data message; ignores every other kind (never answers a notice
+/// or a control response).
 fn echo(message: &mut hostmux_proc::Message<'_>) -> Result<(), ProcError> {
+    if message.kind() != FrameKind::Data {
+        return Ok(());
+    }
     let payload = message.payload();
     match message.reply(payload) {
         Err(ProcError::NoReplyAddress { .. }) => Ok(()),
@@ -73,6 +82,29 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
                 }
                 Ok(())
             })
+        }
+        "crash-after-batches" => {
+            let limit = count.unwrap_or(1);
+            let mut proc = boot()?;
+            let mut seen = 0;
+            let mut failed = None;
+            while seen < limit {
+                match proc.recv_batch(64, std::time::Duration::from_secs(3600), |mut m| {
+                    if let Err(e) = echo(&mut m) {
+                        failed.get_or_insert(e);
+                    }
+                    seen += 1;
+                })? {
+                    hostmux_proc::BatchRecv::Stopped | hostmux_proc::BatchRecv::Closed => {
+                        return Ok(())
+                    }
+                    _ => {}
+                }
+                if let Some(e) = failed.take() {
+                    return Err(e);
+                }
+            }
+            std::process::abort();
         }
         "never-ready" => {
             let _proc = boot_from(BootParams::from_env()?)?;

@@ -1,5 +1,6 @@
 //! `hostmux-sink`: a proc that counts and discards every message. Its counts
-//! are the agent's stats (`frames_in`, `bytes_in`).
+//! are the agent's stats (`frames_in`, `bytes_in`). It answers nothing, so
+//! no notice or control response that reaches it is ever answered.
 //!
 //! Run by a host (boot protocol, see `docs/proc.md`). Exits 0 when stopped
 //! (agent `Stop` or SIGTERM) or when the host closes its ring.

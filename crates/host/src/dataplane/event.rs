@@ -1,0 +1,37 @@
+//! What the data plane asks of its I/O shell.
+//!
+//! The data plane owns no runtime object (no task, channel or wake-up
+//! primitive): where it needs something done outside itself it queues an
+//! [`Event`], and the shell that drives it (`crate::io`) polls them with
+//! [`Dataplane::poll_event`](super::Dataplane::poll_event) and carries them
+//! out. A test or the simulation polls the same events and decides what
+//! "waking a writer" means for its fake connections.
+
+use super::ConnKey;
+use crate::service::ControlJob;
+
+/// One thing the I/O shell must do.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// The connection has bytes queued (or is closing): run its writer.
+    WakeWriter(ConnKey),
+    /// The connection's reader may go on: room appeared in the ring it
+    /// waits on, its reply queue drained below half, the proc it waited for
+    /// is gone, or (after a half-close) its last awaited answer arrived.
+    WakeReader(ConnKey),
+    /// A reply queue that a proc's drain waited on has room again (or its
+    /// connection is gone): run the backend loop, which retries the drains.
+    ReplyQueueRoom,
+    /// Dial the link `link` to another host at `addr` (the data plane has
+    /// queued frames on it already).
+    Dial {
+        /// The link's connection slot.
+        link: ConnKey,
+        /// The other host's address text.
+        addr: Box<str>,
+    },
+    /// A privileged control request for the control side.
+    Control(ControlJob),
+    /// The connection is gone: forget whatever the shell keeps for it.
+    ConnRemoved(ConnKey),
+}
