@@ -8,11 +8,14 @@ use super::conns::{Eof, Read, SimConn};
 use super::ledger::Who;
 use super::world::{
     far_answer, World, CLIENT_NAMES, DRAIN_ROUNDS, FAR_ADDR, LINGER, MAX_FRAME, OUTBOX_BYTES,
-    OVERLOAD_WAIT, PROC_NAMES, QUIESCE_ROUNDS,
+    OVERLOAD_WAIT, OWN_ADDR, PROC_NAMES, QUIESCE_ROUNDS,
 };
-use crate::dataplane::{Drain, ProcKey, Route};
+use crate::dataplane::{Drain, Event as DataplaneEvent, ProcKey, Route};
 use crate::stats::{ConnStats, ProcStats};
 
+/// Actions (events) the data plane may ask of its shell in one step: each
+/// wakes or dials something once; far more means it is asking in a circle.
+const MAX_EVENTS_PER_STEP: usize = 10_000;
 /// Quiet rounds in a row that end the drive to quiescence.
 const QUIET_ROUNDS: usize = 8;
 
@@ -41,10 +44,7 @@ impl World {
     /// on its next step.
     pub(super) fn link_step(&mut self) -> Result<(), String> {
         let now = self.now();
-        let mut dials = Vec::new();
-        self.dp.take_dials(&mut dials);
-        for (key, addr) in dials {
-            assert_eq!(&*addr, FAR_ADDR, "the simulation names one other host");
+        for key in std::mem::take(&mut self.dials) {
             if self.link.is_none() {
                 self.dp.remote_connected(key);
                 self.link = Some(SimConn::new(Who::Far, key, self.limits));
@@ -176,6 +176,51 @@ impl World {
     /// notices the peer left).
     pub(super) fn settle(&mut self) -> Result<(), String> {
         let now = self.now();
+        // What the data plane asked its shell to do: wake a reader (it
+        // retries its held frame, or finds its half-close answered), dial.
+        let mut events = 0;
+        while let Some(event) = self.dp.poll_event() {
+            events += 1;
+            if events > MAX_EVENTS_PER_STEP {
+                return Err(format!(
+                    "livelock: the data plane asked for more than {MAX_EVENTS_PER_STEP} actions in one step (the last: {event:?})"
+                ));
+            }
+            match event {
+                DataplaneEvent::WakeReader(key) => {
+                    // Only a reader that waits is woken: one holding a
+                    // frame, one paused on a full reply queue, or one
+                    // lingering after a half-close (a wake-up is a hint;
+                    // the shell's `Notify` coalesces the rest).
+                    let conns = self
+                        .clients
+                        .iter_mut()
+                        .chain(std::iter::once(&mut self.link));
+                    let waiting = |c: &&mut SimConn| {
+                        c.is_holding() || c.has_unread() || matches!(c.eof, Eof::Lingering(_))
+                    };
+                    if let Some(conn) = conns.flatten().filter(waiting).find(|c| c.key == key) {
+                        self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now, LINGER);
+                    }
+                }
+                DataplaneEvent::Dial { link, addr } => {
+                    // The simulation names one other host; this host's own
+                    // address means itself and is never dialled.
+                    if &*addr != FAR_ADDR {
+                        return Err(format!(
+                            "self-link: the data plane asked to dial {addr} (this host is {OWN_ADDR})"
+                        ));
+                    }
+                    self.dials.push(link);
+                }
+                // The simulation reads queues and retries drains on its own
+                // schedule; nothing here is privileged.
+                DataplaneEvent::WakeWriter(_)
+                | DataplaneEvent::ReplyQueueRoom
+                | DataplaneEvent::Control(_)
+                | DataplaneEvent::ConnRemoved(_) => {}
+            }
+        }
         let conns = self
             .clients
             .iter_mut()
@@ -290,13 +335,7 @@ impl World {
             for p in 0..PROC_NAMES.len() {
                 if let Some(sim) = self.procs[p].as_mut() {
                     // Starting procs run too (they may have sent frames).
-                    sim.step(
-                        usize::MAX,
-                        None,
-                        self.release_first,
-                        &mut self.ledger,
-                        &self.limits,
-                    )?;
+                    sim.step(usize::MAX, None, &mut self.ledger, &self.limits)?;
                     if sim.stopping && sim.is_done() {
                         self.remove_proc(p, true)?;
                     }

@@ -54,9 +54,12 @@ const STEPS: usize = 200;
 const SEEDS: u64 = 2_000;
 /// Runs the shrinker may spend on one failure.
 const SHRINK_RUNS: usize = 4_000;
-/// Whether simulated procs publish their read position before the answer
-/// that follows it (the proc library's order).
-const RELEASE_FIRST: bool = false;
+/// Whether simulated procs publish their inbound read position right
+/// before each publication of their outbound ring, as the proc library
+/// does since issue 11 (`Producer::publish_read_position_first`; see
+/// `docs/proc.md`, "Exactly once across a crash"). `false` models the
+/// library before: a crash after a reply answered its id twice (case 3).
+const LINKED_READ_POSITION: bool = true;
 
 /// Where and why a run failed.
 #[derive(Debug, Clone)]
@@ -75,7 +78,7 @@ impl Failure {
 
 /// Runs `events`, then drives the world to quiescence and checks it.
 fn run(events: &[Event]) -> Result<Coverage, Failure> {
-    let mut world = World::new(RELEASE_FIRST);
+    let mut world = World::new(LINKED_READ_POSITION);
     for (i, &event) in events.iter().enumerate() {
         world.step(event).map_err(|message| Failure {
             step: Some(i),

@@ -33,6 +33,8 @@ pub(super) struct SimProc {
     pub(super) published: u64,
     /// The host's last drain of it ended blocked on a full destination.
     pub(super) drain_blocked: bool,
+    /// It publishes its read position before each outbound publication.
+    linked_read_position: bool,
 }
 
 /// Whether a step ran to its end or the proc died at its crash point.
@@ -50,6 +52,7 @@ impl SimProc {
         behaviour: Behaviour,
         inbound: Consumer,
         outbound: Producer,
+        linked_read_position: bool,
     ) -> SimProc {
         SimProc {
             who: Who::Proc(slot),
@@ -65,6 +68,7 @@ impl SimProc {
             committed: 0,
             published: 0,
             drain_blocked: false,
+            linked_read_position,
         }
     }
 
@@ -98,6 +102,9 @@ impl SimProc {
     }
 
     fn publish(&mut self, ledger: &mut Ledger) {
+        if self.linked_read_position {
+            let _ = self.inbound.publish_released();
+        }
         let _ = self.outbound.publish();
         ledger.put_in += self.committed - self.published;
         self.published = self.committed;
@@ -117,14 +124,14 @@ impl SimProc {
     /// Reads up to `records` records and answers as its behaviour says;
     /// with `crash`, handles one record and dies at that point. A proc
     /// whose answers do not fit its outbound ring reads nothing more.
-    /// `release_first`: it publishes its read position before the answer
-    /// that follows (else it releases after answering, in batches, as
-    /// the proc library did when this test was written).
+    /// With `linked_read_position` it releases a record before answering
+    /// it and publishes its read position right before each publication of
+    /// its outbound ring (the proc library's order); else it releases after
+    /// answering, in batches (the library's order before issue 11).
     pub(super) fn step(
         &mut self,
         records: usize,
         crash: Option<CrashPoint>,
-        release_first: bool,
         ledger: &mut Ledger,
         limits: &Limits,
     ) -> Result<Stepped, String> {
@@ -172,9 +179,8 @@ impl SimProc {
                 return Ok(Stepped::Crashed);
             }
             let answer = self.answer(&frame, limits);
-            if release_first {
+            if self.linked_read_position {
                 let _ = self.inbound.release();
-                let _ = self.inbound.publish_released();
                 if request {
                     self.in_hand.push(id);
                 }
@@ -191,7 +197,7 @@ impl SimProc {
             if crash == Some(CrashPoint::AfterReply) {
                 return Ok(Stepped::Crashed);
             }
-            if !release_first {
+            if !self.linked_read_position {
                 let _ = self.inbound.release();
                 if request && !self.pending.is_empty() {
                     self.in_hand.push(id);

@@ -4,7 +4,7 @@
 use super::event::Behaviour::{Buggy, Echo, Sink};
 use super::event::CrashPoint::{AfterRead, AfterRelease, AfterReply, MidReply};
 use super::event::Event::{self, *};
-use super::event::Shape::{ForgedSender, Request, StrayReply};
+use super::event::Shape::{ForgedSender, Remote, Request, StrayReply};
 use super::{report, run};
 
 /// Runs `events` and fails with the simulation's report (shrunk).
@@ -207,4 +207,29 @@ fn simulation_a_sink_that_dies_returns_only_what_it_did_not_read() {
         },
     ]);
     scenario(&events);
+}
+
+/// A link fails with a forwarded frame still queued on it: the frame is
+/// returned to its local client (its sender names this host, as the
+/// forward rewrote it), not sent over a new link to this host itself
+/// (seed 4 after main 7b6a04e).
+#[test]
+fn simulation_a_failed_link_returns_queued_forwards_to_local_senders() {
+    scenario(&[
+        Connect { client: 0 },
+        Send {
+            client: 0,
+            dest: 0,
+            count: 2,
+            shape: Remote,
+        },
+        Link { fail: false },
+        Send {
+            client: 0,
+            dest: 0,
+            count: 1,
+            shape: Remote,
+        },
+        Link { fail: true },
+    ]);
 }

@@ -2,7 +2,6 @@
 //! host and the clock, advanced one [`Event`] at a time, with every
 //! invariant checked after each step.
 
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,6 @@ use hostmux_wire::{
     encode_frame_to_vec, Flags, FrameHeader, FrameKind, FrameView, Limits, ProcName, Sender,
     Undeliverable, UndeliverableReason,
 };
-use tokio::sync::Notify;
 
 use super::conns::{Eof, SimConn};
 use super::coverage::Coverage;
@@ -20,7 +18,7 @@ use super::ledger::{Ledger, Who, REPLY, REQUEST};
 use super::procs::SimProc;
 use crate::config::HostConfig;
 use crate::dataplane::rig::Rig;
-use crate::dataplane::{Dataplane, ProcKey, Route, Table};
+use crate::dataplane::{ConnKey, Dataplane, ProcKey, Route, Table};
 
 pub(super) const PROC_NAMES: [&str; 4] = ["p0", "p1", "p2", "p3"];
 pub(super) const CLIENT_NAMES: [&str; 3] = ["c0", "c1", "c2"];
@@ -28,6 +26,8 @@ pub(super) const CLIENT_NAMES: [&str; 3] = ["c0", "c1", "c2"];
 const DESTS: [&str; 9] = ["p0", "p1", "p2", "p3", "c0", "c1", "c2", SERVICE, "ghost"];
 /// The service proc's name (as the rig routes it).
 const SERVICE: &str = "service";
+/// This host's address (as the rig names it).
+pub(super) const OWN_ADDR: &str = "tcp:127.0.0.1:9";
 /// The other host's address (the link's name in the host's counters).
 pub(super) const FAR_ADDR: &str = "tcp:10.0.0.2:7000";
 /// The smallest ring there is: a few big frames fill it.
@@ -62,15 +62,17 @@ pub(super) struct World {
     pub(super) ledger: Ledger,
     /// Requests of half-closed clients the host has closed since.
     pub(super) retired: Vec<(Who, u64)>,
-    /// Procs publish their read position before the answer that follows.
-    pub(super) release_first: bool,
+    /// Procs publish their read position before each outbound publication.
+    pub(super) linked_read_position: bool,
     pub(super) to_drain: Vec<ProcKey>,
     /// What this run reached.
     pub(super) coverage: Coverage,
+    /// Links the data plane asked to dial, not yet taken by the other host.
+    pub(super) dials: Vec<ConnKey>,
 }
 
 impl World {
-    pub(super) fn new(release_first: bool) -> World {
+    pub(super) fn new(linked_read_position: bool) -> World {
         let cfg = HostConfig {
             overload_wait: OVERLOAD_WAIT,
             client_outbox_bytes: OUTBOX_BYTES,
@@ -95,12 +97,13 @@ impl World {
             graveyard: Vec::new(),
             ledger: Ledger::default(),
             retired: Vec::new(),
-            release_first,
+            linked_read_position,
             to_drain: Vec::new(),
             coverage: Coverage {
                 runs: 1,
                 ..Coverage::default()
             },
+            dials: Vec::new(),
         }
     }
 
@@ -122,8 +125,7 @@ impl World {
                 let c = client as usize % CLIENT_NAMES.len();
                 if self.clients[c].is_none() {
                     let name = ProcName::new(CLIENT_NAMES[c]).expect("valid name");
-                    let wakes = (Rc::new(Notify::new()), Rc::new(Notify::new()));
-                    if let Some(key) = self.dp.add_conn(name, wakes.0, wakes.1) {
+                    if let Some(key) = self.dp.add_conn(name) {
                         self.clients[c] =
                             Some(SimConn::new(Who::Client(c as u8), key, self.limits));
                     }
@@ -214,7 +216,13 @@ impl World {
                         .insert(proc_name, Route::Proc(key))
                         .expect("name unbound above");
                     self.procs[p] = Some(SimProc::new(
-                        p as u8, name, key, behaviour, proc_in, proc_out,
+                        p as u8,
+                        name,
+                        key,
+                        behaviour,
+                        proc_in,
+                        proc_out,
+                        self.linked_read_position,
                     ));
                 }
             }
@@ -235,13 +243,7 @@ impl World {
                         super::event::Behaviour::Slow => 1,
                         _ => records as usize,
                     };
-                    sim.step(
-                        records,
-                        None,
-                        self.release_first,
-                        &mut self.ledger,
-                        &self.limits,
-                    )?;
+                    sim.step(records, None, &mut self.ledger, &self.limits)?;
                 }
             }
             Event::ProcSend {
@@ -282,13 +284,7 @@ impl World {
                 let p = proc as usize % PROC_NAMES.len();
                 if let Some(sim) = self.procs[p].as_mut() {
                     self.coverage.crashes[point as usize] += 1;
-                    sim.step(
-                        1,
-                        Some(point),
-                        self.release_first,
-                        &mut self.ledger,
-                        &self.limits,
-                    )?;
+                    sim.step(1, Some(point), &mut self.ledger, &self.limits)?;
                     self.remove_proc(p, false)?;
                 }
             }
