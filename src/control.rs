@@ -80,8 +80,13 @@ fn refused(what: &str, error: HostError) -> anyhow::Error {
     match error {
         HostError::Control { kind, message } => {
             let hint = match kind {
-                ControlErrorKind::NoSuchProc => "; see `hostmux ps` for the procs there are",
+                ControlErrorKind::NoSuchProc => {
+                    "; see `hostmux ps` for the procs there are and how they ended"
+                }
                 ControlErrorKind::DuplicateName => "; pick another name or stop the running one",
+                // Stopped or killed by `hostmux stop`/`kill` while it started:
+                // nothing wrong with the program.
+                ControlErrorKind::SpawnFailed if message.contains("while starting") => "",
                 ControlErrorKind::SpawnFailed => {
                     "; check the program path and that it speaks the boot protocol (docs/proc.md)"
                 }

@@ -11,14 +11,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use hostmux_host::{Host, HostConfig, HostError};
-use hostmux_lifecycle::ProcessProcManager;
+use hostmux_lifecycle::{BulkTerminateMode, ProcessProcManager};
 use hostmux_wire::Addr;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{CliError, ServeArgs};
-
-/// Procs stopped politely at the same time during shutdown.
-const SHUTDOWN_IN_FLIGHT: usize = 64;
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging();
@@ -112,7 +109,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.shutdown_grace.as_millis()
     );
     let summary = host
-        .terminate_children(args.shutdown_grace, SHUTDOWN_IN_FLIGHT)
+        .terminate_children_with(args.shutdown_grace, BulkTerminateMode::OverallDeadline)
         .await;
     println!("terminate summary: {summary}");
     serving.shutdown();

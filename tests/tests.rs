@@ -4,4 +4,5 @@ mod bench;
 mod cli;
 mod delivery;
 mod demo;
+mod registry;
 mod serve;

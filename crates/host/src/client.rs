@@ -528,7 +528,9 @@ impl ControlClient {
         }
     }
 
-    /// Terminates every proc under one deadline.
+    /// Terminates every proc, a bounded number at a time, each with
+    /// `timeout_ms` of grace before SIGKILL
+    /// ([`Host::terminate_children`](crate::Host::terminate_children)).
     pub async fn terminate_all(&mut self, timeout_ms: u64) -> Result<TerminateSummary, HostError> {
         match self
             .request(&ControlRequest::TerminateAll { timeout_ms })

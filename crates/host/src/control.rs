@@ -1,31 +1,18 @@
-//! The control plane's host side: the Unix control socket (created with
-//! mode 0600, peers checked with `SO_PEERCRED` by the I/O thread), and the
-//! handling of privileged `ControlRequest`s on the caller's runtime, where
-//! the proc manager lives.
+//! The control socket (created with mode 0600, peers checked with
+//! `SO_PEERCRED` by the I/O thread) and the wire's view of proc states. A
+//! leaf: the handling of control requests lives with the host
+//! (`host/control.rs`).
 
 use std::io;
 use std::os::fd::AsFd as _;
 use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::time::Duration;
 
-use hostmux_lifecycle::{ProcHandle as _, ProcStatus, TerminalStatus};
-use hostmux_wire::{
-    ControlErrorKind, ControlRequest, ControlResponse, ProcCounters, ProcInfo, ProcState,
-    TerminateSummary,
-};
-use tokio::sync::mpsc::UnboundedReceiver;
+use hostmux_lifecycle::{ProcStatus, TerminalStatus};
+use hostmux_wire::ProcState;
 
-use crate::host::WeakHost;
-use crate::io::Command;
-use crate::process::SpawnByRequest;
-use crate::service::{self, ControlJob};
-use crate::{Host, HostError};
-
-/// Bulk terminate from the control plane runs at most this many polite
-/// stops at once.
-const MAX_STOPS_IN_FLIGHT: usize = 32;
+use crate::HostError;
 
 /// The effective uid of the host process.
 pub(crate) fn own_uid() -> u32 {
@@ -81,55 +68,6 @@ pub(crate) fn bind_control_socket(path: &Path) -> Result<UnixListener, HostError
     Ok(UnixListener::from(socket))
 }
 
-/// Answers privileged control requests, each in its own task (a spawn that
-/// waits for readiness does not hold up a `List`).
-pub(crate) async fn control_loop<M: SpawnByRequest>(
-    host: WeakHost<M>,
-    mut jobs: UnboundedReceiver<ControlJob>,
-) {
-    while let Some(job) = jobs.recv().await {
-        let Some(host) = host.upgrade() else { return };
-        tokio::spawn(async move {
-            let limits = host.config().limits;
-            let response = match ControlRequest::decode(&job.payload, &limits) {
-                Ok(request) => {
-                    tracing::info!(requester = %job.reply_to, ?request, "control request");
-                    host.handle_control(request).await
-                }
-                Err(e) => service::error(ControlErrorKind::InvalidRequest, e.to_string()),
-            };
-            let frame = service::response_frame(
-                &job.reply_to,
-                "",
-                job.message_id,
-                job.port,
-                host.service_name(),
-                &response,
-                &limits,
-            );
-            let _ = host.send_command(Command::ControlReply {
-                conn: job.conn,
-                frame,
-            });
-        });
-    }
-}
-
-fn error_response(e: &HostError) -> ControlResponse {
-    let kind = match e {
-        HostError::ProcExists(_) => ControlErrorKind::DuplicateName,
-        HostError::NoSuchProc(_) => ControlErrorKind::NoSuchProc,
-        HostError::Spawn { .. }
-        | HostError::NotReady { .. }
-        | HostError::ReadyTimeout { .. }
-        | HostError::AgentUnanswered { .. }
-        | HostError::Ring { .. } => ControlErrorKind::SpawnFailed,
-        HostError::Wire(_) => ControlErrorKind::InvalidRequest,
-        _ => ControlErrorKind::Internal,
-    };
-    service::error(kind, e.to_string())
-}
-
 /// The wire's proc state for a terminal status.
 pub(crate) fn terminal_state(status: &TerminalStatus) -> ProcState {
     match status {
@@ -155,133 +93,5 @@ pub(crate) fn live_state(status: &ProcStatus) -> ProcState {
         ProcStatus::Ready => ProcState::Ready,
         ProcStatus::Stopping => ProcState::Terminating,
         ProcStatus::Terminal(status) => terminal_state(status),
-    }
-}
-
-impl<M: SpawnByRequest> Host<M> {
-    /// Carries out one control request (what the service proc does for a
-    /// privileged connection) and returns its response.
-    pub async fn handle_control(&self, request: ControlRequest) -> ControlResponse
-    where
-        M::Config: 'static,
-    {
-        match request {
-            ControlRequest::Spawn(spawn) => {
-                let spec = match M::spec_for(&spawn) {
-                    Ok(spec) => spec,
-                    Err(reason) => return service::error(ControlErrorKind::SpawnFailed, reason),
-                };
-                let timeout = Duration::from_millis(spawn.ready_timeout_ms);
-                match self.spawn_with_timeout(&spawn.name, spec, timeout).await {
-                    Ok(id) => ControlResponse::Spawned {
-                        name: id.name().as_str().to_owned(),
-                        pid: self.pid_of(id.name()).unwrap_or(0),
-                    },
-                    Err(e) => error_response(&e),
-                }
-            }
-            ControlRequest::Terminate { name, timeout_ms } => {
-                match self
-                    .terminate_proc(&name, Duration::from_millis(timeout_ms))
-                    .await
-                {
-                    Ok(status) => ControlResponse::Stopped {
-                        name,
-                        state: terminal_state(&status),
-                    },
-                    Err(e) => error_response(&e),
-                }
-            }
-            ControlRequest::Kill { name } => match self.kill_proc(&name).await {
-                Ok(status) => ControlResponse::Stopped {
-                    name,
-                    state: terminal_state(&status),
-                },
-                Err(e) => error_response(&e),
-            },
-            ControlRequest::List => match self.list().await {
-                Ok(procs) => ControlResponse::Procs(procs),
-                Err(e) => error_response(&e),
-            },
-            ControlRequest::Stats { name } => match self.list().await {
-                Ok(mut procs) => match name {
-                    None => ControlResponse::Procs(procs),
-                    Some(name) => {
-                        procs.retain(|p| p.name == name);
-                        if procs.is_empty() {
-                            service::error(
-                                ControlErrorKind::NoSuchProc,
-                                format!("no proc named '{name}', live or recently gone"),
-                            )
-                        } else {
-                            ControlResponse::Procs(procs)
-                        }
-                    }
-                },
-                Err(e) => error_response(&e),
-            },
-            ControlRequest::TerminateAll { timeout_ms } => {
-                let summary = self
-                    .terminate_children(Duration::from_millis(timeout_ms), MAX_STOPS_IN_FLIGHT)
-                    .await;
-                ControlResponse::TerminatedAll(TerminateSummary {
-                    attempted: summary.attempted as u32,
-                    ok: summary.ok as u32,
-                    failed: summary.failed as u32,
-                })
-            }
-        }
-    }
-}
-
-impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
-    /// Every live proc and the most recent gone ones (up to 64), with pid,
-    /// state, uptime and counters: what `ps` shows and the control plane's
-    /// `List` answers.
-    pub async fn list(&self) -> Result<Vec<ProcInfo>, HostError> {
-        let stats = self.stats().await?;
-        let counters = |name: &str| {
-            stats
-                .proc(name)
-                .map(|p| ProcCounters {
-                    frames_in: p.frames_in,
-                    frames_out: p.frames_out,
-                    bytes_in: p.bytes_in,
-                    bytes_out: p.bytes_out,
-                    returned: p.returned_for.total(),
-                    inbound_used: p.inbound_used,
-                    inbound_capacity: p.inbound_capacity,
-                })
-                .unwrap_or_default()
-        };
-        let mut list = Vec::new();
-        {
-            let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-            for (name, entry) in procs.iter() {
-                let (pid, state) = match &entry.handle {
-                    Some(handle) => (handle.pid(), live_state(&handle.status())),
-                    None => (None, hostmux_wire::ProcState::Starting),
-                };
-                list.push(ProcInfo {
-                    name: name.as_str().to_owned(),
-                    pid: pid.unwrap_or(0),
-                    state,
-                    uptime_ms: entry.started.map_or(0, |t| t.elapsed().as_millis() as u64),
-                    counters: counters(name.as_str()),
-                });
-            }
-        }
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        let gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
-        for proc in gone.iter().rev() {
-            list.push(ProcInfo {
-                name: proc.name.as_str().to_owned(),
-                pid: proc.pid.unwrap_or(0),
-                state: terminal_state(&proc.status),
-                uptime_ms: proc.uptime.as_millis() as u64,
-                counters: counters(proc.name.as_str()),
-            });
-        }
-        Ok(list)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hostmux_lifecycle::{LifecycleError, ReadyError, TerminateError};
+use hostmux_lifecycle::{LifecycleError, ReadyError, TerminalStatus, TerminateError};
 use hostmux_ring::RingError;
 use hostmux_wire::{ProcName, WireError};
 
@@ -14,9 +14,30 @@ pub enum HostError {
     /// A proc (or a connected client) already holds this name.
     #[error("proc '{0}' already exists")]
     ProcExists(ProcName),
-    /// No live proc has this name.
+    /// No proc has this name, live, starting or recently gone.
     #[error("no proc named '{0}'")]
     NoSuchProc(ProcName),
+    /// The proc asked for has already ended (`ps` still lists it): there
+    /// is nothing left to stop or kill.
+    #[error("proc '{name}' already ended ({status})")]
+    AlreadyEnded {
+        /// The proc.
+        name: ProcName,
+        /// How it ended.
+        status: TerminalStatus,
+    },
+    /// A stop or kill reached the proc while its spawn was still waiting
+    /// for it to become ready: it was stopped (or killed) and the spawn
+    /// fails with this.
+    #[error("proc '{name}' was {how} while starting ({status})")]
+    StoppedWhileStarting {
+        /// The proc.
+        name: ProcName,
+        /// `"stopped"` or `"killed"`.
+        how: &'static str,
+        /// How it ended.
+        status: TerminalStatus,
+    },
     /// The frontend address is not one the host can bind.
     #[error("cannot use frontend address '{addr}': {reason}")]
     InvalidAddr {

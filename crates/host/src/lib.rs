@@ -184,7 +184,6 @@ mod frontend;
 mod host;
 mod io;
 mod process;
-mod service;
 mod spec;
 mod stats;
 #[allow(unsafe_code)]

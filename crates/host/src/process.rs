@@ -6,16 +6,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::sync::{Arc, OnceLock};
-
 use hostmux_lifecycle::{
-    BulkTerminate, LocalProcManager, OutputMode, PoliteStopHook, ProcManager, ProcessConfig,
-    ProcessProcManager, ProcessProcManagerBuilder, Readiness,
+    BulkTerminate, LocalProcManager, OutputMode, ProcManager, ProcessConfig, ProcessProcManager,
+    Readiness,
 };
-use hostmux_wire::{Addr, ProcName};
-
-use crate::io::{Command, Control};
-use crate::{Host, HostConfig, ServeHandle};
 use hostmux_proc::protocol::{child_config, ChildFds, ProcIdentity};
 use hostmux_wire::SpawnRequest;
 
@@ -196,33 +190,5 @@ impl SpawnByRequest for LocalProcManager {
             "this host runs in-process procs only and cannot start program '{}'",
             request.program
         ))
-    }
-}
-
-impl Host<ProcessProcManager> {
-    /// Serves OS-process procs: builds the manager from `builder` with a
-    /// polite-stop hook that asks a proc's agent to stop (an
-    /// `AgentRequest::Stop` written into its inbound ring, behind the frames
-    /// already there) whenever the lifecycle escalation starts, then
-    /// [`Host::serve`]s. [`Host::terminate_proc`] also sends that stop
-    /// itself; [`Host::terminate_children`] relies on the hook, so that no
-    /// proc leaves before the manager has counted it.
-    pub async fn serve_processes(
-        builder: ProcessProcManagerBuilder,
-        addr: Addr,
-        config: HostConfig,
-    ) -> Result<(Self, ServeHandle), HostError> {
-        let slot: Arc<OnceLock<Control>> = Arc::new(OnceLock::new());
-        let hook_slot = slot.clone();
-        let hook: PoliteStopHook = Arc::new(move |name: &ProcName| {
-            if let Some(control) = hook_slot.get() {
-                let _ = control.send(Command::AgentStopName(name.clone()));
-            }
-            Box::pin(async {})
-        });
-        let manager = builder.polite_stop(hook).build();
-        let (host, serving) = Self::serve(manager, addr, config).await?;
-        let _ = slot.set(host.inner.control.try_clone()?);
-        Ok((host, serving))
     }
 }

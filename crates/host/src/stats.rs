@@ -3,7 +3,7 @@
 use hostmux_wire::UndeliverableReason;
 
 /// Number of [`UndeliverableReason`] variants (indexes [`Returned`]).
-pub const REASONS: usize = 7;
+pub const REASONS: usize = UndeliverableReason::ALL.len();
 
 /// Frames returned to their senders, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,19 +1,18 @@
 //! The crate's only `unsafe`: lending the frame decoder's buffer to an
-//! io_uring read, and registering the host doorbell with tokio's reactor.
+//! io_uring read. (The host doorbell is registered with tokio's reactor
+//! through `hostmux-boot`.)
 
 use std::io;
 
+use hostmux_boot::reactor::Registered;
 use hostmux_ring::Doorbell;
 use hostmux_wire::FrameDecoder;
-use tokio::io::unix::AsyncFd;
 use tokio_uring::buf::{IoBuf, IoBufMut};
 
-/// Registers the doorbell's eventfd with the current runtime's reactor.
-pub(crate) fn doorbell_async(doorbell: Doorbell) -> io::Result<AsyncFd<Doorbell>> {
-    // SAFETY: `Doorbell` owns its eventfd (an `OwnedFd`) and `as_raw_fd`
-    // always returns that same descriptor; it stays open until the
-    // `AsyncFd` (which owns the doorbell) is dropped.
-    unsafe { AsyncFd::register(doorbell) }.map_err(io::Error::from)
+/// Registers the doorbell's eventfd with the current runtime's reactor, for
+/// readability (the backend loop waits for rings).
+pub(crate) fn doorbell_async(doorbell: Doorbell) -> io::Result<Registered<Doorbell>> {
+    Registered::for_reading(doorbell)
 }
 
 /// A frame decoder lent to a read: the read fills the decoder's spare room.

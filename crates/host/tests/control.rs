@@ -181,6 +181,16 @@ fn control_socket_replaces_only_a_stale_socket() {
         let err = try_serve_os(config.clone()).await.unwrap_err();
         assert!(err.to_string().contains("listening"), "{err}");
         drop(live);
+        // Another test's fork may hold a copy of the listener until its exec
+        // (close-on-exec closes it only then): wait until nobody listens.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the socket stays live"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let (_host, _serving) = try_serve_os(config).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

@@ -71,6 +71,9 @@ fn every_id_answered_once(mode: &str) -> HashSet<u64> {
         let conn = stats.conn("exact").unwrap();
         assert_eq!(conn.accepted, SENT + 1);
         assert_eq!(conn.accepted, conn.delivered + conn.returned.total());
+        // A frame the proc never read moves from delivered to returned:
+        // delivered counts exactly the frames the proc answered.
+        assert_eq!(conn.delivered, echoed.len() as u64, "{conn:?}");
         assert_eq!(conn.frames_out, SENT + 1, "one frame back per frame in");
     });
     echoed

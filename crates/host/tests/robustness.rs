@@ -63,15 +63,22 @@ async fn proc_exit_mid_stream_returns_every_frame(kind: FrontendKind) {
     // What the host wrote into its ring was either read (and answered) or
     // returned from the ring after it exited.
     assert_eq!(quitter.frames_in, ANSWERED as u64 + quitter.left_in_ring);
+    // The client's counters say the same: a frame returned from the ring
+    // moved from delivered to returned, so delivered is what was answered,
+    // and every notice it got is counted as returned.
+    assert_eq!(conn.delivered, echoes as u64, "{conn:?}");
     assert_eq!(
-        conn.delivered - quitter.frames_in
-            + quitter.returned_for.get(UndeliverableReason::ProcExited),
-        quitter.left_in_ring + (conn.delivered - quitter.frames_in),
+        conn.returned.get(UndeliverableReason::ProcExited),
+        exited as u64
+    );
+    assert_eq!(
+        conn.returned.get(UndeliverableReason::NoSuchProc),
+        unknown as u64
     );
     // Its frames come back while its watcher is still finishing: wait for
     // it to be gone (terminating a proc that already exited only waits).
     match host.terminate_proc("quitter", Duration::from_secs(1)).await {
-        Ok(_) | Err(HostError::NoSuchProc(_)) => {}
+        Ok(_) | Err(HostError::AlreadyEnded { .. }) => {}
         Err(e) => panic!("waiting for the quitter to be gone: {e}"),
     }
     assert!(host.procs().is_empty());

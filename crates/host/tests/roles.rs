@@ -45,6 +45,7 @@ fn role_entry() {
     let code = match role.as_str() {
         "relay" => relay(),
         "corrupt-before-ready" => corrupt_before_ready(),
+        "reads-after-sigterm" => crate::registry::reads_after_sigterm(),
         "host" => crate::crash::run_host_role(),
         other => {
             eprintln!("unknown test role {other:?}");

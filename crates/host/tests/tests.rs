@@ -10,6 +10,7 @@ mod crash;
 mod exactly_once;
 mod lifecycle;
 mod process;
+mod registry;
 mod remote;
 mod robustness;
 mod roles;

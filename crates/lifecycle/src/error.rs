@@ -48,14 +48,6 @@ pub enum LifecycleError {
     /// The dedicated spawner thread is gone (it only stops if it panicked).
     #[error("the lifecycle spawner thread is gone")]
     SpawnerGone,
-    /// Child side: a readiness environment variable is missing or malformed.
-    #[error("readiness variable {var} is missing or invalid: {reason}")]
-    ReadyEnv {
-        /// The variable name, e.g. `HOSTMUX_READY_FD`.
-        var: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
 }
 
 /// Why [`ProcHandle::ready`](crate::ProcHandle::ready) did not resolve to

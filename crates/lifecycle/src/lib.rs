@@ -13,10 +13,17 @@
 //!   the bounded [`OutputTail`] when stdout or stderr was
 //!   [`OutputMode::Capture`]d), [`ProcStatus`], [`TerminateSummary`]; errors [`LifecycleError`], [`ReadyError`],
 //!   [`WaitError`], [`TerminateError`].
+//! - [`BulkTerminateMode`]: a bulk terminate either bounds how many procs
+//!   stop at once, each with its own grace (hyperactor's meaning, the
+//!   default), or gives all procs one overall deadline (a host's shutdown).
 //! - [`Escalation`]: the sans-IO Running → Stopping → Killing → Terminal
 //!   state machine both managers drive.
-//! - [`child::report_ready`] and [`readiness`]: the child side of the
-//!   readiness protocol (inherited pipe + per-spawn nonce).
+//! - [`child::report_ready`] and [`readiness`]: the readiness protocol
+//!   (inherited pipe + per-spawn nonce), defined in `hostmux-boot` (which
+//!   the child library uses without depending on this crate) and
+//!   re-exported here. [`ProcessConfig`] implements
+//!   `hostmux_boot::ChildSpawn`, the boot protocol's hand-over of variables
+//!   and fds.
 //!
 //! # Invariants
 //!
@@ -79,6 +86,7 @@
 // All unsafe code lives in `sys`; everything else is checked safe.
 #![deny(unsafe_code)]
 
+mod bulk;
 mod cgroup;
 pub mod child;
 mod error;
@@ -96,6 +104,7 @@ mod supervision;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use bulk::BulkTerminateMode;
 pub use error::{LifecycleError, ReadyError, TerminateError, WaitError};
 pub use escalation::{Action, Escalation};
 pub use local::{

@@ -2,14 +2,13 @@
 //! command queue. Shared by both managers' handles.
 
 use std::io;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hostmux_wire::ProcName;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 use crate::error::{ReadyError, TerminateError, WaitError};
-use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
+use crate::status::{ProcStatus, TerminalStatus};
 
 /// What a supervisor publishes.
 #[derive(Debug, Clone)]
@@ -63,12 +62,8 @@ impl Snapshot {
 /// A request to a supervisor.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Stop politely with SIGKILL at `deadline`; polite-stop hooks take a
-    /// permit from `permits` first when given (bulk terminate).
-    Terminate {
-        deadline: Instant,
-        permits: Option<Arc<Semaphore>>,
-    },
+    /// Stop politely with SIGKILL at `deadline`.
+    Terminate { deadline: Instant },
     /// Kill now.
     Kill,
 }
@@ -119,7 +114,6 @@ impl Link {
     ) -> Result<TerminalStatus, TerminateError> {
         self.request(Command::Terminate {
             deadline: Instant::now() + grace,
-            permits: None,
         })
         .await
     }
@@ -130,7 +124,9 @@ impl Link {
         self.request(Command::Kill).await
     }
 
-    async fn request(&self, command: Command) -> Result<TerminalStatus, TerminateError> {
+    /// Sends `command` and waits for the terminal status (or why it cannot
+    /// be observed).
+    pub(crate) async fn request(&self, command: Command) -> Result<TerminalStatus, TerminateError> {
         if let Some(status) = self.state.borrow().terminal() {
             return Err(TerminateError::AlreadyTerminated(status.clone()));
         }
@@ -152,37 +148,4 @@ impl Link {
             (None, None) => Err(TerminateError::ChannelClosed),
         }
     }
-}
-
-/// [`BulkTerminate::terminate_all`](crate::BulkTerminate::terminate_all)
-/// for both managers, over their live procs' links: one deadline
-/// `now + grace` for all, at most `max_in_flight` polite-stop hooks at once.
-pub(crate) async fn terminate_all(
-    links: impl IntoIterator<Item = Link>,
-    grace: Duration,
-    max_in_flight: usize,
-) -> TerminateSummary {
-    let deadline = Instant::now() + grace;
-    let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let mut waits = tokio::task::JoinSet::new();
-    for link in links {
-        let permits = Arc::clone(&permits);
-        waits.spawn(async move {
-            link.request(Command::Terminate {
-                deadline,
-                permits: Some(permits),
-            })
-            .await
-        });
-    }
-    let mut summary = TerminateSummary::default();
-    while let Some(joined) = waits.join_next().await {
-        // Counted so that `attempted == ok + failed`.
-        summary.attempted += 1;
-        match joined.unwrap_or(Err(TerminateError::ChannelClosed)) {
-            Ok(_) | Err(TerminateError::AlreadyTerminated(_)) => summary.ok += 1,
-            Err(_) => summary.failed += 1,
-        }
-    }
-    summary
 }

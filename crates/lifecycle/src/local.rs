@@ -21,6 +21,7 @@ use hostmux_wire::ProcName;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::bulk::BulkTerminateMode;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::escalation::{Action, Escalation};
 use crate::link::{Command, Link, Snapshot};
@@ -253,8 +254,12 @@ impl ProcManager for LocalProcManager {
 }
 
 impl BulkTerminate for LocalProcManager {
-    async fn terminate_all(&self, grace: Duration, max_in_flight: usize) -> TerminateSummary {
-        crate::link::terminate_all(self.links(), grace, max_in_flight).await
+    async fn terminate_all_with(
+        &self,
+        grace: Duration,
+        mode: BulkTerminateMode,
+    ) -> TerminateSummary {
+        crate::bulk::terminate_all(self.links(), grace, mode).await
     }
 }
 
@@ -307,7 +312,7 @@ impl LocalSupervisor {
                     self.escalation.handle_exit(status, Instant::now());
                 }
                 command = self.commands.recv(), if self.commands_open => match command {
-                    Some(command) => apply_command(command, &mut self.escalation, &mut self.polite_stops),
+                    Some(command) => apply_command(command, &mut self.escalation),
                     None => self.commands_open = false,
                 },
                 reported = wait_ready(&mut self.ready), if self.ready.is_some() => {
@@ -326,7 +331,7 @@ impl LocalSupervisor {
             }
             self.execute_actions();
         }
-        self.polite_stops.abort_all();
+        self.polite_stops.end_all().await;
         let status = self
             .escalation
             .terminal()

@@ -9,16 +9,20 @@ use std::time::Duration;
 
 use hostmux_wire::ProcName;
 
+use crate::bulk::BulkTerminateMode;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
 
 /// A boxed, sendable future with no output.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// The host's polite-stop hook: called once per proc at the start of a
-/// terminate, at the same moment SIGTERM goes out. The returned future runs
-/// concurrently with the escalation (it never delays SIGKILL) and is dropped
-/// when the proc is reaped. Bulk terminate caps how many run at once.
+/// The host's polite-stop hook: called once per proc at the start of its
+/// terminate, just before its SIGTERM goes out (e.g. to queue a stop message
+/// to the proc's agent). The returned future runs on its own task,
+/// concurrently with the escalation (it never delays SIGKILL), and is
+/// dropped when the proc is reaped, before its terminal status is
+/// published. Every terminated proc's hook is called, in bulk terminates
+/// too; do the part that must happen in the call itself.
 pub type PoliteStopHook = Arc<dyn Fn(&ProcName) -> BoxFuture + Send + Sync>;
 
 /// A spawned proc, as seen by its host. Clones share one supervisor.
@@ -74,15 +78,32 @@ pub trait ProcManager: Send + Sync {
 }
 
 /// Terminate every live proc of a manager.
+///
+/// Either way, every proc live at the call gets the full escalation of
+/// [`ProcHandle::terminate`] (polite-stop hook, SIGTERM, SIGKILL once its
+/// grace ran out) and is counted once in the [`TerminateSummary`]
+/// (`attempted == ok + failed`; a proc that is already terminal counts as
+/// ok). Dropping the future starts no further terminations; those already
+/// started run to the end.
 pub trait BulkTerminate: Send + Sync {
-    /// Sends every live proc its SIGTERM (and polite stop) at once under one
-    /// deadline `now + grace`, running at most `max_in_flight` polite-stop
-    /// hooks at a time, and escalates the rest to SIGKILL at the deadline.
+    /// Terminates every live proc as `mode` says; see [`BulkTerminateMode`].
+    fn terminate_all_with(
+        &self,
+        grace: Duration,
+        mode: BulkTerminateMode,
+    ) -> impl Future<Output = TerminateSummary> + Send;
+
+    /// Hyperactor's bulk terminate ([`BulkTerminateMode::PerProcGrace`]): at
+    /// most `max_in_flight` procs are being terminated at a time, the next
+    /// starts as soon as one is terminal, and each proc is SIGKILLed `grace`
+    /// after its own termination started if it is still running.
     fn terminate_all(
         &self,
         grace: Duration,
         max_in_flight: usize,
-    ) -> impl Future<Output = TerminateSummary> + Send;
+    ) -> impl Future<Output = TerminateSummary> + Send {
+        self.terminate_all_with(grace, BulkTerminateMode::PerProcGrace { max_in_flight })
+    }
 }
 
 /// Terminate one proc of a manager by name.

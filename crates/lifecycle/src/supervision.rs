@@ -1,18 +1,16 @@
 //! What the two managers' per-proc supervisors do alike: feed a handle's
-//! [`Command`] to the [`Escalation`], run the polite-stop hooks it asks for
-//! (under bulk terminate's permits), keep the spawn-ready timeout, and sleep
-//! until the next deadline.
+//! [`Command`] to the [`Escalation`], run the polite-stop hook it asks for,
+//! keep the spawn-ready timeout, and sleep until the next deadline.
 //!
 //! Only the execution of [`Action::Terminate`](crate::Action) and
 //! [`Action::Kill`](crate::Action) differs between them (signals to a
 //! process versus a stop flag and an aborted task), and that stays in each
 //! supervisor.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hostmux_wire::ProcName;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::ReadyError;
@@ -20,12 +18,17 @@ use crate::escalation::Escalation;
 use crate::link::{Command, Snapshot};
 use crate::manager::PoliteStopHook;
 
-/// One proc's polite stops: the host's hook, the permits a bulk terminate
-/// hands along to cap how many hooks run at once, and the hook futures
-/// still running.
+/// One proc's polite stops: the host's hook and the hook futures still
+/// running.
+///
+/// The hook is called at the start of the proc's termination, before its
+/// SIGTERM goes out, and never waits for anything first (a bulk terminate
+/// bounds how many procs are terminating, not how many hooks run), so every
+/// terminated proc gets its polite stop. Its future runs on its own task and
+/// never delays the escalation; it is dropped once the proc is reaped,
+/// before the terminal status is published.
 pub(crate) struct PoliteStops {
     hook: Option<PoliteStopHook>,
-    permits: Option<Arc<Semaphore>>,
     running: Vec<JoinHandle<()>>,
 }
 
@@ -33,51 +36,38 @@ impl PoliteStops {
     pub(crate) fn new(hook: Option<PoliteStopHook>) -> Self {
         Self {
             hook,
-            permits: None,
             running: Vec::new(),
         }
     }
 
     /// [`Action::PoliteStop`](crate::Action::PoliteStop): the proc shows
-    /// as `Stopping`, and the hook for `name` runs on its own task (it never
-    /// delays the escalation), holding a permit first when a bulk terminate
-    /// gave some.
+    /// as `Stopping`, the hook for `name` is called now and its future runs
+    /// on its own task.
     pub(crate) fn begin(&mut self, name: &ProcName, state: &watch::Sender<Snapshot>) {
         state.send_modify(Snapshot::mark_stopping);
         let Some(hook) = &self.hook else {
             return;
         };
-        let stop = hook(name);
-        let permits = self.permits.clone();
-        self.running.push(tokio::spawn(async move {
-            let _permit = match permits {
-                Some(p) => p.acquire_owned().await.ok(),
-                None => None,
-            };
-            stop.await;
-        }));
+        self.running.push(tokio::spawn(hook(name)));
     }
 
-    /// Drops the hook futures still running: the proc is terminal.
-    pub(crate) fn abort_all(&mut self) {
-        for hook in self.running.drain(..) {
+    /// The proc is terminal: cancels the hook futures still running and
+    /// returns once each is dropped (so nothing of a hook outlives the
+    /// publication of the status that follows).
+    pub(crate) async fn end_all(&mut self) {
+        for hook in &self.running {
             hook.abort();
+        }
+        for hook in self.running.drain(..) {
+            let _ = hook.await;
         }
     }
 }
 
-/// Feeds a handle's command to the escalation. The permits of the first
-/// terminate that carries any (a bulk terminate) govern the polite stop.
-pub(crate) fn apply_command(
-    command: Command,
-    escalation: &mut Escalation,
-    polite_stops: &mut PoliteStops,
-) {
+/// Feeds a handle's command to the escalation.
+pub(crate) fn apply_command(command: Command, escalation: &mut Escalation) {
     match command {
-        Command::Terminate { deadline, permits } => {
-            if polite_stops.permits.is_none() {
-                polite_stops.permits = permits;
-            }
+        Command::Terminate { deadline } => {
             let now = Instant::now();
             escalation.handle_terminate(deadline.saturating_duration_since(now), now);
         }

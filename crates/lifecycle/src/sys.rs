@@ -1,7 +1,7 @@
 //! The crate's only `unsafe`: starting a child with
 //! `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` and the code it runs before
-//! `execve`, registering a pidfd with tokio, and adopting an inherited fd
-//! number on the child side.
+//! `execve`. (Registering a pidfd with tokio and adopting an inherited fd
+//! are `hostmux-boot`'s.)
 //!
 //! The child code is restricted to async-signal-safe system calls on data
 //! prepared before the clone: no allocation, no locks, no writes to shared
@@ -537,41 +537,10 @@ extern "C" fn clone3_child_entry(arg: *mut libc::c_void) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Adopts an fd number this process inherited (e.g. `HOSTMUX_READY_FD`).
-///
-/// Checks that the number is open and not one of stdio, and takes it at most
-/// once per process (`claimed` guards that), so no two owners can exist.
-pub(crate) fn adopt_inherited_fd(
-    fd: RawFd,
-    claimed: &std::sync::atomic::AtomicBool,
-) -> io::Result<OwnedFd> {
-    if fd <= 2 {
-        return Err(io::Error::from_raw_os_error(libc::EBADF));
-    }
-    // SAFETY: F_GETFD only queries flags of a descriptor number; it is
-    // harmless on any number and fails with EBADF if it is not open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if claimed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return Err(io::Error::from_raw_os_error(libc::EBADF));
-    }
-    // SAFETY: `fd` is open (checked above), was placed in this process by
-    // the manager for this purpose, and the `claimed` flag ensures this is
-    // the only OwnedFd ever created for it in this process.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Registers a pidfd with the tokio reactor for readability (process exit).
 /// On failure the pidfd is handed back, so the caller can still reap.
 pub(crate) fn register_pidfd(
     pidfd: OwnedFd,
 ) -> Result<tokio::io::unix::AsyncFd<OwnedFd>, (OwnedFd, io::Error)> {
-    // SAFETY: an OwnedFd is a valid open descriptor, and the AsyncFd owns it
-    // for its whole life: nothing else can close or replace it, and
-    // `as_raw_fd` on an OwnedFd always returns the same number.
-    unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
-    }
-    .map_err(|e| e.into_parts())
+    hostmux_boot::reactor::register_readable(pidfd).map_err(|e| e.into_parts())
 }

@@ -4,8 +4,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::{
-    BulkTerminate, LocalProcConfig, LocalProcManager, ProcHandle, ProcManager, ReadyError,
-    SingleTerminate, TerminalStatus, TerminateError,
+    BulkTerminate, BulkTerminateMode, LocalProcConfig, LocalProcManager, ProcHandle, ProcManager,
+    ReadyError, SingleTerminate, TerminalStatus, TerminateError,
 };
 
 use crate::support::*;
@@ -117,24 +117,75 @@ async fn errors_and_panics_map_to_failed_and_fail_readiness() {
     }
 }
 
-#[tokio::test]
-async fn bulk_terminate_summary_adds_up_and_caps_polite_stops() {
-    let (hook, peak) = peak_counting_hook(Duration::from_millis(20));
-    let manager = LocalProcManager::with_polite_stop(Some(hook));
-    for i in 0..12 {
-        let config = if i % 4 == 0 { deaf() } else { cooperative() };
-        manager
-            .spawn(name(&format!("p{i}")), config)
-            .await
-            .unwrap()
-            .ready()
-            .await
-            .unwrap();
+/// Spawns `deaf_count` tasks that ignore the stop signal (`deaf0`…) and
+/// `polite_count` ones that return on it (`polite0`…), all ready.
+async fn spawn_mix(
+    manager: &LocalProcManager,
+    deaf_count: usize,
+    polite_count: usize,
+) -> Vec<String> {
+    let deaf_names = (0..deaf_count).map(|i| format!("deaf{i}"));
+    let polite_names = (0..polite_count).map(|i| format!("polite{i}"));
+    let mut names = Vec::new();
+    for proc_name in deaf_names.chain(polite_names) {
+        let config = if proc_name.starts_with("deaf") {
+            deaf()
+        } else {
+            cooperative()
+        };
+        let proc = manager.spawn(name(&proc_name), config).await.unwrap();
+        proc.ready().await.unwrap();
+        names.push(proc_name);
     }
-    let summary = manager.terminate_all(Duration::from_millis(200), 2).await;
-    assert_eq!(summary.attempted, 12);
-    assert_eq!(summary.ok, 12);
-    assert_eq!(summary.failed, 0);
+    names
+}
+
+#[tokio::test]
+async fn bulk_terminate_runs_every_polite_stop_with_bounded_concurrency_in_process() {
+    let (hook, log) = TerminationLog::hook();
+    let manager = LocalProcManager::with_polite_stop(Some(hook));
+    let names = spawn_mix(&manager, 3, 9).await;
+    let handles: Vec<_> = names
+        .iter()
+        .map(|n| manager.get(&name(n)).unwrap())
+        .collect();
+    let grace = Duration::from_millis(200);
+    let started = Instant::now();
+    let summary = manager.terminate_all(grace, 2).await;
     assert_eq!(summary.to_string(), "attempted=12 ok=12 failed=0");
-    assert!(peak.load(Ordering::SeqCst) <= 2);
+    log.assert_each_once(&names);
+    assert!(log.peak() <= 2, "terminating at once: {}", log.peak());
+    for (proc_name, proc) in names.iter().zip(&handles) {
+        let status = proc.wait().await.unwrap();
+        if proc_name.starts_with("deaf") {
+            assert_eq!(status, ABORTED, "{proc_name}");
+            assert!(log.ended(proc_name) >= started + grace, "{proc_name}");
+        } else {
+            assert_eq!(status, exited(0), "{proc_name}");
+        }
+    }
+    // Three deaf tasks on two slots: two of them one after the other.
+    assert!(started.elapsed() >= grace * 2);
+}
+
+#[tokio::test]
+async fn bulk_terminate_overall_deadline_stops_all_at_once_in_process() {
+    let (hook, log) = TerminationLog::hook();
+    let manager = LocalProcManager::with_polite_stop(Some(hook));
+    let names = spawn_mix(&manager, 4, 4).await;
+    let grace = Duration::from_millis(200);
+    let started = Instant::now();
+    let summary = manager
+        .terminate_all_with(grace, BulkTerminateMode::OverallDeadline)
+        .await;
+    let took = started.elapsed();
+    assert!(took >= grace && took <= grace + EPSILON, "took {took:?}");
+    assert_eq!(summary.to_string(), "attempted=8 ok=8 failed=0");
+    log.assert_each_once(&names);
+    let last_began = names.iter().map(|n| log.began(n)).max().unwrap();
+    let first_deaf_end = (0..4)
+        .map(|i| log.ended(&format!("deaf{i}")))
+        .min()
+        .unwrap();
+    assert!(last_began < first_deaf_end, "{:?}", log.events());
 }

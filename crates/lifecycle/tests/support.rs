@@ -3,7 +3,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::{
@@ -198,41 +198,129 @@ pub(crate) fn take_pid_file(path: &Path) -> u32 {
     pid
 }
 
-/// A polite-stop hook that holds each call open for `hold`, and the peak
-/// number of calls that were open at once.
-pub(crate) fn peak_counting_hook(hold: Duration) -> (PoliteStopHook, Arc<AtomicUsize>) {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let top = Arc::clone(&peak);
-    let hook: PoliteStopHook = Arc::new(move |_name| {
-        let (flight, top) = (Arc::clone(&in_flight), Arc::clone(&top));
-        Box::pin(async move {
-            let _in_flight = InFlight::enter(&flight, &top);
-            tokio::time::sleep(hold).await;
-        })
-    });
-    (hook, peak)
+/// What a [`TerminationLog`] saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Termination {
+    /// The polite-stop hook was called for this proc: its termination began.
+    Began(String, Instant),
+    /// The hook's future was dropped: the proc was reaped.
+    Ended(String, Instant),
 }
 
-/// Counts concurrent holders and records the peak; decrements on drop (so an
-/// aborted holder is counted out too).
-struct InFlight {
-    now: Arc<AtomicUsize>,
+/// A polite-stop hook that brackets every proc's termination: the hook's
+/// call (at the start of the escalation, before SIGTERM) is its beginning,
+/// and the drop of the future it returns (which never completes, so it is
+/// dropped only once the proc is reaped) is its end. It keeps the events in
+/// order and the peak number of procs between the two.
+#[derive(Debug, Default)]
+pub(crate) struct TerminationLog {
+    state: Mutex<LogState>,
 }
 
-impl InFlight {
-    fn enter(now: &Arc<AtomicUsize>, peak: &AtomicUsize) -> Self {
-        let current = now.fetch_add(1, Ordering::SeqCst) + 1;
-        peak.fetch_max(current, Ordering::SeqCst);
-        Self {
-            now: Arc::clone(now),
+#[derive(Debug, Default)]
+struct LogState {
+    events: Vec<Termination>,
+    in_flight: usize,
+    peak: usize,
+}
+
+impl TerminationLog {
+    /// The hook and the log it writes to.
+    pub(crate) fn hook() -> (PoliteStopHook, Arc<TerminationLog>) {
+        let log = Arc::new(TerminationLog::default());
+        let writer = Arc::clone(&log);
+        let hook: PoliteStopHook = Arc::new(move |name| {
+            let guard = writer.begin(name.as_str());
+            Box::pin(async move {
+                let _ends_on_drop = guard;
+                std::future::pending::<()>().await;
+            })
+        });
+        (hook, log)
+    }
+
+    fn begin(self: &Arc<Self>, name: &str) -> EndOnDrop {
+        let mut state = self.lock();
+        state.in_flight += 1;
+        state.peak = state.peak.max(state.in_flight);
+        state
+            .events
+            .push(Termination::Began(name.to_owned(), Instant::now()));
+        EndOnDrop {
+            log: Arc::clone(self),
+            name: name.to_owned(),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every event so far, in order.
+    pub(crate) fn events(&self) -> Vec<Termination> {
+        self.lock().events.clone()
+    }
+
+    /// The most procs that were terminating at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.lock().peak
+    }
+
+    /// When `name`'s termination began; panics if it never did.
+    pub(crate) fn began(&self, name: &str) -> Instant {
+        self.find(|e| matches!(e, Termination::Began(n, _) if n == name))
+            .unwrap_or_else(|| panic!("{name}'s polite stop never ran: {:?}", self.events()))
+    }
+
+    /// When `name`'s termination ended; panics if it never did.
+    pub(crate) fn ended(&self, name: &str) -> Instant {
+        self.find(|e| matches!(e, Termination::Ended(n, _) if n == name))
+            .unwrap_or_else(|| panic!("{name}'s termination never ended: {:?}", self.events()))
+    }
+
+    fn find(&self, wanted: impl Fn(&Termination) -> bool) -> Option<Instant> {
+        self.lock()
+            .events
+            .iter()
+            .find(|e| wanted(e))
+            .map(|e| match e {
+                Termination::Began(_, at) | Termination::Ended(_, at) => *at,
+            })
+    }
+
+    /// Asserts that each of `names` began and ended exactly once, and
+    /// nothing else was logged.
+    pub(crate) fn assert_each_once(&self, names: &[String]) {
+        let events = self.events();
+        let mut began: Vec<&str> = Vec::new();
+        let mut ended: Vec<&str> = Vec::new();
+        for event in &events {
+            match event {
+                Termination::Began(n, _) => began.push(n),
+                Termination::Ended(n, _) => ended.push(n),
+            }
+        }
+        began.sort_unstable();
+        ended.sort_unstable();
+        let mut expected: Vec<&str> = names.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(began, expected, "polite stops run: {events:?}");
+        assert_eq!(ended, expected, "terminations ended: {events:?}");
     }
 }
 
-impl Drop for InFlight {
+/// Logs the end of one proc's termination when the hook's future drops.
+struct EndOnDrop {
+    log: Arc<TerminationLog>,
+    name: String,
+}
+
+impl Drop for EndOnDrop {
     fn drop(&mut self) {
-        self.now.fetch_sub(1, Ordering::SeqCst);
+        let mut state = self.log.lock();
+        state.in_flight -= 1;
+        let name = std::mem::take(&mut self.name);
+        state.events.push(Termination::Ended(name, Instant::now()));
     }
 }
 

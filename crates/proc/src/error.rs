@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hostmux_lifecycle::LifecycleError;
+use hostmux_boot::BootError;
 use hostmux_ring::RingError;
 use hostmux_wire::{FrameKind, WireError};
 
@@ -46,7 +46,7 @@ pub enum ProcError {
     Wire(#[from] WireError),
     /// Reporting readiness to the manager failed.
     #[error("reporting ready: {0}")]
-    Ready(#[source] LifecycleError),
+    Ready(#[source] BootError),
     /// The outbound ring stayed full for the whole send timeout; the frame
     /// was not sent (nothing is dropped silently: the caller decides).
     #[error(

@@ -14,8 +14,11 @@
 //! # Main types
 //!
 //! * [`boot`] / [`boot_with`] (OS procs) and [`boot_from`] (in-process procs,
-//!   tests) return a [`Proc`]; [`protocol`] defines the boot protocol for
-//!   both sides, including the host's one call, [`protocol::host_ends`].
+//!   tests) return a [`Proc`]; [`protocol`] defines the ring boot protocol
+//!   for both sides, including the host's one call, [`protocol::host_ends`].
+//!   The variable names, the readiness report and fd adoption come from
+//!   `hostmux-boot`, which the lifecycle manager shares: this crate does not
+//!   depend on the manager.
 //! * [`Proc::recv`], [`Proc::recv_timeout`], [`Proc::recv_batch`],
 //!   [`Proc::recv_async`] yield [`Message`]s; [`Message::reply`] answers the
 //!   sender in one call.
@@ -106,7 +109,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
-#![deny(unsafe_code)]
+// Adopting inherited fds and registering fds with tokio are `hostmux-boot`'s
+// (its `sys` module); this crate has no unsafe code of its own.
+#![forbid(unsafe_code)]
 
 mod error;
 mod head_cache;
@@ -115,8 +120,6 @@ mod outbox;
 mod proc;
 pub mod protocol;
 mod signals;
-#[allow(unsafe_code)]
-mod sys;
 mod wait;
 
 pub use error::ProcError;

@@ -72,9 +72,11 @@ pub fn boot_with(options: BootOptions) -> Result<Proc, ProcError> {
     if options.handle_signals {
         proc.agent.signals = Some(StopSignals::install()?);
     }
-    let spawned_by_manager = std::env::var_os(hostmux_lifecycle::readiness::READY_FD_ENV).is_some();
-    if options.report_ready && spawned_by_manager {
-        hostmux_lifecycle::child::report_ready().map_err(ProcError::Ready)?;
+    if options.report_ready {
+        // Spawned by a manager that speaks the readiness protocol.
+        if let Some(channel) = hostmux_boot::ReadyChannel::from_env().map_err(ProcError::Ready)? {
+            channel.report().map_err(ProcError::Ready)?;
+        }
     }
     Ok(proc)
 }

@@ -4,8 +4,11 @@
 //! The host side calls [`host_ends`] (or, if it already split its rings,
 //! [`child_config`]); the proc side calls [`BootParams::from_env`] (through
 //! [`crate::boot`]). Descriptors travel as inherited fds whose numbers the
-//! lifecycle manager announces in environment variables
-//! ([`ChildFdSlot::Env`]); the rest travels as environment text.
+//! manager announces in environment variables; the rest travels as
+//! environment text. The host side is written against
+//! [`hostmux_boot::ChildSpawn`], which the lifecycle manager's
+//! `ProcessConfig` implements, so this crate needs no manager; the variable
+//! names are [`hostmux_boot::env`]'s, the one list of boot variables.
 //!
 //! | variable | required | value |
 //! |---|---|---|
@@ -16,7 +19,7 @@
 //! | [`HOST_DOORBELL_FD_ENV`] `HOSTMUX_HOST_DOORBELL_FD` | yes | fd of the host's doorbell eventfd: the proc rings it when the host sleeps on one of its rings |
 //! | [`PROC_DOORBELL_FD_ENV`] `HOSTMUX_PROC_DOORBELL_FD` | no | fd of this proc's own eventfd: the host rings it when the proc sleeps in doorbell mode (needed for async waits and for waking on SIGTERM without polling) |
 //! | [`LIMITS_ENV`] `HOSTMUX_LIMITS` | no | `max_frame_len,max_header_len,max_name_len` in decimal; default [`Limits::DEFAULT`] |
-//! | `HOSTMUX_READY_FD`, `HOSTMUX_READY_NONCE`, `HOSTMUX_PROC_NAME` | (lifecycle) | the readiness pipe and nonce, and the name; set by `hostmux-lifecycle` |
+//! | `HOSTMUX_READY_FD`, `HOSTMUX_READY_NONCE`, `HOSTMUX_PROC_NAME` | (lifecycle) | the readiness pipe and nonce, and the name; set by `hostmux-lifecycle`, read with `hostmux-boot` |
 //!
 //! Ring sizes are not passed: each memfd carries its capacity in its header,
 //! which [`SharedRing::attach`] validates.
@@ -24,26 +27,17 @@
 use std::ffi::OsString;
 use std::os::fd::{AsFd as _, OwnedFd, RawFd};
 
-use hostmux_lifecycle::{ChildFdSlot, ProcessConfig};
+use hostmux_boot::env::PROC_NAME_ENV;
+use hostmux_boot::ChildSpawn;
 use hostmux_ring::{Consumer, Doorbell, Producer, SharedRing};
 use hostmux_wire::{Limits, ProcId, ProcName};
 
 use crate::ProcError;
 
-/// The proc id, `ADDR/NAME` (see `docs/wire.md`).
-pub const PROC_ID_ENV: &str = "HOSTMUX_PROC_ID";
-/// The host's service proc name (agent requests are honoured only from it).
-pub const SERVICE_NAME_ENV: &str = "HOSTMUX_SERVICE_NAME";
-/// The inbound ring's memfd number.
-pub const INBOUND_FD_ENV: &str = "HOSTMUX_INBOUND_FD";
-/// The outbound ring's memfd number.
-pub const OUTBOUND_FD_ENV: &str = "HOSTMUX_OUTBOUND_FD";
-/// The host doorbell's eventfd number.
-pub const HOST_DOORBELL_FD_ENV: &str = "HOSTMUX_HOST_DOORBELL_FD";
-/// The proc doorbell's eventfd number (optional).
-pub const PROC_DOORBELL_FD_ENV: &str = "HOSTMUX_PROC_DOORBELL_FD";
-/// The frame limits, `max_frame_len,max_header_len,max_name_len` (optional).
-pub const LIMITS_ENV: &str = "HOSTMUX_LIMITS";
+pub use hostmux_boot::env::{
+    HOST_DOORBELL_FD_ENV, INBOUND_FD_ENV, LIMITS_ENV, OUTBOUND_FD_ENV, PROC_DOORBELL_FD_ENV,
+    PROC_ID_ENV, SERVICE_NAME_ENV,
+};
 
 /// What a host tells a proc about itself.
 #[derive(Debug, Clone, Copy)]
@@ -73,28 +67,26 @@ pub struct ChildFds {
     pub proc_doorbell: Option<OwnedFd>,
 }
 
-/// Adds the boot protocol to `config`: the environment and the fds, each
-/// fd announced in its variable. The lower-level half of [`host_ends`].
-pub fn child_config(config: ProcessConfig, who: ProcIdentity<'_>, fds: ChildFds) -> ProcessConfig {
+/// Adds the boot protocol to `config` (the manager's spawn description,
+/// e.g. `hostmux_lifecycle::ProcessConfig`): the environment and the fds,
+/// each fd announced in its variable. The lower-level half of [`host_ends`].
+pub fn child_config<C: ChildSpawn>(config: C, who: ProcIdentity<'_>, fds: ChildFds) -> C {
     let limits = who.limits;
     let mut config = config
-        .env(PROC_ID_ENV, who.id.to_string())
-        .env(SERVICE_NAME_ENV, who.service_name.as_str())
-        .env(
+        .boot_env(PROC_ID_ENV, &who.id.to_string())
+        .boot_env(SERVICE_NAME_ENV, who.service_name.as_str())
+        .boot_env(
             LIMITS_ENV,
-            format!(
+            &format!(
                 "{},{},{}",
                 limits.max_frame_len, limits.max_header_len, limits.max_name_len
             ),
         )
-        .fd(fds.inbound, ChildFdSlot::Env(INBOUND_FD_ENV.to_owned()))
-        .fd(fds.outbound, ChildFdSlot::Env(OUTBOUND_FD_ENV.to_owned()))
-        .fd(
-            fds.host_doorbell,
-            ChildFdSlot::Env(HOST_DOORBELL_FD_ENV.to_owned()),
-        );
+        .boot_fd(fds.inbound, INBOUND_FD_ENV)
+        .boot_fd(fds.outbound, OUTBOUND_FD_ENV)
+        .boot_fd(fds.host_doorbell, HOST_DOORBELL_FD_ENV);
     if let Some(fd) = fds.proc_doorbell {
-        config = config.fd(fd, ChildFdSlot::Env(PROC_DOORBELL_FD_ENV.to_owned()));
+        config = config.boot_fd(fd, PROC_DOORBELL_FD_ENV);
     }
     config
 }
@@ -120,13 +112,13 @@ pub struct HostEnds {
 /// [`SharedRing::create`]; `host_doorbell` is the eventfd the host waits on
 /// (the proc gets a copy and rings it as the outbound ring's consumer
 /// doorbell and the inbound ring's producer doorbell).
-pub fn host_ends(
-    config: ProcessConfig,
+pub fn host_ends<C: ChildSpawn>(
+    config: C,
     who: ProcIdentity<'_>,
     inbound: SharedRing,
     outbound: SharedRing,
     host_doorbell: &Doorbell,
-) -> Result<(ProcessConfig, HostEnds), ProcError> {
+) -> Result<(C, HostEnds), ProcError> {
     let dup = |what: &'static str, fd: std::os::fd::BorrowedFd<'_>| {
         fd.try_clone_to_owned()
             .map_err(|source| ProcError::Io { what, source })
@@ -268,15 +260,11 @@ impl BootEnv {
             .map_err(|e| ProcError::invalid(PROC_ID_ENV, format!("{id_text:?}: {e}")))?;
         ProcName::with_max_len(id.name().as_str(), limits.max_name_len)
             .map_err(|e| ProcError::invalid(PROC_ID_ENV, e.to_string()))?;
-        if let Some(given) = text(&lookup, hostmux_lifecycle::readiness::PROC_NAME_ENV)? {
+        if let Some(given) = text(&lookup, PROC_NAME_ENV)? {
             if given != id.name().as_str() {
                 return Err(ProcError::invalid(
                     PROC_ID_ENV,
-                    format!(
-                        "names proc {} but {} is {given}",
-                        id.name(),
-                        hostmux_lifecycle::readiness::PROC_NAME_ENV
-                    ),
+                    format!("names proc {} but {PROC_NAME_ENV} is {given}", id.name()),
                 ));
             }
         }
@@ -329,13 +317,17 @@ impl BootEnv {
 
 static BOOT_CLAIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Adopts inherited fd `fd` (announced in `name`), which also makes it
+/// close-on-exec ([`hostmux_boot::adopt_inherited`]).
 fn adopt(name: &'static str, fd: RawFd) -> Result<OwnedFd, ProcError> {
-    let owned = crate::sys::adopt_inherited(fd)
-        .map_err(|e| ProcError::invalid(name, format!("fd {fd} is not open: {e}")))?;
-    rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
-        ProcError::invalid(name, format!("fd {fd}: setting close-on-exec failed: {e}"))
-    })?;
-    Ok(owned)
+    hostmux_boot::adopt_inherited(fd).map_err(|e| {
+        let reason = if e.raw_os_error() == Some(libc::EBUSY) {
+            format!("fd {fd} is close-on-exec: not inherited across exec, or adopted already")
+        } else {
+            format!("fd {fd} is not open: {e}")
+        };
+        ProcError::invalid(name, reason)
+    })
 }
 
 fn adopt_eventfd(name: &'static str, fd: RawFd) -> Result<Doorbell, ProcError> {
@@ -460,12 +452,12 @@ mod tests {
             (LIMITS_ENV, "1,2"),
             (LIMITS_ENV, "1,2,3,4"),
             (LIMITS_ENV, "0,512,64"),
-            (hostmux_lifecycle::readiness::PROC_NAME_ENV, "other"),
+            (PROC_NAME_ENV, "other"),
         ];
         for (name, value) in cases {
             let mut env = good();
             env.insert(name, value);
-            let expected = if name == hostmux_lifecycle::readiness::PROC_NAME_ENV {
+            let expected = if name == PROC_NAME_ENV {
                 PROC_ID_ENV
             } else {
                 name

@@ -8,6 +8,7 @@
 
 use std::os::fd::OwnedFd;
 
+use hostmux_boot::reactor::Registered;
 use hostmux_ring::Doorbell;
 use tokio::io::unix::AsyncFd;
 
@@ -27,7 +28,7 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> ProcError {
 /// The proc doorbell, registered with the current tokio runtime.
 #[derive(Debug)]
 pub(crate) struct AsyncDoorbell {
-    fd: AsyncFd<Doorbell>,
+    fd: Registered<Doorbell>,
 }
 
 impl AsyncDoorbell {
@@ -36,7 +37,7 @@ impl AsyncDoorbell {
         let copy = doorbell
             .try_clone()
             .map_err(ProcError::ring("proc doorbell"))?;
-        let fd = crate::sys::register_readable(copy)
+        let fd = Registered::for_reading(copy)
             .map_err(io("registering the proc doorbell with tokio"))?;
         Ok(Self { fd })
     }
@@ -69,8 +70,8 @@ pub(crate) struct AsyncSignal {
 
 impl AsyncSignal {
     pub(crate) fn new(fd: OwnedFd) -> Result<Self, ProcError> {
-        let fd = crate::sys::register_readable(fd)
-            .map_err(io("registering the stop-signal pipe with tokio"))?;
+        let fd = hostmux_boot::reactor::register_readable(fd)
+            .map_err(|e| io("registering the stop-signal pipe with tokio")(e.into()))?;
         Ok(Self { fd })
     }
 

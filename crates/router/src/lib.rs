@@ -15,8 +15,10 @@
 //!
 //! - [`RoutingTable`]: the shared table. [`lookup`](RoutingTable::lookup)
 //!   from any thread; [`insert`](RoutingTable::insert) on spawn,
-//!   [`remove`](RoutingTable::remove) on exit, [`snapshot`](RoutingTable::snapshot)
-//!   for listing.
+//!   [`remove`](RoutingTable::remove) on exit (or
+//!   [`remove_if`](RoutingTable::remove_if), which removes only the route
+//!   the caller looked up, never a newer binding of the same name),
+//!   [`snapshot`](RoutingTable::snapshot) for listing.
 //! - [`RouteReader`]: a per-thread handle for the I/O thread's hot path; it
 //!   caches the current snapshot of every shard and returns routes by
 //!   reference.
@@ -28,7 +30,7 @@
 //! - A lookup sees one whole published version of the name's shard, never a
 //!   torn one: any route it returns is the route bound to exactly that name.
 //! - Updates are serialized and linearizable per name: after
-//!   `insert`/`remove` returns, every later lookup on every thread sees it,
+//!   `insert`/`remove`/`remove_if` returns, every later lookup on every thread sees it,
 //!   and a reader that has seen an update sees every update that returned
 //!   before it. A name is unique while bound (`insert` fails with
 //!   [`RouterError::Exists`]) and free again once `remove` returns.

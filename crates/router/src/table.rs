@@ -115,7 +115,7 @@ impl<R, S: BuildHasher> Shared<R, S> {
 /// was after some completed update, never half of one. Updates are
 /// linearizable per name: once [`insert`](Self::insert) or
 /// [`remove`](Self::remove) has returned, every later lookup on any thread
-/// sees its effect. [`snapshot`](Self::snapshot) is a consistent cut of all
+/// sees its effect (and that of [`remove_if`](Self::remove_if)). [`snapshot`](Self::snapshot) is a consistent cut of all
 /// shards.
 pub struct RoutingTable<R, S = RouteHasher> {
     shared: Arc<Shared<R, S>>,
@@ -323,13 +323,62 @@ impl<R: Clone, S: BuildHasher> RoutingTable<R, S> {
     /// holds the shard snapshot it was in, by a later update or
     /// [`reclaim`](Self::reclaim); a reader never frees a snapshot.
     pub fn remove(&self, name: &[u8]) -> Option<R> {
+        self.remove_matching(name, |_| true)
+    }
+
+    /// Unbinds `name` only if it is bound to a route equal to `expected`
+    /// (compare-and-remove); returns whether it did. Otherwise the table is
+    /// unchanged.
+    ///
+    /// This is how to remove the route you looked up and no other: between
+    /// a [`lookup`](Self::lookup) and the removal, another thread may have
+    /// removed that route and bound the name to a new one (a proc that
+    /// exited and a new proc of the same name); a plain
+    /// [`remove`](Self::remove) would unbind the newcomer. The comparison
+    /// happens under the writer mutex, against the name's current binding,
+    /// so no update can slip between them. Give routes an identity that a
+    /// rebinding changes (a ring handle, a generation number) so that equal
+    /// means "the same binding".
+    ///
+    /// Freeing works as for [`remove`](Self::remove).
+    ///
+    /// ```
+    /// use hostmux_router::RoutingTable;
+    /// use hostmux_wire::ProcName;
+    ///
+    /// let table = RoutingTable::new();
+    /// let echo = ProcName::new("echo").unwrap();
+    /// table.insert(echo.clone(), 1u64).unwrap(); // generation 1
+    /// let seen = table.lookup(b"echo").unwrap();
+    /// // Meanwhile generation 1 exits and generation 2 takes the name.
+    /// assert!(table.remove_if(b"echo", &1));
+    /// table.insert(echo, 2).unwrap();
+    /// // The stale remover must not unbind generation 2.
+    /// assert!(!table.remove_if(b"echo", &seen));
+    /// assert_eq!(table.lookup(b"echo"), Some(2));
+    /// ```
+    pub fn remove_if(&self, name: &[u8], expected: &R) -> bool
+    where
+        R: PartialEq,
+    {
+        self.remove_matching(name, |route| route == expected)
+            .is_some()
+    }
+
+    /// Unbinds `name` if it is bound to a route for which `matches` holds,
+    /// deciding under the writer mutex; returns the route it had. The
+    /// removed route is returned (and so dropped) after the mutex is
+    /// released.
+    fn remove_matching(&self, name: &[u8], matches: impl FnOnce(&R) -> bool) -> Option<R> {
         let mut writer = self.writer.lock();
         let shared = &*self.shared;
         let hash = shared.hash(name);
         let index = shard_of(hash);
         let mut next = {
             let current = shared.shards[index].load();
-            current.get(hash, name)?;
+            if !matches(current.get(hash, name)?) {
+                return None;
+            }
             current.routes.clone()
         };
         let ((_, removed), _) = next

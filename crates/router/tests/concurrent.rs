@@ -250,3 +250,111 @@ fn listings_hold_whole_batches_while_a_writer_inserts_them() {
     });
     assert_eq!(table.snapshot().len(), BATCHES * BATCH);
 }
+
+/// Names the reapers share: few, so that they race on each one.
+const REAPED_NAMES: [&str; 3] = ["reaped-0", "reaped-1", "reaped-2"];
+/// Stale compare-and-removes each reaper must have seen refused before the
+/// race ends, so that the race really happened.
+const MIN_STALE_PER_REAPER: usize = 200;
+/// A bound on each reaper's rounds, so a race that never happens fails the
+/// test instead of hanging it.
+const MAX_ROUNDS_PER_REAPER: usize = 5_000_000;
+
+/// Several reapers race on the same names. Each round one looks a name up,
+/// gets the generation bound to it, and compare-and-removes that
+/// generation; if that succeeds it binds the name to a fresh generation at
+/// once. A reaper whose lookup went stale (another reaper removed and
+/// rebound the name since) must be refused: every generation is removed at
+/// most once, and no newer binding is ever removed by a stale remover
+/// (which would show as a generation reported twice and another never
+/// reported nor bound).
+#[test]
+fn a_remover_holding_a_stale_route_never_removes_a_newer_binding() {
+    let table: RoutingTable<u64> = RoutingTable::new();
+    let next_generation = AtomicUsize::new(0);
+    let generation = || next_generation.fetch_add(1, Ordering::Relaxed) as u64;
+    for reaped in REAPED_NAMES {
+        table.insert(name(reaped), generation()).unwrap();
+    }
+    let stale_counts: [AtomicUsize; 3] = Default::default();
+    let reaped: Vec<(Vec<u64>, usize, usize)> = thread::scope(|scope| {
+        let reapers: Vec<_> = (0..stale_counts.len())
+            .map(|reaper| {
+                let (table, stale_counts, generation) = (&table, &stale_counts, &generation);
+                scope.spawn(move || {
+                    let progress = Progress(&stale_counts[reaper]);
+                    let mut removed = Vec::new();
+                    let mut round_count = 0;
+                    for round in 0..MAX_ROUNDS_PER_REAPER {
+                        round_count = round;
+                        if stale_counts
+                            .iter()
+                            .all(|stale| stale.load(Ordering::Acquire) >= MIN_STALE_PER_REAPER)
+                        {
+                            break;
+                        }
+                        let reaped = REAPED_NAMES[(round + reaper) % REAPED_NAMES.len()];
+                        // Unbound for a moment while its remover rebinds it.
+                        let Some(seen) = table.lookup(reaped.as_bytes()) else {
+                            continue;
+                        };
+                        if table.remove_if(reaped.as_bytes(), &seen) {
+                            removed.push(seen);
+                            // Only the remover rebinds, so the name is free.
+                            table.insert(name(reaped), generation()).unwrap();
+                        } else {
+                            progress.round_done();
+                        }
+                    }
+                    let stale = progress.0.load(Ordering::Acquire);
+                    assert!(
+                        stale >= MIN_STALE_PER_REAPER,
+                        "reaper {reaper}: only {stale} stale removes in \
+                         {MAX_ROUNDS_PER_REAPER} rounds; the race did not happen"
+                    );
+                    (removed, stale, round_count)
+                })
+            })
+            .collect();
+        reapers
+            .into_iter()
+            .map(|reaper| reaper.join().expect("reaper panicked"))
+            .collect()
+    });
+    let mut accounted: Vec<u64> = reaped
+        .iter()
+        .flat_map(|(removed, _, _)| removed)
+        .copied()
+        .collect();
+    let removes = accounted.len();
+    let snapshot = table.snapshot();
+    assert_eq!(snapshot.len(), REAPED_NAMES.len(), "every name stays bound");
+    accounted.extend(snapshot.iter().map(|(_, generation)| *generation));
+    accounted.sort_unstable();
+    let generations = next_generation.load(Ordering::Relaxed) as u64;
+    // Each generation ever bound is either removed exactly once or still
+    // bound: none removed twice, none lost.
+    let twice: Vec<u64> = accounted
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} generations removed twice (a stale remover removed a newer binding), first {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(
+        accounted,
+        (0..generations).collect::<Vec<_>>(),
+        "a generation was lost"
+    );
+    let per_reaper: Vec<_> = reaped
+        .iter()
+        .map(|(_, stale, rounds)| (*stale, *rounds))
+        .collect();
+    eprintln!(
+        "{removes} compare-and-removes succeeded; (stale refused, rounds) per reaper: {per_reaper:?}"
+    );
+}

@@ -11,6 +11,8 @@ use crate::name;
 enum Op {
     Insert(usize, u32),
     Remove(usize),
+    /// Compare-and-remove expecting this route, or (`None`) the one bound.
+    RemoveIf(usize, Option<u32>),
     Lookup(usize),
 }
 
@@ -29,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..POOL.len(), any::<u32>()).prop_map(|(n, r)| Op::Insert(n, r)),
         (0..POOL.len()).prop_map(Op::Remove),
+        (0..POOL.len(), proptest::option::of(any::<u32>())).prop_map(|(n, r)| Op::RemoveIf(n, r)),
         (0..POOL.len()).prop_map(Op::Lookup),
     ]
 }
@@ -52,6 +55,15 @@ proptest! {
                 }
                 Op::Remove(n) => {
                     prop_assert_eq!(table.remove(POOL[n].as_bytes()), model.remove(POOL[n]));
+                }
+                Op::RemoveIf(n, expected) => {
+                    let bound = model.get(POOL[n]).copied();
+                    let expected = expected.or(bound).unwrap_or(0);
+                    let removed = table.remove_if(POOL[n].as_bytes(), &expected);
+                    prop_assert_eq!(removed, bound == Some(expected));
+                    if removed {
+                        model.remove(POOL[n]);
+                    }
                 }
                 Op::Lookup(n) => {
                     let expected = model.get(POOL[n]).copied();

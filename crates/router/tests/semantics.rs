@@ -41,6 +41,33 @@ fn remove_returns_the_route_and_frees_the_name() {
 }
 
 #[test]
+fn remove_if_removes_only_the_expected_route() {
+    let table = RoutingTable::new();
+    table.insert(name("echo"), 1u32).unwrap();
+    table.insert(name("sink"), 5).unwrap();
+    // Another route bound to the name: nothing changes.
+    assert!(!table.remove_if(b"echo", &2));
+    assert_eq!(table.lookup(b"echo"), Some(1));
+    assert_eq!(table.len(), 2);
+    // Unbound and invalid names: nothing changes.
+    assert!(!table.remove_if(b"nobody", &1));
+    assert!(!table.remove_if(b"\xff", &1));
+    assert_eq!(table.len(), 2);
+    // The expected route: removed, the name is free, the others stay.
+    assert!(table.remove_if(b"echo", &1));
+    assert_eq!(table.lookup(b"echo"), None);
+    assert_eq!(table.len(), 1);
+    assert!(!table.remove_if(b"echo", &1), "second remove finds nothing");
+    assert_eq!(table.lookup(b"sink"), Some(5));
+    // A rebinding under the same name is a different route.
+    table.insert(name("echo"), 3).unwrap();
+    assert!(!table.remove_if(b"echo", &1));
+    assert_eq!(table.reader().lookup(b"echo"), Some(&3));
+    assert!(table.remove_if(b"echo", &3));
+    assert_eq!(table.snapshot().len(), 1);
+}
+
+#[test]
 fn unknown_and_invalid_names_find_nothing() {
     let table = RoutingTable::new();
     table.insert(name("echo"), 1u32).unwrap();

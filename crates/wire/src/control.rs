@@ -67,9 +67,10 @@ pub enum ControlRequest {
         /// The proc, or all.
         name: Option<String>,
     },
-    /// Terminate every proc under one deadline.
+    /// Terminate every proc, a bounded number at a time, each with its own
+    /// grace (the host's `terminate_children`).
     TerminateAll {
-        /// Grace period before SIGKILL.
+        /// Each proc's grace period before SIGKILL.
         timeout_ms: u64,
     },
 }

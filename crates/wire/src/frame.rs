@@ -313,9 +313,17 @@ impl<'a> FrameView<'a> {
         self.header.kind
     }
 
-    /// The flag bits.
+    /// The flag bits and hop count.
+    #[inline]
     pub fn flags(&self) -> Flags {
         self.header.flags
+    }
+
+    /// The hop count: how many times hosts have forwarded the frame over a
+    /// link so far ([`Flags::hops`]).
+    #[inline]
+    pub fn hops(&self) -> u8 {
+        self.header.flags.hops()
     }
 
     /// The sender's message id.
@@ -422,6 +430,46 @@ pub(crate) fn view_frame<'a>(
         prefix,
         repeats_previous_header,
     })
+}
+
+/// Sets the hop count of the encoded frame at the start of `frame` in
+/// place: the one byte a host changes when it forwards a frame over a link
+/// to another host, without re-encoding it (see [`Flags::hops`]). Any hop
+/// count is valid, so a frame that decoded before still decodes, with only
+/// its hop count changed, and stays canonical.
+///
+/// Checks the prefix against `limits` and that the whole frame is there;
+/// it does not validate the header again (decode the frame first).
+///
+/// ```
+/// use hostmux_wire::rkyv::util::AlignedVec;
+/// use hostmux_wire::{decode_frame, encode_frame_to_vec, set_frame_hops, FrameHeader, Limits};
+///
+/// let limits = Limits::default();
+/// let mut bytes = Vec::new();
+/// encode_frame_to_vec(&mut bytes, &FrameHeader::data("echo", 1), b"hi", &limits)?;
+/// let mut frame = AlignedVec::<16>::new();
+/// frame.extend_from_slice(&bytes);
+/// let hops = decode_frame(&frame, &limits)?.hops();
+/// set_frame_hops(&mut frame, hops + 1, &limits)?;
+/// assert_eq!(decode_frame(&frame, &limits)?.hops(), 1);
+/// # Ok::<(), hostmux_wire::WireError>(())
+/// ```
+pub fn set_frame_hops(frame: &mut [u8], hops: u8, limits: &Limits) -> Result<(), WireError> {
+    let prefix = FramePrefix::parse(frame, limits)?;
+    if frame.len() < prefix.frame_len() {
+        return Err(WireError::Truncated {
+            needed: prefix.frame_len(),
+            available: frame.len(),
+        });
+    }
+    let header_end = PREFIX_LEN + prefix.header_len();
+    let root = header_end
+        .checked_sub(crate::HEADER_ROOT_LEN)
+        .filter(|&root| root >= PREFIX_LEN)
+        .ok_or_else(|| crate::header::invalid_header("header is shorter than its root"))?;
+    frame[root + crate::layout::HOPS] = hops;
+    Ok(())
 }
 
 /// Decodes and validates exactly one frame occupying all of `bytes`, e.g. one

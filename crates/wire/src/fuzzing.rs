@@ -143,6 +143,13 @@ mod tests {
             .write_archived(&mut header)
             .unwrap();
         wire_header(&header);
+        let at_hop_3 = FrameHeader {
+            flags: crate::Flags::RETURN_UNDELIVERABLE.with_hops(3),
+            ..FrameHeader::data("echo", 1)
+        };
+        let mut header = vec![0u8; at_hop_3.archived_len()];
+        at_hop_3.write_archived(&mut header).unwrap();
+        wire_header(&header);
         wire_header(&[0xAB; 48]);
         control_request(&ControlRequest::List.to_bytes().unwrap());
         control_request(&[1, 2, 3]);

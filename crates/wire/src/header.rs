@@ -13,8 +13,6 @@
 //! for it directly, so encoding needs neither an owned header nor a scratch
 //! allocator.
 
-use std::ops::BitOr;
-
 use rkyv::boxed::{ArchivedBox, BoxResolver};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::munge::munge;
@@ -25,7 +23,7 @@ use rkyv::ser::writer::Buffer;
 use rkyv::ser::{Positional, Writer};
 use rkyv::{Archive, Deserialize, Place, Portable, Serialize};
 
-use crate::{validate_addr, validate_name, Limits, WireError};
+use crate::{validate_addr, validate_name, Flags, Limits, WireError};
 
 /// Size of the archived header's root object in bytes.
 pub const HEADER_ROOT_LEN: usize = 32;
@@ -87,58 +85,6 @@ impl From<&ArchivedSenderKind> for SenderKind {
     }
 }
 
-/// Frame flag bits. Unknown bits are rejected by the decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Flags(u16);
-
-impl Flags {
-    /// No flags.
-    pub const NONE: Flags = Flags(0);
-    /// If the frame cannot be delivered, send an `Undeliverable` frame back
-    /// to its sender (otherwise the host only counts it as returned).
-    pub const RETURN_UNDELIVERABLE: Flags = Flags(1);
-    /// Every bit this version of the protocol defines.
-    pub const KNOWN: Flags = Flags(1);
-
-    /// The raw bits.
-    pub const fn bits(self) -> u16 {
-        self.0
-    }
-
-    /// Flags from raw bits, if every set flag bit is known (the high byte is
-    /// the hop count: any value).
-    pub const fn from_bits(bits: u16) -> Option<Flags> {
-        if bits & 0xff & !Self::KNOWN.0 == 0 {
-            Some(Flags(bits))
-        } else {
-            None
-        }
-    }
-
-    /// Links between hosts this frame has crossed (the high byte).
-    pub const fn hops(self) -> u8 {
-        (self.0 >> 8) as u8
-    }
-
-    /// The same flags with the hop count set to `hops`.
-    pub const fn with_hops(self, hops: u8) -> Flags {
-        Flags((self.0 & 0xff) | ((hops as u16) << 8))
-    }
-
-    /// True if every bit of `other` is set in `self`.
-    pub const fn contains(self, other: Flags) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl BitOr for Flags {
-    type Output = Flags;
-
-    fn bitor(self, rhs: Flags) -> Flags {
-        Flags(self.0 | rhs.0)
-    }
-}
-
 /// An owned routing header, for code off the hot path (tests, tools, control
 /// clients). [`as_frame_header`](Self::as_frame_header) borrows it for encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -147,7 +93,7 @@ pub struct RoutingHeader {
     pub message_id: u64,
     /// Port (sub-address) inside the destination proc.
     pub dest_port: u32,
-    /// Flag bits.
+    /// Flag bits and hop count ([`Flags::hops`]).
     pub flags: Flags,
     /// What the frame carries.
     pub kind: FrameKind,
@@ -166,8 +112,8 @@ pub struct RoutingHeader {
 /// The archived routing header, read in place from a frame.
 ///
 /// Layout (`repr(C)`, 32 bytes, 8-byte aligned, little-endian, no padding):
-/// `message_id: u64` at 0, `dest_port: u32` at 8, `flags: u16` at 12,
-/// `kind: u8` at 14, `sender_kind: u8` at 15, then the `u16` lengths of
+/// `message_id: u64` at 0, `dest_port: u32` at 8, `flags: u16` at 12 (flag
+/// bits in its low byte, the hop count in its high byte), `kind: u8` at 14, `sender_kind: u8` at 15, then the `u16` lengths of
 /// `dest_name` (16), `dest_addr` (18), `sender_name` (20) and `sender_addr`
 /// (22), then `text` at 24: an rkyv `ArchivedBox<str>` (`i32` offset from
 /// byte 24 to the text, `u32` text length). The text is the four strings
@@ -255,7 +201,7 @@ impl<'a> Sender<'a> {
 pub struct FrameHeader<'a> {
     /// What the frame carries.
     pub kind: FrameKind,
-    /// Flag bits.
+    /// Flag bits and hop count ([`Flags::hops`]).
     pub flags: Flags,
     /// Sender-chosen message id.
     pub message_id: u64,
@@ -402,10 +348,18 @@ impl ArchivedRoutingHeader {
         self.dest_port.to_native()
     }
 
-    /// The flag bits (unknown bits dropped; the decoder rejects them).
+    /// The flag bits and hop count (unknown flag bits dropped; the decoder
+    /// rejects them).
     #[inline]
     pub fn flags(&self) -> Flags {
-        Flags(self.flags.to_native() & Flags::KNOWN.0)
+        Flags::from_bits_truncate(self.flags.to_native())
+    }
+
+    /// The hop count: how many times hosts have forwarded the frame over a
+    /// link so far (the high byte of `flags`).
+    #[inline]
+    pub fn hops(&self) -> u8 {
+        self.flags().hops()
     }
 
     /// What the frame carries.

@@ -23,6 +23,8 @@ use crate::{FrameHeader, FrameKind, Limits, Sender, SenderKind, WireError, HEADE
 const MESSAGE_ID: usize = 0;
 const DEST_PORT: usize = 8;
 const FLAGS: usize = 12;
+/// The high byte of the little-endian `flags`: the hop count.
+pub(crate) const HOPS: usize = FLAGS + 1;
 const KIND: usize = 14;
 const SENDER_KIND: usize = 15;
 const LENGTHS: usize = 16;
@@ -215,7 +217,12 @@ mod tests {
     use crate::fuzzing::wire_header;
     use crate::{Flags, FrameHeader, FrameKind, Sender};
 
-    /// Headers of every kind and sender shape, with ASCII and non-ASCII
+    /// Hop counts: mostly the small ones hosts write, sometimes any.
+    fn hops() -> impl Strategy<Value = u8> {
+        prop_oneof![Just(0u8), 1u8..=crate::DEFAULT_MAX_HOPS, any::<u8>()]
+    }
+
+    /// Headers of every kind and sender shape, hop count, with ASCII and non-ASCII
     /// addresses (a Unix path may hold any UTF-8).
     fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
         let name = "[A-Za-z0-9_-][A-Za-z0-9._-]{0,20}";
@@ -233,7 +240,7 @@ mod tests {
         (
             any::<u64>(),
             any::<u32>(),
-            any::<bool>(),
+            (any::<bool>(), hops()),
             kind,
             name,
             addr.clone(),
@@ -242,14 +249,25 @@ mod tests {
             addr,
         )
             .prop_map(
-                |(message_id, dest_port, ret, kind, dest, dest_addr, sender, name, addr)| {
+                |(
+                    message_id,
+                    dest_port,
+                    (ret, hops),
+                    kind,
+                    dest,
+                    dest_addr,
+                    sender,
+                    name,
+                    addr,
+                )| {
                     let header = FrameHeader {
                         kind,
                         flags: if ret {
                             Flags::RETURN_UNDELIVERABLE
                         } else {
                             Flags::NONE
-                        },
+                        }
+                        .with_hops(hops),
                         message_id,
                         dest_name: &dest,
                         dest_port,

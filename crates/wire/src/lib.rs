@@ -22,6 +22,11 @@
 //!   do the same for one aligned frame, e.g. a shared-memory ring record.
 //! * [`ProcName`], [`Addr`], [`ProcId`]: validated ids with text forms that
 //!   round-trip.
+//! * [`Flags`]: flag bits and the hop count that ends frames circulating
+//!   between hosts ([`DEFAULT_MAX_HOPS`]).
+//! * The answering rules, as data: [`FrameKind::may_be_answered`] (a notice
+//!   or a response never is) and [`FrameKind::host_only`] (only a host
+//!   originates notices and responses).
 //! * [`Undeliverable`] and the control-plane payloads ([`ControlRequest`],
 //!   [`ControlResponse`]) shared by the host, its service proc and clients.
 //!
@@ -97,6 +102,7 @@ mod agent;
 mod control;
 mod decoder;
 mod error;
+mod flags;
 mod frame;
 mod header;
 mod hello;
@@ -104,6 +110,7 @@ mod layout;
 mod limits;
 mod memo;
 mod name;
+mod rules;
 mod undeliverable;
 
 #[doc(hidden)]
@@ -123,12 +130,14 @@ pub use control::{
 };
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK};
 pub use error::WireError;
+pub use flags::{Flags, DEFAULT_MAX_HOPS};
 pub use frame::{
     decode_frame, decode_frame_memo, encode_frame, encode_frame_head, encode_frame_to_vec,
-    encoded_len, split_frame, FramePrefix, FrameView, FRAME_ALIGN, MAGIC, PREFIX_LEN, VERSION,
+    encoded_len, set_frame_hops, split_frame, FramePrefix, FrameView, FRAME_ALIGN, MAGIC,
+    PREFIX_LEN, VERSION,
 };
 pub use header::{
-    ArchivedFrameKind, ArchivedRoutingHeader, ArchivedSenderKind, Flags, FrameHeader, FrameKind,
+    ArchivedFrameKind, ArchivedRoutingHeader, ArchivedSenderKind, FrameHeader, FrameKind,
     RoutingHeader, Sender, SenderKind, HEADER_ALIGN, HEADER_ROOT_LEN,
 };
 pub use hello::{

@@ -291,6 +291,10 @@ mod tests {
                 ..base
             },
             FrameHeader {
+                flags: Flags::NONE.with_hops(1),
+                ..base
+            },
+            FrameHeader {
                 kind: FrameKind::ControlRequest,
                 ..base
             },
@@ -311,6 +315,33 @@ mod tests {
             ..limits
         };
         assert!(memo.check(&archived(&base), &tight).is_err());
+    }
+
+    #[test]
+    fn a_different_hop_count_is_not_a_repeat() {
+        let limits = Limits::DEFAULT;
+        let mut memo = HeaderMemo::new();
+        let at_hop = |hops, id| FrameHeader {
+            flags: Flags::RETURN_UNDELIVERABLE.with_hops(hops),
+            ..FrameHeader::data("counter", id)
+        };
+        // Each answer carries its own frame's count, whatever the memo held.
+        for (hops, id, hit) in [(0, 1, false), (0, 2, true), (1, 3, false), (1, 4, true)] {
+            let header = at_hop(hops, id);
+            let hits = memo.hits();
+            let region = archived(&header);
+            let (fields, repeated) = memo.check_repeat(&region, &limits).unwrap();
+            assert_eq!((fields, repeated), (header, hit), "hops {hops}, id {id}");
+            assert_eq!(fields.flags.hops(), hops);
+            assert_eq!(memo.hits(), hits + u64::from(hit));
+        }
+        // A hop count other than the memo's, in a copy of the remembered
+        // region, is validated in full and read from the region.
+        let mut region = archived(&at_hop(1, 5));
+        let hops_at = region.len() - HEADER_ROOT_LEN + 13;
+        region[hops_at] = 200;
+        assert!(!memo.repeats(&region, &limits));
+        assert_eq!(memo.check(&region, &limits).unwrap(), at_hop(200, 5));
     }
 
     #[test]

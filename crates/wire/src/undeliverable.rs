@@ -27,9 +27,25 @@ pub enum UndeliverableReason {
     Oversized = 4,
     /// The frame's header failed validation.
     Malformed = 5,
-    /// The frame crossed the hop limit of links between hosts (it was
-    /// circulating, or the path is longer than the limit).
+    /// The frame arrived over a link from another host with its hop count
+    /// ([`Flags::hops`]) at the receiving host's maximum (by default
+    /// [`DEFAULT_MAX_HOPS`](crate::DEFAULT_MAX_HOPS)): hosts have forwarded
+    /// it too often, probably in a loop, and the host dropped it.
     HopLimit = 6,
+}
+
+impl UndeliverableReason {
+    /// Every reason, in code order (`reason as usize` indexes it), for
+    /// per-reason counters.
+    pub const ALL: [UndeliverableReason; 7] = [
+        UndeliverableReason::NoSuchProc,
+        UndeliverableReason::NotReady,
+        UndeliverableReason::ProcExited,
+        UndeliverableReason::Overloaded,
+        UndeliverableReason::Oversized,
+        UndeliverableReason::Malformed,
+        UndeliverableReason::HopLimit,
+    ];
 }
 
 /// The payload of an [`FrameKind::Undeliverable`] frame: which message came
@@ -95,7 +111,11 @@ impl Undeliverable {
     /// The header of the notice that returns `original` to its sender: kind
     /// `Undeliverable`, addressed to the original sender's name (empty for an
     /// anonymous sender, whose connection gets it), same message id, sent by
-    /// `from` (usually the host's service proc).
+    /// `from` (usually the host's service proc), hop count 0.
+    ///
+    /// Only a frame whose kind [may be answered](FrameKind::may_be_answered)
+    /// gets a notice; the caller checks that (a notice about a notice is how
+    /// two parties loop).
     pub fn reply_header<'a>(original: &FrameHeader<'a>, from: Sender<'a>) -> FrameHeader<'a> {
         let (dest_name, dest_addr) = match original.sender {
             Sender::Anonymous => ("", ""),

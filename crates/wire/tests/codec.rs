@@ -56,6 +56,26 @@ fn decode_err(bytes: &[u8], limits: Limits) -> WireError {
     err
 }
 
+/// Guards against the page and the test drifting apart: the hex dump in
+/// `docs/wire.md`'s example (lines `NN: ` followed by 16 bytes) is
+/// `EXAMPLE_HEX`.
+#[test]
+fn docs_wire_md_shows_the_example_bytes() {
+    let page = include_str!("../../../docs/wire.md");
+    let example = page
+        .split("\n## Example\n")
+        .nth(1)
+        .expect("docs/wire.md has an Example section");
+    let dumped: Vec<&str> = example
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .filter(|(offset, _)| offset.len() == 2 && offset.chars().all(|c| c.is_ascii_hexdigit()))
+        .flat_map(|(_, bytes)| bytes.split_whitespace().take(16))
+        .collect();
+    let tested: Vec<&str> = EXAMPLE_HEX.split_whitespace().collect();
+    assert_eq!(dumped, tested);
+}
+
 #[test]
 fn encoder_produces_the_documented_example_bytes() {
     assert_eq!(
@@ -263,6 +283,108 @@ fn undeliverable_reply_round_trips() {
     assert!(Undeliverable::decode(&[0xff; 16]).is_err());
 }
 
+#[test]
+fn undeliverable_reasons_keep_their_codes_and_hop_limit_is_6() {
+    let codes: Vec<(UndeliverableReason, u8)> = UndeliverableReason::ALL
+        .into_iter()
+        .map(|reason| (reason, reason as u8))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (UndeliverableReason::NoSuchProc, 0),
+            (UndeliverableReason::NotReady, 1),
+            (UndeliverableReason::ProcExited, 2),
+            (UndeliverableReason::Overloaded, 3),
+            (UndeliverableReason::Oversized, 4),
+            (UndeliverableReason::Malformed, 5),
+            (UndeliverableReason::HopLimit, 6),
+        ]
+    );
+    // Each reason's payload: the id at 0, the code at 8, zero after it.
+    for reason in UndeliverableReason::ALL {
+        let notice = Undeliverable {
+            original_message_id: 0x0102_0304_0506_0708,
+            reason,
+        };
+        let mut payload = AlignedVec::<16>::new();
+        payload.extend_from_slice(&notice.to_bytes());
+        let mut expected = [0u8; 16];
+        expected[..8].copy_from_slice(&[8, 7, 6, 5, 4, 3, 2, 1]);
+        expected[8] = reason as u8;
+        assert_eq!(payload[..], expected, "{reason:?}");
+        assert_eq!(Undeliverable::decode(&payload).unwrap(), notice);
+    }
+    // The first code past the last is refused.
+    let mut payload = AlignedVec::<16>::new();
+    payload.extend_from_slice(&[0; 16]);
+    payload[8] = 7;
+    assert!(Undeliverable::decode(&payload).is_err());
+}
+
+#[test]
+fn the_hop_count_is_the_high_byte_of_flags() {
+    // Frame byte 0x24 is the example's `flags` (root at 0x18, flags at root
+    // offset 12); its high byte, 0x25, is the hop count.
+    let example = example_frame();
+    assert_eq!(
+        decode_frame(&example, &Limits::default()).unwrap().hops(),
+        0
+    );
+    for hops in [1, 8, 255] {
+        let mut bytes = example_frame();
+        bytes[0x25] = hops;
+        let frame = decode_frame(&bytes, &Limits::default()).unwrap();
+        assert_eq!(frame.hops(), hops);
+        assert_eq!(frame.flags().hops(), hops);
+        let expected = FrameHeader {
+            flags: Flags::RETURN_UNDELIVERABLE.with_hops(hops),
+            ..example_header()
+        };
+        assert_eq!(frame.fields(), expected);
+        // Canonical: the fields re-encode to the very bytes.
+        assert_eq!(&encode(&expected, b"hello")[..], &bytes[..]);
+        // The owned header carries it through its flags.
+        let owned = hostmux_wire::RoutingHeader::from(frame.fields());
+        assert_eq!(owned.flags.hops(), hops);
+        assert_eq!(owned.as_frame_header(), expected);
+    }
+}
+
+#[test]
+fn set_frame_hops_rewrites_one_byte_in_place() {
+    let limits = Limits::default();
+    let mut bytes = example_frame();
+    hostmux_wire::set_frame_hops(&mut bytes, 3, &limits).unwrap();
+    let mut expected = example_frame();
+    expected[0x25] = 3;
+    assert_eq!(bytes[..], expected[..]);
+    let frame = decode_frame(&bytes, &limits).unwrap();
+    assert_eq!(frame.hops(), 3);
+    assert!(frame.flags().contains(Flags::RETURN_UNDELIVERABLE));
+    // In a batch buffer it changes only the first frame.
+    let mut batch = aligned(&[&example_frame()[..], &example_frame()[..]].concat());
+    hostmux_wire::set_frame_hops(&mut batch, 9, &limits).unwrap();
+    let (first, rest) = split_frame(&batch, &limits).unwrap();
+    assert_eq!(
+        (first.hops(), decode_frame(rest, &limits).unwrap().hops()),
+        (9, 0)
+    );
+    // A cut frame or a broken prefix is refused and left as it was.
+    let mut cut = aligned(&example_frame()[..64]);
+    assert!(matches!(
+        hostmux_wire::set_frame_hops(&mut cut, 1, &limits),
+        Err(WireError::Truncated { .. })
+    ));
+    assert_eq!(cut[..], example_frame()[..64]);
+    let mut bad = example_frame();
+    bad[12] = b'x';
+    assert!(matches!(
+        hostmux_wire::set_frame_hops(&mut bad, 1, &limits),
+        Err(WireError::MalformedPrefix { .. })
+    ));
+}
+
 // ---- one test per error kind -------------------------------------------
 
 #[test]
@@ -340,11 +462,14 @@ fn error_header_fails_bytecheck() {
 
 #[test]
 fn error_header_fails_semantic_checks() {
-    // Unknown flag bit.
-    let mut bytes = example_frame();
-    bytes[36] = 0x80;
-    let err = decode_err(&bytes, Limits::default());
-    assert!(err.to_string().contains("unknown flag bits"), "{err}");
+    // Unknown flag bits, with and without a hop count.
+    for (flags, hops) in [(0x80, 0), (0x02, 0), (0x03, 4)] {
+        let mut bytes = example_frame();
+        bytes[36] = flags;
+        bytes[37] = hops;
+        let err = decode_err(&bytes, Limits::default());
+        assert!(err.to_string().contains("unknown flag bits"), "{err}");
+    }
     // A '/' in the destination name (valid UTF-8, invalid proc name).
     let mut bytes = example_frame();
     bytes[17] = b'/';
@@ -551,6 +676,18 @@ fn the_decoder_flags_frames_whose_header_repeats_the_previous_one() {
             flags: Flags::RETURN_UNDELIVERABLE,
             ..FrameHeader::data("sink", 6)
         },
+        FrameHeader {
+            flags: Flags::RETURN_UNDELIVERABLE.with_hops(1),
+            ..FrameHeader::data("sink", 7)
+        }, // another hop count
+        FrameHeader {
+            flags: Flags::RETURN_UNDELIVERABLE.with_hops(1),
+            ..FrameHeader::data("sink", 8)
+        },
+        FrameHeader {
+            flags: Flags::RETURN_UNDELIVERABLE,
+            ..FrameHeader::data("sink", 9)
+        }, // back to hop count 0
     ];
     for header in &headers {
         encode_frame_to_vec(&mut stream, header, b"x", &limits).unwrap();
@@ -570,7 +707,10 @@ fn the_decoder_flags_frames_whose_header_repeats_the_previous_one() {
             (3, true),
             (4, false),
             (5, false),
-            (6, true)
+            (6, true),
+            (7, false),
+            (8, true),
+            (9, false)
         ]
     );
 }

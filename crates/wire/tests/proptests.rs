@@ -26,14 +26,22 @@ fn owned_header() -> impl Strategy<Value = RoutingHeader> {
     (
         any::<u64>(),
         any::<u32>(),
-        any::<bool>(),
+        (any::<bool>(), any::<u8>()),
         kind,
         NAME,
         ADDR,
         sender,
     )
         .prop_map(
-            |(message_id, dest_port, ret, kind, dest, dest_addr, (sender_kind, name, addr))| {
+            |(
+                message_id,
+                dest_port,
+                (ret, hops),
+                kind,
+                dest,
+                dest_addr,
+                (sender_kind, name, addr),
+            )| {
                 RoutingHeader {
                     message_id,
                     dest_port,
@@ -41,7 +49,8 @@ fn owned_header() -> impl Strategy<Value = RoutingHeader> {
                         Flags::RETURN_UNDELIVERABLE
                     } else {
                         Flags::NONE
-                    },
+                    }
+                    .with_hops(hops),
                     kind,
                     sender_kind,
                     dest_name: dest,
@@ -212,7 +221,12 @@ proptest! {
         let dests = ["echo", "sink", "echo"];
         let mut stream = Vec::new();
         for (dest, id, len) in picks {
-            let header = FrameHeader { dest_port: (id % 3) as u32, ..FrameHeader::data(dests[dest], id) };
+            // Port and hop count vary: a repeat may differ in the port, never in the count.
+            let header = FrameHeader {
+                dest_port: (id % 3) as u32,
+                flags: Flags::NONE.with_hops((id / 3 % 2) as u8),
+                ..FrameHeader::data(dests[dest], id)
+            };
             encode_frame_to_vec(&mut stream, &header, &payload(len, id as u8), &Limits::default()).unwrap();
         }
         if let Some((at, value)) = damage {

@@ -407,9 +407,7 @@ impl Dataplane {
         };
         let name = slot.name.clone();
         let dialled = slot.dialled.is_some();
-        if self.table.lookup(name.as_bytes()) == Some(Route::Client(key)) {
-            self.table.remove(name.as_bytes());
-        }
+        self.table.remove_if(name.as_bytes(), Route::Client(key));
         if dialled {
             self.return_queued_forwards(key);
         }

@@ -273,7 +273,7 @@ impl Dataplane {
                 Some(Route::Service) => {
                     match rules::service_use(origin.party(), &envelope, false) {
                         ServiceUse::AgentAnswer => {
-                            agent_answer(agent_pending, key, frame.message_id(), payload);
+                            agent_answer(agent_pending, events, key, frame.message_id(), payload);
                             Outcome::Delivered
                         }
                         ServiceUse::Consume => Outcome::Consumed,

@@ -7,8 +7,11 @@
 //! out. A test or the simulation polls the same events and decides what
 //! "waking a writer" means for its fake connections.
 
+use hostmux_wire::AgentResponse;
+
+use super::agent::AgentWaiter;
 use super::ConnKey;
-use crate::service::ControlJob;
+use crate::dataplane::service::ControlJob;
 
 /// One thing the I/O shell must do.
 #[derive(Debug)]
@@ -34,4 +37,12 @@ pub(crate) enum Event {
     Control(ControlJob),
     /// The connection is gone: forget whatever the shell keeps for it.
     ConnRemoved(ConnKey),
+    /// The answer to an agent request made with `waiter`; `None`: it will
+    /// never come (not written, or the proc failed or left first).
+    AgentAnswer {
+        /// The token given with the request.
+        waiter: AgentWaiter,
+        /// The agent's answer.
+        response: Option<AgentResponse>,
+    },
 }

@@ -40,7 +40,6 @@ use hostmux_wire::{
 };
 
 use crate::config::HostConfig;
-use crate::service;
 use crate::stats::{ConnStats, HostStats, ProcStats};
 
 mod agent;
@@ -51,8 +50,10 @@ mod remote;
 pub(crate) mod rig;
 mod routes;
 pub(crate) mod rules;
+pub(crate) mod service;
 mod write;
 
+pub(crate) use agent::AgentWaiter;
 pub(crate) use event::Event;
 pub(crate) use write::copy_head;
 
@@ -128,8 +129,8 @@ struct ProcSlot {
     full_since: Option<Instant>,
     /// It runs an agent (answers `AGENT_PORT` requests).
     agent: bool,
-    /// Its agent was asked to stop.
-    stop_sent: bool,
+    /// Where its agent's `Stop` stands (queued while its ring is full).
+    agent_stop: agent::AgentStop,
     /// The last header validated from its outbound ring (see `copy_head`).
     header_memo: HeaderMemo,
     /// The proc the last record from its outbound ring was written to, and
@@ -258,6 +259,8 @@ pub(crate) struct Dataplane {
     agent_pending: Vec<agent::PendingAgent>,
     /// Message id of the last agent request.
     next_agent_id: u64,
+    /// Procs whose agent `Stop` waits for room in their inbound ring.
+    queued_stops: Vec<ProcKey>,
     /// A reply queue a proc's drain waited on has room again (or is gone).
     conn_room: bool,
     /// What the I/O shell must do, in order (see [`Dataplane::poll_event`]).
@@ -300,6 +303,7 @@ impl Dataplane {
             remotes: remote::Remotes::default(),
             agent_pending: Vec::new(),
             next_agent_id: 0,
+            queued_stops: Vec::new(),
             conn_room: false,
             events: VecDeque::with_capacity(64),
             scratch: AlignedVec::with_capacity(head_room),
@@ -343,7 +347,7 @@ impl Dataplane {
             drain_blocked: None,
             full_since: None,
             agent: false,
-            stop_sent: false,
+            agent_stop: agent::AgentStop::NotAsked,
             header_memo: HeaderMemo::new(),
             repeat_route: None,
         };
@@ -413,7 +417,9 @@ impl Dataplane {
         let Dataplane { procs, events, .. } = self;
         if let Some(slot) = slot_of(procs, key) {
             slot.state = ProcState::Detached;
-            if let Some(mut inbound) = slot.inbound.take() {
+            // A queued agent `Stop` closes the ring once it is written.
+            let keep_open = slot.agent_stop == agent::AgentStop::Queued;
+            if let Some(mut inbound) = slot.inbound.take_if(|_| !keep_open) {
                 let _ = inbound.publish();
             }
             slot.dirty = false;
@@ -426,6 +432,7 @@ impl Dataplane {
     /// stop draining it, and report it (see [`Dataplane::take_failed`]) so
     /// the control side kills it; its removal then returns what it left.
     pub(crate) fn fail_proc(&mut self, key: ProcKey) {
+        self.abandon_agent_stop(key);
         if !self.unbind_and_detach(key) {
             return;
         }
@@ -443,9 +450,7 @@ impl Dataplane {
             return false;
         };
         let name = slot.name.clone();
-        if self.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
-            self.table.remove(name.as_bytes());
-        }
+        self.table.remove_if(name.as_bytes(), Route::Proc(key));
         self.detach_proc(key);
         true
     }
@@ -458,6 +463,7 @@ impl Dataplane {
     /// The proc is gone: deliver what it sent, return what it left unread
     /// (`ProcExited`), release its slot. Unbinds its route if still bound.
     pub(crate) fn remove_proc(&mut self, key: ProcKey, now: Instant) {
+        self.abandon_agent_stop(key);
         if !self.unbind_and_detach(key) {
             return;
         }
@@ -513,8 +519,12 @@ impl Dataplane {
         self.flush();
     }
 
-    /// Returns `original` to its sender, found by name (used where the
-    /// frame's source connection or proc is not at hand).
+    /// Returns `original`, a frame that was counted delivered (it reached a
+    /// ring or a link) but then came back (its proc exited before reading
+    /// it, its link failed), to its sender, found by name: the frame moves
+    /// from the sender's `delivered` to its `returned` count, so `accepted =
+    /// delivered + returned + dropped` stays exact and `delivered` counts
+    /// what really arrived.
     fn notify_sender(&mut self, original: &FrameHeader<'_>, reason: UndeliverableReason) {
         if !rules::may_be_answered(original.kind) {
             // A notice or response that did not arrive: never answered.
@@ -535,14 +545,20 @@ impl Dataplane {
                 let from = self.service_name.clone();
                 if let Some(conn) = self.conn_mut(c) {
                     push_notice(conn, original, reason, from.as_str(), "", &limits);
-                    // It answers a frame that was delivered.
+                    // It answers a frame that was counted delivered: the
+                    // frame moves from delivered to returned.
                     conn.awaiting_answers = conn.awaiting_answers.saturating_sub(1);
+                    conn.stats.delivered = conn.stats.delivered.saturating_sub(1);
+                    conn.stats.returned.add(reason);
                 }
             }
             Some(Route::Proc(p)) => {
                 let limits = self.limits;
                 let from = self.service_name.clone();
                 if let Some(slot) = slot_of(&mut self.procs, p) {
+                    let stats = &mut slot.stats;
+                    stats.outbound_delivered = stats.outbound_delivered.saturating_sub(1);
+                    stats.outbound_returned.add(reason);
                     notice_into_ring(slot, original, reason, from.as_str(), &limits);
                     mark_dirty(&mut self.dirty, p.index, slot);
                 }

@@ -43,14 +43,18 @@ impl Table {
         self.change(|routes| routes.insert(name, route))
     }
 
-    /// Unbinds `name`, returning what it was bound to.
+    /// Unbinds `name`, returning what it was bound to (tests; the host
+    /// itself removes only the route it looked up, see `remove_if`).
+    #[cfg(test)]
     pub(crate) fn remove(&self, name: &[u8]) -> Option<Route> {
         self.change(|routes| routes.remove(name))
     }
 
-    /// The route bound to `name` now.
-    pub(crate) fn lookup(&self, name: &[u8]) -> Option<Route> {
-        self.routes.lookup(name)
+    /// Unbinds `name` only if it is still bound to `expected` (the route
+    /// the caller looked up); a newer binding of the name is left alone.
+    /// Returns whether it removed it.
+    pub(crate) fn remove_if(&self, name: &[u8], expected: Route) -> bool {
+        self.change(|routes| routes.remove_if(name, &expected))
     }
 
     /// Whether `name` is bound.

@@ -77,14 +77,15 @@ pub(crate) struct Envelope<'a> {
 }
 
 /// Whether a frame of `kind` may be answered (with a reply, a response or a
-/// notice). Data and control requests may; notices and responses never are.
+/// notice): the wire's rule, [`FrameKind::may_be_answered`].
 pub(crate) fn may_be_answered(kind: FrameKind) -> bool {
-    matches!(kind, FrameKind::Data | FrameKind::ControlRequest)
+    kind.may_be_answered()
 }
 
-/// Whether only a host may originate frames of `kind`.
-pub(crate) fn host_only(kind: FrameKind) -> bool {
-    matches!(kind, FrameKind::Undeliverable | FrameKind::ControlResponse)
+/// Whether only a host may originate frames of `kind`
+/// ([`FrameKind::host_only`]).
+fn host_only(kind: FrameKind) -> bool {
+    kind.host_only()
 }
 
 /// Whether a frame with this envelope may enter from `origin` at all.
@@ -195,16 +196,9 @@ mod tests {
         }
     }
 
-    const KINDS: [FrameKind; 4] = [
-        FrameKind::Data,
-        FrameKind::ControlRequest,
-        FrameKind::Undeliverable,
-        FrameKind::ControlResponse,
-    ];
-
     #[test]
     fn notices_and_responses_are_never_answered() {
-        for kind in KINDS {
+        for kind in FrameKind::ALL {
             for reason in [
                 UndeliverableReason::NoSuchProc,
                 UndeliverableReason::Malformed,

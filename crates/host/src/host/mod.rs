@@ -26,6 +26,8 @@ use crate::stats::HostStats;
 use crate::uring::{self, Uring};
 use crate::HostError;
 
+mod control;
+mod processes;
 mod spawn;
 mod stop;
 
@@ -61,12 +63,28 @@ pub(crate) struct Inner<M: ProcManager> {
     doorbell: Doorbell,
     pub(crate) procs: Mutex<HashMap<ProcName, Entry<M::Handle>>>,
     pub(crate) gone: Mutex<VecDeque<GoneProc>>,
+    /// The last [`Entry::spawn_id`] handed out.
+    next_spawn_id: std::sync::atomic::AtomicU64,
 }
 
+/// One proc in the host's registry, from the moment `spawn` reserves its
+/// name until it is gone and its name, data-plane slot and route are
+/// released. `ps`, stop, kill and the control plane all read this one map.
 pub(crate) struct Entry<H> {
+    /// Which spawn made it (a later incarnation of the name has another).
+    spawn_id: u64,
+    pub(crate) phase: Phase,
     key: Option<ProcKey>,
     pub(crate) handle: Option<H>,
+    /// Set once it is ready (the watcher's end of `released`): what bulk
+    /// terminate waits on.
     gone: Option<watch::Receiver<bool>>,
+    /// Set once the proc is gone and its name, slot and route are
+    /// released, whatever phase it was in.
+    released: watch::Receiver<Option<Released>>,
+    /// A stop or kill asked for while it was starting; the spawn carries
+    /// it out and fails with [`HostError::StoppedWhileStarting`].
+    stop: watch::Sender<Option<StopRequest>>,
     /// When the manager started it.
     pub(crate) started: Option<Instant>,
     /// The I/O thread failed it (ring corruption) before its handle was
@@ -74,14 +92,57 @@ pub(crate) struct Entry<H> {
     failed: bool,
 }
 
-impl<H> Entry<H> {
-    fn reserved() -> Self {
-        Self {
-            key: None,
-            handle: None,
-            gone: None,
-            started: None,
-            failed: false,
+/// What a proc's `released` channel says once it is released.
+#[derive(Debug, Clone)]
+pub(crate) struct Released {
+    /// How it ended; `None` if its process never started.
+    status: Option<TerminalStatus>,
+}
+
+/// Waits until the proc is released; `None` if it never ran (or whoever
+/// was to release it vanished).
+async fn wait_released(mut released: watch::Receiver<Option<Released>>) -> Option<TerminalStatus> {
+    match released.wait_for(Option::is_some).await {
+        Ok(released) => released.as_ref().and_then(|r| r.status.clone()),
+        Err(_) => None,
+    }
+}
+
+/// Where a registered proc is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// `spawn` is starting it and waiting for readiness.
+    Starting,
+    /// `spawn` returned its id; a watcher releases it when it ends.
+    Ready,
+    /// A failed or dropped spawn is killing it and releasing its name,
+    /// slot and route.
+    Releasing,
+}
+
+/// What a stop or kill of a starting proc asks the spawn to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopRequest {
+    /// The full escalation: polite stop and SIGTERM, SIGKILL after `grace`.
+    Terminate(Duration),
+    /// SIGKILL now.
+    Kill,
+}
+
+impl StopRequest {
+    /// For [`HostError::StoppedWhileStarting`].
+    fn past_tense(self) -> &'static str {
+        match self {
+            StopRequest::Terminate(_) => "stopped",
+            StopRequest::Kill => "killed",
+        }
+    }
+
+    /// A kill overrides a pending terminate, never the other way round.
+    fn merge(current: Option<StopRequest>, new: StopRequest) -> StopRequest {
+        match current {
+            Some(StopRequest::Kill) => StopRequest::Kill,
+            _ => new,
         }
     }
 }
@@ -282,10 +343,11 @@ impl<M: SpawnByRequest> Host<M> {
             doorbell,
             procs: Mutex::new(HashMap::new()),
             gone: Mutex::new(VecDeque::new()),
+            next_spawn_id: std::sync::atomic::AtomicU64::new(0),
         };
         let inner = Arc::new(inner);
         tokio::spawn(kill_failed(Arc::downgrade(&inner), failed));
-        tokio::spawn(crate::control::control_loop(
+        tokio::spawn(control::control_loop(
             WeakHost(Arc::downgrade(&inner)),
             jobs,
         ));
@@ -323,20 +385,11 @@ impl<M: ProcManager + 'static> Host<M> {
         &self.inner.cfg
     }
 
-    /// Names of the live procs.
+    /// Names of the procs in the registry: starting, ready, or being
+    /// released after a failed or dropped spawn.
     pub fn procs(&self) -> Vec<ProcName> {
         let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
         procs.keys().cloned().collect()
-    }
-
-    /// Runs `f` on the proc's entry if there is one.
-    fn with_entry<T>(
-        &self,
-        name: &ProcName,
-        f: impl FnOnce(&mut Entry<M::Handle>) -> T,
-    ) -> Option<T> {
-        let mut procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-        procs.get_mut(name).map(f)
     }
 
     /// Keeps a gone proc's terminal status for `list`.
@@ -359,12 +412,22 @@ impl<M: ProcManager + 'static> Host<M> {
         });
     }
 
+    /// How the most recent proc called `name` ended, if the gone history
+    /// still holds it.
+    pub(crate) fn last_gone(&self, name: &ProcName) -> Option<TerminalStatus> {
+        let gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
+        gone.iter()
+            .rev()
+            .find(|proc| proc.name == *name)
+            .map(|proc| proc.status.clone())
+    }
+
     /// Unbinds the proc's route and has the I/O thread return what it holds
     /// for it and release its rings.
     async fn forget(&self, name: &ProcName, key: ProcKey) {
-        if self.inner.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
-            self.inner.table.remove(name.as_bytes());
-        }
+        self.inner
+            .table
+            .remove_if(name.as_bytes(), Route::Proc(key));
         let (done_tx, done_rx) = oneshot::channel();
         if self
             .inner
@@ -386,9 +449,9 @@ impl<M: ProcManager + 'static> Host<M> {
 
     /// Removes the proc's route if it still points at this incarnation.
     fn unbind(&self, name: &ProcName, key: ProcKey) {
-        if self.inner.table.lookup(name.as_bytes()) == Some(Route::Proc(key)) {
-            self.inner.table.remove(name.as_bytes());
-        }
+        self.inner
+            .table
+            .remove_if(name.as_bytes(), Route::Proc(key));
     }
 
     /// Tells the I/O thread to close the proc's inbound ring and return
@@ -435,6 +498,8 @@ async fn kill_failed<M: ProcManager + 'static>(
     }
 }
 
+/// Waits until the proc is gone (or whoever was to say so is: a dropped
+/// sender counts as gone).
 async fn wait_gone(mut gone: watch::Receiver<bool>) {
     let _ = gone.wait_for(|gone| *gone).await;
 }

@@ -19,6 +19,17 @@ impl<M: ProcManager + 'static> Host<M> {
     /// The name is bound in the routing table as soon as the rings exist, so
     /// frames sent before the proc is ready come back `NotReady` rather than
     /// `NoSuchProc`; a duplicate name fails with [`HostError::ProcExists`].
+    ///
+    /// While it starts, the proc is in the host's registry (`list` shows it
+    /// `Starting`); [`Host::terminate_proc`] or [`Host::kill_proc`] on it
+    /// stops or kills it and this spawn fails with
+    /// [`HostError::StoppedWhileStarting`].
+    ///
+    /// Cancellation-safe: if the returned future is dropped before it
+    /// completes (at any await point), the name's route is unbound at once,
+    /// and a task kills the process (if it was started), returns its
+    /// data-plane slot and frees the name; a new spawn of the same name
+    /// waits for that release instead of failing.
     pub async fn spawn(&self, name: &str, spec: impl ProcSpec<M>) -> Result<ProcId, HostError>
     where
         M::Config: 'static,
@@ -50,43 +61,84 @@ impl<M: ProcManager + 'static> Host<M> {
         spec: impl ProcSpec<M>,
         ready_timeout: Duration,
     ) -> Result<ProcId, HostError> {
-        let inner = &self.inner;
-        {
-            let mut procs = inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-            if procs.contains_key(&name) || inner.table.contains(name.as_bytes()) {
-                return Err(HostError::ProcExists(name));
-            }
-            procs.insert(name.clone(), Entry::reserved());
-        }
-        match self.start(&name, spec, ready_timeout).await {
+        let (mut starting, stop) = self.reserve(&name).await?;
+        match self.start(&mut starting, spec, ready_timeout, stop).await {
             Ok(id) => Ok(id),
-            Err((key, e)) => {
-                if let Some(key) = key {
-                    self.forget(&name, key).await;
-                }
-                let mut procs = inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-                procs.remove(&name);
-                tracing::warn!(error = %e, "spawn failed");
-                Err(e)
+            Err(failure) => {
+                tracing::warn!(error = %failure.error, "spawn failed");
+                starting.release(failure.status).await;
+                Err(failure.error)
             }
+        }
+    }
+
+    /// Registers `name` as starting. A name held by a proc that a failed or
+    /// dropped spawn is still releasing is waited for; any other holder (a
+    /// proc in the registry, a connected client) makes it a duplicate.
+    async fn reserve(
+        &self,
+        name: &ProcName,
+    ) -> Result<(Starting<M>, watch::Receiver<Option<StopRequest>>), HostError> {
+        let inner = &self.inner;
+        loop {
+            let releasing = {
+                let mut procs = inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+                match procs.get(name) {
+                    Some(entry) if entry.phase == Phase::Releasing => entry.released.clone(),
+                    Some(_) => return Err(HostError::ProcExists(name.clone())),
+                    None if inner.table.contains(name.as_bytes()) => {
+                        return Err(HostError::ProcExists(name.clone()))
+                    }
+                    None => {
+                        let spawn_id = inner
+                            .next_spawn_id
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (released_tx, released) = watch::channel(None);
+                        let (stop, stop_rx) = watch::channel(None);
+                        procs.insert(
+                            name.clone(),
+                            Entry {
+                                spawn_id,
+                                phase: Phase::Starting,
+                                key: None,
+                                handle: None,
+                                gone: None,
+                                released,
+                                stop,
+                                started: None,
+                                failed: false,
+                            },
+                        );
+                        let starting = Starting {
+                            host: self.clone(),
+                            name: name.clone(),
+                            spawn_id,
+                            key: None,
+                            pending_key: None,
+                            handle: None,
+                            started: None,
+                            released: Some(released_tx),
+                        };
+                        return Ok((starting, stop_rx));
+                    }
+                }
+            };
+            wait_released(releasing).await;
         }
     }
 
     async fn start(
         &self,
-        name: &ProcName,
+        starting: &mut Starting<M>,
         spec: impl ProcSpec<M>,
         ready_timeout: Duration,
-    ) -> Result<ProcId, (Option<ProcKey>, HostError)> {
+        mut stop: watch::Receiver<Option<StopRequest>>,
+    ) -> Result<ProcId, SpawnFailure> {
         let inner = &self.inner;
-        let ring_error = |source: RingError| {
-            (
-                None,
-                HostError::Ring {
-                    name: name.clone(),
-                    source,
-                },
-            )
+        let name = &starting.name.clone();
+        let ring_error = |source: RingError| HostError::Ring {
+            name: name.clone(),
+            source,
         };
         let pings_agent = spec.pings_agent();
         let (inbound_bytes, outbound_bytes) = spec.ring_sizes();
@@ -114,22 +166,35 @@ impl<M: ProcManager + 'static> Host<M> {
         producer.set_consumer_doorbell(Some(proc_doorbell.try_clone().map_err(ring_error)?));
         consumer.set_producer_doorbell(Some(proc_doorbell.try_clone().map_err(ring_error)?));
 
+        // If this future is dropped before the key arrives, the I/O thread
+        // finds the reply's receiver gone and removes the slot itself.
         let (reply, key) = oneshot::channel();
-        inner
-            .control
-            .send(Command::AddProc {
-                name: name.clone(),
-                inbound: producer,
-                inbound_memfd,
-                outbound: consumer,
-                reply,
-            })
-            .map_err(|e| (None, e))?;
-        let key = key.await.map_err(|_| (None, HostError::IoThreadGone))?;
+        inner.control.send(Command::AddProc {
+            name: name.clone(),
+            inbound: producer,
+            inbound_memfd,
+            outbound: consumer,
+            reply,
+        })?;
+        let answer = starting.pending_key.insert(key);
+        let key = answer.await.map_err(|_| HostError::IoThreadGone)?;
+        starting.pending_key = None;
+        starting.key = Some(key);
         if inner.table.insert(name.clone(), Route::Proc(key)).is_err() {
-            return Err((Some(key), HostError::ProcExists(name.clone())));
+            return Err(HostError::ProcExists(name.clone()).into());
         }
-        self.with_entry(name, |entry| entry.key = Some(key));
+        self.with_own_entry(name, starting.spawn_id, |entry| entry.key = Some(key));
+        let request = *stop.borrow();
+        if let Some(request) = request {
+            return Err(SpawnFailure {
+                error: HostError::StoppedWhileStarting {
+                    name: name.clone(),
+                    how: request.past_tense(),
+                    status: never_started(),
+                },
+                status: Some(never_started()),
+            });
+        }
         let rings = ChildRings {
             name: name.clone(),
             inbound: child_inbound,
@@ -140,24 +205,21 @@ impl<M: ProcManager + 'static> Host<M> {
             id: ProcId::new(inner.addr.clone(), name.clone()),
             service_name: inner.service_name.clone(),
         };
-        let config = spec.into_config(rings).map_err(|e| (Some(key), e))?;
+        let config = spec.into_config(rings)?;
         let handle = inner
             .manager
             .spawn(name.clone(), config)
             .await
-            .map_err(|source| {
-                (
-                    Some(key),
-                    HostError::Spawn {
-                        name: name.clone(),
-                        source,
-                    },
-                )
+            .map_err(|source| HostError::Spawn {
+                name: name.clone(),
+                source,
             })?;
         let started = Instant::now();
+        starting.handle = Some(handle.clone());
+        starting.started = Some(started);
         // A proc that broke its ring before this point was only unbound:
         // kill it now that there is a handle to kill.
-        let failed_early = self.with_entry(name, |entry| {
+        let failed_early = self.with_own_entry(name, starting.spawn_id, |entry| {
             entry.handle = Some(handle.clone());
             entry.started = Some(started);
             entry.failed
@@ -166,34 +228,48 @@ impl<M: ProcManager + 'static> Host<M> {
             tracing::warn!("killing proc: it corrupted its ring before it was ready");
             let _ = handle.kill().await;
         }
-        if let Err(e) = self
-            .await_ready(name, key, &handle, pings_agent, ready_timeout)
-            .await
-        {
-            let status = handle.kill().await;
-            if let Ok(status) | Err(TerminateError::AlreadyTerminated(status)) = status {
-                self.remember_gone(name, handle.pid(), status, started.elapsed());
+        // A stop or kill while it starts ends the wait for readiness. A
+        // kill may have ended the proc first (the wait then fails): the
+        // stop request still decides what the spawn reports.
+        let ready = tokio::select! {
+            ready = self.await_ready(name, key, &handle, pings_agent, ready_timeout) => ready,
+            request = stop_requested(&mut stop) => {
+                return Err(self.stop_starting(name, key, &handle, request).await);
             }
-            return Err((Some(key), e));
+        };
+        if let Err(e) = ready {
+            let request = *stop.borrow();
+            if let Some(request) = request {
+                return Err(self.stop_starting(name, key, &handle, request).await);
+            }
+            return Err(e.into());
         }
         // Wait until the I/O thread delivers to it: a frame sent once
         // `spawn` returned must not come back `NotReady`.
         let (done, marked) = oneshot::channel();
-        inner
-            .control
-            .send(Command::MarkReady {
-                key,
-                agent: pings_agent,
-                done,
-            })
-            .map_err(|e| (Some(key), e))?;
-        marked
-            .await
-            .map_err(|_| (Some(key), HostError::IoThreadGone))?;
+        inner.control.send(Command::MarkReady {
+            key,
+            agent: pings_agent,
+            done,
+        })?;
+        marked.await.map_err(|_| HostError::IoThreadGone)?;
+        // Ready, unless a stop got in first: the registry's lock decides.
         let (gone_tx, gone_rx) = watch::channel(false);
-        self.with_entry(name, |entry| entry.gone = Some(gone_rx));
+        let stopped = self.with_own_entry(name, starting.spawn_id, |entry| {
+            let request = *entry.stop.borrow();
+            if request.is_none() {
+                entry.phase = Phase::Ready;
+                entry.gone = Some(gone_rx);
+            }
+            request
+        });
+        if let Some(Some(request)) = stopped {
+            return Err(self.stop_starting(name, key, &handle, request).await);
+        }
+        let released = starting.disarm();
         let weak: Weak<Inner<M>> = Arc::downgrade(&self.inner);
         let watched = name.clone();
+        let spawn_id = starting.spawn_id;
         tokio::spawn(
             async move {
                 let status = handle.wait().await;
@@ -201,13 +277,22 @@ impl<M: ProcManager + 'static> Host<M> {
                 if let Some(inner) = weak.upgrade() {
                     let host = Host { inner };
                     host.forget(&watched, key).await;
-                    if let Ok(status) = status {
-                        host.remember_gone(&watched, handle.pid(), status, started.elapsed());
+                    if let Ok(status) = &status {
+                        host.remember_gone(
+                            &watched,
+                            handle.pid(),
+                            status.clone(),
+                            started.elapsed(),
+                        );
                     }
-                    let mut procs = host.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-                    procs.remove(&watched);
+                    host.remove_own_entry(&watched, spawn_id);
                 }
                 let _ = gone_tx.send(true);
+                if let Some(released) = released {
+                    let _ = released.send(Some(Released {
+                        status: status.ok(),
+                    }));
+                }
             }
             .instrument(tracing::info_span!("proc", proc = %name)),
         );
@@ -215,6 +300,99 @@ impl<M: ProcManager + 'static> Host<M> {
         Ok(ProcId::new(inner.addr.clone(), name.clone()))
     }
 
+    /// Carries out a stop or kill that reached a starting proc: unbinds it
+    /// and stops it (the full escalation) or kills it. The failure the spawn
+    /// then returns says so.
+    async fn stop_starting(
+        &self,
+        name: &ProcName,
+        key: ProcKey,
+        handle: &M::Handle,
+        request: StopRequest,
+    ) -> SpawnFailure {
+        tracing::info!(?request, "stop requested while starting");
+        self.unbind(name, key);
+        let result = match request {
+            StopRequest::Terminate(grace) => handle.terminate(grace).await,
+            StopRequest::Kill => handle.kill().await,
+        };
+        match result {
+            Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => SpawnFailure {
+                error: HostError::StoppedWhileStarting {
+                    name: name.clone(),
+                    how: request.past_tense(),
+                    status: status.clone(),
+                },
+                status: Some(status),
+            },
+            Err(source) => HostError::Terminate {
+                name: name.clone(),
+                source,
+            }
+            .into(),
+        }
+    }
+
+    /// Runs `f` on `name`'s entry if it is still the one spawn `spawn_id` made.
+    fn with_own_entry<T>(
+        &self,
+        name: &ProcName,
+        spawn_id: u64,
+        f: impl FnOnce(&mut Entry<M::Handle>) -> T,
+    ) -> Option<T> {
+        let mut procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        procs
+            .get_mut(name)
+            .filter(|entry| entry.spawn_id == spawn_id)
+            .map(f)
+    }
+
+    /// Removes `name`'s entry if it is still the one spawn `spawn_id` made.
+    fn remove_own_entry(&self, name: &ProcName, spawn_id: u64) {
+        let mut procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+        if procs.get(name).is_some_and(|e| e.spawn_id == spawn_id) {
+            procs.remove(name);
+        }
+    }
+
+    /// Releases what a spawn that did not finish holds: kills its process
+    /// (if one started), returns its data-plane slot, unbinds its route,
+    /// records how it ended and frees its name. `status` is how it ended if
+    /// the caller already knows.
+    async fn release_starting(
+        &self,
+        parts: StartingParts<M::Handle>,
+        status: Option<TerminalStatus>,
+    ) {
+        let StartingParts {
+            name,
+            spawn_id,
+            key,
+            handle,
+            started,
+            released,
+        } = parts;
+        let status = match &handle {
+            Some(handle) => match handle.kill().await {
+                Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => Some(status),
+                Err(e) => {
+                    tracing::error!(proc = %name, error = %e, "could not kill the proc of a failed spawn");
+                    status
+                }
+            },
+            None => status,
+        };
+        if let Some(key) = key {
+            self.forget(&name, key).await;
+        }
+        if let Some(status) = &status {
+            let pid = handle.as_ref().and_then(|h| h.pid());
+            let uptime = started.map_or(Duration::ZERO, |t| t.elapsed());
+            self.remember_gone(&name, pid, status.clone(), uptime);
+        }
+        self.remove_own_entry(&name, spawn_id);
+        let _ = released.send(Some(Released { status }));
+    }
     /// Waits for the ready record and, if the spec asks, an answered agent
     /// ping, all under the spawn-ready timeout.
     async fn await_ready(
@@ -267,6 +445,133 @@ impl<M: ProcManager + 'static> Host<M> {
                         timeout,
                     })
                 })
+        }
+    }
+}
+
+/// Why a spawn failed, and how its proc ended if that is already known.
+struct SpawnFailure {
+    error: HostError,
+    status: Option<TerminalStatus>,
+}
+
+impl From<HostError> for SpawnFailure {
+    fn from(error: HostError) -> Self {
+        Self {
+            error,
+            status: None,
+        }
+    }
+}
+
+/// The status of a proc stopped before its process was started.
+fn never_started() -> TerminalStatus {
+    TerminalStatus::Failed {
+        reason: "stopped before its process was started".to_owned(),
+        output: None,
+    }
+}
+
+/// Resolves with the first stop or kill asked for (never, if nobody can
+/// ask any more).
+async fn stop_requested(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
+    if let Ok(request) = stop.wait_for(Option::is_some).await {
+        if let Some(request) = *request {
+            return request;
+        }
+    }
+    std::future::pending().await
+}
+
+/// What a spawn under way holds.
+struct StartingParts<H> {
+    name: ProcName,
+    spawn_id: u64,
+    key: Option<ProcKey>,
+    handle: Option<H>,
+    started: Option<Instant>,
+    released: watch::Sender<Option<Released>>,
+}
+
+/// A spawn under way: its name is reserved and, as it progresses, it holds a
+/// data-plane slot, a route and a process. [`Host::spawn`] is
+/// cancellation-safe through this guard: if the spawn future is dropped at
+/// any await point, `Drop` unbinds the route at once and a task kills the
+/// process, returns the slot, records how it ended and frees the name (a
+/// new spawn of the name waits for that).
+struct Starting<M: ProcManager + 'static> {
+    host: Host<M>,
+    name: ProcName,
+    spawn_id: u64,
+    key: Option<ProcKey>,
+    /// The I/O thread's answer to `AddProc`, while it is awaited: a spawn
+    /// dropped after the answer was sent but before it was read still
+    /// finds its slot here (and returns it).
+    pending_key: Option<oneshot::Receiver<ProcKey>>,
+    handle: Option<M::Handle>,
+    started: Option<Instant>,
+    /// `None` once released or handed to the ready proc's watcher.
+    released: Option<watch::Sender<Option<Released>>>,
+}
+
+impl<M: ProcManager + 'static> Starting<M> {
+    fn take_parts(&mut self) -> Option<StartingParts<M::Handle>> {
+        Some(StartingParts {
+            released: self.released.take()?,
+            name: self.name.clone(),
+            spawn_id: self.spawn_id,
+            key: self.key.or_else(|| {
+                self.pending_key
+                    .take()
+                    .and_then(|mut answer| answer.try_recv().ok())
+            }),
+            handle: self.handle.take(),
+            started: self.started,
+        })
+    }
+
+    /// The spawn succeeded: the proc's watcher takes over its release.
+    fn disarm(&mut self) -> Option<watch::Sender<Option<Released>>> {
+        self.released.take()
+    }
+
+    /// The spawn failed: release everything before returning the error.
+    async fn release(mut self, status: Option<TerminalStatus>) {
+        if let Some(parts) = self.take_parts() {
+            let host = self.host.clone();
+            host.release_starting(parts, status).await;
+        }
+    }
+}
+
+impl<M: ProcManager + 'static> Drop for Starting<M> {
+    fn drop(&mut self) {
+        let Some(parts) = self.take_parts() else {
+            return;
+        };
+        tracing::info!(proc = %parts.name, "spawn dropped before it finished; releasing the proc");
+        let host = self.host.clone();
+        // At once: new frames to the name are not routed to it, and `ps`
+        // shows it terminating.
+        host.with_own_entry(&parts.name, parts.spawn_id, |entry| {
+            entry.phase = Phase::Releasing;
+        });
+        if let Some(key) = parts.key {
+            host.unbind(&parts.name, key);
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { host.release_starting(parts, None).await });
+            }
+            Err(_) => {
+                // No runtime left (it is shutting down): return the slot and
+                // free the name; the process ends with the host (PDEATHSIG).
+                if let Some(key) = parts.key {
+                    let (done, _) = oneshot::channel();
+                    let _ = host.inner.control.send(Command::Remove(key, done));
+                }
+                host.remove_own_entry(&parts.name, parts.spawn_id);
+            }
         }
     }
 }

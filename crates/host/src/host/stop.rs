@@ -1,5 +1,7 @@
 //! Stopping procs: one (polite stop with escalation, or a kill) or all of
-//! them under one deadline.
+//! them (a bounded number at a time, or under one overall deadline).
+
+use hostmux_lifecycle::BulkTerminateMode;
 
 use super::*;
 
@@ -7,6 +9,10 @@ impl<M: ProcManager + 'static> Host<M> {
     /// Terminates one proc: unbinds its route and closes its inbound ring
     /// first, then asks the manager to stop it (polite stop, then a forced
     /// kill after `grace`). Returns once the proc is gone and its name free.
+    ///
+    /// A proc still starting is stopped the same way, by its spawn, which
+    /// then fails with [`HostError::StoppedWhileStarting`]. A proc that has
+    /// already ended gives [`HostError::AlreadyEnded`] with how it ended.
     pub async fn terminate_proc(
         &self,
         name: &str,
@@ -15,7 +21,12 @@ impl<M: ProcManager + 'static> Host<M> {
         let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
         let span = tracing::info_span!("terminate", proc = %name);
         async {
-            let (key, handle, gone) = self.live(&name)?;
+            let (key, handle, gone) = match self.target(&name, StopRequest::Terminate(grace))? {
+                Target::Ready { key, handle, gone } => (key, handle, gone),
+                Target::Starting { released, .. } => {
+                    return self.wait_stopped_while_starting(&name, released).await;
+                }
+            };
             self.unbind_and_detach(&name, key);
             let status = match handle.terminate(grace).await {
                 Ok(status) | Err(TerminateError::AlreadyTerminated(status)) => status,
@@ -36,10 +47,21 @@ impl<M: ProcManager + 'static> Host<M> {
 
     /// Kills one proc now (SIGKILL to its group): unbinds its route first,
     /// closes its inbound ring once the kill is done (returning what is left
-    /// in it). Returns once it is gone.
+    /// in it). Returns once it is gone. A starting proc is killed and its
+    /// spawn fails with [`HostError::StoppedWhileStarting`]; an ended one
+    /// gives [`HostError::AlreadyEnded`].
     pub async fn kill_proc(&self, name: &str) -> Result<TerminalStatus, HostError> {
         let name = ProcName::with_max_len(name, self.inner.cfg.limits.max_name_len)?;
-        let (key, handle, gone) = self.live(&name)?;
+        let (key, handle, gone) = match self.target(&name, StopRequest::Kill)? {
+            Target::Ready { key, handle, gone } => (key, handle, gone),
+            Target::Starting { handle, released } => {
+                // Now, even if the spawn is in a polite stop's grace.
+                if let Some(handle) = handle {
+                    let _ = handle.kill().await;
+                }
+                return self.wait_stopped_while_starting(&name, released).await;
+            }
+        };
         self.unbind(&name, key);
         // SIGKILL before the inbound ring is closed: a proc that sees its
         // ring close exits on its own, and a kill must not race that into
@@ -65,34 +87,108 @@ impl<M: ProcManager + 'static> Host<M> {
         self.inner.control.send(command)
     }
 
-    fn live(
+    /// What a stop or kill of `name` acts on, from the one registry. A
+    /// starting proc is handed `request` (its spawn carries it out).
+    fn target(
         &self,
         name: &ProcName,
-    ) -> Result<(ProcKey, M::Handle, watch::Receiver<bool>), HostError> {
-        let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
-        match procs.get(name) {
-            Some(Entry {
-                key: Some(key),
-                handle: Some(handle),
-                gone: Some(gone),
-                ..
-            }) => Ok((*key, handle.clone(), gone.clone())),
-            _ => Err(HostError::NoSuchProc(name.clone())),
+        request: StopRequest,
+    ) -> Result<Target<M::Handle>, HostError> {
+        {
+            let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = procs.get(name) {
+                return Ok(match (entry.phase, entry.key, &entry.handle, &entry.gone) {
+                    (Phase::Ready, Some(key), Some(handle), Some(gone)) => Target::Ready {
+                        key,
+                        handle: handle.clone(),
+                        gone: gone.clone(),
+                    },
+                    (phase, ..) => {
+                        if phase == Phase::Starting {
+                            entry
+                                .stop
+                                .send_modify(|r| *r = Some(StopRequest::merge(*r, request)));
+                        }
+                        Target::Starting {
+                            handle: entry.handle.clone(),
+                            released: entry.released.clone(),
+                        }
+                    }
+                });
+            }
+        }
+        match self.last_gone(name) {
+            Some(status) => Err(HostError::AlreadyEnded {
+                name: name.clone(),
+                status,
+            }),
+            None => Err(HostError::NoSuchProc(name.clone())),
+        }
+    }
+
+    /// After a stop or kill reached a starting (or releasing) proc: how it
+    /// ended, once its spawn has released it.
+    async fn wait_stopped_while_starting(
+        &self,
+        name: &ProcName,
+        released: watch::Receiver<Option<Released>>,
+    ) -> Result<TerminalStatus, HostError> {
+        match wait_released(released).await {
+            Some(status) => {
+                tracing::info!(proc = %name, %status, "proc stopped while starting");
+                Ok(status)
+            }
+            None => Err(HostError::NoSuchProc(name.clone())),
         }
     }
 }
 
+/// What a stop or kill acts on.
+enum Target<H> {
+    /// A ready proc: the caller stops it.
+    Ready {
+        key: ProcKey,
+        handle: H,
+        gone: watch::Receiver<bool>,
+    },
+    /// A proc its spawn still holds (starting, or being released after a
+    /// failed spawn): the spawn stops it; the caller waits.
+    Starting {
+        handle: Option<H>,
+        released: watch::Receiver<Option<Released>>,
+    },
+}
+
 impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
-    /// Terminates every proc: unbinds all routes first, then has the
-    /// manager stop them all under one deadline (`grace`), with at most
-    /// `max_in_flight` polite stops at a time, then closes their inbound
-    /// rings. Returns once every proc is gone.
+    /// Terminates every proc the way hyperactor's host does: unbinds all
+    /// routes first, then stops at most `max_in_flight` procs at a time,
+    /// each with its full escalation (the agent's stop message and SIGTERM,
+    /// then SIGKILL `grace` after its own turn began), the next as soon as
+    /// one is gone; then closes their inbound rings. Returns once every proc
+    /// is gone. The whole can take `ceil(procs / max_in_flight) × grace`;
+    /// for one overall bound use [`Host::terminate_children_with`] and
+    /// [`BulkTerminateMode::OverallDeadline`].
     pub async fn terminate_children(
         &self,
         grace: Duration,
         max_in_flight: usize,
     ) -> TerminateSummary {
-        let span = tracing::info_span!("terminate_children", ?grace, max_in_flight);
+        self.terminate_children_with(grace, BulkTerminateMode::PerProcGrace { max_in_flight })
+            .await
+    }
+
+    /// Terminates every proc as `mode` says (see [`BulkTerminateMode`]):
+    /// unbinds all routes first, has the manager stop the procs, then closes
+    /// their inbound rings. Returns once every proc is gone. The host's own
+    /// shutdown (`hostmux serve` on SIGTERM) uses
+    /// [`BulkTerminateMode::OverallDeadline`], so it ends within its grace
+    /// plus a small constant however many procs there are.
+    pub async fn terminate_children_with(
+        &self,
+        grace: Duration,
+        mode: BulkTerminateMode,
+    ) -> TerminateSummary {
+        let span = tracing::info_span!("terminate_children", ?grace, ?mode);
         async {
             let targets: Vec<(ProcName, ProcKey, watch::Receiver<bool>)> = {
                 let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,7 +210,7 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
             for (name, key, _) in &targets {
                 self.unbind(name, *key);
             }
-            let summary = self.inner.manager.terminate_all(grace, max_in_flight).await;
+            let summary = self.inner.manager.terminate_all_with(grace, mode).await;
             for (_, key, _) in &targets {
                 self.detach(*key);
             }

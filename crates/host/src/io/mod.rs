@@ -24,9 +24,9 @@ use hostmux_wire::{
 use tokio::sync::oneshot;
 
 use crate::config::HostConfig;
+use crate::dataplane::service::ControlJob;
 use crate::dataplane::{ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
 use crate::frontend::{ConnReader, ConnWriter, Frontend};
-use crate::service::ControlJob;
 use crate::stats::HostStats;
 use crate::HostError;
 
@@ -197,7 +197,11 @@ async fn backend_loop<F: Frontend>(dataplane: &Shared, parts: &IoParts) -> io::R
                     reply,
                 } => {
                     let key = dp.add_proc(name, inbound, inbound_memfd, outbound);
-                    let _ = reply.send(key);
+                    // The spawn was dropped before it learned the key: the
+                    // slot is nobody's, release it now.
+                    if reply.send(key).is_err() {
+                        dp.remove_proc(key, Instant::now());
+                    }
                 }
                 Command::MarkReady { key, agent, done } => {
                     dp.mark_ready(key, agent);
@@ -206,7 +210,8 @@ async fn backend_loop<F: Frontend>(dataplane: &Shared, parts: &IoParts) -> io::R
                 Command::AgentPing { key, reply } => {
                     // The reply is matched by message id; the nonce is echoed only.
                     let nonce = 0x686d_7069_6e67;
-                    dp.agent_request(key, AgentRequest::Ping { nonce }, Some(reply));
+                    let waiter = dataplane.agent_waiter(reply);
+                    dp.agent_request(key, AgentRequest::Ping { nonce }, Some(waiter));
                 }
                 Command::AgentStop(key) => {
                     dp.agent_request(key, AgentRequest::Stop, None);
@@ -233,6 +238,7 @@ async fn backend_loop<F: Frontend>(dataplane: &Shared, parts: &IoParts) -> io::R
             to_drain.clear();
             to_drain.reserve(dp.proc_capacity());
             dp.poll_doorbell(&mut to_drain);
+            dp.retry_agent_stops();
             dp.take_conn_room(&mut to_drain);
             if to_drain.is_empty() && woken && !spin_resumed {
                 dp.sweep_corruption();

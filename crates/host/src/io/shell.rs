@@ -12,10 +12,13 @@ use std::cell::{Ref, RefCell, RefMut};
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
-use tokio::sync::Notify;
+use std::collections::HashMap;
 
-use crate::dataplane::{ConnKey, Dataplane, Event};
-use crate::service::ControlJob;
+use hostmux_wire::AgentResponse;
+use tokio::sync::{oneshot, Notify};
+
+use crate::dataplane::service::ControlJob;
+use crate::dataplane::{AgentWaiter, ConnKey, Dataplane, Event};
 
 /// The wake-ups of one connection's tasks.
 #[derive(Clone, Default)]
@@ -37,6 +40,9 @@ struct Wakers {
     dial_wake: Rc<Notify>,
     /// Where privileged control requests go.
     control: tokio::sync::mpsc::UnboundedSender<ControlJob>,
+    /// Who waits for agents' answers, by the token given to the data plane.
+    agent_waiters: HashMap<AgentWaiter, oneshot::Sender<AgentResponse>>,
+    next_agent_waiter: u64,
 }
 
 impl Wakers {
@@ -68,6 +74,14 @@ impl Wakers {
                     tracing::error!(
                         "control request dropped: the control side is gone (host shutting down)"
                     );
+                }
+            }
+            Event::AgentAnswer { waiter, response } => {
+                // No response: dropping the sender tells the waiter.
+                if let (Some(reply), Some(response)) =
+                    (self.agent_waiters.remove(&waiter), response)
+                {
+                    let _ = reply.send(response);
                 }
             }
             Event::ConnRemoved(key) => {
@@ -103,6 +117,8 @@ impl Shared {
                 dials: Vec::new(),
                 dial_wake: Rc::new(Notify::new()),
                 control,
+                agent_waiters: HashMap::new(),
+                next_agent_waiter: 0,
             }),
         }))
     }
@@ -134,6 +150,15 @@ impl Shared {
     /// Rung when links need dialling.
     pub(super) fn dial_wake(&self) -> Rc<Notify> {
         self.0.wakers.borrow().dial_wake.clone()
+    }
+
+    /// A token for an agent request whose answer goes to `reply`.
+    pub(super) fn agent_waiter(&self, reply: oneshot::Sender<AgentResponse>) -> AgentWaiter {
+        let mut wakers = self.0.wakers.borrow_mut();
+        wakers.next_agent_waiter += 1;
+        let waiter = AgentWaiter(wakers.next_agent_waiter);
+        wakers.agent_waiters.insert(waiter, reply);
+        waiter
     }
 
     /// Links to dial, with their addresses.

@@ -1,5 +1,6 @@
 //! Unit tests of the sans-IO core.
 
+mod agent_stop;
 mod alloc_free;
 mod drain_repeats;
 mod fuzzing;

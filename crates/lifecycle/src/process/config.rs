@@ -155,3 +155,15 @@ impl ProcessConfig {
         self
     }
 }
+
+/// The boot protocol's way to hand a proc its variables and fds
+/// (`hostmux-proc`'s ring protocol is written against it).
+impl hostmux_boot::ChildSpawn for ProcessConfig {
+    fn boot_env(self, var: &'static str, value: &str) -> Self {
+        self.env(var, value)
+    }
+
+    fn boot_fd(self, fd: OwnedFd, var: &'static str) -> Self {
+        self.fd(fd, ChildFdSlot::Env(var.to_owned()))
+    }
+}

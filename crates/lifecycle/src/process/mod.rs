@@ -15,6 +15,7 @@ use hostmux_wire::ProcName;
 use tokio::sync::Semaphore;
 
 pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
+use crate::bulk::BulkTerminateMode;
 use crate::cgroup::{self, CgroupRoot};
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::Link;
@@ -634,7 +635,11 @@ impl ProcManager for ProcessProcManager {
 }
 
 impl BulkTerminate for ProcessProcManager {
-    async fn terminate_all(&self, grace: Duration, max_in_flight: usize) -> TerminateSummary {
-        crate::link::terminate_all(self.links(), grace, max_in_flight).await
+    async fn terminate_all_with(
+        &self,
+        grace: Duration,
+        mode: BulkTerminateMode,
+    ) -> TerminateSummary {
+        crate::bulk::terminate_all(self.links(), grace, mode).await
     }
 }

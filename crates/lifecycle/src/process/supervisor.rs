@@ -198,7 +198,7 @@ impl Supervisor {
                 self.reap();
             }
             command = self.commands.recv(), if self.commands_open => match command {
-                Some(command) => apply_command(command, &mut self.escalation, &mut self.polite_stops),
+                Some(command) => apply_command(command, &mut self.escalation),
                 None => self.commands_open = false,
             },
             read = read_ready_pipe(&mut self.ready, &mut buf), if reading_ready => {
@@ -341,7 +341,7 @@ impl Supervisor {
     /// to EOF (bounded by [`OUTPUT_DRAIN_LIMIT`]), then publish the one
     /// terminal status carrying the final output tail.
     async fn finish(mut self) {
-        self.polite_stops.abort_all();
+        self.polite_stops.end_all().await;
         if let Some(cg) = &mut self.child.cgroup {
             cg.kill_and_release().await;
         }

@@ -1,6 +1,7 @@
 //! OS-process manager tests: each injects a fault into a real child process
 //! and checks the outcome. Spawn-and-wait helpers are in `support`.
 
+mod bulk;
 mod cgroups;
 mod readiness;
 mod spawn;

@@ -1,13 +1,11 @@
 //! Terminate and kill: SIGTERM → SIGKILL escalation within grace + ε, the
-//! polite-stop hook, coalescing, races with the exit, stopped procs,
-//! cancelled callers and bulk terminate.
+//! polite-stop hook, coalescing, races with the exit, stopped procs and
+//! cancelled callers. Bulk terminate is in `bulk`.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hostmux_lifecycle::{
-    BulkTerminate, ProcHandle, ProcStatus, ProcessProcManager, TerminateError,
-};
+use hostmux_lifecycle::{ProcHandle, ProcStatus, ProcessProcManager, TerminateError};
 
 use crate::support::*;
 
@@ -132,37 +130,4 @@ async fn cancelled_caller_does_not_cancel_the_escalation() {
     assert_eq!(proc.wait().await.unwrap(), SIGKILLED);
     let took = started.elapsed();
     assert!(took >= grace && took <= grace + EPSILON, "took {took:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_terminate_counts_every_proc_and_caps_polite_stops() {
-    let (hook, peak) = peak_counting_hook(Duration::from_millis(20));
-    let manager = ProcessProcManager::builder().polite_stop(hook).build();
-    let mut handles = Vec::new();
-    for i in 0..10 {
-        let proc_name = format!("bulk{i}");
-        let h = if i % 3 == 0 {
-            spawn_until_sleeping(&manager, &proc_name, term_ignorer()).await
-        } else {
-            spawn_ready(&manager, &proc_name, fixture_mode("ready")).await
-        };
-        handles.push(h);
-    }
-    let grace = Duration::from_millis(500);
-    let started = Instant::now();
-    let summary = manager.terminate_all(grace, 3).await;
-    assert!(started.elapsed() <= grace + EPSILON);
-    assert_eq!(summary.attempted, 10);
-    assert_eq!(summary.ok + summary.failed, summary.attempted);
-    assert_eq!(summary.ok, 10);
-    assert!(
-        peak.load(Ordering::SeqCst) <= 3,
-        "polite stops in flight: {}",
-        peak.load(Ordering::SeqCst)
-    );
-    for (i, h) in handles.iter().enumerate() {
-        let expected = if i % 3 == 0 { SIGKILLED } else { exited(0) };
-        assert_eq!(h.wait().await.unwrap(), expected, "proc {i}");
-    }
-    assert!(manager.live_procs().is_empty());
 }

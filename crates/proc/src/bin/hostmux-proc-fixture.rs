@@ -127,7 +127,7 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
                         source,
                     })?;
             let mut proc = boot_from(params)?;
-            hostmux_lifecycle::child::report_ready().map_err(ProcError::Ready)?;
+            hostmux_boot::report_ready().map_err(ProcError::Ready)?;
             proc.serve(|mut m| {
                 if m.payload() == b"corrupt" {
                     // An index that is not a multiple of 16 and far ahead.

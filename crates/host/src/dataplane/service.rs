@@ -14,7 +14,7 @@ use hostmux_wire::{
     FrameView, Limits, ProcName, Sender,
 };
 
-use crate::dataplane::ConnKey;
+use super::ConnKey;
 
 /// A privileged control request on its way to the control side.
 #[derive(Debug)]
