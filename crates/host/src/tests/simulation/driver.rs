@@ -83,9 +83,7 @@ impl World {
     pub(super) fn stop_proc(&mut self, p: usize) {
         if let Some(sim) = self.procs[p].as_mut().filter(|s| !s.stopping) {
             let name = PROC_NAMES[p].as_bytes();
-            if self.table.lookup(name) == Some(Route::Proc(sim.key)) {
-                self.table.remove(name);
-            }
+            self.table.remove_if(name, Route::Proc(sim.key));
             self.dp.detach_proc(sim.key);
             sim.stopping = true;
         }
@@ -218,6 +216,7 @@ impl World {
                 DataplaneEvent::WakeWriter(_)
                 | DataplaneEvent::ReplyQueueRoom
                 | DataplaneEvent::Control(_)
+                | DataplaneEvent::AgentAnswer { .. }
                 | DataplaneEvent::ConnRemoved(_) => {}
             }
         }
