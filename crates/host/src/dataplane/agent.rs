@@ -178,6 +178,13 @@ impl Dataplane {
                 tracing::debug!(proc = %slot.name, "agent stop queued: the proc's inbound ring is full");
                 StopOutcome::StillQueued
             }
+            AgentWrite::Failed if ring.is_consumer_closed() => {
+                // It closed its ring: it is ending already (a SIGTERM that
+                // came first, its own exit). Nothing to warn about.
+                tracing::debug!(proc = %slot.name, "agent stop not written: the proc closed its inbound ring");
+                slot.agent_stop = AgentStop::Abandoned;
+                StopOutcome::Done
+            }
             AgentWrite::Failed => {
                 tracing::warn!(proc = %slot.name, "could not write the agent stop into the proc's inbound ring");
                 slot.agent_stop = AgentStop::Abandoned;

@@ -12,9 +12,10 @@ use std::collections::{HashMap, VecDeque};
 
 use hostmux_wire::{
     encode_frame_to_vec, encoded_len, Addr, AddrKind, FrameDecoder, FrameHeader, FrameView, Limits,
-    ProcName, Sender, Undeliverable, UndeliverableReason,
+    ProcName, Sender, UndeliverableReason,
 };
 
+use super::write::{notice_header, notice_payload};
 use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Event, Outcome};
 use crate::config::HostConfig;
 use crate::stats::ConnStats;
@@ -180,18 +181,7 @@ impl Dataplane {
         original: &FrameHeader<'_>,
         reason: UndeliverableReason,
     ) {
-        let header = Undeliverable::reply_header(
-            original,
-            Sender::Proc {
-                addr: "",
-                name: self.service_name.as_str(),
-            },
-        );
-        let payload = Undeliverable {
-            original_message_id: original.message_id,
-            reason,
-        }
-        .to_bytes();
+        let payload = notice_payload(original, reason);
         let Dataplane {
             conns,
             remotes,
@@ -200,8 +190,10 @@ impl Dataplane {
             own_addr,
             limits,
             cfg,
+            service_name,
             ..
         } = self;
+        let header = notice_header(original, service_name.as_str(), own_addr);
         let _ = forward_header(
             conns, remotes, events, generation, own_addr, limits, cfg, header, &payload,
         );

@@ -97,6 +97,18 @@ pub(super) fn notice_header<'a>(
     Undeliverable::reply_header(original, Sender::Proc { addr, name: from })
 }
 
+/// The payload of a notice that `original` was not delivered for `reason`.
+pub(super) fn notice_payload(
+    original: &FrameHeader<'_>,
+    reason: UndeliverableReason,
+) -> [u8; UNDELIVERABLE_LEN] {
+    Undeliverable {
+        original_message_id: original.message_id,
+        reason,
+    }
+    .to_bytes()
+}
+
 /// Encodes an `Undeliverable` notice straight into a proc's inbound ring.
 pub(super) fn write_notice(
     ring: &mut Producer,
@@ -107,11 +119,7 @@ pub(super) fn write_notice(
 ) -> bool {
     // Procs are local: their notices name no address.
     let header = notice_header(original, from, "");
-    let payload = Undeliverable {
-        original_message_id: original.message_id,
-        reason,
-    }
-    .to_bytes();
+    let payload = notice_payload(original, reason);
     let len = encoded_len(&header, UNDELIVERABLE_LEN);
     if ring.is_consumer_closed() {
         return false;
@@ -190,11 +198,7 @@ pub(super) fn push_notice(
     limits: &Limits,
 ) {
     let header = notice_header(original, from, own_addr);
-    let payload = Undeliverable {
-        original_message_id: original.message_id,
-        reason,
-    }
-    .to_bytes();
+    let payload = notice_payload(original, reason);
     if let Ok(range) = encode_frame_to_vec(&mut conn.outbox, &header, &payload, limits) {
         conn.count_queued(range.len(), false);
     }
