@@ -14,15 +14,17 @@
 //! [`Dataplane`](crate::dataplane::Dataplane) and checks after every step:
 //!
 //! * accounting, per connection and per proc: `accepted = delivered +
-//!   returned` (plus the one frame a reader or a drain may hold), and the
-//!   host's counts equal what the parties handed it;
+//!   returned + dropped` (plus the one frame a reader or a drain may
+//!   hold), and the host's counts equal what the parties handed it;
 //! * no message id is answered twice (replies, notices and responses that
 //!   reach the party that sent the id);
 //! * no loop: the host writes at most twice the frames put in, and at most
 //!   [`MAX_WRITES_PER_ID`](ledger::MAX_WRITES_PER_ID) frames with one id;
 //! * bounded memory: a client's reply queue stays within its bound plus
 //!   one frame (rings are bounded by construction);
-//! * every frame the host writes decodes.
+//! * every frame the host writes decodes;
+//! * the data plane never dials this host's own address, and asks its
+//!   shell for a bounded number of actions per step.
 //!
 //! After the last event the world is driven to quiescence (everyone reads,
 //! every deadline passes, then every proc is stopped), which must happen
