@@ -275,9 +275,12 @@ pub(crate) struct SendArgs {
     /// How long to wait for the reply (0: do not wait for one).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
-    /// The name this client says hello with.
-    #[arg(long, default_value = "hostmux-send")]
-    pub(crate) client_name: String,
+    /// The name this client says hello with [default: hostmux-send-PID, so
+    /// that a connection the host still holds for an earlier send (it keeps a
+    /// closed client's name until its frames are answered, or for
+    /// `serve --half-close-linger`) never blocks the next one].
+    #[arg(long)]
+    pub(crate) client_name: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -54,14 +54,16 @@ fn with_client<T>(
 fn unreachable(socket: &Path, error: HostError) -> anyhow::Error {
     let hint = match &error {
         // Reached the host, but it refused this connection: exit 4.
-        HostError::Connect { reason, .. } if reason.contains("acknowledging the hello") => {
+        HostError::HelloRefused { .. } => {
             return CliError::refused(format!(
                 "the host at {} refused the connection ({error}); check --control-token-file, or use the control socket as the host's user",
                 socket.display()
             ))
             .into();
         }
-        HostError::Connect { reason, .. } if reason.contains("ermission") => {
+        HostError::Connect { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
             "run as the host's user (or root), or pass --control-socket"
         }
         _ => {

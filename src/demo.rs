@@ -19,7 +19,7 @@ use hostmux_lifecycle::{ProcHandle as _, ProcManager as _, ProcessProcManager};
 use hostmux_wire::{Addr, FrameKind, ProcName, Undeliverable};
 
 use crate::cli::DemoArgs;
-use crate::client::{DataClient, Reply};
+use crate::client::cli_error;
 use crate::format::{self, Progress, Table};
 use crate::procs::ProcMode;
 
@@ -166,8 +166,10 @@ struct Driven {
 /// sequential round trips.
 fn drive(addr: &str, service: &str, frames: u64) -> anyhow::Result<Driven> {
     let mut client =
-        DataClient::connect(addr, "demo-client", b"", service, Duration::from_secs(5))?;
-    client.set_timeout(Some(Duration::from_secs(10)))?;
+        crate::client::connect(addr, "demo-client", b"", service, Duration::from_secs(5))?;
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(cli_error)?;
     let payload = [0x5Au8; PAYLOAD_LEN];
     let mut loaded = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let mut idle = loaded.clone();
@@ -178,27 +180,29 @@ fn drive(addr: &str, service: &str, frames: u64) -> anyhow::Result<Driven> {
     while replies < frames {
         while sent < frames && sent - replies < WINDOW {
             let dest = ECHO_PROCS[(sent % ECHO_PROCS.len() as u64) as usize];
-            client.queue(dest, 0, sent, &payload)?;
+            crate::client::queue(&mut client, dest, 0, sent, &payload)?;
             sent_at[(sent % WINDOW) as usize] = Instant::now();
             sent += 1;
-            if client.queued_len() >= 32 << 10 {
-                client.flush()?;
+            if client.queued() >= 32 << 10 {
+                client.flush().map_err(cli_error)?;
             }
         }
-        client.flush()?;
+        client.flush().map_err(cli_error)?;
         // Read until half the window is free again (or everything is back).
         let target = (sent.saturating_sub(WINDOW / 2))
             .max(replies + 1)
             .min(frames);
         while replies < target {
             // Read in place: the hot loop copies and allocates nothing per reply.
-            let answer = client.next_frame_with(|frame| match frame.kind() {
-                FrameKind::Data => Ok(frame.message_id()),
-                // Only the failure path allocates (the reason text).
-                _ => Err(Undeliverable::decode(frame.payload())
-                    .map(|u| format!("{:?}", u.reason))
-                    .unwrap_or_else(|e| format!("unexpected frame: {e}"))),
-            })?;
+            let answer = client
+                .recv_with(|frame| match frame.kind() {
+                    FrameKind::Data => Ok(frame.message_id()),
+                    // Only the failure path allocates (the reason text).
+                    _ => Err(Undeliverable::decode(frame.payload())
+                        .map(|u| format!("{:?}", u.reason))
+                        .unwrap_or_else(|e| format!("unexpected frame: {e}"))),
+                })
+                .map_err(cli_error)?;
             match answer {
                 Some(Ok(message_id)) => {
                     let rtt = sent_at[(message_id % WINDOW) as usize].elapsed();
@@ -214,10 +218,13 @@ fn drive(addr: &str, service: &str, frames: u64) -> anyhow::Result<Driven> {
     let elapsed = progress.finish();
     for i in 0..IDLE_PINGS {
         let at = Instant::now();
-        client.queue(ECHO_PROCS[(i % 4) as usize], 0, frames + i, &payload)?;
-        client.flush()?;
-        match client.recv()? {
-            Some(Reply::Data { .. }) => idle.saturating_record(at.elapsed().as_nanos() as u64),
+        let dest = ECHO_PROCS[(i % 4) as usize];
+        crate::client::queue(&mut client, dest, 0, frames + i, &payload)?;
+        client.flush().map_err(cli_error)?;
+        match client.recv().map_err(cli_error)? {
+            Some(frame) if frame.kind != FrameKind::Undeliverable => {
+                idle.saturating_record(at.elapsed().as_nanos() as u64)
+            }
             other => bail!("idle round trip {i}: unexpected answer {other:?}"),
         }
     }

@@ -198,3 +198,35 @@ fn a_half_closed_client_gets_every_reply() {
         started.elapsed()
     );
 }
+
+/// One-way sends to a proc that never answers: the host keeps each
+/// half-closed connection (and its client name) for the linger, waiting for
+/// answers that will not come; the next `send` must not be refused for its
+/// name.
+#[test]
+fn one_way_sends_follow_each_other_while_the_host_lingers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (served, socket, token) = serve_with_echo(dir.path(), &["--half-close-linger", "60s"]);
+    let exe = env!("CARGO_BIN_EXE_hostmux");
+    stdout(&run(
+        &socket,
+        &["spawn", "sink", "--", exe, "__proc", "sink"],
+    ));
+    for n in 0..3 {
+        let sent = run(
+            &socket,
+            &[
+                "send",
+                "sink",
+                &format!("one-way {n}"),
+                "--timeout",
+                "0",
+                "--frontend",
+                &served.frontend,
+                "--token-file",
+                &token,
+            ],
+        );
+        stdout(&sent);
+    }
+}

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
-use hostmux_wire::{encode_frame_to_vec, FrameHeader, FrameKind, Limits, Sender};
+use hostmux_host::{BlockingClient, ClientEncoder};
+use hostmux_wire::{FrameKind, Limits};
 
 use super::conventional::{read_envelope, write_envelope, Envelope};
 use super::{cpu_ticks, LoadResult, Mode, RunSpec, System};
-use crate::client::DataClient;
+use crate::client::cli_error;
 use crate::procs::SINK_COUNT_PORT;
 
 /// The proc (or child) the load is sent to.
@@ -28,12 +29,14 @@ const BATCH_BYTES: usize = 256 << 10;
 
 /// One hostmux frame of `size` payload bytes, as the client sends it.
 pub(crate) fn hostmux_frame(dest: &str, size: usize) -> anyhow::Result<Vec<u8>> {
-    let header = FrameHeader {
-        sender: Sender::Client { name: CLIENT_NAME },
-        ..FrameHeader::data(dest, 0)
-    };
     let mut out = Vec::new();
-    encode_frame_to_vec(&mut out, &header, &vec![0xA5; size], &Limits::default())?;
+    ClientEncoder::new(CLIENT_NAME, Limits::default()).encode_to(
+        &mut out,
+        dest,
+        0,
+        0,
+        &vec![0xA5; size],
+    )?;
     Ok(out)
 }
 
@@ -116,7 +119,7 @@ pub(crate) fn run(spec: &RunSpec, target: &str) -> anyhow::Result<ExitCode> {
 /// The client side of one system.
 enum Conn {
     Tcp(TcpStream),
-    Hostmux(Box<DataClient>),
+    Hostmux(Box<BlockingClient>),
     Conventional(TcpStream),
 }
 
@@ -136,14 +139,16 @@ impl Conn {
                 }
             }
             System::Uring | System::Epoll => {
-                let mut client = DataClient::connect(
+                let mut client = crate::client::connect(
                     target,
                     CLIENT_NAME,
                     b"",
                     "service",
                     Duration::from_secs(5),
                 )?;
-                client.set_timeout(Some(Duration::from_secs(30)))?;
+                client
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .map_err(cli_error)?;
                 Conn::Hostmux(Box::new(client))
             }
         })
@@ -152,7 +157,7 @@ impl Conn {
     fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         match self {
             Conn::Tcp(s) | Conn::Conventional(s) => s.write_all(bytes)?,
-            Conn::Hostmux(c) => c.write_raw(bytes)?,
+            Conn::Hostmux(c) => c.write_raw(bytes).map_err(cli_error)?,
         }
         Ok(())
     }
@@ -166,7 +171,8 @@ impl Conn {
             }
             Conn::Hostmux(c) => {
                 let kind = c
-                    .next_frame_with(|frame| frame.kind())?
+                    .recv_with(|frame| frame.kind())
+                    .map_err(cli_error)?
                     .context("the host closed the connection")?;
                 if kind != FrameKind::Data {
                     bail!("expected an echo, got a {kind:?} frame");
@@ -202,15 +208,16 @@ impl Conn {
                 Ok((count_of(&reply.payload)?, 0))
             }
             Conn::Hostmux(c) => {
-                c.queue(dest_for(Mode::Oneway), SINK_COUNT_PORT, 1, &[])?;
-                c.flush()?;
+                crate::client::queue(c, dest_for(Mode::Oneway), SINK_COUNT_PORT, 1, &[])?;
+                c.flush().map_err(cli_error)?;
                 let mut returned = 0;
                 loop {
                     let answer = c
-                        .next_frame_with(|frame| match frame.kind() {
+                        .recv_with(|frame| match frame.kind() {
                             FrameKind::Undeliverable => None,
                             _ => Some(count_of(frame.payload())),
-                        })?
+                        })
+                        .map_err(cli_error)?
                         .context("the host closed the connection")?;
                     match answer {
                         Some(count) => return Ok((count?, returned)),

@@ -38,7 +38,8 @@ pub enum HostError {
         /// How it ended.
         status: TerminalStatus,
     },
-    /// The frontend address is not one the host can bind.
+    /// The frontend address is not one the host can bind (or a client can
+    /// connect to).
     #[error("cannot use frontend address '{addr}': {reason}")]
     InvalidAddr {
         /// The address as given.
@@ -104,17 +105,74 @@ pub enum HostError {
         /// What went wrong.
         reason: String,
     },
-    /// A client could not connect to a host or say hello.
-    #[error("cannot connect to host at '{addr}': {reason}")]
+    /// A client could not open a connection to a host (or write its hello).
+    #[error("cannot connect to host at '{addr}': {source}")]
     Connect {
         /// The address or path.
         addr: String,
-        /// What went wrong.
-        reason: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
-    /// A client's connection failed or the host closed it.
-    #[error("connection to the host: {0}")]
-    Io(#[source] std::io::Error),
+    /// The host closed a client's connection instead of acknowledging its
+    /// hello: a wrong or missing token, a name already taken, or a peer the
+    /// host refuses (its log says which).
+    #[error("cannot connect to host at '{addr}': the host closed the connection instead of acknowledging the hello (wrong token, taken name, or a peer it refuses)")]
+    HelloRefused {
+        /// The host's address or path.
+        addr: String,
+        /// The name the client said hello with.
+        client: String,
+    },
+    /// The host answered a client's hello with a frame that is not the ack.
+    #[error("cannot connect to host at '{addr}': the host answered the hello of client '{client}' with something else")]
+    HelloNotAcknowledged {
+        /// The host's address or path.
+        addr: String,
+        /// The name the client said hello with.
+        client: String,
+    },
+    /// Writing to a host's connection failed (the host closed it?).
+    #[error("writing to host at '{addr}': {source}")]
+    Send {
+        /// The host's address or path.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading from a host's connection failed.
+    #[error("reading from host at '{addr}': {source}")]
+    Receive {
+        /// The host's address or path.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking client's read timeout passed with no whole frame.
+    #[error("no frame from host at '{addr}' within {waited:?}")]
+    ReceiveTimeout {
+        /// The host's address or path.
+        addr: String,
+        /// The read timeout that passed.
+        waited: Duration,
+    },
+    /// The host sent a client bytes that are not a valid frame.
+    #[error("host at '{addr}' sent a malformed frame: {source}")]
+    MalformedFromHost {
+        /// The host's address or path.
+        addr: String,
+        /// What the decoder found.
+        #[source]
+        source: WireError,
+    },
+    /// The host closed a control connection before answering a request.
+    #[error("host at '{addr}' closed the connection before answering")]
+    ClosedBeforeAnswer {
+        /// The host's address or path.
+        addr: String,
+    },
     /// The host answered a control request with an error.
     #[error("control request refused ({kind:?}): {message}")]
     Control {

@@ -28,8 +28,14 @@
 //!   [`LocalProc`] for in-process procs; [`ProcEndpoint`] is an in-process
 //!   proc's attached view. [`SpawnByRequest`]: how a control-plane `Spawn`
 //!   becomes a spec.
-//! * [`Client`] (data plane) and [`ControlClient`] (control plane): tokio
-//!   clients of a host.
+//! * Clients of a host, one implementation for every user (the CLI, the
+//!   tests, the benchmarks): [`Client`] (tokio, data plane; halves
+//!   [`ClientWriter`] and [`ClientReader`]), [`BlockingClient`] (the same on
+//!   std sockets, with read timeouts and one `write` per batch) and
+//!   [`ControlClient`] (control plane, over a [`Client`]). Both data clients
+//!   wrap the sans-IO [`ClientEncoder`] (hello and frames into a batch) and
+//!   [`ClientDecoder`] (frames read in place), so the client side of the
+//!   hello and of the codec is written once.
 //! * [`HostStats`], [`ProcStats`], [`ConnStats`]: counters with
 //!   `accepted = delivered + returned` per connection and per proc.
 //! * [`encode_hello`] / [`is_hello_ack`]: the connection hello.
@@ -198,7 +204,10 @@ pub mod fuzzing;
 #[allow(unsafe_code)]
 mod tests;
 
-pub use client::{Client, ClientReader, ClientWriter, ControlClient, ReceivedFrame};
+pub use client::{
+    BlockingClient, Client, ClientDecoder, ClientEncoder, ClientReader, ClientWriter,
+    ControlClient, ReceivedFrame,
+};
 pub use config::{FrontendKind, HostConfig};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};

@@ -147,7 +147,10 @@ fn tcp_control_requests_need_the_hosts_token() {
         let (host, _serving) = serve_os(config).await;
         let addr = format!("127.0.0.1:{}", host.addr().port().unwrap());
         let wrong = ControlClient::connect_tcp(&addr, "guess").await;
-        assert!(matches!(wrong, Err(HostError::Connect { .. })), "{wrong:?}");
+        assert!(
+            matches!(wrong, Err(HostError::HelloRefused { .. })),
+            "{wrong:?}"
+        );
         let mut control = ControlClient::connect_tcp(&addr, "t0ken").await.unwrap();
         control.spawn(echo_request("x")).await.unwrap();
         assert!(control.list().await.unwrap().iter().any(|p| p.name == "x"));

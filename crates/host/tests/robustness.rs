@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use hostmux_host::{FrontendKind, HostConfig, HostError, LocalProc};
 use hostmux_wire::{FrameKind, UndeliverableReason};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{assert_conn_adds_up, both_frontends, echo_proc, serve, Client, Frame};
+use crate::support::{assert_conn_adds_up, both_frontends, echo_proc, next_frame, serve, Client};
 
 /// A proc that attaches its rings, reports ready and never reads them.
 fn stuck_proc() -> LocalProc {
@@ -29,7 +28,7 @@ async fn proc_exit_mid_stream_returns_every_frame(kind: FrontendKind) {
     for id in 0..SENT {
         client.encode("quitter", id, &id.to_le_bytes(), &mut out);
     }
-    client.stream.write_all(&out).await.unwrap();
+    client.write_all(&out).await;
     // Every message comes back exactly once: an echo, or a notice.
     let mut seen = HashSet::new();
     let (mut echoes, mut exited, mut unknown) = (0, 0, 0);
@@ -103,7 +102,7 @@ async fn stuck_proc_overloads_without_stalling_others(kind: FrontendKind) {
     for id in 0..SENT {
         flooder.encode("stuck", id, &body, &mut out);
     }
-    flooder.stream.write_all(&out).await.unwrap();
+    flooder.write_all(&out).await;
     // Meanwhile another client talks to another proc, unaffected.
     for id in 0..50 {
         other.send("echo", id, b"ping").await;
@@ -152,7 +151,7 @@ async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
     let deaf = Client::connect(&host, "deaf").await;
     let mut other = Client::connect(&host, "other").await;
     // The deaf client sends ~32 MiB of requests and never reads a reply.
-    let (_read_half, mut write_half) = deaf.stream.into_split();
+    let (mut write_half, _read_half) = deaf.into_split();
     let body = vec![1u8; 4000];
     let mut chunk = Vec::new();
     for id in 0..256 {
@@ -160,7 +159,7 @@ async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
     }
     let flood = tokio::spawn(async move {
         for _ in 0..32 {
-            if let Err(e) = write_half.write_all(&chunk).await {
+            if let Err(e) = write_half.write_raw(&chunk).await {
                 panic!("flood write failed: {e}");
             }
         }
@@ -229,27 +228,15 @@ async fn malformed_frames_close_only_their_connection(kind: FrontendKind) {
         .cycle()
         .take(one.len() * 10_000)
         .collect();
-    let (mut read_half, mut write_half) = bad.stream.into_split();
+    let (mut write_half, mut read_half) = bad.into_split();
     let writer = tokio::spawn(async move {
-        let _ = write_half.write_all(&flood).await;
+        let _ = write_half.write_raw(&flood).await;
         write_half
     });
     // The bad client gets one Malformed notice, then end of stream.
-    let mut decoder = hostmux_wire::FrameDecoder::new(Default::default());
-    let mut buf = vec![0; 4096];
     let mut notices = Vec::new();
-    loop {
-        let n = tokio::time::timeout(crate::support::WAIT, read_half.read(&mut buf))
-            .await
-            .expect("the host closes the connection")
-            .unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        decoder.feed(&buf[..n]);
-        while let Some(view) = decoder.next_frame().unwrap() {
-            notices.push(Frame::from_view(view));
-        }
+    while let Some(frame) = next_frame(&mut read_half).await {
+        notices.push(frame);
     }
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert_eq!(

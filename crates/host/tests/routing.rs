@@ -8,7 +8,8 @@ use hostmux_wire::{
 };
 
 use crate::support::{
-    assert_conn_adds_up, both_frontends, echo_proc, reply, ring_proc, serve, Client, Frame, WAIT,
+    assert_conn_adds_up, both_frontends, echo_proc, next_frame, reply, ring_proc, serve, Client,
+    Frame, WAIT,
 };
 
 fn payload(client: usize, proc: usize, seq: u64) -> Vec<u8> {
@@ -37,47 +38,32 @@ async fn two_clients_three_procs_in_order(kind: FrontendKind) {
                     client.encode(name, seq, &payload(c, p, seq), &mut out);
                 }
             }
-            use tokio::io::AsyncWriteExt;
-            let (mut read_half, mut write_half) = client.stream.into_split();
+            let (mut write_half, mut read_half) = client.into_split();
             // Keep the write half open until the replies are in: the host treats
             // end of stream as the client leaving.
             let writer = tokio::spawn(async move {
-                write_half.write_all(&out).await.unwrap();
+                write_half.write_raw(&out).await.unwrap();
                 write_half
             });
             let mut next: HashMap<String, u64> = HashMap::new();
-            let mut decoder = hostmux_wire::FrameDecoder::new(Default::default());
-            let mut buf = vec![0; 64 * 1024];
-            let mut received = 0;
-            while received < PER_PROC * 3 {
-                use tokio::io::AsyncReadExt;
-                while let Some(view) = decoder.next_frame().unwrap() {
-                    let frame = Frame::from_view(view);
-                    assert_eq!(frame.kind, FrameKind::Data, "{frame:?}");
-                    let p = procs.iter().position(|n| *n == frame.sender).unwrap();
-                    let expected = next.entry(frame.sender.clone()).or_insert(0);
-                    assert_eq!(
-                        frame.message_id, *expected,
-                        "per-sender order from {}",
-                        frame.sender
-                    );
-                    assert_eq!(
-                        frame.payload,
-                        payload(c, p, frame.message_id),
-                        "payload intact"
-                    );
-                    *expected += 1;
-                    received += 1;
-                }
-                if received == PER_PROC * 3 {
-                    break;
-                }
-                let n = tokio::time::timeout(WAIT, read_half.read(&mut buf))
+            for _ in 0..PER_PROC * 3 {
+                let frame = next_frame(&mut read_half)
                     .await
-                    .unwrap()
-                    .unwrap();
-                assert!(n > 0, "host closed the connection early");
-                decoder.feed(&buf[..n]);
+                    .expect("host closed the connection early");
+                assert_eq!(frame.kind, FrameKind::Data, "{frame:?}");
+                let p = procs.iter().position(|n| *n == frame.sender).unwrap();
+                let expected = next.entry(frame.sender.clone()).or_insert(0);
+                assert_eq!(
+                    frame.message_id, *expected,
+                    "per-sender order from {}",
+                    frame.sender
+                );
+                assert_eq!(
+                    frame.payload,
+                    payload(c, p, frame.message_id),
+                    "payload intact"
+                );
+                *expected += 1;
             }
             drop(writer.await.unwrap());
         }));
@@ -185,8 +171,7 @@ async fn ask_stats(client: &mut Client, id: u64) -> ControlResponse {
         &stats_request(),
         &mut out,
     );
-    use tokio::io::AsyncWriteExt;
-    client.stream.write_all(&out).await.unwrap();
+    client.write_all(&out).await;
     let response = client.recv().await;
     assert_eq!(response.kind, FrameKind::ControlResponse);
     assert_eq!(response.message_id, id);
@@ -275,7 +260,6 @@ fn aligned(bytes: &[u8]) -> hostmux_wire::rkyv::util::AlignedVec<16> {
 
 async fn unix_socket_frontend(kind: FrontendKind) {
     use hostmux_host::Host;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let name = format!("hostmux-test-{}-{kind:?}", std::process::id());
     let config = HostConfig {
         frontend: kind,
@@ -296,34 +280,20 @@ async fn unix_socket_frontend(kind: FrontendKind) {
         std.set_nonblocking(true).unwrap();
         tokio::net::UnixStream::from_std(std).unwrap()
     };
-    let (mut read_half, mut write_half) = socket.into_split();
-    let limits = hostmux_wire::Limits::default();
-    let mut out = vec![0; 512];
-    let len = hostmux_host::encode_hello(&mut out, "service", "local", b"", &limits).unwrap();
-    out.truncate(len);
-    let header = FrameHeader {
-        sender: Sender::Client { name: "local" },
-        ..FrameHeader::data("echo", 5)
-    };
-    hostmux_wire::encode_frame_to_vec(&mut out, &header, b"over unix", &limits).unwrap();
-    write_half.write_all(&out).await.unwrap();
-    let mut decoder = hostmux_wire::FrameDecoder::new(limits);
-    let mut buf = vec![0; 4096];
-    let mut frames = Vec::new();
-    while frames.len() < 2 {
-        let n = tokio::time::timeout(WAIT, read_half.read(&mut buf))
+    let (read_half, write_half) = socket.into_split();
+    let peer = host.addr().to_string();
+    let mut client =
+        hostmux_host::Client::over_stream(&peer, read_half, write_half, "local", None, "service")
             .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "host closed the unix connection");
-        decoder.feed(&buf[..n]);
-        while let Some(view) = decoder.next_frame().unwrap() {
-            frames.push(Frame::from_view(view));
-        }
-    }
-    assert_eq!(frames[0].dest_port, hostmux_host::HELLO_PORT);
+            .expect("the hello over the abstract socket is acknowledged");
+    client.send("echo", 0, 5, b"over unix").await.unwrap();
+    let echo = tokio::time::timeout(WAIT, client.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the echo, not end of stream");
     assert_eq!(
-        (frames[1].message_id, frames[1].payload.as_slice()),
+        (echo.message_id, echo.payload.as_slice()),
         (5, &b"over unix"[..])
     );
 }

@@ -1,18 +1,14 @@
-//! Test support: a host on loopback, in-process procs on real rings, and a
-//! minimal async client.
+//! Test support: a host on loopback, in-process procs on real rings, and
+//! the library's client with bounded waits.
 
 use std::time::Duration;
 
 use hostmux_host::{
-    encode_hello, ConnStats, FrontendKind, Host, HostConfig, LocalProc, ProcEndpoint, Received,
-    ServeHandle,
+    ClientReader, ClientWriter, ConnStats, FrontendKind, Host, HostConfig, HostError, LocalProc,
+    ProcEndpoint, Received, ServeHandle,
 };
 use hostmux_lifecycle::LocalProcManager;
-use hostmux_wire::{
-    encode_frame_to_vec, Addr, FrameDecoder, FrameHeader, FrameKind, Limits, Sender, Undeliverable,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use hostmux_wire::{Addr, FrameHeader, FrameKind, Sender, Undeliverable};
 
 /// Bounded wait for anything a test waits on.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
@@ -196,12 +192,12 @@ fn aligned(bytes: &[u8]) -> hostmux_wire::rkyv::util::AlignedVec<16> {
     v
 }
 
-/// A client connection that said hello.
+/// A client connection that said hello: the library's
+/// [`hostmux_host::Client`], split into its halves, with the tests'
+/// conveniences (bounded waits, panics instead of errors, [`Frame`]s).
 pub(crate) struct Client {
-    pub(crate) name: String,
-    pub(crate) stream: TcpStream,
-    decoder: FrameDecoder,
-    buf: Vec<u8>,
+    writer: ClientWriter,
+    reader: ClientReader,
 }
 
 impl Client {
@@ -218,34 +214,33 @@ impl Client {
         name: &str,
         token: &[u8],
     ) -> Option<Client> {
-        let port = host.addr().port().unwrap();
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        let mut client = Client {
-            name: name.to_owned(),
-            stream,
-            decoder: FrameDecoder::new(Limits::default()),
-            buf: vec![0; 1024],
-        };
-        let len = encode_hello(
-            &mut client.buf,
-            host.service_name().as_str(),
+        let addr = format!("127.0.0.1:{}", host.addr().port().unwrap());
+        let token = std::str::from_utf8(token).expect("test tokens are text");
+        let connected = hostmux_host::Client::connect_tcp(
+            &addr,
             name,
-            token,
-            &Limits::default(),
-        )
-        .unwrap();
-        let hello = client.buf[..len].to_vec();
-        client.stream.write_all(&hello).await.unwrap();
-        let ack = client.recv_raw().await?;
-        assert_eq!(ack.dest_port, hostmux_host::HELLO_PORT, "{ack:?}");
-        Some(client)
+            (!token.is_empty()).then_some(token),
+            host.service_name().as_str(),
+        );
+        match tokio::time::timeout(WAIT, connected)
+            .await
+            .expect("the host answers the hello within the wait")
+        {
+            Ok(client) => {
+                let (writer, reader) = client.into_split();
+                Some(Client { writer, reader })
+            }
+            Err(HostError::HelloRefused { .. }) => None,
+            Err(e) => panic!("client {name} could not connect: {e}"),
+        }
     }
 
+    /// Appends a data frame from this client to `out`.
     pub(crate) fn encode(&self, dest: &str, message_id: u64, payload: &[u8], out: &mut Vec<u8>) {
         self.encode_kind(FrameKind::Data, dest, message_id, payload, out);
     }
 
+    /// Appends a frame of `kind` from this client to `out`.
     pub(crate) fn encode_kind(
         &self,
         kind: FrameKind,
@@ -254,14 +249,13 @@ impl Client {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) {
-        let header = FrameHeader {
-            kind,
-            sender: Sender::Client { name: &self.name },
-            ..FrameHeader::data(dest, message_id)
-        };
-        encode_frame_to_vec(out, &header, payload, &Limits::default()).unwrap();
+        self.writer
+            .encoder()
+            .encode_kind_to(out, kind, dest, 0, message_id, payload)
+            .unwrap();
     }
 
+    /// Sends a data frame to proc `dest` at host `dest_addr`.
     pub(crate) async fn send_to(
         &mut self,
         dest: &str,
@@ -269,49 +263,58 @@ impl Client {
         message_id: u64,
         payload: &[u8],
     ) {
+        let name = self.writer.name().to_owned();
         let header = FrameHeader {
             dest_addr,
-            sender: Sender::Client { name: &self.name },
+            sender: Sender::Client { name: &name },
             ..FrameHeader::data(dest, message_id)
         };
-        let mut out = Vec::new();
-        encode_frame_to_vec(&mut out, &header, payload, &Limits::default()).unwrap();
-        self.stream.write_all(&out).await.unwrap();
+        self.writer.send_frame(&header, payload).await.unwrap();
     }
 
+    /// Sends a data frame to proc `dest` (port 0).
     pub(crate) async fn send(&mut self, dest: &str, message_id: u64, payload: &[u8]) {
-        let mut out = Vec::new();
-        self.encode(dest, message_id, payload, &mut out);
-        self.stream.write_all(&out).await.unwrap();
+        self.writer
+            .send(dest, 0, message_id, payload)
+            .await
+            .unwrap();
+    }
+
+    /// Writes bytes as they are (prepared frames, or garbage).
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) {
+        self.writer.write_raw(bytes).await.unwrap();
+    }
+
+    /// The library client's halves, for a test that writes and reads at
+    /// once.
+    pub(crate) fn into_split(self) -> (ClientWriter, ClientReader) {
+        (self.writer, self.reader)
     }
 
     /// The next frame, or `None` at end of stream; panics after [`WAIT`].
     pub(crate) async fn recv_raw(&mut self) -> Option<Frame> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match self.decoder.next_frame() {
-                    Ok(Some(view)) => {
-                        let frame = Frame::from_view(view);
-                        return Some(frame);
-                    }
-                    Ok(None) => {}
-                    Err(e) => panic!("host sent a malformed stream: {e}"),
-                }
-                let n = self.stream.read(&mut self.buf).await.unwrap_or(0);
-                if n == 0 {
-                    return None;
-                }
-                self.decoder.feed(&self.buf[..n]);
-            }
-        })
-        .await
-        .expect("a frame or end of stream within the wait")
+        next_frame(&mut self.reader).await
     }
 
     pub(crate) async fn recv(&mut self) -> Frame {
         let frame = self.recv_raw().await.expect("a frame, not end of stream");
         assert!(!is_hello_ack_frame(&frame));
         frame
+    }
+}
+
+/// The next frame from `reader`, or `None` at end of stream (a reset counts
+/// as the end: the host may close with unread bytes); panics after [`WAIT`]
+/// or on a malformed stream.
+pub(crate) async fn next_frame(reader: &mut ClientReader) -> Option<Frame> {
+    let next = reader.recv_with(|view| Frame::from_view(*view));
+    match tokio::time::timeout(WAIT, next)
+        .await
+        .expect("a frame or end of stream within the wait")
+    {
+        Ok(frame) => frame,
+        Err(HostError::Receive { .. }) => None,
+        Err(e) => panic!("receiving: {e}"),
     }
 }
 

@@ -5,6 +5,7 @@
 mod support;
 
 mod bins;
+mod clients;
 mod control;
 mod crash;
 mod exactly_once;

@@ -1,0 +1,250 @@
+//! The blocking data-plane client on std sockets, for programs without an
+//! async runtime (the CLI's `send`, the demo's and the benchmark's load).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use hostmux_wire::{is_hello_ack, Addr, AddrKind, FrameHeader, FrameView, Limits};
+
+use super::codec::{hello_outcome, ClientDecoder, ClientEncoder};
+use super::ReceivedFrame;
+use crate::HostError;
+
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn reader(&mut self) -> &mut dyn Read {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+}
+
+/// A data-plane client on std sockets: the blocking twin of
+/// [`Client`](crate::Client), over the same [`ClientEncoder`] and
+/// [`ClientDecoder`].
+///
+/// Writes are batched by the caller's choice: [`queue`](Self::queue)
+/// encodes into the batch and [`flush`](Self::flush) writes it in one call;
+/// [`write_raw`](Self::write_raw) writes a prepared buffer as it is, so a
+/// load generator pays one `write` per batch and nothing per frame.
+/// Receiving reads into the decoder's buffer and hands frames out in place
+/// ([`recv_with`](Self::recv_with)); a read timeout
+/// ([`set_read_timeout`](Self::set_read_timeout)) ends a wait with
+/// [`HostError::ReceiveTimeout`].
+#[derive(Debug)]
+pub struct BlockingClient {
+    stream: Stream,
+    peer: String,
+    encoder: ClientEncoder,
+    decoder: ClientDecoder,
+    read_timeout: Option<Duration>,
+}
+
+impl BlockingClient {
+    /// Connects to the frontend at `addr` (`tcp:…` or `unix:/path`), says
+    /// hello as `name` presenting `token` (empty when the host has none) to
+    /// the service proc `service_name`, and waits up to `hello_timeout` for
+    /// the ack. Reads then wait without a limit until
+    /// [`set_read_timeout`](Self::set_read_timeout).
+    pub fn connect(
+        addr: &Addr,
+        name: &str,
+        token: &[u8],
+        service_name: &str,
+        hello_timeout: Duration,
+    ) -> Result<Self, HostError> {
+        let peer = addr.to_string();
+        let connect_error = |source| HostError::Connect {
+            addr: peer.clone(),
+            source,
+        };
+        let stream = match addr.kind() {
+            AddrKind::Tcp { host, port } => {
+                let stream = TcpStream::connect((host, port)).map_err(connect_error)?;
+                stream.set_nodelay(true).map_err(connect_error)?;
+                Stream::Tcp(stream)
+            }
+            AddrKind::UnixPath(path) => {
+                Stream::Unix(UnixStream::connect(path).map_err(connect_error)?)
+            }
+            AddrKind::UnixAbstract(_) => return Err(super::abstract_unsupported(addr)),
+        };
+        let limits = Limits::default();
+        let mut client = Self {
+            stream,
+            encoder: ClientEncoder::new(name, limits),
+            decoder: ClientDecoder::new(&peer, limits),
+            peer,
+            read_timeout: None,
+        };
+        client.encoder.queue_hello(service_name, token)?;
+        // A hello that cannot be written is a connection that never was.
+        client.flush().map_err(|error| match error {
+            HostError::Send { addr, source } => HostError::Connect { addr, source },
+            other => other,
+        })?;
+        client.set_read_timeout(Some(hello_timeout))?;
+        let answer = client.recv_with(is_hello_ack);
+        hello_outcome(&client.peer, name, answer)?;
+        client.set_read_timeout(None)?;
+        Ok(client)
+    }
+
+    /// The name this client said hello with.
+    pub fn name(&self) -> &str {
+        self.encoder.name()
+    }
+
+    /// The encoder: to prepare frames outside the batch
+    /// ([`ClientEncoder::encode_to`]) for [`write_raw`](Self::write_raw).
+    pub fn encoder(&self) -> &ClientEncoder {
+        &self.encoder
+    }
+
+    /// Encodes a data frame to proc `dest` on `port` into the batch.
+    pub fn queue(
+        &mut self,
+        dest: &str,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) -> Result<(), HostError> {
+        self.encoder.queue(dest, port, message_id, payload)
+    }
+
+    /// Encodes a frame with any header into the batch.
+    pub fn queue_frame(
+        &mut self,
+        header: &FrameHeader<'_>,
+        payload: &[u8],
+    ) -> Result<(), HostError> {
+        self.encoder.queue_frame(header, payload)
+    }
+
+    /// Bytes queued and not yet flushed.
+    pub fn queued(&self) -> usize {
+        self.encoder.queued()
+    }
+
+    /// Writes the batch in one call (nothing if it is empty).
+    pub fn flush(&mut self) -> Result<(), HostError> {
+        if self.encoder.queued() > 0 {
+            let Self {
+                stream,
+                encoder,
+                peer,
+                ..
+            } = self;
+            write_all(stream, peer, encoder.batch())?;
+            encoder.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes already encoded frames as they are (a load generator's
+    /// prepared batch), after anything queued.
+    pub fn write_raw(&mut self, frames: &[u8]) -> Result<(), HostError> {
+        self.flush()?;
+        write_all(&mut self.stream, &self.peer, frames)
+    }
+
+    /// Queues and flushes one data frame.
+    pub fn send(
+        &mut self,
+        dest: &str,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) -> Result<(), HostError> {
+        self.queue(dest, port, message_id, payload)?;
+        self.flush()
+    }
+
+    /// Sets how long a receive waits for the host; `None` waits forever.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), HostError> {
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|source| HostError::Receive {
+                addr: self.peer.clone(),
+                source,
+            })?;
+        self.read_timeout = timeout;
+        Ok(())
+    }
+
+    /// The next frame, copied, or `None` once the host closed the
+    /// connection.
+    pub fn recv(&mut self) -> Result<Option<ReceivedFrame>, HostError> {
+        self.recv_with(ReceivedFrame::from_view)
+    }
+
+    /// The next frame, read in place by `f` (no copy, no allocation), or
+    /// `None` once the host closed the connection.
+    pub fn recv_with<T>(
+        &mut self,
+        f: impl FnOnce(&FrameView<'_>) -> T,
+    ) -> Result<Option<T>, HostError> {
+        loop {
+            if let Some(frame) = self.decoder.next_frame()? {
+                return Ok(Some(f(&frame)));
+            }
+            let n = match self.stream.reader().read(self.decoder.read_buf()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(HostError::ReceiveTimeout {
+                        addr: self.peer.clone(),
+                        waited: self.read_timeout.unwrap_or_default(),
+                    })
+                }
+                Err(source) => {
+                    return Err(HostError::Receive {
+                        addr: self.peer.clone(),
+                        source,
+                    })
+                }
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            self.decoder.commit(n);
+        }
+    }
+}
+
+fn write_all(stream: &mut Stream, peer: &str, bytes: &[u8]) -> Result<(), HostError> {
+    stream
+        .writer()
+        .write_all(bytes)
+        .map_err(|source| HostError::Send {
+            addr: peer.to_owned(),
+            source,
+        })
+}
