@@ -6,4 +6,5 @@ mod drain_repeats;
 mod fuzzing;
 mod per_frame;
 mod repeats;
+mod simulation;
 mod toctou;
