@@ -587,7 +587,7 @@ impl Dataplane {
                 }
             }
         }
-        for (index, conn) in self.conns.iter().enumerate() {
+        for (index, conn) in self.conns.iter_mut().enumerate() {
             let Some(conn) = conn else { continue };
             let key = ConnKey {
                 index: index as u32,
@@ -598,7 +598,8 @@ impl Dataplane {
             }
             if conn.lingering && conn.awaiting_answers == 0 {
                 // A half-closed client got its last answer: its reader
-                // task closes it.
+                // task closes it (woken once).
+                conn.lingering = false;
                 self.events.push_back(Event::WakeReader(key));
             }
         }

@@ -31,6 +31,9 @@ pub(super) struct Coverage {
     pub(super) half_closed: u64,
     /// Half-closed connections whose linger ran out.
     pub(super) lingers_expired: u64,
+    /// Half-closed connections that others' frames may have closed before
+    /// their own answers came (a documented limitation).
+    pub(super) half_closes_cut_short: u64,
     /// Frames neither delivered nor returned (notices and responses that
     /// may not be answered, frames the service proc consumed).
     pub(super) dropped: u64,
@@ -97,6 +100,7 @@ impl Coverage {
         self.link_failures += other.link_failures;
         self.half_closed += other.half_closed;
         self.lingers_expired += other.lingers_expired;
+        self.half_closes_cut_short += other.half_closes_cut_short;
         self.dropped += other.dropped;
         for (a, b) in self.returned.iter_mut().zip(other.returned) {
             *a += b;
