@@ -112,8 +112,9 @@ struct ProcSlot {
     inbound: Option<Producer>,
     inbound_memfd: OwnedFd,
     /// Its outbound ring's end and header memo; `None` only while a drain
-    /// of this ring runs (the drain holds them, see `drain_outbound_inner`).
-    outbound: Option<OutboundEnd>,
+    /// of this ring runs (the drain holds them, see `drain_outbound_inner`;
+    /// boxed so that taking and putting them back moves a pointer).
+    outbound: Option<Box<OutboundEnd>>,
     stats: ProcStats,
     /// Written since the last flush.
     dirty: bool,
@@ -350,10 +351,10 @@ impl Dataplane {
             state: ProcState::Starting,
             inbound: Some(inbound),
             inbound_memfd,
-            outbound: Some(OutboundEnd {
+            outbound: Some(Box::new(OutboundEnd {
                 ring: outbound,
                 memo: HeaderMemo::new(),
-            }),
+            })),
             stats,
             dirty: false,
             outbound_armed: false,
