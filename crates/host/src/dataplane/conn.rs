@@ -3,18 +3,16 @@
 
 use std::time::Instant;
 
-use hostmux_wire::{
-    FrameDecoder, FrameHeader, FrameKind, FrameView, ProcName, Sender, UndeliverableReason,
-};
+use hostmux_wire::{FrameDecoder, FrameHeader, FrameView, ProcName, Sender, UndeliverableReason};
 
-use super::rules::{self, Envelope, Origin, Party, ServiceUse};
+use super::rules::{self, Envelope, Origin};
 
 use crate::stats::ConnStats;
 
-use super::write::{count_written, push_notice, slot_of_conn, write_record};
+use super::write::{count_written, push_notice, slot_of_conn, write_record, Pieces, Source};
 use super::{
-    remote, service, ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, ProcKey,
-    ProcState, RingWrite, Route, HISTORY,
+    ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, ProcKey, ProcState, RingWrite,
+    Route, HISTORY,
 };
 
 impl Dataplane {
@@ -44,9 +42,13 @@ impl Dataplane {
         }
         let envelope = envelope_of(frame);
         let origin = conn_origin(conn.dialled.is_some(), &envelope, conn.name.as_str());
-        let party = origin.party();
+        let source = Source::Conn {
+            key,
+            party: origin.party(),
+            blocked_on,
+        };
         let outcome = match rules::admit(origin, &envelope, max_hops) {
-            Ok(()) => self.route(frame, key, party, blocked_on, now),
+            Ok(()) => self.deliver(Pieces::Whole(frame), source, now),
             Err(reason) => Outcome::Returned(reason),
         };
         let Dataplane {
@@ -76,23 +78,9 @@ impl Dataplane {
                     limits,
                 );
             }
-            Outcome::Full(p, deadline) => {
-                if let Some(slot) = self.proc_mut(p) {
-                    if !slot.conn_waiters.contains(&key) {
-                        slot.conn_waiters.push(key);
-                    }
-                    let len = frame.as_bytes().len();
-                    let armed = slot
-                        .inbound
-                        .as_mut()
-                        .is_some_and(|r| r.arm_doorbell(len).unwrap_or(false));
-                    if !armed {
-                        // Room appeared (or the ring closed) meanwhile: retry now.
-                        self.events.push_back(Event::WakeReader(key));
-                    }
-                }
-                return Delivery::Blocked(p, deadline);
-            }
+            // The executor registered this connection to wait for room.
+            Outcome::Full(p, deadline) => return Delivery::Blocked(p, deadline),
+            Outcome::Retry => unreachable!("only a proc's drain retries at once"),
         }
         Delivery::Done
     }
@@ -159,7 +147,7 @@ impl Dataplane {
         conn.stats.accepted += 1;
         conn.stats.bytes_in += len;
         conn.stats.delivered += 1;
-        // Only data frames take this lane (see `route`).
+        // Only data frames take this lane (see `Dataplane::remember_route`).
         conn.awaiting_answers += 1;
         true
     }
@@ -186,146 +174,6 @@ impl Dataplane {
                 limits,
             );
         }
-    }
-
-    /// Routes a frame from a connection that the rules admitted (see
-    /// [`Dataplane::handle_conn_frame`]).
-    fn route(
-        &mut self,
-        frame: &FrameView<'_>,
-        from: ConnKey,
-        party: Party,
-        blocked_on: Option<ProcKey>,
-        now: Instant,
-    ) -> Outcome {
-        let overload_wait = self.cfg.overload_wait;
-        if !self.is_local_addr(frame.dest_addr()) {
-            let Dataplane {
-                conns,
-                remotes,
-                events,
-                generation,
-                own_addr,
-                limits,
-                cfg,
-                ..
-            } = self;
-            return remote::forward(
-                conns,
-                remotes,
-                events,
-                generation,
-                own_addr,
-                limits,
-                cfg,
-                frame,
-                frame.payload(),
-            );
-        }
-        let changes = self.table.changes();
-        let route = self
-            .route_cache
-            .lookup(&self.table, &mut self.reader, frame.dest_name_bytes());
-        let kind = frame.kind();
-        if kind == FrameKind::ControlRequest && !matches!(route, Some(Route::Service)) {
-            // Control requests are for the service proc only.
-            return Outcome::Returned(UndeliverableReason::Malformed);
-        }
-        let exited = |dp: &mut Dataplane| match blocked_on {
-            Some(p) => dp
-                .proc_mut(p)
-                .is_none_or(|s| s.state == ProcState::Detached),
-            None => false,
-        };
-        match route {
-            None if exited(self) => Outcome::Returned(UndeliverableReason::ProcExited),
-            None => Outcome::Returned(UndeliverableReason::NoSuchProc),
-            Some(Route::Service) => {
-                let privileged = self.conn_mut(from).is_some_and(|c| c.privileged);
-                match rules::service_use(party, &envelope_of(frame), privileged) {
-                    ServiceUse::ControlPlane => {
-                        let job = service::ControlJob::new(from, frame);
-                        self.events.push_back(Event::Control(job));
-                        Outcome::Delivered
-                    }
-                    ServiceUse::Unauthorized => self.answer_from_service(from, frame, false),
-                    ServiceUse::AgentAnswer | ServiceUse::Consume => Outcome::Consumed,
-                }
-            }
-            Some(Route::Client(c)) => {
-                let cap = self.cfg.client_outbox_bytes;
-                match self.conn_mut(c) {
-                    Some(conn) if conn.outbox.len() + frame.as_bytes().len() <= cap => {
-                        conn.outbox.extend_from_slice(frame.as_bytes());
-                        conn.count_queued(frame.as_bytes().len(), true);
-                        Outcome::Delivered
-                    }
-                    Some(_) => Outcome::Returned(UndeliverableReason::Overloaded),
-                    None => Outcome::Returned(UndeliverableReason::NoSuchProc),
-                }
-            }
-            Some(Route::Proc(p)) => {
-                let Dataplane {
-                    procs,
-                    dirty,
-                    conns,
-                    ..
-                } = self;
-                let Some(slot) = procs
-                    .get_mut(p.index as usize)
-                    .and_then(Option::as_mut)
-                    .filter(|s| s.generation == p.generation)
-                else {
-                    return Outcome::Returned(UndeliverableReason::ProcExited);
-                };
-                let reason = match (slot.state, slot.inbound.as_mut()) {
-                    (ProcState::Starting, _) => UndeliverableReason::NotReady,
-                    (ProcState::Detached, _) | (_, None) => UndeliverableReason::ProcExited,
-                    (ProcState::Ready, Some(ring)) => match write_record(ring, frame.as_bytes()) {
-                        RingWrite::Written => {
-                            count_written(dirty, p.index, slot, frame.as_bytes().len() as u64);
-                            // A repeat of this data frame's header may take
-                            // the same way while no table change has started
-                            // (an odd counter: one was in progress).
-                            if changes % 2 == 0 && kind == FrameKind::Data {
-                                if let Some(conn) = slot_of_conn(conns, from) {
-                                    conn.repeat_route = Some((p, changes));
-                                }
-                            }
-                            return Outcome::Delivered;
-                        }
-                        RingWrite::Full => {
-                            let since = *slot.full_since.get_or_insert(now);
-                            if now.duration_since(since) < overload_wait {
-                                return Outcome::Full(p, since + overload_wait);
-                            }
-                            UndeliverableReason::Overloaded
-                        }
-                        RingWrite::Oversized => UndeliverableReason::Oversized,
-                        RingWrite::Closed => UndeliverableReason::ProcExited,
-                    },
-                };
-                slot.stats.returned_for.add(reason);
-                Outcome::Returned(reason)
-            }
-        }
-    }
-
-    /// The service proc answers a control request it will not carry out
-    /// (unprivileged, or no control plane running) on the connection it
-    /// came from.
-    fn answer_from_service(
-        &mut self,
-        from: ConnKey,
-        frame: &FrameView<'_>,
-        privileged: bool,
-    ) -> Outcome {
-        let response = service::refuse(frame, &self.limits, &self.service_name, privileged);
-        if let Some(conn) = self.conn_mut(from) {
-            conn.outbox.extend_from_slice(&response);
-            conn.count_queued(response.len(), false);
-        }
-        Outcome::Answered
     }
 }
 

@@ -2,18 +2,16 @@
 
 use std::time::Instant;
 
-use hostmux_wire::{FrameKind, UndeliverableReason};
+use hostmux_ring::Consumer;
+use hostmux_wire::rkyv::util::AlignedVec;
+use hostmux_wire::{UndeliverableReason, WireError, FRAME_ALIGN};
 
-use super::agent::agent_answer;
 use super::conn::envelope_of;
-use super::rules::{self, Origin, Refusal, ServiceUse};
+use super::rules::{self, Origin, Refusal};
 use super::write::{
-    copy_head, count_written, extend_parts, mark_src_dirty, other_slot, write_notice, write_parts,
-    write_record,
+    copy_head, count_written, mark_dirty, other_slot, slot_of, write_notice, Pieces, Source,
 };
-use super::{
-    remote, service, Dataplane, Drain, Outcome, ProcKey, ProcSlot, ProcState, RingWrite, Route,
-};
+use super::{Dataplane, Drain, OutboundEnd, Outcome, ProcKey, ProcSlot, ProcState};
 
 impl Dataplane {
     /// Drains up to the budget from one proc's outbound ring and routes
@@ -30,18 +28,31 @@ impl Dataplane {
         now: Instant,
         exiting: bool,
     ) -> Drain {
+        // The drain holds the ring's end and the scratch buffer, so that a
+        // record can borrow them while the executor writes elsewhere.
+        let Some(mut outbound) = self.proc_mut(key).and_then(|s| s.outbound.take()) else {
+            return Drain::More;
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut drain = Drain::More;
         let mut left = self.cfg.drain_budget;
         while left > 0 {
-            left -= self.drain_repeats(key, left);
+            left -= self.drain_repeats(key, &mut outbound, left);
             if left == 0 {
                 break;
             }
-            if let Some(drain) = self.route_from_proc(key, now, exiting) {
-                return drain;
+            if let Some(end) = self.route_from_proc(key, &mut outbound, &mut scratch, now, exiting)
+            {
+                drain = end;
+                break;
             }
             left -= 1;
         }
-        Drain::More
+        self.scratch = scratch;
+        if let Some(slot) = self.proc_mut(key) {
+            slot.outbound = Some(outbound);
+        }
+        drain
     }
 
     /// The fast lane of the drain: records at the front of `key`'s outbound
@@ -59,7 +70,7 @@ impl Dataplane {
     /// Delivers at most `budget` records; returns how many it delivered.
     /// Allocation-free.
     #[inline]
-    fn drain_repeats(&mut self, key: ProcKey, budget: usize) -> usize {
+    fn drain_repeats(&mut self, key: ProcKey, outbound: &mut OutboundEnd, budget: usize) -> usize {
         let changes = self.table.changes();
         let limits = self.limits;
         let pi = key.index as usize;
@@ -87,12 +98,14 @@ impl Dataplane {
             return 0;
         };
         let ProcSlot {
-            outbound,
             stats: src_stats,
-            header_memo,
             outbound_armed,
             ..
         } = src;
+        let OutboundEnd {
+            ring: outbound,
+            memo: header_memo,
+        } = outbound;
         let mut delivered = 0;
         while delivered < budget {
             let Some(ring) = dst.inbound.as_mut().filter(|r| !r.is_consumer_closed()) else {
@@ -133,13 +146,18 @@ impl Dataplane {
     /// The front of `key`'s outbound ring held no record: arm the ring on
     /// the doorbell (`Idle`), or go on draining if a record arrived
     /// meanwhile (`None`), or fail a proc that corrupted its ring.
-    fn drain_found_nothing(&mut self, key: ProcKey, exiting: bool) -> Option<Drain> {
+    fn drain_found_nothing(
+        &mut self,
+        key: ProcKey,
+        outbound: &mut Consumer,
+        exiting: bool,
+    ) -> Option<Drain> {
         let slot = self.proc_mut(key)?;
         slot.outbound_armed = false;
-        match slot.outbound.peek() {
+        match outbound.peek() {
             Ok(Some(_)) => None,
             Ok(None) if exiting => Some(Drain::Idle),
-            Ok(None) => match slot.outbound.arm_doorbell() {
+            Ok(None) => match outbound.arm_doorbell() {
                 Ok(true) => {
                     slot.outbound_armed = true;
                     Some(Drain::Idle)
@@ -161,297 +179,124 @@ impl Dataplane {
         }
     }
 
-    /// Routes the record at the front of `key`'s outbound ring, releases it
-    /// unless it is blocked. `None`: go on draining.
+    /// Routes the record at the front of `key`'s outbound ring (held by
+    /// the drain: `outbound`), releases it unless it is blocked. `None`: go
+    /// on draining.
     ///
     /// The record's prefix and header are copied into the host's scratch
     /// buffer and validated and routed from there ([`copy_head`]); only the
     /// payload is copied ring to ring. The proc can rewrite its ring at any
     /// time, so nothing read from it is trusted after it was checked.
-    fn route_from_proc(&mut self, key: ProcKey, now: Instant, exiting: bool) -> Option<Drain> {
+    fn route_from_proc(
+        &mut self,
+        key: ProcKey,
+        outbound: &mut OutboundEnd,
+        scratch: &mut AlignedVec<FRAME_ALIGN>,
+        now: Instant,
+        exiting: bool,
+    ) -> Option<Drain> {
         let limits = self.limits;
-        let overload_wait = self.cfg.overload_wait;
-        let pi = key.index as usize;
-        // A stale key (slot gone or reused) routes nothing.
-        self.proc_mut(key)?;
-        // Split the slot vector so the source slot's outbound record can be
-        // borrowed while writing into another slot's inbound ring.
-        let Dataplane {
-            procs,
-            conns,
-            reader,
-            table,
-            drain_route_cache,
-            service_name,
-            dirty,
-            blocked_drains,
-            cfg,
-            remotes,
-            events,
-            generation,
-            own_addr,
-            scratch,
-            agent_pending,
-            ..
-        } = self;
-        let (left, rest) = procs.split_at_mut(pi);
-        let (src, right) = rest.split_first_mut().expect("slot exists");
-        let src = src.as_mut().expect("slot exists");
-        let ProcSlot {
-            name: src_name,
-            outbound,
-            inbound: src_inbound,
-            stats: src_stats,
-            drain_blocked,
-            dirty: src_dirty,
-            full_since: src_full_since,
-            outbound_armed,
-            header_memo,
-            repeat_route,
-            ..
-        } = src;
-        *outbound_armed = false;
+        let max_hops = self.cfg.max_hops;
+        let OutboundEnd { ring, memo } = outbound;
+        let slot = self.proc_mut(key)?;
+        slot.outbound_armed = false;
         // One validated peek per record; an empty or corrupted ring is
         // handled off the hot path.
-        let record = match outbound.peek() {
+        let record = match ring.peek() {
             Ok(Some(record)) => record,
-            _ => return self.drain_found_nothing(key, exiting),
+            _ => return self.drain_found_nothing(key, ring, exiting),
         };
-        // Set again below if this record goes to another proc.
-        *repeat_route = None;
-        let (frame, prefix) = match copy_head(record, scratch, header_memo, &limits) {
+        // Set again by the executor if this record goes to another proc.
+        slot.repeat_route = None;
+        let (frame, prefix) = match copy_head(record, scratch, memo, &limits) {
             Ok(head) => head,
             Err(e) => {
-                src_stats.frames_out += 1;
-                src_stats.bytes_out += record.len() as u64;
-                src_stats
-                    .outbound_returned
-                    .add(UndeliverableReason::Malformed);
-                // Per-frame logging stays at trace: a proc writing garbage
-                // must not flood the log. Its first one is worth a warning;
-                // the counter tells how many followed.
-                if src_stats
-                    .outbound_returned
-                    .get(UndeliverableReason::Malformed)
-                    == 1
-                {
-                    tracing::warn!(proc = %src_name, error = %e, "malformed record in outbound ring (further ones are counted, logged at trace)");
-                } else {
-                    tracing::trace!(proc = %src_name, error = %e, "malformed record in outbound ring");
-                }
-                let _ = outbound.release();
+                slot.count_malformed_record(record.len(), &e);
+                let _ = ring.release();
                 return None;
             }
         };
         let payload = &record[prefix.payload_range()];
-        let frame_len = prefix.frame_len();
-        let retry = drain_blocked.is_some();
-        if !retry {
-            src_stats.frames_out += 1;
-            src_stats.bytes_out += frame_len as u64;
+        if slot.drain_blocked.is_none() {
+            slot.stats.frames_out += 1;
+            slot.stats.bytes_out += prefix.frame_len() as u64;
         }
         let envelope = envelope_of(&frame);
         let origin = Origin::Proc {
-            name: src_name.as_str(),
+            name: slot.name.as_str(),
         };
-        let outcome = if let Err(reason) = rules::admit(origin, &envelope, cfg.max_hops) {
-            Outcome::Returned(reason)
-        } else if !(frame.dest_addr().is_empty() || frame.dest_addr() == &**own_addr) {
-            remote::forward(
-                conns, remotes, events, generation, own_addr, &limits, cfg, &frame, payload,
-            )
-        } else {
-            let changes = table.changes();
-            match drain_route_cache.lookup(table, reader, frame.dest_name_bytes()) {
-                None => Outcome::Returned(UndeliverableReason::NoSuchProc),
-                // Control requests are for the service proc only.
-                Some(Route::Client(_) | Route::Proc(_))
-                    if envelope.kind == FrameKind::ControlRequest =>
-                {
-                    Outcome::Returned(UndeliverableReason::Malformed)
-                }
-                Some(Route::Service) => {
-                    match rules::service_use(origin.party(), &envelope, false) {
-                        ServiceUse::AgentAnswer => {
-                            agent_answer(agent_pending, events, key, frame.message_id(), payload);
-                            Outcome::Delivered
-                        }
-                        ServiceUse::Consume => Outcome::Consumed,
-                        // Procs have no control-plane privilege.
-                        ServiceUse::Unauthorized | ServiceUse::ControlPlane => {
-                            let response = service::refuse(&frame, &limits, service_name, false);
-                            let wrote = match src_inbound.as_mut() {
-                                Some(ring) => write_record(ring, response.as_slice()),
-                                None => RingWrite::Closed,
-                            };
-                            if matches!(wrote, RingWrite::Written) {
-                                mark_src_dirty(dirty, pi, src_dirty);
-                            } else {
-                                src_stats.notices_dropped += 1;
-                            }
-                            Outcome::Answered
-                        }
-                    }
-                }
-                Some(Route::Client(c)) => {
-                    match conns.get_mut(c.index as usize).and_then(Option::as_mut) {
-                        Some(conn) if conn.generation == c.generation => {
-                            if conn.outbox.len() + frame_len > cfg.client_outbox_bytes {
-                                // A full reply queue slows the proc like a full
-                                // ring: the frame stays in its outbound ring
-                                // until the client's writer makes room, for at
-                                // most the overload wait.
-                                let since = *conn.full_since.get_or_insert(now);
-                                if exiting || now.duration_since(since) >= overload_wait {
-                                    Outcome::Returned(UndeliverableReason::Overloaded)
-                                } else {
-                                    conn.drains_waiting = true;
-                                    if drain_blocked.is_none() {
-                                        *blocked_drains += 1;
-                                    }
-                                    *drain_blocked = Some((key, since));
-                                    return Some(Drain::Blocked(since + overload_wait));
-                                }
-                            } else {
-                                conn.full_since = None;
-                                extend_parts(&mut conn.outbox, &prefix, &frame, payload);
-                                conn.count_queued(frame_len, true);
-                                Outcome::Delivered
-                            }
-                        }
-                        _ => Outcome::Returned(UndeliverableReason::NoSuchProc),
-                    }
-                }
-                Some(Route::Proc(q)) => {
-                    let qi = q.index as usize;
-                    let (ring, stats, state, q_dirty, full_since) = if qi == pi {
-                        (
-                            src_inbound.as_mut(),
-                            &mut *src_stats,
-                            ProcState::Ready,
-                            &mut *src_dirty,
-                            &mut *src_full_since,
-                        )
-                    } else {
-                        match other_slot(left, right, pi, qi)
-                            .filter(|s| s.generation == q.generation)
-                        {
-                            Some(dst) => (
-                                dst.inbound.as_mut(),
-                                &mut dst.stats,
-                                dst.state,
-                                &mut dst.dirty,
-                                &mut dst.full_since,
-                            ),
-                            None => (
-                                None,
-                                &mut *src_stats,
-                                ProcState::Detached,
-                                &mut *src_dirty,
-                                &mut *src_full_since,
-                            ),
-                        }
-                    };
-                    match (state, ring) {
-                        (ProcState::Starting, _) => {
-                            stats.returned_for.add(UndeliverableReason::NotReady);
-                            Outcome::Returned(UndeliverableReason::NotReady)
-                        }
-                        (_, None) | (ProcState::Detached, _) => {
-                            Outcome::Returned(UndeliverableReason::ProcExited)
-                        }
-                        (ProcState::Ready, Some(ring)) => {
-                            match write_parts(ring, &prefix, &frame, payload) {
-                                RingWrite::Written => {
-                                    *full_since = None;
-                                    stats.frames_in += 1;
-                                    stats.bytes_in += frame_len as u64;
-                                    if !*q_dirty {
-                                        *q_dirty = true;
-                                        dirty.push(q.index);
-                                    }
-                                    // Repeats of this header may take the same
-                                    // way while no table change has started (an
-                                    // odd counter: one is in progress).
-                                    if changes % 2 == 0 && qi != pi {
-                                        *repeat_route = Some((q, changes));
-                                    }
-                                    Outcome::Delivered
-                                }
-                                RingWrite::Full if exiting => {
-                                    Outcome::Returned(UndeliverableReason::Overloaded)
-                                }
-                                RingWrite::Full => {
-                                    // The ring's own "full since" mark: once it has
-                                    // refused frames longer than the wait, frames
-                                    // for it come back at once until it has room.
-                                    let since = *full_since.get_or_insert(now);
-                                    if now.duration_since(since) >= overload_wait {
-                                        stats.returned_for.add(UndeliverableReason::Overloaded);
-                                        Outcome::Returned(UndeliverableReason::Overloaded)
-                                    } else {
-                                        if ring.arm_doorbell(frame_len).unwrap_or(false) {
-                                            if drain_blocked.is_none() {
-                                                *blocked_drains += 1;
-                                            }
-                                            *drain_blocked = Some((q, since));
-                                            if qi != pi {
-                                                if let Some(dst) = other_slot(left, right, pi, qi) {
-                                                    if !dst.proc_waiters.contains(&key) {
-                                                        dst.proc_waiters.push(key);
-                                                    }
-                                                }
-                                            }
-                                            return Some(Drain::Blocked(since + overload_wait));
-                                        }
-                                        // Room appeared meanwhile: try again next round.
-                                        return None;
-                                    }
-                                }
-                                RingWrite::Oversized => {
-                                    stats.returned_for.add(UndeliverableReason::Oversized);
-                                    Outcome::Returned(UndeliverableReason::Oversized)
-                                }
-                                RingWrite::Closed => {
-                                    stats.returned_for.add(UndeliverableReason::ProcExited);
-                                    Outcome::Returned(UndeliverableReason::ProcExited)
-                                }
-                            }
-                        }
-                    }
-                }
+        let outcome = match rules::admit(origin, &envelope, max_hops) {
+            Ok(()) => {
+                let pieces = Pieces::Parts {
+                    prefix: &prefix,
+                    head: &frame,
+                    payload,
+                };
+                self.deliver(pieces, Source::Proc { key, exiting }, now)
             }
+            Err(reason) => Outcome::Returned(reason),
         };
-        if drain_blocked.take().is_some() {
+        let Dataplane {
+            procs,
+            dirty,
+            blocked_drains,
+            service_name,
+            ..
+        } = self;
+        let slot = slot_of(procs, key)?;
+        match outcome {
+            // The executor blocked the drain (or found room meanwhile):
+            // the record stays.
+            Outcome::Full(_, deadline) => return Some(Drain::Blocked(deadline)),
+            Outcome::Retry => return None,
+            _ => {}
+        }
+        if slot.drain_blocked.take().is_some() {
             *blocked_drains -= 1;
         }
         match outcome {
-            Outcome::Delivered | Outcome::Answered => src_stats.outbound_delivered += 1,
+            Outcome::Delivered | Outcome::Answered => slot.stats.outbound_delivered += 1,
             // Consumed by the service proc: nobody answers it.
-            Outcome::Consumed => src_stats
+            Outcome::Consumed => slot
+                .stats
                 .outbound_dropped
                 .add(UndeliverableReason::NoSuchProc),
             Outcome::Returned(reason) => match rules::refusal(envelope.kind, reason) {
                 Refusal::Notice(reason) => {
-                    src_stats.outbound_returned.add(reason);
+                    slot.stats.outbound_returned.add(reason);
                     let fields = frame.fields();
-                    let wrote = match src_inbound.as_mut() {
-                        Some(ring) => {
-                            write_notice(ring, &fields, reason, service_name.as_str(), &limits)
-                        }
-                        None => false,
-                    };
+                    let wrote = slot.inbound.as_mut().is_some_and(|ring| {
+                        write_notice(ring, &fields, reason, service_name.as_str(), &limits)
+                    });
                     if wrote {
-                        mark_src_dirty(dirty, pi, src_dirty);
+                        mark_dirty(dirty, key.index, slot);
                     } else {
-                        src_stats.notices_dropped += 1;
+                        slot.stats.notices_dropped += 1;
                     }
                 }
-                Refusal::Drop(reason) => src_stats.outbound_dropped.add(reason),
+                Refusal::Drop(reason) => slot.stats.outbound_dropped.add(reason),
             },
-            Outcome::Full(..) => unreachable!("proc-to-proc blocking handled above"),
+            Outcome::Full(..) | Outcome::Retry => unreachable!("returned above"),
         }
-        let _ = outbound.release();
+        let _ = ring.release();
         None
+    }
+}
+
+impl ProcSlot {
+    /// Counts a record of `len` bytes in this proc's outbound ring that is
+    /// not a valid frame. Per-frame logging stays at trace: a proc writing
+    /// garbage must not flood the log. Its first one is worth a warning;
+    /// the counter tells how many followed.
+    fn count_malformed_record(&mut self, len: usize, error: &WireError) {
+        self.stats.frames_out += 1;
+        self.stats.bytes_out += len as u64;
+        let malformed = &mut self.stats.outbound_returned;
+        malformed.add(UndeliverableReason::Malformed);
+        if malformed.get(UndeliverableReason::Malformed) == 1 {
+            tracing::warn!(proc = %self.name, %error, "malformed record in outbound ring (further ones are counted, logged at trace)");
+        } else {
+            tracing::trace!(proc = %self.name, %error, "malformed record in outbound ring");
+        }
     }
 }

@@ -111,7 +111,10 @@ struct ProcSlot {
     state: ProcState,
     inbound: Option<Producer>,
     inbound_memfd: OwnedFd,
-    outbound: Consumer,
+    /// Its outbound ring's end and header memo; `None` only while a drain
+    /// of this ring runs (the drain holds them, see `drain_outbound_inner`;
+    /// boxed so that taking and putting them back moves a pointer).
+    outbound: Option<Box<OutboundEnd>>,
     stats: ProcStats,
     /// Written since the last flush.
     dirty: bool,
@@ -131,13 +134,18 @@ struct ProcSlot {
     agent: bool,
     /// Where its agent's `Stop` stands (queued while its ring is full).
     agent_stop: agent::AgentStop,
-    /// The last header validated from its outbound ring (see `copy_head`).
-    header_memo: HeaderMemo,
     /// The proc the last record from its outbound ring was written to, and
     /// the routing table's change counter read before that route was looked
     /// up: records whose header repeats that one take the same way while
     /// the counter is unchanged (see `Dataplane::drain_repeats`).
     repeat_route: Option<(ProcKey, u64)>,
+}
+
+/// The host's end of a proc's outbound ring.
+struct OutboundEnd {
+    ring: Consumer,
+    /// The last header validated from the ring (see `copy_head`).
+    memo: HeaderMemo,
 }
 
 struct ConnSlot {
@@ -218,8 +226,13 @@ enum Outcome {
     Consumed,
     /// Refused or undeliverable: disposed of as [`rules::refusal`] says.
     Returned(UndeliverableReason),
-    /// The destination ring is full: wait.
+    /// The destination (this proc's ring, or for a proc's frame a client's
+    /// reply queue) is full: the sender was registered to wait for room
+    /// until the deadline; keep the frame and retry it then.
     Full(ProcKey, Instant),
+    /// A proc's frame met a full ring that got room while the drain armed
+    /// it: keep the frame and retry it at once.
+    Retry,
 }
 
 enum RingWrite {
@@ -338,7 +351,10 @@ impl Dataplane {
             state: ProcState::Starting,
             inbound: Some(inbound),
             inbound_memfd,
-            outbound,
+            outbound: Some(Box::new(OutboundEnd {
+                ring: outbound,
+                memo: HeaderMemo::new(),
+            })),
             stats,
             dirty: false,
             outbound_armed: false,
@@ -348,7 +364,6 @@ impl Dataplane {
             full_since: None,
             agent: false,
             agent_stop: agent::AgentStop::NotAsked,
-            header_memo: HeaderMemo::new(),
             repeat_route: None,
         };
         let index = match self.procs.iter().position(Option::is_none) {
@@ -620,7 +635,11 @@ impl Dataplane {
                     wake_procs |= !slot.proc_waiters.is_empty();
                 }
             }
-            if slot.outbound.take_pending() || !slot.outbound_armed {
+            let pending = slot
+                .outbound
+                .as_mut()
+                .is_some_and(|o| o.ring.take_pending());
+            if pending || !slot.outbound_armed {
                 to_drain.push(ProcKey {
                     index: index as u32,
                     generation: slot.generation,
@@ -645,7 +664,11 @@ impl Dataplane {
     /// (one validated index load per proc; for the I/O thread's spin).
     pub(crate) fn outbound_ready(&mut self) -> bool {
         self.procs.iter_mut().flatten().any(|slot| {
-            slot.state != ProcState::Detached && slot.outbound.is_readable().unwrap_or(false)
+            slot.state != ProcState::Detached
+                && slot
+                    .outbound
+                    .as_mut()
+                    .is_some_and(|o| o.ring.is_readable().unwrap_or(false))
         })
     }
 
@@ -662,7 +685,10 @@ impl Dataplane {
             if slot.state == ProcState::Detached {
                 continue;
             }
-            if let Err(e) = slot.outbound.refresh_used() {
+            let Some(outbound) = slot.outbound.as_mut() else {
+                continue;
+            };
+            if let Err(e) = outbound.ring.refresh_used() {
                 tracing::warn!(proc = %slot.name, error = %e, "outbound ring corrupted; failing the proc");
                 let key = ProcKey {
                     index: index as u32,

@@ -22,8 +22,9 @@
 //!   circulate.
 //!
 //! Nothing here touches a ring, a socket or a clock: the functions are pure,
-//! and the data plane's executors (`conn.rs`, `drain.rs`) only carry out
-//! what they decide.
+//! and the data plane's executor (`Dataplane::deliver` in `write.rs`, for
+//! frames from connections and procs alike) only carries out what they
+//! decide.
 
 use hostmux_wire::{FrameKind, Sender, UndeliverableReason, AGENT_PORT, HELLO_PORT};
 

@@ -1,16 +1,25 @@
-//! Slot lookups, ring writes and undeliverable notices shared by the
-//! connection and drain paths. None of them allocates once queues are warm.
+//! The one executor of routing decisions ([`Dataplane::deliver`]), for
+//! frames from connections and from procs alike, and the slot lookups, ring
+//! writes and undeliverable notices it and its callers share. None of them
+//! allocates once queues are warm (refusals of control requests aside).
+
+use std::time::Instant;
 
 use hostmux_ring::{Producer, RingError};
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
-    decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, FrameHeader, FramePrefix,
-    FrameView, HeaderMemo, Limits, Sender, Undeliverable, UndeliverableReason, WireError,
-    FRAME_ALIGN, PREFIX_LEN, UNDELIVERABLE_LEN,
+    decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, FrameHeader, FrameKind,
+    FramePrefix, FrameView, HeaderMemo, Limits, Sender, Undeliverable, UndeliverableReason,
+    WireError, FRAME_ALIGN, PREFIX_LEN, UNDELIVERABLE_LEN,
 };
 
-use super::rules::{self, Refusal};
-use super::{ConnKey, ConnSlot, ProcKey, ProcSlot, RingWrite};
+use super::agent::agent_answer;
+use super::conn::envelope_of;
+use super::rules::{self, Party, Refusal, ServiceUse};
+use super::{
+    remote, service, ConnKey, ConnSlot, Dataplane, Event, Outcome, ProcKey, ProcSlot, ProcState,
+    RingWrite, Route,
+};
 
 pub(super) fn slot_of(procs: &mut [Option<ProcSlot>], key: ProcKey) -> Option<&mut ProcSlot> {
     procs
@@ -53,13 +62,6 @@ pub(super) fn count_written(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlo
     slot.stats.frames_in += 1;
     slot.stats.bytes_in += len;
     mark_dirty(dirty, index, slot);
-}
-
-pub(super) fn mark_src_dirty(dirty: &mut Vec<u32>, index: usize, flag: &mut bool) {
-    if !*flag {
-        *flag = true;
-        dirty.push(index as u32);
-    }
 }
 
 pub(super) fn write_record(ring: &mut Producer, bytes: &[u8]) -> RingWrite {
@@ -292,4 +294,402 @@ fn fill_parts(out: &mut [u8], prefix: &FramePrefix, head: &FrameView<'_>, payloa
     let range = prefix.payload_range();
     out[range.clone()].copy_from_slice(payload);
     out[range.end..].fill(0);
+}
+
+/// A routed frame's bytes, as its source holds them.
+#[derive(Clone, Copy)]
+pub(super) enum Pieces<'a, 'f> {
+    /// A whole validated frame (a connection's).
+    Whole(&'a FrameView<'f>),
+    /// A proc's record: its original prefix, the validated copy of its
+    /// header ([`copy_head`]) and its payload, read straight from the proc's
+    /// ring (the one copy is into the destination).
+    Parts {
+        prefix: &'a FramePrefix,
+        head: &'a FrameView<'f>,
+        payload: &'a [u8],
+    },
+}
+
+impl<'f> Pieces<'_, 'f> {
+    /// The validated header (for a whole frame, the frame).
+    pub(super) fn head(&self) -> &FrameView<'f> {
+        match self {
+            Pieces::Whole(frame) => frame,
+            Pieces::Parts { head, .. } => head,
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        match self {
+            Pieces::Whole(frame) => frame.payload(),
+            Pieces::Parts { payload, .. } => payload,
+        }
+    }
+
+    /// The frame's length on the wire.
+    fn len(&self) -> usize {
+        match self {
+            Pieces::Whole(frame) => frame.as_bytes().len(),
+            Pieces::Parts { prefix, .. } => prefix.frame_len(),
+        }
+    }
+
+    fn write_into(&self, ring: &mut Producer) -> RingWrite {
+        match self {
+            Pieces::Whole(frame) => write_record(ring, frame.as_bytes()),
+            Pieces::Parts {
+                prefix,
+                head,
+                payload,
+            } => write_parts(ring, prefix, head, payload),
+        }
+    }
+
+    fn append_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Pieces::Whole(frame) => out.extend_from_slice(frame.as_bytes()),
+            Pieces::Parts {
+                prefix,
+                head,
+                payload,
+            } => extend_parts(out, prefix, head, payload),
+        }
+    }
+}
+
+/// Where a routed frame came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// A connection: a client or a link (`party`). `blocked_on`: the proc
+    /// whose full ring held this frame back (it is a retry).
+    Conn {
+        key: ConnKey,
+        party: Party,
+        blocked_on: Option<ProcKey>,
+    },
+    /// A proc's outbound ring. `exiting`: the proc is gone and its last
+    /// frames are delivered; its drain may not wait for room.
+    Proc { key: ProcKey, exiting: bool },
+}
+
+/// The executor of routing decisions: every frame the rules admitted, from
+/// a connection or a proc, is carried out here.
+impl Dataplane {
+    /// Forwards an admitted frame to another host, or delivers it to the
+    /// service proc, a client's reply queue or a proc's ring. The source
+    /// decides only how a full destination is waited on (a connection's
+    /// frame is held by its reader; a proc's drain blocks), which of the
+    /// two route caches is used and which fast lane may repeat the route.
+    pub(super) fn deliver(
+        &mut self,
+        pieces: Pieces<'_, '_>,
+        source: Source,
+        now: Instant,
+    ) -> Outcome {
+        let frame = pieces.head();
+        if !self.is_local_addr(frame.dest_addr()) {
+            let Dataplane {
+                conns,
+                remotes,
+                events,
+                generation,
+                own_addr,
+                limits,
+                cfg,
+                ..
+            } = self;
+            return remote::forward(
+                conns,
+                remotes,
+                events,
+                generation,
+                own_addr,
+                limits,
+                cfg,
+                frame,
+                pieces.payload(),
+            );
+        }
+        let changes = self.table.changes();
+        let from_conn = matches!(source, Source::Conn { .. });
+        let cache = if from_conn {
+            &mut self.route_cache
+        } else {
+            &mut self.drain_route_cache
+        };
+        let route = cache.lookup(&self.table, &mut self.reader, frame.dest_name_bytes());
+        let control = frame.kind() == FrameKind::ControlRequest;
+        match route {
+            // Control requests are for the service proc only (a proc's for
+            // no name at all is answered `NoSuchProc`).
+            Some(Route::Client(_) | Route::Proc(_)) if control => {
+                Outcome::Returned(UndeliverableReason::Malformed)
+            }
+            None if control && from_conn => Outcome::Returned(UndeliverableReason::Malformed),
+            None => Outcome::Returned(self.unrouted(source)),
+            Some(Route::Service) => self.deliver_to_service(frame, pieces.payload(), source),
+            Some(Route::Client(c)) => self.deliver_to_client(c, pieces, source, now),
+            Some(Route::Proc(q)) => self.deliver_to_proc(q, pieces, source, changes, now),
+        }
+    }
+
+    /// Why a frame whose name routes nowhere is returned: its proc exited
+    /// while the frame waited for room in its ring, or there is no such proc.
+    fn unrouted(&mut self, source: Source) -> UndeliverableReason {
+        match source {
+            Source::Conn {
+                blocked_on: Some(p),
+                ..
+            } if self
+                .proc_mut(p)
+                .is_none_or(|s| s.state == ProcState::Detached) =>
+            {
+                UndeliverableReason::ProcExited
+            }
+            _ => UndeliverableReason::NoSuchProc,
+        }
+    }
+
+    fn deliver_to_service(
+        &mut self,
+        frame: &FrameView<'_>,
+        payload: &[u8],
+        source: Source,
+    ) -> Outcome {
+        let (party, privileged) = match source {
+            Source::Conn { key, party, .. } => {
+                (party, self.conn_mut(key).is_some_and(|c| c.privileged))
+            }
+            // Procs have no control-plane privilege.
+            Source::Proc { .. } => (Party::Proc, false),
+        };
+        match (
+            rules::service_use(party, &envelope_of(frame), privileged),
+            source,
+        ) {
+            (ServiceUse::ControlPlane, Source::Conn { key, .. }) => {
+                let job = service::ControlJob::new(key, frame);
+                self.events.push_back(Event::Control(job));
+                Outcome::Delivered
+            }
+            (ServiceUse::AgentAnswer, Source::Proc { key, .. }) => {
+                agent_answer(
+                    &mut self.agent_pending,
+                    &mut self.events,
+                    key,
+                    frame.message_id(),
+                    payload,
+                );
+                Outcome::Delivered
+            }
+            (ServiceUse::AgentAnswer | ServiceUse::Consume, _) => Outcome::Consumed,
+            (ServiceUse::Unauthorized | ServiceUse::ControlPlane, _) => {
+                self.answer_from_service(frame, source);
+                Outcome::Answered
+            }
+        }
+    }
+
+    /// The service proc answers a control request it will not carry out
+    /// (unprivileged, or no control plane running) to where it came from.
+    fn answer_from_service(&mut self, frame: &FrameView<'_>, source: Source) {
+        let response = service::refuse(frame, &self.limits, &self.service_name, false);
+        match source {
+            Source::Conn { key, .. } => {
+                if let Some(conn) = self.conn_mut(key) {
+                    conn.outbox.extend_from_slice(&response);
+                    conn.count_queued(response.len(), false);
+                }
+            }
+            Source::Proc { key, .. } => {
+                let Dataplane { procs, dirty, .. } = self;
+                if let Some(slot) = slot_of(procs, key) {
+                    let wrote = slot.inbound.as_mut().is_some_and(|ring| {
+                        matches!(write_record(ring, &response), RingWrite::Written)
+                    });
+                    if wrote {
+                        mark_dirty(dirty, key.index, slot);
+                    } else {
+                        slot.stats.notices_dropped += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver_to_client(
+        &mut self,
+        c: ConnKey,
+        pieces: Pieces<'_, '_>,
+        source: Source,
+        now: Instant,
+    ) -> Outcome {
+        let cap = self.cfg.client_outbox_bytes;
+        let overload_wait = self.cfg.overload_wait;
+        let len = pieces.len();
+        let Some(conn) = self.conn_mut(c) else {
+            return Outcome::Returned(UndeliverableReason::NoSuchProc);
+        };
+        if conn.outbox.len() + len <= cap {
+            if let Source::Proc { .. } = source {
+                conn.full_since = None;
+            }
+            pieces.append_to(&mut conn.outbox);
+            conn.count_queued(len, true);
+            return Outcome::Delivered;
+        }
+        let Source::Proc { key, exiting } = source else {
+            return Outcome::Returned(UndeliverableReason::Overloaded);
+        };
+        // A full reply queue slows the proc like a full ring: the frame
+        // stays in its outbound ring until the client's writer makes room,
+        // for at most the overload wait.
+        let since = *conn.full_since.get_or_insert(now);
+        if exiting || now.duration_since(since) >= overload_wait {
+            return Outcome::Returned(UndeliverableReason::Overloaded);
+        }
+        conn.drains_waiting = true;
+        self.block_drain(key, key, since);
+        Outcome::Full(key, since + overload_wait)
+    }
+
+    fn deliver_to_proc(
+        &mut self,
+        q: ProcKey,
+        pieces: Pieces<'_, '_>,
+        source: Source,
+        changes: u64,
+        now: Instant,
+    ) -> Outcome {
+        let overload_wait = self.cfg.overload_wait;
+        let len = pieces.len();
+        let kind = pieces.head().kind();
+        let (to_itself, exiting) = match source {
+            Source::Proc { key, exiting } => (key == q, exiting),
+            Source::Conn { .. } => (false, false),
+        };
+        let Dataplane { procs, dirty, .. } = self;
+        let Some(slot) = slot_of(procs, q) else {
+            return Outcome::Returned(UndeliverableReason::ProcExited);
+        };
+        // A proc's frame to itself goes in whatever its state (it is running).
+        let state = if to_itself {
+            ProcState::Ready
+        } else {
+            slot.state
+        };
+        let reason = match (state, slot.inbound.as_mut()) {
+            (ProcState::Starting, _) => UndeliverableReason::NotReady,
+            // Counted against the exited proc only for a connection's frame.
+            (ProcState::Detached, _) | (_, None) if matches!(source, Source::Proc { .. }) => {
+                return Outcome::Returned(UndeliverableReason::ProcExited);
+            }
+            (ProcState::Detached, _) | (_, None) => UndeliverableReason::ProcExited,
+            (ProcState::Ready, Some(ring)) => match pieces.write_into(ring) {
+                RingWrite::Written => {
+                    count_written(dirty, q.index, slot, len as u64);
+                    self.remember_route(source, q, kind, changes);
+                    return Outcome::Delivered;
+                }
+                RingWrite::Full if exiting => {
+                    return Outcome::Returned(UndeliverableReason::Overloaded);
+                }
+                RingWrite::Full => {
+                    // The ring's own "full since" mark: once it has refused
+                    // frames longer than the wait, frames for it come back
+                    // at once until it has room.
+                    let since = *slot.full_since.get_or_insert(now);
+                    if now.duration_since(since) < overload_wait {
+                        return self.wait_for_room(q, source, len, since);
+                    }
+                    UndeliverableReason::Overloaded
+                }
+                RingWrite::Oversized => UndeliverableReason::Oversized,
+                RingWrite::Closed => UndeliverableReason::ProcExited,
+            },
+        };
+        slot.stats.returned_for.add(reason);
+        Outcome::Returned(reason)
+    }
+
+    /// Repeats of the header just written into `q`'s ring may take the same
+    /// way (the fast lanes) while no table change has started since
+    /// `changes` was read (an odd counter: one was in progress).
+    fn remember_route(&mut self, source: Source, q: ProcKey, kind: FrameKind, changes: u64) {
+        if changes % 2 != 0 {
+            return;
+        }
+        match source {
+            // Only data frames take a connection's fast lane.
+            Source::Conn { key, .. } if kind == FrameKind::Data => {
+                if let Some(conn) = self.conn_mut(key) {
+                    conn.repeat_route = Some((q, changes));
+                }
+            }
+            Source::Proc { key, .. } if key != q => {
+                if let Some(slot) = self.proc_mut(key) {
+                    slot.repeat_route = Some((q, changes));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `q`'s ring is full (since `since`) for a frame of `len` bytes: the
+    /// source waits for room, on the ring's doorbell, until the overload
+    /// wait ends. A connection's frame is held by its reader (woken at once
+    /// if room appeared meanwhile); a proc's drain blocks, or retries at
+    /// once if room appeared meanwhile.
+    fn wait_for_room(&mut self, q: ProcKey, source: Source, len: usize, since: Instant) -> Outcome {
+        let deadline = since + self.cfg.overload_wait;
+        let Some(slot) = self.proc_mut(q) else {
+            return Outcome::Returned(UndeliverableReason::ProcExited);
+        };
+        match source {
+            Source::Conn { key, .. } => {
+                if !slot.conn_waiters.contains(&key) {
+                    slot.conn_waiters.push(key);
+                }
+                let armed = slot
+                    .inbound
+                    .as_mut()
+                    .is_some_and(|r| r.arm_doorbell(len).unwrap_or(false));
+                if !armed {
+                    // Room appeared (or the ring closed) meanwhile: retry now.
+                    self.events.push_back(Event::WakeReader(key));
+                }
+            }
+            Source::Proc { key, .. } => {
+                let armed = slot
+                    .inbound
+                    .as_mut()
+                    .is_some_and(|r| r.arm_doorbell(len).unwrap_or(false));
+                if !armed {
+                    return Outcome::Retry;
+                }
+                if key != q && !slot.proc_waiters.contains(&key) {
+                    slot.proc_waiters.push(key);
+                }
+                self.block_drain(key, q, since);
+            }
+        }
+        Outcome::Full(q, deadline)
+    }
+
+    /// `src`'s drain is stuck on `on` (a proc, or itself for a client's
+    /// reply queue) since `since`.
+    fn block_drain(&mut self, src: ProcKey, on: ProcKey, since: Instant) {
+        let Dataplane {
+            procs,
+            blocked_drains,
+            ..
+        } = self;
+        if let Some(slot) = slot_of(procs, src) {
+            if slot.drain_blocked.is_none() {
+                *blocked_drains += 1;
+            }
+            slot.drain_blocked = Some((on, since));
+        }
+    }
 }
