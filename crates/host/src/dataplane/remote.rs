@@ -11,8 +11,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use hostmux_wire::{
-    encode_frame_to_vec, encoded_len, Addr, AddrKind, FrameDecoder, FrameHeader, FrameView, Limits,
-    ProcName, Sender, UndeliverableReason,
+    encode_frame_to_vec, encoded_len, Addr, AddrKind, FrameDecoder, FrameHeader, Limits, ProcName,
+    Sender, UndeliverableReason,
 };
 
 use super::write::{notice_header, notice_payload};
@@ -38,34 +38,8 @@ impl Remotes {
     }
 }
 
-/// Queues `frame` on the link to its destination host, opening the link on
-/// first use.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn forward(
-    conns: &mut Vec<Option<ConnSlot>>,
-    remotes: &mut Remotes,
-    events: &mut VecDeque<Event>,
-    generation: &mut u32,
-    own_addr: &str,
-    limits: &Limits,
-    cfg: &HostConfig,
-    frame: &FrameView<'_>,
-    payload: &[u8],
-) -> Outcome {
-    forward_header(
-        conns,
-        remotes,
-        events,
-        generation,
-        own_addr,
-        limits,
-        cfg,
-        frame.fields(),
-        payload,
-    )
-}
-
-/// [`forward`] for a frame given by its header and payload.
+/// Queues a frame (`header`, `payload`) on the link to its destination
+/// host, opening the link on first use (see [`Dataplane::forward`]).
 #[allow(clippy::too_many_arguments)]
 fn forward_header<'a>(
     conns: &mut Vec<Option<ConnSlot>>,
@@ -182,6 +156,18 @@ impl Dataplane {
         reason: UndeliverableReason,
     ) {
         let payload = notice_payload(original, reason);
+        // Cold path (a proc died or a link failed): the name is cloned so the
+        // header does not borrow the data plane it is forwarded through. The
+        // forward names this host in the sender.
+        let service = self.service_name.clone();
+        let header = notice_header(original, service.as_str(), "");
+        let _ = self.forward(header, &payload);
+    }
+
+    /// Queues a frame (`header`, `payload`) on the link to its destination
+    /// host, opening the link on first use; its sender is rewritten to name
+    /// this host and its hop count goes up by one.
+    pub(super) fn forward(&mut self, header: FrameHeader<'_>, payload: &[u8]) -> Outcome {
         let Dataplane {
             conns,
             remotes,
@@ -190,13 +176,11 @@ impl Dataplane {
             own_addr,
             limits,
             cfg,
-            service_name,
             ..
         } = self;
-        let header = notice_header(original, service_name.as_str(), own_addr);
-        let _ = forward_header(
-            conns, remotes, events, generation, own_addr, limits, cfg, header, &payload,
-        );
+        forward_header(
+            conns, remotes, events, generation, own_addr, limits, cfg, header, payload,
+        )
     }
 
     /// Returns every frame still queued on a link as `NoSuchProc`.

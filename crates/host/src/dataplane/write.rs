@@ -17,8 +17,8 @@ use super::agent::agent_answer;
 use super::conn::envelope_of;
 use super::rules::{self, Party, Refusal, ServiceUse};
 use super::{
-    remote, service, ConnKey, ConnSlot, Dataplane, Event, Outcome, ProcKey, ProcSlot, ProcState,
-    RingWrite, Route,
+    service, ConnKey, ConnSlot, Dataplane, Event, Outcome, ProcKey, ProcSlot, ProcState, RingWrite,
+    Route,
 };
 
 pub(super) fn slot_of(procs: &mut [Option<ProcSlot>], key: ProcKey) -> Option<&mut ProcSlot> {
@@ -389,27 +389,7 @@ impl Dataplane {
     ) -> Outcome {
         let frame = pieces.head();
         if !self.is_local_addr(frame.dest_addr()) {
-            let Dataplane {
-                conns,
-                remotes,
-                events,
-                generation,
-                own_addr,
-                limits,
-                cfg,
-                ..
-            } = self;
-            return remote::forward(
-                conns,
-                remotes,
-                events,
-                generation,
-                own_addr,
-                limits,
-                cfg,
-                frame,
-                pieces.payload(),
-            );
+            return self.forward(frame.fields(), pieces.payload());
         }
         let changes = self.table.changes();
         let from_conn = matches!(source, Source::Conn { .. });
