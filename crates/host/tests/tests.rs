@@ -9,6 +9,7 @@ mod clients;
 mod control;
 mod crash;
 mod exactly_once;
+mod half_close;
 mod lifecycle;
 mod process;
 mod registry;

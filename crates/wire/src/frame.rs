@@ -432,6 +432,32 @@ pub(crate) fn view_frame<'a>(
     })
 }
 
+/// The message id of an encoded frame, read from its header's fixed root
+/// without validating the header again (decode the frame first: this is
+/// for a frame already known valid, such as a repeat of a decoded
+/// header). `None` if the prefix does not pass `limits` or the header is
+/// not all there.
+///
+/// ```
+/// use hostmux_wire::{encode_frame_to_vec, frame_message_id, FrameHeader, Limits};
+///
+/// let limits = Limits::default();
+/// let mut bytes = Vec::new();
+/// encode_frame_to_vec(&mut bytes, &FrameHeader::data("echo", 42), b"hi", &limits)?;
+/// assert_eq!(frame_message_id(&bytes, &limits), Some(42));
+/// # Ok::<(), hostmux_wire::WireError>(())
+/// ```
+#[inline]
+pub fn frame_message_id(frame: &[u8], limits: &Limits) -> Option<u64> {
+    let prefix = FramePrefix::parse(frame, limits).ok()?;
+    let header_end = PREFIX_LEN + prefix.header_len();
+    let root = header_end
+        .checked_sub(crate::HEADER_ROOT_LEN)
+        .filter(|&root| root >= PREFIX_LEN)?;
+    let id = frame.get(root..root + 8)?;
+    Some(u64::from_le_bytes(id.try_into().ok()?))
+}
+
 /// Sets the hop count of the encoded frame at the start of `frame` in
 /// place: the one byte a host changes when it forwards a frame over a link
 /// to another host, without re-encoding it (see [`Flags::hops`]). Any hop

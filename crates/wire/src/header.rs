@@ -177,16 +177,19 @@ impl<'a> Sender<'a> {
         }
     }
 
+    /// The sender's name (empty for an anonymous sender).
     #[inline]
-    pub(crate) fn name(&self) -> &'a str {
+    pub fn name(&self) -> &'a str {
         match *self {
             Sender::Anonymous => "",
             Sender::Client { name } | Sender::Proc { name, .. } => name,
         }
     }
 
+    /// The sender's host address (empty unless a proc's, and for a proc of
+    /// the host that relays the frame).
     #[inline]
-    pub(crate) fn addr(&self) -> &'a str {
+    pub fn addr(&self) -> &'a str {
         match *self {
             Sender::Proc { addr, .. } => addr,
             _ => "",

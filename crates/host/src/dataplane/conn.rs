@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use hostmux_wire::{FrameDecoder, FrameHeader, FrameView, ProcName, Sender, UndeliverableReason};
+use hostmux_wire::{
+    frame_message_id, FrameDecoder, FrameHeader, FrameView, ProcName, Sender, UndeliverableReason,
+};
 
 use super::rules::{self, Envelope, Origin};
 
@@ -11,8 +13,8 @@ use crate::stats::ConnStats;
 
 use super::write::{count_written, push_notice, slot_of_conn, write_record, Pieces, Source};
 use super::{
-    ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, ProcKey, ProcState, RingWrite,
-    Route, HISTORY,
+    AwaitedAnswers, ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, Peer, ProcKey,
+    ProcState, RingWrite, Route, HISTORY,
 };
 
 impl Dataplane {
@@ -51,6 +53,9 @@ impl Dataplane {
             Ok(()) => self.deliver(Pieces::Whole(frame), source, now),
             Err(reason) => Outcome::Returned(reason),
         };
+        let awaited = (matches!(outcome, Outcome::Delivered)
+            && rules::may_be_answered(envelope.kind))
+        .then(|| self.peer_of(frame.dest_name(), frame.dest_addr()));
         let Dataplane {
             conns,
             service_name,
@@ -62,8 +67,8 @@ impl Dataplane {
         match outcome {
             Outcome::Delivered => {
                 conn.stats.delivered += 1;
-                if rules::may_be_answered(envelope.kind) {
-                    conn.awaiting_answers += 1;
+                if let Some(peer) = awaited {
+                    conn.answers.expect(frame.message_id(), peer);
                 }
             }
             Outcome::Answered => conn.stats.delivered += 1,
@@ -118,6 +123,7 @@ impl Dataplane {
             conns,
             procs,
             dirty,
+            limits,
             ..
         } = self;
         let Some(conn) = slot_of_conn(conns, key) else {
@@ -148,7 +154,9 @@ impl Dataplane {
         conn.stats.bytes_in += len;
         conn.stats.delivered += 1;
         // Only data frames take this lane (see `Dataplane::remember_route`).
-        conn.awaiting_answers += 1;
+        if let Some(message_id) = frame_message_id(bytes, limits) {
+            conn.answers.expect(message_id, conn.repeat_peer);
+        }
         true
     }
 
@@ -228,9 +236,10 @@ impl Dataplane {
             privileged: false,
             full_since: None,
             drains_waiting: false,
-            awaiting_answers: 0,
+            answers: AwaitedAnswers::default(),
             lingering: false,
             repeat_route: None,
+            repeat_peer: Peer::named(b""),
         };
         if index == self.conns.len() {
             self.conns.push(Some(slot));
@@ -335,9 +344,14 @@ impl Dataplane {
     /// Queues the control plane's response to a control request the client
     /// sent (one answer fewer awaited).
     pub(crate) fn queue_answer(&mut self, key: ConnKey, frame: &[u8]) {
+        let message_id = frame_message_id(frame, &self.limits);
+        let service = Peer::named(self.service_name.as_str().as_bytes());
         if let Some(conn) = self.conn_mut(key) {
             conn.outbox.extend_from_slice(frame);
-            conn.count_queued(frame.len(), true);
+            conn.count_queued(frame.len());
+            if let Some(message_id) = message_id {
+                conn.answers.answer(message_id, service);
+            }
             self.events.push_back(Event::WakeWriter(key));
         }
     }
@@ -349,7 +363,7 @@ impl Dataplane {
         match self.conn_mut(key) {
             Some(conn) => {
                 conn.lingering = true;
-                conn.awaiting_answers > 0
+                conn.answers.awaiting() > 0
             }
             None => false,
         }
@@ -357,7 +371,7 @@ impl Dataplane {
 
     /// Whether a half-closed client still awaits answers.
     pub(crate) fn awaits_answers(&mut self, key: ConnKey) -> bool {
-        self.conn_mut(key).is_some_and(|c| c.awaiting_answers > 0)
+        self.conn_mut(key).is_some_and(|c| c.answers.awaiting() > 0)
     }
 
     /// The client's stream broke the framing: queue a `Malformed` notice

@@ -43,6 +43,7 @@ use crate::config::HostConfig;
 use crate::stats::{ConnStats, HostStats, ProcStats};
 
 mod agent;
+mod answers;
 mod conn;
 mod drain;
 mod event;
@@ -54,6 +55,7 @@ pub(crate) mod service;
 mod write;
 
 pub(crate) use agent::AgentWaiter;
+use answers::{AwaitedAnswers, Peer};
 pub(crate) use event::Event;
 pub(crate) use write::copy_head;
 
@@ -108,6 +110,8 @@ enum ProcState {
 struct ProcSlot {
     generation: u32,
     name: ProcName,
+    /// Who it is to the clients awaiting its answers (its name's hash).
+    peer: Peer,
     state: ProcState,
     inbound: Option<Producer>,
     inbound_memfd: OwnedFd,
@@ -168,11 +172,12 @@ struct ConnSlot {
     full_since: Option<Instant>,
     /// A proc's drain waits for room in this reply queue.
     drains_waiting: bool,
-    /// Frames it sent that were delivered and may be answered, less the
-    /// answers queued for it since (replies, responses, notices about
-    /// delivered frames; never below zero). After a half-close the host
-    /// keeps the connection until this reaches zero or the linger ends.
-    awaiting_answers: u64,
+    /// The answers it awaits: frames it sent that were delivered and may be
+    /// answered, by (message id, where they went), less the answers queued
+    /// for it since (replies, responses, notices about delivered frames).
+    /// After a half-close the host keeps the connection until none is
+    /// awaited or the linger ends.
+    answers: AwaitedAnswers,
     /// Its peer half-closed: it is kept only for the answers it awaits.
     lingering: bool,
     /// The proc this connection's last frame was delivered to, and the
@@ -180,6 +185,8 @@ struct ConnSlot {
     /// frame whose header repeats that frame's goes to the same proc while
     /// the counter is unchanged (see `Dataplane::deliver_repeat`).
     repeat_route: Option<(ProcKey, u64)>,
+    /// Who that proc is, for the answers awaited from it.
+    repeat_peer: Peer,
 }
 
 /// What a connection's writer found in its queue.
@@ -347,6 +354,7 @@ impl Dataplane {
         };
         let slot = ProcSlot {
             generation,
+            peer: Peer::named(name.as_str().as_bytes()),
             name,
             state: ProcState::Starting,
             inbound: Some(inbound),
@@ -557,6 +565,7 @@ impl Dataplane {
             Sender::Client { name } | Sender::Proc { name, .. } => name,
             Sender::Anonymous => return,
         };
+        let peer = self.peer_of(original.dest_name, original.dest_addr);
         match self.reader.lookup(name.as_bytes()).copied() {
             Some(Route::Client(c)) => {
                 let limits = self.limits;
@@ -567,7 +576,7 @@ impl Dataplane {
                     // stays counted delivered: the notice is its answer, as
                     // a reply would be, and the name's holder now may not
                     // be the connection that sent it).
-                    conn.awaiting_answers = conn.awaiting_answers.saturating_sub(1);
+                    conn.answers.answer(original.message_id, peer);
                 }
             }
             Some(Route::Proc(p)) => {
@@ -611,7 +620,7 @@ impl Dataplane {
             if !conn.outbox.is_empty() {
                 self.events.push_back(Event::WakeWriter(key));
             }
-            if conn.lingering && conn.awaiting_answers == 0 {
+            if conn.lingering && conn.answers.awaiting() == 0 {
                 // A half-closed client got its last answer: its reader
                 // task closes it (woken once).
                 conn.lingering = false;

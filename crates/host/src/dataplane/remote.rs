@@ -16,7 +16,7 @@ use hostmux_wire::{
 };
 
 use super::write::{notice_header, notice_payload};
-use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Event, Outcome};
+use super::{slot_of_conn, AwaitedAnswers, ConnKey, ConnSlot, Dataplane, Event, Outcome, Peer};
 use crate::config::HostConfig;
 use crate::stats::ConnStats;
 
@@ -89,9 +89,10 @@ fn forward_header<'a>(
                 privileged: false,
                 full_since: None,
                 drains_waiting: false,
-                awaiting_answers: 0,
+                answers: AwaitedAnswers::default(),
                 lingering: false,
                 repeat_route: None,
+                repeat_peer: Peer::named(b""),
             };
             if index == conns.len() {
                 conns.push(Some(slot));
@@ -137,6 +138,17 @@ impl Dataplane {
     /// Whether `addr` (a frame's destination address) means this host.
     pub(crate) fn is_local_addr(&self, addr: &str) -> bool {
         addr.is_empty() || addr == &*self.own_addr
+    }
+
+    /// Who a frame to `dest_name` at `dest_addr` goes to, as the answers a
+    /// client awaits are keyed: the named party on this host, or whatever
+    /// lives on the other host (its answers carry that host's address).
+    pub(super) fn peer_of(&self, dest_name: &str, dest_addr: &str) -> Peer {
+        if self.is_local_addr(dest_addr) {
+            Peer::named(dest_name.as_bytes())
+        } else {
+            Peer::remote(dest_addr.as_bytes())
+        }
     }
 
     /// The link's hello was acknowledged: its queued frames may go.

@@ -17,8 +17,8 @@ use super::agent::agent_answer;
 use super::conn::envelope_of;
 use super::rules::{self, Party, Refusal, ServiceUse};
 use super::{
-    service, ConnKey, ConnSlot, Dataplane, Event, Outcome, ProcKey, ProcSlot, ProcState, RingWrite,
-    Route,
+    service, ConnKey, ConnSlot, Dataplane, Event, Outcome, Peer, ProcKey, ProcSlot, ProcState,
+    RingWrite, Route,
 };
 
 pub(super) fn slot_of(procs: &mut [Option<ProcSlot>], key: ProcKey) -> Option<&mut ProcSlot> {
@@ -156,16 +156,10 @@ pub(super) fn notice_into_ring(
 
 impl ConnSlot {
     /// Counts a frame of `len` bytes queued towards this connection.
-    /// `answer`: it answers a frame this connection sent and the host
-    /// delivered (a reply, a response, a notice about a delivered frame),
-    /// so one fewer answer is awaited.
-    pub(super) fn count_queued(&mut self, len: usize, answer: bool) {
+    pub(super) fn count_queued(&mut self, len: usize) {
         self.stats.frames_out += 1;
         self.stats.bytes_out += len as u64;
         self.stats.outbox_high_water = self.stats.outbox_high_water.max(self.outbox.len() as u64);
-        if answer {
-            self.awaiting_answers = self.awaiting_answers.saturating_sub(1);
-        }
     }
 
     /// Disposes of a frame from this connection that was refused or could
@@ -202,7 +196,7 @@ pub(super) fn push_notice(
     let header = notice_header(original, from, own_addr);
     let payload = notice_payload(original, reason);
     if let Ok(range) = encode_frame_to_vec(&mut conn.outbox, &header, &payload, limits) {
-        conn.count_queued(range.len(), false);
+        conn.count_queued(range.len());
     }
 }
 
@@ -479,7 +473,7 @@ impl Dataplane {
             Source::Conn { key, .. } => {
                 if let Some(conn) = self.conn_mut(key) {
                     conn.outbox.extend_from_slice(&response);
-                    conn.count_queued(response.len(), false);
+                    conn.count_queued(response.len());
                 }
             }
             Source::Proc { key, .. } => {
@@ -498,6 +492,25 @@ impl Dataplane {
         }
     }
 
+    /// Who `frame` comes from, as the answers a client awaits are keyed
+    /// (see [`Dataplane::peer_of`]): a proc by its name, another host by its
+    /// address, a client by its hello name.
+    fn answer_peer(&mut self, frame: &FrameView<'_>, source: Source) -> Peer {
+        match source {
+            Source::Proc { key, .. } => match slot_of(&mut self.procs, key) {
+                Some(slot) => slot.peer,
+                None => Peer::named(frame.sender().name().as_bytes()),
+            },
+            Source::Conn {
+                party: Party::Link, ..
+            } => Peer::remote(frame.sender().addr().as_bytes()),
+            Source::Conn { key, .. } => match self.conn_mut(key) {
+                Some(conn) => Peer::named(conn.name.as_str().as_bytes()),
+                None => Peer::named(frame.sender().name().as_bytes()),
+            },
+        }
+    }
+
     fn deliver_to_client(
         &mut self,
         c: ConnKey,
@@ -508,6 +521,11 @@ impl Dataplane {
         let cap = self.cfg.client_outbox_bytes;
         let overload_wait = self.cfg.overload_wait;
         let len = pieces.len();
+        let frame = pieces.head();
+        let from = self
+            .conn_mut(c)
+            .is_some_and(|conn| conn.answers.awaiting() > 0)
+            .then(|| self.answer_peer(frame, source));
         let Some(conn) = self.conn_mut(c) else {
             return Outcome::Returned(UndeliverableReason::NoSuchProc);
         };
@@ -516,7 +534,13 @@ impl Dataplane {
                 conn.full_since = None;
             }
             pieces.append_to(&mut conn.outbox);
-            conn.count_queued(len, true);
+            conn.count_queued(len);
+            // One of the answers it awaits if it comes from where one of
+            // its frames went, with that frame's id (anything else, such as
+            // another party's request, leaves them awaited).
+            if let Some(from) = from {
+                conn.answers.answer(frame.message_id(), from);
+            }
             return Outcome::Delivered;
         }
         let Source::Proc { key, exiting } = source else {
@@ -603,8 +627,12 @@ impl Dataplane {
         match source {
             // Only data frames take a connection's fast lane.
             Source::Conn { key, .. } if kind == FrameKind::Data => {
+                let Some(peer) = self.proc_mut(q).map(|slot| slot.peer) else {
+                    return;
+                };
                 if let Some(conn) = self.conn_mut(key) {
                     conn.repeat_route = Some((q, changes));
+                    conn.repeat_peer = peer;
                 }
             }
             Source::Proc { key, .. } if key != q => {

@@ -9,6 +9,10 @@
 //! * `crash-after-batches N`: echoes in receive batches (replies published
 //!   once per batch); aborts after the batch in which it echoed its N-th
 //!   message.
+//! * `gate`: holds every data message from a client; a data message whose
+//!   payload is `release` makes it answer all it holds (each with its own
+//!   message id and payload, to its sender) in the order received, and
+//!   `release:K` only the first K of them.
 //! * `never-ready`: maps its rings but never reports ready.
 //! * `corrupt-outbound`: echoes; a message with payload `corrupt` makes it
 //!   write garbage over its outbound ring's producer index and ring the host
@@ -21,7 +25,7 @@ use std::sync::Arc;
 
 use hostmux_proc::protocol::BootParams;
 use hostmux_proc::{boot, boot_from, BootOptions, ProcError};
-use hostmux_wire::FrameKind;
+use hostmux_wire::{FrameHeader, FrameKind, Sender};
 
 /// Byte offset of the producer index (`tail`) in a ring's memfd (`docs/ring.md`).
 const TAIL_OFFSET: u64 = 128;
@@ -105,6 +109,40 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
                 }
             }
             std::process::abort();
+        }
+        "gate" => {
+            let mut proc = boot()?;
+            let own = proc.name().clone();
+            let mut held: Vec<(String, u64, Vec<u8>)> = Vec::new();
+            proc.serve(|mut m| {
+                if m.kind() != FrameKind::Data {
+                    return Ok(());
+                }
+                let Sender::Client { name } = m.sender() else {
+                    return Ok(());
+                };
+                let Some(release) = m.payload().strip_prefix(b"release") else {
+                    held.push((name.to_owned(), m.message_id(), m.payload().to_vec()));
+                    return Ok(());
+                };
+                let count = std::str::from_utf8(release)
+                    .ok()
+                    .and_then(|r| r.strip_prefix(':'))
+                    .and_then(|k| k.parse().ok())
+                    .unwrap_or(held.len())
+                    .min(held.len());
+                for (client, message_id, payload) in held.drain(..count) {
+                    let header = FrameHeader {
+                        sender: Sender::Proc {
+                            addr: "",
+                            name: own.as_str(),
+                        },
+                        ..FrameHeader::data(&client, message_id)
+                    };
+                    m.outbox().send_frame(&header, &payload)?;
+                }
+                m.outbox().flush()
+            })
         }
         "never-ready" => {
             let _proc = boot_from(BootParams::from_env()?)?;

@@ -54,10 +54,8 @@ pub(super) struct SimConn {
     /// Requests that must get exactly one answer.
     pub(super) expect: Vec<u64>,
     /// It was sent frames that answer nothing of its own (others' requests,
-    /// stray replies), before or after its half-close. The host counts
-    /// answers, not ids (`docs/architecture.md`, "Delivery rules", half-close), so such
-    /// frames can end its linger before its own answers came: a documented
-    /// limitation, which the final check excuses (and coverage counts).
+    /// stray replies), before or after its half-close: they must not end
+    /// its linger before its own answers came (coverage counts them).
     pub(super) received_foreign_frames: bool,
     /// Frames it had to hold so far (coverage).
     pub(super) holds: u64,

@@ -31,9 +31,9 @@ pub(super) struct Coverage {
     pub(super) half_closed: u64,
     /// Half-closed connections whose linger ran out.
     pub(super) lingers_expired: u64,
-    /// Half-closed connections that others' frames may have closed before
-    /// their own answers came (a documented limitation).
-    pub(super) half_closes_cut_short: u64,
+    /// Half-closed connections that were sent others' frames (requests,
+    /// stray replies) and still got every answer of their own.
+    pub(super) half_closes_with_others_frames: u64,
     /// Frames neither delivered nor returned (notices and responses that
     /// may not be answered, frames the service proc consumed).
     pub(super) dropped: u64,
@@ -100,7 +100,7 @@ impl Coverage {
         self.link_failures += other.link_failures;
         self.half_closed += other.half_closed;
         self.lingers_expired += other.lingers_expired;
-        self.half_closes_cut_short += other.half_closes_cut_short;
+        self.half_closes_with_others_frames += other.half_closes_with_others_frames;
         self.dropped += other.dropped;
         for (a, b) in self.returned.iter_mut().zip(other.returned) {
             *a += b;
@@ -132,6 +132,10 @@ impl Coverage {
         need(self.forwarded > 0, "a frame forwarded over the link");
         need(self.link_failures > 0, "a link failure");
         need(self.half_closed > 0, "a half-close");
+        need(
+            self.half_closes_with_others_frames > 0,
+            "a half-closed client sent others' frames",
+        );
         need(
             self.drain_fast_lane > 0,
             "a record through the drain's fast lane",
@@ -167,7 +171,7 @@ impl fmt::Display for Coverage {
             f,
             "{} runs: {} frames put in, {} written by the host; {} held, {} drains blocked, \
              crashes (idle/read/mid-reply/reply/release) {:?}, {} exits, {} forwarded, \
-             {} link failures, {} half-closes ({} lingers ran out), {} dropped, {} records through the drain's fast lane, \
+             {} link failures, {} half-closes ({} lingers ran out, {} sent others' frames), {} dropped, {} records through the drain's fast lane, \
              longest reply queue {} bytes; returned (no such proc/not ready/exited/\
              overloaded/oversized/malformed/hop limit) {:?}",
             self.runs,
@@ -181,6 +185,7 @@ impl fmt::Display for Coverage {
             self.link_failures,
             self.half_closed,
             self.lingers_expired,
+            self.half_closes_with_others_frames,
             self.dropped,
             self.drain_fast_lane,
             self.outbox_high_water,

@@ -30,13 +30,13 @@ impl World {
             let conn = self.clients[c].take().expect("checked above");
             self.coverage.add_conn(&conn);
             self.dp.remove_conn(conn.key);
-            if conn.eof == Eof::Sent && conn.received_foreign_frames {
-                // Others' frames may have ended its linger early (see
-                // `SimConn::received_foreign_frames`): its own answers
-                // that had not come went back to their senders.
-                self.coverage.half_closes_cut_short += 1;
-            } else if conn.eof == Eof::Sent && !conn.failed && !conn.leaving {
-                // Half-closed: what it sent before must still be answered.
+            if conn.eof == Eof::Sent && !conn.failed && !conn.leaving {
+                // Half-closed: what it sent before must still be answered,
+                // even if others sent it frames meanwhile (the host matches
+                // answers by id and party, so theirs do not end its wait).
+                if conn.received_foreign_frames {
+                    self.coverage.half_closes_with_others_frames += 1;
+                }
                 self.retired
                     .extend(conn.expect.iter().map(|&id| (conn.who, id)));
             }

@@ -214,11 +214,12 @@ fn simulation_replay() {
 /// Seeds that found bugs, kept as regressions (the scripted scenarios hold
 /// their shortest lists): 9, a crash answers an id twice (issue 11 case 3);
 /// 13, a half-closed client loses its replies (case 2); 85, a proc that
-/// answers notices loops with the service proc (case 1); 1293, a
-/// half-closed client that receives others' frames closes before its
-/// replies; 4, a failed link's queued forwards go to a link to this host;
-/// 500 and 1400, returned leftovers charged to a later namesake.
-const REGRESSION_SEEDS: &[u64] = &[9, 13, 85, 1293, 4, 500, 1400];
+/// answers notices loops with the service proc (case 1); 1293, 256,
+/// 1759, 2701 and 2816, a half-closed client that receives others' frames
+/// closes before its replies; 4, a failed link's queued forwards go to a
+/// link to this host; 500 and 1400, returned leftovers charged to a later
+/// namesake.
+const REGRESSION_SEEDS: &[u64] = &[9, 13, 85, 1293, 256, 1759, 2701, 2816, 4, 500, 1400];
 
 #[test]
 #[ignore = "a million simulated steps; run explicitly"]

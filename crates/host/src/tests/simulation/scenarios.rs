@@ -129,13 +129,12 @@ fn simulation_case2_half_close_answers_what_was_accepted() {
 }
 
 /// Case 2 while other parties send to the half-closed client (seeds 256
-/// and 1293 after the half-close fix). The host counts answers, not ids,
-/// so others' frames can end the wait before the client's own replies come:
-/// a documented limitation (`docs/architecture.md`, half-close). What must
-/// hold all the same: every counter adds up, no id is answered twice, and
-/// the replies that found the client gone go back to their senders.
+/// and 1293 after the first half-close fix, which counted answers and not
+/// ids, so others' frames ended the wait before the client's own replies
+/// came): the host matches answers by (id, party), so the client still gets
+/// every reply of its own before it is closed.
 #[test]
-fn simulation_case2_others_frames_may_cut_a_half_close_short_but_nothing_is_lost() {
+fn simulation_case2_others_frames_do_not_cut_a_half_close_short() {
     let mut events = client_and(Echo);
     events.extend([
         Connect { client: 1 },
