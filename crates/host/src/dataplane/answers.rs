@@ -103,10 +103,20 @@ impl AwaitedAnswers {
     /// `peer`: one answer more is awaited.
     #[inline]
     pub(crate) fn expect(&mut self, message_id: u64, peer: Peer) {
+        self.expect_with(|| Some(message_id), peer);
+    }
+
+    /// As [`expect`](Self::expect), reading the message id only if it is
+    /// tracked (`None`: counted, not tracked).
+    #[inline]
+    pub(crate) fn expect_with(&mut self, message_id: impl FnOnce() -> Option<u64>, peer: Peer) {
         self.awaiting += 1;
         if self.counting_only {
             return;
         }
+        let Some(message_id) = message_id() else {
+            return;
+        };
         if self.keys * 2 >= self.slots.len() && !self.grow() {
             // Too many to track: count only, until all are answered.
             self.slots = Vec::new();

@@ -154,9 +154,8 @@ impl Dataplane {
         conn.stats.bytes_in += len;
         conn.stats.delivered += 1;
         // Only data frames take this lane (see `Dataplane::remember_route`).
-        if let Some(message_id) = frame_message_id(bytes, limits) {
-            conn.answers.expect(message_id, conn.repeat_peer);
-        }
+        conn.answers
+            .expect_with(|| frame_message_id(bytes, limits), conn.repeat_peer);
         true
     }
 
