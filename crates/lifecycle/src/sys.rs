@@ -177,7 +177,8 @@ struct ChildArgs<'a> {
 /// dispositions for every signal, its own process group,
 /// `PR_SET_PDEATHSIG(SIGKILL)` (bound to this thread, which must outlive
 /// it), an exit if its parent already changed, its cgroup, its stdio and
-/// fds, an empty signal mask, then `execve`.
+/// fds (every other fd marked close-on-exec, so it inherits nothing else),
+/// an empty signal mask, then `execve`.
 ///
 /// Returns the pid and a pidfd obtained atomically with the clone.
 pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
@@ -437,10 +438,17 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
             lifted[slot] = fd;
         }
+        let mut kept = [0 as RawFd; MAX_EXTRA_FDS];
         for (slot, &(_, target)) in plan.fd_moves.iter().enumerate() {
             if libc::dup2(lifted[slot], target) < 0 {
                 return fail(last_errno());
             }
+            kept[slot] = target;
+        }
+        // Whatever else this process holds without close-on-exec (a
+        // library's fd, one the host inherited) stays out of the proc.
+        if let Err(errno) = hostmux_boot::close_on_exec_except(&kept[..plan.fd_moves.len()]) {
+            return fail(errno);
         }
         if let Some(dir) = &plan.cwd {
             if libc::chdir(dir.as_ptr()) != 0 {
