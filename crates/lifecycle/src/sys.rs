@@ -438,22 +438,24 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
             lifted[slot] = fd;
         }
-        let mut kept = [0 as RawFd; MAX_EXTRA_FDS];
         for (slot, &(_, target)) in plan.fd_moves.iter().enumerate() {
             if libc::dup2(lifted[slot], target) < 0 {
                 return fail(last_errno());
             }
-            kept[slot] = target;
-        }
-        // Whatever else this process holds without close-on-exec (a
-        // library's fd, one the host inherited) stays out of the proc.
-        if let Err(errno) = hostmux_boot::close_on_exec_except(&kept[..plan.fd_moves.len()]) {
-            return fail(errno);
         }
         if let Some(dir) = &plan.cwd {
             if libc::chdir(dir.as_ptr()) != 0 {
                 return fail(last_errno());
             }
+        }
+        // Whatever else this process holds without close-on-exec (a
+        // library's fd, one the host inherited) stays out of the proc.
+        let mut kept = [0 as RawFd; MAX_EXTRA_FDS];
+        for (slot, &(_, target)) in plan.fd_moves.iter().enumerate() {
+            kept[slot] = target;
+        }
+        if let Err(errno) = hostmux_boot::close_on_exec_except(&kept[..plan.fd_moves.len()]) {
+            return fail(errno);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
