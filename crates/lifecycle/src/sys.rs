@@ -177,8 +177,7 @@ struct ChildArgs<'a> {
 /// dispositions for every signal, its own process group,
 /// `PR_SET_PDEATHSIG(SIGKILL)` (bound to this thread, which must outlive
 /// it), an exit if its parent already changed, its cgroup, its stdio and
-/// fds (every other fd marked close-on-exec, so it inherits nothing else),
-/// an empty signal mask, then `execve`.
+/// fds, an empty signal mask, then `execve`.
 ///
 /// Returns the pid and a pidfd obtained atomically with the clone.
 pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
@@ -449,7 +448,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
         // Whatever else this process holds without close-on-exec (a
-        // library's fd, one the host inherited) stays out of the proc.
+        // library's fd, one the host inherited) stays out of the proc: it
+        // inherits its stdio and the placed fds only.
         let mut kept = [0 as RawFd; MAX_EXTRA_FDS];
         for (slot, &(_, target)) in plan.fd_moves.iter().enumerate() {
             kept[slot] = target;
