@@ -91,9 +91,9 @@ impl Default for HostConfig {
     }
 }
 
-/// Prints every field except the token's value. The destructuring is
-/// exhaustive on purpose: a new field does not compile until someone decides
-/// here whether it is a secret.
+/// Prints the token as `Some(<redacted>)` and the other fields as they are.
+/// Only fields listed here are printed: one added later shows as `..` until
+/// someone adds it here, having decided whether it is a secret.
 impl std::fmt::Debug for HostConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         /// Stands in for a secret in `Debug` output; shows neither its bytes
@@ -104,38 +104,22 @@ impl std::fmt::Debug for HostConfig {
                 f.write_str("<redacted>")
             }
         }
-        let HostConfig {
-            limits,
-            token,
-            spawn_ready_timeout,
-            overload_wait,
-            inbound_ring_bytes,
-            outbound_ring_bytes,
-            client_outbox_bytes,
-            frontend,
-            service_name,
-            drain_budget,
-            poll_spin,
-            control_socket,
-            half_close_linger,
-            max_hops,
-        } = self;
         f.debug_struct("HostConfig")
-            .field("limits", limits)
-            .field("token", &token.as_ref().map(|_| Redacted))
-            .field("spawn_ready_timeout", spawn_ready_timeout)
-            .field("overload_wait", overload_wait)
-            .field("inbound_ring_bytes", inbound_ring_bytes)
-            .field("outbound_ring_bytes", outbound_ring_bytes)
-            .field("client_outbox_bytes", client_outbox_bytes)
-            .field("frontend", frontend)
-            .field("service_name", service_name)
-            .field("drain_budget", drain_budget)
-            .field("poll_spin", poll_spin)
-            .field("control_socket", control_socket)
-            .field("half_close_linger", half_close_linger)
-            .field("max_hops", max_hops)
-            .finish()
+            .field("limits", &self.limits)
+            .field("token", &self.token.as_ref().map(|_| Redacted))
+            .field("spawn_ready_timeout", &self.spawn_ready_timeout)
+            .field("overload_wait", &self.overload_wait)
+            .field("inbound_ring_bytes", &self.inbound_ring_bytes)
+            .field("outbound_ring_bytes", &self.outbound_ring_bytes)
+            .field("client_outbox_bytes", &self.client_outbox_bytes)
+            .field("frontend", &self.frontend)
+            .field("service_name", &self.service_name)
+            .field("drain_budget", &self.drain_budget)
+            .field("poll_spin", &self.poll_spin)
+            .field("control_socket", &self.control_socket)
+            .field("half_close_linger", &self.half_close_linger)
+            .field("max_hops", &self.max_hops)
+            .finish_non_exhaustive()
     }
 }
 
