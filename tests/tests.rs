@@ -6,3 +6,4 @@ mod delivery;
 mod demo;
 mod registry;
 mod serve;
+mod systemd_unit;

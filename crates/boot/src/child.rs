@@ -1,10 +1,10 @@
 //! The child side of the readiness protocol: read the ready channel from
 //! the environment, then report ready once.
 //!
-//! Reading and reporting are separate steps ([`ReadyChannel::parse`], then
-//! [`ReadyChannel::report`]) so a child can read all its boot variables
-//! first, remove them from its environment (see [`crate::env::ALL`]), and
-//! report later, when it can serve.
+//! Reading and reporting are separate steps ([`ReadyChannel::from_env`],
+//! then [`ReadyChannel::report`]) so a child can read its boot variables
+//! first (which takes them out of its environment, see
+//! [`crate::env::received`]) and report later, when it can serve.
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -23,10 +23,11 @@ pub struct ReadyChannel {
 }
 
 impl ReadyChannel {
-    /// Reads the channel from this process's environment (see
-    /// [`ReadyChannel::parse`]).
+    /// Reads the channel from the boot variables this process was started
+    /// with ([`crate::env::received`]: the first read removes them all from
+    /// the environment), checked as [`ReadyChannel::parse`] does.
     pub fn from_env() -> Result<Option<Self>, BootError> {
-        Self::parse(|var| std::env::var_os(var))
+        Self::parse(crate::env::received)
     }
 
     /// Reads the channel through `lookup` (the environment, or a map in
@@ -111,9 +112,11 @@ pub fn report_ready() -> Result<(), BootError> {
         .report()
 }
 
-/// The proc's name as given by its manager, if it was spawned by one.
+/// The proc's name as given by its manager, if it was spawned by one (and
+/// the name is UTF-8). Like every boot variable it is read once
+/// ([`crate::env::received`]) and then gone from the environment.
 pub fn proc_name() -> Option<String> {
-    std::env::var(PROC_NAME_ENV).ok()
+    crate::env::received(PROC_NAME_ENV)?.into_string().ok()
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! variables and fds over ([`ChildSpawn`]), and the two fd operations every
 //! side needs: adopting an inherited fd number ([`adopt_inherited`]) and,
 //! with the `tokio` feature, registering an fd with tokio's reactor
-//! ([`reactor`]).
+//! ([`reactor`]). A spawner also uses [`close_on_exec_except`] between
+//! `clone` and `execve`, so a child inherits only the fds meant for it.
 //!
 //! # Relation to its siblings
 //!
@@ -28,8 +29,13 @@
 //!   exist and the proc's own children do not inherit it.
 //! - Reading the environment is separate from acting on it
 //!   ([`ReadyChannel::parse`] takes a lookup function and adopts nothing), so
-//!   a child can read every variable in [`env::ALL`] first and then remove
-//!   them, and tests need no process environment.
+//!   tests need no process environment.
+//! - A child reads its boot variables once ([`env::received`]): the first
+//!   read removes every variable in [`env::ALL`] from the environment and
+//!   wipes it from `/proc/self/environ`, so the proc's own children never
+//!   see fd numbers that are not theirs.
+//! - A child inherits only the fds its spawner placed for it: the spawner
+//!   marks every other fd close-on-exec ([`close_on_exec_except`]).
 //! - The record check allocates nothing and decides as bytes arrive: a
 //!   prefix of the expected record, the whole record, or bytes that never
 //!   can be.
@@ -82,4 +88,4 @@ mod sys;
 pub use child::{proc_name, report_ready, ReadyChannel};
 pub use error::BootError;
 pub use spawn::ChildSpawn;
-pub use sys::adopt_inherited;
+pub use sys::{adopt_inherited, close_on_exec_except};

@@ -18,7 +18,10 @@ pub enum FrontendKind {
 }
 
 /// How a host serves. `Default` is a sensible loopback setup.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output never shows [`HostConfig::token`] (it prints
+/// `Some(<redacted>)`), so a config can be logged whole.
+#[derive(Clone)]
 pub struct HostConfig {
     /// Frame and name limits enforced on every connection and ring.
     pub limits: Limits,
@@ -85,5 +88,60 @@ impl Default for HostConfig {
             half_close_linger: Duration::from_secs(5),
             max_hops: 8,
         }
+    }
+}
+
+/// Prints the token as `Some(<redacted>)` and the other fields as they are.
+/// Only fields listed here are printed: one added later shows as `..` until
+/// someone adds it here, having decided whether it is a secret.
+impl std::fmt::Debug for HostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Stands in for a secret in `Debug` output; shows neither its bytes
+        /// nor its length.
+        struct Redacted;
+        impl std::fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("<redacted>")
+            }
+        }
+        f.debug_struct("HostConfig")
+            .field("limits", &self.limits)
+            .field("token", &self.token.as_ref().map(|_| Redacted))
+            .field("spawn_ready_timeout", &self.spawn_ready_timeout)
+            .field("overload_wait", &self.overload_wait)
+            .field("inbound_ring_bytes", &self.inbound_ring_bytes)
+            .field("outbound_ring_bytes", &self.outbound_ring_bytes)
+            .field("client_outbox_bytes", &self.client_outbox_bytes)
+            .field("frontend", &self.frontend)
+            .field("service_name", &self.service_name)
+            .field("drain_budget", &self.drain_budget)
+            .field("poll_spin", &self.poll_spin)
+            .field("control_socket", &self.control_socket)
+            .field("half_close_linger", &self.half_close_linger)
+            .field("max_hops", &self.max_hops)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_the_token() {
+        let secret = "s3cret-token-value";
+        let config = HostConfig {
+            token: Some(secret.to_owned()),
+            ..HostConfig::default()
+        };
+        for shown in [format!("{config:?}"), format!("{config:#?}")] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+            // The other fields are still there.
+            assert!(shown.contains("service_name: \"service\""), "{shown}");
+        }
+        assert!(format!("{config:?}").contains("token: Some(<redacted>)"));
+        let without = format!("{:?}", HostConfig::default());
+        assert!(without.contains("token: None"), "{without}");
     }
 }

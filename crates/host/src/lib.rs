@@ -189,6 +189,7 @@ mod error;
 mod frontend;
 mod host;
 mod io;
+mod logged;
 mod process;
 mod spec;
 mod stats;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use hostmux_host::{FrontendKind, HostConfig};
+use hostmux_testkit::facility::{missing, Facility};
 
 use crate::support::{echo_proc, serve, Client};
 
@@ -60,9 +61,11 @@ fn stress_idle_cpu_epoll() {
 #[test]
 #[ignore = "measures CPU over a 10 s window; run explicitly"]
 fn stress_idle_cpu_io_uring() {
-    if hostmux_host::io_uring_available() {
-        idle_cpu(FrontendKind::IoUring);
+    if !hostmux_host::io_uring_available() {
+        missing(Facility::IoUring, "the kernel refused to set up a ring");
+        return;
     }
+    idle_cpu(FrontendKind::IoUring);
 }
 
 /// Round trips client → host → proc ring → host → client, pipelined, on
@@ -118,6 +121,7 @@ fn stress_echo_throughput() {
         let mut results = Vec::new();
         for kind in [FrontendKind::Epoll, FrontendKind::IoUring] {
             if kind == FrontendKind::IoUring && !hostmux_host::io_uring_available() {
+                missing(Facility::IoUring, "the kernel refused to set up a ring");
                 continue;
             }
             // Median of three runs.

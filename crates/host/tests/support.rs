@@ -25,7 +25,11 @@ macro_rules! both_frontends {
             #[test]
             fn io_uring() {
                 if !hostmux_host::io_uring_available() {
-                    eprintln!("io_uring unavailable here; skipped");
+                    // Fails unless HOSTMUX_TEST_SKIP names io_uring.
+                    hostmux_testkit::facility::missing(
+                        hostmux_testkit::facility::Facility::IoUring,
+                        "the kernel refused to set up a ring",
+                    );
                     return;
                 }
                 crate::support::run(hostmux_host::FrontendKind::IoUring, super::$name);

@@ -447,6 +447,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(last_errno());
             }
         }
+        // Whatever else this process holds without close-on-exec (a
+        // library's fd, one the host inherited) stays out of the proc: it
+        // inherits its stdio and the placed fds only.
+        let mut kept = [0 as RawFd; MAX_EXTRA_FDS];
+        for (slot, &(_, target)) in plan.fd_moves.iter().enumerate() {
+            kept[slot] = target;
+        }
+        if let Err(errno) = hostmux_boot::close_on_exec_except(&kept[..plan.fd_moves.len()]) {
+            return fail(errno);
+        }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

@@ -13,6 +13,8 @@ use hostmux_lifecycle::{
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
+pub(crate) use hostmux_testkit::facility::{missing, Facility};
+
 /// Generous slack for a loaded, shared 2-core machine.
 pub(crate) const EPSILON: Duration = Duration::from_millis(1500);
 
@@ -474,12 +476,16 @@ pub(crate) async fn spawn_with_descendant(
     (proc, Descendant { pid, pidfd })
 }
 
-/// The manager's cgroup directory, or `None` (with a note that the
-/// calling test is skipped) where this machine delegates no cgroup v2.
+/// The manager's cgroup directory. Where this machine delegates no cgroup
+/// v2 the calling test fails, unless `HOSTMUX_TEST_SKIP` names `cgroup`:
+/// then this says so on stderr and returns `None` (the test returns).
 pub(crate) fn cgroup_dir_or_skip(manager: &ProcessProcManager) -> Option<PathBuf> {
     let dir = manager.cgroup_dir().map(Path::to_path_buf);
     if dir.is_none() {
-        eprintln!("skipped: no writable cgroup v2 subtree with cgroup.kill here");
+        missing(
+            Facility::Cgroup,
+            "no writable cgroup v2 subtree with cgroup.kill",
+        );
     }
     dir
 }

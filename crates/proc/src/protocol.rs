@@ -347,12 +347,18 @@ impl BootParams {
     /// the inherited fds (close-on-exec, so the proc's own children do not
     /// inherit them). Only one call per process can succeed.
     ///
+    /// The variables are read through [`hostmux_boot::env::received`]: the
+    /// first read removes every boot variable from the environment (and from
+    /// `/proc/self/environ`), so the proc's own children never see fd
+    /// numbers that are not theirs. Call it before starting threads that
+    /// read the environment.
+    ///
     /// Errors name the parameter: [`ProcError::MissingParameter`] or
     /// [`ProcError::InvalidParameter`] (not a number, not open, not an
     /// eventfd, the same fd twice, a bad proc id, ...). A memfd that is not
     /// a valid ring is reported when it is mapped, also naming its variable.
     pub fn from_env() -> Result<Self, ProcError> {
-        let env = BootEnv::parse(|name| std::env::var_os(name))?;
+        let env = BootEnv::parse(hostmux_boot::env::received)?;
         if BOOT_CLAIMED.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(ProcError::AlreadyBooted);
         }

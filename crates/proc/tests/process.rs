@@ -232,6 +232,44 @@ fn a_proc_corrupting_its_outbound_ring_is_seen_as_corrupted_by_the_host() {
 }
 
 /// Runs the fixture's `boot` mode with exactly `env` and returns (exit code, stderr).
+#[test]
+fn boot_leaves_no_boot_variables_and_no_stray_inherited_fds_in_the_proc() {
+    // An fd this (host) process holds without close-on-exec, as a library
+    // or the host's own parent might leave one: the proc must not get it.
+    let marker = std::env::temp_dir().join(format!(
+        "hostmux-stray-fd-marker-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let file = std::fs::File::create(&marker).unwrap();
+    // At a number above every fd the spawner places (a low one could be
+    // replaced by a ring fd and hide a leak).
+    let stray = rustix::io::fcntl_dupfd_cloexec(&file, 300).unwrap();
+    drop(file);
+    rustix::io::fcntl_setfd(&stray, rustix::io::FdFlags::empty()).unwrap();
+    let harness = Harness::new();
+    let (mut host, handle) = harness.start("leftovers", FIXTURE, &["boot-leftovers"]);
+    drop(stray);
+    std::fs::remove_file(&marker).unwrap();
+    host.deliver_data(client("cli"), 1, 1, b"report");
+    let reply = host.expect_frame();
+    let report = String::from_utf8(reply.payload.clone()).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    // The proc's view was taken after boot, so it lists its own fds.
+    assert!(lines.iter().any(|l| l.starts_with("fd ")), "{report}");
+    for line in &lines {
+        assert!(
+            !line.starts_with("env ") && !line.starts_with("environ "),
+            "a boot variable survived boot: {line}\n{report}"
+        );
+        assert!(
+            !line.contains("hostmux-stray-fd-marker"),
+            "the proc inherited a stray fd: {line}\n{report}"
+        );
+    }
+    harness.stop_through_the_agent(&mut host, &handle);
+}
+
 fn boot_with_env(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let output = Command::new(FIXTURE)
         .arg("boot")

@@ -1,5 +1,8 @@
 //! hostmux-testkit: test support shared by the workspace's crates; a
-//! dev-dependency only, never published.
+//! dev-dependency only, never published. Besides the counting allocator
+//! below, [`facility`] decides what a test does on a machine that lacks
+//! io_uring, cgroups, root or `systemd-analyze`: fail, unless
+//! `HOSTMUX_TEST_SKIP` names the facility.
 //!
 //! # The job
 //!
@@ -36,6 +39,8 @@
 //! `hostmux-lifecycle`'s and `hostmux-proc`'s system-call modules: the
 //! `GlobalAlloc` impl, which forwards to [`System`] unchanged.
 #![deny(missing_docs)]
+
+pub mod facility;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

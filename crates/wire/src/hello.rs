@@ -111,11 +111,12 @@ pub fn check_hello<'a>(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares the expected token with the presented bytes in time that
+/// depends only on their lengths (`subtle`'s slice comparison; only the
+/// token's length can leak, never which byte differs).
+fn constant_time_eq(expected: &[u8], presented: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    bool::from(expected.ct_eq(presented))
 }
 
 #[cfg(test)]
@@ -142,6 +143,14 @@ mod tests {
             check_hello(&hello, "service", Some(b"toK")),
             Err(HelloRefusal::BadToken)
         );
+        // A prefix or an extension of the token is not the token.
+        for expected in [&b"to"[..], b"toke", b""] {
+            assert_eq!(
+                check_hello(&hello, "service", Some(expected)),
+                Err(HelloRefusal::BadToken),
+                "{expected:?}"
+            );
+        }
         assert_eq!(
             check_hello(&hello, "service", None),
             Err(HelloRefusal::BadToken)

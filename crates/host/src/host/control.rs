@@ -34,7 +34,9 @@ pub(crate) async fn control_loop<M: SpawnByRequest>(
             let limits = host.config().limits;
             let response = match ControlRequest::decode(&job.payload, &limits) {
                 Ok(request) => {
-                    tracing::info!(requester = %job.reply_to, ?request, "control request");
+                    // Env values and long argument lists stay out of the log.
+                    let logged = crate::logged::LoggedRequest(&request);
+                    tracing::info!(requester = %job.reply_to, request = %logged, "control request");
                     host.handle_control(request).await
                 }
                 Err(e) => service::error(ControlErrorKind::InvalidRequest, e.to_string()),

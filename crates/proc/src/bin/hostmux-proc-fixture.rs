@@ -17,6 +17,10 @@
 //! * `corrupt-outbound`: echoes; a message with payload `corrupt` makes it
 //!   write garbage over its outbound ring's producer index and ring the host
 //!   doorbell, then wait to be killed.
+//! * `boot-leftovers`: boots, then answers every data message with what
+//!   boot left behind, one item a line: `env NAME` for a boot variable
+//!   still in its environment, `environ NAME` for one still in
+//!   `/proc/self/environ`, and `fd N TARGET` for every open fd.
 
 use std::os::unix::fs::FileExt as _;
 use std::process::ExitCode;
@@ -185,11 +189,50 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
                 echo(&mut m)
             })
         }
+        "boot-leftovers" => {
+            let mut proc = boot()?;
+            proc.serve(|mut m| {
+                if m.kind() != FrameKind::Data {
+                    return Ok(());
+                }
+                let report = boot_leftovers();
+                m.reply(report.as_bytes())
+            })
+        }
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2)
         }
     }
+}
+
+/// What this process still holds of its boot: see `boot-leftovers`.
+fn boot_leftovers() -> String {
+    let mut report = String::new();
+    let environ = std::fs::read("/proc/self/environ").unwrap_or_default();
+    for var in hostmux_boot::env::ALL {
+        if std::env::var_os(var).is_some() {
+            report += &format!("env {var}\n");
+        }
+        let prefix = format!("{var}=");
+        if environ
+            .split(|&b| b == 0)
+            .any(|entry| entry.starts_with(prefix.as_bytes()))
+        {
+            report += &format!("environ {var}\n");
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        for entry in fds.flatten() {
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            report += &format!(
+                "fd {} {}\n",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            );
+        }
+    }
+    report
 }
 
 fn main() -> ExitCode {
