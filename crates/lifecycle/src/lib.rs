@@ -13,6 +13,10 @@
 //!   the bounded [`OutputTail`] when stdout or stderr was
 //!   [`OutputMode::Capture`]d), [`ProcStatus`], [`TerminateSummary`]; errors [`LifecycleError`], [`ReadyError`],
 //!   [`WaitError`], [`TerminateError`].
+//! - [`RunAs`]: the user, group and supplementary groups a proc runs as
+//!   ([`ProcessConfig::run_as`], or a manager-wide default with
+//!   [`ProcessProcManagerBuilder::default_run_as`]); the child switches
+//!   before exec and sets `PR_SET_NO_NEW_PRIVS`.
 //! - [`BulkTerminateMode`]: a bulk terminate either bounds how many procs
 //!   stop at once, each with its own grace (hyperactor's meaning, the
 //!   default), or gives all procs one overall deadline (a host's shutdown).
@@ -89,6 +93,7 @@
 mod bulk;
 mod cgroup;
 pub mod child;
+mod credentials;
 mod error;
 pub mod escalation;
 mod guardian;
@@ -105,6 +110,7 @@ mod supervision;
 mod sys;
 
 pub use bulk::BulkTerminateMode;
+pub use credentials::RunAs;
 pub use error::{LifecycleError, ReadyError, TerminateError, WaitError};
 pub use escalation::{Action, Escalation};
 pub use local::{

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
 use crate::bulk::BulkTerminateMode;
 use crate::cgroup::{self, CgroupRoot};
+use crate::credentials::RunAs;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::Link;
 use crate::manager::{BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, Registry};
@@ -44,6 +45,7 @@ pub struct ProcessProcManagerBuilder {
     cgroups: CgroupMode,
     max_starting: usize,
     cgroup_procs_fallback: bool,
+    default_run_as: Option<RunAs>,
 }
 
 impl std::fmt::Debug for ProcessProcManagerBuilder {
@@ -53,6 +55,7 @@ impl std::fmt::Debug for ProcessProcManagerBuilder {
             .field("cgroups", &self.cgroups)
             .field("max_starting", &self.max_starting)
             .field("cgroup_procs_fallback", &self.cgroup_procs_fallback)
+            .field("default_run_as", &self.default_run_as)
             .finish()
     }
 }
@@ -74,6 +77,13 @@ impl ProcessProcManagerBuilder {
     /// spawns wait for a slot.
     pub fn max_starting(mut self, max: usize) -> Self {
         self.max_starting = max.max(1);
+        self
+    }
+
+    /// The user procs run as when their config names none
+    /// ([`ProcessConfig::run_as`]); default: the host's own user.
+    pub fn default_run_as(mut self, run_as: Option<RunAs>) -> Self {
+        self.default_run_as = run_as;
         self
     }
 
@@ -113,6 +123,7 @@ impl ProcessProcManagerBuilder {
                 starting: Arc::new(Semaphore::new(self.max_starting)),
                 max_starting: self.max_starting,
                 cgroup_procs_fallback: self.cgroup_procs_fallback,
+                default_run_as: self.default_run_as,
                 starting_now: Arc::new(AtomicUsize::new(0)),
                 starting_peak: Arc::new(AtomicUsize::new(0)),
                 registry: Registry::new(),
@@ -148,6 +159,8 @@ pub(crate) struct ManagerInner {
     max_starting: usize,
     /// See [`ProcessProcManagerBuilder::force_cgroup_procs_fallback`].
     cgroup_procs_fallback: bool,
+    /// See [`ProcessProcManagerBuilder::default_run_as`].
+    default_run_as: Option<RunAs>,
     starting_now: Arc<AtomicUsize>,
     starting_peak: Arc<AtomicUsize>,
     /// Live procs by name; `None` while a spawn of that name is under way.
@@ -189,6 +202,7 @@ impl ProcessProcManager {
             cgroups: CgroupMode::Auto,
             max_starting: 64,
             cgroup_procs_fallback: false,
+            default_run_as: None,
         }
     }
 
@@ -208,6 +222,11 @@ impl ProcessProcManager {
             .cgroups
             .as_ref()
             .and_then(CgroupRoot::guardian_pid)
+    }
+
+    /// The user procs run as when their config names none.
+    pub fn default_run_as(&self) -> Option<&RunAs> {
+        self.inner.default_run_as.as_ref()
     }
 
     /// How many leftover proc cgroups the start-up sweep removed.
@@ -298,7 +317,12 @@ impl ProcessProcManager {
             ready_timeout,
             use_cgroup,
             pid_namespace,
+            run_as,
         } = config;
+        let run_as = run_as.or_else(|| self.inner.default_run_as.clone());
+        if let Some(run_as) = &run_as {
+            run_as.check_permitted()?;
+        }
 
         // The child's environment: the host's (unless cleared), then the
         // config's, then the protocol variables; later entries win.
@@ -429,6 +453,9 @@ impl ProcessProcManager {
             keep_open.push(dir_fd);
         }
 
+        if let Some(run_as) = &run_as {
+            plan.set_credentials(run_as.uid(), run_as.gid(), run_as.groups());
+        }
         plan.set_new_pid_namespace(pid_namespace);
         // The supervisor is armed on the spawner thread right after the
         // clone, so the ready pipe is watched while the child starts up;
