@@ -4,5 +4,6 @@ mod bench;
 mod cli;
 mod delivery;
 mod demo;
+mod privilege;
 mod registry;
 mod serve;

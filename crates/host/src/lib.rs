@@ -212,7 +212,7 @@ pub use config::{FrontendKind, HostConfig};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
-pub use process::{ProcessProc, SpawnByRequest};
+pub use process::{ProcessProc, SpawnByRequest, SpecRefused};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{ConnStats, HostStats, ProcStats, Returned, REASONS};
 

@@ -56,6 +56,12 @@ pub enum LifecycleError {
         /// Advice appended to the message (may be empty).
         hint: &'static str,
     },
+    /// The user and group asked for do not make sense together.
+    #[error("invalid user or group: {reason}")]
+    InvalidRunAs {
+        /// What is wrong.
+        reason: String,
+    },
     /// No group of this name in the system's group database.
     #[error("unknown group '{group}'")]
     UnknownGroup {
