@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
 use crate::bulk::BulkTerminateMode;
-use crate::cgroup::{self, CgroupRoot};
+use crate::cgroup::{self, CgroupRoot, SweepReport};
 use crate::credentials::RunAs;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::Link;
@@ -112,14 +112,14 @@ impl ProcessProcManagerBuilder {
                 if self.cgroups != CgroupMode::Disabled {
                     tracing::info!("cgroup v2 delegation unavailable; using process groups only");
                 }
-                (None, 0)
+                (None, SweepReport::default())
             }
         };
         ProcessProcManager {
             inner: Arc::new(ManagerInner {
                 polite_stop: self.polite_stop,
                 cgroups,
-                swept_at_start: swept,
+                sweep_at_start: swept,
                 starting: Arc::new(Semaphore::new(self.max_starting)),
                 max_starting: self.max_starting,
                 cgroup_procs_fallback: self.cgroup_procs_fallback,
@@ -154,7 +154,7 @@ pub struct ProcessProcManager {
 pub(crate) struct ManagerInner {
     polite_stop: Option<PoliteStopHook>,
     cgroups: Option<CgroupRoot>,
-    swept_at_start: usize,
+    sweep_at_start: SweepReport,
     starting: Arc<Semaphore>,
     max_starting: usize,
     /// See [`ProcessProcManagerBuilder::force_cgroup_procs_fallback`].
@@ -231,7 +231,23 @@ impl ProcessProcManager {
 
     /// How many leftover proc cgroups the start-up sweep removed.
     pub fn swept_at_start(&self) -> usize {
-        self.inner.swept_at_start
+        self.inner.sweep_at_start.cgroups
+    }
+
+    /// The processes the start-up sweep found in leftover proc cgroups
+    /// (and their descendants' cgroups) and killed; each is logged at INFO,
+    /// their count at WARN.
+    pub fn swept_pids_at_start(&self) -> &[u32] {
+        &self.inner.sweep_at_start.killed
+    }
+
+    /// How many guardians this manager started to replace one that died
+    /// while it ran (see [`guardian_pid`](Self::guardian_pid)).
+    pub fn guardian_restarts(&self) -> u64 {
+        self.inner
+            .cgroups
+            .as_ref()
+            .map_or(0, CgroupRoot::guardian_restarts)
     }
 
     /// Names of the live procs.
