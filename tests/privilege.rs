@@ -188,3 +188,37 @@ fn proc_run_as_nobody_cannot_use_the_control_socket() {
     let said = String::from_utf8_lossy(&unknown.stderr);
     assert!(said.contains("unknown user 'no-such-user-hm'"), "{said}");
 }
+
+#[test]
+fn non_root_host_refuses_proc_user_and_says_it_needs_root() {
+    if !root_or_skip("non_root_host_refuses_proc_user_and_says_it_needs_root") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("control.sock");
+    // The host as nobody (util-linux's setpriv drops to it).
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_hostmux"))
+        .args([
+            "serve",
+            "--frontend",
+            "tcp:127.0.0.1:0",
+            "--proc-user",
+            "root",
+        ])
+        .arg("--control-socket")
+        .arg(&socket)
+        .output()
+        .expect("run setpriv (util-linux) to start a host as nobody");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("--proc-user root")
+            && said.contains("needs root (CAP_SETUID and CAP_SETGID)")
+            && said.contains("this host runs as uid 65534"),
+        "{said}"
+    );
+    assert!(!socket.exists(), "it refused before serving");
+}
