@@ -10,6 +10,7 @@
 //! the host before the switch, so the proc needs no access to any path.
 
 use std::ffi::CStr;
+use std::path::{Path, PathBuf};
 
 use crate::error::LifecycleError;
 use crate::sys::{self, UserKey};
@@ -22,6 +23,9 @@ pub struct RunAs {
     uid: u32,
     gid: u32,
     groups: Vec<u32>,
+    /// Login name and home directory from the passwd entry, if any: the
+    /// proc's `USER`, `LOGNAME` and `HOME`.
+    login: Option<(String, PathBuf)>,
 }
 
 /// Capability numbers (`linux/capability.h`).
@@ -78,11 +82,13 @@ impl RunAs {
                 })
             }
         };
+        let login = entry.map(|entry| (entry.name.to_string_lossy().into_owned(), entry.home));
         Ok(Self {
             user: user.to_owned(),
             uid,
             gid,
             groups,
+            login,
         })
     }
 
@@ -102,6 +108,7 @@ impl RunAs {
             uid,
             gid,
             groups,
+            login: None,
         }
     }
 
@@ -123,6 +130,16 @@ impl RunAs {
     /// The supplementary groups.
     pub fn groups(&self) -> &[u32] {
         &self.groups
+    }
+
+    /// The login name and home directory from the user's passwd entry
+    /// (`None` for [`RunAs::ids`] or a uid without an entry). The proc's
+    /// `USER`, `LOGNAME` and `HOME` are set from them unless its config
+    /// sets those itself.
+    pub fn login(&self) -> Option<(&str, &Path)> {
+        self.login
+            .as_ref()
+            .map(|(name, home)| (name.as_str(), home.as_path()))
     }
 
     /// Whether this process may switch a child to these credentials: it
@@ -169,6 +186,7 @@ mod tests {
         assert_eq!((by_uid.uid(), by_uid.gid()), (0, 0));
         let with_group = RunAs::resolve_spec("root:0").unwrap();
         assert_eq!(with_group.gid(), 0);
+        assert_eq!(by_uid.login(), Some(("root", Path::new("/root"))));
     }
 
     #[test]

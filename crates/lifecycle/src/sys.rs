@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt as _};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Everything the child needs between `clone` and `execve`, prepared in
@@ -602,6 +602,7 @@ pub(crate) struct PasswdEntry {
     pub(crate) name: CString,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
+    pub(crate) home: std::path::PathBuf,
 }
 
 /// Which passwd entry to look up.
@@ -659,13 +660,19 @@ pub(crate) fn passwd_entry(key: UserKey<'_>) -> io::Result<Option<PasswdEntry>> 
                 errno => Err(io::Error::from_raw_os_error(errno)),
             };
         }
-        // SAFETY: on success `pw_name` points to a NUL-terminated string in
-        // `buffer`, which is still alive.
-        let user = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) }.to_owned();
+        // SAFETY: on success `pw_name` and `pw_dir` point to NUL-terminated
+        // strings in `buffer`, which is still alive.
+        let (user, home) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(entry.pw_name).to_owned(),
+                std::ffi::CStr::from_ptr(entry.pw_dir).to_bytes().to_vec(),
+            )
+        };
         return Ok(Some(PasswdEntry {
             name: user,
             uid: entry.pw_uid,
             gid: entry.pw_gid,
+            home: std::ffi::OsString::from_vec(home).into(),
         }));
     }
 }

@@ -341,7 +341,8 @@ impl ProcessProcManager {
         }
 
         // The child's environment: the host's (unless cleared), then the
-        // config's, then the protocol variables; later entries win.
+        // run-as user's USER, LOGNAME and HOME, then the config's, then the
+        // protocol variables; later entries win.
         let mut child_env: Vec<(OsString, OsString)> = if env_clear {
             Vec::new()
         } else {
@@ -351,6 +352,12 @@ impl ProcessProcManager {
             child_env.retain(|(k, _)| *k != key);
             child_env.push((key, value));
         };
+        // Another user's login variables, which the config may override.
+        if let Some((login, home)) = run_as.as_ref().and_then(RunAs::login) {
+            set_env("USER".into(), login.into());
+            set_env("LOGNAME".into(), login.into());
+            set_env("HOME".into(), home.into());
+        }
         for (key, value) in env {
             set_env(key, value);
         }

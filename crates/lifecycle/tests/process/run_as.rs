@@ -77,6 +77,20 @@ async fn assert_runs_as_nobody(manager: &ProcessProcManager, proc_name: &str) {
     );
     assert!(!groups.contains(&0), "root's group 0 was dropped");
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    // The user's login variables, not the host's.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+    let (login, home) = nobody.login().expect("nobody has a passwd entry");
+    for var in [
+        format!("USER={login}"),
+        format!("LOGNAME={login}"),
+        format!("HOME={}", home.display()),
+    ] {
+        assert!(
+            vars.contains(&var.as_bytes()),
+            "{var} not in the proc's environment"
+        );
+    }
     // The death signal survives the credential change (set after it).
     let reported = std::fs::read_to_string(&report).unwrap();
     assert_eq!(reported, format!("PDeathSig:\t{}\n", libc::SIGKILL));
