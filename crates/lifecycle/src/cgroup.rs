@@ -180,6 +180,19 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether `pid` is a zombie (or dead): exited, not yet reaped. A host
+/// killed a moment ago can be one until its parent (often an init that
+/// reaps lazily) collects it; its cgroups are then leftovers already.
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|at| stat[at + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X" | "x"))
+}
+
 /// The default `hostmux` base directory for this process, if cgroup v2 is
 /// mounted.
 pub(crate) fn default_base() -> Option<PathBuf> {
@@ -468,7 +481,7 @@ pub(crate) fn sweep(base: &Path) -> SweepReport {
         let Some((pid, start)) = parse_manager_dir(&name.to_string_lossy()) else {
             continue;
         };
-        if process_start_time(pid) == Some(start) {
+        if process_start_time(pid) == Some(start) && !is_zombie(pid) {
             continue; // the owner is alive
         }
         let dir = entry.path();
@@ -551,5 +564,20 @@ mod tests {
     #[test]
     fn own_start_time_is_readable() {
         assert!(process_start_time(std::process::id()).is_some());
+        assert!(!is_zombie(std::process::id()));
+    }
+
+    #[test]
+    fn an_unreaped_child_counts_as_dead_for_the_sweep() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: still in /proc, with its start time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_zombie(pid) {
+            assert!(Instant::now() < deadline, "{pid} never became a zombie");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(process_start_time(pid).is_some());
+        child.wait().unwrap();
     }
 }
