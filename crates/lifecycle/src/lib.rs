@@ -45,7 +45,8 @@
 //!   and the manager's **guardian** kills their descendants: a small process
 //!   outside the manager's cgroup subtree ([`ProcessProcManager::guardian_pid`])
 //!   that waits for EOF on a pipe only the host holds open and then writes
-//!   `cgroup.kill` for the whole subtree. Without cgroups there is no
+//!   `cgroup.kill` for the whole subtree; a guardian that dies while the
+//!   host runs is replaced at once. Without cgroups there is no
 //!   guardian, and descendants die only with the proc's PID namespace
 //!   (opt-in, [`ProcessConfig::pid_namespace`]); a start-up sweep of dead
 //!   managers' cgroups catches what a killed guardian could not.
