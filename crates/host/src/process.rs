@@ -233,3 +233,46 @@ impl SpawnByRequest for LocalProcManager {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(user: Option<&str>, group: Option<&str>) -> SpawnRequest {
+        SpawnRequest {
+            name: "p".to_owned(),
+            program: "/bin/true".to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            inbound_ring_bytes: 0,
+            outbound_ring_bytes: 0,
+            ready_timeout_ms: 0,
+            user: user.map(str::to_owned),
+            group: group.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn spawn_requests_resolve_their_user_or_say_what_is_wrong() {
+        let spec = ProcessProcManager::spec_for(&request(Some("root"), Some("0"))).unwrap();
+        let run_as = spec.config().run_as.as_ref().expect("a user");
+        assert_eq!((run_as.uid(), run_as.gid()), (0, 0));
+        let spec = ProcessProcManager::spec_for(&request(None, None)).unwrap();
+        assert!(
+            spec.config().run_as.is_none(),
+            "the manager's default applies"
+        );
+
+        let unknown =
+            ProcessProcManager::spec_for(&request(Some("no-such-user-hm"), None)).unwrap_err();
+        assert_eq!(unknown.kind, ControlErrorKind::InvalidRequest);
+        assert_eq!(unknown.reason, "proc 'p': unknown user 'no-such-user-hm'");
+        let group_only = ProcessProcManager::spec_for(&request(None, Some("0"))).unwrap_err();
+        assert_eq!(group_only.kind, ControlErrorKind::InvalidRequest);
+        assert!(
+            group_only.reason.contains("needs a user"),
+            "{}",
+            group_only.reason
+        );
+    }
+}
