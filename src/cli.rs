@@ -209,6 +209,12 @@ pub(crate) struct ServeArgs {
     /// frame's sender is told `HopLimit`).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..))]
     pub(crate) max_hops: u8,
+    /// The user procs run as when `spawn` names none (USER or USER:GROUP,
+    /// names or ids; supplementary groups as initgroups sets them). Needs
+    /// root. Procs run as another user cannot use the control socket.
+    /// Default: the host's own user.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub(crate) proc_user: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +231,14 @@ pub(crate) struct SpawnArgs {
     /// A proc that is not ready in time is killed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) ready_timeout: Duration,
+    /// Run the proc as this user (name or uid), with its supplementary
+    /// groups and no_new_privs; the host must run as root. Default: the
+    /// host's `--proc-user`, else the host's own user.
+    #[arg(long, value_name = "USER|UID")]
+    pub(crate) user: Option<String>,
+    /// The proc's group (name or gid); default: the user's primary group.
+    #[arg(long, value_name = "GROUP|GID", requires = "user")]
+    pub(crate) group: Option<String>,
     #[command(flatten)]
     pub(crate) control: ControlArgs,
 }

@@ -61,10 +61,20 @@ fn unreachable(socket: &Path, error: HostError) -> anyhow::Error {
             ))
             .into();
         }
+        // The control socket's peer check said no (this process runs as
+        // another user than the host, e.g. inside a proc spawned --user).
+        HostError::Control { message, .. } => {
+            return CliError::refused(format!(
+                "{message} (control socket {}); run as the host's user or root",
+                socket.display()
+            ))
+            .into();
+        }
         HostError::Connect { source, .. }
             if source.kind() == std::io::ErrorKind::PermissionDenied =>
         {
-            "run as the host's user (or root), or pass --control-socket"
+            "the control socket is only for the host's user and root: run as one of them \
+             (procs spawned --user cannot use it), or pass --control-socket"
         }
         _ => {
             "is `hostmux serve` running? pass its --control-socket (or set HOSTMUX_CONTROL_SOCKET)"
@@ -138,6 +148,8 @@ pub(crate) fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
         inbound_ring_bytes: 0,
         outbound_ring_bytes: 0,
         ready_timeout_ms: args.ready_timeout.as_millis() as u64,
+        user: args.user.clone(),
+        group: args.group.clone(),
     };
     let pid = with_client(&args.control, async |client| {
         client

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use hostmux_host::{Host, HostConfig, HostError};
-use hostmux_lifecycle::{BulkTerminateMode, ProcessProcManager};
+use hostmux_lifecycle::{BulkTerminateMode, ProcessProcManager, RunAs};
 use hostmux_wire::Addr;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -77,7 +77,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let (host, serving) = Host::serve_processes(ProcessProcManager::builder(), addr.clone(), config)
+    let proc_user = proc_user(args.proc_user.as_deref())?;
+    let manager = ProcessProcManager::builder().default_run_as(proc_user);
+    let (host, serving) = Host::serve_processes(manager, addr.clone(), config)
         .await
         .map_err(|e| match e {
             HostError::InsecureBind { .. } => anyhow::Error::new(CliError::usage(format!(
@@ -118,6 +120,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(crate::cli::exit::FAILURE)
     })
+}
+
+/// Resolves `--proc-user USER[:GROUP]` and checks, before anything is
+/// served, that this process may switch procs to it.
+fn proc_user(spec: Option<&str>) -> anyhow::Result<Option<RunAs>> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let run_as = RunAs::resolve_spec(spec)
+        .and_then(|run_as| run_as.check_permitted().map(|()| run_as))
+        .map_err(|e| CliError::usage(format!("--proc-user {spec}: {e}")))?;
+    tracing::info!(
+        user = spec,
+        uid = run_as.uid(),
+        gid = run_as.gid(),
+        "procs run as this user unless spawned with --user"
+    );
+    Ok(Some(run_as))
 }
 
 /// Sends `state` to systemd if `$NOTIFY_SOCKET` is set (a path or an

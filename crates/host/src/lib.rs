@@ -59,8 +59,11 @@
 //! carried out only for privileged connections: the control socket
 //! ([`HostConfig::control_socket`], mode 0600, peer uid checked with
 //! `SO_PEERCRED`) or a frontend connection that presented the host's token.
-//! Others get `ControlResponse::Error { kind: Unauthorized, .. }`. See
-//! `docs/operations.md`.
+//! Others get `ControlResponse::Error { kind: Unauthorized, .. }`; a
+//! control-socket peer of another uid gets it in place of its hello's ack
+//! and is disconnected. Procs can run as another user
+//! ([`ProcessProc::run_as`], the request's `user`/`group`), and then cannot
+//! reach the control socket at all. See `docs/operations.md`.
 //!
 //! # How it is built
 //!
@@ -213,7 +216,7 @@ pub use config::{FrontendKind, HostConfig};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
-pub use process::{ProcessProc, SpawnByRequest};
+pub use process::{ProcessProc, SpawnByRequest, SpecRefused};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{ConnStats, HostStats, ProcStats, Returned, REASONS};
 

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hostmux_lifecycle::{
-    BulkTerminate, LocalProcManager, OutputMode, ProcManager, ProcessConfig, ProcessProcManager,
-    Readiness,
+    BulkTerminate, LifecycleError, LocalProcManager, OutputMode, ProcManager, ProcessConfig,
+    ProcessProcManager, Readiness, RunAs,
 };
 use hostmux_proc::protocol::{child_config, ChildFds, ProcIdentity};
-use hostmux_wire::SpawnRequest;
+use hostmux_wire::{ControlErrorKind, SpawnRequest};
 
 use crate::spec::{ChildRings, LocalProc, ProcSpec};
 use crate::HostError;
@@ -49,9 +49,11 @@ impl ProcessProc {
     }
 
     /// The spec of a control-plane `Spawn` request: program, arguments,
-    /// environment and ring sizes (0 = the host's default). The request's
-    /// `ready_timeout_ms` is applied by the control plane, not here.
-    pub fn from_spawn_request(request: &SpawnRequest) -> Self {
+    /// environment, ring sizes (0 = the host's default) and the user and
+    /// group to run as (resolved here; `None` leaves the manager's
+    /// default). The request's `ready_timeout_ms` is applied by the control
+    /// plane, not here.
+    pub fn from_spawn_request(request: &SpawnRequest) -> Result<Self, LifecycleError> {
         let nonzero = |bytes: u32| (bytes != 0).then_some(bytes as usize);
         let mut spec = Self::new(&request.program).args(&request.args);
         for var in &request.env {
@@ -61,7 +63,25 @@ impl ProcessProc {
             nonzero(request.inbound_ring_bytes),
             nonzero(request.outbound_ring_bytes),
         );
-        spec
+        match (&request.user, &request.group) {
+            (Some(user), group) => {
+                spec = spec.run_as(RunAs::resolve(user, group.as_deref())?);
+            }
+            (None, Some(group)) => {
+                return Err(LifecycleError::InvalidRunAs {
+                    reason: format!("a group ('{group}') needs a user"),
+                })
+            }
+            (None, None) => {}
+        }
+        Ok(spec)
+    }
+
+    /// Runs the proc as this user, group and supplementary groups (the
+    /// host must be root; the proc also gets `PR_SET_NO_NEW_PRIVS`).
+    pub fn run_as(mut self, run_as: RunAs) -> Self {
+        self.config = self.config.run_as(run_as);
+        self
     }
 
     /// Appends arguments.
@@ -164,6 +184,16 @@ impl ProcSpec<ProcessProcManager> for ProcessProc {
     }
 }
 
+/// Why a `Spawn` request could not become a spec: the control error's
+/// kind and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecRefused {
+    /// `InvalidRequest` (e.g. an unknown user) or `SpawnFailed`.
+    pub kind: ControlErrorKind,
+    /// What is wrong, naming the thing.
+    pub reason: String,
+}
+
 /// A manager whose procs the control plane can spawn from a `Spawn`
 /// request (the service proc's `ControlRequest::Spawn`).
 pub trait SpawnByRequest: ProcManager + BulkTerminate + Sized + 'static {
@@ -171,24 +201,78 @@ pub trait SpawnByRequest: ProcManager + BulkTerminate + Sized + 'static {
     type Spec: ProcSpec<Self>;
 
     /// The spec for `request`, or why this manager cannot run it.
-    fn spec_for(request: &SpawnRequest) -> Result<Self::Spec, String>;
+    fn spec_for(request: &SpawnRequest) -> Result<Self::Spec, SpecRefused>;
 }
 
 impl SpawnByRequest for ProcessProcManager {
     type Spec = ProcessProc;
 
-    fn spec_for(request: &SpawnRequest) -> Result<ProcessProc, String> {
-        Ok(ProcessProc::from_spawn_request(request))
+    fn spec_for(request: &SpawnRequest) -> Result<ProcessProc, SpecRefused> {
+        ProcessProc::from_spawn_request(request).map_err(|e| SpecRefused {
+            kind: match e {
+                LifecycleError::UnknownUser { .. }
+                | LifecycleError::UnknownGroup { .. }
+                | LifecycleError::InvalidRunAs { .. } => ControlErrorKind::InvalidRequest,
+                _ => ControlErrorKind::SpawnFailed,
+            },
+            reason: format!("proc '{}': {e}", request.name),
+        })
     }
 }
 
 impl SpawnByRequest for LocalProcManager {
     type Spec = LocalProc;
 
-    fn spec_for(request: &SpawnRequest) -> Result<LocalProc, String> {
-        Err(format!(
-            "this host runs in-process procs only and cannot start program '{}'",
-            request.program
-        ))
+    fn spec_for(request: &SpawnRequest) -> Result<LocalProc, SpecRefused> {
+        Err(SpecRefused {
+            kind: ControlErrorKind::SpawnFailed,
+            reason: format!(
+                "this host runs in-process procs only and cannot start program '{}'",
+                request.program
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(user: Option<&str>, group: Option<&str>) -> SpawnRequest {
+        SpawnRequest {
+            name: "p".to_owned(),
+            program: "/bin/true".to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            inbound_ring_bytes: 0,
+            outbound_ring_bytes: 0,
+            ready_timeout_ms: 0,
+            user: user.map(str::to_owned),
+            group: group.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn spawn_requests_resolve_their_user_or_say_what_is_wrong() {
+        let spec = ProcessProcManager::spec_for(&request(Some("root"), Some("0"))).unwrap();
+        let run_as = spec.config().run_as.as_ref().expect("a user");
+        assert_eq!((run_as.uid(), run_as.gid()), (0, 0));
+        let spec = ProcessProcManager::spec_for(&request(None, None)).unwrap();
+        assert!(
+            spec.config().run_as.is_none(),
+            "the manager's default applies"
+        );
+
+        let unknown =
+            ProcessProcManager::spec_for(&request(Some("no-such-user-hm"), None)).unwrap_err();
+        assert_eq!(unknown.kind, ControlErrorKind::InvalidRequest);
+        assert_eq!(unknown.reason, "proc 'p': unknown user 'no-such-user-hm'");
+        let group_only = ProcessProcManager::spec_for(&request(None, Some("0"))).unwrap_err();
+        assert_eq!(group_only.kind, ControlErrorKind::InvalidRequest);
+        assert!(
+            group_only.reason.contains("needs a user"),
+            "{}",
+            group_only.reason
+        );
     }
 }

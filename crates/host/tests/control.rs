@@ -18,6 +18,8 @@ fn spawn_request(name: &str, program: &str, args: &[&str]) -> SpawnRequest {
         inbound_ring_bytes: 1 << 16,
         outbound_ring_bytes: 0,
         ready_timeout_ms: 10_000,
+        user: None,
+        group: None,
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::guardian::Guardian;
+use crate::guardian::GuardianKeeper;
 
 /// How long a sweep or a proc cleanup waits for a killed cgroup to empty.
 const EMPTY_WAIT: Duration = Duration::from_secs(2);
@@ -104,7 +104,7 @@ pub(crate) struct CgroupRoot {
     /// [`ProcCgroup`], so it stays armed while any proc of this manager is
     /// alive, even after the manager was dropped. `None` if `/bin/sh` could
     /// not be started.
-    guardian: Option<Arc<Guardian>>,
+    guardian: Option<Arc<GuardianKeeper>>,
 }
 
 /// One proc's cgroup.
@@ -127,7 +127,7 @@ pub(crate) struct ProcCgroup {
     /// Set when it was removed rather than pooled: the pool wants a refill.
     removed: bool,
     /// Keeps the manager's guardian armed while this proc lives.
-    _guardian: Option<Arc<Guardian>>,
+    _guardian: Option<Arc<GuardianKeeper>>,
 }
 
 /// A handle that tops a manager's cgroup pool up later, off the spawn path.
@@ -180,6 +180,19 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether `pid` is a zombie (or dead): exited, not yet reaped. A host
+/// killed a moment ago can be one until its parent (often an init that
+/// reaps lazily) collects it; its cgroups are then leftovers already.
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|at| stat[at + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X" | "x"))
+}
+
 /// The default `hostmux` base directory for this process, if cgroup v2 is
 /// mounted.
 pub(crate) fn default_base() -> Option<PathBuf> {
@@ -197,7 +210,7 @@ impl CgroupRoot {
     /// Sets up this manager's directory under `base`, sweeping what dead
     /// managers left there first. `Ok(None)` if `base` is not a usable,
     /// writable cgroup v2 directory with `cgroup.kill` (kernel >= 5.14).
-    pub(crate) fn setup(base: &Path) -> Option<(Self, usize)> {
+    pub(crate) fn setup(base: &Path) -> Option<(Self, SweepReport)> {
         fs::create_dir_all(base).ok()?;
         let swept = sweep(base);
         let pid = std::process::id();
@@ -220,7 +233,7 @@ impl CgroupRoot {
                 return None;
             }
         };
-        let guardian = match Guardian::start(&manager_dir) {
+        let guardian = match GuardianKeeper::start(&manager_dir) {
             Ok(guardian) => Some(Arc::new(guardian)),
             Err(e) => {
                 tracing::warn!(
@@ -288,7 +301,12 @@ impl CgroupRoot {
 
     /// The pid of this manager's guardian, if it has one.
     pub(crate) fn guardian_pid(&self) -> Option<u32> {
-        self.guardian.as_deref().map(Guardian::pid)
+        self.guardian.as_deref().and_then(GuardianKeeper::pid)
+    }
+
+    /// How many guardians were started to replace dead ones.
+    pub(crate) fn guardian_restarts(&self) -> u64 {
+        self.guardian.as_deref().map_or(0, GuardianKeeper::restarts)
     }
 }
 
@@ -441,37 +459,75 @@ fn kill_dir(dir: &Path) -> io::Result<()> {
     fs::write(dir.join("cgroup.kill"), b"1")
 }
 
+/// What a start-up sweep found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SweepReport {
+    /// Proc cgroups removed.
+    pub(crate) cgroups: usize,
+    /// Processes that were still inside them and were killed.
+    pub(crate) killed: Vec<u32>,
+}
+
 /// Removes manager directories under `base` whose owner process is gone,
-/// killing anything still inside them. Returns the number of proc cgroups
-/// removed.
-pub(crate) fn sweep(base: &Path) -> usize {
+/// killing anything still inside them, and logs what it killed: the count
+/// at WARN, each pid at INFO.
+pub(crate) fn sweep(base: &Path) -> SweepReport {
+    let mut report = SweepReport::default();
     let Ok(entries) = fs::read_dir(base) else {
-        return 0;
+        return report;
     };
-    let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some((pid, start)) = parse_manager_dir(&name.to_string_lossy()) else {
             continue;
         };
-        if process_start_time(pid) == Some(start) {
+        if process_start_time(pid) == Some(start) && !is_zombie(pid) {
             continue; // the owner is alive
         }
         let dir = entry.path();
         if let Ok(procs) = fs::read_dir(&dir) {
             for proc_dir in procs.flatten().filter(|e| e.path().is_dir()) {
                 let path = proc_dir.path();
+                let before = report.killed.len();
+                members(&path, &mut report.killed);
                 let _ = kill_dir(&path);
+                for &killed in &report.killed[before..] {
+                    tracing::info!(
+                        pid = killed,
+                        cgroup = %path.display(),
+                        "start-up sweep killed a process a dead host left behind"
+                    );
+                }
                 let deadline = Instant::now() + EMPTY_WAIT;
                 while fs::remove_dir(&path).is_err() && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                removed += 1;
+                report.cgroups += 1;
             }
         }
         let _ = fs::remove_dir(&dir);
     }
-    removed
+    if !report.killed.is_empty() {
+        tracing::warn!(
+            killed = report.killed.len(),
+            cgroups = report.cgroups,
+            base = %base.display(),
+            "start-up sweep killed processes left by dead hosts (their guardians were gone too)"
+        );
+    }
+    report
+}
+
+/// Appends the pids in the cgroup at `dir` and in its descendants.
+fn members(dir: &Path, pids: &mut Vec<u32>) {
+    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    if let Ok(children) = fs::read_dir(dir) {
+        for child in children.flatten().filter(|e| e.path().is_dir()) {
+            members(&child.path(), pids);
+        }
+    }
 }
 
 fn parse_manager_dir(name: &str) -> Option<(u32, u64)> {
@@ -508,5 +564,20 @@ mod tests {
     #[test]
     fn own_start_time_is_readable() {
         assert!(process_start_time(std::process::id()).is_some());
+        assert!(!is_zombie(std::process::id()));
+    }
+
+    #[test]
+    fn an_unreaped_child_counts_as_dead_for_the_sweep() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: still in /proc, with its start time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_zombie(pid) {
+            assert!(Instant::now() < deadline, "{pid} never became a zombie");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(process_start_time(pid).is_some());
+        child.wait().unwrap();
     }
 }

@@ -48,6 +48,49 @@ pub enum LifecycleError {
     /// The dedicated spawner thread is gone (it only stops if it panicked).
     #[error("the lifecycle spawner thread is gone")]
     SpawnerGone,
+    /// No user of this name (or uid) in the system's user database.
+    #[error("unknown user '{user}'{hint}")]
+    UnknownUser {
+        /// The user as given.
+        user: String,
+        /// Advice appended to the message (may be empty).
+        hint: &'static str,
+    },
+    /// The user and group asked for do not make sense together.
+    #[error("invalid user or group: {reason}")]
+    InvalidRunAs {
+        /// What is wrong.
+        reason: String,
+    },
+    /// No group of this name in the system's group database.
+    #[error("unknown group '{group}'")]
+    UnknownGroup {
+        /// The group as given.
+        group: String,
+    },
+    /// The user or group database could not be read.
+    #[error("looking up user or group '{account}' failed: {source}")]
+    AccountLookup {
+        /// The user or group as given.
+        account: String,
+        /// The error from the lookup.
+        #[source]
+        source: io::Error,
+    },
+    /// A proc is to run as another user, but this process may not switch
+    /// users (it is not root, or lacks `CAP_SETUID`/`CAP_SETGID`).
+    #[error(
+        "running a proc as user '{user}' (uid {uid}) needs root (CAP_SETUID and CAP_SETGID); \
+         this host runs as uid {host_uid} without them"
+    )]
+    SwitchUserNotPermitted {
+        /// The user as given.
+        user: String,
+        /// Its uid.
+        uid: u32,
+        /// The host's effective uid.
+        host_uid: u32,
+    },
 }
 
 /// Why [`ProcHandle::ready`](crate::ProcHandle::ready) did not resolve to

@@ -24,15 +24,157 @@
 //! interpolated into the script. A manager directory's name is unique to
 //! its manager (pid, start time, sequence number), so a guardian never kills
 //! procs of another manager, old or new.
+//!
+//! A guardian that dies while the host lives (someone SIGKILLed it) is
+//! replaced: a [`GuardianKeeper`] thread waits on the guardian's pidfd and
+//! starts a new one for the same directory at once, so a host killed later
+//! still leaves no descendant behind.
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
+
+/// How long the keeper waits before it tries again when a guardian could
+/// not be started.
+const RESTART_RETRY: Duration = Duration::from_secs(1);
+
+/// Keeps one guardian running for a manager directory: starts it, and
+/// starts a new one whenever the running one dies while the keeper lives
+/// (a watcher thread blocks on the guardian's pidfd, so an idle host spends
+/// nothing on it). Dropping the keeper stops the watcher, then drops the
+/// guardian (which kills what is left in the subtree and exits).
+#[derive(Debug)]
+pub(crate) struct GuardianKeeper {
+    shared: Arc<KeeperShared>,
+    /// Write end of the watcher's stop pipe; closing it stops the watcher.
+    stop: Option<OwnedFd>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct KeeperShared {
+    manager_dir: PathBuf,
+    current: Mutex<Option<Guardian>>,
+    restarts: AtomicU64,
+}
+
+impl GuardianKeeper {
+    /// Starts a guardian for `manager_dir` and its watcher.
+    pub(crate) fn start(manager_dir: &Path) -> io::Result<Self> {
+        let guardian = Guardian::start(manager_dir)?;
+        let shared = Arc::new(KeeperShared {
+            manager_dir: manager_dir.to_owned(),
+            current: Mutex::new(Some(guardian)),
+            restarts: AtomicU64::new(0),
+        });
+        let (stop_read, stop_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let watched = Arc::clone(&shared);
+        let watcher = std::thread::Builder::new()
+            .name("hostmux-guardian-keeper".to_owned())
+            .spawn(move || keep(&watched, &stop_read))?;
+        Ok(Self {
+            shared,
+            stop: Some(stop_write),
+            watcher: Some(watcher),
+        })
+    }
+
+    /// The running guardian's pid (`None` while a replacement could not be
+    /// started).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.shared.lock().as_ref().map(Guardian::pid)
+    }
+
+    /// How many guardians were started to replace dead ones.
+    pub(crate) fn restarts(&self) -> u64 {
+        self.shared.restarts.load(Ordering::Relaxed)
+    }
+}
+
+impl KeeperShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Guardian>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for GuardianKeeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+        let guardian = self.shared.lock().take();
+        drop(guardian);
+    }
+}
+
+/// The watcher: waits for the guardian to die or the keeper to stop; a dead
+/// guardian is reaped and replaced.
+fn keep(shared: &KeeperShared, stop: &OwnedFd) {
+    loop {
+        let pidfd = shared
+            .lock()
+            .as_ref()
+            .and_then(|guardian| guardian.pidfd.as_ref()?.try_clone().ok());
+        let retry = rustix::time::Timespec {
+            tv_sec: RESTART_RETRY.as_secs() as i64,
+            tv_nsec: 0,
+        };
+        let mut fds = vec![PollFd::new(stop, PollFlags::IN)];
+        if let Some(pidfd) = &pidfd {
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+        }
+        // Without a guardian (or a pidfd to watch it by), look again later.
+        let timeout = pidfd.is_none().then_some(&retry);
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cgroup guardian keeper cannot wait; it stops");
+                return;
+            }
+        }
+        if !fds[0].revents().is_empty() {
+            return; // the keeper was dropped
+        }
+        let guardian_died = fds.get(1).is_some_and(|fd| !fd.revents().is_empty());
+        let mut current = shared.lock();
+        if guardian_died {
+            if let Some(dead) = current.take() {
+                tracing::warn!(
+                    pid = dead.pid(),
+                    cgroup = %shared.manager_dir.display(),
+                    "the cgroup guardian died while the host runs; starting a new one"
+                );
+                drop(dead); // reaps it
+            }
+        }
+        if current.is_some() {
+            continue;
+        }
+        match Guardian::start(&shared.manager_dir) {
+            Ok(guardian) => {
+                tracing::info!(pid = guardian.pid(), "new cgroup guardian running");
+                shared.restarts.fetch_add(1, Ordering::Relaxed);
+                *current = Some(guardian);
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "cannot start a new cgroup guardian; trying again in a second"
+                );
+            }
+        }
+    }
+}
 
 /// The guardian's program: a POSIX shell, using builtins only.
 const SHELL: &str = "/bin/sh";
@@ -58,6 +200,9 @@ pub(crate) struct Guardian {
     /// The pipe's only write end; closing it is the guardian's trigger.
     trigger: Option<OwnedFd>,
     child: Child,
+    /// The guardian's pidfd (readable once it exited), for the keeper;
+    /// `None` on kernels without pidfds.
+    pidfd: Option<OwnedFd>,
 }
 
 impl Guardian {
@@ -78,9 +223,14 @@ impl Guardian {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()?;
+        // Our unreaped child: its pid cannot have been reused.
+        let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
         Ok(Self {
             trigger: Some(write_end),
             child,
+            pidfd,
         })
     }
 

@@ -13,6 +13,10 @@
 //!   the bounded [`OutputTail`] when stdout or stderr was
 //!   [`OutputMode::Capture`]d), [`ProcStatus`], [`TerminateSummary`]; errors [`LifecycleError`], [`ReadyError`],
 //!   [`WaitError`], [`TerminateError`].
+//! - [`RunAs`]: the user, group and supplementary groups a proc runs as
+//!   ([`ProcessConfig::run_as`], or a manager-wide default with
+//!   [`ProcessProcManagerBuilder::default_run_as`]); the child switches
+//!   before exec and sets `PR_SET_NO_NEW_PRIVS`.
 //! - [`BulkTerminateMode`]: a bulk terminate either bounds how many procs
 //!   stop at once, each with its own grace (hyperactor's meaning, the
 //!   default), or gives all procs one overall deadline (a host's shutdown).
@@ -41,7 +45,8 @@
 //!   and the manager's **guardian** kills their descendants: a small process
 //!   outside the manager's cgroup subtree ([`ProcessProcManager::guardian_pid`])
 //!   that waits for EOF on a pipe only the host holds open and then writes
-//!   `cgroup.kill` for the whole subtree. Without cgroups there is no
+//!   `cgroup.kill` for the whole subtree; a guardian that dies while the
+//!   host runs is replaced at once. Without cgroups there is no
 //!   guardian, and descendants die only with the proc's PID namespace
 //!   (opt-in, [`ProcessConfig::pid_namespace`]); a start-up sweep of dead
 //!   managers' cgroups catches what a killed guardian could not.
@@ -89,6 +94,7 @@
 mod bulk;
 mod cgroup;
 pub mod child;
+mod credentials;
 mod error;
 pub mod escalation;
 mod guardian;
@@ -105,6 +111,7 @@ mod supervision;
 mod sys;
 
 pub use bulk::BulkTerminateMode;
+pub use credentials::RunAs;
 pub use error::{LifecycleError, ReadyError, TerminateError, WaitError};
 pub use escalation::{Action, Escalation};
 pub use local::{

@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt as _};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Everything the child needs between `clone` and `execve`, prepared in
@@ -38,6 +38,17 @@ pub(crate) struct SpawnPlan {
     /// A pidfd of this process, for the child's "parent still alive" check
     /// when it cannot use getppid (inside a new PID namespace it reads 0).
     parent_pidfd: RawFd,
+    /// The uid, gid and supplementary groups to switch to before exec
+    /// (then also `PR_SET_NO_NEW_PRIVS`); `None` keeps the host's.
+    credentials: Option<PlannedCredentials>,
+}
+
+/// Credentials the child switches to, prepared so the child only reads.
+#[derive(Debug)]
+struct PlannedCredentials {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
 }
 
 /// A pidfd of this very process, opened once.
@@ -122,7 +133,18 @@ impl SpawnPlan {
             parent_pid: std::process::id() as libc::pid_t,
             new_pid_namespace: false,
             parent_pidfd: own_pidfd()?,
+            credentials: None,
         })
+    }
+
+    /// Makes the child switch to `uid`, `gid` and exactly `groups` as its
+    /// supplementary groups, and set `PR_SET_NO_NEW_PRIVS`, before exec.
+    pub(crate) fn set_credentials(&mut self, uid: u32, gid: u32, groups: &[u32]) {
+        self.credentials = Some(PlannedCredentials {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        });
     }
 
     /// Places `fd` at stdin (0), stdout (1) or stderr (2) of the child.
@@ -174,10 +196,12 @@ struct ChildArgs<'a> {
 /// parent's memory is shared rather than copied (no page-table copy, no
 /// copy-on-write faults in a busy multi-threaded host), and the calling
 /// thread resumes once the child has exec'd or failed. The child: default
-/// dispositions for every signal, its own process group,
-/// `PR_SET_PDEATHSIG(SIGKILL)` (bound to this thread, which must outlive
-/// it), an exit if its parent already changed, its cgroup, its stdio and
-/// fds, an empty signal mask, then `execve`.
+/// dispositions for every signal, its own process group, its cgroup, its
+/// stdio and fds, the plan's user, groups and `PR_SET_NO_NEW_PRIVS` (if
+/// any), `PR_SET_PDEATHSIG(SIGKILL)` (bound to this thread, which must
+/// outlive it; set after the credential change, which clears it), an exit
+/// if its parent already changed, its working directory (entered as the
+/// new user), an empty signal mask, then `execve`.
 ///
 /// Returns the pid and a pidfd obtained atomically with the clone.
 pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
@@ -382,31 +406,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::setpgid(0, 0) != 0 {
             return fail(last_errno());
         }
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            return fail(last_errno());
-        }
-        // The parent may have died before prctl; then no death signal will
-        // ever come, so refuse to run. Inside a new PID namespace getppid()
-        // is 0, so ask the parent's pidfd (readable once it exited).
-        if plan.new_pid_namespace {
-            let mut parent = libc::pollfd {
-                fd: plan.parent_pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            if libc::poll(&mut parent, 1, 0) != 0 {
-                return fail(libc::ESRCH);
-            }
-        } else if libc::getppid() != plan.parent_pid {
-            return fail(libc::ESRCH);
-        }
         if let Some(fd) = args.cgroup_procs_fd {
             // "0" means the writing process.
             if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
@@ -441,6 +440,58 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             if libc::dup2(lifted[slot], target) < 0 {
                 return fail(last_errno());
             }
+        }
+        // Another user: supplementary groups, then gid, then uid (after the
+        // uid change the others are no longer permitted). Raw system calls:
+        // glibc's wrappers would broadcast the change to every thread of
+        // the process whose memory this child shares (the host's).
+        if let Some(creds) = &plan.credentials {
+            if libc::syscall(
+                libc::SYS_setgroups,
+                creds.groups.len() as libc::c_long,
+                creds.groups.as_ptr(),
+            ) != 0
+            {
+                return fail(last_errno());
+            }
+            let gid = creds.gid as libc::c_long;
+            if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
+                return fail(last_errno());
+            }
+            let uid = creds.uid as libc::c_long;
+            if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
+                return fail(last_errno());
+            }
+            // No set-user-ID binary or file capability can give it back.
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0 {
+                return fail(last_errno());
+            }
+        }
+        // After the credential change, which clears the death signal.
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return fail(last_errno());
+        }
+        // The parent may have died before prctl; then no death signal will
+        // ever come, so refuse to run. Inside a new PID namespace getppid()
+        // is 0, so ask the parent's pidfd (readable once it exited).
+        if plan.new_pid_namespace {
+            let mut parent = libc::pollfd {
+                fd: plan.parent_pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut parent, 1, 0) != 0 {
+                return fail(libc::ESRCH);
+            }
+        } else if libc::getppid() != plan.parent_pid {
+            return fail(libc::ESRCH);
         }
         if let Some(dir) = &plan.cwd {
             if libc::chdir(dir.as_ptr()) != 0 {
@@ -553,4 +604,140 @@ pub(crate) fn register_pidfd(
     pidfd: OwnedFd,
 ) -> Result<tokio::io::unix::AsyncFd<OwnedFd>, (OwnedFd, io::Error)> {
     hostmux_boot::reactor::register_readable(pidfd).map_err(|e| e.into_parts())
+}
+
+/// A user's passwd entry: what `initgroups` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PasswdEntry {
+    pub(crate) name: CString,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) home: std::path::PathBuf,
+}
+
+/// Which passwd entry to look up.
+pub(crate) enum UserKey<'a> {
+    Name(&'a str),
+    Uid(u32),
+}
+
+/// Grows a lookup buffer on `ERANGE` up to this size.
+const MAX_LOOKUP_BUFFER: usize = 1 << 20;
+
+/// The passwd entry of a user (NSS: `/etc/passwd`, LDAP, ...), `Ok(None)`
+/// if there is none.
+pub(crate) fn passwd_entry(key: UserKey<'_>) -> io::Result<Option<PasswdEntry>> {
+    let name = match key {
+        UserKey::Name(name) => {
+            Some(CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?)
+        }
+        UserKey::Uid(_) => None,
+    };
+    let mut buffer = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: passwd is plain data that getpw*_r fills in.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is to a live local or to `buffer`, whose
+        // length is passed; the reentrant variants touch nothing else.
+        let ret = unsafe {
+            match (&name, &key) {
+                (Some(name), _) => libc::getpwnam_r(
+                    name.as_ptr(),
+                    &mut entry,
+                    buffer.as_mut_ptr(),
+                    buffer.len(),
+                    &mut found,
+                ),
+                (None, UserKey::Uid(uid)) => libc::getpwuid_r(
+                    *uid,
+                    &mut entry,
+                    buffer.as_mut_ptr(),
+                    buffer.len(),
+                    &mut found,
+                ),
+                (None, UserKey::Name(_)) => unreachable!("names were converted above"),
+            }
+        };
+        if ret == libc::ERANGE && buffer.len() < MAX_LOOKUP_BUFFER {
+            buffer.resize(buffer.len() * 2, 0);
+            continue;
+        }
+        if found.is_null() {
+            // "Not found" is ret 0 or one of the errnos glibc documents for it.
+            return match ret {
+                0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => Ok(None),
+                errno => Err(io::Error::from_raw_os_error(errno)),
+            };
+        }
+        // SAFETY: on success `pw_name` and `pw_dir` point to NUL-terminated
+        // strings in `buffer`, which is still alive.
+        let (user, home) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(entry.pw_name).to_owned(),
+                std::ffi::CStr::from_ptr(entry.pw_dir).to_bytes().to_vec(),
+            )
+        };
+        return Ok(Some(PasswdEntry {
+            name: user,
+            uid: entry.pw_uid,
+            gid: entry.pw_gid,
+            home: std::ffi::OsString::from_vec(home).into(),
+        }));
+    }
+}
+
+/// The gid of the group called `name`, `Ok(None)` if there is none.
+pub(crate) fn group_id(name: &str) -> io::Result<Option<u32>> {
+    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buffer = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: group is plain data that getgrnam_r fills in.
+        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: pointers to live locals and to `buffer` with its length.
+        let ret = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut entry,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        if ret == libc::ERANGE && buffer.len() < MAX_LOOKUP_BUFFER {
+            buffer.resize(buffer.len() * 2, 0);
+            continue;
+        }
+        if found.is_null() {
+            return match ret {
+                0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => Ok(None),
+                errno => Err(io::Error::from_raw_os_error(errno)),
+            };
+        }
+        return Ok(Some(entry.gr_gid));
+    }
+}
+
+/// `user`'s supplementary groups as `initgroups(user, gid)` would set
+/// them: every group that lists the user, plus `gid`.
+pub(crate) fn group_list(user: &std::ffi::CStr, gid: u32) -> io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut count = groups.len() as libc::c_int;
+        // SAFETY: `groups` has room for `count` entries; getgrouplist
+        // writes at most that many and stores the number it needs in
+        // `count`.
+        let ret =
+            unsafe { libc::getgrouplist(user.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
+        if ret >= 0 {
+            groups.truncate(count.max(0) as usize);
+            return Ok(groups);
+        }
+        let needed = (count.max(0) as usize).max(groups.len() * 2);
+        if needed > 65536 {
+            return Err(io::Error::from_raw_os_error(libc::ERANGE));
+        }
+        groups.resize(needed, 0);
+    }
 }

@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::{CgroupMode, ProcHandle, ProcessProcManager};
-use rustix::process::{pidfd_send_signal, Signal};
+use rustix::process::{kill_process, pidfd_send_signal, Pid, Signal};
 
 use crate::support::*;
 
@@ -122,12 +122,16 @@ impl PrivateBase {
     }
 
     /// Sweeps what dead hosts left here (a manager's start-up sweep,
-    /// killing what is inside). Returns the number of proc cgroups swept.
-    fn sweep(&self) -> usize {
-        ProcessProcManager::builder()
+    /// killing what is inside). Returns the number of proc cgroups swept
+    /// and the pids it killed.
+    fn sweep(&self) -> (usize, Vec<u32>) {
+        let manager = ProcessProcManager::builder()
             .cgroups(CgroupMode::Base(self.0.clone()))
-            .build()
-            .swept_at_start()
+            .build();
+        (
+            manager.swept_at_start(),
+            manager.swept_pids_at_start().to_vec(),
+        )
     }
 }
 
@@ -205,6 +209,10 @@ fn killed_host_without_a_guardian_leaves_descendants_to_the_next_sweep() {
     let host = FixtureHost::start(4, &base.host_args());
     let guardian_fd = pidfd(host.guardian.expect("a guardian")).expect("guardian alive");
     let (procs, descendants) = host.pidfds();
+    // Stopped, the host cannot replace its guardian: then both die.
+    let host_pid = host.child.id();
+    kill_process(Pid::from_raw(host_pid as i32).unwrap(), Signal::STOP).unwrap();
+    wait_for_state(host_pid, 'T');
     pidfd_send_signal(&guardian_fd, Signal::KILL).unwrap();
     assert!(exited_within(&guardian_fd, EPSILON));
 
@@ -215,8 +223,121 @@ fn killed_host_without_a_guardian_leaves_descendants_to_the_next_sweep() {
         // Nothing but the guardian could have killed it yet.
         assert!(!exited_within(fd, Duration::ZERO), "{pid} died unswept");
     }
-    assert!(base.sweep() > 0, "the sweep found no cgroup");
+    let (cgroups, mut killed) = base.sweep();
+    assert!(cgroups > 0, "the sweep found no cgroup");
+    // The sweep reports exactly the processes it killed: the descendants.
+    let mut expected: Vec<u32> = descendants.iter().map(|(pid, _)| *pid).collect();
+    killed.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(killed, expected);
     assert_all_exit(&descendants, "descendant");
+}
+
+#[test]
+fn killed_guardian_is_replaced_and_a_killed_host_still_leaves_no_descendant() {
+    let Some(base) = PrivateBase::new("respawn") else {
+        eprintln!("{SKIP_NO_CGROUP}");
+        return;
+    };
+    let host = FixtureHost::start(4, &base.host_args());
+    let first = host.guardian.expect("a guardian");
+    let first_fd = pidfd(first).expect("guardian alive");
+    let (procs, descendants) = host.pidfds();
+    pidfd_send_signal(&first_fd, Signal::KILL).unwrap();
+    assert!(exited_within(&first_fd, EPSILON));
+    // The host notices and starts another guardian (its child, by name).
+    let host_pid = host.child.id();
+    let deadline = Instant::now() + EPSILON;
+    let second = loop {
+        if let Some(pid) = guardians_of(host_pid).into_iter().find(|&p| p != first) {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new guardian within {EPSILON:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let second_fd = pidfd(second).expect("the new guardian is alive");
+
+    host.kill();
+
+    assert_all_exit(&procs, "proc");
+    assert_all_exit(&descendants, "descendant"); // the new guardian's kill
+    assert!(
+        exited_within(&second_fd, EPSILON),
+        "the new guardian {second} did not exit after its kill"
+    );
+    assert_eq!(base.sweep().1, Vec::<u32>::new(), "nothing left to sweep");
+}
+
+#[test]
+fn dead_guardian_is_replaced_while_the_manager_lives() {
+    let manager = ProcessProcManager::default();
+    let Some(first) = manager.guardian_pid() else {
+        eprintln!("{SKIP_NO_CGROUP}");
+        return;
+    };
+    assert_eq!(manager.guardian_restarts(), 0);
+    let first_fd = pidfd(first).expect("guardian alive");
+    pidfd_send_signal(&first_fd, Signal::KILL).unwrap();
+    let deadline = Instant::now() + EPSILON;
+    while manager.guardian_restarts() == 0 {
+        assert!(Instant::now() < deadline, "the guardian was not replaced");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let second = manager.guardian_pid().expect("a new guardian");
+    assert_ne!(second, first);
+    // Other tests' managers have guardians of their own; the dead one is
+    // reaped, the new one runs the script.
+    let running = guardians_of(std::process::id());
+    assert!(running.contains(&second), "{second} not in {running:?}");
+    assert!(
+        proc_state(first).is_none(),
+        "the dead guardian {first} was not reaped"
+    );
+    // Dropping the manager still ends the (new) guardian.
+    let second_fd = pidfd(second).expect("alive");
+    drop(manager);
+    assert!(exited_within(&second_fd, EPSILON), "guardian still runs");
+}
+
+/// Children of `parent` that run the guardian script (`$0` is
+/// `hostmux-guardian`).
+fn guardians_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+            continue;
+        };
+        let ppid: Option<u32> = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(parent)
+            && proc_state(pid) != Some('Z')
+            && cmdline.split(|&b| b == 0).any(|a| a == b"hostmux-guardian")
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits (bounded) until `pid`'s state letter is `state`.
+fn wait_for_state(pid: u32, state: char) {
+    let deadline = Instant::now() + EPSILON;
+    while proc_state(pid) != Some(state) {
+        assert!(
+            Instant::now() < deadline,
+            "{pid} never reached state {state}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]

@@ -41,7 +41,17 @@ pub struct SpawnRequest {
     pub outbound_ring_bytes: u32,
     /// How long the proc may take to report ready; 0 waits forever.
     pub ready_timeout_ms: u64,
+    /// The user the proc runs as: a name or a decimal uid. `None`: the
+    /// host's default (`serve --proc-user`), else the host's own user.
+    pub user: Option<String>,
+    /// The proc's group: a name or a decimal gid. `None`: the user's
+    /// primary group. Supplementary groups are the user's (as `initgroups`).
+    pub group: Option<String>,
 }
+
+/// Longest user or group name a spawn request may carry (Linux's
+/// `LOGIN_NAME_MAX`).
+pub const MAX_ACCOUNT_NAME_LEN: usize = 256;
 
 /// A request to the host's service proc.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -247,6 +257,27 @@ fn check_no_nul(what: &'static str, field: &str, text: &str) -> Result<(), WireE
     Ok(())
 }
 
+/// A user or group: non-empty, at most [`MAX_ACCOUNT_NAME_LEN`] bytes, no
+/// NUL, no `:` (the `USER:GROUP` separator) and no whitespace.
+fn check_account(what: &'static str, field: &str, account: &str) -> Result<(), WireError> {
+    if account.is_empty() || account.len() > MAX_ACCOUNT_NAME_LEN {
+        return Err(invalid(
+            what,
+            format!("{field} must be 1..={MAX_ACCOUNT_NAME_LEN} bytes long"),
+        ));
+    }
+    if account
+        .chars()
+        .any(|c| c == '\0' || c == ':' || c.is_whitespace())
+    {
+        return Err(invalid(
+            what,
+            format!("{field} {account:?} contains a NUL, ':' or whitespace"),
+        ));
+    }
+    Ok(())
+}
+
 impl ControlRequest {
     /// The archived payload bytes.
     pub fn to_bytes(&self) -> Result<AlignedVec<FRAME_ALIGN>, WireError> {
@@ -274,6 +305,11 @@ impl ControlRequest {
                     }
                     check_no_nul(WHAT, "environment key", &var.key)?;
                     check_no_nul(WHAT, "environment value", &var.value)?;
+                }
+                for (field, account) in [("user", &spawn.user), ("group", &spawn.group)] {
+                    if let Some(account) = account {
+                        check_account(WHAT, field, account)?;
+                    }
                 }
             }
             ControlRequest::Terminate { name, .. } | ControlRequest::Kill { name } => {
@@ -316,6 +352,8 @@ mod tests {
             inbound_ring_bytes: 1 << 20,
             outbound_ring_bytes: 0,
             ready_timeout_ms: 5000,
+            user: Some("nobody".into()),
+            group: Some("65534".into()),
         })
     }
 
@@ -394,6 +432,27 @@ mod tests {
             unreachable!()
         };
         request.args.push("a\0b".into());
+        let bytes = ControlRequest::Spawn(request).to_bytes().unwrap();
+        assert!(ControlRequest::decode(&bytes, &limits).is_err());
+        for (user, group) in [
+            (Some(""), None),
+            (Some("a:b"), None),
+            (None, Some("wheel\0")),
+            (None, Some("two words")),
+        ] {
+            let ControlRequest::Spawn(mut request) = spawn() else {
+                unreachable!()
+            };
+            request.user = user.map(str::to_owned);
+            request.group = group.map(str::to_owned);
+            let bytes = ControlRequest::Spawn(request).to_bytes().unwrap();
+            let err = ControlRequest::decode(&bytes, &limits).unwrap_err();
+            assert!(err.to_string().contains("user") || err.to_string().contains("group"));
+        }
+        let ControlRequest::Spawn(mut request) = spawn() else {
+            unreachable!()
+        };
+        request.user = Some("u".repeat(MAX_ACCOUNT_NAME_LEN + 1));
         let bytes = ControlRequest::Spawn(request).to_bytes().unwrap();
         assert!(ControlRequest::decode(&bytes, &limits).is_err());
         assert!(ControlRequest::decode(&[0xff; 24], &limits).is_err());

@@ -10,7 +10,9 @@
 //!   token).
 //! * Ack: a `Data` frame to the client's name on [`HELLO_PORT`], sender the
 //!   service proc, empty payload. A refused hello gets no ack: the host
-//!   closes the connection and logs why.
+//!   closes the connection and logs why (a control-socket peer of another
+//!   uid is first told why, in a `ControlResponse` error on this port; see
+//!   `docs/wire.md`).
 //!
 //! ```
 //! use hostmux_wire::rkyv::util::AlignedVec;

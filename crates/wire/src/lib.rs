@@ -126,7 +126,7 @@ pub use control::{
     ArchivedControlErrorKind, ArchivedControlRequest, ArchivedControlResponse, ArchivedEnvVar,
     ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState, ArchivedSpawnRequest,
     ArchivedTerminateSummary, ControlErrorKind, ControlRequest, ControlResponse, EnvVar,
-    ProcCounters, ProcInfo, ProcState, SpawnRequest, TerminateSummary,
+    ProcCounters, ProcInfo, ProcState, SpawnRequest, TerminateSummary, MAX_ACCOUNT_NAME_LEN,
 };
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK};
 pub use error::WireError;

@@ -6,9 +6,9 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use hostmux_wire::{is_hello_ack, Addr, AddrKind, FrameHeader, FrameView, Limits};
+use hostmux_wire::{Addr, AddrKind, FrameHeader, FrameView, Limits};
 
-use super::codec::{hello_outcome, ClientDecoder, ClientEncoder};
+use super::codec::{hello_answer, hello_outcome, ClientDecoder, ClientEncoder};
 use super::ReceivedFrame;
 use crate::HostError;
 
@@ -106,7 +106,7 @@ impl BlockingClient {
             other => other,
         })?;
         client.set_read_timeout(Some(hello_timeout))?;
-        let answer = client.recv_with(is_hello_ack);
+        let answer = client.recv_with(hello_answer);
         hello_outcome(&client.peer, name, answer)?;
         client.set_read_timeout(None)?;
         Ok(client)

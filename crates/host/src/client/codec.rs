@@ -5,8 +5,8 @@
 //! between these and their streams.
 
 use hostmux_wire::{
-    encode_frame_to_vec, encode_hello, FrameDecoder, FrameHeader, FrameKind, FrameView, Limits,
-    Sender,
+    encode_frame_to_vec, encode_hello, is_hello_ack, ControlErrorKind, ControlResponse,
+    FrameDecoder, FrameHeader, FrameKind, FrameView, Limits, Sender, HELLO_PORT,
 };
 
 use crate::HostError;
@@ -198,22 +198,57 @@ impl ClientDecoder {
     }
 }
 
-/// What the first answer to a hello means: `answer` is `Some(is_hello_ack)`
-/// for a frame, `None` if the host closed the connection instead (a reset
-/// while waiting counts as closing: the host may close with the hello
-/// unread).
+/// What the first frame after a hello is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum HelloAnswer {
+    /// The host's ack.
+    Ack,
+    /// The host refused the connection and said why (a control-socket peer
+    /// running as another user): a `ControlResponse` error on the hello
+    /// port.
+    Refused {
+        kind: ControlErrorKind,
+        message: String,
+    },
+    /// Anything else.
+    Other,
+}
+
+/// Classifies the first frame a host sends after a hello.
+pub(super) fn hello_answer(frame: &FrameView<'_>) -> HelloAnswer {
+    if is_hello_ack(frame) {
+        return HelloAnswer::Ack;
+    }
+    if frame.kind() == FrameKind::ControlResponse && frame.dest_port() == HELLO_PORT {
+        if let Ok(ControlResponse::Error { kind, message }) =
+            ControlResponse::decode(frame.payload())
+        {
+            return HelloAnswer::Refused { kind, message };
+        }
+    }
+    HelloAnswer::Other
+}
+
+/// What the first answer to a hello means: `answer` is `Some` for a frame,
+/// `None` if the host closed the connection instead (a reset while waiting
+/// counts as closing: the host may close with the hello unread). A refusal
+/// with a reason becomes [`HostError::Control`] with the host's message.
 pub(super) fn hello_outcome(
     peer: &str,
     client: &str,
-    answer: Result<Option<bool>, HostError>,
+    answer: Result<Option<HelloAnswer>, HostError>,
 ) -> Result<(), HostError> {
     let refused = || HostError::HelloRefused {
         addr: peer.to_owned(),
         client: client.to_owned(),
     };
     match answer {
-        Ok(Some(true)) => Ok(()),
-        Ok(Some(false)) => Err(HostError::HelloNotAcknowledged {
+        Ok(Some(HelloAnswer::Ack)) => Ok(()),
+        Ok(Some(HelloAnswer::Refused { kind, message })) => Err(HostError::Control {
+            kind,
+            message: format!("the host at {peer} refused the connection: {message}"),
+        }),
+        Ok(Some(HelloAnswer::Other)) => Err(HostError::HelloNotAcknowledged {
             addr: peer.to_owned(),
             client: client.to_owned(),
         }),
@@ -339,11 +374,28 @@ mod tests {
 
     #[test]
     fn the_first_answer_to_a_hello_decides_the_connection() {
-        assert!(hello_outcome("h", "c", Ok(Some(true))).is_ok());
+        assert!(hello_outcome("h", "c", Ok(Some(HelloAnswer::Ack))).is_ok());
         assert!(matches!(
-            hello_outcome("h", "c", Ok(Some(false))),
+            hello_outcome("h", "c", Ok(Some(HelloAnswer::Other))),
             Err(HostError::HelloNotAcknowledged { .. })
         ));
+        let told = hello_outcome(
+            "h",
+            "c",
+            Ok(Some(HelloAnswer::Refused {
+                kind: ControlErrorKind::Unauthorized,
+                message: "uid 65534 is not allowed to control this host".to_owned(),
+            })),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                &told,
+                HostError::Control { kind: ControlErrorKind::Unauthorized, message }
+                    if message.ends_with("uid 65534 is not allowed to control this host")
+            ),
+            "{told}"
+        );
         let refused = hello_outcome("h", "c", Ok(None)).unwrap_err();
         assert!(matches!(refused, HostError::HelloRefused { .. }));
         assert!(refused.to_string().contains("acknowledging the hello"));

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use hostmux_wire::{is_hello_ack, Addr, AddrKind, FrameHeader, FrameView, Limits};
+use hostmux_wire::{Addr, AddrKind, FrameHeader, FrameView, Limits};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::codec::{hello_outcome, ClientDecoder, ClientEncoder};
+use super::codec::{hello_answer, hello_outcome, ClientDecoder, ClientEncoder};
 use super::ReceivedFrame;
 use crate::HostError;
 
@@ -156,7 +156,7 @@ impl Client {
             HostError::Send { addr, source } => HostError::Connect { addr, source },
             other => other,
         })?;
-        let answer = client.reader.recv_with(is_hello_ack).await;
+        let answer = client.reader.recv_with(hello_answer).await;
         hello_outcome(peer, name, answer)?;
         Ok(client)
     }

@@ -85,7 +85,7 @@ impl<M: SpawnByRequest> Host<M> {
             ControlRequest::Spawn(spawn) => {
                 let spec = match M::spec_for(&spawn) {
                     Ok(spec) => spec,
-                    Err(reason) => return service::error(ControlErrorKind::SpawnFailed, reason),
+                    Err(refused) => return service::error(refused.kind, refused.reason),
                 };
                 let timeout = Duration::from_millis(spawn.ready_timeout_ms);
                 match self.spawn_with_timeout(&spawn.name, spec, timeout).await {

@@ -62,13 +62,19 @@ pub(super) async fn control_accept_loop<F: Frontend>(
                 continue;
             }
         };
-        if peer.uid() != own_uid && peer.uid() != 0 {
+        if !crate::control::peer_allowed(peer.uid(), own_uid) {
             tracing::warn!(
                 peer_uid = peer.uid(),
                 peer_pid = ?peer.pid(),
                 host_uid = own_uid,
                 "control socket: refusing a peer running as another user"
             );
+            tokio::task::spawn_local(crate::control::refuse_control_peer(
+                stream,
+                peer.uid(),
+                serving.service_name.clone(),
+                serving.cfg.limits,
+            ));
             continue;
         }
         let adopted = stream.into_std().and_then(F::adopt_unix);

@@ -5,6 +5,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::credentials::RunAs;
 use crate::output::OutputMode;
 
 /// Where an extra fd lands in the child.
@@ -66,12 +67,18 @@ pub struct ProcessConfig {
     /// terminate escalates to SIGKILL after the grace), and it inherits the
     /// duty to reap orphans inside its namespace.
     pub pid_namespace: bool,
+    /// The user, group and supplementary groups to run as (needs root or
+    /// `CAP_SETUID` + `CAP_SETGID`); the child also gets
+    /// `PR_SET_NO_NEW_PRIVS`. `None`: the manager's default
+    /// ([`ProcessProcManagerBuilder::default_run_as`](crate::ProcessProcManagerBuilder::default_run_as)),
+    /// else the host's own user.
+    pub run_as: Option<RunAs>,
 }
 
 impl ProcessConfig {
     /// Defaults: no args, inherited env, stdout and stderr inherited, no
     /// extra fds, readiness protocol, 10 s ready timeout, cgroup on, no PID
-    /// namespace.
+    /// namespace, the manager's default user.
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
@@ -86,7 +93,14 @@ impl ProcessConfig {
             ready_timeout: Duration::from_secs(10),
             use_cgroup: true,
             pid_namespace: false,
+            run_as: None,
         }
+    }
+
+    /// Runs the proc as this user, group and supplementary groups.
+    pub fn run_as(mut self, run_as: RunAs) -> Self {
+        self.run_as = Some(run_as);
+        self
     }
 
     /// Appends one argument.

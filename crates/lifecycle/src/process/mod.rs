@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 
 pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
 use crate::bulk::BulkTerminateMode;
-use crate::cgroup::{self, CgroupRoot};
+use crate::cgroup::{self, CgroupRoot, SweepReport};
+use crate::credentials::RunAs;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::Link;
 use crate::manager::{BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, Registry};
@@ -44,6 +45,7 @@ pub struct ProcessProcManagerBuilder {
     cgroups: CgroupMode,
     max_starting: usize,
     cgroup_procs_fallback: bool,
+    default_run_as: Option<RunAs>,
 }
 
 impl std::fmt::Debug for ProcessProcManagerBuilder {
@@ -53,6 +55,7 @@ impl std::fmt::Debug for ProcessProcManagerBuilder {
             .field("cgroups", &self.cgroups)
             .field("max_starting", &self.max_starting)
             .field("cgroup_procs_fallback", &self.cgroup_procs_fallback)
+            .field("default_run_as", &self.default_run_as)
             .finish()
     }
 }
@@ -74,6 +77,13 @@ impl ProcessProcManagerBuilder {
     /// spawns wait for a slot.
     pub fn max_starting(mut self, max: usize) -> Self {
         self.max_starting = max.max(1);
+        self
+    }
+
+    /// The user procs run as when their config names none
+    /// ([`ProcessConfig::run_as`]); default: the host's own user.
+    pub fn default_run_as(mut self, run_as: Option<RunAs>) -> Self {
+        self.default_run_as = run_as;
         self
     }
 
@@ -102,17 +112,18 @@ impl ProcessProcManagerBuilder {
                 if self.cgroups != CgroupMode::Disabled {
                     tracing::info!("cgroup v2 delegation unavailable; using process groups only");
                 }
-                (None, 0)
+                (None, SweepReport::default())
             }
         };
         ProcessProcManager {
             inner: Arc::new(ManagerInner {
                 polite_stop: self.polite_stop,
                 cgroups,
-                swept_at_start: swept,
+                sweep_at_start: swept,
                 starting: Arc::new(Semaphore::new(self.max_starting)),
                 max_starting: self.max_starting,
                 cgroup_procs_fallback: self.cgroup_procs_fallback,
+                default_run_as: self.default_run_as,
                 starting_now: Arc::new(AtomicUsize::new(0)),
                 starting_peak: Arc::new(AtomicUsize::new(0)),
                 registry: Registry::new(),
@@ -143,11 +154,13 @@ pub struct ProcessProcManager {
 pub(crate) struct ManagerInner {
     polite_stop: Option<PoliteStopHook>,
     cgroups: Option<CgroupRoot>,
-    swept_at_start: usize,
+    sweep_at_start: SweepReport,
     starting: Arc<Semaphore>,
     max_starting: usize,
     /// See [`ProcessProcManagerBuilder::force_cgroup_procs_fallback`].
     cgroup_procs_fallback: bool,
+    /// See [`ProcessProcManagerBuilder::default_run_as`].
+    default_run_as: Option<RunAs>,
     starting_now: Arc<AtomicUsize>,
     starting_peak: Arc<AtomicUsize>,
     /// Live procs by name; `None` while a spawn of that name is under way.
@@ -189,6 +202,7 @@ impl ProcessProcManager {
             cgroups: CgroupMode::Auto,
             max_starting: 64,
             cgroup_procs_fallback: false,
+            default_run_as: None,
         }
     }
 
@@ -210,9 +224,30 @@ impl ProcessProcManager {
             .and_then(CgroupRoot::guardian_pid)
     }
 
+    /// The user procs run as when their config names none.
+    pub fn default_run_as(&self) -> Option<&RunAs> {
+        self.inner.default_run_as.as_ref()
+    }
+
     /// How many leftover proc cgroups the start-up sweep removed.
     pub fn swept_at_start(&self) -> usize {
-        self.inner.swept_at_start
+        self.inner.sweep_at_start.cgroups
+    }
+
+    /// The processes the start-up sweep found in leftover proc cgroups
+    /// (and their descendants' cgroups) and killed; each is logged at INFO,
+    /// their count at WARN.
+    pub fn swept_pids_at_start(&self) -> &[u32] {
+        &self.inner.sweep_at_start.killed
+    }
+
+    /// How many guardians this manager started to replace one that died
+    /// while it ran (see [`guardian_pid`](Self::guardian_pid)).
+    pub fn guardian_restarts(&self) -> u64 {
+        self.inner
+            .cgroups
+            .as_ref()
+            .map_or(0, CgroupRoot::guardian_restarts)
     }
 
     /// Names of the live procs.
@@ -298,10 +333,16 @@ impl ProcessProcManager {
             ready_timeout,
             use_cgroup,
             pid_namespace,
+            run_as,
         } = config;
+        let run_as = run_as.or_else(|| self.inner.default_run_as.clone());
+        if let Some(run_as) = &run_as {
+            run_as.check_permitted()?;
+        }
 
         // The child's environment: the host's (unless cleared), then the
-        // config's, then the protocol variables; later entries win.
+        // run-as user's USER, LOGNAME and HOME, then the config's, then the
+        // protocol variables; later entries win.
         let mut child_env: Vec<(OsString, OsString)> = if env_clear {
             Vec::new()
         } else {
@@ -311,6 +352,12 @@ impl ProcessProcManager {
             child_env.retain(|(k, _)| *k != key);
             child_env.push((key, value));
         };
+        // Another user's login variables, which the config may override.
+        if let Some((login, home)) = run_as.as_ref().and_then(RunAs::login) {
+            set_env("USER".into(), login.into());
+            set_env("LOGNAME".into(), login.into());
+            set_env("HOME".into(), home.into());
+        }
         for (key, value) in env {
             set_env(key, value);
         }
@@ -429,6 +476,9 @@ impl ProcessProcManager {
             keep_open.push(dir_fd);
         }
 
+        if let Some(run_as) = &run_as {
+            plan.set_credentials(run_as.uid(), run_as.gid(), run_as.groups());
+        }
         plan.set_new_pid_namespace(pid_namespace);
         // The supervisor is armed on the spawner thread right after the
         // clone, so the ready pipe is watched while the child starts up;

@@ -4,6 +4,7 @@
 mod bulk;
 mod cgroups;
 mod readiness;
+mod run_as;
 mod spawn;
 mod status;
 mod termination;
