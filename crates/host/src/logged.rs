@@ -36,7 +36,8 @@ impl fmt::Display for LoggedRequest<'_> {
 }
 
 /// A spawn request in the log: name, program, truncated arguments,
-/// environment keys, ring sizes and ready timeout.
+/// environment keys, the user and group it runs as (if given), ring sizes
+/// and ready timeout.
 struct LoggedSpawn<'a>(&'a SpawnRequest);
 
 impl fmt::Display for LoggedSpawn<'_> {
@@ -58,6 +59,12 @@ impl fmt::Display for LoggedSpawn<'_> {
             spawn.env.len(),
             MAX_LOGGED_ENV_KEYS,
         )?;
+        for (label, value) in [("user", &spawn.user), ("group", &spawn.group)] {
+            if let Some(value) = value {
+                write!(f, ", {label}: ")?;
+                write_truncated(f, value)?;
+            }
+        }
         write!(
             f,
             ", inbound_ring_bytes: {}, outbound_ring_bytes: {}, ready_timeout_ms: {} }}",
@@ -120,6 +127,8 @@ mod tests {
             inbound_ring_bytes: 0,
             outbound_ring_bytes: 0,
             ready_timeout_ms: 30_000,
+            user: Some("nobody".to_owned()),
+            group: None,
         })
     }
 
@@ -139,6 +148,8 @@ mod tests {
         assert!(line.contains(r#"args: ["--port", "9"]"#), "{line}");
         assert!(line.contains(r#"program: "/usr/bin/db-proc""#), "{line}");
         assert!(line.contains(r#"name: "db""#), "{line}");
+        assert!(line.contains(r#"user: "nobody""#), "{line}");
+        assert!(!line.contains("group"), "no group given: {line}");
         // Derived Debug would have shown the value: the test guards the
         // formatter, not an accident of the fixture.
         assert!(format!("{request:?}").contains("hunter2-secret"));

@@ -236,7 +236,7 @@ fn killed_host_without_a_guardian_leaves_descendants_to_the_next_sweep() {
 #[test]
 fn killed_guardian_is_replaced_and_a_killed_host_still_leaves_no_descendant() {
     let Some(base) = PrivateBase::new("respawn") else {
-        eprintln!("{SKIP_NO_CGROUP}");
+        missing(Facility::Cgroup, NO_CGROUP);
         return;
     };
     let host = FixtureHost::start(4, &base.host_args());
@@ -275,7 +275,7 @@ fn killed_guardian_is_replaced_and_a_killed_host_still_leaves_no_descendant() {
 fn dead_guardian_is_replaced_while_the_manager_lives() {
     let manager = ProcessProcManager::default();
     let Some(first) = manager.guardian_pid() else {
-        eprintln!("{SKIP_NO_CGROUP}");
+        missing(Facility::Cgroup, NO_CGROUP);
         return;
     };
     assert_eq!(manager.guardian_restarts(), 0);
