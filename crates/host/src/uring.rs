@@ -89,6 +89,14 @@ impl ConnReader for Stream {
         };
         (result, buf.into_decoder())
     }
+
+    fn shutdown(&self) {
+        let how = std::net::Shutdown::Both;
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        };
+    }
 }
 
 impl ConnWriter for Stream {

@@ -10,6 +10,7 @@ mod control;
 mod crash;
 mod exactly_once;
 mod lifecycle;
+mod memory_budget;
 mod process;
 mod registry;
 mod remote;

@@ -34,7 +34,9 @@ pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
 /// twice the bytes it holds plus a read chunk. Once the frame at the front
 /// fits in a read chunk again (a large frame was consumed), the buffer
 /// shrinks back to one read chunk: a stream of frames larger than the read
-/// chunk costs an allocation per such frame, smaller frames none.
+/// chunk costs an allocation per such frame, smaller frames none. A buffer
+/// smaller than the read chunk (after [`set_limits`](Self::set_limits)
+/// raised it) grows to one read chunk at the next read.
 /// [`planned_capacity`](Self::planned_capacity) says beforehand what the
 /// buffer will hold after the next [`spare_capacity_mut`](Self::spare_capacity_mut),
 /// so a caller can charge a memory budget before the allocation happens.
@@ -159,6 +161,10 @@ impl FrameDecoder {
             .max(pending + 1);
         if capacity > self.read_chunk && need <= self.read_chunk {
             // A large frame is done: back to one read chunk.
+            return self.read_chunk;
+        }
+        if capacity < self.read_chunk {
+            // Made with (or set to) a larger read chunk than it holds.
             return self.read_chunk;
         }
         if need > capacity && capacity - pending < self.min_read() {
@@ -439,6 +445,7 @@ mod tests {
         assert_eq!(decoder.next_frame().unwrap().unwrap().message_id(), 1);
         assert_eq!(decoder.buffer_capacity(), crate::MAX_HELLO_LEN);
         decoder.set_limits(Limits::default(), CHUNK);
+        assert_eq!(decoder.planned_capacity(), CHUNK);
         decoder.feed(&big[1000..]);
         assert_eq!(decoder.next_frame().unwrap().unwrap().message_id(), 2);
     }

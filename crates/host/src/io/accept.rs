@@ -1,13 +1,20 @@
 //! Accepting connections: the frontend listener and the private control socket.
 
+use std::rc::Rc;
+
+use super::budget::{Admission, ConnBudget};
 use super::*;
 
 pub(super) async fn accept_loop<F: Frontend>(listener: F::Listener, serving: Serving) {
     loop {
         match F::accept(&listener).await {
             Ok((reader, writer, peer)) => {
+                // Over the cap: dropping both halves closes the connection.
+                let Some(admission) = serving.budget.admit(&peer, Instant::now()) else {
+                    continue;
+                };
                 let span = tracing::info_span!("connection", peer = %peer, frontend = F::NAME);
-                serving.spawn::<F>((reader, writer), Door::Frontend, span);
+                serving.spawn::<F>((reader, writer), Door::Frontend(admission), span);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -19,11 +26,13 @@ pub(super) async fn accept_loop<F: Frontend>(listener: F::Listener, serving: Ser
 }
 
 /// Which listener a connection came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Door {
     /// The frontend: privileged only if the host has a token (which its
-    /// hello then presented).
-    Frontend,
+    /// hello then presented). Holds its place under the connection cap.
+    // Held, never read: dropping it frees the place.
+    #[allow(dead_code)]
+    Frontend(Admission),
     /// The control socket, whose peer credentials were checked: privileged;
     /// its hello carries no token.
     ControlSocket,
@@ -95,6 +104,7 @@ pub(super) struct Serving {
     pub(super) dataplane: Shared,
     pub(super) cfg: Arc<HostConfig>,
     pub(super) service_name: ProcName,
+    pub(super) budget: Rc<ConnBudget>,
 }
 
 impl Serving {
@@ -112,6 +122,7 @@ impl Serving {
             self.dataplane.clone(),
             self.cfg.clone(),
             self.service_name.clone(),
+            self.budget.clone(),
             door,
             span,
         ));
