@@ -14,7 +14,11 @@ pub(super) async fn accept_loop<F: Frontend>(listener: F::Listener, serving: Ser
                     continue;
                 };
                 let span = tracing::info_span!("connection", peer = %peer, frontend = F::NAME);
-                serving.spawn::<F>((reader, writer), Door::Frontend(admission), span);
+                let door = Door::Frontend {
+                    place: admission,
+                    peer,
+                };
+                serving.spawn::<F>((reader, writer), door, span);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -29,13 +33,27 @@ pub(super) async fn accept_loop<F: Frontend>(listener: F::Listener, serving: Ser
 #[derive(Debug)]
 pub(super) enum Door {
     /// The frontend: privileged only if the host has a token (which its
-    /// hello then presented). Holds its place under the connection cap.
-    // Held, never read: dropping it frees the place.
-    #[allow(dead_code)]
-    Frontend(Admission),
+    /// hello then presented).
+    Frontend {
+        /// Its place under the connection cap, freed when dropped.
+        place: Admission,
+        /// The peer's address, for logs that must name it even when the
+        /// connection's span is filtered out.
+        peer: String,
+    },
     /// The control socket, whose peer credentials were checked: privileged;
     /// its hello carries no token.
     ControlSocket,
+}
+
+impl Door {
+    /// The peer, for logs.
+    pub(super) fn peer(&self) -> &str {
+        match self {
+            Door::Frontend { peer, .. } => peer,
+            Door::ControlSocket => "control socket",
+        }
+    }
 }
 
 /// Accepts on the control socket: only peers running as the host's uid or

@@ -224,6 +224,33 @@ impl Drop for Charge {
     }
 }
 
+impl Charge {
+    /// [`set`](Self::set) for a read, counting its outcome: a first
+    /// refusal of a waiting connection (`already_waiting` false) counts a
+    /// budget wait, an over-budget refusal a connection closed.
+    pub(crate) fn set_for_read(
+        &mut self,
+        bytes: usize,
+        already_waiting: bool,
+    ) -> Result<(), Shortfall> {
+        let outcome = self.set(bytes);
+        match outcome {
+            Err(Shortfall::OverBudget) => self.budget.count_closed(Closed::OverBudget),
+            Err(Shortfall::Wait) if !already_waiting => {
+                self.budget.count(|c| c.budget_waits += 1);
+                tracing::debug!(
+                    bytes,
+                    used = self.budget.used(),
+                    limit = self.budget.limit,
+                    "connection memory budget exhausted: not reading this connection until memory is released"
+                );
+            }
+            _ => {}
+        }
+        outcome
+    }
+}
+
 /// Raises `charge` to `bytes`, waiting (the connection is not read
 /// meanwhile) until other connections release enough, at most until
 /// `deadline`. Fails with a reason for the log (and counts it) when the
@@ -234,40 +261,30 @@ pub(crate) async fn charge_to(
     deadline: Instant,
 ) -> Result<(), String> {
     let budget = charge.budget.clone();
-    let mut counted = false;
+    let mut waiting = false;
     loop {
         // Made before the attempt, so a release between the attempt and
         // the wait is not missed.
         let released = budget.released.notified();
-        match charge.set(bytes) {
+        match charge.set_for_read(bytes, waiting) {
             Ok(()) => return Ok(()),
             Err(Shortfall::OverBudget) => {
-                charge.budget.count_closed(Closed::OverBudget);
                 return Err(format!(
                     "its read buffer needs {bytes} bytes, more than the whole connection memory budget of {} (serve --conn-memory)",
-                    charge.budget.limit
+                    budget.limit
                 ));
             }
             Err(Shortfall::Wait) => {
-                if !counted {
-                    counted = true;
-                    charge.budget.count(|c| c.budget_waits += 1);
-                    tracing::debug!(
-                        bytes,
-                        used = charge.budget.used(),
-                        limit = charge.budget.limit,
-                        "connection memory budget exhausted: not reading this connection until memory is released"
-                    );
-                }
+                waiting = true;
                 if tokio::time::timeout_at(deadline.into(), released)
                     .await
                     .is_err()
                 {
-                    charge.budget.count_closed(Closed::OverBudget);
+                    budget.count_closed(Closed::OverBudget);
                     return Err(format!(
                         "waited too long for {bytes} bytes of the connection memory budget ({} of {} in use; serve --conn-memory)",
-                        charge.budget.used(),
-                        charge.budget.limit
+                        budget.used(),
+                        budget.limit
                     ));
                 }
             }

@@ -22,7 +22,7 @@ pub(super) async fn connection<F: Frontend>(
     span: tracing::Span,
 ) {
     let token = match &door {
-        Door::Frontend(_) => cfg.token.as_deref().map(str::as_bytes),
+        Door::Frontend { .. } => cfg.token.as_deref().map(str::as_bytes),
         Door::ControlSocket => None,
     };
     let limits = cfg.limits;
@@ -44,13 +44,18 @@ pub(super) async fn connection<F: Frontend>(
     let (client, mut decoder) = match hello {
         Ok(Ok(hello)) => hello,
         Ok(Err(reason)) => {
-            tracing::warn!(parent: &span, %reason, "closing connection");
+            tracing::warn!(parent: &span, peer = door.peer(), %reason, "closing connection");
             return;
         }
         Err(_) => {
             reader.shutdown();
             budget.count_closed(Closed::HelloTimeout);
-            tracing::warn!(parent: &span, hello_timeout = ?cfg.hello_timeout, "closing connection: no hello in time");
+            tracing::warn!(
+                parent: &span,
+                peer = door.peer(),
+                hello_timeout = ?cfg.hello_timeout,
+                "closing connection: no hello in time"
+            );
             return;
         }
     };
@@ -95,7 +100,9 @@ pub(super) async fn connection<F: Frontend>(
         &span,
     )
     .await;
-    drop(door);
+    if let Door::Frontend { place, .. } = door {
+        drop(place);
+    }
 }
 
 /// Reads a connection's hello into a [`MAX_HELLO_LEN`] buffer charged to
