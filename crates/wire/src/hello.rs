@@ -35,7 +35,8 @@ pub const HELLO_PORT: u32 = u32::MAX;
 /// padding. A host reads a new connection under [`hello_limits`], so a
 /// prefix that announces more fails at once, before the host buffers
 /// anything beyond its fixed-size hello buffer; [`encode_hello`] refuses
-/// to build a larger one (a token of about 3.5 KiB at most fits).
+/// to build a larger one (a token of a little under 4 KiB fits with a
+/// short name).
 pub const MAX_HELLO_LEN: usize = 4096;
 
 /// `limits` with the frame length capped at [`MAX_HELLO_LEN`]: what a
