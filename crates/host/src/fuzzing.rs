@@ -62,7 +62,7 @@ struct FuzzConn {
     waiting: bool,
 }
 
-/// Arbitrary bytes from clients: the same bytes sent on [`CONNS`]
+/// Arbitrary bytes from clients: the same bytes sent on four
 /// connections, each read in its own chunk size, interleaved, under one
 /// small connection memory budget, as the I/O thread reads (a read is
 /// charged first; a connection that cannot be charged is not read; one
