@@ -27,7 +27,7 @@ pub(crate) trait ConnReader: 'static {
     /// read; returns the byte count (0 at end of stream) and the decoder.
     async fn read_into(&mut self, decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder);
 
-    /// Shuts the connection down both ways after a `read_into` future was
+    /// Shuts the connection's read side down after a `read_into` future was
     /// dropped unfinished (a timeout), so a read the kernel still holds
     /// (io_uring keeps a dropped read, its buffer and its socket until it
     /// completes) completes now instead of when the peer next sends.

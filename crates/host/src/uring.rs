@@ -91,7 +91,9 @@ impl ConnReader for Stream {
     }
 
     fn shutdown(&self) {
-        let how = std::net::Shutdown::Both;
+        // The read side only: a pending read ends at once, and what the
+        // writer still has queued (an error notice) may go out.
+        let how = std::net::Shutdown::Read;
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
