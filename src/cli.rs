@@ -215,6 +215,17 @@ pub(crate) struct ServeArgs {
     /// Default: the host's own user.
     #[arg(long, value_name = "USER[:GROUP]")]
     pub(crate) proc_user: Option<String>,
+    /// Memory budget for all connections' read buffers (e.g. 256M, 1G); a
+    /// connection over it is not read until others release memory.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub(crate) conn_memory: usize,
+    /// Frontend connections served at once; more are closed at accept.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_connections: u32,
+    /// How long a frame may take from its first byte to its last; a
+    /// connection holding an older partial frame is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) frame_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +354,29 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// Parses a byte size: a number with an optional `K`, `M` or `G` suffix
+/// (powers of 1024; a trailing `B` or `iB` is allowed: `64KiB`, `1G`).
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let upper = trimmed.to_ascii_uppercase();
+    let upper = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (number, shift) = match upper.char_indices().last() {
+        Some((at, 'K')) => (&upper[..at], 10),
+        Some((at, 'M')) => (&upper[..at], 20),
+        Some((at, 'G')) => (&upper[..at], 30),
+        _ => (upper, 0),
+    };
+    number
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{trimmed:?} is not a size; write e.g. 268435456, 256M or 1G"))
+}
+
 /// Parses a ring size: a power of two from 64 KiB to 256 MiB, with an
 /// optional `K`/`M` suffix.
 fn parse_ring_bytes(text: &str) -> Result<usize, String> {
@@ -396,6 +430,18 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes_and_reject_garbage() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("512mb"), Ok(512 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("99999999999G").is_err());
     }
 
     #[test]

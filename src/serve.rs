@@ -52,6 +52,9 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         control_socket: Some(args.control_socket.clone()),
         half_close_linger: args.half_close_linger,
         max_hops: args.max_hops,
+        conn_memory: args.conn_memory,
+        max_connections: args.max_connections as usize,
+        frame_timeout: args.frame_timeout,
         ..HostConfig::default()
     })
 }
@@ -64,6 +67,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ))
     })?;
     let config = host_config(&args)?;
+    if config.conn_memory < config.limits.max_frame_len {
+        tracing::warn!(
+            conn_memory = config.conn_memory,
+            max_frame_len = config.limits.max_frame_len,
+            "--conn-memory is below the largest frame: connections sending frames larger than it will be closed"
+        );
+    }
     if let Some(dir) = args.control_socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
             CliError::usage(format!(

@@ -68,6 +68,28 @@ pub struct HostConfig {
     /// link having crossed this many is dropped (a data frame's sender is
     /// told `HopLimit`). See `docs/wire.md`.
     pub max_hops: u8,
+    /// Host-wide budget, in bytes, for the read buffers of every connection
+    /// (clients, control-socket clients and links): each holds a 4 KiB
+    /// buffer for its hello, then a 64 KiB one that grows only with bytes
+    /// actually received, up to one frame. A connection whose buffer would
+    /// take the total past this stops being read until others release
+    /// memory; one that needs more than the whole budget, or waits longer
+    /// than [`frame_timeout`](Self::frame_timeout), is closed. See
+    /// `docs/operations.md`, "Memory limits".
+    pub conn_memory: usize,
+    /// Frontend connections served at once; a connection accepted beyond
+    /// this is closed at once (logged at most once a second, counted in
+    /// [`ConnLimitStats::refused_at_cap`](crate::ConnLimitStats::refused_at_cap)).
+    /// The control socket is not capped, so an operator can still reach a
+    /// host whose frontend is flooded.
+    pub max_connections: usize,
+    /// How long a frame may take to arrive, from its first byte to its
+    /// last (time the host itself is not reading, because the client does
+    /// not read its replies, does not count); a connection whose partial
+    /// frame is older is closed.
+    pub frame_timeout: Duration,
+    /// How long a new connection may take to send its hello.
+    pub hello_timeout: Duration,
 }
 
 impl Default for HostConfig {
@@ -87,6 +109,10 @@ impl Default for HostConfig {
             poll_spin: Duration::from_micros(20),
             half_close_linger: Duration::from_secs(5),
             max_hops: 8,
+            conn_memory: 256 << 20,
+            max_connections: 1024,
+            frame_timeout: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -26,6 +26,13 @@ pub(crate) trait ConnReader: 'static {
     /// Reads once into `decoder.spare_capacity_mut()` and commits what was
     /// read; returns the byte count (0 at end of stream) and the decoder.
     async fn read_into(&mut self, decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder);
+
+    /// Shuts the connection's read side down after a `read_into` future was
+    /// dropped unfinished (a timeout), so a read the kernel still holds
+    /// (io_uring keeps a dropped read, its buffer and its socket until it
+    /// completes) completes now instead of when the peer next sends.
+    /// Runtimes whose reads end when dropped (epoll) keep the default.
+    fn shutdown(&self) {}
 }
 
 /// Writes whole buffers to a connection.

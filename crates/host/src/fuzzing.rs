@@ -10,6 +10,7 @@ use hostmux_wire::FrameDecoder;
 use crate::config::HostConfig;
 use crate::dataplane::rig::Rig as Plane;
 use crate::dataplane::{ConnKey, Dataplane, Delivery, Outbox, ProcKey};
+use crate::io::budget::{charge_for_read_of, Charge, ConnBudget, Shortfall};
 
 struct Rig {
     dp: Dataplane,
@@ -40,47 +41,143 @@ fn rig() -> Rig {
     }
 }
 
-/// Arbitrary bytes from a client: the host never panics, and every frame
-/// it accepted is delivered or returned.
+/// Connections [`client_stream`] drives at once.
+const CONNS: usize = 4;
+/// Their decoders' read chunk: small, so that short inputs hold frames
+/// larger than it.
+const FUZZ_READ_CHUNK: usize = 256;
+/// Their shared memory budget: every read chunk plus one 1 KiB frame (the
+/// generated inputs also hold frames larger than the whole budget).
+const FUZZ_CONN_MEMORY: usize = CONNS * FUZZ_READ_CHUNK + 1024;
+
+/// One fuzzed connection: the bytes it sent that the host has not read
+/// yet (its socket), its decoder and its budget charge.
+struct FuzzConn {
+    key: ConnKey,
+    socket: std::collections::VecDeque<u8>,
+    read_size: usize,
+    decoder: FrameDecoder,
+    charge: Charge,
+    open: bool,
+    waiting: bool,
+}
+
+/// Arbitrary bytes from clients: the same bytes sent on four
+/// connections, each read in its own chunk size, interleaved, under one
+/// small connection memory budget, as the I/O thread reads (a read is
+/// charged first; a connection that cannot be charged is not read; one
+/// whose frame can never fit is closed). The host never panics, every
+/// frame it accepted is delivered or returned, no decoder ever holds more
+/// than its charge, and the charges never exceed the budget.
 pub fn client_stream(data: &[u8]) {
+    client_streams(data);
+}
+
+/// [`client_stream`], returning the budget's counters (for the unit test
+/// that checks the generated inputs reach the budget's every branch).
+pub(crate) fn client_streams(data: &[u8]) -> crate::ConnLimitStats {
     let mut rig = rig();
-    let mut decoder = FrameDecoder::new(Default::default());
+    let budget = ConnBudget::new(&HostConfig {
+        conn_memory: FUZZ_CONN_MEMORY,
+        ..HostConfig::default()
+    });
+    let mut conns: Vec<FuzzConn> = (0..CONNS)
+        .map(|i| {
+            let mut charge = budget.charge();
+            charge
+                .set(FUZZ_READ_CHUNK)
+                .expect("every connection's first chunk fits");
+            FuzzConn {
+                key: if i == 0 {
+                    rig.conn
+                } else {
+                    rig.dp
+                        .add_conn(hostmux_wire::ProcName::new(&format!("fuzz{i}")).unwrap())
+                        .expect("free name")
+                },
+                socket: data.iter().copied().collect(),
+                read_size: 97 + 61 * i,
+                decoder: FrameDecoder::with_read_chunk(Default::default(), FUZZ_READ_CHUNK),
+                charge,
+                open: true,
+                waiting: false,
+            }
+        })
+        .collect();
     let mut sent = Vec::new();
-    for chunk in data.chunks(97) {
-        decoder.feed(chunk);
-        loop {
-            let now = Instant::now();
-            // As the I/O thread reads: repeats first, then the full path.
-            rig.dp.deliver_repeats(rig.conn, &mut decoder);
-            match decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    if let Delivery::Blocked(on, _) =
-                        rig.dp.handle_conn_frame(rig.conn, &frame, true, None, now)
-                    {
-                        rig.dp.give_up_conn_frame(rig.conn, &frame, on);
-                    }
+    loop {
+        let mut progressed = false;
+        for conn in conns.iter_mut().filter(|c| c.open && !c.socket.is_empty()) {
+            let need = charge_for_read_of(&conn.decoder);
+            match conn.charge.set_for_read(need, conn.waiting) {
+                Ok(()) => conn.waiting = false,
+                Err(Shortfall::Wait) => {
+                    conn.waiting = true;
+                    continue;
                 }
-                Ok(None) => break,
-                Err(_) => {
-                    rig.dp.fail_conn(rig.conn);
-                    break;
+                Err(Shortfall::OverBudget) => {
+                    rig.dp.fail_conn(conn.key);
+                    conn.open = false;
+                    conn.charge.set(0).expect("lowering always succeeds");
+                    progressed = true;
+                    continue;
                 }
             }
+            let spare = conn.decoder.spare_capacity_mut();
+            let n = spare.len().min(conn.read_size).min(conn.socket.len());
+            for (to, from) in spare[..n].iter_mut().zip(conn.socket.drain(..n)) {
+                *to = from;
+            }
+            conn.decoder.commit(n);
+            progressed = true;
+            assert!(conn.decoder.buffer_capacity() <= conn.charge.bytes());
+            assert!(budget.used() <= budget.limit());
+            loop {
+                let now = Instant::now();
+                // As the I/O thread reads: repeats first, then the full path.
+                rig.dp.deliver_repeats(conn.key, &mut conn.decoder);
+                match conn.decoder.next_frame() {
+                    Ok(Some(frame)) => {
+                        if let Delivery::Blocked(on, _) =
+                            rig.dp.handle_conn_frame(conn.key, &frame, true, None, now)
+                        {
+                            rig.dp.give_up_conn_frame(conn.key, &frame, on);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        rig.dp.fail_conn(conn.key);
+                        conn.open = false;
+                        break;
+                    }
+                }
+            }
+            rig.dp.flush();
+            while let Ok(Some(_)) = rig.proc_in.peek() {
+                let _ = rig.proc_in.release();
+            }
+            while rig.dp.take_outbox(conn.key, &mut sent) == Outbox::Bytes {
+                sent.clear();
+            }
         }
-        rig.dp.flush();
-        while let Ok(Some(_)) = rig.proc_in.peek() {
-            let _ = rig.proc_in.release();
-        }
-        while rig.dp.take_outbox(rig.conn, &mut sent) == Outbox::Bytes {
-            sent.clear();
+        if !progressed {
+            break;
         }
     }
-    let stats = rig.dp.stats();
-    let conn = &stats.conns[0];
-    assert_eq!(
-        conn.accepted,
-        conn.delivered + conn.returned.total() + conn.dropped.total()
+    let limits = budget.stats();
+    assert!(
+        limits.memory_high_water <= limits.memory_limit,
+        "{limits:?}"
     );
+    let stats = rig.dp.stats();
+    for conn in &stats.conns {
+        assert_eq!(
+            conn.accepted,
+            conn.delivered + conn.returned.total() + conn.dropped.total(),
+            "{conn:?}"
+        );
+    }
+    limits
 }
 
 /// Arbitrary records from a proc's outbound ring: the host never panics,

@@ -116,6 +116,47 @@ pub struct HostStats {
     pub closed_conns: Vec<ConnStats>,
     /// Procs gone so far, with their final counters.
     pub gone_procs: Vec<ProcStats>,
+    /// The connection memory budget and cap, and what they stopped.
+    pub conn_limits: ConnLimitStats,
+}
+
+/// The host-wide limits on connections ([`HostConfig::conn_memory`],
+/// [`HostConfig::max_connections`], [`HostConfig::frame_timeout`]) and
+/// how often each was hit.
+///
+/// Invariant (checked by tests and the client-stream fuzz target):
+/// `memory_used <= memory_limit` and `memory_high_water <= memory_limit`.
+///
+/// [`HostConfig::conn_memory`]: crate::HostConfig::conn_memory
+/// [`HostConfig::max_connections`]: crate::HostConfig::max_connections
+/// [`HostConfig::frame_timeout`]: crate::HostConfig::frame_timeout
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnLimitStats {
+    /// The budget for connection read buffers, in bytes.
+    pub memory_limit: u64,
+    /// Bytes of read buffers held by connections now.
+    pub memory_used: u64,
+    /// The most bytes of read buffers ever held at once.
+    pub memory_high_water: u64,
+    /// Frontend connections open now (the cap counts these).
+    pub connections: u64,
+    /// The cap on frontend connections.
+    pub max_connections: u64,
+    /// Connections closed at accept because the cap was reached.
+    pub refused_at_cap: u64,
+    /// Connections closed because their hello announced more than
+    /// [`MAX_HELLO_LEN`](hostmux_wire::MAX_HELLO_LEN).
+    pub hello_too_large: u64,
+    /// Connections closed for sending no hello in time.
+    pub hello_timeouts: u64,
+    /// Connections closed because a partial frame did not complete within
+    /// the frame timeout.
+    pub frame_timeouts: u64,
+    /// Times a connection stopped being read to wait for budget.
+    pub budget_waits: u64,
+    /// Connections closed because their buffer could never fit the budget
+    /// or they waited for it longer than the frame timeout.
+    pub closed_over_budget: u64,
 }
 
 impl HostStats {

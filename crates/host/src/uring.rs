@@ -89,6 +89,16 @@ impl ConnReader for Stream {
         };
         (result, buf.into_decoder())
     }
+
+    fn shutdown(&self) {
+        // The read side only: a pending read ends at once, and what the
+        // writer still has queued (an error notice) may go out.
+        let how = std::net::Shutdown::Read;
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        };
+    }
 }
 
 impl ConnWriter for Stream {

@@ -20,9 +20,26 @@ pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
 ///
 /// Frames are consumed from the front; the unconsumed tail (at most one
 /// partial frame) is moved to the front only when the buffer runs out of
-/// room, so steady-state decoding neither allocates nor copies per frame. The
-/// buffer grows only to hold a single frame larger than it, and a frame's
-/// announced length is checked against [`Limits`] before that happens.
+/// room, so steady-state decoding neither allocates nor copies per frame.
+///
+/// # Memory
+///
+/// The buffer is sized by bytes actually received, never by a length a
+/// peer announced: a frame larger than the buffer makes it grow only when
+/// the bytes already received leave less than a quarter of a read chunk
+/// free, and then to at most twice its size or the received bytes plus a
+/// read chunk (and never past the announced frame, which was checked
+/// against [`Limits`] first). So a peer that announces 16 MiB and sends
+/// 64 bytes costs one read chunk, and a buffer is never more than about
+/// twice the bytes it holds plus a read chunk. Once the frame at the front
+/// fits in a read chunk again (a large frame was consumed), the buffer
+/// shrinks back to one read chunk: a stream of frames larger than the read
+/// chunk costs an allocation per such frame, smaller frames none. A buffer
+/// smaller than the read chunk (after [`set_limits`](Self::set_limits)
+/// raised it) grows to one read chunk at the next read.
+/// [`planned_capacity`](Self::planned_capacity) says beforehand what the
+/// buffer will hold after the next [`spare_capacity_mut`](Self::spare_capacity_mut),
+/// so a caller can charge a memory budget before the allocation happens.
 ///
 /// Headers go through a [`HeaderMemo`]: in a run of frames that differ only
 /// in message id and port, each header after the first is recognised
@@ -38,6 +55,8 @@ pub struct FrameDecoder {
     start: usize,
     /// End of the bytes received so far.
     end: usize,
+    /// Bytes committed since the decoder was made.
+    received: u64,
     read_chunk: usize,
     limits: Limits,
     memo: HeaderMemo,
@@ -60,6 +79,7 @@ impl FrameDecoder {
             buf,
             start: 0,
             end: 0,
+            received: 0,
             read_chunk,
             limits,
             memo: HeaderMemo::new(),
@@ -77,15 +97,33 @@ impl FrameDecoder {
         self.poisoned.is_some()
     }
 
-    /// Current size of the buffer in bytes: the read chunk, or the largest
-    /// single frame seen if that was larger. It does not grow with traffic.
+    /// Current size of the buffer in bytes: the read chunk, or more while a
+    /// frame larger than it is being received (see the type's "Memory"
+    /// section).
     pub fn buffer_len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Bytes of memory the buffer holds (its allocation), for accounting.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The read chunk this decoder was made with (rounded up to 16).
+    pub fn read_chunk(&self) -> usize {
+        self.read_chunk
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered_len(&self) -> usize {
         self.end - self.start
+    }
+
+    /// Bytes of the stream returned as frames so far (its position): it
+    /// moves exactly when a frame is consumed, so a caller can tell whether
+    /// the partial frame at the front is still the same one.
+    pub fn consumed_len(&self) -> u64 {
+        self.received - self.buffered_len() as u64
     }
 
     /// The total length of the frame at the front of the buffer, once its
@@ -96,10 +134,56 @@ impl FrameDecoder {
             .map(|p| p.frame_len())
     }
 
+    /// Changes the limits and read chunk, keeping every buffered byte: a
+    /// connection reads its hello under small limits, then the rest of the
+    /// stream under the full ones. The buffer adapts at the next
+    /// [`spare_capacity_mut`](Self::spare_capacity_mut). A poisoned decoder
+    /// stays poisoned.
+    pub fn set_limits(&mut self, limits: Limits, read_chunk: usize) {
+        self.limits = limits;
+        self.read_chunk = read_chunk.max(FRAME_ALIGN).next_multiple_of(FRAME_ALIGN);
+    }
+
+    /// The buffer's capacity after the next
+    /// [`spare_capacity_mut`](Self::spare_capacity_mut), which grows or
+    /// shrinks it to exactly this (see the type's "Memory" section).
+    pub fn planned_capacity(&self) -> usize {
+        let capacity = self.buf.capacity();
+        if self.poisoned.is_some() {
+            return capacity;
+        }
+        let pending = self.end - self.start;
+        // The frame at the front must end up contiguous, with room for at
+        // least one more byte.
+        let need = self
+            .pending_frame_len()
+            .unwrap_or(PREFIX_LEN)
+            .max(pending + 1);
+        if capacity > self.read_chunk && need <= self.read_chunk {
+            // A large frame is done: back to one read chunk.
+            return self.read_chunk;
+        }
+        if capacity < self.read_chunk {
+            // Made with (or set to) a larger read chunk than it holds.
+            return self.read_chunk;
+        }
+        if need > capacity && capacity - pending < self.min_read() {
+            let grown = capacity.saturating_mul(2).max(pending + self.read_chunk);
+            return grown.min(need).next_multiple_of(FRAME_ALIGN);
+        }
+        capacity
+    }
+
+    /// The smallest spare region worth a read without moving bytes first.
+    fn min_read(&self) -> usize {
+        (self.read_chunk / 4).max(FRAME_ALIGN)
+    }
+
     /// The free tail of the buffer, to read into; follow with
     /// [`commit`](Self::commit). Makes room first: it moves a partial frame to
-    /// the front or grows the buffer to fit a large announced frame. It is
-    /// empty only when the decoder is poisoned.
+    /// the front, and grows or shrinks the buffer to
+    /// [`planned_capacity`](Self::planned_capacity). It is empty only when
+    /// the decoder is poisoned.
     pub fn spare_capacity_mut(&mut self) -> &mut [u8] {
         if self.poisoned.is_some() {
             return &mut [];
@@ -109,21 +193,28 @@ impl FrameDecoder {
             self.end = 0;
         }
         let pending = self.end - self.start;
-        // The frame at the front must fit contiguously, with room for at
-        // least one more byte.
+        let planned = self.planned_capacity();
+        if planned != self.buf.capacity() {
+            // An exact allocation, so the capacity is what was planned (and
+            // charged) rather than what a growth policy rounds it to.
+            let mut buf = AlignedVec::with_capacity(planned);
+            buf.extend_from_slice(&self.buf[self.start..self.end]);
+            buf.resize(planned, 0);
+            self.buf = buf;
+            self.start = 0;
+            self.end = pending;
+            return &mut self.buf[self.end..];
+        }
         let need = self
             .pending_frame_len()
             .unwrap_or(PREFIX_LEN)
             .max(pending + 1);
-        let min_read = (self.read_chunk / 4).max(FRAME_ALIGN);
-        let cramped = self.start + need > self.buf.len() || self.buf.len() - self.end < min_read;
+        let cramped =
+            self.start + need > self.buf.len() || self.buf.len() - self.end < self.min_read();
         if cramped && self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.start = 0;
             self.end = pending;
-        }
-        if need > self.buf.len() {
-            self.buf.resize(need.next_multiple_of(FRAME_ALIGN), 0);
         }
         &mut self.buf[self.end..]
     }
@@ -141,12 +232,15 @@ impl FrameDecoder {
         );
         if self.poisoned.is_none() {
             self.end += n;
+            self.received += n as u64;
         }
     }
 
-    /// Copies `bytes` into the buffer. Prefer reading into
-    /// [`spare_capacity_mut`](Self::spare_capacity_mut), which bounds the
-    /// buffer's size; `feed` grows it to hold all of `bytes`.
+    /// Copies `bytes` into the buffer, growing it as
+    /// [`spare_capacity_mut`](Self::spare_capacity_mut) does for each read.
+    /// Prefer reading into `spare_capacity_mut`: a caller that feeds more
+    /// than one frame's worth without taking frames out makes the buffer
+    /// hold all of it.
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && self.poisoned.is_none() {
             let spare = self.spare_capacity_mut();
@@ -235,5 +329,124 @@ impl FrameDecoder {
             needed: self.pending_frame_len().unwrap_or(PREFIX_LEN),
             available,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{encode_frame_to_vec, FrameHeader};
+
+    const CHUNK: usize = 64 * 1024;
+
+    fn frame(id: u64, payload_len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame_to_vec(
+            &mut out,
+            &FrameHeader::data("a", id),
+            &vec![5; payload_len],
+            &Limits::default(),
+        )
+        .unwrap();
+        out
+    }
+
+    /// Reads `bytes` as a socket would, `step` bytes at a time, checking
+    /// the memory rules after every read; returns the frames' ids.
+    fn read_checked(decoder: &mut FrameDecoder, mut bytes: &[u8], step: usize) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while !bytes.is_empty() {
+            let planned = decoder.planned_capacity();
+            let spare = decoder.spare_capacity_mut();
+            let n = spare.len().min(bytes.len()).min(step);
+            spare[..n].copy_from_slice(&bytes[..n]);
+            decoder.commit(n);
+            bytes = &bytes[n..];
+            assert_eq!(decoder.buffer_capacity(), planned, "planned exactly");
+            assert!(
+                decoder.buffer_capacity() <= 2 * decoder.buffered_len() + CHUNK + FRAME_ALIGN,
+                "{} bytes held for {} received",
+                decoder.buffer_capacity(),
+                decoder.buffered_len()
+            );
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                ids.push(frame.message_id());
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn an_announced_length_is_never_allocated_before_its_bytes_arrive() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let big = frame(1, (16 << 20) - 1024);
+        // The prefix and a little more: the buffer stays one read chunk.
+        let ids = read_checked(&mut decoder, &big[..64], 64);
+        assert!(ids.is_empty());
+        assert_eq!(decoder.planned_capacity(), CHUNK);
+        assert_eq!(decoder.spare_capacity_mut().len(), CHUNK - 64);
+        assert_eq!(decoder.buffer_capacity(), CHUNK);
+    }
+
+    #[test]
+    fn the_buffer_grows_with_received_bytes_and_shrinks_after_a_large_frame() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let mut stream = frame(1, 100);
+        stream.extend(frame(2, 3 << 20));
+        stream.extend(frame(3, 100));
+        let large_end = frame(1, 100).len() + frame(2, 3 << 20).len();
+        let ids = read_checked(&mut decoder, &stream[..large_end - 1000], 16 * 1024);
+        assert_eq!(ids, [1]);
+        assert!(
+            decoder.buffer_capacity() >= 3 << 20,
+            "holds the large frame"
+        );
+        let ids = read_checked(&mut decoder, &stream[large_end - 1000..], 16 * 1024);
+        assert_eq!(ids, [2, 3]);
+        assert_eq!(
+            decoder.planned_capacity(),
+            CHUNK,
+            "shrinks at the next read"
+        );
+        decoder.spare_capacity_mut();
+        assert_eq!(decoder.buffer_capacity(), CHUNK);
+    }
+
+    #[test]
+    fn small_frames_never_reallocate() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let stream: Vec<u8> = (0..2000).flat_map(|id| frame(id, 1000)).collect();
+        let ids = read_checked(&mut decoder, &stream, 7_777);
+        assert_eq!(ids.len(), 2000);
+        assert_eq!(decoder.buffer_capacity(), CHUNK);
+    }
+
+    #[test]
+    fn consumed_len_moves_only_when_a_frame_is_taken() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let one = frame(1, 40);
+        decoder.feed(&one[..20]);
+        assert_eq!(decoder.consumed_len(), 0);
+        decoder.feed(&one[20..]);
+        assert_eq!(decoder.consumed_len(), 0);
+        assert!(decoder.next_frame().unwrap().is_some());
+        assert_eq!(decoder.consumed_len(), one.len() as u64);
+        assert_eq!(decoder.buffered_len(), 0);
+    }
+
+    #[test]
+    fn set_limits_keeps_the_buffered_bytes() {
+        let hello_limits = crate::hello_limits(&Limits::default());
+        let mut decoder = FrameDecoder::with_read_chunk(hello_limits, crate::MAX_HELLO_LEN);
+        let mut stream = frame(1, 100);
+        let big = frame(2, 100 * 1024);
+        stream.extend_from_slice(&big[..1000]);
+        decoder.feed(&stream);
+        assert_eq!(decoder.next_frame().unwrap().unwrap().message_id(), 1);
+        assert_eq!(decoder.buffer_capacity(), crate::MAX_HELLO_LEN);
+        decoder.set_limits(Limits::default(), CHUNK);
+        assert_eq!(decoder.planned_capacity(), CHUNK);
+        decoder.feed(&big[1000..]);
+        assert_eq!(decoder.next_frame().unwrap().unwrap().message_id(), 2);
     }
 }

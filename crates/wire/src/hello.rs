@@ -33,6 +33,28 @@ use crate::{encode_frame, Flags, FrameHeader, FrameKind, FrameView, Limits, Send
 /// The reserved port that marks hello and hello-ack frames.
 pub const HELLO_PORT: u32 = u32::MAX;
 
+/// The largest hello a host reads, in bytes: prefix, header, token and
+/// padding. A host reads a new connection under [`hello_limits`], so a
+/// prefix that announces more fails at once, before the host buffers
+/// anything beyond its fixed-size hello buffer; [`encode_hello`] refuses
+/// to build a larger one (a token of a little under 4 KiB fits with a
+/// short name).
+pub const MAX_HELLO_LEN: usize = 4096;
+
+/// `limits` with the frame length capped at [`MAX_HELLO_LEN`]: what a
+/// host decodes a connection's first frame under.
+pub const fn hello_limits(limits: &Limits) -> Limits {
+    let max_frame_len = if limits.max_frame_len < MAX_HELLO_LEN {
+        limits.max_frame_len
+    } else {
+        MAX_HELLO_LEN
+    };
+    Limits {
+        max_frame_len,
+        ..*limits
+    }
+}
+
 /// Why a hello was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -56,7 +78,9 @@ fn hello_header<'a>(dest_name: &'a str, sender: Sender<'a>) -> FrameHeader<'a> {
     }
 }
 
-/// Encodes a client's hello into `out`; returns its length.
+/// Encodes a client's hello into `out`; returns its length. Fails with
+/// [`WireError::FrameTooLong`] if it would exceed [`MAX_HELLO_LEN`] (a
+/// token too long for any host to read).
 pub fn encode_hello(
     out: &mut [u8],
     service_name: &str,
@@ -65,7 +89,7 @@ pub fn encode_hello(
     limits: &Limits,
 ) -> Result<usize, WireError> {
     let header = hello_header(service_name, Sender::Client { name: client_name });
-    encode_frame(out, &header, token, limits)
+    encode_frame(out, &header, token, &hello_limits(limits))
 }
 
 /// Encodes the host's ack of `client_name`'s hello into `out`; returns its
@@ -173,5 +197,30 @@ mod tests {
             check_hello(&ack, "service", None),
             Err(HelloRefusal::NotAHello)
         );
+    }
+
+    #[test]
+    fn hellos_are_capped_at_max_hello_len() {
+        let limits = Limits::default();
+        assert_eq!(hello_limits(&limits).max_frame_len, MAX_HELLO_LEN);
+        let small = Limits {
+            max_frame_len: 1024,
+            ..limits
+        };
+        assert_eq!(hello_limits(&small).max_frame_len, 1024);
+        let mut out = vec![0u8; 2 * MAX_HELLO_LEN];
+        // The largest token that fits, and one byte more.
+        let fits = (0..MAX_HELLO_LEN)
+            .rev()
+            .find(|&n| encode_hello(&mut out, "service", "cli", &vec![7; n], &limits).is_ok())
+            .unwrap();
+        assert!(fits > 3 * 1024, "a {fits}-byte token is the most that fits");
+        assert!(matches!(
+            encode_hello(&mut out, "service", "cli", &vec![7; fits + 16], &limits),
+            Err(WireError::FrameTooLong {
+                max: MAX_HELLO_LEN,
+                ..
+            })
+        ));
     }
 }

@@ -141,7 +141,8 @@ pub use header::{
     RoutingHeader, Sender, SenderKind, HEADER_ALIGN, HEADER_ROOT_LEN,
 };
 pub use hello::{
-    check_hello, encode_hello, encode_hello_ack, is_hello_ack, HelloRefusal, HELLO_PORT,
+    check_hello, encode_hello, encode_hello_ack, hello_limits, is_hello_ack, HelloRefusal,
+    HELLO_PORT, MAX_HELLO_LEN,
 };
 pub use limits::Limits;
 pub use memo::{HeaderMemo, HEADER_MEMO_CAPACITY};

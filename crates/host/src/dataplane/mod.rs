@@ -759,6 +759,7 @@ impl Dataplane {
                 .collect(),
             closed_conns: self.closed_conns.iter().cloned().collect(),
             gone_procs: self.gone_procs.iter().cloned().collect(),
+            ..HostStats::default()
         }
     }
 

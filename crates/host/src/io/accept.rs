@@ -1,13 +1,24 @@
 //! Accepting connections: the frontend listener and the private control socket.
 
+use std::rc::Rc;
+
+use super::budget::{Admission, ConnBudget};
 use super::*;
 
 pub(super) async fn accept_loop<F: Frontend>(listener: F::Listener, serving: Serving) {
     loop {
         match F::accept(&listener).await {
             Ok((reader, writer, peer)) => {
+                // Over the cap: dropping both halves closes the connection.
+                let Some(admission) = serving.budget.admit(&peer, Instant::now()) else {
+                    continue;
+                };
                 let span = tracing::info_span!("connection", peer = %peer, frontend = F::NAME);
-                serving.spawn::<F>((reader, writer), Door::Frontend, span);
+                let door = Door::Frontend {
+                    place: admission,
+                    peer,
+                };
+                serving.spawn::<F>((reader, writer), door, span);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -19,14 +30,30 @@ pub(super) async fn accept_loop<F: Frontend>(listener: F::Listener, serving: Ser
 }
 
 /// Which listener a connection came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Door {
     /// The frontend: privileged only if the host has a token (which its
     /// hello then presented).
-    Frontend,
+    Frontend {
+        /// Its place under the connection cap, freed when dropped.
+        place: Admission,
+        /// The peer's address, for logs that must name it even when the
+        /// connection's span is filtered out.
+        peer: String,
+    },
     /// The control socket, whose peer credentials were checked: privileged;
     /// its hello carries no token.
     ControlSocket,
+}
+
+impl Door {
+    /// The peer, for logs.
+    pub(super) fn peer(&self) -> &str {
+        match self {
+            Door::Frontend { peer, .. } => peer,
+            Door::ControlSocket => "control socket",
+        }
+    }
 }
 
 /// Accepts on the control socket: only peers running as the host's uid or
@@ -101,6 +128,7 @@ pub(super) struct Serving {
     pub(super) dataplane: Shared,
     pub(super) cfg: Arc<HostConfig>,
     pub(super) service_name: ProcName,
+    pub(super) budget: Rc<ConnBudget>,
 }
 
 impl Serving {
@@ -118,6 +146,7 @@ impl Serving {
             self.dataplane.clone(),
             self.cfg.clone(),
             self.service_name.clone(),
+            self.budget.clone(),
             door,
             span,
         ));

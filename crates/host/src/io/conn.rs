@@ -2,63 +2,65 @@
 
 use std::rc::Rc;
 
+use hostmux_wire::{hello_limits, Limits, WireError, DEFAULT_READ_CHUNK, MAX_HELLO_LEN};
 use tokio::sync::Notify;
 
+use super::budget::{charge_for_read, charge_to, Charge, Closed, ConnBudget};
 use super::shell::ConnWakes;
 use super::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn connection<F: Frontend>(
     mut reader: F::Reader,
     writer: F::Writer,
     dataplane: Shared,
     cfg: Arc<HostConfig>,
     service_name: ProcName,
+    budget: Rc<ConnBudget>,
+    // Held until the connection ends: its place under the cap.
     door: Door,
     span: tracing::Span,
 ) {
-    let token = match door {
-        Door::Frontend => cfg.token.as_deref().map(str::as_bytes),
+    let token = match &door {
+        Door::Frontend { .. } => cfg.token.as_deref().map(str::as_bytes),
         Door::ControlSocket => None,
     };
     let limits = cfg.limits;
-    let mut decoder = FrameDecoder::new(limits);
-    // The hello: the first frame, within a bounded time.
-    let hello = tokio::time::timeout(Duration::from_secs(10), async {
-        let outcome = loop {
-            let (result, back) = reader.read_into(decoder).await;
-            decoder = back;
-            match result {
-                Ok(0) | Err(_) => break Err("connection closed before its hello".to_owned()),
-                Ok(_) => {}
-            }
-            match decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    break hostmux_wire::check_hello(&frame, service_name.as_str(), token)
-                        .map(str::to_owned)
-                        .map_err(|refusal| format!("hello refused: {refusal:?}"));
-                }
-                Ok(None) => continue,
-                Err(e) => break Err(format!("malformed hello: {e}")),
-            }
-        };
-        (outcome, decoder)
-    })
+    let mut charge = budget.charge();
+    // The hello: the first frame, within a bounded time and size.
+    let deadline = Instant::now() + cfg.hello_timeout;
+    let hello = tokio::time::timeout_at(
+        deadline.into(),
+        read_hello::<F>(
+            &mut reader,
+            &mut charge,
+            deadline,
+            service_name.as_str(),
+            token,
+            limits,
+        ),
+    )
     .await;
-    let (hello, decoder) = match hello {
-        Ok((outcome, decoder)) => (Ok(outcome), decoder),
-        Err(elapsed) => (Err(elapsed), FrameDecoder::new(limits)),
-    };
-    let client = match hello {
-        Ok(Ok(name)) => name,
+    let (client, mut decoder) = match hello {
+        Ok(Ok(hello)) => hello,
         Ok(Err(reason)) => {
-            tracing::warn!(parent: &span, %reason, "closing connection");
+            tracing::warn!(parent: &span, peer = door.peer(), %reason, "closing connection");
             return;
         }
         Err(_) => {
-            tracing::warn!(parent: &span, "closing connection: no hello within 10s");
+            reader.shutdown();
+            budget.count_closed(Closed::HelloTimeout);
+            tracing::warn!(
+                parent: &span,
+                peer = door.peer(),
+                hello_timeout = ?cfg.hello_timeout,
+                "closing connection: no hello in time"
+            );
             return;
         }
     };
+    // From here on, frames up to the full limit, read a chunk at a time.
+    decoder.set_limits(limits, DEFAULT_READ_CHUNK);
     let Ok(name) = ProcName::with_max_len(&client, limits.max_name_len) else {
         tracing::warn!(parent: &span, client, "closing connection: invalid client name");
         return;
@@ -71,7 +73,7 @@ pub(super) async fn connection<F: Frontend>(
         };
         // The token was checked by the hello; the control socket's peer by
         // its credentials.
-        if door == Door::ControlSocket || cfg.token.is_some() {
+        if matches!(door, Door::ControlSocket) || cfg.token.is_some() {
             dp.set_privileged(key);
         }
         let mut ack = vec![0; 256];
@@ -90,7 +92,7 @@ pub(super) async fn connection<F: Frontend>(
     serve_conn::<F>(
         reader,
         writer,
-        decoder,
+        (decoder, charge),
         &dataplane,
         key,
         dataplane.conn_wakes(key),
@@ -98,6 +100,47 @@ pub(super) async fn connection<F: Frontend>(
         &span,
     )
     .await;
+    if let Door::Frontend { place, .. } = door {
+        drop(place);
+    }
+}
+
+/// Reads a connection's hello into a [`MAX_HELLO_LEN`] buffer charged to
+/// the budget, under [`hello_limits`]: a prefix announcing more fails at
+/// once. Returns the client's name and the decoder (which may hold the
+/// first frames after the hello), or why the connection closes.
+async fn read_hello<F: Frontend>(
+    reader: &mut F::Reader,
+    charge: &mut Charge,
+    deadline: Instant,
+    service_name: &str,
+    token: Option<&[u8]>,
+    limits: Limits,
+) -> Result<(String, FrameDecoder), String> {
+    charge_to(charge, MAX_HELLO_LEN, deadline).await?;
+    let mut decoder = FrameDecoder::with_read_chunk(hello_limits(&limits), MAX_HELLO_LEN);
+    loop {
+        let (result, back) = reader.read_into(decoder).await;
+        decoder = back;
+        match result {
+            Ok(0) | Err(_) => return Err("connection closed before its hello".to_owned()),
+            Ok(_) => {}
+        }
+        let client = match decoder.next_frame() {
+            Ok(Some(frame)) => hostmux_wire::check_hello(&frame, service_name, token)
+                .map(str::to_owned)
+                .map_err(|refusal| format!("hello refused: {refusal:?}"))?,
+            Ok(None) => continue,
+            Err(WireError::FrameTooLong { len, max }) => {
+                charge.budget().count_closed(Closed::HelloTooLarge);
+                return Err(format!(
+                    "hello announces {len} bytes, over the hello limit of {max}"
+                ));
+            }
+            Err(e) => return Err(format!("malformed hello: {e}")),
+        };
+        return Ok((client, decoder));
+    }
 }
 
 /// Runs an established connection (accepted, or dialled to another host)
@@ -106,7 +149,7 @@ pub(super) async fn connection<F: Frontend>(
 pub(super) async fn serve_conn<F: Frontend>(
     mut reader: F::Reader,
     writer: F::Writer,
-    decoder: FrameDecoder,
+    (decoder, charge): (FrameDecoder, Charge),
     dataplane: &Shared,
     key: ConnKey,
     wakes: ConnWakes,
@@ -120,7 +163,15 @@ pub(super) async fn serve_conn<F: Frontend>(
         wakes.writer.clone(),
     ));
     let wake_reader = wakes.reader;
-    let outcome = read_loop::<F>(&mut reader, decoder, dataplane, key, &wake_reader, cfg).await;
+    let outcome = read_loop::<F>(
+        &mut reader,
+        (decoder, charge),
+        dataplane,
+        key,
+        &wake_reader,
+        cfg,
+    )
+    .await;
     match &outcome {
         Ok(()) => {
             // A half-close: answer what was accepted before it (for at most
@@ -198,15 +249,22 @@ async fn write_loop<F: Frontend>(
     }
 }
 
+/// Reads and routes a connection's frames until end of stream (`Ok`) or
+/// an error (the reason). Each read is first charged to the connection
+/// memory budget (waiting, unread, for room), and a partial frame must
+/// complete within the frame timeout.
 async fn read_loop<F: Frontend>(
     reader: &mut F::Reader,
-    mut decoder: FrameDecoder,
+    (mut decoder, mut charge): (FrameDecoder, Charge),
     dataplane: &Shared,
     key: ConnKey,
     wake: &Notify,
     cfg: &HostConfig,
 ) -> Result<(), String> {
     let mut stash: AlignedVec<FRAME_ALIGN> = AlignedVec::new();
+    // The partial frame at the front: its stream position, and when it
+    // must be complete.
+    let mut partial: Option<(u64, Instant)> = None;
     loop {
         // Frames left over from the read that carried the hello, or from the
         // last read, first; then more bytes. One clock read per socket read,
@@ -239,12 +297,58 @@ async fn read_loop<F: Frontend>(
             }
         }
         dataplane.borrow_mut().flush();
-        // Backpressure from a client that does not read its replies.
-        while dataplane.borrow_mut().outbox_full(key) {
-            wake.notified().await;
+        // Backpressure from a client that does not read its replies. The
+        // host is not reading meanwhile: that time does not count against
+        // a partial frame.
+        if dataplane.borrow_mut().outbox_full(key) {
+            while dataplane.borrow_mut().outbox_full(key) {
+                wake.notified().await;
+            }
+            let waited = now.elapsed();
+            if let Some((_, due)) = &mut partial {
+                *due += waited;
+            }
+            now = Instant::now();
         }
-        let (result, back) = reader.read_into(decoder).await;
+        // A partial frame must complete in time: the clock starts when its
+        // first byte is seen and stops when it is consumed.
+        let due = if decoder.buffered_len() == 0 {
+            partial = None;
+            None
+        } else {
+            let at = decoder.consumed_len();
+            match partial {
+                Some((pos, due)) if pos == at => Some(due),
+                _ => {
+                    let due = now + cfg.frame_timeout;
+                    partial = Some((at, due));
+                    Some(due)
+                }
+            }
+        };
+        charge_for_read(
+            &mut charge,
+            &decoder,
+            due.unwrap_or(now + cfg.frame_timeout),
+        )
+        .await?;
+        let read = reader.read_into(decoder);
+        let (result, back) = match due {
+            None => read.await,
+            Some(due) => match tokio::time::timeout_at(due.into(), read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    reader.shutdown();
+                    charge.budget().count_closed(Closed::FrameTimeout);
+                    return Err(format!(
+                        "a partial frame did not complete within the frame timeout of {:?} (serve --frame-timeout)",
+                        cfg.frame_timeout
+                    ));
+                }
+            },
+        };
         decoder = back;
+        debug_assert!(decoder.buffer_capacity() <= charge.bytes());
         match result {
             Ok(0) => {
                 return decoder

@@ -1,5 +1,8 @@
 //! Links to other hosts, dialled as the data plane asks for them.
 
+use std::rc::Rc;
+
+use super::budget::{charge_to, ConnBudget};
 use super::*;
 
 /// Dials links to other hosts as the data plane asks for them.
@@ -8,6 +11,7 @@ pub(super) async fn dial_loop<F: Frontend>(
     cfg: Arc<HostConfig>,
     service_name: ProcName,
     own_addr: String,
+    budget: Rc<ConnBudget>,
 ) {
     let wake = dataplane.dial_wake();
     let mut dials = Vec::new();
@@ -29,6 +33,7 @@ pub(super) async fn dial_loop<F: Frontend>(
                 peer_name.clone(),
                 key,
                 addr,
+                budget.clone(),
             ));
         }
     }
@@ -41,10 +46,15 @@ pub(super) async fn dial<F: Frontend>(
     peer_name: String,
     key: ConnKey,
     addr: Box<str>,
+    budget: Rc<ConnBudget>,
 ) {
     let span = tracing::info_span!("link", remote = %addr, frontend = F::NAME);
     let limits = cfg.limits;
-    let linked = tokio::time::timeout(Duration::from_secs(10), async {
+    // A link's read buffer counts against the connection memory budget too.
+    let mut charge = budget.charge();
+    let charge = &mut charge;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let linked = tokio::time::timeout_at(deadline.into(), async {
         let target = match tcp_target(&addr) {
             Some((host, port)) => tokio::net::lookup_host((host.as_str(), port))
                 .await
@@ -68,6 +78,7 @@ pub(super) async fn dial<F: Frontend>(
         hello.truncate(len);
         let (written, _) = writer.write_all(hello).await;
         written.map_err(|e| format!("hello not sent: {e}"))?;
+        charge_to(charge, hostmux_wire::DEFAULT_READ_CHUNK, deadline).await?;
         let mut decoder = FrameDecoder::new(limits);
         loop {
             let (read, back) = reader.read_into(decoder).await;
@@ -101,7 +112,18 @@ pub(super) async fn dial<F: Frontend>(
     let wakes = dataplane.conn_wakes(key);
     dataplane.borrow_mut().remote_connected(key);
     tracing::info!(parent: &span, "linked to another host");
-    serve_conn::<F>(reader, writer, decoder, &dataplane, key, wakes, &cfg, &span).await;
+    let charge = std::mem::replace(charge, budget.charge());
+    serve_conn::<F>(
+        reader,
+        writer,
+        (decoder, charge),
+        &dataplane,
+        key,
+        wakes,
+        &cfg,
+        &span,
+    )
+    .await;
     dataplane.borrow_mut().flush();
 }
 

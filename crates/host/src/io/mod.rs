@@ -31,11 +31,13 @@ use crate::stats::HostStats;
 use crate::HostError;
 
 mod accept;
+pub(crate) mod budget;
 mod conn;
 mod dial;
 mod shell;
 
 use accept::{accept_loop, control_accept_loop, Door, Serving};
+use budget::ConnBudget;
 use conn::{connection, serve_conn};
 use dial::dial_loop;
 pub(crate) use shell::Shared;
@@ -135,10 +137,12 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
         ),
         parts.control_jobs.clone(),
     );
+    let budget = ConnBudget::new(&parts.cfg);
     let serving = Serving {
         dataplane: dataplane.clone(),
         cfg: parts.cfg.clone(),
         service_name: parts.service_name.clone(),
+        budget: budget.clone(),
     };
     let control_accept = match parts.control_socket.as_ref().map(|l| l.try_clone()) {
         Some(Ok(listener)) => Some(tokio::task::spawn_local(control_accept_loop::<F>(
@@ -156,9 +160,10 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
         parts.cfg.clone(),
         parts.service_name.clone(),
         parts.own_addr.clone(),
+        budget.clone(),
     ));
     let accept = tokio::task::spawn_local(accept_loop::<F>(listener, serving));
-    if let Err(e) = backend_loop::<F>(&dataplane, &parts).await {
+    if let Err(e) = backend_loop::<F>(&dataplane, &parts, &budget).await {
         tracing::error!(error = %e, "host doorbell failed; I/O thread stopping");
     }
     accept.abort();
@@ -168,7 +173,11 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
     }
 }
 
-async fn backend_loop<F: Frontend>(dataplane: &Shared, parts: &IoParts) -> io::Result<()> {
+async fn backend_loop<F: Frontend>(
+    dataplane: &Shared,
+    parts: &IoParts,
+    budget: &ConnBudget,
+) -> io::Result<()> {
     let doorbell =
         crate::sys::doorbell_async(parts.doorbell.try_clone().map_err(io::Error::other)?)?;
     let mut to_drain: Vec<ProcKey> = Vec::new();
@@ -224,7 +233,9 @@ async fn backend_loop<F: Frontend>(dataplane: &Shared, parts: &IoParts) -> io::R
                     let _ = done.send(());
                 }
                 Command::Stats(reply) => {
-                    let _ = reply.send(dp.stats());
+                    let mut stats = dp.stats();
+                    stats.conn_limits = budget.stats();
+                    let _ = reply.send(stats);
                 }
                 Command::Shutdown => return Ok(()),
             }

@@ -3,7 +3,7 @@
 
 use hostmux_wire::{encode_frame_to_vec, FrameHeader, FrameKind, Limits, Sender};
 
-use crate::fuzzing::{client_stream, proc_records};
+use crate::fuzzing::{client_stream, client_streams, proc_records};
 
 /// A small deterministic generator (xorshift).
 struct Noise(u64);
@@ -86,4 +86,24 @@ fn fuzz_entry_points_survive_generated_inputs() {
         client_stream(&noise_bytes);
         proc_records(&noise_bytes);
     }
+}
+
+#[test]
+fn client_stream_fuzzing_reaches_every_branch_of_the_budget() {
+    let mut noise = Noise(0x2545_f491_4f6c_dd1d);
+    let (mut waits, mut over_budget, mut high_water) = (0, 0, 0);
+    for _ in 0..10 {
+        let limits = client_streams(&frames(&mut noise, 100, Sender::Client { name: "fuzz" }));
+        assert!(limits.memory_high_water <= limits.memory_limit);
+        waits += limits.budget_waits;
+        over_budget += limits.closed_over_budget;
+        high_water = high_water.max(limits.memory_high_water);
+    }
+    // Connections waited for budget, some frames could never fit, and the
+    // budget was used up to its limit but never past it.
+    assert!(
+        waits > 0 && over_budget > 0,
+        "{waits} waits, {over_budget} closed"
+    );
+    assert!(high_water > 4 * 256, "{high_water}");
 }

@@ -1,0 +1,396 @@
+//! The host-wide limits on connections: the memory budget for their read
+//! buffers, the cap on frontend connections, and the counters of both.
+//!
+//! Everything here lives on the I/O thread (cells, not atomics). A
+//! connection holds a [`Charge`] for the bytes its frame decoder's buffer
+//! takes and raises it *before* the decoder grows
+//! ([`FrameDecoder::planned_capacity`] says how much the next read needs),
+//! so the sum of the charges is an upper bound of the buffers at every
+//! moment and never exceeds [`HostConfig::conn_memory`]. A connection that
+//! cannot be charged waits, unread (backpressure), until another releases
+//! memory; a frame larger than the read chunk is charged whole once it
+//! needs more than one (see [`charge_for_read_of`] for why).
+//!
+//! Sans-IO apart from the wait, so the client-stream fuzz target drives
+//! the same accounting.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hostmux_wire::FrameDecoder;
+use tokio::sync::Notify;
+
+use crate::config::HostConfig;
+use crate::stats::ConnLimitStats;
+
+/// The budget and the cap, with their counters.
+#[derive(Debug)]
+pub(crate) struct ConnBudget {
+    limit: usize,
+    max_connections: usize,
+    used: Cell<usize>,
+    connections: Cell<usize>,
+    counters: Cell<Counters>,
+    /// Rung whenever memory is released.
+    released: Notify,
+    /// When the cap was last logged, and refusals since.
+    cap_log: Cell<(Option<Instant>, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    high_water: usize,
+    refused_at_cap: u64,
+    hello_too_large: u64,
+    hello_timeouts: u64,
+    frame_timeouts: u64,
+    budget_waits: u64,
+    closed_over_budget: u64,
+}
+
+/// Why a charge could not be raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shortfall {
+    /// Not now: other connections hold the memory.
+    Wait,
+    /// Never: more than the whole budget.
+    OverBudget,
+}
+
+/// What a connection was closed for, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    HelloTooLarge,
+    HelloTimeout,
+    FrameTimeout,
+    OverBudget,
+}
+
+/// How often reaching the connection cap is logged, at most.
+const CAP_LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl ConnBudget {
+    pub(crate) fn new(cfg: &HostConfig) -> Rc<Self> {
+        Rc::new(Self {
+            limit: cfg.conn_memory,
+            max_connections: cfg.max_connections,
+            used: Cell::new(0),
+            connections: Cell::new(0),
+            counters: Cell::new(Counters::default()),
+            released: Notify::new(),
+            cap_log: Cell::new((None, 0)),
+        })
+    }
+
+    /// A charge of nothing yet.
+    pub(crate) fn charge(self: &Rc<Self>) -> Charge {
+        Charge {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes charged now.
+    pub(crate) fn used(&self) -> usize {
+        self.used.get()
+    }
+
+    /// The budget.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Admits a frontend connection under the cap, or refuses it (counted,
+    /// and logged at most once a second with the count since the last
+    /// line).
+    pub(crate) fn admit(self: &Rc<Self>, peer: &str, now: Instant) -> Option<Admission> {
+        if self.connections.get() < self.max_connections {
+            self.connections.set(self.connections.get() + 1);
+            return Some(Admission {
+                budget: self.clone(),
+            });
+        }
+        self.count(|c| c.refused_at_cap += 1);
+        let (last, refused) = self.cap_log.get();
+        let refused = refused + 1;
+        if last.is_none_or(|at| now.duration_since(at) >= CAP_LOG_EVERY) {
+            tracing::warn!(
+                peer,
+                max_connections = self.max_connections,
+                refused,
+                "connection cap reached: closing new connections at accept (raise serve --max-connections)"
+            );
+            self.cap_log.set((Some(now), 0));
+        } else {
+            self.cap_log.set((last, refused));
+        }
+        None
+    }
+
+    /// Counts a connection closed for `why`.
+    pub(crate) fn count_closed(&self, why: Closed) {
+        self.count(|c| match why {
+            Closed::HelloTooLarge => c.hello_too_large += 1,
+            Closed::HelloTimeout => c.hello_timeouts += 1,
+            Closed::FrameTimeout => c.frame_timeouts += 1,
+            Closed::OverBudget => c.closed_over_budget += 1,
+        });
+    }
+
+    fn count(&self, update: impl FnOnce(&mut Counters)) {
+        let mut counters = self.counters.get();
+        update(&mut counters);
+        self.counters.set(counters);
+    }
+
+    /// The counters, for [`HostStats`](crate::HostStats).
+    pub(crate) fn stats(&self) -> ConnLimitStats {
+        let c = self.counters.get();
+        ConnLimitStats {
+            memory_limit: self.limit as u64,
+            memory_used: self.used.get() as u64,
+            memory_high_water: c.high_water as u64,
+            connections: self.connections.get() as u64,
+            max_connections: self.max_connections as u64,
+            refused_at_cap: c.refused_at_cap,
+            hello_too_large: c.hello_too_large,
+            hello_timeouts: c.hello_timeouts,
+            frame_timeouts: c.frame_timeouts,
+            budget_waits: c.budget_waits,
+            closed_over_budget: c.closed_over_budget,
+        }
+    }
+}
+
+/// One frontend connection under the cap; dropping it frees its place.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    budget: Rc<ConnBudget>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let budget = &self.budget;
+        budget.connections.set(budget.connections.get() - 1);
+    }
+}
+
+/// The bytes of the budget one connection holds; released when dropped.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    budget: Rc<ConnBudget>,
+    bytes: usize,
+}
+
+impl Charge {
+    /// The budget it is charged to.
+    pub(crate) fn budget(&self) -> &ConnBudget {
+        &self.budget
+    }
+
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Sets the charge to `bytes`: lowering always succeeds (and wakes
+    /// waiters); raising succeeds only within the budget.
+    pub(crate) fn set(&mut self, bytes: usize) -> Result<(), Shortfall> {
+        let budget = &self.budget;
+        let others = budget.used.get() - self.bytes;
+        if bytes > self.bytes {
+            if bytes > budget.limit {
+                return Err(Shortfall::OverBudget);
+            }
+            if others + bytes > budget.limit {
+                return Err(Shortfall::Wait);
+            }
+        }
+        let lowered = bytes < self.bytes;
+        budget.used.set(others + bytes);
+        self.bytes = bytes;
+        budget.count(|c| c.high_water = c.high_water.max(others + bytes));
+        if lowered {
+            budget.released.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let _ = self.set(0);
+    }
+}
+
+impl Charge {
+    /// [`set`](Self::set) for a read, counting its outcome: a first
+    /// refusal of a waiting connection (`already_waiting` false) counts a
+    /// budget wait, an over-budget refusal a connection closed.
+    pub(crate) fn set_for_read(
+        &mut self,
+        bytes: usize,
+        already_waiting: bool,
+    ) -> Result<(), Shortfall> {
+        let outcome = self.set(bytes);
+        match outcome {
+            Err(Shortfall::OverBudget) => self.budget.count_closed(Closed::OverBudget),
+            Err(Shortfall::Wait) if !already_waiting => {
+                self.budget.count(|c| c.budget_waits += 1);
+                tracing::debug!(
+                    bytes,
+                    used = self.budget.used(),
+                    limit = self.budget.limit,
+                    "connection memory budget exhausted: not reading this connection until memory is released"
+                );
+            }
+            _ => {}
+        }
+        outcome
+    }
+}
+
+/// Raises `charge` to `bytes`, waiting (the connection is not read
+/// meanwhile) until other connections release enough, at most until
+/// `deadline`. Fails with a reason for the log (and counts it) when the
+/// budget can never hold `bytes` or the deadline passes.
+pub(crate) async fn charge_to(
+    charge: &mut Charge,
+    bytes: usize,
+    deadline: Instant,
+) -> Result<(), String> {
+    let budget = charge.budget.clone();
+    let mut waiting = false;
+    loop {
+        // Made before the attempt, so a release between the attempt and
+        // the wait is not missed.
+        let released = budget.released.notified();
+        match charge.set_for_read(bytes, waiting) {
+            Ok(()) => return Ok(()),
+            Err(Shortfall::OverBudget) => {
+                return Err(format!(
+                    "its read buffer needs {bytes} bytes, more than the whole connection memory budget of {} (serve --conn-memory)",
+                    budget.limit
+                ));
+            }
+            Err(Shortfall::Wait) => {
+                waiting = true;
+                if tokio::time::timeout_at(deadline.into(), released)
+                    .await
+                    .is_err()
+                {
+                    budget.count_closed(Closed::OverBudget);
+                    return Err(format!(
+                        "waited too long for {bytes} bytes of the connection memory budget ({} of {} in use; serve --conn-memory)",
+                        budget.used(),
+                        budget.limit
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Charges what `decoder`'s next read needs: see [`charge_for_read_of`].
+pub(crate) async fn charge_for_read(
+    charge: &mut Charge,
+    decoder: &FrameDecoder,
+    deadline: Instant,
+) -> Result<(), String> {
+    charge_to(charge, charge_for_read_of(decoder), deadline).await
+}
+
+/// The charge a connection needs before `decoder`'s next read: its planned
+/// capacity, except that a frame larger than the read chunk is charged
+/// whole as soon as its buffer must grow past the read chunk (after the
+/// peer sent about three quarters of a read chunk of it).
+///
+/// Charging by the bytes received alone would let connections growing
+/// towards large frames deadlock: each holding part of the budget, each
+/// waiting for more. Admitting a large frame whole means a connection that
+/// waits holds no more than one read chunk (or the buffer its last large
+/// frame left), and every admitted frame can complete; the allocation
+/// itself still grows only with received bytes. The price: a peer that
+/// sends 48 KiB of a frame announcing 16 MiB holds 16 MiB of budget (not
+/// of memory) for at most the frame timeout.
+pub(crate) fn charge_for_read_of(decoder: &FrameDecoder) -> usize {
+    let planned = decoder.planned_capacity();
+    if planned <= decoder.read_chunk() {
+        return planned;
+    }
+    decoder.pending_frame_len().unwrap_or(0).max(planned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(limit: usize, max_connections: usize) -> Rc<ConnBudget> {
+        ConnBudget::new(&HostConfig {
+            conn_memory: limit,
+            max_connections,
+            ..HostConfig::default()
+        })
+    }
+
+    #[test]
+    fn charges_stay_within_the_budget_and_release_on_drop() {
+        let budget = budget(100, 8);
+        let mut a = budget.charge();
+        let mut b = budget.charge();
+        assert_eq!(a.set(60), Ok(()));
+        assert_eq!(b.set(50), Err(Shortfall::Wait));
+        assert_eq!(b.set(101), Err(Shortfall::OverBudget));
+        assert_eq!(b.set(40), Ok(()));
+        assert_eq!(budget.used(), 100);
+        assert_eq!(a.set(10), Ok(()));
+        assert_eq!(b.set(90), Ok(()));
+        drop(b);
+        assert_eq!(budget.used(), 10);
+        assert_eq!(budget.stats().memory_high_water, 100);
+        drop(a);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn the_cap_refuses_and_counts_beyond_max_connections() {
+        let budget = budget(100, 2);
+        let now = Instant::now();
+        let first = budget.admit("a", now).unwrap();
+        let _second = budget.admit("b", now).unwrap();
+        assert!(budget.admit("c", now).is_none());
+        assert!(budget.admit("d", now).is_none());
+        drop(first);
+        assert!(budget.admit("e", now).is_some());
+        let stats = budget.stats();
+        assert_eq!(stats.refused_at_cap, 2);
+        assert_eq!(stats.connections, 1);
+    }
+
+    #[test]
+    fn a_waiting_charge_proceeds_when_memory_is_released() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let budget = budget(100, 8);
+            let mut holder = budget.charge();
+            holder.set(80).unwrap();
+            let mut waiter = budget.charge();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let (charged, ()) = tokio::join!(charge_to(&mut waiter, 50, deadline), async {
+                tokio::task::yield_now().await;
+                holder.set(0).unwrap();
+            });
+            assert_eq!(charged, Ok(()));
+            assert_eq!(budget.stats().budget_waits, 1);
+            // Never: more than the whole budget fails at once.
+            let mut greedy = budget.charge();
+            let refused = charge_to(&mut greedy, 101, deadline).await;
+            assert!(refused.unwrap_err().contains("more than the whole"));
+            assert_eq!(budget.stats().closed_over_budget, 1);
+        });
+    }
+}
