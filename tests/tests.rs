@@ -4,5 +4,6 @@ mod bench;
 mod cli;
 mod delivery;
 mod demo;
+mod names;
 mod registry;
 mod serve;

@@ -28,7 +28,7 @@ pub enum UndeliverableReason {
     /// The frame's header failed validation.
     Malformed = 5,
     /// The frame arrived over a link from another host with its hop count
-    /// ([`Flags::hops`]) at the receiving host's maximum (by default
+    /// ([`Flags::hops`](crate::Flags::hops)) at the receiving host's maximum (by default
     /// [`DEFAULT_MAX_HOPS`](crate::DEFAULT_MAX_HOPS)): hosts have forwarded
     /// it too often, probably in a loop, and the host dropped it.
     HopLimit = 6,
@@ -111,7 +111,7 @@ impl Undeliverable {
     /// The header of the notice that returns `original` to its sender: kind
     /// `Undeliverable`, addressed to the original sender's name (empty for an
     /// anonymous sender, whose connection gets it) with
-    /// [`Flags::TO_CLIENT`] if that sender is a client (see
+    /// [`Flags::TO_CLIENT`](crate::Flags::TO_CLIENT) if that sender is a client (see
     /// [`FrameHeader::reply_target`]), same message id, sent by `from`
     /// (usually the host's service proc), hop count 0.
     ///
