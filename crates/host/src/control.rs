@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use hostmux_lifecycle::{ProcStatus, TerminalStatus};
 use hostmux_wire::{
-    ControlErrorKind, ControlResponse, FrameDecoder, Limits, ProcName, ProcState, Sender,
-    HELLO_PORT,
+    ControlErrorKind, ControlResponse, FrameDecoder, Limits, ProcName, ProcState, ReplyTarget,
+    Sender, HELLO_PORT,
 };
 
 use crate::HostError;
@@ -89,8 +89,11 @@ pub(crate) async fn refuse_control_peer(
         message: refusal_message(peer_uid),
     };
     let frame = crate::dataplane::service::response_frame(
-        &client,
-        "",
+        ReplyTarget {
+            name: &client,
+            addr: "",
+            to_client: true,
+        },
         0,
         HELLO_PORT,
         &service_name,

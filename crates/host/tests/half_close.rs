@@ -78,8 +78,10 @@ fn others_frames_do_not_end_a_half_closed_clients_wait() {
         // end the wait after the first batch and return the second).
         let (mut writer, _reader) = client(&host, "other").await.into_split();
         for n in 0..OTHERS {
+            // To the client `halfway` (client names are their own
+            // namespace: `TO_CLIENT`).
             writer
-                .queue("halfway", 0, 10_000 + n, b"not an answer")
+                .queue_to_client("halfway", 0, 10_000 + n, b"not an answer")
                 .unwrap();
         }
         writer

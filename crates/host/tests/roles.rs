@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hostmux_proc::boot_from;
 use hostmux_proc::protocol::BootParams;
-use hostmux_wire::{FrameHeader, Sender};
+use hostmux_wire::{Flags, FrameHeader, Sender};
 
 const ROLE_ENV: &str = "HOSTMUX_TEST_ROLE";
 /// The relay's target proc.
@@ -74,8 +74,10 @@ fn relay() -> i32 {
             }
             Sender::Proc { name, .. } if name == target => {
                 if let Some((client, id, port)) = waiting.pop_front() {
+                    // Back to the client: a client's name (`TO_CLIENT`).
                     let header = FrameHeader {
                         dest_port: port,
+                        flags: Flags::TO_CLIENT,
                         sender: Sender::Proc {
                             addr: "",
                             name: &me,

@@ -142,9 +142,16 @@ pub(crate) fn echo_proc(limit: usize) -> LocalProc {
 /// Sends `payload` back to `frame`'s sender.
 pub(crate) fn reply(endpoint: &mut ProcEndpoint, frame: &Frame, payload: &[u8]) {
     let me = endpoint.name.clone();
+    // A client is answered in the client namespace (`TO_CLIENT`).
+    let flags = if frame.sender_is_client {
+        hostmux_wire::Flags::TO_CLIENT
+    } else {
+        hostmux_wire::Flags::NONE
+    };
     let header = FrameHeader {
         dest_port: frame.dest_port,
         dest_addr: &frame.sender_addr,
+        flags,
         sender: Sender::Proc {
             addr: "",
             name: me.as_str(),
@@ -163,6 +170,10 @@ pub(crate) struct Frame {
     pub(crate) dest_port: u32,
     pub(crate) sender: String,
     pub(crate) sender_addr: String,
+    /// The sender is a client (answers to it carry `TO_CLIENT`).
+    pub(crate) sender_is_client: bool,
+    /// The frame is addressed to a client (`TO_CLIENT`).
+    pub(crate) to_client: bool,
     pub(crate) payload: Vec<u8>,
 }
 
@@ -180,6 +191,8 @@ impl Frame {
             dest_port: view.dest_port(),
             sender,
             sender_addr,
+            sender_is_client: view.fields().reply_target().to_client,
+            to_client: view.flags().contains(hostmux_wire::Flags::TO_CLIENT),
             payload: view.payload().to_vec(),
         }
     }

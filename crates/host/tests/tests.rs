@@ -12,6 +12,7 @@ mod exactly_once;
 mod half_close;
 mod lifecycle;
 mod memory_budget;
+mod names;
 mod process;
 mod registry;
 mod remote;

@@ -9,8 +9,9 @@ use crate::outbox::{data_header, Dest};
 use crate::ProcError;
 
 /// The head (prefix, archived routing header, padding) of the last data
-/// frame this outbox wrote: destination name and address, port; kind
-/// `Data`, no flags, this proc as sender. The next data frame with the same
+/// frame this outbox wrote: destination name, address and namespace (proc
+/// or client: the `TO_CLIENT` flag), port; kind `Data`, no other flags,
+/// this proc as sender. The next data frame with the same
 /// destination and port copies it instead of validating both names and
 /// laying the header out again: only the message id differs, and it is
 /// patched in (and the prefix, if the payload length differs).
@@ -37,6 +38,8 @@ pub(crate) struct HeaderCache {
     payload_len: usize,
     dest_name_len: usize,
     dest_addr_len: usize,
+    /// The cached head is addressed to a client (`TO_CLIENT`).
+    to_client: bool,
     port: u32,
 }
 
@@ -56,6 +59,7 @@ impl HeaderCache {
             payload_len: 0,
             dest_name_len: 0,
             dest_addr_len: 0,
+            to_client: false,
             port: 0,
         }
     }
@@ -91,6 +95,7 @@ impl HeaderCache {
         self.payload_len = 0;
         self.dest_name_len = dest.name.len();
         self.dest_addr_len = dest.addr.len();
+        self.to_client = dest.to_client;
         self.port = port;
         Ok(true)
     }
@@ -99,6 +104,7 @@ impl HeaderCache {
     fn holds(&self, dest: Dest<'_>, port: u32) -> bool {
         if self.header_len == 0
             || self.port != port
+            || self.to_client != dest.to_client
             || self.dest_name_len != dest.name.len()
             || self.dest_addr_len != dest.addr.len()
         {

@@ -121,7 +121,8 @@ pub(crate) fn reply_header<'a>(
     ))
 }
 
-/// Where a reply to `frame` goes: its sender (a client or a proc). Only a
+/// Where a reply to `frame` goes: its sender (a client, with `TO_CLIENT`,
+/// or a proc; see `FrameHeader::reply_target`). Only a
 /// data frame is answered: a reply to a notice or a control response is
 /// refused (as ICMP never errors about an error), so no two parties can
 /// bounce frames at each other.
@@ -132,11 +133,17 @@ fn reply_dest<'a>(frame: &FrameView<'a>) -> Result<Dest<'a>, ProcError> {
             message_id: frame.message_id(),
         });
     }
-    match frame.sender() {
-        Sender::Anonymous => Err(ProcError::NoReplyAddress {
+    if frame.sender() == Sender::Anonymous {
+        return Err(ProcError::NoReplyAddress {
             message_id: frame.message_id(),
-        }),
-        Sender::Client { name } => Ok(Dest { name, addr: "" }),
-        Sender::Proc { addr, name } => Ok(Dest { name, addr }),
+        });
     }
+    // A client (one of this host's, or one another host relayed as
+    // `FROM_CLIENT`) is answered in the client namespace (`TO_CLIENT`).
+    let target = frame.fields().reply_target();
+    Ok(Dest {
+        name: target.name,
+        addr: target.addr,
+        to_client: target.to_client,
+    })
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use hostmux_proc::{boot_from, ProcError, Recv};
+use hostmux_proc::{boot_from, Dest, ProcError, Recv};
 use hostmux_wire::{
     encode_frame, encoded_len, Flags, FrameHeader, FrameKind, ProcId, Sender, WireError,
 };
@@ -16,9 +16,21 @@ const RING: usize = 64 * 1024;
 /// The bytes `hostmux_wire::encode_frame` produces for a data frame from
 /// proc `from`.
 fn encoded(dest: (&str, &str), port: u32, id: u64, from: &str, payload: &[u8]) -> Vec<u8> {
+    encoded_with(Flags::NONE, dest, port, id, from, payload)
+}
+
+/// [`encoded`] with `flags` (`TO_CLIENT` for a frame to a client).
+fn encoded_with(
+    flags: Flags,
+    dest: (&str, &str),
+    port: u32,
+    id: u64,
+    from: &str,
+    payload: &[u8],
+) -> Vec<u8> {
     let header = FrameHeader {
         kind: FrameKind::Data,
-        flags: Flags::NONE,
+        flags,
         message_id: id,
         dest_name: dest.0,
         dest_port: port,
@@ -100,7 +112,23 @@ fn cached_headers_give_the_encoders_bytes_for_every_destination_port_and_length(
     message.reply(b"hello").unwrap();
     assert_eq!(
         next_record(&mut host),
-        encoded(("cli", ""), 9, 77, "cacher", b"hello")
+        encoded_with(Flags::TO_CLIENT, ("cli", ""), 9, 77, "cacher", b"hello"),
+        "a reply to a client is addressed in the client namespace"
+    );
+    // The proc `cli` is another destination than the client `cli`: the
+    // cached client head is not reused for it, nor the other way round.
+    let id = proc.outbox().send("cli", 9, b"hello").unwrap();
+    assert_eq!(
+        next_record(&mut host),
+        encoded(("cli", ""), 9, id, "cacher", b"hello")
+    );
+    let id = proc
+        .outbox()
+        .send(Dest::client("cli"), 9, b"hello")
+        .unwrap();
+    assert_eq!(
+        next_record(&mut host),
+        encoded_with(Flags::TO_CLIENT, ("cli", ""), 9, id, "cacher", b"hello")
     );
     host.deliver_data(
         Sender::Proc {

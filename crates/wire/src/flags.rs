@@ -3,8 +3,13 @@
 //!
 //! The field is one little-endian `u16` at root offset 12 (see
 //! `docs/wire.md`). Bits 0-7 are flag bits: bit 0 is
-//! [`Flags::RETURN_UNDELIVERABLE`], the others are reserved and a receiver
-//! rejects a header that sets them. Bits 8-15 are the hop count: how many
+//! [`Flags::RETURN_UNDELIVERABLE`], bit 1 [`Flags::TO_CLIENT`] (the
+//! destination names a client connection, not a proc), bit 2
+//! [`Flags::FROM_CLIENT`] (the sender, relayed as a proc of another host,
+//! is a client connection of that host); bits 3-7 are reserved and a
+//! receiver rejects a header that sets them. Client names and proc names
+//! are separate namespaces: the two client bits say which one a name
+//! belongs to. Bits 8-15 are the hop count: how many
 //! times hosts have forwarded the frame over a link to another host so far.
 //! Any hop count is valid in a header; what it means is the hosts' rule:
 //!
@@ -52,7 +57,9 @@ const HOPS_SHIFT: u32 = 8;
 /// assert!(flags.contains(Flags::RETURN_UNDELIVERABLE));
 /// assert_eq!(flags.bits(), 0x0301);
 /// assert_eq!(Flags::from_bits(0x0301), Some(flags));
-/// assert_eq!(Flags::from_bits(0x0002), None); // bit 1 is not defined
+/// assert_eq!(Flags::from_bits(0x0008), None); // bit 3 is not defined
+/// let reply = Flags::TO_CLIENT | Flags::RETURN_UNDELIVERABLE;
+/// assert!(reply.contains(Flags::TO_CLIENT) && !reply.contains(Flags::FROM_CLIENT));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags(u16);
@@ -63,9 +70,23 @@ impl Flags {
     /// If the frame cannot be delivered, send an `Undeliverable` frame back
     /// to its sender (otherwise the host only counts it as returned).
     pub const RETURN_UNDELIVERABLE: Flags = Flags(1);
+    /// `dest_name` names a client connection of the host at `dest_addr`,
+    /// not a proc: the host looks it up among its clients only. Without
+    /// it a name is a proc's (or the service proc's), whatever clients are
+    /// called, so a client can neither take, shadow nor receive a proc's
+    /// name. Set on every reply, notice and response to a client (see
+    /// [`FrameHeader::reply_target`](crate::FrameHeader::reply_target)).
+    pub const TO_CLIENT: Flags = Flags(1 << 1);
+    /// The sender, `Sender::Proc { addr, name }`, is a client connection
+    /// of the host at `addr`, not a proc: a host sets it when it forwards
+    /// its client's frame over a link to another host (it rewrites the
+    /// client's sender into a proc sender that names itself). Only links
+    /// may carry it: a host refuses it from a client or a proc
+    /// (`Malformed`). Answers to such a frame carry [`Flags::TO_CLIENT`].
+    pub const FROM_CLIENT: Flags = Flags(1 << 2);
     /// Every flag bit this version of the protocol defines (the hop count's
     /// bits are not flag bits and are not included).
-    pub const KNOWN: Flags = Flags(1);
+    pub const KNOWN: Flags = Flags(0b111);
 
     /// The raw 16 bits as they travel: flag bits and hop count.
     pub const fn bits(self) -> u16 {
@@ -86,6 +107,19 @@ impl Flags {
     /// count is kept.
     pub const fn from_bits_truncate(bits: u16) -> Flags {
         Flags(bits & !(FLAG_BITS & !Self::KNOWN.0))
+    }
+
+    /// The same hop count with the flag bits of `other` added (`other`'s
+    /// hop count is ignored).
+    #[inline]
+    pub const fn with(self, other: Flags) -> Flags {
+        Flags(self.0 | (other.0 & FLAG_BITS))
+    }
+
+    /// The same hop count with the flag bits of `other` cleared.
+    #[inline]
+    pub const fn without(self, other: Flags) -> Flags {
+        Flags(self.0 & !(other.0 & FLAG_BITS))
     }
 
     /// True if every flag bit of `other` is set in `self`. Hop counts are
@@ -144,8 +178,23 @@ mod tests {
     }
 
     #[test]
+    fn the_client_bits_are_bits_one_and_two_and_keep_the_hop_count() {
+        assert_eq!(Flags::TO_CLIENT.bits(), 0x0002);
+        assert_eq!(Flags::FROM_CLIENT.bits(), 0x0004);
+        assert_eq!(Flags::KNOWN.bits(), 0x0007);
+        let flags = Flags::RETURN_UNDELIVERABLE
+            .with_hops(3)
+            .with(Flags::FROM_CLIENT);
+        assert_eq!((flags.bits(), flags.hops()), (0x0305, 3));
+        assert!(flags.contains(Flags::FROM_CLIENT) && !flags.contains(Flags::TO_CLIENT));
+        let flags = flags.without(Flags::FROM_CLIENT).with(Flags::TO_CLIENT);
+        assert_eq!(flags.bits(), 0x0303);
+        assert_eq!(Flags::from_bits(0xff06).map(Flags::hops), Some(255));
+    }
+
+    #[test]
     fn unknown_flag_bits_are_refused_whatever_the_hop_count() {
-        for bit in 1..8 {
+        for bit in 3..8 {
             assert_eq!(Flags::from_bits(1 << bit), None, "bit {bit}");
             assert_eq!(Flags::from_bits(0x0800 | 1 << bit), None, "bit {bit}");
             assert_eq!(Flags::from_bits_truncate(0x0801 | 1 << bit).bits(), 0x0801);
@@ -158,7 +207,7 @@ mod tests {
         #[test]
         fn from_bits_accepts_exactly_the_known_flag_bits_with_any_hop_count(bits in any::<u16>()) {
             let accepted = Flags::from_bits(bits);
-            prop_assert_eq!(accepted.is_some(), bits & 0x00fe == 0);
+            prop_assert_eq!(accepted.is_some(), bits & 0x00f8 == 0);
             if let Some(flags) = accepted {
                 prop_assert_eq!(flags.bits(), bits);
                 prop_assert_eq!(flags.hops(), (bits >> 8) as u8);

@@ -232,6 +232,58 @@ impl<'a> FrameHeader<'a> {
         }
     }
 
+    /// Where an answer to this frame (a reply, a notice, a control
+    /// response) goes: its sender's name and host address, and whether
+    /// that name is a client's ([`Flags::TO_CLIENT`] on the answer). A
+    /// sender is a client when it says so (`Sender::Client`) or when a host
+    /// relayed a client's frame as a proc of its own ([`Flags::FROM_CLIENT`]).
+    /// An anonymous sender has an empty name (its answer goes back on the
+    /// connection the frame came in).
+    ///
+    /// ```
+    /// use hostmux_wire::{Flags, FrameHeader, Sender};
+    ///
+    /// let from_client = FrameHeader {
+    ///     sender: Sender::Client { name: "cli" },
+    ///     ..FrameHeader::data("echo", 1)
+    /// };
+    /// let target = from_client.reply_target();
+    /// assert_eq!((target.name, target.addr, target.to_client), ("cli", "", true));
+    /// assert_eq!(target.flags(), Flags::TO_CLIENT);
+    ///
+    /// let relayed = FrameHeader {
+    ///     flags: Flags::FROM_CLIENT.with_hops(1),
+    ///     sender: Sender::Proc { addr: "tcp:10.0.0.5:7000", name: "cli" },
+    ///     ..FrameHeader::data("echo", 1)
+    /// };
+    /// assert!(relayed.reply_target().to_client);
+    /// ```
+    #[inline]
+    pub fn reply_target(&self) -> ReplyTarget<'a> {
+        let (name, addr) = match self.sender {
+            Sender::Anonymous => ("", ""),
+            Sender::Client { name } => (name, ""),
+            Sender::Proc { addr, name } => (name, addr),
+        };
+        let to_client = match self.sender {
+            Sender::Anonymous => false,
+            Sender::Client { .. } => true,
+            Sender::Proc { .. } => self.flags.contains(Flags::FROM_CLIENT),
+        };
+        ReplyTarget {
+            name,
+            addr,
+            to_client,
+        }
+    }
+
+    /// Whether `dest_name` names a client connection ([`Flags::TO_CLIENT`])
+    /// rather than a proc.
+    #[inline]
+    pub fn to_client(&self) -> bool {
+        self.flags.contains(Flags::TO_CLIENT)
+    }
+
     /// Length of this header in archived form.
     #[inline]
     pub fn archived_len(&self) -> usize {
@@ -304,6 +356,33 @@ impl<'a> FrameHeader<'a> {
         .len();
         debug_assert_eq!(written, needed, "archived header length formula is wrong");
         Ok(written)
+    }
+}
+
+/// Where an answer to a frame goes ([`FrameHeader::reply_target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplyTarget<'a> {
+    /// The answer's `dest_name`: the sender's name (empty for an anonymous
+    /// sender).
+    pub name: &'a str,
+    /// The answer's `dest_addr`: the sender's host address (empty for this
+    /// host).
+    pub addr: &'a str,
+    /// The name is a client connection's: the answer carries
+    /// [`Flags::TO_CLIENT`].
+    pub to_client: bool,
+}
+
+impl ReplyTarget<'_> {
+    /// The flag bits an answer to this target carries: [`Flags::TO_CLIENT`]
+    /// or none (hop count 0).
+    #[inline]
+    pub fn flags(&self) -> Flags {
+        if self.to_client {
+            Flags::TO_CLIENT
+        } else {
+            Flags::NONE
+        }
     }
 }
 

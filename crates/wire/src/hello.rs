@@ -8,11 +8,14 @@
 //!   sender `Client { name }` (the name the client wants to be reachable
 //!   under), payload = the host's token bytes (empty when the host has no
 //!   token).
-//! * Ack: a `Data` frame to the client's name on [`HELLO_PORT`], sender the
-//!   service proc, empty payload. A refused hello gets no ack: the host
-//!   closes the connection and logs why (a control-socket peer of another
-//!   uid is first told why, in a `ControlResponse` error on this port; see
-//!   `docs/wire.md`).
+//! * Ack: a `Data` frame to the client's name on [`HELLO_PORT`] with
+//!   [`Flags::TO_CLIENT`] (the name is a client's), sender the service proc
+//!   (a proc of the host itself: empty address), empty payload. Hosts never
+//!   route a `TO_CLIENT` frame on [`HELLO_PORT`] from anyone, so nothing
+//!   but the host's own ack looks like one. A refused hello gets no ack: the
+//!   host closes the connection and logs why (a control-socket peer of
+//!   another uid is first told why, in a `ControlResponse` error on this
+//!   port; see `docs/wire.md`).
 //!
 //! ```
 //! use hostmux_wire::rkyv::util::AlignedVec;
@@ -104,12 +107,19 @@ pub fn encode_hello_ack(
         addr: "",
         name: service_name,
     };
-    encode_frame(out, &hello_header(client_name, sender), &[], limits)
+    let header = FrameHeader {
+        flags: Flags::TO_CLIENT,
+        ..hello_header(client_name, sender)
+    };
+    encode_frame(out, &header, &[], limits)
 }
 
 /// Whether `frame` is the host's ack of a hello.
 pub fn is_hello_ack(frame: &FrameView<'_>) -> bool {
-    frame.kind() == FrameKind::Data && frame.dest_port() == HELLO_PORT
+    frame.kind() == FrameKind::Data
+        && frame.dest_port() == HELLO_PORT
+        && frame.flags().contains(Flags::TO_CLIENT)
+        && matches!(frame.sender(), Sender::Proc { addr: "", .. })
 }
 
 /// Checks a hello against the host's service name and token (`None`: the
@@ -193,6 +203,7 @@ mod tests {
         let ack = decode_frame(&ack, &limits).unwrap();
         assert!(is_hello_ack(&ack));
         assert_eq!(ack.dest_name(), "cli");
+        assert!(ack.flags().contains(Flags::TO_CLIENT), "to a client's name");
         assert_eq!(
             check_hello(&ack, "service", None),
             Err(HelloRefusal::NotAHello)
@@ -222,5 +233,41 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn only_the_hosts_own_ack_is_an_ack() {
+        let limits = Limits::default();
+        let look_alike = |flags, sender| {
+            frame(|out| {
+                let header = FrameHeader {
+                    flags,
+                    sender,
+                    ..hello_header("victim", Sender::Anonymous)
+                };
+                encode_frame(out, &header, &[], &limits)
+            })
+        };
+        let service = Sender::Proc {
+            addr: "",
+            name: "service",
+        };
+        let genuine = look_alike(Flags::TO_CLIENT, service);
+        assert!(is_hello_ack(&decode_frame(&genuine, &limits).unwrap()));
+        for forged in [
+            // From another client, or relayed from another host.
+            look_alike(Flags::TO_CLIENT, Sender::Client { name: "mallory" }),
+            look_alike(
+                Flags::TO_CLIENT,
+                Sender::Proc {
+                    addr: "tcp:10.0.0.9:1",
+                    name: "service",
+                },
+            ),
+            // Not addressed to a client.
+            look_alike(Flags::NONE, service),
+        ] {
+            assert!(!is_hello_ack(&decode_frame(&forged, &limits).unwrap()));
+        }
     }
 }

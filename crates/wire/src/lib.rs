@@ -138,7 +138,7 @@ pub use frame::{
 };
 pub use header::{
     ArchivedFrameKind, ArchivedRoutingHeader, ArchivedSenderKind, FrameHeader, FrameKind,
-    RoutingHeader, Sender, SenderKind, HEADER_ALIGN, HEADER_ROOT_LEN,
+    ReplyTarget, RoutingHeader, Sender, SenderKind, HEADER_ALIGN, HEADER_ROOT_LEN,
 };
 pub use hello::{
     check_hello, encode_hello, encode_hello_ack, hello_limits, is_hello_ack, HelloRefusal,

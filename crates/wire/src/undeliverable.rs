@@ -5,7 +5,7 @@ use rkyv::ser::allocator::SubAllocator;
 use rkyv::ser::writer::Buffer;
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::{encode_frame, Flags, FrameHeader, FrameKind, Limits, Sender, WireError};
+use crate::{encode_frame, FrameHeader, FrameKind, Limits, Sender, WireError};
 
 /// Length of an archived [`Undeliverable`] payload.
 pub const UNDELIVERABLE_LEN: usize = 16;
@@ -28,7 +28,7 @@ pub enum UndeliverableReason {
     /// The frame's header failed validation.
     Malformed = 5,
     /// The frame arrived over a link from another host with its hop count
-    /// ([`Flags::hops`]) at the receiving host's maximum (by default
+    /// ([`Flags::hops`](crate::Flags::hops)) at the receiving host's maximum (by default
     /// [`DEFAULT_MAX_HOPS`](crate::DEFAULT_MAX_HOPS)): hosts have forwarded
     /// it too often, probably in a loop, and the host dropped it.
     HopLimit = 6,
@@ -110,25 +110,23 @@ impl Undeliverable {
 
     /// The header of the notice that returns `original` to its sender: kind
     /// `Undeliverable`, addressed to the original sender's name (empty for an
-    /// anonymous sender, whose connection gets it), same message id, sent by
-    /// `from` (usually the host's service proc), hop count 0.
+    /// anonymous sender, whose connection gets it) with
+    /// [`Flags::TO_CLIENT`](crate::Flags::TO_CLIENT) if that sender is a client (see
+    /// [`FrameHeader::reply_target`]), same message id, sent by `from`
+    /// (usually the host's service proc), hop count 0.
     ///
     /// Only a frame whose kind [may be answered](FrameKind::may_be_answered)
     /// gets a notice; the caller checks that (a notice about a notice is how
     /// two parties loop).
     pub fn reply_header<'a>(original: &FrameHeader<'a>, from: Sender<'a>) -> FrameHeader<'a> {
-        let (dest_name, dest_addr) = match original.sender {
-            Sender::Anonymous => ("", ""),
-            Sender::Client { name } => (name, ""),
-            Sender::Proc { addr, name } => (name, addr),
-        };
+        let target = original.reply_target();
         FrameHeader {
             kind: FrameKind::Undeliverable,
-            flags: Flags::NONE,
+            flags: target.flags(),
             message_id: original.message_id,
-            dest_name,
+            dest_name: target.name,
             dest_port: 0,
-            dest_addr,
+            dest_addr: target.addr,
             sender: from,
         }
     }
@@ -148,5 +146,65 @@ impl Undeliverable {
         }
         .to_bytes();
         encode_frame(out, &Self::reply_header(original, from), &payload, limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Flags;
+
+    #[test]
+    fn notices_to_clients_carry_to_client_and_notices_to_procs_do_not() {
+        let service = Sender::Proc {
+            addr: "",
+            name: "service",
+        };
+        let sent_by = |sender, flags| FrameHeader {
+            sender,
+            flags,
+            ..FrameHeader::data("echo", 9)
+        };
+        let cases = [
+            (
+                sent_by(Sender::Client { name: "cli" }, Flags::NONE),
+                "cli",
+                "",
+                true,
+            ),
+            (
+                sent_by(
+                    Sender::Proc {
+                        addr: "tcp:h:1",
+                        name: "cli",
+                    },
+                    Flags::FROM_CLIENT.with_hops(1),
+                ),
+                "cli",
+                "tcp:h:1",
+                true,
+            ),
+            (
+                sent_by(
+                    Sender::Proc {
+                        addr: "",
+                        name: "worker",
+                    },
+                    Flags::RETURN_UNDELIVERABLE,
+                ),
+                "worker",
+                "",
+                false,
+            ),
+            (sent_by(Sender::Anonymous, Flags::NONE), "", "", false),
+        ];
+        for (original, name, addr, to_client) in cases {
+            let notice = Undeliverable::reply_header(&original, service);
+            assert_eq!(notice.kind, FrameKind::Undeliverable);
+            assert_eq!((notice.dest_name, notice.dest_addr), (name, addr));
+            assert_eq!(notice.to_client(), to_client, "{original:?}");
+            assert_eq!(notice.flags.hops(), 0);
+            assert!(!notice.flags.contains(Flags::FROM_CLIENT));
+        }
     }
 }

@@ -462,8 +462,8 @@ fn error_header_fails_bytecheck() {
 
 #[test]
 fn error_header_fails_semantic_checks() {
-    // Unknown flag bits, with and without a hop count.
-    for (flags, hops) in [(0x80, 0), (0x02, 0), (0x03, 4)] {
+    // Unknown flag bits (3-7), with and without a hop count.
+    for (flags, hops) in [(0x80, 0), (0x08, 0), (0x0b, 4)] {
         let mut bytes = example_frame();
         bytes[36] = flags;
         bytes[37] = hops;

@@ -5,7 +5,7 @@
 //! between these and their streams.
 
 use hostmux_wire::{
-    encode_frame_to_vec, encode_hello, is_hello_ack, ControlErrorKind, ControlResponse,
+    encode_frame_to_vec, encode_hello, is_hello_ack, ControlErrorKind, ControlResponse, Flags,
     FrameDecoder, FrameHeader, FrameKind, FrameView, Limits, Sender, HELLO_PORT,
 };
 
@@ -73,6 +73,24 @@ impl ClientEncoder {
         payload: &[u8],
     ) -> Result<(), HostError> {
         let header = client_header(&self.name, FrameKind::Data, dest, port, message_id);
+        encode_frame_to_vec(&mut self.batch, &header, payload, &self.limits)?;
+        Ok(())
+    }
+
+    /// Queues a data frame to another client of the host, by its hello
+    /// name, on `port` ([`Flags::TO_CLIENT`]: client names are not proc
+    /// names; see `docs/wire.md`, "Flags").
+    pub fn queue_to_client(
+        &mut self,
+        client: &str,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) -> Result<(), HostError> {
+        let header = FrameHeader {
+            flags: Flags::TO_CLIENT,
+            ..client_header(&self.name, FrameKind::Data, client, port, message_id)
+        };
         encode_frame_to_vec(&mut self.batch, &header, payload, &self.limits)?;
         Ok(())
     }

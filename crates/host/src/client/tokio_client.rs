@@ -191,6 +191,20 @@ impl Client {
         self.writer.send_frame(header, payload).await
     }
 
+    /// Sends a data frame to another client, by its hello name, at once
+    /// ([`ClientEncoder::queue_to_client`]).
+    pub async fn send_to_client(
+        &mut self,
+        client: &str,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) -> Result<(), HostError> {
+        self.writer
+            .send_to_client(client, port, message_id, payload)
+            .await
+    }
+
     /// Writes already encoded bytes as they are (after anything queued).
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), HostError> {
         self.writer.write_raw(bytes).await
@@ -257,6 +271,32 @@ impl ClientWriter {
         payload: &[u8],
     ) -> Result<(), HostError> {
         self.encoder.queue(dest, port, message_id, payload)
+    }
+
+    /// Encodes a data frame to another client, by its hello name, into the
+    /// batch ([`ClientEncoder::queue_to_client`]).
+    pub fn queue_to_client(
+        &mut self,
+        client: &str,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) -> Result<(), HostError> {
+        self.encoder
+            .queue_to_client(client, port, message_id, payload)
+    }
+
+    /// Queues and flushes one data frame to another client, by its hello
+    /// name ([`ClientEncoder::queue_to_client`]).
+    pub async fn send_to_client(
+        &mut self,
+        client: &str,
+        port: u32,
+        message_id: u64,
+        payload: &[u8],
+    ) -> Result<(), HostError> {
+        self.queue_to_client(client, port, message_id, payload)?;
+        self.flush().await
     }
 
     /// Encodes a frame with any header into the batch.

@@ -28,15 +28,22 @@ pub(crate) const MAX_TRACKED: usize = 4096;
 const FIRST_SLOTS: usize = 64;
 
 /// Who a frame was sent to, or who an answer comes from, as a hash of
-/// their name (a local proc or client, the service proc) or of their
+/// their name (a local proc or the service proc; a local client, hashed
+/// apart since client names are a namespace of their own) or of their
 /// host's address (anything on another host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Peer(u64);
 
 impl Peer {
-    /// A peer on this host, by name.
+    /// A proc (or the service proc) on this host, by name.
     pub(crate) fn named(name: &[u8]) -> Peer {
         Peer(hash_bytes(name, 0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// A client connection of this host, by its hello name (not the proc
+    /// of that name, if there is one).
+    pub(crate) fn client(name: &[u8]) -> Peer {
+        Peer(hash_bytes(name, 0x1656_67b1_9e37_79f9))
     }
 
     /// Whatever lives on the host at `addr`.
@@ -254,6 +261,9 @@ mod tests {
             Peer::remote(b"tcp:1.2.3.4:5")
         );
         assert_ne!(Peer::named(b"a"), Peer::named(b"b"));
+        // A client and a proc may share a name: they are different peers.
+        assert_ne!(Peer::named(b"later"), Peer::client(b"later"));
+        assert_ne!(Peer::client(b"later"), Peer::remote(b"later"));
         assert_eq!(Peer::named(b"echo-12345678"), Peer::named(b"echo-12345678"));
     }
 

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use hostmux_wire::{
-    frame_message_id, FrameDecoder, FrameHeader, FrameView, ProcName, Sender, UndeliverableReason,
+    frame_message_id, Flags, FrameDecoder, FrameHeader, FrameView, ProcName, Sender,
+    UndeliverableReason,
 };
 
 use super::rules::{self, Envelope, Origin};
@@ -14,7 +15,7 @@ use crate::stats::ConnStats;
 use super::write::{count_written, push_notice, slot_of_conn, write_record, Pieces, Source};
 use super::{
     AwaitedAnswers, ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, Peer, ProcKey,
-    ProcState, RingWrite, Route, HISTORY,
+    ProcState, RingWrite, HISTORY,
 };
 
 impl Dataplane {
@@ -55,7 +56,10 @@ impl Dataplane {
         };
         let awaited = (matches!(outcome, Outcome::Delivered)
             && rules::may_be_answered(envelope.kind))
-        .then(|| self.peer_of(frame.dest_name(), frame.dest_addr()));
+        .then(|| {
+            let to_client = frame.flags().contains(Flags::TO_CLIENT);
+            self.peer_of(frame.dest_name(), frame.dest_addr(), to_client)
+        });
         let Dataplane {
             conns,
             service_name,
@@ -186,11 +190,14 @@ impl Dataplane {
 
 /// The parts of a frame's header the delivery rules read.
 pub(super) fn envelope_of<'a>(frame: &FrameView<'a>) -> Envelope<'a> {
+    let flags = frame.flags();
     Envelope {
         kind: frame.kind(),
         sender: frame.sender(),
         dest_port: frame.dest_port(),
-        hops: frame.flags().hops(),
+        hops: flags.hops(),
+        to_client: flags.contains(Flags::TO_CLIENT),
+        from_client: flags.contains(Flags::FROM_CLIENT),
     }
 }
 
@@ -207,8 +214,9 @@ fn conn_origin<'a>(dialled: bool, envelope: &Envelope<'_>, name: &'a str) -> Ori
 
 /// Connections coming and going, and their reply queues.
 impl Dataplane {
-    /// Registers a client that completed its hello. Fails if the name is
-    /// bound (to a proc or another client).
+    /// Registers a client that completed its hello. Fails if another
+    /// client holds the name; procs' names are another namespace (a client
+    /// may be called like a proc, and neither hinders the other).
     pub(crate) fn add_conn(&mut self, name: ProcName) -> Option<ConnKey> {
         let generation = self.next_generation();
         let index = self
@@ -220,7 +228,9 @@ impl Dataplane {
             index: index as u32,
             generation,
         };
-        self.table.insert(name.clone(), Route::Client(key)).ok()?;
+        if !self.clients.insert(name.as_bytes(), key) {
+            return None;
+        }
         let slot = ConnSlot {
             generation,
             stats: ConnStats {
@@ -263,7 +273,9 @@ impl Dataplane {
         };
         let name = slot.name.clone();
         let dialled = slot.dialled.is_some();
-        self.table.remove_if(name.as_bytes(), Route::Client(key));
+        if !dialled {
+            self.clients.remove_if(name.as_bytes(), key);
+        }
         if dialled {
             self.return_queued_forwards(key);
         }

@@ -44,6 +44,7 @@ use crate::stats::{ConnStats, HostStats, ProcStats};
 
 mod agent;
 mod answers;
+mod clients;
 mod conn;
 mod drain;
 mod event;
@@ -86,13 +87,13 @@ impl ConnKey {
     }
 }
 
-/// Where a name routes. The routing table's value type.
+/// Where a proc name routes. The routing table's value type: the table
+/// holds procs and the service proc only; clients have their own
+/// namespace ([`clients::Clients`]), looked up for `TO_CLIENT` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
     /// A local proc's inbound ring.
     Proc(ProcKey),
-    /// A connected client's reply queue.
-    Client(ConnKey),
     /// The host's service proc.
     Service,
 }
@@ -110,7 +111,8 @@ enum ProcState {
 struct ProcSlot {
     generation: u32,
     name: ProcName,
-    /// Who it is to the clients awaiting its answers (its name's hash).
+    /// Who it is to the clients awaiting its answers (its name's hash, in
+    /// the proc namespace).
     peer: Peer,
     state: ProcState,
     inbound: Option<Producer>,
@@ -256,6 +258,8 @@ pub(crate) struct Dataplane {
     service_name: ProcName,
     table: Arc<Table>,
     reader: RouteReader<Route, RouteHasher>,
+    /// Connected clients by hello name (their own namespace).
+    clients: clients::Clients,
     /// The last destination a client frame was routed to.
     route_cache: routes::RouteCache,
     /// The last destination a proc's frame was routed to (replies mostly
@@ -308,6 +312,7 @@ impl Dataplane {
             cfg,
             service_name,
             reader: table.reader(),
+            clients: clients::Clients::default(),
             route_cache: routes::RouteCache::new(max_name_len),
             drain_route_cache: routes::RouteCache::new(max_name_len),
             table,
@@ -554,40 +559,43 @@ impl Dataplane {
             // A notice or response that did not arrive: never answered.
             return;
         }
-        let name = match original.sender {
+        match original.sender {
             // A sender that names this host is local: a frame queued on a
             // link carries this host's address (see `remote::forward`).
-            Sender::Proc { addr, .. } if !addr.is_empty() && addr != &*self.own_addr => {
-                // Another host's proc: the notice goes back over a link.
+            Sender::Proc { addr, .. } if !self.is_local_addr(addr) => {
+                // Another host's proc or client: the notice goes back over
+                // a link.
                 self.notify_remote_sender(original, reason);
                 return;
             }
-            Sender::Client { name } | Sender::Proc { name, .. } => name,
             Sender::Anonymous => return,
-        };
-        let peer = self.peer_of(original.dest_name, original.dest_addr);
-        match self.reader.lookup(name.as_bytes()).copied() {
-            Some(Route::Client(c)) => {
-                let limits = self.limits;
-                let from = self.service_name.clone();
-                if let Some(conn) = self.conn_mut(c) {
-                    push_notice(conn, original, reason, from.as_str(), "", &limits);
-                    // It answers a frame that was delivered (the frame
-                    // stays counted delivered: the notice is its answer, as
-                    // a reply would be, and the name's holder now may not
-                    // be the connection that sent it).
-                    conn.answers.answer(original.message_id, peer);
-                }
+            Sender::Client { .. } | Sender::Proc { .. } => {}
+        }
+        // The sender is found by its kind: a client (one of ours, or one
+        // this host relayed as `FROM_CLIENT`) in the client namespace, a
+        // proc in the routing table; a proc's name never reaches a client.
+        let target = original.reply_target();
+        let peer = self.peer_of(original.dest_name, original.dest_addr, original.to_client());
+        let limits = self.limits;
+        if target.to_client {
+            let Some(c) = self.clients.lookup(target.name.as_bytes()) else {
+                return;
+            };
+            let from = self.service_name.clone();
+            if let Some(conn) = self.conn_mut(c) {
+                push_notice(conn, original, reason, from.as_str(), "", &limits);
+                // It answers a frame that was delivered (the frame stays
+                // counted delivered: the notice is its answer, as a reply
+                // would be, and the name's holder now may not be the
+                // connection that sent it).
+                conn.answers.answer(original.message_id, peer);
             }
-            Some(Route::Proc(p)) => {
-                let limits = self.limits;
-                let from = self.service_name.clone();
-                if let Some(slot) = slot_of(&mut self.procs, p) {
-                    notice_into_ring(slot, original, reason, from.as_str(), &limits);
-                    mark_dirty(&mut self.dirty, p.index, slot);
-                }
+        } else if let Some(Route::Proc(p)) = self.reader.lookup(target.name.as_bytes()).copied() {
+            let from = self.service_name.clone();
+            if let Some(slot) = slot_of(&mut self.procs, p) {
+                notice_into_ring(slot, original, reason, from.as_str(), &limits);
+                mark_dirty(&mut self.dirty, p.index, slot);
             }
-            _ => {}
         }
     }
 

@@ -11,8 +11,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use hostmux_wire::{
-    encode_frame_to_vec, encoded_len, Addr, AddrKind, FrameDecoder, FrameHeader, Limits, ProcName,
-    Sender, UndeliverableReason,
+    encode_frame_to_vec, encoded_len, Addr, AddrKind, Flags, FrameDecoder, FrameHeader, Limits,
+    ProcName, Sender, UndeliverableReason,
 };
 
 use super::write::{notice_header, notice_payload};
@@ -111,10 +111,19 @@ fn forward_header<'a>(
         return Outcome::Returned(UndeliverableReason::NoSuchProc);
     };
     header.sender = match header.sender {
-        Sender::Proc { addr: "", name } | Sender::Client { name } => Sender::Proc {
+        Sender::Proc { addr: "", name } => Sender::Proc {
             addr: own_addr,
             name,
         },
+        // A client of ours travels as a "proc" of this host, marked as a
+        // client so that answers to it carry `TO_CLIENT` (docs/wire.md).
+        Sender::Client { name } => {
+            header.flags = header.flags.with(Flags::FROM_CLIENT);
+            Sender::Proc {
+                addr: own_addr,
+                name,
+            }
+        }
         other => other,
     };
     // One more link crossed (the far host refuses it past its limit).
@@ -141,13 +150,16 @@ impl Dataplane {
     }
 
     /// Who a frame to `dest_name` at `dest_addr` goes to, as the answers a
-    /// client awaits are keyed: the named party on this host, or whatever
-    /// lives on the other host (its answers carry that host's address).
-    pub(super) fn peer_of(&self, dest_name: &str, dest_addr: &str) -> Peer {
-        if self.is_local_addr(dest_addr) {
-            Peer::named(dest_name.as_bytes())
-        } else {
+    /// client awaits are keyed: the named proc or (`to_client`) client on
+    /// this host, or whatever lives on the other host (its answers carry
+    /// that host's address).
+    pub(super) fn peer_of(&self, dest_name: &str, dest_addr: &str, to_client: bool) -> Peer {
+        if !self.is_local_addr(dest_addr) {
             Peer::remote(dest_addr.as_bytes())
+        } else if to_client {
+            Peer::client(dest_name.as_bytes())
+        } else {
+            Peer::named(dest_name.as_bytes())
         }
     }
 

@@ -12,6 +12,11 @@
 //! * only the host originates `Undeliverable` and `ControlResponse` frames
 //!   (a client or proc that sends one has it dropped and counted; links from
 //!   other hosts may carry them, since those hosts originated them);
+//! * only a host marks a frame `FROM_CLIENT` (when it forwards its client's
+//!   frame over a link), and only the host's own hello ack is a `TO_CLIENT`
+//!   frame on the hello port: a client or proc that sends either is
+//!   refused `Malformed`, so nothing a client receives can pass for a
+//!   notice, a response or an ack that the host did not write;
 //! * a notice or a response is never answered, with a notice or anything
 //!   else (as ICMP never reports an error about an error);
 //! * every notice and response the host originates has the service proc as
@@ -75,6 +80,11 @@ pub(crate) struct Envelope<'a> {
     pub(crate) sender: Sender<'a>,
     pub(crate) dest_port: u32,
     pub(crate) hops: u8,
+    /// `TO_CLIENT`: the destination is a client connection.
+    pub(crate) to_client: bool,
+    /// `FROM_CLIENT`: the sender is a client relayed by the host at its
+    /// address.
+    pub(crate) from_client: bool,
 }
 
 /// Whether a frame of `kind` may be answered (with a reply, a response or a
@@ -97,6 +107,11 @@ pub(crate) fn admit(
     frame: &Envelope<'_>,
     max_hops: u8,
 ) -> Result<(), UndeliverableReason> {
+    // Only the host's hello ack is a `TO_CLIENT` frame on the hello port;
+    // the host writes it straight to the connection, never through here.
+    if frame.to_client && frame.dest_port == HELLO_PORT {
+        return Err(UndeliverableReason::Malformed);
+    }
     match origin {
         Origin::Client { name } => {
             let sender_ok = match frame.sender {
@@ -104,7 +119,7 @@ pub(crate) fn admit(
                 Sender::Client { name: claimed } => claimed == name,
                 Sender::Proc { .. } => false,
             };
-            if !sender_ok || host_only(frame.kind) {
+            if !sender_ok || host_only(frame.kind) || frame.from_client {
                 return Err(UndeliverableReason::Malformed);
             }
         }
@@ -130,7 +145,7 @@ pub(crate) fn admit(
                 } => claimed == name && addr.is_empty(),
                 Sender::Client { .. } => false,
             };
-            if !sender_ok || host_only(frame.kind) {
+            if !sender_ok || host_only(frame.kind) || frame.from_client {
                 return Err(UndeliverableReason::Malformed);
             }
         }
@@ -194,6 +209,8 @@ mod tests {
             sender,
             dest_port: 0,
             hops: 0,
+            to_client: false,
+            from_client: false,
         }
     }
 
@@ -344,5 +361,52 @@ mod tests {
         let reply = envelope(FrameKind::Data, Sender::Anonymous);
         assert_eq!(service_use(proc, &reply, false), ServiceUse::Consume);
         assert_eq!(service_use(client, &reply, true), ServiceUse::Consume);
+    }
+
+    #[test]
+    fn only_links_carry_from_client_and_nobody_forges_a_hello_ack() {
+        let relayed_client = Sender::Proc {
+            addr: "tcp:other:1",
+            name: "cli",
+        };
+        let marked = |sender| Envelope {
+            from_client: true,
+            ..envelope(FrameKind::Data, sender)
+        };
+        assert_eq!(admit(Origin::Link, &marked(relayed_client), 8), Ok(()));
+        assert_eq!(
+            admit(
+                Origin::Client { name: "c" },
+                &marked(Sender::Client { name: "c" }),
+                8
+            ),
+            Err(UndeliverableReason::Malformed)
+        );
+        assert_eq!(
+            admit(
+                Origin::Proc { name: "p" },
+                &marked(Sender::Proc {
+                    addr: "",
+                    name: "p"
+                }),
+                8
+            ),
+            Err(UndeliverableReason::Malformed)
+        );
+        // A client may address another client, on any port but the hello's.
+        let to_client = |dest_port| Envelope {
+            to_client: true,
+            dest_port,
+            ..envelope(FrameKind::Data, Sender::Client { name: "c" })
+        };
+        let client = Origin::Client { name: "c" };
+        assert_eq!(admit(client, &to_client(7), 8), Ok(()));
+        for origin in [client, Origin::Proc { name: "c" }, Origin::Link] {
+            assert_eq!(
+                admit(origin, &to_client(HELLO_PORT), 8),
+                Err(UndeliverableReason::Malformed),
+                "{origin:?}"
+            );
+        }
     }
 }

@@ -10,8 +10,8 @@
 //! `Unauthorized` and a log line; nothing changes.
 
 use hostmux_wire::{
-    encode_frame_to_vec, ControlErrorKind, ControlResponse, Flags, FrameHeader, FrameKind,
-    FrameView, Limits, ProcName, Sender,
+    encode_frame_to_vec, ControlErrorKind, ControlResponse, FrameHeader, FrameKind, FrameView,
+    Limits, ProcName, ReplyTarget, Sender,
 };
 
 use super::ConnKey;
@@ -27,21 +27,21 @@ pub(crate) struct ControlJob {
     pub(crate) port: u32,
     /// The requester's name ("" for anonymous).
     pub(crate) reply_to: String,
+    /// The requester is a client (the response carries `TO_CLIENT`).
+    pub(crate) to_client: bool,
     /// The request payload (a `ControlRequest` archive).
     pub(crate) payload: Vec<u8>,
 }
 
 impl ControlJob {
     pub(crate) fn new(conn: ConnKey, request: &FrameView<'_>) -> Self {
-        let reply_to = match request.sender() {
-            Sender::Anonymous => String::new(),
-            Sender::Client { name } | Sender::Proc { name, .. } => name.to_owned(),
-        };
+        let target = request.fields().reply_target();
         Self {
             conn,
             message_id: request.message_id(),
             port: request.dest_port(),
-            reply_to,
+            reply_to: target.name.to_owned(),
+            to_client: target.to_client,
             payload: request.payload().to_vec(),
         }
     }
@@ -80,14 +80,9 @@ pub(crate) fn refuse(
                 .to_owned(),
         )
     };
-    let (dest_name, dest_addr) = match request.sender() {
-        Sender::Anonymous => ("", ""),
-        Sender::Client { name } => (name, ""),
-        Sender::Proc { addr, name } => (name, addr),
-    };
+    let target = request.fields().reply_target();
     response_frame(
-        dest_name,
-        dest_addr,
+        target,
         request.message_id(),
         request.dest_port(),
         service_name,
@@ -96,10 +91,10 @@ pub(crate) fn refuse(
     )
 }
 
-/// Encodes `response` as a frame from the service proc to `dest_name`.
+/// Encodes `response` as a frame from the service proc to `target` (the
+/// requester: [`FrameHeader::reply_target`] of its request).
 pub(crate) fn response_frame(
-    dest_name: &str,
-    dest_addr: &str,
+    target: ReplyTarget<'_>,
     message_id: u64,
     port: u32,
     service_name: &ProcName,
@@ -108,11 +103,11 @@ pub(crate) fn response_frame(
 ) -> Vec<u8> {
     let header = FrameHeader {
         kind: FrameKind::ControlResponse,
-        flags: Flags::NONE,
+        flags: target.flags(),
         message_id,
-        dest_name,
+        dest_name: target.name,
         dest_port: port,
-        dest_addr,
+        dest_addr: target.addr,
         sender: Sender::Proc {
             addr: "",
             name: service_name.as_str(),

@@ -8,9 +8,9 @@ use std::time::Instant;
 use hostmux_ring::{Producer, RingError};
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
-    decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, FrameHeader, FrameKind,
-    FramePrefix, FrameView, HeaderMemo, Limits, Sender, Undeliverable, UndeliverableReason,
-    WireError, FRAME_ALIGN, PREFIX_LEN, UNDELIVERABLE_LEN,
+    decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, Flags, FrameHeader,
+    FrameKind, FramePrefix, FrameView, HeaderMemo, Limits, Sender, Undeliverable,
+    UndeliverableReason, WireError, FRAME_ALIGN, PREFIX_LEN, UNDELIVERABLE_LEN,
 };
 
 use super::agent::agent_answer;
@@ -371,7 +371,11 @@ pub(super) enum Source {
 /// a connection or a proc, is carried out here.
 impl Dataplane {
     /// Forwards an admitted frame to another host, or delivers it to the
-    /// service proc, a client's reply queue or a proc's ring. The source
+    /// service proc, a client's reply queue or a proc's ring. A frame
+    /// marked `TO_CLIENT` is looked up among the clients only, any other
+    /// in the routing table (procs and the service proc) only: a client
+    /// never receives a frame meant for a proc, and never shadows one. The
+    /// source
     /// decides only how a full destination is waited on (a connection's
     /// frame is held by its reader; a proc's drain blocks), which of the
     /// two route caches is used and which fast lane may repeat the route.
@@ -385,6 +389,17 @@ impl Dataplane {
         if !self.is_local_addr(frame.dest_addr()) {
             return self.forward(frame.fields(), pieces.payload());
         }
+        let control = frame.kind() == FrameKind::ControlRequest;
+        if frame.flags().contains(Flags::TO_CLIENT) {
+            // Control requests are for the service proc only.
+            if control {
+                return Outcome::Returned(UndeliverableReason::Malformed);
+            }
+            return match self.clients.lookup(frame.dest_name_bytes()) {
+                Some(c) => self.deliver_to_client(c, pieces, source, now),
+                None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+            };
+        }
         let changes = self.table.changes();
         let from_conn = matches!(source, Source::Conn { .. });
         let cache = if from_conn {
@@ -393,17 +408,13 @@ impl Dataplane {
             &mut self.drain_route_cache
         };
         let route = cache.lookup(&self.table, &mut self.reader, frame.dest_name_bytes());
-        let control = frame.kind() == FrameKind::ControlRequest;
         match route {
             // Control requests are for the service proc only (a proc's for
             // no name at all is answered `NoSuchProc`).
-            Some(Route::Client(_) | Route::Proc(_)) if control => {
-                Outcome::Returned(UndeliverableReason::Malformed)
-            }
+            Some(Route::Proc(_)) if control => Outcome::Returned(UndeliverableReason::Malformed),
             None if control && from_conn => Outcome::Returned(UndeliverableReason::Malformed),
             None => Outcome::Returned(self.unrouted(source)),
             Some(Route::Service) => self.deliver_to_service(frame, pieces.payload(), source),
-            Some(Route::Client(c)) => self.deliver_to_client(c, pieces, source, now),
             Some(Route::Proc(q)) => self.deliver_to_proc(q, pieces, source, changes, now),
         }
     }
@@ -494,7 +505,7 @@ impl Dataplane {
 
     /// Who `frame` comes from, as the answers a client awaits are keyed
     /// (see [`Dataplane::peer_of`]): a proc by its name, another host by its
-    /// address, a client by its hello name.
+    /// address, a client by its hello name (in the client namespace).
     fn answer_peer(&mut self, frame: &FrameView<'_>, source: Source) -> Peer {
         match source {
             Source::Proc { key, .. } => match slot_of(&mut self.procs, key) {
@@ -505,8 +516,8 @@ impl Dataplane {
                 party: Party::Link, ..
             } => Peer::remote(frame.sender().addr().as_bytes()),
             Source::Conn { key, .. } => match self.conn_mut(key) {
-                Some(conn) => Peer::named(conn.name.as_str().as_bytes()),
-                None => Peer::named(frame.sender().name().as_bytes()),
+                Some(conn) => Peer::client(conn.name.as_str().as_bytes()),
+                None => Peer::client(frame.sender().name().as_bytes()),
             },
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hostmux_lifecycle::ProcHandle as _;
 use hostmux_wire::{
     ControlErrorKind, ControlRequest, ControlResponse, ProcCounters, ProcInfo, ProcState,
-    TerminateSummary,
+    ReplyTarget, TerminateSummary,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -41,9 +41,13 @@ pub(crate) async fn control_loop<M: SpawnByRequest>(
                 }
                 Err(e) => service::error(ControlErrorKind::InvalidRequest, e.to_string()),
             };
+            let target = ReplyTarget {
+                name: &job.reply_to,
+                addr: "",
+                to_client: job.to_client,
+            };
             let frame = service::response_frame(
-                &job.reply_to,
-                "",
+                target,
                 job.message_id,
                 job.port,
                 host.service_name(),

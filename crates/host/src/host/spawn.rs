@@ -74,7 +74,9 @@ impl<M: ProcManager + 'static> Host<M> {
 
     /// Registers `name` as starting. A name held by a proc that a failed or
     /// dropped spawn is still releasing is waited for; any other holder (a
-    /// proc in the registry, a connected client) makes it a duplicate.
+    /// proc in the registry, or the routing table's service proc) makes it
+    /// a duplicate. Clients are not consulted: their names are a namespace
+    /// of their own, so a client never makes a spawn fail.
     async fn reserve(
         &self,
         name: &ProcName,

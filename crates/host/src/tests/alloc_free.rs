@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use hostmux_wire::{
-    decode_frame, encode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, FrameHeader, Sender,
+    decode_frame, encode_frame, encode_frame_to_vec, rkyv::util::AlignedVec, Flags, FrameHeader,
+    Sender,
 };
 
 use crate::config::HostConfig;
@@ -49,6 +50,8 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
     let request = frame("echo", 1, &[7; 200]);
     let lost = frame("nobody", 2, b"?");
     let reply_header = FrameHeader {
+        // To the client `client` (its own namespace).
+        flags: Flags::TO_CLIENT,
         sender: Sender::Proc {
             addr: "",
             name: "echo",

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use hostmux_wire::{encode_frame_to_vec, FrameDecoder, FrameHeader, Sender};
+use hostmux_wire::{encode_frame_to_vec, Flags, FrameDecoder, FrameHeader, Sender};
 
 use crate::config::HostConfig;
 use crate::dataplane::rig::Rig;
@@ -94,6 +94,8 @@ fn stress_per_frame_ring_to_client() {
     let (mut dp, mut proc_out) = (rig.dp, echo.outbound);
 
     let reply = FrameHeader {
+        // To the client `client` (its own namespace).
+        flags: Flags::TO_CLIENT,
         sender: Sender::Proc {
             addr: "",
             name: "echo",

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use hostmux_proc::protocol::BootParams;
 use hostmux_proc::{boot, boot_from, BootOptions, ProcError};
-use hostmux_wire::{FrameHeader, FrameKind, Sender};
+use hostmux_wire::{Flags, FrameHeader, FrameKind, Sender};
 
 /// Byte offset of the producer index (`tail`) in a ring's memfd (`docs/ring.md`).
 const TAIL_OFFSET: u64 = 128;
@@ -136,7 +136,10 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
                     .unwrap_or(held.len())
                     .min(held.len());
                 for (client, message_id, payload) in held.drain(..count) {
+                    // A reply to a client: its name is in the client
+                    // namespace (`TO_CLIENT`).
                     let header = FrameHeader {
+                        flags: Flags::TO_CLIENT,
                         sender: Sender::Proc {
                             addr: "",
                             name: own.as_str(),

@@ -6,9 +6,12 @@
 use std::time::{Duration, Instant};
 
 use hostmux_wire::rkyv::util::AlignedVec;
-use hostmux_wire::{decode_frame, FrameDecoder, FrameKind, FrameView, Limits, FRAME_ALIGN};
+use hostmux_wire::{
+    decode_frame, Flags, FrameDecoder, FrameKind, FrameView, Limits, Sender, FRAME_ALIGN,
+};
 
 use super::ledger::{Ledger, Who, REQUEST};
+use super::world::CLIENT_NAMES;
 use crate::dataplane::{ConnKey, Dataplane, Delivery, Outbox, ProcKey};
 
 /// Bytes the host reads from a connection in one go.
@@ -231,6 +234,9 @@ impl SimConn {
                 }
             };
             ledger.received(self.who, &frame)?;
+            if let Who::Client(c) = self.who {
+                check_for_client(&frame, CLIENT_NAMES[usize::from(c)])?;
+            }
             if !self.expect.contains(&frame.message_id()) {
                 self.received_foreign_frames = true;
             }
@@ -245,4 +251,39 @@ impl SimConn {
         }
         Ok(Read::Frames)
     }
+}
+
+/// Names and kinds: a client receives data only for its own name in the
+/// client namespace (`TO_CLIENT`), and nothing but the host originates a
+/// notice or a response (their sender is the service proc). (A notice
+/// about a refused frame goes back on the connection that sent it and is
+/// addressed to the sender that frame claimed, forged or not.)
+fn check_for_client(frame: &FrameView<'_>, name: &str) -> Result<(), String> {
+    let to_client = frame.flags().contains(Flags::TO_CLIENT);
+    let host_answer = matches!(
+        frame.kind(),
+        FrameKind::Undeliverable | FrameKind::ControlResponse
+    );
+    let for_this_client = to_client && frame.dest_name() == name;
+    if !(host_answer || for_this_client) {
+        return Err(format!(
+            "client {name} received a {:?} for {:?} (to a client: {to_client})",
+            frame.kind(),
+            frame.dest_name()
+        ));
+    }
+    if host_answer
+        && frame.sender()
+            != (Sender::Proc {
+                addr: "",
+                name: "service",
+            })
+    {
+        return Err(format!(
+            "client {name} received a {:?} from {:?}: only the host originates those",
+            frame.kind(),
+            frame.sender()
+        ));
+    }
+    Ok(())
 }

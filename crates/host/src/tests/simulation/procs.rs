@@ -158,6 +158,18 @@ impl SimProc {
                 )
             })?;
             ledger.received(self.who, &frame)?;
+            // Names and kinds: a proc never receives data meant for a
+            // client. (Its own name may differ: `Rebind` points other
+            // names at it, as a respawn under a reused name would.)
+            let to_client = frame.flags().contains(Flags::TO_CLIENT);
+            if frame.kind() == FrameKind::Data && to_client {
+                return Err(format!(
+                    "the host wrote a frame for {} (to a client: {}) into proc {}'s ring",
+                    frame.dest_name(),
+                    frame.flags().contains(Flags::TO_CLIENT),
+                    self.name
+                ));
+            }
             let id = frame.message_id();
             let request =
                 frame.kind() == FrameKind::Data && frame.payload().first() == Some(&REQUEST);
@@ -224,21 +236,18 @@ impl SimProc {
             }
             Behaviour::Sink => false,
         };
-        let (dest_name, dest_addr) = match frame.sender() {
-            Sender::Anonymous => return None,
-            Sender::Client { name } => (name, ""),
-            Sender::Proc { addr, name } => (name, addr),
-        };
-        if !answers {
+        if frame.sender() == Sender::Anonymous || !answers {
             return None;
         }
+        // Addressed by the sender's kind: a client in the client namespace.
+        let target = frame.fields().reply_target();
         let header = FrameHeader {
             kind: FrameKind::Data,
-            flags: Flags::NONE,
+            flags: target.flags(),
             message_id: frame.message_id(),
-            dest_name,
+            dest_name: target.name,
             dest_port: frame.dest_port(),
-            dest_addr,
+            dest_addr: target.addr,
             sender: Sender::Proc {
                 addr: "",
                 name: self.name,

@@ -4,7 +4,9 @@
 use super::event::Behaviour::{Buggy, Echo, Sink, Slow};
 use super::event::CrashPoint::{AfterRead, AfterRelease, AfterReply, Idle, MidReply};
 use super::event::Event::{self, *};
-use super::event::Shape::{ForgedSender, Remote, Request, StrayReply};
+use super::event::Shape::{
+    ControlRequest, ForgedNotice, ForgedResponse, ForgedSender, Remote, Request, StrayReply,
+};
 use super::{report, run};
 
 /// Runs `events` and fails with the simulation's report (shrunk).
@@ -262,4 +264,59 @@ fn simulation_leftovers_are_charged_to_the_connection_that_sent_them() {
             point: Idle,
         },
     ]);
+}
+
+/// Issue 12, names and kinds: client 2 is named `p3`, like proc 3, and
+/// connects before the proc is spawned. The spawn binds `p3` all the same;
+/// frames for the proc `p3` (dest 3) reach the proc and are answered, frames
+/// for the client `p3` (dest 6, `TO_CLIENT`) reach the client, the proc's
+/// replies to clients reach them, a frame for the proc name `c0` that only
+/// a client holds (dest 9) is answered `NoSuchProc`, and forged notices,
+/// responses and a control request to a client never reach one. The
+/// world's invariants check every frame a client or proc receives.
+#[test]
+fn simulation_a_client_named_like_a_proc_neither_takes_nor_receives_its_frames() {
+    let mut events = vec![
+        Connect { client: 2 },
+        Connect { client: 0 },
+        Spawn {
+            proc: 3,
+            behaviour: Echo,
+        },
+        Ready { proc: 3 },
+    ];
+    for (client, dest, shape) in [
+        (0, 3, Request),
+        (0, 6, Request),
+        (2, 3, Request),
+        (0, 9, Request),
+        (0, 6, ForgedNotice),
+        (0, 6, ForgedResponse),
+        (0, 6, ControlRequest),
+        (2, 4, Request),
+    ] {
+        events.push(Send {
+            client,
+            dest,
+            count: 2,
+            shape,
+        });
+    }
+    events.extend([
+        ProcSend {
+            proc: 3,
+            dest: 6,
+            count: 1,
+            shape: Request,
+        },
+        Doorbell,
+        ProcStep {
+            proc: 3,
+            records: 32,
+        },
+        Doorbell,
+        ClientRead { client: 0 },
+        ClientRead { client: 2 },
+    ]);
+    scenario(&events);
 }

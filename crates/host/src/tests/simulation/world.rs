@@ -21,9 +21,24 @@ use crate::dataplane::rig::Rig;
 use crate::dataplane::{ConnKey, Dataplane, ProcKey, Route, Table};
 
 pub(super) const PROC_NAMES: [&str; 4] = ["p0", "p1", "p2", "p3"];
-pub(super) const CLIENT_NAMES: [&str; 3] = ["c0", "c1", "c2"];
-/// Where frames may be sent: procs, clients, the service proc, nobody.
-const DESTS: [&str; 9] = ["p0", "p1", "p2", "p3", "c0", "c1", "c2", SERVICE, "ghost"];
+/// Client 2 is named like proc 3: client names and proc names are separate
+/// namespaces, and neither may take, shadow or receive the other's frames.
+pub(super) const CLIENT_NAMES: [&str; 3] = ["c0", "c1", "p3"];
+/// Where frames may be sent, as (name, `TO_CLIENT`): procs, clients, the
+/// service proc, nobody, and a client's name taken for a proc's (`c0`
+/// without `TO_CLIENT`: no proc has it, so `NoSuchProc`).
+const DESTS: [(&str, bool); 10] = [
+    ("p0", false),
+    ("p1", false),
+    ("p2", false),
+    ("p3", false),
+    ("c0", true),
+    ("c1", true),
+    ("p3", true),
+    (SERVICE, false),
+    ("ghost", false),
+    ("c0", false),
+];
 /// The service proc's name (as the rig routes it).
 const SERVICE: &str = "service";
 /// This host's address (as the rig names it).
@@ -141,7 +156,7 @@ impl World {
                 let Some(conn) = self.clients[c].as_mut().filter(|c| c.writable()) else {
                     return Ok(());
                 };
-                let dest = DESTS[dest as usize % DESTS.len()];
+                let (dest, to_client) = DESTS[dest as usize % DESTS.len()];
                 for _ in 0..count {
                     let id = self.ledger.new_id();
                     let sender = match shape {
@@ -153,13 +168,13 @@ impl World {
                             name: CLIENT_NAMES[c],
                         },
                     };
-                    let (kind, bytes) = frame(shape, dest, id, sender, &self.limits);
+                    let (kind, bytes) = frame(shape, dest, to_client, id, sender, &self.limits);
                     self.ledger.sent(conn.who, kind, id);
                     // Clients answer nothing, and the service proc answers
                     // only control requests (it consumes data), so requests
                     // to them need not be answered.
                     if matches!(shape, Shape::Request | Shape::Big | Shape::Remote)
-                        && !CLIENT_NAMES.contains(&dest)
+                        && !to_client
                         && dest != SERVICE
                     {
                         conn.expect.push(id);
@@ -258,7 +273,7 @@ impl World {
                         break;
                     };
                     let id = self.ledger.new_id();
-                    let dest = DESTS[dest as usize % DESTS.len()];
+                    let (dest, to_client) = DESTS[dest as usize % DESTS.len()];
                     let sender = match shape {
                         Shape::Anonymous => Sender::Anonymous,
                         Shape::ForgedSender => Sender::Proc {
@@ -270,7 +285,7 @@ impl World {
                             name: sim.name,
                         },
                     };
-                    let (kind, bytes) = frame(shape, dest, id, sender, &self.limits);
+                    let (kind, bytes) = frame(shape, dest, to_client, id, sender, &self.limits);
                     self.ledger.sent(sim.who, kind, id);
                     sim.send(bytes, &mut self.ledger);
                 }
@@ -338,16 +353,23 @@ impl World {
     }
 }
 
-/// Encodes a frame of `shape` to `dest`; returns its kind and bytes.
+/// Encodes a frame of `shape` to `dest` (a client's name if `to_client`);
+/// returns its kind and bytes.
 fn frame(
     shape: Shape,
     dest: &str,
+    to_client: bool,
     id: u64,
     sender: Sender<'_>,
     limits: &Limits,
 ) -> (FrameKind, Vec<u8>) {
     let mut header = FrameHeader {
         sender,
+        flags: if to_client {
+            Flags::TO_CLIENT
+        } else {
+            Flags::NONE
+        },
         ..FrameHeader::data(dest, id)
     };
     let mut payload = vec![REQUEST; 24];
@@ -384,18 +406,19 @@ pub(super) fn far_answer(frame: &FrameView<'_>, limits: &Limits) -> Option<Vec<u
     if frame.kind() != FrameKind::Data || frame.payload().first() != Some(&REQUEST) {
         return None;
     }
-    let (dest_name, dest_addr) = match frame.sender() {
-        Sender::Proc { addr, name } => (name, addr),
-        Sender::Client { name } => (name, ""),
-        Sender::Anonymous => return None,
-    };
+    if frame.sender() == Sender::Anonymous {
+        return None;
+    }
+    // A client of the simulated host arrives as `FROM_CLIENT`: its answer
+    // is addressed `TO_CLIENT`.
+    let target = frame.fields().reply_target();
     let header = FrameHeader {
         kind: FrameKind::Data,
-        flags: Flags::NONE,
+        flags: target.flags(),
         message_id: frame.message_id(),
-        dest_name,
+        dest_name: target.name,
         dest_port: 0,
-        dest_addr,
+        dest_addr: target.addr,
         sender: Sender::Proc {
             addr: FAR_ADDR,
             name: "far",

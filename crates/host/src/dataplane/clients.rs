@@ -1,0 +1,74 @@
+//! The host's client connections by name: a namespace of their own.
+//!
+//! A client's hello name is looked up here and nowhere else, and only for
+//! frames that say they are for a client ([`Flags::TO_CLIENT`]) or answers
+//! to a client; the shared routing [`Table`](super::Table) holds procs and
+//! the service proc only. So a client can neither take a proc's name (a
+//! spawn never fails because of a client), nor shadow one (a frame for a
+//! proc name reaches that proc or is answered `NoSuchProc`), nor receive
+//! frames meant for a proc. Only the I/O thread touches clients (a
+//! connection is added after its hello and removed when it closes), so
+//! this is a plain map owned by the data plane, not a lock-free table.
+//!
+//! [`Flags::TO_CLIENT`]: hostmux_wire::Flags::TO_CLIENT
+
+use std::collections::HashMap;
+
+use hostmux_router::RouteHasher;
+
+use super::ConnKey;
+
+/// Connected clients by hello name.
+#[derive(Default)]
+pub(super) struct Clients {
+    by_name: HashMap<Box<[u8]>, ConnKey, RouteHasher>,
+}
+
+impl Clients {
+    /// Binds `name` to `key`; false (nothing changed) if another client
+    /// holds it. Procs are not consulted: their names are another
+    /// namespace.
+    pub(super) fn insert(&mut self, name: &[u8], key: ConnKey) -> bool {
+        if self.by_name.contains_key(name) {
+            return false;
+        }
+        self.by_name.insert(name.into(), key);
+        true
+    }
+
+    /// Unbinds `name` if it is still bound to `key` (a newer holder is
+    /// left alone).
+    pub(super) fn remove_if(&mut self, name: &[u8], key: ConnKey) {
+        if self.by_name.get(name) == Some(&key) {
+            self.by_name.remove(name);
+        }
+    }
+
+    /// The connection holding `name`. Allocation-free.
+    #[inline]
+    pub(super) fn lookup(&self, name: &[u8]) -> Option<ConnKey> {
+        self.by_name.get(name).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(index: u32, generation: u32) -> ConnKey {
+        ConnKey { index, generation }
+    }
+
+    #[test]
+    fn a_name_has_one_holder_and_only_it_unbinds_it() {
+        let mut clients = Clients::default();
+        assert!(clients.insert(b"cli", key(0, 1)));
+        assert!(!clients.insert(b"cli", key(1, 2)), "held");
+        assert_eq!(clients.lookup(b"cli"), Some(key(0, 1)));
+        clients.remove_if(b"cli", key(1, 2));
+        assert_eq!(clients.lookup(b"cli"), Some(key(0, 1)), "not its holder");
+        clients.remove_if(b"cli", key(0, 1));
+        assert_eq!(clients.lookup(b"cli"), None);
+        assert!(clients.insert(b"cli", key(1, 2)), "free again");
+    }
+}

@@ -1,0 +1,189 @@
+//! Names and kinds (issue 12): client names live apart from proc names, and
+//! clients send only what clients may send. Real sockets, both frontends.
+
+use hostmux_host::{ClientReader, ClientWriter, FrontendKind, HostConfig, HELLO_PORT};
+use hostmux_wire::{Flags, FrameHeader, FrameKind, Sender, Undeliverable, UndeliverableReason};
+
+use crate::support::{both_frontends, echo_proc, next_frame, serve, Client, Frame, TestHost};
+
+/// A connected client's halves.
+async fn connect(host: &TestHost, name: &str) -> (ClientWriter, ClientReader) {
+    Client::connect(host, name).await.into_split()
+}
+
+/// The next frame, which must be there.
+async fn next(reader: &mut ClientReader) -> Frame {
+    next_frame(reader)
+        .await
+        .expect("a frame, not end of stream")
+}
+
+/// A client named `later` connects first; `spawn later` succeeds all the
+/// same. Frames for the proc `later` reach the proc (never the client), the
+/// client `later` gets its own replies from the proc, addressed to it as a
+/// client, and frames for the client `later` reach the client.
+async fn a_client_named_like_a_proc_neither_stops_its_spawn_nor_receives_its_frames(
+    kind: FrontendKind,
+) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    let (mut later_w, mut later_r) = connect(&host, "later").await;
+    host.spawn("later", echo_proc(usize::MAX))
+        .await
+        .expect("spawn later succeeds while a client holds `later`");
+
+    // Another client's frame for `later` goes to the proc, which answers it.
+    let (mut asker_w, mut asker_r) = connect(&host, "asker").await;
+    asker_w.send("later", 0, 1, b"to the proc").await.unwrap();
+    let echo = next(&mut asker_r).await;
+    assert_eq!(
+        (echo.kind, echo.message_id, echo.sender.as_str()),
+        (FrameKind::Data, 1, "later")
+    );
+    assert_eq!(echo.payload, b"to the proc");
+    assert!(echo.to_client, "a reply to a client carries TO_CLIENT");
+    assert_eq!(echo.dest_name, "asker");
+
+    // The client `later` asks the proc `later`: its first frame is that
+    // reply (had the asker's frame reached it, it would have come first).
+    later_w.send("later", 0, 7, b"mine").await.unwrap();
+    let own = next(&mut later_r).await;
+    assert_eq!(
+        (
+            own.kind,
+            own.message_id,
+            own.sender.as_str(),
+            own.sender_is_client
+        ),
+        (FrameKind::Data, 7, "later", false),
+        "{own:?}"
+    );
+    assert!(own.to_client && own.dest_name == "later");
+
+    // A frame for the client `later` reaches the client, not the proc.
+    asker_w
+        .send_to_client("later", 0, 2, b"to the client")
+        .await
+        .unwrap();
+    let direct = next(&mut later_r).await;
+    assert_eq!(
+        (
+            direct.message_id,
+            direct.sender.as_str(),
+            direct.sender_is_client
+        ),
+        (2, "asker", true)
+    );
+    assert_eq!(direct.payload, b"to the client");
+
+    let stats = host.stats().await.unwrap();
+    let proc = stats.procs.iter().find(|p| p.name == "later").unwrap();
+    assert_eq!(
+        proc.frames_in, 2,
+        "the proc got the asker's and later's frames"
+    );
+}
+both_frontends!(a_client_named_like_a_proc_neither_stops_its_spawn_nor_receives_its_frames);
+
+/// A frame for a proc name that no proc holds is `NoSuchProc`, even while a
+/// client has that name; the notice is addressed to the sender as a client.
+async fn a_proc_name_only_a_client_holds_is_no_such_proc(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let (mut ghost_w, mut ghost_r) = connect(&host, "ghost").await;
+    let (mut asker_w, mut asker_r) = connect(&host, "asker").await;
+    asker_w.send("ghost", 0, 5, b"anyone?").await.unwrap();
+    let notice = next(&mut asker_r).await;
+    assert_eq!(notice.kind, FrameKind::Undeliverable, "{notice:?}");
+    assert_eq!(
+        notice.undeliverable(),
+        Undeliverable {
+            original_message_id: 5,
+            reason: UndeliverableReason::NoSuchProc,
+        }
+    );
+    assert!(notice.to_client && notice.dest_name == "asker");
+    // The client `ghost` got nothing: its first frame is its own echo.
+    ghost_w.send("echo", 0, 6, b"ping").await.unwrap();
+    let first = next(&mut ghost_r).await;
+    assert_eq!((first.message_id, first.sender.as_str()), (6, "echo"));
+}
+both_frontends!(a_proc_name_only_a_client_holds_is_no_such_proc);
+
+/// A client cannot send a notice, a control response, a frame marked as
+/// relayed from another host's client, a hello-ack look-alike or a control
+/// request to another client: nothing reaches the target, the sender gets
+/// a `Malformed` notice for each of those that may be answered, and the
+/// notice and response it forged are dropped and counted (a notice about a
+/// notice is the loop the delivery rules forbid).
+async fn a_client_cannot_forge_what_only_a_host_sends(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    let (_victim_w, mut victim_r) = connect(&host, "victim").await;
+    let (mut mallory_w, mut mallory_r) = connect(&host, "mallory").await;
+    let forged = |kind, flags, dest_port, message_id| FrameHeader {
+        kind,
+        flags,
+        dest_port,
+        sender: Sender::Client { name: "mallory" },
+        ..FrameHeader::data("victim", message_id)
+    };
+    let notice = Undeliverable {
+        original_message_id: 1,
+        reason: UndeliverableReason::NoSuchProc,
+    }
+    .to_bytes();
+    let to_client = Flags::TO_CLIENT;
+    let frames = [
+        (
+            forged(FrameKind::Undeliverable, to_client, 0, 1),
+            &notice[..],
+        ),
+        (forged(FrameKind::ControlResponse, to_client, 0, 2), b"x"),
+        (
+            forged(FrameKind::Data, to_client.with(Flags::FROM_CLIENT), 0, 3),
+            b"relayed?",
+        ),
+        (forged(FrameKind::Data, to_client, HELLO_PORT, 4), b""),
+        (forged(FrameKind::ControlRequest, to_client, 0, 5), b"x"),
+        // The same relay mark on a frame for a proc name.
+        (
+            FrameHeader {
+                dest_name: "victim",
+                ..forged(FrameKind::Data, Flags::FROM_CLIENT, 0, 6)
+            },
+            b"relayed?",
+        ),
+    ];
+    for (header, payload) in &frames {
+        mallory_w.send_frame(header, payload).await.unwrap();
+    }
+    for id in 3..=6 {
+        let refusal = next(&mut mallory_r).await;
+        assert_eq!(refusal.kind, FrameKind::Undeliverable, "{refusal:?}");
+        assert_eq!(
+            refusal.undeliverable(),
+            Undeliverable {
+                original_message_id: id,
+                reason: UndeliverableReason::Malformed,
+            }
+        );
+        assert!(refusal.to_client && refusal.dest_name == "mallory");
+        assert_eq!(refusal.sender, host.service_name().as_str());
+    }
+    // Then an honest frame: the victim's first frame is that one.
+    mallory_w
+        .send_to_client("victim", 0, 99, b"hello")
+        .await
+        .unwrap();
+    let first = next(&mut victim_r).await;
+    assert_eq!(
+        (first.kind, first.message_id, first.sender.as_str()),
+        (FrameKind::Data, 99, "mallory"),
+        "nothing forged reached the victim"
+    );
+    let stats = host.stats().await.unwrap();
+    let mallory = stats.conns.iter().find(|c| c.name == "mallory").unwrap();
+    assert_eq!(mallory.dropped.get(UndeliverableReason::Malformed), 2);
+    assert_eq!(mallory.returned.get(UndeliverableReason::Malformed), 4);
+    assert_eq!(mallory.delivered, 1);
+}
+both_frontends!(a_client_cannot_forge_what_only_a_host_sends);
