@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hostmux_wire::Limits;
+use hostmux_wire::{Addr, Limits};
 
 /// Which frontend the host's I/O thread runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +65,13 @@ pub struct HostConfig {
     /// link having crossed this many is dropped (a data frame's sender is
     /// told `HopLimit`). See `docs/wire.md`.
     pub max_hops: u8,
+    /// The other hosts this host may dial (TCP addresses). A frame for any
+    /// other host's address is answered `NotAPeer` at once and no
+    /// connection is opened; the hello with [`HostConfig::token`] goes only
+    /// to these. Equivalent spellings of one address match (`tcp:[::1]:7`
+    /// and `tcp:[0:0::1]:7`, DNS names in any case). Empty (the default):
+    /// the host dials nobody. See `docs/operations.md`, "Peers".
+    pub peers: Vec<Addr>,
 }
 
 impl Default for HostConfig {
@@ -84,6 +91,7 @@ impl Default for HostConfig {
             poll_spin: Duration::from_micros(20),
             half_close_linger: Duration::from_secs(5),
             max_hops: 8,
+            peers: Vec::new(),
         }
     }
 }

@@ -1,6 +1,11 @@
 //! Links to other hosts, dialled as the data plane asks for them.
+//!
+//! This is the only place the host sends its hello (with its token) to
+//! anyone, and it dials only a [`PeerAddr`]: an address from the configured
+//! peer list (the data plane makes no other, see `dataplane::remote`).
 
 use super::*;
+use crate::dataplane::PeerAddr;
 
 /// Dials links to other hosts as the data plane asks for them.
 pub(super) async fn dial_loop<F: Frontend>(
@@ -21,14 +26,14 @@ pub(super) async fn dial_loop<F: Frontend>(
     loop {
         wake.notified().await;
         dataplane.take_dials(&mut dials);
-        for (key, addr) in dials.drain(..) {
+        for (key, peer) in dials.drain(..) {
             tokio::task::spawn_local(dial::<F>(
                 dataplane.clone(),
                 cfg.clone(),
                 service_name.clone(),
                 peer_name.clone(),
                 key,
-                addr,
+                peer,
             ));
         }
     }
@@ -40,12 +45,12 @@ pub(super) async fn dial<F: Frontend>(
     service_name: ProcName,
     peer_name: String,
     key: ConnKey,
-    addr: Box<str>,
+    peer: PeerAddr,
 ) {
-    let span = tracing::info_span!("link", remote = %addr, frontend = F::NAME);
+    let span = tracing::info_span!("link", remote = %peer.as_str(), frontend = F::NAME);
     let limits = cfg.limits;
     let linked = tokio::time::timeout(Duration::from_secs(10), async {
-        let target = match tcp_target(&addr) {
+        let target = match tcp_target(peer.as_str()) {
             Some((host, port)) => tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map_err(|e| format!("cannot resolve: {e}"))?
