@@ -209,6 +209,15 @@ pub(crate) struct ServeArgs {
     /// frame's sender is told `HopLimit`).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..))]
     pub(crate) max_hops: u8,
+    /// Another host this host may dial, tcp:HOST:PORT (repeatable). Frames
+    /// for any other host are answered `NotAPeer` and nothing is dialled;
+    /// with no peers the host dials nobody. The token goes only to peers.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub(crate) peers: Vec<String>,
+    /// File of peer addresses, one per line (`#` starts a comment, blank
+    /// lines are ignored); adds to --peer.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) peers_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
