@@ -226,6 +226,15 @@ pub(crate) struct ServeArgs {
     /// connection holding an older partial frame is closed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) frame_timeout: Duration,
+    /// Another host this host may dial, tcp:HOST:PORT (repeatable). Frames
+    /// for any other host are answered `NotAPeer` and nothing is dialled;
+    /// with no peers the host dials nobody. The token goes only to peers.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub(crate) peers: Vec<String>,
+    /// File of peer addresses, one per line (`#` starts a comment, blank
+    /// lines are ignored); adds to --peer.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) peers_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

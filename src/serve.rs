@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use hostmux_host::{Host, HostConfig, HostError};
 use hostmux_lifecycle::{BulkTerminateMode, ProcessProcManager, RunAs};
-use hostmux_wire::Addr;
+use hostmux_wire::{Addr, AddrKind};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{CliError, ServeArgs};
@@ -55,8 +55,62 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         conn_memory: args.conn_memory,
         max_connections: args.max_connections as usize,
         frame_timeout: args.frame_timeout,
+        peers: peers(args)?,
         ..HostConfig::default()
     })
+}
+
+/// The peers `--peer` and `--peers-file` name, in that order, each once.
+fn peers(args: &ServeArgs) -> anyhow::Result<Vec<Addr>> {
+    let mut peers = Vec::new();
+    for text in &args.peers {
+        let peer =
+            parse_peer(text).map_err(|why| CliError::usage(format!("--peer {text:?}: {why}")))?;
+        peers.push(peer);
+    }
+    if let Some(file) = &args.peers_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            CliError::usage(format!(
+                "cannot read the peers file {} ({e})",
+                file.display()
+            ))
+        })?;
+        peers.extend(parse_peers_file(&text).map_err(|(line, why)| {
+            CliError::usage(format!("peers file {}, line {line}: {why}", file.display()))
+        })?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    peers.retain(|peer| seen.insert(peer.clone()));
+    Ok(peers)
+}
+
+/// The addresses in a peers file: one per line, `#` to the end of a line
+/// is a comment, blank lines are ignored. `Err((line, why))` for the first
+/// bad line (numbered from 1).
+fn parse_peers_file(text: &str) -> Result<Vec<Addr>, (usize, String)> {
+    let mut peers = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        peers.push(parse_peer(entry).map_err(|why| (index + 1, format!("{entry:?}: {why}")))?);
+    }
+    Ok(peers)
+}
+
+/// One peer address: `tcp:HOST:PORT` with a port (links are TCP).
+fn parse_peer(text: &str) -> Result<Addr, String> {
+    let addr: Addr = text
+        .parse()
+        .map_err(|e| format!("not a valid address ({e}); use tcp:HOST:PORT"))?;
+    match addr.kind() {
+        AddrKind::Tcp { port: 0, .. } => {
+            Err("port 0 names no listening host; give the peer's frontend port".to_owned())
+        }
+        AddrKind::Tcp { .. } => Ok(addr),
+        _ => Err("not a TCP address; links between hosts are TCP (tcp:HOST:PORT)".to_owned()),
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -179,6 +233,80 @@ fn send_notify(target: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peers_file_skips_comments_and_blank_lines() {
+        let text = "# the rack\n\ntcp:10.0.0.2:7000\n  tcp:[::1]:7001  # local\n\t\n";
+        let peers = parse_peers_file(text).unwrap();
+        let peers: Vec<&str> = peers.iter().map(Addr::as_str).collect();
+        assert_eq!(peers, ["tcp:10.0.0.2:7000", "tcp:[::1]:7001"]);
+    }
+
+    #[test]
+    fn a_bad_peer_line_is_named_by_its_number() {
+        for (text, line, says) in [
+            (
+                "tcp:10.0.0.2:7000\n# ok\ntcp:host\n",
+                3,
+                "not a valid address",
+            ),
+            ("unix:/run/peer.sock\n", 1, "not a TCP address"),
+            ("\ntcp:10.0.0.2:0\n", 2, "port 0"),
+        ] {
+            let (got_line, why) = parse_peers_file(text).unwrap_err();
+            assert_eq!(got_line, line, "{text:?}");
+            assert!(why.contains(says), "{text:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn peer_flags_and_file_make_one_list_without_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("peers");
+        std::fs::write(&file, "tcp:10.0.0.3:7000\ntcp:10.0.0.2:7000\n").unwrap();
+        let args = |peers: &[&str], peers_file| {
+            let mut argv = vec!["serve"];
+            for peer in peers {
+                argv.extend(["--peer", peer]);
+            }
+            let mut args = serve_args(&argv);
+            args.peers_file = peers_file;
+            args
+        };
+        let config = host_config(&args(&["tcp:10.0.0.2:7000"], Some(file.clone()))).unwrap();
+        let peers: Vec<&str> = config.peers.iter().map(Addr::as_str).collect();
+        assert_eq!(peers, ["tcp:10.0.0.2:7000", "tcp:10.0.0.3:7000"]);
+        assert!(host_config(&args(&[], None)).unwrap().peers.is_empty());
+
+        let bad = host_config(&args(&["unix:/x"], None))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("--peer \"unix:/x\""), "{bad}");
+        std::fs::write(&file, "tcp:10.0.0.3:7000\nnonsense\n").unwrap();
+        let bad = host_config(&args(&[], Some(file.clone())))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains(&format!("{}, line 2", file.display())),
+            "{bad}"
+        );
+        let missing = dir.path().join("absent");
+        let bad = host_config(&args(&[], Some(missing.clone())))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains(&missing.display().to_string()), "{bad}");
+    }
+
+    /// `ServeArgs` as clap makes them from `argv` (`serve ...`).
+    fn serve_args(argv: &[&str]) -> ServeArgs {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Serve::try_parse_from(argv).unwrap().args
+    }
 
     #[test]
     fn notify_writes_one_datagram_to_the_socket() {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hostmux_wire::Limits;
+use hostmux_wire::{Addr, Limits};
 
 /// Which frontend the host's I/O thread runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,6 +90,13 @@ pub struct HostConfig {
     pub frame_timeout: Duration,
     /// How long a new connection may take to send its hello.
     pub hello_timeout: Duration,
+    /// The other hosts this host may dial (TCP addresses). A frame for any
+    /// other host's address is answered `NotAPeer` at once and no
+    /// connection is opened; the hello with [`HostConfig::token`] goes only
+    /// to these. Equivalent spellings of one address match (`tcp:[::1]:7`
+    /// and `tcp:[0:0::1]:7`, DNS names in any case). Empty (the default):
+    /// the host dials nobody. See `docs/operations.md`, "Peers".
+    pub peers: Vec<Addr>,
 }
 
 impl Default for HostConfig {
@@ -113,6 +120,7 @@ impl Default for HostConfig {
             max_connections: 1024,
             frame_timeout: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
+            peers: Vec::new(),
         }
     }
 }

@@ -1,4 +1,7 @@
-//! Routing between hosts: dialled, cached links; failures come back.
+//! Routing between hosts: dialled, cached links to configured peers only;
+//! failures come back.
+
+use std::time::Duration;
 
 use hostmux_host::{FrontendKind, HostConfig};
 use hostmux_wire::Addr;
@@ -8,9 +11,32 @@ use crate::support::{
     both_frontends, echo_proc, reply, ring_proc, serve, serve_at, Client, Frame, WAIT,
 };
 
+/// A TCP port that was free a moment ago (for a host that must be named as
+/// a peer before it is bound).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A host config whose only peers are `peers`.
+fn with_peers(peers: &[&str]) -> HostConfig {
+    HostConfig {
+        peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        ..HostConfig::default()
+    }
+}
+
 async fn procs_and_clients_reach_another_host(kind: FrontendKind) {
-    let (host_a, _serving_a) = serve(kind, HostConfig::default()).await;
-    let (host_b, _serving_b) = serve(kind, HostConfig::default()).await;
+    // Each host is the other's peer (host B dials host A for the replies).
+    let (a_addr, b_addr) = (
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+    );
+    let (host_a, _serving_a) = serve_at(kind, a_addr.clone(), with_peers(&[b_addr.as_str()])).await;
+    let (host_b, _serving_b) = serve_at(kind, b_addr, with_peers(&[a_addr.as_str()])).await;
     host_b.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
     let b_addr = host_b.addr().to_string();
 
@@ -68,7 +94,8 @@ async fn procs_and_clients_reach_another_host(kind: FrontendKind) {
 both_frontends!(procs_and_clients_reach_another_host);
 
 async fn unreachable_host_returns_frames(kind: FrontendKind) {
-    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    // A peer nobody listens on (port 1).
+    let (host, _serving) = serve(kind, with_peers(&["tcp:127.0.0.1:1"])).await;
     let mut client = Client::connect(&host, "hopeful").await;
     // Nothing listens on port 1.
     for id in 0..3 {
@@ -87,29 +114,30 @@ async fn unreachable_host_returns_frames(kind: FrontendKind) {
     }
     returned.sort_unstable();
     assert_eq!(returned, [0, 1, 2]);
-    // A Unix address names no other host.
+    // A Unix address names no peer (links are TCP).
     client.send_to("ghost", "unix:/nowhere", 9, b"?").await;
     assert_eq!(
         client.recv().await.undeliverable().reason,
-        UndeliverableReason::NoSuchProc
+        UndeliverableReason::NotAPeer
     );
 }
 both_frontends!(unreachable_host_returns_frames);
 
 /// A host that does not recognise an alias of its own address (bound to
-/// 0.0.0.0, addressed as 127.0.0.1) forwards the frame to itself over a
-/// link, again and again: the hop count ends it after `max_hops` links, and
-/// the client gets exactly one answer, `HopLimit`.
+/// 0.0.0.0, addressed as 127.0.0.1) and is configured with that alias as a
+/// peer forwards the frame to itself over a link, again and again: the hop
+/// count ends it after `max_hops` links, and the client gets exactly one
+/// answer, `HopLimit`.
 async fn a_frame_circulating_between_hosts_ends_at_the_hop_limit(kind: FrontendKind) {
+    let port = free_port();
+    let alias = format!("tcp:127.0.0.1:{port}");
     let config = HostConfig {
         token: Some("loop-test".to_owned()),
         max_hops: 4,
-        ..HostConfig::default()
+        ..with_peers(&[&alias])
     };
-    let (host, _serving) = serve_at(kind, Addr::tcp("0.0.0.0", 0).unwrap(), config).await;
+    let (host, _serving) = serve_at(kind, Addr::tcp("0.0.0.0", port).unwrap(), config).await;
     host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
-    let port = host.addr().port().unwrap();
-    let alias = format!("tcp:127.0.0.1:{port}");
     let mut client = Client::connect_with_token(&host, "looper", b"loop-test")
         .await
         .expect("hello accepted");
@@ -126,3 +154,105 @@ async fn a_frame_circulating_between_hosts_ends_at_the_hop_limit(kind: FrontendK
     assert_eq!(echo.frames_in, 0, "the frame never reached echo");
 }
 both_frontends!(a_frame_circulating_between_hosts_ends_at_the_hop_limit);
+
+/// How long a listener that is not a peer waits for a connection after the
+/// sender already has its `NotAPeer` notice (the host refuses before any
+/// dial, so nothing can come; this only bounds the check).
+const NO_DIAL_GRACE: Duration = Duration::from_millis(300);
+
+/// Issue 12's dial policy from outside: a client and a proc name a TCP
+/// listener on this machine that is not a peer; both get `NotAPeer` and the
+/// listener never gets a connection (so never sees the host's token).
+async fn a_frame_for_a_non_peer_never_opens_a_connection(kind: FrontendKind) {
+    let stranger = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stranger_addr = format!("tcp:127.0.0.1:{}", stranger.local_addr().unwrap().port());
+    let config = HostConfig {
+        token: Some("never-to-strangers".to_owned()),
+        ..with_peers(&["tcp:127.0.0.1:1"])
+    };
+    let (host, _serving) = serve(kind, config).await;
+
+    // A client.
+    let mut client = Client::connect_with_token(&host, "curious", b"never-to-strangers")
+        .await
+        .expect("hello accepted");
+    client.send_to("anyone", &stranger_addr, 1, b"psst").await;
+    let notice = client.recv().await;
+    assert_eq!(
+        (notice.kind, notice.message_id),
+        (FrameKind::Undeliverable, 1)
+    );
+    assert_eq!(notice.undeliverable().reason, UndeliverableReason::NotAPeer);
+
+    // A proc: it tells the client the reason it got back.
+    let target = stranger_addr.clone();
+    let prober = ring_proc(move |endpoint, go| {
+        let me = endpoint.name.clone();
+        let header = FrameHeader {
+            dest_addr: &target,
+            sender: Sender::Proc {
+                addr: "",
+                name: me.as_str(),
+            },
+            ..FrameHeader::data("anyone", 2)
+        };
+        endpoint.send(&header, b"psst", WAIT).unwrap();
+        let got = endpoint.recv(WAIT, Frame::from_view).unwrap();
+        let hostmux_host::Received::Frame(notice) = got else {
+            panic!("no answer to the proc's frame");
+        };
+        assert_eq!(notice.kind, FrameKind::Undeliverable, "{notice:?}");
+        reply(endpoint, &go, &[notice.undeliverable().reason as u8]);
+        true
+    });
+    host.spawn("prober", prober).await.unwrap();
+    client.send("prober", 3, b"go").await;
+    let told = client.recv().await;
+    assert_eq!(told.message_id, 3);
+    assert_eq!(told.payload, [UndeliverableReason::NotAPeer as u8]);
+
+    // Both senders have their answers: no connection was, or will be, made.
+    let accepted = tokio::time::timeout(NO_DIAL_GRACE, stranger.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "the host connected to a non-peer: {accepted:?}"
+    );
+    let stats = host.stats().await.unwrap();
+    assert!(
+        stats.conn(&stranger_addr).is_none(),
+        "a link to the stranger"
+    );
+    assert_eq!(
+        stats
+            .conn("curious")
+            .unwrap()
+            .returned
+            .get(UndeliverableReason::NotAPeer),
+        1
+    );
+    assert_eq!(
+        stats
+            .proc("prober")
+            .unwrap()
+            .outbound_returned
+            .get(UndeliverableReason::NotAPeer),
+        1
+    );
+}
+both_frontends!(a_frame_for_a_non_peer_never_opens_a_connection);
+
+/// The control case for the test above: the same listener, configured as
+/// a peer, does get the host's connection (so the check above can fail).
+async fn a_frame_for_a_peer_opens_a_connection_to_it(kind: FrontendKind) {
+    let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = format!("tcp:127.0.0.1:{}", peer.local_addr().unwrap().port());
+    let (host, _serving) = serve(kind, with_peers(&[&peer_addr])).await;
+    let mut client = Client::connect(&host, "curious").await;
+    client.send_to("anyone", &peer_addr, 1, b"hi").await;
+    let accepted = tokio::time::timeout(WAIT, peer.accept()).await;
+    assert!(
+        matches!(accepted, Ok(Ok(_))),
+        "the host did not dial its peer: {accepted:?}"
+    );
+}
+both_frontends!(a_frame_for_a_peer_opens_a_connection_to_it);

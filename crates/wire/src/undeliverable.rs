@@ -32,12 +32,16 @@ pub enum UndeliverableReason {
     /// [`DEFAULT_MAX_HOPS`](crate::DEFAULT_MAX_HOPS)): hosts have forwarded
     /// it too often, probably in a loop, and the host dropped it.
     HopLimit = 6,
+    /// The frame names another host that is not one of this host's
+    /// configured peers: the host dials only its peers, so it opened no
+    /// connection and answered at once.
+    NotAPeer = 7,
 }
 
 impl UndeliverableReason {
     /// Every reason, in code order (`reason as usize` indexes it), for
     /// per-reason counters.
-    pub const ALL: [UndeliverableReason; 7] = [
+    pub const ALL: [UndeliverableReason; 8] = [
         UndeliverableReason::NoSuchProc,
         UndeliverableReason::NotReady,
         UndeliverableReason::ProcExited,
@@ -45,7 +49,28 @@ impl UndeliverableReason {
         UndeliverableReason::Oversized,
         UndeliverableReason::Malformed,
         UndeliverableReason::HopLimit,
+        UndeliverableReason::NotAPeer,
     ];
+
+    /// What the reason means, in a few lowercase words (the `Display` text).
+    pub fn description(self) -> &'static str {
+        match self {
+            UndeliverableReason::NoSuchProc => "no such proc",
+            UndeliverableReason::NotReady => "proc not ready",
+            UndeliverableReason::ProcExited => "proc exited",
+            UndeliverableReason::Overloaded => "overloaded",
+            UndeliverableReason::Oversized => "oversized",
+            UndeliverableReason::Malformed => "malformed",
+            UndeliverableReason::HopLimit => "hop limit reached",
+            UndeliverableReason::NotAPeer => "not a peer of the host",
+        }
+    }
+}
+
+impl std::fmt::Display for UndeliverableReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.description())
+    }
 }
 
 /// The payload of an [`FrameKind::Undeliverable`] frame: which message came
@@ -104,6 +129,7 @@ impl Undeliverable {
                 ArchivedUndeliverableReason::Oversized => UndeliverableReason::Oversized,
                 ArchivedUndeliverableReason::Malformed => UndeliverableReason::Malformed,
                 ArchivedUndeliverableReason::HopLimit => UndeliverableReason::HopLimit,
+                ArchivedUndeliverableReason::NotAPeer => UndeliverableReason::NotAPeer,
             },
         })
     }

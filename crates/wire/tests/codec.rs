@@ -284,7 +284,7 @@ fn undeliverable_reply_round_trips() {
 }
 
 #[test]
-fn undeliverable_reasons_keep_their_codes_and_hop_limit_is_6() {
+fn undeliverable_reasons_keep_their_codes_hop_limit_is_6_not_a_peer_is_7() {
     let codes: Vec<(UndeliverableReason, u8)> = UndeliverableReason::ALL
         .into_iter()
         .map(|reason| (reason, reason as u8))
@@ -299,6 +299,7 @@ fn undeliverable_reasons_keep_their_codes_and_hop_limit_is_6() {
             (UndeliverableReason::Oversized, 4),
             (UndeliverableReason::Malformed, 5),
             (UndeliverableReason::HopLimit, 6),
+            (UndeliverableReason::NotAPeer, 7),
         ]
     );
     // Each reason's payload: the id at 0, the code at 8, zero after it.
@@ -318,8 +319,13 @@ fn undeliverable_reasons_keep_their_codes_and_hop_limit_is_6() {
     // The first code past the last is refused.
     let mut payload = AlignedVec::<16>::new();
     payload.extend_from_slice(&[0; 16]);
-    payload[8] = 7;
+    payload[8] = 8;
     assert!(Undeliverable::decode(&payload).is_err());
+    // Every reason reads as a few words.
+    assert_eq!(
+        UndeliverableReason::NotAPeer.to_string(),
+        "not a peer of the host"
+    );
 }
 
 #[test]

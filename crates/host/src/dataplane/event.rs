@@ -10,6 +10,7 @@
 use hostmux_wire::AgentResponse;
 
 use super::agent::AgentWaiter;
+use super::remote::PeerAddr;
 use super::ConnKey;
 use crate::dataplane::service::ControlJob;
 
@@ -25,13 +26,14 @@ pub(crate) enum Event {
     /// A reply queue that a proc's drain waited on has room again (or its
     /// connection is gone): run the backend loop, which retries the drains.
     ReplyQueueRoom,
-    /// Dial the link `link` to another host at `addr` (the data plane has
-    /// queued frames on it already).
+    /// Dial the link `link` to the peer `peer` (the data plane has queued
+    /// frames on it already). Only a configured peer can be named here (see
+    /// [`PeerAddr`]): the dial sends the host's token.
     Dial {
         /// The link's connection slot.
         link: ConnKey,
-        /// The other host's address text.
-        addr: Box<str>,
+        /// The peer's address, as configured.
+        peer: PeerAddr,
     },
     /// A privileged control request for the control side.
     Control(ControlJob),

@@ -58,6 +58,7 @@ mod write;
 pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};
 pub(crate) use event::Event;
+pub(crate) use remote::PeerAddr;
 pub(crate) use write::copy_head;
 
 use write::{mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn};

@@ -1,18 +1,30 @@
 //! Links to other hosts: frames whose destination address is another host
 //! are forwarded over a connection this host dials on first use and caches.
 //!
+//! **Dial policy.** The host dials only its configured peers
+//! ([`HostConfig::peers`]). The destination address of every frame for
+//! another host is checked against that list before anything else: a frame
+//! for any other address is answered `NotAPeer` at once and no connection is
+//! opened. A dial is asked for with a [`PeerAddr`], which only this module
+//! makes and only from the configured list, so the hello carrying the host's
+//! token (sent by the dialler, `crate::io::dial`) cannot go anywhere else,
+//! whatever address a client, a proc or a remote sender names. Notices to
+//! another host's procs go the same way, so they too reach peers only.
+//!
 //! The link is an ordinary connection slot (bounded queue, counters) that is
 //! not in the routing table. While it connects, frames queue (up to the
 //! client queue bound, then `Overloaded`); if the dial or the hello fails,
 //! or the link later closes, every frame still queued is returned to its
 //! sender as `NoSuchProc`. Forwarded frames carry this host's address in
-//! their sender, so the far side can route replies back (by dialling us).
+//! their sender, so the far side can route replies back (by dialling us,
+//! which it does only if this host is one of its peers).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 
 use hostmux_wire::{
-    encode_frame_to_vec, encoded_len, Addr, AddrKind, Flags, FrameDecoder, FrameHeader, Limits,
-    ProcName, Sender, UndeliverableReason,
+    encode_frame_to_vec, encoded_len, validate_addr, Addr, AddrKind, Flags, FrameDecoder,
+    FrameHeader, Limits, ProcName, Sender, UndeliverableReason,
 };
 
 use super::write::{notice_header, notice_payload};
@@ -20,14 +32,79 @@ use super::{slot_of_conn, AwaitedAnswers, ConnKey, ConnSlot, Dataplane, Event, O
 use crate::config::HostConfig;
 use crate::stats::ConnStats;
 
-/// Most other hosts one host keeps links to (bounds memory whatever
-/// addresses frames name).
+/// Most other hosts one host keeps links to (bounds memory whatever the
+/// configuration says).
 const MAX_REMOTES: usize = 1024;
 
-/// The links to other hosts, by address text.
+/// Most refused addresses logged one by one (each once); past that, one
+/// line says that further ones are only counted. Bounds both the log and
+/// the memory a sender naming ever new addresses can cost.
+const MAX_REFUSED_LOGGED: usize = 256;
+
+/// The address of one of this host's configured peers: the only kind of
+/// address the host dials, so the only place its hello (and token) goes.
+/// Made only in this module, from [`HostConfig::peers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PeerAddr(Addr);
+
+impl PeerAddr {
+    /// The peer's address as configured.
+    pub(crate) fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// The configured peer that `dest` (a frame's destination address) names,
+/// in its configured spelling or an equivalent one. Only TCP peers count
+/// (links are TCP). Allocates nothing.
+fn configured_peer<'c>(peers: &'c [Addr], dest: &str) -> Option<&'c Addr> {
+    let tcp = |peer: &&Addr| matches!(peer.kind(), AddrKind::Tcp { .. });
+    let mut candidates = peers.iter().filter(tcp);
+    candidates
+        .clone()
+        .find(|peer| peer.as_str() == dest)
+        .or_else(|| candidates.find(|peer| same_endpoint(peer, dest)))
+}
+
+/// Whether `text` is another spelling of the TCP address `peer`: the same
+/// port, and the same IP address (`[::1]` and `[0:0::1]`, an IPv4 address
+/// and its IPv4-mapped IPv6 form) or the same DNS name in any case. Any
+/// other difference (`host` and `host.`, `127.1`) is a different address:
+/// refusing a spelling is safe, dialling one is not. Allocates nothing.
+pub(crate) fn same_endpoint(peer: &Addr, text: &str) -> bool {
+    let AddrKind::Tcp { host, port } = peer.kind() else {
+        return false;
+    };
+    if validate_addr(text).is_err() {
+        return false;
+    }
+    let Some((other_host, other_port)) = text
+        .strip_prefix("tcp:")
+        .and_then(|rest| rest.rsplit_once(':'))
+    else {
+        return false;
+    };
+    let other_host = other_host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(other_host);
+    if other_port.parse() != Ok(port) {
+        return false;
+    }
+    match (host.parse::<IpAddr>(), other_host.parse::<IpAddr>()) {
+        (Ok(a), Ok(b)) => a.to_canonical() == b.to_canonical(),
+        (Err(_), Err(_)) => host.eq_ignore_ascii_case(other_host),
+        _ => false,
+    }
+}
+
+/// The links to other hosts, by their peer's configured address, and the
+/// refused addresses already logged.
 #[derive(Default)]
 pub(crate) struct Remotes {
     by_addr: HashMap<Box<str>, ConnKey>,
+    refused_logged: HashSet<Box<str>>,
+    refused_logging_stopped: bool,
 }
 
 impl Remotes {
@@ -36,10 +113,37 @@ impl Remotes {
             self.by_addr.remove(addr);
         }
     }
+
+    /// Refuses a frame for `addr`, which is not a peer: logs the address
+    /// at WARN the first time (up to [`MAX_REFUSED_LOGGED`] addresses).
+    fn refuse_stranger(&mut self, addr: &str) -> Outcome {
+        if !self.refused_logged.contains(addr) {
+            if self.refused_logged.len() < MAX_REFUSED_LOGGED {
+                self.refused_logged.insert(addr.into());
+                // Debug formatting: the text came from a frame (a Unix
+                // path may hold control characters).
+                tracing::warn!(
+                    addr = ?addr,
+                    "refused frames for another host that is not a peer: no connection opened, \
+                     senders answered NotAPeer (logged once per address); \
+                     to let this host dial it, serve with --peer ADDR"
+                );
+            } else if !self.refused_logging_stopped {
+                self.refused_logging_stopped = true;
+                tracing::warn!(
+                    logged = MAX_REFUSED_LOGGED,
+                    "frames named too many different non-peer addresses; further ones are \
+                     refused NotAPeer and counted without being logged"
+                );
+            }
+        }
+        Outcome::Returned(UndeliverableReason::NotAPeer)
+    }
 }
 
 /// Queues a frame (`header`, `payload`) on the link to its destination
-/// host, opening the link on first use (see [`Dataplane::forward`]).
+/// host, opening the link on first use if that host is a configured peer
+/// (see [`Dataplane::forward`]).
 #[allow(clippy::too_many_arguments)]
 fn forward_header<'a>(
     conns: &mut Vec<Option<ConnSlot>>,
@@ -53,58 +157,24 @@ fn forward_header<'a>(
     payload: &[u8],
 ) -> Outcome {
     let addr = header.dest_addr;
+    // A cached link is to a peer (links are opened only below); an address
+    // spelt otherwise than its peer is configured finds it through the list.
     let key = match remotes.by_addr.get(addr) {
         Some(&key) => key,
         None => {
-            // Only TCP addresses name other hosts.
-            let is_tcp = addr
-                .parse::<Addr>()
-                .is_ok_and(|a| matches!(a.kind(), AddrKind::Tcp { .. }));
-            if !is_tcp {
-                return Outcome::Returned(UndeliverableReason::NoSuchProc);
-            }
-            if remotes.by_addr.len() >= MAX_REMOTES {
-                return Outcome::Returned(UndeliverableReason::Overloaded);
-            }
-            *generation = generation.wrapping_add(1);
-            let index = conns
-                .iter()
-                .position(Option::is_none)
-                .unwrap_or(conns.len());
-            let key = ConnKey {
-                index: index as u32,
-                generation: *generation,
+            let Some(peer) = configured_peer(&cfg.peers, addr) else {
+                return remotes.refuse_stranger(addr);
             };
-            let slot = ConnSlot {
-                generation: *generation,
-                name: ProcName::new("peer").expect("a valid name"),
-                outbox: Vec::with_capacity(64 * 1024),
-                stats: ConnStats {
-                    name: addr.to_owned(),
-                    ..ConnStats::default()
-                },
-                closing: false,
-                dialled: Some(addr.into()),
-                connecting: true,
-                privileged: false,
-                full_since: None,
-                drains_waiting: false,
-                answers: AwaitedAnswers::default(),
-                lingering: false,
-                repeat_route: None,
-                repeat_peer: Peer::named(b""),
-            };
-            if index == conns.len() {
-                conns.push(Some(slot));
-            } else {
-                conns[index] = Some(slot);
+            match remotes.by_addr.get(peer.as_str()) {
+                Some(&key) => key,
+                None => {
+                    let peer = PeerAddr(peer.clone());
+                    match open_link(conns, remotes, events, generation, peer) {
+                        Some(key) => key,
+                        None => return Outcome::Returned(UndeliverableReason::Overloaded),
+                    }
+                }
             }
-            remotes.by_addr.insert(addr.into(), key);
-            events.push_back(Event::Dial {
-                link: key,
-                addr: addr.into(),
-            });
-            key
         }
     };
     let Some(conn) = slot_of_conn(conns, key) else {
@@ -143,6 +213,56 @@ fn forward_header<'a>(
     Outcome::Delivered
 }
 
+/// Makes the connection slot of a link to `peer` (connecting, frames queue
+/// on it) and asks the I/O shell to dial it. `None`: too many links.
+fn open_link(
+    conns: &mut Vec<Option<ConnSlot>>,
+    remotes: &mut Remotes,
+    events: &mut VecDeque<Event>,
+    generation: &mut u32,
+    peer: PeerAddr,
+) -> Option<ConnKey> {
+    if remotes.by_addr.len() >= MAX_REMOTES {
+        return None;
+    }
+    *generation = generation.wrapping_add(1);
+    let index = conns
+        .iter()
+        .position(Option::is_none)
+        .unwrap_or(conns.len());
+    let key = ConnKey {
+        index: index as u32,
+        generation: *generation,
+    };
+    let slot = ConnSlot {
+        generation: *generation,
+        name: ProcName::new("peer").expect("a valid name"),
+        outbox: Vec::with_capacity(64 * 1024),
+        stats: ConnStats {
+            name: peer.as_str().to_owned(),
+            ..ConnStats::default()
+        },
+        closing: false,
+        dialled: Some(peer.as_str().into()),
+        connecting: true,
+        privileged: false,
+        full_since: None,
+        drains_waiting: false,
+        answers: AwaitedAnswers::default(),
+        lingering: false,
+        repeat_route: None,
+        repeat_peer: Peer::named(b""),
+    };
+    if index == conns.len() {
+        conns.push(Some(slot));
+    } else {
+        conns[index] = Some(slot);
+    }
+    remotes.by_addr.insert(peer.as_str().into(), key);
+    events.push_back(Event::Dial { link: key, peer });
+    Some(key)
+}
+
 impl Dataplane {
     /// Whether `addr` (a frame's destination address) means this host.
     pub(crate) fn is_local_addr(&self, addr: &str) -> bool {
@@ -173,7 +293,9 @@ impl Dataplane {
 
     /// Sends a notice about `original`, from another host's proc, back to
     /// it over a link (the notice is itself never answered: if it cannot go,
-    /// it is dropped).
+    /// it is dropped). Like every forward, it goes only to a configured
+    /// peer: a frame that claims a sender on any other host gets no notice
+    /// and makes the host dial nobody.
     pub(super) fn notify_remote_sender(
         &mut self,
         original: &FrameHeader<'_>,
@@ -190,7 +312,8 @@ impl Dataplane {
 
     /// Queues a frame (`header`, `payload`) on the link to its destination
     /// host, opening the link on first use; its sender is rewritten to name
-    /// this host and its hop count goes up by one.
+    /// this host and its hop count goes up by one. A destination that is
+    /// not a configured peer is `Returned(NotAPeer)`, with no dial.
     pub(super) fn forward(&mut self, header: FrameHeader<'_>, payload: &[u8]) -> Outcome {
         let Dataplane {
             conns,
@@ -231,5 +354,220 @@ impl Dataplane {
                 self.notify_sender(&fields, UndeliverableReason::NoSuchProc);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use hostmux_wire::{
+        decode_frame, encode_frame_to_vec, FrameDecoder, FrameHeader, FrameKind, Limits, Sender,
+        Undeliverable, UndeliverableReason,
+    };
+
+    use super::*;
+    use crate::dataplane::rig::Rig;
+    use crate::dataplane::{Delivery, Drain, Outbox};
+
+    /// Not this host (the rig is `tcp:127.0.0.1:9`) and not a peer.
+    const STRANGER: &str = "tcp:127.0.0.1:7001";
+
+    fn config(peers: &[&str]) -> HostConfig {
+        HostConfig {
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            ..HostConfig::default()
+        }
+    }
+
+    /// The addresses the data plane asked to dial since the last call.
+    fn dials(dp: &mut Dataplane) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(event) = dp.poll_event() {
+            if let Event::Dial { peer, .. } = event {
+                out.push(peer.as_str().to_owned());
+            }
+        }
+        out
+    }
+
+    /// Client `conn` (called `name`) sends a data frame with `id` to
+    /// `echo` at `addr`.
+    fn client_sends(dp: &mut Dataplane, conn: ConnKey, name: &str, addr: &str, id: u64) {
+        let header = FrameHeader {
+            dest_addr: addr,
+            sender: Sender::Client { name },
+            ..FrameHeader::data("echo", id)
+        };
+        let mut bytes = Vec::new();
+        encode_frame_to_vec(&mut bytes, &header, b"hello", &Limits::default()).unwrap();
+        let mut decoder = FrameDecoder::new(Limits::default());
+        decoder.feed(&bytes);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        let delivery = dp.handle_conn_frame(conn, &frame, true, None, Instant::now());
+        assert_eq!(delivery, Delivery::Done);
+        dp.flush();
+    }
+
+    /// The (message id, reason) of each notice queued for `conn`.
+    fn notices(dp: &mut Dataplane, conn: ConnKey) -> Vec<(u64, UndeliverableReason)> {
+        let mut buf = Vec::new();
+        assert_eq!(dp.take_outbox(conn, &mut buf), Outbox::Bytes);
+        let mut decoder = FrameDecoder::new(Limits::default());
+        decoder.feed(&buf);
+        let mut out = Vec::new();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            assert_eq!(frame.kind(), FrameKind::Undeliverable);
+            let notice = Undeliverable::decode(frame.payload()).unwrap();
+            out.push((frame.message_id(), notice.reason));
+        }
+        out
+    }
+
+    #[test]
+    fn equivalent_spellings_of_a_peer_match_and_nothing_else_does() {
+        let v4: Addr = "tcp:127.0.0.1:7000".parse().unwrap();
+        let v6: Addr = "tcp:[::1]:7000".parse().unwrap();
+        let name: Addr = "tcp:Peer-A.example:7000".parse().unwrap();
+        assert!(same_endpoint(&v4, "tcp:127.0.0.1:7000"));
+        assert!(same_endpoint(&v4, "tcp:[::ffff:127.0.0.1]:7000"));
+        assert!(same_endpoint(&v6, "tcp:[0:0:0:0:0:0:0:1]:7000"));
+        assert!(same_endpoint(&v6, "tcp:[::0001]:7000"));
+        assert!(same_endpoint(&name, "tcp:peer-a.EXAMPLE:7000"));
+        for other in [
+            "tcp:127.0.0.1:7001",
+            "tcp:127.0.0.2:7000",
+            "tcp:localhost:7000",
+            "tcp:[::1]:7000",
+            "tcp:127.1:7000",
+            "unix:/tmp/peer",
+            "not an address",
+        ] {
+            assert!(!same_endpoint(&v4, other), "{other} matched {v4}");
+        }
+        assert!(!same_endpoint(&name, "tcp:peer-a.example.:7000"));
+        assert!(!same_endpoint(&name, "tcp:peer-b.example:7000"));
+        // Only TCP peers are ever matched (links are TCP).
+        let unix: Addr = "unix:/tmp/peer".parse().unwrap();
+        assert_eq!(configured_peer(&[unix], "unix:/tmp/peer"), None);
+    }
+
+    #[test]
+    fn a_client_frame_for_a_non_peer_is_answered_not_a_peer_without_a_dial() {
+        // No peers at all (the default), and peers that do not include it.
+        for peers in [&[][..], &["tcp:127.0.0.1:7000", "tcp:[::1]:7001"][..]] {
+            let mut rig = Rig::new(config(peers));
+            let conn = rig.add_conn("c");
+            let dp = &mut rig.dp;
+            for id in 1..=3 {
+                client_sends(dp, conn, "c", STRANGER, id);
+            }
+            assert_eq!(dials(dp), Vec::<String>::new(), "peers {peers:?}");
+            assert_eq!(
+                notices(dp, conn),
+                [1, 2, 3].map(|id| (id, UndeliverableReason::NotAPeer)),
+                "peers {peers:?}"
+            );
+            let stats = dp.stats();
+            let client = stats.conn("c").unwrap();
+            assert_eq!(client.returned.get(UndeliverableReason::NotAPeer), 3);
+            assert_eq!(client.delivered, 0);
+            assert_eq!(stats.conns.len(), 1, "no link slot was made: {stats:?}");
+            // The refusal was logged once, for the one address.
+            assert_eq!(dp.remotes.refused_logged.len(), 1);
+        }
+    }
+
+    #[test]
+    fn frames_for_a_peer_in_any_spelling_dial_it_once_as_configured() {
+        let mut rig = Rig::new(config(&["tcp:[::1]:7000"]));
+        let conn = rig.add_conn("c");
+        let dp = &mut rig.dp;
+        client_sends(dp, conn, "c", "tcp:[0:0::1]:7000", 1);
+        client_sends(dp, conn, "c", "tcp:[::1]:7000", 2);
+        assert_eq!(dials(dp), ["tcp:[::1]:7000"]);
+        let stats = dp.stats();
+        let link = stats
+            .conn("tcp:[::1]:7000")
+            .expect("one link, named as configured");
+        assert_eq!(link.frames_out, 2, "{link:?}");
+        assert_eq!(stats.conn("c").unwrap().delivered, 2);
+    }
+
+    #[test]
+    fn a_proc_frame_for_a_non_peer_is_answered_not_a_peer_without_a_dial() {
+        let mut rig = Rig::new(config(&["tcp:10.0.0.2:7000"]));
+        let mut proc = rig.add_proc("p", 1 << 16, 1 << 16);
+        let dp = &mut rig.dp;
+        let header = FrameHeader {
+            dest_addr: STRANGER,
+            sender: Sender::Proc {
+                addr: "",
+                name: "p",
+            },
+            ..FrameHeader::data("echo", 41)
+        };
+        let mut bytes = Vec::new();
+        encode_frame_to_vec(&mut bytes, &header, b"out", &Limits::default()).unwrap();
+        let mut slot = proc.outbound.try_reserve(bytes.len()).unwrap();
+        slot.copy_from_slice(&bytes);
+        slot.commit();
+        proc.outbound.publish().unwrap();
+        while dp.drain_outbound(proc.key, Instant::now()) == Drain::More {}
+        dp.flush();
+        assert_eq!(dials(dp), Vec::<String>::new());
+        let record = proc.inbound.peek().unwrap().expect("a notice for the proc");
+        let notice = decode_frame(record, &Limits::default()).unwrap();
+        assert_eq!(notice.kind(), FrameKind::Undeliverable);
+        assert_eq!(notice.message_id(), 41);
+        assert_eq!(
+            Undeliverable::decode(notice.payload()).unwrap().reason,
+            UndeliverableReason::NotAPeer
+        );
+        let stats = dp.stats();
+        assert_eq!(
+            stats
+                .proc("p")
+                .unwrap()
+                .outbound_returned
+                .get(UndeliverableReason::NotAPeer),
+            1
+        );
+        assert!(stats.conns.is_empty(), "no link slot was made: {stats:?}");
+    }
+
+    #[test]
+    fn a_notice_goes_back_to_a_remote_sender_only_over_a_link_to_a_peer() {
+        let mut rig = Rig::new(config(&["tcp:10.0.0.2:7000"]));
+        let dp = &mut rig.dp;
+        for (addr, dialled) in [(STRANGER, false), ("tcp:10.0.0.2:7000", true)] {
+            let original = FrameHeader {
+                sender: Sender::Proc { addr, name: "far" },
+                ..FrameHeader::data("gone", 5)
+            };
+            dp.notify_remote_sender(&original, UndeliverableReason::ProcExited);
+            let expected: Vec<String> = if dialled {
+                vec![addr.to_owned()]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(dials(dp), expected, "sender at {addr}");
+        }
+    }
+
+    #[test]
+    fn refused_addresses_are_logged_a_bounded_number_of_times() {
+        let mut rig = Rig::new(HostConfig::default());
+        let conn = rig.add_conn("c");
+        let dp = &mut rig.dp;
+        for port in 0..(MAX_REFUSED_LOGGED as u64 + 10) {
+            let addr = format!("tcp:10.9.9.9:{}", 1000 + port);
+            client_sends(dp, conn, "c", &addr, port + 1);
+            client_sends(dp, conn, "c", &addr, port + 1);
+            let _ = notices(dp, conn);
+        }
+        assert_eq!(dp.remotes.refused_logged.len(), MAX_REFUSED_LOGGED);
+        assert!(dp.remotes.refused_logging_stopped);
+        assert_eq!(dials(dp), Vec::<String>::new());
     }
 }

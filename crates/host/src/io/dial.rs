@@ -1,9 +1,14 @@
 //! Links to other hosts, dialled as the data plane asks for them.
+//!
+//! This is the only place the host sends its hello (with its token) to
+//! anyone, and it dials only a [`PeerAddr`]: an address from the configured
+//! peer list (the data plane makes no other, see `dataplane::remote`).
 
 use std::rc::Rc;
 
 use super::budget::{charge_to, ConnBudget};
 use super::*;
+use crate::dataplane::PeerAddr;
 
 /// Dials links to other hosts as the data plane asks for them.
 pub(super) async fn dial_loop<F: Frontend>(
@@ -25,14 +30,14 @@ pub(super) async fn dial_loop<F: Frontend>(
     loop {
         wake.notified().await;
         dataplane.take_dials(&mut dials);
-        for (key, addr) in dials.drain(..) {
+        for (key, peer) in dials.drain(..) {
             tokio::task::spawn_local(dial::<F>(
                 dataplane.clone(),
                 cfg.clone(),
                 service_name.clone(),
                 peer_name.clone(),
                 key,
-                addr,
+                peer,
                 budget.clone(),
             ));
         }
@@ -45,17 +50,17 @@ pub(super) async fn dial<F: Frontend>(
     service_name: ProcName,
     peer_name: String,
     key: ConnKey,
-    addr: Box<str>,
+    peer: PeerAddr,
     budget: Rc<ConnBudget>,
 ) {
-    let span = tracing::info_span!("link", remote = %addr, frontend = F::NAME);
+    let span = tracing::info_span!("link", remote = %peer.as_str(), frontend = F::NAME);
     let limits = cfg.limits;
     // A link's read buffer counts against the connection memory budget too.
     let mut charge = budget.charge();
     let charge = &mut charge;
     let deadline = Instant::now() + Duration::from_secs(10);
     let linked = tokio::time::timeout_at(deadline.into(), async {
-        let target = match tcp_target(&addr) {
+        let target = match tcp_target(peer.as_str()) {
             Some((host, port)) => tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map_err(|e| format!("cannot resolve: {e}"))?

@@ -18,7 +18,7 @@ use hostmux_wire::AgentResponse;
 use tokio::sync::{oneshot, Notify};
 
 use crate::dataplane::service::ControlJob;
-use crate::dataplane::{AgentWaiter, ConnKey, Dataplane, Event};
+use crate::dataplane::{AgentWaiter, ConnKey, Dataplane, Event, PeerAddr};
 
 /// The wake-ups of one connection's tasks.
 #[derive(Clone, Default)]
@@ -36,7 +36,7 @@ struct Wakers {
     /// The backend loop: a reply queue that drains waited on has room.
     reply_queue_room: Rc<Notify>,
     /// Links the data plane asked for, and the dial task's wake-up.
-    dials: Vec<(ConnKey, Box<str>)>,
+    dials: Vec<(ConnKey, PeerAddr)>,
     dial_wake: Rc<Notify>,
     /// Where privileged control requests go.
     control: tokio::sync::mpsc::UnboundedSender<ControlJob>,
@@ -65,8 +65,8 @@ impl Wakers {
             Event::WakeWriter(key) => self.conn(key).writer.notify_one(),
             Event::WakeReader(key) => self.conn(key).reader.notify_one(),
             Event::ReplyQueueRoom => self.reply_queue_room.notify_one(),
-            Event::Dial { link, addr } => {
-                self.dials.push((link, addr));
+            Event::Dial { link, peer } => {
+                self.dials.push((link, peer));
                 self.dial_wake.notify_one();
             }
             Event::Control(job) => {
@@ -162,7 +162,7 @@ impl Shared {
     }
 
     /// Links to dial, with their addresses.
-    pub(super) fn take_dials(&self, out: &mut Vec<(ConnKey, Box<str>)>) {
+    pub(super) fn take_dials(&self, out: &mut Vec<(ConnKey, PeerAddr)>) {
         out.append(&mut self.0.wakers.borrow_mut().dials);
     }
 }

@@ -27,6 +27,8 @@ pub(super) struct Coverage {
     pub(super) forwarded: u64,
     /// Links that failed.
     pub(super) link_failures: u64,
+    /// Links the data plane asked to dial (only ever to the peer).
+    pub(super) dials: u64,
     /// Client connections half-closed.
     pub(super) half_closed: u64,
     /// Half-closed connections whose linger ran out.
@@ -48,15 +50,7 @@ pub(super) struct Coverage {
     pub(super) put_in: u64,
 }
 
-const REASONS: [UndeliverableReason; 7] = [
-    UndeliverableReason::NoSuchProc,
-    UndeliverableReason::NotReady,
-    UndeliverableReason::ProcExited,
-    UndeliverableReason::Overloaded,
-    UndeliverableReason::Oversized,
-    UndeliverableReason::Malformed,
-    UndeliverableReason::HopLimit,
-];
+const REASONS: [UndeliverableReason; UndeliverableReason::ALL.len()] = UndeliverableReason::ALL;
 
 impl Coverage {
     /// Adds what a connection reached.
@@ -98,6 +92,7 @@ impl Coverage {
         self.exits += other.exits;
         self.forwarded += other.forwarded;
         self.link_failures += other.link_failures;
+        self.dials += other.dials;
         self.half_closed += other.half_closed;
         self.lingers_expired += other.lingers_expired;
         self.half_closes_with_others_frames += other.half_closes_with_others_frames;
@@ -157,7 +152,11 @@ impl Coverage {
                     UndeliverableReason::NotReady => "a frame returned NotReady",
                     UndeliverableReason::ProcExited => "a frame returned ProcExited",
                     UndeliverableReason::Overloaded => "a frame returned Overloaded",
-                    _ => "a frame returned Malformed",
+                    UndeliverableReason::Malformed => "a frame returned Malformed",
+                    UndeliverableReason::NotAPeer => "a frame returned NotAPeer",
+                    UndeliverableReason::Oversized | UndeliverableReason::HopLimit => {
+                        unreachable!("not generated")
+                    }
                 });
             }
         }
@@ -171,9 +170,9 @@ impl fmt::Display for Coverage {
             f,
             "{} runs: {} frames put in, {} written by the host; {} held, {} drains blocked, \
              crashes (idle/read/mid-reply/reply/release) {:?}, {} exits, {} forwarded, \
-             {} link failures, {} half-closes ({} lingers ran out, {} sent others' frames), {} dropped, {} records through the drain's fast lane, \
+             {} link failures, {} dials, {} half-closes ({} lingers ran out, {} sent others' frames), {} dropped, {} records through the drain's fast lane, \
              longest reply queue {} bytes; returned (no such proc/not ready/exited/\
-             overloaded/oversized/malformed/hop limit) {:?}",
+             overloaded/oversized/malformed/hop limit/not a peer) {:?}",
             self.runs,
             self.put_in,
             self.host_writes,
@@ -183,6 +182,7 @@ impl fmt::Display for Coverage {
             self.exits,
             self.forwarded,
             self.link_failures,
+            self.dials,
             self.half_closed,
             self.lingers_expired,
             self.half_closes_with_others_frames,

@@ -206,14 +206,17 @@ impl World {
                         self.ledger.put_in += conn.pump(&mut self.dp, &self.limits, now, LINGER);
                     }
                 }
-                DataplaneEvent::Dial { link, addr } => {
-                    // The simulation names one other host; this host's own
-                    // address means itself and is never dialled.
-                    if &*addr != FAR_ADDR {
+                DataplaneEvent::Dial { link, peer } => {
+                    // The simulation's one peer is the other host; this
+                    // host's own address means itself and is never dialled,
+                    // and neither is the stranger (not a peer).
+                    if peer.as_str() != FAR_ADDR {
                         return Err(format!(
-                            "self-link: the data plane asked to dial {addr} (this host is {OWN_ADDR})"
+                            "dial to a non-peer: the data plane asked to dial {} (this host is {OWN_ADDR}, its one peer {FAR_ADDR})",
+                            peer.as_str()
                         ));
                     }
+                    self.coverage.dials += 1;
                     self.dials.push(link);
                 }
                 // The simulation reads queues and retries drains on its own

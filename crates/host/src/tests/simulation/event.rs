@@ -85,6 +85,9 @@ pub(super) enum Shape {
     ControlRequest,
     /// A data request to a proc on the other host (over the link).
     Remote,
+    /// A data request to a proc on a host that is not a peer: answered
+    /// `NotAPeer` at once, never dialled.
+    Stranger,
 }
 
 /// Where in handling a record a proc dies.
@@ -197,6 +200,7 @@ fn shape(rng: &mut Rng) -> Shape {
         78..=82 => Shape::ForgedNotice,
         83..=85 => Shape::ForgedResponse,
         86..=88 => Shape::ControlRequest,
-        _ => Shape::Remote,
+        89..=95 => Shape::Remote,
+        _ => Shape::Stranger,
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hostmux_wire::{FrameKind, FrameView};
+use hostmux_wire::{FrameKind, FrameView, Undeliverable, UndeliverableReason};
 
 /// A party of the simulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,6 +52,9 @@ pub(super) struct Ledger {
     /// Ids whose requests may legitimately go unanswered (taken by a sink,
     /// a client or a proc that died holding them; a reply returned).
     excused: BTreeSet<u64>,
+    /// Ids of frames sent to a host that is not a peer: the only frame the
+    /// host may write with such an id is a `NotAPeer` notice.
+    to_stranger: BTreeSet<u64>,
 }
 
 impl Ledger {
@@ -68,10 +71,27 @@ impl Ledger {
         }
     }
 
+    /// The frame with `id` was sent to a host that is not a peer.
+    pub(super) fn sent_to_stranger(&mut self, id: u64) {
+        self.to_stranger.insert(id);
+    }
+
     /// `who` read `frame`, written by the host.
     pub(super) fn received(&mut self, who: Who, frame: &FrameView<'_>) -> Result<(), String> {
         self.host_writes += 1;
         let id = frame.message_id();
+        if self.to_stranger.contains(&id) {
+            let not_a_peer = frame.kind() == FrameKind::Undeliverable
+                && Undeliverable::decode(frame.payload())
+                    .is_ok_and(|u| u.reason == UndeliverableReason::NotAPeer);
+            if !not_a_peer {
+                return Err(format!(
+                    "not a peer: message id {id}, sent to a host that is not a peer, reached {who:?} as a {:?} from {:?} (only a NotAPeer notice may)",
+                    frame.kind(),
+                    frame.sender()
+                ));
+            }
+        }
         let writes = self.writes_by_id.entry(id).or_default();
         *writes += 1;
         // Id 0 is the host's own: the `Malformed` notice it sends a

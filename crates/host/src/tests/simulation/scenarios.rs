@@ -1,11 +1,12 @@
-//! Issue 11's delivery cases as scripted event lists, run through the same
+//! Issue 11's delivery cases (and issue 12's dial policy) as scripted event lists, run through the same
 //! world and invariants as the random seeds (the lists read as scripts).
 
 use super::event::Behaviour::{Buggy, Echo, Sink, Slow};
 use super::event::CrashPoint::{AfterRead, AfterRelease, AfterReply, Idle, MidReply};
 use super::event::Event::{self, *};
 use super::event::Shape::{
-    ControlRequest, ForgedNotice, ForgedResponse, ForgedSender, Remote, Request, StrayReply,
+    ControlRequest, ForgedNotice, ForgedResponse, ForgedSender, Remote, Request, Stranger,
+    StrayReply,
 };
 use super::{report, run};
 
@@ -319,4 +320,49 @@ fn simulation_a_client_named_like_a_proc_neither_takes_nor_receives_its_frames()
         ClientRead { client: 2 },
     ]);
     scenario(&events);
+}
+
+/// Issue 12, dial policy: frames from a client and from a proc for a host
+/// that is not a peer are answered `NotAPeer` at once (the ledger accepts
+/// no other answer to them) and the host asks to dial nobody; a frame for
+/// the peer then makes it dial once (the driver fails on any dial to
+/// another address).
+#[test]
+fn simulation_frames_for_a_non_peer_are_refused_without_a_dial() {
+    use hostmux_wire::UndeliverableReason::NotAPeer;
+
+    let mut events = client_and(Echo);
+    events.extend([
+        Send {
+            client: 0,
+            dest: 0,
+            count: 3,
+            shape: Stranger,
+        },
+        ProcSend {
+            proc: 0,
+            dest: 4,
+            count: 2,
+            shape: Stranger,
+        },
+        Doorbell,
+        ProcStep {
+            proc: 0,
+            records: 8,
+        },
+        ClientRead { client: 0 },
+    ]);
+    let refused = run(&events).unwrap_or_else(|f| panic!("{}", report(None, &events, &f)));
+    assert_eq!(refused.dials, 0, "{refused}");
+    assert_eq!(refused.returned[NotAPeer as usize], 5, "{refused}");
+
+    events.push(Send {
+        client: 0,
+        dest: 0,
+        count: 1,
+        shape: Remote,
+    });
+    let forwarded = run(&events).unwrap_or_else(|f| panic!("{}", report(None, &events, &f)));
+    assert_eq!(forwarded.dials, 1, "{forwarded}");
+    assert_eq!(forwarded.returned[NotAPeer as usize], 5, "{forwarded}");
 }

@@ -43,8 +43,11 @@ const DESTS: [(&str, bool); 10] = [
 const SERVICE: &str = "service";
 /// This host's address (as the rig names it).
 pub(super) const OWN_ADDR: &str = "tcp:127.0.0.1:9";
-/// The other host's address (the link's name in the host's counters).
+/// The other host's address (the link's name in the host's counters), this
+/// host's one configured peer.
 pub(super) const FAR_ADDR: &str = "tcp:10.0.0.2:7000";
+/// A host that is not a peer: frames for it are answered `NotAPeer`.
+pub(super) const STRANGER_ADDR: &str = "tcp:10.0.0.3:7000";
 /// The smallest ring there is: a few big frames fill it.
 const RING_BYTES: usize = 1 << 16;
 /// Payload of a big frame.
@@ -95,6 +98,7 @@ impl World {
             outbound_ring_bytes: RING_BYTES,
             drain_budget: 16,
             half_close_linger: LINGER,
+            peers: vec![FAR_ADDR.parse().expect("a valid address")],
             ..HostConfig::default()
         };
         let limits = cfg.limits;
@@ -170,13 +174,17 @@ impl World {
                     };
                     let (kind, bytes) = frame(shape, dest, to_client, id, sender, &self.limits);
                     self.ledger.sent(conn.who, kind, id);
+                    if shape == Shape::Stranger {
+                        self.ledger.sent_to_stranger(id);
+                    }
                     // Clients answer nothing, and the service proc answers
                     // only control requests (it consumes data), so requests
-                    // to them need not be answered.
-                    if matches!(shape, Shape::Request | Shape::Big | Shape::Remote)
+                    // to them need not be answered. A frame for a stranger
+                    // goes to no one and is answered `NotAPeer`.
+                    let answered = matches!(shape, Shape::Request | Shape::Big | Shape::Remote)
                         && !to_client
-                        && dest != SERVICE
-                    {
+                        && dest != SERVICE;
+                    if answered || shape == Shape::Stranger {
                         conn.expect.push(id);
                     }
                     conn.write(&bytes);
@@ -287,6 +295,9 @@ impl World {
                     };
                     let (kind, bytes) = frame(shape, dest, to_client, id, sender, &self.limits);
                     self.ledger.sent(sim.who, kind, id);
+                    if shape == Shape::Stranger {
+                        self.ledger.sent_to_stranger(id);
+                    }
                     sim.send(bytes, &mut self.ledger);
                 }
             }
@@ -395,6 +406,7 @@ fn frame(
             payload[0] = 0;
         }
         Shape::Remote => header.dest_addr = FAR_ADDR,
+        Shape::Stranger => header.dest_addr = STRANGER_ADDR,
     }
     let mut bytes = Vec::new();
     encode_frame_to_vec(&mut bytes, &header, &payload, limits).expect("a valid frame");
