@@ -435,8 +435,8 @@ pub(crate) fn view_frame<'a>(
 /// The message id of an encoded frame, read from its header's fixed root
 /// without validating the header again (decode the frame first: this is
 /// for a frame already known valid, such as a repeat of a decoded
-/// header). `None` if the prefix does not pass `limits` or the header is
-/// not all there.
+/// header: the prefix is not checked again, only the bounds). `None` if
+/// the header is not all there.
 ///
 /// ```
 /// use hostmux_wire::{encode_frame_to_vec, frame_message_id, FrameHeader, Limits};
@@ -444,13 +444,13 @@ pub(crate) fn view_frame<'a>(
 /// let limits = Limits::default();
 /// let mut bytes = Vec::new();
 /// encode_frame_to_vec(&mut bytes, &FrameHeader::data("echo", 42), b"hi", &limits)?;
-/// assert_eq!(frame_message_id(&bytes, &limits), Some(42));
+/// assert_eq!(frame_message_id(&bytes), Some(42));
 /// # Ok::<(), hostmux_wire::WireError>(())
 /// ```
 #[inline]
-pub fn frame_message_id(frame: &[u8], limits: &Limits) -> Option<u64> {
-    let prefix = FramePrefix::parse(frame, limits).ok()?;
-    let header_end = PREFIX_LEN + prefix.header_len();
+pub fn frame_message_id(frame: &[u8]) -> Option<u64> {
+    let header_len = u32::from_le_bytes(frame.get(4..8)?.try_into().ok()?) as usize;
+    let header_end = PREFIX_LEN.checked_add(header_len)?;
     let root = header_end
         .checked_sub(crate::HEADER_ROOT_LEN)
         .filter(|&root| root >= PREFIX_LEN)?;

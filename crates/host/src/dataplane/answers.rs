@@ -97,6 +97,10 @@ pub(crate) struct AwaitedAnswers {
     awaiting: u64,
     /// Past [`MAX_TRACKED`]: only `awaiting` is kept.
     counting_only: bool,
+    /// The key expected last and its slot, while that slot still holds it:
+    /// a run of frames with one id to one party (a client that does not
+    /// number its frames) costs a compare, not a hash and a probe.
+    last: Option<(u64, Peer, usize)>,
 }
 
 impl AwaitedAnswers {
@@ -124,10 +128,17 @@ impl AwaitedAnswers {
         let Some(message_id) = message_id() else {
             return;
         };
+        if let Some((id, last_peer, i)) = self.last {
+            if id == message_id && last_peer == peer {
+                self.slots[i].count += 1;
+                return;
+            }
+        }
         if self.keys * 2 >= self.slots.len() && !self.grow() {
             // Too many to track: count only, until all are answered.
             self.slots = Vec::new();
             self.keys = 0;
+            self.last = None;
             self.counting_only = true;
             return;
         }
@@ -138,6 +149,7 @@ impl AwaitedAnswers {
             let slot = &mut self.slots[i];
             if slot.fingerprint == fingerprint {
                 slot.count += 1;
+                self.last = Some((message_id, peer, i));
                 return;
             }
             if slot.fingerprint == 0 {
@@ -146,6 +158,7 @@ impl AwaitedAnswers {
                     count: 1,
                 };
                 self.keys += 1;
+                self.last = Some((message_id, peer, i));
                 return;
             }
             i = (i + 1) & mask;
@@ -190,6 +203,8 @@ impl AwaitedAnswers {
     /// Empties slot `hole` and shifts back the entries after it that
     /// probed past it, so no lookup chain is broken.
     fn remove_at(&mut self, mut hole: usize) {
+        // Entries move: the remembered slot may not hold its key any more.
+        self.last = None;
         let mask = self.slots.len() - 1;
         self.keys -= 1;
         let mut next = (hole + 1) & mask;
@@ -221,6 +236,7 @@ impl AwaitedAnswers {
         if size > MAX_TRACKED * 2 {
             return false;
         }
+        self.last = None;
         let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
         let mask = size - 1;
         for slot in old.into_iter().filter(|s| s.fingerprint != 0) {
@@ -285,7 +301,18 @@ mod tests {
     /// growth and backward-shift deletions.
     #[test]
     fn agrees_with_a_map_model() {
-        let mut state = 0x1234_5678_u64;
+        run_against_a_map_model(0x1234_5678, 1000, false);
+    }
+
+    /// The same with runs of one key (the remembered last slot), broken by
+    /// answers that move entries and by other keys.
+    #[test]
+    fn runs_of_one_key_agree_with_a_map_model() {
+        run_against_a_map_model(0x8765_4321, 40, true);
+    }
+
+    fn run_against_a_map_model(seed: u64, ids: u64, runs: bool) {
+        let mut state = seed;
         let mut next = move || {
             state = mix(state.wrapping_add(0x9e37_79b9_7f4a_7c15));
             state
@@ -293,9 +320,14 @@ mod tests {
         let peers = [Peer::named(b"a"), Peer::named(b"b"), Peer::remote(b"x")];
         let mut awaited = AwaitedAnswers::default();
         let mut model: HashMap<(u64, u64), u64> = HashMap::new();
+        let mut previous = (0, peers[0]);
         for _ in 0..200_000 {
-            let id = next() % 1000;
-            let peer = peers[(next() % 3) as usize];
+            let (id, peer) = if runs && next() % 4 != 0 {
+                previous
+            } else {
+                (next() % ids, peers[(next() % 3) as usize])
+            };
+            previous = (id, peer);
             if next() % 2 == 0 {
                 awaited.expect(id, peer);
                 *model.entry((id, peer.0)).or_default() += 1;

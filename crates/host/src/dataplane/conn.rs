@@ -127,7 +127,6 @@ impl Dataplane {
             conns,
             procs,
             dirty,
-            limits,
             ..
         } = self;
         let Some(conn) = slot_of_conn(conns, key) else {
@@ -159,7 +158,7 @@ impl Dataplane {
         conn.stats.delivered += 1;
         // Only data frames take this lane (see `Dataplane::remember_route`).
         conn.answers
-            .expect_with(|| frame_message_id(bytes, limits), conn.repeat_peer);
+            .expect_with(|| frame_message_id(bytes), conn.repeat_peer);
         true
     }
 
@@ -355,7 +354,7 @@ impl Dataplane {
     /// Queues the control plane's response to a control request the client
     /// sent (one answer fewer awaited).
     pub(crate) fn queue_answer(&mut self, key: ConnKey, frame: &[u8]) {
-        let message_id = frame_message_id(frame, &self.limits);
+        let message_id = frame_message_id(frame);
         let service = Peer::named(self.service_name.as_str().as_bytes());
         if let Some(conn) = self.conn_mut(key) {
             conn.outbox.extend_from_slice(frame);
