@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use hostmux_host::{Client, Host, HostConfig, ProcessProc};
 use hostmux_lifecycle::ProcessProcManager;
-use hostmux_proc::{BatchRecv, ProcError};
+use hostmux_proc::{BatchRecv, Dest, ProcError};
 use hostmux_wire::{Addr, Sender};
 
 const ROLE: &str = "HOSTMUX_BENCH_ROLE";
@@ -468,7 +468,7 @@ fn proc_pinger() -> Result<(), ProcError> {
             vec![started.elapsed().as_nanos() as u64, received]
         };
         let bytes: Vec<u8> = answer.iter().flat_map(|v| v.to_le_bytes()).collect();
-        proc.outbox().send("bench", 1, &bytes)?;
+        proc.outbox().send(Dest::client("bench"), 1, &bytes)?;
     }
 }
 
