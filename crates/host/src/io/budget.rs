@@ -30,6 +30,8 @@ pub(crate) struct ConnBudget {
     limit: usize,
     max_connections: usize,
     used: Cell<usize>,
+    /// The most charged since the heap was last trimmed.
+    peak_since_trim: Cell<usize>,
     connections: Cell<usize>,
     counters: Cell<Counters>,
     /// Rung whenever memory is released.
@@ -67,6 +69,9 @@ pub(crate) enum Closed {
     OverBudget,
 }
 
+/// Charged bytes that, once mostly released, make the host trim its heap.
+const TRIM_AFTER_PEAK: usize = 1 << 20;
+
 /// How often reaching the connection cap is logged, at most.
 const CAP_LOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -76,6 +81,7 @@ impl ConnBudget {
             limit: cfg.conn_memory,
             max_connections: cfg.max_connections,
             used: Cell::new(0),
+            peak_since_trim: Cell::new(0),
             connections: Cell::new(0),
             counters: Cell::new(Counters::default()),
             released: Notify::new(),
@@ -208,11 +214,24 @@ impl Charge {
             }
         }
         let lowered = bytes < self.bytes;
-        budget.used.set(others + bytes);
+        let used = others + bytes;
+        budget.used.set(used);
         self.bytes = bytes;
-        budget.count(|c| c.high_water = c.high_water.max(others + bytes));
+        budget.count(|c| c.high_water = c.high_water.max(used));
+        budget
+            .peak_since_trim
+            .set(budget.peak_since_trim.get().max(used));
         if lowered {
             budget.released.notify_waiters();
+            // After a burst (many connections, or large frames) has gone,
+            // hand the freed buffers back to the kernel: the allocator
+            // would otherwise keep them for reuse and the host's resident
+            // memory would stay at the burst's level.
+            let peak = budget.peak_since_trim.get();
+            if peak >= TRIM_AFTER_PEAK && used <= peak / 8 {
+                crate::sys::trim_heap();
+                budget.peak_since_trim.set(used);
+            }
         }
         Ok(())
     }
