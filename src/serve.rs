@@ -40,6 +40,16 @@ fn init_logging() {
 /// The host configuration `serve` flags describe.
 pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
     let token = crate::send::read_token(args.token_file.as_deref())?;
+    let peers = peers(args)?;
+    if !peers.is_empty() && token.is_empty() {
+        // A link is accepted only from a connection that presented the
+        // token: without one, no peer could relay to this host.
+        return Err(CliError::usage(
+            "--peer/--peers-file need a token shared by the peers (--token-file FILE): \
+             a host accepts another host's link only with it",
+        )
+        .into());
+    }
     Ok(HostConfig {
         token: (!token.is_empty())
             .then(|| String::from_utf8(token))
@@ -55,7 +65,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         conn_memory: args.conn_memory,
         max_connections: args.max_connections as usize,
         frame_timeout: args.frame_timeout,
-        peers: peers(args)?,
+        peers,
         ..HostConfig::default()
     })
 }
@@ -264,6 +274,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("peers");
         std::fs::write(&file, "tcp:10.0.0.3:7000\ntcp:10.0.0.2:7000\n").unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "shared\n").unwrap();
         let args = |peers: &[&str], peers_file| {
             let mut argv = vec!["serve"];
             for peer in peers {
@@ -271,9 +283,15 @@ mod tests {
             }
             let mut args = serve_args(&argv);
             args.peers_file = peers_file;
+            args.token_file = Some(token.clone());
             args
         };
         let config = host_config(&args(&["tcp:10.0.0.2:7000"], Some(file.clone()))).unwrap();
+        // Peers without a token: refused, saying why.
+        let mut tokenless = args(&["tcp:10.0.0.2:7000"], None);
+        tokenless.token_file = None;
+        let refused = host_config(&tokenless).unwrap_err().to_string();
+        assert!(refused.contains("--token-file"), "{refused}");
         let peers: Vec<&str> = config.peers.iter().map(Addr::as_str).collect();
         assert_eq!(peers, ["tcp:10.0.0.2:7000", "tcp:10.0.0.3:7000"]);
         assert!(host_config(&args(&[], None)).unwrap().peers.is_empty());

@@ -132,6 +132,10 @@ async fn a_client_cannot_forge_what_only_a_host_sends(kind: FrontendKind) {
     }
     .to_bytes();
     let to_client = Flags::TO_CLIENT;
+    let other_host_service = Sender::Proc {
+        addr: "tcp:10.9.9.9:7000",
+        name: "service",
+    };
     let frames = [
         (
             forged(FrameKind::Undeliverable, to_client, 0, 1),
@@ -151,6 +155,24 @@ async fn a_client_cannot_forge_what_only_a_host_sends(kind: FrontendKind) {
                 ..forged(FrameKind::Data, Flags::FROM_CLIENT, 0, 6)
             },
             b"relayed?",
+        ),
+        // Posing as a link from another host (a proc sender with an
+        // address): only a connection that presented the token may relay,
+        // and only for a configured peer, so these are a client's
+        // host-only frames and are dropped.
+        (
+            FrameHeader {
+                sender: other_host_service,
+                ..forged(FrameKind::Undeliverable, to_client, 0, 7)
+            },
+            &notice[..],
+        ),
+        (
+            FrameHeader {
+                sender: other_host_service,
+                ..forged(FrameKind::ControlResponse, to_client, 0, 8)
+            },
+            b"x",
         ),
     ];
     for (header, payload) in &frames {
@@ -182,7 +204,7 @@ async fn a_client_cannot_forge_what_only_a_host_sends(kind: FrontendKind) {
     );
     let stats = host.stats().await.unwrap();
     let mallory = stats.conns.iter().find(|c| c.name == "mallory").unwrap();
-    assert_eq!(mallory.dropped.get(UndeliverableReason::Malformed), 2);
+    assert_eq!(mallory.dropped.get(UndeliverableReason::Malformed), 4);
     assert_eq!(mallory.returned.get(UndeliverableReason::Malformed), 4);
     assert_eq!(mallory.delivered, 1);
 }

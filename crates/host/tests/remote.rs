@@ -21,10 +21,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A host config whose only peers are `peers`.
+/// A host config whose only peers are `peers`, with the token its peers
+/// share (a link is accepted only from a connection that presented it).
 fn with_peers(peers: &[&str]) -> HostConfig {
     HostConfig {
         peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        token: Some("shared-by-peers".to_owned()),
         ..HostConfig::default()
     }
 }
@@ -125,16 +127,18 @@ both_frontends!(unreachable_host_returns_frames);
 
 /// A host that does not recognise an alias of its own address (bound to
 /// 0.0.0.0, addressed as 127.0.0.1) and is configured with that alias as a
-/// peer forwards the frame to itself over a link, again and again: the hop
-/// count ends it after `max_hops` links, and the client gets exactly one
-/// answer, `HopLimit`.
+/// peer, and its own bind address too (so the frames it relays to itself
+/// are accepted as a peer's), forwards the frame to itself over a link,
+/// again and again: the hop count ends it after `max_hops` links, and the
+/// client gets exactly one answer, `HopLimit`.
 async fn a_frame_circulating_between_hosts_ends_at_the_hop_limit(kind: FrontendKind) {
     let port = free_port();
     let alias = format!("tcp:127.0.0.1:{port}");
+    let own = format!("tcp:0.0.0.0:{port}");
     let config = HostConfig {
         token: Some("loop-test".to_owned()),
         max_hops: 4,
-        ..with_peers(&[&alias])
+        ..with_peers(&[&alias, &own])
     };
     let (host, _serving) = serve_at(kind, Addr::tcp("0.0.0.0", port).unwrap(), config).await;
     host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();

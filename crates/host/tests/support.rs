@@ -218,8 +218,10 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// Connects with the host's own token (if it has one) and says hello.
     pub(crate) async fn connect(host: &TestHost, name: &str) -> Client {
-        Self::connect_with_token(host, name, b"")
+        let token = host.config().token.clone().unwrap_or_default();
+        Self::connect_with_token(host, name, token.as_bytes())
             .await
             .expect("hello accepted")
     }

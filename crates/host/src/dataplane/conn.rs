@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use hostmux_wire::{
-    frame_message_id, Flags, FrameDecoder, FrameHeader, FrameView, ProcName, Sender,
+    frame_message_id, Addr, Flags, FrameDecoder, FrameHeader, FrameView, ProcName, Sender,
     UndeliverableReason,
 };
 
@@ -33,7 +33,7 @@ impl Dataplane {
             return Delivery::Done;
         }
         let max_hops = self.cfg.max_hops;
-        let Dataplane { conns, .. } = self;
+        let Dataplane { conns, cfg, .. } = self;
         let Some(conn) = slot_of_conn(conns, key) else {
             return Delivery::Done;
         };
@@ -44,7 +44,14 @@ impl Dataplane {
             conn.stats.bytes_in += frame.as_bytes().len() as u64;
         }
         let envelope = envelope_of(frame);
-        let origin = conn_origin(conn.dialled.is_some(), &envelope, conn.name.as_str());
+        let link = conn.dialled.is_some() || relays_a_peer(conn.privileged, &envelope, &cfg.peers);
+        let origin = if link {
+            Origin::Link
+        } else {
+            Origin::Client {
+                name: conn.name.as_str(),
+            }
+        };
         let source = Source::Conn {
             key,
             party: origin.party(),
@@ -200,15 +207,17 @@ pub(super) fn envelope_of<'a>(frame: &FrameView<'a>) -> Envelope<'a> {
     }
 }
 
-/// Whether a connection's frame comes from a client or relays another
-/// host: links this host dialled, and frames that name a proc of another
-/// host as their sender.
-fn conn_origin<'a>(dialled: bool, envelope: &Envelope<'_>, name: &'a str) -> Origin<'a> {
-    if dialled || matches!(envelope.sender, Sender::Proc { .. }) {
-        Origin::Link
-    } else {
-        Origin::Client { name }
-    }
+/// Whether a frame on an accepted connection relays another host (the
+/// connection is that host's link to this one): the connection presented
+/// this host's token (`privileged`) and the frame's sender is a proc of a
+/// configured peer. Anything else on an accepted connection is a client's,
+/// so a client that names a proc of another host as its sender is refused
+/// (`Malformed`) instead of being taken for a link that may relay notices
+/// and responses. (Links this host dialled are links whatever they carry.)
+fn relays_a_peer(privileged: bool, envelope: &Envelope<'_>, peers: &[Addr]) -> bool {
+    privileged
+        && matches!(envelope.sender, Sender::Proc { addr, .. }
+            if super::remote::configured_peer(peers, addr).is_some())
 }
 
 /// Connections coming and going, and their reply queues.

@@ -57,7 +57,7 @@ impl PeerAddr {
 /// The configured peer that `dest` (a frame's destination address) names,
 /// in its configured spelling or an equivalent one. Only TCP peers count
 /// (links are TCP). Allocates nothing.
-fn configured_peer<'c>(peers: &'c [Addr], dest: &str) -> Option<&'c Addr> {
+pub(super) fn configured_peer<'c>(peers: &'c [Addr], dest: &str) -> Option<&'c Addr> {
     let tcp = |peer: &&Addr| matches!(peer.kind(), AddrKind::Tcp { .. });
     let mut candidates = peers.iter().filter(tcp);
     candidates
