@@ -219,6 +219,11 @@ pub(crate) struct ServeArgs {
     /// connection over it is not read until others release memory.
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     pub(crate) conn_memory: usize,
+    /// Memory budget for frames queued for clients over all connections
+    /// (replies a client has not read yet; e.g. 256M). Past it, a proc's
+    /// reply waits like for a full queue, then comes back `Overloaded`.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub(crate) reply_memory: usize,
     /// Frontend connections served at once; more are closed at accept.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,

@@ -63,6 +63,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         half_close_linger: args.half_close_linger,
         max_hops: args.max_hops,
         conn_memory: args.conn_memory,
+        reply_memory: args.reply_memory,
         max_connections: args.max_connections as usize,
         frame_timeout: args.frame_timeout,
         peers,

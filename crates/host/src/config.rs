@@ -90,6 +90,15 @@ pub struct HostConfig {
     pub frame_timeout: Duration,
     /// How long a new connection may take to send its hello.
     pub hello_timeout: Duration,
+    /// Host-wide budget, in bytes, for replies and other frames from procs
+    /// and clients queued for clients (each client's queue is also bounded
+    /// by [`client_outbox_bytes`](Self::client_outbox_bytes)). A frame that
+    /// would take the total past it is treated as meeting a full queue: a
+    /// proc's drain waits (up to the overload wait, then `Overloaded`), a
+    /// client's frame is returned `Overloaded`. So clients that never read
+    /// cannot make the host hold more than this. See `docs/operations.md`,
+    /// "Memory limits".
+    pub reply_memory: usize,
     /// The other hosts this host may dial (TCP addresses). A frame for any
     /// other host's address is answered `NotAPeer` at once and no
     /// connection is opened; the hello with [`HostConfig::token`] goes only
@@ -120,6 +129,7 @@ impl Default for HostConfig {
             max_connections: 1024,
             frame_timeout: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
+            reply_memory: 256 << 20,
             peers: Vec::new(),
         }
     }

@@ -118,6 +118,24 @@ pub struct HostStats {
     pub gone_procs: Vec<ProcStats>,
     /// The connection memory budget and cap, and what they stopped.
     pub conn_limits: ConnLimitStats,
+    /// Frames queued for clients, against the host-wide
+    /// [`HostConfig::reply_memory`](crate::HostConfig::reply_memory).
+    pub reply_memory: ReplyMemoryStats,
+}
+
+/// Frames queued for clients against the host-wide
+/// [`HostConfig::reply_memory`](crate::HostConfig::reply_memory).
+///
+/// Invariant: `used <= limit` and `high_water <= limit` (a frame that
+/// would pass the limit is not queued).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyMemoryStats {
+    /// The budget, in bytes.
+    pub limit: u64,
+    /// Bytes queued for clients now (not yet taken by their writers).
+    pub used: u64,
+    /// The most bytes ever queued at once.
+    pub high_water: u64,
 }
 
 /// The host-wide limits on connections ([`HostConfig::conn_memory`],

@@ -6,7 +6,9 @@ use std::time::Duration;
 use hostmux_host::{FrontendKind, HostConfig, HostError, LocalProc};
 use hostmux_wire::{FrameKind, UndeliverableReason};
 
-use crate::support::{assert_conn_adds_up, both_frontends, echo_proc, next_frame, serve, Client};
+use crate::support::{
+    assert_conn_adds_up, both_frontends, echo_proc, next_frame, serve, Client, WAIT,
+};
 
 /// A proc that attaches its rings, reports ready and never reads them.
 fn stuck_proc() -> LocalProc {
@@ -198,6 +200,95 @@ async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
     assert_eq!(other.recv().await.message_id, 99);
 }
 both_frontends!(client_that_stops_reading_is_bounded);
+
+/// Several clients that never read: together they cannot make the host
+/// queue more than `reply_memory` for clients (each alone would stay
+/// within its own queue bound, which here is larger than the whole
+/// budget), and a client that reads is still served.
+async fn deaf_clients_together_stay_within_the_reply_budget(kind: FrontendKind) {
+    const BUDGET: usize = 256 * 1024;
+    let config = HostConfig {
+        client_outbox_bytes: 1 << 20,
+        reply_memory: BUDGET,
+        overload_wait: Duration::from_millis(100),
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let mut floods = Vec::new();
+    for n in 0..4 {
+        let name = format!("deaf-{n}");
+        let (mut write_half, read_half) = Client::connect(&host, &name).await.into_split();
+        let mut chunk = Vec::new();
+        for id in 0..64 {
+            let header = hostmux_wire::FrameHeader {
+                sender: hostmux_wire::Sender::Client { name: &name },
+                ..hostmux_wire::FrameHeader::data("echo", id)
+            };
+            hostmux_wire::encode_frame_to_vec(
+                &mut chunk,
+                &header,
+                &[1u8; 4000],
+                &Default::default(),
+            )
+            .unwrap();
+        }
+        floods.push(tokio::spawn(async move {
+            // About 1 MiB each, never reading a reply.
+            for _ in 0..4 {
+                if write_half.write_raw(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            (write_half, read_half)
+        }));
+    }
+    let mut other = Client::connect(&host, "other").await;
+    for id in 0..20 {
+        other.send("echo", id, b"ping").await;
+        assert_eq!(other.recv().await.message_id, id);
+    }
+    // Every request is read and every reply disposed of (delivered, or
+    // after waiting for the budget, returned `Overloaded`): wait for that
+    // real event (bounded), then check what was held at once.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let stats = loop {
+        let stats = host.stats().await.unwrap();
+        let echo = stats.proc("echo").unwrap();
+        let requests = 4 * 4 * 64 + 20;
+        if echo.frames_out >= requests
+            && echo.frames_out == echo.outbound_delivered + echo.outbound_returned.total()
+        {
+            break stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "echo not done within {WAIT:?}: {echo:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stats.reply_memory.limit, BUDGET as u64);
+    // The budget bound what was queued at once (4 MiB of replies went
+    // through), and it was what bound it.
+    assert!(
+        stats.reply_memory.high_water <= BUDGET as u64
+            && stats.reply_memory.high_water > BUDGET as u64 / 2,
+        "{:?}",
+        stats.reply_memory
+    );
+    let queued: u64 = stats
+        .conns
+        .iter()
+        .filter(|c| c.name.starts_with("deaf-"))
+        .map(|c| c.outbox_high_water)
+        .max()
+        .unwrap();
+    assert!(queued <= (BUDGET + 64 * 1024) as u64, "{queued}");
+    other.send("echo", 99, b"still there?").await;
+    assert_eq!(other.recv().await.message_id, 99);
+    drop(floods);
+}
+both_frontends!(deaf_clients_together_stay_within_the_reply_budget);
 
 fn deaf_encode(out: &mut Vec<u8>, id: u64, body: &[u8]) {
     let header = hostmux_wire::FrameHeader {

@@ -254,6 +254,8 @@ impl Dataplane {
             full_since: None,
             drains_waiting: false,
             answers: AwaitedAnswers::default(),
+            reply_bytes: 0,
+            reply_bytes_in_flight: 0,
             lingering: false,
             repeat_route: None,
             repeat_peer: Peer::named(b""),
@@ -290,6 +292,8 @@ impl Dataplane {
         let slot = self.conns[key.index as usize]
             .take()
             .expect("checked above");
+        // Its queue goes with it: that memory is free again.
+        self.release_reply_bytes(slot.reply_bytes + slot.reply_bytes_in_flight);
         if let Some(addr) = &slot.dialled {
             self.remotes.forget(addr, key);
         }
@@ -321,6 +325,15 @@ impl Dataplane {
             return Outbox::Closed;
         };
         debug_assert!(buf.is_empty());
+        // The writer takes again only once it wrote what it took last time:
+        // those bytes leave the host's budget for client queues now.
+        let written = std::mem::take(&mut conn.reply_bytes_in_flight);
+        if written > 0 {
+            self.release_reply_bytes(written);
+        }
+        let Some(conn) = self.conn_mut(key) else {
+            return Outbox::Closed;
+        };
         if conn.connecting {
             return Outbox::Empty;
         }
@@ -333,6 +346,8 @@ impl Dataplane {
         }
         let was_full = conn.outbox.len() >= cap / 2;
         std::mem::swap(&mut conn.outbox, buf);
+        // Still host memory until written (counted until the next take).
+        conn.reply_bytes_in_flight = std::mem::take(&mut conn.reply_bytes);
         let drains_waited = std::mem::take(&mut conn.drains_waiting);
         if was_full {
             self.events.push_back(Event::WakeReader(key));
@@ -342,6 +357,16 @@ impl Dataplane {
             self.events.push_back(Event::ReplyQueueRoom);
         }
         Outbox::Bytes
+    }
+
+    /// `bytes` queued for clients left the host: wakes the drains that
+    /// waited for the host-wide budget.
+    fn release_reply_bytes(&mut self, bytes: usize) {
+        self.reply_bytes -= bytes;
+        if bytes > 0 && std::mem::take(&mut self.drains_wait_for_reply_memory) {
+            self.conn_room = true;
+            self.events.push_back(Event::ReplyQueueRoom);
+        }
     }
 
     /// If a reply queue got room since the last call, the procs whose drain

@@ -183,6 +183,12 @@ struct ConnSlot {
     answers: AwaitedAnswers,
     /// Its peer half-closed: it is kept only for the answers it awaits.
     lingering: bool,
+    /// Bytes of its queue counted in `Dataplane::reply_bytes` (queued by
+    /// `deliver_to_client` since its writer last took the queue), and those
+    /// of the buffer its writer took last and is writing (counted until the
+    /// writer takes again, which it does only once that is written).
+    reply_bytes: usize,
+    reply_bytes_in_flight: usize,
     /// The proc this connection's last frame was delivered to, and the
     /// table's change counter read before its route was looked up. A next
     /// frame whose header repeats that frame's goes to the same proc while
@@ -288,6 +294,13 @@ pub(crate) struct Dataplane {
     queued_stops: Vec<ProcKey>,
     /// A reply queue a proc's drain waited on has room again (or is gone).
     conn_room: bool,
+    /// Bytes queued for clients by `deliver_to_client` and not yet written
+    /// to their sockets, over all connections (`HostConfig::reply_memory`
+    /// bounds it), and the most ever queued at once.
+    reply_bytes: usize,
+    reply_bytes_high_water: usize,
+    /// A proc's drain waits because `reply_bytes` was at the budget.
+    drains_wait_for_reply_memory: bool,
     /// What the I/O shell must do, in order (see [`Dataplane::poll_event`]).
     events: VecDeque<Event>,
     /// A host-local, 16-aligned copy of the prefix and header of the proc
@@ -331,6 +344,9 @@ impl Dataplane {
             next_agent_id: 0,
             queued_stops: Vec::new(),
             conn_room: false,
+            reply_bytes: 0,
+            reply_bytes_high_water: 0,
+            drains_wait_for_reply_memory: false,
             events: VecDeque::with_capacity(64),
             scratch: AlignedVec::with_capacity(head_room),
             #[cfg(test)]
@@ -768,6 +784,11 @@ impl Dataplane {
                 .collect(),
             closed_conns: self.closed_conns.iter().cloned().collect(),
             gone_procs: self.gone_procs.iter().cloned().collect(),
+            reply_memory: crate::stats::ReplyMemoryStats {
+                limit: self.cfg.reply_memory as u64,
+                used: self.reply_bytes as u64,
+                high_water: self.reply_bytes_high_water as u64,
+            },
             ..HostStats::default()
         }
     }

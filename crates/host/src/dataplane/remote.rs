@@ -249,6 +249,8 @@ fn open_link(
         full_since: None,
         drains_waiting: false,
         answers: AwaitedAnswers::default(),
+        reply_bytes: 0,
+        reply_bytes_in_flight: 0,
         lingering: false,
         repeat_route: None,
         repeat_peer: Peer::named(b""),

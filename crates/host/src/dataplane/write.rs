@@ -532,6 +532,8 @@ impl Dataplane {
         let cap = self.cfg.client_outbox_bytes;
         let overload_wait = self.cfg.overload_wait;
         let len = pieces.len();
+        // Within the host-wide budget for frames queued for clients too.
+        let host_room = self.reply_bytes + len <= self.cfg.reply_memory;
         let frame = pieces.head();
         let from = self
             .conn_mut(c)
@@ -540,22 +542,33 @@ impl Dataplane {
         let Some(conn) = self.conn_mut(c) else {
             return Outcome::Returned(UndeliverableReason::NoSuchProc);
         };
-        if conn.outbox.len() + len <= cap {
+        if conn.outbox.len() + len <= cap && host_room {
             if let Source::Proc { .. } = source {
                 conn.full_since = None;
             }
             pieces.append_to(&mut conn.outbox);
             conn.count_queued(len);
+            conn.reply_bytes += len;
             // One of the answers it awaits if it comes from where one of
             // its frames went, with that frame's id (anything else, such as
             // another party's request, leaves them awaited).
             if let Some(from) = from {
                 conn.answers.answer(frame.message_id(), from);
             }
+            self.reply_bytes += len;
+            self.reply_bytes_high_water = self.reply_bytes_high_water.max(self.reply_bytes);
             return Outcome::Delivered;
         }
         let Source::Proc { key, exiting } = source else {
             return Outcome::Returned(UndeliverableReason::Overloaded);
+        };
+        if !host_room {
+            // Any client's writer taking its queue makes room: wake the
+            // drains then (see `take_outbox`).
+            self.drains_wait_for_reply_memory = true;
+        }
+        let Some(conn) = self.conn_mut(c) else {
+            return Outcome::Returned(UndeliverableReason::NoSuchProc);
         };
         // A full reply queue slows the proc like a full ring: the frame
         // stays in its outbound ring until the client's writer makes room,
