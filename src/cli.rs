@@ -240,6 +240,11 @@ pub(crate) struct ServeArgs {
     /// lines are ignored); adds to --peer.
     #[arg(long, value_name = "FILE")]
     pub(crate) peers_file: Option<PathBuf>,
+    /// File holding the secret the peers share for links between them
+    /// (needed with --peer/--peers-file; must differ from --token-file,
+    /// which clients hold, so that no client can pose as a peer).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) peer_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -41,12 +41,20 @@ fn init_logging() {
 pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
     let token = crate::send::read_token(args.token_file.as_deref())?;
     let peers = peers(args)?;
-    if !peers.is_empty() && token.is_empty() {
+    let peer_token = crate::send::read_token(args.peer_token_file.as_deref())?;
+    if !peers.is_empty() && peer_token.is_empty() {
         // A link is accepted only from a connection that presented the
-        // token: without one, no peer could relay to this host.
+        // peer token: without one, no peer could relay to this host.
         return Err(CliError::usage(
-            "--peer/--peers-file need a token shared by the peers (--token-file FILE): \
+            "--peer/--peers-file need a secret shared by the peers (--peer-token-file FILE): \
              a host accepts another host's link only with it",
+        )
+        .into());
+    }
+    if !peer_token.is_empty() && peer_token == token {
+        return Err(CliError::usage(
+            "--peer-token-file must hold a different secret from --token-file: \
+             clients hold the token, and a client must not pass for a peer",
         )
         .into());
     }
@@ -67,6 +75,10 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         max_connections: args.max_connections as usize,
         frame_timeout: args.frame_timeout,
         peers,
+        peer_token: (!peer_token.is_empty())
+            .then(|| String::from_utf8(peer_token))
+            .transpose()
+            .map_err(|_| CliError::usage("the peer token file must hold UTF-8 text"))?,
         ..HostConfig::default()
     })
 }
@@ -275,7 +287,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("peers");
         std::fs::write(&file, "tcp:10.0.0.3:7000\ntcp:10.0.0.2:7000\n").unwrap();
-        let token = dir.path().join("token");
+        let token = dir.path().join("peer-token");
         std::fs::write(&token, "shared\n").unwrap();
         let args = |peers: &[&str], peers_file| {
             let mut argv = vec!["serve"];
@@ -284,15 +296,20 @@ mod tests {
             }
             let mut args = serve_args(&argv);
             args.peers_file = peers_file;
-            args.token_file = Some(token.clone());
+            args.peer_token_file = Some(token.clone());
             args
         };
         let config = host_config(&args(&["tcp:10.0.0.2:7000"], Some(file.clone()))).unwrap();
-        // Peers without a token: refused, saying why.
+        // Peers without a peer token: refused, saying why; and a peer token
+        // equal to the client token.
         let mut tokenless = args(&["tcp:10.0.0.2:7000"], None);
-        tokenless.token_file = None;
+        tokenless.peer_token_file = None;
         let refused = host_config(&tokenless).unwrap_err().to_string();
-        assert!(refused.contains("--token-file"), "{refused}");
+        assert!(refused.contains("--peer-token-file"), "{refused}");
+        let mut same = args(&["tcp:10.0.0.2:7000"], None);
+        same.token_file = Some(token.clone());
+        let refused = host_config(&same).unwrap_err().to_string();
+        assert!(refused.contains("different secret"), "{refused}");
         let peers: Vec<&str> = config.peers.iter().map(Addr::as_str).collect();
         assert_eq!(peers, ["tcp:10.0.0.2:7000", "tcp:10.0.0.3:7000"]);
         assert!(host_config(&args(&[], None)).unwrap().peers.is_empty());

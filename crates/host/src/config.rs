@@ -106,6 +106,13 @@ pub struct HostConfig {
     /// and `tcp:[0:0::1]:7`, DNS names in any case). Empty (the default):
     /// the host dials nobody. See `docs/operations.md`, "Peers".
     pub peers: Vec<Addr>,
+    /// The secret hosts present to each other on links (the hello of a
+    /// link this host dials carries it; a connection whose hello carries
+    /// it is another host's link, which may relay that host's procs but
+    /// has no control-plane privilege). Distinct from [`token`](Self::token),
+    /// which clients hold: so no client can pose as a peer. `None`: this
+    /// host dials no link with a secret and accepts no link.
+    pub peer_token: Option<String>,
 }
 
 impl Default for HostConfig {
@@ -131,6 +138,7 @@ impl Default for HostConfig {
             hello_timeout: Duration::from_secs(10),
             reply_memory: 256 << 20,
             peers: Vec::new(),
+            peer_token: None,
         }
     }
 }

@@ -209,3 +209,68 @@ async fn a_client_cannot_forge_what_only_a_host_sends(kind: FrontendKind) {
     assert_eq!(mallory.delivered, 1);
 }
 both_frontends!(a_client_cannot_forge_what_only_a_host_sends);
+
+/// A client that holds the client token cannot pose as a configured peer's
+/// link: only the peer token (which clients do not hold) makes a connection
+/// a link, so its notice and response "from" the peer's service proc are a
+/// client's host-only frames, dropped, and its data frame "from" a peer's
+/// proc is refused.
+async fn a_client_with_the_token_cannot_pose_as_a_peer(kind: FrontendKind) {
+    let config = HostConfig {
+        token: Some("client-secret".to_owned()),
+        peer_token: Some("peer-secret".to_owned()),
+        peers: vec!["tcp:10.9.9.9:7000".parse().unwrap()],
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    let (_victim_w, mut victim_r) = connect(&host, "victim").await;
+    let (mut mallory_w, _mallory_r) = connect(&host, "mallory").await;
+    let peer_service = Sender::Proc {
+        addr: "tcp:10.9.9.9:7000",
+        name: "service",
+    };
+    let to_victim = |kind, message_id, sender| FrameHeader {
+        kind,
+        flags: Flags::TO_CLIENT,
+        sender,
+        ..FrameHeader::data("victim", message_id)
+    };
+    let notice = Undeliverable {
+        original_message_id: 1,
+        reason: UndeliverableReason::NoSuchProc,
+    }
+    .to_bytes();
+    mallory_w
+        .send_frame(
+            &to_victim(FrameKind::Undeliverable, 1, peer_service),
+            &notice,
+        )
+        .await
+        .unwrap();
+    mallory_w
+        .send_frame(
+            &to_victim(FrameKind::ControlResponse, 2, peer_service),
+            b"x",
+        )
+        .await
+        .unwrap();
+    mallory_w
+        .send_frame(&to_victim(FrameKind::Data, 3, peer_service), b"relayed?")
+        .await
+        .unwrap();
+    mallory_w
+        .send_to_client("victim", 0, 99, b"hello")
+        .await
+        .unwrap();
+    let first = next(&mut victim_r).await;
+    assert_eq!(
+        (first.kind, first.message_id, first.sender.as_str()),
+        (FrameKind::Data, 99, "mallory"),
+        "nothing posing as the peer reached the victim"
+    );
+    let stats = host.stats().await.unwrap();
+    let mallory = stats.conns.iter().find(|c| c.name == "mallory").unwrap();
+    assert_eq!(mallory.dropped.get(UndeliverableReason::Malformed), 2);
+    assert_eq!(mallory.returned.get(UndeliverableReason::Malformed), 1);
+}
+both_frontends!(a_client_with_the_token_cannot_pose_as_a_peer);

@@ -21,12 +21,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A host config whose only peers are `peers`, with the token its peers
+/// A host config whose only peers are `peers`, with the peer token they
 /// share (a link is accepted only from a connection that presented it).
 fn with_peers(peers: &[&str]) -> HostConfig {
     HostConfig {
         peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
-        token: Some("shared-by-peers".to_owned()),
+        peer_token: Some("shared-by-peers".to_owned()),
         ..HostConfig::default()
     }
 }

@@ -44,7 +44,7 @@ impl Dataplane {
             conn.stats.bytes_in += frame.as_bytes().len() as u64;
         }
         let envelope = envelope_of(frame);
-        let link = conn.dialled.is_some() || relays_a_peer(conn.privileged, &envelope, &cfg.peers);
+        let link = conn.dialled.is_some() || relays_a_peer(conn.peer_link, &envelope, &cfg.peers);
         let origin = if link {
             Origin::Link
         } else {
@@ -209,13 +209,14 @@ pub(super) fn envelope_of<'a>(frame: &FrameView<'a>) -> Envelope<'a> {
 
 /// Whether a frame on an accepted connection relays another host (the
 /// connection is that host's link to this one): the connection presented
-/// this host's token (`privileged`) and the frame's sender is a proc of a
-/// configured peer. Anything else on an accepted connection is a client's,
-/// so a client that names a proc of another host as its sender is refused
-/// (`Malformed`) instead of being taken for a link that may relay notices
-/// and responses. (Links this host dialled are links whatever they carry.)
-fn relays_a_peer(privileged: bool, envelope: &Envelope<'_>, peers: &[Addr]) -> bool {
-    privileged
+/// the peer token (`peer_link`, a secret clients do not hold) and the
+/// frame's sender is a proc of a configured peer. Anything else on an
+/// accepted connection is a client's, so a client that names a proc of
+/// another host as its sender is refused (`Malformed`) instead of being
+/// taken for a link that may relay notices and responses. (Links this host
+/// dialled are links whatever they carry.)
+fn relays_a_peer(peer_link: bool, envelope: &Envelope<'_>, peers: &[Addr]) -> bool {
+    peer_link
         && matches!(envelope.sender, Sender::Proc { addr, .. }
             if super::remote::configured_peer(peers, addr).is_some())
 }
@@ -251,6 +252,7 @@ impl Dataplane {
             dialled: None,
             connecting: false,
             privileged: false,
+            peer_link: false,
             full_since: None,
             drains_waiting: false,
             answers: AwaitedAnswers::default(),

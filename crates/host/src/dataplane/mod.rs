@@ -170,6 +170,8 @@ struct ConnSlot {
     /// May use the control plane: it came through the control socket (peer
     /// credentials checked) or presented the host's token.
     privileged: bool,
+    /// Presented the peer token: another host's link (never privileged).
+    peer_link: bool,
     /// The reply queue has refused proc frames for lack of room since then;
     /// after the overload wait they are returned `Overloaded` at once.
     full_since: Option<Instant>,
@@ -450,6 +452,14 @@ impl Dataplane {
     }
 
     /// Lets a connection use the control plane.
+    /// The connection presented the peer token: another host's link, whose
+    /// frames may relay that host's procs (see `conn::relays_a_peer`).
+    pub(crate) fn set_peer_link(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conn_mut(key) {
+            conn.peer_link = true;
+        }
+    }
+
     pub(crate) fn set_privileged(&mut self, key: ConnKey) {
         if let Some(conn) = self.conn_mut(key) {
             conn.privileged = true;

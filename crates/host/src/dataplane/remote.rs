@@ -246,6 +246,7 @@ fn open_link(
         dialled: Some(peer.as_str().into()),
         connecting: true,
         privileged: false,
+        peer_link: false,
         full_since: None,
         drains_waiting: false,
         answers: AwaitedAnswers::default(),

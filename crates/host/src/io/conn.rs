@@ -21,9 +21,12 @@ pub(super) async fn connection<F: Frontend>(
     door: Door,
     span: tracing::Span,
 ) {
-    let token = match &door {
-        Door::Frontend { .. } => cfg.token.as_deref().map(str::as_bytes),
-        Door::ControlSocket => None,
+    let (token, peer_token) = match &door {
+        Door::Frontend { .. } => (
+            cfg.token.as_deref().map(str::as_bytes),
+            cfg.peer_token.as_deref().map(str::as_bytes),
+        ),
+        Door::ControlSocket => (None, None),
     };
     let limits = cfg.limits;
     let mut charge = budget.charge();
@@ -36,12 +39,12 @@ pub(super) async fn connection<F: Frontend>(
             &mut charge,
             deadline,
             service_name.as_str(),
-            token,
+            (token, peer_token),
             limits,
         ),
     )
     .await;
-    let (client, mut decoder) = match hello {
+    let (client, mut decoder, is_peer) = match hello {
         Ok(Ok(hello)) => hello,
         Ok(Err(reason)) => {
             tracing::warn!(parent: &span, peer = door.peer(), %reason, "closing connection");
@@ -72,8 +75,11 @@ pub(super) async fn connection<F: Frontend>(
             return;
         };
         // The token was checked by the hello; the control socket's peer by
-        // its credentials.
-        if matches!(door, Door::ControlSocket) || cfg.token.is_some() {
+        // its credentials. A host that presented the peer token is a link:
+        // it may relay its procs, but it has no control-plane privilege.
+        if is_peer {
+            dp.set_peer_link(key);
+        } else if matches!(door, Door::ControlSocket) || cfg.token.is_some() {
             dp.set_privileged(key);
         }
         let mut ack = vec![0; 256];
@@ -107,16 +113,17 @@ pub(super) async fn connection<F: Frontend>(
 
 /// Reads a connection's hello into a [`MAX_HELLO_LEN`] buffer charged to
 /// the budget, under [`hello_limits`]: a prefix announcing more fails at
-/// once. Returns the client's name and the decoder (which may hold the
-/// first frames after the hello), or why the connection closes.
+/// once. Returns the client's name, the decoder (which may hold the first
+/// frames after the hello) and whether it presented the peer token (another
+/// host's link) rather than the client token, or why the connection closes.
 async fn read_hello<F: Frontend>(
     reader: &mut F::Reader,
     charge: &mut Charge,
     deadline: Instant,
     service_name: &str,
-    token: Option<&[u8]>,
+    (token, peer_token): (Option<&[u8]>, Option<&[u8]>),
     limits: Limits,
-) -> Result<(String, FrameDecoder), String> {
+) -> Result<(String, FrameDecoder, bool), String> {
     charge_to(charge, MAX_HELLO_LEN, deadline).await?;
     let mut decoder = FrameDecoder::with_read_chunk(hello_limits(&limits), MAX_HELLO_LEN);
     loop {
@@ -126,10 +133,17 @@ async fn read_hello<F: Frontend>(
             Ok(0) | Err(_) => return Err("connection closed before its hello".to_owned()),
             Ok(_) => {}
         }
-        let client = match decoder.next_frame() {
-            Ok(Some(frame)) => hostmux_wire::check_hello(&frame, service_name, token)
-                .map(str::to_owned)
-                .map_err(|refusal| format!("hello refused: {refusal:?}"))?,
+        let (client, is_peer) = match decoder.next_frame() {
+            // The peer token first: a host without a client token takes
+            // any client hello, and a peer's must not pass for a client's.
+            Ok(Some(frame)) => match peer_token
+                .and_then(|peer| hostmux_wire::check_hello(&frame, service_name, Some(peer)).ok())
+            {
+                Some(host) => (host.to_owned(), true),
+                None => hostmux_wire::check_hello(&frame, service_name, token)
+                    .map(|client| (client.to_owned(), false))
+                    .map_err(|refusal| format!("hello refused: {refusal:?}"))?,
+            },
             Ok(None) => continue,
             Err(WireError::FrameTooLong { len, max }) => {
                 charge.budget().count_closed(Closed::HelloTooLarge);
@@ -139,7 +153,7 @@ async fn read_hello<F: Frontend>(
             }
             Err(e) => return Err(format!("malformed hello: {e}")),
         };
-        return Ok((client, decoder));
+        return Ok((client, decoder, is_peer));
     }
 }
 

@@ -76,7 +76,7 @@ pub(super) async fn dial<F: Frontend>(
             &mut hello,
             service_name.as_str(),
             &peer_name,
-            cfg.token.as_deref().unwrap_or("").as_bytes(),
+            cfg.peer_token.as_deref().unwrap_or("").as_bytes(),
             &limits,
         )
         .map_err(|e| format!("cannot encode hello: {e}"))?;
