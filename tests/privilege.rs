@@ -9,6 +9,7 @@
 //! `HOSTMUX_TEST_SKIP` names `root` (then it says loudly that it did not
 //! run).
 
+use hostmux_testkit::facility::{proc_status_field, require_root};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,42 +17,6 @@ use std::time::{Duration, Instant};
 use crate::serve::{run, stdout, Served, DEADLINE};
 
 const NOBODY: &str = "65534";
-
-/// `true` if this process is root; otherwise panics, unless
-/// `HOSTMUX_TEST_SKIP` contains `root` (then prints what did not run).
-fn root_or_skip(test: &str) -> bool {
-    if std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Uid:", "0", "0", "0", "0"])
-    {
-        return true;
-    }
-    let skip = std::env::var("HOSTMUX_TEST_SKIP").unwrap_or_default();
-    if skip
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .any(|w| w == "root")
-    {
-        eprintln!("SKIPPED {test}: it needs root to switch users (HOSTMUX_TEST_SKIP has `root`)");
-        return false;
-    }
-    panic!(
-        "{test} needs root to run procs as another user; run the tests as root, \
-         or set HOSTMUX_TEST_SKIP=root to skip it"
-    );
-}
-
-/// A `/proc/<pid>/status` line's values, whitespace-normalised.
-fn status_field(pid: u64, key: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 fn pid_of(socket: &Path, name: &str) -> u64 {
     let listed: serde_json::Value =
@@ -81,7 +46,7 @@ fn wait_for_report(path: &Path) -> String {
 
 #[test]
 fn proc_run_as_nobody_cannot_use_the_control_socket() {
-    if !root_or_skip("proc_run_as_nobody_cannot_use_the_control_socket") {
+    if !require_root() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -121,8 +86,8 @@ fn proc_run_as_nobody_cannot_use_the_control_socket() {
         assert!(spawned.contains(&format!("spawned {name}")), "{spawned}");
         let pid = pid_of(&socket, name);
         // Runs as nobody (the host's --proc-user), cannot gain privileges.
-        assert_eq!(status_field(pid, "Uid"), [NOBODY; 4].join(" "));
-        assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+        assert_eq!(proc_status_field(pid, "Uid"), [NOBODY; 4].join(" "));
+        assert_eq!(proc_status_field(pid, "NoNewPrivs"), "1");
         wait_for_report(&report)
     };
 
@@ -169,7 +134,10 @@ fn proc_run_as_nobody_cannot_use_the_control_socket() {
             "spawn", "as-root", "--user", "root", "--", exe, "__proc", "echo",
         ],
     ));
-    assert_eq!(status_field(pid_of(&socket, "as-root"), "Uid"), "0 0 0 0");
+    assert_eq!(
+        proc_status_field(pid_of(&socket, "as-root"), "Uid"),
+        "0 0 0 0"
+    );
     // An unknown user is named in the refusal, exit code 4.
     let unknown = run(
         &socket,
@@ -191,7 +159,7 @@ fn proc_run_as_nobody_cannot_use_the_control_socket() {
 
 #[test]
 fn non_root_host_refuses_proc_user_and_says_it_needs_root() {
-    if !root_or_skip("non_root_host_refuses_proc_user_and_says_it_needs_root") {
+    if !require_root() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

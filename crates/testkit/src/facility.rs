@@ -77,6 +77,34 @@ pub fn missing(facility: Facility, why: &str) {
     );
 }
 
+/// Whether this process runs as root (real, effective, saved and
+/// filesystem uid 0, from `/proc/self/status`). If not, calls [`missing`]
+/// for [`Facility::Root`]: panics unless [`SKIP_ENV`] names `root`, and
+/// returns `false` (the caller returns early) if it does.
+#[track_caller]
+pub fn require_root() -> bool {
+    if proc_status_field("self", "Uid") == "0 0 0 0" {
+        return true;
+    }
+    missing(Facility::Root, "not running as root");
+    false
+}
+
+/// The values of `key` in `/proc/<pid>/status` (`pid` may be `self`),
+/// whitespace-normalised: `Uid` gives `"65534 65534 65534 65534"`.
+/// Panics if the file or the key is missing.
+pub fn proc_status_field(pid: impl std::fmt::Display, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

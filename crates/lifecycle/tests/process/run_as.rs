@@ -6,6 +6,7 @@
 //! `HOSTMUX_TEST_SKIP` names `root` (then they say loudly that they did not
 //! run).
 
+use hostmux_testkit::facility::{proc_status_field, require_root};
 use std::os::unix::fs::MetadataExt as _;
 use std::time::Duration;
 
@@ -14,38 +15,6 @@ use hostmux_lifecycle::{ProcHandle, ProcessProcManager, RunAs};
 use crate::support::*;
 
 const NOBODY: u32 = 65534;
-
-/// `true` if this process is root; otherwise panics, unless
-/// `HOSTMUX_TEST_SKIP` contains `root` (then prints what did not run).
-pub(crate) fn root_or_skip(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let skip = std::env::var("HOSTMUX_TEST_SKIP").unwrap_or_default();
-    if skip
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .any(|w| w == "root")
-    {
-        eprintln!("SKIPPED {test}: it needs root to switch users (HOSTMUX_TEST_SKIP has `root`)");
-        return false;
-    }
-    panic!(
-        "{test} needs root to run procs as another user; run the tests as root, \
-         or set HOSTMUX_TEST_SKIP=root to skip it"
-    );
-}
-
-/// The value of `key` in `/proc/<pid>/status`, whitespace-normalised.
-fn status_field(pid: u32, key: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 async fn assert_runs_as_nobody(manager: &ProcessProcManager, proc_name: &str) {
     let nobody = RunAs::resolve("nobody", None).unwrap();
@@ -62,9 +31,9 @@ async fn assert_runs_as_nobody(manager: &ProcessProcManager, proc_name: &str) {
     .await;
     let pid = proc.pid().unwrap();
     let ids = |id: u32| format!("{id} {id} {id} {id}");
-    assert_eq!(status_field(pid, "Uid"), ids(NOBODY));
-    assert_eq!(status_field(pid, "Gid"), ids(nobody.gid()));
-    let mut groups: Vec<u32> = status_field(pid, "Groups")
+    assert_eq!(proc_status_field(pid, "Uid"), ids(NOBODY));
+    assert_eq!(proc_status_field(pid, "Gid"), ids(nobody.gid()));
+    let mut groups: Vec<u32> = proc_status_field(pid, "Groups")
         .split_whitespace()
         .map(|g| g.parse().unwrap())
         .collect();
@@ -76,7 +45,7 @@ async fn assert_runs_as_nobody(manager: &ProcessProcManager, proc_name: &str) {
         "supplementary groups as initgroups sets them"
     );
     assert!(!groups.contains(&0), "root's group 0 was dropped");
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(proc_status_field(pid, "NoNewPrivs"), "1");
     // The user's login variables, not the host's.
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
@@ -103,7 +72,7 @@ async fn assert_runs_as_nobody(manager: &ProcessProcManager, proc_name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proc_run_as_nobody_has_its_ids_groups_no_new_privs_and_death_signal() {
-    if !root_or_skip("proc_run_as_nobody_has_its_ids_groups_no_new_privs_and_death_signal") {
+    if !require_root() {
         return;
     }
     assert_runs_as_nobody(&ProcessProcManager::default(), "as-nobody").await;
@@ -117,7 +86,7 @@ async fn proc_run_as_nobody_has_its_ids_groups_no_new_privs_and_death_signal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_default_user_applies_unless_the_config_names_one() {
-    if !root_or_skip("manager_default_user_applies_unless_the_config_names_one") {
+    if !require_root() {
         return;
     }
     let manager = ProcessProcManager::builder()
@@ -131,10 +100,10 @@ async fn manager_default_user_applies_unless_the_config_names_one() {
     )
     .await;
     assert_eq!(
-        status_field(by_default.pid().unwrap(), "Uid"),
+        proc_status_field(by_default.pid().unwrap(), "Uid"),
         format!("{NOBODY} {NOBODY} {NOBODY} {NOBODY}")
     );
-    assert_eq!(status_field(as_root.pid().unwrap(), "Uid"), "0 0 0 0");
+    assert_eq!(proc_status_field(as_root.pid().unwrap(), "Uid"), "0 0 0 0");
     for proc in [by_default, as_root] {
         assert_eq!(
             proc.terminate(Duration::from_secs(30)).await.unwrap(),
@@ -145,7 +114,7 @@ async fn manager_default_user_applies_unless_the_config_names_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unprivileged_proc_cannot_leave_its_cgroup() {
-    if !root_or_skip("unprivileged_proc_cannot_leave_its_cgroup") {
+    if !require_root() {
         return;
     }
     let manager = ProcessProcManager::default();
