@@ -10,12 +10,10 @@ use hostmux_wire::{
 
 use super::rules::{self, Envelope, Origin};
 
-use crate::stats::ConnStats;
-
 use super::write::{count_written, push_notice, slot_of_conn, write_record, Pieces, Source};
 use super::{
-    AwaitedAnswers, ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, Peer, ProcKey,
-    ProcState, RingWrite, HISTORY,
+    ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, Peer, ProcKey, ProcState,
+    RingWrite, HISTORY,
 };
 
 impl Dataplane {
@@ -240,28 +238,8 @@ impl Dataplane {
         if !self.clients.insert(name.as_bytes(), key) {
             return None;
         }
-        let slot = ConnSlot {
-            generation,
-            stats: ConnStats {
-                name: name.as_str().to_owned(),
-                ..ConnStats::default()
-            },
-            name,
-            outbox: Vec::with_capacity(64 * 1024),
-            closing: false,
-            dialled: None,
-            connecting: false,
-            privileged: false,
-            peer_link: false,
-            full_since: None,
-            drains_waiting: false,
-            answers: AwaitedAnswers::default(),
-            reply_bytes: 0,
-            reply_bytes_in_flight: 0,
-            lingering: false,
-            repeat_route: None,
-            repeat_peer: Peer::named(b""),
-        };
+        let stats_name = name.as_str().to_owned();
+        let slot = ConnSlot::new(generation, name, stats_name, None);
         if index == self.conns.len() {
             self.conns.push(Some(slot));
         } else {

@@ -200,6 +200,36 @@ struct ConnSlot {
     repeat_peer: Peer,
 }
 
+impl ConnSlot {
+    /// A fresh connection slot: a client named `name` (`dialled: None`),
+    /// or a link this host dials to `dialled` (connecting until its hello
+    /// is acknowledged). `stats_name` names it in the counters.
+    fn new(generation: u32, name: ProcName, stats_name: String, dialled: Option<Box<str>>) -> Self {
+        ConnSlot {
+            generation,
+            name,
+            outbox: Vec::with_capacity(64 * 1024),
+            stats: ConnStats {
+                name: stats_name,
+                ..ConnStats::default()
+            },
+            closing: false,
+            connecting: dialled.is_some(),
+            dialled,
+            privileged: false,
+            peer_link: false,
+            full_since: None,
+            drains_waiting: false,
+            answers: AwaitedAnswers::default(),
+            reply_bytes: 0,
+            reply_bytes_in_flight: 0,
+            lingering: false,
+            repeat_route: None,
+            repeat_peer: Peer::named(b""),
+        }
+    }
+}
+
 /// What a connection's writer found in its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outbox {

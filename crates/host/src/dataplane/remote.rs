@@ -28,9 +28,8 @@ use hostmux_wire::{
 };
 
 use super::write::{notice_header, notice_payload};
-use super::{slot_of_conn, AwaitedAnswers, ConnKey, ConnSlot, Dataplane, Event, Outcome, Peer};
+use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Event, Outcome, Peer};
 use crate::config::HostConfig;
-use crate::stats::ConnStats;
 
 /// Most other hosts one host keeps links to (bounds memory whatever the
 /// configuration says).
@@ -234,28 +233,12 @@ fn open_link(
         index: index as u32,
         generation: *generation,
     };
-    let slot = ConnSlot {
-        generation: *generation,
-        name: ProcName::new("peer").expect("a valid name"),
-        outbox: Vec::with_capacity(64 * 1024),
-        stats: ConnStats {
-            name: peer.as_str().to_owned(),
-            ..ConnStats::default()
-        },
-        closing: false,
-        dialled: Some(peer.as_str().into()),
-        connecting: true,
-        privileged: false,
-        peer_link: false,
-        full_since: None,
-        drains_waiting: false,
-        answers: AwaitedAnswers::default(),
-        reply_bytes: 0,
-        reply_bytes_in_flight: 0,
-        lingering: false,
-        repeat_route: None,
-        repeat_peer: Peer::named(b""),
-    };
+    let slot = ConnSlot::new(
+        *generation,
+        ProcName::new("peer").expect("a valid name"),
+        peer.as_str().to_owned(),
+        Some(peer.as_str().into()),
+    );
     if index == conns.len() {
         conns.push(Some(slot));
     } else {
