@@ -122,6 +122,51 @@ pub fn is_hello_ack(frame: &FrameView<'_>) -> bool {
         && matches!(frame.sender(), Sender::Proc { addr: "", .. })
 }
 
+/// Encodes the host's refusal of `client_name`'s hello into `out`; returns
+/// its length: an `Undeliverable` frame on [`HELLO_PORT`] with
+/// [`Flags::TO_CLIENT`], message id 0, from the service proc, whose payload
+/// names `reason` (a host refusing another host's link sends
+/// [`UndeliverableReason::PeerRefused`](crate::UndeliverableReason::PeerRefused)
+/// and then closes).
+pub fn encode_hello_refusal(
+    out: &mut [u8],
+    service_name: &str,
+    client_name: &str,
+    reason: crate::UndeliverableReason,
+    limits: &Limits,
+) -> Result<usize, WireError> {
+    let sender = Sender::Proc {
+        addr: "",
+        name: service_name,
+    };
+    let header = FrameHeader {
+        kind: FrameKind::Undeliverable,
+        flags: Flags::TO_CLIENT,
+        ..hello_header(client_name, sender)
+    };
+    let payload = crate::Undeliverable {
+        original_message_id: 0,
+        reason,
+    }
+    .to_bytes();
+    encode_frame(out, &header, &payload, limits)
+}
+
+/// The reason a host's refusal of a hello gives (see
+/// [`encode_hello_refusal`]); `None` if `frame` is not one.
+pub fn hello_refusal(frame: &FrameView<'_>) -> Option<crate::UndeliverableReason> {
+    if frame.kind() != FrameKind::Undeliverable
+        || frame.dest_port() != HELLO_PORT
+        || !frame.flags().contains(Flags::TO_CLIENT)
+        || !matches!(frame.sender(), Sender::Proc { addr: "", .. })
+    {
+        return None;
+    }
+    crate::Undeliverable::decode(frame.payload())
+        .ok()
+        .map(|notice| notice.reason)
+}
+
 /// Checks a hello against the host's service name and token (`None`: the
 /// host has none, and the hello must present none); returns the client's
 /// name. The token is compared in constant time.
@@ -198,6 +243,22 @@ mod tests {
         let without = frame(|out| encode_hello(out, "service", "cli", b"", &limits));
         let hello = decode_frame(&without, &limits).unwrap();
         assert_eq!(check_hello(&hello, "service", None), Ok("cli"));
+        let refusal = frame(|out| {
+            encode_hello_refusal(
+                out,
+                "service",
+                "cli",
+                crate::UndeliverableReason::PeerRefused,
+                &limits,
+            )
+        });
+        let refusal = decode_frame(&refusal, &limits).unwrap();
+        assert_eq!(
+            hello_refusal(&refusal),
+            Some(crate::UndeliverableReason::PeerRefused)
+        );
+        assert!(!is_hello_ack(&refusal));
+        assert_eq!(hello_refusal(&hello), None);
         // An ack is not a hello (its sender is a proc), but is an ack.
         let ack = frame(|out| encode_hello_ack(out, "service", "cli", &limits));
         let ack = decode_frame(&ack, &limits).unwrap();

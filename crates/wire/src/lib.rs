@@ -108,6 +108,7 @@ mod header;
 mod hello;
 mod layout;
 mod limits;
+mod link;
 mod memo;
 mod name;
 mod rules;
@@ -141,10 +142,14 @@ pub use header::{
     ReplyTarget, RoutingHeader, Sender, SenderKind, HEADER_ALIGN, HEADER_ROOT_LEN,
 };
 pub use hello::{
-    check_hello, encode_hello, encode_hello_ack, hello_limits, is_hello_ack, HelloRefusal,
-    HELLO_PORT, MAX_HELLO_LEN,
+    check_hello, encode_hello, encode_hello_ack, encode_hello_refusal, hello_limits, hello_refusal,
+    is_hello_ack, HelloRefusal, HELLO_PORT, MAX_HELLO_LEN,
 };
 pub use limits::Limits;
+pub use link::{
+    encode_link_status, is_link_status, link_status, ArchivedLinkStatus, LinkStatus, LINK_PORT,
+    LINK_STATUS_LEN,
+};
 pub use memo::{HeaderMemo, HEADER_MEMO_CAPACITY};
 pub use name::{validate_name, ProcName, DEFAULT_MAX_NAME_LEN};
 pub use undeliverable::{

@@ -36,12 +36,25 @@ pub enum UndeliverableReason {
     /// configured peers: the host dials only its peers, so it opened no
     /// connection and answered at once.
     NotAPeer = 7,
+    /// The destination host is a configured peer but could not be reached:
+    /// no connection or no hello acknowledgement within the dial timeout
+    /// (connection refused, no route, DNS failure). Nothing was sent.
+    HostUnreachable = 8,
+    /// The link to the destination host failed (closed, reset, or silent
+    /// past the heartbeat timeout) before the frame was answered. The frame
+    /// may or may not have reached the proc; no answer will come for it
+    /// any more (a late reply is dropped by this host).
+    LinkFailed = 9,
+    /// The destination host refused this host's link: wrong peer token,
+    /// this host is not one of its peers, or (with TLS) a certificate it
+    /// does not accept. Nothing was delivered.
+    PeerRefused = 10,
 }
 
 impl UndeliverableReason {
     /// Every reason, in code order (`reason as usize` indexes it), for
     /// per-reason counters.
-    pub const ALL: [UndeliverableReason; 8] = [
+    pub const ALL: [UndeliverableReason; 11] = [
         UndeliverableReason::NoSuchProc,
         UndeliverableReason::NotReady,
         UndeliverableReason::ProcExited,
@@ -50,6 +63,9 @@ impl UndeliverableReason {
         UndeliverableReason::Malformed,
         UndeliverableReason::HopLimit,
         UndeliverableReason::NotAPeer,
+        UndeliverableReason::HostUnreachable,
+        UndeliverableReason::LinkFailed,
+        UndeliverableReason::PeerRefused,
     ];
 
     /// What the reason means, in a few lowercase words (the `Display` text).
@@ -63,6 +79,9 @@ impl UndeliverableReason {
             UndeliverableReason::Malformed => "malformed",
             UndeliverableReason::HopLimit => "hop limit reached",
             UndeliverableReason::NotAPeer => "not a peer of the host",
+            UndeliverableReason::HostUnreachable => "host unreachable",
+            UndeliverableReason::LinkFailed => "link to the host failed",
+            UndeliverableReason::PeerRefused => "refused by the peer host",
         }
     }
 }
@@ -130,6 +149,11 @@ impl Undeliverable {
                 ArchivedUndeliverableReason::Malformed => UndeliverableReason::Malformed,
                 ArchivedUndeliverableReason::HopLimit => UndeliverableReason::HopLimit,
                 ArchivedUndeliverableReason::NotAPeer => UndeliverableReason::NotAPeer,
+                ArchivedUndeliverableReason::HostUnreachable => {
+                    UndeliverableReason::HostUnreachable
+                }
+                ArchivedUndeliverableReason::LinkFailed => UndeliverableReason::LinkFailed,
+                ArchivedUndeliverableReason::PeerRefused => UndeliverableReason::PeerRefused,
             },
         })
     }

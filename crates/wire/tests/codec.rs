@@ -300,6 +300,9 @@ fn undeliverable_reasons_keep_their_codes_hop_limit_is_6_not_a_peer_is_7() {
             (UndeliverableReason::Malformed, 5),
             (UndeliverableReason::HopLimit, 6),
             (UndeliverableReason::NotAPeer, 7),
+            (UndeliverableReason::HostUnreachable, 8),
+            (UndeliverableReason::LinkFailed, 9),
+            (UndeliverableReason::PeerRefused, 10),
         ]
     );
     // Each reason's payload: the id at 0, the code at 8, zero after it.
@@ -319,7 +322,7 @@ fn undeliverable_reasons_keep_their_codes_hop_limit_is_6_not_a_peer_is_7() {
     // The first code past the last is refused.
     let mut payload = AlignedVec::<16>::new();
     payload.extend_from_slice(&[0; 16]);
-    payload[8] = 8;
+    payload[8] = 11;
     assert!(Undeliverable::decode(&payload).is_err());
     // Every reason reads as a few words.
     assert_eq!(

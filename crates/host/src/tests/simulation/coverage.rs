@@ -144,7 +144,11 @@ impl Coverage {
         for (i, reason) in REASONS.iter().enumerate() {
             let generated = !matches!(
                 reason,
-                UndeliverableReason::Oversized | UndeliverableReason::HopLimit
+                UndeliverableReason::Oversized
+                    | UndeliverableReason::HopLimit
+                    | UndeliverableReason::HostUnreachable
+                    | UndeliverableReason::LinkFailed
+                    | UndeliverableReason::PeerRefused
             );
             if generated && self.returned[i] == 0 {
                 missing.push(match reason {
@@ -154,9 +158,11 @@ impl Coverage {
                     UndeliverableReason::Overloaded => "a frame returned Overloaded",
                     UndeliverableReason::Malformed => "a frame returned Malformed",
                     UndeliverableReason::NotAPeer => "a frame returned NotAPeer",
-                    UndeliverableReason::Oversized | UndeliverableReason::HopLimit => {
-                        unreachable!("not generated")
-                    }
+                    UndeliverableReason::Oversized
+                    | UndeliverableReason::HopLimit
+                    | UndeliverableReason::HostUnreachable
+                    | UndeliverableReason::LinkFailed
+                    | UndeliverableReason::PeerRefused => unreachable!("not generated"),
                 });
             }
         }
