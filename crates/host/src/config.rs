@@ -113,6 +113,28 @@ pub struct HostConfig {
     /// which clients hold: so no client can pose as a peer. `None`: this
     /// host dials no link with a secret and accepts no link.
     pub peer_token: Option<String>,
+    /// Flow control on each link this host dials: at most this many bytes
+    /// of forwarded frames queued or written and not yet acknowledged by
+    /// the far host (see `docs/wire.md`, "Links"). A full link holds its
+    /// sources back like a full ring (a client's connection is not read,
+    /// a proc's outbound ring is not drained) for up to the overload wait,
+    /// then frames are returned `Overloaded`.
+    pub link_window_bytes: usize,
+    /// The same bound in frames (bounds the sending host's bookkeeping
+    /// however small the frames are).
+    pub link_window_frames: u64,
+    /// A link on which nothing (frame, acknowledgement or heartbeat) has
+    /// arrived for this long is taken as dead: it is closed and every frame
+    /// awaiting an answer through it is answered `LinkFailed`. Each side
+    /// sends a heartbeat every quarter of it.
+    pub link_timeout: Duration,
+    /// After a failed dial, the next dial of that peer waits this long,
+    /// doubling with each failure up to [`link_backoff_max`](Self::link_backoff_max)
+    /// (each wait drawn within ±25 %); frames for the peer meanwhile are
+    /// answered `HostUnreachable` (or `PeerRefused`) at once.
+    pub link_backoff_min: Duration,
+    /// The longest wait between dials of an unreachable peer.
+    pub link_backoff_max: Duration,
 }
 
 impl Default for HostConfig {
@@ -139,6 +161,11 @@ impl Default for HostConfig {
             reply_memory: 256 << 20,
             peers: Vec::new(),
             peer_token: None,
+            link_window_bytes: 8 << 20,
+            link_window_frames: 32_768,
+            link_timeout: Duration::from_secs(2),
+            link_backoff_min: Duration::from_millis(100),
+            link_backoff_max: Duration::from_secs(5),
         }
     }
 }
@@ -171,6 +198,12 @@ impl std::fmt::Debug for HostConfig {
             .field("control_socket", &self.control_socket)
             .field("half_close_linger", &self.half_close_linger)
             .field("max_hops", &self.max_hops)
+            .field("peers", &self.peers)
+            .field("link_window_bytes", &self.link_window_bytes)
+            .field("link_window_frames", &self.link_window_frames)
+            .field("link_timeout", &self.link_timeout)
+            .field("link_backoff_min", &self.link_backoff_min)
+            .field("link_backoff_max", &self.link_backoff_max)
             .finish_non_exhaustive()
     }
 }

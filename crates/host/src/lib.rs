@@ -219,7 +219,7 @@ pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
 pub use process::{ProcessProc, SpawnByRequest, SpecRefused};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{
-    ConnLimitStats, ConnStats, HostStats, ProcStats, ReplyMemoryStats, Returned, REASONS,
+    ConnLimitStats, ConnStats, HostStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, REASONS,
 };
 
 /// Re-exported: how procs end and what bulk terminate reports.

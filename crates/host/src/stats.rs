@@ -121,6 +121,50 @@ pub struct HostStats {
     /// Frames queued for clients, against the host-wide
     /// [`HostConfig::reply_memory`](crate::HostConfig::reply_memory).
     pub reply_memory: ReplyMemoryStats,
+    /// One entry per configured peer this host has exchanged frames with.
+    pub links: Vec<LinkStats>,
+}
+
+/// The state of this host's links with one configured peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// The peer's address, as configured.
+    pub peer: String,
+    /// `up` (a link this host dialled is connected), `connecting`,
+    /// `down` (dials fail; frames answered at once with `reason` until the
+    /// next dial), or `idle` (no link open; the next frame dials).
+    pub state: String,
+    /// Why dials fail, while `down`.
+    pub reason: Option<UndeliverableReason>,
+    /// Bytes queued on the dialled link and not yet written.
+    pub queued_bytes: u64,
+    /// Frames and bytes sent on it and not yet acknowledged by the peer.
+    pub in_flight_frames: u64,
+    /// Bytes sent and not yet acknowledged.
+    pub in_flight_bytes: u64,
+    /// Frames sent on it, and acknowledged, since it connected.
+    pub sent: u64,
+    /// Frames the peer acknowledged on it.
+    pub acked: u64,
+    /// Frames this host's senders sent to the peer still awaiting an
+    /// answer (see `docs/wire.md`, "Links").
+    pub awaiting_answers: u64,
+    /// The last heartbeat round trip, in microseconds.
+    pub round_trip_us: Option<u64>,
+    /// Dials made, dials failed, links that failed once up.
+    pub dials: u64,
+    /// Dials that failed.
+    pub dial_failures: u64,
+    /// Links that failed after they were up.
+    pub link_failures: u64,
+    /// Frames answered by this host (`LinkFailed`, `HostUnreachable`,
+    /// `PeerRefused`) because a link failed before their answer came.
+    pub answered_here: u64,
+    /// Answers that arrived after this host had answered their frame,
+    /// dropped.
+    pub late_answers_dropped: u64,
+    /// Frames received from the peer on links it dialled.
+    pub received: u64,
 }
 
 /// Frames queued for clients against the host-wide

@@ -110,7 +110,7 @@ async fn unreachable_host_returns_frames(kind: FrontendKind) {
         let notice = client.recv().await;
         assert_eq!(
             notice.undeliverable().reason,
-            UndeliverableReason::NoSuchProc
+            UndeliverableReason::HostUnreachable
         );
         returned.push(notice.message_id);
     }

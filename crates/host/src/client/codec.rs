@@ -228,6 +228,9 @@ pub(super) enum HelloAnswer {
         kind: ControlErrorKind,
         message: String,
     },
+    /// The host refused the hello's token (an `Undeliverable` on the
+    /// hello port, `hostmux_wire::hello_refusal`).
+    WrongToken,
     /// Anything else.
     Other,
 }
@@ -236,6 +239,9 @@ pub(super) enum HelloAnswer {
 pub(super) fn hello_answer(frame: &FrameView<'_>) -> HelloAnswer {
     if is_hello_ack(frame) {
         return HelloAnswer::Ack;
+    }
+    if hostmux_wire::hello_refusal(frame).is_some() {
+        return HelloAnswer::WrongToken;
     }
     if frame.kind() == FrameKind::ControlResponse && frame.dest_port() == HELLO_PORT {
         if let Ok(ControlResponse::Error { kind, message }) =
@@ -270,7 +276,7 @@ pub(super) fn hello_outcome(
             addr: peer.to_owned(),
             client: client.to_owned(),
         }),
-        Ok(None) => Err(refused()),
+        Ok(Some(HelloAnswer::WrongToken)) | Ok(None) => Err(refused()),
         Err(HostError::Receive { source, .. })
             if source.kind() == std::io::ErrorKind::ConnectionReset =>
         {

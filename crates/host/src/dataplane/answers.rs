@@ -31,7 +31,7 @@ const FIRST_SLOTS: usize = 64;
 /// their name (a local proc or the service proc; a local client, hashed
 /// apart since client names are a namespace of their own) or of their
 /// host's address (anything on another host).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Peer(u64);
 
 impl Peer {

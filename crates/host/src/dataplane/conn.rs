@@ -10,10 +10,11 @@ use hostmux_wire::{
 
 use super::rules::{self, Envelope, Origin};
 
+use super::ledger::Arrival;
 use super::write::{count_written, push_notice, slot_of_conn, write_record, Pieces, Source};
 use super::{
-    ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, Peer, ProcKey, ProcState,
-    RingWrite, HISTORY,
+    Blocker, ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, Peer, ProcKey,
+    ProcState, RingWrite, HISTORY,
 };
 
 impl Dataplane {
@@ -30,11 +31,24 @@ impl Dataplane {
         if fresh && frame.repeats_previous_header() && self.deliver_repeat(key, frame.as_bytes()) {
             return Delivery::Done;
         }
+        self.last_now = now;
         let max_hops = self.cfg.max_hops;
-        let Dataplane { conns, cfg, .. } = self;
-        let Some(conn) = slot_of_conn(conns, key) else {
+        let Some(conn) = slot_of_conn(&mut self.conns, key) else {
             return Delivery::Done;
         };
+        if conn.flow.is_some() {
+            Self::heard_on_link(conn, now);
+            // Link status frames are the link's own: never routed, never
+            // counted among its frames.
+            if hostmux_wire::is_link_status(frame) {
+                if let Some(status) = hostmux_wire::link_status(frame) {
+                    self.receive_link_status(key, status, now);
+                }
+                return Delivery::Done;
+            }
+        }
+        let Dataplane { conns, cfg, .. } = self;
+        let conn = slot_of_conn(conns, key).expect("looked up above");
         // Set again below if this frame goes to a proc.
         conn.repeat_route = None;
         if fresh {
@@ -43,6 +57,10 @@ impl Dataplane {
         }
         let envelope = envelope_of(frame);
         let link = conn.dialled.is_some() || relays_a_peer(conn.peer_link, &envelope, &cfg.peers);
+        if link && fresh && self.late_from_peer(key, frame) {
+            return self.handled(key);
+        }
+        let conn = slot_of_conn(&mut self.conns, key).expect("looked up above");
         let origin = if link {
             Origin::Link
         } else {
@@ -93,10 +111,72 @@ impl Dataplane {
                 );
             }
             // The executor registered this connection to wait for room.
-            Outcome::Full(p, deadline) => return Delivery::Blocked(p, deadline),
+            Outcome::Full(p, deadline) => return Delivery::Blocked(Blocker::Ring(p), deadline),
+            Outcome::LinkFull(l, deadline) => return Delivery::Blocked(Blocker::Link(l), deadline),
             Outcome::Retry => unreachable!("only a proc's drain retries at once"),
         }
+        self.handled(key)
+    }
+
+    /// A frame from link `key` was disposed of: on a link another host
+    /// dialled, one more frame to acknowledge (a status goes with the next
+    /// write).
+    #[inline]
+    fn handled(&mut self, key: ConnKey) -> Delivery {
+        let Dataplane { conns, events, .. } = self;
+        if let Some(flow) = slot_of_conn(conns, key).and_then(|c| c.flow.as_mut()) {
+            if !flow.dialled {
+                flow.handled += 1;
+                if !flow.status_due {
+                    flow.status_due = true;
+                    events.push_back(Event::WakeWriter(key));
+                }
+            }
+        }
         Delivery::Done
+    }
+
+    /// Whether `frame`, from link `key`, answers a frame of this host that
+    /// was already answered here (its link failed meanwhile): such a late
+    /// answer is dropped (and counted), so each frame gets one answer. An
+    /// answer to a frame still awaited stops awaiting it.
+    fn late_from_peer(&mut self, key: ConnKey, frame: &FrameView<'_>) -> bool {
+        if !self.is_local_addr(frame.dest_addr()) {
+            return false;
+        }
+        let Dataplane { conns, cfg, .. } = self;
+        let peers = &cfg.peers;
+        let Some(conn) = slot_of_conn(conns, key) else {
+            return false;
+        };
+        let Some(flow) = conn.flow.as_mut() else {
+            return false;
+        };
+        let peer = match flow.peer {
+            Some(peer) => peer,
+            None => {
+                let Some(peer) = super::remote::configured_peer_index(peers, frame.sender().addr())
+                else {
+                    return false;
+                };
+                flow.peer = Some(peer);
+                peer
+            }
+        };
+        let to = if frame.flags().contains(Flags::TO_CLIENT) {
+            Peer::client(frame.dest_name_bytes())
+        } else {
+            Peer::named(frame.dest_name_bytes())
+        };
+        match self.arrive_from_peer(peer, frame.message_id(), to) {
+            Arrival::Late => {
+                if let Some(conn) = self.conn_mut(key) {
+                    conn.stats.dropped.add(UndeliverableReason::LinkFailed);
+                }
+                true
+            }
+            Arrival::Answer | Arrival::Other => false,
+        }
     }
 
     /// Delivers the run of frames at the front of `decoder` whose headers
@@ -168,10 +248,19 @@ impl Dataplane {
     }
 
     /// The blocked frame waited its limit: return it as `Overloaded`.
-    pub(crate) fn give_up_conn_frame(&mut self, key: ConnKey, frame: &FrameView<'_>, on: ProcKey) {
-        if let Some(slot) = self.proc_mut(on) {
-            slot.conn_waiters.retain(|c| *c != key);
-            slot.stats.returned_for.add(UndeliverableReason::Overloaded);
+    pub(crate) fn give_up_conn_frame(&mut self, key: ConnKey, frame: &FrameView<'_>, on: Blocker) {
+        match on {
+            Blocker::Ring(on) => {
+                if let Some(slot) = self.proc_mut(on) {
+                    slot.conn_waiters.retain(|c| *c != key);
+                    slot.stats.returned_for.add(UndeliverableReason::Overloaded);
+                }
+            }
+            Blocker::Link(link) => {
+                if let Some(flow) = self.conn_mut(link).and_then(|c| c.flow.as_mut()) {
+                    flow.reader_waiters.retain(|c| *c != key);
+                }
+            }
         }
         let Dataplane {
             conns,
@@ -263,11 +352,32 @@ impl Dataplane {
         };
         let name = slot.name.clone();
         let dialled = slot.dialled.is_some();
+        let link = slot.flow.as_mut().map(|flow| {
+            let reason = flow.failure.unwrap_or(if flow.dialled && !flow.up {
+                UndeliverableReason::HostUnreachable
+            } else {
+                UndeliverableReason::LinkFailed
+            });
+            let waiters = std::mem::take(&mut flow.reader_waiters);
+            (flow.peer, flow.dialled, reason, waiters)
+        });
         if !dialled {
             self.clients.remove_if(name.as_bytes(), key);
         }
-        if dialled {
-            self.return_queued_forwards(key);
+        if let Some((peer, link_dialled, reason, waiters)) = link {
+            // Connections held back by its window retry (and find it gone).
+            self.events
+                .extend(waiters.into_iter().map(Event::WakeReader));
+            if link_dialled {
+                self.return_queued_forwards(key, reason);
+            }
+            // Whatever awaits an answer through it is answered here: on a
+            // link this host dialled, the frames sent on it; on a link the
+            // peer dialled (its answers came that way), every frame
+            // awaiting that peer.
+            if let Some(peer) = peer {
+                self.answer_awaited(peer, key, !link_dialled, reason);
+            }
         }
         let slot = self.conns[key.index as usize]
             .take()
@@ -317,6 +427,19 @@ impl Dataplane {
         if conn.connecting {
             return Outbox::Empty;
         }
+        if conn.flow.is_some() {
+            let Dataplane {
+                conns,
+                service_name,
+                ..
+            } = self;
+            if let Some(conn) = slot_of_conn(conns, key) {
+                super::link::queue_status(conn, service_name.as_str());
+            }
+        }
+        let Some(conn) = self.conn_mut(key) else {
+            return Outbox::Closed;
+        };
         if conn.outbox.is_empty() {
             return if conn.closing {
                 Outbox::Closed

@@ -277,6 +277,7 @@ impl Dataplane {
                 Refusal::Drop(reason) => slot.stats.outbound_dropped.add(reason),
             },
             Outcome::Full(..) | Outcome::Retry => unreachable!("returned above"),
+            Outcome::LinkFull(..) => unreachable!("a proc's drain blocks as `Full`"),
         }
         let _ = ring.release();
         None

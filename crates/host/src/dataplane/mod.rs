@@ -48,6 +48,8 @@ mod clients;
 mod conn;
 mod drain;
 mod event;
+mod ledger;
+mod link;
 mod remote;
 pub(crate) mod rig;
 mod routes;
@@ -58,6 +60,7 @@ mod write;
 pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};
 pub(crate) use event::Event;
+pub(crate) use link::Heartbeat;
 pub(crate) use remote::PeerAddr;
 pub(crate) use write::copy_head;
 
@@ -198,6 +201,9 @@ struct ConnSlot {
     repeat_route: Option<(ProcKey, u64)>,
     /// Who that proc is, for the answers awaited from it.
     repeat_peer: Peer,
+    /// A link between this host and another (dialled by either): its
+    /// sequence numbers, acknowledgements, window and heartbeats.
+    flow: Option<Box<link::LinkFlow>>,
 }
 
 impl ConnSlot {
@@ -226,6 +232,7 @@ impl ConnSlot {
             lingering: false,
             repeat_route: None,
             repeat_peer: Peer::named(b""),
+            flow: None,
         }
     }
 }
@@ -246,10 +253,29 @@ pub(crate) enum Outbox {
 pub(crate) enum Delivery {
     /// Delivered or returned: the caller is done with it.
     Done,
-    /// The destination ring is full: keep the frame, stop reading this
-    /// client, wait for its reader wake-up or the deadline (then
-    /// [`Dataplane::give_up_conn_frame`]), and retry.
-    Blocked(ProcKey, Instant),
+    /// The destination ring (or link) is full: keep the frame, stop
+    /// reading this client, wait for its reader wake-up or the deadline
+    /// (then [`Dataplane::give_up_conn_frame`]), and retry.
+    Blocked(Blocker, Instant),
+}
+
+/// What holds a connection's frame back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocker {
+    /// A proc's full inbound ring.
+    Ring(ProcKey),
+    /// A link to another host whose window is full.
+    Link(ConnKey),
+}
+
+impl Blocker {
+    /// The proc whose ring it is, if it is one.
+    pub(crate) fn ring(self) -> Option<ProcKey> {
+        match self {
+            Blocker::Ring(p) => Some(p),
+            Blocker::Link(_) => None,
+        }
+    }
 }
 
 /// What a drain of one proc's outbound ring ended with.
@@ -281,6 +307,9 @@ enum Outcome {
     /// A proc's frame met a full ring that got room while the drain armed
     /// it: keep the frame and retry it at once.
     Retry,
+    /// A connection's frame met a full link window: the connection was
+    /// registered to wait for acknowledgements until the deadline.
+    LinkFull(ConnKey, Instant),
 }
 
 enum RingWrite {
@@ -335,6 +364,9 @@ pub(crate) struct Dataplane {
     drains_wait_for_reply_memory: bool,
     /// What the I/O shell must do, in order (see [`Dataplane::poll_event`]).
     events: VecDeque<Event>,
+    /// The latest time an entry point was given (for cold paths that have
+    /// none of their own, such as notices sent back over links).
+    last_now: Instant,
     /// A host-local, 16-aligned copy of the prefix and header of the proc
     /// record being routed: the host validates and routes from this copy,
     /// never from ring memory the proc can rewrite after validation.
@@ -380,6 +412,7 @@ impl Dataplane {
             reply_bytes_high_water: 0,
             drains_wait_for_reply_memory: false,
             events: VecDeque::with_capacity(64),
+            last_now: Instant::now(),
             scratch: AlignedVec::with_capacity(head_room),
             #[cfg(test)]
             drain_fast_lane: 0,
@@ -484,9 +517,12 @@ impl Dataplane {
     /// Lets a connection use the control plane.
     /// The connection presented the peer token: another host's link, whose
     /// frames may relay that host's procs (see `conn::relays_a_peer`).
-    pub(crate) fn set_peer_link(&mut self, key: ConnKey) {
+    /// `peer`: the configured peer (index in `HostConfig::peers`) that
+    /// dialled, if its hello says which.
+    pub(crate) fn set_peer_link(&mut self, key: ConnKey, peer: Option<usize>) {
         if let Some(conn) = self.conn_mut(key) {
             conn.peer_link = true;
+            conn.flow = Some(link::LinkFlow::new(false, peer));
         }
     }
 
@@ -829,6 +865,7 @@ impl Dataplane {
                 used: self.reply_bytes as u64,
                 high_water: self.reply_bytes_high_water as u64,
             },
+            links: self.link_stats(),
             ..HostStats::default()
         }
     }

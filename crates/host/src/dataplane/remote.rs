@@ -21,14 +21,21 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use hostmux_wire::{
     encode_frame_to_vec, encoded_len, validate_addr, Addr, AddrKind, Flags, FrameDecoder,
     FrameHeader, Limits, ProcName, Sender, UndeliverableReason,
 };
 
-use super::write::{notice_header, notice_payload};
-use super::{slot_of_conn, ConnKey, ConnSlot, Dataplane, Event, Outcome, Peer};
+use super::ledger::{Arrival, Awaited, LocalSender, PeerLedger};
+use super::link::LinkFlow;
+use super::rules::{self, Party};
+use super::write::{notice_header, notice_payload, Source};
+use super::{
+    mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn, ConnKey, ConnSlot, Dataplane,
+    Event, Outcome, Peer,
+};
 use crate::config::HostConfig;
 
 /// Most other hosts one host keeps links to (bounds memory whatever the
@@ -97,13 +104,47 @@ pub(crate) fn same_endpoint(peer: &Addr, text: &str) -> bool {
     }
 }
 
-/// The links to other hosts, by their peer's configured address, and the
-/// refused addresses already logged.
+/// The links to other hosts, by their peer's configured address; per
+/// configured peer, its ledger of frames awaiting answers and its dial
+/// state; and the refused addresses already logged.
 #[derive(Default)]
 pub(crate) struct Remotes {
     by_addr: HashMap<Box<str>, ConnKey>,
+    /// By index in `HostConfig::peers`.
+    peers: Vec<PeerState>,
     refused_logged: HashSet<Box<str>>,
     refused_logging_stopped: bool,
+}
+
+/// One configured peer's state.
+#[derive(Default)]
+pub(crate) struct PeerState {
+    /// Frames this host's senders sent there that await an answer.
+    pub(super) ledger: Option<Box<PeerLedger>>,
+    /// Dials failed since the last link came up: until when frames are
+    /// answered at once instead of dialling, and with which reason.
+    down: Option<Down>,
+    /// A link to it was up and has not failed since.
+    pub(super) up: bool,
+    /// Counters for the stats.
+    pub(super) dials: u64,
+    pub(super) dial_failures: u64,
+    pub(super) link_failures: u64,
+    pub(super) answered_here: u64,
+}
+
+impl PeerState {
+    /// Why its dials fail, if they do.
+    pub(super) fn down_reason(&self) -> Option<UndeliverableReason> {
+        self.down.map(|d| d.reason)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Down {
+    until: Instant,
+    reason: UndeliverableReason,
+    failures: u32,
 }
 
 impl Remotes {
@@ -113,9 +154,61 @@ impl Remotes {
         }
     }
 
+    /// The state of configured peer `index` (made on first use).
+    pub(super) fn peer_mut(&mut self, index: usize) -> &mut PeerState {
+        if self.peers.len() <= index {
+            self.peers.resize_with(index + 1, PeerState::default);
+        }
+        &mut self.peers[index]
+    }
+
+    /// Configured peers' states, by index (for the stats).
+    pub(super) fn peer_states(&self) -> &[PeerState] {
+        &self.peers
+    }
+
+    /// A dial of (or the link to) peer `addr` failed for `reason`:
+    /// `was_up` if its hello had been acknowledged. A broken link is
+    /// redialled on the next frame; a failed dial backs off (see
+    /// [`HostConfig::link_backoff_min`]). Logs once per change of state.
+    pub(super) fn dial_failed(
+        &mut self,
+        addr: &str,
+        reason: UndeliverableReason,
+        detail: &str,
+        was_up: bool,
+        now: Instant,
+        cfg: &HostConfig,
+    ) {
+        let Some(index) = configured_peer_index(&cfg.peers, addr) else {
+            return;
+        };
+        let state = self.peer_mut(index);
+        if was_up {
+            state.link_failures += 1;
+            state.up = false;
+            tracing::warn!(peer = addr, why = detail, "link to peer down; frames awaiting answers through it are answered LinkFailed, the next frame redials");
+            return;
+        }
+        state.dial_failures += 1;
+        let failures = state.down.map_or(0, |d| d.failures) + 1;
+        let backoff = backoff(addr, failures, cfg.link_backoff_min, cfg.link_backoff_max);
+        let changed = state.down.is_none_or(|d| d.reason != reason);
+        state.down = Some(Down {
+            until: now + backoff,
+            reason,
+            failures,
+        });
+        if changed {
+            tracing::warn!(peer = addr, %reason, why = detail, retry_in = ?backoff, "cannot link to peer; frames for it are answered with that reason until a dial succeeds (redialled with backoff on the next frame; further failures with the same reason are not logged)");
+        } else {
+            tracing::debug!(peer = addr, %reason, why = detail, failures, retry_in = ?backoff, "dial of peer failed again");
+        }
+    }
+
     /// Refuses a frame for `addr`, which is not a peer: logs the address
     /// at WARN the first time (up to [`MAX_REFUSED_LOGGED`] addresses).
-    fn refuse_stranger(&mut self, addr: &str) -> Outcome {
+    fn refuse_stranger(&mut self, addr: &str) -> Forward {
         if !self.refused_logged.contains(addr) {
             if self.refused_logged.len() < MAX_REFUSED_LOGGED {
                 self.refused_logged.insert(addr.into());
@@ -136,8 +229,52 @@ impl Remotes {
                 );
             }
         }
-        Outcome::Returned(UndeliverableReason::NotAPeer)
+        Forward::Refused(UndeliverableReason::NotAPeer)
     }
+}
+
+/// The wait before dial number `failures + 1` of `addr`: the minimum
+/// doubled per failure, capped, then spread within ±25 % by a hash of the
+/// address and the count (deterministic, so a simulation replays, yet
+/// different hosts and attempts do not dial in step).
+fn backoff(addr: &str, failures: u32, min: Duration, max: Duration) -> Duration {
+    let doubled = min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let base = doubled.min(max);
+    let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ u64::from(failures);
+    for byte in addr.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // A factor in [0.75, 1.25).
+    let factor = 0.75 + (hash % 1000) as f64 / 2000.0;
+    base.mul_f64(factor)
+}
+
+/// The index in `peers` of the configured peer that `dest` names (see
+/// [`configured_peer`]).
+pub(super) fn configured_peer_index(peers: &[Addr], dest: &str) -> Option<usize> {
+    let tcp = |peer: &Addr| matches!(peer.kind(), AddrKind::Tcp { .. });
+    peers
+        .iter()
+        .position(|peer| tcp(peer) && peer.as_str() == dest)
+        .or_else(|| {
+            peers
+                .iter()
+                .position(|peer| tcp(peer) && same_endpoint(peer, dest))
+        })
+}
+
+/// What became of a frame handed to [`forward_header`].
+enum Forward {
+    /// Queued on the link to configured peer `peer` as frame `seq`.
+    Queued {
+        link: ConnKey,
+        seq: u64,
+        peer: usize,
+    },
+    /// The link's window is full.
+    Full(ConnKey),
+    /// Answered at once with this reason.
+    Refused(UndeliverableReason),
 }
 
 /// Queues a frame (`header`, `payload`) on the link to its destination
@@ -154,30 +291,34 @@ fn forward_header<'a>(
     cfg: &HostConfig,
     mut header: FrameHeader<'a>,
     payload: &[u8],
-) -> Outcome {
+    now: Instant,
+) -> Forward {
     let addr = header.dest_addr;
-    // A cached link is to a peer (links are opened only below); an address
-    // spelt otherwise than its peer is configured finds it through the list.
-    let key = match remotes.by_addr.get(addr) {
+    let Some(peer_index) = configured_peer_index(&cfg.peers, addr) else {
+        return remotes.refuse_stranger(addr);
+    };
+    let peer = &cfg.peers[peer_index];
+    let key = match remotes.by_addr.get(peer.as_str()) {
         Some(&key) => key,
         None => {
-            let Some(peer) = configured_peer(&cfg.peers, addr) else {
-                return remotes.refuse_stranger(addr);
-            };
-            match remotes.by_addr.get(peer.as_str()) {
-                Some(&key) => key,
-                None => {
-                    let peer = PeerAddr(peer.clone());
-                    match open_link(conns, remotes, events, generation, peer) {
-                        Some(key) => key,
-                        None => return Outcome::Returned(UndeliverableReason::Overloaded),
-                    }
+            // A peer whose dials fail is answered at once until its
+            // backoff ends; then the next frame dials again.
+            let state = remotes.peer_mut(peer_index);
+            if let Some(down) = state.down {
+                if now < down.until {
+                    return Forward::Refused(down.reason);
                 }
+            }
+            state.dials += 1;
+            let peer = PeerAddr(peer.clone());
+            match open_link(conns, remotes, events, generation, peer, peer_index) {
+                Some(key) => key,
+                None => return Forward::Refused(UndeliverableReason::Overloaded),
             }
         }
     };
     let Some(conn) = slot_of_conn(conns, key) else {
-        return Outcome::Returned(UndeliverableReason::NoSuchProc);
+        return Forward::Refused(UndeliverableReason::HostUnreachable);
     };
     header.sender = match header.sender {
         Sender::Proc { addr: "", name } => Sender::Proc {
@@ -200,16 +341,24 @@ fn forward_header<'a>(
         .flags
         .with_hops(header.flags.hops().saturating_add(1));
     let len = encoded_len(&header, payload.len());
-    if conn.outbox.len() + len > cfg.client_outbox_bytes {
-        return Outcome::Returned(UndeliverableReason::Overloaded);
+    let Some(flow) = conn.flow.as_mut() else {
+        return Forward::Refused(UndeliverableReason::LinkFailed);
+    };
+    if !flow.has_room(len, cfg.link_window_bytes, cfg.link_window_frames) {
+        return Forward::Full(key);
     }
     if encode_frame_to_vec(&mut conn.outbox, &header, payload, limits).is_err() {
-        return Outcome::Returned(UndeliverableReason::Malformed);
+        return Forward::Refused(UndeliverableReason::Malformed);
     }
+    let seq = flow.count_sent(len);
     conn.stats.frames_out += 1;
     conn.stats.bytes_out += len as u64;
     conn.stats.outbox_high_water = conn.stats.outbox_high_water.max(conn.outbox.len() as u64);
-    Outcome::Delivered
+    Forward::Queued {
+        link: key,
+        seq,
+        peer: peer_index,
+    }
 }
 
 /// Makes the connection slot of a link to `peer` (connecting, frames queue
@@ -220,6 +369,7 @@ fn open_link(
     events: &mut VecDeque<Event>,
     generation: &mut u32,
     peer: PeerAddr,
+    peer_index: usize,
 ) -> Option<ConnKey> {
     if remotes.by_addr.len() >= MAX_REMOTES {
         return None;
@@ -233,12 +383,13 @@ fn open_link(
         index: index as u32,
         generation: *generation,
     };
-    let slot = ConnSlot::new(
+    let mut slot = ConnSlot::new(
         *generation,
         ProcName::new("peer").expect("a valid name"),
         peer.as_str().to_owned(),
         Some(peer.as_str().into()),
     );
+    slot.flow = Some(LinkFlow::new(true, Some(peer_index)));
     if index == conns.len() {
         conns.push(Some(slot));
     } else {
@@ -271,9 +422,25 @@ impl Dataplane {
 
     /// The link's hello was acknowledged: its queued frames may go.
     pub(crate) fn remote_connected(&mut self, key: ConnKey) {
-        if let Some(conn) = self.conn_mut(key) {
-            conn.connecting = false;
-            self.events.push_back(Event::WakeWriter(key));
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        conn.connecting = false;
+        let peer = conn.flow.as_mut().and_then(|flow| {
+            flow.up = true;
+            flow.peer
+        });
+        let addr = conn.dialled.clone();
+        self.events.push_back(Event::WakeWriter(key));
+        if let Some(index) = peer {
+            let state = self.remotes.peer_mut(index);
+            let failed_dials = state.down.take().map_or(0, |d| d.failures);
+            state.up = true;
+            tracing::info!(
+                peer = addr.as_deref().unwrap_or(""),
+                failed_dials,
+                "link to peer up"
+            );
         }
     }
 
@@ -293,14 +460,43 @@ impl Dataplane {
         // forward names this host in the sender.
         let service = self.service_name.clone();
         let header = notice_header(original, service.as_str(), "");
-        let _ = self.forward(header, &payload);
+        let now = self.last_now;
+        let _ = self.forward(header, &payload, None, now);
     }
 
     /// Queues a frame (`header`, `payload`) on the link to its destination
     /// host, opening the link on first use; its sender is rewritten to name
     /// this host and its hop count goes up by one. A destination that is
-    /// not a configured peer is `Returned(NotAPeer)`, with no dial.
-    pub(super) fn forward(&mut self, header: FrameHeader<'_>, payload: &[u8]) -> Outcome {
+    /// not a configured peer is `Returned(NotAPeer)`, with no dial; a peer
+    /// whose dials fail is answered with the dial's reason until its
+    /// backoff ends. A frame from this host's client or proc that may be
+    /// answered is recorded in the peer's ledger until its answer comes. A
+    /// full link window holds `source` back (`None`: a notice, which is
+    /// dropped instead).
+    pub(super) fn forward(
+        &mut self,
+        header: FrameHeader<'_>,
+        payload: &[u8],
+        source: Option<Source>,
+        now: Instant,
+    ) -> Outcome {
+        let message_id = header.message_id;
+        let answerable = rules::may_be_answered(header.kind);
+        let went_to = Peer::remote(header.dest_addr.as_bytes());
+        let sender_name = match header.sender {
+            Sender::Client { name } => Some(Peer::client(name.as_bytes())),
+            Sender::Proc { addr: "", name } => Some(Peer::named(name.as_bytes())),
+            _ => None,
+        };
+        let local = match source {
+            Some(Source::Conn {
+                key,
+                party: Party::Client,
+                ..
+            }) => Some(LocalSender::Client(key)),
+            Some(Source::Proc { key, .. }) => Some(LocalSender::Proc(key)),
+            _ => None,
+        };
         let Dataplane {
             conns,
             remotes,
@@ -311,13 +507,159 @@ impl Dataplane {
             cfg,
             ..
         } = self;
-        forward_header(
-            conns, remotes, events, generation, own_addr, limits, cfg, header, payload,
-        )
+        let forwarded = forward_header(
+            conns, remotes, events, generation, own_addr, limits, cfg, header, payload, now,
+        );
+        match forwarded {
+            Forward::Queued { link, seq, peer } => {
+                if let (true, Some(sender), Some(sender_name)) = (answerable, local, sender_name) {
+                    let entry = Awaited {
+                        message_id,
+                        sender_name,
+                        sender,
+                        went_to,
+                        link,
+                        seq,
+                    };
+                    let ledger = self
+                        .remotes
+                        .peer_mut(peer)
+                        .ledger
+                        .get_or_insert_with(Default::default);
+                    let conns = &self.conns;
+                    ledger.record(entry, |link, seq| {
+                        conns
+                            .get(link.index as usize)
+                            .and_then(Option::as_ref)
+                            .filter(|c| c.generation == link.generation)
+                            .and_then(|c| c.flow.as_ref())
+                            // A link that is gone has answered its frames.
+                            .is_none_or(|flow| flow.is_acked(seq))
+                    });
+                }
+                Outcome::Delivered
+            }
+            Forward::Refused(reason) => Outcome::Returned(reason),
+            Forward::Full(link) => self.wait_for_link(link, source, now),
+        }
     }
 
-    /// Returns every frame still queued on a link as `NoSuchProc`.
-    pub(super) fn return_queued_forwards(&mut self, key: ConnKey) {
+    /// `link`'s window is full: `source` waits for room (acknowledgements)
+    /// like it waits for room in a ring, up to the overload wait; then,
+    /// and for a notice at once, `Overloaded`.
+    fn wait_for_link(&mut self, link: ConnKey, source: Option<Source>, now: Instant) -> Outcome {
+        let overload_wait = self.cfg.overload_wait;
+        let Some(conn) = self.conn_mut(link) else {
+            return Outcome::Returned(UndeliverableReason::LinkFailed);
+        };
+        let since = *conn.full_since.get_or_insert(now);
+        let waited_out = now.saturating_duration_since(since) >= overload_wait;
+        match source {
+            Some(Source::Conn { key, .. }) if !waited_out => {
+                if let Some(flow) = conn.flow.as_mut() {
+                    if !flow.reader_waiters.contains(&key) {
+                        flow.reader_waiters.push(key);
+                    }
+                }
+                Outcome::LinkFull(link, since + overload_wait)
+            }
+            Some(Source::Proc { key, exiting }) if !waited_out && !exiting => {
+                conn.drains_waiting = true;
+                self.block_drain(key, key, since);
+                Outcome::Full(key, since + overload_wait)
+            }
+            _ => Outcome::Returned(UndeliverableReason::Overloaded),
+        }
+    }
+
+    /// A frame from configured peer `peer` for this host's party named
+    /// `to` with `message_id`: whether it answers a frame in that peer's
+    /// ledger, or arrives after that frame was answered here (drop it).
+    pub(super) fn arrive_from_peer(&mut self, peer: usize, message_id: u64, to: Peer) -> Arrival {
+        match self
+            .remotes
+            .peers
+            .get_mut(peer)
+            .and_then(|state| state.ledger.as_mut())
+        {
+            Some(ledger) => ledger.arrive(message_id, to),
+            None => Arrival::Other,
+        }
+    }
+
+    /// Link `key` (to or from configured peer `peer`) is being removed:
+    /// every frame awaiting an answer through it (`all`: through any link
+    /// with that peer) is answered here with `reason`.
+    pub(super) fn answer_awaited(
+        &mut self,
+        peer: usize,
+        key: ConnKey,
+        all: bool,
+        reason: UndeliverableReason,
+    ) {
+        let Some(ledger) = self
+            .remotes
+            .peers
+            .get_mut(peer)
+            .and_then(|state| state.ledger.as_mut())
+        else {
+            return;
+        };
+        let mut failed = Vec::new();
+        ledger.fail(key, all, |entry| failed.push(*entry));
+        self.remotes.peer_mut(peer).answered_here += failed.len() as u64;
+        for entry in failed {
+            self.answer_locally(&entry, reason);
+        }
+    }
+
+    /// Queues the notice that answers `entry` for its sender on this host.
+    fn answer_locally(&mut self, entry: &Awaited, reason: UndeliverableReason) {
+        let limits = self.limits;
+        let service = self.service_name.clone();
+        match entry.sender {
+            LocalSender::Client(c) => {
+                let Some(conn) = self.conn_mut(c) else {
+                    return;
+                };
+                let name = conn.name.clone();
+                let original = FrameHeader {
+                    sender: Sender::Client {
+                        name: name.as_str(),
+                    },
+                    ..FrameHeader::data(service.as_str(), entry.message_id)
+                };
+                push_notice(conn, &original, reason, service.as_str(), "", &limits);
+                conn.answers.answer(entry.message_id, entry.went_to);
+                let linger_done = conn.lingering && conn.answers.awaiting() == 0;
+                self.events.push_back(Event::WakeWriter(c));
+                if linger_done {
+                    self.events.push_back(Event::WakeReader(c));
+                }
+            }
+            LocalSender::Proc(p) => {
+                let Dataplane { procs, dirty, .. } = self;
+                let Some(slot) = slot_of(procs, p) else {
+                    return;
+                };
+                let name = slot.name.clone();
+                let original = FrameHeader {
+                    sender: Sender::Proc {
+                        addr: "",
+                        name: name.as_str(),
+                    },
+                    ..FrameHeader::data(service.as_str(), entry.message_id)
+                };
+                notice_into_ring(slot, &original, reason, service.as_str(), &limits);
+                mark_dirty(dirty, p.index, slot);
+            }
+        }
+    }
+
+    /// Returns every frame still queued on a link whose sender is on
+    /// another host (relayed) with `reason`; this host's own senders'
+    /// frames are answered from the ledger.
+    pub(super) fn return_queued_forwards(&mut self, key: ConnKey, reason: UndeliverableReason) {
         let Some(conn) = self.conn_mut(key) else {
             return;
         };
@@ -337,7 +679,10 @@ impl Dataplane {
             aligned.feed(&bytes);
             if let Ok(Some(frame)) = aligned.next_frame() {
                 let fields: FrameHeader<'_> = frame.fields();
-                self.notify_sender(&fields, UndeliverableReason::NoSuchProc);
+                let relayed = !self.is_local_addr(fields.sender.addr());
+                if relayed {
+                    self.notify_sender(&fields, reason);
+                }
             }
         }
     }

@@ -387,7 +387,7 @@ impl Dataplane {
     ) -> Outcome {
         let frame = pieces.head();
         if !self.is_local_addr(frame.dest_addr()) {
-            return self.forward(frame.fields(), pieces.payload());
+            return self.forward(frame.fields(), pieces.payload(), Some(source), now);
         }
         let control = frame.kind() == FrameKind::ControlRequest;
         if frame.flags().contains(Flags::TO_CLIENT) {
@@ -649,8 +649,13 @@ impl Dataplane {
             return;
         }
         match source {
-            // Only data frames take a connection's fast lane.
-            Source::Conn { key, .. } if kind == FrameKind::Data => {
+            // Only data frames take a connection's fast lane, and not from
+            // links (their frames may be answers the ledger must see).
+            Source::Conn {
+                key,
+                party: Party::Client,
+                ..
+            } if kind == FrameKind::Data => {
                 let Some(peer) = self.proc_mut(q).map(|slot| slot.peer) else {
                     return;
                 };
@@ -711,7 +716,7 @@ impl Dataplane {
 
     /// `src`'s drain is stuck on `on` (a proc, or itself for a client's
     /// reply queue) since `since`.
-    fn block_drain(&mut self, src: ProcKey, on: ProcKey, since: Instant) {
+    pub(super) fn block_drain(&mut self, src: ProcKey, on: ProcKey, since: Instant) {
         let Dataplane {
             procs,
             blocked_drains,

@@ -2,12 +2,15 @@
 
 use std::rc::Rc;
 
-use hostmux_wire::{hello_limits, Limits, WireError, DEFAULT_READ_CHUNK, MAX_HELLO_LEN};
+use hostmux_wire::{
+    hello_limits, Limits, UndeliverableReason, WireError, DEFAULT_READ_CHUNK, MAX_HELLO_LEN,
+};
 use tokio::sync::Notify;
 
 use super::budget::{charge_for_read, charge_to, Charge, Closed, ConnBudget};
 use super::shell::ConnWakes;
 use super::*;
+use crate::dataplane::Heartbeat;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn connection<F: Frontend>(
@@ -46,8 +49,27 @@ pub(super) async fn connection<F: Frontend>(
     .await;
     let (client, mut decoder, is_peer) = match hello {
         Ok(Ok(hello)) => hello,
-        Ok(Err(reason)) => {
+        Ok(Err(HelloFailure { reason, refused })) => {
             tracing::warn!(parent: &span, peer = door.peer(), %reason, "closing connection");
+            // A hello with the wrong token is told so before the close: a
+            // host dialling with a wrong peer token reports `PeerRefused`
+            // instead of guessing (a client learns only that its token was
+            // wrong, which the close said anyway).
+            if let Some(name) = refused {
+                let mut refusal = vec![0; 512];
+                if let Ok(len) = hostmux_wire::encode_hello_refusal(
+                    &mut refusal,
+                    service_name.as_str(),
+                    &name,
+                    UndeliverableReason::PeerRefused,
+                    &limits,
+                ) {
+                    refusal.truncate(len);
+                    let mut writer = writer;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(refusal))
+                        .await;
+                }
+            }
             return;
         }
         Err(_) => {
@@ -78,7 +100,7 @@ pub(super) async fn connection<F: Frontend>(
         // its credentials. A host that presented the peer token is a link:
         // it may relay its procs, but it has no control-plane privilege.
         if is_peer {
-            dp.set_peer_link(key);
+            dp.set_peer_link(key, None);
         } else if matches!(door, Door::ControlSocket) || cfg.token.is_some() {
             dp.set_privileged(key);
         }
@@ -111,6 +133,22 @@ pub(super) async fn connection<F: Frontend>(
     }
 }
 
+/// Why a hello was not taken.
+struct HelloFailure {
+    reason: String,
+    /// It presented a wrong token, under this name: it is told so.
+    refused: Option<String>,
+}
+
+impl HelloFailure {
+    fn closing(reason: String) -> Self {
+        HelloFailure {
+            reason,
+            refused: None,
+        }
+    }
+}
+
 /// Reads a connection's hello into a [`MAX_HELLO_LEN`] buffer charged to
 /// the budget, under [`hello_limits`]: a prefix announcing more fails at
 /// once. Returns the client's name, the decoder (which may hold the first
@@ -123,14 +161,20 @@ async fn read_hello<F: Frontend>(
     service_name: &str,
     (token, peer_token): (Option<&[u8]>, Option<&[u8]>),
     limits: Limits,
-) -> Result<(String, FrameDecoder, bool), String> {
-    charge_to(charge, MAX_HELLO_LEN, deadline).await?;
+) -> Result<(String, FrameDecoder, bool), HelloFailure> {
+    charge_to(charge, MAX_HELLO_LEN, deadline)
+        .await
+        .map_err(HelloFailure::closing)?;
     let mut decoder = FrameDecoder::with_read_chunk(hello_limits(&limits), MAX_HELLO_LEN);
     loop {
         let (result, back) = reader.read_into(decoder).await;
         decoder = back;
         match result {
-            Ok(0) | Err(_) => return Err("connection closed before its hello".to_owned()),
+            Ok(0) | Err(_) => {
+                return Err(HelloFailure::closing(
+                    "connection closed before its hello".to_owned(),
+                ))
+            }
             Ok(_) => {}
         }
         let (client, is_peer) = match decoder.next_frame() {
@@ -140,18 +184,26 @@ async fn read_hello<F: Frontend>(
                 .and_then(|peer| hostmux_wire::check_hello(&frame, service_name, Some(peer)).ok())
             {
                 Some(host) => (host.to_owned(), true),
-                None => hostmux_wire::check_hello(&frame, service_name, token)
-                    .map(|client| (client.to_owned(), false))
-                    .map_err(|refusal| format!("hello refused: {refusal:?}"))?,
+                None => match hostmux_wire::check_hello(&frame, service_name, token) {
+                    Ok(client) => (client.to_owned(), false),
+                    Err(refusal) => {
+                        let refused = (refusal == hostmux_wire::HelloRefusal::BadToken)
+                            .then(|| frame.sender().name().to_owned());
+                        return Err(HelloFailure {
+                            reason: format!("hello refused: {refusal:?}"),
+                            refused,
+                        });
+                    }
+                },
             },
             Ok(None) => continue,
             Err(WireError::FrameTooLong { len, max }) => {
                 charge.budget().count_closed(Closed::HelloTooLarge);
-                return Err(format!(
+                return Err(HelloFailure::closing(format!(
                     "hello announces {len} bytes, over the hello limit of {max}"
-                ));
+                )));
             }
-            Err(e) => return Err(format!("malformed hello: {e}")),
+            Err(e) => return Err(HelloFailure::closing(format!("malformed hello: {e}"))),
         };
         return Ok((client, decoder, is_peer));
     }
@@ -177,21 +229,63 @@ pub(super) async fn serve_conn<F: Frontend>(
         wakes.writer.clone(),
     ));
     let wake_reader = wakes.reader;
-    let outcome = read_loop::<F>(
-        &mut reader,
-        (decoder, charge),
-        dataplane,
-        key,
-        &wake_reader,
-        cfg,
-    )
-    .await;
+    let is_link = dataplane.borrow().is_link(key);
+    let outcome = if is_link {
+        // A link also ends when the far host falls silent: nothing (frame,
+        // acknowledgement, heartbeat) for the link timeout.
+        let ended = {
+            let read = read_loop::<F>(
+                &mut reader,
+                (decoder, charge),
+                dataplane,
+                key,
+                &wake_reader,
+                cfg,
+            );
+            tokio::pin!(read);
+            tokio::select! {
+                outcome = &mut read => Ok(outcome),
+                silent = heartbeat(dataplane, key, cfg) => Err(silent),
+            }
+        };
+        match ended {
+            Ok(Ok(())) => Err("the other host closed the link".to_owned()),
+            Ok(Err(reason)) => Err(reason),
+            Err(silent) => {
+                reader.shutdown();
+                Err(format!(
+                    "nothing received for {silent:?}, over the link timeout of {:?} (serve --link-timeout): the other host is down or unreachable",
+                    cfg.link_timeout
+                ))
+            }
+        }
+    } else {
+        read_loop::<F>(
+            &mut reader,
+            (decoder, charge),
+            dataplane,
+            key,
+            &wake_reader,
+            cfg,
+        )
+        .await
+    };
     match &outcome {
         Ok(()) => {
             // A half-close: answer what was accepted before it (for at most
             // the linger), then close.
             linger(dataplane, key, &wake_reader, cfg, span).await;
             tracing::info!(parent: span, "connection closed by peer");
+        }
+        Err(reason) if is_link => {
+            // Frames awaiting answers through it are answered
+            // `LinkFailed` when it is removed (see `Dataplane::remove_conn`).
+            dataplane.borrow_mut().link_failed(
+                key,
+                UndeliverableReason::LinkFailed,
+                reason,
+                Instant::now(),
+            );
         }
         Err(reason) => {
             tracing::warn!(parent: span, %reason, "closing connection");
@@ -209,6 +303,22 @@ pub(super) async fn serve_conn<F: Frontend>(
         abort.abort();
     }
     dataplane.borrow_mut().remove_conn(key);
+}
+
+/// Sends a link's heartbeats (a status with a ping every quarter of the
+/// link timeout); returns how long the far host has been silent once that
+/// is over the timeout.
+async fn heartbeat(dataplane: &Shared, key: ConnKey, cfg: &HostConfig) -> Duration {
+    let interval = (cfg.link_timeout / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(interval).await;
+        let beat = dataplane.borrow_mut().link_heartbeat(key, Instant::now());
+        match beat {
+            Heartbeat::Sent => {}
+            Heartbeat::Silent(silent) => return silent,
+            Heartbeat::Gone => std::future::pending::<()>().await,
+        }
+    }
 }
 
 /// After a client's end of stream: keeps its connection (and its name
@@ -375,7 +485,7 @@ async fn read_loop<F: Frontend>(
     }
 }
 
-/// Holds a frame for a full ring: retries on each wake-up, gives up with
+/// Holds a frame for a full ring or link: retries on each wake-up, gives up with
 /// `Overloaded` after the configured wait.
 async fn wait_for_room(
     dataplane: &Shared,
@@ -383,7 +493,7 @@ async fn wait_for_room(
     wake: &Notify,
     cfg: &HostConfig,
     stash: &[u8],
-    mut on: ProcKey,
+    mut on: Blocker,
     deadline: Instant,
 ) {
     let limits = cfg.limits;
@@ -396,7 +506,7 @@ async fn wait_for_room(
             return;
         };
         let mut dp = dataplane.borrow_mut();
-        match dp.handle_conn_frame(key, &frame, false, Some(on), Instant::now()) {
+        match dp.handle_conn_frame(key, &frame, false, on.ring(), Instant::now()) {
             Delivery::Done => return,
             Delivery::Blocked(..) if timed_out => {
                 dp.give_up_conn_frame(key, &frame, on);

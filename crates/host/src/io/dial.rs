@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::budget::{charge_to, ConnBudget};
 use super::*;
 use crate::dataplane::PeerAddr;
+use hostmux_wire::UndeliverableReason;
 
 /// Dials links to other hosts as the data plane asks for them.
 pub(super) async fn dial_loop<F: Frontend>(
@@ -58,19 +59,24 @@ pub(super) async fn dial<F: Frontend>(
     // A link's read buffer counts against the connection memory budget too.
     let mut charge = budget.charge();
     let charge = &mut charge;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // A peer that does not complete the connection and the hello within
+    // the link timeout is unreachable (the heartbeat's bound, so a dead
+    // peer is found as fast whether or not a link was up).
+    let dial_timeout = cfg.link_timeout.max(Duration::from_millis(100));
+    let deadline = Instant::now() + dial_timeout;
+    let unreachable = |text: String| (UndeliverableReason::HostUnreachable, text);
     let linked = tokio::time::timeout_at(deadline.into(), async {
         let target = match tcp_target(peer.as_str()) {
             Some((host, port)) => tokio::net::lookup_host((host.as_str(), port))
                 .await
-                .map_err(|e| format!("cannot resolve: {e}"))?
+                .map_err(|e| unreachable(format!("cannot resolve: {e}")))?
                 .next()
-                .ok_or_else(|| "resolves to no address".to_owned())?,
-            None => return Err("not a TCP address".to_owned()),
+                .ok_or_else(|| unreachable("resolves to no address".to_owned()))?,
+            None => return Err(unreachable("not a TCP address".to_owned())),
         };
         let (mut reader, mut writer) = F::connect(target)
             .await
-            .map_err(|e| format!("connect failed: {e}"))?;
+            .map_err(|e| unreachable(format!("connect failed: {e}")))?;
         let mut hello = vec![0; 512];
         let len = hostmux_wire::encode_hello(
             &mut hello,
@@ -79,23 +85,47 @@ pub(super) async fn dial<F: Frontend>(
             cfg.peer_token.as_deref().unwrap_or("").as_bytes(),
             &limits,
         )
-        .map_err(|e| format!("cannot encode hello: {e}"))?;
+        .map_err(|e| unreachable(format!("cannot encode hello: {e}")))?;
         hello.truncate(len);
         let (written, _) = writer.write_all(hello).await;
-        written.map_err(|e| format!("hello not sent: {e}"))?;
-        charge_to(charge, hostmux_wire::DEFAULT_READ_CHUNK, deadline).await?;
+        written.map_err(|e| unreachable(format!("hello not sent: {e}")))?;
+        charge_to(charge, hostmux_wire::DEFAULT_READ_CHUNK, deadline)
+            .await
+            .map_err(unreachable)?;
         let mut decoder = FrameDecoder::new(limits);
         loop {
             let (read, back) = reader.read_into(decoder).await;
             decoder = back;
             match read {
-                Ok(0) | Err(_) => return Err("closed before acknowledging the hello".to_owned()),
+                // A host that takes the connection and closes it without a
+                // word refused the hello (hosts before refusal frames did).
+                Ok(0) | Err(_) => {
+                    return Err((
+                        UndeliverableReason::PeerRefused,
+                        "closed the connection before acknowledging the hello (wrong peer token, or this host is not its peer?)".to_owned(),
+                    ))
+                }
                 Ok(_) => {}
             }
             match decoder.next_frame() {
                 Ok(Some(frame)) if hostmux_wire::is_hello_ack(&frame) => break,
-                Ok(Some(_)) | Err(_) => {
-                    return Err("answered the hello with something else".to_owned())
+                Ok(Some(frame)) => {
+                    return Err(match hostmux_wire::hello_refusal(&frame) {
+                        Some(reason) => (
+                            reason,
+                            format!("refused the hello ({reason}): check that both hosts use the same --peer-token-file and list each other with --peer"),
+                        ),
+                        None => (
+                            UndeliverableReason::PeerRefused,
+                            "answered the hello with something else".to_owned(),
+                        ),
+                    })
+                }
+                Err(_) => {
+                    return Err((
+                        UndeliverableReason::PeerRefused,
+                        "answered the hello with a malformed frame".to_owned(),
+                    ))
                 }
                 Ok(None) => {}
             }
@@ -103,12 +133,18 @@ pub(super) async fn dial<F: Frontend>(
         Ok((reader, writer, decoder))
     })
     .await
-    .unwrap_or_else(|_| Err("no hello acknowledgement within 10s".to_owned()));
+    .unwrap_or_else(|_| {
+        Err(unreachable(format!(
+            "no connection and hello acknowledgement within {dial_timeout:?} (the link timeout)"
+        )))
+    });
     let (reader, writer, decoder) = match linked {
         Ok(link) => link,
-        Err(reason) => {
-            tracing::warn!(parent: &span, %reason, "link to another host failed; returning its frames");
+        Err((reason, text)) => {
+            // The data plane logs the change of state (once, not per dial).
+            tracing::debug!(parent: &span, %reason, why = %text, "dial of peer failed");
             let mut dp = dataplane.borrow_mut();
+            dp.link_failed(key, reason, &text, Instant::now());
             dp.remove_conn(key);
             dp.flush();
             return;
@@ -116,7 +152,6 @@ pub(super) async fn dial<F: Frontend>(
     };
     let wakes = dataplane.conn_wakes(key);
     dataplane.borrow_mut().remote_connected(key);
-    tracing::info!(parent: &span, "linked to another host");
     let charge = std::mem::replace(charge, budget.charge());
     serve_conn::<F>(
         reader,

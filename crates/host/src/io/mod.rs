@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::config::HostConfig;
 use crate::dataplane::service::ControlJob;
-use crate::dataplane::{ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
+use crate::dataplane::{Blocker, ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
 use crate::frontend::{ConnReader, ConnWriter, Frontend};
 use crate::stats::HostStats;
 use crate::HostError;

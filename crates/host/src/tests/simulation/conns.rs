@@ -12,7 +12,7 @@ use hostmux_wire::{
 
 use super::ledger::{Ledger, Who, REQUEST};
 use super::world::CLIENT_NAMES;
-use crate::dataplane::{ConnKey, Dataplane, Delivery, Outbox, ProcKey};
+use crate::dataplane::{Blocker, ConnKey, Dataplane, Delivery, Outbox};
 
 /// Bytes the host reads from a connection in one go.
 const READ_CHUNK: usize = 8 * 1024;
@@ -33,7 +33,7 @@ pub(super) enum Eof {
 /// A frame a full ring refused, held by the reader.
 struct Held {
     frame: AlignedVec<FRAME_ALIGN>,
-    on: ProcKey,
+    on: Blocker,
     deadline: Instant,
 }
 
@@ -130,7 +130,7 @@ impl SimConn {
         let before = self.handed;
         if let Some(held) = self.held.take() {
             let frame = decode_frame(&held.frame, limits).expect("a held frame decodes");
-            match dp.handle_conn_frame(self.key, &frame, false, Some(held.on), now) {
+            match dp.handle_conn_frame(self.key, &frame, false, held.on.ring(), now) {
                 Delivery::Done => {}
                 Delivery::Blocked(..) if now >= held.deadline => {
                     dp.give_up_conn_frame(self.key, &frame, held.on);

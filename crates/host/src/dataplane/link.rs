@@ -1,0 +1,377 @@
+//! Acknowledged links: the sequence numbers, acknowledgements, flow
+//! control and liveness bookkeeping of every connection between two hosts
+//! (sans-IO: the I/O shell sends heartbeats when [`Dataplane::link_heartbeat`]
+//! says so and closes a link it reports silent).
+//!
+//! A link is one TCP connection: the host that dialled it sends frames,
+//! the far host sends back link status frames (`hostmux_wire::LinkStatus`)
+//! that acknowledge them. Frames are numbered implicitly: the n-th frame
+//! the dialler queues on a connection is frame n; the far host counts the
+//! frames it has disposed of (written into a ring or a queue, or answered
+//! with a notice) and reports the count, so one number acknowledges every
+//! frame up to it. The dialler keeps at most [`HostConfig::link_window_bytes`]
+//! and [`HostConfig::link_window_frames`] unacknowledged: a full link holds
+//! its sources back the way a full ring does.
+//!
+//! Both ends send a status at least every quarter of
+//! [`HostConfig::link_timeout`] (a heartbeat: the dialler's carries a
+//! `ping` nonce that the far host echoes, which measures the round trip),
+//! and each end takes a link on which nothing arrived for the timeout as
+//! dead.
+//!
+//! [`HostConfig::link_window_bytes`]: crate::HostConfig::link_window_bytes
+//! [`HostConfig::link_window_frames`]: crate::HostConfig::link_window_frames
+//! [`HostConfig::link_timeout`]: crate::HostConfig::link_timeout
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use hostmux_wire::{encode_link_status, LinkStatus, UndeliverableReason};
+
+use super::{ConnKey, ConnSlot, Dataplane, Event};
+
+/// A link connection's bookkeeping (boxed in its [`ConnSlot`]).
+#[derive(Debug)]
+pub(crate) struct LinkFlow {
+    /// The configured peer (its index in `HostConfig::peers`) at the far
+    /// end, once known.
+    pub(super) peer: Option<usize>,
+    /// This host dialled it: frames go out on it. Otherwise the far host
+    /// dialled it and frames come in.
+    pub(super) dialled: bool,
+    /// Frames queued on it (the last sequence number used), and the far
+    /// host's cumulative acknowledgement.
+    pub(super) sent: u64,
+    pub(super) acked: u64,
+    /// Bytes queued on it, and bytes acknowledged.
+    bytes_sent: u64,
+    bytes_acked: u64,
+    /// `bytes_sent` after each unacknowledged frame, oldest first.
+    ends: VecDeque<u64>,
+    /// Client connections whose reader waits for room in the window.
+    pub(super) reader_waiters: Vec<ConnKey>,
+    /// Frames received on it and disposed of (the far side's sequence).
+    pub(super) handled: u64,
+    /// A status should go out with the next write.
+    pub(super) status_due: bool,
+    /// The last ping nonce sent and when; the last ping received, to echo.
+    ping_out: u64,
+    ping_sent_at: Option<Instant>,
+    ping_pending: bool,
+    pong_due: u64,
+    /// The last measured round trip.
+    pub(super) rtt: Option<Duration>,
+    /// When anything last arrived on it.
+    last_heard: Option<Instant>,
+    /// Why it failed, when the I/O shell said so before removing it.
+    pub(super) failure: Option<UndeliverableReason>,
+    /// Its hello was acknowledged (a dialled link that never came up fails
+    /// with its dial's reason, not `LinkFailed`).
+    pub(super) up: bool,
+}
+
+impl LinkFlow {
+    pub(super) fn new(dialled: bool, peer: Option<usize>) -> Box<Self> {
+        Box::new(LinkFlow {
+            peer,
+            dialled,
+            sent: 0,
+            acked: 0,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            ends: VecDeque::with_capacity(1024),
+            reader_waiters: Vec::new(),
+            handled: 0,
+            status_due: false,
+            ping_out: 0,
+            ping_sent_at: None,
+            ping_pending: false,
+            pong_due: 0,
+            rtt: None,
+            last_heard: None,
+            failure: None,
+            up: false,
+        })
+    }
+
+    /// Frames and bytes sent and not yet acknowledged.
+    pub(super) fn in_flight(&self) -> (u64, u64) {
+        (self.sent - self.acked, self.bytes_sent - self.bytes_acked)
+    }
+
+    /// Whether a frame of `len` bytes fits in the window.
+    pub(super) fn has_room(&self, len: usize, window_bytes: usize, window_frames: u64) -> bool {
+        let (frames, bytes) = self.in_flight();
+        // One frame always fits in an empty window, whatever its size.
+        frames == 0 || (frames < window_frames && bytes as usize + len <= window_bytes)
+    }
+
+    /// Counts a frame of `len` bytes queued on this link; returns its
+    /// sequence number.
+    pub(super) fn count_sent(&mut self, len: usize) -> u64 {
+        self.sent += 1;
+        self.bytes_sent += len as u64;
+        self.ends.push_back(self.bytes_sent);
+        self.sent
+    }
+
+    /// Takes the far host's cumulative acknowledgement; whether it moved.
+    fn acknowledge(&mut self, handled: u64) -> bool {
+        if handled <= self.acked || handled > self.sent {
+            return false;
+        }
+        while self.acked < handled {
+            self.acked += 1;
+            if let Some(end) = self.ends.pop_front() {
+                self.bytes_acked = end;
+            }
+        }
+        true
+    }
+
+    /// Whether sequence number `seq` was acknowledged.
+    pub(super) fn is_acked(&self, seq: u64) -> bool {
+        seq <= self.acked
+    }
+}
+
+/// What [`Dataplane::link_heartbeat`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Heartbeat {
+    /// A status was queued; beat again after the interval.
+    Sent,
+    /// Nothing arrived within the link timeout: close the link.
+    Silent(Duration),
+    /// Not a link (any more).
+    Gone,
+}
+
+impl Dataplane {
+    /// Whether connection `key` is a link between hosts (either side).
+    pub(crate) fn is_link(&self, key: ConnKey) -> bool {
+        self.conns
+            .get(key.index as usize)
+            .and_then(Option::as_ref)
+            .filter(|c| c.generation == key.generation)
+            .is_some_and(|c| c.flow.is_some())
+    }
+
+    /// The link's heartbeat is due (the I/O shell calls this every quarter
+    /// of the link timeout): queues a status with a fresh ping, or says the
+    /// far host has been silent for longer than the timeout.
+    pub(crate) fn link_heartbeat(&mut self, key: ConnKey, now: Instant) -> Heartbeat {
+        let timeout = self.cfg.link_timeout;
+        let Some(conn) = self.conn_mut(key) else {
+            return Heartbeat::Gone;
+        };
+        let Some(flow) = conn.flow.as_mut() else {
+            return Heartbeat::Gone;
+        };
+        let heard = *flow.last_heard.get_or_insert(now);
+        let silent = now.saturating_duration_since(heard);
+        if silent > timeout {
+            return Heartbeat::Silent(silent);
+        }
+        if !conn.connecting {
+            flow.ping_out += 1;
+            flow.ping_sent_at = Some(now);
+            flow.ping_pending = true;
+            flow.status_due = true;
+            self.events.push_back(Event::WakeWriter(key));
+        }
+        Heartbeat::Sent
+    }
+
+    /// A link status arrived on `key` at `now`: acknowledgements (on a link
+    /// this host dialled), a ping to echo, a pong that measures the round
+    /// trip.
+    pub(super) fn receive_link_status(&mut self, key: ConnKey, status: LinkStatus, now: Instant) {
+        let Dataplane {
+            conns,
+            events,
+            conn_room,
+            ..
+        } = self;
+        let Some(conn) = super::slot_of_conn(conns, key) else {
+            return;
+        };
+        let Some(flow) = conn.flow.as_mut() else {
+            return;
+        };
+        flow.last_heard = Some(now);
+        if status.ping != 0 && status.ping != flow.pong_due {
+            flow.pong_due = status.ping;
+            if !flow.status_due {
+                flow.status_due = true;
+                events.push_back(Event::WakeWriter(key));
+            }
+        }
+        if status.pong != 0 && status.pong == flow.ping_out {
+            if let Some(sent) = flow.ping_sent_at.take() {
+                flow.rtt = Some(now.saturating_duration_since(sent));
+            }
+        }
+        if flow.dialled && flow.acknowledge(status.handled) {
+            // Room in the window: the sources held back retry.
+            events.extend(flow.reader_waiters.drain(..).map(Event::WakeReader));
+            conn.full_since = None;
+            if std::mem::take(&mut conn.drains_waiting) {
+                *conn_room = true;
+                events.push_back(Event::ReplyQueueRoom);
+            }
+        }
+    }
+
+    /// Something arrived on link `key` at `now` (it is alive).
+    pub(super) fn heard_on_link(conn: &mut ConnSlot, now: Instant) {
+        if let Some(flow) = conn.flow.as_mut() {
+            flow.last_heard = Some(now);
+        }
+    }
+
+    /// The I/O shell is about to remove link `key` because it failed for
+    /// `reason` (`HostUnreachable` or `PeerRefused` for a dial that never
+    /// came up, `LinkFailed` for a link that broke or fell silent).
+    /// `detail` says why in words, for the log.
+    pub(crate) fn link_failed(
+        &mut self,
+        key: ConnKey,
+        reason: UndeliverableReason,
+        detail: &str,
+        now: Instant,
+    ) {
+        let Some(conn) = self.conn_mut(key) else {
+            return;
+        };
+        let addr = conn.dialled.clone();
+        let Some(flow) = conn.flow.as_mut() else {
+            return;
+        };
+        // A link that was up fails as `LinkFailed`, whatever broke it.
+        let reason = if flow.up {
+            UndeliverableReason::LinkFailed
+        } else {
+            reason
+        };
+        flow.failure = Some(reason);
+        let was_up = flow.up;
+        if let Some(addr) = addr {
+            self.remotes
+                .dial_failed(&addr, reason, detail, was_up, now, &self.cfg);
+        }
+    }
+}
+
+impl Dataplane {
+    /// One entry per configured peer with any history (for `HostStats`).
+    pub(super) fn link_stats(&self) -> Vec<crate::stats::LinkStats> {
+        let mut out = Vec::new();
+        for (index, state) in self.remotes.peer_states().iter().enumerate() {
+            let Some(addr) = self.cfg.peers.get(index) else {
+                continue;
+            };
+            let mut stats = crate::stats::LinkStats {
+                peer: addr.as_str().to_owned(),
+                dials: state.dials,
+                dial_failures: state.dial_failures,
+                link_failures: state.link_failures,
+                answered_here: state.answered_here,
+                ..Default::default()
+            };
+            if let Some(ledger) = &state.ledger {
+                stats.awaiting_answers = ledger.awaited() as u64;
+                stats.late_answers_dropped = ledger.late_dropped;
+            }
+            for conn in self.conns.iter().flatten() {
+                let Some(flow) = conn.flow.as_ref().filter(|f| f.peer == Some(index)) else {
+                    continue;
+                };
+                if flow.dialled {
+                    let (frames, bytes) = flow.in_flight();
+                    stats.queued_bytes = conn.outbox.len() as u64;
+                    stats.in_flight_frames = frames;
+                    stats.in_flight_bytes = bytes;
+                    stats.sent = flow.sent;
+                    stats.acked = flow.acked;
+                    stats.round_trip_us = flow.rtt.map(|d| d.as_micros() as u64);
+                    stats.state = if conn.connecting { "connecting" } else { "up" }.to_owned();
+                } else {
+                    stats.received += flow.handled;
+                }
+            }
+            if stats.state.is_empty() {
+                match state.down_reason() {
+                    Some(reason) => {
+                        stats.state = "down".to_owned();
+                        stats.reason = Some(reason);
+                    }
+                    None => stats.state = "idle".to_owned(),
+                }
+            }
+            out.push(stats);
+        }
+        out
+    }
+}
+
+/// Appends the link's status to `conn`'s queue if one is due (called by
+/// the writer's `take_outbox`); returns whether it did.
+pub(super) fn queue_status(conn: &mut ConnSlot, service_name: &str) -> bool {
+    let Some(flow) = conn.flow.as_mut() else {
+        return false;
+    };
+    if !flow.status_due || conn.connecting {
+        return false;
+    }
+    flow.status_due = false;
+    let status = LinkStatus {
+        handled: flow.handled,
+        ping: if std::mem::take(&mut flow.ping_pending) {
+            flow.ping_out
+        } else {
+            0
+        },
+        pong: flow.pong_due,
+    };
+    // Encoded on the stack (16-aligned, as the encoder wants), then copied
+    // into the byte queue: a status is a few dozen bytes, no allocation.
+    #[repr(align(16))]
+    struct StatusBuf([u8; 128]);
+    let mut buf = StatusBuf([0; 128]);
+    match encode_link_status(&mut buf.0, service_name, &status, &Default::default()) {
+        Ok(len) => {
+            conn.outbox.extend_from_slice(&buf.0[..len]);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_counts_unacknowledged_frames_and_bytes() {
+        let mut flow = LinkFlow::new(true, Some(0));
+        assert!(
+            flow.has_room(10_000, 100, 2),
+            "an empty window takes any frame"
+        );
+        assert_eq!(flow.count_sent(60), 1);
+        assert!(flow.has_room(40, 100, 2));
+        assert!(!flow.has_room(41, 100, 2));
+        assert_eq!(flow.count_sent(40), 2);
+        assert!(!flow.has_room(1, 1000, 2), "frame bound");
+        assert!(!flow.acknowledge(3), "more than was sent is ignored");
+        assert!(flow.acknowledge(1));
+        assert_eq!(flow.in_flight(), (1, 40));
+        assert!(
+            !flow.acknowledge(1),
+            "an old acknowledgement changes nothing"
+        );
+        assert!(flow.is_acked(1) && !flow.is_acked(2));
+        assert!(flow.acknowledge(2));
+        assert_eq!(flow.in_flight(), (0, 0));
+    }
+}
