@@ -142,7 +142,13 @@ pub struct LinkStats {
     pub in_flight_frames: u64,
     /// Bytes sent and not yet acknowledged.
     pub in_flight_bytes: u64,
-    /// Frames sent on it, and acknowledged, since it connected.
+    /// The most frames in flight at once on it (at most
+    /// `HostConfig::link_window_frames`).
+    pub in_flight_high_water: u64,
+    /// Frames that met a full window and waited (or were refused
+    /// `Overloaded` after the overload wait).
+    pub window_waits: u64,
+    /// Frames sent on it since it connected.
     pub sent: u64,
     /// Frames the peer acknowledged on it.
     pub acked: u64,

@@ -11,6 +11,7 @@ mod crash;
 mod exactly_once;
 mod half_close;
 mod lifecycle;
+mod links;
 mod memory_budget;
 mod names;
 mod process;

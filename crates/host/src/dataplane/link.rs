@@ -48,6 +48,10 @@ pub(crate) struct LinkFlow {
     bytes_acked: u64,
     /// `bytes_sent` after each unacknowledged frame, oldest first.
     ends: VecDeque<u64>,
+    /// The most frames ever in flight at once, and how often a frame met a
+    /// full window.
+    pub(super) in_flight_high_water: u64,
+    pub(super) window_waits: u64,
     /// Client connections whose reader waits for room in the window.
     pub(super) reader_waiters: Vec<ConnKey>,
     /// Frames received on it and disposed of (the far side's sequence).
@@ -80,6 +84,8 @@ impl LinkFlow {
             bytes_sent: 0,
             bytes_acked: 0,
             ends: VecDeque::with_capacity(1024),
+            in_flight_high_water: 0,
+            window_waits: 0,
             reader_waiters: Vec::new(),
             handled: 0,
             status_due: false,
@@ -112,6 +118,7 @@ impl LinkFlow {
         self.sent += 1;
         self.bytes_sent += len as u64;
         self.ends.push_back(self.bytes_sent);
+        self.in_flight_high_water = self.in_flight_high_water.max(self.sent - self.acked);
         self.sent
     }
 
@@ -294,6 +301,8 @@ impl Dataplane {
                     stats.sent = flow.sent;
                     stats.acked = flow.acked;
                     stats.round_trip_us = flow.rtt.map(|d| d.as_micros() as u64);
+                    stats.in_flight_high_water = flow.in_flight_high_water;
+                    stats.window_waits = flow.window_waits;
                     stats.state = if conn.connecting { "connecting" } else { "up" }.to_owned();
                 } else {
                     stats.received += flow.handled;

@@ -552,6 +552,9 @@ impl Dataplane {
         let Some(conn) = self.conn_mut(link) else {
             return Outcome::Returned(UndeliverableReason::LinkFailed);
         };
+        if let Some(flow) = conn.flow.as_mut() {
+            flow.window_waits += 1;
+        }
         let since = *conn.full_since.get_or_insert(now);
         let waited_out = now.saturating_duration_since(since) >= overload_wait;
         match source {

@@ -1,0 +1,357 @@
+//! Acknowledged links between hosts: every frame sent to another host gets
+//! exactly one answer whatever happens to the link (a host that dies, a
+//! peer that falls silent, a wrong peer token), acknowledgements and the
+//! window bound what is in flight, heartbeats measure the round trip.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use hostmux_host::{FrontendKind, HostConfig, LinkStats};
+use hostmux_wire::{
+    encode_hello_ack, is_link_status, link_status, rkyv::util::AlignedVec, Addr, FrameDecoder,
+    FrameKind, Limits, UndeliverableReason,
+};
+
+use crate::support::{both_frontends, echo_proc, ring_proc, serve_at, Client, TestHost, WAIT};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Hosts that peer with `peers` (the default link timeout, 2 s: tests run
+/// side by side on a loaded machine).
+fn peers_config(peers: &[&str], peer_token: &str) -> HostConfig {
+    HostConfig {
+        peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        peer_token: Some(peer_token.to_owned()),
+        ..HostConfig::default()
+    }
+}
+
+/// The link stats host `host` keeps for `peer`.
+async fn link_stats(host: &TestHost, peer: &str) -> LinkStats {
+    let stats = host.stats().await.unwrap();
+    stats
+        .links
+        .iter()
+        .find(|l| l.peer == peer)
+        .cloned()
+        .unwrap_or_else(|| panic!("no link stats for {peer}: {:?}", stats.links))
+}
+
+/// Polls `host`'s link stats for `peer` until `done` holds (bounded by
+/// [`WAIT`]); returns the stats that satisfied it.
+async fn wait_for_link(
+    host: &TestHost,
+    peer: &str,
+    what: &str,
+    done: impl Fn(&LinkStats) -> bool,
+) -> LinkStats {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = link_stats(host, peer).await;
+        if done(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {stats:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Receives answers until every id in `0..count` has one; panics on an id
+/// answered twice. Returns the answers by kind (a reply, or a notice's
+/// reason).
+async fn collect_answers(client: &mut Client, count: u64) -> HashMap<String, u64> {
+    let mut seen = vec![false; count as usize];
+    let mut by_kind: HashMap<String, u64> = HashMap::new();
+    let mut answered = 0;
+    while answered < count {
+        let frame = client.recv().await;
+        let id = frame.message_id;
+        assert!(id < count, "an answer for an id never sent: {frame:?}");
+        assert!(!seen[id as usize], "id {id} answered twice: {frame:?}");
+        seen[id as usize] = true;
+        answered += 1;
+        let kind = match frame.kind {
+            FrameKind::Undeliverable => format!("{:?}", frame.undeliverable().reason),
+            other => format!("{other:?}"),
+        };
+        *by_kind.entry(kind).or_default() += 1;
+    }
+    by_kind
+}
+
+/// Ends with a round trip to a proc on the client's own host: anything the
+/// host had queued for the client before (a second answer to some id)
+/// would arrive first.
+async fn nothing_more_before_a_local_echo(client: &mut Client, sentinel: u64) {
+    client.send("local-echo", sentinel, b"sentinel").await;
+    let next = client.recv().await;
+    assert_eq!(
+        (next.kind, next.message_id),
+        (FrameKind::Data, sentinel),
+        "a frame arrived after every id had its answer: {next:?}"
+    );
+}
+
+async fn a_host_that_dies_mid_stream_leaves_no_frame_unanswered(kind: FrontendKind) {
+    let (a_addr, b_addr) = (
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+    );
+    let (host_a, _serving_a) =
+        serve_at(kind, a_addr.clone(), peers_config(&[b_addr.as_str()], "pt")).await;
+    let (host_b, serving_b) =
+        serve_at(kind, b_addr.clone(), peers_config(&[a_addr.as_str()], "pt")).await;
+    host_a
+        .spawn("local-echo", echo_proc(usize::MAX))
+        .await
+        .unwrap();
+    host_b.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let mut client = Client::connect(&host_a, "steady").await;
+    const COUNT: u64 = 5_000;
+    for id in 0..COUNT {
+        client.send_to("echo", b_addr.as_str(), id, b"ping").await;
+    }
+    // Some replies come back; then host B dies at once (its I/O thread
+    // stops, its sockets close, its procs' rings with it).
+    let mut early = Vec::new();
+    for _ in 0..COUNT / 10 {
+        early.push(client.recv().await);
+    }
+    drop(serving_b);
+    drop(host_b);
+    let mut by_kind: HashMap<String, u64> = HashMap::new();
+    let mut seen = vec![false; COUNT as usize];
+    for frame in &early {
+        assert_eq!(frame.kind, FrameKind::Data, "{frame:?}");
+        seen[frame.message_id as usize] = true;
+    }
+    *by_kind.entry("Data".to_owned()).or_default() += early.len() as u64;
+    let mut answered = early.len() as u64;
+    while answered < COUNT {
+        let frame = client.recv().await;
+        let id = frame.message_id as usize;
+        assert!(!seen[id], "id {id} answered twice: {frame:?}");
+        seen[id] = true;
+        answered += 1;
+        let kind = match frame.kind {
+            FrameKind::Undeliverable => format!("{:?}", frame.undeliverable().reason),
+            other => format!("{other:?}"),
+        };
+        *by_kind.entry(kind).or_default() += 1;
+    }
+    nothing_more_before_a_local_echo(&mut client, COUNT).await;
+    // Only replies and `LinkFailed` (frames sent before the failure).
+    for (kind, count) in &by_kind {
+        assert!(
+            kind == "Data" || kind == "LinkFailed",
+            "unexpected answers {kind}: {count} ({by_kind:?})"
+        );
+    }
+    eprintln!("answers after the host died: {by_kind:?}");
+    let stats = link_stats(&host_a, b_addr.as_str()).await;
+    assert_eq!(stats.awaiting_answers, 0, "{stats:?}");
+    assert!(stats.link_failures >= 1, "{stats:?}");
+    assert_eq!(
+        stats.answered_here,
+        by_kind.get("LinkFailed").copied().unwrap_or(0),
+        "{stats:?}"
+    );
+}
+both_frontends!(a_host_that_dies_mid_stream_leaves_no_frame_unanswered);
+
+async fn a_wrong_peer_token_is_peer_refused_and_backs_off(kind: FrontendKind) {
+    let (a_addr, b_addr) = (
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+    );
+    let (host_a, _serving_a) = serve_at(
+        kind,
+        a_addr.clone(),
+        HostConfig {
+            link_backoff_min: Duration::from_secs(30),
+            ..peers_config(&[b_addr.as_str()], "ours")
+        },
+    )
+    .await;
+    let (host_b, _serving_b) = serve_at(
+        kind,
+        b_addr.clone(),
+        peers_config(&[a_addr.as_str()], "theirs"),
+    )
+    .await;
+    host_b.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let mut client = Client::connect(&host_a, "knocking").await;
+    client
+        .send_to("echo", b_addr.as_str(), 1, b"let me in")
+        .await;
+    let notice = client.recv().await;
+    assert_eq!(
+        (notice.message_id, notice.undeliverable().reason),
+        (1, UndeliverableReason::PeerRefused)
+    );
+    // During the backoff, frames are answered at once, without a dial.
+    for id in 2..12 {
+        client.send_to("echo", b_addr.as_str(), id, b"again").await;
+        let notice = client.recv().await;
+        assert_eq!(
+            (notice.message_id, notice.undeliverable().reason),
+            (id, UndeliverableReason::PeerRefused)
+        );
+    }
+    let stats = link_stats(&host_a, b_addr.as_str()).await;
+    assert_eq!((stats.dials, stats.dial_failures), (1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.state.as_str(), stats.reason),
+        ("down", Some(UndeliverableReason::PeerRefused))
+    );
+    // A closed port is a different reason.
+    let closed = Addr::tcp("127.0.0.1", free_port()).unwrap();
+    let (host_c, _serving_c) = serve_at(
+        kind,
+        Addr::tcp("127.0.0.1", 0).unwrap(),
+        peers_config(&[closed.as_str()], "ours"),
+    )
+    .await;
+    let mut client = Client::connect(&host_c, "lonely").await;
+    client.send_to("echo", closed.as_str(), 5, b"hello?").await;
+    let notice = client.recv().await;
+    assert_eq!(
+        (notice.message_id, notice.undeliverable().reason),
+        (5, UndeliverableReason::HostUnreachable)
+    );
+}
+both_frontends!(a_wrong_peer_token_is_peer_refused_and_backs_off);
+
+/// A peer that takes the link, acknowledges its hello and then says
+/// nothing more (no acknowledgement, no heartbeat): a dead host behind a
+/// live TCP connection, as a partition leaves it. It records whether the
+/// dialler's heartbeats (statuses with a ping) arrived.
+fn silent_peer() -> (Addr, std::thread::JoinHandle<(bool, usize)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Addr::tcp("127.0.0.1", listener.local_addr().unwrap().port()).unwrap();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let limits = Limits::default();
+        let mut decoder = FrameDecoder::new(limits);
+        let mut acked = false;
+        let mut pinged = false;
+        let mut frames = 0;
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            decoder.feed(&buf[..n]);
+            while let Ok(Some(frame)) = decoder.next_frame() {
+                if !acked {
+                    // The hello: acknowledge it, as a host would.
+                    let mut ack = AlignedVec::<16>::new();
+                    ack.resize(256, 0);
+                    let name = frame.sender().name().to_owned();
+                    let len = encode_hello_ack(&mut ack, "service", &name, &limits).unwrap();
+                    stream.write_all(&ack[..len]).unwrap();
+                    acked = true;
+                } else if is_link_status(&frame) {
+                    pinged |= link_status(&frame).is_some_and(|s| s.ping != 0);
+                } else {
+                    frames += 1;
+                }
+            }
+        }
+        (pinged, frames)
+    });
+    (addr, handle)
+}
+
+async fn a_silent_peer_is_found_dead_within_the_link_timeout(kind: FrontendKind) {
+    let (peer, peer_thread) = silent_peer();
+    let (host, _serving) = serve_at(
+        kind,
+        Addr::tcp("127.0.0.1", 0).unwrap(),
+        HostConfig {
+            link_timeout: Duration::from_millis(400),
+            ..peers_config(&[peer.as_str()], "pt")
+        },
+    )
+    .await;
+    host.spawn("local-echo", echo_proc(usize::MAX))
+        .await
+        .unwrap();
+    let mut client = Client::connect(&host, "patient").await;
+    let started = Instant::now();
+    for id in 0..10 {
+        client.send_to("echo", peer.as_str(), id, b"anyone?").await;
+    }
+    let by_kind = collect_answers(&mut client, 10).await;
+    let waited = started.elapsed();
+    assert_eq!(by_kind.get("LinkFailed"), Some(&10), "{by_kind:?}");
+    // Found within a few heartbeats of the timeout (400 ms), not TCP's
+    // retransmission timers.
+    assert!(waited < Duration::from_secs(3), "took {waited:?}");
+    nothing_more_before_a_local_echo(&mut client, 10).await;
+    let (pinged, frames) = tokio::task::spawn_blocking(move || peer_thread.join().unwrap())
+        .await
+        .unwrap();
+    assert!(pinged, "the dialler sent no heartbeat");
+    assert_eq!(frames, 10, "the frames went out on the link");
+}
+both_frontends!(a_silent_peer_is_found_dead_within_the_link_timeout);
+
+async fn the_window_bounds_frames_in_flight_and_acknowledgements_free_it(kind: FrontendKind) {
+    let (a_addr, b_addr) = (
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+    );
+    let window = 16;
+    let (host_a, _serving_a) = serve_at(
+        kind,
+        a_addr.clone(),
+        HostConfig {
+            link_window_frames: window,
+            overload_wait: Duration::from_secs(30),
+            ..peers_config(&[b_addr.as_str()], "pt")
+        },
+    )
+    .await;
+    let (host_b, _serving_b) =
+        serve_at(kind, b_addr.clone(), peers_config(&[a_addr.as_str()], "pt")).await;
+    // A slow proc: the window fills, the client's frames wait (none is
+    // refused), and every one is answered.
+    let slow = ring_proc(|endpoint, frame| {
+        std::thread::sleep(Duration::from_micros(200));
+        crate::support::reply(endpoint, &frame, &frame.payload);
+        true
+    });
+    host_b.spawn("echo", slow).await.unwrap();
+    let mut client = Client::connect(&host_a, "eager").await;
+    const COUNT: u64 = 2_000;
+    for id in 0..COUNT {
+        client.send_to("echo", b_addr.as_str(), id, b"x").await;
+    }
+    let by_kind = collect_answers(&mut client, COUNT).await;
+    assert_eq!(by_kind.get("Data"), Some(&COUNT), "{by_kind:?}");
+    let stats = wait_for_link(&host_a, b_addr.as_str(), "all acknowledged", |s| {
+        s.acked == s.sent && s.round_trip_us.is_some()
+    })
+    .await;
+    assert_eq!(stats.sent, COUNT, "{stats:?}");
+    assert!(
+        stats.in_flight_high_water <= window,
+        "more than the window in flight: {stats:?}"
+    );
+    assert!(stats.window_waits > 0, "the window never filled: {stats:?}");
+    assert_eq!(stats.awaiting_answers, 0, "{stats:?}");
+    assert_eq!(stats.state, "up");
+}
+both_frontends!(the_window_bounds_frames_in_flight_and_acknowledgements_free_it);
