@@ -113,6 +113,11 @@ enum Command {
     /// Per-proc counters and rates (--watch refreshes in place).
     #[command(after_help = EXIT_CODES_HELP)]
     Stats(StatsArgs),
+    /// The host's links to its peers: state, bytes queued, frames in flight
+    /// (sent, not yet acknowledged), answers awaited, heartbeat round trip,
+    /// dials and failures (a table, or JSON with --json).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Links(LinksArgs),
     /// Start a host on loopback, drive a million frames through five procs,
     /// show counters, percentiles and the terminate escalation.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -245,6 +250,17 @@ pub(crate) struct ServeArgs {
     /// which clients hold, so that no client can pose as a peer).
     #[arg(long, value_name = "FILE")]
     pub(crate) peer_token_file: Option<PathBuf>,
+    /// A link on which nothing (frame, acknowledgement, heartbeat) arrives
+    /// for this long is taken as dead: closed, and every frame awaiting an
+    /// answer through it answered `LinkFailed`. Heartbeats go every quarter
+    /// of it.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub(crate) link_timeout: Duration,
+    /// Flow control per link: bytes sent to a peer and not yet acknowledged
+    /// (e.g. 8M). A full link holds its senders back like a full ring, then
+    /// answers `Overloaded` after the overload wait.
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    pub(crate) link_window: usize,
 }
 
 #[derive(Debug, Args)]
@@ -325,6 +341,15 @@ pub(crate) struct SendArgs {
     /// `serve --half-close-linger`) never blocks the next one].
     #[arg(long)]
     pub(crate) client_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LinksArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
 }
 
 #[derive(Debug, Args)]
@@ -429,6 +454,7 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
         Command::Stop(args) => crate::control::stop(args),
         Command::Kill(args) => crate::control::kill(args),
         Command::Stats(args) => crate::control::stats(args),
+        Command::Links(args) => crate::control::links(args),
         Command::Send(args) => crate::send::run(args),
         Command::Demo(args) => crate::demo::run(args),
         Command::Bench(args) => crate::bench::run(args),

@@ -13,7 +13,9 @@ use hostmux_host::{ControlClient, HostError};
 use hostmux_wire::{ControlErrorKind, EnvVar, ProcInfo, ProcState, SpawnRequest};
 use serde_json::json;
 
-use crate::cli::{CliError, ControlArgs, KillArgs, PsArgs, SpawnArgs, StatsArgs, StopArgs};
+use crate::cli::{
+    CliError, ControlArgs, KillArgs, LinksArgs, PsArgs, SpawnArgs, StatsArgs, StopArgs,
+};
 use crate::format::{self, Table};
 
 /// Runs `f` with a control client on a small single-threaded runtime:
@@ -265,6 +267,97 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             format::bytes(p.counters.bytes_in),
             p.counters.returned.to_string(),
             ring_use(p),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The links as JSON: one object per configured peer, every counter.
+pub(crate) fn links_json(links: &[hostmux_wire::LinkInfo]) -> serde_json::Value {
+    serde_json::Value::Array(
+        links
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "peer": l.peer,
+                    "state": l.state,
+                    "reason": (!l.reason.is_empty()).then_some(&l.reason),
+                    "queued_bytes": l.queued_bytes,
+                    "in_flight_frames": l.in_flight_frames,
+                    "in_flight_bytes": l.in_flight_bytes,
+                    "sent": l.sent,
+                    "acked": l.acked,
+                    "awaiting_answers": l.awaiting_answers,
+                    "round_trip_us": (l.round_trip_us > 0).then_some(l.round_trip_us),
+                    "dials": l.dials,
+                    "dial_failures": l.dial_failures,
+                    "link_failures": l.link_failures,
+                    "answered_here": l.answered_here,
+                    "late_answers_dropped": l.late_answers_dropped,
+                    "received": l.received,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub(crate) fn links(args: LinksArgs) -> anyhow::Result<ExitCode> {
+    let links = with_client(&args.control, async |client| {
+        client
+            .links()
+            .await
+            .map_err(|e| refused("listing links", e))
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&links_json(&links))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if links.is_empty() {
+        println!(
+            "no links; a host links to its peers (serve --peer ADDR) when a frame first goes to one"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(&[
+        "PEER",
+        "STATE",
+        "QUEUED",
+        "IN FLIGHT",
+        "AWAITING",
+        "RTT",
+        "SENT",
+        "RECEIVED",
+        "DIALS/FAILED",
+        "LINK FAILURES",
+        "ANSWERED HERE",
+    ]);
+    for l in &links {
+        let state = if l.reason.is_empty() {
+            l.state.clone()
+        } else {
+            format!("{} ({})", l.state, l.reason)
+        };
+        table.row(vec![
+            l.peer.clone(),
+            state,
+            format::bytes(l.queued_bytes),
+            format!(
+                "{} ({})",
+                l.in_flight_frames,
+                format::bytes(l.in_flight_bytes)
+            ),
+            l.awaiting_answers.to_string(),
+            if l.round_trip_us > 0 {
+                format::micros(l.round_trip_us * 1000)
+            } else {
+                "-".to_owned()
+            },
+            l.sent.to_string(),
+            l.received.to_string(),
+            format!("{}/{}", l.dials, l.dial_failures),
+            l.link_failures.to_string(),
+            l.answered_here.to_string(),
         ]);
     }
     print!("{}", table.render());

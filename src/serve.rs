@@ -74,6 +74,8 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         reply_memory: args.reply_memory,
         max_connections: args.max_connections as usize,
         frame_timeout: args.frame_timeout,
+        link_timeout: args.link_timeout,
+        link_window_bytes: args.link_window,
         peers,
         peer_token: (!peer_token.is_empty())
             .then(|| String::from_utf8(peer_token))

@@ -83,6 +83,47 @@ pub enum ControlRequest {
         /// Each proc's grace period before SIGKILL.
         timeout_ms: u64,
     },
+    /// The host's links to other hosts, one entry per configured peer it
+    /// has exchanged frames with.
+    Links,
+}
+
+/// The state of a host's links with one configured peer (answer to
+/// [`ControlRequest::Links`]; the host's `LinkStats`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkInfo {
+    /// The peer's address, as configured.
+    pub peer: String,
+    /// `up`, `connecting`, `down` (dials fail) or `idle` (no link open).
+    pub state: String,
+    /// While `down`: the reason frames for it are answered with.
+    pub reason: String,
+    /// Bytes queued on the link, not yet written.
+    pub queued_bytes: u64,
+    /// Frames sent and not yet acknowledged by the peer.
+    pub in_flight_frames: u64,
+    /// Bytes sent and not yet acknowledged.
+    pub in_flight_bytes: u64,
+    /// Frames sent on the current link, and acknowledged.
+    pub sent: u64,
+    /// Frames acknowledged on the current link.
+    pub acked: u64,
+    /// Frames sent to the peer still awaiting an answer.
+    pub awaiting_answers: u64,
+    /// The last heartbeat round trip in microseconds (0: none measured).
+    pub round_trip_us: u64,
+    /// Dials made.
+    pub dials: u64,
+    /// Dials that failed.
+    pub dial_failures: u64,
+    /// Links that failed after they were up.
+    pub link_failures: u64,
+    /// Frames the host answered itself because a link failed.
+    pub answered_here: u64,
+    /// Late answers dropped (their frame was already answered).
+    pub late_answers_dropped: u64,
+    /// Frames received from the peer.
+    pub received: u64,
 }
 
 /// Where a proc is in its life.
@@ -196,6 +237,8 @@ pub enum ControlResponse {
     Procs(Vec<ProcInfo>),
     /// Answer to `TerminateAll`.
     TerminatedAll(TerminateSummary),
+    /// Answer to `Links`.
+    Links(Vec<LinkInfo>),
     /// The request failed.
     Error {
         /// The category.
@@ -318,7 +361,8 @@ impl ControlRequest {
             ControlRequest::Stats { name: Some(name) } => check_name(WHAT, name, limits)?,
             ControlRequest::List
             | ControlRequest::Stats { name: None }
-            | ControlRequest::TerminateAll { .. } => {}
+            | ControlRequest::TerminateAll { .. }
+            | ControlRequest::Links => {}
         }
         Ok(request)
     }

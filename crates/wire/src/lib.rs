@@ -125,9 +125,10 @@ pub use agent::{
 };
 pub use control::{
     ArchivedControlErrorKind, ArchivedControlRequest, ArchivedControlResponse, ArchivedEnvVar,
-    ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState, ArchivedSpawnRequest,
-    ArchivedTerminateSummary, ControlErrorKind, ControlRequest, ControlResponse, EnvVar,
-    ProcCounters, ProcInfo, ProcState, SpawnRequest, TerminateSummary, MAX_ACCOUNT_NAME_LEN,
+    ArchivedLinkInfo, ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState,
+    ArchivedSpawnRequest, ArchivedTerminateSummary, ControlErrorKind, ControlRequest,
+    ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo, ProcState, SpawnRequest,
+    TerminateSummary, MAX_ACCOUNT_NAME_LEN,
 };
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK};
 pub use error::WireError;

@@ -163,6 +163,15 @@ impl ControlClient {
         }
     }
 
+    /// The host's links to other hosts (state, queued, in flight, round
+    /// trip; one entry per configured peer it has exchanged frames with).
+    pub async fn links(&mut self) -> Result<Vec<hostmux_wire::LinkInfo>, HostError> {
+        match self.request(&ControlRequest::Links).await? {
+            ControlResponse::Links(links) => Ok(links),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Terminates every proc, a bounded number at a time, each with
     /// `timeout_ms` of grace before SIGKILL
     /// ([`Host::terminate_children`](crate::Host::terminate_children)).

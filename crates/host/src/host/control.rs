@@ -140,6 +140,12 @@ impl<M: SpawnByRequest> Host<M> {
                 },
                 Err(e) => error_response(&e),
             },
+            ControlRequest::Links => match self.stats().await {
+                Ok(stats) => {
+                    ControlResponse::Links(stats.links.into_iter().map(link_info).collect())
+                }
+                Err(e) => error_response(&e),
+            },
             ControlRequest::TerminateAll { timeout_ms } => {
                 let summary = self
                     .terminate_children(Duration::from_millis(timeout_ms), MAX_STOPS_IN_FLIGHT)
@@ -207,5 +213,27 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
             });
         }
         Ok(list)
+    }
+}
+
+/// A link's stats as the control plane answers them.
+fn link_info(link: crate::LinkStats) -> hostmux_wire::LinkInfo {
+    hostmux_wire::LinkInfo {
+        peer: link.peer,
+        state: link.state,
+        reason: link.reason.map(|r| format!("{r:?}")).unwrap_or_default(),
+        queued_bytes: link.queued_bytes,
+        in_flight_frames: link.in_flight_frames,
+        in_flight_bytes: link.in_flight_bytes,
+        sent: link.sent,
+        acked: link.acked,
+        awaiting_answers: link.awaiting_answers,
+        round_trip_us: link.round_trip_us.unwrap_or(0),
+        dials: link.dials,
+        dial_failures: link.dial_failures,
+        link_failures: link.link_failures,
+        answered_here: link.answered_here,
+        late_answers_dropped: link.late_answers_dropped,
+        received: link.received,
     }
 }
