@@ -250,9 +250,11 @@ fn open_link(
 }
 
 impl Dataplane {
-    /// Whether `addr` (a frame's destination address) means this host.
+    /// Whether `addr` (a frame's destination address) means this host:
+    /// empty, the primary address's exact text (one compare, the common
+    /// case), or any alias in any spelling (`crate::identity`).
     pub(crate) fn is_local_addr(&self, addr: &str) -> bool {
-        addr.is_empty() || addr == &*self.own_addr
+        addr.is_empty() || addr == &*self.own_addr || self.identity.is_alias(addr)
     }
 
     /// Who a frame to `dest_name` at `dest_addr` goes to, as the answers a
