@@ -14,8 +14,13 @@
 //!   [`HostConfig::advertise`](crate::HostConfig::advertise));
 //! * the bound frontend address;
 //! * for an unspecified bind (`0.0.0.0` or `[::]`), both unspecified
-//!   addresses and every address of this machine's interfaces, with the
-//!   bound port.
+//!   addresses, every address of this machine's interfaces and every
+//!   loopback address (all of `127.0.0.0/8` reaches the host), with the
+//!   bound port;
+//! * `localhost` with the port of any loopback address among these;
+//! * a configured peer's DNS name that resolves, when the host starts, to
+//!   one of these (`Host::serve` resolves peer names once: a host given
+//!   the peer list the others share finds itself in it by name).
 //!
 //! What is advertised, when nothing is configured: the bound address; for
 //! an unspecified bind, every interface address with the bound port (of
@@ -35,9 +40,10 @@
 //! empty string or the primary's exact text.
 //!
 //! Interfaces are read once, when the host starts: an address added to the
-//! machine later is not recognised (advertise it, or restart the host). DNS
-//! names are compared as spelled, never resolved: a name that resolves to
-//! this host is recognised only if it is advertised.
+//! machine later is not recognised (advertise it, or restart the host). A
+//! DNS name is compared as spelled (in any case), never resolved on the
+//! data path: a name that means this host is recognised only if it is
+//! advertised, `localhost`, or a peer name that resolved to this host.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -53,6 +59,9 @@ pub(crate) struct Identity {
     advertised: Vec<Addr>,
     /// Every address that means this host, parsed once.
     aliases: Vec<Alias>,
+    /// For an unspecified bind, its port: every loopback address
+    /// (`127.0.0.0/8`, `::1`) with it reaches this host.
+    loopback_port: Option<u16>,
 }
 
 /// One address that means this host, in a form compared without parsing
@@ -184,12 +193,7 @@ impl Identity {
             vec![bound.clone()]
         };
         let mut aliases: Vec<Alias> = advertised.iter().map(Alias::of).collect();
-        let mut add = |alias: Alias| {
-            if !aliases.iter().any(|known| known.is_same(&alias)) {
-                aliases.push(alias);
-            }
-        };
-        add(Alias::of(bound));
+        add_alias(&mut aliases, Alias::of(bound));
         if unspecified {
             for ip in [
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -198,13 +202,48 @@ impl Identity {
             .into_iter()
             .chain(machine())
             {
-                add(Alias::Ip { ip, port });
+                add_alias(&mut aliases, Alias::Ip { ip, port });
             }
+        }
+        // `localhost` is this machine: where a loopback address is this
+        // host, so is the name.
+        let loopback_ports: Vec<u16> = aliases
+            .iter()
+            .filter_map(|alias| match alias {
+                Alias::Ip { ip, port } if ip.is_loopback() => Some(*port),
+                _ => None,
+            })
+            .collect();
+        for port in loopback_ports {
+            let localhost = Alias::Name {
+                host: "localhost".into(),
+                port,
+            };
+            add_alias(&mut aliases, localhost);
         }
         Ok(Identity {
             advertised,
             aliases,
+            loopback_port: unspecified.then_some(port),
         })
+    }
+
+    /// Whether `socket` (a peer's DNS name, resolved) is one of this
+    /// host's IP aliases: dialling it would reach this host.
+    pub(crate) fn is_alias_socket(&self, socket: SocketAddr) -> bool {
+        self.is_alias_ip(socket.ip(), socket.port())
+    }
+
+    fn is_alias_ip(&self, ip: IpAddr, port: u16) -> bool {
+        let ip = ip.to_canonical();
+        (self.loopback_port == Some(port) && ip.is_loopback())
+            || self.aliases.contains(&Alias::Ip { ip, port })
+    }
+
+    /// Takes `addr` (a configured peer's name that resolves to this host:
+    /// [`Identity::is_alias_socket`]) as one more alias.
+    pub(crate) fn adopt(&mut self, addr: &Addr) {
+        add_alias(&mut self.aliases, Alias::of(addr));
     }
 
     /// An identity that is `addr` alone (advertised, and its only alias),
@@ -249,10 +288,7 @@ impl Identity {
             return false;
         };
         match host.parse::<IpAddr>() {
-            Ok(ip) => {
-                let ip = ip.to_canonical();
-                self.aliases.contains(&Alias::Ip { ip, port })
-            }
+            Ok(ip) => self.is_alias_ip(ip, port),
             Err(_) => self.aliases.iter().any(|alias| {
                 matches!(alias, Alias::Name { host: name, port: p }
                     if *p == port && name.eq_ignore_ascii_case(host))
@@ -284,6 +320,13 @@ impl Identity {
             let _ = write!(line, "{sep}{addr}");
         }
         line
+    }
+}
+
+/// Adds `alias` to `aliases` unless it is there in some spelling.
+fn add_alias(aliases: &mut Vec<Alias>, alias: Alias) {
+    if !aliases.iter().any(|known| known.is_same(&alias)) {
+        aliases.push(alias);
     }
 }
 
@@ -372,7 +415,11 @@ mod tests {
         let identity = Identity::resolve(&addr("tcp:127.0.0.1:7000"), &[], &[]).unwrap();
         assert_eq!(advertised(&identity), ["tcp:127.0.0.1:7000"]);
         assert_eq!(identity.primary().as_str(), "tcp:127.0.0.1:7000");
-        for same in ["tcp:127.0.0.1:7000", "tcp:[::ffff:127.0.0.1]:7000"] {
+        for same in [
+            "tcp:127.0.0.1:7000",
+            "tcp:[::ffff:127.0.0.1]:7000",
+            "tcp:LocalHost:7000",
+        ] {
             assert!(identity.is_alias(same), "{same}");
         }
         for other in [
@@ -382,7 +429,7 @@ mod tests {
             // Not an unspecified bind: 0.0.0.0 is not this host.
             "tcp:0.0.0.0:7000",
             "tcp:[::1]:7000",
-            "tcp:localhost:7000",
+            "tcp:localhost:7001",
             "tcp:127.1:7000",
             "tcp:127.0.0.1:07000",
             "unix:/tmp/x",
@@ -417,6 +464,8 @@ mod tests {
             "tcp:[::1]:7000",
             "tcp:[2001:db8:0::5]:7000",
             "tcp:[fe80::1]:7000",
+            "tcp:127.0.0.2:7000",
+            "tcp:[::ffff:127.1.2.3]:7000",
         ] {
             assert!(identity.is_alias(same), "{same}");
         }
@@ -424,7 +473,8 @@ mod tests {
             "tcp:10.200.0.2:7001",
             "tcp:0.0.0.0:7001",
             "tcp:10.200.0.3:7000",
-            "tcp:localhost:7000",
+            "tcp:localhost:7001",
+            "tcp:127.0.0.2:7001",
         ] {
             assert!(!identity.is_alias(other), "{other}");
         }
@@ -509,6 +559,25 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_name_that_resolves_here_becomes_an_alias() {
+        let mut identity =
+            Identity::resolve(&addr("tcp:0.0.0.0:7000"), &[], &ips(MACHINE)).unwrap();
+        let socket = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert!(identity.is_alias_socket(socket("10.200.0.2:7000")));
+        assert!(identity.is_alias_socket(socket("[::ffff:10.200.0.2]:7000")));
+        assert!(identity.is_alias_socket(socket("[::1]:7000")));
+        assert!(!identity.is_alias_socket(socket("10.200.0.2:7001")));
+        assert!(!identity.is_alias_socket(socket("10.200.0.3:7000")));
+        assert!(!identity.is_alias("tcp:node1.example:7000"));
+        identity.adopt(&addr("tcp:node1.example:7000"));
+        assert!(identity.is_alias("tcp:NODE1.example:7000"));
+        assert!(!identity.is_alias("tcp:node1.example:7001"));
+        // Recognised, not advertised.
+        assert_eq!(identity.primary().as_str(), "tcp:10.200.0.2:7000");
+        assert_eq!(identity.advertised().len(), 3);
+    }
+
+    #[test]
     fn addresses_that_cannot_name_the_host_are_refused_by_name() {
         let tcp = addr("tcp:0.0.0.0:7000");
         for (bad, says) in [
@@ -562,7 +631,6 @@ mod tests {
             "tcp:[::ffff:a00:2]:7000",
             "tcp:peer-a.EXAMPLE:7000",
             "tcp:peer-a.example.:7000",
-            "tcp:localhost:7000",
             "unix:/tmp/peer",
             "garbage",
             "",

@@ -291,7 +291,7 @@ impl<M: SpawnByRequest> Host<M> {
         let service_name =
             ProcName::with_max_len(&config.service_name, config.limits.max_name_len)?;
         let (listener, bound) = bind(&addr)?;
-        let identity = identity_of(&bound, &mut config)?;
+        let identity = identity_of(&bound, &mut config).await?;
         let control_socket = match &config.control_socket {
             Some(path) => Some(crate::control::bind_control_socket(path)?),
             None => None,
@@ -366,10 +366,15 @@ impl<M: SpawnByRequest> Host<M> {
     }
 }
 
+/// How long `Host::serve` waits for the DNS names of its peers to resolve
+/// (each), to tell whether one of them is this host.
+const PEER_NAME_WAIT: Duration = Duration::from_secs(2);
+
 /// This host's identity, bound at `bound` with `config.advertise`; drops
-/// from `config.peers` (logging each) the peers that are this host, so that
-/// it never dials itself.
-fn identity_of(bound: &Addr, config: &mut HostConfig) -> Result<Identity, HostError> {
+/// from `config.peers` (logging each) the peers that are this host (an
+/// alias, or a DNS name that resolves to one, which becomes an alias), so
+/// that it never dials itself.
+async fn identity_of(bound: &Addr, config: &mut HostConfig) -> Result<Identity, HostError> {
     let interfaces = if crate::identity::is_unspecified(bound) {
         crate::sys::interface_addrs().map_err(|source| HostError::LocalAddresses {
             addr: bound.to_string(),
@@ -378,7 +383,26 @@ fn identity_of(bound: &Addr, config: &mut HostConfig) -> Result<Identity, HostEr
     } else {
         Vec::new()
     };
-    let identity = Identity::resolve(bound, &config.advertise, &interfaces)?;
+    let mut identity = Identity::resolve(bound, &config.advertise, &interfaces)?;
+    for peer in &config.peers {
+        let hostmux_wire::AddrKind::Tcp { host, port } = peer.kind() else {
+            continue;
+        };
+        if identity.is_alias(peer.as_str()) || host.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        match tokio::time::timeout(PEER_NAME_WAIT, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(mut sockets)) => {
+                if sockets.any(|socket| identity.is_alias_socket(socket)) {
+                    identity.adopt(peer);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "peer name does not resolve (yet)");
+            }
+            Err(_) => tracing::debug!(%peer, "peer name did not resolve in time"),
+        }
+    }
     let (peers, this_host) = identity.split_peers(std::mem::take(&mut config.peers));
     config.peers = peers;
     for peer in this_host {
