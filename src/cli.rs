@@ -245,6 +245,14 @@ pub(crate) struct ServeArgs {
     /// which clients hold, so that no client can pose as a peer).
     #[arg(long, value_name = "FILE")]
     pub(crate) peer_token_file: Option<PathBuf>,
+    /// An address this host names itself by, tcp:HOST:PORT (repeatable, or
+    /// a comma list); the first is the primary: the address other hosts
+    /// see in this host's forwarded frames and proc ids, so it should be
+    /// how the peers list this host. Default: the frontend address; for
+    /// 0.0.0.0 or [::], every interface address with the port, non-loopback
+    /// first. Every advertised and interface address means this host.
+    #[arg(long = "advertise", value_name = "ADDR", value_delimiter = ',')]
+    pub(crate) advertise: Vec<String>,
 }
 
 #[derive(Debug, Args)]
