@@ -249,8 +249,9 @@ pub(crate) struct ServeArgs {
     /// a comma list); the first is the primary: the address other hosts
     /// see in this host's forwarded frames and proc ids, so it should be
     /// how the peers list this host. Default: the frontend address; for
-    /// 0.0.0.0 or [::], every interface address with the port, non-loopback
-    /// first. Every advertised and interface address means this host.
+    /// 0.0.0.0 (or the IPv6 any-address), every interface address with the
+    /// port, non-loopback first. Every advertised and interface address
+    /// means this host.
     #[arg(long = "advertise", value_name = "ADDR", value_delimiter = ',')]
     pub(crate) advertise: Vec<String>,
 }

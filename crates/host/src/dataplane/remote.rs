@@ -15,9 +15,10 @@
 //! not in the routing table. While it connects, frames queue (up to the
 //! client queue bound, then `Overloaded`); if the dial or the hello fails,
 //! or the link later closes, every frame still queued is returned to its
-//! sender as `NoSuchProc`. Forwarded frames carry this host's address in
-//! their sender, so the far side can route replies back (by dialling us,
-//! which it does only if this host is one of its peers).
+//! sender as `NoSuchProc`. Forwarded frames carry this host's primary
+//! address (`crate::identity`) in their sender, so the far side can route
+//! replies back (by dialling us, which it does only if this host is one of
+//! its peers).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
