@@ -261,6 +261,15 @@ pub(crate) struct ServeArgs {
     /// answers `Overloaded` after the overload wait.
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub(crate) link_window: usize,
+    /// An address this host names itself by, tcp:HOST:PORT (repeatable, or
+    /// a comma list); the first is the primary: the address other hosts
+    /// see in this host's forwarded frames and proc ids, so it should be
+    /// how the peers list this host. Default: the frontend address; for
+    /// 0.0.0.0 (or the IPv6 any-address), every interface address with the
+    /// port, non-loopback first. Every advertised and interface address
+    /// means this host.
+    #[arg(long = "advertise", value_name = "ADDR", value_delimiter = ',')]
+    pub(crate) advertise: Vec<String>,
 }
 
 #[derive(Debug, Args)]

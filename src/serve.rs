@@ -77,6 +77,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         link_timeout: args.link_timeout,
         link_window_bytes: args.link_window,
         peers,
+        advertise: advertise(args)?,
         peer_token: (!peer_token.is_empty())
             .then(|| String::from_utf8(peer_token))
             .transpose()
@@ -109,6 +110,20 @@ fn peers(args: &ServeArgs) -> anyhow::Result<Vec<Addr>> {
     Ok(peers)
 }
 
+/// The addresses `--advertise` names, in order, each once. Checked again
+/// against the bound frontend when the host starts.
+fn advertise(args: &ServeArgs) -> anyhow::Result<Vec<Addr>> {
+    let mut advertised: Vec<Addr> = Vec::new();
+    for text in &args.advertise {
+        let addr = parse_peer(text.trim())
+            .map_err(|why| CliError::usage(format!("--advertise {text:?}: {why}")))?;
+        if !advertised.contains(&addr) {
+            advertised.push(addr);
+        }
+    }
+    Ok(advertised)
+}
+
 /// The addresses in a peers file: one per line, `#` to the end of a line
 /// is a comment, blank lines are ignored. `Err((line, why))` for the first
 /// bad line (numbered from 1).
@@ -124,7 +139,8 @@ fn parse_peers_file(text: &str) -> Result<Vec<Addr>, (usize, String)> {
     Ok(peers)
 }
 
-/// One peer address: `tcp:HOST:PORT` with a port (links are TCP).
+/// One peer (or advertised) address: `tcp:HOST:PORT` with a port (links
+/// are TCP).
 fn parse_peer(text: &str) -> Result<Addr, String> {
     let addr: Addr = text
         .parse()
@@ -177,14 +193,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             e @ HostError::ControlSocket { .. } => anyhow::Error::new(CliError::usage(format!(
                 "{e}; stop the other host or pass another --control-socket"
             ))),
+            e @ HostError::InvalidAdvertise { .. } => {
+                anyhow::Error::new(CliError::usage(format!("--advertise: {e}")))
+            }
             other => anyhow::Error::new(other).context(format!(
                 "cannot serve on {addr}; is another host already bound there? pass another --frontend"
             )),
         })?;
+    let advertised: Vec<&str> = host.advertised().iter().map(Addr::as_str).collect();
     println!(
-        "hostmux serving on {} ({:?} frontend), control socket {}; stop with SIGTERM or Ctrl-C",
+        "hostmux serving on {} ({:?} frontend), advertised as {}, control socket {}; stop with SIGTERM or Ctrl-C",
         host.addr(),
         serving.frontend(),
+        advertised.join(", "),
         args.control_socket.display()
     );
     notify_systemd("READY=1");
@@ -333,6 +354,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(bad.contains(&missing.display().to_string()), "{bad}");
+    }
+
+    #[test]
+    fn advertise_takes_repeats_and_comma_lists_in_order() {
+        let args = serve_args(&[
+            "serve",
+            "--advertise",
+            "tcp:node1.example:7000,tcp:10.0.0.2:7000",
+            "--advertise",
+            "tcp:10.0.0.2:7000",
+            "--advertise",
+            "tcp:[fd00::2]:7000",
+        ]);
+        let config = host_config(&args).unwrap();
+        let advertised: Vec<&str> = config.advertise.iter().map(Addr::as_str).collect();
+        assert_eq!(
+            advertised,
+            [
+                "tcp:node1.example:7000",
+                "tcp:10.0.0.2:7000",
+                "tcp:[fd00::2]:7000"
+            ]
+        );
+        assert!(host_config(&serve_args(&["serve"]))
+            .unwrap()
+            .advertise
+            .is_empty());
+        for (bad, says) in [
+            ("unix:/run/h.sock", "not a TCP address"),
+            ("tcp:10.0.0.2:0", "port 0"),
+            ("10.0.0.2:7000", "not a valid address"),
+        ] {
+            let refused = host_config(&serve_args(&["serve", "--advertise", bad]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains("--advertise") && refused.contains(says),
+                "{refused}"
+            );
+        }
     }
 
     /// `ServeArgs` as clap makes them from `argv` (`serve ...`).

@@ -75,6 +75,36 @@ fn send_without_a_frontend_exits_3() {
 }
 
 #[test]
+fn serve_refuses_an_advertised_address_that_names_no_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for bad in ["unix:/run/host.sock", "tcp:10.0.0.2:0"] {
+        let output = hostmux()
+            .args(["serve", "--advertise", bad, "--control-socket"])
+            .arg(dir.path().join("c.sock"))
+            .output()
+            .expect("run hostmux");
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8(output.stderr).expect("utf-8");
+        assert!(stderr.contains("--advertise"), "{bad}: {stderr}");
+    }
+    // An unspecified address is refused when the host starts (port 0 of
+    // the frontend: the kernel picks one).
+    let output = hostmux()
+        .args(["serve", "--advertise", "tcp:0.0.0.0:7000", "--frontend"])
+        .arg("tcp:127.0.0.1:0")
+        .arg("--control-socket")
+        .arg(dir.path().join("c.sock"))
+        .output()
+        .expect("run hostmux");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert!(
+        stderr.contains("--advertise") && stderr.contains("unspecified"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn serve_refuses_a_public_address_without_a_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = hostmux()

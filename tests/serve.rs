@@ -20,6 +20,8 @@ pub(crate) struct Served {
     pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
     pub(crate) frontend: String,
+    /// The line `serve` printed once it was serving.
+    pub(crate) serving_line: String,
     /// Where `serve` sends its sd_notify datagrams.
     notify: UnixDatagram,
 }
@@ -71,13 +73,14 @@ impl Served {
                 }
             }
         });
-        let served = Served {
+        let mut served = Served {
             child,
             lines,
             frontend,
+            serving_line: String::new(),
             notify,
         };
-        served.wait_for_line("hostmux serving on");
+        served.serving_line = served.wait_for_line("hostmux serving on");
         served
     }
 
@@ -229,4 +232,34 @@ fn send_sigterm(pid: i32) -> i32 {
         .status()
         .map(|s| s.code().unwrap_or(-1))
         .unwrap_or(-1)
+}
+
+#[test]
+fn serve_says_which_addresses_it_advertises() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("control.sock");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").expect("write the token");
+    let served = Served::start_with(
+        &socket,
+        &token_file,
+        &["--advertise", "tcp:node1.example:7000,tcp:10.0.0.2:7000"],
+    );
+    assert!(
+        served
+            .serving_line
+            .contains("advertised as tcp:node1.example:7000, tcp:10.0.0.2:7000,"),
+        "{}",
+        served.serving_line
+    );
+    // Without --advertise, the frontend address is the one advertised.
+    let other = tempfile::tempdir().expect("tempdir");
+    let plain = Served::start(&other.path().join("control.sock"), &token_file);
+    assert!(
+        plain
+            .serving_line
+            .contains(&format!("advertised as {},", plain.frontend)),
+        "{}",
+        plain.serving_line
+    );
 }

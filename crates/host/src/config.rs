@@ -106,6 +106,21 @@ pub struct HostConfig {
     /// and `tcp:[0:0::1]:7`, DNS names in any case). Empty (the default):
     /// the host dials nobody. See `docs/operations.md`, "Peers".
     pub peers: Vec<Addr>,
+    /// The addresses this host names itself by, the first one (the
+    /// primary) in the frames it forwards to other hosts, in the proc ids
+    /// it hands out and in its links' hellos: TCP addresses with a port and
+    /// a specific host (an IP literal or a DNS name), possibly not its own
+    /// bind address (a NAT or a name in front of it). Every one of them,
+    /// the bound address and, for an unspecified bind (`0.0.0.0`, `[::]`),
+    /// every address of the machine's interfaces with the bound port mean
+    /// this host, in any equivalent spelling: frames for them are
+    /// delivered here, and a peer among them is dropped from
+    /// [`peers`](Self::peers) (logged) and never dialled. Empty (the
+    /// default): the bound address; for an unspecified bind, every
+    /// interface address with the bound port, non-loopback first (see
+    /// [`Host::advertised`](crate::Host::advertised) and
+    /// `docs/operations.md`, "Host identity").
+    pub advertise: Vec<Addr>,
     /// The secret hosts present to each other on links (the hello of a
     /// link this host dials carries it; a connection whose hello carries
     /// it is another host's link, which may relay that host's procs but
@@ -160,6 +175,7 @@ impl Default for HostConfig {
             hello_timeout: Duration::from_secs(10),
             reply_memory: 256 << 20,
             peers: Vec::new(),
+            advertise: Vec::new(),
             peer_token: None,
             link_window_bytes: 8 << 20,
             link_window_frames: 32_768,
@@ -204,6 +220,7 @@ impl std::fmt::Debug for HostConfig {
             .field("link_timeout", &self.link_timeout)
             .field("link_backoff_min", &self.link_backoff_min)
             .field("link_backoff_max", &self.link_backoff_max)
+            .field("advertise", &self.advertise)
             .finish_non_exhaustive()
     }
 }

@@ -63,6 +63,25 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// An address in [`HostConfig::advertise`](crate::HostConfig::advertise)
+    /// cannot name this host to others.
+    #[error("cannot advertise '{addr}': {reason}")]
+    InvalidAdvertise {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The addresses of the machine's interfaces could not be read (a host
+    /// bound to `0.0.0.0` or `[::]` needs them to know its own addresses).
+    #[error("cannot list the network interfaces' addresses for frontend '{addr}': {source}")]
+    LocalAddresses {
+        /// The bound frontend address.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The proc manager could not start the proc.
     #[error("proc '{name}' failed to spawn: {source}")]
     Spawn {

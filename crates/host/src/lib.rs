@@ -191,6 +191,7 @@ mod epoll;
 mod error;
 mod frontend;
 mod host;
+mod identity;
 mod io;
 mod logged;
 mod process;

@@ -1,9 +1,11 @@
 //! The crate's only `unsafe`: lending the frame decoder's buffer to an
-//! io_uring read, and asking the allocator to return freed memory. (The
+//! io_uring read, asking the allocator to return freed memory, and reading
+//! the network interfaces' addresses (`getifaddrs`). (The
 //! host doorbell is registered with tokio's reactor through
 //! `hostmux-boot`.)
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hostmux_boot::reactor::Registered;
 use hostmux_ring::Doorbell;
@@ -26,6 +28,49 @@ pub(crate) fn trim_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The IP addresses of this machine's network interfaces that are up
+/// (`getifaddrs(3)`), in the kernel's order, repeats included. Read when a
+/// host bound to `0.0.0.0` or `[::]` starts (`crate::identity`).
+pub(crate) fn interface_addrs() -> io::Result<Vec<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `head` is a valid place for `getifaddrs` to store the list it
+    // allocates; on failure it stores nothing and returns -1.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut ips = Vec::new();
+    let mut next = head;
+    while !next.is_null() {
+        // SAFETY: `next` is a non-null node of the list `getifaddrs` made,
+        // which stays allocated until `freeifaddrs` below.
+        let entry = unsafe { &*next };
+        next = entry.ifa_next;
+        if entry.ifa_addr.is_null() || entry.ifa_flags & libc::IFF_UP as u32 == 0 {
+            continue;
+        }
+        // SAFETY: a non-null `ifa_addr` points to a socket address whose
+        // `sa_family` tells its real type; it lives as long as the list.
+        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
+        match family {
+            libc::AF_INET => {
+                // SAFETY: an `AF_INET` address is a `sockaddr_in`.
+                let v4 = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
+                ips.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: an `AF_INET6` address is a `sockaddr_in6`.
+                let v6 = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in6>() };
+                ips.push(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: `head` came from a successful `getifaddrs` and is freed once;
+    // no reference into the list outlives this call.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(ips)
 }
 
 /// A frame decoder lent to a read: the read fills the decoder's spare room.

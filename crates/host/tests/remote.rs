@@ -125,39 +125,10 @@ async fn unreachable_host_returns_frames(kind: FrontendKind) {
 }
 both_frontends!(unreachable_host_returns_frames);
 
-/// A host that does not recognise an alias of its own address (bound to
-/// 0.0.0.0, addressed as 127.0.0.1) and is configured with that alias as a
-/// peer, and its own bind address too (so the frames it relays to itself
-/// are accepted as a peer's), forwards the frame to itself over a link,
-/// again and again: the hop count ends it after `max_hops` links, and the
-/// client gets exactly one answer, `HopLimit`.
-async fn a_frame_circulating_between_hosts_ends_at_the_hop_limit(kind: FrontendKind) {
-    let port = free_port();
-    let alias = format!("tcp:127.0.0.1:{port}");
-    let own = format!("tcp:0.0.0.0:{port}");
-    let config = HostConfig {
-        token: Some("loop-test".to_owned()),
-        max_hops: 4,
-        ..with_peers(&[&alias, &own])
-    };
-    let (host, _serving) = serve_at(kind, Addr::tcp("0.0.0.0", port).unwrap(), config).await;
-    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
-    let mut client = Client::connect_with_token(&host, "looper", b"loop-test")
-        .await
-        .expect("hello accepted");
-    client.send_to("echo", &alias, 5, b"round and round").await;
-    let answer = client.recv().await;
-    assert_eq!(answer.kind, FrameKind::Undeliverable, "{answer:?}");
-    assert_eq!(answer.message_id, 5);
-    assert_eq!(answer.undeliverable().reason, UndeliverableReason::HopLimit);
-    // The frame crossed the link max_hops times, plus the notice once.
-    let stats = host.stats().await.unwrap();
-    let link = stats.conn(&alias).expect("the link to the alias");
-    assert_eq!(link.frames_out, 4, "{link:?}");
-    let echo = stats.proc("echo").unwrap();
-    assert_eq!(echo.frames_in, 0, "the frame never reached echo");
-}
-both_frontends!(a_frame_circulating_between_hosts_ends_at_the_hop_limit);
+// The loop this file once showed (a host bound to 0.0.0.0, addressed as
+// 127.0.0.1, linking to itself until the hop limit) cannot happen any
+// more: see `identity.rs`. The hop limit itself is checked by
+// `dataplane::rules`' `the_hop_limit_ends_circulating_frames`.
 
 /// How long a listener that is not a peer waits for a connection after the
 /// sender already has its `NotAPeer` notice (the host refuses before any

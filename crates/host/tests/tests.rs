@@ -10,6 +10,7 @@ mod control;
 mod crash;
 mod exactly_once;
 mod half_close;
+mod identity;
 mod lifecycle;
 mod links;
 mod memory_budget;

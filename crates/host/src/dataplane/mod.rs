@@ -61,6 +61,9 @@ pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};
 pub(crate) use event::Event;
 pub(crate) use link::Heartbeat;
+/// For `identity`'s test that its alias check agrees with the peer match.
+#[cfg(test)]
+pub(crate) use remote::same_endpoint;
 pub(crate) use remote::PeerAddr;
 pub(crate) use write::copy_head;
 
@@ -343,8 +346,11 @@ pub(crate) struct Dataplane {
     blocked_drains: usize,
     /// Procs that broke the ring protocol, for the control side to kill.
     failed: Vec<ProcKey>,
-    /// This host's frontend address text (frames for it are local).
+    /// This host's primary address text, the one it names itself by
+    /// (frames for it are local: the one-compare fast case).
     own_addr: Box<str>,
+    /// Every address that means this host (frames for any are local).
+    identity: crate::identity::Identity,
     /// Links to other hosts.
     remotes: remote::Remotes,
     /// Agent requests waiting for their answers.
@@ -381,7 +387,7 @@ impl Dataplane {
         cfg: Arc<HostConfig>,
         service_name: ProcName,
         table: Arc<Table>,
-        own_addr: &str,
+        identity: crate::identity::Identity,
     ) -> Self {
         let head_room = PREFIX_LEN + cfg.limits.max_header_len.next_multiple_of(FRAME_ALIGN);
         let max_name_len = cfg.limits.max_name_len;
@@ -402,7 +408,8 @@ impl Dataplane {
             closed_conns: VecDeque::new(),
             blocked_drains: 0,
             failed: Vec::new(),
-            own_addr: own_addr.into(),
+            own_addr: identity.primary().as_str().into(),
+            identity,
             remotes: remote::Remotes::default(),
             agent_pending: Vec::new(),
             next_agent_id: 0,

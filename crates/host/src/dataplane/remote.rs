@@ -15,9 +15,10 @@
 //! not in the routing table. While it connects, frames queue (up to the
 //! client queue bound, then `Overloaded`); if the dial or the hello fails,
 //! or the link later closes, every frame still queued is returned to its
-//! sender as `NoSuchProc`. Forwarded frames carry this host's address in
-//! their sender, so the far side can route replies back (by dialling us,
-//! which it does only if this host is one of its peers).
+//! sender as `NoSuchProc`. Forwarded frames carry this host's primary
+//! address (`crate::identity`) in their sender, so the far side can route
+//! replies back (by dialling us, which it does only if this host is one of
+//! its peers).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -401,9 +402,11 @@ fn open_link(
 }
 
 impl Dataplane {
-    /// Whether `addr` (a frame's destination address) means this host.
+    /// Whether `addr` (a frame's destination address) means this host:
+    /// empty, the primary address's exact text (one compare, the common
+    /// case), or any alias in any spelling (`crate::identity`).
     pub(crate) fn is_local_addr(&self, addr: &str) -> bool {
-        addr.is_empty() || addr == &*self.own_addr
+        addr.is_empty() || addr == &*self.own_addr || self.identity.is_alias(addr)
     }
 
     /// Who a frame to `dest_name` at `dest_addr` goes to, as the answers a

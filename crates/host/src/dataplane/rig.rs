@@ -9,6 +9,7 @@ use hostmux_wire::ProcName;
 
 use super::{ConnKey, Dataplane, ProcKey, Route, Table};
 use crate::config::HostConfig;
+use crate::identity::Identity;
 
 /// A [`Dataplane`] with its routing table, as the I/O thread would own them.
 pub(crate) struct Rig {
@@ -26,14 +27,20 @@ pub(crate) struct RigProc {
 }
 
 impl Rig {
-    /// A data plane with only the service proc routed.
+    /// A data plane with only the service proc routed, of a host at
+    /// `tcp:127.0.0.1:9`.
     pub(crate) fn new(cfg: HostConfig) -> Rig {
+        Rig::with_identity(cfg, Identity::single("tcp:127.0.0.1:9"))
+    }
+
+    /// [`Rig::new`] for a host with the addresses `identity`.
+    pub(crate) fn with_identity(cfg: HostConfig, identity: Identity) -> Rig {
         let service = ProcName::new("service").expect("valid name");
         let table = Arc::new(Table::new());
         table
             .insert(service.clone(), Route::Service)
             .expect("empty table");
-        let dp = Dataplane::new(Arc::new(cfg), service, table.clone(), "tcp:127.0.0.1:9");
+        let dp = Dataplane::new(Arc::new(cfg), service, table.clone(), identity);
         Rig { dp, table }
     }
 

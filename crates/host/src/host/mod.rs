@@ -19,6 +19,7 @@ use crate::config::{FrontendKind, HostConfig};
 use crate::dataplane::{ProcKey, Route, Table};
 use crate::epoll::Epoll;
 use crate::frontend::{bind, Frontend, StdListener};
+use crate::identity::Identity;
 use crate::io::{Command, Control, IoParts};
 use crate::process::SpawnByRequest;
 use crate::spec::{ChildRings, ProcSpec};
@@ -57,6 +58,8 @@ pub(crate) struct Inner<M: ProcManager> {
     manager: M,
     cfg: Arc<HostConfig>,
     addr: Addr,
+    /// The addresses that mean this host; the primary one names it.
+    identity: Identity,
     service_name: ProcName,
     table: Arc<Table>,
     pub(crate) control: Control,
@@ -278,7 +281,7 @@ impl<M: SpawnByRequest> Host<M> {
     pub async fn serve(
         manager: M,
         addr: Addr,
-        config: HostConfig,
+        mut config: HostConfig,
     ) -> Result<(Self, ServeHandle), HostError> {
         if !addr.is_loopback() && config.token.is_none() {
             return Err(HostError::InsecureBind {
@@ -288,6 +291,7 @@ impl<M: SpawnByRequest> Host<M> {
         let service_name =
             ProcName::with_max_len(&config.service_name, config.limits.max_name_len)?;
         let (listener, bound) = bind(&addr)?;
+        let identity = identity_of(&bound, &mut config).await?;
         let control_socket = match &config.control_socket {
             Some(path) => Some(crate::control::bind_control_socket(path)?),
             None => None,
@@ -316,7 +320,7 @@ impl<M: SpawnByRequest> Host<M> {
             commands: rx,
             doorbell: doorbell.try_clone().map_err(ring_error)?,
             failures,
-            own_addr: bound.to_string(),
+            identity: identity.clone(),
             control_jobs,
             control_socket,
         };
@@ -326,7 +330,13 @@ impl<M: SpawnByRequest> Host<M> {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(HostError::IoThreadGone),
         };
-        tracing::info!(addr = %bound, ?frontend, service = %service_name, "serving host");
+        tracing::info!(
+            addr = %bound,
+            advertised = %identity.advertised_list(),
+            ?frontend,
+            service = %service_name,
+            "serving host"
+        );
         let handle = ServeHandle {
             control: Control::new(tx.clone(), doorbell.try_clone().map_err(ring_error)?),
             thread: Some(thread),
@@ -337,6 +347,7 @@ impl<M: SpawnByRequest> Host<M> {
             manager,
             cfg,
             addr: bound,
+            identity,
             service_name,
             table,
             control: Control::new(tx, doorbell.try_clone().map_err(ring_error)?),
@@ -355,6 +366,54 @@ impl<M: SpawnByRequest> Host<M> {
     }
 }
 
+/// How long `Host::serve` waits for the DNS names of its peers to resolve
+/// (each), to tell whether one of them is this host.
+const PEER_NAME_WAIT: Duration = Duration::from_secs(2);
+
+/// This host's identity, bound at `bound` with `config.advertise`; drops
+/// from `config.peers` (logging each) the peers that are this host (an
+/// alias, or a DNS name that resolves to one, which becomes an alias), so
+/// that it never dials itself.
+async fn identity_of(bound: &Addr, config: &mut HostConfig) -> Result<Identity, HostError> {
+    let interfaces = if crate::identity::is_unspecified(bound) {
+        crate::sys::interface_addrs().map_err(|source| HostError::LocalAddresses {
+            addr: bound.to_string(),
+            source,
+        })?
+    } else {
+        Vec::new()
+    };
+    let mut identity = Identity::resolve(bound, &config.advertise, &interfaces)?;
+    for peer in &config.peers {
+        let hostmux_wire::AddrKind::Tcp { host, port } = peer.kind() else {
+            continue;
+        };
+        if identity.is_alias(peer.as_str()) || host.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        match tokio::time::timeout(PEER_NAME_WAIT, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(mut sockets)) => {
+                if sockets.any(|socket| identity.is_alias_socket(socket)) {
+                    identity.adopt(peer);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "peer name does not resolve (yet)");
+            }
+            Err(_) => tracing::debug!(%peer, "peer name did not resolve in time"),
+        }
+    }
+    let (peers, this_host) = identity.split_peers(std::mem::take(&mut config.peers));
+    config.peers = peers;
+    for peer in this_host {
+        tracing::info!(
+            %peer,
+            "a configured peer is this host (one of its addresses): not a link, never dialled"
+        );
+    }
+    Ok(identity)
+}
+
 /// A host that does not keep it alive (for its own background tasks).
 pub(crate) struct WeakHost<M: ProcManager>(Weak<Inner<M>>);
 
@@ -365,9 +424,20 @@ impl<M: ProcManager> WeakHost<M> {
 }
 
 impl<M: ProcManager + 'static> Host<M> {
-    /// The frontend address every proc of this host is reached through.
+    /// The frontend address as bound (with the port the kernel chose for
+    /// port 0). For a bind to `0.0.0.0` or `[::]` this is not an address
+    /// other hosts can name this host by: see [`Host::advertised`].
     pub fn addr(&self) -> &Addr {
         &self.inner.addr
+    }
+
+    /// The addresses this host names itself by, the primary first: it is
+    /// the address in this host's proc ids and in the frames it forwards
+    /// to other hosts ([`HostConfig::advertise`], or by default the bound
+    /// address, or for an unspecified bind every interface address with
+    /// the bound port, non-loopback first).
+    pub fn advertised(&self) -> &[Addr] {
+        self.inner.identity.advertised()
     }
 
     /// The service proc's name.

@@ -204,7 +204,7 @@ impl<M: ProcManager + 'static> Host<M> {
             doorbell: child_doorbell,
             proc_doorbell,
             limits: inner.cfg.limits,
-            id: ProcId::new(inner.addr.clone(), name.clone()),
+            id: ProcId::new(inner.identity.primary().clone(), name.clone()),
             service_name: inner.service_name.clone(),
         };
         let config = spec.into_config(rings)?;
@@ -299,7 +299,7 @@ impl<M: ProcManager + 'static> Host<M> {
             .instrument(tracing::info_span!("proc", proc = %name)),
         );
         tracing::info!("proc ready");
-        Ok(ProcId::new(inner.addr.clone(), name.clone()))
+        Ok(ProcId::new(inner.identity.primary().clone(), name.clone()))
     }
 
     /// Carries out a stop or kill that reached a starting proc: unbinds it

@@ -100,7 +100,11 @@ pub(super) async fn connection<F: Frontend>(
         // its credentials. A host that presented the peer token is a link:
         // it may relay its procs, but it has no control-plane privilege.
         if is_peer {
-            dp.set_peer_link(key, None);
+            // Which configured peer dialled, from its hello name (else
+            // learned from the first frame it relays).
+            let peer = crate::identity::peer_for_hello_name(&cfg.peers, name.as_str())
+                .and_then(|addr| cfg.peers.iter().position(|p| p == addr));
+            dp.set_peer_link(key, peer);
         } else if matches!(door, Door::ControlSocket) || cfg.token.is_some() {
             dp.set_privileged(key);
         }

@@ -16,18 +16,13 @@ pub(super) async fn dial_loop<F: Frontend>(
     dataplane: Shared,
     cfg: Arc<HostConfig>,
     service_name: ProcName,
-    own_addr: String,
+    // The name this host gives itself in its hellos to other hosts
+    // (`Identity::hello_name`: from its primary address).
+    peer_name: String,
     budget: Rc<ConnBudget>,
 ) {
     let wake = dataplane.dial_wake();
     let mut dials = Vec::new();
-    // The name this host gives itself in its hellos to other hosts.
-    let peer_name = {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        own_addr.hash(&mut hasher);
-        format!("peer-{:016x}", hasher.finish())
-    };
     loop {
         wake.notified().await;
         dataplane.take_dials(&mut dials);

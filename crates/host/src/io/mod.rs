@@ -116,8 +116,8 @@ pub(crate) struct IoParts {
     pub(crate) table: Arc<Table>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) doorbell: Doorbell,
-    /// This host's frontend address text.
-    pub(crate) own_addr: String,
+    /// The addresses that mean this host; the primary one names it.
+    pub(crate) identity: crate::identity::Identity,
     /// Procs that broke the ring protocol, for the control side to kill.
     pub(crate) failures: tokio::sync::mpsc::UnboundedSender<(ProcKey, ProcName)>,
     /// Privileged control requests, for the control side.
@@ -133,7 +133,7 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
             parts.cfg.clone(),
             parts.service_name.clone(),
             parts.table.clone(),
-            &parts.own_addr,
+            parts.identity.clone(),
         ),
         parts.control_jobs.clone(),
     );
@@ -159,7 +159,7 @@ pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
         dataplane.clone(),
         parts.cfg.clone(),
         parts.service_name.clone(),
-        parts.own_addr.clone(),
+        parts.identity.hello_name(),
         budget.clone(),
     ));
     let accept = tokio::task::spawn_local(accept_loop::<F>(listener, serving));

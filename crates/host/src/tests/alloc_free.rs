@@ -229,3 +229,65 @@ fn the_drain_fast_lane_allocates_nothing() {
     // Every record of those rounds took the fast lane.
     assert_eq!(dp.drain_fast_lane - before, 1000 * 64);
 }
+
+/// A host bound to `0.0.0.0` recognises frames for its aliases (another
+/// interface address, another spelling, the unspecified address) without
+/// allocating: the alias check is a parse and a few compares.
+#[test]
+fn frames_for_an_alias_of_this_host_allocate_nothing() {
+    let machine = ["127.0.0.1", "10.200.0.2", "::1"].map(|ip| ip.parse().unwrap());
+    let bound = "tcp:0.0.0.0:7000".parse().unwrap();
+    let identity = crate::identity::Identity::resolve(&bound, &[], &machine).unwrap();
+    assert_eq!(identity.primary().as_str(), "tcp:10.200.0.2:7000");
+    let mut rig = Rig::with_identity(HostConfig::default(), identity);
+    let echo = rig.add_proc("echo", 1 << 20, 1 << 16);
+    let conn = rig.add_conn("client");
+    let (mut dp, mut proc_in) = (rig.dp, echo.inbound);
+    // Alternating spellings, so no frame repeats the previous header.
+    let frames: Vec<AlignedVec<16>> = [
+        "tcp:127.0.0.1:7000",
+        "tcp:[::ffff:10.200.0.2]:7000",
+        "tcp:0.0.0.0:7000",
+        "tcp:[::1]:7000",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(id, alias)| {
+        let header = FrameHeader {
+            dest_addr: alias,
+            sender: Sender::Client { name: "client" },
+            ..FrameHeader::data("echo", id as u64)
+        };
+        let mut bytes = Vec::new();
+        encode_frame_to_vec(&mut bytes, &header, &[7; 64], &Default::default()).unwrap();
+        let mut aligned = AlignedVec::new();
+        aligned.extend_from_slice(&bytes);
+        aligned
+    })
+    .collect();
+    let mut round = |dp: &mut Dataplane| {
+        for frame in &frames {
+            let view = decode_frame(frame, &Default::default()).unwrap();
+            assert_eq!(
+                dp.handle_conn_frame(conn, &view, true, None, Instant::now()),
+                Delivery::Done
+            );
+        }
+        dp.flush();
+        while dp.poll_event().is_some() {}
+        while proc_in.peek().unwrap().is_some() {
+            proc_in.release().unwrap();
+        }
+    };
+    for _ in 0..16 {
+        round(&mut dp);
+    }
+    assert_eq!(
+        allocations_during(|| (0..1000).for_each(|_| round(&mut dp))),
+        0,
+        "allocations routing frames for aliases"
+    );
+    let stats = dp.stats();
+    assert_eq!(stats.conns[0].delivered, 1016 * 4, "{stats:?}");
+    assert_eq!(stats.proc("echo").unwrap().frames_in, 1016 * 4);
+}
