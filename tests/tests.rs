@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod delivery;
 mod demo;
+mod kubernetes;
 mod names;
 mod privilege;
 mod registry;

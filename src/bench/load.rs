@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
-use hostmux_host::{BlockingClient, ClientEncoder};
-use hostmux_wire::{FrameKind, Limits};
+use hostmux_host::BlockingClient;
+use hostmux_wire::{encode_frame_to_vec, FrameHeader, FrameKind, Limits, Sender};
 
 use super::conventional::{read_envelope, write_envelope, Envelope};
 use super::{cpu_ticks, LoadResult, Mode, RunSpec, System};
@@ -27,15 +27,25 @@ const CLIENT_NAME: &str = "load";
 /// A one-way batch is at least this many bytes of frames (one write).
 const BATCH_BYTES: usize = 256 << 10;
 
+/// The header of the load generator's frames to proc `dest` at host
+/// `dest_addr` (empty: the host the client is connected to).
+fn client_header<'a>(dest: &'a str, dest_addr: &'a str, port: u32, id: u64) -> FrameHeader<'a> {
+    FrameHeader {
+        dest_addr,
+        dest_port: port,
+        sender: Sender::Client { name: CLIENT_NAME },
+        ..FrameHeader::data(dest, id)
+    }
+}
+
 /// One hostmux frame of `size` payload bytes, as the client sends it.
-pub(crate) fn hostmux_frame(dest: &str, size: usize) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn hostmux_frame(dest: &str, dest_addr: &str, size: usize) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
-    ClientEncoder::new(CLIENT_NAME, Limits::default()).encode_to(
+    encode_frame_to_vec(
         &mut out,
-        dest,
-        0,
-        0,
+        &client_header(dest, dest_addr, 0, 0),
         &vec![0xA5; size],
+        &Limits::default(),
     )?;
     Ok(out)
 }
@@ -49,11 +59,12 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
-/// Runs the load for `spec` against `target`; prints `START` when the
+/// Runs the load for `spec` against `target` (to a proc at host
+/// `dest_addr`, empty for the target itself); prints `START` when the
 /// measured window opens and the [`LoadResult`] as JSON at the end.
-pub(crate) fn run(spec: &RunSpec, target: &str) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(spec: &RunSpec, target: &str, dest_addr: &str) -> anyhow::Result<ExitCode> {
     let dest = dest_for(spec.mode);
-    let mut conn = Conn::connect(spec.system, target, dest)?;
+    let mut conn = Conn::connect(spec.system, target)?;
     let frame = match spec.system {
         System::Conventional => {
             let envelope = Envelope {
@@ -67,7 +78,7 @@ pub(crate) fn run(spec: &RunSpec, target: &str) -> anyhow::Result<ExitCode> {
             write_envelope(&mut out, &envelope)?;
             out
         }
-        _ => hostmux_frame(dest, spec.size)?,
+        _ => hostmux_frame(dest, dest_addr, spec.size)?,
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "START")?;
@@ -83,7 +94,7 @@ pub(crate) fn run(spec: &RunSpec, target: &str) -> anyhow::Result<ExitCode> {
                 conn.write_all(&batch)?;
                 sent += per_batch;
             }
-            let (received, returned) = conn.confirm(frame.len())?;
+            let (received, returned) = conn.confirm(frame.len(), dest_addr)?;
             if received + returned != sent {
                 bail!("sent {sent} frames but the receiver confirmed {received} (+{returned} returned)");
             }
@@ -119,26 +130,33 @@ pub(crate) fn run(spec: &RunSpec, target: &str) -> anyhow::Result<ExitCode> {
 /// The client side of one system.
 enum Conn {
     Tcp(TcpStream),
+    /// Non-blocking; reads and writes poll until done (see [`spin`]).
+    TcpBusyPoll(TcpStream),
     Hostmux(Box<BlockingClient>),
     Conventional(TcpStream),
 }
 
+/// How long a busy-polling read waits for its reply before failing.
+const BUSY_POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Conn {
-    fn connect(system: System, target: &str, dest: &str) -> anyhow::Result<Self> {
-        let _ = dest;
+    fn connect(system: System, target: &str) -> anyhow::Result<Self> {
         Ok(match system {
-            System::Tcp | System::Conventional => {
+            System::Tcp | System::Conventional | System::TcpBusyPoll => {
                 let stream = TcpStream::connect(target)
                     .with_context(|| format!("connecting to {target}"))?;
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-                if system == System::Tcp {
-                    Conn::Tcp(stream)
-                } else {
-                    Conn::Conventional(stream)
+                match system {
+                    System::Tcp => Conn::Tcp(stream),
+                    System::TcpBusyPoll => {
+                        stream.set_nonblocking(true)?;
+                        Conn::TcpBusyPoll(stream)
+                    }
+                    _ => Conn::Conventional(stream),
                 }
             }
-            System::Uring | System::Epoll => {
+            System::Uring | System::Epoll | System::SameHost | System::CrossHost => {
                 let mut client = crate::client::connect(
                     target,
                     CLIENT_NAME,
@@ -157,6 +175,7 @@ impl Conn {
     fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         match self {
             Conn::Tcp(s) | Conn::Conventional(s) => s.write_all(bytes)?,
+            Conn::TcpBusyPoll(s) => spin(bytes.len(), |done| s.write(&bytes[done..]))?,
             Conn::Hostmux(c) => c.write_raw(bytes).map_err(cli_error)?,
         }
         Ok(())
@@ -166,6 +185,8 @@ impl Conn {
     fn read_reply(&mut self, scratch: &mut [u8]) -> anyhow::Result<()> {
         match self {
             Conn::Tcp(s) => s.read_exact(scratch).context("reading the echo")?,
+            Conn::TcpBusyPoll(s) => spin(scratch.len(), |done| s.read(&mut scratch[done..]))
+                .context("reading the echo")?,
             Conn::Conventional(s) => {
                 read_envelope(s)?.context("the conventional host closed the connection")?;
             }
@@ -184,8 +205,9 @@ impl Conn {
 
     /// Ends a one-way stream and learns how many frames were received (and
     /// returned as undeliverable).
-    fn confirm(&mut self, frame_len: usize) -> anyhow::Result<(u64, u64)> {
+    fn confirm(&mut self, frame_len: usize, dest_addr: &str) -> anyhow::Result<(u64, u64)> {
         match self {
+            Conn::TcpBusyPoll(_) => bail!("busy-poll TCP measures round trips only"),
             Conn::Tcp(s) => {
                 s.shutdown(Shutdown::Write)?;
                 let mut count = [0u8; 8];
@@ -208,7 +230,9 @@ impl Conn {
                 Ok((count_of(&reply.payload)?, 0))
             }
             Conn::Hostmux(c) => {
-                crate::client::queue(c, dest_for(Mode::Oneway), SINK_COUNT_PORT, 1, &[])?;
+                let header = client_header(dest_for(Mode::Oneway), dest_addr, SINK_COUNT_PORT, 1);
+                c.queue_frame(&header, &[])
+                    .map_err(|e| cli_error(e).context("encoding the count request"))?;
                 c.flush().map_err(cli_error)?;
                 let mut returned = 0;
                 loop {
@@ -227,6 +251,31 @@ impl Conn {
             }
         }
     }
+}
+
+/// Moves `len` bytes with `step` (a non-blocking read or write of what is
+/// left after `done` bytes), polling again while the socket would block.
+/// Each empty poll yields the CPU (`sched_yield`): the poller never sleeps,
+/// but on a machine with more runnable threads than cores it does not hold
+/// the core its peer needs for a whole time slice.
+fn spin(len: usize, mut step: impl FnMut(usize) -> std::io::Result<usize>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut done = 0;
+    while done < len {
+        match step(done) {
+            Ok(0) => bail!("the connection closed after {done} of {len} bytes"),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if started.elapsed() > BUSY_POLL_TIMEOUT {
+                    bail!("no progress for {BUSY_POLL_TIMEOUT:?} after {done} of {len} bytes");
+                }
+                std::thread::yield_now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn count_of(payload: &[u8]) -> anyhow::Result<u64> {

@@ -12,7 +12,18 @@
 //! 3. `epoll`: hostmux with the epoll frontend;
 //! 4. `conventional`: a tokio host that deserialises each serde + bincode
 //!    envelope, forwards it to the child over a Unix socket, where the child
-//!    deserialises it again (see [`conventional`]).
+//!    deserialises it again (see [`conventional`]);
+//! 5. `tcp-busy-poll`: round trips only, loopback TCP where both ends poll
+//!    non-blocking sockets instead of sleeping in `read` (yielding the CPU
+//!    on each empty poll, so that two pollers on a busy 2-core machine do
+//!    not take turns by whole time slices);
+//! 6. `same-host`: two `hostmux serve` processes that are each other's
+//!    peers, the client and the proc on host A (see [`hosts`]);
+//! 7. `cross-host`: the same two hosts, the client on A and the proc on B,
+//!    so every frame crosses the link between them.
+//!
+//! `--cross-host` runs 1, 5, 6 and 7: the baselines issue 13's targets
+//! compare cross-host routing with, measured in the same run.
 //!
 //! One-way throughput counts frames the receiver confirmed (the sink
 //! answers a count request after the stream; a ring and a TCP stream are
@@ -23,6 +34,7 @@
 //! into an HDR histogram.
 
 mod conventional;
+mod hosts;
 mod load;
 mod report;
 mod worker;
@@ -48,15 +60,52 @@ pub(crate) enum System {
     Epoll,
     /// tokio host, serde + bincode envelopes, Unix socket to the child.
     Conventional,
+    /// Loopback TCP round trips with both ends busy-polling (no one-way).
+    TcpBusyPoll,
+    /// Two `hostmux serve` peers; client and proc on host A.
+    SameHost,
+    /// Two `hostmux serve` peers; client on host A, proc on host B.
+    CrossHost,
 }
 
 impl System {
+    /// Every system, in table order.
+    pub(crate) const ALL: [System; 7] = [
+        System::Tcp,
+        System::Uring,
+        System::Epoll,
+        System::Conventional,
+        System::TcpBusyPoll,
+        System::SameHost,
+        System::CrossHost,
+    ];
+
+    /// What `--cross-host` runs: cross-host and the baselines of its targets.
+    pub(crate) const CROSS_HOST: [System; 4] = [
+        System::Tcp,
+        System::TcpBusyPoll,
+        System::SameHost,
+        System::CrossHost,
+    ];
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             System::Tcp => "(1) loopback TCP, discard",
             System::Uring => "(2) hostmux io_uring",
             System::Epoll => "(3) hostmux epoll",
             System::Conventional => "(4) tokio + bincode + UDS",
+            System::TcpBusyPoll => "(5) loopback TCP, busy-poll",
+            System::SameHost => "(6) hostmux serve, same host",
+            System::CrossHost => "(7) hostmux serve, cross-host",
+        }
+    }
+
+    /// The modes measured for this system (busy-polling pays off only for
+    /// round trips; one-way throughput is (1)'s).
+    pub(crate) fn modes(self) -> &'static [Mode] {
+        match self {
+            System::TcpBusyPoll => &[Mode::Rr],
+            _ => &[Mode::Oneway, Mode::Rr],
         }
     }
 }
@@ -95,6 +144,12 @@ pub(crate) struct BenchArgs {
         default_value = "tcp,uring,epoll,conventional"
     )]
     pub(crate) systems: Vec<System>,
+    /// Cross-host mode: two `hostmux serve` peers on loopback, a client of
+    /// host A sending to a proc on host B, beside the same-host, loopback
+    /// TCP and busy-poll TCP baselines; reports issue 13's targets. Same as
+    /// `--systems tcp,tcp-busy-poll,same-host,cross-host`.
+    #[arg(long, conflicts_with = "systems")]
+    pub(crate) cross_host: bool,
     /// Folder for the JSON results and the SVG chart.
     #[arg(long, default_value = "results")]
     pub(crate) results: PathBuf,
@@ -118,6 +173,10 @@ enum WorkerRole {
         /// Where to send.
         #[arg(long)]
         target: String,
+        /// The host address of the destination proc when it is not the
+        /// target's (cross-host).
+        #[arg(long, default_value = "")]
+        dest_addr: String,
     },
     /// The child of the conventional host.
     ConvChild {
@@ -150,15 +209,24 @@ impl RunSpec {
     fn to_args(&self) -> Vec<String> {
         vec![
             "--system".into(),
-            format!("{:?}", self.system).to_lowercase(),
+            value_name(self.system),
             "--mode".into(),
-            format!("{:?}", self.mode).to_lowercase(),
+            value_name(self.mode),
             "--size".into(),
             self.size.to_string(),
             "--duration".into(),
             format!("{}ms", self.duration.as_millis()),
         ]
     }
+}
+
+/// A flag value as clap spells it (`tcp-busy-poll`).
+fn value_name(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .expect("no value is skipped")
+        .get_name()
+        .to_owned()
 }
 
 /// The outcome of one measurement.
@@ -211,15 +279,23 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Err(crate::cli::CliError::usage("--sizes must be from 1 to 8388608 bytes").into());
     }
     let exe = std::env::current_exe().context("finding the hostmux binary")?;
+    let systems: &[System] = if args.cross_host {
+        &System::CROSS_HOST
+    } else {
+        &args.systems
+    };
     let mut results = Vec::new();
-    let total = args.sizes.len() * args.systems.len() * 2 * args.repeat as usize;
+    let per_round: usize = systems.iter().map(|s| s.modes().len()).sum();
+    let total = args.sizes.len() * per_round * args.repeat as usize;
     let mut done = 0;
     for _round in 0..args.repeat {
         for &size in &args.sizes {
-            for &system in &args.systems {
-                for (mode, duration) in
-                    [(Mode::Oneway, args.duration), (Mode::Rr, args.rr_duration)]
-                {
+            for &system in systems {
+                for &mode in system.modes() {
+                    let duration = match mode {
+                        Mode::Oneway => args.duration,
+                        Mode::Rr => args.rr_duration,
+                    };
                     done += 1;
                     let step = format!("[{done}/{total}] {} {size} B {mode:?}", system.label());
                     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -315,7 +391,11 @@ fn medians(rounds: &[Measurement]) -> Vec<Measurement> {
 pub(crate) fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     match args.role {
         WorkerRole::Serve(spec) => worker::serve(spec),
-        WorkerRole::Load { spec, target } => load::run(&spec, &target),
+        WorkerRole::Load {
+            spec,
+            target,
+            dest_addr,
+        } => load::run(&spec, &target, &dest_addr),
         WorkerRole::ConvChild { socket, mode, name } => conventional::child(&socket, mode, &name),
     }
 }
@@ -335,6 +415,9 @@ pub(crate) fn cpu_ticks(pid: &str) -> anyhow::Result<u64> {
     let stime: u64 = fields.get(12).context("no stime")?.parse()?;
     Ok(utime + stime)
 }
+
+/// Ring size for benchmark procs: a 1 MiB frame and then some fit.
+pub(crate) const BENCH_RING_BYTES: usize = 16 << 20;
 
 /// Nanoseconds per CPU tick.
 pub(crate) const NS_PER_TICK: f64 = 1e7;
@@ -380,24 +463,28 @@ mod tests {
     }
 
     #[test]
-    fn run_spec_arguments_parse_back() {
+    fn run_spec_arguments_parse_back_for_every_system() {
         use clap::Parser as _;
         #[derive(clap::Parser)]
         struct Wrapper {
             #[command(flatten)]
             spec: RunSpec,
         }
-        let spec = RunSpec {
-            system: System::Conventional,
-            mode: Mode::Rr,
-            size: 4096,
-            duration: Duration::from_millis(1500),
-        };
-        let args = std::iter::once("x".to_owned()).chain(spec.to_args());
-        let parsed = Wrapper::try_parse_from(args).unwrap().spec;
-        assert_eq!(parsed.system, spec.system);
-        assert_eq!(parsed.mode, spec.mode);
-        assert_eq!(parsed.size, 4096);
-        assert_eq!(parsed.duration, spec.duration);
+        for system in System::ALL {
+            for &mode in system.modes() {
+                let spec = RunSpec {
+                    system,
+                    mode,
+                    size: 4096,
+                    duration: Duration::from_millis(1500),
+                };
+                let args = std::iter::once("x".to_owned()).chain(spec.to_args());
+                let parsed = Wrapper::try_parse_from(args).unwrap().spec;
+                assert_eq!(parsed.system, spec.system);
+                assert_eq!(parsed.mode, spec.mode);
+                assert_eq!(parsed.size, 4096);
+                assert_eq!(parsed.duration, spec.duration);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use serde::Serialize;
 
 use super::{Measurement, Mode, System};
 use crate::format::{self, Table};
@@ -25,13 +26,14 @@ fn size_label(size: usize) -> String {
     format::bytes(size as u64).replace(".0 ", " ")
 }
 
-/// The side-by-side table, with ratios to loopback TCP and the issue's targets.
+/// The side-by-side table, with ratios to loopback TCP and the issues'
+/// targets.
 pub(crate) fn table(results: &[Measurement]) -> String {
     let mut out = String::new();
     let rounds = results.iter().map(|m| m.rounds).max().unwrap_or(1);
     let _ = writeln!(
         out,
-        "one-way: frames/s and GB/s of payload, CPU = user+sys of client, host and proc per frame; round trip one frame at a time; medians of {rounds} round(s)"
+        "one-way: frames/s and GB/s of payload, CPU = user+sys of client, host(s) and proc per frame, frames returned undeliverable; round trip one frame at a time; medians of {rounds} round(s)"
     );
     for size in sizes(results) {
         let tcp = find(results, System::Tcp, Mode::Oneway, size);
@@ -43,37 +45,39 @@ pub(crate) fn table(results: &[Measurement]) -> String {
             "vs TCP",
             "CPU ns/frame",
             "client/host/proc",
+            "returned",
             "rtt p50",
             "rtt p99",
             "rtt p99.9",
         ]);
-        for system in [
-            System::Tcp,
-            System::Uring,
-            System::Epoll,
-            System::Conventional,
-        ] {
-            let Some(oneway) = find(results, system, Mode::Oneway, size) else {
-                continue;
-            };
+        for system in System::ALL {
+            let oneway = find(results, system, Mode::Oneway, size);
             let rr = find(results, system, Mode::Rr, size);
-            let ratio = tcp
-                .map(|t| format!("{:.0}%", 100.0 * oneway.frames_per_sec / t.frames_per_sec))
-                .unwrap_or_else(|| "-".into());
+            if oneway.is_none() && rr.is_none() {
+                continue;
+            }
+            let throughput =
+                |f: &dyn Fn(&Measurement) -> String| oneway.map(f).unwrap_or_else(|| "-".into());
             let lat = |f: fn(&Measurement) -> u64| {
                 rr.map(|m| format::micros(f(m)))
                     .unwrap_or_else(|| "-".into())
             };
             table.row(vec![
                 system.label().to_owned(),
-                format::si(oneway.frames_per_sec, ""),
-                format!("{:.3}", oneway.gb_per_sec),
-                ratio,
-                format!("{:.0}", oneway.cpu_ns_per_frame),
-                format!(
-                    "{:.0}/{:.0}/{:.0}",
-                    oneway.cpu_split_ns[0], oneway.cpu_split_ns[1], oneway.cpu_split_ns[2]
-                ),
+                throughput(&|m| format::si(m.frames_per_sec, "")),
+                throughput(&|m| format!("{:.3}", m.gb_per_sec)),
+                throughput(&|m| {
+                    tcp.map(|t| format!("{:.0}%", 100.0 * m.frames_per_sec / t.frames_per_sec))
+                        .unwrap_or_else(|| "-".into())
+                }),
+                throughput(&|m| format!("{:.0}", m.cpu_ns_per_frame)),
+                throughput(&|m| {
+                    format!(
+                        "{:.0}/{:.0}/{:.0}",
+                        m.cpu_split_ns[0], m.cpu_split_ns[1], m.cpu_split_ns[2]
+                    )
+                }),
+                throughput(&|m| m.returned.to_string()),
                 lat(|m| m.p50_ns),
                 lat(|m| m.p99_ns),
                 lat(|m| m.p999_ns),
@@ -81,61 +85,196 @@ pub(crate) fn table(results: &[Measurement]) -> String {
         }
         out.push_str(&table.render());
     }
-    out.push_str("\ntargets (issue 7):\n");
-    let mut check = |what: String, value: Option<f64>, target: f64, higher_is_better: bool| {
-        let verdict = match value {
-            None => "not measured".to_owned(),
-            Some(v) if (v >= target) == higher_is_better => format!("{v:.2} (met)"),
-            Some(v) => format!("{v:.2} (MISSED)"),
-        };
-        let _ = writeln!(out, "  {what}: {verdict}");
-    };
+    let targets = targets(results);
+    for issue in [7, 13] {
+        let mut group = targets.iter().filter(|t| t.issue == issue).peekable();
+        if group.peek().is_none() {
+            continue;
+        }
+        let _ = writeln!(out, "\ntargets (issue {issue}):");
+        for target in group {
+            let verdict = match (target.value, target.met) {
+                (Some(v), Some(true)) => format!("{v:.2} (met)"),
+                (Some(v), _) => format!("{v:.2} (MISSED)"),
+                (None, _) => "not measured".to_owned(),
+            };
+            let detail = match &target.detail {
+                Some(detail) => format!("; {detail}"),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "  {}: {verdict}{detail}", target.what);
+        }
+    }
+    out
+}
+
+/// One of the issues' speed targets, checked against a run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Target {
+    /// The issue that set it.
+    pub(crate) issue: u32,
+    /// What is compared, and the bound, as the table prints it.
+    pub(crate) what: String,
+    /// The bound.
+    pub(crate) target: f64,
+    /// `true`: the value must be at least the bound; `false`: at most.
+    pub(crate) at_least: bool,
+    /// The measured ratio; `None` if a system it needs was not run.
+    pub(crate) value: Option<f64>,
+    /// Whether the value keeps the bound; `None` if not measured.
+    pub(crate) met: Option<bool>,
+    /// The figures behind the ratio, for a reader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) detail: Option<String>,
+}
+
+impl Target {
+    fn new(issue: u32, what: &str, target: f64, at_least: bool, value: Option<f64>) -> Self {
+        Self {
+            issue,
+            what: what.to_owned(),
+            target,
+            at_least,
+            value,
+            met: value.map(|v| if at_least { v >= target } else { v <= target }),
+            detail: None,
+        }
+    }
+}
+
+/// The targets whose systems are in `results`: issue 7's when any of
+/// hostmux (2), (3) or the conventional host (4) ran, issue 13's when the
+/// same-host (6) or cross-host (7) system ran.
+pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
+    let ran = |systems: &[System]| results.iter().any(|m| systems.contains(&m.system));
+    let get = |system, mode, size| find(results, system, mode, size);
     let ratio = |a: Option<&Measurement>, b: Option<&Measurement>, f: fn(&Measurement) -> f64| {
         Some(f(a?) / f(b?))
     };
-    let small = 64;
-    let large = 1 << 20;
-    check(
-        "(2)/(1) frames/s at 64 B, target >= 0.50".into(),
-        ratio(
-            find(results, System::Uring, Mode::Oneway, small),
-            find(results, System::Tcp, Mode::Oneway, small),
-            |m| m.frames_per_sec,
-        ),
-        0.5,
-        true,
-    );
-    check(
-        "(2)/(1) GB/s at 1 MiB, target >= 0.85".into(),
-        ratio(
-            find(results, System::Uring, Mode::Oneway, large),
-            find(results, System::Tcp, Mode::Oneway, large),
-            |m| m.gb_per_sec,
-        ),
-        0.85,
-        true,
-    );
-    check(
-        "(2)/(4) frames/s at 64 B, target >= 5".into(),
-        ratio(
-            find(results, System::Uring, Mode::Oneway, small),
-            find(results, System::Conventional, Mode::Oneway, small),
-            |m| m.frames_per_sec,
-        ),
-        5.0,
-        true,
-    );
-    check(
-        "(2)/(4) p50 round trip at 64 B, target <= 1".into(),
-        ratio(
-            find(results, System::Uring, Mode::Rr, small),
-            find(results, System::Conventional, Mode::Rr, small),
-            |m| m.p50_ns as f64,
-        ),
+    let (small, large) = (64, 1 << 20);
+    let mut out = Vec::new();
+    if ran(&[System::Uring, System::Epoll, System::Conventional]) {
+        out.push(Target::new(
+            7,
+            "(2)/(1) frames/s at 64 B, target >= 0.50",
+            0.5,
+            true,
+            ratio(
+                get(System::Uring, Mode::Oneway, small),
+                get(System::Tcp, Mode::Oneway, small),
+                |m| m.frames_per_sec,
+            ),
+        ));
+        out.push(Target::new(
+            7,
+            "(2)/(1) GB/s at 1 MiB, target >= 0.85",
+            0.85,
+            true,
+            ratio(
+                get(System::Uring, Mode::Oneway, large),
+                get(System::Tcp, Mode::Oneway, large),
+                |m| m.gb_per_sec,
+            ),
+        ));
+        out.push(Target::new(
+            7,
+            "(2)/(4) frames/s at 64 B, target >= 5",
+            5.0,
+            true,
+            ratio(
+                get(System::Uring, Mode::Oneway, small),
+                get(System::Conventional, Mode::Oneway, small),
+                |m| m.frames_per_sec,
+            ),
+        ));
+        out.push(Target::new(
+            7,
+            "(2)/(4) p50 round trip at 64 B, target <= 1",
+            1.0,
+            false,
+            ratio(
+                get(System::Uring, Mode::Rr, small),
+                get(System::Conventional, Mode::Rr, small),
+                |m| m.p50_ns as f64,
+            ),
+        ));
+    }
+    if ran(&[System::SameHost, System::CrossHost]) {
+        out.push(Target::new(
+            13,
+            "(7)/(6) frames/s at 64 B, target >= 0.50",
+            0.5,
+            true,
+            ratio(
+                get(System::CrossHost, Mode::Oneway, small),
+                get(System::SameHost, Mode::Oneway, small),
+                |m| m.frames_per_sec,
+            ),
+        ));
+        out.push(Target::new(
+            13,
+            "(7)/(1) GB/s at 1 MiB, target >= 0.80",
+            0.8,
+            true,
+            ratio(
+                get(System::CrossHost, Mode::Oneway, large),
+                get(System::Tcp, Mode::Oneway, large),
+                |m| m.gb_per_sec,
+            ),
+        ));
+        let cross = get(System::CrossHost, Mode::Rr, small);
+        let same = get(System::SameHost, Mode::Rr, small);
+        for (tcp, name, quantile, pick) in [
+            (
+                System::Tcp,
+                "(1)",
+                "p50",
+                (|m| m.p50_ns) as fn(&Measurement) -> u64,
+            ),
+            (System::Tcp, "(1)", "p99", |m| m.p99_ns),
+            (System::TcpBusyPoll, "(5)", "p50", |m| m.p50_ns),
+        ] {
+            out.push(round_trip_budget(
+                cross,
+                same,
+                get(tcp, Mode::Rr, small),
+                name,
+                quantile,
+                pick,
+            ));
+        }
+    }
+    out
+}
+
+/// Issue 13's round-trip target: cross-host (7) at most same-host (6) plus
+/// two bare TCP round trips (`tcp`, named `tcp_name`), at one quantile.
+fn round_trip_budget(
+    cross: Option<&Measurement>,
+    same: Option<&Measurement>,
+    tcp: Option<&Measurement>,
+    tcp_name: &str,
+    quantile: &str,
+    pick: fn(&Measurement) -> u64,
+) -> Target {
+    let figures = (|| Some((pick(cross?), pick(same?) + 2 * pick(tcp?))))();
+    let mut target = Target::new(
+        13,
+        &format!("(7) {quantile} round trip / ((6) + 2 x {tcp_name}) at 64 B, target <= 1"),
         1.0,
         false,
+        figures.map(|(cross, budget)| cross as f64 / budget.max(1) as f64),
     );
-    out
+    target.detail = figures
+        .map(|(cross, budget)| format!("{} vs {}", format::micros(cross), format::micros(budget)));
+    target
+}
+
+/// What `bench.json` holds.
+#[derive(Serialize)]
+struct Report<'a> {
+    measurements: &'a [Measurement],
+    targets: Vec<Target>,
 }
 
 /// Writes `bench.json` and `bench.svg` into `dir`; returns `dir`.
@@ -147,7 +286,11 @@ pub(crate) fn write(dir: &Path, results: &[Measurement]) -> anyhow::Result<PathB
         )
     })?;
     let json = dir.join("bench.json");
-    std::fs::write(&json, serde_json::to_string_pretty(results)?)
+    let report = Report {
+        measurements: results,
+        targets: targets(results),
+    };
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json.display()))?;
     let svg = dir.join("bench.svg");
     std::fs::write(&svg, chart(results)).with_context(|| format!("writing {}", svg.display()))?;
@@ -161,14 +304,17 @@ type PanelValue = dyn Fn(&Measurement, Option<&Measurement>) -> Option<f64>;
 /// payload size (left), and p50 round trip in µs (right).
 pub(crate) fn chart(results: &[Measurement]) -> String {
     const W: f64 = 900.0;
-    const H: f64 = 360.0;
-    const COLORS: [&str; 4] = ["#888888", "#1f77b4", "#2ca02c", "#d62728"];
-    const SYSTEMS: [System; 4] = [
-        System::Tcp,
-        System::Uring,
-        System::Epoll,
-        System::Conventional,
+    const H: f64 = 380.0;
+    // One colour per system, in the order of [`System::ALL`].
+    const COLORS: [&str; 7] = [
+        "#888888", "#1f77b4", "#2ca02c", "#d62728", "#bbbbbb", "#9467bd", "#ff7f0e",
     ];
+    // The systems in this run, with their colours.
+    let systems: Vec<(System, &str)> = System::ALL
+        .into_iter()
+        .zip(COLORS)
+        .filter(|(s, _)| results.iter().any(|m| m.system == *s))
+        .collect();
     let sizes = sizes(results);
     let mut svg = String::new();
     let _ = writeln!(
@@ -195,7 +341,7 @@ pub(crate) fn chart(results: &[Measurement]) -> String {
             .enumerate()
             .flat_map(|(si, &size)| {
                 let tcp = find(results, System::Tcp, mode, size);
-                SYSTEMS.iter().enumerate().filter_map(move |(k, &s)| {
+                systems.iter().enumerate().filter_map(move |(k, &(s, _))| {
                     find(results, s, mode, size)
                         .and_then(|m| value(m, tcp))
                         .map(|v| (si, k, v))
@@ -205,7 +351,7 @@ pub(crate) fn chart(results: &[Measurement]) -> String {
         let max = values.iter().map(|v| v.2).fold(1e-9, f64::max);
         let (plot_h, base) = (240.0, 290.0);
         let group_w = 410.0 / sizes.len().max(1) as f64;
-        let bar_w = group_w / 5.0;
+        let bar_w = group_w / (systems.len() + 1) as f64;
         let _ = writeln!(
             svg,
             r#"<text x="{}" y="20" font-weight="bold">{title}</text>"#,
@@ -224,7 +370,7 @@ pub(crate) fn chart(results: &[Measurement]) -> String {
                 r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{v:.0}</text>"#,
                 base - h,
                 bar_w * 0.9,
-                COLORS[*k],
+                systems[*k].1,
                 x + bar_w * 0.45,
                 base - h - 3.0,
             );
@@ -239,13 +385,15 @@ pub(crate) fn chart(results: &[Measurement]) -> String {
             );
         }
     }
-    for (k, system) in SYSTEMS.iter().enumerate() {
-        let x = 20.0 + k as f64 * 220.0;
+    // The legend: four systems a row.
+    for (k, (system, color)) in systems.iter().enumerate() {
+        let x = 20.0 + (k % 4) as f64 * 220.0;
+        let y = 330.0 + (k / 4) as f64 * 20.0;
         let _ = writeln!(
             svg,
-            r#"<rect x="{x}" y="330" width="12" height="12" fill="{}"/><text x="{}" y="341">{}</text>"#,
-            COLORS[k],
+            r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
             x + 16.0,
+            y + 11.0,
             system.label()
         );
     }
@@ -301,5 +449,37 @@ mod tests {
         );
         let svg = chart(&results);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn cross_host_targets_compare_with_the_baselines_of_the_same_run() {
+        let results = vec![
+            m(System::Tcp, Mode::Oneway, 1000.0, 0),
+            m(System::Tcp, Mode::Rr, 1.0, 10_000),
+            m(System::TcpBusyPoll, Mode::Rr, 1.0, 5_000),
+            m(System::SameHost, Mode::Oneway, 500.0, 0),
+            m(System::SameHost, Mode::Rr, 1.0, 20_000),
+            m(System::CrossHost, Mode::Oneway, 300.0, 0),
+            m(System::CrossHost, Mode::Rr, 1.0, 50_000),
+        ];
+        let text = table(&results);
+        assert!(!text.contains("issue 7"), "{text}");
+        for line in [
+            "(5) loopback TCP, busy-poll",
+            "(7)/(6) frames/s at 64 B, target >= 0.50: 0.60 (met)",
+            // 50 µs against 20 + 2 x 10 µs; against 20 + 2 x 5 µs.
+            "(7) p50 round trip / ((6) + 2 x (1)) at 64 B, target <= 1: 1.25 (MISSED); 50.0 µs vs 40.0 µs",
+            "(7) p50 round trip / ((6) + 2 x (5)) at 64 B, target <= 1: 1.67 (MISSED)",
+            // No 1 MiB row in this run.
+            "(7)/(1) GB/s at 1 MiB, target >= 0.80: not measured",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        let targets = targets(&results);
+        assert_eq!(targets.len(), 5);
+        assert_eq!(targets[0].met, Some(true));
+        assert_eq!(targets[1].met, None);
+        let svg = chart(&results);
+        assert!(svg.contains("(7) hostmux serve, cross-host"));
     }
 }

@@ -1,7 +1,8 @@
 //! The worker process of one measurement: sets up the receiving side (a
-//! discard server, a hostmux host with a sink or echo proc, or the
-//! conventional host and its child), runs the load generator as another
-//! process, and prints the [`Measurement`] as JSON.
+//! discard server, a hostmux host with a sink or echo proc, two `hostmux
+//! serve` peers with the proc on one of them, or the conventional host and
+//! its child), runs the load generator as another process, and prints the
+//! [`Measurement`] as JSON.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -13,12 +14,13 @@ use hostmux_host::{FrontendKind, Host, HostConfig};
 use hostmux_lifecycle::{ProcHandle as _, ProcManager as _, ProcessProcManager};
 use hostmux_wire::{Addr, ProcName};
 
+use super::hosts::{HostPair, Side};
 use super::load::{dest_for, hostmux_frame};
-use super::{conventional, cpu_ticks, LoadResult, Measurement, Mode, RunSpec, System, NS_PER_TICK};
+use super::{
+    conventional, cpu_ticks, LoadResult, Measurement, Mode, RunSpec, System, BENCH_RING_BYTES,
+    NS_PER_TICK,
+};
 use crate::procs::ProcMode;
-
-/// Ring size for benchmark procs: a 1 MiB frame and then some fit.
-const BENCH_RING_BYTES: usize = 16 << 20;
 
 pub(crate) fn serve(spec: RunSpec) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -33,18 +35,38 @@ pub(crate) fn serve(spec: RunSpec) -> anyhow::Result<ExitCode> {
 async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
     let exe = std::env::current_exe()?;
     let dest = dest_for(spec.mode);
+    let proc_mode = match spec.mode {
+        Mode::Oneway => ProcMode::Sink,
+        Mode::Rr => ProcMode::Echo,
+    };
     // What runs, and the pid of the separate receiving process (if any).
     let mut host_and_serving = None;
+    let mut host_pair = None;
     let mut conv_child = None;
     let mut socket_path = None;
+    // The destination proc's host address, when it is not the target's.
+    let mut dest_addr = String::new();
     let (target, receiver_pid): (String, Option<u32>) = match spec.system {
-        System::Tcp => {
+        System::Tcp | System::TcpBusyPoll => {
             let listener = TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?.to_string();
-            let frame_len = hostmux_frame(dest, spec.size)?.len();
-            let mode = spec.mode;
-            std::thread::spawn(move || discard_server(listener, mode, frame_len));
+            let frame_len = hostmux_frame(dest, "", spec.size)?.len();
+            let (mode, busy_poll) = (spec.mode, spec.system == System::TcpBusyPoll);
+            std::thread::spawn(move || discard_server(listener, mode, frame_len, busy_poll));
             (addr, None)
+        }
+        System::SameHost | System::CrossHost => {
+            let pair = HostPair::start(&exe).context("starting two hostmux hosts")?;
+            let side = if spec.system == System::CrossHost {
+                dest_addr = pair.addr(Side::B).to_owned();
+                Side::B
+            } else {
+                Side::A
+            };
+            let pid = pair.spawn(side, dest, proc_mode).await?;
+            let target = pair.addr(Side::A).to_owned();
+            host_pair = Some(pair);
+            (target, Some(pid))
         }
         System::Uring | System::Epoll => {
             let frontend = if spec.system == System::Uring {
@@ -67,11 +89,7 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
             )
             .await
             .with_context(|| format!("starting a hostmux host with the {frontend:?} frontend"))?;
-            let mode = match spec.mode {
-                Mode::Oneway => ProcMode::Sink,
-                Mode::Rr => ProcMode::Echo,
-            };
-            host.spawn(dest, crate::procs::this_binary(mode)?)
+            host.spawn(dest, crate::procs::this_binary(proc_mode)?)
                 .await
                 .context("spawning the benchmark proc")?;
             let pid = host
@@ -110,12 +128,19 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
         .args(spec.to_args())
         .arg("--target")
         .arg(&target)
+        .arg("--dest-addr")
+        .arg(&dest_addr)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the load generator")?;
     let stdout = load.stdout.take().context("load generator stdout")?;
     let receiver = receiver_pid.map(|p| p.to_string());
+    // The host's CPU: this process, or the `serve` processes.
+    let hosts: Vec<String> = match &host_pair {
+        Some(pair) => pair.pids().iter().map(u32::to_string).collect(),
+        None => vec!["self".to_owned()],
+    };
     let outcome =
         tokio::task::spawn_blocking(move || -> anyhow::Result<(LoadResult, (u64, u64))> {
             let mut lines = BufReader::new(stdout).lines();
@@ -125,10 +150,14 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
             if first != "START" {
                 bail!("unexpected line from the load generator: {first:?}");
             }
-            // (this process: the host or server; the separate receiver, if any)
+            // (the host or server; the separate receiver, if any)
             let ticks = |pid: &Option<String>| -> anyhow::Result<(u64, u64)> {
+                let mut host = 0;
+                for h in &hosts {
+                    host += cpu_ticks(h)?;
+                }
                 Ok((
-                    cpu_ticks("self")?,
+                    host,
                     pid.as_deref().map(cpu_ticks).transpose()?.unwrap_or(0),
                 ))
             };
@@ -150,6 +179,9 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
     if let Some((host, serving)) = host_and_serving {
         host.terminate_children(Duration::from_secs(2), 4).await;
         serving.shutdown();
+    }
+    if let Some(pair) = host_pair {
+        pair.stop()?;
     }
     if let Some(mut child) = conv_child {
         let _ = child.kill();
@@ -184,12 +216,19 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
 }
 
 /// The physical-limit receiver: reads and discards, then answers the byte
-/// count at end of stream (one-way); or echoes whole frames (round trip).
-fn discard_server(listener: TcpListener, mode: Mode, frame_len: usize) {
+/// count at end of stream (one-way); or echoes whole frames (round trip),
+/// busy-polling a non-blocking socket if `busy_poll`.
+fn discard_server(listener: TcpListener, mode: Mode, frame_len: usize, busy_poll: bool) {
     let Ok((mut stream, _)) = listener.accept() else {
         return;
     };
     let _ = stream.set_nodelay(true);
+    if busy_poll {
+        if mode == Mode::Rr && stream.set_nonblocking(true).is_ok() {
+            busy_poll_echo(&mut stream, frame_len);
+        }
+        return;
+    }
     let mut buf = vec![0u8; (256 << 10).max(frame_len)];
     match mode {
         Mode::Oneway => {
@@ -208,6 +247,35 @@ fn discard_server(listener: TcpListener, mode: Mode, frame_len: usize) {
                 if stream.write_all(frame).is_err() {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Echoes whole frames of `frame_len` bytes on a non-blocking `stream`,
+/// polling again (and yielding the CPU) while it would block, until the
+/// client closes.
+fn busy_poll_echo(stream: &mut std::net::TcpStream, frame_len: usize) {
+    let mut frame = vec![0u8; frame_len];
+    loop {
+        let mut done = 0;
+        while done < frame_len {
+            match stream.read(&mut frame[done..]) {
+                Ok(0) => return,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+        done = 0;
+        while done < frame_len {
+            match stream.write(&frame[done..]) {
+                Ok(0) => return,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
             }
         }
     }
