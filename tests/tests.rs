@@ -9,3 +9,4 @@ mod privilege;
 mod registry;
 mod serve;
 mod systemd_unit;
+mod three_hosts;
