@@ -221,6 +221,7 @@ fn three_hosts_kill_9_mid_stream_answers_every_id_and_recovers_after_restart() {
     );
     report("kill -9", format_args!("after the restart: {after}"));
     let probes = client.ledger.wait(100_000..next, STALL, ANSWER_DEADLINE);
+    report("kill -9", format_args!("probes: {probes}"));
 
     tally.assert_exactly_once("the stream C was killed in");
     assert_reasons_among(&tally, &PEER_DOWN_REASONS, "the stream C was killed in");
@@ -365,6 +366,7 @@ fn three_hosts_restarted_host_is_reached_again() {
     );
     report("restart", format_args!("after: {after}"));
     let probes = client.ledger.wait(1100..next, STALL, ANSWER_DEADLINE);
+    report("restart", format_args!("probes: {probes}"));
 
     down.assert_exactly_once("while C is down");
     assert_reasons_among(&down, &PEER_DOWN_REASONS, "while C is down");

@@ -81,14 +81,20 @@ impl Ledger {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
         state.answers += 1;
-        let entry = state.entry(id);
-        if entry.sent_at.is_none() {
-            state.strays += 1;
-        } else {
-            entry.answers += 1;
-            if entry.first.is_none() {
-                entry.first = Some((answer, now));
+        // An id past every id sent is a stray too (and must not grow the
+        // table).
+        match state
+            .entries
+            .get_mut(id as usize)
+            .filter(|e| e.sent_at.is_some())
+        {
+            Some(entry) => {
+                entry.answers += 1;
+                if entry.first.is_none() {
+                    entry.first = Some((answer, now));
+                }
             }
+            None => state.strays += 1,
         }
         self.changed.notify_all();
     }
@@ -348,12 +354,13 @@ impl Writing {
 /// docs).
 pub(crate) struct NsClient {
     pub(crate) ledger: Arc<Ledger>,
-    commands:
-        Option<tokio::sync::mpsc::UnboundedSender<(Stream, mpsc::Sender<Result<(), String>>)>>,
+    commands: Option<tokio::sync::mpsc::UnboundedSender<Command>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-type Commands = tokio::sync::mpsc::UnboundedReceiver<(Stream, mpsc::Sender<Result<(), String>>)>;
+/// A stream to write, and where to say that it was written (or why not).
+type Command = (Stream, mpsc::Sender<Result<(), String>>);
+type Commands = tokio::sync::mpsc::UnboundedReceiver<Command>;
 
 impl NsClient {
     /// Starts the client's thread in the namespace at `netns` (a

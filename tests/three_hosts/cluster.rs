@@ -277,8 +277,12 @@ impl Cluster {
             match served.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
-                Err(e) => panic!(
-                    "host {host:?}: no line containing {needle:?} on stdout within {STEP_DEADLINE:?} ({e}); log:\n{}",
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "host {host:?} exited before printing {needle:?}; log:\n{}",
+                    self.log_tail(host, 30)
+                ),
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "host {host:?}: no line containing {needle:?} on stdout within {STEP_DEADLINE:?}; log:\n{}",
                     self.log_tail(host, 30)
                 ),
             }
