@@ -195,12 +195,17 @@ fn three_hosts_kill_9_mid_stream_answers_every_id_and_recovers_after_restart() {
         client.ledger.tally(0..100_000)
     );
     let answered_at_kill = client.ledger.answers();
+    let warnings_before = cluster.log_lines_with(Name::A, "WARN");
     cluster.kill9(Name::C);
     let written = writing.wait_written(WRITE_DEADLINE);
     let tally = client.ledger.wait(0..100_000, STALL, ANSWER_DEADLINE);
     report(
         "kill -9",
-        format_args!("{answered_at_kill} answered at the kill; {tally}; written: {written:?}"),
+        format_args!(
+            "{answered_at_kill} answered at the kill; {tally}; written: {written:?}; \
+             A logged {} WARN lines while C was down",
+            cluster.log_lines_with(Name::A, "WARN") - warnings_before
+        ),
     );
 
     cluster.restart(Name::C);
