@@ -10,3 +10,4 @@ mod privilege;
 mod registry;
 mod serve;
 mod systemd_unit;
+mod three_hosts;

@@ -1,5 +1,6 @@
 //! No silent skips: what a test does when the machine lacks a facility it
-//! needs (io_uring, a delegated cgroup v2 subtree, root, `systemd-analyze`).
+//! needs (io_uring, a delegated cgroup v2 subtree, root, `systemd-analyze`,
+//! network namespaces).
 //!
 //! A suite that passes by skipping tests nothing. So a test that finds its
 //! facility missing **fails**, naming the facility, unless the environment
@@ -33,6 +34,9 @@ pub enum Facility {
     Root,
     /// `systemd-analyze` on `PATH`.
     Systemd,
+    /// Network namespaces made with `ip netns` (iproute2 on `PATH`, a
+    /// kernel with network namespaces, veth and bridge devices; root).
+    Netns,
 }
 
 impl Facility {
@@ -43,6 +47,7 @@ impl Facility {
             Facility::Cgroup => "cgroup",
             Facility::Root => "root",
             Facility::Systemd => "systemd",
+            Facility::Netns => "netns",
         }
     }
 }
@@ -90,6 +95,40 @@ pub fn require_root() -> bool {
     false
 }
 
+/// Whether this process may build network namespaces: root (see
+/// [`require_root`]) and `ip netns list` runs (iproute2 on `PATH`, a kernel
+/// with network namespaces). If not, calls [`missing`]: panics unless
+/// [`SKIP_ENV`] names the missing facility (`root` or `netns`), and returns
+/// `false` (the caller returns early) if it does.
+#[track_caller]
+pub fn require_netns() -> bool {
+    if !require_root() {
+        return false;
+    }
+    let listed = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match listed {
+        Ok(status) if status.success() => true,
+        Ok(status) => {
+            missing(
+                Facility::Netns,
+                &format!("`ip netns list` failed: {status}"),
+            );
+            false
+        }
+        Err(e) => {
+            missing(
+                Facility::Netns,
+                &format!("cannot run `ip` (iproute2) from PATH: {e}"),
+            );
+            false
+        }
+    }
+}
+
 /// The values of `key` in `/proc/<pid>/status` (`pid` may be `self`),
 /// whitespace-normalised: `Uid` gives `"65534 65534 65534 65534"`.
 /// Panics if the file or the key is missing.
@@ -120,6 +159,8 @@ mod tests {
         assert!(skip_allowed(Facility::IoUring, "io_uring"));
         assert!(skip_allowed(Facility::Root, "systemd,root"));
         assert!(skip_allowed(Facility::Systemd, "systemd"));
+        assert!(skip_allowed(Facility::Netns, "root,netns"));
+        assert!(!skip_allowed(Facility::Netns, "root"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! hostmux-testkit: test support shared by the workspace's crates; a
 //! dev-dependency only, never published. Besides the counting allocator
 //! below, [`facility`] decides what a test does on a machine that lacks
-//! io_uring, cgroups, root or `systemd-analyze`: fail, unless
-//! `HOSTMUX_TEST_SKIP` names the facility.
+//! io_uring, cgroups, root, `systemd-analyze` or network namespaces: fail,
+//! unless `HOSTMUX_TEST_SKIP` names the facility.
 //!
 //! # The job
 //!
