@@ -246,9 +246,15 @@ impl Cluster {
         {
             command.args(["--peer", &peer]);
         }
+        if let Ok(kind) = std::env::var("HOSTMUX_TEST_FRONTEND_KIND") {
+            command.args(["--frontend-kind", &kind]);
+        }
         let mut child = command
             .args(&options.extra_flags)
-            .env("HOSTMUX_LOG", "info")
+            .env(
+                "HOSTMUX_LOG",
+                std::env::var("HOSTMUX_TEST_HOST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -444,6 +450,14 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            if let Ok(keep) = std::env::var("HOSTMUX_TEST_KEEP_LOGS") {
+                for host in Name::ALL {
+                    let _ = std::fs::copy(
+                        self.log_path(host),
+                        format!("{keep}/{}-{}.log", self.run, host.letter()),
+                    );
+                }
+            }
             for host in Name::ALL {
                 let _ = writeln!(
                     std::io::stderr(),

@@ -673,22 +673,14 @@ impl Dataplane {
         if queued.is_empty() {
             return;
         }
-        // Slow path: re-read the queued frames from an aligned buffer.
-        let mut decoder = FrameDecoder::new(self.limits);
+        // Cold path: re-read the queued frames (one decoder over the whole
+        // queue: each frame is read in place, nothing is copied per frame).
+        let mut decoder = FrameDecoder::with_read_chunk(self.limits, queued.len().max(1));
         decoder.feed(&queued);
-        let mut originals: Vec<Vec<u8>> = Vec::new();
         while let Ok(Some(frame)) = decoder.next_frame() {
-            originals.push(frame.as_bytes().to_vec());
-        }
-        let mut aligned = FrameDecoder::new(self.limits);
-        for bytes in originals {
-            aligned.feed(&bytes);
-            if let Ok(Some(frame)) = aligned.next_frame() {
-                let fields: FrameHeader<'_> = frame.fields();
-                let relayed = !self.is_local_addr(fields.sender.addr());
-                if relayed {
-                    self.notify_sender(&fields, reason);
-                }
+            let fields: FrameHeader<'_> = frame.fields();
+            if !self.is_local_addr(fields.sender.addr()) {
+                self.notify_sender(&fields, reason);
             }
         }
     }
@@ -890,6 +882,41 @@ mod tests {
             };
             assert_eq!(dials(dp), expected, "sender at {addr}");
         }
+    }
+
+    #[test]
+    fn a_link_removed_with_a_full_window_answers_every_frame_once() {
+        let peer = "tcp:10.0.0.2:7000";
+        let mut rig = Rig::new(config(&[peer]));
+        let conn = rig.add_conn("c");
+        let dp = &mut rig.dp;
+        let mut link = None;
+        for id in 0..30_000 {
+            client_sends(dp, conn, "c", peer, id);
+            while let Some(event) = dp.poll_event() {
+                if let Event::Dial { link: key, .. } = event {
+                    link = Some(key);
+                }
+            }
+        }
+        let link = link.expect("a dial");
+        dp.link_failed(
+            link,
+            UndeliverableReason::HostUnreachable,
+            "test",
+            Instant::now(),
+        );
+        dp.remove_conn(link);
+        // Every frame queued on the link that never came up is answered
+        // once, with the dial's reason (this once took a minute: the queue
+        // was re-read one frame at a time through a growing decoder).
+        let answers = notices(dp, conn);
+        assert_eq!(answers.len(), 30_000);
+        assert!(answers
+            .iter()
+            .enumerate()
+            .all(|(i, &(id, reason))| id == i as u64
+                && reason == UndeliverableReason::HostUnreachable));
     }
 
     #[test]

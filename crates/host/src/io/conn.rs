@@ -282,6 +282,7 @@ pub(super) async fn serve_conn<F: Frontend>(
             tracing::info!(parent: span, "connection closed by peer");
         }
         Err(reason) if is_link => {
+            tracing::debug!(parent: span, %reason, "link connection ending");
             // Frames awaiting answers through it are answered
             // `LinkFailed` when it is removed (see `Dataplane::remove_conn`).
             dataplane.borrow_mut().link_failed(
@@ -306,7 +307,13 @@ pub(super) async fn serve_conn<F: Frontend>(
     {
         abort.abort();
     }
+    if is_link {
+        tracing::debug!(parent: span, "link writer done");
+    }
     dataplane.borrow_mut().remove_conn(key);
+    if is_link {
+        tracing::debug!(parent: span, "link connection removed");
+    }
 }
 
 /// Sends a link's heartbeats (a status with a ping every quarter of the

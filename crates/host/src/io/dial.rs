@@ -58,6 +58,7 @@ pub(super) async fn dial<F: Frontend>(
     // the link timeout is unreachable (the heartbeat's bound, so a dead
     // peer is found as fast whether or not a link was up).
     let dial_timeout = cfg.link_timeout.max(Duration::from_millis(100));
+    tracing::debug!(parent: &span, timeout = ?dial_timeout, "dialling peer");
     let deadline = Instant::now() + dial_timeout;
     let unreachable = |text: String| (UndeliverableReason::HostUnreachable, text);
     let linked = tokio::time::timeout_at(deadline.into(), async {
