@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use hostmux_wire::{Addr, Limits};
 
+use crate::TlsConfig;
+
 /// Which frontend the host's I/O thread runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FrontendKind {
@@ -113,6 +115,15 @@ pub struct HostConfig {
     /// which clients hold: so no client can pose as a peer. `None`: this
     /// host dials no link with a secret and accepts no link.
     pub peer_token: Option<String>,
+    /// Mutual TLS: this host's certificate and key and the CA it trusts.
+    /// With it, every link this host dials is TLS (the peer's certificate
+    /// must chain to the CA and name the peer's address), the TCP frontend
+    /// takes TLS clients beside plain ones ([`TlsConfig::plain_tcp`] says
+    /// which plain ones it refuses), and a connection presenting
+    /// [`peer_token`](Self::peer_token) must have presented a client
+    /// certificate naming one of [`peers`](Self::peers). `None` (the
+    /// default): plain TCP only. See `docs/operations.md`, "TLS".
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for HostConfig {
@@ -139,6 +150,7 @@ impl Default for HostConfig {
             reply_memory: 256 << 20,
             peers: Vec::new(),
             peer_token: None,
+            tls: None,
         }
     }
 }
@@ -171,6 +183,7 @@ impl std::fmt::Debug for HostConfig {
             .field("control_socket", &self.control_socket)
             .field("half_close_linger", &self.half_close_linger)
             .field("max_hops", &self.max_hops)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

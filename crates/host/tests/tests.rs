@@ -20,3 +20,4 @@ mod robustness;
 mod roles;
 mod routing;
 mod stress;
+mod tls;

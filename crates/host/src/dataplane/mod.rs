@@ -48,6 +48,7 @@ mod clients;
 mod conn;
 mod drain;
 mod event;
+mod link_fail;
 mod remote;
 pub(crate) mod rig;
 mod routes;

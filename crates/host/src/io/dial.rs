@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::budget::{charge_to, ConnBudget};
 use super::*;
 use crate::dataplane::PeerAddr;
+use crate::frontend::DialFailure;
 
 /// Dials links to other hosts as the data plane asks for them.
 pub(super) async fn dial_loop<F: Frontend>(
@@ -60,17 +61,17 @@ pub(super) async fn dial<F: Frontend>(
     let charge = &mut charge;
     let deadline = Instant::now() + Duration::from_secs(10);
     let linked = tokio::time::timeout_at(deadline.into(), async {
-        let target = match tcp_target(peer.as_str()) {
-            Some((host, port)) => tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|e| format!("cannot resolve: {e}"))?
-                .next()
-                .ok_or_else(|| "resolves to no address".to_owned())?,
-            None => return Err("not a TCP address".to_owned()),
+        let Some((host, port)) = tcp_target(peer.as_str()) else {
+            return Err("not a TCP address".to_owned().into());
         };
-        let (mut reader, mut writer) = F::connect(target)
+        let target = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| format!("connect failed: {e}"))?;
+            .map_err(|e| format!("cannot resolve: {e}"))?
+            .next()
+            .ok_or_else(|| "resolves to no address".to_owned())?;
+        // With TLS configured, the handshake (the peer's certificate must
+        // name `host`) is done here: see io::tls.
+        let (mut reader, mut writer) = F::connect_link(target, &host, cfg.tls.as_ref()).await?;
         let mut hello = vec![0; 512];
         let len = hostmux_wire::encode_hello(
             &mut hello,
@@ -89,13 +90,25 @@ pub(super) async fn dial<F: Frontend>(
             let (read, back) = reader.read_into(decoder).await;
             decoder = back;
             match read {
-                Ok(0) | Err(_) => return Err("closed before acknowledging the hello".to_owned()),
+                // A TLS alert: the peer refused our certificate.
+                Err(e) if super::tls::is_tls_refusal(&e) => {
+                    return Err(DialFailure::Refused(format!("TLS session refused: {e}")))
+                }
+                Ok(0) | Err(_) => {
+                    return Err("closed before acknowledging the hello".to_owned().into())
+                }
                 Ok(_) => {}
             }
             match decoder.next_frame() {
                 Ok(Some(frame)) if hostmux_wire::is_hello_ack(&frame) => break,
+                Ok(Some(frame)) if hostmux_wire::hello_refusal(&frame).is_some() => {
+                    let reason = hostmux_wire::hello_refusal(&frame);
+                    return Err(DialFailure::Refused(format!(
+                        "the peer refused the hello ({reason:?}); its log says why"
+                    )));
+                }
                 Ok(Some(_)) | Err(_) => {
-                    return Err("answered the hello with something else".to_owned())
+                    return Err("answered the hello with something else".to_owned().into())
                 }
                 Ok(None) => {}
             }
@@ -103,13 +116,16 @@ pub(super) async fn dial<F: Frontend>(
         Ok((reader, writer, decoder))
     })
     .await
-    .unwrap_or_else(|_| Err("no hello acknowledgement within 10s".to_owned()));
+    .unwrap_or_else(|_| Err("no hello acknowledgement within 10s".to_owned().into()));
     let (reader, writer, decoder) = match linked {
         Ok(link) => link,
-        Err(reason) => {
-            tracing::warn!(parent: &span, %reason, "link to another host failed; returning its frames");
+        Err(failure) => {
+            tracing::warn!(parent: &span, reason = %failure, "link to another host failed; returning its frames");
             let mut dp = dataplane.borrow_mut();
-            dp.remove_conn(key);
+            match failure.reason() {
+                Some(reason) => dp.fail_link(key, reason),
+                None => dp.remove_conn(key),
+            }
             dp.flush();
             return;
         }
