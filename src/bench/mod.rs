@@ -12,7 +12,10 @@
 //! 3. `epoll`: hostmux with the epoll frontend;
 //! 4. `conventional`: a tokio host that deserialises each serde + bincode
 //!    envelope, forwards it to the child over a Unix socket, where the child
-//!    deserialises it again (see [`conventional`]).
+//!    deserialises it again (see [`conventional`]);
+//! 5. `tls`: (2) with TLS configured (the fixed benchmark certificates in
+//!    `src/bench/tls/`, [`bench_tls`]) and the client speaking TLS to it; the
+//!    table reports it against (2), a plain TCP client of the same setup.
 //!
 //! One-way throughput counts frames the receiver confirmed (the sink
 //! answers a count request after the stream; a ring and a TCP stream are
@@ -48,6 +51,9 @@ pub(crate) enum System {
     Epoll,
     /// tokio host, serde + bincode envelopes, Unix socket to the child.
     Conventional,
+    /// hostmux, io_uring frontend, with TLS configured and the client
+    /// speaking TLS to it (compare with `uring`: a plain TCP client).
+    Tls,
 }
 
 impl System {
@@ -57,6 +63,7 @@ impl System {
             System::Uring => "(2) hostmux io_uring",
             System::Epoll => "(3) hostmux epoll",
             System::Conventional => "(4) tokio + bincode + UDS",
+            System::Tls => "(5) hostmux io_uring, TLS client",
         }
     }
 }
@@ -69,6 +76,17 @@ pub(crate) enum Mode {
     Oneway,
     /// One request, one reply, repeated.
     Rr,
+}
+
+/// The benchmark's TLS settings: a CA and a host certificate for
+/// 127.0.0.1, made once with openssl and kept in the source (benchmark
+/// use only; never use these files to secure anything).
+pub(crate) fn bench_tls() -> anyhow::Result<hostmux_host::TlsConfig> {
+    Ok(hostmux_host::TlsConfig::from_pem(
+        include_bytes!("tls/host.pem"),
+        include_bytes!("tls/host.key"),
+        include_bytes!("tls/ca.pem"),
+    )?)
 }
 
 /// Flags of `hostmux bench`.
@@ -92,7 +110,7 @@ pub(crate) struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "tcp,uring,epoll,conventional"
+        default_value = "tcp,uring,epoll,conventional,tls"
     )]
     pub(crate) systems: Vec<System>,
     /// Folder for the JSON results and the SVG chart.

@@ -52,6 +52,7 @@ pub(crate) fn table(results: &[Measurement]) -> String {
             System::Uring,
             System::Epoll,
             System::Conventional,
+            System::Tls,
         ] {
             let Some(oneway) = find(results, system, Mode::Oneway, size) else {
                 continue;
@@ -135,6 +136,39 @@ pub(crate) fn table(results: &[Measurement]) -> String {
         1.0,
         false,
     );
+    out.push_str(
+        "\nTLS client vs plain TCP client, same host setup (issue 13; reported, no target):\n",
+    );
+    let mut report = |what: &str, value: Option<f64>| {
+        let shown = value.map_or_else(|| "not measured".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(out, "  {what}: {shown}");
+    };
+    for (what, mode, size, f) in [
+        (
+            "(5)/(2) frames/s at 64 B",
+            Mode::Oneway,
+            small,
+            (|m| m.frames_per_sec) as fn(&Measurement) -> f64,
+        ),
+        ("(5)/(2) GB/s at 1 MiB", Mode::Oneway, large, |m| {
+            m.gb_per_sec
+        }),
+        ("(5)/(2) p50 round trip at 64 B", Mode::Rr, small, |m| {
+            m.p50_ns as f64
+        }),
+        ("(5)/(2) p50 round trip at 1 MiB", Mode::Rr, large, |m| {
+            m.p50_ns as f64
+        }),
+    ] {
+        report(
+            what,
+            ratio(
+                find(results, System::Tls, mode, size),
+                find(results, System::Uring, mode, size),
+                f,
+            ),
+        );
+    }
     out
 }
 
@@ -284,6 +318,7 @@ mod tests {
             m(System::Conventional, Mode::Oneway, 50.0, 10),
             m(System::Uring, Mode::Rr, 1.0, 20_000),
             m(System::Conventional, Mode::Rr, 1.0, 40_000),
+            m(System::Tls, Mode::Oneway, 300.0, 10),
         ];
         let text = table(&results);
         assert!(text.contains("40%"), "{text}");
@@ -297,6 +332,12 @@ mod tests {
         );
         assert!(
             text.contains("p50 round trip at 64 B, target <= 1: 0.50 (met)"),
+            "{text}"
+        );
+        assert!(text.contains("(5) hostmux io_uring, TLS client"), "{text}");
+        assert!(text.contains("(5)/(2) frames/s at 64 B: 0.75"), "{text}");
+        assert!(
+            text.contains("(5)/(2) GB/s at 1 MiB: not measured"),
             "{text}"
         );
         let svg = chart(&results);

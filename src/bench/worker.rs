@@ -46,11 +46,15 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
             std::thread::spawn(move || discard_server(listener, mode, frame_len));
             (addr, None)
         }
-        System::Uring | System::Epoll => {
-            let frontend = if spec.system == System::Uring {
-                FrontendKind::IoUring
-            } else {
+        System::Uring | System::Epoll | System::Tls => {
+            let frontend = if spec.system == System::Epoll {
                 FrontendKind::Epoll
+            } else {
+                FrontendKind::IoUring
+            };
+            let tls = match spec.system {
+                System::Tls => Some(super::bench_tls()?),
+                _ => None,
             };
             let config = HostConfig {
                 frontend,
@@ -58,6 +62,7 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
                 outbound_ring_bytes: BENCH_RING_BYTES,
                 overload_wait: Duration::from_secs(10),
                 client_outbox_bytes: 64 << 20,
+                tls,
                 ..HostConfig::default()
             };
             let (host, serving) = Host::serve_processes(
