@@ -115,23 +115,42 @@ async fn tls_round_trip(
     dest: &str,
     id: u64,
 ) -> Result<(FrameKind, u64, Vec<u8>), HostError> {
+    let answers = tls_round_trips(host, tls, dest, &[(id, b"over tls".to_vec())]).await?;
+    Ok(answers.into_iter().next().expect("one answer"))
+}
+
+/// One TLS client of `host` sends every `(id, payload)` to echo at `dest`
+/// in one write, then reads as many answers.
+async fn tls_round_trips(
+    host: &TestHost,
+    tls: Arc<rustls::ClientConfig>,
+    dest: &str,
+    frames: &[(u64, Vec<u8>)],
+) -> Result<Vec<(FrameKind, u64, Vec<u8>)>, HostError> {
     let addr = host.addr().clone();
     let dest = dest.to_owned();
+    let frames = frames.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut client =
             BlockingClient::connect_tls(&addr, "tls-client", b"", "service", WAIT, tls)?;
         client.set_read_timeout(Some(WAIT))?;
-        client.queue_frame(
-            &hostmux_wire::FrameHeader {
-                dest_addr: &dest,
-                sender: hostmux_wire::Sender::Client { name: "tls-client" },
-                ..hostmux_wire::FrameHeader::data("echo", id)
-            },
-            b"over tls",
-        )?;
+        for (id, payload) in &frames {
+            client.queue_frame(
+                &hostmux_wire::FrameHeader {
+                    dest_addr: &dest,
+                    sender: hostmux_wire::Sender::Client { name: "tls-client" },
+                    ..hostmux_wire::FrameHeader::data("echo", *id)
+                },
+                payload,
+            )?;
+        }
         client.flush()?;
-        let frame = client.recv()?.expect("an answer");
-        Ok((frame.kind, frame.message_id, frame.payload))
+        let mut answers = Vec::new();
+        for _ in &frames {
+            let frame = client.recv()?.expect("an answer");
+            answers.push((frame.kind, frame.message_id, frame.payload));
+        }
+        Ok(answers)
     })
     .await
     .unwrap()
@@ -156,8 +175,22 @@ async fn mutual_tls_link_carries_a_round_trip(kind: FrontendKind) {
         assert_eq!((kind, message_id), (FrameKind::Data, id));
         assert_eq!(payload, b"over tls");
     }
+    // Many records each way: 40 frames of 4 KiB and two of 300 KiB in one
+    // write, through the client's session and both links' sessions.
+    let frames: Vec<(u64, Vec<u8>)> = (10..50)
+        .map(|id| (id, vec![id as u8; 4096]))
+        .chain([(50, vec![0xA5; 300 << 10]), (51, vec![0x5A; 300 << 10])])
+        .collect();
+    let answers = tls_round_trips(&a, client_tls.clone(), &b_addr, &frames)
+        .await
+        .unwrap();
+    for ((kind, id, payload), (sent_id, sent)) in answers.iter().zip(&frames) {
+        assert_eq!((*kind, *id), (FrameKind::Data, *sent_id));
+        assert!(payload == sent, "payload of {id} changed");
+    }
     let stats = a.stats().await.unwrap();
-    assert_eq!(stats.conn(&b_addr).expect("a link to B").frames_out, 3);
+    let link = stats.conn(&b_addr).expect("a link to B");
+    assert_eq!(link.frames_out, 3 + frames.len() as u64);
     // A plain client is refused by A (PlainTcp::Refused): the link above was TLS.
     let plain = Client::connect_with_token(&a, "plain", b"").await;
     assert!(plain.is_none(), "a plain client was served");
