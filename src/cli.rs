@@ -270,6 +270,27 @@ pub(crate) struct ServeArgs {
     /// means this host.
     #[arg(long = "advertise", value_name = "ADDR", value_delimiter = ',')]
     pub(crate) advertise: Vec<String>,
+    /// This host's TLS certificate chain (PEM, leaf first). With --tls-key
+    /// and --tls-ca (all three or none): every link to a peer is mutual TLS,
+    /// and the TCP frontend takes TLS clients beside plain ones.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// The CA certificates (PEM) that peers' certificates, and clients'
+    /// when they present one, must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Refuse plain TCP clients from non-loopback addresses (TLS ones are
+    /// served; Unix-socket and loopback clients stay plain). Needs the TLS
+    /// files.
+    #[arg(long)]
+    pub(crate) tls_required: bool,
+    /// With --tls-required: refuse plain TCP clients from loopback
+    /// addresses too (Unix-socket clients stay plain).
+    #[arg(long, requires = "tls_required")]
+    pub(crate) tls_required_loopback: bool,
 }
 
 #[derive(Debug, Args)]

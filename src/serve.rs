@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use hostmux_host::{Host, HostConfig, HostError};
+use hostmux_host::{Host, HostConfig, HostError, PlainTcp, TlsConfig};
 use hostmux_lifecycle::{BulkTerminateMode, ProcessProcManager, RunAs};
 use hostmux_wire::{Addr, AddrKind};
 use tokio::signal::unix::{signal, SignalKind};
@@ -82,8 +82,48 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
             .then(|| String::from_utf8(peer_token))
             .transpose()
             .map_err(|_| CliError::usage("the peer token file must hold UTF-8 text"))?,
+        tls: tls_config(args)?,
         ..HostConfig::default()
     })
+}
+
+/// The TLS settings of `--tls-cert`, `--tls-key`, `--tls-ca` (all three or
+/// none) and `--tls-required`; errors name the flag or the file.
+fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<TlsConfig>> {
+    let files = [
+        ("--tls-cert", &args.tls_cert),
+        ("--tls-key", &args.tls_key),
+        ("--tls-ca", &args.tls_ca),
+    ];
+    let missing: Vec<&str> = files
+        .iter()
+        .filter(|(_, file)| file.is_none())
+        .map(|(flag, _)| *flag)
+        .collect();
+    let (Some(cert), Some(key), Some(ca)) = (&args.tls_cert, &args.tls_key, &args.tls_ca) else {
+        if missing.len() < files.len() {
+            return Err(CliError::usage(format!(
+                "TLS needs --tls-cert, --tls-key and --tls-ca together (PEM files); missing {}",
+                missing.join(", ")
+            ))
+            .into());
+        }
+        if args.tls_required {
+            return Err(CliError::usage(
+                "--tls-required needs the host's TLS files: --tls-cert, --tls-key and --tls-ca",
+            )
+            .into());
+        }
+        return Ok(None);
+    };
+    let plain_tcp = match (args.tls_required, args.tls_required_loopback) {
+        (false, _) => PlainTcp::Allowed,
+        (true, false) => PlainTcp::LoopbackOnly,
+        (true, true) => PlainTcp::Refused,
+    };
+    let tls =
+        TlsConfig::from_pem_files(cert, key, ca).map_err(|e| CliError::usage(e.to_string()))?;
+    Ok(Some(tls.with_plain_tcp(plain_tcp)))
 }
 
 /// The peers `--peer` and `--peers-file` name, in that order, each once.
@@ -394,6 +434,43 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn tls_flags_come_all_three_or_none_and_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let partial = host_config(&serve_args(&["serve", "--tls-cert", &path("c.pem")]))
+            .unwrap_err()
+            .to_string();
+        assert!(partial.contains("missing --tls-key, --tls-ca"), "{partial}");
+        let required = host_config(&serve_args(&["serve", "--tls-required"]))
+            .unwrap_err()
+            .to_string();
+        assert!(required.contains("--tls-required needs"), "{required}");
+        let all = [
+            "serve",
+            "--tls-cert",
+            &path("c.pem"),
+            "--tls-key",
+            &path("k.pem"),
+            "--tls-ca",
+            &path("ca.pem"),
+        ];
+        let unreadable = host_config(&serve_args(&all)).unwrap_err().to_string();
+        assert!(
+            unreadable.contains(&path("c.pem")) && unreadable.contains("cannot read"),
+            "{unreadable}"
+        );
+        assert!(host_config(&serve_args(&["serve"])).unwrap().tls.is_none());
+        // --tls-required-loopback only with --tls-required.
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        assert!(Serve::try_parse_from(["serve", "--tls-required-loopback"]).is_err());
     }
 
     /// `ServeArgs` as clap makes them from `argv` (`serve ...`).

@@ -47,13 +47,20 @@ fn bench_runs_every_system_and_writes_json_and_svg() {
         "(3) hostmux epoll",
         "(4) tokio + bincode + UDS",
         "targets (issue 7)",
+        "(8) hostmux io_uring, TLS client",
         "(2)/(4) frames/s at 64 B",
     ] {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }
-    assert!(!stdout.contains("issue 13"), "{stdout}");
+    assert!(!stdout.contains("targets (issue 13)"), "{stdout}");
+    // TLS against plain: measured (a number, whatever it is in a debug build).
+    let tls_line = stdout
+        .lines()
+        .find(|line| line.contains("(8)/(2) frames/s at 64 B:"))
+        .unwrap_or_else(|| panic!("no TLS ratio in:\n{stdout}"));
+    assert!(!tls_line.contains("not measured"), "{tls_line}");
     let rows = json["measurements"].as_array().expect("array");
-    assert_eq!(rows.len(), 8, "4 systems x one-way and round trip");
+    assert_eq!(rows.len(), 10, "5 systems x one-way and round trip");
     assert!(rows.iter().all(|r| r["frames"].as_u64().unwrap() > 0));
     let targets = json["targets"].as_array().expect("targets");
     assert_eq!(targets.len(), 4, "{targets:?}");

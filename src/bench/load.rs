@@ -169,6 +169,24 @@ impl Conn {
                     .map_err(cli_error)?;
                 Conn::Hostmux(Box::new(client))
             }
+            System::Tls => {
+                let addr: hostmux_wire::Addr = target.parse()?;
+                let tls = super::bench_tls()?.client_config().clone();
+                let hello_timeout = Duration::from_secs(5);
+                let mut client = BlockingClient::connect_tls(
+                    &addr,
+                    CLIENT_NAME,
+                    b"",
+                    "service",
+                    hello_timeout,
+                    tls,
+                )
+                .map_err(cli_error)?;
+                client
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .map_err(cli_error)?;
+                Conn::Hostmux(Box::new(client))
+            }
         })
     }
 

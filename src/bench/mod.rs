@@ -24,6 +24,9 @@
 //!
 //! `--cross-host` runs 1, 5, 6 and 7: the baselines issue 13's targets
 //! compare cross-host routing with, measured in the same run.
+//! 8. `tls`: (2) with TLS configured (the fixed benchmark certificates in
+//!    `src/bench/tls/`, [`bench_tls`]) and the client speaking TLS to it; the
+//!    table reports it against (2), a plain TCP client of the same setup.
 //!
 //! One-way throughput counts frames the receiver confirmed (the sink
 //! answers a count request after the stream; a ring and a TCP stream are
@@ -66,11 +69,14 @@ pub(crate) enum System {
     SameHost,
     /// Two `hostmux serve` peers; client on host A, proc on host B.
     CrossHost,
+    /// hostmux, io_uring frontend, with TLS configured and the client
+    /// speaking TLS to it (compare with `uring`: a plain TCP client).
+    Tls,
 }
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 7] = [
+    pub(crate) const ALL: [System; 8] = [
         System::Tcp,
         System::Uring,
         System::Epoll,
@@ -78,6 +84,7 @@ impl System {
         System::TcpBusyPoll,
         System::SameHost,
         System::CrossHost,
+        System::Tls,
     ];
 
     /// What `--cross-host` runs: cross-host and the baselines of its targets.
@@ -97,6 +104,7 @@ impl System {
             System::TcpBusyPoll => "(5) loopback TCP, busy-poll",
             System::SameHost => "(6) hostmux serve, same host",
             System::CrossHost => "(7) hostmux serve, cross-host",
+            System::Tls => "(8) hostmux io_uring, TLS client",
         }
     }
 
@@ -120,6 +128,17 @@ pub(crate) enum Mode {
     Rr,
 }
 
+/// The benchmark's TLS settings: a CA and a host certificate for
+/// 127.0.0.1, made once with openssl and kept in the source (benchmark
+/// use only; never use these files to secure anything).
+pub(crate) fn bench_tls() -> anyhow::Result<hostmux_host::TlsConfig> {
+    Ok(hostmux_host::TlsConfig::from_pem(
+        include_bytes!("tls/host.pem"),
+        include_bytes!("tls/host.key"),
+        include_bytes!("tls/ca.pem"),
+    )?)
+}
+
 /// Flags of `hostmux bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -141,7 +160,7 @@ pub(crate) struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "tcp,uring,epoll,conventional"
+        default_value = "tcp,uring,epoll,conventional,tls"
     )]
     pub(crate) systems: Vec<System>,
     /// Cross-host mode: two `hostmux serve` peers on loopback, a client of

@@ -105,7 +105,45 @@ pub(crate) fn table(results: &[Measurement]) -> String {
             let _ = writeln!(out, "  {}: {verdict}{detail}", target.what);
         }
     }
+    if results.iter().any(|m| m.system == System::Tls) {
+        tls_ratios(&mut out, results);
+    }
     out
+}
+
+/// TLS against plain, the same host setup: (8) against (2), reported with
+/// no target (issue 13 asks for the comparison, not a bound).
+fn tls_ratios(out: &mut String, results: &[Measurement]) {
+    let (small, large) = (64, 1 << 20);
+    out.push_str(
+        "\nTLS client vs plain TCP client, same host setup (issue 13; reported, no target):\n",
+    );
+    for (what, mode, size, f) in [
+        (
+            "(8)/(2) frames/s at 64 B",
+            Mode::Oneway,
+            small,
+            (|m| m.frames_per_sec) as fn(&Measurement) -> f64,
+        ),
+        ("(8)/(2) GB/s at 1 MiB", Mode::Oneway, large, |m| {
+            m.gb_per_sec
+        }),
+        ("(8)/(2) p50 round trip at 64 B", Mode::Rr, small, |m| {
+            m.p50_ns as f64
+        }),
+        ("(8)/(2) p50 round trip at 1 MiB", Mode::Rr, large, |m| {
+            m.p50_ns as f64
+        }),
+    ] {
+        let value = (|| {
+            Some(
+                f(find(results, System::Tls, mode, size)?)
+                    / f(find(results, System::Uring, mode, size)?),
+            )
+        })();
+        let shown = value.map_or_else(|| "not measured".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(out, "  {what}: {shown}");
+    }
 }
 
 /// One of the issues' speed targets, checked against a run.
@@ -306,8 +344,8 @@ pub(crate) fn chart(results: &[Measurement]) -> String {
     const W: f64 = 900.0;
     const H: f64 = 380.0;
     // One colour per system, in the order of [`System::ALL`].
-    const COLORS: [&str; 7] = [
-        "#888888", "#1f77b4", "#2ca02c", "#d62728", "#bbbbbb", "#9467bd", "#ff7f0e",
+    const COLORS: [&str; 8] = [
+        "#888888", "#1f77b4", "#2ca02c", "#d62728", "#bbbbbb", "#9467bd", "#ff7f0e", "#17becf",
     ];
     // The systems in this run, with their colours.
     let systems: Vec<(System, &str)> = System::ALL
@@ -432,6 +470,7 @@ mod tests {
             m(System::Conventional, Mode::Oneway, 50.0, 10),
             m(System::Uring, Mode::Rr, 1.0, 20_000),
             m(System::Conventional, Mode::Rr, 1.0, 40_000),
+            m(System::Tls, Mode::Oneway, 300.0, 10),
         ];
         let text = table(&results);
         assert!(text.contains("40%"), "{text}");
@@ -445,6 +484,12 @@ mod tests {
         );
         assert!(
             text.contains("p50 round trip at 64 B, target <= 1: 0.50 (met)"),
+            "{text}"
+        );
+        assert!(text.contains("(5) hostmux io_uring, TLS client"), "{text}");
+        assert!(text.contains("(5)/(2) frames/s at 64 B: 0.75"), "{text}");
+        assert!(
+            text.contains("(5)/(2) GB/s at 1 MiB: not measured"),
             "{text}"
         );
         let svg = chart(&results);

@@ -68,11 +68,15 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
             host_pair = Some(pair);
             (target, Some(pid))
         }
-        System::Uring | System::Epoll => {
-            let frontend = if spec.system == System::Uring {
-                FrontendKind::IoUring
-            } else {
+        System::Uring | System::Epoll | System::Tls => {
+            let frontend = if spec.system == System::Epoll {
                 FrontendKind::Epoll
+            } else {
+                FrontendKind::IoUring
+            };
+            let tls = match spec.system {
+                System::Tls => Some(super::bench_tls()?),
+                _ => None,
             };
             let config = HostConfig {
                 frontend,
@@ -80,6 +84,7 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
                 outbound_ring_bytes: BENCH_RING_BYTES,
                 overload_wait: Duration::from_secs(10),
                 client_outbox_bytes: 64 << 20,
+                tls,
                 ..HostConfig::default()
             };
             let (host, serving) = Host::serve_processes(

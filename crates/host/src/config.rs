@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use hostmux_wire::{Addr, Limits};
 
+use crate::TlsConfig;
+
 /// Which frontend the host's I/O thread runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FrontendKind {
@@ -150,6 +152,15 @@ pub struct HostConfig {
     pub link_backoff_min: Duration,
     /// The longest wait between dials of an unreachable peer.
     pub link_backoff_max: Duration,
+    /// Mutual TLS: this host's certificate and key and the CA it trusts.
+    /// With it, every link this host dials is TLS (the peer's certificate
+    /// must chain to the CA and name the peer's address), the TCP frontend
+    /// takes TLS clients beside plain ones ([`TlsConfig::plain_tcp`] says
+    /// which plain ones it refuses), and a connection presenting
+    /// [`peer_token`](Self::peer_token) must have presented a client
+    /// certificate naming one of [`peers`](Self::peers). `None` (the
+    /// default): plain TCP only. See `docs/operations.md`, "TLS".
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for HostConfig {
@@ -182,6 +193,7 @@ impl Default for HostConfig {
             link_timeout: Duration::from_secs(2),
             link_backoff_min: Duration::from_millis(100),
             link_backoff_max: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -221,6 +233,7 @@ impl std::fmt::Debug for HostConfig {
             .field("link_backoff_min", &self.link_backoff_min)
             .field("link_backoff_max", &self.link_backoff_max)
             .field("advertise", &self.advertise)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

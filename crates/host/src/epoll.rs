@@ -38,6 +38,14 @@ impl ConnReader for Reader {
         }
         (result, decoder)
     }
+
+    async fn read_raw(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let result = match self {
+            Reader::Tcp(r) => r.read(&mut buf).await,
+            Reader::Unix(r) => r.read(&mut buf).await,
+        };
+        (result, buf)
+    }
 }
 
 impl ConnWriter for Writer {

@@ -116,6 +116,20 @@ pub enum HostError {
         /// What happened instead.
         reason: String,
     },
+    /// A TLS certificate, private key or CA file cannot be used (see
+    /// [`TlsConfig`](crate::TlsConfig)).
+    #[error("TLS {role} file '{}': {reason}", path.display())]
+    TlsFile {
+        /// Which file: `"certificate"`, `"private key"` or `"CA certificate"`.
+        role: &'static str,
+        /// The file as given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS settings are incomplete or do not fit together.
+    #[error("TLS configuration: {0}")]
+    TlsSettings(String),
     /// The control socket could not be created.
     #[error("control socket '{}': {reason}", path.display())]
     ControlSocket {

@@ -33,12 +33,27 @@ pub(crate) trait ConnReader: 'static {
     /// completes) completes now instead of when the peer next sends.
     /// Runtimes whose reads end when dropped (epoll) keep the default.
     fn shutdown(&self) {}
+
+    /// Reads once into `buf[..buf.len()]` (raw bytes, not frames: TLS
+    /// records, see [`crate::io::tls`]); returns the byte count (0 at end of
+    /// stream) and the buffer, whose length is unchanged.
+    async fn read_raw(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+
+    /// The certificate the far end presented in a TLS handshake (its leaf),
+    /// if any. Plain connections have none.
+    fn peer_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        None
+    }
 }
 
 /// Writes whole buffers to a connection.
 pub(crate) trait ConnWriter: 'static {
     /// Writes all of `buf`; returns it (for reuse) with the outcome.
     async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
+
+    /// Ends the stream cleanly before the connection is dropped (a TLS
+    /// session sends its `close_notify`); plain sockets need nothing.
+    async fn close(&mut self) {}
 }
 
 /// A runtime's sockets.
@@ -61,6 +76,27 @@ pub(crate) trait Frontend: 'static {
     ) -> io::Result<(Self::Reader, Self::Writer)>;
     /// Dials another host.
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Self::Reader, Self::Writer)>;
+    /// Dials a link to another host at `addr`: with `tls`, the TLS
+    /// handshake is done (verifying that the peer's certificate names
+    /// `server_name`) before this returns. The runtimes themselves speak
+    /// plain TCP only and refuse `tls`; [`crate::io::tls::Tls`] wraps a
+    /// runtime to speak TLS.
+    async fn connect_link(
+        addr: std::net::SocketAddr,
+        server_name: &str,
+        tls: Option<&crate::TlsConfig>,
+    ) -> Result<(Self::Reader, Self::Writer), DialFailure> {
+        let _ = server_name;
+        if tls.is_some() {
+            return Err(DialFailure::Unreachable(format!(
+                "the {} frontend cannot speak TLS by itself",
+                Self::NAME
+            )));
+        }
+        Self::connect(addr)
+            .await
+            .map_err(|e| DialFailure::Unreachable(format!("connect failed: {e}")))
+    }
     /// How many writes (and dials) this thread has queued that reach the
     /// kernel only when the runtime parks: tokio-uring submits its queue
     /// in tokio's park hook, not when an operation is created. A count
@@ -70,6 +106,33 @@ pub(crate) trait Frontend: 'static {
     /// (epoll) keep the default, which never moves.
     fn queued_writes() -> u64 {
         0
+    }
+}
+
+/// Why a link to another host could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DialFailure {
+    /// No connection, or it broke before the link was up: the address does
+    /// not resolve, nothing listens, a time-out.
+    Unreachable(String),
+    /// The peer was reached and said no: its TLS handshake failed (a
+    /// certificate that does not chain to the CA or does not name the
+    /// peer, either way) or it answered the hello with a refusal.
+    Refused(String),
+}
+
+impl From<String> for DialFailure {
+    fn from(reason: String) -> Self {
+        DialFailure::Unreachable(reason)
+    }
+}
+
+impl std::fmt::Display for DialFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialFailure::Unreachable(why) => write!(f, "unreachable: {why}"),
+            DialFailure::Refused(why) => write!(f, "refused: {why}"),
+        }
     }
 }
 

@@ -128,7 +128,9 @@
 //! frame's sender is rewritten to carry this host's address so replies can
 //! be routed back (the far host dials us for them). If the dial or the hello
 //! fails, or the link closes, frames still queued on it are returned
-//! `NoSuchProc`. Frames already written to a link's socket when it breaks
+//! `NoSuchProc`; if the peer refused the link (its TLS handshake or a hello
+//! refusal), `PeerRefused`. With [`HostConfig::tls`] every link is mutual
+//! TLS and the TCP frontend takes TLS clients too ([`TlsConfig`]). Frames already written to a link's socket when it breaks
 //! are not tracked further (no end-to-end acknowledgement yet).
 //!
 //! # Not yet
@@ -217,6 +219,7 @@ pub use config::{FrontendKind, HostConfig};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
+pub use io::tls::{PlainTcp, TlsConfig};
 pub use process::{ProcessProc, SpawnByRequest, SpecRefused};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{

@@ -90,6 +90,17 @@ impl ConnReader for Stream {
         (result, buf.into_decoder())
     }
 
+    async fn read_raw(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        // Bounded by the length, not the capacity: the buffer's length
+        // says how much to read, and stays what it was.
+        let len = buf.len();
+        let (result, slice) = match self {
+            Stream::Tcp(s) => s.read(buf.slice(..len)).await,
+            Stream::Unix(s) => s.read(buf.slice(..len)).await,
+        };
+        (result, slice.into_inner())
+    }
+
     fn shutdown(&self) {
         // The read side only: a pending read ends at once, and what the
         // writer still has queued (an error notice) may go out.

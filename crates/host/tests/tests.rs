@@ -22,3 +22,4 @@ mod robustness;
 mod roles;
 mod routing;
 mod stress;
+mod tls;

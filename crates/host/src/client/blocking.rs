@@ -16,6 +16,7 @@ use crate::HostError;
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Stream {
@@ -23,6 +24,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s,
             Stream::Unix(s) => s,
+            Stream::Tls(s) => s,
         }
     }
 
@@ -30,6 +32,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s,
             Stream::Unix(s) => s,
+            Stream::Tls(s) => s,
         }
     }
 
@@ -37,6 +40,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(timeout),
             Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tls(s) => s.sock.set_read_timeout(timeout),
         }
     }
 }
@@ -91,6 +95,57 @@ impl BlockingClient {
             }
             AddrKind::UnixAbstract(_) => return Err(super::abstract_unsupported(addr)),
         };
+        Self::hello(stream, peer, name, token, service_name, hello_timeout)
+    }
+
+    /// [`connect`](Self::connect) over TLS to a TCP frontend: the host's
+    /// certificate must chain to a root of `tls` and name the address's
+    /// host (an IP SAN for an IP address). `tls` may carry a client
+    /// certificate ([`TlsConfig::client_config`](crate::TlsConfig::client_config)
+    /// does) or not (ordinary clients need none).
+    pub fn connect_tls(
+        addr: &Addr,
+        name: &str,
+        token: &[u8],
+        service_name: &str,
+        hello_timeout: Duration,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Self, HostError> {
+        let peer = addr.to_string();
+        let connect_error = |source| HostError::Connect {
+            addr: peer.clone(),
+            source,
+        };
+        let AddrKind::Tcp { host, port } = addr.kind() else {
+            return Err(HostError::InvalidAddr {
+                addr: peer,
+                reason: "TLS needs a TCP address".to_owned(),
+            });
+        };
+        let server_name = host.trim_start_matches('[').trim_end_matches(']');
+        let server_name =
+            rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| {
+                HostError::InvalidAddr {
+                    addr: peer.clone(),
+                    reason: format!("not a TLS server name: {e}"),
+                }
+            })?;
+        let session = rustls::ClientConnection::new(tls, server_name)
+            .map_err(|e| connect_error(std::io::Error::other(e)))?;
+        let socket = TcpStream::connect((host, port)).map_err(connect_error)?;
+        socket.set_nodelay(true).map_err(connect_error)?;
+        let stream = Stream::Tls(Box::new(rustls::StreamOwned::new(session, socket)));
+        Self::hello(stream, peer, name, token, service_name, hello_timeout)
+    }
+
+    fn hello(
+        stream: Stream,
+        peer: String,
+        name: &str,
+        token: &[u8],
+        service_name: &str,
+        hello_timeout: Duration,
+    ) -> Result<Self, HostError> {
         let limits = Limits::default();
         let mut client = Self {
             stream,
@@ -240,9 +295,11 @@ impl BlockingClient {
 }
 
 fn write_all(stream: &mut Stream, peer: &str, bytes: &[u8]) -> Result<(), HostError> {
-    stream
-        .writer()
+    let writer = stream.writer();
+    writer
         .write_all(bytes)
+        // TLS: what rustls still holds goes out now.
+        .and_then(|()| writer.flush())
         .map_err(|source| HostError::Send {
             addr: peer.to_owned(),
             source,

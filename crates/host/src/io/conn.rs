@@ -84,6 +84,15 @@ pub(super) async fn connection<F: Frontend>(
             return;
         }
     };
+    // With TLS, a link must have come with a peer's certificate (io::tls).
+    if is_peer {
+        if let Err(reason) = super::tls::admit_peer_link(&cfg, reader.peer_certificate()) {
+            let (service, peer) = (service_name.as_str(), door.peer());
+            super::tls::refuse_peer_link(writer, service, &client, &limits, peer, &reason, &span)
+                .await;
+            return;
+        }
+    }
     // From here on, frames up to the full limit, read a chunk at a time.
     decoder.set_limits(limits, DEFAULT_READ_CHUNK);
     let Ok(name) = ProcName::with_max_len(&client, limits.max_name_len) else {
@@ -174,10 +183,16 @@ async fn read_hello<F: Frontend>(
         let (result, back) = reader.read_into(decoder).await;
         decoder = back;
         match result {
-            Ok(0) | Err(_) => {
+            Ok(0) => {
                 return Err(HelloFailure::closing(
                     "connection closed before its hello".to_owned(),
                 ))
+            }
+            // TLS refusals and failed handshakes say why (io::tls).
+            Err(e) => {
+                return Err(HelloFailure::closing(format!(
+                    "connection closed before its hello: {e}"
+                )))
             }
             Ok(_) => {}
         }
@@ -370,7 +385,7 @@ async fn write_loop<F: Frontend>(
     loop {
         let state = dataplane.borrow_mut().take_outbox(key, &mut buf);
         match state {
-            Outbox::Closed => return,
+            Outbox::Closed => return writer.close().await,
             Outbox::Empty => wake.notified().await,
             Outbox::Bytes => {
                 let (result, back) = writer.write_all(buf).await;

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::budget::{charge_to, ConnBudget};
 use super::*;
 use crate::dataplane::PeerAddr;
+use crate::frontend::DialFailure;
 use hostmux_wire::UndeliverableReason;
 
 /// Dials links to other hosts as the data plane asks for them.
@@ -62,17 +63,22 @@ pub(super) async fn dial<F: Frontend>(
     let deadline = Instant::now() + dial_timeout;
     let unreachable = |text: String| (UndeliverableReason::HostUnreachable, text);
     let linked = tokio::time::timeout_at(deadline.into(), async {
-        let target = match tcp_target(peer.as_str()) {
-            Some((host, port)) => tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|e| unreachable(format!("cannot resolve: {e}")))?
-                .next()
-                .ok_or_else(|| unreachable("resolves to no address".to_owned()))?,
-            None => return Err(unreachable("not a TCP address".to_owned())),
+        let Some((host, port)) = tcp_target(peer.as_str()) else {
+            return Err(unreachable("not a TCP address".to_owned()));
         };
-        let (mut reader, mut writer) = F::connect(target)
+        let target = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| unreachable(format!("connect failed: {e}")))?;
+            .map_err(|e| unreachable(format!("cannot resolve: {e}")))?
+            .next()
+            .ok_or_else(|| unreachable("resolves to no address".to_owned()))?;
+        // With TLS configured, the handshake (the peer's certificate must
+        // name `host`) is done here: see io::tls.
+        let (mut reader, mut writer) = F::connect_link(target, &host, cfg.tls.as_ref())
+            .await
+            .map_err(|failure| match failure {
+                DialFailure::Unreachable(why) => unreachable(format!("connect failed: {why}")),
+                DialFailure::Refused(why) => (UndeliverableReason::PeerRefused, why),
+            })?;
         let mut hello = vec![0; 512];
         let len = hostmux_wire::encode_hello(
             &mut hello,
@@ -93,6 +99,13 @@ pub(super) async fn dial<F: Frontend>(
             let (read, back) = reader.read_into(decoder).await;
             decoder = back;
             match read {
+                // A TLS alert: the peer refused our certificate.
+                Err(e) if super::tls::is_tls_refusal(&e) => {
+                    return Err((
+                        UndeliverableReason::PeerRefused,
+                        format!("TLS session refused: {e}"),
+                    ))
+                }
                 // A host that takes the connection and closes it without a
                 // word refused the hello (hosts before refusal frames did).
                 Ok(0) | Err(_) => {
@@ -109,7 +122,7 @@ pub(super) async fn dial<F: Frontend>(
                     return Err(match hostmux_wire::hello_refusal(&frame) {
                         Some(reason) => (
                             reason,
-                            format!("refused the hello ({reason}): check that both hosts use the same --peer-token-file and list each other with --peer"),
+                            format!("refused the hello ({reason}): check that both hosts use the same --peer-token-file, list each other with --peer, and (with TLS) trust each other's CA; the peer's log says why"),
                         ),
                         None => (
                             UndeliverableReason::PeerRefused,

@@ -35,6 +35,7 @@ pub(crate) mod budget;
 mod conn;
 mod dial;
 mod shell;
+pub(crate) mod tls;
 
 use accept::{accept_loop, control_accept_loop, Door, Serving};
 use budget::ConnBudget;
@@ -126,8 +127,14 @@ pub(crate) struct IoParts {
     pub(crate) control_socket: Option<std::os::unix::net::UnixListener>,
 }
 
-/// Runs the host until a `Shutdown` command (or the control side is gone).
+/// Runs the host until a `Shutdown` command (or the control side is gone),
+/// speaking TLS where [`HostConfig::tls`] says so (see [`tls`]).
 pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
+    let listener = tls::TlsListener::<F>::new(listener, parts.cfg.tls.clone());
+    run_on::<tls::Tls<F>>(listener, parts).await;
+}
+
+async fn run_on<F: Frontend>(listener: F::Listener, parts: IoParts) {
     let dataplane = Shared::new(
         Dataplane::new(
             parts.cfg.clone(),
