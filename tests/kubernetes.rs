@@ -13,7 +13,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 /// `serve` (identity and mutual TLS). While `serve --help` does not list
 /// one, it is allowed and named on stderr; once it does, it is checked
 /// like every other flag. Remove each from here when it has landed.
-const PENDING_FLAGS: &[&str] = &["--tls-cert", "--tls-key", "--tls-ca"];
+const PENDING_FLAGS: &[&str] = &[];
 
 /// What the host's shutdown may take beyond `--shutdown-grace`: the bulk
 /// terminate's own constant, the summary, the exit.

@@ -547,7 +547,6 @@ fn three_hosts_unspecified_bind_delivers_its_own_aliases_locally() {
 /// from another. A to C works over TLS; A to B comes back `PeerRefused`.
 /// Certificates are made with `openssl` (SAN IP of each host).
 #[test]
-#[ignore = "needs TLS (serve --tls-cert), being built in h-tls"]
 fn three_hosts_certificate_from_another_ca_is_refused() {
     if !require_netns() {
         return;
