@@ -147,6 +147,40 @@ fn three_hosts_happy_path_clients_reach_echo_on_every_host() {
     );
     tally.assert_exactly_once("C to A");
     assert_eq!(tally.replies, 1000, "{tally}");
+
+    // The operator's view of A's links: `hostmux links --json` lists C and
+    // B as up, everything acknowledged, nothing awaited; the heartbeat
+    // round trip shows within a few heartbeats (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let links = loop {
+        let output = cluster.cli(Name::A, &["links", "--json"]);
+        assert!(output.status.success(), "links: {output:?}");
+        let links: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        let ready = links.as_array().is_some_and(|all| {
+            all.len() == 2 && all.iter().all(|l| l["round_trip_us"].as_u64().is_some())
+        });
+        if ready || Instant::now() > deadline {
+            break links;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for peer in [Name::B, Name::C] {
+        let link = links
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["peer"] == peer.addr()))
+            .unwrap_or_else(|| panic!("no link to {peer:?} in {links}"));
+        assert_eq!(link["state"], "up", "{link}");
+        assert_eq!(link["sent"], link["acked"], "{link}");
+        assert_eq!(link["awaiting_answers"], 0, "{link}");
+        assert!(link["round_trip_us"].as_u64().is_some(), "{link}");
+    }
+    let table = cluster.cli(Name::A, &["links"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("PEER") && table.contains(&Name::C.addr()) && table.contains("up"),
+        "{table}"
+    );
+    report("happy path", format_args!("A's links: {links}"));
 }
 
 /// 100,000 pipelined 64 B frames from a client on A to echo on C: every id

@@ -486,10 +486,10 @@ mod tests {
             text.contains("p50 round trip at 64 B, target <= 1: 0.50 (met)"),
             "{text}"
         );
-        assert!(text.contains("(5) hostmux io_uring, TLS client"), "{text}");
-        assert!(text.contains("(5)/(2) frames/s at 64 B: 0.75"), "{text}");
+        assert!(text.contains("(8) hostmux io_uring, TLS client"), "{text}");
+        assert!(text.contains("(8)/(2) frames/s at 64 B: 0.75"), "{text}");
         assert!(
-            text.contains("(5)/(2) GB/s at 1 MiB: not measured"),
+            text.contains("(8)/(2) GB/s at 1 MiB: not measured"),
             "{text}"
         );
         let svg = chart(&results);

@@ -165,6 +165,14 @@ impl AwaitedAnswers {
         }
     }
 
+    /// Like [`answer`](Self::answer), but only while keys are tracked: when
+    /// only counting, says `false` and changes nothing (a frame that may
+    /// not be an answer is never taken for one).
+    #[inline]
+    pub(crate) fn answer_if_tracked(&mut self, message_id: u64, peer: Peer) -> bool {
+        !self.counting_only && self.answer(message_id, peer)
+    }
+
     /// A frame with `message_id` from `peer` is queued for the
     /// connection: returns whether it is one of the awaited answers (and
     /// if so, one fewer is awaited).

@@ -160,6 +160,9 @@ impl Dataplane {
                     return false;
                 };
                 flow.peer = Some(peer);
+                if !flow.dialled {
+                    self.remotes.peer_mut(peer).accepted = Some(key);
+                }
                 peer
             }
         };
@@ -376,6 +379,10 @@ impl Dataplane {
             // peer dialled (its answers came that way), every frame
             // awaiting that peer.
             if let Some(peer) = peer {
+                let state = self.remotes.peer_mut(peer);
+                if state.accepted == Some(key) {
+                    state.accepted = None;
+                }
                 self.answer_awaited(peer, key, !link_dialled, reason);
             }
         }

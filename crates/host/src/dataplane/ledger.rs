@@ -27,6 +27,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+// Keys come from senders (message ids): a randomly seeded hash, so none
+// can choose colliding ones.
+use foldhash::fast::RandomState;
+
 use super::answers::Peer;
 use super::{ConnKey, ProcKey};
 
@@ -78,12 +82,12 @@ pub(crate) enum Arrival {
 /// One peer's frames awaiting answers, and its tombstones.
 pub(crate) struct PeerLedger {
     /// How many entries of each key are awaited.
-    counts: HashMap<Key, u32>,
+    counts: HashMap<Key, u32, RandomState>,
     /// Every entry in the order it was recorded; entries answered since are
     /// still here (their key's count went down) until they reach the front.
     order: VecDeque<Awaited>,
     awaited: usize,
-    tombstones: HashSet<Key>,
+    tombstones: HashSet<Key, RandomState>,
     tombstone_order: VecDeque<Key>,
     /// Acknowledged entries dropped to make room, answers dropped as late.
     pub(crate) evicted: u64,
@@ -99,10 +103,13 @@ impl Default for PeerLedger {
 impl PeerLedger {
     fn with_capacity(capacity: usize) -> Self {
         PeerLedger {
-            counts: HashMap::with_capacity(capacity),
+            counts: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
             order: VecDeque::with_capacity(capacity),
             awaited: 0,
-            tombstones: HashSet::with_capacity(capacity.min(MAX_TOMBSTONES)),
+            tombstones: HashSet::with_capacity_and_hasher(
+                capacity.min(MAX_TOMBSTONES),
+                RandomState::default(),
+            ),
             tombstone_order: VecDeque::with_capacity(capacity.min(MAX_TOMBSTONES)),
             evicted: 0,
             late_dropped: 0,

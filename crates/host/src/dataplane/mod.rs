@@ -530,6 +530,9 @@ impl Dataplane {
         if let Some(conn) = self.conn_mut(key) {
             conn.peer_link = true;
             conn.flow = Some(link::LinkFlow::new(false, peer));
+            if let Some(peer) = peer {
+                self.remotes.peer_mut(peer).accepted = Some(key);
+            }
         }
     }
 

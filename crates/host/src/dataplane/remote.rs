@@ -127,6 +127,9 @@ pub(crate) struct PeerState {
     down: Option<Down>,
     /// A link to it was up and has not failed since.
     pub(super) up: bool,
+    /// The link it dialled to this host (its frames, and its answers to
+    /// ours, come that way), once known.
+    pub(super) accepted: Option<ConnKey>,
     /// Counters for the stats.
     pub(super) dials: u64,
     pub(super) dial_failures: u64,
@@ -515,7 +518,18 @@ impl Dataplane {
         );
         match forwarded {
             Forward::Queued { link, seq, peer } => {
-                if let (true, Some(sender), Some(sender_name)) = (answerable, local, sender_name) {
+                // An answer to a request the peer sent here (a reply) awaits
+                // nothing: it is not recorded.
+                let is_answer = sender_name.is_some_and(|name| {
+                    self.remotes
+                        .peer_mut(peer)
+                        .accepted
+                        .and_then(|key| slot_of_conn(&mut self.conns, key))
+                        .is_some_and(|conn| conn.answers.answer_if_tracked(message_id, name))
+                });
+                if let (true, false, Some(sender), Some(sender_name)) =
+                    (answerable, is_answer, local, sender_name)
+                {
                     let entry = Awaited {
                         message_id,
                         sender_name,
