@@ -215,6 +215,8 @@ impl Dataplane {
             conns,
             procs,
             dirty,
+            remotes,
+            events,
             ..
         } = self;
         let Some(conn) = slot_of_conn(conns, key) else {
@@ -225,6 +227,14 @@ impl Dataplane {
         };
         if seen != changes {
             return false;
+        }
+        // A link's frame may be an answer the peer's ledger awaits (or a
+        // late one to drop): the lane is open to links only while that
+        // ledger awaits nothing and buried nothing.
+        if let Some(flow) = conn.flow.as_ref() {
+            if !flow.peer.is_some_and(|peer| remotes.ledger_is_quiet(peer)) {
+                return false;
+            }
         }
         let Some(slot) = procs
             .get_mut(p.index as usize)
@@ -247,6 +257,14 @@ impl Dataplane {
         // Only data frames take this lane (see `Dataplane::remember_route`).
         conn.answers
             .expect_with(|| frame_message_id(bytes), conn.repeat_peer);
+        if let Some(flow) = conn.flow.as_mut() {
+            // One more frame for the peer's acknowledgement.
+            flow.handled += 1;
+            if !flow.status_due {
+                flow.status_due = true;
+                events.push_back(Event::WakeWriter(key));
+            }
+        }
         true
     }
 

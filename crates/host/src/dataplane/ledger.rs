@@ -116,6 +116,12 @@ impl PeerLedger {
         }
     }
 
+    /// Nothing awaited, nothing buried: an arriving frame can be neither an
+    /// answer nor a late one.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.awaited == 0 && self.tombstones.is_empty()
+    }
+
     /// How many frames await an answer.
     pub(crate) fn awaited(&self) -> usize {
         self.awaited

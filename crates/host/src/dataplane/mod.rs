@@ -64,7 +64,7 @@ pub(crate) use link::Heartbeat;
 /// For `identity`'s test that its alias check agrees with the peer match.
 #[cfg(test)]
 pub(crate) use remote::same_endpoint;
-pub(crate) use remote::PeerAddr;
+pub(crate) use remote::{PeerAddr, CLOSED_BY_PEER};
 pub(crate) use write::copy_head;
 
 use write::{mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn};

@@ -39,6 +39,9 @@ use super::{
 };
 use crate::config::HostConfig;
 
+/// Why a link ended when the far host closed it cleanly (end of stream).
+pub(crate) const CLOSED_BY_PEER: &str = "the other host closed the link";
+
 /// Most other hosts one host keeps links to (bounds memory whatever the
 /// configuration says).
 const MAX_REMOTES: usize = 1024;
@@ -166,6 +169,16 @@ impl Remotes {
         &mut self.peers[index]
     }
 
+    /// Whether peer `index`'s ledger awaits no answer and holds no
+    /// tombstone (its frames then need no ledger check).
+    #[inline]
+    pub(super) fn ledger_is_quiet(&self, index: usize) -> bool {
+        self.peers
+            .get(index)
+            .and_then(|state| state.ledger.as_ref())
+            .is_none_or(|ledger| ledger.is_quiet())
+    }
+
     /// Configured peers' states, by index (for the stats).
     pub(super) fn peer_states(&self) -> &[PeerState] {
         &self.peers
@@ -184,6 +197,7 @@ impl Remotes {
         now: Instant,
         cfg: &HostConfig,
     ) {
+        let closed_cleanly = detail == CLOSED_BY_PEER;
         let Some(index) = configured_peer_index(&cfg.peers, addr) else {
             return;
         };
@@ -191,7 +205,13 @@ impl Remotes {
         if was_up {
             state.link_failures += 1;
             state.up = false;
-            tracing::warn!(peer = addr, why = detail, "link to peer down; frames awaiting answers through it are answered LinkFailed, the next frame redials");
+            if closed_cleanly {
+                // A peer shutting down closes its links: worth a line, not
+                // a warning.
+                tracing::info!(peer = addr, why = detail, "link to peer closed; frames awaiting answers through it are answered LinkFailed, the next frame redials");
+            } else {
+                tracing::warn!(peer = addr, why = detail, "link to peer down; frames awaiting answers through it are answered LinkFailed, the next frame redials");
+            }
             return;
         }
         state.dial_failures += 1;

@@ -649,13 +649,9 @@ impl Dataplane {
             return;
         }
         match source {
-            // Only data frames take a connection's fast lane, and not from
-            // links (their frames may be answers the ledger must see).
-            Source::Conn {
-                key,
-                party: Party::Client,
-                ..
-            } if kind == FrameKind::Data => {
+            // Only data frames take a connection's fast lane (a link's
+            // only while its peer's ledger is quiet: `deliver_repeat`).
+            Source::Conn { key, .. } if kind == FrameKind::Data => {
                 let Some(peer) = self.proc_mut(q).map(|slot| slot.peer) else {
                     return;
                 };

@@ -268,7 +268,7 @@ pub(super) async fn serve_conn<F: Frontend>(
             }
         };
         match ended {
-            Ok(Ok(())) => Err("the other host closed the link".to_owned()),
+            Ok(Ok(())) => Err(crate::dataplane::CLOSED_BY_PEER.to_owned()),
             Ok(Err(reason)) => Err(reason),
             Err(silent) => {
                 reader.shutdown();
