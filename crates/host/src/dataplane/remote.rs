@@ -68,12 +68,7 @@ impl PeerAddr {
 /// in its configured spelling or an equivalent one. Only TCP peers count
 /// (links are TCP). Allocates nothing.
 pub(super) fn configured_peer<'c>(peers: &'c [Addr], dest: &str) -> Option<&'c Addr> {
-    let tcp = |peer: &&Addr| matches!(peer.kind(), AddrKind::Tcp { .. });
-    let mut candidates = peers.iter().filter(tcp);
-    candidates
-        .clone()
-        .find(|peer| peer.as_str() == dest)
-        .or_else(|| candidates.find(|peer| same_endpoint(peer, dest)))
+    configured_peer_index(peers, dest).map(|index| &peers[index])
 }
 
 /// Whether `text` is another spelling of the TCP address `peer`: the same
@@ -276,10 +271,12 @@ fn backoff(addr: &str, failures: u32, min: Duration, max: Duration) -> Duration 
 /// The index in `peers` of the configured peer that `dest` names (see
 /// [`configured_peer`]).
 pub(super) fn configured_peer_index(peers: &[Addr], dest: &str) -> Option<usize> {
-    let tcp = |peer: &Addr| matches!(peer.kind(), AddrKind::Tcp { .. });
+    // A validated address is TCP exactly when it says so (no parse needed).
+    let tcp = |peer: &Addr| peer.as_str().starts_with("tcp:");
+    // The exact text first (a compare; the kind check parses).
     peers
         .iter()
-        .position(|peer| tcp(peer) && peer.as_str() == dest)
+        .position(|peer| peer.as_str() == dest && tcp(peer))
         .or_else(|| {
             peers
                 .iter()
@@ -429,7 +426,16 @@ impl Dataplane {
     /// empty, the primary address's exact text (one compare, the common
     /// case), or any alias in any spelling (`crate::identity`).
     pub(crate) fn is_local_addr(&self, addr: &str) -> bool {
-        addr.is_empty() || addr == &*self.own_addr || self.identity.is_alias(addr)
+        if addr.is_empty() || addr == &*self.own_addr {
+            return true;
+        }
+        // A configured peer's address as configured is another host (peers
+        // that are this host were dropped when it started): a compare per
+        // peer, where the alias check parses the text.
+        if self.cfg.peers.iter().any(|peer| peer.as_str() == addr) {
+            return false;
+        }
+        self.identity.is_alias(addr)
     }
 
     /// Who a frame to `dest_name` at `dest_addr` goes to, as the answers a
