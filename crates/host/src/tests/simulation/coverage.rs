@@ -27,6 +27,9 @@ pub(super) struct Coverage {
     pub(super) forwarded: u64,
     /// Links that failed.
     pub(super) link_failures: u64,
+    /// Frames answered by their own host (`LinkFailed` …) because the
+    /// link they went over failed before their answer came.
+    pub(super) answered_after_link_failure: u64,
     /// Links the data plane asked to dial (only ever to the peer).
     pub(super) dials: u64,
     /// Client connections half-closed.
@@ -64,6 +67,8 @@ impl Coverage {
     pub(super) fn add_returned(&mut self, stats: &HostStats) {
         let conns = stats.conns.iter().chain(&stats.closed_conns);
         let procs = stats.procs.iter().chain(&stats.gone_procs);
+        self.answered_after_link_failure +=
+            stats.links.iter().map(|l| l.answered_here).sum::<u64>();
         self.dropped += conns.map(|c| c.dropped.total()).sum::<u64>()
             + procs.map(|p| p.outbound_dropped.total()).sum::<u64>();
         let mut add = |returned: &Returned| {
@@ -92,6 +97,7 @@ impl Coverage {
         self.exits += other.exits;
         self.forwarded += other.forwarded;
         self.link_failures += other.link_failures;
+        self.answered_after_link_failure += other.answered_after_link_failure;
         self.dials += other.dials;
         self.half_closed += other.half_closed;
         self.lingers_expired += other.lingers_expired;
@@ -126,6 +132,10 @@ impl Coverage {
         need(self.exits > 0, "a stopped proc exiting");
         need(self.forwarded > 0, "a frame forwarded over the link");
         need(self.link_failures > 0, "a link failure");
+        need(
+            self.answered_after_link_failure > 0,
+            "a frame answered by its host after its link failed",
+        );
         need(self.half_closed > 0, "a half-close");
         need(
             self.half_closes_with_others_frames > 0,
@@ -176,9 +186,10 @@ impl fmt::Display for Coverage {
             f,
             "{} runs: {} frames put in, {} written by the host; {} held, {} drains blocked, \
              crashes (idle/read/mid-reply/reply/release) {:?}, {} exits, {} forwarded, \
-             {} link failures, {} dials, {} half-closes ({} lingers ran out, {} sent others' frames), {} dropped, {} records through the drain's fast lane, \
+             {} link failures ({} frames answered by their host after one), {} dials, {} half-closes ({} lingers ran out, {} sent others' frames), {} dropped, {} records through the drain's fast lane, \
              longest reply queue {} bytes; returned (no such proc/not ready/exited/\
-             overloaded/oversized/malformed/hop limit/not a peer) {:?}",
+             overloaded/oversized/malformed/hop limit/not a peer/host unreachable/link failed/\
+             peer refused) {:?}",
             self.runs,
             self.put_in,
             self.host_writes,
@@ -188,6 +199,7 @@ impl fmt::Display for Coverage {
             self.exits,
             self.forwarded,
             self.link_failures,
+            self.answered_after_link_failure,
             self.dials,
             self.half_closed,
             self.lingers_expired,

@@ -349,10 +349,10 @@ impl World {
                 if let Some(link) = self.link.as_mut() {
                     link.leaving = true;
                     self.coverage.link_failures += 1;
-                    // Requests the other host held die with the link.
-                    for (id, _) in self.far_pending.drain(..) {
-                        self.ledger.excuse(id);
-                    }
+                    // Answers the other host held die with the link: the
+                    // host answers their requests (`LinkFailed`) itself
+                    // when it removes the link, so none is excused.
+                    self.far_pending.clear();
                 }
             }
             Event::Link { fail: false } => self.link_step()?,
