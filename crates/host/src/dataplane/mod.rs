@@ -370,6 +370,9 @@ pub(crate) struct Dataplane {
     drains_wait_for_reply_memory: bool,
     /// What the I/O shell must do, in order (see [`Dataplane::poll_event`]).
     events: VecDeque<Event>,
+    /// The configured peers' addresses, as configured, that are not this
+    /// host (a frame for one of them is forwarded without the alias check).
+    foreign_peers: Vec<Box<str>>,
     /// The latest time an entry point was given (for cold paths that have
     /// none of their own, such as notices sent back over links).
     last_now: Instant,
@@ -391,7 +394,14 @@ impl Dataplane {
     ) -> Self {
         let head_room = PREFIX_LEN + cfg.limits.max_header_len.next_multiple_of(FRAME_ALIGN);
         let max_name_len = cfg.limits.max_name_len;
+        let foreign_peers = cfg
+            .peers
+            .iter()
+            .filter(|peer| !identity.is_alias(peer.as_str()))
+            .map(|peer| peer.as_str().into())
+            .collect();
         Self {
+            foreign_peers,
             limits: cfg.limits,
             cfg,
             service_name,

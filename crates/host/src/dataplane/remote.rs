@@ -429,10 +429,10 @@ impl Dataplane {
         if addr.is_empty() || addr == &*self.own_addr {
             return true;
         }
-        // A configured peer's address as configured is another host (peers
-        // that are this host were dropped when it started): a compare per
-        // peer, where the alias check parses the text.
-        if self.cfg.peers.iter().any(|peer| peer.as_str() == addr) {
+        // A configured peer's address as configured, unless it is an alias
+        // (found once, when the data plane was made), is another host: a
+        // compare per peer, where the alias check parses the text.
+        if self.foreign_peers.iter().any(|peer| &**peer == addr) {
             return false;
         }
         self.identity.is_alias(addr)
