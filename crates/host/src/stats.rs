@@ -157,6 +157,9 @@ pub struct LinkStats {
     pub awaiting_answers: u64,
     /// The last heartbeat round trip, in microseconds.
     pub round_trip_us: Option<u64>,
+    /// Link status frames (acknowledgements, heartbeats) received on the
+    /// link this host dialled.
+    pub statuses_received: u64,
     /// Dials made, dials failed, links that failed once up.
     pub dials: u64,
     /// Dials that failed.

@@ -364,3 +364,118 @@ async fn the_window_bounds_frames_in_flight_and_acknowledgements_free_it(kind: F
     assert_eq!(stats.state, "up");
 }
 both_frontends!(the_window_bounds_frames_in_flight_and_acknowledgements_free_it);
+
+/// A proc whose frames meet a full link window is held back like a proc
+/// meeting a full ring (its outbound ring is not drained meanwhile), not
+/// refused: every one of its frames reaches the far proc and is answered.
+async fn a_full_link_holds_a_proc_back(kind: FrontendKind) {
+    let (a_addr, b_addr) = (
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+    );
+    let window = 4;
+    let (host_a, _serving_a) = serve_at(
+        kind,
+        a_addr.clone(),
+        HostConfig {
+            link_window_frames: window,
+            overload_wait: Duration::from_secs(30),
+            ..peers_config(&[b_addr.as_str()], "pt")
+        },
+    )
+    .await;
+    let (host_b, _serving_b) =
+        serve_at(kind, b_addr.clone(), peers_config(&[a_addr.as_str()], "pt")).await;
+    let slow = ring_proc(|endpoint, frame| {
+        std::thread::sleep(Duration::from_micros(200));
+        crate::support::reply(endpoint, &frame, &frame.payload);
+        true
+    });
+    host_b.spawn("echo", slow).await.unwrap();
+    const COUNT: u64 = 300;
+    let far = b_addr.to_string();
+    let caller = ring_proc(move |endpoint, poke| {
+        let me = endpoint.name.clone();
+        for id in 0..COUNT {
+            let header = hostmux_wire::FrameHeader {
+                dest_addr: &far,
+                sender: hostmux_wire::Sender::Proc {
+                    addr: "",
+                    name: me.as_str(),
+                },
+                ..hostmux_wire::FrameHeader::data("echo", id)
+            };
+            endpoint.send(&header, b"held", WAIT).unwrap();
+        }
+        let (mut replies, mut notices) = (0u64, 0u64);
+        while replies + notices < COUNT {
+            match endpoint
+                .recv(WAIT, crate::support::Frame::from_view)
+                .unwrap()
+            {
+                hostmux_host::Received::Frame(frame) if frame.kind == FrameKind::Data => {
+                    replies += 1
+                }
+                hostmux_host::Received::Frame(_) => notices += 1,
+                other => panic!("caller: {other:?}"),
+            }
+        }
+        crate::support::reply(endpoint, &poke, format!("{replies}/{notices}").as_bytes());
+        true
+    });
+    host_a.spawn("caller", caller).await.unwrap();
+    let mut client = Client::connect(&host_a, "starter").await;
+    client.send("caller", 1, b"go").await;
+    let done = client.recv().await;
+    assert_eq!(
+        String::from_utf8_lossy(&done.payload),
+        format!("{COUNT}/0"),
+        "replies/notices"
+    );
+    let stats = link_stats(&host_a, b_addr.as_str()).await;
+    assert!(stats.window_waits > 0, "the window never filled: {stats:?}");
+    assert!(stats.in_flight_high_water <= window, "{stats:?}");
+}
+both_frontends!(a_full_link_holds_a_proc_back);
+
+/// A link that carried a burst and then idles stays up: heartbeats keep
+/// coming both ways for many link timeouts (a status frame once took the
+/// connection fast lane's route into a proc's ring, so the far side heard
+/// nothing and closed the link after one timeout).
+async fn an_idle_link_stays_up_on_heartbeats(kind: FrontendKind) {
+    let (a_addr, b_addr) = (
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+    );
+    let timeout = Duration::from_millis(300);
+    let config = |peer: &str| HostConfig {
+        link_timeout: timeout,
+        ..peers_config(&[peer], "pt")
+    };
+    let (host_a, _serving_a) = serve_at(kind, a_addr.clone(), config(b_addr.as_str())).await;
+    let (host_b, _serving_b) = serve_at(kind, b_addr.clone(), config(a_addr.as_str())).await;
+    host_b.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let mut client = Client::connect(&host_a, "bursty").await;
+    for id in 0..500 {
+        client.send_to("echo", b_addr.as_str(), id, b"burst").await;
+    }
+    let by_kind = collect_answers(&mut client, 500).await;
+    assert_eq!(by_kind.get("Data"), Some(&500), "{by_kind:?}");
+    let after_burst = link_stats(&host_a, b_addr.as_str()).await.statuses_received;
+    // Twelve more statuses: about three link timeouts of idling.
+    let stats = wait_for_link(&host_a, b_addr.as_str(), "heartbeats while idle", |s| {
+        s.statuses_received >= after_burst + 12
+    })
+    .await;
+    assert_eq!(
+        (stats.state.as_str(), stats.link_failures),
+        ("up", 0),
+        "{stats:?}"
+    );
+    let far = link_stats(&host_b, a_addr.as_str()).await;
+    assert_eq!(far.link_failures, 0, "{far:?}");
+    // And it still carries frames.
+    client.send_to("echo", b_addr.as_str(), 500, b"again").await;
+    assert_eq!(client.recv().await.message_id, 500);
+}
+both_frontends!(an_idle_link_stays_up_on_heartbeats);

@@ -41,6 +41,10 @@ impl Dataplane {
             // Link status frames are the link's own: never routed, never
             // counted among its frames.
             if hostmux_wire::is_link_status(frame) {
+                // The next frame repeats this one's header, not that of the
+                // frame the fast lane's route came from: it must not take
+                // that route (it would land in a proc's ring).
+                conn.repeat_route = None;
                 if let Some(status) = hostmux_wire::link_status(frame) {
                     self.receive_link_status(key, status, now);
                 }

@@ -65,6 +65,8 @@ pub(crate) struct LinkFlow {
     pong_due: u64,
     /// The last measured round trip.
     pub(super) rtt: Option<Duration>,
+    /// Link status frames received on it.
+    pub(super) statuses_received: u64,
     /// When anything last arrived on it.
     last_heard: Option<Instant>,
     /// Why it failed, when the I/O shell said so before removing it.
@@ -94,6 +96,7 @@ impl LinkFlow {
             ping_pending: false,
             pong_due: 0,
             rtt: None,
+            statuses_received: 0,
             last_heard: None,
             failure: None,
             up: false,
@@ -206,6 +209,7 @@ impl Dataplane {
             return;
         };
         flow.last_heard = Some(now);
+        flow.statuses_received += 1;
         if status.ping != 0 && status.ping != flow.pong_due {
             flow.pong_due = status.ping;
             if !flow.status_due {
@@ -302,6 +306,7 @@ impl Dataplane {
                     stats.acked = flow.acked;
                     stats.round_trip_us = flow.rtt.map(|d| d.as_micros() as u64);
                     stats.in_flight_high_water = flow.in_flight_high_water;
+                    stats.statuses_received = flow.statuses_received;
                     stats.window_waits = flow.window_waits;
                     stats.state = if conn.connecting { "connecting" } else { "up" }.to_owned();
                 } else {

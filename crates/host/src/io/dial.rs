@@ -106,12 +106,13 @@ pub(super) async fn dial<F: Frontend>(
                         format!("TLS session refused: {e}"),
                     ))
                 }
-                // A host that takes the connection and closes it without a
-                // word refused the hello (hosts before refusal frames did).
+                // Closed or reset without a word: a host refusing the hello
+                // says so first (a refusal frame or a TLS alert, above and
+                // below), so this is a host going down (a listener that
+                // took the connection as its process died).
                 Ok(0) | Err(_) => {
-                    return Err((
-                        UndeliverableReason::PeerRefused,
-                        "closed the connection before acknowledging the hello (wrong peer token, or this host is not its peer?)".to_owned(),
+                    return Err(unreachable(
+                        "closed the connection before acknowledging the hello".to_owned(),
                     ))
                 }
                 Ok(_) => {}
