@@ -108,7 +108,7 @@ pub(crate) fn client_streams(data: &[u8]) -> crate::ConnLimitStats {
     loop {
         let mut progressed = false;
         for conn in conns.iter_mut().filter(|c| c.open && !c.socket.is_empty()) {
-            let need = plan_read(&budget, &mut conn.decoder);
+            let need = plan_read(&mut conn.charge, &mut conn.decoder);
             match conn.charge.set_for_read(need, conn.waiting) {
                 Ok(()) => conn.waiting = false,
                 Err(Shortfall::Wait) => {

@@ -41,6 +41,8 @@ pub(crate) struct ConnBudget {
     waiting: Cell<usize>,
     /// The most charged since the heap was last trimmed.
     peak_since_trim: Cell<usize>,
+    /// Heap trims so far.
+    trims: Cell<u64>,
     connections: Cell<usize>,
     counters: Cell<Counters>,
     /// Rung whenever memory is released.
@@ -92,6 +94,7 @@ impl ConnBudget {
             used: Cell::new(0),
             waiting: Cell::new(0),
             peak_since_trim: Cell::new(0),
+            trims: Cell::new(0),
             connections: Cell::new(0),
             counters: Cell::new(Counters::default()),
             released: Notify::new(),
@@ -105,6 +108,7 @@ impl ConnBudget {
             budget: self.clone(),
             bytes: 0,
             waiting: false,
+            lowering_for_others: false,
         }
     }
 
@@ -208,6 +212,10 @@ pub(crate) struct Charge {
     /// Counted in the budget's waiters (its last raise was refused for
     /// now).
     waiting: bool,
+    /// Its next lowering gives memory to connections short of it
+    /// ([`plan_read`] under pressure): the heap is not trimmed for it,
+    /// since they are about to use those pages.
+    lowering_for_others: bool,
 }
 
 impl Charge {
@@ -247,10 +255,15 @@ impl Charge {
             // After a burst (many connections, or large frames) has gone,
             // hand the freed buffers back to the kernel: the allocator
             // would otherwise keep them for reuse and the host's resident
-            // memory would stay at the burst's level.
+            // memory would stay at the burst's level. Never for a buffer
+            // given up under pressure (it is about to be reused), and
+            // never between frames of a stream (a kept buffer is not
+            // lowered while large frames keep coming).
             let peak = budget.peak_since_trim.get();
-            if peak >= TRIM_AFTER_PEAK && used <= peak / 8 {
+            let for_others = std::mem::take(&mut self.lowering_for_others);
+            if !for_others && peak >= TRIM_AFTER_PEAK && used <= peak / 8 {
                 crate::sys::trim_heap();
+                budget.trims.set(budget.trims.get() + 1);
                 budget.peak_since_trim.set(used);
             }
         }
@@ -261,6 +274,7 @@ impl Charge {
 impl Drop for Charge {
     fn drop(&mut self) {
         self.set_waiting(false);
+        self.lowering_for_others = false;
         let _ = self.set(0);
     }
 }
@@ -353,18 +367,21 @@ pub(crate) async fn charge_for_read(
     decoder: &mut FrameDecoder,
     deadline: Instant,
 ) -> Result<(), String> {
-    let bytes = plan_read(charge.budget(), decoder);
+    let bytes = plan_read(charge, decoder);
     charge_to(charge, bytes, deadline).await
 }
 
 /// The charge `decoder`'s next read needs ([`charge_for_read_of`]), after
-/// asking it to give back a buffer kept from a large frame if `budget` is
-/// short ([`ConnBudget::is_short`]): a kept buffer is a cache, and the
-/// memory goes to connections that wait for it first.
-pub(crate) fn plan_read(budget: &ConnBudget, decoder: &mut FrameDecoder) -> usize {
-    if decoder.holds_unneeded_buffer() && budget.is_short() {
+/// asking it to give back a buffer kept from a large frame if the budget
+/// is short ([`ConnBudget::is_short`]): a kept buffer is a cache, and the
+/// memory goes to connections that wait for it first (so that lowering
+/// does not trim the heap). Set `charge` to the result before the read.
+pub(crate) fn plan_read(charge: &mut Charge, decoder: &mut FrameDecoder) -> usize {
+    let for_others = decoder.holds_unneeded_buffer() && charge.budget.is_short();
+    if for_others {
         decoder.shrink_at_next_read();
     }
+    charge.lowering_for_others = for_others;
     charge_for_read_of(decoder)
 }
 
@@ -429,7 +446,7 @@ mod tests {
         step: usize,
     ) {
         while !bytes.is_empty() {
-            let need = plan_read(&charge.budget.clone(), decoder);
+            let need = plan_read(charge, decoder);
             charge.set(need).expect("within the budget");
             let spare = decoder.spare_capacity_mut();
             let n = spare.len().min(step).min(bytes.len());
@@ -462,10 +479,11 @@ mod tests {
         let mut decoder = FrameDecoder::new(hostmux_wire::Limits::default());
         let chunk = decoder.read_chunk();
         read_charged(&mut charge, &mut decoder, &frames(4, 1 << 20), 256 << 10);
+        assert_eq!(budget.trims.get(), 0, "no heap trim between frames");
         let kept = decoder.buffer_capacity();
         assert!(kept > 1 << 20);
         // Between frames of the stream: buffer and charge both stay.
-        assert_eq!(plan_read(&budget, &mut decoder), kept);
+        assert_eq!(plan_read(&mut charge, &mut decoder), kept);
         assert_eq!(budget.used(), kept);
         // Small frames, one read each: the buffer and the charge come back
         // to one read chunk after SHRINK_AFTER_UNNEEDED_READS reads.
@@ -478,6 +496,7 @@ mod tests {
         assert_eq!(decoder.buffer_capacity(), chunk);
         assert_eq!(charge.bytes(), chunk);
         assert_eq!(budget.used(), chunk);
+        assert_eq!(budget.trims.get(), 1, "the heap is trimmed once it is over");
     }
 
     #[test]
@@ -496,8 +515,10 @@ mod tests {
         assert!(budget.used() <= budget.limit() / 2);
         assert!(budget.is_short(), "short because a connection waits");
         // The streaming connection's next read gives its buffer back...
-        let need = plan_read(&budget, &mut decoder);
+        let need = plan_read(&mut streaming, &mut decoder);
+        assert!(streaming.lowering_for_others, "no trim for it");
         streaming.set(need).unwrap();
+        assert!(!streaming.lowering_for_others);
         decoder.spare_capacity_mut();
         assert_eq!(need, decoder.read_chunk());
         assert_eq!(decoder.buffer_capacity(), decoder.read_chunk());
