@@ -46,14 +46,15 @@ pub const SHRINK_AFTER_UNNEEDED_READS: u32 = 8;
 /// A buffer grown for a large frame is kept after that frame: a stream of
 /// large frames reuses it, with no allocation (and no fresh pages to
 /// fault in) per frame. It shrinks back to one read chunk once
-/// [`SHRINK_AFTER_UNNEEDED_READS`] reads in a row did not need it
-/// (none of them took a frame larger than a read chunk out, or started
-/// inside one), or at the next read after
-/// [`shrink_at_next_read`](Self::shrink_at_next_read) asked for it (a host does when its memory budget is short). So a
-/// connection that goes back to small frames returns the memory after a
-/// few reads; one that falls silent right after a large frame keeps its
-/// buffer until it reads again (its owner can ask for the shrink then, and
-/// keeps the buffer charged meanwhile). A buffer smaller than the read
+/// [`SHRINK_AFTER_UNNEEDED_READS`] reads in a row did not need it (none
+/// of them took a frame larger than a read chunk out, or started inside
+/// one), or at the next read after
+/// [`shrink_at_next_read`](Self::shrink_at_next_read) asked for it (a host
+/// does when its memory budget is short). So a connection that goes back
+/// to small frames returns the memory after a few reads; one that falls
+/// silent right after a large frame keeps its buffer until it reads again
+/// (its owner can ask for the shrink then, and keeps the buffer charged
+/// meanwhile). A buffer smaller than the read
 /// chunk (after [`set_limits`](Self::set_limits) raised it) grows to one
 /// read chunk at the next read.
 /// [`planned_capacity`](Self::planned_capacity) says beforehand what the
