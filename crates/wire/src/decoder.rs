@@ -80,9 +80,11 @@ pub struct FrameDecoder {
     read_chunk: usize,
     /// Reads in a row that started with a grown buffer they did not need.
     unneeded_reads: u32,
-    /// A frame larger than the read chunk was taken since the last read:
-    /// the read that brought it needed the grown buffer.
-    took_large_frame: bool,
+    /// Where the frame at the front was when the last read began: the
+    /// bytes stay in place until the next read, so its length tells
+    /// whether that read needed the grown buffer (without a check per
+    /// frame).
+    read_front: usize,
     /// `received` when `unneeded_reads` was last updated: it counts reads,
     /// not calls of `spare_capacity_mut`.
     counted_at: u64,
@@ -112,7 +114,7 @@ impl FrameDecoder {
             received: 0,
             read_chunk,
             unneeded_reads: 0,
-            took_large_frame: false,
+            read_front: 0,
             counted_at: 0,
             shrink_requested: false,
             limits,
@@ -232,11 +234,22 @@ impl FrameDecoder {
     fn unneeded_reads_now(&self) -> u32 {
         if self.received == self.counted_at {
             self.unneeded_reads
-        } else if self.holds_unneeded_buffer() && !self.took_large_frame {
+        } else if self.holds_unneeded_buffer() && !self.last_read_began_a_large_frame() {
             self.unneeded_reads.saturating_add(1)
         } else {
             0
         }
+    }
+
+    /// True if the frame at the front when the last read began is larger
+    /// than a read chunk: that read needed the grown buffer even if it
+    /// completed the frame (a host behind its socket reads one whole
+    /// large frame into an empty buffer at a time).
+    fn last_read_began_a_large_frame(&self) -> bool {
+        self.buf
+            .get(self.read_front..self.end)
+            .and_then(|front| FramePrefix::parse(front, &self.limits).ok())
+            .is_some_and(|prefix| prefix.frame_len() > self.read_chunk)
     }
 
     /// The contiguous room the frame at the front needs: its whole length
@@ -261,16 +274,17 @@ impl FrameDecoder {
         if self.poisoned.is_some() {
             return &mut [];
         }
+        // Planned and counted before anything moves (the count looks at
+        // where the last read began).
+        let planned = self.planned_capacity();
+        self.unneeded_reads = self.unneeded_reads_now();
+        self.counted_at = self.received;
+        self.shrink_requested = false;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
         let pending = self.end - self.start;
-        let planned = self.planned_capacity();
-        self.unneeded_reads = self.unneeded_reads_now();
-        self.counted_at = self.received;
-        self.took_large_frame = false;
-        self.shrink_requested = false;
         if planned != self.buf.capacity() {
             // An exact allocation, so the capacity is what was planned (and
             // charged) rather than what a growth policy rounds it to.
@@ -281,6 +295,7 @@ impl FrameDecoder {
             self.unneeded_reads = 0;
             self.start = 0;
             self.end = pending;
+            self.read_front = 0;
             return &mut self.buf[self.end..];
         }
         let need = self.front_need();
@@ -291,6 +306,7 @@ impl FrameDecoder {
             self.start = 0;
             self.end = pending;
         }
+        self.read_front = self.start;
         &mut self.buf[self.end..]
     }
 
@@ -349,7 +365,6 @@ impl FrameDecoder {
         }
         let frame_start = self.start;
         self.start += prefix.frame_len();
-        self.took_large_frame |= prefix.frame_len() > self.read_chunk;
         match view_frame(
             &self.buf[frame_start..],
             prefix,
@@ -388,7 +403,6 @@ impl FrameDecoder {
         let taken = take(&available[..frame_len])?;
         self.memo.count_hit();
         self.start += frame_len;
-        self.took_large_frame |= frame_len > self.read_chunk;
         Some(taken)
     }
 
@@ -507,10 +521,19 @@ mod tests {
         assert!(grown.0 >= frame_len);
         // Reads of exactly one whole frame each into the empty buffer (a
         // host that lags behind its socket), more than the shrink count.
+        // (A shrink and regrowth can end at the same size and address, so
+        // the plan before every read is what shows that none happens.)
         let mut at = frame_len;
         for _ in 0..2 * SHRINK_AFTER_UNNEEDED_READS {
-            read_checked(&mut decoder, &stream[at..at + frame_len], frame_len);
+            assert_eq!(decoder.planned_capacity(), grown.0, "kept before the read");
+            let spare = decoder.spare_capacity_mut();
+            spare[..frame_len].copy_from_slice(&stream[at..at + frame_len]);
+            decoder.commit(frame_len);
             at += frame_len;
+            assert_eq!(
+                decoder.next_frame().unwrap().unwrap().message_id(),
+                (at / frame_len - 1) as u64
+            );
             assert_eq!(decoder.buffered_len(), 0);
             assert_eq!((decoder.buffer_capacity(), decoder.buf.as_ptr()), grown);
         }
