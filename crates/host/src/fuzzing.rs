@@ -10,7 +10,7 @@ use hostmux_wire::FrameDecoder;
 use crate::config::HostConfig;
 use crate::dataplane::rig::Rig as Plane;
 use crate::dataplane::{ConnKey, Dataplane, Delivery, Outbox, ProcKey};
-use crate::io::budget::{charge_for_read_of, Charge, ConnBudget, Shortfall};
+use crate::io::budget::{plan_read, Charge, ConnBudget, Shortfall};
 
 struct Rig {
     dp: Dataplane,
@@ -108,7 +108,7 @@ pub(crate) fn client_streams(data: &[u8]) -> crate::ConnLimitStats {
     loop {
         let mut progressed = false;
         for conn in conns.iter_mut().filter(|c| c.open && !c.socket.is_empty()) {
-            let need = charge_for_read_of(&conn.decoder);
+            let need = plan_read(&mut conn.charge, &mut conn.decoder);
             match conn.charge.set_for_read(need, conn.waiting) {
                 Ok(()) => conn.waiting = false,
                 Err(Shortfall::Wait) => {

@@ -8,6 +8,15 @@ use crate::{FrameView, HeaderMemo, Limits, WireError};
 /// Default buffer size, and the smallest spare region offered for a read.
 pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
 
+/// Reads in a row that must not need a buffer grown for a large frame
+/// before it shrinks back to one read chunk (see [`FrameDecoder`]'s
+/// "Memory" section). Counted in reads, not time: in a stream of large
+/// frames every read continues or completes one (even a read that brings
+/// exactly one whole frame into an empty buffer), so the count never
+/// starts; a reader that switched to small frames gets there after a few
+/// reads.
+pub const SHRINK_AFTER_UNNEEDED_READS: u32 = 8;
+
 /// Splits a byte stream fed in arbitrary chunks into validated frames.
 ///
 /// The decoder owns one 16-byte-aligned buffer. Bytes go in either by
@@ -30,13 +39,24 @@ pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
 /// free, and then to at most twice its size or the received bytes plus a
 /// read chunk (and never past the announced frame, which was checked
 /// against [`Limits`] first). So a peer that announces 16 MiB and sends
-/// 64 bytes costs one read chunk, and a buffer is never more than about
-/// twice the bytes it holds plus a read chunk. Once the frame at the front
-/// fits in a read chunk again (a large frame was consumed), the buffer
-/// shrinks back to one read chunk: a stream of frames larger than the read
-/// chunk costs an allocation per such frame, smaller frames none. A buffer
-/// smaller than the read chunk (after [`set_limits`](Self::set_limits)
-/// raised it) grows to one read chunk at the next read.
+/// 64 bytes costs one read chunk, and while a frame is being received the
+/// buffer is never more than about twice the bytes it holds plus a read
+/// chunk.
+///
+/// A buffer grown for a large frame is kept after that frame: a stream of
+/// large frames reuses it, with no allocation (and no fresh pages to
+/// fault in) per frame. It shrinks back to one read chunk once
+/// [`SHRINK_AFTER_UNNEEDED_READS`] reads in a row did not need it (none
+/// of them took a frame larger than a read chunk out, or started inside
+/// one), or at the next read after
+/// [`shrink_at_next_read`](Self::shrink_at_next_read) asked for it (a host
+/// does when its memory budget is short). So a connection that goes back
+/// to small frames returns the memory after a few reads; one that falls
+/// silent right after a large frame keeps its buffer until it reads again
+/// (its owner can ask for the shrink then, and keeps the buffer charged
+/// meanwhile). A buffer smaller than the read
+/// chunk (after [`set_limits`](Self::set_limits) raised it) grows to one
+/// read chunk at the next read.
 /// [`planned_capacity`](Self::planned_capacity) says beforehand what the
 /// buffer will hold after the next [`spare_capacity_mut`](Self::spare_capacity_mut),
 /// so a caller can charge a memory budget before the allocation happens.
@@ -58,6 +78,18 @@ pub struct FrameDecoder {
     /// Bytes committed since the decoder was made.
     received: u64,
     read_chunk: usize,
+    /// Reads in a row that started with a grown buffer they did not need.
+    unneeded_reads: u32,
+    /// Where the frame at the front was when the last read began: the
+    /// bytes stay in place until the next read, so its length tells
+    /// whether that read needed the grown buffer (without a check per
+    /// frame).
+    read_front: usize,
+    /// `received` when `unneeded_reads` was last updated: it counts reads,
+    /// not calls of `spare_capacity_mut`.
+    counted_at: u64,
+    /// The owner asked for the grown buffer back at the next read.
+    shrink_requested: bool,
     limits: Limits,
     memo: HeaderMemo,
     poisoned: Option<WireError>,
@@ -81,6 +113,10 @@ impl FrameDecoder {
             end: 0,
             received: 0,
             read_chunk,
+            unneeded_reads: 0,
+            read_front: 0,
+            counted_at: 0,
+            shrink_requested: false,
             limits,
             memo: HeaderMemo::new(),
             poisoned: None,
@@ -98,8 +134,8 @@ impl FrameDecoder {
     }
 
     /// Current size of the buffer in bytes: the read chunk, or more while a
-    /// frame larger than it is being received (see the type's "Memory"
-    /// section).
+    /// frame larger than it is being received or a grown buffer is kept
+    /// (see the type's "Memory" section).
     pub fn buffer_len(&self) -> usize {
         self.buf.len()
     }
@@ -153,15 +189,14 @@ impl FrameDecoder {
             return capacity;
         }
         let pending = self.end - self.start;
-        // The frame at the front must end up contiguous, with room for at
-        // least one more byte.
-        let need = self
-            .pending_frame_len()
-            .unwrap_or(PREFIX_LEN)
-            .max(pending + 1);
+        let need = self.front_need();
         if capacity > self.read_chunk && need <= self.read_chunk {
-            // A large frame is done: back to one read chunk.
-            return self.read_chunk;
+            // A grown buffer this read does not need: kept for the next
+            // large frame, until enough reads in a row went without it.
+            if self.shrink_requested || self.unneeded_reads_now() >= SHRINK_AFTER_UNNEEDED_READS {
+                return self.read_chunk;
+            }
+            return capacity;
         }
         if capacity < self.read_chunk {
             // Made with (or set to) a larger read chunk than it holds.
@@ -172,6 +207,57 @@ impl FrameDecoder {
             return grown.min(need).next_multiple_of(FRAME_ALIGN);
         }
         capacity
+    }
+
+    /// Asks for a grown buffer back: the next
+    /// [`spare_capacity_mut`](Self::spare_capacity_mut) shrinks it to one
+    /// read chunk if the frame at the front fits in one (else the request
+    /// lapses). For an owner whose memory is short.
+    pub fn shrink_at_next_read(&mut self) {
+        self.shrink_requested = true;
+    }
+
+    /// True while the buffer is larger than a read chunk although the
+    /// frame at the front, if any, fits in one: a kept buffer that
+    /// [`shrink_at_next_read`](Self::shrink_at_next_read) would give back.
+    pub fn holds_unneeded_buffer(&self) -> bool {
+        self.poisoned.is_none()
+            && self.buf.capacity() > self.read_chunk
+            && self.front_need() <= self.read_chunk
+    }
+
+    /// `unneeded_reads` once the read about to start is counted: the first
+    /// call of [`spare_capacity_mut`](Self::spare_capacity_mut) since the
+    /// last read counts it (unneeded if it starts with a grown buffer it
+    /// does not need and the last read took no large frame out), later
+    /// calls do not.
+    fn unneeded_reads_now(&self) -> u32 {
+        if self.received == self.counted_at {
+            self.unneeded_reads
+        } else if self.holds_unneeded_buffer() && !self.last_read_began_a_large_frame() {
+            self.unneeded_reads.saturating_add(1)
+        } else {
+            0
+        }
+    }
+
+    /// True if the frame at the front when the last read began is larger
+    /// than a read chunk: that read needed the grown buffer even if it
+    /// completed the frame (a host behind its socket reads one whole
+    /// large frame into an empty buffer at a time).
+    fn last_read_began_a_large_frame(&self) -> bool {
+        self.buf
+            .get(self.read_front..self.end)
+            .and_then(|front| FramePrefix::parse(front, &self.limits).ok())
+            .is_some_and(|prefix| prefix.frame_len() > self.read_chunk)
+    }
+
+    /// The contiguous room the frame at the front needs: its whole length
+    /// once its prefix is in, with room for at least one more byte.
+    fn front_need(&self) -> usize {
+        self.pending_frame_len()
+            .unwrap_or(PREFIX_LEN)
+            .max(self.end - self.start + 1)
     }
 
     /// The smallest spare region worth a read without moving bytes first.
@@ -188,12 +274,17 @@ impl FrameDecoder {
         if self.poisoned.is_some() {
             return &mut [];
         }
+        // Planned and counted before anything moves (the count looks at
+        // where the last read began).
+        let planned = self.planned_capacity();
+        self.unneeded_reads = self.unneeded_reads_now();
+        self.counted_at = self.received;
+        self.shrink_requested = false;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
         let pending = self.end - self.start;
-        let planned = self.planned_capacity();
         if planned != self.buf.capacity() {
             // An exact allocation, so the capacity is what was planned (and
             // charged) rather than what a growth policy rounds it to.
@@ -201,14 +292,13 @@ impl FrameDecoder {
             buf.extend_from_slice(&self.buf[self.start..self.end]);
             buf.resize(planned, 0);
             self.buf = buf;
+            self.unneeded_reads = 0;
             self.start = 0;
             self.end = pending;
+            self.read_front = 0;
             return &mut self.buf[self.end..];
         }
-        let need = self
-            .pending_frame_len()
-            .unwrap_or(PREFIX_LEN)
-            .max(pending + 1);
+        let need = self.front_need();
         let cramped =
             self.start + need > self.buf.len() || self.buf.len() - self.end < self.min_read();
         if cramped && self.start > 0 {
@@ -216,6 +306,7 @@ impl FrameDecoder {
             self.start = 0;
             self.end = pending;
         }
+        self.read_front = self.start;
         &mut self.buf[self.end..]
     }
 
@@ -356,6 +447,7 @@ mod tests {
     fn read_checked(decoder: &mut FrameDecoder, mut bytes: &[u8], step: usize) -> Vec<u64> {
         let mut ids = Vec::new();
         while !bytes.is_empty() {
+            let kept = decoder.buffer_capacity();
             let planned = decoder.planned_capacity();
             let spare = decoder.spare_capacity_mut();
             let n = spare.len().min(bytes.len()).min(step);
@@ -363,8 +455,10 @@ mod tests {
             decoder.commit(n);
             bytes = &bytes[n..];
             assert_eq!(decoder.buffer_capacity(), planned, "planned exactly");
+            // Growth follows received bytes; a buffer may only be kept.
             assert!(
-                decoder.buffer_capacity() <= 2 * decoder.buffered_len() + CHUNK + FRAME_ALIGN,
+                decoder.buffer_capacity() <= 2 * decoder.buffered_len() + CHUNK + FRAME_ALIGN
+                    || decoder.buffer_capacity() == kept,
                 "{} bytes held for {} received",
                 decoder.buffer_capacity(),
                 decoder.buffered_len()
@@ -389,7 +483,7 @@ mod tests {
     }
 
     #[test]
-    fn the_buffer_grows_with_received_bytes_and_shrinks_after_a_large_frame() {
+    fn the_buffer_grows_with_received_bytes_and_is_kept_after_a_large_frame() {
         let mut decoder = FrameDecoder::new(Limits::default());
         let mut stream = frame(1, 100);
         stream.extend(frame(2, 3 << 20));
@@ -401,15 +495,108 @@ mod tests {
             decoder.buffer_capacity() >= 3 << 20,
             "holds the large frame"
         );
+        let grown = decoder.buffer_capacity();
         let ids = read_checked(&mut decoder, &stream[large_end - 1000..], 16 * 1024);
         assert_eq!(ids, [2, 3]);
-        assert_eq!(
-            decoder.planned_capacity(),
-            CHUNK,
-            "shrinks at the next read"
-        );
+        assert!(decoder.holds_unneeded_buffer());
+        assert_eq!(decoder.planned_capacity(), grown, "kept for the next read");
+        decoder.shrink_at_next_read();
+        assert_eq!(decoder.planned_capacity(), CHUNK, "given back on request");
         decoder.spare_capacity_mut();
         assert_eq!(decoder.buffer_capacity(), CHUNK);
+        assert!(!decoder.holds_unneeded_buffer());
+    }
+
+    /// The regression behind 0.1-0.3 GB/s at 1 MiB: a buffer regrown from
+    /// one read chunk for every large frame (fresh pages each time).
+    #[test]
+    fn a_run_of_large_frames_reuses_one_buffer() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let stream: Vec<u8> = (0..40).flat_map(|id| frame(id, 1 << 20)).collect();
+        let frame_len = stream.len() / 40;
+        // The first frame grows the buffer; from then on it stays put.
+        let ids = read_checked(&mut decoder, &stream[..frame_len], 64 * 1024);
+        assert_eq!(ids, [0]);
+        let grown = (decoder.buffer_capacity(), decoder.buf.as_ptr());
+        assert!(grown.0 >= frame_len);
+        // Reads of exactly one whole frame each into the empty buffer (a
+        // host that lags behind its socket), more than the shrink count.
+        // (A shrink and regrowth can end at the same size and address, so
+        // the plan before every read is what shows that none happens.)
+        let mut at = frame_len;
+        for _ in 0..2 * SHRINK_AFTER_UNNEEDED_READS {
+            assert_eq!(decoder.planned_capacity(), grown.0, "kept before the read");
+            let spare = decoder.spare_capacity_mut();
+            spare[..frame_len].copy_from_slice(&stream[at..at + frame_len]);
+            decoder.commit(frame_len);
+            at += frame_len;
+            assert_eq!(
+                decoder.next_frame().unwrap().unwrap().message_id(),
+                (at / frame_len - 1) as u64
+            );
+            assert_eq!(decoder.buffered_len(), 0);
+            assert_eq!((decoder.buffer_capacity(), decoder.buf.as_ptr()), grown);
+        }
+        // Reads of other sizes, including ones straddling two frames.
+        for (round, step) in [frame_len, 200_000, 64 * 1024, 7_777]
+            .into_iter()
+            .cycle()
+            .enumerate()
+        {
+            if at == stream.len() {
+                break;
+            }
+            let end = (at + frame_len + round * 1000).min(stream.len());
+            read_checked(&mut decoder, &stream[at..end], step);
+            at = end;
+            assert_eq!(
+                (decoder.buffer_capacity(), decoder.buf.as_ptr()),
+                grown,
+                "the same allocation after {at} bytes"
+            );
+        }
+        assert_eq!(
+            decoder.consumed_len(),
+            stream.len() as u64,
+            "every frame out"
+        );
+    }
+
+    #[test]
+    fn a_kept_buffer_shrinks_after_enough_reads_of_small_frames() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let large = frame(0, 1 << 20);
+        read_checked(&mut decoder, &large, 64 * 1024);
+        let grown = decoder.buffer_capacity();
+        assert!(grown > CHUNK);
+        let small: Vec<u8> = (1..=100).flat_map(|id| frame(id, 100)).collect();
+        let per_read = small.len() / 50;
+        let mut reads = 0;
+        let mut fed = 0;
+        while decoder.buffer_capacity() == grown {
+            let spare = decoder.spare_capacity_mut();
+            let n = spare.len().min(per_read);
+            spare[..n].copy_from_slice(&small[fed..fed + n]);
+            decoder.commit(n);
+            fed += n;
+            reads += 1;
+            while decoder.next_frame().unwrap().is_some() {}
+        }
+        // Counted from the first read after the large frame.
+        assert_eq!(reads, SHRINK_AFTER_UNNEEDED_READS as usize + 1);
+        assert_eq!(decoder.buffer_capacity(), CHUNK);
+        // A large frame in between starts the count again: one read per
+        // small frame, one short of the count on either side of it.
+        let mut decoder = FrameDecoder::new(Limits::default());
+        read_checked(&mut decoder, &large, 64 * 1024);
+        let below = SHRINK_AFTER_UNNEEDED_READS as u64 - 1;
+        let smalls =
+            |ids: std::ops::Range<u64>| -> Vec<u8> { ids.flat_map(|id| frame(id, 100)).collect() };
+        let small_len = frame(0, 100).len();
+        read_checked(&mut decoder, &smalls(0..below), small_len);
+        read_checked(&mut decoder, &large, 64 * 1024);
+        read_checked(&mut decoder, &smalls(0..below), small_len);
+        assert_eq!(decoder.buffer_capacity(), grown, "still kept");
     }
 
     #[test]

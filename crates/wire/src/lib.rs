@@ -130,7 +130,7 @@ pub use control::{
     ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo, ProcState, SpawnRequest,
     TerminateSummary, MAX_ACCOUNT_NAME_LEN,
 };
-pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK};
+pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK, SHRINK_AFTER_UNNEEDED_READS};
 pub use error::WireError;
 pub use flags::{Flags, DEFAULT_MAX_HOPS};
 pub use frame::{

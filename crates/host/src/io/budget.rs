@@ -11,6 +11,13 @@
 //! memory; a frame larger than the read chunk is charged whole once it
 //! needs more than one (see [`charge_for_read_of`] for why).
 //!
+//! A decoder keeps a buffer grown for a large frame while large frames
+//! keep coming (so a stream of them does not reallocate per frame), and
+//! the charge stays with the buffer. When the budget is short (a
+//! connection waits for memory, or more than half of it is charged), a
+//! connection gives such a kept buffer back at its next read
+//! ([`plan_read`]).
+//!
 //! Sans-IO apart from the wait, so the client-stream fuzz target drives
 //! the same accounting.
 
@@ -30,8 +37,12 @@ pub(crate) struct ConnBudget {
     limit: usize,
     max_connections: usize,
     used: Cell<usize>,
+    /// Charges waiting for memory now.
+    waiting: Cell<usize>,
     /// The most charged since the heap was last trimmed.
     peak_since_trim: Cell<usize>,
+    /// Heap trims so far.
+    trims: Cell<u64>,
     connections: Cell<usize>,
     counters: Cell<Counters>,
     /// Rung whenever memory is released.
@@ -81,7 +92,9 @@ impl ConnBudget {
             limit: cfg.conn_memory,
             max_connections: cfg.max_connections,
             used: Cell::new(0),
+            waiting: Cell::new(0),
             peak_since_trim: Cell::new(0),
+            trims: Cell::new(0),
             connections: Cell::new(0),
             counters: Cell::new(Counters::default()),
             released: Notify::new(),
@@ -94,6 +107,8 @@ impl ConnBudget {
         Charge {
             budget: self.clone(),
             bytes: 0,
+            waiting: false,
+            lowering_for_others: false,
         }
     }
 
@@ -105,6 +120,13 @@ impl ConnBudget {
     /// The budget.
     pub(crate) fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// True when memory is short: a connection waits for some, or more
+    /// than half of the budget is charged. Connections then give back
+    /// buffers kept from large frames ([`plan_read`]).
+    pub(crate) fn is_short(&self) -> bool {
+        self.waiting.get() > 0 || self.used.get() > self.limit / 2
     }
 
     /// Admits a frontend connection under the cap, or refuses it (counted,
@@ -187,6 +209,13 @@ impl Drop for Admission {
 pub(crate) struct Charge {
     budget: Rc<ConnBudget>,
     bytes: usize,
+    /// Counted in the budget's waiters (its last raise was refused for
+    /// now).
+    waiting: bool,
+    /// Its next lowering gives memory to connections short of it
+    /// ([`plan_read`] under pressure): the heap is not trimmed for it,
+    /// since they are about to use those pages.
+    lowering_for_others: bool,
 }
 
 impl Charge {
@@ -226,10 +255,15 @@ impl Charge {
             // After a burst (many connections, or large frames) has gone,
             // hand the freed buffers back to the kernel: the allocator
             // would otherwise keep them for reuse and the host's resident
-            // memory would stay at the burst's level.
+            // memory would stay at the burst's level. Never for a buffer
+            // given up under pressure (it is about to be reused), and
+            // never between frames of a stream (a kept buffer is not
+            // lowered while large frames keep coming).
             let peak = budget.peak_since_trim.get();
-            if peak >= TRIM_AFTER_PEAK && used <= peak / 8 {
+            let for_others = std::mem::take(&mut self.lowering_for_others);
+            if !for_others && peak >= TRIM_AFTER_PEAK && used <= peak / 8 {
                 crate::sys::trim_heap();
+                budget.trims.set(budget.trims.get() + 1);
                 budget.peak_since_trim.set(used);
             }
         }
@@ -239,6 +273,8 @@ impl Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
+        self.set_waiting(false);
+        self.lowering_for_others = false;
         let _ = self.set(0);
     }
 }
@@ -253,6 +289,7 @@ impl Charge {
         already_waiting: bool,
     ) -> Result<(), Shortfall> {
         let outcome = self.set(bytes);
+        self.set_waiting(outcome == Err(Shortfall::Wait));
         match outcome {
             Err(Shortfall::OverBudget) => self.budget.count_closed(Closed::OverBudget),
             Err(Shortfall::Wait) if !already_waiting => {
@@ -267,6 +304,19 @@ impl Charge {
             _ => {}
         }
         outcome
+    }
+
+    /// Counts this charge among the budget's waiters, or not.
+    fn set_waiting(&mut self, waiting: bool) {
+        if waiting != self.waiting {
+            let waiters = &self.budget.waiting;
+            if waiting {
+                waiters.set(waiters.get() + 1);
+            } else {
+                waiters.set(waiters.get() - 1);
+            }
+            self.waiting = waiting;
+        }
     }
 }
 
@@ -311,13 +361,28 @@ pub(crate) async fn charge_to(
     }
 }
 
-/// Charges what `decoder`'s next read needs: see [`charge_for_read_of`].
+/// Charges what `decoder`'s next read needs: see [`plan_read`].
 pub(crate) async fn charge_for_read(
     charge: &mut Charge,
-    decoder: &FrameDecoder,
+    decoder: &mut FrameDecoder,
     deadline: Instant,
 ) -> Result<(), String> {
-    charge_to(charge, charge_for_read_of(decoder), deadline).await
+    let bytes = plan_read(charge, decoder);
+    charge_to(charge, bytes, deadline).await
+}
+
+/// The charge `decoder`'s next read needs ([`charge_for_read_of`]), after
+/// asking it to give back a buffer kept from a large frame if the budget
+/// is short ([`ConnBudget::is_short`]): a kept buffer is a cache, and the
+/// memory goes to connections that wait for it first (so that lowering
+/// does not trim the heap). Set `charge` to the result before the read.
+pub(crate) fn plan_read(charge: &mut Charge, decoder: &mut FrameDecoder) -> usize {
+    let for_others = decoder.holds_unneeded_buffer() && charge.budget.is_short();
+    if for_others {
+        decoder.shrink_at_next_read();
+    }
+    charge.lowering_for_others = for_others;
+    charge_for_read_of(decoder)
 }
 
 /// The charge a connection needs before `decoder`'s next read: its planned
@@ -370,6 +435,98 @@ mod tests {
         assert_eq!(budget.stats().memory_high_water, 100);
         drop(a);
         assert_eq!(budget.used(), 0);
+    }
+
+    /// A connection reads `bytes` as the I/O thread does: charge first
+    /// ([`plan_read`]), then read at most `step` bytes, then take frames.
+    fn read_charged(
+        charge: &mut Charge,
+        decoder: &mut FrameDecoder,
+        mut bytes: &[u8],
+        step: usize,
+    ) {
+        while !bytes.is_empty() {
+            let need = plan_read(charge, decoder);
+            charge.set(need).expect("within the budget");
+            let spare = decoder.spare_capacity_mut();
+            let n = spare.len().min(step).min(bytes.len());
+            spare[..n].copy_from_slice(&bytes[..n]);
+            decoder.commit(n);
+            bytes = &bytes[n..];
+            assert!(decoder.buffer_capacity() <= charge.bytes());
+            while decoder.next_frame().unwrap().is_some() {}
+        }
+    }
+
+    fn frames(count: u64, payload_len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for id in 0..count {
+            hostmux_wire::encode_frame_to_vec(
+                &mut out,
+                &hostmux_wire::FrameHeader::data("sink", id),
+                &vec![1; payload_len],
+                &hostmux_wire::Limits::default(),
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_kept_buffer_stays_charged_until_small_frames_shrink_it() {
+        let budget = budget(64 << 20, 8);
+        let mut charge = budget.charge();
+        let mut decoder = FrameDecoder::new(hostmux_wire::Limits::default());
+        let chunk = decoder.read_chunk();
+        read_charged(&mut charge, &mut decoder, &frames(4, 1 << 20), 256 << 10);
+        assert_eq!(budget.trims.get(), 0, "no heap trim between frames");
+        let kept = decoder.buffer_capacity();
+        assert!(kept > 1 << 20);
+        // Between frames of the stream: buffer and charge both stay.
+        assert_eq!(plan_read(&mut charge, &mut decoder), kept);
+        assert_eq!(budget.used(), kept);
+        // Small frames, one read each: the buffer and the charge come back
+        // to one read chunk after SHRINK_AFTER_UNNEEDED_READS reads.
+        let small = frames(1, 100);
+        for _ in 0..hostmux_wire::SHRINK_AFTER_UNNEEDED_READS {
+            read_charged(&mut charge, &mut decoder, &small, small.len());
+            assert_eq!(charge.bytes(), kept);
+        }
+        read_charged(&mut charge, &mut decoder, &small, small.len());
+        assert_eq!(decoder.buffer_capacity(), chunk);
+        assert_eq!(charge.bytes(), chunk);
+        assert_eq!(budget.used(), chunk);
+        assert_eq!(budget.trims.get(), 1, "the heap is trimmed once it is over");
+    }
+
+    #[test]
+    fn a_kept_buffer_is_given_back_when_another_connection_waits() {
+        let budget = budget(4 << 20, 8);
+        let mut streaming = budget.charge();
+        let mut decoder = FrameDecoder::new(hostmux_wire::Limits::default());
+        read_charged(&mut streaming, &mut decoder, &frames(2, 1 << 20), 256 << 10);
+        assert!(streaming.bytes() > 1 << 20, "kept: the budget is not short");
+        let mut other = budget.charge();
+        other.set(900 << 10).unwrap();
+        assert!(!budget.is_short(), "under half the budget");
+        let mut waiter = budget.charge();
+        let wanted = 2200 << 10;
+        assert_eq!(waiter.set_for_read(wanted, false), Err(Shortfall::Wait));
+        assert!(budget.used() <= budget.limit() / 2);
+        assert!(budget.is_short(), "short because a connection waits");
+        // The streaming connection's next read gives its buffer back...
+        let need = plan_read(&mut streaming, &mut decoder);
+        assert!(streaming.lowering_for_others, "no trim for it");
+        streaming.set(need).unwrap();
+        assert!(!streaming.lowering_for_others);
+        decoder.spare_capacity_mut();
+        assert_eq!(need, decoder.read_chunk());
+        assert_eq!(decoder.buffer_capacity(), decoder.read_chunk());
+        // ...and the waiter gets its memory; it no longer counts as waiting.
+        assert_eq!(waiter.set_for_read(wanted, true), Ok(()));
+        assert_eq!(budget.waiting.get(), 0);
+        drop(waiter);
+        assert!(!budget.is_short());
     }
 
     #[test]

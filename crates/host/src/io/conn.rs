@@ -478,7 +478,7 @@ async fn read_loop<F: Frontend>(
         };
         charge_for_read(
             &mut charge,
-            &decoder,
+            &mut decoder,
             due.unwrap_or(now + cfg.frame_timeout),
         )
         .await?;
