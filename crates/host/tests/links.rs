@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use hostmux_host::{FrontendKind, HostConfig, LinkStats};
+use hostmux_host::{FrontendKind, HostConfig, LinkStats, ServeHandle};
 use hostmux_wire::{
     encode_hello_ack, is_link_status, link_status, rkyv::util::AlignedVec, Addr, FrameDecoder,
     FrameKind, Limits, UndeliverableReason,
@@ -317,13 +317,15 @@ async fn a_silent_peer_is_found_dead_within_the_link_timeout(kind: FrontendKind)
 }
 both_frontends!(a_silent_peer_is_found_dead_within_the_link_timeout);
 
-async fn the_window_bounds_frames_in_flight_and_acknowledgements_free_it(kind: FrontendKind) {
+/// Host A, whose link to host B takes at most `window` frames, and host B
+/// running a slow echo (200 µs a frame), so the window fills. Returns A,
+/// B's address, and what keeps both serving.
+async fn behind_a_small_window(kind: FrontendKind, window: u64) -> (TestHost, Addr, KeepServing) {
     let (a_addr, b_addr) = (
         Addr::tcp("127.0.0.1", free_port()).unwrap(),
         Addr::tcp("127.0.0.1", free_port()).unwrap(),
     );
-    let window = 16;
-    let (host_a, _serving_a) = serve_at(
+    let (host_a, serving_a) = serve_at(
         kind,
         a_addr.clone(),
         HostConfig {
@@ -333,16 +335,35 @@ async fn the_window_bounds_frames_in_flight_and_acknowledgements_free_it(kind: F
         },
     )
     .await;
-    let (host_b, _serving_b) =
+    let (host_b, serving_b) =
         serve_at(kind, b_addr.clone(), peers_config(&[a_addr.as_str()], "pt")).await;
-    // A slow proc: the window fills, the client's frames wait (none is
-    // refused), and every one is answered.
     let slow = ring_proc(|endpoint, frame| {
         std::thread::sleep(Duration::from_micros(200));
         crate::support::reply(endpoint, &frame, &frame.payload);
         true
     });
     host_b.spawn("echo", slow).await.unwrap();
+    (
+        host_a,
+        b_addr,
+        KeepServing {
+            _handles: vec![serving_a, serving_b],
+            _far_host: host_b,
+        },
+    )
+}
+
+/// Keeps hosts serving while it lives (their handles, and host B).
+struct KeepServing {
+    _handles: Vec<ServeHandle>,
+    _far_host: TestHost,
+}
+
+async fn the_window_bounds_frames_in_flight_and_acknowledgements_free_it(kind: FrontendKind) {
+    let window = 16;
+    // A slow proc: the window fills, the client's frames wait (none is
+    // refused), and every one is answered.
+    let (host_a, b_addr, _hosts) = behind_a_small_window(kind, window).await;
     let mut client = Client::connect(&host_a, "eager").await;
     const COUNT: u64 = 2_000;
     for id in 0..COUNT {
@@ -369,29 +390,8 @@ both_frontends!(the_window_bounds_frames_in_flight_and_acknowledgements_free_it)
 /// meeting a full ring (its outbound ring is not drained meanwhile), not
 /// refused: every one of its frames reaches the far proc and is answered.
 async fn a_full_link_holds_a_proc_back(kind: FrontendKind) {
-    let (a_addr, b_addr) = (
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-    );
     let window = 4;
-    let (host_a, _serving_a) = serve_at(
-        kind,
-        a_addr.clone(),
-        HostConfig {
-            link_window_frames: window,
-            overload_wait: Duration::from_secs(30),
-            ..peers_config(&[b_addr.as_str()], "pt")
-        },
-    )
-    .await;
-    let (host_b, _serving_b) =
-        serve_at(kind, b_addr.clone(), peers_config(&[a_addr.as_str()], "pt")).await;
-    let slow = ring_proc(|endpoint, frame| {
-        std::thread::sleep(Duration::from_micros(200));
-        crate::support::reply(endpoint, &frame, &frame.payload);
-        true
-    });
-    host_b.spawn("echo", slow).await.unwrap();
+    let (host_a, b_addr, _hosts) = behind_a_small_window(kind, window).await;
     const COUNT: u64 = 300;
     let far = b_addr.to_string();
     let caller = ring_proc(move |endpoint, poke| {

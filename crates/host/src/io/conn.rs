@@ -249,45 +249,34 @@ pub(super) async fn serve_conn<F: Frontend>(
     ));
     let wake_reader = wakes.reader;
     let is_link = dataplane.borrow().is_link(key);
-    let outcome = if is_link {
-        // A link also ends when the far host falls silent: nothing (frame,
-        // acknowledgement, heartbeat) for the link timeout.
-        let ended = {
-            let read = read_loop::<F>(
-                &mut reader,
-                (decoder, charge),
-                dataplane,
-                key,
-                &wake_reader,
-                cfg,
-            );
-            tokio::pin!(read);
-            tokio::select! {
-                outcome = &mut read => Ok(outcome),
-                silent = heartbeat(dataplane, key, cfg) => Err(silent),
-            }
-        };
-        match ended {
-            Ok(Ok(())) => Err(crate::dataplane::CLOSED_BY_PEER.to_owned()),
-            Ok(Err(reason)) => Err(reason),
-            Err(silent) => {
-                reader.shutdown();
-                Err(format!(
-                    "nothing received for {silent:?}, over the link timeout of {:?} (serve --link-timeout): the other host is down or unreachable",
-                    cfg.link_timeout
-                ))
-            }
-        }
-    } else {
-        read_loop::<F>(
+    // A link also ends when the far host falls silent: nothing (frame,
+    // acknowledgement, heartbeat) for the link timeout. A client has no
+    // heartbeat: its silence is waited out forever.
+    let ended = {
+        let read = read_loop::<F>(
             &mut reader,
             (decoder, charge),
             dataplane,
             key,
             &wake_reader,
             cfg,
-        )
-        .await
+        );
+        tokio::pin!(read);
+        tokio::select! {
+            outcome = &mut read => Ok(outcome),
+            silent = heartbeat(dataplane, key, cfg), if is_link => Err(silent),
+        }
+    };
+    let outcome = match ended {
+        Ok(Ok(())) if is_link => Err(crate::dataplane::CLOSED_BY_PEER.to_owned()),
+        Ok(outcome) => outcome,
+        Err(silent) => {
+            reader.shutdown();
+            Err(format!(
+                "nothing received for {silent:?}, over the link timeout of {:?} (serve --link-timeout): the other host is down or unreachable",
+                cfg.link_timeout
+            ))
+        }
     };
     match &outcome {
         Ok(()) => {
