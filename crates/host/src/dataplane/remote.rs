@@ -11,11 +11,16 @@
 //! whatever address a client, a proc or a remote sender names. Notices to
 //! another host's procs go the same way, so they too reach peers only.
 //!
-//! The link is an ordinary connection slot (bounded queue, counters) that is
-//! not in the routing table. While it connects, frames queue (up to the
-//! client queue bound, then `Overloaded`); if the dial or the hello fails,
-//! or the link later closes, every frame still queued is returned to its
-//! sender as `NoSuchProc`. Forwarded frames carry this host's primary
+//! The link is a connection slot that is not in the routing table, with a
+//! [`LinkFlow`] (sequence numbers, acknowledgements, window, heartbeats:
+//! `super::link`). While it connects, frames queue up to the window; a
+//! full window holds their sources back, then `Overloaded`. Frames this
+//! host's clients and procs send to a peer are kept in that peer's ledger
+//! (`super::ledger`) until answered: when a link with the peer fails,
+//! each is answered once here (`LinkFailed`, or `HostUnreachable` /
+//! `PeerRefused` for a link that never came up) and a late answer is
+//! dropped. A failed dial backs off; meanwhile frames for that peer are
+//! answered at once with the dial's reason. Forwarded frames carry this host's primary
 //! address (`crate::identity`) in their sender, so the far side can route
 //! replies back (by dialling us, which it does only if this host is one of
 //! its peers).
