@@ -5,17 +5,7 @@
 use hostmux_host::{FrontendKind, HostConfig};
 use hostmux_wire::{Addr, FrameKind};
 
-use crate::support::{both_frontends, echo_proc, serve_at, Client};
-
-/// A TCP port that was free a moment ago (for a host that must be named
-/// before it is bound).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{both_frontends, echo_proc, free_port, serve_at, Client};
 
 fn addr(text: &str) -> Addr {
     text.parse().unwrap()

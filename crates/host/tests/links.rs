@@ -13,15 +13,9 @@ use hostmux_wire::{
     FrameKind, Limits, UndeliverableReason,
 };
 
-use crate::support::{both_frontends, echo_proc, ring_proc, serve_at, Client, TestHost, WAIT};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{
+    both_frontends, echo_proc, free_port, ring_proc, serve_at, Client, TestHost, WAIT,
+};
 
 /// Hosts that peer with `peers` (the default link timeout, 2 s: tests run
 /// side by side on a loaded machine).

@@ -8,18 +8,8 @@ use hostmux_wire::Addr;
 use hostmux_wire::{FrameHeader, FrameKind, Sender, UndeliverableReason};
 
 use crate::support::{
-    both_frontends, echo_proc, reply, ring_proc, serve, serve_at, Client, Frame, WAIT,
+    both_frontends, echo_proc, free_port, reply, ring_proc, serve, serve_at, Client, Frame, WAIT,
 };
-
-/// A TCP port that was free a moment ago (for a host that must be named as
-/// a peer before it is bound).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A host config whose only peers are `peers`, with the peer token they
 /// share (a link is accepted only from a connection that presented it).

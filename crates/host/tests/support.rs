@@ -13,6 +13,16 @@ use hostmux_wire::{Addr, FrameHeader, FrameKind, Sender, Undeliverable};
 /// Bounded wait for anything a test waits on.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// A TCP port on loopback that was free a moment ago (for a host that
+/// must be named, as a peer, before it is bound).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Runs `scenario` once per frontend this machine has, each on its own
 /// multi-threaded runtime (in-process procs block in ring waits).
 macro_rules! both_frontends {

@@ -11,7 +11,7 @@ use hostmux_host::{
 use hostmux_wire::{Addr, FrameKind, UndeliverableReason};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
-use crate::support::{both_frontends, echo_proc, serve_at, Client, TestHost, WAIT};
+use crate::support::{both_frontends, echo_proc, free_port, serve_at, Client, TestHost, WAIT};
 
 /// A certificate authority and the folder its files are written to.
 struct Pki {
@@ -71,14 +71,6 @@ impl Pki {
         let files = self.issue(file_name, sans);
         TlsConfig::from_pem_files(&files.cert, &files.key, &files.ca).unwrap()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A host config with one peer and the peer token, and `tls` if given.
