@@ -92,6 +92,7 @@ impl Dataplane {
             service_name,
             limits,
             own_addr,
+            events,
             ..
         } = self;
         let conn = slot_of_conn(conns, key).expect("looked up above");
@@ -119,23 +120,19 @@ impl Dataplane {
             Outcome::LinkFull(l, deadline) => return Delivery::Blocked(Blocker::Link(l), deadline),
             Outcome::Retry => unreachable!("only a proc's drain retries at once"),
         }
-        self.handled(key)
+        if conn.flow.as_mut().is_some_and(|flow| flow.count_handled()) {
+            events.push_back(Event::WakeWriter(key));
+        }
+        Delivery::Done
     }
 
-    /// A frame from link `key` was disposed of: on a link another host
-    /// dialled, one more frame to acknowledge (a status goes with the next
-    /// write).
-    #[inline]
+    /// A frame from link `key` was disposed of without being routed (a late
+    /// answer dropped): it is acknowledged like any other.
     fn handled(&mut self, key: ConnKey) -> Delivery {
         let Dataplane { conns, events, .. } = self;
-        if let Some(flow) = slot_of_conn(conns, key).and_then(|c| c.flow.as_mut()) {
-            if !flow.dialled {
-                flow.handled += 1;
-                if !flow.status_due {
-                    flow.status_due = true;
-                    events.push_back(Event::WakeWriter(key));
-                }
-            }
+        let flow = slot_of_conn(conns, key).and_then(|c| c.flow.as_mut());
+        if flow.is_some_and(|flow| flow.count_handled()) {
+            events.push_back(Event::WakeWriter(key));
         }
         Delivery::Done
     }
@@ -261,13 +258,9 @@ impl Dataplane {
         // Only data frames take this lane (see `Dataplane::remember_route`).
         conn.answers
             .expect_with(|| frame_message_id(bytes), conn.repeat_peer);
-        if let Some(flow) = conn.flow.as_mut() {
-            // One more frame for the peer's acknowledgement.
-            flow.handled += 1;
-            if !flow.status_due {
-                flow.status_due = true;
-                events.push_back(Event::WakeWriter(key));
-            }
+        // One more frame for the peer's acknowledgement.
+        if conn.flow.as_mut().is_some_and(|flow| flow.count_handled()) {
+            events.push_back(Event::WakeWriter(key));
         }
         true
     }

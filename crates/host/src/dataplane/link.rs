@@ -139,6 +139,18 @@ impl LinkFlow {
         true
     }
 
+    /// Counts one more frame received on a link the far host dialled and
+    /// disposed of; returns whether the writer must be woken for the
+    /// status that acknowledges it (one wake per status, not per frame).
+    #[inline]
+    pub(super) fn count_handled(&mut self) -> bool {
+        if self.dialled {
+            return false;
+        }
+        self.handled += 1;
+        !std::mem::replace(&mut self.status_due, true)
+    }
+
     /// Whether sequence number `seq` was acknowledged.
     pub(super) fn is_acked(&self, seq: u64) -> bool {
         seq <= self.acked
