@@ -26,7 +26,7 @@ pub const MAGIC: [u8; 2] = *b"hm";
 /// The protocol version at prefix offset 14.
 pub const VERSION: u8 = 1;
 
-const fn align16(n: usize) -> usize {
+pub(crate) const fn align16(n: usize) -> usize {
     (n + FRAME_ALIGN - 1) & !(FRAME_ALIGN - 1)
 }
 

@@ -16,6 +16,8 @@
 //!
 //! * [`encode_frame`], [`encode_frame_head`], [`encode_frame_to_vec`] write
 //!   a frame from a borrowed [`FrameHeader`]; they allocate nothing.
+//!   [`RepeatedHead`] re-encodes a run of frames whose headers differ only
+//!   in message id and port without validating each header again.
 //! * [`FrameDecoder`] splits a byte stream fed in arbitrary chunks into
 //!   [`FrameView`]s borrowed from its aligned buffer (the host reads the
 //!   socket straight into that buffer); [`decode_frame`] and [`split_frame`]
@@ -111,6 +113,7 @@ mod limits;
 mod link;
 mod memo;
 mod name;
+mod repeat;
 mod rules;
 mod undeliverable;
 
@@ -153,6 +156,7 @@ pub use link::{
 };
 pub use memo::{HeaderMemo, HEADER_MEMO_CAPACITY};
 pub use name::{validate_name, ProcName, DEFAULT_MAX_NAME_LEN};
+pub use repeat::RepeatedHead;
 pub use undeliverable::{
     ArchivedUndeliverable, ArchivedUndeliverableReason, Undeliverable, UndeliverableReason,
     UNDELIVERABLE_LEN,

@@ -53,8 +53,9 @@ impl Dataplane {
         }
         let Dataplane { conns, cfg, .. } = self;
         let conn = slot_of_conn(conns, key).expect("looked up above");
-        // Set again below if this frame goes to a proc.
+        // Set again below if this frame goes to a proc (or another host).
         conn.repeat_route = None;
+        conn.forward_lane.close();
         if fresh {
             conn.stats.accepted += 1;
             conn.stats.bytes_in += frame.as_bytes().len() as u64;
@@ -224,7 +225,7 @@ impl Dataplane {
             return false;
         };
         let Some((p, seen)) = conn.repeat_route else {
-            return false;
+            return self.forward_repeat(key, bytes);
         };
         if seen != changes {
             return false;

@@ -48,6 +48,7 @@ mod clients;
 mod conn;
 mod drain;
 mod event;
+mod forward_lane;
 mod ledger;
 mod link;
 mod remote;
@@ -204,6 +205,9 @@ struct ConnSlot {
     repeat_route: Option<(ProcKey, u64)>,
     /// Who that proc is, for the answers awaited from it.
     repeat_peer: Peer,
+    /// The link this client's last frame was forwarded on, for repeats of
+    /// its header (see `forward_lane`).
+    forward_lane: forward_lane::ForwardLane,
     /// A link between this host and another (dialled by either): its
     /// sequence numbers, acknowledgements, window and heartbeats.
     flow: Option<Box<link::LinkFlow>>,
@@ -235,6 +239,7 @@ impl ConnSlot {
             lingering: false,
             repeat_route: None,
             repeat_peer: Peer::named(b""),
+            forward_lane: forward_lane::ForwardLane::new(),
             flow: None,
         }
     }

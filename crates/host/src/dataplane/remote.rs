@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use hostmux_wire::{
     encode_frame_to_vec, encoded_len, validate_addr, Addr, AddrKind, Flags, FrameDecoder,
-    FrameHeader, Limits, ProcName, Sender, UndeliverableReason,
+    FrameHeader, FrameKind, Limits, ProcName, Sender, UndeliverableReason,
 };
 
 use super::ledger::{Arrival, Awaited, LocalSender, PeerLedger};
@@ -315,7 +315,7 @@ fn forward_header<'a>(
     own_addr: &'a str,
     limits: &Limits,
     cfg: &HostConfig,
-    mut header: FrameHeader<'a>,
+    header: &mut FrameHeader<'a>,
     payload: &[u8],
     now: Instant,
 ) -> Forward {
@@ -366,14 +366,14 @@ fn forward_header<'a>(
     header.flags = header
         .flags
         .with_hops(header.flags.hops().saturating_add(1));
-    let len = encoded_len(&header, payload.len());
+    let len = encoded_len(header, payload.len());
     let Some(flow) = conn.flow.as_mut() else {
         return Forward::Refused(UndeliverableReason::LinkFailed);
     };
     if !flow.has_room(len, cfg.link_window_bytes, cfg.link_window_frames) {
         return Forward::Full(key);
     }
-    if encode_frame_to_vec(&mut conn.outbox, &header, payload, limits).is_err() {
+    if encode_frame_to_vec(&mut conn.outbox, header, payload, limits).is_err() {
         return Forward::Refused(UndeliverableReason::Malformed);
     }
     let seq = flow.count_sent(len);
@@ -544,52 +544,90 @@ impl Dataplane {
             cfg,
             ..
         } = self;
+        let kind = header.kind;
+        let mut header = header;
         let forwarded = forward_header(
-            conns, remotes, events, generation, own_addr, limits, cfg, header, payload, now,
+            conns,
+            remotes,
+            events,
+            generation,
+            own_addr,
+            limits,
+            cfg,
+            &mut header,
+            payload,
+            now,
         );
         match forwarded {
             Forward::Queued { link, seq, peer } => {
-                // An answer to a request the peer sent here (a reply) awaits
-                // nothing: it is not recorded.
-                let is_answer = sender_name.is_some_and(|name| {
-                    self.remotes
-                        .peer_mut(peer)
-                        .accepted
-                        .and_then(|key| slot_of_conn(&mut self.conns, key))
-                        .is_some_and(|conn| conn.answers.answer_if_tracked(message_id, name))
-                });
-                if let (true, false, Some(sender), Some(sender_name)) =
-                    (answerable, is_answer, local, sender_name)
+                // Repeats of a client's data frame may follow it (see
+                // `forward_lane`).
+                if let (Some(LocalSender::Client(key)), Some(sender_name), FrameKind::Data) =
+                    (local, sender_name, kind)
                 {
-                    let entry = Awaited {
-                        message_id,
-                        sender_name,
-                        sender,
-                        went_to,
-                        link,
-                        seq,
-                    };
-                    let ledger = self
-                        .remotes
-                        .peer_mut(peer)
-                        .ledger
-                        .get_or_insert_with(Default::default);
-                    let conns = &self.conns;
-                    ledger.record(entry, |link, seq| {
-                        conns
-                            .get(link.index as usize)
-                            .and_then(Option::as_ref)
-                            .filter(|c| c.generation == link.generation)
-                            .and_then(|c| c.flow.as_ref())
-                            // A link that is gone has answered its frames.
-                            .is_none_or(|flow| flow.is_acked(seq))
-                    });
+                    if let Some(conn) = slot_of_conn(conns, key) {
+                        conn.forward_lane
+                            .open(link, peer, went_to, sender_name, &header, limits);
+                    }
+                }
+                match (sender_name, local) {
+                    (Some(sender_name), Some(sender)) if answerable => self.await_answer(
+                        peer,
+                        Awaited {
+                            message_id,
+                            sender_name,
+                            sender,
+                            went_to,
+                            link,
+                            seq,
+                        },
+                    ),
+                    (Some(sender_name), _) => {
+                        self.answers_request_from(peer, message_id, sender_name);
+                    }
+                    (None, _) => {}
                 }
                 Outcome::Delivered
             }
             Forward::Refused(reason) => Outcome::Returned(reason),
             Forward::Full(link) => self.wait_for_link(link, source, now),
         }
+    }
+
+    /// `entry`, a frame of this host's sender just queued on a link to
+    /// configured peer `peer`, awaits an answer from that host: it goes in
+    /// the peer's ledger, unless it is itself an answer to a request the
+    /// peer sent here (a reply), which awaits nothing.
+    pub(super) fn await_answer(&mut self, peer: usize, entry: Awaited) {
+        if self.answers_request_from(peer, entry.message_id, entry.sender_name) {
+            return;
+        }
+        let ledger = self
+            .remotes
+            .peer_mut(peer)
+            .ledger
+            .get_or_insert_with(Default::default);
+        let conns = &self.conns;
+        ledger.record(entry, |link, seq| {
+            conns
+                .get(link.index as usize)
+                .and_then(Option::as_ref)
+                .filter(|c| c.generation == link.generation)
+                .and_then(|c| c.flow.as_ref())
+                // A link that is gone has answered its frames.
+                .is_none_or(|flow| flow.is_acked(seq))
+        });
+    }
+
+    /// Whether a frame with `message_id` from this host's `sender_name`,
+    /// queued for configured peer `peer`, answers a request the peer sent
+    /// here (one that peer's link awaits an answer to; now answered).
+    fn answers_request_from(&mut self, peer: usize, message_id: u64, sender_name: Peer) -> bool {
+        self.remotes
+            .peer_mut(peer)
+            .accepted
+            .and_then(|key| slot_of_conn(&mut self.conns, key))
+            .is_some_and(|conn| conn.answers.answer_if_tracked(message_id, sender_name))
     }
 
     /// `link`'s window is full: `source` waits for room (acknowledgements)
