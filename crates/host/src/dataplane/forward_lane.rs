@@ -80,11 +80,11 @@ impl ForwardLane {
 }
 
 /// The slots of two different connections, both live.
-fn two_conns<'a>(
-    conns: &'a mut [Option<ConnSlot>],
+fn two_conns(
+    conns: &mut [Option<ConnSlot>],
     a: ConnKey,
     b: ConnKey,
-) -> Option<(&'a mut ConnSlot, &'a mut ConnSlot)> {
+) -> Option<(&mut ConnSlot, &mut ConnSlot)> {
     let (i, j) = (a.index as usize, b.index as usize);
     if i == j || i.max(j) >= conns.len() {
         return None;
