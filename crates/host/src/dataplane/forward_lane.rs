@@ -121,6 +121,11 @@ impl Dataplane {
         let Some((conn, link_conn)) = two_conns(&mut self.conns, key, link) else {
             return false;
         };
+        // A connection that is itself a link has its own frames counted
+        // and acknowledged: the full path does that.
+        if conn.flow.is_some() {
+            return false;
+        }
         let Some(flow) = link_conn.flow.as_mut() else {
             return false;
         };
