@@ -25,6 +25,7 @@
 //! Sans-IO and allocation-free once its tables have their working size
 //! (reserved when a peer's ledger is made).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 // Keys come from senders (message ids): a randomly seeded hash, so none
@@ -132,24 +133,32 @@ impl PeerLedger {
     /// acknowledged entry when full; an unacknowledged one is never
     /// dropped, and the ledger then grows past its bound).
     pub(crate) fn record(&mut self, entry: Awaited, acked: impl Fn(ConnKey, u64) -> bool) {
+        // One table lookup per step: this runs once per forwarded frame,
+        // and a full ledger (a one-way stream) evicts one entry per frame.
         while self.order.len() >= MAX_AWAITED {
             let Some(front) = self.order.front().copied() else {
                 break;
             };
-            let key = (front.message_id, front.sender_name);
-            let live = self.counts.get(&key).copied().unwrap_or(0) > 0;
-            if live && !acked(front.link, front.seq) {
-                break;
+            match self.counts.entry((front.message_id, front.sender_name)) {
+                Entry::Occupied(mut count) => {
+                    if !acked(front.link, front.seq) {
+                        break;
+                    }
+                    *count.get_mut() -= 1;
+                    if *count.get() == 0 {
+                        count.remove();
+                    }
+                    self.awaited -= 1;
+                    self.evicted += 1;
+                }
+                // Answered already.
+                Entry::Vacant(_) => {}
             }
             self.order.pop_front();
-            if live {
-                self.take(key);
-                self.evicted += 1;
-            }
         }
         let key = (entry.message_id, entry.sender_name);
         // A key answered with a notice and now sent again is live again.
-        if self.tombstones.remove(&key) {
+        if !self.tombstones.is_empty() && self.tombstones.remove(&key) {
             self.tombstone_order.retain(|k| *k != key);
         }
         *self.counts.entry(key).or_insert(0) += 1;
@@ -209,6 +218,10 @@ impl PeerLedger {
     }
 
     fn drop_answered_front(&mut self) {
+        // Every entry is awaited (a one-way stream): none to drop, no lookup.
+        if self.order.len() == self.awaited {
+            return;
+        }
         while let Some(front) = self.order.front() {
             if self
                 .counts
