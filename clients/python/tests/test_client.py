@@ -8,7 +8,7 @@ import socket
 import tempfile
 import threading
 import unittest
-from typing import Callable, List, Optional
+from typing import Callable
 
 from hostmux_client import Client, HelloRefused, ReceiveTimeout, Undelivered
 from hostmux_client.wire import (
@@ -63,14 +63,14 @@ class FakeHost:
     """Accepts one connection, reads the hello, and calls ``script`` with
     the connection and the frames decoded so far."""
 
-    def __init__(self, script: Callable[[socket.socket, "FakeHost"], None]) -> None:
+    def __init__(self, script: Callable[[socket.socket, FakeHost], None]) -> None:
         self.dir = tempfile.TemporaryDirectory()
         self.path = os.path.join(self.dir.name, "host.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.path)
         self.listener.listen(1)
         self.decoder = FrameDecoder()
-        self.failure: List[BaseException] = []
+        self.failure: list[BaseException] = []
         self.thread = threading.Thread(target=self._serve, args=(script,), daemon=True)
         self.thread.start()
 
@@ -84,7 +84,7 @@ class FakeHost:
                 raise EOFError("client closed")
             self.decoder.feed(data)
 
-    def _serve(self, script: Callable[[socket.socket, "FakeHost"], None]) -> None:
+    def _serve(self, script: Callable[[socket.socket, FakeHost], None]) -> None:
         try:
             conn, _ = self.listener.accept()
             with conn:
@@ -108,7 +108,7 @@ class FakeHost:
 
 
 class Hello(unittest.TestCase):
-    def connect_to(self, script: Callable[[socket.socket, FakeHost], None]) -> Optional[Client]:
+    def connect_to(self, script: Callable[[socket.socket, FakeHost], None]) -> Client | None:
         host = FakeHost(script)
         try:
             return Client.connect(host.address, name="c1", hello_timeout=DEADLINE)
@@ -122,7 +122,10 @@ class Hello(unittest.TestCase):
 
     def test_a_refusal_names_its_reason(self) -> None:
         refusal = from_service(
-            FrameKind.UNDELIVERABLE, 0, "c1", HELLO_PORT,
+            FrameKind.UNDELIVERABLE,
+            0,
+            "c1",
+            HELLO_PORT,
             Undeliverable(0, UndeliverableReason.PEER_REFUSED).to_bytes(),
         )
         with self.assertRaises(HelloRefused) as caught:
@@ -157,7 +160,10 @@ class RequestReply(unittest.TestCase):
             second = host.read_frame(conn)
             conn.sendall(
                 from_service(
-                    FrameKind.UNDELIVERABLE, second.message_id, "c1", 0,
+                    FrameKind.UNDELIVERABLE,
+                    second.message_id,
+                    "c1",
+                    0,
                     Undeliverable(second.message_id, UndeliverableReason.LINK_FAILED).to_bytes(),
                 )
             )

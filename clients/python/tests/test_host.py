@@ -17,7 +17,8 @@ import tempfile
 import threading
 import unittest
 from pathlib import Path
-from typing import Dict, List, Optional
+
+from test_wire import documented_frames
 
 from hostmux_client import (
     Client,
@@ -26,12 +27,10 @@ from hostmux_client import (
     FrameKind,
     HelloRefused,
     SenderKind,
-    Undelivered,
     UndeliverableReason,
+    Undelivered,
 )
 from hostmux_client.wire import PREFIX_LEN
-
-from test_wire import documented_frames
 
 REPO = Path(__file__).resolve().parents[3]
 DEADLINE = 20.0
@@ -56,7 +55,7 @@ def free_port() -> int:
 class Host:
     """A ``hostmux serve`` child with a token and an echo proc."""
 
-    def __init__(self, frontend: Optional[str] = None) -> None:
+    def __init__(self, frontend: str | None = None) -> None:
         self.bin = hostmux_bin()
         self.dir = tempfile.mkdtemp(prefix="hmpy-")
         self.control = os.path.join(self.dir, "control.sock")
@@ -68,11 +67,16 @@ class Host:
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(
             [
-                self.bin, "serve",
-                "--frontend", self.frontend,
-                "--control-socket", self.control,
-                "--token-file", self.token_file,
-                "--shutdown-grace", "2s",
+                self.bin,
+                "serve",
+                "--frontend",
+                self.frontend,
+                "--control-socket",
+                self.control,
+                "--token-file",
+                self.token_file,
+                "--shutdown-grace",
+                "2s",
             ],
             stdout=subprocess.PIPE,
             env=env,
@@ -142,13 +146,17 @@ class AgainstAHost(unittest.TestCase):
         )
 
     def test_round_trip_over_the_control_socket_without_a_token(self) -> None:
-        with Client.connect(f"unix:{self.host.control}", name="rt-unix", hello_timeout=DEADLINE) as client:
-            self.assertEqual(client.request("echo", b"x" * 1000, timeout=DEADLINE).payload, b"x" * 1000)
+        with Client.connect(
+            f"unix:{self.host.control}", name="rt-unix", hello_timeout=DEADLINE
+        ) as client:
+            self.assertEqual(
+                client.request("echo", b"x" * 1000, timeout=DEADLINE).payload, b"x" * 1000
+            )
 
     def test_ten_thousand_pipelined_frames_are_each_answered_once(self) -> None:
         count = 10_000
         with self.host.connect(name="pipeline") as client:
-            failure: List[BaseException] = []
+            failure: list[BaseException] = []
 
             def send_all() -> None:
                 try:
@@ -161,7 +169,7 @@ class AgainstAHost(unittest.TestCase):
 
             sender = threading.Thread(target=send_all)
             sender.start()
-            answers: Dict[int, int] = {}
+            answers: dict[int, int] = {}
             for _ in range(count):
                 frame = client.recv(timeout=DEADLINE)
                 self.assertEqual(frame.kind, FrameKind.DATA, frame.undeliverable())
@@ -185,7 +193,9 @@ class AgainstAHost(unittest.TestCase):
         self.assertEqual(frame.message_id, 4242)
         notice = frame.undeliverable()
         assert notice is not None
-        self.assertEqual((notice.original_message_id, notice.reason), (4242, UndeliverableReason.NO_SUCH_PROC))
+        self.assertEqual(
+            (notice.original_message_id, notice.reason), (4242, UndeliverableReason.NO_SUCH_PROC)
+        )
         self.assertEqual((frame.header.dest_name, frame.header.flags), ("missing", Flags.TO_CLIENT))
         self.assertEqual(
             (frame.header.sender_kind, frame.header.sender_name, frame.header.sender_addr),
@@ -207,11 +217,15 @@ class AgainstAHost(unittest.TestCase):
         self.assertEqual(caught.exception.reason, UndeliverableReason.PEER_REFUSED)
         # The control socket takes no token: one presented there is wrong.
         with self.assertRaises(HelloRefused) as caught:
-            Client.connect(f"unix:{self.host.control}", name="ctl-token", token=TOKEN, hello_timeout=DEADLINE)
+            Client.connect(
+                f"unix:{self.host.control}", name="ctl-token", token=TOKEN, hello_timeout=DEADLINE
+            )
         self.assertEqual(caught.exception.reason, UndeliverableReason.PEER_REFUSED)
 
     def test_the_token_file_newline_is_not_part_of_the_token(self) -> None:
-        with self.host.connect(name="from-file", token=None, token_file=self.host.token_file) as client:
+        with self.host.connect(
+            name="from-file", token=None, token_file=self.host.token_file
+        ) as client:
             self.assertEqual(client.request("echo", b"ok", timeout=DEADLINE).payload, b"ok")
 
     def test_a_name_in_use_is_closed_without_an_ack(self) -> None:
@@ -219,7 +233,9 @@ class AgainstAHost(unittest.TestCase):
             with self.assertRaises(HelloRefused) as caught:
                 self.host.connect(name="taken")
             self.assertIsNone(caught.exception.reason)
-            self.assertEqual(first.request("echo", b"still here", timeout=DEADLINE).payload, b"still here")
+            self.assertEqual(
+                first.request("echo", b"still here", timeout=DEADLINE).payload, b"still here"
+            )
 
     def test_a_frame_larger_than_the_ring_is_oversized_and_the_connection_stays(self) -> None:
         # The default inbound ring is 1 MiB: a record holds 1 MiB - 16 bytes.
@@ -241,7 +257,9 @@ class AgainstAHost(unittest.TestCase):
         self.assertEqual(notice_frame.message_id, 0)
         notice = notice_frame.undeliverable()
         assert notice is not None
-        self.assertEqual((notice.original_message_id, notice.reason), (0, UndeliverableReason.MALFORMED))
+        self.assertEqual(
+            (notice.original_message_id, notice.reason), (0, UndeliverableReason.MALFORMED)
+        )
         self.assertEqual(caught.exception.last_notice, notice)
 
     def test_half_close_keeps_the_replies_in_flight(self) -> None:
@@ -259,13 +277,18 @@ class AgainstAHost(unittest.TestCase):
             # Refused on arrival: the notice comes back on this connection.
             client.send("nope", b"", message_id=5, anonymous=True)
             frame = client.recv(timeout=DEADLINE)
-            self.assertEqual((frame.kind, frame.message_id, frame.header.dest_name), (FrameKind.UNDELIVERABLE, 5, ""))
+            self.assertEqual(
+                (frame.kind, frame.message_id, frame.header.dest_name),
+                (FrameKind.UNDELIVERABLE, 5, ""),
+            )
             # Delivered: no reply can come back. The named frame behind it
             # is answered first, and nothing is answered for the first.
             client.send("echo", b"a", message_id=6, anonymous=True)
             client.send("echo", b"b", message_id=7)
             self.assertEqual(client.recv(timeout=DEADLINE).message_id, 7)
-            self.assertEqual(client.request("echo", b"c", message_id=8, timeout=DEADLINE).message_id, 8)
+            self.assertEqual(
+                client.request("echo", b"c", message_id=8, timeout=DEADLINE).message_id, 8
+            )
 
     def test_another_hosts_address_is_not_a_peer(self) -> None:
         with self.host.connect(name="remote") as client:
@@ -300,7 +323,7 @@ class OverAUnixFrontend(unittest.TestCase):
     def tearDownClass(cls) -> None:
         cls.host.stop()
 
-    def cli(self, *args: str) -> "subprocess.CompletedProcess[bytes]":
+    def cli(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [sys.executable, "-m", "hostmux_client", *args],
             capture_output=True,
@@ -309,27 +332,61 @@ class OverAUnixFrontend(unittest.TestCase):
         )
 
     def test_round_trip_with_a_token_file(self) -> None:
-        with self.host.connect(name="unix-front", token=None, token_file=self.host.token_file) as client:
-            self.assertEqual(client.request("echo", b"over unix", timeout=DEADLINE).payload, b"over unix")
+        with self.host.connect(
+            name="unix-front", token=None, token_file=self.host.token_file
+        ) as client:
+            self.assertEqual(
+                client.request("echo", b"over unix", timeout=DEADLINE).payload, b"over unix"
+            )
 
     def test_cli_send_prints_the_reply(self) -> None:
-        out = self.cli("send", "--to", "echo", "--addr", self.host.frontend, "--token-file", self.host.token_file, "hello")
+        out = self.cli(
+            "send",
+            "--to",
+            "echo",
+            "--addr",
+            self.host.frontend,
+            "--token-file",
+            self.host.token_file,
+            "hello",
+        )
         self.assertEqual((out.returncode, out.stdout), (0, b"hello"), out.stderr)
 
     def test_cli_exit_codes(self) -> None:
-        missing = self.cli("send", "--to", "nope", "--addr", self.host.frontend, "--token-file", self.host.token_file, "x")
+        missing = self.cli(
+            "send",
+            "--to",
+            "nope",
+            "--addr",
+            self.host.frontend,
+            "--token-file",
+            self.host.token_file,
+            "x",
+        )
         self.assertEqual(missing.returncode, 4, missing.stderr)
         self.assertIn(b"no such proc", missing.stderr)
         no_token = self.cli("send", "--to", "echo", "--addr", self.host.frontend, "x")
         self.assertEqual(no_token.returncode, 4, no_token.stderr)
         self.assertIn(b"token", no_token.stderr)
-        unreachable = self.cli("send", "--to", "echo", "--addr", f"unix:{self.host.dir}/nothing.sock", "x")
+        unreachable = self.cli(
+            "send", "--to", "echo", "--addr", f"unix:{self.host.dir}/nothing.sock", "x"
+        )
         self.assertEqual(unreachable.returncode, 3, unreachable.stderr)
         usage = self.cli("send", "--addr", self.host.frontend, "x")
         self.assertEqual(usage.returncode, 2, usage.stderr)
 
     def test_cli_ping(self) -> None:
-        out = self.cli("ping", "--to", "echo", "--addr", self.host.frontend, "--token-file", self.host.token_file, "--count", "3")
+        out = self.cli(
+            "ping",
+            "--to",
+            "echo",
+            "--addr",
+            self.host.frontend,
+            "--token-file",
+            self.host.token_file,
+            "--count",
+            "3",
+        )
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(out.stdout.count(b"bytes from echo"), 3, out.stdout)
 

@@ -7,7 +7,6 @@ import random
 import tempfile
 import unittest
 from pathlib import Path
-from typing import List
 
 from hostmux_client import read_token_file
 from hostmux_client.wire import (
@@ -41,17 +40,20 @@ from hostmux_client.wire import (
     validate_address,
 )
 
+DEFAULT_LIMITS = Limits()
 REPO = Path(__file__).resolve().parents[3]
 WIRE_MD = REPO / "docs" / "wire.md"
 
 
-def documented_frames() -> List[bytes]:
+def documented_frames() -> list[bytes]:
     """The hex dumps of docs/wire.md's Examples section, one per block
     (the same rule as crates/wire/tests/wire_md.rs)."""
     if not WIRE_MD.is_file():
-        raise AssertionError(f"docs/wire.md not found at {WIRE_MD}: run the tests from the repository")
+        raise AssertionError(
+            f"docs/wire.md not found at {WIRE_MD}: run the tests from the repository"
+        )
     examples = WIRE_MD.read_text(encoding="utf-8").split("\n## Examples\n", 1)[1]
-    frames: List[bytes] = []
+    frames: list[bytes] = []
     current = None
     for line in examples.splitlines():
         if line.startswith("```"):
@@ -122,7 +124,9 @@ class DocumentedExamples(unittest.TestCase):
         self.assertEqual(notice.header.dest_port, 0)
         self.assertEqual(notice.header.sender_kind, SenderKind.PROC)
         self.assertEqual((notice.header.sender_name, notice.header.sender_addr), ("service", ""))
-        self.assertEqual(notice.undeliverable(), Undeliverable(42, UndeliverableReason.NO_SUCH_PROC))
+        self.assertEqual(
+            notice.undeliverable(), Undeliverable(42, UndeliverableReason.NO_SUCH_PROC)
+        )
         # Re-encoding the decoded notice gives its bytes back (canonical).
         self.assertEqual(encode_frame(notice.header, notice.payload), self.frames[4])
 
@@ -137,7 +141,11 @@ class RoundTrips(unittest.TestCase):
         ]
         for kind in FrameKind:
             for sender_kind, name, addr in senders:
-                for flags in (Flags.NONE, Flags.RETURN_UNDELIVERABLE | Flags.TO_CLIENT, Flags.FROM_CLIENT):
+                for flags in (
+                    Flags.NONE,
+                    Flags.RETURN_UNDELIVERABLE | Flags.TO_CLIENT,
+                    Flags.FROM_CLIENT,
+                ):
                     for payload in (b"", b"x", bytes(range(256)) * 3):
                         header = Header(
                             kind=kind,
@@ -181,9 +189,7 @@ class RoundTrips(unittest.TestCase):
             Undeliverable.decode(bytes(15))
 
     def test_the_stream_decoder_takes_bytes_in_any_pieces(self) -> None:
-        frames = [
-            encode_frame(client_header(message_id=i), bytes([i]) * i) for i in range(40)
-        ]
+        frames = [encode_frame(client_header(message_id=i), bytes([i]) * i) for i in range(40)]
         stream = b"".join(frames)
         rng = random.Random(7)
         decoder = FrameDecoder()
@@ -212,7 +218,7 @@ def mutated(frame: bytes, at: int, value: int) -> bytes:
 class HostileInput(unittest.TestCase):
     frame = encode_frame(client_header(dest_port=7, flags=Flags.RETURN_UNDELIVERABLE), b"hello")
 
-    def assert_refused(self, data: bytes, error: type, limits: Limits = Limits()) -> None:
+    def assert_refused(self, data: bytes, error: type, limits: Limits = DEFAULT_LIMITS) -> None:
         with self.assertRaises(error):
             decode_frame(data, limits)
         decoder = FrameDecoder(limits)
@@ -268,7 +274,9 @@ class HostileInput(unittest.TestCase):
         root = bytearray(longer_head[-32:])
         root[24:28] = (-(16 + 24)).to_bytes(4, "little", signed=True)
         longer_head = longer_head[:-32] + bytes(root)
-        prefix = (16 + 48 + 16).to_bytes(4, "little") + (48).to_bytes(4, "little") + self.frame[8:16]
+        prefix = (
+            (16 + 48 + 16).to_bytes(4, "little") + (48).to_bytes(4, "little") + self.frame[8:16]
+        )
         data = prefix + longer_head + self.frame[64:]
         self.assert_refused(data, HeaderTrailingBytes)
 
@@ -304,9 +312,24 @@ class NamesTokensAddresses(unittest.TestCase):
             encode_hello("cli", bytes(4096))
 
     def test_addresses(self) -> None:
-        for good in ("tcp:127.0.0.1:7000", "tcp:[::1]:0", "tcp:host-1.example:65535", "unix:/run/x.sock", "unix:@abs"):
+        for good in (
+            "tcp:127.0.0.1:7000",
+            "tcp:[::1]:0",
+            "tcp:host-1.example:65535",
+            "unix:/run/x.sock",
+            "unix:@abs",
+        ):
             validate_address(good)
-        for bad in ("tcp:1.2.3.4", "tcp::7000", "tcp:h:07000", "tcp:h:65536", "tcp:[::1:7", "unix:rel", "udp:h:1", "unix:/" + "a" * 107):
+        for bad in (
+            "tcp:1.2.3.4",
+            "tcp::7000",
+            "tcp:h:07000",
+            "tcp:h:65536",
+            "tcp:[::1:7",
+            "unix:rel",
+            "udp:h:1",
+            "unix:/" + "a" * 107,
+        ):
             with self.assertRaises(InvalidAddress, msg=bad):
                 validate_address(bad)
 

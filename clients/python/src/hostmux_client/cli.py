@@ -7,7 +7,6 @@ import os
 import statistics
 import sys
 import time
-from typing import List, Optional
 
 from .client import (
     Client,
@@ -51,7 +50,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
         metavar="FILE",
-        help="file holding the host's token (trailing newline ignored); none for a host without one",
+        help="file holding the host's token (trailing whitespace ignored); "
+        "none for a host without one or over a control socket",
     )
     parser.add_argument("--port", type=int, default=0, help="port on the proc (default 0)")
     parser.add_argument(
@@ -85,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(send)
-    send.add_argument("payload", metavar="PAYLOAD", help="the payload (UTF-8 text; '-' reads stdin)")
+    send.add_argument(
+        "payload", metavar="PAYLOAD", help="the payload (UTF-8 text; '-' reads stdin)"
+    )
     send.add_argument(
         "--timeout",
         type=float,
@@ -120,12 +122,13 @@ def _connect(args: argparse.Namespace) -> Client:
 
 def _send(args: argparse.Namespace) -> int:
     payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode("utf-8")
-    options = {"port": args.port, "dest_addr": args.dest_addr}
     with _connect(args) as client:
         if args.timeout == 0:
-            client.send(args.to, payload, **options)
+            client.send(args.to, payload, port=args.port, dest_addr=args.dest_addr)
             return EXIT_OK
-        reply = client.request(args.to, payload, timeout=args.timeout, **options)
+        reply = client.request(
+            args.to, payload, timeout=args.timeout, port=args.port, dest_addr=args.dest_addr
+        )
     sys.stdout.buffer.write(reply.payload)
     if sys.stdout.isatty() and not reply.payload.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
@@ -138,15 +141,18 @@ def _ping(args: argparse.Namespace) -> int:
         print("error: --count must be at least 1 and --size not negative", file=sys.stderr)
         return EXIT_USAGE
     payload = bytes(args.size)
-    options = {"port": args.port, "dest_addr": args.dest_addr}
-    times: List[float] = []
+    times: list[float] = []
     with _connect(args) as client:
         for seq in range(args.count):
             start = time.perf_counter()
-            reply = client.request(args.to, payload, timeout=args.timeout, **options)
+            reply = client.request(
+                args.to, payload, timeout=args.timeout, port=args.port, dest_addr=args.dest_addr
+            )
             elapsed = time.perf_counter() - start
             times.append(elapsed)
-            print(f"{len(reply.payload)} bytes from {args.to}: seq={seq} time={elapsed * 1e6:.0f} us")
+            print(
+                f"{len(reply.payload)} bytes from {args.to}: seq={seq} time={elapsed * 1e6:.0f} us"
+            )
     print(
         f"--- {args.to}: {len(times)} round trips, min/median/max = "
         f"{min(times) * 1e6:.0f}/{statistics.median(times) * 1e6:.0f}/{max(times) * 1e6:.0f} us"
@@ -154,7 +160,7 @@ def _ping(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit code."""
     args = _parser().parse_args(argv)
     run = _send if args.command == "send" else _ping

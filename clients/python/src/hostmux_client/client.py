@@ -12,16 +12,18 @@ separate locks); two threads must not receive at once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import os
 import select
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Deque, Iterator, List, Optional, Type, Union
 
 from .wire import (
+    DEFAULT_LIMITS,
     DEFAULT_SERVICE_NAME,
     HELLO_PORT,
     Flags,
@@ -77,7 +79,7 @@ class HelloRefused(HostmuxError):
     socket refused the caller's uid: see ``detail``).
     """
 
-    def __init__(self, message: str, reason: Optional[UndeliverableReason] = None) -> None:
+    def __init__(self, message: str, reason: UndeliverableReason | None = None) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -89,7 +91,7 @@ class ConnectionClosed(HostmuxError):
     0, normally ``MALFORMED``) the host sent just before closing, if any.
     """
 
-    def __init__(self, message: str, last_notice: Optional[Undeliverable] = None) -> None:
+    def __init__(self, message: str, last_notice: Undeliverable | None = None) -> None:
         super().__init__(message)
         self.last_notice = last_notice
 
@@ -115,7 +117,7 @@ class Undelivered(HostmuxError):
         return self.notice.reason
 
 
-def read_token_file(path: Union[str, "os.PathLike[str]"]) -> bytes:
+def read_token_file(path: str | os.PathLike[str]) -> bytes:
     """A token file's contents without trailing ASCII whitespace (the
     newline an editor or ``echo`` adds), as ``hostmux serve --token-file``
     reads it. Leading bytes are kept."""
@@ -123,7 +125,7 @@ def read_token_file(path: Union[str, "os.PathLike[str]"]) -> bytes:
     return data.rstrip(b" \t\n\r\x0b\x0c")
 
 
-def _open_socket(address: str, timeout: Optional[float]) -> socket.socket:
+def _open_socket(address: str, timeout: float | None) -> socket.socket:
     validate_address(address)
     try:
         if address.startswith("tcp:"):
@@ -144,7 +146,9 @@ def _open_socket(address: str, timeout: Optional[float]) -> socket.socket:
             raise
         return sock
     except OSError as e:
-        raise ConnectFailed(f"cannot connect to {address}: {e}; is `hostmux serve` running there?") from e
+        raise ConnectFailed(
+            f"cannot connect to {address}: {e}; is `hostmux serve` running there?"
+        ) from e
 
 
 class Client:
@@ -160,30 +164,30 @@ class Client:
         self.address = address
         self.limits = limits
         self._decoder = FrameDecoder(limits)
-        self._pending: Deque[Frame] = collections.deque()
-        self._out: List[bytes] = []
+        self._pending: collections.deque[Frame] = collections.deque()
+        self._out: list[bytes] = []
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._next_id = 1
         self._closed = False
         self._eof = False
-        self._last_notice: Optional[Undeliverable] = None
+        self._last_notice: Undeliverable | None = None
         sock.settimeout(None)
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
 
     @classmethod
     def connect(
-        cls: Type["Client"],
+        cls: type[Client],
         address: str,
         *,
-        name: Optional[str] = None,
-        token: Union[bytes, str, None] = None,
-        token_file: Union[str, "os.PathLike[str]", None] = None,
+        name: str | None = None,
+        token: bytes | str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
         service_name: str = DEFAULT_SERVICE_NAME,
         hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
-        limits: Limits = Limits(),
-    ) -> "Client":
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> Client:
         """Connects to ``address`` (``tcp:HOST:PORT``, ``unix:/path`` or
         ``unix:@name``), says hello as ``name`` (default
         ``py-<pid>-<n>``) with the token (bytes or text, or read from
@@ -225,7 +229,9 @@ class Client:
                 f"refused it (see its log)"
             ) from e
         except ReceiveTimeout:
-            raise ReceiveTimeout(f"no hello acknowledgement from {self.address} within {timeout} s") from None
+            raise ReceiveTimeout(
+                f"no hello acknowledgement from {self.address} within {timeout} s"
+            ) from None
         if is_hello_ack(frame):
             return
         refusal = hello_refusal(frame)
@@ -257,7 +263,7 @@ class Client:
         payload: bytes = b"",
         *,
         port: int = 0,
-        message_id: Optional[int] = None,
+        message_id: int | None = None,
         dest_addr: str = "",
         flags: Flags = Flags.RETURN_UNDELIVERABLE,
         to_client: bool = False,
@@ -297,10 +303,30 @@ class Client:
             if batch:
                 self._write(batch)
 
-    def send(self, to: str, payload: bytes = b"", **options: object) -> int:
-        """Queues and writes one data frame; returns its message id. Takes
-        :meth:`queue`'s options."""
-        message_id = self.queue(to, payload, **options)  # type: ignore[arg-type]
+    def send(
+        self,
+        to: str,
+        payload: bytes = b"",
+        *,
+        port: int = 0,
+        message_id: int | None = None,
+        dest_addr: str = "",
+        flags: Flags = Flags.RETURN_UNDELIVERABLE,
+        to_client: bool = False,
+        anonymous: bool = False,
+    ) -> int:
+        """Queues (see :meth:`queue` for the options) and writes one data
+        frame; returns its message id."""
+        message_id = self.queue(
+            to,
+            payload,
+            port=port,
+            message_id=message_id,
+            dest_addr=dest_addr,
+            flags=flags,
+            to_client=to_client,
+            anonymous=anonymous,
+        )
         self.flush()
         return message_id
 
@@ -315,7 +341,9 @@ class Client:
         try:
             self._sock.sendall(data)
         except OSError as e:
-            raise ConnectionClosed(f"writing to {self.address} failed: {e}", self._last_notice) from e
+            raise ConnectionClosed(
+                f"writing to {self.address} failed: {e}", self._last_notice
+            ) from e
 
     def shutdown_write(self) -> None:
         """Half-closes: ends the stream towards the host. The host still
@@ -330,7 +358,7 @@ class Client:
 
     # Receiving -----------------------------------------------------------
 
-    def recv(self, timeout: Optional[float] = None) -> Frame:
+    def recv(self, timeout: float | None = None) -> Frame:
         """The next frame from the host (a reply, a notice, a frame another
         party sent this client). ``timeout`` in seconds; ``None`` waits
         for ever. Raises :class:`ReceiveTimeout` or
@@ -353,23 +381,37 @@ class Client:
         to: str,
         payload: bytes = b"",
         *,
-        timeout: Optional[float] = 10.0,
-        **options: object,
+        timeout: float | None = 10.0,
+        port: int = 0,
+        message_id: int | None = None,
+        dest_addr: str = "",
+        flags: Flags = Flags.RETURN_UNDELIVERABLE,
+        to_client: bool = False,
+        anonymous: bool = False,
     ) -> Frame:
         """Sends a data frame and waits for the frame answering it (same
         message id, from where it went, or the host's notice about it).
         Frames that arrive meanwhile with other ids stay for :meth:`recv`.
         Returns the reply frame; raises :class:`Undelivered` for a notice,
         :class:`ReceiveTimeout`, or :class:`ConnectionClosed`."""
-        message_id = self.send(to, payload, **options)
+        message_id = self.send(
+            to,
+            payload,
+            port=port,
+            message_id=message_id,
+            dest_addr=dest_addr,
+            flags=flags,
+            to_client=to_client,
+            anonymous=anonymous,
+        )
         return self.wait_for(message_id, answered_by=to, timeout=timeout)
 
     def wait_for(
         self,
         message_id: int,
         *,
-        answered_by: Optional[str] = None,
-        timeout: Optional[float] = 10.0,
+        answered_by: str | None = None,
+        timeout: float | None = 10.0,
     ) -> Frame:
         """Waits for the answer to ``message_id`` (see :meth:`request`):
         an ``Undeliverable`` notice with that id, or a data frame with that
@@ -392,7 +434,7 @@ class Client:
                     return _reply_or_raise(frame)
                 self._pending.append(frame)
 
-    def _read_frame(self, timeout: Optional[float]) -> Frame:
+    def _read_frame(self, timeout: float | None) -> Frame:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -415,22 +457,24 @@ class Client:
             try:
                 data = self._sock.recv(_READ_CHUNK)
             except OSError as e:
-                raise ConnectionClosed(f"reading from {self.address} failed: {e}", self._last_notice) from e
+                raise ConnectionClosed(
+                    f"reading from {self.address} failed: {e}", self._last_notice
+                ) from e
             if not data:
                 self._eof = True
                 try:
                     self._decoder.finish()
                 except WireError as e:
-                    raise ConnectionClosed(f"{self.address} closed the connection mid-frame: {e}") from e
+                    raise ConnectionClosed(
+                        f"{self.address} closed the connection mid-frame: {e}"
+                    ) from e
                 continue
             self._decoder.feed(data)
 
     def _note(self, frame: Frame) -> None:
         if frame.kind == FrameKind.UNDELIVERABLE and frame.message_id == 0:
-            try:
+            with contextlib.suppress(WireError):
                 self._last_notice = frame.undeliverable()
-            except WireError:
-                pass
 
     # Lifetime ------------------------------------------------------------
 
@@ -440,14 +484,14 @@ class Client:
             self._closed = True
             self._sock.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _answers(frame: Frame, message_id: int, answered_by: Optional[str]) -> bool:
+def _answers(frame: Frame, message_id: int, answered_by: str | None) -> bool:
     if frame.message_id != message_id:
         return False
     if frame.kind == FrameKind.UNDELIVERABLE:
@@ -471,4 +515,3 @@ def _default_name() -> str:
     with _names_lock:
         _names_made += 1
         return f"py-{os.getpid()}-{_names_made}"
-

@@ -17,10 +17,10 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 __all__ = [
     "AGENT_PORT",
+    "DEFAULT_LIMITS",
     "DEFAULT_SERVICE_NAME",
     "HELLO_PORT",
     "LINK_PORT",
@@ -209,6 +209,10 @@ class Limits:
     max_name_len: int = 64
 
 
+DEFAULT_LIMITS = Limits()
+"""A host's default limits."""
+
+
 @dataclass(frozen=True)
 class Header:
     """A routing header's fields.
@@ -247,7 +251,7 @@ class Undeliverable:
         return _UNDELIVERABLE.pack(self.original_message_id, int(self.reason))
 
     @classmethod
-    def decode(cls, payload: bytes) -> "Undeliverable":
+    def decode(cls, payload: bytes) -> Undeliverable:
         """Reads a notice's payload; raises :class:`InvalidPayload`."""
         if len(payload) != UNDELIVERABLE_LEN:
             raise InvalidPayload(
@@ -280,7 +284,7 @@ class Frame:
     def message_id(self) -> int:
         return self.header.message_id
 
-    def undeliverable(self) -> Optional[Undeliverable]:
+    def undeliverable(self) -> Undeliverable | None:
         """The notice this frame carries, if it is an ``Undeliverable``
         frame (raises :class:`InvalidPayload` if its payload is invalid)."""
         if self.header.kind != FrameKind.UNDELIVERABLE:
@@ -293,9 +297,7 @@ def _align(value: int, to: int) -> int:
 
 
 def _name_byte_ok(byte: int) -> bool:
-    return (
-        48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122 or byte in b"._-"
-    )
+    return 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122 or byte in b"._-"
 
 
 def validate_name(name: str, max_len: int = Limits.max_name_len) -> None:
@@ -313,7 +315,9 @@ def validate_name(name: str, max_len: int = Limits.max_name_len) -> None:
 
 
 def _valid_port(text: str) -> bool:
-    return text.isdigit() and text.isascii() and (text == "0" or text[0] != "0") and int(text) <= 65535
+    return (
+        text.isdigit() and text.isascii() and (text == "0" or text[0] != "0") and int(text) <= 65535
+    )
 
 
 def validate_address(addr: str) -> None:
@@ -342,7 +346,9 @@ def validate_address(addr: str) -> None:
     if addr.startswith("unix:"):
         path = addr[5:]
         if not (path.startswith("/") or path.startswith("@")) or len(path) < 2:
-            raise InvalidAddress(f"{addr!r}: unix address must be unix:/absolute/path or unix:@name")
+            raise InvalidAddress(
+                f"{addr!r}: unix address must be unix:/absolute/path or unix:@name"
+            )
         body = path[1:] if path.startswith("@") else path
         if len(body.encode("utf-8")) > MAX_UNIX_PATH_LEN:
             raise InvalidAddress(f"{addr!r}: unix path is longer than {MAX_UNIX_PATH_LEN} bytes")
@@ -398,14 +404,16 @@ def _encode_header(header: Header) -> bytes:
     return text + bytes(padded - len(text)) + root
 
 
-def encode_frame(header: Header, payload: bytes = b"", limits: Limits = Limits()) -> bytes:
+def encode_frame(header: Header, payload: bytes = b"", limits: Limits = DEFAULT_LIMITS) -> bytes:
     """The canonical encoding of one frame. Raises :class:`WireError`
     (:class:`InvalidHeader`, :class:`HeaderTooLong`, :class:`FrameTooLong`)
     for a header or size the receiver would refuse."""
     _check_fields(header, limits)
     head = _encode_header(header)
     if len(head) > limits.max_header_len:
-        raise HeaderTooLong(f"header is {len(head)} bytes, over the limit of {limits.max_header_len}")
+        raise HeaderTooLong(
+            f"header is {len(head)} bytes, over the limit of {limits.max_header_len}"
+        )
     frame_len = PREFIX_LEN + _align(len(head), FRAME_ALIGN) + _align(len(payload), FRAME_ALIGN)
     if frame_len > limits.max_frame_len:
         raise FrameTooLong(f"frame is {frame_len} bytes, over the limit of {limits.max_frame_len}")
@@ -421,7 +429,7 @@ def encode_frame(header: Header, payload: bytes = b"", limits: Limits = Limits()
     )
 
 
-def _parse_prefix(prefix: bytes, limits: Limits) -> "tuple[int, int, int]":
+def _parse_prefix(prefix: bytes, limits: Limits) -> tuple[int, int, int]:
     frame_len, header_len, payload_len, m0, m1, version, reserved = _PREFIX.unpack(prefix)
     if bytes((m0, m1)) != MAGIC:
         raise MalformedPrefix('magic bytes are not "hm"')
@@ -430,17 +438,22 @@ def _parse_prefix(prefix: bytes, limits: Limits) -> "tuple[int, int, int]":
     if reserved != 0:
         raise MalformedPrefix("reserved byte is not zero")
     if frame_len > limits.max_frame_len:
-        raise FrameTooLong(f"frame announces {frame_len} bytes, over the limit of {limits.max_frame_len}")
+        raise FrameTooLong(
+            f"frame announces {frame_len} bytes, over the limit of {limits.max_frame_len}"
+        )
     if frame_len % FRAME_ALIGN:
         raise Misaligned(f"frame length {frame_len} is not a multiple of 16")
     if header_len > limits.max_header_len:
-        raise HeaderTooLong(f"header is {header_len} bytes, over the limit of {limits.max_header_len}")
+        raise HeaderTooLong(
+            f"header is {header_len} bytes, over the limit of {limits.max_header_len}"
+        )
     if header_len % 8:
         raise Misaligned(f"header length {header_len} is not a multiple of 8")
     implied = PREFIX_LEN + _align(header_len, FRAME_ALIGN) + _align(payload_len, FRAME_ALIGN)
     if implied != frame_len:
         raise MalformedPrefix(
-            f"frame_len {frame_len} disagrees with header_len {header_len} and payload_len {payload_len}"
+            f"frame_len {frame_len} disagrees with header_len {header_len} "
+            f"and payload_len {payload_len}"
         )
     return frame_len, header_len, payload_len
 
@@ -471,7 +484,7 @@ def _decode_header(raw: bytes, limits: Limits) -> Header:
         )
     if any(raw[text_len : len(raw) - ROOT_LEN]):
         raise InvalidHeader("padding before the root is not zero")
-    strings: List[str] = []
+    strings: list[str] = []
     at = 0
     for length in lengths:
         try:
@@ -497,7 +510,9 @@ def _decode_header(raw: bytes, limits: Limits) -> Header:
     return header
 
 
-def _decode_body(buf: bytes, header_len: int, payload_len: int, frame_len: int, limits: Limits) -> Frame:
+def _decode_body(
+    buf: bytes, header_len: int, payload_len: int, frame_len: int, limits: Limits
+) -> Frame:
     header_end = PREFIX_LEN + header_len
     payload_at = PREFIX_LEN + _align(header_len, FRAME_ALIGN)
     payload_end = payload_at + payload_len
@@ -507,7 +522,7 @@ def _decode_body(buf: bytes, header_len: int, payload_len: int, frame_len: int, 
     return Frame(header, bytes(buf[payload_at:payload_end]))
 
 
-def decode_frame(buf: bytes, limits: Limits = Limits()) -> Frame:
+def decode_frame(buf: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
     """Decodes exactly one frame: raises :class:`Truncated` if ``buf`` ends
     inside it, :class:`TrailingBytes` if bytes follow it."""
     if len(buf) < PREFIX_LEN:
@@ -530,11 +545,11 @@ class FrameDecoder:
     raises the same error again.
     """
 
-    def __init__(self, limits: Limits = Limits()) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
         self._buf = bytearray()
         self._at = 0
-        self._error: Optional[WireError] = None
+        self._error: WireError | None = None
 
     def feed(self, data: bytes) -> None:
         """Appends received bytes."""
@@ -548,7 +563,7 @@ class FrameDecoder:
         """Bytes received and not yet returned as frames."""
         return len(self._buf) - self._at
 
-    def next_frame(self) -> Optional[Frame]:
+    def next_frame(self) -> Frame | None:
         """The next whole frame, or ``None`` until more bytes arrive."""
         if self._error is not None:
             raise self._error
@@ -585,7 +600,7 @@ def encode_hello(
     client_name: str,
     token: bytes = b"",
     service_name: str = DEFAULT_SERVICE_NAME,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """A client's hello: a data frame to the service proc on
     :data:`HELLO_PORT`, message id 0, no flags, from ``Client(client_name)``,
@@ -621,7 +636,7 @@ def is_hello_ack(frame: Frame) -> bool:
     return frame.kind == FrameKind.DATA and _from_own_host(frame)
 
 
-def hello_refusal(frame: Frame) -> Optional[UndeliverableReason]:
+def hello_refusal(frame: Frame) -> UndeliverableReason | None:
     """The reason of a host's hello refusal (an ``Undeliverable`` on the
     hello port), or ``None`` if ``frame`` is not one."""
     if frame.kind != FrameKind.UNDELIVERABLE or not _from_own_host(frame):
