@@ -15,6 +15,7 @@ bytes it was given and never trusts a length before checking it against
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -296,8 +297,7 @@ def _align(value: int, to: int) -> int:
     return (value + to - 1) // to * to
 
 
-def _name_byte_ok(byte: int) -> bool:
-    return 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122 or byte in b"._-"
+_NAME_BYTES = re.compile(rb"[A-Za-z0-9._-]*")
 
 
 def validate_name(name: str, max_len: int = Limits.max_name_len) -> None:
@@ -308,7 +308,7 @@ def validate_name(name: str, max_len: int = Limits.max_name_len) -> None:
         raise InvalidName("name is empty")
     if len(raw) > max_len:
         raise InvalidName(f"name {name!r} is longer than {max_len} bytes")
-    if not all(_name_byte_ok(b) for b in raw):
+    if not _NAME_BYTES.fullmatch(raw):
         raise InvalidName(f"name {name!r} has a byte outside [A-Za-z0-9._-]")
     if raw[0] == ord("."):
         raise InvalidName(f"name {name!r} starts with '.'")
