@@ -7,6 +7,7 @@ tests fail: they do not skip. Every wait is on a real event with a deadline.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -46,6 +47,14 @@ def hostmux_bin() -> str:
     return path
 
 
+def die_with_parent() -> None:
+    """In the serve child before exec: SIGTERM it when the test process
+    dies, so that a killed test run leaves no host (and its procs) behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,6 +89,7 @@ class Host:
             ],
             stdout=subprocess.PIPE,
             env=env,
+            preexec_fn=die_with_parent,
         )
         serving = threading.Event()
 
