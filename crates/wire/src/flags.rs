@@ -67,8 +67,11 @@ pub struct Flags(u16);
 impl Flags {
     /// No flags, hop count 0.
     pub const NONE: Flags = Flags(0);
-    /// If the frame cannot be delivered, send an `Undeliverable` frame back
-    /// to its sender (otherwise the host only counts it as returned).
+    /// Advisory: the sender wants to hear if the frame cannot be delivered.
+    /// Hosts neither read nor change it: every frame whose kind may be
+    /// answered gets its one `Undeliverable` notice when it cannot be
+    /// delivered, whether this bit is set or not (see `docs/wire.md`,
+    /// "Flags").
     pub const RETURN_UNDELIVERABLE: Flags = Flags(1);
     /// `dest_name` names a client connection of the host at `dest_addr`,
     /// not a proc: the host looks it up among its clients only. Without
