@@ -82,8 +82,11 @@ impl Dataplane {
             Ok(()) => self.deliver(Pieces::Whole(frame), source, now),
             Err(reason) => Outcome::Returned(reason),
         };
+        // A delivered anonymous frame has no return address: nothing can
+        // answer it, so nothing is awaited.
         let awaited = (matches!(outcome, Outcome::Delivered)
-            && rules::may_be_answered(envelope.kind))
+            && rules::may_be_answered(envelope.kind)
+            && !matches!(envelope.sender, Sender::Anonymous))
         .then(|| {
             let to_client = frame.flags().contains(Flags::TO_CLIENT);
             self.peer_of(frame.dest_name(), frame.dest_addr(), to_client)
@@ -256,9 +259,11 @@ impl Dataplane {
         conn.stats.accepted += 1;
         conn.stats.bytes_in += len;
         conn.stats.delivered += 1;
-        // Only data frames take this lane (see `Dataplane::remember_route`).
-        conn.answers
-            .expect_with(|| frame_message_id(bytes), conn.repeat_peer);
+        // Only data frames take this lane (see `Dataplane::remember_route`);
+        // an anonymous one cannot be answered.
+        if let Some(peer) = conn.repeat_peer {
+            conn.answers.expect_with(|| frame_message_id(bytes), peer);
+        }
         // One more frame for the peer's acknowledgement.
         if conn.flow.as_mut().is_some_and(|flow| flow.count_handled()) {
             events.push_back(Event::WakeWriter(key));

@@ -365,4 +365,61 @@ mod tests {
         assert_eq!(sent, 200);
         assert_eq!(ids.len(), 200, "every frame answered once");
     }
+
+    /// `count` anonymous data frames to `dest` at `addr`, back to back.
+    fn anonymous_run(dest: &str, addr: &str, count: u64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for id in 1..=count {
+            let header = FrameHeader {
+                dest_addr: addr,
+                sender: Sender::Anonymous,
+                ..FrameHeader::data(dest, id)
+            };
+            encode_frame_to_vec(&mut bytes, &header, b"x", &Limits::default()).unwrap();
+        }
+        bytes
+    }
+
+    #[test]
+    fn anonymous_frames_for_another_host_are_refused_here_without_a_dial() {
+        let mut rig = Rig::new(config(32_768));
+        let conn = rig.add_conn("c");
+        let (_, blocked) = read_like_the_shell(&mut rig.dp, conn, &anonymous_run("echo", PEER, 5));
+        assert_eq!(blocked, None);
+        assert!(
+            !std::iter::from_fn(|| rig.dp.poll_event()).any(|e| matches!(e, Event::Dial { .. })),
+            "no dial for frames nobody could answer"
+        );
+        let mut buf = Vec::new();
+        assert_eq!(rig.dp.take_outbox(conn, &mut buf), Outbox::Bytes);
+        let mut decoder = FrameDecoder::new(Limits::default());
+        decoder.feed(&buf);
+        let mut answered = Vec::new();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            let notice = hostmux_wire::Undeliverable::decode(frame.payload()).unwrap();
+            answered.push((frame.message_id(), notice.reason));
+        }
+        assert_eq!(
+            answered,
+            (1..=5)
+                .map(|id| (id, UndeliverableReason::Malformed))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn delivered_anonymous_frames_await_no_answer_on_either_path() {
+        let mut rig = Rig::new(HostConfig::default());
+        let _echo = rig.add_proc("echo", 1 << 16, 1 << 16);
+        let conn = rig.add_conn("c");
+        // The first frame takes the full path, the rest the ring's lane.
+        let (repeats, blocked) =
+            read_like_the_shell(&mut rig.dp, conn, &anonymous_run("echo", "", 10));
+        assert_eq!((repeats, blocked), (9, None));
+        let client = rig.dp.conn_mut(conn).unwrap();
+        assert_eq!(client.stats.delivered, 10);
+        assert_eq!(client.answers.awaiting(), 0);
+        // So a half-close ends at once: nothing to linger for.
+        assert!(!rig.dp.half_close(conn));
+    }
 }

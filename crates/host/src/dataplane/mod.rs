@@ -203,8 +203,9 @@ struct ConnSlot {
     /// frame whose header repeats that frame's goes to the same proc while
     /// the counter is unchanged (see `Dataplane::deliver_repeat`).
     repeat_route: Option<(ProcKey, u64)>,
-    /// Who that proc is, for the answers awaited from it.
-    repeat_peer: Peer,
+    /// Who that proc is, for the answers awaited from it (`None`: the
+    /// frames are anonymous, and no answer can come).
+    repeat_peer: Option<Peer>,
     /// The link this client's last frame was forwarded on, for repeats of
     /// its header (see `forward_lane`).
     forward_lane: forward_lane::ForwardLane,
@@ -238,7 +239,7 @@ impl ConnSlot {
             reply_bytes_in_flight: 0,
             lingering: false,
             repeat_route: None,
-            repeat_peer: Peer::named(b""),
+            repeat_peer: None,
             forward_lane: forward_lane::ForwardLane::new(),
             flow: None,
         }

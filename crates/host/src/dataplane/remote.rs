@@ -506,8 +506,10 @@ impl Dataplane {
     /// this host and its hop count goes up by one. A destination that is
     /// not a configured peer is `Returned(NotAPeer)`, with no dial; a peer
     /// whose dials fail is answered with the dial's reason until its
-    /// backoff ends. A frame from this host's client or proc that may be
-    /// answered is recorded in the peer's ledger until its answer comes. A
+    /// backoff ends. An anonymous frame is `Returned(Malformed)`: no other
+    /// host could answer it. A frame from this host's client or proc that
+    /// may be answered is recorded in the peer's ledger until its answer
+    /// comes. A
     /// full link window holds `source` back (`None`: a notice, which is
     /// dropped instead).
     pub(super) fn forward(
@@ -517,6 +519,12 @@ impl Dataplane {
         source: Option<Source>,
         now: Instant,
     ) -> Outcome {
+        // An anonymous frame has no return address another host could use:
+        // the far host would refuse it and could tell nobody. It is refused
+        // here, where the notice can still go back on its connection.
+        if matches!(header.sender, Sender::Anonymous) {
+            return Outcome::Returned(UndeliverableReason::Malformed);
+        }
         let message_id = header.message_id;
         let answerable = rules::may_be_answered(header.kind);
         let went_to = Peer::remote(header.dest_addr.as_bytes());

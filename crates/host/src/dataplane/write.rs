@@ -593,6 +593,7 @@ impl Dataplane {
         let overload_wait = self.cfg.overload_wait;
         let len = pieces.len();
         let kind = pieces.head().kind();
+        let anonymous = matches!(pieces.head().sender(), Sender::Anonymous);
         let (to_itself, exiting) = match source {
             Source::Proc { key, exiting } => (key == q, exiting),
             Source::Conn { .. } => (false, false),
@@ -617,7 +618,7 @@ impl Dataplane {
             (ProcState::Ready, Some(ring)) => match pieces.write_into(ring) {
                 RingWrite::Written => {
                     count_written(dirty, q.index, slot, len as u64);
-                    self.remember_route(source, q, kind, changes);
+                    self.remember_route(source, q, kind, anonymous, changes);
                     return Outcome::Delivered;
                 }
                 RingWrite::Full if exiting => {
@@ -644,7 +645,14 @@ impl Dataplane {
     /// Repeats of the header just written into `q`'s ring may take the same
     /// way (the fast lanes) while no table change has started since
     /// `changes` was read (an odd counter: one was in progress).
-    fn remember_route(&mut self, source: Source, q: ProcKey, kind: FrameKind, changes: u64) {
+    fn remember_route(
+        &mut self,
+        source: Source,
+        q: ProcKey,
+        kind: FrameKind,
+        anonymous: bool,
+        changes: u64,
+    ) {
         if changes % 2 != 0 {
             return;
         }
@@ -657,7 +665,7 @@ impl Dataplane {
                 };
                 if let Some(conn) = self.conn_mut(key) {
                     conn.repeat_route = Some((q, changes));
-                    conn.repeat_peer = peer;
+                    conn.repeat_peer = (!anonymous).then_some(peer);
                 }
             }
             Source::Proc { key, .. } if key != q => {
