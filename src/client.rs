@@ -26,7 +26,7 @@ pub(crate) fn connect(
     BlockingClient::connect(&parsed, name, token, service_name, timeout).map_err(|error| {
         match error {
             HostError::Connect { source, .. } => CliError::unreachable(format!(
-                "cannot connect to the host's frontend at {addr} ({source}); is `hostmux serve` running there?"
+                "cannot connect to the host's frontend at {addr} ({source}): is `hostmux serve` running there? pass its address with --frontend (or set HOSTMUX_FRONTEND)"
             ))
             .into(),
             HostError::InvalidAddr { .. } => CliError::usage(format!(
@@ -35,10 +35,17 @@ pub(crate) fn connect(
             .into(),
             HostError::HelloRefused { .. } | HostError::HelloNotAcknowledged { .. } => {
                 CliError::refused(format!(
-                    "the host at {addr} did not accept the hello of client {name:?}: wrong or missing token, or the name is taken; pass the host's token (--token-file) or another --client-name"
+                    "refused: the host at {addr} did not accept the hello of client {name:?}: the token is wrong or missing (pass the host's token with --token-file), or another client holds that name (pass another --client-name)"
                 ))
                 .into()
             }
+            HostError::Control { message, .. } => {
+                CliError::refused(format!("refused: {message}")).into()
+            }
+            HostError::ReceiveTimeout { waited, .. } => CliError::unreachable(format!(
+                "the host at {addr} did not answer the hello within {waited:?}: is it a hostmux frontend? pass the host's --frontend address"
+            ))
+            .into(),
             HostError::Wire(e) => anyhow::Error::new(e).context("encoding the hello"),
             other => cli_error(other),
         }

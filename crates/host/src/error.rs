@@ -14,6 +14,10 @@ pub enum HostError {
     /// A proc (or a connected client) already holds this name.
     #[error("proc '{0}' already exists")]
     ProcExists(ProcName),
+    /// The name is the host's service proc's (the control plane): no proc
+    /// may be spawned under it.
+    #[error("proc name '{0}' is reserved for the host's service proc (the control plane); pick another name")]
+    ReservedName(ProcName),
     /// No proc has this name, live, starting or recently gone.
     #[error("no proc named '{0}'")]
     NoSuchProc(ProcName),
