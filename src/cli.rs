@@ -130,7 +130,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a host: bind the frontend address and the control socket, spawn
-    /// procs on request, stop them all on SIGTERM/SIGINT.
+    /// procs on request, stop them all on SIGTERM/SIGINT and print how each
+    /// ended (exited N, signal, SIGKILLed after the grace) and after how long.
     #[command(after_help = EXIT_CODES_HELP)]
     Serve(ServeArgs),
     /// Spawn a proc: `hostmux spawn NAME -- PROGRAM ARGS…`.
@@ -145,7 +146,8 @@ enum Command {
     /// SIGKILL a proc's process group now.
     #[command(after_help = EXIT_CODES_HELP)]
     Kill(KillArgs),
-    /// Send one payload to a proc through the frontend and print the reply.
+    /// Send one payload to a proc through the frontend and print the reply
+    /// (or, if the host returned the frame, why, in words: exit 4).
     #[command(after_help = EXIT_CODES_HELP)]
     Send(SendArgs),
     /// Per-proc counters and rates (--watch refreshes in place).

@@ -52,18 +52,24 @@ pub(crate) fn connect(
     })
 }
 
-/// The CLI's message for a failed send or receive (exit code 1).
+/// The CLI's message for a failed send or receive: a connection the host
+/// closed or broke is exit code 3, anything else 1.
 pub(crate) fn cli_error(error: HostError) -> anyhow::Error {
     match error {
-        HostError::Send { source, .. } => anyhow::Error::new(source)
-            .context("writing to the frontend (the host closed the connection?)"),
-        HostError::Receive { source, .. } => {
-            anyhow::Error::new(source).context("reading from the frontend")
+        HostError::Send { addr, source } => CliError::unreachable(format!(
+            "writing to the host at {addr} failed ({source}): it closed the connection; its log says why"
+        ))
+        .into(),
+        HostError::Receive { addr, source } => CliError::unreachable(format!(
+            "reading from the host at {addr} failed ({source}): it closed the connection; its log says why"
+        ))
+        .into(),
+        HostError::ReceiveTimeout { addr, waited } => {
+            anyhow!("no answer from the host at {addr} within {waited:?}")
         }
-        HostError::ReceiveTimeout { .. } => anyhow!("timed out waiting for the host's answer"),
-        HostError::MalformedFromHost { source, .. } => {
-            anyhow::Error::new(source).context("the host sent a malformed frame")
-        }
+        HostError::MalformedFromHost { addr, source } => anyhow!(
+            "the host at {addr} sent a malformed frame ({source}); use matching hostmux versions"
+        ),
         HostError::Wire(e) => anyhow::Error::new(e),
         other => anyhow::Error::new(other),
     }

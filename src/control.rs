@@ -43,6 +43,12 @@ fn with_client<T>(
         let mut client = match (&target.control_tcp, token) {
             (Some(addr), Some(token)) => {
                 let host_port = addr.strip_prefix("tcp:").unwrap_or(addr);
+                if host_port.starts_with("unix:") {
+                    return Err(CliError::usage(format!(
+                        "--control-tcp {addr:?} is not a TCP address; give the host's TCP frontend (tcp:HOST:PORT), or its control socket with --control-socket"
+                    ))
+                    .into());
+                }
                 ControlClient::connect_tcp(host_port, &token)
                     .await
                     .map_err(|e| tcp_connect_error(addr, target, e))?
@@ -220,7 +226,11 @@ pub(crate) fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
     // directory is not the caller's.
     let program = if program.contains('/') && !program.starts_with('/') {
         std::fs::canonicalize(program)
-            .map_err(|e| CliError::usage(format!("program {program:?} not found ({e})")))?
+            .map_err(|e| {
+                CliError::usage(format!(
+                    "program {program:?} not found ({e}); a relative path is taken from this directory: give one that exists, or an absolute path"
+                ))
+            })?
             .to_string_lossy()
             .into_owned()
     } else {

@@ -210,6 +210,11 @@ fn spawn_refusals_say_what_to_change() {
     );
     let missing = error_line(&run(&socket, &["spawn", "m", "--", "/no/such"]), REFUSED);
     says(&missing, &["'/no/such'", "check the program path"]);
+    let relative = error_line(&run(&socket, &["spawn", "r", "--", "./no/such"]), USAGE);
+    says(
+        &relative,
+        &["program \"./no/such\" not found", "absolute path"],
+    );
     let slow = error_line(
         &run(
             &socket,
@@ -368,6 +373,11 @@ fn control_over_tcp_names_its_own_flags() {
             "did not accept the token in",
             "serve --token-file",
         ],
+    );
+    let not_tcp = error_line(&tcp("unix:/run/x.sock", &token), USAGE);
+    says(
+        &not_tcp,
+        &["is not a TCP address", "tcp:HOST:PORT", "--control-socket"],
     );
     let unreadable = error_line(&tcp(&served.frontend, &dir.path().join("absent")), USAGE);
     says(&unreadable, &["cannot read the token file", "absent"]);
