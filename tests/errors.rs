@@ -149,6 +149,26 @@ fn a_regular_file_at_the_control_path_is_named_and_left_alone() {
 }
 
 #[test]
+fn a_control_socket_in_a_directory_that_cannot_be_made_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let output = hostmux()
+        .args(["serve", "--frontend", "tcp:127.0.0.1:0", "--control-socket"])
+        .arg(file.join("sub/control.sock"))
+        .output()
+        .expect("run hostmux");
+    let line = error_line(&output, USAGE);
+    says(
+        &line,
+        &[
+            &format!("cannot create {}", file.join("sub").display()),
+            "--control-socket PATH in a writable directory",
+        ],
+    );
+}
+
+#[test]
 fn a_control_socket_another_host_listens_on_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let served = host(dir.path());
@@ -210,6 +230,7 @@ fn spawn_refusals_say_what_to_change() {
     );
     let missing = error_line(&run(&socket, &["spawn", "m", "--", "/no/such"]), REFUSED);
     says(&missing, &["'/no/such'", "check the program path"]);
+    assert_eq!(missing.matches("proc 'm'").count(), 1, "{missing}");
     let relative = error_line(&run(&socket, &["spawn", "r", "--", "./no/such"]), USAGE);
     says(
         &relative,
