@@ -9,26 +9,38 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::procs::ProcMode;
 
-/// Exit codes, as documented in `--help` and `docs/operations.md`.
+/// Exit codes, as documented in `--help` (`EXIT_CODES_HELP`) and
+/// `docs/operations.md`.
 pub(crate) mod exit {
-    /// A runtime failure (I/O, a proc that failed, a benchmark that broke).
+    /// A runtime failure (I/O, no reply in time, a proc that failed, a
+    /// shutdown that could not confirm every proc stopped).
     pub(crate) const FAILURE: u8 = 1;
-    /// Bad usage: unknown flag, invalid value (clap also uses 2).
+    /// Bad usage: unknown flag, invalid value, unreadable token file, an
+    /// address or control socket path `serve` cannot take (clap also uses
+    /// 2).
     pub(crate) const USAGE: u8 = 2;
-    /// The host could not be reached (no control socket, connection refused).
+    /// The host could not be reached (no control socket, nothing listening,
+    /// permission denied on the socket, the connection closed before the
+    /// answer).
     pub(crate) const UNREACHABLE: u8 = 3;
-    /// The host refused the request (no such proc, name taken, bad token,
-    /// spawn failed).
+    /// The host refused the request (caller's uid or token, no such proc,
+    /// name taken or reserved, spawn failed, frame undeliverable).
     pub(crate) const REFUSED: u8 = 4;
 }
 
+/// The exit codes section of every `--help`.
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  runtime failure (I/O error, a proc or benchmark failed)
-  2  usage error (unknown flag, invalid value)
-  3  host unreachable (no control socket or frontend at that address)
-  4  refused by the host (no such proc, name taken, bad token, spawn failed)";
+  1  runtime failure (I/O error, no reply within --timeout, a proc failed,
+     shutdown could not confirm every proc stopped)
+  2  usage error (unknown flag, invalid value, unreadable token file,
+     frontend address or control socket path in use)
+  3  host unreachable (no control socket or nothing listening at that
+     address, permission denied on the control socket, the host closed
+     the connection before answering)
+  4  refused by the host (caller's uid or token not allowed, no such proc,
+     name taken or reserved, spawn failed, frame undeliverable)";
 
 /// An error that carries its exit code. Everything else exits 1.
 #[derive(Debug)]
@@ -38,6 +50,12 @@ pub(crate) struct CliError {
 }
 
 impl CliError {
+    pub(crate) fn failure(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::FAILURE,
+            message: message.into(),
+        }
+    }
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self {
             code: exit::USAGE,
@@ -66,6 +84,26 @@ impl std::fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
+/// The one line `main` prints for `error`: the context and each cause in
+/// the chain once, joined by `: `. A cause whose text is already in the
+/// line is left out: many errors embed their source in their own message,
+/// and anyhow's `{:#}` would print it twice ("Address already in use (os
+/// error 98): Address already in use (os error 98)").
+pub(crate) fn message(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// The exit code for an error returned by [`run`].
 pub(crate) fn exit_code(error: &anyhow::Error) -> ExitCode {
     let code = error
@@ -92,7 +130,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a host: bind the frontend address and the control socket, spawn
-    /// procs on request, stop them all on SIGTERM/SIGINT.
+    /// procs on request, stop them all on SIGTERM/SIGINT and print how each
+    /// ended (exited N, signal, SIGKILLed after the grace) and after how long.
     #[command(after_help = EXIT_CODES_HELP)]
     Serve(ServeArgs),
     /// Spawn a proc: `hostmux spawn NAME -- PROGRAM ARGS…`.
@@ -107,7 +146,8 @@ enum Command {
     /// SIGKILL a proc's process group now.
     #[command(after_help = EXIT_CODES_HELP)]
     Kill(KillArgs),
-    /// Send one payload to a proc through the frontend and print the reply.
+    /// Send one payload to a proc through the frontend and print the reply
+    /// (or, if the host returned the frame, why, in words: exit 4).
     #[command(after_help = EXIT_CODES_HELP)]
     Send(SendArgs),
     /// Per-proc counters and rates (--watch refreshes in place).
@@ -536,6 +576,33 @@ mod tests {
         assert_eq!(
             exit_code(&anyhow::anyhow!("plain")),
             ExitCode::from(exit::FAILURE)
+        );
+    }
+
+    #[test]
+    fn the_error_line_names_each_cause_once() {
+        let os = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let embedded = format!("frontend 'tcp:127.0.0.1:7000': {os}");
+        #[derive(Debug)]
+        struct Embeds(String, std::io::Error);
+        impl std::fmt::Display for Embeds {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for Embeds {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.1)
+            }
+        }
+        let error = anyhow::Error::new(Embeds(embedded.clone(), os)).context("serving");
+        assert_eq!(message(&error), format!("serving: {embedded}"));
+        let error = anyhow::anyhow!("the host closed the connection")
+            .context("the host closed the connection")
+            .context("stopping proc \"x\"");
+        assert_eq!(
+            message(&error),
+            "stopping proc \"x\": the host closed the connection"
         );
     }
 

@@ -26,7 +26,7 @@ pub(crate) fn connect(
     BlockingClient::connect(&parsed, name, token, service_name, timeout).map_err(|error| {
         match error {
             HostError::Connect { source, .. } => CliError::unreachable(format!(
-                "cannot connect to the host's frontend at {addr} ({source}); is `hostmux serve` running there?"
+                "cannot connect to the host's frontend at {addr} ({source}): is `hostmux serve` running there? pass its address with --frontend (or set HOSTMUX_FRONTEND)"
             ))
             .into(),
             HostError::InvalidAddr { .. } => CliError::usage(format!(
@@ -35,28 +35,41 @@ pub(crate) fn connect(
             .into(),
             HostError::HelloRefused { .. } | HostError::HelloNotAcknowledged { .. } => {
                 CliError::refused(format!(
-                    "the host at {addr} did not accept the hello of client {name:?}: wrong or missing token, or the name is taken; pass the host's token (--token-file) or another --client-name"
+                    "refused: the host at {addr} did not accept the hello of client {name:?}: the token is wrong or missing (pass the host's token with --token-file), or another client holds that name (pass another --client-name)"
                 ))
                 .into()
             }
+            HostError::Control { message, .. } => {
+                CliError::refused(format!("refused: {message}")).into()
+            }
+            HostError::ReceiveTimeout { waited, .. } => CliError::unreachable(format!(
+                "the host at {addr} did not answer the hello within {waited:?}: is it a hostmux frontend? pass the host's --frontend address"
+            ))
+            .into(),
             HostError::Wire(e) => anyhow::Error::new(e).context("encoding the hello"),
             other => cli_error(other),
         }
     })
 }
 
-/// The CLI's message for a failed send or receive (exit code 1).
+/// The CLI's message for a failed send or receive: a connection the host
+/// closed or broke is exit code 3, anything else 1.
 pub(crate) fn cli_error(error: HostError) -> anyhow::Error {
     match error {
-        HostError::Send { source, .. } => anyhow::Error::new(source)
-            .context("writing to the frontend (the host closed the connection?)"),
-        HostError::Receive { source, .. } => {
-            anyhow::Error::new(source).context("reading from the frontend")
+        HostError::Send { addr, source } => CliError::unreachable(format!(
+            "writing to the host at {addr} failed ({source}): it closed the connection; its log says why"
+        ))
+        .into(),
+        HostError::Receive { addr, source } => CliError::unreachable(format!(
+            "reading from the host at {addr} failed ({source}): it closed the connection; its log says why"
+        ))
+        .into(),
+        HostError::ReceiveTimeout { addr, waited } => {
+            anyhow!("no answer from the host at {addr} within {waited:?}")
         }
-        HostError::ReceiveTimeout { .. } => anyhow!("timed out waiting for the host's answer"),
-        HostError::MalformedFromHost { source, .. } => {
-            anyhow::Error::new(source).context("the host sent a malformed frame")
-        }
+        HostError::MalformedFromHost { addr, source } => anyhow!(
+            "the host at {addr} sent a malformed frame ({source}); use matching hostmux versions"
+        ),
         HostError::Wire(e) => anyhow::Error::new(e),
         other => anyhow::Error::new(other),
     }

@@ -27,10 +27,12 @@ fn with_client<T>(
     let token = match &target.control_tcp {
         Some(_) => {
             let token = crate::send::read_token(target.control_token_file.as_deref())?;
-            Some(
-                String::from_utf8(token)
-                    .map_err(|_| CliError::usage("the token file must hold UTF-8 text"))?,
-            )
+            Some(String::from_utf8(token).map_err(|_| {
+                CliError::usage(format!(
+                    "the token file {} does not hold UTF-8 text; pass the file the host was started with (serve --token-file)",
+                    shown(target.control_token_file.as_deref())
+                ))
+            })?)
         }
         None => None,
     };
@@ -41,52 +43,114 @@ fn with_client<T>(
         let mut client = match (&target.control_tcp, token) {
             (Some(addr), Some(token)) => {
                 let host_port = addr.strip_prefix("tcp:").unwrap_or(addr);
+                if host_port.starts_with("unix:") {
+                    return Err(CliError::usage(format!(
+                        "--control-tcp {addr:?} is not a TCP address; give the host's TCP frontend (tcp:HOST:PORT), or its control socket with --control-socket"
+                    ))
+                    .into());
+                }
                 ControlClient::connect_tcp(host_port, &token)
                     .await
-                    .map_err(|e| unreachable(Path::new(addr), e))?
+                    .map_err(|e| tcp_connect_error(addr, target, e))?
             }
             _ => ControlClient::connect_unix(&target.control_socket)
                 .await
-                .map_err(|e| unreachable(&target.control_socket, e))?,
+                .map_err(|e| socket_connect_error(&target.control_socket, e))?,
         };
         f(&mut client).await
     })
 }
 
-fn unreachable(socket: &Path, error: HostError) -> anyhow::Error {
-    let hint = match &error {
-        // Reached the host, but it refused this connection: exit 4.
-        HostError::HelloRefused { .. } => {
-            return CliError::refused(format!(
-                "the host at {} refused the connection ({error}); check --control-token-file, or use the control socket as the host's user",
-                socket.display()
-            ))
-            .into();
+fn shown(path: Option<&Path>) -> String {
+    path.map_or_else(|| "-".to_owned(), |p| p.display().to_string())
+}
+
+/// The host's reason in a refusal of the hello (the client prefixes it with
+/// where the host is).
+fn host_reason(message: &str) -> &str {
+    message
+        .split_once(" refused the connection: ")
+        .map_or(message, |(_, reason)| reason)
+}
+
+/// What could not be reached through the control socket at `socket`, and
+/// what to do.
+fn socket_connect_error(socket: &Path, error: HostError) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let socket = socket.display();
+    match error {
+        // The host's peer check refused this uid and said so.
+        HostError::Control { message, .. } => CliError::refused(format!(
+            "refused: {}; run the command as the host's user or root (procs spawned --user \
+             cannot use the control socket), or reach the control plane over TCP with the \
+             host's token (--control-tcp ADDR --control-token-file FILE)",
+            host_reason(&message)
+        ))
+        .into(),
+        HostError::HelloRefused { .. } => CliError::refused(format!(
+            "refused: the host at {socket} closed the control connection without an answer; \
+             its log (`peer_uid`) says why"
+        ))
+        .into(),
+        HostError::Connect { source, .. } => {
+            let what = match source.kind() {
+                ErrorKind::NotFound => format!(
+                    "no control socket at {socket}: is `hostmux serve` running? start it, or \
+                     pass its --control-socket (or set HOSTMUX_CONTROL_SOCKET)"
+                ),
+                ErrorKind::ConnectionRefused => format!(
+                    "nothing listens on the control socket {socket} (a host that stopped left \
+                     it?): start `hostmux serve`, or pass its --control-socket (or set \
+                     HOSTMUX_CONTROL_SOCKET)"
+                ),
+                ErrorKind::PermissionDenied => format!(
+                    "cannot connect to the control socket {socket} ({source}): it is only for \
+                     the host's user and root; run the command as one of them (procs spawned \
+                     --user cannot use it), or reach the control plane over TCP with the \
+                     host's token (--control-tcp ADDR --control-token-file FILE)"
+                ),
+                _ => format!(
+                    "cannot connect to the control socket {socket} ({source}); is `hostmux \
+                     serve` running? pass its --control-socket (or set HOSTMUX_CONTROL_SOCKET)"
+                ),
+            };
+            CliError::unreachable(what).into()
         }
-        // The control socket's peer check said no (this process runs as
-        // another user than the host, e.g. inside a proc spawned --user).
+        other => CliError::unreachable(format!(
+            "cannot reach the host's control plane at {socket} ({other}); is `hostmux serve` \
+             running? pass its --control-socket (or set HOSTMUX_CONTROL_SOCKET)"
+        ))
+        .into(),
+    }
+}
+
+/// What could not be reached through the TCP frontend at `addr`, and what
+/// to do.
+fn tcp_connect_error(addr: &str, target: &ControlArgs, error: HostError) -> anyhow::Error {
+    match error {
+        HostError::HelloRefused { .. } | HostError::HelloNotAcknowledged { .. } => {
+            CliError::refused(format!(
+                "refused: the host at {addr} did not accept the token in {}: pass the file the \
+                 host was started with (serve --token-file); a host started without one takes \
+                 control requests only on its control socket",
+                shown(target.control_token_file.as_deref())
+            ))
+            .into()
+        }
         HostError::Control { message, .. } => {
-            return CliError::refused(format!(
-                "{message} (control socket {}); run as the host's user or root",
-                socket.display()
-            ))
-            .into();
+            CliError::refused(format!("refused: {}", host_reason(&message))).into()
         }
-        HostError::Connect { source, .. }
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            "the control socket is only for the host's user and root: run as one of them \
-             (procs spawned --user cannot use it), or pass --control-socket"
-        }
-        _ => {
-            "is `hostmux serve` running? pass its --control-socket (or set HOSTMUX_CONTROL_SOCKET)"
-        }
-    };
-    CliError::unreachable(format!(
-        "cannot reach the host's control plane at {} ({error}); {hint}",
-        socket.display()
-    ))
-    .into()
+        HostError::Connect { source, .. } => CliError::unreachable(format!(
+            "cannot connect to {addr} ({source}): is `hostmux serve` running with that \
+             --frontend? pass its frontend address to --control-tcp"
+        ))
+        .into(),
+        other => CliError::unreachable(format!(
+            "cannot reach the host's control plane at {addr} ({other}); is `hostmux serve` \
+             running with that --frontend? pass its frontend address to --control-tcp"
+        ))
+        .into(),
+    }
 }
 
 /// Maps a failed control request to an error with an exit code and advice.
@@ -94,23 +158,49 @@ fn refused(what: &str, error: HostError) -> anyhow::Error {
     match error {
         HostError::Control { kind, message } => {
             let hint = match kind {
-                ControlErrorKind::NoSuchProc => {
-                    "; see `hostmux ps` for the procs there are and how they ended"
+                ControlErrorKind::NoSuchProc if message.contains("already ended") => {
+                    "; there is nothing to stop: `hostmux ps` shows how it ended"
                 }
-                ControlErrorKind::DuplicateName => "; pick another name or stop the running one",
+                ControlErrorKind::NoSuchProc => "; `hostmux ps` lists the procs there are",
+                ControlErrorKind::DuplicateName => {
+                    "; pick another name, or stop the running one first (`hostmux stop NAME`)"
+                }
                 // Stopped or killed by `hostmux stop`/`kill` while it started:
                 // nothing wrong with the program.
                 ControlErrorKind::SpawnFailed if message.contains("while starting") => "",
-                ControlErrorKind::SpawnFailed => {
-                    "; check the program path and that it speaks the boot protocol (docs/proc.md)"
+                ControlErrorKind::SpawnFailed if message.contains("failed to spawn") => {
+                    "; check the program path and that this host's user may run it"
                 }
-                ControlErrorKind::Unauthorized => "; use the control socket as the host's user",
+                ControlErrorKind::SpawnFailed => {
+                    "; check that the program reports ready the way the host waits for \
+                     (docs/proc.md) and within --ready-timeout"
+                }
+                ControlErrorKind::Unauthorized => {
+                    "; only the host's user and root (on the control socket) or a client with \
+                     the host's token may send control requests"
+                }
+                // The host's message says what to change.
+                ControlErrorKind::InvalidRequest if message.contains("reserved") => "",
                 ControlErrorKind::InvalidRequest => "; check the name and arguments",
-                _ => "",
+                ControlErrorKind::Internal => {
+                    "; the host's log says more (run it with HOSTMUX_LOG=debug)"
+                }
             };
             CliError::refused(format!("{what}: {message}{hint}")).into()
         }
-        other => anyhow::Error::new(other).context(format!("{what}: the host connection failed")),
+        HostError::ClosedBeforeAnswer { addr } => CliError::unreachable(format!(
+            "{what}: the host at {addr} closed the connection before answering (it stopped or \
+             crashed?); `hostmux ps` shows whether the request took effect once it runs again"
+        ))
+        .into(),
+        HostError::Receive { addr, source } | HostError::Send { addr, source } => {
+            CliError::unreachable(format!(
+                "{what}: the connection to the host at {addr} failed ({source}); it stopped or \
+                 crashed? `hostmux ps` shows whether the request took effect once it runs again"
+            ))
+            .into()
+        }
+        other => anyhow::Error::new(other).context(what.to_owned()),
     }
 }
 
@@ -136,7 +226,11 @@ pub(crate) fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
     // directory is not the caller's.
     let program = if program.contains('/') && !program.starts_with('/') {
         std::fs::canonicalize(program)
-            .map_err(|e| CliError::usage(format!("program {program:?} not found ({e})")))?
+            .map_err(|e| {
+                CliError::usage(format!(
+                    "program {program:?} not found ({e}); a relative path is taken from this directory: give one that exists, or an absolute path"
+                ))
+            })?
             .to_string_lossy()
             .into_owned()
     } else {
@@ -181,7 +275,7 @@ fn state_text(state: &ProcState) -> String {
     }
 }
 
-fn signal_name(signal: i32) -> String {
+pub(crate) fn signal_name(signal: i32) -> String {
     match signal {
         libc::SIGKILL => "SIGKILL".into(),
         libc::SIGTERM => "SIGTERM".into(),

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("hostmux: error: {error:#}");
+            eprintln!("hostmux: error: {}", cli::message(&error));
             cli::exit_code(&error)
         }
     }

@@ -1,5 +1,7 @@
 //! `hostmux serve`: run a host until SIGTERM or SIGINT, then terminate every
-//! proc with the configured grace and print the summary.
+//! proc with the configured grace and print how each ended (a table: exited
+//! N, signal, or SIGKILLed after the grace, and after how long) and the
+//! summary.
 //!
 //! Under systemd (`Type=notify`) it sends `READY=1` once the frontend is
 //! bound and `STOPPING=1` when shutdown starts, written straight to
@@ -7,15 +9,21 @@
 //! crate needed).
 
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hostmux_host::{Host, HostConfig, HostError, PlainTcp, TlsConfig};
-use hostmux_lifecycle::{BulkTerminateMode, ProcessProcManager, RunAs};
+use hostmux_lifecycle::{
+    BulkTerminateMode, ProcHandle as _, ProcManager as _, ProcessProcManager, RunAs,
+    TerminalStatus, TerminateSummary,
+};
 use hostmux_wire::{Addr, AddrKind};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{CliError, ServeArgs};
+use crate::format::Table;
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging();
@@ -226,20 +234,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let manager = ProcessProcManager::builder().default_run_as(proc_user);
     let (host, serving) = Host::serve_processes(manager, addr.clone(), config)
         .await
-        .map_err(|e| match e {
-            HostError::InsecureBind { .. } => anyhow::Error::new(CliError::usage(format!(
-                "refusing to bind the non-loopback frontend {addr} without a token; pass --token-file FILE or bind 127.0.0.1"
-            ))),
-            e @ HostError::ControlSocket { .. } => anyhow::Error::new(CliError::usage(format!(
-                "{e}; stop the other host or pass another --control-socket"
-            ))),
-            e @ HostError::InvalidAdvertise { .. } => {
-                anyhow::Error::new(CliError::usage(format!("--advertise: {e}")))
-            }
-            other => anyhow::Error::new(other).context(format!(
-                "cannot serve on {addr}; is another host already bound there? pass another --frontend"
-            )),
-        })?;
+        .map_err(|e| start_error(&addr, e))?;
     let advertised: Vec<&str> = host.advertised().iter().map(Addr::as_str).collect();
     println!(
         "hostmux serving on {} ({:?} frontend), advertised as {}, control socket {}; stop with SIGTERM or Ctrl-C",
@@ -255,21 +250,194 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ = sigint.recv() => "SIGINT",
     };
     notify_systemd("STOPPING=1");
-    println!(
-        "{which}: terminating {} procs (grace {} ms)",
-        host.procs().len(),
-        args.shutdown_grace.as_millis()
-    );
-    let summary = host
-        .terminate_children_with(args.shutdown_grace, BulkTerminateMode::OverallDeadline)
-        .await;
-    println!("terminate summary: {summary}");
+    let summary = shut_down(&host, which, args.shutdown_grace).await;
     serving.shutdown();
     Ok(if summary.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(crate::cli::exit::FAILURE)
     })
+}
+
+/// Stops every proc (one overall deadline of `grace`) and prints how each
+/// ended and after how long, then the summary line.
+async fn shut_down(
+    host: &Host<ProcessProcManager>,
+    signal: &str,
+    grace: Duration,
+) -> TerminateSummary {
+    let names = host.procs();
+    println!(
+        "{signal}: terminating {} procs (grace {} ms before SIGKILL)",
+        names.len(),
+        grace.as_millis()
+    );
+    // Watch each proc before the terminate starts, so that each one's end
+    // is timed from the same instant.
+    let started = Instant::now();
+    let watchers: Vec<_> = names
+        .into_iter()
+        .filter_map(|name| {
+            let handle = host.manager().get(&name)?;
+            Some(tokio::spawn(async move {
+                let ended = handle.wait().await;
+                (name, ended, started.elapsed())
+            }))
+        })
+        .collect();
+    let summary = host
+        .terminate_children_with(grace, BulkTerminateMode::OverallDeadline)
+        .await;
+    let mut ended = Vec::new();
+    for watcher in watchers {
+        match watcher.await {
+            Ok((name, status, after)) => ended.push(ShutdownRow {
+                name: name.to_string(),
+                ended: match status {
+                    Ok(status) => how_it_ended(&status, after, grace),
+                    Err(e) => format!("unknown ({e})"),
+                },
+                after,
+            }),
+            Err(e) => tracing::warn!(error = %e, "a shutdown watcher failed"),
+        }
+    }
+    if !ended.is_empty() {
+        print!("{}", shutdown_table(ended));
+    }
+    println!("terminate summary: {summary}");
+    summary
+}
+
+/// One proc in the shutdown table.
+struct ShutdownRow {
+    name: String,
+    ended: String,
+    after: Duration,
+}
+
+/// The shutdown table, first ended first: `PROC  ENDED  AFTER`.
+fn shutdown_table(mut rows: Vec<ShutdownRow>) -> String {
+    rows.sort_by(|a, b| a.after.cmp(&b.after).then_with(|| a.name.cmp(&b.name)));
+    let mut table = Table::new(&["PROC", "ENDED", "AFTER"]);
+    for row in rows {
+        table.row(vec![
+            row.name,
+            row.ended,
+            format!("{} ms", row.after.as_millis()),
+        ]);
+    }
+    table.render()
+}
+
+/// How a proc ended at shutdown, in a few words: `exited 0`, `signal
+/// SIGTERM`, `SIGKILLed after the grace` (it outlived the polite stop).
+fn how_it_ended(status: &TerminalStatus, after: Duration, grace: Duration) -> String {
+    match status {
+        TerminalStatus::Exited { code, .. } => format!("exited {code}"),
+        TerminalStatus::Signaled {
+            signal: libc::SIGKILL,
+            ..
+        } if after >= grace => "SIGKILLed after the grace".to_owned(),
+        TerminalStatus::Signaled {
+            signal,
+            core_dumped,
+            ..
+        } => format!(
+            "signal {}{}",
+            crate::control::signal_name(*signal),
+            if *core_dumped { " (core dumped)" } else { "" }
+        ),
+        TerminalStatus::Failed { reason, .. } => format!("failed: {reason}"),
+    }
+}
+
+/// What `serve` says when the host cannot start: what is wrong and what to
+/// do, with exit code 2 for an address or path it cannot take.
+fn start_error(addr: &Addr, error: HostError) -> anyhow::Error {
+    match error {
+        HostError::InsecureBind { .. } => CliError::usage(format!(
+            "refusing to bind the non-loopback frontend {addr} without a token; pass --token-file FILE or bind 127.0.0.1"
+        ))
+        .into(),
+        HostError::Bind { source, .. } => CliError::usage(bind_error(addr, &source)).into(),
+        HostError::ControlSocket { path, reason } => {
+            CliError::usage(control_socket_error(&path, &reason)).into()
+        }
+        e @ HostError::InvalidAdvertise { .. } => {
+            CliError::usage(format!("--advertise: {e}")).into()
+        }
+        e @ HostError::InvalidAddr { .. } => {
+            CliError::usage(format!("{e}; pass another --frontend")).into()
+        }
+        other => anyhow::Error::new(other).context(format!("cannot serve on {addr}")),
+    }
+}
+
+/// Why the frontend address could not be bound, and what to do.
+fn bind_error(addr: &Addr, source: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match (addr.kind(), source.kind()) {
+        (AddrKind::Tcp { port, .. }, ErrorKind::AddrInUse) => format!(
+            "frontend address {addr} is in use: another process listens there \
+             (find it with `ss -ltnp 'sport = :{port}'`); stop it or pass another --frontend"
+        ),
+        (AddrKind::UnixPath(path), ErrorKind::AddrInUse) => format!(
+            "frontend socket {path} already exists: another process listens there, or a host \
+             that stopped left it (find a listener with `ss -lxp | grep {path}`; if there is \
+             none, remove the file); or pass another --frontend"
+        ),
+        (AddrKind::UnixAbstract(name), ErrorKind::AddrInUse) => format!(
+            "frontend address {addr} is in use: another process listens on @{name} \
+             (find it with `ss -lxp | grep @{name}`); stop it or pass another --frontend"
+        ),
+        (AddrKind::Tcp { port, .. }, ErrorKind::PermissionDenied) if port < 1024 => format!(
+            "cannot bind the frontend address {addr}: ports below 1024 need root or \
+             CAP_NET_BIND_SERVICE; pass a port from 1024 up, or grant the capability"
+        ),
+        (_, ErrorKind::PermissionDenied) => format!(
+            "cannot bind the frontend address {addr}: permission denied; pass a --frontend \
+             this user may bind (a Unix path in a directory it may write)"
+        ),
+        (_, ErrorKind::AddrNotAvailable) => format!(
+            "cannot bind the frontend address {addr}: no interface of this machine has that \
+             address; pass one of its addresses, 127.0.0.1, or 0.0.0.0 (with --token-file)"
+        ),
+        _ => format!("cannot bind the frontend address {addr} ({source}); pass another --frontend"),
+    }
+}
+
+/// Why the control socket could not be created at `path`, and what to do,
+/// by what is at the path now.
+fn control_socket_error(path: &Path, reason: &str) -> String {
+    use std::os::unix::fs::FileTypeExt as _;
+    let shown = path.display();
+    match std::fs::symlink_metadata(path).map(|meta| meta.file_type()) {
+        Ok(kind) if kind.is_socket() => format!(
+            "control socket {shown}: {reason}; another host uses this path: stop it (its pid: \
+             `ss -lxp | grep {shown}`) or pass another --control-socket"
+        ),
+        Ok(kind) => {
+            let what = if kind.is_dir() {
+                "a directory"
+            } else if kind.is_symlink() {
+                "a symbolic link"
+            } else if kind.is_file() {
+                "a regular file"
+            } else {
+                "a special file"
+            };
+            format!(
+                "control socket path {shown} is {what}, not a socket, so no host made it and \
+                 serve will not replace it: remove it if nothing needs it, or pass another \
+                 --control-socket"
+            )
+        }
+        Err(_) => format!(
+            "cannot create the control socket {shown} ({reason}); pass --control-socket PATH in \
+             a directory this user may write"
+        ),
+    }
 }
 
 /// Resolves `--proc-user USER[:GROUP]` and checks, before anything is

@@ -2,8 +2,8 @@
 //! `spawn --user` run procs as that user (with `no_new_privs`), their rings
 //! still work, and such a proc cannot use the control socket: with the
 //! socket's own mode `connect` is denied, and with the socket opened up by
-//! hand the host's peer check answers "uid 65534 is not allowed to control
-//! this host".
+//! hand the host's peer check answers "uid 65534 may not use this host's
+//! control socket".
 //!
 //! Switching users needs root: without it this test fails, unless
 //! `HOSTMUX_TEST_SKIP` names `root` (then it says loudly that it did not
@@ -108,7 +108,7 @@ fn proc_run_as_nobody_cannot_use_the_control_socket() {
     let refused = probe("probe-refused");
     assert!(refused.contains("exit 4"), "{refused}");
     assert!(
-        refused.contains("uid 65534 is not allowed to control this host"),
+        refused.contains("refused: uid 65534 may not use this host's control socket"),
         "{refused}"
     );
 

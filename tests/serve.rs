@@ -90,7 +90,7 @@ impl Served {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
-    fn wait_for_line(&self, needle: &str) -> String {
+    pub(crate) fn wait_for_line(&self, needle: &str) -> String {
         loop {
             let line = self
                 .lines
@@ -200,7 +200,7 @@ fn serve_spawn_ps_send_stop_and_sigterm_shutdown() {
 
     let missing = send("nope", "x");
     assert_eq!(missing.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("NoSuchProc"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("(no such proc)"));
 
     let table = stdout(&run(&socket, &["stats", "echo"]));
     assert!(table.contains("echo"), "{table}");
@@ -223,6 +223,51 @@ fn serve_spawn_ps_send_stop_and_sigterm_shutdown() {
     let status = served.child.wait().expect("wait for serve");
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "the control socket is removed at exit");
+}
+
+#[test]
+fn sigterm_prints_how_each_proc_ended_and_after_how_long() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("control.sock");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").expect("write the token");
+    let mut served = Served::start(&socket, &token_file);
+    let exe = env!("CARGO_BIN_EXE_hostmux");
+    for (name, mode) in [("polite", "echo"), ("stubborn", "ignore-term")] {
+        stdout(&run(&socket, &["spawn", name, "--", exe, "__proc", mode]));
+    }
+    let pid = i32::try_from(served.child.id()).unwrap();
+    assert_eq!(send_sigterm(pid), 0, "signal the host");
+    served.wait_for_line("SIGTERM: terminating 2 procs (grace 2000 ms before SIGKILL)");
+    let header = served.wait_for_line("PROC");
+    assert!(
+        header.split_whitespace().eq(["PROC", "ENDED", "AFTER"]),
+        "{header}"
+    );
+    // First ended first: the polite proc exits at once, the stubborn one is
+    // SIGKILLed once the 2 s grace is over.
+    let row = |line: String| -> (String, String, u64) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [name, ended @ .., after, "ms"] = words.as_slice() else {
+            panic!("not a table row: {line}");
+        };
+        (
+            name.to_string(),
+            ended.join(" "),
+            after.parse().expect("ms"),
+        )
+    };
+    let (name, ended, polite_after) = row(served.wait_for_line(" ms"));
+    assert_eq!((name.as_str(), ended.as_str()), ("polite", "exited 0"));
+    let (name, ended, stubborn_after) = row(served.wait_for_line(" ms"));
+    assert_eq!(
+        (name.as_str(), ended.as_str()),
+        ("stubborn", "SIGKILLed after the grace")
+    );
+    assert!(polite_after < 2000, "{polite_after} ms");
+    assert!(stubborn_after >= 2000, "{stubborn_after} ms");
+    served.wait_for_line("terminate summary: attempted=2 ok=2 failed=0");
+    assert!(served.child.wait().expect("wait for serve").success());
 }
 
 /// SIGTERM through the `kill` command (no unsafe `libc::kill` needed).

@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod delivery;
 mod demo;
+mod errors;
 mod kubernetes;
 mod names;
 mod privilege;

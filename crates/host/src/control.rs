@@ -8,8 +8,9 @@
 //! its `connect` fail with `EACCES`; and should the socket be reachable
 //! anyway (a looser mode set by hand, an fd passed on), the peer's uid is
 //! checked on accept and anyone but the host's uid and root is answered
-//! [`ControlErrorKind::Unauthorized`] ("uid 65534 is not allowed to control
-//! this host") in place of the hello's ack, then the connection closes.
+//! [`ControlErrorKind::Unauthorized`] ("uid 65534 may not use this host's
+//! control socket: only its user (uid 1000) and root may") in place of the
+//! hello's ack, then the connection closes.
 
 use std::io;
 use std::os::fd::AsFd as _;
@@ -34,9 +35,12 @@ const REFUSED_HELLO_MAX_BYTES: usize = 4096;
 /// How long a refused peer has to send its hello.
 const REFUSED_HELLO_WAIT: Duration = Duration::from_secs(2);
 
-/// What a control-socket peer running as `uid` is told.
-pub(crate) fn refusal_message(uid: u32) -> String {
-    format!("uid {uid} is not allowed to control this host")
+/// What a control-socket peer running as `uid` is told by a host running
+/// as `host_uid`: who it is and who may.
+pub(crate) fn refusal_message(uid: u32, host_uid: u32) -> String {
+    format!(
+        "uid {uid} may not use this host's control socket: only its user (uid {host_uid}) and root may"
+    )
 }
 
 /// Whether a control-socket peer running as `peer_uid` may use the control
@@ -86,7 +90,7 @@ pub(crate) async fn refuse_control_peer(
     };
     let refusal = ControlResponse::Error {
         kind: ControlErrorKind::Unauthorized,
-        message: refusal_message(peer_uid),
+        message: refusal_message(peer_uid, own_uid()),
     };
     let frame = crate::dataplane::service::response_frame(
         ReplyTarget {
@@ -201,8 +205,8 @@ mod tests {
         assert!(!peer_allowed(65534, 0));
         assert!(!peer_allowed(1001, 1000));
         assert_eq!(
-            refusal_message(65534),
-            "uid 65534 is not allowed to control this host"
+            refusal_message(65534, 1000),
+            "uid 65534 may not use this host's control socket: only its user (uid 1000) and root may"
         );
     }
 }

@@ -14,6 +14,10 @@ pub enum HostError {
     /// A proc (or a connected client) already holds this name.
     #[error("proc '{0}' already exists")]
     ProcExists(ProcName),
+    /// The name is the host's service proc's (the control plane): no proc
+    /// may be spawned under it.
+    #[error("proc name '{0}' is reserved for the host's service proc (the control plane); pick another name")]
+    ReservedName(ProcName),
     /// No proc has this name, live, starting or recently gone.
     #[error("no proc named '{0}'")]
     NoSuchProc(ProcName),
@@ -83,7 +87,7 @@ pub enum HostError {
         source: std::io::Error,
     },
     /// The proc manager could not start the proc.
-    #[error("proc '{name}' failed to spawn: {source}")]
+    #[error("{}", spawn_failed(name, source))]
     Spawn {
         /// The proc.
         name: ProcName,
@@ -244,4 +248,48 @@ pub enum HostError {
     /// Starting the host's I/O thread or its runtime failed.
     #[error("cannot start the host I/O thread: {0}")]
     Runtime(#[source] std::io::Error),
+}
+
+/// The text of [`HostError::Spawn`]: the manager's error alone when it
+/// names the proc already, else prefixed with which proc failed to spawn
+/// (so "proc 'x'" is said once).
+fn spawn_failed(name: &ProcName, source: &LifecycleError) -> String {
+    let text = source.to_string();
+    if text.starts_with(&format!("proc '{name}'")) {
+        text
+    } else {
+        format!("proc '{name}' failed to spawn: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spawn_error_names_the_proc_once() {
+        let name = ProcName::new("m").unwrap();
+        let missing = HostError::Spawn {
+            name: name.clone(),
+            source: LifecycleError::Spawn {
+                name: name.clone(),
+                program: "/no/such".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+        };
+        let text = missing.to_string();
+        assert!(
+            text.starts_with("proc 'm': failed to spawn program '/no/such': "),
+            "{text}"
+        );
+        assert_eq!(text.matches("proc 'm'").count(), 1, "{text}");
+        let gone = HostError::Spawn {
+            name,
+            source: LifecycleError::SpawnerGone,
+        };
+        assert_eq!(
+            gone.to_string(),
+            "proc 'm' failed to spawn: the lifecycle spawner thread is gone"
+        );
+    }
 }

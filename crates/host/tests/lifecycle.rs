@@ -38,10 +38,10 @@ async fn duplicate_spawn_is_rejected(kind: FrontendKind) {
         matches!(again, Err(HostError::ProcExists(ref n)) if n.as_str() == "twin"),
         "{again:?}"
     );
-    // The service proc's name is taken too.
+    // The service proc's name is reserved, and said to be.
     let service = host.spawn("service", echo_proc(usize::MAX)).await;
     assert!(
-        matches!(service, Err(HostError::ProcExists(_))),
+        matches!(service, Err(HostError::ReservedName(ref n)) if n.as_str() == "service"),
         "{service:?}"
     );
     // A name is free again once its proc is gone.

@@ -72,7 +72,7 @@ fn error_response(e: &HostError) -> ControlResponse {
         | HostError::ReadyTimeout { .. }
         | HostError::AgentUnanswered { .. }
         | HostError::Ring { .. } => ControlErrorKind::SpawnFailed,
-        HostError::Wire(_) => ControlErrorKind::InvalidRequest,
+        HostError::Wire(_) | HostError::ReservedName(_) => ControlErrorKind::InvalidRequest,
         _ => ControlErrorKind::Internal,
     };
     service::error(kind, e.to_string())

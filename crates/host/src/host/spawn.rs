@@ -18,7 +18,8 @@ impl<M: ProcManager + 'static> Host<M> {
     ///
     /// The name is bound in the routing table as soon as the rings exist, so
     /// frames sent before the proc is ready come back `NotReady` rather than
-    /// `NoSuchProc`; a duplicate name fails with [`HostError::ProcExists`].
+    /// `NoSuchProc`; a duplicate name fails with [`HostError::ProcExists`],
+    /// the service proc's name with [`HostError::ReservedName`].
     ///
     /// While it starts, the proc is in the host's registry (`list` shows it
     /// `Starting`); [`Host::terminate_proc`] or [`Host::kill_proc`] on it
@@ -74,8 +75,8 @@ impl<M: ProcManager + 'static> Host<M> {
 
     /// Registers `name` as starting. A name held by a proc that a failed or
     /// dropped spawn is still releasing is waited for; any other holder (a
-    /// proc in the registry, or the routing table's service proc) makes it
-    /// a duplicate. Clients are not consulted: their names are a namespace
+    /// proc in the registry) makes it a duplicate, and the service proc's
+    /// name is reserved. Clients are not consulted: their names are a namespace
     /// of their own, so a client never makes a spawn fail.
     async fn reserve(
         &self,
@@ -88,6 +89,9 @@ impl<M: ProcManager + 'static> Host<M> {
                 match procs.get(name) {
                     Some(entry) if entry.phase == Phase::Releasing => entry.released.clone(),
                     Some(_) => return Err(HostError::ProcExists(name.clone())),
+                    None if *name == inner.service_name => {
+                        return Err(HostError::ReservedName(name.clone()))
+                    }
                     None if inner.table.contains(name.as_bytes()) => {
                         return Err(HostError::ProcExists(name.clone()))
                     }
