@@ -112,7 +112,9 @@ fn host_sigkilled_with_procs_running_leaves_no_process() {
             }
         }
     });
-    let pids = match rx.recv_timeout(Duration::from_secs(30)) {
+    // Generous: the subprocess starts a host and five procs, which took
+    // over 30 s on the 2-core machine under a full build's load.
+    let pids = match rx.recv_timeout(Duration::from_secs(120)) {
         Ok(pids) => pids,
         Err(e) => {
             let _ = host.kill();
