@@ -11,7 +11,7 @@ use crate::procs::ProcMode;
 
 /// Exit codes, as documented in `--help` and `docs/operations.md`.
 pub(crate) mod exit {
-    /// A runtime failure (I/O, a proc that failed, a benchmark that broke).
+    /// A runtime failure (I/O, a proc that failed).
     pub(crate) const FAILURE: u8 = 1;
     /// Bad usage: unknown flag, invalid value (clap also uses 2).
     pub(crate) const USAGE: u8 = 2;
@@ -25,7 +25,7 @@ pub(crate) mod exit {
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  runtime failure (I/O error, a proc or benchmark failed)
+  1  runtime failure (I/O error, a proc failed)
   2  usage error (unknown flag, invalid value)
   3  host unreachable (no control socket or frontend at that address)
   4  refused by the host (no such proc, name taken, bad token, spawn failed)";
@@ -80,8 +80,8 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> ExitCode {
 ///
 /// `hostmux serve` runs the host; `spawn`, `ps`, `stop`, `kill` and `stats`
 /// talk to it over its control socket; `send` talks to a proc through the
-/// frontend address. `demo` shows it all in one command, `bench` measures it
-/// against plain TCP and a conventional serde+bincode design.
+/// frontend address. `demo` shows it all in one command. The end-to-end
+/// benchmark is a separate binary, `hostmux-bench` (docs/benchmarks.md).
 #[derive(Debug, Parser)]
 #[command(name = "hostmux", version, about, long_about, after_help = EXIT_CODES_HELP)]
 struct Cli {
@@ -122,19 +122,12 @@ enum Command {
     /// show counters, percentiles and the terminate escalation.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(DemoArgs),
-    /// End-to-end benchmark: loopback TCP, hostmux (io_uring, epoll) and a
-    /// conventional serde+bincode host side by side; writes JSON and SVG.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Bench(crate::bench::BenchArgs),
-    /// Internal: run this binary as a proc (used by demo and bench).
+    /// Internal: run this binary as a proc (used by demo).
     #[command(name = "__proc", hide = true)]
     Proc {
         #[arg(value_enum)]
         mode: ProcMode,
     },
-    /// Internal: benchmark worker processes.
-    #[command(name = "__bench", hide = true)]
-    BenchWorker(crate::bench::WorkerArgs),
 }
 
 /// The frontend kinds a host can run.
@@ -487,9 +480,7 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
         Command::Links(args) => crate::control::links(args),
         Command::Send(args) => crate::send::run(args),
         Command::Demo(args) => crate::demo::run(args),
-        Command::Bench(args) => crate::bench::run(args),
         Command::Proc { mode } => crate::procs::run_proc(mode),
-        Command::BenchWorker(args) => crate::bench::run_worker(args),
     }
 }
 
