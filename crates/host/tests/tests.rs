@@ -5,6 +5,7 @@
 mod support;
 
 mod bins;
+mod booted;
 mod clients;
 mod control;
 mod crash;
