@@ -233,3 +233,43 @@ pub use hostmux_lifecycle::{TerminalStatus, TerminateSummary};
 pub fn io_uring_available() -> bool {
     uring::available()
 }
+
+/// `docs/porting-from-hyperactor.md`, compiled: its Rust block names every
+/// hostmux item its tables map hyperactor's to.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/porting-from-hyperactor.md")]
+pub struct PortingFromHyperactor;
+
+#[cfg(test)]
+mod porting_doc {
+    /// Every `hostmux_*::…` path in the porting guide's text is named in
+    /// its compiled block (its type and its last segment), so the doctest
+    /// above checks that it exists.
+    #[test]
+    fn every_path_in_the_porting_guide_is_compiled() {
+        let doc = include_str!("../../../docs/porting-from-hyperactor.md");
+        let (prose, block) = doc
+            .split_once("```rust")
+            .expect("the guide ends with a compiled block");
+        let words: std::collections::HashSet<&str> = block
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .collect();
+        let mut checked = 0;
+        for quoted in prose.split('`').skip(1).step_by(2) {
+            for path in quoted.split([' ', ',', '(', ')']) {
+                if !path.starts_with("hostmux_") || !path.contains("::") || path.contains('*') {
+                    continue;
+                }
+                let segments: Vec<&str> = path.split("::").collect();
+                for segment in &segments[1..] {
+                    assert!(
+                        words.contains(segment),
+                        "`{path}` is named in the guide but `{segment}` is not in its compiled block"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} paths found");
+    }
+}

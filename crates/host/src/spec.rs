@@ -200,6 +200,28 @@ pub trait ProcSpec<M: ProcManager>: Send + 'static {
     }
 }
 
+/// Any closure from rings to the manager's config is a spec: a custom
+/// manager needs no spec type of its own.
+///
+/// ```
+/// # fn check<M: hostmux_lifecycle::ProcManager>(config: M::Config) where M::Config: Send + 'static {
+/// use hostmux_host::{ChildRings, HostError, ProcSpec};
+/// // Hands the rings' memfds to whatever M::Config is built from.
+/// let spec = move |_rings: ChildRings| -> Result<M::Config, HostError> { Ok(config) };
+/// fn is_spec<M: hostmux_lifecycle::ProcManager>(_: impl ProcSpec<M>) {}
+/// is_spec::<M>(spec);
+/// # }
+/// ```
+impl<M, F> ProcSpec<M> for F
+where
+    M: ProcManager,
+    F: FnOnce(ChildRings) -> Result<M::Config, HostError> + Send + 'static,
+{
+    fn into_config(self, rings: ChildRings) -> Result<M::Config, HostError> {
+        self(rings)
+    }
+}
+
 type LocalBody =
     Box<dyn FnOnce(LocalProcContext, ChildRings) -> hostmux_lifecycle::LocalProcFuture + Send>;
 
