@@ -25,9 +25,11 @@
 //!   timeouts, ring sizes, the I/O thread's spin.
 //! * [`ProcSpec`]: how a proc receives its rings ([`ChildRings`]);
 //!   [`ProcessProc`] for OS processes (the `hostmux-proc` boot protocol),
-//!   [`LocalProc`] for in-process procs; [`ProcEndpoint`] is an in-process
-//!   proc's attached view. [`SpawnByRequest`]: how a control-plane `Spawn`
-//!   becomes a spec.
+//!   [`LocalProc`] for in-process procs ([`LocalProc::booted`]: a
+//!   `hostmux-proc` loop in one call), any `FnOnce(ChildRings)` closure for
+//!   a custom manager; [`ProcEndpoint`] is an in-process proc's attached
+//!   view. [`SpawnByRequest`]: how a control-plane `Spawn` becomes a spec;
+//!   [`WithoutSpawnRequests`] serves a custom manager that takes none.
 //! * Clients of a host, one implementation for every user (the CLI, the
 //!   tests, the benchmarks): [`Client`] (tokio, data plane; halves
 //!   [`ClientWriter`] and [`ClientReader`]), [`BlockingClient`] (the same on
@@ -220,7 +222,7 @@ pub use error::HostError;
 pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
 pub use io::tls::{PlainTcp, TlsConfig};
-pub use process::{ProcessProc, SpawnByRequest, SpecRefused};
+pub use process::{ProcessProc, SpawnByRequest, SpecRefused, WithoutSpawnRequests};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{
     ConnLimitStats, ConnStats, HostStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, REASONS,

@@ -13,7 +13,7 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use hostmux_lifecycle::{LocalProcConfig, LocalProcContext, LocalProcManager, ProcManager};
+use hostmux_lifecycle::{LocalProcConfig, LocalProcContext, ProcManager};
 use hostmux_ring::{Consumer, Doorbell, Producer, SharedRing, WaitOutcome};
 use hostmux_wire::{
     encode_frame, encoded_len, split_frame, FrameHeader, FrameView, Limits, ProcId, ProcName,
@@ -225,7 +225,7 @@ where
 type LocalBody =
     Box<dyn FnOnce(LocalProcContext, ChildRings) -> hostmux_lifecycle::LocalProcFuture + Send>;
 
-/// An in-process proc for the [`LocalProcManager`]: a body that receives its
+/// An in-process proc for the [`LocalProcManager`](hostmux_lifecycle::LocalProcManager): a body that receives its
 /// lifecycle context and its rings ([`LocalProc::new`]), or a
 /// `hostmux-proc` [`Proc`](hostmux_proc::Proc) loop on a blocking thread
 /// ([`LocalProc::booted`]).
@@ -315,7 +315,9 @@ impl LocalProc {
     }
 }
 
-impl ProcSpec<LocalProcManager> for LocalProc {
+/// For the [`LocalProcManager`](hostmux_lifecycle::LocalProcManager), and any manager built on it (whose config
+/// is a [`LocalProcConfig`]).
+impl<M: ProcManager<Config = LocalProcConfig>> ProcSpec<M> for LocalProc {
     fn into_config(self, rings: ChildRings) -> Result<LocalProcConfig, HostError> {
         let body = self.body;
         Ok(LocalProcConfig::new(move |cx| body(cx, rings)).ready_timeout(Duration::ZERO))

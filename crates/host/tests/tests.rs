@@ -9,6 +9,7 @@ mod booted;
 mod clients;
 mod control;
 mod crash;
+mod custom_manager;
 mod exactly_once;
 mod half_close;
 mod identity;
