@@ -244,6 +244,7 @@ impl ProcManager for LocalProcManager {
         let registry = self.inner.registry.lock();
         registry.get(name).cloned()
     }
+
     fn procs(&self) -> Vec<LocalHandle> {
         let registry = self.inner.registry.lock();
         registry.values().cloned().collect()

@@ -672,6 +672,7 @@ impl ProcManager for ProcessProcManager {
         let registry = self.inner.registry.lock();
         registry.get(name).and_then(|(_, h)| h.clone())
     }
+
     fn procs(&self) -> Vec<ProcessHandle> {
         let registry = self.inner.registry.lock();
         registry.values().filter_map(|(_, h)| h.clone()).collect()
