@@ -406,7 +406,6 @@ fn stop_handle_wakes_a_sleeping_receive(proc_doorbell: bool) {
         panic!("the frame delivered before the stop");
     };
     assert_eq!(message.message_id(), 7);
-    drop(message);
 
     // The ring is empty: the receive below sleeps until the stop wakes it
     // (a stop that lands before it sleeps is seen at once). A receive that
