@@ -118,8 +118,8 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> ExitCode {
 ///
 /// `hostmux serve` runs the host; `spawn`, `ps`, `stop`, `kill` and `stats`
 /// talk to it over its control socket; `send` talks to a proc through the
-/// frontend address. `demo` shows it all in one command, `bench` measures it
-/// against plain TCP and a conventional serde+bincode design.
+/// frontend address. `demo` shows it all in one command. The end-to-end
+/// benchmark is a separate binary, `hostmux-bench` (docs/benchmarks.md).
 #[derive(Debug, Parser)]
 #[command(name = "hostmux", version, about, long_about, after_help = EXIT_CODES_HELP)]
 struct Cli {
@@ -162,19 +162,12 @@ enum Command {
     /// show counters, percentiles and the terminate escalation.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(DemoArgs),
-    /// End-to-end benchmark: loopback TCP, hostmux (io_uring, epoll) and a
-    /// conventional serde+bincode host side by side; writes JSON and SVG.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Bench(crate::bench::BenchArgs),
-    /// Internal: run this binary as a proc (used by demo and bench).
+    /// Internal: run this binary as a proc (used by demo).
     #[command(name = "__proc", hide = true)]
     Proc {
         #[arg(value_enum)]
         mode: ProcMode,
     },
-    /// Internal: benchmark worker processes.
-    #[command(name = "__bench", hide = true)]
-    BenchWorker(crate::bench::WorkerArgs),
 }
 
 /// The frontend kinds a host can run.
@@ -527,9 +520,7 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
         Command::Links(args) => crate::control::links(args),
         Command::Send(args) => crate::send::run(args),
         Command::Demo(args) => crate::demo::run(args),
-        Command::Bench(args) => crate::bench::run(args),
         Command::Proc { mode } => crate::procs::run_proc(mode),
-        Command::BenchWorker(args) => crate::bench::run_worker(args),
     }
 }
 

@@ -5,7 +5,6 @@
 //! exit code here.
 #![forbid(unsafe_code)]
 
-mod bench;
 mod cli;
 mod client;
 mod control;

@@ -1,6 +1,5 @@
 //! All of hostmux's integration tests, built into one test binary.
 
-mod bench;
 mod cli;
 mod delivery;
 mod demo;

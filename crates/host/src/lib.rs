@@ -25,9 +25,11 @@
 //!   timeouts, ring sizes, the I/O thread's spin.
 //! * [`ProcSpec`]: how a proc receives its rings ([`ChildRings`]);
 //!   [`ProcessProc`] for OS processes (the `hostmux-proc` boot protocol),
-//!   [`LocalProc`] for in-process procs; [`ProcEndpoint`] is an in-process
-//!   proc's attached view. [`SpawnByRequest`]: how a control-plane `Spawn`
-//!   becomes a spec.
+//!   [`LocalProc`] for in-process procs ([`LocalProc::booted`]: a
+//!   `hostmux-proc` loop in one call), any `FnOnce(ChildRings)` closure for
+//!   a custom manager; [`ProcEndpoint`] is an in-process proc's attached
+//!   view. [`SpawnByRequest`]: how a control-plane `Spawn` becomes a spec;
+//!   [`WithoutSpawnRequests`] serves a custom manager that takes none.
 //! * Clients of a host, one implementation for every user (the CLI, the
 //!   tests, the benchmarks): [`Client`] (tokio, data plane; halves
 //!   [`ClientWriter`] and [`ClientReader`]), [`BlockingClient`] (the same on
@@ -220,7 +222,7 @@ pub use error::HostError;
 pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
 pub use io::tls::{PlainTcp, TlsConfig};
-pub use process::{ProcessProc, SpawnByRequest, SpecRefused};
+pub use process::{ProcessProc, SpawnByRequest, SpecRefused, WithoutSpawnRequests};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{
     ConnLimitStats, ConnStats, HostStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, REASONS,
@@ -232,4 +234,44 @@ pub use hostmux_lifecycle::{TerminalStatus, TerminateSummary};
 /// Whether io_uring can be used on this machine (a ring can be built).
 pub fn io_uring_available() -> bool {
     uring::available()
+}
+
+/// `docs/porting-from-hyperactor.md`, compiled: its Rust block names every
+/// hostmux item its tables map hyperactor's to.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/porting-from-hyperactor.md")]
+pub struct PortingFromHyperactor;
+
+#[cfg(test)]
+mod porting_doc {
+    /// Every `hostmux_*::…` path in the porting guide's text is named in
+    /// its compiled block (its type and its last segment), so the doctest
+    /// above checks that it exists.
+    #[test]
+    fn every_path_in_the_porting_guide_is_compiled() {
+        let doc = include_str!("../../../docs/porting-from-hyperactor.md");
+        let (prose, block) = doc
+            .split_once("```rust")
+            .expect("the guide ends with a compiled block");
+        let words: std::collections::HashSet<&str> = block
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .collect();
+        let mut checked = 0;
+        for quoted in prose.split('`').skip(1).step_by(2) {
+            for path in quoted.split([' ', ',', '(', ')']) {
+                if !path.starts_with("hostmux_") || !path.contains("::") || path.contains('*') {
+                    continue;
+                }
+                let segments: Vec<&str> = path.split("::").collect();
+                for segment in &segments[1..] {
+                    assert!(
+                        words.contains(segment),
+                        "`{path}` is named in the guide but `{segment}` is not in its compiled block"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} paths found");
+    }
 }

@@ -151,7 +151,9 @@ impl ProcessProc {
     }
 }
 
-impl ProcSpec<ProcessProcManager> for ProcessProc {
+/// For the [`ProcessProcManager`], and any manager built on it (whose
+/// config is a [`ProcessConfig`]).
+impl<M: ProcManager<Config = ProcessConfig>> ProcSpec<M> for ProcessProc {
     fn into_config(self, rings: ChildRings) -> Result<ProcessConfig, HostError> {
         let ring_error = |source| HostError::Ring {
             name: rings.name.clone(),
@@ -216,6 +218,54 @@ impl SpawnByRequest for ProcessProcManager {
                 _ => ControlErrorKind::SpawnFailed,
             },
             reason: format!("proc '{}': {e}", request.name),
+        })
+    }
+}
+
+/// A manager served without control-plane spawns: wrap a custom manager in
+/// it to [`Host::serve`](crate::Host::serve) it without implementing
+/// [`SpawnByRequest`]. Its procs are spawned through the API
+/// ([`Host::spawn`](crate::Host::spawn)) only; a `Spawn` request (e.g.
+/// `hostmux spawn`) is refused with `SpawnFailed`, naming the program.
+/// Everything else is the wrapped manager's (`.0`).
+#[derive(Debug, Default)]
+pub struct WithoutSpawnRequests<M>(pub M);
+
+impl<M: ProcManager> ProcManager for WithoutSpawnRequests<M> {
+    type Handle = M::Handle;
+    type Config = M::Config;
+
+    fn spawn(
+        &self,
+        name: hostmux_wire::ProcName,
+        config: M::Config,
+    ) -> impl std::future::Future<Output = Result<M::Handle, LifecycleError>> + Send {
+        self.0.spawn(name, config)
+    }
+
+    fn get(&self, name: &hostmux_wire::ProcName) -> Option<M::Handle> {
+        self.0.get(name)
+    }
+
+    fn procs(&self) -> Vec<M::Handle> {
+        self.0.procs()
+    }
+}
+
+impl<M: ProcManager + 'static> SpawnByRequest for WithoutSpawnRequests<M>
+where
+    M::Config: 'static,
+{
+    /// Never built: every request is refused.
+    type Spec = fn(ChildRings) -> Result<M::Config, HostError>;
+
+    fn spec_for(request: &SpawnRequest) -> Result<Self::Spec, SpecRefused> {
+        Err(SpecRefused {
+            kind: ControlErrorKind::SpawnFailed,
+            reason: format!(
+                "this host's proc manager takes no spawn requests and cannot start program '{}'; its procs are spawned through the host's API",
+                request.program
+            ),
         })
     }
 }

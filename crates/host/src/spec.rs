@@ -13,7 +13,7 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use hostmux_lifecycle::{LocalProcConfig, LocalProcContext, LocalProcManager, ProcManager};
+use hostmux_lifecycle::{LocalProcConfig, LocalProcContext, ProcManager};
 use hostmux_ring::{Consumer, Doorbell, Producer, SharedRing, WaitOutcome};
 use hostmux_wire::{
     encode_frame, encoded_len, split_frame, FrameHeader, FrameView, Limits, ProcId, ProcName,
@@ -47,6 +47,21 @@ pub struct ChildRings {
 }
 
 impl ChildRings {
+    /// What `hostmux_proc::boot_from` takes: the same rings, doorbells,
+    /// id and limits, for a proc on `hostmux-proc`'s API in this process
+    /// (what [`LocalProc::booted`] does).
+    pub fn into_boot_params(self) -> hostmux_proc::protocol::BootParams {
+        hostmux_proc::protocol::BootParams {
+            id: self.id,
+            service_name: self.service_name,
+            limits: self.limits,
+            inbound: self.inbound,
+            outbound: self.outbound,
+            host_doorbell: self.doorbell,
+            proc_doorbell: Some(self.proc_doorbell),
+        }
+    }
+
     /// Maps both rings and wires the doorbell: the proc's view of its rings.
     pub fn attach(self) -> Result<ProcEndpoint, HostError> {
         let ring_error = |source| HostError::Ring {
@@ -185,13 +200,39 @@ pub trait ProcSpec<M: ProcManager>: Send + 'static {
     }
 }
 
+/// Any closure from rings to the manager's config is a spec: a custom
+/// manager needs no spec type of its own.
+///
+/// ```
+/// # fn check<M: hostmux_lifecycle::ProcManager>(config: M::Config) where M::Config: Send + 'static {
+/// use hostmux_host::{ChildRings, HostError, ProcSpec};
+/// // Hands the rings' memfds to whatever M::Config is built from.
+/// let spec = move |_rings: ChildRings| -> Result<M::Config, HostError> { Ok(config) };
+/// fn is_spec<M: hostmux_lifecycle::ProcManager>(_: impl ProcSpec<M>) {}
+/// is_spec::<M>(spec);
+/// # }
+/// ```
+impl<M, F> ProcSpec<M> for F
+where
+    M: ProcManager,
+    F: FnOnce(ChildRings) -> Result<M::Config, HostError> + Send + 'static,
+{
+    fn into_config(self, rings: ChildRings) -> Result<M::Config, HostError> {
+        self(rings)
+    }
+}
+
 type LocalBody =
     Box<dyn FnOnce(LocalProcContext, ChildRings) -> hostmux_lifecycle::LocalProcFuture + Send>;
 
-/// An in-process proc for the [`LocalProcManager`]: a body that receives its
-/// lifecycle context and its rings.
+/// An in-process proc for the [`LocalProcManager`](hostmux_lifecycle::LocalProcManager): a body that receives its
+/// lifecycle context and its rings ([`LocalProc::new`]), or a
+/// `hostmux-proc` [`Proc`](hostmux_proc::Proc) loop on a blocking thread
+/// ([`LocalProc::booted`]).
 pub struct LocalProc {
     body: LocalBody,
+    /// Whether the host pings its agent before it counts as ready.
+    pings_agent: bool,
 }
 
 impl std::fmt::Debug for LocalProc {
@@ -211,13 +252,78 @@ impl LocalProc {
     {
         Self {
             body: Box::new(move |cx, rings| Box::pin(body(cx, rings))),
+            pings_agent: false,
         }
+    }
+
+    /// An in-process proc in one call, written like an OS proc on
+    /// `hostmux-proc`: its [`Proc`](hostmux_proc::Proc) is booted from the
+    /// rings ([`ChildRings::into_boot_params`]) and handed to `body`, which
+    /// runs on a blocking thread (receive, send and reply block). The host
+    /// counts it ready once its agent answers, i.e. once `body` receives.
+    ///
+    /// It ends when `body` returns: `Ok` is exit code 0, an error a failed
+    /// status naming it. A terminate (e.g. [`Host::terminate_proc`](crate::Host::terminate_proc))
+    /// asks it to stop through a [`StopHandle`](hostmux_proc::StopHandle),
+    /// as SIGTERM asks an OS proc: its receive calls then report
+    /// [`Recv::Stopped`](hostmux_proc::Recv::Stopped) and a
+    /// [`Proc::serve`](hostmux_proc::Proc::serve) loop returns. A body that
+    /// does not return is reported killed at the grace's end, but its thread
+    /// runs on until it returns (threads cannot be killed).
+    ///
+    /// ```no_run
+    /// # async fn demo(host: hostmux_host::Host<hostmux_lifecycle::LocalProcManager>) -> Result<(), hostmux_host::HostError> {
+    /// use hostmux_host::LocalProc;
+    ///
+    /// let echo = LocalProc::booted(|mut proc| {
+    ///     proc.serve(|mut message| {
+    ///         let payload = message.payload();
+    ///         message.reply(payload)
+    ///     })
+    /// });
+    /// host.spawn("echo", echo).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn booted<F>(body: F) -> Self
+    where
+        F: FnOnce(hostmux_proc::Proc) -> Result<(), hostmux_proc::ProcError> + Send + 'static,
+    {
+        let mut spec = Self::new(move |mut cx, rings| async move {
+            let name = rings.name.clone();
+            let mut proc = hostmux_proc::boot_from(rings.into_boot_params())
+                .map_err(|e| format!("booting in-process proc '{name}': {e}"))?;
+            let stop = proc
+                .stop_handle()
+                .map_err(|e| format!("in-process proc '{name}': {e}"))?;
+            cx.report_ready();
+            let mut worker = tokio::task::spawn_blocking(move || body(proc));
+            let joined = tokio::select! {
+                joined = &mut worker => joined,
+                () = cx.stopped() => {
+                    stop.stop();
+                    worker.await
+                }
+            };
+            match joined {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("in-process proc '{name}': {e}")),
+                Err(e) => Err(format!("in-process proc '{name}' panicked: {e}")),
+            }
+        });
+        spec.pings_agent = true;
+        spec
     }
 }
 
-impl ProcSpec<LocalProcManager> for LocalProc {
+/// For the [`LocalProcManager`](hostmux_lifecycle::LocalProcManager), and any manager built on it (whose config
+/// is a [`LocalProcConfig`]).
+impl<M: ProcManager<Config = LocalProcConfig>> ProcSpec<M> for LocalProc {
     fn into_config(self, rings: ChildRings) -> Result<LocalProcConfig, HostError> {
         let body = self.body;
         Ok(LocalProcConfig::new(move |cx| body(cx, rings)).ready_timeout(Duration::ZERO))
+    }
+
+    fn pings_agent(&self) -> bool {
+        self.pings_agent
     }
 }

@@ -5,9 +5,11 @@
 mod support;
 
 mod bins;
+mod booted;
 mod clients;
 mod control;
 mod crash;
+mod custom_manager;
 mod exactly_once;
 mod half_close;
 mod identity;

@@ -17,13 +17,16 @@
 //!
 //! The order of per-proc-grace terminations is decided by
 //! [`TerminationWindow`], a sans-IO scheduler with no clock and no tasks;
-//! [`terminate_all`] is the thin driver that executes it.
+//! [`terminate_all`] is the thin driver that executes it over any
+//! manager's handles, which is why [`BulkTerminate`](crate::BulkTerminate)
+//! comes with every [`ProcManager`](crate::ProcManager) and no manager
+//! implements it by hand.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::error::TerminateError;
-use crate::link::{Command, Link};
+use crate::manager::ProcHandle;
 use crate::status::{TerminalStatus, TerminateSummary};
 
 /// How a bulk terminate paces its procs. Either way every proc gets the
@@ -50,26 +53,29 @@ pub enum BulkTerminateMode {
     OverallDeadline,
 }
 
-/// [`BulkTerminate`](crate::BulkTerminate) for both managers, over their
-/// live procs' links at the moment of the call. A proc that is already
-/// terminal (or becomes so before its turn) counts as ok.
+/// [`BulkTerminate`](crate::BulkTerminate) for every manager, over the
+/// handles of its live procs at the moment of the call (so a custom
+/// manager gets hyperactor's bulk terminate from its
+/// [`ProcManager::procs`](crate::ProcManager::procs) and its handles'
+/// [`ProcHandle::terminate`]). A proc that is already terminal (or becomes
+/// so before its turn) counts as ok.
 ///
 /// Dropping the returned future starts no further terminations; those
-/// already started run to the end (their supervisors own them).
-pub(crate) async fn terminate_all(
-    mut links: Vec<Link>,
+/// already started run to the end on their own tasks.
+pub(crate) async fn terminate_all<H: ProcHandle>(
+    mut procs: Vec<H>,
     grace: Duration,
     mode: BulkTerminateMode,
 ) -> TerminateSummary {
-    links.sort_by(|a, b| a.name.cmp(&b.name));
+    procs.sort_by(|a, b| a.name().cmp(b.name()));
     let mut summary = TerminateSummary::default();
     let mut running = tokio::task::JoinSet::new();
     match mode {
         BulkTerminateMode::PerProcGrace { max_in_flight } => {
-            let mut window = TerminationWindow::new(links, max_in_flight);
+            let mut window = TerminationWindow::new(procs, max_in_flight);
             loop {
-                while let Some(link) = window.poll_start() {
-                    running.spawn(async move { link.terminate(grace).await });
+                while let Some(proc) = window.poll_start() {
+                    running.spawn(async move { proc.terminate(grace).await });
                 }
                 let Some(joined) = running.join_next().await else {
                     break;
@@ -81,8 +87,13 @@ pub(crate) async fn terminate_all(
         }
         BulkTerminateMode::OverallDeadline => {
             let deadline = Instant::now() + grace;
-            for link in links {
-                running.spawn(async move { link.request(Command::Terminate { deadline }).await });
+            for proc in procs {
+                // Each proc's grace is what is left of the one deadline
+                // when its terminate starts (microseconds apart).
+                running.spawn(async move {
+                    proc.terminate(deadline.saturating_duration_since(Instant::now()))
+                        .await
+                });
             }
             while let Some(joined) = running.join_next().await {
                 summary.count(joined.unwrap_or(Err(TerminateError::ChannelClosed)));

@@ -21,12 +21,11 @@ use hostmux_wire::ProcName;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::bulk::BulkTerminateMode;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::escalation::{Action, Escalation};
 use crate::link::{Command, Link, Snapshot};
-use crate::manager::{BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, Registry};
-use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
+use crate::manager::{PoliteStopHook, ProcHandle, ProcManager, Registry};
+use crate::status::{ProcStatus, TerminalStatus};
 use crate::supervision::{apply_command, sleep_until, PoliteStops, ReadyTimeout};
 
 /// The future an in-process proc runs.
@@ -150,12 +149,6 @@ impl LocalProcManager {
             }),
         }
     }
-
-    /// The links of the live procs.
-    fn links(&self) -> Vec<Link> {
-        let registry = self.inner.registry.lock();
-        registry.values().map(|h| Link::clone(&h.link)).collect()
-    }
 }
 
 /// Handle to one in-process proc.
@@ -251,15 +244,10 @@ impl ProcManager for LocalProcManager {
         let registry = self.inner.registry.lock();
         registry.get(name).cloned()
     }
-}
 
-impl BulkTerminate for LocalProcManager {
-    async fn terminate_all_with(
-        &self,
-        grace: Duration,
-        mode: BulkTerminateMode,
-    ) -> TerminateSummary {
-        crate::bulk::terminate_all(self.links(), grace, mode).await
+    fn procs(&self) -> Vec<LocalHandle> {
+        let registry = self.inner.registry.lock();
+        registry.values().cloned().collect()
     }
 }
 

@@ -42,8 +42,22 @@ pub trait ProcHandle: Clone + Send + Sync + 'static {
     /// Resolves once the proc reported ready, or with why it never will.
     fn ready(&self) -> impl Future<Output = Result<(), ReadyError>> + Send;
 
-    /// Resolves with the proc's terminal status.
+    /// Resolves with the proc's terminal status: it **blocks until the proc
+    /// has ended** (hyperactor's trait promised the same, but its toy
+    /// handles returned at once; code ported from them that awaits `wait()`
+    /// right after a spawn hangs here). To look without waiting, use
+    /// [`try_wait`](Self::try_wait) or [`status`](Self::status); to wait
+    /// for readiness, [`ready`](Self::ready).
     fn wait(&self) -> impl Future<Output = Result<TerminalStatus, WaitError>> + Send;
+
+    /// The terminal status if the proc has ended, else `None`, at once
+    /// (like [`std::process::Child::try_wait`]).
+    fn try_wait(&self) -> Option<TerminalStatus> {
+        match self.status() {
+            ProcStatus::Terminal(status) => Some(status),
+            ProcStatus::Starting | ProcStatus::Ready | ProcStatus::Stopping => None,
+        }
+    }
 
     /// Polite stop and SIGTERM, then SIGKILL after `grace`; resolves with the
     /// terminal status within `grace` plus a small constant. If the proc was
@@ -59,6 +73,54 @@ pub trait ProcHandle: Clone + Send + Sync + 'static {
 }
 
 /// Spawns procs and keeps track of the live ones by name.
+///
+/// The one trait a manager implements (besides [`ProcHandle`] for its
+/// handle): [`BulkTerminate`] and [`SingleTerminate`] come with it, built
+/// on [`procs`](Self::procs), [`get`](Self::get) and the handles'
+/// [`ProcHandle::terminate`].
+///
+/// ```
+/// use std::time::Duration;
+/// use hostmux_lifecycle::{
+///     BulkTerminate, LifecycleError, LocalHandle, LocalProcConfig, LocalProcManager,
+///     ProcHandle, ProcManager, ProcName,
+/// };
+///
+/// /// A custom manager (here one that wraps the in-process manager and
+/// /// adds a default config): one `impl`, and bulk terminate is there.
+/// struct Wrapper(LocalProcManager);
+///
+/// impl ProcManager for Wrapper {
+///     type Handle = LocalHandle;
+///     type Config = ();
+///
+///     async fn spawn(&self, name: ProcName, _config: ()) -> Result<LocalHandle, LifecycleError> {
+///         let config = LocalProcConfig::new(|mut cx| async move {
+///             cx.report_ready();
+///             cx.stopped().await;
+///             Ok(())
+///         });
+///         self.0.spawn(name, config).await
+///     }
+///
+///     fn get(&self, name: &ProcName) -> Option<LocalHandle> {
+///         self.0.get(name)
+///     }
+///
+///     fn procs(&self) -> Vec<LocalHandle> {
+///         self.0.procs()
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = Wrapper(LocalProcManager::new());
+/// let proc = manager.spawn(ProcName::new("a").unwrap(), ()).await.unwrap();
+/// proc.ready().await.unwrap();
+/// let summary = manager.terminate_all(Duration::from_secs(1), 4).await;
+/// assert_eq!((summary.attempted, summary.ok), (1, 1));
+/// assert!(proc.try_wait().is_some());
+/// # });
+/// ```
 pub trait ProcManager: Send + Sync {
     /// The handle this manager returns.
     type Handle: ProcHandle;
@@ -75,9 +137,15 @@ pub trait ProcManager: Send + Sync {
 
     /// The live proc with this name.
     fn get(&self, name: &ProcName) -> Option<Self::Handle>;
+
+    /// The handles of every live proc, in any order: what a bulk terminate
+    /// stops.
+    fn procs(&self) -> Vec<Self::Handle>;
 }
 
-/// Terminate every live proc of a manager.
+/// Terminate every live proc of a manager. Implemented for every
+/// [`ProcManager`] (over [`ProcManager::procs`] and
+/// [`ProcHandle::terminate`]); a manager does not implement it itself.
 ///
 /// Either way, every proc live at the call gets the full escalation of
 /// [`ProcHandle::terminate`] (polite-stop hook, SIGTERM, SIGKILL once its
@@ -103,6 +171,18 @@ pub trait BulkTerminate: Send + Sync {
         max_in_flight: usize,
     ) -> impl Future<Output = TerminateSummary> + Send {
         self.terminate_all_with(grace, BulkTerminateMode::PerProcGrace { max_in_flight })
+    }
+}
+
+/// Every manager terminates its procs in bulk the same way: through their
+/// handles, paced by [`BulkTerminateMode`].
+impl<M: ProcManager> BulkTerminate for M {
+    fn terminate_all_with(
+        &self,
+        grace: Duration,
+        mode: BulkTerminateMode,
+    ) -> impl Future<Output = TerminateSummary> + Send {
+        crate::bulk::terminate_all(self.procs(), grace, mode)
     }
 }
 

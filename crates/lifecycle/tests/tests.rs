@@ -2,6 +2,7 @@
 //! use real child processes of the fixture binary.
 
 mod crash;
+mod custom_manager;
 mod local;
 mod process;
 mod support;

@@ -29,6 +29,9 @@
 //!   [`hostmux_wire::AGENT_PORT`]: ping, stop, stats.
 //! * [`ProcError`]: the crate's one error type; boot errors name the
 //!   parameter at fault.
+//! * [`StopHandle`] ([`Proc::stop_handle`]): asks a proc to stop from
+//!   another thread, as SIGTERM does (in-process procs have no signals of
+//!   their own; `hostmux_host::LocalProc::booted` uses it).
 //!
 //! # Invariants
 //!
@@ -129,4 +132,5 @@ pub use proc::{
     boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, ANSWERING_SPIN, DEFAULT_SPIN,
     SIGNAL_CHECK_INTERVAL,
 };
+pub use signals::StopHandle;
 pub use wait::{spin_for, PURE_SPIN};

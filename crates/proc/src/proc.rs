@@ -12,7 +12,7 @@ use hostmux_wire::{
 use crate::message::Message;
 use crate::outbox::Outbox;
 use crate::protocol::{BootParams, INBOUND_FD_ENV, OUTBOUND_FD_ENV};
-use crate::signals::StopSignals;
+use crate::signals::{StopHandle, StopSignals};
 use crate::wait::{spin_for, AsyncDoorbell, AsyncSignal};
 use crate::ProcError;
 
@@ -288,6 +288,20 @@ impl Proc {
     /// Requests a stop from within the proc (same path as the agent's `Stop`).
     pub fn request_stop(&mut self) {
         self.agent.request_stop();
+    }
+
+    /// A handle to request a stop from another thread (an in-process
+    /// proc's host side, a supervisor thread): the same path as SIGTERM.
+    /// For a proc booted without signal handling (e.g. [`boot_from`]) this
+    /// adds the stop-request pipe its receive calls then also wait on.
+    pub fn stop_handle(&mut self) -> Result<StopHandle, ProcError> {
+        let signals = match self.agent.signals.take() {
+            Some(signals) => signals,
+            None => StopSignals::in_process()?,
+        };
+        let handle = signals.handle();
+        self.agent.signals = Some(signals);
+        handle
     }
 
     /// How long blocking waits (receive, and sends into a full ring) spin

@@ -388,3 +388,47 @@ fn async_receive_without_a_proc_doorbell_is_a_typed_error() {
         "{result:?}"
     );
 }
+
+/// A stop requested from another thread through a `StopHandle` wakes a
+/// proc asleep in a receive (on its doorbell, or in futex mode without
+/// one), runs the stop hook once, and still hands out what was in the ring.
+fn stop_handle_wakes_a_sleeping_receive(proc_doorbell: bool) {
+    let (mut host, params) = TestHost::local("stopped-from-afar", RING, proc_doorbell);
+    let mut proc = boot_from(params).unwrap();
+    let hook_runs = Arc::new(AtomicUsize::new(0));
+    let counter = hook_runs.clone();
+    proc.on_stop(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let stop = proc.stop_handle().unwrap();
+    host.deliver_data(client("cli"), 1, 7, b"before the stop");
+    let Recv::Message(message) = proc.recv_timeout(PATIENCE).unwrap() else {
+        panic!("the frame delivered before the stop");
+    };
+    assert_eq!(message.message_id(), 7);
+
+    // The ring is empty: the receive below sleeps until the stop wakes it
+    // (a stop that lands before it sleeps is seen at once). A receive that
+    // waited out PATIENCE instead would return `TimedOut`.
+    let stopper = std::thread::spawn(move || {
+        stop.stop();
+        stop.stop(); // idempotent
+    });
+    assert!(matches!(
+        proc.recv_timeout(PATIENCE).unwrap(),
+        Recv::Stopped
+    ));
+    stopper.join().unwrap();
+    assert_eq!(hook_runs.load(Ordering::SeqCst), 1);
+    assert!(matches!(proc.try_recv().unwrap(), Recv::Stopped));
+}
+
+#[test]
+fn stop_handle_wakes_a_receive_sleeping_on_the_proc_doorbell() {
+    stop_handle_wakes_a_sleeping_receive(true);
+}
+
+#[test]
+fn stop_handle_wakes_a_receive_sleeping_on_the_ring_futex() {
+    stop_handle_wakes_a_sleeping_receive(false);
+}

@@ -278,6 +278,10 @@ impl<M: SpawnByRequest> Host<M> {
     ///
     /// A non-loopback TCP address without [`HostConfig::token`] is refused
     /// ([`HostError::InsecureBind`]).
+    ///
+    /// The manager says how a control-plane `Spawn` request becomes a spec
+    /// ([`SpawnByRequest`]); serve a custom manager that starts no programs
+    /// by request as [`WithoutSpawnRequests`](crate::WithoutSpawnRequests)`(manager)`.
     pub async fn serve(
         manager: M,
         addr: Addr,

@@ -15,15 +15,14 @@ use hostmux_wire::ProcName;
 use tokio::sync::Semaphore;
 
 pub use self::config::{ChildFdSlot, ProcessConfig, Readiness};
-use crate::bulk::BulkTerminateMode;
 use crate::cgroup::{self, CgroupRoot, SweepReport};
 use crate::credentials::RunAs;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::Link;
-use crate::manager::{BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, Registry};
+use crate::manager::{PoliteStopHook, ProcHandle, ProcManager, Registry};
 use crate::output::{OutputMode, OutputTail, Stream, Tails};
 use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
-use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
+use crate::status::{ProcStatus, TerminalStatus};
 use crate::sys::{SpawnPlan, MAX_EXTRA_FDS};
 
 /// Whether and where the manager uses cgroup v2.
@@ -269,15 +268,6 @@ impl ProcessProcManager {
     /// The configured cap on procs starting at once.
     pub fn max_starting(&self) -> usize {
         self.inner.max_starting
-    }
-
-    /// The links of the live procs.
-    fn links(&self) -> Vec<Link> {
-        let registry = self.inner.registry.lock();
-        registry
-            .values()
-            .filter_map(|(_, h)| h.as_ref().map(|h| h.inner.link.clone()))
-            .collect()
     }
 
     async fn spawn_proc(
@@ -682,14 +672,9 @@ impl ProcManager for ProcessProcManager {
         let registry = self.inner.registry.lock();
         registry.get(name).and_then(|(_, h)| h.clone())
     }
-}
 
-impl BulkTerminate for ProcessProcManager {
-    async fn terminate_all_with(
-        &self,
-        grace: Duration,
-        mode: BulkTerminateMode,
-    ) -> TerminateSummary {
-        crate::bulk::terminate_all(self.links(), grace, mode).await
+    fn procs(&self) -> Vec<ProcessHandle> {
+        let registry = self.inner.registry.lock();
+        registry.values().filter_map(|(_, h)| h.clone()).collect()
     }
 }

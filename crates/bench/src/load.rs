@@ -12,7 +12,7 @@ use hostmux_wire::{encode_frame_to_vec, FrameHeader, FrameKind, Limits, Sender};
 
 use super::conventional::{read_envelope, write_envelope, Envelope};
 use super::{cpu_ticks, LoadResult, Mode, RunSpec, System};
-use crate::client::cli_error;
+use crate::client::client_error;
 use crate::procs::SINK_COUNT_PORT;
 
 /// The proc (or child) the load is sent to.
@@ -166,7 +166,7 @@ impl Conn {
                 )?;
                 client
                     .set_read_timeout(Some(Duration::from_secs(30)))
-                    .map_err(cli_error)?;
+                    .map_err(client_error)?;
                 Conn::Hostmux(Box::new(client))
             }
             System::Tls => {
@@ -181,10 +181,10 @@ impl Conn {
                     hello_timeout,
                     tls,
                 )
-                .map_err(cli_error)?;
+                .map_err(client_error)?;
                 client
                     .set_read_timeout(Some(Duration::from_secs(30)))
-                    .map_err(cli_error)?;
+                    .map_err(client_error)?;
                 Conn::Hostmux(Box::new(client))
             }
         })
@@ -194,7 +194,7 @@ impl Conn {
         match self {
             Conn::Tcp(s) | Conn::Conventional(s) => s.write_all(bytes)?,
             Conn::TcpBusyPoll(s) => spin(bytes.len(), |done| s.write(&bytes[done..]))?,
-            Conn::Hostmux(c) => c.write_raw(bytes).map_err(cli_error)?,
+            Conn::Hostmux(c) => c.write_raw(bytes).map_err(client_error)?,
         }
         Ok(())
     }
@@ -211,7 +211,7 @@ impl Conn {
             Conn::Hostmux(c) => {
                 let kind = c
                     .recv_with(|frame| frame.kind())
-                    .map_err(cli_error)?
+                    .map_err(client_error)?
                     .context("the host closed the connection")?;
                 if kind != FrameKind::Data {
                     bail!("expected an echo, got a {kind:?} frame");
@@ -250,8 +250,8 @@ impl Conn {
             Conn::Hostmux(c) => {
                 let header = client_header(dest_for(Mode::Oneway), dest_addr, SINK_COUNT_PORT, 1);
                 c.queue_frame(&header, &[])
-                    .map_err(|e| cli_error(e).context("encoding the count request"))?;
-                c.flush().map_err(cli_error)?;
+                    .map_err(|e| client_error(e).context("encoding the count request"))?;
+                c.flush().map_err(client_error)?;
                 let mut returned = 0;
                 loop {
                     let answer = c
@@ -259,7 +259,7 @@ impl Conn {
                             FrameKind::Undeliverable => None,
                             _ => Some(count_of(frame.payload())),
                         })
-                        .map_err(cli_error)?
+                        .map_err(client_error)?
                         .context("the host closed the connection")?;
                     match answer {
                         Some(count) => return Ok((count?, returned)),

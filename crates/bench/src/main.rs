@@ -1,8 +1,10 @@
-//! `hostmux bench`: the end-to-end benchmark.
+//! `hostmux-bench`: the end-to-end benchmark, a binary of its own so that
+//! the shipped `hostmux` links none of its harness (serde, bincode, the
+//! conventional baseline, the benchmark certificates).
 //!
 //! For every payload size and every system it starts a **worker process**
-//! (`hostmux __bench serve …`) that sets up the receiving side, and the
-//! worker starts a **load-generator process** (`hostmux __bench load …`), so
+//! (`hostmux-bench __bench serve …`) that sets up the receiving side, and the
+//! worker starts a **load-generator process** (`hostmux-bench __bench load …`), so
 //! the client, the host and the proc are three processes, as in production.
 //! Systems, side by side in one run:
 //!
@@ -18,14 +20,16 @@
 //!    on each empty poll, so that two pollers on a busy 2-core machine do
 //!    not take turns by whole time slices);
 //! 6. `same-host`: two `hostmux serve` processes that are each other's
-//!    peers, the client and the proc on host A (see [`hosts`]);
+//!    peers, the client and the proc on host A (see [`hosts`]); these run
+//!    the real `hostmux` binary (`--hostmux PATH`, else `$HOSTMUX_BIN`,
+//!    else the `hostmux` beside this binary);
 //! 7. `cross-host`: the same two hosts, the client on A and the proc on B,
 //!    so every frame crosses the link between them.
 //!
 //! `--cross-host` runs 1, 5, 6 and 7: the baselines issue 13's targets
 //! compare cross-host routing with, measured in the same run.
 //! 8. `tls`: (2) with TLS configured (the fixed benchmark certificates in
-//!    `src/bench/tls/`, [`bench_tls`]) and the client speaking TLS to it; the
+//!    `crates/bench/src/tls/`, [`bench_tls`]) and the client speaking TLS to it; the
 //!    table reports it against (2), a plain TCP client of the same setup.
 //!
 //! One-way throughput counts frames the receiver confirmed (the sink
@@ -35,10 +39,17 @@
 //! measured window, from `/proc/PID/stat` (the counters `getrusage` reports,
 //! 10 ms resolution). Round trips are one frame at a time, every one timed
 //! into an HDR histogram.
+//!
+//! The procs measured are this binary again, in the hidden mode
+//! `hostmux-bench __proc echo|sink` ([`procs`]).
+#![forbid(unsafe_code)]
 
+mod client;
 mod conventional;
+mod format;
 mod hosts;
 mod load;
+mod procs;
 mod report;
 mod worker;
 
@@ -49,7 +60,91 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::parse_duration;
+use crate::procs::ProcMode;
+
+fn main() -> ExitCode {
+    use clap::Parser as _;
+    let cli = Cli::parse();
+    let outcome = match cli.internal {
+        Some(Internal::Bench(args)) => run_worker(args),
+        Some(Internal::Proc { mode }) => procs::run_proc(mode),
+        None => run(cli.bench),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("hostmux-bench: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// hostmux-bench: the end-to-end benchmark of hostmux against loopback TCP
+/// and a conventional serde+bincode design (and, with `--cross-host`,
+/// routing between two `hostmux serve` peers). Prints a table and writes
+/// `RESULTS/bench.json` and `RESULTS/bench.svg`; see `docs/benchmarks.md`.
+///
+/// Exit codes: 0 success, 1 a measurement failed, 2 usage error.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "hostmux-bench",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(flatten)]
+    bench: BenchArgs,
+    #[command(subcommand)]
+    internal: Option<Internal>,
+}
+
+/// The hidden modes this binary re-executes itself in.
+#[derive(Debug, clap::Subcommand)]
+enum Internal {
+    /// Internal: benchmark worker processes.
+    #[command(name = "__bench", hide = true)]
+    Bench(WorkerArgs),
+    /// Internal: run this binary as a benchmark proc.
+    #[command(name = "__proc", hide = true)]
+    Proc {
+        #[arg(value_enum)]
+        mode: ProcMode,
+    },
+}
+
+/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Parses a payload size in bytes, from 1 to 8 MiB.
+fn parse_payload_size(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(size) if (1..=MAX_PAYLOAD_BYTES).contains(&size) => Ok(size),
+        _ => Err(format!(
+            "{text:?} is not a payload size; sizes are bytes from 1 to {MAX_PAYLOAD_BYTES}"
+        )),
+    }
+}
+
+/// The largest payload a measurement may use.
+const MAX_PAYLOAD_BYTES: usize = 8 << 20;
 
 /// The systems compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -108,6 +203,12 @@ impl System {
         }
     }
 
+    /// Whether this system runs two `hostmux serve` processes (it needs the
+    /// `hostmux` binary).
+    pub(crate) fn runs_hostmux_serve(self) -> bool {
+        matches!(self, System::SameHost | System::CrossHost)
+    }
+
     /// The modes measured for this system (busy-polling pays off only for
     /// round trips; one-way throughput is (1)'s).
     pub(crate) fn modes(self) -> &'static [Mode] {
@@ -139,7 +240,7 @@ pub(crate) fn bench_tls() -> anyhow::Result<hostmux_host::TlsConfig> {
     )?)
 }
 
-/// Flags of `hostmux bench`.
+/// Flags of `hostmux-bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
     /// How long each one-way throughput measurement runs.
@@ -153,7 +254,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub(crate) repeat: u32,
     /// Payload sizes in bytes, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,4096,1048576")]
+    #[arg(long, value_delimiter = ',', default_value = "64,4096,1048576", value_parser = parse_payload_size)]
     pub(crate) sizes: Vec<usize>,
     /// Systems to compare, comma-separated.
     #[arg(
@@ -172,6 +273,10 @@ pub(crate) struct BenchArgs {
     /// Folder for the JSON results and the SVG chart.
     #[arg(long, default_value = "results")]
     pub(crate) results: PathBuf,
+    /// The `hostmux` binary the same-host and cross-host systems run as
+    /// `hostmux serve` (default: the `hostmux` beside this binary).
+    #[arg(long, env = "HOSTMUX_BIN")]
+    pub(crate) hostmux: Option<PathBuf>,
 }
 
 /// Flags of the hidden worker processes.
@@ -184,7 +289,13 @@ pub(crate) struct WorkerArgs {
 #[derive(Debug, clap::Subcommand)]
 enum WorkerRole {
     /// Set up the receiving side of one measurement and run the load generator.
-    Serve(RunSpec),
+    Serve {
+        #[command(flatten)]
+        spec: RunSpec,
+        /// The `hostmux` binary (same-host and cross-host systems only).
+        #[arg(long)]
+        hostmux: Option<PathBuf>,
+    },
     /// Generate load against `--target`; prints `START`, then the result as JSON.
     Load {
         #[command(flatten)]
@@ -294,14 +405,16 @@ pub(crate) struct LoadResult {
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.sizes.iter().any(|&s| s == 0 || s > 8 << 20) {
-        return Err(crate::cli::CliError::usage("--sizes must be from 1 to 8388608 bytes").into());
-    }
-    let exe = std::env::current_exe().context("finding the hostmux binary")?;
+    let exe = std::env::current_exe().context("finding the hostmux-bench binary")?;
     let systems: &[System] = if args.cross_host {
         &System::CROSS_HOST
     } else {
         &args.systems
+    };
+    let hostmux = if systems.iter().any(|s| s.runs_hostmux_serve()) {
+        Some(hostmux_binary(args.hostmux, &exe)?)
+    } else {
+        None
     };
     let mut results = Vec::new();
     let per_round: usize = systems.iter().map(|s| s.modes().len()).sum();
@@ -328,10 +441,12 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                         size,
                         duration,
                     };
-                    let output = Command::new(&exe)
-                        .arg("__bench")
-                        .arg("serve")
-                        .args(spec.to_args())
+                    let mut worker = Command::new(&exe);
+                    worker.arg("__bench").arg("serve").args(spec.to_args());
+                    if let Some(hostmux) = &hostmux {
+                        worker.arg("--hostmux").arg(hostmux);
+                    }
+                    let output = worker
                         .stdin(Stdio::null())
                         .stderr(Stdio::inherit())
                         .output()
@@ -409,7 +524,7 @@ fn medians(rounds: &[Measurement]) -> Vec<Measurement> {
 
 pub(crate) fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     match args.role {
-        WorkerRole::Serve(spec) => worker::serve(spec),
+        WorkerRole::Serve { spec, hostmux } => worker::serve(spec, hostmux),
         WorkerRole::Load {
             spec,
             target,
@@ -417,6 +532,26 @@ pub(crate) fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         } => load::run(&spec, &target, &dest_addr),
         WorkerRole::ConvChild { socket, mode, name } => conventional::child(&socket, mode, &name),
     }
+}
+
+/// The `hostmux` binary to run as `hostmux serve`: `flag` (`--hostmux` or
+/// `$HOSTMUX_BIN`), else the `hostmux` in the folder of `bench_exe` (cargo
+/// builds both into the same `target/PROFILE`).
+fn hostmux_binary(flag: Option<PathBuf>, bench_exe: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let path = match flag {
+        Some(path) => path,
+        None => bench_exe
+            .parent()
+            .context("the hostmux-bench binary has no folder")?
+            .join("hostmux"),
+    };
+    if !path.is_file() {
+        bail!(
+            "no hostmux binary at {}: build it (`cargo build --release -p hostmux`) or pass --hostmux PATH",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// User+system CPU ticks (1/100 s, Linux's fixed USER_HZ) of process `pid`

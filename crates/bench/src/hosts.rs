@@ -62,7 +62,7 @@ struct ServeProcess {
 impl HostPair {
     /// Starts host A and host B on free loopback ports and waits until both
     /// have bound their frontends.
-    pub(crate) fn start(exe: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn start(hostmux: &Path) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("hostmux-bench-hosts-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the benchmark folder {}", dir.display()))?;
@@ -77,7 +77,7 @@ impl HostPair {
         for (index, name) in ["a", "b"].into_iter().enumerate() {
             let control_socket = pair.dir.join(format!("{name}.sock"));
             let peer = &addrs[1 - index];
-            let mut child = Command::new(exe)
+            let mut child = Command::new(hostmux)
                 .arg("serve")
                 .args(["--frontend", &addrs[index]])
                 .arg("--control-socket")
@@ -135,7 +135,8 @@ impl HostPair {
                     host.control_socket.display()
                 )
             })?;
-        let exe = std::env::current_exe().context("finding the hostmux binary")?;
+        // The proc is this benchmark binary in its hidden proc mode.
+        let exe = std::env::current_exe().context("finding the hostmux-bench binary")?;
         let request = SpawnRequest {
             name: name.to_owned(),
             program: exe.to_string_lossy().into_owned(),

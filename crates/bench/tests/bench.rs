@@ -1,16 +1,19 @@
-//! `hostmux bench`, shortened: every system runs, the table has its rows
+//! `hostmux-bench`, shortened: every system runs, the table has its rows
 //! and the target checks, and the JSON and SVG files are written. The runs
 //! are too short for their figures to mean anything: these tests check the
 //! shape of the output, never the speed.
+//!
+//! The cross-host mode runs the `hostmux` binary beside `hostmux-bench`
+//! (`cargo test --workspace` builds both; after `cargo test -p
+//! hostmux-bench` alone, build it with `cargo build -p hostmux`).
 
 use std::path::Path;
 use std::process::Command;
 
-/// Runs `hostmux bench ARGS --repeat 1 --results DIR`; returns its stdout
+/// Runs `hostmux-bench ARGS --repeat 1 --results DIR`; returns its stdout
 /// and the parsed `DIR/bench.json`.
 fn bench(args: &[&str], dir: &Path) -> (String, serde_json::Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_hostmux"))
-        .arg("bench")
+    let output = Command::new(env!("CARGO_BIN_EXE_hostmux-bench"))
         .args(args)
         .args(["--repeat", "1", "--results"])
         .arg(dir)
@@ -125,4 +128,39 @@ fn cross_host_mode_reports_its_rows_and_targets() {
         assert!(target["value"].as_f64().is_some(), "{target}");
         assert!(target["met"].is_boolean(), "{target}");
     }
+}
+
+/// A same-host or cross-host run without a `hostmux` binary fails at once,
+/// saying where it looked and what to do, before any measurement.
+#[test]
+fn cross_host_without_a_hostmux_binary_names_the_missing_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-hostmux");
+    let output = Command::new(env!("CARGO_BIN_EXE_hostmux-bench"))
+        .args(["--cross-host", "--hostmux"])
+        .arg(&missing)
+        .arg("--results")
+        .arg(dir.path())
+        .output()
+        .expect("run the bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no hostmux binary at {}", missing.display()))
+            && stderr.contains("--hostmux PATH"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("bench.json").exists());
+}
+
+/// A payload size out of range is a usage error (exit 2), before any run.
+#[test]
+fn an_out_of_range_payload_size_is_a_usage_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hostmux-bench"))
+        .args(["--sizes", "64,0"])
+        .output()
+        .expect("run the bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"0\" is not a payload size"), "{stderr}");
 }

@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
@@ -22,17 +23,17 @@ use super::{
 };
 use crate::procs::ProcMode;
 
-pub(crate) fn serve(spec: RunSpec) -> anyhow::Result<ExitCode> {
+pub(crate) fn serve(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let measurement = runtime.block_on(measure(spec))?;
+    let measurement = runtime.block_on(measure(spec, hostmux))?;
     println!("{}", serde_json::to_string(&measurement)?);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
+async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Measurement> {
     let exe = std::env::current_exe()?;
     let dest = dest_for(spec.mode);
     let proc_mode = match spec.mode {
@@ -56,7 +57,10 @@ async fn measure(spec: RunSpec) -> anyhow::Result<Measurement> {
             (addr, None)
         }
         System::SameHost | System::CrossHost => {
-            let pair = HostPair::start(&exe).context("starting two hostmux hosts")?;
+            let hostmux = hostmux
+                .as_deref()
+                .context("the same-host and cross-host systems need --hostmux")?;
+            let pair = HostPair::start(hostmux).context("starting two hostmux hosts")?;
             let side = if spec.system == System::CrossHost {
                 dest_addr = pair.addr(Side::B).to_owned();
                 Side::B

@@ -1,0 +1,3 @@
+//! hostmux-bench's integration tests, built into one test binary.
+
+mod bench;
