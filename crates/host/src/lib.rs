@@ -196,6 +196,7 @@ mod host;
 mod identity;
 mod io;
 mod logged;
+pub mod metrics;
 mod process;
 mod spec;
 mod stats;
@@ -223,7 +224,8 @@ pub use io::tls::{PlainTcp, TlsConfig};
 pub use process::{ProcessProc, SpawnByRequest, SpecRefused};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{
-    ConnLimitStats, ConnStats, HostStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, REASONS,
+    ConnClass, ConnClassStats, ConnLimitStats, ConnStats, HostStats, LatencyHistogram,
+    LifecycleStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, LATENCY_BOUNDS_US, REASONS,
 };
 
 /// Re-exported: how procs end and what bulk terminate reports.

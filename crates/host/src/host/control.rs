@@ -178,6 +178,11 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                     returned: p.returned_for.total(),
                     inbound_used: p.inbound_used,
                     inbound_capacity: p.inbound_capacity,
+                    delivered: p.outbound_delivered,
+                    returned_by_reason: p.returned_for.by_reason(),
+                    sent_returned_by_reason: p.outbound_returned.by_reason(),
+                    sent_dropped: p.outbound_dropped.total(),
+                    inbound_high_water: p.inbound_high_water,
                 })
                 .unwrap_or_default()
         };

@@ -54,6 +54,7 @@ pub(crate) struct ConnBudget {
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
     high_water: usize,
+    accepted: u64,
     refused_at_cap: u64,
     hello_too_large: u64,
     hello_timeouts: u64,
@@ -135,6 +136,7 @@ impl ConnBudget {
     pub(crate) fn admit(self: &Rc<Self>, peer: &str, now: Instant) -> Option<Admission> {
         if self.connections.get() < self.max_connections {
             self.connections.set(self.connections.get() + 1);
+            self.count(|c| c.accepted += 1);
             return Some(Admission {
                 budget: self.clone(),
             });
@@ -182,6 +184,7 @@ impl ConnBudget {
             connections: self.connections.get() as u64,
             max_connections: self.max_connections as u64,
             refused_at_cap: c.refused_at_cap,
+            accepted: c.accepted,
             hello_too_large: c.hello_too_large,
             hello_timeouts: c.hello_timeouts,
             frame_timeouts: c.frame_timeouts,
