@@ -5,6 +5,7 @@ mod cli;
 mod delivery;
 mod demo;
 mod kubernetes;
+mod metrics;
 mod names;
 mod privilege;
 mod registry;

@@ -510,4 +510,52 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn every_series_is_listed_in_the_operations_guide() {
+        let snapshot = MetricsSnapshot {
+            procs: vec![ProcInfo {
+                name: "echo".into(),
+                pid: 1,
+                state: ProcState::Ready,
+                uptime_ms: 1,
+                counters: ProcCounters::default(),
+            }],
+            stats: HostStats {
+                conn_classes: vec![crate::ConnClassStats::default()],
+                links: vec![crate::LinkStats {
+                    peer: "tcp:10.0.0.2:7000".into(),
+                    state: "up".into(),
+                    round_trip_us: Some(120),
+                    ..Default::default()
+                }],
+                ..HostStats::default()
+            },
+        };
+        let text = render(&snapshot).unwrap();
+        let guide = include_str!("../../../../docs/operations.md");
+        let mut families = 0;
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap();
+            families += 1;
+            assert!(
+                guide.contains(&format!("| `{name}` |")),
+                "{name} is not in docs/operations.md's Metrics tables"
+            );
+        }
+        // And the other way: every series the guide lists is one this
+        // renders.
+        let listed: Vec<&str> = guide
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `hostmux_"))
+            .filter_map(|rest| rest.split('`').next())
+            .collect();
+        for name in &listed {
+            assert!(
+                text.contains(&format!("# TYPE hostmux_{name} ")),
+                "docs/operations.md lists hostmux_{name}, which is not rendered"
+            );
+        }
+        assert_eq!(listed.len(), families, "{text}");
+    }
 }
