@@ -37,7 +37,9 @@
 //!   [`ClientDecoder`] (frames read in place), so the client side of the
 //!   hello and of the codec is written once.
 //! * [`HostStats`], [`ProcStats`], [`ConnStats`]: counters with
-//!   `accepted = delivered + returned` per connection and per proc.
+//!   `accepted = delivered + returned` per connection and per proc;
+//!   [`Host::serve_metrics`] serves them as Prometheus series
+//!   ([`metrics`]).
 //! * [`encode_hello`] / [`is_hello_ack`]: the connection hello.
 //! * [`HostError`]: the crate's one error enum.
 //!

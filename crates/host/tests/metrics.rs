@@ -7,7 +7,8 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 
 use hostmux_host::metrics::MAX_REQUEST_BYTES;
-use hostmux_host::{FrontendKind, HostConfig};
+use hostmux_host::{ConnClass, FrontendKind, HostConfig};
+use hostmux_lifecycle::TerminalStatus;
 use hostmux_wire::{FrameKind, UndeliverableReason};
 
 use crate::support::{both_frontends, echo_proc, free_port, serve, Client, WAIT};
@@ -139,6 +140,41 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
     assert_eq!(
         sample(&text, "hostmux_proc_accepted_frames_total{proc=\"echo\"}"),
         6
+    );
+
+    // A closed connection's frames stay in its class's totals (they only
+    // grow), and an ended proc is counted by how it ended.
+    drop(client);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while host.stats().await.unwrap().conn_classes[ConnClass::Client as usize].open > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the host never saw the client close"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let status = host.terminate_proc("echo", WAIT).await.unwrap();
+    let how = match status {
+        TerminalStatus::Exited { .. } => "exited",
+        TerminalStatus::Signaled { .. } => "signaled",
+        TerminalStatus::Failed { .. } => "failed",
+    };
+    let text = get_metrics(addr).await;
+    let client_class = |name: &str| sample(&text, &format!("{name}{{class=\"client\"}}"));
+    assert_eq!(client_class("hostmux_connections_open"), 0);
+    assert_eq!(client_class("hostmux_connections_closed_total"), 1);
+    assert_eq!(client_class("hostmux_conn_accepted_frames_total"), 8);
+    assert_eq!(client_class("hostmux_conn_delivered_frames_total"), 6);
+    assert_eq!(
+        sample(&text, &format!("hostmux_proc_exits_total{{how=\"{how}\"}}")),
+        1
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("hostmux_proc_state{{proc=\"echo\",state=\"{how}\"}}")
+        ),
+        1
     );
 }
 both_frontends!(scrapes_count_what_went_through_echo);
