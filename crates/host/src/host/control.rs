@@ -167,6 +167,12 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
     /// a failed or dropped spawn is still releasing shows as `Terminating`.
     pub async fn list(&self) -> Result<Vec<ProcInfo>, HostError> {
         let stats = self.stats().await?;
+        Ok(self.list_with(&stats))
+    }
+
+    /// [`Host::list`] with the counters of `stats` (one snapshot for the
+    /// list and whatever else reads `stats`).
+    pub(crate) fn list_with(&self, stats: &crate::HostStats) -> Vec<ProcInfo> {
         let counters = |name: &str| {
             stats
                 .proc(name)
@@ -217,7 +223,7 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                 counters: counters(proc.name.as_str()),
             });
         }
-        Ok(list)
+        list
     }
 }
 

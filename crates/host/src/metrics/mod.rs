@@ -2,12 +2,12 @@
 //! (version 0.0.4), for `serve --metrics ADDR`.
 //!
 //! Each scrape takes the same snapshot `hostmux stats` and `ps` read
-//! ([`Host::stats`] and [`Host::list`]: one command to the I/O thread,
-//! answered between two batches), renders it with the `prometheus-client`
-//! crate and closes the connection. Nothing here touches the data plane's
-//! hot path: the counters it shows are the plain integers the data plane
-//! keeps anyway, and the endpoint runs on the caller's tokio runtime, not
-//! on the I/O thread.
+//! ([`Host::stats`], with [`Host::list`] made from it: one command to the
+//! I/O thread, answered between two batches), renders it with the
+//! `prometheus-client` crate and closes the connection. Nothing here
+//! touches the data plane's hot path: the counters it shows are the plain
+//! integers the data plane keeps anyway, and the endpoint runs on the
+//! caller's tokio runtime, not on the I/O thread.
 //!
 //! The HTTP side is deliberately tiny: one request per connection, at most
 //! [`MAX_REQUEST_BYTES`] of request head read within [`REQUEST_TIMEOUT`],
@@ -57,14 +57,16 @@ impl<M: ProcManager + 'static> Host<M> {
     /// The counters a scrape of `/metrics` shows (the same snapshot
     /// `hostmux stats` and `ps` read).
     pub async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, HostError> {
-        let procs = self.list().await?;
         let stats = self.stats().await?;
+        let procs = self.list_with(&stats);
         Ok(MetricsSnapshot { stats, procs })
     }
 
     /// Binds `addr` and serves `GET /metrics` on it from a task on the
-    /// current tokio runtime, until the host is dropped. Returns the bound
-    /// address (with the port the kernel chose for port 0).
+    /// current tokio runtime. The task holds the host only while it answers
+    /// a scrape: the first connection after the host is dropped ends it and
+    /// closes the listener. Returns the bound address (with the port the
+    /// kernel chose for port 0).
     pub async fn serve_metrics(&self, addr: SocketAddr) -> Result<SocketAddr, HostError> {
         let bind_error = |source| HostError::MetricsBind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
