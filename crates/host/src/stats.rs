@@ -329,6 +329,12 @@ pub struct ConnLimitStats {
     /// Connections closed because their buffer could never fit the budget
     /// or they waited for it longer than the frame timeout.
     pub closed_over_budget: u64,
+    /// Connections closed because their hello was refused (wrong token or
+    /// destination) or malformed.
+    pub hellos_refused: u64,
+    /// Connections closed because their hello named a client already
+    /// connected.
+    pub names_taken: u64,
 }
 
 impl ConnStats {

@@ -64,6 +64,8 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
     assert_eq!(addr, requested);
 
     let mut client = Client::connect(&host, "c").await;
+    // A second client of the same name is refused (and counted).
+    assert!(Client::connect_with_token(&host, "c", b"").await.is_none());
     for id in 1..=5 {
         client.send("echo", id, b"hello").await;
     }
@@ -121,7 +123,18 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
         1
     );
     assert_eq!(sample(&text, "hostmux_spawns_total{result=\"ready\"}"), 1);
-    assert!(sample(&text, "hostmux_frontend_connections_accepted_total") >= 1);
+    assert_eq!(
+        sample(&text, "hostmux_frontend_connections_accepted_total"),
+        2
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "hostmux_connections_refused_total{reason=\"name_taken\"}"
+        ),
+        1
+    );
+    assert_eq!(client_class("hostmux_connections_opened_total"), 1);
 
     // Garbage gets a 400 and a close; the data plane goes on.
     let garbage = scrape(addr, b"\x16\x03\x01\x00\xff garbage\r\n\r\n".to_vec()).await;

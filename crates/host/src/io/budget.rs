@@ -61,6 +61,8 @@ struct Counters {
     frame_timeouts: u64,
     budget_waits: u64,
     closed_over_budget: u64,
+    hellos_refused: u64,
+    names_taken: u64,
 }
 
 /// Why a charge could not be raised.
@@ -79,6 +81,10 @@ pub(crate) enum Closed {
     HelloTimeout,
     FrameTimeout,
     OverBudget,
+    /// Its hello was refused (wrong token or destination) or malformed.
+    HelloRefused,
+    /// Its hello named a client already connected.
+    NameTaken,
 }
 
 /// Charged bytes that, once mostly released, make the host trim its heap.
@@ -165,6 +171,8 @@ impl ConnBudget {
             Closed::HelloTimeout => c.hello_timeouts += 1,
             Closed::FrameTimeout => c.frame_timeouts += 1,
             Closed::OverBudget => c.closed_over_budget += 1,
+            Closed::HelloRefused => c.hellos_refused += 1,
+            Closed::NameTaken => c.names_taken += 1,
         });
     }
 
@@ -190,6 +198,8 @@ impl ConnBudget {
             frame_timeouts: c.frame_timeouts,
             budget_waits: c.budget_waits,
             closed_over_budget: c.closed_over_budget,
+            hellos_refused: c.hellos_refused,
+            names_taken: c.names_taken,
         }
     }
 }

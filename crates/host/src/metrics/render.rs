@@ -207,12 +207,14 @@ fn encode_host(enc: &mut DescriptorEncoder<'_>, snapshot: &MetricsSnapshot) -> f
     )?;
     family(
         enc,
-        "hostmux_frontend_connections_refused",
-        "Frontend connections closed at accept, by reason (cap: serve --max-connections reached).",
-        [(
-            vec![("reason", "cap".to_owned())],
-            Value::Count(limits.refused_at_cap),
-        )],
+        "hostmux_connections_refused",
+        "Connections closed before they were served, by reason: cap (at accept, serve --max-connections reached), hello (refused: wrong token or destination, or malformed), name_taken (a client of that name is connected).",
+        [
+            ("cap", limits.refused_at_cap),
+            ("hello", limits.hellos_refused),
+            ("name_taken", limits.names_taken),
+        ]
+        .map(|(reason, n)| (vec![("reason", reason.to_owned())], Value::Count(n))),
     )?;
     family(
         enc,
