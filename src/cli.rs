@@ -133,7 +133,8 @@ enum Command {
     /// procs on request, stop them all on SIGTERM/SIGINT and print how each
     /// ended (exited N, signal, SIGKILLed after the grace) and after how long.
     #[command(after_help = EXIT_CODES_HELP)]
-    Serve(ServeArgs),
+    // Boxed: by far the largest variant.
+    Serve(Box<ServeArgs>),
     /// Spawn a proc: `hostmux spawn NAME -- PROGRAM ARGS…`.
     #[command(after_help = EXIT_CODES_HELP)]
     Spawn(SpawnArgs),
@@ -324,6 +325,12 @@ pub(crate) struct ServeArgs {
     /// addresses too (Unix-socket clients stay plain).
     #[arg(long, requires = "tls_required")]
     pub(crate) tls_required_loopback: bool,
+    /// Serve `GET /metrics` (Prometheus text format) on this address,
+    /// IP:PORT (e.g. 127.0.0.1:9464; port 0 picks one, printed at start).
+    /// Off by default. It has no authentication: bind loopback or a
+    /// private address.
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_metrics_addr)]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -419,6 +426,10 @@ pub(crate) struct LinksArgs {
 pub(crate) struct StatsArgs {
     /// Only this proc.
     pub(crate) name: Option<String>,
+    /// Print JSON (the counters `ps --json` carries) instead of a table;
+    /// with --watch, one JSON document per line.
+    #[arg(long)]
+    pub(crate) json: bool,
     /// Refresh in place every --interval until interrupted.
     #[arg(long)]
     pub(crate) watch: bool,
@@ -484,6 +495,13 @@ pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{trimmed:?} is not a size; write e.g. 268435456, 256M or 1G"))
 }
 
+/// Parses `--metrics IP:PORT`.
+fn parse_metrics_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not IP:PORT; write e.g. 127.0.0.1:9464 or [::1]:9464"))
+}
+
 /// Parses a ring size: a power of two from 64 KiB to 256 MiB, with an
 /// optional `K`/`M` suffix.
 fn parse_ring_bytes(text: &str) -> Result<usize, String> {
@@ -511,7 +529,7 @@ fn parse_ring_bytes(text: &str) -> Result<usize, String> {
 pub(crate) fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => crate::serve::run(args),
+        Command::Serve(args) => crate::serve::run(*args),
         Command::Spawn(args) => crate::control::spawn(args),
         Command::Ps(args) => crate::control::ps(args),
         Command::Stop(args) => crate::control::stop(args),
@@ -548,6 +566,19 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("1T").is_err());
         assert!(parse_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn a_metrics_address_is_an_ip_and_port() {
+        assert_eq!(
+            parse_metrics_addr("127.0.0.1:9464"),
+            Ok(([127, 0, 0, 1], 9464).into())
+        );
+        assert!(parse_metrics_addr("[::1]:0").is_ok());
+        assert!(parse_metrics_addr("localhost:9464")
+            .unwrap_err()
+            .contains("IP:PORT"));
+        assert!(parse_metrics_addr("9464").is_err());
     }
 
     #[test]

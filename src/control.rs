@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use hostmux_host::{ControlClient, HostError};
-use hostmux_wire::{ControlErrorKind, EnvVar, ProcInfo, ProcState, SpawnRequest};
+use hostmux_wire::{
+    ControlErrorKind, EnvVar, ProcInfo, ProcState, SpawnRequest, UndeliverableReason,
+};
 use serde_json::json;
 
 use crate::cli::{
@@ -302,7 +304,19 @@ fn ring_use(info: &ProcInfo) -> String {
         .map_or_else(|| "-".into(), |percent| format!("{percent}%"))
 }
 
-/// `ps` as JSON: one object per proc.
+/// Per-reason counts as a JSON object keyed by reason name (every reason,
+/// zeros included, so the keys never change).
+fn by_reason(counts: &[u64; hostmux_wire::REASON_COUNT]) -> serde_json::Value {
+    UndeliverableReason::ALL
+        .iter()
+        .zip(counts)
+        .map(|(reason, n)| (format!("{reason:?}"), json!(n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// `ps --json` and `stats --json`: one object per proc with every counter
+/// (`docs/operations.md` says what each means).
 pub(crate) fn ps_json(procs: &[ProcInfo]) -> serde_json::Value {
     serde_json::Value::Array(
         procs
@@ -314,12 +328,19 @@ pub(crate) fn ps_json(procs: &[ProcInfo]) -> serde_json::Value {
                     "pid": p.pid,
                     "state": state_text(&p.state),
                     "uptime_ms": p.uptime_ms,
+                    "accepted": c.frames_in,
+                    "delivered": c.delivered,
+                    "returned": c.returned,
+                    "returned_by_reason": by_reason(&c.returned_by_reason),
                     "frames_in": c.frames_in,
                     "frames_out": c.frames_out,
                     "bytes_in": c.bytes_in,
                     "bytes_out": c.bytes_out,
-                    "returned": c.returned,
+                    "sent_returned": c.sent_returned_by_reason.iter().sum::<u64>(),
+                    "sent_returned_by_reason": by_reason(&c.sent_returned_by_reason),
+                    "sent_dropped": c.sent_dropped,
                     "inbound_used": c.inbound_used,
+                    "inbound_high_water": c.inbound_high_water,
                     "inbound_capacity": c.inbound_capacity,
                 })
             })
@@ -346,6 +367,7 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         "UPTIME",
         "FRAMES IN",
         "FRAMES OUT",
+        "DELIVERED",
         "BYTES IN",
         "RETURNED",
         "RING",
@@ -358,6 +380,7 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             uptime(p.uptime_ms),
             p.counters.frames_in.to_string(),
             p.counters.frames_out.to_string(),
+            p.counters.delivered.to_string(),
             format::bytes(p.counters.bytes_in),
             p.counters.returned.to_string(),
             ring_use(p),
@@ -494,6 +517,7 @@ fn stats_table(now: &[ProcInfo], before: Option<(&[ProcInfo], Duration)>) -> Str
         "RETURNED",
         "RING",
         "FRAMES IN",
+        "DELIVERED",
     ]);
     for p in now {
         let c = &p.counters;
@@ -513,6 +537,7 @@ fn stats_table(now: &[ProcInfo], before: Option<(&[ProcInfo], Duration)>) -> Str
             c.returned.to_string(),
             ring_use(p),
             c.frames_in.to_string(),
+            c.delivered.to_string(),
         ]);
     }
     table.render()
@@ -529,6 +554,24 @@ pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| refused(what, e))?;
             let at = Instant::now();
+            if args.json {
+                // One document; with --watch one per line (JSON lines).
+                let value = ps_json(&now);
+                let text = if args.watch {
+                    serde_json::to_string(&value)?
+                } else {
+                    serde_json::to_string_pretty(&value)?
+                };
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{text}")?;
+                out.flush()?;
+                if !args.watch {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                drop(out);
+                tokio::time::sleep(args.interval).await;
+                continue;
+            }
             let text = stats_table(&now, before.as_ref().map(|(b, t)| (b.as_slice(), at - *t)));
             if !args.watch {
                 print!("{text}");
@@ -573,10 +616,26 @@ mod tests {
 
     #[test]
     fn ps_json_names_the_state_and_counters() {
-        let value = ps_json(&[info("echo", 7)]);
+        let mut proc = info("echo", 7);
+        proc.counters.delivered = 6;
+        proc.counters.returned = 2;
+        proc.counters.returned_by_reason[UndeliverableReason::Overloaded as usize] = 2;
+        proc.counters.sent_returned_by_reason[UndeliverableReason::NoSuchProc as usize] = 1;
+        let value = ps_json(&[proc]);
         assert_eq!(value[0]["name"], "echo");
         assert_eq!(value[0]["state"], "signaled(SIGKILL)");
         assert_eq!(value[0]["frames_in"], 7);
+        assert_eq!(value[0]["accepted"], 7);
+        assert_eq!(value[0]["delivered"], 6);
+        assert_eq!(value[0]["returned"], 2);
+        assert_eq!(value[0]["returned_by_reason"]["Overloaded"], 2);
+        assert_eq!(value[0]["returned_by_reason"]["NoSuchProc"], 0);
+        assert_eq!(
+            value[0]["returned_by_reason"].as_object().unwrap().len(),
+            UndeliverableReason::ALL.len()
+        );
+        assert_eq!(value[0]["sent_returned"], 1);
+        assert_eq!(value[0]["sent_returned_by_reason"]["NoSuchProc"], 1);
     }
 
     #[test]

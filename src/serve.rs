@@ -235,9 +235,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (host, serving) = Host::serve_processes(manager, addr.clone(), config)
         .await
         .map_err(|e| start_error(&addr, e))?;
+    let metrics = match args.metrics {
+        Some(addr) => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    %addr,
+                    "the metrics endpoint has no authentication: anyone who reaches {addr} reads every proc's name and counters"
+                );
+            }
+            let bound = host.serve_metrics(addr).await.map_err(|e| {
+                CliError::usage(format!(
+                    "{e}; pick another --metrics address (port 0 picks a free one)"
+                ))
+            })?;
+            format!(", metrics on http://{bound}/metrics")
+        }
+        None => String::new(),
+    };
     let advertised: Vec<&str> = host.advertised().iter().map(Addr::as_str).collect();
     println!(
-        "hostmux serving on {} ({:?} frontend), advertised as {}, control socket {}; stop with SIGTERM or Ctrl-C",
+        "hostmux serving on {} ({:?} frontend), advertised as {}, control socket {}{metrics}; stop with SIGTERM or Ctrl-C",
         host.addr(),
         serving.frontend(),
         advertised.join(", "),

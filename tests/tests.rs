@@ -5,6 +5,7 @@ mod delivery;
 mod demo;
 mod errors;
 mod kubernetes;
+mod metrics;
 mod names;
 mod privilege;
 mod registry;

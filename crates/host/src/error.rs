@@ -67,6 +67,16 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// The metrics endpoint's address could not be bound
+    /// ([`Host::serve_metrics`](crate::Host::serve_metrics)).
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An address in [`HostConfig::advertise`](crate::HostConfig::advertise)
     /// cannot name this host to others.
     #[error("cannot advertise '{addr}': {reason}")]

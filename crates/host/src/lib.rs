@@ -39,7 +39,9 @@
 //!   [`ClientDecoder`] (frames read in place), so the client side of the
 //!   hello and of the codec is written once.
 //! * [`HostStats`], [`ProcStats`], [`ConnStats`]: counters with
-//!   `accepted = delivered + returned` per connection and per proc.
+//!   `accepted = delivered + returned` per connection and per proc;
+//!   [`Host::serve_metrics`] serves them as Prometheus series
+//!   ([`metrics`]).
 //! * [`encode_hello`] / [`is_hello_ack`]: the connection hello.
 //! * [`HostError`]: the crate's one error enum.
 //!
@@ -198,6 +200,7 @@ mod host;
 mod identity;
 mod io;
 mod logged;
+pub mod metrics;
 mod process;
 mod spec;
 mod stats;
@@ -225,7 +228,8 @@ pub use io::tls::{PlainTcp, TlsConfig};
 pub use process::{ProcessProc, SpawnByRequest, SpecRefused, WithoutSpawnRequests};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{
-    ConnLimitStats, ConnStats, HostStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, REASONS,
+    ConnClass, ConnClassStats, ConnLimitStats, ConnStats, HostStats, LatencyHistogram,
+    LifecycleStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, LATENCY_BOUNDS_US, REASONS,
 };
 
 /// Re-exported: how procs end and what bulk terminate reports.

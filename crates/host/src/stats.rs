@@ -26,6 +26,19 @@ impl Returned {
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
+
+    /// The counts indexed by `reason as usize` (the order of
+    /// [`UndeliverableReason::ALL`]).
+    pub fn by_reason(&self) -> [u64; REASONS] {
+        self.counts
+    }
+
+    /// Adds `other`'s counts to these.
+    pub(crate) fn add_all(&mut self, other: &Returned) {
+        for (sum, count) in self.counts.iter_mut().zip(other.counts) {
+            *sum += count;
+        }
+    }
 }
 
 /// Counters of one proc as the host sees it.
@@ -75,6 +88,37 @@ pub struct ProcStats {
     pub ready: bool,
 }
 
+/// What kind of connection a [`ConnStats`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ConnClass {
+    /// A client that said hello on the frontend or the control socket.
+    #[default]
+    Client,
+    /// Another host's link to this one (it presented the peer token).
+    LinkAccepted,
+    /// A link this host dialled to one of its peers.
+    LinkDialled,
+}
+
+impl ConnClass {
+    /// Every class, in the order of [`HostStats::conn_classes`].
+    pub const ALL: [ConnClass; 3] = [
+        ConnClass::Client,
+        ConnClass::LinkAccepted,
+        ConnClass::LinkDialled,
+    ];
+
+    /// The class's name in metrics and JSON: `client`, `link_accepted`,
+    /// `link_dialled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnClass::Client => "client",
+            ConnClass::LinkAccepted => "link_accepted",
+            ConnClass::LinkDialled => "link_dialled",
+        }
+    }
+}
+
 /// Counters of one client connection.
 ///
 /// Invariant (checked by tests and the simulation): `accepted == delivered +
@@ -83,6 +127,8 @@ pub struct ProcStats {
 pub struct ConnStats {
     /// The client's name from its hello.
     pub name: String,
+    /// A client, or a link between this host and another.
+    pub class: ConnClass,
     /// Frames accepted from the client (after its hello).
     pub accepted: u64,
     /// Bytes accepted from the client.
@@ -123,6 +169,11 @@ pub struct HostStats {
     pub reply_memory: ReplyMemoryStats,
     /// One entry per configured peer this host has exchanged frames with.
     pub links: Vec<LinkStats>,
+    /// One entry per [`ConnClass`] (in the order of [`ConnClass::ALL`]):
+    /// open and closed connections and their summed counters.
+    pub conn_classes: Vec<ConnClassStats>,
+    /// Spawns, exits and uptime.
+    pub lifecycle: LifecycleStats,
 }
 
 /// The state of this host's links with one configured peer.
@@ -157,6 +208,9 @@ pub struct LinkStats {
     pub awaiting_answers: u64,
     /// The last heartbeat round trip, in microseconds.
     pub round_trip_us: Option<u64>,
+    /// Every heartbeat round trip measured on links this host dialled to
+    /// the peer, since the host started.
+    pub round_trips: LatencyHistogram,
     /// Link status frames (acknowledgements, heartbeats) received on the
     /// link this host dialled.
     pub statuses_received: u64,
@@ -174,6 +228,51 @@ pub struct LinkStats {
     pub late_answers_dropped: u64,
     /// Frames received from the peer on links it dialled.
     pub received: u64,
+}
+
+/// Upper bounds of the [`LatencyHistogram`] buckets, in microseconds
+/// (a last bucket holds everything above).
+pub const LATENCY_BOUNDS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
+
+/// Durations counted in fixed buckets: recording one is an add, no
+/// allocation and no clock read of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Per bucket (not cumulative): `counts[i]` holds durations up to
+    /// `LATENCY_BOUNDS_US[i]` and above the bound before; the last one
+    /// those above every bound.
+    counts: [u64; LATENCY_BOUNDS_US.len() + 1],
+    /// The sum of every duration recorded, in microseconds.
+    sum_us: u64,
+}
+
+impl LatencyHistogram {
+    /// Counts one duration.
+    pub(crate) fn record(&mut self, duration: std::time::Duration) {
+        let us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BOUNDS_US.partition_point(|&bound| bound < us);
+        self.counts[bucket] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// Per-bucket counts (not cumulative), the bucket of
+    /// [`LATENCY_BOUNDS_US`]`[i]` at `i`, the overflow bucket last.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// Durations recorded.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Their sum, in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us
+    }
 }
 
 /// Frames queued for clients against the host-wide
@@ -215,6 +314,8 @@ pub struct ConnLimitStats {
     pub max_connections: u64,
     /// Connections closed at accept because the cap was reached.
     pub refused_at_cap: u64,
+    /// Frontend connections accepted under the cap (before their hello).
+    pub accepted: u64,
     /// Connections closed because their hello announced more than
     /// [`MAX_HELLO_LEN`](hostmux_wire::MAX_HELLO_LEN).
     pub hello_too_large: u64,
@@ -228,6 +329,65 @@ pub struct ConnLimitStats {
     /// Connections closed because their buffer could never fit the budget
     /// or they waited for it longer than the frame timeout.
     pub closed_over_budget: u64,
+    /// Connections closed because their hello was refused (wrong token or
+    /// destination) or malformed.
+    pub hellos_refused: u64,
+    /// Connections closed because their hello named a client already
+    /// connected.
+    pub names_taken: u64,
+}
+
+impl ConnStats {
+    /// Adds `other`'s counters to these (the outbox high water is the
+    /// larger of the two).
+    pub(crate) fn add_all(&mut self, other: &ConnStats) {
+        self.accepted += other.accepted;
+        self.bytes_in += other.bytes_in;
+        self.delivered += other.delivered;
+        self.returned.add_all(&other.returned);
+        self.dropped.add_all(&other.dropped);
+        self.frames_out += other.frames_out;
+        self.bytes_out += other.bytes_out;
+        self.outbox_high_water = self.outbox_high_water.max(other.outbox_high_water);
+    }
+}
+
+/// The connections of one [`ConnClass`], open and closed, since the host
+/// started: every counter only grows (unlike the sums over
+/// [`HostStats::conns`] and [`HostStats::closed_conns`], whose history is
+/// bounded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnClassStats {
+    /// The class.
+    pub class: ConnClass,
+    /// Connections of the class open now.
+    pub open: u64,
+    /// Connections of the class closed so far.
+    pub closed: u64,
+    /// The sum of the counters of every connection of the class, open or
+    /// closed (`name` is the class's name).
+    pub totals: ConnStats,
+}
+
+/// Spawns and exits since the host started, and how long it has run
+/// (kept by the control side, not the I/O thread).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LifecycleStats {
+    /// Spawns that got as far as starting (the name was free).
+    pub spawns_started: u64,
+    /// Spawns that ended with a ready proc.
+    pub spawns_ready: u64,
+    /// Spawns that failed (exec error, exit or timeout before ready,
+    /// stopped while starting).
+    pub spawns_failed: u64,
+    /// Procs that exited with a code of their own.
+    pub exits_exited: u64,
+    /// Procs ended by a signal.
+    pub exits_signaled: u64,
+    /// Procs that failed (never ready, broke the protocol).
+    pub exits_failed: u64,
+    /// Time since the host started serving.
+    pub uptime: std::time::Duration,
 }
 
 impl HostStats {
@@ -245,5 +405,47 @@ impl HostStats {
             .iter()
             .chain(self.closed_conns.iter().rev())
             .find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_latency_lands_in_the_first_bucket_whose_bound_holds_it() {
+        let mut histogram = LatencyHistogram::default();
+        for us in [0, 50, 51, 1_000, 2_000_000] {
+            histogram.record(Duration::from_micros(us));
+        }
+        let counts = histogram.counts();
+        assert_eq!(counts[0], 2, "0 and 50 µs: up to 50");
+        assert_eq!(counts[1], 1, "51 µs: up to 100");
+        assert_eq!(counts[4], 1, "1 ms: up to 1,000");
+        assert_eq!(counts[LATENCY_BOUNDS_US.len()], 1, "2 s: above every bound");
+        assert_eq!(histogram.count(), 5);
+        assert_eq!(histogram.sum_us(), 2_001_101);
+    }
+
+    #[test]
+    fn class_totals_add_every_counter() {
+        let mut one = ConnStats {
+            accepted: 3,
+            delivered: 2,
+            outbox_high_water: 10,
+            ..ConnStats::default()
+        };
+        one.returned.add(UndeliverableReason::NoSuchProc);
+        let mut sum = ConnStats::default();
+        sum.add_all(&one);
+        sum.add_all(&ConnStats {
+            outbox_high_water: 4,
+            ..one.clone()
+        });
+        assert_eq!(sum.accepted, 6);
+        assert_eq!(sum.delivered, 4);
+        assert_eq!(sum.returned.get(UndeliverableReason::NoSuchProc), 2);
+        assert_eq!(sum.outbox_high_water, 10);
     }
 }

@@ -377,6 +377,10 @@ async fn the_window_bounds_frames_in_flight_and_acknowledgements_free_it(kind: F
     assert!(stats.window_waits > 0, "the window never filled: {stats:?}");
     assert_eq!(stats.awaiting_answers, 0, "{stats:?}");
     assert_eq!(stats.state, "up");
+    // The measured round trip is in the histogram `serve --metrics` shows.
+    let last = stats.round_trip_us.unwrap();
+    assert!(stats.round_trips.count() >= 1, "{stats:?}");
+    assert!(stats.round_trips.sum_us() >= last, "{stats:?}");
 }
 both_frontends!(the_window_bounds_frames_in_flight_and_acknowledgements_free_it);
 

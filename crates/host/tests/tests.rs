@@ -16,6 +16,7 @@ mod identity;
 mod lifecycle;
 mod links;
 mod memory_budget;
+mod metrics;
 mod names;
 mod process;
 mod registry;

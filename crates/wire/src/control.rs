@@ -171,7 +171,27 @@ pub struct ProcCounters {
     pub inbound_used: u64,
     /// Size of its inbound ring in bytes.
     pub inbound_capacity: u64,
+    /// Frames it sent (drained from its outbound ring) that the host
+    /// delivered: into a ring, a client's queue or the service proc.
+    pub delivered: u64,
+    /// `returned` by reason, indexed by `reason as usize` (the order of
+    /// [`UndeliverableReason::ALL`](crate::UndeliverableReason::ALL)).
+    pub returned_by_reason: [u64; REASON_COUNT],
+    /// Frames it sent that were returned to it, by reason (indexed like
+    /// `returned_by_reason`). With `delivered` and `sent_dropped`:
+    /// `frames_out = delivered + sum(sent_returned_by_reason) + sent_dropped`.
+    pub sent_returned_by_reason: [u64; REASON_COUNT],
+    /// Frames it sent that were neither delivered nor returned: notices and
+    /// responses (never answered) that could not be delivered, and frames
+    /// the service proc consumed without an answer.
+    pub sent_dropped: u64,
+    /// Highest inbound ring occupancy seen, in bytes.
+    pub inbound_high_water: u64,
 }
+
+/// Number of [`UndeliverableReason`](crate::UndeliverableReason)s (the
+/// length of the per-reason counters in [`ProcCounters`]).
+pub const REASON_COUNT: usize = crate::UndeliverableReason::ALL.len();
 
 /// One line of `hostmux ps`.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -131,7 +131,7 @@ pub use control::{
     ArchivedLinkInfo, ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState,
     ArchivedSpawnRequest, ArchivedTerminateSummary, ControlErrorKind, ControlRequest,
     ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo, ProcState, SpawnRequest,
-    TerminateSummary, MAX_ACCOUNT_NAME_LEN,
+    TerminateSummary, MAX_ACCOUNT_NAME_LEN, REASON_COUNT,
 };
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK, SHRINK_AFTER_UNNEEDED_READS};
 pub use error::WireError;

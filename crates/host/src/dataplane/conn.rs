@@ -419,6 +419,9 @@ impl Dataplane {
             proc.conn_waiters.retain(|c| *c != key);
         }
         self.events.push_back(Event::ConnRemoved(key));
+        let class = &mut self.closed_classes[slot.stats.class as usize];
+        class.closed += 1;
+        class.totals.add_all(&slot.stats);
         if self.closed_conns.len() == HISTORY {
             self.closed_conns.pop_front();
         }

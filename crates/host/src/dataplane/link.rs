@@ -212,6 +212,7 @@ impl Dataplane {
             conns,
             events,
             conn_room,
+            remotes,
             ..
         } = self;
         let Some(conn) = super::slot_of_conn(conns, key) else {
@@ -231,7 +232,11 @@ impl Dataplane {
         }
         if status.pong != 0 && status.pong == flow.ping_out {
             if let Some(sent) = flow.ping_sent_at.take() {
-                flow.rtt = Some(now.saturating_duration_since(sent));
+                let rtt = now.saturating_duration_since(sent);
+                flow.rtt = Some(rtt);
+                if let Some(peer) = flow.peer {
+                    remotes.peer_mut(peer).round_trips.record(rtt);
+                }
             }
         }
         if flow.dialled && flow.acknowledge(status.handled) {
@@ -299,6 +304,7 @@ impl Dataplane {
                 dial_failures: state.dial_failures,
                 link_failures: state.link_failures,
                 answered_here: state.answered_here,
+                round_trips: state.round_trips.clone(),
                 ..Default::default()
             };
             if let Some(ledger) = &state.ledger {

@@ -40,7 +40,7 @@ use hostmux_wire::{
 };
 
 use crate::config::HostConfig;
-use crate::stats::{ConnStats, HostStats, ProcStats};
+use crate::stats::{ConnClass, ConnClassStats, ConnStats, HostStats, ProcStats};
 
 mod agent;
 mod answers;
@@ -225,6 +225,11 @@ impl ConnSlot {
             outbox: Vec::with_capacity(64 * 1024),
             stats: ConnStats {
                 name: stats_name,
+                class: if dialled.is_some() {
+                    ConnClass::LinkDialled
+                } else {
+                    ConnClass::Client
+                },
                 ..ConnStats::default()
             },
             closing: false,
@@ -348,6 +353,9 @@ pub(crate) struct Dataplane {
     dirty: Vec<u32>,
     gone_procs: VecDeque<ProcStats>,
     closed_conns: VecDeque<ConnStats>,
+    /// Every closed connection's final counters, summed by class (index:
+    /// `ConnClass as usize`), so the per-class totals only grow.
+    closed_classes: [ConnClassStats; ConnClass::ALL.len()],
     /// Whether a proc's outbound drain is blocked (timers needed).
     blocked_drains: usize,
     /// Procs that broke the ring protocol, for the control side to kill.
@@ -422,6 +430,10 @@ impl Dataplane {
             dirty: Vec::new(),
             gone_procs: VecDeque::new(),
             closed_conns: VecDeque::new(),
+            closed_classes: ConnClass::ALL.map(|class| ConnClassStats {
+                class,
+                ..ConnClassStats::default()
+            }),
             blocked_drains: 0,
             failed: Vec::new(),
             own_addr: identity.primary().as_str().into(),
@@ -545,6 +557,7 @@ impl Dataplane {
     pub(crate) fn set_peer_link(&mut self, key: ConnKey, peer: Option<usize>) {
         if let Some(conn) = self.conn_mut(key) {
             conn.peer_link = true;
+            conn.stats.class = ConnClass::LinkAccepted;
             conn.flow = Some(link::LinkFlow::new(false, peer));
             if let Some(peer) = peer {
                 self.remotes.peer_mut(peer).accepted = Some(key);
@@ -892,8 +905,23 @@ impl Dataplane {
                 high_water: self.reply_bytes_high_water as u64,
             },
             links: self.link_stats(),
+            conn_classes: self.conn_class_stats(),
             ..HostStats::default()
         }
+    }
+
+    /// Per class: the closed connections' sums plus the open ones'.
+    fn conn_class_stats(&self) -> Vec<ConnClassStats> {
+        let mut classes = self.closed_classes.to_vec();
+        for class in &mut classes {
+            class.totals.name = class.class.as_str().to_owned();
+        }
+        for conn in self.conns.iter().flatten() {
+            let class = &mut classes[conn.stats.class as usize];
+            class.open += 1;
+            class.totals.add_all(&conn.stats);
+        }
+        classes
     }
 
     /// The proc's name, if it is still here.

@@ -138,6 +138,8 @@ pub(crate) struct PeerState {
     pub(super) dial_failures: u64,
     pub(super) link_failures: u64,
     pub(super) answered_here: u64,
+    /// Heartbeat round trips on the links this host dialled to it.
+    pub(super) round_trips: crate::stats::LatencyHistogram,
 }
 
 impl PeerState {

@@ -167,6 +167,12 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
     /// a failed or dropped spawn is still releasing shows as `Terminating`.
     pub async fn list(&self) -> Result<Vec<ProcInfo>, HostError> {
         let stats = self.stats().await?;
+        Ok(self.list_with(&stats))
+    }
+
+    /// [`Host::list`] with the counters of `stats` (one snapshot for the
+    /// list and whatever else reads `stats`).
+    pub(crate) fn list_with(&self, stats: &crate::HostStats) -> Vec<ProcInfo> {
         let counters = |name: &str| {
             stats
                 .proc(name)
@@ -178,6 +184,11 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                     returned: p.returned_for.total(),
                     inbound_used: p.inbound_used,
                     inbound_capacity: p.inbound_capacity,
+                    delivered: p.outbound_delivered,
+                    returned_by_reason: p.returned_for.by_reason(),
+                    sent_returned_by_reason: p.outbound_returned.by_reason(),
+                    sent_dropped: p.outbound_dropped.total(),
+                    inbound_high_water: p.inbound_high_water,
                 })
                 .unwrap_or_default()
         };
@@ -212,7 +223,7 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                 counters: counters(proc.name.as_str()),
             });
         }
-        Ok(list)
+        list
     }
 }
 

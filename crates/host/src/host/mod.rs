@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -68,6 +69,46 @@ pub(crate) struct Inner<M: ProcManager> {
     pub(crate) gone: Mutex<VecDeque<GoneProc>>,
     /// The last [`Entry::spawn_id`] handed out.
     next_spawn_id: std::sync::atomic::AtomicU64,
+    /// Spawns and exits, for [`HostStats::lifecycle`].
+    lifecycle: LifecycleCounters,
+    /// When the host started serving.
+    started: Instant,
+}
+
+/// Spawns and exits since the host started (the control side's own
+/// counters; see [`crate::LifecycleStats`]).
+#[derive(Default)]
+struct LifecycleCounters {
+    spawns_started: AtomicU64,
+    spawns_ready: AtomicU64,
+    spawns_failed: AtomicU64,
+    exits_exited: AtomicU64,
+    exits_signaled: AtomicU64,
+    exits_failed: AtomicU64,
+}
+
+impl LifecycleCounters {
+    fn count_exit(&self, status: &TerminalStatus) {
+        let counter = match status {
+            TerminalStatus::Exited { .. } => &self.exits_exited,
+            TerminalStatus::Signaled { .. } => &self.exits_signaled,
+            TerminalStatus::Failed { .. } => &self.exits_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self, uptime: Duration) -> crate::LifecycleStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        crate::LifecycleStats {
+            spawns_started: read(&self.spawns_started),
+            spawns_ready: read(&self.spawns_ready),
+            spawns_failed: read(&self.spawns_failed),
+            exits_exited: read(&self.exits_exited),
+            exits_signaled: read(&self.exits_signaled),
+            exits_failed: read(&self.exits_failed),
+            uptime,
+        }
+    }
 }
 
 /// One proc in the host's registry, from the moment `spawn` reserves its
@@ -359,6 +400,8 @@ impl<M: SpawnByRequest> Host<M> {
             procs: Mutex::new(HashMap::new()),
             gone: Mutex::new(VecDeque::new()),
             next_spawn_id: std::sync::atomic::AtomicU64::new(0),
+            lifecycle: LifecycleCounters::default(),
+            started: Instant::now(),
         };
         let inner = Arc::new(inner);
         tokio::spawn(kill_failed(Arc::downgrade(&inner), failed));
@@ -422,6 +465,10 @@ async fn identity_of(bound: &Addr, config: &mut HostConfig) -> Result<Identity, 
 pub(crate) struct WeakHost<M: ProcManager>(Weak<Inner<M>>);
 
 impl<M: ProcManager> WeakHost<M> {
+    pub(crate) fn new(host: &Host<M>) -> Self {
+        WeakHost(Arc::downgrade(&host.inner))
+    }
+
     pub(crate) fn upgrade(&self) -> Option<Host<M>> {
         self.0.upgrade().map(|inner| Host { inner })
     }
@@ -474,6 +521,7 @@ impl<M: ProcManager + 'static> Host<M> {
         status: TerminalStatus,
         uptime: Duration,
     ) {
+        self.inner.lifecycle.count_exit(&status);
         let mut gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
         if gone.len() == GONE_HISTORY {
             gone.pop_front();
@@ -535,11 +583,14 @@ impl<M: ProcManager + 'static> Host<M> {
     }
 
     /// Frames and counters of every live connection and proc (the service
-    /// proc's `Stats` request reads the same counters).
+    /// proc's `Stats` request reads the same counters), with the spawn and
+    /// exit counts.
     pub async fn stats(&self) -> Result<HostStats, HostError> {
         let (tx, rx) = oneshot::channel();
         self.inner.control.send(Command::Stats(tx))?;
-        rx.await.map_err(|_| HostError::IoThreadGone)
+        let mut stats = rx.await.map_err(|_| HostError::IoThreadGone)?;
+        stats.lifecycle = self.inner.lifecycle.snapshot(self.inner.started.elapsed());
+        Ok(stats)
     }
 }
 

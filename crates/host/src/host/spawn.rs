@@ -63,9 +63,15 @@ impl<M: ProcManager + 'static> Host<M> {
         ready_timeout: Duration,
     ) -> Result<ProcId, HostError> {
         let (mut starting, stop) = self.reserve(&name).await?;
+        let counters = &self.inner.lifecycle;
+        counters.spawns_started.fetch_add(1, Ordering::Relaxed);
         match self.start(&mut starting, spec, ready_timeout, stop).await {
-            Ok(id) => Ok(id),
+            Ok(id) => {
+                counters.spawns_ready.fetch_add(1, Ordering::Relaxed);
+                Ok(id)
+            }
             Err(failure) => {
+                counters.spawns_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %failure.error, "spawn failed");
                 starting.release(failure.status).await;
                 Err(failure.error)

@@ -54,12 +54,15 @@ pub(crate) struct ConnBudget {
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
     high_water: usize,
+    accepted: u64,
     refused_at_cap: u64,
     hello_too_large: u64,
     hello_timeouts: u64,
     frame_timeouts: u64,
     budget_waits: u64,
     closed_over_budget: u64,
+    hellos_refused: u64,
+    names_taken: u64,
 }
 
 /// Why a charge could not be raised.
@@ -78,6 +81,10 @@ pub(crate) enum Closed {
     HelloTimeout,
     FrameTimeout,
     OverBudget,
+    /// Its hello was refused (wrong token or destination) or malformed.
+    HelloRefused,
+    /// Its hello named a client already connected.
+    NameTaken,
 }
 
 /// Charged bytes that, once mostly released, make the host trim its heap.
@@ -135,6 +142,7 @@ impl ConnBudget {
     pub(crate) fn admit(self: &Rc<Self>, peer: &str, now: Instant) -> Option<Admission> {
         if self.connections.get() < self.max_connections {
             self.connections.set(self.connections.get() + 1);
+            self.count(|c| c.accepted += 1);
             return Some(Admission {
                 budget: self.clone(),
             });
@@ -163,6 +171,8 @@ impl ConnBudget {
             Closed::HelloTimeout => c.hello_timeouts += 1,
             Closed::FrameTimeout => c.frame_timeouts += 1,
             Closed::OverBudget => c.closed_over_budget += 1,
+            Closed::HelloRefused => c.hellos_refused += 1,
+            Closed::NameTaken => c.names_taken += 1,
         });
     }
 
@@ -182,11 +192,14 @@ impl ConnBudget {
             connections: self.connections.get() as u64,
             max_connections: self.max_connections as u64,
             refused_at_cap: c.refused_at_cap,
+            accepted: c.accepted,
             hello_too_large: c.hello_too_large,
             hello_timeouts: c.hello_timeouts,
             frame_timeouts: c.frame_timeouts,
             budget_waits: c.budget_waits,
             closed_over_budget: c.closed_over_budget,
+            hellos_refused: c.hellos_refused,
+            names_taken: c.names_taken,
         }
     }
 }

@@ -102,6 +102,7 @@ pub(super) async fn connection<F: Frontend>(
     let key = {
         let mut dp = dataplane.borrow_mut();
         let Some(key) = dp.add_conn(name.clone()) else {
+            budget.count_closed(Closed::NameTaken);
             tracing::warn!(parent: &span, client, "closing connection: name already bound");
             return;
         };
@@ -206,6 +207,7 @@ async fn read_hello<F: Frontend>(
                 None => match hostmux_wire::check_hello(&frame, service_name, token) {
                     Ok(client) => (client.to_owned(), false),
                     Err(refusal) => {
+                        charge.budget().count_closed(Closed::HelloRefused);
                         let refused = (refusal == hostmux_wire::HelloRefusal::BadToken)
                             .then(|| frame.sender().name().to_owned());
                         return Err(HelloFailure {
@@ -222,7 +224,10 @@ async fn read_hello<F: Frontend>(
                     "hello announces {len} bytes, over the hello limit of {max}"
                 )));
             }
-            Err(e) => return Err(HelloFailure::closing(format!("malformed hello: {e}"))),
+            Err(e) => {
+                charge.budget().count_closed(Closed::HelloRefused);
+                return Err(HelloFailure::closing(format!("malformed hello: {e}")));
+            }
         };
         return Ok((client, decoder, is_peer));
     }
