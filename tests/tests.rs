@@ -8,6 +8,7 @@ mod kubernetes;
 mod names;
 mod privilege;
 mod registry;
+mod restart;
 mod serve;
 mod systemd_unit;
 mod three_hosts;

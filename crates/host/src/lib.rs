@@ -197,6 +197,7 @@ mod identity;
 mod io;
 mod logged;
 mod process;
+mod restart;
 mod spec;
 mod stats;
 #[allow(unsafe_code)]
@@ -221,6 +222,10 @@ pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
 pub use io::tls::{PlainTcp, TlsConfig};
 pub use process::{ProcessProc, SpawnByRequest, SpecRefused};
+pub use restart::{
+    RestartLimit, RestartMode, RestartPolicy, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_DELAY_MAX,
+    DEFAULT_RESTART_RESET_AFTER,
+};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{
     ConnLimitStats, ConnStats, HostStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, REASONS,

@@ -18,6 +18,7 @@ mod names;
 mod process;
 mod registry;
 mod remote;
+mod restart;
 mod robustness;
 mod roles;
 mod routing;

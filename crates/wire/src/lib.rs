@@ -126,9 +126,9 @@ pub use agent::{
 pub use control::{
     ArchivedControlErrorKind, ArchivedControlRequest, ArchivedControlResponse, ArchivedEnvVar,
     ArchivedLinkInfo, ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState,
-    ArchivedSpawnRequest, ArchivedTerminateSummary, ControlErrorKind, ControlRequest,
-    ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo, ProcState, SpawnRequest,
-    TerminateSummary, MAX_ACCOUNT_NAME_LEN,
+    ArchivedRestartRequest, ArchivedRestartWhen, ArchivedSpawnRequest, ArchivedTerminateSummary,
+    ControlErrorKind, ControlRequest, ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo,
+    ProcState, RestartRequest, RestartWhen, SpawnRequest, TerminateSummary, MAX_ACCOUNT_NAME_LEN,
 };
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK, SHRINK_AFTER_UNNEEDED_READS};
 pub use error::WireError;

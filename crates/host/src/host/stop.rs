@@ -87,8 +87,10 @@ impl<M: ProcManager + 'static> Host<M> {
         self.inner.control.send(command)
     }
 
-    /// What a stop or kill of `name` acts on, from the one registry. A
-    /// starting proc is handed `request` (its spawn carries it out).
+    /// What a stop or kill of `name` acts on, from the one registry. Every
+    /// proc is marked with `request`, so that it is not restarted; a
+    /// starting proc's spawn (or a backing-off proc's restart supervisor)
+    /// carries it out.
     fn target(
         &self,
         name: &ProcName,
@@ -97,23 +99,19 @@ impl<M: ProcManager + 'static> Host<M> {
         {
             let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(entry) = procs.get(name) {
+                entry
+                    .stop
+                    .send_modify(|r| *r = Some(StopRequest::merge(*r, request)));
                 return Ok(match (entry.phase, entry.key, &entry.handle, &entry.gone) {
                     (Phase::Ready, Some(key), Some(handle), Some(gone)) => Target::Ready {
                         key,
                         handle: handle.clone(),
                         gone: gone.clone(),
                     },
-                    (phase, ..) => {
-                        if phase == Phase::Starting {
-                            entry
-                                .stop
-                                .send_modify(|r| *r = Some(StopRequest::merge(*r, request)));
-                        }
-                        Target::Starting {
-                            handle: entry.handle.clone(),
-                            released: entry.released.clone(),
-                        }
-                    }
+                    _ => Target::Starting {
+                        handle: entry.handle.clone(),
+                        released: entry.released.clone(),
+                    },
                 });
             }
         }
@@ -140,6 +138,16 @@ impl<M: ProcManager + 'static> Host<M> {
             }
             None => Err(HostError::NoSuchProc(name.clone())),
         }
+    }
+}
+
+/// Beyond the grace, how long bulk terminate waits for starting procs.
+const NOT_READY_STOP_SLACK: Duration = Duration::from_secs(2);
+
+/// Waits for every future (sequentially: each is only a wait).
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) {
+    for future in futures {
+        future.await;
     }
 }
 
@@ -190,8 +198,19 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
     ) -> TerminateSummary {
         let span = tracing::info_span!("terminate_children", ?grace, ?mode);
         async {
+            let mut not_ready = Vec::new();
             let targets: Vec<(ProcName, ProcKey, watch::Receiver<bool>)> = {
                 let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+                // Marked stopped, every one: none is restarted, a starting
+                // one is stopped by its spawn, a backing-off one ends.
+                for entry in procs.values() {
+                    entry.stop.send_modify(|r| {
+                        *r = Some(StopRequest::merge(*r, StopRequest::Terminate(grace)));
+                    });
+                    if entry.phase != Phase::Ready {
+                        not_ready.push(entry.released.clone());
+                    }
+                }
                 procs
                     .iter()
                     .filter_map(|(name, entry)| {
@@ -216,6 +235,15 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
             }
             for (_, _, gone) in targets {
                 wait_gone(gone).await;
+            }
+            // Procs that were starting (a restart among them) or backing
+            // off: their spawns stop them with the same grace.
+            let stopped = futures_join_all(not_ready.into_iter().map(wait_released));
+            if tokio::time::timeout(grace + NOT_READY_STOP_SLACK, stopped)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a starting proc was not released within the grace");
             }
             tracing::info!(%summary, "children terminated");
             summary
