@@ -53,7 +53,10 @@
 //! lifecycle escalate (SIGTERM, then SIGKILL after the grace). A proc that
 //! exits for any cause is unbound, its unread frames are returned
 //! `ProcExited`, its rings are unmapped, and its terminal status stays in
-//! [`Host::list`] (the last 64).
+//! [`Host::list`] (the last 64). A spec with a [`RestartPolicy`]
+//! ([`ProcessProc::restart`], `spawn --restart`) is started again after it
+//! ends, under the same name and route, with new rings, after a doubling
+//! wait and within a start limit; a stop, kill or shutdown ends that.
 //!
 //! Control requests (spawn, terminate, kill, list, stats, terminate-all) are
 //! carried out only for privileged connections: the control socket

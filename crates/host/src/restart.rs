@@ -2,23 +2,6 @@
 //! again, how long the host waits first, and how many restarts it allows in
 //! an interval) and the sans-IO bookkeeping that applies it.
 //!
-//! The semantics follow systemd's `Restart=`, `RestartSec=`,
-//! `RestartMaxDelaySec=` and `StartLimitBurst=`/`StartLimitIntervalSec=`:
-//!
-//! * [`RestartMode::OnFailure`] restarts after a non-zero exit, a death by
-//!   signal, or a failure to become ready again after a restart;
-//!   [`RestartMode::Always`] after any end as well, a clean exit included.
-//!   A stop or kill from the operator (`hostmux stop`/`kill`,
-//!   [`Host::terminate_proc`](crate::Host::terminate_proc), bulk terminate,
-//!   the host's own shutdown) never leads to a restart. A proc whose first
-//!   start fails is not restarted: the spawn reports the failure.
-//! * The wait before a restart starts at [`RestartPolicy::delay`] and
-//!   doubles with every restart in a row, up to [`RestartPolicy::delay_max`];
-//!   an instance that stayed up for [`RestartPolicy::reset_after`] resets it.
-//! * [`RestartPolicy::limit`]: at most `burst` restarts within any
-//!   `interval`. The restart past it does not happen: the proc stays down
-//!   as failed with `restart limit reached: 5 restarts in 60s`.
-//!
 //! [`Restarts`] is the decision logic without clock or I/O: the host hands
 //! it each end of an instance with `now` and carries out what it answers
 //! (`host/supervise.rs`). Its tests run on a made-up clock.
@@ -90,7 +73,26 @@ impl fmt::Display for RestartLimit {
     }
 }
 
-/// How a proc is restarted when it ends; see the [module docs](self).
+/// How a proc is restarted when it ends.
+///
+/// The semantics follow systemd's `Restart=`, `RestartSec=`,
+/// `RestartMaxDelaySec=` and `StartLimitBurst=`/`StartLimitIntervalSec=`:
+///
+/// * [`RestartMode::OnFailure`] restarts after a non-zero exit, a death by
+///   signal, or a failure to become ready again after a restart;
+///   [`RestartMode::Always`] after any end as well, a clean exit included.
+///   A stop or kill from the operator (`hostmux stop`/`kill`,
+///   [`Host::terminate_proc`](crate::Host::terminate_proc), bulk terminate,
+///   the host's own shutdown) never leads to a restart. A proc whose first
+///   start fails is not restarted: the spawn reports the failure.
+/// * The wait before a restart starts at [`RestartPolicy::delay`] and
+///   doubles with every restart in a row, up to [`RestartPolicy::delay_max`];
+///   an instance that stayed up for `reset_after` resets it.
+/// * `limit`: at most `burst` restarts within any
+///   `interval`. The restart past it does not happen: the proc stays down
+///   as failed with `restart limit reached: 5 restarts in 60s`.
+///
+/// `docs/operations.md` ("Restart policies") describes it for operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RestartPolicy {
     /// When it is restarted.
@@ -429,7 +431,7 @@ mod tests {
     #[test]
     fn huge_delays_saturate_at_the_cap() {
         let policy = RestartPolicy::always().delays(Duration::from_secs(1), Duration::MAX);
-        assert_eq!(policy.delay_after(40), Duration::from_secs(1) * u32::MAX);
+        assert_eq!(policy.delay_after(40), Duration::from_secs(1 << 31));
         assert_eq!(short_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(short_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(RestartLimit::default().to_string(), "5 restarts in 60s");

@@ -25,6 +25,14 @@ impl<M: ProcManager + 'static> Host<M> {
     /// stops or kills it and this spawn fails with
     /// [`HostError::StoppedWhileStarting`].
     ///
+    /// A spec whose [`ProcSpec::restart_policy`] restarts (see
+    /// [`RestartPolicy`](crate::RestartPolicy)) keeps the name once the
+    /// proc is ready: when an instance ends, the host starts the next one
+    /// after the policy's wait (new rings, the same spec through
+    /// [`ProcSpec::restart_copy`], this spawn's ready timeout), until a
+    /// stop or kill, bulk terminate, the host's shutdown or the start
+    /// limit. A first start that fails is returned here, never restarted.
+    ///
     /// Cancellation-safe: if the returned future is dropped before it
     /// completes (at any await point), the name's route is unbound at once,
     /// and a task kills the process (if it was started), returns its
@@ -339,7 +347,20 @@ impl<M: ProcManager + 'static> Host<M> {
             Ok(id) => Ok(id),
             Err(failure) => {
                 tracing::warn!(error = %failure.error, "restart failed");
-                starting.release(failure.status).await;
+                if matches!(failure.error, HostError::IoThreadGone) {
+                    // The host stops serving: no further restart.
+                    self.with_own_entry(name, spawn_id, |entry| {
+                        entry.stop.send_replace(Some(StopRequest::Kill));
+                    });
+                }
+                // `ps` says why, even if no process was started.
+                let status = failure.status.or_else(|| {
+                    Some(TerminalStatus::Failed {
+                        reason: format!("restart failed: {}", failure.error),
+                        output: None,
+                    })
+                });
+                starting.release(status).await;
                 Err(failure.error)
             }
         }

@@ -141,15 +141,9 @@ impl<M: ProcManager + 'static> Host<M> {
     }
 }
 
-/// Beyond the grace, how long bulk terminate waits for starting procs.
+/// Beyond the grace (from the start of a bulk terminate), how long it
+/// waits for the procs that were starting or backing off to be released.
 const NOT_READY_STOP_SLACK: Duration = Duration::from_secs(2);
-
-/// Waits for every future (sequentially: each is only a wait).
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) {
-    for future in futures {
-        future.await;
-    }
-}
 
 /// What a stop or kill acts on.
 enum Target<H> {
@@ -187,7 +181,11 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
 
     /// Terminates every proc as `mode` says (see [`BulkTerminateMode`]):
     /// unbinds all routes first, has the manager stop the procs, then closes
-    /// their inbound rings. Returns once every proc is gone. The host's own
+    /// their inbound rings. Returns once every proc is gone. Every proc is
+    /// first marked stopped, so that none is restarted by its restart
+    /// policy: a proc backing off ends at once, and one starting (a restart
+    /// among them) is stopped by its spawn with the same grace (waited for
+    /// up to the grace plus 2 s from the start). The host's own
     /// shutdown (`hostmux serve` on SIGTERM) uses
     /// [`BulkTerminateMode::OverallDeadline`], so it ends within its grace
     /// plus a small constant however many procs there are.
@@ -197,6 +195,7 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
         mode: BulkTerminateMode,
     ) -> TerminateSummary {
         let span = tracing::info_span!("terminate_children", ?grace, ?mode);
+        let not_ready_deadline = tokio::time::Instant::now() + grace + NOT_READY_STOP_SLACK;
         async {
             let mut not_ready = Vec::new();
             let targets: Vec<(ProcName, ProcKey, watch::Receiver<bool>)> = {
@@ -238,8 +237,12 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
             }
             // Procs that were starting (a restart among them) or backing
             // off: their spawns stop them with the same grace.
-            let stopped = futures_join_all(not_ready.into_iter().map(wait_released));
-            if tokio::time::timeout(grace + NOT_READY_STOP_SLACK, stopped)
+            let stopped = async {
+                for released in not_ready {
+                    wait_released(released).await;
+                }
+            };
+            if tokio::time::timeout_at(not_ready_deadline, stopped)
                 .await
                 .is_err()
             {
