@@ -165,16 +165,18 @@ fn the_restart_limit_leaves_the_proc_failed_and_says_why() {
 
 #[test]
 fn a_stop_or_kill_ends_a_restarting_proc_for_good() {
-    run_os(|| async {
+    // Outside the scenario's time limit: the first use may build the binary.
+    let policy = RestartPolicy::always();
+    let (stopped, killed) = (echo().restart(policy), echo().restart(policy));
+    run_os(|| async move {
         let (host, _serving) = serve_os(HostConfig::default()).await;
         // Ready: a stop is the operator's, not a failure.
-        let policy = RestartPolicy::always();
-        host.spawn("stopped", echo().restart(policy)).await.unwrap();
+        host.spawn("stopped", stopped).await.unwrap();
         let status = host.terminate_proc("stopped", WAIT).await.unwrap();
         assert!(status.success(), "{status}");
         // Settled before the stop returned: no restart pending.
         assert!(host.procs().is_empty(), "{:?}", host.procs());
-        host.spawn("killed", echo().restart(policy)).await.unwrap();
+        host.spawn("killed", killed).await.unwrap();
         let status = host.kill_proc("killed").await.unwrap();
         assert!(matches!(status, TerminalStatus::Signaled { signal: 9, .. }));
         assert!(host.procs().is_empty(), "{:?}", host.procs());
@@ -204,11 +206,12 @@ fn a_stop_or_kill_ends_a_restarting_proc_for_good() {
 
 #[test]
 fn a_crashed_proc_comes_back_under_its_name_and_frames_reach_it() {
-    run_os(|| async {
+    let policy = RestartPolicy::on_failure().delays(Duration::from_secs(2), Duration::from_secs(2));
+    // Outside the scenario's time limit: the first use may build the binary.
+    let spec = echo().restart(policy);
+    run_os(|| async move {
         let (host, _serving) = serve_os(HostConfig::default()).await;
-        let policy =
-            RestartPolicy::on_failure().delays(Duration::from_secs(2), Duration::from_secs(2));
-        host.spawn("echo", echo().restart(policy)).await.unwrap();
+        host.spawn("echo", spec).await.unwrap();
         let first = until(&host, "echo", |p| p.state == ProcState::Ready).await;
         let mut client = client(&host, "cli").await;
         // Killed behind the host's back: a failure.
@@ -302,4 +305,57 @@ fn a_spec_that_cannot_be_copied_is_refused_a_restart_policy() {
         );
         assert!(host.procs().is_empty());
     });
+}
+
+#[test]
+fn a_restart_that_never_becomes_ready_counts_as_a_failure() {
+    // Outside the scenario's time limit: the first use may build the binary.
+    let echo_bin = crate::bins::proc_bin("hostmux-echo");
+    run_os(|| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("started-once");
+        // The first instance is an echo (boot protocol, ready); every
+        // later one exits 5 before it reports ready.
+        let text = format!(
+            "if [ -e '{mark}' ]; then exit 5; fi; touch '{mark}'; exec '{echo}'",
+            mark = mark.display(),
+            echo = echo_bin.display()
+        );
+        let limit = RestartLimit {
+            burst: 2,
+            interval: Duration::from_secs(60),
+        };
+        let policy = RestartPolicy::on_failure()
+            .delays(Duration::from_millis(10), Duration::from_millis(10))
+            .limit(Some(limit));
+        let spec = ProcessProc::new("/bin/sh")
+            .args(["-c", &text])
+            .restart(policy);
+        host_spawn_and_crash(spec, limit).await;
+    });
+}
+
+/// Spawns `spec` as `flaky`, kills its ready first instance from outside
+/// and waits for the start limit to end its failing restarts.
+async fn host_spawn_and_crash(spec: ProcessProc, limit: RestartLimit) {
+    let (host, _serving) = serve_os(HostConfig::default()).await;
+    host.spawn("flaky", spec).await.unwrap();
+    let first = until(&host, "flaky", |p| p.state == ProcState::Ready).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &first.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let info = until(&host, "flaky", |p| {
+        matches!(p.state, ProcState::Failed { .. })
+    })
+    .await;
+    assert_eq!(
+        info.state,
+        ProcState::Failed {
+            reason: format!("restart limit reached: {limit}")
+        }
+    );
+    assert_eq!(info.restarts, limit.burst);
+    assert_eq!(info.last_exit, Some(ProcState::Exited { code: 5 }));
 }
