@@ -346,7 +346,11 @@ impl<M: ProcManager + 'static> Host<M> {
         match self.start(&mut starting, spec, ready_timeout, stop).await {
             Ok(id) => Ok(id),
             Err(failure) => {
-                tracing::warn!(error = %failure.error, "restart failed");
+                if matches!(failure.error, HostError::StoppedWhileStarting { .. }) {
+                    tracing::info!(error = %failure.error, "restart stopped");
+                } else {
+                    tracing::warn!(error = %failure.error, "restart failed");
+                }
                 if matches!(failure.error, HostError::IoThreadGone) {
                     // The host stops serving: no further restart.
                     self.with_own_entry(name, spawn_id, |entry| {
