@@ -355,8 +355,73 @@ pub(crate) struct SpawnArgs {
     /// The proc's group (name or gid); default: the user's primary group.
     #[arg(long, value_name = "GROUP|GID", requires = "user")]
     pub(crate) group: Option<String>,
+    /// Restart the proc when it ends, like systemd's Restart=: `no`;
+    /// `on-failure` after a non-zero exit, a signal the operator did not
+    /// send, or a failed readiness after a restart; `always` after any end
+    /// but `hostmux stop`/`kill` or the host's shutdown. A proc whose
+    /// first start fails is not restarted (spawn reports it).
+    #[arg(long, value_enum, default_value_t = Restart::No)]
+    pub(crate) restart: Restart,
+    /// The wait before a restart; it doubles with each restart in a row up
+    /// to --restart-delay-max, and starts again here once an instance
+    /// stayed up for 10 s.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub(crate) restart_delay: Duration,
+    /// The longest wait before a restart.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) restart_delay_max: Duration,
+    /// At most N restarts within INTERVAL (like systemd's StartLimitBurst=
+    /// and StartLimitIntervalSec=); the restart past it does not happen and
+    /// the proc stays down, failed with "restart limit reached". `none`:
+    /// no limit.
+    #[arg(long, value_name = "N/INTERVAL", default_value = "5/60s", value_parser = parse_restart_limit)]
+    pub(crate) restart_limit: RestartLimit,
     #[command(flatten)]
     pub(crate) control: ControlArgs,
+}
+
+/// `spawn --restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Restart {
+    /// Never restart.
+    No,
+    /// Restart after a failure.
+    OnFailure,
+    /// Restart after any end the operator did not ask for.
+    Always,
+}
+
+/// `spawn --restart-limit`: at most `burst` restarts within `interval`;
+/// a burst of 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RestartLimit {
+    pub(crate) burst: u32,
+    pub(crate) interval: Duration,
+}
+
+/// Parses `5/60s` (N restarts within INTERVAL) or `none`.
+fn parse_restart_limit(text: &str) -> Result<RestartLimit, String> {
+    let text = text.trim();
+    if text == "none" {
+        return Ok(RestartLimit {
+            burst: 0,
+            interval: Duration::ZERO,
+        });
+    }
+    let (burst, interval) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not N/INTERVAL; write e.g. 5/60s, or none"))?;
+    let burst: u32 = burst
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{burst:?} in {text:?} is not a positive count of restarts"))?;
+    let interval = parse_duration(interval)?;
+    if interval.is_zero() {
+        return Err(format!("the interval in {text:?} must be longer than 0"));
+    }
+    Ok(RestartLimit { burst, interval })
 }
 
 #[derive(Debug, Args)]
@@ -579,6 +644,26 @@ mod tests {
             .unwrap_err()
             .contains("IP:PORT"));
         assert!(parse_metrics_addr("9464").is_err());
+    }
+
+    #[test]
+    fn restart_limits_parse_as_count_and_interval_or_none() {
+        assert_eq!(
+            parse_restart_limit("5/60s"),
+            Ok(RestartLimit {
+                burst: 5,
+                interval: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            parse_restart_limit("3/500ms").map(|l| l.interval),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(parse_restart_limit("none").map(|l| l.burst), Ok(0));
+        assert!(parse_restart_limit("5").unwrap_err().contains("N/INTERVAL"));
+        assert!(parse_restart_limit("0/60s").is_err());
+        assert!(parse_restart_limit("5/0s").is_err());
+        assert!(parse_restart_limit("x/60s").is_err());
     }
 
     #[test]

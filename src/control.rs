@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use hostmux_host::{ControlClient, HostError};
 use hostmux_wire::{
-    ControlErrorKind, EnvVar, ProcInfo, ProcState, SpawnRequest, UndeliverableReason,
+    ControlErrorKind, EnvVar, ProcInfo, ProcState, RestartRequest, RestartWhen, SpawnRequest,
+    UndeliverableReason,
 };
 use serde_json::json;
 
 use crate::cli::{
-    CliError, ControlArgs, KillArgs, LinksArgs, PsArgs, SpawnArgs, StatsArgs, StopArgs,
+    CliError, ControlArgs, KillArgs, LinksArgs, PsArgs, Restart, SpawnArgs, StatsArgs, StopArgs,
 };
 use crate::format::{self, Table};
 
@@ -248,6 +249,17 @@ pub(crate) fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
         ready_timeout_ms: args.ready_timeout.as_millis() as u64,
         user: args.user.clone(),
         group: args.group.clone(),
+        restart: RestartRequest {
+            when: match args.restart {
+                Restart::No => RestartWhen::No,
+                Restart::OnFailure => RestartWhen::OnFailure,
+                Restart::Always => RestartWhen::Always,
+            },
+            delay_ms: args.restart_delay.as_millis() as u64,
+            delay_max_ms: args.restart_delay_max.max(args.restart_delay).as_millis() as u64,
+            limit_burst: args.restart_limit.burst,
+            limit_interval_ms: args.restart_limit.interval.as_millis() as u64,
+        },
     };
     let pid = with_client(&args.control, async |client| {
         client
@@ -274,6 +286,23 @@ fn state_text(state: &ProcState) -> String {
             if *core_dumped { ", core" } else { "" }
         ),
         ProcState::Failed { reason } => format!("failed: {reason}"),
+        ProcState::BackingOff => "backing-off".into(),
+    }
+}
+
+/// How an instance ended, short: `exit 3`, `signal 9`, `failed`.
+fn exit_text(state: &ProcState) -> String {
+    match state {
+        ProcState::Exited { code } => format!("exit {code}"),
+        ProcState::Signaled {
+            signal,
+            core_dumped,
+        } => format!(
+            "signal {signal}{}",
+            if *core_dumped { " (core)" } else { "" }
+        ),
+        ProcState::Failed { .. } => "failed".into(),
+        other => state_text(other),
     }
 }
 
@@ -342,6 +371,9 @@ pub(crate) fn ps_json(procs: &[ProcInfo]) -> serde_json::Value {
                     "inbound_used": c.inbound_used,
                     "inbound_high_water": c.inbound_high_water,
                     "inbound_capacity": c.inbound_capacity,
+                    "restarts": p.restarts,
+                    "last_exit": p.last_exit.as_ref().map(exit_text),
+                    "next_restart_ms": p.next_restart_ms,
                 })
             })
             .collect(),
@@ -371,12 +403,18 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         "BYTES IN",
         "RETURNED",
         "RING",
+        "RESTARTS",
+        "LAST EXIT",
     ]);
     for p in &procs {
+        let state = match p.next_restart_ms {
+            Some(ms) => format!("{} (in {})", state_text(&p.state), format::millis(ms)),
+            None => state_text(&p.state),
+        };
         table.row(vec![
             p.name.clone(),
             p.pid.to_string(),
-            state_text(&p.state),
+            state,
             uptime(p.uptime_ms),
             p.counters.frames_in.to_string(),
             p.counters.frames_out.to_string(),
@@ -384,6 +422,10 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             format::bytes(p.counters.bytes_in),
             p.counters.returned.to_string(),
             ring_use(p),
+            p.restarts.to_string(),
+            p.last_exit
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), exit_text),
         ]);
     }
     print!("{}", table.render());
@@ -611,6 +653,9 @@ mod tests {
                 inbound_capacity: 1 << 20,
                 ..ProcCounters::default()
             },
+            restarts: 0,
+            last_exit: None,
+            next_restart_ms: None,
         }
     }
 
@@ -636,6 +681,27 @@ mod tests {
         );
         assert_eq!(value[0]["sent_returned"], 1);
         assert_eq!(value[0]["sent_returned_by_reason"]["NoSuchProc"], 1);
+        assert_eq!(value[0]["restarts"], 0);
+        assert!(value[0]["last_exit"].is_null());
+    }
+
+    #[test]
+    fn ps_json_says_how_a_restarted_proc_last_ended_and_when_it_restarts() {
+        let mut backing_off = info("flaky", 0);
+        backing_off.state = ProcState::BackingOff;
+        backing_off.restarts = 2;
+        backing_off.last_exit = Some(ProcState::Exited { code: 3 });
+        backing_off.next_restart_ms = Some(400);
+        let value = ps_json(&[backing_off]);
+        assert_eq!(value[0]["state"], "backing-off");
+        assert_eq!(value[0]["restarts"], 2);
+        assert_eq!(value[0]["last_exit"], "exit 3");
+        assert_eq!(value[0]["next_restart_ms"], 400);
+        let signaled = ProcState::Signaled {
+            signal: 9,
+            core_dumped: false,
+        };
+        assert_eq!(exit_text(&signaled), "signal 9");
     }
 
     #[test]

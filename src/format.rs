@@ -102,6 +102,15 @@ pub(crate) fn micros(nanos: u64) -> String {
     }
 }
 
+/// Milliseconds as they read best: `400ms`, `1.5s`, `2m05s`.
+pub(crate) fn millis(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+    }
+}
+
 /// A progress bar drawn in place on stderr with a carriage return.
 pub(crate) struct Progress {
     total: u64,
@@ -175,5 +184,8 @@ mod tests {
         assert_eq!(bytes(4096), "4.0 KiB");
         assert_eq!(micros(12_300), "12.3 µs");
         assert_eq!(micros(2_500_000), "2.50 ms");
+        assert_eq!(millis(400), "400ms");
+        assert_eq!(millis(1500), "1.5s");
+        assert_eq!(millis(125_000), "2m05s");
     }
 }

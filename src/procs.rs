@@ -3,9 +3,11 @@
 //! The demo and the benchmark need echo, sink and "ignores SIGTERM" procs on
 //! a fresh clone, where `hostmux-proc`'s own binaries may not be built. So
 //! the `hostmux` binary re-executes itself in a hidden mode,
-//! `hostmux __proc echo|sink|ignore-term`, whose loops are written here on
-//! `hostmux-proc`'s public API (the same few lines as its `hostmux-echo`,
-//! `hostmux-sink` and `hostmux-proc-fixture ignore-term` binaries).
+//! `hostmux __proc echo|sink|ignore-term|crash`, whose loops are written
+//! here on `hostmux-proc`'s public API (the same few lines as its
+//! `hostmux-echo`, `hostmux-sink` and `hostmux-proc-fixture ignore-term`
+//! binaries). `crash` is a proc that fails on its own, for restart
+//! policies (`tests/restart.rs`).
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -32,7 +34,19 @@ pub(crate) enum ProcMode {
     Sink,
     /// Ignores SIGTERM and the agent's stop: only SIGKILL ends it.
     IgnoreTerm,
+    /// Boots, answers its agent until nothing arrived for
+    /// [`CRASH_AFTER_QUIET`], appends its pid to the file named by
+    /// [`CRASH_PID_FILE_ENV`] (if set) and exits with [`CRASH_EXIT_CODE`];
+    /// a stop before that ends it with 0.
+    Crash,
 }
+
+/// How long a `crash` proc stays up once nothing arrives.
+const CRASH_AFTER_QUIET: Duration = Duration::from_millis(250);
+/// The exit code of a `crash` proc.
+const CRASH_EXIT_CODE: u8 = 3;
+/// The file a `crash` proc appends its pid to, one a line.
+const CRASH_PID_FILE_ENV: &str = "CRASH_PID_FILE";
 
 impl ProcMode {
     pub(crate) fn as_arg(self) -> &'static str {
@@ -40,6 +54,7 @@ impl ProcMode {
             ProcMode::Echo => "echo",
             ProcMode::Sink => "sink",
             ProcMode::IgnoreTerm => "ignore-term",
+            ProcMode::Crash => "crash",
         }
     }
 }
@@ -105,6 +120,26 @@ pub(crate) fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
                     _ => {}
                 }
             }
+        }
+        ProcMode::Crash => {
+            let mut proc = hostmux_proc::boot().context("booting the crash proc")?;
+            loop {
+                match proc.recv_timeout(CRASH_AFTER_QUIET)? {
+                    Recv::TimedOut => break,
+                    Recv::Stopped | Recv::Closed => return Ok(ExitCode::SUCCESS),
+                    Recv::Message(_) => {}
+                }
+            }
+            if let Some(path) = std::env::var_os(CRASH_PID_FILE_ENV) {
+                use std::io::Write as _;
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("opening {}", path.to_string_lossy()))?;
+                writeln!(file, "{}", std::process::id()).context("writing the pid")?;
+            }
+            return Ok(ExitCode::from(CRASH_EXIT_CODE));
         }
     }
     Ok(ExitCode::SUCCESS)

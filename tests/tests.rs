@@ -9,6 +9,7 @@ mod metrics;
 mod names;
 mod privilege;
 mod registry;
+mod restart;
 mod serve;
 mod systemd_unit;
 mod three_hosts;

@@ -147,6 +147,7 @@ impl HostPair {
             ready_timeout_ms: PROC_READY_TIMEOUT.as_millis() as u64,
             user: None,
             group: None,
+            restart: Default::default(),
         };
         control
             .spawn(request)

@@ -42,6 +42,15 @@ pub enum HostError {
         /// How it ended.
         status: TerminalStatus,
     },
+    /// The spec asks to be restarted but cannot give a copy of itself for
+    /// the next start ([`ProcSpec::restart_copy`](crate::ProcSpec::restart_copy)).
+    #[error("proc '{name}' cannot be restarted: {reason}")]
+    CannotRestart {
+        /// The proc.
+        name: ProcName,
+        /// Why.
+        reason: String,
+    },
     /// The frontend address is not one the host can bind (or a client can
     /// connect to).
     #[error("cannot use frontend address '{addr}': {reason}")]

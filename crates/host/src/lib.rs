@@ -57,7 +57,10 @@
 //! lifecycle escalate (SIGTERM, then SIGKILL after the grace). A proc that
 //! exits for any cause is unbound, its unread frames are returned
 //! `ProcExited`, its rings are unmapped, and its terminal status stays in
-//! [`Host::list`] (the last 64).
+//! [`Host::list`] (the last 64). A spec with a [`RestartPolicy`]
+//! ([`ProcessProc::restart`], `spawn --restart`) is started again after it
+//! ends, under the same name and route, with new rings, after a doubling
+//! wait and within a start limit; a stop, kill or shutdown ends that.
 //!
 //! Control requests (spawn, terminate, kill, list, stats, terminate-all) are
 //! carried out only for privileged connections: the control socket
@@ -202,6 +205,7 @@ mod io;
 mod logged;
 pub mod metrics;
 mod process;
+mod restart;
 mod spec;
 mod stats;
 #[allow(unsafe_code)]
@@ -226,6 +230,10 @@ pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
 pub use io::tls::{PlainTcp, TlsConfig};
 pub use process::{ProcessProc, SpawnByRequest, SpecRefused, WithoutSpawnRequests};
+pub use restart::{
+    RestartLimit, RestartMode, RestartPolicy, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_DELAY_MAX,
+    DEFAULT_RESTART_RESET_AFTER,
+};
 pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{
     ConnClass, ConnClassStats, ConnLimitStats, ConnStats, HostStats, LatencyHistogram,

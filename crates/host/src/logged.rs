@@ -65,6 +65,9 @@ impl fmt::Display for LoggedSpawn<'_> {
                 write_truncated(f, value)?;
             }
         }
+        if spawn.restart.when != hostmux_wire::RestartWhen::No {
+            write!(f, ", restart: {:?}", spawn.restart)?;
+        }
         write!(
             f,
             ", inbound_ring_bytes: {}, outbound_ring_bytes: {}, ready_timeout_ms: {} }}",
@@ -129,6 +132,7 @@ mod tests {
             ready_timeout_ms: 30_000,
             user: Some("nobody".to_owned()),
             group: None,
+            restart: Default::default(),
         })
     }
 

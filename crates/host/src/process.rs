@@ -13,6 +13,7 @@ use hostmux_lifecycle::{
 use hostmux_proc::protocol::{child_config, ChildFds, ProcIdentity};
 use hostmux_wire::{ControlErrorKind, SpawnRequest};
 
+use crate::restart::{RestartLimit, RestartMode, RestartPolicy};
 use crate::spec::{ChildRings, LocalProc, ProcSpec};
 use crate::HostError;
 
@@ -34,6 +35,7 @@ pub struct ProcessProc {
     config: ProcessConfig,
     ping_agent: bool,
     ring_sizes: (Option<usize>, Option<usize>),
+    restart: RestartPolicy,
 }
 
 impl ProcessProc {
@@ -45,6 +47,7 @@ impl ProcessProc {
             config: ProcessConfig::new(program).ready_timeout(Duration::ZERO),
             ping_agent: true,
             ring_sizes: (None, None),
+            restart: RestartPolicy::never(),
         }
     }
 
@@ -63,6 +66,7 @@ impl ProcessProc {
             nonzero(request.inbound_ring_bytes),
             nonzero(request.outbound_ring_bytes),
         );
+        spec.restart = restart_policy_of(&request.restart);
         match (&request.user, &request.group) {
             (Some(user), group) => {
                 spec = spec.run_as(RunAs::resolve(user, group.as_deref())?);
@@ -75,6 +79,13 @@ impl ProcessProc {
             (None, None) => {}
         }
         Ok(spec)
+    }
+
+    /// How the host restarts the proc when it ends (default: never); see
+    /// [`RestartPolicy`].
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
     }
 
     /// Runs the proc as this user, group and supplementary groups (the
@@ -184,6 +195,39 @@ impl<M: ProcManager<Config = ProcessConfig>> ProcSpec<M> for ProcessProc {
     fn ring_sizes(&self) -> (Option<usize>, Option<usize>) {
         self.ring_sizes
     }
+
+    fn restart_policy(&self) -> RestartPolicy {
+        self.restart
+    }
+
+    fn restart_copy(&self) -> Option<Self> {
+        Some(Self {
+            config: self.config.try_clone().ok()?,
+            ping_agent: self.ping_agent,
+            ring_sizes: self.ring_sizes,
+            restart: self.restart,
+        })
+    }
+}
+
+/// The policy a `Spawn` request's restart fields ask for.
+fn restart_policy_of(request: &hostmux_wire::RestartRequest) -> RestartPolicy {
+    use hostmux_wire::RestartWhen;
+    let mode = match request.when {
+        RestartWhen::No => RestartMode::No,
+        RestartWhen::OnFailure => RestartMode::OnFailure,
+        RestartWhen::Always => RestartMode::Always,
+    };
+    let limit = (request.limit_burst > 0).then(|| RestartLimit {
+        burst: request.limit_burst,
+        interval: Duration::from_millis(request.limit_interval_ms),
+    });
+    RestartPolicy::new(mode)
+        .delays(
+            Duration::from_millis(request.delay_ms),
+            Duration::from_millis(request.delay_max_ms),
+        )
+        .limit(limit)
 }
 
 /// Why a `Spawn` request could not become a spec: the control error's
@@ -299,6 +343,7 @@ mod tests {
             ready_timeout_ms: 0,
             user: user.map(str::to_owned),
             group: group.map(str::to_owned),
+            restart: Default::default(),
         }
     }
 

@@ -198,6 +198,25 @@ pub trait ProcSpec<M: ProcManager>: Send + 'static {
     fn ring_sizes(&self) -> (Option<usize>, Option<usize>) {
         (None, None)
     }
+
+    /// How the host restarts this proc when it ends (see
+    /// [`RestartPolicy`](crate::RestartPolicy)); the default never does.
+    /// A spec whose policy restarts must also give
+    /// [`ProcSpec::restart_copy`].
+    fn restart_policy(&self) -> crate::RestartPolicy {
+        crate::RestartPolicy::never()
+    }
+
+    /// Another spec for the same proc, for its next start after a restart
+    /// (called before this one is used; the copy is kept for every later
+    /// restart). `None` (the default): it cannot be restarted, and a spawn
+    /// with a restarting policy fails with [`HostError::CannotRestart`].
+    fn restart_copy(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// Any closure from rings to the manager's config is a spec: a custom

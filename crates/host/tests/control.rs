@@ -20,6 +20,7 @@ fn spawn_request(name: &str, program: &str, args: &[&str]) -> SpawnRequest {
         ready_timeout_ms: 10_000,
         user: None,
         group: None,
+        restart: Default::default(),
     }
 }
 

@@ -92,6 +92,7 @@ async fn a_custom_manager_serves_spawns_routes_and_stops(kind: FrontendKind) {
             ready_timeout_ms: 0,
             user: None,
             group: None,
+            restart: Default::default(),
         }))
         .await;
     match refused {

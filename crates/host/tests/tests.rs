@@ -21,6 +21,7 @@ mod names;
 mod process;
 mod registry;
 mod remote;
+mod restart;
 mod robustness;
 mod roles;
 mod routing;

@@ -47,6 +47,53 @@ pub struct SpawnRequest {
     /// The proc's group: a name or a decimal gid. `None`: the user's
     /// primary group. Supplementary groups are the user's (as `initgroups`).
     pub group: Option<String>,
+    /// When and how the host restarts the proc after it ends (default:
+    /// never).
+    pub restart: RestartRequest,
+}
+
+/// When a spawned proc is restarted (`spawn --restart`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestartWhen {
+    /// Never.
+    #[default]
+    No,
+    /// After a non-zero exit, a death by signal the operator did not ask
+    /// for, or a failed readiness after a restart.
+    OnFailure,
+    /// After any end the operator did not ask for.
+    Always,
+}
+
+/// The restart policy of a [`SpawnRequest`]: systemd's `Restart=`, with an
+/// exponential wait between restarts and a start limit.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartRequest {
+    /// When it is restarted; with [`RestartWhen::No`] the rest is ignored.
+    pub when: RestartWhen,
+    /// The wait before the first restart in a row, in milliseconds; it
+    /// doubles with every restart in a row.
+    pub delay_ms: u64,
+    /// The longest wait, in milliseconds.
+    pub delay_max_ms: u64,
+    /// At most this many restarts within `limit_interval_ms`; 0: no limit.
+    pub limit_burst: u32,
+    /// The start limit's sliding window, in milliseconds.
+    pub limit_interval_ms: u64,
+}
+
+impl Default for RestartRequest {
+    /// No restarts; if `when` is changed: 100 ms doubling up to 30 s, at
+    /// most 5 restarts in 60 s.
+    fn default() -> Self {
+        Self {
+            when: RestartWhen::No,
+            delay_ms: 100,
+            delay_max_ms: 30_000,
+            limit_burst: 5,
+            limit_interval_ms: 60_000,
+        }
+    }
 }
 
 /// Longest user or group name a spawn request may carry (Linux's
@@ -152,6 +199,9 @@ pub enum ProcState {
         /// Why.
         reason: String,
     },
+    /// Ended, and waiting to be restarted by its restart policy (see
+    /// [`ProcInfo::next_restart_ms`] and [`ProcInfo::last_exit`]).
+    BackingOff,
 }
 
 /// Per-proc traffic counters.
@@ -206,6 +256,13 @@ pub struct ProcInfo {
     pub uptime_ms: u64,
     /// Its counters.
     pub counters: ProcCounters,
+    /// How often its restart policy restarted it (0 without one).
+    pub restarts: u32,
+    /// How its previous instance ended, once its restart policy restarted
+    /// it (or is about to); `None` otherwise.
+    pub last_exit: Option<ProcState>,
+    /// While [`ProcState::BackingOff`]: milliseconds until the restart.
+    pub next_restart_ms: Option<u64>,
 }
 
 /// The outcome of a bulk terminate: `attempted = ok + failed`.
@@ -418,6 +475,10 @@ mod tests {
             ready_timeout_ms: 5000,
             user: Some("nobody".into()),
             group: Some("65534".into()),
+            restart: RestartRequest {
+                when: RestartWhen::OnFailure,
+                ..RestartRequest::default()
+            },
         })
     }
 
@@ -458,6 +519,9 @@ mod tests {
                 returned: 2,
                 ..Default::default()
             },
+            restarts: 3,
+            last_exit: Some(ProcState::Exited { code: 1 }),
+            next_restart_ms: Some(400),
         };
         for response in [
             ControlResponse::Spawned {

@@ -129,9 +129,10 @@ pub use agent::{
 pub use control::{
     ArchivedControlErrorKind, ArchivedControlRequest, ArchivedControlResponse, ArchivedEnvVar,
     ArchivedLinkInfo, ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState,
-    ArchivedSpawnRequest, ArchivedTerminateSummary, ControlErrorKind, ControlRequest,
-    ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo, ProcState, SpawnRequest,
-    TerminateSummary, MAX_ACCOUNT_NAME_LEN, REASON_COUNT,
+    ArchivedRestartRequest, ArchivedRestartWhen, ArchivedSpawnRequest, ArchivedTerminateSummary,
+    ControlErrorKind, ControlRequest, ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo,
+    ProcState, RestartRequest, RestartWhen, SpawnRequest, TerminateSummary, MAX_ACCOUNT_NAME_LEN,
+    REASON_COUNT,
 };
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK, SHRINK_AFTER_UNNEEDED_READS};
 pub use error::WireError;

@@ -72,6 +72,7 @@ fn error_response(e: &HostError) -> ControlResponse {
         | HostError::ReadyTimeout { .. }
         | HostError::AgentUnanswered { .. }
         | HostError::Ring { .. } => ControlErrorKind::SpawnFailed,
+        HostError::CannotRestart { .. } => ControlErrorKind::InvalidRequest,
         HostError::Wire(_) | HostError::ReservedName(_) => ControlErrorKind::InvalidRequest,
         _ => ControlErrorKind::Internal,
     };
@@ -193,12 +194,19 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                 .unwrap_or_default()
         };
         let mut list = Vec::new();
+        let now = std::time::Instant::now();
         {
             let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
             for (name, entry) in procs.iter() {
                 let pid = entry.handle.as_ref().and_then(|handle| handle.pid());
+                let (record, next_restart) = entry
+                    .supervision
+                    .as_ref()
+                    .map(|s| s.snapshot(now))
+                    .unwrap_or_default();
                 let state = match (entry.phase, &entry.handle) {
                     (Phase::Releasing, _) => ProcState::Terminating,
+                    (Phase::BackingOff, _) => ProcState::BackingOff,
                     (Phase::Starting, None) => ProcState::Starting,
                     (_, Some(handle)) => live_state(&handle.status()),
                     (Phase::Ready, None) => ProcState::Ready,
@@ -209,6 +217,9 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                     state,
                     uptime_ms: entry.started.map_or(0, |t| t.elapsed().as_millis() as u64),
                     counters: counters(name.as_str()),
+                    restarts: record.restarts,
+                    last_exit: record.last_exit.as_ref().map(terminal_state),
+                    next_restart_ms: next_restart.map(|d| d.as_millis() as u64),
                 });
             }
         }
@@ -221,6 +232,13 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                 state: terminal_state(&proc.status),
                 uptime_ms: proc.uptime.as_millis() as u64,
                 counters: counters(proc.name.as_str()),
+                restarts: proc.restart.as_ref().map_or(0, |r| r.restarts),
+                last_exit: proc
+                    .restart
+                    .as_ref()
+                    .and_then(|r| r.last_exit.as_ref())
+                    .map(terminal_state),
+                next_restart_ms: None,
             });
         }
         list

@@ -32,6 +32,7 @@ mod control;
 mod processes;
 mod spawn;
 mod stop;
+mod supervise;
 
 /// A host serving its procs behind one frontend address. Cheap to clone;
 /// all clones drive the same host.
@@ -134,6 +135,9 @@ pub(crate) struct Entry<H> {
     /// The I/O thread failed it (ring corruption) before its handle was
     /// stored: kill it as soon as the handle exists.
     failed: bool,
+    /// Its restart state, if its restart policy restarts it (shared by the
+    /// entries of all its instances).
+    supervision: Option<Arc<supervise::Supervision>>,
 }
 
 /// What a proc's `released` channel says once it is released.
@@ -162,6 +166,9 @@ pub(crate) enum Phase {
     /// A failed or dropped spawn is killing it and releasing its name,
     /// slot and route.
     Releasing,
+    /// Its last instance ended and its restart supervisor starts the next
+    /// one after a delay: no process, no route, the name held.
+    BackingOff,
 }
 
 /// What a stop or kill of a starting proc asks the spawn to do.
@@ -198,6 +205,8 @@ pub(crate) struct GoneProc {
     pub(crate) pid: Option<u32>,
     pub(crate) status: TerminalStatus,
     pub(crate) uptime: Duration,
+    /// Its restarts, if it had a restart policy.
+    pub(crate) restart: Option<supervise::RestartRecord>,
 }
 
 /// How many gone procs keep their terminal status.
@@ -520,6 +529,7 @@ impl<M: ProcManager + 'static> Host<M> {
         pid: Option<u32>,
         status: TerminalStatus,
         uptime: Duration,
+        restart: Option<supervise::RestartRecord>,
     ) {
         self.inner.lifecycle.count_exit(&status);
         let mut gone = self.inner.gone.lock().unwrap_or_else(|e| e.into_inner());
@@ -531,6 +541,7 @@ impl<M: ProcManager + 'static> Host<M> {
             pid,
             status,
             uptime,
+            restart,
         });
     }
 

@@ -26,6 +26,14 @@ impl<M: ProcManager + 'static> Host<M> {
     /// stops or kills it and this spawn fails with
     /// [`HostError::StoppedWhileStarting`].
     ///
+    /// A spec whose [`ProcSpec::restart_policy`] restarts (see
+    /// [`RestartPolicy`](crate::RestartPolicy)) keeps the name once the
+    /// proc is ready: when an instance ends, the host starts the next one
+    /// after the policy's wait (new rings, the same spec through
+    /// [`ProcSpec::restart_copy`], this spawn's ready timeout), until a
+    /// stop or kill, bulk terminate, the host's shutdown or the start
+    /// limit. A first start that fails is returned here, never restarted.
+    ///
     /// Cancellation-safe: if the returned future is dropped before it
     /// completes (at any await point), the name's route is unbound at once,
     /// and a task kills the process (if it was started), returns its
@@ -62,12 +70,19 @@ impl<M: ProcManager + 'static> Host<M> {
         spec: impl ProcSpec<M>,
         ready_timeout: Duration,
     ) -> Result<ProcId, HostError> {
+        let supervisor = supervise::Supervisor::of(&name, &spec)?;
         let (mut starting, stop) = self.reserve(&name).await?;
+        if let Some(supervisor) = &supervisor {
+            self.attach_supervision(&name, starting.spawn_id, supervisor);
+        }
         let counters = &self.inner.lifecycle;
         counters.spawns_started.fetch_add(1, Ordering::Relaxed);
         match self.start(&mut starting, spec, ready_timeout, stop).await {
             Ok(id) => {
                 counters.spawns_ready.fetch_add(1, Ordering::Relaxed);
+                if let Some(supervisor) = supervisor {
+                    self.run_supervisor(&name, supervisor, ready_timeout);
+                }
                 Ok(id)
             }
             Err(failure) => {
@@ -119,6 +134,7 @@ impl<M: ProcManager + 'static> Host<M> {
                                 stop,
                                 started: None,
                                 failed: false,
+                                supervision: None,
                             },
                         );
                         let starting = Starting {
@@ -289,15 +305,14 @@ impl<M: ProcManager + 'static> Host<M> {
                 if let Some(inner) = weak.upgrade() {
                     let host = Host { inner };
                     host.forget(&watched, key).await;
-                    if let Ok(status) = &status {
-                        host.remember_gone(
-                            &watched,
-                            handle.pid(),
-                            status.clone(),
-                            started.elapsed(),
-                        );
-                    }
-                    host.remove_own_entry(&watched, spawn_id);
+                    host.settle(
+                        &watched,
+                        spawn_id,
+                        handle.pid(),
+                        status.as_ref().ok().cloned(),
+                        started.elapsed(),
+                        true,
+                    );
                 }
                 let _ = gone_tx.send(true);
                 if let Some(released) = released {
@@ -310,6 +325,57 @@ impl<M: ProcManager + 'static> Host<M> {
         );
         tracing::info!("proc ready");
         Ok(ProcId::new(inner.identity.primary().clone(), name.clone()))
+    }
+
+    /// Starts the next instance of a supervised proc (the restart
+    /// supervisor's "respawn this spec"): its entry (spawn `spawn_id`) is
+    /// already `Starting`, `released` and `stop` are that entry's. Runs
+    /// like a spawn (new rings, readiness under `ready_timeout`); a failure
+    /// is settled like any end of the proc (another restart, or the end).
+    pub(super) async fn restart_instance(
+        &self,
+        name: &ProcName,
+        spawn_id: u64,
+        released: watch::Sender<Option<Released>>,
+        stop: watch::Receiver<Option<StopRequest>>,
+        spec: impl ProcSpec<M>,
+        ready_timeout: Duration,
+    ) -> Result<ProcId, HostError> {
+        let mut starting = Starting {
+            host: self.clone(),
+            name: name.clone(),
+            spawn_id,
+            key: None,
+            pending_key: None,
+            handle: None,
+            started: None,
+            released: Some(released),
+        };
+        match self.start(&mut starting, spec, ready_timeout, stop).await {
+            Ok(id) => Ok(id),
+            Err(failure) => {
+                if matches!(failure.error, HostError::StoppedWhileStarting { .. }) {
+                    tracing::info!(error = %failure.error, "restart stopped");
+                } else {
+                    tracing::warn!(error = %failure.error, "restart failed");
+                }
+                if matches!(failure.error, HostError::IoThreadGone) {
+                    // The host stops serving: no further restart.
+                    self.with_own_entry(name, spawn_id, |entry| {
+                        entry.stop.send_replace(Some(StopRequest::Kill));
+                    });
+                }
+                // `ps` says why, even if no process was started.
+                let status = failure.status.or_else(|| {
+                    Some(TerminalStatus::Failed {
+                        reason: format!("restart failed: {}", failure.error),
+                        output: None,
+                    })
+                });
+                starting.release(status).await;
+                Err(failure.error)
+            }
+        }
     }
 
     /// Carries out a stop or kill that reached a starting proc: unbinds it
@@ -346,7 +412,7 @@ impl<M: ProcManager + 'static> Host<M> {
     }
 
     /// Runs `f` on `name`'s entry if it is still the one spawn `spawn_id` made.
-    fn with_own_entry<T>(
+    pub(super) fn with_own_entry<T>(
         &self,
         name: &ProcName,
         spawn_id: u64,
@@ -397,12 +463,9 @@ impl<M: ProcManager + 'static> Host<M> {
         if let Some(key) = key {
             self.forget(&name, key).await;
         }
-        if let Some(status) = &status {
-            let pid = handle.as_ref().and_then(|h| h.pid());
-            let uptime = started.map_or(Duration::ZERO, |t| t.elapsed());
-            self.remember_gone(&name, pid, status.clone(), uptime);
-        }
-        self.remove_own_entry(&name, spawn_id);
+        let pid = handle.as_ref().and_then(|h| h.pid());
+        let uptime = started.map_or(Duration::ZERO, |t| t.elapsed());
+        self.settle(&name, spawn_id, pid, status.clone(), uptime, false);
         let _ = released.send(Some(Released { status }));
     }
     /// Waits for the ready record and, if the spec asks, an answered agent
@@ -486,7 +549,7 @@ fn never_started() -> TerminalStatus {
 
 /// Resolves with the first stop or kill asked for (never, if nobody can
 /// ask any more).
-async fn stop_requested(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
+pub(super) async fn stop_requested(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
     if let Ok(request) = stop.wait_for(Option::is_some).await {
         if let Some(request) = *request {
             return request;

@@ -87,8 +87,10 @@ impl<M: ProcManager + 'static> Host<M> {
         self.inner.control.send(command)
     }
 
-    /// What a stop or kill of `name` acts on, from the one registry. A
-    /// starting proc is handed `request` (its spawn carries it out).
+    /// What a stop or kill of `name` acts on, from the one registry. Every
+    /// proc is marked with `request`, so that it is not restarted; a
+    /// starting proc's spawn (or a backing-off proc's restart supervisor)
+    /// carries it out.
     fn target(
         &self,
         name: &ProcName,
@@ -97,23 +99,19 @@ impl<M: ProcManager + 'static> Host<M> {
         {
             let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(entry) = procs.get(name) {
+                entry
+                    .stop
+                    .send_modify(|r| *r = Some(StopRequest::merge(*r, request)));
                 return Ok(match (entry.phase, entry.key, &entry.handle, &entry.gone) {
                     (Phase::Ready, Some(key), Some(handle), Some(gone)) => Target::Ready {
                         key,
                         handle: handle.clone(),
                         gone: gone.clone(),
                     },
-                    (phase, ..) => {
-                        if phase == Phase::Starting {
-                            entry
-                                .stop
-                                .send_modify(|r| *r = Some(StopRequest::merge(*r, request)));
-                        }
-                        Target::Starting {
-                            handle: entry.handle.clone(),
-                            released: entry.released.clone(),
-                        }
-                    }
+                    _ => Target::Starting {
+                        handle: entry.handle.clone(),
+                        released: entry.released.clone(),
+                    },
                 });
             }
         }
@@ -142,6 +140,10 @@ impl<M: ProcManager + 'static> Host<M> {
         }
     }
 }
+
+/// Beyond the grace (from the start of a bulk terminate), how long it
+/// waits for the procs that were starting or backing off to be released.
+const NOT_READY_STOP_SLACK: Duration = Duration::from_secs(2);
 
 /// What a stop or kill acts on.
 enum Target<H> {
@@ -179,7 +181,11 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
 
     /// Terminates every proc as `mode` says (see [`BulkTerminateMode`]):
     /// unbinds all routes first, has the manager stop the procs, then closes
-    /// their inbound rings. Returns once every proc is gone. The host's own
+    /// their inbound rings. Returns once every proc is gone. Every proc is
+    /// first marked stopped, so that none is restarted by its restart
+    /// policy: a proc backing off ends at once, and one starting (a restart
+    /// among them) is stopped by its spawn with the same grace (waited for
+    /// up to the grace plus 2 s from the start). The host's own
     /// shutdown (`hostmux serve` on SIGTERM) uses
     /// [`BulkTerminateMode::OverallDeadline`], so it ends within its grace
     /// plus a small constant however many procs there are.
@@ -189,9 +195,21 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
         mode: BulkTerminateMode,
     ) -> TerminateSummary {
         let span = tracing::info_span!("terminate_children", ?grace, ?mode);
+        let not_ready_deadline = tokio::time::Instant::now() + grace + NOT_READY_STOP_SLACK;
         async {
+            let mut not_ready = Vec::new();
             let targets: Vec<(ProcName, ProcKey, watch::Receiver<bool>)> = {
                 let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
+                // Marked stopped, every one: none is restarted, a starting
+                // one is stopped by its spawn, a backing-off one ends.
+                for entry in procs.values() {
+                    entry.stop.send_modify(|r| {
+                        *r = Some(StopRequest::merge(*r, StopRequest::Terminate(grace)));
+                    });
+                    if entry.phase != Phase::Ready {
+                        not_ready.push(entry.released.clone());
+                    }
+                }
                 procs
                     .iter()
                     .filter_map(|(name, entry)| {
@@ -216,6 +234,19 @@ impl<M: ProcManager + BulkTerminate + 'static> Host<M> {
             }
             for (_, _, gone) in targets {
                 wait_gone(gone).await;
+            }
+            // Procs that were starting (a restart among them) or backing
+            // off: their spawns stop them with the same grace.
+            let stopped = async {
+                for released in not_ready {
+                    wait_released(released).await;
+                }
+            };
+            if tokio::time::timeout_at(not_ready_deadline, stopped)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a starting proc was not released within the grace");
             }
             tracing::info!(%summary, "children terminated");
             summary

@@ -85,16 +85,18 @@ fn state_name(state: &ProcState) -> &'static str {
         ProcState::Starting => "starting",
         ProcState::Ready => "ready",
         ProcState::Terminating => "terminating",
+        ProcState::BackingOff => "backing_off",
         ProcState::Exited { .. } => "exited",
         ProcState::Signaled { .. } => "signaled",
         ProcState::Failed { .. } => "failed",
     }
 }
 
-const PROC_STATES: [&str; 6] = [
+const PROC_STATES: [&str; 7] = [
     "starting",
     "ready",
     "terminating",
+    "backing_off",
     "exited",
     "signaled",
     "failed",
@@ -144,8 +146,6 @@ fn encode_host(enc: &mut DescriptorEncoder<'_>, snapshot: &MetricsSnapshot) -> f
             (vec![("how", "failed".to_owned())], Value::Count(life.exits_failed)),
         ],
     )?;
-    // Restart counts belong here (`hostmux_proc_restarts_total{proc}`)
-    // once the restart policy exists; until then there is no such series.
     let mut by_state = [0u64; PROC_STATES.len()];
     for proc in unique_procs(&snapshot.procs) {
         let state = state_name(&proc.state);
@@ -325,7 +325,7 @@ fn encode_procs(enc: &mut DescriptorEncoder<'_>, procs: &[ProcInfo]) -> fmt::Res
     family(
         enc,
         "hostmux_proc_state",
-        "1 for the proc's state (starting, ready, terminating, exited, signaled, failed), 0 for the others.",
+        "1 for the proc's state (starting, ready, terminating, backing_off, exited, signaled, failed), 0 for the others.",
         procs.iter().flat_map(|p| {
             let now = state_name(&p.state);
             PROC_STATES.iter().map(move |state| {
@@ -336,8 +336,9 @@ fn encode_procs(enc: &mut DescriptorEncoder<'_>, procs: &[ProcInfo]) -> fmt::Res
             })
         }),
     )?;
-    let series: [Series<ProcInfo>; 10] = [
+    let series: [Series<ProcInfo>; 11] = [
         ("hostmux_proc_uptime_seconds", "Seconds since the proc was spawned (for a gone proc: how long it ran).", |p| Value::Seconds(p.uptime_ms as f64 / 1000.0)),
+        ("hostmux_proc_restarts", "Times the proc's restart policy restarted it (spawn --restart).", |p| Value::Count(u64::from(p.restarts))),
         ("hostmux_proc_accepted_frames", "Frames the host accepted for the proc and wrote into its inbound ring.", |p| Value::Count(p.counters.frames_in)),
         ("hostmux_proc_accepted_bytes", "Bytes of the frames written into its inbound ring.", |p| Value::Count(p.counters.bytes_in)),
         ("hostmux_proc_sent_frames", "Frames drained from the proc's outbound ring (what it sent).", |p| Value::Count(p.counters.frames_out)),
@@ -461,6 +462,9 @@ mod tests {
             state,
             uptime_ms: 1500,
             counters,
+            restarts: 2,
+            last_exit: None,
+            next_restart_ms: None,
         };
         let snapshot = MetricsSnapshot {
             // The live echo and a gone one of the same name: one series.
@@ -522,6 +526,9 @@ mod tests {
                 state: ProcState::Ready,
                 uptime_ms: 1,
                 counters: ProcCounters::default(),
+                restarts: 0,
+                last_exit: None,
+                next_restart_ms: None,
             }],
             stats: HostStats {
                 conn_classes: vec![crate::ConnClassStats::default()],

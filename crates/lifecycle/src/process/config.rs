@@ -168,6 +168,32 @@ impl ProcessConfig {
         self.use_cgroup = on;
         self
     }
+
+    /// A copy with every setting, the extra fds duplicated (`dup`): the
+    /// config for another start of the same program (a restart).
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        let fds = self
+            .fds
+            .iter()
+            .map(|(fd, slot)| Ok((fd.try_clone()?, slot.clone())))
+            .collect::<std::io::Result<_>>()?;
+        // A struct literal, not `..`: a field added later must be copied here.
+        Ok(Self {
+            program: self.program.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            env_clear: self.env_clear,
+            current_dir: self.current_dir.clone(),
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            fds,
+            readiness: self.readiness,
+            ready_timeout: self.ready_timeout,
+            use_cgroup: self.use_cgroup,
+            pid_namespace: self.pid_namespace,
+            run_as: self.run_as.clone(),
+        })
+    }
 }
 
 /// The boot protocol's way to hand a proc its variables and fds
