@@ -21,6 +21,7 @@ use crate::credentials::RunAs;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::Link;
 use crate::manager::{BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, Registry};
+use crate::notify::{NotifyDir, NotifySocket, NOTIFY_SOCKET_ENV, WATCHDOG_USEC_ENV};
 use crate::output::{OutputMode, OutputTail, Stream, Tails};
 use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
@@ -46,6 +47,7 @@ pub struct ProcessProcManagerBuilder {
     max_starting: usize,
     cgroup_procs_fallback: bool,
     default_run_as: Option<RunAs>,
+    notify_dir: PathBuf,
 }
 
 impl std::fmt::Debug for ProcessProcManagerBuilder {
@@ -56,6 +58,7 @@ impl std::fmt::Debug for ProcessProcManagerBuilder {
             .field("max_starting", &self.max_starting)
             .field("cgroup_procs_fallback", &self.cgroup_procs_fallback)
             .field("default_run_as", &self.default_run_as)
+            .field("notify_dir", &self.notify_dir)
             .finish()
     }
 }
@@ -84,6 +87,15 @@ impl ProcessProcManagerBuilder {
     /// ([`ProcessConfig::run_as`]); default: the host's own user.
     pub fn default_run_as(mut self, run_as: Option<RunAs>) -> Self {
         self.default_run_as = run_as;
+        self
+    }
+
+    /// Where procs' sd_notify sockets go (see [`crate::notify`]): the
+    /// manager makes its own directory (mode 0711) in here on first use and
+    /// removes it when dropped. Default: the system's temporary directory.
+    /// A socket path must fit `sun_path` (107 bytes), so keep this short.
+    pub fn notify_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.notify_dir = dir.into();
         self
     }
 
@@ -124,6 +136,7 @@ impl ProcessProcManagerBuilder {
                 max_starting: self.max_starting,
                 cgroup_procs_fallback: self.cgroup_procs_fallback,
                 default_run_as: self.default_run_as,
+                notify_dir: NotifyDir::new(self.notify_dir),
                 starting_now: Arc::new(AtomicUsize::new(0)),
                 starting_peak: Arc::new(AtomicUsize::new(0)),
                 registry: Registry::new(),
@@ -161,6 +174,8 @@ pub(crate) struct ManagerInner {
     cgroup_procs_fallback: bool,
     /// See [`ProcessProcManagerBuilder::default_run_as`].
     default_run_as: Option<RunAs>,
+    /// See [`ProcessProcManagerBuilder::notify_dir`].
+    notify_dir: NotifyDir,
     starting_now: Arc<AtomicUsize>,
     starting_peak: Arc<AtomicUsize>,
     /// Live procs by name; `None` while a spawn of that name is under way.
@@ -203,6 +218,7 @@ impl ProcessProcManager {
             max_starting: 64,
             cgroup_procs_fallback: false,
             default_run_as: None,
+            notify_dir: std::env::temp_dir(),
         }
     }
 
@@ -331,6 +347,7 @@ impl ProcessProcManager {
             fds,
             readiness,
             ready_timeout,
+            watchdog,
             use_cgroup,
             pid_namespace,
             run_as,
@@ -401,6 +418,23 @@ impl ProcessProcManager {
             ready_pipe = Some(read_end);
             nonce = Some(fresh);
         }
+        let notify = if readiness == Readiness::Notify || !watchdog.is_zero() {
+            let uid = run_as
+                .as_ref()
+                .map_or_else(|| rustix::process::geteuid().as_raw(), RunAs::uid);
+            let socket = NotifySocket::bind(&self.inner.notify_dir, uid)
+                .map_err(io("creating the proc's sd_notify socket"))?;
+            set_env(NOTIFY_SOCKET_ENV.into(), socket.env_value());
+            if !watchdog.is_zero() {
+                set_env(
+                    WATCHDOG_USEC_ENV.into(),
+                    watchdog.as_micros().to_string().into(),
+                );
+            }
+            Some(socket)
+        } else {
+            None
+        };
         for (fd, slot) in fds {
             let target = match slot {
                 ChildFdSlot::Fixed(n) => n,
@@ -488,8 +522,11 @@ impl ProcessProcManager {
             name: name.clone(),
             seq,
             nonce,
+            readiness,
             ready_timeout,
+            watchdog,
             ready_pipe,
+            notify,
             captures,
             cgroup: proc_cgroup,
             polite_stop: self.inner.polite_stop.clone(),
@@ -663,6 +700,10 @@ impl ProcHandle for ProcessHandle {
 
     async fn kill(&self) -> Result<TerminalStatus, TerminateError> {
         self.inner.link.kill().await
+    }
+
+    fn status_text(&self) -> Option<String> {
+        self.inner.link.status_text()
     }
 }
 

@@ -149,3 +149,31 @@ async fn unprivileged_proc_cannot_leave_its_cgroup() {
     let (_, status) = run_to_exit(&manager, "escape", config).await;
     assert_eq!(status, exited(0), "a proc run as nobody moved itself");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proc_run_as_nobody_can_notify_its_socket_and_root_is_not_its_sender() {
+    if !require_root() {
+        return;
+    }
+    let manager = ProcessProcManager::default();
+    let script = "exec python3 -c 'import os, socket; \
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
+        s.sendto(b\"READY=1\\nSTATUS=as nobody\", os.environ[\"NOTIFY_SOCKET\"]); \
+        import time; time.sleep(1000)'";
+    let proc = spawn(
+        &manager,
+        "notify-nobody",
+        hostmux_lifecycle::ProcessConfig::new("sh")
+            .args(["-c", script])
+            .env("PATH", "/usr/bin:/bin")
+            .readiness(hostmux_lifecycle::Readiness::Notify)
+            .ready_timeout(Duration::from_secs(60))
+            .run_as(RunAs::resolve("nobody", None).unwrap()),
+    )
+    .await;
+    let socket = notify_socket_of(proc.pid().unwrap());
+    assert_eq!(std::fs::metadata(&socket).unwrap().uid(), NOBODY);
+    proc.ready().await.expect("ready through the socket");
+    assert_eq!(proc.status_text().as_deref(), Some("as nobody"));
+    proc.kill().await.unwrap();
+}
