@@ -152,6 +152,8 @@ pub(crate) fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
         ready_timeout_ms: args.ready_timeout.as_millis() as u64,
         user: args.user.clone(),
         group: args.group.clone(),
+        ready: args.ready.to_string(),
+        watchdog_ms: args.watchdog.as_millis() as u64,
     };
     let pid = with_client(&args.control, async |client| {
         client
@@ -227,6 +229,7 @@ pub(crate) fn ps_json(procs: &[ProcInfo]) -> serde_json::Value {
                     "returned": c.returned,
                     "inbound_used": c.inbound_used,
                     "inbound_capacity": c.inbound_capacity,
+                    "status": p.status,
                 })
             })
             .collect(),
@@ -255,6 +258,7 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         "BYTES IN",
         "RETURNED",
         "RING",
+        "STATUS",
     ]);
     for p in &procs {
         table.row(vec![
@@ -267,6 +271,11 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             format::bytes(p.counters.bytes_in),
             p.counters.returned.to_string(),
             ring_use(p),
+            if p.status.is_empty() {
+                "-".to_owned()
+            } else {
+                p.status.clone()
+            },
         ]);
     }
     print!("{}", table.render());
@@ -474,6 +483,7 @@ mod tests {
                 inbound_capacity: 1 << 20,
                 ..ProcCounters::default()
             },
+            status: "draining 3 queues".into(),
         }
     }
 
@@ -483,6 +493,7 @@ mod tests {
         assert_eq!(value[0]["name"], "echo");
         assert_eq!(value[0]["state"], "signaled(SIGKILL)");
         assert_eq!(value[0]["frames_in"], 7);
+        assert_eq!(value[0]["status"], "draining 3 queues");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod demo;
 mod kubernetes;
 mod names;
 mod privilege;
+mod readiness;
 mod registry;
 mod serve;
 mod systemd_unit;

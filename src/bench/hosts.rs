@@ -146,6 +146,8 @@ impl HostPair {
             ready_timeout_ms: PROC_READY_TIMEOUT.as_millis() as u64,
             user: None,
             group: None,
+            ready: String::new(),
+            watchdog_ms: 0,
         };
         control
             .spawn(request)

@@ -20,6 +20,8 @@ fn spawn_request(name: &str, program: &str, args: &[&str]) -> SpawnRequest {
         ready_timeout_ms: 10_000,
         user: None,
         group: None,
+        ready: String::new(),
+        watchdog_ms: 0,
     }
 }
 

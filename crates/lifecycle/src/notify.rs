@@ -3,7 +3,7 @@
 //!
 //! A proc spawned with [`Readiness::Notify`](crate::Readiness::Notify) or a
 //! [watchdog](crate::ProcessConfig::watchdog) gets a socket at
-//! `<notify dir>/<32 hex digits>.sock` (the name is a fresh random nonce),
+//! `<notify dir>/<16 hex digits>.sock` (the name is fresh and random),
 //! mode 0600 and owned by the user the proc runs as, in a directory of mode
 //! 0711 that only the host can list. Each datagram is newline-separated
 //! `KEY=VALUE` assignments, as `sd_notify(3)` sends them:
@@ -53,6 +53,11 @@ pub const MAX_STATUS_LEN: usize = 256;
 /// Largest datagram read; longer ones are dropped (systemd's
 /// `NOTIFY_BUFFER_MAX` is the same, `PIPE_BUF`).
 const MAX_DATAGRAM: usize = 4096;
+
+/// Longest path a Unix socket can have (`sun_path` less its NUL).
+const MAX_SOCKET_PATH_LEN: usize = 107;
+/// Length of a socket's file name: 16 hex digits and `.sock`.
+const SOCKET_NAME_LEN: usize = 21;
 
 /// How deep a sender's parent chain is followed to find the proc.
 const MAX_ANCESTRY_DEPTH: usize = 64;
@@ -178,12 +183,19 @@ impl NotifyDir {
         if let Some(dir) = self.dir.get() {
             return Ok(dir);
         }
-        let dir = self.base.join(format!(
+        let name = format!(
             "hostmux-notify-{}-{}",
             std::process::id(),
             &crate::readiness::new_nonce()[..8]
-        ));
-        std::fs::create_dir_all(&self.base)?;
+        );
+        let mut dir = self.base.join(&name);
+        // A socket path must fit `sun_path`; a base too deep for that
+        // falls back to the temporary directory.
+        if dir.as_os_str().len() + SOCKET_NAME_LEN + 1 > MAX_SOCKET_PATH_LEN {
+            tracing::warn!(base = %self.base.display(), "notify directory too deep for socket paths; using the temporary directory");
+            dir = std::env::temp_dir().join(&name);
+        }
+        std::fs::create_dir_all(dir.parent().unwrap_or(&self.base))?;
         std::fs::create_dir(&dir)?;
         // Others may pass through to a socket they know the name of (a proc
         // running as another user) but not list the directory.
@@ -215,7 +227,7 @@ impl NotifySocket {
     pub(crate) fn bind(dir: &NotifyDir, uid: u32) -> io::Result<Self> {
         let path = dir
             .path()?
-            .join(format!("{}.sock", crate::readiness::new_nonce()));
+            .join(format!("{}.sock", &crate::readiness::new_nonce()[..16]));
         let socket = std::os::unix::net::UnixDatagram::bind(&path)?;
         let socket = Self::configure(socket, &path, uid).inspect_err(|_| {
             let _ = std::fs::remove_file(&path);

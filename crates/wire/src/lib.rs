@@ -127,8 +127,8 @@ pub use control::{
     ArchivedControlErrorKind, ArchivedControlRequest, ArchivedControlResponse, ArchivedEnvVar,
     ArchivedLinkInfo, ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState,
     ArchivedSpawnRequest, ArchivedTerminateSummary, ControlErrorKind, ControlRequest,
-    ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo, ProcState, SpawnRequest,
-    TerminateSummary, MAX_ACCOUNT_NAME_LEN,
+    ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo, ProcState, ReadyMode, SpawnRequest,
+    TerminateSummary, MAX_ACCOUNT_NAME_LEN, MAX_READY_HOST_LEN,
 };
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK, SHRINK_AFTER_UNNEEDED_READS};
 pub use error::WireError;

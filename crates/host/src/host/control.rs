@@ -92,7 +92,10 @@ impl<M: SpawnByRequest> Host<M> {
                     Err(refused) => return service::error(refused.kind, refused.reason),
                 };
                 let timeout = Duration::from_millis(spawn.ready_timeout_ms);
-                match self.spawn_with_timeout(&spawn.name, spec, timeout).await {
+                match self
+                    .spawn_with_ready_timeout(&spawn.name, spec, timeout)
+                    .await
+                {
                     Ok(id) => ControlResponse::Spawned {
                         name: id.name().as_str().to_owned(),
                         pid: self.pid_of(id.name()).unwrap_or(0),
@@ -198,6 +201,11 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                     state,
                     uptime_ms: entry.started.map_or(0, |t| t.elapsed().as_millis() as u64),
                     counters: counters(name.as_str()),
+                    status: entry
+                        .handle
+                        .as_ref()
+                        .and_then(|handle| handle.status_text())
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -210,6 +218,7 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                 state: terminal_state(&proc.status),
                 uptime_ms: proc.uptime.as_millis() as u64,
                 counters: counters(proc.name.as_str()),
+                status: String::new(),
             });
         }
         Ok(list)

@@ -27,6 +27,9 @@ use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
 use crate::sys::{SpawnPlan, MAX_EXTRA_FDS};
 
+/// The host's sd_notify variables, never inherited by a proc.
+const HOST_NOTIFY_ENV: [&str; 3] = [NOTIFY_SOCKET_ENV, WATCHDOG_USEC_ENV, "WATCHDOG_PID"];
+
 /// Whether and where the manager uses cgroup v2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupMode {
@@ -363,7 +366,11 @@ impl ProcessProcManager {
         let mut child_env: Vec<(OsString, OsString)> = if env_clear {
             Vec::new()
         } else {
-            std::env::vars_os().collect()
+            // The host's own sd_notify variables (it may run under systemd)
+            // are its own: a proc gets its socket below, or none.
+            std::env::vars_os()
+                .filter(|(key, _)| !HOST_NOTIFY_ENV.iter().any(|var| key == var))
+                .collect()
         };
         let mut set_env = |key: OsString, value: OsString| {
             child_env.retain(|(k, _)| *k != key);
