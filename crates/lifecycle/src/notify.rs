@@ -5,7 +5,11 @@
 //! [watchdog](crate::ProcessConfig::watchdog) gets a socket at
 //! `<notify dir>/<16 hex digits>.sock` (the name is fresh and random),
 //! mode 0600 and owned by the user the proc runs as, in a directory of mode
-//! 0711 that only the host can list. Each datagram is newline-separated
+//! 0711 that only the host can list. The notify dir is the manager's
+//! ([`ProcessProcManagerBuilder::notify_dir`](crate::ProcessProcManagerBuilder::notify_dir)),
+//! unless the proc runs as another user who could not reach it (a parent
+//! directory of mode 0700) or its paths would not fit `sun_path`: then it
+//! is the system's temporary directory. Each datagram is newline-separated
 //! `KEY=VALUE` assignments, as `sd_notify(3)` sends them:
 //!
 //! - `READY=1`: the proc is ready (for [`Readiness::Notify`](crate::Readiness::Notify)).
@@ -32,7 +36,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
@@ -162,51 +166,77 @@ impl Watchdog {
     }
 }
 
-/// A manager's directory for notify sockets: created (mode 0711) on first
-/// use under the configured base, removed when the manager is dropped.
+/// A manager's directories for notify sockets: one under the configured
+/// base, created (mode 0711) on first use; and, for procs running as
+/// another user when that base is not searchable by others (systemd's
+/// `RuntimeDirectoryMode=0700`), one under the system's temporary
+/// directory. Both are removed when the manager is dropped.
 #[derive(Debug)]
 pub(crate) struct NotifyDir {
     base: PathBuf,
-    dir: OnceLock<PathBuf>,
+    /// Under `base`, then under the temporary directory.
+    made: Mutex<[Option<PathBuf>; 2]>,
 }
 
 impl NotifyDir {
     pub(crate) fn new(base: PathBuf) -> Self {
         Self {
             base,
-            dir: OnceLock::new(),
+            made: Mutex::new([None, None]),
         }
     }
 
-    /// The directory, created on first call.
-    fn path(&self) -> io::Result<&Path> {
-        if let Some(dir) = self.dir.get() {
-            return Ok(dir);
-        }
+    /// The directory for a socket a proc running as `uid` can reach,
+    /// created on first call.
+    fn path_for(&self, uid: u32) -> io::Result<PathBuf> {
         let name = format!(
             "hostmux-notify-{}-{}",
             std::process::id(),
             &crate::readiness::new_nonce()[..8]
         );
-        let mut dir = self.base.join(&name);
-        // A socket path must fit `sun_path`; a base too deep for that
-        // falls back to the temporary directory.
-        if dir.as_os_str().len() + SOCKET_NAME_LEN + 1 > MAX_SOCKET_PATH_LEN {
-            tracing::warn!(base = %self.base.display(), "notify directory too deep for socket paths; using the temporary directory");
-            dir = std::env::temp_dir().join(&name);
+        let under_base = self.base.join(&name);
+        // A socket path must fit `sun_path`, and another user must be able
+        // to reach it; otherwise the temporary directory serves.
+        // (`+ 1`: the `/` before the socket's name.)
+        let path_len = under_base.as_os_str().len() + 1 + SOCKET_NAME_LEN;
+        let fits = path_len <= MAX_SOCKET_PATH_LEN;
+        let reachable =
+            uid == rustix::process::geteuid().as_raw() || searchable_by_others(&self.base);
+        let (slot, dir) = if fits && reachable {
+            (0, under_base)
+        } else {
+            (1, std::env::temp_dir().join(&name))
+        };
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = &made[slot] {
+            return Ok(dir.clone());
         }
-        std::fs::create_dir_all(dir.parent().unwrap_or(&self.base))?;
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         std::fs::create_dir(&dir)?;
         // Others may pass through to a socket they know the name of (a proc
         // running as another user) but not list the directory.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
-        Ok(self.dir.get_or_init(|| dir))
+        made[slot] = Some(dir.clone());
+        Ok(dir)
     }
+}
+
+/// Whether every directory from `/` down to `dir` lets others search it.
+fn searchable_by_others(dir: &Path) -> bool {
+    let Ok(dir) = std::path::absolute(dir) else {
+        return false;
+    };
+    dir.ancestors().all(|step| {
+        std::fs::metadata(step).is_ok_and(|meta| meta.permissions().mode() & 0o001 != 0)
+    })
 }
 
 impl Drop for NotifyDir {
     fn drop(&mut self) {
-        if let Some(dir) = self.dir.get() {
+        let made = self.made.get_mut().unwrap_or_else(|e| e.into_inner());
+        for dir in made.iter().flatten() {
             let _ = std::fs::remove_dir(dir);
         }
     }
@@ -226,7 +256,7 @@ impl NotifySocket {
     /// tokio runtime.
     pub(crate) fn bind(dir: &NotifyDir, uid: u32) -> io::Result<Self> {
         let path = dir
-            .path()?
+            .path_for(uid)?
             .join(format!("{}.sock", &crate::readiness::new_nonce()[..16]));
         let socket = std::os::unix::net::UnixDatagram::bind(&path)?;
         let socket = Self::configure(socket, &path, uid).inspect_err(|_| {

@@ -145,7 +145,11 @@ async fn notify_is_ready_only_at_ready_1_and_keeps_the_status_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_ignores_ready_from_a_process_outside_the_procs_tree() {
-    let manager = ProcessProcManager::default();
+    let runtime_dir = temp_path("runtime");
+    let _ = std::fs::remove_dir_all(&runtime_dir);
+    let manager = ProcessProcManager::builder()
+        .notify_dir(&runtime_dir)
+        .build();
     let timeout = Duration::from_millis(800);
     let proc = spawn(
         &manager,
@@ -157,6 +161,16 @@ async fn notify_ignores_ready_from_a_process_outside_the_procs_tree() {
     )
     .await;
     let socket_path = notify_socket_of(proc.pid().unwrap());
+    assert!(
+        socket_path.starts_with(&runtime_dir),
+        "{}",
+        socket_path.display()
+    );
+    let dir_mode = std::fs::metadata(socket_path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o711);
     let mode = std::fs::metadata(&socket_path)
         .unwrap()
         .permissions()
@@ -174,6 +188,8 @@ async fn notify_ignores_ready_from_a_process_outside_the_procs_tree() {
     );
     proc.wait().await.unwrap();
     assert!(!socket_path.exists(), "the socket is removed with the proc");
+    drop(manager);
+    std::fs::remove_dir(&runtime_dir).expect("the manager left nothing in it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
