@@ -319,7 +319,8 @@ pub(crate) struct SpawnArgs {
     /// --ready-timeout; a proc that exits first fails the spawn at once.
     #[arg(long, value_name = "MODE", default_value = "boot", value_parser = parse_ready_mode)]
     pub(crate) ready: hostmux_wire::ReadyMode,
-    /// sd_notify watchdog: the proc gets NOTIFY_SOCKET and WATCHDOG_USEC
+    /// sd_notify watchdog: the proc gets NOTIFY_SOCKET, WATCHDOG_USEC and
+    /// WATCHDOG_PID
     /// and, once ready, must send WATCHDOG=1 at least this often, or it is
     /// terminated (SIGTERM, SIGKILL 5 s later) and reported as failed with
     /// "watchdog timeout". 0: no watchdog.

@@ -167,8 +167,8 @@ impl ProcessProc {
         self
     }
 
-    /// The sd_notify watchdog interval: the proc gets `NOTIFY_SOCKET` and
-    /// `WATCHDOG_USEC`, and once ready must send `WATCHDOG=1` at least this
+    /// The sd_notify watchdog interval: the proc gets `NOTIFY_SOCKET`,
+    /// `WATCHDOG_USEC` and `WATCHDOG_PID`, and once ready must send `WATCHDOG=1` at least this
     /// often or be terminated and reported as a watchdog timeout.
     pub fn watchdog(mut self, interval: Duration) -> Self {
         self.config = self.config.watchdog(interval);

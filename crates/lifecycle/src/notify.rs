@@ -47,6 +47,9 @@ use tokio::net::UnixDatagram;
 pub const NOTIFY_SOCKET_ENV: &str = "NOTIFY_SOCKET";
 /// The watchdog interval in microseconds, set when a watchdog is on.
 pub const WATCHDOG_USEC_ENV: &str = "WATCHDOG_USEC";
+/// The pid the watchdog applies to (the proc's own, as its PID namespace
+/// sees it), set when a watchdog is on.
+pub const WATCHDOG_PID_ENV: &str = "WATCHDOG_PID";
 
 /// How long a proc whose watchdog expired gets between SIGTERM and SIGKILL.
 pub const WATCHDOG_STOP_GRACE: Duration = Duration::from_secs(5);

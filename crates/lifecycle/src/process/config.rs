@@ -69,7 +69,7 @@ pub struct ProcessConfig {
     /// `ready()` fails; `Duration::ZERO` disables the limit.
     pub ready_timeout: Duration,
     /// The sd_notify watchdog interval (`Duration::ZERO`: none). When set,
-    /// the proc gets `NOTIFY_SOCKET` and `WATCHDOG_USEC` whatever its
+    /// the proc gets `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` whatever its
     /// readiness mode; once it is ready it must send `WATCHDOG=1` at least
     /// this often, or it is terminated (SIGTERM, SIGKILL after
     /// [`WATCHDOG_STOP_GRACE`](crate::notify::WATCHDOG_STOP_GRACE)) and

@@ -21,14 +21,16 @@ use crate::credentials::RunAs;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::Link;
 use crate::manager::{BulkTerminate, PoliteStopHook, ProcHandle, ProcManager, Registry};
-use crate::notify::{NotifyDir, NotifySocket, NOTIFY_SOCKET_ENV, WATCHDOG_USEC_ENV};
+use crate::notify::{
+    NotifyDir, NotifySocket, NOTIFY_SOCKET_ENV, WATCHDOG_PID_ENV, WATCHDOG_USEC_ENV,
+};
 use crate::output::{OutputMode, OutputTail, Stream, Tails};
 use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
 use crate::status::{ProcStatus, TerminalStatus, TerminateSummary};
 use crate::sys::{SpawnPlan, MAX_EXTRA_FDS};
 
 /// The host's sd_notify variables, never inherited by a proc.
-const HOST_NOTIFY_ENV: [&str; 3] = [NOTIFY_SOCKET_ENV, WATCHDOG_USEC_ENV, "WATCHDOG_PID"];
+const HOST_NOTIFY_ENV: [&str; 3] = [NOTIFY_SOCKET_ENV, WATCHDOG_USEC_ENV, WATCHDOG_PID_ENV];
 
 /// Whether and where the manager uses cgroup v2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,6 +463,10 @@ impl ProcessProcManager {
             )));
         }
 
+        if !watchdog.is_zero() {
+            // The child adds WATCHDOG_PID itself (`set_own_pid_env` below).
+            child_env.retain(|(key, _)| key != WATCHDOG_PID_ENV);
+        }
         let mut plan = SpawnPlan::new(&program, &args, &child_env, current_dir.as_deref())
             .map_err(|_| invalid("program, an argument, env or cwd contains a NUL byte".into()))?;
         // Read-write: the same opener serves stdin and the `Null` outputs
@@ -521,6 +527,9 @@ impl ProcessProcManager {
             plan.set_credentials(run_as.uid(), run_as.gid(), run_as.groups());
         }
         plan.set_new_pid_namespace(pid_namespace);
+        if !watchdog.is_zero() {
+            plan.set_own_pid_env(WATCHDOG_PID_ENV);
+        }
         // The supervisor is armed on the spawner thread right after the
         // clone, so the ready pipe is watched while the child starts up;
         // arming it here instead waited for this task to be woken first,
