@@ -200,7 +200,7 @@ fn ready_notify_watchdog_kills_a_proc_that_stops_pinging() {
         "pinger",
         &["--ready", "notify", "--watchdog", "500ms"],
         "test \"$WATCHDOG_USEC\" = 500000 || exit 9; \
-         test \"$WATCHDOG_PID\" = $$ || exit 8; \
+         test \"$WATCHDOG_PID\" = $$ || { echo \"WATCHDOG_PID=[$WATCHDOG_PID] pid=$$\" >&2; exit 8; }; \
          python3 -c \"$NOTIFY_PY\" READY=1 WATCHDOG=1; sleep 0.2; \
          python3 -c \"$NOTIFY_PY\" WATCHDOG=1; sleep 0.2; \
          python3 -c \"$NOTIFY_PY\" WATCHDOG=1 'STATUS=stuck now'; exec sleep 1000",

@@ -395,6 +395,26 @@ fn parent_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Writes `value` in decimal and a NUL at the start of `out` (at least 11
+/// bytes). Async-signal-safe (no allocation, no formatting machinery): the
+/// spawned child writes its `WATCHDOG_PID` with it between clone and exec.
+pub(crate) fn write_decimal(out: &mut [u8], mut value: u32) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (value % 10) as u8;
+        len += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for (slot, digit) in out.iter_mut().zip(digits[..len].iter().rev()) {
+        *slot = *digit;
+    }
+    out[len] = 0;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,5 +465,17 @@ mod tests {
         assert!(descends_from(me, parent));
         assert!(!descends_from(parent, me));
         assert!(!descends_from(1, me));
+    }
+
+    #[test]
+    fn decimal_pids_are_written_with_a_terminating_nul() {
+        for (value, text) in [(0, &b"0\0"[..]), (7, b"7\0"), (4_194_304, b"4194304\0")] {
+            let mut out = [0xffu8; 11];
+            write_decimal(&mut out, value);
+            assert_eq!(&out[..text.len()], text);
+        }
+        let mut out = [0xffu8; 11];
+        write_decimal(&mut out, u32::MAX);
+        assert_eq!(&out, b"4294967295\0");
     }
 }

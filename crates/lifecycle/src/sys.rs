@@ -552,7 +552,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             // else touches it: this is its only writer. `at + 10` digits
             // and the NUL fit (`MAX_OWN_PID_ENV_NAME`).
             let env_entry: &mut [u8; OWN_PID_ENV_LEN] = &mut *buf.get();
-            write_decimal(&mut env_entry[at..], libc::getpid() as u32);
+            crate::notify::write_decimal(&mut env_entry[at..], libc::getpid() as u32);
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         // Like execvp: keep searching past ENOENT/ENOTDIR/EACCES, report
@@ -574,25 +574,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             errno
         })
     }
-}
-
-/// Writes `value` in decimal and a NUL at the start of `out` (at least 11
-/// bytes). Async-signal-safe: no allocation, no formatting machinery.
-fn write_decimal(out: &mut [u8], mut value: u32) {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (value % 10) as u8;
-        len += 1;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    for (slot, digit) in out.iter_mut().zip(digits[..len].iter().rev()) {
-        *slot = *digit;
-    }
-    out[len] = 0;
 }
 
 /// `struct clone_args` of `clone3(2)`, version 2 (with `cgroup`).
@@ -802,22 +783,5 @@ pub(crate) fn group_list(user: &std::ffi::CStr, gid: u32) -> io::Result<Vec<u32>
             return Err(io::Error::from_raw_os_error(libc::ERANGE));
         }
         groups.resize(needed, 0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimal_pids_are_written_with_a_terminating_nul() {
-        for (value, text) in [(0, &b"0\0"[..]), (7, b"7\0"), (4_194_304, b"4194304\0")] {
-            let mut out = [0xffu8; 11];
-            write_decimal(&mut out, value);
-            assert_eq!(&out[..text.len()], text);
-        }
-        let mut out = [0xffu8; 11];
-        write_decimal(&mut out, u32::MAX);
-        assert_eq!(&out, b"4294967295\0");
     }
 }

@@ -215,7 +215,7 @@ async fn watchdog_kills_a_proc_that_stops_pinging_and_says_so() {
         "hung",
         shell(
             "test \"$WATCHDOG_USEC\" = 500000 || exit 9; \
-             test \"$WATCHDOG_PID\" = $$ || exit 8; \
+             test \"$WATCHDOG_PID\" = $$ || { echo \"WATCHDOG_PID=[$WATCHDOG_PID] pid=$$\" >&2; exit 8; }; \
              python3 -c \"$NOTIFY_PY\" READY=1; \
              python3 -c \"$NOTIFY_PY\" WATCHDOG=1; sleep 0.2; \
              python3 -c \"$NOTIFY_PY\" WATCHDOG=1; exec sleep 1000",
