@@ -197,8 +197,8 @@ impl SpawnPlan {
     }
 }
 
-/// What the child reads (the plan) and writes (its failure) in the
-/// memory it shares with the suspended parent.
+/// What the child reads (the plan) and writes (its failure, and its pid
+/// for `own_pid_env`) in the memory it shares with the suspended parent.
 struct ChildArgs<'a> {
     plan: &'a SpawnPlan,
     argv: &'a [*const libc::c_char],
@@ -359,8 +359,8 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
         // SAFETY: `child_main` runs on `stack`, which outlives the call
         // because CLONE_VFORK suspends this thread until the child execs or
         // exits. The child only reads `args` (valid for the same reason) and
-        // writes its atomic `errno`; it makes raw system calls and never
-        // returns into Rust code of the parent. `pidfd` receives the
+        // writes its atomic `errno` and its `own_pid_env` digits; it makes
+        // raw system calls and never returns into Rust code of the parent. `pidfd` receives the
         // CLONE_PIDFD result.
         pid = unsafe {
             libc::clone(
