@@ -347,6 +347,25 @@ pub(crate) struct SpawnArgs {
     /// A proc that is not ready in time is killed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) ready_timeout: Duration,
+    /// How the proc tells the host it is ready. `boot`: it speaks
+    /// hostmux's boot protocol (a program built on hostmux-proc); the only
+    /// mode whose procs get rings and receive frames. `spawn`: ready once
+    /// the program was exec'd (any program). `notify`: systemd's sd_notify
+    /// protocol: it gets NOTIFY_SOCKET and is ready when it sends READY=1
+    /// (STATUS=text shows in `ps`). `tcp:PORT` or `tcp:HOST:PORT`: ready
+    /// once a TCP connection to it succeeds (PORT alone means 127.0.0.1).
+    /// Frames sent to a proc in any mode but `boot` are answered
+    /// undeliverable, reason "proc not ready". Every mode honours
+    /// --ready-timeout; a proc that exits first fails the spawn at once.
+    #[arg(long, value_name = "MODE", default_value = "boot", value_parser = parse_ready_mode)]
+    pub(crate) ready: hostmux_wire::ReadyMode,
+    /// sd_notify watchdog: the proc gets NOTIFY_SOCKET, WATCHDOG_USEC and
+    /// WATCHDOG_PID
+    /// and, once ready, must send WATCHDOG=1 at least this often, or it is
+    /// terminated (SIGTERM, SIGKILL 5 s later) and reported as failed with
+    /// "watchdog timeout". 0: no watchdog.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub(crate) watchdog: Duration,
     /// Run the proc as this user (name or uid), with its supplementary
     /// groups and no_new_privs; the host must run as root. Default: the
     /// host's `--proc-user`, else the host's own user.
@@ -519,6 +538,12 @@ pub(crate) struct DemoArgs {
 }
 
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+/// `--ready MODE`: boot, spawn, notify, tcp:PORT or tcp:HOST:PORT.
+fn parse_ready_mode(text: &str) -> Result<hostmux_wire::ReadyMode, String> {
+    text.parse()
+        .map_err(|e: hostmux_wire::WireError| e.to_string())
+}
+
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {

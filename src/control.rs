@@ -260,6 +260,8 @@ pub(crate) fn spawn(args: SpawnArgs) -> anyhow::Result<ExitCode> {
             limit_burst: args.restart_limit.burst,
             limit_interval_ms: args.restart_limit.interval.as_millis() as u64,
         },
+        ready: args.ready.to_string(),
+        watchdog_ms: args.watchdog.as_millis() as u64,
     };
     let pid = with_client(&args.control, async |client| {
         client
@@ -374,6 +376,7 @@ pub(crate) fn ps_json(procs: &[ProcInfo]) -> serde_json::Value {
                     "restarts": p.restarts,
                     "last_exit": p.last_exit.as_ref().map(exit_text),
                     "next_restart_ms": p.next_restart_ms,
+                    "status": p.status,
                 })
             })
             .collect(),
@@ -405,6 +408,7 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         "RING",
         "RESTARTS",
         "LAST EXIT",
+        "STATUS",
     ]);
     for p in &procs {
         let state = match p.next_restart_ms {
@@ -426,6 +430,11 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             p.last_exit
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), exit_text),
+            if p.status.is_empty() {
+                "-".to_owned()
+            } else {
+                p.status.clone()
+            },
         ]);
     }
     print!("{}", table.render());
@@ -656,6 +665,7 @@ mod tests {
             restarts: 0,
             last_exit: None,
             next_restart_ms: None,
+            status: "draining 3 queues".into(),
         }
     }
 
@@ -683,6 +693,7 @@ mod tests {
         assert_eq!(value[0]["sent_returned_by_reason"]["NoSuchProc"], 1);
         assert_eq!(value[0]["restarts"], 0);
         assert!(value[0]["last_exit"].is_null());
+        assert_eq!(value[0]["status"], "draining 3 queues");
     }
 
     #[test]

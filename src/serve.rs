@@ -231,7 +231,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
     let proc_user = proc_user(args.proc_user.as_deref())?;
-    let manager = ProcessProcManager::builder().default_run_as(proc_user);
+    // sd_notify sockets live beside the control socket (the host's runtime
+    // directory).
+    let mut manager = ProcessProcManager::builder().default_run_as(proc_user);
+    if let Some(dir) = args
+        .control_socket
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+    {
+        manager = manager.notify_dir(dir);
+    }
     let (host, serving) = Host::serve_processes(manager, addr.clone(), config)
         .await
         .map_err(|e| start_error(&addr, e))?;

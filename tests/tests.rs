@@ -8,6 +8,7 @@ mod kubernetes;
 mod metrics;
 mod names;
 mod privilege;
+mod readiness;
 mod registry;
 mod restart;
 mod serve;

@@ -148,6 +148,8 @@ impl HostPair {
             user: None,
             group: None,
             restart: Default::default(),
+            ready: String::new(),
+            watchdog_ms: 0,
         };
         control
             .spawn(request)

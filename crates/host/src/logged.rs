@@ -70,9 +70,11 @@ impl fmt::Display for LoggedSpawn<'_> {
         }
         write!(
             f,
-            ", inbound_ring_bytes: {}, outbound_ring_bytes: {}, ready_timeout_ms: {} }}",
+            ", inbound_ring_bytes: {}, outbound_ring_bytes: {}, ready_timeout_ms: {}, ready: ",
             spawn.inbound_ring_bytes, spawn.outbound_ring_bytes, spawn.ready_timeout_ms
-        )
+        )?;
+        write_truncated(f, &spawn.ready)?;
+        write!(f, ", watchdog_ms: {} }}", spawn.watchdog_ms)
     }
 }
 
@@ -133,6 +135,8 @@ mod tests {
             user: Some("nobody".to_owned()),
             group: None,
             restart: Default::default(),
+            ready: "notify".to_owned(),
+            watchdog_ms: 0,
         })
     }
 

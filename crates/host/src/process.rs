@@ -3,6 +3,7 @@
 //! turns a control-plane `Spawn` request into a spec.
 
 use std::ffi::OsString;
+use std::net::ToSocketAddrs as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use hostmux_lifecycle::{
     ProcessProcManager, Readiness, RunAs,
 };
 use hostmux_proc::protocol::{child_config, ChildFds, ProcIdentity};
-use hostmux_wire::{ControlErrorKind, SpawnRequest};
+use hostmux_wire::{ControlErrorKind, ReadyMode, SpawnRequest};
 
 use crate::restart::{RestartLimit, RestartMode, RestartPolicy};
 use crate::spec::{ChildRings, LocalProc, ProcSpec};
@@ -25,8 +26,12 @@ use crate::HostError;
 /// Readiness is the lifecycle ready record (`hostmux_proc::boot` writes it
 /// once the rings are mapped) followed by an answered agent ping; the host's
 /// [`HostConfig::spawn_ready_timeout`](crate::HostConfig::spawn_ready_timeout)
-/// bounds both. For a program that does not speak the protocol, use
-/// [`ProcessProc::readiness`]`(Readiness::OnSpawn)` (which also skips the ping).
+/// (or the timeout given to [`Host::spawn_with_ready_timeout`](crate::Host::spawn_with_ready_timeout))
+/// bounds both. Any other program is supervised with another
+/// [`ProcessProc::readiness`]: [`Readiness::OnSpawn`], [`Readiness::Notify`]
+/// (sd_notify) or [`Readiness::Tcp`]. Such a proc gets no rings and no
+/// agent ping; frames sent to it are answered `Undeliverable` with reason
+/// `NotReady` (see [`ProcSpec::receives_frames`]).
 ///
 /// Ring sizes default to the host's [`HostConfig`](crate::HostConfig); they
 /// can be set per proc with [`ProcessProc::ring_sizes`].
@@ -54,11 +59,41 @@ impl ProcessProc {
     /// The spec of a control-plane `Spawn` request: program, arguments,
     /// environment, ring sizes (0 = the host's default) and the user and
     /// group to run as (resolved here; `None` leaves the manager's
-    /// default). The request's `ready_timeout_ms` is applied by the control
-    /// plane, not here.
+    /// default), the ready mode (a `tcp:HOST:PORT` host is resolved here,
+    /// the first address wins) and the watchdog. The request's
+    /// `ready_timeout_ms` is applied by the control plane, not here.
     pub fn from_spawn_request(request: &SpawnRequest) -> Result<Self, LifecycleError> {
         let nonzero = |bytes: u32| (bytes != 0).then_some(bytes as usize);
         let mut spec = Self::new(&request.program).args(&request.args);
+        let mode: ReadyMode = request
+            .ready
+            .parse()
+            .map_err(|e: hostmux_wire::WireError| LifecycleError::Io {
+                what: "reading the spawn request's ready mode",
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+            })?;
+        spec = match mode {
+            ReadyMode::Boot => spec,
+            ReadyMode::Spawn => spec.readiness(Readiness::OnSpawn),
+            ReadyMode::Notify => spec.readiness(Readiness::Notify),
+            ReadyMode::Tcp { host, port } => {
+                let addr = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .and_then(|mut addrs| {
+                        addrs.next().ok_or_else(|| {
+                            std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+                        })
+                    })
+                    .map_err(|e| LifecycleError::Io {
+                        what: "resolving the host of the tcp ready mode",
+                        source: std::io::Error::new(e.kind(), format!("{host}: {e}")),
+                    })?;
+                spec.readiness(Readiness::Tcp(addr))
+            }
+        };
+        if request.watchdog_ms != 0 {
+            spec = spec.watchdog(Duration::from_millis(request.watchdog_ms));
+        }
         for var in &request.env {
             spec = spec.env(&var.key, &var.value);
         }
@@ -132,14 +167,28 @@ impl ProcessProc {
         self
     }
 
-    /// How readiness is learned. [`Readiness::OnSpawn`] (for programs that do
-    /// not speak the protocol) also turns the agent ping off.
+    /// How readiness is learned. Any mode but [`Readiness::Protocol`] (for
+    /// programs that do not speak the boot protocol) also turns the agent
+    /// ping off, and the proc gets no rings.
     pub fn readiness(mut self, readiness: Readiness) -> Self {
         self.config = self.config.readiness(readiness);
-        if readiness == Readiness::OnSpawn {
+        if readiness != Readiness::Protocol {
             self.ping_agent = false;
         }
         self
+    }
+
+    /// The sd_notify watchdog interval: the proc gets `NOTIFY_SOCKET`,
+    /// `WATCHDOG_USEC` and `WATCHDOG_PID`, and once ready must send `WATCHDOG=1` at least this
+    /// often or be terminated and reported as a watchdog timeout.
+    pub fn watchdog(mut self, interval: Duration) -> Self {
+        self.config = self.config.watchdog(interval);
+        self
+    }
+
+    /// Whether the proc gets rings: only with the boot protocol.
+    fn speaks_boot_protocol(&self) -> bool {
+        self.config.readiness == Readiness::Protocol
     }
 
     /// Whether readiness also waits for an answered agent ping (default on).
@@ -166,6 +215,10 @@ impl ProcessProc {
 /// config is a [`ProcessConfig`]).
 impl<M: ProcManager<Config = ProcessConfig>> ProcSpec<M> for ProcessProc {
     fn into_config(self, rings: ChildRings) -> Result<ProcessConfig, HostError> {
+        if !self.speaks_boot_protocol() {
+            // It would not map them: its ring fds stay with the host.
+            return Ok(self.config);
+        }
         let ring_error = |source| HostError::Ring {
             name: rings.name.clone(),
             source,
@@ -193,7 +246,16 @@ impl<M: ProcManager<Config = ProcessConfig>> ProcSpec<M> for ProcessProc {
     }
 
     fn ring_sizes(&self) -> (Option<usize>, Option<usize>) {
+        if !self.speaks_boot_protocol() {
+            // Never mapped by the proc: the smallest rings there are.
+            let min = Some(hostmux_ring::MIN_CAPACITY);
+            return (min, min);
+        }
         self.ring_sizes
+    }
+
+    fn receives_frames(&self) -> bool {
+        self.speaks_boot_protocol()
     }
 
     fn restart_policy(&self) -> RestartPolicy {
@@ -254,6 +316,12 @@ impl SpawnByRequest for ProcessProcManager {
     type Spec = ProcessProc;
 
     fn spec_for(request: &SpawnRequest) -> Result<ProcessProc, SpecRefused> {
+        if let Err(e) = request.ready.parse::<ReadyMode>() {
+            return Err(SpecRefused {
+                kind: ControlErrorKind::InvalidRequest,
+                reason: format!("proc '{}': {e}", request.name),
+            });
+        }
         ProcessProc::from_spawn_request(request).map_err(|e| SpecRefused {
             kind: match e {
                 LifecycleError::UnknownUser { .. }
@@ -344,6 +412,8 @@ mod tests {
             user: user.map(str::to_owned),
             group: group.map(str::to_owned),
             restart: Default::default(),
+            ready: String::new(),
+            watchdog_ms: 0,
         }
     }
 

@@ -199,6 +199,16 @@ pub trait ProcSpec<M: ProcManager>: Send + 'static {
         (None, None)
     }
 
+    /// Whether the proc maps its rings and receives frames (the default).
+    /// A proc that does not (an OS proc spawned with a readiness mode other
+    /// than the boot protocol) is supervised like any other, but the host
+    /// never marks its data-plane slot ready: frames to it are answered
+    /// `Undeliverable` with reason `NotReady`, and `spawn` does not wait
+    /// for the data plane before it returns.
+    fn receives_frames(&self) -> bool {
+        true
+    }
+
     /// How the host restarts this proc when it ends (see
     /// [`RestartPolicy`](crate::RestartPolicy)); the default never does.
     /// A spec whose policy restarts must also give

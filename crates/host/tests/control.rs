@@ -21,6 +21,8 @@ fn spawn_request(name: &str, program: &str, args: &[&str]) -> SpawnRequest {
         user: None,
         group: None,
         restart: Default::default(),
+        ready: String::new(),
+        watchdog_ms: 0,
     }
 }
 

@@ -93,6 +93,8 @@ async fn a_custom_manager_serves_spawns_routes_and_stops(kind: FrontendKind) {
             user: None,
             group: None,
             restart: Default::default(),
+            ready: String::new(),
+            watchdog_ms: 0,
         }))
         .await;
     match refused {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use hostmux_host::{Client, Host, HostConfig, HostError, ProcessProc, ServeHandle};
-use hostmux_lifecycle::ProcessProcManager;
+use hostmux_lifecycle::{ProcessProcManager, Readiness};
 use hostmux_wire::{Addr, FrameKind, ProcState, UndeliverableReason};
 
 use crate::bins::proc_bin;
@@ -448,5 +448,64 @@ fn stress_os_echo_a_million_frames() {
         let stats = host.stats().await.unwrap();
         let conn = stats.conn("stress").unwrap();
         assert_eq!((conn.accepted, conn.delivered), (FRAMES, FRAMES));
+    });
+}
+
+#[test]
+fn any_program_is_a_proc_without_rings_and_a_spawn_has_its_own_ready_timeout() {
+    run_os(|| async {
+        let (host, _serving) = serve_os(HostConfig::default()).await;
+        // Ready once exec'd: `sleep` speaks no protocol.
+        host.spawn(
+            "plain",
+            ProcessProc::new("sleep")
+                .args(["1000"])
+                .readiness(Readiness::OnSpawn),
+        )
+        .await
+        .unwrap();
+        let listed = host.list().await.unwrap();
+        let plain = listed.iter().find(|p| p.name == "plain").unwrap();
+        assert_eq!(plain.state, ProcState::Ready);
+        assert_eq!(
+            plain.counters.inbound_capacity,
+            64 << 10,
+            "the smallest ring"
+        );
+        // It has no rings to receive on: frames to it come back NotReady.
+        let mut client = client(&host, "cli").await;
+        client.send("plain", 7, 1, b"hello").await.unwrap();
+        let notice = recv(&mut client).await.undeliverable().unwrap();
+        assert_eq!(notice.reason, UndeliverableReason::NotReady);
+
+        // This spawn's own ready timeout, not the host's (30 s): a notify
+        // proc that never sends READY=1 is killed after 300 ms.
+        let timeout = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let err = host
+            .spawn_with_ready_timeout(
+                "mute",
+                ProcessProc::new("sleep")
+                    .args(["1000"])
+                    .readiness(Readiness::Notify),
+                timeout,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, HostError::ReadyTimeout { timeout: t, .. } if t == timeout),
+            "{err:?}"
+        );
+        assert!(started.elapsed() >= timeout);
+        let listed = host.list().await.unwrap();
+        let mute = listed.iter().find(|p| p.name == "mute").unwrap();
+        assert!(mute.pid > 0 && is_dead(mute.pid), "{mute:?}");
+        assert!(
+            matches!(
+                mute.state,
+                ProcState::Signaled { .. } | ProcState::Failed { .. }
+            ),
+            "{mute:?}"
+        );
     });
 }

@@ -118,6 +118,17 @@ impl Escalation {
         self.handle_kill(now);
     }
 
+    /// The driver decided the proc failed but deserves a stop rather than a
+    /// kill (e.g. its watchdog expired): the full escalation with `grace`,
+    /// reporting `Failed { reason }` once it is reaped.
+    pub fn handle_fail_gracefully(&mut self, reason: String, grace: Duration, now: Instant) {
+        if matches!(self.phase, Phase::Terminal(_)) {
+            return;
+        }
+        self.failure.get_or_insert(reason);
+        self.handle_terminate(grace, now);
+    }
+
     /// The proc's main process was reaped with `status`. Final.
     pub fn handle_exit(&mut self, status: TerminalStatus, _now: Instant) {
         if matches!(self.phase, Phase::Terminal(_)) {
@@ -225,6 +236,33 @@ mod tests {
         core_dumped: false,
         output: None,
     };
+
+    #[test]
+    fn graceful_failure_stops_then_kills_and_reports_the_reason() {
+        let mut clock = FakeClock::new();
+        let mut esc = Escalation::new();
+        let grace = Duration::from_secs(5);
+        esc.handle_fail_gracefully("watchdog timeout".into(), grace, clock.now());
+        assert_eq!(drain(&mut esc), [Action::PoliteStop, Action::Terminate]);
+        assert_eq!(esc.poll_timeout(), Some(clock.now() + grace));
+        clock.advance(grace);
+        esc.handle_timeout(clock.now());
+        assert_eq!(drain(&mut esc), [Action::Kill]);
+        esc.handle_exit(SIGKILL_STATUS, clock.now());
+        assert!(matches!(
+            esc.terminal(),
+            Some(TerminalStatus::Failed { reason, .. }) if reason == "watchdog timeout"
+        ));
+
+        // A proc that exits on SIGTERM is still reported as failed.
+        let mut esc = Escalation::new();
+        esc.handle_fail_gracefully("watchdog timeout".into(), grace, clock.now());
+        esc.handle_exit(exited(0), clock.now());
+        assert!(matches!(
+            esc.terminal(),
+            Some(TerminalStatus::Failed { .. })
+        ));
+    }
 
     #[test]
     fn term_ignored_escalates_to_kill_exactly_at_deadline() {

@@ -28,6 +28,10 @@
 //!   re-exported here. [`ProcessConfig`] implements
 //!   `hostmux_boot::ChildSpawn`, the boot protocol's hand-over of variables
 //!   and fds.
+//! - [`Readiness`]: how an OS proc's readiness is learned: that protocol,
+//!   `OnSpawn` (exec succeeded), `Notify` (systemd's `sd_notify`, with
+//!   `STATUS=` text and a watchdog, see [`notify`]) or `Tcp` (its port
+//!   accepts a connection).
 //!
 //! # Invariants
 //!
@@ -101,6 +105,7 @@ mod guardian;
 mod link;
 mod local;
 mod manager;
+pub mod notify;
 mod output;
 mod process;
 pub mod readiness;

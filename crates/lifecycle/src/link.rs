@@ -21,6 +21,8 @@ pub(crate) struct Snapshot {
     /// Set if SIGKILL could not be delivered (errno); terminate callers then
     /// get an I/O error instead of waiting forever.
     pub(crate) kill_errno: Option<i32>,
+    /// The last `STATUS=` the proc sent over sd_notify.
+    pub(crate) status_text: Option<String>,
 }
 
 impl Snapshot {
@@ -48,6 +50,7 @@ impl Snapshot {
             was_ready: false,
             ready_failure: None,
             kill_errno: None,
+            status_text: None,
         }
     }
 
@@ -79,6 +82,10 @@ pub(crate) struct Link {
 impl Link {
     pub(crate) fn status(&self) -> ProcStatus {
         self.state.borrow().status.clone()
+    }
+
+    pub(crate) fn status_text(&self) -> Option<String> {
+        self.state.borrow().status_text.clone()
     }
 
     pub(crate) async fn ready(&self) -> Result<(), ReadyError> {

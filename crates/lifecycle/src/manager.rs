@@ -70,6 +70,13 @@ pub trait ProcHandle: Clone + Send + Sync + 'static {
 
     /// SIGKILL now; resolves with the terminal status.
     fn kill(&self) -> impl Future<Output = Result<TerminalStatus, TerminateError>> + Send;
+
+    /// The last status text the proc reported about itself (an OS proc's
+    /// sd_notify `STATUS=`, see [`crate::notify`]); `None` if it never did
+    /// or its manager has no such channel.
+    fn status_text(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Spawns procs and keeps track of the live ones by name.

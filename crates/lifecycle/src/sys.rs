@@ -7,6 +7,7 @@
 //! prepared before the clone: no allocation, no locks, no writes to shared
 //! memory except its own error slot.
 
+use std::cell::UnsafeCell;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
@@ -41,7 +42,16 @@ pub(crate) struct SpawnPlan {
     /// The uid, gid and supplementary groups to switch to before exec
     /// (then also `PR_SET_NO_NEW_PRIVS`); `None` keeps the host's.
     credentials: Option<PlannedCredentials>,
+    /// An environment variable the child sets to its own pid just before
+    /// exec (`WATCHDOG_PID`: the pid is unknown until the clone).
+    own_pid_env: Option<&'static str>,
 }
+
+/// Bytes for `NAME=<pid>\0` (a name of at most [`MAX_OWN_PID_ENV_NAME`]
+/// bytes and up to 10 digits).
+const OWN_PID_ENV_LEN: usize = 32;
+/// Longest name [`SpawnPlan::set_own_pid_env`] takes.
+const MAX_OWN_PID_ENV_NAME: usize = OWN_PID_ENV_LEN - 12;
 
 /// Credentials the child switches to, prepared so the child only reads.
 #[derive(Debug)]
@@ -134,7 +144,16 @@ impl SpawnPlan {
             new_pid_namespace: false,
             parent_pidfd: own_pidfd()?,
             credentials: None,
+            own_pid_env: None,
         })
+    }
+
+    /// Makes the child add `name=<its own pid>` to its environment (as its
+    /// PID namespace sees it) just before exec. `name` must not be in the
+    /// plan's environment already.
+    pub(crate) fn set_own_pid_env(&mut self, name: &'static str) {
+        assert!(name.len() <= MAX_OWN_PID_ENV_NAME && !name.contains('='));
+        self.own_pid_env = Some(name);
     }
 
     /// Makes the child switch to `uid`, `gid` and exactly `groups` as its
@@ -178,8 +197,8 @@ impl SpawnPlan {
     }
 }
 
-/// What the child reads (the plan) and writes (its failure) in the
-/// memory it shares with the suspended parent.
+/// What the child reads (the plan) and writes (its failure, and its pid
+/// for `own_pid_env`) in the memory it shares with the suspended parent.
 struct ChildArgs<'a> {
     plan: &'a SpawnPlan,
     argv: &'a [*const libc::c_char],
@@ -189,6 +208,9 @@ struct ChildArgs<'a> {
     /// child must enter it itself (`CLONE_INTO_CGROUP` unavailable).
     cgroup_procs_fd: Option<RawFd>,
     errno: AtomicI32,
+    /// `NAME=` and room for the pid's digits, which the child writes (the
+    /// only plan memory it writes besides `errno`), with the digits' offset.
+    own_pid_env: Option<(&'a UnsafeCell<[u8; OWN_PID_ENV_LEN]>, usize)>,
 }
 
 /// Starts the child described by `plan` with
@@ -216,7 +238,20 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
             .collect::<Vec<_>>()
     };
     let argv = null_terminated(&plan.argv);
-    let envp = null_terminated(&plan.envp);
+    let own_pid_env = plan.own_pid_env.map(|name| {
+        let mut buf = [0u8; OWN_PID_ENV_LEN];
+        buf[..name.len()].copy_from_slice(name.as_bytes());
+        buf[name.len()] = b'=';
+        (UnsafeCell::new(buf), name.len() + 1)
+    });
+    let mut envp = null_terminated(&plan.envp);
+    if let Some((buf, _)) = &own_pid_env {
+        // Before the terminating null pointer.
+        envp.insert(
+            envp.len() - 1,
+            buf.get().cast::<libc::c_char>().cast_const(),
+        );
+    }
     let high_base = plan
         .fd_moves
         .iter()
@@ -232,6 +267,7 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
         high_base,
         cgroup_procs_fd: None,
         errno: AtomicI32::new(0),
+        own_pid_env: own_pid_env.as_ref().map(|(buf, at)| (buf, *at)),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
     // The stack grows down on every Linux target Rust supports; align the
@@ -323,8 +359,8 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> io::Result<(libc::pid_t, OwnedFd)> {
         // SAFETY: `child_main` runs on `stack`, which outlives the call
         // because CLONE_VFORK suspends this thread until the child execs or
         // exits. The child only reads `args` (valid for the same reason) and
-        // writes its atomic `errno`; it makes raw system calls and never
-        // returns into Rust code of the parent. `pidfd` receives the
+        // writes its atomic `errno` and its `own_pid_env` digits; it makes
+        // raw system calls and never returns into Rust code of the parent. `pidfd` receives the
         // CLONE_PIDFD result.
         pid = unsafe {
             libc::clone(
@@ -510,6 +546,14 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
+        if let Some((buf, at)) = args.own_pid_env {
+            // The buffer lives in the parent's frame, which is suspended
+            // (CLONE_VFORK) until this child execs or exits, and nothing
+            // else touches it: this is its only writer. `at + 10` digits
+            // and the NUL fit (`MAX_OWN_PID_ENV_NAME`).
+            let env_entry: &mut [u8; OWN_PID_ENV_LEN] = &mut *buf.get();
+            crate::notify::write_decimal(&mut env_entry[at..], libc::getpid() as u32);
+        }
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         // Like execvp: keep searching past ENOENT/ENOTDIR/EACCES, report
         // EACCES if any candidate had it.

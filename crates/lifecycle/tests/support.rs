@@ -509,3 +509,25 @@ pub(crate) fn terminal_either_way(
         Err(e) => panic!("terminate: {e}"),
     }
 }
+
+/// The `NOTIFY_SOCKET` in `pid`'s environment. Polled until [`EPSILON`]:
+/// the spawn returns once the child has exec'd, slightly before the
+/// kernel publishes the new environment in `/proc/<pid>/environ`.
+pub(crate) fn notify_socket_of(pid: u32) -> PathBuf {
+    let deadline = Instant::now() + EPSILON;
+    loop {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let found = environ
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(b"NOTIFY_SOCKET="))
+            .map(|path| PathBuf::from(String::from_utf8_lossy(path).into_owned()));
+        if let Some(path) = found {
+            return path;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no NOTIFY_SOCKET in the environment of pid {pid}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

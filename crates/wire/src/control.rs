@@ -50,6 +50,88 @@ pub struct SpawnRequest {
     /// When and how the host restarts the proc after it ends (default:
     /// never).
     pub restart: RestartRequest,
+    /// How the proc reports ready, as text (see [`ReadyMode`]): `boot`
+    /// (also the empty string), `spawn`, `notify`, `tcp:PORT` or
+    /// `tcp:HOST:PORT`. Only `boot` procs get rings.
+    pub ready: String,
+    /// The sd_notify watchdog interval in milliseconds; 0: none.
+    pub watchdog_ms: u64,
+}
+
+/// Longest host name a `tcp:HOST:PORT` ready mode may name (DNS's limit).
+pub const MAX_READY_HOST_LEN: usize = 253;
+
+/// How a spawned proc tells the host it is ready ([`SpawnRequest::ready`]
+/// parses into this; `hostmux spawn --ready` takes the same text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyMode {
+    /// `boot`: the boot protocol of `hostmux-proc` (ready record, then an
+    /// answered agent ping). The only mode whose procs get rings.
+    Boot,
+    /// `spawn`: ready once the program was exec'd.
+    Spawn,
+    /// `notify`: systemd's `sd_notify` protocol, ready at `READY=1`.
+    Notify,
+    /// `tcp:PORT` (on 127.0.0.1) or `tcp:HOST:PORT`: ready once a TCP
+    /// connection to it succeeds.
+    Tcp {
+        /// The host name or IP address (IPv6 without brackets).
+        host: String,
+        /// The port, 1..=65535.
+        port: u16,
+    },
+}
+
+impl std::str::FromStr for ReadyMode {
+    type Err = WireError;
+
+    fn from_str(text: &str) -> Result<Self, WireError> {
+        let invalid = |reason: String| WireError::InvalidReadyMode {
+            text: text.to_owned(),
+            reason,
+        };
+        let tcp = match text {
+            "" | "boot" => return Ok(ReadyMode::Boot),
+            "spawn" => return Ok(ReadyMode::Spawn),
+            "notify" => return Ok(ReadyMode::Notify),
+            _ => text.strip_prefix("tcp:").ok_or_else(|| {
+                invalid("expected boot, spawn, notify, tcp:PORT or tcp:HOST:PORT".into())
+            })?,
+        };
+        let (host, port) = match tcp.rsplit_once(':') {
+            Some((host, port)) => (host.trim_start_matches('[').trim_end_matches(']'), port),
+            None => ("127.0.0.1", tcp),
+        };
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| invalid("the port must be 1..=65535".into()))?;
+        if host.is_empty()
+            || host.len() > MAX_READY_HOST_LEN
+            || host.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(format!(
+                "the host must be 1..={MAX_READY_HOST_LEN} bytes, without spaces"
+            )));
+        }
+        Ok(ReadyMode::Tcp {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for ReadyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadyMode::Boot => f.write_str("boot"),
+            ReadyMode::Spawn => f.write_str("spawn"),
+            ReadyMode::Notify => f.write_str("notify"),
+            ReadyMode::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
+            ReadyMode::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+        }
+    }
 }
 
 /// When a spawned proc is restarted (`spawn --restart`).
@@ -263,6 +345,9 @@ pub struct ProcInfo {
     pub last_exit: Option<ProcState>,
     /// While [`ProcState::BackingOff`]: milliseconds until the restart.
     pub next_restart_ms: Option<u64>,
+    /// The last status text it reported (sd_notify `STATUS=`); empty if
+    /// none.
+    pub status: String,
 }
 
 /// The outcome of a bulk terminate: `attempted = ok + failed`.
@@ -431,6 +516,10 @@ impl ControlRequest {
                         check_account(WHAT, field, account)?;
                     }
                 }
+                spawn
+                    .ready
+                    .parse::<ReadyMode>()
+                    .map_err(|e| invalid(WHAT, e.to_string()))?;
             }
             ControlRequest::Terminate { name, .. } | ControlRequest::Kill { name } => {
                 check_name(WHAT, name, limits)?;
@@ -479,6 +568,8 @@ mod tests {
                 when: RestartWhen::OnFailure,
                 ..RestartRequest::default()
             },
+            ready: "tcp:8080".into(),
+            watchdog_ms: 2000,
         })
     }
 
@@ -522,6 +613,7 @@ mod tests {
             restarts: 3,
             last_exit: Some(ProcState::Exited { code: 1 }),
             next_restart_ms: Some(400),
+            status: "serving".into(),
         };
         for response in [
             ControlResponse::Spawned {
@@ -585,6 +677,50 @@ mod tests {
         assert!(ControlRequest::decode(&bytes, &limits).is_err());
         assert!(ControlRequest::decode(&[0xff; 24], &limits).is_err());
         assert!(ControlResponse::decode(&[0xff; 3]).is_err());
+    }
+
+    #[test]
+    fn ready_modes_parse_print_and_refuse_nonsense() {
+        let tcp = |host: &str, port| ReadyMode::Tcp {
+            host: host.into(),
+            port,
+        };
+        for (text, mode, printed) in [
+            ("", ReadyMode::Boot, "boot"),
+            ("boot", ReadyMode::Boot, "boot"),
+            ("spawn", ReadyMode::Spawn, "spawn"),
+            ("notify", ReadyMode::Notify, "notify"),
+            ("tcp:8080", tcp("127.0.0.1", 8080), "tcp:127.0.0.1:8080"),
+            (
+                "tcp:db.local:5432",
+                tcp("db.local", 5432),
+                "tcp:db.local:5432",
+            ),
+            ("tcp:[::1]:9", tcp("::1", 9), "tcp:[::1]:9"),
+        ] {
+            assert_eq!(text.parse::<ReadyMode>().unwrap(), mode, "{text}");
+            assert_eq!(mode.to_string(), printed);
+            assert_eq!(printed.parse::<ReadyMode>().unwrap(), mode);
+        }
+        for bad in [
+            "Boot",
+            "tcp:",
+            "tcp:0",
+            "tcp:70000",
+            "tcp::80",
+            "tcp:a b:1",
+            "udp:1",
+        ] {
+            let err = bad.parse::<ReadyMode>().unwrap_err();
+            assert!(err.to_string().contains("ready mode"), "{bad}: {err}");
+        }
+        let ControlRequest::Spawn(mut request) = spawn() else {
+            unreachable!()
+        };
+        request.ready = "sometimes".into();
+        let bytes = ControlRequest::Spawn(request).to_bytes().unwrap();
+        let err = ControlRequest::decode(&bytes, &Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
     }
 
     #[test]

@@ -119,4 +119,13 @@ pub enum WireError {
         /// What failed.
         reason: String,
     },
+    /// A spawn's ready mode is not one of the modes
+    /// ([`ReadyMode`](crate::ReadyMode)).
+    #[error("invalid ready mode {text:?}: {reason}")]
+    InvalidReadyMode {
+        /// The mode as given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -131,8 +131,8 @@ pub use control::{
     ArchivedLinkInfo, ArchivedProcCounters, ArchivedProcInfo, ArchivedProcState,
     ArchivedRestartRequest, ArchivedRestartWhen, ArchivedSpawnRequest, ArchivedTerminateSummary,
     ControlErrorKind, ControlRequest, ControlResponse, EnvVar, LinkInfo, ProcCounters, ProcInfo,
-    ProcState, RestartRequest, RestartWhen, SpawnRequest, TerminateSummary, MAX_ACCOUNT_NAME_LEN,
-    REASON_COUNT,
+    ProcState, ReadyMode, RestartRequest, RestartWhen, SpawnRequest, TerminateSummary,
+    MAX_ACCOUNT_NAME_LEN, MAX_READY_HOST_LEN, REASON_COUNT,
 };
 pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK, SHRINK_AFTER_UNNEEDED_READS};
 pub use error::WireError;

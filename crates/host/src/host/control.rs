@@ -93,7 +93,10 @@ impl<M: SpawnByRequest> Host<M> {
                     Err(refused) => return service::error(refused.kind, refused.reason),
                 };
                 let timeout = Duration::from_millis(spawn.ready_timeout_ms);
-                match self.spawn_with_timeout(&spawn.name, spec, timeout).await {
+                match self
+                    .spawn_with_ready_timeout(&spawn.name, spec, timeout)
+                    .await
+                {
                     Ok(id) => ControlResponse::Spawned {
                         name: id.name().as_str().to_owned(),
                         pid: self.pid_of(id.name()).unwrap_or(0),
@@ -220,6 +223,11 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                     restarts: record.restarts,
                     last_exit: record.last_exit.as_ref().map(terminal_state),
                     next_restart_ms: next_restart.map(|d| d.as_millis() as u64),
+                    status: entry
+                        .handle
+                        .as_ref()
+                        .and_then(|handle| handle.status_text())
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -239,6 +247,7 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                     .and_then(|r| r.last_exit.as_ref())
                     .map(terminal_state),
                 next_restart_ms: None,
+                status: String::new(),
             });
         }
         list

@@ -6,8 +6,17 @@ use super::*;
 impl<M: ProcManager + 'static> Host<M> {
     /// Spawns a proc called `name`: creates its rings, starts it through the
     /// manager, waits for it to report ready (under
-    /// [`HostConfig::spawn_ready_timeout`]; zero waits without limit) and
-    /// returns its id `(frontend address, name)`.
+    /// [`HostConfig::spawn_ready_timeout`]; zero waits without limit; use
+    /// [`Host::spawn_with_ready_timeout`] for a timeout of its own) and
+    /// returns its id `(frontend address, name)`. A proc that does not
+    /// report ready in time is killed and the spawn fails with
+    /// [`HostError::ReadyTimeout`]; one that ends first fails at once with
+    /// [`HostError::NotReady`] carrying how it ended.
+    ///
+    /// A spec whose proc does not receive frames
+    /// ([`ProcSpec::receives_frames`] is false, e.g. a [`crate::ProcessProc`]
+    /// with a readiness mode other than the boot protocol) is ready when
+    /// its manager says so; frames to it are answered `NotReady`.
     ///
     /// The id is also the reference to the proc's agent: the agent answers
     /// frames sent to this id on the reserved port
@@ -43,12 +52,15 @@ impl<M: ProcManager + 'static> Host<M> {
     where
         M::Config: 'static,
     {
-        self.spawn_with_timeout(name, spec, self.inner.cfg.spawn_ready_timeout)
+        self.spawn_with_ready_timeout(name, spec, self.inner.cfg.spawn_ready_timeout)
             .await
     }
 
-    /// [`Host::spawn`] with its own spawn-ready timeout (zero: none).
-    pub(crate) async fn spawn_with_timeout(
+    /// [`Host::spawn`] with a spawn-ready timeout for this spawn only,
+    /// instead of [`HostConfig::spawn_ready_timeout`] (`Duration::ZERO`:
+    /// wait without limit). The timeout covers the manager's ready report
+    /// and, for procs that ping their agent, the agent's first answer.
+    pub async fn spawn_with_ready_timeout(
         &self,
         name: &str,
         spec: impl ProcSpec<M>,
@@ -169,6 +181,7 @@ impl<M: ProcManager + 'static> Host<M> {
             source,
         };
         let pings_agent = spec.pings_agent();
+        let receives_frames = spec.receives_frames();
         let (inbound_bytes, outbound_bytes) = spec.ring_sizes();
         let inbound = SharedRing::create(inbound_bytes.unwrap_or(inner.cfg.inbound_ring_bytes))
             .map_err(ring_error)?;
@@ -273,14 +286,17 @@ impl<M: ProcManager + 'static> Host<M> {
             return Err(e.into());
         }
         // Wait until the I/O thread delivers to it: a frame sent once
-        // `spawn` returned must not come back `NotReady`.
-        let (done, marked) = oneshot::channel();
-        inner.control.send(Command::MarkReady {
-            key,
-            agent: pings_agent,
-            done,
-        })?;
-        marked.await.map_err(|_| HostError::IoThreadGone)?;
+        // `spawn` returned must not come back `NotReady`. A proc that never
+        // maps its rings stays not ready for the data plane.
+        if receives_frames {
+            let (done, marked) = oneshot::channel();
+            inner.control.send(Command::MarkReady {
+                key,
+                agent: pings_agent,
+                done,
+            })?;
+            marked.await.map_err(|_| HostError::IoThreadGone)?;
+        }
         // Ready, unless a stop got in first: the registry's lock decides.
         let (gone_tx, gone_rx) = watch::channel(false);
         let stopped = self.with_own_entry(name, starting.spawn_id, |entry| {

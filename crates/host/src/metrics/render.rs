@@ -465,6 +465,7 @@ mod tests {
             restarts: 2,
             last_exit: None,
             next_restart_ms: None,
+            status: String::new(),
         };
         let snapshot = MetricsSnapshot {
             // The live echo and a gone one of the same name: one series.
@@ -529,6 +530,7 @@ mod tests {
                 restarts: 0,
                 last_exit: None,
                 next_restart_ms: None,
+                status: String::new(),
             }],
             stats: HostStats {
                 conn_classes: vec![crate::ConnClassStats::default()],

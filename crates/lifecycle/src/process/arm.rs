@@ -21,10 +21,11 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 
 use super::supervisor::{Parts, Supervisor};
-use super::{HandleInner, ManagerInner, ProcessHandle, StartingGuard};
+use super::{HandleInner, ManagerInner, ProcessHandle, Readiness, StartingGuard};
 use crate::cgroup::ProcCgroup;
 use crate::link::{Command, Link, Snapshot};
 use crate::manager::PoliteStopHook;
+use crate::notify::NotifySocket;
 use crate::output::{Stream, Tails};
 
 /// Everything the supervisor of one proc needs besides the child itself,
@@ -33,9 +34,13 @@ pub(super) struct Arming {
     pub(super) name: ProcName,
     pub(super) seq: u64,
     pub(super) nonce: Option<String>,
+    pub(super) readiness: Readiness,
     pub(super) ready_timeout: Duration,
+    pub(super) watchdog: Duration,
     /// Read end of the ready pipe (readiness protocol only).
     pub(super) ready_pipe: Option<OwnedFd>,
+    /// The proc's sd_notify socket (notify readiness or a watchdog).
+    pub(super) notify: Option<NotifySocket>,
     /// Read ends of captured output pipes, with their tails' bounds.
     pub(super) captures: Vec<(Stream, usize, OwnedFd)>,
     pub(super) cgroup: Option<ProcCgroup>,
@@ -77,8 +82,11 @@ impl Arming {
             name,
             seq,
             nonce,
+            readiness,
             ready_timeout,
+            watchdog,
             ready_pipe,
+            notify,
             captures,
             cgroup,
             polite_stop,
@@ -155,7 +163,10 @@ impl Arming {
             pidfd,
             ready_pipe,
             nonce,
+            readiness,
             ready_timeout,
+            watchdog,
+            notify,
             cgroup,
             polite_stop,
             state: state_tx,

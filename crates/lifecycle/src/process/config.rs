@@ -1,6 +1,7 @@
 //! What one OS proc is spawned with.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,15 +19,25 @@ pub enum ChildFdSlot {
     Env(String),
 }
 
-/// How the manager learns that a proc is ready.
+/// How the manager learns that a proc is ready. Every mode is bounded by
+/// [`ProcessConfig::ready_timeout`], and a proc that ends before it is
+/// ready fails `ready()` at once with its terminal status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
     /// The child speaks the readiness protocol (see [`crate::readiness`]),
     /// e.g. through [`crate::child::report_ready`].
     Protocol,
-    /// Ready as soon as it runs; for programs that do not speak the
-    /// protocol. No ready fd or nonce is passed.
+    /// Ready as soon as `execve` succeeded; for programs that do not speak
+    /// any protocol. No ready fd or nonce is passed. A failed exec is still
+    /// a spawn error: the spawn returns only once the child has exec'd or
+    /// reported why it could not.
     OnSpawn,
+    /// systemd's `sd_notify` protocol: the proc gets `NOTIFY_SOCKET` and is
+    /// ready when it sends `READY=1` (see [`crate::notify`]).
+    Notify,
+    /// Ready once a TCP connection to this address succeeds (tried again
+    /// with a short backoff, 10 ms doubling to 250 ms).
+    Tcp(SocketAddr),
 }
 
 /// Spawn configuration of one OS proc. Build with [`ProcessConfig::new`] and
@@ -57,6 +68,13 @@ pub struct ProcessConfig {
     /// Time from spawn to the ready record before the proc is killed and
     /// `ready()` fails; `Duration::ZERO` disables the limit.
     pub ready_timeout: Duration,
+    /// The sd_notify watchdog interval (`Duration::ZERO`: none). When set,
+    /// the proc gets `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` whatever its
+    /// readiness mode; once it is ready it must send `WATCHDOG=1` at least
+    /// this often, or it is terminated (SIGTERM, SIGKILL after
+    /// [`WATCHDOG_STOP_GRACE`](crate::notify::WATCHDOG_STOP_GRACE)) and
+    /// ends `Failed` with a reason that names the watchdog.
+    pub watchdog: Duration,
     /// Put the proc in its own cgroup if the manager has cgroups enabled.
     pub use_cgroup: bool,
     /// Start the proc as PID 1 of its own PID namespace, where permitted
@@ -77,8 +95,8 @@ pub struct ProcessConfig {
 
 impl ProcessConfig {
     /// Defaults: no args, inherited env, stdout and stderr inherited, no
-    /// extra fds, readiness protocol, 10 s ready timeout, cgroup on, no PID
-    /// namespace, the manager's default user.
+    /// extra fds, readiness protocol, 10 s ready timeout, no watchdog,
+    /// cgroup on, no PID namespace, the manager's default user.
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
@@ -91,6 +109,7 @@ impl ProcessConfig {
             fds: Vec::new(),
             readiness: Readiness::Protocol,
             ready_timeout: Duration::from_secs(10),
+            watchdog: Duration::ZERO,
             use_cgroup: true,
             pid_namespace: false,
             run_as: None,
@@ -157,6 +176,12 @@ impl ProcessConfig {
         self
     }
 
+    /// Sets the sd_notify watchdog interval (`Duration::ZERO`: none).
+    pub fn watchdog(mut self, interval: Duration) -> Self {
+        self.watchdog = interval;
+        self
+    }
+
     /// Opts this proc in or out of its own PID namespace.
     pub fn pid_namespace(mut self, on: bool) -> Self {
         self.pid_namespace = on;
@@ -187,8 +212,9 @@ impl ProcessConfig {
             stdout: self.stdout.clone(),
             stderr: self.stderr.clone(),
             fds,
-            readiness: self.readiness,
+            readiness: self.readiness.clone(),
             ready_timeout: self.ready_timeout,
+            watchdog: self.watchdog,
             use_cgroup: self.use_cgroup,
             pid_namespace: self.pid_namespace,
             run_as: self.run_as.clone(),

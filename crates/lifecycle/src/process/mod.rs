@@ -20,10 +20,16 @@ use crate::credentials::RunAs;
 use crate::error::{LifecycleError, ReadyError, TerminateError, WaitError};
 use crate::link::Link;
 use crate::manager::{PoliteStopHook, ProcHandle, ProcManager, Registry};
+use crate::notify::{
+    NotifyDir, NotifySocket, NOTIFY_SOCKET_ENV, WATCHDOG_PID_ENV, WATCHDOG_USEC_ENV,
+};
 use crate::output::{OutputMode, OutputTail, Stream, Tails};
 use crate::readiness::{new_nonce, PROC_NAME_ENV, READY_FD_ENV, READY_NONCE_ENV};
 use crate::status::{ProcStatus, TerminalStatus};
 use crate::sys::{SpawnPlan, MAX_EXTRA_FDS};
+
+/// The host's sd_notify variables, never inherited by a proc.
+const HOST_NOTIFY_ENV: [&str; 3] = [NOTIFY_SOCKET_ENV, WATCHDOG_USEC_ENV, WATCHDOG_PID_ENV];
 
 /// Whether and where the manager uses cgroup v2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +51,7 @@ pub struct ProcessProcManagerBuilder {
     max_starting: usize,
     cgroup_procs_fallback: bool,
     default_run_as: Option<RunAs>,
+    notify_dir: PathBuf,
 }
 
 impl std::fmt::Debug for ProcessProcManagerBuilder {
@@ -55,6 +62,7 @@ impl std::fmt::Debug for ProcessProcManagerBuilder {
             .field("max_starting", &self.max_starting)
             .field("cgroup_procs_fallback", &self.cgroup_procs_fallback)
             .field("default_run_as", &self.default_run_as)
+            .field("notify_dir", &self.notify_dir)
             .finish()
     }
 }
@@ -83,6 +91,15 @@ impl ProcessProcManagerBuilder {
     /// ([`ProcessConfig::run_as`]); default: the host's own user.
     pub fn default_run_as(mut self, run_as: Option<RunAs>) -> Self {
         self.default_run_as = run_as;
+        self
+    }
+
+    /// Where procs' sd_notify sockets go (see [`crate::notify`]): the
+    /// manager makes its own directory (mode 0711) in here on first use and
+    /// removes it when dropped. Default: the system's temporary directory.
+    /// A socket path must fit `sun_path` (107 bytes), so keep this short.
+    pub fn notify_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.notify_dir = dir.into();
         self
     }
 
@@ -123,6 +140,7 @@ impl ProcessProcManagerBuilder {
                 max_starting: self.max_starting,
                 cgroup_procs_fallback: self.cgroup_procs_fallback,
                 default_run_as: self.default_run_as,
+                notify_dir: NotifyDir::new(self.notify_dir),
                 starting_now: Arc::new(AtomicUsize::new(0)),
                 starting_peak: Arc::new(AtomicUsize::new(0)),
                 registry: Registry::new(),
@@ -160,6 +178,8 @@ pub(crate) struct ManagerInner {
     cgroup_procs_fallback: bool,
     /// See [`ProcessProcManagerBuilder::default_run_as`].
     default_run_as: Option<RunAs>,
+    /// See [`ProcessProcManagerBuilder::notify_dir`].
+    notify_dir: NotifyDir,
     starting_now: Arc<AtomicUsize>,
     starting_peak: Arc<AtomicUsize>,
     /// Live procs by name; `None` while a spawn of that name is under way.
@@ -202,6 +222,7 @@ impl ProcessProcManager {
             max_starting: 64,
             cgroup_procs_fallback: false,
             default_run_as: None,
+            notify_dir: std::env::temp_dir(),
         }
     }
 
@@ -321,6 +342,7 @@ impl ProcessProcManager {
             fds,
             readiness,
             ready_timeout,
+            watchdog,
             use_cgroup,
             pid_namespace,
             run_as,
@@ -336,7 +358,11 @@ impl ProcessProcManager {
         let mut child_env: Vec<(OsString, OsString)> = if env_clear {
             Vec::new()
         } else {
-            std::env::vars_os().collect()
+            // The host's own sd_notify variables (it may run under systemd)
+            // are its own: a proc gets its socket below, or none.
+            std::env::vars_os()
+                .filter(|(key, _)| !HOST_NOTIFY_ENV.iter().any(|var| key == var))
+                .collect()
         };
         let mut set_env = |key: OsString, value: OsString| {
             child_env.retain(|(k, _)| *k != key);
@@ -391,6 +417,23 @@ impl ProcessProcManager {
             ready_pipe = Some(read_end);
             nonce = Some(fresh);
         }
+        let notify = if readiness == Readiness::Notify || !watchdog.is_zero() {
+            let uid = run_as
+                .as_ref()
+                .map_or_else(|| rustix::process::geteuid().as_raw(), RunAs::uid);
+            let socket = NotifySocket::bind(&self.inner.notify_dir, uid)
+                .map_err(io("creating the proc's sd_notify socket"))?;
+            set_env(NOTIFY_SOCKET_ENV.into(), socket.env_value());
+            if !watchdog.is_zero() {
+                set_env(
+                    WATCHDOG_USEC_ENV.into(),
+                    watchdog.as_micros().to_string().into(),
+                );
+            }
+            Some(socket)
+        } else {
+            None
+        };
         for (fd, slot) in fds {
             let target = match slot {
                 ChildFdSlot::Fixed(n) => n,
@@ -410,6 +453,10 @@ impl ProcessProcManager {
             )));
         }
 
+        if !watchdog.is_zero() {
+            // The child adds WATCHDOG_PID itself (`set_own_pid_env` below).
+            child_env.retain(|(key, _)| key != WATCHDOG_PID_ENV);
+        }
         let mut plan = SpawnPlan::new(&program, &args, &child_env, current_dir.as_deref())
             .map_err(|_| invalid("program, an argument, env or cwd contains a NUL byte".into()))?;
         // Read-write: the same opener serves stdin and the `Null` outputs
@@ -470,6 +517,9 @@ impl ProcessProcManager {
             plan.set_credentials(run_as.uid(), run_as.gid(), run_as.groups());
         }
         plan.set_new_pid_namespace(pid_namespace);
+        if !watchdog.is_zero() {
+            plan.set_own_pid_env(WATCHDOG_PID_ENV);
+        }
         // The supervisor is armed on the spawner thread right after the
         // clone, so the ready pipe is watched while the child starts up;
         // arming it here instead waited for this task to be woken first,
@@ -478,8 +528,11 @@ impl ProcessProcManager {
             name: name.clone(),
             seq,
             nonce,
+            readiness,
             ready_timeout,
+            watchdog,
             ready_pipe,
+            notify,
             captures,
             cgroup: proc_cgroup,
             polite_stop: self.inner.polite_stop.clone(),
@@ -653,6 +706,10 @@ impl ProcHandle for ProcessHandle {
 
     async fn kill(&self) -> Result<TerminalStatus, TerminateError> {
         self.inner.link.kill().await
+    }
+
+    fn status_text(&self) -> Option<String> {
+        self.inner.link.status_text()
     }
 }
 

@@ -3,7 +3,9 @@
 //! [`Link`](crate::link::Link); because the escalation lives here, a caller
 //! that stops waiting never stops the escalation.
 
+use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,14 +20,15 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{ManagerInner, StartingGuard};
+use super::{ManagerInner, Readiness, StartingGuard};
 use crate::cgroup::ProcCgroup;
 use crate::error::ReadyError;
 use crate::escalation::{Action, Escalation};
 use crate::link::{Command, Snapshot};
 use crate::manager::PoliteStopHook;
+use crate::notify::{Notification, NotifySocket, Watchdog, WATCHDOG_STOP_GRACE};
 use crate::output::Tails;
-use crate::readiness::{check_record, RecordCheck, READY_RECORD_LEN};
+use crate::readiness::{check_record, probe_tcp, RecordCheck, READY_RECORD_LEN};
 use crate::status::{ProcStatus, TerminalStatus};
 use crate::supervision::{apply_command, sleep_until, PoliteStops, ReadyTimeout};
 
@@ -46,7 +49,10 @@ pub(super) struct Parts {
     pub(super) pidfd: AsyncFd<OwnedFd>,
     pub(super) ready_pipe: Option<pipe::Receiver>,
     pub(super) nonce: Option<String>,
+    pub(super) readiness: Readiness,
     pub(super) ready_timeout: Duration,
+    pub(super) watchdog: Duration,
+    pub(super) notify: Option<NotifySocket>,
     pub(super) cgroup: Option<ProcCgroup>,
     pub(super) polite_stop: Option<PoliteStopHook>,
     pub(super) state: watch::Sender<Snapshot>,
@@ -102,7 +108,19 @@ enum ReadyState {
         received: Vec<u8>,
         eof_at: Option<Instant>,
     },
+    /// Waiting for `READY=1` on the notify socket.
+    AwaitingNotify,
+    /// Trying to connect to the proc's TCP port.
+    AwaitingConnect(Pin<Box<dyn Future<Output = ()> + Send>>),
     Done,
+}
+
+/// What moved readiness on, besides the notify socket.
+enum ReadyEvent {
+    /// Bytes (or EOF, or an error) from the ready pipe.
+    Pipe(std::io::Result<usize>),
+    /// The TCP probe connected.
+    Connected,
 }
 
 pub(super) struct Supervisor {
@@ -112,6 +130,8 @@ pub(super) struct Supervisor {
     escalation: Escalation,
     ready: ReadyState,
     ready_timeout: ReadyTimeout,
+    notify: Option<NotifySocket>,
+    watchdog: Watchdog,
     polite_stops: PoliteStops,
     state: watch::Sender<Snapshot>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -126,16 +146,18 @@ impl Supervisor {
     pub(super) fn new(parts: Parts) -> Self {
         let pidfd = parts.pidfd;
         let now = Instant::now();
-        let ready = match (parts.ready_pipe, parts.nonce) {
-            (Some(pipe), Some(nonce)) => ReadyState::Pending {
+        let ready = match (parts.readiness, parts.ready_pipe, parts.nonce) {
+            (Readiness::Protocol, Some(pipe), Some(nonce)) => ReadyState::Pending {
                 pipe,
                 nonce,
                 received: Vec::with_capacity(READY_RECORD_LEN),
                 eof_at: None,
             },
+            (Readiness::Notify, ..) => ReadyState::AwaitingNotify,
+            (Readiness::Tcp(addr), ..) => ReadyState::AwaitingConnect(Box::pin(probe_tcp(addr))),
             _ => ReadyState::Done,
         };
-        let waiting = matches!(ready, ReadyState::Pending { .. });
+        let waiting = !matches!(ready, ReadyState::Done);
         let mut supervisor = Self {
             name: parts.name,
             seq: parts.seq,
@@ -148,6 +170,8 @@ impl Supervisor {
             escalation: Escalation::new(),
             ready,
             ready_timeout: ReadyTimeout::start(parts.ready_timeout, waiting, now),
+            notify: parts.notify,
+            watchdog: Watchdog::new(parts.watchdog),
             polite_stops: PoliteStops::new(parts.polite_stop),
             state: parts.state,
             commands: parts.commands,
@@ -176,6 +200,7 @@ impl Supervisor {
         let wake_at = [
             self.escalation.poll_timeout(),
             self.ready_timeout.deadline(),
+            self.watchdog.deadline(),
             match &self.ready {
                 ReadyState::Pending {
                     eof_at: Some(at), ..
@@ -186,8 +211,8 @@ impl Supervisor {
         .into_iter()
         .flatten()
         .min();
-        let reading_ready = matches!(self.ready, ReadyState::Pending { eof_at: None, .. });
         let mut buf = [0u8; READY_RECORD_LEN + 1];
+        let pid = self.child.pid.as_raw_nonzero().get() as u32;
 
         tokio::select! {
             biased;
@@ -201,9 +226,11 @@ impl Supervisor {
                 Some(command) => apply_command(command, &mut self.escalation),
                 None => self.commands_open = false,
             },
-            read = read_ready_pipe(&mut self.ready, &mut buf), if reading_ready => {
-                self.on_ready_bytes(read.map(|n| &buf[..n]));
-            }
+            event = ready_event(&mut self.ready, &mut buf) => match event {
+                ReadyEvent::Pipe(read) => self.on_ready_bytes(read.map(|n| &buf[..n])),
+                ReadyEvent::Connected => self.mark_ready(),
+            },
+            received = recv_notify(self.notify.as_ref(), pid) => self.on_notification(received),
             () = sleep_until(wake_at), if wake_at.is_some() => self.on_timer(),
         }
     }
@@ -237,9 +264,53 @@ impl Supervisor {
         }
     }
 
+    /// A datagram on the notify socket: status text, readiness, watchdog.
+    fn on_notification(&mut self, received: std::io::Result<Notification>) {
+        let now = Instant::now();
+        let notification = match received {
+            Ok(notification) => notification,
+            Err(error) => {
+                tracing::warn!(proc = %self.name, %error, "reading the sd_notify socket failed; closing it");
+                self.notify = None;
+                return;
+            }
+        };
+        if let Some(text) = notification.status {
+            self.state.send_modify(|s| s.status_text = Some(text));
+        }
+        if notification.ready && matches!(self.ready, ReadyState::AwaitingNotify) {
+            self.mark_ready();
+        }
+        if notification.watchdog_ping {
+            self.watchdog.ping(now);
+        }
+        if notification.watchdog_trigger {
+            self.fail_watchdog("its watchdog was triggered (WATCHDOG=trigger)".into(), now);
+        }
+    }
+
+    /// The watchdog expired or was triggered: stop the proc with the full
+    /// escalation and report it failed for that reason.
+    fn fail_watchdog(&mut self, reason: String, now: Instant) {
+        self.watchdog.disarm();
+        tracing::warn!(proc = %self.name, %reason, "watchdog: terminating the proc");
+        self.escalation
+            .handle_fail_gracefully(reason, WATCHDOG_STOP_GRACE, now);
+    }
+
     fn on_timer(&mut self) {
         let now = Instant::now();
         self.escalation.handle_timeout(now);
+        if self.watchdog.expired(now) {
+            let reason = format!(
+                "watchdog timeout: no WATCHDOG=1 within {:?}",
+                self.watchdog.interval()
+            );
+            self.fail_watchdog(reason, now);
+        }
+        if matches!(self.ready, ReadyState::Done) {
+            return;
+        }
         if let ReadyState::Pending { eof_at, .. } = &self.ready {
             if eof_at.is_some_and(|at| now >= at + EOF_EXIT_GRACE) {
                 self.ready = ReadyState::Done;
@@ -248,18 +319,19 @@ impl Supervisor {
                     .handle_fail("closed its ready pipe without reporting ready".into(), now);
                 return;
             }
-            if self
-                .ready_timeout
-                .check(now, &self.name, &mut self.escalation)
-            {
-                self.ready = ReadyState::Done;
-            }
+        }
+        if self
+            .ready_timeout
+            .check(now, &self.name, &mut self.escalation)
+        {
+            self.ready = ReadyState::Done;
         }
     }
 
     fn mark_ready(&mut self) {
         self.ready = ReadyState::Done;
         self.ready_timeout.stop();
+        self.watchdog.arm(Instant::now());
         self.starting = None;
         let stopping = self.escalation.is_stopping();
         self.state.send_modify(|s| s.mark_ready(stopping));
@@ -279,6 +351,11 @@ impl Supervisor {
                 Ok(n) => self.on_ready_bytes(Ok(&buf[..n])),
                 Err(_) => break,
             }
+        }
+        // Likewise a READY=1 (or a last STATUS=) sent just before the exit.
+        let pid = self.child.pid.as_raw_nonzero().get() as u32;
+        while let Some(notification) = self.notify.as_ref().and_then(|s| s.try_recv(pid)) {
+            self.on_notification(Ok(notification));
         }
         let _ = kill_process_group(self.child.pid, Signal::KILL);
         let fd = self.child.pidfd.get_ref().as_fd();
@@ -370,12 +447,12 @@ impl Supervisor {
             manager.forget(&self.name, self.seq);
         }
         let ready_failure = match self.ready {
-            ReadyState::Pending { .. } => Some(
+            ReadyState::Done => self.ready_timeout.take_failure(),
+            _ => Some(
                 self.ready_timeout
                     .take_failure()
                     .unwrap_or_else(|| ReadyError::Terminal(status.clone())),
             ),
-            ReadyState::Done => self.ready_timeout.take_failure(),
         };
         tracing::debug!(proc = %self.name, pid = self.child.pid.as_raw_nonzero().get(), %status, "proc terminal");
         // Close every fd of this proc (pidfd, pipes, cgroup) before anyone
@@ -384,6 +461,7 @@ impl Supervisor {
         let refill = self.child.cgroup.as_ref().and_then(|cg| cg.refill_needed());
         drop(self.child);
         drop(self.ready);
+        drop(self.notify);
         drop(self.starting);
         state.send_modify(|s| {
             s.ready_failure = ready_failure;
@@ -397,9 +475,25 @@ impl Supervisor {
     }
 }
 
-async fn read_ready_pipe(ready: &mut ReadyState, buf: &mut [u8]) -> std::io::Result<usize> {
+/// The next event of the ready pipe or the TCP probe; never resolves in
+/// other states (or once the pipe reached EOF).
+async fn ready_event(ready: &mut ReadyState, buf: &mut [u8]) -> ReadyEvent {
     match ready {
-        ReadyState::Pending { pipe, .. } => pipe.read(buf).await,
-        ReadyState::Done => std::future::pending().await,
+        ReadyState::Pending {
+            pipe, eof_at: None, ..
+        } => ReadyEvent::Pipe(pipe.read(buf).await),
+        ReadyState::AwaitingConnect(probe) => {
+            probe.as_mut().await;
+            ReadyEvent::Connected
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// The next accepted notify datagram; never resolves without a socket.
+async fn recv_notify(notify: Option<&NotifySocket>, pid: u32) -> std::io::Result<Notification> {
+    match notify {
+        Some(socket) => socket.recv(pid).await,
+        None => std::future::pending().await,
     }
 }

@@ -7,7 +7,7 @@
 //! run).
 
 use hostmux_testkit::facility::{proc_status_field, require_root};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::time::Duration;
 
 use hostmux_lifecycle::{ProcHandle, ProcessProcManager, RunAs};
@@ -148,4 +148,44 @@ async fn unprivileged_proc_cannot_leave_its_cgroup() {
     }
     let (_, status) = run_to_exit(&manager, "escape", config).await;
     assert_eq!(status, exited(0), "a proc run as nobody moved itself");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proc_run_as_nobody_can_notify_its_socket_even_from_a_private_runtime_dir() {
+    if !require_root() {
+        return;
+    }
+    // Like systemd's RuntimeDirectoryMode=0700: nobody cannot pass through.
+    let private = temp_path("private-runtime");
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let manager = ProcessProcManager::builder().notify_dir(&private).build();
+    let script = "exec python3 -c 'import os, socket; \
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
+        s.sendto(b\"READY=1\\nSTATUS=as nobody\", os.environ[\"NOTIFY_SOCKET\"]); \
+        import time; time.sleep(1000)'";
+    let proc = spawn(
+        &manager,
+        "notify-nobody",
+        hostmux_lifecycle::ProcessConfig::new("sh")
+            .args(["-c", script])
+            .env("PATH", "/usr/bin:/bin")
+            .readiness(hostmux_lifecycle::Readiness::Notify)
+            .ready_timeout(Duration::from_secs(60))
+            .run_as(RunAs::resolve("nobody", None).unwrap()),
+    )
+    .await;
+    let socket = notify_socket_of(proc.pid().unwrap());
+    assert_eq!(std::fs::metadata(&socket).unwrap().uid(), NOBODY);
+    assert!(
+        !socket.starts_with(&private),
+        "{} is out of nobody's reach",
+        socket.display()
+    );
+    proc.ready().await.expect("ready through the socket");
+    assert_eq!(proc.status_text().as_deref(), Some("as nobody"));
+    proc.kill().await.unwrap();
+    drop(manager);
+    std::fs::remove_dir(&private).expect("the manager left nothing in it");
 }
