@@ -212,7 +212,7 @@ impl ProcessConfig {
             stdout: self.stdout.clone(),
             stderr: self.stderr.clone(),
             fds,
-            readiness: self.readiness.clone(),
+            readiness: self.readiness,
             ready_timeout: self.ready_timeout,
             watchdog: self.watchdog,
             use_cgroup: self.use_cgroup,
