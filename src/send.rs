@@ -28,8 +28,11 @@ fn undeliverable_message(proc: &str, reason: UndeliverableReason, payload_len: u
             "`hostmux ps` lists the procs there are",
         ),
         UndeliverableReason::NotReady => (
-            "the proc has not reported ready yet".to_owned(),
-            "send again once `hostmux ps` shows it ready",
+            "the proc does not take frames yet, or at all: it is still starting, or it was \
+             spawned with `--ready spawn|notify|tcp:PORT` and has no rings"
+                .to_owned(),
+            "send again once `hostmux ps` shows it ready; only `--ready boot` procs (the \
+             default) receive frames",
         ),
         UndeliverableReason::ProcExited => (
             "the proc exited before the frame reached it".to_owned(),

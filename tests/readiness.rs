@@ -142,7 +142,8 @@ fn ready_spawn_runs_any_program_without_rings_or_the_hosts_notify_socket() {
     ]);
     let stderr = String::from_utf8_lossy(&sent.stderr);
     assert_eq!(sent.status.code(), Some(4), "{stderr}");
-    assert!(stderr.contains("NotReady"), "{stderr}");
+    assert!(stderr.contains("proc not ready"), "{stderr}");
+    assert!(stderr.contains("has no rings"), "{stderr}");
 
     let stopped = stdout(&host.run(&["stop", "plain", "--timeout", "2s"]));
     assert_eq!(stopped.trim(), "plain: signaled(SIGTERM)");
