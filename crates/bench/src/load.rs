@@ -142,13 +142,13 @@ const BUSY_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 impl Conn {
     fn connect(system: System, target: &str) -> anyhow::Result<Self> {
         Ok(match system {
-            System::Tcp | System::Conventional | System::TcpBusyPoll => {
+            System::Tcp | System::TcpRelay | System::Conventional | System::TcpBusyPoll => {
                 let stream = TcpStream::connect(target)
                     .with_context(|| format!("connecting to {target}"))?;
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(Duration::from_secs(30)))?;
                 match system {
-                    System::Tcp => Conn::Tcp(stream),
+                    System::Tcp | System::TcpRelay => Conn::Tcp(stream),
                     System::TcpBusyPoll => {
                         stream.set_nonblocking(true)?;
                         Conn::TcpBusyPoll(stream)

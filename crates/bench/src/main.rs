@@ -26,11 +26,15 @@
 //! 7. `cross-host`: the same two hosts, the client on A and the proc on B,
 //!    so every frame crosses the link between them.
 //!
-//! `--cross-host` runs 1, 5, 6 and 7: the baselines issue 13's targets
+//! `--cross-host` runs 1, 5, 6, 7 and 9 (a bare TCP relay: two hops, the
+//! physical analog of 7 on one machine): the baselines issue 13's targets
 //! compare cross-host routing with, measured in the same run.
 //! 8. `tls`: (2) with TLS configured (the fixed benchmark certificates in
 //!    `crates/bench/src/tls/`, [`bench_tls`]) and the client speaking TLS to it; the
 //!    table reports it against (2), a plain TCP client of the same setup.
+//! 9. `tcp-relay`: (1) through a relay thread that reads and writes on to
+//!    the discarding receiver: two TCP hops with nothing else, what (7) is
+//!    on one machine without the hosts' work.
 //!
 //! One-way throughput counts frames the receiver confirmed (the sink
 //! answers a count request after the stream; a ring and a TCP stream are
@@ -167,11 +171,15 @@ pub(crate) enum System {
     /// hostmux, io_uring frontend, with TLS configured and the client
     /// speaking TLS to it (compare with `uring`: a plain TCP client).
     Tls,
+    /// Loopback TCP through a relay that reads and writes on to a process
+    /// that reads and discards: two TCP hops, the physical analog of
+    /// cross-host (7) on one machine.
+    TcpRelay,
 }
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 8] = [
+    pub(crate) const ALL: [System; 9] = [
         System::Tcp,
         System::Uring,
         System::Epoll,
@@ -180,14 +188,16 @@ impl System {
         System::SameHost,
         System::CrossHost,
         System::Tls,
+        System::TcpRelay,
     ];
 
     /// What `--cross-host` runs: cross-host and the baselines of its targets.
-    pub(crate) const CROSS_HOST: [System; 4] = [
+    pub(crate) const CROSS_HOST: [System; 5] = [
         System::Tcp,
         System::TcpBusyPoll,
         System::SameHost,
         System::CrossHost,
+        System::TcpRelay,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -200,6 +210,7 @@ impl System {
             System::SameHost => "(6) hostmux serve, same host",
             System::CrossHost => "(7) hostmux serve, cross-host",
             System::Tls => "(8) hostmux io_uring, TLS client",
+            System::TcpRelay => "(9) loopback TCP via a relay",
         }
     }
 
@@ -267,7 +278,7 @@ pub(crate) struct BenchArgs {
     /// Cross-host mode: two `hostmux serve` peers on loopback, a client of
     /// host A sending to a proc on host B, beside the same-host, loopback
     /// TCP and busy-poll TCP baselines; reports issue 13's targets. Same as
-    /// `--systems tcp,tcp-busy-poll,same-host,cross-host`.
+    /// `--systems tcp,tcp-busy-poll,same-host,cross-host,tcp-relay`.
     #[arg(long, conflicts_with = "systems")]
     pub(crate) cross_host: bool,
     /// Folder for the JSON results and the SVG chart.

@@ -56,6 +56,17 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             std::thread::spawn(move || discard_server(listener, mode, frame_len, busy_poll));
             (addr, None)
         }
+        System::TcpRelay => {
+            let sink = TcpListener::bind("127.0.0.1:0")?;
+            let sink_addr = sink.local_addr()?;
+            let frame_len = hostmux_frame(dest, "", spec.size)?.len();
+            let mode = spec.mode;
+            std::thread::spawn(move || discard_server(sink, mode, frame_len, false));
+            let relay = TcpListener::bind("127.0.0.1:0")?;
+            let addr = relay.local_addr()?.to_string();
+            std::thread::spawn(move || relay_server(relay, sink_addr));
+            (addr, None)
+        }
         System::SameHost | System::CrossHost => {
             let hostmux = hostmux
                 .as_deref()
@@ -259,6 +270,43 @@ fn discard_server(listener: TcpListener, mode: Mode, frame_len: usize, busy_poll
             }
         }
     }
+}
+
+/// A plain TCP relay: accepts one connection, connects to `to`, and copies
+/// bytes both ways (read, then write on: what a forwarding host does at
+/// the least), passing each end of stream on.
+fn relay_server(listener: TcpListener, to: std::net::SocketAddr) {
+    let Ok((client, _)) = listener.accept() else {
+        return;
+    };
+    let Ok(server) = std::net::TcpStream::connect(to) else {
+        return;
+    };
+    for stream in [&client, &server] {
+        let _ = stream.set_nodelay(true);
+    }
+    let (Ok(client_back), Ok(server_back)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let back = std::thread::spawn(move || copy_until_end(server_back, client_back));
+    copy_until_end(client, server);
+    let _ = back.join();
+}
+
+/// Copies `from` to `to` until `from` ends, then shuts `to`'s write side.
+fn copy_until_end(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
 /// Echoes whole frames of `frame_len` bytes on a non-blocking `stream`,
