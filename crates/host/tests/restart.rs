@@ -248,7 +248,11 @@ fn a_crashed_proc_comes_back_under_its_name_and_frames_reach_it() {
             .unwrap()
             .unwrap()
             .unwrap();
-        assert_eq!((reply.message_id, &reply.payload[..]), (2, &b"back"[..]), "{reply:?}");
+        assert_eq!(
+            (reply.message_id, &reply.payload[..]),
+            (2, &b"back"[..]),
+            "{reply:?}"
+        );
     });
 }
 
