@@ -81,6 +81,45 @@ fn live<'a>(procs: &'a [ProcInfo], name: &str) -> Vec<&'a ProcInfo> {
 }
 
 #[test]
+fn ps_says_starting_until_the_spawn_would_return() {
+    run_os(|| async {
+        let (host, _serving) = serve_os(patient()).await;
+        // It reports ready to its manager but never reads its ring, so the
+        // agent's ping goes unanswered and the spawn keeps waiting.
+        let spawning = tokio::spawn({
+            let host = host.clone();
+            async move { host.spawn("deaf", fixture(&["ignore-term"])).await }
+        });
+        // The host wrote the ping into its ring: the manager has already
+        // said ready. Frames to it still come back `NotReady`, so `ps`
+        // must not say ready.
+        let pinged = async {
+            loop {
+                let procs = host.list().await.unwrap();
+                if let Some(p) = procs
+                    .iter()
+                    .find(|p| p.name == "deaf" && p.counters.inbound_used > 0)
+                {
+                    return p.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let info = tokio::time::timeout(WAIT, pinged)
+            .await
+            .expect("the agent is pinged within the wait");
+        assert_eq!(info.state, ProcState::Starting, "{info:?}");
+        assert!(!spawning.is_finished());
+        host.kill_proc("deaf").await.unwrap();
+        let failed = spawning.await.unwrap().unwrap_err();
+        assert!(
+            matches!(failed, HostError::StoppedWhileStarting { .. }),
+            "{failed}"
+        );
+    });
+}
+
+#[test]
 fn stopping_a_starting_proc_kills_it_and_fails_its_spawn() {
     run_os(|| async {
         let (host, _serving) = serve_os(patient()).await;

@@ -211,7 +211,17 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                     (Phase::Releasing, _) => ProcState::Terminating,
                     (Phase::BackingOff, _) => ProcState::BackingOff,
                     (Phase::Starting, None) => ProcState::Starting,
-                    (_, Some(handle)) => live_state(&handle.status()),
+                    // The manager's ready report is not the host's: a start
+                    // still waits for the agent's answer and for the I/O
+                    // thread to deliver to the proc. Until the entry is
+                    // `Ready`, frames to it come back `NotReady`, so `ps`
+                    // must not say ready (its ends, e.g. a crash while it
+                    // starts, still show).
+                    (Phase::Starting, Some(handle)) => match live_state(&handle.status()) {
+                        ProcState::Ready => ProcState::Starting,
+                        state => state,
+                    },
+                    (Phase::Ready, Some(handle)) => live_state(&handle.status()),
                     (Phase::Ready, None) => ProcState::Ready,
                 };
                 list.push(ProcInfo {
