@@ -113,14 +113,14 @@ fn cross_host_mode_reports_its_rows_and_targets() {
             .unwrap_or_else(|| panic!("no {system} {mode} {size} B row in {rows:?}"))
     };
     for size in [64, 1 << 20] {
-        for system in ["tcp", "same-host", "cross-host"] {
+        for system in ["tcp", "same-host", "cross-host", "tcp-relay"] {
             for mode in ["oneway", "rr"] {
                 assert!(row(system, mode, size)["frames"].as_u64().unwrap() > 0);
             }
         }
         assert!(row("tcp-busy-poll", "rr", size)["frames"].as_u64().unwrap() > 0);
     }
-    assert_eq!(rows.len(), 14, "7 rows per size: {rows:?}");
+    assert_eq!(rows.len(), 18, "9 rows per size: {rows:?}");
     let targets = json["targets"].as_array().expect("targets");
     assert_eq!(targets.len(), 5, "{targets:?}");
     for target in targets {
