@@ -107,10 +107,12 @@ fn socket_connect_error(socket: &Path, error: HostError) -> anyhow::Error {
                      HOSTMUX_CONTROL_SOCKET)"
                 ),
                 ErrorKind::PermissionDenied => format!(
-                    "cannot connect to the control socket {socket} ({source}): it is only for \
-                     the host's user and root; run the command as one of them (procs spawned \
-                     --user cannot use it), or reach the control plane over TCP with the \
-                     host's token (--control-tcp ADDR --control-token-file FILE)"
+                    "refused: uid {uid} cannot connect to the control socket {socket} \
+                     ({source}): it is only for the host's user and root; run the command as \
+                     one of them (procs spawned --user cannot use it), or reach the control \
+                     plane over TCP with the host's token (--control-tcp ADDR \
+                     --control-token-file FILE)",
+                    uid = rustix::process::getuid().as_raw()
                 ),
                 _ => format!(
                     "cannot connect to the control socket {socket} ({source}); is `hostmux \

@@ -79,6 +79,7 @@ fn a_caller_refused_by_uid_is_told_its_uid_and_how_to_get_in() {
     says(
         &denied,
         &[
+            "refused: uid 65534 cannot connect to the control socket",
             "Permission denied",
             "only for the host's user and root",
             "--control-tcp",
@@ -284,6 +285,14 @@ fn stop_and_kill_say_whether_the_proc_is_unknown_or_already_ended() {
         "echo: exited(0)"
     );
     for verb in ["stop", "kill"] {
+        let service = error_line(&run(&socket, &[verb, "service"]), REFUSED);
+        says(
+            &service,
+            &[
+                "'service' is the host's service proc",
+                "stop `hostmux serve` instead",
+            ],
+        );
         let ended = error_line(&run(&socket, &[verb, "echo"]), REFUSED);
         says(
             &ended,

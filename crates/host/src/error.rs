@@ -18,6 +18,10 @@ pub enum HostError {
     /// may be spawned under it.
     #[error("proc name '{0}' is reserved for the host's service proc (the control plane); pick another name")]
     ReservedName(ProcName),
+    /// A stop or kill named the service proc: it is the host's own and
+    /// ends only with the host.
+    #[error("'{0}' is the host's service proc (the control plane): it ends with the host; stop `hostmux serve` instead")]
+    ServiceProc(ProcName),
     /// No proc has this name, live, starting or recently gone.
     #[error("no proc named '{0}'")]
     NoSuchProc(ProcName),

@@ -73,7 +73,9 @@ fn error_response(e: &HostError) -> ControlResponse {
         | HostError::AgentUnanswered { .. }
         | HostError::Ring { .. } => ControlErrorKind::SpawnFailed,
         HostError::CannotRestart { .. } => ControlErrorKind::InvalidRequest,
-        HostError::Wire(_) | HostError::ReservedName(_) => ControlErrorKind::InvalidRequest,
+        HostError::Wire(_) | HostError::ReservedName(_) | HostError::ServiceProc(_) => {
+            ControlErrorKind::InvalidRequest
+        }
         _ => ControlErrorKind::Internal,
     };
     service::error(kind, e.to_string())

@@ -96,6 +96,9 @@ impl<M: ProcManager + 'static> Host<M> {
         name: &ProcName,
         request: StopRequest,
     ) -> Result<Target<M::Handle>, HostError> {
+        if *name == self.inner.service_name {
+            return Err(HostError::ServiceProc(name.clone()));
+        }
         {
             let procs = self.inner.procs.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(entry) = procs.get(name) {
