@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::procs::ProcMode;
+use hostmux::parse_duration;
 
 /// Exit codes, as documented in `--help` (`EXIT_CODES_HELP`) and
 /// `docs/operations.md`.
@@ -537,29 +538,10 @@ pub(crate) struct DemoArgs {
     pub(crate) frontend_kind: Frontend,
 }
 
-/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
 /// `--ready MODE`: boot, spawn, notify, tcp:PORT or tcp:HOST:PORT.
 fn parse_ready_mode(text: &str) -> Result<hostmux_wire::ReadyMode, String> {
     text.parse()
         .map_err(|e: hostmux_wire::WireError| e.to_string())
-}
-
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 5s or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s or m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// Parses a byte size: a number with an optional `K`, `M` or `G` suffix

@@ -1,30 +1,32 @@
-//! Output formatting shared by the subcommands: aligned tables, human
-//! rates and sizes, a carriage-return progress bar.
+//! Output formatting shared by the CLI's subcommands and `hostmux-bench`:
+//! aligned tables, human rates and sizes, a carriage-return progress bar.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
 
 /// A plain-text table with right-aligned numeric columns.
-pub(crate) struct Table {
+pub struct Table {
     headers: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub(crate) fn new(headers: &[&str]) -> Self {
+    /// An empty table with these column headers.
+    pub fn new(headers: &[&str]) -> Self {
         Self {
             headers: headers.iter().map(|h| (*h).to_owned()).collect(),
             rows: Vec::new(),
         }
     }
 
-    pub(crate) fn row(&mut self, cells: Vec<String>) {
+    /// Adds a row (one cell per header).
+    pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
     /// The table as text: numeric columns right-aligned, text left-aligned.
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let columns = self.headers.len();
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.len()).collect();
         for row in &self.rows {
@@ -66,7 +68,7 @@ impl Table {
 }
 
 /// `1234567` → `1.23 M`, with `unit` appended.
-pub(crate) fn si(value: f64, unit: &str) -> String {
+pub fn si(value: f64, unit: &str) -> String {
     let (scaled, prefix) = if value >= 1e9 {
         (value / 1e9, "G")
     } else if value >= 1e6 {
@@ -80,7 +82,7 @@ pub(crate) fn si(value: f64, unit: &str) -> String {
 }
 
 /// Bytes in binary units: `4096` → `4.0 KiB`.
-pub(crate) fn bytes(value: u64) -> String {
+pub fn bytes(value: u64) -> String {
     let v = value as f64;
     if value >= 1 << 30 {
         format!("{:.1} GiB", v / f64::from(1u32 << 30))
@@ -94,7 +96,7 @@ pub(crate) fn bytes(value: u64) -> String {
 }
 
 /// A duration in the unit that reads best: `µs` below a millisecond.
-pub(crate) fn micros(nanos: u64) -> String {
+pub fn micros(nanos: u64) -> String {
     if nanos < 1_000_000 {
         format!("{:.1} µs", nanos as f64 / 1e3)
     } else {
@@ -103,7 +105,7 @@ pub(crate) fn micros(nanos: u64) -> String {
 }
 
 /// Milliseconds as they read best: `400ms`, `1.5s`, `2m05s`.
-pub(crate) fn millis(ms: u64) -> String {
+pub fn millis(ms: u64) -> String {
     match ms {
         0..1000 => format!("{ms}ms"),
         1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
@@ -112,7 +114,7 @@ pub(crate) fn millis(ms: u64) -> String {
 }
 
 /// A progress bar drawn in place on stderr with a carriage return.
-pub(crate) struct Progress {
+pub struct Progress {
     total: u64,
     /// Redraw every `step` percent: every percent on a terminal, every ten
     /// in a log.
@@ -122,7 +124,8 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new(total: u64) -> Self {
+    /// A progress bar for `total` units of work.
+    pub fn new(total: u64) -> Self {
         Self {
             total: total.max(1),
             step: if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -136,7 +139,7 @@ impl Progress {
     }
 
     /// Redraws when the percentage changed.
-    pub(crate) fn update(&mut self, done: u64) {
+    pub fn update(&mut self, done: u64) {
         let percent = done * 100 / self.total / self.step * self.step;
         if percent == self.last_percent {
             return;
@@ -157,7 +160,7 @@ impl Progress {
     }
 
     /// Ends the line.
-    pub(crate) fn finish(self) -> Duration {
+    pub fn finish(self) -> Duration {
         eprintln!();
         self.started.elapsed()
     }

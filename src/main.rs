@@ -9,12 +9,12 @@ mod cli;
 mod client;
 mod control;
 mod demo;
-mod format;
-mod procs;
 mod send;
 mod serve;
 
 use std::process::ExitCode;
+
+use hostmux::{format, procs};
 
 fn main() -> ExitCode {
     match cli::run() {

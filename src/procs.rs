@@ -1,9 +1,10 @@
-//! Procs the `hostmux` binary can run itself.
+//! Procs the `hostmux` and `hostmux-bench` binaries can run themselves.
 //!
 //! The demo and the benchmark need echo, sink and "ignores SIGTERM" procs on
 //! a fresh clone, where `hostmux-proc`'s own binaries may not be built. So
-//! the `hostmux` binary re-executes itself in a hidden mode,
-//! `hostmux __proc echo|sink|ignore-term|crash`, whose loops are written
+//! the binary re-executes itself in a hidden mode, `hostmux __proc
+//! echo|sink|ignore-term|crash` (or `hostmux-bench __proc echo|sink`), whose
+//! loops are written
 //! here on `hostmux-proc`'s public API (the same few lines as its
 //! `hostmux-echo`, `hostmux-sink` and `hostmux-proc-fixture ignore-term`
 //! binaries). `crash` is a proc that fails on its own, for restart
@@ -22,11 +23,11 @@ use hostmux_wire::FrameKind;
 /// The port a benchmark client uses to ask a sink proc how many frames it has
 /// counted; the sink answers with the count as 8 little-endian bytes. Every
 /// frame sent before it has been received by then (a ring is FIFO).
-pub(crate) const SINK_COUNT_PORT: u32 = 1;
+pub const SINK_COUNT_PORT: u32 = 1;
 
 /// The hidden proc modes of the `hostmux` binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum ProcMode {
+pub enum ProcMode {
     /// Replies to every data message with its payload; ignores other kinds.
     Echo,
     /// Counts and discards data; answers a data frame on [`SINK_COUNT_PORT`]
@@ -42,14 +43,15 @@ pub(crate) enum ProcMode {
 }
 
 /// How long a `crash` proc stays up once nothing arrives.
-const CRASH_AFTER_QUIET: Duration = Duration::from_millis(250);
+pub const CRASH_AFTER_QUIET: Duration = Duration::from_millis(250);
 /// The exit code of a `crash` proc.
-const CRASH_EXIT_CODE: u8 = 3;
+pub const CRASH_EXIT_CODE: u8 = 3;
 /// The file a `crash` proc appends its pid to, one a line.
-const CRASH_PID_FILE_ENV: &str = "CRASH_PID_FILE";
+pub const CRASH_PID_FILE_ENV: &str = "CRASH_PID_FILE";
 
 impl ProcMode {
-    pub(crate) fn as_arg(self) -> &'static str {
+    /// The mode's word after `__proc` on the command line.
+    pub fn as_arg(self) -> &'static str {
         match self {
             ProcMode::Echo => "echo",
             ProcMode::Sink => "sink",
@@ -60,7 +62,7 @@ impl ProcMode {
 }
 
 /// Runs this process as a proc in `mode` (it was spawned by a host).
-pub(crate) fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
+pub fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
     match mode {
         ProcMode::Echo => {
             let mut proc = hostmux_proc::boot().context("booting the echo proc")?;
@@ -146,7 +148,7 @@ pub(crate) fn run_proc(mode: ProcMode) -> anyhow::Result<ExitCode> {
 }
 
 /// This very binary in the hidden proc mode `mode`, as an OS-process proc.
-pub(crate) fn this_binary(mode: ProcMode) -> anyhow::Result<ProcessProc> {
-    let exe = std::env::current_exe().context("finding the hostmux binary to re-execute")?;
+pub fn this_binary(mode: ProcMode) -> anyhow::Result<ProcessProc> {
+    let exe = std::env::current_exe().context("finding this binary to re-execute")?;
     Ok(ProcessProc::new(exe).args(["__proc", mode.as_arg()]))
 }

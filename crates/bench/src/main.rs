@@ -50,10 +50,8 @@
 
 mod client;
 mod conventional;
-mod format;
 mod hosts;
 mod load;
-mod procs;
 mod report;
 mod worker;
 
@@ -64,7 +62,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use crate::procs::ProcMode;
+use hostmux::procs::ProcMode;
+use hostmux::{format, parse_duration, procs};
 
 fn main() -> ExitCode {
     use clap::Parser as _;
@@ -116,25 +115,6 @@ enum Internal {
         #[arg(value_enum)]
         mode: ProcMode,
     },
-}
-
-/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 5s or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s or m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// Parses a payload size in bytes, from 1 to 8 MiB.
