@@ -47,6 +47,10 @@ pub(crate) struct HeaderCache {
     /// pair lane of the sender and the destination name; a proc's lane
     /// count never changes, so it stays valid with the head).
     lane: usize,
+    /// The proc's lane count and limits (fixed at boot): kept here so the
+    /// hot path passes neither.
+    lanes: usize,
+    limits: Limits,
 }
 
 /// A frame head from the [`HeaderCache`]: copy `bytes`, patch the message
@@ -60,7 +64,8 @@ pub(crate) struct CachedHead<'a> {
 }
 
 impl HeaderCache {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    /// An empty cache for a proc with `lanes` lanes and `limits`.
+    pub(crate) fn new(limits: Limits, lanes: usize) -> Self {
         let room = PREFIX_LEN + limits.max_header_len.next_multiple_of(FRAME_ALIGN);
         Self {
             head: vec![0; room].into_boxed_slice(),
@@ -71,6 +76,8 @@ impl HeaderCache {
             to_client: false,
             port: 0,
             lane: 0,
+            lanes,
+            limits,
         }
     }
 
@@ -79,15 +86,9 @@ impl HeaderCache {
     /// layout is not the one this cache relies on.
     #[cold]
     #[inline(never)]
-    fn fill(
-        &mut self,
-        dest: Dest<'_>,
-        port: u32,
-        sender: &ProcName,
-        limits: &Limits,
-        lanes: usize,
-    ) -> Result<bool, ProcError> {
+    fn fill(&mut self, dest: Dest<'_>, port: u32, sender: &ProcName) -> Result<bool, ProcError> {
         self.header_len = 0;
+        let limits = &self.limits;
         const PROBE_ID: u64 = 0x0123_4567_89ab_cdef;
         let header = data_header(dest, port, PROBE_ID, sender);
         let prefix = encode_frame_head(&mut self.head, &header, 0, limits)?;
@@ -108,7 +109,7 @@ impl HeaderCache {
         self.dest_addr_len = dest.addr.len();
         self.to_client = dest.to_client;
         self.port = port;
-        self.lane = pair_lane(sender.as_str(), dest.name, lanes);
+        self.lane = pair_lane(sender.as_str(), dest.name, self.lanes);
         Ok(true)
     }
 
@@ -131,7 +132,7 @@ impl HeaderCache {
 
     /// The head of a data frame from `sender` to `dest`'s `port` with a
     /// `payload_len` payload, encoded (and the names validated) on a miss,
-    /// and its lane among `lanes`.
+    /// and its lane.
     /// `None` if the payload length breaks the limits or the wire layout is
     /// not the one this cache relies on: then encode the frame (which
     /// reports the error the encoder always reported).
@@ -142,14 +143,13 @@ impl HeaderCache {
         port: u32,
         sender: &ProcName,
         payload_len: usize,
-        limits: &Limits,
-        lanes: usize,
     ) -> Result<Option<CachedHead<'_>>, ProcError> {
-        if !self.holds(dest, port) && !self.fill(dest, port, sender, limits, lanes)? {
+        if !self.holds(dest, port) && !self.fill(dest, port, sender)? {
             return Ok(None);
         }
         if self.payload_len != payload_len {
-            let Ok(prefix) = FramePrefix::for_lengths(self.header_len, payload_len, limits) else {
+            let Ok(prefix) = FramePrefix::for_lengths(self.header_len, payload_len, &self.limits)
+            else {
                 return Ok(None);
             };
             self.head[..PREFIX_LEN].copy_from_slice(&prefix.to_bytes());

@@ -29,8 +29,9 @@ pub struct Message<'a> {
     pub(crate) outbox: &'a mut Outbox,
     /// The inbound ring index after this message's record.
     pub(crate) read_end: u64,
-    /// The lane it came in on (its reply goes out on it).
-    pub(crate) lane: usize,
+    // Its lane is `outbox.handled_lane`, not a field here: a field would
+    // make the message larger than the compiler moves inline, and every
+    // return of it a `memcpy` call (`docs/benchmarks.md`, issue 15).
 }
 
 impl<'a> Message<'a> {
@@ -67,7 +68,7 @@ impl<'a> Message<'a> {
     /// The lane it came in on (see [`protocol`](crate::protocol)): its reply
     /// goes out on the same lane.
     pub fn lane(&self) -> usize {
-        self.lane
+        self.outbox.handled_lane
     }
 
     /// The proc's outbox, to send other frames while handling this one.
@@ -114,7 +115,7 @@ impl<'a> Message<'a> {
             encoded_len(&header, payload.len())
         };
         self.outbox
-            .writer(self.lane)
+            .writer(self.lane())
             .wait_for_room_async(frame_len)
             .await?;
         self.reply(payload)
@@ -124,7 +125,7 @@ impl<'a> Message<'a> {
 impl Message<'_> {
     fn answered(&self) -> Answered {
         Answered {
-            lane: self.lane,
+            lane: self.lane(),
             read_end: self.read_end,
         }
     }

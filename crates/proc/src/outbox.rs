@@ -303,6 +303,30 @@ impl RingWriter {
     }
 }
 
+/// One lane's sending side: its outbound ring's writer and its inbound
+/// ring's read position, which the writer's producer publishes before
+/// each publication of its own index.
+#[derive(Debug)]
+pub(crate) struct OutLane {
+    writer: RingWriter,
+    pub(crate) read_position: ReadPosition,
+}
+
+/// Lane `lane` of an outbox's lanes (`first`, then `others`). A lane past
+/// the last is clamped to it (messages carry the lane they came in on and
+/// pair lanes stay below the count, so that does not happen). Lane 0 is
+/// reached without an index: on a one-lane proc every frame takes it.
+#[inline(always)]
+fn lane_of<'a>(first: &'a mut OutLane, others: &'a mut [OutLane], lane: usize) -> &'a mut OutLane {
+    if lane == 0 {
+        return first;
+    }
+    match others.len() {
+        0 => first,
+        n => &mut others[(lane - 1).min(n - 1)],
+    }
+}
+
 /// The proc's sending side: frames go into the outbound rings, encoded in
 /// place (one copy of the payload, or none with [`Outbox::reserve`]).
 ///
@@ -326,12 +350,19 @@ impl RingWriter {
 /// [`ProcError::Backpressure`]: nothing is dropped silently.
 #[derive(Debug)]
 pub struct Outbox {
-    /// One per lane, lane 0 first.
-    pub(crate) writers: Vec<RingWriter>,
-    /// Lane `k`'s inbound read position, published before each publication
-    /// of `writers[k]` (its producer is linked to it).
-    pub(crate) read_positions: Vec<ReadPosition>,
+    /// Lane 0, held in the outbox itself: the only lane of a one-lane
+    /// proc (the usual case), reached without an index or a bounds check.
+    first: OutLane,
+    /// Lanes 1 and up, in order (empty on a one-lane proc).
+    others: Vec<OutLane>,
     headers: HeaderCache,
+    /// The lane of the message being handled, the one [`Message`] that
+    /// borrows this outbox (set as the proc hands it out; its reply goes
+    /// out on it). Kept here rather than in the message, which stays small
+    /// enough to be moved without a `memcpy` call.
+    ///
+    /// [`Message`]: crate::Message
+    pub(crate) handled_lane: usize,
     pub(crate) name: ProcName,
     next_message_id: u64,
     pub(crate) sent: SentCounters,
@@ -347,12 +378,10 @@ impl Outbox {
         limits: Limits,
         doorbell: Option<&Doorbell>,
     ) -> Result<Self, ProcError> {
-        let mut writers = Vec::with_capacity(lanes.len());
-        let mut read_positions = Vec::with_capacity(lanes.len());
+        let mut out_lanes = Vec::with_capacity(lanes.len());
         for (mut producer, read_position) in lanes {
             producer.publish_read_position_first(Some(read_position.clone()));
-            read_positions.push(read_position);
-            writers.push(RingWriter {
+            let writer = RingWriter {
                 producer,
                 limits,
                 send_timeout: DEFAULT_SEND_TIMEOUT,
@@ -362,12 +391,26 @@ impl Outbox {
                     .map(Doorbell::try_clone)
                     .transpose()
                     .map_err(ProcError::ring("proc doorbell"))?,
+            };
+            out_lanes.push(OutLane {
+                writer,
+                read_position,
             });
         }
+        let mut out_lanes = out_lanes.into_iter();
+        // `boot_from` checked the count; an outbox without lanes cannot send.
+        let first = out_lanes.next().ok_or(ProcError::LaneCount {
+            name: "lanes",
+            count: 0,
+            max: crate::protocol::MAX_LANES,
+        })?;
+        let others: Vec<OutLane> = out_lanes.collect();
+        let headers = HeaderCache::new(limits, 1 + others.len());
         Ok(Self {
-            writers,
-            read_positions,
-            headers: HeaderCache::new(&limits),
+            first,
+            others,
+            headers,
+            handled_lane: 0,
             name,
             next_message_id: 1,
             sent: SentCounters::default(),
@@ -377,30 +420,41 @@ impl Outbox {
     /// The lane of frames to `dest_name` that answer nothing (see
     /// [`Outbox`]'s lanes).
     fn lane_to(&self, dest_name: &str) -> usize {
-        pair_lane(self.name.as_str(), dest_name, self.writers.len())
+        pair_lane(self.name.as_str(), dest_name, self.lanes())
     }
 
-    /// The writer of lane `lane` (a lane this proc has: messages carry the
-    /// lane they came in on, and `lane_to` stays below the count).
+    /// Lane `lane`'s sending side (see [`lane_of`]).
+    #[inline]
+    pub(crate) fn lane(&mut self, lane: usize) -> &mut OutLane {
+        lane_of(&mut self.first, &mut self.others, lane)
+    }
+
+    /// The writer of lane `lane` (see [`lane_of`]).
     pub(crate) fn writer(&mut self, lane: usize) -> &mut RingWriter {
-        let last = self.writers.len() - 1;
-        &mut self.writers[lane.min(last)]
+        &mut self.lane(lane).writer
+    }
+
+    /// Every lane's writer, lane 0 first.
+    fn writers(&mut self) -> impl Iterator<Item = &mut RingWriter> {
+        std::iter::once(&mut self.first)
+            .chain(self.others.iter_mut())
+            .map(|lane| &mut lane.writer)
     }
 
     /// The number of lanes.
     pub fn lanes(&self) -> usize {
-        self.writers.len()
+        1 + self.others.len()
     }
 
     /// How long sends wait for room in a full ring ([`DEFAULT_SEND_TIMEOUT`]).
     pub fn set_send_timeout(&mut self, timeout: Duration) {
-        for writer in &mut self.writers {
+        for writer in self.writers() {
             writer.send_timeout = timeout;
         }
     }
 
     pub(crate) fn set_spin(&mut self, spin: Duration) {
-        for writer in &mut self.writers {
+        for writer in self.writers() {
             writer.spin = spin;
         }
     }
@@ -424,8 +478,8 @@ impl Outbox {
     /// Defers (or stops deferring) publication on every lane; returns
     /// whether it was deferred.
     pub(crate) fn set_defer_publish(&mut self, defer: bool) -> bool {
-        let was = self.writers.first().is_some_and(|w| w.defer_publish);
-        for writer in &mut self.writers {
+        let was = self.first.writer.defer_publish;
+        for writer in self.writers() {
             writer.defer_publish = defer;
         }
         was
@@ -455,36 +509,36 @@ impl Outbox {
         payload: &[u8],
         answers: Option<Answered>,
     ) -> Result<(), ProcError> {
-        let lanes = self.writers.len();
+        let lanes = self.lanes();
         let Outbox {
-            writers,
-            read_positions,
+            first,
+            others,
             headers,
             name,
             ..
         } = self;
-        match headers.head(dest, port, name, payload.len(), &writers[0].limits, lanes)? {
+        match headers.head(dest, port, name, payload.len())? {
             Some(head) => {
-                let lane = answers.map_or(head.lane, |a| a.lane).min(lanes - 1);
-                let (writer, answer) = (
-                    &mut writers[lane],
-                    Answer::of(answers, &read_positions[lane]),
-                );
+                let lane = answers.map_or(head.lane, |a| a.lane);
+                let OutLane {
+                    writer,
+                    read_position,
+                } = lane_of(first, others, lane);
+                let answer = Answer::of(answers, read_position);
                 writer.write_templated(head.bytes, head.id_at, message_id, payload, answer)?
             }
             None => {
-                let lane = answers
-                    .map_or_else(|| pair_lane(name.as_str(), dest.name, lanes), |a| a.lane)
-                    .min(lanes - 1);
-                let (writer, answer) = (
-                    &mut writers[lane],
-                    Answer::of(answers, &read_positions[lane]),
-                );
+                let lane =
+                    answers.map_or_else(|| pair_lane(name.as_str(), dest.name, lanes), |a| a.lane);
+                let OutLane {
+                    writer,
+                    read_position,
+                } = lane_of(first, others, lane);
                 writer.write(
                     &data_header(dest, port, message_id, name),
                     payload.len(),
                     |out| out.copy_from_slice(payload),
-                    answer,
+                    Answer::of(answers, read_position),
                 )?
             }
         }
@@ -502,23 +556,24 @@ impl Outbox {
         len: usize,
         answers: Option<Answered>,
     ) -> Result<Slot<'_>, ProcError> {
-        let lanes = self.writers.len();
+        let lanes = self.lanes();
         let Outbox {
-            writers,
-            read_positions,
+            first,
+            others,
             headers,
             name,
             sent,
             ..
         } = self;
-        let limits = writers[0].limits;
-        match headers.head(dest, port, name, len, &limits, lanes)? {
+        let limits = first.writer.limits;
+        match headers.head(dest, port, name, len)? {
             Some(head) => {
-                let lane = answers.map_or(head.lane, |a| a.lane).min(lanes - 1);
-                let (writer, answer) = (
-                    &mut writers[lane],
-                    Answer::of(answers, &read_positions[lane]),
-                );
+                let lane = answers.map_or(head.lane, |a| a.lane);
+                let OutLane {
+                    writer,
+                    read_position,
+                } = lane_of(first, others, lane);
+                let answer = Answer::of(answers, read_position);
                 let header_len = head.id_at + HEADER_ROOT_LEN - PREFIX_LEN;
                 let start = head.bytes.len();
                 let reservation =
@@ -533,18 +588,17 @@ impl Outbox {
                 })
             }
             None => {
-                let lane = answers
-                    .map_or_else(|| pair_lane(name.as_str(), dest.name, lanes), |a| a.lane)
-                    .min(lanes - 1);
-                let (writer, answer) = (
-                    &mut writers[lane],
-                    Answer::of(answers, &read_positions[lane]),
-                );
+                let lane =
+                    answers.map_or_else(|| pair_lane(name.as_str(), dest.name, lanes), |a| a.lane);
+                let OutLane {
+                    writer,
+                    read_position,
+                } = lane_of(first, others, lane);
                 writer.reserve(
                     &data_header(dest, port, message_id, name),
                     len,
                     sent,
-                    answer,
+                    Answer::of(answers, read_position),
                 )
             }
         }
@@ -560,11 +614,9 @@ impl Outbox {
     ) -> Result<u64, ProcError> {
         let id = self.take_message_id();
         let dest = dest.into();
-        let header = data_header(dest, port, id, &self.name);
+        let frame_len = encoded_len(&data_header(dest, port, id, &self.name), payload.len());
         let lane = self.lane_to(dest.name);
-        self.writers[lane]
-            .wait_for_room_async(encoded_len(&header, payload.len()))
-            .await?;
+        self.writer(lane).wait_for_room_async(frame_len).await?;
         self.write_data(dest, port, id, payload, None)?;
         Ok(id)
     }
@@ -580,7 +632,7 @@ impl Outbox {
         payload: &[u8],
     ) -> Result<(), ProcError> {
         let lane = self.lane_to(header.dest_name);
-        self.writers[lane].write(
+        self.writer(lane).write(
             header,
             payload.len(),
             |out| out.copy_from_slice(payload),
@@ -599,13 +651,14 @@ impl Outbox {
         lane: usize,
     ) -> Result<(), ProcError> {
         let header = reply_header(request, &self.name)?;
-        let last = self.writers.len() - 1;
-        self.writers[lane.min(last)].write(
-            &header,
-            payload.len(),
-            |out| out.copy_from_slice(payload),
-            None,
-        )
+        lane_of(&mut self.first, &mut self.others, lane)
+            .writer
+            .write(
+                &header,
+                payload.len(),
+                |out| out.copy_from_slice(payload),
+                None,
+            )
     }
 
     /// Reserves a frame to `dest`'s `port` with room for `len` payload
@@ -630,13 +683,16 @@ impl Outbox {
         len: usize,
     ) -> Result<Slot<'_>, ProcError> {
         let lane = self.lane_to(header.dest_name);
-        self.writers[lane].reserve(header, len, &mut self.sent, None)
+        let sent = &mut self.sent;
+        lane_of(&mut self.first, &mut self.others, lane)
+            .writer
+            .reserve(header, len, sent, None)
     }
 
     /// Publishes every committed frame now, on every lane (waking the host
     /// only where it sleeps on the ring).
     pub fn flush(&mut self) -> Result<(), ProcError> {
-        for writer in &mut self.writers {
+        for writer in self.writers() {
             writer.flush()?;
         }
         Ok(())

@@ -406,7 +406,7 @@ impl Proc {
         // The agent's answer is published at once: the request counts as
         // consumed before it (see `Message`).
         if let Some(end) = consumer.peeked_end() {
-            outbox.read_positions[lane].mark(end);
+            outbox.lane(lane).read_position.mark(end);
         }
         let Some(record) = consumer.peeked() else {
             return Ok(());
@@ -450,11 +450,11 @@ impl Proc {
         agent.frames_in += 1;
         agent.bytes_in += frame.payload().len() as u64;
         let read_end = consumer.peeked_end().unwrap_or_default();
+        outbox.handled_lane = lane;
         Ok(Message {
             frame,
             outbox,
             read_end,
-            lane,
         })
     }
 
@@ -572,11 +572,11 @@ impl Proc {
             let frame = decode_frame_memo(record, &inbox.limits, memo)?;
             agent.frames_in += 1;
             agent.bytes_in += frame.payload().len() as u64;
+            outbox.handled_lane = lane;
             handle(Message {
                 frame,
                 outbox,
                 read_end,
-                lane,
             });
             *delivered += 1;
         }
