@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use hostmux_ring::{Consumer, Doorbell, WaitOutcome};
 use hostmux_wire::{HeaderMemo, Limits};
 
+use crate::lane::Lanes;
 use crate::signals::StopSignals;
 use crate::wait::{spin_for, AsyncDoorbell, AsyncSignal};
 use crate::{ProcError, SIGNAL_CHECK_INTERVAL};
@@ -41,11 +42,12 @@ pub(crate) struct InLane {
 /// The proc's inbound rings and how it waits on them.
 #[derive(Debug)]
 pub(crate) struct Inbox {
-    /// One per lane, lane 0 first; never empty.
-    pub(crate) lanes: Vec<InLane>,
+    /// One per lane (lane 0 held inline: see [`Lanes`]).
+    pub(crate) lanes: Lanes<InLane>,
     /// The lane a receive looks at first: the one after the lane of the
-    /// last message handed out (round robin, so a busy lane cannot starve
-    /// another).
+    /// last application message found at a head, which is the next one
+    /// handed out (round robin, so a busy lane cannot starve another).
+    /// Unused with one lane.
     pub(crate) next: usize,
     /// The lane of the record at the head that was peeked last, and of the
     /// last message handed out.
@@ -70,8 +72,8 @@ fn ring(source: hostmux_ring::RingError) -> ProcError {
 }
 
 /// Whether any lane has a record.
-fn any_readable(lanes: &mut [InLane]) -> Result<bool, ProcError> {
-    for lane in lanes {
+fn any_readable(lanes: &mut Lanes<InLane>) -> Result<bool, ProcError> {
+    for lane in lanes.iter_mut() {
         if lane.consumer.is_readable().map_err(ring)? {
             return Ok(true);
         }
@@ -83,10 +85,10 @@ fn any_readable(lanes: &mut [InLane]) -> Result<bool, ProcError> {
 /// module docs). `true`: announced on at least one lane and none is
 /// readable, so sleep on the doorbell. `false`: a lane is readable, or no
 /// lane can get records any more; nothing stays announced; look again.
-fn arm_all(lanes: &mut [InLane]) -> Result<bool, ProcError> {
+fn arm_all(lanes: &mut Lanes<InLane>) -> Result<bool, ProcError> {
     let mut armed_any = false;
     for k in 0..lanes.len() {
-        let consumer = &mut lanes[k].consumer;
+        let consumer = &mut lanes.get_mut(k).consumer;
         if consumer.arm_doorbell().map_err(ring)? {
             armed_any = true;
             continue;
@@ -96,7 +98,7 @@ fn arm_all(lanes: &mut [InLane]) -> Result<bool, ProcError> {
         if consumer.is_producer_closed() && !consumer.is_readable().map_err(ring)? {
             continue;
         }
-        disarm_all(&mut lanes[..k]);
+        disarm_all(lanes.iter_mut().take(k));
         return Ok(false);
     }
     if !armed_any {
@@ -106,7 +108,7 @@ fn arm_all(lanes: &mut [InLane]) -> Result<bool, ProcError> {
 }
 
 /// Withdraws the sleep announcements and clears the host's "rang" flags.
-fn disarm_all(lanes: &mut [InLane]) {
+fn disarm_all<'a>(lanes: impl Iterator<Item = &'a mut InLane>) {
     for lane in lanes {
         lane.consumer.disarm();
         lane.consumer.take_pending();
@@ -115,18 +117,19 @@ fn disarm_all(lanes: &mut [InLane]) {
 
 impl Inbox {
     /// Releases the record of the last message handed out, if it still
-    /// holds one.
-    #[inline]
-    pub(crate) fn release_handed_out(&mut self) -> Result<(), ProcError> {
+    /// holds one; it is on `lane` (`head`; a one-lane proc passes the
+    /// constant 0 and so reads nothing to find it).
+    #[inline(always)]
+    pub(crate) fn release_handed_out(&mut self, lane: usize) -> Result<(), ProcError> {
         if std::mem::take(&mut self.unreleased) {
-            self.lanes[self.head].consumer.release().map_err(ring)?;
+            self.lanes.get_mut(lane).consumer.release().map_err(ring)?;
         }
         Ok(())
     }
 
     /// Whether the host closed every lane and none has a record left.
     pub(crate) fn closed_and_empty(&mut self) -> Result<bool, ProcError> {
-        for lane in &mut self.lanes {
+        for lane in self.lanes.iter_mut() {
             if !lane.consumer.is_producer_closed() || lane.consumer.is_readable().map_err(ring)? {
                 return Ok(false);
             }
@@ -170,7 +173,9 @@ impl Inbox {
                 timeout =
                     Some(timeout.map_or(SIGNAL_CHECK_INTERVAL, |t| t.min(SIGNAL_CHECK_INTERVAL)));
             }
-            let outcome = self.lanes[0]
+            let outcome = self
+                .lanes
+                .get_mut(0)
                 .consumer
                 .wait_readable(timeout)
                 .map_err(ring)?;
@@ -203,7 +208,7 @@ impl Inbox {
                 poll(&mut set[..1], timeout.as_ref())
             }
         };
-        disarm_all(&mut self.lanes);
+        disarm_all(self.lanes.iter_mut());
         doorbell.drain().map_err(ProcError::ring("proc doorbell"))?;
         match polled {
             Ok(0) => Ok(!left(deadline).is_some_and(|l| l.is_zero())),
@@ -238,7 +243,7 @@ impl Inbox {
             },
             None => doorbell.wait().await,
         };
-        disarm_all(&mut self.lanes);
+        disarm_all(self.lanes.iter_mut());
         woke
     }
 }

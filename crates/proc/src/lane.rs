@@ -1,4 +1,5 @@
-//! Which lane a frame between two procs takes: [`pair_lane`].
+//! Which lane a frame between two procs takes: [`pair_lane`]; a proc's
+//! per-lane state: [`Lanes`].
 
 /// The lane (below `lanes`) of all frames between the procs (or a proc and
 /// a client) named `a` and `b` that answer nothing: a function of the
@@ -39,6 +40,66 @@ pub fn pair_lane(a: &str, b: &str, lanes: usize) -> usize {
     }
     // `lanes` fits in u64 and the remainder is below it.
     (hash % lanes as u64) as usize
+}
+
+/// One `T` per lane, lane 0 first, with lane 0 held inline: a one-lane
+/// proc (the usual case, one host I/O thread) reaches its only lane with
+/// no pointer to follow, no index arithmetic and no bounds check. The
+/// count is fixed when the proc boots (at least one lane).
+#[derive(Debug)]
+pub(crate) struct Lanes<T> {
+    first: T,
+    /// Lanes 1 and up, in order (empty on a one-lane proc).
+    others: Vec<T>,
+}
+
+impl<T> Lanes<T> {
+    /// The lanes of `all`, lane 0 first; `None` if `all` is empty.
+    pub(crate) fn new(all: Vec<T>) -> Option<Self> {
+        let mut all = all.into_iter();
+        let first = all.next()?;
+        Some(Self {
+            first,
+            others: all.collect(),
+        })
+    }
+
+    /// The number of lanes (at least 1).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        1 + self.others.len()
+    }
+
+    /// Whether there is only lane 0.
+    #[inline(always)]
+    pub(crate) fn is_single(&self) -> bool {
+        self.others.is_empty()
+    }
+
+    /// Lane 0.
+    #[inline(always)]
+    pub(crate) fn first(&self) -> &T {
+        &self.first
+    }
+
+    /// Lane `lane`; a lane past the last is clamped to it (the callers pass
+    /// lanes the proc has: the lane a message came in on, a pair lane
+    /// computed for this count). Lane 0 is reached without an index.
+    #[inline(always)]
+    pub(crate) fn get_mut(&mut self, lane: usize) -> &mut T {
+        if lane == 0 {
+            return &mut self.first;
+        }
+        match self.others.len() {
+            0 => &mut self.first,
+            n => &mut self.others[(lane - 1).min(n - 1)],
+        }
+    }
+
+    /// Every lane, lane 0 first.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        std::iter::once(&mut self.first).chain(self.others.iter_mut())
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use hostmux_wire::{
 
 use crate::dest::Dest;
 use crate::head_cache::HeaderCache;
-use crate::lane::pair_lane;
+use crate::lane::{pair_lane, Lanes};
 use crate::message::reply_header;
 use crate::slot::Slot;
 use crate::ProcError;
@@ -312,21 +312,6 @@ pub(crate) struct OutLane {
     pub(crate) read_position: ReadPosition,
 }
 
-/// Lane `lane` of an outbox's lanes (`first`, then `others`). A lane past
-/// the last is clamped to it (messages carry the lane they came in on and
-/// pair lanes stay below the count, so that does not happen). Lane 0 is
-/// reached without an index: on a one-lane proc every frame takes it.
-#[inline(always)]
-fn lane_of<'a>(first: &'a mut OutLane, others: &'a mut [OutLane], lane: usize) -> &'a mut OutLane {
-    if lane == 0 {
-        return first;
-    }
-    match others.len() {
-        0 => first,
-        n => &mut others[(lane - 1).min(n - 1)],
-    }
-}
-
 /// The proc's sending side: frames go into the outbound rings, encoded in
 /// place (one copy of the payload, or none with [`Outbox::reserve`]).
 ///
@@ -350,11 +335,8 @@ fn lane_of<'a>(first: &'a mut OutLane, others: &'a mut [OutLane], lane: usize) -
 /// [`ProcError::Backpressure`]: nothing is dropped silently.
 #[derive(Debug)]
 pub struct Outbox {
-    /// Lane 0, held in the outbox itself: the only lane of a one-lane
-    /// proc (the usual case), reached without an index or a bounds check.
-    first: OutLane,
-    /// Lanes 1 and up, in order (empty on a one-lane proc).
-    others: Vec<OutLane>,
+    /// One per lane (lane 0 held inline: see [`Lanes`]).
+    lanes: Lanes<OutLane>,
     headers: HeaderCache,
     /// The lane of the message being handled, the one [`Message`] that
     /// borrows this outbox (set as the proc hands it out; its reply goes
@@ -397,18 +379,15 @@ impl Outbox {
                 read_position,
             });
         }
-        let mut out_lanes = out_lanes.into_iter();
         // `boot_from` checked the count; an outbox without lanes cannot send.
-        let first = out_lanes.next().ok_or(ProcError::LaneCount {
+        let lanes = Lanes::new(out_lanes).ok_or(ProcError::LaneCount {
             name: "lanes",
             count: 0,
             max: crate::protocol::MAX_LANES,
         })?;
-        let others: Vec<OutLane> = out_lanes.collect();
-        let headers = HeaderCache::new(limits, 1 + others.len());
+        let headers = HeaderCache::new(limits, lanes.len());
         Ok(Self {
-            first,
-            others,
+            lanes,
             headers,
             handled_lane: 0,
             name,
@@ -423,27 +402,25 @@ impl Outbox {
         pair_lane(self.name.as_str(), dest_name, self.lanes())
     }
 
-    /// Lane `lane`'s sending side (see [`lane_of`]).
+    /// Lane `lane`'s sending side (see [`Lanes::get_mut`]).
     #[inline]
     pub(crate) fn lane(&mut self, lane: usize) -> &mut OutLane {
-        lane_of(&mut self.first, &mut self.others, lane)
+        self.lanes.get_mut(lane)
     }
 
-    /// The writer of lane `lane` (see [`lane_of`]).
+    /// The writer of lane `lane` (see [`Lanes::get_mut`]).
     pub(crate) fn writer(&mut self, lane: usize) -> &mut RingWriter {
-        &mut self.lane(lane).writer
+        &mut self.lanes.get_mut(lane).writer
     }
 
     /// Every lane's writer, lane 0 first.
     fn writers(&mut self) -> impl Iterator<Item = &mut RingWriter> {
-        std::iter::once(&mut self.first)
-            .chain(self.others.iter_mut())
-            .map(|lane| &mut lane.writer)
+        self.lanes.iter_mut().map(|lane| &mut lane.writer)
     }
 
     /// The number of lanes.
     pub fn lanes(&self) -> usize {
-        1 + self.others.len()
+        self.lanes.len()
     }
 
     /// How long sends wait for room in a full ring ([`DEFAULT_SEND_TIMEOUT`]).
@@ -478,7 +455,7 @@ impl Outbox {
     /// Defers (or stops deferring) publication on every lane; returns
     /// whether it was deferred.
     pub(crate) fn set_defer_publish(&mut self, defer: bool) -> bool {
-        let was = self.first.writer.defer_publish;
+        let was = self.lanes.first().writer.defer_publish;
         for writer in self.writers() {
             writer.defer_publish = defer;
         }
@@ -511,8 +488,7 @@ impl Outbox {
     ) -> Result<(), ProcError> {
         let lanes = self.lanes();
         let Outbox {
-            first,
-            others,
+            lanes: out_lanes,
             headers,
             name,
             ..
@@ -523,7 +499,7 @@ impl Outbox {
                 let OutLane {
                     writer,
                     read_position,
-                } = lane_of(first, others, lane);
+                } = out_lanes.get_mut(lane);
                 let answer = Answer::of(answers, read_position);
                 writer.write_templated(head.bytes, head.id_at, message_id, payload, answer)?
             }
@@ -533,7 +509,7 @@ impl Outbox {
                 let OutLane {
                     writer,
                     read_position,
-                } = lane_of(first, others, lane);
+                } = out_lanes.get_mut(lane);
                 writer.write(
                     &data_header(dest, port, message_id, name),
                     payload.len(),
@@ -558,21 +534,20 @@ impl Outbox {
     ) -> Result<Slot<'_>, ProcError> {
         let lanes = self.lanes();
         let Outbox {
-            first,
-            others,
+            lanes: out_lanes,
             headers,
             name,
             sent,
             ..
         } = self;
-        let limits = first.writer.limits;
+        let limits = out_lanes.first().writer.limits;
         match headers.head(dest, port, name, len)? {
             Some(head) => {
                 let lane = answers.map_or(head.lane, |a| a.lane);
                 let OutLane {
                     writer,
                     read_position,
-                } = lane_of(first, others, lane);
+                } = out_lanes.get_mut(lane);
                 let answer = Answer::of(answers, read_position);
                 let header_len = head.id_at + HEADER_ROOT_LEN - PREFIX_LEN;
                 let start = head.bytes.len();
@@ -593,7 +568,7 @@ impl Outbox {
                 let OutLane {
                     writer,
                     read_position,
-                } = lane_of(first, others, lane);
+                } = out_lanes.get_mut(lane);
                 writer.reserve(
                     &data_header(dest, port, message_id, name),
                     len,
@@ -651,14 +626,12 @@ impl Outbox {
         lane: usize,
     ) -> Result<(), ProcError> {
         let header = reply_header(request, &self.name)?;
-        lane_of(&mut self.first, &mut self.others, lane)
-            .writer
-            .write(
-                &header,
-                payload.len(),
-                |out| out.copy_from_slice(payload),
-                None,
-            )
+        self.lanes.get_mut(lane).writer.write(
+            &header,
+            payload.len(),
+            |out| out.copy_from_slice(payload),
+            None,
+        )
     }
 
     /// Reserves a frame to `dest`'s `port` with room for `len` payload
@@ -684,7 +657,8 @@ impl Outbox {
     ) -> Result<Slot<'_>, ProcError> {
         let lane = self.lane_to(header.dest_name);
         let sent = &mut self.sent;
-        lane_of(&mut self.first, &mut self.others, lane)
+        self.lanes
+            .get_mut(lane)
             .writer
             .reserve(header, len, sent, None)
     }

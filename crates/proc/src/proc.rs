@@ -10,6 +10,7 @@ use hostmux_wire::{
 };
 
 use crate::inbox::{InLane, Inbox};
+use crate::lane::Lanes;
 use crate::message::Message;
 use crate::outbox::Outbox;
 use crate::protocol::{BootParams, INBOUND_FD_ENV, OUTBOUND_FD_ENV, PROC_DOORBELL_FD_ENV};
@@ -130,6 +131,12 @@ pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
             memo: HeaderMemo::new(),
         });
     }
+    // `check_lanes` saw at least one lane.
+    let in_lanes = Lanes::new(in_lanes).ok_or(ProcError::LaneCount {
+        name: "lanes",
+        count: 0,
+        max: crate::protocol::MAX_LANES,
+    })?;
     let name = params.id.name().clone();
     let outbox = Outbox::new(
         out_lanes,
@@ -239,7 +246,10 @@ impl Agent {
 /// What the heads of the inbound rings hold once agent requests are answered.
 enum Head {
     Empty,
-    Application,
+    /// An application frame is at the head of this lane (peeked; also in
+    /// `inbox.head`). On a one-lane proc it is the constant 0, which lets
+    /// the inlined receive paths reach lane 0 without looking it up.
+    Application(usize),
 }
 
 /// The raw port and kind of a frame, read from fixed offsets without
@@ -358,7 +368,24 @@ impl Proc {
     /// lane (then `inbox.head` is that lane, and its record is peeked).
     #[inline(always)]
     fn settle_head(&mut self) -> Result<Head, ProcError> {
-        self.inbox.release_handed_out()?;
+        if self.inbox.lanes.is_single() {
+            // One lane (a count fixed at boot): no round robin, and
+            // `inbox.head` stays 0.
+            self.inbox.release_handed_out(0)?;
+            return Ok(if self.settle_lane(0)? {
+                Head::Application(0)
+            } else {
+                Head::Empty
+            });
+        }
+        self.settle_round_robin()
+    }
+
+    /// [`settle_head`](Self::settle_head) over several lanes, round robin:
+    /// the next receive starts at the lane after the one whose message
+    /// this one hands out.
+    fn settle_round_robin(&mut self) -> Result<Head, ProcError> {
+        self.inbox.release_handed_out(self.inbox.head)?;
         let count = self.inbox.lanes.len();
         let mut lane = self.inbox.next;
         for _ in 0..count {
@@ -367,7 +394,8 @@ impl Proc {
             }
             if self.settle_lane(lane)? {
                 self.inbox.head = lane;
-                return Ok(Head::Application);
+                self.inbox.next = lane + 1;
+                return Ok(Head::Application(lane));
             }
             lane += 1;
         }
@@ -379,7 +407,7 @@ impl Proc {
     #[inline(always)]
     fn settle_lane(&mut self, lane: usize) -> Result<bool, ProcError> {
         loop {
-            let consumer = &mut self.inbox.lanes[lane].consumer;
+            let consumer = &mut self.inbox.lanes.get_mut(lane).consumer;
             let Some(record) = consumer.peek().map_err(ProcError::ring("inbound"))? else {
                 return Ok(false);
             };
@@ -402,7 +430,7 @@ impl Proc {
             agent,
             ..
         } = self;
-        let consumer = &mut inbox.lanes[lane].consumer;
+        let consumer = &mut inbox.lanes.get_mut(lane).consumer;
         // The agent's answer is published at once: the request counts as
         // consumed before it (see `Message`).
         if let Some(end) = consumer.peeked_end() {
@@ -416,23 +444,22 @@ impl Proc {
         answered
     }
 
-    /// Hands out the application message at the head of lane `inbox.head`
-    /// (after `settle_head` returned `Application`). The record is the one
+    /// Hands out the application message at the head of `lane` (after
+    /// `settle_head` returned `Application(lane)`). The record is the one
     /// `settle_head` peeked, taken again with `Consumer::peeked`, which
     /// reads nothing from the ring: `settle_head` cannot hand the record
     /// over itself, because it goes on using the consumer when the head is
     /// an agent request, and the borrow checker (without Polonius) then
     /// refuses to let a borrow taken in the loop escape to the caller.
     #[inline]
-    fn take_head(&mut self) -> Result<Message<'_>, ProcError> {
+    fn take_head(&mut self, lane: usize) -> Result<Message<'_>, ProcError> {
         let Proc {
             inbox,
             outbox,
             agent,
             ..
         } = self;
-        let lane = inbox.head;
-        let InLane { consumer, memo } = &mut inbox.lanes[lane];
+        let InLane { consumer, memo } = inbox.lanes.get_mut(lane);
         let Some(record) = consumer.peeked() else {
             return Err(ProcError::Ring {
                 ring: "inbound",
@@ -441,16 +468,14 @@ impl Proc {
                 },
             });
         };
-        // The next receive starts at the next lane, whatever this one holds.
-        inbox.next = lane + 1;
         // Released by the next receive, whether it decodes or not (a frame
         // the host should never have written is skipped).
         inbox.unreleased = true;
+        outbox.handled_lane = lane;
+        let read_end = consumer.peeked_end().unwrap_or_default();
         let frame = decode_frame_memo(record, &inbox.limits, memo)?;
         agent.frames_in += 1;
         agent.bytes_in += frame.payload().len() as u64;
-        let read_end = consumer.peeked_end().unwrap_or_default();
-        outbox.handled_lane = lane;
         Ok(Message {
             frame,
             outbox,
@@ -461,7 +486,7 @@ impl Proc {
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Recv<'_>, ProcError> {
         loop {
             match self.settle_head()? {
-                Head::Application => return self.take_head().map(Recv::Message),
+                Head::Application(lane) => return self.take_head(lane).map(Recv::Message),
                 Head::Empty => {}
             }
             if let Some(end) = self.idle_end()? {
@@ -469,8 +494,8 @@ impl Proc {
             }
             if !self.wait_inbound(deadline)? {
                 // One last look: something may have arrived as time ran out.
-                if matches!(self.settle_head()?, Head::Application) {
-                    return self.take_head().map(Recv::Message);
+                if let Head::Application(lane) = self.settle_head()? {
+                    return self.take_head(lane).map(Recv::Message);
                 }
                 return Ok(Recv::TimedOut);
             }
@@ -510,9 +535,9 @@ impl Proc {
         mut handle: impl FnMut(Message<'_>),
     ) -> Result<BatchRecv, ProcError> {
         let deadline = Instant::now() + timeout;
-        loop {
+        let first = loop {
             match self.settle_head()? {
-                Head::Application => break,
+                Head::Application(lane) => break lane,
                 Head::Empty => {}
             }
             if let Some(end) = self.idle_end()? {
@@ -522,12 +547,15 @@ impl Proc {
                 });
             }
             if !self.wait_inbound(Some(deadline))? {
-                if matches!(self.settle_head()?, Head::Application) {
-                    break;
+                if let Head::Application(lane) = self.settle_head()? {
+                    break lane;
                 }
                 return Ok(BatchRecv::TimedOut);
             }
-        }
+        };
+        // `deliver` settles again and finds that message first: the round
+        // robin goes on from its lane, not past it.
+        self.inbox.next = first;
         self.outbox.set_defer_publish(true);
         let mut delivered = 0;
         let result = self.deliver(max, &mut delivered, &mut handle);
@@ -550,29 +578,28 @@ impl Proc {
         handle: &mut impl FnMut(Message<'_>),
     ) -> Result<(), ProcError> {
         while *delivered < max {
-            if matches!(self.settle_head()?, Head::Empty) {
+            let Head::Application(lane) = self.settle_head()? else {
                 return Ok(());
-            }
+            };
             let Proc {
                 inbox,
                 outbox,
                 agent,
                 ..
             } = &mut *self;
-            let lane = inbox.head;
-            let InLane { consumer, memo } = &mut inbox.lanes[lane];
+            let InLane { consumer, memo } = inbox.lanes.get_mut(lane);
             let read_end = consumer.peeked_end().unwrap_or_default();
             let Some(record) = consumer.peeked() else {
                 return Ok(());
             };
-            inbox.next = lane + 1;
+            let frame = decode_frame_memo(record, &inbox.limits, memo);
             // A frame that fails to decode is skipped by the next receive,
             // as in `take_head`.
             inbox.unreleased = true;
-            let frame = decode_frame_memo(record, &inbox.limits, memo)?;
+            outbox.handled_lane = lane;
+            let frame = frame?;
             agent.frames_in += 1;
             agent.bytes_in += frame.payload().len() as u64;
-            outbox.handled_lane = lane;
             handle(Message {
                 frame,
                 outbox,
@@ -602,7 +629,7 @@ impl Proc {
     pub async fn recv_async(&mut self) -> Result<Option<Message<'_>>, ProcError> {
         loop {
             match self.settle_head()? {
-                Head::Application => return self.take_head().map(Some),
+                Head::Application(lane) => return self.take_head(lane).map(Some),
                 Head::Empty => {}
             }
             if self.idle_end()?.is_some() {
