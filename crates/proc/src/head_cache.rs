@@ -136,7 +136,7 @@ impl HeaderCache {
     /// `None` if the payload length breaks the limits or the wire layout is
     /// not the one this cache relies on: then encode the frame (which
     /// reports the error the encoder always reported).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn head(
         &mut self,
         dest: Dest<'_>,

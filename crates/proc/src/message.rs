@@ -3,7 +3,7 @@
 use hostmux_wire::{encoded_len, FrameHeader, FrameKind, FrameView, ProcName, Sender};
 
 use crate::dest::Dest;
-use crate::outbox::{data_header, Answered, Outbox};
+use crate::outbox::{data_header, Outbox};
 use crate::slot::Slot;
 use crate::ProcError;
 
@@ -90,7 +90,7 @@ impl<'a> Message<'a> {
             self.frame.dest_port(),
             self.frame.message_id(),
             payload,
-            Some(self.answered()),
+            Some(self.read_end),
         )
     }
 
@@ -103,7 +103,7 @@ impl<'a> Message<'a> {
             self.frame.dest_port(),
             self.frame.message_id(),
             len,
-            Some(self.answered()),
+            Some(self.read_end),
         )
     }
 
@@ -119,15 +119,6 @@ impl<'a> Message<'a> {
             .wait_for_room_async(frame_len)
             .await?;
         self.reply(payload)
-    }
-}
-
-impl Message<'_> {
-    fn answered(&self) -> Answered {
-        Answered {
-            lane: self.lane(),
-            read_end: self.read_end,
-        }
     }
 }
 

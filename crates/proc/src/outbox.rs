@@ -34,21 +34,11 @@ pub(crate) struct Answer<'a> {
     read_end: u64,
 }
 
-/// The inbound record a frame answers, before its lane's read position is
-/// looked up: the lane it came in on (the answer's lane) and where it ends.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Answered {
-    pub(crate) lane: usize,
-    pub(crate) read_end: u64,
-}
-
 impl<'a> Answer<'a> {
-    /// `answered`'s record, on `position` (its lane's read position).
-    fn of(answered: Option<Answered>, position: &'a ReadPosition) -> Option<Self> {
-        answered.map(|a| Answer {
-            position,
-            read_end: a.read_end,
-        })
+    /// The record ending at `read_end` (if any), on `position` (its lane's
+    /// read position).
+    fn of(read_end: Option<u64>, position: &'a ReadPosition) -> Option<Self> {
+        read_end.map(|read_end| Answer { position, read_end })
     }
 }
 
@@ -476,26 +466,34 @@ impl Outbox {
     }
 
     /// Writes a data frame from this proc (through the header cache) and
-    /// counts it; `answers`: the inbound record it answers (its lane is the
-    /// frame's), else the frame takes the pair's lane.
+    /// counts it; `answers`: the end of the inbound record it answers, the
+    /// message being handled (the frame then takes that message's lane,
+    /// `handled_lane`), else the frame takes the pair's lane.
     pub(crate) fn write_data(
         &mut self,
         dest: Dest<'_>,
         port: u32,
         message_id: u64,
         payload: &[u8],
-        answers: Option<Answered>,
+        answers: Option<u64>,
     ) -> Result<(), ProcError> {
-        let lanes = self.lanes();
         let Outbox {
             lanes: out_lanes,
             headers,
             name,
+            handled_lane,
             ..
         } = self;
         match headers.head(dest, port, name, payload.len())? {
             Some(head) => {
-                let lane = answers.map_or(head.lane, |a| a.lane);
+                // A one-lane proc skips the lane choice.
+                let lane = if out_lanes.is_single() {
+                    0
+                } else if answers.is_some() {
+                    *handled_lane
+                } else {
+                    head.lane
+                };
                 let OutLane {
                     writer,
                     read_position,
@@ -504,8 +502,11 @@ impl Outbox {
                 writer.write_templated(head.bytes, head.id_at, message_id, payload, answer)?
             }
             None => {
-                let lane =
-                    answers.map_or_else(|| pair_lane(name.as_str(), dest.name, lanes), |a| a.lane);
+                let lane = if answers.is_some() {
+                    *handled_lane
+                } else {
+                    pair_lane(name.as_str(), dest.name, out_lanes.len())
+                };
                 let OutLane {
                     writer,
                     read_position,
@@ -523,27 +524,34 @@ impl Outbox {
     }
 
     /// Reserves a data frame from this proc (through the header cache);
-    /// `answers`: the inbound record it answers (and so its lane).
+    /// `answers`: as for [`write_data`](Self::write_data).
     pub(crate) fn reserve_data(
         &mut self,
         dest: Dest<'_>,
         port: u32,
         message_id: u64,
         len: usize,
-        answers: Option<Answered>,
+        answers: Option<u64>,
     ) -> Result<Slot<'_>, ProcError> {
-        let lanes = self.lanes();
         let Outbox {
             lanes: out_lanes,
             headers,
             name,
+            handled_lane,
             sent,
             ..
         } = self;
         let limits = out_lanes.first().writer.limits;
         match headers.head(dest, port, name, len)? {
             Some(head) => {
-                let lane = answers.map_or(head.lane, |a| a.lane);
+                // A one-lane proc skips the lane choice.
+                let lane = if out_lanes.is_single() {
+                    0
+                } else if answers.is_some() {
+                    *handled_lane
+                } else {
+                    head.lane
+                };
                 let OutLane {
                     writer,
                     read_position,
@@ -563,8 +571,11 @@ impl Outbox {
                 })
             }
             None => {
-                let lane =
-                    answers.map_or_else(|| pair_lane(name.as_str(), dest.name, lanes), |a| a.lane);
+                let lane = if answers.is_some() {
+                    *handled_lane
+                } else {
+                    pair_lane(name.as_str(), dest.name, out_lanes.len())
+                };
                 let OutLane {
                     writer,
                     read_position,

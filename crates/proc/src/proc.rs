@@ -253,7 +253,9 @@ enum Head {
 }
 
 /// The raw port and kind of a frame, read from fixed offsets without
-/// validation (the host is trusted; the full decode follows).
+/// validation (the host is trusted; the full decode follows). Inlined: it
+/// runs once per received frame.
+#[inline(always)]
 fn peek_port_kind(record: &[u8]) -> Option<(u32, u8)> {
     let header_len = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?) as usize;
     let root = (PREFIX_LEN + header_len).checked_sub(hostmux_wire::HEADER_ROOT_LEN)?;
@@ -451,7 +453,7 @@ impl Proc {
     /// over itself, because it goes on using the consumer when the head is
     /// an agent request, and the borrow checker (without Polonius) then
     /// refuses to let a borrow taken in the loop escape to the caller.
-    #[inline]
+    #[inline(always)]
     fn take_head(&mut self, lane: usize) -> Result<Message<'_>, ProcError> {
         let Proc {
             inbox,
