@@ -58,9 +58,21 @@ pub(super) fn mark_dirty(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlot) 
 /// Counts a client frame of `len` bytes written into `slot`'s inbound ring
 /// (it has room again) and marks the ring for publication.
 pub(super) fn count_written(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlot, len: u64) {
+    count_written_run(dirty, index, slot, 1, len);
+}
+
+/// Counts `frames` client frames, `bytes` in all, written into `slot`'s
+/// inbound ring in one run (see [`count_written`]).
+pub(super) fn count_written_run(
+    dirty: &mut Vec<u32>,
+    index: u32,
+    slot: &mut ProcSlot,
+    frames: u64,
+    bytes: u64,
+) {
     slot.full_since = None;
-    slot.stats.frames_in += 1;
-    slot.stats.bytes_in += len;
+    slot.stats.frames_in += frames;
+    slot.stats.bytes_in += bytes;
     mark_dirty(dirty, index, slot);
 }
 
