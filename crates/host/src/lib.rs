@@ -195,6 +195,7 @@
 mod client;
 mod config;
 mod control;
+mod cores;
 mod dataplane;
 mod epoll;
 mod error;
@@ -225,6 +226,7 @@ pub use client::{
     ControlClient, ReceivedFrame,
 };
 pub use config::{FrontendKind, HostConfig};
+pub use cores::{available_cores, default_io_threads};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};

@@ -149,6 +149,8 @@ pub struct ConnStats {
     pub bytes_out: u64,
     /// Highest number of bytes queued towards the client.
     pub outbox_high_water: u64,
+    /// The host I/O thread that serves the connection (0 with one).
+    pub io_thread: u32,
 }
 
 /// A snapshot of every counter of a host.

@@ -51,6 +51,7 @@ mod event;
 mod forward_lane;
 mod ledger;
 mod link;
+mod proc_keys;
 mod remote;
 pub(crate) mod rig;
 mod routes;
@@ -60,8 +61,10 @@ mod write;
 
 pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};
+pub(crate) use clients::ClientNames;
 pub(crate) use event::Event;
 pub(crate) use link::Heartbeat;
+pub(crate) use proc_keys::ProcKeys;
 /// For `identity`'s test that its alias check agrees with the peer match.
 #[cfg(test)]
 pub(crate) use remote::same_endpoint;
@@ -457,61 +460,6 @@ impl Dataplane {
     fn next_generation(&mut self) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         self.generation
-    }
-
-    /// Registers a proc's host-side ring ends (state: starting, so frames to
-    /// it are returned `NotReady` until [`Dataplane::mark_ready`]).
-    pub(crate) fn add_proc(
-        &mut self,
-        name: ProcName,
-        inbound: Producer,
-        inbound_memfd: OwnedFd,
-        outbound: Consumer,
-    ) -> ProcKey {
-        let generation = self.next_generation();
-        let stats = ProcStats {
-            name: name.as_str().to_owned(),
-            inbound_capacity: inbound.capacity() as u64,
-            ..ProcStats::default()
-        };
-        let slot = ProcSlot {
-            generation,
-            peer: Peer::named(name.as_str().as_bytes()),
-            name,
-            state: ProcState::Starting,
-            inbound: Some(inbound),
-            inbound_memfd,
-            outbound: Some(Box::new(OutboundEnd {
-                ring: outbound,
-                memo: HeaderMemo::new(),
-            })),
-            stats,
-            dirty: false,
-            outbound_armed: false,
-            conn_waiters: Vec::with_capacity(4),
-            proc_waiters: Vec::with_capacity(4),
-            drain_blocked: None,
-            full_since: None,
-            agent: false,
-            agent_stop: agent::AgentStop::NotAsked,
-            repeat_route: None,
-        };
-        let index = match self.procs.iter().position(Option::is_none) {
-            Some(i) => {
-                self.procs[i] = Some(slot);
-                i
-            }
-            None => {
-                self.procs.push(Some(slot));
-                self.procs.len() - 1
-            }
-        };
-        self.dirty
-            .reserve(self.procs.len().saturating_sub(self.dirty.len()));
-        ProcKey {
-            index: index as u32,
-            generation,
-        }
     }
 
     fn proc_mut(&mut self, key: ProcKey) -> Option<&mut ProcSlot> {

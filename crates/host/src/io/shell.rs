@@ -38,8 +38,10 @@ struct Wakers {
     /// Links the data plane asked for, and the dial task's wake-up.
     dials: Vec<(ConnKey, PeerAddr)>,
     dial_wake: Rc<Notify>,
-    /// Where privileged control requests go.
+    /// Where privileged control requests go, tagged with this thread.
     control: tokio::sync::mpsc::UnboundedSender<ControlJob>,
+    /// This I/O thread's index (its lane of every proc).
+    io_thread: usize,
     /// Who waits for agents' answers, by the token given to the data plane.
     agent_waiters: HashMap<AgentWaiter, oneshot::Sender<AgentResponse>>,
     next_agent_waiter: u64,
@@ -69,7 +71,8 @@ impl Wakers {
                 self.dials.push((link, peer));
                 self.dial_wake.notify_one();
             }
-            Event::Control(job) => {
+            Event::Control(mut job) => {
+                job.io_thread = self.io_thread;
                 if self.control.send(job).is_err() {
                     tracing::error!(
                         "control request dropped: the control side is gone (host shutting down)"
@@ -108,6 +111,7 @@ impl Shared {
     pub(super) fn new(
         dataplane: Dataplane,
         control: tokio::sync::mpsc::UnboundedSender<ControlJob>,
+        io_thread: usize,
     ) -> Self {
         Shared(Rc::new(Inner {
             dataplane: RefCell::new(dataplane),
@@ -117,6 +121,7 @@ impl Shared {
                 dials: Vec::new(),
                 dial_wake: Rc::new(Notify::new()),
                 control,
+                io_thread,
                 agent_waiters: HashMap::new(),
                 next_agent_waiter: 0,
             }),
