@@ -262,6 +262,15 @@ pub enum HostError {
         #[source]
         source: RingError,
     },
+    /// [`ChildRings::attach`](crate::ChildRings::attach) maps one lane, and
+    /// the host gave the proc several (one per I/O thread).
+    #[error("proc '{name}': a ProcEndpoint serves one lane and the host gave it {lanes}; boot it with hostmux-proc (LocalProc::booted) instead")]
+    EndpointLanes {
+        /// The proc.
+        name: ProcName,
+        /// How many lanes it was given.
+        lanes: usize,
+    },
     /// A frame or name could not be encoded or decoded.
     #[error("wire error: {0}")]
     Wire(#[from] WireError),

@@ -236,7 +236,7 @@ pub use restart::{
     RestartLimit, RestartMode, RestartPolicy, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_DELAY_MAX,
     DEFAULT_RESTART_RESET_AFTER,
 };
-pub use spec::{ChildRings, LocalProc, ProcEndpoint, ProcSpec, Received};
+pub use spec::{ChildRings, LaneFds, LocalProc, ProcEndpoint, ProcSpec, Received};
 pub use stats::{
     ConnClass, ConnClassStats, ConnLimitStats, ConnStats, HostStats, LatencyHistogram,
     LifecycleStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, LATENCY_BOUNDS_US, REASONS,

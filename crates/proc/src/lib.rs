@@ -73,7 +73,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use hostmux_proc::{boot_from, protocol::BootParams, Recv};
+//! use hostmux_proc::{boot_from, protocol::{BootParams, LaneFds}, Recv};
 //! use hostmux_ring::{Doorbell, SharedRing};
 //! use hostmux_wire::{decode_frame, encode_frame, encoded_len, FrameHeader, Limits, Sender};
 //!
@@ -83,9 +83,11 @@
 //!     id: "unix:@demo/echo".parse()?,
 //!     service_name: "service".parse()?,
 //!     limits,
-//!     inbound: inbound.memfd().try_clone_to_owned()?,
-//!     outbound: outbound.memfd().try_clone_to_owned()?,
-//!     host_doorbell: Doorbell::new()?,
+//!     lanes: vec![LaneFds {
+//!         inbound: inbound.memfd().try_clone_to_owned()?,
+//!         outbound: outbound.memfd().try_clone_to_owned()?,
+//!         host_doorbell: Doorbell::new()?,
+//!     }],
 //!     proc_doorbell: None,
 //! };
 //! let mut proc = boot_from(params)?;

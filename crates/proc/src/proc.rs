@@ -85,30 +85,45 @@ pub fn boot_with(options: BootOptions) -> Result<Proc, ProcError> {
 /// or after [`BootParams::from_env`]): maps both rings and wires the
 /// doorbells. Reports no readiness and installs no signal handlers.
 pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
+    params.check_lanes()?;
     let mapping = |name: &'static str| {
         move |e: hostmux_ring::RingError| ProcError::InvalidParameter {
             name,
             reason: format!("not a usable ring memfd: {e}"),
         }
     };
+    if params.lanes.len() > 1 {
+        return Err(ProcError::LaneCount {
+            name: "lanes",
+            count: params.lanes.len(),
+            max: 1,
+        });
+    }
+    let Some(lane) = params.lanes.into_iter().next() else {
+        return Err(ProcError::LaneCount {
+            name: "lanes",
+            count: 0,
+            max: crate::protocol::MAX_LANES,
+        });
+    };
     // The ring's own waits spin without yielding; this crate spins first
     // (`spin_for`) and then lets the ring sleep at once.
-    let mut inbound = SharedRing::attach(params.inbound)
+    let mut inbound = SharedRing::attach(lane.inbound)
         .map_err(mapping(INBOUND_FD_ENV))?
         .into_consumer()
         .map_err(mapping(INBOUND_FD_ENV))?;
-    let mut outbound = SharedRing::attach(params.outbound)
+    let mut outbound = SharedRing::attach(lane.outbound)
         .map_err(mapping(OUTBOUND_FD_ENV))?
         .into_producer()
         .map_err(mapping(OUTBOUND_FD_ENV))?;
-    let host_copy = params
+    let host_copy = lane
         .host_doorbell
         .try_clone()
         .map_err(ProcError::ring("host doorbell"))?;
     inbound.set_producer_doorbell(Some(host_copy));
     inbound.set_spin(Duration::ZERO);
     outbound.set_spin(Duration::ZERO);
-    outbound.set_consumer_doorbell(Some(params.host_doorbell));
+    outbound.set_consumer_doorbell(Some(lane.host_doorbell));
     let name = params.id.name().clone();
     let read_position = inbound.read_position();
     let mut outbox = Outbox::new(outbound, read_position, name, params.limits);

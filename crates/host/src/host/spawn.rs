@@ -239,9 +239,11 @@ impl<M: ProcManager + 'static> Host<M> {
         }
         let rings = ChildRings {
             name: name.clone(),
-            inbound: child_inbound,
-            outbound: child_outbound,
-            doorbell: child_doorbell,
+            lanes: vec![crate::spec::LaneFds {
+                inbound: child_inbound,
+                outbound: child_outbound,
+                host_doorbell: child_doorbell,
+            }],
             proc_doorbell,
             limits: inner.cfg.limits,
             id: ProcId::new(inner.identity.primary().clone(), name.clone()),
