@@ -75,6 +75,14 @@ impl Clients {
         }
     }
 
+    /// The other I/O thread holding `name`, if another holds it (after a
+    /// miss of [`lookup`](Self::lookup): takes the host-wide lock).
+    pub(super) fn holder_elsewhere(&self, name: &[u8]) -> Option<usize> {
+        let (shared, thread) = self.shared.as_ref()?;
+        let holders = shared.holders.lock().unwrap_or_else(|e| e.into_inner());
+        holders.get(name).copied().filter(|holder| holder != thread)
+    }
+
     /// The connection holding `name`. Allocation-free.
     #[inline]
     pub(super) fn lookup(&self, name: &[u8]) -> Option<ConnKey> {

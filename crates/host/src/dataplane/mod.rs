@@ -49,6 +49,7 @@ mod conn;
 mod drain;
 mod event;
 mod forward_lane;
+mod handoff;
 mod ledger;
 mod link;
 mod proc_keys;
@@ -63,6 +64,7 @@ pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};
 pub(crate) use clients::ClientNames;
 pub(crate) use event::Event;
+pub(crate) use handoff::HandedFrame;
 pub(crate) use link::Heartbeat;
 pub(crate) use proc_keys::ProcKeys;
 /// For `identity`'s test that its alias check agrees with the peer match.
@@ -327,6 +329,9 @@ enum Outcome {
     /// A connection's frame met a full link window: the connection was
     /// registered to wait for acknowledgements until the deadline.
     LinkFull(ConnKey, Instant),
+    /// For a client another I/O thread owns: handed to that thread, which
+    /// counts and carries it out (see `handoff`).
+    HandedOff,
 }
 
 enum RingWrite {

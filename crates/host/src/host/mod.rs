@@ -433,6 +433,10 @@ impl<M: SpawnByRequest> Host<M> {
                 thread,
                 threads,
                 client_names: client_names.clone(),
+                others: (0..threads)
+                    .map(|k| (k != thread).then(|| controls.thread(k).try_clone()))
+                    .map(Option::transpose)
+                    .collect::<Result<_, _>>()?,
                 failures: failures.clone(),
                 identity: identity.clone(),
                 control_jobs: control_jobs.clone(),

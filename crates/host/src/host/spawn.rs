@@ -201,7 +201,11 @@ impl<M: ProcManager + 'static> Host<M> {
                 Lane::create(inbound_bytes, outbound_bytes, &proc_doorbell).map_err(ring_error)?;
             let control = inner.control.thread(thread);
             let host_doorbell = control.doorbell().try_clone().map_err(ring_error)?;
-            child_lanes.push((lane.child_inbound, lane.child_outbound, host_doorbell));
+            child_lanes.push(crate::spec::LaneFds {
+                inbound: lane.child_inbound,
+                outbound: lane.child_outbound,
+                host_doorbell,
+            });
             let (done, was_added) = oneshot::channel();
             control.send(Command::AddProc {
                 key,
@@ -221,7 +225,6 @@ impl<M: ProcManager + 'static> Host<M> {
                 .into());
             }
         }
-        let (child_inbound, child_outbound, child_doorbell) = child_lanes.swap_remove(0);
         if inner.table.insert(name.clone(), Route::Proc(key)).is_err() {
             return Err(HostError::ProcExists(name.clone()).into());
         }
@@ -239,11 +242,7 @@ impl<M: ProcManager + 'static> Host<M> {
         }
         let rings = ChildRings {
             name: name.clone(),
-            lanes: vec![crate::spec::LaneFds {
-                inbound: child_inbound,
-                outbound: child_outbound,
-                host_doorbell: child_doorbell,
-            }],
+            lanes: child_lanes,
             proc_doorbell,
             limits: inner.cfg.limits,
             id: ProcId::new(inner.identity.primary().clone(), name.clone()),

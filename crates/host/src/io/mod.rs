@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::config::HostConfig;
 use crate::dataplane::service::ControlJob;
 use crate::dataplane::{
-    Blocker, ClientNames, ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table,
+    Blocker, ClientNames, ConnKey, Dataplane, Delivery, Drain, HandedFrame, Outbox, ProcKey, Table,
 };
 use crate::frontend::{ConnReader, ConnWriter, Frontend, StdListener};
 use crate::stats::HostStats;
@@ -88,6 +88,8 @@ pub(crate) enum Command {
     },
     /// A frontend connection thread 0 accepted, for this thread to serve.
     Adopt(Accepted),
+    /// A frame for a client this thread owns, from another thread.
+    HandedFrame(HandedFrame),
     Detach(ProcKey),
     Remove(ProcKey, oneshot::Sender<()>),
     Stats(oneshot::Sender<HostStats>),
@@ -156,6 +158,9 @@ pub(crate) struct IoParts {
     pub(crate) threads: usize,
     /// Client names, unique across the threads.
     pub(crate) client_names: Arc<ClientNames>,
+    /// The other threads, by index (`None` at this one's), for frames
+    /// for their clients.
+    pub(crate) others: Vec<Option<Control>>,
     /// The addresses that mean this host; the primary one names it.
     pub(crate) identity: crate::identity::Identity,
     /// Procs that broke the ring protocol, for the control side to kill.
@@ -202,7 +207,8 @@ async fn run_on<F: Frontend>(accepting: Accepting<F>, mut parts: IoParts) {
     if parts.threads > 1 {
         plane.share_client_names(parts.client_names.clone(), parts.thread);
     }
-    let dataplane = Shared::new(plane, parts.control_jobs.clone(), parts.thread);
+    let others = std::mem::take(&mut parts.others);
+    let dataplane = Shared::new(plane, parts.control_jobs.clone(), parts.thread, others);
     let budget = ConnBudget::new(&parts.cfg);
     let serving = Serving {
         dataplane: dataplane.clone(),
@@ -288,6 +294,7 @@ async fn backend_loop<F: Frontend>(
                     // thread (its `Remove` follows this command).
                     let _ = done.send(dp.insert_proc(key, name, inbound, inbound_memfd, outbound));
                 }
+                Command::HandedFrame(frame) => dp.take_handed_frame(frame, Instant::now()),
                 Command::Adopt(accepted) => {
                     drop(dp);
                     handoff::adopt::<F>(accepted, serving);

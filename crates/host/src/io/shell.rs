@@ -42,6 +42,8 @@ struct Wakers {
     control: tokio::sync::mpsc::UnboundedSender<ControlJob>,
     /// This I/O thread's index (its lane of every proc).
     io_thread: usize,
+    /// The other I/O threads, by index (`None` at this one's).
+    others: Vec<Option<super::Control>>,
     /// Who waits for agents' answers, by the token given to the data plane.
     agent_waiters: HashMap<AgentWaiter, oneshot::Sender<AgentResponse>>,
     next_agent_waiter: u64,
@@ -87,6 +89,18 @@ impl Wakers {
                     let _ = reply.send(response);
                 }
             }
+            Event::HandOff { thread, frame } => {
+                let sent = match self.others.get(thread).and_then(Option::as_ref) {
+                    Some(owner) => owner.send(super::Command::HandedFrame(frame)).is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    tracing::error!(
+                        thread,
+                        "frame for another I/O thread's client dropped: that thread is gone (host shutting down)"
+                    );
+                }
+            }
             Event::ConnRemoved(key) => {
                 if let Some(entry) = self.conns.get_mut(key.index() as usize) {
                     if matches!(entry, Some((k, _)) if *k == key) {
@@ -112,6 +126,7 @@ impl Shared {
         dataplane: Dataplane,
         control: tokio::sync::mpsc::UnboundedSender<ControlJob>,
         io_thread: usize,
+        others: Vec<Option<super::Control>>,
     ) -> Self {
         Shared(Rc::new(Inner {
             dataplane: RefCell::new(dataplane),
@@ -122,6 +137,7 @@ impl Shared {
                 dial_wake: Rc::new(Notify::new()),
                 control,
                 io_thread,
+                others,
                 agent_waiters: HashMap::new(),
                 next_agent_waiter: 0,
             }),
