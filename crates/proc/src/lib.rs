@@ -118,21 +118,28 @@
 // (its `sys` module); this crate has no unsafe code of its own.
 #![forbid(unsafe_code)]
 
+mod dest;
 mod error;
 mod head_cache;
+mod inbox;
+mod lane;
 mod message;
 mod outbox;
 mod proc;
 pub mod protocol;
 mod signals;
+mod slot;
 mod wait;
 
+pub use dest::Dest;
 pub use error::ProcError;
+pub use lane::pair_lane;
 pub use message::Message;
-pub use outbox::{Dest, Outbox, SendBatch, Slot, DEFAULT_SEND_TIMEOUT};
+pub use outbox::{Outbox, SendBatch, DEFAULT_SEND_TIMEOUT};
 pub use proc::{
     boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, ANSWERING_SPIN, DEFAULT_SPIN,
     SIGNAL_CHECK_INTERVAL,
 };
 pub use signals::StopHandle;
+pub use slot::Slot;
 pub use wait::{spin_for, PURE_SPIN};

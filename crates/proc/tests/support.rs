@@ -190,6 +190,98 @@ impl TestHost {
         (named.host(lane.inbound, lane.outbound, doorbell), config)
     }
 
+    /// `lanes` lanes for an in-process proc, wired by `host_ends` (so with
+    /// the proc doorbell): one `TestHost` per lane, lane 0 first, each the
+    /// host side of its lane's rings with its own host doorbell.
+    pub(crate) fn local_lanes(
+        name: &str,
+        ring_bytes: usize,
+        lanes: usize,
+    ) -> (Vec<TestHost>, BootParams) {
+        let named = Named::new(name);
+        let rings: Vec<_> = (0..lanes).map(|_| fresh_rings(ring_bytes)).collect();
+        let mut lane_fds = Vec::new();
+        let mut doorbells = Vec::new();
+        let mut shared = Vec::new();
+        for (inbound, outbound, doorbell) in rings {
+            lane_fds.push(LaneFds {
+                inbound: inbound.memfd().try_clone_to_owned().unwrap(),
+                outbound: outbound.memfd().try_clone_to_owned().unwrap(),
+                host_doorbell: doorbell.try_clone().unwrap(),
+            });
+            shared.push((inbound, outbound));
+            doorbells.push(doorbell);
+        }
+        let (_, ends) = host_ends(
+            ProcessConfig::new("unused"),
+            named.identity(),
+            shared
+                .into_iter()
+                .zip(&doorbells)
+                .map(|((inbound, outbound), host_doorbell)| HostLaneRings {
+                    inbound,
+                    outbound,
+                    host_doorbell,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let params = BootParams {
+            id: named.id.clone(),
+            service_name: named.service.clone(),
+            limits: named.limits,
+            lanes: lane_fds,
+            proc_doorbell: Some(ends.proc_doorbell.try_clone().unwrap()),
+        };
+        let hosts = ends
+            .lanes
+            .into_iter()
+            .zip(doorbells)
+            .map(|(lane, doorbell)| named.host(lane.inbound, lane.outbound, doorbell))
+            .collect();
+        (hosts, params)
+    }
+
+    /// `lanes` lanes for an OS proc running `program`, through the boot
+    /// protocol (`host_ends`): one `TestHost` per lane, lane 0 first.
+    pub(crate) fn process_lanes(
+        name: &str,
+        program: &str,
+        ring_bytes: usize,
+        lanes: usize,
+    ) -> (Vec<TestHost>, ProcessConfig) {
+        let named = Named::new(name);
+        let rings: Vec<_> = (0..lanes).map(|_| fresh_rings(ring_bytes)).collect();
+        let mut shared = Vec::new();
+        let mut doorbells = Vec::new();
+        for (inbound, outbound, doorbell) in rings {
+            shared.push((inbound, outbound));
+            doorbells.push(doorbell);
+        }
+        let config = ProcessConfig::new(program).ready_timeout(PATIENCE);
+        let (config, ends) = host_ends(
+            config,
+            named.identity(),
+            shared
+                .into_iter()
+                .zip(&doorbells)
+                .map(|((inbound, outbound), host_doorbell)| HostLaneRings {
+                    inbound,
+                    outbound,
+                    host_doorbell,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let hosts = ends
+            .lanes
+            .into_iter()
+            .zip(doorbells)
+            .map(|(lane, doorbell)| named.host(lane.inbound, lane.outbound, doorbell))
+            .collect();
+        (hosts, config)
+    }
+
     /// Rings for an OS proc through the lower half of the protocol
     /// (`child_config`) without a proc doorbell: the proc waits on futexes.
     pub(crate) fn process_without_proc_doorbell(
