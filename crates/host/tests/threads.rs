@@ -7,13 +7,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hostmux_host::{
-    ChildRings, ControlClient, FrontendKind, HostConfig, LocalProc, ProcEndpoint, Received,
+    ChildRings, ControlClient, FrontendKind, Host, HostConfig, LocalProc, ProcEndpoint, Received,
+    ServeHandle,
 };
-use hostmux_wire::{FrameKind, UndeliverableReason};
+use hostmux_lifecycle::LocalProcManager;
+use hostmux_wire::{Addr, FrameKind, UndeliverableReason};
 
-use crate::support::{
-    assert_conn_adds_up, both_frontends, reply, serve, Client, Frame, TestHost, WAIT,
-};
+use crate::support::{assert_conn_adds_up, both_frontends, reply, Client, Frame, TestHost, WAIT};
+
+/// Serves on loopback with `config` as it is (the suite's `serve` pins
+/// one I/O thread).
+async fn serve(kind: FrontendKind, config: HostConfig) -> (TestHost, ServeHandle) {
+    let config = HostConfig {
+        frontend: kind,
+        ..config
+    };
+    let (host, handle) = Host::serve(
+        LocalProcManager::new(),
+        Addr::tcp("127.0.0.1", 0).unwrap(),
+        config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(handle.frontend(), kind);
+    (host, handle)
+}
 
 /// An in-process proc serving each of its lanes on a blocking thread of
 /// its own ([`ProcEndpoint`] serves one lane): `step(lane, endpoint,
