@@ -437,3 +437,60 @@ async fn frames_queued_on_both_lanes_come_back_once_when_the_proc_exits(kind: Fr
     );
 }
 both_frontends!(frames_queued_on_both_lanes_come_back_once_when_the_proc_exits);
+
+async fn clients_on_both_threads_reach_a_proc_of_another_two_thread_host(kind: FrontendKind) {
+    const EACH: u64 = 20;
+    let ports = (crate::support::free_port(), crate::support::free_port());
+    let a_addr = Addr::tcp("127.0.0.1", ports.0).unwrap();
+    let b_addr = Addr::tcp("127.0.0.1", ports.1).unwrap();
+    let peered = |peer: &Addr| HostConfig {
+        peers: vec![peer.clone()],
+        peer_token: Some("shared-by-peers".to_owned()),
+        ..two_threads()
+    };
+    let serve_at = |addr: Addr, config: HostConfig| async move {
+        Host::serve(
+            LocalProcManager::new(),
+            addr,
+            HostConfig {
+                frontend: kind,
+                ..config
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let (host_a, _serving_a) = serve_at(a_addr.clone(), peered(&b_addr)).await;
+    let (host_b, _serving_b) = serve_at(b_addr.clone(), peered(&a_addr)).await;
+    host_b.spawn("echo", echo()).await.unwrap();
+    let far = host_b.addr().to_string();
+
+    // One client per thread of host A; each thread dials its own link, and
+    // the replies come back over links host B dials, accepted on whichever
+    // thread of host A: handed to the client's thread where needed.
+    let mut first = Client::connect(&host_a, "first").await;
+    let mut second = Client::connect(&host_a, "second").await;
+    assert_eq!(
+        threads_of(&host_a).await,
+        [("first".to_owned(), 0), ("second".to_owned(), 1)]
+    );
+    for id in 1..=EACH {
+        for client in [&mut first, &mut second] {
+            client.send_to("echo", &far, id, b"far away").await;
+            let reply = client.recv().await;
+            assert_eq!(
+                (reply.kind, reply.message_id),
+                (FrameKind::Data, id),
+                "{reply:?}"
+            );
+            assert_eq!(reply.payload, b"far away");
+        }
+    }
+    let stats = host_b.stats().await.unwrap();
+    let entry = stats.procs.iter().find(|p| p.name == "echo").unwrap();
+    assert_eq!(
+        (entry.frames_in, entry.outbound_delivered),
+        (2 * EACH, 2 * EACH)
+    );
+}
+both_frontends!(clients_on_both_threads_reach_a_proc_of_another_two_thread_host);
