@@ -364,7 +364,7 @@ pub(crate) fn hello_name_of(primary: &Addr) -> String {
 /// names itself by an address this host does not list as a peer (give the
 /// far host `--advertise` with the address this host knows it by). The
 /// links a host with several I/O threads dials from thread k ≥ 1 add `-k`
-/// to the name (see [`link_hello_name`]). For the accepting side of a
+/// to the name (see `io::dial::link_hello_name`). For the accepting side of a
 /// link; cold (one hash per peer).
 pub(crate) fn peer_for_hello_name<'p>(peers: &'p [Addr], name: &str) -> Option<&'p Addr> {
     peers.iter().find(|peer| {
@@ -375,17 +375,6 @@ pub(crate) fn peer_for_hello_name<'p>(peers: &'p [Addr], name: &str) -> Option<&
                 .and_then(|rest| rest.strip_prefix('-'))
                 .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
     })
-}
-
-/// The hello name of the links I/O thread `thread` dials: the host's
-/// ([`Identity::hello_name`]) for thread 0, with `-thread` after it for
-/// the others, so that the links between two hosts have distinct client
-/// names on the far host.
-pub(crate) fn link_hello_name(identity: &Identity, thread: usize) -> String {
-    match thread {
-        0 => identity.hello_name(),
-        k => format!("{}-{k}", identity.hello_name()),
-    }
 }
 
 #[cfg(test)]
@@ -403,25 +392,6 @@ mod tests {
 
     fn addr(text: &str) -> Addr {
         text.parse().expect("a valid address")
-    }
-
-    #[test]
-    fn every_threads_link_hello_name_maps_back_to_its_peer() {
-        let peers = [addr("tcp:10.0.0.1:7000"), addr("tcp:10.0.0.2:7000")];
-        let second = Identity::single("tcp:10.0.0.2:7000");
-        for thread in [0, 1, 12] {
-            let name = link_hello_name(&second, thread);
-            assert_eq!(
-                peer_for_hello_name(&peers, &name),
-                Some(&peers[1]),
-                "{name}"
-            );
-        }
-        assert_eq!(link_hello_name(&second, 0), second.hello_name());
-        let base = second.hello_name();
-        for bad in [format!("{base}-"), format!("{base}-x"), format!("{base}1")] {
-            assert_eq!(peer_for_hello_name(&peers, &bad), None, "{bad}");
-        }
     }
 
     fn ips(texts: &[&str]) -> Vec<IpAddr> {

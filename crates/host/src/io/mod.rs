@@ -231,7 +231,7 @@ async fn run_on<F: Frontend>(accepting: Accepting<F>, mut parts: IoParts) {
         dataplane.clone(),
         parts.cfg.clone(),
         parts.service_name.clone(),
-        crate::identity::link_hello_name(&parts.identity, parts.thread),
+        dial::link_hello_name(&parts.identity, parts.thread),
         budget.clone(),
     ));
     let accept = match accepting {
