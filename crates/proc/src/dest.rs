@@ -24,7 +24,7 @@ pub struct Dest<'a> {
     /// The destination host's address; empty for this host.
     pub addr: &'a str,
     /// `name` is a client connection's (the frame carries
-    /// [`Flags::TO_CLIENT`]), not a proc's.
+    /// [`Flags::TO_CLIENT`](hostmux_wire::Flags::TO_CLIENT)), not a proc's.
     pub to_client: bool,
 }
 

@@ -44,9 +44,9 @@ pub(crate) struct HeaderCache {
     to_client: bool,
     port: u32,
     /// The lane of frames to this destination that answer nothing (the
-    /// pair lane of the sender and the destination name), among `lanes`.
+    /// pair lane of the sender and the destination name; a proc's lane
+    /// count never changes, so it stays valid with the head).
     lane: usize,
-    lanes: usize,
 }
 
 /// A frame head from the [`HeaderCache`]: copy `bytes`, patch the message
@@ -71,7 +71,6 @@ impl HeaderCache {
             to_client: false,
             port: 0,
             lane: 0,
-            lanes: 0,
         }
     }
 
@@ -110,15 +109,13 @@ impl HeaderCache {
         self.to_client = dest.to_client;
         self.port = port;
         self.lane = pair_lane(sender.as_str(), dest.name, lanes);
-        self.lanes = lanes;
         Ok(true)
     }
 
     #[inline]
-    fn holds(&self, dest: Dest<'_>, port: u32, lanes: usize) -> bool {
+    fn holds(&self, dest: Dest<'_>, port: u32) -> bool {
         if self.header_len == 0
             || self.port != port
-            || self.lanes != lanes
             || self.to_client != dest.to_client
             || self.dest_name_len != dest.name.len()
             || self.dest_addr_len != dest.addr.len()
@@ -148,7 +145,7 @@ impl HeaderCache {
         limits: &Limits,
         lanes: usize,
     ) -> Result<Option<CachedHead<'_>>, ProcError> {
-        if !self.holds(dest, port, lanes) && !self.fill(dest, port, sender, limits, lanes)? {
+        if !self.holds(dest, port) && !self.fill(dest, port, sender, limits, lanes)? {
             return Ok(None);
         }
         if self.payload_len != payload_len {
