@@ -247,7 +247,10 @@ impl ServeHandle {
 
     fn stop(&mut self) {
         if !self.threads.is_empty() {
-            let _ = self.control.send_each(|_| Command::Shutdown);
+            // Every thread, even past one that is gone already.
+            for thread in 0..self.control.len() {
+                let _ = self.control.thread(thread).send(Command::Shutdown);
+            }
             for thread in self.threads.drain(..) {
                 let _ = thread.join();
             }
@@ -411,7 +414,13 @@ impl<M: SpawnByRequest> Host<M> {
         let client_names = Arc::new(ClientNames::default());
         let mut listener = Some(listener);
         let mut control_socket = control_socket;
-        let mut started = Vec::with_capacity(threads);
+        // Dropping `handle` on an error below stops the threads started.
+        let mut handle = ServeHandle {
+            control: controls.try_clone()?,
+            threads: Vec::with_capacity(threads),
+            frontend: FrontendKind::Auto,
+            control_socket: cfg.control_socket.clone(),
+        };
         let mut ready = Vec::with_capacity(threads);
         for (thread, (commands, doorbell)) in queues.into_iter().enumerate() {
             let listening = match listener.take() {
@@ -442,18 +451,10 @@ impl<M: SpawnByRequest> Host<M> {
                 control_jobs: control_jobs.clone(),
                 control_socket: control_socket.take(),
             };
-            let (handle, answer) = start_io_thread(cfg.frontend, listening, parts)?;
-            started.push(handle);
+            let (thread, answer) = start_io_thread(cfg.frontend, listening, parts)?;
+            handle.threads.push(thread);
             ready.push(answer);
         }
-        let handle = ServeHandle {
-            control: controls.try_clone()?,
-            threads: started,
-            frontend: FrontendKind::Auto,
-            control_socket: cfg.control_socket.clone(),
-        };
-        // Dropping `handle` on an error below stops the threads started.
-        let mut handle = handle;
         let mut frontend = None;
         for answer in ready {
             match answer.await {
