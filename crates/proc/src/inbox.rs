@@ -116,6 +116,7 @@ fn disarm_all(lanes: &mut [InLane]) {
 impl Inbox {
     /// Releases the record of the last message handed out, if it still
     /// holds one.
+    #[inline]
     pub(crate) fn release_handed_out(&mut self) -> Result<(), ProcError> {
         if std::mem::take(&mut self.unreleased) {
             self.lanes[self.head].consumer.release().map_err(ring)?;

@@ -353,6 +353,7 @@ impl Proc {
     /// heads of the lanes, from the lane after the last message's on (round
     /// robin); tells whether an application message is at the head of a
     /// lane (then `inbox.head` is that lane, and its record is peeked).
+    #[inline(always)]
     fn settle_head(&mut self) -> Result<Head, ProcError> {
         self.inbox.release_handed_out()?;
         let count = self.inbox.lanes.len();
@@ -372,15 +373,10 @@ impl Proc {
 
     /// Answers the agent requests at the head of `lane`, on that lane;
     /// `true` if an application frame is left at its head (peeked).
+    #[inline(always)]
     fn settle_lane(&mut self, lane: usize) -> Result<bool, ProcError> {
-        let Proc {
-            inbox,
-            outbox,
-            agent,
-            ..
-        } = self;
-        let consumer = &mut inbox.lanes[lane].consumer;
         loop {
+            let consumer = &mut self.inbox.lanes[lane].consumer;
             let Some(record) = consumer.peek().map_err(ProcError::ring("inbound"))? else {
                 return Ok(false);
             };
@@ -388,18 +384,33 @@ impl Proc {
                 Some((AGENT_PORT, kind)) if kind == FrameKind::Data as u8 => {}
                 _ => return Ok(true),
             }
-            // The agent's answer is published at once: the request counts
-            // as consumed before it (see `Message`).
-            if let Some(end) = consumer.peeked_end() {
-                outbox.read_positions[lane].mark(end);
-            }
-            let Some(record) = consumer.peeked() else {
-                return Ok(false);
-            };
-            let answered = answer_agent(agent, outbox, record, &inbox.limits, lane);
-            consumer.release().map_err(ProcError::ring("inbound"))?;
-            answered?;
+            self.answer_agent_at(lane)?;
         }
+    }
+
+    /// Answers the agent request peeked at the head of `lane`, on that
+    /// lane, and releases it (off the hot path: one per agent request).
+    #[cold]
+    #[inline(never)]
+    fn answer_agent_at(&mut self, lane: usize) -> Result<(), ProcError> {
+        let Proc {
+            inbox,
+            outbox,
+            agent,
+            ..
+        } = self;
+        let consumer = &mut inbox.lanes[lane].consumer;
+        // The agent's answer is published at once: the request counts as
+        // consumed before it (see `Message`).
+        if let Some(end) = consumer.peeked_end() {
+            outbox.read_positions[lane].mark(end);
+        }
+        let Some(record) = consumer.peeked() else {
+            return Ok(());
+        };
+        let answered = answer_agent(agent, outbox, record, &inbox.limits, lane);
+        consumer.release().map_err(ProcError::ring("inbound"))?;
+        answered
     }
 
     /// Hands out the application message at the head of lane `inbox.head`
@@ -409,6 +420,7 @@ impl Proc {
     /// over itself, because it goes on using the consumer when the head is
     /// an agent request, and the borrow checker (without Polonius) then
     /// refuses to let a borrow taken in the loop escape to the caller.
+    #[inline]
     fn take_head(&mut self) -> Result<Message<'_>, ProcError> {
         let Proc {
             inbox,
@@ -525,7 +537,9 @@ impl Proc {
 
     /// Hands the application messages in the rings to `handle` until
     /// `delivered` reaches `max` or every lane is empty, round robin
-    /// between lanes, answering agent requests in passing.
+    /// between lanes, answering agent requests in passing. The message is
+    /// built here and handed over directly (as `take_head` does, without
+    /// returning it through a `Result`): this is the batch hot path.
     fn deliver(
         &mut self,
         max: usize,
@@ -536,7 +550,31 @@ impl Proc {
             if matches!(self.settle_head()?, Head::Empty) {
                 return Ok(());
             }
-            handle(self.take_head()?);
+            let Proc {
+                inbox,
+                outbox,
+                agent,
+                ..
+            } = &mut *self;
+            let lane = inbox.head;
+            let InLane { consumer, memo } = &mut inbox.lanes[lane];
+            let read_end = consumer.peeked_end().unwrap_or_default();
+            let Some(record) = consumer.peeked() else {
+                return Ok(());
+            };
+            inbox.next = lane + 1;
+            // A frame that fails to decode is skipped by the next receive,
+            // as in `take_head`.
+            inbox.unreleased = true;
+            let frame = decode_frame_memo(record, &inbox.limits, memo)?;
+            agent.frames_in += 1;
+            agent.bytes_in += frame.payload().len() as u64;
+            handle(Message {
+                frame,
+                outbox,
+                read_end,
+                lane,
+            });
             *delivered += 1;
         }
         Ok(())
