@@ -494,3 +494,45 @@ async fn clients_on_both_threads_reach_a_proc_of_another_two_thread_host(kind: F
     );
 }
 both_frontends!(clients_on_both_threads_reach_a_proc_of_another_two_thread_host);
+
+async fn a_unix_socket_frontend_spreads_its_clients_too(kind: FrontendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frontend.sock");
+    let addr: Addr = format!("unix:{}", path.display()).parse().unwrap();
+    let (host, _serving) = Host::serve(
+        LocalProcManager::new(),
+        addr,
+        HostConfig {
+            frontend: kind,
+            ..two_threads()
+        },
+    )
+    .await
+    .unwrap();
+    host.spawn("echo", echo()).await.unwrap();
+    let mut clients = Vec::new();
+    for name in ["u0", "u1"] {
+        let client = hostmux_host::Client::connect_unix(&path, name, Some("t0ken"), "service")
+            .await
+            .unwrap();
+        clients.push(client);
+    }
+    assert_eq!(
+        threads_of(&host).await,
+        [("u0".to_owned(), 0), ("u1".to_owned(), 1)]
+    );
+    for (id, client) in clients.iter_mut().enumerate() {
+        let id = id as u64 + 1;
+        client.send("echo", 0, id, b"over unix").await.unwrap();
+        let echo = tokio::time::timeout(WAIT, client.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the echo, not end of stream");
+        assert_eq!(
+            (echo.message_id, echo.payload.as_slice()),
+            (id, &b"over unix"[..])
+        );
+    }
+}
+both_frontends!(a_unix_socket_frontend_spreads_its_clients_too);
