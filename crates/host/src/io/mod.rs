@@ -323,7 +323,7 @@ async fn backend_loop<F: Frontend>(
                 Command::Stats(reply) => {
                     let mut stats = dp.stats();
                     stats.conn_limits = budget.stats();
-                    for conn in &mut stats.conns {
+                    for conn in stats.conns.iter_mut().chain(&mut stats.closed_conns) {
                         conn.io_thread = parts.thread as u32;
                     }
                     let _ = reply.send(stats);
