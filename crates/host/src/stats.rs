@@ -266,6 +266,14 @@ impl LatencyHistogram {
         &self.counts
     }
 
+    /// Adds `other`'s durations to these (several I/O threads' links).
+    pub(crate) fn add_all(&mut self, other: &LatencyHistogram) {
+        for (sum, count) in self.counts.iter_mut().zip(other.counts) {
+            *sum += count;
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
     /// Durations recorded.
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()

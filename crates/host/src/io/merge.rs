@@ -5,11 +5,13 @@
 //! lane each): its entries are merged by name into one, counters and
 //! gauges summed (its inbound capacity and occupancy are those of all its
 //! lanes), ready only if every thread delivers to it. A connection lives
-//! on one thread, so connections are listed side by side. Since every
+//! on one thread, so connections are listed side by side. Each thread has
+//! its own link to a peer: a peer's entries are merged into one (counters
+//! and gauges summed, the worst state shown: see [`merge_link`]). Since every
 //! thread keeps `accepted = delivered + returned + dropped` for its own
 //! counters, the sums keep it too.
 
-use crate::stats::{HostStats, ProcStats};
+use crate::stats::{HostStats, LinkStats, ProcStats};
 
 /// Adds I/O thread `thread`'s counters to `total`.
 pub(crate) fn merge_thread_stats(total: &mut HostStats, stats: HostStats, thread: usize) {
@@ -21,7 +23,12 @@ pub(crate) fn merge_thread_stats(total: &mut HostStats, stats: HostStats, thread
     merge_procs(&mut total.gone_procs, stats.gone_procs);
     total.conns.extend(stats.conns);
     total.closed_conns.extend(stats.closed_conns);
-    total.links.extend(stats.links);
+    for link in stats.links {
+        match total.links.iter_mut().find(|l| l.peer == link.peer) {
+            Some(sum) => merge_link(sum, &link),
+            None => total.links.push(link),
+        }
+    }
     for class in stats.conn_classes {
         match total
             .conn_classes
@@ -75,6 +82,36 @@ fn merge_procs(procs: &mut Vec<ProcStats>, more: Vec<ProcStats>) {
             None => procs.push(add),
         }
     }
+}
+
+/// One peer's links on two threads as one: counters and gauges summed
+/// (the high water too: an upper bound), the slower last round trip, and
+/// the worst state (`down`, then `connecting`, `up`, `idle`) with its
+/// reason.
+fn merge_link(sum: &mut LinkStats, add: &LinkStats) {
+    const WORST_FIRST: [&str; 4] = ["down", "connecting", "up", "idle"];
+    let rank = |state: &str| WORST_FIRST.iter().position(|s| *s == state);
+    if rank(&add.state) < rank(&sum.state) || rank(&sum.state).is_none() {
+        sum.state.clone_from(&add.state);
+        sum.reason = add.reason;
+    }
+    sum.queued_bytes += add.queued_bytes;
+    sum.in_flight_frames += add.in_flight_frames;
+    sum.in_flight_bytes += add.in_flight_bytes;
+    sum.in_flight_high_water += add.in_flight_high_water;
+    sum.window_waits += add.window_waits;
+    sum.sent += add.sent;
+    sum.acked += add.acked;
+    sum.awaiting_answers += add.awaiting_answers;
+    sum.round_trip_us = sum.round_trip_us.max(add.round_trip_us);
+    sum.round_trips.add_all(&add.round_trips);
+    sum.statuses_received += add.statuses_received;
+    sum.dials += add.dials;
+    sum.dial_failures += add.dial_failures;
+    sum.link_failures += add.link_failures;
+    sum.answered_here += add.answered_here;
+    sum.late_answers_dropped += add.late_answers_dropped;
+    sum.received += add.received;
 }
 
 fn add_proc(sum: &mut ProcStats, add: &ProcStats) {
@@ -144,5 +181,33 @@ mod tests {
         assert_eq!(gone, [11, 22], "the n-th of a name with the n-th");
         let threads: Vec<u32> = total.conns.iter().map(|c| c.io_thread).collect();
         assert_eq!(threads, [0, 1]);
+    }
+
+    #[test]
+    fn a_peers_links_on_two_threads_are_one_entry_in_the_worst_state() {
+        let link = |state: &str, sent: u64| LinkStats {
+            peer: "tcp:10.0.0.2:7000".to_owned(),
+            state: state.to_owned(),
+            sent,
+            round_trip_us: Some(sent),
+            ..LinkStats::default()
+        };
+        let mut total = HostStats::default();
+        let zero = HostStats {
+            links: vec![link("up", 5)],
+            ..HostStats::default()
+        };
+        let one = HostStats {
+            links: vec![link("connecting", 7)],
+            ..HostStats::default()
+        };
+        merge_thread_stats(&mut total, zero, 0);
+        merge_thread_stats(&mut total, one, 1);
+        assert_eq!(total.links.len(), 1);
+        let merged = &total.links[0];
+        assert_eq!(
+            (merged.state.as_str(), merged.sent, merged.round_trip_us),
+            ("connecting", 12, Some(7))
+        );
     }
 }
