@@ -7,7 +7,7 @@ use crate::outbox::{data_header, Answered, Outbox};
 use crate::slot::Slot;
 use crate::ProcError;
 
-/// A received frame, read in place from the inbound ring: the validated
+/// A received frame, read in place from an inbound ring: the validated
 /// routing header and the payload (16-byte aligned, so an rkyv archive in it
 /// can be read with `rkyv::access` without a copy).
 ///
@@ -15,8 +15,8 @@ use crate::ProcError;
 /// next receive call releases it. A reply is the exception: once the reply
 /// is published (at once, or with its batch inside
 /// [`Proc::recv_batch`](crate::Proc::recv_batch)), the record counts as
-/// consumed, because the inbound read position is published right before
-/// the reply (so a proc that dies never has a message both answered and
+/// consumed, because its lane's inbound read position is published right
+/// before the reply, which goes out on the same lane (so a proc that dies never has a message both answered and
 /// returned by its host). The host may then reuse the record: read what you
 /// need from the payload before replying. Replying needs no other borrow:
 /// the message carries the proc's [`Outbox`].

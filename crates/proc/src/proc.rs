@@ -176,7 +176,8 @@ pub enum Recv<'a> {
     /// A stop was requested (agent `Stop` or SIGTERM), the stop hook ran and
     /// every frame received before it was handed out: finish and exit.
     Stopped,
-    /// The host closed the inbound ring and nothing is left in it.
+    /// The host closed every inbound ring (every lane) and nothing is left
+    /// in them.
     Closed,
 }
 
@@ -235,7 +236,7 @@ impl Agent {
     }
 }
 
-/// What the head of the inbound ring holds once agent requests are answered.
+/// What the heads of the inbound rings hold once agent requests are answered.
 enum Head {
     Empty,
     Application,
@@ -250,12 +251,14 @@ fn peek_port_kind(record: &[u8]) -> Option<(u32, u8)> {
     Some((port, *record.get(root + 14)?))
 }
 
-/// A proc: its rings, its agent, and the API to receive and send frames.
+/// A proc: its lanes' rings, its agent, and the API to receive and send
+/// frames.
 ///
 /// Single-threaded by design: one thread (or task) owns the proc, as one
-/// consumer owns the inbound ring. The agent is not a thread either: agent
-/// requests are answered inside the receive calls, so a proc answers its
-/// host while (and only while) it receives.
+/// consumer owns each inbound ring. Receives read every lane, round robin
+/// (see the crate docs). The agent is not a thread either: agent requests
+/// are answered inside the receive calls, so a proc answers its host while
+/// (and only while) it receives.
 #[derive(Debug)]
 pub struct Proc {
     inbox: Inbox,
@@ -621,7 +624,8 @@ impl Proc {
     }
 }
 
-/// Answers one agent request (the record at the head of the inbound ring).
+/// Answers one agent request (the record at the head of lane `lane`'s
+/// inbound ring), on that lane.
 /// Never answers anything but a data frame, so two agents cannot loop.
 fn answer_agent(
     agent: &mut Agent,
