@@ -495,7 +495,11 @@ async fn clients_on_both_threads_reach_a_proc_of_another_two_thread_host(kind: F
     // Each thread of host A dialled its own link to B: one entry, two dials.
     let links = host_a.stats().await.unwrap().links;
     assert_eq!(links.len(), 1, "{links:?}");
-    assert_eq!((links[0].state.as_str(), links[0].dials), ("up", 2), "{links:?}");
+    assert_eq!(
+        (links[0].state.as_str(), links[0].dials),
+        ("up", 2),
+        "{links:?}"
+    );
 }
 both_frontends!(clients_on_both_threads_reach_a_proc_of_another_two_thread_host);
 
