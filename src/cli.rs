@@ -240,6 +240,12 @@ pub(crate) struct ServeArgs {
     /// Which frontend runs.
     #[arg(long, value_enum, default_value_t = Frontend::Auto)]
     pub(crate) frontend_kind: Frontend,
+    /// Host I/O threads (1..=64), each a complete data plane with its own
+    /// pair of rings to every proc; connections are spread across them.
+    /// Default: a quarter of the cores the host may use (affinity mask,
+    /// capped by its cgroup's CPU quota), at least 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) io_threads: Option<u16>,
     /// After a client shuts down its write side, how long the host keeps the
     /// connection open for the answers to what it sent before (it closes as
     /// soon as all are answered); 0 closes at once.
@@ -536,6 +542,12 @@ pub(crate) struct DemoArgs {
     /// Which frontend runs.
     #[arg(long, value_enum, default_value_t = Frontend::Auto)]
     pub(crate) frontend_kind: Frontend,
+    /// Host I/O threads (1..=64), each a complete data plane with its own
+    /// pair of rings to every proc; connections are spread across them.
+    /// Default: a quarter of the cores the host may use (affinity mask,
+    /// capped by its cgroup's CPU quota), at least 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) io_threads: Option<u16>,
 }
 
 /// `--ready MODE`: boot, spawn, notify, tcp:PORT or tcp:HOST:PORT.

@@ -75,6 +75,9 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         inbound_ring_bytes: args.inbound_ring_bytes,
         outbound_ring_bytes: args.outbound_ring_bytes,
         frontend: args.frontend_kind.into(),
+        io_threads: args
+            .io_threads
+            .map_or_else(hostmux_host::default_io_threads, usize::from),
         control_socket: Some(args.control_socket.clone()),
         half_close_linger: args.half_close_linger,
         max_hops: args.max_hops,

@@ -25,19 +25,22 @@ pub const PROC_NAME_ENV: &str = "HOSTMUX_PROC_NAME";
 pub const PROC_ID_ENV: &str = "HOSTMUX_PROC_ID";
 /// The host's service proc name (agent requests are honoured only from it).
 pub const SERVICE_NAME_ENV: &str = "HOSTMUX_SERVICE_NAME";
-/// The inbound ring's memfd number.
+/// The inbound rings' memfd numbers, one per lane, comma-separated.
 pub const INBOUND_FD_ENV: &str = "HOSTMUX_INBOUND_FD";
-/// The outbound ring's memfd number.
+/// The outbound rings' memfd numbers, one per lane, comma-separated.
 pub const OUTBOUND_FD_ENV: &str = "HOSTMUX_OUTBOUND_FD";
-/// The host doorbell's eventfd number.
+/// The host doorbells' eventfd numbers, one per lane, comma-separated.
 pub const HOST_DOORBELL_FD_ENV: &str = "HOSTMUX_HOST_DOORBELL_FD";
+/// The number of lanes (optional, default 1; set by the host when it is
+/// more than one).
+pub const LANES_ENV: &str = "HOSTMUX_LANES";
 /// The proc doorbell's eventfd number (optional).
 pub const PROC_DOORBELL_FD_ENV: &str = "HOSTMUX_PROC_DOORBELL_FD";
 /// The frame limits, `max_frame_len,max_header_len,max_name_len` (optional).
 pub const LIMITS_ENV: &str = "HOSTMUX_LIMITS";
 
 /// Every boot variable, readiness and ring protocol alike.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     READY_FD_ENV,
     READY_NONCE_ENV,
     PROC_NAME_ENV,
@@ -46,6 +49,7 @@ pub const ALL: [&str; 10] = [
     INBOUND_FD_ENV,
     OUTBOUND_FD_ENV,
     HOST_DOORBELL_FD_ENV,
+    LANES_ENV,
     PROC_DOORBELL_FD_ENV,
     LIMITS_ENV,
 ];

@@ -17,6 +17,8 @@ pub trait ChildSpawn: Sized {
     /// Passes `fd` to the child at a number the spawner picks (open, not
     /// close-on-exec, above 2, as
     /// [`adopt_inherited`](crate::adopt_inherited) expects) and announces
-    /// that number in environment variable `var` as a decimal string.
+    /// that number in environment variable `var` as a decimal string. Each
+    /// further fd announced in the same `var` is appended to it after a
+    /// comma, in call order (`10,13,16`: the ring protocol's per-lane fds).
     fn boot_fd(self, fd: OwnedFd, var: &'static str) -> Self;
 }

@@ -46,6 +46,14 @@ pub struct HostConfig {
     pub client_outbox_bytes: usize,
     /// Which frontend to run.
     pub frontend: FrontendKind,
+    /// How many host I/O threads serve: each runs a complete data plane
+    /// with its own lane (pair of rings) to every proc, and owns the
+    /// connections handed to it. At least 1 ([`Host::serve`](crate::Host::serve)
+    /// refuses 0 with [`HostError::InvalidIoThreads`](crate::HostError::InvalidIoThreads)).
+    /// Default: [`default_io_threads`](crate::default_io_threads), a
+    /// quarter of the cores the host may use, at least one (see
+    /// docs/architecture.md, "Threads").
+    pub io_threads: usize,
     /// Name of the host's service proc (the control plane's data-plane face).
     pub service_name: String,
     /// Records drained from one proc's outbound ring before the host turns to
@@ -174,6 +182,7 @@ impl Default for HostConfig {
             outbound_ring_bytes: 1 << 20,
             client_outbox_bytes: 4 << 20,
             frontend: FrontendKind::Auto,
+            io_threads: crate::cores::default_io_threads(),
             service_name: "service".to_owned(),
             drain_budget: 256,
             control_socket: None,
@@ -220,6 +229,7 @@ impl std::fmt::Debug for HostConfig {
             .field("outbound_ring_bytes", &self.outbound_ring_bytes)
             .field("client_outbox_bytes", &self.client_outbox_bytes)
             .field("frontend", &self.frontend)
+            .field("io_threads", &self.io_threads)
             .field("service_name", &self.service_name)
             .field("drain_budget", &self.drain_budget)
             .field("poll_spin", &self.poll_spin)

@@ -77,6 +77,21 @@ impl Frontend for Epoll {
         Ok((Reader::Unix(r), Writer::Unix(w)))
     }
 
+    fn adopt(
+        accepted: crate::io::Accepted,
+        _tls: Option<&crate::TlsConfig>,
+    ) -> io::Result<(Reader, Writer)> {
+        match accepted {
+            crate::io::Accepted::Tcp(stream, _) => {
+                stream.set_nonblocking(true)?;
+                stream.set_nodelay(true)?;
+                let (r, w) = tokio::net::TcpStream::from_std(stream)?.into_split();
+                Ok((Reader::Tcp(r), Writer::Tcp(w)))
+            }
+            crate::io::Accepted::Unix(stream) => Self::adopt_unix(stream),
+        }
+    }
+
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Reader, Writer)> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

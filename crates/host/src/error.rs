@@ -262,9 +262,26 @@ pub enum HostError {
         #[source]
         source: RingError,
     },
+    /// [`ChildRings::attach`](crate::ChildRings::attach) maps one lane, and
+    /// the host gave the proc several (one per I/O thread).
+    #[error("proc '{name}': a ProcEndpoint serves one lane and the host gave it {lanes}; boot it with hostmux-proc (LocalProc::booted) instead")]
+    EndpointLanes {
+        /// The proc.
+        name: ProcName,
+        /// How many lanes it was given.
+        lanes: usize,
+    },
     /// A frame or name could not be encoded or decoded.
     #[error("wire error: {0}")]
     Wire(#[from] WireError),
+    /// [`HostConfig::io_threads`](crate::HostConfig::io_threads) is out of range.
+    #[error("io_threads must be between 1 and {max}, not {given}")]
+    InvalidIoThreads {
+        /// The configured count.
+        given: usize,
+        /// The most the host runs.
+        max: usize,
+    },
     /// The host's I/O thread is gone (it was shut down or panicked).
     #[error("the host I/O thread is not running")]
     IoThreadGone,

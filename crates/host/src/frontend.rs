@@ -74,6 +74,14 @@ pub(crate) trait Frontend: 'static {
     fn adopt_unix(
         stream: std::os::unix::net::UnixStream,
     ) -> io::Result<(Self::Reader, Self::Writer)>;
+    /// Adopts a frontend connection another I/O thread accepted
+    /// ([`crate::io::handoff`]), as [`accept`](Self::accept) would have
+    /// returned it. `tls` is the host's TLS configuration: the runtimes
+    /// speak plain sockets and ignore it; [`crate::io::tls::Tls`] uses it.
+    fn adopt(
+        accepted: crate::io::Accepted,
+        tls: Option<&crate::TlsConfig>,
+    ) -> io::Result<(Self::Reader, Self::Writer)>;
     /// Dials another host.
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Self::Reader, Self::Writer)>;
     /// Dials a link to another host at `addr`: with `tls`, the TLS

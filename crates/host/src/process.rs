@@ -11,7 +11,7 @@ use hostmux_lifecycle::{
     BulkTerminate, LifecycleError, LocalProcManager, OutputMode, ProcManager, ProcessConfig,
     ProcessProcManager, Readiness, RunAs,
 };
-use hostmux_proc::protocol::{child_config, ChildFds, ProcIdentity};
+use hostmux_proc::protocol::{child_config, ChildFds, ChildLaneFds, ProcIdentity};
 use hostmux_wire::{ControlErrorKind, ReadyMode, SpawnRequest};
 
 use crate::restart::{RestartLimit, RestartMode, RestartPolicy};
@@ -223,8 +223,15 @@ impl<M: ProcManager<Config = ProcessConfig>> ProcSpec<M> for ProcessProc {
             name: rings.name.clone(),
             source,
         };
-        let host_doorbell = rings.doorbell.inheritable_fd().map_err(ring_error)?;
         let proc_doorbell = rings.proc_doorbell.inheritable_fd().map_err(ring_error)?;
+        let mut lanes = Vec::with_capacity(rings.lanes.len());
+        for lane in rings.lanes {
+            lanes.push(ChildLaneFds {
+                inbound: lane.inbound,
+                outbound: lane.outbound,
+                host_doorbell: lane.host_doorbell.inheritable_fd().map_err(ring_error)?,
+            });
+        }
         Ok(child_config(
             self.config,
             ProcIdentity {
@@ -233,9 +240,7 @@ impl<M: ProcManager<Config = ProcessConfig>> ProcSpec<M> for ProcessProc {
                 limits: rings.limits,
             },
             ChildFds {
-                inbound: rings.inbound,
-                outbound: rings.outbound,
-                host_doorbell,
+                lanes,
                 proc_doorbell: Some(proc_doorbell),
             },
         ))

@@ -10,8 +10,9 @@
 //! environment variables). Either way the child maps the rings from the
 //! memfds, exactly as a separate process would.
 
-use std::os::fd::OwnedFd;
 use std::time::Duration;
+
+pub use hostmux_proc::protocol::LaneFds;
 
 use hostmux_lifecycle::{LocalProcConfig, LocalProcContext, ProcManager};
 use hostmux_ring::{Consumer, Doorbell, Producer, SharedRing, WaitOutcome};
@@ -21,22 +22,24 @@ use hostmux_wire::{
 
 use crate::HostError;
 
-/// A proc's ends of its two rings, as memfds, plus the host's doorbell.
+/// A proc's ends of its rings, as memfds, plus the host's doorbells: one
+/// lane ([`LaneFds`]: an inbound ring, an outbound ring and the doorbell of
+/// the host I/O thread that owns both) per I/O thread.
 #[derive(Debug)]
 pub struct ChildRings {
     /// The proc's name.
     pub name: ProcName,
-    /// The inbound ring (host produces, proc consumes).
-    pub inbound: OwnedFd,
-    /// The outbound ring (proc produces, host consumes).
-    pub outbound: OwnedFd,
-    /// The host's doorbell: the proc rings it when it publishes records the
-    /// host sleeps on, or releases space the host waits for.
-    pub doorbell: Doorbell,
-    /// The proc's own doorbell: the host's inbound producer rings it when the
-    /// proc sleeps on the inbound ring in doorbell mode, and its outbound
-    /// consumer when the proc waits for room in doorbell mode (futex sleepers
-    /// are woken through the ring's futex word instead).
+    /// The proc's lanes, lane 0 first. In each, the inbound ring (host
+    /// produces, proc consumes), the outbound ring (proc produces, host
+    /// consumes) and the host doorbell of the lane's thread: the proc rings
+    /// it when it publishes records that thread sleeps on, or releases space
+    /// it waits for.
+    pub lanes: Vec<LaneFds>,
+    /// The proc's own doorbell, shared by every lane: the host's inbound
+    /// producers ring it when the proc sleeps on its inbound rings in
+    /// doorbell mode, and its outbound consumers when the proc waits for
+    /// room in doorbell mode (futex sleepers are woken through the ring's
+    /// futex word instead).
     pub proc_doorbell: Doorbell,
     /// The frame limits the host enforces.
     pub limits: Limits,
@@ -47,7 +50,7 @@ pub struct ChildRings {
 }
 
 impl ChildRings {
-    /// What `hostmux_proc::boot_from` takes: the same rings, doorbells,
+    /// What `hostmux_proc::boot_from` takes: the same lanes, doorbells,
     /// id and limits, for a proc on `hostmux-proc`'s API in this process
     /// (what [`LocalProc::booted`] does).
     pub fn into_boot_params(self) -> hostmux_proc::protocol::BootParams {
@@ -55,27 +58,38 @@ impl ChildRings {
             id: self.id,
             service_name: self.service_name,
             limits: self.limits,
-            inbound: self.inbound,
-            outbound: self.outbound,
-            host_doorbell: self.doorbell,
+            lanes: self.lanes,
             proc_doorbell: Some(self.proc_doorbell),
         }
     }
 
-    /// Maps both rings and wires the doorbell: the proc's view of its rings.
+    /// Maps both rings of the proc's one lane and wires the doorbell: the
+    /// proc's view of its rings. [`ProcEndpoint`] serves one lane: a host
+    /// with several I/O threads (several lanes) gets
+    /// [`HostError::EndpointLanes`]; boot such a proc with `hostmux-proc`.
     pub fn attach(self) -> Result<ProcEndpoint, HostError> {
         let ring_error = |source| HostError::Ring {
             name: self.name.clone(),
             source,
         };
-        let mut inbound = SharedRing::attach(self.inbound)
+        let lanes = self.lanes.len();
+        let lane = match <[LaneFds; 1]>::try_from(self.lanes) {
+            Ok([lane]) => lane,
+            Err(_) => {
+                return Err(HostError::EndpointLanes {
+                    name: self.name,
+                    lanes,
+                })
+            }
+        };
+        let mut inbound = SharedRing::attach(lane.inbound)
             .and_then(SharedRing::into_consumer)
             .map_err(ring_error)?;
-        let mut outbound = SharedRing::attach(self.outbound)
+        let mut outbound = SharedRing::attach(lane.outbound)
             .and_then(SharedRing::into_producer)
             .map_err(ring_error)?;
-        inbound.set_producer_doorbell(Some(self.doorbell.try_clone().map_err(ring_error)?));
-        outbound.set_consumer_doorbell(Some(self.doorbell));
+        inbound.set_producer_doorbell(Some(lane.host_doorbell.try_clone().map_err(ring_error)?));
+        outbound.set_consumer_doorbell(Some(lane.host_doorbell));
         Ok(ProcEndpoint {
             name: self.name,
             inbound,

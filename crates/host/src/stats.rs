@@ -149,6 +149,8 @@ pub struct ConnStats {
     pub bytes_out: u64,
     /// Highest number of bytes queued towards the client.
     pub outbox_high_water: u64,
+    /// The host I/O thread that serves the connection (0 with one).
+    pub io_thread: u32,
 }
 
 /// A snapshot of every counter of a host.
@@ -262,6 +264,14 @@ impl LatencyHistogram {
     /// [`LATENCY_BOUNDS_US`]`[i]` at `i`, the overflow bucket last.
     pub fn counts(&self) -> &[u64] {
         &self.counts
+    }
+
+    /// Adds `other`'s durations to these (several I/O threads' links).
+    pub(crate) fn add_all(&mut self, other: &LatencyHistogram) {
+        for (sum, count) in self.counts.iter_mut().zip(other.counts) {
+            *sum += count;
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
     }
 
     /// Durations recorded.

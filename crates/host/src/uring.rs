@@ -154,6 +154,22 @@ impl Frontend for Uring {
         Ok((stream.clone(), stream))
     }
 
+    fn adopt(
+        accepted: crate::io::Accepted,
+        _tls: Option<&crate::TlsConfig>,
+    ) -> io::Result<(Stream, Stream)> {
+        let stream = match accepted {
+            crate::io::Accepted::Tcp(stream, _) => {
+                stream.set_nodelay(true)?;
+                Stream::Tcp(Rc::new(TcpStream::from_std(stream)))
+            }
+            crate::io::Accepted::Unix(stream) => {
+                Stream::Unix(Rc::new(UnixStream::from_std(stream)))
+            }
+        };
+        Ok((stream.clone(), stream))
+    }
+
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Stream, Stream)> {
         note_write();
         let stream = TcpStream::connect(addr).await?;

@@ -428,7 +428,12 @@ both_frontends!(proc_flooding_a_stuck_proc_gets_overloaded);
 fn corrupting_proc() -> LocalProc {
     LocalProc::new(|mut cx, rings| async move {
         use std::os::unix::fs::FileExt;
-        let memfd = std::fs::File::from(rings.outbound.try_clone().map_err(|e| e.to_string())?);
+        let memfd = std::fs::File::from(
+            rings.lanes[0]
+                .outbound
+                .try_clone()
+                .map_err(|e| e.to_string())?,
+        );
         let mut endpoint = rings.attach().map_err(|e| e.to_string())?;
         cx.report_ready();
         tokio::task::spawn_blocking(move || {

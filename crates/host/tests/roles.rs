@@ -99,8 +99,8 @@ fn relay() -> i32 {
 /// host and never reports ready.
 fn corrupt_before_ready() -> i32 {
     let params = BootParams::from_env().expect("boot parameters");
-    let outbound = std::fs::File::from(params.outbound.try_clone().unwrap());
-    let doorbell = params.host_doorbell.try_clone().unwrap();
+    let outbound = std::fs::File::from(params.lanes[0].outbound.try_clone().unwrap());
+    let doorbell = params.lanes[0].host_doorbell.try_clone().unwrap();
     let _proc = boot_from(params).expect("boot");
     // The producer index (docs/ring.md): far ahead and not a multiple of 16.
     let garbage = 0xdead_beef_u64 * 16 + 8;

@@ -26,4 +26,5 @@ mod robustness;
 mod roles;
 mod routing;
 mod stress;
+mod threads;
 mod tls;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hostmux_lifecycle::{CgroupMode, ProcHandle, ProcManager, ProcessProcManager};
-use hostmux_proc::protocol::{host_ends, HostEnds, ProcIdentity};
+use hostmux_proc::protocol::{host_ends, HostLane, HostLaneRings, ProcIdentity};
 use hostmux_ring::{Doorbell, SharedRing};
 use hostmux_wire::{
     decode_frame, encode_frame, encoded_len, FrameHeader, Limits, ProcId, ProcName, Sender,
@@ -124,7 +124,8 @@ fn throughput(batch: &mut dyn FnMut(&[u8], usize), size: usize, frames: usize) -
 }
 
 struct RingPeer {
-    ends: HostEnds,
+    /// The proc's one lane.
+    ends: HostLane,
     doorbell: Doorbell,
     limits: Limits,
     handle: hostmux_lifecycle::ProcessHandle,
@@ -143,11 +144,14 @@ impl RingPeer {
                 service_name: &service,
                 limits,
             },
-            SharedRing::create(1 << 20).unwrap(),
-            SharedRing::create(1 << 20).unwrap(),
-            &doorbell,
+            vec![HostLaneRings {
+                inbound: SharedRing::create(1 << 20).unwrap(),
+                outbound: SharedRing::create(1 << 20).unwrap(),
+                host_doorbell: &doorbell,
+            }],
         )
         .unwrap();
+        let ends = ends.lanes.into_iter().next().expect("one lane");
         let handle = rt
             .block_on(manager.spawn(id.name().clone(), config))
             .unwrap();

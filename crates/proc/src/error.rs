@@ -27,6 +27,17 @@ pub enum ProcError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A proc has no lanes or more than it accepts.
+    #[error("{name}: {count} lanes, a proc takes 1 to {max}")]
+    LaneCount {
+        /// Where the count came from: the environment variable
+        /// (`HOSTMUX_LANES`) or `"lanes"` for boot parameters given directly.
+        name: &'static str,
+        /// The lane count given.
+        count: usize,
+        /// The most lanes a proc accepts (`protocol::MAX_LANES`).
+        max: usize,
+    },
     /// `boot` was called twice in one process (the inherited fds can be
     /// adopted only once).
     #[error("this process already booted its proc (the inherited fds are adopted once)")]

@@ -5,7 +5,9 @@ use hostmux_wire::{
     encode_frame_head, FramePrefix, Limits, ProcName, FRAME_ALIGN, HEADER_ROOT_LEN, PREFIX_LEN,
 };
 
-use crate::outbox::{data_header, Dest};
+use crate::dest::Dest;
+use crate::lane::pair_lane;
+use crate::outbox::data_header;
 use crate::ProcError;
 
 /// The head (prefix, archived routing header, padding) of the last data
@@ -41,6 +43,10 @@ pub(crate) struct HeaderCache {
     /// The cached head is addressed to a client (`TO_CLIENT`).
     to_client: bool,
     port: u32,
+    /// The lane of frames to this destination that answer nothing (the
+    /// pair lane of the sender and the destination name; a proc's lane
+    /// count never changes, so it stays valid with the head).
+    lane: usize,
 }
 
 /// A frame head from the [`HeaderCache`]: copy `bytes`, patch the message
@@ -48,6 +54,9 @@ pub(crate) struct HeaderCache {
 pub(crate) struct CachedHead<'a> {
     pub(crate) bytes: &'a [u8],
     pub(crate) id_at: usize,
+    /// The pair lane of the sender and the destination
+    /// ([`pair_lane`](crate::pair_lane)), computed once per fill.
+    pub(crate) lane: usize,
 }
 
 impl HeaderCache {
@@ -61,6 +70,7 @@ impl HeaderCache {
             dest_addr_len: 0,
             to_client: false,
             port: 0,
+            lane: 0,
         }
     }
 
@@ -75,6 +85,7 @@ impl HeaderCache {
         port: u32,
         sender: &ProcName,
         limits: &Limits,
+        lanes: usize,
     ) -> Result<bool, ProcError> {
         self.header_len = 0;
         const PROBE_ID: u64 = 0x0123_4567_89ab_cdef;
@@ -97,6 +108,7 @@ impl HeaderCache {
         self.dest_addr_len = dest.addr.len();
         self.to_client = dest.to_client;
         self.port = port;
+        self.lane = pair_lane(sender.as_str(), dest.name, lanes);
         Ok(true)
     }
 
@@ -118,7 +130,8 @@ impl HeaderCache {
     }
 
     /// The head of a data frame from `sender` to `dest`'s `port` with a
-    /// `payload_len` payload, encoded (and the names validated) on a miss.
+    /// `payload_len` payload, encoded (and the names validated) on a miss,
+    /// and its lane among `lanes`.
     /// `None` if the payload length breaks the limits or the wire layout is
     /// not the one this cache relies on: then encode the frame (which
     /// reports the error the encoder always reported).
@@ -130,8 +143,9 @@ impl HeaderCache {
         sender: &ProcName,
         payload_len: usize,
         limits: &Limits,
+        lanes: usize,
     ) -> Result<Option<CachedHead<'_>>, ProcError> {
-        if !self.holds(dest, port) && !self.fill(dest, port, sender, limits)? {
+        if !self.holds(dest, port) && !self.fill(dest, port, sender, limits, lanes)? {
             return Ok(None);
         }
         if self.payload_len != payload_len {
@@ -145,6 +159,7 @@ impl HeaderCache {
         Ok(Some(CachedHead {
             bytes: &self.head[..payload_offset],
             id_at: PREFIX_LEN + self.header_len - HEADER_ROOT_LEN,
+            lane: self.lane,
         }))
     }
 }

@@ -1,6 +1,8 @@
 //! hostmux-proc: the child side of hostmux. A proc boots from what its host
-//! handed it, reads frames in place from its inbound ring, writes frames into
-//! its outbound ring, and answers its host through a built-in agent.
+//! handed it, reads frames in place from its inbound rings, writes frames
+//! into its outbound rings, and answers its host through a built-in agent.
+//! It has one pair of rings (a *lane*) per host I/O thread; with one thread,
+//! one lane.
 //!
 //! # The job
 //!
@@ -24,7 +26,8 @@
 //!   sender in one call.
 //! * [`Outbox`]: [`Outbox::send`], [`Outbox::reserve`] → [`Slot`],
 //!   [`Outbox::send_async`], [`Outbox::batch`] → [`SendBatch`] (many
-//!   sends, one publication); [`Dest`] names a destination.
+//!   sends, one publication per lane); [`Dest`] names a destination;
+//!   [`pair_lane`] is the lane of a pair of names.
 //! * The agent answers [`hostmux_wire::AgentRequest`]s on
 //!   [`hostmux_wire::AGENT_PORT`]: ping, stop, stats.
 //! * [`ProcError`]: the crate's one error type; boot errors name the
@@ -35,8 +38,18 @@
 //!
 //! # Invariants
 //!
-//! * One owner: a [`Proc`] is the only consumer of its inbound ring and the
-//!   only producer of its outbound ring (`&mut self` everywhere).
+//! * One owner: a [`Proc`] is the only consumer of each lane's inbound ring
+//!   and the only producer of each lane's outbound ring (`&mut self`
+//!   everywhere); each host I/O thread is the other end of its own lane.
+//! * Receives read every lane round robin, starting after the lane of the
+//!   last message: a busy lane cannot starve another, and each lane's
+//!   order is kept. A receive sleeps only when every lane is empty, after
+//!   announcing its sleep on every lane (see [`protocol`] and
+//!   `docs/proc.md`), so a frame on any lane wakes it.
+//! * A reply (and an agent answer) goes out on the lane its message came
+//!   in on; any other frame on the lane of the unordered pair {own name,
+//!   destination name} ([`pair_lane`]): traffic between two procs keeps one
+//!   lane both ways, and so its order. Nothing is ordered across lanes.
 //! * Per-frame work is paid once per run of frames: a send to the
 //!   destination and port of the previous data frame copies its cached,
 //!   already validated frame head and patches the message id; a received
@@ -51,17 +64,17 @@
 //!   process exits 0.
 //! * Only a data message is answered ([`ProcError::NotAnswerable`]
 //!   otherwise), and a message's record is published as consumed no later
-//!   than its reply (see [`Message`]): a proc that dies never has an id
-//!   both answered and returned by its host.
+//!   than its reply, by the same lane's outbound ring (see [`Message`]): a
+//!   proc that dies never has an id both answered and returned by its host.
 //! * Agent requests are honoured only from the host's service proc (the host
 //!   guarantees sender names); others are answered `Refused(NotFromHost)`.
 //!
 //! # Key design decision: the agent lives inside receive
 //!
-//! The inbound ring has exactly one consumer, so the agent cannot be a
+//! Each inbound ring has exactly one consumer, so the agent cannot be a
 //! thread of its own without a lock or a second ring. Instead every receive
-//! call answers agent requests it finds at the head of the ring before it
-//! hands out the next application message. Costs: none on the hot path (one
+//! call answers agent requests it finds at the head of a lane's ring (on
+//! that lane) before it hands out the next application message. Costs: none on the hot path (one
 //! port comparison per frame), no thread, no allocation; the consequence is
 //! that a proc answers its host while it receives, which is also the right
 //! readiness signal: a proc that stopped receiving is not serving.
@@ -73,7 +86,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use hostmux_proc::{boot_from, protocol::BootParams, Recv};
+//! use hostmux_proc::{boot_from, protocol::{BootParams, LaneFds}, Recv};
 //! use hostmux_ring::{Doorbell, SharedRing};
 //! use hostmux_wire::{decode_frame, encode_frame, encoded_len, FrameHeader, Limits, Sender};
 //!
@@ -83,9 +96,11 @@
 //!     id: "unix:@demo/echo".parse()?,
 //!     service_name: "service".parse()?,
 //!     limits,
-//!     inbound: inbound.memfd().try_clone_to_owned()?,
-//!     outbound: outbound.memfd().try_clone_to_owned()?,
-//!     host_doorbell: Doorbell::new()?,
+//!     lanes: vec![LaneFds {
+//!         inbound: inbound.memfd().try_clone_to_owned()?,
+//!         outbound: outbound.memfd().try_clone_to_owned()?,
+//!         host_doorbell: Doorbell::new()?,
+//!     }],
 //!     proc_doorbell: None,
 //! };
 //! let mut proc = boot_from(params)?;
@@ -116,21 +131,28 @@
 // (its `sys` module); this crate has no unsafe code of its own.
 #![forbid(unsafe_code)]
 
+mod dest;
 mod error;
 mod head_cache;
+mod inbox;
+mod lane;
 mod message;
 mod outbox;
 mod proc;
 pub mod protocol;
 mod signals;
+mod slot;
 mod wait;
 
+pub use dest::Dest;
 pub use error::ProcError;
+pub use lane::pair_lane;
 pub use message::Message;
-pub use outbox::{Dest, Outbox, SendBatch, Slot, DEFAULT_SEND_TIMEOUT};
+pub use outbox::{Outbox, SendBatch, DEFAULT_SEND_TIMEOUT};
 pub use proc::{
     boot, boot_from, boot_with, BatchRecv, BootOptions, Proc, Recv, ANSWERING_SPIN, DEFAULT_SPIN,
     SIGNAL_CHECK_INTERVAL,
 };
 pub use signals::StopHandle;
+pub use slot::Slot;
 pub use wait::{spin_for, PURE_SPIN};

@@ -2,10 +2,12 @@
 
 use hostmux_wire::{encoded_len, FrameHeader, FrameKind, FrameView, ProcName, Sender};
 
-use crate::outbox::{data_header, Dest, Outbox, Slot};
+use crate::dest::Dest;
+use crate::outbox::{data_header, Answered, Outbox};
+use crate::slot::Slot;
 use crate::ProcError;
 
-/// A received frame, read in place from the inbound ring: the validated
+/// A received frame, read in place from an inbound ring: the validated
 /// routing header and the payload (16-byte aligned, so an rkyv archive in it
 /// can be read with `rkyv::access` without a copy).
 ///
@@ -13,8 +15,8 @@ use crate::ProcError;
 /// next receive call releases it. A reply is the exception: once the reply
 /// is published (at once, or with its batch inside
 /// [`Proc::recv_batch`](crate::Proc::recv_batch)), the record counts as
-/// consumed, because the inbound read position is published right before
-/// the reply (so a proc that dies never has a message both answered and
+/// consumed, because its lane's inbound read position is published right
+/// before the reply, which goes out on the same lane (so a proc that dies never has a message both answered and
 /// returned by its host). The host may then reuse the record: read what you
 /// need from the payload before replying. Replying needs no other borrow:
 /// the message carries the proc's [`Outbox`].
@@ -27,6 +29,8 @@ pub struct Message<'a> {
     pub(crate) outbox: &'a mut Outbox,
     /// The inbound ring index after this message's record.
     pub(crate) read_end: u64,
+    /// The lane it came in on (its reply goes out on it).
+    pub(crate) lane: usize,
 }
 
 impl<'a> Message<'a> {
@@ -60,14 +64,21 @@ impl<'a> Message<'a> {
         self.frame.kind()
     }
 
+    /// The lane it came in on (see [`protocol`](crate::protocol)): its reply
+    /// goes out on the same lane.
+    pub fn lane(&self) -> usize {
+        self.lane
+    }
+
     /// The proc's outbox, to send other frames while handling this one.
     pub fn outbox(&mut self) -> &mut Outbox {
         self.outbox
     }
 
-    /// Replies with `payload` (one copy, into the outbound ring): a data
-    /// frame to the sender (proc or client, on this host or another), on the
-    /// port this message was sent to, with its message id. Refuses a
+    /// Replies with `payload` (one copy, into the outbound ring of the lane
+    /// the message came in on): a data frame to the sender (proc or client,
+    /// on this host or another), on the port this message was sent to, with
+    /// its message id. Refuses a
     /// message that is not data ([`ProcError::NotAnswerable`]) and one
     /// from an anonymous sender ([`ProcError::NoReplyAddress`]). The
     /// message's record is published as consumed no later than the reply.
@@ -78,7 +89,7 @@ impl<'a> Message<'a> {
             self.frame.dest_port(),
             self.frame.message_id(),
             payload,
-            Some(self.read_end),
+            Some(self.answered()),
         )
     }
 
@@ -91,7 +102,7 @@ impl<'a> Message<'a> {
             self.frame.dest_port(),
             self.frame.message_id(),
             len,
-            Some(self.read_end),
+            Some(self.answered()),
         )
     }
 
@@ -102,8 +113,20 @@ impl<'a> Message<'a> {
             let header = reply_header(&self.frame, &self.outbox.name)?;
             encoded_len(&header, payload.len())
         };
-        self.outbox.writer.wait_for_room_async(frame_len).await?;
+        self.outbox
+            .writer(self.lane)
+            .wait_for_room_async(frame_len)
+            .await?;
         self.reply(payload)
+    }
+}
+
+impl Message<'_> {
+    fn answered(&self) -> Answered {
+        Answered {
+            lane: self.lane,
+            read_end: self.read_end,
+        }
     }
 }
 

@@ -1,95 +1,23 @@
-//! Sending: [`Outbox`], [`Slot`], [`Dest`].
+//! Sending: [`Outbox`], [`Slot`], [`SendBatch`], one ring writer per lane.
 
-use std::ops::{Deref, DerefMut, Range};
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use hostmux_ring::{Doorbell, Producer, ReadPosition, Reservation, RingError, WaitOutcome};
 use hostmux_wire::{
-    encode_frame_head, encoded_len, Flags, FrameHeader, FrameKind, FramePrefix, FrameView, Limits,
-    ProcId, ProcName, Sender, FRAME_ALIGN, HEADER_ROOT_LEN, PREFIX_LEN,
+    encode_frame_head, encoded_len, Flags, FrameHeader, FrameKind, FrameView, Limits, ProcName,
+    Sender, FRAME_ALIGN, HEADER_ROOT_LEN, PREFIX_LEN,
 };
 
+use crate::dest::Dest;
 use crate::head_cache::HeaderCache;
+use crate::lane::pair_lane;
 use crate::message::reply_header;
+use crate::slot::Slot;
 use crate::ProcError;
 
 /// How long a send waits for room in a full outbound ring by default.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where a frame goes: a proc name, or a client connection's name
-/// (`to_client`), and the host address (empty: the host this proc runs
-/// on). Proc names and client names are separate namespaces (see
-/// `docs/wire.md`, "Flags"): a name alone (`From<&str>` and the other
-/// conversions) means a proc; [`Dest::client`] addresses a client.
-/// [`Message::reply`](crate::Message::reply) finds the right one itself.
-///
-/// ```
-/// use hostmux_proc::Dest;
-///
-/// let proc: Dest<'_> = "echo".into();
-/// assert!(!proc.to_client);
-/// let client = Dest::client("cli");
-/// assert_eq!((client.name, client.addr, client.to_client), ("cli", "", true));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dest<'a> {
-    /// The proc or client name.
-    pub name: &'a str,
-    /// The destination host's address; empty for this host.
-    pub addr: &'a str,
-    /// `name` is a client connection's (the frame carries
-    /// [`Flags::TO_CLIENT`]), not a proc's.
-    pub to_client: bool,
-}
-
-impl<'a> Dest<'a> {
-    /// The proc `name` on this host.
-    pub fn proc(name: &'a str) -> Self {
-        Dest {
-            name,
-            addr: "",
-            to_client: false,
-        }
-    }
-
-    /// The client connection `name` (its hello name) of this host.
-    pub fn client(name: &'a str) -> Self {
-        Dest {
-            name,
-            addr: "",
-            to_client: true,
-        }
-    }
-
-    /// The same destination on the host at `addr`.
-    pub fn at(self, addr: &'a str) -> Self {
-        Dest { addr, ..self }
-    }
-}
-
-impl<'a> From<&'a str> for Dest<'a> {
-    fn from(name: &'a str) -> Self {
-        Dest::proc(name)
-    }
-}
-
-impl<'a> From<&'a String> for Dest<'a> {
-    fn from(name: &'a String) -> Self {
-        Dest::proc(name)
-    }
-}
-
-impl<'a> From<&'a ProcName> for Dest<'a> {
-    fn from(name: &'a ProcName) -> Self {
-        Dest::proc(name.as_str())
-    }
-}
-
-impl<'a> From<&'a ProcId> for Dest<'a> {
-    fn from(id: &'a ProcId) -> Self {
-        Dest::proc(id.name().as_str()).at(id.addr().as_str())
-    }
-}
 
 /// Counters of application frames sent (agent replies are not counted).
 #[derive(Debug, Default, Clone, Copy)]
@@ -106,15 +34,34 @@ pub(crate) struct Answer<'a> {
     read_end: u64,
 }
 
+/// The inbound record a frame answers, before its lane's read position is
+/// looked up: the lane it came in on (the answer's lane) and where it ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answered {
+    pub(crate) lane: usize,
+    pub(crate) read_end: u64,
+}
+
+impl<'a> Answer<'a> {
+    /// `answered`'s record, on `position` (its lane's read position).
+    fn of(answered: Option<Answered>, position: &'a ReadPosition) -> Option<Self> {
+        answered.map(|a| Answer {
+            position,
+            read_end: a.read_end,
+        })
+    }
+}
+
 /// Marks the answered record, if any (after the answer is committed).
-fn mark_answered(answer: Option<Answer<'_>>) {
+pub(crate) fn mark_answered(answer: Option<Answer<'_>>) {
     if let Some(Answer { position, read_end }) = answer {
         position.mark(read_end);
     }
 }
 
-/// The ring-writing half of an [`Outbox`], kept apart from the proc's name
-/// so a header can borrow the name while a frame is written.
+/// The ring-writing half of an [`Outbox`] for one lane (its outbound ring),
+/// kept apart from the proc's name so a header can borrow the name while a
+/// frame is written.
 #[derive(Debug)]
 pub(crate) struct RingWriter {
     producer: Producer,
@@ -356,62 +303,106 @@ impl RingWriter {
     }
 }
 
-/// The proc's sending side: frames go into the outbound ring, encoded in
+/// The proc's sending side: frames go into the outbound rings, encoded in
 /// place (one copy of the payload, or none with [`Outbox::reserve`]).
+///
+/// # Lanes
+///
+/// A proc has one outbound ring per lane (see
+/// [`protocol`](crate::protocol)). A reply goes out on the lane its message
+/// came in on. Any other frame to a destination goes on the lane of the
+/// unordered pair {this proc's name, the destination's name}
+/// ([`pair_lane`](crate::pair_lane)): the destination computes the same lane
+/// for its frames back, so all traffic between two procs, both ways, keeps
+/// one lane and its order. Frames on different lanes have no order between
+/// them. With one lane everything takes lane 0.
 ///
 /// A send publishes at once unless it happens inside
 /// [`Proc::recv_batch`](crate::Proc::recv_batch), which publishes once per
-/// batch; [`Outbox::flush`] publishes explicitly, and a slot is published by
-/// the next send, flush or receive. When the ring is full a send waits
-/// (spin, then futex sleep per the ring protocol) up to the send timeout
-/// for the host to drain it, then fails with [`ProcError::Backpressure`]:
-/// nothing is dropped silently.
+/// batch; [`Outbox::flush`] publishes explicitly (every lane), and a slot is
+/// published by the next send, flush or receive. When a ring is full a send
+/// waits (spin, then futex sleep per the ring protocol) up to the send
+/// timeout for the host to drain it, then fails with
+/// [`ProcError::Backpressure`]: nothing is dropped silently.
 #[derive(Debug)]
 pub struct Outbox {
-    pub(crate) writer: RingWriter,
+    /// One per lane, lane 0 first.
+    pub(crate) writers: Vec<RingWriter>,
+    /// Lane `k`'s inbound read position, published before each publication
+    /// of `writers[k]` (its producer is linked to it).
+    pub(crate) read_positions: Vec<ReadPosition>,
     headers: HeaderCache,
     pub(crate) name: ProcName,
     next_message_id: u64,
     pub(crate) sent: SentCounters,
-    /// The inbound ring's read position, published before each
-    /// publication of this outbox (the producer is linked to it).
-    pub(crate) read_position: ReadPosition,
 }
 
 impl Outbox {
-    /// `read_position` is the inbound ring's; the producer publishes it
-    /// before its own index from now on.
+    /// One `(producer, read position)` per lane: the lane's outbound
+    /// producer and its inbound ring's read position, which the producer
+    /// publishes before its own index from now on.
     pub(crate) fn new(
-        mut producer: Producer,
-        read_position: ReadPosition,
+        lanes: Vec<(Producer, ReadPosition)>,
         name: ProcName,
         limits: Limits,
-    ) -> Self {
-        producer.publish_read_position_first(Some(read_position.clone()));
-        Self {
-            writer: RingWriter {
+        doorbell: Option<&Doorbell>,
+    ) -> Result<Self, ProcError> {
+        let mut writers = Vec::with_capacity(lanes.len());
+        let mut read_positions = Vec::with_capacity(lanes.len());
+        for (mut producer, read_position) in lanes {
+            producer.publish_read_position_first(Some(read_position.clone()));
+            read_positions.push(read_position);
+            writers.push(RingWriter {
                 producer,
                 limits,
                 send_timeout: DEFAULT_SEND_TIMEOUT,
                 defer_publish: false,
                 spin: crate::DEFAULT_SPIN,
-                doorbell: None,
-            },
+                doorbell: doorbell
+                    .map(Doorbell::try_clone)
+                    .transpose()
+                    .map_err(ProcError::ring("proc doorbell"))?,
+            });
+        }
+        Ok(Self {
+            writers,
+            read_positions,
             headers: HeaderCache::new(&limits),
             name,
             next_message_id: 1,
             sent: SentCounters::default(),
-            read_position,
-        }
+        })
+    }
+
+    /// The lane of frames to `dest_name` that answer nothing (see
+    /// [`Outbox`]'s lanes).
+    fn lane_to(&self, dest_name: &str) -> usize {
+        pair_lane(self.name.as_str(), dest_name, self.writers.len())
+    }
+
+    /// The writer of lane `lane` (a lane this proc has: messages carry the
+    /// lane they came in on, and `lane_to` stays below the count).
+    pub(crate) fn writer(&mut self, lane: usize) -> &mut RingWriter {
+        let last = self.writers.len() - 1;
+        &mut self.writers[lane.min(last)]
+    }
+
+    /// The number of lanes.
+    pub fn lanes(&self) -> usize {
+        self.writers.len()
     }
 
     /// How long sends wait for room in a full ring ([`DEFAULT_SEND_TIMEOUT`]).
     pub fn set_send_timeout(&mut self, timeout: Duration) {
-        self.writer.send_timeout = timeout;
+        for writer in &mut self.writers {
+            writer.send_timeout = timeout;
+        }
     }
 
     pub(crate) fn set_spin(&mut self, spin: Duration) {
-        self.writer.spin = spin;
+        for writer in &mut self.writers {
+            writer.spin = spin;
+        }
     }
 
     /// This proc's name (the sender of its frames).
@@ -430,8 +421,14 @@ impl Outbox {
         self.sent.bytes += payload_len as u64;
     }
 
-    pub(crate) fn set_defer_publish(&mut self, defer: bool) {
-        self.writer.defer_publish = defer;
+    /// Defers (or stops deferring) publication on every lane; returns
+    /// whether it was deferred.
+    pub(crate) fn set_defer_publish(&mut self, defer: bool) -> bool {
+        let was = self.writers.first().is_some_and(|w| w.defer_publish);
+        for writer in &mut self.writers {
+            writer.defer_publish = defer;
+        }
+        was
     }
 
     /// Sends `payload` to `dest`'s `port` as a data frame (one copy, into
@@ -448,66 +445,80 @@ impl Outbox {
     }
 
     /// Writes a data frame from this proc (through the header cache) and
-    /// counts it; `answers`: the end of the inbound record it answers.
+    /// counts it; `answers`: the inbound record it answers (its lane is the
+    /// frame's), else the frame takes the pair's lane.
     pub(crate) fn write_data(
         &mut self,
         dest: Dest<'_>,
         port: u32,
         message_id: u64,
         payload: &[u8],
-        answers: Option<u64>,
+        answers: Option<Answered>,
     ) -> Result<(), ProcError> {
+        let lanes = self.writers.len();
         let Outbox {
-            writer,
+            writers,
+            read_positions,
             headers,
             name,
-            read_position,
             ..
         } = self;
-        let answer = answers.map(|read_end| Answer {
-            position: read_position,
-            read_end,
-        });
-        match headers.head(dest, port, name, payload.len(), &writer.limits)? {
+        match headers.head(dest, port, name, payload.len(), &writers[0].limits, lanes)? {
             Some(head) => {
+                let lane = answers.map_or(head.lane, |a| a.lane).min(lanes - 1);
+                let (writer, answer) = (
+                    &mut writers[lane],
+                    Answer::of(answers, &read_positions[lane]),
+                );
                 writer.write_templated(head.bytes, head.id_at, message_id, payload, answer)?
             }
-            None => writer.write(
-                &data_header(dest, port, message_id, name),
-                payload.len(),
-                |out| out.copy_from_slice(payload),
-                answer,
-            )?,
+            None => {
+                let lane = answers
+                    .map_or_else(|| pair_lane(name.as_str(), dest.name, lanes), |a| a.lane)
+                    .min(lanes - 1);
+                let (writer, answer) = (
+                    &mut writers[lane],
+                    Answer::of(answers, &read_positions[lane]),
+                );
+                writer.write(
+                    &data_header(dest, port, message_id, name),
+                    payload.len(),
+                    |out| out.copy_from_slice(payload),
+                    answer,
+                )?
+            }
         }
         self.count(payload.len());
         Ok(())
     }
 
     /// Reserves a data frame from this proc (through the header cache);
-    /// `answers`: the end of the inbound record it answers.
+    /// `answers`: the inbound record it answers (and so its lane).
     pub(crate) fn reserve_data(
         &mut self,
         dest: Dest<'_>,
         port: u32,
         message_id: u64,
         len: usize,
-        answers: Option<u64>,
+        answers: Option<Answered>,
     ) -> Result<Slot<'_>, ProcError> {
+        let lanes = self.writers.len();
         let Outbox {
-            writer,
+            writers,
+            read_positions,
             headers,
             name,
             sent,
-            read_position,
             ..
         } = self;
-        let answer = answers.map(|read_end| Answer {
-            position: read_position,
-            read_end,
-        });
-        let limits = writer.limits;
-        match headers.head(dest, port, name, len, &limits)? {
+        let limits = writers[0].limits;
+        match headers.head(dest, port, name, len, &limits, lanes)? {
             Some(head) => {
+                let lane = answers.map_or(head.lane, |a| a.lane).min(lanes - 1);
+                let (writer, answer) = (
+                    &mut writers[lane],
+                    Answer::of(answers, &read_positions[lane]),
+                );
                 let header_len = head.id_at + HEADER_ROOT_LEN - PREFIX_LEN;
                 let start = head.bytes.len();
                 let reservation =
@@ -521,12 +532,21 @@ impl Outbox {
                     answer,
                 })
             }
-            None => writer.reserve(
-                &data_header(dest, port, message_id, name),
-                len,
-                sent,
-                answer,
-            ),
+            None => {
+                let lane = answers
+                    .map_or_else(|| pair_lane(name.as_str(), dest.name, lanes), |a| a.lane)
+                    .min(lanes - 1);
+                let (writer, answer) = (
+                    &mut writers[lane],
+                    Answer::of(answers, &read_positions[lane]),
+                );
+                writer.reserve(
+                    &data_header(dest, port, message_id, name),
+                    len,
+                    sent,
+                    answer,
+                )
+            }
         }
     }
 
@@ -541,7 +561,8 @@ impl Outbox {
         let id = self.take_message_id();
         let dest = dest.into();
         let header = data_header(dest, port, id, &self.name);
-        self.writer
+        let lane = self.lane_to(dest.name);
+        self.writers[lane]
             .wait_for_room_async(encoded_len(&header, payload.len()))
             .await?;
         self.write_data(dest, port, id, payload, None)?;
@@ -551,13 +572,15 @@ impl Outbox {
     /// Sends a frame with a header of the caller's choosing (kind, flags,
     /// message id, destination address). The sender should be this proc
     /// (`Sender::Proc { addr: "", name }`) or anonymous: the host refuses
-    /// anything else.
+    /// anything else. It takes the lane of this proc and the header's
+    /// destination name, as [`send`](Outbox::send) does.
     pub fn send_frame(
         &mut self,
         header: &FrameHeader<'_>,
         payload: &[u8],
     ) -> Result<(), ProcError> {
-        self.writer.write(
+        let lane = self.lane_to(header.dest_name);
+        self.writers[lane].write(
             header,
             payload.len(),
             |out| out.copy_from_slice(payload),
@@ -567,14 +590,17 @@ impl Outbox {
         Ok(())
     }
 
-    /// Writes an agent reply to `request` (not counted as application traffic).
+    /// Writes an agent reply to `request`, which came in on `lane`, on that
+    /// lane (not counted as application traffic).
     pub(crate) fn send_agent_reply(
         &mut self,
         request: &FrameView<'_>,
         payload: &[u8],
+        lane: usize,
     ) -> Result<(), ProcError> {
         let header = reply_header(request, &self.name)?;
-        self.writer.write(
+        let last = self.writers.len() - 1;
+        self.writers[lane.min(last)].write(
             &header,
             payload.len(),
             |out| out.copy_from_slice(payload),
@@ -603,27 +629,34 @@ impl Outbox {
         header: &FrameHeader<'_>,
         len: usize,
     ) -> Result<Slot<'_>, ProcError> {
-        self.writer.reserve(header, len, &mut self.sent, None)
+        let lane = self.lane_to(header.dest_name);
+        self.writers[lane].reserve(header, len, &mut self.sent, None)
     }
 
-    /// Publishes every committed frame now (waking the host only if it
-    /// sleeps on this ring).
+    /// Publishes every committed frame now, on every lane (waking the host
+    /// only where it sleeps on the ring).
     pub fn flush(&mut self) -> Result<(), ProcError> {
-        self.writer.flush()
+        for writer in &mut self.writers {
+            writer.flush()?;
+        }
+        Ok(())
     }
 
     /// Starts a batch of sends that are published together: every send,
     /// reserve or reply made through the returned [`SendBatch`] (it
     /// dereferences to this outbox) is committed to the ring but becomes
     /// visible to the host only at [`SendBatch::publish`] (or when the
-    /// batch is dropped), with one index store and at most one wake-up.
+    /// batch is dropped), with one index store and at most one wake-up per
+    /// lane. A batch may span lanes (its destinations' pair lanes, its
+    /// replies' arrival lanes): each lane it wrote is published; order
+    /// holds within a lane, as for single sends.
     /// A send that finds the ring full still publishes what is committed
     /// before it waits, so a batch larger than the ring cannot deadlock.
     ///
     /// Inside [`Proc::recv_batch`](crate::Proc::recv_batch) sends are
     /// already deferred; a batch there publishes with the receive batch.
     pub fn batch(&mut self) -> SendBatch<'_> {
-        let was_deferred = std::mem::replace(&mut self.writer.defer_publish, true);
+        let was_deferred = self.set_defer_publish(true);
         SendBatch {
             outbox: self,
             was_deferred,
@@ -656,7 +689,7 @@ impl SendBatch<'_> {
         if std::mem::replace(&mut self.ended, true) {
             return Ok(());
         }
-        self.outbox.writer.defer_publish = self.was_deferred;
+        self.outbox.set_defer_publish(self.was_deferred);
         if self.was_deferred {
             // An enclosing receive batch publishes.
             return Ok(());
@@ -683,69 +716,6 @@ impl Deref for SendBatch<'_> {
 impl DerefMut for SendBatch<'_> {
     fn deref_mut(&mut self) -> &mut Outbox {
         self.outbox
-    }
-}
-
-/// A frame reserved in the outbound ring; dereferences to its payload bytes
-/// (16-byte aligned). Fill every byte, then commit; the frame is published
-/// by the next send, flush or receive call. Dropping the slot without
-/// committing abandons the frame.
-#[derive(Debug)]
-pub struct Slot<'a> {
-    reservation: Option<Reservation<'a>>,
-    payload: Range<usize>,
-    header_len: usize,
-    limits: Limits,
-    sent: &'a mut SentCounters,
-    answer: Option<Answer<'a>>,
-}
-
-impl Slot<'_> {
-    /// Commits the frame with its whole reserved payload.
-    pub fn commit(self) {
-        let len = self.payload.len();
-        self.commit_len(len);
-    }
-
-    /// Commits the frame with only the first `len` payload bytes (clamped to
-    /// the reserved length), e.g. after serialising a value of unknown size.
-    pub fn commit_len(mut self, len: usize) {
-        let Some(mut reservation) = self.reservation.take() else {
-            return;
-        };
-        let len = len.min(self.payload.len());
-        // The reserved lengths passed the limits; a shorter payload does too.
-        let Ok(prefix) = FramePrefix::for_lengths(self.header_len, len, &self.limits) else {
-            return;
-        };
-        reservation[..PREFIX_LEN].copy_from_slice(&prefix.to_bytes());
-        let start = self.payload.start + len;
-        let end = self.payload.start + len.next_multiple_of(FRAME_ALIGN);
-        reservation[start..end].fill(0);
-        reservation.commit_len(prefix.frame_len());
-        mark_answered(self.answer);
-        self.sent.frames += 1;
-        self.sent.bytes += len as u64;
-    }
-}
-
-impl Deref for Slot<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match &self.reservation {
-            Some(r) => &r[self.payload.clone()],
-            None => &[],
-        }
-    }
-}
-
-impl DerefMut for Slot<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        let payload = self.payload.clone();
-        match &mut self.reservation {
-            Some(r) => &mut r[payload],
-            None => &mut [],
-        }
     }
 }
 

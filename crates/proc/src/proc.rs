@@ -2,18 +2,19 @@
 
 use std::time::{Duration, Instant};
 
-use hostmux_ring::{Consumer, Doorbell, SharedRing, WaitOutcome};
+use hostmux_ring::SharedRing;
 use hostmux_wire::{
     decode_frame, decode_frame_memo, AgentRefusal, AgentRequest, AgentResponse, AgentStats,
     FrameKind, HeaderMemo, Limits, ProcId, ProcName, Sender, AGENT_MESSAGE_MAX_LEN, AGENT_PORT,
     PREFIX_LEN,
 };
 
+use crate::inbox::{InLane, Inbox};
 use crate::message::Message;
 use crate::outbox::Outbox;
-use crate::protocol::{BootParams, INBOUND_FD_ENV, OUTBOUND_FD_ENV};
+use crate::protocol::{BootParams, INBOUND_FD_ENV, OUTBOUND_FD_ENV, PROC_DOORBELL_FD_ENV};
 use crate::signals::{StopHandle, StopSignals};
-use crate::wait::{spin_for, AsyncDoorbell, AsyncSignal};
+use crate::wait::AsyncSignal;
 use crate::ProcError;
 
 /// How long a blocking wait spins before it sleeps (see `docs/ring.md`).
@@ -85,45 +86,64 @@ pub fn boot_with(options: BootOptions) -> Result<Proc, ProcError> {
 /// or after [`BootParams::from_env`]): maps both rings and wires the
 /// doorbells. Reports no readiness and installs no signal handlers.
 pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
+    params.check_lanes()?;
+    if params.lanes.len() > 1 && params.proc_doorbell.is_none() {
+        // Futexes put a sleeper on one ring; only the doorbell serves all.
+        return Err(ProcError::invalid(
+            PROC_DOORBELL_FD_ENV,
+            format!(
+                "not given, and a proc with {} lanes sleeps on all of them through its doorbell",
+                params.lanes.len()
+            ),
+        ));
+    }
     let mapping = |name: &'static str| {
         move |e: hostmux_ring::RingError| ProcError::InvalidParameter {
             name,
             reason: format!("not a usable ring memfd: {e}"),
         }
     };
-    // The ring's own waits spin without yielding; this crate spins first
-    // (`spin_for`) and then lets the ring sleep at once.
-    let mut inbound = SharedRing::attach(params.inbound)
-        .map_err(mapping(INBOUND_FD_ENV))?
-        .into_consumer()
-        .map_err(mapping(INBOUND_FD_ENV))?;
-    let mut outbound = SharedRing::attach(params.outbound)
-        .map_err(mapping(OUTBOUND_FD_ENV))?
-        .into_producer()
-        .map_err(mapping(OUTBOUND_FD_ENV))?;
-    let host_copy = params
-        .host_doorbell
-        .try_clone()
-        .map_err(ProcError::ring("host doorbell"))?;
-    inbound.set_producer_doorbell(Some(host_copy));
-    inbound.set_spin(Duration::ZERO);
-    outbound.set_spin(Duration::ZERO);
-    outbound.set_consumer_doorbell(Some(params.host_doorbell));
+    let mut in_lanes = Vec::with_capacity(params.lanes.len());
+    let mut out_lanes = Vec::with_capacity(params.lanes.len());
+    for lane in params.lanes {
+        // The ring's own waits spin without yielding; this crate spins first
+        // (`spin_for`) and then lets the ring sleep at once.
+        let mut inbound = SharedRing::attach(lane.inbound)
+            .map_err(mapping(INBOUND_FD_ENV))?
+            .into_consumer()
+            .map_err(mapping(INBOUND_FD_ENV))?;
+        let mut outbound = SharedRing::attach(lane.outbound)
+            .map_err(mapping(OUTBOUND_FD_ENV))?
+            .into_producer()
+            .map_err(mapping(OUTBOUND_FD_ENV))?;
+        let host_copy = lane
+            .host_doorbell
+            .try_clone()
+            .map_err(ProcError::ring("host doorbell"))?;
+        inbound.set_producer_doorbell(Some(host_copy));
+        inbound.set_spin(Duration::ZERO);
+        outbound.set_spin(Duration::ZERO);
+        outbound.set_consumer_doorbell(Some(lane.host_doorbell));
+        out_lanes.push((outbound, inbound.read_position()));
+        in_lanes.push(InLane {
+            consumer: inbound,
+            memo: HeaderMemo::new(),
+        });
+    }
     let name = params.id.name().clone();
-    let read_position = inbound.read_position();
-    let mut outbox = Outbox::new(outbound, read_position, name, params.limits);
-    outbox.writer.doorbell = params
-        .proc_doorbell
-        .as_ref()
-        .map(Doorbell::try_clone)
-        .transpose()
-        .map_err(ProcError::ring("proc doorbell"))?;
+    let outbox = Outbox::new(
+        out_lanes,
+        name,
+        params.limits,
+        params.proc_doorbell.as_ref(),
+    )?;
     Ok(Proc {
         inbox: Inbox {
-            consumer: inbound,
-            limits: params.limits,
+            lanes: in_lanes,
+            next: 0,
+            head: 0,
             unreleased: false,
-            memo: HeaderMemo::new(),
+            limits: params.limits,
             doorbell: params.proc_doorbell,
             async_doorbell: None,
             spin: DEFAULT_SPIN,
@@ -156,7 +176,8 @@ pub enum Recv<'a> {
     /// A stop was requested (agent `Stop` or SIGTERM), the stop hook ran and
     /// every frame received before it was handed out: finish and exit.
     Stopped,
-    /// The host closed the inbound ring and nothing is left in it.
+    /// The host closed every inbound ring (every lane) and nothing is left
+    /// in them.
     Closed,
 }
 
@@ -172,25 +193,6 @@ pub enum BatchRecv {
     Stopped,
     /// See [`Recv::Closed`].
     Closed,
-}
-
-#[derive(Debug)]
-struct Inbox {
-    consumer: Consumer,
-    limits: Limits,
-    /// The last message handed out still occupies its record.
-    unreleased: bool,
-    /// Application frames from one sender to one port repeat their header
-    /// but for the message id: validated once per run (agent requests do
-    /// not go through it, so they do not break a run).
-    memo: HeaderMemo,
-    doorbell: Option<Doorbell>,
-    async_doorbell: Option<AsyncDoorbell>,
-    spin: Duration,
-    /// The spin of a receive that follows a send ([`ANSWERING_SPIN`]).
-    answering_spin: Duration,
-    /// The outbox's sent-frame count at the previous receive wait.
-    sent_at_last_wait: u64,
 }
 
 struct Agent {
@@ -234,7 +236,7 @@ impl Agent {
     }
 }
 
-/// What the head of the inbound ring holds once agent requests are answered.
+/// What the heads of the inbound rings hold once agent requests are answered.
 enum Head {
     Empty,
     Application,
@@ -249,12 +251,14 @@ fn peek_port_kind(record: &[u8]) -> Option<(u32, u8)> {
     Some((port, *record.get(root + 14)?))
 }
 
-/// A proc: its rings, its agent, and the API to receive and send frames.
+/// A proc: its lanes' rings, its agent, and the API to receive and send
+/// frames.
 ///
 /// Single-threaded by design: one thread (or task) owns the proc, as one
-/// consumer owns the inbound ring. The agent is not a thread either: agent
-/// requests are answered inside the receive calls, so a proc answers its
-/// host while (and only while) it receives.
+/// consumer owns each inbound ring. Receives read every lane, round robin
+/// (see the crate docs). The agent is not a thread either: agent requests
+/// are answered inside the receive calls, so a proc answers its host while
+/// (and only while) it receives.
 #[derive(Debug)]
 pub struct Proc {
     inbox: Inbox,
@@ -349,54 +353,77 @@ impl Proc {
     }
 
     /// Frees the last message's record and answers agent requests at the
-    /// head of the ring; tells what is left at the head.
+    /// heads of the lanes, from the lane after the last message's on (round
+    /// robin); tells whether an application message is at the head of a
+    /// lane (then `inbox.head` is that lane, and its record is peeked).
+    #[inline(always)]
     fn settle_head(&mut self) -> Result<Head, ProcError> {
-        if std::mem::take(&mut self.inbox.unreleased) {
-            self.inbox
-                .consumer
-                .release()
-                .map_err(ProcError::ring("inbound"))?;
+        self.inbox.release_handed_out()?;
+        let count = self.inbox.lanes.len();
+        let mut lane = self.inbox.next;
+        for _ in 0..count {
+            if lane >= count {
+                lane = 0;
+            }
+            if self.settle_lane(lane)? {
+                self.inbox.head = lane;
+                return Ok(Head::Application);
+            }
+            lane += 1;
         }
+        Ok(Head::Empty)
+    }
+
+    /// Answers the agent requests at the head of `lane`, on that lane;
+    /// `true` if an application frame is left at its head (peeked).
+    #[inline(always)]
+    fn settle_lane(&mut self, lane: usize) -> Result<bool, ProcError> {
         loop {
-            let Some(record) = self
-                .inbox
-                .consumer
-                .peek()
-                .map_err(ProcError::ring("inbound"))?
-            else {
-                return Ok(Head::Empty);
+            let consumer = &mut self.inbox.lanes[lane].consumer;
+            let Some(record) = consumer.peek().map_err(ProcError::ring("inbound"))? else {
+                return Ok(false);
             };
             match peek_port_kind(record) {
                 Some((AGENT_PORT, kind)) if kind == FrameKind::Data as u8 => {}
-                _ => return Ok(Head::Application),
+                _ => return Ok(true),
             }
-            // The agent's answer is published at once: the request counts
-            // as consumed before it (see `Message`).
-            mark_peeked_answered(&self.inbox.consumer, &self.outbox);
-            let Some(record) = self.inbox.consumer.peeked() else {
-                return Ok(Head::Empty);
-            };
-            let answered = answer_agent(
-                &mut self.agent,
-                &mut self.outbox,
-                record,
-                &self.inbox.limits,
-            );
-            self.inbox
-                .consumer
-                .release()
-                .map_err(ProcError::ring("inbound"))?;
-            answered?;
+            self.answer_agent_at(lane)?;
         }
     }
 
-    /// Hands out the application message at the head (after `settle_head`
-    /// returned `Application`). The record is the one `settle_head` peeked,
-    /// taken again with `Consumer::peeked`, which reads nothing from the
-    /// ring: `settle_head` cannot hand the record over itself, because it
-    /// goes on using the consumer when the head is an agent request, and
-    /// the borrow checker (without Polonius) then refuses to let a borrow
-    /// taken in the loop escape to the caller.
+    /// Answers the agent request peeked at the head of `lane`, on that
+    /// lane, and releases it (off the hot path: one per agent request).
+    #[cold]
+    #[inline(never)]
+    fn answer_agent_at(&mut self, lane: usize) -> Result<(), ProcError> {
+        let Proc {
+            inbox,
+            outbox,
+            agent,
+            ..
+        } = self;
+        let consumer = &mut inbox.lanes[lane].consumer;
+        // The agent's answer is published at once: the request counts as
+        // consumed before it (see `Message`).
+        if let Some(end) = consumer.peeked_end() {
+            outbox.read_positions[lane].mark(end);
+        }
+        let Some(record) = consumer.peeked() else {
+            return Ok(());
+        };
+        let answered = answer_agent(agent, outbox, record, &inbox.limits, lane);
+        consumer.release().map_err(ProcError::ring("inbound"))?;
+        answered
+    }
+
+    /// Hands out the application message at the head of lane `inbox.head`
+    /// (after `settle_head` returned `Application`). The record is the one
+    /// `settle_head` peeked, taken again with `Consumer::peeked`, which
+    /// reads nothing from the ring: `settle_head` cannot hand the record
+    /// over itself, because it goes on using the consumer when the head is
+    /// an agent request, and the borrow checker (without Polonius) then
+    /// refuses to let a borrow taken in the loop escape to the caller.
+    #[inline]
     fn take_head(&mut self) -> Result<Message<'_>, ProcError> {
         let Proc {
             inbox,
@@ -404,7 +431,9 @@ impl Proc {
             agent,
             ..
         } = self;
-        let Some(record) = inbox.consumer.peeked() else {
+        let lane = inbox.head;
+        let InLane { consumer, memo } = &mut inbox.lanes[lane];
+        let Some(record) = consumer.peeked() else {
             return Err(ProcError::Ring {
                 ring: "inbound",
                 source: hostmux_ring::RingError::Corrupted {
@@ -412,23 +441,20 @@ impl Proc {
                 },
             });
         };
-        let frame = match decode_frame_memo(record, &inbox.limits, &mut inbox.memo) {
-            Ok(frame) => frame,
-            Err(e) => {
-                // A frame the host should never have written: the next
-                // receive skips it.
-                inbox.unreleased = true;
-                return Err(e.into());
-            }
-        };
+        // The next receive starts at the next lane, whatever this one holds.
+        inbox.next = lane + 1;
+        // Released by the next receive, whether it decodes or not (a frame
+        // the host should never have written is skipped).
         inbox.unreleased = true;
+        let frame = decode_frame_memo(record, &inbox.limits, memo)?;
         agent.frames_in += 1;
         agent.bytes_in += frame.payload().len() as u64;
-        let read_end = inbox.consumer.peeked_end().unwrap_or_default();
+        let read_end = consumer.peeked_end().unwrap_or_default();
         Ok(Message {
             frame,
             outbox,
             read_end,
+            lane,
         })
     }
 
@@ -451,105 +477,27 @@ impl Proc {
         }
     }
 
-    /// With the ring empty: `Stopped` or `Closed` if the proc should end.
+    /// With every lane empty: `Stopped` or `Closed` if the proc should end.
     /// Publishes pending sends first (nothing may wait behind a sleep).
     fn idle_end<'a>(&mut self) -> Result<Option<Recv<'a>>, ProcError> {
         self.outbox.flush()?;
         if self.agent.stopping() {
             return Ok(Some(Recv::Stopped));
         }
-        if self.inbox.consumer.is_producer_closed()
-            && !self
-                .inbox
-                .consumer
-                .is_readable()
-                .map_err(ProcError::ring("inbound"))?
-        {
+        if self.inbox.closed_and_empty()? {
             return Ok(Some(Recv::Closed));
         }
         Ok(None)
     }
 
-    /// Waits until the inbound ring is readable, the host closed it, or a
-    /// stop signal arrived (`true`), or until `deadline` (`false`).
+    /// Waits until a lane is readable, the host closed one, or a stop
+    /// signal arrived (`true`), or until `deadline` (`false`).
     fn wait_inbound(&mut self, deadline: Option<Instant>) -> Result<bool, ProcError> {
-        let ring = ProcError::ring;
-        let left = |deadline: Option<Instant>| {
-            deadline.map(|d| d.saturating_duration_since(Instant::now()))
-        };
-        if left(deadline).is_some_and(|l| l.is_zero()) {
-            return Ok(false);
-        }
-        // Spin first (the ring's own waits are set not to spin: see `spin_for`),
-        // longer if this proc sent something since its last wait.
-        let sent = self.outbox.sent.frames;
-        let spin = if sent == self.inbox.sent_at_last_wait {
-            self.inbox.spin
-        } else {
-            self.inbox.answering_spin
-        };
-        self.inbox.sent_at_last_wait = sent;
-        let consumer = &mut self.inbox.consumer;
-        if spin_for(spin, || consumer.is_readable().map_err(ring("inbound")))? {
-            return Ok(true);
-        }
-        let Some(doorbell) = self.inbox.doorbell.as_ref() else {
-            // Futex mode: sliced if a signal must be noticed.
-            let mut timeout = left(deadline);
-            if self.agent.signals.is_some() {
-                timeout =
-                    Some(timeout.map_or(SIGNAL_CHECK_INTERVAL, |t| t.min(SIGNAL_CHECK_INTERVAL)));
-            }
-            let outcome = self
-                .inbox
-                .consumer
-                .wait_readable(timeout)
-                .map_err(ring("inbound"))?;
-            return Ok(
-                outcome != WaitOutcome::TimedOut || !left(deadline).is_some_and(|l| l.is_zero())
-            );
-        };
-        // Doorbell mode: announce, sleep on the doorbell and the stop-signal
-        // pipe together.
-        if !self
-            .inbox
-            .consumer
-            .arm_doorbell()
-            .map_err(ring("inbound"))?
-        {
-            return Ok(true);
-        }
-        let timeout = left(deadline).map(|t| {
-            rustix::time::Timespec::try_from(t).unwrap_or(rustix::time::Timespec {
-                tv_sec: i64::MAX,
-                tv_nsec: 0,
-            })
-        });
-        let signal_fd = self.agent.signals.as_ref().map(StopSignals::fd);
-        let polled = {
-            use rustix::event::{poll, PollFd, PollFlags};
-            let mut set = [
-                PollFd::new(doorbell, PollFlags::IN),
-                PollFd::new(doorbell, PollFlags::IN),
-            ];
-            if let Some(fd) = signal_fd {
-                set[1] = PollFd::new(&fd, PollFlags::IN);
-                poll(&mut set, timeout.as_ref())
-            } else {
-                poll(&mut set[..1], timeout.as_ref())
-            }
-        };
-        self.inbox.consumer.disarm();
-        self.inbox.consumer.take_pending();
-        doorbell.drain().map_err(ring("proc doorbell"))?;
-        match polled {
-            Ok(0) => Ok(!left(deadline).is_some_and(|l| l.is_zero())),
-            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(true),
-            Err(e) => Err(ProcError::Io {
-                what: "waiting on the proc doorbell",
-                source: e.into(),
-            }),
-        }
+        self.inbox.wait(
+            deadline,
+            self.outbox.sent.frames,
+            self.agent.signals.as_ref(),
+        )
     }
 
     /// Receives up to `max` messages at once, handing each to `handle`,
@@ -590,58 +538,45 @@ impl Proc {
         Ok(BatchRecv::Delivered(delivered))
     }
 
-    /// Hands the application messages in the ring to `handle` until
-    /// `delivered` reaches `max` or the ring is empty, answering agent
-    /// requests in passing. The message does not outlive the loop body, so
-    /// one `peek` per record (taken again with `Consumer::peeked`, which
-    /// reads nothing) serves both the agent check and the decode.
+    /// Hands the application messages in the rings to `handle` until
+    /// `delivered` reaches `max` or every lane is empty, round robin
+    /// between lanes, answering agent requests in passing. The message is
+    /// built here and handed over directly (as `take_head` does, without
+    /// returning it through a `Result`): this is the batch hot path.
     fn deliver(
         &mut self,
         max: usize,
         delivered: &mut usize,
         handle: &mut impl FnMut(Message<'_>),
     ) -> Result<(), ProcError> {
-        let ring = ProcError::ring;
         while *delivered < max {
+            if matches!(self.settle_head()?, Head::Empty) {
+                return Ok(());
+            }
             let Proc {
                 inbox,
                 outbox,
                 agent,
                 ..
             } = &mut *self;
-            if std::mem::take(&mut inbox.unreleased) {
-                inbox.consumer.release().map_err(ring("inbound"))?;
-            }
-            if inbox.consumer.peek().map_err(ring("inbound"))?.is_none() {
-                return Ok(());
-            }
-            // Taken again without a second read (see `Consumer::peeked`), so
-            // the consumer can be asked where the record ends meanwhile.
-            let read_end = inbox.consumer.peeked_end().unwrap_or_default();
-            let Some(record) = inbox.consumer.peeked() else {
+            let lane = inbox.head;
+            let InLane { consumer, memo } = &mut inbox.lanes[lane];
+            let read_end = consumer.peeked_end().unwrap_or_default();
+            let Some(record) = consumer.peeked() else {
                 return Ok(());
             };
-            if matches!(peek_port_kind(record), Some((AGENT_PORT, kind)) if kind == FrameKind::Data as u8)
-            {
-                // The agent's answer is published at once: the request
-                // counts as consumed before it (see `Message`).
-                outbox.read_position.mark(read_end);
-                let answered = answer_agent(agent, outbox, record, &inbox.limits);
-                inbox.consumer.release().map_err(ring("inbound"))?;
-                answered?;
-                continue;
-            }
-            let frame = decode_frame_memo(record, &inbox.limits, &mut inbox.memo);
+            inbox.next = lane + 1;
             // A frame that fails to decode is skipped by the next receive,
             // as in `take_head`.
             inbox.unreleased = true;
-            let frame = frame?;
+            let frame = decode_frame_memo(record, &inbox.limits, memo)?;
             agent.frames_in += 1;
             agent.bytes_in += frame.payload().len() as u64;
             handle(Message {
                 frame,
                 outbox,
                 read_end,
+                lane,
             });
             *delivered += 1;
         }
@@ -678,59 +613,26 @@ impl Proc {
     }
 
     async fn wait_inbound_async(&mut self) -> Result<(), ProcError> {
-        if self.inbox.async_doorbell.is_none() {
-            let doorbell = self
-                .inbox
-                .doorbell
-                .as_ref()
-                .ok_or(ProcError::NoProcDoorbell)?;
-            self.inbox.async_doorbell = Some(AsyncDoorbell::new(doorbell)?);
-        }
         if self.agent.async_signal.is_none() {
             if let Some(signals) = &self.agent.signals {
                 self.agent.async_signal = Some(AsyncSignal::new(signals.try_clone_fd()?)?);
             }
         }
-        if !self
-            .inbox
-            .consumer
-            .arm_doorbell()
-            .map_err(ProcError::ring("inbound"))?
-        {
-            return Ok(());
-        }
-        let (Some(doorbell), signal) = (&self.inbox.async_doorbell, &self.agent.async_signal)
-        else {
-            return Ok(());
-        };
-        let woke = match signal {
-            Some(signal) => tokio::select! {
-                r = doorbell.wait() => r,
-                r = signal.wait() => r,
-            },
-            None => doorbell.wait().await,
-        };
-        self.inbox.consumer.disarm();
-        self.inbox.consumer.take_pending();
-        woke
+        self.inbox
+            .wait_async(self.agent.async_signal.as_ref())
+            .await
     }
 }
 
-/// Counts the peeked record as consumed at the next publication of the
-/// outbound ring (it is about to be answered).
-fn mark_peeked_answered(consumer: &Consumer, outbox: &Outbox) {
-    if let Some(end) = consumer.peeked_end() {
-        outbox.read_position.mark(end);
-    }
-}
-
-/// Answers one agent request (the record at the head of the inbound ring).
+/// Answers one agent request (the record at the head of lane `lane`'s
+/// inbound ring), on that lane.
 /// Never answers anything but a data frame, so two agents cannot loop.
 fn answer_agent(
     agent: &mut Agent,
     outbox: &mut Outbox,
     record: &[u8],
     limits: &Limits,
+    lane: usize,
 ) -> Result<(), ProcError> {
     let frame = decode_frame(record, limits)?;
     if frame.kind() != FrameKind::Data {
@@ -764,6 +666,6 @@ fn answer_agent(
     struct Scratch([u8; AGENT_MESSAGE_MAX_LEN]);
     let mut scratch = Scratch([0; AGENT_MESSAGE_MAX_LEN]);
     let len = response.encode(&mut scratch.0)?;
-    outbox.send_agent_reply(&frame, &scratch.0[..len])?;
+    outbox.send_agent_reply(&frame, &scratch.0[..len], lane)?;
     outbox.flush()
 }

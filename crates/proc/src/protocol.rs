@@ -10,13 +10,33 @@
 //! `ProcessConfig` implements, so this crate needs no manager; the variable
 //! names are [`hostmux_boot::env`]'s, the one list of boot variables.
 //!
+//! # Lanes
+//!
+//! A proc talks to its host over one or more *lanes* ([`LaneFds`]): lane `k`
+//! is an inbound ring, an outbound ring and the host doorbell of the host
+//! I/O thread `k` that owns both rings. Each ring keeps exactly one producer
+//! and one consumer. The proc's own doorbell is shared by every lane: any
+//! host thread that writes any lane rings it.
+//!
+//! The three per-lane fd variables hold one decimal fd number per lane,
+//! comma-separated, lane 0 first (`HOSTMUX_INBOUND_FD=10,13,16`); with one
+//! lane each holds a single number, which is exactly the single-lane
+//! protocol of earlier versions, so a proc built against it still boots on
+//! a one-lane host. With more than one lane the host also sets
+//! [`LANES_ENV`] `HOSTMUX_LANES` to the count, which every list must match.
+//! A proc built before lanes existed cannot misread a many-lane boot: it
+//! parses `HOSTMUX_INBOUND_FD` as one number, so `10,13,16` fails its boot
+//! with `boot parameter HOSTMUX_INBOUND_FD is invalid` instead of serving
+//! lane 0 alone while frames wait unread on the others.
+//!
 //! | variable | required | value |
 //! |---|---|---|
 //! | [`PROC_ID_ENV`] `HOSTMUX_PROC_ID` | yes | the proc id `ADDR/NAME`: the host's frontend address and the proc's name |
 //! | [`SERVICE_NAME_ENV`] `HOSTMUX_SERVICE_NAME` | yes | the host's service proc: the only sender whose agent requests are honoured |
-//! | [`INBOUND_FD_ENV`] `HOSTMUX_INBOUND_FD` | yes | fd of the inbound ring's memfd (host → proc; the proc consumes) |
-//! | [`OUTBOUND_FD_ENV`] `HOSTMUX_OUTBOUND_FD` | yes | fd of the outbound ring's memfd (proc → host; the proc produces) |
-//! | [`HOST_DOORBELL_FD_ENV`] `HOSTMUX_HOST_DOORBELL_FD` | yes | fd of the host's doorbell eventfd: the proc rings it when the host sleeps on one of its rings |
+//! | [`INBOUND_FD_ENV`] `HOSTMUX_INBOUND_FD` | yes | per lane, fd of the inbound ring's memfd (host → proc; the proc consumes) |
+//! | [`OUTBOUND_FD_ENV`] `HOSTMUX_OUTBOUND_FD` | yes | per lane, fd of the outbound ring's memfd (proc → host; the proc produces) |
+//! | [`HOST_DOORBELL_FD_ENV`] `HOSTMUX_HOST_DOORBELL_FD` | yes | per lane, fd of the lane's host doorbell eventfd: the proc rings it when the host thread sleeps on one of the lane's rings |
+//! | [`LANES_ENV`] `HOSTMUX_LANES` | no | the number of lanes, 1 to [`MAX_LANES`]; default 1 |
 //! | [`PROC_DOORBELL_FD_ENV`] `HOSTMUX_PROC_DOORBELL_FD` | no | fd of this proc's own eventfd: the host rings it when the proc sleeps in doorbell mode (needed for async waits and for waking on SIGTERM without polling) |
 //! | [`LIMITS_ENV`] `HOSTMUX_LIMITS` | no | `max_frame_len,max_header_len,max_name_len` in decimal; default [`Limits::DEFAULT`] |
 //! | `HOSTMUX_READY_FD`, `HOSTMUX_READY_NONCE`, `HOSTMUX_PROC_NAME` | (lifecycle) | the readiness pipe and nonce, and the name; set by `hostmux-lifecycle`, read with `hostmux-boot` |
@@ -35,9 +55,14 @@ use hostmux_wire::{Limits, ProcId, ProcName};
 use crate::ProcError;
 
 pub use hostmux_boot::env::{
-    HOST_DOORBELL_FD_ENV, INBOUND_FD_ENV, LIMITS_ENV, OUTBOUND_FD_ENV, PROC_DOORBELL_FD_ENV,
-    PROC_ID_ENV, SERVICE_NAME_ENV,
+    HOST_DOORBELL_FD_ENV, INBOUND_FD_ENV, LANES_ENV, LIMITS_ENV, OUTBOUND_FD_ENV,
+    PROC_DOORBELL_FD_ENV, PROC_ID_ENV, SERVICE_NAME_ENV,
 };
+
+/// The most lanes a proc accepts (a host has at most this many I/O
+/// threads). A process manager may allow fewer: each lane is three
+/// inherited fds.
+pub const MAX_LANES: usize = 256;
 
 /// What a host tells a proc about itself.
 #[derive(Debug, Clone, Copy)]
@@ -50,26 +75,39 @@ pub struct ProcIdentity<'a> {
     pub limits: Limits,
 }
 
+/// The descriptors of one lane a proc inherits.
+#[derive(Debug)]
+pub struct ChildLaneFds {
+    /// The lane's inbound ring's memfd.
+    pub inbound: OwnedFd,
+    /// The lane's outbound ring's memfd.
+    pub outbound: OwnedFd,
+    /// The eventfd of the host doorbell of the thread that owns the lane.
+    pub host_doorbell: OwnedFd,
+}
+
 /// The descriptors a proc inherits. Close-on-exec copies are fine: the
 /// lifecycle manager places them in the child.
 #[derive(Debug)]
 pub struct ChildFds {
-    /// The inbound ring's memfd.
-    pub inbound: OwnedFd,
-    /// The outbound ring's memfd.
-    pub outbound: OwnedFd,
-    /// The host doorbell's eventfd.
-    pub host_doorbell: OwnedFd,
+    /// One entry per lane, lane 0 first: 1 to [`MAX_LANES`] of them (the
+    /// proc refuses any other count when it boots).
+    pub lanes: Vec<ChildLaneFds>,
     /// The proc doorbell's eventfd, if the host gives the proc one. The host
-    /// must then make its inbound producer ring it
-    /// ([`Producer::set_consumer_doorbell`]) and its outbound consumer ring
-    /// it ([`Consumer::set_producer_doorbell`]); [`host_ends`] does both.
+    /// must then make every lane's inbound producer ring it
+    /// ([`Producer::set_consumer_doorbell`]) and every outbound consumer
+    /// ring it ([`Consumer::set_producer_doorbell`]); [`host_ends`] does
+    /// both.
     pub proc_doorbell: Option<OwnedFd>,
 }
 
 /// Adds the boot protocol to `config` (the manager's spawn description,
 /// e.g. `hostmux_lifecycle::ProcessConfig`): the environment and the fds,
-/// each fd announced in its variable. The lower-level half of [`host_ends`].
+/// each fd announced in its variable (a lane's fds in the lists of
+/// [`INBOUND_FD_ENV`], [`OUTBOUND_FD_ENV`] and [`HOST_DOORBELL_FD_ENV`], in
+/// lane order; see the module docs). The lower-level half of [`host_ends`].
+///
+/// With one lane the environment is exactly the single-lane protocol's.
 pub fn child_config<C: ChildSpawn>(config: C, who: ProcIdentity<'_>, fds: ChildFds) -> C {
     let limits = who.limits;
     let mut config = config
@@ -81,77 +119,137 @@ pub fn child_config<C: ChildSpawn>(config: C, who: ProcIdentity<'_>, fds: ChildF
                 "{},{},{}",
                 limits.max_frame_len, limits.max_header_len, limits.max_name_len
             ),
-        )
-        .boot_fd(fds.inbound, INBOUND_FD_ENV)
-        .boot_fd(fds.outbound, OUTBOUND_FD_ENV)
-        .boot_fd(fds.host_doorbell, HOST_DOORBELL_FD_ENV);
+        );
+    if fds.lanes.len() != 1 {
+        config = config.boot_env(LANES_ENV, &fds.lanes.len().to_string());
+    }
+    for lane in fds.lanes {
+        config = config
+            .boot_fd(lane.inbound, INBOUND_FD_ENV)
+            .boot_fd(lane.outbound, OUTBOUND_FD_ENV)
+            .boot_fd(lane.host_doorbell, HOST_DOORBELL_FD_ENV);
+    }
     if let Some(fd) = fds.proc_doorbell {
         config = config.boot_fd(fd, PROC_DOORBELL_FD_ENV);
     }
     config
 }
 
-/// The host's ends of a proc's rings, wired to the proc's doorbell.
+/// The host's ends of one lane of a proc.
 #[derive(Debug)]
-pub struct HostEnds {
+pub struct HostLane {
     /// The host writes frames for the proc here; it rings the proc doorbell
     /// when the proc sleeps on it.
     pub inbound: Producer,
     /// The host reads the proc's frames here; it rings the proc doorbell
     /// when the proc waits for space.
     pub outbound: Consumer,
-    /// The proc's doorbell (the host keeps a handle, e.g. to wake the proc).
+}
+
+/// The host's ends of a proc's rings, wired to the proc's doorbell.
+#[derive(Debug)]
+pub struct HostEnds {
+    /// One per lane, in the order given to [`host_ends`].
+    pub lanes: Vec<HostLane>,
+    /// The proc's doorbell, shared by every lane (the host keeps a handle,
+    /// e.g. to wake the proc).
     pub proc_doorbell: Doorbell,
+}
+
+/// What a host gives [`host_ends`] for one lane: two fresh rings (made with
+/// [`SharedRing::create`]) and the doorbell of the host thread that will own
+/// them. The proc gets a copy of the doorbell and rings it as the lane's
+/// outbound consumer doorbell and inbound producer doorbell.
+#[derive(Debug)]
+pub struct HostLaneRings<'a> {
+    /// The lane's inbound ring (host → proc).
+    pub inbound: SharedRing,
+    /// The lane's outbound ring (proc → host).
+    pub outbound: SharedRing,
+    /// The doorbell the owning host thread waits on.
+    pub host_doorbell: &'a Doorbell,
+}
+
+/// Checks a lane count against the protocol's bounds (1 to [`MAX_LANES`]).
+fn check_lane_count(name: &'static str, count: usize) -> Result<(), ProcError> {
+    if count == 0 || count > MAX_LANES {
+        return Err(ProcError::LaneCount {
+            name,
+            count,
+            max: MAX_LANES,
+        });
+    }
+    Ok(())
 }
 
 /// The one call a host makes to start an OS proc on its rings: creates the
 /// proc's doorbell, adds the boot protocol to `config` ([`child_config`]),
-/// and returns the host's ring ends with the doorbells wired both ways.
-///
-/// `inbound` and `outbound` are fresh rings the host created with
-/// [`SharedRing::create`]; `host_doorbell` is the eventfd the host waits on
-/// (the proc gets a copy and rings it as the outbound ring's consumer
-/// doorbell and the inbound ring's producer doorbell).
+/// and returns the host's ring ends with the doorbells wired both ways, one
+/// [`HostLane`] per entry of `lanes` (1 to [`MAX_LANES`] of them,
+/// [`ProcError::LaneCount`] otherwise).
 pub fn host_ends<C: ChildSpawn>(
     config: C,
     who: ProcIdentity<'_>,
-    inbound: SharedRing,
-    outbound: SharedRing,
-    host_doorbell: &Doorbell,
+    lanes: Vec<HostLaneRings<'_>>,
 ) -> Result<(C, HostEnds), ProcError> {
+    check_lane_count("lanes", lanes.len())?;
     let dup = |what: &'static str, fd: std::os::fd::BorrowedFd<'_>| {
         fd.try_clone_to_owned()
             .map_err(|source| ProcError::Io { what, source })
     };
     let proc_doorbell = Doorbell::new().map_err(ProcError::ring("proc doorbell"))?;
-    let fds = ChildFds {
-        inbound: dup("duplicating the inbound memfd", inbound.memfd())?,
-        outbound: dup("duplicating the outbound memfd", outbound.memfd())?,
-        host_doorbell: dup("duplicating the host doorbell", host_doorbell.as_fd())?,
-        proc_doorbell: Some(dup("duplicating the proc doorbell", proc_doorbell.as_fd())?),
-    };
-    let config = child_config(config, who, fds);
-    let mut producer = inbound
-        .into_producer()
-        .map_err(ProcError::ring("inbound"))?;
-    let mut consumer = outbound
-        .into_consumer()
-        .map_err(ProcError::ring("outbound"))?;
     let clone = || {
         proc_doorbell
             .try_clone()
             .map_err(ProcError::ring("proc doorbell"))
     };
-    producer.set_consumer_doorbell(Some(clone()?));
-    consumer.set_producer_doorbell(Some(clone()?));
+    let mut child_lanes = Vec::with_capacity(lanes.len());
+    let mut host_lanes = Vec::with_capacity(lanes.len());
+    for lane in lanes {
+        child_lanes.push(ChildLaneFds {
+            inbound: dup("duplicating an inbound memfd", lane.inbound.memfd())?,
+            outbound: dup("duplicating an outbound memfd", lane.outbound.memfd())?,
+            host_doorbell: dup("duplicating a host doorbell", lane.host_doorbell.as_fd())?,
+        });
+        let mut producer = lane
+            .inbound
+            .into_producer()
+            .map_err(ProcError::ring("inbound"))?;
+        let mut consumer = lane
+            .outbound
+            .into_consumer()
+            .map_err(ProcError::ring("outbound"))?;
+        producer.set_consumer_doorbell(Some(clone()?));
+        consumer.set_producer_doorbell(Some(clone()?));
+        host_lanes.push(HostLane {
+            inbound: producer,
+            outbound: consumer,
+        });
+    }
+    let fds = ChildFds {
+        lanes: child_lanes,
+        proc_doorbell: Some(dup("duplicating the proc doorbell", proc_doorbell.as_fd())?),
+    };
+    let config = child_config(config, who, fds);
     Ok((
         config,
         HostEnds {
-            inbound: producer,
-            outbound: consumer,
+            lanes: host_lanes,
             proc_doorbell,
         },
     ))
+}
+
+/// One lane of a proc as it boots: the memfds of its two rings and the
+/// doorbell of the host thread that owns them.
+#[derive(Debug)]
+pub struct LaneFds {
+    /// The inbound ring's memfd (the proc consumes).
+    pub inbound: OwnedFd,
+    /// The outbound ring's memfd (the proc produces).
+    pub outbound: OwnedFd,
+    /// The doorbell of the host thread that owns the lane.
+    pub host_doorbell: Doorbell,
 }
 
 /// Everything a proc needs to start: identity, limits, ring memfds and
@@ -165,14 +263,19 @@ pub struct BootParams {
     pub service_name: ProcName,
     /// The frame limits.
     pub limits: Limits,
-    /// The inbound ring's memfd (the proc consumes).
-    pub inbound: OwnedFd,
-    /// The outbound ring's memfd (the proc produces).
-    pub outbound: OwnedFd,
-    /// The host's doorbell.
-    pub host_doorbell: Doorbell,
-    /// The proc's own doorbell, if the host rings one.
+    /// The proc's lanes, lane 0 first: 1 to [`MAX_LANES`] of them
+    /// ([`crate::boot_from`] refuses any other count with
+    /// [`ProcError::LaneCount`]).
+    pub lanes: Vec<LaneFds>,
+    /// The proc's own doorbell, if the host rings one (shared by all lanes).
     pub proc_doorbell: Option<Doorbell>,
+}
+
+impl BootParams {
+    /// Checks the lane count (1 to [`MAX_LANES`]).
+    pub(crate) fn check_lanes(&self) -> Result<(), ProcError> {
+        check_lane_count("lanes", self.lanes.len())
+    }
 }
 
 /// The boot parameters as text, parsed and checked, before any fd is adopted.
@@ -181,10 +284,16 @@ pub(crate) struct BootEnv {
     pub(crate) id: ProcId,
     pub(crate) service_name: ProcName,
     pub(crate) limits: Limits,
+    pub(crate) lanes: Vec<LaneEnv>,
+    pub(crate) proc_doorbell: Option<RawFd>,
+}
+
+/// One lane's fd numbers, as announced.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct LaneEnv {
     pub(crate) inbound: RawFd,
     pub(crate) outbound: RawFd,
     pub(crate) host_doorbell: RawFd,
-    pub(crate) proc_doorbell: Option<RawFd>,
 }
 
 fn text(
@@ -218,6 +327,35 @@ fn fd_number(name: &'static str, value: &str) -> Result<RawFd, ProcError> {
         ));
     }
     Ok(fd)
+}
+
+/// A per-lane fd variable: `lanes` decimal fd numbers, comma-separated.
+fn fd_list(name: &'static str, value: &str, lanes: usize) -> Result<Vec<RawFd>, ProcError> {
+    let fds = value
+        .split(',')
+        .map(|part| fd_number(name, part))
+        .collect::<Result<Vec<_>, _>>()?;
+    if fds.len() != lanes {
+        return Err(ProcError::invalid(
+            name,
+            format!(
+                "{value:?} holds {} fd numbers, one per lane, but {LANES_ENV} says {lanes} lanes",
+                fds.len()
+            ),
+        ));
+    }
+    Ok(fds)
+}
+
+fn parse_lane_count(value: Option<String>) -> Result<usize, ProcError> {
+    let Some(value) = value else {
+        return Ok(1);
+    };
+    let count = value.parse::<usize>().map_err(|_| {
+        ProcError::invalid(LANES_ENV, format!("{value:?} is not a decimal lane count"))
+    })?;
+    check_lane_count(LANES_ENV, count)?;
+    Ok(count)
 }
 
 fn parse_limits(value: &str) -> Result<Limits, ProcError> {
@@ -271,12 +409,22 @@ impl BootEnv {
         let service_text = required(&lookup, SERVICE_NAME_ENV)?;
         let service_name = ProcName::with_max_len(&service_text, limits.max_name_len)
             .map_err(|e| ProcError::invalid(SERVICE_NAME_ENV, format!("{service_text:?}: {e}")))?;
-        let inbound = fd_number(INBOUND_FD_ENV, &required(&lookup, INBOUND_FD_ENV)?)?;
-        let outbound = fd_number(OUTBOUND_FD_ENV, &required(&lookup, OUTBOUND_FD_ENV)?)?;
-        let host_doorbell = fd_number(
-            HOST_DOORBELL_FD_ENV,
-            &required(&lookup, HOST_DOORBELL_FD_ENV)?,
-        )?;
+        let lane_count = parse_lane_count(text(&lookup, LANES_ENV)?)?;
+        let list = |name: &'static str| -> Result<Vec<RawFd>, ProcError> {
+            fd_list(name, &required(&lookup, name)?, lane_count)
+        };
+        let (inbound, outbound, host_doorbell) = (
+            list(INBOUND_FD_ENV)?,
+            list(OUTBOUND_FD_ENV)?,
+            list(HOST_DOORBELL_FD_ENV)?,
+        );
+        let lanes = (0..lane_count)
+            .map(|k| LaneEnv {
+                inbound: inbound[k],
+                outbound: outbound[k],
+                host_doorbell: host_doorbell[k],
+            })
+            .collect();
         let proc_doorbell = text(&lookup, PROC_DOORBELL_FD_ENV)?
             .map(|v| fd_number(PROC_DOORBELL_FD_ENV, &v))
             .transpose()?;
@@ -284,9 +432,7 @@ impl BootEnv {
             id,
             service_name,
             limits,
-            inbound,
-            outbound,
-            host_doorbell,
+            lanes,
             proc_doorbell,
         };
         // Adopting one number twice would close it twice.
@@ -303,11 +449,14 @@ impl BootEnv {
     }
 
     fn fds(&self) -> Vec<(&'static str, RawFd)> {
-        let mut fds = vec![
-            (INBOUND_FD_ENV, self.inbound),
-            (OUTBOUND_FD_ENV, self.outbound),
-            (HOST_DOORBELL_FD_ENV, self.host_doorbell),
-        ];
+        let mut fds = Vec::with_capacity(3 * self.lanes.len() + 1);
+        for lane in &self.lanes {
+            fds.extend([
+                (INBOUND_FD_ENV, lane.inbound),
+                (OUTBOUND_FD_ENV, lane.outbound),
+                (HOST_DOORBELL_FD_ENV, lane.host_doorbell),
+            ]);
+        }
         if let Some(fd) = self.proc_doorbell {
             fds.push((PROC_DOORBELL_FD_ENV, fd));
         }
@@ -353,19 +502,26 @@ impl BootParams {
     /// numbers that are not theirs. Call it before starting threads that
     /// read the environment.
     ///
-    /// Errors name the parameter: [`ProcError::MissingParameter`] or
+    /// Errors name the parameter: [`ProcError::MissingParameter`],
     /// [`ProcError::InvalidParameter`] (not a number, not open, not an
-    /// eventfd, the same fd twice, a bad proc id, ...). A memfd that is not
+    /// eventfd, the same fd twice, a bad proc id, a per-lane list whose
+    /// length is not the lane count, ...) or [`ProcError::LaneCount`]. A memfd that is not
     /// a valid ring is reported when it is mapped, also naming its variable.
     pub fn from_env() -> Result<Self, ProcError> {
         let env = BootEnv::parse(hostmux_boot::env::received)?;
         if BOOT_CLAIMED.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(ProcError::AlreadyBooted);
         }
+        let mut lanes = Vec::with_capacity(env.lanes.len());
+        for lane in &env.lanes {
+            lanes.push(LaneFds {
+                inbound: adopt(INBOUND_FD_ENV, lane.inbound)?,
+                outbound: adopt(OUTBOUND_FD_ENV, lane.outbound)?,
+                host_doorbell: adopt_eventfd(HOST_DOORBELL_FD_ENV, lane.host_doorbell)?,
+            });
+        }
         Ok(BootParams {
-            inbound: adopt(INBOUND_FD_ENV, env.inbound)?,
-            outbound: adopt(OUTBOUND_FD_ENV, env.outbound)?,
-            host_doorbell: adopt_eventfd(HOST_DOORBELL_FD_ENV, env.host_doorbell)?,
+            lanes,
             proc_doorbell: env
                 .proc_doorbell
                 .map(|fd| adopt_eventfd(PROC_DOORBELL_FD_ENV, fd))
@@ -401,6 +557,7 @@ mod tests {
         match parse(env).unwrap_err() {
             ProcError::MissingParameter { name } => (name, true),
             ProcError::InvalidParameter { name, .. } => (name, false),
+            ProcError::LaneCount { name, .. } => (name, false),
             other => panic!("unexpected error {other}"),
         }
     }
@@ -410,7 +567,14 @@ mod tests {
         let env = parse(&good()).unwrap();
         assert_eq!(env.id.to_string(), "tcp:127.0.0.1:7000/echo");
         assert_eq!(env.service_name.as_str(), "service");
-        assert_eq!((env.inbound, env.outbound, env.host_doorbell), (10, 11, 12));
+        assert_eq!(
+            env.lanes,
+            [LaneEnv {
+                inbound: 10,
+                outbound: 11,
+                host_doorbell: 12
+            }]
+        );
         assert_eq!(env.proc_doorbell, None);
         assert_eq!(env.limits, Limits::DEFAULT);
 
@@ -477,5 +641,74 @@ mod tests {
         let mut env = good();
         env.insert(OUTBOUND_FD_ENV, "10");
         assert_eq!(failing_parameter(&env), (OUTBOUND_FD_ENV, false));
+    }
+
+    fn three_lanes() -> HashMap<&'static str, &'static str> {
+        let mut env = good();
+        env.insert(LANES_ENV, "3");
+        env.insert(INBOUND_FD_ENV, "10,13,16");
+        env.insert(OUTBOUND_FD_ENV, "11,14,17");
+        env.insert(HOST_DOORBELL_FD_ENV, "12,15,18");
+        env
+    }
+
+    #[test]
+    fn parses_one_list_entry_per_lane_in_lane_order() {
+        let env = parse(&three_lanes()).unwrap();
+        let lanes: Vec<_> = env
+            .lanes
+            .iter()
+            .map(|l| (l.inbound, l.outbound, l.host_doorbell))
+            .collect();
+        assert_eq!(lanes, [(10, 11, 12), (13, 14, 15), (16, 17, 18)]);
+        // The single-lane protocol is the one-lane case: no count needed.
+        let mut one = good();
+        one.insert(LANES_ENV, "1");
+        assert_eq!(parse(&one).unwrap(), parse(&good()).unwrap());
+    }
+
+    #[test]
+    fn a_bad_lane_count_or_a_missing_lane_fd_is_named() {
+        let cases = [
+            (LANES_ENV, "0"),
+            (LANES_ENV, "257"),
+            (LANES_ENV, "three"),
+            (LANES_ENV, "2"),
+            (INBOUND_FD_ENV, "10,13"),
+            (OUTBOUND_FD_ENV, "11,14,17,20"),
+            (HOST_DOORBELL_FD_ENV, "12,,18"),
+            (HOST_DOORBELL_FD_ENV, "12,15,x"),
+            // Lane 2's inbound is lane 0's doorbell: the later one is named.
+            (INBOUND_FD_ENV, "10,13,12"),
+        ];
+        for (name, value) in cases {
+            let mut env = three_lanes();
+            env.insert(name, value);
+            let expected = match (name, value) {
+                // The lists hold three: a count of two fails at the first.
+                (LANES_ENV, "2") => INBOUND_FD_ENV,
+                _ => name,
+            };
+            assert_eq!(failing_parameter(&env), (expected, false), "{name}={value}");
+        }
+        for name in [INBOUND_FD_ENV, OUTBOUND_FD_ENV, HOST_DOORBELL_FD_ENV] {
+            let mut env = three_lanes();
+            env.remove(name);
+            assert_eq!(failing_parameter(&env), (name, true));
+        }
+        // Lanes given without the count: read as one lane, so refused.
+        let mut env = three_lanes();
+        env.remove(LANES_ENV);
+        assert_eq!(failing_parameter(&env), (INBOUND_FD_ENV, false));
+        assert!(matches!(
+            parse(&HashMap::from_iter(
+                three_lanes().into_iter().chain([(LANES_ENV, "300")])
+            )),
+            Err(ProcError::LaneCount {
+                name: LANES_ENV,
+                count: 300,
+                max: MAX_LANES
+            })
+        ));
     }
 }

@@ -88,7 +88,7 @@ fn reply_refuses_notices_and_control_frames_naming_kind_and_id() {
 #[test]
 fn a_reply_publishes_its_message_as_consumed_first() {
     let (mut host, params) = TestHost::local("echo", RING, false);
-    let inbound = params.inbound.try_clone().unwrap();
+    let inbound = params.lanes[0].inbound.try_clone().unwrap();
     let limits = params.limits;
     let mut proc = boot_from(params).unwrap();
     for id in 0..4 {
@@ -122,7 +122,7 @@ fn a_reply_publishes_its_message_as_consumed_first() {
 #[test]
 fn a_receive_batch_publishes_its_answered_messages_with_its_replies() {
     let (mut host, params) = TestHost::local("echo", RING, false);
-    let inbound = params.inbound.try_clone().unwrap();
+    let inbound = params.lanes[0].inbound.try_clone().unwrap();
     let limits = params.limits;
     let mut proc = boot_from(params).unwrap();
     for id in 0..6 {

@@ -9,7 +9,7 @@ use hostmux_lifecycle::{
     ReadyError, TerminalStatus,
 };
 use hostmux_proc::protocol::{
-    HOST_DOORBELL_FD_ENV, INBOUND_FD_ENV, OUTBOUND_FD_ENV, PROC_ID_ENV, SERVICE_NAME_ENV,
+    HOST_DOORBELL_FD_ENV, INBOUND_FD_ENV, LANES_ENV, OUTBOUND_FD_ENV, PROC_ID_ENV, SERVICE_NAME_ENV,
 };
 use hostmux_ring::RingError;
 use hostmux_wire::{AgentRequest, AgentResponse, FrameKind, ProcName, Sender};
@@ -315,6 +315,83 @@ fn boot_parameter_errors_name_the_parameter() {
 
     // Well-formed, but fd 200 is not open in the child.
     let (code, stderr) = boot_with_env(&complete);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("boot parameter HOSTMUX_INBOUND_FD is invalid: fd 200 is not open"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_process_booted_with_three_lanes_serves_each_on_its_own_lane() {
+    let harness = Harness::new();
+    let (mut hosts, config) = TestHost::process_lanes("echo", ECHO, RING, 3);
+    let handle = harness.spawn("echo", config);
+    harness.rt.block_on(handle.ready()).expect("ready");
+    // Frames on every lane; the proc sleeps between rounds, so each round
+    // wakes it through whichever lane carries the frame.
+    for round in 0..3u64 {
+        for (lane, host) in hosts.iter_mut().enumerate() {
+            let id = round * 10 + lane as u64;
+            host.deliver_data(client("cli"), 1, id, b"lane");
+            expect_echo(&host.expect_frame(), "cli", 1, id, b"lane", "echo");
+        }
+    }
+    // All three at once, then each answer on its own lane.
+    for (lane, host) in hosts.iter_mut().enumerate() {
+        host.deliver_data(client("cli"), 2, 100 + lane as u64, b"burst");
+    }
+    for (lane, host) in hosts.iter_mut().enumerate() {
+        expect_echo(
+            &host.expect_frame(),
+            "cli",
+            2,
+            100 + lane as u64,
+            b"burst",
+            "echo",
+        );
+    }
+    let stats = hosts[2].ask_stats(500);
+    assert_eq!((stats.frames_in, stats.frames_out), (12, 12));
+    harness.stop_through_the_agent(&mut hosts[1], &handle);
+}
+
+#[test]
+fn lane_boot_parameter_errors_name_the_parameter() {
+    let base = [
+        (PROC_ID_ENV, "unix:@t/echo"),
+        (SERVICE_NAME_ENV, "service"),
+        (INBOUND_FD_ENV, "200,203"),
+        (OUTBOUND_FD_ENV, "201,204"),
+        (HOST_DOORBELL_FD_ENV, "202,205"),
+    ];
+    // Lists without the count: read as one lane, so not one fd number.
+    let (code, stderr) = boot_with_env(&base);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("boot parameter HOSTMUX_INBOUND_FD is invalid: \"200,203\" holds 2 fd numbers, one per lane, but HOSTMUX_LANES says 1 lanes"),
+        "{stderr}"
+    );
+    let mut with_count = base.to_vec();
+    with_count.push((LANES_ENV, "3"));
+    let (code, stderr) = boot_with_env(&with_count);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("boot parameter HOSTMUX_INBOUND_FD is invalid"),
+        "{stderr}"
+    );
+    with_count.pop();
+    with_count.push((LANES_ENV, "0"));
+    let (code, stderr) = boot_with_env(&with_count);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("boot failed: HOSTMUX_LANES: 0 lanes, a proc takes 1 to 256"),
+        "{stderr}"
+    );
+    // Two lanes, well-formed: the first fd is checked (and is not open).
+    with_count.pop();
+    with_count.push((LANES_ENV, "2"));
+    let (code, stderr) = boot_with_env(&with_count);
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
         stderr.contains("boot parameter HOSTMUX_INBOUND_FD is invalid: fd 200 is not open"),

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use hostmux_lifecycle::ProcessConfig;
 use std::os::fd::AsFd;
 
-use hostmux_proc::protocol::{child_config, host_ends, BootParams, ChildFds, ProcIdentity};
+use hostmux_proc::protocol::{
+    child_config, host_ends, BootParams, ChildFds, ChildLaneFds, HostEnds, HostLaneRings, LaneFds,
+    ProcIdentity,
+};
 use hostmux_ring::{Consumer, Doorbell, Producer, RingError, SharedRing};
 use hostmux_wire::{
     decode_frame, encode_frame, encoded_len, AgentRequest, AgentResponse, AgentStats, Flags,
@@ -100,6 +103,29 @@ fn fresh_rings(ring_bytes: usize) -> (SharedRing, SharedRing, Doorbell) {
     )
 }
 
+/// One lane of fresh rings for `host_ends`.
+fn one_lane(
+    inbound: SharedRing,
+    outbound: SharedRing,
+    doorbell: &Doorbell,
+) -> Vec<HostLaneRings<'_>> {
+    vec![HostLaneRings {
+        inbound,
+        outbound,
+        host_doorbell: doorbell,
+    }]
+}
+
+/// The host's ends of a one-lane proc, and the proc's doorbell.
+fn only_lane(ends: HostEnds) -> (hostmux_proc::protocol::HostLane, Doorbell) {
+    let HostEnds {
+        lanes,
+        proc_doorbell,
+    } = ends;
+    let [lane] = <[_; 1]>::try_from(lanes).expect("one lane");
+    (lane, proc_doorbell)
+}
+
 impl TestHost {
     /// Rings for an in-process proc; `proc_doorbell` wires one both ways.
     pub(crate) fn local(
@@ -113,13 +139,14 @@ impl TestHost {
         let outbound_fd = outbound.memfd().try_clone_to_owned().unwrap();
         let (to_proc, from_proc, proc_doorbell) = if proc_doorbell {
             let config = ProcessConfig::new("unused");
-            let (_, ends) =
-                host_ends(config, named.identity(), inbound, outbound, &doorbell).unwrap();
-            (
-                ends.inbound,
-                ends.outbound,
-                Some(ends.proc_doorbell.try_clone().unwrap()),
+            let (_, ends) = host_ends(
+                config,
+                named.identity(),
+                one_lane(inbound, outbound, &doorbell),
             )
+            .unwrap();
+            let (lane, proc_doorbell) = only_lane(ends);
+            (lane.inbound, lane.outbound, Some(proc_doorbell))
         } else {
             (
                 inbound.into_producer().unwrap(),
@@ -131,9 +158,11 @@ impl TestHost {
             id: named.id.clone(),
             service_name: named.service.clone(),
             limits: named.limits,
-            inbound: inbound_fd,
-            outbound: outbound_fd,
-            host_doorbell: doorbell.try_clone().unwrap(),
+            lanes: vec![LaneFds {
+                inbound: inbound_fd,
+                outbound: outbound_fd,
+                host_doorbell: doorbell.try_clone().unwrap(),
+            }],
             proc_doorbell,
         };
         (named.host(to_proc, from_proc, doorbell), params)
@@ -151,9 +180,106 @@ impl TestHost {
         let config = ProcessConfig::new(program)
             .args(args.iter().copied())
             .ready_timeout(PATIENCE);
-        let (config, ends) =
-            host_ends(config, named.identity(), inbound, outbound, &doorbell).unwrap();
-        (named.host(ends.inbound, ends.outbound, doorbell), config)
+        let (config, ends) = host_ends(
+            config,
+            named.identity(),
+            one_lane(inbound, outbound, &doorbell),
+        )
+        .unwrap();
+        let (lane, _) = only_lane(ends);
+        (named.host(lane.inbound, lane.outbound, doorbell), config)
+    }
+
+    /// `lanes` lanes for an in-process proc, wired by `host_ends` (so with
+    /// the proc doorbell): one `TestHost` per lane, lane 0 first, each the
+    /// host side of its lane's rings with its own host doorbell.
+    pub(crate) fn local_lanes(
+        name: &str,
+        ring_bytes: usize,
+        lanes: usize,
+    ) -> (Vec<TestHost>, BootParams) {
+        let named = Named::new(name);
+        let rings: Vec<_> = (0..lanes).map(|_| fresh_rings(ring_bytes)).collect();
+        let mut lane_fds = Vec::new();
+        let mut doorbells = Vec::new();
+        let mut shared = Vec::new();
+        for (inbound, outbound, doorbell) in rings {
+            lane_fds.push(LaneFds {
+                inbound: inbound.memfd().try_clone_to_owned().unwrap(),
+                outbound: outbound.memfd().try_clone_to_owned().unwrap(),
+                host_doorbell: doorbell.try_clone().unwrap(),
+            });
+            shared.push((inbound, outbound));
+            doorbells.push(doorbell);
+        }
+        let (_, ends) = host_ends(
+            ProcessConfig::new("unused"),
+            named.identity(),
+            shared
+                .into_iter()
+                .zip(&doorbells)
+                .map(|((inbound, outbound), host_doorbell)| HostLaneRings {
+                    inbound,
+                    outbound,
+                    host_doorbell,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let params = BootParams {
+            id: named.id.clone(),
+            service_name: named.service.clone(),
+            limits: named.limits,
+            lanes: lane_fds,
+            proc_doorbell: Some(ends.proc_doorbell.try_clone().unwrap()),
+        };
+        let hosts = ends
+            .lanes
+            .into_iter()
+            .zip(doorbells)
+            .map(|(lane, doorbell)| named.host(lane.inbound, lane.outbound, doorbell))
+            .collect();
+        (hosts, params)
+    }
+
+    /// `lanes` lanes for an OS proc running `program`, through the boot
+    /// protocol (`host_ends`): one `TestHost` per lane, lane 0 first.
+    pub(crate) fn process_lanes(
+        name: &str,
+        program: &str,
+        ring_bytes: usize,
+        lanes: usize,
+    ) -> (Vec<TestHost>, ProcessConfig) {
+        let named = Named::new(name);
+        let rings: Vec<_> = (0..lanes).map(|_| fresh_rings(ring_bytes)).collect();
+        let mut shared = Vec::new();
+        let mut doorbells = Vec::new();
+        for (inbound, outbound, doorbell) in rings {
+            shared.push((inbound, outbound));
+            doorbells.push(doorbell);
+        }
+        let config = ProcessConfig::new(program).ready_timeout(PATIENCE);
+        let (config, ends) = host_ends(
+            config,
+            named.identity(),
+            shared
+                .into_iter()
+                .zip(&doorbells)
+                .map(|((inbound, outbound), host_doorbell)| HostLaneRings {
+                    inbound,
+                    outbound,
+                    host_doorbell,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let hosts = ends
+            .lanes
+            .into_iter()
+            .zip(doorbells)
+            .map(|(lane, doorbell)| named.host(lane.inbound, lane.outbound, doorbell))
+            .collect();
+        (hosts, config)
     }
 
     /// Rings for an OS proc through the lower half of the protocol
@@ -166,9 +292,11 @@ impl TestHost {
         let named = Named::new(name);
         let (inbound, outbound, doorbell) = fresh_rings(ring_bytes);
         let fds = ChildFds {
-            inbound: inbound.memfd().try_clone_to_owned().unwrap(),
-            outbound: outbound.memfd().try_clone_to_owned().unwrap(),
-            host_doorbell: doorbell.as_fd().try_clone_to_owned().unwrap(),
+            lanes: vec![ChildLaneFds {
+                inbound: inbound.memfd().try_clone_to_owned().unwrap(),
+                outbound: outbound.memfd().try_clone_to_owned().unwrap(),
+                host_doorbell: doorbell.as_fd().try_clone_to_owned().unwrap(),
+            }],
             proc_doorbell: None,
         };
         let config = ProcessConfig::new(program).ready_timeout(PATIENCE);

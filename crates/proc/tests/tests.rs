@@ -3,6 +3,7 @@
 
 mod alloc_free;
 mod answers;
+mod lanes;
 mod local;
 mod process;
 mod profile;

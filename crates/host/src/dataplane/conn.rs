@@ -107,7 +107,8 @@ impl Dataplane {
                     conn.answers.expect(frame.message_id(), peer);
                 }
             }
-            Outcome::Answered => conn.stats.delivered += 1,
+            // Answered, or handed to the thread that owns its client.
+            Outcome::Answered | Outcome::HandedOff => conn.stats.delivered += 1,
             // Consumed by the service proc: nobody answers it.
             Outcome::Consumed => conn.stats.dropped.add(UndeliverableReason::NoSuchProc),
             Outcome::Returned(reason) => {

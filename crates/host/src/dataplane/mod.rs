@@ -49,8 +49,10 @@ mod conn;
 mod drain;
 mod event;
 mod forward_lane;
+mod handoff;
 mod ledger;
 mod link;
+mod proc_keys;
 mod remote;
 pub(crate) mod rig;
 mod routes;
@@ -60,8 +62,11 @@ mod write;
 
 pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};
+pub(crate) use clients::ClientNames;
 pub(crate) use event::Event;
+pub(crate) use handoff::HandedFrame;
 pub(crate) use link::Heartbeat;
+pub(crate) use proc_keys::ProcKeys;
 /// For `identity`'s test that its alias check agrees with the peer match.
 #[cfg(test)]
 pub(crate) use remote::same_endpoint;
@@ -324,6 +329,9 @@ enum Outcome {
     /// A connection's frame met a full link window: the connection was
     /// registered to wait for acknowledgements until the deadline.
     LinkFull(ConnKey, Instant),
+    /// For a client another I/O thread owns: handed to that thread, which
+    /// counts and carries it out (see `handoff`).
+    HandedOff,
 }
 
 enum RingWrite {
@@ -457,61 +465,6 @@ impl Dataplane {
     fn next_generation(&mut self) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         self.generation
-    }
-
-    /// Registers a proc's host-side ring ends (state: starting, so frames to
-    /// it are returned `NotReady` until [`Dataplane::mark_ready`]).
-    pub(crate) fn add_proc(
-        &mut self,
-        name: ProcName,
-        inbound: Producer,
-        inbound_memfd: OwnedFd,
-        outbound: Consumer,
-    ) -> ProcKey {
-        let generation = self.next_generation();
-        let stats = ProcStats {
-            name: name.as_str().to_owned(),
-            inbound_capacity: inbound.capacity() as u64,
-            ..ProcStats::default()
-        };
-        let slot = ProcSlot {
-            generation,
-            peer: Peer::named(name.as_str().as_bytes()),
-            name,
-            state: ProcState::Starting,
-            inbound: Some(inbound),
-            inbound_memfd,
-            outbound: Some(Box::new(OutboundEnd {
-                ring: outbound,
-                memo: HeaderMemo::new(),
-            })),
-            stats,
-            dirty: false,
-            outbound_armed: false,
-            conn_waiters: Vec::with_capacity(4),
-            proc_waiters: Vec::with_capacity(4),
-            drain_blocked: None,
-            full_since: None,
-            agent: false,
-            agent_stop: agent::AgentStop::NotAsked,
-            repeat_route: None,
-        };
-        let index = match self.procs.iter().position(Option::is_none) {
-            Some(i) => {
-                self.procs[i] = Some(slot);
-                i
-            }
-            None => {
-                self.procs.push(Some(slot));
-                self.procs.len() - 1
-            }
-        };
-        self.dirty
-            .reserve(self.procs.len().saturating_sub(self.dirty.len()));
-        ProcKey {
-            index: index as u32,
-            generation,
-        }
     }
 
     fn proc_mut(&mut self, key: ProcKey) -> Option<&mut ProcSlot> {

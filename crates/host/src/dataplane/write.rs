@@ -334,7 +334,7 @@ impl<'f> Pieces<'_, 'f> {
     }
 
     /// The frame's length on the wire.
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match self {
             Pieces::Whole(frame) => frame.as_bytes().len(),
             Pieces::Parts { prefix, .. } => prefix.frame_len(),
@@ -352,7 +352,7 @@ impl<'f> Pieces<'_, 'f> {
         }
     }
 
-    fn append_to(&self, out: &mut Vec<u8>) {
+    pub(super) fn append_to(&self, out: &mut Vec<u8>) {
         match self {
             Pieces::Whole(frame) => out.extend_from_slice(frame.as_bytes()),
             Pieces::Parts {
@@ -409,7 +409,11 @@ impl Dataplane {
             }
             return match self.clients.lookup(frame.dest_name_bytes()) {
                 Some(c) => self.deliver_to_client(c, pieces, source, now),
-                None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+                // Another I/O thread's client (see `handoff`).
+                None => match self.client_elsewhere(frame.dest_name_bytes()) {
+                    Some(thread) => self.hand_off(thread, pieces, source),
+                    None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+                },
             };
         }
         let changes = self.table.changes();
@@ -534,7 +538,7 @@ impl Dataplane {
         }
     }
 
-    fn deliver_to_client(
+    pub(super) fn deliver_to_client(
         &mut self,
         c: ConnKey,
         pieces: Pieces<'_, '_>,

@@ -15,7 +15,9 @@ pub enum ChildFdSlot {
     /// At exactly this fd number (must be > 2).
     Fixed(RawFd),
     /// At a number the manager picks, announced to the child in this
-    /// environment variable as a decimal string.
+    /// environment variable as a decimal string. Several fds announced in
+    /// one variable give a comma-separated list, in the order they were
+    /// added (`10,13,16`).
     Env(String),
 }
 

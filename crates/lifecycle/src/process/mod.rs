@@ -434,17 +434,28 @@ impl ProcessProcManager {
         } else {
             None
         };
+        // Several fds in one variable make a comma-separated list.
+        let mut announced: Vec<(String, String)> = Vec::new();
         for (fd, slot) in fds {
             let target = match slot {
                 ChildFdSlot::Fixed(n) => n,
                 ChildFdSlot::Env(var) => {
                     let n = pick_free(&mut taken);
-                    set_env(var.into(), n.to_string().into());
+                    match announced.iter_mut().find(|(v, _)| *v == var) {
+                        Some((_, list)) => {
+                            list.push(',');
+                            list.push_str(&n.to_string());
+                        }
+                        None => announced.push((var, n.to_string())),
+                    }
                     n
                 }
             };
             moves.push((fd.as_raw_fd(), target));
             keep_open.push(fd);
+        }
+        for (var, list) in announced {
+            set_env(var.into(), list.into());
         }
         if moves.len() > MAX_EXTRA_FDS {
             return Err(invalid(format!(

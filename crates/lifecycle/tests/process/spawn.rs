@@ -154,6 +154,42 @@ async fn extra_fds_land_at_fixed_and_announced_numbers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fds_announced_in_one_variable_make_a_list_in_order() {
+    use hostmux_lifecycle::ChildFdSlot;
+    use std::io::Read as _;
+    let pipe = || {
+        let (rx, tx) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        (std::fs::File::from(rx), tx)
+    };
+    let ((mut rx1, tx1), (mut rx2, tx2), (mut rx3, tx3)) = (pipe(), pipe(), pipe());
+    let slot = || ChildFdSlot::Env("HOSTMUX_TEST_FDS".into());
+    let manager = ProcessProcManager::default();
+    // Writes its position in the list into each fd, and prints the list.
+    let script = "i=1; for fd in $(echo \"$HOSTMUX_TEST_FDS\" | tr , ' '); do \
+                  printf '%s' $i >&$fd; i=$((i+1)); done; printf '%s' \"$HOSTMUX_TEST_FDS\"";
+    let (_, exit) = run_to_exit(
+        &manager,
+        "fd-list",
+        shell(script)
+            .fd(tx1, slot())
+            .fd(tx2, slot())
+            .fd(tx3, slot())
+            .stdout(OutputMode::Capture { max_bytes: 256 }),
+    )
+    .await;
+    assert!(exit.success(), "{exit}");
+    let list = String::from_utf8(exit.output().unwrap().stdout.clone()).unwrap();
+    let numbers: Vec<i32> = list.split(',').map(|n| n.parse().unwrap()).collect();
+    assert_eq!(numbers.len(), 3, "{list}");
+    // The manager closed its copies, so these reads end at the child's exit.
+    let mut got = [String::new(), String::new(), String::new()];
+    for (rx, out) in [&mut rx1, &mut rx2, &mut rx3].into_iter().zip(&mut got) {
+        rx.read_to_string(out).unwrap();
+    }
+    assert_eq!(got, ["1", "2", "3"], "announced as {list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_cwd_and_name_reach_the_child() {
     let manager = ProcessProcManager::default();
     let (_, exit) = run_to_exit(

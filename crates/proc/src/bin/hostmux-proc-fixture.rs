@@ -157,15 +157,19 @@ fn run(mode: &str, count: Option<u64>) -> Result<(), ProcError> {
         }
         "corrupt-outbound" => {
             let params = BootParams::from_env()?;
-            let outbound = std::fs::File::from(params.outbound.try_clone().map_err(|source| {
-                ProcError::Io {
+            // Lane 0's outbound ring: the one a one-lane host drains.
+            let lane = params.lanes.first().ok_or(ProcError::LaneCount {
+                name: "lanes",
+                count: 0,
+                max: hostmux_proc::protocol::MAX_LANES,
+            })?;
+            let outbound =
+                std::fs::File::from(lane.outbound.try_clone().map_err(|source| ProcError::Io {
                     what: "duplicating the outbound memfd",
                     source,
-                }
-            })?);
+                })?);
             let host_doorbell =
-                params
-                    .host_doorbell
+                lane.host_doorbell
                     .try_clone()
                     .map_err(|source| ProcError::Ring {
                         ring: "host doorbell",
