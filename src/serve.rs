@@ -74,6 +74,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         spawn_ready_timeout: args.spawn_ready_timeout,
         inbound_ring_bytes: args.inbound_ring_bytes,
         outbound_ring_bytes: args.outbound_ring_bytes,
+        ring_memory: args.ring_memory,
         frontend: args.frontend_kind.into(),
         control_socket: Some(args.control_socket.clone()),
         half_close_linger: args.half_close_linger,

@@ -183,10 +183,11 @@ impl<M: ProcManager + 'static> Host<M> {
         let pings_agent = spec.pings_agent();
         let receives_frames = spec.receives_frames();
         let (inbound_bytes, outbound_bytes) = spec.ring_sizes();
-        let inbound = SharedRing::create(inbound_bytes.unwrap_or(inner.cfg.inbound_ring_bytes))
-            .map_err(ring_error)?;
-        let outbound = SharedRing::create(outbound_bytes.unwrap_or(inner.cfg.outbound_ring_bytes))
-            .map_err(ring_error)?;
+        let ring = |bytes: Option<usize>, default: usize| {
+            SharedRing::create_with(bytes.unwrap_or(default), inner.cfg.ring_memory)
+        };
+        let inbound = ring(inbound_bytes, inner.cfg.inbound_ring_bytes).map_err(ring_error)?;
+        let outbound = ring(outbound_bytes, inner.cfg.outbound_ring_bytes).map_err(ring_error)?;
         let dup = |ring: &SharedRing| -> Result<OwnedFd, RingError> {
             ring.memfd()
                 .try_clone_to_owned()
