@@ -232,11 +232,11 @@ pub(crate) struct ServeArgs {
     /// Each proc's outbound ring, in bytes (power of two, 64 KiB..256 MiB).
     #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_bytes)]
     pub(crate) outbound_ring_bytes: usize,
-    /// When each proc's rings get their memory: `populated` (all of it at
-    /// spawn; no page faults ever) or `on-demand` (each page on first use;
-    /// an idle proc holds two pages). See docs/operations.md, "Sizing rings
-    /// for many procs".
-    #[arg(long, default_value = "populated", value_parser = parse_ring_memory)]
+    /// When each proc's rings get their memory: `on-demand` (each page on
+    /// first use, a page fault once; an idle proc holds two pages) or
+    /// `populated` (all of it at spawn; no page faults ever). See
+    /// docs/operations.md, "Sizing rings for many procs".
+    #[arg(long, default_value = "on-demand", value_parser = parse_ring_memory)]
     pub(crate) ring_memory: RingMemory,
     /// How long a spawned proc may take to report ready; 0 waits forever.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -689,6 +689,19 @@ mod tests {
         assert_eq!(parse_ring_memory("populated"), Ok(RingMemory::Populated));
         assert_eq!(parse_ring_memory("on-demand"), Ok(RingMemory::OnDemand));
         assert!(parse_ring_memory("lazy").unwrap_err().contains("on-demand"));
+    }
+
+    #[test]
+    fn serve_defaults_to_the_host_configs_ring_memory() {
+        let cli = Cli::try_parse_from(["hostmux", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {cli:?}");
+        };
+        assert_eq!(
+            args.ring_memory,
+            hostmux_host::HostConfig::default().ring_memory
+        );
+        assert_eq!(args.ring_memory, RingMemory::OnDemand);
     }
 
     #[test]

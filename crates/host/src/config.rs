@@ -44,8 +44,11 @@ pub struct HostConfig {
     pub outbound_ring_bytes: usize,
     /// Whether each proc's rings are allocated whole when it is spawned
     /// ([`RingMemory::Populated`]) or page by page as frames first reach
-    /// each page ([`RingMemory::OnDemand`]); see `docs/operations.md`,
-    /// "Sizing rings for many procs", for what each costs.
+    /// each page ([`RingMemory::OnDemand`], the default: an idle proc then
+    /// holds 8 KiB of ring memory instead of its rings' full size, and the
+    /// first pass through each page costs a page fault once). See
+    /// `docs/operations.md`, "Sizing rings for many procs", for the
+    /// measurements behind the default.
     pub ring_memory: RingMemory,
     /// Bytes queued towards one client before the host stops reading from
     /// that client and returns frames for it as `Overloaded`.
@@ -178,7 +181,7 @@ impl Default for HostConfig {
             overload_wait: Duration::from_millis(500),
             inbound_ring_bytes: 1 << 20,
             outbound_ring_bytes: 1 << 20,
-            ring_memory: RingMemory::Populated,
+            ring_memory: RingMemory::OnDemand,
             client_outbox_bytes: 4 << 20,
             frontend: FrontendKind::Auto,
             service_name: "service".to_owned(),
