@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::procs::ProcMode;
 use hostmux::parse_duration;
+use hostmux_host::RingMemory;
 
 /// Exit codes, as documented in `--help` (`EXIT_CODES_HELP`) and
 /// `docs/operations.md`.
@@ -231,6 +232,12 @@ pub(crate) struct ServeArgs {
     /// Each proc's outbound ring, in bytes (power of two, 64 KiB..256 MiB).
     #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_bytes)]
     pub(crate) outbound_ring_bytes: usize,
+    /// When each proc's rings get their memory: `on-demand` (each page on
+    /// first use, a page fault once; an idle proc holds two pages) or
+    /// `populated` (all of it at spawn; no page faults ever). See
+    /// docs/operations.md, "Sizing rings for many procs".
+    #[arg(long, default_value = "on-demand", value_parser = parse_ring_memory)]
+    pub(crate) ring_memory: RingMemory,
     /// How long a spawned proc may take to report ready; 0 waits forever.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) spawn_ready_timeout: Duration,
@@ -588,6 +595,10 @@ fn parse_metrics_addr(text: &str) -> Result<std::net::SocketAddr, String> {
 
 /// Parses a ring size: a power of two from 64 KiB to 256 MiB, with an
 /// optional `K`/`M` suffix.
+fn parse_ring_memory(text: &str) -> Result<RingMemory, String> {
+    text.parse::<RingMemory>().map_err(|e| e.to_string())
+}
+
 fn parse_ring_bytes(text: &str) -> Result<usize, String> {
     let (number, scale) = match text.trim().strip_suffix(['K', 'k']) {
         Some(n) => (n, 1 << 10),
@@ -683,6 +694,26 @@ mod tests {
         assert!(parse_restart_limit("0/60s").is_err());
         assert!(parse_restart_limit("5/0s").is_err());
         assert!(parse_restart_limit("x/60s").is_err());
+    }
+
+    #[test]
+    fn ring_memory_takes_the_two_policy_names() {
+        assert_eq!(parse_ring_memory("populated"), Ok(RingMemory::Populated));
+        assert_eq!(parse_ring_memory("on-demand"), Ok(RingMemory::OnDemand));
+        assert!(parse_ring_memory("lazy").unwrap_err().contains("on-demand"));
+    }
+
+    #[test]
+    fn serve_defaults_to_the_host_configs_ring_memory() {
+        let cli = Cli::try_parse_from(["hostmux", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {cli:?}");
+        };
+        assert_eq!(
+            args.ring_memory,
+            hostmux_host::HostConfig::default().ring_memory
+        );
+        assert_eq!(args.ring_memory, RingMemory::OnDemand);
     }
 
     #[test]

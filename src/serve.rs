@@ -74,6 +74,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         spawn_ready_timeout: args.spawn_ready_timeout,
         inbound_ring_bytes: args.inbound_ring_bytes,
         outbound_ring_bytes: args.outbound_ring_bytes,
+        ring_memory: args.ring_memory,
         frontend: args.frontend_kind.into(),
         io_threads: args
             .io_threads

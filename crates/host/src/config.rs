@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hostmux_ring::RingMemory;
 use hostmux_wire::{Addr, Limits};
 
 use crate::TlsConfig;
@@ -41,6 +42,14 @@ pub struct HostConfig {
     pub inbound_ring_bytes: usize,
     /// Size of each proc's outbound ring (power of two, 64 KiB..256 MiB).
     pub outbound_ring_bytes: usize,
+    /// Whether each proc's rings are allocated whole when it is spawned
+    /// ([`RingMemory::Populated`]) or page by page as frames first reach
+    /// each page ([`RingMemory::OnDemand`], the default: an idle proc then
+    /// holds 8 KiB of ring memory instead of its rings' full size, and the
+    /// first pass through each page costs a page fault once). See
+    /// `docs/operations.md`, "Sizing rings for many procs", for the
+    /// measurements behind the default.
+    pub ring_memory: RingMemory,
     /// Bytes queued towards one client before the host stops reading from
     /// that client and returns frames for it as `Overloaded`.
     pub client_outbox_bytes: usize,
@@ -180,6 +189,7 @@ impl Default for HostConfig {
             overload_wait: Duration::from_millis(500),
             inbound_ring_bytes: 1 << 20,
             outbound_ring_bytes: 1 << 20,
+            ring_memory: RingMemory::OnDemand,
             client_outbox_bytes: 4 << 20,
             frontend: FrontendKind::Auto,
             io_threads: crate::cores::default_io_threads(),
@@ -227,6 +237,7 @@ impl std::fmt::Debug for HostConfig {
             .field("overload_wait", &self.overload_wait)
             .field("inbound_ring_bytes", &self.inbound_ring_bytes)
             .field("outbound_ring_bytes", &self.outbound_ring_bytes)
+            .field("ring_memory", &self.ring_memory)
             .field("client_outbox_bytes", &self.client_outbox_bytes)
             .field("frontend", &self.frontend)
             .field("io_threads", &self.io_threads)

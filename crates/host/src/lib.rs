@@ -247,6 +247,7 @@ pub use stats::{
 
 /// Re-exported: how procs end and what bulk terminate reports.
 pub use hostmux_lifecycle::{TerminalStatus, TerminateSummary};
+pub use hostmux_ring::RingMemory;
 
 /// Whether io_uring can be used on this machine (a ring can be built).
 pub fn io_uring_available() -> bool {

@@ -22,6 +22,7 @@ mod process;
 mod registry;
 mod remote;
 mod restart;
+mod ring_memory;
 mod robustness;
 mod roles;
 mod routing;

@@ -10,8 +10,11 @@
 //!
 //! # Main types
 //!
-//! * [`SharedRing`]: a sealed memfd mapped `MAP_SHARED | MAP_POPULATE`, with a
-//!   validated header; created by the host, attached by the child from the fd.
+//! * [`SharedRing`]: a sealed memfd mapped `MAP_SHARED`, with a validated
+//!   header; created by the host, attached by the child from the fd.
+//! * [`RingMemory`]: whether a ring's pages are allocated at creation
+//!   (`MAP_POPULATE`: no page faults ever) or on first write (an idle ring
+//!   holds one page); the attaching side follows the creator's choice.
 //! * [`Producer`] / [`Reservation`]: `try_reserve` → write → `commit`, then one
 //!   `publish` for any number of commits.
 //! * [`Consumer`] / [`Batch`]: `peek` → use → `release`, or a batch iterator.
@@ -83,6 +86,8 @@
 
 mod error;
 mod layout;
+#[cfg(not(loom))]
+mod memory;
 mod protocol;
 mod sync;
 
@@ -112,6 +117,8 @@ pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 
 #[cfg(not(loom))]
 pub use doorbell::Doorbell;
+#[cfg(not(loom))]
+pub use memory::RingMemory;
 #[cfg(not(loom))]
 pub use passing::{recv_fds, send_fds, MAX_PASSED_FDS};
 #[cfg(not(loom))]

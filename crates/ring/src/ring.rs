@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::doorbell::{futex_wait, futex_wake, Doorbell};
 use crate::error::RingError;
 use crate::layout::{RECORD_ALIGN, SLEEP_DOORBELL, SLEEP_FUTEX};
+use crate::memory::{allocated_bytes, RingMemory};
 use crate::protocol::{
     announce_sleep_then_recheck, cancel_sleep, is_waker_closed, take_pending, take_sleeper,
     ConsumerCursor, ProducerCursor, Recheck, Slot, Storage, WakeWords, READABLE, WRITABLE,
@@ -52,9 +53,16 @@ pub struct SharedRing {
 
 impl SharedRing {
     /// A new ring with `capacity` data bytes (a power of two, 64 KiB to 256 MiB)
-    /// in a sealed memfd, mapped shared and pre-faulted.
+    /// in a sealed memfd, mapped shared and pre-faulted
+    /// ([`RingMemory::Populated`]; see [`create_with`](SharedRing::create_with)).
     pub fn create(capacity: usize) -> Result<SharedRing, RingError> {
-        let (region, memfd) = Region::create(capacity)?;
+        SharedRing::create_with(capacity, RingMemory::Populated)
+    }
+
+    /// A new ring with `capacity` data bytes whose pages are allocated as
+    /// `memory` says: all now, or each on first write.
+    pub fn create_with(capacity: usize, memory: RingMemory) -> Result<SharedRing, RingError> {
+        let (region, memfd) = Region::create(capacity, memory)?;
         Ok(SharedRing {
             region: Arc::new(region),
             memfd,
@@ -62,7 +70,9 @@ impl SharedRing {
     }
 
     /// Map a ring from a memfd another process created. Checks the seals, the
-    /// size, the magic, version and capacity in the header.
+    /// size, the magic, version and capacity in the header. The mapping is
+    /// pre-faulted only if the creator populated the ring (every page of the
+    /// memfd exists); a ring created [`RingMemory::OnDemand`] stays on demand.
     pub fn attach(memfd: OwnedFd) -> Result<SharedRing, RingError> {
         let region = Region::attach(memfd.as_fd())?;
         Ok(SharedRing {
@@ -79,6 +89,15 @@ impl SharedRing {
     /// The largest record payload this ring accepts (capacity minus the 16-byte record header).
     pub fn max_payload(&self) -> usize {
         self.capacity() - RECORD_ALIGN as usize
+    }
+
+    /// Bytes of memory the ring's memfd holds now, header included (its
+    /// `st_blocks`; pages are counted once however many processes map
+    /// them). A populated ring holds all of its pages; an on-demand one
+    /// those written so far.
+    pub fn resident_bytes(&self) -> Result<u64, RingError> {
+        let stat = rustix::fs::fstat(&self.memfd).map_err(|e| RingError::os("fstat", e))?;
+        Ok(allocated_bytes(&stat))
     }
 
     /// The memfd (close-on-exec), e.g. to send over a Unix socket.

@@ -1,6 +1,7 @@
-//! The ring's memory: a sealed memfd mapped `MAP_SHARED | MAP_POPULATE`, or a
-//! heap block with the same layout (tests, Miri, fuzzing). The crate's only
-//! `unsafe` code lives here.
+//! The ring's memory: a sealed memfd mapped `MAP_SHARED` (with
+//! `MAP_POPULATE` when the ring's [`RingMemory`] says so), or a heap block
+//! with the same layout (tests, Miri, fuzzing). The crate's only `unsafe`
+//! code lives here.
 //!
 //! A [`Region`] hands out references to the header atomics and to record
 //! payloads. Payload bytes are memory the peer process may write at any time:
@@ -20,6 +21,7 @@ use crate::layout::{
     Word, HEADER_LEN, MAGIC, MAX_CAPACITY, MIN_CAPACITY, OFF_CAPACITY, OFF_HEAD, OFF_HEADER_LEN,
     OFF_MAGIC, OFF_TAIL, OFF_VERSION, RECORD_ALIGN, VERSION,
 };
+use crate::memory::RingMemory;
 
 /// Where the bytes come from.
 #[derive(Debug)]
@@ -74,8 +76,12 @@ fn check_capacity(capacity: usize, min: usize) -> Result<(), RingError> {
 
 impl Region {
     /// A new ring in a fresh memfd, sealed against resizing (a peer that could
-    /// shrink it would make our accesses fault), mapped and pre-faulted.
-    pub(crate) fn create(capacity: usize) -> Result<(Region, OwnedFd), RingError> {
+    /// shrink it would make our accesses fault), mapped, and pre-faulted if
+    /// `memory` is [`RingMemory::Populated`].
+    pub(crate) fn create(
+        capacity: usize,
+        memory: RingMemory,
+    ) -> Result<(Region, OwnedFd), RingError> {
         check_capacity(capacity, MIN_CAPACITY)?;
         let len = HEADER_LEN + capacity;
         let memfd = rustix::fs::memfd_create(
@@ -89,12 +95,19 @@ impl Region {
             SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
         )
         .map_err(|e| RingError::os("fcntl(F_ADD_SEALS)", e))?;
-        let region = Region::map(&memfd, len, capacity as u64)?;
+        let populate = memory == RingMemory::Populated;
+        let region = Region::map(&memfd, len, capacity as u64, populate)?;
         region.init_header();
         Ok((region, memfd))
     }
 
     /// Map a ring another process created, checking seals, size and header.
+    ///
+    /// The mapping is pre-faulted only if the memfd's pages all exist
+    /// already (the creator chose [`RingMemory::Populated`]): then
+    /// `MAP_POPULATE` only fills this process's page tables. For a ring
+    /// created [`RingMemory::OnDemand`] it would allocate every page of the
+    /// memfd, undoing the creator's choice, so the mapping stays lazy.
     pub(crate) fn attach(memfd: BorrowedFd<'_>) -> Result<Region, RingError> {
         let seals = rustix::fs::fcntl_get_seals(memfd)
             .map_err(|e| RingError::os("fcntl(F_GET_SEALS)", e))?;
@@ -111,12 +124,23 @@ impl Region {
             ));
         };
         check_capacity(capacity, MIN_CAPACITY)?;
-        let region = Region::map(&memfd, size, capacity as u64)?;
+        let populate = RingMemory::of_memfd(&stat, size) == RingMemory::Populated;
+        let region = Region::map(&memfd, size, capacity as u64, populate)?;
         region.check_header()?;
         Ok(region)
     }
 
-    fn map(memfd: &impl AsFd, len: usize, capacity: u64) -> Result<Region, RingError> {
+    fn map(
+        memfd: &impl AsFd,
+        len: usize,
+        capacity: u64,
+        populate: bool,
+    ) -> Result<Region, RingError> {
+        let flags = if populate {
+            MapFlags::SHARED | MapFlags::POPULATE
+        } else {
+            MapFlags::SHARED
+        };
         // SAFETY: a fresh mapping (null hint) of `len` bytes of a memfd that is
         // at least `len` long and sealed against shrinking, so every byte stays
         // backed for the mapping's life. No Rust object aliases it yet.
@@ -125,7 +149,7 @@ impl Region {
                 std::ptr::null_mut(),
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED | MapFlags::POPULATE,
+                flags,
                 memfd,
                 0,
             )

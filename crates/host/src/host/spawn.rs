@@ -198,7 +198,13 @@ impl<M: ProcManager + 'static> Host<M> {
         let mut added = Vec::with_capacity(inner.control.len());
         for thread in 0..inner.control.len() {
             let lane =
-                Lane::create(inbound_bytes, outbound_bytes, &proc_doorbell).map_err(ring_error)?;
+                Lane::create(
+                inbound_bytes,
+                outbound_bytes,
+                inner.cfg.ring_memory,
+                &proc_doorbell,
+            )
+            .map_err(ring_error)?;
             let control = inner.control.thread(thread);
             let host_doorbell = control.doorbell().try_clone().map_err(ring_error)?;
             child_lanes.push(crate::spec::LaneFds {
@@ -682,15 +688,17 @@ struct Lane {
 }
 
 impl Lane {
-    /// Creates the rings; the host's ends ring `proc_doorbell` when the
-    /// proc sleeps on the inbound ring or waits for outbound room.
+    /// Creates the rings (their memory populated per `memory`); the
+    /// host's ends ring `proc_doorbell` when the proc sleeps on the inbound
+    /// ring or waits for outbound room.
     fn create(
         inbound_bytes: usize,
         outbound_bytes: usize,
+        memory: hostmux_ring::RingMemory,
         proc_doorbell: &Doorbell,
     ) -> Result<Lane, RingError> {
-        let inbound = SharedRing::create(inbound_bytes)?;
-        let outbound = SharedRing::create(outbound_bytes)?;
+        let inbound = SharedRing::create_with(inbound_bytes, memory)?;
+        let outbound = SharedRing::create_with(outbound_bytes, memory)?;
         let dup = |ring: &SharedRing| -> Result<OwnedFd, RingError> {
             ring.memfd()
                 .try_clone_to_owned()
