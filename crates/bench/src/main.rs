@@ -63,6 +63,7 @@ mod hosts;
 mod load;
 mod proc_cost;
 mod report;
+mod scaling;
 mod worker;
 
 use std::path::PathBuf;
@@ -291,6 +292,21 @@ pub(crate) struct BenchArgs {
     /// memory, fds) at each of these counts, under each ring memory policy.
     #[arg(long, value_delimiter = ',', conflicts_with = "cross_host")]
     pub(crate) proc_cost: Option<Vec<usize>>,
+    /// hostmux's load client busy-polls its socket (non-blocking, spinning)
+    /// instead of blocking in `read`: the round trip comparable with
+    /// `tcp-busy-poll`, where both ends spin. Costs a core.
+    #[arg(long)]
+    pub(crate) busy_poll_client: bool,
+    /// Instead of the systems table: issue 15's I/O-thread scaling. One
+    /// host with 1, then 2 I/O threads (alternating every round), each of
+    /// `--clients` load generators pipelining one-way frames of the first
+    /// `--sizes` entry to a sink proc of its own; frames/s summed, host CPU
+    /// per frame, and the 2-thread / 1-thread ratio, for both frontends.
+    #[arg(long, conflicts_with_all = ["cross_host", "proc_cost"])]
+    pub(crate) scaling: bool,
+    /// Load generators in `--scaling` (each its own client and sink).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub(crate) clients: u64,
     /// Cross-host mode: two `hostmux serve` peers on loopback, a client of
     /// host A sending to a proc on host B, beside the same-host, loopback
     /// TCP and busy-poll TCP baselines; reports issue 13's targets. Same as
@@ -365,11 +381,18 @@ pub(crate) struct RunSpec {
     pub(crate) idle_procs: usize,
     #[arg(long, default_value = "populated", value_parser = parse_ring_memory)]
     pub(crate) ring_memory: RingMemory,
+    /// Which of several load generators this is (`--scaling`): it says
+    /// hello as `load-N` and sends to the proc `sink-N` (or `echo-N`).
+    #[arg(long)]
+    pub(crate) client_index: Option<usize>,
+    /// The hostmux client busy-polls its socket (round trips).
+    #[arg(long)]
+    pub(crate) busy_poll_client: bool,
 }
 
 impl RunSpec {
     fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--system".into(),
             value_name(self.system),
             "--mode".into(),
@@ -382,7 +405,14 @@ impl RunSpec {
             self.idle_procs.to_string(),
             "--ring-memory".into(),
             self.ring_memory.name().to_owned(),
-        ]
+        ];
+        if let Some(index) = self.client_index {
+            args.extend(["--client-index".into(), index.to_string()]);
+        }
+        if self.busy_poll_client {
+            args.push("--busy-poll-client".into());
+        }
+        args
     }
 }
 
@@ -449,6 +479,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(counts) = &args.proc_cost {
         return proc_cost::run(counts, &args.results);
     }
+    if args.scaling {
+        return scaling::run(&args);
+    }
     let exe = std::env::current_exe().context("finding the hostmux-bench binary")?;
     let systems: &[System] = if args.cross_host {
         &System::CROSS_HOST
@@ -508,6 +541,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                             duration,
                             idle_procs,
                             ring_memory: args.ring_memory,
+                            client_index: None,
+                            busy_poll_client: args.busy_poll_client,
                         };
                         let mut worker = Command::new(&exe);
                         worker.arg("__bench").arg("serve").args(spec.to_args());
@@ -708,6 +743,8 @@ mod tests {
                     duration: Duration::from_millis(1500),
                     idle_procs: 100,
                     ring_memory: RingMemory::OnDemand,
+                    client_index: Some(1),
+                    busy_poll_client: true,
                 };
                 let args = std::iter::once("x".to_owned()).chain(spec.to_args());
                 let parsed = Wrapper::try_parse_from(args).unwrap().spec;
@@ -717,6 +754,8 @@ mod tests {
                 assert_eq!(parsed.duration, spec.duration);
                 assert_eq!(parsed.idle_procs, 100);
                 assert_eq!(parsed.ring_memory, RingMemory::OnDemand);
+                assert_eq!(parsed.client_index, Some(1));
+                assert!(parsed.busy_poll_client);
             }
         }
     }

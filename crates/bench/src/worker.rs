@@ -51,7 +51,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
         System::Tcp | System::TcpBusyPoll => {
             let listener = TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?.to_string();
-            let frame_len = hostmux_frame(dest, "", spec.size)?.len();
+            let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
             let (mode, busy_poll) = (spec.mode, spec.system == System::TcpBusyPoll);
             std::thread::spawn(move || discard_server(listener, mode, frame_len, busy_poll));
             (addr, None)
@@ -59,7 +59,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
         System::TcpRelay => {
             let sink = TcpListener::bind("127.0.0.1:0")?;
             let sink_addr = sink.local_addr()?;
-            let frame_len = hostmux_frame(dest, "", spec.size)?.len();
+            let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
             let mode = spec.mode;
             std::thread::spawn(move || discard_server(sink, mode, frame_len, false));
             let relay = TcpListener::bind("127.0.0.1:0")?;

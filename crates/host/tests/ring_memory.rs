@@ -24,8 +24,14 @@ fn resident(memfd: &OwnedFd) -> u64 {
 fn reporting(report: oneshot::Sender<(u64, u64)>) -> LocalProc {
     LocalProc::new(move |mut cx, rings| async move {
         let (inbound, outbound) = (
-            rings.lanes[0].inbound.try_clone().map_err(|e| e.to_string())?,
-            rings.lanes[0].outbound.try_clone().map_err(|e| e.to_string())?,
+            rings.lanes[0]
+                .inbound
+                .try_clone()
+                .map_err(|e| e.to_string())?,
+            rings.lanes[0]
+                .outbound
+                .try_clone()
+                .map_err(|e| e.to_string())?,
         );
         let _endpoint = rings.attach().map_err(|e| e.to_string())?;
         let _ = report.send((resident(&inbound), resident(&outbound)));

@@ -197,8 +197,7 @@ impl<M: ProcManager + 'static> Host<M> {
         let mut child_lanes = Vec::with_capacity(inner.control.len());
         let mut added = Vec::with_capacity(inner.control.len());
         for thread in 0..inner.control.len() {
-            let lane =
-                Lane::create(
+            let lane = Lane::create(
                 inbound_bytes,
                 outbound_bytes,
                 inner.cfg.ring_memory,
