@@ -13,7 +13,9 @@
 //! * [`SharedRing`]: a sealed memfd mapped `MAP_SHARED | MAP_POPULATE`, with a
 //!   validated header; created by the host, attached by the child from the fd.
 //! * [`Producer`] / [`Reservation`]: `try_reserve` → write → `commit`, then one
-//!   `publish` for any number of commits.
+//!   `publish` for any number of commits. [`HeldRecord`] (`Producer::hold`):
+//!   a reservation that borrows nothing and owns the mapping, filled across
+//!   awaits (a socket read straight into the ring), then `commit_held`.
 //! * [`Consumer`] / [`Batch`]: `peek` → use → `release`, or a batch iterator.
 //! * [`ReadPosition`]: a consumer's read position that the producer of
 //!   another ring publishes right before its own index, so an answer is
@@ -117,6 +119,8 @@ pub use passing::{recv_fds, send_fds, MAX_PASSED_FDS};
 #[cfg(not(loom))]
 pub use read_position::ReadPosition;
 #[cfg(not(loom))]
-pub use ring::{Batch, Consumer, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN};
+pub use ring::{
+    Batch, Consumer, HeldRecord, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN,
+};
 #[cfg(not(loom))]
 pub use spin::{spin_for, spin_for_with, PURE_SPIN};
