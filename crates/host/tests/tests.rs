@@ -27,3 +27,4 @@ mod roles;
 mod routing;
 mod stress;
 mod tls;
+mod zero_copy;

@@ -658,14 +658,21 @@ mod tests {
         decoder.feed(&small);
         decoder.feed(&small);
         assert!(decoder.next_frame().unwrap().is_some());
-        assert!(decoder.next_frame().unwrap().unwrap().repeats_previous_header());
+        assert!(decoder
+            .next_frame()
+            .unwrap()
+            .unwrap()
+            .repeats_previous_header());
         decoder.feed(&large[..100]);
         assert!(decoder.next_frame().unwrap().is_none());
         assert_eq!(decoder.front_bytes(), &large[..100]);
         assert!(!decoder.skip_front_frame(large.len() + 16));
         assert!(decoder.skip_front_frame(large.len()));
         assert_eq!(decoder.buffered_len(), 0);
-        assert_eq!(decoder.consumed_len(), (2 * small.len() + large.len()) as u64);
+        assert_eq!(
+            decoder.consumed_len(),
+            (2 * small.len() + large.len()) as u64
+        );
         decoder.feed(&small);
         let next = decoder.next_frame().unwrap().unwrap();
         assert!(!next.repeats_previous_header());

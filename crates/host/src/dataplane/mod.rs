@@ -57,6 +57,7 @@ mod routes;
 pub(crate) mod rules;
 pub(crate) mod service;
 mod write;
+mod zero_copy;
 
 pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};

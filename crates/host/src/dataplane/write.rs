@@ -3,9 +3,10 @@
 //! writes and undeliverable notices it and its callers share. None of them
 //! allocates once queues are warm (refusals of control requests aside).
 
+use std::cell::Cell;
 use std::time::Instant;
 
-use hostmux_ring::{Producer, RingError};
+use hostmux_ring::{HeldRecord, Producer, RingError};
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
     decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, Flags, FrameHeader,
@@ -292,7 +293,7 @@ fn fill_parts(out: &mut [u8], prefix: &FramePrefix, head: &FrameView<'_>, payloa
 
 /// A routed frame's bytes, as its source holds them.
 #[derive(Clone, Copy)]
-pub(super) enum Pieces<'a, 'f> {
+pub(crate) enum Pieces<'a, 'f> {
     /// A whole validated frame (a connection's).
     Whole(&'a FrameView<'f>),
     /// A proc's record: its original prefix, the validated copy of its
@@ -303,6 +304,17 @@ pub(super) enum Pieces<'a, 'f> {
         head: &'a FrameView<'f>,
         payload: &'a [u8],
     },
+    /// A client's large frame already in a proc's ring (read there from the
+    /// socket, see `dataplane::zero_copy`): its validated header copy (a
+    /// [`copy_head`]-style view) and the held record, which delivering it
+    /// commits. For the ring it is held in only: the caller checks that the
+    /// frame routes there first (another ring refuses it as closed; a
+    /// client, link or the service proc would get an empty payload).
+    Held {
+        prefix: &'a FramePrefix,
+        head: &'a FrameView<'f>,
+        held: &'a Cell<Option<HeldRecord>>,
+    },
 }
 
 impl<'f> Pieces<'_, 'f> {
@@ -310,22 +322,25 @@ impl<'f> Pieces<'_, 'f> {
     pub(super) fn head(&self) -> &FrameView<'f> {
         match self {
             Pieces::Whole(frame) => frame,
-            Pieces::Parts { head, .. } => head,
+            Pieces::Parts { head, .. } | Pieces::Held { head, .. } => head,
         }
     }
 
+    /// The payload (empty for a held frame: it is in ring memory, and goes
+    /// nowhere but its ring).
     fn payload(&self) -> &[u8] {
         match self {
             Pieces::Whole(frame) => frame.payload(),
             Pieces::Parts { payload, .. } => payload,
+            Pieces::Held { .. } => &[],
         }
     }
 
     /// The frame's length on the wire.
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match self {
             Pieces::Whole(frame) => frame.as_bytes().len(),
-            Pieces::Parts { prefix, .. } => prefix.frame_len(),
+            Pieces::Parts { prefix, .. } | Pieces::Held { prefix, .. } => prefix.frame_len(),
         }
     }
 
@@ -337,6 +352,14 @@ impl<'f> Pieces<'_, 'f> {
                 head,
                 payload,
             } => write_parts(ring, prefix, head, payload),
+            Pieces::Held { held, .. } => match held.take().map(|record| ring.commit_held(record)) {
+                Some(Ok(())) => RingWrite::Written,
+                Some(Err(record)) => {
+                    held.set(Some(record));
+                    RingWrite::Closed
+                }
+                None => RingWrite::Closed,
+            },
         }
     }
 
@@ -348,6 +371,8 @@ impl<'f> Pieces<'_, 'f> {
                 head,
                 payload,
             } => extend_parts(out, prefix, head, payload),
+            // Never routed to a client (the caller checked the route).
+            Pieces::Held { prefix, head, .. } => extend_parts(out, prefix, head, &[]),
         }
     }
 }

@@ -36,6 +36,7 @@ mod conn;
 mod dial;
 mod shell;
 pub(crate) mod tls;
+pub(crate) mod zero_copy;
 
 use accept::{accept_loop, control_accept_loop, Door, Serving};
 use budget::ConnBudget;
