@@ -67,7 +67,7 @@ pub(crate) use link::Heartbeat;
 #[cfg(test)]
 pub(crate) use remote::same_endpoint;
 pub(crate) use remote::{PeerAddr, CLOSED_BY_PEER};
-pub(crate) use write::copy_head;
+pub(crate) use write::{copy_head, copy_partial_head};
 
 use write::{mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn};
 

@@ -9,8 +9,8 @@ use std::time::Instant;
 use hostmux_ring::{HeldRecord, Producer, RingError};
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
-    decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, Flags, FrameHeader,
-    FrameKind, FramePrefix, FrameView, HeaderMemo, Limits, Sender, Undeliverable,
+    decode_frame, decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, Flags,
+    FrameHeader, FrameKind, FramePrefix, FrameView, HeaderMemo, Limits, Sender, Undeliverable,
     UndeliverableReason, WireError, FRAME_ALIGN, PREFIX_LEN, UNDELIVERABLE_LEN,
 };
 
@@ -234,6 +234,31 @@ pub(crate) fn copy_head<'s>(
     let scratch: &'s AlignedVec<FRAME_ALIGN> = scratch;
     let view = decode_frame_memo(&scratch[..head_len], limits, memo)?;
     Ok((view, prefix))
+}
+
+/// The validated header of the partial frame at the front of a
+/// connection's buffer (`front`: its prefix, header and maybe some
+/// payload), copied into `scratch` as a payload-less frame, with the
+/// original prefix (as [`copy_head`] does for a ring record). `None` unless
+/// the prefix and the whole header are in and the frame is not.
+/// Allocation-free once `scratch` has room for `16 + max_header_len` bytes.
+pub(crate) fn copy_partial_head<'s>(
+    front: &[u8],
+    scratch: &'s mut AlignedVec<FRAME_ALIGN>,
+    limits: &Limits,
+) -> Option<(FrameView<'s>, FramePrefix)> {
+    let prefix = FramePrefix::parse(front, limits).ok()?;
+    let head_len = prefix.payload_offset();
+    if front.len() < head_len || front.len() >= prefix.frame_len() {
+        return None;
+    }
+    let head_only = FramePrefix::for_lengths(prefix.header_len(), 0, limits).ok()?;
+    scratch.clear();
+    scratch.extend_from_slice(&front[..head_len]);
+    scratch[..PREFIX_LEN].copy_from_slice(&head_only.to_bytes());
+    let scratch: &'s AlignedVec<FRAME_ALIGN> = scratch;
+    let view = decode_frame(&scratch[..head_len], limits).ok()?;
+    Some((view, prefix))
 }
 
 /// Writes a frame from its parts into a ring record: the original prefix,

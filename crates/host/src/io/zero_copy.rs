@@ -20,9 +20,10 @@
 use std::time::Instant;
 
 use hostmux_wire::rkyv::util::AlignedVec;
-use hostmux_wire::{decode_frame, FrameDecoder, FramePrefix, FRAME_ALIGN, PREFIX_LEN};
+use hostmux_wire::{FrameDecoder, FRAME_ALIGN};
 
 use super::*;
+use crate::dataplane::copy_partial_head;
 
 /// What [`receive_direct`] did with the frame at the front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,25 +55,15 @@ pub(super) async fn receive_direct<F: Frontend>(
     }
     let limits = *decoder.limits();
     let front = decoder.front_bytes();
-    let Ok(prefix) = FramePrefix::parse(front, &limits) else {
+    // The header, validated in host memory: the ring's copy is memory the
+    // proc may write.
+    let Some((head, prefix)) = copy_partial_head(front, scratch, &limits) else {
         return Direct::NotTaken;
     };
     let frame_len = prefix.frame_len();
-    let head_len = prefix.payload_offset();
-    if frame_len < threshold || front.len() >= frame_len || front.len() < head_len {
+    if frame_len < threshold {
         return Direct::NotTaken;
     }
-    // The header, validated in host memory: the ring's copy is memory the
-    // proc may write.
-    let Ok(head_only) = FramePrefix::for_lengths(prefix.header_len(), 0, &limits) else {
-        return Direct::NotTaken;
-    };
-    scratch.clear();
-    scratch.extend_from_slice(&front[..head_len]);
-    scratch[..PREFIX_LEN].copy_from_slice(&head_only.to_bytes());
-    let Ok(head) = decode_frame(&scratch[..head_len], &limits) else {
-        return Direct::NotTaken;
-    };
     let begun = dataplane
         .borrow_mut()
         .begin_zero_copy(key, &head, front, frame_len);
