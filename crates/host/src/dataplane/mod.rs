@@ -139,6 +139,11 @@ struct ProcSlot {
     conn_waiters: Vec<ConnKey>,
     /// Procs whose outbound drain waits for room in this inbound ring.
     proc_waiters: Vec<ProcKey>,
+    /// A frame held in this ring for zero-copy receive was let go while
+    /// others waited: the next frame is written the ordinary way, by
+    /// whoever comes first, before another is held (so a stream of large
+    /// frames cannot starve them). Cleared by any write.
+    zero_copy_defer: bool,
     /// This proc's outbound drain is stuck on a full ring since then.
     drain_blocked: Option<(ProcKey, Instant)>,
     /// The inbound ring has refused client frames for lack of room since
@@ -490,6 +495,7 @@ impl Dataplane {
             dirty: false,
             outbound_armed: false,
             conn_waiters: Vec::with_capacity(4),
+            zero_copy_defer: false,
             proc_waiters: Vec::with_capacity(4),
             drain_blocked: None,
             full_since: None,

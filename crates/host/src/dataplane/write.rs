@@ -60,6 +60,7 @@ pub(super) fn mark_dirty(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlot) 
 /// (it has room again) and marks the ring for publication.
 pub(super) fn count_written(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlot, len: u64) {
     slot.full_since = None;
+    slot.zero_copy_defer = false;
     slot.stats.frames_in += 1;
     slot.stats.bytes_in += len;
     mark_dirty(dirty, index, slot);

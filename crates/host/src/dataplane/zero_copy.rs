@@ -37,7 +37,8 @@ impl Dataplane {
     /// (`head`, validated; `front`, the frame's bytes received so far):
     /// reserves the whole frame in its proc's ring and copies `front` in,
     /// if the frame is a client's data frame for a local proc that is
-    /// ready, admits it, has no connection waiting for room, and has room
+    /// ready, admits it, has no connection waiting for room (nor was one
+    /// woken by the last hold's end and has not written yet), and has room
     /// now. `None` (nothing done, nothing counted) in every other case:
     /// the frame takes the copied path.
     pub(crate) fn begin_zero_copy(
@@ -76,7 +77,7 @@ impl Dataplane {
             return None;
         };
         let slot = slot_of(procs, q)?;
-        if slot.state != ProcState::Ready || !slot.conn_waiters.is_empty() {
+        if slot.state != ProcState::Ready || !slot.conn_waiters.is_empty() || slot.zero_copy_defer {
             return None;
         }
         let ring = slot.inbound.as_mut()?;
@@ -159,6 +160,8 @@ impl Dataplane {
         let Some(slot) = slot_of(procs, q) else {
             return;
         };
+        let waited = !slot.conn_waiters.is_empty() || !slot.proc_waiters.is_empty();
+        slot.zero_copy_defer = waited;
         events.extend(slot.conn_waiters.drain(..).map(Event::WakeReader));
         if !slot.proc_waiters.is_empty() {
             *conn_room = true;
