@@ -277,6 +277,11 @@ pub(crate) struct ServeArgs {
     /// reply waits like for a full queue, then comes back `Overloaded`.
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     pub(crate) reply_memory: usize,
+    /// Frames at least this large (e.g. 64K) from plain client connections
+    /// are read from the socket straight into the proc's ring; 0 turns it
+    /// off. See docs/operations.md, "Zero-copy receive".
+    #[arg(long, default_value = "64K", value_parser = parse_size)]
+    pub(crate) zero_copy_threshold: usize,
     /// Frontend connections served at once; more are closed at accept.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,

@@ -178,6 +178,23 @@ pub struct HostConfig {
     /// certificate naming one of [`peers`](Self::peers). `None` (the
     /// default): plain TCP only. See `docs/operations.md`, "TLS".
     pub tls: Option<TlsConfig>,
+    /// Frames of at least this many bytes (prefix, header, payload and
+    /// padding) from a plain (not TLS) client connection to a local, ready
+    /// proc are read from the socket straight into that proc's inbound
+    /// ring once their header is in: no copy through the connection's
+    /// buffer. While such a payload arrives the ring takes no other frame
+    /// (see [`zero_copy_hold`](Self::zero_copy_hold)). `0` disables it.
+    /// See `docs/operations.md`, "Zero-copy receive".
+    pub zero_copy_threshold: usize,
+    /// How long a frame read straight into a proc's ring (see
+    /// [`zero_copy_threshold`](Self::zero_copy_threshold)) may hold that
+    /// ring, which takes no other frame meanwhile: after this, or half the
+    /// [`overload_wait`](Self::overload_wait) if that is shorter, the part
+    /// read so far is moved out of the ring into the connection's buffer
+    /// and the frame is finished the copied way (under the
+    /// [`frame_timeout`](Self::frame_timeout)). So a sender that stalls
+    /// mid-payload delays other frames for that proc by at most this.
+    pub zero_copy_hold: Duration,
 }
 
 impl Default for HostConfig {
@@ -213,6 +230,8 @@ impl Default for HostConfig {
             link_backoff_min: Duration::from_millis(100),
             link_backoff_max: Duration::from_secs(5),
             tls: None,
+            zero_copy_threshold: 64 << 10,
+            zero_copy_hold: Duration::from_millis(10),
         }
     }
 }
@@ -255,6 +274,8 @@ impl std::fmt::Debug for HostConfig {
             .field("link_backoff_max", &self.link_backoff_max)
             .field("advertise", &self.advertise)
             .field("tls", &self.tls)
+            .field("zero_copy_threshold", &self.zero_copy_threshold)
+            .field("zero_copy_hold", &self.zero_copy_hold)
             .finish_non_exhaustive()
     }
 }

@@ -39,6 +39,29 @@ impl ConnReader for Reader {
         (result, decoder)
     }
 
+    fn reads_direct(&self) -> bool {
+        true
+    }
+
+    async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let read = match self {
+                Reader::Tcp(r) => {
+                    r.readable().await?;
+                    r.try_read(buf)
+                }
+                Reader::Unix(r) => {
+                    r.readable().await?;
+                    r.try_read(buf)
+                }
+            };
+            match read {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                read => return read,
+            }
+        }
+    }
+
     async fn read_raw(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let result = match self {
             Reader::Tcp(r) => r.read(&mut buf).await,

@@ -39,6 +39,24 @@ pub(crate) trait ConnReader: 'static {
     /// stream) and the buffer, whose length is unchanged.
     async fn read_raw(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
 
+    /// Whether [`read_direct`](Self::read_direct) works on this connection:
+    /// plain sockets only (a TLS connection's plaintext comes out of
+    /// rustls, so its large frames take the copied path).
+    fn reads_direct(&self) -> bool {
+        false
+    }
+
+    /// Waits until the connection is readable, then reads what is there
+    /// into `buf` without blocking: raw stream bytes, straight into memory
+    /// the caller owns (a proc's ring, see [`crate::io::zero_copy`]).
+    /// Cancel-safe: no operation outlives the future, so dropping it (a
+    /// deadline) leaves `buf` untouched from then on. Returns the byte
+    /// count, 0 at end of stream.
+    async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _ = buf;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// The certificate the far end presented in a TLS handshake (its leaf),
     /// if any. Plain connections have none.
     fn peer_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {

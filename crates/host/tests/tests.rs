@@ -29,3 +29,4 @@ mod routing;
 mod stress;
 mod threads;
 mod tls;
+mod zero_copy;

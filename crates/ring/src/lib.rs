@@ -16,7 +16,9 @@
 //!   (`MAP_POPULATE`: no page faults ever) or on first write (an idle ring
 //!   holds one page); the attaching side follows the creator's choice.
 //! * [`Producer`] / [`Reservation`]: `try_reserve` → write → `commit`, then one
-//!   `publish` for any number of commits.
+//!   `publish` for any number of commits. [`HeldRecord`] (`Producer::hold`):
+//!   a reservation that borrows nothing and owns the mapping, filled across
+//!   awaits (a socket read straight into the ring), then `commit_held`.
 //! * [`Consumer`] / [`Batch`]: `peek` → use → `release`, or a batch iterator.
 //! * [`ReadPosition`]: a consumer's read position that the producer of
 //!   another ring publishes right before its own index, so an answer is
@@ -124,6 +126,8 @@ pub use passing::{recv_fds, send_fds, MAX_PASSED_FDS};
 #[cfg(not(loom))]
 pub use read_position::ReadPosition;
 #[cfg(not(loom))]
-pub use ring::{Batch, Consumer, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN};
+pub use ring::{
+    Batch, Consumer, HeldRecord, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN,
+};
 #[cfg(not(loom))]
 pub use spin::{spin_for, spin_for_with, PURE_SPIN};

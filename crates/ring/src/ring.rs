@@ -19,6 +19,9 @@ use crate::shm::{Region, WriteToken};
 use crate::spin::{spin_for_with, PURE_SPIN};
 use crate::sync::Ordering;
 
+mod held;
+pub use held::HeldRecord;
+
 #[cfg(doc)]
 use crate::spin::spin_for;
 
@@ -367,8 +370,16 @@ impl Producer {
     /// the consumer can make room, then wait with
     /// [`wait_writable`](Producer::wait_writable). `Err(TooLarge)` is permanent.
     /// `Err(Corrupted)` means the consumer broke the protocol.
+    ///
+    /// While a record is held ([`hold`](Producer::hold)) every reservation
+    /// is refused with `Full`: records are published in order, and the
+    /// held one is not committed yet.
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_>, RingError> {
+        if self.region.is_held() {
+            self.publish()?;
+            return Err(RingError::Full);
+        }
         let slot = match self.cursor.reserve(&*self.region, len) {
             Ok(slot) => slot,
             Err(RingError::Full) => {
@@ -411,10 +422,11 @@ impl Producer {
         Ok(())
     }
 
-    /// Whether a record of `len` bytes fits now.
+    /// Whether a record of `len` bytes fits now (never while a record is
+    /// held).
     #[inline]
     pub fn is_writable(&mut self, len: usize) -> Result<bool, RingError> {
-        self.cursor.fits(&*self.region, len)
+        Ok(!self.region.is_held() && self.cursor.fits(&*self.region, len)?)
     }
 
     /// Wait until a record of `len` bytes fits: poll for the spin time (pure
@@ -430,17 +442,21 @@ impl Producer {
         self.publish()?;
         let (cursor, region) = (&mut self.cursor, &*self.region);
         wait_until(region, WRITABLE, self.policy, timeout, || {
-            cursor.fits(region, len)
+            Ok(!region.is_held() && cursor.fits(region, len)?)
         })
     }
 
     /// Announce that this producer will sleep on its doorbell until `len`
     /// bytes fit. Returns `true` if armed (now wait on the doorbell), `false`
-    /// if the record already fits or the consumer closed (not armed).
+    /// if the record already fits or the consumer closed (not armed). While
+    /// a record is held nothing fits: the holder, not the consumer, ends
+    /// that wait, and must wake whoever armed meanwhile.
     pub fn arm_doorbell(&mut self, len: usize) -> Result<bool, RingError> {
         self.publish()?;
         let (cursor, region) = (&mut self.cursor, &*self.region);
-        arm_doorbell_until(region, WRITABLE, || cursor.fits(region, len))
+        arm_doorbell_until(region, WRITABLE, || {
+            Ok(!region.is_held() && cursor.fits(region, len)?)
+        })
     }
 
     /// Withdraw a sleep announcement made by [`arm_doorbell`](Producer::arm_doorbell).
@@ -508,6 +524,12 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
+    /// Gives up the borrow, keeping the reserved slot (for a
+    /// [`HeldRecord`], which reserves through `try_reserve`).
+    fn into_slot(self) -> Slot {
+        self.slot
+    }
+
     /// Commit the whole reservation (visible after [`Producer::publish`]).
     #[inline]
     pub fn commit(self) {

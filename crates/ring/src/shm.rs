@@ -43,6 +43,8 @@ pub(crate) struct Region {
     backing: Backing,
     /// Whether the single [`WriteToken`] was handed out.
     token_taken: AtomicBool,
+    /// Whether a [`HoldToken`] is out (a record held across an await).
+    held: AtomicBool,
 }
 
 // SAFETY: `Region` owns its mapping or heap block; all shared access goes
@@ -62,6 +64,19 @@ pub(crate) struct WriteToken {
 unsafe impl Send for WriteToken {}
 // SAFETY: as above.
 unsafe impl Sync for WriteToken {}
+
+/// Proof of holding a region's one held record (see `Producer::hold`):
+/// while it is out, the producer reserves nothing, so the held bytes have
+/// no other writer in this process.
+#[derive(Debug)]
+pub(crate) struct HoldToken {
+    region: NonNull<u8>,
+}
+
+// SAFETY: the token is a marker holding an address it never dereferences.
+unsafe impl Send for HoldToken {}
+// SAFETY: as above.
+unsafe impl Sync for HoldToken {}
 
 fn check_capacity(capacity: usize, min: usize) -> Result<(), RingError> {
     if !capacity.is_power_of_two() || capacity < min || capacity > MAX_CAPACITY {
@@ -163,6 +178,7 @@ impl Region {
             capacity,
             backing: Backing::Mapped,
             token_taken: AtomicBool::new(false),
+            held: AtomicBool::new(false),
         })
     }
 
@@ -188,6 +204,7 @@ impl Region {
             capacity: capacity as u64,
             backing: Backing::Heap { layout },
             token_taken: AtomicBool::new(false),
+            held: AtomicBool::new(false),
         };
         region.init_header();
         Ok(region)
@@ -230,6 +247,27 @@ impl Region {
             return None;
         }
         Some(WriteToken { region: self.base })
+    }
+
+    /// Hand out the region's one hold token (`None` while one is out).
+    pub(crate) fn take_hold(&self) -> Option<HoldToken> {
+        if self.held.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(HoldToken { region: self.base })
+    }
+
+    /// Gives the hold token back: the producer may reserve again.
+    pub(crate) fn release_hold(&self, token: HoldToken) {
+        if token.region == self.base {
+            self.held.store(false, Ordering::Release);
+        }
+    }
+
+    /// Whether a hold token is out.
+    #[inline]
+    pub(crate) fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
     }
 
     #[inline]
@@ -291,6 +329,28 @@ impl Region {
         // means no other `&mut` into this region exists in this process; the
         // producer reserves only bytes the consumer released, so no `&[u8]`
         // from `bytes` overlaps them.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), len as usize) })
+    }
+
+    /// The payload bytes of the held record; needs the region's
+    /// [`HoldToken`] borrowed mutably for as long as the slice lives.
+    #[inline]
+    pub(crate) fn held_bytes_mut<'a>(
+        &'a self,
+        token: &'a mut HoldToken,
+        offset: u64,
+        len: u64,
+    ) -> Option<&'a mut [u8]> {
+        if token.region != self.base {
+            return None;
+        }
+        let start = self.data_range(offset, len)?;
+        // SAFETY: in bounds (checked above). The held range was reserved by
+        // the producer and is neither committed nor published, so the
+        // consumer holds no `&[u8]` into it; while the unique hold token is
+        // out the producer reserves nothing (`Producer::try_reserve` refuses),
+        // so no `Reservation`'s `&mut` overlaps it; and the token is borrowed
+        // mutably for 'a, so this is the only such slice.
         Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), len as usize) })
     }
 

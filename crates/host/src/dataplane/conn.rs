@@ -31,6 +31,21 @@ impl Dataplane {
         if fresh && frame.repeats_previous_header() && self.deliver_repeat(key, frame.as_bytes()) {
             return Delivery::Done;
         }
+        self.handle_conn_pieces(key, Pieces::Whole(frame), fresh, blocked_on, now)
+    }
+
+    /// [`handle_conn_frame`](Self::handle_conn_frame) for a frame in pieces:
+    /// the one decision for every frame from a connection, whole or held in
+    /// a ring (`dataplane::zero_copy`).
+    pub(super) fn handle_conn_pieces(
+        &mut self,
+        key: ConnKey,
+        pieces: Pieces<'_, '_>,
+        fresh: bool,
+        blocked_on: Option<ProcKey>,
+        now: Instant,
+    ) -> Delivery {
+        let frame = pieces.head();
         self.last_now = now;
         let max_hops = self.cfg.max_hops;
         let Some(conn) = slot_of_conn(&mut self.conns, key) else {
@@ -39,7 +54,7 @@ impl Dataplane {
         if conn.flow.is_some() {
             Self::heard_on_link(conn, now);
             // Link status frames are the link's own: never routed, never
-            // counted among its frames.
+            // counted among its frames. (Links' frames always come whole.)
             if hostmux_wire::is_link_status(frame) {
                 // The next frame repeats this one's header, not that of the
                 // frame the fast lane's route came from: it must not take
@@ -58,7 +73,7 @@ impl Dataplane {
         conn.forward_lane.close();
         if fresh {
             conn.stats.accepted += 1;
-            conn.stats.bytes_in += frame.as_bytes().len() as u64;
+            conn.stats.bytes_in += pieces.len() as u64;
         }
         let envelope = envelope_of(frame);
         let link = conn.dialled.is_some() || relays_a_peer(conn.peer_link, &envelope, &cfg.peers);
@@ -79,7 +94,7 @@ impl Dataplane {
             blocked_on,
         };
         let outcome = match rules::admit(origin, &envelope, max_hops) {
-            Ok(()) => self.deliver(Pieces::Whole(frame), source, now),
+            Ok(()) => self.deliver(pieces, source, now),
             Err(reason) => Outcome::Returned(reason),
         };
         // A delivered anonymous frame has no return address: nothing can

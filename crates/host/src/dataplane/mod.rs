@@ -59,6 +59,7 @@ mod routes;
 pub(crate) mod rules;
 pub(crate) mod service;
 mod write;
+mod zero_copy;
 
 pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};
@@ -71,7 +72,7 @@ pub(crate) use proc_keys::ProcKeys;
 #[cfg(test)]
 pub(crate) use remote::same_endpoint;
 pub(crate) use remote::{PeerAddr, CLOSED_BY_PEER};
-pub(crate) use write::copy_head;
+pub(crate) use write::{copy_head, copy_partial_head};
 
 use write::{mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn};
 
@@ -143,6 +144,11 @@ struct ProcSlot {
     conn_waiters: Vec<ConnKey>,
     /// Procs whose outbound drain waits for room in this inbound ring.
     proc_waiters: Vec<ProcKey>,
+    /// A frame held in this ring for zero-copy receive was let go while
+    /// others waited: the next frame is written the ordinary way, by
+    /// whoever comes first, before another is held (so a stream of large
+    /// frames cannot starve them). Cleared by any write.
+    zero_copy_defer: bool,
     /// This proc's outbound drain is stuck on a full ring since then.
     drain_blocked: Option<(ProcKey, Instant)>,
     /// The inbound ring has refused client frames for lack of room since

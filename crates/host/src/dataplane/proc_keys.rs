@@ -130,6 +130,7 @@ impl Dataplane {
             dirty: false,
             outbound_armed: false,
             conn_waiters: Vec::with_capacity(4),
+            zero_copy_defer: false,
             proc_waiters: Vec::with_capacity(4),
             drain_blocked: None,
             full_since: None,

@@ -114,21 +114,49 @@ fn merge_link(sum: &mut LinkStats, add: &LinkStats) {
     sum.received += add.received;
 }
 
+/// Adds one thread's entry for a proc (its lane) to the host's. Every field
+/// is named, so a counter added to `ProcStats` cannot be left out of the
+/// sum without a compile error.
 fn add_proc(sum: &mut ProcStats, add: &ProcStats) {
-    sum.frames_in += add.frames_in;
-    sum.bytes_in += add.bytes_in;
-    sum.frames_out += add.frames_out;
-    sum.bytes_out += add.bytes_out;
-    sum.outbound_delivered += add.outbound_delivered;
-    sum.outbound_returned.add_all(&add.outbound_returned);
-    sum.outbound_dropped.add_all(&add.outbound_dropped);
-    sum.returned_for.add_all(&add.returned_for);
-    sum.left_in_ring += add.left_in_ring;
-    sum.notices_dropped += add.notices_dropped;
-    sum.inbound_high_water += add.inbound_high_water;
-    sum.inbound_used += add.inbound_used;
-    sum.inbound_capacity += add.inbound_capacity;
-    sum.ready &= add.ready;
+    let ProcStats {
+        name: _,
+        frames_in,
+        bytes_in,
+        zero_copy_holds,
+        zero_copy_frames,
+        zero_copy_bytes,
+        zero_copy_moved_back,
+        frames_out,
+        bytes_out,
+        outbound_delivered,
+        outbound_returned,
+        outbound_dropped,
+        returned_for,
+        left_in_ring,
+        notices_dropped,
+        inbound_high_water,
+        inbound_used,
+        inbound_capacity,
+        ready,
+    } = add;
+    sum.frames_in += frames_in;
+    sum.bytes_in += bytes_in;
+    sum.zero_copy_holds += zero_copy_holds;
+    sum.zero_copy_frames += zero_copy_frames;
+    sum.zero_copy_bytes += zero_copy_bytes;
+    sum.zero_copy_moved_back += zero_copy_moved_back;
+    sum.frames_out += frames_out;
+    sum.bytes_out += bytes_out;
+    sum.outbound_delivered += outbound_delivered;
+    sum.outbound_returned.add_all(outbound_returned);
+    sum.outbound_dropped.add_all(outbound_dropped);
+    sum.returned_for.add_all(returned_for);
+    sum.left_in_ring += left_in_ring;
+    sum.notices_dropped += notices_dropped;
+    sum.inbound_high_water += inbound_high_water;
+    sum.inbound_used += inbound_used;
+    sum.inbound_capacity += inbound_capacity;
+    sum.ready &= ready;
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub(crate) mod handoff;
 mod merge;
 mod shell;
 pub(crate) mod tls;
+pub(crate) mod zero_copy;
 
 use accept::{accept_loop, control_accept_loop, Door, Serving};
 use budget::ConnBudget;
