@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::procs::ProcMode;
 use hostmux::parse_duration;
+use hostmux_host::RingMemory;
 
 /// Exit codes, as documented in `--help` (`EXIT_CODES_HELP`) and
 /// `docs/operations.md`.
@@ -231,6 +232,12 @@ pub(crate) struct ServeArgs {
     /// Each proc's outbound ring, in bytes (power of two, 64 KiB..256 MiB).
     #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_bytes)]
     pub(crate) outbound_ring_bytes: usize,
+    /// When each proc's rings get their memory: `on-demand` (each page on
+    /// first use, a page fault once; an idle proc holds two pages) or
+    /// `populated` (all of it at spawn; no page faults ever). See
+    /// docs/operations.md, "Sizing rings for many procs".
+    #[arg(long, default_value = "on-demand", value_parser = parse_ring_memory)]
+    pub(crate) ring_memory: RingMemory,
     /// How long a spawned proc may take to report ready; 0 waits forever.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) spawn_ready_timeout: Duration,
@@ -240,6 +247,12 @@ pub(crate) struct ServeArgs {
     /// Which frontend runs.
     #[arg(long, value_enum, default_value_t = Frontend::Auto)]
     pub(crate) frontend_kind: Frontend,
+    /// Host I/O threads (1..=64), each a complete data plane with its own
+    /// pair of rings to every proc; connections are spread across them.
+    /// Default: a quarter of the cores the host may use (affinity mask,
+    /// capped by its cgroup's CPU quota), at least 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) io_threads: Option<u16>,
     /// After a client shuts down its write side, how long the host keeps the
     /// connection open for the answers to what it sent before (it closes as
     /// soon as all are answered); 0 closes at once.
@@ -264,6 +277,11 @@ pub(crate) struct ServeArgs {
     /// reply waits like for a full queue, then comes back `Overloaded`.
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     pub(crate) reply_memory: usize,
+    /// Frames at least this large (e.g. 64K) from plain client connections
+    /// are read from the socket straight into the proc's ring; 0 turns it
+    /// off. See docs/operations.md, "Zero-copy receive".
+    #[arg(long, default_value = "64K", value_parser = parse_size)]
+    pub(crate) zero_copy_threshold: usize,
     /// Frontend connections served at once; more are closed at accept.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,
@@ -536,6 +554,12 @@ pub(crate) struct DemoArgs {
     /// Which frontend runs.
     #[arg(long, value_enum, default_value_t = Frontend::Auto)]
     pub(crate) frontend_kind: Frontend,
+    /// Host I/O threads (1..=64), each a complete data plane with its own
+    /// pair of rings to every proc; connections are spread across them.
+    /// Default: a quarter of the cores the host may use (affinity mask,
+    /// capped by its cgroup's CPU quota), at least 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) io_threads: Option<u16>,
 }
 
 /// `--ready MODE`: boot, spawn, notify, tcp:PORT or tcp:HOST:PORT.
@@ -576,6 +600,10 @@ fn parse_metrics_addr(text: &str) -> Result<std::net::SocketAddr, String> {
 
 /// Parses a ring size: a power of two from 64 KiB to 256 MiB, with an
 /// optional `K`/`M` suffix.
+fn parse_ring_memory(text: &str) -> Result<RingMemory, String> {
+    text.parse::<RingMemory>().map_err(|e| e.to_string())
+}
+
 fn parse_ring_bytes(text: &str) -> Result<usize, String> {
     let (number, scale) = match text.trim().strip_suffix(['K', 'k']) {
         Some(n) => (n, 1 << 10),
@@ -671,6 +699,26 @@ mod tests {
         assert!(parse_restart_limit("0/60s").is_err());
         assert!(parse_restart_limit("5/0s").is_err());
         assert!(parse_restart_limit("x/60s").is_err());
+    }
+
+    #[test]
+    fn ring_memory_takes_the_two_policy_names() {
+        assert_eq!(parse_ring_memory("populated"), Ok(RingMemory::Populated));
+        assert_eq!(parse_ring_memory("on-demand"), Ok(RingMemory::OnDemand));
+        assert!(parse_ring_memory("lazy").unwrap_err().contains("on-demand"));
+    }
+
+    #[test]
+    fn serve_defaults_to_the_host_configs_ring_memory() {
+        let cli = Cli::try_parse_from(["hostmux", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {cli:?}");
+        };
+        assert_eq!(
+            args.ring_memory,
+            hostmux_host::HostConfig::default().ring_memory
+        );
+        assert_eq!(args.ring_memory, RingMemory::OnDemand);
     }
 
     #[test]

@@ -74,12 +74,17 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         spawn_ready_timeout: args.spawn_ready_timeout,
         inbound_ring_bytes: args.inbound_ring_bytes,
         outbound_ring_bytes: args.outbound_ring_bytes,
+        ring_memory: args.ring_memory,
         frontend: args.frontend_kind.into(),
+        io_threads: args
+            .io_threads
+            .map_or_else(hostmux_host::default_io_threads, usize::from),
         control_socket: Some(args.control_socket.clone()),
         half_close_linger: args.half_close_linger,
         max_hops: args.max_hops,
         conn_memory: args.conn_memory,
         reply_memory: args.reply_memory,
+        zero_copy_threshold: args.zero_copy_threshold,
         max_connections: args.max_connections as usize,
         frame_timeout: args.frame_timeout,
         link_timeout: args.link_timeout,

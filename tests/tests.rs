@@ -4,6 +4,7 @@ mod cli;
 mod delivery;
 mod demo;
 mod errors;
+mod io_threads;
 mod kubernetes;
 mod metrics;
 mod names;

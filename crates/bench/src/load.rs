@@ -23,27 +23,49 @@ pub(crate) fn dest_for(mode: Mode) -> &'static str {
     }
 }
 
-const CLIENT_NAME: &str = "load";
+/// The load generator's client name (`load-N` for load generator N of
+/// `--scaling`).
+pub(crate) const CLIENT_NAME: &str = "load";
+
+/// The client name and destination proc of the load generator `spec` runs.
+pub(crate) fn names(spec: &RunSpec) -> (String, String) {
+    let dest = dest_for(spec.mode);
+    match spec.client_index {
+        None => (CLIENT_NAME.to_owned(), dest.to_owned()),
+        Some(index) => (format!("{CLIENT_NAME}-{index}"), format!("{dest}-{index}")),
+    }
+}
 /// A one-way batch is at least this many bytes of frames (one write).
 const BATCH_BYTES: usize = 256 << 10;
 
 /// The header of the load generator's frames to proc `dest` at host
 /// `dest_addr` (empty: the host the client is connected to).
-fn client_header<'a>(dest: &'a str, dest_addr: &'a str, port: u32, id: u64) -> FrameHeader<'a> {
+fn client_header<'a>(
+    name: &'a str,
+    dest: &'a str,
+    dest_addr: &'a str,
+    port: u32,
+    id: u64,
+) -> FrameHeader<'a> {
     FrameHeader {
         dest_addr,
         dest_port: port,
-        sender: Sender::Client { name: CLIENT_NAME },
+        sender: Sender::Client { name },
         ..FrameHeader::data(dest, id)
     }
 }
 
-/// One hostmux frame of `size` payload bytes, as the client sends it.
-pub(crate) fn hostmux_frame(dest: &str, dest_addr: &str, size: usize) -> anyhow::Result<Vec<u8>> {
+/// One hostmux frame of `size` payload bytes, as the client `name` sends it.
+pub(crate) fn hostmux_frame(
+    name: &str,
+    dest: &str,
+    dest_addr: &str,
+    size: usize,
+) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     encode_frame_to_vec(
         &mut out,
-        &client_header(dest, dest_addr, 0, 0),
+        &client_header(name, dest, dest_addr, 0, 0),
         &vec![0xA5; size],
         &Limits::default(),
     )?;
@@ -63,8 +85,9 @@ fn histogram() -> Histogram<u64> {
 /// `dest_addr`, empty for the target itself); prints `START` when the
 /// measured window opens and the [`LoadResult`] as JSON at the end.
 pub(crate) fn run(spec: &RunSpec, target: &str, dest_addr: &str) -> anyhow::Result<ExitCode> {
-    let dest = dest_for(spec.mode);
-    let mut conn = Conn::connect(spec.system, target)?;
+    let (name, dest) = names(spec);
+    let dest = dest.as_str();
+    let mut conn = Conn::connect(spec.system, target, &name, spec.busy_poll_client)?;
     let frame = match spec.system {
         System::Conventional => {
             let envelope = Envelope {
@@ -78,7 +101,7 @@ pub(crate) fn run(spec: &RunSpec, target: &str, dest_addr: &str) -> anyhow::Resu
             write_envelope(&mut out, &envelope)?;
             out
         }
-        _ => hostmux_frame(dest, dest_addr, spec.size)?,
+        _ => hostmux_frame(&name, dest, dest_addr, spec.size)?,
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "START")?;
@@ -94,7 +117,7 @@ pub(crate) fn run(spec: &RunSpec, target: &str, dest_addr: &str) -> anyhow::Resu
                 conn.write_all(&batch)?;
                 sent += per_batch;
             }
-            let (received, returned) = conn.confirm(frame.len(), dest_addr)?;
+            let (received, returned) = conn.confirm(frame.len(), dest_addr, &name, dest)?;
             if received + returned != sent {
                 bail!("sent {sent} frames but the receiver confirmed {received} (+{returned} returned)");
             }
@@ -140,7 +163,7 @@ enum Conn {
 const BUSY_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Conn {
-    fn connect(system: System, target: &str) -> anyhow::Result<Self> {
+    fn connect(system: System, target: &str, name: &str, busy_poll: bool) -> anyhow::Result<Self> {
         Ok(match system {
             System::Tcp | System::TcpRelay | System::Conventional | System::TcpBusyPoll => {
                 let stream = TcpStream::connect(target)
@@ -157,31 +180,23 @@ impl Conn {
                 }
             }
             System::Uring | System::Epoll | System::SameHost | System::CrossHost => {
-                let mut client = crate::client::connect(
-                    target,
-                    CLIENT_NAME,
-                    b"",
-                    "service",
-                    Duration::from_secs(5),
-                )?;
+                let mut client =
+                    crate::client::connect(target, name, b"", "service", Duration::from_secs(5))?;
                 client
                     .set_read_timeout(Some(Duration::from_secs(30)))
                     .map_err(client_error)?;
+                if busy_poll {
+                    client.set_busy_poll(true).map_err(client_error)?;
+                }
                 Conn::Hostmux(Box::new(client))
             }
             System::Tls => {
                 let addr: hostmux_wire::Addr = target.parse()?;
                 let tls = super::bench_tls()?.client_config().clone();
                 let hello_timeout = Duration::from_secs(5);
-                let mut client = BlockingClient::connect_tls(
-                    &addr,
-                    CLIENT_NAME,
-                    b"",
-                    "service",
-                    hello_timeout,
-                    tls,
-                )
-                .map_err(client_error)?;
+                let mut client =
+                    BlockingClient::connect_tls(&addr, name, b"", "service", hello_timeout, tls)
+                        .map_err(client_error)?;
                 client
                     .set_read_timeout(Some(Duration::from_secs(30)))
                     .map_err(client_error)?;
@@ -223,7 +238,14 @@ impl Conn {
 
     /// Ends a one-way stream and learns how many frames were received (and
     /// returned as undeliverable).
-    fn confirm(&mut self, frame_len: usize, dest_addr: &str) -> anyhow::Result<(u64, u64)> {
+    /// `name` is this client's, `dest` the sink's.
+    fn confirm(
+        &mut self,
+        frame_len: usize,
+        dest_addr: &str,
+        name: &str,
+        dest: &str,
+    ) -> anyhow::Result<(u64, u64)> {
         match self {
             Conn::TcpBusyPoll(_) => bail!("busy-poll TCP measures round trips only"),
             Conn::Tcp(s) => {
@@ -248,7 +270,7 @@ impl Conn {
                 Ok((count_of(&reply.payload)?, 0))
             }
             Conn::Hostmux(c) => {
-                let header = client_header(dest_for(Mode::Oneway), dest_addr, SINK_COUNT_PORT, 1);
+                let header = client_header(name, dest, dest_addr, SINK_COUNT_PORT, 1);
                 c.queue_frame(&header, &[])
                     .map_err(|e| client_error(e).context("encoding the count request"))?;
                 c.flush().map_err(client_error)?;

@@ -26,6 +26,8 @@
 //! 7. `cross-host`: the same two hosts, the client on A and the proc on B,
 //!    so every frame crosses the link between them.
 //!
+//! The default run is 1-5 and 8: the baselines of issue 7's and issue 15's
+//! targets (issue 15 compares round trips with (5)).
 //! `--cross-host` runs 1, 5, 6, 7 and 9 (a bare TCP relay: two hops, the
 //! physical analog of 7 on one machine): the baselines issue 13's targets
 //! compare cross-host routing with, measured in the same run.
@@ -46,13 +48,22 @@
 //!
 //! The procs measured are this binary again, in the hidden mode
 //! `hostmux-bench __proc echo|sink` ([`procs`]).
+//!
+//! `--idle-procs 0,100,400` repeats the in-process hostmux systems (2, 3,
+//! 8) with that many idle sink procs spawned beside the measured one and
+//! prints their throughput side by side. `--proc-cost 0,100,400,1000`
+//! measures instead what idle procs cost the host and the machine (memory
+//! and fds) under each ring memory policy ([`proc_cost`]). The run's
+//! output starts with the machine's load average, which the JSON keeps.
 #![forbid(unsafe_code)]
 
 mod client;
 mod conventional;
 mod hosts;
 mod load;
+mod proc_cost;
 mod report;
+mod scaling;
 mod worker;
 
 use std::path::PathBuf;
@@ -64,6 +75,7 @@ use serde::{Deserialize, Serialize};
 
 use hostmux::procs::ProcMode;
 use hostmux::{format, parse_duration, procs};
+use hostmux_host::RingMemory;
 
 fn main() -> ExitCode {
     use clap::Parser as _;
@@ -125,6 +137,11 @@ fn parse_payload_size(text: &str) -> Result<usize, String> {
             "{text:?} is not a payload size; sizes are bytes from 1 to {MAX_PAYLOAD_BYTES}"
         )),
     }
+}
+
+/// Parses a ring memory policy (`populated`, `on-demand`).
+fn parse_ring_memory(text: &str) -> Result<RingMemory, String> {
+    text.parse::<RingMemory>().map_err(|e| e.to_string())
 }
 
 /// The largest payload a measurement may use.
@@ -200,6 +217,12 @@ impl System {
         matches!(self, System::SameHost | System::CrossHost)
     }
 
+    /// Whether this system is a hostmux host inside the worker process,
+    /// the systems `--idle-procs` adds idle procs to.
+    pub(crate) fn is_in_process_host(self) -> bool {
+        matches!(self, System::Uring | System::Epoll | System::Tls)
+    }
+
     /// The modes measured for this system (busy-polling pays off only for
     /// round trips; one-way throughput is (1)'s).
     pub(crate) fn modes(self) -> &'static [Mode] {
@@ -252,9 +275,38 @@ pub(crate) struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "tcp,uring,epoll,conventional,tls"
+        default_value = "tcp,uring,epoll,conventional,tcp-busy-poll,tls"
     )]
     pub(crate) systems: Vec<System>,
+    /// Idle procs spawned beside the measured one, comma-separated: each
+    /// count is a run of the in-process hostmux systems (2, 3, 8), side by
+    /// side; the baselines run once. Targets are checked at the smallest.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub(crate) idle_procs: Vec<usize>,
+    /// Ring memory of the hostmux systems' procs: `populated` (the steady
+    /// state of rings that have wrapped once) or `on-demand` (a run this
+    /// short then pays the first-touch page faults of its rings).
+    #[arg(long, default_value = "populated", value_parser = parse_ring_memory)]
+    pub(crate) ring_memory: RingMemory,
+    /// Instead of throughput: what idle procs cost (host and machine
+    /// memory, fds) at each of these counts, under each ring memory policy.
+    #[arg(long, value_delimiter = ',', conflicts_with = "cross_host")]
+    pub(crate) proc_cost: Option<Vec<usize>>,
+    /// hostmux's load client busy-polls its socket (non-blocking, spinning)
+    /// instead of blocking in `read`: the round trip comparable with
+    /// `tcp-busy-poll`, where both ends spin. Costs a core.
+    #[arg(long)]
+    pub(crate) busy_poll_client: bool,
+    /// Instead of the systems table: issue 15's I/O-thread scaling. One
+    /// host with 1, then 2 I/O threads (alternating every round), each of
+    /// `--clients` load generators pipelining one-way frames of the first
+    /// `--sizes` entry to a sink proc of its own; frames/s summed, host CPU
+    /// per frame, and the 2-thread / 1-thread ratio, for both frontends.
+    #[arg(long, conflicts_with_all = ["cross_host", "proc_cost"])]
+    pub(crate) scaling: bool,
+    /// Load generators in `--scaling` (each its own client and sink).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub(crate) clients: u64,
     /// Cross-host mode: two `hostmux serve` peers on loopback, a client of
     /// host A sending to a proc on host B, beside the same-host, loopback
     /// TCP and busy-poll TCP baselines; reports issue 13's targets. Same as
@@ -324,11 +376,23 @@ pub(crate) struct RunSpec {
     pub(crate) size: usize,
     #[arg(long, value_parser = parse_duration)]
     pub(crate) duration: Duration,
+    /// Idle procs spawned beside the measured one (in-process hosts only).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) idle_procs: usize,
+    #[arg(long, default_value = "populated", value_parser = parse_ring_memory)]
+    pub(crate) ring_memory: RingMemory,
+    /// Which of several load generators this is (`--scaling`): it says
+    /// hello as `load-N` and sends to the proc `sink-N` (or `echo-N`).
+    #[arg(long)]
+    pub(crate) client_index: Option<usize>,
+    /// The hostmux client busy-polls its socket (round trips).
+    #[arg(long)]
+    pub(crate) busy_poll_client: bool,
 }
 
 impl RunSpec {
     fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--system".into(),
             value_name(self.system),
             "--mode".into(),
@@ -337,7 +401,18 @@ impl RunSpec {
             self.size.to_string(),
             "--duration".into(),
             format!("{}ms", self.duration.as_millis()),
-        ]
+            "--idle-procs".into(),
+            self.idle_procs.to_string(),
+            "--ring-memory".into(),
+            self.ring_memory.name().to_owned(),
+        ];
+        if let Some(index) = self.client_index {
+            args.extend(["--client-index".into(), index.to_string()]);
+        }
+        if self.busy_poll_client {
+            args.push("--busy-poll-client".into());
+        }
+        args
     }
 }
 
@@ -356,6 +431,9 @@ pub(crate) struct Measurement {
     pub(crate) system: System,
     pub(crate) mode: Mode,
     pub(crate) size: usize,
+    /// Idle procs beside the measured one.
+    #[serde(default)]
+    pub(crate) idle_procs: usize,
     /// Frames the receiver confirmed (one-way) or round trips completed.
     pub(crate) frames: u64,
     /// Frames the host returned as undeliverable (hostmux only).
@@ -396,6 +474,14 @@ pub(crate) struct LoadResult {
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let load = report::Load::now();
+    println!("{}", load.line());
+    if let Some(counts) = &args.proc_cost {
+        return proc_cost::run(counts, &args.results);
+    }
+    if args.scaling {
+        return scaling::run(&args);
+    }
     let exe = std::env::current_exe().context("finding the hostmux-bench binary")?;
     let systems: &[System] = if args.cross_host {
         &System::CROSS_HOST
@@ -408,51 +494,78 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let mut results = Vec::new();
-    let per_round: usize = systems.iter().map(|s| s.modes().len()).sum();
+    let mut idle_counts = args.idle_procs.clone();
+    idle_counts.sort_unstable();
+    idle_counts.dedup();
+    // The baselines run at the first count only.
+    let runs = |idle_index: usize, system: System| idle_index == 0 || system.is_in_process_host();
+    let per_round: usize = (0..idle_counts.len())
+        .flat_map(|i| systems.iter().filter(move |&&s| runs(i, s)))
+        .map(|s| s.modes().len())
+        .sum();
     let total = args.sizes.len() * per_round * args.repeat as usize;
     let mut done = 0;
     for _round in 0..args.repeat {
         for &size in &args.sizes {
-            for &system in systems {
-                for &mode in system.modes() {
-                    let duration = match mode {
-                        Mode::Oneway => args.duration,
-                        Mode::Rr => args.rr_duration,
-                    };
-                    done += 1;
-                    let step = format!("[{done}/{total}] {} {size} B {mode:?}", system.label());
-                    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                        eprint!("\r{step:<60}");
+            for (idle_index, &idle_procs) in idle_counts.iter().enumerate() {
+                for &system in systems.iter().filter(|&&s| runs(idle_index, s)) {
+                    let idle_procs = if system.is_in_process_host() {
+                        idle_procs
                     } else {
-                        eprintln!("{step}");
-                    }
-                    let spec = RunSpec {
-                        system,
-                        mode,
-                        size,
-                        duration,
+                        0
                     };
-                    let mut worker = Command::new(&exe);
-                    worker.arg("__bench").arg("serve").args(spec.to_args());
-                    if let Some(hostmux) = &hostmux {
-                        worker.arg("--hostmux").arg(hostmux);
-                    }
-                    let output = worker
-                        .stdin(Stdio::null())
-                        .stderr(Stdio::inherit())
-                        .output()
-                        .context("running a benchmark worker")?;
-                    if !output.status.success() {
-                        bail!(
+                    for &mode in system.modes() {
+                        let duration = match mode {
+                            Mode::Oneway => args.duration,
+                            Mode::Rr => args.rr_duration,
+                        };
+                        done += 1;
+                        let idle = if idle_procs > 0 {
+                            format!(" +{idle_procs} idle")
+                        } else {
+                            String::new()
+                        };
+                        let step = format!(
+                            "[{done}/{total}] {}{idle} {size} B {mode:?}",
+                            system.label()
+                        );
+                        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                            eprint!("\r{step:<60}");
+                        } else {
+                            eprintln!("{step}");
+                        }
+                        let spec = RunSpec {
+                            system,
+                            mode,
+                            size,
+                            duration,
+                            idle_procs,
+                            ring_memory: args.ring_memory,
+                            client_index: None,
+                            busy_poll_client: args.busy_poll_client,
+                        };
+                        let mut worker = Command::new(&exe);
+                        worker.arg("__bench").arg("serve").args(spec.to_args());
+                        if let Some(hostmux) = &hostmux {
+                            worker.arg("--hostmux").arg(hostmux);
+                        }
+                        let output = worker
+                            .stdin(Stdio::null())
+                            .stderr(Stdio::inherit())
+                            .output()
+                            .context("running a benchmark worker")?;
+                        if !output.status.success() {
+                            bail!(
                         "benchmark worker {} {size} B {mode:?} failed ({}); rerun with HOSTMUX_LOG=debug to see why",
                         system.label(),
                         output.status
                     );
+                        }
+                        let line = String::from_utf8_lossy(&output.stdout);
+                        let measurement: Measurement = serde_json::from_str(line.trim())
+                            .with_context(|| format!("worker printed no result: {line:?}"))?;
+                        results.push(measurement);
                     }
-                    let line = String::from_utf8_lossy(&output.stdout);
-                    let measurement: Measurement = serde_json::from_str(line.trim())
-                        .with_context(|| format!("worker printed no result: {line:?}"))?;
-                    results.push(measurement);
                 }
             }
         }
@@ -460,7 +573,12 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     eprintln!();
     let results = medians(&results);
     print!("{}", report::table(&results));
-    let written = report::write(&args.results, &results)?;
+    let run = report::RunInfo {
+        load_at_start: load,
+        load_at_end: report::Load::now(),
+        ring_memory: args.ring_memory.name(),
+    };
+    let written = report::write(&args.results, &results, &run)?;
     println!("results written to {}", written.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -471,16 +589,16 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn medians(rounds: &[Measurement]) -> Vec<Measurement> {
     let mut out: Vec<Measurement> = Vec::new();
     for m in rounds {
-        if out
-            .iter()
-            .any(|o| o.system == m.system && o.mode == m.mode && o.size == m.size)
-        {
+        let alike = |o: &Measurement| {
+            o.system == m.system
+                && o.mode == m.mode
+                && o.size == m.size
+                && o.idle_procs == m.idle_procs
+        };
+        if out.iter().any(alike) {
             continue;
         }
-        let same: Vec<&Measurement> = rounds
-            .iter()
-            .filter(|o| o.system == m.system && o.mode == m.mode && o.size == m.size)
-            .collect();
+        let same: Vec<&Measurement> = rounds.iter().filter(|o| alike(o)).collect();
         let median = |f: fn(&Measurement) -> f64| {
             let mut v: Vec<f64> = same.iter().map(|m| f(m)).collect();
             v.sort_by(f64::total_cmp);
@@ -588,6 +706,7 @@ mod tests {
             system: System::Uring,
             mode: Mode::Oneway,
             size: 64,
+            idle_procs: 0,
             frames: 10,
             returned: 0,
             secs: 1.0,
@@ -622,6 +741,10 @@ mod tests {
                     mode,
                     size: 4096,
                     duration: Duration::from_millis(1500),
+                    idle_procs: 100,
+                    ring_memory: RingMemory::OnDemand,
+                    client_index: Some(1),
+                    busy_poll_client: true,
                 };
                 let args = std::iter::once("x".to_owned()).chain(spec.to_args());
                 let parsed = Wrapper::try_parse_from(args).unwrap().spec;
@@ -629,6 +752,10 @@ mod tests {
                 assert_eq!(parsed.mode, spec.mode);
                 assert_eq!(parsed.size, 4096);
                 assert_eq!(parsed.duration, spec.duration);
+                assert_eq!(parsed.idle_procs, 100);
+                assert_eq!(parsed.ring_memory, RingMemory::OnDemand);
+                assert_eq!(parsed.client_index, Some(1));
+                assert!(parsed.busy_poll_client);
             }
         }
     }

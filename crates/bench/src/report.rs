@@ -9,10 +9,82 @@ use serde::Serialize;
 use super::{Measurement, Mode, System};
 use crate::format::{self, Table};
 
+/// The measurement of `system` at the run's smallest idle-proc count (the
+/// one the table and the targets use).
 fn find(results: &[Measurement], system: System, mode: Mode, size: usize) -> Option<&Measurement> {
+    let idle = if system.is_in_process_host() {
+        fewest_idle(results)
+    } else {
+        0
+    };
+    find_idle(results, system, mode, size, idle)
+}
+
+fn find_idle(
+    results: &[Measurement],
+    system: System,
+    mode: Mode,
+    size: usize,
+    idle_procs: usize,
+) -> Option<&Measurement> {
+    results.iter().find(|m| {
+        m.system == system && m.mode == mode && m.size == size && m.idle_procs == idle_procs
+    })
+}
+
+/// The smallest idle-proc count of the run's hostmux systems (0 if none).
+fn fewest_idle(results: &[Measurement]) -> usize {
     results
         .iter()
-        .find(|m| m.system == system && m.mode == mode && m.size == size)
+        .filter(|m| m.system.is_in_process_host())
+        .map(|m| m.idle_procs)
+        .min()
+        .unwrap_or(0)
+}
+
+/// The machine's load average, read from `/proc/loadavg` (all zero if it
+/// cannot be read), and its CPU count.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Load {
+    /// 1, 5 and 15 minute load averages.
+    pub(crate) loadavg: [f64; 3],
+    /// CPUs this process may run on.
+    pub(crate) cpus: usize,
+}
+
+impl Load {
+    pub(crate) fn now() -> Load {
+        let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let mut loadavg = [0.0; 3];
+        for (slot, field) in loadavg.iter_mut().zip(text.split_whitespace()) {
+            *slot = field.parse().unwrap_or(0.0);
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Load { loadavg, cpus }
+    }
+
+    /// `machine load at start: 1.38 0.96 0.43 (1/5/15 min), 2 CPUs`.
+    pub(crate) fn line(&self) -> String {
+        let [one, five, fifteen] = self.loadavg;
+        format!(
+            "machine load at start: {one:.2} {five:.2} {fifteen:.2} (1/5/15 min load average), {} CPUs{}",
+            self.cpus,
+            if one > self.cpus as f64 / 2.0 {
+                "; figures will be noisy"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// What `bench.json` records about the run beside its figures.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunInfo {
+    pub(crate) load_at_start: Load,
+    pub(crate) load_at_end: Load,
+    /// The hostmux systems' ring memory policy.
+    pub(crate) ring_memory: &'static str,
 }
 
 fn sizes(results: &[Measurement]) -> Vec<usize> {
@@ -85,8 +157,9 @@ pub(crate) fn table(results: &[Measurement]) -> String {
         }
         out.push_str(&table.render());
     }
+    idle_table(&mut out, results);
     let targets = targets(results);
-    for issue in [7, 13] {
+    for issue in [7, 15, 13] {
         let mut group = targets.iter().filter(|t| t.issue == issue).peekable();
         if group.peek().is_none() {
             continue;
@@ -109,6 +182,49 @@ pub(crate) fn table(results: &[Measurement]) -> String {
         tls_ratios(&mut out, results);
     }
     out
+}
+
+/// With `--idle-procs`: each hostmux system's one-way throughput at every
+/// idle-proc count, and its ratio to the smallest count.
+fn idle_table(out: &mut String, results: &[Measurement]) {
+    let mut counts: Vec<usize> = results.iter().map(|m| m.idle_procs).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    if counts.len() < 2 {
+        return;
+    }
+    let fewest = counts[0];
+    out.push_str("\none-way frames/s beside idle procs (ratio to the first column):\n");
+    let headers: Vec<String> = ["system".to_owned(), "payload".to_owned()]
+        .into_iter()
+        .chain(counts.iter().map(|n| format!("{n} idle")))
+        .collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut table = Table::new(&headers);
+    for system in System::ALL.into_iter().filter(|s| s.is_in_process_host()) {
+        for size in sizes(results) {
+            let Some(base) = find_idle(results, system, Mode::Oneway, size, fewest) else {
+                continue;
+            };
+            let mut row = vec![system.label().to_owned(), size_label(size)];
+            for &count in &counts {
+                row.push(
+                    find_idle(results, system, Mode::Oneway, size, count).map_or_else(
+                        || "-".to_owned(),
+                        |m| {
+                            format!(
+                                "{} ({:.2})",
+                                format::si(m.frames_per_sec, ""),
+                                m.frames_per_sec / base.frames_per_sec
+                            )
+                        },
+                    ),
+                );
+            }
+            table.row(row);
+        }
+    }
+    out.push_str(&table.render());
 }
 
 /// TLS against plain, the same host setup: (8) against (2), reported with
@@ -180,9 +296,10 @@ impl Target {
     }
 }
 
-/// The targets whose systems are in `results`: issue 7's when any of
-/// hostmux (2), (3) or the conventional host (4) ran, issue 13's when the
-/// same-host (6) or cross-host (7) system ran.
+/// The targets whose systems are in `results`: issue 7's and issue 15's
+/// when any of hostmux (2), (3) or the conventional host (4) ran, issue
+/// 13's when the same-host (6) or cross-host (7) system ran. Measured at
+/// the run's smallest idle-proc count.
 pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
     let ran = |systems: &[System]| results.iter().any(|m| systems.contains(&m.system));
     let get = |system, mode, size| find(results, system, mode, size);
@@ -236,6 +353,54 @@ pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
                 |m| m.p50_ns as f64,
             ),
         ));
+    }
+    if ran(&[System::Uring, System::Epoll, System::Conventional]) {
+        let mut oneway = Target::new(
+            15,
+            "(2)/(1) frames/s at 64 B, target >= 0.70",
+            0.7,
+            true,
+            ratio(
+                get(System::Uring, Mode::Oneway, small),
+                get(System::Tcp, Mode::Oneway, small),
+                |m| m.frames_per_sec,
+            ),
+        );
+        oneway.detail = ratio(
+            get(System::Epoll, Mode::Oneway, small),
+            get(System::Tcp, Mode::Oneway, small),
+            |m| m.frames_per_sec,
+        )
+        .map(|epoll| format!("epoll (3)/(1): {epoll:.2}"));
+        out.push(oneway);
+        out.push(Target::new(
+            15,
+            "(2)/(1) GB/s at 1 MiB, target >= 1.00",
+            1.0,
+            true,
+            ratio(
+                get(System::Uring, Mode::Oneway, large),
+                get(System::Tcp, Mode::Oneway, large),
+                |m| m.gb_per_sec,
+            ),
+        ));
+        let uring_rr = get(System::Uring, Mode::Rr, small);
+        let busy_poll_rr = get(System::TcpBusyPoll, Mode::Rr, small);
+        let mut round_trip = Target::new(
+            15,
+            "(2)/(5) p50 round trip at 64 B, target <= 1.5",
+            1.5,
+            false,
+            ratio(uring_rr, busy_poll_rr, |m| m.p50_ns as f64),
+        );
+        round_trip.detail = uring_rr.zip(busy_poll_rr).map(|(uring, busy_poll)| {
+            format!(
+                "{} vs {}",
+                format::micros(uring.p50_ns),
+                format::micros(busy_poll.p50_ns)
+            )
+        });
+        out.push(round_trip);
     }
     if ran(&[System::SameHost, System::CrossHost]) {
         out.push(Target::new(
@@ -311,12 +476,13 @@ fn round_trip_budget(
 /// What `bench.json` holds.
 #[derive(Serialize)]
 struct Report<'a> {
+    run: &'a RunInfo,
     measurements: &'a [Measurement],
     targets: Vec<Target>,
 }
 
 /// Writes `bench.json` and `bench.svg` into `dir`; returns `dir`.
-pub(crate) fn write(dir: &Path, results: &[Measurement]) -> anyhow::Result<PathBuf> {
+pub(crate) fn write(dir: &Path, results: &[Measurement], run: &RunInfo) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| {
         format!(
             "cannot create the results folder {}; pass --results DIR",
@@ -325,6 +491,7 @@ pub(crate) fn write(dir: &Path, results: &[Measurement]) -> anyhow::Result<PathB
     })?;
     let json = dir.join("bench.json");
     let report = Report {
+        run,
         measurements: results,
         targets: targets(results),
     };
@@ -449,6 +616,7 @@ mod tests {
             system,
             mode,
             size: 64,
+            idle_procs: 0,
             frames: 1,
             returned: 0,
             secs: 1.0,
@@ -527,5 +695,34 @@ mod tests {
         assert_eq!(targets[1].met, None);
         let svg = chart(&results);
         assert!(svg.contains("(7) hostmux serve, cross-host"));
+    }
+
+    #[test]
+    fn issue_15_targets_use_busy_poll_tcp_and_the_fewest_idle_procs() {
+        let mut idle = m(System::Uring, Mode::Oneway, 100.0, 0);
+        idle.idle_procs = 400;
+        let mut fewest = m(System::Uring, Mode::Oneway, 800.0, 0);
+        fewest.idle_procs = 0;
+        let results = vec![
+            m(System::Tcp, Mode::Oneway, 1000.0, 0),
+            m(System::Epoll, Mode::Oneway, 600.0, 0),
+            fewest,
+            idle,
+            m(System::Uring, Mode::Rr, 1.0, 20_000),
+            m(System::TcpBusyPoll, Mode::Rr, 1.0, 10_000),
+        ];
+        let text = table(&results);
+        for line in [
+            "targets (issue 15)",
+            "(2)/(1) frames/s at 64 B, target >= 0.70: 0.80 (met); epoll (3)/(1): 0.60",
+            "(2)/(5) p50 round trip at 64 B, target <= 1.5: 2.00 (MISSED); 20.0 µs vs 10.0 µs",
+            "(2)/(1) GB/s at 1 MiB, target >= 1.00: not measured",
+            "one-way frames/s beside idle procs",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(text.contains("(0.12)"), "400 idle against 0 idle: {text}");
+        // Issue 7's figures come from the same run.
+        assert!(text.find("targets (issue 7)") < text.find("targets (issue 15)"));
     }
 }

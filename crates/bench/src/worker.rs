@@ -51,7 +51,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
         System::Tcp | System::TcpBusyPoll => {
             let listener = TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?.to_string();
-            let frame_len = hostmux_frame(dest, "", spec.size)?.len();
+            let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
             let (mode, busy_poll) = (spec.mode, spec.system == System::TcpBusyPoll);
             std::thread::spawn(move || discard_server(listener, mode, frame_len, busy_poll));
             (addr, None)
@@ -59,7 +59,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
         System::TcpRelay => {
             let sink = TcpListener::bind("127.0.0.1:0")?;
             let sink_addr = sink.local_addr()?;
-            let frame_len = hostmux_frame(dest, "", spec.size)?.len();
+            let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
             let mode = spec.mode;
             std::thread::spawn(move || discard_server(sink, mode, frame_len, false));
             let relay = TcpListener::bind("127.0.0.1:0")?;
@@ -99,6 +99,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
                 outbound_ring_bytes: BENCH_RING_BYTES,
                 overload_wait: Duration::from_secs(10),
                 client_outbox_bytes: 64 << 20,
+                ring_memory: spec.ring_memory,
                 tls,
                 ..HostConfig::default()
             };
@@ -112,6 +113,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             host.spawn(dest, crate::procs::this_binary(proc_mode)?)
                 .await
                 .context("spawning the benchmark proc")?;
+            spawn_idle_procs(&host, 0..spec.idle_procs).await?;
             let pid = host
                 .manager()
                 .get(&ProcName::new(dest)?)
@@ -197,7 +199,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
     }
 
     if let Some((host, serving)) = host_and_serving {
-        host.terminate_children(Duration::from_secs(2), 4).await;
+        host.terminate_children(Duration::from_secs(2), 64).await;
         serving.shutdown();
     }
     if let Some(pair) = host_pair {
@@ -217,6 +219,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
         system: spec.system,
         mode: spec.mode,
         size: spec.size,
+        idle_procs: spec.idle_procs,
         frames: result.frames,
         returned: result.returned,
         secs: result.secs,
@@ -233,6 +236,34 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
         p999_ns: result.p999_ns,
         rounds: 1,
     })
+}
+
+/// Spawns sink procs named `idle-N` for every N in `names` that nobody
+/// sends to, 32 at a time, each ready before this returns.
+pub(crate) async fn spawn_idle_procs(
+    host: &Host<ProcessProcManager>,
+    names: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
+    let mut next = names.start;
+    while next < names.end {
+        let batch_end = names.end.min(next + 32);
+        let mut batch = tokio::task::JoinSet::new();
+        for n in next..batch_end {
+            let host = host.clone();
+            batch.spawn(async move {
+                let spec = crate::procs::this_binary(ProcMode::Sink)?;
+                host.spawn(format!("idle-{n}").as_str(), spec)
+                    .await
+                    .with_context(|| format!("spawning idle proc {n}"))?;
+                anyhow::Ok(())
+            });
+        }
+        while let Some(outcome) = batch.join_next().await {
+            outcome??;
+        }
+        next = batch_end;
+    }
+    Ok(())
 }
 
 /// The physical-limit receiver: reads and discards, then answers the byte

@@ -49,9 +49,14 @@ fn bench_runs_every_system_and_writes_json_and_svg() {
         "(2) hostmux io_uring",
         "(3) hostmux epoll",
         "(4) tokio + bincode + UDS",
+        "(5) loopback TCP, busy-poll",
         "targets (issue 7)",
+        "targets (issue 15)",
+        "(2)/(1) frames/s at 64 B, target >= 0.70: ",
+        "(2)/(5) p50 round trip at 64 B, target <= 1.5: ",
         "(8) hostmux io_uring, TLS client",
         "(2)/(4) frames/s at 64 B",
+        "machine load at start: ",
     ] {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }
@@ -63,11 +68,26 @@ fn bench_runs_every_system_and_writes_json_and_svg() {
         .unwrap_or_else(|| panic!("no TLS ratio in:\n{stdout}"));
     assert!(!tls_line.contains("not measured"), "{tls_line}");
     let rows = json["measurements"].as_array().expect("array");
-    assert_eq!(rows.len(), 10, "5 systems x one-way and round trip");
+    assert_eq!(
+        rows.len(),
+        11,
+        "5 systems x one-way and round trip, busy-poll TCP round trip"
+    );
     assert!(rows.iter().all(|r| r["frames"].as_u64().unwrap() > 0));
     let targets = json["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 4, "{targets:?}");
-    assert!(targets.iter().all(|t| t["issue"] == 7), "{targets:?}");
+    assert_eq!(targets.len(), 7, "{targets:?}");
+    let of_issue = |issue: u64| targets.iter().filter(|t| t["issue"] == issue).count();
+    assert_eq!((of_issue(7), of_issue(15)), (4, 3), "{targets:?}");
+    // The 64 B ones have figures from this run (1 MiB was not run).
+    for target in targets
+        .iter()
+        .filter(|t| t["what"].as_str().unwrap().contains("64 B"))
+    {
+        assert!(target["value"].as_f64().is_some(), "{target}");
+    }
+    let load = &json["run"]["load_at_start"];
+    assert_eq!(load["loadavg"].as_array().map(Vec::len), Some(3), "{json}");
+    assert!(load["cpus"].as_u64().unwrap() >= 1, "{json}");
     let svg = std::fs::read_to_string(dir.path().join("bench.svg")).expect("svg file");
     assert!(svg.starts_with("<svg") && svg.contains("hostmux io_uring"));
 }
@@ -163,4 +183,79 @@ fn an_out_of_range_payload_size_is_a_usage_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("\"0\" is not a payload size"), "{stderr}");
+}
+
+/// `--idle-procs 0,3`: the hostmux system runs again beside three idle
+/// procs, the baseline once, and the table shows both counts side by side.
+#[test]
+fn idle_procs_run_the_hostmux_systems_once_per_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stdout, json) = bench(
+        &[
+            "--systems",
+            "tcp,uring",
+            "--idle-procs",
+            "0,3",
+            "--duration",
+            "100ms",
+            "--rr-duration",
+            "50ms",
+            "--sizes",
+            "64",
+        ],
+        dir.path(),
+    );
+    assert!(
+        stdout.contains("one-way frames/s beside idle procs") && stdout.contains("3 idle"),
+        "{stdout}"
+    );
+    let rows = json["measurements"].as_array().expect("measurements");
+    let count = |system: &str, idle: u64| {
+        rows.iter()
+            .filter(|r| r["system"] == system && r["idle_procs"] == idle)
+            .count()
+    };
+    assert_eq!((count("tcp", 0), count("tcp", 3)), (2, 0), "{rows:?}");
+    assert_eq!((count("uring", 0), count("uring", 3)), (2, 2), "{rows:?}");
+    assert!(rows.iter().all(|r| r["frames"].as_u64().unwrap() > 0));
+}
+
+/// `--proc-cost 0,3`: per policy, the ring memfds of three idle procs hold
+/// their whole rings when populated and about a page each on demand.
+#[test]
+fn proc_cost_counts_ring_memory_by_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_hostmux-bench"))
+        .args(["--proc-cost", "0,3", "--results"])
+        .arg(dir.path())
+        .output()
+        .expect("run the bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("on-demand") && stdout.contains("populated"),
+        "{stdout}"
+    );
+    let steps: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("proc-cost.json")).expect("json"))
+            .expect("valid json");
+    let memfds = |policy: &str, procs: u64| {
+        steps
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["ring_memory"] == policy && s["procs"] == procs)
+            .unwrap_or_else(|| panic!("no {policy} {procs} step in {steps}"))["ring_memfd_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let ring = (1u64 << 20) + 4096;
+    let populated = memfds("populated", 3) - memfds("populated", 0);
+    let on_demand = memfds("on-demand", 3) - memfds("on-demand", 0);
+    assert!(populated >= 3 * 2 * ring, "{populated} bytes: {steps}");
+    assert!(on_demand <= 3 * 2 * 2 * 4096, "{on_demand} bytes: {steps}");
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hostmux_ring::RingMemory;
 use hostmux_wire::{Addr, Limits};
 
 use crate::TlsConfig;
@@ -41,11 +42,27 @@ pub struct HostConfig {
     pub inbound_ring_bytes: usize,
     /// Size of each proc's outbound ring (power of two, 64 KiB..256 MiB).
     pub outbound_ring_bytes: usize,
+    /// Whether each proc's rings are allocated whole when it is spawned
+    /// ([`RingMemory::Populated`]) or page by page as frames first reach
+    /// each page ([`RingMemory::OnDemand`], the default: an idle proc then
+    /// holds 8 KiB of ring memory instead of its rings' full size, and the
+    /// first pass through each page costs a page fault once). See
+    /// `docs/operations.md`, "Sizing rings for many procs", for the
+    /// measurements behind the default.
+    pub ring_memory: RingMemory,
     /// Bytes queued towards one client before the host stops reading from
     /// that client and returns frames for it as `Overloaded`.
     pub client_outbox_bytes: usize,
     /// Which frontend to run.
     pub frontend: FrontendKind,
+    /// How many host I/O threads serve: each runs a complete data plane
+    /// with its own lane (pair of rings) to every proc, and owns the
+    /// connections handed to it. At least 1 ([`Host::serve`](crate::Host::serve)
+    /// refuses 0 with [`HostError::InvalidIoThreads`](crate::HostError::InvalidIoThreads)).
+    /// Default: [`default_io_threads`](crate::default_io_threads), a
+    /// quarter of the cores the host may use, at least one (see
+    /// docs/architecture.md, "Threads").
+    pub io_threads: usize,
     /// Name of the host's service proc (the control plane's data-plane face).
     pub service_name: String,
     /// Records drained from one proc's outbound ring before the host turns to
@@ -161,6 +178,23 @@ pub struct HostConfig {
     /// certificate naming one of [`peers`](Self::peers). `None` (the
     /// default): plain TCP only. See `docs/operations.md`, "TLS".
     pub tls: Option<TlsConfig>,
+    /// Frames of at least this many bytes (prefix, header, payload and
+    /// padding) from a plain (not TLS) client connection to a local, ready
+    /// proc are read from the socket straight into that proc's inbound
+    /// ring once their header is in: no copy through the connection's
+    /// buffer. While such a payload arrives the ring takes no other frame
+    /// (see [`zero_copy_hold`](Self::zero_copy_hold)). `0` disables it.
+    /// See `docs/operations.md`, "Zero-copy receive".
+    pub zero_copy_threshold: usize,
+    /// How long a frame read straight into a proc's ring (see
+    /// [`zero_copy_threshold`](Self::zero_copy_threshold)) may hold that
+    /// ring, which takes no other frame meanwhile: after this, or half the
+    /// [`overload_wait`](Self::overload_wait) if that is shorter, the part
+    /// read so far is moved out of the ring into the connection's buffer
+    /// and the frame is finished the copied way (under the
+    /// [`frame_timeout`](Self::frame_timeout)). So a sender that stalls
+    /// mid-payload delays other frames for that proc by at most this.
+    pub zero_copy_hold: Duration,
 }
 
 impl Default for HostConfig {
@@ -172,8 +206,10 @@ impl Default for HostConfig {
             overload_wait: Duration::from_millis(500),
             inbound_ring_bytes: 1 << 20,
             outbound_ring_bytes: 1 << 20,
+            ring_memory: RingMemory::OnDemand,
             client_outbox_bytes: 4 << 20,
             frontend: FrontendKind::Auto,
+            io_threads: crate::cores::default_io_threads(),
             service_name: "service".to_owned(),
             drain_budget: 256,
             control_socket: None,
@@ -194,6 +230,8 @@ impl Default for HostConfig {
             link_backoff_min: Duration::from_millis(100),
             link_backoff_max: Duration::from_secs(5),
             tls: None,
+            zero_copy_threshold: 64 << 10,
+            zero_copy_hold: Duration::from_millis(10),
         }
     }
 }
@@ -218,8 +256,10 @@ impl std::fmt::Debug for HostConfig {
             .field("overload_wait", &self.overload_wait)
             .field("inbound_ring_bytes", &self.inbound_ring_bytes)
             .field("outbound_ring_bytes", &self.outbound_ring_bytes)
+            .field("ring_memory", &self.ring_memory)
             .field("client_outbox_bytes", &self.client_outbox_bytes)
             .field("frontend", &self.frontend)
+            .field("io_threads", &self.io_threads)
             .field("service_name", &self.service_name)
             .field("drain_budget", &self.drain_budget)
             .field("poll_spin", &self.poll_spin)
@@ -234,6 +274,8 @@ impl std::fmt::Debug for HostConfig {
             .field("link_backoff_max", &self.link_backoff_max)
             .field("advertise", &self.advertise)
             .field("tls", &self.tls)
+            .field("zero_copy_threshold", &self.zero_copy_threshold)
+            .field("zero_copy_hold", &self.zero_copy_hold)
             .finish_non_exhaustive()
     }
 }

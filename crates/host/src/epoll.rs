@@ -39,6 +39,29 @@ impl ConnReader for Reader {
         (result, decoder)
     }
 
+    fn reads_direct(&self) -> bool {
+        true
+    }
+
+    async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let read = match self {
+                Reader::Tcp(r) => {
+                    r.readable().await?;
+                    r.try_read(buf)
+                }
+                Reader::Unix(r) => {
+                    r.readable().await?;
+                    r.try_read(buf)
+                }
+            };
+            match read {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                read => return read,
+            }
+        }
+    }
+
     async fn read_raw(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let result = match self {
             Reader::Tcp(r) => r.read(&mut buf).await,
@@ -75,6 +98,21 @@ impl Frontend for Epoll {
         stream.set_nonblocking(true)?;
         let (r, w) = tokio::net::UnixStream::from_std(stream)?.into_split();
         Ok((Reader::Unix(r), Writer::Unix(w)))
+    }
+
+    fn adopt(
+        accepted: crate::io::Accepted,
+        _tls: Option<&crate::TlsConfig>,
+    ) -> io::Result<(Reader, Writer)> {
+        match accepted {
+            crate::io::Accepted::Tcp(stream, _) => {
+                stream.set_nonblocking(true)?;
+                stream.set_nodelay(true)?;
+                let (r, w) = tokio::net::TcpStream::from_std(stream)?.into_split();
+                Ok((Reader::Tcp(r), Writer::Tcp(w)))
+            }
+            crate::io::Accepted::Unix(stream) => Self::adopt_unix(stream),
+        }
     }
 
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Reader, Writer)> {

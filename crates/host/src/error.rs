@@ -274,6 +274,14 @@ pub enum HostError {
     /// A frame or name could not be encoded or decoded.
     #[error("wire error: {0}")]
     Wire(#[from] WireError),
+    /// [`HostConfig::io_threads`](crate::HostConfig::io_threads) is out of range.
+    #[error("io_threads must be between 1 and {max}, not {given}")]
+    InvalidIoThreads {
+        /// The configured count.
+        given: usize,
+        /// The most the host runs.
+        max: usize,
+    },
     /// The host's I/O thread is gone (it was shut down or panicked).
     #[error("the host I/O thread is not running")]
     IoThreadGone,

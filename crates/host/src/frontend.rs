@@ -39,6 +39,24 @@ pub(crate) trait ConnReader: 'static {
     /// stream) and the buffer, whose length is unchanged.
     async fn read_raw(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
 
+    /// Whether [`read_direct`](Self::read_direct) works on this connection:
+    /// plain sockets only (a TLS connection's plaintext comes out of
+    /// rustls, so its large frames take the copied path).
+    fn reads_direct(&self) -> bool {
+        false
+    }
+
+    /// Waits until the connection is readable, then reads what is there
+    /// into `buf` without blocking: raw stream bytes, straight into memory
+    /// the caller owns (a proc's ring, see [`crate::io::zero_copy`]).
+    /// Cancel-safe: no operation outlives the future, so dropping it (a
+    /// deadline) leaves `buf` untouched from then on. Returns the byte
+    /// count, 0 at end of stream.
+    async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _ = buf;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// The certificate the far end presented in a TLS handshake (its leaf),
     /// if any. Plain connections have none.
     fn peer_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
@@ -73,6 +91,14 @@ pub(crate) trait Frontend: 'static {
     /// Adopts an accepted Unix stream (the control socket's connections).
     fn adopt_unix(
         stream: std::os::unix::net::UnixStream,
+    ) -> io::Result<(Self::Reader, Self::Writer)>;
+    /// Adopts a frontend connection another I/O thread accepted
+    /// ([`crate::io::handoff`]), as [`accept`](Self::accept) would have
+    /// returned it. `tls` is the host's TLS configuration: the runtimes
+    /// speak plain sockets and ignore it; [`crate::io::tls::Tls`] uses it.
+    fn adopt(
+        accepted: crate::io::Accepted,
+        tls: Option<&crate::TlsConfig>,
     ) -> io::Result<(Self::Reader, Self::Writer)>;
     /// Dials another host.
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Self::Reader, Self::Writer)>;

@@ -362,10 +362,19 @@ pub(crate) fn hello_name_of(primary: &Addr) -> String {
 /// `name`: the one whose address, in an equivalent spelling, is the far
 /// host's primary address ([`Identity::hello_name`]). `None`: the far host
 /// names itself by an address this host does not list as a peer (give the
-/// far host `--advertise` with the address this host knows it by). For the
-/// accepting side of a link; cold (one hash per peer).
+/// far host `--advertise` with the address this host knows it by). The
+/// links a host with several I/O threads dials from thread k ≥ 1 add `-k`
+/// to the name (see `io::dial::link_hello_name`). For the accepting side of a
+/// link; cold (one hash per peer).
 pub(crate) fn peer_for_hello_name<'p>(peers: &'p [Addr], name: &str) -> Option<&'p Addr> {
-    peers.iter().find(|peer| hello_name_of(peer) == name)
+    peers.iter().find(|peer| {
+        let hello = hello_name_of(peer);
+        name == hello
+            || name
+                .strip_prefix(hello.as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 #[cfg(test)]

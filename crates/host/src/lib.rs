@@ -74,19 +74,21 @@
 //!
 //! # How it is built
 //!
-//! One **I/O thread** owns every ring end, every connection and the routing
-//! table's reader handle, so every ring keeps exactly one producer and one
-//! consumer without locks. The routing logic is a sans-IO core (the
+//! Each **I/O thread** ([`HostConfig::io_threads`], default a quarter of
+//! the cores: [`default_io_threads`]) owns its lane (a ring pair) of every
+//! proc, the connections handed to it and a reader handle of the shared
+//! routing table, so every ring keeps exactly one producer and one consumer
+//! without locks (see docs/architecture.md, "Threads"). The routing logic is a sans-IO core (the
 //! `dataplane` module: handle a frame, drain a proc's ring, flush, counters)
 //! driven by a small `Frontend` trait with two implementations: io_uring
 //! through tokio-uring (reads land straight in the frame decoder's aligned
 //! buffer) and epoll through tokio. [`FrontendKind::Auto`] tries to build an
 //! io_uring and falls back to epoll, and logs which one runs. Control
-//! operations run on the caller's tokio runtime and reach the I/O thread
-//! through a command queue plus a ring of the host doorbell.
+//! operations run on the caller's tokio runtime and reach each I/O thread
+//! through its command queue plus a ring of its doorbell.
 //!
-//! The host waits for all procs with **one doorbell** (an eventfd every proc
-//! holds) plus a pending flag in each ring: a proc rings it only when the host
+//! Each I/O thread waits for all procs with **one doorbell** (an eventfd
+//! every proc holds for its lane on that thread) plus a pending flag in each ring: a proc rings it only when the host
 //! announced that it sleeps on that ring, so while traffic flows nobody
 //! makes a system call to wake anybody, and an idle host sleeps in one
 //! `epoll_wait` whatever the number of procs. The same doorbell carries
@@ -157,7 +159,8 @@
 //! let (host, serving) = Host::serve(
 //!     LocalProcManager::new(),
 //!     Addr::tcp("127.0.0.1", 0).unwrap(),
-//!     HostConfig::default(),
+//!     // One I/O thread, so one lane per proc: what `attach` serves.
+//!     HostConfig { io_threads: 1, ..HostConfig::default() },
 //! )
 //! .await
 //! .unwrap();
@@ -195,6 +198,7 @@
 mod client;
 mod config;
 mod control;
+mod cores;
 mod dataplane;
 mod epoll;
 mod error;
@@ -225,6 +229,7 @@ pub use client::{
     ControlClient, ReceivedFrame,
 };
 pub use config::{FrontendKind, HostConfig};
+pub use cores::{available_cores, default_io_threads};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};
 pub use hostmux_wire::{encode_hello, is_hello_ack, HELLO_PORT};
@@ -242,6 +247,7 @@ pub use stats::{
 
 /// Re-exported: how procs end and what bulk terminate reports.
 pub use hostmux_lifecycle::{TerminalStatus, TerminateSummary};
+pub use hostmux_ring::RingMemory;
 
 /// Whether io_uring can be used on this machine (a ring can be built).
 pub fn io_uring_available() -> bool {

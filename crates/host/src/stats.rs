@@ -54,6 +54,23 @@ pub struct ProcStats {
     pub frames_in: u64,
     /// Bytes written into its inbound ring.
     pub bytes_in: u64,
+    /// Large frames whose reading straight into its ring began (see
+    /// [`HostConfig::zero_copy_threshold`](crate::HostConfig::zero_copy_threshold)):
+    /// each ends in `zero_copy_frames` or `zero_copy_moved_back`.
+    pub zero_copy_holds: u64,
+    /// Of `frames_in`, the frames read from a client's socket straight into
+    /// the ring (no copy through the connection's buffer).
+    pub zero_copy_frames: u64,
+    /// Bytes of those frames.
+    pub zero_copy_bytes: u64,
+    /// Frames whose reading into the ring ended without them (the sender
+    /// stalled past [`HostConfig::zero_copy_hold`](crate::HostConfig::zero_copy_hold),
+    /// ended its stream or failed mid-payload, or the route changed): the
+    /// part read was moved back to the connection's buffer, the ring's
+    /// reservation abandoned unpublished, and the frame (if it completes)
+    /// took the copied path. (A proc removed while its ring held a frame
+    /// keeps its final counters from before the frame was moved back.)
+    pub zero_copy_moved_back: u64,
     /// Frames drained from its outbound ring (accepted from the proc).
     pub frames_out: u64,
     /// Bytes drained from its outbound ring.
@@ -149,6 +166,8 @@ pub struct ConnStats {
     pub bytes_out: u64,
     /// Highest number of bytes queued towards the client.
     pub outbox_high_water: u64,
+    /// The host I/O thread that serves the connection (0 with one).
+    pub io_thread: u32,
 }
 
 /// A snapshot of every counter of a host.
@@ -262,6 +281,14 @@ impl LatencyHistogram {
     /// [`LATENCY_BOUNDS_US`]`[i]` at `i`, the overflow bucket last.
     pub fn counts(&self) -> &[u64] {
         &self.counts
+    }
+
+    /// Adds `other`'s durations to these (several I/O threads' links).
+    pub(crate) fn add_all(&mut self, other: &LatencyHistogram) {
+        for (sum, count) in self.counts.iter_mut().zip(other.counts) {
+            *sum += count;
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
     }
 
     /// Durations recorded.

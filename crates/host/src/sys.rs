@@ -1,11 +1,12 @@
 //! The crate's only `unsafe`: lending the frame decoder's buffer to an
-//! io_uring read, asking the allocator to return freed memory, and reading
+//! io_uring read, duplicating a socket tokio-uring owns, asking the allocator to return freed memory, and reading
 //! the network interfaces' addresses (`getifaddrs`). (The
 //! host doorbell is registered with tokio's reactor through
 //! `hostmux-boot`.)
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use hostmux_boot::reactor::Registered;
 use hostmux_ring::Doorbell;
@@ -71,6 +72,16 @@ pub(crate) fn interface_addrs() -> io::Result<Vec<IpAddr>> {
     // no reference into the list outlives this call.
     unsafe { libc::freeifaddrs(head) };
     Ok(ips)
+}
+
+/// A close-on-exec duplicate of a socket tokio-uring owns (its streams
+/// offer only `AsRawFd`), to register with tokio's reactor.
+pub(crate) fn duplicate_socket(socket: &impl AsRawFd) -> io::Result<OwnedFd> {
+    // SAFETY: `socket` is an open stream borrowed for the whole call, so
+    // its fd is open and names that socket while the `BorrowedFd` lives
+    // (it does not outlive this function).
+    let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
+    fd.try_clone_to_owned()
 }
 
 /// A frame decoder lent to a read: the read fills the decoder's spare room.

@@ -25,7 +25,11 @@
 
 use std::cell::Cell;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
+
+use rustix::net::RecvFlags;
+use tokio::io::unix::AsyncFd;
 
 use hostmux_wire::FrameDecoder;
 use tokio_uring::buf::BoundedBuf;
@@ -80,10 +84,68 @@ pub(crate) enum Stream {
     Unix(Rc<UnixStream>),
 }
 
-impl ConnReader for Stream {
+/// A connection's read side: its stream, and (once a large frame is read
+/// straight into a ring) a duplicate of its socket registered with tokio's
+/// reactor for readability.
+///
+/// Reads into ring memory ([`ConnReader::read_direct`]) are not io_uring
+/// operations: tokio-uring cannot cancel a read, and a read it holds keeps
+/// its buffer until the peer sends, so a ring reservation lent to one
+/// would stay held (and the ring blocked) for as long as a stalled client
+/// likes. Waiting for readability and then reading without blocking
+/// (`recv(MSG_DONTWAIT)`) leaves nothing in flight when the deadline
+/// drops the wait.
+pub(crate) struct Reader {
+    /// Declared first: deregistered before the stream can close.
+    direct: Option<AsyncFd<OwnedFd>>,
+    stream: Stream,
+}
+
+impl Reader {
+    fn new(stream: Stream) -> Self {
+        Reader {
+            direct: None,
+            stream,
+        }
+    }
+}
+
+/// One non-blocking `recv` into `buf`.
+fn recv_now(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    rustix::net::recv(fd, buf, RecvFlags::DONTWAIT)
+        .map(|(n, _)| n)
+        .map_err(io::Error::from)
+}
+
+impl ConnReader for Reader {
+    fn reads_direct(&self) -> bool {
+        true
+    }
+
+    async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.direct.is_none() {
+            let socket = match &self.stream {
+                Stream::Tcp(s) => crate::sys::duplicate_socket(&**s)?,
+                Stream::Unix(s) => crate::sys::duplicate_socket(&**s)?,
+            };
+            self.direct = Some(hostmux_boot::reactor::register_readable(socket)?);
+        }
+        let io = self.direct.as_ref().expect("registered above");
+        match recv_now(io.get_ref(), buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            read => return read,
+        }
+        loop {
+            let mut ready = io.readable().await?;
+            if let Ok(read) = ready.try_io(|fd| recv_now(fd.get_ref(), buf)) {
+                return read;
+            }
+        }
+    }
+
     async fn read_into(&mut self, decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
         let buf = DecoderBuf::new(decoder);
-        let (result, buf) = match self {
+        let (result, buf) = match &self.stream {
             Stream::Tcp(s) => s.read(buf).await,
             Stream::Unix(s) => s.read(buf).await,
         };
@@ -94,7 +156,7 @@ impl ConnReader for Stream {
         // Bounded by the length, not the capacity: the buffer's length
         // says how much to read, and stays what it was.
         let len = buf.len();
-        let (result, slice) = match self {
+        let (result, slice) = match &self.stream {
             Stream::Tcp(s) => s.read(buf.slice(..len)).await,
             Stream::Unix(s) => s.read(buf.slice(..len)).await,
         };
@@ -105,7 +167,7 @@ impl ConnReader for Stream {
         // The read side only: a pending read ends at once, and what the
         // writer still has queued (an error notice) may go out.
         let how = std::net::Shutdown::Read;
-        let _ = match self {
+        let _ = match &self.stream {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
         };
@@ -138,7 +200,7 @@ impl ConnWriter for Stream {
 
 impl Frontend for Uring {
     type Listener = Listener;
-    type Reader = Stream;
+    type Reader = Reader;
     type Writer = Stream;
     const NAME: &'static str = "io_uring";
 
@@ -149,31 +211,47 @@ impl Frontend for Uring {
         })
     }
 
-    fn adopt_unix(stream: std::os::unix::net::UnixStream) -> io::Result<(Stream, Stream)> {
+    fn adopt_unix(stream: std::os::unix::net::UnixStream) -> io::Result<(Reader, Stream)> {
         let stream = Stream::Unix(Rc::new(UnixStream::from_std(stream)));
-        Ok((stream.clone(), stream))
+        Ok((Reader::new(stream.clone()), stream))
     }
 
-    async fn connect(addr: std::net::SocketAddr) -> io::Result<(Stream, Stream)> {
+    fn adopt(
+        accepted: crate::io::Accepted,
+        _tls: Option<&crate::TlsConfig>,
+    ) -> io::Result<(Reader, Stream)> {
+        let stream = match accepted {
+            crate::io::Accepted::Tcp(stream, _) => {
+                stream.set_nodelay(true)?;
+                Stream::Tcp(Rc::new(TcpStream::from_std(stream)))
+            }
+            crate::io::Accepted::Unix(stream) => {
+                Stream::Unix(Rc::new(UnixStream::from_std(stream)))
+            }
+        };
+        Ok((Reader::new(stream.clone()), stream))
+    }
+
+    async fn connect(addr: std::net::SocketAddr) -> io::Result<(Reader, Stream)> {
         note_write();
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let stream = Stream::Tcp(Rc::new(stream));
-        Ok((stream.clone(), stream))
+        Ok((Reader::new(stream.clone()), stream))
     }
 
-    async fn accept(listener: &Listener) -> io::Result<(Stream, Stream, String)> {
+    async fn accept(listener: &Listener) -> io::Result<(Reader, Stream, String)> {
         match listener {
             Listener::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
                 stream.set_nodelay(true)?;
                 let stream = Stream::Tcp(Rc::new(stream));
-                Ok((stream.clone(), stream, peer.to_string()))
+                Ok((Reader::new(stream.clone()), stream, peer.to_string()))
             }
             Listener::Unix(l) => {
                 let (stream, _) = l.accept().await?;
                 let stream = Stream::Unix(Rc::new(UnixStream::from_std(stream.into_std()?)));
-                Ok((stream.clone(), stream, "unix".to_owned()))
+                Ok((Reader::new(stream.clone()), stream, "unix".to_owned()))
             }
         }
     }

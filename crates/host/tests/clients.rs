@@ -92,6 +92,54 @@ async fn blocking_client_read_timeout_names_the_wait(kind: FrontendKind) {
 }
 both_frontends!(blocking_client_read_timeout_names_the_wait);
 
+async fn a_busy_polling_client_round_trips_and_times_out(kind: FrontendKind) {
+    let (host, _serving) = serve(kind, HostConfig::default()).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let addr = host.addr().clone();
+    blocking(move || {
+        let mut client = BlockingClient::connect(&addr, "spinner", b"", "service", WAIT).unwrap();
+        client.set_busy_poll(true).unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        // Round trips, one frame at a time, then a batch bigger than one
+        // socket read: every echo arrives, in order.
+        for id in 0..50u64 {
+            client.send("echo", 0, id, &id.to_le_bytes()).unwrap();
+            let echo = client.recv().unwrap().expect("an echo");
+            assert_eq!((echo.kind, echo.message_id), (FrameKind::Data, id));
+            assert_eq!(echo.payload, id.to_le_bytes());
+        }
+        let payload = vec![7u8; 4096];
+        for id in 100..400u64 {
+            client.queue("echo", 0, id, &payload).unwrap();
+        }
+        client.flush().unwrap();
+        for id in 100..400u64 {
+            let got = client
+                .recv_with(|frame| (frame.message_id(), frame.payload().len()))
+                .unwrap();
+            assert_eq!(got, Some((id, payload.len())));
+        }
+        // Nothing more comes: the spin ends at the read timeout.
+        client
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        match client.recv() {
+            Err(HostError::ReceiveTimeout { waited, .. }) => {
+                assert_eq!(waited, Duration::from_millis(50))
+            }
+            other => panic!("expected a receive timeout, got {other:?}"),
+        }
+        // Back to blocking: the same connection still works.
+        client.set_busy_poll(false).unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        client.send("echo", 0, 999, b"done").unwrap();
+        let echo = client.recv().unwrap().expect("an echo");
+        assert_eq!(echo.message_id, 999);
+    })
+    .await;
+}
+both_frontends!(a_busy_polling_client_round_trips_and_times_out);
+
 async fn refused_hellos_and_closed_ports_are_typed_errors(kind: FrontendKind) {
     let (host, _serving) = serve(kind, token_config()).await;
     let addr = host.addr().clone();

@@ -58,6 +58,8 @@ fn echo() -> LocalProc {
 async fn a_custom_manager_serves_spawns_routes_and_stops(kind: FrontendKind) {
     let config = HostConfig {
         frontend: kind,
+        // One lane per proc (`ProcEndpoint`), whatever the machine.
+        io_threads: 1,
         ..HostConfig::default()
     };
     let manager = WithoutSpawnRequests(CountingManager::default());

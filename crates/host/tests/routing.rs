@@ -263,6 +263,8 @@ async fn unix_socket_frontend(kind: FrontendKind) {
     let name = format!("hostmux-test-{}-{kind:?}", std::process::id());
     let config = HostConfig {
         frontend: kind,
+        // One lane per proc (`ProcEndpoint`), whatever the machine.
+        io_threads: 1,
         ..HostConfig::default()
     };
     let (host, _serving) = Host::serve(

@@ -94,8 +94,12 @@ pub(crate) async fn serve_at(
     addr: Addr,
     config: HostConfig,
 ) -> (TestHost, ServeHandle) {
+    // The suite's scenarios are written for one I/O thread (one lane per
+    // proc: `ProcEndpoint` serves one), whatever the machine's default;
+    // `threads.rs` serves with two on its own.
     let config = HostConfig {
         frontend: kind,
+        io_threads: 1,
         ..config
     };
     let (host, handle) = Host::serve(LocalProcManager::new(), addr, config)

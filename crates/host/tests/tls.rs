@@ -406,3 +406,60 @@ fn pem_text_in_memory_builds_a_config() {
         TlsConfig::from_pem(&read(&files.cert), &read(&files.key), &read(&files.ca)).unwrap();
     assert_eq!(config.plain_tcp, PlainTcp::Allowed);
 }
+
+/// TLS clients of a host with two I/O threads: the one that accepts hands
+/// the undecided socket to the other, whose adoption starts the session.
+async fn tls_clients_are_served_on_both_io_threads(kind: FrontendKind) {
+    use hostmux_host::{Host, LocalProc};
+    use hostmux_proc::ProcError;
+
+    let pki = Pki::new("cluster CA");
+    let config = HostConfig {
+        frontend: kind,
+        io_threads: 2,
+        tls: Some(pki.tls("h", &["127.0.0.1"])),
+        ..HostConfig::default()
+    };
+    let (host, _serving) = Host::serve(
+        hostmux_lifecycle::LocalProcManager::new(),
+        Addr::tcp("127.0.0.1", 0).unwrap(),
+        config,
+    )
+    .await
+    .unwrap();
+    // A proc on `hostmux-proc`, which serves every lane.
+    let echo = LocalProc::booted(|mut proc| {
+        proc.serve(|mut message| {
+            if message.kind() != FrameKind::Data {
+                return Ok(());
+            }
+            let payload = message.payload();
+            match message.reply(payload) {
+                Err(ProcError::NoReplyAddress { .. }) => Ok(()),
+                other => other,
+            }
+        })
+    });
+    host.spawn("echo", echo).await.unwrap();
+    for id in [1, 2] {
+        let (answer, got, payload) = tls_round_trip(&host, anonymous_client(&pki), "", id)
+            .await
+            .unwrap();
+        assert_eq!(
+            (answer, got, payload.as_slice()),
+            (FrameKind::Data, id, &b"over tls"[..])
+        );
+    }
+    let stats = host.stats().await.unwrap();
+    // Closed by now, or still closing.
+    let mut threads: Vec<u32> = stats
+        .closed_conns
+        .iter()
+        .chain(&stats.conns)
+        .filter(|c| c.name == "tls-client")
+        .map(|c| c.io_thread)
+        .collect();
+    threads.sort();
+    assert_eq!(threads, [0, 1], "one TLS client on each thread");
+}
+both_frontends!(tls_clients_are_served_on_both_io_threads);

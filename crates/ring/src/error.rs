@@ -46,6 +46,12 @@ pub enum RingError {
         /// The limit.
         max: usize,
     },
+    /// A ring memory policy name that is neither `populated` nor `on-demand`.
+    #[error("unknown ring memory policy {name:?}: expected \"populated\" or \"on-demand\"")]
+    UnknownRingMemory {
+        /// The name given.
+        name: String,
+    },
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Os {

@@ -10,10 +10,15 @@
 //!
 //! # Main types
 //!
-//! * [`SharedRing`]: a sealed memfd mapped `MAP_SHARED | MAP_POPULATE`, with a
-//!   validated header; created by the host, attached by the child from the fd.
+//! * [`SharedRing`]: a sealed memfd mapped `MAP_SHARED`, with a validated
+//!   header; created by the host, attached by the child from the fd.
+//! * [`RingMemory`]: whether a ring's pages are allocated at creation
+//!   (`MAP_POPULATE`: no page faults ever) or on first write (an idle ring
+//!   holds one page); the attaching side follows the creator's choice.
 //! * [`Producer`] / [`Reservation`]: `try_reserve` → write → `commit`, then one
-//!   `publish` for any number of commits.
+//!   `publish` for any number of commits. [`HeldRecord`] (`Producer::hold`):
+//!   a reservation that borrows nothing and owns the mapping, filled across
+//!   awaits (a socket read straight into the ring), then `commit_held`.
 //! * [`Consumer`] / [`Batch`]: `peek` → use → `release`, or a batch iterator.
 //! * [`ReadPosition`]: a consumer's read position that the producer of
 //!   another ring publishes right before its own index, so an answer is
@@ -83,6 +88,8 @@
 
 mod error;
 mod layout;
+#[cfg(not(loom))]
+mod memory;
 mod protocol;
 mod sync;
 
@@ -113,10 +120,14 @@ pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 #[cfg(not(loom))]
 pub use doorbell::Doorbell;
 #[cfg(not(loom))]
+pub use memory::RingMemory;
+#[cfg(not(loom))]
 pub use passing::{recv_fds, send_fds, MAX_PASSED_FDS};
 #[cfg(not(loom))]
 pub use read_position::ReadPosition;
 #[cfg(not(loom))]
-pub use ring::{Batch, Consumer, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN};
+pub use ring::{
+    Batch, Consumer, HeldRecord, Producer, Reservation, SharedRing, WaitOutcome, DEFAULT_SPIN,
+};
 #[cfg(not(loom))]
 pub use spin::{spin_for, spin_for_with, PURE_SPIN};

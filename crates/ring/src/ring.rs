@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::doorbell::{futex_wait, futex_wake, Doorbell};
 use crate::error::RingError;
 use crate::layout::{RECORD_ALIGN, SLEEP_DOORBELL, SLEEP_FUTEX};
+use crate::memory::{allocated_bytes, RingMemory};
 use crate::protocol::{
     announce_sleep_then_recheck, cancel_sleep, is_waker_closed, take_pending, take_sleeper,
     ConsumerCursor, ProducerCursor, Recheck, Slot, Storage, WakeWords, READABLE, WRITABLE,
@@ -17,6 +18,9 @@ use crate::read_position::ReadPosition;
 use crate::shm::{Region, WriteToken};
 use crate::spin::{spin_for_with, PURE_SPIN};
 use crate::sync::Ordering;
+
+mod held;
+pub use held::HeldRecord;
 
 #[cfg(doc)]
 use crate::spin::spin_for;
@@ -52,9 +56,16 @@ pub struct SharedRing {
 
 impl SharedRing {
     /// A new ring with `capacity` data bytes (a power of two, 64 KiB to 256 MiB)
-    /// in a sealed memfd, mapped shared and pre-faulted.
+    /// in a sealed memfd, mapped shared and pre-faulted
+    /// ([`RingMemory::Populated`]; see [`create_with`](SharedRing::create_with)).
     pub fn create(capacity: usize) -> Result<SharedRing, RingError> {
-        let (region, memfd) = Region::create(capacity)?;
+        SharedRing::create_with(capacity, RingMemory::Populated)
+    }
+
+    /// A new ring with `capacity` data bytes whose pages are allocated as
+    /// `memory` says: all now, or each on first write.
+    pub fn create_with(capacity: usize, memory: RingMemory) -> Result<SharedRing, RingError> {
+        let (region, memfd) = Region::create(capacity, memory)?;
         Ok(SharedRing {
             region: Arc::new(region),
             memfd,
@@ -62,7 +73,9 @@ impl SharedRing {
     }
 
     /// Map a ring from a memfd another process created. Checks the seals, the
-    /// size, the magic, version and capacity in the header.
+    /// size, the magic, version and capacity in the header. The mapping is
+    /// pre-faulted only if the creator populated the ring (every page of the
+    /// memfd exists); a ring created [`RingMemory::OnDemand`] stays on demand.
     pub fn attach(memfd: OwnedFd) -> Result<SharedRing, RingError> {
         let region = Region::attach(memfd.as_fd())?;
         Ok(SharedRing {
@@ -79,6 +92,15 @@ impl SharedRing {
     /// The largest record payload this ring accepts (capacity minus the 16-byte record header).
     pub fn max_payload(&self) -> usize {
         self.capacity() - RECORD_ALIGN as usize
+    }
+
+    /// Bytes of memory the ring's memfd holds now, header included (its
+    /// `st_blocks`; pages are counted once however many processes map
+    /// them). A populated ring holds all of its pages; an on-demand one
+    /// those written so far.
+    pub fn resident_bytes(&self) -> Result<u64, RingError> {
+        let stat = rustix::fs::fstat(&self.memfd).map_err(|e| RingError::os("fstat", e))?;
+        Ok(allocated_bytes(&stat))
     }
 
     /// The memfd (close-on-exec), e.g. to send over a Unix socket.
@@ -348,8 +370,16 @@ impl Producer {
     /// the consumer can make room, then wait with
     /// [`wait_writable`](Producer::wait_writable). `Err(TooLarge)` is permanent.
     /// `Err(Corrupted)` means the consumer broke the protocol.
+    ///
+    /// While a record is held ([`hold`](Producer::hold)) every reservation
+    /// is refused with `Full`: records are published in order, and the
+    /// held one is not committed yet.
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_>, RingError> {
+        if self.region.is_held() {
+            self.publish()?;
+            return Err(RingError::Full);
+        }
         let slot = match self.cursor.reserve(&*self.region, len) {
             Ok(slot) => slot,
             Err(RingError::Full) => {
@@ -392,10 +422,11 @@ impl Producer {
         Ok(())
     }
 
-    /// Whether a record of `len` bytes fits now.
+    /// Whether a record of `len` bytes fits now (never while a record is
+    /// held).
     #[inline]
     pub fn is_writable(&mut self, len: usize) -> Result<bool, RingError> {
-        self.cursor.fits(&*self.region, len)
+        Ok(!self.region.is_held() && self.cursor.fits(&*self.region, len)?)
     }
 
     /// Wait until a record of `len` bytes fits: poll for the spin time (pure
@@ -411,17 +442,21 @@ impl Producer {
         self.publish()?;
         let (cursor, region) = (&mut self.cursor, &*self.region);
         wait_until(region, WRITABLE, self.policy, timeout, || {
-            cursor.fits(region, len)
+            Ok(!region.is_held() && cursor.fits(region, len)?)
         })
     }
 
     /// Announce that this producer will sleep on its doorbell until `len`
     /// bytes fit. Returns `true` if armed (now wait on the doorbell), `false`
-    /// if the record already fits or the consumer closed (not armed).
+    /// if the record already fits or the consumer closed (not armed). While
+    /// a record is held nothing fits: the holder, not the consumer, ends
+    /// that wait, and must wake whoever armed meanwhile.
     pub fn arm_doorbell(&mut self, len: usize) -> Result<bool, RingError> {
         self.publish()?;
         let (cursor, region) = (&mut self.cursor, &*self.region);
-        arm_doorbell_until(region, WRITABLE, || cursor.fits(region, len))
+        arm_doorbell_until(region, WRITABLE, || {
+            Ok(!region.is_held() && cursor.fits(region, len)?)
+        })
     }
 
     /// Withdraw a sleep announcement made by [`arm_doorbell`](Producer::arm_doorbell).
@@ -489,6 +524,12 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
+    /// Gives up the borrow, keeping the reserved slot (for a
+    /// [`HeldRecord`], which reserves through `try_reserve`).
+    fn into_slot(self) -> Slot {
+        self.slot
+    }
+
     /// Commit the whole reservation (visible after [`Producer::publish`]).
     #[inline]
     pub fn commit(self) {

@@ -1,6 +1,7 @@
-//! The ring's memory: a sealed memfd mapped `MAP_SHARED | MAP_POPULATE`, or a
-//! heap block with the same layout (tests, Miri, fuzzing). The crate's only
-//! `unsafe` code lives here.
+//! The ring's memory: a sealed memfd mapped `MAP_SHARED` (with
+//! `MAP_POPULATE` when the ring's [`RingMemory`] says so), or a heap block
+//! with the same layout (tests, Miri, fuzzing). The crate's only `unsafe`
+//! code lives here.
 //!
 //! A [`Region`] hands out references to the header atomics and to record
 //! payloads. Payload bytes are memory the peer process may write at any time:
@@ -20,6 +21,7 @@ use crate::layout::{
     Word, HEADER_LEN, MAGIC, MAX_CAPACITY, MIN_CAPACITY, OFF_CAPACITY, OFF_HEAD, OFF_HEADER_LEN,
     OFF_MAGIC, OFF_TAIL, OFF_VERSION, RECORD_ALIGN, VERSION,
 };
+use crate::memory::RingMemory;
 
 /// Where the bytes come from.
 #[derive(Debug)]
@@ -41,6 +43,8 @@ pub(crate) struct Region {
     backing: Backing,
     /// Whether the single [`WriteToken`] was handed out.
     token_taken: AtomicBool,
+    /// Whether a [`HoldToken`] is out (a record held across an await).
+    held: AtomicBool,
 }
 
 // SAFETY: `Region` owns its mapping or heap block; all shared access goes
@@ -61,6 +65,19 @@ unsafe impl Send for WriteToken {}
 // SAFETY: as above.
 unsafe impl Sync for WriteToken {}
 
+/// Proof of holding a region's one held record (see `Producer::hold`):
+/// while it is out, the producer reserves nothing, so the held bytes have
+/// no other writer in this process.
+#[derive(Debug)]
+pub(crate) struct HoldToken {
+    region: NonNull<u8>,
+}
+
+// SAFETY: the token is a marker holding an address it never dereferences.
+unsafe impl Send for HoldToken {}
+// SAFETY: as above.
+unsafe impl Sync for HoldToken {}
+
 fn check_capacity(capacity: usize, min: usize) -> Result<(), RingError> {
     if !capacity.is_power_of_two() || capacity < min || capacity > MAX_CAPACITY {
         return Err(RingError::InvalidCapacity {
@@ -74,8 +91,12 @@ fn check_capacity(capacity: usize, min: usize) -> Result<(), RingError> {
 
 impl Region {
     /// A new ring in a fresh memfd, sealed against resizing (a peer that could
-    /// shrink it would make our accesses fault), mapped and pre-faulted.
-    pub(crate) fn create(capacity: usize) -> Result<(Region, OwnedFd), RingError> {
+    /// shrink it would make our accesses fault), mapped, and pre-faulted if
+    /// `memory` is [`RingMemory::Populated`].
+    pub(crate) fn create(
+        capacity: usize,
+        memory: RingMemory,
+    ) -> Result<(Region, OwnedFd), RingError> {
         check_capacity(capacity, MIN_CAPACITY)?;
         let len = HEADER_LEN + capacity;
         let memfd = rustix::fs::memfd_create(
@@ -89,12 +110,19 @@ impl Region {
             SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
         )
         .map_err(|e| RingError::os("fcntl(F_ADD_SEALS)", e))?;
-        let region = Region::map(&memfd, len, capacity as u64)?;
+        let populate = memory == RingMemory::Populated;
+        let region = Region::map(&memfd, len, capacity as u64, populate)?;
         region.init_header();
         Ok((region, memfd))
     }
 
     /// Map a ring another process created, checking seals, size and header.
+    ///
+    /// The mapping is pre-faulted only if the memfd's pages all exist
+    /// already (the creator chose [`RingMemory::Populated`]): then
+    /// `MAP_POPULATE` only fills this process's page tables. For a ring
+    /// created [`RingMemory::OnDemand`] it would allocate every page of the
+    /// memfd, undoing the creator's choice, so the mapping stays lazy.
     pub(crate) fn attach(memfd: BorrowedFd<'_>) -> Result<Region, RingError> {
         let seals = rustix::fs::fcntl_get_seals(memfd)
             .map_err(|e| RingError::os("fcntl(F_GET_SEALS)", e))?;
@@ -111,12 +139,23 @@ impl Region {
             ));
         };
         check_capacity(capacity, MIN_CAPACITY)?;
-        let region = Region::map(&memfd, size, capacity as u64)?;
+        let populate = RingMemory::of_memfd(&stat, size) == RingMemory::Populated;
+        let region = Region::map(&memfd, size, capacity as u64, populate)?;
         region.check_header()?;
         Ok(region)
     }
 
-    fn map(memfd: &impl AsFd, len: usize, capacity: u64) -> Result<Region, RingError> {
+    fn map(
+        memfd: &impl AsFd,
+        len: usize,
+        capacity: u64,
+        populate: bool,
+    ) -> Result<Region, RingError> {
+        let flags = if populate {
+            MapFlags::SHARED | MapFlags::POPULATE
+        } else {
+            MapFlags::SHARED
+        };
         // SAFETY: a fresh mapping (null hint) of `len` bytes of a memfd that is
         // at least `len` long and sealed against shrinking, so every byte stays
         // backed for the mapping's life. No Rust object aliases it yet.
@@ -125,7 +164,7 @@ impl Region {
                 std::ptr::null_mut(),
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED | MapFlags::POPULATE,
+                flags,
                 memfd,
                 0,
             )
@@ -139,6 +178,7 @@ impl Region {
             capacity,
             backing: Backing::Mapped,
             token_taken: AtomicBool::new(false),
+            held: AtomicBool::new(false),
         })
     }
 
@@ -164,6 +204,7 @@ impl Region {
             capacity: capacity as u64,
             backing: Backing::Heap { layout },
             token_taken: AtomicBool::new(false),
+            held: AtomicBool::new(false),
         };
         region.init_header();
         Ok(region)
@@ -206,6 +247,27 @@ impl Region {
             return None;
         }
         Some(WriteToken { region: self.base })
+    }
+
+    /// Hand out the region's one hold token (`None` while one is out).
+    pub(crate) fn take_hold(&self) -> Option<HoldToken> {
+        if self.held.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(HoldToken { region: self.base })
+    }
+
+    /// Gives the hold token back: the producer may reserve again.
+    pub(crate) fn release_hold(&self, token: HoldToken) {
+        if token.region == self.base {
+            self.held.store(false, Ordering::Release);
+        }
+    }
+
+    /// Whether a hold token is out.
+    #[inline]
+    pub(crate) fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
     }
 
     #[inline]
@@ -267,6 +329,28 @@ impl Region {
         // means no other `&mut` into this region exists in this process; the
         // producer reserves only bytes the consumer released, so no `&[u8]`
         // from `bytes` overlaps them.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), len as usize) })
+    }
+
+    /// The payload bytes of the held record; needs the region's
+    /// [`HoldToken`] borrowed mutably for as long as the slice lives.
+    #[inline]
+    pub(crate) fn held_bytes_mut<'a>(
+        &'a self,
+        token: &'a mut HoldToken,
+        offset: u64,
+        len: u64,
+    ) -> Option<&'a mut [u8]> {
+        if token.region != self.base {
+            return None;
+        }
+        let start = self.data_range(offset, len)?;
+        // SAFETY: in bounds (checked above). The held range was reserved by
+        // the producer and is neither committed nor published, so the
+        // consumer holds no `&[u8]` into it; while the unique hold token is
+        // out the producer reserves nothing (`Producer::try_reserve` refuses),
+        // so no `Reservation`'s `&mut` overlaps it; and the token is borrowed
+        // mutably for 'a, so this is the only such slice.
         Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), len as usize) })
     }
 

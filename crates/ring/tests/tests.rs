@@ -3,6 +3,7 @@
 //! over a Unix socket, as a host and its proc would.
 
 mod alloc_free;
+mod memory;
 mod peer;
 mod records;
 mod two_process;

@@ -406,6 +406,36 @@ impl FrameDecoder {
         Some(taken)
     }
 
+    /// The bytes received and not yet taken as frames: the front of the
+    /// frame at the front, if it is partial (see
+    /// [`skip_front_frame`](Self::skip_front_frame)).
+    pub fn front_bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Takes the partial frame at the front as consumed although its last
+    /// bytes never came through this decoder: the caller read them from
+    /// the stream into other memory (the host reads a large frame's
+    /// payload straight into a ring). `frame_len` is the frame's whole
+    /// length; everything buffered must belong to it. The header memo is
+    /// forgotten: the next frame is validated in full, never taken for a
+    /// repeat of a header the decoder did not see last. Returns false
+    /// (nothing changed) if the buffered bytes are not a prefix of one
+    /// frame of `frame_len` bytes, or the decoder is poisoned.
+    pub fn skip_front_frame(&mut self, frame_len: usize) -> bool {
+        let buffered = self.end - self.start;
+        if self.poisoned.is_some()
+            || buffered > frame_len
+            || self.pending_frame_len() != Some(frame_len)
+        {
+            return false;
+        }
+        self.received += (frame_len - buffered) as u64;
+        self.start = self.end;
+        self.memo.clear();
+        true
+    }
+
     /// Call at end of stream: fails with [`WireError::Truncated`] if a partial
     /// frame is buffered, or with the poisoning error.
     pub fn finish(&self) -> Result<(), WireError> {
@@ -619,6 +649,34 @@ mod tests {
         assert!(decoder.next_frame().unwrap().is_some());
         assert_eq!(decoder.consumed_len(), one.len() as u64);
         assert_eq!(decoder.buffered_len(), 0);
+    }
+
+    #[test]
+    fn a_skipped_front_frame_counts_as_consumed_and_forgets_the_memo() {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let (small, large) = (frame(1, 8), frame(2, 4096));
+        decoder.feed(&small);
+        decoder.feed(&small);
+        assert!(decoder.next_frame().unwrap().is_some());
+        assert!(decoder
+            .next_frame()
+            .unwrap()
+            .unwrap()
+            .repeats_previous_header());
+        decoder.feed(&large[..100]);
+        assert!(decoder.next_frame().unwrap().is_none());
+        assert_eq!(decoder.front_bytes(), &large[..100]);
+        assert!(!decoder.skip_front_frame(large.len() + 16));
+        assert!(decoder.skip_front_frame(large.len()));
+        assert_eq!(decoder.buffered_len(), 0);
+        assert_eq!(
+            decoder.consumed_len(),
+            (2 * small.len() + large.len()) as u64
+        );
+        decoder.feed(&small);
+        let next = decoder.next_frame().unwrap().unwrap();
+        assert!(!next.repeats_previous_header());
+        assert_eq!(next.message_id(), 1);
     }
 
     #[test]

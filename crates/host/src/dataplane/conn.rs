@@ -11,10 +11,10 @@ use hostmux_wire::{
 use super::rules::{self, Envelope, Origin};
 
 use super::ledger::Arrival;
-use super::write::{count_written, push_notice, slot_of_conn, write_record, Pieces, Source};
+use super::write::{count_written_run, push_notice, slot_of_conn, Pieces, Source};
 use super::{
     Blocker, ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, Peer, ProcKey,
-    ProcState, RingWrite, HISTORY,
+    ProcState, HISTORY,
 };
 
 impl Dataplane {
@@ -31,6 +31,21 @@ impl Dataplane {
         if fresh && frame.repeats_previous_header() && self.deliver_repeat(key, frame.as_bytes()) {
             return Delivery::Done;
         }
+        self.handle_conn_pieces(key, Pieces::Whole(frame), fresh, blocked_on, now)
+    }
+
+    /// [`handle_conn_frame`](Self::handle_conn_frame) for a frame in pieces:
+    /// the one decision for every frame from a connection, whole or held in
+    /// a ring (`dataplane::zero_copy`).
+    pub(super) fn handle_conn_pieces(
+        &mut self,
+        key: ConnKey,
+        pieces: Pieces<'_, '_>,
+        fresh: bool,
+        blocked_on: Option<ProcKey>,
+        now: Instant,
+    ) -> Delivery {
+        let frame = pieces.head();
         self.last_now = now;
         let max_hops = self.cfg.max_hops;
         let Some(conn) = slot_of_conn(&mut self.conns, key) else {
@@ -39,7 +54,7 @@ impl Dataplane {
         if conn.flow.is_some() {
             Self::heard_on_link(conn, now);
             // Link status frames are the link's own: never routed, never
-            // counted among its frames.
+            // counted among its frames. (Links' frames always come whole.)
             if hostmux_wire::is_link_status(frame) {
                 // The next frame repeats this one's header, not that of the
                 // frame the fast lane's route came from: it must not take
@@ -58,7 +73,7 @@ impl Dataplane {
         conn.forward_lane.close();
         if fresh {
             conn.stats.accepted += 1;
-            conn.stats.bytes_in += frame.as_bytes().len() as u64;
+            conn.stats.bytes_in += pieces.len() as u64;
         }
         let envelope = envelope_of(frame);
         let link = conn.dialled.is_some() || relays_a_peer(conn.peer_link, &envelope, &cfg.peers);
@@ -79,7 +94,7 @@ impl Dataplane {
             blocked_on,
         };
         let outcome = match rules::admit(origin, &envelope, max_hops) {
-            Ok(()) => self.deliver(Pieces::Whole(frame), source, now),
+            Ok(()) => self.deliver(pieces, source, now),
             Err(reason) => Outcome::Returned(reason),
         };
         // A delivered anonymous frame has no return address: nothing can
@@ -107,7 +122,8 @@ impl Dataplane {
                     conn.answers.expect(frame.message_id(), peer);
                 }
             }
-            Outcome::Answered => conn.stats.delivered += 1,
+            // Answered, or handed to the thread that owns its client.
+            Outcome::Answered | Outcome::HandedOff => conn.stats.delivered += 1,
             // Consumed by the service proc: nobody answers it.
             Outcome::Consumed => conn.stats.dropped.add(UndeliverableReason::NoSuchProc),
             Outcome::Returned(reason) => {
@@ -192,30 +208,54 @@ impl Dataplane {
     /// went to, without building frame views; stops at the first frame it
     /// cannot deliver that way (left for `next_frame` and the full path).
     /// The I/O thread calls it before every `next_frame`.
+    ///
+    /// Frames that repeat the previous header have the same destination,
+    /// sender, kind and flags, so the same sender check, locality and
+    /// route, as long as no table change has started since that route was
+    /// looked up. What does not change within a run (the connection's
+    /// route, the table's change counter, the link ledger's quiet state,
+    /// the proc's slot and readiness, whether its consumer closed) is
+    /// checked once per run; per frame there is only the ring write, the
+    /// answers entry and the link's acknowledgement count, and the
+    /// counters are added once at the end. A run to a proc on another host
+    /// takes the forward lane ([`Dataplane::forward_repeat`]) frame by
+    /// frame.
     #[inline]
     pub(crate) fn deliver_repeats(&mut self, key: ConnKey, decoder: &mut FrameDecoder) -> usize {
-        let mut delivered = 0;
-        while decoder
-            .take_repeat(|bytes| self.deliver_repeat(key, bytes).then_some(()))
-            .is_some()
-        {
-            delivered += 1;
-        }
-        delivered
+        self.deliver_run(key, decoder)
     }
 
-    /// The fast path for a frame (`bytes`, validated) whose header repeats
-    /// the previous frame's on this connection (the decoder's memo says so:
-    /// [`FrameDecoder::take_repeat`](hostmux_wire::FrameDecoder::take_repeat)
-    /// or [`FrameView::repeats_previous_header`]): same destination,
-    /// sender, kind and flags, so the same sender check, locality and route,
-    /// as long as no table change has started since that route was looked
-    /// up. Writes it into the same proc's ring and counts it; false (nothing
-    /// done, nothing counted) whenever anything differs or the write does
-    /// not succeed, and the full path decides.
+    /// The fast path for one frame (`bytes`, validated) whose header
+    /// repeats the previous frame's on this connection
+    /// ([`FrameView::repeats_previous_header`]): true if it was delivered
+    /// (written and counted) as [`Dataplane::deliver_repeats`] would;
+    /// false (nothing done, nothing counted) whenever anything differs or
+    /// the write does not succeed, and the full path decides.
     #[inline]
     fn deliver_repeat(&mut self, key: ConnKey, bytes: &[u8]) -> bool {
-        let changes = self.table.changes();
+        self.deliver_run(key, &mut OneFrame(Some(bytes))) == 1
+    }
+
+    /// The run of repeats `source` yields, delivered (see
+    /// [`Dataplane::deliver_repeats`]); returns how many.
+    #[inline]
+    fn deliver_run(&mut self, key: ConnKey, source: &mut impl RepeatSource) -> usize {
+        let Some(route) = slot_of_conn(&mut self.conns, key).map(|conn| conn.repeat_route) else {
+            return 0;
+        };
+        let Some((p, seen)) = route else {
+            let mut forwarded = 0;
+            while source
+                .take(|bytes| self.forward_repeat(key, bytes).then_some(()))
+                .is_some()
+            {
+                forwarded += 1;
+            }
+            return forwarded;
+        };
+        if seen != self.table.changes() {
+            return 0;
+        }
         let Dataplane {
             conns,
             procs,
@@ -225,20 +265,14 @@ impl Dataplane {
             ..
         } = self;
         let Some(conn) = slot_of_conn(conns, key) else {
-            return false;
+            return 0;
         };
-        let Some((p, seen)) = conn.repeat_route else {
-            return self.forward_repeat(key, bytes);
-        };
-        if seen != changes {
-            return false;
-        }
         // A link's frame may be an answer the peer's ledger awaits (or a
         // late one to drop): the lane is open to links only while that
         // ledger awaits nothing and buried nothing.
         if let Some(flow) = conn.flow.as_ref() {
             if !flow.peer.is_some_and(|peer| remotes.ledger_is_quiet(peer)) {
-                return false;
+                return 0;
             }
         }
         let Some(slot) = procs
@@ -246,29 +280,52 @@ impl Dataplane {
             .and_then(Option::as_mut)
             .filter(|s| s.generation == p.generation && s.state == ProcState::Ready)
         else {
-            return false;
+            return 0;
         };
         let Some(ring) = slot.inbound.as_mut() else {
-            return false;
+            return 0;
         };
-        let len = bytes.len() as u64;
-        if !matches!(write_record(ring, bytes), RingWrite::Written) {
-            return false;
+        if ring.is_consumer_closed() {
+            return 0;
         }
-        count_written(dirty, p.index, slot, len);
-        conn.stats.accepted += 1;
-        conn.stats.bytes_in += len;
-        conn.stats.delivered += 1;
-        // Only data frames take this lane (see `Dataplane::remember_route`);
-        // an anonymous one cannot be answered.
-        if let Some(peer) = conn.repeat_peer {
-            conn.answers.expect_with(|| frame_message_id(bytes), peer);
+        let max_payload = ring.max_payload();
+        let (mut frames, mut bytes) = (0u64, 0u64);
+        let mut wake_writer = false;
+        while source
+            .take(|frame| {
+                if frame.len() > max_payload {
+                    return None;
+                }
+                // Full, or anything else: the full path decides.
+                let mut reserved = ring.try_reserve(frame.len()).ok()?;
+                reserved.copy_from_slice(frame);
+                reserved.commit();
+                frames += 1;
+                bytes += frame.len() as u64;
+                // Only data frames take this lane (see
+                // `Dataplane::remember_route`); an anonymous one cannot be
+                // answered.
+                if let Some(peer) = conn.repeat_peer {
+                    conn.answers.expect_with(|| frame_message_id(frame), peer);
+                }
+                // One more frame for the peer's acknowledgement.
+                if conn.flow.as_mut().is_some_and(|flow| flow.count_handled()) {
+                    wake_writer = true;
+                }
+                Some(())
+            })
+            .is_some()
+        {}
+        if frames > 0 {
+            count_written_run(dirty, p.index, slot, frames, bytes);
+            conn.stats.accepted += frames;
+            conn.stats.bytes_in += bytes;
+            conn.stats.delivered += frames;
         }
-        // One more frame for the peer's acknowledgement.
-        if conn.flow.as_mut().is_some_and(|flow| flow.count_handled()) {
+        if wake_writer {
             events.push_back(Event::WakeWriter(key));
         }
-        true
+        frames as usize
     }
 
     /// The blocked frame waited its limit: return it as `Overloaded`.
@@ -302,6 +359,31 @@ impl Dataplane {
                 limits,
             );
         }
+    }
+}
+
+/// Where a run of frames that repeat the previous header comes from: the
+/// connection's decoder, or one frame the full path found to be a repeat.
+trait RepeatSource {
+    /// Hands the next frame of the run to `take`; `None` when the run ends
+    /// or `take` refuses the frame (it stays where it was).
+    fn take(&mut self, take: impl FnOnce(&[u8]) -> Option<()>) -> Option<()>;
+}
+
+impl RepeatSource for FrameDecoder {
+    #[inline]
+    fn take(&mut self, take: impl FnOnce(&[u8]) -> Option<()>) -> Option<()> {
+        self.take_repeat(take)
+    }
+}
+
+/// A run of one frame.
+struct OneFrame<'a>(Option<&'a [u8]>);
+
+impl RepeatSource for OneFrame<'_> {
+    #[inline]
+    fn take(&mut self, take: impl FnOnce(&[u8]) -> Option<()>) -> Option<()> {
+        take(self.0.take()?)
     }
 }
 

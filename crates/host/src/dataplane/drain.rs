@@ -256,6 +256,11 @@ impl Dataplane {
         }
         match outcome {
             Outcome::Delivered | Outcome::Answered => slot.stats.outbound_delivered += 1,
+            // The owning thread counts it (see `handoff`).
+            Outcome::HandedOff => {
+                slot.stats.frames_out -= 1;
+                slot.stats.bytes_out -= prefix.frame_len() as u64;
+            }
             // Consumed by the service proc: nobody answers it.
             Outcome::Consumed => slot
                 .stats

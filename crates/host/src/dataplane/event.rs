@@ -37,6 +37,13 @@ pub(crate) enum Event {
     },
     /// A privileged control request for the control side.
     Control(ControlJob),
+    /// Hand `frame` to I/O thread `thread`, which owns its client.
+    HandOff {
+        /// The owning thread.
+        thread: usize,
+        /// The frame and its sender.
+        frame: super::HandedFrame,
+    },
     /// The connection is gone: forget whatever the shell keeps for it.
     ConnRemoved(ConnKey),
     /// The answer to an agent request made with `waiter`; `None`: it will

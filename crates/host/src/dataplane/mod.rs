@@ -49,24 +49,30 @@ mod conn;
 mod drain;
 mod event;
 mod forward_lane;
+mod handoff;
 mod ledger;
 mod link;
+mod proc_keys;
 mod remote;
 pub(crate) mod rig;
 mod routes;
 pub(crate) mod rules;
 pub(crate) mod service;
 mod write;
+mod zero_copy;
 
 pub(crate) use agent::AgentWaiter;
 use answers::{AwaitedAnswers, Peer};
+pub(crate) use clients::ClientNames;
 pub(crate) use event::Event;
+pub(crate) use handoff::HandedFrame;
 pub(crate) use link::Heartbeat;
+pub(crate) use proc_keys::ProcKeys;
 /// For `identity`'s test that its alias check agrees with the peer match.
 #[cfg(test)]
 pub(crate) use remote::same_endpoint;
 pub(crate) use remote::{PeerAddr, CLOSED_BY_PEER};
-pub(crate) use write::copy_head;
+pub(crate) use write::{copy_head, copy_partial_head};
 
 use write::{mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn};
 
@@ -138,6 +144,11 @@ struct ProcSlot {
     conn_waiters: Vec<ConnKey>,
     /// Procs whose outbound drain waits for room in this inbound ring.
     proc_waiters: Vec<ProcKey>,
+    /// A frame held in this ring for zero-copy receive was let go while
+    /// others waited: the next frame is written the ordinary way, by
+    /// whoever comes first, before another is held (so a stream of large
+    /// frames cannot starve them). Cleared by any write.
+    zero_copy_defer: bool,
     /// This proc's outbound drain is stuck on a full ring since then.
     drain_blocked: Option<(ProcKey, Instant)>,
     /// The inbound ring has refused client frames for lack of room since
@@ -324,6 +335,9 @@ enum Outcome {
     /// A connection's frame met a full link window: the connection was
     /// registered to wait for acknowledgements until the deadline.
     LinkFull(ConnKey, Instant),
+    /// For a client another I/O thread owns: handed to that thread, which
+    /// counts and carries it out (see `handoff`).
+    HandedOff,
 }
 
 enum RingWrite {
@@ -457,61 +471,6 @@ impl Dataplane {
     fn next_generation(&mut self) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         self.generation
-    }
-
-    /// Registers a proc's host-side ring ends (state: starting, so frames to
-    /// it are returned `NotReady` until [`Dataplane::mark_ready`]).
-    pub(crate) fn add_proc(
-        &mut self,
-        name: ProcName,
-        inbound: Producer,
-        inbound_memfd: OwnedFd,
-        outbound: Consumer,
-    ) -> ProcKey {
-        let generation = self.next_generation();
-        let stats = ProcStats {
-            name: name.as_str().to_owned(),
-            inbound_capacity: inbound.capacity() as u64,
-            ..ProcStats::default()
-        };
-        let slot = ProcSlot {
-            generation,
-            peer: Peer::named(name.as_str().as_bytes()),
-            name,
-            state: ProcState::Starting,
-            inbound: Some(inbound),
-            inbound_memfd,
-            outbound: Some(Box::new(OutboundEnd {
-                ring: outbound,
-                memo: HeaderMemo::new(),
-            })),
-            stats,
-            dirty: false,
-            outbound_armed: false,
-            conn_waiters: Vec::with_capacity(4),
-            proc_waiters: Vec::with_capacity(4),
-            drain_blocked: None,
-            full_since: None,
-            agent: false,
-            agent_stop: agent::AgentStop::NotAsked,
-            repeat_route: None,
-        };
-        let index = match self.procs.iter().position(Option::is_none) {
-            Some(i) => {
-                self.procs[i] = Some(slot);
-                i
-            }
-            None => {
-                self.procs.push(Some(slot));
-                self.procs.len() - 1
-            }
-        };
-        self.dirty
-            .reserve(self.procs.len().saturating_sub(self.dirty.len()));
-        ProcKey {
-            index: index as u32,
-            generation,
-        }
     }
 
     fn proc_mut(&mut self, key: ProcKey) -> Option<&mut ProcSlot> {

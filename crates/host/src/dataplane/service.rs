@@ -21,6 +21,8 @@ use super::ConnKey;
 pub(crate) struct ControlJob {
     /// The connection to answer.
     pub(crate) conn: ConnKey,
+    /// The I/O thread that owns it (set by that thread's shell).
+    pub(crate) io_thread: usize,
     /// The request's message id (echoed in the response).
     pub(crate) message_id: u64,
     /// The port the request was sent to (echoed).
@@ -38,6 +40,7 @@ impl ControlJob {
         let target = request.fields().reply_target();
         Self {
             conn,
+            io_thread: 0,
             message_id: request.message_id(),
             port: request.dest_port(),
             reply_to: target.name.to_owned(),

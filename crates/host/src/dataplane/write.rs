@@ -3,13 +3,14 @@
 //! writes and undeliverable notices it and its callers share. None of them
 //! allocates once queues are warm (refusals of control requests aside).
 
+use std::cell::Cell;
 use std::time::Instant;
 
-use hostmux_ring::{Producer, RingError};
+use hostmux_ring::{HeldRecord, Producer, RingError};
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{
-    decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, Flags, FrameHeader,
-    FrameKind, FramePrefix, FrameView, HeaderMemo, Limits, Sender, Undeliverable,
+    decode_frame, decode_frame_memo, encode_frame, encode_frame_to_vec, encoded_len, Flags,
+    FrameHeader, FrameKind, FramePrefix, FrameView, HeaderMemo, Limits, Sender, Undeliverable,
     UndeliverableReason, WireError, FRAME_ALIGN, PREFIX_LEN, UNDELIVERABLE_LEN,
 };
 
@@ -58,9 +59,22 @@ pub(super) fn mark_dirty(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlot) 
 /// Counts a client frame of `len` bytes written into `slot`'s inbound ring
 /// (it has room again) and marks the ring for publication.
 pub(super) fn count_written(dirty: &mut Vec<u32>, index: u32, slot: &mut ProcSlot, len: u64) {
+    count_written_run(dirty, index, slot, 1, len);
+}
+
+/// Counts `frames` client frames, `bytes` in all, written into `slot`'s
+/// inbound ring in one run (see [`count_written`]).
+pub(super) fn count_written_run(
+    dirty: &mut Vec<u32>,
+    index: u32,
+    slot: &mut ProcSlot,
+    frames: u64,
+    bytes: u64,
+) {
     slot.full_since = None;
-    slot.stats.frames_in += 1;
-    slot.stats.bytes_in += len;
+    slot.zero_copy_defer = false;
+    slot.stats.frames_in += frames;
+    slot.stats.bytes_in += bytes;
     mark_dirty(dirty, index, slot);
 }
 
@@ -235,6 +249,31 @@ pub(crate) fn copy_head<'s>(
     Ok((view, prefix))
 }
 
+/// The validated header of the partial frame at the front of a
+/// connection's buffer (`front`: its prefix, header and maybe some
+/// payload), copied into `scratch` as a payload-less frame, with the
+/// original prefix (as [`copy_head`] does for a ring record). `None` unless
+/// the prefix and the whole header are in and the frame is not.
+/// Allocation-free once `scratch` has room for `16 + max_header_len` bytes.
+pub(crate) fn copy_partial_head<'s>(
+    front: &[u8],
+    scratch: &'s mut AlignedVec<FRAME_ALIGN>,
+    limits: &Limits,
+) -> Option<(FrameView<'s>, FramePrefix)> {
+    let prefix = FramePrefix::parse(front, limits).ok()?;
+    let head_len = prefix.payload_offset();
+    if front.len() < head_len || front.len() >= prefix.frame_len() {
+        return None;
+    }
+    let head_only = FramePrefix::for_lengths(prefix.header_len(), 0, limits).ok()?;
+    scratch.clear();
+    scratch.extend_from_slice(&front[..head_len]);
+    scratch[..PREFIX_LEN].copy_from_slice(&head_only.to_bytes());
+    let scratch: &'s AlignedVec<FRAME_ALIGN> = scratch;
+    let view = decode_frame(&scratch[..head_len], limits).ok()?;
+    Some((view, prefix))
+}
+
 /// Writes a frame from its parts into a ring record: the original prefix,
 /// the validated header copy (`head` is a [`copy_head`] view), the payload
 /// (straight from the source ring: the one copy) and zero padding.
@@ -292,7 +331,7 @@ fn fill_parts(out: &mut [u8], prefix: &FramePrefix, head: &FrameView<'_>, payloa
 
 /// A routed frame's bytes, as its source holds them.
 #[derive(Clone, Copy)]
-pub(super) enum Pieces<'a, 'f> {
+pub(crate) enum Pieces<'a, 'f> {
     /// A whole validated frame (a connection's).
     Whole(&'a FrameView<'f>),
     /// A proc's record: its original prefix, the validated copy of its
@@ -303,6 +342,17 @@ pub(super) enum Pieces<'a, 'f> {
         head: &'a FrameView<'f>,
         payload: &'a [u8],
     },
+    /// A client's large frame already in a proc's ring (read there from the
+    /// socket, see `dataplane::zero_copy`): its validated header copy (a
+    /// [`copy_head`]-style view) and the held record, which delivering it
+    /// commits. For the ring it is held in only: the caller checks that the
+    /// frame routes there first (another ring refuses it as closed; a
+    /// client, link or the service proc would get an empty payload).
+    Held {
+        prefix: &'a FramePrefix,
+        head: &'a FrameView<'f>,
+        held: &'a Cell<Option<HeldRecord>>,
+    },
 }
 
 impl<'f> Pieces<'_, 'f> {
@@ -310,22 +360,25 @@ impl<'f> Pieces<'_, 'f> {
     pub(super) fn head(&self) -> &FrameView<'f> {
         match self {
             Pieces::Whole(frame) => frame,
-            Pieces::Parts { head, .. } => head,
+            Pieces::Parts { head, .. } | Pieces::Held { head, .. } => head,
         }
     }
 
+    /// The payload (empty for a held frame: it is in ring memory, and goes
+    /// nowhere but its ring).
     fn payload(&self) -> &[u8] {
         match self {
             Pieces::Whole(frame) => frame.payload(),
             Pieces::Parts { payload, .. } => payload,
+            Pieces::Held { .. } => &[],
         }
     }
 
     /// The frame's length on the wire.
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match self {
             Pieces::Whole(frame) => frame.as_bytes().len(),
-            Pieces::Parts { prefix, .. } => prefix.frame_len(),
+            Pieces::Parts { prefix, .. } | Pieces::Held { prefix, .. } => prefix.frame_len(),
         }
     }
 
@@ -337,10 +390,18 @@ impl<'f> Pieces<'_, 'f> {
                 head,
                 payload,
             } => write_parts(ring, prefix, head, payload),
+            Pieces::Held { held, .. } => match held.take().map(|record| ring.commit_held(record)) {
+                Some(Ok(())) => RingWrite::Written,
+                Some(Err(record)) => {
+                    held.set(Some(record));
+                    RingWrite::Closed
+                }
+                None => RingWrite::Closed,
+            },
         }
     }
 
-    fn append_to(&self, out: &mut Vec<u8>) {
+    pub(super) fn append_to(&self, out: &mut Vec<u8>) {
         match self {
             Pieces::Whole(frame) => out.extend_from_slice(frame.as_bytes()),
             Pieces::Parts {
@@ -348,6 +409,8 @@ impl<'f> Pieces<'_, 'f> {
                 head,
                 payload,
             } => extend_parts(out, prefix, head, payload),
+            // Never routed to a client (the caller checked the route).
+            Pieces::Held { prefix, head, .. } => extend_parts(out, prefix, head, &[]),
         }
     }
 }
@@ -397,7 +460,11 @@ impl Dataplane {
             }
             return match self.clients.lookup(frame.dest_name_bytes()) {
                 Some(c) => self.deliver_to_client(c, pieces, source, now),
-                None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+                // Another I/O thread's client (see `handoff`).
+                None => match self.client_elsewhere(frame.dest_name_bytes()) {
+                    Some(thread) => self.hand_off(thread, pieces, source),
+                    None => Outcome::Returned(UndeliverableReason::NoSuchProc),
+                },
             };
         }
         let changes = self.table.changes();
@@ -522,7 +589,7 @@ impl Dataplane {
         }
     }
 
-    fn deliver_to_client(
+    pub(super) fn deliver_to_client(
         &mut self,
         c: ConnKey,
         pieces: Pieces<'_, '_>,

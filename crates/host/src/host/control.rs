@@ -54,10 +54,14 @@ pub(crate) async fn control_loop<M: SpawnByRequest>(
                 &response,
                 &limits,
             );
-            let _ = host.send_command(Command::ControlReply {
-                conn: job.conn,
-                frame,
-            });
+            // Answered on the thread that owns the connection.
+            let _ = host.send_command(
+                job.io_thread,
+                Command::ControlReply {
+                    conn: job.conn,
+                    frame,
+                },
+            );
         });
     }
 }

@@ -17,11 +17,11 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use crate::config::{FrontendKind, HostConfig};
-use crate::dataplane::{ProcKey, Route, Table};
+use crate::dataplane::{ClientNames, ProcKey, ProcKeys, Route, Table};
 use crate::epoll::Epoll;
-use crate::frontend::{bind, Frontend, StdListener};
+use crate::frontend::{bind, Frontend};
 use crate::identity::Identity;
-use crate::io::{Command, Control, IoParts};
+use crate::io::{Accepting, Command, Control, Controls, IoParts, Listening};
 use crate::process::SpawnByRequest;
 use crate::spec::{ChildRings, ProcSpec};
 use crate::stats::HostStats;
@@ -64,8 +64,10 @@ pub(crate) struct Inner<M: ProcManager> {
     identity: Identity,
     service_name: ProcName,
     table: Arc<Table>,
-    pub(crate) control: Control,
-    doorbell: Doorbell,
+    /// Every I/O thread's command queue and doorbell, thread 0 first.
+    pub(crate) control: Controls,
+    /// Proc keys, the same on every I/O thread.
+    proc_keys: ProcKeys,
     pub(crate) procs: Mutex<HashMap<ProcName, Entry<M::Handle>>>,
     pub(crate) gone: Mutex<VecDeque<GoneProc>>,
     /// The last [`Entry::spawn_id`] handed out.
@@ -212,13 +214,16 @@ pub(crate) struct GoneProc {
 /// How many gone procs keep their terminal status.
 const GONE_HISTORY: usize = 64;
 
-/// Keeps the host's I/O thread running; dropping it (or
+/// The most I/O threads a host runs (a proc has one lane per thread).
+pub(crate) const MAX_IO_THREADS: usize = 64;
+
+/// Keeps the host's I/O threads running; dropping it (or
 /// [`ServeHandle::shutdown`]) stops serving: connections close and every
-/// proc's inbound ring closes.
+/// proc's inbound rings close.
 #[derive(Debug)]
 pub struct ServeHandle {
-    control: Control,
-    thread: Option<JoinHandle<()>>,
+    control: Controls,
+    threads: Vec<JoinHandle<()>>,
     frontend: FrontendKind,
     /// Removed when serving stops.
     control_socket: Option<PathBuf>,
@@ -230,15 +235,25 @@ impl ServeHandle {
         self.frontend
     }
 
-    /// Stops serving and waits for the I/O thread to finish.
+    /// How many I/O threads serve ([`HostConfig::io_threads`]).
+    pub fn io_threads(&self) -> usize {
+        self.control.len()
+    }
+
+    /// Stops serving and waits for the I/O threads to finish.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            let _ = self.control.send(Command::Shutdown);
-            let _ = thread.join();
+        if !self.threads.is_empty() {
+            // Every thread, even past one that is gone already.
+            for thread in 0..self.control.len() {
+                let _ = self.control.thread(thread).send(Command::Shutdown);
+            }
+            for thread in self.threads.drain(..) {
+                let _ = thread.join();
+            }
         }
         if let Some(path) = self.control_socket.take() {
             let _ = std::fs::remove_file(path);
@@ -257,12 +272,17 @@ type Started = oneshot::Receiver<Result<FrontendKind, HostError>>;
 
 fn start_io_thread(
     kind: FrontendKind,
-    listener: StdListener,
+    listener: Listening,
     parts: IoParts,
 ) -> Result<(JoinHandle<()>, Started), HostError> {
     let (ready_tx, ready_rx) = oneshot::channel();
+    let name = if parts.threads == 1 {
+        "hostmux-io".to_owned()
+    } else {
+        format!("hostmux-io-{}", parts.thread)
+    };
     let thread = std::thread::Builder::new()
-        .name("hostmux-io".to_owned())
+        .name(name)
         .spawn(move || {
             let kind = match kind {
                 FrontendKind::Auto if uring::available() => FrontendKind::IoUring,
@@ -304,16 +324,27 @@ fn start_io_thread(
 }
 
 async fn serve_on<F: Frontend>(
-    listener: StdListener,
+    listening: Listening,
     parts: IoParts,
     kind: FrontendKind,
     ready: oneshot::Sender<Result<FrontendKind, HostError>>,
 ) {
-    match F::listener(listener) {
-        Ok(listener) => {
-            tracing::info!(frontend = F::NAME, "host I/O thread running");
+    let accepting = match listening {
+        Listening::Alone(listener) => F::listener(listener).map(Accepting::Own),
+        Listening::HandsOff { listener, threads } => {
+            crate::io::handoff::Acceptor::new(listener, threads).map(Accepting::HandsOff)
+        }
+        Listening::Adopts => Ok(Accepting::Nothing),
+    };
+    match accepting {
+        Ok(accepting) => {
+            tracing::info!(
+                frontend = F::NAME,
+                thread = parts.thread,
+                "host I/O thread running"
+            );
             let _ = ready.send(Ok(kind));
-            crate::io::run::<F>(listener, parts).await;
+            crate::io::run::<F>(accepting, parts).await;
         }
         Err(e) => {
             let _ = ready.send(Err(HostError::Runtime(e)));
@@ -350,53 +381,98 @@ impl<M: SpawnByRequest> Host<M> {
             Some(path) => Some(crate::control::bind_control_socket(path)?),
             None => None,
         };
+        let threads = config.io_threads;
+        if !(1..=MAX_IO_THREADS).contains(&threads) {
+            return Err(HostError::InvalidIoThreads {
+                given: threads,
+                max: MAX_IO_THREADS,
+            });
+        }
         let table = Arc::new(Table::new());
         table
             .insert(service_name.clone(), Route::Service)
             .map_err(|_| HostError::ProcExists(service_name.clone()))?;
-        let doorbell = Doorbell::new().map_err(|source| HostError::Ring {
-            name: service_name.clone(),
-            source,
-        })?;
         let service_for_errors = service_name.clone();
         let ring_error = |source| HostError::Ring {
             name: service_for_errors.clone(),
             source,
         };
-        let (tx, rx) = crossbeam::channel::unbounded();
+        // Each thread's command queue and doorbell (what its lane of
+        // every proc rings).
+        let mut queues = Vec::with_capacity(threads);
+        let mut controls = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let (tx, rx) = crossbeam::channel::unbounded();
+            let doorbell = Doorbell::new().map_err(ring_error)?;
+            controls.push(Control::new(tx, doorbell.try_clone().map_err(ring_error)?));
+            queues.push((rx, doorbell));
+        }
+        let controls = Controls::new(controls);
         let (failures, failed) = tokio::sync::mpsc::unbounded_channel();
         let (control_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
         let cfg = Arc::new(config);
-        let parts = IoParts {
-            cfg: cfg.clone(),
-            service_name: service_name.clone(),
-            table: table.clone(),
-            commands: rx,
-            doorbell: doorbell.try_clone().map_err(ring_error)?,
-            failures,
-            identity: identity.clone(),
-            control_jobs,
-            control_socket,
+        let client_names = Arc::new(ClientNames::default());
+        let mut listener = Some(listener);
+        let mut control_socket = control_socket;
+        // Dropping `handle` on an error below stops the threads started.
+        let mut handle = ServeHandle {
+            control: controls.try_clone()?,
+            threads: Vec::with_capacity(threads),
+            frontend: FrontendKind::Auto,
+            control_socket: cfg.control_socket.clone(),
         };
-        let (thread, ready) = start_io_thread(cfg.frontend, listener, parts)?;
-        let frontend = match ready.await {
-            Ok(Ok(kind)) => kind,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(HostError::IoThreadGone),
-        };
+        let mut ready = Vec::with_capacity(threads);
+        for (thread, (commands, doorbell)) in queues.into_iter().enumerate() {
+            let listening = match listener.take() {
+                Some(listener) if threads == 1 => Listening::Alone(listener),
+                Some(listener) => Listening::HandsOff {
+                    listener,
+                    threads: (1..threads)
+                        .map(|k| controls.thread(k).try_clone())
+                        .collect::<Result<_, _>>()?,
+                },
+                None => Listening::Adopts,
+            };
+            let parts = IoParts {
+                cfg: cfg.clone(),
+                service_name: service_name.clone(),
+                table: table.clone(),
+                commands,
+                doorbell,
+                thread,
+                threads,
+                client_names: client_names.clone(),
+                others: (0..threads)
+                    .map(|k| (k != thread).then(|| controls.thread(k).try_clone()))
+                    .map(Option::transpose)
+                    .collect::<Result<_, _>>()?,
+                failures: failures.clone(),
+                identity: identity.clone(),
+                control_jobs: control_jobs.clone(),
+                control_socket: control_socket.take(),
+            };
+            let (thread, answer) = start_io_thread(cfg.frontend, listening, parts)?;
+            handle.threads.push(thread);
+            ready.push(answer);
+        }
+        let mut frontend = None;
+        for answer in ready {
+            match answer.await {
+                Ok(Ok(kind)) => frontend = Some(kind),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(HostError::IoThreadGone),
+            }
+        }
+        let frontend = frontend.ok_or(HostError::IoThreadGone)?;
+        handle.frontend = frontend;
         tracing::info!(
             addr = %bound,
             advertised = %identity.advertised_list(),
             ?frontend,
+            io_threads = threads,
             service = %service_name,
             "serving host"
         );
-        let handle = ServeHandle {
-            control: Control::new(tx.clone(), doorbell.try_clone().map_err(ring_error)?),
-            thread: Some(thread),
-            frontend,
-            control_socket: cfg.control_socket.clone(),
-        };
         let inner = Inner {
             manager,
             cfg,
@@ -404,8 +480,8 @@ impl<M: SpawnByRequest> Host<M> {
             identity,
             service_name,
             table,
-            control: Control::new(tx, doorbell.try_clone().map_err(ring_error)?),
-            doorbell,
+            control: controls,
+            proc_keys: ProcKeys::default(),
             procs: Mutex::new(HashMap::new()),
             gone: Mutex::new(VecDeque::new()),
             next_spawn_id: std::sync::atomic::AtomicU64::new(0),
@@ -555,20 +631,14 @@ impl<M: ProcManager + 'static> Host<M> {
             .map(|proc| proc.status.clone())
     }
 
-    /// Unbinds the proc's route and has the I/O thread return what it holds
-    /// for it and release its rings.
+    /// Unbinds the proc's route, has every I/O thread return what it
+    /// holds for it and release its lane, then gives its key back.
     async fn forget(&self, name: &ProcName, key: ProcKey) {
         self.inner
             .table
             .remove_if(name.as_bytes(), Route::Proc(key));
-        let (done_tx, done_rx) = oneshot::channel();
-        if self
-            .inner
-            .control
-            .send(Command::Remove(key, done_tx))
-            .is_ok()
-        {
-            let _ = done_rx.await;
+        if self.inner.control.remove(key).await.is_ok() {
+            self.inner.proc_keys.release(key);
         }
     }
 
@@ -587,19 +657,17 @@ impl<M: ProcManager + 'static> Host<M> {
             .remove_if(name.as_bytes(), Route::Proc(key));
     }
 
-    /// Tells the I/O thread to close the proc's inbound ring and return
-    /// what is left in it.
+    /// Tells every I/O thread to close the proc's inbound ring of its
+    /// lane and return what is left in it.
     fn detach(&self, key: ProcKey) {
-        let _ = self.inner.control.send(Command::Detach(key));
+        let _ = self.inner.control.send_each(|_| Command::Detach(key));
     }
 
     /// Frames and counters of every live connection and proc (the service
     /// proc's `Stats` request reads the same counters), with the spawn and
     /// exit counts.
     pub async fn stats(&self) -> Result<HostStats, HostError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner.control.send(Command::Stats(tx))?;
-        let mut stats = rx.await.map_err(|_| HostError::IoThreadGone)?;
+        let mut stats = self.inner.control.stats().await?;
         stats.lifecycle = self.inner.lifecycle.snapshot(self.inner.started.elapsed());
         Ok(stats)
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use hostmux_lifecycle::{PoliteStopHook, ProcessProcManager, ProcessProcManagerBuilder};
 use hostmux_wire::{Addr, ProcName};
 
-use crate::io::{Command, Control};
+use crate::io::{Command, Controls};
 use crate::{Host, HostConfig, HostError, ServeHandle};
 
 impl Host<ProcessProcManager> {
@@ -21,7 +21,7 @@ impl Host<ProcessProcManager> {
         addr: Addr,
         config: HostConfig,
     ) -> Result<(Self, ServeHandle), HostError> {
-        let slot: Arc<OnceLock<Control>> = Arc::new(OnceLock::new());
+        let slot: Arc<OnceLock<Controls>> = Arc::new(OnceLock::new());
         let hook_slot = slot.clone();
         let hook: PoliteStopHook = Arc::new(move |name: &ProcName| {
             if let Some(control) = hook_slot.get() {

@@ -154,7 +154,6 @@ impl<M: ProcManager + 'static> Host<M> {
                             name: name.clone(),
                             spawn_id,
                             key: None,
-                            pending_key: None,
                             handle: None,
                             started: None,
                             released: Some(released_tx),
@@ -183,44 +182,54 @@ impl<M: ProcManager + 'static> Host<M> {
         let pings_agent = spec.pings_agent();
         let receives_frames = spec.receives_frames();
         let (inbound_bytes, outbound_bytes) = spec.ring_sizes();
-        let inbound = SharedRing::create(inbound_bytes.unwrap_or(inner.cfg.inbound_ring_bytes))
-            .map_err(ring_error)?;
-        let outbound = SharedRing::create(outbound_bytes.unwrap_or(inner.cfg.outbound_ring_bytes))
-            .map_err(ring_error)?;
-        let dup = |ring: &SharedRing| -> Result<OwnedFd, RingError> {
-            ring.memfd()
-                .try_clone_to_owned()
-                .map_err(|e| RingError::Os {
-                    op: "dup",
-                    source: e,
-                })
-        };
-        let child_inbound = dup(&inbound).map_err(ring_error)?;
-        let child_outbound = dup(&outbound).map_err(ring_error)?;
-        let inbound_memfd = dup(&inbound).map_err(ring_error)?;
-        let child_doorbell = inner.doorbell.try_clone().map_err(ring_error)?;
-        // The proc's own doorbell, wired into the host's ends before they go
-        // to the I/O thread: rung only when the proc sleeps in doorbell mode.
-        let proc_doorbell = Doorbell::new().map_err(ring_error)?;
-        let mut producer = inbound.into_producer().map_err(ring_error)?;
-        let mut consumer = outbound.into_consumer().map_err(ring_error)?;
-        producer.set_consumer_doorbell(Some(proc_doorbell.try_clone().map_err(ring_error)?));
-        consumer.set_producer_doorbell(Some(proc_doorbell.try_clone().map_err(ring_error)?));
-
-        // If this future is dropped before the key arrives, the I/O thread
-        // finds the reply's receiver gone and removes the slot itself.
-        let (reply, key) = oneshot::channel();
-        inner.control.send(Command::AddProc {
-            name: name.clone(),
-            inbound: producer,
-            inbound_memfd,
-            outbound: consumer,
-            reply,
-        })?;
-        let answer = starting.pending_key.insert(key);
-        let key = answer.await.map_err(|_| HostError::IoThreadGone)?;
-        starting.pending_key = None;
+        let inbound_bytes = inbound_bytes.unwrap_or(inner.cfg.inbound_ring_bytes);
+        let outbound_bytes = outbound_bytes.unwrap_or(inner.cfg.outbound_ring_bytes);
+        // The key every I/O thread files the proc under. Held by the spawn
+        // from now on: if it fails or is dropped, its release removes the
+        // proc from every thread and gives the key back.
+        let key = inner.proc_keys.allocate();
         starting.key = Some(key);
+        // The proc's own doorbell, wired into the host's ends before they go
+        // to the I/O threads: rung only when the proc sleeps in doorbell mode.
+        let proc_doorbell = Doorbell::new().map_err(ring_error)?;
+        // One lane per I/O thread: its pair of rings, whose host ends go to
+        // that thread and whose proc side rings that thread's doorbell.
+        let mut child_lanes = Vec::with_capacity(inner.control.len());
+        let mut added = Vec::with_capacity(inner.control.len());
+        for thread in 0..inner.control.len() {
+            let lane = Lane::create(
+                inbound_bytes,
+                outbound_bytes,
+                inner.cfg.ring_memory,
+                &proc_doorbell,
+            )
+            .map_err(ring_error)?;
+            let control = inner.control.thread(thread);
+            let host_doorbell = control.doorbell().try_clone().map_err(ring_error)?;
+            child_lanes.push(crate::spec::LaneFds {
+                inbound: lane.child_inbound,
+                outbound: lane.child_outbound,
+                host_doorbell,
+            });
+            let (done, was_added) = oneshot::channel();
+            control.send(Command::AddProc {
+                key,
+                name: name.clone(),
+                inbound: lane.inbound,
+                inbound_memfd: lane.inbound_memfd,
+                outbound: lane.outbound,
+                done,
+            })?;
+            added.push(was_added);
+        }
+        for (thread, was_added) in added.into_iter().enumerate() {
+            if !was_added.await.map_err(|_| HostError::IoThreadGone)? {
+                return Err(HostError::Unexpected(format!(
+                    "I/O thread {thread} has proc slot {key:?} taken"
+                ))
+                .into());
+            }
+        }
         if inner.table.insert(name.clone(), Route::Proc(key)).is_err() {
             return Err(HostError::ProcExists(name.clone()).into());
         }
@@ -238,11 +247,7 @@ impl<M: ProcManager + 'static> Host<M> {
         }
         let rings = ChildRings {
             name: name.clone(),
-            lanes: vec![crate::spec::LaneFds {
-                inbound: child_inbound,
-                outbound: child_outbound,
-                host_doorbell: child_doorbell,
-            }],
+            lanes: child_lanes,
             proc_doorbell,
             limits: inner.cfg.limits,
             id: ProcId::new(inner.identity.primary().clone(), name.clone()),
@@ -291,13 +296,19 @@ impl<M: ProcManager + 'static> Host<M> {
         // `spawn` returned must not come back `NotReady`. A proc that never
         // maps its rings stays not ready for the data plane.
         if receives_frames {
-            let (done, marked) = oneshot::channel();
-            inner.control.send(Command::MarkReady {
-                key,
-                agent: pings_agent,
-                done,
+            let mut marked = Vec::with_capacity(inner.control.len());
+            inner.control.send_each(|_| {
+                let (done, was_marked) = oneshot::channel();
+                marked.push(was_marked);
+                Command::MarkReady {
+                    key,
+                    agent: pings_agent,
+                    done,
+                }
             })?;
-            marked.await.map_err(|_| HostError::IoThreadGone)?;
+            for was_marked in marked {
+                was_marked.await.map_err(|_| HostError::IoThreadGone)?;
+            }
         }
         // Ready, unless a stop got in first: the registry's lock decides.
         let (gone_tx, gone_rx) = watch::channel(false);
@@ -364,7 +375,6 @@ impl<M: ProcManager + 'static> Host<M> {
             name: name.clone(),
             spawn_id,
             key: None,
-            pending_key: None,
             handle: None,
             started: None,
             released: Some(released),
@@ -596,11 +606,9 @@ struct Starting<M: ProcManager + 'static> {
     host: Host<M>,
     name: ProcName,
     spawn_id: u64,
+    /// Its key, once allocated: the spawn's release removes the proc from
+    /// every I/O thread and gives the key back.
     key: Option<ProcKey>,
-    /// The I/O thread's answer to `AddProc`, while it is awaited: a spawn
-    /// dropped after the answer was sent but before it was read still
-    /// finds its slot here (and returns it).
-    pending_key: Option<oneshot::Receiver<ProcKey>>,
     handle: Option<M::Handle>,
     started: Option<Instant>,
     /// `None` once released or handed to the ready proc's watcher.
@@ -613,11 +621,7 @@ impl<M: ProcManager + 'static> Starting<M> {
             released: self.released.take()?,
             name: self.name.clone(),
             spawn_id: self.spawn_id,
-            key: self.key.or_else(|| {
-                self.pending_key
-                    .take()
-                    .and_then(|mut answer| answer.try_recv().ok())
-            }),
+            key: self.key,
             handle: self.handle.take(),
             started: self.started,
         })
@@ -660,11 +664,61 @@ impl<M: ProcManager + 'static> Drop for Starting<M> {
                 // No runtime left (it is shutting down): return the slot and
                 // free the name; the process ends with the host (PDEATHSIG).
                 if let Some(key) = parts.key {
-                    let (done, _) = oneshot::channel();
-                    let _ = host.inner.control.send(Command::Remove(key, done));
+                    let _ = host.inner.control.send_each(|_| {
+                        let (done, _) = oneshot::channel();
+                        Command::Remove(key, done)
+                    });
                 }
                 host.remove_own_entry(&parts.name, parts.spawn_id);
             }
         }
+    }
+}
+
+/// One lane of a new proc: the host's ends of its two rings (for one I/O
+/// thread), the inbound ring's memfd (to read back what is left in it
+/// when the proc goes) and the proc's ends as memfds.
+struct Lane {
+    inbound: hostmux_ring::Producer,
+    inbound_memfd: OwnedFd,
+    outbound: hostmux_ring::Consumer,
+    child_inbound: OwnedFd,
+    child_outbound: OwnedFd,
+}
+
+impl Lane {
+    /// Creates the rings (their memory populated per `memory`); the
+    /// host's ends ring `proc_doorbell` when the proc sleeps on the inbound
+    /// ring or waits for outbound room.
+    fn create(
+        inbound_bytes: usize,
+        outbound_bytes: usize,
+        memory: hostmux_ring::RingMemory,
+        proc_doorbell: &Doorbell,
+    ) -> Result<Lane, RingError> {
+        let inbound = SharedRing::create_with(inbound_bytes, memory)?;
+        let outbound = SharedRing::create_with(outbound_bytes, memory)?;
+        let dup = |ring: &SharedRing| -> Result<OwnedFd, RingError> {
+            ring.memfd()
+                .try_clone_to_owned()
+                .map_err(|e| RingError::Os {
+                    op: "dup",
+                    source: e,
+                })
+        };
+        let child_inbound = dup(&inbound)?;
+        let child_outbound = dup(&outbound)?;
+        let inbound_memfd = dup(&inbound)?;
+        let mut producer = inbound.into_producer()?;
+        let mut consumer = outbound.into_consumer()?;
+        producer.set_consumer_doorbell(Some(proc_doorbell.try_clone()?));
+        consumer.set_producer_doorbell(Some(proc_doorbell.try_clone()?));
+        Ok(Lane {
+            inbound: producer,
+            inbound_memfd,
+            outbound: consumer,
+            child_inbound,
+            child_outbound,
+        })
     }
 }

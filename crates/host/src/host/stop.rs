@@ -83,8 +83,9 @@ impl<M: ProcManager + 'static> Host<M> {
         procs.get(name)?.handle.as_ref()?.pid()
     }
 
-    pub(crate) fn send_command(&self, command: Command) -> Result<(), HostError> {
-        self.inner.control.send(command)
+    /// Sends `command` to I/O thread `thread`.
+    pub(crate) fn send_command(&self, thread: usize, command: Command) -> Result<(), HostError> {
+        self.inner.control.thread(thread).send(command)
     }
 
     /// What a stop or kill of `name` acts on, from the one registry. Every

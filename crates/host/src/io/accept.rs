@@ -133,7 +133,7 @@ pub(super) struct Serving {
 
 impl Serving {
     /// Serves an accepted connection on its own task (on this thread).
-    fn spawn<F: Frontend>(
+    pub(super) fn spawn<F: Frontend>(
         &self,
         (reader, writer): (F::Reader, F::Writer),
         door: Door,

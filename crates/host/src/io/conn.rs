@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use super::budget::{charge_for_read, charge_to, Charge, Closed, ConnBudget};
 use super::shell::ConnWakes;
+use super::zero_copy::Direct;
 use super::*;
 use crate::dataplane::Heartbeat;
 
@@ -409,6 +410,9 @@ async fn read_loop<F: Frontend>(
     // The partial frame at the front: its stream position, and when it
     // must be complete.
     let mut partial: Option<(u64, Instant)> = None;
+    // The stream position of a frame taken for zero-copy receive and moved
+    // back: it is not taken again.
+    let mut moved_back: Option<u64> = None;
     loop {
         // Frames left over from the read that carried the hello, or from the
         // last read, first; then more bytes. One clock read per socket read,
@@ -453,6 +457,27 @@ async fn read_loop<F: Frontend>(
                 *due += waited;
             }
             now = Instant::now();
+        }
+        // A large frame whose header is in may be read straight into its
+        // proc's ring (once: a frame moved back is read the copied way).
+        if moved_back != Some(decoder.consumed_len()) {
+            let direct = super::zero_copy::receive_direct::<F>(
+                reader,
+                &mut decoder,
+                &mut stash,
+                dataplane,
+                key,
+                cfg,
+            )
+            .await;
+            match direct {
+                Direct::NotTaken => {}
+                Direct::Delivered => continue,
+                Direct::MovedBack => {
+                    moved_back = Some(decoder.consumed_len());
+                    continue;
+                }
+            }
         }
         // A partial frame must complete in time: the clock starts when its
         // first byte is seen and stops when it is consumed.

@@ -190,3 +190,45 @@ pub(super) fn tcp_target(addr: &str) -> Option<(String, u16)> {
         _ => None,
     }
 }
+
+/// The hello name of the links I/O thread `thread` dials: the host's
+/// (`Identity::hello_name`) for thread 0, with `-thread` after it for
+/// the others, so that the links between two hosts have distinct client
+/// names on the far host.
+pub(crate) fn link_hello_name(identity: &crate::identity::Identity, thread: usize) -> String {
+    match thread {
+        0 => identity.hello_name(),
+        k => format!("{}-{k}", identity.hello_name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hostmux_wire::Addr;
+
+    use super::link_hello_name;
+    use crate::identity::{peer_for_hello_name, Identity};
+
+    fn addr(text: &str) -> Addr {
+        text.parse().expect("a valid address")
+    }
+
+    #[test]
+    fn every_threads_link_hello_name_maps_back_to_its_peer() {
+        let peers = [addr("tcp:10.0.0.1:7000"), addr("tcp:10.0.0.2:7000")];
+        let second = Identity::single("tcp:10.0.0.2:7000");
+        for thread in [0, 1, 12] {
+            let name = link_hello_name(&second, thread);
+            assert_eq!(
+                peer_for_hello_name(&peers, &name),
+                Some(&peers[1]),
+                "{name}"
+            );
+        }
+        assert_eq!(link_hello_name(&second, 0), second.hello_name());
+        let base = second.hello_name();
+        for bad in [format!("{base}-"), format!("{base}-x"), format!("{base}1")] {
+            assert_eq!(peer_for_hello_name(&peers, &bad), None, "{bad}");
+        }
+    }
+}

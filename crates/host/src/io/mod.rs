@@ -1,14 +1,15 @@
-//! The host's I/O thread: one thread owns every ring end, every connection
-//! and the routing-table reader, and drives the [`Dataplane`] from whichever
+//! The host's I/O threads: each owns its lane (one inbound and one
+//! outbound ring) of every proc, the connections handed to it and a
+//! routing-table reader, and drives its own [`Dataplane`] from whichever
 //! [`Frontend`] runs.
 //!
 //! Control operations ([`crate::Host::spawn`] and friends) run on the
-//! caller's runtime and reach this thread through a command queue plus a ring
-//! of the host doorbell, the same eventfd every proc rings; ring ends never
-//! leave this thread, so each ring keeps exactly one producer and one
-//! consumer. More I/O threads (one per core, each with its own rings to each
-//! proc) would each run this loop over their own `Dataplane`; the control
-//! side would pick a thread per connection and per proc ring pair.
+//! caller's runtime and reach each thread through its command queue plus a
+//! ring of its doorbell, the same eventfd every proc rings for its lane on
+//! that thread ([`Controls`]); ring ends never leave their thread, so each
+//! ring keeps exactly one producer and one consumer. With several threads,
+//! thread 0 accepts every frontend connection and hands each to a thread
+//! in turn ([`handoff`]); see docs/architecture.md, "Threads".
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -25,34 +26,46 @@ use tokio::sync::oneshot;
 
 use crate::config::HostConfig;
 use crate::dataplane::service::ControlJob;
-use crate::dataplane::{Blocker, ConnKey, Dataplane, Delivery, Drain, Outbox, ProcKey, Table};
-use crate::frontend::{ConnReader, ConnWriter, Frontend};
+use crate::dataplane::{
+    Blocker, ClientNames, ConnKey, Dataplane, Delivery, Drain, HandedFrame, Outbox, ProcKey, Table,
+};
+use crate::frontend::{ConnReader, ConnWriter, Frontend, StdListener};
 use crate::stats::HostStats;
 use crate::HostError;
 
 mod accept;
 pub(crate) mod budget;
 mod conn;
+mod controls;
 mod dial;
+pub(crate) mod handoff;
+mod merge;
 mod shell;
 pub(crate) mod tls;
+pub(crate) mod zero_copy;
 
 use accept::{accept_loop, control_accept_loop, Door, Serving};
 use budget::ConnBudget;
 use conn::{connection, serve_conn};
+pub(crate) use controls::Controls;
 use dial::dial_loop;
+pub(crate) use handoff::Accepted;
+pub(crate) use merge::merge_thread_stats;
 pub(crate) use shell::Shared;
 
-/// A request from the control side to the I/O thread.
+/// A request from the control side to an I/O thread.
 // Commands are rare (spawns, terminates, stats); their size does not matter.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
+    /// This thread's lane of a new proc, under the key every thread uses;
+    /// `done` says whether it was added.
     AddProc {
+        key: ProcKey,
         name: ProcName,
         inbound: Producer,
         inbound_memfd: OwnedFd,
         outbound: Consumer,
-        reply: oneshot::Sender<ProcKey>,
+        done: oneshot::Sender<bool>,
     },
     /// The proc is ready; `done` once frames to it are delivered.
     MarkReady {
@@ -74,13 +87,17 @@ pub(crate) enum Command {
         conn: ConnKey,
         frame: Vec<u8>,
     },
+    /// A frontend connection thread 0 accepted, for this thread to serve.
+    Adopt(Accepted),
+    /// A frame for a client this thread owns, from another thread.
+    HandedFrame(HandedFrame),
     Detach(ProcKey),
     Remove(ProcKey, oneshot::Sender<()>),
     Stats(oneshot::Sender<HostStats>),
     Shutdown,
 }
 
-/// The control side's way in: a queue plus a doorbell ring.
+/// The control side's way into one I/O thread: a queue plus a doorbell ring.
 #[derive(Debug)]
 pub(crate) struct Control {
     commands: ChannelSender<Command>,
@@ -108,42 +125,91 @@ impl Control {
             .map_err(|_| HostError::IoThreadGone)?;
         self.doorbell.ring().map_err(|_| HostError::IoThreadGone)
     }
+
+    /// The thread's doorbell (what its lane of every proc rings).
+    pub(crate) fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
+    }
 }
 
-/// Everything the I/O thread starts with.
+/// Which listener an I/O thread serves.
+pub(crate) enum Listening {
+    /// The only thread: it accepts and serves every frontend connection.
+    Alone(StdListener),
+    /// Thread 0 of several: it accepts every frontend connection and hands
+    /// each to a thread in turn (itself included); `threads` reach the
+    /// others.
+    HandsOff {
+        listener: StdListener,
+        threads: Vec<Control>,
+    },
+    /// Another thread: it serves what thread 0 hands it.
+    Adopts,
+}
+
+/// Everything an I/O thread starts with.
 pub(crate) struct IoParts {
     pub(crate) cfg: Arc<HostConfig>,
     pub(crate) service_name: ProcName,
     pub(crate) table: Arc<Table>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) doorbell: Doorbell,
+    /// This thread's index (its lane of every proc) and the thread count.
+    pub(crate) thread: usize,
+    pub(crate) threads: usize,
+    /// Client names, unique across the threads.
+    pub(crate) client_names: Arc<ClientNames>,
+    /// The other threads, by index (`None` at this one's), for frames
+    /// for their clients.
+    pub(crate) others: Vec<Option<Control>>,
     /// The addresses that mean this host; the primary one names it.
     pub(crate) identity: crate::identity::Identity,
     /// Procs that broke the ring protocol, for the control side to kill.
     pub(crate) failures: tokio::sync::mpsc::UnboundedSender<(ProcKey, ProcName)>,
     /// Privileged control requests, for the control side.
     pub(crate) control_jobs: tokio::sync::mpsc::UnboundedSender<ControlJob>,
-    /// The control socket (mode 0600, bound), if configured.
+    /// The control socket (mode 0600, bound), if configured (thread 0).
     pub(crate) control_socket: Option<std::os::unix::net::UnixListener>,
 }
 
-/// Runs the host until a `Shutdown` command (or the control side is gone),
-/// speaking TLS where [`HostConfig::tls`] says so (see [`tls`]).
-pub(crate) async fn run<F: Frontend>(listener: F::Listener, parts: IoParts) {
-    let listener = tls::TlsListener::<F>::new(listener, parts.cfg.tls.clone());
-    run_on::<tls::Tls<F>>(listener, parts).await;
+/// What an I/O thread accepts on, in its runtime.
+pub(crate) enum Accepting<F: Frontend> {
+    /// Its own frontend listener.
+    Own(F::Listener),
+    /// The frontend listener whose connections it hands out.
+    HandsOff(handoff::Acceptor),
+    /// Nothing: connections are handed to it.
+    Nothing,
 }
 
-async fn run_on<F: Frontend>(listener: F::Listener, parts: IoParts) {
-    let dataplane = Shared::new(
-        Dataplane::new(
-            parts.cfg.clone(),
-            parts.service_name.clone(),
-            parts.table.clone(),
-            parts.identity.clone(),
-        ),
-        parts.control_jobs.clone(),
+/// Runs an I/O thread until a `Shutdown` command (or the control side is
+/// gone), speaking TLS where [`HostConfig::tls`] says so (see [`tls`]).
+pub(crate) async fn run<F: Frontend>(accepting: Accepting<F>, parts: IoParts) {
+    let accepting = match accepting {
+        Accepting::Own(listener) => {
+            Accepting::Own(tls::TlsListener::<F>::new(listener, parts.cfg.tls.clone()))
+        }
+        Accepting::HandsOff(acceptor) => Accepting::HandsOff(acceptor),
+        Accepting::Nothing => Accepting::Nothing,
+    };
+    run_on::<tls::Tls<F>>(accepting, parts).await;
+}
+
+async fn run_on<F: Frontend>(accepting: Accepting<F>, mut parts: IoParts) {
+    if parts.threads > 1 {
+        parts.cfg = Arc::new(handoff::thread_share(&parts.cfg, parts.threads));
+    }
+    let mut plane = Dataplane::new(
+        parts.cfg.clone(),
+        parts.service_name.clone(),
+        parts.table.clone(),
+        parts.identity.clone(),
     );
+    if parts.threads > 1 {
+        plane.share_client_names(parts.client_names.clone(), parts.thread);
+    }
+    let others = std::mem::take(&mut parts.others);
+    let dataplane = Shared::new(plane, parts.control_jobs.clone(), parts.thread, others);
     let budget = ConnBudget::new(&parts.cfg);
     let serving = Serving {
         dataplane: dataplane.clone(),
@@ -166,14 +232,25 @@ async fn run_on<F: Frontend>(listener: F::Listener, parts: IoParts) {
         dataplane.clone(),
         parts.cfg.clone(),
         parts.service_name.clone(),
-        parts.identity.hello_name(),
+        dial::link_hello_name(&parts.identity, parts.thread),
         budget.clone(),
     ));
-    let accept = tokio::task::spawn_local(accept_loop::<F>(listener, serving));
-    if let Err(e) = backend_loop::<F>(&dataplane, &parts, &budget).await {
-        tracing::error!(error = %e, "host doorbell failed; I/O thread stopping");
+    let accept = match accepting {
+        Accepting::Own(listener) => Some(tokio::task::spawn_local(accept_loop::<F>(
+            listener,
+            serving.clone(),
+        ))),
+        Accepting::HandsOff(acceptor) => Some(tokio::task::spawn_local(
+            handoff::hand_off_loop::<F>(acceptor, serving.clone()),
+        )),
+        Accepting::Nothing => None,
+    };
+    if let Err(e) = backend_loop::<F>(&dataplane, &parts, &serving).await {
+        tracing::error!(error = %e, thread = parts.thread, "host doorbell failed; I/O thread stopping");
     }
-    accept.abort();
+    if let Some(task) = accept {
+        task.abort();
+    }
     dials.abort();
     if let Some(task) = control_accept {
         task.abort();
@@ -183,8 +260,9 @@ async fn run_on<F: Frontend>(listener: F::Listener, parts: IoParts) {
 async fn backend_loop<F: Frontend>(
     dataplane: &Shared,
     parts: &IoParts,
-    budget: &ConnBudget,
+    serving: &Serving,
 ) -> io::Result<()> {
+    let budget = &serving.budget;
     let doorbell =
         crate::sys::doorbell_async(parts.doorbell.try_clone().map_err(io::Error::other)?)?;
     let mut to_drain: Vec<ProcKey> = Vec::new();
@@ -206,18 +284,22 @@ async fn backend_loop<F: Frontend>(
             let mut dp = dataplane.borrow_mut();
             match command {
                 Command::AddProc {
+                    key,
                     name,
                     inbound,
                     inbound_memfd,
                     outbound,
-                    reply,
+                    done,
                 } => {
-                    let key = dp.add_proc(name, inbound, inbound_memfd, outbound);
-                    // The spawn was dropped before it learned the key: the
-                    // slot is nobody's, release it now.
-                    if reply.send(key).is_err() {
-                        dp.remove_proc(key, Instant::now());
-                    }
+                    // A spawn dropped meanwhile removes the key on every
+                    // thread (its `Remove` follows this command).
+                    let _ = done.send(dp.insert_proc(key, name, inbound, inbound_memfd, outbound));
+                }
+                Command::HandedFrame(frame) => dp.take_handed_frame(frame, Instant::now()),
+                Command::Adopt(accepted) => {
+                    drop(dp);
+                    handoff::adopt::<F>(accepted, serving);
+                    continue;
                 }
                 Command::MarkReady { key, agent, done } => {
                     dp.mark_ready(key, agent);
@@ -242,6 +324,9 @@ async fn backend_loop<F: Frontend>(
                 Command::Stats(reply) => {
                     let mut stats = dp.stats();
                     stats.conn_limits = budget.stats();
+                    for conn in stats.conns.iter_mut().chain(&mut stats.closed_conns) {
+                        conn.io_thread = parts.thread as u32;
+                    }
                     let _ = reply.send(stats);
                 }
                 Command::Shutdown => return Ok(()),

@@ -38,8 +38,12 @@ struct Wakers {
     /// Links the data plane asked for, and the dial task's wake-up.
     dials: Vec<(ConnKey, PeerAddr)>,
     dial_wake: Rc<Notify>,
-    /// Where privileged control requests go.
+    /// Where privileged control requests go, tagged with this thread.
     control: tokio::sync::mpsc::UnboundedSender<ControlJob>,
+    /// This I/O thread's index (its lane of every proc).
+    io_thread: usize,
+    /// The other I/O threads, by index (`None` at this one's).
+    others: Vec<Option<super::Control>>,
     /// Who waits for agents' answers, by the token given to the data plane.
     agent_waiters: HashMap<AgentWaiter, oneshot::Sender<AgentResponse>>,
     next_agent_waiter: u64,
@@ -69,7 +73,8 @@ impl Wakers {
                 self.dials.push((link, peer));
                 self.dial_wake.notify_one();
             }
-            Event::Control(job) => {
+            Event::Control(mut job) => {
+                job.io_thread = self.io_thread;
                 if self.control.send(job).is_err() {
                     tracing::error!(
                         "control request dropped: the control side is gone (host shutting down)"
@@ -82,6 +87,18 @@ impl Wakers {
                     (self.agent_waiters.remove(&waiter), response)
                 {
                     let _ = reply.send(response);
+                }
+            }
+            Event::HandOff { thread, frame } => {
+                let sent = match self.others.get(thread).and_then(Option::as_ref) {
+                    Some(owner) => owner.send(super::Command::HandedFrame(frame)).is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    tracing::error!(
+                        thread,
+                        "frame for another I/O thread's client dropped: that thread is gone (host shutting down)"
+                    );
                 }
             }
             Event::ConnRemoved(key) => {
@@ -108,6 +125,8 @@ impl Shared {
     pub(super) fn new(
         dataplane: Dataplane,
         control: tokio::sync::mpsc::UnboundedSender<ControlJob>,
+        io_thread: usize,
+        others: Vec<Option<super::Control>>,
     ) -> Self {
         Shared(Rc::new(Inner {
             dataplane: RefCell::new(dataplane),
@@ -117,6 +136,8 @@ impl Shared {
                 dials: Vec::new(),
                 dial_wake: Rc::new(Notify::new()),
                 control,
+                io_thread,
+                others,
                 agent_waiters: HashMap::new(),
                 next_agent_waiter: 0,
             }),

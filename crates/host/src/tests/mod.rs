@@ -8,3 +8,4 @@ mod per_frame;
 mod repeats;
 mod simulation;
 mod toctou;
+mod zero_copy;

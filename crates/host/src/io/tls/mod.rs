@@ -104,6 +104,29 @@ impl<F: Frontend> Frontend for Tls<F> {
         Ok(session::plain(reader, writer))
     }
 
+    fn adopt(
+        accepted: crate::io::Accepted,
+        tls: Option<&TlsConfig>,
+    ) -> io::Result<(TlsReader<F>, TlsWriter<F>)> {
+        let tcp_peer = match &accepted {
+            crate::io::Accepted::Tcp(_, peer) => Some(*peer),
+            crate::io::Accepted::Unix(_) => None,
+        };
+        let (reader, writer) = F::adopt(accepted, None)?;
+        // As `accept` does: TCP may speak TLS, Unix is plain.
+        Ok(match (tls, tcp_peer) {
+            (Some(tls), Some(addr)) => session::undecided(
+                reader,
+                writer,
+                Undecided {
+                    server: tls.server_config().clone(),
+                    plain_refused: plain_refusal(tls.plain_tcp, addr),
+                },
+            ),
+            _ => session::plain(reader, writer),
+        })
+    }
+
     async fn connect(addr: SocketAddr) -> io::Result<(TlsReader<F>, TlsWriter<F>)> {
         let (reader, writer) = F::connect(addr).await?;
         Ok(session::plain(reader, writer))

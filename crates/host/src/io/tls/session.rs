@@ -445,6 +445,24 @@ impl<F: Frontend> ConnReader for TlsReader<F> {
         self.inner.shutdown();
     }
 
+    /// Plain connections only (decided plain, or on a host without TLS): a
+    /// session's plaintext comes out of rustls, so its large frames take
+    /// the copied path.
+    fn reads_direct(&self) -> bool {
+        let plain = match &self.shared {
+            None => true,
+            Some(shared) => self.undecided.is_none() && shared.is_plain(),
+        };
+        plain && self.inner.reads_direct()
+    }
+
+    async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.reads_direct() {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        }
+        self.inner.read_direct(buf).await
+    }
+
     async fn read_raw(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         // Raw reads below a session would steal its records.
         debug_assert!(self.shared.is_none(), "raw read on a TLS session");

@@ -226,6 +226,10 @@ impl World {
                 | DataplaneEvent::Control(_)
                 | DataplaneEvent::AgentAnswer { .. }
                 | DataplaneEvent::ConnRemoved(_) => {}
+                // One data plane: no other thread to hand a frame to.
+                DataplaneEvent::HandOff { .. } => {
+                    unreachable!("the simulation runs one data plane")
+                }
             }
         }
         let conns = self

@@ -44,6 +44,7 @@ mod ledger;
 mod procs;
 mod rng;
 mod scenarios;
+mod two_planes;
 mod world;
 
 use coverage::Coverage;
