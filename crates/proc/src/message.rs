@@ -29,9 +29,10 @@ pub struct Message<'a> {
     pub(crate) outbox: &'a mut Outbox,
     /// The inbound ring index after this message's record.
     pub(crate) read_end: u64,
-    // Its lane is `outbox.handled_lane`, not a field here: a field would
-    // make the message larger than the compiler moves inline, and every
-    // return of it a `memcpy` call (`docs/benchmarks.md`, issue 15).
+    // Its lane is `outbox.handled_lane`, not a field here: with a lane
+    // field the compiler moved the returned message with `memcpy` calls
+    // (three per `recv` in the profile loop instead of one; see
+    // `docs/benchmarks.md`, "Proc lanes: one-lane cost").
 }
 
 impl<'a> Message<'a> {
