@@ -375,6 +375,9 @@ pub(crate) fn ps_json(procs: &[ProcInfo]) -> serde_json::Value {
                     "inbound_used": c.inbound_used,
                     "inbound_high_water": c.inbound_high_water,
                     "inbound_capacity": c.inbound_capacity,
+                    "zero_copy_frames": c.zero_copy_frames,
+                    "zero_copy_bytes": c.zero_copy_bytes,
+                    "zero_copy_moved_back": c.zero_copy_moved_back,
                     "restarts": p.restarts,
                     "last_exit": p.last_exit.as_ref().map(exit_text),
                     "next_restart_ms": p.next_restart_ms,
@@ -678,6 +681,9 @@ mod tests {
         proc.counters.returned = 2;
         proc.counters.returned_by_reason[UndeliverableReason::Overloaded as usize] = 2;
         proc.counters.sent_returned_by_reason[UndeliverableReason::NoSuchProc as usize] = 1;
+        proc.counters.zero_copy_frames = 3;
+        proc.counters.zero_copy_bytes = 3 << 20;
+        proc.counters.zero_copy_moved_back = 1;
         let value = ps_json(&[proc]);
         assert_eq!(value[0]["name"], "echo");
         assert_eq!(value[0]["state"], "signaled(SIGKILL)");
@@ -693,6 +699,9 @@ mod tests {
         );
         assert_eq!(value[0]["sent_returned"], 1);
         assert_eq!(value[0]["sent_returned_by_reason"]["NoSuchProc"], 1);
+        assert_eq!(value[0]["zero_copy_frames"], 3);
+        assert_eq!(value[0]["zero_copy_bytes"], 3 << 20);
+        assert_eq!(value[0]["zero_copy_moved_back"], 1);
         assert_eq!(value[0]["restarts"], 0);
         assert!(value[0]["last_exit"].is_null());
         assert_eq!(value[0]["status"], "draining 3 queues");

@@ -72,6 +72,11 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
     for _ in 0..5 {
         assert_eq!(client.recv().await.payload, b"hello");
     }
+    // A frame above the zero-copy threshold (64 KiB) is read straight into
+    // echo's ring, and counted as such.
+    let large = vec![7u8; 256 << 10];
+    client.send("echo", 8, &large).await;
+    assert_eq!(client.recv().await.payload, large);
     // One frame for nobody and one too large for echo's 1 MiB ring: both
     // come back as notices and are counted by reason.
     client.send("nobody", 6, b"x").await;
@@ -87,9 +92,12 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
 
     let text = get_metrics(addr).await;
     let echo = |name: &str| sample(&text, &format!("{name}{{proc=\"echo\"}}"));
-    assert_eq!(echo("hostmux_proc_accepted_frames_total"), 5);
-    assert_eq!(echo("hostmux_proc_sent_frames_total"), 5);
-    assert_eq!(echo("hostmux_proc_delivered_frames_total"), 5);
+    assert_eq!(echo("hostmux_proc_accepted_frames_total"), 6);
+    assert_eq!(echo("hostmux_proc_sent_frames_total"), 6);
+    assert_eq!(echo("hostmux_proc_delivered_frames_total"), 6);
+    assert_eq!(echo("hostmux_proc_zero_copy_frames_total"), 1);
+    assert!(echo("hostmux_proc_zero_copy_bytes_total") > large.len() as u64);
+    assert_eq!(echo("hostmux_proc_zero_copy_moved_back_frames_total"), 0);
     assert_eq!(
         sample(
             &text,
@@ -112,8 +120,8 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
     assert_eq!(echo("hostmux_proc_sent_bytes_total"), echo_stats.bytes_out);
 
     let client_class = |name: &str| sample(&text, &format!("{name}{{class=\"client\"}}"));
-    assert_eq!(client_class("hostmux_conn_accepted_frames_total"), 7);
-    assert_eq!(client_class("hostmux_conn_delivered_frames_total"), 5);
+    assert_eq!(client_class("hostmux_conn_accepted_frames_total"), 8);
+    assert_eq!(client_class("hostmux_conn_delivered_frames_total"), 6);
     assert_eq!(client_class("hostmux_connections_open"), 1);
     assert_eq!(
         sample(
@@ -147,12 +155,12 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
     // A head that never ends within the bound is refused, not buffered.
     let endless = scrape(addr, vec![b'a'; MAX_REQUEST_BYTES]).await;
     assert!(endless.starts_with("HTTP/1.1 431 "), "{endless}");
-    client.send("echo", 8, b"still there").await;
+    client.send("echo", 9, b"still there").await;
     assert_eq!(client.recv().await.payload, b"still there");
     let text = get_metrics(addr).await;
     assert_eq!(
         sample(&text, "hostmux_proc_accepted_frames_total{proc=\"echo\"}"),
-        6
+        7
     );
 
     // A closed connection's frames stay in its class's totals (they only
@@ -176,8 +184,8 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
     let client_class = |name: &str| sample(&text, &format!("{name}{{class=\"client\"}}"));
     assert_eq!(client_class("hostmux_connections_open"), 0);
     assert_eq!(client_class("hostmux_connections_closed_total"), 1);
-    assert_eq!(client_class("hostmux_conn_accepted_frames_total"), 8);
-    assert_eq!(client_class("hostmux_conn_delivered_frames_total"), 6);
+    assert_eq!(client_class("hostmux_conn_accepted_frames_total"), 9);
+    assert_eq!(client_class("hostmux_conn_delivered_frames_total"), 7);
     assert_eq!(
         sample(&text, &format!("hostmux_proc_exits_total{{how=\"{how}\"}}")),
         1

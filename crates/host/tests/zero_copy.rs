@@ -131,6 +131,17 @@ async fn large_frames_go_straight_into_the_ring(kind: FrontendKind) {
     let conn = stats.conn("big").unwrap();
     assert_conn_adds_up(conn);
     assert_eq!(conn.delivered, payloads.len() as u64);
+    // What `ps --json`, `stats --json` and /metrics read.
+    let listed = host.list().await.unwrap();
+    let counters = listed.iter().find(|p| p.name == "sink").unwrap().counters;
+    assert_eq!(
+        (
+            counters.zero_copy_frames,
+            counters.zero_copy_bytes,
+            counters.zero_copy_moved_back
+        ),
+        (expected.0, expected.1, 0)
+    );
 }
 both_frontends!(large_frames_go_straight_into_the_ring);
 

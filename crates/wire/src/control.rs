@@ -319,6 +319,15 @@ pub struct ProcCounters {
     pub sent_dropped: u64,
     /// Highest inbound ring occupancy seen, in bytes.
     pub inbound_high_water: u64,
+    /// Of `frames_in`, the large frames the host read from a client's
+    /// socket straight into the proc's ring (zero-copy receive).
+    pub zero_copy_frames: u64,
+    /// Bytes of those frames.
+    pub zero_copy_bytes: u64,
+    /// Large frames whose zero-copy receive was abandoned (a stalled or
+    /// closed sender, a route change): the part read went back to the
+    /// connection's buffer and the frame took the copied path.
+    pub zero_copy_moved_back: u64,
 }
 
 /// Number of [`UndeliverableReason`](crate::UndeliverableReason)s (the

@@ -199,6 +199,9 @@ impl<M: hostmux_lifecycle::ProcManager + 'static> Host<M> {
                     sent_returned_by_reason: p.outbound_returned.by_reason(),
                     sent_dropped: p.outbound_dropped.total(),
                     inbound_high_water: p.inbound_high_water,
+                    zero_copy_frames: p.zero_copy_frames,
+                    zero_copy_bytes: p.zero_copy_bytes,
+                    zero_copy_moved_back: p.zero_copy_moved_back,
                 })
                 .unwrap_or_default()
         };

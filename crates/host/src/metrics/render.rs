@@ -336,7 +336,7 @@ fn encode_procs(enc: &mut DescriptorEncoder<'_>, procs: &[ProcInfo]) -> fmt::Res
             })
         }),
     )?;
-    let series: [Series<ProcInfo>; 11] = [
+    let series: [Series<ProcInfo>; 14] = [
         ("hostmux_proc_uptime_seconds", "Seconds since the proc was spawned (for a gone proc: how long it ran).", |p| Value::Seconds(p.uptime_ms as f64 / 1000.0)),
         ("hostmux_proc_restarts", "Times the proc's restart policy restarted it (spawn --restart).", |p| Value::Count(u64::from(p.restarts))),
         ("hostmux_proc_accepted_frames", "Frames the host accepted for the proc and wrote into its inbound ring.", |p| Value::Count(p.counters.frames_in)),
@@ -348,6 +348,9 @@ fn encode_procs(enc: &mut DescriptorEncoder<'_>, procs: &[ProcInfo]) -> fmt::Res
         ("hostmux_proc_inbound_ring_used_bytes", "Inbound ring occupancy at the snapshot, in bytes (an upper bound: the proc publishes its reads in batches).", |p| Value::Gauge(p.counters.inbound_used)),
         ("hostmux_proc_inbound_ring_high_water_bytes", "Highest inbound ring occupancy seen, in bytes.", |p| Value::Gauge(p.counters.inbound_high_water)),
         ("hostmux_proc_inbound_ring_capacity_bytes", "Inbound ring capacity, in bytes.", |p| Value::Gauge(p.counters.inbound_capacity)),
+        ("hostmux_proc_zero_copy_frames", "Of the accepted frames, the large ones read from a client's socket straight into the proc's ring (serve --zero-copy-threshold).", |p| Value::Count(p.counters.zero_copy_frames)),
+        ("hostmux_proc_zero_copy_bytes", "Bytes of the frames read straight into the proc's ring.", |p| Value::Count(p.counters.zero_copy_bytes)),
+        ("hostmux_proc_zero_copy_moved_back_frames", "Large frames whose straight-into-the-ring read was abandoned (sender stalled or closed, route changed) and that took the copied path.", |p| Value::Count(p.counters.zero_copy_moved_back)),
     ];
     for (name, help, pick) in series {
         family(enc, name, help, each(pick))?;
