@@ -45,11 +45,40 @@ thread_local! {
     /// Writes and dials this thread has queued on tokio-uring's submission
     /// queue so far (wrapping); the kernel sees each at the next park.
     static QUEUED_WRITES: Cell<u64> = const { Cell::new(0) };
+    /// Operations of every kind (reads, writes, dials, accepts) this
+    /// thread has queued on its ring so far.
+    static QUEUED_OPS: Cell<u64> = const { Cell::new(0) };
+    /// A count of [`QUEUED_OPS`] the kernel is known to have been handed:
+    /// the operation queued at that count completed, and tokio-uring
+    /// submits its queue in order, so every earlier one was submitted too.
+    static SUBMITTED_OPS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Counts one write (or dial) about to be queued on this thread's ring.
 fn note_write() {
     QUEUED_WRITES.with(|queued| queued.set(queued.get().wrapping_add(1)));
+}
+
+/// Counts one operation about to be queued on this thread's ring; returns
+/// its place in the count, for [`note_submitted`] once it completes.
+fn note_op() -> u64 {
+    QUEUED_OPS.with(|queued| {
+        let at = queued.get() + 1;
+        queued.set(at);
+        at
+    })
+}
+
+/// The operation counted `at` by [`note_op`] completed: it, and everything
+/// queued before it, reached the kernel.
+fn note_submitted(at: u64) {
+    SUBMITTED_OPS.with(|submitted| submitted.set(submitted.get().max(at)));
+}
+
+/// True if nothing this thread queued may still wait in the submission
+/// queue for the runtime to park.
+fn nothing_unsubmitted() -> bool {
+    QUEUED_OPS.with(Cell::get) == SUBMITTED_OPS.with(Cell::get)
 }
 
 /// Whether this kernel (and its seccomp policy) lets us build an io_uring.
@@ -99,6 +128,9 @@ pub(crate) struct Reader {
     /// Declared first: deregistered before the stream can close.
     direct: Option<AsyncFd<OwnedFd>>,
     stream: Stream,
+    /// The last read filled all the room it had: the socket probably holds
+    /// more, so the next read tries `recv` on the spot first.
+    backlog: bool,
 }
 
 impl Reader {
@@ -106,6 +138,42 @@ impl Reader {
         Reader {
             direct: None,
             stream,
+            backlog: false,
+        }
+    }
+
+    /// One `recv(MSG_DONTWAIT)` into the decoder's spare room, while the
+    /// socket has a backlog and nothing queued on this thread's ring waits
+    /// for a park; `None` if the read must go through the ring instead.
+    async fn read_backlog(&mut self, decoder: &mut FrameDecoder) -> Option<io::Result<usize>> {
+        if !self.backlog || !nothing_unsubmitted() {
+            return None;
+        }
+        let spare = decoder.spare_capacity_mut();
+        let room = spare.len();
+        let read = match &self.stream {
+            Stream::Tcp(s) => crate::sys::recv_now(&**s, spare),
+            Stream::Unix(s) => crate::sys::recv_now(&**s, spare),
+        };
+        match read {
+            Ok(n) => {
+                decoder.commit(n);
+                self.backlog = n == room;
+                // A read that never waits must still let the thread's
+                // other tasks run (tokio's own reads do the same).
+                tokio::task::coop::consume_budget().await;
+                Some(Ok(n))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                self.backlog = false;
+                None
+            }
+            Err(e) => Some(Err(e)),
         }
     }
 }
@@ -143,12 +211,19 @@ impl ConnReader for Reader {
         }
     }
 
-    async fn read_into(&mut self, decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
+    async fn read_into(&mut self, mut decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
+        if let Some(result) = self.read_backlog(&mut decoder).await {
+            return (result, decoder);
+        }
         let buf = DecoderBuf::new(decoder);
+        let room = tokio_uring::buf::IoBuf::bytes_total(&buf);
+        let at = note_op();
         let (result, buf) = match &self.stream {
             Stream::Tcp(s) => s.read(buf).await,
             Stream::Unix(s) => s.read(buf).await,
         };
+        note_submitted(at);
+        self.backlog = matches!(result, Ok(n) if n == room);
         (result, buf.into_decoder())
     }
 
@@ -156,10 +231,12 @@ impl ConnReader for Reader {
         // Bounded by the length, not the capacity: the buffer's length
         // says how much to read, and stays what it was.
         let len = buf.len();
+        let at = note_op();
         let (result, slice) = match &self.stream {
             Stream::Tcp(s) => s.read(buf.slice(..len)).await,
             Stream::Unix(s) => s.read(buf.slice(..len)).await,
         };
+        note_submitted(at);
         (result, slice.into_inner())
     }
 
@@ -180,10 +257,12 @@ impl ConnWriter for Stream {
         let mut written = 0;
         while written < buf.len() {
             note_write();
+            let at = note_op();
             let (result, slice) = match self {
                 Stream::Tcp(s) => s.write(buf.slice(written..)).submit().await,
                 Stream::Unix(s) => s.write(buf.slice(written..)).submit().await,
             };
+            note_submitted(at);
             buf = slice.into_inner();
             match result {
                 Ok(0) => {
@@ -234,7 +313,10 @@ impl Frontend for Uring {
 
     async fn connect(addr: std::net::SocketAddr) -> io::Result<(Reader, Stream)> {
         note_write();
-        let stream = TcpStream::connect(addr).await?;
+        let at = note_op();
+        let stream = TcpStream::connect(addr).await;
+        note_submitted(at);
+        let stream = stream?;
         stream.set_nodelay(true)?;
         let stream = Stream::Tcp(Rc::new(stream));
         Ok((Reader::new(stream.clone()), stream))
@@ -243,7 +325,10 @@ impl Frontend for Uring {
     async fn accept(listener: &Listener) -> io::Result<(Reader, Stream, String)> {
         match listener {
             Listener::Tcp(l) => {
-                let (stream, peer) = l.accept().await?;
+                let at = note_op();
+                let accepted = l.accept().await;
+                note_submitted(at);
+                let (stream, peer) = accepted?;
                 stream.set_nodelay(true)?;
                 let stream = Stream::Tcp(Rc::new(stream));
                 Ok((Reader::new(stream.clone()), stream, peer.to_string()))
