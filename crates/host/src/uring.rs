@@ -345,3 +345,115 @@ impl Frontend for Uring {
         QUEUED_WRITES.with(Cell::get)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use hostmux_wire::{encode_frame_to_vec, FrameHeader, Limits};
+
+    use super::*;
+
+    /// `count` frames of `payload` bytes, message ids 0.., back to back.
+    fn frames(count: u64, payload: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for id in 0..count {
+            let header = FrameHeader::data("sink", id);
+            encode_frame_to_vec(&mut out, &header, &vec![7; payload], &Limits::default())
+                .expect("a valid frame");
+        }
+        out
+    }
+
+    fn queued_ops() -> u64 {
+        QUEUED_OPS.with(Cell::get)
+    }
+
+    #[test]
+    fn an_operation_counts_as_submitted_once_it_or_a_later_one_completes() {
+        assert!(nothing_unsubmitted());
+        let first = note_op();
+        let second = note_op();
+        assert!(!nothing_unsubmitted());
+        // Submission is in order: the later one done means both were sent.
+        note_submitted(second);
+        assert!(nothing_unsubmitted());
+        note_submitted(first);
+        assert!(nothing_unsubmitted());
+        assert_eq!(SUBMITTED_OPS.with(Cell::get), second);
+    }
+
+    /// A socket holding more than one read's room: the first read goes
+    /// through the ring, the rest of the backlog is read on the spot, and
+    /// once the socket is drained the next read is the ring's again. Every
+    /// frame arrives, in order.
+    #[test]
+    fn a_backlog_is_read_on_the_spot_and_an_empty_socket_through_the_ring() {
+        let runtime = runtime().expect("an io_uring runtime");
+        runtime.block_on(async {
+            let (mut client, host) = std::os::unix::net::UnixStream::pair().expect("a pair");
+            // Room for the whole backlog (written before the first read).
+            rustix::net::sockopt::set_socket_send_buffer_size(&client, 1 << 20)
+                .expect("a send buffer size");
+            let (mut reader, _writer) = Uring::adopt_unix(host).expect("adopted");
+            // Well over one 64 KiB read, well under the socket's buffer.
+            let count = 1200;
+            client.write_all(&frames(count, 64)).expect("written");
+            let mut decoder = FrameDecoder::new(Limits::default());
+            let (mut next_id, mut reads) = (0, 0);
+            let ring_reads_before = queued_ops();
+            while next_id < count {
+                let (read, back) = reader.read_into(decoder).await;
+                decoder = back;
+                assert!(read.expect("read") > 0);
+                reads += 1;
+                while let Some(frame) = decoder.next_frame().expect("a valid frame") {
+                    assert_eq!(frame.message_id(), next_id);
+                    next_id += 1;
+                }
+            }
+            assert!(reads >= 2, "the backlog took {reads} reads");
+            assert_eq!(
+                queued_ops() - ring_reads_before,
+                1,
+                "only the first read used the ring"
+            );
+            assert!(!reader.backlog, "the last read drained the socket");
+            // Nothing left: the next read waits in the ring for the peer.
+            let late = frames(1, 64);
+            client.write_all(&late).expect("written");
+            let (read, _) = reader.read_into(decoder).await;
+            assert_eq!(read.expect("read"), late.len());
+            assert_eq!(queued_ops() - ring_reads_before, 2);
+        });
+    }
+
+    /// An operation queued on the ring and not yet handed to the kernel
+    /// (it goes at the next park) makes a backlogged reader use the ring
+    /// too, so that the runtime parks and submits it instead of waiting
+    /// behind a flood of on-the-spot reads.
+    #[test]
+    fn a_backlog_read_waits_for_the_ring_while_an_operation_is_unsubmitted() {
+        let runtime = runtime().expect("an io_uring runtime");
+        runtime.block_on(async {
+            let (mut client, host) = std::os::unix::net::UnixStream::pair().expect("a pair");
+            let (mut reader, _writer) = Uring::adopt_unix(host).expect("adopted");
+            client.write_all(&frames(1200, 64)).expect("written");
+            let decoder = FrameDecoder::new(Limits::default());
+            let (read, mut decoder) = reader.read_into(decoder).await;
+            assert!(read.expect("read") > 0);
+            assert!(reader.backlog);
+            // Stands for a write another task queued.
+            let _unsubmitted = note_op();
+            let before = queued_ops();
+            while let Some(_frame) = decoder.next_frame().expect("a valid frame") {}
+            let (read, _) = reader.read_into(decoder).await;
+            assert!(read.expect("read") > 0);
+            assert_eq!(queued_ops() - before, 1, "the read went through the ring");
+            assert!(
+                nothing_unsubmitted(),
+                "its completion vouches for the earlier operation"
+            );
+        });
+    }
+}
