@@ -19,6 +19,28 @@
 //! completion for this thread while it spins is reaped at its next system
 //! call instead of interrupting it (a sleeping thread is still woken).
 //!
+//! A socket with a backlog is read on the spot. Each ring read costs a
+//! whole runtime cycle: queue, park (which submits; the kernel reads at
+//! once), `epoll_wait` on the ring's fd, reap, wake the reader: about two
+//! system calls and 5-10 µs of runtime work per read, where epoll's reader
+//! makes one `recv`. So a read that filled all the room it had marks the
+//! socket as backlogged, and the next read is one `recv(MSG_DONTWAIT)`
+//! into the decoder (then a cooperative-budget check, as tokio's own reads
+//! make, so a flood cannot hold the thread); a short read or `EAGAIN` ends
+//! the backlog and the read after it waits in the ring as before. Under a
+//! one-way flood of 64 B frames that takes the ring out of the read path
+//! (about 50,000 `io_uring_enter` calls in 3 s became about 250) and the
+//! I/O thread's CPU per frame from 83 to 68 ns (docs/benchmarks.md,
+//! "Issue 15: the io_uring frontend at 64 B"). Request-response traffic,
+//! whose reads come up short, still reads through the ring. One guard:
+//! what the thread's tasks queue (a reply write, a dial, another
+//! connection's read) reaches the kernel only at a park, and a reader that
+//! never waits keeps the runtime from parking; so every operation queued
+//! is counted, each completion vouches for every operation queued before
+//! it (the queue is submitted in order), and while one may still wait
+//! for submission, a backlogged reader reads through the ring too, which
+//! lets the runtime park and submit.
+//!
 //! tokio-uring is effectively unmaintained (its issues #281 and #336); the
 //! seam is [`crate::frontend::Frontend`], so this module is what moves to the
 //! `io-uring` crate or to monoio (same owned-buffer shape) later.
