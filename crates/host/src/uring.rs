@@ -478,4 +478,100 @@ mod tests {
             );
         });
     }
+
+    /// A write queued while another socket on the thread floods (its reads
+    /// all on the spot, so the runtime would never park) reaches the
+    /// kernel at once: the flood's next read goes through the ring, and
+    /// the runtime parks and submits both. Unguarded, the write waited for
+    /// the flood to pause (hundreds to thousands of reads here).
+    #[test]
+    fn a_write_queued_during_another_sockets_flood_is_submitted_at_once() {
+        use std::io::{ErrorKind, Read as _, Write as _};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        let runtime = runtime().expect("an io_uring runtime");
+        runtime.block_on(async {
+            let (mut flood, host) = std::os::unix::net::UnixStream::pair().expect("a pair");
+            let (mut reader, flood_writer) = Uring::adopt_unix(host).expect("adopted");
+            flood.set_nonblocking(true).expect("non-blocking");
+            let stop = Arc::new(AtomicBool::new(false));
+            let flooder = std::thread::spawn({
+                let stop = stop.clone();
+                move || {
+                    // Whole frames, over and over: a valid stream at any cut.
+                    let batch = frames(600, 64);
+                    let mut at = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        match flood.write(&batch[at..]) {
+                            Ok(n) => at = (at + n) % batch.len(),
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::yield_now(),
+                            Err(_) => return,
+                        }
+                    }
+                }
+            });
+            let (mut peer, other) = std::os::unix::net::UnixStream::pair().expect("a pair");
+            peer.set_nonblocking(true).expect("non-blocking");
+            // Reads made on the spot; and how many there were when the
+            // write was queued, and when its bytes were first seen at the
+            // peer (looked for after every read, on this thread).
+            let on_the_spot = Rc::new(Cell::new(0u64));
+            let queued_at = Rc::new(Cell::new(None::<u64>));
+            let arrived_at = Rc::new(Cell::new(None::<u64>));
+            let reading = tokio::task::spawn_local({
+                let (on_the_spot, queued_at) = (on_the_spot.clone(), queued_at.clone());
+                let arrived_at = arrived_at.clone();
+                async move {
+                    let _flood_writer = flood_writer;
+                    let mut decoder = FrameDecoder::new(Limits::default());
+                    loop {
+                        let ring_reads = queued_ops();
+                        let (read, back) = reader.read_into(decoder).await;
+                        decoder = back;
+                        if !matches!(read, Ok(n) if n > 0) {
+                            return;
+                        }
+                        if queued_ops() == ring_reads {
+                            on_the_spot.set(on_the_spot.get() + 1);
+                        }
+                        while let Some(_frame) = decoder.next_frame().expect("a valid frame") {}
+                        if queued_at.get().is_some() && arrived_at.get().is_none() {
+                            let mut reply = [0; 5];
+                            if peer.read(&mut reply).is_ok_and(|n| n > 0) {
+                                arrived_at.set(Some(on_the_spot.get()));
+                            }
+                        }
+                    }
+                }
+            });
+            // The flood is on once reads are made on the spot.
+            let start = std::time::Instant::now();
+            while on_the_spot.get() < 10 {
+                assert!(start.elapsed() < Duration::from_secs(10), "no backlog");
+                // A wait that lets the runtime park (a yield would not).
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let (_other_reader, mut writer) = Uring::adopt_unix(other).expect("adopted");
+            queued_at.set(Some(on_the_spot.get()));
+            let write = writer.write_all(b"reply".to_vec());
+            let (written, _) = tokio::time::timeout(Duration::from_secs(5), write)
+                .await
+                .expect("the write was submitted during the flood");
+            written.expect("written");
+            while arrived_at.get().is_none() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "the reply never arrived"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let meanwhile = arrived_at.get().unwrap_or(0) - queued_at.get().unwrap_or(0);
+            assert!(meanwhile <= 2, "the write waited behind {meanwhile} reads");
+            stop.store(true, Ordering::Relaxed);
+            reading.abort();
+            flooder.join().expect("the flooder");
+        });
+    }
 }
