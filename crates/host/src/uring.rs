@@ -28,9 +28,9 @@
 //! into the decoder (then a cooperative-budget check, as tokio's own reads
 //! make, so a flood cannot hold the thread); a short read or `EAGAIN` ends
 //! the backlog and the read after it waits in the ring as before. Under a
-//! one-way flood of 64 B frames that takes the ring out of the read path
-//! (about 50,000 `io_uring_enter` calls in 3 s became about 250) and the
-//! I/O thread's CPU per frame from 83 to 68 ns (docs/benchmarks.md,
+//! one-way flood of 64 B frames that takes the ring out of the read path:
+//! about 4 system calls per 1000 frames became 2 (epoll's count), and the
+//! I/O thread's CPU per frame went to 0.82-0.90x (docs/benchmarks.md,
 //! "Issue 15: the io_uring frontend at 64 B"). Request-response traffic,
 //! whose reads come up short, still reads through the ring. One guard:
 //! what the thread's tasks queue (a reply write, a dial, another
