@@ -1,5 +1,6 @@
 //! The crate's only `unsafe`: lending the frame decoder's buffer to an
-//! io_uring read, duplicating a socket tokio-uring owns, asking the allocator to return freed memory, and reading
+//! io_uring read, duplicating (or reading without blocking from) a socket
+//! tokio-uring owns, asking the allocator to return freed memory, and reading
 //! the network interfaces' addresses (`getifaddrs`). (The
 //! host doorbell is registered with tokio's reactor through
 //! `hostmux-boot`.)
@@ -82,6 +83,19 @@ pub(crate) fn duplicate_socket(socket: &impl AsRawFd) -> io::Result<OwnedFd> {
     // (it does not outlive this function).
     let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
     fd.try_clone_to_owned()
+}
+
+/// One non-blocking `recv` (`MSG_DONTWAIT`) on a socket tokio-uring owns
+/// (its streams offer only `AsRawFd`), straight into `buf`: the io_uring
+/// frontend's read while a socket has a backlog (see [`crate::uring`]).
+pub(crate) fn recv_now(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `socket` is an open stream borrowed for the whole call, so
+    // its fd is open and names that socket while the `BorrowedFd` lives
+    // (it does not outlive this function).
+    let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
+    rustix::net::recv(fd, buf, rustix::net::RecvFlags::DONTWAIT)
+        .map(|(n, _)| n)
+        .map_err(io::Error::from)
 }
 
 /// A frame decoder lent to a read: the read fills the decoder's spare room.
