@@ -165,13 +165,17 @@ const BUSY_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 impl Conn {
     fn connect(system: System, target: &str, name: &str, busy_poll: bool) -> anyhow::Result<Self> {
         Ok(match system {
-            System::Tcp | System::TcpRelay | System::Conventional | System::TcpBusyPoll => {
+            System::Tcp
+            | System::TcpRelay
+            | System::TcpSpread
+            | System::Conventional
+            | System::TcpBusyPoll => {
                 let stream = TcpStream::connect(target)
                     .with_context(|| format!("connecting to {target}"))?;
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(Duration::from_secs(30)))?;
                 match system {
-                    System::Tcp | System::TcpRelay => Conn::Tcp(stream),
+                    System::Tcp | System::TcpRelay | System::TcpSpread => Conn::Tcp(stream),
                     System::TcpBusyPoll => {
                         stream.set_nonblocking(true)?;
                         Conn::TcpBusyPoll(stream)

@@ -37,6 +37,11 @@
 //! 9. `tcp-relay`: (1) through a relay thread that reads and writes on to
 //!    the discarding receiver: two TCP hops with nothing else, what (7) is
 //!    on one machine without the hosts' work.
+//! 10. `tcp-spread`: one-way only, (1) with a receiver that reads each
+//!    stretch of the stream into the next part of a 16 MiB buffer (the
+//!    rings' size here, pages touched first), wrapping at its end: the
+//!    copy destination a ring writer has, where (1) reuses one buffer that
+//!    stays in cache. The issue 15 1 MiB bar is also reported against it.
 //!
 //! One-way throughput counts frames the receiver confirmed (the sink
 //! answers a count request after the stream; a ring and a TCP stream are
@@ -172,11 +177,17 @@ pub(crate) enum System {
     /// that reads and discards: two TCP hops, the physical analog of
     /// cross-host (7) on one machine.
     TcpRelay,
+    /// Loopback TCP to a process that reads each stretch of the stream
+    /// into the next part of a buffer as large as the benchmark's rings
+    /// (16 MiB, pages touched first), wrapping at its end, instead of
+    /// into one reused buffer: the destination a ring writer copies to,
+    /// for the zero-copy comparison at large frames (one-way only).
+    TcpSpread,
 }
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 9] = [
+    pub(crate) const ALL: [System; 10] = [
         System::Tcp,
         System::Uring,
         System::Epoll,
@@ -186,6 +197,7 @@ impl System {
         System::CrossHost,
         System::Tls,
         System::TcpRelay,
+        System::TcpSpread,
     ];
 
     /// What `--cross-host` runs: cross-host and the baselines of its targets.
@@ -208,6 +220,7 @@ impl System {
             System::CrossHost => "(7) hostmux serve, cross-host",
             System::Tls => "(8) hostmux io_uring, TLS client",
             System::TcpRelay => "(9) loopback TCP via a relay",
+            System::TcpSpread => "(10) loopback TCP into 16 MiB",
         }
     }
 
@@ -228,6 +241,7 @@ impl System {
     pub(crate) fn modes(self) -> &'static [Mode] {
         match self {
             System::TcpBusyPoll => &[Mode::Rr],
+            System::TcpSpread => &[Mode::Oneway],
             _ => &[Mode::Oneway, Mode::Rr],
         }
     }

@@ -384,6 +384,26 @@ pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
                 |m| m.gb_per_sec,
             ),
         ));
+        if ran(&[System::TcpSpread]) {
+            let mut spread = Target::new(
+                15,
+                "(2)/(10) GB/s at 1 MiB (the 1.00 bar against TCP into a ring-sized buffer)",
+                1.0,
+                true,
+                ratio(
+                    get(System::Uring, Mode::Oneway, large),
+                    get(System::TcpSpread, Mode::Oneway, large),
+                    |m| m.gb_per_sec,
+                ),
+            );
+            spread.detail = ratio(
+                get(System::TcpSpread, Mode::Oneway, large),
+                get(System::Tcp, Mode::Oneway, large),
+                |m| m.gb_per_sec,
+            )
+            .map(|r| format!("(10)/(1): {r:.2}"));
+            out.push(spread);
+        }
         let uring_rr = get(System::Uring, Mode::Rr, small);
         let busy_poll_rr = get(System::TcpBusyPoll, Mode::Rr, small);
         let mut round_trip = Target::new(

@@ -236,6 +236,18 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// Frames per second with a unit that keeps large frames readable
+/// (`17.75 M`, `4.16 k`).
+fn rate(frames_per_sec: f64) -> String {
+    if frames_per_sec >= 1e6 {
+        format!("{:.2} M", frames_per_sec / 1e6)
+    } else if frames_per_sec >= 1e3 {
+        format!("{:.2} k", frames_per_sec / 1e3)
+    } else {
+        format!("{frames_per_sec:.0}")
+    }
+}
+
 fn table(samples: &[Sample], clients: usize, size: usize) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -245,8 +257,15 @@ fn table(samples: &[Sample], clients: usize, size: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<10} {:>7} {:>12} {:>9} {:>9} {:>9}  {:<16} rounds (M frames/s)",
-        "frontend", "threads", "frames/s", "host ns", "sinks ns", "loads ns", "client threads"
+        "{:<10} {:>7} {:>12} {:>7} {:>10} {:>10} {:>10}  {:<16} rounds (frames/s)",
+        "frontend",
+        "threads",
+        "frames/s",
+        "GB/s",
+        "host ns",
+        "sinks ns",
+        "loads ns",
+        "client threads"
     );
     for frontend in ["io_uring", "epoll"] {
         let mut medians = [0.0f64; 3];
@@ -260,16 +279,14 @@ fn table(samples: &[Sample], clients: usize, size: usize) -> String {
             }
             let m = |f: fn(&Sample) -> f64| median(of.iter().map(|s| f(s)).collect());
             medians[threads] = m(|s| s.frames_per_sec);
-            let rounds: Vec<String> = of
-                .iter()
-                .map(|s| format!("{:.2}", s.frames_per_sec / 1e6))
-                .collect();
+            let rounds: Vec<String> = of.iter().map(|s| rate(s.frames_per_sec)).collect();
             let _ = writeln!(
                 out,
-                "{:<10} {:>7} {:>10.2} M {:>9.0} {:>9.0} {:>9.0}  {:<16} {}",
+                "{:<10} {:>7} {:>12} {:>7.3} {:>10.0} {:>10.0} {:>10.0}  {:<16} {}",
                 frontend,
                 threads,
-                medians[threads] / 1e6,
+                rate(medians[threads]),
+                medians[threads] * size as f64 / 1e9,
                 m(|s| s.host_ns_per_frame),
                 m(|s| s.sinks_ns_per_frame),
                 m(|s| s.clients_ns_per_frame),
@@ -328,6 +345,23 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("MISSED").count(), 2, "{text}");
-        assert!(text.contains("10.00 14.00 20.00") || text.contains("14.00 10.00 20.00"));
+        assert!(
+            text.contains("10.00 M 14.00 M 20.00 M") || text.contains("14.00 M 10.00 M 20.00 M"),
+            "{text}"
+        );
+        // 14 M frames/s of 64 B: 0.896 GB/s.
+        assert!(text.contains("0.896"), "{text}");
+    }
+
+    #[test]
+    fn large_frames_are_reported_in_thousands_and_gigabytes() {
+        let samples = [sample("epoll", 1, 3_000.0), sample("epoll", 2, 4_160.0)];
+        let text = table(&samples, 2, 1 << 20);
+        assert!(text.contains("4.16 k"), "{text}");
+        assert!(text.contains("4.362"), "{text}");
+        assert!(
+            text.contains("epoll: 2 threads / 1 thread = 1.39"),
+            "{text}"
+        );
     }
 }

@@ -53,7 +53,15 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             let addr = listener.local_addr()?.to_string();
             let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
             let (mode, busy_poll) = (spec.mode, spec.system == System::TcpBusyPoll);
-            std::thread::spawn(move || discard_server(listener, mode, frame_len, busy_poll));
+            std::thread::spawn(move || discard_server(listener, mode, frame_len, busy_poll, None));
+            (addr, None)
+        }
+        System::TcpSpread => {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?.to_string();
+            let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
+            let (mode, span) = (spec.mode, Some(BENCH_RING_BYTES as usize));
+            std::thread::spawn(move || discard_server(listener, mode, frame_len, false, span));
             (addr, None)
         }
         System::TcpRelay => {
@@ -61,7 +69,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             let sink_addr = sink.local_addr()?;
             let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
             let mode = spec.mode;
-            std::thread::spawn(move || discard_server(sink, mode, frame_len, false));
+            std::thread::spawn(move || discard_server(sink, mode, frame_len, false, None));
             let relay = TcpListener::bind("127.0.0.1:0")?;
             let addr = relay.local_addr()?.to_string();
             std::thread::spawn(move || relay_server(relay, sink_addr));
@@ -268,8 +276,17 @@ pub(crate) async fn spawn_idle_procs(
 
 /// The physical-limit receiver: reads and discards, then answers the byte
 /// count at end of stream (one-way); or echoes whole frames (round trip),
-/// busy-polling a non-blocking socket if `busy_poll`.
-fn discard_server(listener: TcpListener, mode: Mode, frame_len: usize, busy_poll: bool) {
+/// busy-polling a non-blocking socket if `busy_poll`. With `span` (one-way),
+/// each read lands after the previous one in a buffer of `span` bytes,
+/// wrapping at its end, as a ring's writer copies; otherwise every read
+/// reuses one buffer (which stays in cache).
+fn discard_server(
+    listener: TcpListener,
+    mode: Mode,
+    frame_len: usize,
+    busy_poll: bool,
+    span: Option<usize>,
+) {
     let Ok((mut stream, _)) = listener.accept() else {
         return;
     };
@@ -280,14 +297,26 @@ fn discard_server(listener: TcpListener, mode: Mode, frame_len: usize, busy_poll
         }
         return;
     }
-    let mut buf = vec![0u8; (256 << 10).max(frame_len)];
+    let read_len = (256 << 10).max(frame_len);
+    // Filled with ones, not zeros: every page is touched before the
+    // measurement (a zeroed allocation would fault its pages in as it goes).
+    let mut buf = vec![1u8; span.unwrap_or(0).max(read_len)];
     match mode {
         Mode::Oneway => {
             let mut total = 0u64;
+            let mut at = 0;
             loop {
-                match stream.read(&mut buf) {
+                if buf.len() - at < read_len {
+                    at = 0;
+                }
+                match stream.read(&mut buf[at..at + read_len]) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => total += n as u64,
+                    Ok(n) => {
+                        total += n as u64;
+                        if span.is_some() {
+                            at += n;
+                        }
+                    }
                 }
             }
             let _ = stream.write_all(&total.to_le_bytes());

@@ -150,6 +150,41 @@ fn cross_host_mode_reports_its_rows_and_targets() {
     }
 }
 
+/// `tcp-spread` (10): one-way only, beside (1) and (2), and the 1 MiB bar
+/// of issue 15 is also reported against it, with (10)/(1).
+#[test]
+fn tcp_spread_runs_one_way_and_reports_the_ring_shaped_comparison() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stdout, json) = bench(
+        &[
+            "--systems",
+            "tcp,tcp-spread,uring",
+            "--duration",
+            "100ms",
+            "--rr-duration",
+            "50ms",
+            "--sizes",
+            "1048576",
+        ],
+        dir.path(),
+    );
+    for row in [
+        "(10) loopback TCP into 16 MiB",
+        "(2)/(10) GB/s at 1 MiB (the 1.00 bar against TCP into a ring-sized buffer): ",
+        "(10)/(1): ",
+    ] {
+        assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
+    }
+    let rows = json["measurements"].as_array().expect("measurements");
+    let spread: Vec<_> = rows
+        .iter()
+        .filter(|r| r["system"] == "tcp-spread")
+        .collect();
+    assert_eq!(spread.len(), 1, "one-way only: {spread:?}");
+    assert_eq!(spread[0]["mode"], "oneway");
+    assert!(spread[0]["frames"].as_u64().unwrap() > 0, "{spread:?}");
+}
+
 /// A same-host or cross-host run without a `hostmux` binary fails at once,
 /// saying where it looked and what to do, before any measurement.
 #[test]

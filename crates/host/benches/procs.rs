@@ -21,7 +21,10 @@
 //! roles (`HOSTMUX_BENCH_ROLE`). Run: `cargo bench -p hostmux-host --bench procs`
 //! (`HOSTMUX_BENCH_QUICK=1` for a smoke run, `HOSTMUX_BENCH_ONLY=64x128` for
 //! one payload size and batch only, with 1,000 round trips;
-//! `HOSTMUX_BENCH_ROUNDS=N` for N rounds instead of 3). Every round launches
+//! `HOSTMUX_BENCH_ROUNDS=N` for N rounds instead of 3;
+//! `HOSTMUX_BENCH_RING_MEMORY=populated|on-demand` for the rings' memory
+//! policy, default the host's, on demand: compare trees with the same
+//! policy, since a short run on demand pays first-touch faults). Every round launches
 //! the host side and the socket pair afresh; medians and each round's ratio
 //! are printed (where the scheduler puts the three processes moves the host
 //! path's throughput by up to 2x between launches).
@@ -32,7 +35,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use hostmux_host::{Client, Host, HostConfig, ProcessProc};
+use hostmux_host::{Client, Host, HostConfig, ProcessProc, RingMemory};
 use hostmux_lifecycle::ProcessProcManager;
 use hostmux_proc::{BatchRecv, Dest, ProcError};
 use hostmux_wire::{Addr, Sender};
@@ -285,6 +288,7 @@ fn run_host_side(round_trips: u64, runs: &[Run], poll_spin: Duration) -> HostFig
             Addr::tcp("127.0.0.1", 0).unwrap(),
             HostConfig {
                 poll_spin,
+                ring_memory: ring_memory(),
                 ..HostConfig::default()
             },
         )
@@ -582,4 +586,15 @@ fn sock_sink() {
         filled -= at;
     }
     stream.write_all(&count.to_le_bytes()).unwrap();
+}
+
+/// The rings' memory policy: `HOSTMUX_BENCH_RING_MEMORY`, else the host's
+/// default.
+fn ring_memory() -> RingMemory {
+    match std::env::var("HOSTMUX_BENCH_RING_MEMORY").as_deref() {
+        Ok("populated") => RingMemory::Populated,
+        Ok("on-demand") => RingMemory::OnDemand,
+        Ok(other) => panic!("HOSTMUX_BENCH_RING_MEMORY={other}: populated or on-demand"),
+        Err(_) => HostConfig::default().ring_memory,
+    }
 }
