@@ -60,7 +60,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             let listener = TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?.to_string();
             let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
-            let (mode, span) = (spec.mode, Some(BENCH_RING_BYTES as usize));
+            let (mode, span) = (spec.mode, Some(BENCH_RING_BYTES));
             std::thread::spawn(move || discard_server(listener, mode, frame_len, false, span));
             (addr, None)
         }
