@@ -7,10 +7,8 @@ use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{UndeliverableReason, WireError, FRAME_ALIGN};
 
 use super::conn::envelope_of;
-use super::rules::{self, Origin, Refusal};
-use super::write::{
-    copy_head, count_written, mark_dirty, other_slot, slot_of, write_notice, Pieces, Source,
-};
+use super::rules::{self, Origin};
+use super::write::{copy_head, count_written, other_slot, return_to_proc, slot_of, Pieces, Source};
 use super::{Dataplane, Drain, OutboundEnd, Outcome, ProcKey, ProcSlot, ProcState};
 
 impl Dataplane {
@@ -266,21 +264,15 @@ impl Dataplane {
                 .stats
                 .outbound_dropped
                 .add(UndeliverableReason::NoSuchProc),
-            Outcome::Returned(reason) => match rules::refusal(envelope.kind, reason) {
-                Refusal::Notice(reason) => {
-                    slot.stats.outbound_returned.add(reason);
-                    let fields = frame.fields();
-                    let wrote = slot.inbound.as_mut().is_some_and(|ring| {
-                        write_notice(ring, &fields, reason, service_name.as_str(), &limits)
-                    });
-                    if wrote {
-                        mark_dirty(dirty, key.index, slot);
-                    } else {
-                        slot.stats.notices_dropped += 1;
-                    }
-                }
-                Refusal::Drop(reason) => slot.stats.outbound_dropped.add(reason),
-            },
+            Outcome::Returned(reason) => return_to_proc(
+                slot,
+                key.index,
+                dirty,
+                &frame.fields(),
+                reason,
+                service_name.as_str(),
+                &limits,
+            ),
             Outcome::Full(..) | Outcome::Retry => unreachable!("returned above"),
             Outcome::LinkFull(..) => unreachable!("a proc's drain blocks as `Full`"),
         }

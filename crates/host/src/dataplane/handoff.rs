@@ -27,8 +27,8 @@ use std::time::Instant;
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{decode_frame, UndeliverableReason, FRAME_ALIGN};
 
-use super::rules::{self, Party, Refusal};
-use super::write::{mark_dirty, slot_of, write_notice, Pieces, Source};
+use super::rules::Party;
+use super::write::{return_to_proc, slot_of, Pieces, Source};
 use super::{ConnKey, Dataplane, Event, Outcome, ProcKey};
 
 /// A frame on its way to the thread that owns its client.
@@ -136,21 +136,15 @@ impl Dataplane {
                     self.flush();
                     return;
                 };
-                let fields = frame.fields();
-                match rules::refusal(fields.kind, reason) {
-                    Refusal::Notice(reason) => {
-                        slot.stats.outbound_returned.add(reason);
-                        let wrote = slot.inbound.as_mut().is_some_and(|ring| {
-                            write_notice(ring, &fields, reason, service_name.as_str(), &limits)
-                        });
-                        if wrote {
-                            mark_dirty(dirty, key.index, slot);
-                        } else {
-                            slot.stats.notices_dropped += 1;
-                        }
-                    }
-                    Refusal::Drop(reason) => slot.stats.outbound_dropped.add(reason),
-                }
+                return_to_proc(
+                    slot,
+                    key.index,
+                    dirty,
+                    &frame.fields(),
+                    reason,
+                    service_name.as_str(),
+                    &limits,
+                );
             }
             (HandedFrom::Conn(_), Some(reason)) => self.notify_sender(&frame.fields(), reason),
             (HandedFrom::Conn(_), None) => {}

@@ -168,6 +168,37 @@ pub(super) fn notice_into_ring(
     }
 }
 
+/// Disposes of a frame the proc in `slot` (at `index`) sent that came back
+/// refused for `reason`, as the rules say for its kind: counted returned
+/// and answered with a notice into the proc's own inbound ring (marked
+/// dirty; a notice the ring has no room for is counted dropped), or
+/// dropped and counted.
+pub(super) fn return_to_proc(
+    slot: &mut ProcSlot,
+    index: u32,
+    dirty: &mut Vec<u32>,
+    original: &FrameHeader<'_>,
+    reason: UndeliverableReason,
+    from: &str,
+    limits: &Limits,
+) {
+    match rules::refusal(original.kind, reason) {
+        Refusal::Notice(reason) => {
+            slot.stats.outbound_returned.add(reason);
+            let wrote = slot
+                .inbound
+                .as_mut()
+                .is_some_and(|ring| write_notice(ring, original, reason, from, limits));
+            if wrote {
+                mark_dirty(dirty, index, slot);
+            } else {
+                slot.stats.notices_dropped += 1;
+            }
+        }
+        Refusal::Drop(reason) => slot.stats.outbound_dropped.add(reason),
+    }
+}
+
 impl ConnSlot {
     /// Counts a frame of `len` bytes queued towards this connection.
     pub(super) fn count_queued(&mut self, len: usize) {
