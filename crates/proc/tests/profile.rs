@@ -21,6 +21,17 @@ const PAYLOAD: [u8; 64] = [0x5a; 64];
 /// Frames per host turn: the host drains or fills this many at once.
 const CHUNK: u64 = 1024;
 
+/// Lanes of the `profile_recv_lanes_*` loops (`HOSTMUX_PROFILE_LANES`,
+/// default 1): frames arrive on lane 0 only, the other lanes stay empty,
+/// so the loop measures what a proc's receive pays for every lane it has
+/// (a host with that many I/O threads) when traffic comes on one.
+fn lanes() -> usize {
+    std::env::var("HOSTMUX_PROFILE_LANES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 fn frames() -> u64 {
     std::env::var("HOSTMUX_PROFILE_FRAMES")
         .ok()
@@ -55,8 +66,19 @@ fn send_all(chunk: u64, mut send: impl FnMut(&mut Proc, u64)) {
 /// Receives [`frames`] frames the host delivers [`CHUNK`] at a time;
 /// `receive(proc)` takes what it can (the ring holds at least one frame)
 /// and returns how many it took.
-fn receive_all(mut receive: impl FnMut(&mut Proc) -> u64) {
-    let (mut host, mut proc) = host_and_proc("counter");
+fn receive_all(receive: impl FnMut(&mut Proc) -> u64) {
+    let (host, proc) = host_and_proc("counter");
+    receive_on(host, proc, receive);
+}
+
+/// [`receive_all`] for a proc with [`lanes`] lanes, every frame on lane 0.
+fn receive_all_lanes(receive: impl FnMut(&mut Proc) -> u64) {
+    let (mut hosts, params) = TestHost::local_lanes("counter", 1 << 20, lanes());
+    let proc = boot_from(params).unwrap();
+    receive_on(hosts.swap_remove(0), proc, receive);
+}
+
+fn receive_on(mut host: TestHost, mut proc: Proc, mut receive: impl FnMut(&mut Proc) -> u64) {
     // The frame a host delivers from proc "pinger", encoded once.
     let header = FrameHeader {
         dest_port: 1,
@@ -127,6 +149,29 @@ fn profile_recv_64_byte_frames() {
 #[ignore = "profiling loop for callgrind"]
 fn profile_recv_batch_64_byte_frames() {
     receive_all(|proc| {
+        match proc.recv_batch(256, PATIENCE, |m| {
+            assert_eq!(m.payload().len(), PAYLOAD.len());
+        }) {
+            Ok(BatchRecv::Delivered(k)) => k as u64,
+            other => panic!("unexpected {other:?}"),
+        }
+    });
+}
+
+#[test]
+#[ignore = "profiling loop for callgrind"]
+fn profile_recv_lanes_64_byte_frames() {
+    receive_all_lanes(|proc| {
+        let message = proc.recv().unwrap().expect("a frame is waiting");
+        assert_eq!(message.payload().len(), PAYLOAD.len());
+        1
+    });
+}
+
+#[test]
+#[ignore = "profiling loop for callgrind"]
+fn profile_recv_batch_lanes_64_byte_frames() {
+    receive_all_lanes(|proc| {
         match proc.recv_batch(256, PATIENCE, |m| {
             assert_eq!(m.payload().len(), PAYLOAD.len());
         }) {
