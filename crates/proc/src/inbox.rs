@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use hostmux_ring::{Consumer, Doorbell, WaitOutcome};
 use hostmux_wire::{HeaderMemo, Limits};
 
-use crate::lane::Lanes;
+use crate::lane::{Lanes, LANE_QUANTUM};
 use crate::signals::StopSignals;
 use crate::wait::{spin_for, AsyncDoorbell, AsyncSignal};
 use crate::{ProcError, SIGNAL_CHECK_INTERVAL};
@@ -44,11 +44,18 @@ pub(crate) struct InLane {
 pub(crate) struct Inbox {
     /// One per lane (lane 0 held inline: see [`Lanes`]).
     pub(crate) lanes: Lanes<InLane>,
-    /// The lane a receive looks at first: the one after the lane of the
-    /// last application message found at a head, which is the next one
-    /// handed out (round robin, so a busy lane cannot starve another).
-    /// Unused with one lane.
+    /// The lane a receive looks at first: the lane of the last
+    /// application message found at a head (the next one handed out), or
+    /// the one after it once that lane gave
+    /// [`LANE_QUANTUM`] messages in a
+    /// row (so a busy lane cannot starve another). Unused with one lane.
     pub(crate) next: usize,
+    /// Messages in a row from lane `next` (the current run). Unused with
+    /// one lane.
+    pub(crate) run: u32,
+    /// The proc's `frames_in` at the last multi-lane settle: a settle that
+    /// sees it unchanged looks again at a head it already counted.
+    pub(crate) frames_in_at_settle: u64,
     /// The lane of the record at the head that was peeked last, and of the
     /// last message handed out.
     pub(crate) head: usize,
@@ -116,6 +123,28 @@ fn disarm_all<'a>(lanes: impl Iterator<Item = &'a mut InLane>) {
 }
 
 impl Inbox {
+    /// Counts the application message found at the head of `lane` in the
+    /// current run of messages from one lane (`continues`: the receive
+    /// started at `lane`; `handed_out`: the message counted last was taken
+    /// since, so this one is new). The next receive starts at `lane` again
+    /// until it gave [`LANE_QUANTUM`] in a row, then at the lane after it.
+    /// Only for several lanes.
+    pub(crate) fn count_run(&mut self, lane: usize, continues: bool, handed_out: bool) {
+        self.run = if !continues {
+            1
+        } else if handed_out {
+            self.run + 1
+        } else {
+            self.run.max(1)
+        };
+        if self.run >= LANE_QUANTUM {
+            self.next = lane + 1;
+            self.run = 0;
+        } else {
+            self.next = lane;
+        }
+    }
+
     /// Releases the record of the last message handed out, if it still
     /// holds one; it is on `lane` (`head`; a one-lane proc passes the
     /// constant 0 and so reads nothing to find it).

@@ -42,6 +42,13 @@ pub fn pair_lane(a: &str, b: &str, lanes: usize) -> usize {
     (hash % lanes as u64) as usize
 }
 
+/// Messages a proc with several lanes takes from one lane in a row, while
+/// that lane has them, before its next receive looks at the other lanes
+/// first. Bounds how long a busy lane can keep the others waiting, and how
+/// often a receive looks at empty lanes (about 110 instructions each per
+/// look; docs/benchmarks.md, "Empty lanes").
+pub const LANE_QUANTUM: u32 = 16;
+
 /// One `T` per lane, lane 0 first, with lane 0 held inline: a one-lane
 /// proc (the usual case, one host I/O thread) reaches its only lane with
 /// no pointer to follow, no index arithmetic and no bounds check. The

@@ -146,7 +146,7 @@ mod wait;
 
 pub use dest::Dest;
 pub use error::ProcError;
-pub use lane::pair_lane;
+pub use lane::{pair_lane, LANE_QUANTUM};
 pub use message::Message;
 pub use outbox::{Outbox, SendBatch, DEFAULT_SEND_TIMEOUT};
 pub use proc::{

@@ -148,6 +148,8 @@ pub fn boot_from(params: BootParams) -> Result<Proc, ProcError> {
         inbox: Inbox {
             lanes: in_lanes,
             next: 0,
+            run: 0,
+            frames_in_at_settle: 0,
             head: 0,
             unreleased: false,
             limits: params.limits,
@@ -383,20 +385,31 @@ impl Proc {
         self.settle_round_robin()
     }
 
-    /// [`settle_head`](Self::settle_head) over several lanes, round robin:
-    /// the next receive starts at the lane after the one whose message
-    /// this one hands out.
+    /// [`settle_head`](Self::settle_head) over several lanes, round robin
+    /// with a quantum: a receive starts at `inbox.next`, the lane the last
+    /// message came from until [`LANE_QUANTUM`] messages in a row came
+    /// from it, then the lane after it (see `Inbox::count_run`). So a busy
+    /// lane cannot keep the others waiting for more than a quantum, and a
+    /// proc whose traffic comes on one lane looks at its empty lanes once a
+    /// quantum instead of before every message (docs/benchmarks.md, "Empty
+    /// lanes").
     fn settle_round_robin(&mut self) -> Result<Head, ProcError> {
         self.inbox.release_handed_out(self.inbox.head)?;
+        // Whether a message went out since the last settle: a settle whose
+        // head was not taken is done again for the same record, which must
+        // not count twice.
+        let handed_out = self.agent.frames_in != self.inbox.frames_in_at_settle;
+        self.inbox.frames_in_at_settle = self.agent.frames_in;
         let count = self.inbox.lanes.len();
-        let mut lane = self.inbox.next;
+        let start = self.inbox.next;
+        let mut lane = start;
         for _ in 0..count {
             if lane >= count {
                 lane = 0;
             }
             if self.settle_lane(lane)? {
                 self.inbox.head = lane;
-                self.inbox.next = lane + 1;
+                self.inbox.count_run(lane, lane == start, handed_out);
                 return Ok(Head::Application(lane));
             }
             lane += 1;
@@ -537,9 +550,9 @@ impl Proc {
         mut handle: impl FnMut(Message<'_>),
     ) -> Result<BatchRecv, ProcError> {
         let deadline = Instant::now() + timeout;
-        let first = loop {
+        loop {
             match self.settle_head()? {
-                Head::Application(lane) => break lane,
+                Head::Application(_) => break,
                 Head::Empty => {}
             }
             if let Some(end) = self.idle_end()? {
@@ -549,15 +562,15 @@ impl Proc {
                 });
             }
             if !self.wait_inbound(Some(deadline))? {
-                if let Head::Application(lane) = self.settle_head()? {
-                    break lane;
+                if let Head::Application(_) = self.settle_head()? {
+                    break;
                 }
                 return Ok(BatchRecv::TimedOut);
             }
-        };
-        // `deliver` settles again and finds that message first: the round
-        // robin goes on from its lane, not past it.
-        self.inbox.next = first;
+        }
+        // `deliver` settles again, from where this settle left the round
+        // robin: the same message first, unless its lane just used up its
+        // quantum (that settle does not count the message twice).
         self.outbox.set_defer_publish(true);
         let mut delivered = 0;
         let result = self.deliver(max, &mut delivered, &mut handle);

@@ -7,7 +7,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt as _;
 use std::time::{Duration, Instant};
 
-use hostmux_proc::{boot_from, pair_lane, protocol::BootParams, BatchRecv, ProcError, Recv};
+use hostmux_proc::{
+    boot_from, pair_lane, protocol::BootParams, BatchRecv, ProcError, Recv, LANE_QUANTUM,
+};
 use hostmux_wire::{AgentRequest, AgentResponse, Sender};
 
 use crate::support::{expect_echo, TestHost, PATIENCE};
@@ -54,11 +56,18 @@ fn three_lanes_deliver_every_frame_in_lane_order_and_round_robin() {
         got.push((message.lane(), message.message_id()));
     }
     assert!(matches!(proc.try_recv().unwrap(), Recv::TimedOut));
-    // Round robin while every lane has frames: the flood does not starve
-    // lanes 1 and 2.
+    // Round robin with a quantum: the flood gives a quantum's worth, then
+    // lanes 1 and 2 are served before the rest of it.
+    let quantum = LANE_QUANTUM as usize;
     let lanes: Vec<usize> = got.iter().map(|(lane, _)| *lane).collect();
-    assert_eq!(lanes[..15], [0, 1, 2].repeat(5), "{got:?}");
-    assert!(lanes[15..].iter().all(|&lane| lane == 0), "{got:?}");
+    let expected = [
+        vec![0; quantum],
+        vec![1; 5],
+        vec![2; 5],
+        vec![0; 20 - quantum],
+    ]
+    .concat();
+    assert_eq!(lanes, expected, "{got:?}");
     // Per-lane order, none lost.
     for (lane, base, count) in [(0, 0, 20), (1, 1_000, 5), (2, 2_000, 5)] {
         let ids: Vec<u64> = got
@@ -72,7 +81,7 @@ fn three_lanes_deliver_every_frame_in_lane_order_and_round_robin() {
 }
 
 #[test]
-fn a_receive_batch_takes_the_lanes_in_turn_too() {
+fn a_receive_batch_stays_on_a_lane_while_it_has_frames() {
     let (mut hosts, params) = TestHost::local_lanes("echo", RING, 3);
     let mut proc = boot_from(params).unwrap();
     for id in 0..10 {
@@ -88,9 +97,54 @@ fn a_receive_batch_takes_the_lanes_in_turn_too() {
     assert_eq!(step, BatchRecv::Delivered(6));
     assert_eq!(
         got,
-        [(0, 100), (2, 0), (0, 101), (2, 1), (2, 2), (2, 3)],
-        "lane 0 first (the cursor starts there), then in turn while both have frames"
+        [(0, 100), (0, 101), (2, 0), (2, 1), (2, 2), (2, 3)],
+        "lane 0 first (the cursor starts there) while it has frames, then lane 2"
     );
+}
+
+/// Two flooded lanes take turns a quantum at a time: neither waits for
+/// more than [`LANE_QUANTUM`] of the other's messages, they do not
+/// alternate message by message, and each lane's messages keep their
+/// order.
+#[test]
+fn flooded_lanes_take_turns_a_quantum_at_a_time() {
+    let (mut hosts, params) = TestHost::local_lanes("echo", RING, 3);
+    let mut proc = boot_from(params).unwrap();
+    let quantum = LANE_QUANTUM as usize;
+    let per_lane = 2 * quantum + quantum / 2;
+    for id in 0..per_lane as u64 {
+        hosts[0].deliver_data(client("zero"), 1, id, b"0");
+        hosts[1].deliver_data(client("one"), 1, 1_000 + id, b"1");
+    }
+    let mut got = Vec::new();
+    while got.len() < 2 * per_lane {
+        let step = proc
+            .recv_batch(7, PATIENCE, |m| got.push((m.lane(), m.message_id())))
+            .unwrap();
+        assert!(matches!(step, BatchRecv::Delivered(_)), "{step:?}");
+    }
+    assert!(matches!(proc.try_recv().unwrap(), Recv::TimedOut));
+    // Runs of messages from one lane: none longer than a quantum, the
+    // first a whole one, and few of them (strict alternation would make
+    // 80 runs of one).
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (lane, _) in &got {
+        match runs.last_mut() {
+            Some((last, len)) if last == lane => *len += 1,
+            _ => runs.push((*lane, 1)),
+        }
+    }
+    assert!(runs.iter().all(|&(_, len)| len <= quantum), "{runs:?}");
+    assert_eq!(runs[0], (0, quantum), "{runs:?}");
+    assert!(runs.len() <= 2 * per_lane.div_ceil(quantum) + 2, "{runs:?}");
+    for (lane, base) in [(0, 0), (1, 1_000)] {
+        let ids: Vec<u64> = got
+            .iter()
+            .filter(|(l, _)| *l == lane)
+            .map(|(_, id)| *id)
+            .collect();
+        assert_eq!(ids, (base..base + per_lane as u64).collect::<Vec<_>>());
+    }
 }
 
 #[test]
