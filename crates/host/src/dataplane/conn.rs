@@ -11,7 +11,8 @@ use hostmux_wire::{
 use super::rules::{self, Envelope, Origin};
 
 use super::ledger::Arrival;
-use super::write::{count_written_run, push_notice, slot_of_conn, Pieces, Source};
+use super::notices::push_notice;
+use super::write::{count_written_run, slot_of_conn, Pieces, Source};
 use super::{
     Blocker, ConnKey, ConnSlot, Dataplane, Delivery, Event, Outbox, Outcome, Peer, ProcKey,
     ProcState, HISTORY,

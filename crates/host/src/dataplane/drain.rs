@@ -7,8 +7,9 @@ use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{UndeliverableReason, WireError, FRAME_ALIGN};
 
 use super::conn::envelope_of;
+use super::notices::return_to_proc;
 use super::rules::{self, Origin};
-use super::write::{copy_head, count_written, other_slot, return_to_proc, slot_of, Pieces, Source};
+use super::write::{copy_head, count_written, other_slot, slot_of, Pieces, Source};
 use super::{Dataplane, Drain, OutboundEnd, Outcome, ProcKey, ProcSlot, ProcState};
 
 impl Dataplane {

@@ -27,8 +27,9 @@ use std::time::Instant;
 use hostmux_wire::rkyv::util::AlignedVec;
 use hostmux_wire::{decode_frame, UndeliverableReason, FRAME_ALIGN};
 
+use super::notices::return_to_proc;
 use super::rules::Party;
-use super::write::{return_to_proc, slot_of, Pieces, Source};
+use super::write::{slot_of, Pieces, Source};
 use super::{ConnKey, Dataplane, Event, Outcome, ProcKey};
 
 /// A frame on its way to the thread that owns its client.

@@ -53,6 +53,7 @@ mod handoff;
 mod leaving;
 mod ledger;
 mod link;
+mod notices;
 mod proc_keys;
 mod remote;
 pub(crate) mod rig;
@@ -77,7 +78,8 @@ pub(crate) use remote::{PeerAddr, CLOSED_BY_PEER};
 pub(crate) use write::copy_head;
 pub(crate) use write::copy_partial_head;
 
-use write::{mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn};
+use notices::{notice_into_ring, push_notice};
+use write::{mark_dirty, slot_of, slot_of_conn};
 
 /// How many closed connections and gone procs keep their final counters.
 const HISTORY: usize = 64;

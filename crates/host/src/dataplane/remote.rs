@@ -36,8 +36,9 @@ use hostmux_wire::{
 
 use super::ledger::{Arrival, Awaited, LocalSender, PeerLedger};
 use super::link::LinkFlow;
+use super::notices::{notice_header, notice_payload};
 use super::rules::{self, Party};
-use super::write::{notice_header, notice_payload, Source};
+use super::write::Source;
 use super::{
     mark_dirty, notice_into_ring, push_notice, slot_of, slot_of_conn, ConnKey, ConnSlot, Dataplane,
     Event, Outcome, Peer,
