@@ -2,19 +2,7 @@
 //! clients on both I/O threads, and `ps --json` / `stats --json` show the
 //! host's totals over both threads.
 
-use crate::serve::{run, stdout, Served};
-
-fn echo_of(socket: &std::path::Path, args: &[&str]) -> serde_json::Value {
-    let listed: serde_json::Value =
-        serde_json::from_str(&stdout(&run(socket, args))).expect("JSON");
-    listed
-        .as_array()
-        .expect("an array of procs")
-        .iter()
-        .find(|p| p["name"] == "echo")
-        .unwrap_or_else(|| panic!("no echo in {listed}"))
-        .clone()
-}
+use crate::serve::{echo_json, run, stdout, Served};
 
 #[test]
 fn serve_with_two_io_threads_answers_on_both_and_reports_host_totals() {
@@ -28,7 +16,7 @@ fn serve_with_two_io_threads_answers_on_both_and_reports_host_totals() {
         &socket,
         &["spawn", "echo", "--", exe, "__proc", "echo"],
     ));
-    let before = echo_of(&socket, &["stats", "--json"]);
+    let before = echo_json(&socket, &["stats", "--json"]);
     let accepted_before = before["accepted"].as_u64().expect("accepted");
     let delivered_before = before["delivered"].as_u64().expect("delivered");
 
@@ -52,7 +40,7 @@ fn serve_with_two_io_threads_answers_on_both_and_reports_host_totals() {
         assert_eq!(reply.trim(), payload);
     }
     for args in [&["stats", "--json"][..], &["ps", "--json"]] {
-        let json = echo_of(&socket, args);
+        let json = echo_json(&socket, args);
         assert_eq!(json["accepted"], accepted_before + 4, "{args:?}: {json}");
         assert_eq!(json["delivered"], delivered_before + 4, "{args:?}: {json}");
         assert_eq!(json["returned"], 0, "{args:?}: {json}");

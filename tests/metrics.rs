@@ -4,9 +4,8 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
 
-use crate::serve::{run, stdout, Served, DEADLINE};
+use crate::serve::{echo_json, run, stdout, Served, DEADLINE};
 
 /// The `IP:PORT` of the metrics endpoint from `serve`'s serving line.
 fn metrics_addr(serving_line: &str) -> String {
@@ -38,19 +37,6 @@ fn sample(text: &str, series: &str) -> u64 {
         .find(|line| line.starts_with(&prefix))
         .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"));
     line[prefix.len()..].parse().expect("an integer sample")
-}
-
-/// Echo's object in `stats --json` (all procs) or `stats echo --json`.
-fn echo_json(socket: &Path, args: &[&str]) -> serde_json::Value {
-    let listed: serde_json::Value =
-        serde_json::from_str(&stdout(&run(socket, args))).expect("stats --json is JSON");
-    listed
-        .as_array()
-        .expect("an array of procs")
-        .iter()
-        .find(|p| p["name"] == "echo")
-        .unwrap_or_else(|| panic!("no echo in {listed}"))
-        .clone()
 }
 
 #[test]

@@ -121,6 +121,20 @@ pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("utf-8")
 }
 
+/// Echo's object in the JSON array `hostmux ARGS` prints (`stats --json`,
+/// `stats echo --json`, `ps --json`).
+pub(crate) fn echo_json(socket: &Path, args: &[&str]) -> serde_json::Value {
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout(&run(socket, args))).expect("the command prints JSON");
+    listed
+        .as_array()
+        .expect("an array of procs")
+        .iter()
+        .find(|p| p["name"] == "echo")
+        .unwrap_or_else(|| panic!("no echo in {listed}"))
+        .clone()
+}
+
 #[test]
 fn serve_spawn_ps_send_stop_and_sigterm_shutdown() {
     let dir = tempfile::tempdir().expect("tempdir");
