@@ -46,8 +46,7 @@ pub(crate) struct Inbox {
     pub(crate) lanes: Lanes<InLane>,
     /// The lane a receive looks at first: the lane of the last
     /// application message found at a head (the next one handed out), or
-    /// the one after it once that lane gave
-    /// [`LANE_QUANTUM`] messages in a
+    /// the one after it once that lane gave [`LANE_QUANTUM`] messages in a
     /// row (so a busy lane cannot starve another). Unused with one lane.
     pub(crate) next: usize,
     /// Messages in a row from lane `next` (the current run). Unused with
