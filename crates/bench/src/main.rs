@@ -268,6 +268,22 @@ pub(crate) fn bench_tls() -> anyhow::Result<hostmux_host::TlsConfig> {
     )?)
 }
 
+/// A host of OS procs on a free loopback TCP port, as each of this
+/// binary's in-process measurements runs one.
+pub(crate) async fn start_host(
+    config: hostmux_host::HostConfig,
+) -> anyhow::Result<(
+    hostmux_host::Host<hostmux_lifecycle::ProcessProcManager>,
+    hostmux_host::ServeHandle,
+)> {
+    Ok(hostmux_host::Host::serve_processes(
+        hostmux_lifecycle::ProcessProcManager::builder(),
+        hostmux_wire::Addr::tcp("127.0.0.1", 0)?,
+        config,
+    )
+    .await?)
+}
+
 /// Flags of `hostmux-bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {

@@ -28,9 +28,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hostmux_host::{Host, HostConfig, RingMemory};
-use hostmux_lifecycle::{ProcHandle as _, ProcManager as _, ProcessProcManager};
-use hostmux_wire::{Addr, ProcName};
+use hostmux_host::{HostConfig, RingMemory};
+use hostmux_lifecycle::{ProcHandle as _, ProcManager as _};
+use hostmux_wire::ProcName;
 use serde::Serialize;
 
 use super::worker::spawn_idle_procs;
@@ -79,13 +79,9 @@ async fn measure(memory: RingMemory, counts: &[usize]) -> anyhow::Result<Vec<Ste
         ring_memory: memory,
         ..HostConfig::default()
     };
-    let (host, serving) = Host::serve_processes(
-        ProcessProcManager::builder(),
-        Addr::tcp("127.0.0.1", 0)?,
-        config,
-    )
-    .await
-    .context("starting a hostmux host")?;
+    let (host, serving) = super::start_host(config)
+        .await
+        .context("starting a hostmux host")?;
     let mut steps = Vec::new();
     let mut spawned = 0;
     for &count in counts {

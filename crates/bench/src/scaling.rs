@@ -19,9 +19,9 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use hostmux_host::{FrontendKind, Host, HostConfig, RingMemory};
-use hostmux_lifecycle::{ProcHandle as _, ProcManager as _, ProcessProcManager};
-use hostmux_wire::{Addr, ProcName};
+use hostmux_host::{FrontendKind, HostConfig, RingMemory};
+use hostmux_lifecycle::{ProcHandle as _, ProcManager as _};
+use hostmux_wire::ProcName;
 
 use super::{
     cpu_ticks, BenchArgs, LoadResult, Mode, RunSpec, System, BENCH_RING_BYTES, NS_PER_TICK,
@@ -106,13 +106,9 @@ async fn measure(
         client_outbox_bytes: 64 << 20,
         ..HostConfig::default()
     };
-    let (host, serving) = Host::serve_processes(
-        ProcessProcManager::builder(),
-        Addr::tcp("127.0.0.1", 0)?,
-        config,
-    )
-    .await
-    .with_context(|| format!("starting a host with {io_threads} I/O threads"))?;
+    let (host, serving) = super::start_host(config)
+        .await
+        .with_context(|| format!("starting a host with {io_threads} I/O threads"))?;
     let mut sink_pids = Vec::new();
     for index in 0..clients {
         let name = format!("sink-{index}");

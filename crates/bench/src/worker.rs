@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use hostmux_host::{FrontendKind, Host, HostConfig};
 use hostmux_lifecycle::{ProcHandle as _, ProcManager as _, ProcessProcManager};
-use hostmux_wire::{Addr, ProcName};
+use hostmux_wire::ProcName;
 
 use super::hosts::{HostPair, Side};
 use super::load::{dest_for, hostmux_frame};
@@ -111,13 +111,9 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
                 tls,
                 ..HostConfig::default()
             };
-            let (host, serving) = Host::serve_processes(
-                ProcessProcManager::builder(),
-                Addr::tcp("127.0.0.1", 0)?,
-                config,
-            )
-            .await
-            .with_context(|| format!("starting a hostmux host with the {frontend:?} frontend"))?;
+            let (host, serving) = super::start_host(config).await.with_context(|| {
+                format!("starting a hostmux host with the {frontend:?} frontend")
+            })?;
             host.spawn(dest, crate::procs::this_binary(proc_mode)?)
                 .await
                 .context("spawning the benchmark proc")?;

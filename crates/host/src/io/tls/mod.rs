@@ -69,6 +69,29 @@ fn plain_refusal(plain_tcp: PlainTcp, peer: SocketAddr) -> Option<String> {
     })
 }
 
+/// The session of an accepted connection: a TCP client (`tcp_peer`) of a
+/// host with TLS may speak TLS or plain TCP (decided by its first bytes,
+/// plain refused as configured); a Unix client, or any client of a host
+/// without TLS, is plain.
+fn accepted_session<F: Frontend>(
+    reader: F::Reader,
+    writer: F::Writer,
+    tls: Option<&TlsConfig>,
+    tcp_peer: Option<SocketAddr>,
+) -> (TlsReader<F>, TlsWriter<F>) {
+    match (tls, tcp_peer) {
+        (Some(tls), Some(addr)) => session::undecided(
+            reader,
+            writer,
+            Undecided {
+                server: tls.server_config().clone(),
+                plain_refused: plain_refusal(tls.plain_tcp, addr),
+            },
+        ),
+        _ => session::plain(reader, writer),
+    }
+}
+
 impl<F: Frontend> Frontend for Tls<F> {
     type Listener = TlsListener<F>;
     type Reader = TlsReader<F>;
@@ -83,17 +106,7 @@ impl<F: Frontend> Frontend for Tls<F> {
         let (reader, writer, peer) = F::accept(&listener.inner).await?;
         // Only TCP connections name a socket address; Unix ones are plain.
         let tcp_peer = peer.parse::<SocketAddr>().ok();
-        let (reader, writer) = match (&listener.tls, tcp_peer) {
-            (Some(tls), Some(addr)) => session::undecided(
-                reader,
-                writer,
-                Undecided {
-                    server: tls.server_config().clone(),
-                    plain_refused: plain_refusal(tls.plain_tcp, addr),
-                },
-            ),
-            _ => session::plain(reader, writer),
-        };
+        let (reader, writer) = accepted_session(reader, writer, listener.tls.as_ref(), tcp_peer);
         Ok((reader, writer, peer))
     }
 
@@ -113,18 +126,7 @@ impl<F: Frontend> Frontend for Tls<F> {
             crate::io::Accepted::Unix(_) => None,
         };
         let (reader, writer) = F::adopt(accepted, None)?;
-        // As `accept` does: TCP may speak TLS, Unix is plain.
-        Ok(match (tls, tcp_peer) {
-            (Some(tls), Some(addr)) => session::undecided(
-                reader,
-                writer,
-                Undecided {
-                    server: tls.server_config().clone(),
-                    plain_refused: plain_refusal(tls.plain_tcp, addr),
-                },
-            ),
-            _ => session::plain(reader, writer),
-        })
+        Ok(accepted_session(reader, writer, tls, tcp_peer))
     }
 
     async fn connect(addr: SocketAddr) -> io::Result<(TlsReader<F>, TlsWriter<F>)> {
