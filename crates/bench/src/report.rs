@@ -166,9 +166,9 @@ pub(crate) fn table(results: &[Measurement]) -> String {
         }
         let _ = writeln!(out, "\ntargets (issue {issue}):");
         for target in group {
-            let verdict = match (target.value, target.met) {
-                (Some(v), Some(true)) => format!("{v:.2} (met)"),
-                (Some(v), _) => format!("{v:.2} (MISSED)"),
+            let verdict = match (target.shown_value(), target.met) {
+                (Some(v), Some(true)) => format!("{v} (met)"),
+                (Some(v), _) => format!("{v} (MISSED)"),
                 (None, _) => "not measured".to_owned(),
             };
             let detail = match &target.detail {
@@ -283,7 +283,13 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn new(issue: u32, what: &str, target: f64, at_least: bool, value: Option<f64>) -> Self {
+    pub(crate) fn new(
+        issue: u32,
+        what: &str,
+        target: f64,
+        at_least: bool,
+        value: Option<f64>,
+    ) -> Self {
         Self {
             issue,
             what: what.to_owned(),
@@ -293,6 +299,24 @@ impl Target {
             met: value.map(|v| if at_least { v >= target } else { v <= target }),
             detail: None,
         }
+    }
+
+    /// The value as the tables print it: two decimals, or three where two
+    /// would round across the bound (1.296 against `>= 1.3` is not shown
+    /// as a missed "1.30").
+    pub(crate) fn shown_value(&self) -> Option<String> {
+        let (value, met) = (self.value?, self.met?);
+        let rounded = (value * 100.0).round() / 100.0;
+        let rounded_met = if self.at_least {
+            rounded >= self.target
+        } else {
+            rounded <= self.target
+        };
+        Some(if rounded_met == met {
+            format!("{value:.2}")
+        } else {
+            format!("{value:.3}")
+        })
     }
 }
 
@@ -649,6 +673,20 @@ mod tests {
             p999_ns: p50,
             rounds: 1,
         }
+    }
+
+    #[test]
+    fn a_value_that_two_decimals_would_round_across_the_bound_gets_three() {
+        let shown = |target, at_least, value| {
+            Target::new(15, "", target, at_least, Some(value))
+                .shown_value()
+                .unwrap()
+        };
+        assert_eq!(shown(1.3, true, 1.2953), "1.295");
+        assert_eq!(shown(1.5, false, 1.5042), "1.504");
+        assert_eq!(shown(1.3, true, 1.2712), "1.27");
+        assert_eq!(shown(1.5, false, 1.4991), "1.50");
+        assert_eq!(shown(1.0, true, 1.0049), "1.00");
     }
 
     #[test]
