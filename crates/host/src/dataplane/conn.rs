@@ -77,7 +77,7 @@ impl Dataplane {
             conn.stats.bytes_in += pieces.len() as u64;
         }
         let envelope = envelope_of(frame);
-        let link = conn.dialled.is_some() || relays_a_peer(conn.peer_link, &envelope, &cfg.peers);
+        let link = conn.is_link(&envelope, &cfg.peers);
         if link && fresh && self.late_from_peer(key, frame) {
             return self.handled(key);
         }
@@ -413,6 +413,15 @@ fn relays_a_peer(peer_link: bool, envelope: &Envelope<'_>, peers: &[Addr]) -> bo
     peer_link
         && matches!(envelope.sender, Sender::Proc { addr, .. }
             if super::remote::configured_peer(peers, addr).is_some())
+}
+
+impl ConnSlot {
+    /// Whether a frame with `envelope` on this connection is a link's (a
+    /// link this host dialled, or a peer's link relaying a peer's frame)
+    /// rather than a client's.
+    pub(super) fn is_link(&self, envelope: &Envelope<'_>, peers: &[Addr]) -> bool {
+        self.dialled.is_some() || relays_a_peer(self.peer_link, envelope, peers)
+    }
 }
 
 /// Connections coming and going, and their reply queues.
