@@ -477,3 +477,117 @@ async fn an_idle_link_stays_up_on_heartbeats(kind: FrontendKind) {
     assert_eq!(client.recv().await.message_id, 500);
 }
 both_frontends!(an_idle_link_stays_up_on_heartbeats);
+
+/// Two hosts peering with each other; host A's config is `a`, host B's
+/// `b` (each on top of [`peers_config`]); an echo proc on B.
+async fn echo_behind(
+    kind: FrontendKind,
+    a: impl FnOnce(HostConfig) -> HostConfig,
+    b: impl FnOnce(HostConfig) -> HostConfig,
+) -> (TestHost, Addr, KeepServing) {
+    let (a_addr, b_addr) = (
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+    );
+    let (host_a, serving_a) = serve_at(
+        kind,
+        a_addr.clone(),
+        a(peers_config(&[b_addr.as_str()], "pt")),
+    )
+    .await;
+    let (host_b, serving_b) = serve_at(
+        kind,
+        b_addr.clone(),
+        b(peers_config(&[a_addr.as_str()], "pt")),
+    )
+    .await;
+    host_b.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    (
+        host_a,
+        b_addr,
+        KeepServing {
+            _handles: vec![serving_a, serving_b],
+            _far_host: host_b,
+        },
+    )
+}
+
+/// No heartbeat within a test (a quarter of a minute), and the far host
+/// holds acknowledgements back for a minute: only an eighth of the window
+/// waiting, anything else written on the link, or a ping sends one.
+fn slow_acks(config: HostConfig) -> HostConfig {
+    HostConfig {
+        link_timeout: Duration::from_secs(60),
+        link_ack_delay: Duration::from_secs(60),
+        ..config
+    }
+}
+
+/// Requests and replies one at a time: the far host acknowledges none of
+/// them on its own (no status per frame, which would wake the sending
+/// host once per round trip), and every reply still comes.
+async fn an_acknowledgement_is_held_back_while_the_window_has_room(kind: FrontendKind) {
+    let (host_a, b_addr, _hosts) = echo_behind(kind, slow_acks, slow_acks).await;
+    let mut client = Client::connect(&host_a, "patient").await;
+    for id in 0..20 {
+        client.send_to("echo", b_addr.as_str(), id, b"ping").await;
+        let reply = client.recv().await;
+        assert_eq!((reply.kind, reply.message_id), (FrameKind::Data, id));
+    }
+    let stats = link_stats(&host_a, b_addr.as_str()).await;
+    assert_eq!((stats.sent, stats.acked), (20, 0), "{stats:?}");
+    assert_eq!(stats.statuses_received, 0, "{stats:?}");
+}
+both_frontends!(an_acknowledgement_is_held_back_while_the_window_has_room);
+
+/// An eighth of the receiving host's window waiting is acknowledged at
+/// once, delay or not.
+async fn an_eighth_of_the_window_is_acknowledged_at_once(kind: FrontendKind) {
+    let window = |config| HostConfig {
+        link_window_frames: 64,
+        ..slow_acks(config)
+    };
+    let (host_a, b_addr, _hosts) = echo_behind(kind, window, window).await;
+    let mut client = Client::connect(&host_a, "steady").await;
+    for id in 0..40 {
+        client.send_to("echo", b_addr.as_str(), id, b"x").await;
+    }
+    let by_kind = collect_answers(&mut client, 40).await;
+    assert_eq!(by_kind.get("Data"), Some(&40), "{by_kind:?}");
+    // 8 frames make an eighth: acknowledged in steps of 8, up to 40.
+    wait_for_link(&host_a, b_addr.as_str(), "acknowledged in eighths", |s| {
+        s.acked == 40
+    })
+    .await;
+}
+both_frontends!(an_eighth_of_the_window_is_acknowledged_at_once);
+
+/// A sender whose window is full asks for the far host's status (a ping),
+/// and the far host answers at once even though it would hold its
+/// acknowledgement back: host A's window of 4 frames is smaller than an
+/// eighth of host B's (128 of 1,024), yet 200 pipelined frames all get
+/// their replies well within the wait (without the ping, each window
+/// would wait for the minute's delay).
+async fn a_full_window_asks_the_far_host_for_its_acknowledgement(kind: FrontendKind) {
+    let small = |config| HostConfig {
+        link_window_frames: 4,
+        overload_wait: Duration::from_secs(60),
+        ..slow_acks(config)
+    };
+    let large = |config| HostConfig {
+        link_window_frames: 1_024,
+        ..slow_acks(config)
+    };
+    let (host_a, b_addr, _hosts) = echo_behind(kind, small, large).await;
+    let mut client = Client::connect(&host_a, "eager").await;
+    const COUNT: u64 = 200;
+    for id in 0..COUNT {
+        client.send_to("echo", b_addr.as_str(), id, b"x").await;
+    }
+    let by_kind = collect_answers(&mut client, COUNT).await;
+    assert_eq!(by_kind.get("Data"), Some(&COUNT), "{by_kind:?}");
+    let stats = link_stats(&host_a, b_addr.as_str()).await;
+    assert!(stats.in_flight_high_water <= 4, "{stats:?}");
+    assert!(stats.window_waits > 0, "{stats:?}");
+}
+both_frontends!(a_full_window_asks_the_far_host_for_its_acknowledgement);
