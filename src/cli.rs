@@ -319,7 +319,7 @@ pub(crate) struct ServeArgs {
     /// peer once per frame. Sent at once when an eighth of the window
     /// waits, with anything else written, or when the peer asks (a full
     /// window pings). 0 acknowledges at once.
-    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub(crate) link_ack_delay: Duration,
     /// An address this host names itself by, tcp:HOST:PORT (repeatable, or
     /// a comma list); the first is the primary: the address other hosts

@@ -164,7 +164,8 @@ pub struct HostConfig {
     /// at once when an eighth of the window (frames or bytes) is waiting
     /// for it, with anything else written on the link, and when the
     /// sending host asks (a ping: a sender whose window is full sends
-    /// one). `Duration::ZERO` acknowledges at once.
+    /// one). `Duration::ZERO` acknowledges at once. Default 200 ms, chosen
+    /// by measurement (docs/benchmarks.md, "Held-back acknowledgements").
     pub link_ack_delay: Duration,
     /// A link on which nothing (frame, acknowledgement or heartbeat) has
     /// arrived for this long is taken as dead: it is closed and every frame
@@ -235,7 +236,7 @@ impl Default for HostConfig {
             peer_token: None,
             link_window_bytes: 8 << 20,
             link_window_frames: 32_768,
-            link_ack_delay: Duration::from_millis(1),
+            link_ack_delay: Duration::from_millis(200),
             link_timeout: Duration::from_secs(2),
             link_backoff_min: Duration::from_millis(100),
             link_backoff_max: Duration::from_secs(5),

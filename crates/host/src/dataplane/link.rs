@@ -14,10 +14,10 @@
 //! its sources back the way a full ring does.
 //!
 //! The far host holds an acknowledgement back for up to
-//! [`HostConfig::link_ack_delay`] (1 ms), so that one status covers every
+//! [`HostConfig::link_ack_delay`] (200 ms), so that one status covers every
 //! frame of that time: a status per frame woke the dialling host once per
-//! request and reply, and on a 2-core machine that wake-up took the CPU
-//! from the round trip itself (docs/benchmarks.md). It goes at once when
+//! request and reply, on a 2-core machine on the round trip's own CPU time
+//! (docs/benchmarks.md, "Held-back acknowledgements"). It goes at once when
 //! an eighth of the window is waiting for it, with anything else written
 //! on the link, and when the dialler asks: a dialler whose window is full
 //! sends a ping, and pings are echoed at once.
