@@ -215,6 +215,7 @@ mod stats;
 #[allow(unsafe_code)]
 mod sys;
 mod uring;
+mod uring_direct;
 
 #[doc(hidden)]
 pub mod fuzzing;
