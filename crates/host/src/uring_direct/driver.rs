@@ -188,6 +188,12 @@ impl Driver {
         self.ring.borrow().in_flight()
     }
 
+    /// SQEs queued and not yet submitted.
+    #[cfg(test)]
+    pub(crate) fn ring_unsubmitted(&self) -> usize {
+        self.ring.borrow_mut().unsubmitted()
+    }
+
     /// Backlog reads made on the spot so far.
     pub(crate) fn on_the_spot(&self) -> u64 {
         self.on_the_spot.get()
