@@ -213,6 +213,7 @@ impl Driver {
     pub(crate) fn reaper(self: &Rc<Self>) -> io::Result<impl Future<Output = ()>> {
         use rustix::event::{eventfd, EventfdFlags};
         let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        // Registered first: a failure leaves nothing registered with tokio.
         self.ring.borrow().register_eventfd(fd.as_fd())?;
         let watched = hostmux_boot::reactor::register_readable(fd.try_clone()?)?;
         *self.eventfd.borrow_mut() = Some(fd);
@@ -222,14 +223,13 @@ impl Driver {
                 let Ok(mut ready) = watched.readable().await else {
                     return;
                 };
-                // Empty the counter until it would block: that clears the
-                // readiness, and a completion posted after the read
-                // signals again.
-                let mut count = [0u8; 8];
-                while ready
-                    .try_io(|fd| rustix::io::read(fd, &mut count).map_err(io::Error::from))
-                    .is_ok_and(|read| read.is_ok())
-                {}
+                // The reactor watches the eventfd edge-triggered, and the
+                // kernel signals it (a new edge) for every completion: so
+                // the counter is never read (a system call per wake-up
+                // saved; it saturates harmlessly). Readiness is cleared
+                // before the reap, so a completion posted after the reap
+                // looked makes the next edge.
+                ready.clear_ready();
                 let Some(driver) = driver.upgrade() else {
                     return;
                 };
