@@ -160,9 +160,12 @@ impl Driver {
         queued
     }
 
-    /// The I/O loop's turn: submit what is queued, reap what completed.
+    /// The I/O loop's turn: submit what is queued, reap what completed
+    /// (with [`Setup::Deferred`] the reap's own enter submits too).
     pub(crate) fn turn(&self) {
-        self.submit();
+        if self.setup() != Setup::Deferred {
+            self.submit();
+        }
         self.reap();
     }
 

@@ -168,10 +168,12 @@ fn queued_operations_go_to_the_kernel_in_one_enter() {
             let (read, _) = tokio::time::timeout(WAIT, op).await.expect("completed");
             assert_eq!(read.expect("read"), 1);
         }
-        // Nothing queued: a turn makes no system call.
+        // Nothing queued: a turn makes no system call (a deferred ring's
+        // turn always enters, to have the kernel post completions).
         let quiet = driver.counts().enters;
         driver.turn();
-        assert_eq!(driver.counts().enters, quiet);
+        let entered = driver.counts().enters - quiet;
+        assert_eq!(entered, u64::from(driver.setup() == Setup::Deferred));
     });
 }
 
