@@ -7,7 +7,7 @@ use std::time::Duration;
 use hostmux_host::{BlockingClient, FrontendKind, HostConfig, HostError};
 use hostmux_wire::{Addr, FrameKind};
 
-use crate::support::{every_frontend, echo_proc, serve, serve_at, WAIT};
+use crate::support::{echo_proc, every_frontend, serve, serve_at, WAIT};
 
 fn token_config() -> HostConfig {
     HostConfig {

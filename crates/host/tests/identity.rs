@@ -5,7 +5,7 @@
 use hostmux_host::{FrontendKind, HostConfig};
 use hostmux_wire::{Addr, FrameKind};
 
-use crate::support::{every_frontend, echo_proc, free_port, serve_at, Client};
+use crate::support::{echo_proc, every_frontend, free_port, serve_at, Client};
 
 fn addr(text: &str) -> Addr {
     text.parse().unwrap()

@@ -6,7 +6,7 @@ use hostmux_host::{FrontendKind, Host, HostConfig, HostError, LocalProc};
 use hostmux_lifecycle::LocalProcManager;
 use hostmux_wire::{Addr, UndeliverableReason};
 
-use crate::support::{every_frontend, echo_proc, serve, Client};
+use crate::support::{echo_proc, every_frontend, serve, Client};
 
 /// A proc that never reports ready and waits to be stopped.
 fn never_ready() -> LocalProc {

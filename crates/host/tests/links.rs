@@ -14,7 +14,7 @@ use hostmux_wire::{
 };
 
 use crate::support::{
-    every_frontend, echo_proc, free_port, ring_proc, serve_at, Client, TestHost, WAIT,
+    echo_proc, every_frontend, free_port, ring_proc, serve_at, Client, TestHost, WAIT,
 };
 
 /// Hosts that peer with `peers` (the default link timeout, 2 s: tests run

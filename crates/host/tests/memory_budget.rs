@@ -13,7 +13,7 @@ use hostmux_wire::{encode_hello, FrameDecoder, FramePrefix, Limits, MAX_HELLO_LE
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{every_frontend, echo_proc, serve, Client, TestHost, WAIT};
+use crate::support::{echo_proc, every_frontend, serve, Client, TestHost, WAIT};
 
 const TOKEN: &str = "budget-secret";
 /// The frame decoder's read chunk: what an idle connection holds.

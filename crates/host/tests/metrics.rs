@@ -11,7 +11,7 @@ use hostmux_host::{ConnClass, FrontendKind, HostConfig};
 use hostmux_lifecycle::TerminalStatus;
 use hostmux_wire::{FrameKind, UndeliverableReason};
 
-use crate::support::{every_frontend, echo_proc, free_port, serve, Client, WAIT};
+use crate::support::{echo_proc, every_frontend, free_port, serve, Client, WAIT};
 
 /// Sends `request` on a fresh connection and reads the whole response
 /// (the endpoint closes after one).

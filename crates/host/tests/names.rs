@@ -4,7 +4,7 @@
 use hostmux_host::{ClientReader, ClientWriter, FrontendKind, HostConfig, HELLO_PORT};
 use hostmux_wire::{Flags, FrameHeader, FrameKind, Sender, Undeliverable, UndeliverableReason};
 
-use crate::support::{every_frontend, echo_proc, next_frame, serve, Client, Frame, TestHost};
+use crate::support::{echo_proc, every_frontend, next_frame, serve, Client, Frame, TestHost};
 
 /// A connected client's halves.
 async fn connect(host: &TestHost, name: &str) -> (ClientWriter, ClientReader) {

@@ -8,7 +8,7 @@ use hostmux_wire::Addr;
 use hostmux_wire::{FrameHeader, FrameKind, Sender, UndeliverableReason};
 
 use crate::support::{
-    every_frontend, echo_proc, free_port, reply, ring_proc, serve, serve_at, Client, Frame, WAIT,
+    echo_proc, every_frontend, free_port, reply, ring_proc, serve, serve_at, Client, Frame, WAIT,
 };
 
 /// A host config whose only peers are `peers`, with the peer token they

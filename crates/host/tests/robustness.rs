@@ -7,7 +7,7 @@ use hostmux_host::{FrontendKind, HostConfig, HostError, LocalProc};
 use hostmux_wire::{FrameKind, UndeliverableReason};
 
 use crate::support::{
-    assert_conn_adds_up, every_frontend, echo_proc, next_frame, serve, Client, WAIT,
+    assert_conn_adds_up, echo_proc, every_frontend, next_frame, serve, Client, WAIT,
 };
 
 /// A proc that attaches its rings, reports ready and never reads them.

@@ -8,7 +8,7 @@ use hostmux_wire::{
 };
 
 use crate::support::{
-    assert_conn_adds_up, every_frontend, echo_proc, next_frame, reply, ring_proc, serve, Client,
+    assert_conn_adds_up, echo_proc, every_frontend, next_frame, reply, ring_proc, serve, Client,
     Frame, WAIT,
 };
 

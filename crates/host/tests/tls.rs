@@ -11,7 +11,7 @@ use hostmux_host::{
 use hostmux_wire::{Addr, FrameKind, UndeliverableReason};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
-use crate::support::{every_frontend, echo_proc, free_port, serve_at, Client, TestHost, WAIT};
+use crate::support::{echo_proc, every_frontend, free_port, serve_at, Client, TestHost, WAIT};
 
 /// A certificate authority and the folder its files are written to.
 struct Pki {

@@ -231,7 +231,8 @@ pub struct ServeHandle {
 }
 
 impl ServeHandle {
-    /// The frontend that runs: [`FrontendKind::IoUring`] or [`FrontendKind::Epoll`].
+    /// The frontend that runs: [`FrontendKind::IoUring`], [`FrontendKind::Epoll`]
+    /// or [`FrontendKind::IoUringDirect`] (never `Auto`).
     pub fn frontend(&self) -> FrontendKind {
         self.frontend
     }

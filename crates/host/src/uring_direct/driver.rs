@@ -108,9 +108,13 @@ impl Driver {
 
     /// This thread's driver.
     pub(crate) fn current() -> io::Result<Rc<Driver>> {
-        CURRENT.with(|current| current.borrow().clone()).ok_or_else(|| {
-            io::Error::other("no io_uring driver on this thread (not an io-uring-direct runtime)")
-        })
+        CURRENT
+            .with(|current| current.borrow().clone())
+            .ok_or_else(|| {
+                io::Error::other(
+                    "no io_uring driver on this thread (not an io-uring-direct runtime)",
+                )
+            })
     }
 
     /// Makes `driver` this thread's driver until [`Driver::uninstall`].
@@ -187,6 +191,7 @@ impl Driver {
     }
 
     /// Operations holding a slot (and any memory lent to the kernel).
+    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.ring.borrow().in_flight()
     }
@@ -302,13 +307,18 @@ impl Socket {
     }
 
     /// The fixed-file slot, if the socket has one.
+    #[cfg(test)]
     pub(crate) fn slot(&self) -> Option<u32> {
         self.slot
     }
 
     /// A receive into the decoder's spare room, queued (not submitted).
     pub(crate) fn recv_decoder(&self, decoder: hostmux_wire::FrameDecoder) -> Op {
-        let id = self.driver.ring.borrow_mut().recv_decoder(self.target, decoder);
+        let id = self
+            .driver
+            .ring
+            .borrow_mut()
+            .recv_decoder(self.target, decoder);
         Op::new(&self.driver, id)
     }
 

@@ -155,7 +155,11 @@ fn queued_operations_go_to_the_kernel_in_one_enter() {
             .iter()
             .map(|(_, socket)| socket.recv_bytes(vec![0; 8]))
             .collect();
-        assert_eq!(driver.counts().enters, before.enters, "queued, not submitted");
+        assert_eq!(
+            driver.counts().enters,
+            before.enters,
+            "queued, not submitted"
+        );
         driver.turn();
         let after = driver.counts();
         assert_eq!(after.pushed - before.pushed, 3);
