@@ -7,7 +7,8 @@
 //! batch ([`Driver::submit`]), from these places only:
 //!
 //! * the runtime's park hook (`on_thread_park`): nothing is left to run,
-//!   so everything queued goes in before the thread sleeps;
+//!   so everything queued goes in before the thread sleeps (and what
+//!   completed meanwhile is reaped: a task it wakes keeps the thread up);
 //! * [`Driver::turn`], which the I/O loop calls on every turn of its spin
 //!   and after every drain round ([`crate::frontend::Frontend::turn`]):
 //!   the spin never parks, so without it a reply would wait for the spin's
@@ -133,10 +134,12 @@ impl Driver {
         CURRENT.with(|current| current.try_borrow().ok().and_then(|d| d.clone()))
     }
 
-    /// The park hook's work: submits what is queued, if there is a driver.
-    pub(crate) fn submit_current() {
+    /// The park hook's work, if there is a driver: submits what is queued
+    /// and reaps what completed (a task it wakes keeps the runtime from
+    /// sleeping: tokio checks for work after the hook).
+    pub(crate) fn park_current() {
         if let Some(driver) = Self::current_if_any() {
-            driver.submit();
+            driver.turn();
         }
     }
 
@@ -176,8 +179,12 @@ impl Driver {
     /// Moves posted completions to their operations and wakes their tasks.
     pub(crate) fn reap(&self) {
         let mut wake = std::mem::take(&mut *self.wake.borrow_mut());
-        if let Err(e) = self.ring.borrow_mut().reap(&mut wake) {
-            tracing::warn!(error = %e, "io_uring reap failed");
+        {
+            let mut ring = self.ring.borrow_mut();
+            if let Err(e) = ring.reap() {
+                tracing::warn!(error = %e, "io_uring reap failed");
+            }
+            ring.take_woken(&mut wake);
         }
         for waker in wake.drain(..) {
             waker.wake();

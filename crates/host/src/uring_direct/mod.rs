@@ -88,7 +88,7 @@ impl Runtime {
     pub(crate) fn new(file_slots: u32) -> io::Result<Runtime> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .on_thread_park(Driver::submit_current)
+            .on_thread_park(Driver::park_current)
             .build()?;
         let driver = Driver::new(setup(), file_slots)?;
         let reaper = {

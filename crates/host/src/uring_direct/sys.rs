@@ -38,6 +38,11 @@ use io_uring::{opcode, squeue, types, IoUring};
 /// post) completions (linux/io_uring.h).
 const IORING_ENTER_GETEVENTS: u32 = 1;
 
+/// CQ entries per SQ entry: room for every connection's read and reply to
+/// complete at once without the kernel holding completions back in its
+/// overflow list.
+const CQ_PER_SQ: u32 = 16;
+
 /// `user_data` of an `AsyncCancel`: its own completion is ignored.
 const CANCEL: u64 = u64::MAX;
 
@@ -131,6 +136,9 @@ pub(crate) struct Ring {
     /// Slots not free.
     in_flight: usize,
     counts: RingCounts,
+    /// Wakers of operations whose completion was reaped, for the driver to
+    /// wake once it no longer borrows the ring.
+    woken: Vec<Waker>,
 }
 
 impl Ring {
@@ -139,20 +147,27 @@ impl Ring {
     pub(crate) fn new(entries: u32, setup: Setup) -> io::Result<Ring> {
         let built = match setup {
             Setup::Cooperative => IoUring::builder()
+                .setup_cqsize(entries * CQ_PER_SQ)
                 .setup_coop_taskrun()
                 .setup_single_issuer()
                 .build(entries),
             Setup::Deferred => IoUring::builder()
+                .setup_cqsize(entries * CQ_PER_SQ)
                 .setup_defer_taskrun()
                 .setup_single_issuer()
                 .build(entries),
-            Setup::Plain => IoUring::builder().build(entries),
+            Setup::Plain => IoUring::builder()
+                .setup_cqsize(entries * CQ_PER_SQ)
+                .build(entries),
         };
         let (uring, setup) = match built {
             Ok(uring) => (uring, setup),
             Err(e) if setup != Setup::Plain => {
                 tracing::debug!(error = %e, ?setup, "io_uring setup refused; a plain ring instead");
-                (IoUring::builder().build(entries)?, Setup::Plain)
+                let plain = IoUring::builder()
+                    .setup_cqsize(entries * CQ_PER_SQ)
+                    .build(entries)?;
+                (plain, Setup::Plain)
             }
             Err(e) => return Err(e),
         };
@@ -164,6 +179,7 @@ impl Ring {
             free: Vec::new(),
             in_flight: 0,
             counts: RingCounts::default(),
+            woken: Vec::new(),
         })
     }
 
@@ -311,12 +327,15 @@ impl Ring {
                 self.counts.pushed += 1;
                 return;
             }
-            // The SQ is full: hand it to the kernel, then push again.
+            // The SQ is full: hand it to the kernel, then push again. A
+            // submit the kernel refuses (EBUSY: completions it could not
+            // post wait in its overflow list) needs the CQ emptied first.
             if let Err(e) = self.submit() {
-                // Nothing else to do but retry: the kernel frees SQ room
-                // as it consumes entries even when an enter reports EBUSY.
-                tracing::warn!(error = %e, "io_uring submission failed; retrying");
-                std::thread::yield_now();
+                tracing::debug!(error = %e, "io_uring submit refused; reaping first");
+                if let Err(e) = self.reap() {
+                    tracing::warn!(error = %e, "io_uring reap failed");
+                    std::thread::yield_now();
+                }
             }
         }
     }
@@ -331,11 +350,17 @@ impl Ring {
         self.uring.submit().map(drop)
     }
 
-    /// Moves every posted completion to its operation's slot, pushing each
-    /// waiting task's waker onto `wake` (woken by the caller, outside any
-    /// borrow of the ring). With [`Setup::Deferred`] this first enters the
-    /// ring to have the kernel post what it holds.
-    pub(crate) fn reap(&mut self, wake: &mut Vec<Waker>) -> io::Result<usize> {
+    /// The wakers [`Ring::reap`] collected, swapped into `into` (empty) for
+    /// the caller to wake outside any borrow of the ring.
+    pub(crate) fn take_woken(&mut self, into: &mut Vec<Waker>) {
+        std::mem::swap(&mut self.woken, into);
+    }
+
+    /// Moves every posted completion to its operation's slot, collecting
+    /// each waiting task's waker ([`Ring::take_woken`]). With
+    /// [`Setup::Deferred`] this first enters the ring to have the kernel
+    /// post what it holds.
+    pub(crate) fn reap(&mut self) -> io::Result<usize> {
         if self.setup == Setup::Deferred {
             self.counts.enters += 1;
             let queued = u32::try_from(self.unsubmitted()).unwrap_or(u32::MAX);
@@ -359,6 +384,7 @@ impl Ring {
             free,
             in_flight,
             counts,
+            woken,
             ..
         } = self;
         for cqe in uring.completion() {
@@ -376,7 +402,7 @@ impl Ring {
             match slot {
                 Slot::Waiting { lent, waker } => {
                     if let Some(waker) = waker {
-                        wake.push(waker);
+                        woken.push(waker);
                     }
                     slots[index] = Slot::Done {
                         lent,
@@ -468,7 +494,6 @@ impl Drop for Ring {
                 self.abandon(id);
             }
         }
-        let mut wake = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
         while self
             .slots
@@ -479,7 +504,7 @@ impl Drop for Ring {
             let wait = types::Timespec::new().nsec(10_000_000);
             let args = types::SubmitArgs::new().timespec(&wait);
             let _ = self.uring.submitter().submit_with_args(1, &args);
-            if self.reap(&mut wake).is_err() {
+            if self.reap().is_err() {
                 break;
             }
         }

@@ -259,3 +259,39 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(mut future: F) -> Opt
     })
     .await
 }
+
+#[test]
+fn a_batch_larger_than_the_submission_queue_goes_in_parts() {
+    on_a_ring(|| async {
+        let driver = Driver::current().expect("a driver");
+        // More reads than the SQ has entries (256), none submitted by a
+        // park meanwhile: pushing the 257th submits the full queue first.
+        let pairs: Vec<_> = (0..300)
+            .map(|_| {
+                let (peer, host) = UnixStream::pair().expect("a pair");
+                (peer, driver::Socket::adopt(host.into()).expect("adopted"))
+            })
+            .collect();
+        let before = driver.counts();
+        let ops: Vec<_> = pairs
+            .iter()
+            .map(|(_, socket)| socket.recv_bytes(vec![0; 8]))
+            .collect();
+        driver.turn();
+        let after = driver.counts();
+        assert_eq!(after.pushed - before.pushed, 300);
+        assert_eq!(
+            after.enters - before.enters,
+            2,
+            "a full queue, then the rest"
+        );
+        for (peer, _) in &pairs {
+            let mut peer: &UnixStream = peer;
+            peer.write_all(b"y").expect("written");
+        }
+        for op in ops {
+            let (read, _) = tokio::time::timeout(WAIT, op).await.expect("completed");
+            assert_eq!(read.expect("read"), 1);
+        }
+    });
+}
