@@ -318,6 +318,13 @@ pub(crate) struct ServeArgs {
     /// answers `Overloaded` after the overload wait.
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub(crate) link_window: usize,
+    /// How long this host may hold back the status acknowledging frames a
+    /// peer sent it, so one status covers them all instead of waking the
+    /// peer once per frame. Sent at once when an eighth of the window
+    /// waits, with anything else written, or when the peer asks (a full
+    /// window pings). 0 acknowledges at once.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub(crate) link_ack_delay: Duration,
     /// An address this host names itself by, tcp:HOST:PORT (repeatable, or
     /// a comma list); the first is the primary: the address other hosts
     /// see in this host's forwarded frames and proc ids, so it should be

@@ -89,6 +89,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         frame_timeout: args.frame_timeout,
         link_timeout: args.link_timeout,
         link_window_bytes: args.link_window,
+        link_ack_delay: args.link_ack_delay,
         peers,
         advertise: advertise(args)?,
         peer_token: (!peer_token.is_empty())

@@ -156,7 +156,7 @@ pub(crate) fn client_streams(data: &[u8]) -> crate::ConnLimitStats {
             while let Ok(Some(_)) = rig.proc_in.peek() {
                 let _ = rig.proc_in.release();
             }
-            while rig.dp.take_outbox(conn.key, &mut sent) == Outbox::Bytes {
+            while rig.dp.take_outbox(conn.key, &mut sent, Instant::now()) == Outbox::Bytes {
                 sent.clear();
             }
         }
@@ -220,7 +220,7 @@ pub fn proc_records(data: &[u8]) {
             let _ = rig.peer_in.release();
         }
         let mut sent = Vec::new();
-        let _ = rig.dp.take_outbox(rig.conn, &mut sent);
+        let _ = rig.dp.take_outbox(rig.conn, &mut sent, Instant::now());
     }
     let stats = rig.dp.stats();
     if let Some(proc) = stats.proc("echo") {

@@ -754,7 +754,10 @@ mod tests {
         let link = link.expect("a dial to the peer");
         rig.dp.remote_connected(link);
         let mut bytes = Vec::new();
-        assert_eq!(rig.dp.take_outbox(link, &mut bytes), Outbox::Bytes);
+        assert_eq!(
+            rig.dp.take_outbox(link, &mut bytes, Instant::now()),
+            Outbox::Bytes
+        );
         let forwarded = decode_frame(&bytes, &Limits::default()).unwrap();
         assert_eq!(forwarded.message_id(), 9);
         assert_eq!(

@@ -27,6 +27,15 @@ fn peers_config(peers: &[&str], peer_token: &str) -> HostConfig {
     }
 }
 
+/// Two free loopback addresses, for hosts A and B (each must name the
+/// other as a peer before either is bound).
+fn loopback_pair() -> (Addr, Addr) {
+    (
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", free_port()).unwrap(),
+    )
+}
+
 /// The link stats host `host` keeps for `peer`.
 async fn link_stats(host: &TestHost, peer: &str) -> LinkStats {
     let stats = host.stats().await.unwrap();
@@ -94,10 +103,7 @@ async fn nothing_more_before_a_local_echo(client: &mut Client, sentinel: u64) {
 }
 
 async fn a_host_that_dies_mid_stream_leaves_no_frame_unanswered(kind: FrontendKind) {
-    let (a_addr, b_addr) = (
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-    );
+    let (a_addr, b_addr) = loopback_pair();
     let (host_a, _serving_a) =
         serve_at(kind, a_addr.clone(), peers_config(&[b_addr.as_str()], "pt")).await;
     let (host_b, serving_b) =
@@ -170,10 +176,7 @@ async fn a_host_that_dies_mid_stream_leaves_no_frame_unanswered(kind: FrontendKi
 every_frontend!(a_host_that_dies_mid_stream_leaves_no_frame_unanswered);
 
 async fn a_wrong_peer_token_is_peer_refused_and_backs_off(kind: FrontendKind) {
-    let (a_addr, b_addr) = (
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-    );
+    let (a_addr, b_addr) = loopback_pair();
     let (host_a, _serving_a) = serve_at(
         kind,
         a_addr.clone(),
@@ -315,36 +318,17 @@ every_frontend!(a_silent_peer_is_found_dead_within_the_link_timeout);
 /// running a slow echo (200 µs a frame), so the window fills. Returns A,
 /// B's address, and what keeps both serving.
 async fn behind_a_small_window(kind: FrontendKind, window: u64) -> (TestHost, Addr, KeepServing) {
-    let (a_addr, b_addr) = (
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-    );
-    let (host_a, serving_a) = serve_at(
-        kind,
-        a_addr.clone(),
-        HostConfig {
-            link_window_frames: window,
-            overload_wait: Duration::from_secs(30),
-            ..peers_config(&[b_addr.as_str()], "pt")
-        },
-    )
-    .await;
-    let (host_b, serving_b) =
-        serve_at(kind, b_addr.clone(), peers_config(&[a_addr.as_str()], "pt")).await;
+    let small = |config| HostConfig {
+        link_window_frames: window,
+        overload_wait: Duration::from_secs(30),
+        ..config
+    };
     let slow = ring_proc(|endpoint, frame| {
         std::thread::sleep(Duration::from_micros(200));
         crate::support::reply(endpoint, &frame, &frame.payload);
         true
     });
-    host_b.spawn("echo", slow).await.unwrap();
-    (
-        host_a,
-        b_addr,
-        KeepServing {
-            _handles: vec![serving_a, serving_b],
-            _far_host: host_b,
-        },
-    )
+    proc_behind(kind, small, |config| config, slow).await
 }
 
 /// Keeps hosts serving while it lives (their handles, and host B).
@@ -441,10 +425,7 @@ every_frontend!(a_full_link_holds_a_proc_back);
 /// connection fast lane's route into a proc's ring, so the far side heard
 /// nothing and closed the link after one timeout).
 async fn an_idle_link_stays_up_on_heartbeats(kind: FrontendKind) {
-    let (a_addr, b_addr) = (
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-        Addr::tcp("127.0.0.1", free_port()).unwrap(),
-    );
+    let (a_addr, b_addr) = loopback_pair();
     let timeout = Duration::from_millis(300);
     let config = |peer: &str| HostConfig {
         link_timeout: timeout,
@@ -477,3 +458,116 @@ async fn an_idle_link_stays_up_on_heartbeats(kind: FrontendKind) {
     assert_eq!(client.recv().await.message_id, 500);
 }
 every_frontend!(an_idle_link_stays_up_on_heartbeats);
+
+/// Two hosts peering with each other; host A's config is `a`, host B's
+/// `b` (each on top of [`peers_config`]); `echo` runs on B as "echo".
+async fn proc_behind(
+    kind: FrontendKind,
+    a: impl FnOnce(HostConfig) -> HostConfig,
+    b: impl FnOnce(HostConfig) -> HostConfig,
+    echo: hostmux_host::LocalProc,
+) -> (TestHost, Addr, KeepServing) {
+    let (a_addr, b_addr) = loopback_pair();
+    let (host_a, serving_a) = serve_at(
+        kind,
+        a_addr.clone(),
+        a(peers_config(&[b_addr.as_str()], "pt")),
+    )
+    .await;
+    let (host_b, serving_b) = serve_at(
+        kind,
+        b_addr.clone(),
+        b(peers_config(&[a_addr.as_str()], "pt")),
+    )
+    .await;
+    host_b.spawn("echo", echo).await.unwrap();
+    (
+        host_a,
+        b_addr,
+        KeepServing {
+            _handles: vec![serving_a, serving_b],
+            _far_host: host_b,
+        },
+    )
+}
+
+/// No heartbeat within a test (a quarter of a minute), and the far host
+/// holds acknowledgements back for a minute: only an eighth of the window
+/// waiting, anything else written on the link, or a ping sends one.
+fn slow_acks(config: HostConfig) -> HostConfig {
+    HostConfig {
+        link_timeout: Duration::from_secs(60),
+        link_ack_delay: Duration::from_secs(60),
+        ..config
+    }
+}
+
+/// Requests and replies one at a time: the far host acknowledges none of
+/// them on its own (no status per frame, which would wake the sending
+/// host once per round trip), and every reply still comes.
+async fn an_acknowledgement_is_held_back_while_the_window_has_room(kind: FrontendKind) {
+    let (host_a, b_addr, _hosts) =
+        proc_behind(kind, slow_acks, slow_acks, echo_proc(usize::MAX)).await;
+    let mut client = Client::connect(&host_a, "patient").await;
+    for id in 0..20 {
+        client.send_to("echo", b_addr.as_str(), id, b"ping").await;
+        let reply = client.recv().await;
+        assert_eq!((reply.kind, reply.message_id), (FrameKind::Data, id));
+    }
+    let stats = link_stats(&host_a, b_addr.as_str()).await;
+    assert_eq!((stats.sent, stats.acked), (20, 0), "{stats:?}");
+    assert_eq!(stats.statuses_received, 0, "{stats:?}");
+}
+every_frontend!(an_acknowledgement_is_held_back_while_the_window_has_room);
+
+/// An eighth of the receiving host's window waiting is acknowledged at
+/// once, delay or not.
+async fn an_eighth_of_the_window_is_acknowledged_at_once(kind: FrontendKind) {
+    let window = |config| HostConfig {
+        link_window_frames: 64,
+        ..slow_acks(config)
+    };
+    let (host_a, b_addr, _hosts) = proc_behind(kind, window, window, echo_proc(usize::MAX)).await;
+    let mut client = Client::connect(&host_a, "steady").await;
+    for id in 0..40 {
+        client.send_to("echo", b_addr.as_str(), id, b"x").await;
+    }
+    let by_kind = collect_answers(&mut client, 40).await;
+    assert_eq!(by_kind.get("Data"), Some(&40), "{by_kind:?}");
+    // 8 frames make an eighth: acknowledged in steps of 8, up to 40.
+    wait_for_link(&host_a, b_addr.as_str(), "acknowledged in eighths", |s| {
+        s.acked == 40
+    })
+    .await;
+}
+every_frontend!(an_eighth_of_the_window_is_acknowledged_at_once);
+
+/// A sender whose window is full asks for the far host's status (a ping),
+/// and the far host answers at once even though it would hold its
+/// acknowledgement back: host A's window of 4 frames is smaller than an
+/// eighth of host B's (128 of 1,024), yet 200 pipelined frames all get
+/// their replies well within the wait (without the ping, each window
+/// would wait for the minute's delay).
+async fn a_full_window_asks_the_far_host_for_its_acknowledgement(kind: FrontendKind) {
+    let small = |config| HostConfig {
+        link_window_frames: 4,
+        overload_wait: Duration::from_secs(60),
+        ..slow_acks(config)
+    };
+    let large = |config| HostConfig {
+        link_window_frames: 1_024,
+        ..slow_acks(config)
+    };
+    let (host_a, b_addr, _hosts) = proc_behind(kind, small, large, echo_proc(usize::MAX)).await;
+    let mut client = Client::connect(&host_a, "eager").await;
+    const COUNT: u64 = 200;
+    for id in 0..COUNT {
+        client.send_to("echo", b_addr.as_str(), id, b"x").await;
+    }
+    let by_kind = collect_answers(&mut client, COUNT).await;
+    assert_eq!(by_kind.get("Data"), Some(&COUNT), "{by_kind:?}");
+    let stats = link_stats(&host_a, b_addr.as_str()).await;
+    assert!(stats.in_flight_high_water <= 4, "{stats:?}");
+    assert!(stats.window_waits > 0, "{stats:?}");
+}
+every_frontend!(a_full_window_asks_the_far_host_for_its_acknowledgement);

@@ -344,3 +344,50 @@ async fn a_proc_removed_mid_payload_gets_its_frame_answered(kind: FrontendKind) 
     assert_eq!((gone.frames_in, gone.zero_copy_holds), (0, 1), "{gone:?}");
 }
 every_frontend!(a_proc_removed_mid_payload_gets_its_frame_answered);
+
+/// A large frame from another host, over the link, goes straight into the
+/// proc's ring too (the far host's reads are the same reads), and its
+/// answer goes back over the link: a client on host A sends 1 MiB frames
+/// to a sink on host B; every digest is intact, B's sink counts them as
+/// zero-copy frames, and every frame forwarded on the link was answered.
+async fn a_links_large_frames_go_straight_into_the_ring(kind: FrontendKind) {
+    use hostmux_wire::Addr;
+
+    let (a_addr, b_addr) = (
+        Addr::tcp("127.0.0.1", crate::support::free_port()).unwrap(),
+        Addr::tcp("127.0.0.1", crate::support::free_port()).unwrap(),
+    );
+    let peered = |peer: &Addr| HostConfig {
+        peers: vec![peer.clone()],
+        peer_token: Some("shared-by-peers".to_owned()),
+        ..config()
+    };
+    let (host_a, _serving_a) =
+        crate::support::serve_at(kind, a_addr.clone(), peered(&b_addr)).await;
+    let (host_b, _serving_b) =
+        crate::support::serve_at(kind, b_addr.clone(), peered(&a_addr)).await;
+    spawn_sink(&host_b, "sink").await;
+    let mut client = Client::connect(&host_a, "far").await;
+    let payloads: Vec<Vec<u8>> = (0..4).map(|seed| pattern(1 << 20, seed)).collect();
+    for (id, payload) in payloads.iter().enumerate() {
+        client
+            .send_to("sink", b_addr.as_str(), id as u64, payload)
+            .await;
+        expect_digest(&mut client, id as u64, payload).await;
+    }
+    let sink = proc_stats(&host_b, "sink").await;
+    assert_eq!(sink.frames_in, 4, "{sink:?}");
+    assert!(
+        sink.zero_copy_frames >= 1 && sink.zero_copy_moved_back == 0,
+        "{sink:?}"
+    );
+    let stats = host_a.stats().await.unwrap();
+    let conn = stats.conn("far").unwrap();
+    assert_conn_adds_up(conn);
+    assert_eq!(
+        (conn.delivered, conn.frames_out, conn.returned.total()),
+        (4, 4, 0),
+        "{conn:?}"
+    );
+}
+every_frontend!(a_links_large_frames_go_straight_into_the_ring);

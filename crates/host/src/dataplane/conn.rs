@@ -77,9 +77,9 @@ impl Dataplane {
             conn.stats.bytes_in += pieces.len() as u64;
         }
         let envelope = envelope_of(frame);
-        let link = conn.dialled.is_some() || relays_a_peer(conn.peer_link, &envelope, &cfg.peers);
+        let link = conn.is_link(&envelope, &cfg.peers);
         if link && fresh && self.late_from_peer(key, frame) {
-            return self.handled(key);
+            return self.handled(key, pieces.len(), now);
         }
         let conn = slot_of_conn(&mut self.conns, key).expect("looked up above");
         let origin = if link {
@@ -113,6 +113,7 @@ impl Dataplane {
             limits,
             own_addr,
             events,
+            cfg,
             ..
         } = self;
         let conn = slot_of_conn(conns, key).expect("looked up above");
@@ -141,7 +142,12 @@ impl Dataplane {
             Outcome::LinkFull(l, deadline) => return Delivery::Blocked(Blocker::Link(l), deadline),
             Outcome::Retry => unreachable!("only a proc's drain retries at once"),
         }
-        if conn.flow.as_mut().is_some_and(|flow| flow.count_handled()) {
+        let len = pieces.len();
+        if conn
+            .flow
+            .as_mut()
+            .is_some_and(|flow| flow.count_handled(len, now, cfg))
+        {
             events.push_back(Event::WakeWriter(key));
         }
         Delivery::Done
@@ -149,10 +155,12 @@ impl Dataplane {
 
     /// A frame from link `key` was disposed of without being routed (a late
     /// answer dropped): it is acknowledged like any other.
-    fn handled(&mut self, key: ConnKey) -> Delivery {
-        let Dataplane { conns, events, .. } = self;
+    fn handled(&mut self, key: ConnKey, len: usize, now: Instant) -> Delivery {
+        let Dataplane {
+            conns, events, cfg, ..
+        } = self;
         let flow = slot_of_conn(conns, key).and_then(|c| c.flow.as_mut());
-        if flow.is_some_and(|flow| flow.count_handled()) {
+        if flow.is_some_and(|flow| flow.count_handled(len, now, cfg)) {
             events.push_back(Event::WakeWriter(key));
         }
         Delivery::Done
@@ -257,12 +265,14 @@ impl Dataplane {
         if seen != self.table.changes() {
             return 0;
         }
+        let now = self.last_now;
         let Dataplane {
             conns,
             procs,
             dirty,
             remotes,
             events,
+            cfg,
             ..
         } = self;
         let Some(conn) = slot_of_conn(conns, key) else {
@@ -310,7 +320,11 @@ impl Dataplane {
                     conn.answers.expect_with(|| frame_message_id(frame), peer);
                 }
                 // One more frame for the peer's acknowledgement.
-                if conn.flow.as_mut().is_some_and(|flow| flow.count_handled()) {
+                if conn
+                    .flow
+                    .as_mut()
+                    .is_some_and(|flow| flow.count_handled(frame.len(), now, cfg))
+                {
                     wake_writer = true;
                 }
                 Some(())
@@ -413,6 +427,15 @@ fn relays_a_peer(peer_link: bool, envelope: &Envelope<'_>, peers: &[Addr]) -> bo
     peer_link
         && matches!(envelope.sender, Sender::Proc { addr, .. }
             if super::remote::configured_peer(peers, addr).is_some())
+}
+
+impl ConnSlot {
+    /// Whether a frame with `envelope` on this connection is a link's (a
+    /// link this host dialled, or a peer's link relaying a peer's frame)
+    /// rather than a client's.
+    pub(super) fn is_link(&self, envelope: &Envelope<'_>, peers: &[Addr]) -> bool {
+        self.dialled.is_some() || relays_a_peer(self.peer_link, envelope, peers)
+    }
 }
 
 /// Connections coming and going, and their reply queues.
@@ -523,7 +546,7 @@ impl Dataplane {
 
     /// Swaps the client's queued bytes into `buf` (which must be empty);
     /// wakes its reader if the queue was over its bound.
-    pub(crate) fn take_outbox(&mut self, key: ConnKey, buf: &mut Vec<u8>) -> Outbox {
+    pub(crate) fn take_outbox(&mut self, key: ConnKey, buf: &mut Vec<u8>, now: Instant) -> Outbox {
         let cap = self.cfg.client_outbox_bytes;
         let Some(conn) = self.conn_mut(key) else {
             return Outbox::Closed;
@@ -541,6 +564,7 @@ impl Dataplane {
         if conn.connecting {
             return Outbox::Empty;
         }
+        let mut status_later = None;
         if conn.flow.is_some() {
             let Dataplane {
                 conns,
@@ -548,17 +572,17 @@ impl Dataplane {
                 ..
             } = self;
             if let Some(conn) = slot_of_conn(conns, key) {
-                super::link::queue_status(conn, service_name.as_str());
+                status_later = super::link::queue_status(conn, service_name.as_str(), now);
             }
         }
         let Some(conn) = self.conn_mut(key) else {
             return Outbox::Closed;
         };
         if conn.outbox.is_empty() {
-            return if conn.closing {
-                Outbox::Closed
-            } else {
-                Outbox::Empty
+            return match status_later {
+                _ if conn.closing => Outbox::Closed,
+                Some(at) => Outbox::Later(at),
+                None => Outbox::Empty,
             };
         }
         let was_full = conn.outbox.len() >= cap / 2;

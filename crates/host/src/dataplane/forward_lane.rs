@@ -352,7 +352,10 @@ mod tests {
             read_like_the_shell(&mut rig.dp, conn, &run_frames(50..200).concat());
         assert_eq!((repeats, blocked), (0, None));
         let mut buf = Vec::new();
-        assert_eq!(rig.dp.take_outbox(conn, &mut buf), Outbox::Bytes);
+        assert_eq!(
+            rig.dp.take_outbox(conn, &mut buf, Instant::now()),
+            Outbox::Bytes
+        );
         let mut decoder = FrameDecoder::new(Limits::default());
         decoder.feed(&buf);
         let mut ids = Vec::new();
@@ -391,7 +394,10 @@ mod tests {
             "no dial for frames nobody could answer"
         );
         let mut buf = Vec::new();
-        assert_eq!(rig.dp.take_outbox(conn, &mut buf), Outbox::Bytes);
+        assert_eq!(
+            rig.dp.take_outbox(conn, &mut buf, Instant::now()),
+            Outbox::Bytes
+        );
         let mut decoder = FrameDecoder::new(Limits::default());
         decoder.feed(&buf);
         let mut answered = Vec::new();

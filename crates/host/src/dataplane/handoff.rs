@@ -234,7 +234,7 @@ mod tests {
         other.take_handed_frame(frame, now);
         let mut queued = Vec::new();
         assert_eq!(
-            other.take_outbox(client, &mut queued),
+            other.take_outbox(client, &mut queued, Instant::now()),
             super::super::Outbox::Bytes
         );
         assert!(!queued.is_empty());

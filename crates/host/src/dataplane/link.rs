@@ -13,6 +13,15 @@
 //! and [`HostConfig::link_window_frames`] unacknowledged: a full link holds
 //! its sources back the way a full ring does.
 //!
+//! The far host holds an acknowledgement back for up to
+//! [`HostConfig::link_ack_delay`] (200 ms), so that one status covers every
+//! frame of that time: a status per frame woke the dialling host once per
+//! request and reply, on a 2-core machine on the round trip's own CPU time
+//! (docs/benchmarks.md, "Held-back acknowledgements"). It goes at once when
+//! an eighth of the window is waiting for it, with anything else written
+//! on the link, and when the dialler asks: a dialler whose window is full
+//! sends a ping, and pings are echoed at once.
+//!
 //! Both ends send a status at least every quarter of
 //! [`HostConfig::link_timeout`] (a heartbeat: the dialler's carries a
 //! `ping` nonce that the far host echoes, which measures the round trip),
@@ -22,6 +31,7 @@
 //! [`HostConfig::link_window_bytes`]: crate::HostConfig::link_window_bytes
 //! [`HostConfig::link_window_frames`]: crate::HostConfig::link_window_frames
 //! [`HostConfig::link_timeout`]: crate::HostConfig::link_timeout
+//! [`HostConfig::link_ack_delay`]: crate::HostConfig::link_ack_delay
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -29,6 +39,7 @@ use std::time::{Duration, Instant};
 use hostmux_wire::{encode_link_status, LinkStatus, UndeliverableReason};
 
 use super::{ConnKey, ConnSlot, Dataplane, Event};
+use crate::HostConfig;
 
 /// A link connection's bookkeeping (boxed in its [`ConnSlot`]).
 #[derive(Debug)]
@@ -54,9 +65,18 @@ pub(crate) struct LinkFlow {
     pub(super) window_waits: u64,
     /// Client connections whose reader waits for room in the window.
     pub(super) reader_waiters: Vec<ConnKey>,
-    /// Frames received on it and disposed of (the far side's sequence).
+    /// Frames received on it and disposed of (the far side's sequence),
+    /// and their bytes.
     pub(super) handled: u64,
-    /// A status should go out with the next write.
+    handled_bytes: u64,
+    /// `handled` and `handled_bytes` in the last status written.
+    reported: u64,
+    reported_bytes: u64,
+    /// When the status acknowledging frames handled since the last one is
+    /// due (see [`HostConfig::link_ack_delay`]); `None`: none is waiting.
+    ack_at: Option<Instant>,
+    /// A status should go out with the next write (a ping, a pong, a
+    /// heartbeat: not held back).
     pub(super) status_due: bool,
     /// The last ping nonce sent and when; the last ping received, to echo.
     ping_out: u64,
@@ -90,6 +110,10 @@ impl LinkFlow {
             window_waits: 0,
             reader_waiters: Vec::new(),
             handled: 0,
+            handled_bytes: 0,
+            reported: 0,
+            reported_bytes: 0,
+            ack_at: None,
             status_due: false,
             ping_out: 0,
             ping_sent_at: None,
@@ -139,15 +163,46 @@ impl LinkFlow {
         true
     }
 
-    /// Counts one more frame received on a link the far host dialled and
-    /// disposed of; returns whether the writer must be woken for the
-    /// status that acknowledges it (one wake per status, not per frame).
+    /// Counts one more frame (of `len` bytes) received on a link the far
+    /// host dialled and disposed of at `now`; returns whether the writer
+    /// must be woken (it writes the status that acknowledges it when due,
+    /// see [`HostConfig::link_ack_delay`]): when a status falls due for
+    /// the first time since the last, or falls due sooner (an eighth of
+    /// the window is waiting for it). One wake per status, not per frame.
     #[inline]
-    pub(super) fn count_handled(&mut self) -> bool {
+    pub(super) fn count_handled(&mut self, len: usize, now: Instant, cfg: &HostConfig) -> bool {
         if self.dialled {
             return false;
         }
         self.handled += 1;
+        self.handled_bytes += len as u64;
+        let urgent = self.handled - self.reported >= (cfg.link_window_frames / 8).max(1)
+            || self.handled_bytes - self.reported_bytes
+                >= (cfg.link_window_bytes as u64 / 8).max(1);
+        let due = if urgent {
+            now
+        } else {
+            now + cfg.link_ack_delay
+        };
+        match self.ack_at {
+            Some(at) if at <= due => false,
+            _ => {
+                self.ack_at = Some(due);
+                true
+            }
+        }
+    }
+
+    /// The link's window is full: asks the far host for its status at once
+    /// (a ping, which it echoes with its acknowledgement without holding
+    /// it back); returns whether the writer must be woken to send it.
+    pub(super) fn ask_for_status(&mut self, now: Instant) -> bool {
+        if self.ping_pending {
+            return false;
+        }
+        self.ping_out += 1;
+        self.ping_sent_at = Some(now);
+        self.ping_pending = true;
         !std::mem::replace(&mut self.status_due, true)
     }
 
@@ -346,16 +401,29 @@ impl Dataplane {
     }
 }
 
-/// Appends the link's status to `conn`'s queue if one is due (called by
-/// the writer's `take_outbox`); returns whether it did.
-pub(super) fn queue_status(conn: &mut ConnSlot, service_name: &str) -> bool {
-    let Some(flow) = conn.flow.as_mut() else {
-        return false;
-    };
-    if !flow.status_due || conn.connecting {
-        return false;
+/// Appends the link's status to `conn`'s queue if one is due at `now`
+/// (called by the writer's `take_outbox`). An acknowledgement held back
+/// (see [`HostConfig::link_ack_delay`]) goes now if anything else is
+/// written on the link anyway; otherwise returns when it is due.
+pub(super) fn queue_status(
+    conn: &mut ConnSlot,
+    service_name: &str,
+    now: Instant,
+) -> Option<Instant> {
+    let flow = conn.flow.as_mut()?;
+    if conn.connecting {
+        return None;
+    }
+    let ack_due = flow
+        .ack_at
+        .is_some_and(|at| at <= now || !conn.outbox.is_empty());
+    if !flow.status_due && !ack_due {
+        return flow.ack_at;
     }
     flow.status_due = false;
+    flow.ack_at = None;
+    flow.reported = flow.handled;
+    flow.reported_bytes = flow.handled_bytes;
     let status = LinkStatus {
         handled: flow.handled,
         ping: if std::mem::take(&mut flow.ping_pending) {
@@ -370,13 +438,10 @@ pub(super) fn queue_status(conn: &mut ConnSlot, service_name: &str) -> bool {
     #[repr(align(16))]
     struct StatusBuf([u8; 128]);
     let mut buf = StatusBuf([0; 128]);
-    match encode_link_status(&mut buf.0, service_name, &status, &Default::default()) {
-        Ok(len) => {
-            conn.outbox.extend_from_slice(&buf.0[..len]);
-            true
-        }
-        Err(_) => false,
+    if let Ok(len) = encode_link_status(&mut buf.0, service_name, &status, &Default::default()) {
+        conn.outbox.extend_from_slice(&buf.0[..len]);
     }
+    None
 }
 
 #[cfg(test)]
@@ -405,5 +470,103 @@ mod tests {
         assert!(flow.is_acked(1) && !flow.is_acked(2));
         assert!(flow.acknowledge(2));
         assert_eq!(flow.in_flight(), (0, 0));
+    }
+
+    fn receiving_link() -> ConnSlot {
+        let mut conn = ConnSlot::new(
+            1,
+            hostmux_wire::ProcName::new("peer").unwrap(),
+            "peer".to_owned(),
+            None,
+        );
+        conn.flow = Some(LinkFlow::new(false, Some(0)));
+        conn
+    }
+
+    fn flow(conn: &mut ConnSlot) -> &mut LinkFlow {
+        conn.flow.as_mut().unwrap()
+    }
+
+    /// The status that acknowledges handled frames waits for the delay
+    /// (one wake of the writer per status, not per frame), goes at once
+    /// with anything else written, when an eighth of the window waits,
+    /// and when a ping asks.
+    #[test]
+    fn an_acknowledgement_waits_for_the_delay_an_eighth_of_the_window_or_a_ping() {
+        let cfg = HostConfig {
+            link_window_frames: 80,
+            link_window_bytes: 8_000,
+            link_ack_delay: Duration::from_millis(5),
+            ..HostConfig::default()
+        };
+        let t0 = Instant::now();
+        let mut conn = receiving_link();
+        assert!(
+            flow(&mut conn).count_handled(10, t0, &cfg),
+            "wakes the writer"
+        );
+        assert!(!flow(&mut conn).count_handled(10, t0, &cfg), "once");
+        let due = t0 + cfg.link_ack_delay;
+        assert_eq!(queue_status(&mut conn, "svc", t0), Some(due));
+        assert!(conn.outbox.is_empty(), "held back");
+        assert_eq!(queue_status(&mut conn, "svc", due), None);
+        let status = link_status_in(&conn.outbox);
+        assert_eq!(status.handled, 2);
+        conn.outbox.clear();
+
+        // Ten frames (an eighth of 80) are due at once: a second wake.
+        let t1 = t0 + Duration::from_millis(1);
+        assert!(flow(&mut conn).count_handled(10, t1, &cfg));
+        for _ in 0..8 {
+            assert!(!flow(&mut conn).count_handled(10, t1, &cfg));
+        }
+        assert!(flow(&mut conn).count_handled(10, t1, &cfg), "due sooner");
+        assert_eq!(queue_status(&mut conn, "svc", t1), None);
+        assert_eq!(link_status_in(&conn.outbox).handled, 12);
+        conn.outbox.clear();
+
+        // So are 1,000 bytes (an eighth of 8,000) in one frame.
+        assert!(flow(&mut conn).count_handled(1_000, t1, &cfg));
+        assert_eq!(queue_status(&mut conn, "svc", t1), None);
+        assert_eq!(link_status_in(&conn.outbox).handled, 13);
+        conn.outbox.clear();
+
+        // Held back, until something else is written: it goes along.
+        assert!(flow(&mut conn).count_handled(10, t1, &cfg));
+        conn.outbox.extend_from_slice(b"a frame");
+        assert_eq!(queue_status(&mut conn, "svc", t1), None);
+        assert_eq!(link_status_in(&conn.outbox[7..]).handled, 14);
+        conn.outbox.clear();
+
+        // Held back, until a ping asks: the pong carries it at once.
+        assert!(flow(&mut conn).count_handled(10, t1, &cfg));
+        flow(&mut conn).pong_due = 7;
+        flow(&mut conn).status_due = true;
+        assert_eq!(queue_status(&mut conn, "svc", t1), None);
+        let status = link_status_in(&conn.outbox);
+        assert_eq!((status.handled, status.pong), (15, 7));
+        conn.outbox.clear();
+        assert_eq!(
+            queue_status(&mut conn, "svc", t1 + cfg.link_ack_delay),
+            None
+        );
+        assert!(conn.outbox.is_empty(), "nothing left to acknowledge");
+    }
+
+    /// A full window asks for the far host's status once until it comes.
+    #[test]
+    fn a_full_window_pings_once() {
+        let mut flow = LinkFlow::new(true, Some(0));
+        let now = Instant::now();
+        assert!(flow.ask_for_status(now), "wakes the writer");
+        assert!(!flow.ask_for_status(now), "one ping in flight");
+        assert!(flow.ping_pending && flow.status_due);
+    }
+
+    fn link_status_in(bytes: &[u8]) -> LinkStatus {
+        let mut decoder = hostmux_wire::FrameDecoder::new(Default::default());
+        decoder.feed(bytes);
+        let frame = decoder.next_frame().unwrap().expect("a whole status frame");
+        hostmux_wire::link_status(&frame).expect("a link status")
     }
 }

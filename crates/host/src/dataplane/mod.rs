@@ -274,6 +274,10 @@ pub(crate) enum Outbox {
     Bytes,
     /// Nothing queued; wait for a wake-up.
     Empty,
+    /// Nothing queued but a link status held back until then (see
+    /// [`HostConfig::link_ack_delay`](crate::HostConfig::link_ack_delay)):
+    /// take again then, or at a wake-up.
+    Later(Instant),
     /// The connection is closing and everything was sent, or it is gone.
     Closed,
 }

@@ -646,11 +646,15 @@ impl Dataplane {
     /// and for a notice at once, `Overloaded`.
     fn wait_for_link(&mut self, link: ConnKey, source: Option<Source>, now: Instant) -> Outcome {
         let overload_wait = self.cfg.overload_wait;
-        let Some(conn) = self.conn_mut(link) else {
+        let Some(conn) = slot_of_conn(&mut self.conns, link) else {
             return Outcome::Returned(UndeliverableReason::LinkFailed);
         };
         if let Some(flow) = conn.flow.as_mut() {
             flow.window_waits += 1;
+            // The far host may be holding its acknowledgement back: ask.
+            if flow.ask_for_status(now) {
+                self.events.push_back(Event::WakeWriter(link));
+            }
         }
         let since = *conn.full_since.get_or_insert(now);
         let waited_out = now.saturating_duration_since(since) >= overload_wait;

@@ -54,7 +54,10 @@ fn client_sends(dp: &mut Dataplane, conn: ConnKey, name: &str, addr: &str, id: u
 /// The (message id, reason) of each notice queued for `conn`.
 fn notices(dp: &mut Dataplane, conn: ConnKey) -> Vec<(u64, UndeliverableReason)> {
     let mut buf = Vec::new();
-    assert_eq!(dp.take_outbox(conn, &mut buf), Outbox::Bytes);
+    assert_eq!(
+        dp.take_outbox(conn, &mut buf, Instant::now()),
+        Outbox::Bytes
+    );
     let mut decoder = FrameDecoder::new(Limits::default());
     decoder.feed(&buf);
     let mut out = Vec::new();

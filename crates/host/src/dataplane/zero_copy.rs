@@ -1,5 +1,6 @@
-//! Zero-copy receive: a client's large frame read from its socket straight
-//! into the destination proc's inbound ring.
+//! Zero-copy receive: a large frame from a client, or from another host
+//! over a link, read from its socket straight into the destination proc's
+//! inbound ring.
 //!
 //! The I/O thread's read loop (`crate::io::zero_copy`) calls
 //! [`Dataplane::begin_zero_copy`] once the prefix and routing header of a
@@ -33,10 +34,11 @@ use super::write::{slot_of, slot_of_conn, Pieces};
 use super::{ConnKey, Dataplane, Event, ProcKey, ProcState, Route};
 
 impl Dataplane {
-    /// The header of a frame of `frame_len` bytes from client `key` is in
+    /// The header of a frame of `frame_len` bytes from connection `key` (a
+    /// client or a link) is in
     /// (`head`, validated; `front`, the frame's bytes received so far):
     /// reserves the whole frame in its proc's ring and copies `front` in,
-    /// if the frame is a client's data frame for a local proc that is
+    /// if the frame is a data frame for a local proc that is
     /// ready, admits it, has no connection waiting for room (nor was one
     /// woken by the last hold's end and has not written yet), and has room
     /// now. `None` (nothing done, nothing counted) in every other case:
@@ -62,17 +64,27 @@ impl Dataplane {
             route_cache,
             table,
             reader,
+            cfg,
             ..
         } = self;
         let conn = slot_of_conn(conns, key)?;
-        // Links' frames may be answers their ledger awaits: copied path.
-        if conn.flow.is_some() || conn.closing {
+        if conn.closing || (conn.flow.is_some() && hostmux_wire::is_link_status(head)) {
             return None;
         }
-        let origin = Origin::Client {
-            name: conn.name.as_str(),
+        // A link's frame (a request from the far host's client or proc, or
+        // a reply to one of this host's procs) is admitted as a link's;
+        // the rest of what a link's frame needs (the ledger's answer or
+        // late check, the far host's acknowledgement) happens in the one
+        // routing decision that commits it.
+        let envelope = envelope_of(head);
+        let origin = if conn.is_link(&envelope, &cfg.peers) {
+            Origin::Link
+        } else {
+            Origin::Client {
+                name: conn.name.as_str(),
+            }
         };
-        rules::admit(origin, &envelope_of(head), max_hops).ok()?;
+        rules::admit(origin, &envelope, max_hops).ok()?;
         let Some(Route::Proc(q)) = route_cache.lookup(table, reader, head.dest_name_bytes()) else {
             return None;
         };

@@ -378,10 +378,18 @@ async fn write_loop<F: Frontend>(
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
-        let state = dataplane.borrow_mut().take_outbox(key, &mut buf);
+        let state = dataplane
+            .borrow_mut()
+            .take_outbox(key, &mut buf, Instant::now());
         match state {
             Outbox::Closed => return writer.close().await,
             Outbox::Empty => wake.notified().await,
+            Outbox::Later(at) => {
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
             Outbox::Bytes => {
                 let (result, back) = writer.write_all(buf).await;
                 buf = back;

@@ -106,7 +106,10 @@ fn dataplane_hot_path_allocates_nothing_per_frame() {
             dp.drain_outbound(key, now);
         }
         while dp.poll_event().is_some() {}
-        assert_eq!(dp.take_outbox(conn, &mut written), Outbox::Bytes);
+        assert_eq!(
+            dp.take_outbox(conn, &mut written, Instant::now()),
+            Outbox::Bytes
+        );
         assert!(!written.is_empty());
         written.clear();
         // The forward reached the peer's ring, validated and re-framed.
@@ -361,7 +364,10 @@ fn a_round_trip_over_a_link_allocates_nothing() {
         }
         // The link's writer takes the forwarded frame.
         while dp.poll_event().is_some() {}
-        assert_eq!(dp.take_outbox(link, &mut written), Outbox::Bytes);
+        assert_eq!(
+            dp.take_outbox(link, &mut written, Instant::now()),
+            Outbox::Bytes
+        );
         written.clear();
         // The far host acknowledges it.
         let len = hostmux_wire::encode_link_status(
@@ -399,7 +405,10 @@ fn a_round_trip_over_a_link_allocates_nothing() {
             Delivery::Done
         );
         while dp.poll_event().is_some() {}
-        assert_eq!(dp.take_outbox(client, &mut written), Outbox::Bytes);
+        assert_eq!(
+            dp.take_outbox(client, &mut written, Instant::now()),
+            Outbox::Bytes
+        );
         written.clear();
     };
     // Warm: the queues and the ledger's tables reach their working size.

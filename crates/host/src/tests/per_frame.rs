@@ -115,7 +115,7 @@ fn stress_per_frame_ring_to_client() {
         proc_out.publish().unwrap();
         drain_signalled(&mut dp, &mut to_drain);
         assert_eq!(
-            dp.take_outbox(conn, &mut written),
+            dp.take_outbox(conn, &mut written, Instant::now()),
             crate::dataplane::Outbox::Bytes
         );
         sent += (written.len() / len) as u64;

@@ -207,17 +207,18 @@ impl SimConn {
         }
     }
 
-    /// The connection's writer runs and the peer reads what it sent; each
-    /// frame goes to `seen`.
+    /// The connection's writer runs at `now` and the peer reads what it
+    /// sent; each frame goes to `seen`.
     pub(super) fn read(
         &mut self,
         dp: &mut Dataplane,
         ledger: &mut Ledger,
+        now: Instant,
         mut seen: impl FnMut(&mut Ledger, &FrameView<'_>),
     ) -> Result<Read, String> {
         self.buf.clear();
-        match dp.take_outbox(self.key, &mut self.buf) {
-            Outbox::Empty => return Ok(Read::Nothing),
+        match dp.take_outbox(self.key, &mut self.buf, now) {
+            Outbox::Empty | Outbox::Later(_) => return Ok(Read::Nothing),
             Outbox::Closed => return Ok(Read::Closed),
             Outbox::Bytes => {}
         }

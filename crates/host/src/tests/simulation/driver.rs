@@ -23,10 +23,11 @@ impl World {
     /// Client `c` reads what the host queued for it; a connection the host
     /// closed is removed (as its reader and writer tasks end).
     pub(super) fn read_client(&mut self, c: usize) -> Result<(), String> {
+        let now = self.now();
         let Some(conn) = self.clients[c].as_mut() else {
             return Ok(());
         };
-        if conn.read(&mut self.dp, &mut self.ledger, |_, _| {})? == Read::Closed {
+        if conn.read(&mut self.dp, &mut self.ledger, now, |_, _| {})? == Read::Closed {
             let conn = self.clients[c].take().expect("checked above");
             self.coverage.add_conn(&conn);
             self.dp.remove_conn(conn.key);
@@ -67,7 +68,7 @@ impl World {
         let limits = self.limits;
         let mut answers = Vec::new();
         let forwarded = &mut self.coverage.forwarded;
-        let read = link.read(&mut self.dp, &mut self.ledger, |ledger, frame| {
+        let read = link.read(&mut self.dp, &mut self.ledger, now, |ledger, frame| {
             *forwarded += 1;
             if let Some(answer) = far_answer(frame, &limits) {
                 ledger.sent(Who::Far, FrameKind::Data, frame.message_id());

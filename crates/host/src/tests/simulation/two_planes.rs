@@ -258,7 +258,9 @@ impl World {
     fn clients_read(&mut self) {
         for conn in &mut self.conns {
             let mut bytes = Vec::new();
-            if self.planes[conn.plane].take_outbox(conn.key, &mut bytes) != Outbox::Bytes {
+            if self.planes[conn.plane].take_outbox(conn.key, &mut bytes, Instant::now())
+                != Outbox::Bytes
+            {
                 continue;
             }
             let mut aligned = AlignedVec::<FRAME_ALIGN>::new();
