@@ -182,6 +182,9 @@ pub(crate) enum Frontend {
     IoUring,
     /// epoll.
     Epoll,
+    /// io_uring driven by the host itself (the io-uring crate; fails if
+    /// the kernel refuses it).
+    IoUringDirect,
 }
 
 impl From<Frontend> for hostmux_host::FrontendKind {
@@ -190,6 +193,7 @@ impl From<Frontend> for hostmux_host::FrontendKind {
             Frontend::Auto => hostmux_host::FrontendKind::Auto,
             Frontend::IoUring => hostmux_host::FrontendKind::IoUring,
             Frontend::Epoll => hostmux_host::FrontendKind::Epoll,
+            Frontend::IoUringDirect => hostmux_host::FrontendKind::IoUringDirect,
         }
     }
 }

@@ -183,7 +183,11 @@ impl Conn {
                     _ => Conn::Conventional(stream),
                 }
             }
-            System::Uring | System::Epoll | System::SameHost | System::CrossHost => {
+            System::Uring
+            | System::Epoll
+            | System::UringDirect
+            | System::SameHost
+            | System::CrossHost => {
                 let mut client =
                     crate::client::connect(target, name, b"", "service", Duration::from_secs(5))?;
                 client

@@ -162,6 +162,9 @@ pub(crate) enum System {
     Uring,
     /// hostmux, epoll frontend.
     Epoll,
+    /// hostmux, io_uring frontend on the io-uring crate (the host drives
+    /// its own ring: batched submission, fixed files).
+    UringDirect,
     /// tokio host, serde + bincode envelopes, Unix socket to the child.
     Conventional,
     /// Loopback TCP round trips with both ends busy-polling (no one-way).
@@ -187,10 +190,11 @@ pub(crate) enum System {
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 10] = [
+    pub(crate) const ALL: [System; 11] = [
         System::Tcp,
         System::Uring,
         System::Epoll,
+        System::UringDirect,
         System::Conventional,
         System::TcpBusyPoll,
         System::SameHost,
@@ -214,6 +218,7 @@ impl System {
             System::Tcp => "(1) loopback TCP, discard",
             System::Uring => "(2) hostmux io_uring",
             System::Epoll => "(3) hostmux epoll",
+            System::UringDirect => "(11) hostmux io_uring, io-uring crate",
             System::Conventional => "(4) tokio + bincode + UDS",
             System::TcpBusyPoll => "(5) loopback TCP, busy-poll",
             System::SameHost => "(6) hostmux serve, same host",
@@ -233,7 +238,10 @@ impl System {
     /// Whether this system is a hostmux host inside the worker process,
     /// the systems `--idle-procs` adds idle procs to.
     pub(crate) fn is_in_process_host(self) -> bool {
-        matches!(self, System::Uring | System::Epoll | System::Tls)
+        matches!(
+            self,
+            System::Uring | System::Epoll | System::UringDirect | System::Tls
+        )
     }
 
     /// The modes measured for this system (busy-polling pays off only for

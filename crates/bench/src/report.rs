@@ -555,9 +555,9 @@ pub(crate) fn chart(results: &[Measurement]) -> String {
     const W: f64 = 900.0;
     const H: f64 = 380.0;
     // One colour per system, in the order of [`System::ALL`].
-    const COLORS: [&str; 9] = [
-        "#888888", "#1f77b4", "#2ca02c", "#d62728", "#bbbbbb", "#9467bd", "#ff7f0e", "#17becf",
-        "#555555",
+    const COLORS: [&str; 11] = [
+        "#888888", "#1f77b4", "#2ca02c", "#8c564b", "#d62728", "#bbbbbb", "#9467bd", "#ff7f0e",
+        "#17becf", "#555555", "#444444",
     ];
     // The systems in this run, with their colours.
     let systems: Vec<(System, &str)> = System::ALL

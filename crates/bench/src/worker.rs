@@ -91,11 +91,11 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             host_pair = Some(pair);
             (target, Some(pid))
         }
-        System::Uring | System::Epoll | System::Tls => {
-            let frontend = if spec.system == System::Epoll {
-                FrontendKind::Epoll
-            } else {
-                FrontendKind::IoUring
+        System::Uring | System::Epoll | System::UringDirect | System::Tls => {
+            let frontend = match spec.system {
+                System::Epoll => FrontendKind::Epoll,
+                System::UringDirect => FrontendKind::IoUringDirect,
+                _ => FrontendKind::IoUring,
             };
             let tls = match spec.system {
                 System::Tls => Some(super::bench_tls()?),

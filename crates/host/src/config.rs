@@ -18,6 +18,10 @@ pub enum FrontendKind {
     IoUring,
     /// epoll through tokio's reactor.
     Epoll,
+    /// io_uring through the `io-uring` crate, with a ring per I/O thread
+    /// that the host drives itself (batched submission, fixed files);
+    /// serving fails if io_uring is unavailable.
+    IoUringDirect,
 }
 
 /// How a host serves. `Default` is a sensible loopback setup.

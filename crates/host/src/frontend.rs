@@ -133,6 +133,14 @@ pub(crate) trait Frontend: 'static {
     fn queued_writes() -> u64 {
         0
     }
+    /// One turn of the I/O loop (each turn of its spin, and after each
+    /// drain round that did not finish): a runtime that batches its
+    /// system calls submits what this thread's tasks queued since the last
+    /// turn and wakes the tasks whose operations completed (the
+    /// io-uring-direct frontend, see [`crate::uring_direct`]). Runtimes
+    /// that make their system calls on the spot keep the default, which
+    /// does nothing.
+    fn turn() {}
 }
 
 /// Why a link to another host could not be set up.

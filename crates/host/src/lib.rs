@@ -80,10 +80,13 @@
 //! routing table, so every ring keeps exactly one producer and one consumer
 //! without locks (see docs/architecture.md, "Threads"). The routing logic is a sans-IO core (the
 //! `dataplane` module: handle a frame, drain a proc's ring, flush, counters)
-//! driven by a small `Frontend` trait with two implementations: io_uring
+//! driven by a small `Frontend` trait with three implementations: io_uring
 //! through tokio-uring (reads land straight in the frame decoder's aligned
-//! buffer) and epoll through tokio. [`FrontendKind::Auto`] tries to build an
-//! io_uring and falls back to epoll, and logs which one runs. Control
+//! buffer), epoll through tokio, and io_uring driven by the host itself
+//! through the `io-uring` crate ([`FrontendKind::IoUringDirect`]: a ring
+//! per I/O thread, batched submission, fixed files). [`FrontendKind::Auto`]
+//! tries to build an io_uring (tokio-uring) and falls back to epoll, and
+//! logs which one runs. Control
 //! operations run on the caller's tokio runtime and reach each I/O thread
 //! through its command queue plus a ring of its doorbell.
 //!
@@ -215,6 +218,7 @@ mod stats;
 #[allow(unsafe_code)]
 mod sys;
 mod uring;
+mod uring_direct;
 
 #[doc(hidden)]
 pub mod fuzzing;

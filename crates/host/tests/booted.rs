@@ -9,7 +9,7 @@ use hostmux_lifecycle::{ProcHandle as _, ProcManager as _, TerminalStatus};
 use hostmux_proc::{ProcError, Recv};
 use hostmux_wire::{FrameKind, ProcName};
 
-use crate::support::{both_frontends, serve, Client};
+use crate::support::{every_frontend, serve, Client};
 
 /// Replies to every data message with its payload, until asked to stop.
 fn echo() -> LocalProc {
@@ -62,7 +62,7 @@ async fn a_booted_proc_echoes_through_the_host_and_stops_on_terminate(kind: Fron
         }
     );
 }
-both_frontends!(a_booted_proc_echoes_through_the_host_and_stops_on_terminate);
+every_frontend!(a_booted_proc_echoes_through_the_host_and_stops_on_terminate);
 
 async fn a_booted_proc_whose_body_fails_reports_the_error(kind: FrontendKind) {
     let (host, _serving) = serve(kind, HostConfig::default()).await;
@@ -95,4 +95,4 @@ async fn a_booted_proc_whose_body_fails_reports_the_error(kind: FrontendKind) {
         other => panic!("{other:?}"),
     }
 }
-both_frontends!(a_booted_proc_whose_body_fails_reports_the_error);
+every_frontend!(a_booted_proc_whose_body_fails_reports_the_error);

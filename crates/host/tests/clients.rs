@@ -7,7 +7,7 @@ use std::time::Duration;
 use hostmux_host::{BlockingClient, FrontendKind, HostConfig, HostError};
 use hostmux_wire::{Addr, FrameKind};
 
-use crate::support::{both_frontends, echo_proc, serve, serve_at, WAIT};
+use crate::support::{echo_proc, every_frontend, serve, serve_at, WAIT};
 
 fn token_config() -> HostConfig {
     HostConfig {
@@ -66,7 +66,7 @@ async fn blocking_client_batches_and_receives_in_place(kind: FrontendKind) {
     let conn = stats.conn("batcher").unwrap();
     assert_eq!((conn.accepted, conn.delivered), (sent, sent));
 }
-both_frontends!(blocking_client_batches_and_receives_in_place);
+every_frontend!(blocking_client_batches_and_receives_in_place);
 
 async fn blocking_client_read_timeout_names_the_wait(kind: FrontendKind) {
     let (host, _serving) = serve(kind, HostConfig::default()).await;
@@ -90,7 +90,7 @@ async fn blocking_client_read_timeout_names_the_wait(kind: FrontendKind) {
     })
     .await;
 }
-both_frontends!(blocking_client_read_timeout_names_the_wait);
+every_frontend!(blocking_client_read_timeout_names_the_wait);
 
 async fn a_busy_polling_client_round_trips_and_times_out(kind: FrontendKind) {
     let (host, _serving) = serve(kind, HostConfig::default()).await;
@@ -138,7 +138,7 @@ async fn a_busy_polling_client_round_trips_and_times_out(kind: FrontendKind) {
     })
     .await;
 }
-both_frontends!(a_busy_polling_client_round_trips_and_times_out);
+every_frontend!(a_busy_polling_client_round_trips_and_times_out);
 
 async fn refused_hellos_and_closed_ports_are_typed_errors(kind: FrontendKind) {
     let (host, _serving) = serve(kind, token_config()).await;
@@ -177,7 +177,7 @@ async fn refused_hellos_and_closed_ports_are_typed_errors(kind: FrontendKind) {
     })
     .await;
 }
-both_frontends!(refused_hellos_and_closed_ports_are_typed_errors);
+every_frontend!(refused_hellos_and_closed_ports_are_typed_errors);
 
 async fn blocking_client_over_a_unix_path(kind: FrontendKind) {
     let dir = tempfile::tempdir().unwrap();
@@ -197,7 +197,7 @@ async fn blocking_client_over_a_unix_path(kind: FrontendKind) {
     })
     .await;
 }
-both_frontends!(blocking_client_over_a_unix_path);
+every_frontend!(blocking_client_over_a_unix_path);
 
 async fn a_half_closed_client_gets_every_reply_then_the_end(kind: FrontendKind) {
     let (host, _serving) = serve(kind, HostConfig::default()).await;
@@ -226,4 +226,4 @@ async fn a_half_closed_client_gets_every_reply_then_the_end(kind: FrontendKind) 
         .unwrap();
     assert_eq!(end, None);
 }
-both_frontends!(a_half_closed_client_gets_every_reply_then_the_end);
+every_frontend!(a_half_closed_client_gets_every_reply_then_the_end);

@@ -14,7 +14,7 @@ use hostmux_wire::{
     Addr, ControlErrorKind, ControlRequest, ControlResponse, FrameKind, SpawnRequest,
 };
 
-use crate::support::{both_frontends, next_frame};
+use crate::support::{every_frontend, next_frame};
 
 /// A manager of the embedder's own: the in-process manager plus a count of
 /// spawns. One `impl`.
@@ -112,4 +112,4 @@ async fn a_custom_manager_serves_spawns_routes_and_stops(kind: FrontendKind) {
     assert_eq!(host.manager().0.spawned.load(Ordering::SeqCst), 1);
     assert!(host.procs().is_empty(), "{:?}", host.procs());
 }
-both_frontends!(a_custom_manager_serves_spawns_routes_and_stops);
+every_frontend!(a_custom_manager_serves_spawns_routes_and_stops);

@@ -5,7 +5,7 @@
 use hostmux_host::{FrontendKind, HostConfig};
 use hostmux_wire::{Addr, FrameKind};
 
-use crate::support::{both_frontends, echo_proc, free_port, serve_at, Client};
+use crate::support::{echo_proc, every_frontend, free_port, serve_at, Client};
 
 fn addr(text: &str) -> Addr {
     text.parse().unwrap()
@@ -74,7 +74,7 @@ async fn a_host_bound_to_every_interface_keeps_frames_for_its_addresses(kind: Fr
     let echo = stats.proc("echo").unwrap();
     assert_eq!(echo.frames_in, destinations.len() as u64);
 }
-both_frontends!(a_host_bound_to_every_interface_keeps_frames_for_its_addresses);
+every_frontend!(a_host_bound_to_every_interface_keeps_frames_for_its_addresses);
 
 /// A host bound to `0.0.0.0` with `advertise` names itself by the
 /// advertised address in the frames it forwards: the far host, which
@@ -124,4 +124,4 @@ async fn a_forwarded_frame_names_the_primary_advertised_address(kind: FrontendKi
         .expect("A's link to B, named by B's advertised address");
     assert_eq!(link.frames_out, 5, "{link:?}");
 }
-both_frontends!(a_forwarded_frame_names_the_primary_advertised_address);
+every_frontend!(a_forwarded_frame_names_the_primary_advertised_address);

@@ -6,7 +6,7 @@ use hostmux_host::{FrontendKind, Host, HostConfig, HostError, LocalProc};
 use hostmux_lifecycle::LocalProcManager;
 use hostmux_wire::{Addr, UndeliverableReason};
 
-use crate::support::{both_frontends, echo_proc, serve, Client};
+use crate::support::{echo_proc, every_frontend, serve, Client};
 
 /// A proc that never reports ready and waits to be stopped.
 fn never_ready() -> LocalProc {
@@ -52,7 +52,7 @@ async fn duplicate_spawn_is_rejected(kind: FrontendKind) {
     assert!(status.success(), "{status}");
     host.spawn("twin", echo_proc(usize::MAX)).await.unwrap();
 }
-both_frontends!(duplicate_spawn_is_rejected);
+every_frontend!(duplicate_spawn_is_rejected);
 
 async fn spawn_ready_timeout_is_honoured(kind: FrontendKind) {
     let config = HostConfig {
@@ -72,7 +72,7 @@ async fn spawn_ready_timeout_is_honoured(kind: FrontendKind) {
     assert!(host.manager_has_no("sloth"));
     host.spawn("sloth", echo_proc(usize::MAX)).await.unwrap();
 }
-both_frontends!(spawn_ready_timeout_is_honoured);
+every_frontend!(spawn_ready_timeout_is_honoured);
 
 async fn spawn_ready_timeout_zero_disables_it(kind: FrontendKind) {
     let config = HostConfig {
@@ -86,7 +86,7 @@ async fn spawn_ready_timeout_zero_disables_it(kind: FrontendKind) {
     let stats = host.stats().await.unwrap();
     assert!(stats.proc("patient").unwrap().ready);
 }
-both_frontends!(spawn_ready_timeout_zero_disables_it);
+every_frontend!(spawn_ready_timeout_zero_disables_it);
 
 async fn frames_before_ready_are_not_ready(kind: FrontendKind) {
     let config = HostConfig {
@@ -121,7 +121,7 @@ async fn frames_before_ready_are_not_ready(kind: FrontendKind) {
     release_tx.send(()).unwrap();
     spawning.await.unwrap().unwrap();
 }
-both_frontends!(frames_before_ready_are_not_ready);
+every_frontend!(frames_before_ready_are_not_ready);
 
 async fn terminate_children_unbinds_and_stops_all(kind: FrontendKind) {
     let (host, _serving) = serve(kind, HostConfig::default()).await;
@@ -145,7 +145,7 @@ async fn terminate_children_unbinds_and_stops_all(kind: FrontendKind) {
         Err(HostError::AlreadyEnded { .. })
     ));
 }
-both_frontends!(terminate_children_unbinds_and_stops_all);
+every_frontend!(terminate_children_unbinds_and_stops_all);
 
 #[test]
 fn non_loopback_bind_without_token_is_refused() {
@@ -183,7 +183,7 @@ async fn hello_needs_the_token(kind: FrontendKind) {
         .await
         .is_some());
 }
-both_frontends!(hello_needs_the_token);
+every_frontend!(hello_needs_the_token);
 
 trait ManagerProbe {
     fn manager_has_no(&self, name: &str) -> bool;

@@ -14,7 +14,7 @@ use hostmux_wire::{
 };
 
 use crate::support::{
-    both_frontends, echo_proc, free_port, ring_proc, serve_at, Client, TestHost, WAIT,
+    echo_proc, every_frontend, free_port, ring_proc, serve_at, Client, TestHost, WAIT,
 };
 
 /// Hosts that peer with `peers` (the default link timeout, 2 s: tests run
@@ -173,7 +173,7 @@ async fn a_host_that_dies_mid_stream_leaves_no_frame_unanswered(kind: FrontendKi
         "{stats:?} {by_kind:?}"
     );
 }
-both_frontends!(a_host_that_dies_mid_stream_leaves_no_frame_unanswered);
+every_frontend!(a_host_that_dies_mid_stream_leaves_no_frame_unanswered);
 
 async fn a_wrong_peer_token_is_peer_refused_and_backs_off(kind: FrontendKind) {
     let (a_addr, b_addr) = loopback_pair();
@@ -233,7 +233,7 @@ async fn a_wrong_peer_token_is_peer_refused_and_backs_off(kind: FrontendKind) {
         (5, UndeliverableReason::HostUnreachable)
     );
 }
-both_frontends!(a_wrong_peer_token_is_peer_refused_and_backs_off);
+every_frontend!(a_wrong_peer_token_is_peer_refused_and_backs_off);
 
 /// A peer that takes the link, acknowledges its hello and then says
 /// nothing more (no acknowledgement, no heartbeat): a dead host behind a
@@ -312,7 +312,7 @@ async fn a_silent_peer_is_found_dead_within_the_link_timeout(kind: FrontendKind)
     assert!(pinged, "the dialler sent no heartbeat");
     assert_eq!(frames, 10, "the frames went out on the link");
 }
-both_frontends!(a_silent_peer_is_found_dead_within_the_link_timeout);
+every_frontend!(a_silent_peer_is_found_dead_within_the_link_timeout);
 
 /// Host A, whose link to host B takes at most `window` frames, and host B
 /// running a slow echo (200 µs a frame), so the window fills. Returns A,
@@ -366,7 +366,7 @@ async fn the_window_bounds_frames_in_flight_and_acknowledgements_free_it(kind: F
     assert!(stats.round_trips.count() >= 1, "{stats:?}");
     assert!(stats.round_trips.sum_us() >= last, "{stats:?}");
 }
-both_frontends!(the_window_bounds_frames_in_flight_and_acknowledgements_free_it);
+every_frontend!(the_window_bounds_frames_in_flight_and_acknowledgements_free_it);
 
 /// A proc whose frames meet a full link window is held back like a proc
 /// meeting a full ring (its outbound ring is not drained meanwhile), not
@@ -418,7 +418,7 @@ async fn a_full_link_holds_a_proc_back(kind: FrontendKind) {
     assert!(stats.window_waits > 0, "the window never filled: {stats:?}");
     assert!(stats.in_flight_high_water <= window, "{stats:?}");
 }
-both_frontends!(a_full_link_holds_a_proc_back);
+every_frontend!(a_full_link_holds_a_proc_back);
 
 /// A link that carried a burst and then idles stays up: heartbeats keep
 /// coming both ways for many link timeouts (a status frame once took the
@@ -457,7 +457,7 @@ async fn an_idle_link_stays_up_on_heartbeats(kind: FrontendKind) {
     client.send_to("echo", b_addr.as_str(), 500, b"again").await;
     assert_eq!(client.recv().await.message_id, 500);
 }
-both_frontends!(an_idle_link_stays_up_on_heartbeats);
+every_frontend!(an_idle_link_stays_up_on_heartbeats);
 
 /// Two hosts peering with each other; host A's config is `a`, host B's
 /// `b` (each on top of [`peers_config`]); `echo` runs on B as "echo".
@@ -518,7 +518,7 @@ async fn an_acknowledgement_is_held_back_while_the_window_has_room(kind: Fronten
     assert_eq!((stats.sent, stats.acked), (20, 0), "{stats:?}");
     assert_eq!(stats.statuses_received, 0, "{stats:?}");
 }
-both_frontends!(an_acknowledgement_is_held_back_while_the_window_has_room);
+every_frontend!(an_acknowledgement_is_held_back_while_the_window_has_room);
 
 /// An eighth of the receiving host's window waiting is acknowledged at
 /// once, delay or not.
@@ -540,7 +540,7 @@ async fn an_eighth_of_the_window_is_acknowledged_at_once(kind: FrontendKind) {
     })
     .await;
 }
-both_frontends!(an_eighth_of_the_window_is_acknowledged_at_once);
+every_frontend!(an_eighth_of_the_window_is_acknowledged_at_once);
 
 /// A sender whose window is full asks for the far host's status (a ping),
 /// and the far host answers at once even though it would hold its
@@ -570,4 +570,4 @@ async fn a_full_window_asks_the_far_host_for_its_acknowledgement(kind: FrontendK
     assert!(stats.in_flight_high_water <= 4, "{stats:?}");
     assert!(stats.window_waits > 0, "{stats:?}");
 }
-both_frontends!(a_full_window_asks_the_far_host_for_its_acknowledgement);
+every_frontend!(a_full_window_asks_the_far_host_for_its_acknowledgement);

@@ -13,7 +13,7 @@ use hostmux_wire::{encode_hello, FrameDecoder, FramePrefix, Limits, MAX_HELLO_LE
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{both_frontends, echo_proc, serve, Client, TestHost, WAIT};
+use crate::support::{echo_proc, every_frontend, serve, Client, TestHost, WAIT};
 
 const TOKEN: &str = "budget-secret";
 /// The frame decoder's read chunk: what an idle connection holds.
@@ -152,7 +152,7 @@ async fn hostile_prefixes_stay_within_the_budget(kind: FrontendKind) {
     assert_eq!(stats.memory_used, 0, "every buffer released: {stats:?}");
     assert_eq!(stats.closed_over_budget, 0);
 }
-both_frontends!(hostile_prefixes_stay_within_the_budget);
+every_frontend!(hostile_prefixes_stay_within_the_budget);
 
 /// One byte every 100 ms of a 1 KiB frame: closed after the frame
 /// timeout, while another client is served as usual.
@@ -196,7 +196,7 @@ async fn slow_loris_partial_frame_is_closed_after_the_frame_timeout(kind: Fronte
     other.send("echo", 7, b"still here").await;
     assert_eq!(other.recv().await.payload, b"still here");
 }
-both_frontends!(slow_loris_partial_frame_is_closed_after_the_frame_timeout);
+every_frontend!(slow_loris_partial_frame_is_closed_after_the_frame_timeout);
 
 /// Two clients each send most of a 700 KiB frame into a 1 MiB budget: one
 /// waits, unread, until the other's frame is done and its buffer shrinks;
@@ -258,7 +258,7 @@ async fn a_connection_over_the_budget_waits_then_proceeds(kind: FrontendKind) {
     assert!(stats.memory_high_water <= BUDGET as u64, "{stats:?}");
     assert_eq!(stats.closed_over_budget, 0);
 }
-both_frontends!(a_connection_over_the_budget_waits_then_proceeds);
+every_frontend!(a_connection_over_the_budget_waits_then_proceeds);
 
 /// A frame larger than the whole budget can never be read: its
 /// connection is closed with a reason, and the budget is left intact.
@@ -290,7 +290,7 @@ async fn a_frame_larger_than_the_whole_budget_closes_its_connection(kind: Fronte
     assert_eq!(stats.closed_over_budget, 1, "{stats:?}");
     assert!(stats.memory_high_water <= 256 << 10, "{stats:?}");
 }
-both_frontends!(a_frame_larger_than_the_whole_budget_closes_its_connection);
+every_frontend!(a_frame_larger_than_the_whole_budget_closes_its_connection);
 
 /// Connections beyond `max_connections` are closed at accept and counted;
 /// a place freed is usable again.
@@ -323,4 +323,4 @@ async fn connections_beyond_the_cap_are_closed_at_accept(kind: FrontendKind) {
         hostmux_wire::UndeliverableReason::NoSuchProc
     );
 }
-both_frontends!(connections_beyond_the_cap_are_closed_at_accept);
+every_frontend!(connections_beyond_the_cap_are_closed_at_accept);

@@ -11,7 +11,7 @@ use hostmux_host::{ConnClass, FrontendKind, HostConfig};
 use hostmux_lifecycle::TerminalStatus;
 use hostmux_wire::{FrameKind, UndeliverableReason};
 
-use crate::support::{both_frontends, echo_proc, free_port, serve, Client, WAIT};
+use crate::support::{echo_proc, every_frontend, free_port, serve, Client, WAIT};
 
 /// Sends `request` on a fresh connection and reads the whole response
 /// (the endpoint closes after one).
@@ -198,4 +198,4 @@ async fn scrapes_count_what_went_through_echo(kind: FrontendKind) {
         1
     );
 }
-both_frontends!(scrapes_count_what_went_through_echo);
+every_frontend!(scrapes_count_what_went_through_echo);

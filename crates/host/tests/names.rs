@@ -4,7 +4,7 @@
 use hostmux_host::{ClientReader, ClientWriter, FrontendKind, HostConfig, HELLO_PORT};
 use hostmux_wire::{Flags, FrameHeader, FrameKind, Sender, Undeliverable, UndeliverableReason};
 
-use crate::support::{both_frontends, echo_proc, next_frame, serve, Client, Frame, TestHost};
+use crate::support::{echo_proc, every_frontend, next_frame, serve, Client, Frame, TestHost};
 
 /// A connected client's halves.
 async fn connect(host: &TestHost, name: &str) -> (ClientWriter, ClientReader) {
@@ -82,7 +82,7 @@ async fn a_client_named_like_a_proc_neither_stops_its_spawn_nor_receives_its_fra
         "the proc got the asker's and later's frames"
     );
 }
-both_frontends!(a_client_named_like_a_proc_neither_stops_its_spawn_nor_receives_its_frames);
+every_frontend!(a_client_named_like_a_proc_neither_stops_its_spawn_nor_receives_its_frames);
 
 /// A frame for a proc name that no proc holds is `NoSuchProc`, even while a
 /// client has that name; the notice is addressed to the sender as a client.
@@ -107,7 +107,7 @@ async fn a_proc_name_only_a_client_holds_is_no_such_proc(kind: FrontendKind) {
     let first = next(&mut ghost_r).await;
     assert_eq!((first.message_id, first.sender.as_str()), (6, "echo"));
 }
-both_frontends!(a_proc_name_only_a_client_holds_is_no_such_proc);
+every_frontend!(a_proc_name_only_a_client_holds_is_no_such_proc);
 
 /// A client cannot send a notice, a control response, a frame marked as
 /// relayed from another host's client, a hello-ack look-alike or a control
@@ -208,7 +208,7 @@ async fn a_client_cannot_forge_what_only_a_host_sends(kind: FrontendKind) {
     assert_eq!(mallory.returned.get(UndeliverableReason::Malformed), 4);
     assert_eq!(mallory.delivered, 1);
 }
-both_frontends!(a_client_cannot_forge_what_only_a_host_sends);
+every_frontend!(a_client_cannot_forge_what_only_a_host_sends);
 
 /// A client that holds the client token cannot pose as a configured peer's
 /// link: only the peer token (which clients do not hold) makes a connection
@@ -273,4 +273,4 @@ async fn a_client_with_the_token_cannot_pose_as_a_peer(kind: FrontendKind) {
     assert_eq!(mallory.dropped.get(UndeliverableReason::Malformed), 2);
     assert_eq!(mallory.returned.get(UndeliverableReason::Malformed), 1);
 }
-both_frontends!(a_client_with_the_token_cannot_pose_as_a_peer);
+every_frontend!(a_client_with_the_token_cannot_pose_as_a_peer);

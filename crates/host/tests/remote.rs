@@ -8,7 +8,7 @@ use hostmux_wire::Addr;
 use hostmux_wire::{FrameHeader, FrameKind, Sender, UndeliverableReason};
 
 use crate::support::{
-    both_frontends, echo_proc, free_port, reply, ring_proc, serve, serve_at, Client, Frame, WAIT,
+    echo_proc, every_frontend, free_port, reply, ring_proc, serve, serve_at, Client, Frame, WAIT,
 };
 
 /// A host config whose only peers are `peers`, with the peer token they
@@ -83,7 +83,7 @@ async fn procs_and_clients_reach_another_host(kind: FrontendKind) {
     let link = stats.conn(&b_addr).expect("a cached link to host B");
     assert_eq!(link.frames_out, 21, "{link:?}");
 }
-both_frontends!(procs_and_clients_reach_another_host);
+every_frontend!(procs_and_clients_reach_another_host);
 
 async fn unreachable_host_returns_frames(kind: FrontendKind) {
     // A peer nobody listens on (port 1).
@@ -113,7 +113,7 @@ async fn unreachable_host_returns_frames(kind: FrontendKind) {
         UndeliverableReason::NotAPeer
     );
 }
-both_frontends!(unreachable_host_returns_frames);
+every_frontend!(unreachable_host_returns_frames);
 
 // The loop this file once showed (a host bound to 0.0.0.0, addressed as
 // 127.0.0.1, linking to itself until the hop limit) cannot happen any
@@ -204,7 +204,7 @@ async fn a_frame_for_a_non_peer_never_opens_a_connection(kind: FrontendKind) {
         1
     );
 }
-both_frontends!(a_frame_for_a_non_peer_never_opens_a_connection);
+every_frontend!(a_frame_for_a_non_peer_never_opens_a_connection);
 
 /// The control case for the test above: the same listener, configured as
 /// a peer, does get the host's connection (so the check above can fail).
@@ -220,4 +220,4 @@ async fn a_frame_for_a_peer_opens_a_connection_to_it(kind: FrontendKind) {
         "the host did not dial its peer: {accepted:?}"
     );
 }
-both_frontends!(a_frame_for_a_peer_opens_a_connection_to_it);
+every_frontend!(a_frame_for_a_peer_opens_a_connection_to_it);

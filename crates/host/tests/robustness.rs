@@ -7,7 +7,7 @@ use hostmux_host::{FrontendKind, HostConfig, HostError, LocalProc};
 use hostmux_wire::{FrameKind, UndeliverableReason};
 
 use crate::support::{
-    assert_conn_adds_up, both_frontends, echo_proc, next_frame, serve, Client, WAIT,
+    assert_conn_adds_up, echo_proc, every_frontend, next_frame, serve, Client, WAIT,
 };
 
 /// A proc that attaches its rings, reports ready and never reads them.
@@ -80,7 +80,7 @@ async fn proc_exit_mid_stream_returns_every_frame(kind: FrontendKind) {
     }
     assert!(host.procs().is_empty());
 }
-both_frontends!(proc_exit_mid_stream_returns_every_frame);
+every_frontend!(proc_exit_mid_stream_returns_every_frame);
 
 async fn stuck_proc_overloads_without_stalling_others(kind: FrontendKind) {
     let config = HostConfig {
@@ -136,7 +136,7 @@ async fn stuck_proc_overloads_without_stalling_others(kind: FrontendKind) {
         overloaded += 1;
     }
 }
-both_frontends!(stuck_proc_overloads_without_stalling_others);
+every_frontend!(stuck_proc_overloads_without_stalling_others);
 
 async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
     const OUTBOX: usize = 64 * 1024;
@@ -199,7 +199,7 @@ async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
     other.send("echo", 99, b"still there?").await;
     assert_eq!(other.recv().await.message_id, 99);
 }
-both_frontends!(client_that_stops_reading_is_bounded);
+every_frontend!(client_that_stops_reading_is_bounded);
 
 /// Several clients that never read: together they cannot make the host
 /// queue more than `reply_memory` for clients (each alone would stay
@@ -288,7 +288,7 @@ async fn deaf_clients_together_stay_within_the_reply_budget(kind: FrontendKind) 
     assert_eq!(other.recv().await.message_id, 99);
     drop(floods);
 }
-both_frontends!(deaf_clients_together_stay_within_the_reply_budget);
+every_frontend!(deaf_clients_together_stay_within_the_reply_budget);
 
 fn deaf_encode(out: &mut Vec<u8>, id: u64, body: &[u8]) {
     let header = hostmux_wire::FrameHeader {
@@ -343,7 +343,7 @@ async fn malformed_frames_close_only_their_connection(kind: FrontendKind) {
         "bad connection closed"
     );
 }
-both_frontends!(malformed_frames_close_only_their_connection);
+every_frontend!(malformed_frames_close_only_their_connection);
 
 async fn proc_flooding_a_stuck_proc_gets_overloaded(kind: FrontendKind) {
     let config = HostConfig {
@@ -420,7 +420,7 @@ async fn proc_flooding_a_stuck_proc_gets_overloaded(kind: FrontendKind) {
     assert_eq!(stuck.frames_in + overloaded, 200, "{stuck:?}");
     assert!(overloaded > 0 && stuck.frames_in > 0);
 }
-both_frontends!(proc_flooding_a_stuck_proc_gets_overloaded);
+every_frontend!(proc_flooding_a_stuck_proc_gets_overloaded);
 
 /// A proc that corrupts its outbound ring: it commits a record, then
 /// overwrites the record's header in shared memory with reserved bits
@@ -501,4 +501,4 @@ async fn corrupted_ring_fails_only_that_proc(kind: FrontendKind) {
     assert_eq!(recv_skipping_go(&mut client).await.message_id, 3);
     assert!(go_returned <= 1, "\"go\" returned {go_returned} times");
 }
-both_frontends!(corrupted_ring_fails_only_that_proc);
+every_frontend!(corrupted_ring_fails_only_that_proc);

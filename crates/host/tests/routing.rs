@@ -8,7 +8,7 @@ use hostmux_wire::{
 };
 
 use crate::support::{
-    assert_conn_adds_up, both_frontends, echo_proc, next_frame, reply, ring_proc, serve, Client,
+    assert_conn_adds_up, echo_proc, every_frontend, next_frame, reply, ring_proc, serve, Client,
     Frame, WAIT,
 };
 
@@ -85,7 +85,7 @@ async fn two_clients_three_procs_in_order(kind: FrontendKind) {
         assert_eq!(p.outbound_delivered, PER_PROC * 2);
     }
 }
-both_frontends!(two_clients_three_procs_in_order);
+every_frontend!(two_clients_three_procs_in_order);
 
 async fn proc_to_proc_via_host(kind: FrontendKind) {
     let (host, _serving) = serve(kind, HostConfig::default()).await;
@@ -135,7 +135,7 @@ async fn proc_to_proc_via_host(kind: FrontendKind) {
     assert_eq!(stats.proc("echo").unwrap().frames_in, 100);
     assert_eq!(stats.proc("caller").unwrap().outbound_delivered, 101);
 }
-both_frontends!(proc_to_proc_via_host);
+every_frontend!(proc_to_proc_via_host);
 
 async fn unknown_proc_is_returned(kind: FrontendKind) {
     let (host, _serving) = serve(kind, HostConfig::default()).await;
@@ -152,7 +152,7 @@ async fn unknown_proc_is_returned(kind: FrontendKind) {
     assert_conn_adds_up(conn);
     assert_eq!(conn.returned.get(UndeliverableReason::NoSuchProc), 1);
 }
-both_frontends!(unknown_proc_is_returned);
+every_frontend!(unknown_proc_is_returned);
 
 fn stats_request() -> Vec<u8> {
     ControlRequest::Stats { name: None }
@@ -250,7 +250,7 @@ async fn control_requests_over_the_data_plane_need_the_token(kind: FrontendKind)
     };
     assert!(procs.iter().any(|p| p.name == "echo"), "{procs:?}");
 }
-both_frontends!(control_requests_over_the_data_plane_need_the_token);
+every_frontend!(control_requests_over_the_data_plane_need_the_token);
 
 fn aligned(bytes: &[u8]) -> hostmux_wire::rkyv::util::AlignedVec<16> {
     let mut v = hostmux_wire::rkyv::util::AlignedVec::<16>::new();
@@ -299,4 +299,4 @@ async fn unix_socket_frontend(kind: FrontendKind) {
         (5, &b"over unix"[..])
     );
 }
-both_frontends!(unix_socket_frontend);
+every_frontend!(unix_socket_frontend);

@@ -68,6 +68,16 @@ fn stress_idle_cpu_io_uring() {
     idle_cpu(FrontendKind::IoUring);
 }
 
+#[test]
+#[ignore = "measures CPU over a 10 s window; run explicitly"]
+fn stress_idle_cpu_io_uring_direct() {
+    if !hostmux_host::io_uring_available() {
+        missing(Facility::IoUring, "the kernel refused to set up a ring");
+        return;
+    }
+    idle_cpu(FrontendKind::IoUringDirect);
+}
+
 /// Round trips client → host → proc ring → host → client, pipelined, on
 /// one frontend; returns frames per second.
 async fn echo_throughput(kind: FrontendKind, frames: u64, payload: usize) -> f64 {
@@ -119,8 +129,12 @@ fn stress_echo_throughput() {
     const FRAMES: u64 = 200_000;
     for payload in [64usize, 1024, 16 * 1024] {
         let mut results = Vec::new();
-        for kind in [FrontendKind::Epoll, FrontendKind::IoUring] {
-            if kind == FrontendKind::IoUring && !hostmux_host::io_uring_available() {
+        for kind in [
+            FrontendKind::Epoll,
+            FrontendKind::IoUring,
+            FrontendKind::IoUringDirect,
+        ] {
+            if kind != FrontendKind::Epoll && !hostmux_host::io_uring_available() {
                 missing(Facility::IoUring, "the kernel refused to set up a ring");
                 continue;
             }

@@ -23,9 +23,10 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// Runs `scenario` once per frontend this machine has, each on its own
-/// multi-threaded runtime (in-process procs block in ring waits).
-macro_rules! both_frontends {
+/// Runs `scenario` once per frontend (epoll, io_uring on tokio-uring, and
+/// io_uring on the io-uring crate), each on its own multi-threaded runtime
+/// (in-process procs block in ring waits).
+macro_rules! every_frontend {
     ($name:ident) => {
         mod $name {
             #[test]
@@ -44,10 +45,22 @@ macro_rules! both_frontends {
                 }
                 crate::support::run(hostmux_host::FrontendKind::IoUring, super::$name);
             }
+            #[test]
+            fn io_uring_direct() {
+                if !hostmux_host::io_uring_available() {
+                    // Fails unless HOSTMUX_TEST_SKIP names io_uring.
+                    hostmux_testkit::facility::missing(
+                        hostmux_testkit::facility::Facility::IoUring,
+                        "the kernel refused to set up a ring",
+                    );
+                    return;
+                }
+                crate::support::run(hostmux_host::FrontendKind::IoUringDirect, super::$name);
+            }
         }
     };
 }
-pub(crate) use both_frontends;
+pub(crate) use every_frontend;
 
 /// The tests' runtime (two workers, as on the target machine), with
 /// tracing to the test output (`RUST_LOG` filters it).

@@ -13,7 +13,7 @@ use hostmux_host::{
 use hostmux_lifecycle::LocalProcManager;
 use hostmux_wire::{Addr, FrameKind, UndeliverableReason};
 
-use crate::support::{assert_conn_adds_up, both_frontends, reply, Client, Frame, TestHost, WAIT};
+use crate::support::{assert_conn_adds_up, every_frontend, reply, Client, Frame, TestHost, WAIT};
 
 /// Serves on loopback with `config` as it is (the suite's `serve` pins
 /// one I/O thread).
@@ -169,7 +169,7 @@ async fn clients_spread_across_threads_and_a_name_is_unique_across_them(kind: Fr
     let stats = host.stats().await.unwrap();
     assert_eq!(stats.conn_limits.names_taken, 2);
 }
-both_frontends!(clients_spread_across_threads_and_a_name_is_unique_across_them);
+every_frontend!(clients_spread_across_threads_and_a_name_is_unique_across_them);
 
 async fn a_control_request_on_the_second_thread_is_answered_there(kind: FrontendKind) {
     let (host, _serving) = serve(kind, two_threads()).await;
@@ -186,7 +186,7 @@ async fn a_control_request_on_the_second_thread_is_answered_there(kind: Frontend
     let listed = control.list().await.unwrap();
     assert!(listed.is_empty(), "{listed:?}");
 }
-both_frontends!(a_control_request_on_the_second_thread_is_answered_there);
+every_frontend!(a_control_request_on_the_second_thread_is_answered_there);
 
 async fn a_proc_has_a_lane_on_every_thread_and_leaves_every_thread(kind: FrontendKind) {
     let (host, _serving) = serve(kind, two_threads()).await;
@@ -225,7 +225,7 @@ async fn a_proc_has_a_lane_on_every_thread_and_leaves_every_thread(kind: Fronten
     let reply = client.recv().await;
     assert_eq!(reply.message_id, 8);
 }
-both_frontends!(a_proc_has_a_lane_on_every_thread_and_leaves_every_thread);
+every_frontend!(a_proc_has_a_lane_on_every_thread_and_leaves_every_thread);
 
 #[test]
 fn zero_io_threads_is_refused_by_name() {
@@ -296,7 +296,7 @@ async fn two_clients_on_two_threads_pipeline_to_one_proc_in_order(kind: Frontend
     let clients = &stats.conn_classes[hostmux_host::ConnClass::Client as usize];
     assert_eq!((clients.open, clients.totals.accepted), (2, 2 * FRAMES));
 }
-both_frontends!(two_clients_on_two_threads_pipeline_to_one_proc_in_order);
+every_frontend!(two_clients_on_two_threads_pipeline_to_one_proc_in_order);
 
 /// On `to:NAME`, sends `from relay` to client NAME on the lane the request
 /// came in on, then answers the request `sent`; a notice that comes back
@@ -382,7 +382,7 @@ async fn a_proc_reaches_the_other_threads_client_and_hears_of_one_gone(kind: Fro
         relay.frames_out
     );
 }
-both_frontends!(a_proc_reaches_the_other_threads_client_and_hears_of_one_gone);
+every_frontend!(a_proc_reaches_the_other_threads_client_and_hears_of_one_gone);
 
 async fn frames_queued_on_both_lanes_come_back_once_when_the_proc_exits(kind: FrontendKind) {
     const EACH: u64 = 5;
@@ -436,7 +436,7 @@ async fn frames_queued_on_both_lanes_come_back_once_when_the_proc_exits(kind: Fr
         (99, UndeliverableReason::NoSuchProc)
     );
 }
-both_frontends!(frames_queued_on_both_lanes_come_back_once_when_the_proc_exits);
+every_frontend!(frames_queued_on_both_lanes_come_back_once_when_the_proc_exits);
 
 async fn clients_on_both_threads_reach_a_proc_of_another_two_thread_host(kind: FrontendKind) {
     const EACH: u64 = 20;
@@ -501,7 +501,7 @@ async fn clients_on_both_threads_reach_a_proc_of_another_two_thread_host(kind: F
         "{links:?}"
     );
 }
-both_frontends!(clients_on_both_threads_reach_a_proc_of_another_two_thread_host);
+every_frontend!(clients_on_both_threads_reach_a_proc_of_another_two_thread_host);
 
 async fn a_unix_socket_frontend_spreads_its_clients_too(kind: FrontendKind) {
     let dir = tempfile::tempdir().unwrap();
@@ -543,4 +543,4 @@ async fn a_unix_socket_frontend_spreads_its_clients_too(kind: FrontendKind) {
         );
     }
 }
-both_frontends!(a_unix_socket_frontend_spreads_its_clients_too);
+every_frontend!(a_unix_socket_frontend_spreads_its_clients_too);

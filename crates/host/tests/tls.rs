@@ -11,7 +11,7 @@ use hostmux_host::{
 use hostmux_wire::{Addr, FrameKind, UndeliverableReason};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
-use crate::support::{both_frontends, echo_proc, free_port, serve_at, Client, TestHost, WAIT};
+use crate::support::{echo_proc, every_frontend, free_port, serve_at, Client, TestHost, WAIT};
 
 /// A certificate authority and the folder its files are written to.
 struct Pki {
@@ -188,7 +188,7 @@ async fn mutual_tls_link_carries_a_round_trip(kind: FrontendKind) {
     assert!(plain.is_none(), "a plain client was served");
     drop(b);
 }
-both_frontends!(mutual_tls_link_carries_a_round_trip);
+every_frontend!(mutual_tls_link_carries_a_round_trip);
 
 /// Sends three frames from a plain client of A to echo at `b_addr` and
 /// checks each comes back `PeerRefused`.
@@ -233,7 +233,7 @@ async fn a_peer_certified_by_another_ca_is_refused(kind: FrontendKind) {
         frames_come_back_peer_refused(&a, &b_addr).await;
     }
 }
-both_frontends!(a_peer_certified_by_another_ca_is_refused);
+every_frontend!(a_peer_certified_by_another_ca_is_refused);
 
 /// The far host takes plain clients, but a connection presenting the peer
 /// token must come with a certificate naming a peer: a plain link, and a
@@ -255,7 +255,7 @@ async fn a_link_without_a_peer_certificate_is_refused(kind: FrontendKind) {
         frames_come_back_peer_refused(&a, &b_addr).await;
     }
 }
-both_frontends!(a_link_without_a_peer_certificate_is_refused);
+every_frontend!(a_link_without_a_peer_certificate_is_refused);
 
 /// A TLS client without a certificate, trusting `pki`'s CA.
 fn anonymous_client(pki: &Pki) -> Arc<rustls::ClientConfig> {
@@ -305,7 +305,7 @@ async fn tls_and_plain_clients_share_the_tcp_frontend(kind: FrontendKind) {
         assert!(refused.is_err(), "{refused:?}");
     }
 }
-both_frontends!(tls_and_plain_clients_share_the_tcp_frontend);
+every_frontend!(tls_and_plain_clients_share_the_tcp_frontend);
 
 /// Every way a TLS file can be wrong is reported with the file's path and
 /// what is wrong with it.
@@ -462,4 +462,4 @@ async fn tls_clients_are_served_on_both_io_threads(kind: FrontendKind) {
     threads.sort();
     assert_eq!(threads, [0, 1], "one TLS client on each thread");
 }
-both_frontends!(tls_clients_are_served_on_both_io_threads);
+every_frontend!(tls_clients_are_served_on_both_io_threads);

@@ -10,7 +10,7 @@ use hostmux_host::{FrontendKind, HostConfig, ProcStats};
 use hostmux_wire::{FrameKind, UndeliverableReason};
 
 use crate::support::{
-    assert_conn_adds_up, both_frontends, reply, ring_proc, serve, Client, TestHost, WAIT,
+    assert_conn_adds_up, every_frontend, reply, ring_proc, serve, Client, TestHost, WAIT,
 };
 
 /// Rings that take a 1 MiB frame whole.
@@ -143,7 +143,7 @@ async fn large_frames_go_straight_into_the_ring(kind: FrontendKind) {
         (expected.0, expected.1, 0)
     );
 }
-both_frontends!(large_frames_go_straight_into_the_ring);
+every_frontend!(large_frames_go_straight_into_the_ring);
 
 /// A frame of exactly the threshold goes straight into the ring; one 16
 /// bytes shorter (the next smaller frame length) takes the copied path.
@@ -173,7 +173,7 @@ async fn the_threshold_is_inclusive(kind: FrontendKind) {
         "{sink:?}"
     );
 }
-both_frontends!(the_threshold_is_inclusive);
+every_frontend!(the_threshold_is_inclusive);
 
 /// A threshold of 0 turns it off.
 async fn a_zero_threshold_copies_every_frame(kind: FrontendKind) {
@@ -190,7 +190,7 @@ async fn a_zero_threshold_copies_every_frame(kind: FrontendKind) {
     let sink = proc_stats(&host, "sink").await;
     assert_eq!((sink.frames_in, sink.zero_copy_holds), (1, 0), "{sink:?}");
 }
-both_frontends!(a_zero_threshold_copies_every_frame);
+every_frontend!(a_zero_threshold_copies_every_frame);
 
 /// A client sends half a 1 MiB frame and stalls. Another client's frames to
 /// the same proc wait for the held ring only until the hold ends (well
@@ -247,7 +247,7 @@ async fn a_stalled_sender_holds_the_ring_only_for_the_hold(kind: FrontendKind) {
     let sink = stats.proc("sink").unwrap();
     assert_eq!((sink.frames_in, sink.zero_copy_frames), (13, 0), "{sink:?}");
 }
-both_frontends!(a_stalled_sender_holds_the_ring_only_for_the_hold);
+every_frontend!(a_stalled_sender_holds_the_ring_only_for_the_hold);
 
 /// A client that ends its stream mid-payload is told `Malformed` and
 /// closed, as on the copied path; nothing of its frame reaches the proc,
@@ -291,7 +291,7 @@ async fn a_close_mid_payload_abandons_the_held_frame(kind: FrontendKind) {
     let sink = proc_stats(&host, "sink").await;
     assert_eq!((sink.frames_in, sink.zero_copy_frames), (1, 1), "{sink:?}");
 }
-both_frontends!(a_close_mid_payload_abandons_the_held_frame);
+every_frontend!(a_close_mid_payload_abandons_the_held_frame);
 
 /// The proc is removed while its ring holds a frame being read: the frame,
 /// once whole, is answered as the copied path answers a frame for a proc
@@ -343,7 +343,7 @@ async fn a_proc_removed_mid_payload_gets_its_frame_answered(kind: FrontendKind) 
     // Its counters were final before the frame was moved back.
     assert_eq!((gone.frames_in, gone.zero_copy_holds), (0, 1), "{gone:?}");
 }
-both_frontends!(a_proc_removed_mid_payload_gets_its_frame_answered);
+every_frontend!(a_proc_removed_mid_payload_gets_its_frame_answered);
 
 /// A large frame from another host, over the link, goes straight into the
 /// proc's ring too (the far host's reads are the same reads), and its
@@ -390,4 +390,4 @@ async fn a_links_large_frames_go_straight_into_the_ring(kind: FrontendKind) {
         "{conn:?}"
     );
 }
-both_frontends!(a_links_large_frames_go_straight_into_the_ring);
+every_frontend!(a_links_large_frames_go_straight_into_the_ring);

@@ -26,6 +26,7 @@ use crate::process::SpawnByRequest;
 use crate::spec::{ChildRings, ProcSpec};
 use crate::stats::HostStats;
 use crate::uring::{self, Uring};
+use crate::uring_direct::{self, UringDirect};
 use crate::HostError;
 
 mod control;
@@ -230,7 +231,8 @@ pub struct ServeHandle {
 }
 
 impl ServeHandle {
-    /// The frontend that runs: [`FrontendKind::IoUring`] or [`FrontendKind::Epoll`].
+    /// The frontend that runs: [`FrontendKind::IoUring`], [`FrontendKind::Epoll`]
+    /// or [`FrontendKind::IoUringDirect`] (never `Auto`).
     pub fn frontend(&self) -> FrontendKind {
         self.frontend
     }
@@ -299,6 +301,20 @@ fn start_io_thread(
                         }
                     };
                     runtime.block_on(serve_on::<Uring>(listener, parts, kind, ready_tx));
+                }
+                FrontendKind::IoUringDirect => {
+                    // Room in the fixed-file table for every connection
+                    // the host admits, plus its links and control
+                    // connections (more go by descriptor).
+                    let slots = parts.cfg.max_connections.saturating_add(64).min(1 << 16) as u32;
+                    let runtime = match uring_direct::Runtime::new(slots) {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(HostError::Runtime(e)));
+                            return;
+                        }
+                    };
+                    runtime.block_on(serve_on::<UringDirect>(listener, parts, kind, ready_tx));
                 }
                 _ => {
                     let runtime = match tokio::runtime::Builder::new_current_thread()

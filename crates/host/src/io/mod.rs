@@ -365,6 +365,7 @@ async fn backend_loop<F: Frontend>(
         if more {
             woken = false;
             tokio::task::yield_now().await;
+            F::turn();
             continue;
         }
         // Spin-then-sleep: after a wake-up, keep looking at the rings for
@@ -390,6 +391,9 @@ async fn backend_loop<F: Frontend>(
             let mut ready = false;
             loop {
                 tokio::task::yield_now().await;
+                // What the tasks just queued (a reply) goes to the kernel
+                // now; what completed wakes its task for the next look.
+                F::turn();
                 if !parts.commands.is_empty() || dataplane.borrow_mut().outbound_ready() {
                     ready = true;
                     break;

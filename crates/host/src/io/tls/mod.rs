@@ -151,6 +151,10 @@ impl<F: Frontend> Frontend for Tls<F> {
     fn queued_writes() -> u64 {
         F::queued_writes()
     }
+
+    fn turn() {
+        F::turn();
+    }
 }
 
 /// Whether a connection whose hello presented the peer token may be a link:
