@@ -143,6 +143,93 @@ pub(crate) trait Frontend: 'static {
     fn turn() {}
 }
 
+/// One non-blocking `recv` into `buf` (`MSG_DONTWAIT`): the byte count,
+/// 0 at end of stream, `WouldBlock` if nothing is there.
+pub(crate) fn recv_now(fd: impl std::os::fd::AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    rustix::net::recv(fd, buf, rustix::net::RecvFlags::DONTWAIT)
+        .map(|(n, _)| n)
+        .map_err(io::Error::from)
+}
+
+/// [`ConnReader::read_direct`] for a runtime whose own reads cannot be
+/// cancelled: `socket` is a duplicate of the connection's socket,
+/// registered (on first use, into `registered`) with tokio's reactor for
+/// readability; reads at once if bytes are there, else waits for
+/// readability and reads without blocking, so no operation outlives the
+/// future.
+pub(crate) async fn read_when_readable(
+    registered: &mut Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    socket: impl FnOnce() -> io::Result<std::os::fd::OwnedFd>,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    if registered.is_none() {
+        *registered = Some(hostmux_boot::reactor::register_readable(socket()?)?);
+    }
+    let io = registered.as_ref().expect("registered above");
+    match recv_now(io.get_ref(), buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        read => return read,
+    }
+    loop {
+        let mut ready = io.readable().await?;
+        if let Ok(read) = ready.try_io(|fd| recv_now(fd.get_ref(), buf)) {
+            return read;
+        }
+    }
+}
+
+/// The read on the spot of a socket with a backlog (a ring frontend's
+/// previous read filled all its room): `recv` (a non-blocking read) into
+/// the decoder's spare room. `backlog` says afterwards whether that read
+/// filled its room too; `None` (and no backlog) if nothing was there, so
+/// the read must go through the ring.
+pub(crate) async fn read_backlog(
+    decoder: &mut FrameDecoder,
+    backlog: &mut bool,
+    recv: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> Option<io::Result<usize>> {
+    let spare = decoder.spare_capacity_mut();
+    let room = spare.len();
+    match recv(spare) {
+        Ok(n) => {
+            decoder.commit(n);
+            *backlog = n == room;
+            // A read that never waits must still let the thread's other
+            // tasks run (tokio's own reads do the same).
+            tokio::task::coop::consume_budget().await;
+            Some(Ok(n))
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            *backlog = false;
+            None
+        }
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// One step of a write-all loop: adds what a write wrote to `written`, or
+/// says why the loop ends (an error; a write that took nothing is
+/// `WriteZero`). An interrupted write is retried.
+pub(crate) fn write_step(result: io::Result<usize>, written: &mut usize) -> Option<io::Error> {
+    match result {
+        Ok(0) => Some(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the peer took no more bytes",
+        )),
+        Ok(n) => {
+            *written += n;
+            None
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+        Err(e) => Some(e),
+    }
+}
+
 /// Why a link to another host could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DialFailure {

@@ -93,9 +93,7 @@ pub(crate) fn recv_now(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usiz
     // its fd is open and names that socket while the `BorrowedFd` lives
     // (it does not outlive this function).
     let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
-    rustix::net::recv(fd, buf, rustix::net::RecvFlags::DONTWAIT)
-        .map(|(n, _)| n)
-        .map_err(io::Error::from)
+    crate::frontend::recv_now(fd, buf)
 }
 
 /// A frame decoder lent to a read: the read fills the decoder's spare room.

@@ -50,7 +50,6 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
-use rustix::net::RecvFlags;
 use tokio::io::unix::AsyncFd;
 
 use hostmux_wire::FrameDecoder;
@@ -171,40 +170,13 @@ impl Reader {
         if !self.backlog || !nothing_unsubmitted() {
             return None;
         }
-        let spare = decoder.spare_capacity_mut();
-        let room = spare.len();
-        let read = match &self.stream {
+        let stream = &self.stream;
+        crate::frontend::read_backlog(decoder, &mut self.backlog, |spare| match stream {
             Stream::Tcp(s) => crate::sys::recv_now(&**s, spare),
             Stream::Unix(s) => crate::sys::recv_now(&**s, spare),
-        };
-        match read {
-            Ok(n) => {
-                decoder.commit(n);
-                self.backlog = n == room;
-                // A read that never waits must still let the thread's
-                // other tasks run (tokio's own reads do the same).
-                tokio::task::coop::consume_budget().await;
-                Some(Ok(n))
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                self.backlog = false;
-                None
-            }
-            Err(e) => Some(Err(e)),
-        }
+        })
+        .await
     }
-}
-
-/// One non-blocking `recv` into `buf`.
-fn recv_now(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    rustix::net::recv(fd, buf, RecvFlags::DONTWAIT)
-        .map(|(n, _)| n)
-        .map_err(io::Error::from)
 }
 
 impl ConnReader for Reader {
@@ -213,24 +185,12 @@ impl ConnReader for Reader {
     }
 
     async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.direct.is_none() {
-            let socket = match &self.stream {
-                Stream::Tcp(s) => crate::sys::duplicate_socket(&**s)?,
-                Stream::Unix(s) => crate::sys::duplicate_socket(&**s)?,
-            };
-            self.direct = Some(hostmux_boot::reactor::register_readable(socket)?);
-        }
-        let io = self.direct.as_ref().expect("registered above");
-        match recv_now(io.get_ref(), buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            read => return read,
-        }
-        loop {
-            let mut ready = io.readable().await?;
-            if let Ok(read) = ready.try_io(|fd| recv_now(fd.get_ref(), buf)) {
-                return read;
-            }
-        }
+        let stream = &self.stream;
+        let socket = || match stream {
+            Stream::Tcp(s) => crate::sys::duplicate_socket(&**s),
+            Stream::Unix(s) => crate::sys::duplicate_socket(&**s),
+        };
+        crate::frontend::read_when_readable(&mut self.direct, socket, buf).await
     }
 
     async fn read_into(&mut self, mut decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
@@ -286,13 +246,8 @@ impl ConnWriter for Stream {
             };
             note_submitted(at);
             buf = slice.into_inner();
-            match result {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the peer took no more bytes");
-                    return (Err(e), buf);
-                }
-                Ok(n) => written += n,
-                Err(e) => return (Err(e), buf),
+            if let Some(e) = crate::frontend::write_step(result, &mut written) {
+                return (Err(e), buf);
             }
         }
         (Ok(()), buf)
@@ -372,20 +327,11 @@ impl Frontend for Uring {
 mod tests {
     use std::io::Write as _;
 
-    use hostmux_wire::{encode_frame_to_vec, FrameHeader, Limits};
+    use hostmux_wire::Limits;
 
     use super::*;
 
-    /// `count` frames of `payload` bytes, message ids 0.., back to back.
-    fn frames(count: u64, payload: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for id in 0..count {
-            let header = FrameHeader::data("sink", id);
-            encode_frame_to_vec(&mut out, &header, &vec![7; payload], &Limits::default())
-                .expect("a valid frame");
-        }
-        out
-    }
+    use crate::tests::sink_frames as frames;
 
     fn queued_ops() -> u64 {
         QUEUED_OPS.with(Cell::get)

@@ -47,7 +47,6 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use hostmux_wire::FrameDecoder;
-use tokio::net::{TcpListener, UnixListener};
 
 use crate::frontend::{ConnReader, ConnWriter, Frontend, StdListener};
 
@@ -133,10 +132,9 @@ impl Runtime {
     }
 }
 
-pub(crate) enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
+/// Accepts go through tokio's reactor, as the epoll frontend's do (not
+/// the hot path); the accepted socket is then adopted into the ring.
+use crate::epoll::Listener;
 
 /// A connection's read side.
 pub(crate) struct Reader {
@@ -166,13 +164,6 @@ fn halves(fd: OwnedFd) -> io::Result<(Reader, Writer)> {
     ))
 }
 
-/// One non-blocking `recv` into `buf`.
-fn recv_now(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    rustix::net::recv(fd, buf, rustix::net::RecvFlags::DONTWAIT)
-        .map(|(n, _)| n)
-        .map_err(io::Error::from)
-}
-
 impl Reader {
     /// One `recv(MSG_DONTWAIT)` into the decoder's spare room while the
     /// socket has a backlog; `None` if the read must go through the ring.
@@ -183,29 +174,15 @@ impl Reader {
         // A reader that never waits keeps the runtime from parking: what
         // other tasks queued goes to the kernel now.
         self.socket.driver().submit_if_queued();
-        let spare = decoder.spare_capacity_mut();
-        let room = spare.len();
-        match recv_now(self.socket.fd(), spare) {
-            Ok(n) => {
-                decoder.commit(n);
-                self.backlog = n == room;
-                self.socket.driver().count_on_the_spot();
-                // A read that never waits must still let the thread's
-                // other tasks run (tokio's own reads do the same).
-                tokio::task::coop::consume_budget().await;
-                Some(Ok(n))
+        let socket = &self.socket;
+        crate::frontend::read_backlog(decoder, &mut self.backlog, |spare| {
+            let read = crate::frontend::recv_now(socket.fd(), spare);
+            if read.is_ok() {
+                socket.driver().count_on_the_spot();
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                self.backlog = false;
-                None
-            }
-            Err(e) => Some(Err(e)),
-        }
+            read
+        })
+        .await
     }
 }
 
@@ -245,21 +222,8 @@ impl ConnReader for Reader {
     }
 
     async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.direct.is_none() {
-            let socket = self.socket.fd().try_clone()?;
-            self.direct = Some(hostmux_boot::reactor::register_readable(socket)?);
-        }
-        let io = self.direct.as_ref().expect("registered above");
-        match recv_now(io.get_ref(), buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            read => return read,
-        }
-        loop {
-            let mut ready = io.readable().await?;
-            if let Ok(read) = ready.try_io(|fd| recv_now(fd.get_ref(), buf)) {
-                return read;
-            }
-        }
+        let socket = || self.socket.fd().try_clone();
+        crate::frontend::read_when_readable(&mut self.direct, socket, buf).await
     }
 }
 
@@ -272,14 +236,8 @@ impl ConnWriter for Writer {
                 unreachable!("a send returns its bytes");
             };
             buf = back;
-            match result {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the peer took no more bytes");
-                    return (Err(e), buf);
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
+            if let Some(e) = crate::frontend::write_step(result, &mut written) {
+                return (Err(e), buf);
             }
         }
         (Ok(()), buf)
@@ -293,10 +251,7 @@ impl Frontend for UringDirect {
     const NAME: &'static str = "io_uring (io-uring crate)";
 
     fn listener(listener: StdListener) -> io::Result<Listener> {
-        Ok(match listener {
-            StdListener::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
-            StdListener::Unix(l) => Listener::Unix(UnixListener::from_std(l)?),
-        })
+        crate::epoll::Epoll::listener(listener)
     }
 
     fn adopt_unix(stream: std::os::unix::net::UnixStream) -> io::Result<(Reader, Writer)> {

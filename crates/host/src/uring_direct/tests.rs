@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use hostmux_wire::{encode_frame_to_vec, FrameHeader, Limits};
+use hostmux_wire::Limits;
 
 use super::*;
 
@@ -33,15 +33,17 @@ fn on_a_ring<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) {
     });
 }
 
-/// `count` frames of `payload` bytes, message ids 0.., back to back.
-fn frames(count: u64, payload: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for id in 0..count {
-        let header = FrameHeader::data("sink", id);
-        encode_frame_to_vec(&mut out, &header, &vec![7; payload], &Limits::default())
-            .expect("a valid frame");
-    }
-    out
+use crate::tests::sink_frames as frames;
+
+/// `count` socket pairs, the host end of each adopted into this thread's
+/// ring.
+fn adopted_pairs(count: usize) -> Vec<(UnixStream, driver::Socket)> {
+    (0..count)
+        .map(|_| {
+            let (peer, host) = UnixStream::pair().expect("a pair");
+            (peer, driver::Socket::adopt(host.into()).expect("adopted"))
+        })
+        .collect()
 }
 
 /// Waits (bounded) until `done` holds, looking after each timer tick (a
@@ -144,12 +146,7 @@ fn fixed_file_slots_are_reused_after_a_connection_closes() {
 fn queued_operations_go_to_the_kernel_in_one_enter() {
     on_a_ring(|| async {
         let driver = Driver::current().expect("a driver");
-        let pairs: Vec<_> = (0..3)
-            .map(|_| {
-                let (peer, host) = UnixStream::pair().expect("a pair");
-                (peer, driver::Socket::adopt(host.into()).expect("adopted"))
-            })
-            .collect();
+        let pairs = adopted_pairs(3);
         let before = driver.counts();
         let ops: Vec<_> = pairs
             .iter()
@@ -266,12 +263,7 @@ fn a_batch_larger_than_the_submission_queue_goes_in_parts() {
         let driver = Driver::current().expect("a driver");
         // More reads than the SQ has entries (256), none submitted by a
         // park meanwhile: pushing the 257th submits the full queue first.
-        let pairs: Vec<_> = (0..300)
-            .map(|_| {
-                let (peer, host) = UnixStream::pair().expect("a pair");
-                (peer, driver::Socket::adopt(host.into()).expect("adopted"))
-            })
-            .collect();
+        let pairs = adopted_pairs(300);
         let before = driver.counts();
         let ops: Vec<_> = pairs
             .iter()
