@@ -486,14 +486,7 @@ impl Outbox {
         } = self;
         match headers.head(dest, port, name, payload.len())? {
             Some(head) => {
-                // A one-lane proc skips the lane choice.
-                let lane = if out_lanes.is_single() {
-                    0
-                } else if answers.is_some() {
-                    *handled_lane
-                } else {
-                    head.lane
-                };
+                let lane = data_lane(out_lanes.is_single(), answers, *handled_lane, || head.lane);
                 let OutLane {
                     writer,
                     read_position,
@@ -502,11 +495,10 @@ impl Outbox {
                 writer.write_templated(head.bytes, head.id_at, message_id, payload, answer)?
             }
             None => {
-                let lane = if answers.is_some() {
-                    *handled_lane
-                } else {
-                    pair_lane(name.as_str(), dest.name, out_lanes.len())
-                };
+                let lanes = out_lanes.len();
+                let lane = data_lane(lanes == 1, answers, *handled_lane, || {
+                    pair_lane(name.as_str(), dest.name, lanes)
+                });
                 let OutLane {
                     writer,
                     read_position,
@@ -544,14 +536,7 @@ impl Outbox {
         let limits = out_lanes.first().writer.limits;
         match headers.head(dest, port, name, len)? {
             Some(head) => {
-                // A one-lane proc skips the lane choice.
-                let lane = if out_lanes.is_single() {
-                    0
-                } else if answers.is_some() {
-                    *handled_lane
-                } else {
-                    head.lane
-                };
+                let lane = data_lane(out_lanes.is_single(), answers, *handled_lane, || head.lane);
                 let OutLane {
                     writer,
                     read_position,
@@ -571,11 +556,10 @@ impl Outbox {
                 })
             }
             None => {
-                let lane = if answers.is_some() {
-                    *handled_lane
-                } else {
-                    pair_lane(name.as_str(), dest.name, out_lanes.len())
-                };
+                let lanes = out_lanes.len();
+                let lane = data_lane(lanes == 1, answers, *handled_lane, || {
+                    pair_lane(name.as_str(), dest.name, lanes)
+                });
                 let OutLane {
                     writer,
                     read_position,
@@ -781,5 +765,24 @@ pub(crate) fn data_header<'a>(
             addr: "",
             name: name.as_str(),
         },
+    }
+}
+
+/// The lane a data frame takes: the only one on a one-lane proc (no lane
+/// choice at all); the lane of the message being handled for a reply
+/// (`answers`); else its pair's lane (`pair`, computed only then).
+#[inline(always)]
+fn data_lane(
+    single: bool,
+    answers: Option<u64>,
+    handled_lane: usize,
+    pair: impl FnOnce() -> usize,
+) -> usize {
+    if single {
+        0
+    } else if answers.is_some() {
+        handled_lane
+    } else {
+        pair()
     }
 }
