@@ -68,7 +68,8 @@ impl Dataplane {
             ..
         } = self;
         let conn = slot_of_conn(conns, key)?;
-        if conn.closing || (conn.flow.is_some() && hostmux_wire::is_link_status(head)) {
+        // (A link's status frames are control responses: not data, above.)
+        if conn.closing {
             return None;
         }
         // A link's frame (a request from the far host's client or proc, or
