@@ -17,6 +17,9 @@ This runs with N = 100,000 and N = 200,000, and the difference divided by
 100,000 is the per-frame cost in steady state (host A's ledger of frames
 awaiting answers holds its 65,536 entries from the 66th thousand frame on).
 
+With HOSTMUX_CG_KEEP=DIR, each run's callgrind output is kept in DIR as
+BINARY.N.out (for callgrind_annotate).
+
 Needs valgrind, python3, and release builds of hostmux and hostmux-bench
 (`cargo build --release -p hostmux -p hostmux-bench`).
 """
@@ -109,6 +112,10 @@ def run(measured, plain, frames):
         for line in f:
             if line.startswith("totals:"):
                 totals = [int(x) for x in line.split()[1:]]
+    keep = os.environ.get("HOSTMUX_CG_KEEP")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        shutil.copy(out, os.path.join(keep, f"{os.path.basename(measured)}.{frames}.out"))
     shutil.rmtree(folder)
     if totals is None:
         sys.exit(f"no totals in callgrind's output for {measured}")

@@ -176,9 +176,10 @@ enum Command {
 /// The frontend kinds a host can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Frontend {
-    /// io_uring if available, else epoll.
+    /// io-uring-direct if the kernel builds its ring, else io-uring, else
+    /// epoll (the log says which runs).
     Auto,
-    /// io_uring (fails if the kernel refuses it).
+    /// io_uring through tokio-uring (fails if the kernel refuses it).
     IoUring,
     /// epoll.
     Epoll,

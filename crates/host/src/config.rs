@@ -11,7 +11,8 @@ use crate::TlsConfig;
 /// Which frontend the host's I/O thread runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FrontendKind {
-    /// io_uring if the kernel lets us build a ring, else epoll. Logged at start.
+    /// io_uring driven by the host through the `io-uring` crate
+    /// ([`FrontendKind::IoUringDirect`]) if the kernel builds its ring, else io_uring through tokio-uring, else epoll. Logged at start.
     #[default]
     Auto,
     /// io_uring through tokio-uring; serving fails if io_uring is unavailable.

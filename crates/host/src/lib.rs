@@ -85,8 +85,8 @@
 //! buffer), epoll through tokio, and io_uring driven by the host itself
 //! through the `io-uring` crate ([`FrontendKind::IoUringDirect`]: a ring
 //! per I/O thread, batched submission, fixed files). [`FrontendKind::Auto`]
-//! tries to build an io_uring (tokio-uring) and falls back to epoll, and
-//! logs which one runs. Control
+//! runs the last of these where the kernel builds its ring, else
+//! tokio-uring's, else epoll, and logs which one runs. Control
 //! operations run on the caller's tokio runtime and reach each I/O thread
 //! through its command queue plus a ring of its doorbell.
 //!

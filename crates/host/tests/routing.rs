@@ -300,3 +300,43 @@ async fn unix_socket_frontend(kind: FrontendKind) {
     );
 }
 every_frontend!(unix_socket_frontend);
+
+/// `Auto`, the default, runs io_uring on the io-uring crate where the
+/// kernel has io_uring, and frames flow through it.
+#[test]
+fn the_default_frontend_is_io_uring_direct_where_io_uring_is_available() {
+    if !hostmux_host::io_uring_available() {
+        // Fails unless HOSTMUX_TEST_SKIP names io_uring.
+        hostmux_testkit::facility::missing(
+            hostmux_testkit::facility::Facility::IoUring,
+            "the kernel refused to set up a ring",
+        );
+        return;
+    }
+    crate::support::runtime().block_on(async {
+        // One I/O thread: the suite's echo proc serves one lane.
+        let config = HostConfig {
+            io_threads: 1,
+            ..HostConfig::default()
+        };
+        assert_eq!(config.frontend, FrontendKind::Auto);
+        let (host, serving) = hostmux_host::Host::serve(
+            hostmux_lifecycle::LocalProcManager::new(),
+            hostmux_wire::Addr::tcp("127.0.0.1", 0).unwrap(),
+            config,
+        )
+        .await
+        .unwrap();
+        assert_eq!(serving.frontend(), FrontendKind::IoUringDirect);
+        host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+        for (i, name) in ["first", "second"].into_iter().enumerate() {
+            let mut client = Client::connect(&host, name).await;
+            client.send("echo", i as u64, b"ping").await;
+            let answer = tokio::time::timeout(WAIT, client.recv()).await.unwrap();
+            assert_eq!(
+                (answer.message_id, answer.payload.as_slice()),
+                (i as u64, &b"ping"[..])
+            );
+        }
+    });
+}

@@ -286,9 +286,24 @@ fn start_io_thread(
     let thread = std::thread::Builder::new()
         .name(name)
         .spawn(move || {
+            // Auto: the io-uring crate's ring where the kernel builds one,
+            // else tokio-uring's, else epoll.
+            let mut direct = None;
             let kind = match kind {
-                FrontendKind::Auto if uring::available() => FrontendKind::IoUring,
-                FrontendKind::Auto => FrontendKind::Epoll,
+                FrontendKind::Auto => match uring_direct_runtime(&parts) {
+                    Ok(runtime) => {
+                        direct = Some(runtime);
+                        FrontendKind::IoUringDirect
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no io-uring-direct ring; trying tokio-uring");
+                        if uring::available() {
+                            FrontendKind::IoUring
+                        } else {
+                            FrontendKind::Epoll
+                        }
+                    }
+                },
                 other => other,
             };
             match kind {
@@ -303,11 +318,7 @@ fn start_io_thread(
                     runtime.block_on(serve_on::<Uring>(listener, parts, kind, ready_tx));
                 }
                 FrontendKind::IoUringDirect => {
-                    // Room in the fixed-file table for every connection
-                    // the host admits, plus its links and control
-                    // connections (more go by descriptor).
-                    let slots = parts.cfg.max_connections.saturating_add(64).min(1 << 16) as u32;
-                    let runtime = match uring_direct::Runtime::new(slots) {
+                    let runtime = match direct.map_or_else(|| uring_direct_runtime(&parts), Ok) {
                         Ok(runtime) => runtime,
                         Err(e) => {
                             let _ = ready_tx.send(Err(HostError::Runtime(e)));
@@ -337,6 +348,14 @@ fn start_io_thread(
         })
         .map_err(HostError::Runtime)?;
     Ok((thread, ready_rx))
+}
+
+/// The io-uring-direct frontend's runtime for an I/O thread, with room in
+/// its fixed-file table for every connection the host admits, plus its
+/// links and control connections (more go by descriptor).
+fn uring_direct_runtime(parts: &IoParts) -> std::io::Result<uring_direct::Runtime> {
+    let slots = parts.cfg.max_connections.saturating_add(64).min(1 << 16) as u32;
+    uring_direct::Runtime::new(slots)
 }
 
 async fn serve_on<F: Frontend>(
