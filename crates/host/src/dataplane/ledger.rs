@@ -82,9 +82,10 @@ pub(crate) enum Arrival {
 
 /// What the entries of one stream have in common (sender, destination,
 /// link): kept once in [`Routes`], so that a slot of
-/// [`PeerLedger::order`] is 24 bytes, not 64. A full ledger holds
-/// [`MAX_AWAITED`] slots, and its front and back are touched once per
-/// forwarded frame: 1.5 MiB fits the cache where 4 MiB did not.
+/// [`PeerLedger::order`] is 24 bytes, not 64: a ledger full of
+/// unnumbered frames (a run each) holds [`MAX_AWAITED`] slots, and its
+/// front and back are touched once per forwarded frame: 1.5 MiB fits the
+/// cache where 4 MiB did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Route {
     sender_name: Peer,
@@ -153,44 +154,67 @@ impl Routes {
     }
 }
 
-/// One slot of [`PeerLedger::order`]: an entry (its route interned), and
-/// (while it is in the unindexed suffix) whether it was answered.
+/// One slot of [`PeerLedger::order`]: a *run* of `len` entries on one
+/// route whose message ids and link sequence numbers both count up by one
+/// (`message_id + i`, `seq + i` for `i < len`): a client's or a proc's
+/// stream of numbered frames down one link is one slot, however long, so
+/// recording a frame of it is an increment and evicting a stretch of it
+/// is a subtraction.
+///
+/// In the unindexed suffix every entry of a run is awaited: an answer
+/// there is only ever taken from a run's front (the run then starts one
+/// later), and a run taken whole is left with `len == 0` until it reaches
+/// the front. In the indexed prefix, [`PeerLedger::counts`] says which
+/// entries are still awaited.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     message_id: u64,
     seq: u64,
     route: u32,
-    /// Meaningful in the unindexed suffix only: the indexed prefix keeps
-    /// liveness in [`PeerLedger::counts`].
-    answered: bool,
+    len: u32,
+}
+
+impl Slot {
+    /// The run without its first entry.
+    fn advance(&mut self) {
+        self.message_id = self.message_id.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(1);
+        self.len -= 1;
+    }
 }
 
 /// One peer's frames awaiting answers, and its tombstones.
 ///
-/// The entries are kept in the order they were recorded. Only a prefix of
-/// them is in the hash index (`counts`); the rest, the suffix, is indexed
-/// lazily. An answer usually answers the oldest frame still awaited (a
-/// request and its reply, or a pipeline of them, in order), so it is first
-/// looked for among the suffix's first live entries, without a hash; and a
-/// one-way stream, never answered, is evicted from the front without ever
-/// being hashed. Only an answer (or a frame that is no answer) that the
-/// front of the suffix cannot settle indexes the whole suffix, once per
-/// entry, and is then looked up as before. Per forwarded frame, a flood
-/// costs a push and a pop instead of two lookups in a table of
-/// [`MAX_AWAITED`] entries (a cache miss each; 18 % of the sending host's
-/// time at 64 B, docs/benchmarks.md).
+/// The entries are kept in the order they were recorded, in runs of
+/// consecutive message ids and link sequence numbers on one route (a
+/// [`Slot`] each). Only a prefix of them is in the hash index (`counts`);
+/// the rest, the suffix, is indexed lazily. An answer usually answers the
+/// oldest frame still awaited (a request and its reply, or a pipeline of
+/// them, in order), so it is first looked for at the fronts of the
+/// suffix's first live runs, without a hash; and a one-way stream, never
+/// answered, is evicted from the front without ever being hashed. Only an
+/// answer (or a frame that is no answer) that the front of the suffix
+/// cannot settle indexes the whole suffix, once per entry, and is then
+/// looked up as before. Per forwarded frame of a numbered stream, a flood
+/// costs an increment at the back and a subtraction at the front, where
+/// it once cost two lookups in a table of [`MAX_AWAITED`] entries (a cache
+/// miss each; 18 % of the sending host's time at 64 B, docs/benchmarks.md)
+/// and then a 24-byte slot pushed and popped per frame.
 pub(crate) struct PeerLedger {
     /// How many entries of each key are awaited, for the indexed prefix.
     counts: HashMap<Key, u32, RandomState>,
-    /// Every entry in the order it was recorded; entries answered since are
-    /// still here until they reach the front.
+    /// Every entry in the order it was recorded, in runs; entries answered
+    /// in the indexed prefix are still here until they reach the front.
     order: VecDeque<Slot>,
+    /// Entries in `order` (the sum of its runs' lengths): what
+    /// [`MAX_AWAITED`] bounds.
+    held: usize,
     routes: Routes,
     /// `order[..indexed]` is the indexed prefix (counted in `counts`),
     /// `order[indexed..]` the unindexed suffix.
     indexed: usize,
-    /// Every slot of `order[indexed..first_live]` is answered: where the
-    /// suffix's first live entry may be.
+    /// Every run of `order[indexed..first_live]` was taken whole
+    /// (`len == 0`): where the suffix's first live run may be.
     first_live: usize,
     awaited: usize,
     tombstones: HashSet<Key, RandomState>,
@@ -218,6 +242,7 @@ impl PeerLedger {
         PeerLedger {
             counts: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
             order: VecDeque::with_capacity(capacity),
+            held: 0,
             routes: Routes::default(),
             indexed: 0,
             first_live: 0,
@@ -250,10 +275,8 @@ impl PeerLedger {
     pub(crate) fn record(&mut self, entry: Awaited, acked: impl Fn(ConnKey, u64) -> bool) {
         // A full ledger (a one-way stream) evicts a run of its oldest
         // entries at once, with no hash lookup while the front is
-        // unindexed: consecutive slots, so the memory behind the first one
-        // (written [`MAX_AWAITED`] frames ago, long out of cache) is
-        // streamed in once for the run instead of missed once per frame.
-        if self.order.len() >= MAX_AWAITED {
+        // unindexed.
+        if self.held >= MAX_AWAITED || self.order.len() >= MAX_AWAITED {
             self.evict_oldest(&acked);
         }
         let key = (entry.message_id, entry.sender_name);
@@ -262,17 +285,34 @@ impl PeerLedger {
             self.tombstone_order.retain(|k| *k != key);
         }
         self.awaited += 1;
-        let route = self.routes.intern(Route {
+        self.held += 1;
+        let route = Route {
             sender_name: entry.sender_name,
             sender: entry.sender,
             went_to: entry.went_to,
             link: entry.link,
-        });
+        };
+        // The next entry of the newest run, if that run is in the unindexed
+        // suffix (where all its entries are awaited) and this one follows it.
+        if self.order.len() > self.indexed {
+            if let Some(back) = self.order.back_mut() {
+                if back.len > 0
+                    && back.len < u32::MAX
+                    && entry.message_id == back.message_id.wrapping_add(u64::from(back.len))
+                    && entry.seq == back.seq.wrapping_add(u64::from(back.len))
+                    && *self.routes.get(back.route) == route
+                {
+                    back.len += 1;
+                    return;
+                }
+            }
+        }
+        let route = self.routes.intern(route);
         self.order.push_back(Slot {
             message_id: entry.message_id,
             seq: entry.seq,
             route,
-            answered: false,
+            len: 1,
         });
         // Answered entries at the front go now (keeps `order` near the
         // number awaited in a request/reply flow).
@@ -280,15 +320,21 @@ impl PeerLedger {
     }
 
     /// Drops the oldest entries, acknowledged ones or answered ones, until
-    /// [`EVICT_RUN`] slots are free or the front is unacknowledged.
+    /// [`EVICT_RUN`] are free or the front is unacknowledged.
     fn evict_oldest(&mut self, acked: &impl Fn(ConnKey, u64) -> bool) {
-        while self.order.len() > MAX_AWAITED - EVICT_RUN {
-            let Some(front) = self.order.front().copied() else {
+        let target = MAX_AWAITED - EVICT_RUN;
+        while self.held > target || self.order.len() > target {
+            let Some(&front) = self.order.front() else {
                 break;
             };
-            let key = self.key_of(&front);
+            if front.len == 0 {
+                self.pop_front();
+                continue;
+            }
             let link = self.routes.get(front.route).link;
             if self.indexed > 0 {
+                // Entry by entry: the index says which are awaited.
+                let key = self.key_of(&front);
                 match self.counts.entry(key) {
                     Entry::Occupied(mut count) => {
                         if !acked(link, front.seq) {
@@ -304,13 +350,38 @@ impl PeerLedger {
                     // Answered already.
                     Entry::Vacant(_) => {}
                 }
-            } else if !front.answered {
-                if !acked(link, front.seq) {
+                self.trim_front(1);
+            } else {
+                // Every entry of a suffix run is awaited, and a link
+                // acknowledges in order: as many as are needed at once if
+                // the last of them is acknowledged, else one by one.
+                let want = (self.held - target.min(self.held)).clamp(1, front.len as usize) as u32;
+                let last = front.seq.wrapping_add(u64::from(want) - 1);
+                let take = if acked(link, last) {
+                    want
+                } else if acked(link, front.seq) {
+                    1
+                } else {
                     break;
-                }
-                self.awaited -= 1;
-                self.evicted += 1;
+                };
+                self.awaited -= take as usize;
+                self.evicted += u64::from(take);
+                self.trim_front(take);
             }
+        }
+    }
+
+    /// Removes the front run's first `count` entries (the run itself
+    /// once it is empty).
+    fn trim_front(&mut self, count: u32) {
+        let Some(front) = self.order.front_mut() else {
+            return;
+        };
+        front.message_id = front.message_id.wrapping_add(u64::from(count));
+        front.seq = front.seq.wrapping_add(u64::from(count));
+        front.len -= count;
+        self.held -= count as usize;
+        if front.len == 0 {
             self.pop_front();
         }
     }
@@ -341,18 +412,26 @@ impl PeerLedger {
         self.index_suffix();
         let mut kept = VecDeque::new();
         std::mem::swap(&mut kept, &mut self.order);
+        self.held = 0;
         for slot in kept.drain(..) {
-            let entry = self.awaited_of(&slot);
-            let key = (entry.message_id, entry.sender_name);
-            let live = self.counts.get(&key).copied().unwrap_or(0) > 0;
-            if live && !(all || entry.link == link) {
+            if slot.len == 0 {
+                self.routes.release(slot.route);
+                continue;
+            }
+            if !(all || self.routes.get(slot.route).link == link) {
+                // Another link's run stays as it is (the index still says
+                // which of its entries are awaited).
+                self.held += slot.len as usize;
                 self.order.push_back(slot);
                 continue;
             }
-            if live {
-                self.take_indexed(key);
-                answer(&entry);
-                self.bury(key);
+            for i in 0..slot.len {
+                let entry = self.awaited_of(&slot, i);
+                let key = (entry.message_id, entry.sender_name);
+                if self.take_indexed(key) {
+                    answer(&entry);
+                    self.bury(key);
+                }
             }
             self.routes.release(slot.route);
         }
@@ -373,23 +452,34 @@ impl PeerLedger {
         true
     }
 
-    /// Marks one of the unindexed suffix's first [`FRONT_LOOK`] live
-    /// entries answered if it has `key`; false if none has (or the suffix
+    /// Takes the first entry of one of the unindexed suffix's first
+    /// [`FRONT_LOOK`] live runs if it has `key`; false if none has (or an
+    /// older entry with `key` is inside one of those runs, or the suffix
     /// holds more than was looked at: then it must be indexed to tell).
     fn take_from_front(&mut self, key: Key) -> bool {
         let mut live_seen = 0;
         let mut at = self.first_live;
         while at < self.order.len() && live_seen < FRONT_LOOK {
             let slot = self.order[at];
-            if !slot.answered {
-                if self.key_of(&slot) == key {
-                    self.order[at].answered = true;
-                    self.awaited -= 1;
-                    while self.first_live < self.order.len() && self.order[self.first_live].answered
-                    {
-                        self.first_live += 1;
+            if slot.len > 0 {
+                let sender_name = self.routes.get(slot.route).sender_name;
+                if sender_name == key.1 {
+                    let offset = key.0.wrapping_sub(slot.message_id);
+                    if offset == 0 {
+                        self.order[at].advance();
+                        self.awaited -= 1;
+                        self.held -= 1;
+                        while self.first_live < self.order.len()
+                            && self.order[self.first_live].len == 0
+                        {
+                            self.first_live += 1;
+                        }
+                        return true;
                     }
-                    return true;
+                    if offset < u64::from(slot.len) {
+                        // Inside the run: the index takes it.
+                        return false;
+                    }
                 }
                 live_seen += 1;
             }
@@ -404,14 +494,17 @@ impl PeerLedger {
         let mut any = false;
         for at in self.first_live..self.order.len() {
             let slot = self.order[at];
-            if !slot.answered {
-                let key = self.key_of(&slot);
+            for i in 0..slot.len {
+                let key = (
+                    slot.message_id.wrapping_add(u64::from(i)),
+                    self.routes.get(slot.route).sender_name,
+                );
                 *self.counts.entry(key).or_insert(0) += 1;
                 any = true;
             }
         }
-        // Answered slots indexed here are not counted, so they read as
-        // answered in the prefix too (for a key sent once at a time).
+        // Runs taken whole (`len == 0`) count nothing, so they read as
+        // answered in the prefix too.
         self.indexed = self.order.len();
         self.first_live = self.indexed;
         any
@@ -419,6 +512,7 @@ impl PeerLedger {
 
     fn pop_front(&mut self) {
         if let Some(slot) = self.order.pop_front() {
+            self.held -= slot.len as usize;
             self.routes.release(slot.route);
         }
         if self.indexed > 0 {
@@ -428,38 +522,38 @@ impl PeerLedger {
     }
 
     fn drop_answered_front(&mut self) {
-        // Every entry is awaited (a one-way stream): none to drop, no lookup.
-        if self.order.len() == self.awaited {
-            return;
-        }
         while let Some(&front) = self.order.front() {
-            let answered = if self.indexed > 0 {
-                !self.counts.contains_key(&self.key_of(&front))
-            } else {
-                front.answered
-            };
-            if !answered {
+            if front.len == 0 {
+                self.pop_front();
+                continue;
+            }
+            // Every entry held is awaited (a one-way stream, or a suffix
+            // front, whose entries all are): none to drop, no lookup.
+            if self.held == self.awaited || self.indexed == 0 {
                 break;
             }
-            self.pop_front();
+            if self.counts.contains_key(&self.key_of(&front)) {
+                break;
+            }
+            self.trim_front(1);
         }
     }
 
-    /// The key a slot's answer carries.
+    /// The key the answer to a run's first entry carries.
     fn key_of(&self, slot: &Slot) -> Key {
         (slot.message_id, self.routes.get(slot.route).sender_name)
     }
 
-    /// A slot as the entry it was recorded from.
-    fn awaited_of(&self, slot: &Slot) -> Awaited {
+    /// Entry `i` of a run, as it was recorded.
+    fn awaited_of(&self, slot: &Slot, i: u32) -> Awaited {
         let route = self.routes.get(slot.route);
         Awaited {
-            message_id: slot.message_id,
+            message_id: slot.message_id.wrapping_add(u64::from(i)),
             sender_name: route.sender_name,
             sender: route.sender,
             went_to: route.went_to,
             link: route.link,
-            seq: slot.seq,
+            seq: slot.seq.wrapping_add(u64::from(i)),
         }
     }
 
@@ -477,246 +571,5 @@ impl PeerLedger {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link(index: u32) -> ConnKey {
-        ConnKey {
-            index,
-            generation: index + 1,
-        }
-    }
-
-    fn entry(id: u64, sender: &str, on: ConnKey, seq: u64) -> Awaited {
-        Awaited {
-            message_id: id,
-            sender_name: Peer::client(sender.as_bytes()),
-            sender: LocalSender::Client(link(99)),
-            went_to: Peer::remote(b"tcp:10.0.0.3:7000"),
-            link: on,
-            seq,
-        }
-    }
-
-    #[test]
-    fn answers_clear_entries_and_a_failure_answers_the_rest_once() {
-        let mut ledger = PeerLedger::default();
-        for id in 1..=5 {
-            ledger.record(entry(id, "a", link(1), id), |_, _| false);
-        }
-        let a = Peer::client(b"a");
-        assert_eq!(ledger.arrive(2, a), Arrival::Answer);
-        assert_eq!(ledger.arrive(2, a), Arrival::Other, "answered once");
-        assert_eq!(ledger.arrive(3, Peer::client(b"b")), Arrival::Other);
-        assert_eq!(ledger.awaited(), 4);
-        let mut failed = Vec::new();
-        ledger.fail(link(1), false, |e| failed.push(e.message_id));
-        assert_eq!(failed, [1, 3, 4, 5]);
-        assert_eq!(ledger.awaited(), 0);
-        // Late answers are dropped, once each key; others pass.
-        assert_eq!(ledger.arrive(3, a), Arrival::Late);
-        assert_eq!(ledger.arrive(2, a), Arrival::Other);
-        let mut again = Vec::new();
-        ledger.fail(link(1), true, |e| again.push(e.message_id));
-        assert!(again.is_empty(), "a failure answers each entry once");
-    }
-
-    #[test]
-    fn a_failure_of_one_link_leaves_entries_on_another() {
-        let mut ledger = PeerLedger::default();
-        ledger.record(entry(1, "a", link(1), 1), |_, _| false);
-        ledger.record(entry(2, "a", link(2), 1), |_, _| false);
-        let mut failed = Vec::new();
-        ledger.fail(link(1), false, |e| failed.push(e.message_id));
-        assert_eq!(failed, [1]);
-        assert_eq!(ledger.awaited(), 1);
-        ledger.fail(link(3), true, |e| failed.push(e.message_id));
-        assert_eq!(failed, [1, 2]);
-    }
-
-    #[test]
-    fn the_oldest_acknowledged_entries_make_room_and_unacknowledged_ones_stay() {
-        let mut ledger = PeerLedger::default();
-        let total = MAX_AWAITED as u64 + 10;
-        for id in 0..total {
-            // The first 5 are acknowledged; the rest are not.
-            ledger.record(entry(id, "a", link(1), id), |_, seq| seq < 5);
-        }
-        assert_eq!(ledger.evicted, 5);
-        assert_eq!(ledger.awaited(), total as usize - 5);
-        let mut failed = 0;
-        ledger.fail(link(1), false, |_| failed += 1);
-        assert_eq!(failed, total - 5);
-    }
-
-    #[test]
-    fn a_slot_is_24_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 24);
-    }
-
-    #[test]
-    fn a_one_way_stream_is_evicted_without_being_indexed() {
-        let mut ledger = PeerLedger::default();
-        let total = MAX_AWAITED as u64 + 1000;
-        for id in 0..total {
-            ledger.record(entry(id, "a", link(1), id), |_, _| true);
-        }
-        // Runs of the oldest went, never more than a run below the bound.
-        let evicted = ledger.evicted;
-        assert!(
-            (1000..1000 + EVICT_RUN as u64).contains(&evicted),
-            "{evicted}"
-        );
-        assert_eq!(ledger.awaited() as u64, total - evicted);
-        assert!(ledger.counts.is_empty(), "no entry was hashed");
-        // The oldest kept entry is still answered, then found by the index.
-        let a = Peer::client(b"a");
-        assert_eq!(ledger.arrive(evicted, a), Arrival::Answer);
-        assert_eq!(ledger.arrive(total - 1, a), Arrival::Answer);
-        assert_eq!(ledger.arrive(evicted - 1, a), Arrival::Other, "evicted");
-        assert_eq!(ledger.awaited() as u64, total - evicted - 2);
-    }
-
-    #[test]
-    fn answers_in_order_are_taken_without_the_index_and_leave_nothing() {
-        let mut ledger = PeerLedger::default();
-        let a = Peer::client(b"a");
-        // A pipeline of 8 ahead, answered in order.
-        for id in 0..1000u64 {
-            ledger.record(entry(id, "a", link(1), id), |_, _| false);
-            if id >= 8 {
-                assert_eq!(ledger.arrive(id - 8, a), Arrival::Answer);
-            }
-        }
-        for id in 992..1000 {
-            assert_eq!(ledger.arrive(id, a), Arrival::Answer);
-        }
-        assert!(ledger.counts.is_empty());
-        assert_eq!(ledger.awaited(), 0);
-        assert!(ledger.order.is_empty(), "answered entries were dropped");
-    }
-
-    #[test]
-    fn an_answer_past_the_front_indexes_the_rest_and_a_failure_answers_them() {
-        let mut ledger = PeerLedger::default();
-        let a = Peer::client(b"a");
-        for id in 0..10 {
-            ledger.record(entry(id, "a", link(1), id), |_, _| false);
-        }
-        assert_eq!(ledger.arrive(0, a), Arrival::Answer, "the front");
-        assert_eq!(ledger.arrive(9, a), Arrival::Answer, "past the front");
-        assert_eq!(ledger.counts.len(), 8, "the rest was indexed");
-        ledger.record(entry(10, "a", link(1), 10), |_, _| false);
-        assert_eq!(ledger.arrive(5, a), Arrival::Answer);
-        let mut failed = Vec::new();
-        ledger.fail(link(1), false, |e| failed.push(e.message_id));
-        assert_eq!(failed, [1, 2, 3, 4, 6, 7, 8, 10]);
-        assert_eq!(ledger.awaited(), 0);
-        assert_eq!(ledger.arrive(10, a), Arrival::Late);
-    }
-
-    /// Random records, answers (in order, out of order, unknown, late)
-    /// and link failures against a plain model: every arrival is classed
-    /// as the model says, and a failure answers exactly the model's live
-    /// entries on that link. Seeds replay exactly.
-    #[test]
-    fn the_ledger_agrees_with_a_model_under_random_traffic() {
-        for seed in 1..=20u64 {
-            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            let mut next = move |bound: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % bound
-            };
-            let mut ledger = PeerLedger::default();
-            // The model: live entries in order, and the buried keys.
-            let mut live: Vec<(u64, &str, u32)> = Vec::new();
-            let mut buried: HashSet<(u64, &str)> = HashSet::default();
-            let senders = ["a", "b", "c"];
-            let mut next_id = 0u64;
-            for step in 0..5000 {
-                match next(10) {
-                    0..=3 => {
-                        let sender = senders[next(3) as usize];
-                        // Now and then a key answered by a failure comes back.
-                        let id = match buried.iter().find(|k| k.1 == sender) {
-                            Some(&(id, _)) if next(4) == 0 => id,
-                            _ => {
-                                next_id += 1;
-                                next_id
-                            }
-                        };
-                        buried.remove(&(id, sender));
-                        let on = 1 + next(2) as u32;
-                        ledger.record(entry(id, sender, link(on), step), |_, _| false);
-                        live.push((id, sender, on));
-                    }
-                    4..=7 => {
-                        // Mostly the oldest live of a sender; else anything.
-                        let (id, sender) = match next(4) {
-                            0 if !live.is_empty() => {
-                                let (id, sender, _) = live[next(live.len() as u64) as usize];
-                                (id, sender)
-                            }
-                            1 => (next(next_id + 2), senders[next(3) as usize]),
-                            _ => {
-                                let sender = senders[next(3) as usize];
-                                match live.iter().find(|e| e.1 == sender) {
-                                    Some(&(id, sender, _)) => (id, sender),
-                                    None => (next_id + 1, sender),
-                                }
-                            }
-                        };
-                        let expected = if let Some(at) =
-                            live.iter().position(|e| (e.0, e.1) == (id, sender))
-                        {
-                            live.remove(at);
-                            Arrival::Answer
-                        } else if buried.contains(&(id, sender)) {
-                            Arrival::Late
-                        } else {
-                            Arrival::Other
-                        };
-                        let got = ledger.arrive(id, Peer::client(sender.as_bytes()));
-                        assert_eq!(got, expected, "seed {seed} step {step}: id {id} {sender}");
-                    }
-                    _ => {
-                        let on = 1 + next(2) as u32;
-                        let all = next(4) == 0;
-                        let mut failed = Vec::new();
-                        ledger.fail(link(on), all, |e| failed.push(e.message_id));
-                        let mut expected = Vec::new();
-                        live.retain(|&(id, sender, link_of)| {
-                            if all || link_of == on {
-                                expected.push(id);
-                                buried.insert((id, sender));
-                                false
-                            } else {
-                                true
-                            }
-                        });
-                        assert_eq!(failed, expected, "seed {seed} step {step}");
-                    }
-                }
-                assert_eq!(ledger.awaited(), live.len(), "seed {seed} step {step}");
-            }
-            // Every slot gone, every route is released.
-            ledger.fail(link(1), true, |_| {});
-            assert!(ledger.order.is_empty());
-            assert!(ledger.routes.index.is_empty(), "seed {seed}");
-            assert!(ledger.routes.list.iter().all(|(_, uses)| *uses == 0));
-        }
-    }
-
-    #[test]
-    fn a_key_sent_again_after_its_notice_is_awaited_again() {
-        let mut ledger = PeerLedger::default();
-        let a = Peer::client(b"a");
-        ledger.record(entry(7, "a", link(1), 1), |_, _| false);
-        ledger.fail(link(1), false, |_| {});
-        ledger.record(entry(7, "a", link(2), 1), |_, _| false);
-        assert_eq!(ledger.arrive(7, a), Arrival::Answer);
-        assert_eq!(ledger.arrive(7, a), Arrival::Other);
-    }
-}
+#[path = "ledger_tests.rs"]
+mod tests;
