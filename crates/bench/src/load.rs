@@ -72,6 +72,31 @@ pub(crate) fn hostmux_frame(
     Ok(out)
 }
 
+/// Fresh message ids (1, 2, …) for copies of one encoded frame.
+struct FreshIds {
+    /// Where the id is in the frame.
+    at: usize,
+    next: u64,
+}
+
+impl FreshIds {
+    fn new(frame: &[u8]) -> anyhow::Result<Self> {
+        Ok(FreshIds {
+            at: hostmux_wire::frame_message_id_offset(frame, &Limits::default())?,
+            next: 1,
+        })
+    }
+
+    /// Gives each frame of `frames` (back-to-back copies of `frame_len`
+    /// bytes) the next id.
+    fn stamp(&mut self, frames: &mut [u8], frame_len: usize) {
+        for frame in frames.chunks_exact_mut(frame_len) {
+            frame[self.at..self.at + 8].copy_from_slice(&self.next.to_le_bytes());
+            self.next += 1;
+        }
+    }
+}
+
 fn batch_of(frame: &[u8]) -> (Vec<u8>, u64) {
     let count = (BATCH_BYTES / frame.len()).max(1);
     (frame.repeat(count), count as u64)
@@ -103,6 +128,14 @@ pub(crate) fn run(spec: &RunSpec, target: &str, dest_addr: &str) -> anyhow::Resu
         }
         _ => hostmux_frame(&name, dest, dest_addr, spec.size)?,
     };
+    // Every system but the conventional one sends hostmux frames (the TCP
+    // baselines too, at equal frame bytes), each with a fresh message id
+    // as docs/wire.md asks of a client: written into the encoded frame.
+    let mut ids = match spec.system {
+        System::Conventional => None,
+        _ => Some(FreshIds::new(&frame)?),
+    };
+    let mut frame = frame;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "START")?;
     stdout.flush()?;
@@ -111,9 +144,12 @@ pub(crate) fn run(spec: &RunSpec, target: &str, dest_addr: &str) -> anyhow::Resu
     let mut latencies = histogram();
     let (frames, returned) = match spec.mode {
         Mode::Oneway => {
-            let (batch, per_batch) = batch_of(&frame);
+            let (mut batch, per_batch) = batch_of(&frame);
             let mut sent = 0u64;
             while started.elapsed() < spec.duration {
+                if let Some(ids) = ids.as_mut() {
+                    ids.stamp(&mut batch, frame.len());
+                }
                 conn.write_all(&batch)?;
                 sent += per_batch;
             }
@@ -128,6 +164,10 @@ pub(crate) fn run(spec: &RunSpec, target: &str, dest_addr: &str) -> anyhow::Resu
             let mut scratch = vec![0u8; frame.len()];
             while started.elapsed() < spec.duration {
                 let at = Instant::now();
+                if let Some(ids) = ids.as_mut() {
+                    let len = frame.len();
+                    ids.stamp(&mut frame, len);
+                }
                 conn.write_all(&frame)?;
                 conn.read_reply(&mut scratch)?;
                 latencies.saturating_record(at.elapsed().as_nanos() as u64);

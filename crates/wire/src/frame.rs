@@ -482,6 +482,39 @@ pub fn frame_message_id(frame: &[u8]) -> Option<u64> {
 /// # Ok::<(), hostmux_wire::WireError>(())
 /// ```
 pub fn set_frame_hops(frame: &mut [u8], hops: u8, limits: &Limits) -> Result<(), WireError> {
+    let root = header_root_offset(frame, limits)?;
+    frame[root + crate::layout::HOPS] = hops;
+    Ok(())
+}
+
+/// Where the message id of the encoded frame at the start of `frame` is
+/// (8 bytes, little-endian): a client that sends one encoded frame many
+/// times writes a fresh id there each time instead of encoding it again
+/// (docs/wire.md: a fresh id per frame that may be answered). Any id is
+/// valid, so the frame still decodes, with only its id changed.
+///
+/// Checks the prefix against `limits` and that the whole frame is there;
+/// it does not validate the header again (encode or decode it first).
+///
+/// ```
+/// use hostmux_wire::{encode_frame_to_vec, frame_message_id, frame_message_id_offset};
+/// use hostmux_wire::{FrameHeader, Limits};
+///
+/// let limits = Limits::default();
+/// let mut bytes = Vec::new();
+/// encode_frame_to_vec(&mut bytes, &FrameHeader::data("echo", 1), b"hi", &limits)?;
+/// let at = frame_message_id_offset(&bytes, &limits)?;
+/// bytes[at..at + 8].copy_from_slice(&77u64.to_le_bytes());
+/// assert_eq!(frame_message_id(&bytes), Some(77));
+/// # Ok::<(), hostmux_wire::WireError>(())
+/// ```
+pub fn frame_message_id_offset(frame: &[u8], limits: &Limits) -> Result<usize, WireError> {
+    Ok(header_root_offset(frame, limits)? + crate::layout::MESSAGE_ID)
+}
+
+/// Where the header's fixed root starts in the whole encoded frame at the
+/// start of `frame` (prefix checked against `limits`).
+fn header_root_offset(frame: &[u8], limits: &Limits) -> Result<usize, WireError> {
     let prefix = FramePrefix::parse(frame, limits)?;
     if frame.len() < prefix.frame_len() {
         return Err(WireError::Truncated {
@@ -489,13 +522,10 @@ pub fn set_frame_hops(frame: &mut [u8], hops: u8, limits: &Limits) -> Result<(),
             available: frame.len(),
         });
     }
-    let header_end = PREFIX_LEN + prefix.header_len();
-    let root = header_end
+    (PREFIX_LEN + prefix.header_len())
         .checked_sub(crate::HEADER_ROOT_LEN)
         .filter(|&root| root >= PREFIX_LEN)
-        .ok_or_else(|| crate::header::invalid_header("header is shorter than its root"))?;
-    frame[root + crate::layout::HOPS] = hops;
-    Ok(())
+        .ok_or_else(|| crate::header::invalid_header("header is shorter than its root"))
 }
 
 /// Decodes and validates exactly one frame occupying all of `bytes`, e.g. one

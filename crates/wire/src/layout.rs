@@ -20,7 +20,7 @@ use crate::header::{archived_len_for, check_fields, invalid_header};
 use crate::{FrameHeader, FrameKind, Limits, Sender, SenderKind, WireError, HEADER_ROOT_LEN};
 
 /// Offsets inside the 32-byte root.
-const MESSAGE_ID: usize = 0;
+pub(crate) const MESSAGE_ID: usize = 0;
 const DEST_PORT: usize = 8;
 const FLAGS: usize = 12;
 /// The high byte of the little-endian `flags`: the hop count.

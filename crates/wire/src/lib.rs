@@ -139,8 +139,8 @@ pub use error::WireError;
 pub use flags::{Flags, DEFAULT_MAX_HOPS};
 pub use frame::{
     decode_frame, decode_frame_memo, encode_frame, encode_frame_head, encode_frame_to_vec,
-    encoded_len, frame_message_id, set_frame_hops, split_frame, FramePrefix, FrameView,
-    FRAME_ALIGN, MAGIC, PREFIX_LEN, VERSION,
+    encoded_len, frame_message_id, frame_message_id_offset, set_frame_hops, split_frame,
+    FramePrefix, FrameView, FRAME_ALIGN, MAGIC, PREFIX_LEN, VERSION,
 };
 pub use header::{
     ArchivedFrameKind, ArchivedRoutingHeader, ArchivedSenderKind, FrameHeader, FrameKind,
