@@ -378,7 +378,12 @@ pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
             ),
         ));
     }
-    if ran(&[System::Uring, System::Epoll, System::Conventional]) {
+    if ran(&[
+        System::Uring,
+        System::Epoll,
+        System::UringDirect,
+        System::Conventional,
+    ]) {
         let mut oneway = Target::new(
             15,
             "(2)/(1) frames/s at 64 B, target >= 0.70",
@@ -390,14 +395,27 @@ pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
                 |m| m.frames_per_sec,
             ),
         );
-        oneway.detail = ratio(
-            get(System::Epoll, Mode::Oneway, small),
-            get(System::Tcp, Mode::Oneway, small),
+        // The other frontends beside (2): epoll, and io-uring-direct
+        // (what `--frontend-kind auto` runs where io_uring works).
+        let others = |mode, size, f: fn(&Measurement) -> f64, base: System, base_label: &str| {
+            let shown: Vec<String> = [(System::Epoll, "(3)"), (System::UringDirect, "(11)")]
+                .into_iter()
+                .filter_map(|(system, label)| {
+                    ratio(get(system, mode, size), get(base, mode, size), f)
+                        .map(|r| format!("{label}/{base_label}: {r:.2}"))
+                })
+                .collect();
+            (!shown.is_empty()).then(|| shown.join(", "))
+        };
+        oneway.detail = others(
+            Mode::Oneway,
+            small,
             |m| m.frames_per_sec,
-        )
-        .map(|epoll| format!("epoll (3)/(1): {epoll:.2}"));
+            System::Tcp,
+            "(1)",
+        );
         out.push(oneway);
-        out.push(Target::new(
+        let mut large_frames = Target::new(
             15,
             "(2)/(1) GB/s at 1 MiB, target >= 1.00",
             1.0,
@@ -407,7 +425,9 @@ pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
                 get(System::Tcp, Mode::Oneway, large),
                 |m| m.gb_per_sec,
             ),
-        ));
+        );
+        large_frames.detail = others(Mode::Oneway, large, |m| m.gb_per_sec, System::Tcp, "(1)");
+        out.push(large_frames);
         if ran(&[System::TcpSpread]) {
             let mut spread = Target::new(
                 15,
@@ -438,11 +458,21 @@ pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
             ratio(uring_rr, busy_poll_rr, |m| m.p50_ns as f64),
         );
         round_trip.detail = uring_rr.zip(busy_poll_rr).map(|(uring, busy_poll)| {
-            format!(
+            let mut detail = format!(
                 "{} vs {}",
                 format::micros(uring.p50_ns),
                 format::micros(busy_poll.p50_ns)
-            )
+            );
+            if let Some(others) = others(
+                Mode::Rr,
+                small,
+                |m| m.p50_ns as f64,
+                System::TcpBusyPoll,
+                "(5)",
+            ) {
+                detail = format!("{detail}; {others}");
+            }
+            detail
         });
         out.push(round_trip);
     }
@@ -766,14 +796,16 @@ mod tests {
             m(System::Epoll, Mode::Oneway, 600.0, 0),
             fewest,
             idle,
+            m(System::UringDirect, Mode::Oneway, 900.0, 0),
             m(System::Uring, Mode::Rr, 1.0, 20_000),
+            m(System::UringDirect, Mode::Rr, 1.0, 14_000),
             m(System::TcpBusyPoll, Mode::Rr, 1.0, 10_000),
         ];
         let text = table(&results);
         for line in [
             "targets (issue 15)",
-            "(2)/(1) frames/s at 64 B, target >= 0.70: 0.80 (met); epoll (3)/(1): 0.60",
-            "(2)/(5) p50 round trip at 64 B, target <= 1.5: 2.00 (MISSED); 20.0 µs vs 10.0 µs",
+            "(2)/(1) frames/s at 64 B, target >= 0.70: 0.80 (met); (3)/(1): 0.60, (11)/(1): 0.90",
+            "(2)/(5) p50 round trip at 64 B, target <= 1.5: 2.00 (MISSED); 20.0 µs vs 10.0 µs; (11)/(5): 1.40",
             "(2)/(1) GB/s at 1 MiB, target >= 1.00: not measured",
             "one-way frames/s beside idle procs",
         ] {
