@@ -55,7 +55,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("starting the demo host on loopback")?;
     println!(
-        "host serving on {} with the {:?} frontend",
+        "host serving on {} with the {} frontend",
         host.addr(),
         serving.frontend()
     );

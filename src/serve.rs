@@ -269,7 +269,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let advertised: Vec<&str> = host.advertised().iter().map(Addr::as_str).collect();
     println!(
-        "hostmux serving on {} ({:?} frontend), advertised as {}, control socket {}{metrics}; stop with SIGTERM or Ctrl-C",
+        "hostmux serving on {} ({} frontend), advertised as {}, control socket {}{metrics}; stop with SIGTERM or Ctrl-C",
         host.addr(),
         serving.frontend(),
         advertised.join(", "),

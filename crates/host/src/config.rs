@@ -25,6 +25,18 @@ pub enum FrontendKind {
     IoUringDirect,
 }
 
+impl std::fmt::Display for FrontendKind {
+    /// The name `hostmux serve --frontend-kind` takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FrontendKind::Auto => "auto",
+            FrontendKind::IoUring => "io-uring",
+            FrontendKind::Epoll => "epoll",
+            FrontendKind::IoUringDirect => "io-uring-direct",
+        })
+    }
+}
+
 /// How a host serves. `Default` is a sensible loopback setup.
 ///
 /// Its `Debug` output never shows [`HostConfig::token`] (it prints

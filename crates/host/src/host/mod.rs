@@ -503,7 +503,7 @@ impl<M: SpawnByRequest> Host<M> {
         tracing::info!(
             addr = %bound,
             advertised = %identity.advertised_list(),
-            ?frontend,
+            %frontend,
             io_threads = threads,
             service = %service_name,
             "serving host"
