@@ -232,7 +232,11 @@ pub use client::{
     BlockingClient, Client, ClientDecoder, ClientEncoder, ClientReader, ClientWriter,
     ControlClient, ReceivedFrame,
 };
-pub use config::{FrontendKind, HostConfig};
+pub use config::{FrontendKind, HostConfig, RecvBuffers};
+/// The io-uring-direct frontend's multishot counts (process-wide), for
+/// tests and measurements.
+#[doc(hidden)]
+pub use uring_direct::{receive_counts as uring_receive_counts, ReceiveCounts as UringReceiveCounts};
 pub use cores::{available_cores, default_io_threads};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};

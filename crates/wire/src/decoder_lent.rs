@@ -45,13 +45,16 @@ impl FrameDecoder {
     /// partial frame at its end is copied into the decoder's buffer by
     /// [`LentChunk::finish`].
     ///
-    /// A frame of at least `large` bytes is copied into the decoder up to
-    /// the end of its header and no further: the loan stops there
-    /// ([`LentChunk::next_frame`] returns `Ok(None)` and `finish` reports
-    /// the rest of the chunk unconsumed), so the caller can move the
-    /// payload elsewhere in one copy (the host reads a large frame straight
-    /// into a proc's ring, see [`skip_front_frame`](Self::skip_front_frame)).
-    /// `usize::MAX` copies every partial frame whole.
+    /// A partial frame of at least `large` bytes is copied into the
+    /// decoder up to the end of its header and no further: the loan stops
+    /// there ([`LentChunk::next_frame`] returns `Ok(None)` and `finish`
+    /// reports the rest of the chunk unconsumed), so the caller can move
+    /// the payload elsewhere in one copy (the host reads a large frame
+    /// straight into a proc's ring, see
+    /// [`skip_front_frame`](Self::skip_front_frame)). Once its header is
+    /// in, the next loan copies it on like any other (the caller had its
+    /// chance): so a loan always makes progress. `usize::MAX` copies every
+    /// partial frame whole.
     pub fn lend<'d, 'c>(&'d mut self, chunk: &'c [u8], large: usize) -> LentChunk<'d, 'c> {
         LentChunk {
             decoder: self,
@@ -200,8 +203,8 @@ impl LentChunk<'_, '_> {
         };
         let buffered = self.decoder.buffered_len();
         let mut want = prefix.frame_len();
-        if want >= self.large {
-            want = prefix.payload_offset().max(buffered);
+        if want >= self.large && buffered < prefix.payload_offset() {
+            want = prefix.payload_offset();
         }
         let n = want.saturating_sub(buffered).min(self.remaining());
         self.take_into_decoder(n);

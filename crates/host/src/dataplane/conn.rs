@@ -230,8 +230,8 @@ impl Dataplane {
     /// takes the forward lane ([`Dataplane::forward_repeat`]) frame by
     /// frame.
     #[inline]
-    pub(crate) fn deliver_repeats(&mut self, key: ConnKey, decoder: &mut FrameDecoder) -> usize {
-        self.deliver_run(key, decoder)
+    pub(crate) fn deliver_repeats(&mut self, key: ConnKey, source: &mut impl RepeatSource) -> usize {
+        self.deliver_run(key, source)
     }
 
     /// The fast path for one frame (`bytes`, validated) whose header
@@ -379,13 +379,22 @@ impl Dataplane {
 
 /// Where a run of frames that repeat the previous header comes from: the
 /// connection's decoder, or one frame the full path found to be a repeat.
-trait RepeatSource {
+/// Where a run of repeated frames comes from: a decoder's buffer, or a
+/// chunk lent to it.
+pub(crate) trait RepeatSource {
     /// Hands the next frame of the run to `take`; `None` when the run ends
     /// or `take` refuses the frame (it stays where it was).
     fn take(&mut self, take: impl FnOnce(&[u8]) -> Option<()>) -> Option<()>;
 }
 
 impl RepeatSource for FrameDecoder {
+    #[inline]
+    fn take(&mut self, take: impl FnOnce(&[u8]) -> Option<()>) -> Option<()> {
+        self.take_repeat(take)
+    }
+}
+
+impl RepeatSource for hostmux_wire::LentChunk<'_, '_> {
     #[inline]
     fn take(&mut self, take: impl FnOnce(&[u8]) -> Option<()>) -> Option<()> {
         self.take_repeat(take)

@@ -46,6 +46,7 @@ mod agent;
 mod answers;
 mod clients;
 mod conn;
+pub(crate) use conn::RepeatSource;
 mod drain;
 mod event;
 mod forward_lane;

@@ -307,7 +307,8 @@ fn start_io_thread(
                     // the host admits, plus its links and control
                     // connections (more go by descriptor).
                     let slots = parts.cfg.max_connections.saturating_add(64).min(1 << 16) as u32;
-                    let runtime = match uring_direct::Runtime::new(slots) {
+                    let recv = parts.cfg.uring_recv_buffers;
+                    let runtime = match uring_direct::Runtime::new(slots, recv) {
                         Ok(runtime) => runtime,
                         Err(e) => {
                             let _ = ready_tx.send(Err(HostError::Runtime(e)));

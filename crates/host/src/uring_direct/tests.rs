@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// Runs `test` on an io-uring-direct runtime (a driver with 8 fixed-file
 /// slots), or skips where the kernel refuses io_uring.
 fn on_a_ring<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) {
-    let runtime = match Runtime::new(8) {
+    let runtime = match Runtime::new(8, Some(crate::RecvBuffers::DEFAULT)) {
         Ok(runtime) => runtime,
         Err(e) => {
             hostmux_testkit::facility::missing(

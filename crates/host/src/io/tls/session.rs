@@ -416,6 +416,8 @@ impl<F: Frontend> TlsReader<F> {
 }
 
 impl<F: Frontend> ConnReader for TlsReader<F> {
+    type Chunk = crate::frontend::NoChunk;
+
     async fn read_into(&mut self, mut decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
         let Some(shared) = self.shared.clone() else {
             return self.inner.read_into(decoder).await;
