@@ -495,6 +495,12 @@ impl Multishot {
         }
     }
 
+    /// True once the kernel ended it (its last completion was reaped).
+    #[cfg(test)]
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended || self.driver.ring.borrow().shot_ended(self.id)
+    }
+
     /// True once [`cancel`](Self::cancel) was called.
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled

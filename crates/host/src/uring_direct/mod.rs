@@ -60,6 +60,8 @@ mod multishot;
 pub(crate) mod sys;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_multishot;
 
 use driver::{Driver, Socket};
 pub use multishot::{receive_counts, ReceiveCounts};

@@ -93,6 +93,12 @@ impl Receive {
         self.op.is_some() || self.kept.is_some()
     }
 
+    /// True while a multishot is armed and the kernel has not ended it.
+    #[cfg(test)]
+    pub(crate) fn armed(&self) -> bool {
+        self.op.as_ref().is_some_and(|op| !op.has_ended())
+    }
+
     /// The stream's next chunk (see [`crate::frontend::ConnReader::next_chunk`]).
     pub(crate) async fn next_chunk(&mut self, socket: &Socket) -> io::Result<Next<Chunk>> {
         if let Some(chunk) = self.kept.take() {

@@ -398,6 +398,15 @@ impl Ring {
         Poll::Ready(Shot::Ended(result))
     }
 
+    /// True once the multishot's last completion was reaped.
+    #[cfg(test)]
+    pub(crate) fn shot_ended(&self, id: OpId) -> bool {
+        match &self.slots[id.index as usize] {
+            Slot::Multishot(shots) => shots.ended.is_some(),
+            _ => true,
+        }
+    }
+
     /// Asks the kernel to end the multishot (once): chunks it delivers
     /// before the end stay queued for the reader, in order.
     pub(crate) fn cancel_multi(&mut self, id: OpId) {
