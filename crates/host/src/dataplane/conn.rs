@@ -230,7 +230,11 @@ impl Dataplane {
     /// takes the forward lane ([`Dataplane::forward_repeat`]) frame by
     /// frame.
     #[inline]
-    pub(crate) fn deliver_repeats(&mut self, key: ConnKey, source: &mut impl RepeatSource) -> usize {
+    pub(crate) fn deliver_repeats(
+        &mut self,
+        key: ConnKey,
+        source: &mut impl RepeatSource,
+    ) -> usize {
         self.deliver_run(key, source)
     }
 

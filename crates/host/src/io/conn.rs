@@ -3,8 +3,8 @@
 use std::rc::Rc;
 
 use hostmux_wire::{
-    hello_limits, FrameView, LentChunk, Limits, UndeliverableReason, WireError,
-    DEFAULT_READ_CHUNK, MAX_HELLO_LEN,
+    hello_limits, FrameView, LentChunk, Limits, UndeliverableReason, WireError, DEFAULT_READ_CHUNK,
+    MAX_HELLO_LEN,
 };
 use tokio::sync::Notify;
 

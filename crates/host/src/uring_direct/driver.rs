@@ -481,7 +481,8 @@ impl Multishot {
     /// multishot is over: arm a new one to read on). Cancel-safe.
     pub(crate) async fn next(&mut self) -> Shot {
         debug_assert!(!self.ended, "a multishot is not polled past its end");
-        let shot = std::future::poll_fn(|cx| self.driver.ring.borrow_mut().poll_shot(self.id, cx)).await;
+        let shot =
+            std::future::poll_fn(|cx| self.driver.ring.borrow_mut().poll_shot(self.id, cx)).await;
         self.ended = matches!(shot, Shot::Ended(_));
         shot
     }

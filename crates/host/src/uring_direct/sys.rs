@@ -33,8 +33,8 @@
 //!   the last chunk is gone and the ring has unregistered the group (or
 //!   never, if a multishot's final answer never came).
 
-use std::io;
 use std::collections::VecDeque;
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -44,8 +44,8 @@ use hostmux_wire::FrameDecoder;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 mod bufs;
-use bufs::{BufPool, BUF_GROUP};
 pub(crate) use bufs::Chunk;
+use bufs::{BufPool, BUF_GROUP};
 
 /// `io_uring_enter`'s flag to wait for (and, with deferred task running,
 /// post) completions (linux/io_uring.h).
@@ -338,11 +338,9 @@ impl Ring {
         // while the group is registered: the ring keeps an `Rc` of the pool
         // and unregisters the group before dropping it (or leaks it).
         unsafe {
-            self.uring.submitter().register_buf_ring(
-                pool.entries as u64,
-                pool.count,
-                BUF_GROUP,
-            )?;
+            self.uring
+                .submitter()
+                .register_buf_ring(pool.entries as u64, pool.count, BUF_GROUP)?;
         }
         self.pool = Some(Rc::new(pool));
         self.held_cap = held_cap.max(1);
@@ -758,7 +756,13 @@ impl Drop for Ring {
         // The buffers are unmapped only once the kernel can no longer pick
         // one: every multishot answered, the group unregistered.
         if let Some(pool) = self.pool.take() {
-            if answered && self.uring.submitter().unregister_buf_ring(BUF_GROUP).is_ok() {
+            if answered
+                && self
+                    .uring
+                    .submitter()
+                    .unregister_buf_ring(BUF_GROUP)
+                    .is_ok()
+            {
                 drop(pool);
             } else {
                 std::mem::forget(pool);
