@@ -46,7 +46,6 @@ mod agent;
 mod answers;
 mod clients;
 mod conn;
-pub(crate) use conn::RepeatSource;
 mod drain;
 mod event;
 mod forward_lane;
