@@ -226,6 +226,9 @@ impl ConnReader for Reader {
     }
 
     async fn read_into(&mut self, mut decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
+        // Bytes a multishot delivered come first: a plain read happens only
+        // once it is over and all of them were taken (`Next::Read`).
+        debug_assert!(!self.multi.active(), "a plain read behind a multishot");
         if let Some(result) = self.read_backlog(&mut decoder).await {
             return (result, decoder);
         }
