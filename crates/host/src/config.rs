@@ -222,6 +222,43 @@ pub struct HostConfig {
     /// [`frame_timeout`](Self::frame_timeout)). So a sender that stalls
     /// mid-payload delays other frames for that proc by at most this.
     pub zero_copy_hold: Duration,
+    /// The io-uring-direct frontend's multishot receive: the provided
+    /// buffers each I/O thread registers with its ring, from which the
+    /// kernel fills receive chunks that the host decodes in place. `None`:
+    /// no buffer ring, one re-armed receive per read (what happens anyway,
+    /// with one log line, where the kernel refuses buffer rings). Other
+    /// frontends ignore it. See `docs/architecture.md`, "Frontends".
+    pub uring_recv_buffers: Option<RecvBuffers>,
+}
+
+/// The provided buffers of an io-uring-direct I/O thread (see
+/// [`HostConfig::uring_recv_buffers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvBuffers {
+    /// Buffers in the ring: a power of two (the kernel's rule), at most
+    /// 32768.
+    pub count: u16,
+    /// Bytes in each buffer: the most one chunk brings.
+    pub len: u32,
+    /// Delivered buffers one connection may hold before its multishot is
+    /// cancelled (re-armed once it has given them back): a connection
+    /// whose frames wait cannot take every buffer of its thread.
+    pub held_per_conn: u16,
+}
+
+impl RecvBuffers {
+    /// 64 buffers of 64 KiB, at most 16 held by one connection. 64 KiB is
+    /// the decoder's read chunk (what a single read takes today, so a
+    /// chunk carries as many frames as a read did); 64 of them (4 MiB per
+    /// I/O thread, mapped on first touch) keep 4 connections streaming at
+    /// their cap, with more sharing the rest; 16 (1 MiB) is about what a
+    /// loopback socket's receive queue holds, so a busy connection rarely
+    /// meets its cap while a stalled one holds at most a quarter.
+    pub const DEFAULT: RecvBuffers = RecvBuffers {
+        count: 64,
+        len: 64 << 10,
+        held_per_conn: 16,
+    };
 }
 
 impl Default for HostConfig {
@@ -260,6 +297,7 @@ impl Default for HostConfig {
             tls: None,
             zero_copy_threshold: 64 << 10,
             zero_copy_hold: Duration::from_millis(10),
+            uring_recv_buffers: Some(RecvBuffers::DEFAULT),
         }
     }
 }
@@ -305,6 +343,7 @@ impl std::fmt::Debug for HostConfig {
             .field("tls", &self.tls)
             .field("zero_copy_threshold", &self.zero_copy_threshold)
             .field("zero_copy_hold", &self.zero_copy_hold)
+            .field("uring_recv_buffers", &self.uring_recv_buffers)
             .finish_non_exhaustive()
     }
 }

@@ -27,6 +27,8 @@ pub(crate) enum Writer {
 }
 
 impl ConnReader for Reader {
+    type Chunk = crate::frontend::NoChunk;
+
     async fn read_into(&mut self, mut decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
         let spare = decoder.spare_capacity_mut();
         let result = match self {

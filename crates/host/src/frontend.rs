@@ -21,8 +21,60 @@ pub(crate) enum StdListener {
     Unix(UnixListener),
 }
 
+/// What [`ConnReader::next_chunk`] has.
+pub(crate) enum Next<C> {
+    /// The stream's next bytes, lent: decode them in place
+    /// ([`FrameDecoder::lend`]), then drop the chunk (its buffer goes back)
+    /// or give its unconsumed rest back with [`ConnReader::keep`].
+    Chunk(C),
+    /// End of stream.
+    Eof,
+    /// No chunk this time: read once with [`ConnReader::read_into`].
+    Read,
+}
+
+/// The chunk type of readers that never lend one.
+pub(crate) enum NoChunk {}
+
+impl std::ops::Deref for NoChunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match *self {}
+    }
+}
+
 /// Reads a connection's bytes straight into the decoder's spare room.
 pub(crate) trait ConnReader: 'static {
+    /// A chunk of the stream lent by [`next_chunk`](Self::next_chunk).
+    type Chunk: std::ops::Deref<Target = [u8]>;
+
+    /// Whether [`next_chunk`](Self::next_chunk) lends chunks (the
+    /// io-uring-direct frontend's multishot receive); else every read is a
+    /// [`read_into`](Self::read_into).
+    fn lends_chunks(&self) -> bool {
+        false
+    }
+
+    /// The stream's next bytes in a buffer the reader owns (see [`Next`]).
+    /// Cancel-safe: a chunk is taken from the reader only when returned.
+    async fn next_chunk(&mut self) -> io::Result<Next<Self::Chunk>> {
+        Ok(Next::Read)
+    }
+
+    /// Gives back a chunk of which only the first `used` bytes were
+    /// consumed: the rest are the stream's next bytes (for the next
+    /// [`next_chunk`](Self::next_chunk) or
+    /// [`read_direct`](Self::read_direct)).
+    fn keep(&mut self, chunk: Self::Chunk, used: usize) {
+        let _ = (chunk, used);
+    }
+
+    /// The host stops reading this connection for a while (a full ring or
+    /// link window, a full reply queue): a reader that receives ahead
+    /// (multishot) stops doing so; what it already received is kept and
+    /// comes first when reading resumes.
+    fn pause(&mut self) {}
+
     /// Reads once into `decoder.spare_capacity_mut()` and commits what was
     /// read; returns the byte count (0 at end of stream) and the decoder.
     async fn read_into(&mut self, decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder);

@@ -232,7 +232,7 @@ pub use client::{
     BlockingClient, Client, ClientDecoder, ClientEncoder, ClientReader, ClientWriter,
     ControlClient, ReceivedFrame,
 };
-pub use config::{FrontendKind, HostConfig};
+pub use config::{FrontendKind, HostConfig, RecvBuffers};
 pub use cores::{available_cores, default_io_threads};
 pub use error::HostError;
 pub use host::{Host, ServeHandle};
@@ -247,6 +247,12 @@ pub use spec::{ChildRings, LaneFds, LocalProc, ProcEndpoint, ProcSpec, Received}
 pub use stats::{
     ConnClass, ConnClassStats, ConnLimitStats, ConnStats, HostStats, LatencyHistogram,
     LifecycleStats, LinkStats, ProcStats, ReplyMemoryStats, Returned, LATENCY_BOUNDS_US, REASONS,
+};
+/// The io-uring-direct frontend's multishot counts (process-wide), for
+/// tests and measurements.
+#[doc(hidden)]
+pub use uring_direct::{
+    receive_counts as uring_receive_counts, ReceiveCounts as UringReceiveCounts,
 };
 
 /// Re-exported: how procs end and what bulk terminate reports.

@@ -180,6 +180,8 @@ impl Reader {
 }
 
 impl ConnReader for Reader {
+    type Chunk = crate::frontend::NoChunk;
+
     fn reads_direct(&self) -> bool {
         true
     }

@@ -17,6 +17,7 @@ mod lifecycle;
 mod links;
 mod memory_budget;
 mod metrics;
+mod multishot;
 mod names;
 mod process;
 mod registry;

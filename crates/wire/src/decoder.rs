@@ -3,7 +3,11 @@
 use rkyv::util::AlignedVec;
 
 use crate::frame::{view_frame, FramePrefix, FRAME_ALIGN, PREFIX_LEN};
+
+#[path = "decoder_lent.rs"]
+mod lent;
 use crate::{FrameView, HeaderMemo, Limits, WireError};
+pub use lent::{LentChunk, Repeats};
 
 /// Default buffer size, and the smallest spare region offered for a read.
 pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;

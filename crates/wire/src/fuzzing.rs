@@ -29,7 +29,12 @@ pub fn wire_decode(data: &[u8]) {
     let chunk = usize::from(chunk).max(1);
     let mut decoder = FrameDecoder::with_read_chunk(limits, 64);
     let mut scratch = vec![0u8; limits.max_frame_len];
-    for piece in stream.chunks(chunk) {
+    // The lent-chunk mode must yield the very same frames (and the same
+    // error, if any) as `feed`.
+    let lent = lent_frames(stream, chunk, limits);
+    let mut frames = Vec::new();
+    let mut failed = false;
+    'pieces: for piece in stream.chunks(chunk) {
         decoder.feed(piece);
         loop {
             match decoder.next_frame() {
@@ -41,16 +46,44 @@ pub fn wire_decode(data: &[u8]) {
                         frame.as_bytes(),
                         "encoding is not canonical"
                     );
+                    frames.push(frame.as_bytes().to_vec());
                 }
                 Ok(None) => break,
                 Err(_) => {
                     assert!(decoder.is_poisoned());
-                    return;
+                    failed = true;
+                    break 'pieces;
                 }
             }
         }
     }
-    let _ = decoder.finish();
+    if !failed {
+        failed = decoder.finish().is_err();
+    }
+    assert_eq!(lent, (frames, failed), "lent chunks and feed disagree");
+}
+
+/// The frames (and whether the stream failed) of `stream` lent to a
+/// decoder `chunk` bytes at a time ([`FrameDecoder::lend`]).
+fn lent_frames(stream: &[u8], chunk: usize, limits: Limits) -> (Vec<Vec<u8>>, bool) {
+    let mut decoder = FrameDecoder::with_read_chunk(limits, 64);
+    let mut frames = Vec::new();
+    for piece in stream.chunks(chunk) {
+        let mut lent = decoder.lend(piece, usize::MAX);
+        loop {
+            match lent.next_frame() {
+                Ok(Some(frame)) => frames.push(frame.as_bytes().to_vec()),
+                Ok(None) => break,
+                Err(_) => return (frames, true),
+            }
+        }
+        assert_eq!(
+            lent.finish(),
+            piece.len(),
+            "a loan without a large frame takes all"
+        );
+    }
+    (frames, decoder.finish().is_err())
 }
 
 /// Arbitrary bytes as an archived routing header region. The hand-written

@@ -134,7 +134,9 @@ pub use control::{
     ProcState, ReadyMode, RestartRequest, RestartWhen, SpawnRequest, TerminateSummary,
     MAX_ACCOUNT_NAME_LEN, MAX_READY_HOST_LEN, REASON_COUNT,
 };
-pub use decoder::{FrameDecoder, DEFAULT_READ_CHUNK, SHRINK_AFTER_UNNEEDED_READS};
+pub use decoder::{
+    FrameDecoder, LentChunk, Repeats, DEFAULT_READ_CHUNK, SHRINK_AFTER_UNNEEDED_READS,
+};
 pub use error::WireError;
 pub use flags::{Flags, DEFAULT_MAX_HOPS};
 pub use frame::{

@@ -230,8 +230,8 @@ impl Dataplane {
     /// takes the forward lane ([`Dataplane::forward_repeat`]) frame by
     /// frame.
     #[inline]
-    pub(crate) fn deliver_repeats(&mut self, key: ConnKey, decoder: &mut FrameDecoder) -> usize {
-        self.deliver_run(key, decoder)
+    pub(crate) fn deliver_repeats(&mut self, key: ConnKey, source: &mut impl RunsRepeats) -> usize {
+        source.run_repeats(|run| self.deliver_run(key, run))
     }
 
     /// The fast path for one frame (`bytes`, validated) whose header
@@ -379,16 +379,39 @@ impl Dataplane {
 
 /// Where a run of frames that repeat the previous header comes from: the
 /// connection's decoder, or one frame the full path found to be a repeat.
+/// Where a run of repeated frames comes from.
 trait RepeatSource {
     /// Hands the next frame of the run to `take`; `None` when the run ends
     /// or `take` refuses the frame (it stays where it was).
     fn take(&mut self, take: impl FnOnce(&[u8]) -> Option<()>) -> Option<()>;
 }
 
-impl RepeatSource for FrameDecoder {
+impl RepeatSource for hostmux_wire::Repeats<'_> {
     #[inline]
     fn take(&mut self, take: impl FnOnce(&[u8]) -> Option<()>) -> Option<()> {
         self.take_repeat(take)
+    }
+}
+
+/// What holds runs of repeats: a decoder's buffer, or a chunk lent to it
+/// (both hand out [`hostmux_wire::Repeats`], so the fast lane is compiled
+/// once: measured, a second copy cost the forwarding lane instructions
+/// per frame through lost inlining).
+pub(crate) trait RunsRepeats {
+    fn run_repeats<T>(&mut self, run: impl FnOnce(&mut hostmux_wire::Repeats<'_>) -> T) -> T;
+}
+
+impl RunsRepeats for FrameDecoder {
+    #[inline]
+    fn run_repeats<T>(&mut self, run: impl FnOnce(&mut hostmux_wire::Repeats<'_>) -> T) -> T {
+        FrameDecoder::run_repeats(self, run)
+    }
+}
+
+impl RunsRepeats for hostmux_wire::LentChunk<'_, '_> {
+    #[inline]
+    fn run_repeats<T>(&mut self, run: impl FnOnce(&mut hostmux_wire::Repeats<'_>) -> T) -> T {
+        hostmux_wire::LentChunk::run_repeats(self, run)
     }
 }
 

@@ -106,7 +106,7 @@ impl Dataplane {
     /// repeats its previous frame's) the way that frame went, if the lane
     /// is open, the link is the same and its window has room. False:
     /// nothing done, nothing counted; the full path decides.
-    #[inline]
+    #[inline(always)]
     pub(super) fn forward_repeat(&mut self, key: ConnKey, bytes: &[u8]) -> bool {
         let limits = self.limits;
         let window_bytes = self.cfg.link_window_bytes;

@@ -355,7 +355,7 @@ fn start_io_thread(
 /// links and control connections (more go by descriptor).
 fn uring_direct_runtime(parts: &IoParts) -> std::io::Result<uring_direct::Runtime> {
     let slots = parts.cfg.max_connections.saturating_add(64).min(1 << 16) as u32;
-    uring_direct::Runtime::new(slots)
+    uring_direct::Runtime::new(slots, parts.cfg.uring_recv_buffers)
 }
 
 async fn serve_on<F: Frontend>(

@@ -419,6 +419,21 @@ pub(crate) fn charge_for_read_of(decoder: &FrameDecoder) -> usize {
     decoder.pending_frame_len().unwrap_or(0).max(planned)
 }
 
+/// The charge a connection needs before a chunk is lent to `decoder`
+/// (multishot receive): what a read would need
+/// ([`charge_for_read_of`]), and a partial frame larger than the read
+/// chunk whole (lending may grow the buffer to hold it, with no read to
+/// charge it before).
+pub(crate) fn charge_for_lend_of(decoder: &FrameDecoder) -> usize {
+    let frame = decoder
+        .pending_frame_len()
+        .filter(|&len| len > decoder.read_chunk())
+        .unwrap_or(0);
+    charge_for_read_of(decoder)
+        .max(frame.next_multiple_of(16))
+        .max(decoder.buffer_capacity())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::sys::{Lent, OpId, Ring, RingCounts, Setup, Target};
+use super::sys::{Lent, OpId, Ring, RingCounts, Setup, Shot, Target};
+use crate::config::RecvBuffers;
 
 /// SQ entries per ring: a batch bigger than this is submitted in parts.
 const RING_ENTRIES: u32 = 256;
@@ -54,6 +55,20 @@ pub(crate) struct Driver {
     eventfd: RefCell<Option<OwnedFd>>,
     /// Backlog reads made on the spot (no ring operation).
     on_the_spot: Cell<u64>,
+    /// Multishot receives may be armed (a buffer ring is registered and
+    /// the kernel took the first multishot).
+    multishot: Cell<bool>,
+}
+
+/// Logs once per process that multishot receive is off.
+fn multishot_off_once(why: &str, error: &io::Error) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(
+            error = %error,
+            "io_uring multishot receive off ({why}): the io-uring-direct frontend reads with one receive per read"
+        );
+    });
 }
 
 /// The ring's fixed-file table: which slots are free.
@@ -82,8 +97,25 @@ impl Driver {
     /// table of up to `file_slots` slots (fewer where the kernel or the
     /// descriptor limit refuses that many; none at all is allowed: sockets
     /// then go by descriptor).
-    pub(crate) fn new(setup: Setup, file_slots: u32) -> io::Result<Rc<Driver>> {
-        let ring = Ring::new(RING_ENTRIES, setup)?;
+    /// With `recv`, it registers a provided buffer ring for multishot
+    /// receives (else, or where the kernel refuses it, reads are single
+    /// receives).
+    pub(crate) fn new(
+        setup: Setup,
+        file_slots: u32,
+        recv: Option<RecvBuffers>,
+    ) -> io::Result<Rc<Driver>> {
+        let mut ring = Ring::new(RING_ENTRIES, setup)?;
+        let multishot = match recv {
+            Some(b) => match ring.register_buf_pool(b.count, b.len, usize::from(b.held_per_conn)) {
+                Ok(()) => true,
+                Err(e) => {
+                    multishot_off_once("the kernel refused a provided buffer ring", &e);
+                    false
+                }
+            },
+            None => false,
+        };
         let mut size = file_slots;
         while size > 0 {
             match ring.register_file_table(size) {
@@ -104,6 +136,7 @@ impl Driver {
             wake: RefCell::new(Vec::new()),
             eventfd: RefCell::new(None),
             on_the_spot: Cell::new(0),
+            multishot: Cell::new(multishot),
         }))
     }
 
@@ -207,6 +240,24 @@ impl Driver {
     #[cfg(test)]
     pub(crate) fn ring_unsubmitted(&self) -> usize {
         self.ring.borrow_mut().unsubmitted()
+    }
+
+    /// True while multishot receives may be armed.
+    pub(crate) fn multishot(&self) -> bool {
+        self.multishot.get()
+    }
+
+    /// The kernel refused a multishot receive (before 6.0): single
+    /// receives from now on.
+    pub(crate) fn multishot_refused(&self, error: &io::Error) {
+        self.multishot.set(false);
+        multishot_off_once("the kernel refused a multishot receive", error);
+    }
+
+    /// Provided buffers held by readers (delivered, not given back).
+    #[cfg(test)]
+    pub(crate) fn buffers_out(&self) -> u16 {
+        self.ring.borrow().buffers_out()
     }
 
     /// Backlog reads made on the spot so far.
@@ -329,6 +380,18 @@ impl Socket {
         Op::new(&self.driver, id)
     }
 
+    /// A multishot receive into the ring's provided buffers, queued (not
+    /// submitted). Only while [`Driver::multishot`] says so.
+    pub(crate) fn recv_multi(&self) -> Multishot {
+        let id = self.driver.ring.borrow_mut().recv_multi(self.target);
+        Multishot {
+            driver: self.driver.clone(),
+            id,
+            ended: false,
+            cancelled: false,
+        }
+    }
+
     /// A receive into `buf[..buf.len()]`, queued (not submitted).
     pub(crate) fn recv_bytes(&self, buf: Vec<u8>) -> Op {
         let id = self.driver.ring.borrow_mut().recv_bytes(self.target, buf);
@@ -397,6 +460,57 @@ impl Future for Op {
 impl Drop for Op {
     fn drop(&mut self) {
         if !self.finished {
+            self.driver.ring.borrow_mut().abandon(self.id);
+        }
+    }
+}
+
+/// A multishot receive: its chunks in stream order, then its end. Dropped
+/// before its end, it is cancelled and the chunks it still delivers go
+/// straight back to the buffer ring.
+pub(crate) struct Multishot {
+    driver: Rc<Driver>,
+    id: OpId,
+    /// Its end was taken: its slot is free.
+    ended: bool,
+    cancelled: bool,
+}
+
+impl Multishot {
+    /// The next chunk, or the end once every chunk was taken (then the
+    /// multishot is over: arm a new one to read on). Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Shot {
+        debug_assert!(!self.ended, "a multishot is not polled past its end");
+        let shot =
+            std::future::poll_fn(|cx| self.driver.ring.borrow_mut().poll_shot(self.id, cx)).await;
+        self.ended = matches!(shot, Shot::Ended(_));
+        shot
+    }
+
+    /// Asks the kernel to end it; what it delivered first still comes
+    /// from [`next`](Self::next), then the end.
+    pub(crate) fn cancel(&mut self) {
+        if !self.ended && !self.cancelled {
+            self.cancelled = true;
+            self.driver.ring.borrow_mut().cancel_multi(self.id);
+        }
+    }
+
+    /// True once the kernel ended it (its last completion was reaped).
+    #[cfg(test)]
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended || self.driver.ring.borrow().shot_ended(self.id)
+    }
+
+    /// True once [`cancel`](Self::cancel) was called.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled
+    }
+}
+
+impl Drop for Multishot {
+    fn drop(&mut self) {
+        if !self.ended {
             self.driver.ring.borrow_mut().abandon(self.id);
         }
     }

@@ -39,8 +39,12 @@
 //! ("Issue 15: io_uring on the io-uring crate"). `HOSTMUX_URING_SETUP`
 //! (`cooperative`, `deferred`, `plain`) picks one for measurements.
 //!
-//! Not built (yet): multishot receive with a provided buffer ring; see
-//! docs/architecture.md, "Frontends", for what it needs.
+//! Multishot receive ([`multishot`]): where the ring has provided buffers
+//! ([`crate::HostConfig::uring_recv_buffers`]), an established
+//! connection's reads are one multishot receive whose chunks the read loop
+//! decodes in place ([`ConnReader::next_chunk`]); the single receive above
+//! remains for hellos, TLS, after `ENOBUFS`, and kernels without buffer
+//! rings. See docs/architecture.md, "Frontends".
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -51,12 +55,16 @@ use hostmux_wire::FrameDecoder;
 use crate::frontend::{ConnReader, ConnWriter, Frontend, StdListener};
 
 pub(crate) mod driver;
+mod multishot;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_multishot;
 
 use driver::{Driver, Socket};
+pub use multishot::{receive_counts, ReceiveCounts};
 use sys::{Lent, Setup};
 
 /// The io-uring-direct frontend.
@@ -84,12 +92,17 @@ pub(crate) struct Runtime {
 impl Runtime {
     /// Builds the runtime and its ring (with up to `file_slots` fixed-file
     /// slots) for the calling thread, which must be the one that runs it.
-    pub(crate) fn new(file_slots: u32) -> io::Result<Runtime> {
+    /// With `recv`, each ring registers provided buffers for multishot
+    /// receives.
+    pub(crate) fn new(
+        file_slots: u32,
+        recv: Option<crate::config::RecvBuffers>,
+    ) -> io::Result<Runtime> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .on_thread_park(Driver::park_current)
             .build()?;
-        let driver = Driver::new(setup(), file_slots)?;
+        let driver = Driver::new(setup(), file_slots, recv)?;
         let reaper = {
             let _entered = runtime.enter();
             Box::pin(driver.reaper()?)
@@ -138,8 +151,10 @@ use crate::epoll::Listener;
 
 /// A connection's read side.
 pub(crate) struct Reader {
-    /// Declared first: deregistered from tokio's reactor before the socket
-    /// can close.
+    /// Declared first: a multishot still armed is cancelled (queued) before
+    /// the socket's drop submits what is queued.
+    multi: multishot::Receive,
+    /// Deregistered from tokio's reactor before the socket can close.
     direct: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
     socket: Rc<Socket>,
     /// The last read filled all the room it had: the socket probably holds
@@ -156,6 +171,7 @@ fn halves(fd: OwnedFd) -> io::Result<(Reader, Writer)> {
     let socket = Rc::new(Socket::adopt(fd)?);
     Ok((
         Reader {
+            multi: multishot::Receive::default(),
             direct: None,
             socket: socket.clone(),
             backlog: false,
@@ -187,7 +203,32 @@ impl Reader {
 }
 
 impl ConnReader for Reader {
+    type Chunk = sys::Chunk;
+
+    fn lends_chunks(&self) -> bool {
+        self.socket.driver().multishot() || self.multi.active()
+    }
+
+    async fn next_chunk(&mut self) -> io::Result<crate::frontend::Next<sys::Chunk>> {
+        let next = self.multi.next_chunk(&self.socket).await;
+        if matches!(next, Ok(crate::frontend::Next::Read)) {
+            multishot::SINGLE_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        next
+    }
+
+    fn keep(&mut self, chunk: sys::Chunk, used: usize) {
+        self.multi.keep(chunk, used);
+    }
+
+    fn pause(&mut self) {
+        self.multi.pause();
+    }
+
     async fn read_into(&mut self, mut decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
+        // Bytes a multishot delivered come first: a plain read happens only
+        // once it is over and all of them were taken (`Next::Read`).
+        debug_assert!(!self.multi.active(), "a plain read behind a multishot");
         if let Some(result) = self.read_backlog(&mut decoder).await {
             return (result, decoder);
         }
@@ -222,6 +263,10 @@ impl ConnReader for Reader {
     }
 
     async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // What a multishot delivered comes first (it is cancelled first).
+        if let Some(read) = self.multi.read_direct(&self.socket, buf).await {
+            return read;
+        }
         let socket = || self.socket.fd().try_clone();
         crate::frontend::read_when_readable(&mut self.direct, socket, buf).await
     }

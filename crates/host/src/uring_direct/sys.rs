@@ -25,14 +25,27 @@
 //! * Dropping the ring first cancels what is still in flight and waits
 //!   (bounded) for the kernel to answer; a buffer whose answer never came
 //!   is leaked rather than freed under the kernel.
+//! * Provided buffers ([`BufPool`], the ring's one buffer group for
+//!   multishot receives): a buffer is the kernel's while its id is in the
+//!   buffer ring; a completion that names it hands it to exactly one
+//!   [`Chunk`], the only reader of its bytes, and the chunk's drop is the
+//!   only place that puts it back. The pool's memory is unmapped only when
+//!   the last chunk is gone and the ring has unregistered the group (or
+//!   never, if a multishot's final answer never came).
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hostmux_wire::FrameDecoder;
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+mod bufs;
+pub(crate) use bufs::Chunk;
+use bufs::{BufPool, BUF_GROUP};
 
 /// `io_uring_enter`'s flag to wait for (and, with deferred task running,
 /// post) completions (linux/io_uring.h).
@@ -99,6 +112,35 @@ enum Slot {
     Abandoned {
         lent: Lent,
     },
+    /// A multishot receive: one `user_data`, a completion per chunk (each
+    /// naming a provided buffer, with `IORING_CQE_F_MORE` while it goes
+    /// on), kept until a completion without `MORE`.
+    Multishot(Shots),
+}
+
+/// A multishot receive's delivered chunks and end.
+struct Shots {
+    /// Delivered, not yet taken by its reader, in stream order.
+    chunks: VecDeque<Chunk>,
+    /// The last completion's result once the kernel ended it: 0 at end
+    /// of stream, `-errno`, or the byte count of a last chunk.
+    ended: Option<i32>,
+    waker: Option<Waker>,
+    /// An `AsyncCancel` was pushed for it.
+    cancelled: bool,
+    /// Its reader is gone: chunks are given back as they come, and the
+    /// slot is freed at the end.
+    abandoned: bool,
+}
+
+/// What a multishot receive has for its reader.
+pub(crate) enum Shot {
+    /// The next bytes of the stream.
+    Chunk(Chunk),
+    /// It ended after every chunk was taken: 0 at end of stream, `-errno`
+    /// (`ENOBUFS`: the buffer ring ran dry; `ECANCELED`: cancelled), or a
+    /// positive count (it stopped after a chunk, and may be re-armed).
+    Ended(i32),
 }
 
 /// An operation in the ring, as its future names it.
@@ -124,12 +166,33 @@ pub(crate) struct RingCounts {
     pub(crate) enters: u64,
     /// Completions reaped.
     pub(crate) reaped: u64,
+    /// Multishot receives armed.
+    pub(crate) armed: u64,
+    /// Chunks (provided buffers) delivered by multishot receives.
+    pub(crate) chunks: u64,
+    /// Multishot receives ended by `ENOBUFS` (the buffer ring ran dry).
+    pub(crate) enobufs: u64,
+    /// Multishot receives cancelled because their reader held its cap of
+    /// delivered buffers.
+    pub(crate) cap_cancels: u64,
+    /// Multishot receives cancelled by their reader (it stopped reading,
+    /// or reads straight into a ring).
+    pub(crate) cancels: u64,
 }
 
 /// An io_uring and the operations in it.
 pub(crate) struct Ring {
     uring: IoUring,
     setup: Setup,
+    /// The provided buffers multishot receives draw from, if registered.
+    pool: Option<Rc<BufPool>>,
+    /// Delivered chunks a multishot receive may hold before it is
+    /// cancelled (its reader is slow, or stopped).
+    held_cap: usize,
+    /// Multishots to cancel once a reap is over (it holds the CQ).
+    to_cancel: Vec<u64>,
+    /// Chunk queues of ended multishots, reused (no allocation per arm).
+    spare_queues: Vec<VecDeque<Chunk>>,
     slots: Vec<Slot>,
     generations: Vec<u32>,
     free: Vec<u32>,
@@ -174,6 +237,10 @@ impl Ring {
         Ok(Ring {
             uring,
             setup,
+            pool: None,
+            held_cap: 0,
+            to_cancel: Vec::new(),
+            spare_queues: Vec::new(),
             slots: Vec::new(),
             generations: Vec::new(),
             free: Vec::new(),
@@ -253,6 +320,118 @@ impl Ring {
             }
             _ => unreachable!("bytes were lent"),
         })
+    }
+
+    /// Registers `count` provided buffers of `len` bytes each as the
+    /// ring's buffer group for multishot receives, each receive holding
+    /// at most `held_cap` delivered and untaken ones before it is
+    /// cancelled. Fails where the kernel has no buffer rings (before
+    /// 5.19) or the memory cannot be mapped; the ring is unchanged then.
+    pub(crate) fn register_buf_pool(
+        &mut self,
+        count: u16,
+        len: u32,
+        held_cap: usize,
+    ) -> io::Result<()> {
+        let pool = BufPool::new(count, len)?;
+        // SAFETY: the entries live in `pool`'s mapping, which stays mapped
+        // while the group is registered: the ring keeps an `Rc` of the pool
+        // and unregisters the group before dropping it (or leaks it).
+        unsafe {
+            self.uring
+                .submitter()
+                .register_buf_ring(pool.entries as u64, pool.count, BUF_GROUP)?;
+        }
+        self.pool = Some(Rc::new(pool));
+        self.held_cap = held_cap.max(1);
+        Ok(())
+    }
+
+    /// Provided buffers handed to readers and not yet given back.
+    #[cfg(test)]
+    pub(crate) fn buffers_out(&self) -> u16 {
+        self.pool.as_ref().map_or(0, |pool| pool.out.get())
+    }
+
+    /// A multishot receive into the buffer group (see
+    /// [`register_buf_pool`](Self::register_buf_pool), which must have
+    /// succeeded).
+    pub(crate) fn recv_multi(&mut self, target: Target) -> OpId {
+        let chunks = self.spare_queues.pop().unwrap_or_default();
+        let id = self.take_slot(Slot::Multishot(Shots {
+            chunks,
+            ended: None,
+            waker: None,
+            cancelled: false,
+            abandoned: false,
+        }));
+        let entry = match target {
+            Target::Fixed(slot) => opcode::RecvMulti::new(types::Fixed(slot), BUF_GROUP).build(),
+            Target::Fd(fd) => opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP).build(),
+        };
+        self.counts.armed += 1;
+        self.push(&entry.user_data(id.user_data()));
+        id
+    }
+
+    /// The multishot's next chunk, or its end once every chunk was taken
+    /// (the slot is freed then); else registers the task's waker.
+    pub(crate) fn poll_shot(&mut self, id: OpId, cx: &mut Context<'_>) -> Poll<Shot> {
+        let at = id.index as usize;
+        debug_assert_eq!(self.generations[at], id.generation);
+        let Slot::Multishot(shots) = &mut self.slots[at] else {
+            unreachable!("a multishot is polled only by its live reader");
+        };
+        if let Some(chunk) = shots.chunks.pop_front() {
+            return Poll::Ready(Shot::Chunk(chunk));
+        }
+        let Some(result) = shots.ended else {
+            match &shots.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => shots.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        };
+        self.free_multishot(at);
+        Poll::Ready(Shot::Ended(result))
+    }
+
+    /// True once the multishot's last completion was reaped.
+    #[cfg(test)]
+    pub(crate) fn shot_ended(&self, id: OpId) -> bool {
+        match &self.slots[id.index as usize] {
+            Slot::Multishot(shots) => shots.ended.is_some(),
+            _ => true,
+        }
+    }
+
+    /// Asks the kernel to end the multishot (once): chunks it delivers
+    /// before the end stay queued for the reader, in order.
+    pub(crate) fn cancel_multi(&mut self, id: OpId) {
+        let at = id.index as usize;
+        if let Slot::Multishot(shots) = &mut self.slots[at] {
+            if shots.ended.is_none() && !shots.cancelled {
+                shots.cancelled = true;
+                self.counts.cancels += 1;
+                self.push_cancel(id.user_data());
+            }
+        }
+    }
+
+    fn push_cancel(&mut self, user_data: u64) {
+        let cancel = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(CANCEL);
+        self.push(&cancel);
+    }
+
+    fn free_multishot(&mut self, at: usize) {
+        if let Slot::Multishot(mut shots) = std::mem::replace(&mut self.slots[at], Slot::Free) {
+            shots.chunks.clear();
+            self.spare_queues.push(shots.chunks);
+        }
+        self.free.push(at as u32);
+        self.in_flight -= 1;
     }
 
     /// Moves `lent` into a free slot, then builds and pushes the SQE from
@@ -377,6 +556,7 @@ impl Ring {
             }
         }
         let mut reaped = 0;
+        let mut ended_abandoned = Vec::new();
         let Ring {
             uring,
             slots,
@@ -385,6 +565,9 @@ impl Ring {
             in_flight,
             counts,
             woken,
+            pool,
+            held_cap,
+            to_cancel,
             ..
         } = self;
         for cqe in uring.completion() {
@@ -396,6 +579,33 @@ impl Ring {
             let index = (user_data & u64::from(u32::MAX)) as usize;
             let generation = (user_data >> 32) as u32;
             if generations.get(index) != Some(&generation) {
+                continue;
+            }
+            if let Slot::Multishot(shots) = &mut slots[index] {
+                let (result, flags) = (cqe.result(), cqe.flags());
+                if let (Some(bid), Some(pool)) = (cqueue::buffer_select(flags), pool.as_ref()) {
+                    counts.chunks += 1;
+                    let chunk = Chunk::new(pool, bid, result);
+                    if !shots.abandoned && !chunk.is_empty() {
+                        shots.chunks.push_back(chunk);
+                    }
+                }
+                if !cqueue::more(flags) {
+                    shots.ended = Some(result);
+                    if result == -libc::ENOBUFS {
+                        counts.enobufs += 1;
+                    }
+                    if shots.abandoned {
+                        ended_abandoned.push(index);
+                    }
+                } else if shots.chunks.len() >= *held_cap && !shots.cancelled {
+                    shots.cancelled = true;
+                    counts.cap_cancels += 1;
+                    to_cancel.push(user_data);
+                }
+                if let Some(waker) = shots.waker.take() {
+                    woken.push(waker);
+                }
                 continue;
             }
             let slot = std::mem::replace(&mut slots[index], Slot::Free);
@@ -418,6 +628,14 @@ impl Ring {
             }
         }
         counts.reaped += reaped as u64;
+        for at in ended_abandoned {
+            self.free_multishot(at);
+        }
+        let mut cancels = std::mem::take(&mut self.to_cancel);
+        for user_data in cancels.drain(..) {
+            self.push_cancel(user_data);
+        }
+        self.to_cancel = cancels;
         Ok(reaped)
     }
 
@@ -444,7 +662,7 @@ impl Ring {
                 self.in_flight -= 1;
                 Poll::Ready((result, lent))
             }
-            Slot::Free | Slot::Abandoned { .. } => {
+            Slot::Free | Slot::Abandoned { .. } | Slot::Multishot(_) => {
                 unreachable!("an operation is polled only by its live future")
             }
         }
@@ -463,10 +681,20 @@ impl Ring {
             }
             Slot::Waiting { lent, .. } => {
                 self.slots[at] = Slot::Abandoned { lent };
-                let cancel = opcode::AsyncCancel::new(id.user_data())
-                    .build()
-                    .user_data(CANCEL);
-                self.push(&cancel);
+                self.push_cancel(id.user_data());
+            }
+            Slot::Multishot(mut shots) => {
+                // Its delivered chunks go back to the buffer ring now.
+                shots.chunks.clear();
+                shots.waker = None;
+                let (ended, cancelled) = (shots.ended.is_some(), shots.cancelled);
+                shots.abandoned = true;
+                self.slots[at] = Slot::Multishot(shots);
+                if ended {
+                    self.free_multishot(at);
+                } else if !cancelled {
+                    self.push_cancel(id.user_data());
+                }
             }
             other => self.slots[at] = other,
         }
@@ -481,12 +709,14 @@ enum Recv {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        if self.in_flight == 0 {
-            return;
-        }
         // Cancel what is left, then wait (bounded) for the kernel's answers.
         for at in 0..self.slots.len() {
-            if matches!(self.slots[at], Slot::Waiting { .. }) {
+            let live = match &self.slots[at] {
+                Slot::Waiting { .. } => true,
+                Slot::Multishot(shots) => !shots.abandoned,
+                _ => false,
+            };
+            if live {
                 let id = OpId {
                     index: at as u32,
                     generation: self.generations[at],
@@ -494,13 +724,13 @@ impl Drop for Ring {
                 self.abandon(id);
             }
         }
+        let unanswered = |s: &Slot| match s {
+            Slot::Abandoned { .. } => true,
+            Slot::Multishot(shots) => shots.ended.is_none(),
+            _ => false,
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
-        while self
-            .slots
-            .iter()
-            .any(|s| matches!(s, Slot::Abandoned { .. }))
-            && std::time::Instant::now() < deadline
-        {
+        while self.slots.iter().any(unanswered) && std::time::Instant::now() < deadline {
             let wait = types::Timespec::new().nsec(10_000_000);
             let args = types::SubmitArgs::new().timespec(&wait);
             let _ = self.uring.submitter().submit_with_args(1, &args);
@@ -509,9 +739,33 @@ impl Drop for Ring {
             }
         }
         // Whatever the kernel never answered keeps its memory forever.
+        let mut answered = true;
         for slot in self.slots.drain(..) {
-            if let Slot::Abandoned { lent } | Slot::Waiting { lent, .. } = slot {
-                std::mem::forget(lent);
+            match slot {
+                Slot::Abandoned { lent } | Slot::Waiting { lent, .. } => {
+                    answered = false;
+                    std::mem::forget(lent);
+                }
+                Slot::Multishot(shots) if shots.ended.is_none() => {
+                    answered = false;
+                    std::mem::forget(shots);
+                }
+                _ => {}
+            }
+        }
+        // The buffers are unmapped only once the kernel can no longer pick
+        // one: every multishot answered, the group unregistered.
+        if let Some(pool) = self.pool.take() {
+            if answered
+                && self
+                    .uring
+                    .submitter()
+                    .unregister_buf_ring(BUF_GROUP)
+                    .is_ok()
+            {
+                drop(pool);
+            } else {
+                std::mem::forget(pool);
             }
         }
     }

@@ -11,12 +11,20 @@ use hostmux_wire::Limits;
 
 use super::*;
 
-const WAIT: Duration = Duration::from_secs(5);
+pub(super) const WAIT: Duration = Duration::from_secs(5);
 
 /// Runs `test` on an io-uring-direct runtime (a driver with 8 fixed-file
 /// slots), or skips where the kernel refuses io_uring.
 fn on_a_ring<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) {
-    let runtime = match Runtime::new(8) {
+    on_a_ring_with(Some(crate::RecvBuffers::DEFAULT), test);
+}
+
+/// [`on_a_ring`] with the provided buffers `recv` (or none).
+pub(super) fn on_a_ring_with<F: std::future::Future<Output = ()>>(
+    recv: Option<crate::RecvBuffers>,
+    test: impl FnOnce() -> F,
+) {
+    let runtime = match Runtime::new(8, recv) {
         Ok(runtime) => runtime,
         Err(e) => {
             hostmux_testkit::facility::missing(
@@ -48,7 +56,7 @@ fn adopted_pairs(count: usize) -> Vec<(UnixStream, driver::Socket)> {
 
 /// Waits (bounded) until `done` holds, looking after each timer tick (a
 /// wait that lets the runtime park, so the ring's eventfd is watched).
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}");

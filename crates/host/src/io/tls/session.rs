@@ -415,7 +415,41 @@ impl<F: Frontend> TlsReader<F> {
     }
 }
 
+impl<F: Frontend> TlsReader<F> {
+    /// Decided plain, or on a host without TLS: reads go straight to the
+    /// runtime's socket.
+    fn is_plain(&self) -> bool {
+        match &self.shared {
+            None => true,
+            Some(shared) => self.undecided.is_none() && shared.is_plain(),
+        }
+    }
+}
+
 impl<F: Frontend> ConnReader for TlsReader<F> {
+    type Chunk = <F::Reader as ConnReader>::Chunk;
+
+    /// Plain connections only, as [`reads_direct`](Self::reads_direct):
+    /// a session's plaintext comes out of rustls.
+    fn lends_chunks(&self) -> bool {
+        self.is_plain() && self.inner.lends_chunks()
+    }
+
+    async fn next_chunk(&mut self) -> io::Result<crate::frontend::Next<Self::Chunk>> {
+        if !self.is_plain() {
+            return Ok(crate::frontend::Next::Read);
+        }
+        self.inner.next_chunk().await
+    }
+
+    fn keep(&mut self, chunk: Self::Chunk, used: usize) {
+        self.inner.keep(chunk, used);
+    }
+
+    fn pause(&mut self) {
+        self.inner.pause();
+    }
+
     async fn read_into(&mut self, mut decoder: FrameDecoder) -> (io::Result<usize>, FrameDecoder) {
         let Some(shared) = self.shared.clone() else {
             return self.inner.read_into(decoder).await;
@@ -449,11 +483,7 @@ impl<F: Frontend> ConnReader for TlsReader<F> {
     /// session's plaintext comes out of rustls, so its large frames take
     /// the copied path.
     fn reads_direct(&self) -> bool {
-        let plain = match &self.shared {
-            None => true,
-            Some(shared) => self.undecided.is_none() && shared.is_plain(),
-        };
-        plain && self.inner.reads_direct()
+        self.is_plain() && self.inner.reads_direct()
     }
 
     async fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
