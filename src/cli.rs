@@ -287,6 +287,13 @@ pub(crate) struct ServeArgs {
     /// off. See docs/operations.md, "Zero-copy receive".
     #[arg(long, default_value = "64K", value_parser = parse_size)]
     pub(crate) zero_copy_threshold: usize,
+    /// The io-uring-direct frontend's multishot receive: COUNTxSIZE
+    /// provided buffers per I/O thread (COUNT a power of two up to 32768,
+    /// SIZE 4K to 16M; one connection holds at most a quarter of them), or
+    /// `off` for one re-armed receive per read. Other frontends ignore it.
+    /// See docs/operations.md, "Multishot receive".
+    #[arg(long, default_value = "64x64K", value_parser = parse_recv_buffers)]
+    pub(crate) recv_buffers: RecvBuffersArg,
     /// Frontend connections served at once; more are closed at accept.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,
@@ -580,6 +587,35 @@ fn parse_ready_mode(text: &str) -> Result<hostmux_wire::ReadyMode, String> {
         .map_err(|e: hostmux_wire::WireError| e.to_string())
 }
 
+/// `--recv-buffers`: a buffer ring's shape, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecvBuffersArg(pub(crate) Option<hostmux_host::RecvBuffers>);
+
+/// Parses `--recv-buffers`: `COUNTxSIZE` (e.g. `64x64K`) or `off`.
+pub(crate) fn parse_recv_buffers(text: &str) -> Result<RecvBuffersArg, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(RecvBuffersArg(None));
+    }
+    let shape = || format!("{text:?}: expected COUNTxSIZE (e.g. 64x64K) or off");
+    let (count, size) = text.split_once(['x', 'X']).ok_or_else(shape)?;
+    let count: u16 = count.trim().parse().map_err(|_| shape())?;
+    if !count.is_power_of_two() || count > 1 << 15 {
+        return Err(format!(
+            "{text:?}: the buffer count must be a power of two from 1 to 32768"
+        ));
+    }
+    let size = parse_size(size)?;
+    if !(4 << 10..=16 << 20).contains(&size) {
+        return Err(format!("{text:?}: each buffer must be 4K to 16M"));
+    }
+    Ok(RecvBuffersArg(Some(hostmux_host::RecvBuffers {
+        count,
+        len: size as u32,
+        held_per_conn: (count / 4).max(1),
+    })))
+}
+
 /// Parses a byte size: a number with an optional `K`, `M` or `G` suffix
 /// (powers of 1024; a trailing `B` or `iB` is allowed: `64KiB`, `1G`).
 pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
@@ -670,6 +706,24 @@ mod tests {
 
     #[test]
     fn sizes_parse_with_binary_suffixes_and_reject_garbage() {
+        assert_eq!(
+            parse_recv_buffers("64x64K"),
+            Ok(RecvBuffersArg(Some(hostmux_host::RecvBuffers::DEFAULT)))
+        );
+        assert_eq!(parse_recv_buffers("off"), Ok(RecvBuffersArg(None)));
+        let small = parse_recv_buffers("2X4K").unwrap().0.unwrap();
+        assert_eq!((small.count, small.len, small.held_per_conn), (2, 4096, 1));
+        for bad in [
+            "63x64K",
+            "64x1K",
+            "64x32M",
+            "65536x64K",
+            "64",
+            "x64K",
+            "many",
+        ] {
+            assert!(parse_recv_buffers(bad).is_err(), "{bad}");
+        }
         assert_eq!(parse_size("256M"), Ok(256 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("64KiB"), Ok(64 << 10));

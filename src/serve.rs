@@ -85,6 +85,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         conn_memory: args.conn_memory,
         reply_memory: args.reply_memory,
         zero_copy_threshold: args.zero_copy_threshold,
+        uring_recv_buffers: args.recv_buffers.0,
         max_connections: args.max_connections as usize,
         frame_timeout: args.frame_timeout,
         link_timeout: args.link_timeout,
