@@ -305,12 +305,7 @@ every_frontend!(unix_socket_frontend);
 /// kernel has io_uring, and frames flow through it.
 #[test]
 fn the_default_frontend_is_io_uring_direct_where_io_uring_is_available() {
-    if !hostmux_host::io_uring_available() {
-        // Fails unless HOSTMUX_TEST_SKIP names io_uring.
-        hostmux_testkit::facility::missing(
-            hostmux_testkit::facility::Facility::IoUring,
-            "the kernel refused to set up a ring",
-        );
+    if !crate::support::io_uring_or_report() {
         return;
     }
     crate::support::runtime().block_on(async {

@@ -61,8 +61,7 @@ fn stress_idle_cpu_epoll() {
 #[test]
 #[ignore = "measures CPU over a 10 s window; run explicitly"]
 fn stress_idle_cpu_io_uring() {
-    if !hostmux_host::io_uring_available() {
-        missing(Facility::IoUring, "the kernel refused to set up a ring");
+    if !crate::support::io_uring_or_report() {
         return;
     }
     idle_cpu(FrontendKind::IoUring);
@@ -71,8 +70,7 @@ fn stress_idle_cpu_io_uring() {
 #[test]
 #[ignore = "measures CPU over a 10 s window; run explicitly"]
 fn stress_idle_cpu_io_uring_direct() {
-    if !hostmux_host::io_uring_available() {
-        missing(Facility::IoUring, "the kernel refused to set up a ring");
+    if !crate::support::io_uring_or_report() {
         return;
     }
     idle_cpu(FrontendKind::IoUringDirect);

@@ -35,24 +35,14 @@ macro_rules! every_frontend {
             }
             #[test]
             fn io_uring() {
-                if !hostmux_host::io_uring_available() {
-                    // Fails unless HOSTMUX_TEST_SKIP names io_uring.
-                    hostmux_testkit::facility::missing(
-                        hostmux_testkit::facility::Facility::IoUring,
-                        "the kernel refused to set up a ring",
-                    );
+                if !crate::support::io_uring_or_report() {
                     return;
                 }
                 crate::support::run(hostmux_host::FrontendKind::IoUring, super::$name);
             }
             #[test]
             fn io_uring_direct() {
-                if !hostmux_host::io_uring_available() {
-                    // Fails unless HOSTMUX_TEST_SKIP names io_uring.
-                    hostmux_testkit::facility::missing(
-                        hostmux_testkit::facility::Facility::IoUring,
-                        "the kernel refused to set up a ring",
-                    );
+                if !crate::support::io_uring_or_report() {
                     return;
                 }
                 crate::support::run(hostmux_host::FrontendKind::IoUringDirect, super::$name);
@@ -61,6 +51,20 @@ macro_rules! every_frontend {
     };
 }
 pub(crate) use every_frontend;
+
+/// Whether the kernel sets up an io_uring; if not, reports the missing
+/// facility (a failure unless HOSTMUX_TEST_SKIP names io_uring) and the
+/// caller's test returns.
+pub(crate) fn io_uring_or_report() -> bool {
+    let available = hostmux_host::io_uring_available();
+    if !available {
+        hostmux_testkit::facility::missing(
+            hostmux_testkit::facility::Facility::IoUring,
+            "the kernel refused to set up a ring",
+        );
+    }
+    available
+}
 
 /// The tests' runtime (two workers, as on the target machine), with
 /// tracing to the test output (`RUST_LOG` filters it).
