@@ -534,9 +534,12 @@ async fn an_eighth_of_the_window_is_acknowledged_at_once(kind: FrontendKind) {
     }
     let by_kind = collect_answers(&mut client, 40).await;
     assert_eq!(by_kind.get("Data"), Some(&40), "{by_kind:?}");
-    // 8 frames make an eighth: acknowledged in steps of 8, up to 40.
+    // 8 frames make an eighth: acknowledged in steps of 8, up to 40; or,
+    // if host A's first heartbeat (a ping, echoed at once with what was
+    // handled so far) lands after k < 8 frames, at k + 8, k + 16, ...: so
+    // more than 32 either way, where the 60 s delay alone would allow none.
     wait_for_link(&host_a, b_addr.as_str(), "acknowledged in eighths", |s| {
-        s.acked == 40
+        s.acked > 32
     })
     .await;
 }
