@@ -224,10 +224,13 @@ pub struct HostConfig {
     pub zero_copy_hold: Duration,
     /// The io-uring-direct frontend's multishot receive: the provided
     /// buffers each I/O thread registers with its ring, from which the
-    /// kernel fills receive chunks that the host decodes in place. `None`:
-    /// no buffer ring, one re-armed receive per read (what happens anyway,
-    /// with one log line, where the kernel refuses buffer rings). Other
-    /// frontends ignore it. See `docs/architecture.md`, "Frontends".
+    /// kernel fills receive chunks that the host decodes in place. `None`
+    /// (the default, for now): no buffer ring, one re-armed receive per
+    /// read (what happens anyway, with one log line, where the kernel
+    /// refuses buffer rings). Opt-in until a stall seen in the three-host
+    /// suite is understood (a link's status read seconds late with it on,
+    /// never with it off; docs/architecture.md). Other frontends ignore
+    /// it.
     pub uring_recv_buffers: Option<RecvBuffers>,
 }
 
@@ -297,7 +300,7 @@ impl Default for HostConfig {
             tls: None,
             zero_copy_threshold: 64 << 10,
             zero_copy_hold: Duration::from_millis(10),
-            uring_recv_buffers: Some(RecvBuffers::DEFAULT),
+            uring_recv_buffers: None,
         }
     }
 }

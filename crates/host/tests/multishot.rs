@@ -101,6 +101,8 @@ fn payload(id: u64, len: usize) -> Vec<u8> {
 fn config() -> HostConfig {
     HostConfig {
         inbound_ring_bytes: 4 << 20,
+        // Opt-in (off by default): these tests are about it.
+        uring_recv_buffers: Some(hostmux_host::RecvBuffers::DEFAULT),
         ..HostConfig::default()
     }
 }
