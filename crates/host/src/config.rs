@@ -250,7 +250,9 @@ pub struct RecvBuffers {
 }
 
 impl RecvBuffers {
-    /// 64 buffers of 64 KiB, at most 16 held by one connection. 64 KiB is
+    /// 64 buffers of 64 KiB, at most 16 held by one connection (what
+    /// `serve --recv-buffers 64x64K` gives; not the default, which is no
+    /// buffer ring for now). 64 KiB is
     /// the decoder's read chunk (what a single read takes today, so a
     /// chunk carries as many frames as a read did); 64 of them (4 MiB per
     /// I/O thread, mapped on first touch) keep 4 connections streaming at
