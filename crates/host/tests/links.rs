@@ -459,6 +459,53 @@ async fn an_idle_link_stays_up_on_heartbeats(kind: FrontendKind) {
 }
 every_frontend!(an_idle_link_stays_up_on_heartbeats);
 
+/// A heartbeat's round trip runs from the ping to the pong's arrival: an
+/// idle link's reader waits for its next bytes from before the ping, and
+/// the pong must not be dated from when that wait began (it was, with
+/// multishot receive: the round trip came out as 0 µs, which `hostmux
+/// links` shows as none at all). A real round trip between two hosts
+/// takes at least a send, a wake-up and a receive: never under 1 µs.
+async fn heartbeat_round_trips_are_dated_from_the_pongs_arrival(kind: FrontendKind) {
+    let (a_addr, b_addr) = loopback_pair();
+    let config = |peer: &str| HostConfig {
+        // A heartbeat every 75 ms.
+        link_timeout: Duration::from_millis(300),
+        // Multishot receive on (where the frontend has it), whatever the
+        // default.
+        uring_recv_buffers: Some(hostmux_host::RecvBuffers::DEFAULT),
+        ..peers_config(&[peer], "pt")
+    };
+    let (host_a, _serving_a) = serve_at(kind, a_addr.clone(), config(b_addr.as_str())).await;
+    let (host_b, _serving_b) = serve_at(kind, b_addr.clone(), config(a_addr.as_str())).await;
+    host_b.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let mut client = Client::connect(&host_a, "pinger").await;
+    client.send_to("echo", b_addr.as_str(), 1, b"link up").await;
+    assert_eq!(client.recv().await.message_id, 1);
+    // Every round trip the link reports while it idles, sampled after
+    // each new one, for twelve heartbeats.
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    let mut last_count = 0;
+    while seen.len() < 12 {
+        let stats = link_stats(&host_a, b_addr.as_str()).await;
+        let count = stats.round_trips.count();
+        if count != last_count {
+            last_count = count;
+            seen.push(stats.round_trip_us);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 12 round trips measured: {seen:?} {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        seen.iter().all(|rtt| matches!(rtt, Some(us) if *us >= 1)),
+        "round trips of 0 µs (a pong dated before its ping): {seen:?}"
+    );
+}
+every_frontend!(heartbeat_round_trips_are_dated_from_the_pongs_arrival);
+
 /// Two hosts peering with each other; host A's config is `a`, host B's
 /// `b` (each on top of [`peers_config`]); `echo` runs on B as "echo".
 async fn proc_behind(

@@ -239,7 +239,8 @@ pub struct LinkInfo {
     pub acked: u64,
     /// Frames sent to the peer still awaiting an answer.
     pub awaiting_answers: u64,
-    /// The last heartbeat round trip in microseconds (0: none measured).
+    /// The last heartbeat round trip in microseconds, at least 1 (0: none
+    /// measured).
     pub round_trip_us: u64,
     /// Dials made.
     pub dials: u64,

@@ -285,7 +285,9 @@ fn link_info(link: crate::LinkStats) -> hostmux_wire::LinkInfo {
         sent: link.sent,
         acked: link.acked,
         awaiting_answers: link.awaiting_answers,
-        round_trip_us: link.round_trip_us.unwrap_or(0),
+        // 0 means none measured on this wire: a round trip under 1 µs
+        // (rounded down to 0) is sent as 1.
+        round_trip_us: link.round_trip_us.map_or(0, |us| us.max(1)),
         dials: link.dials,
         dial_failures: link.dial_failures,
         link_failures: link.link_failures,

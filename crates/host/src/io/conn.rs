@@ -570,6 +570,13 @@ async fn read_loop<F: Frontend>(
             };
             match next {
                 Ok(Next::Chunk(chunk)) => {
+                    // The clock of these frames is when they arrived: the
+                    // wait for the chunk may have been long (an idle link
+                    // between heartbeats), and `now` dates from before it
+                    // (a pong dated so measured a round trip of 0, and a
+                    // full ring's overload wait would start in the past).
+                    now = Instant::now();
+                    let deadline = due.unwrap_or(now + cfg.frame_timeout);
                     // The decoder may grow while a chunk completes a large
                     // frame: charged before (its whole length, as a read
                     // would charge it) and after (whatever it grew to).
