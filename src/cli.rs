@@ -290,10 +290,10 @@ pub(crate) struct ServeArgs {
     /// The io-uring-direct frontend's multishot receive: COUNTxSIZE
     /// provided buffers per I/O thread (e.g. 64x64K; COUNT a power of two
     /// up to 32768, SIZE 4K to 16M; one connection holds at most a quarter
-    /// of them), or `off` (the default for now: one re-armed receive per
-    /// read). Other frontends ignore it.
+    /// of them), or `off` (one re-armed receive per read). Other frontends
+    /// ignore it.
     /// See docs/operations.md, "Multishot receive".
-    #[arg(long, default_value = "off", value_parser = parse_recv_buffers)]
+    #[arg(long, default_value = "64x64K", value_parser = parse_recv_buffers)]
     pub(crate) recv_buffers: RecvBuffersArg,
     /// Frontend connections served at once; more are closed at accept.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]

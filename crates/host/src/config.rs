@@ -224,13 +224,10 @@ pub struct HostConfig {
     pub zero_copy_hold: Duration,
     /// The io-uring-direct frontend's multishot receive: the provided
     /// buffers each I/O thread registers with its ring, from which the
-    /// kernel fills receive chunks that the host decodes in place. `None`
-    /// (the default, for now): no buffer ring, one re-armed receive per
-    /// read (what happens anyway, with one log line, where the kernel
-    /// refuses buffer rings). Opt-in until a stall seen in the three-host
-    /// suite is understood (a link's status read seconds late with it on,
-    /// never with it off; docs/architecture.md). Other frontends ignore
-    /// it.
+    /// kernel fills receive chunks that the host decodes in place
+    /// (default [`RecvBuffers::DEFAULT`]). `None`: no buffer ring, one
+    /// re-armed receive per read (what happens anyway, with one log line,
+    /// where the kernel refuses buffer rings). Other frontends ignore it.
     pub uring_recv_buffers: Option<RecvBuffers>,
 }
 
@@ -250,9 +247,8 @@ pub struct RecvBuffers {
 }
 
 impl RecvBuffers {
-    /// 64 buffers of 64 KiB, at most 16 held by one connection (what
-    /// `serve --recv-buffers 64x64K` gives; not the default, which is no
-    /// buffer ring for now). 64 KiB is
+    /// 64 buffers of 64 KiB, at most 16 held by one connection (the
+    /// default, `serve --recv-buffers 64x64K`). 64 KiB is
     /// the decoder's read chunk (what a single read takes today, so a
     /// chunk carries as many frames as a read did); 64 of them (4 MiB per
     /// I/O thread, mapped on first touch) keep 4 connections streaming at
@@ -302,7 +298,7 @@ impl Default for HostConfig {
             tls: None,
             zero_copy_threshold: 64 << 10,
             zero_copy_hold: Duration::from_millis(10),
-            uring_recv_buffers: None,
+            uring_recv_buffers: Some(RecvBuffers::DEFAULT),
         }
     }
 }
