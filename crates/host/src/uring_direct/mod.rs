@@ -137,6 +137,11 @@ impl Runtime {
                 enters = counts.enters,
                 reaped = counts.reaped,
                 on_the_spot = driver.on_the_spot(),
+                multishots_armed = counts.armed,
+                multishot_chunks = counts.chunks,
+                multishot_enobufs = counts.enobufs,
+                multishot_cancels = counts.cancels,
+                multishot_cap_cancels = counts.cap_cancels,
                 "io_uring driver done"
             );
         }

@@ -19,7 +19,9 @@
 //!   ([`crate::RecvBuffers::held_per_conn`]).
 //! * [`Receive::read_direct`]: a large frame is about to be read straight
 //!   into a proc's ring: the multishot is cancelled and what it delivered
-//!   is handed out first.
+//!   is handed out first; the read after the frame is one plain receive
+//!   (the next frame may be large too: its payload belongs in a ring, not
+//!   in provided buffers), and the one after it re-arms.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,7 +82,12 @@ pub(crate) struct Receive {
     op: Option<Multishot>,
     /// The unconsumed rest of a chunk, given back: the stream's next bytes.
     kept: Option<Chunk>,
-    /// The last multishot ended with `ENOBUFS`: one plain read next.
+    /// The next read is one plain receive, not a multishot: after
+    /// `ENOBUFS` (progress without a buffer, no spin re-arming into an
+    /// empty ring), and after a large frame read straight into a ring (a
+    /// multishot armed at once would fill provided buffers with the next
+    /// large frame's payload before its header is seen, and that payload
+    /// would then be copied out of them instead of read into the ring).
     read_once: bool,
     /// A multishot met the end of stream.
     eof: bool,
@@ -195,7 +202,12 @@ impl Receive {
             if self.eof {
                 return Some(Ok(0));
             }
-            let op = self.op.as_mut()?;
+            let Some(op) = self.op.as_mut() else {
+                // The socket is read straight into the ring now; the read
+                // after this frame is one plain receive (see `read_once`).
+                self.read_once = true;
+                return None;
+            };
             if !op.is_cancelled() {
                 bump(&FOR_DIRECT);
                 op.cancel();
@@ -209,7 +221,10 @@ impl Receive {
                     self.op = None;
                     match self.ended(result, socket) {
                         Ok(Some(_)) => return Some(Ok(0)),
-                        Ok(None) => return None,
+                        Ok(None) => {
+                            self.read_once = true;
+                            return None;
+                        }
                         Err(e) => return Some(Err(e)),
                     }
                 }

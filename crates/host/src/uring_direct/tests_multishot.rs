@@ -2,8 +2,8 @@
 //! whole and in order, `ENOBUFS` and the per-connection cap end a
 //! multishot without losing a byte, a paused reader's multishot is
 //! cancelled (the kernel leaves later bytes in the socket), a direct read
-//! takes what the multishot delivered first, and a ring without buffers
-//! reads as before. Each waits on events with bounded timeouts.
+//! takes what the multishot delivered first and is followed by one plain
+//! receive, and a ring without buffers reads as before. Each waits on events with bounded timeouts.
 
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
@@ -276,5 +276,106 @@ fn without_provided_buffers_reads_are_single_receives() {
         writing.join().expect("the writer");
         assert_eq!(ids, (0..2_000).collect::<Vec<u64>>());
         assert_eq!(counts().armed, before.armed, "no multishot");
+    });
+}
+
+#[test]
+fn after_a_large_frame_read_straight_into_a_ring_the_next_read_is_one_plain_receive() {
+    on_a_ring_with(Some(RecvBuffers::DEFAULT), || async {
+        let (peer, host) = UnixStream::pair().expect("a pair");
+        let (mut reader, _writer) = UringDirect::adopt_unix(host).expect("adopted");
+        let limits = Limits::default();
+        let mut stream = Vec::new();
+        let payload = vec![7u8; 300_000];
+        for (id, body) in [(1u64, &payload[..]), (2, &b"after"[..]), (3, &b"last"[..])] {
+            let header = hostmux_wire::FrameHeader::data("sink", id);
+            hostmux_wire::encode_frame_to_vec(&mut stream, &header, body, &limits)
+                .expect("a frame");
+        }
+        // The large frame's head and a little payload first; the rest (and
+        // two small frames) only once the multishot is over, so that they
+        // can only come by the direct read and the reads after it.
+        let (go, gone) = std::sync::mpsc::channel::<()>();
+        let (first, rest) = stream.split_at(4096);
+        let (first, rest) = (first.to_vec(), rest.to_vec());
+        let writing = std::thread::spawn(move || {
+            let mut peer = peer;
+            peer.write_all(&first).expect("written");
+            gone.recv().expect("go");
+            peer.write_all(&rest).expect("written");
+        });
+        let large = 64 * 1024;
+        let mut decoder = FrameDecoder::new(limits);
+        let len = loop {
+            let Next::Chunk(chunk) = reader.next_chunk().await.expect("read") else {
+                panic!("a chunk with the large frame's head");
+            };
+            let mut lent = decoder.lend(&chunk, large);
+            assert!(lent.next_frame().expect("valid").is_none());
+            let used = lent.finish();
+            if used < chunk.len() {
+                reader.keep(chunk, used);
+            }
+            if let Some(len) = decoder.pending_frame_len().filter(|&len| len >= large) {
+                break len;
+            }
+        };
+        let mut whole = vec![0; len];
+        let mut filled = decoder.buffered_len();
+        whole[..filled].copy_from_slice(decoder.front_bytes());
+        let driver = Driver::current().expect("a driver");
+        let before = counts();
+        let mut go = Some(go);
+        while filled < len {
+            // Once the multishot is cancelled and over (no operation in the
+            // ring), the writer sends the rest (while a direct read waits).
+            let signal = async {
+                if go.is_some() {
+                    until("the multishot cancelled and ended", || {
+                        counts().cancels > before.cancels && driver.in_flight() == 0
+                    })
+                    .await;
+                    go.take().expect("once").send(()).expect("the writer waits");
+                }
+                std::future::pending::<()>().await
+            };
+            let read = tokio::select! {
+                biased;
+                read = reader.read_direct(&mut whole[filled..]) => read,
+                () = signal => unreachable!("the signal never ends"),
+            };
+            let n = read.expect("read");
+            assert!(n > 0, "the stream goes on");
+            filled += n;
+        }
+        assert!(decoder.skip_front_frame(len));
+        // The read after the frame is one plain receive: no multishot was
+        // armed to fill provided buffers with what follows.
+        let armed = counts().armed;
+        assert!(matches!(
+            reader.next_chunk().await.expect("read"),
+            Next::Read
+        ));
+        assert_eq!(counts().armed, armed, "no multishot armed after the frame");
+        let mut ids = Vec::new();
+        while ids.len() < 2 {
+            let (read, back) = reader.read_into(decoder).await;
+            decoder = back;
+            assert!(read.expect("read") > 0, "the small frames come");
+            while let Some(frame) = decoder.next_frame().expect("valid") {
+                ids.push(frame.message_id());
+            }
+        }
+        assert_eq!(ids, [2, 3]);
+        writing.join().expect("the writer");
+        // And the read after that arms one again (it meets the end of the
+        // stream: the writer has closed its end).
+        assert!(matches!(
+            reader.next_chunk().await.expect("read"),
+            Next::Eof
+        ));
+        assert_eq!(counts().armed, armed + 1, "re-armed after one plain read");
+        drop(reader);
+        all_buffers_back().await;
     });
 }
