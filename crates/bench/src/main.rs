@@ -335,6 +335,10 @@ pub(crate) struct BenchArgs {
     /// `tcp-busy-poll`, where both ends spin. Costs a core.
     #[arg(long)]
     pub(crate) busy_poll_client: bool,
+    /// The io-uring-direct host (11) reads one receive at a time, without
+    /// multishot receive (`serve --recv-buffers off`), to compare.
+    #[arg(long)]
+    pub(crate) no_multishot: bool,
     /// Instead of the systems table: issue 15's I/O-thread scaling. One
     /// host with 1, then 2 I/O threads (alternating every round), each of
     /// `--clients` load generators pipelining one-way frames of the first
@@ -426,6 +430,9 @@ pub(crate) struct RunSpec {
     /// The hostmux client busy-polls its socket (round trips).
     #[arg(long)]
     pub(crate) busy_poll_client: bool,
+    /// The in-process host has no multishot receive buffers.
+    #[arg(long)]
+    pub(crate) no_multishot: bool,
 }
 
 impl RunSpec {
@@ -449,6 +456,9 @@ impl RunSpec {
         }
         if self.busy_poll_client {
             args.push("--busy-poll-client".into());
+        }
+        if self.no_multishot {
+            args.push("--no-multishot".into());
         }
         args
     }
@@ -581,6 +591,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                             ring_memory: args.ring_memory,
                             client_index: None,
                             busy_poll_client: args.busy_poll_client,
+                            no_multishot: args.no_multishot,
                         };
                         let mut worker = Command::new(&exe);
                         worker.arg("__bench").arg("serve").args(spec.to_args());
@@ -783,6 +794,7 @@ mod tests {
                     ring_memory: RingMemory::OnDemand,
                     client_index: Some(1),
                     busy_poll_client: true,
+                    no_multishot: true,
                 };
                 let args = std::iter::once("x".to_owned()).chain(spec.to_args());
                 let parsed = Wrapper::try_parse_from(args).unwrap().spec;
@@ -794,6 +806,7 @@ mod tests {
                 assert_eq!(parsed.ring_memory, RingMemory::OnDemand);
                 assert_eq!(parsed.client_index, Some(1));
                 assert!(parsed.busy_poll_client);
+                assert!(parsed.no_multishot);
             }
         }
     }

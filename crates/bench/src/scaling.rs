@@ -139,6 +139,7 @@ async fn measure(
             ring_memory: RingMemory::Populated,
             client_index: Some(index),
             busy_poll_client: false,
+            no_multishot: false,
         };
         loads.push(
             Command::new(exe)

@@ -109,6 +109,11 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
                 client_outbox_bytes: 64 << 20,
                 ring_memory: spec.ring_memory,
                 tls,
+                uring_recv_buffers: if spec.no_multishot {
+                    None
+                } else {
+                    HostConfig::default().uring_recv_buffers
+                },
                 ..HostConfig::default()
             };
             let (host, serving) = super::start_host(config).await.with_context(|| {
