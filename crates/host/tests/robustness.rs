@@ -201,6 +201,75 @@ async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
 }
 every_frontend!(client_that_stops_reading_is_bounded);
 
+/// A client that floods requests, never reads a reply, and then dies
+/// (its socket closed with replies unread, so the host's next send fails)
+/// is forgotten: its name is free again and its queue released. (Its
+/// reader waited, paused, for its full reply queue to drain, and only the
+/// writer saw the socket fail: the connection, its name and its memory
+/// were held until the host stopped.)
+async fn a_deaf_client_that_dies_is_forgotten(kind: FrontendKind) {
+    const OUTBOX: usize = 64 * 1024;
+    let config = HostConfig {
+        client_outbox_bytes: OUTBOX,
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    let (mut write_half, read_half) = Client::connect(&host, "deaf").await.into_split();
+    let body = vec![1u8; 4000];
+    let mut chunk = Vec::new();
+    for id in 0..256 {
+        deaf_encode(&mut chunk, id, &body);
+    }
+    let flood = tokio::spawn(async move {
+        // About 8 MiB: the host stops reading it long before the end.
+        for _ in 0..8 {
+            if write_half.write_raw(&chunk).await.is_err() {
+                break;
+            }
+        }
+        write_half
+    });
+    // Its reply queue fills (the host then stops reading it).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = host.stats().await.unwrap();
+        if stats
+            .conn("deaf")
+            .is_some_and(|c| c.outbox_high_water >= OUTBOX as u64 / 2)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deaf client's queue never filled: {:?}",
+            stats.conn("deaf")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // It dies: the flood is dropped mid-write, both halves closed.
+    flood.abort();
+    let _ = flood.await;
+    drop(read_half);
+    // Its name is free again within the wait.
+    let token = host.config().token.clone().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut again = loop {
+        if let Some(client) = Client::connect_with_token(&host, "deaf", token.as_bytes()).await {
+            break client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead client's name is still bound after {WAIT:?}: {:?}",
+            host.stats().await.unwrap().conn("deaf")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    again.send("echo", 1_000, b"back").await;
+    assert_eq!(again.recv().await.message_id, 1_000);
+}
+every_frontend!(a_deaf_client_that_dies_is_forgotten);
+
 /// Several clients that never read: together they cannot make the host
 /// queue more than `reply_memory` for clients (each alone would stay
 /// within its own queue bound, which here is larger than the whole

@@ -249,7 +249,7 @@ pub(super) async fn serve_conn<F: Frontend>(
     cfg: &HostConfig,
     span: &tracing::Span,
 ) {
-    let writer_task = tokio::task::spawn_local(write_loop::<F>(
+    let mut writer_task = tokio::task::spawn_local(write_loop::<F>(
         writer,
         dataplane.clone(),
         key,
@@ -270,20 +270,36 @@ pub(super) async fn serve_conn<F: Frontend>(
             cfg,
         );
         tokio::pin!(read);
+        // The writer ends first only if a write failed (the peer is gone):
+        // the reader may be paused then (a full reply queue waits for the
+        // writer), so it is stopped here rather than left waiting forever.
         tokio::select! {
-            outcome = &mut read => Ok(outcome),
-            silent = heartbeat(dataplane, key, cfg), if is_link => Err(silent),
+            outcome = &mut read => Ended::Read(outcome),
+            silent = heartbeat(dataplane, key, cfg), if is_link => Ended::Silent(silent),
+            written = &mut writer_task => Ended::Writer(written),
         }
     };
+    let mut writer_done = false;
+    let mut write_failed = false;
     let outcome = match ended {
-        Ok(Ok(())) if is_link => Err(crate::dataplane::CLOSED_BY_PEER.to_owned()),
-        Ok(outcome) => outcome,
-        Err(silent) => {
+        Ended::Read(Ok(())) if is_link => Err(crate::dataplane::CLOSED_BY_PEER.to_owned()),
+        Ended::Read(outcome) => outcome,
+        Ended::Silent(silent) => {
             reader.shutdown();
             Err(format!(
                 "nothing received for {silent:?}, over the link timeout of {:?} (serve --link-timeout): the other host is down or unreachable",
                 cfg.link_timeout
             ))
+        }
+        Ended::Writer(written) => {
+            reader.shutdown();
+            writer_done = true;
+            write_failed = true;
+            Err(match written {
+                Ok(Err(reason)) => reason,
+                Ok(Ok(())) => "the writer stopped before the reader".to_owned(),
+                Err(e) => format!("the writer task ended: {e}"),
+            })
         }
     };
     match &outcome {
@@ -304,6 +320,10 @@ pub(super) async fn serve_conn<F: Frontend>(
                 Instant::now(),
             );
         }
+        // Nothing can reach the peer any more: no notice is queued.
+        Err(reason) if write_failed => {
+            tracing::info!(parent: span, %reason, "connection lost");
+        }
         Err(reason) => {
             tracing::warn!(parent: span, %reason, "closing connection");
             dataplane.borrow_mut().fail_conn(key);
@@ -312,12 +332,14 @@ pub(super) async fn serve_conn<F: Frontend>(
     dataplane.borrow_mut().close_conn(key);
     // Let the writer send what is queued (the error notice included), but
     // not wait forever on a peer that does not read.
-    let abort = writer_task.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(1), writer_task)
-        .await
-        .is_err()
-    {
-        abort.abort();
+    if !writer_done {
+        let abort = writer_task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(1), writer_task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
     }
     if is_link {
         tracing::debug!(parent: span, "link writer done");
@@ -372,19 +394,25 @@ async fn linger(
     }
 }
 
+/// Writes the connection's outbox until the connection closes (`Ok`) or
+/// a write fails (the reason: the reader is then stopped, see
+/// [`serve_conn`]).
 async fn write_loop<F: Frontend>(
     mut writer: F::Writer,
     dataplane: Shared,
     key: ConnKey,
     wake: Rc<Notify>,
-) {
+) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
         let state = dataplane
             .borrow_mut()
             .take_outbox(key, &mut buf, Instant::now());
         match state {
-            Outbox::Closed => return writer.close().await,
+            Outbox::Closed => {
+                writer.close().await;
+                return Ok(());
+            }
             Outbox::Empty => wake.notified().await,
             Outbox::Later(at) => {
                 tokio::select! {
@@ -396,8 +424,8 @@ async fn write_loop<F: Frontend>(
                 let (result, back) = writer.write_all(buf).await;
                 buf = back;
                 buf.clear();
-                if result.is_err() {
-                    return;
+                if let Err(e) = result {
+                    return Err(format!("write failed: {e}"));
                 }
             }
         }
@@ -441,6 +469,16 @@ async fn route_frames<R: ConnReader>(
             *now = Instant::now();
         }
     }
+}
+
+/// How the serving of a connection ended.
+enum Ended {
+    /// The read loop ended: end of stream (`Ok`) or the reason.
+    Read(Result<(), String>),
+    /// A link heard nothing for this long (over the link timeout).
+    Silent(Duration),
+    /// The writer ended first: a write failed.
+    Writer(Result<Result<(), String>, tokio::task::JoinError>),
 }
 
 /// Reads and routes a connection's frames until end of stream (`Ok`) or
