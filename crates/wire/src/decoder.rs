@@ -94,6 +94,9 @@ pub struct FrameDecoder {
     counted_at: u64,
     /// The owner asked for the grown buffer back at the next read.
     shrink_requested: bool,
+    /// The most the next read may take ([`FrameDecoder::cap_next_read`]);
+    /// `usize::MAX` when not capped.
+    read_cap: usize,
     limits: Limits,
     memo: HeaderMemo,
     poisoned: Option<WireError>,
@@ -121,6 +124,7 @@ impl FrameDecoder {
             read_front: 0,
             counted_at: 0,
             shrink_requested: false,
+            read_cap: usize::MAX,
             limits,
             memo: HeaderMemo::new(),
             poisoned: None,
@@ -300,7 +304,8 @@ impl FrameDecoder {
             self.start = 0;
             self.end = pending;
             self.read_front = 0;
-            return &mut self.buf[self.end..];
+            let stop = self.end.saturating_add(self.read_cap).min(self.buf.len());
+            return &mut self.buf[self.end..stop];
         }
         let need = self.front_need();
         let cramped =
@@ -311,7 +316,27 @@ impl FrameDecoder {
             self.end = pending;
         }
         self.read_front = self.start;
-        &mut self.buf[self.end..]
+        let stop = self.end.saturating_add(self.read_cap).min(self.buf.len());
+        &mut self.buf[self.end..stop]
+    }
+
+    /// Caps the next read ([`spare_capacity_mut`](Self::spare_capacity_mut)
+    /// until the next [`commit`](Self::commit)) at `max` bytes (at least
+    /// 16). For an owner that reads the rest of a large frame around the
+    /// decoder (straight into its destination): after one, the next
+    /// frame's head is read alone, so that little of a next large frame's
+    /// payload lands in the buffer (from where it would be copied).
+    ///
+    /// ```
+    /// use hostmux_wire::{FrameDecoder, Limits};
+    /// let mut decoder = FrameDecoder::new(Limits::default());
+    /// decoder.cap_next_read(4096);
+    /// assert_eq!(decoder.spare_capacity_mut().len(), 4096);
+    /// decoder.commit(100);
+    /// assert!(decoder.spare_capacity_mut().len() > 4096, "one read only");
+    /// ```
+    pub fn cap_next_read(&mut self, max: usize) {
+        self.read_cap = max.max(FRAME_ALIGN);
     }
 
     /// Marks `n` bytes written into the slice from
@@ -329,6 +354,7 @@ impl FrameDecoder {
             self.end += n;
             self.received += n as u64;
         }
+        self.read_cap = usize::MAX;
     }
 
     /// Copies `bytes` into the buffer, growing it as

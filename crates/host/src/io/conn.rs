@@ -471,6 +471,10 @@ async fn route_frames<R: ConnReader>(
     }
 }
 
+/// The read after a frame read straight into a ring: enough for the next
+/// frame's header (and small frames), little of a large one's payload.
+const HEAD_READ: usize = 4096;
+
 /// How the serving of a connection ended.
 enum Ended {
     /// The read loop ended: end of stream (`Ok`) or the reason.
@@ -576,7 +580,13 @@ async fn read_loop<F: Frontend>(
             .await;
             match direct {
                 Direct::NotTaken => {}
-                Direct::Delivered => continue,
+                Direct::Delivered => {
+                    // The next frame's head is read alone: were it large
+                    // too, a full read would bring much of its payload into
+                    // the decoder, to be copied into the ring from there.
+                    decoder.cap_next_read(HEAD_READ);
+                    continue;
+                }
                 Direct::MovedBack => {
                     moved_back = Some(decoder.consumed_len());
                     continue;

@@ -91,6 +91,10 @@ pub(crate) struct Receive {
     read_once: bool,
     /// A multishot met the end of stream.
     eof: bool,
+    /// The armed multishot was cancelled for a direct read: when its end
+    /// is taken (perhaps only after the large frame was completed from its
+    /// chunks), the next read is a plain one, as after any direct read.
+    cancelled_for_direct: bool,
 }
 
 impl Receive {
@@ -143,6 +147,9 @@ impl Receive {
     /// What a multishot's end means for the reader: `Some` to return, or
     /// `None` to read on.
     fn ended(&mut self, result: i32, socket: &Socket) -> io::Result<Option<Next<Chunk>>> {
+        if std::mem::take(&mut self.cancelled_for_direct) {
+            self.read_once = true;
+        }
         match -result {
             0 => {
                 self.eof = true;
@@ -211,6 +218,7 @@ impl Receive {
             if !op.is_cancelled() {
                 bump(&FOR_DIRECT);
                 op.cancel();
+                self.cancelled_for_direct = true;
             }
             match op.next().await {
                 Shot::Chunk(chunk) => {
