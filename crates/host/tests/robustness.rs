@@ -3,11 +3,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use hostmux_host::{FrontendKind, HostConfig, HostError, LocalProc};
+use hostmux_host::{FrontendKind, HostConfig, HostError, LocalProc, ServeHandle};
 use hostmux_wire::{FrameKind, UndeliverableReason};
 
 use crate::support::{
-    assert_conn_adds_up, echo_proc, every_frontend, next_frame, serve, Client, WAIT,
+    assert_conn_adds_up, echo_proc, every_frontend, next_frame, serve, Client, TestHost, WAIT,
 };
 
 /// A proc that attaches its rings, reports ready and never reads them.
@@ -138,23 +138,34 @@ async fn stuck_proc_overloads_without_stalling_others(kind: FrontendKind) {
 }
 every_frontend!(stuck_proc_overloads_without_stalling_others);
 
-async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
-    const OUTBOX: usize = 64 * 1024;
+/// The reply queue bound of the deaf-client tests.
+const DEAF_OUTBOX: usize = 64 * 1024;
+
+/// A host with a [`DEAF_OUTBOX`] reply queue per client and an echo proc,
+/// and 256 requests of 4000 bytes from the client "deaf" (about 1 MiB),
+/// ids 0 to 255, to write as often as a test likes.
+async fn deaf_setup(kind: FrontendKind) -> (TestHost, ServeHandle, Vec<u8>) {
     let config = HostConfig {
-        client_outbox_bytes: OUTBOX,
+        client_outbox_bytes: DEAF_OUTBOX,
         ..HostConfig::default()
     };
-    let (host, _serving) = serve(kind, config).await;
+    let (host, serving) = serve(kind, config).await;
     host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
-    let deaf = Client::connect(&host, "deaf").await;
-    let mut other = Client::connect(&host, "other").await;
-    // The deaf client sends ~32 MiB of requests and never reads a reply.
-    let (mut write_half, _read_half) = deaf.into_split();
     let body = vec![1u8; 4000];
     let mut chunk = Vec::new();
     for id in 0..256 {
         deaf_encode(&mut chunk, id, &body);
     }
+    (host, serving, chunk)
+}
+
+async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
+    const OUTBOX: usize = DEAF_OUTBOX;
+    let (host, _serving, chunk) = deaf_setup(kind).await;
+    let deaf = Client::connect(&host, "deaf").await;
+    let mut other = Client::connect(&host, "other").await;
+    // The deaf client sends ~32 MiB of requests and never reads a reply.
+    let (mut write_half, _read_half) = deaf.into_split();
     let flood = tokio::spawn(async move {
         for _ in 0..32 {
             if let Err(e) = write_half.write_raw(&chunk).await {
@@ -208,19 +219,9 @@ every_frontend!(client_that_stops_reading_is_bounded);
 /// writer saw the socket fail: the connection, its name and its memory
 /// were held until the host stopped.)
 async fn a_deaf_client_that_dies_is_forgotten(kind: FrontendKind) {
-    const OUTBOX: usize = 64 * 1024;
-    let config = HostConfig {
-        client_outbox_bytes: OUTBOX,
-        ..HostConfig::default()
-    };
-    let (host, _serving) = serve(kind, config).await;
-    host.spawn("echo", echo_proc(usize::MAX)).await.unwrap();
+    const OUTBOX: usize = DEAF_OUTBOX;
+    let (host, _serving, chunk) = deaf_setup(kind).await;
     let (mut write_half, read_half) = Client::connect(&host, "deaf").await.into_split();
-    let body = vec![1u8; 4000];
-    let mut chunk = Vec::new();
-    for id in 0..256 {
-        deaf_encode(&mut chunk, id, &body);
-    }
     let flood = tokio::spawn(async move {
         // About 8 MiB: the host stops reading it long before the end.
         for _ in 0..8 {
