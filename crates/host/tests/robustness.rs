@@ -160,7 +160,6 @@ async fn deaf_setup(kind: FrontendKind) -> (TestHost, ServeHandle, Vec<u8>) {
 }
 
 async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
-    const OUTBOX: usize = DEAF_OUTBOX;
     let (host, _serving, chunk) = deaf_setup(kind).await;
     let deaf = Client::connect(&host, "deaf").await;
     let mut other = Client::connect(&host, "other").await;
@@ -189,7 +188,7 @@ async fn client_that_stops_reading_is_bounded(kind: FrontendKind) {
     let stats = host.stats().await.unwrap();
     let deaf_stats = stats.conn("deaf").unwrap();
     assert!(
-        deaf_stats.outbox_high_water <= (OUTBOX + 16 * 1024) as u64,
+        deaf_stats.outbox_high_water <= (DEAF_OUTBOX + 16 * 1024) as u64,
         "{deaf_stats:?}"
     );
     assert_conn_adds_up(deaf_stats);
@@ -219,7 +218,6 @@ every_frontend!(client_that_stops_reading_is_bounded);
 /// writer saw the socket fail: the connection, its name and its memory
 /// were held until the host stopped.)
 async fn a_deaf_client_that_dies_is_forgotten(kind: FrontendKind) {
-    const OUTBOX: usize = DEAF_OUTBOX;
     let (host, _serving, chunk) = deaf_setup(kind).await;
     let (mut write_half, read_half) = Client::connect(&host, "deaf").await.into_split();
     let flood = tokio::spawn(async move {
@@ -237,7 +235,7 @@ async fn a_deaf_client_that_dies_is_forgotten(kind: FrontendKind) {
         let stats = host.stats().await.unwrap();
         if stats
             .conn("deaf")
-            .is_some_and(|c| c.outbox_high_water >= OUTBOX as u64 / 2)
+            .is_some_and(|c| c.outbox_high_water >= DEAF_OUTBOX as u64 / 2)
         {
             break;
         }

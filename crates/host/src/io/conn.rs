@@ -279,7 +279,7 @@ pub(super) async fn serve_conn<F: Frontend>(
             written = &mut writer_task => Ended::Writer(written),
         }
     };
-    let mut writer_done = false;
+    // The writer ended first (a write failed): nothing can reach the peer.
     let mut write_failed = false;
     let outcome = match ended {
         Ended::Read(Ok(())) if is_link => Err(crate::dataplane::CLOSED_BY_PEER.to_owned()),
@@ -293,7 +293,6 @@ pub(super) async fn serve_conn<F: Frontend>(
         }
         Ended::Writer(written) => {
             reader.shutdown();
-            writer_done = true;
             write_failed = true;
             Err(match written {
                 Ok(Err(reason)) => reason,
@@ -332,7 +331,7 @@ pub(super) async fn serve_conn<F: Frontend>(
     dataplane.borrow_mut().close_conn(key);
     // Let the writer send what is queued (the error notice included), but
     // not wait forever on a peer that does not read.
-    if !writer_done {
+    if !write_failed {
         let abort = writer_task.abort_handle();
         if tokio::time::timeout(Duration::from_secs(1), writer_task)
             .await

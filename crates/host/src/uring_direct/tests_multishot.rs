@@ -3,7 +3,8 @@
 //! multishot without losing a byte, a paused reader's multishot is
 //! cancelled (the kernel leaves later bytes in the socket), a direct read
 //! takes what the multishot delivered first and is followed by one plain
-//! receive, and a ring without buffers reads as before. Each waits on events with bounded timeouts.
+//! receive, and a ring without buffers reads as before. Each waits on
+//! events with bounded timeouts.
 
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
