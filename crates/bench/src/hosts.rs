@@ -22,7 +22,6 @@ use hostmux_host::ControlClient;
 use hostmux_wire::SpawnRequest;
 use rustix::process::{kill_process, Pid, Signal};
 
-use super::BENCH_RING_BYTES;
 use crate::procs::ProcMode;
 
 /// How long a `serve` may take to bind its frontend and say so.
@@ -125,6 +124,7 @@ impl HostPair {
         side: Side,
         name: &str,
         mode: ProcMode,
+        ring_bytes: usize,
     ) -> anyhow::Result<u32> {
         let host = self.host(side);
         let mut control = ControlClient::connect_unix(&host.control_socket)
@@ -142,8 +142,8 @@ impl HostPair {
             program: exe.to_string_lossy().into_owned(),
             args: vec!["__proc".to_owned(), mode.as_arg().to_owned()],
             env: Vec::new(),
-            inbound_ring_bytes: BENCH_RING_BYTES as u32,
-            outbound_ring_bytes: BENCH_RING_BYTES as u32,
+            inbound_ring_bytes: u32::try_from(ring_bytes).context("ring size")?,
+            outbound_ring_bytes: u32::try_from(ring_bytes).context("ring size")?,
             ready_timeout_ms: PROC_READY_TIMEOUT.as_millis() as u64,
             user: None,
             group: None,

@@ -209,14 +209,17 @@ impl Conn {
             | System::TcpRelay
             | System::TcpSpread
             | System::Conventional
-            | System::TcpBusyPoll => {
+            | System::TcpBusyPoll
+            | System::TcpRelayBusyPoll => {
                 let stream = TcpStream::connect(target)
                     .with_context(|| format!("connecting to {target}"))?;
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(Duration::from_secs(30)))?;
                 match system {
                     System::Tcp | System::TcpRelay | System::TcpSpread => Conn::Tcp(stream),
-                    System::TcpBusyPoll => {
+                    // (12)'s client is hostmux's: it blocks unless told to spin.
+                    System::TcpRelayBusyPoll if !busy_poll => Conn::Tcp(stream),
+                    System::TcpBusyPoll | System::TcpRelayBusyPoll => {
                         stream.set_nonblocking(true)?;
                         Conn::TcpBusyPoll(stream)
                     }

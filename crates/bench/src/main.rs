@@ -38,8 +38,9 @@
 //!    the discarding receiver: two TCP hops with nothing else, what (7) is
 //!    on one machine without the hosts' work.
 //! 10. `tcp-spread`: one-way only, (1) with a receiver that reads each
-//!    stretch of the stream into the next part of a 16 MiB buffer (the
-//!    rings' size here, pages touched first), wrapping at its end: the
+//!    stretch of the stream into the next part of a buffer the size of the
+//!    rings at that payload (`bench_ring_bytes`: 1 MiB up to 64 KiB
+//!    payloads, 16 MiB at 1 MiB; pages touched first), wrapping at its end: the
 //!    copy destination a ring writer has, where (1) reuses one buffer that
 //!    stays in cache. The issue 15 1 MiB bar is also reported against it.
 //!
@@ -182,15 +183,21 @@ pub(crate) enum System {
     TcpRelay,
     /// Loopback TCP to a process that reads each stretch of the stream
     /// into the next part of a buffer as large as the benchmark's rings
-    /// (16 MiB, pages touched first), wrapping at its end, instead of
+    /// (1 MiB, 16 MiB at 1 MiB frames; pages touched first), wrapping at its end, instead of
     /// into one reused buffer: the destination a ring writer copies to,
     /// for the zero-copy comparison at large frames (one-way only).
     TcpSpread,
+    /// Loopback TCP round trips through a relay to an echo server, the
+    /// relay and the server busy-polling, the client as hostmux's (blocking
+    /// unless `--busy-poll-client`): the same three parties as a hostmux
+    /// round trip (client, host, proc), with a second TCP hop where hostmux
+    /// has its rings (no one-way).
+    TcpRelayBusyPoll,
 }
 
 impl System {
     /// Every system, in table order.
-    pub(crate) const ALL: [System; 11] = [
+    pub(crate) const ALL: [System; 12] = [
         System::Tcp,
         System::Uring,
         System::Epoll,
@@ -202,6 +209,7 @@ impl System {
         System::Tls,
         System::TcpRelay,
         System::TcpSpread,
+        System::TcpRelayBusyPoll,
     ];
 
     /// What `--cross-host` runs: cross-host and the baselines of its targets.
@@ -225,7 +233,8 @@ impl System {
             System::CrossHost => "(7) hostmux serve, cross-host",
             System::Tls => "(8) hostmux io_uring, TLS client",
             System::TcpRelay => "(9) loopback TCP via a relay",
-            System::TcpSpread => "(10) loopback TCP into 16 MiB",
+            System::TcpSpread => "(10) loopback TCP into a ring-sized buffer",
+            System::TcpRelayBusyPoll => "(12) loopback TCP via a busy-poll relay",
         }
     }
 
@@ -248,7 +257,7 @@ impl System {
     /// round trips; one-way throughput is (1)'s).
     pub(crate) fn modes(self) -> &'static [Mode] {
         match self {
-            System::TcpBusyPoll => &[Mode::Rr],
+            System::TcpBusyPoll | System::TcpRelayBusyPoll => &[Mode::Rr],
             System::TcpSpread => &[Mode::Oneway],
             _ => &[Mode::Oneway, Mode::Rr],
         }
@@ -728,8 +737,21 @@ pub(crate) fn cpu_ticks(pid: &str) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
-/// Ring size for benchmark procs: a 1 MiB frame and then some fit.
-pub(crate) const BENCH_RING_BYTES: usize = 16 << 20;
+/// Bytes in each ring of a benchmark proc at `payload` bytes a frame: the
+/// host's default (`serve --inbound-ring-bytes`, 1 MiB) while sixteen
+/// payloads fit in it, else room for sixteen as a power of two (16 MiB at
+/// 1 MiB frames, as every size used before session 13). A ring is a cache
+/// footprint too: the host writes, and the proc reads, each byte of it in
+/// turn, so at 64 B a 16 MiB ring costs both ends cache misses that a
+/// 1 MiB one does not (measured in docs/benchmarks.md, "Ring size").
+pub(crate) fn bench_ring_bytes(payload: usize) -> usize {
+    let default = hostmux_host::HostConfig::default().inbound_ring_bytes;
+    payload
+        .saturating_mul(16)
+        .checked_next_power_of_two()
+        .unwrap_or(usize::MAX)
+        .max(default)
+}
 
 /// Nanoseconds per CPU tick.
 pub(crate) const NS_PER_TICK: f64 = 1e7;
@@ -737,6 +759,16 @@ pub(crate) const NS_PER_TICK: f64 = 1e7;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rings_are_the_hosts_default_until_sixteen_payloads_need_more() {
+        let default = hostmux_host::HostConfig::default().inbound_ring_bytes;
+        assert_eq!(bench_ring_bytes(64), default);
+        assert_eq!(bench_ring_bytes(64 << 10), default.max(1 << 20));
+        assert_eq!(bench_ring_bytes(1 << 20), 16 << 20);
+        assert_eq!(bench_ring_bytes(100_000), 2 << 20);
+        assert!(bench_ring_bytes(usize::MAX) >= default);
+    }
 
     #[test]
     fn cpu_ticks_of_this_process_grow_with_work() {

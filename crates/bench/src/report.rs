@@ -487,6 +487,20 @@ pub(crate) fn targets(results: &[Measurement]) -> Vec<Target> {
             }
             detail
         });
+        // The same three parties over TCP: what this machine gives a round
+        // trip through a spinning middle and a spinning end, beside hostmux.
+        let relay_rr = get(System::TcpRelayBusyPoll, Mode::Rr, small);
+        if let (Some(ours), Some(relay)) = (primary_rr, relay_rr) {
+            let three = format!(
+                "(12) the same three parties over TCP: {}, {label}/(12) {:.2}",
+                format::micros(relay.p50_ns),
+                ours.p50_ns as f64 / relay.p50_ns.max(1) as f64
+            );
+            round_trip.detail = Some(match round_trip.detail.take() {
+                Some(detail) => format!("{detail}; {three}"),
+                None => three,
+            });
+        }
         out.push(round_trip);
     }
     if ran(&[System::SameHost, System::CrossHost]) {

@@ -1,8 +1,8 @@
 //! `hostmux-bench --scaling`: issue 15's I/O-thread scaling, side by side in
 //! one run.
 //!
-//! This process is the host (`Host::serve_processes`, 16 MiB populated
-//! rings, as the systems table uses). For each frontend and each round it
+//! This process is the host (`Host::serve_processes`, populated rings
+//! sized by `bench_ring_bytes`, as in the systems table). For each frontend and each round it
 //! measures the host with 1 I/O thread and then with 2 (the order
 //! alternates between rounds, so a noisy moment does not always hit the
 //! same count): `--clients` load generators (this binary, `__bench load`,
@@ -24,7 +24,7 @@ use hostmux_lifecycle::{ProcHandle as _, ProcManager as _};
 use hostmux_wire::ProcName;
 
 use super::{
-    cpu_ticks, BenchArgs, LoadResult, Mode, RunSpec, System, BENCH_RING_BYTES, NS_PER_TICK,
+    bench_ring_bytes, cpu_ticks, BenchArgs, LoadResult, Mode, RunSpec, System, NS_PER_TICK,
 };
 use crate::procs::ProcMode;
 use crate::report::Target;
@@ -100,8 +100,8 @@ async fn measure(
     let config = HostConfig {
         frontend,
         io_threads,
-        inbound_ring_bytes: BENCH_RING_BYTES,
-        outbound_ring_bytes: BENCH_RING_BYTES,
+        inbound_ring_bytes: bench_ring_bytes(size),
+        outbound_ring_bytes: bench_ring_bytes(size),
         ring_memory: RingMemory::Populated,
         overload_wait: Duration::from_secs(10),
         client_outbox_bytes: 64 << 20,

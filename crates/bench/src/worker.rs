@@ -18,7 +18,7 @@ use hostmux_wire::ProcName;
 use super::hosts::{HostPair, Side};
 use super::load::{dest_for, hostmux_frame};
 use super::{
-    conventional, cpu_ticks, LoadResult, Measurement, Mode, RunSpec, System, BENCH_RING_BYTES,
+    bench_ring_bytes, conventional, cpu_ticks, LoadResult, Measurement, Mode, RunSpec, System,
     NS_PER_TICK,
 };
 use crate::procs::ProcMode;
@@ -60,7 +60,7 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             let listener = TcpListener::bind("127.0.0.1:0")?;
             let addr = listener.local_addr()?.to_string();
             let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
-            let (mode, span) = (spec.mode, Some(BENCH_RING_BYTES));
+            let (mode, span) = (spec.mode, Some(bench_ring_bytes(spec.size)));
             std::thread::spawn(move || discard_server(listener, mode, frame_len, false, span));
             (addr, None)
         }
@@ -75,6 +75,17 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             std::thread::spawn(move || relay_server(relay, sink_addr));
             (addr, None)
         }
+        System::TcpRelayBusyPoll => {
+            let echo = TcpListener::bind("127.0.0.1:0")?;
+            let echo_addr = echo.local_addr()?;
+            let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
+            let mode = spec.mode;
+            std::thread::spawn(move || discard_server(echo, mode, frame_len, true, None));
+            let relay = TcpListener::bind("127.0.0.1:0")?;
+            let addr = relay.local_addr()?.to_string();
+            std::thread::spawn(move || busy_poll_relay(relay, echo_addr));
+            (addr, None)
+        }
         System::SameHost | System::CrossHost => {
             let hostmux = hostmux
                 .as_deref()
@@ -86,7 +97,9 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             } else {
                 Side::A
             };
-            let pid = pair.spawn(side, dest, proc_mode).await?;
+            let pid = pair
+                .spawn(side, dest, proc_mode, bench_ring_bytes(spec.size))
+                .await?;
             let target = pair.addr(Side::A).to_owned();
             host_pair = Some(pair);
             (target, Some(pid))
@@ -103,8 +116,8 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             };
             let config = HostConfig {
                 frontend,
-                inbound_ring_bytes: BENCH_RING_BYTES,
-                outbound_ring_bytes: BENCH_RING_BYTES,
+                inbound_ring_bytes: bench_ring_bytes(spec.size),
+                outbound_ring_bytes: bench_ring_bytes(spec.size),
                 overload_wait: Duration::from_secs(10),
                 client_outbox_bytes: 64 << 20,
                 ring_memory: spec.ring_memory,
@@ -352,6 +365,57 @@ fn relay_server(listener: TcpListener, to: std::net::SocketAddr) {
     let back = std::thread::spawn(move || copy_until_end(server_back, client_back));
     copy_until_end(client, server);
     let _ = back.join();
+}
+
+/// A busy-polling TCP relay, one thread for both directions (as a
+/// host's one I/O thread): accepts one connection, connects to `to`, and
+/// polls both non-blocking sockets in turn, writing on what it read,
+/// yielding the CPU when neither had anything; stops when either ends.
+fn busy_poll_relay(listener: TcpListener, to: std::net::SocketAddr) {
+    let Ok((mut client, _)) = listener.accept() else {
+        return;
+    };
+    let Ok(mut server) = std::net::TcpStream::connect(to) else {
+        return;
+    };
+    for stream in [&client, &server] {
+        let _ = stream.set_nodelay(true);
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+    }
+    let mut buf = vec![0u8; 256 << 10];
+    // Reads what `from` has and writes all of it on (spinning while `to`
+    // would block): Some(bytes moved), None when either end is done.
+    let mut pass = |from: &mut std::net::TcpStream, to: &mut std::net::TcpStream| {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(0),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Some(0),
+            Err(_) => return None,
+        };
+        let mut done = 0;
+        while done < n {
+            match to.write(&buf[done..n]) {
+                Ok(0) => return None,
+                Ok(written) => done += written,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        Some(n)
+    };
+    while let (Some(up), Some(down)) = (
+        pass(&mut client, &mut server),
+        pass(&mut server, &mut client),
+    ) {
+        if up == 0 && down == 0 {
+            std::thread::yield_now();
+        }
+    }
+    let _ = server.shutdown(std::net::Shutdown::Both);
 }
 
 /// Copies `from` to `to` until `from` ends, then shuts `to`'s write side.

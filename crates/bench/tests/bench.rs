@@ -169,7 +169,7 @@ fn tcp_spread_runs_one_way_and_reports_the_ring_shaped_comparison() {
         dir.path(),
     );
     for row in [
-        "(10) loopback TCP into 16 MiB",
+        "(10) loopback TCP into a ring-sized buffer",
         "(2)/(10) GB/s at 1 MiB (the 1.00 bar against TCP into a ring-sized buffer): ",
         "(10)/(1): ",
     ] {
@@ -187,6 +187,41 @@ fn tcp_spread_runs_one_way_and_reports_the_ring_shaped_comparison() {
 
 /// A same-host or cross-host run without a `hostmux` binary fails at once,
 /// saying where it looked and what to do, before any measurement.
+/// `tcp-relay-busy-poll` (12): round trips only, through a spinning relay
+/// to a spinning echo server, reported beside hostmux's round trip.
+#[test]
+fn the_three_party_tcp_round_trip_runs_beside_hostmux() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stdout, json) = bench(
+        &[
+            "--systems",
+            "uring-direct,tcp-busy-poll,tcp-relay-busy-poll",
+            "--duration",
+            "100ms",
+            "--rr-duration",
+            "100ms",
+            "--sizes",
+            "64",
+        ],
+        dir.path(),
+    );
+    for row in [
+        "(12) loopback TCP via a busy-poll relay",
+        "(12) the same three parties over TCP: ",
+        "(11)/(12) ",
+    ] {
+        assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
+    }
+    let rows = json["measurements"].as_array().expect("measurements");
+    let relay: Vec<_> = rows
+        .iter()
+        .filter(|r| r["system"] == "tcp-relay-busy-poll")
+        .collect();
+    assert_eq!(relay.len(), 1, "round trips only: {relay:?}");
+    assert_eq!(relay[0]["mode"], "rr");
+    assert!(relay[0]["frames"].as_u64().unwrap() > 0, "{relay:?}");
+}
+
 #[test]
 fn cross_host_without_a_hostmux_binary_names_the_missing_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
