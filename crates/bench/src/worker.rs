@@ -64,26 +64,22 @@ async fn measure(spec: RunSpec, hostmux: Option<PathBuf>) -> anyhow::Result<Meas
             std::thread::spawn(move || discard_server(listener, mode, frame_len, false, span));
             (addr, None)
         }
-        System::TcpRelay => {
-            let sink = TcpListener::bind("127.0.0.1:0")?;
-            let sink_addr = sink.local_addr()?;
+        System::TcpRelay | System::TcpRelayBusyPoll => {
+            // (9) a blocking relay to a discarding (or echoing) end; (12)
+            // both busy-polling, for round trips.
+            let busy_poll = spec.system == System::TcpRelayBusyPoll;
+            let end = TcpListener::bind("127.0.0.1:0")?;
+            let end_addr = end.local_addr()?;
             let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
             let mode = spec.mode;
-            std::thread::spawn(move || discard_server(sink, mode, frame_len, false, None));
+            std::thread::spawn(move || discard_server(end, mode, frame_len, busy_poll, None));
             let relay = TcpListener::bind("127.0.0.1:0")?;
             let addr = relay.local_addr()?.to_string();
-            std::thread::spawn(move || relay_server(relay, sink_addr));
-            (addr, None)
-        }
-        System::TcpRelayBusyPoll => {
-            let echo = TcpListener::bind("127.0.0.1:0")?;
-            let echo_addr = echo.local_addr()?;
-            let frame_len = hostmux_frame(super::load::CLIENT_NAME, dest, "", spec.size)?.len();
-            let mode = spec.mode;
-            std::thread::spawn(move || discard_server(echo, mode, frame_len, true, None));
-            let relay = TcpListener::bind("127.0.0.1:0")?;
-            let addr = relay.local_addr()?.to_string();
-            std::thread::spawn(move || busy_poll_relay(relay, echo_addr));
+            if busy_poll {
+                std::thread::spawn(move || busy_poll_relay(relay, end_addr));
+            } else {
+                std::thread::spawn(move || relay_server(relay, end_addr));
+            }
             (addr, None)
         }
         System::SameHost | System::CrossHost => {

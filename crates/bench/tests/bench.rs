@@ -175,18 +175,9 @@ fn tcp_spread_runs_one_way_and_reports_the_ring_shaped_comparison() {
     ] {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }
-    let rows = json["measurements"].as_array().expect("measurements");
-    let spread: Vec<_> = rows
-        .iter()
-        .filter(|r| r["system"] == "tcp-spread")
-        .collect();
-    assert_eq!(spread.len(), 1, "one-way only: {spread:?}");
-    assert_eq!(spread[0]["mode"], "oneway");
-    assert!(spread[0]["frames"].as_u64().unwrap() > 0, "{spread:?}");
+    assert_one_measured_row(&json, "tcp-spread", "oneway");
 }
 
-/// A same-host or cross-host run without a `hostmux` binary fails at once,
-/// saying where it looked and what to do, before any measurement.
 /// `tcp-relay-busy-poll` (12): round trips only, through a spinning relay
 /// to a spinning echo server, reported beside hostmux's round trip.
 #[test]
@@ -212,16 +203,24 @@ fn the_three_party_tcp_round_trip_runs_beside_hostmux() {
     ] {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }
-    let rows = json["measurements"].as_array().expect("measurements");
-    let relay: Vec<_> = rows
-        .iter()
-        .filter(|r| r["system"] == "tcp-relay-busy-poll")
-        .collect();
-    assert_eq!(relay.len(), 1, "round trips only: {relay:?}");
-    assert_eq!(relay[0]["mode"], "rr");
-    assert!(relay[0]["frames"].as_u64().unwrap() > 0, "{relay:?}");
+    assert_one_measured_row(&json, "tcp-relay-busy-poll", "rr");
 }
 
+/// `system` has exactly one measurement in `json`, in `mode` (the one
+/// mode it runs), and it counted frames.
+fn assert_one_measured_row(json: &serde_json::Value, system: &str, mode: &str) {
+    let rows = json["measurements"].as_array().expect("measurements");
+    let of_system: Vec<_> = rows.iter().filter(|r| r["system"] == system).collect();
+    assert_eq!(of_system.len(), 1, "{system}: {mode} only: {of_system:?}");
+    assert_eq!(of_system[0]["mode"], mode, "{of_system:?}");
+    assert!(
+        of_system[0]["frames"].as_u64().unwrap() > 0,
+        "{of_system:?}"
+    );
+}
+
+/// A same-host or cross-host run without a `hostmux` binary fails at once,
+/// saying where it looked and what to do, before any measurement.
 #[test]
 fn cross_host_without_a_hostmux_binary_names_the_missing_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
