@@ -216,10 +216,21 @@ impl Conn {
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(Duration::from_secs(30)))?;
                 match system {
-                    System::Tcp | System::TcpRelay | System::TcpSpread => Conn::Tcp(stream),
-                    // (12)'s client is hostmux's: it blocks unless told to spin.
-                    System::TcpRelayBusyPoll if !busy_poll => Conn::Tcp(stream),
-                    System::TcpBusyPoll | System::TcpRelayBusyPoll => {
+                    // The plain TCP systems' client is hostmux's: it blocks
+                    // unless told to spin (`--busy-poll-client`).
+                    System::Tcp
+                    | System::TcpRelay
+                    | System::TcpSpread
+                    | System::TcpRelayBusyPoll
+                        if !busy_poll =>
+                    {
+                        Conn::Tcp(stream)
+                    }
+                    System::Tcp
+                    | System::TcpRelay
+                    | System::TcpSpread
+                    | System::TcpBusyPoll
+                    | System::TcpRelayBusyPoll => {
                         stream.set_nonblocking(true)?;
                         Conn::TcpBusyPoll(stream)
                     }
@@ -298,8 +309,10 @@ impl Conn {
         dest: &str,
     ) -> anyhow::Result<(u64, u64)> {
         match self {
-            Conn::TcpBusyPoll(_) => bail!("busy-poll TCP measures round trips only"),
-            Conn::Tcp(s) => {
+            Conn::Tcp(s) | Conn::TcpBusyPoll(s) => {
+                // The count is one blocking read (a spinning client's socket
+                // is non-blocking).
+                s.set_nonblocking(false)?;
                 s.shutdown(Shutdown::Write)?;
                 let mut count = [0u8; 8];
                 s.read_exact(&mut count)
@@ -374,4 +387,51 @@ fn count_of(payload: &[u8]) -> anyhow::Result<u64> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("a count is 8 bytes, got {}", payload.len()))?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that counts what it got until the client's half-close and
+    /// answers the count, as the bench's discard server does one-way.
+    fn counting_reader() -> (std::net::TcpListener, std::thread::JoinHandle<u64>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let accepting = listener.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut stream, _) = accepting.accept().unwrap();
+            let mut total = 0u64;
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf).unwrap() {
+                    0 => break,
+                    n => total += n as u64,
+                }
+            }
+            stream.write_all(&total.to_le_bytes()).unwrap();
+            total
+        });
+        (listener, reader)
+    }
+
+    #[test]
+    fn the_plain_tcp_client_spins_when_told_and_still_learns_the_count() {
+        for busy_poll in [false, true] {
+            let (listener, reader) = counting_reader();
+            let target = listener.local_addr().unwrap().to_string();
+            let mut conn = Conn::connect(System::Tcp, &target, "load", busy_poll).unwrap();
+            assert_eq!(
+                matches!(conn, Conn::TcpBusyPoll(_)),
+                busy_poll,
+                "busy_poll {busy_poll}"
+            );
+            let frame = [7u8; 100];
+            for _ in 0..50 {
+                conn.write_all(&frame).unwrap();
+            }
+            let (frames, returned) = conn.confirm(frame.len(), "", "load", "sink").unwrap();
+            assert_eq!((frames, returned), (50, 0), "busy_poll {busy_poll}");
+            assert_eq!(reader.join().unwrap(), 5000);
+        }
+    }
 }

@@ -339,9 +339,12 @@ pub(crate) struct BenchArgs {
     /// memory, fds) at each of these counts, under each ring memory policy.
     #[arg(long, value_delimiter = ',', conflicts_with = "cross_host")]
     pub(crate) proc_cost: Option<Vec<usize>>,
-    /// hostmux's load client busy-polls its socket (non-blocking, spinning)
-    /// instead of blocking in `read`: the round trip comparable with
-    /// `tcp-busy-poll`, where both ends spin. Costs a core.
+    /// Every load client busy-polls its socket (non-blocking, spinning)
+    /// instead of blocking in `read` and `write`: hostmux's and those of
+    /// the plain TCP systems (1), (9), (10) and (12) alike, so one-way
+    /// figures compare the same client; hostmux's round trip is then the
+    /// one comparable with `tcp-busy-poll`, where both ends spin. Costs a
+    /// core.
     #[arg(long)]
     pub(crate) busy_poll_client: bool,
     /// The io-uring-direct host (11) reads one receive at a time, without

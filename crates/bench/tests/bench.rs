@@ -206,6 +206,33 @@ fn the_three_party_tcp_round_trip_runs_beside_hostmux() {
     assert_one_measured_row(&json, "tcp-relay-busy-poll", "rr");
 }
 
+/// `--busy-poll-client` spins the plain TCP systems' client too: a
+/// one-way stream to (1) still ends with the reader's count.
+#[test]
+fn a_busy_polling_client_streams_one_way_to_plain_tcp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, json) = bench(
+        &[
+            "--systems",
+            "tcp",
+            "--busy-poll-client",
+            "--duration",
+            "100ms",
+            "--rr-duration",
+            "50ms",
+            "--sizes",
+            "64",
+        ],
+        dir.path(),
+    );
+    let rows = json["measurements"].as_array().expect("measurements");
+    let oneway = rows
+        .iter()
+        .find(|r| r["system"] == "tcp" && r["mode"] == "oneway")
+        .unwrap_or_else(|| panic!("no one-way row: {rows:?}"));
+    assert!(oneway["frames"].as_u64().unwrap() > 0, "{oneway}");
+}
+
 /// `system` has exactly one measurement in `json`, in `mode` (the one
 /// mode it runs), and it counted frames.
 fn assert_one_measured_row(json: &serde_json::Value, system: &str, mode: &str) {
