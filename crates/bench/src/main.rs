@@ -39,10 +39,20 @@
 //!    on one machine without the hosts' work.
 //! 10. `tcp-spread`: one-way only, (1) with a receiver that reads each
 //!    stretch of the stream into the next part of a buffer the size of the
-//!    rings at that payload (`bench_ring_bytes`: 1 MiB up to 64 KiB
-//!    payloads, 16 MiB at 1 MiB; pages touched first), wrapping at its end: the
-//!    copy destination a ring writer has, where (1) reuses one buffer that
-//!    stays in cache. The issue 15 1 MiB bar is also reported against it.
+//!    rings at that payload ([`bench_ring_bytes`]: 1 MiB up to 64 KiB
+//!    payloads, 16 MiB at 1 MiB; pages touched first), wrapping at its
+//!    end: the copy destination a ring writer has, where (1) reuses one
+//!    buffer that stays in cache. The issue 15 1 MiB bar is also reported
+//!    against it.
+//! 11. `uring-direct`: hostmux with the io_uring frontend on the io-uring
+//!    crate, the default frontend; issue 15's bars are computed on it.
+//! 12. `tcp-relay-busy-poll`: round trips only, (9) with the relay and the
+//!    echoing end busy-polling (the relay on one thread for both
+//!    directions): the same three parties as a hostmux round trip over TCP
+//!    alone, reported beside issue 15's round-trip bar.
+//!
+//! The load client blocks in `read` and `write`, for every system but
+//! (5); with `--busy-poll-client` every client spins instead.
 //!
 //! One-way throughput counts frames the receiver confirmed (the sink
 //! answers a count request after the stream; a ring and a TCP stream are
@@ -183,9 +193,10 @@ pub(crate) enum System {
     TcpRelay,
     /// Loopback TCP to a process that reads each stretch of the stream
     /// into the next part of a buffer as large as the benchmark's rings
-    /// (1 MiB, 16 MiB at 1 MiB frames; pages touched first), wrapping at its end, instead of
-    /// into one reused buffer: the destination a ring writer copies to,
-    /// for the zero-copy comparison at large frames (one-way only).
+    /// (1 MiB, 16 MiB at 1 MiB frames; pages touched first), wrapping at
+    /// its end, instead of into one reused buffer: the destination a ring
+    /// writer copies to, for the zero-copy comparison at large frames
+    /// (one-way only).
     TcpSpread,
     /// Loopback TCP round trips through a relay to an echo server, the
     /// relay and the server busy-polling, the client as hostmux's (blocking
@@ -743,10 +754,11 @@ pub(crate) fn cpu_ticks(pid: &str) -> anyhow::Result<u64> {
 /// Bytes in each ring of a benchmark proc at `payload` bytes a frame: the
 /// host's default (`serve --inbound-ring-bytes`, 1 MiB) while sixteen
 /// payloads fit in it, else room for sixteen as a power of two (16 MiB at
-/// 1 MiB frames, as every size used before session 13). A ring is a cache
-/// footprint too: the host writes, and the proc reads, each byte of it in
-/// turn, so at 64 B a 16 MiB ring costs both ends cache misses that a
-/// 1 MiB one does not (measured in docs/benchmarks.md, "Ring size").
+/// 1 MiB frames, the size every run used before session 13). A ring is a
+/// cache footprint too: the host writes, and the proc reads, each byte of
+/// it in turn, so at 64 B a 16 MiB ring costs both ends cache misses that
+/// a 1 MiB one does not (docs/benchmarks.md, "Session 13", "Rings sized
+/// by payload").
 pub(crate) fn bench_ring_bytes(payload: usize) -> usize {
     let default = hostmux_host::HostConfig::default().inbound_ring_bytes;
     payload
