@@ -155,17 +155,9 @@ fn cross_host_mode_reports_its_rows_and_targets() {
 #[test]
 fn tcp_spread_runs_one_way_and_reports_the_ring_shaped_comparison() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (stdout, json) = bench(
-        &[
-            "--systems",
-            "tcp,tcp-spread,uring",
-            "--duration",
-            "100ms",
-            "--rr-duration",
-            "50ms",
-            "--sizes",
-            "1048576",
-        ],
+    let (stdout, json) = short_bench(
+        &["--systems", "tcp,tcp-spread,uring"],
+        "1048576",
         dir.path(),
     );
     for row in [
@@ -183,17 +175,12 @@ fn tcp_spread_runs_one_way_and_reports_the_ring_shaped_comparison() {
 #[test]
 fn the_three_party_tcp_round_trip_runs_beside_hostmux() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (stdout, json) = bench(
+    let (stdout, json) = short_bench(
         &[
             "--systems",
             "uring-direct,tcp-busy-poll,tcp-relay-busy-poll",
-            "--duration",
-            "100ms",
-            "--rr-duration",
-            "100ms",
-            "--sizes",
-            "64",
         ],
+        "64",
         dir.path(),
     );
     for row in [
@@ -211,18 +198,9 @@ fn the_three_party_tcp_round_trip_runs_beside_hostmux() {
 #[test]
 fn a_busy_polling_client_streams_one_way_to_plain_tcp() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, json) = bench(
-        &[
-            "--systems",
-            "tcp",
-            "--busy-poll-client",
-            "--duration",
-            "100ms",
-            "--rr-duration",
-            "50ms",
-            "--sizes",
-            "64",
-        ],
+    let (_, json) = short_bench(
+        &["--systems", "tcp", "--busy-poll-client"],
+        "64",
         dir.path(),
     );
     let rows = json["measurements"].as_array().expect("measurements");
@@ -231,6 +209,21 @@ fn a_busy_polling_client_streams_one_way_to_plain_tcp() {
         .find(|r| r["system"] == "tcp" && r["mode"] == "oneway")
         .unwrap_or_else(|| panic!("no one-way row: {rows:?}"));
     assert!(oneway["frames"].as_u64().unwrap() > 0, "{oneway}");
+}
+
+/// [`bench`] with `args`, at one payload `size`, measuring 100 ms one-way
+/// and 50 ms of round trips.
+fn short_bench(args: &[&str], size: &str, dir: &Path) -> (String, serde_json::Value) {
+    let mut all = args.to_vec();
+    all.extend([
+        "--duration",
+        "100ms",
+        "--rr-duration",
+        "50ms",
+        "--sizes",
+        size,
+    ]);
+    bench(&all, dir)
 }
 
 /// `system` has exactly one measurement in `json`, in `mode` (the one
