@@ -126,6 +126,13 @@ pub struct HostConfig {
     pub frame_timeout: Duration,
     /// How long a new connection may take to send its hello.
     pub hello_timeout: Duration,
+    /// At the connection cap, a new frontend connection takes the place of
+    /// the oldest one that has waited this long without saying hello (it
+    /// is closed, counted in `hellos_evicted`), so connections that never
+    /// say hello cannot keep clients out for the whole hello timeout.
+    /// Default 100 ms: a client on the same network says hello well within
+    /// it. [`Duration::MAX`] turns eviction off.
+    pub hello_eviction_grace: Duration,
     /// Host-wide budget, in bytes, for replies and other frames from procs
     /// and clients queued for clients (each client's queue is also bounded
     /// by [`client_outbox_bytes`](Self::client_outbox_bytes)). A frame that
@@ -285,6 +292,7 @@ impl Default for HostConfig {
             max_connections: 1024,
             frame_timeout: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
+            hello_eviction_grace: Duration::from_millis(100),
             reply_memory: 256 << 20,
             peers: Vec::new(),
             advertise: Vec::new(),

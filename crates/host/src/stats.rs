@@ -362,6 +362,10 @@ pub struct ConnLimitStats {
     /// Connections closed because their hello named a client already
     /// connected.
     pub names_taken: u64,
+    /// Connections closed before their hello because the cap was reached
+    /// and a newer connection took their place
+    /// ([`HostConfig::hello_eviction_grace`](crate::HostConfig::hello_eviction_grace)).
+    pub hellos_evicted: u64,
 }
 
 impl ConnStats {

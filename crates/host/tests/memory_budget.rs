@@ -3,7 +3,8 @@
 //! length is never allocated before its bytes arrive, the read buffers of
 //! all connections share one budget (a connection over it waits, unread),
 //! a partial frame must complete within the frame timeout, and the
-//! connection cap closes what is beyond it at accept. Real sockets, raw
+//! connection cap closes what is beyond it at accept, unless a connection
+//! that has not said hello can give its place up. Real sockets, raw
 //! bytes, counters from `HostStats::conn_limits`.
 
 use std::time::Duration;
@@ -324,3 +325,74 @@ async fn connections_beyond_the_cap_are_closed_at_accept(kind: FrontendKind) {
     );
 }
 every_frontend!(connections_beyond_the_cap_are_closed_at_accept);
+
+/// At the cap, a new connection takes the place of the oldest one that has
+/// not said hello (after the eviction grace, zero here); connections past
+/// their hello keep theirs, so once every place is past its hello the cap
+/// refuses at accept again.
+async fn a_connection_without_a_hello_gives_its_place_to_a_new_one(kind: FrontendKind) {
+    let config = HostConfig {
+        max_connections: 3,
+        hello_eviction_grace: Duration::ZERO,
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    let mut held = Client::connect(&host, "held").await;
+    let mut silent = [raw(&host).await, raw(&host).await];
+    until(&host, "three places taken", |s| s.connections == 3).await;
+    let mut newcomer = Client::connect(&host, "newcomer").await;
+    closed_by_host(&mut silent[0], "the oldest connection without a hello").await;
+    let mut later = Client::connect(&host, "later").await;
+    closed_by_host(&mut silent[1], "the other connection without a hello").await;
+    let mut extra = raw(&host).await;
+    closed_by_host(
+        &mut extra,
+        "a connection beyond a cap of clients past their hello",
+    )
+    .await;
+    let stats = limits(&host).await;
+    assert_eq!(
+        (
+            stats.hellos_evicted,
+            stats.refused_at_cap,
+            stats.connections
+        ),
+        (2, 1, 3),
+        "{stats:?}"
+    );
+    for client in [&mut held, &mut newcomer, &mut later] {
+        client.send("nobody", 1, b"?").await;
+        assert_eq!(
+            client.recv().await.undeliverable().reason,
+            hostmux_wire::UndeliverableReason::NoSuchProc
+        );
+    }
+}
+every_frontend!(a_connection_without_a_hello_gives_its_place_to_a_new_one);
+
+/// With the default grace a connection that just arrived keeps its place:
+/// at the cap, a newer one is refused rather than evicting it.
+async fn a_connection_within_the_eviction_grace_keeps_its_place(kind: FrontendKind) {
+    let config = HostConfig {
+        max_connections: 1,
+        hello_eviction_grace: Duration::from_secs(3600),
+        ..HostConfig::default()
+    };
+    let (host, _serving) = serve(kind, config).await;
+    let mut silent = raw(&host).await;
+    until(&host, "the place taken", |s| s.connections == 1).await;
+    let mut extra = raw(&host).await;
+    closed_by_host(&mut extra, "a connection beyond the cap").await;
+    hello(&mut silent, &host, "slow", "").await;
+    let stats = limits(&host).await;
+    assert_eq!(
+        (
+            stats.hellos_evicted,
+            stats.refused_at_cap,
+            stats.connections
+        ),
+        (0, 1, 1),
+        "{stats:?}"
+    );
+}
+every_frontend!(a_connection_within_the_eviction_grace_keeps_its_place);

@@ -18,10 +18,18 @@
 //! connection gives such a kept buffer back at its next read
 //! ([`plan_read`]).
 //!
+//! At the cap, a new connection takes the place of the oldest one still
+//! waiting to say hello, once that one has waited
+//! [`HostConfig::hello_eviction_grace`]: connections that never say hello
+//! cannot hold every place until their hello timeout (the evicted one is
+//! closed, counted in `hellos_evicted`). Connections past their hello are
+//! never evicted.
+//!
 //! Sans-IO apart from the wait, so the client-stream fuzz target drives
 //! the same accounting.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +57,30 @@ pub(crate) struct ConnBudget {
     released: Notify,
     /// When the cap was last logged, and refusals since.
     cap_log: Cell<(Option<Instant>, u64)>,
+    /// Admitted frontend connections that have not said hello yet, oldest
+    /// first: the ones a new connection may take the place of at the cap.
+    awaiting_hello: RefCell<VecDeque<Rc<AwaitingHello>>>,
+    /// How long one of those must have waited before it can be evicted.
+    eviction_grace: Duration,
+}
+
+/// A frontend connection waiting to say hello, as the budget sees it.
+#[derive(Debug)]
+pub(crate) struct AwaitingHello {
+    since: Instant,
+    /// Its place went to a newer connection: it must close.
+    evicted: Cell<bool>,
+    /// Rung when it is evicted.
+    evict: Notify,
+}
+
+impl AwaitingHello {
+    /// Returns once this connection has been evicted.
+    pub(crate) async fn evicted(&self) {
+        if !self.evicted.get() {
+            self.evict.notified().await;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,6 +95,7 @@ struct Counters {
     closed_over_budget: u64,
     hellos_refused: u64,
     names_taken: u64,
+    hellos_evicted: u64,
 }
 
 /// Why a charge could not be raised.
@@ -106,6 +139,8 @@ impl ConnBudget {
             counters: Cell::new(Counters::default()),
             released: Notify::new(),
             cap_log: Cell::new((None, 0)),
+            awaiting_hello: RefCell::new(VecDeque::new()),
+            eviction_grace: cfg.hello_eviction_grace,
         })
     }
 
@@ -139,12 +174,27 @@ impl ConnBudget {
     /// Admits a frontend connection under the cap, or refuses it (counted,
     /// and logged at most once a second with the count since the last
     /// line).
+    /// At the cap, the oldest connection still waiting for its hello gives
+    /// its place up if it has waited the eviction grace (it is told to
+    /// close, and its place passes to the new one).
     pub(crate) fn admit(self: &Rc<Self>, peer: &str, now: Instant) -> Option<Admission> {
-        if self.connections.get() < self.max_connections {
-            self.connections.set(self.connections.get() + 1);
+        let below_cap = self.connections.get() < self.max_connections;
+        if below_cap || self.evict_oldest_awaiting_hello(now) {
+            if below_cap {
+                self.connections.set(self.connections.get() + 1);
+            } else {
+                self.count(|c| c.hellos_evicted += 1);
+            }
             self.count(|c| c.accepted += 1);
+            let hello = Rc::new(AwaitingHello {
+                since: now,
+                evicted: Cell::new(false),
+                evict: Notify::new(),
+            });
+            self.awaiting_hello.borrow_mut().push_back(hello.clone());
             return Some(Admission {
                 budget: self.clone(),
+                awaiting_hello: Some(hello),
             });
         }
         self.count(|c| c.refused_at_cap += 1);
@@ -162,6 +212,30 @@ impl ConnBudget {
             self.cap_log.set((last, refused));
         }
         None
+    }
+
+    /// Evicts the oldest connection waiting for its hello if it has waited
+    /// the grace; true if one was (its place is then free for another).
+    fn evict_oldest_awaiting_hello(&self, now: Instant) -> bool {
+        let mut awaiting = self.awaiting_hello.borrow_mut();
+        let Some(oldest) = awaiting.front() else {
+            return false;
+        };
+        if now.saturating_duration_since(oldest.since) < self.eviction_grace {
+            return false;
+        }
+        let oldest = awaiting.pop_front().expect("looked at above");
+        oldest.evicted.set(true);
+        oldest.evict.notify_one();
+        true
+    }
+
+    /// Forgets `hello` as waiting (it said hello, or its connection ended).
+    fn forget_awaiting(&self, hello: &Rc<AwaitingHello>) {
+        let mut awaiting = self.awaiting_hello.borrow_mut();
+        if let Some(at) = awaiting.iter().position(|a| Rc::ptr_eq(a, hello)) {
+            awaiting.remove(at);
+        }
     }
 
     /// Counts a connection closed for `why`.
@@ -200,19 +274,54 @@ impl ConnBudget {
             closed_over_budget: c.closed_over_budget,
             hellos_refused: c.hellos_refused,
             names_taken: c.names_taken,
+            hellos_evicted: c.hellos_evicted,
         }
     }
 }
 
-/// One frontend connection under the cap; dropping it frees its place.
+/// One frontend connection under the cap; dropping it frees its place
+/// (unless a newer connection took it: see [`ConnBudget::admit`]).
 #[derive(Debug)]
 pub(crate) struct Admission {
     budget: Rc<ConnBudget>,
+    /// Until its hello: how the budget may evict it.
+    awaiting_hello: Option<Rc<AwaitingHello>>,
+}
+
+impl Admission {
+    /// While the connection has not said hello: what tells it it was
+    /// evicted.
+    pub(crate) fn awaiting_hello(&self) -> Option<Rc<AwaitingHello>> {
+        self.awaiting_hello.clone()
+    }
+
+    /// The connection said hello: it keeps its place from now on. False
+    /// if it had been evicted already (it must close).
+    pub(crate) fn hello_done(&mut self) -> bool {
+        match self.awaiting_hello.take() {
+            Some(hello) if hello.evicted.get() => {
+                self.awaiting_hello = Some(hello);
+                false
+            }
+            Some(hello) => {
+                self.budget.forget_awaiting(&hello);
+                true
+            }
+            None => true,
+        }
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         let budget = &self.budget;
+        if let Some(hello) = self.awaiting_hello.take() {
+            if hello.evicted.get() {
+                // Its place went to the connection that evicted it.
+                return;
+            }
+            budget.forget_awaiting(&hello);
+        }
         budget.connections.set(budget.connections.get() - 1);
     }
 }

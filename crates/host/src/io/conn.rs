@@ -15,6 +15,15 @@ use super::*;
 use crate::dataplane::Heartbeat;
 use crate::frontend::Next;
 
+/// Returns once `awaiting` (a connection still waiting to say hello) is
+/// evicted; never without one.
+async fn evicted(awaiting: Option<&super::budget::AwaitingHello>) {
+    match awaiting {
+        Some(awaiting) => awaiting.evicted().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn connection<F: Frontend>(
     mut reader: F::Reader,
@@ -24,7 +33,7 @@ pub(super) async fn connection<F: Frontend>(
     service_name: ProcName,
     budget: Rc<ConnBudget>,
     // Held until the connection ends: its place under the cap.
-    door: Door,
+    mut door: Door,
     span: tracing::Span,
 ) {
     let (token, peer_token) = match &door {
@@ -36,20 +45,43 @@ pub(super) async fn connection<F: Frontend>(
     };
     let limits = cfg.limits;
     let mut charge = budget.charge();
-    // The hello: the first frame, within a bounded time and size.
+    // The hello: the first frame, within a bounded time and size; unless,
+    // at the cap, a newer connection takes this one's place first.
     let deadline = Instant::now() + cfg.hello_timeout;
-    let hello = tokio::time::timeout_at(
-        deadline.into(),
-        read_hello::<F>(
-            &mut reader,
-            &mut charge,
-            deadline,
-            service_name.as_str(),
-            (token, peer_token),
-            limits,
-        ),
-    )
-    .await;
+    let awaiting_hello = match &door {
+        Door::Frontend { place, .. } => place.awaiting_hello(),
+        Door::ControlSocket => None,
+    };
+    let hello = tokio::select! {
+        biased;
+        () = evicted(awaiting_hello.as_deref()) => {
+            reader.shutdown();
+            tracing::warn!(
+                parent: &span,
+                peer = door.peer(),
+                "closing connection: no hello yet, and the connection cap is reached (its place went to a newer connection)"
+            );
+            return;
+        }
+        hello = tokio::time::timeout_at(
+            deadline.into(),
+            read_hello::<F>(
+                &mut reader,
+                &mut charge,
+                deadline,
+                service_name.as_str(),
+                (token, peer_token),
+                limits,
+            ),
+        ) => hello,
+    };
+    drop(awaiting_hello);
+    if let (Ok(Ok(_)), Door::Frontend { place, .. }) = (&hello, &mut door) {
+        if !place.hello_done() {
+            reader.shutdown();
+            return;
+        }
+    }
     let (client, mut decoder, is_peer) = match hello {
         Ok(Ok(hello)) => hello,
         Ok(Err(HelloFailure { reason, refused })) => {

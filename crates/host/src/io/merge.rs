@@ -62,6 +62,7 @@ pub(crate) fn merge_thread_stats(total: &mut HostStats, stats: HostStats, thread
     sum.closed_over_budget += add.closed_over_budget;
     sum.hellos_refused += add.hellos_refused;
     sum.names_taken += add.names_taken;
+    sum.hellos_evicted += add.hellos_evicted;
 }
 
 /// Merges `more` into `procs` by name: the n-th entry of a name in `more`

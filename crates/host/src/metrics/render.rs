@@ -219,10 +219,11 @@ fn encode_host(enc: &mut DescriptorEncoder<'_>, snapshot: &MetricsSnapshot) -> f
     family(
         enc,
         "hostmux_connections_closed_by_limit",
-        "Connections the host closed for a limit: hello_too_large, hello_timeout, frame_timeout, over_budget.",
+        "Connections the host closed for a limit: hello_too_large, hello_timeout, hello_evicted (its place taken at the cap before its hello), frame_timeout, over_budget.",
         [
             ("hello_too_large", limits.hello_too_large),
             ("hello_timeout", limits.hello_timeouts),
+            ("hello_evicted", limits.hellos_evicted),
             ("frame_timeout", limits.frame_timeouts),
             ("over_budget", limits.closed_over_budget),
         ]
