@@ -55,8 +55,8 @@ pub(crate) struct ConnBudget {
     counters: Cell<Counters>,
     /// Rung whenever memory is released.
     released: Notify,
-    /// When the cap was last logged, and refusals since.
-    cap_log: Cell<(Option<Instant>, u64)>,
+    /// When the cap was last logged, and refusals and evictions since.
+    cap_log: Cell<(Option<Instant>, u64, u64)>,
     /// Admitted frontend connections that have not said hello yet, oldest
     /// first: the ones a new connection may take the place of at the cap.
     awaiting_hello: RefCell<VecDeque<Rc<AwaitingHello>>>,
@@ -123,6 +123,13 @@ pub(crate) enum Closed {
 /// Charged bytes that, once mostly released, make the host trim its heap.
 const TRIM_AFTER_PEAK: usize = 1 << 20;
 
+/// What the cap did to make room, or not, for a new connection.
+#[derive(Debug, Clone, Copy)]
+enum CapAction {
+    Refused,
+    Evicted,
+}
+
 /// How often reaching the connection cap is logged, at most.
 const CAP_LOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -138,7 +145,7 @@ impl ConnBudget {
             connections: Cell::new(0),
             counters: Cell::new(Counters::default()),
             released: Notify::new(),
-            cap_log: Cell::new((None, 0)),
+            cap_log: Cell::new((None, 0, 0)),
             awaiting_hello: RefCell::new(VecDeque::new()),
             eviction_grace: cfg.hello_eviction_grace,
         })
@@ -179,39 +186,50 @@ impl ConnBudget {
     /// close, and its place passes to the new one).
     pub(crate) fn admit(self: &Rc<Self>, peer: &str, now: Instant) -> Option<Admission> {
         let below_cap = self.connections.get() < self.max_connections;
-        if below_cap || self.evict_oldest_awaiting_hello(now) {
-            if below_cap {
-                self.connections.set(self.connections.get() + 1);
-            } else {
-                self.count(|c| c.hellos_evicted += 1);
-            }
-            self.count(|c| c.accepted += 1);
-            let hello = Rc::new(AwaitingHello {
-                since: now,
-                evicted: Cell::new(false),
-                evict: Notify::new(),
-            });
-            self.awaiting_hello.borrow_mut().push_back(hello.clone());
-            return Some(Admission {
-                budget: self.clone(),
-                awaiting_hello: Some(hello),
-            });
+        if !below_cap && !self.evict_oldest_awaiting_hello(now) {
+            self.count(|c| c.refused_at_cap += 1);
+            self.log_cap(peer, now, CapAction::Refused);
+            return None;
         }
-        self.count(|c| c.refused_at_cap += 1);
-        let (last, refused) = self.cap_log.get();
-        let refused = refused + 1;
-        if last.is_none_or(|at| now.duration_since(at) >= CAP_LOG_EVERY) {
-            tracing::warn!(
-                peer,
-                max_connections = self.max_connections,
-                refused,
-                "connection cap reached: closing new connections at accept (raise serve --max-connections)"
-            );
-            self.cap_log.set((Some(now), 0));
+        if below_cap {
+            self.connections.set(self.connections.get() + 1);
         } else {
-            self.cap_log.set((last, refused));
+            self.count(|c| c.hellos_evicted += 1);
+            self.log_cap(peer, now, CapAction::Evicted);
         }
-        None
+        self.count(|c| c.accepted += 1);
+        let hello = Rc::new(AwaitingHello {
+            since: now,
+            evicted: Cell::new(false),
+            evict: Notify::new(),
+        });
+        self.awaiting_hello.borrow_mut().push_back(hello.clone());
+        Some(Admission {
+            budget: self.clone(),
+            awaiting_hello: Some(hello),
+        })
+    }
+
+    /// Logs reaching the cap at most once a second, with what was done at
+    /// it since the last line.
+    fn log_cap(&self, peer: &str, now: Instant, action: CapAction) {
+        let (last, mut refused, mut evicted) = self.cap_log.get();
+        match action {
+            CapAction::Refused => refused += 1,
+            CapAction::Evicted => evicted += 1,
+        }
+        if last.is_some_and(|at| now.duration_since(at) < CAP_LOG_EVERY) {
+            self.cap_log.set((last, refused, evicted));
+            return;
+        }
+        tracing::warn!(
+            peer,
+            max_connections = self.max_connections,
+            refused,
+            evicted_before_hello = evicted,
+            "connection cap reached: closing new connections at accept, or the oldest ones still without a hello (raise serve --max-connections)"
+        );
+        self.cap_log.set((Some(now), 0, 0));
     }
 
     /// Evicts the oldest connection waiting for its hello if it has waited

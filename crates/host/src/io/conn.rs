@@ -56,7 +56,9 @@ pub(super) async fn connection<F: Frontend>(
         biased;
         () = evicted(awaiting_hello.as_deref()) => {
             reader.shutdown();
-            tracing::warn!(
+            // Logged per connection at debug only: a flood makes many (the
+            // cap's own line, once a second, counts them).
+            tracing::debug!(
                 parent: &span,
                 peer = door.peer(),
                 "closing connection: no hello yet, and the connection cap is reached (its place went to a newer connection)"
