@@ -295,9 +295,17 @@ pub(crate) struct ServeArgs {
     /// See docs/operations.md, "Multishot receive".
     #[arg(long, default_value = "64x64K", value_parser = parse_recv_buffers)]
     pub(crate) recv_buffers: RecvBuffersArg,
-    /// Frontend connections served at once; more are closed at accept.
+    /// Frontend connections served at once; more are closed at accept,
+    /// unless a connection has gone --hello-eviction-grace without saying
+    /// hello: the oldest such one is closed instead.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,
+    /// At the connection cap, how long a connection may go without saying
+    /// hello before a new connection may take its place (so a flood of
+    /// connections that never say hello cannot keep clients out); `off`
+    /// never takes a place. See docs/operations.md, "Memory limits".
+    #[arg(long, default_value = "100ms", value_parser = parse_eviction_grace)]
+    pub(crate) hello_eviction_grace: Duration,
     /// How long a frame may take from its first byte to its last; a
     /// connection holding an older partial frame is closed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -617,6 +625,14 @@ pub(crate) fn parse_recv_buffers(text: &str) -> Result<RecvBuffersArg, String> {
     })))
 }
 
+/// Parses `--hello-eviction-grace`: a duration, or `off` (never).
+pub(crate) fn parse_eviction_grace(text: &str) -> Result<Duration, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(Duration::MAX);
+    }
+    parse_duration(text)
+}
+
 /// Parses a byte size: a number with an optional `K`, `M` or `G` suffix
 /// (powers of 1024; a trailing `B` or `iB` is allowed: `64KiB`, `1G`).
 pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
@@ -703,6 +719,16 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_eviction_grace_is_a_duration_or_off() {
+        assert_eq!(
+            parse_eviction_grace("100ms"),
+            Ok(Duration::from_millis(100))
+        );
+        assert_eq!(parse_eviction_grace("OFF"), Ok(Duration::MAX));
+        assert!(parse_eviction_grace("never").is_err());
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub(crate) fn host_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
         zero_copy_threshold: args.zero_copy_threshold,
         uring_recv_buffers: args.recv_buffers.0,
         max_connections: args.max_connections as usize,
+        hello_eviction_grace: args.hello_eviction_grace,
         frame_timeout: args.frame_timeout,
         link_timeout: args.link_timeout,
         link_window_bytes: args.link_window,
