@@ -181,6 +181,7 @@ impl ConnBudget {
     /// Admits a frontend connection under the cap, or refuses it (counted,
     /// and logged at most once a second with the count since the last
     /// line).
+    ///
     /// At the cap, the oldest connection still waiting for its hello gives
     /// its place up if it has waited the eviction grace (it is told to
     /// close, and its place passes to the new one).
