@@ -370,8 +370,9 @@ async fn a_connection_without_a_hello_gives_its_place_to_a_new_one(kind: Fronten
 }
 every_frontend!(a_connection_without_a_hello_gives_its_place_to_a_new_one);
 
-/// With the default grace a connection that just arrived keeps its place:
-/// at the cap, a newer one is refused rather than evicting it.
+/// A connection within the eviction grace (an hour here) keeps its place
+/// though it has not said hello: at the cap, a newer one is refused
+/// rather than evicting it, and the first can still say hello.
 async fn a_connection_within_the_eviction_grace_keeps_its_place(kind: FrontendKind) {
     let config = HostConfig {
         max_connections: 1,

@@ -317,17 +317,14 @@ impl Admission {
     /// The connection said hello: it keeps its place from now on. False
     /// if it had been evicted already (it must close).
     pub(crate) fn hello_done(&mut self) -> bool {
-        match self.awaiting_hello.take() {
-            Some(hello) if hello.evicted.get() => {
-                self.awaiting_hello = Some(hello);
-                false
+        if let Some(hello) = &self.awaiting_hello {
+            if hello.evicted.get() {
+                return false;
             }
-            Some(hello) => {
-                self.budget.forget_awaiting(&hello);
-                true
-            }
-            None => true,
+            self.budget.forget_awaiting(hello);
+            self.awaiting_hello = None;
         }
+        true
     }
 }
 
